@@ -1,0 +1,265 @@
+"""The SatClassify model card: the JSON stored in an ONNX file's ``metadata_props["satclassify"]``.
+
+Pure Python (shared with the training package). See DESIGN.md "Model contract (ONNX)".
+:func:`parse_card` validates and normalises a card; :func:`card_from_deepness` builds one
+from the metadata keys that Deepness models carry, for models made by other tools.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from .errors import SatClassifyError
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "satclassify"
+S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12", "SCL")
+DEEPNESS_KEYS = ("model_type", "class_names", "resolution", "tiles_size", "tile_size", "tiles_overlap",
+                 "standardization_mean", "standardization_std")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class ModelCardError(SatClassifyError):
+    """The model card is missing or invalid."""
+
+
+@dataclass
+class HeadClass:
+    value: int
+    code: str
+    name: str
+    color: str
+
+    def to_dict(self):
+        return {"value": self.value, "code": self.code, "name": self.name, "color": self.color}
+
+
+@dataclass
+class Head:
+    name: str
+    output: str
+    classes: List[HeadClass]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self):
+        return {"name": self.name, "output": self.output, "classes": [c.to_dict() for c in self.classes]}
+
+
+@dataclass
+class ModelCard:
+    architecture: str
+    bands: List[str]
+    heads: List[Head]
+    resolution_m: Optional[float] = None
+    input_scale: float = 1e-4
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    tile_size: int = 256
+    halo: int = 32
+    training: Dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    source: str = METADATA_KEY  # "satclassify" or "deepness"
+
+    def to_dict(self) -> dict:
+        d = {"schema_version": self.schema_version, "architecture": self.architecture, "bands": list(self.bands),
+             "resolution_m": self.resolution_m, "input_scale": self.input_scale, "mean": self.mean,
+             "std": self.std, "tile_size": self.tile_size, "halo": self.halo,
+             "heads": [h.to_dict() for h in self.heads], "training": self.training}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.bands)
+
+
+def _req(d: Mapping, key: str, where: str):
+    if key not in d:
+        raise ModelCardError(f"model card: '{key}' is missing in {where}")
+    return d[key]
+
+
+def _num_list(v, key, n) -> Optional[List[float]]:
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise ModelCardError(f"model card: '{key}' must be a list of numbers, got {v!r}")
+    if len(v) != n:
+        raise ModelCardError(f"model card: '{key}' has {len(v)} values but the model has {n} bands")
+    return [float(x) for x in v]
+
+
+def parse_card(data) -> ModelCard:
+    """Validate a card (JSON text or dict) and return a :class:`ModelCard`."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except ValueError as e:
+            raise ModelCardError(f"model card is not valid JSON: {e}")
+    if not isinstance(data, Mapping):
+        raise ModelCardError("model card must be a JSON object")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ModelCardError(
+            f"model card schema_version {version!r} is not supported (this plugin reads {SCHEMA_VERSION}); "
+            "update the plugin or re-export the model")
+    arch = _req(data, "architecture", "the card")
+    if not isinstance(arch, str) or not arch:
+        raise ModelCardError("model card: 'architecture' must be a non-empty string")
+    bands = _req(data, "bands", "the card")
+    if not isinstance(bands, list) or not bands or not all(isinstance(b, str) and b for b in bands):
+        raise ModelCardError(f"model card: 'bands' must be a non-empty list of band names, got {bands!r}")
+    if len(set(bands)) != len(bands):
+        raise ModelCardError(f"model card: 'bands' has duplicates: {bands}")
+    n = len(bands)
+    scale = data.get("input_scale", 1e-4)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+        raise ModelCardError(f"model card: 'input_scale' must be a positive number, got {scale!r}")
+    mean = _num_list(data.get("mean"), "mean", n)
+    std = _num_list(data.get("std"), "std", n)
+    if (mean is None) != (std is None):
+        raise ModelCardError("model card: give both 'mean' and 'std' or neither")
+    if std is not None and any(s <= 0 for s in std):
+        raise ModelCardError(f"model card: 'std' values must be > 0, got {std}")
+    tile = data.get("tile_size", 256)
+    halo = data.get("halo", 0)
+    for key, v, lo in (("tile_size", tile, 1), ("halo", halo, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ModelCardError(f"model card: '{key}' must be an integer >= {lo}, got {v!r}")
+    if tile <= 2 * halo:
+        raise ModelCardError(f"model card: tile_size {tile} must be larger than twice the halo {halo}")
+    res = data.get("resolution_m")
+    if res is not None and (not isinstance(res, (int, float)) or res <= 0):
+        raise ModelCardError(f"model card: 'resolution_m' must be a positive number, got {res!r}")
+    heads_raw = _req(data, "heads", "the card")
+    if not isinstance(heads_raw, list) or not heads_raw:
+        raise ModelCardError("model card: 'heads' must be a non-empty list")
+    heads = []
+    for i, h in enumerate(heads_raw):
+        if not isinstance(h, Mapping):
+            raise ModelCardError(f"model card: head {i} must be an object")
+        name = _req(h, "name", f"head {i}")
+        output = _req(h, "output", f"head {i}")
+        classes_raw = _req(h, "classes", f"head '{name}'")
+        if not isinstance(classes_raw, list) or not classes_raw:
+            raise ModelCardError(f"model card: head '{name}' needs a non-empty 'classes' list")
+        classes = []
+        for j, c in enumerate(classes_raw):
+            if not isinstance(c, Mapping):
+                raise ModelCardError(f"model card: class {j} of head '{name}' must be an object")
+            value = _req(c, "value", f"class {j} of head '{name}'")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 255:
+                raise ModelCardError(
+                    f"model card: class {j} of head '{name}' has value {value!r}; values are 1..255 (0 = no label)")
+            color = c.get("color", "#808080")
+            if not isinstance(color, str) or not _COLOR.match(color):
+                raise ModelCardError(f"model card: class {value} of head '{name}' has colour {color!r}, not #rrggbb")
+            classes.append(HeadClass(value, str(c.get("code", value)), str(c.get("name", f"class {value}")), color))
+        if len({c.value for c in classes}) != len(classes):
+            raise ModelCardError(f"model card: head '{name}' has duplicate class values")
+        heads.append(Head(str(name), str(output), classes))
+    if len({h.name for h in heads}) != len(heads):
+        raise ModelCardError("model card: head names must be unique")
+    training = data.get("training") or {}
+    if not isinstance(training, Mapping):
+        raise ModelCardError("model card: 'training' must be an object")
+    return ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
+                     mean, std, tile, halo, dict(training), version)
+
+
+def card_from_metadata(props: Mapping[str, str], output_names: List[str], num_inputs: int,
+                       output_channels: Optional[List[Optional[int]]] = None) -> ModelCard:
+    """The card of a model from its ONNX metadata_props.
+
+    Reads the ``satclassify`` key; falls back to Deepness keys; otherwise raises
+    :class:`ModelCardError` naming the keys that are missing.
+    """
+    if METADATA_KEY in props:
+        card = parse_card(props[METADATA_KEY])
+        for h in card.heads:
+            if h.output not in output_names:
+                raise ModelCardError(
+                    f"model card names output '{h.output}' for head '{h.name}' but the model's outputs are "
+                    f"{output_names}")
+        return card
+    if any(k in props for k in DEEPNESS_KEYS):
+        return card_from_deepness(props, output_names, num_inputs, output_channels)
+    raise ModelCardError(
+        "the model has no SatClassify model card: metadata key 'satclassify' is missing "
+        f"(and no Deepness keys {', '.join(DEEPNESS_KEYS[:3])}...). Export it with "
+        "'python -m training export', or add the card with training.card.write_card")
+
+
+def _json_or_literal(text):
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        import ast
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+
+def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_inputs: int,
+                       output_channels: Optional[List[Optional[int]]] = None) -> ModelCard:
+    """A card for a Deepness-style model (inputs scaled 0..255, i.e. value/255 of 8-bit data).
+
+    Deepness models see RGB(A) imagery; band names are taken as positional ("1", "2", ...) so the
+    plugin maps them to raster bands by number unless the user gives a band list.
+    """
+    mtype = str(_json_or_literal(props.get("model_type", "segmentor"))).lower()
+    names = _json_or_literal(props.get("class_names"))
+    heads = []
+    if isinstance(names, Mapping):
+        names = [names[k] for k in sorted(names, key=lambda k: int(k))]
+    if isinstance(names, list) and names and isinstance(names[0], (list, dict)):
+        per_head = [n if isinstance(n, list) else [n[k] for k in sorted(n, key=int)] for n in names]
+    elif isinstance(names, list) and names:
+        per_head = [names]
+    else:
+        per_head = None
+    for i, out in enumerate(output_names):
+        if per_head and i < len(per_head):
+            cls_names = [str(n) for n in per_head[i]]
+        else:
+            k = (output_channels[i] if output_channels and i < len(output_channels) else None)
+            if not k:
+                raise ModelCardError(
+                    f"Deepness model: 'class_names' is missing and output '{out}' has no fixed class count")
+            cls_names = [f"class {j}" for j in range(k)]
+        from .clc import default_palette
+        classes = [HeadClass(j + 1, str(j), n, default_palette(j + 1)) for j, n in enumerate(cls_names)]
+        heads.append(Head(f"head{i}" if len(output_names) > 1 else "class", out, classes))
+    res = props.get("resolution")
+    res_m = float(_json_or_literal(res)) / 100.0 if res not in (None, "") else None
+    tile = props.get("tiles_size", props.get("tile_size", 256))
+    tile = int(_json_or_literal(tile))
+    overlap = props.get("tiles_overlap")
+    halo = 0
+    if overlap not in (None, ""):
+        # Deepness gives the overlap in percent of the tile.
+        halo = int(round(float(_json_or_literal(overlap)) / 100.0 * tile / 2))
+    halo = min(halo, (tile - 1) // 2)
+    mean = _json_or_literal(props.get("standardization_mean"))
+    std = _json_or_literal(props.get("standardization_std"))
+    bands = [str(i + 1) for i in range(num_inputs)]
+    if isinstance(mean, list) and len(mean) != num_inputs:
+        raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} channels")
+    card = ModelCard(architecture=f"deepness-{mtype}", bands=bands, heads=heads, resolution_m=res_m,
+                     input_scale=1.0 / 255.0, mean=[float(x) for x in mean] if isinstance(mean, list) else None,
+                     std=[float(x) for x in std] if isinstance(std, list) else None, tile_size=tile, halo=halo,
+                     training={}, source="deepness")
+    if mtype not in ("segmentor", "segmentation"):
+        raise ModelCardError(
+            f"Deepness model_type '{mtype}' is not supported: SatClassify runs segmentation models only")
+    return card

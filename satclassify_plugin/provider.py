@@ -1,0 +1,30 @@
+"""The SatClassify Processing provider (id "satclassify")."""
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms import algorithm_classes
+
+ICON = os.path.join(os.path.dirname(__file__), "resources", "icons", "satclassify.svg")
+
+
+class SatClassifyProvider(QgsProcessingProvider):
+    def id(self):
+        return "satclassify"
+
+    def name(self):
+        return "SatClassify"
+
+    def longName(self):  # noqa: N802
+        return "SatClassify: Sentinel-2 + CORINE land-cover classification"
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def svgIconPath(self):  # noqa: N802
+        return ICON
+
+    def loadAlgorithms(self):  # noqa: N802
+        for cls in algorithm_classes():
+            self.addAlgorithm(cls())

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Idempotent setup of both environments. Usage: scripts/setup.sh [qgis|train|all]   (default: all)
+#  - apt: QGIS 3.22 + GDAL (Debian 12) when missing
+#  - .venv-qgis : /usr/bin/python3 venv with system site packages (imports qgis), numpy pinned to the system's
+#  - .venv-train: separate venv for PyTorch training (torch, smp, rasterio; numpy 2 allowed)
+# A stamp file holding the requirements' hash skips pip when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+what=${1:-all}
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+apt_packages="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip xvfb xauth"
+need_apt=""
+for p in $apt_packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt="$need_apt $p"
+done
+if [ -n "$need_apt" ]; then
+  echo "[setup] apt-get install$need_apt"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $need_apt
+fi
+
+stamp() { cat "$@" | sha256sum | cut -c1-16; }
+
+if [ "$what" = all ] || [ "$what" = qgis ]; then
+  V=.venv-qgis
+  if [ ! -x $V/bin/python ]; then
+    echo "[setup] creating $V"
+    /usr/bin/python3 -m venv --system-site-packages $V
+  fi
+  np=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
+  printf 'numpy==%s\n' "$np" > $V/constraints.txt
+  s=$(stamp requirements-qgis.txt $V/constraints.txt)
+  if [ "$(cat $V/.stamp 2>/dev/null)" != "$s" ]; then
+    echo "[setup] pip install -r requirements-qgis.txt (numpy pinned to $np)"
+    $V/bin/python -m pip install -q -c $V/constraints.txt -r requirements-qgis.txt
+    $V/bin/python -c "import numpy, onnxruntime; from osgeo import gdal; assert numpy.__version__ == '$np'"
+    echo "$s" > $V/.stamp
+  fi
+fi
+
+if [ "$what" = all ] || [ "$what" = train ]; then
+  V=.venv-train
+  if [ ! -x $V/bin/python ]; then
+    echo "[setup] creating $V"
+    /usr/bin/python3 -m venv $V
+  fi
+  s=$(stamp requirements-training.txt)
+  if [ "$(cat $V/.stamp 2>/dev/null)" != "$s" ]; then
+    echo "[setup] pip install -r requirements-training.txt (torch wheels from local disk when present)"
+    $V/bin/python -m pip install -q --upgrade pip
+    $V/bin/python -m pip install -q -r requirements-training.txt
+    $V/bin/python -c "import torch, segmentation_models_pytorch, onnx, onnxruntime, rasterio"
+    echo "$s" > $V/.stamp
+  fi
+fi
+echo "[setup] done ($what)"

@@ -1,0 +1,73 @@
+"""Fixtures for tests that run in real QGIS (pytest-qgis 2.1.0, headless)."""
+import os
+
+import pytest
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QMainWindow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class IfaceStub:
+    """The parts of QgisInterface the plugin uses; records layer actions like QGIS does."""
+
+    def __init__(self):
+        self._main = QMainWindow()
+        self.custom_actions = []  # (action, menu, layer_type, all_layers)
+        self.active_layer = None
+
+    def mainWindow(self):  # noqa: N802
+        return self._main
+
+    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers):  # noqa: N802
+        self.custom_actions.append((action, menu, layer_type, all_layers))
+
+    def removeCustomActionForLayerType(self, action):  # noqa: N802
+        before = len(self.custom_actions)
+        self.custom_actions = [a for a in self.custom_actions if a[0] is not action]
+        return len(self.custom_actions) < before
+
+    def activeLayer(self):  # noqa: N802
+        return self.active_layer
+
+    def setActiveLayer(self, layer):  # noqa: N802
+        self.active_layer = layer
+        return True
+
+    def addPluginToMenu(self, menu, action):  # noqa: N802
+        self.custom_actions.append((action, menu, None, None))
+
+    def removePluginMenu(self, menu, action):  # noqa: N802
+        self.removeCustomActionForLayerType(action)
+
+
+@pytest.fixture(scope="session")
+def plugin(qgis_app, qgis_processing):
+    """The SatClassify plugin loaded through classFactory, provider registered, GUI initialised."""
+    import satclassify_plugin
+
+    iface = IfaceStub()
+    p = satclassify_plugin.classFactory(iface)
+    p.initGui()
+    yield p
+    p.unload()
+
+
+@pytest.fixture(scope="session")
+def provider(plugin):
+    prov = QgsApplication.processingRegistry().providerById("satclassify")
+    assert prov is not None
+    return prov
+
+
+@pytest.fixture
+def run_alg(provider):
+    """processing.run with a fresh context/feedback; returns the result dict."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    def _run(alg_id, params, feedback=None, context=None):
+        context = context or QgsProcessingContext()
+        return processing.run(alg_id, params, context=context, feedback=feedback or QgsProcessingFeedback())
+
+    return _run

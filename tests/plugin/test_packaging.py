@@ -1,0 +1,74 @@
+"""The plugin zip follows the QGIS plugin repository rules, and qgis_process sees the provider."""
+import configparser
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import build_zip  # noqa: E402
+
+REQUIRED_KEYS = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+                 "repository", "tracker", "homepage", "tags", "hasProcessingProvider", "experimental", "changelog")
+
+
+@pytest.fixture(scope="module")
+def built_zip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "satclassify_plugin.zip"
+    build_zip.build_zip(str(out))
+    return out
+
+
+def test_zip_layout(built_zip):
+    with zipfile.ZipFile(built_zip) as z:
+        names = z.namelist()
+        assert z.testzip() is None
+    roots = {n.split("/")[0] for n in names}
+    assert roots == {"satclassify_plugin"}
+    for required in ("__init__.py", "metadata.txt", "LICENSE", "provider.py", "plugin.py",
+                     "core/data/clc_legend.csv", "resources/icons/satclassify.svg"):
+        assert f"satclassify_plugin/{required}" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if n.split("/")[1] in ("tests", "training")]
+    assert os.path.getsize(built_zip) < 25 * 1024 * 1024
+
+
+def test_zip_metadata_has_required_keys(built_zip):
+    with zipfile.ZipFile(built_zip) as z:
+        text = z.read("satclassify_plugin/metadata.txt").decode("utf-8")
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(text)
+    general = cfg["general"]
+    missing = [k for k in REQUIRED_KEYS if not general.get(k, "").strip()]
+    assert not missing, f"metadata.txt lacks {missing}"
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["hasProcessingProvider"] == "yes"
+    with zipfile.ZipFile(built_zip) as z:
+        assert f"satclassify_plugin/{general['icon']}" in z.namelist()
+
+
+def test_zip_imports_in_isolation(built_zip, tmp_path):
+    """The zipped package imports on its own (no dependency on the repository layout)."""
+    with zipfile.ZipFile(built_zip) as z:
+        z.extractall(tmp_path)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import satclassify_plugin, satclassify_plugin.core.clc as c;"
+            "assert satclassify_plugin.__file__.startswith(sys.argv[1]); print(len(c.legend()))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "44"
+
+
+def test_qgis_process_lists_the_provider(tmp_path):
+    cfg = tmp_path / "qgis-config"
+    build_zip.install_profile(str(cfg))
+    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=str(cfg), QT_QPA_PLATFORM="offscreen",
+               XDG_RUNTIME_DIR=str(tmp_path))
+    out = subprocess.run(["/usr/bin/qgis_process.bin", "list"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "SatClassify" in out.stdout
+    from satclassify_plugin.algorithms import algorithm_classes
+    for cls in algorithm_classes():
+        assert f"satclassify:{cls.ALGORITHM_ID}" in out.stdout
