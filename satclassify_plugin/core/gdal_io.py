@@ -1,0 +1,193 @@
+"""GDAL raster I/O shared by the plugin tools (QGIS env only: the training env has no osgeo).
+
+* :func:`open_raster` opens with a clear error; :func:`band_names` reads band descriptions.
+* :class:`AtomicOutput` writes to a temporary name beside the target and renames on success, so a
+  cancelled or failed run never leaves a partial file under the final name.
+* :func:`create_geotiff` makes a tiled, compressed GeoTIFF; :func:`write_class_metadata` gives a class
+  band its colour table and category names so QGIS (and any GDAL client) shows the legend.
+* :func:`warp_to_grid` aligns another raster to a reference grid (a VRT, nothing written to disk).
+* :func:`iter_windows` walks a raster in blocks.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from osgeo import gdal, osr
+
+from .errors import SatClassifyError
+
+gdal.UseExceptions()
+
+GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
+                 "NUM_THREADS=ALL_CPUS")
+Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
+
+
+def open_raster(path: str, what: str = "raster", update: bool = False) -> gdal.Dataset:
+    if not path:
+        raise SatClassifyError(f"no {what} given")
+    try:
+        ds = gdal.Open(path, gdal.GA_Update if update else gdal.GA_ReadOnly)
+    except RuntimeError as e:
+        raise SatClassifyError(f"cannot open {what} '{path}': {e}")
+    if ds is None:
+        raise SatClassifyError(f"cannot open {what} '{path}'")
+    if ds.RasterCount == 0:
+        raise SatClassifyError(f"{what} '{path}' has no raster bands")
+    return ds
+
+
+def band_names(ds: gdal.Dataset) -> List[str]:
+    """GDAL band descriptions (e.g. "B04"); empty strings where a band has none."""
+    return [ds.GetRasterBand(i + 1).GetDescription() or "" for i in range(ds.RasterCount)]
+
+
+def category_names(ds: gdal.Dataset, band: int = 1) -> List[str]:
+    """A band's category names. (GDAL 3.6's Python ``GetCategoryNames`` returns None for names kept in
+    the .aux.xml of a GeoTIFF, although gdalinfo and QGIS read them; ``gdal.Info`` does not.)"""
+    names = ds.GetRasterBand(band).GetCategoryNames()
+    if names:
+        return list(names)
+    info = gdal.Info(ds, format="json")
+    return list(info["bands"][band - 1].get("categories") or [])
+
+
+def srs_of(ds: gdal.Dataset) -> Optional[osr.SpatialReference]:
+    wkt = ds.GetProjection()
+    if not wkt:
+        return None
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def grid_of(ds: gdal.Dataset):
+    """(width, height, geotransform, WKT) describing a raster's grid."""
+    return ds.RasterXSize, ds.RasterYSize, tuple(ds.GetGeoTransform()), ds.GetProjection()
+
+
+def same_grid(a: gdal.Dataset, b: gdal.Dataset, tol: float = 1e-6) -> bool:
+    wa, ha, ga, pa = grid_of(a)
+    wb, hb, gb, pb = grid_of(b)
+    if (wa, ha) != (wb, hb):
+        return False
+    scale = max(abs(ga[1]), abs(ga[5]), 1e-12)
+    if any(abs(x - y) > tol * scale for x, y in zip(ga, gb)):
+        return False
+    sa, sb = srs_of(a), srs_of(b)
+    if sa is None or sb is None:
+        return sa is None and sb is None
+    return bool(sa.IsSame(sb))
+
+
+class AtomicOutput:
+    """Context manager: ``with AtomicOutput(final) as tmp: write tmp`` -> renamed to final on success.
+
+    On an exception (failure or cancel) the temporary file is removed and the final path is untouched.
+    """
+
+    def __init__(self, final_path: str):
+        if not final_path:
+            raise SatClassifyError("no output file given")
+        self.final = os.path.abspath(final_path)
+        d = os.path.dirname(self.final)
+        if not os.path.isdir(d):
+            try:
+                os.makedirs(d, exist_ok=True)
+            except OSError as e:
+                raise SatClassifyError(f"cannot create the output folder '{d}': {e}")
+        base, ext = os.path.splitext(os.path.basename(self.final))
+        self.tmp = os.path.join(d, f".{base}.{uuid.uuid4().hex[:8]}.part{ext or '.tif'}")
+
+    def __enter__(self) -> str:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            for p in _sidecars(self.final):
+                if os.path.exists(p):
+                    os.remove(p)
+            os.replace(self.tmp, self.final)
+            for p in _sidecars(self.tmp):
+                if os.path.exists(p):
+                    os.replace(p, self.final + p[len(self.tmp):])
+        else:
+            for p in [self.tmp] + _sidecars(self.tmp):
+                if os.path.exists(p):
+                    try:
+                        os.remove(p)
+                    except OSError:
+                        pass
+        return False
+
+
+def _sidecars(path: str) -> List[str]:
+    return [path + ".aux.xml", path + ".ovr"]
+
+
+def create_geotiff(path: str, width: int, height: int, bands: int, data_type: int, geotransform: Sequence[float],
+                   projection: str, nodata: Optional[float] = None,
+                   options: Iterable[str] = GTIFF_OPTIONS) -> gdal.Dataset:
+    drv = gdal.GetDriverByName("GTiff")
+    opts = list(options)
+    if width < 256 or height < 256:  # small rasters: strips are fine, tiles would be mostly padding
+        opts = [o for o in opts if not o.startswith(("TILED", "BLOCKXSIZE", "BLOCKYSIZE"))]
+    try:
+        ds = drv.Create(path, int(width), int(height), int(bands), data_type, options=opts)
+    except RuntimeError as e:
+        raise SatClassifyError(f"cannot create '{path}': {e}")
+    ds.SetGeoTransform(list(geotransform))
+    if projection:
+        ds.SetProjection(projection)
+    if nodata is not None:
+        for i in range(bands):
+            ds.GetRasterBand(i + 1).SetNoDataValue(nodata)
+    return ds
+
+
+def write_class_metadata(band: gdal.Band, classes: Sequence, nodata_name: str = "no label") -> None:
+    """Colour table + category names for a uint8 class band. ``classes``: objects/dicts with value, name, color."""
+    ct = gdal.ColorTable()
+    ct.SetColorEntry(0, (0, 0, 0, 0))
+    names = [""] * 256
+    names[0] = nodata_name
+    for c in classes:
+        d = c if isinstance(c, dict) else c.to_dict()
+        v = int(d["value"])
+        col = d["color"].lstrip("#")
+        ct.SetColorEntry(v, (int(col[0:2], 16), int(col[2:4], 16), int(col[4:6], 16), 255))
+        names[v] = str(d["name"])
+    top = max([int((c if isinstance(c, dict) else c.to_dict())["value"]) for c in classes] + [0])
+    band.SetRasterColorTable(ct)
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.SetRasterCategoryNames(names[:top + 1])
+
+
+def warp_to_grid(src: gdal.Dataset, ref: gdal.Dataset, resample: str = "near",
+                 src_nodata: Optional[float] = None) -> gdal.Dataset:
+    """``src`` reprojected/resampled onto ``ref``'s grid, as an in-memory VRT (lazy, nothing read yet)."""
+    w, h, gt, wkt = grid_of(ref)
+    bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
+    if abs(gt[2]) > 0 or abs(gt[4]) > 0:
+        raise SatClassifyError("rotated rasters are not supported: warp the reference to a north-up grid first")
+    kw = dict(format="VRT", outputBounds=bounds, width=w, height=h, dstSRS=wkt or None, resampleAlg=resample,
+              multithread=True)
+    if src_nodata is not None:
+        kw["srcNodata"] = src_nodata
+    try:
+        out = gdal.Warp("", src, **kw)
+    except RuntimeError as e:
+        raise SatClassifyError(f"cannot warp '{src.GetDescription()}' to the reference grid: {e}")
+    if out is None:
+        raise SatClassifyError(f"cannot warp '{src.GetDescription()}' to the reference grid")
+    return out
+
+
+def iter_windows(width: int, height: int, block: int = 1024) -> Iterator[Window]:
+    """Row-major windows of at most ``block`` x ``block`` pixels covering the raster exactly."""
+    for y in range(0, height, block):
+        for x in range(0, width, block):
+            yield x, y, min(block, width - x), min(block, height - y)
