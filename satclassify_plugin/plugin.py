@@ -3,6 +3,7 @@ from qgis.core import QgsApplication, QgsMapLayerType
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
+from .core import deps
 from .provider import ICON, SatClassifyProvider
 
 #: (label, layer type, algorithm id, parameter that receives the clicked layer)
@@ -18,6 +19,14 @@ class SatClassifyPlugin:
         self.iface = iface
         self.provider = None
         self.layer_actions = []
+        self.menu_actions = []
+        self.deps_task = None
+        # Packages installed by "Install Python dependencies" (onnxruntime, pystac-client, ...).
+        deps.activate(self.deps_folder())
+
+    @staticmethod
+    def deps_folder():
+        return deps.deps_dir(QgsApplication.qgisSettingsDirPath())
 
     # Processing ---------------------------------------------------------------------------
     def initProcessing(self):  # noqa: N802
@@ -35,14 +44,59 @@ class SatClassifyPlugin:
             action.triggered.connect(lambda _checked=False, a=alg_id, p=param: self.open_dialog_for_layer(a, p))
             self.iface.addCustomActionForLayerType(action, MENU, layer_type, True)
             self.layer_actions.append((action, alg_id, param))
+        action = QAction(QIcon(ICON), "Install Python dependencies...", self.iface.mainWindow())
+        action.triggered.connect(lambda _checked=False: self.start_dependency_install())
+        self.iface.addPluginToMenu(MENU, action)
+        self.menu_actions.append(action)
 
     def unload(self):
+        for action in self.menu_actions:
+            self.iface.removePluginMenu(MENU, action)
+        self.menu_actions = []
         for action, _, _ in self.layer_actions:
             self.iface.removeCustomActionForLayerType(action)
         self.layer_actions = []
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+
+    # Dependencies -------------------------------------------------------------------------------
+    def install_dependencies(self, python=None, gpu=None, runner=None, log=None):
+        """Install onnxruntime(-gpu), pystac-client, sentinelsat into the plugin's deps folder (blocking)."""
+        import subprocess
+
+        from qgis.core import Qgis, QgsMessageLog
+
+        def _log(msg):
+            QgsMessageLog.logMessage(msg, "SatClassify", Qgis.Info)
+            if log:
+                log(msg)
+
+        return deps.install(self.deps_folder(), python=python, gpu=gpu, runner=runner or subprocess.run, log=_log)
+
+    def start_dependency_install(self):
+        """Run :meth:`install_dependencies` in a background task; report in the message bar."""
+        from qgis.core import Qgis, QgsTask
+
+        from .core.errors import SatClassifyError
+
+        bar = self.iface.messageBar()
+
+        def work(task):
+            return self.install_dependencies()
+
+        def done(exception, result=None):
+            if exception is None:
+                bar.pushMessage("SatClassify", "Installed " + ", ".join(result or []) +
+                                ". Restart QGIS if a tool still reports a missing package.", Qgis.Success, 15)
+            else:
+                msg = str(exception) if isinstance(exception, SatClassifyError) else repr(exception)
+                bar.pushMessage("SatClassify", "Installing dependencies failed: " + msg, Qgis.Critical, 0)
+
+        bar.pushMessage("SatClassify", "Installing Python dependencies in the background...", Qgis.Info, 5)
+        self.deps_task = QgsTask.fromFunction("SatClassify: install Python dependencies", work, on_finished=done)
+        QgsApplication.taskManager().addTask(self.deps_task)
+        return self.deps_task
 
     # Layer actions --------------------------------------------------------------------------
     def open_dialog_for_layer(self, alg_id, param, layer=None):

@@ -8,6 +8,14 @@ from qgis.PyQt.QtWidgets import QMainWindow
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+class MessageBarStub:
+    def __init__(self):
+        self.messages = []  # (title, text, level)
+
+    def pushMessage(self, title, text, level=0, duration=0):  # noqa: N802
+        self.messages.append((title, text, level))
+
+
 class IfaceStub:
     """The parts of QgisInterface the plugin uses; records layer actions like QGIS does."""
 
@@ -15,6 +23,10 @@ class IfaceStub:
         self._main = QMainWindow()
         self.custom_actions = []  # (action, menu, layer_type, all_layers)
         self.active_layer = None
+        self.bar = MessageBarStub()
+
+    def messageBar(self):  # noqa: N802
+        return self.bar
 
     def mainWindow(self):  # noqa: N802
         return self._main

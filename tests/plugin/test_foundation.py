@@ -1,4 +1,7 @@
 """The plugin loads in real QGIS, registers its provider and layer actions, and unloads cleanly."""
+import os
+import sys
+
 from qgis.core import QgsApplication, QgsMapLayerType
 
 from satclassify_plugin.algorithms import algorithm_classes
@@ -45,3 +48,30 @@ def test_layer_actions_are_wired_to_registered_tools(plugin):
         if layer_type is not None:
             assert menu == "SatClassify" and all_layers is True
             assert layer_type in (QgsMapLayerType.RasterLayer, QgsMapLayerType.VectorLayer)
+
+
+def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, monkeypatch):
+    """The plugin menu action's worker installs into <profile>/python/satclassify_deps via pip (faked)."""
+    from satclassify_plugin.core import deps
+
+    calls = []
+
+    class Done:
+        returncode = 0
+        stdout = stderr = ""
+
+    def fake_runner(cmd, **kw):
+        calls.append(cmd)
+        target = cmd[cmd.index("--target") + 1]
+        os.makedirs(os.path.join(target, "onnxruntime"), exist_ok=True)
+        return Done()
+
+    monkeypatch.setattr(plugin, "deps_folder", lambda: str(tmp_path / deps.DEPS_DIR_NAME))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    menu = [a for (a, m, t, _) in plugin.iface.custom_actions if t is None]
+    assert [a.text() for a in menu] == ["Install Python dependencies..."]
+    reqs = plugin.install_dependencies(python=sys.executable, gpu=False, runner=fake_runner)
+    assert calls and calls[0][1:4] == ["-m", "pip", "install"]
+    assert os.path.isdir(tmp_path / deps.DEPS_DIR_NAME / "onnxruntime")
+    assert sys.path[-1] == str(tmp_path / deps.DEPS_DIR_NAME)
+    assert reqs[0].startswith("onnxruntime")
