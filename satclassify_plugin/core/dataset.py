@@ -1,0 +1,499 @@
+"""Training dataset folder: writer (used by ``satclassify:buildpatches``) and reader (used by ``training``).
+
+Pure Python + numpy + json (no qgis, osgeo or torch): the training environment imports it too.
+
+Folder layout (docs/DESIGN.md)::
+
+    manifest.json              written last, atomically (a folder without it is not a dataset)
+    images-<split>-<k>.npy     uint16 (N, C, H, W)  digital numbers; reflectance = DN * scale
+    labels-<split>-<k>.npy     uint8  (N, H, W)     class values, ``label_nodata`` (0) = no label
+    masks-<split>-<k>.npy      uint8  (N, H, W)     optional, 1 = valid pixel, 0 = masked
+    patches.gpkg               patch footprints (written by the plugin tool with OGR, not here)
+
+Shards are plain ``.npy`` files, so ``numpy.load(path, mmap_mode="r")`` reads them without loading
+them into memory. ``<k>`` counts from 0 per split; the manifest lists each split's shards in order.
+
+``class_counts`` in the manifest count, per split, the labelled pixels of each class value (pixels
+equal to ``label_nodata`` and, when masks are written, pixels with mask 0 are not counted). Every
+class of the class table appears, with 0 when absent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import SatClassifyError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SPLIT_ORDER = ("train", "val", "test")
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_SHARD_RE = re.compile(r"^(images|labels|masks)-[A-Za-z0-9_]+-\d+\.npy$")
+_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
+
+
+class DatasetError(SatClassifyError):
+    """A dataset folder that cannot be written or read, with a message naming the fix."""
+
+
+def _class_dict(c) -> dict:
+    d = c if isinstance(c, dict) else c.to_dict()
+    try:
+        out = {"value": int(d["value"]), "code": str(d.get("code", d["value"])), "name": str(d["name"]),
+               "color": str(d.get("color") or "#000000")}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(f"bad class table entry {d!r}: expected value, code, name, color ({e})")
+    if not 1 <= out["value"] <= 255:
+        raise DatasetError(f"class value {out['value']} ({out['name']!r}) out of range 1..255")
+    if not _COLOR_RE.match(out["color"]):
+        raise DatasetError(f"class {out['name']!r}: colour {out['color']!r} is not #rrggbb")
+    return out
+
+
+def _sort_splits(names) -> List[str]:
+    names = list(names)
+    return [s for s in SPLIT_ORDER if s in names] + sorted(s for s in names if s not in SPLIT_ORDER)
+
+
+class _ShardSet:
+    """The open (preallocated) shard of one split."""
+
+    def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool):
+        self.names = {"images": f"images-{split}-{k}.npy", "labels": f"labels-{split}-{k}.npy",
+                      "masks": f"masks-{split}-{k}.npy" if with_masks else None}
+        self.folder, self.size, self.count = folder, size, 0
+        fmt = np.lib.format
+        self.arrays = {
+            "images": fmt.open_memmap(os.path.join(folder, self.names["images"]), mode="w+", dtype=np.uint16,
+                                      shape=(size, bands, patch, patch)),
+            "labels": fmt.open_memmap(os.path.join(folder, self.names["labels"]), mode="w+", dtype=np.uint8,
+                                      shape=(size, patch, patch)),
+        }
+        if with_masks:
+            self.arrays["masks"] = fmt.open_memmap(os.path.join(folder, self.names["masks"]), mode="w+",
+                                                   dtype=np.uint8, shape=(size, patch, patch))
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def finish(self) -> dict:
+        """Flush, truncate to the patches written, return the manifest entry."""
+        for key in list(self.arrays):
+            arr = self.arrays.pop(key)
+            arr.flush()
+            if self.count < self.size:
+                path = os.path.join(self.folder, self.names[key])
+                tmp = path + ".tmp.npy"
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=(self.count,) + arr.shape[1:])
+                step = 16
+                for i in range(0, self.count, step):
+                    j = min(i + step, self.count)
+                    out[i:j] = arr[i:j]
+                out.flush()
+                del out
+                del arr  # release the mapping before replacing the file (needed on Windows)
+                os.replace(tmp, path)
+            else:
+                del arr
+        self.arrays = {}
+        return {"images": self.names["images"], "labels": self.names["labels"], "masks": self.names["masks"],
+                "count": self.count}
+
+    def discard(self):
+        self.arrays = {}
+        for name in self.names.values():
+            if name:
+                for p in (os.path.join(self.folder, name), os.path.join(self.folder, name) + ".tmp.npy"):
+                    if os.path.exists(p):
+                        os.remove(p)
+
+
+class DatasetWriter:
+    """Write a dataset folder shard by shard (memory stays flat: one preallocated shard per split).
+
+    ``with DatasetWriter(...) as w: w.add("train", image, label)`` closes on success and removes what it
+    wrote on an exception. ``splits`` pre-declares split names so they appear in the manifest even when
+    they receive no patch.
+    """
+
+    def __init__(self, folder: str, bands: Sequence[str], patch_size: int, classes: Sequence,
+                 crs_wkt: str = "", scale: float = 1e-4, label_nodata: int = 0, shard_size: int = 256,
+                 with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = ()):
+        if not folder:
+            raise DatasetError("no output folder given")
+        self.bands = [str(b) for b in bands]
+        if not self.bands:
+            raise DatasetError("a dataset needs at least one band")
+        if len(set(self.bands)) != len(self.bands):
+            raise DatasetError(f"band names must be unique, got {self.bands}")
+        if int(patch_size) < 1:
+            raise DatasetError(f"patch size must be at least 1, not {patch_size}")
+        if int(shard_size) < 1:
+            raise DatasetError(f"shard size must be at least 1, not {shard_size}")
+        if not 0 <= int(label_nodata) <= 255:
+            raise DatasetError(f"label nodata must be in 0..255, not {label_nodata}")
+        self.classes = [_class_dict(c) for c in classes]
+        if not self.classes:
+            raise DatasetError("the class table is empty: the label raster needs at least one class")
+        values = [c["value"] for c in self.classes]
+        if len(set(values)) != len(values):
+            raise DatasetError(f"class values must be unique, got {values}")
+        if int(label_nodata) in values:
+            raise DatasetError(f"label nodata {label_nodata} is also a class value")
+        self.folder = os.path.abspath(folder)
+        self.patch_size, self.shard_size = int(patch_size), int(shard_size)
+        self.crs_wkt, self.scale, self.label_nodata = crs_wkt or "", float(scale), int(label_nodata)
+        self.with_masks = bool(with_masks)
+        self._allowed = np.zeros(256, dtype=bool)
+        self._allowed[values] = True
+        self._allowed[self.label_nodata] = True
+        self._prepare_folder(overwrite)
+        self._open: Dict[str, _ShardSet] = {}
+        self._done: Dict[str, List[dict]] = {}
+        self._counts: Dict[str, np.ndarray] = {}
+        self._closed = False
+        for s in splits:
+            self._declare(s)
+
+    # -- folder ----------------------------------------------------------------------------------
+    def _prepare_folder(self, overwrite: bool):
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise DatasetError(f"output folder '{self.folder}' is a file: choose a folder")
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise DatasetError(f"cannot create the output folder '{self.folder}': {e}")
+        old = [f for f in os.listdir(self.folder) if f == MANIFEST or _SHARD_RE.match(f)]
+        if old and not overwrite:
+            raise DatasetError(f"folder '{self.folder}' already holds a dataset ({sorted(old)[0]}, ...): "
+                               "choose an empty folder or allow overwriting")
+        # the manifest goes first, so an interrupted overwrite never leaves a valid-looking folder
+        for f in sorted(old, key=lambda n: n != MANIFEST):
+            os.remove(os.path.join(self.folder, f))
+
+    def _declare(self, split: str):
+        if not isinstance(split, str) or not _SPLIT_RE.match(split):
+            raise DatasetError(f"split name {split!r} must be letters, digits or '_' (e.g. 'train')")
+        if split not in self._done:
+            self._done[split] = []
+            self._counts[split] = np.zeros(256, dtype=np.int64)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add(self, split: str, image, label, mask=None) -> Tuple[int, int]:
+        """Append one patch; returns (shard index, index within the shard)."""
+        if self._closed:
+            raise DatasetError("the dataset writer is closed")
+        self._declare(split)
+        p, c = self.patch_size, len(self.bands)
+        image = np.asarray(image)
+        label = np.asarray(label)
+        if image.shape != (c, p, p):
+            raise DatasetError(f"image patch has shape {image.shape}, expected ({c}, {p}, {p}) (bands, rows, cols)")
+        if label.shape != (p, p):
+            raise DatasetError(f"label patch has shape {label.shape}, expected ({p}, {p})")
+        image = self._as_dtype(image, np.uint16, "image")
+        label = self._as_dtype(label, np.uint8, "label")
+        bad = ~self._allowed[label]
+        if bad.any():
+            v = int(label[bad][0])
+            raise DatasetError(f"label value {v} is not in the class table "
+                               f"({sorted(c_['value'] for c_ in self.classes)}) nor the nodata value "
+                               f"{self.label_nodata}")
+        if self.with_masks:
+            if mask is None:
+                raise DatasetError("this dataset stores masks: give a mask for every patch")
+            mask = np.asarray(mask)
+            if mask.shape != (p, p):
+                raise DatasetError(f"mask patch has shape {mask.shape}, expected ({p}, {p})")
+            mask = (mask != 0).astype(np.uint8)
+        elif mask is not None:
+            raise DatasetError("a mask was given but the writer was created with with_masks=False")
+        shard = self._open.get(split)
+        if shard is None:
+            k = len(self._done[split])
+            shard = _ShardSet(self.folder, split, k, self.shard_size, c, p, self.with_masks)
+            self._open[split] = shard
+        i = shard.count
+        shard.arrays["images"][i] = image
+        shard.arrays["labels"][i] = label
+        if self.with_masks:
+            shard.arrays["masks"][i] = mask
+            counted = label[mask == 1]
+        else:
+            counted = label
+        self._counts[split] += np.bincount(counted.ravel(), minlength=256)
+        shard.count += 1
+        k = len(self._done[split])
+        if shard.full:
+            self._done[split].append(shard.finish())
+            del self._open[split]
+        return k, i
+
+    @staticmethod
+    def _as_dtype(arr: np.ndarray, dtype, what: str) -> np.ndarray:
+        if arr.dtype == dtype:
+            return arr
+        info = np.iinfo(dtype)
+        if arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise DatasetError(f"{what} patch holds non-integer values: expected {np.dtype(dtype).name}")
+        elif arr.dtype.kind not in "iub":
+            raise DatasetError(f"{what} patch has dtype {arr.dtype}, expected {np.dtype(dtype).name}")
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise DatasetError(f"{what} patch values {arr.min()}..{arr.max()} do not fit "
+                               f"{np.dtype(dtype).name} ({info.min}..{info.max})")
+        return arr.astype(dtype)
+
+    def counts(self) -> Dict[str, int]:
+        """Patches written so far, per split."""
+        out = {}
+        for s, shards in self._done.items():
+            out[s] = sum(x["count"] for x in shards) + (self._open[s].count if s in self._open else 0)
+        return out
+
+    def close(self, extra: Optional[dict] = None) -> dict:
+        """Finish the shards and write manifest.json (last, atomically). Returns the manifest."""
+        if self._closed:
+            raise DatasetError("the dataset writer is already closed")
+        for split, shard in list(self._open.items()):
+            if shard.count:
+                self._done[split].append(shard.finish())
+            else:
+                shard.discard()
+            del self._open[split]
+        self._closed = True
+        values = [c["value"] for c in self.classes]
+        splits = {}
+        for s in _sort_splits(self._done):
+            counts = self._counts[s]
+            cc = {str(v): int(counts[v]) for v in values}
+            for v in np.nonzero(counts)[0]:  # never happens (add() checks), kept for completeness
+                if int(v) != self.label_nodata and str(int(v)) not in cc:
+                    cc[str(int(v))] = int(counts[v])
+            splits[s] = {"patches": sum(x["count"] for x in self._done[s]), "shards": self._done[s],
+                         "class_counts": cc}
+        manifest = {"schema_version": SCHEMA_VERSION, "bands": self.bands, "dtype": "uint16", "scale": self.scale,
+                    "patch_size": self.patch_size, "crs": self.crs_wkt, "classes": self.classes,
+                    "label_nodata": self.label_nodata, "splits": splits}
+        for k, v in (extra or {}).items():
+            if k in manifest:
+                raise DatasetError(f"extra manifest key {k!r} would overwrite a reserved key")
+            manifest[k] = v
+        path = os.path.join(self.folder, MANIFEST)
+        tmp = os.path.join(self.folder, f".{MANIFEST}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(manifest, f, indent=1)
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError) as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise DatasetError(f"cannot write '{path}': {e}")
+        return manifest
+
+    def abort(self):
+        """Remove every shard written by this writer (no manifest is written)."""
+        for shard in self._open.values():
+            shard.discard()
+        self._open = {}
+        for shards in self._done.values():
+            for entry in shards:
+                for key in ("images", "labels", "masks"):
+                    if entry.get(key):
+                        p = os.path.join(self.folder, entry[key])
+                        if os.path.exists(p):
+                            os.remove(p)
+        self._done = {}
+        self._closed = True
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            if not self._closed:
+                self.abort()
+        elif not self._closed:
+            self.close()
+        return False
+
+
+class Dataset:
+    """Read a dataset folder; the manifest and every shard header are checked on opening."""
+
+    def __init__(self, folder: str):
+        self.folder = os.path.abspath(folder or "")
+        if not folder or not os.path.isdir(self.folder):
+            raise DatasetError(f"dataset folder '{folder}' does not exist")
+        path = os.path.join(self.folder, MANIFEST)
+        if not os.path.isfile(path):
+            raise DatasetError(f"no manifest.json in '{self.folder}': is this a folder written by "
+                               "satclassify:buildpatches?")
+        try:
+            with open(path, encoding="utf-8") as f:
+                m = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"cannot read '{path}': {e}")
+        if not isinstance(m, dict):
+            raise DatasetError(f"'{path}' does not hold a JSON object")
+        self._manifest = m
+        self._validate()
+
+    # -- validation ------------------------------------------------------------------------------
+    def _fail(self, msg: str):
+        raise DatasetError(f"{os.path.join(self.folder, MANIFEST)}: {msg}")
+
+    def _validate(self):
+        m = self._manifest
+        for key in ("schema_version", "bands", "dtype", "scale", "patch_size", "classes", "label_nodata", "splits"):
+            if key not in m:
+                self._fail(f"missing key '{key}'")
+        if m["schema_version"] != SCHEMA_VERSION:
+            self._fail(f"schema_version {m['schema_version']!r} is not supported (this version reads "
+                       f"{SCHEMA_VERSION}): rebuild the dataset with satclassify:buildpatches or update SatClassify")
+        if not isinstance(m["bands"], list) or not m["bands"]:
+            self._fail("'bands' must be a non-empty list of band names")
+        if m["dtype"] != "uint16":
+            self._fail(f"dtype {m['dtype']!r} is not supported (expected 'uint16')")
+        if not isinstance(m["patch_size"], int) or m["patch_size"] < 1:
+            self._fail(f"'patch_size' must be a positive integer, not {m['patch_size']!r}")
+        if not isinstance(m["scale"], (int, float)) or m["scale"] <= 0:
+            self._fail(f"'scale' must be a positive number, not {m['scale']!r}")
+        if not isinstance(m["classes"], list) or not m["classes"]:
+            self._fail("'classes' must be a non-empty list of {value, code, name, color}")
+        try:
+            self._classes = [_class_dict(c) for c in m["classes"]]
+        except DatasetError as e:
+            self._fail(str(e))
+        if not isinstance(m["splits"], dict):
+            self._fail("'splits' must be an object {split: {patches, shards, class_counts}}")
+        c, p = len(m["bands"]), m["patch_size"]
+        self._shards: Dict[str, List[Patch]] = {}
+        for split, info in m["splits"].items():
+            if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
+                self._fail(f"split '{split}' has no 'shards' list")
+            arrays = []
+            total = 0
+            for k, sh in enumerate(info["shards"]):
+                if not isinstance(sh, dict) or "images" not in sh or "labels" not in sh or "count" not in sh:
+                    self._fail(f"split '{split}' shard {k} needs 'images', 'labels' and 'count'")
+                n = sh["count"]
+                imgs = self._open_shard(sh["images"], (n, c, p, p), np.uint16, split, k)
+                labs = self._open_shard(sh["labels"], (n, p, p), np.uint8, split, k)
+                masks = self._open_shard(sh["masks"], (n, p, p), np.uint8, split, k) if sh.get("masks") else None
+                arrays.append((imgs, labs, masks))
+                total += n
+            if info.get("patches", total) != total:
+                self._fail(f"split '{split}' says {info.get('patches')} patches but its shards hold {total}")
+            self._shards[split] = arrays
+
+    def _open_shard(self, name, shape, dtype, split, k) -> np.ndarray:
+        if not isinstance(name, str) or os.path.basename(name) != name:
+            self._fail(f"split '{split}' shard {k}: bad file name {name!r}")
+        path = os.path.join(self.folder, name)
+        if not os.path.isfile(path):
+            raise DatasetError(f"shard file '{name}' of split '{split}' is missing from '{self.folder}': "
+                               "the dataset is incomplete, rebuild it with satclassify:buildpatches")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"cannot read shard '{path}': {e}")
+        if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+            raise DatasetError(f"shard '{name}' has shape {arr.shape} and dtype {arr.dtype}, but the manifest "
+                               f"expects {tuple(shape)} {np.dtype(dtype).name}: the dataset is corrupt, rebuild it")
+        return arr
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict:
+        return self._manifest
+
+    @property
+    def bands(self) -> List[str]:
+        return list(self._manifest["bands"])
+
+    @property
+    def classes(self) -> List[dict]:
+        """The class table: [{value, code, name, color}] in manifest order."""
+        return [dict(c) for c in self._classes]
+
+    @property
+    def class_values(self) -> List[int]:
+        return [c["value"] for c in self._classes]
+
+    @property
+    def patch_size(self) -> int:
+        return int(self._manifest["patch_size"])
+
+    @property
+    def scale(self) -> float:
+        return float(self._manifest["scale"])
+
+    @property
+    def crs(self) -> str:
+        return self._manifest.get("crs") or ""
+
+    @property
+    def label_nodata(self) -> int:
+        return int(self._manifest["label_nodata"])
+
+    @property
+    def has_masks(self) -> bool:
+        return any(s[2] is not None for shards in self._shards.values() for s in shards)
+
+    @property
+    def splits(self) -> List[str]:
+        """Split names that hold at least one patch (train, val, test first)."""
+        return _sort_splits(s for s in self._shards if self.count(s) > 0)
+
+    def _check_split(self, split: str):
+        if split not in self._shards:
+            avail = ", ".join(f"'{s}'" for s in self.splits) or "none"
+            raise DatasetError(f"the dataset has no split '{split}' (available: {avail})")
+
+    def _nonempty(self, split: str):
+        self._check_split(split)
+        if self.count(split) == 0:
+            raise DatasetError(f"split '{split}' has no patches")
+
+    def count(self, split: str) -> int:
+        self._check_split(split)
+        return sum(int(s[0].shape[0]) for s in self._shards[split])
+
+    def class_counts(self, split: str) -> Dict[int, int]:
+        """Labelled pixels per class value in ``split`` (from the manifest)."""
+        self._check_split(split)
+        cc = self._manifest["splits"][split].get("class_counts") or {}
+        return {int(k): int(v) for k, v in cc.items()}
+
+    def shards(self, split: str) -> List[Patch]:
+        """(images, labels, masks or None) memory-mapped arrays, one tuple per shard."""
+        self._nonempty(split)
+        return list(self._shards[split])
+
+    def iter_patches(self, split: str) -> Iterator[Patch]:
+        for imgs, labs, masks in self.shards(split):
+            for i in range(imgs.shape[0]):
+                yield imgs[i], labs[i], (masks[i] if masks is not None else None)
+
+    def load(self, split: str) -> Patch:
+        """All patches of ``split`` in memory: (images, labels, masks or None)."""
+        sh = self.shards(split)
+        imgs = np.concatenate([np.asarray(s[0]) for s in sh])
+        labs = np.concatenate([np.asarray(s[1]) for s in sh])
+        masks = None
+        if all(s[2] is not None for s in sh):
+            masks = np.concatenate([np.asarray(s[2]) for s in sh])
+        return imgs, labs, masks
+
+    def __repr__(self):
+        counts = ", ".join(f"{s}={self.count(s)}" for s in self.splits)
+        return f"Dataset('{self.folder}', bands={self.bands}, patch_size={self.patch_size}, {counts})"
