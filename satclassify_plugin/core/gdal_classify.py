@@ -1,0 +1,434 @@
+"""Streamed, tiled ONNX classification of a GDAL raster (QGIS env only).
+
+Pipeline: a reader thread reads each tile's window (plus halo), scales it and fills batches; the
+calling thread runs onnxruntime on each batch; a writer thread crops each tile's core, turns the
+probabilities into class values / confidence / probabilities and writes them in row strips. Bounded
+queues between the three keep memory flat whatever the raster size (GDAL and onnxruntime release the
+GIL, so the three overlap). Outputs are written to temporary names and renamed when complete
+(:class:`~.gdal_io.AtomicOutput`): a cancel or failure leaves no partial file.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from osgeo import gdal
+
+from . import gdal_io
+from .errors import SatClassifyError
+from .inference import Model, load_model, map_bands, scale_coefficients
+from .modelcard import S2_BANDS
+from .tiling import Tile, check_tile_halo, plan_tiles
+
+DEFAULT_BATCH = 4
+CONF_NODATA = 255
+_STOP = object()
+
+
+class Canceled(SatClassifyError):
+    pass
+
+
+@dataclass
+class ClassifyResult:
+    outputs: List[Optional[str]]
+    confidence: Optional[str]
+    probabilities: Optional[str]
+    provider: str
+    providers: List[str]
+    megapixels: float
+    seconds: float
+    tiles: int
+    tile_size: int
+    halo: int
+    batch_size: int
+    heads: list = field(default_factory=list)
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
+
+
+def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, int, int, int]:
+    """Pixel window (xoff, yoff, xsize, ysize) of ``extent`` = (xmin, ymin, xmax, ymax) in the raster's CRS,
+    rounded outward to whole pixels and clipped to the raster."""
+    gt = ds.GetGeoTransform()
+    if abs(gt[2]) > 0 or abs(gt[4]) > 0:
+        raise SatClassifyError("rotated rasters are not supported: warp the raster to a north-up grid first")
+    xmin, ymin, xmax, ymax = [float(v) for v in extent]
+    if not (xmax > xmin and ymax > ymin):
+        raise SatClassifyError(f"the extent ({xmin}, {ymin}, {xmax}, {ymax}) is empty")
+    eps = 1e-6
+    cx = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
+    cy = sorted(((ymax - gt[3]) / gt[5], (ymin - gt[3]) / gt[5]))
+    c0, c1 = math.floor(cx[0] + eps), math.ceil(cx[1] - eps)
+    r0, r1 = math.floor(cy[0] + eps), math.ceil(cy[1] - eps)
+    c0, r0 = max(c0, 0), max(r0, 0)
+    c1, r1 = min(c1, ds.RasterXSize), min(r1, ds.RasterYSize)
+    if c1 <= c0 or r1 <= r0:
+        w, h = ds.RasterXSize, ds.RasterYSize
+        bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
+        raise SatClassifyError(
+            f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies outside the raster "
+            f"({bounds[0]:g}, {min(bounds[1], bounds[3]):g}, {bounds[2]:g}, {max(bounds[1], bounds[3]):g}): "
+            "choose an extent that overlaps the input layer")
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def _resampled(ds: gdal.Dataset, res: float, nodata: List[Optional[float]], log) -> gdal.Dataset:
+    gt = ds.GetGeoTransform()
+    px = abs(gt[1])
+    alg = "average" if res > px else "bilinear"
+    kw = dict(format="VRT", xRes=res, yRes=res, resampleAlg=alg, multithread=True)
+    nd = [v for v in nodata if v is not None]
+    if nd and len(set(nd)) == 1:
+        kw["srcNodata"] = nd[0]
+        kw["dstNodata"] = nd[0]
+    try:
+        out = gdal.Warp("", ds, **kw)
+    except RuntimeError as e:
+        raise SatClassifyError(f"cannot resample the raster to {res:g} m: {e}")
+    log(f"resampled the input from {px:g} to {res:g} map units per pixel ({alg}) through a VRT")
+    return out
+
+
+def _check_crs(ds: gdal.Dataset, model: Model, resample: bool, log) -> None:
+    res = model.card.resolution_m
+    srs = gdal_io.srs_of(ds)
+    if res is None or srs is None:
+        return
+    if srs.IsGeographic():
+        raise SatClassifyError(
+            f"unsupported CRS units: the raster's CRS ({srs.GetName()}) is geographic (degrees) but the model "
+            f"expects {res:g} m pixels; reproject the raster to a projected CRS in metres (e.g. UTM) first")
+    if not resample:
+        px = abs(ds.GetGeoTransform()[1]) * srs.GetLinearUnits()
+        if abs(px - res) > 0.25 * res:
+            log(f"warning: the raster has {px:g} m pixels but the model was trained on {res:g} m pixels; "
+                "set RESAMPLE to run it at the model's resolution")
+
+
+def _nodata_values(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> List[Optional[float]]:
+    """Per model band: the raster band's nodata value, or 0 for Sentinel-2 DN stacks without one."""
+    s2 = model.card.source == "satclassify" and all(b.upper() in S2_BANDS for b in model.card.bands)
+    out = []
+    for b in band_numbers:
+        band = ds.GetRasterBand(b)
+        v = band.GetNoDataValue()
+        if v is None and s2 and band.DataType in (gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32):
+            v = 0.0
+        out.append(v)
+    return out
+
+
+class _StripWriter:
+    """Collects tile cores of one tile row into a full-width strip and writes whole 256-row chunks, so
+    every block is written once and complete (compressed GeoTIFF blocks are never rewritten)."""
+
+    CHUNK = 256
+
+    def __init__(self, ds: gdal.Dataset, nbands: int, x0: int, y0: int, width: int, fill: int):
+        self.ds, self.nbands, self.x0, self.y0, self.width, self.fill = ds, nbands, x0, y0, width, fill
+        self.row = None
+        self.row_y = None
+        self.pending: List[np.ndarray] = []
+        self.pending_rows = 0
+        self.written = 0
+
+    def put(self, tile: Tile, arr: np.ndarray) -> None:
+        cx, cy, cw, ch = tile.core
+        if self.row is None or self.row_y != cy:
+            self._end_row()
+            self.row = np.full((self.nbands, ch, self.width), self.fill, dtype=np.uint8)
+            self.row_y = cy
+        self.row[:, :, cx - self.x0:cx - self.x0 + cw] = arr
+
+    def _end_row(self):
+        if self.row is not None:
+            self.pending.append(self.row)
+            self.pending_rows += self.row.shape[1]
+            self.row = None
+            self._write(final=False)
+
+    def _write(self, final: bool):
+        if not self.pending:
+            return
+        if self.pending_rows < self.CHUNK and not final:
+            return
+        buf = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+        n = buf.shape[1] if final else (buf.shape[1] // self.CHUNK) * self.CHUNK
+        for i in range(self.nbands):
+            self.ds.GetRasterBand(i + 1).WriteArray(buf[i, :n], 0, self.written)
+        self.ds.FlushCache()
+        self.written += n
+        rest = buf[:, n:]
+        self.pending = [rest] if rest.shape[1] else []
+        self.pending_rows = rest.shape[1]
+
+    def close(self):
+        self._end_row()
+        self._write(final=True)
+
+
+def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
+             confidence: Optional[str] = None, probabilities: Optional[str] = None, bands: str = "",
+             extent: Optional[Sequence[float]] = None, device: str = "Auto", tile_size: int = 0,
+             batch_size: int = 0, resample: bool = False,
+             progress: Callable[[float], None] = lambda f: None, is_canceled: Callable[[], bool] = lambda: False,
+             log: Callable[[str], None] = lambda m: None, threads: int = 0,
+             model: Optional[Model] = None) -> ClassifyResult:
+    """Classify ``input_path`` with the ONNX model; ``outputs[h]`` is the class raster of head ``h`` (None = skip)."""
+    if not outputs or not outputs[0]:
+        raise SatClassifyError("no output file given for the class raster (OUTPUT)")
+    if batch_size is None or batch_size < 0:
+        raise SatClassifyError(f"batch size must be >= 1 (or 0 for the default), got {batch_size}")
+    if tile_size is None or tile_size < 0:
+        raise SatClassifyError(f"tile size must be >= 1 (or 0 for the model's default), got {tile_size}")
+    src = gdal_io.open_raster(input_path, "input raster")
+    model = model or load_model(model_path, device, log, threads)
+    card = model.card
+    heads = card.heads
+    extra = [i for i, p in enumerate(outputs) if p and i >= len(heads)]
+    if extra:
+        raise SatClassifyError(
+            f"an output was given for head {extra[0] + 1} but the model has {len(heads)} head(s) "
+            f"({', '.join(h.name for h in heads)}); leave OUTPUT_{extra[0] + 1} empty")
+    for i, h in enumerate(heads):
+        if i >= len(outputs) or not outputs[i]:
+            log(f"head '{h.name}' is not written (no output given for it)")
+
+    band_numbers = map_bands(card.bands, gdal_io.band_names(src), bands, log)
+    log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
+    nodata = _nodata_values(src, band_numbers, model)
+    _check_crs(src, model, resample, log)
+    ds = src
+    if resample and card.resolution_m is not None:
+        px = abs(src.GetGeoTransform()[1]) * (gdal_io.srs_of(src).GetLinearUnits() if gdal_io.srs_of(src) else 1)
+        if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
+            ds = _resampled(src, card.resolution_m, nodata, log)
+    window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
+
+    halo = card.halo
+    tile = tile_size or card.tile_size
+    if model.fixed_hw:
+        fh, fw = model.fixed_hw
+        if fh != fw:
+            raise SatClassifyError(f"the model takes fixed {fh} x {fw} inputs; only square tiles are supported")
+        if tile_size and tile_size != fh:
+            raise SatClassifyError(f"the model takes fixed {fh} x {fw} tiles: set TILE_SIZE to {fh} or 0")
+        tile = fh
+    check_tile_halo(tile, halo)
+    batch = batch_size or DEFAULT_BATCH
+    if model.batch_dim and batch_size and batch_size != model.batch_dim:
+        raise SatClassifyError(f"the model takes a fixed batch of {model.batch_dim}: set BATCH_SIZE to "
+                               f"{model.batch_dim} or 0")
+    if model.batch_dim:
+        batch = model.batch_dim
+    tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, tile, halo, window)
+    a, b = scale_coefficients(card)
+    x0, y0, ow, oh = window
+    gt = ds.GetGeoTransform()
+    out_gt = (gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5])
+    wkt = ds.GetProjection()
+    log(f"{len(tiles)} tile(s) of {tile} x {tile} px (halo {halo}), batch {batch}, output {ow} x {oh} px; "
+        f"onnxruntime providers: {', '.join(model.providers)}")
+
+    targets = []  # (kind, head index, path)
+    for i, p in enumerate(outputs):
+        if p and i < len(heads):
+            targets.append(("class", i, p))
+    if confidence:
+        targets.append(("confidence", 0, confidence))
+    if probabilities:
+        targets.append(("probabilities", 0, probabilities))
+
+    t_start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        tmp_paths = [stack.enter_context(gdal_io.AtomicOutput(p)) for _, _, p in targets]
+        datasets = []
+        writers = []
+        try:
+            for (kind, h, _), tmp in zip(targets, tmp_paths):
+                nb = heads[h].num_classes if kind == "probabilities" else 1
+                fill = 0 if kind == "class" else CONF_NODATA
+                out = gdal_io.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill)
+                datasets.append(out)
+                writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
+            _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
+                          progress, is_canceled)
+            for (kind, h, _), out in zip(targets, datasets):
+                if kind == "class":
+                    band = out.GetRasterBand(1)
+                    gdal_io.write_class_metadata(band, heads[h].classes)
+                    band.SetDescription(heads[h].name)
+                elif kind == "confidence":
+                    out.GetRasterBand(1).SetDescription(f"confidence {heads[0].name} (max probability, %)")
+                else:
+                    for k, c in enumerate(heads[h].classes):
+                        out.GetRasterBand(k + 1).SetDescription(f"{c.value} {c.name} (%)")
+                out.FlushCache()
+        finally:
+            writers.clear()
+            for i in range(len(datasets)):
+                datasets[i] = None
+            datasets.clear()
+    seconds = time.perf_counter() - t_start
+    mpix = ow * oh / 1e6
+    res = ClassifyResult(
+        outputs=[p if (i < len(heads) and p) else None for i, p in enumerate(outputs)],
+        confidence=confidence or None, probabilities=probabilities or None,
+        provider=model.providers[0], providers=list(model.providers), megapixels=mpix, seconds=seconds,
+        tiles=len(tiles), tile_size=tile, halo=halo, batch_size=batch, heads=heads)
+    log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
+    return res
+
+
+def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, b, batch: int, targets,
+                  writers, progress, is_canceled):
+    heads = model.card.heads
+    n_bands = len(band_numbers)
+    tw, th = tiles[0].size
+    stop = threading.Event()
+    errors: List[BaseException] = []
+    q_in: "queue.Queue" = queue.Queue(maxsize=2)
+    q_out: "queue.Queue" = queue.Queue(maxsize=2)
+    a3 = a[:, None, None]
+    b3 = b[:, None, None]
+    nd = [(i, v) for i, v in enumerate(nodata) if v is not None]
+    is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64) for bn in band_numbers)
+    luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in heads]
+    fixed_n = model.batch_dim
+
+    def put(q, item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q):
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return _STOP
+
+    def reader():
+        try:
+            last_row = None
+            for s in range(0, len(tiles), batch):
+                group = tiles[s:s + batch]
+                nb = fixed_n or len(group)
+                x = np.zeros((nb, n_bands, th, tw), dtype=np.float32)
+                masks = []
+                for j, t in enumerate(group):
+                    if stop.is_set():
+                        return
+                    if last_row is not None and t.row != last_row:
+                        ds.FlushCache()  # drop the previous tile row's cached blocks: memory stays flat
+                    last_row = t.row
+                    rx, ry, rw, rh = t.read
+                    raw = ds.ReadAsArray(rx, ry, rw, rh, band_list=list(band_numbers))
+                    raw = raw.reshape(n_bands, rh, rw)
+                    ox, oy = t.core_offset
+                    core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
+                    invalid = np.zeros(core.shape[1:], dtype=bool)
+                    for i, v in nd:
+                        invalid |= core[i] == v
+                    if is_float:
+                        invalid |= np.isnan(core).any(axis=0)
+                    masks.append(invalid)
+                    v = raw.astype(np.float32) * a3 + b3
+                    if is_float:
+                        np.nan_to_num(v, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                    pr, pb = t.pad
+                    if pr or pb:
+                        v = np.pad(v, ((0, 0), (0, pb), (0, pr)), mode="reflect")
+                    x[j] = v
+                if not put(q_in, (group, x, masks)):
+                    return
+            put(q_in, None)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+            stop.set()
+
+    def writer():
+        try:
+            while True:
+                item = get(q_out)
+                if item is None or item is _STOP:
+                    break
+                group, outs, masks = item
+                for j, t in enumerate(group):
+                    ox, oy = t.core_offset
+                    cw, ch = t.core[2], t.core[3]
+                    invalid = masks[j]
+                    probs = [o[j, :, oy:oy + ch, ox:ox + cw] for o in outs]
+                    for (kind, h, _), w in zip(targets, writers):
+                        p = probs[h]
+                        if kind == "class":
+                            arr = luts[h][np.argmax(p, axis=0)]
+                            arr[invalid] = 0
+                            arr = arr[None]
+                        elif kind == "confidence":
+                            arr = np.clip(np.rint(p.max(axis=0) * 100.0), 0, 100).astype(np.uint8)
+                            arr[invalid] = CONF_NODATA
+                            arr = arr[None]
+                        else:
+                            arr = np.clip(np.rint(p * 100.0), 0, 100).astype(np.uint8)
+                            arr[:, invalid] = CONF_NODATA
+                        w.put(t, arr)
+            if not stop.is_set():
+                for w in writers:
+                    w.close()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=reader, name="satclassify-reader", daemon=True),
+               threading.Thread(target=writer, name="satclassify-writer", daemon=True)]
+    for t in threads:
+        t.start()
+    done = 0
+    try:
+        while True:
+            if is_canceled():
+                raise Canceled("canceled: no output was written")
+            item = get(q_in)
+            if item is _STOP:
+                break
+            if item is None:
+                put(q_out, None)
+                break
+            group, x, masks = item
+            outs = model.run(x)
+            for h, o in zip(heads, outs):
+                if o.ndim != 4 or o.shape[1] != h.num_classes or o.shape[2:] != (th, tw) or o.shape[0] != x.shape[0]:
+                    raise SatClassifyError(
+                        f"the model's output '{h.output}' has shape {tuple(o.shape)} for an input of shape "
+                        f"{tuple(x.shape)}; expected ({x.shape[0]}, {h.num_classes}, {th}, {tw}) "
+                        f"(one probability per class of head '{h.name}')")
+            if not put(q_out, (group, outs, masks)):
+                break
+            done += len(group)
+            progress(done / len(tiles))
+        threads[1].join()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        if errors:
+            stop.set()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]

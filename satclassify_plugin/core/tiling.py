@@ -1,0 +1,107 @@
+"""Tile planner for tiled inference (pure Python, no GDAL).
+
+:func:`plan_tiles` splits an output window into *cores* that partition it exactly (no gaps, no
+overlaps) and gives each core a *read window* of ``tile`` x ``tile`` pixels around it:
+
+* every core pixel has at least ``halo`` pixels of real context on each side inside its read window,
+  except on the raster's own border, where a whole-image run has no context either;
+* near a raster edge the read window is shifted inward (it reads real neighbouring pixels) instead of
+  being padded, so every read window lies inside the raster;
+* only where the raster itself is smaller than the tile along an axis does the window cover the whole
+  axis and get padded (by reflection, done by the caller) up to the tile size.
+
+Stitching: each output pixel is taken from the one tile whose core holds it, i.e. overlapping
+predictions are blended with weight 1 inside a core and 0 in the halo ring. A model whose receptive
+field fits within the halo therefore gives exactly the whole-image result everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .errors import SatClassifyError
+
+Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: core [core0, core1) read from [read0, read0 + read_len), then padded."""
+    core0: int
+    core1: int
+    read0: int
+    read_len: int
+    pad: int  # reflection padding after the read data, so read_len + pad == tile
+
+    @property
+    def size(self) -> int:
+        return self.read_len + self.pad
+
+
+@dataclass(frozen=True)
+class Tile:
+    index: int
+    row: int            # tile row (tiles come in row-major order; a row shares core rows)
+    col: int
+    core: Window        # output pixels this tile writes (raster pixel coordinates)
+    read: Window        # raster pixels this tile reads
+    pad: Tuple[int, int]  # (right, bottom) reflection padding after the read data
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height) of the array fed to the model."""
+        return self.read[2] + self.pad[0], self.read[3] + self.pad[1]
+
+    @property
+    def core_offset(self) -> Tuple[int, int]:
+        """(x, y) of the core inside the model's input array."""
+        return self.core[0] - self.read[0], self.core[1] - self.read[1]
+
+
+def check_tile_halo(tile: int, halo: int) -> None:
+    if not isinstance(tile, int) or tile < 1:
+        raise SatClassifyError(f"tile size must be a positive integer, got {tile!r}")
+    if not isinstance(halo, int) or halo < 0:
+        raise SatClassifyError(f"halo must be an integer >= 0, got {halo!r}")
+    if tile <= 2 * halo:
+        raise SatClassifyError(
+            f"tile size {tile} is too small for the model's halo of {halo} pixels: a tile must be larger than "
+            f"2 x halo = {2 * halo}; set TILE_SIZE to at least {2 * halo + 1} (or 0 for the model's default)")
+
+
+def plan_axis(start: int, stop: int, n: int, tile: int, halo: int) -> List[Span]:
+    """Spans covering output pixels [start, stop) of an axis of length ``n``."""
+    check_tile_halo(tile, halo)
+    if not 0 <= start < stop <= n:
+        raise SatClassifyError(f"invalid window [{start}, {stop}) for an axis of {n} pixels")
+    if n <= tile:
+        return [Span(start, stop, 0, n, tile - n)]
+    spans = []
+    c = start
+    while c < stop:
+        r0 = min(max(c - halo, 0), n - tile)
+        trusted_end = n if r0 + tile == n else r0 + tile - halo
+        e = min(trusted_end, stop)
+        spans.append(Span(c, e, r0, tile, 0))
+        c = e
+    return spans
+
+
+def plan_tiles(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None) -> List[Tile]:
+    """Tiles (row-major) whose cores partition ``window`` (default: the whole ``width`` x ``height`` raster)."""
+    check_tile_halo(tile, halo)
+    if width < 1 or height < 1:
+        raise SatClassifyError(f"the raster is empty ({width} x {height} pixels)")
+    x0, y0, w, h = window if window is not None else (0, 0, width, height)
+    if w < 1 or h < 1 or x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise SatClassifyError(f"window {window} is not inside the {width} x {height} raster")
+    xs = plan_axis(x0, x0 + w, width, tile, halo)
+    ys = plan_axis(y0, y0 + h, height, tile, halo)
+    tiles = []
+    for r, sy in enumerate(ys):
+        for c, sx in enumerate(xs):
+            tiles.append(Tile(len(tiles), r, c,
+                              (sx.core0, sy.core0, sx.core1 - sx.core0, sy.core1 - sy.core0),
+                              (sx.read0, sy.read0, sx.read_len, sy.read_len),
+                              (sx.pad, sy.pad)))
+    return tiles

@@ -1,0 +1,112 @@
+"""The tile planner: cores partition the window, read windows stay inside the raster, every core pixel
+has a full halo of real context (or the raster border), and padding happens only for small rasters."""
+import itertools
+
+import numpy as np
+import pytest
+
+from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.tiling import plan_axis, plan_tiles
+
+
+def _check(width, height, tile, halo, window=None):
+    tiles = plan_tiles(width, height, tile, halo, window)
+    x0, y0, w, h = window or (0, 0, width, height)
+    cover = np.zeros((height, width), dtype=int)
+    sizes = set()
+    for t in tiles:
+        cx, cy, cw, ch = t.core
+        rx, ry, rw, rh = t.read
+        cover[cy:cy + ch, cx:cx + cw] += 1
+        # read windows inside the raster; cores inside read windows
+        assert 0 <= rx and rx + rw <= width and 0 <= ry and ry + rh <= height
+        assert rx <= cx and cx + cw <= rx + rw and ry <= cy and cy + ch <= ry + rh
+        # halo of real pixels on every side, except on the raster border
+        for c0, c1, r0, r1, n in ((cx, cx + cw, rx, rx + rw, width), (cy, cy + ch, ry, ry + rh, height)):
+            assert c0 - r0 >= halo or r0 == 0
+            assert r1 - c1 >= halo or r1 == n
+        # full tiles when the raster is large enough; otherwise the whole axis, padded up to the tile
+        for rlen, pad, n in ((rw, t.pad[0], width), (rh, t.pad[1], height)):
+            if n >= tile:
+                assert (rlen, pad) == (tile, 0)
+            else:
+                assert (rlen, pad) == (n, tile - n)
+        sizes.add(t.size)
+        ox, oy = t.core_offset
+        assert (ox, oy) == (cx - rx, cy - ry)
+    expected = np.zeros_like(cover)
+    expected[y0:y0 + h, x0:x0 + w] = 1
+    assert np.array_equal(cover, expected), "cores must cover the window exactly once"
+    assert sizes == {(tile, tile)}, "every tile feeds the model the same shape (batchable)"
+    # row-major order; tiles of one row share their core rows
+    rows = [t.row for t in tiles]
+    assert rows == sorted(rows)
+    for _, grp in itertools.groupby(tiles, key=lambda t: t.row):
+        grp = list(grp)
+        assert len({(t.core[1], t.core[3]) for t in grp}) == 1
+        assert [t.core[0] for t in grp] == sorted(t.core[0] for t in grp)
+    return tiles
+
+
+@pytest.mark.parametrize("width,height,tile,halo", [
+    (100, 100, 32, 4), (64, 64, 64, 8), (65, 63, 64, 8), (1000, 37, 128, 16), (257, 513, 256, 32),
+    (10, 10, 64, 2), (1, 1, 8, 0), (300, 200, 50, 0), (129, 129, 64, 31), (5, 500, 16, 7)])
+def test_cover_and_halo(width, height, tile, halo):
+    _check(width, height, tile, halo)
+
+
+@pytest.mark.parametrize("window", [(10, 20, 30, 40), (0, 0, 1, 1), (99, 99, 1, 1), (50, 0, 50, 100)])
+def test_subwindow_reads_real_context_outside_the_window(window):
+    tiles = _check(100, 100, 32, 4, window)
+    x0, y0, w, h = window
+    # a window away from the raster border takes its halo from real pixels outside the window
+    first = tiles[0]
+    if x0 >= 4:
+        assert first.read[0] <= x0 - 4
+    if y0 >= 4:
+        assert first.read[1] <= y0 - 4
+
+
+def test_edges_shift_inward_instead_of_padding():
+    spans = plan_axis(0, 100, 100, 32, 4)
+    # first tile starts at the border, last tile ends exactly at it: no padding anywhere
+    assert spans[0].read0 == 0 and spans[0].core0 == 0 and spans[0].core1 == 28
+    assert spans[-1].read0 + spans[-1].read_len == 100 and spans[-1].core1 == 100
+    assert all(s.pad == 0 for s in spans)
+    # interior tiles advance by tile - 2*halo
+    assert [s.core0 for s in spans] == [0, 28, 52, 76]
+    assert spans[-1].read0 == 68
+
+
+def test_small_raster_is_padded_only_along_the_short_axis():
+    tiles = plan_tiles(20, 300, 64, 4)
+    assert all(t.read[0] == 0 and t.read[2] == 20 and t.pad[0] == 44 for t in tiles)
+    assert all(t.pad[1] == 0 and t.read[3] == 64 for t in tiles)
+
+
+def test_property_random_layouts():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        tile = int(rng.integers(3, 80))
+        halo = int(rng.integers(0, (tile - 1) // 2 + 1))
+        w, h = int(rng.integers(1, 200)), int(rng.integers(1, 200))
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        ww, hh = int(rng.integers(1, w - x0 + 1)), int(rng.integers(1, h - y0 + 1))
+        _check(w, h, tile, halo, (x0, y0, ww, hh))
+
+
+@pytest.mark.parametrize("tile,halo,msg", [
+    (8, 4, "tile size 8 is too small for the model's halo of 4 pixels: a tile must be larger than 2 x halo = 8; "
+           "set TILE_SIZE to at least 9 (or 0 for the model's default)"),
+    (0, 0, "tile size must be a positive integer, got 0"),
+    (16, -1, "halo must be an integer >= 0, got -1"),
+])
+def test_bad_tile_halo(tile, halo, msg):
+    with pytest.raises(SatClassifyError) as e:
+        plan_tiles(100, 100, tile, halo)
+    assert str(e.value) == msg
+
+
+def test_window_outside_raster():
+    with pytest.raises(SatClassifyError, match=r"window \(90, 0, 20, 10\) is not inside the 100 x 100 raster"):
+        plan_tiles(100, 100, 32, 2, (90, 0, 20, 10))
