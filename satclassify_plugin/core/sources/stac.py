@@ -1,0 +1,196 @@
+"""STAC API source (default: Earth Search, collection ``sentinel-2-c1-l2a``, no login).
+
+Search goes through pystac-client (imported lazily); reading goes through GDAL ``/vsicurl/`` on the
+cloud-optimised GeoTIFF assets, window by window (nothing is downloaded whole).
+
+Offset rule for STAC items: the DN offset (-1000) is applied when the processing baseline
+(``s2:processing_baseline``, else ``processing:version``) is >= 04.00 and the item does not say it was
+applied already (``earthsearch:boa_offset_applied`` false or absent). The value comes from the asset's
+``raster:bands`` offset/scale when given (-0.1 / 0.0001 = -1000), else -1000.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..errors import SatClassifyError
+from ..http import status_error, host_of
+from ..s2 import BAND_RESOLUTION, Scene, asset_key, format_baseline, parse_datetime
+from . import SearchQuery, Source
+
+COLLECTIONS = {"L2A": "sentinel-2-c1-l2a", "L1C": "sentinel-2-l1c"}
+
+
+def _num(v) -> Optional[float]:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _epsg(props: Dict[str, Any]) -> Optional[int]:
+    e = props.get("proj:epsg")
+    if isinstance(e, int) and not isinstance(e, bool) and e > 0:
+        return e
+    code = props.get("proj:code")
+    if isinstance(code, str) and code.upper().startswith("EPSG:") and code[5:].isdigit():
+        return int(code[5:])
+    return None
+
+
+def _tile(props: Dict[str, Any], item_id: str) -> str:
+    for k in ("s2:mgrs_tile", "grid:code", "mgrs:tile"):
+        v = props.get(k)
+        if isinstance(v, str) and v:
+            return v.replace("MGRS-", "")
+    z, b, sq = props.get("mgrs:utm_zone"), props.get("mgrs:latitude_band"), props.get("mgrs:grid_square")
+    if isinstance(z, int) and isinstance(b, str) and isinstance(sq, str):
+        return f"{z:02d}{b}{sq}"
+    return ""
+
+
+def _asset_offset(asset: Dict[str, Any]) -> Optional[int]:
+    rb = asset.get("raster:bands")
+    if isinstance(rb, list) and rb and isinstance(rb[0], dict):
+        off, scale = _num(rb[0].get("offset")), _num(rb[0].get("scale"))
+        if off is not None and scale:
+            return int(round(off / scale))
+    return None
+
+
+def scene_from_item(item: Any, source: str = "STAC") -> Scene:
+    """A STAC item (dict) -> Scene. Raises SatClassifyError (never another exception) on malformed items."""
+    if not isinstance(item, dict):
+        raise SatClassifyError(f"malformed STAC response: an item is a {type(item).__name__}, not an object")
+    iid = item.get("id")
+    if not isinstance(iid, str) or not iid:
+        raise SatClassifyError("malformed STAC response: an item has no 'id'")
+    props = item.get("properties")
+    if not isinstance(props, dict):
+        raise SatClassifyError(f"malformed STAC response: item {iid} has no 'properties'")
+    dt = props.get("datetime") or props.get("start_datetime")
+    when = parse_datetime(dt) if isinstance(dt, str) else None
+    if when is None:
+        raise SatClassifyError(f"malformed STAC response: item {iid} has no valid 'datetime'")
+    assets_in = item.get("assets")
+    if not isinstance(assets_in, dict):
+        raise SatClassifyError(f"malformed STAC response: item {iid} has no 'assets'")
+    assets: Dict[str, str] = {}
+    offsets: Dict[str, int] = {}
+    for band in BAND_RESOLUTION:
+        k = asset_key(assets_in, band)
+        a = assets_in.get(k) if k else None
+        if isinstance(a, dict) and isinstance(a.get("href"), str) and a["href"]:
+            assets[band] = a["href"]
+            off = _asset_offset(a)
+            if off is not None and off < 0 and band != "SCL":
+                offsets[band] = off
+    geom = item.get("geometry")
+    if not (isinstance(geom, dict) and geom.get("type") in ("Polygon", "MultiPolygon")
+            and isinstance(geom.get("coordinates"), list)):
+        geom = None
+    baseline = props.get("s2:processing_baseline", props.get("processing:version"))
+    applied = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
+    nodata = _num(props.get("s2:nodata_pixel_percentage"))
+    cloud = _num(props.get("eo:cloud_cover"))
+    product = str(props.get("s2:product_type") or props.get("product:type") or "")
+    return Scene(id=iid, datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"), platform=str(props.get("platform") or ""),
+                 tile_id=_tile(props, iid), cloud=cloud, baseline=format_baseline(baseline),
+                 nodata=nodata, source=source, footprint=geom, epsg=_epsg(props),
+                 product_type="L1C" if "1C" in product else "L2A",
+                 offset_applied=applied if isinstance(applied, bool) else None, assets=assets, offsets=offsets,
+                 extra={"collection": item.get("collection") if isinstance(item.get("collection"), str) else ""})
+
+
+class StacSource(Source):
+    name = "STAC"
+    default_url = "https://earth-search.aws.element84.com/v1"
+    module = "pystac_client"
+
+    def _client(self):
+        import pystac_client
+        from pystac_client.stac_api_io import StacApiIO
+        from urllib3.util.retry import Retry
+
+        max_wait = self.http.max_wait
+
+        class _BoundedRetry(Retry):
+            def get_retry_after(self, response):
+                v = super().get_retry_after(response)
+                return None if v is None else min(v, max_wait)
+
+        retry = _BoundedRetry(total=self.http.retries, backoff_factor=self.http.backoff,
+                              status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+                              respect_retry_after_header=True, raise_on_status=False)
+        io = StacApiIO(max_retries=retry, timeout=self.http.timeout)
+        try:
+            return pystac_client.Client.open(self.url, stac_io=io)
+        except Exception as e:  # noqa: BLE001 - pystac-client raises many kinds
+            raise self._translate(e, "opening the catalogue")
+
+    def _translate(self, e: Exception, what: str) -> SatClassifyError:
+        if isinstance(e, SatClassifyError):
+            return e
+        import requests
+        from pystac_client.exceptions import APIError
+        host = host_of(self.url)
+        tries = self.http.retries + 1
+        if isinstance(e, APIError) and getattr(e, "status_code", None):
+            return SatClassifyError(status_error(int(e.status_code), host, str(e)[:200], tries, what, self.url))
+        if isinstance(e, (requests.ConnectionError, requests.Timeout)):
+            cause = str(e)
+            if "Max retries exceeded" in cause and "too many" in cause and "error responses" in cause:
+                return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
+            return SatClassifyError(f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
+                                    "check the URL and the network, or try again later")
+        if isinstance(e, requests.RetryError if hasattr(requests, "RetryError") else ()):
+            return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
+        if isinstance(e, ValueError):  # JSONDecodeError and pystac's own validation
+            return SatClassifyError(f"malformed response from {host} while {what}: {str(e)[:160]}")
+        return SatClassifyError(f"{what} at {host} failed: {type(e).__name__}: {str(e)[:200]}")
+
+    def search(self, query: SearchQuery) -> List[Scene]:
+        from ..gdal_s2 import geometry_from_wkt
+        import json
+        client = self._client()
+        collection = query.collection or COLLECTIONS[query.product]
+        kw: Dict[str, Any] = {"collections": [collection], "max_items": int(query.limit) * 4,
+                              "limit": min(100, int(query.limit) * 4)}
+        if query.ids:
+            kw["ids"] = list(query.ids)
+        else:
+            s, e = query.interval()
+            kw["datetime"] = f"{s.strftime('%Y-%m-%dT%H:%M:%SZ')}/{e.strftime('%Y-%m-%dT%H:%M:%S.999Z')}"
+            kw["intersects"] = json.loads(geometry_from_wkt(query.aoi_wkt).ExportToJson())
+            if float(query.max_cloud) < 100:
+                kw["query"] = {"eo:cloud_cover": {"lte": float(query.max_cloud)}}
+        self.monitor.info(f"searching {collection} at {self.url}")
+        out: List[Scene] = []
+        try:
+            for d in client.search(**kw).items_as_dicts():
+                self.monitor.check()
+                out.append(scene_from_item(d))
+        except Exception as e:  # noqa: BLE001
+            raise self._translate(e, "searching")
+        return out
+
+    def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
+        from ..gdal_s2 import vsi_path
+        out = []
+        for s in scenes:
+            missing = [b for b in bands if b not in s.assets and b != "SCL"]
+            if missing:
+                raise SatClassifyError(f"item {s.id} has no asset for band {', '.join(missing)} (it has "
+                                       f"{', '.join(sorted(s.assets)) or 'no band asset'})")
+            if "SCL" in bands and "SCL" not in s.assets:
+                self.monitor.info(f"item {s.id} has no SCL asset: the mask only flags nodata")
+            c = Scene(**{**s.__dict__})
+            c.assets = {b: vsi_path(h) for b, h in s.assets.items() if b in bands}
+            out.append(c)
+        if any("SCL" not in s.assets for s in out):
+            for s in out:
+                s.assets.pop("SCL", None)
+        return out
