@@ -1,0 +1,83 @@
+"""The SatClassify model card in ONNX files: build it from a checkpoint and write/read it.
+
+``write_card(onnx_path, card)`` adds (or replaces) the card of any ONNX file: ``card`` is a
+:class:`~satclassify_plugin.core.modelcard.ModelCard`, a dict or JSON text. It is validated with
+``parse_card`` (and against the graph's outputs) before the file is rewritten (atomically).
+"""
+import json
+import os
+
+from satclassify_plugin.core.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
+
+from .errors import TrainingError
+
+
+def card_from_checkpoint(ck, metrics=None) -> ModelCard:
+    info = ck["card"]
+    heads = [Head(h["name"], f"probs_{h['name']}",
+                  [HeadClass(int(c["value"]), str(c["code"]), str(c["name"]), str(c["color"])) for c in h["classes"]])
+             for h in info["heads"]]
+    hist = ck.get("history") or []
+    training = {"dataset": info.get("dataset"), "epochs": len(hist), "num_parameters": ck.get("num_parameters"),
+                "config": {k: ck["config"].get(k) for k in ("model", "encoder", "optimizer", "lr", "batch_size",
+                                                             "seed", "amp")},
+                "metrics": metrics if metrics is not None else _metrics_of(ck)}
+    card = ModelCard(architecture=info["architecture"], bands=list(info["bands"]), heads=heads,
+                     resolution_m=info.get("resolution_m"), input_scale=float(info["input_scale"]),
+                     mean=[float(v) for v in info["mean"]], std=[float(v) for v in info["std"]],
+                     tile_size=int(info["tile_size"]), halo=int(info["halo"]), training=training)
+    return parse_card(card.to_dict())
+
+
+def _metrics_of(ck):
+    row = ck.get("metrics") or {}
+    return {k: v for k, v in row.items() if k.startswith("val_") and v is not None}
+
+
+def _as_card(card):
+    if isinstance(card, ModelCard):
+        card = card.to_dict()
+    return parse_card(card)
+
+
+def write_card(onnx_path, card):
+    """Validate ``card`` and store it in ``onnx_path``'s metadata_props["satclassify"]. Returns the ModelCard."""
+    import onnx
+    if not os.path.isfile(onnx_path):
+        raise TrainingError(f"ONNX file '{onnx_path}' does not exist")
+    mc = _as_card(card)
+    try:
+        model = onnx.load(onnx_path)
+    except Exception as e:
+        raise TrainingError(f"'{onnx_path}' is not a readable ONNX model: {e}")
+    outputs = [o.name for o in model.graph.output]
+    for h in mc.heads:
+        if h.output not in outputs:
+            raise TrainingError(f"card head '{h.name}' names output '{h.output}' but the model's outputs are {outputs}")
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) == 1:
+        dims = inputs[0].type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != mc.num_bands:
+            raise TrainingError(f"card lists {mc.num_bands} bands but the model's input has {dims[1].dim_value} channels")
+    keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    model.metadata_props.add(key=METADATA_KEY, value=mc.to_json())
+    tmp = onnx_path + ".card.tmp"
+    onnx.save(model, tmp)
+    os.replace(tmp, onnx_path)
+    return mc
+
+
+def read_card(onnx_path) -> ModelCard:
+    import onnx
+    model = onnx.load(onnx_path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise TrainingError(f"'{onnx_path}' has no '{METADATA_KEY}' model card")
+    return parse_card(props[METADATA_KEY])
+
+
+def card_json(card) -> str:
+    return json.dumps(_as_card(card).to_dict(), indent=1)

@@ -1,0 +1,99 @@
+"""Command line: ``python -m training train|evaluate|export ...`` (see docs/training.md).
+
+User errors (missing manifest, band mismatch, empty split, bad device, bad config...) print one line
+``error: ...`` on stderr and exit with code 2, without a traceback."""
+import argparse
+import json
+import sys
+
+from satclassify_plugin.core.errors import SatClassifyError
+
+
+def _bool_flag(p, name, help):
+    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None,
+                   help=help)
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m training", description="SatClassify training: train, "
+                                 "evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on a dataset folder")
+    t.add_argument("--data", help="dataset folder (manifest.json + shards, from satclassify:buildpatches)")
+    t.add_argument("--model", choices=["unet", "cnn_dual", "cnn_class"])
+    t.add_argument("--encoder", help="segmentation-models-pytorch encoder (unet, cnn_class), default resnet34")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["auto", "adamw", "adam", "sgd"])
+    t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    _bool_flag(t, "amp", "mixed precision (bf16 when supported, else fp16 on CUDA; bf16 on CPU)")
+    t.add_argument("--amp-dtype", choices=["auto", "bf16", "fp16"])
+    t.add_argument("--out", help="run folder (checkpoints, log.csv, curves.png); default runs/<model>-<time>")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--config", help="YAML file with options (command-line flags override it)")
+    t.add_argument("--resume", help="checkpoint (last.pt) to continue from")
+    t.add_argument("--encoder-from", help="CNN-class/U-Net checkpoint whose encoder initialises the U-Net")
+    t.add_argument("--freeze-epochs", type=int, help="frozen-encoder warm-up epochs with --encoder-from (2)")
+    t.add_argument("--coarse-map", help="CNN-dual coarse head: CSV fine_value,coarse_value,coarse_name[,color] "
+                                        "(default: CLC level 1 of the class codes)")
+    t.add_argument("--bands", help="comma-separated subset of the dataset's bands")
+    _bool_flag(t, "class-weights", "inverse-frequency class weights from the manifest counts")
+    _bool_flag(t, "augment", "random flips and 90-degree rotations (on by default)")
+    t.add_argument("--early-stopping", type=int, help="epochs without improvement before stopping (0 = never)")
+    t.add_argument("--num-workers", type=int)
+    t.add_argument("--tile-size", type=int, help="tile size written to the model card (256)")
+    t.add_argument("--max-steps", type=int, help="batches per epoch at most (smoke runs)")
+    _bool_flag(t, "progress", "tqdm progress bars")
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint on a split (JSON)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="metrics JSON (default: metrics-<split>.json next to the checkpoint)")
+
+    x = sub.add_parser("export", help="checkpoint -> ONNX with the model card, parity-checked")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--out", required=True, help="ONNX file to write")
+    x.add_argument("--tile-size", type=int, help="override the card's tile_size")
+    x.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    return ap
+
+
+TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "device", "amp", "amp_dtype",
+              "out", "seed", "resume", "encoder_from", "freeze_epochs", "coarse_map", "bands", "class_weights",
+              "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .config import make_config
+            from .train import train
+            over = {k: getattr(args, k) for k in TRAIN_KEYS}
+            if over["bands"]:
+                over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+            over = {k: v for k, v in over.items() if v is not None}
+            cfg = make_config(args.config, over)
+            res = train(cfg, explicit=over)
+            if res["history"] and res.get("world_size", 1) >= 1:
+                print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
+                                  "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
+                                  "final": res["history"][-1]}))
+        elif args.command == "evaluate":
+            from .evaluate import evaluate
+            res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
+            print(json.dumps(res, indent=1))
+        elif args.command == "export":
+            from .export import export
+            export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+        return 0
+    except SatClassifyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,109 @@
+"""Training configuration: defaults < YAML file (``--config``) < command-line flags."""
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import List, Optional
+
+from .errors import TrainingError
+
+
+@dataclass
+class TrainConfig:
+    data: Optional[str] = None
+    model: str = "unet"                 # unet | cnn_dual | cnn_class
+    encoder: str = "resnet34"           # smp encoder for unet / cnn_class
+    decoder_channels: Optional[List[int]] = None  # U-Net decoder widths (default smp's 256..16)
+    widths: Optional[dict] = None       # CNN-dual stage widths (see models/cnn_dual.py)
+    dropout: float = 0.1
+    bands: Optional[List[str]] = None   # subset of the dataset's bands (default: all)
+    epochs: int = 20
+    batch_size: Optional[int] = None    # default: unet/cnn_class 16, cnn_dual 256
+    lr: Optional[float] = None          # default: unet 1e-3 (AdamW), cnn_dual 0.01 (SGD), cnn_class 1e-3 (Adam)
+    optimizer: str = "auto"             # auto | adamw | adam | sgd
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    class_weights: bool = False         # inverse-frequency weights from the manifest's training counts
+    augment: bool = True                # random flips and 90-degree rotations
+    pixels_per_patch: int = 32          # CNN-dual: labelled pixels sampled per patch and epoch
+    plateau_patience: int = 3           # ReduceLROnPlateau patience (epochs)
+    plateau_factor: float = 0.5
+    early_stopping: int = 8             # stop after this many epochs without improvement (0 = never)
+    monitor: str = "miou"               # miou | loss
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: bool = False
+    amp_dtype: str = "auto"             # auto (bf16 when supported, else fp16) | bf16 | fp16
+    channels_last: bool = True          # on CUDA
+    num_workers: int = 0
+    seed: int = 0
+    out: Optional[str] = None           # run folder (default runs/<model>-<time>)
+    resume: Optional[str] = None
+    encoder_from: Optional[str] = None  # CNN-class / U-Net checkpoint whose encoder initialises the U-Net
+    freeze_epochs: int = 2              # frozen-encoder warm-up epochs with --encoder-from
+    coarse_map: Optional[str] = None    # CNN-dual: CSV fine_value,coarse_value,coarse_name[,color]
+    head_name: str = "class"            # name of the (fine) head in the model card
+    coarse_head_name: str = "coarse"
+    tile_size: int = 256                # exported card tile size
+    max_steps: int = 0                  # stop each epoch after this many batches (0 = all); for smoke runs
+    progress: bool = True               # tqdm bars
+
+    def resolved(self):
+        """Fill the model-dependent defaults."""
+        c = TrainConfig(**asdict(self))
+        if c.model not in ("unet", "cnn_dual", "cnn_class"):
+            raise TrainingError(f"unknown model '{c.model}': choose unet, cnn_dual or cnn_class")
+        if c.batch_size is None:
+            c.batch_size = 256 if c.model == "cnn_dual" else 16
+        if c.lr is None:
+            c.lr = {"unet": 1e-3, "cnn_dual": 0.01, "cnn_class": 1e-3}[c.model]
+        if c.optimizer == "auto":
+            c.optimizer = {"unet": "adamw", "cnn_dual": "sgd", "cnn_class": "adam"}[c.model]
+        if c.optimizer not in ("adamw", "adam", "sgd"):
+            raise TrainingError(f"optimizer '{c.optimizer}' is not one of adamw, adam, sgd")
+        if c.amp_dtype not in ("auto", "bf16", "fp16"):
+            raise TrainingError(f"amp_dtype '{c.amp_dtype}' is not one of auto, bf16, fp16")
+        if c.monitor not in ("miou", "loss"):
+            raise TrainingError(f"monitor '{c.monitor}' is not one of miou, loss")
+        for k in ("epochs", "batch_size"):
+            if getattr(c, k) < 1:
+                raise TrainingError(f"{k.replace('_', '-')} must be >= 1, got {getattr(c, k)}")
+        if c.lr <= 0:
+            raise TrainingError(f"lr must be > 0, got {c.lr}")
+        if c.encoder_from and c.model != "unet":
+            raise TrainingError("--encoder-from only applies to --model unet")
+        return c
+
+    def to_dict(self):
+        return asdict(self)
+
+
+FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+
+
+def load_yaml(path):
+    import yaml
+    if not os.path.isfile(path):
+        raise TrainingError(f"config file '{path}' does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise TrainingError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
+    if not isinstance(data, dict):
+        raise TrainingError(f"config file '{path}' must hold a mapping of option: value")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - FIELD_NAMES)
+    if unknown:
+        raise TrainingError(f"config file '{path}': unknown option(s) {', '.join(unknown)}")
+    return data
+
+
+def make_config(yaml_path=None, overrides=None) -> TrainConfig:
+    values = {}
+    if yaml_path:
+        values.update(load_yaml(yaml_path))
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = v
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise TrainingError(f"bad configuration: {e}")

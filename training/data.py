@@ -1,0 +1,283 @@
+"""Reading the training dataset folder (through ``satclassify_plugin.core.dataset``) into torch.
+
+* :func:`open_dataset` opens a folder with clear errors;
+* :class:`DataInfo` holds bands, classes and the value -> training index table (label 0 and
+  masked pixels -> ``IGNORE``);
+* :func:`band_stats` computes per-band mean/std of reflectance over a split;
+* :class:`PatchDataset` serves whole patches (U-Net, CNN-class) from the memory-mapped shards;
+* :func:`sample_pixels` draws labelled pixels with their 5x5 context (CNN-dual).
+"""
+import csv
+import os
+
+import numpy as np
+import torch
+
+from satclassify_plugin.core import clc
+from satclassify_plugin.core.errors import SatClassifyError
+
+from .errors import TrainingError
+
+IGNORE = -100
+
+
+def open_dataset(folder):
+    if not folder:
+        raise TrainingError("no dataset given: pass --data DIR (a folder written by satclassify:buildpatches)")
+    if not os.path.isdir(folder):
+        raise TrainingError(f"dataset folder '{folder}' does not exist")
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        raise TrainingError(f"'{folder}' has no manifest.json: it is not a SatClassify dataset folder "
+                            "(build one with satclassify:buildpatches)")
+    from satclassify_plugin.core.dataset import Dataset
+    try:
+        return Dataset(folder)
+    except SatClassifyError as e:
+        raise TrainingError(f"dataset '{folder}': {e}")
+
+
+def _cls_get(c, key):
+    return c[key] if isinstance(c, dict) else getattr(c, key)
+
+
+class DataInfo:
+    """What training needs to know about a dataset (and what the model card records)."""
+
+    def __init__(self, ds, bands=None):
+        self.ds = ds
+        self.all_bands = [str(b) for b in ds.bands]
+        if bands:
+            missing = [b for b in bands if b not in self.all_bands]
+            if missing:
+                raise TrainingError(f"band(s) {', '.join(missing)} not in the dataset (it has "
+                                    f"{', '.join(self.all_bands)}); fix the 'bands' option")
+            self.bands = list(bands)
+        else:
+            self.bands = list(self.all_bands)
+        self.band_idx = [self.all_bands.index(b) for b in self.bands]
+        self.classes = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
+                         "name": str(_cls_get(c, "name")), "color": str(_cls_get(c, "color"))}
+                        for c in ds.classes]
+        if not self.classes:
+            raise TrainingError("the dataset's manifest has no classes")
+        self.values = [c["value"] for c in self.classes]
+        self.lut = value_lut(self.values)
+        self.scale = float(ds.scale)
+        self.patch_size = ds.patch_size
+        self.resolution_m = None
+        man = getattr(ds, "manifest", None) or {}
+        for key in ("resolution_m", "resolution", "pixel_size"):
+            v = man.get(key) if isinstance(man, dict) else None
+            if isinstance(v, (int, float)) and v > 0:
+                self.resolution_m = float(v)
+                break
+            if isinstance(v, (list, tuple)) and v and isinstance(v[0], (int, float)) and v[0] > 0:
+                self.resolution_m = float(abs(v[0]))
+                break
+
+    @property
+    def num_bands(self):
+        return len(self.bands)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    def check_split(self, split, required=True):
+        n = self.ds.count(split) if split in list(self.ds.splits) else 0
+        if n == 0 and required:
+            raise TrainingError(f"the dataset's '{split}' split is empty (splits: "
+                                f"{', '.join(f'{s}={self.ds.count(s)}' for s in self.ds.splits) or 'none'}); "
+                                "rebuild it with patches in that split")
+        return n
+
+    def shards(self, split):
+        return list(self.ds.shards(split))
+
+
+def value_lut(values, size=256):
+    lut = np.full(size, IGNORE, dtype=np.int64)
+    for i, v in enumerate(values):
+        lut[int(v)] = i
+    lut[0] = IGNORE
+    return lut
+
+
+def targets(labels, lut, mask=None):
+    """uint8 labels (..., H, W) -> int64 training indices with IGNORE for 0, unknown and masked pixels."""
+    t = lut[np.asarray(labels)]
+    if mask is not None:
+        t = np.where(np.asarray(mask) > 0, t, IGNORE)
+    return t
+
+
+def band_stats(info, split="train"):
+    """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0)."""
+    n = info.num_bands
+    s = np.zeros(n)
+    ss = np.zeros(n)
+    cnt = np.zeros(n)
+    for imgs, _labels, masks in info.shards(split):
+        for i in range(0, len(imgs), 64):
+            x = np.asarray(imgs[i:i + 64][:, info.band_idx], dtype=np.float64) * info.scale
+            valid = np.asarray(imgs[i:i + 64][:, info.band_idx]) > 0
+            if masks is not None:
+                valid &= (np.asarray(masks[i:i + 64]) > 0)[:, None]
+            x = np.where(valid, x, 0.0)
+            s += x.sum(axis=(0, 2, 3))
+            ss += (x * x).sum(axis=(0, 2, 3))
+            cnt += valid.sum(axis=(0, 2, 3))
+    if (cnt == 0).any():
+        raise TrainingError(f"the '{split}' split has a band with no valid pixels (all 0): "
+                            f"{[b for b, c in zip(info.bands, cnt) if c == 0]}")
+    mean = s / cnt
+    std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def class_weights(info, split="train"):
+    counts = info.ds.class_counts(split) or {}
+    c = np.array([float(counts.get(v, counts.get(str(v), 0))) for v in info.values])
+    w = np.zeros_like(c)
+    present = c > 0
+    if present.any():
+        w[present] = c[present].sum() / (present.sum() * c[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Whole patches: (reflectance float32 (C,H,W), targets int64 (H,W)) from the memory-mapped shards.
+
+    ``patch_labels=True`` gives the patch's majority class index instead (CNN-class); patches without
+    any label are left out then."""
+
+    def __init__(self, info, split, patch_labels=False):
+        self.info = info
+        self.shards = info.shards(split)
+        self.patch_labels = patch_labels
+        index = []
+        self.majority = {}
+        for si, (imgs, labels, masks) in enumerate(self.shards):
+            for j in range(len(imgs)):
+                if patch_labels:
+                    t = targets(labels[j], info.lut, None if masks is None else masks[j])
+                    t = t[t >= 0]
+                    if t.size == 0:
+                        continue
+                    self.majority[(si, j)] = int(np.bincount(t, minlength=info.num_classes).argmax())
+                index.append((si, j))
+        self.index = index
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, k):
+        si, j = self.index[k]
+        imgs, labels, masks = self.shards[si]
+        x = np.asarray(imgs[j][self.info.band_idx], dtype=np.float32) * np.float32(self.info.scale)
+        if self.patch_labels:
+            y = np.int64(self.majority[(si, j)])
+            return torch.from_numpy(x), torch.tensor(y)
+        t = targets(labels[j], self.info.lut, None if masks is None else masks[j])
+        return torch.from_numpy(x), torch.from_numpy(t)
+
+
+def sample_pixels(info, split, per_patch, rng, halo=2):
+    """Draw up to ``per_patch`` labelled pixels per patch (at least ``halo`` from its edge) with their
+    (2*halo+1)^2 context. Returns reflectance crops float32 (S, C, k, k) and targets int64 (S,)."""
+    k = 2 * halo + 1
+    xs, ys = [], []
+    off = np.arange(-halo, halo + 1)
+    for imgs, labels, masks in info.shards(split):
+        n, h, w = labels.shape
+        if h < k or w < k:
+            raise TrainingError(f"patches of {h}x{w} are too small for the {k}x{k} CNN-dual context")
+        t = targets(labels[:, halo:h - halo, halo:w - halo], info.lut,
+                    None if masks is None else masks[:, halo:h - halo, halo:w - halo])
+        flat = t.reshape(n, -1)
+        score = rng.random(flat.shape)
+        score[flat < 0] = np.inf
+        m = min(per_patch, flat.shape[1])
+        pick = np.argpartition(score, m - 1, axis=1)[:, :m] if m < flat.shape[1] else \
+            np.broadcast_to(np.arange(flat.shape[1]), flat.shape)
+        pidx = np.repeat(np.arange(n), m)
+        pos = pick.reshape(-1)
+        keep = np.isfinite(score[pidx, pos])
+        pidx, pos = pidx[keep], pos[keep]
+        if pidx.size == 0:
+            continue
+        r = pos // (w - 2 * halo) + halo
+        c = pos % (w - 2 * halo) + halo
+        rr = (r[:, None] + off)[:, :, None]
+        cc = (c[:, None] + off)[:, None, :]
+        crops = _gather(imgs, pidx, rr, cc)
+        crops = crops[:, info.band_idx].astype(np.float32) * np.float32(info.scale)
+        xs.append(crops)
+        ys.append(flat[pidx, pos])
+    if not xs:
+        raise TrainingError(f"the '{split}' split has no labelled pixels at least {halo} pixels from a patch edge")
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys).astype(np.int64))
+
+
+def _gather(imgs, pidx, rr, cc):
+    """Crops (S, C, k, k) from a (memory-mapped) (N, C, H, W) array, reading one patch at a time."""
+    order = np.argsort(pidx, kind="stable")
+    out = np.empty((len(pidx), imgs.shape[1], rr.shape[1], cc.shape[2]), dtype=imgs.dtype)
+    uniq, starts = np.unique(pidx[order], return_index=True)
+    ends = list(starts[1:]) + [len(order)]
+    for p, a, b in zip(uniq, starts, ends):
+        sel = order[a:b]
+        patch = np.asarray(imgs[p])  # (C, H, W)
+        out[sel] = np.transpose(patch[:, rr[sel], cc[sel]], (1, 0, 2, 3))
+    return out
+
+
+# ---------------------------------------------------------------- coarse classes (CNN-dual)
+
+def coarse_classes(info, coarse_map=None):
+    """The coarse head's class table and the fine index -> coarse index table.
+
+    Default: CLC level 1 of the fine classes' codes. With ``coarse_map`` a CSV with rows
+    ``fine_value,coarse_value,coarse_name[,color]`` (a header line is allowed)."""
+    if coarse_map:
+        if not os.path.isfile(coarse_map):
+            raise TrainingError(f"coarse map '{coarse_map}' does not exist")
+        fine_to_coarse, table = {}, {}
+        with open(coarse_map, newline="", encoding="utf-8-sig") as f:
+            for lineno, row in enumerate(csv.reader(f), start=1):
+                row = [c.strip() for c in row]
+                if not row or not row[0] or row[0].startswith("#"):
+                    continue
+                if lineno == 1 and not row[0].isdigit():
+                    continue
+                if len(row) < 3 or not row[0].isdigit() or not row[1].isdigit():
+                    raise TrainingError(f"coarse map line {lineno}: expected 'fine_value,coarse_value,"
+                                        f"coarse_name[,color]', got {','.join(row)!r}")
+                fv, cv = int(row[0]), int(row[1])
+                if not 1 <= cv <= 255:
+                    raise TrainingError(f"coarse map line {lineno}: coarse value {cv} out of 1..255")
+                color = clc.normalise_color(row[3], f"coarse map line {lineno}") if len(row) > 3 and row[3] \
+                    else clc.default_palette(cv)
+                fine_to_coarse[fv] = cv
+                table.setdefault(cv, {"value": cv, "code": str(cv), "name": row[2], "color": color})
+        missing = [v for v in info.values if v not in fine_to_coarse]
+        if missing:
+            raise TrainingError(f"coarse map '{coarse_map}' has no row for fine class value(s) {missing}")
+    else:
+        lvl1 = {c.value: c for c in clc.classes(1)}
+        fine_to_coarse, table = {}, {}
+        for c in info.classes:
+            code = c["code"].strip()
+            if not code.isdigit() or not 1 <= len(code) <= 3 or int(code[0]) not in lvl1:
+                raise TrainingError(
+                    f"class '{c['name']}' has code '{code}', not a CLC code, so the coarse head cannot default "
+                    "to CLC level 1: give --coarse-map CSV (fine_value,coarse_value,coarse_name[,color])")
+            cv = int(code[0])
+            fine_to_coarse[c["value"]] = cv
+            ci = lvl1[cv]
+            table[cv] = {"value": ci.value, "code": ci.code, "name": ci.name, "color": ci.color}
+    coarse = [table[v] for v in sorted(table)]
+    cidx = {c["value"]: i for i, c in enumerate(coarse)}
+    fine_to_coarse_idx = torch.tensor([cidx[fine_to_coarse[v]] for v in info.values], dtype=torch.long)
+    return coarse, fine_to_coarse_idx

@@ -1,0 +1,51 @@
+"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.metrics)."""
+import json
+import os
+
+import torch
+
+from . import checkpoint as ckpt_io
+from .data import DataInfo, open_dataset
+from .engine import evaluate_split, resolve_device
+from .models import build_model
+from .train import check_compatible
+
+
+def load_model(ck, device="cpu"):
+    cfg = ck["config"]
+    card = ck["card"]
+    nb = len(card["bands"])
+    nk = len(card["heads"][0]["classes"])
+    nc = len(card["heads"][1]["classes"]) if len(card["heads"]) > 1 else 0
+    model = build_model(cfg["model"], nb, nk, nc, cfg)
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
+
+
+def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size=16):
+    ck = ckpt_io.load(checkpoint)
+    dev = resolve_device(device)
+    ds = open_dataset(data)
+    info = DataInfo(ds, ck["card"]["bands"] if set(ck["card"]["bands"]) <= set(ds.bands) else None)
+    check_compatible(ck["card"], info, f"checkpoint '{checkpoint}'")
+    info.check_split(split)
+    model = load_model(ck, dev)
+    mean = torch.tensor(ck["card"]["mean"], dtype=torch.float32, device=dev)
+    std = torch.tensor(ck["card"]["std"], dtype=torch.float32, device=dev)
+    arch = ck["config"]["model"]
+    f2c = torch.tensor(ck["f2c"], dtype=torch.long) if ck.get("f2c") is not None else None
+    heads_cfg = ck["card"]["heads"]
+    coarse_values = [c["value"] for c in heads_cfg[1]["classes"]] if len(heads_cfg) > 1 else None
+    heads = evaluate_split(model, arch, info, split, mean, std, dev, f2c, coarse_values, batch_size=batch_size)
+    result = {"checkpoint": os.path.abspath(checkpoint), "dataset": os.path.abspath(data), "split": split,
+              "architecture": arch, "heads": {}}
+    for (key, hm), hc in zip(heads.items(), heads_cfg):
+        names = {int(c["value"]): c["name"] for c in hc["classes"]}
+        result["heads"][hc["name"]] = hm.result(names)
+    out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"metrics-{split}.json")
+    tmp = out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, out)
+    result["output"] = out
+    return result

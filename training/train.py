@@ -1,0 +1,359 @@
+"""The training loop (``python -m training train``): seeded, resumable, AMP/channels_last on CUDA,
+DDP under torchrun, ReduceLROnPlateau, early stopping, best/last checkpoints, CSV log and PNG curves."""
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt_io
+from . import ddp
+from .config import TrainConfig
+from .data import IGNORE, DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, open_dataset, \
+    sample_pixels
+from .engine import amp_dtype, augment, dual_full, evaluate_split, resolve_device, standardise, summary, \
+    unet_forward
+from .errors import TrainingError
+from .models import build_model, count_parameters
+from .models.unet import HALO as UNET_HALO, load_encoder_from
+
+#: options that may change when resuming (everything else comes from the checkpoint)
+RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
+                      "max_steps", "data", "channels_last")
+
+
+def seed_all(seed):
+    import random
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _log(msg, dist_info):
+    if dist_info.is_main:
+        print(msg, flush=True)
+
+
+def card_info(cfg, info, mean, std, coarse=None):
+    heads = [{"name": cfg.head_name, "classes": info.classes}]
+    if cfg.model == "cnn_dual":
+        heads.append({"name": cfg.coarse_head_name, "classes": coarse})
+    if cfg.model == "unet":
+        halo, tile = UNET_HALO, cfg.tile_size
+    elif cfg.model == "cnn_dual":
+        halo, tile = 2, cfg.tile_size
+    else:
+        halo, tile = 0, int(info.patch_size if isinstance(info.patch_size, int) else info.patch_size[0])
+    return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
+            "resolution_m": info.resolution_m, "tile_size": tile, "halo": halo, "heads": heads,
+            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size}
+
+
+def check_compatible(card, info, source):
+    if list(card["bands"]) != list(info.bands):
+        raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
+                            f"{info.bands}: use a dataset with the same bands (or set 'bands')")
+    vals = [c["value"] for c in card["heads"][0]["classes"]]
+    if vals != info.values:
+        raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")
+
+
+def make_optimizer(cfg, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: TrainConfig, explicit=None):
+    """Train; returns a dict with run_dir, best/last checkpoint paths, final metrics and history."""
+    explicit = explicit or {}
+    resume = None
+    if cfg.resume:
+        resume = ckpt_io.load(cfg.resume, "--resume checkpoint")
+        base = dict(resume["config"])
+        for k in RESUME_OVERRIDABLE:
+            if k in explicit and explicit[k] is not None:
+                base[k] = explicit[k]
+        base["resume"] = cfg.resume
+        base["encoder_from"] = None
+        cfg = TrainConfig(**base)
+    cfg = cfg.resolved()
+    device = resolve_device(cfg.device)
+    dinfo = ddp.setup(device.type)
+    try:
+        return _train(cfg, device, dinfo, resume)
+    finally:
+        ddp.cleanup(dinfo)
+
+
+def _train(cfg, device, dinfo, resume):
+    if dinfo.active and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+    seed_all(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    ds = open_dataset(cfg.data)
+    info = DataInfo(ds, cfg.bands)
+    info.check_split("train")
+    has_val = info.check_split("val", required=False) > 0
+    val_split = "val" if has_val else "train"
+    if cfg.model == "unet" and cfg.tile_size % 32:
+        raise TrainingError(f"tile_size {cfg.tile_size} must be a multiple of 32 for the U-Net")
+
+    coarse, f2c = (None, None)
+    if cfg.model == "cnn_dual":
+        coarse, f2c = coarse_classes(info, cfg.coarse_map)
+    if resume is not None:
+        check_compatible(resume["card"], info, "--resume checkpoint")
+        mean, std = resume["card"]["mean"], resume["card"]["std"]
+        if cfg.model == "cnn_dual":
+            coarse = resume["card"]["heads"][1]["classes"]
+            f2c = torch.tensor(resume["f2c"], dtype=torch.long)
+    else:
+        mean, std = band_stats(info, "train")
+    card = card_info(cfg, info, mean, std, coarse)
+
+    model = build_model(cfg.model, info.num_bands, info.num_classes, len(coarse) if coarse else 0,
+                        cfg.to_dict())
+    nparams = count_parameters(model)
+    frozen_until = 0
+    if cfg.encoder_from:
+        src = ckpt_io.load(cfg.encoder_from, "--encoder-from checkpoint")
+        if list(src["card"]["bands"]) != info.bands:
+            raise TrainingError(f"--encoder-from checkpoint was trained on bands {src['card']['bands']} but the "
+                                f"dataset gives {info.bands}")
+        n = load_encoder_from(model, src["state_dict"], f"--encoder-from '{cfg.encoder_from}'")
+        frozen_until = cfg.freeze_epochs
+        _log(f"encoder initialised from {cfg.encoder_from} ({n} tensors); frozen for {frozen_until} epoch(s)", dinfo)
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last and cfg.model != "cnn_dual":
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, model.parameters())
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="max" if cfg.monitor == "miou" else "min", factor=cfg.plateau_factor,
+        patience=cfg.plateau_patience)
+    start_epoch, best, stale, history = 0, None, 0, []
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        start_epoch = int(resume["epoch"]) + 1
+        best, stale = resume.get("best"), int(resume.get("stale", 0))
+        history = list(resume.get("history", []))
+        frozen_until = int(resume.get("frozen_until", 0))
+        _log(f"resuming from {cfg.resume} at epoch {start_epoch + 1}", dinfo)
+
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device)
+    weight = class_weights(info, "train").to(device) if cfg.class_weights else None
+    use_amp = bool(cfg.amp)
+    adt = amp_dtype(cfg, device) if use_amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and adt == torch.float16 and device.type == "cuda")
+
+    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if dinfo.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        import yaml
+        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    _log(f"model {cfg.model}: {nparams:,} parameters; device {device}"
+         f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
+         f"{str(adt).replace('torch.', '') if use_amp else 'off'}; train {info.ds.count('train')} patches, "
+         f"{'val' if has_val else 'no val split: monitoring on train'}; run folder {run_dir}", dinfo)
+
+    train_patches = None
+    if cfg.model != "cnn_dual":
+        train_patches = PatchDataset(info, "train", patch_labels=(cfg.model == "cnn_class"))
+        if len(train_patches) == 0:
+            raise TrainingError("no training patch has a label (all pixels are 0 / masked)")
+
+    best_path = os.path.join(run_dir, "best.pt")
+    last_path = os.path.join(run_dir, "last.pt")
+    net, net_frozen = None, None
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        frozen = epoch < frozen_until
+        if frozen_until:
+            for p in model.encoder.parameters():
+                p.requires_grad_(not frozen)
+        if net is None or frozen != net_frozen:
+            net, net_frozen = ddp.wrap(model, dinfo, device), frozen
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        model.train()
+        if frozen:
+            model.encoder.eval()
+        loss_sum, nsum = 0.0, 0
+        batches = _batches(cfg, info, train_patches, rng, gen, dinfo, device)
+        bar = _progress(batches, cfg, dinfo, f"epoch {epoch + 1}/{cfg.epochs}")
+        for step, (x, y) in enumerate(bar):
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if cfg.augment:
+                x, y = augment(x, y, gen)
+            x = standardise(x, mean_t, std_t)
+            if device.type == "cuda" and cfg.channels_last and cfg.model != "cnn_dual":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=adt or torch.bfloat16, enabled=use_amp):
+                if cfg.model == "unet":
+                    logits = unet_forward(net, x)
+                    loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=IGNORE)
+                elif cfg.model == "cnn_dual":
+                    fine, crs = net(x)
+                    fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()
+                    loss = F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE) + \
+                        F.cross_entropy(crs, f2c.to(device)[y])
+                else:
+                    loss = F.cross_entropy(net(x).float(), y, weight=weight)
+            if not torch.isfinite(loss):
+                if (y >= 0).any():
+                    raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}: lower --lr")
+                continue  # a batch without labelled pixels
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            n = int(x.shape[0])
+            loss_sum += float(loss.detach()) * n
+            nsum += n
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum / max(nsum, 1):.4f}")
+        train_loss = loss_sum / max(nsum, 1)
+        heads = evaluate_split(model, cfg.model, info, val_split, mean_t, std_t, device, f2c,
+                               [c["value"] for c in coarse] if coarse else None,
+                               batch_size=max(1, min(cfg.batch_size, 64)) if cfg.model != "cnn_dual" else 16,
+                               amp=adt, weight=weight)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
+        row.update(summary(heads["fine"].result(), "val_"))
+        if "coarse" in heads:
+            row.update(summary(heads["coarse"].result(), "val_coarse_"))
+        row["seconds"] = round(time.time() - t0, 3)
+        history.append(row)
+        score = row["val_miou"] if cfg.monitor == "miou" else row["val_loss"]
+        score = score if score is not None else (-math.inf if cfg.monitor == "miou" else math.inf)
+        if not frozen:
+            sched.step(score)
+        improved = best is None or (score > best if cfg.monitor == "miou" else score < best)
+        if improved:
+            best, stale = score, 0
+        elif not frozen:
+            stale += 1
+        payload = {"format": ckpt_io.FORMAT, "version": 1, "model": cfg.model, "config": cfg.to_dict(),
+                   "card": card, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                   "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "stale": stale,
+                   "history": history, "metrics": row, "frozen_until": frozen_until,
+                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": nparams}
+        if dinfo.is_main:
+            ckpt_io.save(last_path, payload)
+            if improved:
+                ckpt_io.save(best_path, payload)
+            _write_log(run_dir, history)
+        _log(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.4f} val_loss {row['val_loss']:.4f} "
+             f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}"
+             + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
+             + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", dinfo)
+        if cfg.early_stopping and stale >= cfg.early_stopping:
+            _log(f"early stopping: no improvement of val {cfg.monitor} for {stale} epochs", dinfo)
+            break
+        ddp.barrier(dinfo)
+    result = {"run_dir": run_dir, "best": best_path, "last": last_path, "history": history,
+              "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world}
+    if dinfo.is_main:
+        if history:
+            _plot(run_dir, history)
+            with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+                json.dump({"last": history[-1], "best_score": best, "monitor": cfg.monitor,
+                           "num_parameters": nparams}, f, indent=1)
+    return result
+
+
+def _f(v):
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _progress(it, cfg, dinfo, desc):
+    if not cfg.progress or not dinfo.is_main:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _batches(cfg, info, patches, rng, gen, dinfo, device):
+    if cfg.model == "cnn_dual":
+        x, y = sample_pixels(info, "train", cfg.pixels_per_patch, rng)
+        perm = torch.randperm(len(y), generator=gen)
+        if dinfo.active:
+            perm = perm[dinfo.rank::dinfo.world]
+        return _TensorBatches(x, y, perm, cfg.batch_size)
+    if dinfo.active:
+        sampler = torch.utils.data.DistributedSampler(patches, num_replicas=dinfo.world, rank=dinfo.rank,
+                                                      shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(int(rng.integers(1 << 30)))
+    else:
+        sampler = torch.utils.data.RandomSampler(patches, generator=torch.Generator().manual_seed(
+            int(rng.integers(1 << 62))))
+    return torch.utils.data.DataLoader(patches, batch_size=cfg.batch_size, sampler=sampler,
+                                       num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                                       drop_last=len(patches) > cfg.batch_size * max(dinfo.world, 1),
+                                       persistent_workers=False)
+
+
+class _TensorBatches:
+    def __init__(self, x, y, perm, bs):
+        self.x, self.y, self.perm, self.bs = x, y, perm, bs
+
+    def __len__(self):
+        return (len(self.perm) + self.bs - 1) // self.bs
+
+    def __iter__(self):
+        for i in range(0, len(self.perm), self.bs):
+            idx = self.perm[i:i + self.bs]
+            if len(idx) < 2 and len(self.perm) > 1:
+                continue  # BatchNorm needs more than one sample
+            yield self.x[idx], self.y[idx]
+
+
+def _write_log(run_dir, history):
+    keys = []
+    for r in history:
+        keys += [k for k in r if k not in keys]
+    tmp = os.path.join(run_dir, "log.csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in history:
+            w.writerow(r)
+    os.replace(tmp, os.path.join(run_dir, "log.csv"))
+
+
+def _plot(run_dir, history):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [r["train_loss"] for r in history], label="train loss")
+    a.plot(ep, [r["val_loss"] for r in history], label="val loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    for key in ("val_oa", "val_miou", "val_coarse_oa", "val_coarse_miou"):
+        if key in history[0]:
+            b.plot(ep, [r[key] if r[key] is not None else float("nan") for r in history], label=key)
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1)
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=80)
+    plt.close(fig)
