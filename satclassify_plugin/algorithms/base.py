@@ -34,6 +34,15 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     TAGS = ""
     REQUIRES = ()
 
+    def __init_subclass__(cls, **kwargs):
+        # Processing calls the C++ QgsProcessingAlgorithm.run(parameters, context, feedback, configuration,
+        # catchExceptions); a tool's ``run(parameters, context, feedback)`` must not shadow it. Keep the
+        # tool's method as ``run_tool`` (called by processAlgorithm) and restore the C++ one.
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            cls.run_tool = cls.__dict__["run"]
+            delattr(cls, "run")
+
     def name(self):
         return self.ALGORITHM_ID
 
@@ -76,14 +85,14 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
         if not ok:
             raise QgsProcessingException(message)
         try:
-            return self.run(parameters, context, feedback)
+            return self.run_tool(parameters, context, feedback)
         except SatClassifyError as e:
             raise QgsProcessingException(str(e))
         except MemoryError:
             raise QgsProcessingException(
                 f"{self.displayName()} ran out of memory: use a smaller extent, tile size or batch size")
 
-    def run(self, parameters, context, feedback):
+    def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
 
 

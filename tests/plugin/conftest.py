@@ -56,8 +56,15 @@ class IfaceStub:
 @pytest.fixture(scope="session")
 def plugin(qgis_app, qgis_processing):
     """The SatClassify plugin loaded through classFactory, provider registered, GUI initialised."""
+    import qgis.utils
     import satclassify_plugin
 
+    # pytest-qgis's iface lacks browserModel(), which Processing's parameter panels call.
+    if qgis.utils.iface is not None and not hasattr(qgis.utils.iface, "browserModel"):
+        from qgis.gui import QgsBrowserGuiModel
+
+        browser_model = QgsBrowserGuiModel()
+        qgis.utils.iface.browserModel = lambda: browser_model
     iface = IfaceStub()
     p = satclassify_plugin.classFactory(iface)
     p.initGui()

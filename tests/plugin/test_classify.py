@@ -1,0 +1,294 @@
+"""satclassify:classify end to end in QGIS: values pixel by pixel against a whole-image onnxruntime run."""
+import glob
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from satclassify_plugin.core import gdal_io
+from tests import onnx_models as om
+from tests.rasters import make_raster, read_raster
+
+ALG = "satclassify:classify"
+ORIGIN = (500000.0, 5000000.0)
+
+
+def whole_image_probs(model_path, x):
+    """The model run once on the whole image (C, H, W float32): list of (K, H, W) per output."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return [o[0] for o in sess.run(None, {"image": np.ascontiguousarray(x[None], dtype=np.float32)})]
+
+
+def s2_raw(shape=(4, 90, 110), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(10, 4000, shape).astype(np.uint16)
+
+
+def assert_classes(got, expected, logits, nodata_mask=None):
+    """Equal pixel by pixel, except where the top two logits tie within float32 precision."""
+    top = np.sort(logits, axis=0)
+    tie = (top[-1] - top[-2]) < 1e-5 * np.maximum(1.0, np.abs(top[-1]))
+    if nodata_mask is not None:
+        tie &= ~nodata_mask
+    assert tie.sum() <= 2
+    assert np.array_equal(got[~tie], expected[~tie])
+
+
+class Feedback:
+    """A QgsProcessingFeedback that records messages and can cancel after N progress reports."""
+
+    def __new__(cls, cancel_after=None):
+        from qgis.core import QgsProcessingFeedback
+
+        class _FB(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.infos, self.errors, self.progress_values = [], [], []
+
+            def pushInfo(self, msg):  # noqa: N802
+                self.infos.append(msg)
+
+            def reportError(self, msg, fatal=False):  # noqa: N802
+                self.errors.append(msg)
+
+            def setProgress(self, value):  # noqa: N802
+                self.progress_values.append(value)
+                if cancel_after is not None and len(self.progress_values) >= cancel_after:
+                    self.cancel()
+                super().setProgress(value)
+
+        return _FB()
+
+
+def test_linear_model_values_georef_legend_nodata(run_alg, tmp_path):
+    raw = s2_raw()
+    raw[:, 10, 20] = 0          # DN 0 in every band: Sentinel-2 nodata
+    raw[2, 30:33, 40] = 0       # DN 0 in one band: nodata too
+    src = make_raster(tmp_path / "s2.tif", raw, origin=ORIGIN, pixel=10.0, band_names=om.S2_BANDS4)
+    w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0], [-3.3, 0, 0, 12.9]], np.float32)
+    b = np.array([0.1, -0.2, 0.0], np.float32)
+    model = om.linear_model(tmp_path / "lin.onnx", w, b, card_kw={"tile_size": 32})
+    out = str(tmp_path / "classes.tif")
+    fb = Feedback()
+    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "BATCH_SIZE": 3}, feedback=fb)
+    assert res["OUTPUT"] == out and res["PROVIDER"] == "CPUExecutionProvider" and res["MPIX_PER_S"] > 0
+    expected, logits = om.linear_expected(raw, w, b)
+    expected[10, 20] = 0
+    expected[30:33, 40] = 0
+    got = read_raster(out)
+    assert got.dtype == np.uint8
+    assert_classes(got, expected, logits)
+    assert got[10, 20] == 0 and (got[30:33, 40] == 0).all()
+    assert set(np.unique(got)) == {0, 1, 2, 3}
+    ds = gdal.Open(out)
+    ref = gdal.Open(src)
+    assert gdal_io.same_grid(ds, ref)
+    band = ds.GetRasterBand(1)
+    assert band.GetNoDataValue() == 0
+    ct = band.GetColorTable()
+    assert ct.GetColorEntry(1)[:3] == (0xe6, 0x00, 0x4d) and ct.GetColorEntry(3)[:3] == (0x80, 0xff, 0x00)
+    assert gdal_io.category_names(ds)[:4] == ["no label", "class 1", "class 2", "class 3"]
+    assert "COMPRESSION=DEFLATE" in " ".join(gdal.Info(out).split()) or \
+        ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    assert any("ran on CPUExecutionProvider" in m and "MPix/s" in m for m in fb.infos)
+    assert fb.progress_values and fb.progress_values[-1] == pytest.approx(100.0)
+    assert not glob.glob(str(tmp_path / ".*part*"))
+
+
+def test_band_nodata_value_and_band_order(run_alg, tmp_path):
+    """Bands found by name in any order; a band's own nodata value is honoured."""
+    raw = s2_raw((4, 40, 50), seed=2)
+    raw[1, 5, 5] = 7
+    order = ["B08", "B04", "B02", "B03"]           # stored in a different order
+    stored = np.stack([raw[om.S2_BANDS4.index(n)] for n in order])
+    src = make_raster(tmp_path / "s2.tif", stored, band_names=order, nodata=7)
+    w = np.array([[5.1, -4.9, 0, 0], [0, 0, 5.3, -5.7]], np.float32)
+    model = om.linear_model(tmp_path / "lin.onnx", w, card_kw={"tile_size": 16})
+    out = str(tmp_path / "c.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
+    expected, logits = om.linear_expected(raw, w)
+    expected[5, 5] = 0
+    assert_classes(read_raster(out), expected, logits)
+    assert read_raster(out)[5, 5] == 0
+    # explicit BANDS (numbers and names mixed) gives the same
+    out2 = str(tmp_path / "c2.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out2, "BANDS": "3, B03 2 b08"})
+    assert np.array_equal(read_raster(out2), read_raster(out))
+
+
+def test_tiled_equals_whole_image_for_receptive_field_within_halo(run_alg, tmp_path):
+    raw = s2_raw((4, 150, 130), seed=5)
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    model = om.conv_model(tmp_path / "conv.onnx", layers=(3, 5), k=4, card_kw={"tile_size": 64})  # halo 3
+    probs = whole_image_probs(model, raw.astype(np.float32) * np.float32(1e-4))[0]
+    expected = (probs.argmax(0) + 1).astype(np.uint8)
+    for tile, batch in ((16, 5), (23, 2), (64, 1), (200, 0)):   # 200 > raster: one padded tile
+        out = str(tmp_path / f"c{tile}.tif")
+        conf = str(tmp_path / f"conf{tile}.tif")
+        prob = str(tmp_path / f"prob{tile}.tif")
+        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": conf, "PROBABILITIES": prob,
+                      "TILE_SIZE": tile, "BATCH_SIZE": batch})
+        got = read_raster(out)
+        if tile == 200:
+            # reflection padding changes the context at the far (right/bottom) edges only
+            assert np.array_equal(got[:-3, :-3], expected[:-3, :-3])
+            continue
+        assert np.array_equal(got, expected), f"tile {tile}: {np.argwhere(got != expected)[:5]}"
+        assert np.array_equal(read_raster(conf), np.rint(probs.max(0) * 100).astype(np.uint8))
+        p = read_raster(prob)
+        assert p.shape == (4, 150, 130) and np.array_equal(p, np.rint(probs * 100).astype(np.uint8))
+    ds = gdal.Open(str(tmp_path / "prob16.tif"))
+    assert ds.GetRasterBand(2).GetDescription() == "2 class 2 (%)" and ds.GetRasterBand(1).GetNoDataValue() == 255
+
+
+def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
+    """Core level: the float probabilities a tiled run feeds the writer equal the whole-image run's."""
+    from satclassify_plugin.core import gdal_classify
+    from satclassify_plugin.core.inference import load_model
+
+    raw = s2_raw((4, 70, 90), seed=9)
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    path = om.conv_model(tmp_path / "conv.onnx", layers=(5, 3, 3), k=3)  # halo 4
+    whole = whole_image_probs(path, raw.astype(np.float32) * np.float32(1e-4))[0]
+    model = load_model(path, "CPU")
+    stitched = np.full(whole.shape, np.nan, np.float32)
+    real_run = model.run
+    seen = []
+
+    def spy(batch):
+        outs = real_run(batch)
+        seen.append(outs[0])
+        return outs
+
+    model.run = spy
+    res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], tile_size=20, batch_size=4, model=model)
+    from satclassify_plugin.core.tiling import plan_tiles
+
+    tiles = plan_tiles(90, 70, 20, 4)
+    flat = np.concatenate(seen)
+    assert res.tiles == len(tiles) == flat.shape[0]
+    for t, p in zip(tiles, flat):
+        (cx, cy, cw, ch), (ox, oy) = t.core, t.core_offset
+        stitched[:, cy:cy + ch, cx:cx + cw] = p[:, oy:oy + ch, ox:ox + cw]
+    assert not np.isnan(stitched).any()
+    assert np.abs(stitched - whole).max() < 1e-6
+
+
+def test_two_head_model_writes_both_heads(run_alg, tmp_path):
+    raw = s2_raw((4, 60, 70), seed=3)
+    raw[:, 0, 0] = 0
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    model = om.dual_model(tmp_path / "dual.onnx", card_kw={"tile_size": 24})
+    fine, coarse = whole_image_probs(model, raw.astype(np.float32) * np.float32(1e-4))
+    o1, o2 = str(tmp_path / "fine.tif"), str(tmp_path / "coarse.tif")
+    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": o1, "OUTPUT_2": o2})
+    assert res["OUTPUT_2"] == o2
+    for path, p, names in ((o1, fine, ["fine 1", "fine 2", "fine 3", "fine 4"]), (o2, coarse, ["coarse 1", "coarse 2"])):
+        exp = (p.argmax(0) + 1).astype(np.uint8)
+        exp[0, 0] = 0
+        assert np.array_equal(read_raster(path), exp)
+        assert gdal_io.category_names(gdal.Open(path))[1:] == names
+    assert gdal.Open(o2).GetRasterBand(1).GetDescription() == "clc_level1"
+    # without OUTPUT_2 only the first head is written
+    o3 = str(tmp_path / "only.tif")
+    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": o3})
+    assert not res["OUTPUT_2"] and os.path.exists(o3)
+
+
+def test_deepness_model_accepted(run_alg, tmp_path):
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 256, (3, 40, 45)).astype(np.uint8)
+    src = make_raster(tmp_path / "rgb.tif", raw)
+    w = np.array([[1.1, -0.9, 0.2], [0.1, 1.3, -1.2], [-1.05, 0.15, 0.95]], np.float32)
+    model = om.deepness_model(tmp_path / "deep.onnx", w)
+    out = str(tmp_path / "c.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
+    x = (raw.astype(np.float64) / 255.0 - 0.5) / 0.25
+    logits = np.einsum("kc,chw->khw", w.astype(np.float64), x)
+    exp = (logits.argmax(0) + 1).astype(np.uint8)
+    assert_classes(read_raster(out), exp, logits)
+    assert gdal_io.category_names(gdal.Open(out))[1:] == ["deep 0", "deep 1", "deep 2"]
+
+
+def test_extent_subset_reads_context_outside_it(run_alg, tmp_path):
+    raw = s2_raw((4, 80, 80), seed=6)
+    src = make_raster(tmp_path / "s2.tif", raw, origin=ORIGIN, band_names=om.S2_BANDS4)
+    model = om.conv_model(tmp_path / "conv.onnx", layers=(3, 3), card_kw={"tile_size": 16})  # halo 2
+    probs = whole_image_probs(model, raw.astype(np.float32) * np.float32(1e-4))[0]
+    full = (probs.argmax(0) + 1).astype(np.uint8)
+    # columns 10..39, rows 20..49 (pixel 10 m, north-up); extent given in the layer CRS
+    xmin, xmax = ORIGIN[0] + 100, ORIGIN[0] + 400
+    ymax, ymin = ORIGIN[1] - 200, ORIGIN[1] - 500
+    out = str(tmp_path / "sub.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out,
+                  "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32632]"})
+    ds = gdal.Open(out)
+    assert (ds.RasterXSize, ds.RasterYSize) == (30, 30)
+    assert ds.GetGeoTransform() == pytest.approx((xmin, 10.0, 0.0, ymax, 0.0, -10.0))
+    assert np.array_equal(read_raster(out), full[20:50, 10:40])
+    # the same extent given in another CRS (EPSG:4326) is reprojected to the layer CRS
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle)
+
+    tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                QgsProject.instance())
+    r = tr.transformBoundingBox(QgsRectangle(xmin + 20, ymin + 20, xmax - 20, ymax - 20))
+    out2 = str(tmp_path / "sub2.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out2,
+                  "EXTENT": f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]"})
+    ds2 = gdal.Open(out2)
+    gt = ds2.GetGeoTransform()
+    c0, r0 = int(round((gt[0] - ORIGIN[0]) / 10)), int(round((ORIGIN[1] - gt[3]) / 10))
+    assert 8 <= c0 <= 12 and 18 <= r0 <= 22
+    assert np.array_equal(read_raster(out2), full[r0:r0 + ds2.RasterYSize, c0:c0 + ds2.RasterXSize])
+
+
+def test_resample_to_model_resolution(run_alg, tmp_path):
+    raw = s2_raw((4, 20, 24), seed=7)
+    src = make_raster(tmp_path / "s2_20m.tif", raw, origin=ORIGIN, pixel=20.0, band_names=om.S2_BANDS4)
+    w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0]], np.float32)
+    model = om.linear_model(tmp_path / "lin.onnx", w, card_kw={"tile_size": 16})
+    out = str(tmp_path / "c10.tif")
+    fb = Feedback()
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "RESAMPLE": True}, feedback=fb)
+    ds = gdal.Open(out)
+    assert (ds.RasterXSize, ds.RasterYSize) == (48, 40)
+    assert ds.GetGeoTransform() == pytest.approx((ORIGIN[0], 10.0, 0.0, ORIGIN[1], 0.0, -10.0))
+    vrt = gdal.Warp("", src, format="VRT", xRes=10, yRes=10, resampleAlg="bilinear", srcNodata=0, dstNodata=0)
+    exp, logits = om.linear_expected(vrt.ReadAsArray(), w)
+    exp[(vrt.ReadAsArray() == 0).any(axis=0)] = 0
+    assert_classes(read_raster(out), exp, logits)
+    assert any("resampled the input from 20 to 10" in m for m in fb.infos)
+
+
+def test_cancel_leaves_no_file(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    raw = s2_raw((4, 64, 64))
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    model = om.linear_model(tmp_path / "lin.onnx", np.eye(3, 4), card_kw={"tile_size": 8})
+    out = str(tmp_path / "c.tif")
+    fb = Feedback(cancel_after=2)
+    with pytest.raises(QgsProcessingException, match="canceled: no output was written"):
+        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": str(tmp_path / "conf.tif"),
+                      "BATCH_SIZE": 1}, feedback=fb)
+    assert len(fb.progress_values) < 64   # stopped within a batch of the request, not after all tiles
+    assert sorted(os.listdir(tmp_path)) == ["lin.onnx", "s2.tif"]
+
+
+def test_layer_action_opens_dialog_with_layer(plugin, tmp_path):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    src = make_raster(tmp_path / "s2.tif", s2_raw((4, 8, 8)), band_names=om.S2_BANDS4)
+    layer = QgsRasterLayer(src, "s2")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        dlg = plugin.open_dialog_for_layer("satclassify:classify", "INPUT", layer)
+        assert dlg is not None and dlg.algorithm().id() == ALG
+        value = dlg.mainWidget().wrappers["INPUT"].parameterValue()
+        assert value in (layer, layer.id()) or getattr(value, "id", lambda: None)() == layer.id()
+        dlg.close()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
