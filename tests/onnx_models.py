@@ -62,8 +62,9 @@ def linear_model(path, weights, bias=None, bands=S2_BANDS4, card_kw=None, metada
     soft = helper.make_node("Softmax", ["logits"], [output], axis=1)
     meta = dict(metadata or {})
     if with_card:
-        meta["satclassify"] = card(bands, [{"name": "class", "output": output, "classes": classes(k)}],
-                                   **(card_kw or {}))
+        kw = {"bands": list(bands), "heads": [{"name": "class", "output": output, "classes": classes(k)}]}
+        kw.update(card_kw or {})
+        meta["satclassify"] = card(**kw)
     return _save(path, [node, soft], inits, c, [(output, k)], meta, fixed_hw, batch)
 
 
