@@ -167,8 +167,10 @@ def write_class_metadata(band: gdal.Band, classes: Sequence, nodata_name: str = 
 
 
 def warp_to_grid(src: gdal.Dataset, ref: gdal.Dataset, resample: str = "near",
-                 src_nodata: Optional[float] = None) -> gdal.Dataset:
-    """``src`` reprojected/resampled onto ``ref``'s grid, as an in-memory VRT (lazy, nothing read yet)."""
+                 src_nodata: Optional[float] = None, dst_alpha: bool = False) -> gdal.Dataset:
+    """``src`` reprojected/resampled onto ``ref``'s grid, as an in-memory VRT (lazy, nothing read yet).
+
+    ``dst_alpha``: add a last band that is 255 where ``src`` covers the pixel (and is not nodata), else 0."""
     w, h, gt, wkt = grid_of(ref)
     bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
     if abs(gt[2]) > 0 or abs(gt[4]) > 0:
@@ -177,6 +179,8 @@ def warp_to_grid(src: gdal.Dataset, ref: gdal.Dataset, resample: str = "near",
               multithread=True)
     if src_nodata is not None:
         kw["srcNodata"] = src_nodata
+    if dst_alpha:
+        kw["dstAlpha"] = True
     try:
         out = gdal.Warp("", src, **kw)
     except RuntimeError as e:

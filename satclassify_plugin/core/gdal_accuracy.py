@@ -1,0 +1,342 @@
+"""Accuracy assessment of a class raster against a reference raster, streamed by blocks (QGIS env: GDAL).
+
+:func:`assess` reads both maps (the reference, and an optional mask, warped with nearest neighbour onto the
+classified raster's grid when the grids differ) window by window, transforms each map's values
+(:class:`.accuracy.MapTransform`: ignore, reclassify, CLC level), optionally takes the mode of k x k blocks
+(:func:`.accuracy.block_mode`), and feeds :class:`.metrics.ConfusionMatrix`. Memory depends on the block
+size only. :func:`write_outputs` writes the matrix CSV, the metrics JSON and the HTML report (+ heat-map PNG)
+through :class:`.gdal_io.AtomicOutput`.
+
+The class values are known before the pass from each raster's exact histogram (GDAL, C speed).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from osgeo import gdal, osr
+
+from . import accuracy, clc, gdal_io
+from .errors import SatClassifyError
+from .metrics import ConfusionMatrix, compute_metrics
+
+INTEGER_TYPES = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32}
+DEFAULT_BLOCK = 1024
+
+
+class Canceled(SatClassifyError):
+    pass
+
+
+@dataclass
+class AccuracyResult:
+    metrics: dict
+
+    @property
+    def overall_accuracy(self):
+        return self.metrics["overall_accuracy"]
+
+
+def _open_class_raster(path: str, what: str) -> gdal.Dataset:
+    if path and not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
+        raise SatClassifyError(f"the {what} raster '{path}' does not exist")
+    ds = gdal_io.open_raster(path, f"{what} raster")
+    dt = ds.GetRasterBand(1).DataType
+    if dt not in INTEGER_TYPES:
+        raise SatClassifyError(
+            f"the {what} raster '{path}' holds {gdal.GetDataTypeName(dt)} values, but a class raster must hold "
+            "integers: convert it (e.g. Raster > Conversion > Translate with output type Byte or UInt16)")
+    return ds
+
+
+def _nodata(ds: gdal.Dataset) -> Optional[int]:
+    nd = ds.GetRasterBand(1).GetNoDataValue()
+    if nd is None or nd != nd or nd != int(nd):
+        return None
+    return int(nd)
+
+
+def present_values(ds: gdal.Dataset) -> np.ndarray:
+    """Sorted integer values occurring in band 1 (exact histogram, nodata excluded)."""
+    band = ds.GetRasterBand(1)
+    if band.DataType == gdal.GDT_Byte:
+        lo, hi = 0, 255
+    elif band.DataType == gdal.GDT_UInt16:
+        lo, hi = 0, 65535
+    else:
+        try:
+            lo, hi = (int(v) for v in band.ComputeRasterMinMax(False))
+        except RuntimeError:  # all nodata
+            return np.zeros(0, dtype=np.int64)
+        if hi - lo > 1 << 20:
+            raise SatClassifyError(f"'{ds.GetDescription()}' holds values from {lo} to {hi}: that is no class raster "
+                                   "(class values must be in 0..65535)")
+    hist = band.GetHistogram(lo - 0.5, hi + 0.5, hi - lo + 1, include_out_of_range=0, approx_ok=0)
+    return lo + np.nonzero(np.asarray(hist))[0].astype(np.int64)
+
+
+def _bounds(ds: gdal.Dataset) -> Tuple[float, float, float, float]:
+    w, h, gt, _ = gdal_io.grid_of(ds)
+    xs = [gt[0], gt[0] + gt[1] * w]
+    ys = [gt[3], gt[3] + gt[5] * h]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str) -> None:
+    ts, os_ = gdal_io.srs_of(target), gdal_io.srs_of(other)
+    if (ts is None) != (os_ is None):
+        lacking = "classified" if ts is None else what
+        raise SatClassifyError(f"the {lacking} raster has no CRS, so it cannot be aligned with the other one: assign "
+                               "its CRS (Raster > Projections > Assign Projection) or give rasters on the same grid")
+    b = _bounds(other)
+    if ts is not None and not ts.IsSame(os_):
+        ct = osr.CoordinateTransformation(os_, ts)
+        try:
+            b = ct.TransformBounds(b[0], b[1], b[2], b[3], 21)
+        except RuntimeError as e:
+            raise SatClassifyError(f"cannot transform the {what} extent to the classified raster's CRS: {e}")
+    t = _bounds(target)
+    if b[0] >= t[2] or b[2] <= t[0] or b[1] >= t[3] or b[3] <= t[1]:
+        raise SatClassifyError(
+            f"the {what} raster does not overlap the classified raster (classified extent {_fmt_box(t)}, {what} "
+            f"extent {_fmt_box(b)} in the classified raster's CRS): choose rasters covering the same area")
+
+
+def _fmt_box(b) -> str:
+    return "(" + ", ".join(f"{v:.1f}" for v in b) + ")"
+
+
+def _categories(ds: gdal.Dataset) -> Dict[int, Tuple[str, Optional[str]]]:
+    names = gdal_io.category_names(ds)
+    ct = ds.GetRasterBand(1).GetRasterColorTable()
+    out = {}
+    for v in range(max(len(names), ct.GetCount() if ct else 0)):
+        name = names[v].strip() if v < len(names) and names[v] else ""
+        color = None
+        if ct is not None and v < ct.GetCount():
+            r, g, b, a = ct.GetColorEntry(v)
+            if a > 0:
+                color = f"#{r:02x}{g:02x}{b:02x}"
+        if name:
+            out[v] = (name, color)
+    return out
+
+
+def class_table(values: List[int], names_table, level: Optional[int], level_maps: str, cls_ds, ref_ds,
+                cls_transformed: bool, ref_transformed: bool) -> List[dict]:
+    """value, name, color for each compared class: NAMES table, else CLC tables (LEVEL), else the classified
+    raster's categories/colour table, else the reference's (when its values were not transformed), else
+    'class N' with a default colour."""
+    sources = []
+    if names_table:
+        sources.append(names_table)
+    if level:
+        sources.append({c.value: (c.name, c.color) for c in clc.classes(level)})
+    if not (level and level_maps in ("both", "classified")):
+        sources.append(_categories(cls_ds))
+    if not ref_transformed:
+        sources.append(_categories(ref_ds))
+    out = []
+    for v in values:
+        name, color = None, None
+        for s in sources:
+            if v in s:
+                name = name or s[v][0]
+                color = color or s[v][1]
+            if name and color:
+                break
+        out.append({"value": int(v), "name": name or f"class {v}", "color": color or clc.default_palette(max(v, 1))})
+    return out
+
+
+def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="0",
+           reclassify: Optional[str] = None, names: Optional[str] = None, level=None, level_maps: str = "both",
+           scale=1, block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
+           is_canceled: Optional[Callable[[], bool]] = None,
+           log: Optional[Callable[[str], None]] = None) -> AccuracyResult:
+    """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.)."""
+    log = log or (lambda m: None)
+    k = accuracy.check_scale(scale)
+    lv = accuracy.check_level(level)
+    if level_maps not in ("both", "classified", "reference"):
+        raise SatClassifyError(f"LEVEL maps must be both, classified or reference, not {level_maps!r}")
+    ignore_list = accuracy.parse_ignore(ignore)
+    recl = accuracy.read_reclassification(reclassify) if reclassify else accuracy.Reclassification()
+    names_table = accuracy.read_names(names) if names else None
+
+    cls_ds = _open_class_raster(classified, "classified")
+    ref_src = _open_class_raster(reference, "reference")
+    for ds, what in ((cls_ds, "classified"), (ref_src, "reference")):
+        if ds.RasterCount > 1:
+            log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
+    width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
+    ref_warped = not gdal_io.same_grid(cls_ds, ref_src)
+    if ref_warped:
+        _check_overlap(cls_ds, ref_src, "reference")
+        log("the reference raster is on another grid: warped with nearest neighbour onto the classified grid")
+        ref_ds = gdal_io.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
+                                      dst_alpha=True)
+    else:
+        ref_ds = ref_src
+    mask_ds = mask_src = None
+    if mask:
+        if not os.path.exists(mask) and "://" not in mask and not mask.startswith("/vsi"):
+            raise SatClassifyError(f"the mask raster '{mask}' does not exist")
+        mask_src = gdal_io.open_raster(mask, "mask raster")
+        if gdal_io.same_grid(cls_ds, mask_src):
+            mask_ds = mask_src
+        else:
+            _check_overlap(cls_ds, mask_src, "mask")
+            log("the mask raster is on another grid: warped with nearest neighbour onto the classified grid")
+            mask_ds = gdal_io.warp_to_grid(mask_src, cls_ds, "near")
+
+    # transforms: reclassify first, then CLC level (auto-detected grid codes vs 111..523 codes)
+    nodata = {"classified": _nodata(cls_ds), "reference": _nodata(ref_src)}
+    present = {"classified": present_values(cls_ds), "reference": present_values(ref_src)}
+    transforms = {}
+    for which in accuracy.MAPS:
+        ign = set(ignore_list) | ({nodata[which]} if nodata[which] is not None else set())
+        raw = [v for v in present[which].tolist() if v not in ign]
+        base = accuracy.MapTransform(which, ign, None, recl.for_map(which))
+        use_level = lv if (lv and level_maps in ("both", which)) else None
+        source = accuracy.detect_clc_source(base.map_values(raw), which) if use_level else "grid"
+        transforms[which] = accuracy.MapTransform(which, ign, None, recl.for_map(which), use_level, source,
+                                                  ignore_after=ignore_list)
+        if use_level:
+            log(f"{which} map: CLC level-3 {'grid codes 1..44' if source == 'grid' else 'codes 111..523'} "
+                f"aggregated to level {use_level}")
+    values = sorted(set(transforms["classified"].map_values(
+        [v for v in present["classified"].tolist() if v not in transforms["classified"].ignore]))
+        | set(transforms["reference"].map_values(
+            [v for v in present["reference"].tolist() if v not in transforms["reference"].ignore])))
+    if not values:
+        raise SatClassifyError("no pixel left to compare: every value of the classified or reference raster is "
+                               f"ignored (IGNORE = {ignore_list}, nodata = classified {nodata['classified']}, "
+                               f"reference {nodata['reference']}) or unmapped by the reclassify table / LEVEL")
+    cm = ConfusionMatrix(values, ignore=())
+
+    step = block if k == 1 else max(k, (block // k) * k)
+    windows = list(gdal_io.iter_windows(width, height, step))
+    cls_band = cls_ds.GetRasterBand(1)
+    ref_band = ref_ds.GetRasterBand(1)
+    alpha_band = ref_ds.GetRasterBand(ref_ds.RasterCount) if ref_warped else None
+    mask_band = mask_ds.GetRasterBand(1) if mask_ds is not None else None
+    mask_nodata = _nodata(mask_src) if mask_src is not None else None
+    masked = outside = 0
+    for n, (x, y, w, h) in enumerate(windows):
+        if is_canceled and is_canceled():
+            raise Canceled("canceled")
+        valid = np.ones((h, w), bool)
+        if mask_band is not None:
+            mk = mask_band.ReadAsArray(x, y, w, h)
+            mv = mk != 0
+            if mask_nodata is not None:
+                mv &= mk != mask_nodata
+            masked += int((~mv).sum())
+            valid &= mv
+        c = transforms["classified"].apply(cls_band.ReadAsArray(x, y, w, h), valid)
+        ref_valid = valid
+        if alpha_band is not None:
+            cov = alpha_band.ReadAsArray(x, y, w, h) > 0
+            outside += int((valid & ~cov).sum())
+            ref_valid = valid & cov
+        r = transforms["reference"].apply(ref_band.ReadAsArray(x, y, w, h), ref_valid)
+        if k > 1:
+            c = accuracy.block_mode(c, k)
+            r = accuracy.block_mode(r, k)
+        ok = (c >= 0) & (r >= 0)
+        cm.update(np.where(ok, r, 0), np.where(ok, c, 0), ok)
+        if progress:
+            progress(100.0 * (n + 1) / len(windows))
+
+    tc, tr = transforms["classified"], transforms["reference"]
+    excluded = {"masked_out": masked, "outside_reference": outside,
+                "ignored_in_classified": tc.ignored, "ignored_in_reference": tr.ignored,
+                "unmapped_in_classified": tc.unmapped, "unmapped_in_reference": tr.unmapped}
+    for t in (tc, tr):
+        if t.unmapped:
+            log(f"{t.unmapped} {t.which} pixels have values without a reclassify row or CLC class and were left out: "
+                f"{sorted(t.unmapped_values)[:20]}")
+    total = int(cm.matrix.sum())
+    if total == 0:
+        parts = [f"{v} {k_.replace('_', ' ')}" for k_, v in excluded.items() if v]
+        raise SatClassifyError(
+            f"no pixel left to compare: of {width * height} pixels, " + ", ".join(parts or ["none compared"])
+            + f" (IGNORE = {ignore_list}); check the mask, IGNORE, the reclassify table and that the maps overlap")
+    keep = [i for i in range(len(values)) if cm.matrix[i].sum() + cm.matrix[:, i].sum() > 0]
+    kept_values = [values[i] for i in keep]
+    matrix = cm.matrix[np.ix_(keep, keep)]
+    table = class_table(kept_values, names_table, lv, level_maps, cls_ds, ref_src,
+                        bool(recl.classified) or bool(lv and level_maps in ("both", "classified")),
+                        bool(recl.reference) or bool(lv and level_maps in ("both", "reference")))
+    metrics = compute_metrics(matrix, kept_values, {c["value"]: c["name"] for c in table})
+    for c, info in zip(metrics["classes"], table):
+        c["color"] = info["color"]
+    metrics["inputs"] = {
+        "classified": classified, "reference": reference, "mask": mask or None,
+        "ignore": ignore_list, "nodata_classified": nodata["classified"], "nodata_reference": nodata["reference"],
+        "reclassify": reclassify or None, "names": names or None, "level": lv, "level_maps": level_maps if lv else None,
+        "clc_source": {w: transforms[w].level_source for w in accuracy.MAPS if transforms[w].level} or None,
+        "scale": k, "reference_warped": ref_warped, "width": width, "height": height,
+        "pixel_size": abs(cls_ds.GetGeoTransform()[1]), "comparison_pixel_size": abs(cls_ds.GetGeoTransform()[1]) * k,
+    }
+    metrics["excluded"] = excluded
+    return AccuracyResult(metrics)
+
+
+def heatmap_png(metrics: dict) -> bytes:
+    """The heat-map PNG bytes (numpy image written through GDAL's MEM + PNG drivers)."""
+    img = accuracy.heatmap_rgb(metrics["confusion_matrix"], [c["color"] for c in metrics["classes"]])
+    mem = gdal.GetDriverByName("MEM").Create("", img.shape[2], img.shape[1], 3, gdal.GDT_Byte)
+    for i in range(3):
+        mem.GetRasterBand(i + 1).WriteArray(img[i])
+    name = f"/vsimem/satclassify_heatmap_{id(img)}.png"
+    gdal.GetDriverByName("PNG").CreateCopy(name, mem)
+    try:
+        f = gdal.VSIFOpenL(name, "rb")
+        gdal.VSIFSeekL(f, 0, 2)
+        size = gdal.VSIFTellL(f)
+        gdal.VSIFSeekL(f, 0, 0)
+        data = gdal.VSIFReadL(1, size, f)
+        gdal.VSIFCloseL(f)
+    finally:
+        gdal.Unlink(name)
+        if gdal.VSIStatL(name + ".aux.xml"):
+            gdal.Unlink(name + ".aux.xml")
+    return bytes(data)
+
+
+def png_path_for(report_path: str) -> str:
+    return os.path.splitext(report_path)[0] + "_matrix.png"
+
+
+def write_outputs(result: AccuracyResult, matrix_path: Optional[str], metrics_path: Optional[str],
+                  report_path: Optional[str]) -> Dict[str, Optional[str]]:
+    """Write the CSV, JSON and HTML report (+ PNG beside it); each file appears complete or not at all."""
+    m = result.metrics
+    written = {"matrix": None, "metrics": None, "report": None, "png": None}
+    if matrix_path:
+        with gdal_io.AtomicOutput(matrix_path) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(accuracy.matrix_csv(m))
+        written["matrix"] = os.path.abspath(matrix_path)
+    if metrics_path:
+        with gdal_io.AtomicOutput(metrics_path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(m, f, indent=1)
+        written["metrics"] = os.path.abspath(metrics_path)
+    if report_path:
+        png = heatmap_png(m)
+        png_path = png_path_for(os.path.abspath(report_path))
+        with gdal_io.AtomicOutput(png_path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(png)
+        with gdal_io.AtomicOutput(report_path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(accuracy.report_html(m, png, os.path.basename(png_path)))
+        written["report"] = os.path.abspath(report_path)
+        written["png"] = png_path
+    return written
