@@ -60,8 +60,21 @@ def _nodata(ds: gdal.Dataset) -> Optional[int]:
 
 
 def present_values(ds: gdal.Dataset) -> np.ndarray:
-    """Sorted integer values occurring in band 1 (exact histogram, nodata excluded)."""
-    band = ds.GetRasterBand(1)
+    """Sorted integer values occurring in band 1 (exact histogram, nodata excluded).
+
+    Computed on a second handle opened with PAM disabled, so GDAL does not cache the histogram in the
+    input's .aux.xml (the input files are never modified)."""
+    old = gdal.GetConfigOption("GDAL_PAM_ENABLED")
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        view = gdal.Open(ds.GetDescription())
+        return _histogram_values(view)
+    finally:
+        gdal.SetConfigOption("GDAL_PAM_ENABLED", old)
+
+
+def _histogram_values(view: gdal.Dataset) -> np.ndarray:
+    band = view.GetRasterBand(1)
     if band.DataType == gdal.GDT_Byte:
         lo, hi = 0, 255
     elif band.DataType == gdal.GDT_UInt16:
@@ -72,7 +85,7 @@ def present_values(ds: gdal.Dataset) -> np.ndarray:
         except RuntimeError:  # all nodata
             return np.zeros(0, dtype=np.int64)
         if hi - lo > 1 << 20:
-            raise SatClassifyError(f"'{ds.GetDescription()}' holds values from {lo} to {hi}: that is no class raster "
+            raise SatClassifyError(f"'{view.GetDescription()}' holds values from {lo} to {hi}: that is no class raster "
                                    "(class values must be in 0..65535)")
     hist = band.GetHistogram(lo - 0.5, hi + 0.5, hi - lo + 1, include_out_of_range=0, approx_ok=0)
     return lo + np.nonzero(np.asarray(hist))[0].astype(np.int64)
