@@ -24,7 +24,7 @@ from . import gdal_io
 from .errors import SatClassifyError
 from .inference import Model, load_model, map_bands, scale_coefficients
 from .modelcard import S2_BANDS
-from .tiling import Tile, check_tile_halo, plan_tiles
+from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
 
 DEFAULT_BATCH = 4
 CONF_NODATA = 255
@@ -230,6 +230,14 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
                                f"{model.batch_dim} or 0")
     if model.batch_dim:
         batch = model.batch_dim
+    if not model.fixed_hw:
+        # same number of tiles, fewer pixels: keep the tile a multiple of the card tile's power-of-two
+        # factor (up to 32) so encoder-decoder models still see sizes they can downsample
+        multiple = math.gcd(tile, 32)
+        fitted = fit_tile(ds.RasterXSize, ds.RasterYSize, tile, halo, window, multiple)
+        if fitted != tile:
+            log(f"tile size {tile} -> {fitted}: the same number of tiles covers the raster with less overlap")
+        tile = fitted
     tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, tile, halo, window)
     a, b = scale_coefficients(card)
     x0, y0, ow, oh = window
@@ -324,7 +332,6 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
 
     def reader():
         try:
-            last_row = None
             for s in range(0, len(tiles), batch):
                 group = tiles[s:s + batch]
                 nb = fixed_n or len(group)
@@ -333,9 +340,6 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                 for j, t in enumerate(group):
                     if stop.is_set():
                         return
-                    if last_row is not None and t.row != last_row:
-                        ds.FlushCache()  # drop the previous tile row's cached blocks: memory stays flat
-                    last_row = t.row
                     rx, ry, rw, rh = t.read
                     raw = ds.ReadAsArray(rx, ry, rw, rh, band_list=list(band_numbers))
                     raw = raw.reshape(n_bands, rh, rw)
@@ -354,6 +358,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                     if pr or pb:
                         v = np.pad(v, ((0, 0), (0, pb), (0, pr)), mode="reflect")
                     x[j] = v
+                # drop the cached input blocks of this batch: memory stays flat whatever the raster width
+                ds.FlushCache()
                 if not put(q_in, (group, x, masks)):
                     return
             put(q_in, None)

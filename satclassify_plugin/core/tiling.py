@@ -69,22 +69,66 @@ def check_tile_halo(tile: int, halo: int) -> None:
             f"2 x halo = {2 * halo}; set TILE_SIZE to at least {2 * halo + 1} (or 0 for the model's default)")
 
 
+def _read_range(start: int, stop: int, n: int, halo: int) -> Tuple[int, int]:
+    """Raster pixels [A, B) needed to give output pixels [start, stop) their halo (clipped to the raster)."""
+    return max(start - halo, 0), min(stop + halo, n)
+
+
+def tiles_needed(start: int, stop: int, n: int, tile: int, halo: int) -> int:
+    """How many tiles of ``tile`` pixels cover output [start, stop) of an axis of ``n`` pixels with full halo."""
+    a, b = _read_range(start, stop, n, halo)
+    if n <= tile or b - a <= tile:
+        return 1
+    return 1 + -(-(b - a - tile) // (tile - 2 * halo))
+
+
 def plan_axis(start: int, stop: int, n: int, tile: int, halo: int) -> List[Span]:
-    """Spans covering output pixels [start, stop) of an axis of length ``n``."""
+    """Spans covering output pixels [start, stop) of an axis of length ``n``.
+
+    Uses the fewest tiles possible, spread evenly over the pixels they must read; the boundary between two
+    neighbouring cores lies midway in their overlap, so each core keeps at least ``halo`` pixels of context.
+    """
     check_tile_halo(tile, halo)
     if not 0 <= start < stop <= n:
         raise SatClassifyError(f"invalid window [{start}, {stop}) for an axis of {n} pixels")
     if n <= tile:
         return [Span(start, stop, 0, n, tile - n)]
-    spans = []
-    c = start
-    while c < stop:
-        r0 = min(max(c - halo, 0), n - tile)
-        trusted_end = n if r0 + tile == n else r0 + tile - halo
-        e = min(trusted_end, stop)
-        spans.append(Span(c, e, r0, tile, 0))
-        c = e
-    return spans
+    a, b = _read_range(start, stop, n, halo)
+    if b - a <= tile:
+        r0 = min(a, n - tile)
+        return [Span(start, stop, r0, tile, 0)]
+    m = tiles_needed(start, stop, n, tile, halo)
+    span = b - tile - a
+    reads = [a + (i * span) // (m - 1) for i in range(m)]
+    bounds = [start] + [(reads[i + 1] + reads[i] + tile) // 2 for i in range(m - 1)] + [stop]
+    return [Span(bounds[i], bounds[i + 1], reads[i], tile, 0) for i in range(m) if bounds[i + 1] > bounds[i]]
+
+
+def fit_tile(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None,
+             multiple: int = 1) -> int:
+    """The smallest square tile (a multiple of ``multiple``, at most ``tile``) that needs no more tiles than
+    ``tile`` does: the same number of model runs over fewer pixels (less halo overhead)."""
+    check_tile_halo(tile, halo)
+    x0, y0, w, h = window if window is not None else (0, 0, width, height)
+    best = tile
+    need = [tiles_needed(x0, x0 + w, width, tile, halo), tiles_needed(y0, y0 + h, height, tile, halo)]
+    cand = []
+    for (start, stop, n), m in zip(((x0, x0 + w, width), (y0, y0 + h, height)), need):
+        a, b = _read_range(start, stop, n, halo)
+        length = min(b - a, n)
+        # m tiles of size t cover `length` when m * (t - 2 halo) + 2 halo >= length
+        t = -(-(length - 2 * halo) // m) + 2 * halo if m > 1 else length
+        cand.append(t)
+    t = max(cand + [2 * halo + 1])
+    if multiple > 1:
+        t = -(-t // multiple) * multiple
+    t = min(t, best)
+    while t > 2 * halo and [tiles_needed(x0, x0 + w, width, t, halo),
+                            tiles_needed(y0, y0 + h, height, t, halo)] != need:
+        t += 1  # rounding guard; never exceeds ``tile``
+        if t >= tile:
+            return tile
+    return t if t > 2 * halo else tile
 
 
 def plan_tiles(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None) -> List[Tile]:

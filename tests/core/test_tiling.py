@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.tiling import plan_axis, plan_tiles
+from satclassify_plugin.core.tiling import fit_tile, plan_axis, plan_tiles, tiles_needed
 
 
 def _check(width, height, tile, halo, window=None):
@@ -70,12 +70,29 @@ def test_subwindow_reads_real_context_outside_the_window(window):
 def test_edges_shift_inward_instead_of_padding():
     spans = plan_axis(0, 100, 100, 32, 4)
     # first tile starts at the border, last tile ends exactly at it: no padding anywhere
-    assert spans[0].read0 == 0 and spans[0].core0 == 0 and spans[0].core1 == 28
+    assert spans[0].read0 == 0 and spans[0].core0 == 0
     assert spans[-1].read0 + spans[-1].read_len == 100 and spans[-1].core1 == 100
-    assert all(s.pad == 0 for s in spans)
-    # interior tiles advance by tile - 2*halo
-    assert [s.core0 for s in spans] == [0, 28, 52, 76]
-    assert spans[-1].read0 == 68
+    assert all(s.pad == 0 and s.read_len == 32 for s in spans)
+    # the fewest tiles (4 x (32 - 2*4) + 2*4 >= 100 > 3 x 24 + 8), spread evenly, cores split mid-overlap
+    assert [s.read0 for s in spans] == [0, 22, 45, 68]
+    assert [(s.core0, s.core1) for s in spans] == [(0, 27), (27, 49), (49, 72), (72, 100)]
+
+
+@pytest.mark.parametrize("n,tile,halo,count", [(100, 32, 4, 4), (1024, 512, 3, 3), (1018, 512, 3, 2),
+                                               (16384, 512, 3, 33), (512, 512, 3, 1), (40, 64, 2, 1)])
+def test_fewest_tiles(n, tile, halo, count):
+    assert len(plan_axis(0, n, n, tile, halo)) == tiles_needed(0, n, n, tile, halo) == count
+
+
+@pytest.mark.parametrize("w,h,tile,halo,multiple,expected", [
+    (4096, 4096, 512, 3, 32, 480), (4096, 4096, 512, 3, 1, 461), (1024, 1024, 512, 3, 1, 346),
+    (16384, 16384, 512, 3, 1, 503), (300, 40, 64, 2, 1, 64), (512, 512, 512, 8, 32, 512), (20, 20, 64, 2, 1, 20)])
+def test_fit_tile_keeps_tile_count_with_fewer_pixels(w, h, tile, halo, multiple, expected):
+    t = fit_tile(w, h, tile, halo, multiple=multiple)
+    assert t == expected and t % multiple == 0 or t == tile
+    assert len(plan_tiles(w, h, t, halo)) == len(plan_tiles(w, h, tile, halo))
+    if t > 2 * halo + 1 and t - multiple > 2 * halo:
+        assert len(plan_tiles(w, h, t - multiple, halo)) > len(plan_tiles(w, h, tile, halo)) or t - multiple < 1
 
 
 def test_small_raster_is_padded_only_along_the_short_axis():
@@ -93,6 +110,9 @@ def test_property_random_layouts():
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
         ww, hh = int(rng.integers(1, w - x0 + 1)), int(rng.integers(1, h - y0 + 1))
         _check(w, h, tile, halo, (x0, y0, ww, hh))
+        t = fit_tile(w, h, tile, halo, (x0, y0, ww, hh))
+        assert 2 * halo < t <= tile
+        assert len(_check(w, h, t, halo, (x0, y0, ww, hh))) == len(plan_tiles(w, h, tile, halo, (x0, y0, ww, hh)))
 
 
 @pytest.mark.parametrize("tile,halo,msg", [

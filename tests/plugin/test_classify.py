@@ -167,7 +167,7 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
     res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], tile_size=20, batch_size=4, model=model)
     from satclassify_plugin.core.tiling import plan_tiles
 
-    tiles = plan_tiles(90, 70, 20, 4)
+    tiles = plan_tiles(90, 70, res.tile_size, 4)
     flat = np.concatenate(seen)
     assert res.tiles == len(tiles) == flat.shape[0]
     for t, p in zip(tiles, flat):

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark satclassify:classify: raw onnxruntime throughput vs the tool's end-to-end throughput, and
+peak memory at two raster sizes.
+
+    .venv-qgis/bin/python benchmarks/classify.py            # 4096^2 and 16384^2 (a few minutes on a laptop CPU)
+    .venv-qgis/bin/python benchmarks/classify.py --quick    # 1024^2 and 2048^2
+    .venv-qgis/bin/python benchmarks/classify.py --size 2048 8192 --tile 512 --batch 4 --device CPU
+
+The model is a small conv net of realistic cost (3x3 convs with 16/32/16 channels + ReLU, a 1x1
+classifier over 8 classes, softmax; halo 3). The input is a synthetic 4-band uint16 Sentinel-2-like
+stack (tiled GeoTIFF, band names B02 B03 B04 B08) generated in a temp folder.
+
+(a) raw: onnxruntime on in-memory tiles of the same shape and batch (model input pixels per second);
+(b) tool: gdal_classify.classify end to end (read, scale, infer, argmax, compress, write; output pixels
+    per second), each size in its own subprocess so its peak RSS (getrusage ru_maxrss) is its own.
+Goals: tool/raw >= 0.9; peak RSS of the large size within 20% of the small size.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_model(path, tile):
+    from tests.onnx_models import bench_model
+
+    return bench_model(path, tile=tile)
+
+
+def make_raster(path, size, block_rows=1024):
+    """Synthetic 4-band uint16 stack: smooth 'fields' plus noise, written in row blocks (flat memory)."""
+    import numpy as np
+    from osgeo import gdal, osr
+
+    gdal.UseExceptions()
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 4, gdal.GDT_UInt16,
+                                              options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
+                                                       "BIGTIFF=YES"])
+    ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
+    ds.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    xs = np.arange(size, dtype=np.float32)
+    for b, name in enumerate(("B02", "B03", "B04", "B08")):
+        ds.GetRasterBand(b + 1).SetDescription(name)
+    for y0 in range(0, size, block_rows):
+        h = min(block_rows, size - y0)
+        ys = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
+        base = 0.5 + 0.25 * np.sin(xs[None, :] / 97.0) * np.cos(ys / 131.0)
+        for b in range(4):
+            noise = rng.integers(0, 400, (h, size), dtype=np.uint16)
+            arr = (base * (1500 + 700 * b)).astype(np.uint16) + noise + 1
+            ds.GetRasterBand(b + 1).WriteArray(arr, 0, y0)
+    ds.FlushCache()
+    ds = None
+    return path
+
+
+def raw_throughput(model_path, tile, batch, device, seconds=8.0):
+    """Model input pixels per second of onnxruntime alone on in-memory tiles."""
+    import numpy as np
+
+    from satclassify_plugin.core.inference import load_model
+
+    model = load_model(model_path, device)
+    x = np.random.default_rng(0).random((batch, 4, tile, tile), dtype=np.float32) * 0.3
+    model.run(x)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        model.run(x)
+        n += 1
+    dt = time.perf_counter() - t0
+    return n * batch * tile * tile / 1e6 / dt, model.providers[0]
+
+
+def child(args):
+    """Run the tool on one raster (inside a subprocess) and print a JSON line."""
+    from satclassify_plugin.core.gdal_classify import classify
+
+    out = os.path.join(os.path.dirname(args.child_input), f"classes_{os.getpid()}.tif")
+    res = classify(args.child_input, args.child_model, [out], device=args.device, tile_size=args.tile,
+                   batch_size=args.batch)
+    os.remove(out)
+    print(json.dumps({"mpix": res.megapixels, "seconds": res.seconds, "mpix_s": res.mpix_per_s,
+                      "provider": res.provider, "tiles": res.tiles, "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_child(raster, model, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model", model,
+           "--tile", str(args.tile), "--batch", str(args.batch), "--device", args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, nargs="+", help="raster edge(s) in pixels (default 4096 16384)")
+    ap.add_argument("--quick", action="store_true", help="sizes 1024 and 2048")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--device", default="Auto", choices=["Auto", "CPU", "CUDA", "TensorRT"])
+    ap.add_argument("--raw-seconds", type=float, default=8.0)
+    ap.add_argument("--workdir", help="folder for the synthetic rasters (default: a temp folder, removed)")
+    ap.add_argument("--child-input", help=argparse.SUPPRESS)
+    ap.add_argument("--child-model", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_input:
+        return child(args)
+    sizes = args.size or ([1024, 2048] if args.quick else [4096, 16384])
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        model = make_model(os.path.join(tmp, "bench.onnx"), args.tile)
+        raw, provider = raw_throughput(model, args.tile, args.batch, args.device, args.raw_seconds)
+        rows = []
+        for size in sizes:
+            path = os.path.join(tmp, f"s2_{size}.tif")
+            t0 = time.perf_counter()
+            make_raster(path, size)
+            gen = time.perf_counter() - t0
+            r = run_child(path, model, args)
+            os.remove(path)
+            r.update(size=size, gen_s=gen)
+            rows.append(r)
+            print(f"  {size}^2 done: {r['mpix_s']:.2f} MPix/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(raster generated in {gen:.0f} s)", flush=True)
+    import onnxruntime
+
+    print()
+    print(f"SatClassify classify benchmark: model bench_cnn (3x3 convs 16/32/16, 8 classes, halo 3), "
+          f"tile {args.tile}, batch {args.batch}, onnxruntime {onnxruntime.__version__} on {provider}, "
+          f"{os.cpu_count()} CPU(s)")
+    print(f"(a) raw onnxruntime on in-memory tiles: {raw:.2f} MPix/s")
+    print()
+    print(f"{'raster':>12} {'MPix':>8} {'time s':>8} {'tool MPix/s':>12} {'tool/raw':>9} {'peak RSS MB':>12}")
+    for r in rows:
+        print(f"{str(r['size']) + '^2':>12} {r['mpix']:8.1f} {r['seconds']:8.1f} {r['mpix_s']:12.2f} "
+              f"{r['mpix_s'] / raw:9.2f} {r['peak_rss_mb']:12.0f}")
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        growth = b["peak_rss_mb"] / a["peak_rss_mb"] - 1.0
+        print()
+        print(f"peak RSS {b['size']}^2 vs {a['size']}^2: {growth * 100:+.1f}% (goal within 20%: "
+              f"{'met' if abs(growth) <= 0.2 else 'NOT met'})")
+    worst = min(r["mpix_s"] / raw for r in rows)
+    print(f"end-to-end / raw (worst size): {worst:.2f} (goal >= 0.9: {'met' if worst >= 0.9 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
