@@ -1,0 +1,123 @@
+"""satclassify:assessaccuracy: each bad input stops with its exact message and writes no output."""
+import os
+
+import numpy as np
+import pytest
+
+from tests.rasters import make_raster
+
+ALG = "satclassify:assessaccuracy"
+
+
+@pytest.fixture
+def data(tmp_path):
+    a = np.array([[1, 2], [2, 1]], np.uint8)
+    return {"tmp": tmp_path, "c": make_raster(tmp_path / "c.tif", a), "r": make_raster(tmp_path / "r.tif", a)}
+
+
+def run_error(run_alg, data, **params):
+    from qgis.core import QgsProcessingException
+
+    out = data["tmp"] / "out"
+    params = {"CLASSIFIED": data["c"], "REFERENCE": data["r"], **params,
+              "OUTPUT_MATRIX": str(out / "m.csv"), "OUTPUT_METRICS": str(out / "m.json"),
+              "OUTPUT_REPORT": str(out / "m.html")}
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg(ALG, params)
+    assert not out.exists() or os.listdir(out) == []  # no (partial) output of any kind
+    return str(e.value)
+
+
+def test_missing_file(run_alg, data):
+    from satclassify_plugin.core.errors import SatClassifyError
+    from satclassify_plugin.core.gdal_accuracy import assess
+
+    missing = str(data["tmp"] / "nope.tif")
+    # Processing checks layer parameters itself before the tool runs
+    for key in ("CLASSIFIED", "REFERENCE", "MASK"):
+        assert run_error(run_alg, data, **{key: missing}) == (
+            f"Unable to execute algorithm\nCould not load source layer for {key}: {missing} not found")
+    # the core (Python / other callers) names the raster
+    for kw, what in (({"classified": missing}, "classified"), ({"reference": missing}, "reference"),
+                     ({"mask": missing}, "mask")):
+        args = {"classified": data["c"], "reference": data["r"], **kw}
+        with pytest.raises(SatClassifyError) as e:
+            assess(**args)
+        assert str(e.value) == f"the {what} raster '{missing}' does not exist"
+
+
+def test_float_raster(run_alg, data):
+    f = make_raster(data["tmp"] / "f.tif", np.array([[1.0, 2.5], [2, 1]], np.float32))
+    assert run_error(run_alg, data, REFERENCE=f) == (
+        f"the reference raster '{f}' holds Float32 values, but a class raster must hold integers: convert it "
+        "(e.g. Raster > Conversion > Translate with output type Byte or UInt16)")
+
+
+def test_bad_reclassify_csv(run_alg, data):
+    t = data["tmp"] / "recl.csv"
+    t.write_text("class,to\n1,2\n", encoding="utf-8")
+    assert run_error(run_alg, data, RECLASSIFY=str(t)) == (
+        f"reclassify table '{t}': missing column(s) map, from; the first line must be the header 'map,from,to' "
+        "(map = classified, reference or both), found 'class,to'")
+    t.write_text("map,from,to\nclassified,1,one\n", encoding="utf-8")
+    assert run_error(run_alg, data, RECLASSIFY=str(t)) == (
+        f"reclassify table '{t}' line 2: to 'one' is not an integer class value")
+    t.write_text("map,from,to\nprediction,1,1\n", encoding="utf-8")
+    assert run_error(run_alg, data, RECLASSIFY=str(t)) == (
+        f"reclassify table '{t}' line 2: map 'prediction' must be classified, reference or both")
+
+
+def test_rasters_not_overlapping(run_alg, data):
+    far = make_raster(data["tmp"] / "far.tif", np.ones((2, 2), np.uint8), origin=(600000.0, 5000000.0))
+    assert run_error(run_alg, data, REFERENCE=far) == (
+        "the reference raster does not overlap the classified raster (classified extent (500000.0, 4999980.0, "
+        "500020.0, 5000000.0), reference extent (600000.0, 4999980.0, 600020.0, 5000000.0) in the classified "
+        "raster's CRS): choose rasters covering the same area")
+    assert run_error(run_alg, data, MASK=far).startswith("the mask raster does not overlap the classified raster")
+
+
+@pytest.mark.parametrize("scale", [0, -3])
+def test_scale_below_one(run_alg, data, scale):
+    assert run_error(run_alg, data, SCALE=scale) == (
+        f"SCALE must be an integer >= 1 (1 = compare pixel by pixel), got {float(scale)!r}")
+
+
+def test_bad_ignore_list(run_alg, data):
+    assert run_error(run_alg, data, IGNORE="0, none") == (
+        "IGNORE must be a comma-separated list of integer class values (e.g. '0, 255'), 'none' is not a number")
+
+
+def test_level_on_values_that_are_no_clc(run_alg, data):
+    r = make_raster(data["tmp"] / "r200.tif", np.array([[1, 200], [2, 1]], np.uint8))
+    assert run_error(run_alg, data, REFERENCE=r, LEVEL=1) == (
+        "CLC LEVEL needs level-3 CLC values in the reference map: grid codes 1..44 or codes 111..523, but it holds "
+        "values 1..200; leave LEVEL empty, or apply LEVEL only to the other map")
+
+
+def test_reference_without_crs_on_another_grid(run_alg, data):
+    r = make_raster(data["tmp"] / "nocrs.tif", np.ones((4, 4), np.uint8), pixel=5.0, epsg=None)
+    assert run_error(run_alg, data, REFERENCE=r) == (
+        "the reference raster has no CRS, so it cannot be aligned with the other one: assign its CRS (Raster > "
+        "Projections > Assign Projection) or give rasters on the same grid")
+
+
+def test_bad_names_table(run_alg, data):
+    t = data["tmp"] / "names.csv"
+    t.write_text("value,label\n1,Water\n", encoding="utf-8")
+    assert run_error(run_alg, data, NAMES=str(t)) == (
+        f"names table '{t}': the first line must be the header 'value,name[,color]', found 'value,label'")
+    t.write_text("value,name,color\n1,Water,bleu\n", encoding="utf-8")
+    assert run_error(run_alg, data, NAMES=str(t)) == (
+        f"names table '{t}' line 2: 'bleu' is not a colour (use #rrggbb or r-g-b)")
+
+
+def test_missing_reclassify_file(run_alg, data):
+    missing = data["tmp"] / "none.csv"
+    assert run_error(run_alg, data, RECLASSIFY=str(missing)) == f"reclassify table '{missing}' does not exist"
+
+
+def test_values_out_of_class_range(run_alg, data):
+    r = make_raster(data["tmp"] / "neg.tif", np.array([[1, -7], [2, 1]], np.int16))
+    assert run_error(run_alg, data, REFERENCE=r) == (
+        "the reference raster holds the value -7: class values must be in 0..65535; add it to IGNORE (or set it "
+        "as the raster's nodata) if it means no data")
