@@ -292,3 +292,24 @@ def test_layer_action_opens_dialog_with_layer(plugin, tmp_path):
         dlg.close()
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_outputs_styled_on_load_with_the_card_classes(run_alg, tmp_path):
+    from qgis.core import QgsPalettedRasterRenderer, QgsProcessingContext, QgsProject, QgsRasterLayer
+
+    src = make_raster(tmp_path / "s2.tif", s2_raw((4, 20, 20)), band_names=om.S2_BANDS4)
+    model = om.dual_model(tmp_path / "dual.onnx", card_kw={"tile_size": 16})
+    o1, o2 = str(tmp_path / "fine.tif"), str(tmp_path / "coarse.tif")
+    context = QgsProcessingContext()
+    for path, name in ((o1, "OUTPUT"), (o2, "OUTPUT_2")):
+        context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, QgsProject.instance(), name))
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": o1, "OUTPUT_2": o2}, context=context)
+    for path, k, first in ((o1, 4, "fine 1"), (o2, 2, "coarse 1")):
+        pp = context.layerToLoadOnCompletionDetails(path).postProcessor()
+        assert pp is not None
+        layer = QgsRasterLayer(path, "x")
+        pp.postProcessLayer(layer, context, None)
+        r = layer.renderer()
+        assert isinstance(r, QgsPalettedRasterRenderer)
+        assert [c.value for c in r.classes()] == list(range(1, k + 1))
+        assert r.classes()[0].label == first and r.classes()[0].color.name() == "#e6004d"
