@@ -168,3 +168,25 @@ def test_missing_onnxruntime_is_explained(provider, monkeypatch):
     ok, msg = alg.canExecute()
     assert not ok and "onnxruntime (or onnxruntime-gpu with an NVIDIA GPU)" in msg
     assert "pip install --user onnxruntime" in msg
+
+
+def test_provider_choice():
+    from satclassify_plugin.core.errors import SatClassifyError
+    from satclassify_plugin.core.inference import choose_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    cpu = ["AzureExecutionProvider", "CPUExecutionProvider"]
+    logged = []
+    assert choose_providers("Auto", gpu, logged.append) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert logged == []
+    assert choose_providers("Auto", cpu, logged.append) == ["CPUExecutionProvider"]
+    assert logged == ["DEVICE Auto: no CUDA in this onnxruntime (providers: AzureExecutionProvider, "
+                      "CPUExecutionProvider); running on the CPU"]
+    assert choose_providers("CPU", gpu) == ["CPUExecutionProvider"]
+    assert choose_providers("CUDA", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("TensorRT", gpu) == gpu
+    with pytest.raises(SatClassifyError) as e:
+        choose_providers("TensorRT", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert str(e.value).startswith("DEVICE TensorRT was requested but this onnxruntime has no TensorrtExecutionProvider")
+    with pytest.raises(SatClassifyError, match="unknown DEVICE 'GPU': choose one of Auto, CPU, CUDA, TensorRT"):
+        choose_providers("GPU", gpu)
