@@ -241,7 +241,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     masked = outside = 0
     for n, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
-            raise Canceled("canceled")
+            raise Canceled("canceled: no output was written")
         valid = np.ones((h, w), bool)
         if mask_band is not None:
             mk = mask_band.ReadAsArray(x, y, w, h)

@@ -259,3 +259,23 @@ def test_all_ignored_areas_give_a_clear_error(run_alg, tmp_path):
     assert str(e.value) == ("no pixel left to compare: of 16 pixels, 16 masked out (IGNORE = [0]); check the mask, "
                             "IGNORE, the reclassify table and that the maps overlap")
     assert not [f for f in os.listdir(tmp_path) if f.startswith(("acc", ".acc"))]
+
+
+def test_cancel_stops_before_any_output(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    with pytest.raises(QgsProcessingException, match="canceled: no output was written"):
+        run_alg(ALG, {"CLASSIFIED": make_raster(tmp_path / "c.tif", C), "REFERENCE": make_raster(tmp_path / "r.tif", R),
+                      **outputs(tmp_path)}, feedback=fb)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(("acc", ".acc"))]
+
+
+def test_progress_is_reported(tmp_path):
+    from satclassify_plugin.core.gdal_accuracy import assess
+
+    seen = []
+    a = np.ones((10, 10), np.uint8)
+    assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4, progress=seen.append)
+    assert seen == pytest.approx([100 * i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels
