@@ -345,9 +345,19 @@ def _fmt(x, pct=False):
     return f"{100 * x:.1f}&nbsp;%" if pct else f"{x:.4f}"
 
 
-def _text_color(hexcol: str) -> str:
-    r, g, b = (int(hexcol.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))
-    return "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
+def _cell(v) -> str:
+    """An inputs/parameters value as HTML: none -> dash, lists/dicts joined, integers with separators."""
+    if v is None or v == [] or v == {}:
+        return "&ndash;"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        return html.escape(", ".join(str(x) for x in v))
+    if isinstance(v, dict):
+        return html.escape(", ".join(f"{k}: {x}" for k, x in v.items()))
+    return html.escape(str(v))
 
 
 def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Optional[str] = None,
@@ -362,9 +372,8 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title><style>",
            "body{font-family:Segoe UI,Arial,sans-serif;margin:1.5em;color:#222}"
            "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 7px;"
-           "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{display:inline-block;width:1.2em;"
-           "height:1.2em;border:1px solid #555;vertical-align:middle}.big td{font-size:16px}"
-           ".cm td{text-align:right;min-width:3em}.cm td.d{font-weight:bold;outline:2px solid #333}"
+           "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{min-width:1.5em;border:1px solid #555}.big td{font-size:16px}"
+           ".cm td{text-align:right;min-width:3em;white-space:nowrap}.cm td.d{font-weight:bold;outline:2px solid #333}"
            "small{color:#555}</style></head><body>",
            f"<h1>{e(title)}</h1>"]
     out.append("<h2>Summary</h2><table class='big'>")
@@ -375,17 +384,17 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
     out.append(f"<tr><th>Compared {unit}</th><td class='n'>{metrics['pixels']:,}</td></tr></table>")
     out.append("<h2>Inputs and parameters</h2><table>")
     for k, v in inputs.items():
-        out.append(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>")
+        out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td>{_cell(v)}</td></tr>")
     out.append("</table>")
     if excl:
         out.append("<h2>Pixels left out</h2><p><small>Counted at the input resolution; a pixel can count in more "
                    "than one line.</small></p><table>")
         for k, v in excl.items():
-            out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{e(str(v))}</td></tr>")
+            out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{_cell(v)}</td></tr>")
         out.append("</table>")
     out.append("<h2>Legend</h2><table><tr><th>colour</th><th>value</th><th>class</th></tr>")
     for c in classes:
-        out.append(f"<tr><td><span class='sw' style='background:{e(c.get('color', '#888888'))}'></span></td>"
+        out.append(f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
                    f"<td class='n'>{c['value']}</td><td>{e(c['name'])}</td></tr>")
     out.append("</table>")
     out.append("<h2>Per-class accuracy</h2><p><small>Precision = user's accuracy (of the pixels classified as the "
@@ -395,7 +404,7 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
                "<th>recall<br><small>producer's acc.</small></th><th>F1</th><th>IoU</th>"
                "<th>support<br><small>reference</small></th><th>predicted</th></tr>")
     for c in classes:
-        out.append(f"<tr><td><span class='sw' style='background:{e(c.get('color', '#888888'))}'></span></td>"
+        out.append(f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
                    f"<td>{c['value']} {e(c['name'])}</td>"
                    + "".join(f"<td class='n'>{_fmt(c[k])}</td>" for k in ("precision", "recall", "f1", "iou"))
                    + f"<td class='n'>{c['support']:,}</td><td class='n'>{c['predicted']:,}</td></tr>")
@@ -422,6 +431,6 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
         cap = f" (also saved as {e(png_name)})" if png_name else ""
         out.append(f"<h2>Heat map</h2><p><small>Row-normalised confusion matrix{cap}: white = 0 %, dark blue = "
                    "100 % of the reference class; class colours along the top (classified) and the left "
-                   f"(reference), in legend order.</small></p><img alt='confusion matrix heat map' src='{uri}'>")
+                   f"(reference), in legend order.</small></p><p><img alt='confusion matrix heat map' src='{uri}'></p>")
     out.append("<p><small>Written by SatClassify (satclassify:assessaccuracy).</small></p></body></html>")
     return "\n".join(out)

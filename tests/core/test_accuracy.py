@@ -185,6 +185,6 @@ def test_report_html_contents():
     assert "Water &lt;lake&gt;" in page and "Water <lake>" not in page
     assert "90.0&nbsp;%" in page  # OA 9/10
     assert "data:image/png;base64,iVBORyBmYWtl" in page and "r_matrix.png" in page
-    assert "background:#0000ff" in page and "masked out" in page
+    assert "class='sw' style='background:#0000ff'" in page and "masked out" in page
     assert "user's acc." in page and "producer's acc." in page
     assert page.count("<td class='d'") == 2  # diagonal cells framed
