@@ -180,6 +180,11 @@ def read_names(path: str) -> Dict[int, Tuple[str, Optional[str]]]:
 def detect_clc_source(values: Iterable[int], which: str) -> str:
     """"grid" when the level-3 values are CLC grid codes (1..44), "code" when they are codes (111..523)."""
     vals = sorted(set(int(v) for v in values))
+    # CLC "no data / unclassified" codes (grid 48, 49, 50, 128, 255; codes 990, 995, 999) do not decide the
+    # kind; they are no class at level 1/2 and end up "unmapped"
+    classes_only = [v for v in vals if v not in clc.NODATA_GRID_CODES and v not in clc.NODATA_CODES]
+    if classes_only and (classes_only[-1] <= 44 or (classes_only[0] >= 111 and classes_only[-1] <= 523)):
+        vals = classes_only
     if not vals:
         return "grid"
     if vals[-1] <= 44:
@@ -225,10 +230,10 @@ class MapTransform:
     def map_values(self, values: Iterable[int]) -> List[int]:
         """The comparison values that the raw ``values`` (already without ignored ones) become."""
         a = np.asarray(sorted(set(int(v) for v in values)), dtype=np.int64)
-        out, _, _ = self._map(a, count=False)
+        out, _ = self._map(a)
         return sorted(set(int(v) for v in out[out >= 0]))
 
-    def _map(self, a: np.ndarray, count: bool = True):
+    def _map(self, a: np.ndarray):
         out = a.astype(np.int64, copy=True)
         unmapped = np.zeros(out.shape, bool)
         for lut in (self._reclass_lut, self._level_lut):
@@ -241,7 +246,7 @@ class MapTransform:
             out = mapped
         if self.ignore_after:
             out[np.isin(out, self.ignore_after)] = -1
-        return out, unmapped, None
+        return out, unmapped
 
     def apply(self, raw: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
         """Transform a block. ``valid`` (bool) marks pixels to consider (mask, coverage); others become -1
@@ -266,7 +271,7 @@ class MapTransform:
                     f"the {self.which} raster holds the value {lo if lo < 0 else hi}: class values must be in "
                     f"0..{MAX_VALUE}; add it to IGNORE (or set it as the raster's nodata) if it means no data")
         a = np.where(keep, a, -1)
-        out, unmapped, _ = self._map(a)
+        out, unmapped = self._map(a)
         unmapped &= keep
         n = int(unmapped.sum())
         if n:

@@ -138,6 +138,11 @@ def test_clc_level_transform_grid_codes_and_codes():
     assert c.apply(np.array([111, 112, 211, 311, 523, 300])).tolist() == [l2[11], l2[11], l2[21], l2[31], l2[52], -1]
     assert acc.detect_clc_source([1, 44], "classified") == "grid"
     assert acc.detect_clc_source([111, 523], "classified") == "code"
+    # CLC no-data codes (grid 48 .. 255, codes 990 .. 999) do not hide the kind of the map
+    assert acc.detect_clc_source([1, 12, 48, 128, 255], "reference") == "grid"
+    assert acc.detect_clc_source([111, 211, 990, 999], "reference") == "code"
+    t = acc.MapTransform("reference", [0], level=1, level_source="grid")
+    assert t.apply(np.array([12, 48, 255])).tolist() == [2, -1, -1] and t.unmapped == 2
     with pytest.raises(SatClassifyError, match="CLC LEVEL needs level-3 CLC values in the classified map: grid codes "
                                                r"1..44 or codes 111..523, but it holds values 3..200"):
         acc.detect_clc_source([3, 200], "classified")
