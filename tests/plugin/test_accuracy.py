@@ -279,3 +279,16 @@ def test_progress_is_reported(tmp_path):
     a = np.ones((10, 10), np.uint8)
     assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4, progress=seen.append)
     assert seen == pytest.approx([100 * i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels
+
+
+def test_int16_nodata_and_uint16_values_without_ignore(tmp_path):
+    from satclassify_plugin.core.gdal_accuracy import assess
+
+    c = make_raster(tmp_path / "i16.tif", np.array([[-32768, 5, 700], [700, 5, 5]], np.int16), nodata=-32768)
+    r = make_raster(tmp_path / "u16.tif", np.array([[5, 5, 700], [60000, 5, 700]], np.uint16))
+    m = assess(c, r, ignore="").metrics
+    # pairs (reference, classified): 5/nodata (left out) 5/5 700/700 60000/700 5/5 700/5
+    assert m["values"] == [5, 700, 60000]
+    assert m["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 1, 0]]
+    assert m["excluded"]["ignored_in_classified"] == 1 and m["inputs"]["nodata_classified"] == -32768
+    assert m["inputs"]["ignore"] == []
