@@ -1,0 +1,129 @@
+"""satclassify:buildpatches - image + labels (+ mask) -> training dataset folder with a spatial split."""
+from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
+                       QgsProcessingOutputVectorLayer, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer)
+
+from ..core.errors import SatClassifyError
+from .base import SatClassifyAlgorithm
+
+
+def _path(layer, what):
+    if layer is None:
+        return None
+    if layer.providerType() != "gdal":
+        raise SatClassifyError(f"{what} layer '{layer.name()}' is a {layer.providerType()} layer: save it as a "
+                               "GeoTIFF first")
+    return layer.source()
+
+
+class BuildPatchesAlgorithm(SatClassifyAlgorithm):
+    ALGORITHM_ID = "buildpatches"
+    DISPLAY_NAME = "Build training patches"
+    GROUP = "Training data"
+    GROUP_ID = "trainingdata"
+    TAGS = "patches,dataset,training,split,train,validation,test,cross-validation,folds,numpy,deep learning"
+    CLASS_OPTIONS = ["From the label raster (category names / colours)", "CLC level 1", "CLC level 2",
+                     "CLC level 3"]
+    HELP = (
+        "Cuts an image (e.g. a uint16 Sentinel-2 stack with band names B02...) and a label raster (e.g. the "
+        "output of Rasterize CORINE Land Cover) into square patches and writes a training dataset folder: "
+        "manifest.json, numpy shards images-&lt;split&gt;-&lt;k&gt;.npy (uint16, N x bands x H x W), "
+        "labels-&lt;split&gt;-&lt;k&gt;.npy (uint8, 0 = no label), masks-&lt;split&gt;-&lt;k&gt;.npy (1 = valid, when a mask "
+        "or image nodata exists) and patches.gpkg (one footprint per patch with split, fold, shard, index and "
+        "class fractions). The training package reads it directly (numpy memory-mapping).<br>"
+        "<b>Mask</b>: optional validity raster, nonzero = valid (the mask of fetchsentinel2); pixels at the "
+        "image's nodata value are invalid too; labels of invalid pixels are stored as 0. Labels and mask on "
+        "another grid are warped to the image grid (nearest).<br>"
+        "<b>Patches</b>: PATCH_SIZE pixels every STRIDE pixels (0 = patch size); never across the raster edge. "
+        "A patch is kept with at least MIN_LABELLED labelled pixels and at most MAX_MASKED invalid ones.<br>"
+        "<b>Split</b>: spatial blocks of BLOCK_SIZE x BLOCK_SIZE patches go whole to train, val or test "
+        "(VAL_FRACTION, TEST_FRACTION of the patches, shuffled with SEED), so validation never shares pixels "
+        "with training. K_FOLDS (>= 2) numbers the train blocks for cross-validation (fold field).<br>"
+        "<b>Sampling</b>: MAX_PATCHES caps the patch count; CLASS_AWARE then keeps patches with rare classes "
+        "first. Class histograms per split are in the log and the manifest.<br>"
+        "Memory stays flat: the image is read in strips one patch high.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("IMAGE", "Image (uint16 stack)"))
+        self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Label raster (uint8 classes, 0 = no label)"))
+        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Validity mask (nonzero = valid)",
+                                                            optional=True))
+        self.addParameter(QgsProcessingParameterEnum("CLASSES", "Class table", options=self.CLASS_OPTIONS,
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
+                                                       QgsProcessingParameterNumber.Integer, 256, False, 8, 4096))
+        self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels, 0 = patch size)",
+                                                       QgsProcessingParameterNumber.Integer, 0, False, 0, 4096))
+        self.addParameter(QgsProcessingParameterNumber("MIN_LABELLED", "Minimum labelled fraction",
+                                                       QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
+        self.addParameter(QgsProcessingParameterNumber("MAX_MASKED", "Maximum masked (invalid) fraction",
+                                                       QgsProcessingParameterNumber.Double, 0.05, False, 0.0, 1.0))
+        self.addParameter(QgsProcessingParameterNumber("BLOCK_SIZE", "Split block size (patches per side)",
+                                                       QgsProcessingParameterNumber.Integer, 4, False, 1, 1000))
+        self.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation fraction",
+                                                       QgsProcessingParameterNumber.Double, 0.15, False, 0.0, 0.95))
+        self.addParameter(QgsProcessingParameterNumber("TEST_FRACTION", "Test fraction",
+                                                       QgsProcessingParameterNumber.Double, 0.15, False, 0.0, 0.95))
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer,
+                                                       0, False, 0))
+        self.addParameter(QgsProcessingParameterNumber("K_FOLDS", "Cross-validation folds (0 = none)",
+                                                       QgsProcessingParameterNumber.Integer, 0, False, 0, 100))
+        adv = [QgsProcessingParameterNumber("MAX_PATCHES", "Maximum number of patches (0 = all)",
+                                            QgsProcessingParameterNumber.Integer, 0, False, 0),
+               QgsProcessingParameterBoolean("CLASS_AWARE", "Class-aware sampling (keep rare classes)",
+                                             defaultValue=False),
+               QgsProcessingParameterNumber("SHARD_SIZE", "Patches per shard file",
+                                            QgsProcessingParameterNumber.Integer, 256, False, 1, 100000),
+               QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
+                                             defaultValue=False)]
+        for p in adv:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Dataset folder"))
+        self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_FOOTPRINTS", "Patch footprints"))
+        self.addOutput(QgsProcessingOutputFile("MANIFEST", "manifest.json"))
+        for key, label in (("TRAIN_COUNT", "Train patches"), ("VAL_COUNT", "Validation patches"),
+                           ("TEST_COUNT", "Test patches")):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    def run(self, parameters, context, feedback):
+        import os
+
+        from ..core.gdal_patches import build_patches
+
+        image = _path(self.parameterAsRasterLayer(parameters, "IMAGE", context), "image")
+        labels = _path(self.parameterAsRasterLayer(parameters, "LABELS", context), "label")
+        if not image:
+            raise SatClassifyError("no image given (IMAGE)")
+        if not labels:
+            raise SatClassifyError("no label raster given (LABELS)")
+        mask = _path(self.parameterAsRasterLayer(parameters, "MASK", context), "mask")
+        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+        result = build_patches(
+            image, labels, folder, mask=mask,
+            patch_size=self.parameterAsInt(parameters, "PATCH_SIZE", context),
+            stride=self.parameterAsInt(parameters, "STRIDE", context),
+            min_labelled=self.parameterAsDouble(parameters, "MIN_LABELLED", context),
+            max_masked=self.parameterAsDouble(parameters, "MAX_MASKED", context),
+            block_size=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
+            val_fraction=self.parameterAsDouble(parameters, "VAL_FRACTION", context),
+            test_fraction=self.parameterAsDouble(parameters, "TEST_FRACTION", context),
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            k_folds=self.parameterAsInt(parameters, "K_FOLDS", context),
+            clc_level=self.parameterAsEnum(parameters, "CLASSES", context),
+            max_patches=self.parameterAsInt(parameters, "MAX_PATCHES", context),
+            class_aware=self.parameterAsBool(parameters, "CLASS_AWARE", context),
+            shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+            progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
+            log=feedback.pushInfo)
+        footprints = result.footprints + "|layername=patches"
+        if context.project() is not None:
+            context.addLayerToLoadOnCompletion(
+                footprints, QgsProcessingContext.LayerDetails("patches", context.project(), "OUTPUT_FOOTPRINTS"))
+        return {"OUTPUT_FOLDER": result.folder, "OUTPUT_FOOTPRINTS": footprints,
+                "MANIFEST": os.path.join(result.folder, "manifest.json"),
+                "TRAIN_COUNT": result.counts["train"], "VAL_COUNT": result.counts["val"],
+                "TEST_COUNT": result.counts["test"]}
