@@ -24,7 +24,7 @@ from .errors import SatClassifyError
 from .metrics import ConfusionMatrix, compute_metrics
 
 INTEGER_TYPES = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32}
-DEFAULT_BLOCK = 1024
+DEFAULT_BLOCK = 512
 
 
 class Canceled(SatClassifyError):
