@@ -40,10 +40,18 @@ class AccuracyResult:
         return self.metrics["overall_accuracy"]
 
 
+def _open(path: str, what: str) -> gdal.Dataset:
+    try:
+        return gdal_io.open_raster(path, f"{what} raster")
+    except SatClassifyError:
+        # a plain file path that is not there: say so; GDAL strings (/vsi..., NETCDF:"f":v) keep GDAL's message
+        if path and not os.path.exists(path) and not path.startswith("/vsi") and ":" not in os.path.basename(path):
+            raise SatClassifyError(f"the {what} raster '{path}' does not exist")
+        raise
+
+
 def _open_class_raster(path: str, what: str) -> gdal.Dataset:
-    if path and not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
-        raise SatClassifyError(f"the {what} raster '{path}' does not exist")
-    ds = gdal_io.open_raster(path, f"{what} raster")
+    ds = _open(path, what)
     dt = ds.GetRasterBand(1).DataType
     if dt not in INTEGER_TYPES:
         raise SatClassifyError(
@@ -196,9 +204,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         ref_ds = ref_src
     mask_ds = mask_src = None
     if mask:
-        if not os.path.exists(mask) and "://" not in mask and not mask.startswith("/vsi"):
-            raise SatClassifyError(f"the mask raster '{mask}' does not exist")
-        mask_src = gdal_io.open_raster(mask, "mask raster")
+        mask_src = _open(mask, "mask")
         if gdal_io.same_grid(cls_ds, mask_src):
             mask_ds = mask_src
         else:
