@@ -292,3 +292,14 @@ def test_int16_nodata_and_uint16_values_without_ignore(tmp_path):
     assert m["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 1, 0]]
     assert m["excluded"]["ignored_in_classified"] == 1 and m["inputs"]["nodata_classified"] == -32768
     assert m["inputs"]["ignore"] == []
+
+
+def test_warped_reference_nodata_is_left_out(run_alg, tmp_path):
+    # 20 m reference with nodata 9 in its top-right cell: those 4 classified pixels have no reference
+    ref = make_raster(tmp_path / "r20.tif", np.array([[1, 9], [3, 3]], np.uint8), pixel=20.0, nodata=9)
+    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", C), REFERENCE=ref)
+    # ref 1 over c [1,1,1,2]; ref 3 over c [0 (ignored),3,1,1] and [3,3,3,3]
+    assert m["values"] == [1, 2, 3]
+    assert m["confusion_matrix"] == [[3, 1, 0], [0, 0, 0], [2, 0, 5]]
+    assert m["excluded"]["outside_reference"] == 4 and m["excluded"]["ignored_in_classified"] == 1
+    assert m["inputs"]["nodata_reference"] == 9
