@@ -48,6 +48,8 @@ ogr.UseExceptions()
 RULES = ("centre", "all_touched", "majority")
 CODE_FIELDS = ("code_18", "code_12", "code_06", "code_00", "code_90", "clc_code", "code")
 VALUE_FIELD = "satclassify_value"
+#: class rasters compress well even at the fastest DEFLATE level, which keeps writing cheap
+CLASS_GTIFF_OPTIONS = tuple(gdal_io.GTIFF_OPTIONS) + ("ZLEVEL=1",)
 POLYGON_TYPES = {ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface, ogr.wkbUnknown}
 
 
@@ -305,7 +307,7 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
     rect = _filter_rect(grid, src_srs, dst_srs)
     with gdal_io.AtomicOutput(output) as tmp:
         out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0)
+                                     nodata=0, options=CLASS_GTIFF_OPTIONS)
         band = out.GetRasterBand(1)
         gdal_io.write_class_metadata(band, table)
         if rule in ("centre", "all_touched"):
@@ -349,7 +351,7 @@ class _MixedWriter:
             self.ctx = gdal_io.AtomicOutput(self.path)
             tmp = self.ctx.__enter__()
             self.ds = gdal_io.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
-                                             self.grid.geotransform, self.grid.wkt)
+                                             self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS)
             self.band = self.ds.GetRasterBand(1)
             self.band.SetDescription("mixed")
             gdal_io.write_class_metadata(self.band, [{"value": 1, "name": "mixed", "color": "#ff00ff"}],
@@ -379,20 +381,13 @@ def _memory_layer(vds, sql, rect, grid, reverse=False):
 
 
 def _reversed_copy(mem):
-    lyr = mem.GetLayer(0)
-    drv = ogr.GetDriverByName("Memory")
-    rds = drv.CreateDataSource("rev")
-    rl = rds.CreateLayer("rev", lyr.GetSpatialRef(), lyr.GetGeomType())
-    rl.CreateField(ogr.FieldDefn(VALUE_FIELD, ogr.OFTInteger))
-    feats = [(f.GetGeometryRef().Clone(), f.GetField(VALUE_FIELD)) for f in lyr]
-    lyr.ResetReading()
-    defn = rl.GetLayerDefn()
-    for g, v in reversed(feats):
-        f = ogr.Feature(defn)
-        f.SetGeometryDirectly(g)
-        f.SetField(0, v)
-        rl.CreateFeature(f)
-    return rds
+    """The same polygons in reverse layer order (for the overlap test of the mixed raster)."""
+    name = mem.GetLayer(0).GetName().replace('"', '""')
+    try:
+        return gdal.VectorTranslate("", mem, format="Memory",
+                                    SQLStatement=f'SELECT * FROM "{name}" ORDER BY FID DESC')
+    except RuntimeError as e:
+        raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
 def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canceled, log) -> int:
@@ -403,7 +398,7 @@ def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canc
     w, h = grid.width, grid.height
     gt = grid.geotransform
     fine_w = w * k
-    rows = max(1, min(h, (16 * 2 ** 20) // max(1, fine_w * k)))  # ~16 MB of sub-pixels per strip
+    rows = max(1, min(h, (32 * 2 ** 20) // max(1, fine_w * k)))  # ~32 MB of sub-pixels per strip
     drv = gdal.GetDriverByName("MEM")
     kk = k * k
     n_mixed = 0
@@ -423,15 +418,18 @@ def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canc
         mixed_strip = np.zeros((r, w), np.uint8) if need_thresh else None
         ri, ci = np.nonzero(impure)
         if ri.size:
-            sub = blocks.transpose(0, 2, 1, 3)[ri, ci].reshape(ri.size, kk)
+            if k in _WORD:  # gather one machine word per block row
+                sub = fine.view(_WORD[k]).reshape(r, k, w)[ri, :, ci].view(np.uint8).reshape(ri.size, kk)
+            else:
+                sub = blocks.transpose(0, 2, 1, 3)[ri, ci].reshape(ri.size, kk)
             vals = np.nonzero(np.bincount(sub.ravel(), minlength=256))[0]
-            lut = np.zeros(256, np.int64)
+            lut = np.zeros(256, np.int32)
             lut[vals] = np.arange(vals.size)
             m = vals.size
             for s in range(0, ri.size, 65536):
                 part = sub[s:s + 65536]
                 n = part.shape[0]
-                idx = lut[part] + (np.arange(n) * m)[:, None]
+                idx = lut[part] + (np.arange(n, dtype=np.int32) * m)[:, None]
                 counts = np.bincount(idx.ravel(), minlength=n * m).reshape(n, m)
                 score = counts * 2 + (vals != 0)[None, :]
                 best = score.argmax(axis=1)
@@ -527,7 +525,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
     result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()})
     with gdal_io.AtomicOutput(output) as tmp:
         out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0)
+                                     nodata=0, options=CLASS_GTIFF_OPTIONS)
         ob = out.GetRasterBand(1)
         gdal_io.write_class_metadata(ob, table)
         rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
