@@ -42,12 +42,12 @@ def data(tmp_path):
     return {"img": img, "labels": labels, "lab": lab, "dir": tmp_path}
 
 
-def run(run_alg, data, out="ds", **kw):
+def run(run_alg, data, out="ds", context=None, **kw):
     params = {"IMAGE": data["img"], "LABELS": data["labels"], "PATCH_SIZE": 16, "BLOCK_SIZE": 2,
               "VAL_FRACTION": 0.25, "TEST_FRACTION": 0.25, "SEED": 1, "MIN_LABELLED": 0.5,
               "OUTPUT_FOLDER": str(data["dir"] / out)}
     params.update(kw)
-    return run_alg("satclassify:buildpatches", params)
+    return run_alg("satclassify:buildpatches", params, context=context)
 
 
 def footprints(res):
@@ -297,3 +297,13 @@ def test_qgis_process_buildpatches(data):
     assert ds.count("train") == 9 and ds.count("val") == 3
     fp = ogr.Open(str(out / "patches.gpkg"))
     assert fp.GetLayer(0).GetFeatureCount() == 12
+
+
+def test_footprints_are_loaded_on_completion(run_alg, data):
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    res = run(run_alg, data, out="load", context=context)
+    assert context.willLoadLayerOnCompletion(res["OUTPUT_FOOTPRINTS"])
+    assert context.layerToLoadOnCompletionDetails(res["OUTPUT_FOOTPRINTS"]).name == "patches"

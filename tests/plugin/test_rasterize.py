@@ -184,6 +184,11 @@ def test_reprojection_from_laea_to_utm(run_alg, tmp_path):
     np.testing.assert_array_equal(got, expected)
     v = clc.code_to_value(3)
     assert (got == v[211]).sum() > 500 and (got == v[512]).sum() > 30
+    # majority on the same reprojected polygons: differs from the centre rule only on boundary pixels
+    run_alg("satclassify:rasterizeclc", {"INPUT": src, "REFERENCE": ref, "LEVEL": 2, "RULE": 2,
+                                         "OUTPUT": str(tmp_path / "maj.tif")})
+    maj = read_raster(tmp_path / "maj.tif")
+    assert 0 < (maj != got).sum() < 0.1 * (got > 0).sum()
 
 
 def test_self_intersecting_polygon_is_filled_as_drawn(run_alg, tmp_path):
