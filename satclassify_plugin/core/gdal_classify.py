@@ -212,6 +212,8 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         px = abs(src.GetGeoTransform()[1]) * (gdal_io.srs_of(src).GetLinearUnits() if gdal_io.srs_of(src) else 1)
         if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
             ds = _resampled(src, card.resolution_m, nodata, log)
+    if resample and card.resolution_m is None:
+        log("RESAMPLE ignored: the model card gives no resolution_m")
     window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
 
     halo = card.halo
