@@ -40,7 +40,7 @@ def make_layer(path, size_px, pixel, cells, seed=0, epsg=32633, sub=4):
 
     def edge(ax, ay, bx, by, key):
         t = np.linspace(0, 1, sub + 2)[1:-1]
-        r = np.random.default_rng(hash(key) & 0xffffffff)
+        r = np.random.default_rng([seed, 0 if key[0] == "h" else 1, key[1], key[2]])
         off = r.uniform(-0.08, 0.08, sub) * step
         dx, dy = bx - ax, by - ay
         ln = max((dx * dx + dy * dy) ** 0.5, 1e-9)

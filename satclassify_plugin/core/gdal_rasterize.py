@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -400,53 +401,72 @@ def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canc
     fine_w = w * k
     rows = max(1, min(h, (32 * 2 ** 20) // max(1, fine_w * k)))  # ~32 MB of sub-pixels per strip
     drv = gdal.GetDriverByName("MEM")
-    kk = k * k
     n_mixed = 0
     need_thresh = mixed.band is not None
-    for y0 in range(0, h, rows):
-        if is_canceled():
-            raise Cancelled()
+    x0w, x1w = gt[0], gt[0] + gt[1] * w
+
+    def burn_strip(y0):
+        """Sub-pixel rasters of one strip (runs in a worker thread: GDAL releases the GIL, so the next strip
+        is rasterized while numpy works on this one; only this thread touches the OGR layers)."""
         r = min(rows, h - y0)
         fgt = (gt[0], gt[1] / k, 0.0, gt[3] + gt[5] * y0, 0.0, gt[5] / k)
-        x0w, x1w = gt[0], gt[0] + gt[1] * w
         ya, yb = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
-        fine = _burn(drv, fine_w, r * k, fgt, grid.wkt, mlyr, (min(x0w, x1w), min(ya, yb), max(x0w, x1w),
-                                                                 max(ya, yb)))
-        blocks = fine.reshape(r, k, w, k)
-        impure = _impure_blocks(fine, r, k, w)
-        outv = blocks[:, k // 2, :, k // 2].copy()
-        mixed_strip = np.zeros((r, w), np.uint8) if need_thresh else None
-        ri, ci = np.nonzero(impure)
-        if ri.size:
-            if k in _WORD:  # gather one machine word per block row
-                sub = fine.view(_WORD[k]).reshape(r, k, w)[ri, :, ci].view(np.uint8).reshape(ri.size, kk)
-            else:
-                sub = blocks.transpose(0, 2, 1, 3)[ri, ci].reshape(ri.size, kk)
-            vals = np.nonzero(np.bincount(sub.ravel(), minlength=256))[0]
-            lut = np.zeros(256, np.int32)
-            lut[vals] = np.arange(vals.size)
-            m = vals.size
-            for s in range(0, ri.size, 65536):
-                part = sub[s:s + 65536]
-                n = part.shape[0]
-                idx = lut[part] + (np.arange(n, dtype=np.int32) * m)[:, None]
-                counts = np.bincount(idx.ravel(), minlength=n * m).reshape(n, m)
-                score = counts * 2 + (vals != 0)[None, :]
-                best = score.argmax(axis=1)
-                outv[ri[s:s + n], ci[s:s + n]] = vals[best]
-                if need_thresh:
-                    frac = counts[np.arange(n), best] / float(kk)
-                    mixed_strip[ri[s:s + n], ci[s:s + n]] = frac < threshold
-        band.WriteArray(outv, 0, y0)
-        if need_thresh:
-            rfine = _burn(drv, fine_w, r * k, fgt, grid.wkt, rlyr, (min(x0w, x1w), min(ya, yb), max(x0w, x1w),
-                                                                      max(ya, yb)))
-            overlap = _differing_blocks(fine, rfine, r, k, w)
-            mixed_strip[overlap] = 1
-            n_mixed += int(mixed_strip.sum())
-            mixed.band.WriteArray(mixed_strip, 0, y0)
-        progress((y0 + r) / h)
+        rect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
+        fine = _burn(drv, fine_w, r * k, fgt, grid.wkt, mlyr, rect)
+        rfine = _burn(drv, fine_w, r * k, fgt, grid.wkt, rlyr, rect) if need_thresh else None
+        return fine, rfine
+
+    starts = list(range(0, h, rows))
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        ahead = pool.submit(burn_strip, starts[0])
+        for n_strip, y0 in enumerate(starts):
+            if is_canceled():
+                raise Cancelled()
+            fine, rfine = ahead.result()
+            if n_strip + 1 < len(starts):
+                ahead = pool.submit(burn_strip, starts[n_strip + 1])
+            r = min(rows, h - y0)
+            n_mixed += _majority_strip(fine, rfine, r, k, w, y0, band, mixed, threshold, need_thresh)
+            progress((y0 + r) / h)
+    finally:
+        pool.shutdown(wait=True)
     return n_mixed
+
+
+def _majority_strip(fine, rfine, r, k, w, y0, band, mixed, threshold, need_thresh) -> int:
+    kk = k * k
+    blocks = fine.reshape(r, k, w, k)
+    impure = _impure_blocks(fine, r, k, w)
+    outv = blocks[:, k // 2, :, k // 2].copy()
+    mixed_strip = np.zeros((r, w), np.uint8) if need_thresh else None
+    ri, ci = np.nonzero(impure)
+    if ri.size:
+        if k in _WORD:  # gather one machine word per block row
+            sub = fine.view(_WORD[k]).reshape(r, k, w)[ri, :, ci].view(np.uint8).reshape(ri.size, kk)
+        else:
+            sub = blocks.transpose(0, 2, 1, 3)[ri, ci].reshape(ri.size, kk)
+        vals = np.nonzero(np.bincount(sub.ravel(), minlength=256))[0]
+        lut = np.zeros(256, np.int32)
+        lut[vals] = np.arange(vals.size)
+        m = vals.size
+        for s in range(0, ri.size, 65536):
+            part = sub[s:s + 65536]
+            n = part.shape[0]
+            idx = lut[part] + (np.arange(n, dtype=np.int32) * m)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=n * m).reshape(n, m)
+            score = counts * 2 + (vals != 0)[None, :]
+            best = score.argmax(axis=1)
+            outv[ri[s:s + n], ci[s:s + n]] = vals[best]
+            if need_thresh:
+                frac = counts[np.arange(n), best] / float(kk)
+                mixed_strip[ri[s:s + n], ci[s:s + n]] = frac < threshold
+    band.WriteArray(outv, 0, y0)
+    if need_thresh:
+        mixed_strip[_differing_blocks(fine, rfine, r, k, w)] = 1
+        mixed.band.WriteArray(mixed_strip, 0, y0)
+        return int(mixed_strip.sum())
+    return 0
 
 
 _WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
