@@ -406,27 +406,30 @@ def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canc
     need_thresh = mixed.band is not None
     x0w, x1w = gt[0], gt[0] + gt[1] * w
 
-    def burn_strip(y0):
-        """Sub-pixel rasters of one strip (runs in a worker thread: GDAL releases the GIL, so the next strip
-        is rasterized while numpy works on this one; only this thread touches the OGR layers)."""
+    def burn_strip(y0, layer):
+        """Sub-pixel raster of one strip. Runs in worker threads (GDAL releases the GIL): the next strip is
+        rasterized while numpy reduces this one; each OGR layer is used by one thread at a time."""
         r = min(rows, h - y0)
         fgt = (gt[0], gt[1] / k, 0.0, gt[3] + gt[5] * y0, 0.0, gt[5] / k)
         ya, yb = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
         rect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
-        fine = _burn(drv, fine_w, r * k, fgt, grid.wkt, mlyr, rect)
-        rfine = _burn(drv, fine_w, r * k, fgt, grid.wkt, rlyr, rect) if need_thresh else None
-        return fine, rfine
+        return _burn(drv, fine_w, r * k, fgt, grid.wkt, layer, rect)
 
     starts = list(range(0, h, rows))
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=2 if need_thresh else 1)
+
+    def submit(y0):
+        return (pool.submit(burn_strip, y0, mlyr), pool.submit(burn_strip, y0, rlyr) if need_thresh else None)
+
     try:
-        ahead = pool.submit(burn_strip, starts[0])
+        ahead = submit(starts[0])
         for n_strip, y0 in enumerate(starts):
             if is_canceled():
                 raise Cancelled()
-            fine, rfine = ahead.result()
+            fine = ahead[0].result()
+            rfine = ahead[1].result() if ahead[1] is not None else None
             if n_strip + 1 < len(starts):
-                ahead = pool.submit(burn_strip, starts[n_strip + 1])
+                ahead = submit(starts[n_strip + 1])
             r = min(rows, h - y0)
             n_mixed += _majority_strip(fine, rfine, r, k, w, y0, band, mixed, threshold, need_thresh)
             progress((y0 + r) / h)
