@@ -136,7 +136,7 @@ def deepness_model(path, weights, bias=None):
     return _save(path, [node, soft], inits, c, [("output", k)], meta)
 
 
-def bench_model(path, c_in=4, k=8, hidden=(16, 32, 16), seed=0, tile=512):
+def bench_model(path, c_in=4, k=8, hidden=(16, 32, 16), seed=0, tile=256):
     """A realistic small conv net: 3x3 convs with ``hidden`` channels + ReLU, a 1x1 classifier, softmax."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
@@ -151,5 +151,5 @@ def bench_model(path, c_in=4, k=8, hidden=(16, 32, 16), seed=0, tile=512):
     nodes += [node, helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
     inits += ini
     meta = {"satclassify": card(S2_BANDS4[:c_in], [{"name": "class", "output": "probs", "classes": classes(k)}],
-                                architecture="bench_cnn", tile_size=tile, halo=len(hidden))}
+                                architecture="bench_cnn", tile_size=tile, halo=len(hidden), size_multiple=1)}
     return _save(path, nodes, inits, c_in, [("probs", k)], meta)

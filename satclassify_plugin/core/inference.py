@@ -19,6 +19,8 @@ CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
 INPUT_NAME = "image"
+#: architectures without downsampling: any tile edge works (others keep multiples of 32 when shrunk)
+NO_DOWNSAMPLING = ("cnn_dual",)
 
 
 class ModelError(SatClassifyError):
@@ -132,6 +134,7 @@ class Model:
     output_names: List[str]          # one per card head, in head order
     fixed_hw: Optional[Tuple[int, int]] = None
     batch_dim: Optional[int] = None
+    size_multiple: Optional[int] = None  # card extension: tile edges the model accepts (None = unknown)
     providers: List[str] = field(default_factory=list)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
@@ -207,6 +210,19 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
         if k is not None and k != h.num_classes:
             raise ModelCardError(f"head '{h.name}': the card lists {h.num_classes} classes but output "
                                  f"'{h.output}' has {k} channels")
+    multiple = None
+    if card.source == "satclassify":
+        import json
+        try:
+            raw = json.loads(props.get("satclassify", "{}"))
+        except ValueError:
+            raw = {}
+        m = raw.get("size_multiple") if isinstance(raw, dict) else None
+        if isinstance(m, int) and not isinstance(m, bool) and m >= 1:
+            multiple = m
+        elif card.architecture in NO_DOWNSAMPLING:
+            multiple = 1
     hw = (_dim(inp.shape[2]), _dim(inp.shape[3]))
     fixed = hw if hw[0] and hw[1] else None
-    return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), used)
+    return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
+                 used)

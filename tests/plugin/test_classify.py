@@ -313,3 +313,21 @@ def test_outputs_styled_on_load_with_the_card_classes(run_alg, tmp_path):
         assert isinstance(r, QgsPalettedRasterRenderer)
         assert [c.value for c in r.classes()] == list(range(1, k + 1))
         assert r.classes()[0].label == first and r.classes()[0].color.name() == "#e6004d"
+
+
+def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):
+    """A model that takes any size (card size_multiple 1, or cnn_dual) runs on the smallest tile that needs
+    no more tiles; others keep multiples of 32. Results stay equal to the whole-image run."""
+    from satclassify_plugin.core.gdal_classify import classify
+    from satclassify_plugin.core.tiling import fit_tile, plan_tiles
+
+    raw = s2_raw((4, 100, 100), seed=11)
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    any_size = om.conv_model(tmp_path / "a.onnx", layers=(3, 3), card_kw={"tile_size": 64, "size_multiple": 1})
+    default = om.conv_model(tmp_path / "b.onnx", layers=(3, 3), card_kw={"tile_size": 64})
+    expected = (whole_image_probs(any_size, raw.astype(np.float32) * np.float32(1e-4))[0].argmax(0) + 1)
+    r1 = classify(src, any_size, [str(tmp_path / "a.tif")])
+    r2 = classify(src, default, [str(tmp_path / "b.tif")])
+    assert r1.tile_size == fit_tile(100, 100, 64, 2) == 52 and r2.tile_size == 64
+    assert r1.tiles == r2.tiles == len(plan_tiles(100, 100, 64, 2)) == 4
+    assert np.array_equal(read_raster(tmp_path / "a.tif"), expected.astype(np.uint8))
