@@ -20,6 +20,7 @@ class of the class table appears, with 0 when absent.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import uuid
@@ -35,6 +36,7 @@ SPLIT_ORDER = ("train", "val", "test")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _SHARD_RE = re.compile(r"^(images|labels|masks)-[A-Za-z0-9_]+-\d+\.npy$")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+_RELEASE_EVERY = 16  # patches between flushes of the mapped shard pages
 
 Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
 
@@ -62,6 +64,18 @@ def _sort_splits(names) -> List[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(s for s in names if s not in SPLIT_ORDER)
 
 
+def _release(arr):
+    """Flush a memory-mapped array and drop its pages from the process (the data stays in the file)."""
+    if hasattr(arr, "flush"):
+        arr.flush()
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 class _ShardSet:
     """The open (preallocated) shard of one split."""
 
@@ -84,6 +98,11 @@ class _ShardSet:
     def full(self) -> bool:
         return self.count >= self.size
 
+    def release_pages(self):
+        """Write the mapped pages out and drop them from this process's memory (RSS stays flat)."""
+        for arr in self.arrays.values():
+            _release(arr)
+
     def finish(self) -> dict:
         """Flush, truncate to the patches written, return the manifest entry."""
         for key in list(self.arrays):
@@ -97,6 +116,8 @@ class _ShardSet:
                 for i in range(0, self.count, step):
                     j = min(i + step, self.count)
                     out[i:j] = arr[i:j]
+                    _release(out)
+                    _release(arr)
                 out.flush()
                 del out
                 del arr  # release the mapping before replacing the file (needed on Windows)
@@ -231,6 +252,8 @@ class DatasetWriter:
             counted = label
         self._counts[split] += np.bincount(counted.ravel(), minlength=256)
         shard.count += 1
+        if shard.count % _RELEASE_EVERY == 0:
+            shard.release_pages()
         k = len(self._done[split])
         if shard.full:
             self._done[split].append(shard.finish())

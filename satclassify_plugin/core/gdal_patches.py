@@ -172,6 +172,9 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
             raise Cancelled()
         lab = _read_labels(lab_band, r0, w, p, allowed, labels)
         valid = mask_band.ReadAsArray(0, r0, w, p) != 0 if mask_band is not None else None
+        lab_ds.FlushCache()
+        if mask_ds is not None:
+            mask_ds.FlushCache()
         if valid is not None:
             lab = np.where(valid, lab, 0)
         for c0 in cols0:
@@ -273,6 +276,7 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
                 if is_canceled():
                     raise Cancelled()
                 strip = img.ReadAsArray(0, r0, w, p)
+                img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
                 if strip.ndim == 2:
                     strip = strip[None]
                 lab = _read_labels(lab_band, r0, w, p, allowed, labels)
