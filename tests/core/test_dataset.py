@@ -46,7 +46,7 @@ def test_round_trip_shards_and_manifest(tmp_path):
     assert files == ["images-train-0.npy", "images-train-1.npy", "images-train-2.npy", "images-val-0.npy",
                      "labels-train-0.npy", "labels-train-1.npy", "labels-train-2.npy", "labels-val-0.npy",
                      "manifest.json"]
-    on_disk = json.load(open(tmp_path / "manifest.json"))
+    on_disk = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk == m
     assert m["schema_version"] == SCHEMA_VERSION == 1 and m["dtype"] == "uint16" and m["scale"] == 1e-4
     assert m["split_rule"] == "blocks" and m["stride"] == 8 and m["crs"] == "EPSG:32633"
