@@ -237,6 +237,19 @@ def test_integer_code_field_and_shapefile_and_field_override(run_alg, tmp_path):
     assert read_raster(tmp_path / "b.tif")[0].tolist() == [23, 44]
 
 
+def test_file_geodatabase_like_the_eea_download(run_alg, tmp_path):
+    # the EEA ships CLC as a file geodatabase in EPSG:3035 with a text field Code_18
+    polys = [(box(0, 0, 20, 10), {"Code_18": "211"}), (box(20, 0, 40, 10), {"Code_18": "311"})]
+    gpkg = make_polygons(tmp_path / "src.gpkg", polys, epsg=UTM32N, fields={"Code_18": ogr.OFTString},
+                         layer="U2018_CLC2018_V2020_20u1")
+    gdb = str(tmp_path / "clc.gdb")
+    gdal.VectorTranslate(gdb, gpkg, format="OpenFileGDB", dstSRS=wkt(LAEA))
+    ref = ref_raster(tmp_path, w=4, h=1)
+    out = tmp_path / "gdb.tif"
+    res = run_alg("satclassify:rasterizeclc", {"INPUT": gdb, "REFERENCE": ref, "LEVEL": 0, "OUTPUT": str(out)})
+    assert read_raster(res["OUTPUT"])[0].tolist() == [2, 2, 3, 3]
+
+
 def test_extent_crs_pixel_size_grid_and_memory_layer(run_alg, tmp_path):
     layer = QgsVectorLayer("Polygon?crs=EPSG:32632&field=code_18:string", "mem", "memory")
     from qgis.core import QgsFeature, QgsGeometry
@@ -265,6 +278,12 @@ def test_clc_raster_input_grid_codes_and_codes(run_alg, tmp_path):
     run_alg("satclassify:rasterizeclc", {"INPUT": src2, "REFERENCE": ref, "LEVEL": 2, "OUTPUT": str(tmp_path / "c.tif")})
     v = clc.code_to_value(3)
     assert read_raster(tmp_path / "c.tif").tolist() == [[v[111], v[211], v[311], v[523]], [0, 0, 0, v[512]]]
+    # majority on a finer CLC raster: mode of the 2 x 2 source pixels under each output pixel
+    fine = np.array([[211, 211, 311, 311], [211, 311, 311, 512]], np.uint16)
+    src3 = make_raster(tmp_path / "clc_fine.tif", fine, origin=(X0, Y0), pixel=5.0)
+    run_alg("satclassify:rasterizeclc", {"INPUT": src3, "REFERENCE": ref_raster(tmp_path, w=2, h=1), "LEVEL": 2,
+                                         "RULE": 2, "OUTPUT": str(tmp_path / "mode.tif")})
+    assert read_raster(tmp_path / "mode.tif").tolist() == [[v[211], v[311]]]
 
 
 def test_cancel_leaves_no_output(tmp_path):
