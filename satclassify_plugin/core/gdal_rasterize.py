@@ -307,6 +307,16 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
     elif dst_srs is None:
         log("WARNING: the output grid has no CRS; the polygons are not reprojected")
     rect = _filter_rect(grid, src_srs, dst_srs)
+    lyr.SetSpatialFilterRect(*rect)
+    n_inside = lyr.GetFeatureCount()
+    lyr.SetSpatialFilter(None)
+    if n_inside == 0:
+        e = lyr.GetExtent()
+        raise SatClassifyError(
+            f"no polygon of layer '{lyr.GetName()}' overlaps the output grid (grid bounds in the layer's CRS: "
+            f"{rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: {e[0]:.0f}, {e[2]:.0f}, "
+            f"{e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of both")
+    log(f"{n_inside} features around the output grid")
     with gdal_io.AtomicOutput(output) as tmp:
         out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                      nodata=0, options=CLASS_GTIFF_OPTIONS)

@@ -337,6 +337,15 @@ def test_bad_no_grid(run_alg, tmp_path, clc_src):
          r"give a reference raster \(REFERENCE\), or an extent \(EXTENT\)")
 
 
+def test_bad_polygons_outside_the_grid(run_alg, tmp_path):
+    src = make_polygons(tmp_path / "far.gpkg", [(box(5000, 0, 5020, 20), {"code_18": "211"})], epsg=UTM32N,
+                        fields=STR)
+    _bad(run_alg, {"INPUT": src, "REFERENCE": ref_raster(tmp_path), "OUTPUT": str(tmp_path / "o.tif")},
+         r"no polygon of layer 'clc' overlaps the output grid \(grid bounds in the layer's CRS: 499980, 4999580, "
+         r"500420, 5000020; layer extent: 505000, 4999980, 505020, 5000000\): check the reference raster")
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_bad_mixed_without_majority(run_alg, tmp_path, clc_src):
     _bad(run_alg, {"INPUT": clc_src, "REFERENCE": ref_raster(tmp_path), "RULE": 0, "OUTPUT": str(tmp_path / "o.tif"),
                    "MIXED": str(tmp_path / "m.tif")}, "the mixed-pixel raster needs the majority rule")
