@@ -194,6 +194,29 @@ def test_k_folds_and_class_aware_sampling(run_alg, data):
     assert sorted(ds.manifest["folds"]["train"]) == sorted(f["fold"] for f in feats)
 
 
+def test_log_reports_class_histograms_per_split(run_alg, data):
+    from qgis.core import QgsProcessingFeedback
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.log = []
+
+        def pushInfo(self, info):  # noqa: N802
+            self.log.append(info)
+
+    fb = Feedback()
+    lpath = label_raster(data["dir"] / "half.tif", np.where(np.arange(W)[None, :] < 32, 2, 3).repeat(H, 0))
+    res = run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": lpath, "PATCH_SIZE": 32,
+                                               "BLOCK_SIZE": 1, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
+                                               "OUTPUT_FOLDER": str(data["dir"] / "h")}, feedback=fb)
+    assert res["TRAIN_COUNT"] == 12
+    assert "train: 12 patches; classes: Agricultural areas 25.0%, Forest and semi natural areas 75.0%" in fb.log
+    assert "val: 0 patches" in fb.log
+    assert "12 patch positions (32 px, stride 32): 12 kept, 0 below MIN_LABELLED 0.5 or above MAX_MASKED 0.05" \
+        in fb.log
+
+
 def test_clc_level_class_table_for_unnamed_labels(run_alg, data):
     tmp = data["dir"]
     lpath = label_raster(tmp / "plain.tif", np.full((H, W), 12, np.uint8), named=False)
