@@ -191,7 +191,8 @@ def main():
           f"{'tool/raw':>9} {'model px/raw':>13} {'peak RSS MB':>12} {'load':>5}")
     for r in rows:
         rr = r["raw_mpix_s"]
-        print(f"{str(r['size']) + '^2':>8} {r['mpix']:7.1f} {r['tiles']:6d} {r['tile']:5d} {rr:9.2f} {r['seconds']:7.1f} "
+        print(f"{str(r['size']) + '^2':>8} {r['mpix']:7.1f} {r['tiles']:6d} {r['tile']:5d} {rr:9.2f} "
+              f"{r['seconds']:7.1f} "
               f"{r['mpix_s']:12.2f} {r['mpix_s'] / rr:9.2f} {r['model_mpix_s'] / rr:13.2f} {r['peak_rss_mb']:12.0f} "
               f"{r['load']:5.1f}")
     print("raw@tile: onnxruntime alone on in-memory tiles of the size the tool used, measured just before the run "

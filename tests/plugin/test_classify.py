@@ -186,7 +186,8 @@ def test_two_head_model_writes_both_heads(run_alg, tmp_path):
     o1, o2 = str(tmp_path / "fine.tif"), str(tmp_path / "coarse.tif")
     res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": o1, "OUTPUT_2": o2})
     assert res["OUTPUT_2"] == o2
-    for path, p, names in ((o1, fine, ["fine 1", "fine 2", "fine 3", "fine 4"]), (o2, coarse, ["coarse 1", "coarse 2"])):
+    for path, p, names in ((o1, fine, ["fine 1", "fine 2", "fine 3", "fine 4"]),
+                           (o2, coarse, ["coarse 1", "coarse 2"])):
         exp = (p.argmax(0) + 1).astype(np.uint8)
         exp[0, 0] = 0
         assert np.array_equal(read_raster(path), exp)

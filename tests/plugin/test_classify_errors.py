@@ -187,6 +187,7 @@ def test_provider_choice():
     assert choose_providers("TensorRT", gpu) == gpu
     with pytest.raises(SatClassifyError) as e:
         choose_providers("TensorRT", ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert str(e.value).startswith("DEVICE TensorRT was requested but this onnxruntime has no TensorrtExecutionProvider")
+    assert str(e.value).startswith(
+        "DEVICE TensorRT was requested but this onnxruntime has no TensorrtExecutionProvider")
     with pytest.raises(SatClassifyError, match="unknown DEVICE 'GPU': choose one of Auto, CPU, CUDA, TensorRT"):
         choose_providers("GPU", gpu)
