@@ -27,6 +27,8 @@ from .modelcard import S2_BANDS
 from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
 
 DEFAULT_BATCH = 4
+#: DEFLATE level 3: about 3x faster than the default 6 on class/confidence rasters, files ~10% larger
+OUT_OPTIONS = tuple(gdal_io.GTIFF_OPTIONS) + ("ZLEVEL=3",)
 CONF_NODATA = 255
 _STOP = object()
 
@@ -267,7 +269,8 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
             for (kind, h, _), tmp in zip(targets, tmp_paths):
                 nb = heads[h].num_classes if kind == "probabilities" else 1
                 fill = 0 if kind == "class" else CONF_NODATA
-                out = gdal_io.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill)
+                out = gdal_io.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill,
+                                             options=OUT_OPTIONS)
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
             _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
