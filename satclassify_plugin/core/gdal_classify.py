@@ -275,19 +275,12 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
             _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
                           progress, is_canceled)
-            for (kind, h, _), out in zip(targets, datasets):
-                if kind == "class":
-                    band = out.GetRasterBand(1)
-                    gdal_io.write_class_metadata(band, heads[h].classes)
-                    band.SetDescription(heads[h].name)
-                elif kind == "confidence":
-                    out.GetRasterBand(1).SetDescription(f"confidence {heads[0].name} (max probability, %)")
-                else:
-                    for k, c in enumerate(heads[h].classes):
-                        out.GetRasterBand(k + 1).SetDescription(f"{c.value} {c.name} (%)")
-                out.FlushCache()
+            for target, out_ds in zip(targets, datasets):
+                _finish_output(out_ds, target, heads)
         finally:
+            # close every output (drop all references) before AtomicOutput renames or removes it
             writers.clear()
+            out = out_ds = None  # noqa: F841
             for i in range(len(datasets)):
                 datasets[i] = None
             datasets.clear()
@@ -300,6 +293,21 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         tiles=len(tiles), tile_size=tile, halo=halo, batch_size=batch, heads=heads)
     log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
     return res
+
+
+def _finish_output(out: gdal.Dataset, target, heads) -> None:
+    """Colour table, category names and band descriptions of a finished output."""
+    kind, h, _ = target
+    if kind == "class":
+        band = out.GetRasterBand(1)
+        gdal_io.write_class_metadata(band, heads[h].classes)
+        band.SetDescription(heads[h].name)
+    elif kind == "confidence":
+        out.GetRasterBand(1).SetDescription(f"confidence {heads[0].name} (max probability, %)")
+    else:
+        for k, c in enumerate(heads[h].classes):
+            out.GetRasterBand(k + 1).SetDescription(f"{c.value} {c.name} (%)")
+    out.FlushCache()
 
 
 def _argmax_max(p: np.ndarray):
