@@ -332,3 +332,37 @@ def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):
     assert r1.tile_size == fit_tile(100, 100, 64, 2) == 52 and r2.tile_size == 64
     assert r1.tiles == r2.tiles == len(plan_tiles(100, 100, 64, 2)) == 4
     assert np.array_equal(read_raster(tmp_path / "a.tif"), expected.astype(np.uint8))
+
+
+def test_float_raster_nan_is_nodata(run_alg, tmp_path):
+    raw = s2_raw((4, 30, 30), seed=12).astype(np.float32)
+    raw[1, 7, 9] = np.nan
+    src = make_raster(tmp_path / "f.tif", raw, band_names=om.S2_BANDS4)
+    w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0], [-3.3, 0, 0, 12.9]], np.float32)
+    model = om.linear_model(tmp_path / "lin.onnx", w, card_kw={"tile_size": 16})
+    out = str(tmp_path / "c.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
+    expected, logits = om.linear_expected(np.nan_to_num(raw), w)
+    expected[7, 9] = 0
+    got = read_raster(out)
+    assert got[7, 9] == 0 and (got != 0).sum() == 30 * 30 - 1
+    assert_classes(got, expected, logits)
+
+
+def test_fixed_size_model_runs_with_its_tile(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    raw = s2_raw((4, 40, 50), seed=13)
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0]], np.float32)
+    model = om.linear_model(tmp_path / "fixed.onnx", w, fixed_hw=(16, 16), batch=2, card_kw={"tile_size": 16})
+    out = str(tmp_path / "c.tif")
+    fb = Feedback()
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out}, feedback=fb)
+    expected, logits = om.linear_expected(raw, w)
+    assert_classes(read_raster(out), expected, logits)
+    assert any("tile(s) of 16 x 16 px (halo 0), batch 2" in m for m in fb.infos)
+    with pytest.raises(QgsProcessingException, match=r"the model takes fixed 16 x 16 tiles: set TILE_SIZE to 16 or 0"):
+        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "TILE_SIZE": 32})
+    with pytest.raises(QgsProcessingException, match=r"the model takes a fixed batch of 2: set BATCH_SIZE to 2 or 0"):
+        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "BATCH_SIZE": 3})
