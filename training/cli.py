@@ -79,7 +79,7 @@ def main(argv=None):
             over = {k: v for k, v in over.items() if v is not None}
             cfg = make_config(args.config, over)
             res = train(cfg, explicit=over)
-            if res["history"] and res.get("world_size", 1) >= 1:
+            if res["history"] and res.get("is_main", True):
                 print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
                                   "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
                                   "final": res["history"][-1]}))

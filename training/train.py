@@ -269,7 +269,8 @@ def _train(cfg, device, dinfo, resume):
             break
         ddp.barrier(dinfo)
     result = {"run_dir": run_dir, "best": best_path, "last": last_path, "history": history,
-              "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world}
+              "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world,
+              "is_main": dinfo.is_main}
     if dinfo.is_main:
         if history:
             _plot(run_dir, history)

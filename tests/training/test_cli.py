@@ -1,0 +1,78 @@
+"""CLI: YAML config + overrides, exit codes and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from training.cli import main
+from training.config import make_config
+
+from .conftest import ROOT, make_dataset
+
+
+def _err(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_yaml_config_and_flags_override(tmp_path):
+    p = tmp_path / "cfg.yaml"
+    p.write_text("model: cnn_dual\nepochs: 7\nlr: 0.05\nbatch-size: 64\nbands: [B02, B08]\n")
+    cfg = make_config(str(p), {"epochs": 2}).resolved()
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.batch_size, cfg.bands, cfg.optimizer) == \
+        ("cnn_dual", 2, 0.05, 64, ["B02", "B08"], "sgd")
+    p.write_text("modle: unet\n")
+    assert main(["train", "--data", str(tmp_path), "--config", str(p)]) == 2
+
+
+def test_missing_manifest(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--model", "cnn_dual"]) == 2
+    assert "has no manifest.json" in _err(capsys)
+
+
+def test_bad_device(dataset, tmp_path, capsys):
+    assert main(["train", "--data", dataset, "--device", "tpu", "--out", str(tmp_path / "r")]) == 2
+    assert _err(capsys) == "error: --device 'tpu' is not one of auto, cpu, cuda, cuda:N"
+    import torch
+    if not torch.cuda.is_available():
+        assert main(["train", "--data", dataset, "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+        assert "no CUDA device is available" in _err(capsys)
+
+
+def test_band_mismatch(dataset, trained, tmp_path, capsys):
+    assert main(["train", "--data", dataset, "--bands", "B02,B05", "--out", str(tmp_path / "r")]) == 2
+    assert "band(s) B05 not in the dataset" in _err(capsys)
+    other = make_dataset(tmp_path / "rgb", splits=(("test", 2),), bands=["B02", "B03", "B04"])
+    assert main(["evaluate", "--checkpoint", trained["cnn_dual"]["best"], "--data", other]) == 2
+    msg = _err(capsys)
+    assert "trained on bands ['B02', 'B03', 'B04', 'B08']" in msg and "['B02', 'B03', 'B04']" in msg
+
+
+def test_empty_split(tmp_path, trained, capsys):
+    d = make_dataset(tmp_path / "d", splits=(("val", 2),), declare=("train",))
+    assert main(["train", "--data", d, "--model", "cnn_dual", "--out", str(tmp_path / "r")]) == 2
+    assert "'train' split is empty" in _err(capsys)
+    assert main(["evaluate", "--checkpoint", trained["cnn_dual"]["best"], "--data", d, "--split", "test"]) == 2
+    assert "'test' split is empty" in _err(capsys)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_evaluate_and_export_via_main(trained, dataset, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", trained["unet"]["best"], "--data", dataset, "--split", "val",
+                 "--out", str(tmp_path / "m.json")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["heads"]["class"]["pixels"] > 0 and os.path.isfile(tmp_path / "m.json")
+    assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "does not exist" in _err(capsys)
+
+
+def test_module_entry_point_exit_code_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(tmp_path / "none")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: dataset folder '{tmp_path / 'none'}' does not exist"
+    assert "Traceback" not in r.stderr
