@@ -1,6 +1,6 @@
 """Training configuration: defaults < YAML file (``--config``) < command-line flags."""
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
 from .errors import TrainingError

@@ -16,7 +16,7 @@ from . import ddp
 from .config import TrainConfig
 from .data import IGNORE, DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, open_dataset, \
     sample_pixels
-from .engine import amp_dtype, augment, dual_full, evaluate_split, resolve_device, standardise, summary, \
+from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary, \
     unet_forward
 from .errors import TrainingError
 from .models import build_model, count_parameters

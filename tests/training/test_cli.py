@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from training.cli import main
 from training.config import make_config

@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from satclassify_plugin.core.metrics import ConfusionMatrix
 from satclassify_plugin.core.modelcard import card_from_metadata, parse_card

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import checkpoint as ckpt_io
-from training.data import DataInfo, IGNORE, class_weights, coarse_classes, open_dataset, sample_pixels
+from training.data import DataInfo, class_weights, coarse_classes, open_dataset, sample_pixels
 from training.engine import augment
 from training.errors import TrainingError
 
