@@ -105,8 +105,11 @@ def _train(cfg, device, dinfo, resume):
     info.check_split("train")
     has_val = info.check_split("val", required=False) > 0
     val_split = "val" if has_val else "train"
-    if cfg.model == "unet" and cfg.tile_size % 32:
-        raise TrainingError(f"tile_size {cfg.tile_size} must be a multiple of 32 for the U-Net")
+    if cfg.model == "unet" and (cfg.tile_size % 32 or cfg.tile_size <= 2 * UNET_HALO):
+        raise TrainingError(f"tile_size {cfg.tile_size} must be a multiple of 32 larger than {2 * UNET_HALO} "
+                            "for the U-Net (e.g. 256)")
+    if cfg.model == "cnn_dual" and cfg.tile_size <= 4:
+        raise TrainingError(f"tile_size {cfg.tile_size} must be larger than 4 for the CNN-dual")
 
     coarse, f2c = (None, None)
     if cfg.model == "cnn_dual":

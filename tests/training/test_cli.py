@@ -75,3 +75,19 @@ def test_module_entry_point_exit_code_without_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: dataset folder '{tmp_path / 'none'}' does not exist"
     assert "Traceback" not in r.stderr
+
+
+def test_unet_tile_size_must_fit_the_halo(dataset, tmp_path, capsys):
+    assert main(["train", "--data", dataset, "--model", "unet", "--tile-size", "64", "--out", str(tmp_path / "r")]) == 2
+    assert _err(capsys) == "error: tile_size 64 must be a multiple of 32 larger than 64 for the U-Net (e.g. 256)"
+
+
+def test_amp_bf16_on_cpu_trains(dataset, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 4\nprogress: false\n")
+    assert main(["train", "--data", dataset, "--model", "cnn_dual", "--config", str(cfg), "--epochs", "1", "--amp",
+                 "--device", "cpu", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "amp bfloat16" in out
+    final = json.loads(out.strip().splitlines()[-1])["final"]
+    assert final["train_loss"] > 0 and final["val_oa"] is not None
