@@ -35,6 +35,8 @@ class FakeServer:
         self.routes = []  # (method or None, compiled regex, fn(req) -> (status, headers, body))
         self.scripted = defaultdict(list)  # path -> [(status, headers, body)] served before anything else
         self.drop_after = {}  # path -> n bytes: the next GET sends n bytes then closes the connection
+        self.require_header = {}  # path -> (header, value): 401 without it
+        self.file_headers = {}  # path -> extra headers sent with the file
         self.bytes_served = Counter()
         self.log = []  # (method, path, headers, body)
         self.lock = threading.Lock()
@@ -60,6 +62,10 @@ class FakeServer:
                     scripted = server.scripted[u.path].pop(0) if server.scripted.get(u.path) else None
                 if scripted:
                     return self._send(*scripted, method=method, path=u.path)
+                need = server.require_header.get(u.path)
+                if need and self.headers.get(need[0]) != need[1]:
+                    return self._send(401, {"Content-Type": "application/json"},
+                                      b'{"error": {"message": {"value": "Unauthorized"}}}', method=method, path=u.path)
                 for m, rx, fn in server.routes:
                     if (m is None or m == method or (m == "GET" and method == "HEAD")) and rx.fullmatch(u.path):
                         return self._send(*fn(req), method=method, path=u.path)
@@ -84,7 +90,8 @@ class FakeServer:
                     if start >= total:
                         return self._send(416, {"Content-Range": f"bytes */{total}"}, b"", method=method, path=path)
                     status = 206
-                headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+                headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
+                           **server.file_headers.get(path, {})}
                 if status == 206:
                     headers["Content-Range"] = f"bytes {start}-{end}/{total}"
                 return self._send(status, headers, data[start:end + 1], method=method, path=path)
@@ -473,3 +480,133 @@ def zip_bytes(entries):
         for name, data in entries:
             zf.writestr(name, data)
     return b.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CDSE and DHuS
+
+TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"
+
+
+def odata_product(uuid, name, data, when, fp, cloud=5.0, baseline="05.09", tile="32TQM", online=True, md5sum=None):
+    return {"@odata.mediaContentType": "application/octet-stream", "Id": uuid, "Name": name,
+            "ContentType": "application/octet-stream", "ContentLength": len(data), "Online": online,
+            "ContentDate": {"Start": when, "End": when},
+            "Footprint": "geography'SRID=4326;POLYGON ((" + ", ".join(f"{x} {y}" for x, y in fp["coordinates"][0])
+                         + "))'",
+            "GeoFootprint": fp,
+            "Checksum": [{"Value": md5sum or md5(data), "Algorithm": "MD5", "ChecksumDate": when},
+                         {"Value": "0" * 64, "Algorithm": "BLAKE3", "ChecksumDate": when}],
+            "Attributes": [
+                {"@odata.type": "#OData.CSC.DoubleAttribute", "Name": "cloudCover", "Value": cloud,
+                 "ValueType": "Double"},
+                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "productType", "Value": "S2MSI2A",
+                 "ValueType": "String"},
+                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "tileId", "Value": tile, "ValueType": "String"},
+                {"@odata.type": "#OData.CSC.DoubleAttribute", "Name": "processingBaseline",
+                 "Value": float(baseline), "ValueType": "Double"},
+                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "platformSerialIdentifier",
+                 "Value": name[2], "ValueType": "String"}]}
+
+
+def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_size=None):
+    """CDSE fakes: token endpoint, /odata/v1/Products search (paged), $value redirecting to /dl/... (Bearer)."""
+    def token_ep(req):
+        form = {k: v[0] for k, v in parse_qs(req["body"].decode()).items()}
+        if (form.get("grant_type") == "password" and form.get("client_id") == "cdse-public"
+                and form.get("username") == user and form.get("password") == password):
+            return 200, {}, {"access_token": token, "expires_in": 600, "token_type": "Bearer"}
+        return 401, {}, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+
+    def products_ep(req):
+        q = {k: v[0] for k, v in req["query"].items()}
+        flt = q.get("$filter", "")
+        sel = []
+        for p in products:
+            m = re.search(r"Value le ([0-9.]+)\)", flt)
+            if m and p["Attributes"][0]["Value"] > float(m.group(1)):
+                continue
+            m = re.search(r"ContentDate/Start ge (\S+)", flt)
+            if m and p["ContentDate"]["Start"] < m.group(1):
+                continue
+            m = re.search(r"ContentDate/Start le (\S+)", flt)
+            if m and p["ContentDate"]["Start"] > m.group(1):
+                continue
+            names = re.findall(r"Name eq '([^']+)'", flt)
+            if names and p["Name"] not in names and p["Name"][:-5] not in names:
+                continue
+            sel.append(p)
+        top = min(int(q.get("$top", 20)), page_size or 10 ** 6)
+        skip = int(q.get("$skip", 0))
+        body = {"@odata.context": "$metadata#Products(Attributes())", "value": sel[skip:skip + top]}
+        if skip + top < len(sel):
+            from urllib.parse import urlencode
+            body["@odata.nextLink"] = server.url + "/odata/v1/Products?" + urlencode({**q, "$skip": skip + top})
+        return 200, {}, body
+
+    def value_ep(req):
+        uuid = re.search(r"Products\(([^)]+)\)", req["path"]).group(1)
+        return 302, {"Location": f"{server.url}/dl/Products({uuid})/$value"}, b""
+
+    server.route("POST", re.escape(TOKEN_PATH), token_ep)
+    server.route("GET", r"/odata/v1/Products", products_ep)
+    server.route("GET", r"/odata/v1/Products\([^)]+\)/\$value", value_ep)
+    for p, data in zip(products, datas):
+        path = f"/dl/Products({p['Id']})/$value"
+        server.files[path] = data
+        server.require_header[path] = ("Authorization", f"Bearer {token}")
+    return server.url + "/odata/v1"
+
+
+def add_dhus(server, entries, datas, user, password, prefix="/dhus"):
+    """DHuS fakes for sentinelsat: OpenSearch JSON, OData product metadata, Online flag, $value download."""
+    import base64
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def authed(fn):
+        def wrapped(req):
+            if req["headers"].get("Authorization") != basic:
+                return 401, {}, {"error": {"message": {"value": "Unauthorized"}}}
+            return fn(req)
+        return wrapped
+
+    def search(req):
+        q = {k: v[0] for k, v in req["query"].items()}
+        start, rows = int(q.get("start", 0)), int(q.get("rows", 100))
+        feed = {"opensearch:totalResults": str(len(entries)), "entry": entries[start:start + rows]}
+        return 200, {}, {"feed": feed}
+
+    def odata(req):
+        uuid = re.search(r"Products\('([^']+)'\)", req["path"]).group(1)
+        for e, data in zip(entries, datas):
+            if e["id"] == uuid:
+                return 200, {}, {"d": {
+                    "Id": uuid, "Name": e["title"], "ContentLength": str(len(data)),
+                    "Checksum": {"Algorithm": "MD5", "Value": md5(data).upper()},
+                    "ContentDate": {"Start": "/Date(1685614559024)/", "End": "/Date(1685614559024)/"},
+                    "ContentGeometry": None, "Online": True,
+                    "CreationDate": "/Date(1685614559024)/", "IngestionDate": "/Date(1685614559024)/",
+                    "__metadata": {"media_src": f"{server.url}{prefix}/odata/v1/Products('{uuid}')/$value"},
+                    "Attributes": {"results": []}}}
+        return 404, {}, {"error": {"message": {"value": "not found"}}}
+
+    server.route("GET", re.escape(prefix) + r"/search", authed(search))
+    server.route("GET", re.escape(prefix) + r"/odata/v1/Products\('[^']+'\)", authed(odata))
+    server.route("GET", re.escape(prefix) + r"/odata/v1/Products\('[^']+'\)/Online/\$value",
+                 authed(lambda req: (200, {}, b"true")))
+    for e, data in zip(entries, datas):
+        path = f"{prefix}/odata/v1/Products('{e['id']}')/$value"
+        server.files[path] = data
+        server.require_header[path] = ("Authorization", basic)
+        server.file_headers[path] = {"Content-Disposition": f'attachment; filename="{e["title"]}.zip"'}
+    return server.url + prefix
+
+
+def dhus_entry(uuid, title, when, fp_wkt, cloud=5.0, baseline="05.09", tile="32TQM"):
+    return {"id": uuid, "title": title, "link": [{"href": f"odata/v1/Products('{uuid}')/$value"}],
+            "date": [{"name": "beginposition", "content": when}, {"name": "endposition", "content": when}],
+            "double": {"name": "cloudcoverpercentage", "content": str(cloud)},
+            "str": [{"name": "footprint", "content": fp_wkt}, {"name": "platformname", "content": "Sentinel-2"},
+                    {"name": "platformserialidentifier", "content": "Sentinel-2B"},
+                    {"name": "tileid", "content": tile}, {"name": "processingbaseline", "content": baseline},
+                    {"name": "producttype", "content": "S2MSI2A"}, {"name": "uuid", "content": uuid}]}

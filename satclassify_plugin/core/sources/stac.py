@@ -129,6 +129,7 @@ class StacSource(Source):
         try:
             return pystac_client.Client.open(self.url, stac_io=io)
         except Exception as e:  # noqa: BLE001 - pystac-client raises many kinds
+            io.session.close()
             raise self._translate(e, "opening the catalogue")
 
     def _translate(self, e: Exception, what: str) -> SatClassifyError:
@@ -140,6 +141,12 @@ class StacSource(Source):
         tries = self.http.retries + 1
         if isinstance(e, APIError) and getattr(e, "status_code", None):
             return SatClassifyError(status_error(int(e.status_code), host, str(e)[:200], tries, what, self.url))
+        text = str(e)
+        if isinstance(e, APIError) and any(k in text for k in ("NewConnectionError", "Connection refused",
+                                                               "Max retries exceeded", "timed out",
+                                                               "Name or service not known")):
+            return SatClassifyError(f"cannot reach {host} (connection failed after {tries} tries): the service is "
+                                    "down or unreachable; check the URL and the network, or try again later")
         if isinstance(e, (requests.ConnectionError, requests.Timeout)):
             cause = str(e)
             if "Max retries exceeded" in cause and "too many" in cause and "error responses" in cause:
@@ -175,6 +182,10 @@ class StacSource(Source):
                 out.append(scene_from_item(d))
         except Exception as e:  # noqa: BLE001
             raise self._translate(e, "searching")
+        finally:
+            io = getattr(client, "_stac_io", None)
+            if io is not None and getattr(io, "session", None) is not None:
+                io.session.close()
         return out
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
