@@ -86,7 +86,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
                 "open: save the layer as a GeoTIFF first")
         return layer.source()
 
-    def run(self, parameters, context, feedback):
+    def run_tool(self, parameters, context, feedback):
         from ..core.gdal_accuracy import assess, write_outputs
 
         classified = self._raster_path(parameters, "CLASSIFIED", context, "classified")

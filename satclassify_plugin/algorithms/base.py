@@ -1,9 +1,10 @@
 """Shared plumbing of the SatClassify algorithms.
 
 A tool subclasses :class:`SatClassifyAlgorithm`, sets ``ALGORITHM_ID``, ``DISPLAY_NAME``, ``GROUP``,
-``HELP`` (and ``REQUIRES`` for lazily imported packages), implements ``initAlgorithm`` and ``run``.
-``run`` may raise :class:`~satclassify_plugin.core.errors.SatClassifyError`; it becomes a
-``QgsProcessingException`` with the same message (no traceback for the user).
+``HELP`` (and ``REQUIRES`` for lazily imported packages), implements ``initAlgorithm`` and
+``run_tool`` (not ``run``: that name is the C++ ``QgsProcessingAlgorithm.run`` that Processing
+itself calls). ``run_tool`` may raise :class:`~satclassify_plugin.core.errors.SatClassifyError`;
+it becomes a ``QgsProcessingException`` with the same message (no traceback for the user).
 """
 import importlib.util
 import os
@@ -33,15 +34,6 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     HELP = ""
     TAGS = ""
     REQUIRES = ()
-
-    def __init_subclass__(cls, **kwargs):
-        # Processing calls the C++ QgsProcessingAlgorithm.run(parameters, context, feedback, configuration,
-        # catchExceptions); a tool's ``run(parameters, context, feedback)`` must not shadow it. Keep the
-        # tool's method as ``run_tool`` (called by processAlgorithm) and restore the C++ one.
-        super().__init_subclass__(**kwargs)
-        if "run" in cls.__dict__:
-            cls.run_tool = cls.__dict__["run"]
-            delattr(cls, "run")
 
     def name(self):
         return self.ALGORITHM_ID

@@ -88,7 +88,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
                            ("TEST_COUNT", "Test patches")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
-    def run(self, parameters, context, feedback):
+    def run_tool(self, parameters, context, feedback):
         import os
 
         from ..core.gdal_patches import build_patches

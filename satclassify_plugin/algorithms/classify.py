@@ -66,7 +66,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
         self.addOutput(QgsProcessingOutputNumber("MPIX_PER_S", "Throughput (megapixels per second)"))
 
-    def run(self, parameters, context, feedback):
+    def run_tool(self, parameters, context, feedback):
         from ..core.gdal_classify import classify
 
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)

@@ -96,7 +96,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         feedback.pushInfo(f"layer '{layer.name()}' copied to {path} (filtered or non-file layer)")
         return path, "clc"
 
-    def run(self, parameters, context, feedback):
+    def run_tool(self, parameters, context, feedback):
         from ..core.gdal_rasterize import Grid, rasterize_clc
 
         layer = self.parameterAsLayer(parameters, "INPUT", context)
