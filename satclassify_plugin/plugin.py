@@ -33,6 +33,37 @@ class SatClassifyPlugin:
         if self.provider is None:
             self.provider = SatClassifyProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
+            self.install_models()
+
+    @staticmethod
+    def models_folder():
+        """The user's Processing models folder (Processing options > Models, first entry)."""
+        import os
+
+        from qgis.core import QgsSettings
+
+        default = os.path.join(QgsApplication.qgisSettingsDirPath(), "processing", "models")
+        folders = QgsSettings().value("Processing/Configuration/MODELS_FOLDER", default) or default
+        return str(folders).split(";")[0] or default
+
+    def install_models(self):
+        """Copy the shipped .model3 files into the user's models folder so they show in the toolbox."""
+        from qgis.core import Qgis, QgsMessageLog
+
+        from .core.shipped_models import install_models
+
+        def log(msg):
+            QgsMessageLog.logMessage(msg, "SatClassify", Qgis.Info)
+
+        try:
+            written = install_models(self.models_folder(), log=log)
+        except OSError as e:  # a read-only profile must not stop the plugin
+            log(f"could not install the SatClassify processing models: {e}")
+            return []
+        model_provider = QgsApplication.processingRegistry().providerById("model")
+        if written and model_provider is not None:
+            model_provider.refreshAlgorithms()
+        return written
 
     def initGui(self):  # noqa: N802
         self.initProcessing()

@@ -111,7 +111,7 @@ def patches(args, image, labels):
     res = qgis_process("satclassify:buildpatches", {
         "IMAGE": image, "LABELS": labels, "PATCH_SIZE": args.patch, "STRIDE": args.patch,
         "MIN_LABELLED": 0.5, "BLOCK_SIZE": 2, "VAL_FRACTION": 0.2, "TEST_FRACTION": 0.2, "SEED": 1,
-        "OUTPUT_FOLDER": folder, "OUTPUT_FOOTPRINTS": os.path.join(args.out, "patches_footprints.gpkg")})
+        "OVERWRITE": True, "OUTPUT_FOLDER": folder})
     print(f"   {folder}: train {res.get('TRAIN_COUNT')}, val {res.get('VAL_COUNT')}, test {res.get('TEST_COUNT')}")
     return folder
 

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""(Re)generate the Processing models shipped in satclassify_plugin/resources/models.
+
+The .model3 files are built through QGIS's model API (QgsProcessingModelAlgorithm), not written by hand,
+so they always match the tools' parameter names. Run after changing a tool's parameters:
+
+    .venv-qgis/bin/python scripts/build_models.py          (QT_QPA_PLATFORM=offscreen is set for you)
+
+Models:
+  satclassify_training_dataset.model3  "Sentinel-2 + CLC -> training dataset"
+        rasterizeclc (majority rule, on the image grid) -> buildpatches
+  satclassify_classify_aoi.model3      "Classify Sentinel-2 AOI with model"
+        fetchsentinel2 -> classify -> rasterizeclc (reference on the fetched grid) -> assessaccuracy
+"""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "satclassify_plugin", "resources", "models")
+GROUP = "SatClassify"
+
+
+def _qgis():
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    sys.path.insert(0, ROOT)
+    from qgis.core import QgsApplication
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.insert(0, "/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    from satclassify_plugin.provider import SatClassifyProvider
+    prov = SatClassifyProvider()
+    QgsApplication.processingRegistry().addProvider(prov)
+    return app, prov
+
+
+class ModelBuilder:
+    """Small helper around QgsProcessingModelAlgorithm: inputs, steps, outputs, laid out left to right."""
+
+    def __init__(self, name, help_text):
+        from qgis.core import QgsProcessingModelAlgorithm
+        self.m = QgsProcessingModelAlgorithm(name, GROUP, GROUP)
+        self.m.setHelpContent({"ALG_DESC": help_text, "ALG_CREATOR": "SatClassify",
+                               "ALG_VERSION": "1"})
+        self.n_inputs = 0
+        self.n_steps = 0
+
+    def input(self, definition, description=None):
+        from qgis.core import QgsProcessingModelParameter
+        from qgis.PyQt.QtCore import QPointF
+        comp = QgsProcessingModelParameter(definition.name())
+        comp.setDescription(description or definition.description())
+        comp.setPosition(QPointF(120 + 220 * (self.n_inputs % 4), 60 + 70 * (self.n_inputs // 4)))
+        self.n_inputs += 1
+        self.m.addModelParameter(definition, comp)
+        return definition.name()
+
+    def step(self, alg_id, description, params, outputs=None):
+        """params: name -> ("model", input name) | ("child", child id, output) | ("value", static value)."""
+        from qgis.core import (QgsApplication, QgsProcessingModelChildAlgorithm,
+                               QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput)
+        from qgis.PyQt.QtCore import QPointF
+        if QgsApplication.processingRegistry().algorithmById(alg_id) is None:
+            raise SystemExit(f"{alg_id} is not registered: cannot build a model step on it")
+        child = QgsProcessingModelChildAlgorithm(alg_id)
+        child.generateChildId(self.m)
+        child.setDescription(description)
+        child.setPosition(QPointF(200 + 260 * self.n_steps, 260 + 60 * (self.n_steps % 2)))
+        self.n_steps += 1
+        for name, src in params.items():
+            kind = src[0]
+            if kind == "model":
+                s = Src.fromModelParameter(src[1])
+            elif kind == "child":
+                s = Src.fromChildOutput(src[1], src[2])
+            elif kind == "value":
+                s = Src.fromStaticValue(src[1])
+            else:
+                raise ValueError(kind)
+            child.addParameterSources(name, [s])
+        outs = {}
+        for child_output, (out_name, out_description) in (outputs or {}).items():
+            o = QgsProcessingModelOutput(out_name, out_description)
+            o.setChildOutputName(child_output)
+            o.setChildId(child.childId())
+            o.setDescription(out_description)
+            o.setPosition(QPointF(child.position().x() + 40, child.position().y() + 90))
+            outs[out_name] = o
+        child.setModelOutputs(outs)
+        self.m.addChildAlgorithm(child)
+        return child.childId()
+
+    def save(self, filename):
+        self.m.updateDestinationParameters()
+        path = os.path.join(OUT, filename)
+        if not self.m.toFile(path + ".part"):
+            raise SystemExit(f"could not write {path}")
+        os.replace(path + ".part", path)
+        print(path)
+        return path
+
+
+def training_dataset_model():
+    from qgis.core import (QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterMapLayer,
+                           QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
+    b = ModelBuilder(
+        "Sentinel-2 + CLC -> training dataset",
+        "Burns CORINE Land Cover (majority rule) onto the grid of a Sentinel-2 stack and cuts image + labels "
+        "into a training dataset folder (manifest.json + shards) for the training package "
+        "(python -m training train --data FOLDER). Optionally a validity MASK (from fetchsentinel2 / "
+        "importsafe) drops cloudy patches.")
+    image = b.input(QgsProcessingParameterRasterLayer("IMAGE", "Sentinel-2 stack (uint16, bands B02...)"))
+    clc = b.input(QgsProcessingParameterMapLayer("CLC", "CORINE Land Cover (polygons or raster)",
+                                                 types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]))
+    level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level",
+                                               options=["Level 1 (5 classes)", "Level 2 (15 classes)",
+                                                        "Level 3 (44 classes)"], defaultValue=1))
+    mask = b.input(QgsProcessingParameterRasterLayer("MASK", "Validity mask (optional, nonzero = valid)",
+                                                     optional=True))
+    patch = b.input(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
+                                                 QgsProcessingParameterNumber.Integer, 256, False, 8, 4096))
+    labels = b.step("satclassify:rasterizeclc", "Rasterize CLC on the image grid",
+                    {"INPUT": ("model", clc), "REFERENCE": ("model", image), "LEVEL": ("model", level),
+                     "RULE": ("value", 2)},
+                    {"OUTPUT": ("labels", "CLC labels")})
+    b.step("satclassify:buildpatches", "Build training patches",
+           {"IMAGE": ("model", image), "LABELS": ("child", labels, "OUTPUT"), "MASK": ("model", mask),
+            "PATCH_SIZE": ("model", patch), "STRIDE": ("value", 0), "CLASSES": ("value", 0),
+            "OVERWRITE": ("value", True)},
+           {"OUTPUT_FOLDER": ("dataset", "Training dataset folder")})
+    return b.save("satclassify_training_dataset.model3")
+
+
+def classify_aoi_model():
+    from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                           QgsProcessingParameterMapLayer)
+    fetch = QgsApplication.processingRegistry().algorithmById("satclassify:fetchsentinel2")
+    if fetch is None:
+        print("satclassify:fetchsentinel2 is not available yet: skipping the AOI model")
+        return None
+    b = ModelBuilder(
+        "Classify Sentinel-2 AOI with model",
+        "Fetches a Sentinel-2 L2A stack for an area and period (best date: least cloud, largest cover), "
+        "classifies it with an ONNX model exported by the training package, rasterizes CORINE Land Cover "
+        "on the same grid as the reference and writes the accuracy report (confusion matrix, metrics, HTML).")
+    # Inputs copied from the tools so types, defaults and enum options stay the same.
+    fetch_inputs = {}
+    for name in ("EXTENT", "START", "END", "MAX_CLOUD", "SOURCE", "URL", "AUTHCFG"):
+        d = fetch.parameterDefinition(name)
+        if d is None:
+            continue
+        d = d.clone()
+        if name in ("URL", "AUTHCFG"):
+            d.setFlags(d.flags() | d.FlagAdvanced)
+        fetch_inputs[name] = b.input(d)
+    model_file = b.input(QgsProcessingParameterFile("MODEL", "Model (.onnx from the training package)",
+                                                    extension="onnx"))
+    clc = b.input(QgsProcessingParameterMapLayer("CLC", "CORINE Land Cover (polygons or raster)",
+                                                 types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]))
+    level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level of the model's classes",
+                                               options=["Level 1 (5 classes)", "Level 2 (15 classes)",
+                                                        "Level 3 (44 classes)"], defaultValue=1))
+    f = b.step("satclassify:fetchsentinel2", "Fetch Sentinel-2 L2A",
+               {k: ("model", v) for k, v in fetch_inputs.items()},
+               {"OUTPUT": ("s2_stack", "Sentinel-2 stack"), "MASK": ("s2_mask", "Validity mask")})
+    c = b.step("satclassify:classify", "Classify with the model",
+               {"INPUT": ("child", f, "OUTPUT"), "MODEL": ("model", model_file)},
+               {"OUTPUT": ("classes", "Land-cover classes")})
+    r = b.step("satclassify:rasterizeclc", "Rasterize CLC reference",
+               {"INPUT": ("model", clc), "REFERENCE": ("child", f, "OUTPUT"), "LEVEL": ("model", level),
+                "RULE": ("value", 2)},
+               {"OUTPUT": ("reference", "CLC reference")})
+    b.step("satclassify:assessaccuracy", "Assess accuracy",
+           {"CLASSIFIED": ("child", c, "OUTPUT"), "REFERENCE": ("child", r, "OUTPUT"),
+            "MASK": ("child", f, "MASK")},
+           {"OUTPUT_REPORT": ("report", "Accuracy report (HTML)"),
+            "OUTPUT_METRICS": ("metrics", "Metrics (JSON)")})
+    return b.save("satclassify_classify_aoi.model3")
+
+
+def main():
+    app, _prov = _qgis()
+    os.makedirs(OUT, exist_ok=True)
+    training_dataset_model()
+    classify_aoi_model()
+    app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
