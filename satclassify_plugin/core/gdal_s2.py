@@ -189,8 +189,10 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
         xmin, ymin = min(e[0] for e in ext), min(e[1] for e in ext)
         xmax, ymax = max(e[2] for e in ext), max(e[3] for e in ext)
     r = float(resolution)
-    xmin, ymin = math.floor(xmin / r + 1e-9) * r, math.floor(ymin / r + 1e-9) * r
-    xmax, ymax = math.ceil(xmax / r - 1e-9) * r, math.ceil(ymax / r - 1e-9) * r
+    # snap outwards to the grid; 1e-4 pixel (1 mm at 10 m) absorbs the round trip of an extent given in the
+    # output CRS through EPSG:4326, so such an extent is kept exactly
+    xmin, ymin = math.floor(xmin / r + 1e-4) * r, math.floor(ymin / r + 1e-4) * r
+    xmax, ymax = math.ceil(xmax / r - 1e-4) * r, math.ceil(ymax / r - 1e-4) * r
     w, h = int(round((xmax - xmin) / r)), int(round((ymax - ymin) / r))
     if w <= 0 or h <= 0:
         raise SatClassifyError("the area of interest is smaller than one pixel")

@@ -1,0 +1,52 @@
+"""satclassify:importsafe - a local Sentinel-2 SAFE product (folder or zip) -> harmonised stack + SCL mask."""
+from qgis.core import (QgsProcessingParameterCrs, QgsProcessingParameterExtent, QgsProcessingParameterFile,
+                       QgsProcessingParameterString)
+
+from ..core.errors import SatClassifyError
+from .base import SatClassifyAlgorithm
+from .fetchsentinel2 import STACK_HELP, add_stack_outputs, output_paths, report, target_epsg
+from .searchsentinel2 import Sentinel2Algorithm
+
+
+class ImportSafeAlgorithm(SatClassifyAlgorithm):
+    ALGORITHM_ID = "importsafe"
+    DISPLAY_NAME = "Import Sentinel-2 SAFE product"
+    GROUP = "Sentinel-2"
+    GROUP_ID = "sentinel2"
+    TAGS = "sentinel-2,sentinel,s2,safe,zip,l2a,l1c,import,jp2,scl,cloud mask,reflectance"
+    HELP = (
+        "Turns a Sentinel-2 L2A or L1C product in SAFE format into the same stack and mask as <i>Fetch "
+        "Sentinel-2 stack</i>.<br>"
+        "<b>Input</b>: the product's .zip, its .SAFE folder (type or paste the folder path) or the "
+        "MTD_MSIL2A.xml / MTD_MSIL1C.xml inside it. A zip is read in place through GDAL's /vsizip/ (nothing is "
+        "extracted); an archive with entries that would land outside the product folder (zip-slip: '..', "
+        "absolute paths, links) is rejected. The processing baseline and BOA_ADD_OFFSET (RADIO_ADD_OFFSET for "
+        "L1C) come from the product metadata.<br>"
+        "<b>Extent</b>: optional crop (any CRS); default the whole tile.<br>" + STACK_HELP)
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(
+            "INPUT", "SAFE product (.zip, .SAFE folder or its MTD_MSIL*.xml)",
+            fileFilter="Sentinel-2 SAFE (*.zip *.ZIP *.xml);;All files (*)"))
+        self.addParameter(QgsProcessingParameterString("BANDS", "Bands", defaultValue="B02,B03,B04,B08"))
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Crop to extent (empty = whole product)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the product's UTM zone)",
+                                                    optional=True))
+        add_stack_outputs(self)
+
+    def run_tool(self, parameters, context, feedback):
+        from ..core.gdal_s2 import import_safe
+        from ..core.http import Monitor
+        from ..core.s2 import parse_bands
+
+        path = self.parameterAsFile(parameters, "INPUT", context)
+        if not path:
+            raise SatClassifyError("no SAFE product given (INPUT)")
+        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
+        out, mask = output_paths(self, parameters, context)
+        aoi = Sentinel2Algorithm.aoi_wkt(self, parameters, context, feedback, required=False)
+        mon = Monitor(progress=feedback.setProgress, info=feedback.pushInfo, is_canceled=feedback.isCanceled)
+        summary = import_safe(path, out, mask, bands, aoi_wkt=aoi, target_epsg=target_epsg(self, parameters, context),
+                              monitor=mon)
+        return report(feedback, summary, bands, out, mask)

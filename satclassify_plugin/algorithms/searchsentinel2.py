@@ -1,0 +1,315 @@
+"""satclassify:searchsentinel2 - Sentinel-2 products over an area of interest -> ranked footprint layer.
+
+Also holds :class:`Sentinel2Algorithm`, the parameters and plumbing the Sentinel-2 tools share (area of
+interest, dates, source, credentials from a QGIS authentication configuration, feedback wiring).
+"""
+import datetime as _dt
+import json
+
+from qgis.core import (QgsApplication, QgsAuthMethodConfig, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
+                       QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
+                       QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString,
+                       QgsProcessingParameterAuthConfig, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString, QgsWkbTypes)
+from qgis.PyQt.QtCore import QDate, QVariant
+
+from ..core.errors import SatClassifyError
+from .base import SatClassifyAlgorithm
+
+SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
+SOURCE_OPTIONS = ["STAC API (Earth Search, no login)", "Copernicus Data Space Ecosystem (CDSE, login)",
+                  "DHuS mirror (sentinelsat, login)"]
+PRODUCT_KEYS = ["L2A", "L1C"]
+PRODUCT_OPTIONS = ["L2A (surface reflectance)", "L1C (top of atmosphere)"]
+WGS84 = "EPSG:4326"
+
+COMMON_HELP = (
+    "<b>Area of interest</b>: EXTENT (any CRS; it is reprojected to WGS 84) or a polygon layer AOI (its "
+    "features, or the selected ones, are merged; AOI wins over EXTENT).<br>"
+    "<b>Dates</b>: START and END as YYYY-MM-DD, both inclusive (UTC days). Empty END = today, empty START = "
+    "30 days before END.<br>"
+    "<b>Source</b>: STAC (default: the Earth Search catalogue, collection sentinel-2-c1-l2a, no login; "
+    "bands are read as cloud-optimised GeoTIFFs, only the AOI window), CDSE (Copernicus Data Space "
+    "Ecosystem OData catalogue; whole SAFE zips are downloaded, resumably, MD5-checked) or a DHuS mirror "
+    "(through sentinelsat). CDSE and DHuS need AUTHCFG: a QGIS authentication configuration of type Basic "
+    "(user name and password; the password is never logged or written). URL (advanced) replaces the "
+    "service address: a mirror, a private STAC API or a test server.<br>")
+
+
+def _advanced(p):
+    p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return p
+
+
+class Sentinel2Algorithm(SatClassifyAlgorithm):
+    """Parameters and helpers shared by searchsentinel2 and fetchsentinel2 (no ALGORITHM_ID: not a tool)."""
+    GROUP = "Sentinel-2"
+    GROUP_ID = "sentinel2"
+    MAX_CLOUD_DEFAULT = 30.0
+    LIMIT_DEFAULT = 20
+
+    def __init__(self):
+        super().__init__()
+        self._credentials = None
+        self._auth_error = None
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def add_aoi_parameters(self):
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area of interest (extent)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "AOI", "Area of interest (polygon layer, replaces the extent)", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+
+    def add_search_parameters(self, limit_advanced=False):
+        self.addParameter(QgsProcessingParameterString("START", "Start date (YYYY-MM-DD; empty = 30 days before "
+                                                       "the end)", optional=True))
+        self.addParameter(QgsProcessingParameterString("END", "End date (YYYY-MM-DD, inclusive; empty = today)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "MAX_CLOUD", "Maximum cloud cover (%)", QgsProcessingParameterNumber.Double, self.MAX_CLOUD_DEFAULT,
+            False, 0.0, 100.0))
+        self.addParameter(QgsProcessingParameterEnum("PRODUCT", "Product", options=PRODUCT_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("SOURCE", "Source", options=SOURCE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterAuthConfig(
+            "AUTHCFG", "Login (authentication configuration, Basic: CDSE and DHuS)", optional=True))
+        limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products", QgsProcessingParameterNumber.Integer,
+                                             self.LIMIT_DEFAULT, False, 1, 1000)
+        self.addParameter(_advanced(limit) if limit_advanced else limit)
+
+    def add_service_parameters(self):
+        for p in (QgsProcessingParameterString("URL", "Service URL (empty = the source's default)", optional=True),
+                  QgsProcessingParameterString("COLLECTION", "STAC collection (empty = sentinel-2-c1-l2a for L2A, "
+                                               "sentinel-2-l1c for L1C)", optional=True),
+                  QgsProcessingParameterNumber("RETRIES", "Retries on connection errors, HTTP 429 and 5xx",
+                                               QgsProcessingParameterNumber.Integer, 3, False, 0, 10)):
+            self.addParameter(_advanced(p))
+
+    # -- credentials (read in the main thread: the auth manager may ask for the master password) --------
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        self._credentials, self._auth_error = None, None
+        authcfg = self.parameterAsString(parameters, "AUTHCFG", context) if "AUTHCFG" in parameters else ""
+        if authcfg:
+            self._credentials = self.load_credentials(authcfg)
+        return True
+
+    @staticmethod
+    def load_credentials(authcfg):
+        from ..core.sources import Credentials
+
+        am = QgsApplication.authManager()
+        cfg = QgsAuthMethodConfig()
+        ok = am.loadAuthenticationConfig(authcfg, cfg, True)
+        if isinstance(ok, tuple):  # some PyQGIS builds return (ok, config)
+            ok, cfg = ok[0], ok[1] if len(ok) > 1 else cfg
+        if not ok or not cfg.isValid(True):
+            raise QgsProcessingException(
+                f"cannot load the authentication configuration '{authcfg}': check that it exists (Settings > "
+                "Options > Authentication) and that the master password was entered")
+        if cfg.method() != "Basic":
+            raise QgsProcessingException(
+                f"the authentication configuration '{authcfg}' is of type {cfg.method()}: CDSE and DHuS need a "
+                "Basic configuration (user name and password)")
+        user, password = cfg.config("username"), cfg.config("password")
+        if not user or not password:
+            raise QgsProcessingException(f"the authentication configuration '{authcfg}' has no user name or no "
+                                         "password")
+        return Credentials(user, password)
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def aoi_wkt(self, parameters, context, feedback, required=True):
+        """The area of interest as WKT in EPSG:4326 (lon/lat), or None when none is given and not required."""
+        wgs84 = QgsCoordinateReferenceSystem(WGS84)
+        geom = None
+        if parameters.get("AOI") not in (None, ""):
+            src = self.parameterAsSource(parameters, "AOI", context)
+            if src is None:
+                raise SatClassifyError("the AOI layer cannot be read")
+            ct = QgsCoordinateTransform(src.sourceCrs(), wgs84, context.transformContext())
+            geoms = []
+            for f in src.getFeatures():
+                g = f.geometry()
+                if g is None or g.isEmpty():
+                    continue
+                g = QgsGeometry(g)
+                if src.sourceCrs().isValid():
+                    g.transform(ct)
+                geoms.append(g)
+            if not geoms:
+                raise SatClassifyError("the AOI layer has no polygon (or none selected)")
+            geom = QgsGeometry.unaryUnion(geoms)
+            if parameters.get("EXTENT") not in (None, ""):
+                feedback.pushInfo("AOI layer given: EXTENT is ignored")
+        elif parameters.get("EXTENT") not in (None, ""):
+            crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+            rect = self.parameterAsExtent(parameters, "EXTENT", context)
+            if rect.isNull() or rect.isEmpty():
+                raise SatClassifyError("the extent (EXTENT) is empty")
+            geom = QgsGeometry.fromRect(rect)
+            if not crs.isValid():
+                feedback.pushInfo("the extent has no CRS: taken as WGS 84 longitudes/latitudes (EPSG:4326)")
+            elif crs != wgs84:
+                geom = geom.densifyByCount(8)
+                geom.transform(QgsCoordinateTransform(crs, wgs84, context.transformContext()))
+        if geom is None or geom.isEmpty():
+            if required:
+                raise SatClassifyError("no area of interest: give EXTENT or a polygon layer (AOI)")
+            return None
+        return geom.asWkt(8)
+
+    def dates(self, parameters, context):
+        from ..core.s2 import parse_datetime
+
+        start = self.parameterAsString(parameters, "START", context).strip()
+        end = self.parameterAsString(parameters, "END", context).strip()
+        for name, v in (("START", start), ("END", end)):
+            if v and parse_datetime(v) is None:
+                raise SatClassifyError(f"{name} '{v}' is not a date: write it as YYYY-MM-DD (e.g. 2023-06-01)")
+        if not end:
+            end = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+        if not start:
+            start = (parse_datetime(end) - _dt.timedelta(days=30)).strftime("%Y-%m-%d")
+        return start, end
+
+    def query(self, parameters, context, feedback, ids=(), aoi_required=True):
+        from ..core.sources import SearchQuery
+
+        start, end = self.dates(parameters, context)
+        product = PRODUCT_KEYS[self.parameterAsEnum(parameters, "PRODUCT", context)]
+        return SearchQuery(aoi_wkt=self.aoi_wkt(parameters, context, feedback, aoi_required) or "",
+                           start=start, end=end, max_cloud=self.parameterAsDouble(parameters, "MAX_CLOUD", context),
+                           product=product, limit=self.parameterAsInt(parameters, "LIMIT", context),
+                           collection=self.parameterAsString(parameters, "COLLECTION", context).strip(),
+                           ids=list(ids))
+
+    def source(self, parameters, context, feedback):
+        """(source, http client) with the feedback wired in; messages pass through the client's redaction."""
+        from ..core.http import HttpClient, Monitor
+        from ..core.sources import get_source
+
+        key = SOURCE_KEYS[self.parameterAsEnum(parameters, "SOURCE", context)]
+        creds = self._credentials
+        if "AUTHCFG" in parameters and self.parameterAsString(parameters, "AUTHCFG", context) and creds is None:
+            # run without prepare (e.g. a direct processAlgorithm call)
+            creds = self.load_credentials(self.parameterAsString(parameters, "AUTHCFG", context))
+        holder = {}
+
+        def info(message):
+            http = holder.get("http")
+            feedback.pushInfo(http.redact(message) if http is not None else message)
+
+        monitor = Monitor(progress=feedback.setProgress, info=info, is_canceled=feedback.isCanceled)
+        http = HttpClient(retries=self.parameterAsInt(parameters, "RETRIES", context), monitor=monitor)
+        holder["http"] = http
+        if creds:
+            http.add_secret(creds.password)
+            if key == "STAC":
+                feedback.pushInfo("the STAC source needs no login: AUTHCFG is not used")
+                creds = None
+        url = self.parameterAsString(parameters, "URL", context).strip()
+        try:
+            src = get_source(key, url, credentials=creds, http=http, monitor=monitor)
+        except SatClassifyError as e:
+            raise SatClassifyError(http.redact(str(e)))
+        feedback.pushInfo(f"source: {src.name} at {src.url}")
+        return src, http
+
+    @staticmethod
+    def redacted(http, fn, *args, **kw):
+        """Run ``fn``; any error leaves with the client's secrets (password, token) masked."""
+        from ..core.http import Canceled
+
+        try:
+            return fn(*args, **kw)
+        except Canceled as e:
+            raise SatClassifyError(str(e))
+        except SatClassifyError as e:
+            raise SatClassifyError(http.redact(str(e)))
+        except QgsProcessingException:
+            raise
+        except Exception as e:  # noqa: BLE001 - never let a secret through an unexpected error's text
+            raise SatClassifyError(http.redact(f"unexpected error ({type(e).__name__}): {e}"))
+
+
+def footprint_geometry(footprint):
+    """GeoJSON (EPSG:4326) -> QgsGeometry (empty when unknown)."""
+    if not footprint:
+        return QgsGeometry()
+    try:
+        from osgeo import ogr
+        g = ogr.CreateGeometryFromJson(json.dumps(footprint))
+        return QgsGeometry.fromWkt(g.ExportToWkt()) if g is not None else QgsGeometry()
+    except Exception:  # noqa: BLE001 - malformed footprint: no geometry
+        return QgsGeometry()
+
+
+FIELDS = [("id", QVariant.String), ("datetime", QVariant.String), ("date", QVariant.Date),
+          ("platform", QVariant.String), ("tile_id", QVariant.String), ("cloud", QVariant.Double),
+          ("baseline", QVariant.String), ("aoi_cover", QVariant.Double), ("nodata", QVariant.Double),
+          ("source", QVariant.String), ("product", QVariant.String), ("rank", QVariant.Int)]
+
+
+class SearchSentinel2Algorithm(Sentinel2Algorithm):
+    ALGORITHM_ID = "searchsentinel2"
+    DISPLAY_NAME = "Search Sentinel-2 products"
+    TAGS = "sentinel-2,sentinel,s2,l2a,l1c,search,stac,cdse,copernicus,dhus,footprints,cloud,catalogue"
+    HELP = (
+        "Searches Sentinel-2 L2A (or L1C) products over an area of interest and writes their footprints, "
+        "ranked best first.<br>" + COMMON_HELP +
+        "<b>Output</b>: one polygon (WGS 84) per product with id, datetime (UTC), date, platform, tile_id, "
+        "cloud (%), baseline (processing baseline), aoi_cover (% of the AOI inside the footprint), nodata "
+        "(% of nodata pixels, where the catalogue says it), source, product and rank.<br>"
+        "<b>Rank</b> (1 = best): a score of low cloud cover (weight 0.5), large AOI overlap (0.3) and few "
+        "nodata pixels (0.2). With DATES > 1 the first DATES picks are also spread over the period (each next "
+        "pick adds half the time gap to the nearest pick already made, relative to the period).<br>"
+        "BEST_ITEMS lists the best product and the other tiles of the same overpass (comma-separated): give "
+        "it to <i>Fetch Sentinel-2 stack</i> as ITEM, e.g. in a model.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_aoi_parameters()
+        self.add_search_parameters()
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "DATES", "Dates wanted (rank spreads the first picks over the period)",
+            QgsProcessingParameterNumber.Integer, 1, False, 1, 100)))
+        self.add_service_parameters()
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Sentinel-2 footprints",
+                                                            QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of products found"))
+        self.addOutput(QgsProcessingOutputString("BEST_ITEMS", "Best product and the other tiles of its overpass"))
+
+    def run_tool(self, parameters, context, feedback):
+        from ..core.sources import choose_date, search
+
+        q = self.query(parameters, context, feedback)
+        src, http = self.source(parameters, context, feedback)
+        feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %")
+        scenes = self.redacted(http, search, src, q, n_dates=self.parameterAsInt(parameters, "DATES", context))
+        fields = QgsFields()
+        for name, kind in FIELDS:
+            fields.append(QgsField(name, kind))
+        sink, dest = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.MultiPolygon,
+                                          QgsCoordinateReferenceSystem(WGS84))
+        if sink is None:
+            raise SatClassifyError("cannot create the output layer (OUTPUT)")
+        for s in scenes:
+            if feedback.isCanceled():
+                break
+            f = QgsFeature(fields)
+            g = footprint_geometry(s.footprint)
+            if not g.isEmpty():
+                g.convertToMultiType()
+                f.setGeometry(g)
+            date = QDate.fromString(s.date, "yyyy-MM-dd")
+            f.setAttributes([s.id, s.datetime, date if date.isValid() else None, s.platform, s.tile_id, s.cloud,
+                             s.baseline, s.aoi_cover, s.nodata, s.source, s.product_type, s.rank])
+            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            feedback.pushInfo(f"{s.rank:3d}. {s.id}  {s.datetime}  cloud {_pct(s.cloud)}  AOI {_pct(s.aoi_cover)}  "
+                              f"nodata {_pct(s.nodata)}  baseline {s.baseline or '?'}")
+        best = choose_date(scenes, mosaic=True)
+        feedback.pushInfo(f"{len(scenes)} product(s); best overpass: {', '.join(s.id for s in best)}")
+        return {"OUTPUT": dest, "COUNT": len(scenes), "BEST_ITEMS": ",".join(s.id for s in best)}
+
+
+def _pct(v):
+    return "?" if v is None else f"{v:.1f} %"
