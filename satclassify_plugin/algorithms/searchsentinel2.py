@@ -91,7 +91,10 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         self._credentials, self._auth_error = None, None
         authcfg = self.parameterAsString(parameters, "AUTHCFG", context) if "AUTHCFG" in parameters else ""
         if authcfg:
-            self._credentials = self.load_credentials(authcfg)
+            try:
+                self._credentials = self.load_credentials(authcfg)
+            except QgsProcessingException as e:  # reported by run_tool, where the message reaches the user intact
+                self._auth_error = str(e)
         return True
 
     @staticmethod
@@ -190,6 +193,8 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
         key = SOURCE_KEYS[self.parameterAsEnum(parameters, "SOURCE", context)]
         creds = self._credentials
+        if self._auth_error:
+            raise SatClassifyError(self._auth_error)
         if "AUTHCFG" in parameters and self.parameterAsString(parameters, "AUTHCFG", context) and creds is None:
             # run without prepare (e.g. a direct processAlgorithm call)
             creds = self.load_credentials(self.parameterAsString(parameters, "AUTHCFG", context))

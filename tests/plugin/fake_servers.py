@@ -532,7 +532,7 @@ def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_s
             m = re.search(r"ContentDate/Start le (\S+)", flt)
             if m and p["ContentDate"]["Start"] > m.group(1):
                 continue
-            names = re.findall(r"Name eq '([^']+)'", flt)
+            names = re.findall(r"(?<![/\w])Name eq '([^']+)'", flt)  # not Collection/Name nor att/Name
             if names and p["Name"] not in names and p["Name"][:-5] not in names:
                 continue
             sel.append(p)
