@@ -159,7 +159,8 @@ def test_fetch_reads_only_the_aoi_window(run_alg, stac, tmp_path):
     assert set(served) == {f"/data/A/{b}.tif" for b in ("B02", "B03", "B04", "B08", "B11", "SCL")}
     total, full = sum(served.values()), sum(sizes.values())
     print(f"\nAOI window read (500 m x 500 m of a 10.24 km tile, 5 bands + SCL): {total} bytes served, "
-          f"full files {full} bytes ({100.0 * total / full:.1f} %)")
+          f"full files {full} bytes ({100.0 * total / full:.1f} %); per file: "
+          + ", ".join(f"{p.rsplit('/', 1)[1]} {served[p]}/{sizes[p]}" for p in sorted(served)))
     assert total < 0.15 * full
     for p in served:
         if p.rsplit("/", 1)[1] in ("B02.tif", "B03.tif", "B04.tif", "B08.tif"):
