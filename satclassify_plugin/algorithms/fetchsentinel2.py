@@ -45,7 +45,8 @@ def target_epsg(alg, parameters, context):
         return None
     auth = crs.authid()
     if not auth.upper().startswith("EPSG:") or not auth[5:].isdigit():
-        raise SatClassifyError(f"TARGET_CRS must be an EPSG coordinate reference system, not {auth or crs.description()}")
+        raise SatClassifyError("TARGET_CRS must be an EPSG coordinate reference system, not "
+                               f"{auth or crs.description()}")
     return int(auth[5:])
 
 

@@ -74,8 +74,8 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum("SOURCE", "Source", options=SOURCE_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterAuthConfig(
             "AUTHCFG", "Login (authentication configuration, Basic: CDSE and DHuS)", optional=True))
-        limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products", QgsProcessingParameterNumber.Integer,
-                                             self.LIMIT_DEFAULT, False, 1, 1000)
+        limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products",
+                                             QgsProcessingParameterNumber.Integer, self.LIMIT_DEFAULT, False, 1, 1000)
         self.addParameter(_advanced(limit) if limit_advanced else limit)
 
     def add_service_parameters(self):
@@ -226,7 +226,10 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         from ..core.http import Canceled
 
         try:
-            return fn(*args, **kw)
+            try:
+                return fn(*args, **kw)
+            finally:
+                http.session.close()
         except Canceled as e:
             raise SatClassifyError(str(e))
         except SatClassifyError as e:

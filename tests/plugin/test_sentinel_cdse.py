@@ -2,7 +2,6 @@
 @odata.nextLink paging, OpenID token, download through a redirect with resume + MD5, SAFE import) and a
 DHuS mirror through sentinelsat. Credentials come from a QGIS authentication configuration created in the
 test profile's auth database; the password and the token must never reach a log, an error or a file."""
-import os
 import time
 
 import numpy as np
@@ -108,7 +107,7 @@ def test_cdse_fetch_token_redirect_resume_checksum(run_alg, cdse, auth, arrays, 
     assert (dl / (NAME_1[:-5] + ".zip")).read_bytes() == products[0]
     assert not list(dl.glob("*.part"))
     assert "MD5 checksum" in fb.text and "connection dropped" in fb.text
-    ds, a = gdal.Open(str(tmp_path / "s.tif")), None
+    ds = gdal.Open(str(tmp_path / "s.tif"))
     a = ds.ReadAsArray()
     b = bounds_of(ds)
     assert band_names(ds) == ["B02", "B04", "B08", "B11"] and b == (600100.0, 4999500.0, 600600.0, 4999900.0)

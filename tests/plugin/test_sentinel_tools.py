@@ -1,6 +1,5 @@
 """satclassify:searchsentinel2 / fetchsentinel2 / importsafe through processing.run against local fakes
 (STAC API + COGs on 127.0.0.1, SAFE zips built by the tests). No internet."""
-import os
 import time
 import zipfile
 
