@@ -80,3 +80,55 @@ def test_style_output_on_load_attaches_post_processor(tmp_path):
     pp = context.layerToLoadOnCompletionDetails(path).postProcessor()
     assert isinstance(pp, ClassStylePostProcessor)
     assert [c["value"] for c in pp.classes] == [1, 2, 3, 4, 5]
+
+
+def test_classify_output_loaded_styled_and_drawn(qgis_app, plugin, tmp_path):
+    """The classify tool's real output, loaded the way the toolbox loads it (runAndLoadResults: the
+    layer post-processor styles it), shows the model card's classes in the legend and on the canvas.
+    The screenshot goes to $SATCLASSIFY_SCREENSHOTS when set (the README's pictures come from there)."""
+    import os
+
+    import processing
+    from qgis.gui import QgsMapCanvas
+
+    from tests import onnx_models as om
+
+    # 4-band stack whose B08 rises left to right: a linear model maps it to 3 vertical zones
+    h, w = 60, 90
+    raw = np.zeros((4, h, w), np.uint16)
+    raw[:3] = 500
+    raw[3] = np.linspace(100, 5900, w, dtype=np.float64)[None, :].astype(np.uint16)
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4, nodata=0)
+    weights = [[0, 0, 0, -10], [0, 0, 0, 0], [0, 0, 0, 10]]
+    model = om.linear_model(tmp_path / "m.onnx", weights, bias=[3, 0, -3])
+    out = str(tmp_path / "landcover.tif")
+    res = processing.runAndLoadResults("satclassify:classify", {"INPUT": src, "MODEL": model, "OUTPUT": out})
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == res["OUTPUT"]]
+    assert len(layers) == 1
+    layer = layers[0]
+    try:
+        renderer = layer.renderer()
+        assert isinstance(renderer, QgsPalettedRasterRenderer)
+        assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
+            (c["value"], c["name"], c["color"]) for c in om.classes(3)]
+        canvas = QgsMapCanvas()
+        canvas.resize(450, 300)
+        canvas.show()
+        qgis_app.processEvents()
+        canvas.setLayers([layer])
+        canvas.setDestinationCrs(layer.crs())
+        canvas.setExtent(layer.extent())
+        canvas.refreshAllLayers()
+        canvas.waitWhileRendering()
+        folder = os.environ.get("SATCLASSIFY_SCREENSHOTS") or str(tmp_path)
+        os.makedirs(folder, exist_ok=True)
+        shot = os.path.join(folder, "classify_canvas.png")
+        canvas.saveAsImage(shot)
+        img = QImage(shot)
+        assert not img.isNull()
+        got = QColor(img.pixel(int(img.width() * 0.1), img.height() // 2)).name()
+        assert got == om.classes(3)[0]["color"]
+        got = QColor(img.pixel(int(img.width() * 0.9), img.height() // 2)).name()
+        assert got == om.classes(3)[2]["color"]
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
