@@ -10,6 +10,7 @@
   6. classify   satclassify:classify      (fine + coarse class rasters, confidence)
   7. accuracy   satclassify:assessaccuracy (confusion matrix, metrics JSON, HTML report)
   8. quick-look PNG: input RGB | reference | prediction
+  9. the prediction as a QGIS map with its legend (print layout, PNG)
 
 Each QGIS step runs through qgis_process (scripts/qgis_process.sh), as a scheduler would run it.
 Run with the QGIS env: .venv-qgis/bin/python scripts/demo.py [--out output/demo] [--epochs N]
@@ -196,6 +197,18 @@ def quicklook(args, image, labels, prediction):
     return out
 
 
+@step("9. QGIS map with legend (print layout)")
+def qgis_map(args, prediction):
+    out = os.path.join(args.out, "prediction_map.png")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "render_map.py"), prediction, out,
+                        "--title", "SatClassify prediction (CLC level 2)"], capture_output=True, text=True)
+    if r.returncode != 0:  # a picture is not worth failing the main job for
+        print("   could not render the map: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+        return None
+    print(f"   {out}")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="SatClassify full chain on the embedded sample")
     ap.add_argument("--out", default=os.path.join(ROOT, "output", "demo"))
@@ -220,6 +233,7 @@ def main(argv=None):
     prediction = classify(args, image, model)
     outs, res = assess(args, prediction, labels)
     ql = quicklook(args, image, labels, prediction)
+    qgis_map(args, prediction)
     print("\n== Summary (wall time per step)")
     for name, dt in TIMES:
         print(f"   {dt:7.1f} s  {name}")
