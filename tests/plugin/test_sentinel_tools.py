@@ -337,3 +337,38 @@ def test_importsafe_l1c_has_no_scl(run_alg, tmp_path, safe_arrays):
     msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": z, "BANDS": "B04,SCL",
                                                            "OUTPUT": str(tmp_path / "t.tif")})
     assert "SCL exists only in L2A products" in msg
+
+
+# ------------------------------------------------------------------------------------------------- modeler
+
+def test_model_chains_search_best_items_into_fetch(run_alg, stac, tmp_path):
+    """A Processing model: searchsentinel2's BEST_ITEMS feeds fetchsentinel2's ITEM."""
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput)
+
+    model = QgsProcessingModelAlgorithm("s2 chain", "tests")
+    ext = utm_extent(609800, 4999000, 610700, 4998600)
+    fixed = {"EXTENT": ext, "START": "2023-06-01", "END": "2023-06-30", "MAX_CLOUD": 50, "SOURCE": 0,
+             "URL": stac.url, "RETRIES": 1}
+    search = QgsProcessingModelChildAlgorithm("satclassify:searchsentinel2")
+    search.setChildId("search")
+    for k, v in fixed.items():  # (setParameterSources with a dict aborts in PyQGIS 3.22: add one by one)
+        search.addParameterSources(k, [Src.fromStaticValue(v)])
+    model.addChildAlgorithm(search)
+    fetch = QgsProcessingModelChildAlgorithm("satclassify:fetchsentinel2")
+    fetch.setChildId("fetch")
+    for k, v in {**fixed, "BANDS": "B04"}.items():
+        fetch.addParameterSources(k, [Src.fromStaticValue(v)])
+    fetch.addParameterSources("ITEM", [Src.fromChildOutput("search", "BEST_ITEMS")])
+    out = QgsProcessingModelOutput("stack", "stack")
+    out.setChildId("fetch")
+    out.setChildOutputName("OUTPUT")
+    fetch.setModelOutputs({"stack": out})
+    model.addChildAlgorithm(fetch)
+    import processing
+    from qgis.core import QgsProcessingContext
+    res = processing.run(model, {"fetch:stack": str(tmp_path / "s2.tif")}, context=QgsProcessingContext(),
+                         feedback=LogFeedback())
+    ds, a = read(res["fetch:stack"])
+    assert band_names(ds) == ["B04"] and (a > 0).all()
+    assert set(ds.GetMetadataItem("SATCLASSIFY_PRODUCTS").split(",")) == {ID_A, ID_B}
