@@ -86,7 +86,7 @@ def get_input(args):
                     "OUTPUT": os.path.join(args.out, "s2_fetched.tif"),
                     "MASK": os.path.join(args.out, "s2_fetched_mask.tif")})
                 print(f"   fetched {res['OUTPUT']}")
-                return res["OUTPUT"], args.clc or clc
+                return res["OUTPUT"], args.clc
             except SystemExit as e:
                 print(f"   fetch failed ({e}); using the embedded sample")
         else:
@@ -222,6 +222,9 @@ def main(argv=None):
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
+    if args.fetch and not args.clc:
+        ap.error("--fetch needs --clc: real Sentinel-2 imagery needs the real CORINE Land Cover of the same area "
+                 "(the sample's CLC is synthetic)")
     args.level_enum = 1  # CLC level 2 (enum index: 0 = level 1, 1 = level 2, 2 = level 3)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()

@@ -66,3 +66,63 @@ def test_training_dataset_model_runs(plugin, sample, tmp_path):
     assert values and values <= level2
     assert manifest["splits"]["train"]["patches"] > 0
     assert manifest["bands"] == ["B02", "B03", "B04", "B08"]
+
+
+@pytest.fixture(scope="module")
+def stac():
+    from . import fake_servers as fs
+    from .sentinel_helpers import A0
+    srv = fs.FakeServer()
+    arr = fs.tile_arrays(21, 1024)
+    assets = fs.make_cog_tile(srv, "A", arr, A0)
+    srv.items = [fs.make_item("S2A_32TQM_20230601_0_L2A", "2023-06-01T10:20:00Z", arr, A0, assets, cloud=5.0,
+                              baseline="05.10", applied=False)]
+    fs.add_stac_api(srv, srv.items)
+    yield srv
+    srv.close()
+
+
+def test_classify_aoi_model_runs_against_a_stac_server(plugin, stac, tmp_path):
+    """fetch (local STAC fake) -> classify (small ONNX model) -> rasterize CLC -> assess, as one model."""
+    import processing
+    from osgeo import ogr
+
+    from tests import onnx_models as om
+    from tests.rasters import make_polygons
+
+    from .sentinel_helpers import utm_extent
+
+    alg = QgsApplication.processingRegistry().algorithmById(AOI_MODEL)
+    x0, y0, x1, y1 = 602000, 4998000, 603000, 4999000
+    # CLC: west half arable land (211 -> level 1 value 2), east half forest (311 -> value 3), in EPSG:32632
+    half = (x0 + x1) // 2
+    clc = make_polygons(tmp_path / "clc.gpkg", [
+        (f"POLYGON(({x0 - 500} {y0 - 500},{half} {y0 - 500},{half} {y1 + 500},{x0 - 500} {y1 + 500},"
+         f"{x0 - 500} {y0 - 500}))", {"code_18": "211"}),
+        (f"POLYGON(({half} {y0 - 500},{x1 + 500} {y0 - 500},{x1 + 500} {y1 + 500},{half} {y1 + 500},"
+         f"{half} {y0 - 500}))", {"code_18": "311"})], epsg=32632, fields={"code_18": ogr.OFTString})
+    # a 1x1 model with level-1 style classes 1..5 that always answers "forest" (value 3)
+    model = om.linear_model(tmp_path / "m.onnx", np.zeros((5, 4)), bias=[0, 0, 5, 0, 0])
+    params = {"EXTENT": utm_extent(x0, y0, x1, y1), "START": "2023-05-01", "END": "2023-06-30",
+              "MAX_CLOUD": 50, "SOURCE": 0, "URL": stac.url, "MODEL": model, "CLC": clc, "LEVEL": 0}
+    outs = {"s2_stack": "s2.tif", "s2_mask": "mask.tif", "classes": "classes.tif", "reference": "ref.tif",
+            "report": "report.html", "metrics": "metrics.json"}
+    for key, name in outs.items():
+        params[_dest(alg, key)] = str(tmp_path / name)
+    res = processing.run(AOI_MODEL, params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    stack = gdal.Open(res[_dest(alg, "s2_stack")])
+    assert [stack.GetRasterBand(i + 1).GetDescription() for i in range(stack.RasterCount)] == [
+        "B02", "B03", "B04", "B08"]
+    gt = stack.GetGeoTransform()
+    assert (gt[0], gt[3], stack.RasterXSize, stack.RasterYSize) == (x0, y1, 100, 100)
+    classes = gdal.Open(res[_dest(alg, "classes")]).ReadAsArray()
+    assert (classes == 3).all()
+    ref = gdal.Open(res[_dest(alg, "reference")]).ReadAsArray()
+    assert (ref[:, :50] == 2).all() and (ref[:, 50:] == 3).all()
+    with open(res[_dest(alg, "metrics")]) as f:
+        metrics = json.load(f)
+    # half the AOI is forest and predicted forest: OA 0.5 over the valid (mask) pixels
+    valid = gdal.Open(res[_dest(alg, "s2_mask")]).ReadAsArray() > 0
+    expected = float(((ref == 3) & valid).sum()) / valid.sum()
+    assert metrics["overall_accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert os.path.getsize(res[_dest(alg, "report")]) > 1000
