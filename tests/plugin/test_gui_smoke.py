@@ -23,6 +23,21 @@ def write_class_raster(path):
     return str(path)
 
 
+def draw(app, canvas, layer, png):
+    """Draw ``layer`` on a real map canvas (offscreen platform: a real widget, not on a screen), save it
+    as ``png`` and return the image."""
+    canvas.resize(450, 300)
+    canvas.show()
+    app.processEvents()
+    canvas.setLayers([layer])
+    canvas.setDestinationCrs(layer.crs())
+    canvas.setExtent(layer.extent())
+    canvas.refreshAllLayers()
+    canvas.waitWhileRendering()
+    canvas.saveAsImage(png)
+    return QImage(png)
+
+
 def test_class_raster_in_canvas_shows_legend_and_colours(qgis_app, tmp_path):
     from qgis.gui import QgsMapCanvas
 
@@ -48,17 +63,7 @@ def test_class_raster_in_canvas_shows_legend_and_colours(qgis_app, tmp_path):
         # QGIS 3.22 puts a "Band 1 (Palette)" title node first, then one node per class.
         assert labels[-5:] == [c.name for c in clc.classes(1)] and len(labels) <= 6
 
-        qgis_canvas.resize(450, 300)
-        qgis_canvas.show()  # offscreen platform: a real widget, not on a screen
-        qgis_app.processEvents()
-        qgis_canvas.setLayers([layer])
-        qgis_canvas.setDestinationCrs(layer.crs())
-        qgis_canvas.setExtent(layer.extent())
-        qgis_canvas.refreshAllLayers()
-        qgis_canvas.waitWhileRendering()
-        shot = str(tmp_path / "canvas.png")
-        qgis_canvas.saveAsImage(shot)
-        img = QImage(shot)
+        img = draw(qgis_app, qgis_canvas, layer, str(tmp_path / "canvas.png"))
         assert not img.isNull() and img.width() > 100
         # centre of each vertical strip has its class colour
         w, h = img.width(), img.height()
@@ -111,20 +116,9 @@ def test_classify_output_loaded_styled_and_drawn(qgis_app, plugin, tmp_path):
         assert isinstance(renderer, QgsPalettedRasterRenderer)
         assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
             (c["value"], c["name"], c["color"]) for c in om.classes(3)]
-        canvas = QgsMapCanvas()
-        canvas.resize(450, 300)
-        canvas.show()
-        qgis_app.processEvents()
-        canvas.setLayers([layer])
-        canvas.setDestinationCrs(layer.crs())
-        canvas.setExtent(layer.extent())
-        canvas.refreshAllLayers()
-        canvas.waitWhileRendering()
         folder = os.environ.get("SATCLASSIFY_SCREENSHOTS") or str(tmp_path)
         os.makedirs(folder, exist_ok=True)
-        shot = os.path.join(folder, "classify_canvas.png")
-        canvas.saveAsImage(shot)
-        img = QImage(shot)
+        img = draw(qgis_app, QgsMapCanvas(), layer, os.path.join(folder, "classify_canvas.png"))
         assert not img.isNull()
         got = QColor(img.pixel(int(img.width() * 0.1), img.height() // 2)).name()
         assert got == om.classes(3)[0]["color"]

@@ -14,11 +14,10 @@ from satclassify_plugin.core.http import HttpClient, Monitor
 from satclassify_plugin.core.sources import SearchQuery, fetch, get_source, search
 
 from . import fake_servers as fs
+from .sentinel_helpers import A0, B0, window
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
-A0 = (600000.0, 5000000.0)  # tile A upper-left (UTM 32N), 10.24 km wide
-B0 = (610240.0, 5000000.0)  # tile B, east of A
 
 
 def aoi(x0, y0, x1, y1):
@@ -56,14 +55,6 @@ def source(srv, **kw):
 def read(path):
     ds = gdal.Open(str(path))
     return ds, ds.ReadAsArray()
-
-
-def window(arr, bounds, origin, pixel=10.0):
-    c0 = int(round((bounds[0] - origin[0]) / pixel))
-    r0 = int(round((origin[1] - bounds[3]) / pixel))
-    c1 = int(round((bounds[2] - origin[0]) / pixel))
-    r1 = int(round((origin[1] - bounds[1]) / pixel))
-    return arr[r0:r1, c0:c1]
 
 
 # ------------------------------------------------------------------------------------------------- search
