@@ -144,3 +144,17 @@ def test_group_by_date():
 def test_parse_datetime(text, iso):
     assert s2.parse_datetime(text).isoformat() == iso
     assert s2.parse_datetime("June") is None and s2.parse_datetime("") is None
+
+
+def test_missing_client_package_names_the_install_action(monkeypatch):
+    import importlib.util
+
+    from satclassify_plugin.core.errors import SatClassifyError
+    from satclassify_plugin.core.sources import get_source
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pystac_client" else real(name, *a))
+    with pytest.raises(SatClassifyError) as e:
+        get_source("STAC")
+    msg = str(e.value)
+    assert "pystac-client" in msg and "Install Python dependencies" in msg and "another SOURCE" in msg
