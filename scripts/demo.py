@@ -129,7 +129,7 @@ def train_env(cmd):
 def train(args, dataset):
     run_dir = os.path.join(args.out, "run")
     train_env(["train", "--data", dataset, "--model", "cnn_dual", "--epochs", str(args.epochs),
-               "--device", args.device, "--out", run_dir, "--seed", "0"])
+               "--device", args.device, "--out", run_dir, "--seed", "0", "--no-progress"])
     return run_dir
 
 
