@@ -1,6 +1,7 @@
 """The plugin loads in real QGIS, registers its provider and layer actions, and unloads cleanly."""
 import os
 import sys
+import numpy as np
 
 from qgis.core import QgsApplication, QgsMapLayerType
 
@@ -75,3 +76,42 @@ def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, m
     assert os.path.isdir(tmp_path / deps.DEPS_DIR_NAME / "onnxruntime")
     assert sys.path[-1] == str(tmp_path / deps.DEPS_DIR_NAME)
     assert reqs[0].startswith("onnxruntime")
+
+
+def _open_dialogs(alg_id):
+    from qgis.PyQt.QtWidgets import QApplication
+    return [w for w in QApplication.topLevelWidgets()
+            if w.isVisible() and hasattr(w, "algorithm") and w.algorithm() is not None
+            and w.algorithm().id() == alg_id]
+
+
+def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path):
+    """Trigger the QAction registered for each layer type (what the Layers panel menu does) with a layer
+    of that type active: the tool's dialog opens, showing that layer in its INPUT."""
+    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+    from osgeo import ogr
+
+    from tests.rasters import make_polygons, make_raster
+
+    raster = QgsRasterLayer(make_raster(tmp_path / "s2.tif", np.ones((4, 8, 8), np.uint16),
+                                        band_names=["B02", "B03", "B04", "B08"]), "s2 stack")
+    vector = QgsVectorLayer(make_polygons(tmp_path / "clc.gpkg", [
+        ("POLYGON((4000000 3000000,4001000 3000000,4001000 3001000,4000000 3000000))", {"code_18": "211"})],
+        fields={"code_18": ogr.OFTString}), "clc", "ogr")
+    assert raster.isValid() and vector.isValid()
+    QgsProject.instance().addMapLayers([raster, vector])
+    actions = {t: a for (a, _menu, t, _all) in plugin.iface.custom_actions if t is not None}
+    try:
+        for layer, layer_type, alg_id in ((raster, QgsMapLayerType.RasterLayer, "satclassify:classify"),
+                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc")):
+            plugin.iface.setActiveLayer(layer)
+            actions[layer_type].trigger()
+            dialogs = _open_dialogs(alg_id)
+            assert len(dialogs) == 1, alg_id
+            value = dialogs[0].mainWidget().wrappers["INPUT"].parameterValue()
+            assert value in (layer, layer.id(), layer.source()) or getattr(value, "id", lambda: None)() == layer.id()
+            dialogs[0].close()
+            dialogs[0].deleteLater()
+    finally:
+        plugin.iface.setActiveLayer(None)
+        QgsProject.instance().removeMapLayers([raster.id(), vector.id()])
