@@ -175,8 +175,12 @@ class HttpClient:
     # -- download --------------------------------------------------------------------------------------
     def download(self, url: str, dest: str, headers: Optional[Dict[str, str]] = None,
                  expected_md5: Optional[str] = None, expected_size: Optional[int] = None,
-                 max_redirects: int = 5, chunk: int = 1 << 16, monitor: Optional[Monitor] = None) -> str:
-        """Download ``url`` to ``dest`` (resumable). Returns ``dest``. Existing complete files are kept."""
+                 max_redirects: int = 5, chunk: int = 1 << 16, monitor: Optional[Monitor] = None,
+                 reauth: Optional[Callable[[], Dict[str, str]]] = None) -> str:
+        """Download ``url`` to ``dest`` (resumable). Returns ``dest``. Existing complete files are kept.
+
+        ``reauth``: called once when the server answers 401 (an access token that expired during a long
+        download); it returns fresh headers (e.g. a new Bearer token) and the download resumes with them."""
         mon = monitor or self.monitor
         headers = dict(headers or {})
         if os.path.exists(dest) and _complete(dest, expected_md5, expected_size):
@@ -195,7 +199,15 @@ class HttpClient:
             h = dict(headers)
             if have:
                 h["Range"] = f"bytes={have}-"
-            r = self._follow(url, h, max_redirects)
+            r = self._follow(url, h, max_redirects, auth_retry=reauth is not None)
+            if r.status_code == 401:
+                r.close()
+                if reauth is None:
+                    raise self._error(f"download refused at {host_of(url)}: HTTP 401 (not authorised)")
+                mon.info("the access token expired: logging in again")
+                headers.update(reauth())
+                reauth = None  # once: a second 401 is a real refusal
+                continue
             if r.status_code == 416 and have:  # already complete
                 r.close()
                 break
@@ -245,10 +257,13 @@ class HttpClient:
         mon.progress(100)
         return dest
 
-    def _follow(self, url: str, headers: Dict[str, str], max_redirects: int) -> requests.Response:
-        """GET following redirects by hand so that every header (Authorization included) is kept."""
+    def _follow(self, url: str, headers: Dict[str, str], max_redirects: int,
+                auth_retry: bool = False) -> requests.Response:
+        """GET following redirects by hand so that every header (Authorization included) is kept.
+        With ``auth_retry`` a 401 is returned to the caller (which may log in again) instead of raised."""
+        ok = (200, 206, 416, 401) if auth_retry else (200, 206, 416)
         for _ in range(max_redirects + 1):
-            r = self.request("GET", url, what="download", ok_status=(200, 206, 416), headers=headers,
+            r = self.request("GET", url, what="download", ok_status=ok, headers=headers,
                              stream=True, allow_redirects=False)
             if r.status_code in REDIRECT_STATUS:
                 loc = r.headers.get("Location")

@@ -510,12 +510,18 @@ def odata_product(uuid, name, data, when, fp, cloud=5.0, baseline="05.09", tile=
 
 
 def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_size=None):
-    """CDSE fakes: token endpoint, /odata/v1/Products search (paged), $value redirecting to /dl/... (Bearer)."""
+    """CDSE fakes: token endpoint, /odata/v1/Products search (paged), $value redirecting to /dl/... (Bearer).
+    ``token`` may be a list: successive logins get its entries in turn (the last one repeats), and only
+    the last one opens the downloads (the earlier ones have "expired")."""
+    tokens = list(token) if isinstance(token, (list, tuple)) else [token]
+    token = tokens[-1]
+
     def token_ep(req):
         form = {k: v[0] for k, v in parse_qs(req["body"].decode()).items()}
         if (form.get("grant_type") == "password" and form.get("client_id") == "cdse-public"
                 and form.get("username") == user and form.get("password") == password):
-            return 200, {}, {"access_token": token, "expires_in": 600, "token_type": "Bearer"}
+            issued = tokens.pop(0) if len(tokens) > 1 else tokens[0]
+            return 200, {}, {"access_token": issued, "expires_in": 600, "token_type": "Bearer"}
         return 401, {}, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
 
     def products_ep(req):

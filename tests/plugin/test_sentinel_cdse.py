@@ -216,3 +216,26 @@ def test_dhus_search_and_fetch_through_sentinelsat(run_alg, dhus, auth, arrays, 
                                                 "OUTPUT": "TEMPORARY_OUTPUT"})
     assert "refused the credentials (HTTP 401)" in str(e.value)
     assert_no_secret(str(e.value))
+
+
+def test_cdse_token_expired_during_download_logs_in_again(run_alg, products, auth, tmp_path):
+    srv = fs.FakeServer()
+    fp = fs.footprint(600000, 4998800, 601200, 5000000)
+    prods = [fs.odata_product(UUID_1, NAME_1, products[0], "2023-06-01T10:15:59.024Z", fp, cloud=5.0,
+                              baseline="05.09")]
+    stale = "tok-expired-0a1b2c"
+    fs.add_cdse(srv, prods, products[:1], USER, PASSWORD, token=[stale, TOKEN])
+    try:
+        fb = LogFeedback()
+        res = run_alg("satclassify:fetchsentinel2",
+                      params(srv, auth["good"], BANDS="B04", DOWNLOAD_DIR=str(tmp_path / "dl"),
+                             OUTPUT=str(tmp_path / "s.tif"), MASK=None), feedback=fb)
+        path = f"/dl/Products({UUID_1})/$value"
+        assert [h.get("Authorization") for m, p, h, b in srv.log if p == path] == [
+            f"Bearer {stale}", f"Bearer {TOKEN}"]
+        assert len([1 for m, p, h, b in srv.log if m == "POST"]) == 2
+        assert "access token expired" in fb.text and res["ITEMS"] == NAME_1[:-5]
+        assert stale not in fb.text
+        assert_no_secret(fb.text, folders=[tmp_path])
+    finally:
+        srv.close()

@@ -173,6 +173,13 @@ class CdseSource(Source):
         self._token = tok
         return tok
 
+    def _bearer(self, renew: bool = False) -> Dict[str, str]:
+        """The Authorization header; ``renew`` logs in again (CDSE access tokens live about 10 minutes,
+        shorter than a few large downloads)."""
+        if renew:
+            self._token = None
+        return {"Authorization": f"Bearer {self.token()}"}
+
     # -- search --------------------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> List[Scene]:
         from ..gdal_s2 import geometry_from_wkt
@@ -209,9 +216,10 @@ class CdseSource(Source):
             dest = os.path.join(workdir, s.id + ".zip")
             url = f"{self.download_root}/Products({s.extra['uuid']})/$value"
             self.monitor.info(f"downloading {s.id} ({(s.extra.get('size') or 0) / 1e6:.0f} MB) to {dest}")
-            self.http.download(url, dest, headers={"Authorization": f"Bearer {self.token()}"},
+            self.http.download(url, dest, headers=self._bearer(),
                                expected_md5=s.extra.get("md5"), expected_size=s.extra.get("size"),
-                               monitor=self.monitor.sub(50.0 * i / n, 50.0 * (i + 1) / n))
+                               monitor=self.monitor.sub(50.0 * i / n, 50.0 * (i + 1) / n),
+                               reauth=lambda: self._bearer(renew=True))
             safe = open_safe(dest)
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "CDSE"
             out.append(safe)
