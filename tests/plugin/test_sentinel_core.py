@@ -14,7 +14,7 @@ from satclassify_plugin.core.http import HttpClient, Monitor
 from satclassify_plugin.core.sources import SearchQuery, fetch, get_source, search
 
 from . import fake_servers as fs
-from .sentinel_helpers import A0, B0, window
+from .sentinel_helpers import A0, B0, two_tile_stac, window
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -28,20 +28,7 @@ def aoi(x0, y0, x1, y1):
 
 @pytest.fixture(scope="module")
 def stac():
-    srv = fs.FakeServer()
-    arr_a, arr_b = fs.tile_arrays(2, 1024), fs.tile_arrays(3, 1024)
-    assets_a = fs.make_cog_tile(srv, "A", arr_a, A0)
-    assets_b = fs.make_cog_tile(srv, "B", arr_b, B0, key_style="esa")
-    items = [
-        fs.make_item("S2A_32TQM_20230601_0_L2A", "2023-06-01T10:20:00Z", arr_a, A0, assets_a, cloud=10.0,
-                     baseline="05.10", applied=False, nodata=1.5),
-        fs.make_item("S2A_32TQN_20230601_0_L2A", "2023-06-01T10:20:04Z", arr_b, B0, assets_b, cloud=12.0,
-                     baseline="03.01", applied=None, tile="32TQN", proj_code=True),
-        fs.make_item("S2B_32TQM_20230620_0_L2A", "2023-06-20T10:20:00Z", arr_a, A0, assets_a, cloud=60.0,
-                     baseline="05.10", applied=True, platform="sentinel-2b"),
-    ]
-    fs.add_stac_api(srv, items)
-    srv.arrays = {"A": arr_a, "B": arr_b}
+    srv = two_tile_stac(2, 3)
     yield srv
     srv.close()
 

@@ -11,31 +11,15 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVector
 from satclassify_plugin.core import s2
 
 from . import fake_servers as fs
-from .sentinel_helpers import A0, B0, LogFeedback, band_names, bounds_of, lonlat_extent, utm_extent, window
+from .sentinel_helpers import (A0, B0, ID_A, ID_B, ID_C, LogFeedback, band_names, bounds_of, lonlat_extent,
+                               two_tile_stac, utm_extent, window)
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-ID_A = "S2A_32TQM_20230601_0_L2A"  # baseline 05.10, offset not applied by the provider
-ID_B = "S2A_32TQN_20230601_0_L2A"  # baseline 03.01 (no offset), tile east of A, same overpass
-ID_C = "S2B_32TQM_20230620_0_L2A"  # baseline 05.10, offset already applied (earthsearch:boa_offset_applied)
 
 
 @pytest.fixture(scope="module")
 def stac():
-    srv = fs.FakeServer()
-    arr_a, arr_b = fs.tile_arrays(12, 1024), fs.tile_arrays(13, 1024)
-    assets_a = fs.make_cog_tile(srv, "A", arr_a, A0)
-    assets_b = fs.make_cog_tile(srv, "B", arr_b, B0, key_style="esa")
-    srv.items = [
-        fs.make_item(ID_A, "2023-06-01T10:20:00Z", arr_a, A0, assets_a, cloud=10.0, baseline="05.10",
-                     applied=False, nodata=1.5),
-        fs.make_item(ID_B, "2023-06-01T10:20:04Z", arr_b, B0, assets_b, cloud=12.0, baseline="03.01",
-                     applied=None, tile="32TQN", proj_code=True),
-        fs.make_item(ID_C, "2023-06-20T10:20:00Z", arr_a, A0, assets_a, cloud=60.0, baseline="05.10",
-                     applied=True, platform="sentinel-2b"),
-    ]
-    fs.add_stac_api(srv, srv.items)
-    srv.arrays = {"A": arr_a, "B": arr_b}
+    srv = two_tile_stac(12, 13)
     yield srv
     srv.close()
 
