@@ -158,3 +158,23 @@ def test_missing_client_package_names_the_install_action(monkeypatch):
         get_source("STAC")
     msg = str(e.value)
     assert "pystac-client" in msg and "Install Python dependencies" in msg and "another SOURCE" in msg
+
+
+def test_cdse_url_aoi_keeps_small_polygons_and_boxes_detailed_ones():
+    import math
+
+    from osgeo import ogr
+
+    from satclassify_plugin.core.sources.cdse import MAX_URL_WKT, url_aoi
+
+    small = "POLYGON((11 48,11.1 48,11.1 48.1,11 48.1,11 48))"
+    assert ogr.CreateGeometryFromWkt(url_aoi(small)).Equals(ogr.CreateGeometryFromWkt(small))
+    # a detailed boundary (2000 vertices) would make the GET URL too long: its bounding box is sent
+    ring = ",".join(f"{11 + 0.1 * math.cos(t / 318.3):.9f} {48 + 0.05 * math.sin(t / 318.3):.9f}"
+                    for t in range(2000))
+    detailed = f"POLYGON(({ring},{ring.split(',')[0]}))"
+    out = url_aoi(detailed)
+    assert len(out) <= MAX_URL_WKT
+    g = ogr.CreateGeometryFromWkt(out)
+    assert g.GetEnvelope() == pytest.approx(ogr.CreateGeometryFromWkt(detailed).GetEnvelope())
+    assert g.Contains(ogr.CreateGeometryFromWkt(detailed))

@@ -52,6 +52,22 @@ def odata_filter(query: SearchQuery, aoi_wkt_4326: str) -> str:
     return " and ".join(parts)
 
 
+#: longest AOI WKT sent in a catalogue URL; a longer (detailed) polygon is replaced by its bounding box
+MAX_URL_WKT = 1500
+
+
+def url_aoi(aoi_wkt: str, max_chars: int = MAX_URL_WKT) -> str:
+    """The AOI as ISO WKT short enough for a GET URL: a detailed polygon (e.g. a municipality boundary) is
+    sent as its bounding box; products are a superset, and AOI coverage is still computed on the real AOI."""
+    from ..gdal_s2 import bbox_wkt, geometry_from_wkt
+    g = geometry_from_wkt(aoi_wkt)
+    wkt = g.ExportToIsoWkt()
+    if len(wkt) <= max_chars:
+        return wkt
+    xmin, xmax, ymin, ymax = g.GetEnvelope()
+    return bbox_wkt(xmin, ymin, xmax, ymax)
+
+
 def _attrs(p: Dict[str, Any]) -> Dict[str, Any]:
     out = {}
     a = p.get("Attributes")
@@ -182,8 +198,7 @@ class CdseSource(Source):
 
     # -- search --------------------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> List[Scene]:
-        from ..gdal_s2 import geometry_from_wkt
-        wkt = geometry_from_wkt(query.aoi_wkt).ExportToIsoWkt()
+        wkt = url_aoi(query.aoi_wkt)
         params = {"$filter": odata_filter(query, wkt), "$top": str(min(int(query.limit) * 4, 1000)),
                   "$orderby": "ContentDate/Start desc", "$expand": "Attributes"}
         url: Optional[str] = self.catalogue + "/Products"
