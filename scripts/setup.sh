@@ -31,10 +31,17 @@ if [ "$what" = all ] || [ "$what" = qgis ]; then
   fi
   np=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
   printf 'numpy==%s\n' "$np" > $V/constraints.txt
-  s=$(stamp requirements-qgis.txt $V/constraints.txt)
+  gpu=cpu
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then gpu=nvidia; fi
+  s=$( (cat requirements-qgis.txt $V/constraints.txt; echo "$gpu") | sha256sum | cut -c1-16)
   if [ "$(cat $V/.stamp 2>/dev/null)" != "$s" ]; then
     echo "[setup] pip install -r requirements-qgis.txt (numpy pinned to $np)"
     $V/bin/python -m pip install -q -c $V/constraints.txt -r requirements-qgis.txt
+    if [ "$gpu" = nvidia ]; then
+      echo "[setup] NVIDIA GPU found: onnxruntime-gpu instead of onnxruntime in $V"
+      $V/bin/python -m pip uninstall -q -y onnxruntime
+      $V/bin/python -m pip install -q -c $V/constraints.txt "onnxruntime-gpu>=1.17,<2"
+    fi
     $V/bin/python -c "import numpy, onnxruntime; from osgeo import gdal; assert numpy.__version__ == '$np'"
     echo "$s" > $V/.stamp
   fi
