@@ -22,7 +22,7 @@ from osgeo import gdal
 
 from . import gdal_io
 from .errors import SatClassifyError
-from .inference import Model, load_model, map_bands, scale_coefficients
+from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
 from .modelcard import S2_BANDS
 from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
 
@@ -184,8 +184,12 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
              batch_size: int = 0, resample: bool = False,
              progress: Callable[[float], None] = lambda f: None, is_canceled: Callable[[], bool] = lambda: False,
              log: Callable[[str], None] = lambda m: None, threads: int = 0,
-             model: Optional[Model] = None) -> ClassifyResult:
-    """Classify ``input_path`` with the ONNX model; ``outputs[h]`` is the class raster of head ``h`` (None = skip)."""
+             model: Optional[Model] = None, decode_threads: Optional[bool] = None) -> ClassifyResult:
+    """Classify ``input_path`` with the ONNX model; ``outputs[h]`` is the class raster of head ``h`` (None = skip).
+
+    ``decode_threads``: decode the input GeoTIFF's blocks on all CPU cores (GDAL ``NUM_THREADS``). None =
+    when the model runs on a GPU, whose CPU cores are otherwise idle (on a CPU run they would compete with
+    onnxruntime's threads)."""
     if not outputs or not outputs[0]:
         raise SatClassifyError("no output file given for the class raster (OUTPUT)")
     if batch_size is None or batch_size < 0:
@@ -205,6 +209,14 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         if i >= len(outputs) or not outputs[i]:
             log(f"head '{h.name}' is not written (no output given for it)")
 
+    if decode_threads is None:
+        decode_threads = model.providers[0] in (CUDA_EP, TRT_EP)
+    if decode_threads and src.GetDriver().ShortName == "GTiff":
+        try:
+            src = gdal.OpenEx(input_path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
+            log("input blocks decoded on all CPU cores (GDAL NUM_THREADS)")
+        except RuntimeError:  # keep the handle we have
+            pass
     band_numbers = map_bands(card.bands, gdal_io.band_names(src), bands, log)
     log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
     nodata = _nodata_values(src, band_numbers, model)
@@ -322,6 +334,27 @@ def _argmax_max(p: np.ndarray):
     return idx, best
 
 
+def _read_runs(ds, group: Sequence[Tile], band_numbers):
+    """(tile, its window as (bands, rows, cols)) for each tile of a batch, in order. Neighbouring tiles of
+    one tile row are read with a single RasterIO over their union, so the compressed blocks they share
+    (halo overlap) are decoded once instead of once per tile."""
+    n_bands = len(band_numbers)
+    i = 0
+    while i < len(group):
+        ry, rh = group[i].read[1], group[i].read[3]
+        j = i + 1
+        while j < len(group) and (group[j].read[1], group[j].read[3]) == (ry, rh):
+            j += 1
+        run = group[i:j]
+        ux0 = min(t.read[0] for t in run)
+        ux1 = max(t.read[0] + t.read[2] for t in run)
+        u = ds.ReadAsArray(ux0, ry, ux1 - ux0, rh, band_list=list(band_numbers)).reshape(n_bands, rh, ux1 - ux0)
+        for t in run:
+            rx, rw = t.read[0], t.read[2]
+            yield t, u[:, :, rx - ux0:rx - ux0 + rw]
+        i = j
+
+
 def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, b, batch: int, targets,
                   writers, progress, is_canceled):
     heads = model.card.heads
@@ -362,12 +395,9 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                 nb = fixed_n or len(group)
                 x = np.zeros((nb, n_bands, th, tw), dtype=np.float32)
                 masks = []
-                for j, t in enumerate(group):
+                for j, (t, raw) in enumerate(_read_runs(ds, group, band_numbers)):
                     if stop.is_set():
                         return
-                    rx, ry, rw, rh = t.read
-                    raw = ds.ReadAsArray(rx, ry, rw, rh, band_list=list(band_numbers))
-                    raw = raw.reshape(n_bands, rh, rw)
                     ox, oy = t.core_offset
                     core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
                     invalid = np.zeros(core.shape[1:], dtype=bool)

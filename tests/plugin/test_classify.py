@@ -366,3 +366,34 @@ def test_fixed_size_model_runs_with_its_tile(run_alg, tmp_path):
         run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "TILE_SIZE": 32})
     with pytest.raises(QgsProcessingException, match=r"the model takes a fixed batch of 2: set BATCH_SIZE to 2 or 0"):
         run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "BATCH_SIZE": 3})
+
+
+def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
+    """decode_threads (automatic on GPU runs) reopens a compressed GeoTIFF with GDAL NUM_THREADS; the
+    union reads of neighbouring tiles and the threaded decoding must not change a single pixel."""
+    from satclassify_plugin.core.gdal_classify import classify
+
+    raw = s2_raw((4, 300, 420), seed=5)
+    src = str(tmp_path / "s2_deflate.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(src, 420, 300, 4, gdal.GDT_UInt16,
+                                              ["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
+    for i, name in enumerate(om.S2_BANDS4):
+        ds.GetRasterBand(i + 1).WriteArray(raw[i])
+        ds.GetRasterBand(i + 1).SetDescription(name)
+    ds = None
+    model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 96, "halo": 2})
+    logs = {True: [], False: []}
+    outs = {}
+    for threaded in (False, True):
+        out = str(tmp_path / f"c_{threaded}.tif")
+        conf = str(tmp_path / f"p_{threaded}.tif")
+        res = classify(src, model, [out], confidence=conf, device="CPU", batch_size=3,
+                       decode_threads=threaded, log=logs[threaded].append)
+        assert res.tiles > 6
+        outs[threaded] = (read_raster(out), read_raster(conf))
+    assert np.array_equal(outs[True][0], outs[False][0]) and np.array_equal(outs[True][1], outs[False][1])
+    assert any("NUM_THREADS" in m for m in logs[True]) and not any("NUM_THREADS" in m for m in logs[False])
+    # and the tiled result is the whole-image result (receptive field within the halo)
+    probs = whole_image_probs(model, raw.astype(np.float32) * 1e-4)[0]
+    assert np.array_equal(outs[False][0], (probs.argmax(axis=0) + 1).astype(np.uint8))
