@@ -2,7 +2,7 @@
 
 QGIS ships its own Python with numpy and GDAL bindings built against each other; installing packages
 into it with pip can replace numpy and break GDAL. SatClassify therefore installs onnxruntime (or
-onnxruntime-gpu where an NVIDIA GPU is present), pystac-client, sentinelsat and requests with
+onnxruntime-gpu where an NVIDIA GPU is present), onnx, pystac-client, sentinelsat and requests with
 ``pip install --target <profile>/python/satclassify_deps``, constrained to the running numpy version, then
 removes any numpy copy pip put there, and appends the folder to the END of ``sys.path`` so QGIS's own
 numpy and GDAL always win.
@@ -21,7 +21,9 @@ from typing import Callable, List, Optional, Sequence
 from .errors import SatClassifyError
 
 DEPS_DIR_NAME = "satclassify_deps"
-BASE_REQUIREMENTS = ("pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3")
+#: onnx is optional: with it the classify tool computes each head's argmax inside the model's graph
+#: (faster, and on a GPU only the class indices come back to the host)
+BASE_REQUIREMENTS = ("onnx>=1.15,<2", "pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3")
 #: packages that must come from QGIS's own Python, never from the deps folder
 PROTECTED = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "qgis")
 

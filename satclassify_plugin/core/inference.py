@@ -136,10 +136,82 @@ class Model:
     batch_dim: Optional[int] = None
     size_multiple: Optional[int] = None  # card extension: tile edges the model accepts (None = unknown)
     providers: List[str] = field(default_factory=list)
+    #: the session when its graph has, per head, ArgMax and ReduceMax over the classes added as outputs
+    #: (see :func:`add_top_outputs`); None when the ``onnx`` package is missing or the graph can't be extended
+    top_session: object = None
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: batch})
         return [np.asarray(o) for o in outs]
+
+    def run_top(self, batch: np.ndarray, prob_heads: Sequence[int] = ()):
+        """Per head (argmax (N, H, W), max (N, H, W), probabilities (N, K, H, W) or None).
+
+        With :attr:`top_session` the class index and top probability come out of onnxruntime (computed
+        next to the model, on the GPU when it runs there, and only they are copied back); the
+        probabilities only for the heads in ``prob_heads``. Without it, from the probabilities in numpy.
+        Ties go to the lowest class either way (ONNX ArgMax and np.argmax agree)."""
+        n = len(self.output_names)
+        if self.top_session is None:
+            probs = self.run(batch)
+            return [top_of(p) + (p,) for p in probs]
+        names = []
+        for o in self.output_names:
+            names += [o + ARGMAX_SUFFIX, o + MAX_SUFFIX]
+        names += [self.output_names[h] for h in prob_heads]
+        outs = self.top_session.run(names, {self.input_name: batch})
+        probs = {h: np.asarray(outs[2 * n + i]) for i, h in enumerate(prob_heads)}
+        return [(np.asarray(outs[2 * h]), np.asarray(outs[2 * h + 1]), probs.get(h)) for h in range(n)]
+
+
+ARGMAX_SUFFIX = "__satclassify_argmax"
+MAX_SUFFIX = "__satclassify_max"
+
+
+def top_of(p: np.ndarray):
+    """(argmax, max) over the class axis of (N, K, H, W) or (K, H, W) probabilities, in K vectorised passes
+    (np.putmask beats boolean-index assignment and np.argmax on channel-first data); ties go to the
+    lowest class, like np.argmax."""
+    axis = p.ndim - 3
+    first = p[:, 0] if axis else p[0]
+    best = first.copy()
+    idx = np.zeros(best.shape, np.uint8)
+    for k in range(1, p.shape[axis]):
+        pk = p[:, k] if axis else p[k]
+        np.putmask(idx, pk > best, k)
+        np.maximum(best, pk, out=best)
+    return idx, best
+
+
+def add_top_outputs(model_bytes: bytes, outputs: Sequence[str]) -> Optional[bytes]:
+    """The serialized ONNX graph with ``<output>__satclassify_argmax`` (int64) and
+    ``<output>__satclassify_max`` (float) added for each output (class axis 1), or None when the ``onnx``
+    package is missing (it is optional: the plugin then takes the argmax in numpy)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    m = onnx.load_from_string(model_bytes)
+    opset = max([o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] or [0])
+    if opset < 13:
+        return None
+    g = m.graph
+    axes_name = "__satclassify_axes_1"
+    if opset >= 18:  # ReduceMax takes the axes as an input from opset 18
+        g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
+    for o in outputs:
+        g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX], axis=1, keepdims=0,
+                                       name=o + ARGMAX_SUFFIX))
+        if opset >= 18:
+            g.node.append(helper.make_node("ReduceMax", [o, axes_name], [o + MAX_SUFFIX], keepdims=0,
+                                           name=o + MAX_SUFFIX))
+        else:
+            g.node.append(helper.make_node("ReduceMax", [o], [o + MAX_SUFFIX], axes=[1], keepdims=0,
+                                           name=o + MAX_SUFFIX))
+        g.output.append(helper.make_tensor_value_info(o + ARGMAX_SUFFIX, TensorProto.INT64, None))
+        g.output.append(helper.make_tensor_value_info(o + MAX_SUFFIX, TensorProto.FLOAT, None))
+    return m.SerializeToString()
 
 
 def _dim(d):
@@ -224,5 +296,26 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
             multiple = 1
     hw = (_dim(inp.shape[2]), _dim(inp.shape[3]))
     fixed = hw if hw[0] and hw[1] else None
-    return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
-                 used)
+    model = Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
+                  used)
+    top = _top_session(path, model.output_names, opts, used, log)
+    if top is not None:  # one session (one copy of the weights): it serves run() too
+        model.session = model.top_session = top
+    return model
+
+
+def _top_session(path, output_names, opts, providers, log):
+    """A session whose graph also outputs each head's ArgMax/ReduceMax; None when that is not possible
+    (no ``onnx`` package, a model too large to load in memory, an old opset...): numpy does it then."""
+    if os.path.getsize(path) > (1 << 30):
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = add_top_outputs(f.read(), output_names)
+        if data is None:
+            return None
+        ort = import_onnxruntime()
+        return ort.InferenceSession(data, sess_options=opts, providers=list(providers))
+    except Exception as e:  # noqa: BLE001 - an optimisation only: fall back to numpy
+        log(f"class argmax in numpy (could not add it to the graph: {str(e).strip().splitlines()[0][:200]})")
+        return None

@@ -155,16 +155,17 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
     whole = whole_image_probs(path, raw.astype(np.float32) * np.float32(1e-4))[0]
     model = load_model(path, "CPU")
     stitched = np.full(whole.shape, np.nan, np.float32)
-    real_run = model.run
+    real_run = model.run_top
     seen = []
 
-    def spy(batch):
-        outs = real_run(batch)
-        seen.append(outs[0])
+    def spy(batch, prob_heads=()):
+        outs = real_run(batch, prob_heads)
+        seen.append(outs[0][2])  # head 0: (argmax, max, probabilities)
         return outs
 
-    model.run = spy
-    res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], tile_size=20, batch_size=4, model=model)
+    model.run_top = spy
+    res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], probabilities=str(tmp_path / "p.tif"),
+                                 tile_size=20, batch_size=4, model=model)
     from satclassify_plugin.core.tiling import plan_tiles
 
     tiles = plan_tiles(90, 70, res.tile_size, 4)
@@ -397,3 +398,31 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
     # and the tiled result is the whole-image result (receptive field within the halo)
     probs = whole_image_probs(model, raw.astype(np.float32) * 1e-4)[0]
     assert np.array_equal(outs[False][0], (probs.argmax(axis=0) + 1).astype(np.uint8))
+
+
+def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
+    """load_model adds ArgMax/ReduceMax outputs to the graph (onnx installed); without onnx the tool takes
+    them in numpy. Both give the same class, confidence and probability rasters, ties included."""
+    from satclassify_plugin.core import gdal_classify, inference
+
+    raw = s2_raw((4, 60, 80), seed=11)
+    raw[:, :10, :10] = 1000  # a flat corner: a linear model with equal rows ties there
+    src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
+    dual = om.dual_model(tmp_path / "dual.onnx", card_kw={"tile_size": 32})
+    lin = om.linear_model(tmp_path / "tie.onnx", [[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+    results = {}
+    for mode in ("graph", "numpy"):
+        if mode == "numpy":
+            monkeypatch.setattr(inference, "add_top_outputs", lambda *a, **k: None)
+        for name, path in (("dual", dual), ("tie", lin)):
+            model = inference.load_model(path, "CPU")
+            assert (model.top_session is not None) == (mode == "graph")
+            outs = [str(tmp_path / f"{mode}_{name}_{h}.tif") for h in range(len(model.card.heads))]
+            conf, prob = str(tmp_path / f"{mode}_{name}_c.tif"), str(tmp_path / f"{mode}_{name}_p.tif")
+            gdal_classify.classify(src, path, outs, confidence=conf, probabilities=prob, batch_size=3, model=model)
+            results[(mode, name)] = [read_raster(p) for p in outs + [conf, prob]]
+    for name in ("dual", "tie"):
+        for a, b in zip(results[("graph", name)], results[("numpy", name)]):
+            assert np.array_equal(a, b), name
+    classes = results[("graph", "tie")][0]
+    assert (classes[:10, :10] == 1).all()  # tie between classes 1 and 2: the lower one, like np.argmax
