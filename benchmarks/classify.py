@@ -113,7 +113,10 @@ def child(args):
     print(json.dumps({"mpix": res.megapixels, "seconds": res.seconds, "mpix_s": res.mpix_per_s,
                       "provider": res.provider, "tiles": res.tiles, "tile": res.tile_size,
                       "model_mpix_s": res.tiles * res.tile_size ** 2 / 1e6 / res.seconds,
-                      "peak_rss_mb": peak_rss_mb()}))
+                      "peak_rss_mb": peak_rss_mb(),
+                      "infer_pct": 100 * res.stats["inference"] / res.seconds,
+                      "wait_in_pct": 100 * res.stats["wait_input"] / res.seconds,
+                      "wait_out_pct": 100 * res.stats["wait_writer"] / res.seconds}))
 
 
 def raw_child(args):
@@ -186,7 +189,8 @@ def main():
             r.update(size=size, gen_s=gen, load=os.getloadavg()[0], **raw_here)
             rows.append(r)
             print(f"  {size}^2 done: {r['mpix_s']:.2f} MPix/s, peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(raster generated in {gen:.0f} s)", flush=True)
+                  f"(raster generated in {gen:.0f} s); inference thread: onnxruntime {r['infer_pct']:.0f}%, "
+                  f"waiting for input {r['wait_in_pct']:.0f}%, for the writer {r['wait_out_pct']:.0f}%", flush=True)
     import onnxruntime
 
     print()

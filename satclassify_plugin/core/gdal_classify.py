@@ -51,6 +51,9 @@ class ClassifyResult:
     halo: int
     batch_size: int
     heads: list = field(default_factory=list)
+    #: seconds the inference thread spent in onnxruntime ("inference"), waiting for input ("wait_input")
+    #: and for the writer ("wait_writer")
+    stats: dict = field(default_factory=dict)
 
     @property
     def mpix_per_s(self) -> float:
@@ -285,8 +288,8 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
                                              options=OUT_OPTIONS)
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
-            _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
-                          progress, is_canceled)
+            stats = _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
+                                  progress, is_canceled)
             for target, out_ds in zip(targets, datasets):
                 _finish_output(out_ds, target, heads)
         finally:
@@ -302,8 +305,13 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         outputs=[p if (i < len(heads) and p) else None for i, p in enumerate(outputs)],
         confidence=confidence or None, probabilities=probabilities or None,
         provider=model.providers[0], providers=list(model.providers), megapixels=mpix, seconds=seconds,
-        tiles=len(tiles), tile_size=tile, halo=halo, batch_size=batch, heads=heads)
+        tiles=len(tiles), tile_size=tile, halo=halo, batch_size=batch, heads=heads, stats=stats)
     log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
+    if seconds > 0:
+        log("time of the inference thread: onnxruntime {:.0%}, waiting for input tiles {:.0%}, waiting for the "
+            "writer {:.0%} (much waiting for input: reading/decoding is the bottleneck; for the writer: "
+            "compression/disk)".format(stats["inference"] / seconds, stats["wait_input"] / seconds,
+                                        stats["wait_writer"] / seconds))
     return res
 
 
@@ -448,13 +456,17 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
     for t in threads:
         t.start()
     done = 0
+    stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0}  # seconds of the inference thread
     prob_heads = sorted({h for kind, h, _ in targets if kind == "probabilities"})
     checked = False  # output shapes are checked on the first batch (the model is the same for all)
     try:
         while True:
             if is_canceled():
                 raise Canceled("canceled: no output was written")
+            t0 = time.perf_counter()
             item = get(q_in)
+            t1 = time.perf_counter()
+            stats["wait_input"] += t1 - t0
             if item is _STOP:
                 break
             if item is None:
@@ -463,6 +475,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
             group, x, masks = item
             # the first batch also brings every head's probabilities, to check their shapes once
             outs = model.run_top(x, prob_heads if checked else range(len(heads)))
+            t2 = time.perf_counter()
+            stats["inference"] += t2 - t1
             if not checked:
                 for h, o in zip(heads, [o[2] for o in outs]):
                     if (o.ndim != 4 or o.shape[1] != h.num_classes or o.shape[2:] != (th, tw)
@@ -472,7 +486,9 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                             f"{tuple(x.shape)}; expected ({x.shape[0]}, {h.num_classes}, {th}, {tw}) "
                             f"(one probability per class of head '{h.name}')")
                 checked = True
-            if not put(q_out, (group, outs, masks)):
+            ok = put(q_out, (group, outs, masks))
+            stats["wait_writer"] += time.perf_counter() - t2
+            if not ok:
                 break
             done += len(group)
             progress(done / len(tiles))
@@ -487,3 +503,4 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
             t.join()
     if errors:
         raise errors[0]
+    return stats
