@@ -426,3 +426,17 @@ def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
             assert np.array_equal(a, b), name
     classes = results[("graph", "tie")][0]
     assert (classes[:10, :10] == 1).all()  # tie between classes 1 and 2: the lower one, like np.argmax
+
+
+def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
+    from satclassify_plugin.core.gdal_classify import classify
+
+    src = make_raster(tmp_path / "s2.tif", s2_raw((4, 64, 64)), band_names=om.S2_BANDS4)
+    model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 32, "halo": 2})
+    logs = []
+    res = classify(src, model, [str(tmp_path / "c.tif")], device="CPU", log=logs.append)
+    assert set(res.stats) == {"inference", "wait_input", "wait_writer"}
+    assert all(v >= 0 for v in res.stats.values()) and res.stats["inference"] > 0
+    assert sum(res.stats.values()) <= res.seconds
+    line = [m for m in logs if m.startswith("time of the inference thread")]
+    assert len(line) == 1 and "onnxruntime" in line[0] and "waiting for input" in line[0]
