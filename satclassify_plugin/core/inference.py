@@ -136,9 +136,9 @@ class Model:
     batch_dim: Optional[int] = None
     size_multiple: Optional[int] = None  # card extension: tile edges the model accepts (None = unknown)
     providers: List[str] = field(default_factory=list)
-    #: the session when its graph has, per head, ArgMax and ReduceMax over the classes added as outputs
-    #: (see :func:`add_top_outputs`); None when the ``onnx`` package is missing or the graph can't be extended
-    top_session: object = None
+    #: the session's graph has each output's ArgMax and ReduceMax over the classes added as extra outputs
+    #: (see :func:`add_top_outputs`); False when the ``onnx`` package is missing or the graph can't be extended
+    graph_top: bool = False
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: batch})
@@ -147,19 +147,19 @@ class Model:
     def run_top(self, batch: np.ndarray, prob_heads: Sequence[int] = ()):
         """Per head (argmax (N, H, W), max (N, H, W), probabilities (N, K, H, W) or None).
 
-        With :attr:`top_session` the class index and top probability come out of onnxruntime (computed
+        With :attr:`graph_top` the class index and top probability come out of onnxruntime (computed
         next to the model, on the GPU when it runs there, and only they are copied back); the
         probabilities only for the heads in ``prob_heads``. Without it, from the probabilities in numpy.
         Ties go to the lowest class either way (ONNX ArgMax and np.argmax agree)."""
         n = len(self.output_names)
-        if self.top_session is None:
+        if not self.graph_top:
             probs = self.run(batch)
             return [top_of(p) + (p,) for p in probs]
         names = []
         for o in self.output_names:
             names += [o + ARGMAX_SUFFIX, o + MAX_SUFFIX]
         names += [self.output_names[h] for h in prob_heads]
-        outs = self.top_session.run(names, {self.input_name: batch})
+        outs = self.session.run(names, {self.input_name: batch})
         probs = {h: np.asarray(outs[2 * n + i]) for i, h in enumerate(prob_heads)}
         return [(np.asarray(outs[2 * h]), np.asarray(outs[2 * h + 1]), probs.get(h)) for h in range(n)]
 
@@ -169,24 +169,21 @@ MAX_SUFFIX = "__satclassify_max"
 
 
 def top_of(p: np.ndarray):
-    """(argmax, max) over the class axis of (N, K, H, W) or (K, H, W) probabilities, in K vectorised passes
+    """(argmax, max) over the class axis of (N, K, H, W) probabilities, in K vectorised passes
     (np.putmask beats boolean-index assignment and np.argmax on channel-first data); ties go to the
     lowest class, like np.argmax."""
-    axis = p.ndim - 3
-    first = p[:, 0] if axis else p[0]
-    best = first.copy()
+    best = p[:, 0].copy()
     idx = np.zeros(best.shape, np.uint8)
-    for k in range(1, p.shape[axis]):
-        pk = p[:, k] if axis else p[k]
-        np.putmask(idx, pk > best, k)
-        np.maximum(best, pk, out=best)
+    for k in range(1, p.shape[1]):
+        np.putmask(idx, p[:, k] > best, k)
+        np.maximum(best, p[:, k], out=best)
     return idx, best
 
 
-def add_top_outputs(model_bytes: bytes, outputs: Sequence[str]) -> Optional[bytes]:
+def add_top_outputs(model_bytes: bytes) -> Optional[bytes]:
     """The serialized ONNX graph with ``<output>__satclassify_argmax`` (int64) and
-    ``<output>__satclassify_max`` (float) added for each output (class axis 1), or None when the ``onnx``
-    package is missing (it is optional: the plugin then takes the argmax in numpy)."""
+    ``<output>__satclassify_max`` (float) added for each graph output (class axis 1), or None when the
+    ``onnx`` package is missing (it is optional: the plugin then takes the argmax in numpy)."""
     try:
         import onnx
         from onnx import TensorProto, helper
@@ -197,6 +194,7 @@ def add_top_outputs(model_bytes: bytes, outputs: Sequence[str]) -> Optional[byte
     if opset < 13:
         return None
     g = m.graph
+    outputs = [o.name for o in g.output]
     axes_name = "__satclassify_axes_1"
     if opset >= 18:  # ReduceMax takes the axes as an input from opset 18
         g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
@@ -247,12 +245,7 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     if threads:
         opts.intra_op_num_threads = int(threads)
     opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(path, sess_options=opts, providers=providers)
-    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot load the ONNX model '{os.path.basename(path)}': the file is corrupt, truncated "
-                         f"or uses operators this onnxruntime does not support ({msg[:300]})")
+    sess, graph_top = _session(ort, path, opts, providers, log)
     used = sess.get_providers()
     if device in ("CUDA", "TensorRT") and providers[0] not in used:
         raise SatClassifyError(
@@ -261,8 +254,9 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     if device == "Auto" and providers[0] != used[0]:
         log(f"DEVICE Auto: {providers[0]} could not start; running on {used[0]}")
     inputs = sess.get_inputs()
-    outputs = [o.name for o in sess.get_outputs()]
-    out_channels = [_dim(o.shape[1]) if len(o.shape) == 4 else None for o in sess.get_outputs()]
+    model_outputs = [o for o in sess.get_outputs() if not o.name.endswith((ARGMAX_SUFFIX, MAX_SUFFIX))]
+    outputs = [o.name for o in model_outputs]
+    out_channels = [_dim(o.shape[1]) if len(o.shape) == 4 else None for o in model_outputs]
     if len(inputs) != 1:
         raise ModelError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                          f"SatClassify runs models with one input '{INPUT_NAME}' (N, C, H, W)")
@@ -296,26 +290,33 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
             multiple = 1
     hw = (_dim(inp.shape[2]), _dim(inp.shape[3]))
     fixed = hw if hw[0] and hw[1] else None
-    model = Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
-                  used)
-    top = _top_session(path, model.output_names, opts, used, log)
-    if top is not None:  # one session (one copy of the weights): it serves run() too
-        model.session = model.top_session = top
-    return model
+    return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
+                 used, graph_top)
 
 
-def _top_session(path, output_names, opts, providers, log):
-    """A session whose graph also outputs each head's ArgMax/ReduceMax; None when that is not possible
-    (no ``onnx`` package, a model too large to load in memory, an old opset...): numpy does it then."""
-    if os.path.getsize(path) > (1 << 30):
-        return None
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _session(ort, path, opts, providers, log):
+    """(session, graph_top): one inference session (one copy of the weights, one provider start-up).
+    Its graph has each output's ArgMax/ReduceMax added when the ``onnx`` package can extend it; otherwise
+    (no onnx, a model over 1 GiB, an old opset, a graph that does not load extended) the plain file is
+    loaded and numpy takes the argmax."""
+    data = None
+    if os.path.getsize(path) <= (1 << 30):
+        try:
+            with open(path, "rb") as f:
+                data = add_top_outputs(f.read())
+        except Exception:  # noqa: BLE001 - unreadable for onnx: the plain load below reports it
+            data = None
+    if data is not None:
+        try:
+            return ort.InferenceSession(data, sess_options=opts, providers=providers), True
+        except Exception as e:  # noqa: BLE001 - an optimisation only: fall back to the plain graph
+            log(f"class argmax in numpy (the extended graph did not load: {_first_line(e)[:200]})")
     try:
-        with open(path, "rb") as f:
-            data = add_top_outputs(f.read(), output_names)
-        if data is None:
-            return None
-        ort = import_onnxruntime()
-        return ort.InferenceSession(data, sess_options=opts, providers=list(providers))
-    except Exception as e:  # noqa: BLE001 - an optimisation only: fall back to numpy
-        log(f"class argmax in numpy (could not add it to the graph: {str(e).strip().splitlines()[0][:200]})")
-        return None
+        return ort.InferenceSession(path, sess_options=opts, providers=providers), False
+    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
+        raise ModelError(f"cannot load the ONNX model '{os.path.basename(path)}': the file is corrupt, truncated "
+                         f"or uses operators this onnxruntime does not support ({_first_line(e)[:300]})")

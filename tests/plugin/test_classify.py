@@ -416,7 +416,7 @@ def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
             monkeypatch.setattr(inference, "add_top_outputs", lambda *a, **k: None)
         for name, path in (("dual", dual), ("tie", lin)):
             model = inference.load_model(path, "CPU")
-            assert (model.top_session is not None) == (mode == "graph")
+            assert model.graph_top == (mode == "graph")
             outs = [str(tmp_path / f"{mode}_{name}_{h}.tif") for h in range(len(model.card.heads))]
             conf, prob = str(tmp_path / f"{mode}_{name}_c.tif"), str(tmp_path / f"{mode}_{name}_p.tif")
             gdal_classify.classify(src, path, outs, confidence=conf, probabilities=prob, batch_size=3, model=model)
