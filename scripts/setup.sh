@@ -33,7 +33,7 @@ if [ "$what" = all ] || [ "$what" = qgis ]; then
   printf 'numpy==%s\n' "$np" > $V/constraints.txt
   gpu=cpu
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then gpu=nvidia; fi
-  s=$( (cat requirements-qgis.txt $V/constraints.txt; echo "$gpu") | sha256sum | cut -c1-16)
+  s=$(stamp requirements-qgis.txt $V/constraints.txt <(echo "$gpu"))
   if [ "$(cat $V/.stamp 2>/dev/null)" != "$s" ]; then
     echo "[setup] pip install -r requirements-qgis.txt (numpy pinned to $np)"
     $V/bin/python -m pip install -q -c $V/constraints.txt -r requirements-qgis.txt
