@@ -1,15 +1,15 @@
 """Plugin entry: registers the Processing provider and the layer right-click actions."""
-from qgis.core import QgsApplication, QgsMapLayerType
+from qgis.core import QgsApplication
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
 
+from . import compat
 from .core import deps
 from .provider import ICON, SatClassifyProvider
 
 #: (label, layer type, algorithm id, parameter that receives the clicked layer)
 LAYER_ACTIONS = (
-    ("Classify with SatClassify model...", QgsMapLayerType.RasterLayer, "satclassify:classify", "INPUT"),
-    ("Rasterize CORINE Land Cover...", QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc", "INPUT"),
+    ("Classify with SatClassify model...", compat.LAYER_RASTER, "satclassify:classify", "INPUT"),
+    ("Rasterize CORINE Land Cover...", compat.LAYER_VECTOR, "satclassify:rasterizeclc", "INPUT"),
 )
 MENU = "SatClassify"
 
@@ -48,12 +48,12 @@ class SatClassifyPlugin:
 
     def install_models(self):
         """Copy the shipped .model3 files into the user's models folder so they show in the toolbox."""
-        from qgis.core import Qgis, QgsMessageLog
+        from qgis.core import QgsMessageLog
 
         from .core.shipped_models import install_models
 
         def log(msg):
-            QgsMessageLog.logMessage(msg, "SatClassify", Qgis.Info)
+            QgsMessageLog.logMessage(msg, "SatClassify", compat.MSG_INFO)
 
         try:
             written = install_models(self.models_folder(), log=log)
@@ -71,11 +71,11 @@ class SatClassifyPlugin:
         for label, layer_type, alg_id, param in LAYER_ACTIONS:
             if registry.algorithmById(alg_id) is None:
                 continue
-            action = QAction(QIcon(ICON), label, self.iface.mainWindow())
+            action = compat.QAction(QIcon(ICON), label, self.iface.mainWindow())
             action.triggered.connect(lambda _checked=False, a=alg_id, p=param: self.open_dialog_for_layer(a, p))
             self.iface.addCustomActionForLayerType(action, MENU, layer_type, True)
             self.layer_actions.append((action, alg_id, param))
-        action = QAction(QIcon(ICON), "Install Python dependencies...", self.iface.mainWindow())
+        action = compat.QAction(QIcon(ICON), "Install Python dependencies...", self.iface.mainWindow())
         action.triggered.connect(lambda _checked=False: self.start_dependency_install())
         self.iface.addPluginToMenu(MENU, action)
         self.menu_actions.append(action)
@@ -96,10 +96,10 @@ class SatClassifyPlugin:
         """Install onnxruntime(-gpu), pystac-client, sentinelsat into the plugin's deps folder (blocking)."""
         import subprocess
 
-        from qgis.core import Qgis, QgsMessageLog
+        from qgis.core import QgsMessageLog
 
         def _log(msg):
-            QgsMessageLog.logMessage(msg, "SatClassify", Qgis.Info)
+            QgsMessageLog.logMessage(msg, "SatClassify", compat.MSG_INFO)
             if log:
                 log(msg)
 
@@ -107,7 +107,7 @@ class SatClassifyPlugin:
 
     def start_dependency_install(self):
         """Run :meth:`install_dependencies` in a background task; report in the message bar."""
-        from qgis.core import Qgis, QgsTask
+        from qgis.core import QgsTask
 
         from .core.errors import SatClassifyError
 
@@ -119,12 +119,12 @@ class SatClassifyPlugin:
         def done(exception, result=None):
             if exception is None:
                 bar.pushMessage("SatClassify", "Installed " + ", ".join(result or []) +
-                                ". Restart QGIS if a tool still reports a missing package.", Qgis.Success, 15)
+                                ". Restart QGIS if a tool still reports a missing package.", compat.MSG_SUCCESS, 15)
             else:
                 msg = str(exception) if isinstance(exception, SatClassifyError) else repr(exception)
-                bar.pushMessage("SatClassify", "Installing dependencies failed: " + msg, Qgis.Critical, 0)
+                bar.pushMessage("SatClassify", "Installing dependencies failed: " + msg, compat.MSG_CRITICAL, 0)
 
-        bar.pushMessage("SatClassify", "Installing Python dependencies in the background...", Qgis.Info, 5)
+        bar.pushMessage("SatClassify", "Installing Python dependencies in the background...", compat.MSG_INFO, 5)
         self.deps_task = QgsTask.fromFunction("SatClassify: install Python dependencies", work, on_finished=done)
         QgsApplication.taskManager().addTask(self.deps_task)
         return self.deps_task

@@ -102,7 +102,8 @@ class ModelBuilder:
 
 
 def training_dataset_model():
-    from qgis.core import (QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterMapLayer,
+    from satclassify_plugin import compat
+    from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMapLayer,
                            QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
     b = ModelBuilder(
         "Sentinel-2 + CLC -> training dataset",
@@ -112,14 +113,14 @@ def training_dataset_model():
         "importsafe) drops cloudy patches.")
     image = b.input(QgsProcessingParameterRasterLayer("IMAGE", "Sentinel-2 stack (uint16, bands B02...)"))
     clc = b.input(QgsProcessingParameterMapLayer("CLC", "CORINE Land Cover (polygons or raster)",
-                                                 types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]))
+                                                 types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_RASTER]))
     level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level",
                                                options=["Level 1 (5 classes)", "Level 2 (15 classes)",
                                                         "Level 3 (44 classes)"], defaultValue=1))
     mask = b.input(QgsProcessingParameterRasterLayer("MASK", "Validity mask (optional, nonzero = valid)",
                                                      optional=True))
     patch = b.input(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
-                                                 QgsProcessingParameterNumber.Integer, 256, False, 8, 4096))
+                                                 compat.NUMBER_INTEGER, 256, False, 8, 4096))
     labels = b.step("satclassify:rasterizeclc", "Rasterize CLC on the image grid",
                     {"INPUT": ("model", clc), "REFERENCE": ("model", image), "LEVEL": ("model", level),
                      "RULE": ("value", 2)},
@@ -133,7 +134,8 @@ def training_dataset_model():
 
 
 def classify_aoi_model():
-    from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+    from satclassify_plugin import compat
+    from qgis.core import (QgsApplication, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                            QgsProcessingParameterMapLayer)
     fetch = QgsApplication.processingRegistry().algorithmById("satclassify:fetchsentinel2")
     if fetch is None:
@@ -152,12 +154,12 @@ def classify_aoi_model():
             continue
         d = d.clone()
         if name in ("URL", "AUTHCFG"):
-            d.setFlags(d.flags() | d.FlagAdvanced)
+            d.setFlags(d.flags() | compat.PARAM_FLAG_ADVANCED)
         fetch_inputs[name] = b.input(d)
     model_file = b.input(QgsProcessingParameterFile("MODEL", "Model (.onnx from the training package)",
                                                     extension="onnx"))
     clc = b.input(QgsProcessingParameterMapLayer("CLC", "CORINE Land Cover (polygons or raster)",
-                                                 types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]))
+                                                 types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_RASTER]))
     level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level of the model's classes",
                                                options=["Level 1 (5 classes)", "Level 2 (15 classes)",
                                                         "Level 3 (44 classes)"], defaultValue=1))

@@ -227,13 +227,15 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
     ds = gtiff.Create(tmp, size, size, 4, gdal.GDT_UInt16, options=["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=2"])
     ds.SetGeoTransform((x0, PIXEL, 0, y1, 0, -PIXEL))
     ds.SetProjection(srs_img.ExportToWkt())
-    for b in range(4):
-        band = ds.GetRasterBand(b + 1)
-        band.WriteArray(img[b])
-        band.SetNoDataValue(0)
-        band.SetDescription(BANDS[b])
     ds.SetMetadata({"SATCLASSIFY_SAMPLE": "synthetic Sentinel-2 L2A-like scene, see scripts/make_sample.py",
                     "BOA_QUANTIFICATION_VALUE": "10000"})
+    for b in range(4):  # nodata, descriptions and metadata before the pixels (GDAL >= 3.10)
+        band = ds.GetRasterBand(b + 1)
+        band.SetNoDataValue(0)
+        band.SetDescription(BANDS[b])
+    for b in range(4):
+        ds.GetRasterBand(b + 1).WriteArray(img[b])
+    band = None
     ds = None
     os.replace(tmp, img_path)
 

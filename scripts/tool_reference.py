@@ -40,7 +40,7 @@ def _cell(text):
 
 
 def reference(provider):
-    from qgis.core import QgsProcessingParameterDefinition
+    from satclassify_plugin import compat
     lines = []
     algs = sorted(provider.algorithms(), key=lambda a: (a.groupId(), a.name()))
     for alg in algs:
@@ -50,9 +50,9 @@ def reference(provider):
         lines.append("|---|---|---|---|")
         for d in alg.parameterDefinitions():
             notes = [d.description()]
-            if d.flags() & QgsProcessingParameterDefinition.FlagOptional:
+            if compat.has_flag(d.flags(), compat.PARAM_FLAG_OPTIONAL):
                 notes.append("optional")
-            if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced:
+            if compat.has_flag(d.flags(), compat.PARAM_FLAG_ADVANCED):
                 notes.append("advanced")
             lines.append(f"| `{d.name()}` | {_cell(_type(d))} | {_cell(_default(d))} | {_cell('; '.join(notes))} |")
         outs = [o for o in alg.outputDefinitions()

@@ -26,13 +26,14 @@ def make_raster(path, array, origin=(500000.0, 5000000.0), pixel=10.0, epsg=UTM3
     ds.SetGeoTransform((origin[0], pixel, 0, origin[1], 0, -pixel))
     if epsg:
         ds.SetProjection(wkt(epsg))
-    for i in range(a.shape[0]):
+    for i in range(a.shape[0]):  # nodata and names before the pixels (GDAL >= 3.10)
         b = ds.GetRasterBand(i + 1)
-        b.WriteArray(a[i])
         if nodata is not None:
             b.SetNoDataValue(nodata)
         if band_names:
             b.SetDescription(band_names[i])
+        b.WriteArray(a[i])
+    b = None
     ds.FlushCache()
     ds = None
     return str(path)

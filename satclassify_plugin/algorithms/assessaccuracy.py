@@ -1,9 +1,10 @@
 """satclassify:assessaccuracy - class raster vs reference raster: confusion matrix, OA, kappa, per-class
 precision/recall/F1/IoU, HTML report."""
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterEnum,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
@@ -59,9 +60,9 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         adv = [QgsProcessingParameterEnum("LEVEL_MAPS", "Apply the CLC level to", options=self.LEVEL_MAPS,
                                           defaultValue=0),
                QgsProcessingParameterNumber("SCALE", "Compare at k x coarser resolution (mode of k x k blocks)",
-                                            QgsProcessingParameterNumber.Integer, 1)]
+                                            compat.NUMBER_INTEGER, 1)]
         for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_MATRIX", "Confusion matrix", "CSV files (*.csv)"))

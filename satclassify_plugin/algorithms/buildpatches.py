@@ -1,10 +1,11 @@
 """satclassify:buildpatches - image + labels (+ mask) -> training dataset folder with a spatial split."""
 from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingOutputVectorLayer, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterEnum,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
@@ -53,33 +54,33 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum("CLASSES", "Class table", options=self.CLASS_OPTIONS,
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
-                                                       QgsProcessingParameterNumber.Integer, 256, False, 8, 4096))
+                                                       compat.NUMBER_INTEGER, 256, False, 8, 4096))
         self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels, 0 = patch size)",
-                                                       QgsProcessingParameterNumber.Integer, 0, False, 0, 4096))
+                                                       compat.NUMBER_INTEGER, 0, False, 0, 4096))
         self.addParameter(QgsProcessingParameterNumber("MIN_LABELLED", "Minimum labelled fraction",
-                                                       QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
+                                                       compat.NUMBER_DOUBLE, 0.5, False, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterNumber("MAX_MASKED", "Maximum masked (invalid) fraction",
-                                                       QgsProcessingParameterNumber.Double, 0.05, False, 0.0, 1.0))
+                                                       compat.NUMBER_DOUBLE, 0.05, False, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterNumber("BLOCK_SIZE", "Split block size (patches per side)",
-                                                       QgsProcessingParameterNumber.Integer, 4, False, 1, 1000))
+                                                       compat.NUMBER_INTEGER, 4, False, 1, 1000))
         self.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation fraction",
-                                                       QgsProcessingParameterNumber.Double, 0.15, False, 0.0, 0.95))
+                                                       compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95))
         self.addParameter(QgsProcessingParameterNumber("TEST_FRACTION", "Test fraction",
-                                                       QgsProcessingParameterNumber.Double, 0.15, False, 0.0, 0.95))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer,
+                                                       compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95))
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER,
                                                        0, False, 0))
         self.addParameter(QgsProcessingParameterNumber("K_FOLDS", "Cross-validation folds (0 = none)",
-                                                       QgsProcessingParameterNumber.Integer, 0, False, 0, 100))
+                                                       compat.NUMBER_INTEGER, 0, False, 0, 100))
         adv = [QgsProcessingParameterNumber("MAX_PATCHES", "Maximum number of patches (0 = all)",
-                                            QgsProcessingParameterNumber.Integer, 0, False, 0),
+                                            compat.NUMBER_INTEGER, 0, False, 0),
                QgsProcessingParameterBoolean("CLASS_AWARE", "Class-aware sampling (keep rare classes)",
                                              defaultValue=False),
                QgsProcessingParameterNumber("SHARD_SIZE", "Patches per shard file",
-                                            QgsProcessingParameterNumber.Integer, 256, False, 1, 100000),
+                                            compat.NUMBER_INTEGER, 256, False, 1, 100000),
                QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
                                              defaultValue=False)]
         for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Dataset folder"))
         self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_FOOTPRINTS", "Patch footprints"))

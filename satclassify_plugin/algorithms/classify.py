@@ -1,10 +1,10 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
 from qgis.core import (QgsProcessingOutputNumber,
-                       QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
+                       QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from ..core.inference import DEVICES
 from .base import SatClassifyAlgorithm, style_output_on_load
@@ -48,13 +48,13 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS, defaultValue=0))
         adv = []
         adv.append(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
-                                                QgsProcessingParameterNumber.Integer, 0, False, 0, 16384))
+                                                compat.NUMBER_INTEGER, 0, False, 0, 16384))
         adv.append(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in tiles (0 = default)",
-                                                QgsProcessingParameterNumber.Integer, 0, False, 0, 4096))
+                                                compat.NUMBER_INTEGER, 0, False, 0, 4096))
         adv.append(QgsProcessingParameterBoolean(
             "RESAMPLE", "Resample the input to the model's resolution", defaultValue=False))
         for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes (first head)"))
         self.addParameter(QgsProcessingParameterRasterDestination(

@@ -5,6 +5,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, Qgs
                        QgsProcessingParameterCrs, QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterString)
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from .searchsentinel2 import COMMON_HELP, Sentinel2Algorithm, _advanced
 
@@ -103,7 +104,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         self.add_service_parameters()
         self.addParameter(_advanced(QgsProcessingParameterFile(
             "DOWNLOAD_DIR", "Download folder for CDSE/DHuS products (empty = ~/.satclassify/downloads)",
-            behavior=QgsProcessingParameterFile.Folder, optional=True)))
+            behavior=compat.FILE_BEHAVIOR_FOLDER, optional=True)))
         add_stack_outputs(self)
 
     def run_tool(self, parameters, context, feedback):

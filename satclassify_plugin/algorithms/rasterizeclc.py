@@ -1,12 +1,13 @@
 """satclassify:rasterizeclc - CORINE Land Cover polygons (or raster) -> class raster on a chosen grid."""
 import os
 
-from qgis.core import (QgsMapLayerType, QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterCrs,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterCrs,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFile, QgsProcessingParameterMapLayer, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingUtils, QgsProviderRegistry, QgsVectorFileWriter)
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from .base import SatClassifyAlgorithm, style_output_on_load
 
@@ -43,7 +44,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMapLayer(
             "INPUT", "CORINE Land Cover polygons or raster",
-            types=[QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeRaster]))
+            types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_RASTER]))
         self.addParameter(QgsProcessingParameterString(
             "FIELD", "Code field (empty = detect code_18 / code_12 / ...)", optional=True))
         self.addParameter(QgsProcessingParameterEnum("LEVEL", "Classes", options=self.LEVEL_OPTIONS,
@@ -57,16 +58,16 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterCrs("TARGET_CRS", "Output CRS (without a reference raster)",
                                                     optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "PIXEL_SIZE", "Pixel size (without a reference raster)", QgsProcessingParameterNumber.Double,
+            "PIXEL_SIZE", "Pixel size (without a reference raster)", compat.NUMBER_DOUBLE,
             10.0, True, 0.0))
         self.addParameter(QgsProcessingParameterEnum("RULE", "Pixel rule", options=self.RULE_OPTIONS,
                                                      defaultValue=0))
         adv = [QgsProcessingParameterNumber("SUPERSAMPLE", "Majority: sub-pixels per pixel side",
-                                            QgsProcessingParameterNumber.Integer, 4, False, 1, 16),
+                                            compat.NUMBER_INTEGER, 4, False, 1, 16),
                QgsProcessingParameterNumber("THRESHOLD", "Mixed: dominant class fraction below which a pixel "
-                                            "is mixed", QgsProcessingParameterNumber.Double, 0.75, False, 0.01, 1.0)]
+                                            "is mixed", compat.NUMBER_DOUBLE, 0.75, False, 0.01, 1.0)]
         for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "CLC classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -75,12 +76,12 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
 
     def _source(self, layer, context, feedback):
         """(path, layer name) GDAL/OGR can open for the INPUT layer."""
-        if layer.type() == QgsMapLayerType.RasterLayer:
+        if layer.type() == compat.LAYER_RASTER:
             if layer.providerType() != "gdal":
                 raise SatClassifyError(f"layer '{layer.name()}' is a {layer.providerType()} raster: save it as a "
                                        "GeoTIFF first")
             return layer.source(), None
-        if layer.type() != QgsMapLayerType.VectorLayer:
+        if layer.type() != compat.LAYER_VECTOR:
             raise SatClassifyError(f"layer '{layer.name()}' is neither polygons nor a raster")
         parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
         if layer.providerType() == "ogr" and not layer.subsetString() and parts.get("path"):
@@ -91,7 +92,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         opts.driverName = "GPKG"
         opts.layerName = "clc"
         res = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), opts)
-        if res[0] != QgsVectorFileWriter.NoError:
+        if res[0] != compat.WRITER_NO_ERROR:
             raise SatClassifyError(f"cannot copy layer '{layer.name()}' for rasterizing: {res[1]}")
         feedback.pushInfo(f"layer '{layer.name()}' copied to {path} (filtered or non-file layer)")
         return path, "clc"

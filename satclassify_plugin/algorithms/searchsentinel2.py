@@ -7,14 +7,13 @@ import datetime as _dt
 import json
 
 from qgis.core import (QgsApplication, QgsAuthMethodConfig, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
-                       QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry, QgsProcessing,
-                       QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString,
-                       QgsProcessingParameterAuthConfig, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
+                       QgsFeature, QgsField, QgsFields, QgsGeometry, QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString,
+                       QgsProcessingParameterAuthConfig, QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString, QgsWkbTypes)
-from qgis.PyQt.QtCore import QDate, QVariant
+                       QgsProcessingParameterString)
+from qgis.PyQt.QtCore import QDate
 
+from .. import compat
 from ..core.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
@@ -39,7 +38,7 @@ COMMON_HELP = (
 
 
 def _advanced(p):
-    p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
     return p
 
 
@@ -59,7 +58,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
     def add_aoi_parameters(self):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area of interest (extent)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "AOI", "Area of interest (polygon layer, replaces the extent)", [QgsProcessing.TypeVectorPolygon],
+            "AOI", "Area of interest (polygon layer, replaces the extent)", [compat.SOURCE_VECTOR_POLYGON],
             optional=True))
 
     def add_search_parameters(self, limit_advanced=False):
@@ -68,14 +67,14 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterString("END", "End date (YYYY-MM-DD, inclusive; empty = today)",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "MAX_CLOUD", "Maximum cloud cover (%)", QgsProcessingParameterNumber.Double, self.MAX_CLOUD_DEFAULT,
+            "MAX_CLOUD", "Maximum cloud cover (%)", compat.NUMBER_DOUBLE, self.MAX_CLOUD_DEFAULT,
             False, 0.0, 100.0))
         self.addParameter(QgsProcessingParameterEnum("PRODUCT", "Product", options=PRODUCT_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("SOURCE", "Source", options=SOURCE_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterAuthConfig(
             "AUTHCFG", "Login (authentication configuration, Basic: CDSE and DHuS)", optional=True))
         limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products",
-                                             QgsProcessingParameterNumber.Integer, self.LIMIT_DEFAULT, False, 1, 1000)
+                                             compat.NUMBER_INTEGER, self.LIMIT_DEFAULT, False, 1, 1000)
         self.addParameter(_advanced(limit) if limit_advanced else limit)
 
     def add_service_parameters(self):
@@ -83,7 +82,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
                   QgsProcessingParameterString("COLLECTION", "STAC collection (empty = sentinel-2-c1-l2a for L2A, "
                                                "sentinel-2-l1c for L1C)", optional=True),
                   QgsProcessingParameterNumber("RETRIES", "Retries on connection errors, HTTP 429 and 5xx",
-                                               QgsProcessingParameterNumber.Integer, 3, False, 0, 10)):
+                                               compat.NUMBER_INTEGER, 3, False, 0, 10)):
             self.addParameter(_advanced(p))
 
     # -- credentials (read in the main thread: the auth manager may ask for the master password) --------
@@ -252,10 +251,10 @@ def footprint_geometry(footprint):
         return QgsGeometry()
 
 
-FIELDS = [("id", QVariant.String), ("datetime", QVariant.String), ("date", QVariant.Date),
-          ("platform", QVariant.String), ("tile_id", QVariant.String), ("cloud", QVariant.Double),
-          ("baseline", QVariant.String), ("aoi_cover", QVariant.Double), ("nodata", QVariant.Double),
-          ("source", QVariant.String), ("product", QVariant.String), ("rank", QVariant.Int)]
+FIELDS = [("id", compat.FIELD_STRING), ("datetime", compat.FIELD_STRING), ("date", compat.FIELD_DATE),
+          ("platform", compat.FIELD_STRING), ("tile_id", compat.FIELD_STRING), ("cloud", compat.FIELD_DOUBLE),
+          ("baseline", compat.FIELD_STRING), ("aoi_cover", compat.FIELD_DOUBLE), ("nodata", compat.FIELD_DOUBLE),
+          ("source", compat.FIELD_STRING), ("product", compat.FIELD_STRING), ("rank", compat.FIELD_INT)]
 
 
 class SearchSentinel2Algorithm(Sentinel2Algorithm):
@@ -279,10 +278,10 @@ class SearchSentinel2Algorithm(Sentinel2Algorithm):
         self.add_search_parameters()
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "DATES", "Dates wanted (rank spreads the first picks over the period)",
-            QgsProcessingParameterNumber.Integer, 1, False, 1, 100)))
+            compat.NUMBER_INTEGER, 1, False, 1, 100)))
         self.add_service_parameters()
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Sentinel-2 footprints",
-                                                            QgsProcessing.TypeVectorPolygon))
+                                                            compat.SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of products found"))
         self.addOutput(QgsProcessingOutputString("BEST_ITEMS", "Best product and the other tiles of its overpass"))
 
@@ -296,7 +295,7 @@ class SearchSentinel2Algorithm(Sentinel2Algorithm):
         fields = QgsFields()
         for name, kind in FIELDS:
             fields.append(QgsField(name, kind))
-        sink, dest = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.MultiPolygon,
+        sink, dest = self.parameterAsSink(parameters, "OUTPUT", context, fields, compat.WKB_MULTIPOLYGON,
                                           QgsCoordinateReferenceSystem(WGS84))
         if sink is None:
             raise SatClassifyError("cannot create the output layer (OUTPUT)")
@@ -311,7 +310,7 @@ class SearchSentinel2Algorithm(Sentinel2Algorithm):
             date = QDate.fromString(s.date, "yyyy-MM-dd")
             f.setAttributes([s.id, s.datetime, date if date.isValid() else None, s.platform, s.tile_id, s.cloud,
                              s.baseline, s.aoi_cover, s.nodata, s.source, s.product_type, s.rank])
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, compat.FAST_INSERT)
             feedback.pushInfo(f"{s.rank:3d}. {s.id}  {s.datetime}  cloud {_pct(s.cloud)}  AOI {_pct(s.aoi_cover)}  "
                               f"nodata {_pct(s.nodata)}  baseline {s.baseline or '?'}")
         best = choose_date(scenes, mosaic=True)

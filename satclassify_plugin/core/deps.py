@@ -25,7 +25,8 @@ DEPS_DIR_NAME = "satclassify_deps"
 #: (faster, and on a GPU only the class indices come back to the host)
 BASE_REQUIREMENTS = ("onnx>=1.15,<2", "pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3")
 #: packages that must come from QGIS's own Python, never from the deps folder
-PROTECTED = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "qgis")
+#: (Qt5 and Qt6 builds of QGIS: a pip-installed PyQt6 or sip next to QGIS's own would break the GUI)
+PROTECTED = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt5_sip", "PyQt6", "PyQt6_sip", "sip", "qgis")
 
 
 def deps_dir(settings_dir: str) -> str:

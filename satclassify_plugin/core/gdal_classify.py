@@ -285,13 +285,13 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
                 nb = heads[h].num_classes if kind == "probabilities" else 1
                 fill = 0 if kind == "class" else CONF_NODATA
                 out = gdal_io.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill,
-                                             options=OUT_OPTIONS)
+                                             options=OUT_OPTIONS, **_output_metadata(kind, heads[h]))
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
             stats = _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
                                   progress, is_canceled)
-            for target, out_ds in zip(targets, datasets):
-                _finish_output(out_ds, target, heads)
+            for out_ds in datasets:
+                out_ds.FlushCache()
         finally:
             # close every output (drop all references) before AtomicOutput renames or removes it
             writers.clear()
@@ -315,19 +315,14 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
     return res
 
 
-def _finish_output(out: gdal.Dataset, target, heads) -> None:
-    """Colour table, category names and band descriptions of a finished output."""
-    kind, h, _ = target
+def _output_metadata(kind: str, head) -> dict:
+    """Band descriptions (and, for a class raster, the legend) of one output: ``create_geotiff`` sets them
+    before any pixel is written (GDAL >= 3.10 refuses a colour table afterwards)."""
     if kind == "class":
-        band = out.GetRasterBand(1)
-        gdal_io.write_class_metadata(band, heads[h].classes)
-        band.SetDescription(heads[h].name)
-    elif kind == "confidence":
-        out.GetRasterBand(1).SetDescription(f"confidence {heads[0].name} (max probability, %)")
-    else:
-        for k, c in enumerate(heads[h].classes):
-            out.GetRasterBand(k + 1).SetDescription(f"{c.value} {c.name} (%)")
-    out.FlushCache()
+        return {"descriptions": [head.name], "classes": head.classes}
+    if kind == "confidence":
+        return {"descriptions": [f"confidence {head.name} (max probability, %)"]}
+    return {"descriptions": [f"{c.value} {c.name} (%)" for c in head.classes]}
 
 
 def _read_runs(ds, group: Sequence[Tile], band_numbers):

@@ -3,8 +3,8 @@
 * :func:`open_raster` opens with a clear error; :func:`band_names` reads band descriptions.
 * :class:`AtomicOutput` writes to a temporary name beside the target and renames on success, so a
   cancelled or failed run never leaves a partial file under the final name.
-* :func:`create_geotiff` makes a tiled, compressed GeoTIFF; :func:`write_class_metadata` gives a class
-  band its colour table and category names so QGIS (and any GDAL client) shows the legend.
+* :func:`create_geotiff` makes a tiled, compressed GeoTIFF with all its metadata set before any pixel (GDAL
+  >= 3.10 rule); its ``classes`` give a class band its colour table and category names (the legend).
 * :func:`warp_to_grid` aligns another raster to a reference grid (a VRT, nothing written to disk).
 * :func:`iter_windows` walks a raster in blocks.
 """
@@ -130,7 +130,15 @@ def _sidecars(path: str) -> List[str]:
 
 def create_geotiff(path: str, width: int, height: int, bands: int, data_type: int, geotransform: Sequence[float],
                    projection: str, nodata: Optional[float] = None,
-                   options: Iterable[str] = GTIFF_OPTIONS) -> gdal.Dataset:
+                   options: Iterable[str] = GTIFF_OPTIONS, *, descriptions: Optional[Sequence[str]] = None,
+                   classes: Optional[Sequence] = None, nodata_name: str = "no label",
+                   metadata: Optional[dict] = None) -> gdal.Dataset:
+    """A new GeoTIFF with everything but its pixels: georeferencing, nodata, band descriptions, dataset
+    ``metadata`` and, for a class raster, the colour table + category names of band 1 (``classes``).
+
+    All of it is set here, before the caller writes a pixel: from GDAL 3.10 on the GTiff driver refuses a colour
+    table after pixels were written ("Cannot modify tag PhotometricInterpretation while writing"), and nodata /
+    metadata set late may only reach the .aux.xml. Callers never set these afterwards."""
     drv = gdal.GetDriverByName("GTiff")
     opts = list(options)
     if width < 256 or height < 256:  # small rasters: strips are fine, tiles would be mostly padding
@@ -139,28 +147,40 @@ def create_geotiff(path: str, width: int, height: int, bands: int, data_type: in
         ds = drv.Create(path, int(width), int(height), int(bands), data_type, options=opts)
     except RuntimeError as e:
         raise SatClassifyError(f"cannot create '{path}': {e}")
+    if ds is None:
+        raise SatClassifyError(f"cannot create '{path}': {gdal.GetLastErrorMsg() or 'GDAL returned nothing'}")
     ds.SetGeoTransform(list(geotransform))
     if projection:
         ds.SetProjection(projection)
-    if nodata is not None:
-        for i in range(bands):
-            ds.GetRasterBand(i + 1).SetNoDataValue(nodata)
+    if metadata:
+        ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+    for i in range(bands):
+        band = ds.GetRasterBand(i + 1)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        if descriptions is not None and i < len(descriptions) and descriptions[i]:
+            band.SetDescription(str(descriptions[i]))
+    if classes is not None:
+        write_class_metadata(ds.GetRasterBand(1), classes, nodata_name=nodata_name)
     return ds
 
 
 def write_class_metadata(band: gdal.Band, classes: Sequence, nodata_name: str = "no label") -> None:
-    """Colour table + category names for a uint8 class band. ``classes``: objects/dicts with value, name, color."""
+    """Colour table + category names for a uint8 class band. ``classes``: objects/dicts with value, name, color.
+
+    Only on a band with no pixels written yet (GDAL >= 3.10): use ``create_geotiff(..., classes=...)``."""
     ct = gdal.ColorTable()
     ct.SetColorEntry(0, (0, 0, 0, 0))
     names = [""] * 256
     names[0] = nodata_name
+    top = 0
     for c in classes:
         d = c if isinstance(c, dict) else c.to_dict()
         v = int(d["value"])
         col = d["color"].lstrip("#")
         ct.SetColorEntry(v, (int(col[0:2], 16), int(col[2:4], 16), int(col[4:6], 16), 255))
         names[v] = str(d["name"])
-    top = max([int((c if isinstance(c, dict) else c.to_dict())["value"]) for c in classes] + [0])
+        top = max(top, v)
     band.SetRasterColorTable(ct)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
     band.SetRasterCategoryNames(names[:top + 1])

@@ -319,9 +319,8 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
     log(f"{n_inside} features around the output grid")
     with gdal_io.AtomicOutput(output) as tmp:
         out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0, options=CLASS_GTIFF_OPTIONS)
+                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
         band = out.GetRasterBand(1)
-        gdal_io.write_class_metadata(band, table)
         if rule in ("centre", "all_touched"):
             filt = ogr.CreateGeometryFromWkt(
                 f"POLYGON(({rect[0]} {rect[1]},{rect[2]} {rect[1]},{rect[2]} {rect[3]},{rect[0]} {rect[3]},"
@@ -363,11 +362,10 @@ class _MixedWriter:
             self.ctx = gdal_io.AtomicOutput(self.path)
             tmp = self.ctx.__enter__()
             self.ds = gdal_io.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
-                                             self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS)
+                                             self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS,
+                                             descriptions=["mixed"], nodata_name="pure",
+                                             classes=[{"value": 1, "name": "mixed", "color": "#ff00ff"}])
             self.band = self.ds.GetRasterBand(1)
-            self.band.SetDescription("mixed")
-            gdal_io.write_class_metadata(self.band, [{"value": 1, "name": "mixed", "color": "#ff00ff"}],
-                                         nodata_name="pure")
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -577,9 +575,8 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
     result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()})
     with gdal_io.AtomicOutput(output) as tmp:
         out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0, options=CLASS_GTIFF_OPTIONS)
+                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
         ob = out.GetRasterBand(1)
-        gdal_io.write_class_metadata(ob, table)
         rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
             if is_canceled():

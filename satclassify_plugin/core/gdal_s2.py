@@ -271,25 +271,22 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(gdal_io.AtomicOutput(output))
         mtmp = stack.enter_context(gdal_io.AtomicOutput(mask_output)) if mask_output else None
-        ds = gdal_io.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0)
+        ds = gdal_io.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
+                                    descriptions=bands, metadata=md)
         for i, b in enumerate(bands):
             arr = scl if (b == "SCL" and scl is not None) else read(b)
             if b != "SCL":
                 valid &= arr != 0
-            band = ds.GetRasterBand(i + 1)
-            band.WriteArray(arr)
-            band.SetDescription(b)
-        ds.SetMetadata(md)
+            ds.GetRasterBand(i + 1).WriteArray(arr)
         ds.FlushCache()
         ds = None
         if mtmp:
-            m = gdal_io.create_geotiff(mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt())
-            mb = m.GetRasterBand(1)
-            mb.WriteArray(valid.astype(np.uint8))
-            mb.SetDescription("valid")
-            gdal_io.write_class_metadata(mb, MASK_CLASSES, nodata_name="invalid")
-            m.SetMetadata({"SATCLASSIFY_MASK": "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)"
-                           if has_scl else "1 = valid, 0 = nodata (no SCL in this product)"})
+            m = gdal_io.create_geotiff(
+                mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"], classes=MASK_CLASSES,
+                nodata_name="invalid",
+                metadata={"SATCLASSIFY_MASK": "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)"
+                          if has_scl else "1 = valid, 0 = nodata (no SCL in this product)"})
+            m.GetRasterBand(1).WriteArray(valid.astype(np.uint8))
             m.FlushCache()
             m = None
         mon.check()

@@ -80,3 +80,13 @@ def test_activate_is_idempotent(tmp_path, monkeypatch):
 
 def test_python_executable_exists():
     assert os.path.exists(deps.python_executable())
+
+
+def test_qt_bindings_of_either_major_are_removed_from_the_deps_folder(tmp_path):
+    """A package that drags in PyQt6 (or its sip) must not shadow the Qt bindings of a Qt6 build of QGIS."""
+    for name in ("PyQt6", "PyQt6_sip", "PyQt5", "numpy", "onnxruntime"):
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}-1.0.dist-info").mkdir()
+    removed = deps.remove_protected(str(tmp_path))
+    assert {"PyQt6", "PyQt6-1.0.dist-info", "PyQt6_sip", "PyQt5", "numpy"} <= set(removed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnxruntime", "onnxruntime-1.0.dist-info"]
