@@ -8,10 +8,19 @@ Usage: python3 scripts/build_zip.py [OUT.zip]     (default dist/satclassify_plug
                                                             plugin copied into profiles/default and enabled)
 """
 import argparse
+import configparser
+import contextlib
+import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
+
+try:  # POSIX: serialise installs into one profile; Windows has no fcntl (and no parallel qgis_process script)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = "satclassify_plugin"
@@ -43,34 +52,87 @@ def build_zip(out):
     return out
 
 
-def install(plugins_dir):
-    target = os.path.join(plugins_dir, PKG)
-    if os.path.exists(target):
-        shutil.rmtree(target)
+def _tree_hash():
+    h = hashlib.sha256()
     for src, arc in plugin_files():
-        dst = os.path.join(plugins_dir, arc)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy2(src, dst)
+        h.update(arc.encode() + b"\0")
+        with open(src, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(folder):
+    """An exclusive lock for installs into ``folder`` (parallel qgis_process runs share one profile)."""
+    os.makedirs(folder, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(os.path.join(folder, ".satclassify-install.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+STAMP = ".satclassify-tree-hash"
+
+
+def install(plugins_dir):
+    """Copy the plugin into ``plugins_dir``; a copy of the same tree already there is kept as it is.
+
+    The new copy is built under a temporary name and renamed into place, under a lock: a qgis_process run
+    that is loading the plugin while another one installs never sees a half-copied tree."""
+    target = os.path.join(plugins_dir, PKG)
+    digest = _tree_hash()
+    with _locked(plugins_dir):
+        try:
+            with open(os.path.join(target, STAMP)) as f:
+                if f.read().strip() == digest:
+                    return target
+        except OSError:
+            pass
+        tmp = tempfile.mkdtemp(prefix=f".{PKG}.", dir=plugins_dir)
+        try:
+            for src, arc in plugin_files():
+                dst = os.path.join(tmp, os.path.relpath(arc, PKG))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copy2(src, dst)
+            with open(os.path.join(tmp, STAMP), "w") as f:
+                f.write(digest)
+            old = None
+            if os.path.exists(target):
+                old = tempfile.mkdtemp(prefix=f".{PKG}.old.", dir=plugins_dir)
+                os.rename(target, os.path.join(old, PKG))
+            os.rename(tmp, target)
+            if old:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
 
 
 def install_profile(config_dir, profile="default"):
     """Install into CONFIG_DIR/profiles/PROFILE and enable the plugin (qgis_process loads enabled plugins)."""
-    import configparser
-
     pdir = os.path.join(config_dir, "profiles", profile)
     install(os.path.join(pdir, "python", "plugins"))
     ini = os.path.join(pdir, "QGIS", "QGIS3.ini")
-    os.makedirs(os.path.dirname(ini), exist_ok=True)
-    cfg = configparser.RawConfigParser(strict=False)
-    cfg.optionxform = str
-    if os.path.exists(ini):
-        cfg.read(ini, encoding="utf-8")
-    if not cfg.has_section("PythonPlugins"):
-        cfg.add_section("PythonPlugins")
-    cfg.set("PythonPlugins", PKG, "true")
-    with open(ini, "w", encoding="utf-8") as f:
-        cfg.write(f, space_around_delimiters=False)
+    with _locked(os.path.dirname(ini)):
+        cfg = configparser.RawConfigParser(strict=False)
+        cfg.optionxform = str
+        if os.path.exists(ini):
+            cfg.read(ini, encoding="utf-8")
+        if cfg.has_section("PythonPlugins") and cfg.get("PythonPlugins", PKG, fallback="") == "true":
+            return pdir
+        if not cfg.has_section("PythonPlugins"):
+            cfg.add_section("PythonPlugins")
+        cfg.set("PythonPlugins", PKG, "true")
+        tmp = ini + f".{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            cfg.write(f, space_around_delimiters=False)
+        os.replace(tmp, ini)
     return pdir
 
 

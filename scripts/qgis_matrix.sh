@@ -143,7 +143,7 @@ run_tests() {  # $1 suite
   in_chroot "$dir" "
     cd /opt/satclassify/src
     export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR=/tmp/runtime-root PYTHONDONTWRITEBYTECODE=1
-    export SATCLASSIFY_QGIS_MATRIX=$1
+    export SATCLASSIFY_QGIS_MATRIX=$1 SATCLASSIFY_QGIS_VENV=/opt/satclassify/venv-qgis
     mkdir -p \$XDG_RUNTIME_DIR && chmod 700 \$XDG_RUNTIME_DIR
     /opt/satclassify/venv-qgis/bin/python -m pytest tests/core tests/plugin -p no:cacheprovider $args
   "

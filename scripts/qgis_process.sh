@@ -5,13 +5,15 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CFG="${SATCLASSIFY_QGIS_CONFIG:-$ROOT/.qgis-config}"
-PY=/usr/bin/python3; [ -x "$ROOT/.venv-qgis/bin/python" ] && PY="$ROOT/.venv-qgis/bin/python"
+# The QGIS venv: the project's .venv-qgis, or SATCLASSIFY_QGIS_VENV (the version matrix keeps it in its chroot).
+VENV="${SATCLASSIFY_QGIS_VENV:-$ROOT/.venv-qgis}"
+PY=/usr/bin/python3; [ -x "$VENV/bin/python" ] && PY="$VENV/bin/python"
 "$PY" "$ROOT/scripts/build_zip.py" --profile "$CFG" >/dev/null
 export QGIS_CUSTOM_CONFIG_PATH="$CFG" QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 # The venv's site-packages (onnxruntime, pystac-client, ...) for QGIS's Python.
-if [ -x "$ROOT/.venv-qgis/bin/python" ]; then
-  SP=$("$ROOT/.venv-qgis/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+if [ -x "$VENV/bin/python" ]; then
+  SP=$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
   export PYTHONPATH="$SP${PYTHONPATH:+:$PYTHONPATH}"
 fi
 exec /usr/bin/qgis_process.bin "$@"

@@ -17,10 +17,11 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 from urllib.parse import urljoin, urlparse
 
 import requests
+import urllib3
 
 from .errors import SatClassifyError
 
@@ -221,7 +222,7 @@ class HttpClient:
             try:
                 with open(part, "ab" if have else "wb") as f:
                     done = have
-                    for block in r.iter_content(chunk):
+                    for block in _body_blocks(r, chunk):
                         if mon.canceled():
                             r.close()
                             raise Canceled("download cancelled by the user (the partial file is kept and "
@@ -233,7 +234,8 @@ class HttpClient:
                 if total and done < total:
                     raise requests.ConnectionError(f"connection closed after {done} of {total} bytes")
                 break
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout,
+                    urllib3.exceptions.HTTPError) as e:
                 drops += 1
                 if drops > self.retries:
                     raise self._error(f"the download from {host_of(url)} kept failing ({type(e).__name__} "
@@ -351,3 +353,23 @@ def _complete(path: str, md5: Optional[str], size: Optional[int]) -> bool:
     if md5:
         return md5_of(path).lower() == md5.lower()
     return bool(size)
+
+
+def _body_blocks(r: requests.Response, chunk: int) -> Iterator[bytes]:
+    """The response body in blocks of at most ``chunk`` bytes, each block as soon as it arrives.
+
+    urllib3 2 collects ``read(chunk)`` until the chunk is full and drops what it had when the connection breaks
+    mid-chunk, so a resumed download would restart at a chunk boundary (or from 0). ``read1`` (urllib3 >= 2)
+    returns what one socket read gave, so every byte received reaches the .part file and the resume starts at
+    the exact byte. urllib3 1.26 has no ``read1``; its ``read(chunk)`` already returns a short block at a break.
+    """
+    raw = r.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        yield from r.iter_content(chunk)
+        return
+    while True:
+        block = read1(chunk, decode_content=True)
+        if not block:
+            return
+        yield block

@@ -65,6 +65,15 @@ def plugin(qgis_app, qgis_processing):
 
         browser_model = QgsBrowserGuiModel()
         qgis.utils.iface.browserModel = lambda: browser_model
+    # ... and layerTreeView(), which Processing's result loading calls from QGIS 3.40 on.
+    if qgis.utils.iface is not None and not hasattr(qgis.utils.iface, "layerTreeView"):
+        from qgis.core import QgsLayerTreeModel, QgsProject
+        from qgis.gui import QgsLayerTreeView
+
+        tree_model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+        tree_view = QgsLayerTreeView()
+        tree_view.setModel(tree_model)
+        qgis.utils.iface.layerTreeView = lambda: tree_view
     iface = IfaceStub()
     p = satclassify_plugin.classFactory(iface)
     p.initGui()

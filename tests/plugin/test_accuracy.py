@@ -177,7 +177,9 @@ def test_scale_result_does_not_depend_on_block_size(tmp_path):
     cp, rp = make_raster(tmp_path / "c.tif", c), make_raster(tmp_path / "r.tif", r)
     # reference computation in one piece with the pure block mode
     from satclassify_plugin.core.accuracy import block_mode
-    cm, rm = block_mode(np.where(c > 0, c, -1), 4), block_mode(np.where(r > 0, r, -1), 4)
+    # (int64 before the -1: under numpy 2's promotion rules np.where(uint8, uint8, -1) stays uint8, -1 -> 255)
+    c64, r64 = c.astype(np.int64), r.astype(np.int64)
+    cm, rm = block_mode(np.where(c > 0, c64, -1), 4), block_mode(np.where(r > 0, r64, -1), 4)
     ok = (cm >= 0) & (rm >= 0)
     expected = np.zeros((3, 3), int)
     np.add.at(expected, (rm[ok] - 1, cm[ok] - 1), 1)

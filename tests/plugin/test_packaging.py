@@ -72,3 +72,34 @@ def test_qgis_process_lists_the_provider(tmp_path):
     from satclassify_plugin.algorithms import algorithm_classes
     for cls in algorithm_classes():
         assert f"satclassify:{cls.ALGORITHM_ID}" in out.stdout
+
+
+def test_install_keeps_an_identical_copy_and_replaces_a_stale_one(tmp_path):
+    """qgis_process.sh installs on every call: an up-to-date copy must be left alone (parallel runs load it),
+    a stale one replaced whole."""
+    plugins = tmp_path / "plugins"
+    target = build_zip.install(str(plugins))
+    marker = os.path.join(target, "provider.py")
+    before = os.stat(marker).st_ino
+    assert build_zip.install(str(plugins)) == target
+    assert os.stat(marker).st_ino == before  # not copied again
+    with open(os.path.join(target, build_zip.STAMP), "w") as f:
+        f.write("stale")
+    open(os.path.join(target, "leftover.py"), "w").close()
+    build_zip.install(str(plugins))
+    assert not os.path.exists(os.path.join(target, "leftover.py"))
+    assert os.stat(marker).st_ino != before
+    assert sorted(os.listdir(plugins)) == [".satclassify-install.lock", "satclassify_plugin"]  # no temp copies
+
+
+def test_parallel_qgis_process_runs_share_one_profile(tmp_path):
+    """Several scripts/qgis_process.sh calls at once on a fresh profile all find the provider."""
+    env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "cfg"), QT_QPA_PLATFORM="offscreen",
+               XDG_RUNTIME_DIR=str(tmp_path))
+    procs = [subprocess.Popen(["bash", os.path.join(ROOT, "scripts", "qgis_process.sh"), "help",
+                               "satclassify:rasterizeclc"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "Rasterize" in out

@@ -11,6 +11,7 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVector
 from satclassify_plugin.core import s2
 
 from . import fake_servers as fs
+from .model_helpers import model_dest
 from .sentinel_helpers import (A0, B0, ID_A, ID_B, ID_C, LogFeedback, band_names, bounds_of, lonlat_extent,
                                two_tile_stac, utm_extent, window)
 
@@ -351,8 +352,9 @@ def test_model_chains_search_best_items_into_fetch(run_alg, stac, tmp_path):
     model.addChildAlgorithm(fetch)
     import processing
     from qgis.core import QgsProcessingContext
-    res = processing.run(model, {"fetch:stack": str(tmp_path / "s2.tif")}, context=QgsProcessingContext(),
+    dest = model_dest(model, "stack")  # "fetch:stack" in QGIS 3.22, "stack" from 3.40 on
+    res = processing.run(model, {dest: str(tmp_path / "s2.tif")}, context=QgsProcessingContext(),
                          feedback=LogFeedback())
-    ds, a = read(res["fetch:stack"])
+    ds, a = read(res[dest])
     assert band_names(ds) == ["B04"] and (a > 0).all()
     assert set(ds.GetMetadataItem("SATCLASSIFY_PRODUCTS").split(",")) == {ID_A, ID_B}

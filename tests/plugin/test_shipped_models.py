@@ -8,16 +8,11 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
 
+from .model_helpers import model_dest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAINING_MODEL = "model:Sentinel-2 + CLC -> training dataset"
 AOI_MODEL = "model:Classify Sentinel-2 AOI with model"
-
-
-def _dest(alg, suffix):
-    """Name of the model's destination parameter for the output ``suffix`` (childId:name in QGIS 3.22)."""
-    names = [d.name() for d in alg.destinationParameterDefinitions() if d.name().split(":")[-1] == suffix]
-    assert len(names) == 1, [d.name() for d in alg.destinationParameterDefinitions()]
-    return names[0]
 
 
 def test_models_installed_and_listed(plugin):
@@ -51,9 +46,9 @@ def test_training_dataset_model_runs(plugin, sample, tmp_path):
     folder = str(tmp_path / "dataset")
     labels = str(tmp_path / "labels.tif")
     res = processing.run(TRAINING_MODEL, {"IMAGE": image, "CLC": clc, "LEVEL": 1, "PATCH_SIZE": 32,
-                                          _dest(alg, "labels"): labels, _dest(alg, "dataset"): folder},
+                                          model_dest(alg, "labels"): labels, model_dest(alg, "dataset"): folder},
                          context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
-    assert os.path.samefile(res[_dest(alg, "dataset")], folder)
+    assert os.path.samefile(res[model_dest(alg, "dataset")], folder)
     with open(os.path.join(folder, "manifest.json")) as f:
         manifest = json.load(f)
     assert manifest["patch_size"] == 32
@@ -108,21 +103,21 @@ def test_classify_aoi_model_runs_against_a_stac_server(plugin, stac, tmp_path):
     outs = {"s2_stack": "s2.tif", "s2_mask": "mask.tif", "classes": "classes.tif", "reference": "ref.tif",
             "report": "report.html", "metrics": "metrics.json"}
     for key, name in outs.items():
-        params[_dest(alg, key)] = str(tmp_path / name)
+        params[model_dest(alg, key)] = str(tmp_path / name)
     res = processing.run(AOI_MODEL, params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
-    stack = gdal.Open(res[_dest(alg, "s2_stack")])
+    stack = gdal.Open(res[model_dest(alg, "s2_stack")])
     assert [stack.GetRasterBand(i + 1).GetDescription() for i in range(stack.RasterCount)] == [
         "B02", "B03", "B04", "B08"]
     gt = stack.GetGeoTransform()
     assert (gt[0], gt[3], stack.RasterXSize, stack.RasterYSize) == (x0, y1, 100, 100)
-    classes = gdal.Open(res[_dest(alg, "classes")]).ReadAsArray()
+    classes = gdal.Open(res[model_dest(alg, "classes")]).ReadAsArray()
     assert (classes == 3).all()
-    ref = gdal.Open(res[_dest(alg, "reference")]).ReadAsArray()
+    ref = gdal.Open(res[model_dest(alg, "reference")]).ReadAsArray()
     assert (ref[:, :50] == 2).all() and (ref[:, 50:] == 3).all()
-    with open(res[_dest(alg, "metrics")]) as f:
+    with open(res[model_dest(alg, "metrics")]) as f:
         metrics = json.load(f)
     # half the AOI is forest and predicted forest: OA 0.5 over the valid (mask) pixels
-    valid = gdal.Open(res[_dest(alg, "s2_mask")]).ReadAsArray() > 0
+    valid = gdal.Open(res[model_dest(alg, "s2_mask")]).ReadAsArray() > 0
     expected = float(((ref == 3) & valid).sum()) / valid.sum()
     assert metrics["overall_accuracy"] == pytest.approx(expected, abs=1e-9)
-    assert os.path.getsize(res[_dest(alg, "report")]) > 1000
+    assert os.path.getsize(res[model_dest(alg, "report")]) > 1000

@@ -1,0 +1,11 @@
+"""Helpers for tests that run Processing models."""
+
+
+def model_dest(alg, output):
+    """The model's destination parameter for its output ``output``.
+
+    QGIS 3.22 names it ``<child id>:<output>`` (``fetch:stack``), QGIS 3.40+ plain ``output`` (``stack``):
+    match on the part after the last colon, and insist on exactly one."""
+    names = [d.name() for d in alg.destinationParameterDefinitions() if d.name().split(":")[-1] == output]
+    assert len(names) == 1, [d.name() for d in alg.destinationParameterDefinitions()]
+    return names[0]
