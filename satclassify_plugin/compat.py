@@ -90,6 +90,10 @@ MSG_WARNING = Qgis.MessageLevel.Warning
 MSG_CRITICAL = Qgis.MessageLevel.Critical
 MSG_SUCCESS = Qgis.MessageLevel.Success
 
+LAYOUT_MILLIMETERS = _pick(Qgis, "LayoutUnit.Millimeters", _old_core("QgsUnitTypes.LayoutUnit.LayoutMillimeters"))
+LEGEND_HIDDEN = _pick(Qgis, "LegendComponent.Hidden", _old_core("QgsLegendStyle.Style.Hidden"))
+EXPORT_SUCCESS = _old_core("QgsLayoutExporter.ExportResult.Success")()
+
 FAST_INSERT = QgsFeatureSink.Flag.FastInsert
 WRITER_NO_ERROR = QgsVectorFileWriter.WriterError.NoError
 

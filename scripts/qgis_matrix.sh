@@ -5,10 +5,12 @@
 #   bash scripts/qgis_matrix.sh test  [SUITE...]   build if needed, then run tests/core + tests/plugin inside each
 #   extra pytest arguments: after --, e.g.  bash scripts/qgis_matrix.sh test trixie -- -k classify -x
 #
-# Suites (default: trixie forky):
-#   trixie = Debian 13: QGIS 3.40 LTR, GDAL 3.10, numpy 2.2, Python 3.13
-#   forky  = Debian 14 (testing): QGIS 3.44, GDAL 3.13, numpy 2.4, Python 3.14
-# The host's own QGIS (Debian 12: 3.22, Debian 13: 3.40) is tested by scripts/test.sh.
+# Suites:
+#   bookworm = Debian 12: QGIS 3.22, GDAL 3.6, numpy 1.24, Python 3.11
+#   trixie   = Debian 13: QGIS 3.40 LTR, GDAL 3.10, numpy 2.2, Python 3.13
+#   forky    = Debian 14 (testing): QGIS 3.44, GDAL 3.13, numpy 2.4, Python 3.14
+# Default: the ones the host is not. The host's own QGIS is tested by scripts/test.sh directly, so a Debian 12
+# host runs trixie + forky here, a Debian 13 host bookworm + forky.
 #
 # How it works (root needed; sudo is used otherwise):
 #  - mmdebstrap --variant=apt SUITE DIR MIRROR with the QGIS packages, from the Debian mirror the host's apt
@@ -36,7 +38,15 @@ while [ $# -gt 0 ]; do
   if [ "$1" = "--" ]; then shift; pytest_args=("$@"); break; fi
   suites+=("$1"); shift
 done
-[ ${#suites[@]} -gt 0 ] || suites=(trixie forky)
+if [ ${#suites[@]} -eq 0 ]; then
+  # every supported Debian QGIS except the host's own (scripts/test.sh tests that one directly)
+  host=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")
+  for s in bookworm trixie forky; do
+    [ "$s" = "$host" ] && continue
+    [ "$s" = bookworm ] && [ "$host" != trixie ] && continue  # 3.22 only needs a chroot on a Debian 13 host
+    suites+=("$s")
+  done
+fi
 
 log() { echo "[matrix] $*"; }
 

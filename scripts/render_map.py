@@ -31,9 +31,11 @@ def classes_of(path):
 
 def render(path, png, title=None, map_mm=160, dpi=110):
     from qgis.core import (QgsLayoutExporter, QgsLayoutItemLabel, QgsLayoutItemLegend, QgsLayoutItemMap,
-                           QgsLayoutPoint, QgsLayoutSize, QgsLegendRenderer, QgsLegendStyle, QgsPrintLayout,
-                           QgsProject, QgsRasterLayer, QgsUnitTypes)
+                           QgsLayoutPoint, QgsLayoutSize, QgsLegendRenderer, QgsPrintLayout,
+                           QgsProject, QgsRasterLayer)
     from qgis.PyQt.QtGui import QFont
+
+    from satclassify_plugin import compat
     from satclassify_plugin.algorithms.base import ClassStylePostProcessor
 
     project = QgsProject.instance()
@@ -49,7 +51,7 @@ def render(path, png, title=None, map_mm=160, dpi=110):
     map_w = map_mm
     map_h = map_w * ext.height() / ext.width()
     width_mm = map_w + 135
-    page.setPageSize(QgsLayoutSize(width_mm, map_h + 24, QgsUnitTypes.LayoutMillimeters))
+    page.setPageSize(QgsLayoutSize(width_mm, map_h + 24, compat.LAYOUT_MILLIMETERS))
     label = QgsLayoutItemLabel(layout)
     label.setText(title or layer.name())
     label.setFont(QFont("Sans", 14))
@@ -71,12 +73,12 @@ def render(path, png, title=None, map_mm=160, dpi=110):
     legend.setAutoUpdateModel(False)
     node = legend.model().rootGroup().findLayer(layer)
     if node is not None:  # no layer title above the classes
-        QgsLegendRenderer.setNodeLegendStyle(node, QgsLegendStyle.Hidden)
+        QgsLegendRenderer.setNodeLegendStyle(node, compat.LEGEND_HIDDEN)
     legend.adjustBoxSize()
     exporter = QgsLayoutExporter(layout)
     settings = QgsLayoutExporter.ImageExportSettings()
     settings.dpi = dpi
-    if exporter.exportToImage(png, settings) != QgsLayoutExporter.Success:
+    if exporter.exportToImage(png, settings) != compat.EXPORT_SUCCESS:
         raise SystemExit(f"could not write {png}")
     project.removeMapLayer(layer.id())
     return png

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Set up both environments (idempotent) and run the whole test suite.
-#   tests/core + tests/plugin : QGIS env (.venv-qgis, real QGIS 3.22 headless)
+# Set up both environments (idempotent) and run the whole test suite:
+#   tests/core + tests/plugin : QGIS env (.venv-qgis, the host's real QGIS headless: 3.22 on Debian 12)
 #   tests/training            : training env (.venv-train, torch)
-# Extra arguments go to both pytest runs (e.g. -k classify, -x).
+#   QGIS version matrix       : tests/core + tests/plugin again on the other Debian QGIS releases, in chroots
+#                               (scripts/qgis_matrix.sh: 3.40 LTR and 3.44 on a Debian 12 host; built once,
+#                               reused). SATCLASSIFY_MATRIX=0 skips it (quick local runs).
+# Extra arguments go to every pytest run (e.g. -k classify, -x).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,8 +14,13 @@ export QT_QPA_PLATFORM=offscreen
 export SATCLASSIFY_TRAIN_PYTHON="$ROOT/.venv-train/bin/python"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 status=0
-echo "=== QGIS env: tests/core tests/plugin"
+qgis_version=$(/usr/bin/python3 -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null)
+echo "=== QGIS env (host QGIS $qgis_version): tests/core tests/plugin"
 .venv-qgis/bin/python -m pytest tests/core tests/plugin "$@" || status=1
 echo "=== training env: tests/training"
 .venv-train/bin/python -m pytest tests/training -p no:cacheprovider "$@" || status=1
+if [ "${SATCLASSIFY_MATRIX:-1}" != 0 ]; then
+  echo "=== QGIS version matrix (chroots): tests/core tests/plugin"
+  if [ $# -gt 0 ]; then bash scripts/qgis_matrix.sh test -- "$@"; else bash scripts/qgis_matrix.sh test; fi || status=1
+fi
 exit $status
