@@ -5,6 +5,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import algorithm_classes
+from .algorithms.base import RASTER_EXTENSIONS
 
 ICON = os.path.join(os.path.dirname(__file__), "resources", "icons", "satclassify.svg")
 
@@ -24,6 +25,13 @@ class SatClassifyProvider(QgsProcessingProvider):
 
     def svgIconPath(self):  # noqa: N802
         return ICON
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        """The tools write GeoTIFF only: the output dialogs offer .tif (another extension is refused)."""
+        return list(RASTER_EXTENSIONS)
+
+    def defaultRasterFileExtension(self):  # noqa: N802
+        return RASTER_EXTENSIONS[0]
 
     def loadAlgorithms(self):  # noqa: N802
         for cls in algorithm_classes():

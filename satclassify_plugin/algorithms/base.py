@@ -13,9 +13,14 @@ from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingLayerPostProcessorInterface)
 from qgis.PyQt.QtGui import QColor, QIcon
 
+from .. import compat
 from ..core.errors import SatClassifyError
+from ..core.paths import check_outputs
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
+
+#: raster outputs are GeoTIFF (core.gdal_io.create_geotiff); the provider offers these extensions only
+RASTER_EXTENSIONS = ("tif", "tiff")
 
 #: pip package to install for each lazily imported module.
 PIP_NAMES = {"onnxruntime": "onnxruntime (or onnxruntime-gpu with an NVIDIA GPU)",
@@ -77,6 +82,7 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
         if not ok:
             raise QgsProcessingException(message)
         try:
+            self.check_output_paths(parameters, context)
             return self.run_tool(parameters, context, feedback)
         except SatClassifyError as e:
             raise QgsProcessingException(str(e))
@@ -86,6 +92,65 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
+
+    #: the folder destination is emptied first when this boolean parameter is true (buildpatches' OVERWRITE)
+    REPLACES_FOLDER_PARAM = None
+
+    def check_output_paths(self, parameters, context):
+        """Refuse, before anything is written, an output on an input, two outputs on one file, or an output
+        that is a folder (core.paths.check_outputs). Runs for every tool, from every entry point."""
+        inputs, outputs, folders, rasters = {}, {}, {}, []
+        for d in self.parameterDefinitions():
+            name = d.name()
+            value = parameters.get(name)
+            if value is None or value == "":
+                continue
+            kind = d.type()
+            if kind in ("rasterDestination", "fileDestination", "vectorDestination"):
+                path = self.parameterAsFileOutput(parameters, name, context)
+                if path and not path.startswith(("memory:", "postgres:", "ogr:")):
+                    outputs[name] = path.split("|")[0]
+                    if kind == "rasterDestination":
+                        rasters.append(name)
+            elif kind == "folderDestination":
+                folders[name] = self.parameterAsFileOutput(parameters, name, context)
+            elif kind == "file":
+                inputs[name] = [self.parameterAsFile(parameters, name, context)]
+            elif kind in ("raster", "vector", "source", "layer", "multilayer"):
+                inputs[name] = input_paths(value, context)
+        replaces = bool(self.REPLACES_FOLDER_PARAM and self.parameterAsBool(
+            parameters, self.REPLACES_FOLDER_PARAM, context))
+        check_outputs(inputs, outputs, folders, replaces_folder=replaces)
+        for name in rasters:
+            ext = os.path.splitext(outputs[name])[1].lower().lstrip(".")
+            if ext not in RASTER_EXTENSIONS:
+                raise SatClassifyError(
+                    f"{name} '{outputs[name]}': the tool writes GeoTIFF, not .{ext or '(no extension)'}: name the "
+                    "file .tif (convert it afterwards with Raster > Conversion > Translate if needed)")
+
+
+def input_paths(value, context):
+    """The files behind a layer-like parameter value (a path, a layer id or object, a feature source
+    definition, a list of them); nothing for layers that are not files (memory, databases, services)."""
+    from qgis.core import (QgsMapLayer, QgsProcessingFeatureSourceDefinition, QgsProcessingUtils,
+                           QgsProviderRegistry)
+
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in input_paths(v, context)]
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        value = value.source.staticValue()
+    layer = value if isinstance(value, QgsMapLayer) else None
+    if layer is None:
+        text = str(value)
+        plain = text.split("|")[0]
+        if os.path.exists(plain):
+            return [plain]
+        layer = QgsProcessingUtils.mapLayerFromString(text, context)
+    if layer is None:
+        return []
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    path = parts.get("path") or layer.source().split("|")[0]
+    return [path] if path and os.path.exists(path) else []
 
 
 class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
@@ -103,7 +168,7 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.band = band
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        if not layer or not layer.isValid() or layer.type() != layer.RasterLayer:
+        if not layer or not layer.isValid() or layer.type() != compat.LAYER_RASTER:
             return
         items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), str(c["name"]))
                  for c in self.classes]

@@ -21,6 +21,7 @@ def _path(layer, what):
 
 class BuildPatchesAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "buildpatches"
+    REPLACES_FOLDER_PARAM = "OVERWRITE"
     DISPLAY_NAME = "Build training patches"
     GROUP = "Training data"
     GROUP_ID = "trainingdata"

@@ -394,8 +394,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                     invalid = np.zeros(core.shape[1:], dtype=bool)
                     for i, v in nd:
                         invalid |= core[i] == v
-                    if is_float:
-                        invalid |= np.isnan(core).any(axis=0)
+                    if is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
+                        invalid |= ~np.isfinite(core).all(axis=0)
                     masks.append(invalid)
                     pr, pb = t.pad
                     v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)

@@ -335,15 +335,16 @@ def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):
     assert np.array_equal(read_raster(tmp_path / "a.tif"), expected.astype(np.uint8))
 
 
-def test_float_raster_nan_is_nodata(run_alg, tmp_path):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_raster_nan_and_inf_are_nodata(run_alg, tmp_path, bad):
     raw = s2_raw((4, 30, 30), seed=12).astype(np.float32)
-    raw[1, 7, 9] = np.nan
+    raw[1, 7, 9] = bad
     src = make_raster(tmp_path / "f.tif", raw, band_names=om.S2_BANDS4)
     w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0], [-3.3, 0, 0, 12.9]], np.float32)
     model = om.linear_model(tmp_path / "lin.onnx", w, card_kw={"tile_size": 16})
     out = str(tmp_path / "c.tif")
     run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
-    expected, logits = om.linear_expected(np.nan_to_num(raw), w)
+    expected, logits = om.linear_expected(np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0), w)
     expected[7, 9] = 0
     got = read_raster(out)
     assert got[7, 9] == 0 and (got != 0).sum() == 30 * 30 - 1
