@@ -173,6 +173,55 @@ def class_table(values: List[int], names_table, level: Optional[int], level_maps
     return out
 
 
+#: more distinct values than this in a map: it is an image (reflectances), not a class raster
+MAX_DISTINCT_CLASSES = 256
+
+
+def check_comparable(present, transforms, datasets, transformed: bool, log) -> None:
+    """Refuse comparisons that can only give a meaningless matrix, and say which fix applies:
+    an image passed as a class map, two maps without a common class value, or two maps whose category names
+    say that the same value means different classes (e.g. a CLC level-1 map against a level-2 reference)."""
+    for which, ds in datasets.items():
+        n = len(present[which])
+        if n > MAX_DISTINCT_CLASSES:
+            bands = f" (band 1 of {ds.RasterCount})" if ds.RasterCount > 1 else ""
+            raise SatClassifyError(
+                f"the {which} raster '{ds.GetDescription()}' holds {n} distinct values{bands}: that is an image, "
+                "not a class map (a class raster holds one value per class, a few dozen at most). Choose the class "
+                "raster, e.g. the OUTPUT of satclassify:classify or satclassify:rasterizeclc")
+    vals = {w: set(transforms[w].map_values([v for v in present[w].tolist() if v not in transforms[w].ignore]))
+            for w in datasets}
+    vals = {w: {v for v in vs if v >= 0} for w, vs in vals.items()}
+    if vals["classified"] and vals["reference"] and vals["classified"].isdisjoint(vals["reference"]):
+        show = {w: ", ".join(str(v) for v in sorted(vs)[:12]) + (" ..." if len(vs) > 12 else "")
+                for w, vs in vals.items()}
+        raise SatClassifyError(
+            f"the classified and reference maps have no class value in common (classified: {show['classified']}; "
+            f"reference: {show['reference']}): they use different class codes, so every pixel would disagree. "
+            "Compare them at a common CLC level (LEVEL) or map one onto the other (RECLASSIFY)")
+    if not transformed:
+        names = {w: {v: n.strip().lower() for v, (n, _) in _categories(ds).items()} for w, ds in datasets.items()}
+        shared = sorted(v for v in vals["classified"] & vals["reference"]
+                        if v in names["classified"] and v in names["reference"])
+        differ = [v for v in shared if names["classified"][v] != names["reference"][v]]
+        if shared and len(differ) * 2 > len(shared):
+            v = differ[0]
+            raise SatClassifyError(
+                f"the two maps use different class tables: value {v} is '{_categories(datasets['classified'])[v][0]}' "
+                f"in the classified map but '{_categories(datasets['reference'])[v][0]}' in the reference "
+                f"({len(differ)} of {len(shared)} shared values are named differently; e.g. a CLC level-1 map "
+                "against a level-2 reference). Compare maps of one class table: rasterize the reference at the "
+                "classified map's CLC level (satclassify:rasterizeclc LEVEL), set LEVEL when a map holds CLC "
+                "level-3 classes, or map one onto the other with a RECLASSIFY table")
+        if differ:
+            log(f"WARNING: {len(differ)} class value(s) are named differently in the two maps: "
+                + ", ".join(f"{v} ('{names['classified'][v]}' vs '{names['reference'][v]}')" for v in differ[:5]))
+    only = {w: sorted(vals[w] - vals[o]) for w, o in (("classified", "reference"), ("reference", "classified"))}
+    for w, vs in only.items():
+        if vs:
+            log(f"WARNING: class value(s) {', '.join(map(str, vs[:20]))} occur only in the {w} map")
+
+
 def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="0",
            reclassify: Optional[str] = None, names: Optional[str] = None, level=None, level_maps: str = "both",
            scale=1, block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
@@ -227,6 +276,8 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         if use_level:
             log(f"{which} map: CLC level-3 {'grid codes 1..44' if source == 'grid' else 'codes 111..523'} "
                 f"aggregated to level {use_level}")
+    check_comparable(present, transforms, {"classified": cls_ds, "reference": ref_src},
+                     transformed=bool(recl.classified or recl.reference or lv), log=log)
     values = sorted(set(transforms["classified"].map_values(
         [v for v in present["classified"].tolist() if v not in transforms["classified"].ignore]))
         | set(transforms["reference"].map_values(

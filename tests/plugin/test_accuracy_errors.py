@@ -121,3 +121,56 @@ def test_values_out_of_class_range(run_alg, data):
     assert run_error(run_alg, data, REFERENCE=r) == (
         "the reference raster holds the value -7: class values must be in 0..65535; add it to IGNORE (or set it "
         "as the raster's nodata) if it means no data")
+
+
+def _class_raster(path, a, classes):
+    """A class raster written like the tools write one (category names + colours)."""
+    from osgeo import gdal
+
+    from satclassify_plugin.core import gdal_io
+    from tests.rasters import wkt
+
+    ds = gdal_io.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
+                                (500000, 10, 0, 5000000, 0, -10), wkt(32632), nodata=0, classes=classes)
+    ds.GetRasterBand(1).WriteArray(a)
+    ds = None
+    return str(path)
+
+
+def test_an_image_as_classified_map_is_refused(run_alg, data):
+    """A 4-band reflectance stack used to give '1088 classes, OA 0'."""
+    img = np.random.default_rng(0).integers(1, 5000, (4, 40, 40)).astype(np.uint16)
+    ref = np.random.default_rng(1).integers(1, 4, (40, 40)).astype(np.uint8)
+    stack = make_raster(data["tmp"] / "s2.tif", img)
+    msg = run_error(run_alg, data, CLASSIFIED=stack, REFERENCE=make_raster(data["tmp"] / "ref40.tif", ref))
+    assert "holds" in msg and "distinct values (band 1 of 4): that is an image, not a class map" in msg
+    assert "OUTPUT of satclassify:classify" in msg
+
+
+def test_maps_without_a_common_class_value_are_refused(run_alg, data):
+    c = make_raster(data["tmp"] / "c1.tif", np.array([[1, 2], [3, 1]], np.uint8))
+    r = make_raster(data["tmp"] / "r1.tif", np.array([[11, 12], [21, 11]], np.uint8))
+    msg = run_error(run_alg, data, CLASSIFIED=c, REFERENCE=r)
+    assert ("no class value in common (classified: 1, 2, 3; reference: 11, 12, 21): they use different class "
+            "codes") in msg and "LEVEL" in msg and "RECLASSIFY" in msg
+
+
+def test_level1_map_against_level2_reference_is_refused_and_level_fixes_it(run_alg, data):
+    from satclassify_plugin.core import clc
+
+    rng = np.random.default_rng(4)
+    l2 = rng.integers(1, 16, (30, 30)).astype(np.uint8)
+    l2_to_l1 = {c.value: int(c.code[0]) for c in clc.classes(2)}
+    l1 = np.vectorize(l2_to_l1.get)(l2).astype(np.uint8)
+    c = _class_raster(data["tmp"] / "level1.tif", l1, clc.classes(1))
+    r = _class_raster(data["tmp"] / "level2.tif", l2, clc.classes(2))
+    msg = run_error(run_alg, data, CLASSIFIED=c, REFERENCE=r)
+    assert "the two maps use different class tables: value 1 is 'Artificial surfaces' in the classified map but " \
+           "'Urban fabric' in the reference" in msg and "RECLASSIFY" in msg
+    table = data["tmp"] / "l2_to_l1.csv"  # the fix the message names: the reference mapped to level 1
+    table.write_text("map,from,to\n" + "".join(f"reference,{a},{b}\n" for a, b in l2_to_l1.items()))
+    out = data["tmp"] / "ok"
+    res = run_alg(ALG, {"CLASSIFIED": c, "REFERENCE": r, "RECLASSIFY": str(table),
+                        "OUTPUT_MATRIX": str(out / "m.csv"), "OUTPUT_METRICS": str(out / "m.json"),
+                        "OUTPUT_REPORT": str(out / "m.html")})
+    assert res["OA"] == pytest.approx(1.0)
