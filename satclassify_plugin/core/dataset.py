@@ -19,10 +19,12 @@ class of the class table appears, with 0 when absent.
 """
 from __future__ import annotations
 
+import errno
 import json
-import mmap
 import os
 import re
+import shutil
+import struct
 import uuid
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -32,11 +34,11 @@ from .errors import SatClassifyError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+FOOTPRINTS = "patches.gpkg"
 SPLIT_ORDER = ("train", "val", "test")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _SHARD_RE = re.compile(r"^(images|labels|masks)-[A-Za-z0-9_]+-\d+\.npy$")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-_RELEASE_EVERY = 16  # patches between flushes of the mapped shard pages
 
 Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
 
@@ -64,77 +66,99 @@ def _sort_splits(names) -> List[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(s for s in names if s not in SPLIT_ORDER)
 
 
-def _release(arr):
-    """Flush a memory-mapped array and drop its pages from the process (the data stays in the file)."""
-    if hasattr(arr, "flush"):
-        arr.flush()
-    mm = getattr(arr, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+class _NpyAppender:
+    """A ``.npy`` file written front to back with plain writes (never memory-mapped).
+
+    A write into a memory-mapped file on a full disk kills the process with SIGBUS (no exception, and inside
+    QGIS the whole application goes); plain writes raise ``OSError(ENOSPC)``, which the writer turns into a
+    message and a clean-up. The header is written with room for any count and rewritten by :meth:`finish` with
+    the number of items appended (NPY 1.0: the header is padded with spaces; numpy reads any padding)."""
+
+    HEADER_BYTES = 256
+
+    def __init__(self, path: str, dtype, item_shape: Tuple[int, ...], capacity: int):
+        self.path, self.dtype, self.item_shape = path, np.dtype(dtype), tuple(int(v) for v in item_shape)
+        self.count = 0
+        self.f = open(path, "wb")
         try:
-            mm.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):
-            pass
+            self._header(capacity)
+        except BaseException:
+            self.f.close()
+            raise
+
+    def _header(self, n: int) -> None:
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+             "shape": (int(n),) + self.item_shape}
+        text = repr(d).encode("latin1")
+        pad = self.HEADER_BYTES - 10 - len(text) - 1
+        if pad < 0:  # pragma: no cover - shapes here are 4 numbers
+            raise DatasetError(f"shard header too long for {d}")
+        self.f.seek(0)
+        self.f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", self.HEADER_BYTES - 10) + text + b" " * pad + b"\n")
+        self.f.seek(0, os.SEEK_END)
+
+    def append(self, arr: np.ndarray) -> None:
+        self.f.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
+        self.count += 1
+
+    def finish(self) -> None:
+        """Header with the real count, data on disk (fsync), file closed."""
+        self._header(self.count)
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
 
 
 class _ShardSet:
-    """The open (preallocated) shard of one split."""
+    """The open shard of one split: images, labels (and masks) appended patch by patch."""
 
     def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool):
         self.names = {"images": f"images-{split}-{k}.npy", "labels": f"labels-{split}-{k}.npy",
                       "masks": f"masks-{split}-{k}.npy" if with_masks else None}
         self.folder, self.size, self.count = folder, size, 0
-        fmt = np.lib.format
-        self.arrays = {
-            "images": fmt.open_memmap(os.path.join(folder, self.names["images"]), mode="w+", dtype=np.uint16,
-                                      shape=(size, bands, patch, patch)),
-            "labels": fmt.open_memmap(os.path.join(folder, self.names["labels"]), mode="w+", dtype=np.uint8,
-                                      shape=(size, patch, patch)),
-        }
-        if with_masks:
-            self.arrays["masks"] = fmt.open_memmap(os.path.join(folder, self.names["masks"]), mode="w+",
-                                                   dtype=np.uint8, shape=(size, patch, patch))
+        self.files: Dict[str, _NpyAppender] = {}
+        try:
+            self.files["images"] = _NpyAppender(os.path.join(folder, self.names["images"]), np.uint16,
+                                                (bands, patch, patch), size)
+            self.files["labels"] = _NpyAppender(os.path.join(folder, self.names["labels"]), np.uint8,
+                                                (patch, patch), size)
+            if with_masks:
+                self.files["masks"] = _NpyAppender(os.path.join(folder, self.names["masks"]), np.uint8,
+                                                   (patch, patch), size)
+        except BaseException:
+            self.discard()
+            raise
 
     @property
     def full(self) -> bool:
         return self.count >= self.size
 
-    def release_pages(self):
-        """Write the mapped pages out and drop them from this process's memory (RSS stays flat)."""
-        for arr in self.arrays.values():
-            _release(arr)
+    def add(self, image, label, mask) -> None:
+        self.files["images"].append(image)
+        self.files["labels"].append(label)
+        if "masks" in self.files:
+            self.files["masks"].append(mask)
+        self.count += 1
 
     def finish(self) -> dict:
-        """Flush, truncate to the patches written, return the manifest entry."""
-        for key in list(self.arrays):
-            arr = self.arrays.pop(key)
-            arr.flush()
-            if self.count < self.size:
-                path = os.path.join(self.folder, self.names[key])
-                tmp = path + ".tmp.npy"
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=(self.count,) + arr.shape[1:])
-                step = 16
-                for i in range(0, self.count, step):
-                    j = min(i + step, self.count)
-                    out[i:j] = arr[i:j]
-                    _release(out)
-                    _release(arr)
-                out.flush()
-                del out
-                del arr  # release the mapping before replacing the file (needed on Windows)
-                os.replace(tmp, path)
-            else:
-                del arr
-        self.arrays = {}
+        """Headers with the patches written, files synced and closed; returns the manifest entry."""
+        for appender in self.files.values():
+            appender.finish()
+        self.files = {}
         return {"images": self.names["images"], "labels": self.names["labels"], "masks": self.names["masks"],
                 "count": self.count}
 
     def discard(self):
-        self.arrays = {}
+        for appender in self.files.values():
+            appender.close()
+        self.files = {}
         for name in self.names.values():
-            if name:
-                for p in (os.path.join(self.folder, name), os.path.join(self.folder, name) + ".tmp.npy"):
-                    if os.path.exists(p):
-                        os.remove(p)
+            if name and os.path.exists(os.path.join(self.folder, name)):
+                os.remove(os.path.join(self.folder, name))
 
 
 class DatasetWriter:
@@ -147,7 +171,8 @@ class DatasetWriter:
 
     def __init__(self, folder: str, bands: Sequence[str], patch_size: int, classes: Sequence,
                  crs_wkt: str = "", scale: float = 1e-4, label_nodata: int = 0, shard_size: int = 256,
-                 with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = ()):
+                 with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = (),
+                 expected_patches: int = 0):
         if not folder:
             raise DatasetError("no output folder given")
         self.bands = [str(b) for b in bands]
@@ -176,7 +201,7 @@ class DatasetWriter:
         self._allowed = np.zeros(256, dtype=bool)
         self._allowed[values] = True
         self._allowed[self.label_nodata] = True
-        self._prepare_folder(overwrite)
+        self._prepare_folder(overwrite, expected_patches)
         self._open: Dict[str, _ShardSet] = {}
         self._done: Dict[str, List[dict]] = {}
         self._counts: Dict[str, np.ndarray] = {}
@@ -185,20 +210,70 @@ class DatasetWriter:
             self._declare(s)
 
     # -- folder ----------------------------------------------------------------------------------
-    def _prepare_folder(self, overwrite: bool):
+    def _prepare_folder(self, overwrite: bool, expected_patches: int):
         if os.path.exists(self.folder) and not os.path.isdir(self.folder):
             raise DatasetError(f"output folder '{self.folder}' is a file: choose a folder")
         try:
             os.makedirs(self.folder, exist_ok=True)
         except OSError as e:
-            raise DatasetError(f"cannot create the output folder '{self.folder}': {e}")
-        old = [f for f in os.listdir(self.folder) if f == MANIFEST or _SHARD_RE.match(f)]
+            raise DatasetError(f"cannot create the output folder '{self.folder}': {e.strerror or e}: choose "
+                               "another folder")
+        old = self._dataset_files(self.folder)
         if old and not overwrite:
             raise DatasetError(f"folder '{self.folder}' already holds a dataset ({sorted(old)[0]}, ...): "
                                "choose an empty folder or allow overwriting")
-        # the manifest goes first, so an interrupted overwrite never leaves a valid-looking folder
-        for f in sorted(old, key=lambda n: n != MANIFEST):
-            os.remove(os.path.join(self.folder, f))
+        if expected_patches:
+            item = len(self.bands) * self.patch_size ** 2 * 2 + self.patch_size ** 2 * (2 if self.with_masks else 1)
+            need = int(int(expected_patches) * item * 1.02) + (1 << 20)  # + footprints and manifest
+            free = shutil.disk_usage(self.folder).free
+            if need > free:
+                raise DatasetError(
+                    f"the dataset needs about {need / 2 ** 20:.0f} MB ({expected_patches} patches) but only "
+                    f"{free / 2 ** 20:.0f} MB are free on the disk of '{self.folder}': free space, choose another "
+                    "folder, or write fewer patches (MAX_PATCHES, STRIDE)")
+        # everything is written into a staging folder beside the dataset and moved in by close(): an earlier
+        # dataset stays whole until the new one is complete, and a failure leaves the folder as it was
+        self.stage = os.path.join(self.folder, f".staging-{uuid.uuid4().hex[:8]}")
+        try:
+            os.mkdir(self.stage)
+        except OSError as e:
+            raise self._write_error(e)
+
+    @staticmethod
+    def _dataset_files(folder: str) -> List[str]:
+        return [f for f in os.listdir(folder) if f == MANIFEST or f == FOOTPRINTS or _SHARD_RE.match(f)]
+
+    def _commit(self, manifest_tmp: str) -> None:
+        """Swap the staged dataset in: old files aside (manifest first), new ones in (manifest last)."""
+        old = sorted(self._dataset_files(self.folder), key=lambda n: n != MANIFEST)
+        trash = os.path.join(self.folder, f".old-{uuid.uuid4().hex[:8]}")
+        moved_old, moved_new = [], []
+        try:
+            if old:
+                os.mkdir(trash)
+                for name in old:
+                    os.replace(os.path.join(self.folder, name), os.path.join(trash, name))
+                    moved_old.append(name)
+            for name in sorted(os.listdir(self.stage)):
+                if name != os.path.basename(manifest_tmp):
+                    os.replace(os.path.join(self.stage, name), os.path.join(self.folder, name))
+                    moved_new.append(name)
+            os.replace(manifest_tmp, os.path.join(self.folder, MANIFEST))
+        except OSError as e:  # put the old dataset back
+            for name in moved_new:
+                try:
+                    os.remove(os.path.join(self.folder, name))
+                except OSError:
+                    pass
+            for name in moved_old:
+                try:
+                    os.replace(os.path.join(trash, name), os.path.join(self.folder, name))
+                except OSError:
+                    pass
+            raise self._write_error(e)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(self.stage, ignore_errors=True)
 
     def _declare(self, split: str):
         if not isinstance(split, str) or not _SPLIT_RE.match(split):
@@ -237,28 +312,34 @@ class DatasetWriter:
             mask = (mask != 0).astype(np.uint8)
         elif mask is not None:
             raise DatasetError("a mask was given but the writer was created with with_masks=False")
-        shard = self._open.get(split)
-        if shard is None:
+        try:
+            shard = self._open.get(split)
+            if shard is None:
+                k = len(self._done[split])
+                shard = _ShardSet(self.stage, split, k, self.shard_size, c, p, self.with_masks)
+                self._open[split] = shard
+            i = shard.count
+            shard.add(image, label, mask)
             k = len(self._done[split])
-            shard = _ShardSet(self.folder, split, k, self.shard_size, c, p, self.with_masks)
-            self._open[split] = shard
-        i = shard.count
-        shard.arrays["images"][i] = image
-        shard.arrays["labels"][i] = label
-        if self.with_masks:
-            shard.arrays["masks"][i] = mask
-            counted = label[mask == 1]
-        else:
-            counted = label
+            if shard.full:
+                self._done[split].append(shard.finish())
+                del self._open[split]
+        except OSError as e:
+            raise self._write_error(e)
+        counted = label[mask == 1] if self.with_masks else label
         self._counts[split] += np.bincount(counted.ravel(), minlength=256)
-        shard.count += 1
-        if shard.count % _RELEASE_EVERY == 0:
-            shard.release_pages()
-        k = len(self._done[split])
-        if shard.full:
-            self._done[split].append(shard.finish())
-            del self._open[split]
         return k, i
+
+    def _write_error(self, e: OSError) -> DatasetError:
+        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the disk is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "not permitted (an immutable folder?)"}.get(e.errno, e.strerror or str(e))
+        return DatasetError(f"cannot write the dataset into '{self.folder}': {what}. Nothing was kept (an earlier "
+                            "dataset there is unchanged): free space or choose another folder")
+
+    def stage_path(self, name: str) -> str:
+        """Where to write an extra file of the dataset (e.g. patches.gpkg): it is moved in with the shards."""
+        return os.path.join(self.stage, name)
 
     @staticmethod
     def _as_dtype(arr: np.ndarray, dtype, what: str) -> np.ndarray:
@@ -286,12 +367,17 @@ class DatasetWriter:
         """Finish the shards and write manifest.json (last, atomically). Returns the manifest."""
         if self._closed:
             raise DatasetError("the dataset writer is already closed")
-        for split, shard in list(self._open.items()):
-            if shard.count:
-                self._done[split].append(shard.finish())
-            else:
-                shard.discard()
-            del self._open[split]
+        try:
+            for split, shard in list(self._open.items()):
+                if shard.count:
+                    self._done[split].append(shard.finish())
+                else:
+                    shard.discard()
+                del self._open[split]
+        except OSError as e:
+            self._abort_files()
+            self._closed = True
+            raise self._write_error(e)
         self._closed = True
         values = [c["value"] for c in self.classes]
         splits = {}
@@ -311,31 +397,36 @@ class DatasetWriter:
                 raise DatasetError(f"extra manifest key {k!r} would overwrite a reserved key")
             manifest[k] = v
         path = os.path.join(self.folder, MANIFEST)
-        tmp = os.path.join(self.folder, f".{MANIFEST}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = os.path.join(self.stage, MANIFEST)
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(manifest, f, indent=1)
-            os.replace(tmp, path)
-        except (OSError, TypeError, ValueError) as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+                f.flush()
+                os.fsync(f.fileno())
+        except (TypeError, ValueError) as e:
+            self._abort_files()
             raise DatasetError(f"cannot write '{path}': {e}")
+        except OSError as e:
+            self._abort_files()
+            raise self._write_error(e)
+        try:
+            self._commit(tmp)
+        except DatasetError:
+            self._abort_files()
+            raise
         return manifest
 
     def abort(self):
-        """Remove every shard written by this writer (no manifest is written)."""
+        """Remove everything this writer wrote (an earlier dataset in the folder is left as it was)."""
+        self._abort_files()
+        self._closed = True
+
+    def _abort_files(self):
         for shard in self._open.values():
             shard.discard()
         self._open = {}
-        for shards in self._done.values():
-            for entry in shards:
-                for key in ("images", "labels", "masks"):
-                    if entry.get(key):
-                        p = os.path.join(self.folder, entry[key])
-                        if os.path.exists(p):
-                            os.remove(p)
         self._done = {}
-        self._closed = True
+        shutil.rmtree(self.stage, ignore_errors=True)
 
     def __enter__(self) -> "DatasetWriter":
         return self

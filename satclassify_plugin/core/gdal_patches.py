@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -29,13 +28,12 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from . import clc, gdal_io
-from .dataset import DatasetWriter
+from .dataset import FOOTPRINTS, DatasetWriter
 from .errors import SatClassifyError
 
 gdal.UseExceptions()
 ogr.UseExceptions()
 
-FOOTPRINTS = "patches.gpkg"
 SPLITS = ("train", "val", "test")
 INT_TYPES = {gdal.GDT_Byte: (0, 255), gdal.GDT_UInt16: (0, 65535), gdal.GDT_Int16: (-32768, 32767),
              gdal.GDT_UInt32: (0, 2 ** 32 - 1), gdal.GDT_Int32: (-2 ** 31, 2 ** 31 - 1)}
@@ -266,80 +264,73 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
     for i in sel:
         by_row.setdefault(cand_rc[i][0], []).append(i)
     out_folder = os.path.abspath(output_folder)
-    tmp_gpkg = os.path.join(out_folder, f".patches.{uuid.uuid4().hex[:8]}.tmp.gpkg")
     records = []
     dropped_nodata = 0
     with DatasetWriter(out_folder, bands, p, classes, crs_wkt=wkt, shard_size=shard_size, with_masks=with_masks,
-                       overwrite=overwrite, splits=SPLITS) as writer:
-        try:
-            for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
-                if is_canceled():
-                    raise Cancelled()
-                strip = img.ReadAsArray(0, r0, w, p)
-                img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
-                if strip.ndim == 2:
-                    strip = strip[None]
-                lab = _read_labels(lab_band, r0, w, p, allowed, labels)
-                valid = np.ones((p, w), bool)
-                if mask_band is not None:
-                    valid &= mask_band.ReadAsArray(0, r0, w, p) != 0
-                for b, nd in enumerate(nodatas):
-                    if nd is not None:
-                        valid &= strip[b] != nd
-                for i in sorted(idxs, key=lambda j: cand_rc[j][1]):
-                    c0 = cand_rc[i][1]
-                    pim = strip[:, :, c0:c0 + p]
-                    if pim.dtype != np.uint16:
-                        if pim.size and (pim.min() < 0 or pim.max() > 65535):
-                            raise SatClassifyError(
-                                f"image '{image}' holds values {pim.min()}..{pim.max()} near row {r0}, column {c0}: "
-                                "datasets store uint16 digital numbers 0..65535")
-                        pim = pim.astype(np.uint16)
-                    pv = valid[:, c0:c0 + p]
-                    pl = np.where(pv, lab[:, c0:c0 + p], 0).astype(np.uint8)
-                    masked = 1.0 - pv.mean()
-                    labelled = (pl > 0).mean()
-                    if masked > max_masked or labelled < min_labelled:
-                        dropped_nodata += 1
-                        continue
-                    split = SPLITS[split_of[i]]
-                    shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if with_masks else None)
-                    hist = np.bincount(vindex[pl].ravel(), minlength=nvals + 1)
-                    records.append((split, block_fold.get(block_of[i], -1), shard, pos, r0, c0, labelled, masked,
-                                    hist[1:] / float(p * p)))
-                progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
-            if dropped_nodata:
-                log(f"{dropped_nodata} patches dropped because image nodata pixels exceed MAX_MASKED or leave too "
-                    "few labelled pixels")
-            counts = writer.counts()
-            if counts.get("train", 0) == 0:
-                raise SatClassifyError("no train patch is left (image nodata): check the image and MAX_MASKED")
-            _write_footprints(tmp_gpkg, records, classes, gt, wkt, p)
-            positions = {s: [[r[4], r[5]] for r in records if r[0] == s] for s in SPLITS}
-            folds = [r[1] for r in records if r[0] == "train"]
-            extra = {
-                "source_files": {"image": os.path.abspath(image), "labels": os.path.abspath(labels),
-                                 "mask": os.path.abspath(mask) if mask else None},
-                "split_rule": {"type": "spatial_blocks", "block_size_patches": int(block_size),
-                               "block_size_px": bpx, "val_fraction": val_fraction, "test_fraction": test_fraction,
-                               "seed": int(seed)},
-                "stride": stride, "min_labelled": min_labelled, "max_masked": max_masked,
-                "k_folds": k if k >= 2 else 0, "folds": {"train": folds},
-                "positions": positions, "geotransform": list(gt), "image_size": [w, h],
-                "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
-                "sampling": {"max_patches": int(max_patches), "class_aware": bool(class_aware)},
-            }
-            os.replace(tmp_gpkg, os.path.join(out_folder, FOOTPRINTS))
-            manifest = writer.close(extra=extra)
-        except BaseException:
-            for pth in (tmp_gpkg, os.path.join(out_folder, FOOTPRINTS)):
-                if os.path.exists(pth) and (pth == tmp_gpkg or not os.path.exists(os.path.join(out_folder,
-                                                                                            "manifest.json"))):
-                    try:
-                        os.remove(pth)
-                    except OSError:
-                        pass
-            raise
+                       overwrite=overwrite, splits=SPLITS, expected_patches=len(sel)) as writer:
+        for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
+            if is_canceled():
+                raise Cancelled()
+            strip = img.ReadAsArray(0, r0, w, p)
+            img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
+            if strip.ndim == 2:
+                strip = strip[None]
+            lab = _read_labels(lab_band, r0, w, p, allowed, labels)
+            valid = np.ones((p, w), bool)
+            if mask_band is not None:
+                valid &= mask_band.ReadAsArray(0, r0, w, p) != 0
+            for b, nd in enumerate(nodatas):
+                if nd is not None:
+                    valid &= strip[b] != nd
+            for i in sorted(idxs, key=lambda j: cand_rc[j][1]):
+                c0 = cand_rc[i][1]
+                pim = strip[:, :, c0:c0 + p]
+                if pim.dtype != np.uint16:
+                    if pim.size and (pim.min() < 0 or pim.max() > 65535):
+                        raise SatClassifyError(
+                            f"image '{image}' holds values {pim.min()}..{pim.max()} near row {r0}, column {c0}: "
+                            "datasets store uint16 digital numbers 0..65535")
+                    pim = pim.astype(np.uint16)
+                pv = valid[:, c0:c0 + p]
+                pl = np.where(pv, lab[:, c0:c0 + p], 0).astype(np.uint8)
+                masked = 1.0 - pv.mean()
+                labelled = (pl > 0).mean()
+                if masked > max_masked or labelled < min_labelled:
+                    dropped_nodata += 1
+                    continue
+                split = SPLITS[split_of[i]]
+                shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if with_masks else None)
+                hist = np.bincount(vindex[pl].ravel(), minlength=nvals + 1)
+                records.append((split, block_fold.get(block_of[i], -1), shard, pos, r0, c0, labelled, masked,
+                                hist[1:] / float(p * p)))
+            progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
+        if dropped_nodata:
+            log(f"{dropped_nodata} patches dropped because image nodata pixels exceed MAX_MASKED or leave too "
+                "few labelled pixels")
+        counts = writer.counts()
+        if counts.get("train", 0) == 0:
+            raise SatClassifyError("no train patch is left (image nodata): check the image and MAX_MASKED")
+        _write_footprints(writer.stage_path(FOOTPRINTS), records, classes, gt, wkt, p)
+        positions = {s: [[r[4], r[5]] for r in records if r[0] == s] for s in SPLITS}
+        folds = [r[1] for r in records if r[0] == "train"]
+        extra = {
+            "source_files": {"image": os.path.abspath(image), "labels": os.path.abspath(labels),
+                             "mask": os.path.abspath(mask) if mask else None},
+            "split_rule": {"type": "spatial_blocks", "block_size_patches": int(block_size),
+                           "block_size_px": bpx, "val_fraction": val_fraction, "test_fraction": test_fraction,
+                           "seed": int(seed)},
+            "stride": stride, "min_labelled": min_labelled, "max_masked": max_masked,
+            "k_folds": k if k >= 2 else 0, "folds": {"train": folds},
+            "positions": positions, "geotransform": list(gt), "image_size": [w, h],
+            "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
+            "sampling": {"max_patches": int(max_patches), "class_aware": bool(class_aware)},
+        }
+        manifest = writer.close(extra=extra)  # shards, footprints and manifest move in together
+    present = [c for c in classes if any(manifest["splits"][s]["class_counts"][str(c.value)] for s in SPLITS)]
+    if len(present) == 1:
+        log(f"WARNING: the patches hold a single class ({present[0].value} {present[0].name}): a model trained on "
+            "them cannot learn to tell classes apart. Check the label raster (its extent, the CLC level, MASK) or "
+            "cover an area with several land-cover classes")
     for s in SPLITS:
         info = manifest["splits"][s]
         total = sum(info["class_counts"].values()) or 1

@@ -111,10 +111,72 @@ def test_existing_folder_needs_overwrite(tmp_path):
     with pytest.raises(DatasetError, match="already holds a dataset.*choose an empty folder or allow overwriting"):
         DatasetWriter(str(tmp_path), BANDS, 8, CLASSES)
     w, _ = write(tmp_path, n_train=1, n_val=0, overwrite=True)
-    assert not (tmp_path / "manifest.json").exists()  # removed first
+    # the earlier dataset stays whole (and readable) until the new one is complete
+    assert Dataset(str(tmp_path)).splits == ["train", "val"]
     w.close()
     assert sorted(os.listdir(tmp_path)) == ["images-train-0.npy", "labels-train-0.npy", "manifest.json", "notes.txt"]
     assert Dataset(str(tmp_path)).splits == ["train"]
+
+
+def test_overwrite_that_fails_keeps_the_earlier_dataset(tmp_path):
+    w, _ = write(tmp_path)
+    w.close()
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    with pytest.raises(RuntimeError):
+        with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, overwrite=True, shard_size=1) as w2:
+            w2.add("train", *patch(0))
+            w2.add("train", *patch(1))
+            raise RuntimeError("cancelled")
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before  # no staging left either
+
+
+def test_full_disk_is_a_message_not_a_crash(tmp_path, monkeypatch):
+    """Shards are written with plain writes (a memory-mapped write to a full disk is SIGBUS): ENOSPC becomes
+    a message, nothing is left behind, an earlier dataset is unchanged."""
+    import errno
+
+    from satclassify_plugin.core import dataset as dsm
+
+    w, _ = write(tmp_path)
+    w.close()
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    calls = {"n": 0}
+    real = dsm._NpyAppender.append
+
+    def failing(self, arr):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, arr)
+
+    monkeypatch.setattr(dsm._NpyAppender, "append", failing)
+    with pytest.raises(DatasetError, match=r"cannot write the dataset into '.*': the disk is full\. Nothing was "
+                                           r"kept \(an earlier dataset there is unchanged\)"):
+        with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, overwrite=True, shard_size=2) as w2:
+            for i in range(10):
+                w2.add("train", *patch(i))
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+
+
+def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 2 ** 20, 2 ** 20))
+    with pytest.raises(DatasetError, match=r"the dataset needs about \d+ MB \(100000 patches\) but only 1 MB are "
+                                           r"free on the disk of"):
+        DatasetWriter(str(tmp_path / "ds"), BANDS, 8, CLASSES, expected_patches=100000)
+    assert not (tmp_path / "ds").exists() or os.listdir(tmp_path / "ds") == []
+
+
+def test_shards_are_plain_npy_files(tmp_path):
+    w, _ = write(tmp_path, n_train=3, n_val=0, shard_size=10)
+    w.close()
+    a = np.load(tmp_path / "images-train-0.npy")
+    assert a.shape[0] == 3 and a.dtype == np.uint16
+    mm = np.load(tmp_path / "labels-train-0.npy", mmap_mode="r")
+    assert mm.shape[0] == 3
 
 
 def test_context_manager_aborts_on_error(tmp_path):

@@ -215,6 +215,15 @@ def test_log_reports_class_histograms_per_split(run_alg, data):
     assert "val: 0 patches" in fb.log
     assert "12 patch positions (32 px, stride 32): 12 kept, 0 below MIN_LABELLED 0.5 or above MAX_MASKED 0.05" \
         in fb.log
+    assert not [m for m in fb.log if "single class" in m]
+    # a one-class label raster still builds, with a warning that names the class and the fix
+    one = label_raster(data["dir"] / "one.tif", np.full((H, W), 3, np.uint8))
+    fb = Feedback()
+    run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": one, "PATCH_SIZE": 32, "BLOCK_SIZE": 1,
+                                         "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
+                                         "OUTPUT_FOLDER": str(data["dir"] / "one")}, feedback=fb)
+    assert [m for m in fb.log if m.startswith("WARNING: the patches hold a single class (3 Forest and semi natural "
+                                              "areas): a model trained on them cannot learn")]
 
 
 def test_clc_level_class_table_for_unnamed_labels(run_alg, data):
@@ -240,6 +249,28 @@ def test_cancel_writes_no_dataset(data):
     with pytest.raises(Exception, match="cancelled by the user"):
         build_patches(data["img"], data["labels"], str(out), patch_size=16, block_size=2, is_canceled=cancel)
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_small_disk_is_refused_before_writing_and_keeps_the_earlier_dataset(run_alg, data):
+    """On a (real, 256 KiB tmpfs) disk too small for the dataset: a message with the sizes, nothing written, an
+    earlier dataset there unchanged (buildpatches used to die with SIGBUS and had already removed it)."""
+    import subprocess
+
+    small = data["dir"] / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        (small / "ds").mkdir()
+        (small / "ds" / "manifest.json").write_text('{"old": true}')
+        with pytest.raises(QgsProcessingException, match=r"the dataset needs about \d+ MB \(\d+ patches\) but only "
+                                                         r"0 MB are free on the disk of '.*ds'"):
+            run(run_alg, data, out="small/ds", OVERWRITE=True, PATCH_SIZE=8, STRIDE=4)
+        assert os.listdir(small / "ds") == ["manifest.json"]
+        assert (small / "ds" / "manifest.json").read_text() == '{"old": true}'
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
 
 
 # -- bad inputs --------------------------------------------------------------------------------------------
