@@ -108,7 +108,7 @@ in_chroot() {  # $1 dir, rest: command string
     d=$1; shift
     mount -t proc proc "$d/proc" && mount -t sysfs sys "$d/sys" && mount --rbind /dev "$d/dev" || exit 97
     cp -L /etc/resolv.conf "$d/etc/resolv.conf" 2>/dev/null
-    exec chroot "$d" /usr/bin/env -u PIP_FIND_LINKS HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
+    exec chroot "$d" /usr/bin/env -u PIP_FIND_LINKS -u SATCLASSIFY_TRAIN_PYTHON HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
   ' sh "$dir" bash -c "$*"
 }
 

@@ -11,6 +11,7 @@ from .base import SatClassifyAlgorithm
 
 class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "assessaccuracy"
+    MEMORY_HINT = "use a smaller SCALE, or compare a smaller area (crop both maps)"
     DISPLAY_NAME = "Assess classification accuracy"
     GROUP = "Classification"
     GROUP_ID = "classification"

@@ -39,6 +39,8 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     HELP = ""
     TAGS = ""
     REQUIRES = ()
+    #: what to change when the tool runs out of memory (each tool names its own parameters)
+    MEMORY_HINT = "use a smaller extent, or close other programs"
 
     def name(self):
         return self.ALGORITHM_ID
@@ -81,14 +83,20 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
         ok, message = self.canExecute()
         if not ok:
             raise QgsProcessingException(message)
+        message = None
         try:
             self.check_output_paths(parameters, context)
             return self.run_tool(parameters, context, feedback)
         except SatClassifyError as e:
-            raise QgsProcessingException(str(e))
-        except MemoryError:
-            raise QgsProcessingException(
-                f"{self.displayName()} ran out of memory: use a smaller extent, tile size or batch size")
+            message = str(e)
+            _drop_frames(e)
+        except MemoryError as e:
+            message = f"{self.displayName()} ran out of memory: {self.MEMORY_HINT}"
+            _drop_frames(e)
+        # raised outside the except blocks: the user's message carries no chained traceback whose frames would
+        # keep the tool's GDAL datasets and bands alive until some later garbage collection (a band freed after
+        # its dataset crashes GDAL < 3.8)
+        raise QgsProcessingException(message)
 
     def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
@@ -151,6 +159,16 @@ def input_paths(value, context):
     parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
     path = parts.get("path") or layer.source().split("|")[0]
     return [path] if path and os.path.exists(path) else []
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Release the local variables of every frame in ``exc``'s traceback now (GDAL objects among them)."""
+    import traceback
+
+    tb = exc.__traceback__
+    if tb is not None:
+        traceback.clear_frames(tb)
+    exc.__traceback__ = None
 
 
 class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):

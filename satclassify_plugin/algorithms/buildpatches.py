@@ -22,6 +22,7 @@ def _path(layer, what):
 class BuildPatchesAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "buildpatches"
     REPLACES_FOLDER_PARAM = "OVERWRITE"
+    MEMORY_HINT = "use a smaller PATCH_SIZE or SHARD_SIZE, or a smaller image"
     DISPLAY_NAME = "Build training patches"
     GROUP = "Training data"
     GROUP_ID = "trainingdata"

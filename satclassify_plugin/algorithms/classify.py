@@ -12,6 +12,7 @@ from .base import SatClassifyAlgorithm, style_output_on_load
 
 class ClassifyAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "classify"
+    MEMORY_HINT = "use a smaller EXTENT, TILE_SIZE or BATCH_SIZE"
     DISPLAY_NAME = "Classify raster with ONNX model"
     GROUP = "Classification"
     GROUP_ID = "classification"

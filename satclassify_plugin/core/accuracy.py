@@ -64,7 +64,15 @@ def check_scale(scale) -> int:
         raise SatClassifyError(f"SCALE must be an integer >= 1 (1 = compare pixel by pixel), got {scale!r}")
     if f != int(f) or f < 1:
         raise SatClassifyError(f"SCALE must be an integer >= 1 (1 = compare pixel by pixel), got {scale!r}")
+    if f > MAX_SCALE:
+        raise SatClassifyError(f"SCALE {int(f)} is too large: the mode of {int(f)} x {int(f)} pixel blocks needs more "
+                               f"memory than a comparison is worth; use at most {MAX_SCALE} (or resample both maps "
+                               "to a coarser grid first)")
     return int(f)
+
+
+#: largest SCALE: a k x k block of int64 votes must stay well inside memory (1024^2 px = 8 MB a block row)
+MAX_SCALE = 1024
 
 
 def check_level(level) -> Optional[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -173,6 +174,8 @@ def class_table(values: List[int], names_table, level: Optional[int], level_maps
     return out
 
 
+_PLACEHOLDER = re.compile(r"^\s*(class|value|category)?[\s_-]*\d+\s*$", re.IGNORECASE)
+
 #: more distinct values than this in a map: it is an image (reflectances), not a class raster
 MAX_DISTINCT_CLASSES = 256
 
@@ -200,7 +203,9 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
             f"reference: {show['reference']}): they use different class codes, so every pixel would disagree. "
             "Compare them at a common CLC level (LEVEL) or map one onto the other (RECLASSIFY)")
     if not transformed:
-        names = {w: {v: n.strip().lower() for v, (n, _) in _categories(ds).items()} for w, ds in datasets.items()}
+        # placeholder names ("class 3", "3") say nothing about what a value means: only real names are compared
+        names = {w: {v: n.strip().lower() for v, (n, _) in _categories(ds).items() if not _PLACEHOLDER.match(n)}
+                 for w, ds in datasets.items()}
         shared = sorted(v for v in vals["classified"] & vals["reference"]
                         if v in names["classified"] and v in names["reference"])
         differ = [v for v in shared if names["classified"][v] != names["reference"][v]]
@@ -243,6 +248,9 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         if ds.RasterCount > 1:
             log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
     width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
+    if k > max(width, height):
+        raise SatClassifyError(f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the whole "
+                               f"map would be one block; use a SCALE below {max(width, height)}")
     ref_warped = not gdal_io.same_grid(cls_ds, ref_src)
     if ref_warped:
         _check_overlap(cls_ds, ref_src, "reference")

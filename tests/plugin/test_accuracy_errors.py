@@ -174,3 +174,33 @@ def test_level1_map_against_level2_reference_is_refused_and_level_fixes_it(run_a
                         "OUTPUT_MATRIX": str(out / "m.csv"), "OUTPUT_METRICS": str(out / "m.json"),
                         "OUTPUT_REPORT": str(out / "m.html")})
     assert res["OA"] == pytest.approx(1.0)
+
+
+def test_huge_scale_is_refused_with_its_own_message(run_alg, data):
+    """SCALE=100000 used to say 'ran out of memory: use a smaller extent, tile size or batch size'."""
+    msg = run_error(run_alg, data, SCALE=100000)
+    assert "SCALE 100000 is too large" in msg and "use at most 1024" in msg
+    msg = run_error(run_alg, data, SCALE=3)
+    assert "SCALE 3 is larger than the classified raster (2 x 2 pixels)" in msg
+
+
+def test_out_of_memory_names_the_tools_own_parameters(provider, monkeypatch):
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    from satclassify_plugin.algorithms import base
+
+    def boom(self, parameters, context, feedback):
+        raise MemoryError()
+
+    monkeypatch.setattr(base.SatClassifyAlgorithm, "check_output_paths", lambda *a: None)
+    hints = {}
+    for alg_id in ("assessaccuracy", "classify", "buildpatches", "rasterizeclc"):
+        alg = provider.algorithm(alg_id).createInstance()
+        monkeypatch.setattr(type(alg), "run_tool", boom)
+        with pytest.raises(QgsProcessingException) as e:
+            alg.processAlgorithm({}, QgsProcessingContext(), QgsProcessingFeedback())
+        hints[alg_id] = str(e.value)
+    assert hints["assessaccuracy"].endswith("ran out of memory: use a smaller SCALE, or compare a smaller area "
+                                            "(crop both maps)")
+    assert hints["classify"].endswith("use a smaller EXTENT, TILE_SIZE or BATCH_SIZE")
+    assert "PATCH_SIZE" in hints["buildpatches"] and "TILE_SIZE" not in hints["rasterizeclc"]
