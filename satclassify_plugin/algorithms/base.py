@@ -14,7 +14,7 @@ from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingAlgorithm,
 from qgis.PyQt.QtGui import QColor, QIcon
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.errors import SatClassifyError, io_error_message, is_gdal_error
 from ..core.paths import check_outputs
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
@@ -92,6 +92,14 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
             _drop_frames(e)
         except MemoryError as e:
             message = f"{self.displayName()} ran out of memory: {self.MEMORY_HINT}"
+            _drop_frames(e)
+        except OSError as e:  # full disk, read-only or immutable folder, ...: nothing of the output is kept
+            message = f"{self.displayName()}: " + io_error_message(e)
+            _drop_frames(e)
+        except RuntimeError as e:
+            if not is_gdal_error(e):
+                raise
+            message = f"{self.displayName()}: " + io_error_message(e)
             _drop_frames(e)
         # raised outside the except blocks: the user's message carries no chained traceback whose frames would
         # keep the tool's GDAL datasets and bands alive until some later garbage collection (a band freed after

@@ -19,7 +19,6 @@ class of the class table appears, with 0 when absent.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import SatClassifyError
+from .errors import SatClassifyError, os_error_text
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -331,11 +330,9 @@ class DatasetWriter:
         return k, i
 
     def _write_error(self, e: OSError) -> DatasetError:
-        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                errno.EROFS: "the disk is read-only", errno.EACCES: "permission denied",
-                errno.EPERM: "not permitted (an immutable folder?)"}.get(e.errno, e.strerror or str(e))
-        return DatasetError(f"cannot write the dataset into '{self.folder}': {what}. Nothing was kept (an earlier "
-                            "dataset there is unchanged): free space or choose another folder")
+        why, fix = os_error_text(e)
+        return DatasetError(f"cannot write the dataset into '{self.folder}': {why}. Nothing was kept (an earlier "
+                            f"dataset there is unchanged): {fix}")
 
     def stage_path(self, name: str) -> str:
         """Where to write an extra file of the dataset (e.g. patches.gpkg): it is moved in with the shards."""

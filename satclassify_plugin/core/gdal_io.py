@@ -10,13 +10,14 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
-from .errors import SatClassifyError
+from .errors import SatClassifyError, io_error_message, is_gdal_error
 
 gdal.UseExceptions()
 
@@ -121,7 +122,20 @@ class AtomicOutput:
                         os.remove(p)
                     except OSError:
                         pass
+            if self._about_this_output(exc):
+                raise SatClassifyError(io_error_message(exc, self.final)) from None
         return False
+
+    def _about_this_output(self, exc) -> bool:
+        """An OSError / GDAL error that concerns this output (its temporary file, or a write error that names
+        no file: full disk, quota), as opposed to e.g. a damaged input read inside the ``with`` block."""
+        if not (isinstance(exc, OSError) or is_gdal_error(exc)):
+            return False
+        if getattr(exc, "filename", None) == self.tmp or self.tmp in str(exc):
+            return True
+        low = str(exc).lower()
+        return getattr(exc, "filename", None) is None and ("no space left" in low or "quota" in low
+                                                            or getattr(exc, "errno", None) in (errno.ENOSPC,))
 
 
 def _sidecars(path: str) -> List[str]:
@@ -146,7 +160,7 @@ def create_geotiff(path: str, width: int, height: int, bands: int, data_type: in
     try:
         ds = drv.Create(path, int(width), int(height), int(bands), data_type, options=opts)
     except RuntimeError as e:
-        raise SatClassifyError(f"cannot create '{path}': {e}")
+        raise SatClassifyError(f"cannot create '{path}': {e}") if not is_gdal_error(e) else e
     if ds is None:
         raise SatClassifyError(f"cannot create '{path}': {gdal.GetLastErrorMsg() or 'GDAL returned nothing'}")
     ds.SetGeoTransform(list(geotransform))
