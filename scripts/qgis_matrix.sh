@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The QGIS version matrix: run the QGIS-env test suite on newer QGIS releases in Debian chroots.
 #
-#   bash scripts/qgis_matrix.sh build [SUITE...]   build (or reuse) the chroots and their QGIS venvs
+#   bash scripts/qgis_matrix.sh build [SUITE...]   build (or reuse) the chroots
 #   bash scripts/qgis_matrix.sh test  [SUITE...]   build if needed, then run tests/core + tests/plugin inside each
 #   extra pytest arguments: after --, e.g.  bash scripts/qgis_matrix.sh test trixie -- -k classify -x
 #
@@ -20,11 +20,11 @@
 #    (DIR/.satclassify-chroot) is reused. DIR = $SATCLASSIFY_CHROOTS/SUITE (default /var/cache/satclassify/chroots).
 #  - the host's CA certificates (/usr/local/share/ca-certificates) are trusted inside, so pip reaches the index
 #    exactly as it does on the host; pip's PIP_* environment passes through.
-#  - the QGIS venv lives inside the chroot (/opt/satclassify/venv-qgis, system site packages, numpy pinned to
-#    the chroot's system numpy), installed from the project's requirements-qgis.txt; a stamp skips pip when
-#    nothing changed.
-#  - tests run on a copy of the working tree (tracked + untracked, not ignored) in /opt/satclassify/src, in a
-#    private mount namespace (proc, sys, dev mounted there vanish when the run ends, even when it is killed).
+#  - tests run on a copy of the working tree (tracked + untracked, not ignored) in /opt/satclassify/src, set up
+#    by the project's own scripts/setup.sh qgis exactly as on a host of that release (so the matrix also proves
+#    that setup works on Debian 13 and testing); its .venv-qgis is kept between runs (setup's stamp skips pip).
+#  - everything runs in a private mount namespace (proc, sys, dev mounted there vanish when the run ends, even
+#    when it is killed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -112,50 +112,33 @@ in_chroot() {  # $1 dir, rest: command string
   ' sh "$dir" bash -c "$*"
 }
 
-build_venv() {  # $1 suite
-  local dir="$CHROOTS/$1" s
-  $SUDO mkdir -p "$dir/opt/satclassify"
-  $SUDO cp requirements-qgis.txt "$dir/opt/satclassify/requirements-qgis.txt"
-  s=$(cat requirements-qgis.txt "$dir/.satclassify-chroot" | sha256sum | cut -c1-16)
-  if [ "$($SUDO cat "$dir/opt/satclassify/venv-qgis/.stamp" 2>/dev/null)" = "$s" ]; then return 0; fi
-  log "$1: QGIS venv (pip install -r requirements-qgis.txt, numpy pinned to the chroot's)"
-  in_chroot "$dir" '
-    set -e
-    V=/opt/satclassify/venv-qgis
-    [ -x $V/bin/python ] || /usr/bin/python3 -m venv --system-site-packages $V
-    np=$(/usr/bin/python3 -c "import numpy; print(numpy.__version__)")
-    echo "numpy==$np" > $V/constraints.txt
-    $V/bin/python -m pip install -q -c $V/constraints.txt -r /opt/satclassify/requirements-qgis.txt
-    $V/bin/python -c "import numpy, onnxruntime; from osgeo import gdal; assert numpy.__version__ == \"$np\""
-    echo '"$s"' > $V/.stamp
-  ' || { log "$1: venv setup failed"; return 1; }
-}
-
-copy_tree() {  # $1 suite: the working tree (tracked + untracked, not ignored) into the chroot
-  local dir="$CHROOTS/$1"
-  $SUDO rm -rf "$dir/opt/satclassify/src"
-  $SUDO mkdir -p "$dir/opt/satclassify/src"
+copy_tree() {  # $1 suite: the working tree (tracked + untracked, not ignored) into the chroot; its venv is kept
+  local dir="$CHROOTS/$1" src="$CHROOTS/$1/opt/satclassify/src"
+  $SUDO mkdir -p "$src"
+  $SUDO find "$src" -mindepth 1 -maxdepth 1 ! -name .venv-qgis -exec rm -rf {} +
   if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
     git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
       | (cd "$ROOT" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) \
-      | tar -C "$ROOT" --null -T - -cf - | $SUDO tar -C "$dir/opt/satclassify/src" -xf -
+      | tar -C "$ROOT" --null -T - -cf - | $SUDO tar -C "$src" -xf -
   else
-    tar -C "$ROOT" --exclude='./.venv-*' --exclude=./.git -cf - . | $SUDO tar -C "$dir/opt/satclassify/src" -xf -
+    tar -C "$ROOT" --exclude='./.venv-*' --exclude=./.git -cf - . | $SUDO tar -C "$src" -xf -
   fi
 }
 
-run_tests() {  # $1 suite
-  local dir="$CHROOTS/$1" args
+run_tests() {  # $1 suite: the project's own setup (scripts/setup.sh qgis, as on a host of that release), then
+  local dir="$CHROOTS/$1" args  # tests/core + tests/plugin
   copy_tree "$1"
   args=$(printf ' %q' "${pytest_args[@]}")
   [ ${#pytest_args[@]} -gt 0 ] || args=""
-  log "$1: QGIS $(cat "$dir/.satclassify-chroot"): pytest tests/core tests/plugin"
+  log "$1: QGIS $(cat "$dir/.satclassify-chroot"): scripts/setup.sh qgis, then pytest tests/core tests/plugin"
   in_chroot "$dir" "
+    set -o pipefail
     cd /opt/satclassify/src
+    bash scripts/setup.sh qgis | grep -v '^WARNING: Location' || exit 1
     export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR=/tmp/runtime-root PYTHONDONTWRITEBYTECODE=1
-    export SATCLASSIFY_QGIS_MATRIX=$1 SATCLASSIFY_QGIS_VENV=/opt/satclassify/venv-qgis
+    export SATCLASSIFY_QGIS_MATRIX=$1
     mkdir -p \$XDG_RUNTIME_DIR && chmod 700 \$XDG_RUNTIME_DIR
-    /opt/satclassify/venv-qgis/bin/python -m pytest tests/core tests/plugin -p no:cacheprovider $args
+    .venv-qgis/bin/python -m pytest tests/core tests/plugin -p no:cacheprovider $args
   "
 }
 
@@ -164,13 +147,12 @@ case "$action" in
   build|test) ;;
   *) echo "usage: $0 build|test [SUITE...] [-- PYTEST_ARGS]"; exit 2 ;;
 esac
-# Build all chroots first, in parallel (downloads dominate), then the venvs and tests one after another.
+# Build all chroots first, in parallel (downloads dominate), then set up and test one after another.
 pids=()
 for s in "${suites[@]}"; do build_chroot "$s" & pids+=($!); done
 for i in "${!pids[@]}"; do wait "${pids[$i]}" || { log "${suites[$i]}: build failed"; status=1; }; done
 [ $status -eq 0 ] || exit $status
 for s in "${suites[@]}"; do
-  build_venv "$s" || { status=1; continue; }
   if [ "$action" = test ]; then
     t0=$SECONDS
     if run_tests "$s"; then log "$s: passed ($((SECONDS - t0)) s)"; else log "$s: FAILED ($((SECONDS - t0)) s)"; status=1; fi
