@@ -145,6 +145,35 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                     "file .tif (convert it afterwards with Raster > Conversion > Translate if needed)")
 
 
+def target_crs(alg, parameters, name, context):
+    """The CRS parameter ``name`` as a QgsCoordinateReferenceSystem, None when left empty. A code QGIS does not
+    know (e.g. EPSG:999999) is refused instead of silently falling back to a default CRS."""
+    value = parameters.get(name)
+    if value in (None, ""):
+        return None
+    crs = alg.parameterAsCrs(parameters, name, context)
+    if not crs.isValid():
+        raise SatClassifyError(f"{name} '{value}' is not a coordinate reference system QGIS knows: check the code "
+                               "(e.g. EPSG:32632 for UTM zone 32N, EPSG:3035 for Europe) or leave it empty")
+    return crs
+
+
+def refuse_degree_pixels(crs, pixel_size, name, lon_lat=None):
+    """A pixel size in metres on a geographic CRS would give pixels that many degrees wide: refuse with the fix
+    (a projected CRS; the UTM zone of ``lon_lat`` when known; or the size in degrees)."""
+    if crs is None or not crs.isGeographic() or pixel_size < 0.5:
+        return
+    zone = ""
+    if lon_lat is not None:
+        from ..core.gdal_s2 import utm_epsg
+
+        zone = f"the UTM zone here is EPSG:{utm_epsg(*lon_lat)}, "
+    raise SatClassifyError(
+        f"{name} {crs.authid() or crs.description()} is geographic (degrees): a pixel size of {pixel_size:g} would "
+        f"make pixels {pixel_size:g} degrees wide. Choose a projected CRS in metres ({zone}EPSG:3035 for Europe), "
+        f"or give the pixel size in degrees (about {pixel_size / 111320.0:.6f} for {pixel_size:g} m)")
+
+
 def input_paths(value, context):
     """The files behind a layer-like parameter value (a path, a layer id or object, a feature source
     definition, a list of them); nothing for layers that are not files (memory, databases, services)."""

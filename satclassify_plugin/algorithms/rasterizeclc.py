@@ -1,7 +1,7 @@
 """satclassify:rasterizeclc - CORINE Land Cover polygons (or raster) -> class raster on a chosen grid."""
 import os
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterCrs,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingOutputNumber, QgsProcessingParameterCrs,
                        QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFile, QgsProcessingParameterMapLayer, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterCrs,
 
 from .. import compat
 from ..core.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, style_output_on_load
+from .base import SatClassifyAlgorithm, refuse_degree_pixels, style_output_on_load, target_crs
 
 
 class RasterizeClcAlgorithm(SatClassifyAlgorithm):
@@ -97,6 +97,14 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         feedback.pushInfo(f"layer '{layer.name()}' copied to {path} (filtered or non-file layer)")
         return path, "clc"
 
+    @staticmethod
+    def _lon_lat(point, crs, context):
+        from qgis.core import QgsCoordinateTransform
+
+        wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+        p = QgsCoordinateTransform(crs, wgs84, context.transformContext()).transform(point)
+        return p.x(), p.y()
+
     def run_tool(self, parameters, context, feedback):
         from ..core.gdal_rasterize import Grid, rasterize_clc
 
@@ -120,16 +128,31 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
             if parameters.get("EXTENT") in (None, ""):
                 raise SatClassifyError("give a reference raster (REFERENCE), or an extent (EXTENT) with a CRS "
                                        "and a pixel size")
-            crs = self.parameterAsCrs(parameters, "TARGET_CRS", context)
-            if not crs.isValid():
+            pixel = self.parameterAsDouble(parameters, "PIXEL_SIZE", context)
+            crs = target_crs(self, parameters, "TARGET_CRS", context)
+            explicit = crs is not None
+            if crs is None:
                 crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
             if not crs.isValid():
                 raise SatClassifyError("no output CRS: set TARGET_CRS")
             rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
             if rect.isNull() or rect.isEmpty():
                 raise SatClassifyError("the extent (EXTENT) is empty")
+            if crs.isGeographic() and pixel >= 0.5:
+                lon_lat = self._lon_lat(rect.center(), crs, context)
+                if explicit:
+                    refuse_degree_pixels(crs, pixel, "TARGET_CRS", lon_lat)
+                # an extent in degrees with a pixel size in metres: the UTM zone of its centre, said in the log
+                from ..core.gdal_s2 import utm_epsg
+
+                utm = QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(*lon_lat)}")
+                feedback.pushInfo(f"the extent is in {crs.authid()} (degrees) and PIXEL_SIZE is {pixel:g}: the grid "
+                                  f"uses {utm.authid()} ({utm.description()}, the UTM zone of the extent's centre) "
+                                  f"with {pixel:g} m pixels; set TARGET_CRS to choose another CRS")
+                crs = utm
+                rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
             grid = Grid.from_extent((rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()),
-                                    crs.toWkt(), self.parameterAsDouble(parameters, "PIXEL_SIZE", context))
+                                    crs.toWkt(), pixel)
         rule = self.RULES[self.parameterAsEnum(parameters, "RULE", context)]
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         mixed = None

@@ -267,6 +267,41 @@ def test_extent_crs_pixel_size_grid_and_memory_layer(run_alg, tmp_path):
     assert (a[:4, :4] == 3).all() and a.sum() == 3 * 16
 
 
+def test_geographic_extent_with_metre_pixels_uses_the_utm_zone(run_alg, tmp_path):
+    """An EPSG:4326 EXTENT with PIXEL_SIZE 10 used to give a 1 x 1 raster of 10-degree pixels."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
+
+    src = make_polygons(tmp_path / "c.gpkg", [(box(-200, -200, 600, 600), {"code_18": "311"})], epsg=UTM32N,
+                        fields=STR)
+    ct = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                QgsProject.instance())
+    r = ct.transformBoundingBox(QgsRectangle(X0, Y0 - 300, X0 + 400, Y0))
+    fb = Feedback()
+    out = tmp_path / "geo.tif"
+    run_alg("satclassify:rasterizeclc", {
+        "INPUT": src, "EXTENT": f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]",
+        "PIXEL_SIZE": 10, "LEVEL": 0, "OUTPUT": str(out)}, feedback=fb)
+    ds = gdal.Open(str(out))
+    gt = ds.GetGeoTransform()
+    assert gt[1] == 10.0 and 40 <= ds.RasterXSize <= 45 and 30 <= ds.RasterYSize <= 35
+    assert "32632" in ds.GetProjection() or "UTM zone 32N" in ds.GetProjection()
+    assert "the grid uses EPSG:32632" in fb.text()
+    # an explicit geographic TARGET_CRS with metre pixels is refused with the fix; an unknown code too
+    ext = f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]"
+    _bad(run_alg, {"INPUT": src, "EXTENT": ext, "TARGET_CRS": "EPSG:4326", "PIXEL_SIZE": 10,
+                   "OUTPUT": str(tmp_path / "o.tif")},
+         r"TARGET_CRS EPSG:4326 is geographic \(degrees\): a pixel size of 10 would make pixels 10 degrees wide\. "
+         r"Choose a projected CRS in metres \(the UTM zone here is EPSG:32632, EPSG:3035 for Europe\), or give the "
+         r"pixel size in degrees \(about 0\.000090 for 10 m\)")
+    _bad(run_alg, {"INPUT": src, "EXTENT": ext, "TARGET_CRS": "EPSG:999999", "PIXEL_SIZE": 10,
+                   "OUTPUT": str(tmp_path / "o.tif")},
+         r"TARGET_CRS 'EPSG:999999' is not a coordinate reference system QGIS knows: check the code")
+    # degrees on a geographic CRS are fine
+    run_alg("satclassify:rasterizeclc", {"INPUT": src, "EXTENT": ext, "TARGET_CRS": "EPSG:4326", "PIXEL_SIZE": 0.0001,
+                                         "LEVEL": 0, "OUTPUT": str(tmp_path / "deg.tif")})
+    assert gdal.Open(str(tmp_path / "deg.tif")).GetGeoTransform()[1] == pytest.approx(0.0001)
+
+
 def test_clc_raster_input_grid_codes_and_codes(run_alg, tmp_path):
     grid_codes = np.array([[1, 12, 23, 44], [48, 128, 255, 41]], np.uint8)
     src = make_raster(tmp_path / "clc_grid.tif", grid_codes, origin=(X0, Y0), pixel=10.0)
