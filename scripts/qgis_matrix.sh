@@ -30,7 +30,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 CHROOTS=${SATCLASSIFY_CHROOTS:-/var/cache/satclassify/chroots}
-QGIS_PACKAGES="qgis,python3-qgis,qgis-providers,python3-gdal,gdal-bin,python3-venv,python3-pip,ca-certificates,xvfb,xauth"
+# (mount and e2fsprogs: the fault tests mount small tmpfs disks and set chattr +i)
+QGIS_PACKAGES="qgis,python3-qgis,qgis-providers,python3-gdal,gdal-bin,python3-venv,python3-pip,ca-certificates,xvfb,xauth,mount,e2fsprogs"
 
 action=${1:-test}; shift || true
 suites=(); pytest_args=()
@@ -75,7 +76,18 @@ ensure_mmdebstrap() {
 
 build_chroot() {  # $1 suite
   local suite=$1 dir="$CHROOTS/$1" mirror
-  if [ -f "$dir/.satclassify-chroot" ]; then log "$suite: reusing $dir"; return 0; fi
+  if [ -f "$dir/.satclassify-chroot" ]; then
+    log "$suite: reusing $dir"
+    local missing=""
+    for p in ${QGIS_PACKAGES//,/ }; do
+      $SUDO chroot "$dir" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then  # a chroot built by an older version of this script
+      log "$suite: apt-get install$missing"
+      in_chroot "$dir" "apt-get -o Acquire::Check-Valid-Until=false update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends$missing >/dev/null" || return 1
+    fi
+    return 0
+  fi
   ensure_mmdebstrap || { log "$suite: cannot install mmdebstrap"; return 1; }
   mirror=$(host_mirror) || { log "no Debian mirror found in /etc/apt (set SATCLASSIFY_DEBIAN_MIRROR)"; return 1; }
   $SUDO mkdir -p "$CHROOTS"

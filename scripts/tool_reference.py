@@ -22,7 +22,9 @@ def _type(d):
         opts = d.options()
         return "enum: " + ", ".join(f"{i} = {o}" for i, o in enumerate(opts))
     if t == "number":
-        return "integer" if d.dataType() == d.Integer else "number"
+        from satclassify_plugin import compat
+
+        return "integer" if d.dataType() == compat.NUMBER_INTEGER else "number"
     return t
 
 
