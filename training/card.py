@@ -10,6 +10,7 @@ import os
 from satclassify_plugin.core.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
 
 from .errors import TrainingError
+from .files import atomic_open
 
 
 def card_from_checkpoint(ck, metrics=None) -> ModelCard:
@@ -40,16 +41,10 @@ def _as_card(card):
     return parse_card(card)
 
 
-def write_card(onnx_path, card):
-    """Validate ``card`` and store it in ``onnx_path``'s metadata_props["satclassify"]. Returns the ModelCard."""
-    import onnx
-    if not os.path.isfile(onnx_path):
-        raise TrainingError(f"ONNX file '{onnx_path}' does not exist")
+def add_card(model, card):
+    """Validate ``card`` (also against the graph's outputs and input) and store it in the ``onnx.ModelProto``'s
+    metadata_props["satclassify"], replacing any card there. Returns the ModelCard."""
     mc = _as_card(card)
-    try:
-        model = onnx.load(onnx_path)
-    except Exception as e:
-        raise TrainingError(f"'{onnx_path}' is not a readable ONNX model: {e}")
     outputs = [o.name for o in model.graph.output]
     for h in mc.heads:
         if h.output not in outputs:
@@ -64,9 +59,22 @@ def write_card(onnx_path, card):
     for p in keep:
         model.metadata_props.add(key=p.key, value=p.value)
     model.metadata_props.add(key=METADATA_KEY, value=mc.to_json())
-    tmp = onnx_path + ".card.tmp"
-    onnx.save(model, tmp)
-    os.replace(tmp, onnx_path)
+    return mc
+
+
+def write_card(onnx_path, card):
+    """Validate ``card`` and store it in ``onnx_path``'s metadata_props["satclassify"]. Returns the ModelCard."""
+    import onnx
+    if not os.path.isfile(onnx_path):
+        raise TrainingError(f"ONNX file '{onnx_path}' does not exist")
+    mc = _as_card(card)
+    try:
+        model = onnx.load(onnx_path)
+    except Exception as e:
+        raise TrainingError(f"'{onnx_path}' is not a readable ONNX model: {e}")
+    add_card(model, mc)
+    with atomic_open(onnx_path, "wb") as f:
+        onnx.save(model, f)
     return mc
 
 

@@ -5,14 +5,20 @@ import os
 import torch
 
 from .errors import TrainingError
+from .files import atomic_open
 
 FORMAT = "satclassify-train"
 
 
 def save(path, payload):
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Write atomically (a failure leaves the previous file); an OSError becomes 'cannot write ...'."""
+    with atomic_open(path, "wb") as f:
+        try:
+            torch.save(payload, f)
+        except RuntimeError as e:  # torch's zip writer hides a failed write (full disk) behind a RuntimeError
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def load(path, what="checkpoint"):

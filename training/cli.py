@@ -1,7 +1,8 @@
 """Command line: ``python -m training train|evaluate|export ...`` (see docs/training.md).
 
-User errors (missing manifest, band mismatch, empty split, bad device, bad config...) print one line
-``error: ...`` on stderr and exit with code 2, without a traceback."""
+User errors (missing manifest, band mismatch, empty split, bad device, bad config, an output that would
+replace an input, an output that cannot be written...) print one line ``error: ...`` on stderr and exit with
+code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr."""
 import argparse
 import json
 import sys
@@ -78,7 +79,7 @@ def main(argv=None):
                 over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
             over = {k: v for k, v in over.items() if v is not None}
             cfg = make_config(args.config, over)
-            res = train(cfg, explicit=over)
+            res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None)
             if res["history"] and res.get("is_main", True):
                 print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
                                   "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
@@ -93,6 +94,9 @@ def main(argv=None):
         return 0
     except SatClassifyError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write goes through training.files (one line there); this catches the rest
+        print(f"error: {str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -36,6 +36,18 @@ def open_dataset(folder):
         raise TrainingError(f"dataset '{folder}': {e}")
 
 
+def dataset_files(folder):
+    """{label: path} of the dataset folder itself and the files in it (manifest, shards): inputs no output
+    may replace (see files.refuse_inputs)."""
+    out = {"dataset folder --data": folder} if folder else {}
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                out[f"dataset file '{name}' of --data"] = path
+    return out
+
+
 def _cls_get(c, key):
     return c[key] if isinstance(c, dict) else getattr(c, key)
 
@@ -134,6 +146,24 @@ def band_stats(info, split="train"):
     std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
     std = np.where(std < 1e-6, 1.0, std)
     return [float(v) for v in mean], [float(v) for v in std]
+
+
+def labelled_classes(info, split="train"):
+    """[(class, pixel count)] of the classes with labelled pixels in ``split``: the manifest's counts, or
+    (a manifest without them) counted from the label shards."""
+    counts = info.ds.class_counts(split) or {}
+    if not counts:
+        hist = np.zeros(256, np.int64)
+        for _imgs, labels, masks in info.shards(split):
+            lab = np.asarray(labels)
+            hist += np.bincount((lab if masks is None else lab[np.asarray(masks) > 0]).ravel(), minlength=256)
+        counts = {v: int(hist[v]) for v in info.values}
+    out = []
+    for c in info.classes:
+        n = int(counts.get(c["value"], counts.get(str(c["value"]), 0)))
+        if n > 0:
+            out.append((c, n))
+    return out
 
 
 def class_weights(info, split="train"):

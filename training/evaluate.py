@@ -5,8 +5,10 @@ import os
 import torch
 
 from . import checkpoint as ckpt_io
-from .data import DataInfo, open_dataset
+from .data import DataInfo, dataset_files, open_dataset
 from .engine import evaluate_split, resolve_device
+from .errors import TrainingError
+from .files import atomic_open, make_dir, refuse_inputs
 from .models import build_model
 from .train import check_compatible
 
@@ -23,12 +25,18 @@ def load_model(ck, device="cpu"):
 
 
 def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size=16):
+    out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"metrics-{split}.json")
+    refuse_inputs("--out", out, {"--checkpoint": checkpoint, **dataset_files(data)})
+    if os.path.isdir(out):
+        raise TrainingError(f"--out '{out}' is a folder: give a file name (e.g. "
+                            f"{os.path.join(out, f'metrics-{split}.json')})")
     ck = ckpt_io.load(checkpoint)
     dev = resolve_device(device)
     ds = open_dataset(data)
     info = DataInfo(ds, ck["card"]["bands"] if set(ck["card"]["bands"]) <= set(ds.bands) else None)
     check_compatible(ck["card"], info, f"checkpoint '{checkpoint}'")
     info.check_split(split)
+    make_dir(os.path.dirname(os.path.abspath(out)), out)  # a path under a file fails now, not after the work
     model = load_model(ck, dev)
     mean = torch.tensor(ck["card"]["mean"], dtype=torch.float32, device=dev)
     std = torch.tensor(ck["card"]["std"], dtype=torch.float32, device=dev)
@@ -42,10 +50,7 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     for (key, hm), hc in zip(heads.items(), heads_cfg):
         names = {int(c["value"]): c["name"] for c in hc["classes"]}
         result["heads"][hc["name"]] = hm.result(names)
-    out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"metrics-{split}.json")
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(out, "w") as f:
         json.dump(result, f, indent=1)
-    os.replace(tmp, out)
     result["output"] = out
     return result

@@ -1,5 +1,6 @@
 """``python -m training export``: checkpoint -> ONNX (opset 17) with the model card, then a parity check
-(onnxruntime vs torch, max abs diff must be <= 1e-4 or the export fails and writes nothing).
+(onnxruntime vs torch, see :func:`parity_problems`: if the exported graph does not compute the model the
+export fails and writes nothing).
 
 Graph: input ``image`` (N, C, H, W) float32 = standardised reflectance ((DN * input_scale - mean) / std,
 which the classify tool computes from the card); one output ``probs_<head>`` (N, K, H, W) per head
@@ -9,8 +10,14 @@ which the classify tool computes from the card); one output ``probs_<head>`` (N,
   H and W; halo 2 (inside a tile the tool feeds real neighbouring pixels).
 * CNN-class: fixed patch size (tile_size = patch size, halo 0); each tile gets its patch's class
   probabilities broadcast over all its pixels.
+
+The ONNX file is written under a temporary name in the output folder and moved onto ``--out`` only once
+checked; ``--out`` may not be the checkpoint (``files.refuse_inputs``).
 """
+import io
+import math
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -18,12 +25,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt_io
-from .card import card_from_checkpoint, write_card
+from .card import add_card, card_from_checkpoint
 from .errors import TrainingError
 from .evaluate import load_model
+from .files import atomic_open, make_dir, refuse_inputs
 
 OPSET = 17
-TOLERANCE = 1e-4
+
+# Parity rule, per head and per test input (onnxruntime vs torch on the same random input).
+# float32 rounding differs between the two runtimes (other kernels, other summation orders) and the error
+# grows with the size of the activations: a U-Net trained one epoch on real Sentinel-2 reflectance can have
+# logits of 1e3..1e4, and then the softmax of a correct graph differs by 5e-4..5e-3 at its worst pixel. A
+# fixed absolute bound on the worst pixel (the old rule, 1e-4) refused such correct exports. What the classify
+# tool uses is each pixel's class (argmax) and its probability, so the rule checks exactly that:
+# * AGREEMENT: at least 99.9 % of the pixels get the same class. A pixel where torch's probabilities of the
+#   two classes differ by at most TIE is a tie (rounding may pick either) and counts as agreeing.
+# * NRMS_TOL: the normalised RMS difference ||onnx - torch|| / ||torch|| (over the head's whole output) is
+#   at most 1e-3. Rounding gives 1e-7..1e-4 whatever the activations' scale (it is relative), a wrong graph
+#   (a wrong weight, operator, padding or band order) gives 1e-2..1 and changes classes on many pixels.
+# The max abs difference is still measured and reported, no longer a pass/fail bound.
+AGREEMENT = 0.999
+TIE = 1e-3
+NRMS_TOL = 1e-3
 
 
 class ExportWrapper(nn.Module):
@@ -43,8 +66,13 @@ class ExportWrapper(nn.Module):
 
 
 def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print):
-    """Export ``checkpoint`` to ``out``; returns {"card": ModelCard, "max_abs_diff": {...}, "path": out}."""
+    """Export ``checkpoint`` to ``out``; returns {"path": out, "card": ModelCard, "max_abs_diff": {input: worst
+    head's max abs diff}, "parity": {input: {head: compare(...)}}} (both empty with ``check=False``)."""
     import onnx
+    refuse_inputs("--out", out, {"--checkpoint": checkpoint})
+    if os.path.isdir(out):
+        raise TrainingError(f"--out '{out}' is a folder: give the ONNX file's name (e.g. "
+                            f"{os.path.join(out, 'model.onnx')})")
     ck = ckpt_io.load(checkpoint)
     if tile_size:
         ck["card"]["tile_size"] = int(tile_size)
@@ -67,35 +95,73 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
         dyn = {"image": {0: "batch", 2: "height", 3: "width"}}
         dyn.update({o: {0: "batch", 2: "height", 3: "width"} for o in out_names})
     out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".export.tmp"
-    try:
-        import warnings
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, (dummy,), tmp, opset_version=OPSET, input_names=["image"],
-                              output_names=out_names, dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
-        onnx.checker.check_model(tmp)
-        write_card(tmp, card)
-        diffs = parity(wrapper, tmp, arch, nb, int(ck["card"]["tile_size"])) if check else {}
-        worst = max(diffs.values()) if diffs else 0.0
-        if worst > TOLERANCE:
-            raise TrainingError(f"ONNX parity check failed: max abs diff {worst:.3g} > {TOLERANCE} "
-                                f"({diffs}); the model was not written")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    make_dir(os.path.dirname(out), out)
+    # built and checked in memory: nothing reaches the disk before the parity check passed
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (dummy,), buf, opset_version=OPSET, input_names=["image"],
+                          output_names=out_names, dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    add_card(proto, card)
+    data = proto.SerializeToString()
+    stats = parity(wrapper, data, arch, nb, int(ck["card"]["tile_size"])) if check else {}
+    problems = parity_problems(stats)
+    if problems:
+        raise TrainingError("ONNX parity check failed (onnxruntime vs torch): " + "; ".join(problems)
+                            + f". The exported graph does not compute the model, so '{out}' was not written: "
+                            "export again with another torch/onnx version or report it with the checkpoint")
+    with atomic_open(out, "wb") as f:
+        f.write(data)
+    diffs = {name: max(h["max_abs_diff"] for h in heads.values()) for name, heads in stats.items()}
     if log:
-        log(f"exported {out}: outputs {out_names}, parity max abs diff "
-            + (", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) or "not checked"))
-    return {"path": out, "card": card, "max_abs_diff": diffs}
+        worst = [h for heads in stats.values() for h in heads.values()]
+        log(f"exported {out}: outputs {out_names}, parity (onnxruntime vs torch, worst head and input): " + (
+            f"classes agree {min(h['agreement'] for h in worst):.3%}, nRMS {max(h['nrms'] for h in worst):.1e}, "
+            f"max abs diff {max(h['max_abs_diff'] for h in worst):.1e}" if worst else "not checked"))
+    return {"path": out, "card": card, "max_abs_diff": diffs, "parity": stats}
 
 
-def parity(wrapper, path, arch, nb, tile):
-    """Max abs difference between torch and onnxruntime on a random odd-sized and a tile-sized input."""
+def compare(ref, got):
+    """Parity statistics of one head: ``ref`` (torch) and ``got`` (onnxruntime) probabilities (N, K, H, W)."""
+    ref = np.asarray(ref, np.float64)
+    got = np.asarray(got, np.float64)
+    diff = got - ref
+    a = ref.argmax(1)
+    b = got.argmax(1)
+    pa = np.take_along_axis(ref, a[:, None], 1)[:, 0]
+    pb = np.take_along_axis(ref, b[:, None], 1)[:, 0]
+    agree = (a == b) | (pa - pb <= TIE)
+    norm = float(np.sqrt((ref * ref).sum()))
+    err = float(np.sqrt((diff * diff).sum()))
+    return {"agreement": float(agree.mean()) if agree.size else 1.0,
+            "nrms": err / norm if norm > 0 else (0.0 if err == 0 else math.inf),
+            "max_abs_diff": float(np.abs(diff).max()) if diff.size else 0.0}
+
+
+def parity_problems(stats):
+    """What breaks the parity rule (see AGREEMENT, NRMS_TOL) in ``parity``'s result; empty when it holds."""
+    out = []
+    for name, heads in stats.items():
+        for head, h in heads.items():
+            bad = []
+            if not h["agreement"] >= AGREEMENT:  # "not >=": NaN fails too
+                bad.append(f"the classes agree on {h['agreement']:.2%} of the pixels (at least {AGREEMENT:.1%} "
+                           "needed)")
+            if not h["nrms"] <= NRMS_TOL:
+                bad.append(f"normalised RMS difference {h['nrms']:.3g} > {NRMS_TOL}")
+            if bad:
+                out.append(f"head '{head}' on the {name} input: {', '.join(bad)} "
+                           f"(max abs diff {h['max_abs_diff']:.3g})")
+    return out
+
+
+def parity(wrapper, model, arch, nb, tile):
+    """{input: {head: compare(...)}} of torch vs onnxruntime on a random odd-sized and a tile-sized input.
+    ``model``: the ONNX file's path or its bytes."""
     import onnxruntime as ort
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
     if arch == "unet":
         shapes = {"random": (2, nb, 64, 96), "tile": (1, nb, tile, tile)}
@@ -103,7 +169,8 @@ def parity(wrapper, path, arch, nb, tile):
         shapes = {"random": (2, nb, 37, 23), "tile": (1, nb, tile, tile)}
     else:
         shapes = {"random": (3, nb, tile, tile), "tile": (1, nb, tile, tile)}
-    diffs = {}
+    heads = [o.name[len("probs_"):] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
+    stats = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)
         with torch.no_grad():
@@ -112,10 +179,9 @@ def parity(wrapper, path, arch, nb, tile):
         got = sess.run(None, {"image": x.numpy()})
         if len(got) != len(ref):
             raise TrainingError(f"ONNX model gives {len(got)} outputs, torch {len(ref)}")
-        d = 0.0
-        for r, o in zip(ref, got):
+        stats[name] = {}
+        for head, r, o in zip(heads, ref, got):
             if tuple(o.shape) != tuple(r.shape):
                 raise TrainingError(f"ONNX output shape {o.shape} differs from torch {tuple(r.shape)}")
-            d = max(d, float(np.abs(r.numpy() - o).max()))
-        diffs[name] = d
-    return diffs
+            stats[name][head] = compare(r.numpy(), o)
+    return stats

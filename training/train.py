@@ -11,14 +11,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from satclassify_plugin.core.paths import same_file
+
 from . import checkpoint as ckpt_io
 from . import ddp
 from .config import TrainConfig
-from .data import IGNORE, DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, open_dataset, \
-    sample_pixels
+from .data import IGNORE, DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, dataset_files, \
+    labelled_classes, open_dataset, sample_pixels
 from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary, \
     unet_forward
 from .errors import TrainingError
+from .files import atomic_open, check_folder, make_dir, refuse_inputs
 from .models import build_model, count_parameters
 from .models.unet import HALO as UNET_HALO, load_encoder_from
 
@@ -71,8 +74,13 @@ def make_optimizer(cfg, params):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train(cfg: TrainConfig, explicit=None):
-    """Train; returns a dict with run_dir, best/last checkpoint paths, final metrics and history."""
+#: the files of a run folder
+RUN_FILES = ("config.yaml", "best.pt", "last.pt", "log.csv", "curves.png", "metrics.json")
+
+
+def train(cfg: TrainConfig, explicit=None, inputs=None):
+    """Train; returns a dict with run_dir, best/last checkpoint paths, final metrics, history and warnings.
+    ``inputs``: other files the run reads (label -> path, e.g. {"--config": path}) that it must not replace."""
     explicit = explicit or {}
     resume = None
     if cfg.resume:
@@ -88,14 +96,49 @@ def train(cfg: TrainConfig, explicit=None):
     device = resolve_device(cfg.device)
     dinfo = ddp.setup(device.type)
     try:
-        return _train(cfg, device, dinfo, resume)
+        return _train(cfg, device, dinfo, resume, inputs or {})
     finally:
         ddp.cleanup(dinfo)
 
 
-def _train(cfg, device, dinfo, resume):
+def _warn(msg, dinfo, warnings):
+    warnings.append(msg)
+    if dinfo.is_main:
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def check_run_folder(run_dir, cfg, inputs):
+    """Refuse a run folder whose files would replace an input (--resume may: it continues its own run)."""
+    if cfg.data and same_file(run_dir, cfg.data):
+        raise TrainingError(f"--out '{run_dir}' is the dataset folder --data: the run's files would go in among "
+                            "the dataset's (and rebuilding the dataset would delete them). Give --out another folder")
+    check_folder(run_dir)
+    ins = {"--encoder-from": cfg.encoder_from, "--coarse-map": cfg.coarse_map, **inputs, **dataset_files(cfg.data)}
+    ins.pop("dataset folder --data", None)
+    for name in RUN_FILES:
+        refuse_inputs("the run file", os.path.join(run_dir, name), {k: v for k, v in ins.items() if v},
+                      fix="Choose another --out folder")
+
+
+def one_class_warning(info, split="train"):
+    """The warning for a split whose labelled pixels are all one class (None when there are several)."""
+    present = labelled_classes(info, split)
+    if len(present) != 1:
+        return None
+    (c, n), = present
+    return (f"the dataset has only one class in its '{split}' split (value {c['value']} '{c['name']}', code "
+            f"{c['code']}, {n} labelled pixels; the class table lists {info.num_classes}): the model cannot learn to "
+            "separate classes and will give this class everywhere. Check the labels: the CLC field and level "
+            "given to satclassify:rasterizeclc, the area covered, the patch split; or build the dataset over an "
+            "area with at least two classes")
+
+
+def _train(cfg, device, dinfo, resume, inputs):
     if dinfo.active and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
+    warnings = []
+    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_run_folder(run_dir, cfg, inputs)
     seed_all(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
@@ -105,6 +148,9 @@ def _train(cfg, device, dinfo, resume):
     info.check_split("train")
     has_val = info.check_split("val", required=False) > 0
     val_split = "val" if has_val else "train"
+    one_class = one_class_warning(info, "train")
+    if one_class:
+        _warn(one_class, dinfo, warnings)
     if cfg.model == "unet" and (cfg.tile_size % 32 or cfg.tile_size <= 2 * UNET_HALO):
         raise TrainingError(f"tile_size {cfg.tile_size} must be a multiple of 32 larger than {2 * UNET_HALO} "
                             "for the U-Net (e.g. 256)")
@@ -161,11 +207,10 @@ def _train(cfg, device, dinfo, resume):
     adt = amp_dtype(cfg, device) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and adt == torch.float16 and device.type == "cuda")
 
-    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     if dinfo.is_main:
-        os.makedirs(run_dir, exist_ok=True)
+        make_dir(run_dir)
         import yaml
-        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        with atomic_open(os.path.join(run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     _log(f"model {cfg.model}: {nparams:,} parameters; device {device}"
          f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
@@ -273,11 +318,11 @@ def _train(cfg, device, dinfo, resume):
         ddp.barrier(dinfo)
     result = {"run_dir": run_dir, "best": best_path, "last": last_path, "history": history,
               "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world,
-              "is_main": dinfo.is_main}
+              "is_main": dinfo.is_main, "warnings": warnings}
     if dinfo.is_main:
         if history:
             _plot(run_dir, history)
-            with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            with atomic_open(os.path.join(run_dir, "metrics.json"), "w") as f:
                 json.dump({"last": history[-1], "best_score": best, "monitor": cfg.monitor,
                            "num_parameters": nparams}, f, indent=1)
     return result
@@ -333,13 +378,11 @@ def _write_log(run_dir, history):
     keys = []
     for r in history:
         keys += [k for k in r if k not in keys]
-    tmp = os.path.join(run_dir, "log.csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(os.path.join(run_dir, "log.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in history:
             w.writerow(r)
-    os.replace(tmp, os.path.join(run_dir, "log.csv"))
 
 
 def _plot(run_dir, history):
@@ -359,5 +402,8 @@ def _plot(run_dir, history):
     b.set_ylim(0, 1)
     b.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_open(os.path.join(run_dir, "curves.png"), "wb") as f:
+            fig.savefig(f, format="png", dpi=80)
+    finally:
+        plt.close(fig)

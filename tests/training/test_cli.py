@@ -91,3 +91,46 @@ def test_amp_bf16_on_cpu_trains(dataset, tmp_path, capsys):
     assert "amp bfloat16" in out
     final = json.loads(out.strip().splitlines()[-1])["final"]
     assert final["train_loss"] > 0 and final["val_oa"] is not None
+
+
+def _one_class_dataset(folder, classes=None):
+    """Patches whose labelled pixels are all value 1 (the manifest may list more classes)."""
+    import numpy as np
+    from satclassify_plugin.core.dataset import DatasetWriter
+    from .conftest import CLASSES, synth_patch
+    rng = np.random.default_rng(5)
+    w = DatasetWriter(str(folder), ["B02", "B03", "B04", "B08"], 32, classes or CLASSES, overwrite=True,
+                      shard_size=16)
+    for split, n in (("train", 6), ("val", 2)):
+        for _ in range(n):
+            img, lab = synth_patch(rng, 32)
+            lab[lab > 0] = 1
+            w.add(split, img, lab)
+    w.close({"resolution_m": 10.0})
+    return str(folder)
+
+
+def test_single_class_dataset_warns(dataset, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 4\nprogress: false\n")
+    args = ["--model", "cnn_dual", "--config", str(cfg), "--epochs", "1", "--device", "cpu"]
+    for classes, listed in ((None, 3), ([{"value": 1, "code": "211", "name": "Arable land", "color": "#ffffa8"}], 1)):
+        d = _one_class_dataset(tmp_path / f"one{listed}", classes)
+        assert main(["train", "--data", d, *args, "--out", str(tmp_path / f"r{listed}")]) == 0
+        out = capsys.readouterr()
+        warns = [ln for ln in out.err.splitlines() if ln.startswith("warning: ")]
+        assert len(warns) == 1, out.err
+        assert warns[0].startswith("warning: the dataset has only one class in its 'train' split (value 1 "
+                                   f"'Arable land', code 211, ") and f"the class table lists {listed})" in warns[0]
+        assert "the model cannot learn to separate classes" in warns[0] and "CLC field and level" in warns[0]
+        assert json.loads(out.out.strip().splitlines()[-1])["epochs_run"] == 1
+    assert main(["train", "--data", dataset, *args, "--out", str(tmp_path / "r3")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_labelled_classes_without_manifest_counts(tmp_path, monkeypatch):
+    from training.data import DataInfo, labelled_classes, open_dataset
+    info = DataInfo(open_dataset(_one_class_dataset(tmp_path / "d")))
+    from_manifest = labelled_classes(info)
+    monkeypatch.setattr(type(info.ds), "class_counts", lambda self, split: {})
+    assert labelled_classes(info) == from_manifest and [c["value"] for c, _ in from_manifest] == [1]
