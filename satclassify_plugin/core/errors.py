@@ -38,15 +38,24 @@ def io_error_message(e: BaseException, path: str = "") -> str:
     text = str(e).strip()
     if code is None:
         low = text.lower()
-        code = next((c for s, c in _GDAL_TEXT if s in low), None)
+        code = gdal_error_code(text)
         if code is None:
             if any(s in low for s in _DAMAGED):
                 return f"GDAL could not read {path or 'a file'}: {text.rstrip('.')}. The file is truncated or " \
                        "damaged: copy or download it again"
+            if path and "write" in low:
+                return (f"cannot write '{path}': GDAL reported '{text}': check that the disk has free space and "
+                        "the folder is writable")
             return f"GDAL failed on {path or 'a file'}: {text}"
     where = path or getattr(e, "filename", None) or ""
     why, fix = os_error_text(e, code)
     return f"cannot write '{where}': {why}: {fix}" if where else f"a file operation failed: {why}: {fix}"
+
+
+def gdal_error_code(text: str):
+    """The errno a GDAL error message describes (disk full, read-only, ...), None when it names none."""
+    low = text.lower()
+    return next((c for s, c in _GDAL_TEXT if s in low), None)
 
 
 def os_error_text(e: BaseException, code=None):

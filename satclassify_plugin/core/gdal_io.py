@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import uuid
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
-from .errors import SatClassifyError, io_error_message, is_gdal_error
+from .errors import SatClassifyError, gdal_error_code, io_error_message, is_gdal_error
 
 gdal.UseExceptions()
 
@@ -123,6 +124,10 @@ class AtomicOutput:
                     except OSError:
                         pass
             if self._about_this_output(exc):
+                if (getattr(exc, "errno", None) is None and gdal_error_code(str(exc)) is None
+                        and _nearly_full(os.path.dirname(self.final))):
+                    # GDAL >= 3.10 says only "TIFFAppendToStrip:Write error": the free space tells why
+                    exc = OSError(errno.ENOSPC, "No space left on device")
                 raise SatClassifyError(io_error_message(exc, self.final)) from None
         return False
 
@@ -134,8 +139,16 @@ class AtomicOutput:
         if getattr(exc, "filename", None) == self.tmp or self.tmp in str(exc):
             return True
         low = str(exc).lower()
-        return getattr(exc, "filename", None) is None and ("no space left" in low or "quota" in low
-                                                            or getattr(exc, "errno", None) in (errno.ENOSPC,))
+        return getattr(exc, "filename", None) is None and (
+            "no space left" in low or "quota" in low or getattr(exc, "errno", None) in (errno.ENOSPC,)
+            or "write error" in low or "tiffwrite" in low or "tiffappend" in low)
+
+
+def _nearly_full(folder: str, margin: int = 256 << 10) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def _sidecars(path: str) -> List[str]:
