@@ -18,8 +18,8 @@ from ..core.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
 SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
-SOURCE_OPTIONS = ["STAC API (Earth Search, no login)", "Copernicus Data Space Ecosystem (CDSE, login)",
-                  "DHuS mirror (sentinelsat, login)"]
+SOURCE_OPTIONS = ["STAC API (Earth Search, no login)",
+                  "Copernicus Data Space Ecosystem (CDSE, login to download)", "DHuS mirror (sentinelsat, login)"]
 PRODUCT_KEYS = ["L2A", "L1C"]
 PRODUCT_OPTIONS = ["L2A (surface reflectance)", "L1C (top of atmosphere)"]
 WGS84 = "EPSG:4326"
@@ -32,9 +32,15 @@ COMMON_HELP = (
     "<b>Source</b>: STAC (default: the Earth Search catalogue, collection sentinel-2-c1-l2a, no login; "
     "bands are read as cloud-optimised GeoTIFFs, only the AOI window), CDSE (Copernicus Data Space "
     "Ecosystem OData catalogue; whole SAFE zips are downloaded, resumably, MD5-checked) or a DHuS mirror "
-    "(through sentinelsat). CDSE and DHuS need AUTHCFG: a QGIS authentication configuration of type Basic "
-    "(user name and password; the password is never logged or written). URL (advanced) replaces the "
-    "service address: a mirror, a private STAC API or a test server.<br>")
+    "(through sentinelsat). Logins: searching CDSE needs none (its catalogue is public), downloading from "
+    "CDSE needs AUTHCFG; a DHuS mirror needs AUTHCFG for both. AUTHCFG is a QGIS authentication "
+    "configuration of type Basic (user name and password; the password is never logged or written). URL "
+    "(advanced) replaces the service address: a mirror, a private STAC API or a test server.<br>"
+    "<b>Timeouts</b>: by default every request must be answered completely within 120 s (tries and waits "
+    "included), and a transfer (download, band read) fails when less than 1 kB/s arrives for 60 s; a slow "
+    "or overloaded server then ends the run with a message naming it instead of a hang (Cancel works at "
+    "any time). The environment variable SATCLASSIFY_HTTP_TIMEOUT (seconds; Settings > Options > System > "
+    "Environment) changes both: the request limit, and half of it for transfers.<br>")
 
 
 def _advanced(p):
@@ -72,7 +78,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum("PRODUCT", "Product", options=PRODUCT_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("SOURCE", "Source", options=SOURCE_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterAuthConfig(
-            "AUTHCFG", "Login (authentication configuration, Basic: CDSE and DHuS)", optional=True))
+            "AUTHCFG", "Login (authentication configuration, Basic: CDSE downloads, DHuS)", optional=True))
         limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products",
                                              compat.NUMBER_INTEGER, self.LIMIT_DEFAULT, False, 1, 1000)
         self.addParameter(_advanced(limit) if limit_advanced else limit)

@@ -29,7 +29,7 @@ from osgeo import gdal, ogr, osr
 
 from . import gdal_io
 from .errors import SatClassifyError
-from .http import Canceled, Monitor
+from .http import Canceled, Deadlines, Monitor, host_of
 from .s2 import (BAND_ID, BAND_RESOLUTION, MASK_CLASSES, QUANTIFICATION, Scene, format_baseline, harmonise,
                  offset_applies, scl_mask)
 
@@ -37,14 +37,13 @@ gdal.UseExceptions()
 ogr.UseExceptions()
 osr.UseExceptions()
 
-#: GDAL settings for remote reads (applied only inside :func:`gdal_remote_config`).
+#: GDAL settings for remote reads (applied only inside :func:`gdal_remote_config`, with the deadline options
+#: of :meth:`~satclassify_plugin.core.http.Deadlines.gdal_options`: GDAL_HTTP_TIMEOUT, GDAL_HTTP_CONNECTTIMEOUT,
+#: GDAL_HTTP_LOW_SPEED_TIME/LIMIT, GDAL_HTTP_MAX_RETRY).
 REMOTE_CONFIG = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2",
-    "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    "GDAL_HTTP_TIMEOUT": "60",
-    "GDAL_HTTP_CONNECTTIMEOUT": "15",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
     "VSI_CACHE": "TRUE",
@@ -55,8 +54,10 @@ MAX_SIDE = 40000  # pixels: beyond this the AOI is surely a mistake (400 km at 1
 
 @contextlib.contextmanager
 def gdal_remote_config(**overrides) -> Iterator[None]:
-    """Set GDAL config options for HTTP reads, restoring the previous values afterwards."""
-    opts = dict(REMOTE_CONFIG)
+    """Set GDAL config options for HTTP reads (:data:`REMOTE_CONFIG` and the deadline policy, by default
+    :meth:`Deadlines.from_env` with 3 retries; callers pass ``HttpClient.gdal_options()``), restoring the previous
+    values afterwards."""
+    opts = {**REMOTE_CONFIG, **Deadlines.from_env().gdal_options(3)}
     opts.update({k: str(v) for k, v in overrides.items()})
     old = {k: gdal.GetConfigOption(k) for k in opts}
     try:
@@ -136,11 +137,40 @@ def bbox_wkt(xmin: float, ymin: float, xmax: float, ymax: float) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # stack building
 
-def _open(path: str, what: str) -> gdal.Dataset:
+_CURL_TIMEOUT = re.compile(r"Operation too slow|Operation timed out|Timeout was reached|timed out", re.I)
+
+
+@contextlib.contextmanager
+def _remote_read(path: str, what: str) -> Iterator[None]:
+    """Run a GDAL read of ``path``; a /vsicurl/ read that hit the deadline policy (curl: GDAL_HTTP_TIMEOUT or
+    the low-speed rule) raises the policy's message naming the host, any other failure "cannot read ...".
+    curl's reason reaches only GDAL's debug messages, so they are collected (thread-locally) while reading."""
+    remote = path.startswith("/vsicurl/")
+    notes: List[str] = []
+    if remote:
+        old_debug = gdal.GetThreadLocalConfigOption("CPL_DEBUG", None)
+        gdal.SetThreadLocalConfigOption("CPL_DEBUG", "ON")
+        gdal.PushErrorHandler(lambda cls, no, msg: notes.append(str(msg)))
     try:
+        try:
+            yield
+        except RuntimeError as e:
+            timeout = next((n for n in notes if _CURL_TIMEOUT.search(n)), None) if remote else None
+            if timeout is not None:
+                policy = Deadlines.from_gdal_options(gdal.GetConfigOption)
+                url = _short(path)
+                say = policy.stalled if "too slow" in timeout.lower() else policy.exceeded
+                raise SatClassifyError(say(host_of(url), f"reading {what}")) from e
+            raise SatClassifyError(f"cannot read {what} ({_short(path)}): {e}") from e
+    finally:
+        if remote:
+            gdal.PopErrorHandler()
+            gdal.SetThreadLocalConfigOption("CPL_DEBUG", old_debug)
+
+
+def _open(path: str, what: str) -> gdal.Dataset:
+    with _remote_read(path, what):
         ds = gdal.Open(path)
-    except RuntimeError as e:
-        raise SatClassifyError(f"cannot read {what} ({_short(path)}): {e}")
     if ds is None:
         raise SatClassifyError(f"cannot read {what} ({_short(path)})")
     return ds
@@ -208,12 +238,10 @@ def _warp_band(path: str, dst: osr.SpatialReference, bounds, w: int, h: int, ban
     src_srs = gdal_io.srs_of(src)
     same_res = src_srs is not None and src_srs.IsSame(dst) and abs(abs(gt[1]) - (bounds[2] - bounds[0]) / w) < 1e-6
     resample = "near" if (band == "SCL" or same_res) else "bilinear"
-    try:
+    with _remote_read(path, what):
         out = gdal.Warp("", src, format="MEM", outputBounds=bounds, width=w, height=h, dstSRS=dst.ExportToWkt(),
                         resampleAlg=resample, srcNodata=0, dstNodata=0, outputType=gdal.GDT_UInt16,
                         multithread=False)
-    except RuntimeError as e:
-        raise SatClassifyError(f"cannot read {what} ({_short(path)}): {e}")
     if out is None:
         raise SatClassifyError(f"cannot read {what} ({_short(path)})")
     return out.GetRasterBand(1).ReadAsArray()

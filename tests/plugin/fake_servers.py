@@ -2,7 +2,8 @@
 
 * :class:`FakeServer`: a threaded HTTP/1.1 server on a random port. Static files with HEAD and single
   ``Range`` support (what GDAL ``/vsicurl/`` needs), byte counting per path, scripted failures
-  (e.g. 429 with Retry-After, then success), a connection dropped after N bytes, and route handlers.
+  (e.g. 429 with Retry-After, then success), a connection dropped after N bytes, slow answers
+  (:meth:`FakeServer.stall_after_headers`, :meth:`FakeServer.trickle`) and route handlers.
 * :func:`add_stac_api`: a STAC API (landing page, /search GET and POST with paging, /collections/...).
 * :func:`add_cdse`: CDSE token endpoint + OData catalogue + ``$value`` download through a redirect to
   another "host" path that requires the Authorization header.
@@ -17,7 +18,9 @@ import io
 import json
 import os
 import re
+import select
 import threading
+import time
 import zipfile
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +40,10 @@ class FakeServer:
         self.drop_after = {}  # path -> n bytes: the next GET sends n bytes then closes the connection
         self.require_header = {}  # path -> (header, value): 401 without it
         self.file_headers = {}  # path -> extra headers sent with the file
+        self.slow = {}  # path -> [mode ("stall" | "trickle"), interval, times left (None = every answer)]
+        self.release = threading.Event()  # set by close(): slow answers give up
+        self.hold = 60.0  # longest a stalled answer keeps its connection open (it ends earlier if the client hangs up)
+        self.open_slow = 0  # slow answers in progress (0 again once every client hung up)
         self.bytes_served = Counter()
         self.log = []  # (method, path, headers, body)
         self.lock = threading.Lock()
@@ -109,21 +116,59 @@ class FakeServer:
                 self.end_headers()
                 if method == "HEAD":
                     return
+                slow = server._take_slow(path)
+                if slow:
+                    return self._slow(body, path, *slow)
                 with server.lock:
                     drop = server.drop_after.pop(path, None) if status in (200, 206) else None
                 if drop is not None and drop < len(body):
+                    with server.lock:
+                        server.bytes_served[path] += drop
                     self.wfile.write(body[:drop])
                     self.wfile.flush()
-                    server.bytes_served[path] += drop
                     self.close_connection = True
                     try:
                         self.connection.shutdown(2)
                     except OSError:
                         pass
                     return
-                self.wfile.write(body)
-                with server.lock:
+                with server.lock:  # counted before the write: a client that has read it all may check at once
                     server.bytes_served[path] += len(body)
+                self.wfile.write(body)
+
+            def _client_gone(self):
+                try:
+                    readable = select.select([self.connection], [], [], 0)[0]
+                    return bool(readable) and self.connection.recv(1, 0x2) == b""  # MSG_PEEK: EOF = hung up
+                except OSError:
+                    return True
+
+            def _slow(self, body, path, mode, interval):
+                """Headers are out: send nothing more ("stall") or one byte every ``interval`` s ("trickle"),
+                until the body is out, the client hangs up or the server closes."""
+                self.close_connection = True
+                with server.lock:
+                    server.open_slow += 1
+                try:
+                    self.wfile.flush()
+                    sent, t_next = 0, time.monotonic()
+                    end = time.monotonic() + server.hold
+                    while time.monotonic() < end and not server.release.is_set() and not self._client_gone():
+                        if mode == "trickle" and time.monotonic() >= t_next:
+                            if sent >= len(body):
+                                break
+                            self.wfile.write(body[sent:sent + 1])
+                            self.wfile.flush()
+                            sent += 1
+                            with server.lock:
+                                server.bytes_served[path] += 1
+                            t_next = time.monotonic() + interval
+                        server.release.wait(0.02)
+                except OSError:  # the client hung up
+                    pass
+                finally:
+                    with server.lock:
+                        server.open_slow -= 1
 
             def do_GET(self):  # noqa: N802
                 self._handle("GET")
@@ -143,12 +188,52 @@ class FakeServer:
     def route(self, method, pattern, fn):
         self.routes.append((method, re.compile(pattern), fn))
 
+    def stall_after_headers(self, path, times=None):
+        """Answers to ``path`` (GET/POST; HEAD is answered normally) send their status and headers, then nothing:
+        the connection stays open. ``times``: how many answers (None = all until :meth:`normal`)."""
+        self.slow[path] = ["stall", 0.0, times]
+
+    def trickle(self, path, interval=0.5, times=None):
+        """Answers to ``path`` send their headers, then the body one byte every ``interval`` seconds (each read
+        gets a byte well within any read timeout, yet the answer takes ages)."""
+        self.slow[path] = ["trickle", float(interval), times]
+
+    def normal(self, path=None):
+        """Answer ``path`` (or every path) normally again."""
+        with self.lock:
+            if path is None:
+                self.slow.clear()
+            else:
+                self.slow.pop(path, None)
+
+    def _take_slow(self, path):
+        with self.lock:
+            spec = self.slow.get(path)
+            if not spec:
+                return None
+            if spec[2] is not None:
+                spec[2] -= 1
+                if spec[2] <= 0:
+                    del self.slow[path]
+            return spec[0], spec[1]
+
+    def wait_hung_up(self, timeout=5.0):
+        """True once no slow answer is open any more (every client closed its connection)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if self.open_slow == 0:
+                    return True
+            time.sleep(0.02)
+        return False
+
     def reset_counts(self):
         with self.lock:
             self.bytes_served.clear()
             self.log.clear()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

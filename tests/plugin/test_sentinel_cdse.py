@@ -86,6 +86,7 @@ def test_cdse_search_pages_through_next_links(run_alg, cdse, auth, tmp_path):
     assert (f["tile_id"], f["cloud"], f["baseline"], f["source"], f["platform"], f["aoi_cover"]) == \
         ("32TQM", 5.0, "05.09", "CDSE", "sentinel-2b", 100.0)
     assert not any(m == "POST" for m, *_ in cdse.log)  # the catalogue needs no token
+    assert not any("authorization" in {k.lower() for k in h} for m, p, h, b in cdse.log)
     assert_no_secret(fb.text, folders=[tmp_path])
 
 
@@ -141,10 +142,22 @@ def test_cdse_bad_credentials(run_alg, cdse, auth, tmp_path):
     assert not (tmp_path / "s.tif").exists()
 
 
-def test_cdse_needs_a_login_and_an_existing_config(run_alg, cdse):
-    with pytest.raises(QgsProcessingException, match="the CDSE source needs a login: choose an authentication "
-                                                     "configuration"):
-        run_alg("satclassify:searchsentinel2", params(cdse, None, OUTPUT="TEMPORARY_OUTPUT"))
+def test_cdse_search_needs_no_login_fetch_does(run_alg, cdse, tmp_path):
+    """The CDSE catalogue is public: searching without AUTHCFG works and sends no credentials; fetching (the
+    download) without AUTHCFG says a login is needed, before any request."""
+    fb = LogFeedback()
+    res = run_alg("satclassify:searchsentinel2", params(cdse, None, OUTPUT="TEMPORARY_OUTPUT"), feedback=fb)
+    assert res["COUNT"] == 2 and res["BEST_ITEMS"] == NAME_1[:-5]
+    assert cdse.log and all(p.startswith("/odata/v1/Products") for m, p, h, b in cdse.log)
+    assert not any("authorization" in {k.lower() for k in h} for m, p, h, b in cdse.log)
+    assert not any(m == "POST" for m, *_ in cdse.log)  # no token requested
+    cdse.reset_counts()
+    dl = tmp_path / "dl"
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:fetchsentinel2", params(cdse, None, DOWNLOAD_DIR=str(dl), OUTPUT=str(tmp_path / "s.tif")))
+    assert ("the CDSE source needs a login to download products (searching needs none): choose an authentication "
+            "configuration (AUTHCFG, Basic authentication with user name and password)") in str(e.value)
+    assert cdse.log == [] and not list(tmp_path.iterdir())
     with pytest.raises(QgsProcessingException, match="cannot load the authentication configuration 'nope123'"):
         run_alg("satclassify:searchsentinel2", params(cdse, "nope123", OUTPUT="TEMPORARY_OUTPUT"))
 
@@ -239,3 +252,99 @@ def test_cdse_token_expired_during_download_logs_in_again(run_alg, products, aut
         assert_no_secret(fb.text, folders=[tmp_path])
     finally:
         srv.close()
+
+
+# ------------------------------------------------------------------------------------------------- deadlines
+
+HINT = ("it may be overloaded; try again later, raise the timeout (environment variable SATCLASSIFY_HTTP_TIMEOUT, "
+        "now 2 s) or choose another SOURCE")
+
+
+@pytest.fixture
+def short_timeout(monkeypatch):
+    monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "2")
+
+
+def host(srv):
+    return srv.url.split("//")[1]
+
+
+@pytest.mark.parametrize("mode,retries", [("stall", 0), ("trickle", 2)])
+def test_cdse_search_slow_catalogue_ends_at_the_deadline(run_alg, cdse, short_timeout, mode, retries):
+    cdse.stall_after_headers("/odata/v1/Products") if mode == "stall" else cdse.trickle("/odata/v1/Products", 0.3)
+    t = time.monotonic()
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:searchsentinel2", params(cdse, None, OUTPUT="TEMPORARY_OUTPUT", RETRIES=retries))
+    dt = time.monotonic() - t
+    assert (f"the server at {host(cdse)} did not finish answering within 2 s (catalogue search): {HINT}"
+            in str(e.value))
+    assert "malformed" not in str(e.value) and 1.9 < dt < 5, dt
+    assert cdse.wait_hung_up(3)
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_cdse_fetch_slow_download_ends_with_a_clear_message(run_alg, cdse, auth, short_timeout, tmp_path, mode,
+                                                           products):
+    """The download (no total deadline: a SAFE zip takes what it takes) stops when less than 1024 bytes/s arrive
+    for 1 s (half the timeout), is resumed once (RETRIES=1), then reported; a later run resumes it."""
+    path = f"/dl/Products({UUID_1})/$value"
+    cdse.stall_after_headers(path) if mode == "stall" else cdse.trickle(path, 0.2)
+    dl = tmp_path / "dl"
+    fb = LogFeedback()
+    t = time.monotonic()
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:fetchsentinel2", params(cdse, auth["good"], BANDS="B04", DOWNLOAD_DIR=str(dl),
+                                                     OUTPUT=str(tmp_path / "s.tif"), MASK=None), feedback=fb)
+    dt = time.monotonic() - t
+    msg = str(e.value)
+    assert (f"the server at {host(cdse)} stopped sending (download of {NAME_1[:-5]}.zip): less than 1024 bytes/s "
+            "for 1 s") in msg and msg.endswith(HINT), msg
+    assert "stalled (less than 1024 bytes/s for 1 s); resuming" in fb.text
+    assert 1.9 < dt < 6, dt
+    assert cdse.wait_hung_up(3)
+    assert not (tmp_path / "s.tif").exists() and not (dl / (NAME_1[:-5] + ".zip")).exists()
+    assert [p.name for p in dl.iterdir()] == ([] if mode == "stall" else [NAME_1[:-5] + ".zip.part"])
+    assert_no_secret(msg, fb.text, folders=[tmp_path])
+    cdse.normal()
+    res = run_alg("satclassify:fetchsentinel2", params(cdse, auth["good"], BANDS="B04", DOWNLOAD_DIR=str(dl),
+                                                       OUTPUT=str(tmp_path / "s.tif"), MASK=None))
+    assert res["ITEMS"] == NAME_1[:-5] and (dl / (NAME_1[:-5] + ".zip")).read_bytes() == products[0]
+
+
+def test_cdse_cancel_during_a_stalled_download(run_alg, cdse, auth, monkeypatch, tmp_path):
+    import threading
+    monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "60")
+    cdse.stall_after_headers(f"/dl/Products({UUID_1})/$value")
+    fb = LogFeedback()
+    threading.Timer(1.0, fb.cancel).start()
+    t = time.monotonic()
+    with pytest.raises(QgsProcessingException, match="cancelled by the user"):
+        run_alg("satclassify:fetchsentinel2", params(cdse, auth["good"], BANDS="B04", DOWNLOAD_DIR=str(tmp_path / "dl"),
+                                                     OUTPUT=str(tmp_path / "s.tif"), MASK=None), feedback=fb)
+    assert time.monotonic() - t < 4 and cdse.wait_hung_up(3)
+    assert not (tmp_path / "s.tif").exists()
+
+
+def test_dhus_slow_search_and_download_end_with_a_clear_message(run_alg, dhus, auth, short_timeout, tmp_path):
+    """sentinelsat sets no timeout on its requests: its session gets ours (search: 2 s deadline; download:
+    the stall rule)."""
+    p = {**params(dhus, auth["good"], SOURCE=2, URL=dhus.url_dhus, RETRIES=1)}
+    dhus.stall_after_headers("/dhus/search")
+    t = time.monotonic()
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:searchsentinel2", {**p, "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert f"the server at {host(dhus)} did not finish answering within 2 s (GET /dhus/search): {HINT}" in str(e.value)
+    assert time.monotonic() - t < 5 and dhus.wait_hung_up(3)
+    dhus.normal()
+    dhus.trickle(f"/dhus/odata/v1/Products('{UUID_1}')/$value", 0.2)
+    fb = LogFeedback()
+    t = time.monotonic()
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:fetchsentinel2", {**p, "BANDS": "B04", "DOWNLOAD_DIR": str(tmp_path / "dl"),
+                                               "OUTPUT": str(tmp_path / "s.tif"), "MASK": None}, feedback=fb)
+    msg = str(e.value)
+    assert (f"the server at {host(dhus)} stopped sending (download of {NAME_1[:-5]}): less than 1024 bytes/s for 1 s "
+            "(the partial download is resumed on the next run); " + HINT) in msg
+    assert time.monotonic() - t < 5 and dhus.wait_hung_up(3)
+    assert not (tmp_path / "s.tif").exists()
+    assert_no_secret(msg, fb.text, folders=[tmp_path])

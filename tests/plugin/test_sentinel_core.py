@@ -1,6 +1,7 @@
 """Sentinel-2 core against local fakes: STAC search/ranking, AOI window reads, offsets, SCL mask, mosaic,
 SAFE import, zip-slip, HTTP retries and resumable downloads. No internet: 127.0.0.1 only."""
 import os
+import re
 import time
 import zipfile
 
@@ -10,7 +11,7 @@ from osgeo import gdal
 
 from satclassify_plugin.core import gdal_s2, s2
 from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.http import HttpClient, Monitor
+from satclassify_plugin.core.http import Canceled, Deadlines, HttpClient, Monitor
 from satclassify_plugin.core.sources import SearchQuery, fetch, get_source, search
 
 from . import fake_servers as fs
@@ -289,6 +290,109 @@ def test_download_keeps_authorization_across_redirect(srv, tmp_path):
     assert (tmp_path / "f").read_bytes() == b"x" * 1000
 
 
+# ------------------------------------------------------------------------------------------------- deadlines
+
+HINT = r"it may be overloaded; try again later, raise the timeout \(environment variable SATCLASSIFY_HTTP_TIMEOUT, " \
+       r"now {t} s\) or choose another SOURCE"
+
+
+def slow(srv, path, mode, interval=0.3):
+    if mode == "stall":
+        srv.stall_after_headers(path)
+    else:
+        srv.trickle(path, interval)
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_http_request_ends_at_its_total_deadline(srv, mode):
+    """Headers, then nothing (or one byte every 0.3 s, which no read timeout catches): the call ends at its
+    total deadline, retries included, with a message naming the host, and the connection is closed."""
+    srv.route("GET", "/j", lambda req: (200, {}, {"items": "x" * 2000}))
+    slow(srv, "/j", mode)
+    t = time.monotonic()
+    with pytest.raises(SatClassifyError, match=r"^the server at 127.0.0.1:\d+ did not finish answering within 1.5 s "
+                                               r"\(catalogue search\): " + HINT.format(t="1.5")):
+        HttpClient(retries=2, backoff=0.01, policy=Deadlines.from_timeout(1.5)).get_json(
+            srv.url + "/j", what="catalogue search")
+    assert 1.4 < time.monotonic() - t < 3.5
+    assert srv.wait_hung_up(3)  # our socket is closed, nothing left open
+    assert len(srv.log) == 1  # no try after the deadline
+
+
+def test_http_no_retry_wait_beyond_the_deadline(srv):
+    srv.scripted["/j"] = [(503, {"Retry-After": "20"}, b"")] * 3
+    t = time.monotonic()
+    with pytest.raises(SatClassifyError, match=r"is failing \(HTTP 503 after 1 tries\)"):
+        HttpClient(retries=2, max_wait=30, policy=Deadlines.from_timeout(5)).get_json(srv.url + "/j")
+    assert time.monotonic() - t < 2
+
+
+def test_http_cancel_interrupts_a_stalled_answer(srv):
+    srv.route("GET", "/j", lambda req: (200, {}, {"ok": 1}))
+    srv.stall_after_headers("/j")
+    t = time.monotonic()
+    mon = Monitor(is_canceled=lambda: time.monotonic() - t > 0.5)
+    with pytest.raises(Canceled):
+        HttpClient(policy=Deadlines.from_timeout(60), monitor=mon).get_json(srv.url + "/j")
+    assert time.monotonic() - t < 2.5 and srv.wait_hung_up(3)
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_download_stall_is_resumed_then_reported(srv, tmp_path, mode):
+    """A download has no total deadline but a stall rule (under 1024 bytes/s for half the timeout): a stall is
+    resumed like a dropped connection, then reported with the host; the bytes received are kept for the
+    next run, which resumes from them."""
+    data = os.urandom(200_000)
+    srv.files["/f.zip"] = data
+    slow(srv, "/f.zip", mode, 0.1)
+    msgs = []
+    dest = tmp_path / "f.zip"
+    http = HttpClient(retries=1, backoff=0.01, policy=Deadlines.from_timeout(2), monitor=Monitor(info=msgs.append))
+    t = time.monotonic()
+    with pytest.raises(SatClassifyError) as e:
+        http.download(srv.url + "/f.zip", str(dest), expected_md5=fs.md5(data), expected_size=len(data))
+    dt = time.monotonic() - t
+    assert 1.9 < dt < 5  # two tries of 1 s each (stall = half the 2 s timeout)
+    msg = str(e.value)
+    assert re.match(r"the server at 127.0.0.1:\d+ stopped sending \(download of f.zip\): less than 1024 bytes/s "
+                    r"for 1 s", msg) and re.search(HINT.format(t="2") + "$", msg), msg
+    assert sum("stalled (less than 1024 bytes/s for 1 s); resuming" in m for m in msgs) == 1
+    assert srv.wait_hung_up(3) and not dest.exists()
+    part = tmp_path / "f.zip.part"
+    if mode == "stall":
+        assert not part.exists() and "partial download" not in msg  # nothing arrived: no file left
+    else:
+        assert f"(the partial download {part} is resumed on the next run)" in msg
+        assert 0 < part.stat().st_size < 100 and part.read_bytes() == data[:part.stat().st_size]
+    srv.normal()
+    http.download(srv.url + "/f.zip", str(dest), expected_md5=fs.md5(data), expected_size=len(data))
+    assert dest.read_bytes() == data and not part.exists()
+
+
+def test_download_cancel_interrupts_a_stall(srv, tmp_path):
+    srv.files["/f.zip"] = os.urandom(50_000)
+    srv.stall_after_headers("/f.zip")
+    t = time.monotonic()
+    mon = Monitor(is_canceled=lambda: time.monotonic() - t > 0.5)
+    with pytest.raises(Canceled, match="download cancelled by the user"):
+        HttpClient(policy=Deadlines.from_timeout(60), monitor=mon).download(srv.url + "/f.zip",
+                                                                           str(tmp_path / "f.zip"))
+    assert time.monotonic() - t < 2.5 and srv.wait_hung_up(3) and not list(tmp_path.iterdir())
+
+
+def test_deadlines_from_the_environment():
+    assert Deadlines.from_env({}) == Deadlines(total=120.0, connect=10.0, stall=60.0, min_rate=1024)
+    d = Deadlines.from_env({"SATCLASSIFY_HTTP_TIMEOUT": "4"})
+    assert (d.total, d.connect, d.stall) == (4.0, 4.0, 2.0)
+    assert d.gdal_options(2) == {"GDAL_HTTP_TIMEOUT": "4", "GDAL_HTTP_CONNECTTIMEOUT": "4",
+                                 "GDAL_HTTP_LOW_SPEED_TIME": "2", "GDAL_HTTP_LOW_SPEED_LIMIT": "1024",
+                                 "GDAL_HTTP_MAX_RETRY": "2"}
+    for bad in ("soon", "0", "-3", "nan"):
+        with pytest.raises(SatClassifyError, match=f"SATCLASSIFY_HTTP_TIMEOUT must be a number of seconds above 0 "
+                                                   f".*not '{bad}'"):
+            Deadlines.from_env({"SATCLASSIFY_HTTP_TIMEOUT": bad})
+
+
 # ------------------------------------------------------------------------------------------------- SAFE
 
 @pytest.fixture(scope="module")
@@ -371,10 +475,14 @@ def test_parse_product_mtd_real_fields():
     assert m["cloud"] == 12.5 and m["quantification"] == 10000.0
 
 
-def test_gdal_remote_config_restores():
-    before = gdal.GetConfigOption("GDAL_DISABLE_READDIR_ON_OPEN")
+def test_gdal_remote_config_restores(monkeypatch):
+    monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "30")
+    keys = ("GDAL_DISABLE_READDIR_ON_OPEN", "GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_LOW_SPEED_TIME",
+            "GDAL_HTTP_LOW_SPEED_LIMIT", "GDAL_HTTP_CONNECTTIMEOUT")
+    before = {k: gdal.GetConfigOption(k) for k in keys}
     with gdal_s2.gdal_remote_config(GDAL_HTTP_MAX_RETRY=7):
         assert gdal.GetConfigOption("GDAL_DISABLE_READDIR_ON_OPEN") == "EMPTY_DIR"
         assert gdal.GetConfigOption("GDAL_HTTP_MAX_RETRY") == "7"
-    assert gdal.GetConfigOption("GDAL_DISABLE_READDIR_ON_OPEN") == before
-    assert gdal.GetConfigOption("GDAL_HTTP_MAX_RETRY") is None
+        assert [gdal.GetConfigOption(k) for k in keys[2:]] == ["30", "15", "1024", "10"]
+    assert {k: gdal.GetConfigOption(k) for k in keys} == before
+    assert gdal.GetConfigOption("GDAL_HTTP_MAX_RETRY") is None and gdal.GetConfigOption("GDAL_HTTP_TIMEOUT") is None

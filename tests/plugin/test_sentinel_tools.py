@@ -1,5 +1,6 @@
 """satclassify:searchsentinel2 / fetchsentinel2 / importsafe through processing.run against local fakes
 (STAC API + COGs on 127.0.0.1, SAFE zips built by the tests). No internet."""
+import threading
 import time
 import zipfile
 
@@ -128,6 +129,82 @@ def test_search_429_then_success_and_quota_and_down_and_malformed(run_alg, stac)
     stac.scripted.pop("/search", None)
 
 
+# ------------------------------------------------------------------------------------------------- deadlines
+
+HINT = ("it may be overloaded; try again later, raise the timeout (environment variable SATCLASSIFY_HTTP_TIMEOUT, "
+        "now {t} s) or choose another SOURCE")
+
+
+@pytest.fixture
+def short_timeout(monkeypatch):
+    """Every network deadline of the tools from a 2 s timeout (transfers: 1 s under 1024 bytes/s)."""
+    monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "2")
+
+
+def cancel_after(fb, seconds):
+    t = threading.Timer(seconds, fb.cancel)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("mode,retries", [("stall", 0), ("stall", 2), ("trickle", 1)])
+def test_search_slow_server_ends_at_the_deadline(run_alg, stac, short_timeout, mode, retries):
+    """The STAC search (pystac-client) against a server that sends its headers and then nothing, or one byte
+    every 0.3 s: the tool ends after the 2 s deadline with a message naming the host, whatever RETRIES."""
+    p = common(stac, EXTENT=utm_extent(603000, 4999500, 603500, 4999000), OUTPUT="TEMPORARY_OUTPUT",
+               RETRIES=retries)
+    stac.stall_after_headers("/search") if mode == "stall" else stac.trickle("/search", 0.3)
+    try:
+        t = time.monotonic()
+        msg, _ = run_error(run_alg, "satclassify:searchsentinel2", p)
+        dt = time.monotonic() - t
+    finally:
+        stac.normal()
+    host = stac.url.split("//")[1]
+    assert f"the server at {host} did not finish answering within 2 s (POST /search): " + HINT.format(t="2") in msg
+    assert 1.9 < dt < 6, dt
+    assert stac.wait_hung_up(3)
+
+
+def test_search_cancel_during_a_stall(run_alg, stac, monkeypatch):
+    monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "60")
+    fb = LogFeedback()
+    stac.stall_after_headers("/search")
+    try:
+        t = time.monotonic()
+        cancel_after(fb, 0.5)
+        with pytest.raises(QgsProcessingException, match="cancelled by the user"):
+            run_alg("satclassify:searchsentinel2", common(stac, EXTENT=utm_extent(603000, 4999500, 603500, 4999000),
+                                                          OUTPUT="TEMPORARY_OUTPUT"), feedback=fb)
+        assert time.monotonic() - t < 3
+    finally:
+        stac.normal()
+    assert stac.wait_hung_up(3)
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_fetch_slow_band_read_ends_at_the_deadline(run_alg, stac, short_timeout, tmp_path, mode):
+    """GDAL /vsicurl/ reads get the same policy (GDAL_HTTP_TIMEOUT, GDAL_HTTP_LOW_SPEED_TIME/LIMIT) for the run
+    only; a band whose server stalls ends the run with a message naming the host and leaves no output."""
+    path = "/data/A/B08.tif"
+    stac.stall_after_headers(path) if mode == "stall" else stac.trickle(path, 0.3)
+    try:
+        t = time.monotonic()
+        msg, _ = run_error(run_alg, "satclassify:fetchsentinel2",
+                           common(stac, EXTENT=utm_extent(603000, 4999500, 603200, 4999300), ITEM=ID_A, BANDS="B08",
+                                  OUTPUT=str(tmp_path / "s.tif"), MASK=str(tmp_path / "m.tif")))
+        dt = time.monotonic() - t
+    finally:
+        stac.normal()
+        gdal.VSICurlClearCache()
+    host = stac.url.split("//")[1]
+    assert (f"the server at {host} stopped sending (reading band B08 of {ID_A}): less than 1024 bytes/s for 1 s; "
+            + HINT.format(t="2")) in msg
+    assert dt < 8, dt
+    assert not list(tmp_path.iterdir())
+    assert gdal.GetConfigOption("GDAL_HTTP_TIMEOUT") is None and gdal.GetConfigOption("GDAL_HTTP_LOW_SPEED_TIME") is None
+
+
 # ------------------------------------------------------------------------------------------------- fetch
 
 def test_fetch_reads_only_the_aoi_window(run_alg, stac, tmp_path):
@@ -235,7 +312,7 @@ def test_fetch_errors_leave_no_output(run_alg, stac, tmp_path):
     assert "no area of interest" in msg
     msg, _ = run_error(run_alg, "satclassify:fetchsentinel2",
                        common(stac, EXTENT=ext, ITEM=ID_A, OUTPUT=str(tmp_path / "s2.png")))
-    assert "OUTPUT must be a GeoTIFF" in msg
+    assert "the tool writes GeoTIFF, not .png: name the file .tif" in msg
     # an AOI inside the search footprint bbox but outside tile B's raster: clear message
     msg, _ = run_error(run_alg, "satclassify:fetchsentinel2",
                        common(stac, EXTENT=utm_extent(590000, 4999500, 590500, 4999000), ITEM=ID_B, OUTPUT=str(out)))

@@ -5,8 +5,10 @@ and makes the chosen scenes readable by GDAL (:meth:`Source.prepare`: COG URLs f
 SAFE zips for CDSE and DHuS). :func:`search` adds the AOI overlap and the ranking; :func:`fetch` turns
 the best date (or given ids) into the stack and mask.
 
-Sources: ``STAC`` (default, no login, Earth Search), ``CDSE`` (Copernicus Data Space Ecosystem OData,
-login), ``DHuS`` (a Data Hub Software mirror through sentinelsat, login).
+Sources: ``STAC`` (default, no login, Earth Search), ``CDSE`` (Copernicus Data Space Ecosystem OData: the
+catalogue is public, downloads need a login), ``DHuS`` (a Data Hub Software mirror through sentinelsat, login
+for both). Every request goes through the source's :class:`~satclassify_plugin.core.http.HttpClient` and its
+deadline policy (see :mod:`satclassify_plugin.core.http`).
 """
 from __future__ import annotations
 
@@ -79,7 +81,8 @@ class SearchQuery:
 class Source:
     name = ""
     default_url = ""
-    needs_login = False
+    needs_login = False  # searching needs a login (and so everything)
+    download_needs_login = False  # only downloading (fetch) needs one
     module: Optional[str] = None  # lazily imported package this source needs
 
     def __init__(self, url: str = "", credentials: Optional[Credentials] = None, http: Optional[HttpClient] = None,
@@ -94,9 +97,20 @@ class Source:
             raise SatClassifyError(f"the {self.name} source needs the Python package '{pip}', which QGIS's Python "
                                    f"cannot import: install it with Plugins > SatClassify > Install Python dependencies "
                                    f"(or python3 -m pip install --user {pip}), or choose another SOURCE")
-        if self.needs_login and not self.credentials:
-            raise SatClassifyError(f"the {self.name} source needs a login: choose an authentication configuration "
-                                   "(AUTHCFG, Basic authentication with user name and password)")
+        if self.needs_login:
+            self.require_login()
+
+    def require_login(self, action: str = "") -> None:
+        """Raise a clear error when there is no login; ``action``: what needs it (e.g. "to download products")."""
+        if not self.credentials:
+            raise SatClassifyError(f"the {self.name} source needs a login{' ' + action if action else ''}: choose an "
+                                   "authentication configuration (AUTHCFG, Basic authentication with user name and "
+                                   "password)")
+
+    def check_fetch(self) -> None:
+        """Fail before any request when fetching from this source cannot work (e.g. a download without login)."""
+        if self.download_needs_login:
+            self.require_login("to download products (searching needs none)")
 
     def search(self, query: SearchQuery) -> List[Scene]:
         raise NotImplementedError
@@ -175,6 +189,7 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
     """Search (or look up ``query.ids``), pick the best date, make it readable and write stack + mask."""
     from ..gdal_s2 import build_stack, gdal_remote_config
     mon = source.monitor
+    source.check_fetch()
     ranked = search(source, query)
     chosen = list(ranked) if query.ids else choose_date(ranked, mosaic)
     mon.info("reading " + ", ".join(f"{s.id} ({s.date}, cloud {s.cloud if s.cloud is not None else '?'} %)"
@@ -187,7 +202,7 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
             s.assets.pop("SCL", None)
     meta = {"SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
             "SATCLASSIFY_DATE": chosen[0].date, "SATCLASSIFY_CLOUD": ",".join(str(s.cloud) for s in chosen)}
-    with gdal_remote_config():
+    with gdal_remote_config(**source.http.gdal_options()):
         summary = build_stack(prepared, bands, output, mask_output, aoi_wkt=query.aoi_wkt,
                               target_epsg=target_epsg, monitor=mon.sub(0 if source.name == "STAC" else 50, 100),
                               metadata=meta)

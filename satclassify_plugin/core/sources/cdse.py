@@ -1,5 +1,8 @@
 """Copernicus Data Space Ecosystem (CDSE): OData catalogue search, OpenID token, SAFE zip download.
 
+The catalogue is public: searching sends no credentials (no token, no Authorization header); only the
+download needs a login (the token).
+
 Search: ``GET <catalogue>/Products?$filter=...&$top=..&$orderby=ContentDate/Start desc&$expand=Attributes``,
 following ``@odata.nextLink``. Token: ``POST <identity>/auth/realms/CDSE/protocol/openid-connect/token``
 with ``grant_type=password``, ``client_id=cdse-public`` and the user's credentials. Download:
@@ -150,7 +153,7 @@ def scene_from_product(p: Any) -> Scene:
 class CdseSource(Source):
     name = "CDSE"
     default_url = CATALOGUE
-    needs_login = True
+    download_needs_login = True  # the catalogue is public
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -166,6 +169,7 @@ class CdseSource(Source):
     def token(self) -> str:
         if self._token:
             return self._token
+        self.check_fetch()
         self.monitor.info(f"requesting an access token from {host_of(self.token_url)}")
         r = self.http.request("POST", self.token_url, what="login", ok_status=(200, 400, 401),
                               data={"grant_type": "password", "username": self.credentials.username,

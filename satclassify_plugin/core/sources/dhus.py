@@ -2,6 +2,10 @@
 
 ``SentinelAPI(user, password, api_url)``: OpenSearch query by AOI, dates, product type and cloud cover;
 ``download`` resumes and checks the MD5 itself; the zip is then read through the SAFE import.
+
+sentinelsat's session gets the client's deadlines, cancel and retries (it sets no timeout of its own:
+``SentinelAPI(timeout=...)`` is not applied to its requests); its downloads are watched for stalls and cancel
+through its progress-bar hook.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import re
 from typing import Any, Dict, List, Sequence
 
 from ..errors import SatClassifyError
-from ..http import host_of
+from ..http import Watch, host_of, own_error
 from ..s2 import Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
@@ -64,16 +68,17 @@ class DhusSource(Source):
         from sentinelsat import SentinelAPI
         api = SentinelAPI(self.credentials.username, self.credentials.password, self.url + "/",
                           show_progressbars=False, timeout=self.http.timeout)
-        api.session.mount("http://", _adapter(self.http))
-        api.session.mount("https://", _adapter(self.http))
+        self.http.mount(api.session, retry=True)
+        api.downloader.chunk_size = 1 << 14  # progress (and the stall rule) every 16 kB, not every MB
         return api
 
     def _translate(self, e: Exception, what: str) -> SatClassifyError:
         import requests
         from sentinelsat import exceptions as sx
         host = host_of(self.url)
-        if isinstance(e, SatClassifyError):
-            return e
+        own = own_error(e)  # a deadline or a cancel
+        if own is not None:
+            return own
         if isinstance(e, sx.UnauthorizedError):
             return SatClassifyError(f"{host} refused the credentials (HTTP 401): check the user name and password of "
                                     "the authentication configuration (AUTHCFG)")
@@ -119,31 +124,48 @@ class DhusSource(Source):
         api = self._api()
         os.makedirs(workdir, exist_ok=True)
         out = []
-        for s in scenes:
+        n = max(1, len(scenes))
+        for i, s in enumerate(scenes):
             self.monitor.check()
+            mon = self.monitor.sub(50.0 * i / n, 50.0 * (i + 1) / n)
             self.monitor.info(f"downloading {s.id} from {host_of(self.url)} to {workdir}")
-            try:
-                info = api.download(s.extra["uuid"], directory_path=workdir, checksum=True)
-            except Exception as e:  # noqa: BLE001
-                raise self._translate(e, "download")
+            with self.http.watch(self.url, f"download of {s.id}", total=False, stall=True) as watch:
+                api._tqdm = api.downloader._tqdm = lambda w=watch, m=mon, **kw: _Progress(w, m, **kw)
+                try:
+                    info = api.download(s.extra["uuid"], directory_path=workdir, checksum=True)
+                except Exception as e:  # noqa: BLE001
+                    if watch.fired == "stall":
+                        raise watch.error("(the partial download is resumed on the next run)") from e
+                    if watch.fired:
+                        raise watch.error() from e
+                    raise self._translate(e, "download")
             safe = open_safe(info["path"])
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "DHuS"
             out.append(safe)
         return out
 
 
-def _adapter(http):
-    """A requests adapter retrying 429/5xx and connection errors like the core client (Retry-After bounded)."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
+class _Progress:
+    """sentinelsat's progress bar (``_tqdm``): the bytes feed the download's watch (stall rule) and the progress."""
 
-    max_wait = http.max_wait
+    def __init__(self, watch: Watch, monitor, total=None, initial=0, desc="", **_):
+        self.watch, self.monitor = watch, monitor
+        self.total, self.n = total, initial or 0
+        self.downloading = str(desc).startswith("Downloading")
+        if self.downloading:
+            watch.arm()  # the answer's headers are in: the transfer starts
 
-    class _BoundedRetry(Retry):
-        def get_retry_after(self, response):
-            v = super().get_retry_after(response)
-            return None if v is None else min(v, max_wait)
+    def update(self, n=1):
+        self.watch.progress(n)
+        self.n += n
+        if self.downloading and self.total:
+            self.monitor.progress(100.0 * self.n / self.total)
 
-    return HTTPAdapter(max_retries=_BoundedRetry(total=http.retries, backoff_factor=http.backoff,
-                                                 status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-                                                 respect_retry_after_header=True, raise_on_status=False))
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

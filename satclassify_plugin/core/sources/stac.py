@@ -1,7 +1,8 @@
 """STAC API source (default: Earth Search, collection ``sentinel-2-c1-l2a``, no login).
 
-Search goes through pystac-client (imported lazily); reading goes through GDAL ``/vsicurl/`` on the
-cloud-optimised GeoTIFF assets, window by window (nothing is downloaded whole).
+Search goes through pystac-client (imported lazily) on a session with the client's deadlines, cancel and
+retries (:meth:`~satclassify_plugin.core.http.HttpClient.mount`); reading goes through GDAL ``/vsicurl/`` on
+the cloud-optimised GeoTIFF assets, window by window (nothing is downloaded whole).
 
 Offset rule for STAC items: the DN offset (-1000) is applied when the processing baseline
 (``s2:processing_baseline``, else ``processing:version``) is >= 04.00 and the item does not say it was
@@ -14,7 +15,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import SatClassifyError
-from ..http import status_error, host_of
+from ..http import host_of, own_error, status_error
 from ..s2 import BAND_RESOLUTION, Scene, asset_key, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
@@ -113,19 +114,9 @@ class StacSource(Source):
     def _client(self):
         import pystac_client
         from pystac_client.stac_api_io import StacApiIO
-        from urllib3.util.retry import Retry
 
-        max_wait = self.http.max_wait
-
-        class _BoundedRetry(Retry):
-            def get_retry_after(self, response):
-                v = super().get_retry_after(response)
-                return None if v is None else min(v, max_wait)
-
-        retry = _BoundedRetry(total=self.http.retries, backoff_factor=self.http.backoff,
-                              status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-                              respect_retry_after_header=True, raise_on_status=False)
-        io = StacApiIO(max_retries=retry, timeout=self.http.timeout)
+        io = StacApiIO(max_retries=None, timeout=self.http.timeout)
+        self.http.mount(io.session, retry=True)
         try:
             return pystac_client.Client.open(self.url, stac_io=io)
         except Exception as e:  # noqa: BLE001 - pystac-client raises many kinds
@@ -133,8 +124,9 @@ class StacSource(Source):
             raise self._translate(e, "opening the catalogue")
 
     def _translate(self, e: Exception, what: str) -> SatClassifyError:
-        if isinstance(e, SatClassifyError):
-            return e
+        own = own_error(e)  # a deadline or a cancel, through pystac-client's APIError
+        if own is not None:
+            return own
         import requests
         from pystac_client.exceptions import APIError
         host = host_of(self.url)
