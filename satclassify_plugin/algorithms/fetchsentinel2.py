@@ -7,6 +7,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, Qgs
 
 from .. import compat
 from ..core.errors import SatClassifyError
+from .base import refuse_degree_pixels, target_crs
 from .searchsentinel2 import COMMON_HELP, Sentinel2Algorithm, _advanced
 
 STACK_HELP = (
@@ -39,11 +40,12 @@ def output_paths(alg, parameters, context, mask=True):
 
 
 def target_epsg(alg, parameters, context):
-    if parameters.get("TARGET_CRS") in (None, ""):
+    """EPSG code of TARGET_CRS; None when empty (the product's UTM zone). Unknown codes and geographic CRSs
+    (the stack's 10 m pixels would be 10 degrees wide) are refused with the fix."""
+    crs = target_crs(alg, parameters, "TARGET_CRS", context)
+    if crs is None:
         return None
-    crs = alg.parameterAsCrs(parameters, "TARGET_CRS", context)
-    if not crs.isValid():
-        return None
+    refuse_degree_pixels(crs, 10.0, "TARGET_CRS")
     auth = crs.authid()
     if not auth.upper().startswith("EPSG:") or not auth[5:].isdigit():
         raise SatClassifyError("TARGET_CRS must be an EPSG coordinate reference system, not "

@@ -141,6 +141,15 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
                 if g is None or g.isEmpty():
                     continue
                 g = QgsGeometry(g)
+                if not g.isGeosValid():  # e.g. a self-intersecting ("bow-tie") polygon
+                    fixed = g.makeValid()
+                    if fixed.isEmpty() or fixed.area() <= 0:
+                        raise SatClassifyError(
+                            f"the AOI polygon of feature {f.id()} is invalid (self-intersecting) and has no area "
+                            "once repaired: fix it (Processing > Fix geometries) or draw the area again")
+                    feedback.pushInfo(f"the AOI polygon of feature {f.id()} was invalid (self-intersecting): "
+                                      "repaired before use")
+                    g = fixed
                 if src.sourceCrs().isValid():
                     g.transform(ct)
                 geoms.append(g)

@@ -404,14 +404,30 @@ def _band_file(files: Sequence[str], band: str, level: str) -> Optional[str]:
     return None
 
 
+def _starts_like_zip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def open_safe(path: str) -> Scene:
     """A SAFE product (folder, its MTD file, or a .zip) as a :class:`Scene` whose assets are GDAL paths
     (``/vsizip/...`` for archives: nothing is extracted)."""
     if not path or not os.path.exists(path):
         raise SatClassifyError(f"SAFE product '{path}' does not exist")
     path = os.path.abspath(path)
+    if os.path.isfile(path) and not zipfile.is_zipfile(path) and (
+            path.lower().endswith(".zip") or _starts_like_zip(path)):
+        size = os.path.getsize(path)
+        raise SatClassifyError(
+            f"'{os.path.basename(path)}' is not a readable zip archive ({'empty' if size == 0 else f'{size} bytes'}: "
+            "truncated or damaged, e.g. an interrupted download): download the product again")
     if os.path.isfile(path) and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise SatClassifyError(f"'{os.path.basename(path)}' is a damaged zip archive ({e}): download the product "
+                                   "again")
+        with zf:
             check_zip_members(zf, os.path.basename(path))
             names = [n for n in zf.namelist() if _MTD_RE.search(n)]
             if not names:

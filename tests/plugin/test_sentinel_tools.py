@@ -93,6 +93,22 @@ def test_search_polygon_layer_aoi_cloud_limit_and_spread(run_alg, stac):
     assert ranked[1] == ID_C
 
 
+def test_search_with_a_bow_tie_aoi_repairs_it(run_alg, stac):
+    """A self-intersecting AOI polygon used to end in "no area of interest"."""
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "aoi", "memory")
+    pts = [fs.to_lonlat(x, y) for x, y in ((605000, 4996000), (615000, 4995000), (615000, 4996000),
+                                           (605000, 4995000), (605000, 4996000))]  # the edges cross: a bow tie
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromWkt("POLYGON((" + ",".join(f"{x!r} {y!r}" for x, y in pts) + "))"))
+    assert not f.geometry().isGeosValid()
+    layer.dataProvider().addFeatures([f])
+    fb = LogFeedback()
+    res = run_alg("satclassify:searchsentinel2", common(stac, AOI=layer, MAX_CLOUD=50, OUTPUT="TEMPORARY_OUTPUT"),
+                  feedback=fb)
+    assert {f["id"] for f in res["OUTPUT"].getFeatures()} == {ID_A, ID_B}
+    assert any("was invalid (self-intersecting): repaired before use" in m for m in fb.messages)
+
+
 def test_search_errors(run_alg, stac):
     ext = utm_extent(603000, 4999500, 603500, 4999000)
     msg, fb = run_error(run_alg, "satclassify:searchsentinel2",
@@ -389,6 +405,23 @@ def test_importsafe_malicious_zip_rejected(run_alg, tmp_path, safe_arrays):
     assert "holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml" in msg
 
 
+def test_importsafe_truncated_or_empty_zip(run_alg, tmp_path, safe_arrays):
+    """Used to say "neither a SAFE folder, its MTD_MSIL*.xml nor a .zip"."""
+    z = fs.make_safe_zip(tmp_path / "p.zip", safe_arrays, A0)
+    data = open(z, "rb").read()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: len(data) // 3])
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": str(cut), "OUTPUT": str(out / "s.tif")})
+    assert f"'cut.zip' is not a readable zip archive ({len(data) // 3} bytes: truncated or damaged" in msg
+    assert "download the product again" in msg
+    msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": str(empty), "OUTPUT": str(out / "s.tif")})
+    assert "'empty.zip' is not a readable zip archive (empty: truncated or damaged" in msg
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_importsafe_l1c_has_no_scl(run_alg, tmp_path, safe_arrays):
     arrays = {k: v for k, v in safe_arrays.items() if k != "SCL"}
     z = fs.make_safe_zip(tmp_path / "p.zip", arrays, A0, level="L1C", baseline="04.00")
@@ -435,3 +468,18 @@ def test_model_chains_search_best_items_into_fetch(run_alg, stac, tmp_path):
     ds, a = read(res[dest])
     assert band_names(ds) == ["B04"] and (a > 0).all()
     assert set(ds.GetMetadataItem("SATCLASSIFY_PRODUCTS").split(",")) == {ID_A, ID_B}
+
+
+def test_geographic_or_unknown_target_crs_is_refused(run_alg, tmp_path, safe_arrays):
+    """A geographic TARGET_CRS used to give a 1 x 1 px stack of 10-degree pixels; an unknown code silently became
+    the UTM zone."""
+    z = fs.make_safe_zip(tmp_path / "p.zip", safe_arrays, A0)
+    out = tmp_path / "out"
+    msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": z, "TARGET_CRS": "EPSG:4326",
+                                                           "OUTPUT": str(out / "s.tif")})
+    assert "TARGET_CRS EPSG:4326 is geographic (degrees): a pixel size of 10 would make pixels 10 degrees wide" in msg
+    assert "Choose a projected CRS in metres" in msg
+    msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": z, "TARGET_CRS": "EPSG:999999",
+                                                           "OUTPUT": str(out / "s.tif")})
+    assert "TARGET_CRS 'EPSG:999999' is not a coordinate reference system QGIS knows" in msg
+    assert not out.exists() or not list(out.iterdir())
