@@ -4,7 +4,6 @@
 :class:`~satclassify_plugin.core.modelcard.ModelCard`, a dict or JSON text. It is validated with
 ``parse_card`` (and against the graph's outputs) before the file is rewritten (atomically).
 """
-import json
 import os
 
 from satclassify_plugin.core.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
@@ -85,7 +84,3 @@ def read_card(onnx_path) -> ModelCard:
     if METADATA_KEY not in props:
         raise TrainingError(f"'{onnx_path}' has no '{METADATA_KEY}' model card")
     return parse_card(props[METADATA_KEY])
-
-
-def card_json(card) -> str:
-    return json.dumps(_as_card(card).to_dict(), indent=1)

@@ -9,6 +9,8 @@ import sys
 
 from satclassify_plugin.core.errors import SatClassifyError
 
+from .models.specs import ARCHITECTURES
+
 
 def _bool_flag(p, name, help):
     p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None,
@@ -22,7 +24,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a model on a dataset folder")
     t.add_argument("--data", help="dataset folder (manifest.json + shards, from satclassify:buildpatches)")
-    t.add_argument("--model", choices=["unet", "cnn_dual", "cnn_class"])
+    t.add_argument("--model", choices=ARCHITECTURES)
     t.add_argument("--encoder", help="segmentation-models-pytorch encoder (unet, cnn_class), default resnet34")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)

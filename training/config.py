@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
 from .errors import TrainingError
+from .models.specs import SPECS, get_spec
 
 
 @dataclass
@@ -46,16 +47,15 @@ class TrainConfig:
     progress: bool = True               # tqdm bars
 
     def resolved(self):
-        """Fill the model-dependent defaults."""
+        """Fill the model-dependent defaults (from the architecture's spec)."""
         c = TrainConfig(**asdict(self))
-        if c.model not in ("unet", "cnn_dual", "cnn_class"):
-            raise TrainingError(f"unknown model '{c.model}': choose unet, cnn_dual or cnn_class")
+        spec = get_spec(c.model)
         if c.batch_size is None:
-            c.batch_size = 256 if c.model == "cnn_dual" else 16
+            c.batch_size = spec.batch_size
         if c.lr is None:
-            c.lr = {"unet": 1e-3, "cnn_dual": 0.01, "cnn_class": 1e-3}[c.model]
+            c.lr = spec.lr
         if c.optimizer == "auto":
-            c.optimizer = {"unet": "adamw", "cnn_dual": "sgd", "cnn_class": "adam"}[c.model]
+            c.optimizer = spec.optimizer
         if c.optimizer not in ("adamw", "adam", "sgd"):
             raise TrainingError(f"optimizer '{c.optimizer}' is not one of adamw, adam, sgd")
         if c.amp_dtype not in ("auto", "bf16", "fp16"):
@@ -67,8 +67,9 @@ class TrainConfig:
                 raise TrainingError(f"{k.replace('_', '-')} must be >= 1, got {getattr(c, k)}")
         if c.lr <= 0:
             raise TrainingError(f"lr must be > 0, got {c.lr}")
-        if c.encoder_from and c.model != "unet":
-            raise TrainingError("--encoder-from only applies to --model unet")
+        if c.encoder_from and not spec.encoder_transfer:
+            raise TrainingError("--encoder-from only applies to --model "
+                                + " or ".join(s.name for s in SPECS.values() if s.encoder_transfer))
         return c
 
     def to_dict(self):

@@ -213,9 +213,10 @@ class PatchDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), torch.from_numpy(t)
 
 
-def sample_pixels(info, split, per_patch, rng, halo=2):
-    """Draw up to ``per_patch`` labelled pixels per patch (at least ``halo`` from its edge) with their
-    (2*halo+1)^2 context. Returns reflectance crops float32 (S, C, k, k) and targets int64 (S,)."""
+def sample_pixels(info, split, per_patch, rng, halo):
+    """Draw up to ``per_patch`` labelled pixels per patch (at least ``halo`` from its edge; the CNN-dual spec's
+    halo is 2) with their (2*halo+1)^2 context. Returns reflectance crops float32 (S, C, k, k) and targets
+    int64 (S,)."""
     k = 2 * halo + 1
     xs, ys = [], []
     off = np.arange(-halo, halo + 1)

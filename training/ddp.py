@@ -49,12 +49,6 @@ def barrier(info):
         dist.barrier()
 
 
-def all_reduce_sum(t, info):
-    if info.active:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
 def cleanup(info):
     if info.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -7,8 +7,6 @@ from satclassify_plugin.core.metrics import ConfusionMatrix
 
 from .data import IGNORE
 
-UNET_DIVISOR = 32
-
 
 def resolve_device(name):
     from .errors import TrainingError
@@ -40,21 +38,6 @@ def amp_dtype(cfg, device):
 
 def standardise(x, mean, std):
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-
-
-def unet_forward(model, x):
-    """U-Net on any H, W: pad (replicate) to a multiple of 32, crop the logits back."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % UNET_DIVISOR, (-w) % UNET_DIVISOR
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return model(x)[..., :h, :w]
-
-
-def dual_full(model, x, halo=2):
-    """CNN-dual over whole images: reflect-pad by the halo, valid convs -> same H, W."""
-    x = F.pad(x, (halo, halo, halo, halo), mode="reflect")
-    return model(x)
 
 
 def augment(x, y, gen):
@@ -112,15 +95,16 @@ def summary(m, prefix):
 
 
 @torch.no_grad()
-def evaluate_split(model, arch, info, split, mean, std, device, f2c=None, coarse_values=None,
+def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse_values=None,
                    batch_size=16, amp=None, weight=None):
-    """Metrics dicts per head ({'fine': ..., 'coarse': ...} for cnn_dual, {'fine': ...} else)."""
+    """Metrics dicts per head ({'fine': ..., 'coarse': ...} for a spec with a coarse head, {'fine': ...} else),
+    running ``spec.full_forward`` over whole patches."""
     from .data import PatchDataset
     model.eval()
-    ds = PatchDataset(info, split, patch_labels=(arch == "cnn_class"))
+    ds = PatchDataset(info, split, patch_labels=spec.patch_labels)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     heads = {"fine": HeadMetrics(info.values)}
-    if arch == "cnn_dual":
+    if spec.coarse_head:
         heads["coarse"] = HeadMetrics(coarse_values)
         f2c_dev = f2c.to(device)
     w = weight.to(device) if weight is not None else None
@@ -128,12 +112,7 @@ def evaluate_split(model, arch, info, split, mean, std, device, f2c=None, coarse
         x = standardise(x.to(device), mean, std)
         y = y.to(device)
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            if arch == "unet":
-                out = [unet_forward(model, x)]
-            elif arch == "cnn_dual":
-                out = list(dual_full(model, x))
-            else:
-                out = [model(x)]
+            out = spec.full_forward(model, x)
         out = [o.float() for o in out]
         n = int((y >= 0).sum())
         if n == 0:
@@ -143,7 +122,7 @@ def evaluate_split(model, arch, info, split, mean, std, device, f2c=None, coarse
         else:
             loss = F.cross_entropy(out[0], y, weight=w, ignore_index=IGNORE) * n
         heads["fine"].update(out[0], y, loss, n)
-        if arch == "cnn_dual":
+        if spec.coarse_head:
             yc = torch.where(y >= 0, f2c_dev[y.clamp(min=0)], torch.full_like(y, IGNORE))
             lc = F.cross_entropy(out[1], yc, ignore_index=IGNORE, reduction="sum") if n else 0.0
             heads["coarse"].update(out[1], yc, lc, n)

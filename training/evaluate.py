@@ -9,7 +9,7 @@ from .data import DataInfo, dataset_files, open_dataset
 from .engine import evaluate_split, resolve_device
 from .errors import TrainingError
 from .files import atomic_open, make_dir, refuse_inputs
-from .models import build_model
+from .models import build_model, get_spec
 from .train import check_compatible
 
 
@@ -41,10 +41,11 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     mean = torch.tensor(ck["card"]["mean"], dtype=torch.float32, device=dev)
     std = torch.tensor(ck["card"]["std"], dtype=torch.float32, device=dev)
     arch = ck["config"]["model"]
+    spec = get_spec(arch)
     f2c = torch.tensor(ck["f2c"], dtype=torch.long) if ck.get("f2c") is not None else None
     heads_cfg = ck["card"]["heads"]
     coarse_values = [c["value"] for c in heads_cfg[1]["classes"]] if len(heads_cfg) > 1 else None
-    heads = evaluate_split(model, arch, info, split, mean, std, dev, f2c, coarse_values, batch_size=batch_size)
+    heads = evaluate_split(model, spec, info, split, mean, std, dev, f2c, coarse_values, batch_size=batch_size)
     result = {"checkpoint": os.path.abspath(checkpoint), "dataset": os.path.abspath(data), "split": split,
               "architecture": arch, "heads": {}}
     for (key, hm), hc in zip(heads.items(), heads_cfg):

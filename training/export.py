@@ -4,7 +4,9 @@ export fails and writes nothing).
 
 Graph: input ``image`` (N, C, H, W) float32 = standardised reflectance ((DN * input_scale - mean) / std,
 which the classify tool computes from the card); one output ``probs_<head>`` (N, K, H, W) per head
-(softmax in the graph). N is dynamic; H and W too for the fully convolutional U-Net and CNN-dual.
+(softmax in the graph). N is dynamic; H and W too for the fully convolutional U-Net and CNN-dual. What
+depends on the architecture comes from its spec (``models.specs``: ``export_outputs``, ``dummy_input``,
+``dynamic_axes``, ``parity_inputs``, ``check_tile``):
 * U-Net: H and W must be multiples of 32 (tile_size 256, halo 32; the tool pads edge tiles).
 * CNN-dual: the graph reflect-pads the input by 2 and runs its valid 5x5 convolutions, so outputs keep
   H and W; halo 2 (inside a tile the tool feeds real neighbouring pixels).
@@ -21,7 +23,6 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt_io
@@ -29,6 +30,7 @@ from .card import add_card, card_from_checkpoint
 from .errors import TrainingError
 from .evaluate import load_model
 from .files import atomic_open, make_dir, refuse_inputs
+from .models import get_spec
 
 OPSET = 17
 
@@ -50,19 +52,14 @@ NRMS_TOL = 1e-3
 
 
 class ExportWrapper(nn.Module):
-    def __init__(self, model, arch, halo=2):
+    """The exported graph: ``spec.export_outputs`` of the model (a tuple of probabilities, one per head)."""
+
+    def __init__(self, model, spec):
         super().__init__()
-        self.model, self.arch, self.halo = model, arch, halo
+        self.model, self.spec = model, spec
 
     def forward(self, image):
-        if self.arch == "unet":
-            return F.softmax(self.model(image), dim=1)
-        if self.arch == "cnn_dual":
-            h = self.halo
-            fine, coarse = self.model(F.pad(image, (h, h, h, h), mode="reflect"))
-            return F.softmax(fine, dim=1), F.softmax(coarse, dim=1)
-        p = F.softmax(self.model(image), dim=1)[:, :, None, None]
-        return p * torch.ones_like(image[:, :1])
+        return self.spec.export_outputs(self.model, image)
 
 
 def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print):
@@ -76,24 +73,16 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
     ck = ckpt_io.load(checkpoint)
     if tile_size:
         ck["card"]["tile_size"] = int(tile_size)
-    arch = ck["config"]["model"]
-    if arch == "unet" and ck["card"]["tile_size"] % 32:
-        raise TrainingError(f"tile_size {ck['card']['tile_size']} must be a multiple of 32 for the U-Net")
+    spec = get_spec(ck["config"]["model"])
+    tile = int(ck["card"]["tile_size"])
+    spec.check_tile(tile, train=False)
     card = card_from_checkpoint(ck, metrics)  # validated with parse_card
     model = load_model(ck, "cpu").float()
-    wrapper = ExportWrapper(model, arch).eval()
+    wrapper = ExportWrapper(model, spec).eval()
     nb = card.num_bands
     out_names = [h.output for h in card.heads]
-    if arch == "cnn_class":
-        p = int(ck["card"]["tile_size"])
-        dummy = torch.randn(1, nb, p, p)
-        dyn = {"image": {0: "batch"}}
-        dyn.update({o: {0: "batch"} for o in out_names})
-    else:
-        s = 64 if arch == "unet" else 16
-        dummy = torch.randn(1, nb, s, s)
-        dyn = {"image": {0: "batch", 2: "height", 3: "width"}}
-        dyn.update({o: {0: "batch", 2: "height", 3: "width"} for o in out_names})
+    dummy = spec.dummy_input(nb, tile)
+    dyn = spec.dynamic_axes(out_names)
     out = os.path.abspath(out)
     make_dir(os.path.dirname(out), out)
     # built and checked in memory: nothing reaches the disk before the parity check passed
@@ -106,7 +95,7 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
     onnx.checker.check_model(proto)
     add_card(proto, card)
     data = proto.SerializeToString()
-    stats = parity(wrapper, data, arch, nb, int(ck["card"]["tile_size"])) if check else {}
+    stats = parity(wrapper, data, spec.parity_inputs(nb, tile)) if check else {}
     problems = parity_problems(stats)
     if problems:
         raise TrainingError("ONNX parity check failed (onnxruntime vs torch): " + "; ".join(problems)
@@ -157,25 +146,19 @@ def parity_problems(stats):
     return out
 
 
-def parity(wrapper, model, arch, nb, tile):
-    """{input: {head: compare(...)}} of torch vs onnxruntime on a random odd-sized and a tile-sized input.
-    ``model``: the ONNX file's path or its bytes."""
+def parity(wrapper, model, shapes):
+    """{input: {head: compare(...)}} of torch vs onnxruntime on random inputs of ``shapes`` ({input name:
+    (N, C, H, W)}, the spec's ``parity_inputs``: an odd-sized and a tile-sized one). ``model``: the ONNX
+    file's path or its bytes."""
     import onnxruntime as ort
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
-    if arch == "unet":
-        shapes = {"random": (2, nb, 64, 96), "tile": (1, nb, tile, tile)}
-    elif arch == "cnn_dual":
-        shapes = {"random": (2, nb, 37, 23), "tile": (1, nb, tile, tile)}
-    else:
-        shapes = {"random": (3, nb, tile, tile), "tile": (1, nb, tile, tile)}
     heads = [o.name[len("probs_"):] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
     stats = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)
         with torch.no_grad():
             ref = wrapper(x)
-        ref = ref if isinstance(ref, tuple) else (ref,)
         got = sess.run(None, {"image": x.numpy()})
         if len(got) != len(ref):
             raise TrainingError(f"ONNX model gives {len(got)} outputs, torch {len(ref)}")

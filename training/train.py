@@ -9,21 +9,19 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from satclassify_plugin.core.paths import same_file
 
 from . import checkpoint as ckpt_io
 from . import ddp
 from .config import TrainConfig
-from .data import IGNORE, DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, dataset_files, \
+from .data import DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, dataset_files, \
     labelled_classes, open_dataset, sample_pixels
-from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary, \
-    unet_forward
+from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary
 from .errors import TrainingError
 from .files import atomic_open, check_folder, make_dir, refuse_inputs
-from .models import build_model, count_parameters
-from .models.unet import HALO as UNET_HALO, load_encoder_from
+from .models import count_parameters, get_spec
+from .models.unet import load_encoder_from
 
 #: options that may change when resuming (everything else comes from the checkpoint)
 RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
@@ -43,17 +41,14 @@ def _log(msg, dist_info):
 
 
 def card_info(cfg, info, mean, std, coarse=None):
+    """The card fields a checkpoint stores (``card.card_from_checkpoint`` makes the ModelCard of them)."""
+    spec = get_spec(cfg.model)
     heads = [{"name": cfg.head_name, "classes": info.classes}]
-    if cfg.model == "cnn_dual":
+    if spec.coarse_head:
         heads.append({"name": cfg.coarse_head_name, "classes": coarse})
-    if cfg.model == "unet":
-        halo, tile = UNET_HALO, cfg.tile_size
-    elif cfg.model == "cnn_dual":
-        halo, tile = 2, cfg.tile_size
-    else:
-        halo, tile = 0, int(info.patch_size if isinstance(info.patch_size, int) else info.patch_size[0])
+    geo = spec.card_geometry(cfg, info)
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
-            "resolution_m": info.resolution_m, "tile_size": tile, "halo": halo, "heads": heads,
+            "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
             "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size}
 
 
@@ -133,45 +128,33 @@ def one_class_warning(info, split="train"):
             "area with at least two classes")
 
 
-def _train(cfg, device, dinfo, resume, inputs):
-    if dinfo.active and device.type == "cuda":
-        device = torch.device("cuda", dinfo.local_rank)
-    warnings = []
-    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_run_folder(run_dir, cfg, inputs)
-    seed_all(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    ds = open_dataset(cfg.data)
-    info = DataInfo(ds, cfg.bands)
+def _prepare_data(cfg, spec, resume, dinfo, warnings):
+    """The dataset's DataInfo, the validation split, the band stats and (coarse head) the coarse classes with
+    the fine -> coarse index table; from the checkpoint when resuming."""
+    info = DataInfo(open_dataset(cfg.data), cfg.bands)
     info.check_split("train")
-    has_val = info.check_split("val", required=False) > 0
-    val_split = "val" if has_val else "train"
+    val_split = "val" if info.check_split("val", required=False) > 0 else "train"
     one_class = one_class_warning(info, "train")
     if one_class:
         _warn(one_class, dinfo, warnings)
-    if cfg.model == "unet" and (cfg.tile_size % 32 or cfg.tile_size <= 2 * UNET_HALO):
-        raise TrainingError(f"tile_size {cfg.tile_size} must be a multiple of 32 larger than {2 * UNET_HALO} "
-                            "for the U-Net (e.g. 256)")
-    if cfg.model == "cnn_dual" and cfg.tile_size <= 4:
-        raise TrainingError(f"tile_size {cfg.tile_size} must be larger than 4 for the CNN-dual")
-
+    spec.check_tile(cfg.tile_size)
     coarse, f2c = (None, None)
-    if cfg.model == "cnn_dual":
+    if spec.coarse_head:
         coarse, f2c = coarse_classes(info, cfg.coarse_map)
     if resume is not None:
         check_compatible(resume["card"], info, "--resume checkpoint")
         mean, std = resume["card"]["mean"], resume["card"]["std"]
-        if cfg.model == "cnn_dual":
+        if spec.coarse_head:
             coarse = resume["card"]["heads"][1]["classes"]
             f2c = torch.tensor(resume["f2c"], dtype=torch.long)
     else:
         mean, std = band_stats(info, "train")
-    card = card_info(cfg, info, mean, std, coarse)
+    return info, val_split, mean, std, coarse, f2c
 
-    model = build_model(cfg.model, info.num_bands, info.num_classes, len(coarse) if coarse else 0,
-                        cfg.to_dict())
+
+def _build_model(cfg, spec, info, coarse, device, dinfo):
+    """The model on ``device`` (encoder from --encoder-from), its parameter count and frozen epochs."""
+    model = spec.build(info.num_bands, info.num_classes, len(coarse) if coarse else 0, cfg.to_dict())
     nparams = count_parameters(model)
     frozen_until = 0
     if cfg.encoder_from:
@@ -183,8 +166,25 @@ def _train(cfg, device, dinfo, resume, inputs):
         frozen_until = cfg.freeze_epochs
         _log(f"encoder initialised from {cfg.encoder_from} ({n} tensors); frozen for {frozen_until} epoch(s)", dinfo)
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last and cfg.model != "cnn_dual":
+    if device.type == "cuda" and cfg.channels_last and spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model, nparams, frozen_until
+
+
+def _train(cfg, device, dinfo, resume, inputs):
+    spec = get_spec(cfg.model)
+    if dinfo.active and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+    warnings = []
+    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_run_folder(run_dir, cfg, inputs)
+    seed_all(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    info, val_split, mean, std, coarse, f2c = _prepare_data(cfg, spec, resume, dinfo, warnings)
+    card = card_info(cfg, info, mean, std, coarse)
+    model, nparams, frozen_until = _build_model(cfg, spec, info, coarse, device, dinfo)
     opt = make_optimizer(cfg, model.parameters())
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max" if cfg.monitor == "miou" else "min", factor=cfg.plateau_factor,
@@ -206,6 +206,7 @@ def _train(cfg, device, dinfo, resume, inputs):
     use_amp = bool(cfg.amp)
     adt = amp_dtype(cfg, device) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and adt == torch.float16 and device.type == "cuda")
+    f2c_dev = f2c.to(device) if f2c is not None else None
 
     if dinfo.is_main:
         make_dir(run_dir)
@@ -215,11 +216,11 @@ def _train(cfg, device, dinfo, resume, inputs):
     _log(f"model {cfg.model}: {nparams:,} parameters; device {device}"
          f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
          f"{str(adt).replace('torch.', '') if use_amp else 'off'}; train {info.ds.count('train')} patches, "
-         f"{'val' if has_val else 'no val split: monitoring on train'}; run folder {run_dir}", dinfo)
+         f"{'val' if val_split == 'val' else 'no val split: monitoring on train'}; run folder {run_dir}", dinfo)
 
     train_patches = None
-    if cfg.model != "cnn_dual":
-        train_patches = PatchDataset(info, "train", patch_labels=(cfg.model == "cnn_class"))
+    if not spec.pixel_samples:
+        train_patches = PatchDataset(info, "train", patch_labels=spec.patch_labels)
         if len(train_patches) == 0:
             raise TrainingError("no training patch has a label (all pixels are 0 / masked)")
 
@@ -242,7 +243,7 @@ def _train(cfg, device, dinfo, resume, inputs):
         if frozen:
             model.encoder.eval()
         loss_sum, nsum = 0.0, 0
-        batches = _batches(cfg, info, train_patches, rng, gen, dinfo, device)
+        batches = _batches(cfg, spec, info, train_patches, rng, gen, dinfo, device)
         bar = _progress(batches, cfg, dinfo, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, (x, y) in enumerate(bar):
             if cfg.max_steps and step >= cfg.max_steps:
@@ -252,19 +253,10 @@ def _train(cfg, device, dinfo, resume, inputs):
             if cfg.augment:
                 x, y = augment(x, y, gen)
             x = standardise(x, mean_t, std_t)
-            if device.type == "cuda" and cfg.channels_last and cfg.model != "cnn_dual":
+            if device.type == "cuda" and cfg.channels_last and spec.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=adt or torch.bfloat16, enabled=use_amp):
-                if cfg.model == "unet":
-                    logits = unet_forward(net, x)
-                    loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=IGNORE)
-                elif cfg.model == "cnn_dual":
-                    fine, crs = net(x)
-                    fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()
-                    loss = F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE) + \
-                        F.cross_entropy(crs, f2c.to(device)[y])
-                else:
-                    loss = F.cross_entropy(net(x).float(), y, weight=weight)
+                loss = spec.train_loss(net, x, y, weight, f2c_dev)
             if not torch.isfinite(loss):
                 if (y >= 0).any():
                     raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}: lower --lr")
@@ -279,9 +271,9 @@ def _train(cfg, device, dinfo, resume, inputs):
             if hasattr(bar, "set_postfix") and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_sum / max(nsum, 1):.4f}")
         train_loss = loss_sum / max(nsum, 1)
-        heads = evaluate_split(model, cfg.model, info, val_split, mean_t, std_t, device, f2c,
+        heads = evaluate_split(model, spec, info, val_split, mean_t, std_t, device, f2c,
                                [c["value"] for c in coarse] if coarse else None,
-                               batch_size=max(1, min(cfg.batch_size, 64)) if cfg.model != "cnn_dual" else 16,
+                               batch_size=spec.eval_batch_size or max(1, min(cfg.batch_size, 64)),
                                amp=adt, weight=weight)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
         row.update(summary(heads["fine"].result(), "val_"))
@@ -339,9 +331,9 @@ def _progress(it, cfg, dinfo, desc):
     return tqdm(it, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
-def _batches(cfg, info, patches, rng, gen, dinfo, device):
-    if cfg.model == "cnn_dual":
-        x, y = sample_pixels(info, "train", cfg.pixels_per_patch, rng)
+def _batches(cfg, spec, info, patches, rng, gen, dinfo, device):
+    if spec.pixel_samples:
+        x, y = sample_pixels(info, "train", cfg.pixels_per_patch, rng, spec.halo)
         perm = torch.randperm(len(y), generator=gen)
         if dinfo.active:
             perm = perm[dinfo.rank::dinfo.world]

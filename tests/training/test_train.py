@@ -95,7 +95,7 @@ def test_frozen_epoch_keeps_encoder(dataset, trained, tmp_path):
 
 def test_pixel_sampling_context_and_targets(dataset):
     info = DataInfo(open_dataset(dataset))
-    x, y = sample_pixels(info, "train", 5, np.random.default_rng(0))
+    x, y = sample_pixels(info, "train", 5, np.random.default_rng(0), halo=2)
     assert x.shape[1:] == (4, 5, 5) and x.shape[0] == y.shape[0] <= 24 * 5 and y.shape[0] > 24 * 4
     assert int(y.min()) >= 0 and int(y.max()) <= 2
     # the centre pixel's spectrum belongs to its class: nearest class mean

@@ -1,24 +1,12 @@
-"""Model builders. ``build_model(arch, in_channels, num_classes, num_coarse, cfg)``."""
-from ..errors import TrainingError
+"""Model builders. ``build_model(arch, in_channels, num_classes, num_coarse, cfg)``; what else depends on the
+architecture is in its spec (``specs.get_spec``)."""
+from .specs import ARCHITECTURES, get_spec
 
-ARCHITECTURES = ("unet", "cnn_dual", "cnn_class")
+__all__ = ["ARCHITECTURES", "build_model", "count_parameters", "get_spec"]
 
 
 def build_model(arch, in_channels, num_classes, num_coarse=0, cfg=None):
-    cfg = cfg or {}
-    if arch == "unet":
-        from .unet import build_unet
-        return build_unet(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
-                          decoder_channels=cfg.get("decoder_channels"))
-    if arch == "cnn_dual":
-        from .cnn_dual import CNNDual
-        return CNNDual(in_channels, num_classes, num_coarse, widths=cfg.get("widths"),
-                       dropout=cfg.get("dropout", 0.1))
-    if arch == "cnn_class":
-        from .cnn_class import CNNClass
-        return CNNClass(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
-                        dropout=cfg.get("dropout", 0.1))
-    raise TrainingError(f"unknown model '{arch}': choose one of {', '.join(ARCHITECTURES)}")
+    return get_spec(arch).build(in_channels, num_classes, num_coarse, cfg or {})
 
 
 def count_parameters(model) -> int:

@@ -7,8 +7,6 @@ from torch import nn
 
 
 class CNNClass(nn.Module):
-    halo = 0
-
     def __init__(self, in_channels, num_classes, encoder="resnet34", dropout=0.1):
         super().__init__()
         from segmentation_models_pytorch.encoders import get_encoder

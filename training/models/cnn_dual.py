@@ -7,8 +7,8 @@ Written with 'valid' convolutions only, so the same module is
 * run fully convolutionally on a whole tile: (N, C, H, W) -> (N, K, H-4, W-4).
 
 The exported graph pads the input by 2 pixels (reflect) first so its outputs keep H and W
-(``halo`` = 2 in the model card: the classify tool reads 2 real pixels around each tile, the
-reflect padding only matters at the raster's outer edge).
+(``halo`` = 2 in the model card, ``specs.CNNDualSpec``: the classify tool reads 2 real pixels around each
+tile, the reflect padding only matters at the raster's outer edge).
 
 Branches: the *spatial* branch uses 3x3 kernels (5x5 -> 3x3 -> 1x1); the *spectral* branch uses
 1x1 kernels on the centre of the same window (cropped so both stay aligned). After each of the
@@ -33,8 +33,6 @@ def _crop(x, n):
 
 
 class CNNDual(nn.Module):
-    halo = 2
-
     def __init__(self, in_channels, num_classes, num_coarse, widths=None, dropout=0.1):
         super().__init__()
         w = dict(DEFAULT_WIDTHS)

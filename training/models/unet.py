@@ -2,13 +2,10 @@
 downloaded weights (``encoder_weights=None``).
 
 Input H and W must be divisible by 32 for the ResNet encoders (5 down-samplings): training pads
-patches to a multiple of 32 (reflect, labels ignored there); the exported card says tile_size 256
-and the classify tool pads edge tiles itself.
+patches to a multiple of 32 (replicate, labels ignored there); the exported card says tile_size 256
+and the classify tool pads edge tiles itself. Halo and size multiple: ``specs.UNetSpec``.
 """
 from ..errors import TrainingError
-
-DIVISOR = 32
-HALO = 32
 
 
 def build_unet(in_channels, num_classes, encoder="resnet34", decoder_channels=None):

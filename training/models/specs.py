@@ -1,0 +1,180 @@
+"""One spec per architecture: all that train, evaluate and export need to know about a model.
+
+The rest of the package asks ``get_spec(name)`` instead of testing the architecture's name. A spec gives:
+
+* the model (:meth:`ArchSpec.build`), its halo (pixels of context the card declares) and size multiple
+  (H and W of the exported graph's input);
+* training: default batch size / lr / optimizer, whether it learns from sampled pixels (CNN-dual) or whole
+  patches, patch-majority targets (CNN-class), the loss (:meth:`ArchSpec.train_loss`);
+* evaluation: the full-tile forward (:meth:`ArchSpec.full_forward`: logits per head, same H and W);
+* export: the graph's outputs in head order (:meth:`ArchSpec.export_outputs`), the dummy input, the dynamic
+  axes and the parity-check inputs;
+* the card fields that depend on the architecture (:meth:`ArchSpec.card_geometry`, the coarse head).
+
+``name`` is what checkpoints (config ``model``) and cards (``architecture``) store: never rename one.
+torch is imported inside the methods, so the CLI (which lists the names) starts without it.
+"""
+from ..errors import TrainingError
+
+
+class ArchSpec:
+    """Defaults fit a single-head, fully convolutional segmentation model; subclasses change what differs."""
+    name = ""
+    label = ""
+    halo = 0                 # pixels of real context the classify tool reads around each tile (card 'halo')
+    size_multiple = 1        # the graph's input H and W must be multiples of this
+    coarse_head = False      # a second head ('coarse') after the fine one
+    pixel_samples = False    # trained on labelled pixels with their (2*halo+1)^2 context, not on whole patches
+    patch_labels = False     # target = the patch's majority class (a patch classifier)
+    fixed_tile = False       # the graph takes one fixed tile = the dataset's patch size (card tile_size)
+    channels_last = True     # channels_last memory format on CUDA
+    encoder_transfer = False  # --encoder-from may initialise its encoder
+    batch_size = 16          # defaults of TrainConfig.resolved()
+    lr = 1e-3
+    optimizer = "adamw"
+    eval_batch_size = None   # validation batch size (None: the training batch size, at most 64)
+    export_size = 64         # H = W of the export's (traced) dummy input
+    parity_random = (2, 64, 96)  # N, H, W of the parity check's odd-sized random input
+
+    def build(self, in_channels, num_classes, num_coarse, cfg):
+        """The nn.Module; ``cfg``: the training config as a dict (encoder, widths, dropout, ...)."""
+        raise NotImplementedError
+
+    def full_forward(self, model, x):
+        """Logits per head (fine first) of standardised images (N, C, H, W), each with the input's H and W
+        (image heads) or (N, K) (patch heads); training and evaluation use it."""
+        return [model(x)]
+
+    def train_loss(self, net, x, y, weight=None, f2c=None):
+        """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head)."""
+        import torch.nn.functional as F
+        from ..data import IGNORE
+        return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE)
+
+    def export_outputs(self, model, image):
+        """The exported graph's outputs: softmax probabilities (N, K, H, W) per head, in the card's head order."""
+        import torch.nn.functional as F
+        return (F.softmax(model(image), dim=1),)
+
+    def dummy_input(self, nb, tile):
+        import torch
+        s = tile if self.fixed_tile else self.export_size
+        return torch.randn(1, nb, s, s)
+
+    def dynamic_axes(self, out_names):
+        axes = {0: "batch"} if self.fixed_tile else {0: "batch", 2: "height", 3: "width"}
+        return {name: dict(axes) for name in ["image", *out_names]}
+
+    def parity_inputs(self, nb, tile):
+        """{name: input shape} the export's parity check runs (an odd-sized random input and a tile)."""
+        n, h, w = (3, tile, tile) if self.fixed_tile else self.parity_random
+        return {"random": (n, nb, h, w), "tile": (1, nb, tile, tile)}
+
+    def card_geometry(self, cfg, info):
+        """The card's tile_size and halo."""
+        if self.fixed_tile:
+            p = info.patch_size
+            return {"tile_size": int(p if isinstance(p, int) else p[0]), "halo": self.halo}
+        return {"tile_size": cfg.tile_size, "halo": self.halo}
+
+    def check_tile(self, tile, train=True):
+        """Refuse a card tile_size the model cannot run (training also needs it larger than twice the halo)."""
+        if self.fixed_tile:
+            return
+        need = [f"a multiple of {self.size_multiple}"] if self.size_multiple > 1 else []
+        if train:
+            need.append(f"larger than {2 * self.halo}")
+        if tile % self.size_multiple or (train and tile <= 2 * self.halo):
+            hint = " (e.g. 256)" if train and self.size_multiple > 1 else ""
+            raise TrainingError(f"tile_size {tile} must be {' '.join(need)} for the {self.label}{hint}")
+
+
+class UNetSpec(ArchSpec):
+    name, label = "unet", "U-Net"
+    halo = 32
+    size_multiple = 32       # 5 down-samplings of the ResNet encoders
+    encoder_transfer = True
+
+    def build(self, in_channels, num_classes, num_coarse, cfg):
+        from .unet import build_unet
+        return build_unet(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
+                          decoder_channels=cfg.get("decoder_channels"))
+
+    def full_forward(self, model, x):
+        """Any H, W: pad (replicate) to the size multiple, crop the logits back."""
+        import torch.nn.functional as F
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.size_multiple, (-w) % self.size_multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return [model(x)[..., :h, :w]]
+
+
+class CNNDualSpec(ArchSpec):
+    """Valid convolutions over a (2*halo+1)^2 window: trained on such crops (-> 1x1), run on whole tiles after a
+    reflect pad by the halo (the exported graph does the same, so its outputs keep H and W)."""
+    name, label = "cnn_dual", "CNN-dual"
+    halo = 2
+    coarse_head = True
+    pixel_samples = True
+    channels_last = False
+    batch_size = 256
+    lr = 0.01
+    optimizer = "sgd"
+    eval_batch_size = 16
+    export_size = 16
+    parity_random = (2, 37, 23)
+
+    def build(self, in_channels, num_classes, num_coarse, cfg):
+        from .cnn_dual import CNNDual
+        return CNNDual(in_channels, num_classes, num_coarse, widths=cfg.get("widths"),
+                       dropout=cfg.get("dropout", 0.1))
+
+    def full_forward(self, model, x):
+        import torch.nn.functional as F
+        h = self.halo
+        return list(model(F.pad(x, (h, h, h, h), mode="reflect")))
+
+    def train_loss(self, net, x, y, weight=None, f2c=None):
+        """Fine CE + coarse CE on the crops' centre pixels."""
+        import torch.nn.functional as F
+        from ..data import IGNORE
+        fine, crs = net(x)
+        fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()
+        return F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE) + F.cross_entropy(crs, f2c[y])
+
+    def export_outputs(self, model, image):
+        import torch.nn.functional as F
+        return tuple(F.softmax(o, dim=1) for o in self.full_forward(model, image))
+
+
+class CNNClassSpec(ArchSpec):
+    """A patch classifier: one class per tile, broadcast over the tile's pixels in the exported graph."""
+    name, label = "cnn_class", "CNN-class"
+    patch_labels = True
+    fixed_tile = True
+    optimizer = "adam"
+
+    def build(self, in_channels, num_classes, num_coarse, cfg):
+        from .cnn_class import CNNClass
+        return CNNClass(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
+                        dropout=cfg.get("dropout", 0.1))
+
+    def export_outputs(self, model, image):
+        import torch
+        import torch.nn.functional as F
+        p = F.softmax(model(image), dim=1)[:, :, None, None]
+        return (p * torch.ones_like(image[:, :1]),)
+
+
+#: the registered architectures by name (the order of the CLI's --model choices)
+SPECS = {s.name: s for s in (UNetSpec(), CNNDualSpec(), CNNClassSpec())}
+ARCHITECTURES = tuple(SPECS)
+
+
+def get_spec(name) -> ArchSpec:
+    """The spec of architecture ``name`` (a checkpoint's config 'model', --model); a clear error otherwise."""
+    spec = SPECS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise TrainingError(f"unknown model '{name}': choose {', '.join(ARCHITECTURES[:-1])} or {ARCHITECTURES[-1]}")
+    return spec
