@@ -84,7 +84,7 @@ def raw_throughput(model_path, tile, batch, device, seconds=8.0):
 
     import onnxruntime as ort
 
-    from satclassify_plugin.core.inference import load_model
+    from satclassify_plugin.core.classify.inference import load_model
 
     # the plain graph (the tool's session also computes each head's ArgMax/ReduceMax): providers as the tool
     providers = load_model(model_path, device).providers
@@ -104,7 +104,7 @@ def raw_throughput(model_path, tile, batch, device, seconds=8.0):
 
 def child(args):
     """Run the tool on one raster (inside a subprocess) and print a JSON line."""
-    from satclassify_plugin.core.gdal_classify import classify
+    from satclassify_plugin.core.classify.pipeline import classify
 
     out = os.path.join(os.path.dirname(args.child_input), f"classes_{os.getpid()}.tif")
     res = classify(args.child_input, args.child_model, [out], device=args.device, tile_size=args.tile,
@@ -123,8 +123,8 @@ def raw_child(args):
     """Raw onnxruntime throughput at the tile size the tool will use for a raster of --raw-for pixels."""
     import math
 
-    from satclassify_plugin.core.inference import load_model
-    from satclassify_plugin.core.tiling import fit_tile
+    from satclassify_plugin.core.classify.inference import load_model
+    from satclassify_plugin.core.classify.tiling import fit_tile
 
     model = load_model(args.child_model, args.device)
     size = args.raw_for

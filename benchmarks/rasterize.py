@@ -25,7 +25,7 @@ def make_layer(path, size_px, pixel, cells, seed=0, epsg=32633, sub=4):
     import numpy as np
     from osgeo import ogr, osr
 
-    from satclassify_plugin.core import clc
+    from satclassify_plugin.core.contract import clc
 
     rng = np.random.default_rng(seed)
     x0, y0 = 500000.0, 5200000.0
@@ -84,8 +84,8 @@ def _step(args):
     import numpy as np
     from osgeo import gdal
 
-    from satclassify_plugin.core import gdal_io
-    from satclassify_plugin.core.gdal_rasterize import Grid, rasterize_clc
+    from satclassify_plugin.core import raster
+    from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 
     gdal.UseExceptions()
     meta = json.loads(args.step)
@@ -124,7 +124,7 @@ def main():
     import numpy as np
     from osgeo import gdal, osr
 
-    from satclassify_plugin.core import clc
+    from satclassify_plugin.core.contract import clc
 
     size = args.size or (2745 if args.quick else 10980)
     cells = args.cells or max(2, size // 55)

@@ -3,7 +3,7 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtGui import QIcon
 
 from . import compat
-from .core import deps
+from .install import deps
 from .provider import ICON, SatClassifyProvider
 
 #: (label, layer type, algorithm id, parameter that receives the clicked layer)
@@ -50,7 +50,7 @@ class SatClassifyPlugin:
         """Copy the shipped .model3 files into the user's models folder so they show in the toolbox."""
         from qgis.core import QgsMessageLog
 
-        from .core.shipped_models import install_models
+        from .install.shipped_models import install_models
 
         def log(msg):
             QgsMessageLog.logMessage(msg, "SatClassify", compat.MSG_INFO)
@@ -109,7 +109,7 @@ class SatClassifyPlugin:
         """Run :meth:`install_dependencies` in a background task; report in the message bar."""
         from qgis.core import QgsTask
 
-        from .core.errors import SatClassifyError
+        from .core.contract.errors import SatClassifyError
 
         bar = self.iface.messageBar()
 

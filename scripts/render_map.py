@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def classes_of(path):
     """(value, name, colour) of every named class in a raster's colour table + category names."""
     from osgeo import gdal
-    from satclassify_plugin.core.gdal_io import category_names
+    from satclassify_plugin.core.raster import category_names
     ds = gdal.Open(path)
     names = category_names(ds)
     ct = ds.GetRasterBand(1).GetColorTable()

@@ -1,12 +1,12 @@
 """The SatClassify model card in ONNX files: build it from a checkpoint and write/read it.
 
 ``write_card(onnx_path, card)`` adds (or replaces) the card of any ONNX file: ``card`` is a
-:class:`~satclassify_plugin.core.modelcard.ModelCard`, a dict or JSON text. It is validated with
+:class:`~satclassify_plugin.core.contract.modelcard.ModelCard`, a dict or JSON text. It is validated with
 ``parse_card`` (and against the graph's outputs) before the file is rewritten (atomically).
 """
 import os
 
-from satclassify_plugin.core.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
+from satclassify_plugin.core.contract.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
 
 from .errors import TrainingError
 from .files import atomic_open

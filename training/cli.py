@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 from .models.specs import ARCHITECTURES
 

@@ -1,4 +1,4 @@
-"""Reading the training dataset folder (through ``satclassify_plugin.core.dataset``) into torch.
+"""Reading the training dataset folder (through ``satclassify_plugin.core.contract.dataset``) into torch.
 
 * :func:`open_dataset` opens a folder with clear errors;
 * :class:`DataInfo` holds bands, classes and the value -> training index table (label 0 and
@@ -13,8 +13,8 @@ import os
 import numpy as np
 import torch
 
-from satclassify_plugin.core import clc
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 from .errors import TrainingError
 
@@ -29,7 +29,7 @@ def open_dataset(folder):
     if not os.path.isfile(os.path.join(folder, "manifest.json")):
         raise TrainingError(f"'{folder}' has no manifest.json: it is not a SatClassify dataset folder "
                             "(build one with satclassify:buildpatches)")
-    from satclassify_plugin.core.dataset import Dataset
+    from satclassify_plugin.core.contract.dataset import Dataset
     try:
         return Dataset(folder)
     except SatClassifyError as e:

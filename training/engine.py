@@ -3,7 +3,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from satclassify_plugin.core.metrics import ConfusionMatrix
+from satclassify_plugin.core.contract.metrics import ConfusionMatrix
 
 from .data import IGNORE
 

@@ -1,5 +1,5 @@
 """Errors of the training package: user problems the CLI prints as one line (exit code 2)."""
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
 class TrainingError(SatClassifyError):

@@ -15,8 +15,8 @@ import os
 import uuid
 from contextlib import contextmanager
 
-from satclassify_plugin.core.errors import os_error_text
-from satclassify_plugin.core.paths import same_file
+from satclassify_plugin.core.contract.errors import os_error_text
+from satclassify_plugin.core.contract.paths import same_file
 
 from .errors import TrainingError
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from satclassify_plugin.core.paths import same_file
+from satclassify_plugin.core.contract.paths import same_file
 
 from . import checkpoint as ckpt_io
 from . import ddp

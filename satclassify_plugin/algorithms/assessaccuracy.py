@@ -5,7 +5,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterEnum,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
 
@@ -89,7 +89,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         return layer.source()
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.gdal_accuracy import assess, write_outputs
+        from ..core.accuracy.assess import assess, write_outputs
 
         classified = self._raster_path(parameters, "CLASSIFIED", context, "classified")
         reference = self._raster_path(parameters, "REFERENCE", context, "reference")

@@ -3,7 +3,7 @@
 A tool subclasses :class:`SatClassifyAlgorithm`, sets ``ALGORITHM_ID``, ``DISPLAY_NAME``, ``GROUP``,
 ``HELP`` (and ``REQUIRES`` for lazily imported packages), implements ``initAlgorithm`` and
 ``run_tool`` (not ``run``: that name is the C++ ``QgsProcessingAlgorithm.run`` that Processing
-itself calls). ``run_tool`` may raise :class:`~satclassify_plugin.core.errors.SatClassifyError`;
+itself calls). ``run_tool`` may raise :class:`~satclassify_plugin.core.contract.errors.SatClassifyError`;
 it becomes a ``QgsProcessingException`` with the same message (no traceback for the user).
 """
 import importlib.util
@@ -14,8 +14,8 @@ from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingAlgorithm,
 from qgis.PyQt.QtGui import QColor, QIcon
 
 from .. import compat
-from ..core.errors import SatClassifyError, io_error_message, is_gdal_error
-from ..core.paths import check_outputs
+from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
+from ..core.contract.paths import check_outputs
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
 
@@ -165,7 +165,7 @@ def refuse_degree_pixels(crs, pixel_size, name, lon_lat=None):
         return
     zone = ""
     if lon_lat is not None:
-        from ..core.gdal_s2 import utm_epsg
+        from ..core.s2.stack import utm_epsg
 
         zone = f"the UTM zone here is EPSG:{utm_epsg(*lon_lat)}, "
     raise SatClassifyError(

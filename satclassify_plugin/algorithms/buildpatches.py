@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcess
                        QgsProcessingParameterRasterLayer)
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
 
@@ -94,7 +94,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         import os
 
-        from ..core.gdal_patches import build_patches
+        from ..core.labels.patches import build_patches
 
         image = _path(self.parameterAsRasterLayer(parameters, "IMAGE", context), "image")
         labels = _path(self.parameterAsRasterLayer(parameters, "LABELS", context), "label")

@@ -5,8 +5,8 @@ from qgis.core import (QgsProcessingOutputNumber,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from .. import compat
-from ..core.errors import SatClassifyError
-from ..core.inference import DEVICES
+from ..core.contract.errors import SatClassifyError
+from ..core.classify.inference import DEVICES
 from .base import SatClassifyAlgorithm, style_output_on_load
 
 
@@ -68,7 +68,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MPIX_PER_S", "Throughput (megapixels per second)"))
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.gdal_classify import classify
+        from ..core.classify.pipeline import classify
 
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None:

@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, Qgs
                        QgsProcessingParameterString)
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import refuse_degree_pixels, target_crs
 from .searchsentinel2 import COMMON_HELP, Sentinel2Algorithm, _advanced
 
@@ -112,8 +112,8 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
     def run_tool(self, parameters, context, feedback):
         import re
 
-        from ..core.s2 import parse_bands
-        from ..core.sources import fetch
+        from ..core.s2.products import parse_bands
+        from ..core.s2.sources import fetch
 
         bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
         ids = [i for i in re.split(r"[\s,;]+", self.parameterAsString(parameters, "ITEM", context)) if i]

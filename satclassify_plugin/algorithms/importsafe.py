@@ -2,7 +2,7 @@
 from qgis.core import (QgsProcessingParameterCrs, QgsProcessingParameterExtent, QgsProcessingParameterFile,
                        QgsProcessingParameterString)
 
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 from .fetchsentinel2 import STACK_HELP, add_stack_outputs, output_paths, report, target_epsg
 from .searchsentinel2 import Sentinel2Algorithm
@@ -36,9 +36,9 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         add_stack_outputs(self)
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.gdal_s2 import import_safe
-        from ..core.http import Monitor
-        from ..core.s2 import parse_bands
+        from ..core.s2.stack import import_safe
+        from ..core.s2.http import Monitor
+        from ..core.s2.products import parse_bands
 
         path = self.parameterAsFile(parameters, "INPUT", context)
         if not path:

@@ -8,7 +8,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingOutputNumber, 
                        QgsProcessingParameterString, QgsProcessingUtils, QgsProviderRegistry, QgsVectorFileWriter)
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm, refuse_degree_pixels, style_output_on_load, target_crs
 
 
@@ -106,7 +106,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         return p.x(), p.y()
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.gdal_rasterize import Grid, rasterize_clc
+        from ..core.labels.rasterize import Grid, rasterize_clc
 
         layer = self.parameterAsLayer(parameters, "INPUT", context)
         if layer is None:
@@ -143,7 +143,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
                 if explicit:
                     refuse_degree_pixels(crs, pixel, "TARGET_CRS", lon_lat)
                 # an extent in degrees with a pixel size in metres: the UTM zone of its centre, said in the log
-                from ..core.gdal_s2 import utm_epsg
+                from ..core.s2.stack import utm_epsg
 
                 utm = QgsCoordinateReferenceSystem(f"EPSG:{utm_epsg(*lon_lat)}")
                 feedback.pushInfo(f"the extent is in {crs.authid()} (degrees) and PIXEL_SIZE is {pixel:g}: the grid "

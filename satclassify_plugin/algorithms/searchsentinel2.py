@@ -14,7 +14,7 @@ from qgis.core import (QgsApplication, QgsAuthMethodConfig, QgsCoordinateReferen
 from qgis.PyQt.QtCore import QDate
 
 from .. import compat
-from ..core.errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
 
 SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
@@ -104,7 +104,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
     @staticmethod
     def load_credentials(authcfg):
-        from ..core.sources import Credentials
+        from ..core.s2.sources import Credentials
 
         am = QgsApplication.authManager()
         cfg = QgsAuthMethodConfig()
@@ -176,7 +176,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         return geom.asWkt(8)
 
     def dates(self, parameters, context):
-        from ..core.s2 import parse_datetime
+        from ..core.s2.products import parse_datetime
 
         start = self.parameterAsString(parameters, "START", context).strip()
         end = self.parameterAsString(parameters, "END", context).strip()
@@ -190,7 +190,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         return start, end
 
     def query(self, parameters, context, feedback, ids=(), aoi_required=True):
-        from ..core.sources import SearchQuery
+        from ..core.s2.sources import SearchQuery
 
         start, end = self.dates(parameters, context)
         product = PRODUCT_KEYS[self.parameterAsEnum(parameters, "PRODUCT", context)]
@@ -202,8 +202,8 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
     def source(self, parameters, context, feedback):
         """(source, http client) with the feedback wired in; messages pass through the client's redaction."""
-        from ..core.http import HttpClient, Monitor
-        from ..core.sources import get_source
+        from ..core.s2.http import HttpClient, Monitor
+        from ..core.s2.sources import get_source
 
         key = SOURCE_KEYS[self.parameterAsEnum(parameters, "SOURCE", context)]
         creds = self._credentials
@@ -237,7 +237,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
     @staticmethod
     def redacted(http, fn, *args, **kw):
         """Run ``fn``; any error leaves with the client's secrets (password, token) masked."""
-        from ..core.http import Canceled
+        from ..core.s2.http import Canceled
 
         try:
             try:
@@ -301,7 +301,7 @@ class SearchSentinel2Algorithm(Sentinel2Algorithm):
         self.addOutput(QgsProcessingOutputString("BEST_ITEMS", "Best product and the other tiles of its overpass"))
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.sources import choose_date, search
+        from ..core.s2.sources import choose_date, search
 
         q = self.query(parameters, context, feedback)
         src, http = self.source(parameters, context, feedback)

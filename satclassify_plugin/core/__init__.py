@@ -1,6 +1,13 @@
-"""Pure logic of SatClassify.
+"""The numeric core of SatClassify: plain Python + numpy + GDAL, never qgis, PyQt or torch.
 
-Rules (enforced by tests/test_core_guardrail.py): no module here imports qgis, PyQt or torch.
-Modules used by the training package (clc, modelcard, metrics, dataset, errors) import no osgeo
-either; GDAL-based I/O lives in modules whose names start with ``gdal_``.
+Where things live (dependencies point one way: contract <- raster <- the domain packages, which do not
+import each other; tests/core/test_guardrail.py checks every import):
+
+* ``contract/``  what the training package imports too: errors, feedback (Canceled, Monitor), CLC tables,
+  model card, dataset folder format, metrics, output-path guard. No osgeo.
+* ``raster``     GDAL raster I/O shared by the tools: open, create (all metadata before pixels), atomic outputs.
+* ``s2/``        Sentinel-2: product conventions (``products``), HTTP with deadlines, search sources, stacks.
+* ``labels/``    CLC -> label rasters (``rasterize``) and training patches (``patches``).
+* ``classify/``  tiling, onnxruntime sessions (``inference``), the streamed pipeline.
+* ``accuracy/``  tables and transforms (``tables``, pure), the streamed comparison (``assess``).
 """

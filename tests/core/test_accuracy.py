@@ -1,13 +1,13 @@
-"""Pure parts of the accuracy tool (core/accuracy.py): block mode, transforms, tables, CSV/HTML builders."""
+"""Pure parts of the accuracy tool (core/accuracy/tables.py): block mode, transforms, tables, CSV/HTML builders."""
 import csv
 import io
 
 import numpy as np
 import pytest
 
-from satclassify_plugin.core import accuracy as acc
-from satclassify_plugin.core import clc
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.accuracy import tables as acc
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
 def rows(text):
@@ -155,7 +155,7 @@ def test_reclass_then_level():
 
 
 def _metrics():
-    from satclassify_plugin.core.metrics import compute_metrics
+    from satclassify_plugin.core.contract.metrics import compute_metrics
     m = compute_metrics(np.array([[4, 1], [0, 5]]), [1, 7], {1: "Water <lake>", 7: "Forest"})
     for c, col in zip(m["classes"], ["#0000ff", "#00a000"]):
         c["color"] = col

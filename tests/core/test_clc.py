@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from satclassify_plugin.core import clc
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
 def test_legend_has_44_level3_classes_with_grid_codes_1_to_44():

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.dataset import SCHEMA_VERSION, Dataset, DatasetError, DatasetWriter
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract.dataset import SCHEMA_VERSION, Dataset, DatasetError, DatasetWriter
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 CLASSES = [{"value": 1, "code": "1", "name": "Artificial", "color": "#e6004d"},
            {"value": 2, "code": "2", "name": "Agricultural", "color": "#ffffa8"},
@@ -135,7 +135,7 @@ def test_full_disk_is_a_message_not_a_crash(tmp_path, monkeypatch):
     a message, nothing is left behind, an earlier dataset is unchanged."""
     import errno
 
-    from satclassify_plugin.core import dataset as dsm
+    from satclassify_plugin.core.contract import dataset as dsm
 
     w, _ = write(tmp_path)
     w.close()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.metrics import ConfusionMatrix, compute_metrics, confusion_matrix
+from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.contract.metrics import ConfusionMatrix, compute_metrics, confusion_matrix
 
 
 def test_hand_computed_two_class_example():

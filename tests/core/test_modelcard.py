@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from satclassify_plugin.core.modelcard import (ModelCardError, card_from_metadata, parse_card)
+from satclassify_plugin.core.contract.modelcard import ModelCardError, card_from_metadata, parse_card
 
 
 def good_card(**over):

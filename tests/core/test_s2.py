@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satclassify_plugin.core import s2
-from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.s2 import Scene
+from satclassify_plugin.core.s2 import products as s2
+from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.s2.products import Scene
 
 
 def test_parse_bands_normalises_and_keeps_order():
@@ -149,8 +149,8 @@ def test_parse_datetime(text, iso):
 def test_missing_client_package_names_the_install_action(monkeypatch):
     import importlib.util
 
-    from satclassify_plugin.core.errors import SatClassifyError
-    from satclassify_plugin.core.sources import get_source
+    from satclassify_plugin.core.contract.errors import SatClassifyError
+    from satclassify_plugin.core.s2.sources import get_source
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pystac_client" else real(name, *a))
@@ -165,7 +165,7 @@ def test_cdse_url_aoi_keeps_small_polygons_and_boxes_detailed_ones():
 
     from osgeo import ogr
 
-    from satclassify_plugin.core.sources.cdse import MAX_URL_WKT, url_aoi
+    from satclassify_plugin.core.s2.sources.cdse import MAX_URL_WKT, url_aoi
 
     small = "POLYGON((11 48,11.1 48,11.1 48.1,11 48.1,11 48))"
     assert ogr.CreateGeometryFromWkt(url_aoi(small)).Equals(ogr.CreateGeometryFromWkt(small))

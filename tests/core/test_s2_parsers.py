@@ -5,9 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.http import parse_retry_after
-from satclassify_plugin.core.sources.stac import scene_from_item
+from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.s2.http import parse_retry_after
+from satclassify_plugin.core.s2.sources.stac import scene_from_item
 
 ITEM = {
     "type": "Feature", "id": "S2B_32TQM_20230601_0_L2A", "collection": "sentinel-2-c1-l2a",

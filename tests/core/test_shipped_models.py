@@ -1,7 +1,7 @@
 """Copy rules of the shipped Processing models (pure Python, no QGIS)."""
 import os
 
-from satclassify_plugin.core.shipped_models import LEDGER, install_models, shipped_models
+from satclassify_plugin.install.shipped_models import LEDGER, install_models, shipped_models
 
 
 def _src(tmp_path, text="<model v1/>"):

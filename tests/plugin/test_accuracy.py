@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from satclassify_plugin.core import clc, gdal_io
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core import raster
 from tests.rasters import LAEA, UTM32N, make_raster
 
 ALG = "satclassify:assessaccuracy"
@@ -26,7 +27,7 @@ CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name
 def styled(path, array, classes=CLASSES, **kw):
     make_raster(path, array, **kw)
     ds = gdal.Open(str(path), gdal.GA_Update)
-    gdal_io.write_class_metadata(ds.GetRasterBand(1), classes)
+    raster.write_class_metadata(ds.GetRasterBand(1), classes)
     ds = None
     return str(path)
 
@@ -169,14 +170,14 @@ def test_scale_mode_aggregation(run_alg, tmp_path):
 
 
 def test_scale_result_does_not_depend_on_block_size(tmp_path):
-    from satclassify_plugin.core.gdal_accuracy import assess
+    from satclassify_plugin.core.accuracy.assess import assess
 
     rng = np.random.default_rng(3)
     c = rng.integers(0, 4, (50, 47)).astype(np.uint8)
     r = np.where(rng.random((50, 47)) < 0.7, c, rng.integers(0, 4, (50, 47))).astype(np.uint8)
     cp, rp = make_raster(tmp_path / "c.tif", c), make_raster(tmp_path / "r.tif", r)
     # reference computation in one piece with the pure block mode
-    from satclassify_plugin.core.accuracy import block_mode
+    from satclassify_plugin.core.accuracy.tables import block_mode
     # (int64 before the -1: under numpy 2's promotion rules np.where(uint8, uint8, -1) stays uint8, -1 -> 255)
     c64, r64 = c.astype(np.int64), r.astype(np.int64)
     cm, rm = block_mode(np.where(c > 0, c64, -1), 4), block_mode(np.where(r > 0, r64, -1), 4)
@@ -268,14 +269,14 @@ def test_cancel_stops_before_any_output(run_alg, tmp_path):
 
     fb = QgsProcessingFeedback()
     fb.cancel()
-    with pytest.raises(QgsProcessingException, match="canceled: no output was written"):
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
         run_alg(ALG, {"CLASSIFIED": make_raster(tmp_path / "c.tif", C), "REFERENCE": make_raster(tmp_path / "r.tif", R),
                       **outputs(tmp_path)}, feedback=fb)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(("acc", ".acc"))]
 
 
 def test_progress_is_reported(tmp_path):
-    from satclassify_plugin.core.gdal_accuracy import assess
+    from satclassify_plugin.core.accuracy.assess import assess
 
     seen = []
     a = np.ones((10, 10), np.uint8)
@@ -284,7 +285,7 @@ def test_progress_is_reported(tmp_path):
 
 
 def test_int16_nodata_and_uint16_values_without_ignore(tmp_path):
-    from satclassify_plugin.core.gdal_accuracy import assess
+    from satclassify_plugin.core.accuracy.assess import assess
 
     c = make_raster(tmp_path / "i16.tif", np.array([[-32768, 5, 700], [700, 5, 5]], np.int16), nodata=-32768)
     r = make_raster(tmp_path / "u16.tif", np.array([[5, 5, 700], [60000, 5, 700]], np.uint16))

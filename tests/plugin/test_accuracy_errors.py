@@ -29,8 +29,8 @@ def run_error(run_alg, data, **params):
 
 
 def test_missing_file(run_alg, data):
-    from satclassify_plugin.core.errors import SatClassifyError
-    from satclassify_plugin.core.gdal_accuracy import assess
+    from satclassify_plugin.core.contract.errors import SatClassifyError
+    from satclassify_plugin.core.accuracy.assess import assess
 
     missing = str(data["tmp"] / "nope.tif")
     # Processing checks layer parameters itself before the tool runs
@@ -127,10 +127,10 @@ def _class_raster(path, a, classes):
     """A class raster written like the tools write one (category names + colours)."""
     from osgeo import gdal
 
-    from satclassify_plugin.core import gdal_io
+    from satclassify_plugin.core import raster
     from tests.rasters import wkt
 
-    ds = gdal_io.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
+    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
                                 (500000, 10, 0, 5000000, 0, -10), wkt(32632), nodata=0, classes=classes)
     ds.GetRasterBand(1).WriteArray(a)
     ds = None
@@ -156,7 +156,7 @@ def test_maps_without_a_common_class_value_are_refused(run_alg, data):
 
 
 def test_level1_map_against_level2_reference_is_refused_and_level_fixes_it(run_alg, data):
-    from satclassify_plugin.core import clc
+    from satclassify_plugin.core.contract import clc
 
     rng = np.random.default_rng(4)
     l2 = rng.integers(1, 16, (30, 30)).astype(np.uint8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from satclassify_plugin.core import gdal_io
+from satclassify_plugin.core import raster
 from tests import onnx_models as om
 from tests.rasters import make_raster, read_raster
 
@@ -85,12 +85,12 @@ def test_linear_model_values_georef_legend_nodata(run_alg, tmp_path):
     assert set(np.unique(got)) == {0, 1, 2, 3}
     ds = gdal.Open(out)
     ref = gdal.Open(src)
-    assert gdal_io.same_grid(ds, ref)
+    assert raster.same_grid(ds, ref)
     band = ds.GetRasterBand(1)
     assert band.GetNoDataValue() == 0
     ct = band.GetColorTable()
     assert ct.GetColorEntry(1)[:3] == (0xe6, 0x00, 0x4d) and ct.GetColorEntry(3)[:3] == (0x80, 0xff, 0x00)
-    assert gdal_io.category_names(ds)[:4] == ["no label", "class 1", "class 2", "class 3"]
+    assert raster.category_names(ds)[:4] == ["no label", "class 1", "class 2", "class 3"]
     assert "COMPRESSION=DEFLATE" in " ".join(gdal.Info(out).split()) or \
         ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
     assert any("ran on CPUExecutionProvider" in m and "MPix/s" in m for m in fb.infos)
@@ -146,8 +146,8 @@ def test_tiled_equals_whole_image_for_receptive_field_within_halo(run_alg, tmp_p
 
 def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
     """Core level: the float probabilities a tiled run feeds the writer equal the whole-image run's."""
-    from satclassify_plugin.core import gdal_classify
-    from satclassify_plugin.core.inference import load_model
+    from satclassify_plugin.core.classify import pipeline as gdal_classify
+    from satclassify_plugin.core.classify.inference import load_model
 
     raw = s2_raw((4, 70, 90), seed=9)
     src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
@@ -166,7 +166,7 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
     model.run_top = spy
     res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], probabilities=str(tmp_path / "p.tif"),
                                  tile_size=20, batch_size=4, model=model)
-    from satclassify_plugin.core.tiling import plan_tiles
+    from satclassify_plugin.core.classify.tiling import plan_tiles
 
     tiles = plan_tiles(90, 70, res.tile_size, 4)
     flat = np.concatenate(seen)
@@ -192,7 +192,7 @@ def test_two_head_model_writes_both_heads(run_alg, tmp_path):
         exp = (p.argmax(0) + 1).astype(np.uint8)
         exp[0, 0] = 0
         assert np.array_equal(read_raster(path), exp)
-        assert gdal_io.category_names(gdal.Open(path))[1:] == names
+        assert raster.category_names(gdal.Open(path))[1:] == names
     assert gdal.Open(o2).GetRasterBand(1).GetDescription() == "clc_level1"
     # without OUTPUT_2 only the first head is written
     o3 = str(tmp_path / "only.tif")
@@ -212,7 +212,7 @@ def test_deepness_model_accepted(run_alg, tmp_path):
     logits = np.einsum("kc,chw->khw", w.astype(np.float64), x)
     exp = (logits.argmax(0) + 1).astype(np.uint8)
     assert_classes(read_raster(out), exp, logits)
-    assert gdal_io.category_names(gdal.Open(out))[1:] == ["deep 0", "deep 1", "deep 2"]
+    assert raster.category_names(gdal.Open(out))[1:] == ["deep 0", "deep 1", "deep 2"]
 
 
 def test_extent_subset_reads_context_outside_it(run_alg, tmp_path):
@@ -273,7 +273,7 @@ def test_cancel_leaves_no_file(run_alg, tmp_path):
     model = om.linear_model(tmp_path / "lin.onnx", np.eye(3, 4), card_kw={"tile_size": 8})
     out = str(tmp_path / "c.tif")
     fb = Feedback(cancel_after=2)
-    with pytest.raises(QgsProcessingException, match="canceled: no output was written"):
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
         run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": str(tmp_path / "conf.tif"),
                       "BATCH_SIZE": 1}, feedback=fb)
     assert len(fb.progress_values) < 64   # stopped within a batch of the request, not after all tiles
@@ -320,8 +320,8 @@ def test_outputs_styled_on_load_with_the_card_classes(run_alg, tmp_path):
 def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):
     """A model that takes any size (card size_multiple 1, or cnn_dual) runs on the smallest tile that needs
     no more tiles; others keep multiples of 32. Results stay equal to the whole-image run."""
-    from satclassify_plugin.core.gdal_classify import classify
-    from satclassify_plugin.core.tiling import fit_tile, plan_tiles
+    from satclassify_plugin.core.classify.pipeline import classify
+    from satclassify_plugin.core.classify.tiling import fit_tile, plan_tiles
 
     raw = s2_raw((4, 100, 100), seed=11)
     src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
@@ -373,7 +373,7 @@ def test_fixed_size_model_runs_with_its_tile(run_alg, tmp_path):
 def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
     """decode_threads (automatic on GPU runs) reopens a compressed GeoTIFF with GDAL NUM_THREADS; the
     union reads of neighbouring tiles and the threaded decoding must not change a single pixel."""
-    from satclassify_plugin.core.gdal_classify import classify
+    from satclassify_plugin.core.classify.pipeline import classify
 
     raw = s2_raw((4, 300, 420), seed=5)
     src = str(tmp_path / "s2_deflate.tif")
@@ -404,7 +404,7 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
 def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
     """load_model adds ArgMax/ReduceMax outputs to the graph (onnx installed); without onnx the tool takes
     them in numpy. Both give the same class, confidence and probability rasters, ties included."""
-    from satclassify_plugin.core import gdal_classify, inference
+    from satclassify_plugin.core.classify import pipeline as gdal_classify, inference
 
     raw = s2_raw((4, 60, 80), seed=11)
     raw[:, :10, :10] = 1000  # a flat corner: a linear model with equal rows ties there
@@ -430,7 +430,7 @@ def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
 
 
 def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
-    from satclassify_plugin.core.gdal_classify import classify
+    from satclassify_plugin.core.classify.pipeline import classify
 
     src = make_raster(tmp_path / "s2.tif", s2_raw((4, 64, 64)), band_names=om.S2_BANDS4)
     model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 32, "halo": 2})

@@ -53,7 +53,7 @@ def test_layer_actions_are_wired_to_registered_tools(plugin):
 
 def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, monkeypatch):
     """The plugin menu action's worker installs into <profile>/python/satclassify_deps via pip (faked)."""
-    from satclassify_plugin.core import deps
+    from satclassify_plugin.install import deps
 
     calls = []
 

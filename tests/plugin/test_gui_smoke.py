@@ -6,7 +6,8 @@ from qgis.core import (QgsLayerTreeModel, QgsProcessingContext, QgsProcessingFee
 from qgis.PyQt.QtGui import QColor, QImage
 
 from satclassify_plugin.algorithms.base import ClassStylePostProcessor, style_output_on_load
-from satclassify_plugin.core import clc, gdal_io
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core import raster
 from tests.rasters import make_raster
 
 
@@ -18,7 +19,7 @@ def write_class_raster(path):
     a[:10, :10] = 0  # no label
     make_raster(path, a, nodata=0)
     ds = gdal.Open(str(path), gdal.GA_Update)
-    gdal_io.write_class_metadata(ds.GetRasterBand(1), clc.classes(1))
+    raster.write_class_metadata(ds.GetRasterBand(1), clc.classes(1))
     ds = None
     return str(path)
 

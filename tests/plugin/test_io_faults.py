@@ -119,7 +119,7 @@ def test_immutable_folder(run_alg, data):
 def test_io_error_messages_core():
     import errno
 
-    from satclassify_plugin.core.errors import io_error_message
+    from satclassify_plugin.core.contract.errors import io_error_message
 
     assert io_error_message(OSError(errno.ENOSPC, "No space left on device"), "/x/o.tif") == (
         "cannot write '/x/o.tif': the disk is full: free space or choose another folder")

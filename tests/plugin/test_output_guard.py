@@ -10,8 +10,8 @@ import pytest
 from osgeo import ogr
 from qgis.core import QgsProcessingException
 
-from satclassify_plugin.core import paths
-from satclassify_plugin.core.errors import SatClassifyError
+from satclassify_plugin.core.contract import paths
+from satclassify_plugin.core.contract.errors import SatClassifyError
 from tests import onnx_models as om
 from tests.rasters import UTM32N, make_polygons, make_raster
 

@@ -7,9 +7,10 @@ import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
-from satclassify_plugin.core import clc, gdal_io
-from satclassify_plugin.core.dataset import Dataset
-from satclassify_plugin.core.gdal_patches import build_patches
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract.dataset import Dataset
+from satclassify_plugin.core.labels.patches import build_patches
 from tests.rasters import make_raster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,7 +28,7 @@ def label_raster(path, arr, level=1, origin=(X0, Y0), pixel=PIX, named=True):
     make_raster(path, arr.astype(np.uint8), origin=origin, pixel=pixel)
     if named:
         ds = gdal.Open(str(path), gdal.GA_Update)
-        gdal_io.write_class_metadata(ds.GetRasterBand(1), clc.classes(level))
+        raster.write_class_metadata(ds.GetRasterBand(1), clc.classes(level))
         ds = None
     return str(path)
 

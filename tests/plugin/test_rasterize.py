@@ -7,8 +7,9 @@ import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
 
-from satclassify_plugin.core import clc, gdal_io
-from satclassify_plugin.core.gdal_rasterize import Grid, rasterize_clc
+from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core import raster
+from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 from tests.rasters import LAEA, UTM32N, make_polygons, make_raster, read_raster, wkt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,10 +82,10 @@ def test_centre_and_all_touched_equal_gdal_rasterize(run_alg, tmp_path, rule, al
     np.testing.assert_array_equal(got, expected)
     ds = gdal.Open(str(out))
     assert ds.GetGeoTransform() == gdal.Open(ref).GetGeoTransform()
-    assert gdal_io.srs_of(ds).IsSame(gdal_io.srs_of(gdal.Open(ref)))
+    assert raster.srs_of(ds).IsSame(raster.srs_of(gdal.Open(ref)))
     b = ds.GetRasterBand(1)
     assert b.GetNoDataValue() == 0
-    names = gdal_io.category_names(ds)
+    names = raster.category_names(ds)
     assert names[12] == "Non-irrigated arable land" and names[0] == "no label"
     assert b.GetColorTable().GetColorEntry(12)[:3] == (255, 255, 168)
     assert res["UNKNOWN_FEATURES"] == 0
@@ -141,7 +142,7 @@ def test_levels_and_legend(run_alg, tmp_path):
         table = {int(c.code): c for c in clc.classes(level)}
         expected = [table[int(str(c)[:level])].value for c in codes]
         assert got == expected
-        names = gdal_io.category_names(gdal.Open(str(out)))
+        names = raster.category_names(gdal.Open(str(out)))
         assert [names[v] for v in got] == [table[int(str(c)[:level])].name for c in codes]
     assert read_raster(tmp_path / "l1.tif")[0].tolist() == [1, 2, 3, 5]
     assert read_raster(tmp_path / "l3.tif")[0].tolist() == [2, 12, 23, 41]
@@ -160,7 +161,7 @@ def test_mapping_table(run_alg, tmp_path):
                                          "OUTPUT": str(out)})
     assert read_raster(out)[0].tolist() == [1, 2, 3, 4]
     ds = gdal.Open(str(out))
-    assert gdal_io.category_names(ds)[:5] == ["no label", "Built-up", "Farmland", "Broad-leaved", "Other nature"]
+    assert raster.category_names(ds)[:5] == ["no label", "Built-up", "Farmland", "Broad-leaved", "Other nature"]
     assert ds.GetRasterBand(1).GetColorTable().GetColorEntry(3)[:3] == (0, 255, 0)
 
 

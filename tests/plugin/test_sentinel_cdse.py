@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingUtils
 
-from satclassify_plugin.core import s2
+from satclassify_plugin.core.s2 import products as s2
 
 from . import fake_servers as fs
 from .sentinel_helpers import (A0, LogFeedback, band_names, basic_authcfg, bounds_of, files_containing, utm_extent,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from satclassify_plugin.core import gdal_s2, s2
-from satclassify_plugin.core.errors import SatClassifyError
-from satclassify_plugin.core.http import Canceled, Deadlines, HttpClient, Monitor
-from satclassify_plugin.core.sources import SearchQuery, fetch, get_source, search
+from satclassify_plugin.core.s2 import stack as gdal_s2, products as s2
+from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.s2.http import Canceled, Deadlines, HttpClient, Monitor
+from satclassify_plugin.core.s2.sources import SearchQuery, fetch, get_source, search
 
 from . import fake_servers as fs
 from .sentinel_helpers import A0, B0, two_tile_stac, window

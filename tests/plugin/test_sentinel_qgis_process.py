@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from satclassify_plugin.core import s2
+from satclassify_plugin.core.s2 import products as s2
 
 from . import fake_servers as fs
 from .sentinel_helpers import A0, band_names, bounds_of, utm_extent, window

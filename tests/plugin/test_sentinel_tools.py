@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVectorLayer
 
-from satclassify_plugin.core import s2
+from satclassify_plugin.core.s2 import products as s2
 
 from . import fake_servers as fs
 from .model_helpers import model_dest

@@ -28,7 +28,7 @@ def _image(lab, rng):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from satclassify_plugin.core.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetWriter
     rng = np.random.default_rng(0)
     folder = str(tmp_path_factory.mktemp("rt") / "ds")
     w = DatasetWriter(folder, BANDS, 32, CLASSES, overwrite=True)
@@ -78,7 +78,7 @@ def _direct(onnx_path, raster):
     """The model run on the whole raster at once with onnxruntime, standardised as the card says."""
     import onnxruntime as ort
     from osgeo import gdal
-    from satclassify_plugin.core.modelcard import card_from_metadata
+    from satclassify_plugin.core.contract.modelcard import card_from_metadata
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     card = card_from_metadata(meta, [o.name for o in sess.get_outputs()], 4)

@@ -41,7 +41,7 @@ def synth_patch(rng, p, nb=4):
 
 def make_dataset(folder, splits=(("train", 24), ("val", 8), ("test", 8)), p=32, seed=0, bands=BANDS,
                  classes=CLASSES, declare=()):
-    from satclassify_plugin.core.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetWriter
     rng = np.random.default_rng(seed)
     w = DatasetWriter(str(folder), list(bands), p, classes, overwrite=True, shard_size=16,
                       splits=tuple(declare))

@@ -96,7 +96,7 @@ def test_amp_bf16_on_cpu_trains(dataset, tmp_path, capsys):
 def _one_class_dataset(folder, classes=None):
     """Patches whose labelled pixels are all value 1 (the manifest may list more classes)."""
     import numpy as np
-    from satclassify_plugin.core.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetWriter
     from .conftest import CLASSES, synth_patch
     rng = np.random.default_rng(5)
     w = DatasetWriter(str(folder), ["B02", "B03", "B04", "B08"], 32, classes or CLASSES, overwrite=True,

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.metrics import ConfusionMatrix
-from satclassify_plugin.core.modelcard import card_from_metadata, parse_card
+from satclassify_plugin.core.contract.metrics import ConfusionMatrix
+from satclassify_plugin.core.contract.modelcard import card_from_metadata, parse_card
 from training import export as export_mod
 from training.card import read_card, write_card
 from training.data import DataInfo, open_dataset

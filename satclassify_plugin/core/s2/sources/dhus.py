@@ -14,9 +14,9 @@ import os
 import re
 from typing import Any, Dict, List, Sequence
 
-from ..errors import SatClassifyError
+from ...contract.errors import SatClassifyError
 from ..http import Watch, host_of, own_error
-from ..s2 import Scene, format_baseline, parse_datetime
+from ..products import Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
 PRODUCT_TYPES = {"L2A": "S2MSI2A", "L1C": "S2MSI1C"}
@@ -120,7 +120,7 @@ class DhusSource(Source):
         return [scene_from_entry(k, v) for k, v in res.items()]
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
-        from ..gdal_s2 import open_safe
+        from ..stack import open_safe
         api = self._api()
         os.makedirs(workdir, exist_ok=True)
         out = []

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
-from .errors import SatClassifyError, gdal_error_code, io_error_message, is_gdal_error
+from .contract.errors import SatClassifyError, gdal_error_code, io_error_message, is_gdal_error
 
 gdal.UseExceptions()
 

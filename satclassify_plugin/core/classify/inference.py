@@ -11,8 +11,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import SatClassifyError
-from .modelcard import ModelCard, ModelCardError, card_from_metadata
+from ..contract.errors import SatClassifyError
+from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata
 
 DEVICES = ("Auto", "CPU", "CUDA", "TensorRT")
 CPU_EP = "CPUExecutionProvider"

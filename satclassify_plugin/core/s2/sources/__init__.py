@@ -1,14 +1,14 @@
 """Sentinel-2 sources behind one small interface (chosen by the tools' SOURCE parameter).
 
-A :class:`Source` searches (:meth:`Source.search` -> list of :class:`~satclassify_plugin.core.s2.Scene`)
+A :class:`Source` searches (:meth:`Source.search` -> list of :class:`~satclassify_plugin.core.s2.products.Scene`)
 and makes the chosen scenes readable by GDAL (:meth:`Source.prepare`: COG URLs for STAC, downloaded
 SAFE zips for CDSE and DHuS). :func:`search` adds the AOI overlap and the ranking; :func:`fetch` turns
 the best date (or given ids) into the stack and mask.
 
 Sources: ``STAC`` (default, no login, Earth Search), ``CDSE`` (Copernicus Data Space Ecosystem OData: the
 catalogue is public, downloads need a login), ``DHuS`` (a Data Hub Software mirror through sentinelsat, login
-for both). Every request goes through the source's :class:`~satclassify_plugin.core.http.HttpClient` and its
-deadline policy (see :mod:`satclassify_plugin.core.http`).
+for both). Every request goes through the source's :class:`~satclassify_plugin.core.s2.http.HttpClient` and its
+deadline policy (see :mod:`satclassify_plugin.core.s2.http`).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import SatClassifyError
+from ...contract.errors import SatClassifyError
 from ..http import HttpClient, Monitor
-from ..s2 import Scene, group_by_date, parse_datetime, rank_scenes
+from ..products import Scene, group_by_date, parse_datetime, rank_scenes
 
 SOURCES = ("STAC", "CDSE", "DHuS")
 PRODUCTS = ("L2A", "L1C")
@@ -47,7 +47,7 @@ class SearchQuery:
     ids: Sequence[str] = ()
 
     def validate(self) -> "SearchQuery":
-        from ..gdal_s2 import geometry_from_wkt
+        from ..stack import geometry_from_wkt
         if self.product not in PRODUCTS:
             raise SatClassifyError(f"unknown product '{self.product}': use L2A or L1C")
         g = geometry_from_wkt(self.aoi_wkt)
@@ -147,7 +147,7 @@ def default_url(name: str) -> str:
 
 def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
     """Search, compute the AOI overlap, rank (best first). Raises a clear error when nothing is found."""
-    from ..gdal_s2 import aoi_cover
+    from ..stack import aoi_cover
     query.validate()
     scenes = source.search(query)
     for s in scenes:
@@ -187,7 +187,7 @@ def choose_date(scenes: Sequence[Scene], mosaic: bool = True) -> List[Scene]:
 def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str, mask_output: Optional[str],
           target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "") -> Dict[str, object]:
     """Search (or look up ``query.ids``), pick the best date, make it readable and write stack + mask."""
-    from ..gdal_s2 import build_stack, gdal_remote_config
+    from ..stack import build_stack, gdal_remote_config
     mon = source.monitor
     source.check_fetch()
     ranked = search(source, query)

@@ -27,8 +27,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import clc
-from .errors import SatClassifyError
+from ..contract import clc
+from ..contract.errors import SatClassifyError
 
 MAPS = ("classified", "reference")
 MAX_VALUE = 65535

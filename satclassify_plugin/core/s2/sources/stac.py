@@ -1,7 +1,7 @@
 """STAC API source (default: Earth Search, collection ``sentinel-2-c1-l2a``, no login).
 
 Search goes through pystac-client (imported lazily) on a session with the client's deadlines, cancel and
-retries (:meth:`~satclassify_plugin.core.http.HttpClient.mount`); reading goes through GDAL ``/vsicurl/`` on
+retries (:meth:`~satclassify_plugin.core.s2.http.HttpClient.mount`); reading goes through GDAL ``/vsicurl/`` on
 the cloud-optimised GeoTIFF assets, window by window (nothing is downloaded whole).
 
 Offset rule for STAC items: the DN offset (-1000) is applied when the processing baseline
@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import SatClassifyError
+from ...contract.errors import SatClassifyError
 from ..http import host_of, own_error, status_error
-from ..s2 import BAND_RESOLUTION, Scene, asset_key, format_baseline, parse_datetime
+from ..products import BAND_RESOLUTION, Scene, asset_key, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
 COLLECTIONS = {"L2A": "sentinel-2-c1-l2a", "L1C": "sentinel-2-l1c"}
@@ -152,7 +152,7 @@ class StacSource(Source):
         return SatClassifyError(f"{what} at {host} failed: {type(e).__name__}: {str(e)[:200]}")
 
     def search(self, query: SearchQuery) -> List[Scene]:
-        from ..gdal_s2 import geometry_from_wkt
+        from ..stack import geometry_from_wkt
         import json
         client = self._client()
         collection = query.collection or COLLECTIONS[query.product]
@@ -181,7 +181,7 @@ class StacSource(Source):
         return out
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
-        from ..gdal_s2 import vsi_path
+        from ..stack import vsi_path
         out = []
         for s in scenes:
             missing = [b for b in bands if b not in s.assets and b != "SCL"]

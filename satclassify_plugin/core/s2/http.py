@@ -14,7 +14,7 @@
 * :class:`Monitor` carries progress, messages and cancel (the algorithms wire it to QgsProcessingFeedback).
 * :class:`HttpClient` retries connection failures, 429 and 5xx with exponential backoff, honouring
   ``Retry-After`` up to ``max_wait`` seconds; after the last try it raises a
-  :class:`~satclassify_plugin.core.errors.SatClassifyError` that says what went wrong (service down,
+  :class:`~satclassify_plugin.core.contract.errors.SatClassifyError` that says what went wrong (service down,
   quota reached, bad credentials, malformed response) and never contains a secret registered with
   :meth:`HttpClient.add_secret`.
 * :meth:`HttpClient.download` writes to ``<dest>.part``, resumes with ``Range`` after a dropped connection
@@ -42,48 +42,14 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-from .errors import SatClassifyError
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled, Monitor
 
 USER_AGENT = "SatClassify-QGIS-plugin"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 REDIRECT_STATUS = (301, 302, 303, 307, 308)
 TIMEOUT_ENV = "SATCLASSIFY_HTTP_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
-
-
-class Canceled(SatClassifyError):
-    """The user cancelled the run."""
-
-    def __init__(self, message="cancelled by the user"):
-        super().__init__(message)
-
-
-class Monitor:
-    """Progress (0-100), messages and cancel. All callbacks are optional."""
-
-    def __init__(self, progress: Optional[Callable[[float], None]] = None,
-                 info: Optional[Callable[[str], None]] = None,
-                 is_canceled: Optional[Callable[[], bool]] = None):
-        self._progress, self._info, self._is_canceled = progress, info, is_canceled
-
-    def progress(self, pct: float) -> None:
-        if self._progress:
-            self._progress(max(0.0, min(100.0, float(pct))))
-
-    def info(self, message: str) -> None:
-        if self._info:
-            self._info(message)
-
-    def canceled(self) -> bool:
-        return bool(self._is_canceled and self._is_canceled())
-
-    def check(self) -> None:
-        if self.canceled():
-            raise Canceled()
-
-    def sub(self, start: float, end: float) -> "Monitor":
-        """A monitor mapping 0-100 onto [start, end] of this one."""
-        return Monitor(lambda p: self.progress(start + (end - start) * p / 100.0), self._info, self._is_canceled)
 
 
 def host_of(url: str) -> str:

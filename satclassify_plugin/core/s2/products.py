@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import SatClassifyError
+from ..contract.errors import SatClassifyError
 
 #: Band -> native resolution in metres (B10 exists in L1C only; SCL in L2A only).
 BAND_RESOLUTION: Dict[str, int] = {

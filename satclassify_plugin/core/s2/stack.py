@@ -27,18 +27,18 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import gdal_io
-from .errors import SatClassifyError
+from .. import raster
+from ..contract.errors import SatClassifyError
 from .http import Canceled, Deadlines, Monitor, host_of
-from .s2 import (BAND_ID, BAND_RESOLUTION, MASK_CLASSES, QUANTIFICATION, Scene, format_baseline, harmonise,
-                 offset_applies, scl_mask)
+from .products import (BAND_ID, BAND_RESOLUTION, MASK_CLASSES, QUANTIFICATION, Scene, format_baseline, harmonise,
+                       offset_applies, scl_mask)
 
 gdal.UseExceptions()
 ogr.UseExceptions()
 osr.UseExceptions()
 
 #: GDAL settings for remote reads (applied only inside :func:`gdal_remote_config`, with the deadline options
-#: of :meth:`~satclassify_plugin.core.http.Deadlines.gdal_options`: GDAL_HTTP_TIMEOUT, GDAL_HTTP_CONNECTTIMEOUT,
+#: of :meth:`~satclassify_plugin.core.s2.http.Deadlines.gdal_options`: GDAL_HTTP_TIMEOUT, GDAL_HTTP_CONNECTTIMEOUT,
 #: GDAL_HTTP_LOW_SPEED_TIME/LIMIT, GDAL_HTTP_MAX_RETRY).
 REMOTE_CONFIG = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -181,10 +181,10 @@ def _short(path: str) -> str:
 
 
 def _extent_in(ds: gdal.Dataset, dst: osr.SpatialReference) -> Tuple[float, float, float, float]:
-    w, h, gt, wkt = gdal_io.grid_of(ds)
+    w, h, gt, wkt = raster.grid_of(ds)
     xs = [gt[0], gt[0] + gt[1] * w]
     ys = [gt[3], gt[3] + gt[5] * h]
-    src = gdal_io.srs_of(ds)
+    src = raster.srs_of(ds)
     if src is None or src.IsSame(dst):
         return min(xs), min(ys), max(xs), max(ys)
     ct = osr.CoordinateTransformation(src, dst)
@@ -198,7 +198,7 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
     if target_epsg:
         dst = srs_from_epsg(target_epsg)
     else:
-        dst = gdal_io.srs_of(first)
+        dst = raster.srs_of(first)
         if dst is None:
             dst = srs_from_epsg(scenes[0].epsg) if scenes[0].epsg else None
         if dst is None:
@@ -235,7 +235,7 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
 def _warp_band(path: str, dst: osr.SpatialReference, bounds, w: int, h: int, band: str, what: str) -> np.ndarray:
     src = _open(path, what)
     gt = src.GetGeoTransform()
-    src_srs = gdal_io.srs_of(src)
+    src_srs = raster.srs_of(src)
     same_res = src_srs is not None and src_srs.IsSame(dst) and abs(abs(gt[1]) - (bounds[2] - bounds[0]) / w) < 1e-6
     resample = "near" if (band == "SCL" or same_res) else "bilinear"
     with _remote_read(path, what):
@@ -297,9 +297,9 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     if metadata:
         md.update({k: str(v) for k, v in metadata.items()})
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(gdal_io.AtomicOutput(output))
-        mtmp = stack.enter_context(gdal_io.AtomicOutput(mask_output)) if mask_output else None
-        ds = gdal_io.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
+        tmp = stack.enter_context(raster.AtomicOutput(output))
+        mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
+        ds = raster.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
                                     descriptions=bands, metadata=md)
         for i, b in enumerate(bands):
             arr = scl if (b == "SCL" and scl is not None) else read(b)
@@ -309,7 +309,7 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
         ds.FlushCache()
         ds = None
         if mtmp:
-            m = gdal_io.create_geotiff(
+            m = raster.create_geotiff(
                 mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"], classes=MASK_CLASSES,
                 nodata_name="invalid",
                 metadata={"SATCLASSIFY_MASK": "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)"

@@ -5,7 +5,7 @@ classified raster's grid when the grids differ) window by window, transforms eac
 (:class:`.accuracy.MapTransform`: ignore, reclassify, CLC level), optionally takes the mode of k x k blocks
 (:func:`.accuracy.block_mode`), and feeds :class:`.metrics.ConfusionMatrix`. Memory depends on the block
 size only. :func:`write_outputs` writes the matrix CSV, the metrics JSON and the HTML report (+ heat-map PNG)
-through :class:`.gdal_io.AtomicOutput`.
+through :class:`.raster.AtomicOutput`.
 
 The class values are known before the pass from each raster's exact histogram (GDAL, C speed).
 """
@@ -20,16 +20,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, osr
 
-from . import accuracy, clc, gdal_io
-from .errors import SatClassifyError
-from .metrics import ConfusionMatrix, compute_metrics
+from . import tables as accuracy
+from ..contract import clc
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
+from ..contract.metrics import ConfusionMatrix, compute_metrics
 
 INTEGER_TYPES = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32}
 DEFAULT_BLOCK = 512
-
-
-class Canceled(SatClassifyError):
-    pass
 
 
 @dataclass
@@ -43,7 +42,7 @@ class AccuracyResult:
 
 def _open(path: str, what: str) -> gdal.Dataset:
     try:
-        return gdal_io.open_raster(path, f"{what} raster")
+        return raster.open_raster(path, f"{what} raster")
     except SatClassifyError:
         # a plain file path that is not there: say so; GDAL strings (/vsi..., NETCDF:"f":v) keep GDAL's message
         if path and not os.path.exists(path) and not path.startswith("/vsi") and ":" not in os.path.basename(path):
@@ -101,14 +100,14 @@ def _histogram_values(view: gdal.Dataset) -> np.ndarray:
 
 
 def _bounds(ds: gdal.Dataset) -> Tuple[float, float, float, float]:
-    w, h, gt, _ = gdal_io.grid_of(ds)
+    w, h, gt, _ = raster.grid_of(ds)
     xs = [gt[0], gt[0] + gt[1] * w]
     ys = [gt[3], gt[3] + gt[5] * h]
     return min(xs), min(ys), max(xs), max(ys)
 
 
 def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str) -> None:
-    ts, os_ = gdal_io.srs_of(target), gdal_io.srs_of(other)
+    ts, os_ = raster.srs_of(target), raster.srs_of(other)
     if (ts is None) != (os_ is None):
         lacking = "classified" if ts is None else what
         raise SatClassifyError(f"the {lacking} raster has no CRS, so it cannot be aligned with the other one: assign "
@@ -132,7 +131,7 @@ def _fmt_box(b) -> str:
 
 
 def _categories(ds: gdal.Dataset) -> Dict[int, Tuple[str, Optional[str]]]:
-    names = gdal_io.category_names(ds)
+    names = raster.category_names(ds)
     ct = ds.GetRasterBand(1).GetRasterColorTable()
     out = {}
     for v in range(max(len(names), ct.GetCount() if ct else 0)):
@@ -251,23 +250,23 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     if k > max(width, height):
         raise SatClassifyError(f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the whole "
                                f"map would be one block; use a SCALE below {max(width, height)}")
-    ref_warped = not gdal_io.same_grid(cls_ds, ref_src)
+    ref_warped = not raster.same_grid(cls_ds, ref_src)
     if ref_warped:
         _check_overlap(cls_ds, ref_src, "reference")
         log("the reference raster is on another grid: warped with nearest neighbour onto the classified grid")
-        ref_ds = gdal_io.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
+        ref_ds = raster.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
                                       dst_alpha=True)
     else:
         ref_ds = ref_src
     mask_ds = mask_src = None
     if mask:
         mask_src = _open(mask, "mask")
-        if gdal_io.same_grid(cls_ds, mask_src):
+        if raster.same_grid(cls_ds, mask_src):
             mask_ds = mask_src
         else:
             _check_overlap(cls_ds, mask_src, "mask")
             log("the mask raster is on another grid: warped with nearest neighbour onto the classified grid")
-            mask_ds = gdal_io.warp_to_grid(mask_src, cls_ds, "near")
+            mask_ds = raster.warp_to_grid(mask_src, cls_ds, "near")
 
     # transforms: reclassify first, then CLC level (auto-detected grid codes vs 111..523 codes)
     nodata = {"classified": _nodata(cls_ds), "reference": _nodata(ref_src)}
@@ -297,7 +296,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     cm = ConfusionMatrix(values, ignore=())
 
     step = block if k == 1 else max(k, (block // k) * k)
-    windows = list(gdal_io.iter_windows(width, height, step))
+    windows = list(raster.iter_windows(width, height, step))
     cls_band = cls_ds.GetRasterBand(1)
     ref_band = ref_ds.GetRasterBand(1)
     alpha_band = ref_ds.GetRasterBand(ref_ds.RasterCount) if ref_warped else None
@@ -306,7 +305,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     masked = outside = 0
     for n, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
-            raise Canceled("canceled: no output was written")
+            raise Canceled()
         valid = np.ones((h, w), bool)
         if mask_band is not None:
             mk = mask_band.ReadAsArray(x, y, w, h)
@@ -397,22 +396,22 @@ def write_outputs(result: AccuracyResult, matrix_path: Optional[str], metrics_pa
     m = result.metrics
     written = {"matrix": None, "metrics": None, "report": None, "png": None}
     if matrix_path:
-        with gdal_io.AtomicOutput(matrix_path) as tmp:
+        with raster.AtomicOutput(matrix_path) as tmp:
             with open(tmp, "w", encoding="utf-8", newline="") as f:
                 f.write(accuracy.matrix_csv(m))
         written["matrix"] = os.path.abspath(matrix_path)
     if metrics_path:
-        with gdal_io.AtomicOutput(metrics_path) as tmp:
+        with raster.AtomicOutput(metrics_path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(m, f, indent=1)
         written["metrics"] = os.path.abspath(metrics_path)
     if report_path:
         png = heatmap_png(m)
         png_path = png_path_for(os.path.abspath(report_path))
-        with gdal_io.AtomicOutput(png_path) as tmp:
+        with raster.AtomicOutput(png_path) as tmp:
             with open(tmp, "wb") as f:
                 f.write(png)
-        with gdal_io.AtomicOutput(report_path) as tmp:
+        with raster.AtomicOutput(report_path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(accuracy.report_html(m, png, os.path.basename(png_path)))
         written["report"] = os.path.abspath(report_path)

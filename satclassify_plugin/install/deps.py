@@ -18,7 +18,7 @@ import sys
 import tempfile
 from typing import Callable, List, Optional, Sequence
 
-from .errors import SatClassifyError
+from ..core.contract.errors import SatClassifyError
 
 DEPS_DIR_NAME = "satclassify_deps"
 #: onnx is optional: with it the classify tool computes each head's argmax inside the model's graph

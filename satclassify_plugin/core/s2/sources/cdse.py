@@ -20,9 +20,9 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import SatClassifyError
+from ...contract.errors import SatClassifyError
 from ..http import host_of
-from ..s2 import Scene, format_baseline, parse_datetime
+from ..products import Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
 CATALOGUE = "https://catalogue.dataspace.copernicus.eu/odata/v1"
@@ -62,7 +62,7 @@ MAX_URL_WKT = 1500
 def url_aoi(aoi_wkt: str, max_chars: int = MAX_URL_WKT) -> str:
     """The AOI as ISO WKT short enough for a GET URL: a detailed polygon (e.g. a municipality boundary) is
     sent as its bounding box; products are a superset, and AOI coverage is still computed on the real AOI."""
-    from ..gdal_s2 import bbox_wkt, geometry_from_wkt
+    from ..stack import bbox_wkt, geometry_from_wkt
     g = geometry_from_wkt(aoi_wkt)
     wkt = g.ExportToIsoWkt()
     if len(wkt) <= max_chars:
@@ -225,7 +225,7 @@ class CdseSource(Source):
 
     # -- download ------------------------------------------------------------------------------------
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
-        from ..gdal_s2 import open_safe
+        from ..stack import open_safe
         out = []
         n = max(1, len(scenes))
         for i, s in enumerate(scenes):

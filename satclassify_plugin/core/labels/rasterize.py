@@ -40,8 +40,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import clc, gdal_io
-from .errors import SatClassifyError
+from ..contract import clc
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -53,11 +55,6 @@ VALUE_FIELD = "satclassify_value"
 #: well as DEFLATE at a fraction of the time
 CLASS_GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=PACKBITS", "BIGTIFF=IF_SAFER")
 POLYGON_TYPES = {ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface, ogr.wkbUnknown}
-
-
-class Cancelled(SatClassifyError):
-    def __init__(self):
-        super().__init__("cancelled by the user: no output was written")
 
 
 @dataclass
@@ -74,8 +71,8 @@ class Grid:
 
     @classmethod
     def from_raster(cls, path: str) -> "Grid":
-        ds = gdal_io.open_raster(path, "reference raster")
-        w, h, gt, wkt = gdal_io.grid_of(ds)
+        ds = raster.open_raster(path, "reference raster")
+        w, h, gt, wkt = raster.grid_of(ds)
         if gt[2] or gt[4]:
             raise SatClassifyError(f"reference raster '{path}' is rotated: warp it to a north-up grid first")
         return cls(w, h, tuple(gt), wkt)
@@ -317,8 +314,8 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
             f"{rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: {e[0]:.0f}, {e[2]:.0f}, "
             f"{e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of both")
     log(f"{n_inside} features around the output grid")
-    with gdal_io.AtomicOutput(output) as tmp:
-        out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
+    with raster.AtomicOutput(output) as tmp:
+        out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                      nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
         band = out.GetRasterBand(1)
         if rule in ("centre", "all_touched"):
@@ -335,7 +332,7 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
                                         callback=_gdal_callback(progress, is_canceled, 0.0, 1.0))
                 except RuntimeError as e:
                     if is_canceled():
-                        raise Cancelled()
+                        raise Canceled()
                     raise SatClassifyError(f"rasterizing layer '{lyr.GetName()}' failed: {e}")
             finally:
                 vds.ReleaseResultSet(res)
@@ -359,9 +356,9 @@ class _MixedWriter:
 
     def __enter__(self):
         if self.path:
-            self.ctx = gdal_io.AtomicOutput(self.path)
+            self.ctx = raster.AtomicOutput(self.path)
             tmp = self.ctx.__enter__()
-            self.ds = gdal_io.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
+            self.ds = raster.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
                                              self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS,
                                              descriptions=["mixed"], nodata_name="pure",
                                              classes=[{"value": 1, "name": "mixed", "color": "#ff00ff"}])
@@ -433,7 +430,7 @@ def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canc
         ahead = submit(starts[0])
         for n_strip, y0 in enumerate(starts):
             if is_canceled():
-                raise Cancelled()
+                raise Canceled()
             fine = ahead[0].result()
             rfine = ahead[1].result() if ahead[1] is not None else None
             if n_strip + 1 < len(starts):
@@ -570,17 +567,17 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
     if grid.wkt:
         ref.SetProjection(grid.wkt)
     nd = band.GetNoDataValue()
-    warped = gdal_io.warp_to_grid(rds, ref, resample="near" if rule == "centre" else "mode", src_nodata=nd)
+    warped = raster.warp_to_grid(rds, ref, resample="near" if rule == "centre" else "mode", src_nodata=nd)
     wband = warped.GetRasterBand(1)
     result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()})
-    with gdal_io.AtomicOutput(output) as tmp:
-        out = gdal_io.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
+    with raster.AtomicOutput(output) as tmp:
+        out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                      nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
         ob = out.GetRasterBand(1)
         rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
             if is_canceled():
-                raise Cancelled()
+                raise Canceled()
             r = min(rows, grid.height - y0)
             a = wband.ReadAsArray(0, y0, grid.width, r).astype(np.int64)
             a[(a < 0) | (a > 1023)] = 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from .errors import SatClassifyError
+from ..contract.errors import SatClassifyError
 
 Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
 

@@ -5,7 +5,7 @@ calling thread runs onnxruntime on each batch; a writer thread crops each tile's
 probabilities into class values / confidence / probabilities and writes them in row strips. Bounded
 queues between the three keep memory flat whatever the raster size (GDAL and onnxruntime release the
 GIL, so the three overlap). Outputs are written to temporary names and renamed when complete
-(:class:`~.gdal_io.AtomicOutput`): a cancel or failure leaves no partial file.
+(:class:`~.raster.AtomicOutput`): a cancel or failure leaves no partial file.
 """
 from __future__ import annotations
 
@@ -20,21 +20,18 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal
 
-from . import gdal_io
-from .errors import SatClassifyError
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
 from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
-from .modelcard import S2_BANDS
+from ..contract.modelcard import S2_BANDS
 from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
 
 DEFAULT_BATCH = 4
 #: DEFLATE level 3: about 3x faster than the default 6 on class/confidence rasters, files ~10% larger
-OUT_OPTIONS = tuple(gdal_io.GTIFF_OPTIONS) + ("ZLEVEL=3",)
+OUT_OPTIONS = tuple(raster.GTIFF_OPTIONS) + ("ZLEVEL=3",)
 CONF_NODATA = 255
 _STOP = object()
-
-
-class Canceled(SatClassifyError):
-    pass
 
 
 @dataclass
@@ -105,7 +102,7 @@ def _resampled(ds: gdal.Dataset, res: float, nodata: List[Optional[float]], log)
 
 def _check_crs(ds: gdal.Dataset, model: Model, resample: bool, log) -> None:
     res = model.card.resolution_m
-    srs = gdal_io.srs_of(ds)
+    srs = raster.srs_of(ds)
     if res is None or srs is None:
         return
     if srs.IsGeographic():
@@ -199,7 +196,7 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         raise SatClassifyError(f"batch size must be >= 1 (or 0 for the default), got {batch_size}")
     if tile_size is None or tile_size < 0:
         raise SatClassifyError(f"tile size must be >= 1 (or 0 for the model's default), got {tile_size}")
-    src = gdal_io.open_raster(input_path, "input raster")
+    src = raster.open_raster(input_path, "input raster")
     model = model or load_model(model_path, device, log, threads)
     card = model.card
     heads = card.heads
@@ -220,13 +217,13 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
             log("input blocks decoded on all CPU cores (GDAL NUM_THREADS)")
         except RuntimeError:  # keep the handle we have
             pass
-    band_numbers = map_bands(card.bands, gdal_io.band_names(src), bands, log)
+    band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
     log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
     nodata = _nodata_values(src, band_numbers, model)
     _check_crs(src, model, resample, log)
     ds = src
     if resample and card.resolution_m is not None:
-        px = abs(src.GetGeoTransform()[1]) * (gdal_io.srs_of(src).GetLinearUnits() if gdal_io.srs_of(src) else 1)
+        px = abs(src.GetGeoTransform()[1]) * (raster.srs_of(src).GetLinearUnits() if raster.srs_of(src) else 1)
         if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
             ds = _resampled(src, card.resolution_m, nodata, log)
     if resample and card.resolution_m is None:
@@ -277,14 +274,14 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
 
     t_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        tmp_paths = [stack.enter_context(gdal_io.AtomicOutput(p)) for _, _, p in targets]
+        tmp_paths = [stack.enter_context(raster.AtomicOutput(p)) for _, _, p in targets]
         datasets = []
         writers = []
         try:
             for (kind, h, _), tmp in zip(targets, tmp_paths):
                 nb = heads[h].num_classes if kind == "probabilities" else 1
                 fill = 0 if kind == "class" else CONF_NODATA
-                out = gdal_io.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill,
+                out = raster.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill,
                                              options=OUT_OPTIONS, **_output_metadata(kind, heads[h]))
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
@@ -457,7 +454,7 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
     try:
         while True:
             if is_canceled():
-                raise Canceled("canceled: no output was written")
+                raise Canceled()
             t0 = time.perf_counter()
             item = get(q_in)
             t1 = time.perf_counter()

@@ -27,9 +27,11 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import clc, gdal_io
-from .dataset import FOOTPRINTS, DatasetWriter
-from .errors import SatClassifyError
+from ..contract import clc
+from .. import raster
+from ..contract.dataset import FOOTPRINTS, DatasetWriter
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -37,11 +39,6 @@ ogr.UseExceptions()
 SPLITS = ("train", "val", "test")
 INT_TYPES = {gdal.GDT_Byte: (0, 255), gdal.GDT_UInt16: (0, 65535), gdal.GDT_Int16: (-32768, 32767),
              gdal.GDT_UInt32: (0, 2 ** 32 - 1), gdal.GDT_Int32: (-2 ** 31, 2 ** 31 - 1)}
-
-
-class Cancelled(SatClassifyError):
-    def __init__(self):
-        super().__init__("cancelled by the user: the dataset folder was not written")
 
 
 @dataclass
@@ -55,7 +52,7 @@ class PatchResult:
 
 def classes_from_raster(ds: gdal.Dataset) -> List[clc.ClassInfo]:
     """Class table from a class raster's category names and colour table; CLC codes when the names match."""
-    names = gdal_io.category_names(ds)
+    names = raster.category_names(ds)
     band = ds.GetRasterBand(1)
     ct = band.GetColorTable()
     out = []
@@ -76,15 +73,15 @@ def classes_from_raster(ds: gdal.Dataset) -> List[clc.ClassInfo]:
 
 
 def _open_aligned(path: str, what: str, image: gdal.Dataset, log) -> gdal.Dataset:
-    ds = gdal_io.open_raster(path, what)
+    ds = raster.open_raster(path, what)
     if ds.RasterCount != 1:
         log(f"{what} '{path}' has {ds.RasterCount} bands: using band 1")
-    if not gdal_io.same_grid(ds, image):
+    if not raster.same_grid(ds, image):
         if not ds.GetProjection() and image.GetProjection():
             raise SatClassifyError(f"{what} '{path}' has no CRS and is not on the image grid: "
                                    "assign its CRS or rasterize it on the image grid")
         log(f"{what} is on another grid: warped to the image grid (nearest neighbour)")
-        ds = gdal_io.warp_to_grid(ds, image, resample="near")
+        ds = raster.warp_to_grid(ds, image, resample="near")
     return ds
 
 
@@ -116,24 +113,24 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
     if not output_folder:
         raise SatClassifyError("no output folder given")
 
-    img = gdal_io.open_raster(image, "image")
+    img = raster.open_raster(image, "image")
     dt = img.GetRasterBand(1).DataType
     if dt not in INT_TYPES:
         raise SatClassifyError(f"image '{image}' is {gdal.GetDataTypeName(dt)}: datasets store uint16 digital "
                                "numbers (reflectance x 10000, as written by fetchsentinel2/importsafe); "
                                "convert the image first")
-    w, h, gt, wkt = gdal_io.grid_of(img)
+    w, h, gt, wkt = raster.grid_of(img)
     if w < p or h < p:
         raise SatClassifyError(f"image is {w} x {h} pixels, smaller than one {p} x {p} patch: "
                                "choose a smaller patch size")
-    names = gdal_io.band_names(img)
+    names = raster.band_names(img)
     bands = [n or f"band{i + 1}" for i, n in enumerate(names)]
     if len(set(bands)) != len(bands):
         bands = [f"band{i + 1}" for i in range(len(bands))]
         log("WARNING: the image's band names are not unique: bands are named band1, band2, ...")
     nodatas = [img.GetRasterBand(i + 1).GetNoDataValue() for i in range(img.RasterCount)]
     lab_ds = _open_aligned(labels, "label raster", img, log)
-    lab_raw = gdal_io.open_raster(labels, "label raster")
+    lab_raw = raster.open_raster(labels, "label raster")
     ldt = lab_raw.GetRasterBand(1).DataType
     if ldt not in INT_TYPES:
         raise SatClassifyError(f"label raster '{labels}' is {gdal.GetDataTypeName(ldt)}: labels must be integer "
@@ -167,7 +164,7 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
     below = 0
     for i, r0 in enumerate(rows0):
         if is_canceled():
-            raise Cancelled()
+            raise Canceled("cancelled by the user: the dataset folder was not written")
         lab = _read_labels(lab_band, r0, w, p, allowed, labels)
         valid = mask_band.ReadAsArray(0, r0, w, p) != 0 if mask_band is not None else None
         lab_ds.FlushCache()
@@ -270,7 +267,7 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
                        overwrite=overwrite, splits=SPLITS, expected_patches=len(sel)) as writer:
         for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
             if is_canceled():
-                raise Cancelled()
+                raise Canceled("cancelled by the user: the dataset folder was not written")
             strip = img.ReadAsArray(0, r0, w, p)
             img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
             if strip.ndim == 2:

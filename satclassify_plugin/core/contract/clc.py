@@ -2,7 +2,7 @@
 
 Pure Python (no qgis, osgeo or torch): the training package imports it too.
 
-The table comes from the official legend shipped in ``core/data/clc_legend.csv``
+The table comes from the official legend shipped in ``core/contract/data/clc_legend.csv``
 (44 level-3 classes, grid codes 1..44).  Class *values* are what class rasters
 store (uint8, 0 = no label):
 

@@ -1,0 +1,1 @@
+"""Accuracy assessment: tables and transforms (pure), the streamed comparison (GDAL)."""

@@ -1,0 +1,1 @@
+"""Running ONNX models on rasters: tiling, onnxruntime sessions, the streamed pipeline."""

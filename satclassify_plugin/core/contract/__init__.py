@@ -1,0 +1,1 @@
+"""Shared with the training package: pure Python + numpy (no qgis, no osgeo)."""

@@ -1,0 +1,44 @@
+"""The one feedback contract of long core calls: progress, messages, cancel (pure Python).
+
+Every long core call takes ``progress`` / ``log`` / ``is_canceled`` callables (or a :class:`Monitor` bundling them)
+and raises :class:`Canceled` when the user cancels; algorithms adapt ``QgsProcessingFeedback`` to them and turn
+``Canceled`` (a :class:`SatClassifyError`) into the tool's message like any other user error.
+"""
+from typing import Callable, Optional
+
+from .errors import SatClassifyError
+
+
+class Canceled(SatClassifyError):
+    """The user cancelled the run. The message says what happened to the output (default: nothing kept)."""
+
+    def __init__(self, message: str = "cancelled by the user: no output was written"):
+        super().__init__(message)
+
+
+class Monitor:
+    """Progress (0-100), messages and cancel. All callbacks are optional."""
+
+    def __init__(self, progress: Optional[Callable[[float], None]] = None,
+                 info: Optional[Callable[[str], None]] = None,
+                 is_canceled: Optional[Callable[[], bool]] = None):
+        self._progress, self._info, self._is_canceled = progress, info, is_canceled
+
+    def progress(self, pct: float) -> None:
+        if self._progress:
+            self._progress(max(0.0, min(100.0, float(pct))))
+
+    def info(self, message: str) -> None:
+        if self._info:
+            self._info(message)
+
+    def canceled(self) -> bool:
+        return bool(self._is_canceled and self._is_canceled())
+
+    def check(self) -> None:
+        if self.canceled():
+            raise Canceled()
+
+    def sub(self, start: float, end: float) -> "Monitor":
+        """A monitor mapping 0-100 onto [start, end] of this one."""
+        return Monitor(lambda p: self.progress(start + (end - start) * p / 100.0), self._info, self._is_canceled)

@@ -1,0 +1,1 @@
+"""Labels from CLC: rasterization (GDAL/OGR) and training patches."""

@@ -1,0 +1,1 @@
+"""Sentinel-2: product conventions, search sources, HTTP, stacks (GDAL)."""

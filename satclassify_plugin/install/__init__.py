@@ -1,0 +1,1 @@
+"""Plugin installation helpers (Python dependencies, shipped Processing models): no numeric code."""
