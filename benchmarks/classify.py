@@ -81,7 +81,6 @@ def make_raster(path, size, block_rows=1024):
 def raw_throughput(model_path, tile, batch, device, seconds=8.0):
     """Model input pixels per second of onnxruntime alone on in-memory tiles."""
     import numpy as np
-
     import onnxruntime as ort
 
     from satclassify_plugin.core.classify.inference import load_model

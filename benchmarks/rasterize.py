@@ -5,7 +5,8 @@
 
 Makes a synthetic CLC-like layer (a lattice of jittered quadrilaterals with jittered shared edges, so the
 polygons tile the area without gaps, random level-3 codes as text in ``code_18``), then times in the same
-run: the ``gdal_rasterize`` command line (burning the code into a default UInt16 GeoTIFF), the centre rule, all-touched, and the majority rule (with and without the mixed raster).
+run: the ``gdal_rasterize`` command line (burning the code into a default UInt16 GeoTIFF), the centre rule,
+all-touched, and the majority rule (with and without the mixed raster).
 Prints seconds, ratios to gdal_rasterize, pixel equality of the centre rule, and peak RSS of each run
 (each timed step runs in a fresh subprocess so its peak RSS is its own).
 """
@@ -59,8 +60,8 @@ def make_layer(path, size_px, pixel, cells, seed=0, epsg=32633, sub=4):
     lyr.StartTransaction()
     for i in range(cells):
         for j in range(cells):
-            a = (vx[i, j], vy[i, j]); b = (vx[i, j + 1], vy[i, j + 1])
-            c = (vx[i + 1, j + 1], vy[i + 1, j + 1]); d = (vx[i + 1, j], vy[i + 1, j])
+            a, b = (vx[i, j], vy[i, j]), (vx[i, j + 1], vy[i, j + 1])
+            c, d = (vx[i + 1, j + 1], vy[i + 1, j + 1]), (vx[i + 1, j], vy[i + 1, j])
             pts = [a] + edge(*a, *b, ("h", i, j)) + [b] + edge(*b, *c, ("v", i, j + 1)) + [c]
             pts += list(reversed(edge(*d, *c, ("h", i + 1, j)))) + [d] + list(reversed(edge(*a, *d, ("v", i, j))))
             ring = ogr.Geometry(ogr.wkbLinearRing)
@@ -81,10 +82,8 @@ def _step(args):
     """One timed step in this process; prints a JSON line."""
     import resource
 
-    import numpy as np
     from osgeo import gdal
 
-    from satclassify_plugin.core import raster
     from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 
     gdal.UseExceptions()

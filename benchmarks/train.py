@@ -13,10 +13,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from training.models import build_model, count_parameters  # noqa: E402
+from training.models import build_model, count_parameters
 
 
 def bench(model_name, device, amp, steps, batch, size, bands=4, classes=10):
@@ -37,7 +37,8 @@ def bench(model_name, device, amp, steps, batch, size, bands=4, classes=10):
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             out = model(x)
             if model_name == "cnn_dual":
-                loss = F.cross_entropy(out[0][:, :, 0, 0].float(), y) + F.cross_entropy(out[1][:, :, 0, 0].float(), y % 5)
+                loss = (F.cross_entropy(out[0][:, :, 0, 0].float(), y)
+                        + F.cross_entropy(out[1][:, :, 0, 0].float(), y % 5))
             else:
                 loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)

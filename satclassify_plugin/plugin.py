@@ -29,7 +29,7 @@ class SatClassifyPlugin:
         return deps.deps_dir(QgsApplication.qgisSettingsDirPath())
 
     # Processing ---------------------------------------------------------------------------
-    def initProcessing(self):  # noqa: N802
+    def initProcessing(self):
         if self.provider is None:
             self.provider = SatClassifyProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
@@ -65,7 +65,7 @@ class SatClassifyPlugin:
             model_provider.refreshAlgorithms()
         return written
 
-    def initGui(self):  # noqa: N802
+    def initGui(self):
         self.initProcessing()
         registry = QgsApplication.processingRegistry()
         for label, layer_type, alg_id, param in LAYER_ACTIONS:

@@ -17,22 +17,22 @@ class SatClassifyProvider(QgsProcessingProvider):
     def name(self):
         return "SatClassify"
 
-    def longName(self):  # noqa: N802
+    def longName(self):
         return "SatClassify: Sentinel-2 + CORINE land-cover classification"
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802
+    def svgIconPath(self):
         return ICON
 
-    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+    def supportedOutputRasterLayerExtensions(self):
         """The tools write GeoTIFF only: the output dialogs offer .tif (another extension is refused)."""
         return list(RASTER_EXTENSIONS)
 
-    def defaultRasterFileExtension(self):  # noqa: N802
+    def defaultRasterFileExtension(self):
         return RASTER_EXTENSIONS[0]
 
-    def loadAlgorithms(self):  # noqa: N802
+    def loadAlgorithms(self):
         for cls in algorithm_classes():
             self.addAlgorithm(cls())

@@ -58,8 +58,8 @@ class ModelBuilder:
 
     def step(self, alg_id, description, params, outputs=None):
         """params: name -> ("model", input name) | ("child", child id, output) | ("value", static value)."""
-        from qgis.core import (QgsApplication, QgsProcessingModelChildAlgorithm,
-                               QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput)
+        from qgis.core import QgsApplication, QgsProcessingModelChildAlgorithm, QgsProcessingModelOutput
+        from qgis.core import QgsProcessingModelChildParameterSource as Src
         from qgis.PyQt.QtCore import QPointF
         if QgsApplication.processingRegistry().algorithmById(alg_id) is None:
             raise SystemExit(f"{alg_id} is not registered: cannot build a model step on it")
@@ -102,9 +102,14 @@ class ModelBuilder:
 
 
 def training_dataset_model():
+    from qgis.core import (
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterMapLayer,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+
     from satclassify_plugin import compat
-    from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMapLayer,
-                           QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
     b = ModelBuilder(
         "Sentinel-2 + CLC -> training dataset",
         "Burns CORINE Land Cover (majority rule) onto the grid of a Sentinel-2 stack and cuts image + labels "
@@ -134,9 +139,14 @@ def training_dataset_model():
 
 
 def classify_aoi_model():
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterMapLayer,
+    )
+
     from satclassify_plugin import compat
-    from qgis.core import (QgsApplication, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-                           QgsProcessingParameterMapLayer)
     fetch = QgsApplication.processingRegistry().algorithmById("satclassify:fetchsentinel2")
     if fetch is None:
         print("satclassify:fetchsentinel2 is not available yet: skipping the AOI model")

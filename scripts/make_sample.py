@@ -124,7 +124,7 @@ def _assign_clc(cells, rng, centre):
 
 def make_sample(out_dir, size=512, seed=7, overwrite=False):
     """Create the sample; returns (image_path, clc_path). Deterministic for a given seed and size."""
-    from shapely.geometry import LineString, box
+    from shapely.geometry import LineString
     from shapely.ops import unary_union
 
     os.makedirs(out_dir, exist_ok=True)
@@ -182,7 +182,7 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
 
     # Per-field spectra with field-to-field variation; mixed covers (urban) vary per pixel.
     img = np.zeros((4, size, size), np.float64)
-    for i, (g, cover) in enumerate(fine):
+    for i, (_g, cover) in enumerate(fine):
         m = ids == i + 1
         if not m.any():
             continue

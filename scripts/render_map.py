@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def classes_of(path):
     """(value, name, colour) of every named class in a raster's colour table + category names."""
     from osgeo import gdal
+
     from satclassify_plugin.core.raster import category_names
     ds = gdal.Open(path)
     names = category_names(ds)
@@ -30,9 +31,18 @@ def classes_of(path):
 
 
 def render(path, png, title=None, map_mm=160, dpi=110):
-    from qgis.core import (QgsLayoutExporter, QgsLayoutItemLabel, QgsLayoutItemLegend, QgsLayoutItemMap,
-                           QgsLayoutPoint, QgsLayoutSize, QgsLegendRenderer, QgsPrintLayout,
-                           QgsProject, QgsRasterLayer)
+    from qgis.core import (
+        QgsLayoutExporter,
+        QgsLayoutItemLabel,
+        QgsLayoutItemLegend,
+        QgsLayoutItemMap,
+        QgsLayoutPoint,
+        QgsLayoutSize,
+        QgsLegendRenderer,
+        QgsPrintLayout,
+        QgsProject,
+        QgsRasterLayer,
+    )
     from qgis.PyQt.QtGui import QFont
 
     from satclassify_plugin import compat

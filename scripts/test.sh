@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up both environments (idempotent) and run the whole test suite:
+#   ruff                      : lint (pyproject.toml), fails on findings
 #   tests/core + tests/plugin : QGIS env (.venv-qgis, the host's real QGIS headless: 3.22 on Debian 12)
 #   tests/training            : training env (.venv-train, torch)
 #   QGIS version matrix       : tests/core + tests/plugin again on the other Debian QGIS releases, in chroots
@@ -14,6 +15,8 @@ export QT_QPA_PLATFORM=offscreen
 export SATCLASSIFY_TRAIN_PYTHON="$ROOT/.venv-train/bin/python"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 status=0
+echo "=== ruff (pyproject.toml)"
+.venv-qgis/bin/ruff check . || status=1
 qgis_version=$(/usr/bin/python3 -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null)
 echo "=== QGIS env (host QGIS $qgis_version): tests/core tests/plugin"
 .venv-qgis/bin/python -m pytest tests/core tests/plugin "$@" || status=1

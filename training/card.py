@@ -52,7 +52,8 @@ def add_card(model, card):
     if len(inputs) == 1:
         dims = inputs[0].type.tensor_type.shape.dim
         if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != mc.num_bands:
-            raise TrainingError(f"card lists {mc.num_bands} bands but the model's input has {dims[1].dim_value} channels")
+            raise TrainingError(f"card lists {mc.num_bands} bands but the model's input has {dims[1].dim_value} "
+                                "channels")
     keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     for p in keep:

@@ -48,7 +48,7 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     heads = evaluate_split(model, spec, info, split, mean, std, dev, f2c, coarse_values, batch_size=batch_size)
     result = {"checkpoint": os.path.abspath(checkpoint), "dataset": os.path.abspath(data), "split": split,
               "architecture": arch, "heads": {}}
-    for (key, hm), hc in zip(heads.items(), heads_cfg):
+    for (_key, hm), hc in zip(heads.items(), heads_cfg):
         names = {int(c["value"]): c["name"] for c in hc["classes"]}
         result["heads"][hc["name"]] = hm.result(names)
     with atomic_open(out, "w") as f:

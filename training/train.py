@@ -15,8 +15,17 @@ from satclassify_plugin.core.contract.paths import same_file
 from . import checkpoint as ckpt_io
 from . import ddp
 from .config import TrainConfig
-from .data import DataInfo, PatchDataset, band_stats, class_weights, coarse_classes, dataset_files, \
-    labelled_classes, open_dataset, sample_pixels
+from .data import (
+    DataInfo,
+    PatchDataset,
+    band_stats,
+    class_weights,
+    coarse_classes,
+    dataset_files,
+    labelled_classes,
+    open_dataset,
+    sample_pixels,
+)
 from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary
 from .errors import TrainingError
 from .files import atomic_open, check_folder, make_dir, refuse_inputs

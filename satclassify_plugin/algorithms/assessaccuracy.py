@@ -1,8 +1,14 @@
 """satclassify:assessaccuracy - class raster vs reference raster: confusion matrix, OA, kappa, per-class
 precision/recall/F1/IoU, HTML report."""
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
@@ -44,7 +50,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
     LEVEL_VALUES = [None, 1, 2]
     LEVEL_MAPS = ["both", "reference", "classified"]
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("CLASSIFIED", "Classified raster"))
         self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (e.g. rasterized CLC)"))
         self.addParameter(QgsProcessingParameterRasterLayer(

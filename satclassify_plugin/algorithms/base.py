@@ -9,8 +9,12 @@ it becomes a ``QgsProcessingException`` with the same message (no traceback for 
 import importlib.util
 import os
 
-from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingAlgorithm,
-                       QgsProcessingException, QgsProcessingLayerPostProcessorInterface)
+from qgis.core import (
+    QgsPalettedRasterRenderer,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+)
 from qgis.PyQt.QtGui import QColor, QIcon
 
 from .. import compat
@@ -45,31 +49,31 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     def name(self):
         return self.ALGORITHM_ID
 
-    def displayName(self):  # noqa: N802
+    def displayName(self):
         return self.DISPLAY_NAME
 
     def group(self):
         return self.GROUP
 
-    def groupId(self):  # noqa: N802
+    def groupId(self):
         return self.GROUP_ID
 
     def tags(self):
         return [t.strip() for t in self.TAGS.split(",") if t.strip()]
 
-    def shortHelpString(self):  # noqa: N802
+    def shortHelpString(self):
         return self.HELP
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802
+    def svgIconPath(self):
         return ICON
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)()
 
-    def canExecute(self):  # noqa: N802
+    def canExecute(self):
         missing = missing_modules(self.REQUIRES)
         if missing:
             names = ", ".join(PIP_NAMES.get(m, m) for m in missing)
@@ -79,7 +83,7 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                                                                             for m in missing) + "'.")
         return True, ""
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         ok, message = self.canExecute()
         if not ok:
             raise QgsProcessingException(message)
@@ -177,8 +181,7 @@ def refuse_degree_pixels(crs, pixel_size, name, lon_lat=None):
 def input_paths(value, context):
     """The files behind a layer-like parameter value (a path, a layer id or object, a feature source
     definition, a list of them); nothing for layers that are not files (memory, databases, services)."""
-    from qgis.core import (QgsMapLayer, QgsProcessingFeatureSourceDefinition, QgsProcessingUtils,
-                           QgsProviderRegistry)
+    from qgis.core import QgsMapLayer, QgsProcessingFeatureSourceDefinition, QgsProcessingUtils, QgsProviderRegistry
 
     if isinstance(value, (list, tuple)):
         return [p for v in value for p in input_paths(v, context)]
@@ -222,7 +225,7 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.classes = [c if isinstance(c, dict) else c.to_dict() for c in classes]
         self.band = band
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+    def postProcessLayer(self, layer, context, feedback):
         if not layer or not layer.isValid() or layer.type() != compat.LAYER_RASTER:
             return
         items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), str(c["name"]))

@@ -1,9 +1,15 @@
 """satclassify:buildpatches - image + labels (+ mask) -> training dataset folder with a spatial split."""
-from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
-                       QgsProcessingOutputVectorLayer, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterEnum,
-                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer)
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
@@ -33,7 +39,8 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "Cuts an image (e.g. a uint16 Sentinel-2 stack with band names B02...) and a label raster (e.g. the "
         "output of Rasterize CORINE Land Cover) into square patches and writes a training dataset folder: "
         "manifest.json, numpy shards images-&lt;split&gt;-&lt;k&gt;.npy (uint16, N x bands x H x W), "
-        "labels-&lt;split&gt;-&lt;k&gt;.npy (uint8, 0 = no label), masks-&lt;split&gt;-&lt;k&gt;.npy (1 = valid, when a mask "
+        "labels-&lt;split&gt;-&lt;k&gt;.npy (uint8, 0 = no label), masks-&lt;split&gt;-&lt;k&gt;.npy "
+        "(1 = valid, when a mask "
         "or image nodata exists) and patches.gpkg (one footprint per patch with split, fold, shard, index and "
         "class fractions). The training package reads it directly (numpy memory-mapping).<br>"
         "<b>Mask</b>: optional validity raster, nonzero = valid (the mask of fetchsentinel2); pixels at the "
@@ -48,7 +55,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "first. Class histograms per split are in the log and the manifest.<br>"
         "Memory stays flat: the image is read in strips one patch high.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("IMAGE", "Image (uint16 stack)"))
         self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Label raster (uint8 classes, 0 = no label)"))
         self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Validity mask (nonzero = valid)",

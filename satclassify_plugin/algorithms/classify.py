@@ -1,12 +1,20 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
-from qgis.core import (QgsProcessingOutputNumber,
-                       QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
 
 from .. import compat
-from ..core.contract.errors import SatClassifyError
 from ..core.classify.inference import DEVICES
+from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm, style_output_on_load
 
 
@@ -39,7 +47,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
 
     DEVICE_OPTIONS = list(DEVICES)
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (e.g. Sentinel-2 stack)"))
         self.addParameter(QgsProcessingParameterFile("MODEL", "ONNX model", extension="onnx"))
         self.addParameter(QgsProcessingParameterString(

@@ -1,9 +1,15 @@
 """satclassify:fetchsentinel2 - the AOI window of a Sentinel-2 product -> harmonised uint16 stack + SCL mask."""
 import os
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterCrs, QgsProcessingParameterFile, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
@@ -93,7 +99,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         "range reads); CDSE and DHuS products are downloaded whole into DOWNLOAD_DIR (resumable; a finished, "
         "verified zip is reused) and read in place.<br>" + STACK_HELP)
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add_aoi_parameters()
         self.addParameter(QgsProcessingParameterString(
             "ITEM", "Product id(s), comma-separated (empty = the best of the search)", optional=True))

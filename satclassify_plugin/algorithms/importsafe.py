@@ -1,6 +1,10 @@
 """satclassify:importsafe - a local Sentinel-2 SAFE product (folder or zip) -> harmonised stack + SCL mask."""
-from qgis.core import (QgsProcessingParameterCrs, QgsProcessingParameterExtent, QgsProcessingParameterFile,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterString,
+)
 
 from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
@@ -24,7 +28,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         "L1C) come from the product metadata.<br>"
         "<b>Extent</b>: optional crop (any CRS); default the whole tile.<br>" + STACK_HELP)
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(
             "INPUT", "SAFE product (.zip, .SAFE folder or its MTD_MSIL*.xml)",
             fileFilter="Sentinel-2 SAFE (*.zip *.ZIP *.xml);;All files (*)"))
@@ -36,9 +40,9 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         add_stack_outputs(self)
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.s2.stack import import_safe
         from ..core.s2.http import Monitor
         from ..core.s2.products import parse_bands
+        from ..core.s2.stack import import_safe
 
         path = self.parameterAsFile(parameters, "INPUT", context)
         if not path:

@@ -1,11 +1,22 @@
 """satclassify:rasterizeclc - CORINE Land Cover polygons (or raster) -> class raster on a chosen grid."""
 import os
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingOutputNumber, QgsProcessingParameterCrs,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFile, QgsProcessingParameterMapLayer, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString, QgsProcessingUtils, QgsProviderRegistry, QgsVectorFileWriter)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsVectorFileWriter,
+)
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
@@ -41,7 +52,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         "filled); where polygons overlap, the later one wins. A CLC raster (grid codes 1..44 or codes "
         "111..523) is resampled (nearest, or mode for majority) and remapped.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMapLayer(
             "INPUT", "CORINE Land Cover polygons or raster",
             types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_RASTER]))

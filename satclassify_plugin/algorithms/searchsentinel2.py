@@ -6,11 +6,26 @@ interest, dates, source, credentials from a QGIS authentication configuration, f
 import datetime as _dt
 import json
 
-from qgis.core import (QgsApplication, QgsAuthMethodConfig, QgsCoordinateReferenceSystem, QgsCoordinateTransform,
-                       QgsFeature, QgsField, QgsFields, QgsGeometry, QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString,
-                       QgsProcessingParameterAuthConfig, QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsApplication,
+    QgsAuthMethodConfig,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterAuthConfig,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
 from qgis.PyQt.QtCore import QDate
 
 from .. import compat
@@ -92,7 +107,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
             self.addParameter(_advanced(p))
 
     # -- credentials (read in the main thread: the auth manager may ask for the master password) --------
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         self._credentials, self._auth_error = None, None
         authcfg = self.parameterAsString(parameters, "AUTHCFG", context) if "AUTHCFG" in parameters else ""
         if authcfg:
@@ -250,7 +265,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
             raise SatClassifyError(http.redact(str(e)))
         except QgsProcessingException:
             raise
-        except Exception as e:  # noqa: BLE001 - never let a secret through an unexpected error's text
+        except Exception as e:
             raise SatClassifyError(http.redact(f"unexpected error ({type(e).__name__}): {e}"))
 
 
@@ -262,7 +277,7 @@ def footprint_geometry(footprint):
         from osgeo import ogr
         g = ogr.CreateGeometryFromJson(json.dumps(footprint))
         return QgsGeometry.fromWkt(g.ExportToWkt()) if g is not None else QgsGeometry()
-    except Exception:  # noqa: BLE001 - malformed footprint: no geometry
+    except Exception:
         return QgsGeometry()
 
 
@@ -288,7 +303,7 @@ class SearchSentinel2Algorithm(Sentinel2Algorithm):
         "BEST_ITEMS lists the best product and the other tiles of the same overpass (comma-separated): give "
         "it to <i>Fetch Sentinel-2 stack</i> as ITEM, e.g. in a model.")
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add_aoi_parameters()
         self.add_search_parameters()
         self.addParameter(_advanced(QgsProcessingParameterNumber(

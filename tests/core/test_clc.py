@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from satclassify_plugin.core.contract import clc

@@ -7,8 +7,8 @@ import sys
 import numpy
 import pytest
 
-from satclassify_plugin.install import deps
 from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.install import deps
 
 FAKE_PIP = r'''#!{python}
 import json, os, sys

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satclassify_plugin.core.s2 import products as s2
 from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.s2 import products as s2
 from satclassify_plugin.core.s2.products import Scene
 
 
@@ -153,7 +153,8 @@ def test_missing_client_package_names_the_install_action(monkeypatch):
     from satclassify_plugin.core.s2.sources import get_source
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pystac_client" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pystac_client" else real(name, *a))
     with pytest.raises(SatClassifyError) as e:
         get_source("STAC")
     msg = str(e.value)

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.contract.errors import SatClassifyError
 from satclassify_plugin.core.classify.tiling import fit_tile, plan_axis, plan_tiles, tiles_needed
+from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
 def _check(width, height, tile, halo, window=None):

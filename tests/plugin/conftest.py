@@ -24,7 +24,7 @@ class MessageBarStub:
     def __init__(self):
         self.messages = []  # (title, text, level)
 
-    def pushMessage(self, title, text, level=0, duration=0):  # noqa: N802
+    def pushMessage(self, title, text, level=0, duration=0):
         self.messages.append((title, text, level))
 
 
@@ -37,31 +37,31 @@ class IfaceStub:
         self.active_layer = None
         self.bar = MessageBarStub()
 
-    def messageBar(self):  # noqa: N802
+    def messageBar(self):
         return self.bar
 
-    def mainWindow(self):  # noqa: N802
+    def mainWindow(self):
         return self._main
 
-    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers):  # noqa: N802
+    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers):
         self.custom_actions.append((action, menu, layer_type, all_layers))
 
-    def removeCustomActionForLayerType(self, action):  # noqa: N802
+    def removeCustomActionForLayerType(self, action):
         before = len(self.custom_actions)
         self.custom_actions = [a for a in self.custom_actions if a[0] is not action]
         return len(self.custom_actions) < before
 
-    def activeLayer(self):  # noqa: N802
+    def activeLayer(self):
         return self.active_layer
 
-    def setActiveLayer(self, layer):  # noqa: N802
+    def setActiveLayer(self, layer):
         self.active_layer = layer
         return True
 
-    def addPluginToMenu(self, menu, action):  # noqa: N802
+    def addPluginToMenu(self, menu, action):
         self.custom_actions.append((action, menu, None, None))
 
-    def removePluginMenu(self, menu, action):  # noqa: N802
+    def removePluginMenu(self, menu, action):
         self.removeCustomActionForLayerType(action)
 
 
@@ -69,6 +69,7 @@ class IfaceStub:
 def plugin(qgis_app, qgis_processing):
     """The SatClassify plugin loaded through classFactory, provider registered, GUI initialised."""
     import qgis.utils
+
     import satclassify_plugin
 
     # pytest-qgis's iface lacks browserModel(), which Processing's parameter panels call.

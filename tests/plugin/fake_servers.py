@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import select
 import threading
@@ -170,13 +169,13 @@ class FakeServer:
                     with server.lock:
                         server.open_slow -= 1
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._handle("GET")
 
-            def do_HEAD(self):  # noqa: N802
+            def do_HEAD(self):
                 self._handle("HEAD")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self._handle("POST")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -556,7 +555,7 @@ def make_safe_zip(path, arrays, origin, level="L2A", baseline="05.09", offset=-1
 
 
 def md5(data):
-    return hashlib.md5(data).hexdigest()  # noqa: S324
+    return hashlib.md5(data).hexdigest()
 
 
 def zip_bytes(entries):

@@ -21,31 +21,31 @@ class LogFeedback(QgsProcessingFeedback):
     def _keep(self, *args):
         self.messages.append(" ".join(str(a) for a in args))
 
-    def pushInfo(self, info):  # noqa: N802
+    def pushInfo(self, info):
         self._keep(info)
         super().pushInfo(info)
 
-    def pushWarning(self, warning):  # noqa: N802
+    def pushWarning(self, warning):
         self._keep(warning)
         super().pushWarning(warning)
 
-    def pushDebugInfo(self, info):  # noqa: N802
+    def pushDebugInfo(self, info):
         self._keep(info)
         super().pushDebugInfo(info)
 
-    def pushCommandInfo(self, info):  # noqa: N802
+    def pushCommandInfo(self, info):
         self._keep(info)
         super().pushCommandInfo(info)
 
-    def pushConsoleInfo(self, info):  # noqa: N802
+    def pushConsoleInfo(self, info):
         self._keep(info)
         super().pushConsoleInfo(info)
 
-    def reportError(self, error, fatalError=False):  # noqa: N802,N803
+    def reportError(self, error, fatalError=False):  # noqa: N803
         self._keep(error)
         super().reportError(error, fatalError)
 
-    def setProgressText(self, text):  # noqa: N802
+    def setProgressText(self, text):
         self._keep(text)
         super().setProgressText(text)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract import clc
 from tests.rasters import LAEA, UTM32N, make_raster
 
 ALG = "satclassify:assessaccuracy"

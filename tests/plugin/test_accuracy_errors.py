@@ -29,8 +29,8 @@ def run_error(run_alg, data, **params):
 
 
 def test_missing_file(run_alg, data):
-    from satclassify_plugin.core.contract.errors import SatClassifyError
     from satclassify_plugin.core.accuracy.assess import assess
+    from satclassify_plugin.core.contract.errors import SatClassifyError
 
     missing = str(data["tmp"] / "nope.tif")
     # Processing checks layer parameters itself before the tool runs

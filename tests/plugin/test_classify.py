@@ -48,13 +48,13 @@ class Feedback:
                 super().__init__()
                 self.infos, self.errors, self.progress_values = [], [], []
 
-            def pushInfo(self, msg):  # noqa: N802
+            def pushInfo(self, msg):
                 self.infos.append(msg)
 
-            def reportError(self, msg, fatal=False):  # noqa: N802
+            def reportError(self, msg, fatal=False):
                 self.errors.append(msg)
 
-            def setProgress(self, value):  # noqa: N802
+            def setProgress(self, value):
                 self.progress_values.append(value)
                 if cancel_after is not None and len(self.progress_values) >= cancel_after:
                     self.cancel()
@@ -232,7 +232,7 @@ def test_extent_subset_reads_context_outside_it(run_alg, tmp_path):
     assert ds.GetGeoTransform() == pytest.approx((xmin, 10.0, 0.0, ymax, 0.0, -10.0))
     assert np.array_equal(read_raster(out), full[20:50, 10:40])
     # the same extent given in another CRS (EPSG:4326) is reprojected to the layer CRS
-    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle)
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 
     tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"),
                                 QgsProject.instance())
@@ -404,7 +404,8 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
 def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
     """load_model adds ArgMax/ReduceMax outputs to the graph (onnx installed); without onnx the tool takes
     them in numpy. Both give the same class, confidence and probability rasters, ties included."""
-    from satclassify_plugin.core.classify import pipeline as gdal_classify, inference
+    from satclassify_plugin.core.classify import inference
+    from satclassify_plugin.core.classify import pipeline as gdal_classify
 
     raw = s2_raw((4, 60, 80), seed=11)
     raw[:, :10, :10] = 1000  # a flat corner: a linear model with equal rows ties there

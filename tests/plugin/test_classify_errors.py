@@ -116,8 +116,8 @@ def test_negative_batch_size(run_alg, data):
 
 
 def test_core_batch_size_checks(data):
-    from satclassify_plugin.core.contract.errors import SatClassifyError
     from satclassify_plugin.core.classify.pipeline import classify
+    from satclassify_plugin.core.contract.errors import SatClassifyError
 
     with pytest.raises(SatClassifyError) as e:
         classify(data["s2"], data["lin"], [str(data["tmp"] / "o.tif")], batch_size=-2)
@@ -171,8 +171,8 @@ def test_missing_onnxruntime_is_explained(provider, monkeypatch):
 
 
 def test_provider_choice():
-    from satclassify_plugin.core.contract.errors import SatClassifyError
     from satclassify_plugin.core.classify.inference import choose_providers
+    from satclassify_plugin.core.contract.errors import SatClassifyError
 
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     cpu = ["AzureExecutionProvider", "CPUExecutionProvider"]

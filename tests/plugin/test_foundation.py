@@ -1,8 +1,8 @@
 """The plugin loads in real QGIS, registers its provider and layer actions, and unloads cleanly."""
 import os
 import sys
-import numpy as np
 
+import numpy as np
 from qgis.core import QgsApplication, QgsMapLayerType
 
 from satclassify_plugin.algorithms import algorithm_classes
@@ -45,7 +45,7 @@ def test_layer_actions_are_wired_to_registered_tools(plugin):
     expected = [(label, t) for label, t, alg, _ in LAYER_ACTIONS if registry.algorithmById(alg)]
     got = [(a.text(), t) for (a, menu, t, all_layers) in plugin.iface.custom_actions if t is not None]
     assert got == expected
-    for action, menu, layer_type, all_layers in plugin.iface.custom_actions:
+    for _action, menu, layer_type, all_layers in plugin.iface.custom_actions:
         if layer_type is not None:
             assert menu == "SatClassify" and all_layers is True
             assert layer_type in (QgsMapLayerType.RasterLayer, QgsMapLayerType.VectorLayer)
@@ -88,8 +88,8 @@ def _open_dialogs(alg_id):
 def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path):
     """Trigger the QAction registered for each layer type (what the Layers panel menu does) with a layer
     of that type active: the tool's dialog opens, showing that layer in its INPUT."""
-    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
     from osgeo import ogr
+    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
 
     from tests.rasters import make_polygons, make_raster
 

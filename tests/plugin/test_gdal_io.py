@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.contract.errors import SatClassifyError
 from tests.rasters import make_raster
 

@@ -1,13 +1,20 @@
 """A class raster written by the tools, styled by the layer post-processor, drawn in a real map canvas."""
 import numpy as np
 from osgeo import gdal
-from qgis.core import (QgsLayerTreeModel, QgsProcessingContext, QgsProcessingFeedback, QgsProject,
-                       QgsRasterLayer, QgsLayerTree, QgsPalettedRasterRenderer)
+from qgis.core import (
+    QgsLayerTree,
+    QgsLayerTreeModel,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtGui import QColor, QImage
 
 from satclassify_plugin.algorithms.base import ClassStylePostProcessor, style_output_on_load
-from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract import clc
 from tests.rasters import make_raster
 
 

@@ -54,7 +54,8 @@ def test_zip_imports_in_isolation(built_zip, tmp_path):
     """The zipped package imports on its own (no dependency on the repository layout)."""
     with zipfile.ZipFile(built_zip) as z:
         z.extractall(tmp_path)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import satclassify_plugin, satclassify_plugin.core.contract.clc as c;"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import satclassify_plugin, "
+            "satclassify_plugin.core.contract.clc as c;"
             "assert satclassify_plugin.__file__.startswith(sys.argv[1]); print(len(c.legend()))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr

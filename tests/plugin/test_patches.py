@@ -7,8 +7,8 @@ import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
-from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.contract.dataset import Dataset
 from satclassify_plugin.core.labels.patches import build_patches
 from tests.rasters import make_raster
@@ -203,7 +203,7 @@ def test_log_reports_class_histograms_per_split(run_alg, data):
             super().__init__()
             self.log = []
 
-        def pushInfo(self, info):  # noqa: N802
+        def pushInfo(self, info):
             self.log.append(info)
 
     fb = Feedback()

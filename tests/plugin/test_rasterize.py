@@ -7,8 +7,8 @@ import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
 
-from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 from tests.rasters import LAEA, UTM32N, make_polygons, make_raster, read_raster, wkt
 
@@ -22,7 +22,7 @@ class Feedback(QgsProcessingFeedback):
         super().__init__()
         self.log = []
 
-    def pushInfo(self, info):  # noqa: N802
+    def pushInfo(self, info):
         self.log.append(info)
 
     def text(self):
@@ -311,7 +311,8 @@ def test_clc_raster_input_grid_codes_and_codes(run_alg, tmp_path):
     assert read_raster(tmp_path / "g.tif").tolist() == [[1, 2, 3, 5], [0, 0, 0, 5]]
     codes = np.array([[111, 211, 311, 523], [999, 0, 990, 512]], np.uint16)
     src2 = make_raster(tmp_path / "clc_codes.tif", codes, origin=(X0, Y0), pixel=10.0)
-    run_alg("satclassify:rasterizeclc", {"INPUT": src2, "REFERENCE": ref, "LEVEL": 2, "OUTPUT": str(tmp_path / "c.tif")})
+    run_alg("satclassify:rasterizeclc", {"INPUT": src2, "REFERENCE": ref, "LEVEL": 2,
+                                         "OUTPUT": str(tmp_path / "c.tif")})
     v = clc.code_to_value(3)
     assert read_raster(tmp_path / "c.tif").tolist() == [[v[111], v[211], v[311], v[523]], [0, 0, 0, v[512]]]
     # majority on a finer CLC raster: mode of the 2 x 2 source pixels under each output pixel

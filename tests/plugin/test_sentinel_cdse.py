@@ -12,8 +12,16 @@ from qgis.core import QgsProcessingException, QgsProcessingUtils
 from satclassify_plugin.core.s2 import products as s2
 
 from . import fake_servers as fs
-from .sentinel_helpers import (A0, LogFeedback, band_names, basic_authcfg, bounds_of, files_containing, utm_extent,
-                               window)
+from .sentinel_helpers import (
+    A0,
+    LogFeedback,
+    band_names,
+    basic_authcfg,
+    bounds_of,
+    files_containing,
+    utm_extent,
+    window,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -13,8 +13,20 @@ from satclassify_plugin.core.s2 import products as s2
 
 from . import fake_servers as fs
 from .model_helpers import model_dest
-from .sentinel_helpers import (A0, B0, ID_A, ID_B, ID_C, LogFeedback, band_names, bounds_of, lonlat_extent,
-                               two_tile_stac, utm_extent, window)
+from .sentinel_helpers import (
+    A0,
+    B0,
+    ID_A,
+    ID_B,
+    ID_C,
+    LogFeedback,
+    band_names,
+    bounds_of,
+    lonlat_extent,
+    two_tile_stac,
+    utm_extent,
+    window,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -218,7 +230,8 @@ def test_fetch_slow_band_read_ends_at_the_deadline(run_alg, stac, short_timeout,
             + HINT.format(t="2")) in msg
     assert dt < 8, dt
     assert not list(tmp_path.iterdir())
-    assert gdal.GetConfigOption("GDAL_HTTP_TIMEOUT") is None and gdal.GetConfigOption("GDAL_HTTP_LOW_SPEED_TIME") is None
+    assert gdal.GetConfigOption("GDAL_HTTP_TIMEOUT") is None
+    assert gdal.GetConfigOption("GDAL_HTTP_LOW_SPEED_TIME") is None
 
 
 # ------------------------------------------------------------------------------------------------- fetch
@@ -438,8 +451,8 @@ def test_importsafe_l1c_has_no_scl(run_alg, tmp_path, safe_arrays):
 
 def test_model_chains_search_best_items_into_fetch(run_alg, stac, tmp_path):
     """A Processing model: searchsentinel2's BEST_ITEMS feeds fetchsentinel2's ITEM."""
-    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-                           QgsProcessingModelChildParameterSource as Src, QgsProcessingModelOutput)
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm, QgsProcessingModelOutput
+    from qgis.core import QgsProcessingModelChildParameterSource as Src
 
     model = QgsProcessingModelAlgorithm("s2 chain", "tests")
     ext = utm_extent(609800, 4999000, 610700, 4998600)

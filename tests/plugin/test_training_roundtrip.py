@@ -78,6 +78,7 @@ def _direct(onnx_path, raster):
     """The model run on the whole raster at once with onnxruntime, standardised as the card says."""
     import onnxruntime as ort
     from osgeo import gdal
+
     from satclassify_plugin.core.contract.modelcard import card_from_metadata
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-
 from training.cli import main
 from training.config import make_config
 
@@ -96,7 +95,9 @@ def test_amp_bf16_on_cpu_trains(dataset, tmp_path, capsys):
 def _one_class_dataset(folder, classes=None):
     """Patches whose labelled pixels are all value 1 (the manifest may list more classes)."""
     import numpy as np
+
     from satclassify_plugin.core.contract.dataset import DatasetWriter
+
     from .conftest import CLASSES, synth_patch
     rng = np.random.default_rng(5)
     w = DatasetWriter(str(folder), ["B02", "B03", "B04", "B08"], 32, classes or CLASSES, overwrite=True,
@@ -121,7 +122,7 @@ def test_single_class_dataset_warns(dataset, tmp_path, capsys):
         warns = [ln for ln in out.err.splitlines() if ln.startswith("warning: ")]
         assert len(warns) == 1, out.err
         assert warns[0].startswith("warning: the dataset has only one class in its 'train' split (value 1 "
-                                   f"'Arable land', code 211, ") and f"the class table lists {listed})" in warns[0]
+                                   "'Arable land', code 211, ") and f"the class table lists {listed})" in warns[0]
         assert "the model cannot learn to separate classes" in warns[0] and "CLC field and level" in warns[0]
         assert json.loads(out.out.strip().splitlines()[-1])["epochs_run"] == 1
     assert main(["train", "--data", dataset, *args, "--out", str(tmp_path / "r3")]) == 0

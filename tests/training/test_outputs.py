@@ -172,7 +172,8 @@ def test_out_that_is_a_file_or_lies_under_a_file(trained, dataset, tiny_cfg, tmp
     f = tmp_path / "notes.txt"
     f.write_text("keep")
     assert main(["train", "--data", dataset, "--config", tiny_cfg, "--out", str(f), *TINY]) == 2
-    assert _err(capsys) == f"error: cannot write '{f}': it is a file, not a folder: choose another --out (or move that file)"
+    assert _err(capsys) == (f"error: cannot write '{f}': it is a file, not a folder: choose another --out "
+                            "(or move that file)")
     assert main(["train", "--data", dataset, "--config", tiny_cfg, "--out", str(f / "run"), *TINY]) == 2
     assert _err(capsys) == (f"error: cannot write '{f / 'run'}': a part of the path is a file, not a folder: "
                             "check the path")

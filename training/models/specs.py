@@ -48,6 +48,7 @@ class ArchSpec:
     def train_loss(self, net, x, y, weight=None, f2c=None):
         """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head)."""
         import torch.nn.functional as F
+
         from ..data import IGNORE
         return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE)
 
@@ -138,6 +139,7 @@ class CNNDualSpec(ArchSpec):
     def train_loss(self, net, x, y, weight=None, f2c=None):
         """Fine CE + coarse CE on the crops' centre pixels."""
         import torch.nn.functional as F
+
         from ..data import IGNORE
         fine, crs = net(x)
         fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()

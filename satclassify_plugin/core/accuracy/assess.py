@@ -20,12 +20,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, osr
 
-from . import tables as accuracy
-from ..contract import clc
 from .. import raster
+from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.metrics import ConfusionMatrix, compute_metrics
+from . import tables as accuracy
 
 INTEGER_TYPES = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32}
 DEFAULT_BLOCK = 512

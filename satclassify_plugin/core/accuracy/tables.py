@@ -385,7 +385,8 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title><style>",
            "body{font-family:Segoe UI,Arial,sans-serif;margin:1.5em;color:#222}"
            "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 7px;"
-           "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{min-width:1.5em;border:1px solid #555}.big td{font-size:16px}"
+           "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{min-width:1.5em;border:1px solid #555}"
+           ".big td{font-size:16px}"
            ".cm td{text-align:right;min-width:3em;white-space:nowrap}.cm td.d{font-weight:bold;outline:2px solid #333}"
            "small{color:#555}</style></head><body>",
            f"<h1>{e(title)}</h1>"]

@@ -308,12 +308,12 @@ def _session(ort, path, opts, providers, log):
         try:
             with open(path, "rb") as f:
                 data = add_top_outputs(f.read())
-        except Exception:  # noqa: BLE001 - unreadable for onnx: the plain load below reports it
+        except Exception:
             data = None
     if data is not None:
         try:
             return ort.InferenceSession(data, sess_options=opts, providers=providers), True
-        except Exception as e:  # noqa: BLE001 - an optimisation only: fall back to the plain graph
+        except Exception as e:
             log(f"class argmax in numpy (the extended graph did not load: {_first_line(e)[:200]})")
     try:
         return ort.InferenceSession(path, sess_options=opts, providers=providers), False

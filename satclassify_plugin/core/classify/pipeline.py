@@ -23,8 +23,8 @@ from osgeo import gdal
 from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
 from ..contract.modelcard import S2_BANDS
+from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
 from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
 
 DEFAULT_BATCH = 4
@@ -292,7 +292,7 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
         finally:
             # close every output (drop all references) before AtomicOutput renames or removes it
             writers.clear()
-            out = out_ds = None  # noqa: F841
+            out = out_ds = None
             for i in range(len(datasets)):
                 datasets[i] = None
             datasets.clear()
@@ -407,7 +407,7 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                 if not put(q_in, (group, x, masks)):
                     return
             put(q_in, None)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        except BaseException as e:
             errors.append(e)
             stop.set()
 
@@ -439,7 +439,7 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
             if not stop.is_set():
                 for w in writers:
                     w.close()
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
             stop.set()
 

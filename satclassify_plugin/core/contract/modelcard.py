@@ -254,7 +254,8 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
     std = _json_or_literal(props.get("standardization_std"))
     bands = [str(i + 1) for i in range(num_inputs)]
     if isinstance(mean, list) and len(mean) != num_inputs:
-        raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} channels")
+        raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} "
+                             "channels")
     card = ModelCard(architecture=f"deepness-{mtype}", bands=bands, heads=heads, resolution_m=res_m,
                      input_scale=1.0 / 255.0, mean=[float(x) for x in mean] if isinstance(mean, list) else None,
                      std=[float(x) for x in std] if isinstance(std, list) else None, tile_size=tile, halo=halo,

@@ -56,7 +56,7 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
         if os.path.isdir(out):
             raise SatClassifyError(f"{name} '{out}' is a folder: give a file name (e.g. "
                                    f"{os.path.join(out, 'output.tif')})")
-        for in_key, (in_name, in_path) in ins.items():
+        for _in_key, (in_name, in_path) in ins.items():
             if same_file(out, in_path):
                 raise SatClassifyError(
                     f"{name} '{out}' is the input {in_name}: writing it would destroy the input. "
@@ -76,7 +76,7 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
             continue
         if os.path.isfile(folder):
             raise SatClassifyError(f"{name} '{folder}' is a file, not a folder: give a folder name")
-        for in_key, (in_name, in_path) in ins.items():
+        for _in_key, (in_name, in_path) in ins.items():
             if replaces_folder and inside(in_path, folder):
                 raise SatClassifyError(
                     f"{name} '{folder}' contains the input {in_name} '{in_path}' and would be emptied first "

@@ -27,8 +27,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from ..contract import clc
 from .. import raster
+from ..contract import clc
 from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled

@@ -40,8 +40,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from ..contract import clc
 from .. import raster
+from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 

@@ -30,8 +30,17 @@ from osgeo import gdal, ogr, osr
 from .. import raster
 from ..contract.errors import SatClassifyError
 from .http import Canceled, Deadlines, Monitor, host_of
-from .products import (BAND_ID, BAND_RESOLUTION, MASK_CLASSES, QUANTIFICATION, Scene, format_baseline, harmonise,
-                       offset_applies, scl_mask)
+from .products import (
+    BAND_ID,
+    BAND_RESOLUTION,
+    MASK_CLASSES,
+    QUANTIFICATION,
+    Scene,
+    format_baseline,
+    harmonise,
+    offset_applies,
+    scl_mask,
+)
 
 gdal.UseExceptions()
 ogr.UseExceptions()

@@ -95,7 +95,7 @@ class Source:
         if self.module and importlib.util.find_spec(self.module) is None:
             pip = {"pystac_client": "pystac-client"}.get(self.module, self.module)
             raise SatClassifyError(f"the {self.name} source needs the Python package '{pip}', which QGIS's Python "
-                                   f"cannot import: install it with Plugins > SatClassify > Install Python dependencies "
+                                   "cannot import: install it with Plugins > SatClassify > Install Python dependencies "
                                    f"(or python3 -m pip install --user {pip}), or choose another SOURCE")
         if self.needs_login:
             self.require_login()

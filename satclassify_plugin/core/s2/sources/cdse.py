@@ -105,7 +105,7 @@ def _geometry(p: Dict[str, Any]) -> Optional[dict]:
             from osgeo import ogr
             geom = ogr.CreateGeometryFromWkt(wkt.strip().rstrip("'"))
             return json.loads(geom.ExportToJson()) if geom is not None else None
-        except Exception:  # noqa: BLE001 - malformed footprint: unknown
+        except Exception:
             return None
     return None
 

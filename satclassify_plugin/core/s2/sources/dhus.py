@@ -39,7 +39,7 @@ def scene_from_entry(uuid: Any, p: Any) -> Scene:
             from osgeo import ogr
             g = ogr.CreateGeometryFromWkt(p["footprint"])
             fp = json.loads(g.ExportToJson()) if g is not None else None
-        except Exception:  # noqa: BLE001 - malformed footprint: unknown
+        except Exception:
             fp = None
     try:
         cloud = float(p.get("cloudcoverpercentage"))
@@ -113,7 +113,7 @@ class DhusSource(Source):
                     kw["cloudcoverpercentage"] = (0, float(query.max_cloud))
                 res = api.query(area=query.aoi_wkt, date=(s, e),
                                 limit=int(query.limit) * 4, **kw)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise self._translate(e, "searching")
         if not hasattr(res, "items"):
             raise SatClassifyError(f"malformed response from {host_of(self.url)}: not a list of products")
@@ -133,7 +133,7 @@ class DhusSource(Source):
                 api._tqdm = api.downloader._tqdm = lambda w=watch, m=mon, **kw: _Progress(w, m, **kw)
                 try:
                     info = api.download(s.extra["uuid"], directory_path=workdir, checksum=True)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     if watch.fired == "stall":
                         raise watch.error("(the partial download is resumed on the next run)") from e
                     if watch.fired:

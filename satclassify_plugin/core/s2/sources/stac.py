@@ -119,7 +119,7 @@ class StacSource(Source):
         self.http.mount(io.session, retry=True)
         try:
             return pystac_client.Client.open(self.url, stac_io=io)
-        except Exception as e:  # noqa: BLE001 - pystac-client raises many kinds
+        except Exception as e:
             io.session.close()
             raise self._translate(e, "opening the catalogue")
 
@@ -152,8 +152,9 @@ class StacSource(Source):
         return SatClassifyError(f"{what} at {host} failed: {type(e).__name__}: {str(e)[:200]}")
 
     def search(self, query: SearchQuery) -> List[Scene]:
-        from ..stack import geometry_from_wkt
         import json
+
+        from ..stack import geometry_from_wkt
         client = self._client()
         collection = query.collection or COLLECTIONS[query.product]
         kw: Dict[str, Any] = {"collections": [collection], "max_items": int(query.limit) * 4,
@@ -172,7 +173,7 @@ class StacSource(Source):
             for d in client.search(**kw).items_as_dicts():
                 self.monitor.check()
                 out.append(scene_from_item(d))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise self._translate(e, "searching")
         finally:
             io = getattr(client, "_stac_io", None)
