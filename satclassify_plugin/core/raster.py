@@ -56,14 +56,18 @@ def category_names(ds: gdal.Dataset, band: int = 1) -> List[str]:
     return list(info["bands"][band - 1].get("categories") or [])
 
 
-def srs_of(ds: gdal.Dataset) -> Optional[osr.SpatialReference]:
-    wkt = ds.GetProjection()
+def srs_from_wkt(wkt: str) -> Optional[osr.SpatialReference]:
+    """An SRS in x/y (lon/lat) axis order from WKT; None for an empty string."""
     if not wkt:
         return None
     srs = osr.SpatialReference()
     srs.ImportFromWkt(wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
+
+
+def srs_of(ds: gdal.Dataset) -> Optional[osr.SpatialReference]:
+    return srs_from_wkt(ds.GetProjection())
 
 
 def grid_of(ds: gdal.Dataset):

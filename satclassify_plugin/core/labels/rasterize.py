@@ -105,15 +105,6 @@ class RasterizeResult:
     seconds: float = 0.0
 
 
-def _srs(wkt: str) -> Optional[osr.SpatialReference]:
-    if not wkt:
-        return None
-    s = osr.SpatialReference()
-    s.ImportFromWkt(wkt)
-    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return s
-
-
 def class_table(level: int = 3, mapping_csv: Optional[str] = None):
     """(level-3 code -> value, class table) for a CLC level or a mapping table CSV."""
     if mapping_csv:
@@ -298,7 +289,7 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
                                f"field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
                                "choose the right code field or a mapping table")
     src_srs = lyr.GetSpatialRef()
-    dst_srs = _srs(grid.wkt)
+    dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
         log("WARNING: the CLC layer has no CRS; its coordinates are taken to be in the output grid's CRS")
     elif dst_srs is None:
