@@ -114,8 +114,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
             reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
             names=self.parameterAsFile(parameters, "NAMES", context) or None, level=level, level_maps=level_maps,
             scale=self.parameterAsDouble(parameters, "SCALE", context),
-            progress=lambda p: feedback.setProgress(0.95 * p), is_canceled=feedback.isCanceled,
-            log=feedback.pushInfo)
+            **self.monitor(feedback, end=0.95).callbacks())
         m = result.metrics
         write_outputs(result, outs["OUTPUT_MATRIX"] or None, outs["OUTPUT_METRICS"] or None,
                       outs["OUTPUT_REPORT"] or None)

@@ -19,6 +19,7 @@ from qgis.PyQt.QtGui import QColor, QIcon
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
+from ..core.contract.feedback import Monitor
 from ..core.contract.paths import check_outputs
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
@@ -112,6 +113,13 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
+
+    @staticmethod
+    def monitor(feedback, start: float = 0.0, end: float = 1.0, info=None) -> Monitor:
+        """The one adapter from ``QgsProcessingFeedback`` (percent) to the core's feedback contract: progress as
+        a fraction 0-1 of the core call (mapped onto [start, end] of the tool's bar), messages, cancel."""
+        return Monitor(progress=lambda f: feedback.setProgress(100.0 * (start + (end - start) * f)),
+                       info=info or feedback.pushInfo, is_canceled=feedback.isCanceled)
 
     #: the folder destination is emptied first when this boolean parameter is true (buildpatches' OVERWRITE)
     REPLACES_FOLDER_PARAM = None

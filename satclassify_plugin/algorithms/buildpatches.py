@@ -127,8 +127,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             class_aware=self.parameterAsBool(parameters, "CLASS_AWARE", context),
             shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
             overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
-            progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-            log=feedback.pushInfo)
+            **self.monitor(feedback).callbacks())
         footprints = result.footprints + "|layername=patches"
         if context.project() is not None:
             context.addLayerToLoadOnCompletion(

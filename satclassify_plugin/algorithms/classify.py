@@ -99,19 +99,13 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
             if outs[key] == "":
                 outs[key] = None
 
-        def log(msg):
-            feedback.pushInfo(msg)
-
-        def progress(f):
-            feedback.setProgress(100.0 * f)
-
         result = classify(
             layer.source(), model, [outs["OUTPUT"], outs["OUTPUT_2"]], confidence=outs["CONFIDENCE"],
             probabilities=outs["PROBABILITIES"], bands=self.parameterAsString(parameters, "BANDS", context) or "",
             extent=extent, device=device, tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             resample=self.parameterAsBool(parameters, "RESAMPLE", context),
-            progress=progress, is_canceled=feedback.isCanceled, log=log)
+            **self.monitor(feedback).callbacks())
         for key, head in (("OUTPUT", 0), ("OUTPUT_2", 1)):
             if outs[key] and head < len(result.heads):
                 style_output_on_load(context, outs[key], result.heads[head].classes)

@@ -40,7 +40,6 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         add_stack_outputs(self)
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.s2.http import Monitor
         from ..core.s2.products import parse_bands
         from ..core.s2.stack import import_safe
 
@@ -50,7 +49,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
         out, mask = output_paths(self, parameters, context)
         aoi = Sentinel2Algorithm.aoi_wkt(self, parameters, context, feedback, required=False)
-        mon = Monitor(progress=feedback.setProgress, info=feedback.pushInfo, is_canceled=feedback.isCanceled)
+        mon = self.monitor(feedback)
         summary = import_safe(path, out, mask, bands, aoi_wkt=aoi, target_epsg=target_epsg(self, parameters, context),
                               monitor=mon)
         return report(feedback, summary, bands, out, mask)

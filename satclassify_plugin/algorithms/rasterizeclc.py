@@ -175,8 +175,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
             field_name=self.parameterAsString(parameters, "FIELD", context).strip() or None,
             layer_name=layer_name, rule=rule, supersample=self.parameterAsInt(parameters, "SUPERSAMPLE", context),
             mixed_output=mixed, threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-            log=feedback.pushInfo)
+            **self.monitor(feedback).callbacks())
         feedback.pushInfo(f"written {os.path.basename(output)} in {result.seconds:.1f} s")
         style_output_on_load(context, output, result.classes)
         return {"OUTPUT": output, "MIXED": mixed, "UNKNOWN_FEATURES": sum(result.unknown.values())}

@@ -217,7 +217,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
     def source(self, parameters, context, feedback):
         """(source, http client) with the feedback wired in; messages pass through the client's redaction."""
-        from ..core.s2.http import HttpClient, Monitor
+        from ..core.s2.http import HttpClient
         from ..core.s2.sources import get_source
 
         key = SOURCE_KEYS[self.parameterAsEnum(parameters, "SOURCE", context)]
@@ -233,7 +233,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
             http = holder.get("http")
             feedback.pushInfo(http.redact(message) if http is not None else message)
 
-        monitor = Monitor(progress=feedback.setProgress, info=info, is_canceled=feedback.isCanceled)
+        monitor = self.monitor(feedback, info=info)
         http = HttpClient(retries=self.parameterAsInt(parameters, "RETRIES", context), monitor=monitor)
         holder["http"] = http
         if creds:

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.classify.tiling import fit_tile, plan_axis, plan_tiles, tiles_needed
+from satclassify_plugin.core.classify.tiling import choose_tiling, fit_tile, plan_axis, plan_tiles, tiles_needed
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
@@ -130,3 +130,31 @@ def test_bad_tile_halo(tile, halo, msg):
 def test_window_outside_raster():
     with pytest.raises(SatClassifyError, match=r"window \(90, 0, 20, 10\) is not inside the 100 x 100 raster"):
         plan_tiles(100, 100, 32, 2, (90, 0, 20, 10))
+
+
+# ---- run planning (pure): tile and batch from the user's values, the card and the ONNX input ----------------
+def test_choose_tiling_defaults_fit_the_card_tile_to_the_raster():
+    c = choose_tiling(300, 300, (0, 0, 300, 300), card_tile=256, halo=16)
+    assert c.batch == 4
+    # 300 px need 2 tiles of 256 either way; the fitted tile is the smallest multiple of 32 that still needs 2
+    assert c.tile % 32 == 0 and c.tile <= 256
+    assert len(plan_tiles(300, 300, c.tile, 16)) == len(plan_tiles(300, 300, 256, 16))
+    assert c.notes and "tile size 256 ->" in c.notes[0]
+
+
+def test_choose_tiling_fixed_input_and_batch_win_and_conflicts_are_named():
+    c = choose_tiling(1000, 1000, (0, 0, 1000, 1000), 256, 0, fixed_hw=(64, 64), batch_dim=8)
+    assert (c.tile, c.batch, c.notes) == (64, 8, ())
+    with pytest.raises(SatClassifyError, match="set TILE_SIZE to 64 or 0"):
+        choose_tiling(1000, 1000, (0, 0, 1000, 1000), 256, 0, tile_size=128, fixed_hw=(64, 64))
+    with pytest.raises(SatClassifyError, match="fixed batch of 8: set BATCH_SIZE to 8 or 0"):
+        choose_tiling(1000, 1000, (0, 0, 1000, 1000), 256, 0, batch_size=2, batch_dim=8)
+    with pytest.raises(SatClassifyError, match="only square tiles"):
+        choose_tiling(1000, 1000, (0, 0, 1000, 1000), 256, 0, fixed_hw=(64, 32))
+    with pytest.raises(SatClassifyError, match="batch size must be >= 1"):
+        choose_tiling(10, 10, (0, 0, 10, 10), 8, 0, batch_size=-1)
+
+
+def test_choose_tiling_keeps_the_cards_size_multiple():
+    c = choose_tiling(200, 90, (0, 0, 200, 90), card_tile=128, halo=8, size_multiple=16)
+    assert c.tile % 16 == 0 and c.tile <= 128

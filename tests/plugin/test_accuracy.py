@@ -281,7 +281,7 @@ def test_progress_is_reported(tmp_path):
     seen = []
     a = np.ones((10, 10), np.uint8)
     assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4, progress=seen.append)
-    assert seen == pytest.approx([100 * i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels
+    assert seen == pytest.approx([i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels, fractions 0-1
 
 
 def test_int16_nodata_and_uint16_values_without_ignore(tmp_path):

@@ -268,7 +268,7 @@ def test_download_resumes_after_dropped_connection(srv, tmp_path):
     gets = [h for m, p, h, _ in srv.log if p == "/f.zip"]
     assert len(gets) == 2 and "Range" not in gets[0] and gets[1]["Range"] == "bytes=100000-"
     assert srv.bytes_served["/f.zip"] == len(data)  # nothing fetched twice
-    assert pct[-1] == 100
+    assert pct[-1] == 1.0
 
 
 def test_download_resumes_a_previous_part_and_checks_md5(srv, tmp_path):

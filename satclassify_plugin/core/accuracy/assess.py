@@ -327,7 +327,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         ok = (c >= 0) & (r >= 0)
         cm.update(np.where(ok, r, 0), np.where(ok, c, 0), ok)
         if progress:
-            progress(100.0 * (n + 1) / len(windows))
+            progress((n + 1) / len(windows))
 
     tc, tr = transforms["classified"], transforms["reference"]
     excluded = {"masked_out": masked, "outside_reference": outside,

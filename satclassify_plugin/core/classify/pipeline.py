@@ -25,7 +25,7 @@ from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.modelcard import S2_BANDS
 from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
-from .tiling import Tile, check_tile_halo, fit_tile, plan_tiles
+from .tiling import Tile, check_run_sizes, choose_tiling, plan_tiles
 
 DEFAULT_BATCH = 4
 #: DEFLATE level 3: about 3x faster than the default 6 on class/confidence rasters, files ~10% larger
@@ -178,6 +178,103 @@ class _StripWriter:
         self._write(final=True)
 
 
+@dataclass(frozen=True)
+class Target:
+    """One output raster of a run: ``kind`` "class" | "confidence" | "probabilities" of head ``head``."""
+    kind: str
+    head: int
+    path: str
+
+
+@dataclass
+class ClassifyPlan:
+    """Everything a run needs, decided before any pixel is read (:func:`plan_classify`): the raster to read
+    (the input or its resampled VRT), the model, band mapping, nodata, tiles, scaling and the outputs."""
+    ds: gdal.Dataset
+    model: Model
+    band_numbers: List[int]
+    nodata: List[Optional[float]]
+    window: Tuple[int, int, int, int]
+    tile: int
+    halo: int
+    batch: int
+    tiles: List[Tile]
+    scale: Tuple[np.ndarray, np.ndarray]   # per band: reflectance = raw * a + b (standardised)
+    geotransform: Tuple[float, ...]        # of the output window
+    wkt: str
+    targets: List[Target]
+
+    @property
+    def heads(self):
+        return self.model.card.heads
+
+
+def _targets(outputs: Sequence[Optional[str]], heads, confidence: Optional[str], probabilities: Optional[str],
+             log) -> List[Target]:
+    if not outputs or not outputs[0]:
+        raise SatClassifyError("no output file given for the class raster (OUTPUT)")
+    extra = [i for i, p in enumerate(outputs) if p and i >= len(heads)]
+    if extra:
+        raise SatClassifyError(
+            f"an output was given for head {extra[0] + 1} but the model has {len(heads)} head(s) "
+            f"({', '.join(h.name for h in heads)}); leave OUTPUT_{extra[0] + 1} empty")
+    for i, h in enumerate(heads):
+        if i >= len(outputs) or not outputs[i]:
+            log(f"head '{h.name}' is not written (no output given for it)")
+    targets = [Target("class", i, p) for i, p in enumerate(outputs) if p and i < len(heads)]
+    if confidence:
+        targets.append(Target("confidence", 0, confidence))
+    if probabilities:
+        targets.append(Target("probabilities", 0, probabilities))
+    return targets
+
+
+def _open_input(input_path: str, model: Model, decode_threads: Optional[bool], log) -> gdal.Dataset:
+    src = raster.open_raster(input_path, "input raster")
+    if decode_threads is None:
+        decode_threads = model.providers[0] in (CUDA_EP, TRT_EP)
+    if decode_threads and src.GetDriver().ShortName == "GTiff":
+        try:
+            src = gdal.OpenEx(input_path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
+            log("input blocks decoded on all CPU cores (GDAL NUM_THREADS)")
+        except RuntimeError:  # keep the handle we have
+            pass
+    return src
+
+
+def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands: str = "",
+                  extent: Optional[Sequence[float]] = None, tile_size: int = 0, batch_size: int = 0,
+                  resample: bool = False, log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
+    """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
+    card = model.card
+    band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
+    log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
+    nodata = _nodata_values(src, band_numbers, model)
+    _check_crs(src, model, resample, log)
+    ds = src
+    if resample and card.resolution_m is not None:
+        px = abs(src.GetGeoTransform()[1]) * (raster.srs_of(src).GetLinearUnits() if raster.srs_of(src) else 1)
+        if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
+            ds = _resampled(src, card.resolution_m, nodata, log)
+    if resample and card.resolution_m is None:
+        log("RESAMPLE ignored: the model card gives no resolution_m")
+    window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
+    choice = choose_tiling(ds.RasterXSize, ds.RasterYSize, window, card.tile_size, card.halo, tile_size,
+                           batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
+    for note in choice.notes:
+        log(note)
+    tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, choice.tile, card.halo, window)
+    x0, y0, ow, oh = window
+    gt = ds.GetGeoTransform()
+    log(f"{len(tiles)} tile(s) of {choice.tile} x {choice.tile} px (halo {card.halo}), batch {choice.batch}, "
+        f"output {ow} x {oh} px; onnxruntime providers: {', '.join(model.providers)}")
+    return ClassifyPlan(ds=ds, model=model, band_numbers=list(band_numbers), nodata=nodata, window=window,
+                        tile=choice.tile, halo=card.halo, batch=choice.batch, tiles=tiles,
+                        scale=scale_coefficients(card),
+                        geotransform=(gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5]),
+                        wkt=ds.GetProjection(), targets=targets)
+
+
 def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
              confidence: Optional[str] = None, probabilities: Optional[str] = None, bands: str = "",
              extent: Optional[Sequence[float]] = None, device: str = "Auto", tile_size: int = 0,
@@ -192,101 +289,34 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
     onnxruntime's threads)."""
     if not outputs or not outputs[0]:
         raise SatClassifyError("no output file given for the class raster (OUTPUT)")
-    if batch_size is None or batch_size < 0:
-        raise SatClassifyError(f"batch size must be >= 1 (or 0 for the default), got {batch_size}")
-    if tile_size is None or tile_size < 0:
-        raise SatClassifyError(f"tile size must be >= 1 (or 0 for the model's default), got {tile_size}")
-    src = raster.open_raster(input_path, "input raster")
+    check_run_sizes(tile_size, batch_size)  # before the model loads
     model = model or load_model(model_path, device, log, threads)
-    card = model.card
-    heads = card.heads
-    extra = [i for i, p in enumerate(outputs) if p and i >= len(heads)]
-    if extra:
-        raise SatClassifyError(
-            f"an output was given for head {extra[0] + 1} but the model has {len(heads)} head(s) "
-            f"({', '.join(h.name for h in heads)}); leave OUTPUT_{extra[0] + 1} empty")
-    for i, h in enumerate(heads):
-        if i >= len(outputs) or not outputs[i]:
-            log(f"head '{h.name}' is not written (no output given for it)")
+    targets = _targets(outputs, model.card.heads, confidence, probabilities, log)
+    plan = plan_classify(_open_input(input_path, model, decode_threads, log), model, targets, bands, extent,
+                         tile_size, batch_size, resample, log)
+    return run_plan(plan, progress, is_canceled, log)
 
-    if decode_threads is None:
-        decode_threads = model.providers[0] in (CUDA_EP, TRT_EP)
-    if decode_threads and src.GetDriver().ShortName == "GTiff":
-        try:
-            src = gdal.OpenEx(input_path, gdal.OF_RASTER | gdal.OF_READONLY, open_options=["NUM_THREADS=ALL_CPUS"])
-            log("input blocks decoded on all CPU cores (GDAL NUM_THREADS)")
-        except RuntimeError:  # keep the handle we have
-            pass
-    band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
-    log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
-    nodata = _nodata_values(src, band_numbers, model)
-    _check_crs(src, model, resample, log)
-    ds = src
-    if resample and card.resolution_m is not None:
-        px = abs(src.GetGeoTransform()[1]) * (raster.srs_of(src).GetLinearUnits() if raster.srs_of(src) else 1)
-        if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
-            ds = _resampled(src, card.resolution_m, nodata, log)
-    if resample and card.resolution_m is None:
-        log("RESAMPLE ignored: the model card gives no resolution_m")
-    window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
 
-    halo = card.halo
-    tile = tile_size or card.tile_size
-    if model.fixed_hw:
-        fh, fw = model.fixed_hw
-        if fh != fw:
-            raise SatClassifyError(f"the model takes fixed {fh} x {fw} inputs; only square tiles are supported")
-        if tile_size and tile_size != fh:
-            raise SatClassifyError(f"the model takes fixed {fh} x {fw} tiles: set TILE_SIZE to {fh} or 0")
-        tile = fh
-    check_tile_halo(tile, halo)
-    batch = batch_size or DEFAULT_BATCH
-    if model.batch_dim and batch_size and batch_size != model.batch_dim:
-        raise SatClassifyError(f"the model takes a fixed batch of {model.batch_dim}: set BATCH_SIZE to "
-                               f"{model.batch_dim} or 0")
-    if model.batch_dim:
-        batch = model.batch_dim
-    if not model.fixed_hw:
-        # same number of tiles, fewer pixels: keep the tile a multiple of the card's size_multiple, else of
-        # the card tile's power-of-two factor (up to 32) so encoder-decoder models see sizes they can downsample
-        multiple = model.size_multiple or math.gcd(tile, 32)
-        fitted = fit_tile(ds.RasterXSize, ds.RasterYSize, tile, halo, window, multiple)
-        if fitted != tile:
-            log(f"tile size {tile} -> {fitted}: the same number of tiles covers the raster with less overlap")
-        tile = fitted
-    tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, tile, halo, window)
-    a, b = scale_coefficients(card)
-    x0, y0, ow, oh = window
-    gt = ds.GetGeoTransform()
-    out_gt = (gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5])
-    wkt = ds.GetProjection()
-    log(f"{len(tiles)} tile(s) of {tile} x {tile} px (halo {halo}), batch {batch}, output {ow} x {oh} px; "
-        f"onnxruntime providers: {', '.join(model.providers)}")
-
-    targets = []  # (kind, head index, path)
-    for i, p in enumerate(outputs):
-        if p and i < len(heads):
-            targets.append(("class", i, p))
-    if confidence:
-        targets.append(("confidence", 0, confidence))
-    if probabilities:
-        targets.append(("probabilities", 0, probabilities))
-
+def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: None,
+             is_canceled: Callable[[], bool] = lambda: False,
+             log: Callable[[str], None] = lambda m: None) -> ClassifyResult:
+    """Write the plan's outputs (each under a temporary name, renamed when complete)."""
+    heads = plan.heads
+    x0, y0, ow, oh = plan.window
     t_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        tmp_paths = [stack.enter_context(raster.AtomicOutput(p)) for _, _, p in targets]
+        tmp_paths = [stack.enter_context(raster.AtomicOutput(t.path)) for t in plan.targets]
         datasets = []
         writers = []
         try:
-            for (kind, h, _), tmp in zip(targets, tmp_paths):
-                nb = heads[h].num_classes if kind == "probabilities" else 1
-                fill = 0 if kind == "class" else CONF_NODATA
-                out = raster.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, out_gt, wkt, nodata=fill,
-                                             options=OUT_OPTIONS, **_output_metadata(kind, heads[h]))
+            for t, tmp in zip(plan.targets, tmp_paths):
+                nb = heads[t.head].num_classes if t.kind == "probabilities" else 1
+                fill = 0 if t.kind == "class" else CONF_NODATA
+                out = raster.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, plan.geotransform, plan.wkt, nodata=fill,
+                                             options=OUT_OPTIONS, **_output_metadata(t.kind, heads[t.head]))
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
-            stats = _run_pipeline(ds, model, tiles, band_numbers, nodata, a, b, batch, targets, writers,
-                                  progress, is_canceled)
+            stats = _run_pipeline(plan, writers, progress, is_canceled)
             for out_ds in datasets:
                 out_ds.FlushCache()
         finally:
@@ -298,11 +328,14 @@ def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
             datasets.clear()
     seconds = time.perf_counter() - t_start
     mpix = ow * oh / 1e6
+    written = {t.head: t.path for t in plan.targets if t.kind == "class"}
+    model = plan.model
     res = ClassifyResult(
-        outputs=[p if (i < len(heads) and p) else None for i, p in enumerate(outputs)],
-        confidence=confidence or None, probabilities=probabilities or None,
+        outputs=[written.get(i) for i in range(max(written) + 1)],
+        confidence=next((t.path for t in plan.targets if t.kind == "confidence"), None),
+        probabilities=next((t.path for t in plan.targets if t.kind == "probabilities"), None),
         provider=model.providers[0], providers=list(model.providers), megapixels=mpix, seconds=seconds,
-        tiles=len(tiles), tile_size=tile, halo=halo, batch_size=batch, heads=heads, stats=stats)
+        tiles=len(plan.tiles), tile_size=plan.tile, halo=plan.halo, batch_size=plan.batch, heads=heads, stats=stats)
     log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
     if seconds > 0:
         log("time of the inference thread: onnxruntime {:.0%}, waiting for input tiles {:.0%}, waiting for the "
@@ -343,21 +376,86 @@ def _read_runs(ds, group: Sequence[Tile], band_numbers):
         i = j
 
 
-def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, b, batch: int, targets,
-                  writers, progress, is_canceled):
+class _BatchReader:
+    """Reads the tiles of one batch into the model's input array (scaled, padded) and their nodata masks."""
+
+    def __init__(self, plan: ClassifyPlan):
+        self.plan = plan
+        ds = plan.ds
+        a, b = plan.scale
+        self.a3, self.b3 = a[:, None, None], b[:, None, None]
+        self.nd = [(i, v) for i, v in enumerate(plan.nodata) if v is not None]
+        self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
+                            for bn in plan.band_numbers)
+        self.tw, self.th = plan.tiles[0].size
+
+    def read(self, group: Sequence[Tile], stop: threading.Event):
+        plan = self.plan
+        nb = plan.model.batch_dim or len(group)
+        x = np.zeros((nb, len(plan.band_numbers), self.th, self.tw), dtype=np.float32)
+        masks = []
+        for j, (t, raw) in enumerate(_read_runs(plan.ds, group, plan.band_numbers)):
+            if stop.is_set():
+                return None
+            ox, oy = t.core_offset
+            core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
+            invalid = np.zeros(core.shape[1:], dtype=bool)
+            for i, v in self.nd:
+                invalid |= core[i] == v
+            if self.is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
+                invalid |= ~np.isfinite(core).all(axis=0)
+            masks.append(invalid)
+            pr, pb = t.pad
+            v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)
+            np.multiply(raw, self.a3, out=v, casting="unsafe")  # scale straight into the batch
+            v += self.b3
+            if self.is_float:
+                np.nan_to_num(v, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            if pr or pb:
+                x[j] = np.pad(v, ((0, 0), (0, pb), (0, pr)), mode="reflect")
+        # drop the cached input blocks of this batch: memory stays flat whatever the raster width
+        plan.ds.FlushCache()
+        return x, masks
+
+
+def _tile_array(kind: str, out, lut: np.ndarray, j: int, t: Tile, invalid: np.ndarray) -> np.ndarray:
+    """(bands, rows, cols) uint8 of one target for the core of tile ``t`` (batch item ``j``) from a head's
+    (argmax, max, probabilities) outputs."""
+    idx, best, p = out
+    ox, oy = t.core_offset
+    cw, ch = t.core[2], t.core[3]
+    if kind == "class":
+        arr = np.take(lut, idx[j, oy:oy + ch, ox:ox + cw])
+        np.putmask(arr, invalid, 0)
+        return arr[None]
+    if kind == "confidence":
+        arr = np.clip(np.rint(best[j, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
+        arr[invalid] = CONF_NODATA
+        return arr[None]
+    arr = np.clip(np.rint(p[j, :, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
+    arr[:, invalid] = CONF_NODATA
+    return arr
+
+
+def _check_output_shapes(heads, outs, x: np.ndarray, tw: int, th: int) -> None:
+    for h, o in zip(heads, [o[2] for o in outs]):
+        if o.ndim != 4 or o.shape[1] != h.num_classes or o.shape[2:] != (th, tw) or o.shape[0] != x.shape[0]:
+            raise SatClassifyError(
+                f"the model's output '{h.output}' has shape {tuple(o.shape)} for an input of shape "
+                f"{tuple(x.shape)}; expected ({x.shape[0]}, {h.num_classes}, {th}, {tw}) "
+                f"(one probability per class of head '{h.name}')")
+
+
+def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
+    """Reader thread -> onnxruntime on this thread -> writer thread, with bounded queues between them."""
+    model, tiles, targets, batch = plan.model, plan.tiles, plan.targets, plan.batch
     heads = model.card.heads
-    n_bands = len(band_numbers)
-    tw, th = tiles[0].size
+    batches = _BatchReader(plan)
     stop = threading.Event()
     errors: List[BaseException] = []
     q_in: "queue.Queue" = queue.Queue(maxsize=2)
     q_out: "queue.Queue" = queue.Queue(maxsize=2)
-    a3 = a[:, None, None]
-    b3 = b[:, None, None]
-    nd = [(i, v) for i, v in enumerate(nodata) if v is not None]
-    is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64) for bn in band_numbers)
     luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in heads]
-    fixed_n = model.batch_dim
 
     def put(q, item):
         while not stop.is_set():
@@ -380,31 +478,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
         try:
             for s in range(0, len(tiles), batch):
                 group = tiles[s:s + batch]
-                nb = fixed_n or len(group)
-                x = np.zeros((nb, n_bands, th, tw), dtype=np.float32)
-                masks = []
-                for j, (t, raw) in enumerate(_read_runs(ds, group, band_numbers)):
-                    if stop.is_set():
-                        return
-                    ox, oy = t.core_offset
-                    core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
-                    invalid = np.zeros(core.shape[1:], dtype=bool)
-                    for i, v in nd:
-                        invalid |= core[i] == v
-                    if is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
-                        invalid |= ~np.isfinite(core).all(axis=0)
-                    masks.append(invalid)
-                    pr, pb = t.pad
-                    v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)
-                    np.multiply(raw, a3, out=v, casting="unsafe")  # scale straight into the batch
-                    v += b3
-                    if is_float:
-                        np.nan_to_num(v, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-                    if pr or pb:
-                        x[j] = np.pad(v, ((0, 0), (0, pb), (0, pr)), mode="reflect")
-                # drop the cached input blocks of this batch: memory stays flat whatever the raster width
-                ds.FlushCache()
-                if not put(q_in, (group, x, masks)):
+                read = batches.read(group, stop)
+                if read is None or not put(q_in, (group,) + read):
                     return
             put(q_in, None)
         except BaseException as e:
@@ -419,23 +494,8 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
                     break
                 group, outs, masks = item  # outs[h] = (argmax, max, probabilities or None), batch-wide
                 for j, t in enumerate(group):
-                    ox, oy = t.core_offset
-                    cw, ch = t.core[2], t.core[3]
-                    invalid = masks[j]
-                    for (kind, h, _), w in zip(targets, writers):
-                        idx, best, p = outs[h]
-                        if kind == "class":
-                            arr = np.take(luts[h], idx[j, oy:oy + ch, ox:ox + cw])
-                            np.putmask(arr, invalid, 0)
-                            arr = arr[None]
-                        elif kind == "confidence":
-                            arr = np.clip(np.rint(best[j, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
-                            arr[invalid] = CONF_NODATA
-                            arr = arr[None]
-                        else:
-                            arr = np.clip(np.rint(p[j, :, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
-                            arr[:, invalid] = CONF_NODATA
-                        w.put(t, arr)
+                    for target, w in zip(targets, writers):
+                        w.put(t, _tile_array(target.kind, outs[target.head], luts[target.head], j, t, masks[j]))
             if not stop.is_set():
                 for w in writers:
                     w.close()
@@ -449,7 +509,7 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
         t.start()
     done = 0
     stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0}  # seconds of the inference thread
-    prob_heads = sorted({h for kind, h, _ in targets if kind == "probabilities"})
+    prob_heads = sorted({t.head for t in targets if t.kind == "probabilities"})
     checked = False  # output shapes are checked on the first batch (the model is the same for all)
     try:
         while True:
@@ -470,13 +530,7 @@ def _run_pipeline(ds, model: Model, tiles: List[Tile], band_numbers, nodata, a, 
             t2 = time.perf_counter()
             stats["inference"] += t2 - t1
             if not checked:
-                for h, o in zip(heads, [o[2] for o in outs]):
-                    if (o.ndim != 4 or o.shape[1] != h.num_classes or o.shape[2:] != (th, tw)
-                            or o.shape[0] != x.shape[0]):
-                        raise SatClassifyError(
-                            f"the model's output '{h.output}' has shape {tuple(o.shape)} for an input of shape "
-                            f"{tuple(x.shape)}; expected ({x.shape[0]}, {h.num_classes}, {th}, {tw}) "
-                            f"(one probability per class of head '{h.name}')")
+                _check_output_shapes(heads, outs, x, batches.tw, batches.th)
                 checked = True
             ok = put(q_out, (group, outs, masks))
             stats["wait_writer"] += time.perf_counter() - t2

@@ -16,6 +16,7 @@ field fits within the halo therefore gives exactly the whole-image result everyw
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -149,3 +150,51 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, window: Optional[W
                               (sx.read0, sy.read0, sx.read_len, sy.read_len),
                               (sx.pad, sy.pad)))
     return tiles
+
+
+@dataclass(frozen=True)
+class TileChoice:
+    """The tile edge and batch a classify run uses, and why (``notes``: lines for the log)."""
+    tile: int
+    batch: int
+    notes: Tuple[str, ...] = ()
+
+
+def check_run_sizes(tile_size: int, batch_size: int) -> None:
+    """The user's TILE_SIZE / BATCH_SIZE: 0 = the default, else a positive integer."""
+    if batch_size is None or batch_size < 0:
+        raise SatClassifyError(f"batch size must be >= 1 (or 0 for the default), got {batch_size}")
+    if tile_size is None or tile_size < 0:
+        raise SatClassifyError(f"tile size must be >= 1 (or 0 for the model's default), got {tile_size}")
+
+
+def choose_tiling(width: int, height: int, window: Window, card_tile: int, halo: int, tile_size: int = 0,
+                  batch_size: int = 0, default_batch: int = 4, fixed_hw: Optional[Tuple[int, int]] = None,
+                  batch_dim: Optional[int] = None, size_multiple: Optional[int] = None) -> TileChoice:
+    """Pure planning of a run's tile and batch from the user's TILE_SIZE / BATCH_SIZE (0 = default), the model
+    card and the ONNX input's fixed dimensions, for a ``width`` x ``height`` raster and output ``window``."""
+    check_run_sizes(tile_size, batch_size)
+    notes = []
+    tile = tile_size or card_tile
+    if fixed_hw:
+        fh, fw = fixed_hw
+        if fh != fw:
+            raise SatClassifyError(f"the model takes fixed {fh} x {fw} inputs; only square tiles are supported")
+        if tile_size and tile_size != fh:
+            raise SatClassifyError(f"the model takes fixed {fh} x {fw} tiles: set TILE_SIZE to {fh} or 0")
+        tile = fh
+    check_tile_halo(tile, halo)
+    batch = batch_size or default_batch
+    if batch_dim:
+        if batch_size and batch_size != batch_dim:
+            raise SatClassifyError(f"the model takes a fixed batch of {batch_dim}: set BATCH_SIZE to {batch_dim} or 0")
+        batch = batch_dim
+    if not fixed_hw:
+        # same number of tiles, fewer pixels: keep the tile a multiple of the card's size_multiple, else of
+        # the card tile's power-of-two factor (up to 32) so encoder-decoder models see sizes they can downsample
+        multiple = size_multiple or math.gcd(tile, 32)
+        fitted = fit_tile(width, height, tile, halo, window, multiple)
+        if fitted != tile:
+            notes.append(f"tile size {tile} -> {fitted}: the same number of tiles covers the raster with less overlap")
+        tile = fitted
+    return TileChoice(tile, batch, tuple(notes))

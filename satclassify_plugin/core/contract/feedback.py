@@ -1,7 +1,8 @@
 """The one feedback contract of long core calls: progress, messages, cancel (pure Python).
 
 Every long core call takes ``progress`` / ``log`` / ``is_canceled`` callables (or a :class:`Monitor` bundling them)
-and raises :class:`Canceled` when the user cancels; algorithms adapt ``QgsProcessingFeedback`` to them and turn
+and raises :class:`Canceled` when the user cancels. Progress is always a fraction 0-1 of the call's work; the
+algorithms adapt ``QgsProcessingFeedback`` (percent) in one place, ``SatClassifyAlgorithm.monitor``, and turn
 ``Canceled`` (a :class:`SatClassifyError`) into the tool's message like any other user error.
 """
 from typing import Callable, Optional
@@ -17,16 +18,16 @@ class Canceled(SatClassifyError):
 
 
 class Monitor:
-    """Progress (0-100), messages and cancel. All callbacks are optional."""
+    """Progress (a fraction 0-1), messages and cancel. All callbacks are optional."""
 
     def __init__(self, progress: Optional[Callable[[float], None]] = None,
                  info: Optional[Callable[[str], None]] = None,
                  is_canceled: Optional[Callable[[], bool]] = None):
         self._progress, self._info, self._is_canceled = progress, info, is_canceled
 
-    def progress(self, pct: float) -> None:
+    def progress(self, fraction: float) -> None:
         if self._progress:
-            self._progress(max(0.0, min(100.0, float(pct))))
+            self._progress(max(0.0, min(1.0, float(fraction))))
 
     def info(self, message: str) -> None:
         if self._info:
@@ -40,5 +41,9 @@ class Monitor:
             raise Canceled()
 
     def sub(self, start: float, end: float) -> "Monitor":
-        """A monitor mapping 0-100 onto [start, end] of this one."""
-        return Monitor(lambda p: self.progress(start + (end - start) * p / 100.0), self._info, self._is_canceled)
+        """A monitor mapping 0-1 onto [start, end] (fractions) of this one."""
+        return Monitor(lambda f: self.progress(start + (end - start) * f), self._info, self._is_canceled)
+
+    # the callables, for core calls that take them one by one (``progress=``, ``log=``, ``is_canceled=``)
+    def callbacks(self) -> dict:
+        return {"progress": self.progress, "log": self.info, "is_canceled": self.canceled}

@@ -558,7 +558,7 @@ class HttpClient:
         headers = dict(headers or {})
         if os.path.exists(dest) and _complete(dest, expected_md5, expected_size):
             mon.info(f"{os.path.basename(dest)} already downloaded and verified")
-            mon.progress(100)
+            mon.progress(1.0)
             return dest
         part = dest + ".part"
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -608,7 +608,7 @@ class HttpClient:
                         f.write(block)
                         done += len(block)
                         if total:
-                            mon.progress(100.0 * done / total)
+                            mon.progress(done / total)
                     if watch.fired or (total and done < total):
                         raise requests.ConnectionError(f"connection closed after {done} of {total} bytes")
                     if f is None and not os.path.exists(part):
@@ -646,7 +646,7 @@ class HttpClient:
                                   f"{expected_md5}): the corrupt file was removed, run again")
             mon.info(f"MD5 checksum of {os.path.basename(dest)} verified")
         os.replace(part, dest)
-        mon.progress(100)
+        mon.progress(1.0)
         return dest
 
     def _follow(self, url: str, headers: Dict[str, str], max_redirects: int,

@@ -289,7 +289,7 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
             fill = acc == 0
             acc[fill] = arr[fill]
         step[0] += 1
-        mon.progress(100.0 * step[0] / steps)
+        mon.progress(step[0] / steps)
         mon.info(f"read {band} ({w} x {h} pixels from {len(scenes)} tile(s))")
         return acc
 

@@ -204,7 +204,7 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
             "SATCLASSIFY_DATE": chosen[0].date, "SATCLASSIFY_CLOUD": ",".join(str(s.cloud) for s in chosen)}
     with gdal_remote_config(**source.http.gdal_options()):
         summary = build_stack(prepared, bands, output, mask_output, aoi_wkt=query.aoi_wkt,
-                              target_epsg=target_epsg, monitor=mon.sub(0 if source.name == "STAC" else 50, 100),
+                              target_epsg=target_epsg, monitor=mon.sub(0.0 if source.name == "STAC" else 0.5, 1.0),
                               metadata=meta)
     summary["scenes"] = chosen
     return summary

@@ -237,7 +237,7 @@ class CdseSource(Source):
             self.monitor.info(f"downloading {s.id} ({(s.extra.get('size') or 0) / 1e6:.0f} MB) to {dest}")
             self.http.download(url, dest, headers=self._bearer(),
                                expected_md5=s.extra.get("md5"), expected_size=s.extra.get("size"),
-                               monitor=self.monitor.sub(50.0 * i / n, 50.0 * (i + 1) / n),
+                               monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n),
                                reauth=lambda: self._bearer(renew=True))
             safe = open_safe(dest)
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "CDSE"

@@ -127,7 +127,7 @@ class DhusSource(Source):
         n = max(1, len(scenes))
         for i, s in enumerate(scenes):
             self.monitor.check()
-            mon = self.monitor.sub(50.0 * i / n, 50.0 * (i + 1) / n)
+            mon = self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n)
             self.monitor.info(f"downloading {s.id} from {host_of(self.url)} to {workdir}")
             with self.http.watch(self.url, f"download of {s.id}", total=False, stall=True) as watch:
                 api._tqdm = api.downloader._tqdm = lambda w=watch, m=mon, **kw: _Progress(w, m, **kw)
@@ -159,7 +159,7 @@ class _Progress:
         self.watch.progress(n)
         self.n += n
         if self.downloading and self.total:
-            self.monitor.progress(100.0 * self.n / self.total)
+            self.monitor.progress(self.n / self.total)
 
     def close(self):
         pass
