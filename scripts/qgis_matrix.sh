@@ -71,7 +71,9 @@ host_mirror() {
 ensure_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return 0
   log "apt-get install mmdebstrap"
-  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q mmdebstrap >/dev/null
+  # wait for another apt (unattended upgrades, a parallel setup) instead of failing on its lock
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q mmdebstrap >/dev/null
 }
 
 build_chroot() {  # $1 suite
@@ -160,6 +162,10 @@ case "$action" in
   *) echo "usage: $0 build|test [SUITE...] [-- PYTEST_ARGS]"; exit 2 ;;
 esac
 # Build all chroots first, in parallel (downloads dominate), then set up and test one after another.
+# mmdebstrap is installed once, before: two parallel builds installing it race for apt's lock.
+for s in "${suites[@]}"; do
+  if [ ! -f "$CHROOTS/$s/.satclassify-chroot" ]; then ensure_mmdebstrap || { log "cannot install mmdebstrap"; exit 1; }; break; fi
+done
 pids=()
 for s in "${suites[@]}"; do build_chroot "$s" & pids+=($!); done
 for i in "${!pids[@]}"; do wait "${pids[$i]}" || { log "${suites[$i]}: build failed"; status=1; }; done
