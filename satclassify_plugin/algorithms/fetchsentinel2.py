@@ -13,7 +13,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import refuse_degree_pixels, target_crs
+from ..core.contract.paths import style_sidecar
+from .base import refuse_degree_pixels, style_stack_on_load, target_crs
 from .searchsentinel2 import COMMON_HELP, Sentinel2Algorithm, _advanced
 
 STACK_HELP = (
@@ -27,7 +28,12 @@ STACK_HELP = (
     "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: only "
     "nodata is masked.<br>"
     "<b>CRS</b>: TARGET_CRS, default the product's UTM zone; the output grid is 10 m, aligned to multiples "
-    "of 10 m.<br>")
+    "of 10 m.<br>"
+    "<b>Style</b>: the stack opens in natural colour (B04/B03/B02, each band stretched between the 2 % and 98 % "
+    "points of its cumulative histogram, nodata left out): a QGIS style <i>&lt;name&gt;.qml</i> is written beside "
+    "the .tif (QGIS loads it whenever the file is opened; an existing .qml that SatClassify did not write is never "
+    "replaced: the tool refuses). Loaded by the tool, the layer also has the style <i>colour infrared</i> "
+    "(B08/B04/B03): right-click the layer > Styles.<br>")
 
 
 def output_paths(alg, parameters, context, mask=True):
@@ -68,7 +74,7 @@ def add_stack_outputs(alg):
     alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
 
 
-def report(feedback, summary, bands, out, mask):
+def report(feedback, summary, bands, out, mask, context=None):
     offs = summary.get("offsets") or {}
     for s in summary["scenes"]:
         feedback.pushInfo(f"{s.id}: baseline {s.baseline or 'unknown'}, DN offset {offs.get(s.id, 0)}")
@@ -76,6 +82,14 @@ def report(feedback, summary, bands, out, mask):
                       f"{len(bands)} band(s) {','.join(bands)}, EPSG:{summary['epsg']}"
                       + (f"; mask {os.path.basename(mask)}: {100.0 * summary['valid_fraction']:.1f} % valid"
                          if mask else ""))
+    styles = summary.get("styles") or {}
+    if styles:
+        feedback.pushInfo(f"style {os.path.basename(style_sidecar(out))} written beside the stack: opens in "
+                          f"{' / '.join(styles)} (Layers panel: right-click > Styles)")
+    elif "styles" in summary:
+        feedback.pushInfo("no natural-colour style: the stack lacks one of B04, B03, B02")
+    if context is not None:
+        style_stack_on_load(context, out, styles)
     scenes = summary["scenes"]
     return {"OUTPUT": out, "MASK": mask, "ITEMS": ",".join(s.id for s in scenes),
             "DATE": scenes[0].date if scenes else "", "VALID_FRACTION": float(summary["valid_fraction"])}
@@ -87,6 +101,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
     TAGS = ("sentinel-2,sentinel,s2,l2a,l1c,download,fetch,stac,cog,cdse,copernicus,dhus,scl,cloud mask,"
             "reflectance,mosaic")
     LIMIT_DEFAULT = 50
+    STYLED_OUTPUTS = ("OUTPUT",)  # <name>.qml: natural colour (core.s2.style)
     HELP = (
         "Reads the area of interest of the best Sentinel-2 product (or of the products given in ITEM) into one "
         "analysis-ready 10 m stack plus a validity mask.<br>" + COMMON_HELP +
@@ -134,4 +149,4 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %")
         summary = self.redacted(http, fetch, src, q, bands, out, mask, target_epsg=epsg,
                                 mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir)
-        return report(feedback, summary, bands, out, mask)
+        return report(feedback, summary, bands, out, mask, context)

@@ -29,6 +29,7 @@ from osgeo import gdal, ogr, osr
 
 from .. import raster
 from ..contract.errors import SatClassifyError
+from . import style
 from .http import Canceled, Deadlines, Monitor, host_of
 from .products import (
     BAND_ID,
@@ -306,17 +307,22 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     if metadata:
         md.update({k: str(v) for k, v in metadata.items()})
     with contextlib.ExitStack() as stack:
+        write_style = stack.enter_context(style.style_beside(output, bands))  # renamed after the stack
         tmp = stack.enter_context(raster.AtomicOutput(output))
         mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
         ds = raster.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
                                     descriptions=bands, metadata=md)
+        style.set_colour_interpretation(ds, bands)
+        cuts = {}  # the 2-98 % stretch of each band, for the style
         for i, b in enumerate(bands):
             arr = scl if (b == "SCL" and scl is not None) else read(b)
             if b != "SCL":
                 valid &= arr != 0
+                cuts[i + 1] = style.array_cut(arr)
             ds.GetRasterBand(i + 1).WriteArray(arr)
         ds.FlushCache()
         ds = None
+        styles = write_style(cuts)
         if mtmp:
             m = raster.create_geotiff(
                 mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"], classes=MASK_CLASSES,
@@ -330,7 +336,7 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     epsg = dst.GetAuthorityCode(None)
     return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None,
             "offsets": {s.id: s.offset_for(bands[0]) for s in scenes}, "has_scl": has_scl,
-            "valid_fraction": float(valid.mean()) if valid.size else 0.0}
+            "valid_fraction": float(valid.mean()) if valid.size else 0.0, "styles": styles}
 
 
 # ---------------------------------------------------------------------------------------------------------
