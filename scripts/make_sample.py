@@ -4,6 +4,7 @@
 Writes into OUT_DIR (default sample/):
   s2_sample.tif     4-band Sentinel-2-like L2A stack, B02 B03 B04 B08 at 10 m, uint16 DN (reflectance * 10000),
                     nodata 0, UTM zone 32N (EPSG:32632), 512 x 512 pixels (5.12 km); band descriptions set.
+  s2_sample.qml     its QGIS style: natural colour B04/B03/B02, 2-98 % cumulative-count stretch (loaded with it)
   clc_sample.gpkg   CORINE-Land-Cover-like polygons (layer "clc", field code_18 as text, EPSG:3035 like the
                     real product), covering the scene plus a 1 km margin, generalised like CLC (25 ha minimum
                     mapping unit; fields, hedges and roads inside a polygon are not mapped separately).
@@ -27,6 +28,8 @@ import sys
 
 import numpy as np
 from osgeo import gdal, ogr, osr
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # satclassify_plugin
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -122,6 +125,13 @@ def _assign_clc(cells, rng, centre):
     return codes
 
 
+def _write_style(img_path):
+    """s2_sample.qml: QGIS opens the sample in natural colour with a 2-98 % stretch (core/s2/style.py)."""
+    from satclassify_plugin.core.s2 import style
+
+    style.write_stack_style(img_path)
+
+
 def make_sample(out_dir, size=512, seed=7, overwrite=False):
     """Create the sample; returns (image_path, clc_path). Deterministic for a given seed and size."""
     from shapely.geometry import LineString
@@ -131,6 +141,8 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
     img_path = os.path.join(out_dir, "s2_sample.tif")
     clc_path = os.path.join(out_dir, "clc_sample.gpkg")
     if not overwrite and os.path.exists(img_path) and os.path.exists(clc_path):
+        if not os.path.exists(os.path.splitext(img_path)[0] + ".qml"):  # a sample made before the style existed
+            _write_style(img_path)
         return img_path, clc_path
     rng = np.random.default_rng(seed)
     x0, y1 = ORIGIN
@@ -233,11 +245,15 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
         band = ds.GetRasterBand(b + 1)
         band.SetNoDataValue(0)
         band.SetDescription(BANDS[b])
+    from satclassify_plugin.core.s2 import style
+
+    style.set_colour_interpretation(ds, BANDS)
     for b in range(4):
         ds.GetRasterBand(b + 1).WriteArray(img[b])
     band = None
     ds = None
     os.replace(tmp, img_path)
+    _write_style(img_path)
 
     # CLC polygons: dissolve neighbouring cells of the same class (CLC has no shared-class boundaries),
     # reproject to EPSG:3035.

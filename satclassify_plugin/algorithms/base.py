@@ -20,7 +20,7 @@ from qgis.PyQt.QtGui import QColor, QIcon
 from .. import compat
 from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
 from ..core.contract.feedback import Monitor
-from ..core.contract.paths import check_outputs
+from ..core.contract.paths import check_outputs, check_style_sidecar, style_sidecar
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
 
@@ -123,6 +123,9 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
 
     #: the folder destination is emptied first when this boolean parameter is true (buildpatches' OVERWRITE)
     REPLACES_FOLDER_PARAM = None
+    #: outputs that get a QGIS style sidecar <name>.qml (core.contract.paths.style_sidecar): the guard treats it
+    #: as part of the output (never an input, never a style the user wrote)
+    STYLED_OUTPUTS = ()
 
     def check_output_paths(self, parameters, context):
         """Refuse, before anything is written, an output on an input, two outputs on one file, or an output
@@ -148,6 +151,11 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                 inputs[name] = input_paths(value, context)
         replaces = bool(self.REPLACES_FOLDER_PARAM and self.parameterAsBool(
             parameters, self.REPLACES_FOLDER_PARAM, context))
+        for name in self.STYLED_OUTPUTS:  # the .qml written beside the output is part of it
+            if name in outputs:
+                check_style_sidecar(name, outputs[name])
+                outputs[f"{name} (its style {os.path.basename(style_sidecar(outputs[name]))})"] = style_sidecar(
+                    outputs[name])
         check_outputs(inputs, outputs, folders, replaces_folder=replaces)
         for name in rasters:
             ext = os.path.splitext(outputs[name])[1].lower().lstrip(".")
@@ -254,3 +262,52 @@ def style_output_on_load(context, layer_id, classes):
     if context.willLoadLayerOnCompletion(layer_id):
         details = context.layerToLoadOnCompletionDetails(layer_id)
         details.setPostProcessor(ClassStylePostProcessor.create(classes))
+
+
+class StackStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles a Sentinel-2 stack on load: the named styles of ``core.s2.style`` (QML texts), the first one
+    current (natural colour, the same as the .qml sidecar), the others a click away in the Layers panel
+    (right-click > Styles > colour infrared). Processing loads its results without their default style, hence
+    this step."""
+
+    _keep = []
+
+    def __init__(self, styles):
+        super().__init__()
+        self.styles = dict(styles)
+
+    def postProcessLayer(self, layer, context, feedback):
+        if layer and layer.isValid() and layer.type() == compat.LAYER_RASTER:
+            add_named_styles(layer, self.styles)
+
+    @classmethod
+    def create(cls, styles):
+        pp = cls(styles)
+        cls._keep.append(pp)
+        return pp
+
+
+def add_named_styles(layer, styles):
+    """Give ``layer`` the named styles ``{name: qml text}``; the first becomes the current one. Returns the names
+    the layer's style manager then lists."""
+    from qgis.core import QgsMapLayerStyle
+    from qgis.PyQt.QtXml import QDomDocument
+
+    manager = layer.styleManager()
+    for i, (name, qml) in enumerate(styles.items()):
+        if i == 0:
+            doc = QDomDocument()
+            doc.setContent(qml)
+            layer.importNamedStyle(doc)
+            if manager.currentStyle() != name:
+                manager.renameStyle(manager.currentStyle(), name)
+        elif name not in manager.styles():
+            manager.addStyle(name, QgsMapLayerStyle(qml))
+    layer.triggerRepaint()
+    return manager.styles()
+
+
+def style_stack_on_load(context, layer_id, styles):
+    """Attach the stack styles (natural colour first) to a stack output that will be loaded into the project."""
+    if styles and context.willLoadLayerOnCompletion(layer_id):
+        context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(StackStylePostProcessor.create(styles))

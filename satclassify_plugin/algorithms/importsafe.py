@@ -17,6 +17,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
     DISPLAY_NAME = "Import Sentinel-2 SAFE product"
     GROUP = "Sentinel-2"
     GROUP_ID = "sentinel2"
+    STYLED_OUTPUTS = ("OUTPUT",)  # <name>.qml: natural colour (core.s2.style)
     TAGS = "sentinel-2,sentinel,s2,safe,zip,l2a,l1c,import,jp2,scl,cloud mask,reflectance"
     HELP = (
         "Turns a Sentinel-2 L2A or L1C product in SAFE format into the same stack and mask as <i>Fetch "
@@ -52,4 +53,4 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         mon = self.monitor(feedback)
         summary = import_safe(path, out, mask, bands, aoi_wkt=aoi, target_epsg=target_epsg(self, parameters, context),
                               monitor=mon)
-        return report(feedback, summary, bands, out, mask)
+        return report(feedback, summary, bands, out, mask, context)

@@ -12,6 +12,32 @@ from .errors import SatClassifyError
 
 #: files GDAL writes beside a raster: an output whose sidecar is an input destroys that input too
 SIDECARS = (".aux.xml", ".ovr", ".msk")
+#: written into every QGIS style (.qml) SatClassify writes beside an output; a .qml without it is the user's
+STYLE_MARKER = "satclassify/style"
+
+
+def style_sidecar(path: str) -> str:
+    """The style QGIS loads with a layer file: ``<name>.qml`` beside ``<name>.tif``."""
+    return os.path.splitext(path)[0] + ".qml"
+
+
+def is_own_style(path: str) -> bool:
+    """``path`` is a style file SatClassify wrote (it carries :data:`STYLE_MARKER`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return STYLE_MARKER in f.read(1 << 16)
+    except OSError:
+        return False
+
+
+def check_style_sidecar(name: str, output: str) -> None:
+    """Refuse an output whose style sidecar (:func:`style_sidecar`) exists and is not SatClassify's own: writing
+    the output would silently replace the user's style."""
+    qml = style_sidecar(output)
+    if os.path.isfile(qml) and not is_own_style(qml):
+        raise SatClassifyError(
+            f"{name} '{output}' would replace the QGIS style '{qml}' (the tool writes the layer's style there), "
+            "which SatClassify did not write: rename or move that style, or choose another output file")
 
 
 def _key(path: str) -> str:
