@@ -32,11 +32,11 @@ from ..contract import clc
 from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
+from .plan import SPLITS, Candidate, PatchRecord, PatchSettings, SplitPlan, plan_splits
 
 gdal.UseExceptions()
 ogr.UseExceptions()
 
-SPLITS = ("train", "val", "test")
 INT_TYPES = {gdal.GDT_Byte: (0, 255), gdal.GDT_UInt16: (0, 65535), gdal.GDT_Int16: (-32768, 32767),
              gdal.GDT_UInt32: (0, 2 ** 32 - 1), gdal.GDT_Int32: (-2 ** 31, 2 ** 31 - 1)}
 
@@ -85,221 +85,201 @@ def _open_aligned(path: str, what: str, image: gdal.Dataset, log) -> gdal.Datase
     return ds
 
 
-def build_patches(image: str, labels: str, output_folder: str, mask: Optional[str] = None, patch_size: int = 256,
-                  stride: int = 0, min_labelled: float = 0.5, max_masked: float = 0.0, block_size: int = 4,
-                  val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, k_folds: int = 0,
-                  clc_level: int = 0, max_patches: int = 0, class_aware: bool = False, shard_size: int = 256,
-                  overwrite: bool = False, progress: Optional[Callable[[float], None]] = None,
+def build_patches(image: str, labels: str, output_folder: str, mask: Optional[str] = None,
+                  settings: Optional[PatchSettings] = None, overwrite: bool = False,
+                  progress: Optional[Callable[[float], None]] = None,
                   is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None) -> PatchResult:
+                  log: Optional[Callable[[str], None]] = None, **options) -> PatchResult:
+    """Write the dataset folder. ``settings`` (or the same names as keywords, e.g. ``patch_size=64``) are the
+    user's choices (:class:`~.plan.PatchSettings`)."""
     log = log or (lambda m: None)
     progress = progress or (lambda f: None)
     is_canceled = is_canceled or (lambda: False)
-    p = int(patch_size)
-    stride = int(stride) or p
-    if p < 8:
-        raise SatClassifyError(f"patch size must be at least 8 pixels, not {patch_size}")
-    if stride < 1:
-        raise SatClassifyError(f"stride must be positive, not {stride}")
-    if not 0.0 <= min_labelled <= 1.0 or not 0.0 <= max_masked <= 1.0:
-        raise SatClassifyError("MIN_LABELLED and MAX_MASKED are fractions between 0 and 1")
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1.0:
-        raise SatClassifyError(f"val fraction {val_fraction} + test fraction {test_fraction} must be below 1 "
-                               "(the rest is train)")
-    if int(block_size) < 1:
-        raise SatClassifyError(f"block size must be at least 1 patch, not {block_size}")
-    if int(k_folds) == 1 or int(k_folds) < 0:
-        raise SatClassifyError(f"K_FOLDS must be 0 (no folds) or at least 2, not {k_folds}")
+    s = settings or PatchSettings(**options)
     if not output_folder:
         raise SatClassifyError("no output folder given")
+    src = _Sources.open(image, labels, mask, s, log)
+    candidates = _candidates(src, s, progress, is_canceled, log)
+    plan = plan_splits(candidates, s)
+    for note in plan.notes:
+        log(note)
+    return _write_dataset(src, s, candidates, plan, output_folder, overwrite, progress, is_canceled, log)
 
-    img = raster.open_raster(image, "image")
-    dt = img.GetRasterBand(1).DataType
-    if dt not in INT_TYPES:
-        raise SatClassifyError(f"image '{image}' is {gdal.GetDataTypeName(dt)}: datasets store uint16 digital "
-                               "numbers (reflectance x 10000, as written by fetchsentinel2/importsafe); "
-                               "convert the image first")
-    w, h, gt, wkt = raster.grid_of(img)
-    if w < p or h < p:
-        raise SatClassifyError(f"image is {w} x {h} pixels, smaller than one {p} x {p} patch: "
-                               "choose a smaller patch size")
-    names = raster.band_names(img)
-    bands = [n or f"band{i + 1}" for i, n in enumerate(names)]
-    if len(set(bands)) != len(bands):
-        bands = [f"band{i + 1}" for i in range(len(bands))]
-        log("WARNING: the image's band names are not unique: bands are named band1, band2, ...")
-    nodatas = [img.GetRasterBand(i + 1).GetNoDataValue() for i in range(img.RasterCount)]
-    lab_ds = _open_aligned(labels, "label raster", img, log)
-    lab_raw = raster.open_raster(labels, "label raster")
-    ldt = lab_raw.GetRasterBand(1).DataType
-    if ldt not in INT_TYPES:
-        raise SatClassifyError(f"label raster '{labels}' is {gdal.GetDataTypeName(ldt)}: labels must be integer "
-                               "class values 0..255 (0 = no label), e.g. the output of rasterizeclc")
-    if clc_level:
-        classes = clc.classes(int(clc_level))
-    else:
-        classes = classes_from_raster(lab_raw)
-        if not classes:
-            raise SatClassifyError(f"label raster '{labels}' has no class names (category names / colour table): "
-                                   "choose a CLC level for its classes, or write it with rasterizeclc")
-    lab_raw = None
-    values = [c.value for c in classes]
-    allowed = np.zeros(256, bool)
-    allowed[values] = True
-    allowed[0] = True
-    mask_ds = _open_aligned(mask, "mask raster", img, log) if mask else None
-    with_masks = mask_ds is not None or any(nd is not None for nd in nodatas)
-    lab_band = lab_ds.GetRasterBand(1)
-    mask_band = mask_ds.GetRasterBand(1) if mask_ds is not None else None
 
-    # -- pass 1: labels (+ mask) -> candidate patches ------------------------------------------------
-    bpx = int(block_size) * p
-    rows0 = list(range(0, h - p + 1, stride))
-    cols0 = list(range(0, w - p + 1, stride))
-    nvals = len(values)
-    vindex = np.zeros(256, np.int64)  # class value -> column in the histograms (0 = no label)
-    vindex[values] = np.arange(1, nvals + 1)
-    cand_rc, cand_hist, cand_lab, cand_masked = [], [], [], []
-    straddle = 0
-    below = 0
+@dataclass
+class _Sources:
+    """The opened rasters of one run (label and mask on the image grid) and the class table."""
+    image: str
+    labels: str
+    mask: Optional[str]
+    img: gdal.Dataset
+    lab_ds: gdal.Dataset
+    mask_ds: Optional[gdal.Dataset]
+    bands: List[str]
+    nodatas: List[Optional[float]]
+    classes: List[clc.ClassInfo]
+    allowed: np.ndarray      # (256,) bool: label values of the table (and 0)
+    vindex: np.ndarray       # (256,) class value -> histogram column (0 = no label)
+    patch_size: int
+
+    @property
+    def grid(self):
+        return raster.grid_of(self.img)
+
+    @property
+    def with_masks(self) -> bool:
+        return self.mask_ds is not None or any(nd is not None for nd in self.nodatas)
+
+    def read_labels(self, r0: int) -> np.ndarray:
+        w = self.img.RasterXSize
+        p = self.patch_size
+        lab = _read_labels(self.lab_ds.GetRasterBand(1), r0, w, p, self.allowed, self.labels)
+        self.lab_ds.FlushCache()
+        return lab
+
+    def read_valid(self, r0: int) -> Optional[np.ndarray]:
+        if self.mask_ds is None:
+            return None
+        v = self.mask_ds.GetRasterBand(1).ReadAsArray(0, r0, self.img.RasterXSize, self.patch_size) != 0
+        self.mask_ds.FlushCache()
+        return v
+
+    @classmethod
+    def open(cls, image: str, labels: str, mask: Optional[str], s: PatchSettings, log) -> "_Sources":
+        p = s.patch_size
+        img = raster.open_raster(image, "image")
+        dt = img.GetRasterBand(1).DataType
+        if dt not in INT_TYPES:
+            raise SatClassifyError(f"image '{image}' is {gdal.GetDataTypeName(dt)}: datasets store uint16 digital "
+                                   "numbers (reflectance x 10000, as written by fetchsentinel2/importsafe); "
+                                   "convert the image first")
+        w, h = img.RasterXSize, img.RasterYSize
+        if w < p or h < p:
+            raise SatClassifyError(f"image is {w} x {h} pixels, smaller than one {p} x {p} patch: "
+                                   "choose a smaller patch size")
+        bands = [n or f"band{i + 1}" for i, n in enumerate(raster.band_names(img))]
+        if len(set(bands)) != len(bands):
+            bands = [f"band{i + 1}" for i in range(len(bands))]
+            log("WARNING: the image's band names are not unique: bands are named band1, band2, ...")
+        nodatas = [img.GetRasterBand(i + 1).GetNoDataValue() for i in range(img.RasterCount)]
+        lab_ds = _open_aligned(labels, "label raster", img, log)
+        lab_raw = raster.open_raster(labels, "label raster")
+        ldt = lab_raw.GetRasterBand(1).DataType
+        if ldt not in INT_TYPES:
+            raise SatClassifyError(f"label raster '{labels}' is {gdal.GetDataTypeName(ldt)}: labels must be "
+                                   "integer class values 0..255 (0 = no label), e.g. the output of rasterizeclc")
+        if s.clc_level:
+            classes = clc.classes(s.clc_level)
+        else:
+            classes = classes_from_raster(lab_raw)
+            if not classes:
+                raise SatClassifyError(f"label raster '{labels}' has no class names (category names / colour "
+                                       "table): choose a CLC level for its classes, or write it with rasterizeclc")
+        lab_raw = None
+        values = [c.value for c in classes]
+        allowed = np.zeros(256, bool)
+        allowed[values] = True
+        allowed[0] = True
+        vindex = np.zeros(256, np.int64)
+        vindex[values] = np.arange(1, len(values) + 1)
+        mask_ds = _open_aligned(mask, "mask raster", img, log) if mask else None
+        return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p)
+
+    def histogram(self, patch_labels: np.ndarray) -> np.ndarray:
+        return np.bincount(self.vindex[patch_labels].ravel(), minlength=len(self.classes) + 1)
+
+
+def _candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> List[Candidate]:
+    """Pass 1: labels (+ mask), one strip of patch rows at a time -> the positions worth a patch."""
+    p = s.patch_size
+    rows0, cols0 = s.positions(src.img.RasterXSize, src.img.RasterYSize)
+    out: List[Candidate] = []
+    straddle = below = 0
     for i, r0 in enumerate(rows0):
         if is_canceled():
             raise Canceled("cancelled by the user: the dataset folder was not written")
-        lab = _read_labels(lab_band, r0, w, p, allowed, labels)
-        valid = mask_band.ReadAsArray(0, r0, w, p) != 0 if mask_band is not None else None
-        lab_ds.FlushCache()
-        if mask_ds is not None:
-            mask_ds.FlushCache()
+        lab = src.read_labels(r0)
+        valid = src.read_valid(r0)
         if valid is not None:
             lab = np.where(valid, lab, 0)
         for c0 in cols0:
-            if r0 // bpx != (r0 + p - 1) // bpx or c0 // bpx != (c0 + p - 1) // bpx:
+            if s.straddles(r0, c0):
                 straddle += 1
                 continue
-            pl = lab[:, c0:c0 + p]
-            hist = np.bincount(vindex[pl].ravel(), minlength=nvals + 1)
+            hist = src.histogram(lab[:, c0:c0 + p])
             labelled = 1.0 - hist[0] / float(p * p)
             masked = 0.0 if valid is None else 1.0 - valid[:, c0:c0 + p].mean()
-            if labelled < min_labelled or masked > max_masked:
+            if labelled < s.min_labelled or masked > s.max_masked:
                 below += 1
                 continue
-            cand_rc.append((r0, c0))
-            cand_hist.append(hist)
-            cand_lab.append(labelled)
-            cand_masked.append(masked)
+            out.append(Candidate(r0, c0, hist, labelled, masked))
         progress(0.3 * (i + 1) / len(rows0))
-    ncand = len(cand_rc)
-    log(f"{len(rows0) * len(cols0)} patch positions ({p} px, stride {stride}): {ncand} kept, {below} below "
-        f"MIN_LABELLED {min_labelled} or above MAX_MASKED {max_masked}"
+    log(f"{len(rows0) * len(cols0)} patch positions ({p} px, stride {s.stride}): {len(out)} kept, {below} below "
+        f"MIN_LABELLED {s.min_labelled} or above MAX_MASKED {s.max_masked}"
         + (f", {straddle} straddling split blocks (stride < patch size)" if straddle else ""))
-    if ncand == 0:
-        raise SatClassifyError(f"no patch has at least {min_labelled:.0%} labelled pixels"
-                               + (f" and at most {max_masked:.0%} masked pixels" if mask_ds is not None else "")
+    if not out:
+        raise SatClassifyError(f"no patch has at least {s.min_labelled:.0%} labelled pixels"
+                               + (f" and at most {s.max_masked:.0%} masked pixels" if src.mask_ds is not None
+                                  else "")
                                + ": lower MIN_LABELLED / raise MAX_MASKED, or check that the labels overlap the image")
-    hists = np.array(cand_hist, np.int64)
+    return out
 
-    # -- split by blocks -------------------------------------------------------------------------
-    block_of = [(r0 // bpx, c0 // bpx) for r0, c0 in cand_rc]
-    blocks = sorted(set(block_of))
-    rng = np.random.default_rng(int(seed))
-    order = [blocks[i] for i in rng.permutation(len(blocks))]
-    per_block: Dict[tuple, List[int]] = {}
-    for idx, b in enumerate(block_of):
-        per_block.setdefault(b, []).append(idx)
-    target = {"val": val_fraction * ncand, "test": test_fraction * ncand}
-    got = {"train": 0, "val": 0, "test": 0}
-    block_split: Dict[tuple, str] = {}
-    for b in order:
-        n = len(per_block[b])
-        if got["val"] < target["val"] and target["val"] > 0:
-            s = "val"
-        elif got["test"] < target["test"] and target["test"] > 0:
-            s = "test"
-        else:
-            s = "train"
-        block_split[b] = s
-        got[s] += n
-    if got["train"] == 0:
-        raise SatClassifyError(f"only {len(blocks)} spatial block(s) of {block_size} x {block_size} patches hold "
-                               "patches, none is left for training: lower BLOCK_SIZE or PATCH_SIZE, or the val/test "
-                               "fractions")
-    train_blocks = [b for b in order if block_split[b] == "train"]
-    k = int(k_folds)
-    if k >= 2 and len(train_blocks) < k:
-        raise SatClassifyError(f"{k} folds need at least {k} train blocks, there are {len(train_blocks)}: lower "
-                               "K_FOLDS or BLOCK_SIZE")
-    block_fold = {b: (i % k if k >= 2 else -1) for i, b in enumerate(train_blocks)}
-    split_of = np.array([SPLITS.index(block_split[b]) for b in block_of])
-    log(f"{len(blocks)} spatial blocks of {block_size} x {block_size} patches ({bpx} px): "
-        + ", ".join(f"{s} {sum(1 for b in blocks if block_split[b] == s)}" for s in SPLITS))
 
-    # -- optional sampling -----------------------------------------------------------------------
-    keep = np.ones(ncand, bool)
-    if max_patches and ncand > int(max_patches):
-        keep[:] = False
-        class_px = hists[:, 1:].sum(axis=0).astype(np.float64)
-        for si in range(3):
-            idx = np.nonzero(split_of == si)[0]
-            if idx.size == 0:
-                continue
-            quota = max(1, int(round(int(max_patches) * idx.size / ncand)))
-            if quota >= idx.size:
-                keep[idx] = True
-                continue
-            if class_aware:
-                wts = (hists[idx, 1:] / np.maximum(class_px, 1.0)).sum(axis=1) + 1e-12
-            else:
-                wts = np.ones(idx.size)
-            keys = rng.random(idx.size) ** (1.0 / wts)
-            keep[idx[np.argsort(-keys)[:quota]]] = True
-        log(f"sampling ({'class-aware' if class_aware else 'uniform'}): {int(keep.sum())} of {ncand} patches kept "
-            f"(MAX_PATCHES {max_patches})")
+def _patch_pixels(src: _Sources, strip: np.ndarray, c0: int, r0: int, p: int) -> np.ndarray:
+    pim = strip[:, :, c0:c0 + p]
+    if pim.dtype != np.uint16:
+        if pim.size and (pim.min() < 0 or pim.max() > 65535):
+            raise SatClassifyError(
+                f"image '{src.image}' holds values {pim.min()}..{pim.max()} near row {r0}, column {c0}: "
+                "datasets store uint16 digital numbers 0..65535")
+        pim = pim.astype(np.uint16)
+    return pim
 
-    # -- pass 2: image strips -> shards ----------------------------------------------------------
-    sel = [i for i in range(ncand) if keep[i]]
+
+def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate], plan: SplitPlan,
+                   output_folder: str, overwrite: bool, progress, is_canceled, log) -> PatchResult:
+    """Pass 2: image strips -> shards in the staging folder; footprints and manifest; moved in on success."""
+    p = s.patch_size
+    w, h, gt, wkt = src.grid
     by_row: Dict[int, List[int]] = {}
-    for i in sel:
-        by_row.setdefault(cand_rc[i][0], []).append(i)
+    for i in plan.selected():
+        by_row.setdefault(candidates[i].row, []).append(i)
     out_folder = os.path.abspath(output_folder)
-    records = []
+    records: List[PatchRecord] = []
     dropped_nodata = 0
-    with DatasetWriter(out_folder, bands, p, classes, crs_wkt=wkt, shard_size=shard_size, with_masks=with_masks,
-                       overwrite=overwrite, splits=SPLITS, expected_patches=len(sel)) as writer:
+    classes = src.classes
+    with DatasetWriter(out_folder, src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
+                       with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS,
+                       expected_patches=int(plan.keep.sum())) as writer:
         for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
             if is_canceled():
                 raise Canceled("cancelled by the user: the dataset folder was not written")
-            strip = img.ReadAsArray(0, r0, w, p)
-            img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
+            strip = src.img.ReadAsArray(0, r0, w, p)
+            src.img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
             if strip.ndim == 2:
                 strip = strip[None]
-            lab = _read_labels(lab_band, r0, w, p, allowed, labels)
+            lab = src.read_labels(r0)
             valid = np.ones((p, w), bool)
-            if mask_band is not None:
-                valid &= mask_band.ReadAsArray(0, r0, w, p) != 0
-            for b, nd in enumerate(nodatas):
+            mask_valid = src.read_valid(r0)
+            if mask_valid is not None:
+                valid &= mask_valid
+            for b, nd in enumerate(src.nodatas):
                 if nd is not None:
                     valid &= strip[b] != nd
-            for i in sorted(idxs, key=lambda j: cand_rc[j][1]):
-                c0 = cand_rc[i][1]
-                pim = strip[:, :, c0:c0 + p]
-                if pim.dtype != np.uint16:
-                    if pim.size and (pim.min() < 0 or pim.max() > 65535):
-                        raise SatClassifyError(
-                            f"image '{image}' holds values {pim.min()}..{pim.max()} near row {r0}, column {c0}: "
-                            "datasets store uint16 digital numbers 0..65535")
-                    pim = pim.astype(np.uint16)
+            for i in sorted(idxs, key=lambda j: candidates[j].col):
+                c0 = candidates[i].col
+                pim = _patch_pixels(src, strip, c0, r0, p)
                 pv = valid[:, c0:c0 + p]
                 pl = np.where(pv, lab[:, c0:c0 + p], 0).astype(np.uint8)
                 masked = 1.0 - pv.mean()
                 labelled = (pl > 0).mean()
-                if masked > max_masked or labelled < min_labelled:
+                if masked > s.max_masked or labelled < s.min_labelled:
                     dropped_nodata += 1
                     continue
-                split = SPLITS[split_of[i]]
-                shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if with_masks else None)
-                hist = np.bincount(vindex[pl].ravel(), minlength=nvals + 1)
-                records.append((split, block_fold.get(block_of[i], -1), shard, pos, r0, c0, labelled, masked,
-                                hist[1:] / float(p * p)))
+                split = SPLITS[plan.split_of[i]]
+                shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if src.with_masks else None)
+                records.append(PatchRecord(split, plan.fold_of[i], shard, pos, r0, c0, labelled, masked,
+                                           src.histogram(pl)[1:] / float(p * p)))
             progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
         if dropped_nodata:
             log(f"{dropped_nodata} patches dropped because image nodata pixels exceed MAX_MASKED or leave too "
@@ -308,36 +288,43 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
         if counts.get("train", 0) == 0:
             raise SatClassifyError("no train patch is left (image nodata): check the image and MAX_MASKED")
         _write_footprints(writer.stage_path(FOOTPRINTS), records, classes, gt, wkt, p)
-        positions = {s: [[r[4], r[5]] for r in records if r[0] == s] for s in SPLITS}
-        folds = [r[1] for r in records if r[0] == "train"]
-        extra = {
-            "source_files": {"image": os.path.abspath(image), "labels": os.path.abspath(labels),
-                             "mask": os.path.abspath(mask) if mask else None},
-            "split_rule": {"type": "spatial_blocks", "block_size_patches": int(block_size),
-                           "block_size_px": bpx, "val_fraction": val_fraction, "test_fraction": test_fraction,
-                           "seed": int(seed)},
-            "stride": stride, "min_labelled": min_labelled, "max_masked": max_masked,
-            "k_folds": k if k >= 2 else 0, "folds": {"train": folds},
-            "positions": positions, "geotransform": list(gt), "image_size": [w, h],
-            "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
-            "sampling": {"max_patches": int(max_patches), "class_aware": bool(class_aware)},
-        }
-        manifest = writer.close(extra=extra)  # shards, footprints and manifest move in together
-    present = [c for c in classes if any(manifest["splits"][s]["class_counts"][str(c.value)] for s in SPLITS)]
+        manifest = writer.close(extra=_manifest_extra(src, s, records, gt, w, h))  # everything moves in together
+    _log_summary(manifest, classes, log)
+    progress(1.0)
+    return PatchResult(out_folder, os.path.join(out_folder, FOOTPRINTS),
+                       {sp: manifest["splits"][sp]["patches"] for sp in SPLITS}, manifest,
+                       [c.to_dict() for c in classes])
+
+
+def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord], gt, w: int, h: int) -> dict:
+    return {
+        "source_files": {"image": os.path.abspath(src.image), "labels": os.path.abspath(src.labels),
+                         "mask": os.path.abspath(src.mask) if src.mask else None},
+        "split_rule": {"type": "spatial_blocks", "block_size_patches": s.block_size,
+                       "block_size_px": s.block_px, "val_fraction": s.val_fraction,
+                       "test_fraction": s.test_fraction, "seed": s.seed},
+        "stride": s.stride, "min_labelled": s.min_labelled, "max_masked": s.max_masked,
+        "k_folds": s.k_folds if s.k_folds >= 2 else 0, "folds": {"train": [r.fold for r in records
+                                                                           if r.split == "train"]},
+        "positions": {sp: [[r.row, r.col] for r in records if r.split == sp] for sp in SPLITS},
+        "geotransform": list(gt), "image_size": [w, h],
+        "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
+        "sampling": {"max_patches": s.max_patches, "class_aware": bool(s.class_aware)},
+    }
+
+
+def _log_summary(manifest: dict, classes, log) -> None:
+    present = [c for c in classes if any(manifest["splits"][sp]["class_counts"][str(c.value)] for sp in SPLITS)]
     if len(present) == 1:
         log(f"WARNING: the patches hold a single class ({present[0].value} {present[0].name}): a model trained on "
             "them cannot learn to tell classes apart. Check the label raster (its extent, the CLC level, MASK) or "
             "cover an area with several land-cover classes")
-    for s in SPLITS:
-        info = manifest["splits"][s]
+    for sp in SPLITS:
+        info = manifest["splits"][sp]
         total = sum(info["class_counts"].values()) or 1
         hist_txt = ", ".join(f"{c.name} {100.0 * info['class_counts'][str(c.value)] / total:.1f}%"
                              for c in classes if info["class_counts"][str(c.value)])
-        log(f"{s}: {info['patches']} patches" + (f"; classes: {hist_txt}" if info["patches"] else ""))
-    progress(1.0)
-    return PatchResult(out_folder, os.path.join(out_folder, FOOTPRINTS),
-                       {s: manifest["splits"][s]["patches"] for s in SPLITS}, manifest,
-                       [c.to_dict() for c in classes])
+        log(f"{sp}: {info['patches']} patches" + (f"; classes: {hist_txt}" if info["patches"] else ""))
 
 
 def _read_labels(band, r0, w, p, allowed, path) -> np.ndarray:
@@ -371,7 +358,8 @@ def _write_footprints(path, records, classes, gt, wkt, p):
         lyr.CreateField(fd)
     defn = lyr.GetLayerDefn()
     lyr.StartTransaction()
-    for split, fold, shard, pos, r0, c0, labelled, masked, fr in records:
+    for r in records:
+        r0, c0 = r.row, r.col
         x0, y0 = gt[0] + c0 * gt[1], gt[3] + r0 * gt[5]
         x1, y1 = gt[0] + (c0 + p) * gt[1], gt[3] + (r0 + p) * gt[5]
         ring = ogr.Geometry(ogr.wkbLinearRing)
@@ -381,15 +369,15 @@ def _write_footprints(path, records, classes, gt, wkt, p):
         poly.AddGeometry(ring)
         f = ogr.Feature(defn)
         f.SetGeometryDirectly(poly)
-        f.SetField("split", split)
-        f.SetField("fold", int(fold))
-        f.SetField("shard", int(shard))
-        f.SetField("index", int(pos))
+        f.SetField("split", r.split)
+        f.SetField("fold", int(r.fold))
+        f.SetField("shard", int(r.shard))
+        f.SetField("index", int(r.index))
         f.SetField("row", int(r0))
         f.SetField("col", int(c0))
-        f.SetField("labelled", float(labelled))
-        f.SetField("masked", float(masked))
-        for c, v in zip(classes, fr):
+        f.SetField("labelled", float(r.labelled))
+        f.SetField("masked", float(r.masked))
+        for c, v in zip(classes, r.fractions):
             f.SetField(f"frac_{c.value}", round(float(v), 6))
         lyr.CreateFeature(f)
     lyr.CommitTransaction()
