@@ -6,7 +6,9 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
@@ -35,6 +37,20 @@ STACK_HELP = (
     "replaced: the tool refuses). Loaded by the tool, the layer also has the style <i>colour infrared</i> "
     "(B08/B04/B03): right-click the layer > Styles.<br>")
 
+
+INTERVAL_KEYS = ["none", "monthly", "days"]
+INTERVAL_OPTIONS = ["None (one date: the best of the period)", "Monthly (one date per calendar month)",
+                    "Every INTERVAL_DAYS days"]
+COMPOSITE_KEYS = ["best", "median"]
+COMPOSITE_OPTIONS = ["Best acquisition (most valid pixels in the AOI by SCL)",
+                     "Median of the valid observations"]
+TIMESERIES_HELP = (
+    "<b>Time series</b>: INTERVAL monthly or every INTERVAL_DAYS days writes one date per interval of START..END "
+    "into one multi-date stack on one grid: band descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt;, all bands of a date "
+    "then its validity band VALID@&lt;date&gt; (1 = valid), date after date. COMPOSITE best takes, per interval, "
+    "the overpass with the most valid pixels in the AOI by SCL among the CANDIDATES best-ranked ones; median "
+    "takes the per-pixel median of their valid observations (dated at the interval's middle day). Invalid pixels "
+    "are 0; intervals without a product are left out. MASK is then 1 where at least one date is valid.<br>")
 
 def output_paths(alg, parameters, context, mask=True):
     out = alg.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -112,7 +128,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         "in the order given and the dates are ignored.<br>"
         "With STAC only the blocks of each cloud-optimised GeoTIFF that cover the AOI are transferred (HTTP "
         "range reads); CDSE and DHuS products are downloaded whole into DOWNLOAD_DIR (resumable; a finished, "
-        "verified zip is reused) and read in place.<br>" + STACK_HELP)
+        "verified zip is reused) and read in place.<br>" + TIMESERIES_HELP + STACK_HELP)
 
     def initAlgorithm(self, config=None):
         self.add_aoi_parameters()
@@ -124,11 +140,21 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
                                                         defaultValue=True))
         self.addParameter(QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the product's UTM zone)",
                                                     optional=True))
+        self.addParameter(QgsProcessingParameterEnum("INTERVAL", "Time series: one date per interval",
+                                                     options=INTERVAL_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("INTERVAL_DAYS", "Interval length in days (INTERVAL = days)",
+                                                       compat.NUMBER_INTEGER, 30, False, 1, 366))
+        self.addParameter(QgsProcessingParameterEnum("COMPOSITE", "Time series: date of an interval",
+                                                     options=COMPOSITE_OPTIONS, defaultValue=0))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "CANDIDATES", "Time series: overpasses compared (best) or combined (median) per interval",
+            compat.NUMBER_INTEGER, 4, False, 1, 50)))
         self.add_service_parameters()
         self.addParameter(_advanced(QgsProcessingParameterFile(
             "DOWNLOAD_DIR", "Download folder for CDSE/DHuS products (empty = ~/.satclassify/downloads)",
             behavior=compat.FILE_BEHAVIOR_FOLDER, optional=True)))
         add_stack_outputs(self)
+        self.addOutput(QgsProcessingOutputString("DATES", "Dates of the stack (comma-separated)"))
 
     def run_tool(self, parameters, context, feedback):
         import re
@@ -143,10 +169,26 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         epsg = target_epsg(self, parameters, context)
         workdir = self.parameterAsFile(parameters, "DOWNLOAD_DIR", context) or ""
         src, http = self.source(parameters, context, feedback)
+        interval = INTERVAL_KEYS[self.parameterAsEnum(parameters, "INTERVAL", context)]
+        if interval != "none":
+            from ..core.s2.timeseries import fetch_timeseries
+            feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %, "
+                              f"one date per {'month' if interval == 'monthly' else 'interval'}")
+            summary = self.redacted(
+                http, fetch_timeseries, src, q, bands, out, mask, interval=interval,
+                days=self.parameterAsInt(parameters, "INTERVAL_DAYS", context),
+                composite=COMPOSITE_KEYS[self.parameterAsEnum(parameters, "COMPOSITE", context)],
+                target_epsg=epsg, mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir,
+                candidates=self.parameterAsInt(parameters, "CANDIDATES", context))
+            res = report(feedback, summary, summary["descriptions"], out, mask)
+            res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
+            return res
         if ids:
             feedback.pushInfo(f"reading product(s) {', '.join(ids)}")
         else:
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %")
         summary = self.redacted(http, fetch, src, q, bands, out, mask, target_epsg=epsg,
                                 mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir)
-        return report(feedback, summary, bands, out, mask, context)
+        res = report(feedback, summary, bands, out, mask, context)
+        res["DATES"] = res["DATE"]
+        return res

@@ -257,6 +257,20 @@ def _warp_band(path: str, dst: osr.SpatialReference, bounds, w: int, h: int, ban
     return out.GetRasterBand(1).ReadAsArray()
 
 
+def mosaic_band(scenes: Sequence[Scene], band: str, dst: osr.SpatialReference, bounds, w: int, h: int,
+                mon: Monitor) -> np.ndarray:
+    """``band`` of the tiles ``scenes`` (one overpass) on the grid, harmonised per tile; the first valid pixel
+    wins (tiles in the order given). Also used by the multi-date stacks (:mod:`.timeseries`)."""
+    acc = np.zeros((h, w), np.uint16)
+    for s in scenes:
+        mon.check()
+        arr = _warp_band(s.assets[band], dst, bounds, w, h, band, f"band {band} of {s.id}")
+        arr = harmonise(arr, s.offset_for(band))
+        fill = acc == 0
+        acc[fill] = arr[fill]
+    return acc
+
+
 def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask_output: Optional[str] = None,
                 aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None, resolution: float = 10.0,
                 monitor: Optional[Monitor] = None, metadata: Optional[Dict[str, str]] = None) -> Dict[str, object]:
@@ -282,13 +296,7 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     step = [0]
 
     def read(band: str) -> np.ndarray:
-        acc = np.zeros((h, w), np.uint16)
-        for s in scenes:
-            mon.check()
-            arr = _warp_band(s.assets[band], dst, bounds, w, h, band, f"band {band} of {s.id}")
-            arr = harmonise(arr, s.offset_for(band))
-            fill = acc == 0
-            acc[fill] = arr[fill]
+        acc = mosaic_band(scenes, band, dst, bounds, w, h, mon)
         step[0] += 1
         mon.progress(step[0] / steps)
         mon.info(f"read {band} ({w} x {h} pixels from {len(scenes)} tile(s))")

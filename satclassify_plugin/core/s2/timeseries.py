@@ -1,0 +1,277 @@
+"""Multi-date Sentinel-2 stacks (QGIS env, GDAL): one date per interval of a period, all on one grid, one GeoTIFF.
+
+The layout follows :mod:`satclassify_plugin.core.contract.timeseries` (``<band>@<YYYY-MM-DD>`` date-major, then
+``VALID@<date>`` per date). Per interval (:func:`intervals`: calendar months or N-day windows from START):
+
+* ``best`` (default): the overpass (the tiles of one day and platform, mosaicked as in a single-date fetch)
+  with the most valid pixels in the AOI by its SCL (cloud, shadow, cirrus, snow and nodata are invalid) among
+  the interval's ``candidates`` best-ranked overpasses; without SCL (L1C) the best-ranked one. The date is the
+  acquisition day.
+* ``median``: the per-pixel median of the valid observations of the interval's ``candidates`` best-ranked
+  overpasses (DN rounded to integers); the date is the interval's middle day (inside START..END).
+
+Invalid pixels get DN 0 in every band of their date and VALID 0. Intervals without a product are left out
+(logged); a period with no product at all stops with the search's message.
+"""
+from __future__ import annotations
+
+import calendar
+import contextlib
+import datetime as _dt
+import json
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from osgeo import gdal
+
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Monitor
+from ..contract.timeseries import VALID, descriptions
+from .products import QUANTIFICATION, Scene, format_baseline, group_by_date, parse_datetime, scl_mask
+from .stack import gdal_remote_config, mosaic_band, target_grid
+
+INTERVALS = ("none", "monthly", "days")
+COMPOSITES = ("best", "median")
+DEFAULT_CANDIDATES = 4
+
+
+def intervals(start: str, end: str, kind: str, days: int = 30) -> List[Tuple[_dt.date, _dt.date]]:
+    """Inclusive (first day, last day) windows covering START..END: calendar months (clipped to the period) or
+    consecutive ``days``-day windows from START (the last one clipped)."""
+    s, e = parse_datetime(start), parse_datetime(end)
+    if s is None or e is None:
+        raise SatClassifyError("a multi-date stack needs START and END dates (YYYY-MM-DD)")
+    s, e = s.date(), e.date()
+    if e < s:
+        raise SatClassifyError(f"END ({end}) is before START ({start})")
+    out = []
+    if kind == "monthly":
+        y, m = s.year, s.month
+        while _dt.date(y, m, 1) <= e:
+            first = max(_dt.date(y, m, 1), s)
+            last = min(_dt.date(y, m, calendar.monthrange(y, m)[1]), e)
+            out.append((first, last))
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    elif kind == "days":
+        if int(days) < 1:
+            raise SatClassifyError(f"INTERVAL_DAYS must be at least 1, not {days}")
+        d = s
+        while d <= e:
+            out.append((d, min(d + _dt.timedelta(days=int(days) - 1), e)))
+            d += _dt.timedelta(days=int(days))
+    else:
+        raise SatClassifyError(f"unknown interval '{kind}': use one of {', '.join(INTERVALS)}")
+    if len(out) > 366:
+        raise SatClassifyError(f"{len(out)} intervals between {start} and {end}: choose a longer INTERVAL or a "
+                               "shorter period")
+    return out
+
+
+def overpasses(scenes: Sequence[Scene], mosaic: bool = True) -> List[List[Scene]]:
+    """The scenes (ranked best first) as overpasses (same day and platform), best-ranked overpass first; each
+    one's tiles with the best-ranked tile first, then the others by AOI overlap (one scene per tile)."""
+    groups = group_by_date(scenes)
+    order = sorted(groups, key=lambda k: min(s.rank for s in groups[k]))
+    out = []
+    for k in order:
+        ranked = sorted(groups[k], key=lambda s: s.rank)
+        best = ranked[0]
+        if not mosaic:
+            out.append([best])
+            continue
+        tiles: Dict[str, Scene] = {}
+        for s in ranked:
+            tiles.setdefault(s.tile_id or s.id, s)
+        others = sorted((s for s in tiles.values() if s is not best), key=lambda s: -(s.aoi_cover or 0))
+        out.append([best] + others)
+    return out
+
+
+def _in(s: Scene, window: Tuple[_dt.date, _dt.date]) -> bool:
+    t = parse_datetime(s.datetime)
+    return t is not None and window[0] <= t.date() <= window[1]
+
+
+def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_output: Optional[str] = None,
+                     interval: str = "monthly", days: int = 30, composite: str = "best",
+                     target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "",
+                     candidates: int = DEFAULT_CANDIDATES) -> Dict[str, object]:
+    """Search the period, pick (or composite) one date per interval and write the multi-date stack (+ MASK:
+    1 where at least one date is valid). Returns a summary with the dates and the scenes read."""
+    import os
+
+    from .sources import search
+    if composite not in COMPOSITES:
+        raise SatClassifyError(f"unknown COMPOSITE '{composite}': use one of {', '.join(COMPOSITES)}")
+    if query.ids:
+        raise SatClassifyError("a multi-date stack (INTERVAL) is built from a search over START..END: leave ITEM "
+                               "empty, or set INTERVAL to none to read the given products")
+    mon: Monitor = source.monitor
+    windows = intervals(query.start, query.end, interval, days)
+    source.check_fetch()
+    ranked = search(source, query)
+    bands = list(bands)
+    if "SCL" in bands:
+        raise SatClassifyError("SCL cannot be a band of a multi-date stack (it is not a reflectance; each date "
+                               "has its VALID band instead): remove SCL from BANDS")
+    has_scl = query.product == "L2A"
+    read_bands = bands + (["SCL"] if has_scl else [])
+    workdir = workdir or os.path.join(os.path.expanduser("~"), ".satclassify", "downloads")
+    per_window = []
+    for win in windows:
+        ops = overpasses([s for s in ranked if _in(s, win)], mosaic)[: max(1, int(candidates))]
+        if not ops:
+            mon.info(f"no product between {win[0]} and {win[1]} (cloud cover <= {query.max_cloud:g} %): that "
+                     "interval is left out")
+            continue
+        per_window.append((win, ops))
+    if not per_window:
+        raise SatClassifyError("no interval has a product: widen the dates or raise MAX_CLOUD")
+    prepared: Dict[str, Scene] = {}
+
+    def ready(op: List[Scene]) -> List[Scene]:
+        todo = [s for s in op if s.id not in prepared]
+        if todo:
+            for s in source.prepare(todo, read_bands, workdir):
+                if not has_scl:
+                    s.assets.pop("SCL", None)
+                prepared[s.id] = s
+        return [prepared[s.id] for s in op]
+
+    with gdal_remote_config(**source.http.gdal_options()):
+        first = ready(per_window[0][1][0])
+        dst, bounds, w, h = target_grid(first, bands, query.aoi_wkt, target_epsg, 10.0)
+        grid = (dst, bounds, w, h)
+        steps = len(per_window) * (len(bands) + (candidates if has_scl else 0))
+        done = [0]
+
+        def tick():
+            done[0] += 1
+            mon.progress(min(done[0] / max(steps, 1), 1.0))
+
+        def valid_of(op):
+            v = np.ones((h, w), bool)
+            if has_scl:
+                scl = mosaic_band(ready(op), "SCL", *grid, mon)
+                v &= scl_mask(scl).astype(bool) & (scl != 0)
+                tick()
+            return v
+
+        # choose the overpass of each interval (best) before writing, so the file's dates are known
+        plan = []
+        for win, ops in per_window:
+            if composite == "median":
+                mid = win[0] + (win[1] - win[0]) // 2
+                plan.append({"date": mid.isoformat(), "interval": [win[0].isoformat(), win[1].isoformat()],
+                             "overpasses": ops, "valid": None})
+                continue
+            best, best_valid, best_n = ops[0], None, -1
+            for op in (ops if has_scl else ops[:1]):
+                v = valid_of(op)
+                n = int(v.sum())
+                mon.info(f"{op[0].date} ({', '.join(s.id for s in op)}): {100.0 * n / v.size:.1f} % of the AOI "
+                         "valid by SCL")
+                if n > best_n:
+                    best, best_valid, best_n = op, v, n
+            plan.append({"date": best[0].date, "interval": [win[0].isoformat(), win[1].isoformat()],
+                         "overpasses": [best], "valid": best_valid})
+        seen = [p["date"] for p in plan]
+        if len(set(seen)) != len(seen):  # one acquisition best in two windows cannot happen (windows are disjoint)
+            raise SatClassifyError(f"two intervals got the same date ({seen})")
+        dates = [p["date"] for p in plan]
+        names = descriptions(bands, dates)
+        scenes_used = [s for p in plan for op in p["overpasses"] for s in op]
+        md = {"SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION), "SATCLASSIFY_BANDS": ",".join(bands),
+              "SATCLASSIFY_DATES": ",".join(dates), "SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
+              "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes_used),
+              "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes_used),
+              "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
+                                           "reflectance = DN / 10000; 0 = nodata or an invalid observation"}
+        info = []
+        gt = (bounds[0], 10.0, 0.0, bounds[3], 0.0, -10.0)
+        any_valid = np.zeros((h, w), bool)
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(raster.AtomicOutput(output))
+            mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
+            md["SATCLASSIFY_TIMESERIES"] = json.dumps(
+                [{"date": p["date"], "interval": p["interval"], "composite": composite,
+                  "products": [[s.id for s in op] for op in p["overpasses"]]} for p in plan])
+            ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
+                                        descriptions=names, metadata=md)
+            for t, p in enumerate(plan):
+                arrays, valid = _read_date(p, composite, bands, grid, ready, valid_of, mon, tick)
+                base = t * (len(bands) + 1)
+                for i, a in enumerate(arrays):
+                    ds.GetRasterBand(base + i + 1).WriteArray(np.where(valid, a, 0).astype(np.uint16))
+                ds.GetRasterBand(base + len(bands) + 1).WriteArray(valid.astype(np.uint16))
+                any_valid |= valid
+                frac = float(valid.mean()) if valid.size else 0.0
+                info.append({"date": p["date"], "valid_fraction": frac})
+                mon.info(f"date {t + 1}/{len(plan)} {p['date']} ({composite}, interval {p['interval'][0]}.."
+                         f"{p['interval'][1]}): {100.0 * frac:.1f} % valid")
+            ds.FlushCache()
+            ds = None
+            if mtmp:
+                m = raster.create_geotiff(
+                    mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"],
+                    classes=[{"value": 1, "name": "valid on at least one date", "color": "#2ca02c"}],
+                    nodata_name="invalid on every date",
+                    metadata={"SATCLASSIFY_MASK": f"1 = valid on at least one date ({VALID}@<date> bands of the "
+                                                  "stack), 0 = invalid on every date"})
+                m.GetRasterBand(1).WriteArray(any_valid.astype(np.uint8))
+                m.FlushCache()
+                m = None
+            mon.check()
+    epsg = dst.GetAuthorityCode(None)
+    return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
+            "bands": bands, "descriptions": names, "per_date": info, "scenes": scenes_used,
+            "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used}, "has_scl": has_scl,
+            "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0}
+
+
+def _read_date(p, composite, bands, grid, ready, valid_of, mon, tick):
+    """(band arrays, validity) of one planned date: the chosen overpass, or the median of the candidates."""
+    if composite == "best":
+        op = ready(p["overpasses"][0])
+        valid = p["valid"] if p["valid"] is not None else valid_of(p["overpasses"][0])
+        arrays = []
+        for b in bands:
+            a = mosaic_band(op, b, *grid, mon)
+            valid &= a != 0
+            arrays.append(a)
+            tick()
+        return arrays, valid
+    h, w = grid[3], grid[2]
+    obs_valid = []
+    for op in p["overpasses"]:
+        obs_valid.append(valid_of(op))
+    arrays = []
+    for b in bands:
+        cube = np.full((len(p["overpasses"]), h, w), np.nan, np.float32)
+        for k, op in enumerate(p["overpasses"]):
+            a = mosaic_band(ready(op), b, *grid, mon)
+            obs_valid[k] &= a != 0
+            cube[k] = a
+        arrays.append(cube)
+        tick()
+    ok = np.stack(obs_valid)
+    valid = ok.any(axis=0)
+    out = []
+    for cube in arrays:
+        cube[~ok] = np.nan
+        with np.errstate(all="ignore"), _quiet():
+            med = np.nanmedian(cube, axis=0)
+        out.append(np.where(valid, np.rint(np.nan_to_num(med)), 0).astype(np.uint16))
+    return out, valid
+
+
+@contextlib.contextmanager
+def _quiet():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (no valid observation)
+        yield
+
+
+__all__ = ["COMPOSITES", "INTERVALS", "fetch_timeseries", "intervals", "overpasses"]
