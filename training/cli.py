@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|evaluate|export ...`` (see docs/training.md).
+"""Command line: ``python -m training train|evaluate|export|import ...`` (see docs/training.md).
 
 User errors (missing manifest, band mismatch, empty split, bad device, bad config, an output that would
 replace an input, an output that cannot be written...) print one line ``error: ...`` on stderr and exit with
@@ -62,7 +62,44 @@ def build_parser():
     x.add_argument("--out", required=True, help="ONNX file to write")
     x.add_argument("--tile-size", type=int, help="override the card's tile_size")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+
+    i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
+    isub = i.add_subparsers(dest="source", required=True)
+    for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
+                           ("eurosat", "EuroSAT MS class folders of 13-band GeoTIFFs -> single-label dataset")):
+        s = isub.add_parser(name, help=helptext)
+        s.add_argument("src", help="the extracted archive's folder (patch folders / class folders)")
+        s.add_argument("--out", required=True, help="dataset folder to write")
+        s.add_argument("--bands", help="comma-separated bands to keep (default: all of the archive's)")
+        if name == "bigearthnet":
+            s.add_argument("--nomenclature", type=int, choices=(43, 19), default=43,
+                           help="43 CLC level-3 labels (default) or the 19 classes of BigEarthNet-19")
+            s.add_argument("--exclude", help="file listing patch names to leave out (one per line or first CSV "
+                                             "column), e.g. BigEarthNet's snow / cloud-and-shadow lists")
+        s.add_argument("--val-fraction", type=float, default=0.15)
+        s.add_argument("--test-fraction", type=float, default=0.15)
+        s.add_argument("--block-size", type=int, default=8, help="spatial split blocks of N x N patches (8)")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--shard-size", type=int, default=256, help="patches per shard file (256)")
+        s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     return ap
+
+
+def _import(args):
+    bands = [b.strip() for b in args.bands.split(",") if b.strip()] if args.bands else None
+    if args.block_size < 1:
+        from .errors import TrainingError
+        raise TrainingError(f"--block-size must be at least 1, not {args.block_size}")
+    kw = dict(bands=bands, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite)
+    if args.source == "bigearthnet":
+        from .importers.bigearthnet import import_bigearthnet
+        m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, exclude=args.exclude, **kw)
+    else:
+        from .importers.eurosat import import_eurosat
+        m = import_eurosat(args.src, args.out, **kw)
+    print(json.dumps({"out": args.out, "task": m["task"], "classes": len(m["classes"]),
+                      "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
 
 
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "device", "amp", "amp_dtype",
@@ -93,6 +130,8 @@ def main(argv=None):
         elif args.command == "export":
             from .export import export
             export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+        elif args.command == "import":
+            _import(args)
         return 0
     except SatClassifyError as e:
         print(f"error: {e}", file=sys.stderr)

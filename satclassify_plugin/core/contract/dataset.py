@@ -8,7 +8,13 @@ Folder layout (docs/DESIGN.md)::
     images-<split>-<k>.npy     uint16 (N, C, H, W)  digital numbers; reflectance = DN * scale
     labels-<split>-<k>.npy     uint8  (N, H, W)     class values, ``label_nodata`` (0) = no label
     masks-<split>-<k>.npy      uint8  (N, H, W)     optional, 1 = valid pixel, 0 = masked
-    patches.gpkg               patch footprints (written by the plugin tool with OGR, not here)
+    targets-<split>-<k>.npy    uint8  (N, K)        patch-level targets (manifest "task" "multilabel" or
+                                                    "singlelabel"): 1 = the patch holds class k (class table order)
+    patches.gpkg               patch footprints (buildpatches: OGR; the training importers: core.contract.gpkg)
+
+``task`` in the manifest: "segmentation" (the default when absent: pixel labels), "multilabel" (every patch has
+any number of classes) or "singlelabel" (exactly one class per patch). A patch-level dataset has targets shards;
+its label shards are optional (``"labels": null`` in a shard entry: BigEarthNet / EuroSAT imports have none).
 
 Shards are plain ``.npy`` files, so ``numpy.load(path, mmap_mode="r")`` reads them without loading
 them into memory. ``<k>`` counts from 0 per split; the manifest lists each split's shards in order.
@@ -36,7 +42,9 @@ MANIFEST = "manifest.json"
 FOOTPRINTS = "patches.gpkg"
 SPLIT_ORDER = ("train", "val", "test")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
-_SHARD_RE = re.compile(r"^(images|labels|masks)-[A-Za-z0-9_]+-\d+\.npy$")
+_SHARD_RE = re.compile(r"^(images|labels|masks|targets)-[A-Za-z0-9_]+-\d+\.npy$")
+TASKS = ("segmentation", "multilabel", "singlelabel")
+PATCH_TASKS = ("multilabel", "singlelabel")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -115,16 +123,23 @@ class _NpyAppender:
 class _ShardSet:
     """The open shard of one split: images, labels (and masks) appended patch by patch."""
 
-    def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool):
-        self.names = {"images": f"images-{split}-{k}.npy", "labels": f"labels-{split}-{k}.npy",
-                      "masks": f"masks-{split}-{k}.npy" if with_masks else None}
+    def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool,
+                 with_labels: bool = True, num_targets: int = 0):
+        self.names = {"images": f"images-{split}-{k}.npy",
+                      "labels": f"labels-{split}-{k}.npy" if with_labels else None,
+                      "masks": f"masks-{split}-{k}.npy" if with_masks else None,
+                      "targets": f"targets-{split}-{k}.npy" if num_targets else None}
         self.folder, self.size, self.count = folder, size, 0
         self.files: Dict[str, _NpyAppender] = {}
         try:
             self.files["images"] = _NpyAppender(os.path.join(folder, self.names["images"]), np.uint16,
                                                 (bands, patch, patch), size)
-            self.files["labels"] = _NpyAppender(os.path.join(folder, self.names["labels"]), np.uint8,
-                                                (patch, patch), size)
+            if with_labels:
+                self.files["labels"] = _NpyAppender(os.path.join(folder, self.names["labels"]), np.uint8,
+                                                    (patch, patch), size)
+            if num_targets:
+                self.files["targets"] = _NpyAppender(os.path.join(folder, self.names["targets"]), np.uint8,
+                                                     (num_targets,), size)
             if with_masks:
                 self.files["masks"] = _NpyAppender(os.path.join(folder, self.names["masks"]), np.uint8,
                                                    (patch, patch), size)
@@ -136,11 +151,11 @@ class _ShardSet:
     def full(self) -> bool:
         return self.count >= self.size
 
-    def add(self, image, label, mask) -> None:
+    def add(self, image, label, mask, target=None) -> None:
         self.files["images"].append(image)
-        self.files["labels"].append(label)
-        if "masks" in self.files:
-            self.files["masks"].append(mask)
+        for key, arr in (("labels", label), ("masks", mask), ("targets", target)):
+            if key in self.files:
+                self.files[key].append(arr)
         self.count += 1
 
     def finish(self) -> dict:
@@ -148,8 +163,11 @@ class _ShardSet:
         for appender in self.files.values():
             appender.finish()
         self.files = {}
-        return {"images": self.names["images"], "labels": self.names["labels"], "masks": self.names["masks"],
-                "count": self.count}
+        entry = {"images": self.names["images"], "labels": self.names["labels"], "masks": self.names["masks"],
+                 "count": self.count}
+        if self.names["targets"]:
+            entry["targets"] = self.names["targets"]
+        return entry
 
     def discard(self):
         for appender in self.files.values():
@@ -166,12 +184,16 @@ class DatasetWriter:
     ``with DatasetWriter(...) as w: w.add("train", image, label)`` closes on success and removes what it
     wrote on an exception. ``splits`` pre-declares split names so they appear in the manifest even when
     they receive no patch.
+
+    ``task`` "multilabel" or "singlelabel" stores a patch-level target per patch (``add(..., target=)``: a
+    multi-hot (K,) vector in class-table order; exactly one 1 for "singlelabel") in targets-<split>-<k>.npy;
+    ``with_labels=False`` then writes no pixel labels (``add(split, image, target=...)``).
     """
 
     def __init__(self, folder: str, bands: Sequence[str], patch_size: int, classes: Sequence,
                  crs_wkt: str = "", scale: float = 1e-4, label_nodata: int = 0, shard_size: int = 256,
                  with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = (),
-                 expected_patches: int = 0):
+                 expected_patches: int = 0, task: str = "segmentation", with_labels: bool = True):
         if not folder:
             raise DatasetError("no output folder given")
         self.bands = [str(b) for b in bands]
@@ -197,6 +219,12 @@ class DatasetWriter:
         self.patch_size, self.shard_size = int(patch_size), int(shard_size)
         self.crs_wkt, self.scale, self.label_nodata = crs_wkt or "", float(scale), int(label_nodata)
         self.with_masks = bool(with_masks)
+        if task not in TASKS:
+            raise DatasetError(f"task {task!r} is not one of {', '.join(TASKS)}")
+        if task == "segmentation" and not with_labels:
+            raise DatasetError("a segmentation dataset needs pixel labels (with_labels=True)")
+        self.task, self.with_labels = task, bool(with_labels)
+        self.num_targets = len(self.classes) if task in PATCH_TASKS else 0
         self._allowed = np.zeros(256, dtype=bool)
         self._allowed[values] = True
         self._allowed[self.label_nodata] = True
@@ -204,6 +232,7 @@ class DatasetWriter:
         self._open: Dict[str, _ShardSet] = {}
         self._done: Dict[str, List[dict]] = {}
         self._counts: Dict[str, np.ndarray] = {}
+        self._tcounts: Dict[str, np.ndarray] = {}
         self._closed = False
         for s in splits:
             self._declare(s)
@@ -280,28 +309,38 @@ class DatasetWriter:
         if split not in self._done:
             self._done[split] = []
             self._counts[split] = np.zeros(256, dtype=np.int64)
+            self._tcounts[split] = np.zeros(max(self.num_targets, 1), dtype=np.int64)
 
     # -- writing ---------------------------------------------------------------------------------
-    def add(self, split: str, image, label, mask=None) -> Tuple[int, int]:
+    def add(self, split: str, image, label=None, mask=None, target=None) -> Tuple[int, int]:
         """Append one patch; returns (shard index, index within the shard)."""
         if self._closed:
             raise DatasetError("the dataset writer is closed")
         self._declare(split)
         p, c = self.patch_size, len(self.bands)
         image = np.asarray(image)
-        label = np.asarray(label)
         if image.shape != (c, p, p):
             raise DatasetError(f"image patch has shape {image.shape}, expected ({c}, {p}, {p}) (bands, rows, cols)")
-        if label.shape != (p, p):
-            raise DatasetError(f"label patch has shape {label.shape}, expected ({p}, {p})")
         image = self._as_dtype(image, np.uint16, "image")
-        label = self._as_dtype(label, np.uint8, "label")
-        bad = ~self._allowed[label]
-        if bad.any():
-            v = int(label[bad][0])
-            raise DatasetError(f"label value {v} is not in the class table "
-                               f"({sorted(c_['value'] for c_ in self.classes)}) nor the nodata value "
-                               f"{self.label_nodata}")
+        if self.with_labels:
+            if label is None:
+                raise DatasetError("this dataset stores pixel labels: give a label patch for every patch")
+            label = np.asarray(label)
+            if label.shape != (p, p):
+                raise DatasetError(f"label patch has shape {label.shape}, expected ({p}, {p})")
+            label = self._as_dtype(label, np.uint8, "label")
+            bad = ~self._allowed[label]
+            if bad.any():
+                v = int(label[bad][0])
+                raise DatasetError(f"label value {v} is not in the class table "
+                                   f"({sorted(c_['value'] for c_ in self.classes)}) nor the nodata value "
+                                   f"{self.label_nodata}")
+        elif label is not None:
+            raise DatasetError("a label patch was given but the writer was created with with_labels=False")
+        if self.num_targets:
+            target = self._check_target(target)
+        elif target is not None:
+            raise DatasetError(f"a patch target was given but the dataset's task is {self.task!r}")
         if self.with_masks:
             if mask is None:
                 raise DatasetError("this dataset stores masks: give a mask for every patch")
@@ -315,19 +354,38 @@ class DatasetWriter:
             shard = self._open.get(split)
             if shard is None:
                 k = len(self._done[split])
-                shard = _ShardSet(self.stage, split, k, self.shard_size, c, p, self.with_masks)
+                shard = _ShardSet(self.stage, split, k, self.shard_size, c, p, self.with_masks, self.with_labels,
+                                  self.num_targets)
                 self._open[split] = shard
             i = shard.count
-            shard.add(image, label, mask)
+            shard.add(image, label, mask, target)
             k = len(self._done[split])
             if shard.full:
                 self._done[split].append(shard.finish())
                 del self._open[split]
         except OSError as e:
             raise self._write_error(e)
-        counted = label[mask == 1] if self.with_masks else label
-        self._counts[split] += np.bincount(counted.ravel(), minlength=256)
+        if self.with_labels:
+            counted = label[mask == 1] if self.with_masks else label
+            self._counts[split] += np.bincount(counted.ravel(), minlength=256)
+        if self.num_targets:
+            self._tcounts[split] += target
         return k, i
+
+    def _check_target(self, target) -> np.ndarray:
+        k = self.num_targets
+        if target is None:
+            raise DatasetError(f"this {self.task} dataset stores a target per patch: give target= (a multi-hot "
+                               f"vector of {k} values in class-table order)")
+        t = np.asarray(target)
+        if t.shape != (k,):
+            raise DatasetError(f"patch target has shape {t.shape}, expected ({k},) (one 0/1 per class)")
+        if t.size and not np.isin(t, (0, 1)).all():
+            raise DatasetError(f"patch target holds values {sorted(set(np.unique(t).tolist()))}: expected 0 or 1")
+        t = t.astype(np.uint8)
+        if self.task == "singlelabel" and int(t.sum()) != 1:
+            raise DatasetError(f"a singlelabel patch needs exactly one class, its target has {int(t.sum())}")
+        return t
 
     def _write_error(self, e: OSError) -> DatasetError:
         why, fix = os_error_text(e)
@@ -386,9 +444,16 @@ class DatasetWriter:
                     cc[str(int(v))] = int(counts[v])
             splits[s] = {"patches": sum(x["count"] for x in self._done[s]), "shards": self._done[s],
                          "class_counts": cc}
+            if self.num_targets:
+                tc = {str(v): int(n) for v, n in zip(values, self._tcounts[s])}
+                splits[s]["target_counts"] = tc
+                if not self.with_labels:  # no pixels to count: class_counts count the patches holding each class
+                    splits[s]["class_counts"] = dict(tc)
         manifest = {"schema_version": SCHEMA_VERSION, "bands": self.bands, "dtype": "uint16", "scale": self.scale,
                     "patch_size": self.patch_size, "crs": self.crs_wkt, "classes": self.classes,
                     "label_nodata": self.label_nodata, "splits": splits}
+        if self.task != "segmentation":
+            manifest["task"] = self.task
         for k, v in (extra or {}).items():
             if k in manifest:
                 raise DatasetError(f"extra manifest key {k!r} would overwrite a reserved key")
@@ -435,6 +500,39 @@ class DatasetWriter:
         elif not self._closed:
             self.close()
         return False
+
+
+def split_blocks(block_of: Sequence, val_fraction: float, test_fraction: float, seed: int = 0) -> List[str]:
+    """The split ("train", "val" or "test") of each item, whole spatial blocks at a time.
+
+    ``block_of``: a hashable block id per item (e.g. (crs, column, row) of a grid of blocks). The blocks are
+    shuffled with ``seed`` and handed to val, then test, until each holds its fraction of the items; the rest is
+    train. At least one block always stays in train, so a handful of items (even one block) still gives a
+    training split (val and test may then be empty)."""
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1.0:
+        raise DatasetError(f"val fraction {val_fraction} + test fraction {test_fraction} must be below 1 "
+                           "(the rest is train)")
+    items: Dict = {}
+    for i, b in enumerate(block_of):
+        items.setdefault(b, []).append(i)
+    blocks = sorted(items, key=repr)
+    order = [blocks[i] for i in np.random.default_rng(int(seed)).permutation(len(blocks))]
+    n = len(block_of)
+    want = {"val": val_fraction * n, "test": test_fraction * n}
+    got = {"train": 0, "val": 0, "test": 0}
+    out = [""] * n
+    for j, b in enumerate(order):
+        last_chance = got["train"] == 0 and j == len(order) - 1
+        if not last_chance and want["val"] > 0 and got["val"] < want["val"]:
+            s = "val"
+        elif not last_chance and want["test"] > 0 and got["test"] < want["test"]:
+            s = "test"
+        else:
+            s = "train"
+        got[s] += len(items[b])
+        for i in items[b]:
+            out[i] = s
+    return out
 
 
 class Dataset:
@@ -486,25 +584,34 @@ class Dataset:
             self._fail(str(e))
         if not isinstance(m["splits"], dict):
             self._fail("'splits' must be an object {split: {patches, shards, class_counts}}")
-        c, p = len(m["bands"]), m["patch_size"]
+        task = m.get("task", "segmentation")
+        if task not in TASKS:
+            self._fail(f"task {task!r} is not one of {', '.join(TASKS)}")
+        self._task = task
+        c, p, nk = len(m["bands"]), m["patch_size"], len(self._classes)
         self._shards: Dict[str, List[Patch]] = {}
+        self._targets: Dict[str, List[np.ndarray]] = {}
         for split, info in m["splits"].items():
             if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
                 self._fail(f"split '{split}' has no 'shards' list")
-            arrays = []
+            arrays, targets = [], []
             total = 0
             for k, sh in enumerate(info["shards"]):
-                if not isinstance(sh, dict) or "images" not in sh or "labels" not in sh or "count" not in sh:
-                    self._fail(f"split '{split}' shard {k} needs 'images', 'labels' and 'count'")
+                need = ("images", "count") + (("targets",) if task in PATCH_TASKS else ("labels",))
+                if not isinstance(sh, dict) or any(key not in sh for key in need):
+                    self._fail(f"split '{split}' shard {k} needs {', '.join(repr(n) for n in need)}")
                 n = sh["count"]
                 imgs = self._open_shard(sh["images"], (n, c, p, p), np.uint16, split, k)
-                labs = self._open_shard(sh["labels"], (n, p, p), np.uint8, split, k)
+                labs = self._open_shard(sh["labels"], (n, p, p), np.uint8, split, k) if sh.get("labels") else None
                 masks = self._open_shard(sh["masks"], (n, p, p), np.uint8, split, k) if sh.get("masks") else None
+                if task in PATCH_TASKS:
+                    targets.append(self._open_shard(sh["targets"], (n, nk), np.uint8, split, k))
                 arrays.append((imgs, labs, masks))
                 total += n
             if info.get("patches", total) != total:
                 self._fail(f"split '{split}' says {info.get('patches')} patches but its shards hold {total}")
             self._shards[split] = arrays
+            self._targets[split] = targets
 
     def _open_shard(self, name, shape, dtype, split, k) -> np.ndarray:
         if not isinstance(name, str) or os.path.basename(name) != name:
@@ -557,6 +664,16 @@ class Dataset:
         return int(self._manifest["label_nodata"])
 
     @property
+    def task(self) -> str:
+        """"segmentation" (pixel labels), "multilabel" or "singlelabel" (patch-level targets)."""
+        return self._task
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the shards hold pixel labels (a patch-level import may have targets only)."""
+        return all(s[1] is not None for shards in self._shards.values() for s in shards)
+
+    @property
     def has_masks(self) -> bool:
         return any(s[2] is not None for shards in self._shards.values() for s in shards)
 
@@ -586,9 +703,21 @@ class Dataset:
         return {int(k): int(v) for k, v in cc.items()}
 
     def shards(self, split: str) -> List[Patch]:
-        """(images, labels, masks or None) memory-mapped arrays, one tuple per shard."""
+        """(images, labels or None, masks or None) memory-mapped arrays, one tuple per shard (labels are None in a
+        patch-level dataset without pixel labels: see :meth:`targets`)."""
         self._nonempty(split)
         return list(self._shards[split])
+
+    def targets(self, split: str) -> List[np.ndarray]:
+        """The memory-mapped (N, K) uint8 targets of each shard of ``split`` (patch-level datasets)."""
+        self._nonempty(split)
+        if self._task not in PATCH_TASKS:
+            raise DatasetError(f"the dataset's task is {self._task!r}: it has pixel labels, no patch targets")
+        return list(self._targets[split])
+
+    def load_targets(self, split: str) -> np.ndarray:
+        """All (N, K) targets of ``split`` in memory, in patch order (as :meth:`load`)."""
+        return np.concatenate([np.asarray(t) for t in self.targets(split)])
 
     def iter_patches(self, split: str) -> Iterator[Patch]:
         for imgs, labs, masks in self.shards(split):
@@ -596,10 +725,10 @@ class Dataset:
                 yield imgs[i], labs[i], (masks[i] if masks is not None else None)
 
     def load(self, split: str) -> Patch:
-        """All patches of ``split`` in memory: (images, labels, masks or None)."""
+        """All patches of ``split`` in memory: (images, labels or None, masks or None)."""
         sh = self.shards(split)
         imgs = np.concatenate([np.asarray(s[0]) for s in sh])
-        labs = np.concatenate([np.asarray(s[1]) for s in sh])
+        labs = np.concatenate([np.asarray(s[1]) for s in sh]) if all(s[1] is not None for s in sh) else None
         masks = None
         if all(s[2] is not None for s in sh):
             masks = np.concatenate([np.asarray(s[2]) for s in sh])
