@@ -127,3 +127,108 @@ def compute_metrics(matrix, values: Sequence[int], names: Optional[Dict[int, str
         "confusion_matrix": m.astype(np.int64).tolist(),
         "values": [int(v) for v in values],
     }
+
+
+# -- multi-label (patch classification: any number of classes per sample) ----------------------------------
+
+def _as_01(a, what) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise SatClassifyError(f"{what} must be (samples, classes), got shape {a.shape}")
+    return a.astype(bool)
+
+
+def multilabel_scores(truth, predicted, names: Optional[Sequence[str]] = None) -> dict:
+    """Micro / macro precision, recall and F1 and per-class scores of multi-hot ``predicted`` vs ``truth``
+    (both (N, K) 0/1).
+
+    Micro: TP, FP, FN summed over all classes and samples. Macro: the mean of the per-class F1 over the classes
+    present in the truth or the prediction (a class with neither is undefined: ``None``, left out). Also the
+    sample-averaged F1 (per sample over its classes, 1 when a sample has no class and none predicted)."""
+    t, p = _as_01(truth, "truth"), _as_01(predicted, "prediction")
+    if t.shape != p.shape:
+        raise SatClassifyError(f"truth and prediction differ in shape: {t.shape} vs {p.shape}")
+    tp = (t & p).sum(0).astype(np.float64)
+    fp = (~t & p).sum(0).astype(np.float64)
+    fn = (t & ~p).sum(0).astype(np.float64)
+    prec, rec, f1 = _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
+    present = (tp + fp + fn) > 0
+
+    def clean(x):
+        return None if np.isnan(x) else float(x)
+
+    stp, sfp, sfn = tp.sum(), fp.sum(), fn.sum()
+    s_tp = (t & p).sum(1)
+    s_den = t.sum(1) + p.sum(1)
+    sample_f1 = np.where(s_den > 0, 2 * s_tp / np.maximum(s_den, 1), 1.0)
+    return {
+        "micro_precision": clean(_div(stp, stp + sfp)),
+        "micro_recall": clean(_div(stp, stp + sfn)),
+        "micro_f1": clean(_div(2 * stp, 2 * stp + sfp + sfn)),
+        "macro_f1": float(np.mean(np.nan_to_num(f1[present]))) if present.any() else None,
+        "sample_f1": float(sample_f1.mean()) if len(sample_f1) else None,
+        "samples": int(t.shape[0]),
+        "classes": [{"index": k, "name": (names[k] if names else str(k)), "precision": clean(prec[k]),
+                     "recall": clean(rec[k]), "f1": clean(f1[k]), "support": int(t[:, k].sum()),
+                     "predicted": int(p[:, k].sum())} for k in range(t.shape[1])],
+    }
+
+
+def average_precision(truth, scores) -> List[Optional[float]]:
+    """Average precision per class: the mean, over the class's positive samples ranked by score (highest first),
+    of the precision at each positive's rank; tied scores count as one step (all of them at once), as the
+    area under the step-wise precision-recall curve. ``None`` for a class without positives."""
+    t = _as_01(truth, "truth")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != t.shape:
+        raise SatClassifyError(f"truth and scores differ in shape: {t.shape} vs {s.shape}")
+    out: List[Optional[float]] = []
+    for k in range(t.shape[1]):
+        npos = int(t[:, k].sum())
+        if npos == 0:
+            out.append(None)
+            continue
+        order = np.argsort(-s[:, k], kind="stable")
+        sk, tk = s[order, k], t[order, k]
+        last = np.r_[np.nonzero(np.diff(sk))[0], len(sk) - 1]  # the last index of each run of equal scores
+        tp = np.cumsum(tk)[last].astype(np.float64)
+        prec = tp / (last + 1)
+        d_recall = np.diff(np.r_[0.0, tp]) / npos
+        out.append(float((prec * d_recall).sum()))
+    return out
+
+
+def mean_average_precision(truth, scores) -> Optional[float]:
+    """Macro mAP: the mean of :func:`average_precision` over the classes with at least one positive."""
+    ap = [a for a in average_precision(truth, scores) if a is not None]
+    return float(np.mean(ap)) if ap else None
+
+
+def best_thresholds(truth, scores, default: float = 0.5) -> List[float]:
+    """Per class, the score threshold (predict the class when score >= threshold) that maximises the class's F1
+    on (``truth``, ``scores``), usually the validation split. The threshold lies halfway between the lowest
+    score kept and the next lower one (or 0 when every sample is kept); a class without positives (or whose best
+    F1 is 0) gets ``default``. Scores are probabilities (0..1)."""
+    t = _as_01(truth, "truth")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != t.shape:
+        raise SatClassifyError(f"truth and scores differ in shape: {t.shape} vs {s.shape}")
+    out = []
+    for k in range(t.shape[1]):
+        npos = int(t[:, k].sum())
+        if npos == 0:
+            out.append(float(default))
+            continue
+        order = np.argsort(-s[:, k], kind="stable")
+        sk, tk = s[order, k], t[order, k]
+        last = np.r_[np.nonzero(np.diff(sk))[0], len(sk) - 1]
+        tp = np.cumsum(tk)[last]
+        f1 = 2 * tp / (last + 1 + npos)
+        j = int(np.argmax(f1))
+        if f1[j] <= 0:
+            out.append(float(default))
+            continue
+        lo = sk[last[j]]
+        nxt = sk[last[j] + 1] if last[j] + 1 < len(sk) else 0.0  # all kept: halfway down to 0
+        out.append(float(min(max((lo + nxt) / 2.0, 0.0), 1.0)))
+    return out
