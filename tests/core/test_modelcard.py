@@ -34,7 +34,7 @@ def test_round_trip():
     ({"input_scale": 0}, "positive"),
     ({"heads": []}, "'heads' must be a non-empty list"),
     ({"schema_version": 7}, "schema_version 7 is not supported"),
-    ({"heads": [{"name": "a", "output": "o", "classes": [{"value": 0, "name": "x"}]}]}, "values are 1..255"),
+    ({"heads": [{"name": "a", "output": "o", "classes": [{"value": 0, "name": "x"}]}]}, "out of range 1..255"),
     ({"heads": [{"name": "a", "output": "o", "classes": [{"value": 1, "color": "red"}]}]}, "not #rrggbb"),
     ({"heads": [{"name": "a", "output": "o", "classes": [{"value": 1}, {"value": 1}]}]}, "duplicate class values"),
     ({"heads": [{"output": "o", "classes": [{"value": 1}]}]}, "'name' is missing in head 0"),
@@ -80,3 +80,15 @@ def test_deepness_fallback():
 def test_deepness_detector_rejected():
     with pytest.raises(ModelCardError, match="not supported"):
         card_from_metadata({"model_type": "Detector", "class_names": "['a']"}, ["o"], 3)
+
+
+def test_one_class_record_for_clc_tables_cards_and_datasets():
+    from satclassify_plugin.core.contract import clc, dataset, modelcard
+    from satclassify_plugin.core.contract.classes import ClassRecord
+
+    assert clc.ClassInfo is ClassRecord and modelcard.HeadClass is ClassRecord
+    card = parse_card({"architecture": "unet", "bands": ["B02"], "heads": [
+        {"name": "h", "output": "o", "classes": [{"value": 3, "code": "211", "name": "Arable", "color": "#ffffa8"}]}]})
+    rec = card.heads[0].classes[0]
+    assert rec == clc.classes(2)[3 - 1].__class__(3, "211", "Arable", "#ffffa8") and rec.rgb == (255, 255, 168)
+    assert dataset._class_dict(rec) == rec.to_dict() == ClassRecord.from_dict(rec.to_dict()).to_dict()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from .classes import ClassRecord
 from .errors import SatClassifyError
 
 LEGEND_PATH = os.path.join(os.path.dirname(__file__), "data", "clc_legend.csv")
@@ -33,22 +34,8 @@ NODATA_GRID_CODES = frozenset({48, 49, 50, 128, 255})
 LEVELS = (1, 2, 3)
 
 
-@dataclass(frozen=True)
-class ClassInfo:
-    """One class of a class raster: the stored value, its code, name and colour."""
-
-    value: int
-    code: str
-    name: str
-    color: str  # "#rrggbb"
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "code": self.code, "name": self.name, "color": self.color}
-
-    @property
-    def rgb(self):
-        c = self.color.lstrip("#")
-        return tuple(int(c[i:i + 2], 16) for i in (0, 2, 4))
+#: a CLC class of a class raster: the project's one class record
+ClassInfo = ClassRecord
 
 
 @dataclass(frozen=True)

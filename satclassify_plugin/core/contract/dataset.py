@@ -35,6 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .classes import ClassRecord
 from .errors import SatClassifyError, os_error_text
 
 SCHEMA_VERSION = 1
@@ -45,7 +46,6 @@ _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _SHARD_RE = re.compile(r"^(images|labels|masks|targets)-[A-Za-z0-9_]+-\d+\.npy$")
 TASKS = ("segmentation", "multilabel", "singlelabel")
 PATCH_TASKS = ("multilabel", "singlelabel")
-_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
 
@@ -56,16 +56,9 @@ class DatasetError(SatClassifyError):
 
 def _class_dict(c) -> dict:
     d = c if isinstance(c, dict) else c.to_dict()
-    try:
-        out = {"value": int(d["value"]), "code": str(d.get("code", d["value"])), "name": str(d["name"]),
-               "color": str(d.get("color") or "#000000")}
-    except (KeyError, TypeError, ValueError) as e:
-        raise DatasetError(f"bad class table entry {d!r}: expected value, code, name, color ({e})")
-    if not 1 <= out["value"] <= 255:
-        raise DatasetError(f"class value {out['value']} ({out['name']!r}) out of range 1..255")
-    if not _COLOR_RE.match(out["color"]):
-        raise DatasetError(f"class {out['name']!r}: colour {out['color']!r} is not #rrggbb")
-    return out
+    if isinstance(d, dict) and "name" not in d:
+        raise DatasetError(f"bad class table entry {d!r}: expected value, code, name, color")
+    return ClassRecord.from_dict(d, "dataset class table", DatasetError, default_color="#000000").to_dict()
 
 
 def _sort_splits(names) -> List[str]:

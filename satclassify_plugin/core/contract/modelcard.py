@@ -7,10 +7,10 @@ from the metadata keys that Deepness models carry, for models made by other tool
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
+from .classes import ClassRecord
 from .errors import SatClassifyError
 
 SCHEMA_VERSION = 1
@@ -18,22 +18,14 @@ METADATA_KEY = "satclassify"
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12", "SCL")
 DEEPNESS_KEYS = ("model_type", "class_names", "resolution", "tiles_size", "tile_size", "tiles_overlap",
                  "standardization_mean", "standardization_std")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 class ModelCardError(SatClassifyError):
     """The model card is missing or invalid."""
 
 
-@dataclass
-class HeadClass:
-    value: int
-    code: str
-    name: str
-    color: str
-
-    def to_dict(self):
-        return {"value": self.value, "code": self.code, "name": self.name, "color": self.color}
+#: a class of a model head: the project's one class record
+HeadClass = ClassRecord
 
 
 @dataclass
@@ -155,13 +147,10 @@ def parse_card(data) -> ModelCard:
             if not isinstance(c, Mapping):
                 raise ModelCardError(f"model card: class {j} of head '{name}' must be an object")
             value = _req(c, "value", f"class {j} of head '{name}'")
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 255:
+            if not isinstance(value, int) or isinstance(value, bool):
                 raise ModelCardError(
                     f"model card: class {j} of head '{name}' has value {value!r}; values are 1..255 (0 = no label)")
-            color = c.get("color", "#808080")
-            if not isinstance(color, str) or not _COLOR.match(color):
-                raise ModelCardError(f"model card: class {value} of head '{name}' has colour {color!r}, not #rrggbb")
-            classes.append(HeadClass(value, str(c.get("code", value)), str(c.get("name", f"class {value}")), color))
+            classes.append(ClassRecord.from_dict(c, f"model card: head '{name}'", ModelCardError))
         if len({c.value for c in classes}) != len(classes):
             raise ModelCardError(f"model card: head '{name}' has duplicate class values")
         heads.append(Head(str(name), str(output), classes))
