@@ -3,11 +3,13 @@
 Where things live (dependencies point one way: contract <- raster <- the domain packages, which do not
 import each other; tests/core/test_guardrail.py checks every import):
 
-* ``contract/``  what the training package imports too: errors, feedback (Canceled, Monitor), CLC tables,
-  model card, dataset folder format, metrics, output-path guard. No osgeo.
+* ``contract/``  what the training package imports too: errors, feedback (Canceled, Monitor; progress 0-1),
+  the class record (``classes.ClassRecord``), CLC tables, model card, dataset folder format, metrics,
+  output-path guard. No osgeo.
 * ``raster``     GDAL raster I/O shared by the tools: open, create (all metadata before pixels), atomic outputs.
 * ``s2/``        Sentinel-2: product conventions (``products``), HTTP with deadlines, search sources, stacks.
-* ``labels/``    CLC -> label rasters (``rasterize``) and training patches (``patches``).
-* ``classify/``  tiling, onnxruntime sessions (``inference``), the streamed pipeline.
+* ``labels/``    CLC -> label rasters (``rasterize``) and training patches (``plan`` pure, ``patches``).
+* ``classify/``  tiling (pure planning), onnxruntime sessions (``inference``), the streamed pipeline
+  (``plan_classify`` -> ``ClassifyPlan`` -> ``run_plan``).
 * ``accuracy/``  tables and transforms (``tables``, pure), the streamed comparison (``assess``).
 """
