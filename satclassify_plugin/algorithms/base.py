@@ -311,3 +311,18 @@ def style_stack_on_load(context, layer_id, styles):
     """Attach the stack styles (natural colour first) to a stack output that will be loaded into the project."""
     if styles and context.willLoadLayerOnCompletion(layer_id):
         context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(StackStylePostProcessor.create(styles))
+
+
+def gdal_raster_source(alg, parameters, key, context, what="raster"):
+    """The file behind raster layer parameter ``key`` (None when it is empty); a layer of another provider
+    (WMS, PostGIS raster...) is refused with the fix. A path QGIS cannot load is passed on, so the core names
+    the problem (missing file, unreadable)."""
+    if parameters.get(key) in (None, ""):
+        return None
+    layer = alg.parameterAsRasterLayer(parameters, key, context)
+    if layer is None:
+        return alg.parameterAsString(parameters, key, context) or None
+    if layer.providerType() != "gdal":
+        raise SatClassifyError(f"layer '{layer.name()}' is a {layer.providerType()} layer; the {what} is read from "
+                               "a file GDAL can open: save the layer as a GeoTIFF first")
+    return layer.source()

@@ -106,10 +106,10 @@ def _bounds(ds: gdal.Dataset) -> Tuple[float, float, float, float]:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str) -> None:
+def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str, target_what: str = "classified") -> None:
     ts, os_ = raster.srs_of(target), raster.srs_of(other)
     if (ts is None) != (os_ is None):
-        lacking = "classified" if ts is None else what
+        lacking = target_what if ts is None else what
         raise SatClassifyError(f"the {lacking} raster has no CRS, so it cannot be aligned with the other one: assign "
                                "its CRS (Raster > Projections > Assign Projection) or give rasters on the same grid")
     b = _bounds(other)
@@ -118,12 +118,38 @@ def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str) -> None
         try:
             b = ct.TransformBounds(b[0], b[1], b[2], b[3], 21)
         except RuntimeError as e:
-            raise SatClassifyError(f"cannot transform the {what} extent to the classified raster's CRS: {e}")
+            raise SatClassifyError(f"cannot transform the {what} extent to the {target_what} raster's CRS: {e}")
     t = _bounds(target)
     if b[0] >= t[2] or b[2] <= t[0] or b[1] >= t[3] or b[3] <= t[1]:
         raise SatClassifyError(
-            f"the {what} raster does not overlap the classified raster (classified extent {_fmt_box(t)}, {what} "
-            f"extent {_fmt_box(b)} in the classified raster's CRS): choose rasters covering the same area")
+            f"the {what} raster does not overlap the {target_what} raster ({target_what} extent {_fmt_box(t)}, "
+            f"{what} extent {_fmt_box(b)} in the {target_what} raster's CRS): choose rasters covering the same area")
+
+
+def open_aligned(path: str, target: gdal.Dataset, what: str, log, target_what: str = "classified", **warp):
+    """(dataset on ``target``'s grid, the dataset as opened): the raster at ``path``, warped with nearest
+    neighbour onto ``target``'s grid (a VRT) when the grids differ (CRS, resolution or extent)."""
+    src = _open(path, what)
+    if raster.same_grid(target, src):
+        return src, src
+    _check_overlap(target, src, what, target_what)
+    log(f"the {what} raster is on another grid: warped with nearest neighbour onto the {target_what} grid")
+    return raster.warp_to_grid(src, target, "near", **warp), src
+
+
+def pixel_area_ha(ds: gdal.Dataset, what: str = "class raster", strict: bool = True) -> Optional[float]:
+    """Area of one pixel in hectares. A geographic CRS (pixel sizes in degrees) is refused, or gives None when
+    not ``strict``."""
+    srs = raster.srs_of(ds)
+    if srs is not None and srs.IsGeographic():
+        if not strict:
+            return None
+        raise SatClassifyError(
+            f"the {what} '{ds.GetDescription()}' is in a geographic CRS (degrees), so its pixel areas in hectares are "
+            "unknown: reproject it to a projected CRS in metres first (Raster > Projections > Warp, e.g. the UTM "
+            "zone or EPSG:3035)")
+    gt = ds.GetGeoTransform()
+    return abs(gt[1] * gt[5] - gt[2] * gt[4]) / 10000.0
 
 
 def _fmt_box(b) -> str:
@@ -226,6 +252,17 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
             log(f"WARNING: class value(s) {', '.join(map(str, vs[:20]))} occur only in the {w} map")
 
 
+def read_options(level, level_maps: str, ignore, reclassify: Optional[str], names: Optional[str]):
+    """The checked LEVEL, IGNORE list, reclassify table and names table shared by both kinds of assessment."""
+    lv = accuracy.check_level(level)
+    if level_maps not in ("both", "classified", "reference"):
+        raise SatClassifyError(f"LEVEL maps must be both, classified or reference, not {level_maps!r}")
+    ignore_list = accuracy.parse_ignore(ignore)
+    recl = accuracy.read_reclassification(reclassify) if reclassify else accuracy.Reclassification()
+    names_table = accuracy.read_names(names) if names else None
+    return lv, ignore_list, recl, names_table
+
+
 def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="0",
            reclassify: Optional[str] = None, names: Optional[str] = None, level=None, level_maps: str = "both",
            scale=1, block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
@@ -234,12 +271,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.)."""
     log = log or (lambda m: None)
     k = accuracy.check_scale(scale)
-    lv = accuracy.check_level(level)
-    if level_maps not in ("both", "classified", "reference"):
-        raise SatClassifyError(f"LEVEL maps must be both, classified or reference, not {level_maps!r}")
-    ignore_list = accuracy.parse_ignore(ignore)
-    recl = accuracy.read_reclassification(reclassify) if reclassify else accuracy.Reclassification()
-    names_table = accuracy.read_names(names) if names else None
+    lv, ignore_list, recl, names_table = read_options(level, level_maps, ignore, reclassify, names)
 
     cls_ds = _open_class_raster(classified, "classified")
     ref_src = _open_class_raster(reference, "reference")
@@ -260,13 +292,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         ref_ds = ref_src
     mask_ds = mask_src = None
     if mask:
-        mask_src = _open(mask, "mask")
-        if raster.same_grid(cls_ds, mask_src):
-            mask_ds = mask_src
-        else:
-            _check_overlap(cls_ds, mask_src, "mask")
-            log("the mask raster is on another grid: warped with nearest neighbour onto the classified grid")
-            mask_ds = raster.warp_to_grid(mask_src, cls_ds, "near")
+        mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
 
     # transforms: reclassify first, then CLC level (auto-detected grid codes vs 111..523 codes)
     nodata = {"classified": _nodata(cls_ds), "reference": _nodata(ref_src)}
@@ -359,6 +385,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         "clc_source": {w: transforms[w].level_source for w in accuracy.MAPS if transforms[w].level} or None,
         "scale": k, "reference_warped": ref_warped, "width": width, "height": height,
         "pixel_size": abs(cls_ds.GetGeoTransform()[1]), "comparison_pixel_size": abs(cls_ds.GetGeoTransform()[1]) * k,
+        "pixel_area_ha": pixel_area_ha(cls_ds, strict=False),
     }
     metrics["excluded"] = excluded
     return AccuracyResult(metrics)

@@ -373,6 +373,87 @@ def _cell(v) -> str:
     return html.escape(str(v))
 
 
+def mapped_areas(metrics: dict) -> Dict[int, float]:
+    """Mapped area in hectares of each class of the classified map: the strata of a sample assessment, else the
+    compared pixels classified as the class (times the pixel area; empty when that area is unknown)."""
+    if metrics.get("area_estimates") is not None:
+        return {a["value"]: a["mapped_area_ha"] for a in metrics["area_estimates"]}
+    area = (metrics.get("inputs") or {}).get("pixel_area_ha")
+    if not area:
+        return {}
+    k = int((metrics.get("inputs") or {}).get("scale", 1) or 1)
+    return {c["value"]: c["predicted"] * area * k * k for c in metrics["classes"]}
+
+
+def _legend(metrics: dict) -> List[str]:
+    """The legend: only the classes present (in the map or the reference), with the mapped area (ha, %)."""
+    e = html.escape
+    areas = mapped_areas(metrics)
+    total = sum(areas.values())
+    out = ["<h2>Legend</h2>"]
+    if areas:
+        what = ("strata: whole map" if metrics.get("area_estimates") is not None
+                else "compared pixels classified as the class")
+        out.append(f"<p><small>Mapped area = pixel count of the classified map &times; pixel area ({what}); "
+                   "classes present in the classified map or the reference only.</small></p>")
+    out.append("<table><tr><th>colour</th><th>value</th><th>class</th>"
+               + ("<th>mapped area (ha)</th><th>mapped area (%)</th>" if areas else "") + "</tr>")
+    for c in metrics["classes"]:
+        if not (c.get("support") or c.get("predicted") or areas.get(c["value"])):
+            continue
+        row = (f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
+               f"<td class='n'>{c['value']}</td><td>{e(c['name'])}</td>")
+        if areas:
+            a = areas.get(c["value"], 0.0)
+            row += f"<td class='n'>{a:,.2f}</td><td class='n'>{100 * a / total if total else 0:.2f}</td>"
+        out.append(row + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _area_estimates(metrics: dict) -> List[str]:
+    """Stratified estimates per class and the error matrix in estimated area proportions (sample assessment)."""
+    e = html.escape
+    s = metrics.get("sample", {})
+    out = ["<h2>Reference sample</h2><table>"]
+    for k, v in s.items():
+        if k != "examples":
+            out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{_cell(v)}</td></tr>")
+    out.append("</table>")
+    out.append("<h2>Area estimates</h2><p><small>Error-adjusted area = the class's estimated share of the map area "
+               "(from the sample) &times; the map area (Olofsson et al. 2014, eqs. 8-11); &plusmn; = 95&nbsp;% "
+               "confidence interval (1.96 standard errors). Mapped area = pixel count &times; pixel area.</small></p>")
+    out.append("<table><tr><th></th><th>class</th><th>mapped area (ha)</th><th>estimated area (ha)</th>"
+               "<th>&plusmn; 95&nbsp;% CI (ha)</th><th>user's accuracy</th><th>producer's accuracy</th>"
+               "<th>points (map stratum)</th><th>points (reference)</th></tr>")
+
+    def acc(x, ci):
+        return f"{_fmt(x, True)}" + (f" &plusmn; {_fmt(ci, True)}" if x is not None and ci is not None else "")
+
+    for a in metrics["area_estimates"]:
+        out.append(f"<tr><td class='sw' style='background:{e(a.get('color') or '#888888')}'>&nbsp;&nbsp;&nbsp;&nbsp;"
+                   f"</td><td>{a['value']} {e(a['name'])}</td><td class='n'>{a['mapped_area_ha']:,.2f}</td>"
+                   f"<td class='n'>{a['estimated_area_ha']:,.2f}</td><td class='n'>{a['ci95_ha']:,.2f}</td>"
+                   f"<td class='n'>{acc(a['users_accuracy'], a['users_accuracy_ci95'])}</td>"
+                   f"<td class='n'>{acc(a['producers_accuracy'], a['producers_accuracy_ci95'])}</td>"
+                   f"<td class='n'>{a['sample_points']:,}</td><td class='n'>{a['reference_points']:,}</td></tr>")
+    out.append("</table>")
+    p = np.asarray(metrics["area_proportion_matrix"], dtype=np.float64)
+    names = [f"{a['value']} {a['name']}" for a in metrics["area_estimates"]]
+    out.append("<h2>Error matrix in estimated area proportions</h2><p><small>Rows = map (classified), columns = "
+               "reference; cell = W<sub>i</sub> n<sub>ij</sub> / n<sub>i.</sub> (eq. 4), in % of the map area."
+               "</small></p><table class='cm'><tr><th>map &#8595; / reference &#8594;</th>")
+    out.extend(f"<th>{e(nm)}</th>" for nm in names)
+    out.append("<th>total</th></tr>")
+    for i, nm in enumerate(names):
+        cells = "".join(("<td class='d'>" if i == j else "<td>") + f"{100 * p[i, j]:.3f}</td>"
+                        for j in range(len(names)))
+        out.append(f"<tr><th>{e(nm)}</th>{cells}<td><b>{100 * p[i].sum():.3f}</b></td></tr>")
+    out.append("<tr><th>total</th>" + "".join(f"<td><b>{100 * x:.3f}</b></td>" for x in p.sum(axis=0))
+               + f"<td><b>{100 * p.sum():.3f}</b></td></tr></table>")
+    return out
+
+
 def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Optional[str] = None,
                 title: str = "SatClassify accuracy assessment") -> str:
     """A self-contained HTML report (the heat-map PNG embedded as a data URI)."""
@@ -390,11 +471,20 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
            ".cm td{text-align:right;min-width:3em;white-space:nowrap}.cm td.d{font-weight:bold;outline:2px solid #333}"
            "small{color:#555}</style></head><body>",
            f"<h1>{e(title)}</h1>"]
-    out.append("<h2>Summary</h2><table class='big'>")
+    sample = metrics.get("area_estimates") is not None
+    out.append("<h2>Summary</h2>")
+    if sample:
+        out.append(f"<p><small>Estimated from a stratified random sample of reference points: "
+                   f"{e(metrics.get('estimator', ''))}. Accuracies and the other scores are population estimates "
+                   "(from the error matrix in estimated area proportions); &plusmn; = 95&nbsp;% confidence "
+                   "interval.</small></p>")
+    out.append("<table class='big'>")
     for label, key, pct in (("Overall accuracy (OA)", "overall_accuracy", True), ("Cohen's kappa", "kappa", False),
                             ("Macro F1", "macro_f1", False), ("Mean IoU (mIoU)", "miou", False)):
-        out.append(f"<tr><th>{label}</th><td class='n'>{_fmt(metrics.get(key), pct)}</td></tr>")
-    unit = "blocks" if int(inputs.get("scale", 1) or 1) > 1 else "pixels"
+        ci = metrics.get(f"{key}_ci95")
+        ci_text = f" &plusmn; {_fmt(ci, pct)}" if ci is not None else ""
+        out.append(f"<tr><th>{label}</th><td class='n'>{_fmt(metrics.get(key), pct)}{ci_text}</td></tr>")
+    unit = "sample points" if sample else ("blocks" if int(inputs.get("scale", 1) or 1) > 1 else "pixels")
     out.append(f"<tr><th>Compared {unit}</th><td class='n'>{metrics['pixels']:,}</td></tr></table>")
     out.append("<h2>Inputs and parameters</h2><table>")
     for k, v in inputs.items():
@@ -406,11 +496,9 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
         for k, v in excl.items():
             out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{_cell(v)}</td></tr>")
         out.append("</table>")
-    out.append("<h2>Legend</h2><table><tr><th>colour</th><th>value</th><th>class</th></tr>")
-    for c in classes:
-        out.append(f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
-                   f"<td class='n'>{c['value']}</td><td>{e(c['name'])}</td></tr>")
-    out.append("</table>")
+    out.extend(_legend(metrics))
+    if sample:
+        out.extend(_area_estimates(metrics))
     out.append("<h2>Per-class accuracy</h2><p><small>Precision = user's accuracy (of the pixels classified as the "
                "class, the share that the reference confirms); recall = producer's accuracy (of the reference "
                "pixels of the class, the share found); &ndash; = undefined (class absent from a map).</small></p>")

@@ -1,0 +1,289 @@
+"""Stratified random sampling design on a class raster (QGIS env: GDAL/OGR), for good-practice accuracy and
+area estimation (Olofsson et al. 2014; estimator and allocation in :mod:`.estimator`).
+
+Strata are the map classes (nodata and IGNORE values are no stratum). Two passes over the raster, block by
+block, so memory does not grow with its size: the first counts the pixels of each stratum (N_i), then n_i
+distinct ranks in 0..N_i-1 are drawn for each stratum (numpy ``Generator.choice`` without replacement, seeded:
+the same SEED gives the same points, whatever the block size); the second pass walks the raster in the same
+row-major order (full-width strips) and turns the ranks into pixels. Each point lies at its pixel's centre,
+in the raster's CRS: the pixel is the sampling unit, the one the interpreter labels.
+
+The points are written to a GeoPackage layer ``sample_points`` (``point_id``, ``stratum``, ``stratum_name``,
+``reference`` integer, empty, to be filled in, ``row``, ``col``); the strata table (pixels, hectares, weights,
+allocation) goes into the layer's metadata (item ``SATCLASSIFY_STRATA``, JSON) and into a side JSON file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
+from . import estimator
+from . import tables as accuracy
+from .assess import _categories, _nodata, _open_class_raster, pixel_area_ha
+
+ogr.UseExceptions()
+
+DEFAULT_BLOCK = 512
+METHODS = ("target_se", "total", "counts")
+LAYER = "sample_points"
+
+
+def _strips(width: int, height: int, block: int):
+    """Full-width strips of about ``block`` x ``block`` pixels: the pixels come in row-major order whatever the
+    strip height, so a pixel's rank within its stratum (and the sample for a SEED) does not depend on ``block``."""
+    rows = max(1, min(height, (block * block) // max(width, 1)))
+    return [(0, y, width, min(rows, height - y)) for y in range(0, height, rows)]
+
+
+def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, progress=None, is_canceled=None,
+                 mask_ds: Optional[gdal.Dataset] = None) -> Dict[int, int]:
+    """Pixels per class value of band 1 (nodata, IGNORE values and, with ``mask_ds``, masked-out pixels
+    left out), read block by block."""
+    band = ds.GetRasterBand(1)
+    nd = _nodata(ds)
+    skip = set(ignore) | ({nd} if nd is not None else set())
+    counts = np.zeros(0, dtype=np.int64)
+    windows = _strips(ds.RasterXSize, ds.RasterYSize, block)
+    mband = mask_ds.GetRasterBand(1) if mask_ds is not None else None
+    for k, (x, y, w, h) in enumerate(windows):
+        if is_canceled and is_canceled():
+            raise Canceled()
+        a = band.ReadAsArray(x, y, w, h).astype(np.int64).ravel()
+        keep = a >= 0
+        if skip:
+            keep &= ~np.isin(a, list(skip))
+        if mband is not None:
+            keep &= mband.ReadAsArray(x, y, w, h).ravel() != 0
+        v = a[keep]
+        if v.size:
+            if v.max() > accuracy.MAX_VALUE:
+                raise SatClassifyError(f"'{ds.GetDescription()}' holds the value {int(v.max())}: class values must be "
+                                       f"in 0..{accuracy.MAX_VALUE}")
+            c = np.bincount(v)
+            if len(c) > len(counts):
+                c[:len(counts)] += counts
+                counts = c
+            else:
+                counts[:len(c)] += c
+        if progress:
+            progress((k + 1) / len(windows))
+    return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
+
+
+def read_class_table(path: str, column: str, what: str, kind=float) -> Dict[int, float]:
+    """CSV ``value,<column>`` (comma, semicolon or tab; # comments) -> {value: number}."""
+    rows = accuracy._read_csv_rows(path, what)
+    header = rows[0]["__header__"]
+    if "value" not in header or column not in header:
+        raise SatClassifyError(f"{what} '{path}': the first line must be the header 'value,{column}', "
+                               f"found '{','.join(header)}'")
+    out = {}
+    for row in rows[1:]:
+        v = accuracy._int_cell(row, "value", f"{what} '{path}'")
+        text = row.get(column, "")
+        try:
+            x = kind(float(text)) if kind is int else float(text)
+            if kind is int and float(text) != int(float(text)):
+                raise ValueError
+        except ValueError:
+            raise SatClassifyError(f"{what} '{path}' line {row['__line__']}: {column} '{text}' is not a "
+                                   f"{'whole number' if kind is int else 'number'}")
+        out[v] = x
+    if not out:
+        raise SatClassifyError(f"{what} '{path}' has no rows: add lines 'value,{column}'")
+    return out
+
+
+def design(values: List[int], pixels: List[int], method: str = "target_se", target_se: float = 0.01,
+           expected_ua=0.8, total: int = 0, rule: str = "proportional", minimum: int = 50,
+           counts: Optional[Dict[int, int]] = None, log=None) -> dict:
+    """Sample size and allocation: points per stratum plus what they came from."""
+    log = log or (lambda m: None)
+    if method not in METHODS:
+        raise SatClassifyError(f"METHOD must be one of {', '.join(METHODS)}, not {method!r}")
+    w = np.asarray(pixels, dtype=np.float64) / float(sum(pixels))
+    info = {"method": method}
+    if method == "counts":
+        if not counts:
+            raise SatClassifyError("METHOD 'counts per class' needs the COUNTS table (CSV value,count)")
+        unknown = sorted(set(counts) - set(values))
+        if unknown:
+            log(f"WARNING: the COUNTS table names class value(s) {unknown[:20]} that the map does not hold: skipped")
+        missing = [v for v in values if v not in counts]
+        if missing:
+            log(f"WARNING: the COUNTS table has no row for class value(s) {missing[:20]}: no points there")
+        n_i = []
+        for v, c in zip(values, pixels):
+            want = int(counts.get(v, 0))
+            if want < 0:
+                raise SatClassifyError(f"COUNTS: class {v} asks for {want} points; counts must be >= 0")
+            if want > c:
+                log(f"WARNING: class {v} has {c} pixels, fewer than the {want} points asked: all {c} are taken")
+            n_i.append(min(want, c))
+        if sum(n_i) == 0:
+            raise SatClassifyError("the COUNTS table asks for no point in any class of the map")
+        info["counts"] = {str(k): int(v) for k, v in sorted(counts.items())}
+    else:
+        if method == "target_se":
+            ua = [float(expected_ua.get(v, expected_ua.get("default", 0.8))) if isinstance(expected_ua, dict)
+                  else float(expected_ua) for v in values]
+            n = estimator.sample_size_for_se(w, ua, target_se)
+            info.update({"target_se": float(target_se), "expected_users_accuracy": dict(zip(map(str, values), ua)),
+                         "n_from_target_se": n})
+            log(f"sample size for a standard error of overall accuracy of {target_se:g} (Olofsson et al. 2014, "
+                f"eq. 13): n = {n}")
+        else:
+            n = int(total)
+            if n < 1:
+                raise SatClassifyError(f"TOTAL must be at least 1 point, got {total}")
+        n_i = estimator.allocate(n, w, pixels, minimum, rule)
+        info.update({"allocation": rule, "minimum_per_class": int(minimum), "requested_total": n})
+        if sum(n_i) > n:
+            log(f"the minimum of {minimum} points per class raises the sample from {n} to {sum(n_i)} points")
+    short = [(v, c) for v, c, k in zip(values, pixels, n_i) if k == c and c < minimum]
+    for v, c in short:
+        log(f"WARNING: class {v} has only {c} pixels: all of them are sample points")
+    info["points_per_stratum"] = {str(v): int(k) for v, k in zip(values, n_i)}
+    info["total_points"] = int(sum(n_i))
+    return {"n": n_i, "info": info}
+
+
+def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: List[int], seed: int,
+                  ignore, block: int = DEFAULT_BLOCK, progress=None, is_canceled=None,
+                  mask_ds: Optional[gdal.Dataset] = None):
+    """(rows, cols, strata) of the sampled pixels: for each stratum ``n_i`` distinct ranks among its ``pixels``,
+    drawn with ``numpy.random.default_rng(seed)``, located in a second block pass (same order as the count)."""
+    rng = np.random.default_rng(int(seed))
+    ranks = {}
+    for v, c, k in zip(values, pixels, n_i):
+        if k:
+            ranks[v] = np.sort(rng.choice(c, size=k, replace=False)).astype(np.int64)
+    seen = {v: 0 for v in ranks}
+    pos = {v: 0 for v in ranks}
+    band = ds.GetRasterBand(1)
+    nd = _nodata(ds)
+    skip = set(ignore) | ({nd} if nd is not None else set())
+    mband = mask_ds.GetRasterBand(1) if mask_ds is not None else None
+    rows, cols, strata = [], [], []
+    windows = _strips(ds.RasterXSize, ds.RasterYSize, block)
+    for k, (x, y, w, h) in enumerate(windows):
+        if is_canceled and is_canceled():
+            raise Canceled()
+        a = band.ReadAsArray(x, y, w, h).astype(np.int64).ravel()
+        if skip:
+            a[np.isin(a, list(skip))] = -1
+        if mband is not None:
+            a[mband.ReadAsArray(x, y, w, h).ravel() == 0] = -1
+        for v, r in ranks.items():
+            i = pos[v]
+            if i >= len(r):
+                continue
+            flat = np.flatnonzero(a == v)
+            hi = seen[v] + flat.size
+            j = int(np.searchsorted(r, hi, side="left"))
+            if j > i:
+                idx = flat[r[i:j] - seen[v]]
+                rows.append(y + idx // w)
+                cols.append(x + idx % w)
+                strata.append(np.full(idx.size, v, dtype=np.int64))
+                pos[v] = j
+            seen[v] = hi
+        if progress:
+            progress((k + 1) / len(windows))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(strata)
+
+
+def write_points(path: str, ds: gdal.Dataset, rows, cols, strata, names: Dict[int, str], metadata: dict) -> None:
+    """GeoPackage point layer at the pixel centres, written under a temporary name (AtomicOutput)."""
+    gt = ds.GetGeoTransform()
+    srs = raster.srs_of(ds)
+    with raster.AtomicOutput(path) as tmp:
+        out = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
+        lyr = out.CreateLayer(LAYER, srs, ogr.wkbPoint, options=["SPATIAL_INDEX=YES"])
+        for name, t in (("point_id", ogr.OFTInteger), ("stratum", ogr.OFTInteger), ("stratum_name", ogr.OFTString),
+                        ("reference", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger)):
+            lyr.CreateField(ogr.FieldDefn(name, t))
+        lyr.SetMetadataItem("DESCRIPTION", "SatClassify stratified random sample (strata = map classes); fill in "
+                                           "'reference' with the reference class of each point's pixel")
+        lyr.SetMetadataItem("SATCLASSIFY_STRATA", json.dumps(metadata))
+        defn = lyr.GetLayerDefn()
+        out.StartTransaction()
+        order = np.lexsort((cols, rows))  # north to south, west to east: easy to walk through when labelling
+        for pid, i in enumerate(order, start=1):
+            r, c, v = int(rows[i]), int(cols[i]), int(strata[i])
+            f = ogr.Feature(defn)
+            f.SetField("point_id", pid)
+            f.SetField("stratum", v)
+            f.SetField("stratum_name", names.get(v, f"class {v}"))
+            f.SetFieldNull("reference")
+            f.SetField("row", r)
+            f.SetField("col", c)
+            px, py = gt[0] + (c + 0.5) * gt[1] + (r + 0.5) * gt[2], gt[3] + (c + 0.5) * gt[4] + (r + 0.5) * gt[5]
+            g = ogr.Geometry(ogr.wkbPoint)
+            g.AddPoint_2D(px, py)
+            f.SetGeometry(g)
+            lyr.CreateFeature(f)
+        out.CommitTransaction()
+        out = None
+
+
+def sampling_design(classified: str, points_path: Optional[str], strata_path: Optional[str] = None,
+                    ignore="0", method: str = "target_se", target_se: float = 0.01, expected_ua=0.8,
+                    expected_ua_table: Optional[str] = None, total: int = 500, rule: str = "proportional",
+                    minimum: int = 50, counts_table: Optional[str] = None, seed: int = 1,
+                    names: Optional[str] = None, block: int = DEFAULT_BLOCK,
+                    progress: Optional[Callable[[float], None]] = None, is_canceled=None, log=None) -> dict:
+    """Draw the stratified random sample of ``classified``; returns the strata/design dict written to JSON."""
+    log = log or (lambda m: None)
+    ignore_list = accuracy.parse_ignore(ignore)
+    ds = _open_class_raster(classified, "classified")
+    area = pixel_area_ha(ds, "classified raster")
+    if raster.srs_of(ds) is None:
+        log("WARNING: the classified raster has no CRS: the points carry none and areas assume metres")
+    ua = float(expected_ua)
+    if expected_ua_table:
+        ua = {"default": ua, **read_class_table(expected_ua_table, "expected_ua", "expected user's accuracy table")}
+    counts = read_class_table(counts_table, "count", "counts table", kind=int) if counts_table else None
+    names_table = accuracy.read_names(names) if names else {}
+    pr = progress or (lambda f: None)
+    per_value = count_strata(ds, ignore_list, block, lambda f: pr(0.45 * f), is_canceled)
+    if not per_value:
+        raise SatClassifyError(f"the classified raster '{classified}' has no pixel outside nodata and IGNORE "
+                               f"({ignore_list}): there is nothing to sample")
+    if len(per_value) > 256:
+        raise SatClassifyError(f"the raster '{classified}' holds {len(per_value)} distinct values: that is no class "
+                               "map (one stratum per class, a few dozen at most)")
+    values = sorted(per_value)
+    pixels = [per_value[v] for v in values]
+    cats = _categories(ds)
+    class_names = {v: (names_table.get(v) or cats.get(v) or (f"class {v}", None))[0] for v in values}
+    plan = design(values, pixels, method, target_se, ua, total, rule, minimum, counts, log)
+    rows, cols, strata = select_pixels(ds, values, pixels, plan["n"], seed, ignore_list, block,
+                                       lambda f: pr(0.45 + 0.45 * f), is_canceled)
+    table = estimator.strata_table(values, pixels, area, class_names)
+    for t, k in zip(table, plan["n"]):
+        t["points"] = int(k)
+    meta = {"source": os.path.abspath(classified) if os.path.exists(classified) else classified,
+            "pixel_area_ha": area, "total_pixels": int(sum(pixels)), "total_area_ha": float(sum(pixels) * area),
+            "ignore": ignore_list, "nodata": _nodata(ds), "seed": int(seed), "point_location": "pixel centre",
+            "crs": ds.GetProjection(), "design": plan["info"], "strata": table,
+            "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57"}
+    if points_path:
+        write_points(points_path, ds, rows, cols, strata, class_names, meta)
+    if strata_path:
+        with raster.AtomicOutput(strata_path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=1)
+    pr(1.0)
+    log(f"{len(rows)} sample points in {len(values)} strata: "
+        + ", ".join(f"{t['value']} {t['name']}: {t['points']}" for t in table))
+    return meta
