@@ -1,8 +1,12 @@
-"""satclassify:assessaccuracy - class raster vs reference raster: confusion matrix, OA, kappa, per-class
-precision/recall/F1/IoU, HTML report."""
+"""satclassify:assessaccuracy - class raster vs reference raster (confusion matrix, OA, kappa, per-class
+precision/recall/F1/IoU, HTML report), or vs a stratified reference sample of points (the good-practice estimator
+of Olofsson et al. 2014: accuracies and error-adjusted areas with 95 % confidence intervals)."""
 from qgis.core import (
+    QgsCoordinateTransform,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -12,7 +16,7 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm
+from .base import SatClassifyAlgorithm, gdal_raster_source
 
 
 class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
@@ -44,7 +48,18 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         "codes 111..523 (detected from the values); applied to both maps or to one of them.<br>"
         "<b>Scale</b>: integer k > 1 compares the mode of each k x k block of each map (ignored pixels do not "
         "vote; ties go to the smaller class value), e.g. 3 compares 10 m maps at 30 m.<br>"
-        "Rasters are read block by block, so memory stays flat on a full Sentinel-2 tile.")
+        "Rasters are read block by block, so memory stays flat on a full Sentinel-2 tile.<br>"
+        "<b>Reference sample</b> (instead of a reference raster): REFERENCE_POINTS, a point layer from a "
+        "stratified random sample of the classified map (satclassify:samplingdesign), and REFERENCE_FIELD, its "
+        "reference class field. The strata are the map classes at the points, their areas the mapped pixel counts; "
+        "the tool then reports the stratified estimator of Olofsson et al. (2014, Remote Sensing of Environment "
+        "148, 42-57): the error matrix in estimated area proportions, overall / user's / producer's accuracy with "
+        "95 % confidence intervals and, per class, the mapped and the error-adjusted area with its 95 % confidence "
+        "interval in hectares (metrics JSON 'area_estimates', report). OA and the other numbers are then the "
+        "sample estimates. Points outside the map, on nodata or masked out, and points with an empty, ignored or "
+        "unknown reference class are left out, counted and listed in the log and the JSON ('sample'); a "
+        "'stratum' attribute that disagrees with the map is reported. Give REFERENCE or REFERENCE_POINTS, not "
+        "both; SCALE stays 1 with points.")
 
     LEVEL_OPTIONS = ["none (as stored)", "CLC level 1", "CLC level 2"]
     LEVEL_VALUES = [None, 1, 2]
@@ -52,7 +67,15 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("CLASSIFIED", "Classified raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (e.g. rasterized CLC)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "REFERENCE", "Reference raster (e.g. rasterized CLC), or leave empty and give reference points",
+            optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "REFERENCE_POINTS", "Reference sample points (instead of a reference raster)",
+            [compat.SOURCE_VECTOR_POINT], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "REFERENCE_FIELD", "Reference class field of the points", parentLayerParameterName="REFERENCE_POINTS",
+            optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             "MASK", "Mask raster (nonzero = compare)", optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -83,16 +106,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MACRO_F1", "Macro F1"))
 
     def _raster_path(self, parameters, key, context, what):
-        if parameters.get(key) in (None, ""):
-            return None
-        layer = self.parameterAsRasterLayer(parameters, key, context)
-        if layer is None:  # not loadable: let the core name the problem (missing file, unreadable...)
-            return self.parameterAsString(parameters, key, context) or None
-        if layer.providerType() != "gdal":
-            raise SatClassifyError(
-                f"layer '{layer.name()}' is a {layer.providerType()} layer; the accuracy tool reads files GDAL can "
-                "open: save the layer as a GeoTIFF first")
-        return layer.source()
+        return gdal_raster_source(self, parameters, key, context, f"{what} raster")
 
     def run_tool(self, parameters, context, feedback):
         from ..core.accuracy.assess import assess, write_outputs
@@ -101,14 +115,22 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         reference = self._raster_path(parameters, "REFERENCE", context, "reference")
         if not classified:
             raise SatClassifyError("no classified raster given (CLASSIFIED)")
-        if not reference:
-            raise SatClassifyError("no reference raster given (REFERENCE)")
+        has_points = parameters.get("REFERENCE_POINTS") not in (None, "")
+        if reference and has_points:
+            raise SatClassifyError("both a reference raster (REFERENCE) and reference points (REFERENCE_POINTS) are "
+                                   "given: choose one (points for a stratified sample, the raster for a "
+                                   "pixel-by-pixel comparison) and leave the other empty")
+        if not reference and not has_points:
+            raise SatClassifyError("no reference given: set REFERENCE (a reference class raster) or REFERENCE_POINTS "
+                                   "with REFERENCE_FIELD (a reference sample, e.g. from satclassify:samplingdesign)")
         mask = self._raster_path(parameters, "MASK", context, "mask")
         level = self.LEVEL_VALUES[self.parameterAsEnum(parameters, "LEVEL", context)]
         level_maps = self.LEVEL_MAPS[self.parameterAsEnum(parameters, "LEVEL_MAPS", context)]
         outs = {k: self.parameterAsFileOutput(parameters, k, context)
                 for k in ("OUTPUT_MATRIX", "OUTPUT_METRICS", "OUTPUT_REPORT")}
 
+        if has_points:
+            return self._run_points(parameters, context, feedback, classified, mask, level, level_maps, outs)
         result = assess(
             classified, reference, mask=mask, ignore=self.parameterAsString(parameters, "IGNORE", context),
             reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
@@ -123,6 +145,75 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
             f"{m['pixels']} {'blocks' if m['inputs']['scale'] > 1 else 'pixels'} compared over "
             f"{len(m['classes'])} classes: OA {m['overall_accuracy']:.4f}, kappa {m['kappa']:.4f}, "
             f"macro F1 {m['macro_f1']:.4f}, mIoU {m['miou']:.4f}")
+        return {"OUTPUT_MATRIX": outs["OUTPUT_MATRIX"], "OUTPUT_METRICS": outs["OUTPUT_METRICS"],
+                "OUTPUT_REPORT": outs["OUTPUT_REPORT"], "OA": m["overall_accuracy"], "KAPPA": m["kappa"],
+                "MIOU": m["miou"], "MACRO_F1": m["macro_f1"]}
+
+    def _reference_points(self, parameters, context, feedback, classified):
+        """The points as dicts (x, y in the classified raster's CRS; reference and stratum attributes)."""
+        from qgis.core import QgsRasterLayer
+
+        source = self.parameterAsSource(parameters, "REFERENCE_POINTS", context)
+        if source is None:
+            raise SatClassifyError(f"cannot read the reference points '{parameters.get('REFERENCE_POINTS')}'")
+        names = source.fields().names()
+        field = self.parameterAsString(parameters, "REFERENCE_FIELD", context)
+        if not field:
+            if "reference" not in names:
+                raise SatClassifyError("no REFERENCE_FIELD given: name the field of the points that holds the "
+                                       f"reference class (the layer has: {', '.join(names) or 'no field'})")
+            field = "reference"
+            feedback.pushInfo("REFERENCE_FIELD is empty: using the points' field 'reference'")
+        if field not in names:
+            raise SatClassifyError(f"the reference points have no field '{field}' (fields: {', '.join(names)})")
+        crs = QgsRasterLayer(classified, "classified", "gdal").crs()
+        transform = None
+        if source.sourceCrs().isValid() and crs.isValid() and source.sourceCrs() != crs:
+            transform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+            feedback.pushInfo(f"reference points reprojected from {source.sourceCrs().authid()} to the classified "
+                              f"raster's CRS {crs.authid()}")
+        id_field = "point_id" if "point_id" in names else None
+        has_stratum = "stratum" in names
+        points = []
+        for f in source.getFeatures():
+            g = f.geometry()
+            x = y = None
+            if g is not None and not g.isNull() and not g.isEmpty():
+                try:
+                    if transform is not None:
+                        g.transform(transform)
+                    pt = g.vertexAt(0)
+                    x, y = pt.x(), pt.y()
+                except Exception:  # a point the transform cannot handle lies outside the map
+                    x = y = None
+            points.append({"x": x, "y": y, "reference": f[field], "stratum": f["stratum"] if has_stratum else None,
+                           "id": f[id_field] if id_field else f.id()})
+        return points, field, str(parameters.get("REFERENCE_POINTS"))
+
+    def _run_points(self, parameters, context, feedback, classified, mask, level, level_maps, outs):
+        from ..core.accuracy.assess import write_outputs
+        from ..core.accuracy.points import assess_points
+
+        if self.parameterAsDouble(parameters, "SCALE", context) != 1:
+            raise SatClassifyError("SCALE compares maps block by block; with REFERENCE_POINTS each point is one "
+                                   "sampling unit: leave SCALE at 1")
+        points, field, src = self._reference_points(parameters, context, feedback, classified)
+        result = assess_points(
+            classified, points, mask=mask, ignore=self.parameterAsString(parameters, "IGNORE", context),
+            reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
+            names=self.parameterAsFile(parameters, "NAMES", context) or None, level=level, level_maps=level_maps,
+            points_source=src, reference_field=field, **self.monitor(feedback, end=0.95).callbacks())
+        m = result.metrics
+        write_outputs(result, outs["OUTPUT_MATRIX"] or None, outs["OUTPUT_METRICS"] or None,
+                      outs["OUTPUT_REPORT"] or None)
+        feedback.setProgress(100)
+        s = m["sample"]
+        feedback.pushInfo(
+            f"{s['used']} of {s['points']} reference points used over {len(m['classes'])} classes: OA "
+            f"{m['overall_accuracy']:.4f} +- {m['overall_accuracy_ci95']:.4f} (95 % CI, stratified estimator)")
+        for a in m["area_estimates"]:
+            feedback.pushInfo(f"  {a['value']} {a['name']}: mapped {a['mapped_area_ha']:.2f} ha, estimated "
+                              f"{a['estimated_area_ha']:.2f} +- {a['ci95_ha']:.2f} ha")
         return {"OUTPUT_MATRIX": outs["OUTPUT_MATRIX"], "OUTPUT_METRICS": outs["OUTPUT_METRICS"],
                 "OUTPUT_REPORT": outs["OUTPUT_REPORT"], "OA": m["overall_accuracy"], "KAPPA": m["kappa"],
                 "MIOU": m["miou"], "MACRO_F1": m["macro_f1"]}
