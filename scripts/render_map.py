@@ -14,31 +14,49 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def classes_of(path):
-    """(value, name, colour) of every named class in a raster's colour table + category names."""
+    """Legend entries of the classes present in a class raster: value, name, colour, area (ha and %), counted
+    blockwise by the plugin's core (core.maps.legend)."""
+    from satclassify_plugin.core.maps.legend import class_areas
+
+    return class_areas(path)
+
+
+def make_legend(layout, map_item, layer, heading):
+    """The layout legend of a class raster: the heading (the class scheme) as its title, then one entry per class
+    present with its area; no layer name and no "Band 1 (Palette)" band title."""
+    from qgis.core import QgsLayoutItemLegend, QgsLegendRenderer
+
+    from satclassify_plugin import compat
+    from satclassify_plugin.algorithms.base import hide_band_title
+
+    legend = QgsLayoutItemLegend(layout)
+    legend.setLinkedMap(map_item)
+    legend.setTitle(heading)
+    layout.addLayoutItem(legend)
+    legend.setAutoUpdateModel(False)
+    node = legend.model().rootGroup().findLayer(layer)
+    if node is not None:
+        QgsLegendRenderer.setNodeLegendStyle(node, compat.LEGEND_HIDDEN)  # the heading says it
+        hide_band_title(layer, tree_layer=node)
+        legend.model().refreshLayerLegend(node)
+    return legend
+
+
+def legend_labels(legend, layer):
+    """The entries a layout legend draws for ``layer`` (what a reader sees), in order."""
+    node = legend.model().rootGroup().findLayer(layer)
+    return [n.data(0) for n in legend.model().layerLegendNodes(node)] if node is not None else []
+
+
+def build_layout(path, title=None, scheme=None, map_mm=160):
+    """(layout, legend, layer): the print layout of a class raster (title, map, legend), the layer added to the
+    project (remove it when done)."""
     from osgeo import gdal
-
-    from satclassify_plugin.core.raster import category_names
-    ds = gdal.Open(path)
-    names = category_names(ds)
-    ct = ds.GetRasterBand(1).GetColorTable()
-    out = []
-    for value, name in enumerate(names):
-        if value == 0 or not name or ct is None or value >= ct.GetCount():
-            continue
-        r, g, b = ct.GetColorEntry(value)[:3]
-        out.append({"value": value, "name": name, "color": f"#{r:02x}{g:02x}{b:02x}"})
-    return out
-
-
-def render(path, png, title=None, map_mm=160, dpi=110):
     from qgis.core import (
-        QgsLayoutExporter,
         QgsLayoutItemLabel,
-        QgsLayoutItemLegend,
         QgsLayoutItemMap,
         QgsLayoutPoint,
         QgsLayoutSize,
-        QgsLegendRenderer,
         QgsPrintLayout,
         QgsProject,
         QgsRasterLayer,
@@ -49,7 +67,7 @@ def render(path, png, title=None, map_mm=160, dpi=110):
     from satclassify_plugin.algorithms.base import ClassStylePostProcessor
 
     project = QgsProject.instance()
-    layer = QgsRasterLayer(path, title or os.path.splitext(os.path.basename(path))[0])
+    layer = QgsRasterLayer(path, os.path.splitext(os.path.basename(path))[0])
     if not layer.isValid():
         raise SystemExit(f"cannot open {path}")
     ClassStylePostProcessor(classes_of(path)).postProcessLayer(layer, None, None)
@@ -75,16 +93,23 @@ def render(path, png, title=None, map_mm=160, dpi=110):
     m.setCrs(layer.crs())
     m.setExtent(ext)
     layout.addLayoutItem(m)
-    legend = QgsLayoutItemLegend(layout)
-    legend.setLinkedMap(m)
-    legend.setTitle("Classes")
+    if not scheme:
+        ds = gdal.Open(path)
+        scheme = ds.GetRasterBand(1).GetDescription() or layer.name()
+        ds = None
+    legend = make_legend(layout, m, layer, scheme)
     legend.attemptMove(QgsLayoutPoint(map_w + 12, 16))
-    layout.addLayoutItem(legend)
-    legend.setAutoUpdateModel(False)
-    node = legend.model().rootGroup().findLayer(layer)
-    if node is not None:  # no layer title above the classes
-        QgsLegendRenderer.setNodeLegendStyle(node, compat.LEGEND_HIDDEN)
     legend.adjustBoxSize()
+    return layout, legend, layer
+
+
+def render(path, png, title=None, map_mm=160, dpi=110, scheme=None):
+    from qgis.core import QgsLayoutExporter, QgsProject
+
+    from satclassify_plugin import compat
+
+    layout, legend, layer = build_layout(path, title, scheme, map_mm)
+    project = QgsProject.instance()
     exporter = QgsLayoutExporter(layout)
     settings = QgsLayoutExporter.ImageExportSettings()
     settings.dpi = dpi
@@ -99,13 +124,15 @@ def main(argv=None):
     ap.add_argument("raster")
     ap.add_argument("png")
     ap.add_argument("--title")
+    ap.add_argument("--scheme", help="legend heading (default: the raster's band description, e.g. the class "
+                                     "scheme)")
     a = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, ROOT)
     from qgis.core import QgsApplication
     app = QgsApplication([], False)
     app.initQgis()
-    render(a.raster, a.png, a.title)
+    render(a.raster, a.png, a.title, scheme=a.scheme)
     print(a.png)
     app.exitQgis()
     return 0

@@ -230,7 +230,9 @@ def _drop_frames(exc: BaseException) -> None:
 class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Styles a class raster on load (main thread) with a paletted renderer from a class table.
 
-    ``classes`` is a list of objects or dicts with value, name and color (#rrggbb).
+    ``classes`` is a list of objects or dicts with value, name and color (#rrggbb); entries with ``area_ha`` /
+    ``percent`` (``core.maps.legend.present_classes``) are labelled "name - area ha (percent %)". The legend shows
+    the classes only, without the band title QGIS puts above them ("Band 1 (Palette)").
     Keep the instance referenced (see :func:`style_output_on_load`): QGIS does not own it.
     """
 
@@ -244,10 +246,13 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):
         if not layer or not layer.isValid() or layer.type() != compat.LAYER_RASTER:
             return
-        items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), str(c["name"]))
+        from ..core.maps.legend import legend_label
+
+        items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), legend_label(c))
                  for c in self.classes]
         renderer = QgsPalettedRasterRenderer(layer.dataProvider(), self.band, items)
         layer.setRenderer(renderer)
+        hide_band_title(layer, context)
         layer.triggerRepaint()
 
     @classmethod
@@ -257,11 +262,91 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         return pp
 
 
+def hide_band_title(layer, context=None, tree_layer=None):
+    """Keep only the class entries of a layer's legend (no "Band 1 (Palette)" title node): in the layer tree node
+    ``tree_layer`` (default: the layer's node in the context's project, once it was added there)."""
+    from qgis.core import QgsMapLayerLegendUtils, QgsProject, QgsSimpleLegendNode
+
+    if tree_layer is None:
+        project = (context.project() if context is not None else None) or QgsProject.instance()
+        tree_layer = project.layerTreeRoot().findLayer(layer.id())
+    if tree_layer is None or layer.legend() is None:
+        return False
+    nodes = layer.legend().createLayerTreeModelLegendNodes(tree_layer)
+    order = [i for i, n in enumerate(nodes) if not isinstance(n, QgsSimpleLegendNode)]
+    hidden = len(order) < len(nodes)
+    if hidden:
+        QgsMapLayerLegendUtils.setLegendNodeOrder(tree_layer, order)
+    return hidden
+
+
 def style_output_on_load(context, layer_id, classes):
-    """Attach a class style to an output that will be loaded into the project."""
+    """Attach a class style to an output that will be loaded into the project: only the classes present in the
+    file, with their area (counted here, in the worker thread); the given table when the file cannot be read."""
     if context.willLoadLayerOnCompletion(layer_id):
         details = context.layerToLoadOnCompletionDetails(layer_id)
-        details.setPostProcessor(ClassStylePostProcessor.create(classes))
+        details.setPostProcessor(ClassStylePostProcessor.create(present_classes_of(layer_id, classes)))
+
+
+def present_classes_of(path, classes):
+    """``core.maps.legend.class_areas`` of a class raster file (legend entries of the classes present, with
+    their area), ``classes`` as they are when that fails."""
+    from ..core.maps.legend import class_areas
+
+    entries = [c if isinstance(c, dict) else c.to_dict() for c in classes]
+    if any("pixels" in c for c in entries):  # already counted (generalize)
+        return entries
+    try:
+        return class_areas(path, entries)
+    except (SatClassifyError, RuntimeError):
+        return entries
+
+
+class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles the polygons of a class map on load: categorized on the field ``value``, the class colours, labels
+    "name - area ha (percent %)" of the classes present."""
+
+    _keep = []
+
+    def __init__(self, classes, field="value"):
+        super().__init__()
+        self.classes = [c if isinstance(c, dict) else c.to_dict() for c in classes]
+        self.field = field
+
+    def postProcessLayer(self, layer, context, feedback):
+        if not layer or not layer.isValid() or layer.type() != compat.LAYER_VECTOR:
+            return
+        layer.setRenderer(class_polygon_renderer(self.classes, self.field, layer.geometryType()))
+        layer.triggerRepaint()
+
+    @classmethod
+    def create(cls, classes, field="value"):
+        pp = cls(classes, field)
+        cls._keep.append(pp)
+        return pp
+
+
+def class_polygon_renderer(classes, field, geometry_type):
+    """A categorized renderer on ``field`` with one category per class (fill = class colour, thin grey outline)."""
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsRendererCategory, QgsSymbol
+
+    from ..core.maps.legend import legend_label
+
+    cats = []
+    for c in classes:
+        sym = QgsSymbol.defaultSymbol(geometry_type)
+        sym.setColor(QColor(c["color"]))
+        if sym.symbolLayerCount() and hasattr(sym.symbolLayer(0), "setStrokeColor"):
+            sym.symbolLayer(0).setStrokeColor(QColor("#505050"))
+            sym.symbolLayer(0).setStrokeWidth(0.1)
+        cats.append(QgsRendererCategory(int(c["value"]), sym, legend_label(c)))
+    return QgsCategorizedSymbolRenderer(field, cats)
+
+
+def style_polygons_on_load(context, layer_id, classes):
+    """Attach the class style to a polygon output that will be loaded into the project."""
+    if context.willLoadLayerOnCompletion(layer_id):
+        context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(PolygonStylePostProcessor.create(classes))
 
 
 class StackStylePostProcessor(QgsProcessingLayerPostProcessorInterface):

@@ -246,3 +246,27 @@ def iter_windows(width: int, height: int, block: int = 1024) -> Iterator[Window]
     for y in range(0, height, block):
         for x in range(0, width, block):
             yield x, y, min(block, width - x), min(block, height - y)
+
+
+def classes_from_raster(ds: gdal.Dataset, band: int = 1) -> list:
+    """The class table of a class raster (what :func:`write_class_metadata` wrote): one
+    :class:`~satclassify_plugin.core.contract.classes.ClassRecord` per named value > 0, colour from the colour
+    table; CLC codes when every name matches a CLC level (a raster of rasterizeclc), else the value as code."""
+    from .contract import clc
+
+    names = category_names(ds, band)
+    ct = ds.GetRasterBand(band).GetColorTable()
+    out = []
+    for v, name in enumerate(names):
+        if v == 0 or not name:
+            continue
+        if ct is not None and v < ct.GetCount():
+            color = "#{:02x}{:02x}{:02x}".format(*ct.GetColorEntry(v)[:3])
+        else:
+            color = clc.default_palette(v)
+        out.append(clc.ClassInfo(v, str(v), name, color))
+    for level in (3, 2, 1):
+        by_value = {c.value: c for c in clc.classes(level)}
+        if out and all(c.value in by_value and by_value[c.value].name == c.name for c in out):
+            return [clc.ClassInfo(c.value, by_value[c.value].code, c.name, c.color) for c in out]
+    return out

@@ -314,7 +314,7 @@ def test_outputs_styled_on_load_with_the_card_classes(run_alg, tmp_path):
         r = layer.renderer()
         assert isinstance(r, QgsPalettedRasterRenderer)
         assert [c.value for c in r.classes()] == list(range(1, k + 1))
-        assert r.classes()[0].label == first and r.classes()[0].color.name() == "#e6004d"
+        assert r.classes()[0].label.startswith(first + " \u2013 ") and r.classes()[0].color.name() == "#e6004d"
 
 
 def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):

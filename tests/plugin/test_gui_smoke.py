@@ -1,5 +1,6 @@
 """A class raster written by the tools, styled by the layer post-processor, drawn in a real map canvas."""
 import numpy as np
+import pytest
 from osgeo import gdal
 from qgis.core import (
     QgsLayerTree,
@@ -92,7 +93,11 @@ def test_style_output_on_load_attaches_post_processor(tmp_path):
     style_output_on_load(context, path, clc.classes(1))
     pp = context.layerToLoadOnCompletionDetails(path).postProcessor()
     assert isinstance(pp, ClassStylePostProcessor)
-    assert [c["value"] for c in pp.classes] == [1, 2, 3, 4, 5]
+    # only the classes present in the file (2 and 4 are not), with their area (10 m pixels) and share
+    assert [(c["value"], c["name"], c["pixels"], c["area_ha"]) for c in pp.classes] == [
+        (1, "Artificial surfaces", 1700, 17.0), (3, "Forest and semi natural areas", 1800, 18.0),
+        (5, "Water bodies", 1800, 18.0)]
+    assert sum(c["percent"] for c in pp.classes) == pytest.approx(100.0)
 
 
 def test_classify_output_loaded_styled_and_drawn(qgis_app, plugin, tmp_path):
@@ -122,8 +127,14 @@ def test_classify_output_loaded_styled_and_drawn(qgis_app, plugin, tmp_path):
     try:
         renderer = layer.renderer()
         assert isinstance(renderer, QgsPalettedRasterRenderer)
+        # the legend: only the classes the prediction holds, each with its area in ha and % (10 m pixels)
+        pred = gdal.Open(out).ReadAsArray()
+        present = [c for c in om.classes(3) if (pred == c["value"]).any()]
+        assert len(present) >= 2
         assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
-            (c["value"], c["name"], c["color"]) for c in om.classes(3)]
+            (c["value"], f"{c['name']} \u2013 {(pred == c['value']).sum() / 100:.1f} ha "
+                         f"({100.0 * (pred == c['value']).sum() / (pred > 0).sum():.1f} %)", c["color"])
+            for c in present]
         folder = os.environ.get("SATCLASSIFY_SCREENSHOTS") or str(tmp_path)
         os.makedirs(folder, exist_ok=True)
         img = draw(qgis_app, QgsMapCanvas(), layer, os.path.join(folder, "classify_canvas.png"))
