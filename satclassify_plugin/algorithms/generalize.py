@@ -13,7 +13,7 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, style_output_on_load, style_polygons_on_load
+from .base import SatClassifyAlgorithm, gdal_raster_source, style_output_on_load, style_polygons_on_load
 
 
 class GeneralizeAlgorithm(SatClassifyAlgorithm):
@@ -67,12 +67,9 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         from ..core.maps.generalize import generalize
 
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is None:
+        source = gdal_raster_source(self, parameters, "INPUT", context, "class raster")
+        if not source:
             raise SatClassifyError("no class raster given (INPUT)")
-        if layer.providerType() != "gdal":
-            raise SatClassifyError(f"layer '{layer.name()}' is a {layer.providerType()} layer: save it as a GeoTIFF "
-                                   "first")
         mmu = self.parameterAsDouble(parameters, "MMU", context)  # <= 0 is refused by the core (mmu_pixels)
         connectivity = (4, 8)[self.parameterAsEnum(parameters, "CONNECTIVITY", context)]
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -83,7 +80,6 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
             polygons = polygons.split("|")[0]
             if os.path.splitext(polygons)[1].lower() != ".gpkg":
                 raise SatClassifyError(f"POLYGONS '{polygons}': the tool writes a GeoPackage: name the file .gpkg")
-        source = layer.source().split("|")[0]
         summary = generalize(source, output, mmu, connectivity, polygons=polygons, monitor=self.monitor(feedback))
         present = summary["classes"]
         feedback.pushInfo(f"written {os.path.basename(output)}: {len(present)} class(es) present"
