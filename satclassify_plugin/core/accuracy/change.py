@@ -1,0 +1,367 @@
+"""Land-cover change between two class rasters (QGIS env: GDAL/OGR): from-to raster, change matrix in hectares,
+change polygons with a minimum mapping unit, and map update candidates.
+
+The second raster (and the optional confidence raster) is warped with nearest neighbour onto the first one's
+grid when the grids differ (:func:`.assess.open_aligned`, as the accuracy tool aligns its reference). A pixel is
+compared when it holds a class in both maps (not nodata, not IGNORE, covered by the second raster).
+
+*From-to raster*: a compact category index, 1..K over the (from, to) pairs that occur, sorted by from then to
+value; unchanged pixels keep their own category ("Forest -> Forest", a paler shade of the class colour), changed
+pixels take the colour of the class they became; 0 = not compared (nodata). Byte when K <= 255 (with the colour
+table and category names "from -> to"), else UInt16 (category names only; the tool styles the layer on load).
+The category table is also in the JSON.
+
+*Change polygons*: the from-to raster is sieved (``gdal.SieveFilter``, 4-connected) so that every patch smaller
+than the minimum mapping unit (MMU, default 5 ha as the CLC change layers) is merged into its largest neighbour,
+then the changed categories are polygonized (``gdal.Polygonize``, 4-connected); polygons still below the MMU (at
+the edge of the compared area) are dropped and counted. Each polygon: from/to value and name, change, area_ha.
+
+*Map update candidates* (with a CONFIDENCE raster): pixels where the second map (the model) disagrees with the
+first (the map) and the confidence is at least the threshold, sieved and polygonized the same way (same MMU).
+The confidence is read in percent (0-100, as satclassify:classify writes it); a floating-point raster whose
+values all lie in 0..1 is taken as fractions (x 100, logged).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import uuid
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
+from . import tables as accuracy
+from .assess import (
+    _nodata,
+    _open_class_raster,
+    class_table,
+    open_aligned,
+    pixel_area_ha,
+    present_values,
+)
+
+ogr.UseExceptions()
+
+DEFAULT_BLOCK = 512
+CHANGE_LAYER = "change_polygons"
+CANDIDATE_LAYER = "update_candidates"
+
+
+def _lighter(color: str, f: float = 0.55) -> str:
+    c = color.lstrip("#")
+    rgb = [int(c[i:i + 2], 16) for i in (0, 2, 4)]
+    return "#" + "".join(f"{round(v + (255 - v) * f):02x}" for v in rgb)
+
+
+def _lut(values: List[int]) -> np.ndarray:
+    lut = np.full(max(values) + 1 if values else 1, -1, dtype=np.int64)
+    for i, v in enumerate(values):
+        lut[v] = i
+    return lut
+
+
+def _index(a: np.ndarray, lut: np.ndarray, skip) -> np.ndarray:
+    a = a.astype(np.int64)
+    out = np.full(a.shape, -1, dtype=np.int64)
+    ok = (a >= 0) & (a < len(lut))
+    if skip:
+        ok &= ~np.isin(a, list(skip))
+    out[ok] = lut[a[ok]]
+    return out
+
+
+class _Pair:
+    """Reads the aligned blocks of both maps (+ confidence) as class indices, -1 = not compared."""
+
+    def __init__(self, first, second, cover_band, skip_first, skip_second, lut_first, lut_second):
+        self.b1, self.b2, self.cover = first.GetRasterBand(1), second.GetRasterBand(1), cover_band
+        self.skip1, self.skip2, self.lut1, self.lut2 = skip_first, skip_second, lut_first, lut_second
+
+    def read(self, x, y, w, h):
+        i1 = _index(self.b1.ReadAsArray(x, y, w, h), self.lut1, self.skip1)
+        i2 = _index(self.b2.ReadAsArray(x, y, w, h), self.lut2, self.skip2)
+        if self.cover is not None:
+            i2[self.cover.ReadAsArray(x, y, w, h) == 0] = -1
+        ok = (i1 >= 0) & (i2 >= 0)
+        return i1, i2, ok
+
+
+def matrix_csv(first_classes, second_classes, matrix_ha) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    m = np.asarray(matrix_ha, dtype=np.float64)
+    w.writerow(["from_value", "from_name"] + [f"{c['value']} {c['name']}" for c in second_classes] + ["total"])
+    for i, c in enumerate(first_classes):
+        w.writerow([c["value"], c["name"]] + [f"{x:.4f}" for x in m[i]] + [f"{m[i].sum():.4f}"])
+    w.writerow(["total", ""] + [f"{x:.4f}" for x in m.sum(axis=0)] + [f"{m.sum():.4f}"])
+    return buf.getvalue()
+
+
+def _temp_tif(folder: str, like: gdal.Dataset, dtype) -> str:
+    os.makedirs(folder, exist_ok=True)  # as AtomicOutput does for the outputs themselves
+    path = os.path.join(folder, f".satclassify_change_{uuid.uuid4().hex[:8]}.tif")
+    w, h, gt, wkt = raster.grid_of(like)
+    raster.create_geotiff(path, w, h, 1, dtype, gt, wkt)  # closed at once: pixels come in the second pass
+    return path
+
+
+def _remove(path: Optional[str]) -> None:
+    if path:
+        for p in (path, path + ".aux.xml"):
+            if os.path.exists(p):
+                os.remove(p)
+
+
+def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[int, dict], area: float,
+              mmu_ha: float, threshold_px: int, srs, extra: Optional[dict], is_canceled, log) -> dict:
+    """Sieve the category raster at ``band_path`` in place, polygonize its nonzero pixels into a GeoPackage
+    layer with from/to attributes and area_ha, drop polygons below the MMU. Returns counts."""
+    ds = gdal.Open(band_path, gdal.GA_Update)
+    band = ds.GetRasterBand(1)
+
+    def cb(_complete, _msg, _data):
+        return 0 if (is_canceled and is_canceled()) else 1
+
+    if threshold_px > 1:
+        gdal.SieveFilter(band, None, band, threshold_px, 4, callback=cb)
+        # the sieve may merge a change patch into an unchanged neighbour: unchanged categories are no polygon
+        for x, y, w, h in raster.iter_windows(ds.RasterXSize, ds.RasterYSize, DEFAULT_BLOCK):
+            a = band.ReadAsArray(x, y, w, h)
+            unchanged = np.isin(a, [k for k, c in categories.items() if not c["changed"]])
+            if unchanged.any():
+                a[unchanged] = 0
+                band.WriteArray(a, x, y)
+        band.FlushCache()
+    if is_canceled and is_canceled():
+        raise Canceled()
+    kept = dropped = 0
+    with raster.AtomicOutput(out_path) as tmp:
+        out = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
+        lyr = out.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES"])
+        fields = [("category", ogr.OFTInteger), ("from_value", ogr.OFTInteger), ("from_name", ogr.OFTString),
+                  ("to_value", ogr.OFTInteger), ("to_name", ogr.OFTString), ("change", ogr.OFTString),
+                  ("area_ha", ogr.OFTReal)] + [(k, ogr.OFTReal) for k in (extra or {})]
+        for name, t in fields:
+            lyr.CreateField(ogr.FieldDefn(name, t))
+        out.StartTransaction()
+        gdal.Polygonize(band, band, lyr, 0, [], callback=cb)
+        out.CommitTransaction()
+        if is_canceled and is_canceled():
+            raise Canceled()
+        lyr.ResetReading()
+        found = [(f.GetFID(), f.GetGeometryRef().GetArea() / 10000.0) for f in lyr]
+        out.StartTransaction()
+        drop = []
+        for fid, a_ha in found:
+            if a_ha < mmu_ha * (1 - 1e-9):
+                drop.append(fid)
+                continue
+            f = lyr.GetFeature(fid)
+            c = categories[f.GetField("category")]
+            f.SetField("from_value", c["from"])
+            f.SetField("from_name", c["from_name"])
+            f.SetField("to_value", c["to"])
+            f.SetField("to_name", c["to_name"])
+            f.SetField("change", c["name"])
+            f.SetField("area_ha", round(a_ha, 6))
+            for k, v in (extra or {}).items():
+                f.SetField(k, v)
+            lyr.SetFeature(f)
+            kept += 1
+        for fid in drop:
+            lyr.DeleteFeature(fid)
+        dropped = len(drop)
+        out.CommitTransaction()
+        out = lyr = None
+    ds = band = None
+    if dropped:
+        log(f"{dropped} polygon(s) of {layer_name.replace('_', ' ')} below the minimum mapping unit of {mmu_ha:g} ha "
+            "left out (at the edge of the compared area, where the sieve has no neighbour to merge them into)")
+    return {"polygons": kept, "dropped_below_mmu": dropped}
+
+
+def land_cover_change(first: str, second: str, out_raster: Optional[str] = None, out_matrix: Optional[str] = None,
+                      out_json: Optional[str] = None, out_polygons: Optional[str] = None, mmu_ha: float = 5.0,
+                      confidence: Optional[str] = None, threshold: float = 80.0,
+                      out_candidates: Optional[str] = None, ignore="0", names: Optional[str] = None,
+                      block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
+                      is_canceled: Optional[Callable[[], bool]] = None,
+                      log: Optional[Callable[[str], None]] = None) -> dict:
+    """Compare ``first`` (earlier date / the map) with ``second`` (later date / the model); returns the summary
+    dict written to ``out_json``."""
+    log = log or (lambda m: None)
+    pr = progress or (lambda f: None)
+    if mmu_ha is None or not math.isfinite(float(mmu_ha)) or float(mmu_ha) < 0:
+        raise SatClassifyError(f"the minimum mapping unit must be >= 0 ha (0 = every pixel), got {mmu_ha}")
+    mmu_ha = float(mmu_ha)
+    if not 0 <= float(threshold) <= 100:
+        raise SatClassifyError(f"the confidence threshold is in percent (0-100), got {threshold}")
+    if out_candidates and not confidence:
+        raise SatClassifyError("map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
+                               "satclassify:classify for the second map)")
+    ignore_list = accuracy.parse_ignore(ignore)
+    names_table = accuracy.read_names(names) if names else None
+    ds1 = _open_class_raster(first, "first")
+    area = pixel_area_ha(ds1, "first class raster")
+    src2 = _open_class_raster(second, "second")
+    nd2 = src2.GetRasterBand(1).GetNoDataValue()
+    ds2, opened = open_aligned(second, ds1, "second", log, target_what="first", src_nodata=nd2, dst_alpha=True)
+    warped = ds2 is not opened
+    cover = ds2.GetRasterBand(ds2.RasterCount) if warped else None
+    conf_band = conf_scale = None
+    if confidence:
+        cds, csrc = open_aligned(confidence, ds1, "confidence", log, target_what="first",
+                                 src_nodata=_conf_nodata(confidence))
+        conf_band = cds.GetRasterBand(1)
+        conf_scale, conf_nodata = _confidence_scale(csrc, log)
+    skip1 = set(ignore_list) | ({_nodata(ds1)} if _nodata(ds1) is not None else set())
+    skip2 = set(ignore_list) | ({_nodata(src2)} if _nodata(src2) is not None else set())
+    v1 = [int(v) for v in present_values(ds1) if int(v) not in skip1]
+    v2 = [int(v) for v in present_values(src2) if int(v) not in skip2]
+    for what, vals, ds in (("first", v1, ds1), ("second", v2, src2)):
+        if not vals:
+            raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata and "
+                                   f"IGNORE ({ignore_list})")
+        if len(vals) > 256:
+            raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' holds {len(vals)} distinct values: "
+                                   "that is an image, not a class map")
+    lut1, lut2 = _lut(v1), _lut(v2)
+    reader = _Pair(ds1, ds2, cover, skip1, skip2, lut1, lut2)
+    k2 = len(v2)
+    width, height = ds1.RasterXSize, ds1.RasterYSize
+    windows = list(raster.iter_windows(width, height, block))
+    pairs = np.zeros(len(v1) * k2, dtype=np.int64)
+    for n, (x, y, w, h) in enumerate(windows):
+        if is_canceled and is_canceled():
+            raise Canceled()
+        i1, i2, ok = reader.read(x, y, w, h)
+        pairs += np.bincount((i1[ok] * k2 + i2[ok]).ravel(), minlength=len(pairs))
+        pr(0.3 * (n + 1) / len(windows))
+    if pairs.sum() == 0:
+        raise SatClassifyError("no pixel holds a class in both maps: check that the rasters overlap, their nodata "
+                               f"and IGNORE ({ignore_list})")
+    c1 = class_table(v1, names_table, None, "both", ds1, src2, False, False)
+    c2 = class_table(v2, names_table, None, "both", src2, ds1, False, False)
+    occurring = np.flatnonzero(pairs)
+    cat_lut = np.zeros(len(pairs), dtype=np.int64)
+    categories = {}
+    for k, code in enumerate(occurring, start=1):
+        a, b = divmod(int(code), k2)
+        f, t = c1[a], c2[b]
+        changed = f["value"] != t["value"]
+        cat_lut[code] = k
+        categories[k] = {"value": k, "from": f["value"], "to": t["value"], "from_name": f["name"],
+                         "to_name": t["name"], "name": f"{f['name']} -> {t['name']}", "changed": bool(changed),
+                         "color": t["color"] if changed else _lighter(f["color"]), "pixels": int(pairs[code]),
+                         "area_ha": float(pairs[code] * area)}
+    dtype = gdal.GDT_Byte if len(categories) <= 255 else gdal.GDT_UInt16
+    legend = list(categories.values())
+    folder = os.path.dirname(os.path.abspath(out_polygons or out_candidates or out_raster or out_json or "."))
+    tmp_change = _temp_tif(folder, ds1, dtype) if out_polygons else None
+    tmp_cand = _temp_tif(folder, ds1, dtype) if out_candidates else None
+    cand_pixels = 0
+    is_change = np.asarray([False] + [c["changed"] for c in legend])
+    try:
+        with (raster.AtomicOutput(out_raster) if out_raster else contextlib.nullcontext(None)) as tmp_out:
+            out_ds = None
+            if tmp_out:
+                out_ds = raster.create_geotiff(
+                    tmp_out, width, height, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(), nodata=0,
+                    classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
+                    descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
+                if dtype != gdal.GDT_Byte:
+                    names_list = ["not compared"] + [c["name"] for c in legend]
+                    out_ds.GetRasterBand(1).SetRasterCategoryNames(names_list)
+            ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
+            ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
+            for n, (x, y, w, h) in enumerate(windows):
+                if is_canceled and is_canceled():
+                    raise Canceled()
+                i1, i2, ok = reader.read(x, y, w, h)
+                cat = np.zeros((h, w), dtype=np.int64)
+                cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
+                if out_ds is not None:
+                    out_ds.GetRasterBand(1).WriteArray(cat, x, y)
+                if ch_ds is not None:
+                    ch_ds.GetRasterBand(1).WriteArray(cat, x, y)
+                if ca_ds is not None:
+                    raw = conf_band.ReadAsArray(x, y, w, h)
+                    conf = raw.astype(np.float64) * conf_scale
+                    if conf_nodata is not None:
+                        conf[raw == conf_nodata] = -1
+                    cand = is_change[cat] & (conf >= float(threshold))
+                    cand_pixels += int(cand.sum())
+                    ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
+                pr(0.3 + 0.3 * (n + 1) / len(windows))
+            out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
+        threshold_px = max(1, int(math.ceil(mmu_ha / area - 1e-9))) if mmu_ha > 0 else 1
+        srs = raster.srs_of(ds1)
+        poly = cand = None
+        if out_polygons:
+            poly = _polygons(tmp_change, out_polygons, CHANGE_LAYER, categories, area, mmu_ha, threshold_px, srs,
+                             None, is_canceled, log)
+        pr(0.8)
+        if out_candidates:
+            cand = _polygons(tmp_cand, out_candidates, CANDIDATE_LAYER, categories, area, mmu_ha, threshold_px, srs,
+                             {"confidence_threshold": float(threshold)}, is_canceled, log)
+            cand["pixels"] = cand_pixels
+        pr(0.95)
+    finally:
+        _remove(tmp_change)
+        _remove(tmp_cand)
+    m_px = pairs.reshape(len(v1), k2)
+    changed_px = sum(c["pixels"] for c in legend if c["changed"])
+    summary = {
+        "first": first, "second": second, "confidence": confidence or None,
+        "confidence_threshold_percent": float(threshold) if confidence else None,
+        "second_warped": warped, "pixel_area_ha": area, "ignore": ignore_list, "width": width, "height": height,
+        "classes_first": c1, "classes_second": c2, "matrix_pixels": m_px.tolist(),
+        "matrix_ha": (m_px * area).tolist(), "matrix_orientation": "rows = first map (from), columns = second (to)",
+        "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
+        "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
+        "mmu_ha": mmu_ha, "mmu_pixels": threshold_px, "change_polygons": poly, "update_candidates": cand,
+        "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
+    }
+    if out_matrix:
+        with raster.AtomicOutput(out_matrix) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(matrix_csv(c1, c2, summary["matrix_ha"]))
+    if out_json:
+        with raster.AtomicOutput(out_json) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=1)
+    pr(1.0)
+    log(f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "
+        f"{sum(1 for c in legend if c['changed'])} from-to classes"
+        + (f", {poly['polygons']} change polygons >= {mmu_ha:g} ha" if poly else "")
+        + (f", {cand['polygons']} update candidate polygons" if cand else ""))
+    return summary
+
+
+def _conf_nodata(path: str) -> Optional[float]:
+    ds = raster.open_raster(path, "confidence raster")
+    return ds.GetRasterBand(1).GetNoDataValue()
+
+
+def _confidence_scale(ds: gdal.Dataset, log):
+    """(factor to percent, nodata) of a confidence raster: integer rasters are percent; a float raster whose
+    values all lie in 0..1 holds fractions."""
+    band = ds.GetRasterBand(1)
+    nd = band.GetNoDataValue()
+    if band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64):
+        try:
+            hi = band.ComputeRasterMinMax(False)[1]
+        except RuntimeError:  # all nodata
+            hi = 0.0
+        if hi <= 1.0:
+            log("the confidence raster holds values 0..1: read as fractions (x 100 = percent)")
+            return 100.0, nd
+    return 1.0, nd
