@@ -10,7 +10,8 @@ Models:
   satclassify_training_dataset.model3  "Sentinel-2 + CLC -> training dataset"
         rasterizeclc (majority rule, on the image grid) -> buildpatches
   satclassify_classify_aoi.model3      "Classify Sentinel-2 AOI with model"
-        fetchsentinel2 -> classify -> rasterizeclc (reference on the fetched grid) -> assessaccuracy
+        fetchsentinel2 -> classify -> rasterizeclc (reference on the fetched grid) -> assessaccuracy;
+        classify -> generalize (MMU) -> map + polygons
 """
 import os
 import sys
@@ -144,6 +145,7 @@ def classify_aoi_model():
         QgsProcessingParameterEnum,
         QgsProcessingParameterFile,
         QgsProcessingParameterMapLayer,
+        QgsProcessingParameterNumber,
     )
 
     from satclassify_plugin import compat
@@ -155,7 +157,8 @@ def classify_aoi_model():
         "Classify Sentinel-2 AOI with model",
         "Fetches a Sentinel-2 L2A stack for an area and period (best date: least cloud, largest cover), "
         "classifies it with an ONNX model exported by the training package, rasterizes CORINE Land Cover "
-        "on the same grid as the reference and writes the accuracy report (confusion matrix, metrics, HTML).")
+        "on the same grid as the reference and writes the accuracy report (confusion matrix, metrics, HTML); "
+        "the classes are also generalised to a minimum mapping unit (MMU, ha) as a map and its polygons.")
     # Inputs copied from the tools so types, defaults and enum options stay the same.
     fetch_inputs = {}
     for name in ("EXTENT", "START", "END", "MAX_CLOUD", "SOURCE", "URL", "AUTHCFG"):
@@ -173,6 +176,8 @@ def classify_aoi_model():
     level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level of the model's classes",
                                                options=["Level 1 (5 classes)", "Level 2 (15 classes)",
                                                         "Level 3 (44 classes)"], defaultValue=1))
+    mmu = b.input(QgsProcessingParameterNumber("MMU", "Minimum mapping unit of the map (ha; CLC: 25)",
+                                               compat.NUMBER_DOUBLE, 25.0, False, 0.0))
     f = b.step("satclassify:fetchsentinel2", "Fetch Sentinel-2 L2A",
                {k: ("model", v) for k, v in fetch_inputs.items()},
                {"OUTPUT": ("s2_stack", "Sentinel-2 stack"), "MASK": ("s2_mask", "Validity mask")})
@@ -188,6 +193,9 @@ def classify_aoi_model():
             "MASK": ("child", f, "MASK")},
            {"OUTPUT_REPORT": ("report", "Accuracy report (HTML)"),
             "OUTPUT_METRICS": ("metrics", "Metrics (JSON)")})
+    b.step("satclassify:generalize", "Generalise to the minimum mapping unit",
+           {"INPUT": ("child", c, "OUTPUT"), "MMU": ("model", mmu), "CONNECTIVITY": ("value", 0)},
+           {"OUTPUT": ("map", "Generalised land-cover map"), "POLYGONS": ("map_polygons", "Land-cover polygons")})
     return b.save("satclassify_classify_aoi.model3")
 
 

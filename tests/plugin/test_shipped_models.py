@@ -101,7 +101,7 @@ def test_classify_aoi_model_runs_against_a_stac_server(plugin, stac, tmp_path):
     params = {"EXTENT": utm_extent(x0, y0, x1, y1), "START": "2023-05-01", "END": "2023-06-30",
               "MAX_CLOUD": 50, "SOURCE": 0, "URL": stac.url, "MODEL": model, "CLC": clc, "LEVEL": 0}
     outs = {"s2_stack": "s2.tif", "s2_mask": "mask.tif", "classes": "classes.tif", "reference": "ref.tif",
-            "report": "report.html", "metrics": "metrics.json"}
+            "report": "report.html", "metrics": "metrics.json", "map": "map.tif", "map_polygons": "map.gpkg"}
     for key, name in outs.items():
         params[model_dest(alg, key)] = str(tmp_path / name)
     res = processing.run(AOI_MODEL, params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
@@ -121,3 +121,8 @@ def test_classify_aoi_model_runs_against_a_stac_server(plugin, stac, tmp_path):
     expected = float(((ref == 3) & valid).sum()) / valid.sum()
     assert metrics["overall_accuracy"] == pytest.approx(expected, abs=1e-9)
     assert os.path.getsize(res[model_dest(alg, "report")]) > 1000
+    # the generalised map (MMU 25 ha by default): the AOI (100 ha) is one polygon of the answered class
+    assert (gdal.Open(res[model_dest(alg, "map")]).ReadAsArray() == 3).all()
+    polys = ogr.Open(res[model_dest(alg, "map_polygons")])
+    rows = [(f["value"], f["name"], round(f["area_ha"], 6)) for f in polys.GetLayer(0)]
+    assert rows == [(3, "class 3", 100.0)]  # the model card's class names
