@@ -12,6 +12,10 @@ Models:
   satclassify_classify_aoi.model3      "Classify Sentinel-2 AOI with model"
         fetchsentinel2 -> classify -> rasterizeclc (reference on the fetched grid) -> assessaccuracy;
         classify -> generalize (MMU) -> map + polygons
+  satclassify_sampling_design.model3   "Classify -> reference sample design"
+        classify -> samplingdesign (stratified random reference points to label)
+  satclassify_change_two_dates.model3  "Land-cover change between two dates"
+        classify (date 1), classify (date 2, with confidence) -> landcoverchange
 """
 import os
 import sys
@@ -199,11 +203,87 @@ def classify_aoi_model():
     return b.save("satclassify_classify_aoi.model3")
 
 
+def _param_copy(alg_id, name, description=None, advanced=False):
+    """A tool's own parameter definition (type, default, range, options), cloned for a model input."""
+    from qgis.core import QgsApplication
+
+    from satclassify_plugin import compat
+    d = QgsApplication.processingRegistry().algorithmById(alg_id).parameterDefinition(name).clone()
+    if description:
+        d.setDescription(description)
+    if advanced:
+        d.setFlags(d.flags() | compat.PARAM_FLAG_ADVANCED)
+    return d
+
+
+def sampling_design_model():
+    from qgis.core import QgsProcessingParameterFile, QgsProcessingParameterRasterLayer
+
+    b = ModelBuilder(
+        "Classify -> reference sample design",
+        "Classifies a raster with an ONNX model and draws a stratified random sample of reference points from "
+        "the class map (strata = the classes; sample size from a target standard error of overall accuracy and "
+        "the expected user's accuracies, with a minimum per class; Olofsson et al. 2014). Fill in the points' "
+        "'reference' field (e.g. by photo-interpretation), then run Assess classification accuracy with "
+        "REFERENCE_POINTS for accuracies and error-adjusted areas with 95 % confidence intervals.")
+    image = b.input(QgsProcessingParameterRasterLayer("IMAGE", "Image to classify (e.g. a Sentinel-2 stack)"))
+    model_file = b.input(QgsProcessingParameterFile("MODEL", "Model (.onnx from the training package)",
+                                                    extension="onnx"))
+    alg = "satclassify:samplingdesign"
+    inputs = {name: b.input(_param_copy(alg, name, advanced=adv))
+              for name, adv in (("TARGET_SE", False), ("EXPECTED_UA", False), ("MIN_PER_CLASS", False),
+                                ("SEED", False), ("EXPECTED_UA_TABLE", True))}
+    c = b.step("satclassify:classify", "Classify with the model",
+               {"INPUT": ("model", image), "MODEL": ("model", model_file)},
+               {"OUTPUT": ("classes", "Land-cover classes")})
+    b.step(alg, "Stratified sampling design",
+           {"INPUT": ("child", c, "OUTPUT"), "METHOD": ("value", 0), "ALLOCATION": ("value", 0),
+            **{k: ("model", v) for k, v in inputs.items()}},
+           {"OUTPUT": ("sample_points", "Reference sample points (fill in 'reference')"),
+            "OUTPUT_STRATA": ("strata", "Strata and design (JSON)")})
+    return b.save("satclassify_sampling_design.model3")
+
+
+def change_two_dates_model():
+    from qgis.core import QgsProcessingParameterFile, QgsProcessingParameterRasterLayer
+
+    b = ModelBuilder(
+        "Land-cover change between two dates",
+        "Classifies two images of the same area (two dates) with one ONNX model and compares the class maps: "
+        "from-to raster, change matrix in hectares, change polygons with a minimum mapping unit (MMU, default "
+        "5 ha as the CLC change layers) and map update candidates where the second date's model is confident "
+        "(CONFIDENCE >= THRESHOLD %) and disagrees with the first map.")
+    img1 = b.input(QgsProcessingParameterRasterLayer("IMAGE_1", "Image of the first (earlier) date"))
+    img2 = b.input(QgsProcessingParameterRasterLayer("IMAGE_2", "Image of the second (later) date"))
+    model_file = b.input(QgsProcessingParameterFile("MODEL", "Model (.onnx from the training package)",
+                                                    extension="onnx"))
+    alg = "satclassify:landcoverchange"
+    mmu = b.input(_param_copy(alg, "MMU"))
+    threshold = b.input(_param_copy(alg, "THRESHOLD"))
+    c1 = b.step("satclassify:classify", "Classify the first date",
+                {"INPUT": ("model", img1), "MODEL": ("model", model_file)},
+                {"OUTPUT": ("classes_1", "Land-cover classes, first date")})
+    c2 = b.step("satclassify:classify", "Classify the second date",
+                {"INPUT": ("model", img2), "MODEL": ("model", model_file)},
+                {"OUTPUT": ("classes_2", "Land-cover classes, second date"),
+                 "CONFIDENCE": ("confidence_2", "Confidence, second date (%)")})
+    b.step(alg, "Land-cover change",
+           {"FIRST": ("child", c1, "OUTPUT"), "SECOND": ("child", c2, "OUTPUT"),
+            "CONFIDENCE": ("child", c2, "CONFIDENCE"), "MMU": ("model", mmu), "THRESHOLD": ("model", threshold)},
+           {"OUTPUT": ("from_to", "From-to change raster"), "OUTPUT_MATRIX": ("change_matrix", "Change matrix (ha)"),
+            "OUTPUT_JSON": ("change_summary", "Change summary (JSON)"),
+            "OUTPUT_POLYGONS": ("change_polygons", "Change polygons"),
+            "OUTPUT_CANDIDATES": ("update_candidates", "Map update candidates")})
+    return b.save("satclassify_change_two_dates.model3")
+
+
 def main():
     app, _prov = _qgis()
     os.makedirs(OUT, exist_ok=True)
     training_dataset_model()
     classify_aoi_model()
+    sampling_design_model()
+    change_two_dates_model()
     app.exitQgis()
     return 0
 
