@@ -277,6 +277,7 @@ def hide_band_title(layer, context=None, tree_layer=None):
     hidden = len(order) < len(nodes)
     if hidden:
         QgsMapLayerLegendUtils.setLegendNodeOrder(tree_layer, order)
+        layer.legendChanged.emit()  # a live layer tree model rebuilds the legend only on this signal
     return hidden
 
 

@@ -40,10 +40,8 @@ def scene():
     return a
 
 
-def labels(layer):
-    root = QgsProject.instance().layerTreeRoot()
-    model = QgsLayerTreeModel(root)
-    return [n.data(0) for n in model.layerLegendNodes(root.findLayer(layer.id()))]
+def labels(model, layer):
+    return [n.data(0) for n in model.layerLegendNodes(QgsProject.instance().layerTreeRoot().findLayer(layer.id()))]
 
 
 def test_generalize_polygons_no_smaller_than_the_mmu(run_alg, tmp_path):
@@ -66,6 +64,8 @@ def test_generalize_loaded_styles_list_present_classes_with_area(plugin, tmp_pat
     import processing
 
     src = class_raster(tmp_path / "pred.tif", scene())
+    # a live model, as the Layers panel's: it builds the legend when the layer arrives, before it is styled
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
     res = processing.runAndLoadResults(ALG, {"INPUT": src, "MMU": 0.1, "OUTPUT": str(tmp_path / "gen.tif"),
                                              "POLYGONS": str(tmp_path / "gen.gpkg")})
     layers = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
@@ -77,7 +77,7 @@ def test_generalize_loaded_styles_list_present_classes_with_area(plugin, tmp_pat
                 "Water bodies \u2013 0.16 ha (0.4 %)"]  # the speck (0.16 ha) is above this MMU: kept
         assert [c.label for c in r.classes()] == want
         assert [c.color.name() for c in r.classes()] == [clc.classes(1)[v - 1].color for v in (1, 3, 5)]
-        assert labels(rl) == want  # the Layers panel: no "Band 1 (Palette)" title, no absent class
+        assert labels(model, rl) == want  # the Layers panel: no "Band 1 (Palette)" title, no absent class
         v = vl.renderer()
         assert isinstance(v, QgsCategorizedSymbolRenderer) and v.classAttribute() == "value"
         cats = [(c.value(), c.label(), c.symbol().color().name()) for c in v.categories()]
