@@ -45,7 +45,8 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         "<b>Classes</b>: CLC level 1, 2 or 3, or a mapping table CSV with lines <i>code,value,name[,colour]</i> "
         "where code has 1 to 3 digits (\"2\" = all agricultural classes; the most specific code wins).<br>"
         "<b>Rule</b>: pixel centre (identical to gdal_rasterize), all touched, or majority coverage (the class "
-        "covering most of the pixel, from SUPERSAMPLE x SUPERSAMPLE sub-pixels). With majority, MIXED marks "
+        "covering the largest exact area of the pixel; ties go to the lower class value). With majority, MIXED "
+        "marks "
         "(value 1) pixels whose dominant class covers less than THRESHOLD of the pixel or where overlapping "
         "polygons of different classes meet.<br>"
         "Self-intersecting polygons are rasterized as drawn (even-odd fill: both lobes of a bow-tie are "
@@ -73,9 +74,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
             10.0, True, 0.0))
         self.addParameter(QgsProcessingParameterEnum("RULE", "Pixel rule", options=self.RULE_OPTIONS,
                                                      defaultValue=0))
-        adv = [QgsProcessingParameterNumber("SUPERSAMPLE", "Majority: sub-pixels per pixel side",
-                                            compat.NUMBER_INTEGER, 4, False, 1, 16),
-               QgsProcessingParameterNumber("THRESHOLD", "Mixed: dominant class fraction below which a pixel "
+        adv = [QgsProcessingParameterNumber("THRESHOLD", "Mixed: dominant class fraction below which a pixel "
                                             "is mixed", compat.NUMBER_DOUBLE, 0.75, False, 0.01, 1.0)]
         for p in adv:
             p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
@@ -173,7 +172,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
         result = rasterize_clc(
             source, output, grid, level=level, mapping_csv=mapping,
             field_name=self.parameterAsString(parameters, "FIELD", context).strip() or None,
-            layer_name=layer_name, rule=rule, supersample=self.parameterAsInt(parameters, "SUPERSAMPLE", context),
+            layer_name=layer_name, rule=rule,
             mixed_output=mixed, threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
             **self.monitor(feedback).callbacks())
         feedback.pushInfo(f"written {os.path.basename(output)} in {result.seconds:.1f} s")

@@ -17,12 +17,13 @@ Vector input
 Rules
     ``centre``: a pixel takes the class of the polygon containing its centre (GDAL default).
     ``all_touched``: every pixel a polygon touches (GDAL ``ALL_TOUCHED``); the later feature wins.
-    ``majority``: the class covering most of the pixel, estimated on ``supersample`` x ``supersample``
-    sub-pixels (row strips, memory stays flat). Area outside every polygon counts as "no label" and loses
-    ties; ties between classes go to the lower value. The optional mixed raster (uint8, 1 = mixed) marks
-    pixels whose dominant class covers less than ``threshold`` of the pixel and pixels where sub-pixels are
-    claimed by overlapping polygons of different classes (the first and the last polygon in layer order
-    covering a sub-pixel differ).
+    ``majority``: the class covering the largest exact area of the pixel (:mod:`.coverage`: exact fractions
+    on the pixels a polygon boundary crosses, the centre rule elsewhere; row strips, memory stays flat).
+    Area outside every polygon counts as "no label" and loses ties; fractions within 1e-7 of the pixel tie
+    and the tie goes to the lower class value. Where polygons overlap, the later one is on top. The optional
+    mixed raster (uint8, 1 = mixed) marks pixels whose dominant class (or "no label") covers less than
+    ``threshold`` of the pixel, and pixels where overlapping polygons of different classes share area
+    (inside a pixel; for pixels wholly under overlapping polygons: the first and the last one differ).
 
 Raster input
     A CLC raster with grid codes (1..44; 48, 49, 50, 128, 255 = no data) or level-3 codes (111..523;
@@ -32,6 +33,7 @@ Raster input
 from __future__ import annotations
 
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from .. import raster
 from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
+from . import coverage
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -157,7 +160,7 @@ def _open_vector(path: str, layer_name: Optional[str]):
 
 def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_csv: Optional[str] = None,
                   field_name: Optional[str] = None, layer_name: Optional[str] = None, rule: str = "centre",
-                  supersample: int = 4, mixed_output: Optional[str] = None, threshold: float = 0.75,
+                  mixed_output: Optional[str] = None, threshold: float = 0.75,
                   progress: Optional[Callable[[float], None]] = None,
                   is_canceled: Optional[Callable[[], bool]] = None,
                   log: Optional[Callable[[str], None]] = None) -> RasterizeResult:
@@ -171,8 +174,6 @@ def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_
         raise SatClassifyError("the mixed-pixel raster needs the majority rule: choose RULE = majority")
     if not 0.0 < float(threshold) <= 1.0:
         raise SatClassifyError(f"mixed threshold must be in (0, 1], not {threshold}")
-    if not 1 <= int(supersample) <= 16:
-        raise SatClassifyError(f"supersampling must be 1..16 sub-pixels per side, not {supersample}")
     if grid.width <= 0 or grid.height <= 0:
         raise SatClassifyError("the target grid is empty")
     code2val, table = class_table(level, mapping_csv)
@@ -180,8 +181,8 @@ def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_
         raise SatClassifyError("no CLC input given")
     vds, lyr = _open_vector(source, layer_name)
     if vds is not None:
-        result = _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, int(supersample),
-                                   mixed_output, float(threshold), progress, is_canceled, log)
+        result = _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, mixed_output,
+                                   float(threshold), progress, is_canceled, log)
     else:
         try:
             rds = gdal.OpenEx(source, gdal.OF_RASTER)
@@ -265,7 +266,7 @@ def _gdal_callback(progress, is_canceled, start: float, span: float):
     return cb
 
 
-def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, k, mixed_output, threshold,
+def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, mixed_output, threshold,
                       progress, is_canceled, log) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
     if gtype not in POLYGON_TYPES:
@@ -329,7 +330,7 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
                 vds.ReleaseResultSet(res)
         else:
             with _MixedWriter(mixed_output, grid) as mixed:
-                result.mixed_pixels = _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress,
+                result.mixed_pixels = _majority(vds, sql, rect, grid, band, mixed, threshold, progress,
                                                 is_canceled, log)
         out.FlushCache()
         out = None
@@ -388,128 +389,87 @@ def _reversed_copy(mem):
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
-def _majority(vds, sql, rect, grid, band, k, mixed, threshold, progress, is_canceled, log) -> int:
+def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log) -> int:
+    """Exact majority (and mixed mask) in row strips: the centre rule (GDAL, in a worker thread one strip
+    ahead) for pixels no polygon boundary crosses, exact coverage fractions (:mod:`.coverage`) for the rest."""
     mem = _memory_layer(vds, sql, rect, grid)
     mlyr = mem.GetLayer(0)
-    rev = _reversed_copy(mem) if mixed.band is not None else None
-    rlyr = rev.GetLayer(0) if rev is not None else None
     w, h = grid.width, grid.height
     gt = grid.geotransform
-    fine_w = w * k
-    rows = max(1, min(h, (32 * 2 ** 20) // max(1, fine_w * k)))  # ~32 MB of sub-pixels per strip
+    # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB
+    rows = max(1, min(h, (2 * 2 ** 20) // max(1, w)))
+    edges = coverage.read_edges(mlyr, VALUE_FIELD, gt, h, w, rows)
     drv = gdal.GetDriverByName("MEM")
-    n_mixed = 0
-    need_thresh = mixed.band is not None
+    need_mixed = mixed.band is not None
     x0w, x1w = gt[0], gt[0] + gt[1] * w
+    extra = {}  # lazily made: the reversed layer (mixed interior overlaps), the painter fallback
 
     def burn_strip(y0, layer):
-        """Sub-pixel raster of one strip. Runs in worker threads (GDAL releases the GIL): the next strip is
-        rasterized while numpy reduces this one; each OGR layer is used by one thread at a time."""
         r = min(rows, h - y0)
-        fgt = (gt[0], gt[1] / k, 0.0, gt[3] + gt[5] * y0, 0.0, gt[5] / k)
+        sgt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * y0, 0.0, gt[5])
         ya, yb = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
-        rect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
-        return _burn(drv, fine_w, r * k, fgt, grid.wkt, layer, rect)
+        srect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
+        return _burn(drv, w, r, sgt, grid.wkt, layer, srect)
 
     starts = list(range(0, h, rows))
-    pool = ThreadPoolExecutor(max_workers=2 if need_thresh else 1)
+    n_mixed = n_irregular = 0
 
-    def submit(y0):
-        return (pool.submit(burn_strip, y0, mlyr), pool.submit(burn_strip, y0, rlyr) if need_thresh else None)
+    def strip_task(s, y0):
+        """Centre rule and boundary fractions of strip ``s`` (in a worker: GDAL and numpy release the GIL, so
+        two strips are computed at once on two cores). The forward layer is used by one task at a time."""
+        with burn_lock:
+            centre = burn_strip(y0, mlyr)
+        return centre, coverage.strip_fractions(*edges.strip(s), y0, min(rows, h - y0), w)
 
+    burn_lock = threading.Lock()
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
-        ahead = submit(starts[0])
-        for n_strip, y0 in enumerate(starts):
+        ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(2, len(starts)))]
+        for s, y0 in enumerate(starts):
             if is_canceled():
                 raise Canceled()
-            fine = ahead[0].result()
-            rfine = ahead[1].result() if ahead[1] is not None else None
-            if n_strip + 1 < len(starts):
-                ahead = submit(starts[n_strip + 1])
+            centre, res = ahead.pop(0).result()
+            if s + 2 < len(starts):
+                ahead.append(pool.submit(strip_task, s + 2, starts[s + 2]))
             r = min(rows, h - y0)
-            n_mixed += _majority_strip(fine, rfine, r, k, w, y0, band, mixed, threshold, need_thresh)
+            flat = centre.reshape(-1)
+            flat[res.cells] = res.value
+            m = None
+            if need_mixed:
+                m = np.zeros((r, w), np.uint8)
+                m.reshape(-1)[res.cells] = res.dominant < threshold - coverage.EPS
+            bad = np.flatnonzero(res.irregular)
+            if bad.size:
+                n_irregular += bad.size
+                if "painter" not in extra:
+                    with burn_lock:  # the copy reads the forward layer, which a worker may be burning
+                        extra["painter_ds"] = gdal.VectorTranslate("", mem, format="Memory")
+                    extra["painter"] = coverage.PainterFallback(extra["painter_ds"].GetLayer(0), VALUE_FIELD, gt)
+                cells = res.cells[bad]
+                v, dom, ovl = extra["painter"].pixels(cells // w + y0, cells % w)
+                flat[cells] = v
+                if m is not None:
+                    m.reshape(-1)[cells] = (dom < threshold - coverage.EPS) | ovl
+            if m is not None and res.irregular_runs:
+                # pixels wholly under overlapping polygons: mixed where the first and the last one differ
+                if "rev" not in extra:
+                    with burn_lock:
+                        extra["rev"] = _reversed_copy(mem)
+                rev = burn_strip(y0, extra["rev"].GetLayer(0))
+                interior = np.ones(r * w, bool)
+                interior[res.cells] = False
+                m.reshape(-1)[interior & (rev.reshape(-1) != flat)] = 1
+            band.WriteArray(centre, 0, y0)
+            if m is not None:
+                mixed.band.WriteArray(m, 0, y0)
+                n_mixed += int(m.sum())
             progress((y0 + r) / h)
     finally:
         pool.shutdown(wait=True)
+    if n_irregular:
+        log(f"{n_irregular} pixels under overlapping or invalid polygons: class areas recomputed with the later "
+            "polygon on top")
     return n_mixed
-
-
-def _majority_strip(fine, rfine, r, k, w, y0, band, mixed, threshold, need_thresh) -> int:
-    kk = k * k
-    blocks = fine.reshape(r, k, w, k)
-    impure = _impure_blocks(fine, r, k, w)
-    outv = blocks[:, k // 2, :, k // 2].copy()
-    mixed_strip = np.zeros((r, w), np.uint8) if need_thresh else None
-    ri, ci = np.nonzero(impure)
-    if ri.size:
-        if k in _WORD:  # gather one machine word per block row
-            sub = fine.view(_WORD[k]).reshape(r, k, w)[ri, :, ci].view(np.uint8).reshape(ri.size, kk)
-        else:
-            sub = blocks.transpose(0, 2, 1, 3)[ri, ci].reshape(ri.size, kk)
-        # most mixed blocks hold exactly two values: count them directly
-        lo, hi = sub.min(axis=1), sub.max(axis=1)
-        n_lo = (sub == lo[:, None]).sum(axis=1)
-        two = (n_lo + (sub == hi[:, None]).sum(axis=1)) == kk
-        n_hi = kk - n_lo
-        # "no label" (0) loses ties; otherwise the lower value wins ties
-        pick_hi = (n_hi > n_lo) | ((n_hi == n_lo) & (lo == 0))
-        best_v = np.where(pick_hi, hi, lo)
-        best_n = np.where(pick_hi, n_hi, n_lo)
-        outv[ri, ci] = best_v  # blocks with 3+ values are overwritten just below
-        if need_thresh:
-            mixed_strip[ri, ci] = best_n < threshold * kk
-        rest = np.nonzero(~two)[0]
-        if rest.size:
-            _mode_many(sub[rest], ri[rest], ci[rest], kk, outv, mixed_strip, threshold)
-    band.WriteArray(outv, 0, y0)
-    if need_thresh:
-        mixed_strip[_differing_blocks(fine, rfine, r, k, w)] = 1
-        mixed.band.WriteArray(mixed_strip, 0, y0)
-        return int(mixed_strip.sum())
-    return 0
-
-
-def _mode_many(sub, ri, ci, kk, outv, mixed_strip, threshold):
-    """Majority of blocks holding three or more values (histogram per block)."""
-    vals = np.nonzero(np.bincount(sub.ravel(), minlength=256))[0]
-    lut = np.zeros(256, np.int32)
-    lut[vals] = np.arange(vals.size)
-    m = vals.size
-    for s in range(0, ri.size, 65536):
-        part = sub[s:s + 65536]
-        n = part.shape[0]
-        idx = lut[part] + (np.arange(n, dtype=np.int32) * m)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=n * m).reshape(n, m)
-        score = counts * 2 + (vals != 0)[None, :]
-        best = score.argmax(axis=1)
-        outv[ri[s:s + n], ci[s:s + n]] = vals[best]
-        if mixed_strip is not None:
-            mixed_strip[ri[s:s + n], ci[s:s + n]] = counts[np.arange(n), best] < threshold * kk
-
-
-_WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _impure_blocks(fine: np.ndarray, r: int, k: int, w: int) -> np.ndarray:
-    """(r, w) bool: the k x k sub-pixel blocks of ``fine`` that hold more than one value."""
-    dt = _WORD.get(k)
-    if dt is None:
-        blocks = fine.reshape(r, k, w, k)
-        return (blocks != blocks[:, :1, :, :1]).any(axis=(1, 3))
-    rows = fine.view(dt).reshape(r, k, w)  # one machine word per block row
-    first = rows[:, 0]
-    rep = np.array(sum(1 << (8 * i) for i in range(k)), dtype=dt)
-    impure = first != (first & dt(0xff)) * rep
-    for j in range(1, k):
-        impure |= rows[:, j] != first
-    return impure
-
-
-def _differing_blocks(a: np.ndarray, b: np.ndarray, r: int, k: int, w: int) -> np.ndarray:
-    dt = _WORD.get(k)
-    if dt is None:
-        return (a != b).reshape(r, k, w, k).any(axis=(1, 3))
-    return (a.view(dt) != b.view(dt)).reshape(r, k, w).any(axis=1)
 
 
 def _burn(drv, width, height, gt, wkt, layer, rect) -> np.ndarray:

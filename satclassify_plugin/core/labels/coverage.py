@@ -1,0 +1,424 @@
+"""Exact polygon/pixel coverage for the majority rule (numpy + OGR; no shapely, no compiled extension).
+
+The majority rule needs, for every pixel a polygon boundary passes through, the exact area each class covers.
+Pixels no boundary passes through are covered by one polygon or none, so the centre rule (GDAL's own
+rasterization) already gives their class; only boundary pixels are computed here.
+
+Method (signed-area accumulation, one row strip at a time): every polygon edge is cut at the pixel grid lines
+into pieces lying inside one pixel each. A piece from (ua, va) to (ub, vb) in pixel coordinates (u = column,
+v = row, both fractional) adds ``dv * (c + 1 - (ua + ub) / 2)`` to the class's area in its pixel (column
+``c``) and ``dv`` to every pixel to its right in the same row. With rings oriented (outer rings one way, holes
+the other, fixed from each ring's own signed area), the sum is the exact area of the class's polygons inside
+each pixel, as a fraction of the pixel; the "to the right" part is a prefix sum along the row, done on the
+pieces only (sorted by row, class and column), never on a dense array. Memory is that of one strip's pieces.
+
+Pixels where the summed areas are impossible (the classes add up to more than the pixel, or a negative
+area) are where polygons overlap, or a geometry is invalid (self-intersecting rings, holes outside their
+polygon). There the areas are recomputed with OGR geometry operations on that pixel alone, in layer order with
+the later polygon on top (painter's order, like the centre and all-touched rules), on valid geometries
+(``MakeValid``: a bow-tie's two lobes are both filled, like GDAL's even-odd fill). An overlap too thin to make
+the areas add up past the pixel (a sliver inside one pixel) is not seen: its area counts for each polygon.
+
+Decision rule (tested against a per-pixel shapely reference in tests/plugin/test_rasterize_exact.py): the class
+covering the largest area wins; area outside every polygon (and polygons without a known code) is
+"no label" (0), which wins only when it covers strictly more than every class; fractions within
+:data:`EPS` of each other tie and the tie goes to the lowest class value. The dominant fraction (the winner's,
+"no label" included) feeds the mixed-pixel mask.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+from osgeo import ogr
+
+#: two fractions closer than this (of the pixel's area) tie; also the slack of the "impossible areas" test
+EPS = 1e-7
+_IRREGULAR = 1e-6
+_NCLS = 256
+_POLY_TYPES = (ogr.wkbPolygon, ogr.wkbMultiPolygon)
+
+
+@dataclass
+class Edges:
+    """Oriented polygon edges in pixel coordinates, with the class value of their polygon; sorted into strips."""
+    u0: np.ndarray
+    v0: np.ndarray
+    u1: np.ndarray
+    v1: np.ndarray
+    cls: np.ndarray           # int32 class value 0..255
+    strip_start: np.ndarray   # edges of strip s: index[strip_start[s]:strip_start[s + 1]]
+    index: np.ndarray
+    fids: List[int]           # feature ids in layer order (painter's order)
+    values: np.ndarray        # class value per feature (layer order)
+
+    def strip(self, s: int):
+        i = self.index[self.strip_start[s]:self.strip_start[s + 1]]
+        return self.u0[i], self.v0[i], self.u1[i], self.v1[i], self.cls[i]
+
+
+def _rings(geom, out: list) -> None:
+    """Append (points (n, 2) float64, is_outer) for every ring of a polygonal OGR geometry."""
+    gtype = ogr.GT_Flatten(geom.GetGeometryType())
+    if geom.HasCurveGeometry():
+        geom = geom.GetLinearGeometry()
+        gtype = ogr.GT_Flatten(geom.GetGeometryType())
+    if gtype in _POLY_TYPES:
+        _parse_wkb(bytes(geom.ExportToIsoWkb(ogr.wkbNDR)), 0, out)
+    elif gtype in (ogr.wkbGeometryCollection, ogr.wkbMultiSurface):
+        for i in range(geom.GetGeometryCount()):
+            _rings(geom.GetGeometryRef(i), out)
+
+
+_UNPACK_I = struct.Struct("<I").unpack_from
+_UNPACK_BI = struct.Struct("<BI").unpack_from
+
+
+def _parse_wkb(buf: bytes, off: int, out: list) -> int:
+    """Rings of a little-endian (ISO or extended) WKB Polygon/MultiPolygon at ``off``; returns the end offset.
+    Anything else (curves, collections) raises ValueError: the caller then takes the OGR route."""
+    bo, gtype = _UNPACK_BI(buf, off)
+    if bo != 1:
+        raise ValueError("big-endian WKB")
+    off += 5
+    dims = 2
+    if gtype & 0x80000000:
+        dims += 1
+    if gtype & 0x40000000:
+        dims += 1
+    gtype &= 0x0FFFFFFF
+    if gtype >= 1000:
+        dims = (2, 3, 3, 4)[gtype // 1000]
+        gtype %= 1000
+    if gtype == 3:
+        (nr,) = _UNPACK_I(buf, off)
+        off += 4
+        for k in range(nr):
+            (n,) = _UNPACK_I(buf, off)
+            off += 4
+            pts = np.frombuffer(buf, "<f8", dims * n, off).reshape(n, dims)
+            out.append((pts[:, :2] if dims > 2 else pts, k == 0))
+            off += 8 * dims * n
+        return off
+    if gtype != 6:
+        raise ValueError(f"WKB type {gtype}")
+    (n,) = _UNPACK_I(buf, off)
+    off += 4
+    for _ in range(n):
+        off = _parse_wkb(buf, off, out)
+    return off
+
+
+def _features(layer, value_field: str):
+    """(fid, class value, rings) of every feature in layer order: the geometries come as WKB through GDAL's
+    Arrow interface when it has one (GDAL >= 3.6: no Python object per feature), else feature by feature."""
+    stream = None
+    if hasattr(layer, "GetArrowStreamAsNumPy"):
+        try:
+            stream = layer.GetArrowStreamAsNumPy(options=["USE_MASKED_ARRAYS=NO"])
+        except Exception:  # a driver or build without it
+            stream = None
+    if stream is not None:
+        geom_col = layer.GetGeometryColumn() or "wkb_geometry"
+        fid_col = layer.GetFIDColumn() or "OGC_FID"
+        for batch in stream:
+            gcol = batch.get(geom_col)
+            if gcol is None:
+                gcol = next(v for k, v in batch.items() if k not in (fid_col, value_field))
+            fidc = batch.get(fid_col)
+            vals = batch[value_field]
+            for i in range(len(gcol)):
+                fid = int(fidc[i]) if fidc is not None else None
+                v = vals[i]
+                v = int(v) if v is not None and v == v else 0
+                rings: list = []
+                wkb = bytes(gcol[i]) if gcol[i] is not None else b""
+                if wkb:
+                    try:
+                        _parse_wkb(wkb, 0, rings)
+                    except (ValueError, struct.error):
+                        rings = []
+                        g = ogr.CreateGeometryFromWkb(wkb)
+                        if g is not None:
+                            _rings(g, rings)
+                yield fid, v, rings
+        return
+    layer.ResetReading()
+    vi = layer.GetLayerDefn().GetFieldIndex(value_field)
+    for f in layer:
+        g = f.GetGeometryRef()
+        v = f.GetField(vi)
+        rings = []
+        if g is not None and not g.IsEmpty():
+            _rings(g, rings)
+        yield f.GetFID(), int(v) if v is not None else 0, rings
+    layer.ResetReading()
+
+
+def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) -> Edges:
+    """Every ring edge of ``layer``'s polygons in pixel coordinates of the grid ``gt`` (north-up), oriented so
+    that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows."""
+    pts, outer, ring_cls, fids, values = [], [], [], [], []
+    for fid, v, rings in _features(layer, value_field):
+        fids.append(fid)
+        values.append(v)
+        for p, is_outer in rings:
+            if p.shape[0] >= 4:
+                pts.append(p)
+                outer.append(is_outer)
+                ring_cls.append(v)
+    if not pts:
+        z = np.zeros(0)
+        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(2, np.int64), np.zeros(0, np.int64), fids,
+                     np.asarray(values, np.int32))
+    lens = np.array([p.shape[0] for p in pts], np.int64)
+    allp = np.concatenate(pts)
+    u = (allp[:, 0] - gt[0]) / gt[1]
+    v = (allp[:, 1] - gt[3]) / gt[5]
+    last = np.cumsum(lens) - 1
+    ok = np.ones(u.size, bool)
+    ok[last] = False           # point i starts an edge to i + 1 unless it closes its ring
+    ok[-1] = False
+    start = np.flatnonzero(ok)
+    ring_of = np.repeat(np.arange(lens.size), lens - 1)
+    u0, v0, u1, v1 = u[start], v[start], u[start + 1], v[start + 1]
+    # orientation: shoelace area of each ring with this module's sign convention (+ = counted as covered)
+    ring_area = np.bincount(ring_of, weights=-(u0 + u1) * 0.5 * (v1 - v0), minlength=lens.size)
+    flip = (ring_area < 0) == np.asarray(outer)
+    fe = flip[ring_of]
+    u0, u1 = np.where(fe, u1, u0), np.where(fe, u0, u1)
+    v0, v1 = np.where(fe, v1, v0), np.where(fe, v0, v1)
+    cls = np.asarray(ring_cls, np.int32)[ring_of]
+    # edges wholly right of the grid change nothing inside it; rows above/below it are never computed
+    vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
+    keep = (np.minimum(u0, u1) < width) & (vmax >= 0) & (vmin < height)
+    u0, v0, u1, v1, cls, vmin, vmax = (a[keep] for a in (u0, v0, u1, v1, cls, vmin, vmax))
+    nstrips = max(1, -(-height // rows))
+    s0 = np.clip(np.floor(vmin / rows), 0, nstrips - 1).astype(np.int64)
+    s1 = np.clip(np.floor(vmax / rows), 0, nstrips - 1).astype(np.int64)
+    n = s1 - s0 + 1
+    rep = np.repeat(np.arange(n.size), n)
+    strip_of = s0[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n))
+    order = np.argsort(strip_of, kind="stable")
+    index = rep[order]
+    strip_start = np.searchsorted(strip_of[order], np.arange(nstrips + 1))
+    return Edges(u0, v0, u1, v1, cls, strip_start, index, fids, np.asarray(values, np.int32))
+
+
+@dataclass
+class StripResult:
+    cells: np.ndarray        # flat indices (row * width + col) of the strip's boundary pixels, ascending
+    value: np.ndarray        # uint8 majority value per cell
+    dominant: np.ndarray     # float64 dominant fraction per cell ("no label" included)
+    irregular: np.ndarray    # bool per cell: impossible areas (overlap / invalid geometry): recompute exactly
+    irregular_runs: bool     # some pixels without boundary lie under overlapping/invalid polygons
+
+
+def _repeat_ranges(lo: np.ndarray, hi: np.ndarray):
+    """(item index, value) for every integer value in [lo[i], hi[i]] of every item i."""
+    n = (hi - lo + 1).astype(np.int64)
+    idx = np.repeat(np.arange(n.size), n)
+    val = lo.astype(np.int64)[idx] + (np.arange(idx.size) - np.repeat(np.cumsum(n) - n, n))
+    return idx, val
+
+
+def _row_pieces(u0, v0, u1, v1, rows: int):
+    """Cut edges at the row lines: (edge index, row, ua, va, ub, vb) with every piece inside one row band."""
+    horiz = v0 == v1
+    vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
+    r_lo = np.floor(vmin)
+    # a horizontal edge on a row line passes through no pixel's inside: no piece (it would mark pixels as
+    # boundary pixels where only the polygon on the other side is)
+    r_hi = np.where(horiz, np.where(vmin == r_lo, r_lo - 1, r_lo), np.ceil(vmax) - 1)
+    r_lo = np.maximum(r_lo, 0)
+    r_hi = np.minimum(r_hi, rows - 1)
+    keep = np.flatnonzero(r_hi >= r_lo)
+    e, row = _repeat_ranges(r_lo[keep], r_hi[keep])
+    e = keep[e]
+    eu0, ev0, eu1, ev1, eh = u0[e], v0[e], u1[e], v1[e], horiz[e]
+    rf = row.astype(np.float64)
+    va = np.clip(ev0, rf, rf + 1)
+    vb = np.clip(ev1, rf, rf + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(eh, 0.0, (eu1 - eu0) / (ev1 - ev0))
+    ua = np.where(eh, eu0, eu0 + (va - ev0) * slope)
+    ub = np.where(eh, eu1, eu0 + (vb - ev0) * slope)
+    return e, row, ua, va, ub, vb
+
+
+def _cell_pieces(ua, va, ub, vb, width: int):
+    """Cut row pieces at the column lines (column -1 = everything left of the grid): (piece index, col, area,
+    dv), area = the piece's signed area inside its pixel, dv = what it adds to every pixel to its right."""
+    vert = ua == ub
+    umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
+    c_lo = np.floor(umin)
+    c_hi = np.where(vert, c_lo, np.ceil(umax) - 1)
+    c_lo = np.clip(c_lo, -1, width)
+    c_hi = np.clip(c_hi, -1, width - 1)  # pieces right of the grid change nothing inside it
+    keep = np.flatnonzero(c_hi >= c_lo)
+    p, col = _repeat_ranges(c_lo[keep], c_hi[keep])
+    p = keep[p]
+    cf = col.astype(np.float64)
+    lo = np.where(col < 0, -np.inf, cf)
+    pu_a = np.clip(ua[p], lo, cf + 1)
+    pu_b = np.clip(ub[p], lo, cf + 1)
+    pva, pvb, pua, pvert = va[p], vb[p], ua[p], vert[p]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(pvert, 0.0, (pvb - pva) / (ub[p] - pua))
+    qa = np.where(pvert, pva, pva + (pu_a - pua) * slope)
+    qb = np.where(pvert, pvb, pva + (pu_b - pua) * slope)
+    dv = qb - qa
+    area = np.where(col < 0, 0.0, dv * (cf + 1 - (pu_a + pu_b) * 0.5))
+    return p, col, area, dv
+
+
+def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> StripResult:
+    """Majority value and dominant fraction of every boundary pixel of rows [y0, y0 + rows)."""
+    e, row, ua, va, ub, vb = _row_pieces(u0, v0 - y0, u1, v1 - y0, rows)
+    p, col, area, dv = _cell_pieces(ua, va, ub, vb, width)
+    row = row[p]
+    c = cls[e[p]].astype(np.int64)
+    wc = width + 1
+    key = (row * _NCLS + c) * wc + (col + 1)
+    order = np.argsort(key)  # equal keys are summed: their order does not matter
+    ks = key[order]
+    if ks.size == 0:
+        z = np.zeros(0, np.int64)
+        return StripResult(z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False)
+    starts = np.concatenate(([0], np.flatnonzero(ks[1:] != ks[:-1]) + 1))
+    gk = ks[starts]
+    garea = np.add.reduceat(area[order], starts)
+    gdv = np.add.reduceat(dv[order], starts)
+    grc = gk // wc                       # row * 256 + class
+    gcol = gk - grc * wc - 1
+    gcls = grc % _NCLS
+    grow = grc // _NCLS
+    # coverage of the class at its pixel: own area + everything its pieces to the left added (same row, class)
+    cs = np.cumsum(gdv)
+    seg = np.concatenate(([True], grc[1:] != grc[:-1]))
+    base = (cs - gdv)[seg][np.cumsum(seg) - 1]
+    frac = garea + (cs - gdv - base)
+    # per pixel (row, col), classes ascending
+    ckey = grow * wc + gcol + 1
+    o2 = np.argsort(ckey, kind="stable")
+    ck, frac, gcls, gdv, garea, gcol = ckey[o2], frac[o2], gcls[o2], gdv[o2], garea[o2], gcol[o2]
+    cst = np.concatenate(([0], np.flatnonzero(ck[1:] != ck[:-1]) + 1))
+    crow = ck[cst] // wc
+    ccol = gcol[cst]
+    cell_dv = np.add.reduceat(gdv, cst)
+    cell_area = np.add.reduceat(garea, cst)
+    # all classes together: what pixels left of this one in the row added (the prefix over every class)
+    ccs = np.cumsum(cell_dv)
+    rseg = np.concatenate(([True], crow[1:] != crow[:-1]))
+    before = ccs - cell_dv - (ccs - cell_dv)[rseg][np.cumsum(rseg) - 1]
+    total = cell_area + before
+    after = before + cell_dv
+    bad_frac = (frac < -_IRREGULAR) | (frac > 1 + _IRREGULAR)
+    present = np.add.reduceat(frac, cst)
+    # impossible areas: more than the pixel, negative, or area of a class without a boundary in the pixel
+    # (a polygon under another one)
+    irregular = ((total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | (np.add.reduceat(bad_frac, cst) > 0)
+                 | (np.abs(total - present) > _IRREGULAR))
+    irregular_runs = bool(((after > 1 + _IRREGULAR) | (after < -_IRREGULAR)).any())
+    inside = ccol >= 0
+    # majority among the labelled classes (ties: the lowest value, the first in each pixel's class order)
+    n = frac.size
+    lab = np.where(gcls > 0, frac, -np.inf)
+    cmax = np.maximum.reduceat(lab, cst)
+    cell_of = np.repeat(np.arange(cst.size), np.diff(np.concatenate((cst, [n]))))
+    cand = np.where((gcls > 0) & (lab >= cmax[cell_of] - EPS), np.arange(n), n)
+    first = np.minimum.reduceat(cand, cst)
+    has_lab = first < n
+    first = np.minimum(first, n - 1)
+    best = np.where(has_lab, frac[first], 0.0)
+    labelled = np.add.reduceat(np.where(gcls > 0, frac, 0.0), cst)
+    nolabel = 1.0 - labelled
+    value = np.where(has_lab & ~(nolabel > best + EPS), gcls[first], 0).astype(np.uint8)
+    dominant = np.where(value > 0, best, nolabel)
+    cells = crow * width + ccol
+    return StripResult(cells[inside], value[inside], dominant[inside], irregular[inside], irregular_runs)
+
+
+# -- exact recomputation of irregular pixels (overlaps, invalid geometries) -------------------------------------
+class PainterFallback:
+    """Exact per-pixel class areas with OGR geometry operations, later polygons on top (for the few pixels
+    where the fast accumulation sees overlapping or invalid polygons)."""
+
+    def __init__(self, layer, value_field: str, gt):
+        self.layer, self.gt = layer, gt
+        self.vi = layer.GetLayerDefn().GetFieldIndex(value_field)
+        self.cache: dict = {}
+
+    def _candidates(self, x0, y0, x1, y1):
+        self.layer.SetSpatialFilterRect(x0, y0, x1, y1)
+        out = []
+        for f in self.layer:
+            fid = f.GetFID()
+            hit = self.cache.get(fid)
+            if hit is None:
+                g = f.GetGeometryRef()
+                g = g.Clone() if g is not None else None
+                if g is not None and g.HasCurveGeometry():
+                    g = g.GetLinearGeometry()
+                if g is not None and not g.IsValid():
+                    g = g.MakeValid()
+                v = f.GetField(self.vi)
+                hit = (g, int(v) if v is not None else 0)
+                self.cache[fid] = hit
+            out.append((fid,) + hit)
+        self.layer.SetSpatialFilter(None)
+        out.sort(key=lambda t: t[0])
+        return out
+
+    def pixels(self, rows: np.ndarray, cols: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(value uint8, dominant fraction, overlap of different classes bool) for pixels (rows, cols)."""
+        gt = self.gt
+        px_area = abs(gt[1] * gt[5])
+        val = np.zeros(rows.size, np.uint8)
+        dom = np.zeros(rows.size)
+        ovl = np.zeros(rows.size, bool)
+        for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+            xa, xb = gt[0] + gt[1] * c, gt[0] + gt[1] * (c + 1)
+            ya, yb = gt[3] + gt[5] * r, gt[3] + gt[5] * (r + 1)
+            x0, x1, y0, y1 = min(xa, xb), max(xa, xb), min(ya, yb), max(ya, yb)
+            cell = ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
+            areas: dict = {}
+            raw: dict = {}
+            union: Optional[ogr.Geometry] = None
+            for _, g, v in reversed(self._candidates(x0, y0, x1, y1)):
+                if g is None:
+                    continue
+                part = g.Intersection(cell)
+                if _area(part) <= 0:
+                    continue
+                vis = part if union is None else part.Difference(union)
+                areas[v] = areas.get(v, 0.0) + _area(vis) / px_area
+                raw[v] = part if v not in raw else raw[v].Union(part)
+                union = part if union is None else union.Union(part)
+            val[i], dom[i] = decide(areas)
+            if union is not None and len(raw) > 1:
+                ovl[i] = sum(_area(g) for g in raw.values()) > _area(union) + EPS * px_area
+        return val, dom, ovl
+
+
+def _area(g) -> float:
+    if g is None or g.IsEmpty():
+        return 0.0
+    if ogr.GT_Flatten(g.GetGeometryType()) not in _POLY_TYPES + (ogr.wkbGeometryCollection,):
+        return 0.0  # a touching line or point
+    return g.Area()
+
+
+def decide(areas: dict) -> Tuple[int, float]:
+    """(value, dominant fraction) from {class value: fraction} by the module's rule (see the docstring)."""
+    labelled = {k: a for k, a in areas.items() if k > 0}
+    nolabel = 1.0 - sum(labelled.values())
+    if not labelled:
+        return 0, nolabel
+    top = max(labelled.values())
+    best = min(k for k, a in labelled.items() if a >= top - EPS)
+    if nolabel > labelled[best] + EPS:
+        return 0, nolabel
+    return best, labelled[best]
