@@ -10,11 +10,14 @@ from .models.specs import SPECS, get_spec
 @dataclass
 class TrainConfig:
     data: Optional[str] = None
-    model: str = "unet"                 # unet | cnn_dual | cnn_class
+    model: str = "unet"                 # unet | cnn_dual | cnn_class | utae (multi-date datasets)
     encoder: str = "resnet34"           # smp encoder for unet / cnn_class
     decoder_channels: Optional[List[int]] = None  # U-Net decoder widths (default smp's 256..16)
     widths: Optional[dict] = None       # CNN-dual stage widths (see models/cnn_dual.py)
     dropout: float = 0.1
+    utae_widths: Optional[List[int]] = None  # U-TAE encoder widths per level (default 16, 32, 64)
+    utae_heads: int = 4                 # U-TAE temporal attention heads (the widths must be multiples)
+    doy_jitter: int = 0                 # U-TAE: shift all dates by up to +-N days per batch in training
     bands: Optional[List[str]] = None   # subset of the dataset's bands (default: all)
     epochs: int = 20
     batch_size: Optional[int] = None    # default: unet/cnn_class 16, cnn_dual 256

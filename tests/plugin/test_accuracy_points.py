@@ -192,3 +192,24 @@ def test_fault_cases(run_alg, tmp_path):
 def test_reference_field_defaults_to_reference(run_alg, tmp_path):
     _, m = run(run_alg, tmp_path, CLASSIFIED=class_map(tmp_path / "map.tif"), REFERENCE_POINTS=sample(tmp_path))
     assert m["sample"]["used"] == 14 and m["inputs"]["reference_field"] == "reference"
+
+
+def test_report_legend_lists_the_classes_present_with_mapped_area(run_alg, tmp_path):
+    """Raster comparison: the legend shows only classes found in either map, with the compared area classified as
+    the class in ha and %; a class of the colour table that no map holds is not listed."""
+    c = np.array([[1, 1, 2, 2], [1, 2, 2, 1], [1, 1, 1, 1], [2, 2, 2, 2]], np.uint8)
+    r = np.array([[1, 1, 2, 2], [1, 2, 2, 1], [4, 4, 1, 1], [2, 2, 2, 2]], np.uint8)
+    cls = tmp_path / "c.tif"
+    ds = raster.create_geotiff(str(cls), 4, 4, 1, gdal.GDT_Byte, (500000, 10, 0, 5000000, 0, -10), wkt(UTM32N),
+                                classes=CLASSES)
+    ds.GetRasterBand(1).WriteArray(c)
+    ds = None
+    res, m = run(run_alg, tmp_path, CLASSIFIED=str(cls), REFERENCE=make_raster(tmp_path / "r.tif", r))
+    assert m["inputs"]["pixel_area_ha"] == 0.01
+    page = Path(res["OUTPUT_REPORT"]).read_text(encoding="utf-8")
+    legend = page[page.index("<h2>Legend</h2>"):page.index("<h2>Per-class accuracy</h2>")]
+    # water: 8 pixels classified (0.08 ha, 50 %), forest 8; class 4 only in the reference (0 ha); urban absent
+    assert "<td>Water</td><td class='n'>0.08</td><td class='n'>50.00</td>" in legend
+    assert "<td>Forest</td><td class='n'>0.08</td><td class='n'>50.00</td>" in legend
+    assert "<td>class 4</td><td class='n'>0.00</td><td class='n'>0.00</td>" in legend
+    assert "Urban" not in legend

@@ -171,5 +171,71 @@ def choose_dates(stack_doy: Sequence[int], want_doy: Sequence[int]) -> List[int]
     return picks[::-1]
 
 
-__all__ = ["SEPARATOR", "VALID", "StackLayout", "StackLayoutError", "band_name", "choose_dates", "day_of_year",
+# ---------------------------------------------------------------------------------------------------------
+# datasets and model cards
+
+#: the channel layout of a temporal dataset's images and of a temporal model's ``image`` input
+LAYOUT = ("date-major: for each of the T dates its C bands then its validity (1 = valid, 0 = invalid), i.e. "
+          "(N, T * (C + 1), H, W) = (N, T, C + 1, H, W)")
+DOY_INPUT = "doy"
+
+
+def dataset_layout(manifest: dict) -> Optional[StackLayout]:
+    """The multi-date layout of a dataset (its ``bands`` are the stack's ``<band>@<date>`` descriptions and its
+    manifest has a ``timeseries`` entry), None for a single-date dataset."""
+    lay = parse_stack(manifest.get("bands") or [])
+    ts = manifest.get("timeseries")
+    if lay is None:
+        if ts:
+            raise StackLayoutError("the manifest has a 'timeseries' entry but its bands carry no dates: rebuild "
+                                   "the dataset with satclassify:buildpatches from a multi-date stack")
+        return None
+    if isinstance(ts, dict) and ts.get("dates") not in (None, lay.dates):
+        raise StackLayoutError(f"the manifest's timeseries dates {ts.get('dates')} differ from its bands' dates "
+                               f"{lay.dates}: the dataset is inconsistent, rebuild it")
+    return lay
+
+
+def dataset_entry(layout: StackLayout) -> dict:
+    """The manifest's ``timeseries`` entry of a dataset built from a multi-date stack."""
+    return {"version": 1, "dates": list(layout.dates), "doy": layout.doy, "bands": list(layout.bands),
+            "num_dates": layout.num_dates, "channels_per_date": len(layout.bands) + 1, "layout": LAYOUT}
+
+
+def card_entry(bands: Sequence[str], dates: Sequence[str], doy_input: bool) -> dict:
+    """The model card's ``timeseries`` entry: the dates (and days of year) the model was trained on, the bands
+    of each date and whether the graph takes the days of year as its second input ``doy`` (T,)."""
+    return {"dates": list(dates), "doy": [day_of_year(d) for d in dates], "num_dates": len(dates),
+            "bands": list(bands), "channels_per_date": len(bands) + 1, "layout": LAYOUT,
+            "doy_input": DOY_INPUT if doy_input else None}
+
+
+def check_card_entry(ts, bands: Sequence[str], error=SatClassifyError) -> dict:
+    """Validate a card's ``timeseries`` entry against the card's ``bands``; returns it normalised."""
+    if not isinstance(ts, dict):
+        raise error("model card: 'timeseries' must be an object")
+    dates = ts.get("dates")
+    if not isinstance(dates, list) or not dates:
+        raise error("model card: 'timeseries' needs a non-empty 'dates' list (YYYY-MM-DD)")
+    for d in dates:
+        try:
+            parse_date(d, "model card: timeseries date")
+        except StackLayoutError as e:
+            raise error(str(e))
+    if sorted(set(dates)) != list(dates):
+        raise error(f"model card: timeseries dates {dates} must increase")
+    if list(ts.get("bands") or bands) != list(bands):
+        raise error(f"model card: timeseries bands {ts.get('bands')} differ from the card's bands {list(bands)}")
+    doy = ts.get("doy") or [day_of_year(d) for d in dates]
+    if not isinstance(doy, list) or len(doy) != len(dates) or not all(isinstance(v, int) and 1 <= v <= 366
+                                                                       for v in doy):
+        raise error(f"model card: timeseries doy {doy!r} must give a day of year 1..366 per date")
+    doy_input = ts.get("doy_input")
+    if doy_input not in (None, DOY_INPUT):
+        raise error(f"model card: timeseries doy_input must be '{DOY_INPUT}' or null, not {doy_input!r}")
+    return {**card_entry(bands, dates, bool(doy_input)), "doy": list(doy)}
+
+
+__all__ = ["DOY_INPUT", "LAYOUT", "SEPARATOR", "VALID", "card_entry", "check_card_entry", "dataset_entry",
+           "dataset_layout", "VALID", "StackLayout", "StackLayoutError", "band_name", "choose_dates", "day_of_year",
            "descriptions", "is_multidate", "parse_date", "parse_stack"]
