@@ -4,7 +4,9 @@
 * :class:`DataInfo` holds bands, classes and the value -> training index table (label 0 and
   masked pixels -> ``IGNORE``);
 * :func:`band_stats` computes per-band mean/std of reflectance over a split;
-* :class:`PatchDataset` serves whole patches (U-Net, CNN-class) from the memory-mapped shards;
+* :class:`PatchDataset` serves whole patches (U-Net, CNN-class) from the memory-mapped shards, with pixel
+  targets, the patch's majority class or (a multilabel / singlelabel dataset) its patch-level target;
+* :func:`pos_weights`: BCE positive weights of a multi-label dataset;
 * :func:`sample_pixels` draws labelled pixels with their 5x5 context (CNN-dual).
 """
 import csv
@@ -15,7 +17,6 @@ import torch
 
 from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.contract.errors import SatClassifyError
-from satclassify_plugin.core.contract.timeseries import dataset_layout
 
 from .errors import TrainingError
 
@@ -54,24 +55,10 @@ def _cls_get(c, key):
 
 
 class DataInfo:
-    """What training needs to know about a dataset (and what the model card records).
-
-    A multi-date dataset (its bands are a multi-date stack's ``<band>@<date>`` descriptions,
-    core.contract.timeseries) has ``layout`` set: ``bands`` are then the bands of each date (the card's bands,
-    mean and std), ``dates``/``doy`` its dates, and the model input is ``num_inputs`` = T * (C + 1) channels,
-    per date the bands then the validity (``band_idx`` picks them from the shards; ``channel_scale`` scales the
-    bands to reflectance and leaves the validity 0/1)."""
+    """What training needs to know about a dataset (and what the model card records)."""
 
     def __init__(self, ds, bands=None):
         self.ds = ds
-        man = getattr(ds, "manifest", None) or {}
-        try:
-            self.layout = dataset_layout(man) if isinstance(man, dict) else None
-        except SatClassifyError as e:
-            raise TrainingError(f"dataset '{getattr(ds, 'folder', '')}': {e}")
-        if self.layout is not None:
-            self._init_temporal(ds, bands)
-            return
         self.all_bands = [str(b) for b in ds.bands]
         if bands:
             missing = [b for b in bands if b not in self.all_bands]
@@ -82,28 +69,6 @@ class DataInfo:
         else:
             self.bands = list(self.all_bands)
         self.band_idx = [self.all_bands.index(b) for b in self.bands]
-        self.dates, self.doy = [], []
-        self.channel_scale = np.full(len(self.bands), float(ds.scale), np.float32)
-        self._init_common(ds)
-
-    def _init_temporal(self, ds, bands):
-        lay = self.layout
-        self.all_bands = list(lay.bands)
-        if bands:
-            missing = [b for b in bands if b not in self.all_bands]
-            if missing:
-                raise TrainingError(f"band(s) {', '.join(missing)} not in the multi-date dataset (each date has "
-                                    f"{', '.join(self.all_bands)}); fix the 'bands' option")
-            self.bands = list(bands)
-        else:
-            self.bands = list(self.all_bands)
-        self.dates, self.doy = list(lay.dates), list(lay.doy)
-        self.band_idx = [i for d in lay.dates for i in lay.date_indices(d, self.bands)]
-        per_date = [float(ds.scale)] * len(self.bands) + [1.0]
-        self.channel_scale = np.array(per_date * len(self.dates), np.float32)
-        self._init_common(ds)
-
-    def _init_common(self, ds):
         self.classes = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
                          "name": str(_cls_get(c, "name")), "color": str(_cls_get(c, "color"))}
                         for c in ds.classes]
@@ -113,6 +78,8 @@ class DataInfo:
         self.lut = value_lut(self.values)
         self.scale = float(ds.scale)
         self.patch_size = ds.patch_size
+        self.task = getattr(ds, "task", "segmentation")
+        self.has_labels = bool(getattr(ds, "has_labels", True))
         self.resolution_m = None
         man = getattr(ds, "manifest", None) or {}
         for key in ("resolution_m", "resolution", "pixel_size"):
@@ -129,33 +96,6 @@ class DataInfo:
         return len(self.bands)
 
     @property
-    def temporal(self):
-        return self.layout is not None
-
-    @property
-    def num_dates(self):
-        return len(self.dates)
-
-    @property
-    def num_inputs(self):
-        """Channels of the model input (T * (C + 1) for a multi-date dataset)."""
-        return len(self.band_idx)
-
-    def input_stats(self, mean, std):
-        """Per input channel mean and std from the per-band ones (a validity channel: 0 and 1, unchanged)."""
-        if not self.temporal:
-            return list(mean), list(std)
-        return [v for _ in self.dates for v in [*mean, 0.0]], \
-            [v for _ in self.dates for v in [*std, 1.0]]
-
-    def model_config(self, cfg):
-        """The config dict the spec builds the model from (a multi-date dataset adds its dates)."""
-        out = dict(cfg)
-        if self.temporal:
-            out.update({"num_dates": self.num_dates, "doy": list(self.doy)})
-        return out
-
-    @property
     def num_classes(self):
         return len(self.classes)
 
@@ -167,8 +107,23 @@ class DataInfo:
                                 "rebuild it with patches in that split")
         return n
 
+    @property
+    def multilabel(self):
+        return self.task == "multilabel"
+
     def shards(self, split):
         return list(self.ds.shards(split))
+
+    def targets(self, split):
+        """(N, K) uint8 patch targets per shard (patch-level datasets)."""
+        return list(self.ds.targets(split))
+
+    def check_task(self, spec):
+        """Refuse a model that cannot learn from this dataset: pixel models need pixel labels."""
+        if not spec.patch_labels and not self.has_labels:
+            raise TrainingError(f"the dataset has patch-level targets only (task {self.task}, no pixel labels): a "
+                                f"{spec.label} needs pixel labels. Train --model cnn_class (a patch classifier) on it, "
+                                "then use its checkpoint as --encoder-from for a U-Net")
 
 
 def value_lut(values, size=256):
@@ -188,10 +143,7 @@ def targets(labels, lut, mask=None):
 
 
 def band_stats(info, split="train"):
-    """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0); for a multi-date
-    dataset over every date's valid observations (validity 1 and DN > 0)."""
-    if info.temporal:
-        return _temporal_band_stats(info, split)
+    """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0)."""
     n = info.num_bands
     s = np.zeros(n)
     ss = np.zeros(n)
@@ -209,29 +161,6 @@ def band_stats(info, split="train"):
     if (cnt == 0).any():
         raise TrainingError(f"the '{split}' split has a band with no valid pixels (all 0): "
                             f"{[b for b, c in zip(info.bands, cnt) if c == 0]}")
-    mean = s / cnt
-    std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
-    std = np.where(std < 1e-6, 1.0, std)
-    return [float(v) for v in mean], [float(v) for v in std]
-
-
-def _temporal_band_stats(info, split):
-    c, t = info.num_bands, info.num_dates
-    s, ss, cnt = np.zeros(c), np.zeros(c), np.zeros(c)
-    idx = np.asarray(info.band_idx).reshape(t, c + 1)
-    for imgs, _labels, masks in info.shards(split):
-        for i in range(0, len(imgs), 16):
-            raw = np.asarray(imgs[i:i + 16][:, idx.ravel()]).reshape(-1, t, c + 1, *imgs.shape[-2:])
-            valid = (raw[:, :, c:] > 0) & (raw[:, :, :c] > 0)
-            if masks is not None:
-                valid &= (np.asarray(masks[i:i + 16]) > 0)[:, None, None]
-            x = np.where(valid, raw[:, :, :c].astype(np.float64) * info.scale, 0.0)
-            s += x.sum(axis=(0, 1, 3, 4))
-            ss += (x * x).sum(axis=(0, 1, 3, 4))
-            cnt += valid.sum(axis=(0, 1, 3, 4))
-    if (cnt == 0).any():
-        raise TrainingError(f"the '{split}' split has a band with no valid observation on any date: "
-                            f"{[b for b, k in zip(info.bands, cnt) if k == 0]}")
     mean = s / cnt
     std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
     std = np.where(std < 1e-6, 1.0, std)
@@ -256,6 +185,16 @@ def labelled_classes(info, split="train"):
     return out
 
 
+def pos_weights(info, split="train", cap=100.0):
+    """BCE ``pos_weight`` per class of a multi-label dataset: negatives / positives among the split's patches
+    (from the manifest's target counts), at most ``cap``; 1 for a class without positives."""
+    n = info.ds.count(split)
+    counts = info.ds.manifest["splits"][split].get("target_counts") or {}
+    pos = np.array([float(counts.get(str(v), 0)) for v in info.values])
+    w = np.where(pos > 0, (n - pos) / np.maximum(pos, 1.0), 1.0)
+    return torch.tensor(np.clip(w, 1.0 / cap, cap), dtype=torch.float32)
+
+
 def class_weights(info, split="train"):
     counts = info.ds.class_counts(split) or {}
     c = np.array([float(counts.get(v, counts.get(str(v), 0))) for v in info.values])
@@ -269,18 +208,23 @@ def class_weights(info, split="train"):
 class PatchDataset(torch.utils.data.Dataset):
     """Whole patches: (reflectance float32 (C,H,W), targets int64 (H,W)) from the memory-mapped shards.
 
-    ``patch_labels=True`` gives the patch's majority class index instead (CNN-class); patches without
-    any label are left out then."""
+    ``patch_labels=True`` gives the patch's class instead (CNN-class): in a multilabel dataset its multi-hot
+    target (float32 (K,)), in a singlelabel dataset the index of its class, otherwise the index of the majority
+    class of its labelled pixels (patches without any label are left out then)."""
 
     def __init__(self, info, split, patch_labels=False):
         self.info = info
         self.shards = info.shards(split)
         self.patch_labels = patch_labels
+        self.patch_targets = info.targets(split) if patch_labels and info.task != "segmentation" else None
         index = []
         self.majority = {}
         for si, (imgs, labels, masks) in enumerate(self.shards):
             for j in range(len(imgs)):
-                if patch_labels:
+                if self.patch_targets is not None:
+                    if not info.multilabel:
+                        self.majority[(si, j)] = int(np.argmax(self.patch_targets[si][j]))
+                elif patch_labels:
                     t = targets(labels[j], info.lut, None if masks is None else masks[j])
                     t = t[t >= 0]
                     if t.size == 0:
@@ -295,7 +239,9 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, k):
         si, j = self.index[k]
         imgs, labels, masks = self.shards[si]
-        x = np.asarray(imgs[j][self.info.band_idx], dtype=np.float32) * self.info.channel_scale[:, None, None]
+        x = np.asarray(imgs[j][self.info.band_idx], dtype=np.float32) * np.float32(self.info.scale)
+        if self.patch_targets is not None and self.info.multilabel:
+            return torch.from_numpy(x), torch.from_numpy(np.asarray(self.patch_targets[si][j], np.float32))
         if self.patch_labels:
             y = np.int64(self.majority[(si, j)])
             return torch.from_numpy(x), torch.tensor(y)
@@ -333,7 +279,7 @@ def sample_pixels(info, split, per_patch, rng, halo):
         rr = (r[:, None] + off)[:, :, None]
         cc = (c[:, None] + off)[:, None, :]
         crops = _gather(imgs, pidx, rr, cc)
-        crops = crops[:, info.band_idx].astype(np.float32) * info.channel_scale[:, None, None]
+        crops = crops[:, info.band_idx].astype(np.float32) * np.float32(info.scale)
         xs.append(crops)
         ys.append(flat[pidx, pos])
     if not xs:

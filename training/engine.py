@@ -3,7 +3,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from satclassify_plugin.core.contract.metrics import ConfusionMatrix
+from satclassify_plugin.core.contract.metrics import (
+    ConfusionMatrix,
+    best_thresholds,
+    mean_average_precision,
+    multilabel_scores,
+)
 
 from .data import IGNORE
 
@@ -89,7 +94,47 @@ class HeadMetrics:
         return m
 
 
+class MultiLabelMetrics:
+    """Sigmoid probabilities and targets of a multi-label head over a split: loss, per-class thresholds (chosen
+    on these data to maximise each class's F1, unless given), micro/macro F1 at those thresholds and at 0.5,
+    per-class F1, mAP."""
+
+    task = "multilabel"
+
+    def __init__(self, values):
+        self.values = list(values)
+        self.probs, self.truth = [], []
+        self.loss_sum, self.n = 0.0, 0
+
+    def update(self, logits, target, loss_sum, n):
+        self.probs.append(torch.sigmoid(logits.float()).cpu().numpy())
+        self.truth.append(target.cpu().numpy() > 0.5)
+        self.loss_sum += float(loss_sum)
+        self.n += int(n)
+
+    def result(self, names=None, thresholds=None):
+        k = len(self.values)
+        p = np.concatenate(self.probs) if self.probs else np.zeros((0, k))
+        t = np.concatenate(self.truth) if self.truth else np.zeros((0, k), bool)
+        tuned = thresholds is None
+        th = best_thresholds(t, p) if tuned else [float(v) for v in thresholds]
+        names_list = [(names or {}).get(int(v), str(v)) for v in self.values]
+        m = multilabel_scores(t, p >= np.asarray(th), names_list)
+        for c, v, thr in zip(m["classes"], self.values, th):
+            c["value"], c["threshold"] = int(v), float(thr)
+        at_half = multilabel_scores(t, p >= 0.5)
+        m.update({"task": "multilabel", "loss": self.loss_sum / max(self.n, 1), "map": mean_average_precision(t, p),
+                  "thresholds": th, "thresholds_from": "tuned on this split (max F1 per class)" if tuned else
+                  "given (the checkpoint's, tuned on validation)",
+                  "micro_f1_at_0.5": at_half["micro_f1"], "macro_f1_at_0.5": at_half["macro_f1"],
+                  "values": [int(v) for v in self.values]})
+        return m
+
+
 def summary(m, prefix):
+    if m.get("task") == "multilabel":
+        return {f"{prefix}loss": m["loss"], f"{prefix}micro_f1": m["micro_f1"], f"{prefix}macro_f1": m["macro_f1"],
+                f"{prefix}map": m["map"], f"{prefix}oa": None, f"{prefix}miou": None}
     return {f"{prefix}loss": m["loss"], f"{prefix}oa": m["overall_accuracy"], f"{prefix}miou": m["miou"],
             f"{prefix}kappa": m["kappa"], f"{prefix}macro_f1": m["macro_f1"]}
 
@@ -103,6 +148,8 @@ def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse
     model.eval()
     ds = PatchDataset(info, split, patch_labels=spec.patch_labels)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    if spec.patch_labels and info.multilabel:
+        return _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight)
     heads = {"fine": HeadMetrics(info.values)}
     if spec.coarse_head:
         heads["coarse"] = HeadMetrics(coarse_values)
@@ -127,3 +174,16 @@ def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse
             lc = F.cross_entropy(out[1], yc, ignore_index=IGNORE, reduction="sum") if n else 0.0
             heads["coarse"].update(out[1], yc, lc, n)
     return heads
+
+
+def _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight):
+    head = MultiLabelMetrics(info.values)
+    w = weight.to(device) if weight is not None else None
+    for x, y in loader:
+        x = standardise(x.to(device), mean, std)
+        y = y.to(device)
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            out = spec.full_forward(model, x)[0].float()
+        loss = F.binary_cross_entropy_with_logits(out, y, pos_weight=w, reduction="mean") * len(y)
+        head.update(out, y, loss, len(y))
+    return {"fine": head}

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from satclassify_plugin.core.contract.paths import same_file
-from satclassify_plugin.core.contract.timeseries import card_entry
 
 from . import checkpoint as ckpt_io
 from . import ddp
@@ -25,6 +24,7 @@ from .data import (
     dataset_files,
     labelled_classes,
     open_dataset,
+    pos_weights,
     sample_pixels,
 )
 from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary
@@ -54,23 +54,20 @@ def card_info(cfg, info, mean, std, coarse=None):
     """The card fields a checkpoint stores (``card.card_from_checkpoint`` makes the ModelCard of them)."""
     spec = get_spec(cfg.model)
     heads = [{"name": cfg.head_name, "classes": info.classes}]
+    if spec.patch_labels and info.multilabel:
+        heads[0].update({"task": "multilabel", "activation": "sigmoid"})
     if spec.coarse_head:
         heads.append({"name": cfg.coarse_head_name, "classes": coarse})
     geo = spec.card_geometry(cfg, info)
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
             "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
-            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
-            "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None}
+            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size}
 
 
 def check_compatible(card, info, source):
     if list(card["bands"]) != list(info.bands):
         raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
                             f"{info.bands}: use a dataset with the same bands (or set 'bands')")
-    ts = card.get("timeseries")
-    if (ts["dates"] if ts else []) != info.dates:
-        raise TrainingError(f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
-                            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates")
     vals = [c["value"] for c in card["heads"][0]["classes"]]
     if vals != info.values:
         raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")
@@ -147,16 +144,13 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings):
     """The dataset's DataInfo, the validation split, the band stats and (coarse head) the coarse classes with
     the fine -> coarse index table; from the checkpoint when resuming."""
     info = DataInfo(open_dataset(cfg.data), cfg.bands)
+    info.check_task(spec)
     info.check_split("train")
     val_split = "val" if info.check_split("val", required=False) > 0 else "train"
     one_class = one_class_warning(info, "train")
     if one_class:
         _warn(one_class, dinfo, warnings)
     spec.check_tile(cfg.tile_size)
-    if spec.temporal and not info.temporal:
-        raise TrainingError(f"--model {spec.name} needs a multi-date dataset: build it with satclassify:buildpatches "
-                            "from a multi-date stack (satclassify:fetchsentinel2 INTERVAL); this dataset has the "
-                            f"single-date bands {', '.join(info.bands)}")
     coarse, f2c = (None, None)
     if spec.coarse_head:
         coarse, f2c = coarse_classes(info, cfg.coarse_map)
@@ -173,8 +167,7 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings):
 
 def _build_model(cfg, spec, info, coarse, device, dinfo):
     """The model on ``device`` (encoder from --encoder-from), its parameter count and frozen epochs."""
-    model = spec.build(info.num_inputs, info.num_classes, len(coarse) if coarse else 0,
-                       info.model_config(cfg.to_dict()))
+    model = spec.build(info.num_bands, info.num_classes, len(coarse) if coarse else 0, cfg.to_dict())
     nparams = count_parameters(model)
     frozen_until = 0
     if cfg.encoder_from:
@@ -220,10 +213,13 @@ def _train(cfg, device, dinfo, resume, inputs):
         frozen_until = int(resume.get("frozen_until", 0))
         _log(f"resuming from {cfg.resume} at epoch {start_epoch + 1}", dinfo)
 
-    in_mean, in_std = info.input_stats(mean, std)  # per input channel (a multi-date dataset: per date + validity)
-    mean_t = torch.tensor(in_mean, dtype=torch.float32, device=device)
-    std_t = torch.tensor(in_std, dtype=torch.float32, device=device)
-    weight = class_weights(info, "train").to(device) if cfg.class_weights else None
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device)
+    multilabel = spec.patch_labels and info.multilabel
+    weight = None
+    if cfg.class_weights:
+        weight = (pos_weights(info, "train") if multilabel else class_weights(info, "train")).to(device)
+    score_key = "val_map" if multilabel else "val_miou"  # multi-label: mAP (needs no threshold)
     use_amp = bool(cfg.amp)
     adt = amp_dtype(cfg, device) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and adt == torch.float16 and device.type == "cuda")
@@ -297,12 +293,13 @@ def _train(cfg, device, dinfo, resume, inputs):
                                batch_size=spec.eval_batch_size or max(1, min(cfg.batch_size, 64)),
                                amp=adt, weight=weight)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
-        row.update(summary(heads["fine"].result(), "val_"))
+        fine = heads["fine"].result()
+        row.update(summary(fine, "val_"))
         if "coarse" in heads:
             row.update(summary(heads["coarse"].result(), "val_coarse_"))
         row["seconds"] = round(time.time() - t0, 3)
         history.append(row)
-        score = row["val_miou"] if cfg.monitor == "miou" else row["val_loss"]
+        score = row[score_key] if cfg.monitor == "miou" else row["val_loss"]
         score = score if score is not None else (-math.inf if cfg.monitor == "miou" else math.inf)
         if not frozen:
             sched.step(score)
@@ -315,14 +312,16 @@ def _train(cfg, device, dinfo, resume, inputs):
                    "card": card, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "stale": stale,
                    "history": history, "metrics": row, "frozen_until": frozen_until,
-                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": nparams}
+                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": nparams,
+                   "thresholds": fine.get("thresholds")}
         if dinfo.is_main:
             ckpt_io.save(last_path, payload)
             if improved:
                 ckpt_io.save(best_path, payload)
             _write_log(run_dir, history)
         _log(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.4f} val_loss {row['val_loss']:.4f} "
-             f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}"
+             + (f"micro_f1 {_f(row['val_micro_f1'])} macro_f1 {_f(row['val_macro_f1'])} mAP {_f(row['val_map'])}"
+                if multilabel else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}")
              + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
              + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", dinfo)
         if cfg.early_stopping and stale >= cfg.early_stopping:
@@ -408,7 +407,7 @@ def _plot(run_dir, history):
     a.plot(ep, [r["val_loss"] for r in history], label="val loss")
     a.set_xlabel("epoch")
     a.legend()
-    for key in ("val_oa", "val_miou", "val_coarse_oa", "val_coarse_miou"):
+    for key in ("val_oa", "val_miou", "val_coarse_oa", "val_coarse_miou", "val_micro_f1", "val_map"):
         if key in history[0]:
             b.plot(ep, [r[key] if r[key] is not None else float("nan") for r in history], label=key)
     b.set_xlabel("epoch")

@@ -28,18 +28,39 @@ class ModelCardError(SatClassifyError):
 HeadClass = ClassRecord
 
 
+#: a head's task: "multiclass" (one class per pixel or patch, softmax) or "multilabel" (any number, sigmoid)
+HEAD_TASKS = ("multiclass", "multilabel")
+ACTIVATIONS = ("softmax", "sigmoid")
+
+
 @dataclass
 class Head:
     name: str
     output: str
     classes: List[HeadClass]
+    task: str = "multiclass"
+    activation: str = "softmax"
+    #: multilabel heads: per-class probability thresholds (class order), tuned on validation; None = 0.5 each
+    thresholds: Optional[List[float]] = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def class_thresholds(self) -> List[float]:
+        return list(self.thresholds) if self.thresholds is not None else [0.5] * self.num_classes
+
     def to_dict(self):
-        return {"name": self.name, "output": self.output, "classes": [c.to_dict() for c in self.classes]}
+        d = {"name": self.name, "output": self.output, "classes": [c.to_dict() for c in self.classes]}
+        if self.task != "multiclass" or self.activation != "softmax":  # cards of softmax heads stay as before
+            d.update({"task": self.task, "activation": self.activation})
+        if self.thresholds is not None:
+            d["thresholds"] = list(self.thresholds)
+        return d
 
 
 @dataclass
@@ -56,16 +77,12 @@ class ModelCard:
     training: Dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     source: str = METADATA_KEY  # "satclassify" or "deepness"
-    #: multi-date models: core.contract.timeseries.card_entry (dates, doy, bands per date, doy input); else None
-    timeseries: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> dict:
         d = {"schema_version": self.schema_version, "architecture": self.architecture, "bands": list(self.bands),
              "resolution_m": self.resolution_m, "input_scale": self.input_scale, "mean": self.mean,
              "std": self.std, "tile_size": self.tile_size, "halo": self.halo,
              "heads": [h.to_dict() for h in self.heads], "training": self.training}
-        if self.timeseries:
-            d["timeseries"] = dict(self.timeseries)
         return d
 
     def to_json(self) -> str:
@@ -74,17 +91,6 @@ class ModelCard:
     @property
     def num_bands(self) -> int:
         return len(self.bands)
-
-    @property
-    def num_dates(self) -> int:
-        """Dates the model needs (1 for a single-date model)."""
-        return int(self.timeseries["num_dates"]) if self.timeseries else 1
-
-    @property
-    def input_channels(self) -> int:
-        """Channels of the ``image`` input: the bands, or T * (bands + 1) for a multi-date model (per date its
-        bands then its validity, core.contract.timeseries.LAYOUT)."""
-        return self.num_dates * (self.num_bands + 1) if self.timeseries else self.num_bands
 
 
 def _req(d: Mapping, key: str, where: str):
@@ -168,18 +174,35 @@ def parse_card(data) -> ModelCard:
             classes.append(ClassRecord.from_dict(c, f"model card: head '{name}'", ModelCardError))
         if len({c.value for c in classes}) != len(classes):
             raise ModelCardError(f"model card: head '{name}' has duplicate class values")
-        heads.append(Head(str(name), str(output), classes))
+        heads.append(Head(str(name), str(output), classes, *_head_task(h, name, len(classes))))
     if len({h.name for h in heads}) != len(heads):
         raise ModelCardError("model card: head names must be unique")
     training = data.get("training") or {}
     if not isinstance(training, Mapping):
         raise ModelCardError("model card: 'training' must be an object")
-    card = ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
+    return ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
                      mean, std, tile, halo, dict(training), version)
-    if data.get("timeseries") is not None:
-        from .timeseries import check_card_entry
-        card.timeseries = check_card_entry(data["timeseries"], card.bands, ModelCardError)
-    return card
+
+
+def _head_task(h: Mapping, name, k: int):
+    """(task, activation, thresholds) of a head (a card without them: multiclass softmax, as before)."""
+    task = h.get("task", "multilabel" if h.get("activation") == "sigmoid" else "multiclass")
+    if task not in HEAD_TASKS:
+        raise ModelCardError(f"model card: head '{name}' has task {task!r}; expected one of {', '.join(HEAD_TASKS)}")
+    activation = h.get("activation", "sigmoid" if task == "multilabel" else "softmax")
+    if activation not in ACTIVATIONS or (activation == "sigmoid") != (task == "multilabel"):
+        raise ModelCardError(f"model card: head '{name}' has task {task!r} with activation {activation!r}; a "
+                             "multiclass head uses softmax, a multilabel head sigmoid")
+    th = h.get("thresholds")
+    if th is not None:
+        if task != "multilabel":
+            raise ModelCardError(f"model card: head '{name}' has thresholds but is not a multilabel head")
+        if not isinstance(th, list) or len(th) != k or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in th):
+            raise ModelCardError(f"model card: head '{name}' thresholds must be {k} numbers in 0..1 (one per class), "
+                                 f"got {th!r}")
+        th = [float(v) for v in th]
+    return task, activation, th
 
 
 def card_from_metadata(props: Mapping[str, str], output_names: List[str], num_inputs: int,
