@@ -30,6 +30,7 @@ def card_from_checkpoint(ck, metrics=None) -> ModelCard:
                      resolution_m=info.get("resolution_m"), input_scale=float(info["input_scale"]),
                      mean=[float(v) for v in info["mean"]], std=[float(v) for v in info["std"]],
                      tile_size=int(info["tile_size"]), halo=int(info["halo"]), training=training)
+    card.timeseries = info.get("timeseries")  # multi-date models: dates, doy, layout
     return parse_card(card.to_dict())
 
 
@@ -53,10 +54,12 @@ def add_card(model, card):
         if h.output not in outputs:
             raise TrainingError(f"card head '{h.name}' names output '{h.output}' but the model's outputs are {outputs}")
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    inputs = [i for i in inputs if i.name == "image"] or inputs  # a multi-date model also takes 'doy'
     if len(inputs) == 1:
         dims = inputs[0].type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != mc.num_bands:
-            raise TrainingError(f"card lists {mc.num_bands} bands but the model's input has {dims[1].dim_value} "
+        if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != mc.input_channels:
+            raise TrainingError(f"card lists {mc.input_channels} input channels but the model's input has "
+                                f"{dims[1].dim_value} "
                                 "channels")
     keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]

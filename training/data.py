@@ -17,6 +17,7 @@ import torch
 
 from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.contract.timeseries import dataset_layout
 
 from .errors import TrainingError
 
@@ -55,10 +56,24 @@ def _cls_get(c, key):
 
 
 class DataInfo:
-    """What training needs to know about a dataset (and what the model card records)."""
+    """What training needs to know about a dataset (and what the model card records).
+
+    A multi-date dataset (its bands are a multi-date stack's ``<band>@<date>`` descriptions,
+    core.contract.timeseries) has ``layout`` set: ``bands`` are then the bands of each date (the card's bands,
+    mean and std), ``dates``/``doy`` its dates, and the model input is ``num_inputs`` = T * (C + 1) channels,
+    per date the bands then the validity (``band_idx`` picks them from the shards; ``channel_scale`` scales the
+    bands to reflectance and leaves the validity 0/1)."""
 
     def __init__(self, ds, bands=None):
         self.ds = ds
+        man = getattr(ds, "manifest", None) or {}
+        try:
+            self.layout = dataset_layout(man) if isinstance(man, dict) else None
+        except SatClassifyError as e:
+            raise TrainingError(f"dataset '{getattr(ds, 'folder', '')}': {e}")
+        if self.layout is not None:
+            self._init_temporal(ds, bands)
+            return
         self.all_bands = [str(b) for b in ds.bands]
         if bands:
             missing = [b for b in bands if b not in self.all_bands]
@@ -69,6 +84,28 @@ class DataInfo:
         else:
             self.bands = list(self.all_bands)
         self.band_idx = [self.all_bands.index(b) for b in self.bands]
+        self.dates, self.doy = [], []
+        self.channel_scale = np.full(len(self.bands), float(ds.scale), np.float32)
+        self._init_common(ds)
+
+    def _init_temporal(self, ds, bands):
+        lay = self.layout
+        self.all_bands = list(lay.bands)
+        if bands:
+            missing = [b for b in bands if b not in self.all_bands]
+            if missing:
+                raise TrainingError(f"band(s) {', '.join(missing)} not in the multi-date dataset (each date has "
+                                    f"{', '.join(self.all_bands)}); fix the 'bands' option")
+            self.bands = list(bands)
+        else:
+            self.bands = list(self.all_bands)
+        self.dates, self.doy = list(lay.dates), list(lay.doy)
+        self.band_idx = [i for d in lay.dates for i in lay.date_indices(d, self.bands)]
+        per_date = [float(ds.scale)] * len(self.bands) + [1.0]
+        self.channel_scale = np.array(per_date * len(self.dates), np.float32)
+        self._init_common(ds)
+
+    def _init_common(self, ds):
         self.classes = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
                          "name": str(_cls_get(c, "name")), "color": str(_cls_get(c, "color"))}
                         for c in ds.classes]
@@ -94,6 +131,33 @@ class DataInfo:
     @property
     def num_bands(self):
         return len(self.bands)
+
+    @property
+    def temporal(self):
+        return self.layout is not None
+
+    @property
+    def num_dates(self):
+        return len(self.dates)
+
+    @property
+    def num_inputs(self):
+        """Channels of the model input (T * (C + 1) for a multi-date dataset)."""
+        return len(self.band_idx)
+
+    def input_stats(self, mean, std):
+        """Per input channel mean and std from the per-band ones (a validity channel: 0 and 1, unchanged)."""
+        if not self.temporal:
+            return list(mean), list(std)
+        return [v for _ in self.dates for v in [*mean, 0.0]], \
+            [v for _ in self.dates for v in [*std, 1.0]]
+
+    def model_config(self, cfg):
+        """The config dict the spec builds the model from (a multi-date dataset adds its dates)."""
+        out = dict(cfg)
+        if self.temporal:
+            out.update({"num_dates": self.num_dates, "doy": list(self.doy)})
+        return out
 
     @property
     def num_classes(self):
@@ -143,7 +207,10 @@ def targets(labels, lut, mask=None):
 
 
 def band_stats(info, split="train"):
-    """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0)."""
+    """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0); for a multi-date
+    dataset over every date's valid observations (validity 1 and DN > 0)."""
+    if info.temporal:
+        return _temporal_band_stats(info, split)
     n = info.num_bands
     s = np.zeros(n)
     ss = np.zeros(n)
@@ -161,6 +228,29 @@ def band_stats(info, split="train"):
     if (cnt == 0).any():
         raise TrainingError(f"the '{split}' split has a band with no valid pixels (all 0): "
                             f"{[b for b, c in zip(info.bands, cnt) if c == 0]}")
+    mean = s / cnt
+    std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def _temporal_band_stats(info, split):
+    c, t = info.num_bands, info.num_dates
+    s, ss, cnt = np.zeros(c), np.zeros(c), np.zeros(c)
+    idx = np.asarray(info.band_idx).reshape(t, c + 1)
+    for imgs, _labels, masks in info.shards(split):
+        for i in range(0, len(imgs), 16):
+            raw = np.asarray(imgs[i:i + 16][:, idx.ravel()]).reshape(-1, t, c + 1, *imgs.shape[-2:])
+            valid = (raw[:, :, c:] > 0) & (raw[:, :, :c] > 0)
+            if masks is not None:
+                valid &= (np.asarray(masks[i:i + 16]) > 0)[:, None, None]
+            x = np.where(valid, raw[:, :, :c].astype(np.float64) * info.scale, 0.0)
+            s += x.sum(axis=(0, 1, 3, 4))
+            ss += (x * x).sum(axis=(0, 1, 3, 4))
+            cnt += valid.sum(axis=(0, 1, 3, 4))
+    if (cnt == 0).any():
+        raise TrainingError(f"the '{split}' split has a band with no valid observation on any date: "
+                            f"{[b for b, k in zip(info.bands, cnt) if k == 0]}")
     mean = s / cnt
     std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
     std = np.where(std < 1e-6, 1.0, std)
@@ -239,7 +329,7 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, k):
         si, j = self.index[k]
         imgs, labels, masks = self.shards[si]
-        x = np.asarray(imgs[j][self.info.band_idx], dtype=np.float32) * np.float32(self.info.scale)
+        x = np.asarray(imgs[j][self.info.band_idx], dtype=np.float32) * self.info.channel_scale[:, None, None]
         if self.patch_targets is not None and self.info.multilabel:
             return torch.from_numpy(x), torch.from_numpy(np.asarray(self.patch_targets[si][j], np.float32))
         if self.patch_labels:
@@ -279,7 +369,7 @@ def sample_pixels(info, split, per_patch, rng, halo):
         rr = (r[:, None] + off)[:, :, None]
         cc = (c[:, None] + off)[:, None, :]
         crops = _gather(imgs, pidx, rr, cc)
-        crops = crops[:, info.band_idx].astype(np.float32) * np.float32(info.scale)
+        crops = crops[:, info.band_idx].astype(np.float32) * info.channel_scale[:, None, None]
         xs.append(crops)
         ys.append(flat[pidx, pos])
     if not xs:

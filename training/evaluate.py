@@ -16,7 +16,10 @@ from .train import check_compatible
 def load_model(ck, device="cpu"):
     cfg = ck["config"]
     card = ck["card"]
-    nb = len(card["bands"])
+    ts = card.get("timeseries")
+    nb = ts["num_dates"] * (len(card["bands"]) + 1) if ts else len(card["bands"])  # input channels
+    if ts:
+        cfg = {**cfg, "num_dates": ts["num_dates"], "doy": ts["doy"]}
     nk = len(card["heads"][0]["classes"])
     nc = len(card["heads"][1]["classes"]) if len(card["heads"]) > 1 else 0
     model = build_model(cfg["model"], nb, nk, nc, cfg)
@@ -33,13 +36,16 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     ck = ckpt_io.load(checkpoint)
     dev = resolve_device(device)
     ds = open_dataset(data)
-    info = DataInfo(ds, ck["card"]["bands"] if set(ck["card"]["bands"]) <= set(ds.bands) else None)
+    info = DataInfo(ds)
+    if set(ck["card"]["bands"]) <= set(info.all_bands):
+        info = DataInfo(ds, ck["card"]["bands"])
     check_compatible(ck["card"], info, f"checkpoint '{checkpoint}'")
     info.check_split(split)
     make_dir(os.path.dirname(os.path.abspath(out)), out)  # a path under a file fails now, not after the work
     model = load_model(ck, dev)
-    mean = torch.tensor(ck["card"]["mean"], dtype=torch.float32, device=dev)
-    std = torch.tensor(ck["card"]["std"], dtype=torch.float32, device=dev)
+    in_mean, in_std = info.input_stats(ck["card"]["mean"], ck["card"]["std"])
+    mean = torch.tensor(in_mean, dtype=torch.float32, device=dev)
+    std = torch.tensor(in_std, dtype=torch.float32, device=dev)
     arch = ck["config"]["model"]
     spec = get_spec(arch)
     f2c = torch.tensor(ck["f2c"], dtype=torch.long) if ck.get("f2c") is not None else None

@@ -60,8 +60,8 @@ class ExportWrapper(nn.Module):
         self.model, self.spec = model, spec
         self.kw = {"activation": activation} if activation != "softmax" else {}
 
-    def forward(self, image):
-        return self.spec.export_outputs(self.model, image, **self.kw)
+    def forward(self, image, *extra):
+        return self.spec.export_outputs(self.model, image, *extra, **self.kw)
 
 
 def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print):
@@ -81,7 +81,7 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
     card = card_from_checkpoint(ck, metrics)  # validated with parse_card
     model = load_model(ck, "cpu").float()
     wrapper = ExportWrapper(model, spec, card.heads[0].activation).eval()
-    nb = card.num_bands
+    nb = card.input_channels  # T * (bands + 1) for a multi-date model
     out_names = [h.output for h in card.heads]
     dummy = spec.dummy_input(nb, tile)
     dyn = spec.dynamic_axes(out_names)
@@ -91,13 +91,15 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (dummy,), buf, opset_version=OPSET, input_names=["image"],
+        dummies = spec.export_inputs(dummy, card)  # (image,) or (image, doy) for U-TAE
+        torch.onnx.export(wrapper, dummies, buf, opset_version=OPSET, input_names=list(spec.input_names),
                           output_names=out_names, dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     add_card(proto, card)
     data = proto.SerializeToString()
-    stats = parity(wrapper, data, spec.parity_inputs(nb, tile)) if check else {}
+    stats = parity(wrapper, data, spec.parity_inputs(nb, tile), lambda x: spec.export_inputs(x, card)) \
+        if check else {}
     problems = parity_problems(stats)
     if problems:
         raise TrainingError("ONNX parity check failed (onnxruntime vs torch): " + "; ".join(problems)
@@ -148,10 +150,11 @@ def parity_problems(stats):
     return out
 
 
-def parity(wrapper, model, shapes):
+def parity(wrapper, model, shapes, make=None):
     """{input: {head: compare(...)}} of torch vs onnxruntime on random inputs of ``shapes`` ({input name:
     (N, C, H, W)}, the spec's ``parity_inputs``: an odd-sized and a tile-sized one). ``model``: the ONNX
-    file's path or its bytes."""
+    file's path or its bytes. ``make``: random image -> the graph's inputs (the spec's ``export_inputs``: a
+    multi-date model's 0/1 validity channels and its ``doy``)."""
     import onnxruntime as ort
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
@@ -159,9 +162,10 @@ def parity(wrapper, model, shapes):
     stats = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)
+        feeds = make(x) if make else (x,)
         with torch.no_grad():
-            ref = wrapper(x)
-        got = sess.run(None, {"image": x.numpy()})
+            ref = wrapper(*feeds)
+        got = sess.run(None, {i.name: f.numpy() for i, f in zip(sess.get_inputs(), feeds)})
         if len(got) != len(ref):
             raise TrainingError(f"ONNX model gives {len(got)} outputs, torch {len(ref)}")
         stats[name] = {}

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from satclassify_plugin.core.contract.paths import same_file
+from satclassify_plugin.core.contract.timeseries import card_entry
 
 from . import checkpoint as ckpt_io
 from . import ddp
@@ -61,13 +62,18 @@ def card_info(cfg, info, mean, std, coarse=None):
     geo = spec.card_geometry(cfg, info)
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
             "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
-            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size}
+            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
+            "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None}
 
 
 def check_compatible(card, info, source):
     if list(card["bands"]) != list(info.bands):
         raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
                             f"{info.bands}: use a dataset with the same bands (or set 'bands')")
+    ts = card.get("timeseries")
+    if (ts["dates"] if ts else []) != info.dates:
+        raise TrainingError(f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
+                            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates")
     vals = [c["value"] for c in card["heads"][0]["classes"]]
     if vals != info.values:
         raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")
@@ -151,6 +157,10 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings):
     if one_class:
         _warn(one_class, dinfo, warnings)
     spec.check_tile(cfg.tile_size)
+    if spec.temporal and not info.temporal:
+        raise TrainingError(f"--model {spec.name} needs a multi-date dataset: build it with satclassify:buildpatches "
+                            "from a multi-date stack (satclassify:fetchsentinel2 INTERVAL); this dataset has the "
+                            f"single-date bands {', '.join(info.bands)}")
     coarse, f2c = (None, None)
     if spec.coarse_head:
         coarse, f2c = coarse_classes(info, cfg.coarse_map)
@@ -167,7 +177,8 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings):
 
 def _build_model(cfg, spec, info, coarse, device, dinfo):
     """The model on ``device`` (encoder from --encoder-from), its parameter count and frozen epochs."""
-    model = spec.build(info.num_bands, info.num_classes, len(coarse) if coarse else 0, cfg.to_dict())
+    model = spec.build(info.num_inputs, info.num_classes, len(coarse) if coarse else 0,
+                       info.model_config(cfg.to_dict()))
     nparams = count_parameters(model)
     frozen_until = 0
     if cfg.encoder_from:
@@ -213,8 +224,9 @@ def _train(cfg, device, dinfo, resume, inputs):
         frozen_until = int(resume.get("frozen_until", 0))
         _log(f"resuming from {cfg.resume} at epoch {start_epoch + 1}", dinfo)
 
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device)
+    in_mean, in_std = info.input_stats(mean, std)  # per input channel (a multi-date dataset: per date + validity)
+    mean_t = torch.tensor(in_mean, dtype=torch.float32, device=device)
+    std_t = torch.tensor(in_std, dtype=torch.float32, device=device)
     multilabel = spec.patch_labels and info.multilabel
     weight = None
     if cfg.class_weights:

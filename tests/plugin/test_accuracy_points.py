@@ -213,3 +213,15 @@ def test_report_legend_lists_the_classes_present_with_mapped_area(run_alg, tmp_p
     assert "<td>Forest</td><td class='n'>0.08</td><td class='n'>50.00</td>" in legend
     assert "<td>class 4</td><td class='n'>0.00</td><td class='n'>0.00</td>" in legend
     assert "Urban" not in legend
+
+
+def test_cancel_leaves_no_output(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    out = tmp_path / "out"
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
+        run_alg(ALG, {"CLASSIFIED": class_map(tmp_path / "map.tif"), "REFERENCE_POINTS": sample(tmp_path),
+                      **outputs(out)}, feedback=fb)
+    assert not out.exists() or os.listdir(out) == []

@@ -193,3 +193,29 @@ def test_fault_cases(run_alg, tmp_path):
         run_alg(ALG, {"FIRST": t1, "SECOND": t2, **outputs(tmp_path / "shp"),
                       "OUTPUT_POLYGONS": str(tmp_path / "shp" / "p.shp")})
     assert not (tmp_path / "shp").exists()
+
+
+def test_cancel_leaves_no_output_and_no_temporary_file(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    a, b = maps()
+    t1, t2 = class_map(tmp_path / "t1.tif", a), class_map(tmp_path / "t2.tif", b)
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    out = tmp_path / "out"
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
+        run_alg(ALG, {"FIRST": t1, "SECOND": t2, **outputs(out)}, feedback=fb)
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_cancel_during_the_polygons_removes_the_temporary_rasters(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    a, b = maps()
+    t1, t2 = class_map(tmp_path / "t1.tif", a), class_map(tmp_path / "t2.tif", b)
+    fb = QgsProcessingFeedback()
+    fb.progressChanged.connect(lambda p: fb.cancel() if p >= 60 else None)  # after the raster pass
+    out = tmp_path / "out"
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
+        run_alg(ALG, {"FIRST": t1, "SECOND": t2, **outputs(out)}, feedback=fb)
+    assert os.listdir(out) == []  # nothing, not even the from-to raster written before the cancel

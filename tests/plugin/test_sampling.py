@@ -168,3 +168,15 @@ def test_fault_cases(run_alg, tmp_path, cmap):
     with pytest.raises(QgsProcessingException, match="written as a GeoPackage: name the file .gpkg"):
         run_alg(ALG, {"INPUT": src, "OUTPUT": str(tmp_path / "p.shp"), "OUTPUT_STRATA": str(tmp_path / "p.json")})
     assert not (tmp_path / "p.json").exists()
+
+
+def test_cancel_leaves_no_output(run_alg, tmp_path, cmap):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    out = tmp_path / "out"
+    with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
+        run_alg(ALG, {"INPUT": cmap[0], "OUTPUT": str(out / "p.gpkg"), "OUTPUT_STRATA": str(out / "p.json")},
+                feedback=fb)
+    assert not out.exists() or os.listdir(out) == []

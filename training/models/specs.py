@@ -35,6 +35,8 @@ class ArchSpec:
     eval_batch_size = None   # validation batch size (None: the training batch size, at most 64)
     export_size = 64         # H = W of the export's (traced) dummy input
     parity_random = (2, 64, 96)  # N, H, W of the parity check's odd-sized random input
+    temporal = False         # needs a multi-date dataset (core.contract.timeseries)
+    input_names = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         """The nn.Module; ``cfg``: the training config as a dict (encoder, widths, dropout, ...)."""
@@ -62,9 +64,34 @@ class ArchSpec:
         s = tile if self.fixed_tile else self.export_size
         return torch.randn(1, nb, s, s)
 
+    def export_inputs(self, image, card):
+        """The graph's inputs (in :attr:`input_names` order) for an ``image`` tensor; a multi-date card's
+        validity channels are set to 0/1 (half invalid at random), so the check covers masked dates."""
+        import torch
+        ts = card.timeseries
+        if not ts:
+            return (image,)
+        n, _, h, w = image.shape
+        x = image.clone().reshape(n, ts["num_dates"], ts["channels_per_date"], h, w)
+        g = torch.Generator().manual_seed(1)
+        x[:, :, -1] = (torch.rand(n, ts["num_dates"], h, w, generator=g) > 0.5).float()
+        x = x.reshape(n, -1, h, w)
+        if "doy" in self.input_names:
+            return (x, torch.tensor(ts["doy"], dtype=torch.float32))
+        return (x,)
+
     def dynamic_axes(self, out_names):
         axes = {0: "batch"} if self.fixed_tile else {0: "batch", 2: "height", 3: "width"}
         return {name: dict(axes) for name in ["image", *out_names]}
+
+    def pad_forward(self, model, x, *extra):
+        """Any H, W: pad (replicate) to the size multiple, crop the logits back."""
+        import torch.nn.functional as F
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.size_multiple, (-w) % self.size_multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return [model(x, *extra)[..., :h, :w]]
 
     def parity_inputs(self, nb, tile):
         """{name: input shape} the export's parity check runs (an odd-sized random input and a tile)."""
@@ -102,13 +129,7 @@ class UNetSpec(ArchSpec):
                           decoder_channels=cfg.get("decoder_channels"))
 
     def full_forward(self, model, x):
-        """Any H, W: pad (replicate) to the size multiple, crop the logits back."""
-        import torch.nn.functional as F
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.size_multiple, (-w) % self.size_multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return [model(x)[..., :h, :w]]
+        return self.pad_forward(model, x)
 
 
 class CNNDualSpec(ArchSpec):
@@ -179,8 +200,46 @@ class CNNClassSpec(ArchSpec):
         return (p * torch.ones_like(image[:, :1]),)
 
 
+class UTAESpec(ArchSpec):
+    """U-TAE (models/utae.py) on a multi-date dataset: input (N, T*(C+1), H, W) per date the bands then the
+    validity, plus the days of year ``doy`` (T,) as the graph's second input."""
+    name, label = "utae", "U-TAE"
+    halo = 16
+    size_multiple = 8        # up to 4 encoder levels (3 halvings)
+    temporal = True
+    channels_last = False
+    batch_size = 8
+    lr = 2e-3
+    optimizer = "adamw"
+    export_size = 32
+    parity_random = (2, 40, 24)
+    input_names = ("image", "doy")
+
+    def build(self, in_channels, num_classes, num_coarse, cfg):
+        from .utae import build_utae
+        t = int(cfg.get("num_dates") or 0)
+        if t < 1 or in_channels % t:
+            raise TrainingError("U-TAE needs a multi-date dataset (built by satclassify:buildpatches from a "
+                                "multi-date stack, fetchsentinel2 INTERVAL)")
+        m = build_utae(in_channels // t - 1, t, num_classes, cfg)
+        m.doy_jitter = int(cfg.get("doy_jitter") or 0)
+        return m
+
+    def full_forward(self, model, x):
+        return self.pad_forward(model, x)
+
+    def export_outputs(self, model, image, doy=None):
+        import torch.nn.functional as F
+        return (F.softmax(model(image, doy), dim=1),)
+
+    def dynamic_axes(self, out_names):
+        axes = super().dynamic_axes(out_names)
+        axes["doy"] = {}
+        return axes
+
+
 #: the registered architectures by name (the order of the CLI's --model choices)
-SPECS = {s.name: s for s in (UNetSpec(), CNNDualSpec(), CNNClassSpec())}
+SPECS = {s.name: s for s in (UNetSpec(), CNNDualSpec(), CNNClassSpec(), UTAESpec())}
 ARCHITECTURES = tuple(SPECS)
 
 

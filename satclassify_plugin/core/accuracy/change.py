@@ -120,8 +120,8 @@ def _remove(path: Optional[str]) -> None:
                 os.remove(p)
 
 
-def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[int, dict], area: float,
-              mmu_ha: float, threshold_px: int, srs, extra: Optional[dict], is_canceled, log) -> dict:
+def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[int, dict], mmu_ha: float,
+              threshold_px: int, srs, extra: Optional[dict], is_canceled, log) -> dict:
     """Sieve the category raster at ``band_path`` in place, polygonize its nonzero pixels into a GeoPackage
     layer with from/to attributes and area_ha, drop polygons below the MMU. Returns counts."""
     ds = gdal.Open(band_path, gdal.GA_Update)
@@ -130,8 +130,16 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     def cb(_complete, _msg, _data):
         return 0 if (is_canceled and is_canceled()) else 1
 
+    def gdal_step(fn, *args, **kw):
+        try:
+            fn(*args, **kw)
+        except RuntimeError:  # the callback stopped GDAL ("User terminated")
+            if is_canceled and is_canceled():
+                raise Canceled() from None
+            raise
+
     if threshold_px > 1:
-        gdal.SieveFilter(band, None, band, threshold_px, 4, callback=cb)
+        gdal_step(gdal.SieveFilter, band, None, band, threshold_px, 4, callback=cb)
         # the sieve may merge a change patch into an unchanged neighbour: unchanged categories are no polygon
         for x, y, w, h in raster.iter_windows(ds.RasterXSize, ds.RasterYSize, DEFAULT_BLOCK):
             a = band.ReadAsArray(x, y, w, h)
@@ -143,44 +151,43 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     if is_canceled and is_canceled():
         raise Canceled()
     kept = dropped = 0
-    with raster.AtomicOutput(out_path) as tmp:
-        out = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
-        lyr = out.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES"])
-        fields = [("category", ogr.OFTInteger), ("from_value", ogr.OFTInteger), ("from_name", ogr.OFTString),
-                  ("to_value", ogr.OFTInteger), ("to_name", ogr.OFTString), ("change", ogr.OFTString),
-                  ("area_ha", ogr.OFTReal)] + [(k, ogr.OFTReal) for k in (extra or {})]
-        for name, t in fields:
-            lyr.CreateField(ogr.FieldDefn(name, t))
-        out.StartTransaction()
-        gdal.Polygonize(band, band, lyr, 0, [], callback=cb)
-        out.CommitTransaction()
-        if is_canceled and is_canceled():
-            raise Canceled()
-        lyr.ResetReading()
-        found = [(f.GetFID(), f.GetGeometryRef().GetArea() / 10000.0) for f in lyr]
-        out.StartTransaction()
-        drop = []
-        for fid, a_ha in found:
-            if a_ha < mmu_ha * (1 - 1e-9):
-                drop.append(fid)
-                continue
-            f = lyr.GetFeature(fid)
-            c = categories[f.GetField("category")]
-            f.SetField("from_value", c["from"])
-            f.SetField("from_name", c["from_name"])
-            f.SetField("to_value", c["to"])
-            f.SetField("to_name", c["to_name"])
-            f.SetField("change", c["name"])
-            f.SetField("area_ha", round(a_ha, 6))
-            for k, v in (extra or {}).items():
-                f.SetField(k, v)
-            lyr.SetFeature(f)
-            kept += 1
-        for fid in drop:
-            lyr.DeleteFeature(fid)
-        dropped = len(drop)
-        out.CommitTransaction()
-        out = lyr = None
+    out = ogr.GetDriverByName("GPKG").CreateDataSource(out_path)
+    lyr = out.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES"])
+    fields = [("category", ogr.OFTInteger), ("from_value", ogr.OFTInteger), ("from_name", ogr.OFTString),
+              ("to_value", ogr.OFTInteger), ("to_name", ogr.OFTString), ("change", ogr.OFTString),
+              ("area_ha", ogr.OFTReal)] + [(k, ogr.OFTReal) for k in (extra or {})]
+    for name, t in fields:
+        lyr.CreateField(ogr.FieldDefn(name, t))
+    out.StartTransaction()
+    gdal_step(gdal.Polygonize, band, band, lyr, 0, [], callback=cb)
+    out.CommitTransaction()
+    if is_canceled and is_canceled():
+        raise Canceled()
+    lyr.ResetReading()
+    found = [(f.GetFID(), f.GetGeometryRef().GetArea() / 10000.0) for f in lyr]
+    out.StartTransaction()
+    drop = []
+    for fid, a_ha in found:
+        if a_ha < mmu_ha * (1 - 1e-9):
+            drop.append(fid)
+            continue
+        f = lyr.GetFeature(fid)
+        c = categories[f.GetField("category")]
+        f.SetField("from_value", c["from"])
+        f.SetField("from_name", c["from_name"])
+        f.SetField("to_value", c["to"])
+        f.SetField("to_name", c["to_name"])
+        f.SetField("change", c["name"])
+        f.SetField("area_ha", round(a_ha, 6))
+        for k, v in (extra or {}).items():
+            f.SetField(k, v)
+        lyr.SetFeature(f)
+        kept += 1
+    for fid in drop:
+        lyr.DeleteFeature(fid)
+    dropped = len(drop)
+    out.CommitTransaction()
+    out = lyr = None
     ds = band = None
     if dropped:
         log(f"{dropped} polygon(s) of {layer_name.replace('_', ' ')} below the minimum mapping unit of {mmu_ha:g} ha "
@@ -269,74 +276,75 @@ def land_cover_change(first: str, second: str, out_raster: Optional[str] = None,
     tmp_cand = _temp_tif(folder, ds1, dtype) if out_candidates else None
     cand_pixels = 0
     is_change = np.asarray([False] + [c["changed"] for c in legend])
-    try:
-        with (raster.AtomicOutput(out_raster) if out_raster else contextlib.nullcontext(None)) as tmp_out:
-            out_ds = None
-            if tmp_out:
-                out_ds = raster.create_geotiff(
-                    tmp_out, width, height, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(), nodata=0,
-                    classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
-                    descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
-                if dtype != gdal.GDT_Byte:
-                    names_list = ["not compared"] + [c["name"] for c in legend]
-                    out_ds.GetRasterBand(1).SetRasterCategoryNames(names_list)
-            ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
-            ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
-            for n, (x, y, w, h) in enumerate(windows):
-                if is_canceled and is_canceled():
-                    raise Canceled()
-                i1, i2, ok = reader.read(x, y, w, h)
-                cat = np.zeros((h, w), dtype=np.int64)
-                cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
-                if out_ds is not None:
-                    out_ds.GetRasterBand(1).WriteArray(cat, x, y)
-                if ch_ds is not None:
-                    ch_ds.GetRasterBand(1).WriteArray(cat, x, y)
-                if ca_ds is not None:
-                    raw = conf_band.ReadAsArray(x, y, w, h)
-                    conf = raw.astype(np.float64) * conf_scale
-                    if conf_nodata is not None:
-                        conf[raw == conf_nodata] = -1
-                    cand = is_change[cat] & (conf >= float(threshold))
-                    cand_pixels += int(cand.sum())
-                    ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
-                pr(0.3 + 0.3 * (n + 1) / len(windows))
-            out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
+    # every output is written under a temporary name and renamed at the very end, all of them together: a
+    # failure or a cancel at any step leaves none of them (and removes the sieve's temporary rasters)
+    with contextlib.ExitStack() as outputs:
+        tmp = {k: outputs.enter_context(raster.AtomicOutput(path)) if path else None
+               for k, path in (("json", out_json), ("matrix", out_matrix), ("raster", out_raster),
+                               ("polygons", out_polygons), ("candidates", out_candidates))}
+        outputs.callback(_remove, tmp_cand)
+        outputs.callback(_remove, tmp_change)
+        out_ds = None
+        if tmp["raster"]:
+            out_ds = raster.create_geotiff(
+                tmp["raster"], width, height, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(), nodata=0,
+                classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
+                descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
+            if dtype != gdal.GDT_Byte:
+                out_ds.GetRasterBand(1).SetRasterCategoryNames(["not compared"] + [c["name"] for c in legend])
+        ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
+        ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
+        for n, (x, y, w, h) in enumerate(windows):
+            if is_canceled and is_canceled():
+                raise Canceled()
+            i1, i2, ok = reader.read(x, y, w, h)
+            cat = np.zeros((h, w), dtype=np.int64)
+            cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
+            if out_ds is not None:
+                out_ds.GetRasterBand(1).WriteArray(cat, x, y)
+            if ch_ds is not None:
+                ch_ds.GetRasterBand(1).WriteArray(cat, x, y)
+            if ca_ds is not None:
+                raw = conf_band.ReadAsArray(x, y, w, h)
+                conf = raw.astype(np.float64) * conf_scale
+                if conf_nodata is not None:
+                    conf[raw == conf_nodata] = -1
+                cand = is_change[cat] & (conf >= float(threshold))
+                cand_pixels += int(cand.sum())
+                ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
+            pr(0.3 + 0.3 * (n + 1) / len(windows))
+        out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
         threshold_px = max(1, int(math.ceil(mmu_ha / area - 1e-9))) if mmu_ha > 0 else 1
         srs = raster.srs_of(ds1)
         poly = cand = None
         if out_polygons:
-            poly = _polygons(tmp_change, out_polygons, CHANGE_LAYER, categories, area, mmu_ha, threshold_px, srs,
+            poly = _polygons(tmp_change, tmp["polygons"], CHANGE_LAYER, categories, mmu_ha, threshold_px, srs,
                              None, is_canceled, log)
         pr(0.8)
         if out_candidates:
-            cand = _polygons(tmp_cand, out_candidates, CANDIDATE_LAYER, categories, area, mmu_ha, threshold_px, srs,
+            cand = _polygons(tmp_cand, tmp["candidates"], CANDIDATE_LAYER, categories, mmu_ha, threshold_px, srs,
                              {"confidence_threshold": float(threshold)}, is_canceled, log)
             cand["pixels"] = cand_pixels
         pr(0.95)
-    finally:
-        _remove(tmp_change)
-        _remove(tmp_cand)
-    m_px = pairs.reshape(len(v1), k2)
-    changed_px = sum(c["pixels"] for c in legend if c["changed"])
-    summary = {
-        "first": first, "second": second, "confidence": confidence or None,
-        "confidence_threshold_percent": float(threshold) if confidence else None,
-        "second_warped": warped, "pixel_area_ha": area, "ignore": ignore_list, "width": width, "height": height,
-        "classes_first": c1, "classes_second": c2, "matrix_pixels": m_px.tolist(),
-        "matrix_ha": (m_px * area).tolist(), "matrix_orientation": "rows = first map (from), columns = second (to)",
-        "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
-        "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
-        "mmu_ha": mmu_ha, "mmu_pixels": threshold_px, "change_polygons": poly, "update_candidates": cand,
-        "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
-    }
-    if out_matrix:
-        with raster.AtomicOutput(out_matrix) as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
+        m_px = pairs.reshape(len(v1), k2)
+        changed_px = sum(c["pixels"] for c in legend if c["changed"])
+        summary = {
+            "first": first, "second": second, "confidence": confidence or None,
+            "confidence_threshold_percent": float(threshold) if confidence else None,
+            "second_warped": warped, "pixel_area_ha": area, "ignore": ignore_list, "width": width,
+            "height": height, "classes_first": c1, "classes_second": c2, "matrix_pixels": m_px.tolist(),
+            "matrix_ha": (m_px * area).tolist(),
+            "matrix_orientation": "rows = first map (from), columns = second (to)",
+            "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
+            "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
+            "mmu_ha": mmu_ha, "mmu_pixels": threshold_px, "change_polygons": poly, "update_candidates": cand,
+            "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
+        }
+        if tmp["matrix"]:
+            with open(tmp["matrix"], "w", encoding="utf-8", newline="") as f:
                 f.write(matrix_csv(c1, c2, summary["matrix_ha"]))
-    if out_json:
-        with raster.AtomicOutput(out_json) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
+        if tmp["json"]:
+            with open(tmp["json"], "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=1)
     pr(1.0)
     log(f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "

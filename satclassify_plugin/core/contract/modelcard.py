@@ -77,12 +77,16 @@ class ModelCard:
     training: Dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     source: str = METADATA_KEY  # "satclassify" or "deepness"
+    #: multi-date models: core.contract.timeseries.card_entry (dates, doy, bands per date, doy input); else None
+    timeseries: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> dict:
         d = {"schema_version": self.schema_version, "architecture": self.architecture, "bands": list(self.bands),
              "resolution_m": self.resolution_m, "input_scale": self.input_scale, "mean": self.mean,
              "std": self.std, "tile_size": self.tile_size, "halo": self.halo,
              "heads": [h.to_dict() for h in self.heads], "training": self.training}
+        if self.timeseries:
+            d["timeseries"] = dict(self.timeseries)
         return d
 
     def to_json(self) -> str:
@@ -91,6 +95,17 @@ class ModelCard:
     @property
     def num_bands(self) -> int:
         return len(self.bands)
+
+    @property
+    def num_dates(self) -> int:
+        """Dates the model needs (1 for a single-date model)."""
+        return int(self.timeseries["num_dates"]) if self.timeseries else 1
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the ``image`` input: the bands, or T * (bands + 1) for a multi-date model (per date its
+        bands then its validity, core.contract.timeseries.LAYOUT)."""
+        return self.num_dates * (self.num_bands + 1) if self.timeseries else self.num_bands
 
 
 def _req(d: Mapping, key: str, where: str):
@@ -180,8 +195,12 @@ def parse_card(data) -> ModelCard:
     training = data.get("training") or {}
     if not isinstance(training, Mapping):
         raise ModelCardError("model card: 'training' must be an object")
-    return ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
+    card = ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
                      mean, std, tile, halo, dict(training), version)
+    if data.get("timeseries") is not None:
+        from .timeseries import check_card_entry
+        card.timeseries = check_card_entry(data["timeseries"], card.bands, ModelCardError)
+    return card
 
 
 def _head_task(h: Mapping, name, k: int):
