@@ -62,6 +62,13 @@ def build_parser():
     x.add_argument("--out", required=True, help="ONNX file to write")
     x.add_argument("--tile-size", type=int, help="override the card's tile_size")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    x.add_argument("--quantize", choices=["int8"], help="static int8 quantization (QDQ, per-channel weights) for "
+                   "CPUs, calibrated on --calibration-data; checked against float32 on its validation patches")
+    x.add_argument("--calibration-data", help="dataset folder whose patches calibrate --quantize int8")
+    x.add_argument("--calibration-split", default="train", help="split of the calibration patches (train)")
+    x.add_argument("--calibration-patches", type=int, help="calibration patches at most (64)")
+    x.add_argument("--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 "
+                   "input/outputs)")
 
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
@@ -102,6 +109,27 @@ def _import(args):
                       "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
 
 
+def _export(args):
+    from .errors import TrainingError
+    if args.half and args.quantize:
+        raise TrainingError("--half and --quantize exclude each other: float16 is for GPUs, int8 for CPUs")
+    if args.quantize and not args.calibration_data:
+        raise TrainingError("--quantize int8 needs --calibration-data DATASET (a dataset folder, e.g. the training "
+                            "data): its patches calibrate the int8 ranges")
+    if args.calibration_data and not args.quantize:
+        raise TrainingError("--calibration-data is only used with --quantize int8")
+    if args.quantize:
+        from .quantize import export_int8
+        export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
+                    args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
+    elif args.half:
+        from .quantize import export_half
+        export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
+    else:
+        from .export import export
+        export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+
+
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "device", "amp", "amp_dtype",
               "out", "seed", "resume", "encoder_from", "freeze_epochs", "coarse_map", "bands", "class_weights",
               "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress")
@@ -128,8 +156,7 @@ def main(argv=None):
             res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
             print(json.dumps(res, indent=1))
         elif args.command == "export":
-            from .export import export
-            export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+            _export(args)
         elif args.command == "import":
             _import(args)
         return 0

@@ -14,6 +14,7 @@ allocation) goes into the layer's metadata (item ``SATCLASSIFY_STRATA``, JSON) a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Dict, List, Optional
@@ -203,37 +204,37 @@ def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: L
 
 
 def write_points(path: str, ds: gdal.Dataset, rows, cols, strata, names: Dict[int, str], metadata: dict) -> None:
-    """GeoPackage point layer at the pixel centres, written under a temporary name (AtomicOutput)."""
+    """GeoPackage point layer at the pixel centres, written to ``path`` (the caller's temporary name)."""
     gt = ds.GetGeoTransform()
     srs = raster.srs_of(ds)
-    with raster.AtomicOutput(path) as tmp:
-        out = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
-        lyr = out.CreateLayer(LAYER, srs, ogr.wkbPoint, options=["SPATIAL_INDEX=YES"])
-        for name, t in (("point_id", ogr.OFTInteger), ("stratum", ogr.OFTInteger), ("stratum_name", ogr.OFTString),
-                        ("reference", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger)):
-            lyr.CreateField(ogr.FieldDefn(name, t))
-        lyr.SetMetadataItem("DESCRIPTION", "SatClassify stratified random sample (strata = map classes); fill in "
-                                           "'reference' with the reference class of each point's pixel")
-        lyr.SetMetadataItem("SATCLASSIFY_STRATA", json.dumps(metadata))
-        defn = lyr.GetLayerDefn()
-        out.StartTransaction()
-        order = np.lexsort((cols, rows))  # north to south, west to east: easy to walk through when labelling
-        for pid, i in enumerate(order, start=1):
-            r, c, v = int(rows[i]), int(cols[i]), int(strata[i])
-            f = ogr.Feature(defn)
-            f.SetField("point_id", pid)
-            f.SetField("stratum", v)
-            f.SetField("stratum_name", names.get(v, f"class {v}"))
-            f.SetFieldNull("reference")
-            f.SetField("row", r)
-            f.SetField("col", c)
-            px, py = gt[0] + (c + 0.5) * gt[1] + (r + 0.5) * gt[2], gt[3] + (c + 0.5) * gt[4] + (r + 0.5) * gt[5]
-            g = ogr.Geometry(ogr.wkbPoint)
-            g.AddPoint_2D(px, py)
-            f.SetGeometry(g)
-            lyr.CreateFeature(f)
-        out.CommitTransaction()
-        out = None
+    out = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    lyr = out.CreateLayer(LAYER, srs, ogr.wkbPoint, options=["SPATIAL_INDEX=YES"])
+    for name, t in (("point_id", ogr.OFTInteger), ("stratum", ogr.OFTInteger), ("stratum_name", ogr.OFTString),
+                    ("reference", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger)):
+        lyr.CreateField(ogr.FieldDefn(name, t))
+    lyr.SetMetadataItem("DESCRIPTION", "SatClassify stratified random sample (strata = map classes); fill in "
+                                       "'reference' with the reference class of each point's pixel")
+    lyr.SetMetadataItem("SATCLASSIFY_STRATA", json.dumps(metadata))
+    defn = lyr.GetLayerDefn()
+    out.StartTransaction()
+    order = np.lexsort((cols, rows))  # north to south, west to east: easy to walk through when labelling
+    for pid, i in enumerate(order, start=1):
+        r, c, v = int(rows[i]), int(cols[i]), int(strata[i])
+        f = ogr.Feature(defn)
+        f.SetField("point_id", pid)
+        f.SetField("stratum", v)
+        f.SetField("stratum_name", names.get(v, f"class {v}"))
+        f.SetFieldNull("reference")
+        f.SetField("row", r)
+        f.SetField("col", c)
+        px, py = gt[0] + (c + 0.5) * gt[1] + (r + 0.5) * gt[2], gt[3] + (c + 0.5) * gt[4] + (r + 0.5) * gt[5]
+        g = ogr.Geometry(ogr.wkbPoint)
+        g.AddPoint_2D(px, py)
+        f.SetGeometry(g)
+        lyr.CreateFeature(f)
+    out.CommitTransaction()
+    lyr = defn = None  # the layer before its data source (GDAL < 3.8)
+    out = None
 
 
 def sampling_design(classified: str, points_path: Optional[str], strata_path: Optional[str] = None,
@@ -277,11 +278,13 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
             "ignore": ignore_list, "nodata": _nodata(ds), "seed": int(seed), "point_location": "pixel centre",
             "crs": ds.GetProjection(), "design": plan["info"], "strata": table,
             "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57"}
-    if points_path:
-        write_points(points_path, ds, rows, cols, strata, class_names, meta)
-    if strata_path:
-        with raster.AtomicOutput(strata_path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
+    with contextlib.ExitStack() as outputs:  # both files appear together at the end, or neither
+        tmp_json = outputs.enter_context(raster.AtomicOutput(strata_path)) if strata_path else None
+        if points_path:
+            write_points(outputs.enter_context(raster.AtomicOutput(points_path)), ds, rows, cols, strata,
+                         class_names, meta)
+        if tmp_json:
+            with open(tmp_json, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=1)
     pr(1.0)
     log(f"{len(rows)} sample points in {len(values)} strata: "

@@ -180,19 +180,24 @@ def top_of(p: np.ndarray):
     return idx, best
 
 
-def add_top_outputs(model_bytes: bytes) -> Optional[bytes]:
+def add_top_outputs(model_bytes) -> Optional[bytes]:
     """The serialized ONNX graph with ``<output>__satclassify_argmax`` (int64) and
     ``<output>__satclassify_max`` (float) added for each graph output (class axis 1), or None when the
     ``onnx`` package is missing (it is optional: the plugin then takes the argmax in numpy)."""
     try:
         import onnx
-        from onnx import TensorProto, helper
     except ImportError:
         return None
-    m = onnx.load_from_string(model_bytes)
+    m = onnx.load_from_string(model_bytes) if isinstance(model_bytes, (bytes, bytearray)) else model_bytes
+    return m.SerializeToString() if _add_top(m) else None
+
+
+def _add_top(m) -> bool:
+    """Add the ArgMax/ReduceMax outputs to the ``onnx.ModelProto`` in place; False (unchanged) below opset 13."""
+    from onnx import TensorProto, helper
     opset = max([o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] or [0])
     if opset < 13:
-        return None
+        return False
     g = m.graph
     outputs = [o.name for o in g.output]
     axes_name = "__satclassify_axes_1"
@@ -209,7 +214,29 @@ def add_top_outputs(model_bytes: bytes) -> Optional[bytes]:
                                            name=o + MAX_SUFFIX))
         g.output.append(helper.make_tensor_value_info(o + ARGMAX_SUFFIX, TensorProto.INT64, None))
         g.output.append(helper.make_tensor_value_info(o + MAX_SUFFIX, TensorProto.FLOAT, None))
-    return m.SerializeToString()
+    return True
+
+
+def quantization_of(props) -> dict:
+    """The card's ``quantization`` block ({} for a float32 model) from the ONNX metadata_props."""
+    import json
+    try:
+        raw = json.loads((props or {}).get("satclassify") or "{}")
+    except ValueError:
+        return {}
+    q = raw.get("quantization") if isinstance(raw, dict) else None
+    return q if isinstance(q, dict) else {}
+
+
+def check_precision(path: str, props, providers: Sequence[str]) -> None:
+    """Refuse a float16 model (``export --half``) where it would run on the CPU: onnxruntime's CPU provider has
+    no float16 kernels for most operators (it would fail on the first tile, or crawl through casts)."""
+    if quantization_of(props).get("dtype") == "float16" and providers[0] not in (CUDA_EP, TRT_EP):
+        raise ModelError(
+            f"'{os.path.basename(path)}' is a float16 model for NVIDIA GPUs (python -m training export --half) and "
+            f"would run on the CPU here ({providers[0]}), which has no float16 kernels: choose DEVICE CUDA with "
+            "onnxruntime-gpu, or classify with the model's float32 or int8 export (python -m training export "
+            "[--quantize int8]) on the CPU")
 
 
 def _dim(d):
@@ -267,6 +294,7 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
         raise ModelError(f"the model's input '{inp.name}' is {inp.type}; expected float32 (tensor(float))")
     channels = _dim(inp.shape[1])
     props = dict(sess.get_modelmeta().custom_metadata_map or {})
+    check_precision(path, props, used)
     card = card_from_metadata(props, outputs, channels or 0, out_channels)
     if channels is not None and channels != card.num_bands:
         raise ModelCardError(f"the model card lists {card.num_bands} bands ({', '.join(card.bands)}) but the "
@@ -306,10 +334,17 @@ def _session(ort, path, opts, providers, log):
     data = None
     if os.path.getsize(path) <= (1 << 30):
         try:
+            import onnx
             with open(path, "rb") as f:
-                data = add_top_outputs(f.read())
-        except Exception:
-            data = None
+                m = onnx.load_from_string(f.read())
+        except Exception:  # no onnx package, or a file onnx cannot parse: onnxruntime gets the plain file
+            m = None
+        if m is not None:
+            check_precision(path, {p.key: p.value for p in m.metadata_props}, providers)
+            try:
+                data = add_top_outputs(m)
+            except Exception:
+                data = None
     if data is not None:
         try:
             return ort.InferenceSession(data, sess_options=opts, providers=providers), True

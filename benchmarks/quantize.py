@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Benchmark the int8 export: classify the same raster with a U-Net's float32 export and its int8 export
+(``python -m training export --quantize int8``) on the CPU; speed-up and identical classes.
+
+    .venv-qgis/bin/python benchmarks/quantize.py                 # U-Net resnet18, 4 bands, 2048^2 raster
+    .venv-qgis/bin/python benchmarks/quantize.py --size 1024 --epochs 1 --json out.json
+
+Steps: a synthetic training dataset (64 px patches of three separable classes, tests/training/conftest.py)
+-> ``python -m training train --model unet --encoder resnet18`` (the training env's python,
+SATCLASSIFY_TRAIN_PYTHON or .venv-train/bin/python) -> float32 export and int8 export (calibrated on the
+training patches) -> satclassify's classify pipeline (this QGIS env) on a synthetic 4-band uint16 raster
+(benchmarks/classify.py's) with each model, DEVICE CPU, one after the other in fresh subprocesses.
+Goals: int8 >= 1.8x faster than float32; >= 99 % identical classes.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def train_python():
+    return os.environ.get("SATCLASSIFY_TRAIN_PYTHON") or os.path.join(ROOT, ".venv-train", "bin", "python")
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, **kw)
+    if p.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def make_models(work, epochs, encoder):
+    tp = train_python()
+    data = os.path.join(work, "ds")
+    run([tp, "-c", "import sys; sys.path.insert(0, '.'); from tests.training.conftest import make_dataset; "
+         f"make_dataset({data!r}, splits=(('train', 64), ('val', 16)), p=64, seed=0)"])
+    rundir = os.path.join(work, "run")
+    run([tp, "-m", "training", "train", "--data", data, "--model", "unet", "--encoder", encoder,
+         "--epochs", str(epochs), "--batch-size", "8", "--lr", "0.003", "--out", rundir, "--no-progress",
+         "--early-stopping", "0"])
+    ckpt = os.path.join(rundir, "best.pt")
+    fp32, int8 = os.path.join(work, "unet_fp32.onnx"), os.path.join(work, "unet_int8.onnx")
+    run([tp, "-m", "training", "export", "--checkpoint", ckpt, "--out", fp32])
+    t = time.perf_counter()
+    log = run([tp, "-m", "training", "export", "--checkpoint", ckpt, "--out", int8, "--quantize", "int8",
+               "--calibration-data", data])
+    return fp32, int8, log.strip().splitlines()[-1], time.perf_counter() - t
+
+
+def child(args):
+    from satclassify_plugin.core.classify.pipeline import classify
+    res = classify(args.child_input, args.child_model, [args.child_out], device="CPU")
+    print(json.dumps({"seconds": res.seconds, "mpix_s": res.mpix_per_s, "tiles": res.tiles, "tile": res.tile_size}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=2048, help="raster edge in pixels (default 2048)")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--workdir")
+    ap.add_argument("--json", help="write the figures to this JSON file")
+    ap.add_argument("--child-input", help=argparse.SUPPRESS)
+    ap.add_argument("--child-model", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_input:
+        return child(args)
+    import numpy as np
+    from osgeo import gdal
+
+    from benchmarks.classify import make_raster
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        t = time.perf_counter()
+        fp32, int8, export_line, q_s = make_models(work, args.epochs, args.encoder)
+        print(f"models made in {time.perf_counter() - t:.0f} s; int8 export {q_s:.0f} s: {export_line}", flush=True)
+        raster = make_raster(os.path.join(work, "s2.tif"), args.size)
+        res = {}
+        for name, model in (("float32", fp32), ("int8", int8)):
+            out = os.path.join(work, f"classes_{name}.tif")
+            line = run([sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model", model,
+                        "--child-out", out]).strip().splitlines()[-1]
+            res[name] = json.loads(line)
+            res[name]["classes"] = gdal.Open(out).ReadAsArray()
+            res[name]["size_mb"] = os.path.getsize(model) / 2 ** 20
+            print(f"  {name}: {res[name]['seconds']:.1f} s, {res[name]['mpix_s']:.2f} MPix/s, model "
+                  f"{res[name]['size_mb']:.1f} MB", flush=True)
+        a, b = res["float32"].pop("classes"), res["int8"].pop("classes")
+        same = float(np.mean(a == b))
+        speed = res["float32"]["seconds"] / res["int8"]["seconds"]
+    print()
+    print(f"U-Net {args.encoder} (4 bands, 3 classes), {args.size}^2 raster, DEVICE CPU, {os.cpu_count()} CPU(s), "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"int8 vs float32: {speed:.2f}x faster (goal >= 1.8: {'met' if speed >= 1.8 else 'NOT met'}), identical "
+          f"classes {same:.2%} (goal >= 99 %: {'met' if same >= 0.99 else 'NOT met'})")
+    figures = {"size": args.size, "encoder": args.encoder, "float32": res["float32"], "int8": res["int8"],
+               "speedup": speed, "identical_classes": same, "export": export_line}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
