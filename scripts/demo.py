@@ -201,7 +201,8 @@ def quicklook(args, image, labels, prediction):
 def qgis_map(args, prediction):
     out = os.path.join(args.out, "prediction_map.png")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "render_map.py"), prediction, out,
-                        "--title", "SatClassify prediction (CLC level 2)"], capture_output=True, text=True)
+                        "--title", "SatClassify prediction (CLC level 2)", "--scheme", "CLC level 2 classes"],
+                       capture_output=True, text=True)
     if r.returncode != 0:  # a picture is not worth failing the main job for
         print("   could not render the map: " + (r.stderr.strip().splitlines() or ["?"])[-1])
         return None
