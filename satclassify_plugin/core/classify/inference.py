@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..contract.errors import SatClassifyError
 from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata
+from ..contract.timeseries import DOY_INPUT
 
 DEVICES = ("Auto", "CPU", "CUDA", "TensorRT")
 CPU_EP = "CPUExecutionProvider"
@@ -139,9 +140,11 @@ class Model:
     #: the session's graph has each output's ArgMax and ReduceMax over the classes added as extra outputs
     #: (see :func:`add_top_outputs`); False when the ``onnx`` package is missing or the graph can't be extended
     graph_top: bool = False
+    #: inputs besides the image, the same for every batch (a multi-date model's ``doy``: core/classify/temporal.py)
+    feeds: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        outs = self.session.run(self.output_names, {self.input_name: batch})
+        outs = self.session.run(self.output_names, {self.input_name: batch, **self.feeds})
         return [np.asarray(o) for o in outs]
 
     def run_top(self, batch: np.ndarray, prob_heads: Sequence[int] = ()):
@@ -159,7 +162,7 @@ class Model:
         for o in self.output_names:
             names += [o + ARGMAX_SUFFIX, o + MAX_SUFFIX]
         names += [self.output_names[h] for h in prob_heads]
-        outs = self.session.run(names, {self.input_name: batch})
+        outs = self.session.run(names, {self.input_name: batch, **self.feeds})
         probs = {h: np.asarray(outs[2 * n + i]) for i, h in enumerate(prob_heads)}
         return [(np.asarray(outs[2 * h]), np.asarray(outs[2 * h + 1]), probs.get(h)) for h in range(n)]
 
@@ -284,10 +287,12 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     model_outputs = [o for o in sess.get_outputs() if not o.name.endswith((ARGMAX_SUFFIX, MAX_SUFFIX))]
     outputs = [o.name for o in model_outputs]
     out_channels = [_dim(o.shape[1]) if len(o.shape) == 4 else None for o in model_outputs]
-    if len(inputs) != 1:
+    doy_inputs = [i for i in inputs if i.name == DOY_INPUT]  # a multi-date model's days of year (T,)
+    if len(inputs) - len(doy_inputs) != 1 or len(doy_inputs) > 1:
         raise ModelError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                         f"SatClassify runs models with one input '{INPUT_NAME}' (N, C, H, W)")
-    inp = inputs[0]
+                         f"SatClassify runs models with one input '{INPUT_NAME}' (N, C, H, W), and multi-date "
+                         f"models with '{INPUT_NAME}' and '{DOY_INPUT}' (T,)")
+    inp = next(i for i in inputs if i.name != DOY_INPUT)
     if len(inp.shape) != 4:
         raise ModelError(f"the model's input '{inp.name}' has shape {inp.shape}; expected (N, C, H, W)")
     if inp.type != "tensor(float)":
@@ -296,8 +301,13 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     props = dict(sess.get_modelmeta().custom_metadata_map or {})
     check_precision(path, props, used)
     card = card_from_metadata(props, outputs, channels or 0, out_channels)
-    if channels is not None and channels != card.num_bands:
-        raise ModelCardError(f"the model card lists {card.num_bands} bands ({', '.join(card.bands)}) but the "
+    if doy_inputs and not (card.timeseries and card.timeseries.get("doy_input")):
+        raise ModelCardError(f"the model takes a '{DOY_INPUT}' input but its card has no multi-date "
+                             "'timeseries' entry naming it: export it again with 'python -m training export'")
+    if channels is not None and channels != card.input_channels:
+        what = (f"{card.num_dates} dates x ({card.num_bands} bands + validity) = {card.input_channels} input "
+                "channels" if card.timeseries else f"{card.num_bands} bands")
+        raise ModelCardError(f"the model card lists {what} ({', '.join(card.bands)}) but the "
                              f"model's input '{inp.name}' has {channels} channels")
     for h in card.heads:
         k = out_channels[outputs.index(h.output)]
