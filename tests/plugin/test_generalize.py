@@ -130,3 +130,15 @@ def test_print_layout_legend_lists_present_classes_under_the_scheme(qgis_app, tm
         QgsProject.instance().removeMapLayer(layer.id())
     png = str(tmp_path / "map.png")
     assert render_map.render(src, png, "Prediction", scheme="CLC level 1") == png and os.path.getsize(png) > 1000
+
+
+def test_generalize_cancel_leaves_no_output(run_alg, tmp_path):
+    from .sentinel_helpers import LogFeedback
+
+    src = class_raster(tmp_path / "pred.tif", np.random.default_rng(1).integers(1, 4, (300, 300)).astype(np.uint8))
+    fb = LogFeedback()
+    fb.progressChanged.connect(lambda p: fb.cancel() if p > 10 else None)  # inside GDAL's sieve
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run_alg(ALG, {"INPUT": src, "MMU": 1, "OUTPUT": str(tmp_path / "gen.tif"),
+                      "POLYGONS": str(tmp_path / "gen.gpkg")}, feedback=fb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.tif", "pred.tif.aux.xml"]

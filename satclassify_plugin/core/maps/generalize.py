@@ -108,47 +108,50 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
         mask_ds, mask = None, sband.GetMaskBand()
     islands, islands_px, n_polygons, present = 0, 0, None, []
     try:
+        out = oband = mem = patches = burn = burn_ds = None
         with raster.AtomicOutput(output) as tmp:
-            out = raster.create_geotiff(tmp, w, h, 1, sband.DataType, gt, wkt, nodata=nodata,
-                                        descriptions=[sband.GetDescription() or "class"], classes=classes or None,
-                                        metadata={"SATCLASSIFY_MMU_HA": f"{mmu_ha:g}",
-                                                  "SATCLASSIFY_MMU_PIXELS": str(threshold),
-                                                  "SATCLASSIFY_CONNECTIVITY": str(connectivity),
-                                                  "SATCLASSIFY_SOURCE": os.path.basename(input_path)})
-            oband = out.GetRasterBand(1)
-            steps = sieve_steps(threshold) or [1]
-            for i, t in enumerate(steps):
+            try:
+                out = raster.create_geotiff(
+                    tmp, w, h, 1, sband.DataType, gt, wkt, nodata=nodata,
+                    descriptions=[sband.GetDescription() or "class"], classes=classes or None,
+                    metadata={"SATCLASSIFY_MMU_HA": f"{mmu_ha:g}", "SATCLASSIFY_MMU_PIXELS": str(threshold),
+                              "SATCLASSIFY_CONNECTIVITY": str(connectivity),
+                              "SATCLASSIFY_SOURCE": os.path.basename(input_path)})
+                oband = out.GetRasterBand(1)
+                steps = sieve_steps(threshold) or [1]
+                for i, t in enumerate(steps):
+                    mon.check()
+                    gdal.SieveFilter(sband if i == 0 else oband, mask, oband, t, connectivity,
+                                     callback=_gdal_callback(mon, 0.6 * i / len(steps),
+                                                             0.6 * (i + 1) / len(steps)))
+                oband.FlushCache()
+                # what is still below the MMU has no labelled neighbour: nodata
+                mem, patches = _polygonize(oband, raster.srs_of(out), connectivity, mon, 0.6, 0.8)
+                unit2 = px_area / abs(gt[1] * gt[5] - gt[2] * gt[4])
+                small = [f.GetFID() for f in patches
+                         if f.GetGeometryRef().GetArea() * unit2 < threshold * px_area - 1e-6]
+                if small:
+                    burn_ds = ogr.GetDriverByName("Memory").CreateDataSource("small")  # open while its layer is
+                    burn = burn_ds.CreateLayer("small", raster.srs_of(out), ogr.wkbPolygon)
+                    for fid in small:
+                        f = patches.GetFeature(fid)
+                        islands_px += int(round(f.GetGeometryRef().GetArea() * unit2 / px_area))
+                        g = ogr.Feature(burn.GetLayerDefn())
+                        g.SetGeometry(f.GetGeometryRef().Clone())
+                        burn.CreateFeature(g)
+                        patches.DeleteFeature(fid)
+                    gdal.RasterizeLayer(out, [1], burn, burn_values=[nodata])
+                    islands = len(small)
+                    mon.info(f"{islands} patch(es) below the MMU without a labelled neighbour (surrounded by nodata "
+                             f"or the raster edge) set to nodata: {islands_px * px_area / 1e4:.2f} ha")
+                oband.FlushCache()
+                present = legend.present_classes(legend.class_counts(out), classes, px_area, nodata)
                 mon.check()
-                gdal.SieveFilter(sband if i == 0 else oband, mask, oband, t, connectivity,
-                                 callback=_gdal_callback(mon, 0.6 * i / len(steps), 0.6 * (i + 1) / len(steps)))
-            oband.FlushCache()
-            # what is still below the MMU has no labelled neighbour: nodata
-            mem, patches = _polygonize(oband, raster.srs_of(out), connectivity, mon, 0.6, 0.8)
-            unit2 = px_area / abs(gt[1] * gt[5] - gt[2] * gt[4])
-            small = [f.GetFID() for f in patches if f.GetGeometryRef().GetArea() * unit2 < threshold * px_area - 1e-6]
-            if small:
-                burn_ds = ogr.GetDriverByName("Memory").CreateDataSource("small")  # kept while its layer is used
-                burn = burn_ds.CreateLayer("small", raster.srs_of(out), ogr.wkbPolygon)
-                for fid in small:
-                    f = patches.GetFeature(fid)
-                    islands_px += int(round(f.GetGeometryRef().GetArea() * unit2 / px_area))
-                    g = ogr.Feature(burn.GetLayerDefn())
-                    g.SetGeometry(f.GetGeometryRef().Clone())
-                    burn.CreateFeature(g)
-                    patches.DeleteFeature(fid)
-                gdal.RasterizeLayer(out, [1], burn, burn_values=[nodata])
-                burn = burn_ds = None
-                islands = len(small)
-                mon.info(f"{islands} patch(es) below the MMU without a labelled neighbour (surrounded by nodata or "
-                         f"the raster edge) set to nodata: {islands_px * px_area / 1e4:.2f} ha")
-            oband.FlushCache()
-            present = legend.present_classes(legend.class_counts(out), classes, px_area, nodata)
-            oband = out = None
-            mon.check()
-            if polygons:
-                n_polygons = _write_polygons(patches, polygons, polygons_layer, classes, unit2, mon)
-            patches = None
-            del mem  # the layer's datasource, kept open while the layer was in use
+                if polygons:
+                    n_polygons = _write_polygons(patches, polygons, polygons_layer, classes, unit2, mon)
+            finally:  # close every dataset before the output's temporary files are renamed or removed (a GDAL
+                # dataset closed later would write its .aux.xml under the temporary name)
+                del oband, out, patches, mem, burn, burn_ds
     except RuntimeError as e:
         if mon.canceled() or "user terminated" in str(e).lower() or "interrupt" in str(e).lower():
             raise Canceled() from None
@@ -163,34 +166,41 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
 
 def _write_polygons(patches, path: str, layer_name: Optional[str], classes, unit2: float, mon: Monitor) -> int:
     """The patches (field value) into a new GeoPackage with value, code, name, area_ha (atomic)."""
-    table = {c.value: c for c in classes}
     name = layer_name or os.path.splitext(os.path.basename(path))[0]
+    ds = lyr = None
     with raster.AtomicOutput(path) as tmp:  # an earlier file of that name is replaced only on success
-        ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
-        lyr = ds.CreateLayer(name, patches.GetSpatialRef(), ogr.wkbMultiPolygon, ["SPATIAL_INDEX=YES"])
-        for fname, ftype in FIELDS:
-            lyr.CreateField(ogr.FieldDefn(fname, ftype))
-        defn = lyr.GetLayerDefn()
-        n = 0
-        lyr.StartTransaction()
-        patches.ResetReading()
-        for f in patches:
-            v = int(f.GetField("value"))
-            c = table.get(v)
-            g = ogr.ForceToMultiPolygon(f.GetGeometryRef().Clone())
-            o = ogr.Feature(defn)
-            o.SetGeometry(g)
-            o.SetField("value", v)
-            o.SetField("code", c.code if c else str(v))
-            o.SetField("name", c.name if c else f"class {v}")
-            o.SetField("area_ha", g.GetArea() * unit2 / 1e4)
-            lyr.CreateFeature(o)
-            n += 1
-            if n % 5000 == 0:
-                mon.check()
-        lyr.CommitTransaction()
-        ds = None
+        try:
+            ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
+            lyr = ds.CreateLayer(name, patches.GetSpatialRef(), ogr.wkbMultiPolygon, ["SPATIAL_INDEX=YES"])
+            n = _copy_patches(patches, lyr, {c.value: c for c in classes}, unit2, mon)
+        finally:  # closed before the temporary file is renamed or removed
+            del lyr, ds
     mon.progress(0.98)
+    return n
+
+
+def _copy_patches(patches, lyr, table, unit2: float, mon: Monitor) -> int:
+    for fname, ftype in FIELDS:
+        lyr.CreateField(ogr.FieldDefn(fname, ftype))
+    defn = lyr.GetLayerDefn()
+    n = 0
+    lyr.StartTransaction()
+    patches.ResetReading()
+    for f in patches:
+        v = int(f.GetField("value"))
+        c = table.get(v)
+        g = ogr.ForceToMultiPolygon(f.GetGeometryRef().Clone())
+        o = ogr.Feature(defn)
+        o.SetGeometry(g)
+        o.SetField("value", v)
+        o.SetField("code", c.code if c else str(v))
+        o.SetField("name", c.name if c else f"class {v}")
+        o.SetField("area_ha", g.GetArea() * unit2 / 1e4)
+        lyr.CreateFeature(o)
+        n += 1
+        if n % 5000 == 0:
+            mon.check()
+    lyr.CommitTransaction()
     return n
 
 
