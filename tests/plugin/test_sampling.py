@@ -120,8 +120,14 @@ def test_counts_table(run_alg, tmp_path, cmap):
     src, _ = cmap
     t = tmp_path / "counts.csv"
     t.write_text("value,count\n1,4\n3,7\n9,5\n", encoding="utf-8")
+    from satclassify_plugin.core.accuracy.sampling import sampling_design
+
     res, meta = run(run_alg, tmp_path, src, METHOD=2, COUNTS=str(t))
     assert meta["design"]["points_per_stratum"] == {"1": 4, "2": 0, "3": 7}
+    logs = []
+    sampling_design(src, None, method="counts", counts_table=str(t), log=logs.append)
+    assert "WARNING: the COUNTS table names class value(s) [9] that the map does not hold: skipped" in logs
+    assert any(m.startswith("WARNING: class value(s) [2] get no sample point") for m in logs)
     rows = points_of(res["OUTPUT"])[0]
     assert sorted(r["stratum"] for r in rows) == [1] * 4 + [3] * 7
 

@@ -151,6 +151,10 @@ def design(values: List[int], pixels: List[int], method: str = "target_se", targ
     short = [(v, c) for v, c, k in zip(values, pixels, n_i) if k == c and c < minimum]
     for v, c in short:
         log(f"WARNING: class {v} has only {c} pixels: all of them are sample points")
+    empty = [v for v, k in zip(values, n_i) if k == 0]
+    if empty:
+        log(f"WARNING: class value(s) {empty[:20]} get no sample point: their area and accuracy cannot be estimated "
+            "(satclassify:assessaccuracy will refuse them): set MIN_PER_CLASS above 0, or leave them out with IGNORE")
     info["points_per_stratum"] = {str(v): int(k) for v, k in zip(values, n_i)}
     info["total_points"] = int(sum(n_i))
     return {"n": n_i, "info": info}
