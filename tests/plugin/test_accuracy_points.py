@@ -225,3 +225,43 @@ def test_cancel_leaves_no_output(run_alg, tmp_path):
         run_alg(ALG, {"CLASSIFIED": class_map(tmp_path / "map.tif"), "REFERENCE_POINTS": sample(tmp_path),
                       **outputs(out)}, feedback=fb)
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_olofsson_2014_worked_example_through_the_tool(run_alg, tmp_path):
+    """The paper's example end to end (Olofsson et al. 2014, RSE 148, section 5, Table 8): a 30 m map whose strata
+    hold 200,000 / 150,000 / 3,200,000 / 6,450,000 pixels and 640 labelled points; the published estimates
+    (p. 54) come out of processing.run."""
+    rows = [100, 75, 1600, 3225]  # x 2000 columns = the strata sizes
+    counts = [[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]]
+    names = [{"value": 1, "name": "Deforestation", "color": "#ff0000"},
+             {"value": 2, "name": "Forest gain", "color": "#0000ff"},
+             {"value": 3, "name": "Stable forest", "color": "#00a000"},
+             {"value": 4, "name": "Stable non-forest", "color": "#dddd00"}]
+    path = tmp_path / "map30.tif"
+    ds = raster.create_geotiff(str(path), 2000, sum(rows), 1, gdal.GDT_Byte, (500000, 30, 0, 5000000, 0, -30),
+                                wkt(UTM32N), nodata=0, classes=names)
+    band = ds.GetRasterBand(1)
+    top = 0
+    for v, r in enumerate(rows, start=1):
+        band.WriteArray(np.full((r, 2000), v, np.uint8), 0, top)
+        top += r
+    band = ds = None
+    pts, top = [], 0
+    for i, r in enumerate(rows):
+        k = 0
+        for j, n in enumerate(counts[i]):
+            for _ in range(n):
+                row, col = top + (k // 1000) * 2, (k % 1000) * 2  # distinct pixels inside the stratum
+                pts.append((500000 + 30 * col + 15.0, 5000000 - 30 * row - 15.0, j + 1, i + 1))
+                k += 1
+        top += r
+    sample_path = write_points(tmp_path / "table8.gpkg", pts, epsg=UTM32N, ref_type=ogr.OFTInteger)
+    res, m = run(run_alg, tmp_path, CLASSIFIED=str(path), REFERENCE_POINTS=sample_path, REFERENCE_FIELD="reference")
+    assert m["sample"]["used"] == 640 and m["sample"]["stratum_mismatch"] == 0
+    a = {e["value"]: e for e in m["area_estimates"]}
+    for v, area, ci in ((1, 21158, 6158), (2, 11686, 3756), (3, 285770, 15510), (4, 581386, 16282)):
+        assert (round(a[v]["estimated_area_ha"]), round(a[v]["ci95_ha"])) == (area, ci)
+    assert [round(a[v]["mapped_area_ha"]) for v in (1, 2, 3, 4)] == [18000, 13500, 288000, 580500]
+    assert round(res["OA"], 2) == 0.95 and round(m["overall_accuracy_ci95"], 2) == 0.02
+    assert [(round(a[v]["users_accuracy"], 2), round(a[v]["producers_accuracy"], 2)) for v in (1, 2, 3, 4)] == [
+        (0.88, 0.75), (0.73, 0.85), (0.93, 0.93), (0.96, 0.96)]
