@@ -40,7 +40,8 @@ def renderer_state(layer):
     ces = (r.redContrastEnhancement(), r.greenContrastEnhancement(), r.blueContrastEnhancement())
     return ((r.redBand(), r.greenBand(), r.blueBand()),
             [(ce.minimumValue(), ce.maximumValue()) for ce in ces],
-            [ce.contrastEnhancementAlgorithm() for ce in ces], r.minMaxOrigin())
+            [QgsContrastEnhancement.contrastEnhancementAlgorithmString(ce.contrastEnhancementAlgorithm())
+             for ce in ces], r.minMaxOrigin())
 
 
 def import_stack(run_alg, tmp_path, safe_arrays, bands="B02,B03,B04,B08", name="s.tif", feedback=None):
@@ -66,10 +67,11 @@ def test_importsafe_stack_opens_in_natural_colour_with_the_2_98_cut(run_alg, tmp
     bands, minmax, algos, origin = renderer_state(layer)
     assert bands == (3, 2, 1)  # B04, B03, B02
     assert minmax == [cut(a[2]), cut(a[1]), cut(a[0])]
-    assert algos == [QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum] * 3
-    assert origin.limits() == QgsRasterMinMaxOrigin.Limits.CumulativeCut
+    # enum names through QGIS's own string helpers (the enums moved to Qgis in 3.38: same test on every version)
+    assert algos == ["StretchToMinimumMaximum"] * 3
+    assert QgsRasterMinMaxOrigin.limitsString(origin.limits()) == "CumulativeCut"
     assert (origin.cumulativeCutLower(), origin.cumulativeCutUpper()) == (pytest.approx(0.02), pytest.approx(0.98))
-    assert origin.extent() == QgsRasterMinMaxOrigin.Extent.WholeRaster
+    assert QgsRasterMinMaxOrigin.extentString(origin.extent()) == "WholeRaster"
 
 
 def test_loaded_stack_has_natural_colour_and_colour_infrared_styles(plugin, tmp_path, safe_arrays):
@@ -107,14 +109,15 @@ def test_qml_matches_what_qgis_itself_writes(qgis_app, tmp_path):
     for (band, lo, hi), setter in zip(rgb, (r.setRedContrastEnhancement, r.setGreenContrastEnhancement,
                                             r.setBlueContrastEnhancement)):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        ce.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.contrastEnhancementAlgorithmFromString("StretchToMinimumMaximum"))
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
         setter(ce)
     origin = QgsRasterMinMaxOrigin()
-    origin.setLimits(QgsRasterMinMaxOrigin.Limits.CumulativeCut)
-    origin.setExtent(QgsRasterMinMaxOrigin.Extent.WholeRaster)
-    origin.setStatAccuracy(QgsRasterMinMaxOrigin.StatAccuracy.Exact)
+    origin.setLimits(QgsRasterMinMaxOrigin.limitsFromString("CumulativeCut"))
+    origin.setExtent(QgsRasterMinMaxOrigin.extentFromString("WholeRaster"))
+    origin.setStatAccuracy(QgsRasterMinMaxOrigin.statAccuracyFromString("Exact"))
     origin.setCumulativeCutLower(0.02)
     origin.setCumulativeCutUpper(0.98)
     r.setMinMaxOrigin(origin)
