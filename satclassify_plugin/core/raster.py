@@ -66,6 +66,14 @@ def srs_from_wkt(wkt: str) -> Optional[osr.SpatialReference]:
     return srs
 
 
+def srs_from_epsg(epsg: int) -> osr.SpatialReference:
+    """An SRS in x/y (lon/lat) axis order from an EPSG code."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(int(epsg))
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
 def srs_of(ds: gdal.Dataset) -> Optional[osr.SpatialReference]:
     return srs_from_wkt(ds.GetProjection())
 

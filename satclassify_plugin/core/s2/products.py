@@ -24,7 +24,6 @@ BAND_RESOLUTION: Dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
     "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20,
 }
-REFLECTANCE_BANDS = tuple(b for b in BAND_RESOLUTION if b != "SCL")
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08")
 #: Index used by the product metadata (band_id="0".."12" in BOA_ADD_OFFSET / RADIO_ADD_OFFSET).
 BAND_ID = {b: i for i, b in enumerate(("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
@@ -37,15 +36,13 @@ COMMON_ASSET_KEYS = {
     "B12": "swir22", "SCL": "scl",
 }
 
-#: Scene classification (SCL) values of the L2A product.
-SCL_CLASSES = {
-    0: "No data", 1: "Saturated or defective", 2: "Dark area pixels", 3: "Cloud shadows", 4: "Vegetation",
-    5: "Not vegetated", 6: "Water", 7: "Unclassified", 8: "Cloud medium probability",
-    9: "Cloud high probability", 10: "Thin cirrus", 11: "Snow or ice",
-}
-#: SCL values that make a pixel invalid in the mask.
+#: SCL values that make a pixel invalid in the mask: 0 no data, 1 saturated or defective, 3 cloud shadows,
+#: 8 / 9 cloud medium / high probability, 10 thin cirrus, 11 snow or ice (ESA L2A scene classification).
 SCL_INVALID = (0, 1, 3, 8, 9, 10, 11)
 MASK_CLASSES = [{"value": 1, "name": "valid", "color": "#2ca02c"}]
+
+#: product type names of the ESA catalogues (CDSE OData, DHuS mirrors)
+PRODUCT_TYPES = {"L2A": "S2MSI2A", "L1C": "S2MSI1C"}
 
 DEFAULT_OFFSET = -1000
 QUANTIFICATION = 10000

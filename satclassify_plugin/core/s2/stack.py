@@ -93,13 +93,6 @@ def vsi_path(href: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # geometry
 
-def srs_from_epsg(epsg: int) -> osr.SpatialReference:
-    s = osr.SpatialReference()
-    s.ImportFromEPSG(int(epsg))
-    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return s
-
-
 def geometry_from_wkt(wkt: str, what: str = "area of interest") -> ogr.Geometry:
     try:
         g = ogr.CreateGeometryFromWkt(wkt)
@@ -128,7 +121,7 @@ def aoi_cover(footprint: Optional[dict], aoi_wkt: str) -> Optional[float]:
         return None
     aoi = geometry_from_wkt(aoi_wkt)
     c = aoi.Centroid()
-    ct = osr.CoordinateTransformation(srs_from_epsg(4326), srs_from_epsg(utm_epsg(c.GetX(), c.GetY())))
+    ct = osr.CoordinateTransformation(raster.srs_from_epsg(4326), raster.srs_from_epsg(utm_epsg(c.GetX(), c.GetY())))
     a, f = aoi.Clone(), fp.Clone()
     a.Transform(ct)
     f.Transform(ct)
@@ -206,16 +199,16 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
     """Output SRS, bounds (snapped to ``resolution``), width and height."""
     first = _open(scenes[0].assets[bands[0]], f"band {bands[0]} of {scenes[0].id}")
     if target_epsg:
-        dst = srs_from_epsg(target_epsg)
+        dst = raster.srs_from_epsg(target_epsg)
     else:
         dst = raster.srs_of(first)
         if dst is None:
-            dst = srs_from_epsg(scenes[0].epsg) if scenes[0].epsg else None
+            dst = raster.srs_from_epsg(scenes[0].epsg) if scenes[0].epsg else None
         if dst is None:
             raise SatClassifyError(f"{scenes[0].id} has no coordinate reference system: set TARGET_CRS")
     if aoi_wkt:
         g = geometry_from_wkt(aoi_wkt)
-        g.Transform(osr.CoordinateTransformation(srs_from_epsg(4326), dst))
+        g.Transform(osr.CoordinateTransformation(raster.srs_from_epsg(4326), dst))
         xmin, xmax, ymin, ymax = g.GetEnvelope()
         # keep only the part the tiles cover
         ext = [_extent_in(_open(s.assets[bands[0]], f"band {bands[0]} of {s.id}"), dst) for s in scenes]

@@ -134,17 +134,6 @@ def get_source(name: str, url: str = "", credentials: Optional[Credentials] = No
     return cls(url, credentials, http, monitor)
 
 
-def default_url(name: str) -> str:
-    key = (name or "STAC").strip().upper()
-    if key == "STAC":
-        from .stac import StacSource as cls
-    elif key == "CDSE":
-        from .cdse import CdseSource as cls
-    else:
-        from .dhus import DhusSource as cls
-    return cls.default_url
-
-
 def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
     """Search, compute the AOI overlap, rank (best first). Raises a clear error when nothing is found."""
     from ..stack import aoi_cover

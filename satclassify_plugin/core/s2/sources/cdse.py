@@ -22,14 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ...contract.errors import SatClassifyError
 from ..http import host_of
-from ..products import Scene, format_baseline, parse_datetime
+from ..products import PRODUCT_TYPES, Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
 CATALOGUE = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 DOWNLOAD = "https://download.dataspace.copernicus.eu/odata/v1"
 IDENTITY = "https://identity.dataspace.copernicus.eu"
 TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"
-PRODUCT_TYPES = {"L2A": "S2MSI2A", "L1C": "S2MSI1C"}
 _UUID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 
 

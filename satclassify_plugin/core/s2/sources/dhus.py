@@ -16,10 +16,8 @@ from typing import Any, Dict, List, Sequence
 
 from ...contract.errors import SatClassifyError
 from ..http import Watch, host_of, own_error
-from ..products import Scene, format_baseline, parse_datetime
+from ..products import PRODUCT_TYPES, Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
-
-PRODUCT_TYPES = {"L2A": "S2MSI2A", "L1C": "S2MSI1C"}
 
 
 def scene_from_entry(uuid: Any, p: Any) -> Scene:
