@@ -62,3 +62,17 @@ def make_polygons(path, polygons, epsg=LAEA, fields=None, layer="clc", driver="G
         lyr.CreateFeature(f)
     ds = None
     return str(path)
+
+
+def make_class_raster(path, array, classes, pixel=10.0, origin=(500000.0, 5000000.0), epsg=UTM32N, nodata=255):
+    """A Byte class raster written like the tools write one: colour table and category names of ``classes``
+    (dicts with value, name, color) and nodata set before the pixels (core.raster.create_geotiff)."""
+    from satclassify_plugin.core import raster
+
+    a = np.asarray(array)
+    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
+                                (origin[0], pixel, 0, origin[1], 0, -pixel), wkt(epsg) if epsg else "",
+                                nodata=nodata, classes=classes)
+    ds.GetRasterBand(1).WriteArray(a)
+    ds = None
+    return str(path)

@@ -9,3 +9,16 @@ def model_dest(alg, output):
     names = [d.name() for d in alg.destinationParameterDefinitions() if d.name().split(":")[-1] == output]
     assert len(names) == 1, [d.name() for d in alg.destinationParameterDefinitions()]
     return names[0]
+
+
+def check_model_steps(registry, alg):
+    """Every step of model ``alg`` refers to a tool the provider really has, with parameters that tool declares;
+    returns the steps' algorithm ids, sorted."""
+    ids = []
+    for child in alg.childAlgorithms().values():
+        tool = registry.algorithmById(child.algorithmId())
+        assert tool is not None, child.algorithmId()
+        declared = {d.name() for d in tool.parameterDefinitions()}
+        assert set(child.parameterSources()) <= declared, (child.algorithmId(), set(child.parameterSources()))
+        ids.append(child.algorithmId())
+    return sorted(ids)

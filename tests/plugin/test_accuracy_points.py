@@ -10,7 +10,7 @@ from osgeo import gdal, ogr, osr
 
 from satclassify_plugin.core import raster
 from satclassify_plugin.core.accuracy import estimator
-from tests.rasters import LAEA, UTM32N, make_raster, wkt
+from tests.rasters import LAEA, UTM32N, make_class_raster, make_raster, wkt
 
 ALG = "satclassify:assessaccuracy"
 CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
@@ -24,11 +24,7 @@ def class_map(path):
     a[10:, 10:] = 3
     a[0, 0] = 0      # ignored (IGNORE = 0)
     a[19, 0] = 255   # nodata
-    ds = raster.create_geotiff(str(path), 20, 20, 1, gdal.GDT_Byte, (500000, 10, 0, 5000000, 0, -10), wkt(UTM32N),
-                                nodata=255, classes=CLASSES)
-    ds.GetRasterBand(1).WriteArray(a)
-    ds = None
-    return str(path)
+    return make_class_raster(path, a, CLASSES)
 
 
 def centre(row, col):

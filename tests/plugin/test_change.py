@@ -9,20 +9,15 @@ import pytest
 from osgeo import gdal, ogr
 
 from satclassify_plugin.core import raster
-from tests.rasters import UTM32N, make_raster, wkt
+from tests.rasters import make_class_raster, make_raster
 
 ALG = "satclassify:landcoverchange"
 CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
            {"value": 3, "name": "Urban", "color": "#e6004d"}]
 
 
-def class_map(path, a, pixel=10.0, origin=(500000.0, 5000000.0), nodata=255):
-    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
-                                (origin[0], pixel, 0, origin[1], 0, -pixel), wkt(UTM32N), nodata=nodata,
-                                classes=CLASSES)
-    ds.GetRasterBand(1).WriteArray(a)
-    ds = None
-    return str(path)
+def class_map(path, a, pixel=10.0, origin=(500000.0, 5000000.0)):
+    return make_class_raster(path, a, CLASSES, pixel=pixel, origin=origin)
 
 
 def maps():

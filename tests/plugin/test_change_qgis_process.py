@@ -5,10 +5,9 @@ import os
 import subprocess
 
 import numpy as np
-from osgeo import gdal, ogr
+from osgeo import ogr
 
-from satclassify_plugin.core import raster
-from tests.rasters import UTM32N, wkt
+from tests.rasters import make_class_raster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
@@ -16,11 +15,7 @@ CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name
 
 
 def class_map(path, a):
-    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
-                                (500000, 10, 0, 5000000, 0, -10), wkt(UTM32N), nodata=255, classes=CLASSES)
-    ds.GetRasterBand(1).WriteArray(a)
-    ds = None
-    return str(path)
+    return make_class_raster(path, a, CLASSES)
 
 
 def qgis_process(tmp_path, alg, *params):

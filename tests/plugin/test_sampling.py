@@ -6,22 +6,17 @@ import os
 
 import numpy as np
 import pytest
-from osgeo import gdal, ogr
+from osgeo import ogr
 
-from satclassify_plugin.core import raster
-from tests.rasters import UTM32N, make_raster, wkt
+from tests.rasters import make_class_raster, make_raster
 
 ALG = "satclassify:samplingdesign"
 CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
            {"value": 3, "name": "Urban", "color": "#e6004d"}]
 
 
-def class_map(path, a, nodata=255, classes=CLASSES, pixel=10.0):
-    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
-                                (500000, pixel, 0, 5000000, 0, -pixel), wkt(UTM32N), nodata=nodata, classes=classes)
-    ds.GetRasterBand(1).WriteArray(a)
-    ds = None
-    return str(path)
+def class_map(path, a):
+    return make_class_raster(path, a, CLASSES)
 
 
 @pytest.fixture
