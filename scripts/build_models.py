@@ -16,6 +16,9 @@ Models:
         classify -> samplingdesign (stratified random reference points to label)
   satclassify_change_two_dates.model3  "Land-cover change between two dates"
         classify (date 1), classify (date 2, with confidence) -> landcoverchange
+
+Each run writes every model again, and Qt orders the XML attributes differently from run to run: a model whose
+steps did not change differs only in that order. Commit only the models you meant to change.
 """
 import os
 import sys
