@@ -45,6 +45,7 @@ NUMBER_DOUBLE = _pick(Qgis, "ProcessingNumberParameterType.Double",
 
 SOURCE_VECTOR_POLYGON = _pick(Qgis, "ProcessingSourceType.VectorPolygon",
                               _old_core("QgsProcessing.SourceType.TypeVectorPolygon"))
+SOURCE_FILE = _pick(Qgis, "ProcessingSourceType.File", _old_core("QgsProcessing.SourceType.TypeFile"))
 SOURCE_VECTOR_POINT = _pick(Qgis, "ProcessingSourceType.VectorPoint",
                             _old_core("QgsProcessing.SourceType.TypeVectorPoint"))
 SOURCE_VECTOR_ANY = _pick(Qgis, "ProcessingSourceType.VectorAnyGeometry",

@@ -530,8 +530,9 @@ def mtd_xml(level, baseline, image_files, offset=-1000, when="2023-06-01T10:15:5
 
 
 def make_safe_zip(path, arrays, origin, level="L2A", baseline="05.09", offset=-1000, extra_entries=(),
-                  uri=None, tile="32TQM"):
-    """Write a SAFE zip: ``arrays`` maps band -> array (10 m bands at 10 m, 20 m bands / SCL at 20 m)."""
+                  uri=None, tile="32TQM", when=None):
+    """Write a SAFE zip: ``arrays`` maps band -> array (10 m bands at 10 m, 20 m bands / SCL at 20 m); ``when``:
+    the sensing time (PRODUCT_START_TIME), default 2023-06-01."""
     stem = "20230601T101559"
     uri = uri or (f"S2B_MSI{level}_{stem}_N{baseline.replace('.', '')}_R065_T{tile}_20230601T131313.SAFE")
     gran = f"GRANULE/{level}_T{tile}_A032567_20230601T101603"
@@ -544,7 +545,8 @@ def make_safe_zip(path, arrays, origin, level="L2A", baseline="05.09", offset=-1
             rel = f"{gran}/IMG_DATA/T{tile}_{stem}_{b}"
         files.append(rel)
         entries[rel + ".jp2"] = jp2_bytes(a, origin, float(pixel))
-    entries["MTD_MSI" + level + ".xml"] = mtd_xml(level, baseline, files, offset, uri=uri).encode()
+    kw = {"when": when} if when else {}
+    entries["MTD_MSI" + level + ".xml"] = mtd_xml(level, baseline, files, offset, uri=uri, **kw).encode()
     entries[f"{gran}/MTD_TL.xml"] = b"<Level-2A_Tile_ID/>"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         for rel, data in entries.items():

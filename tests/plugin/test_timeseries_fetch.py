@@ -130,3 +130,37 @@ def test_timeseries_faults(run_alg, series, tmp_path, extra, words):
         run_alg("satclassify:fetchsentinel2", params(series, str(out), **extra))
     assert words in str(e.value)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------- importsafe
+
+def test_importsafe_several_days_make_a_multidate_stack(run_alg, tmp_path):
+    import os
+
+    from . import fake_servers as fs
+    from .timeseries_helpers import scl_of
+    rng = np.random.default_rng(8)
+    zips, want = [], []
+    for k, when in enumerate(["2023-07-02T10:15:59.024Z", "2023-05-12T10:15:59.024Z"]):
+        arr = {b: (1000 * (k + 1) + rng.integers(1, 100, (N, N))).astype(np.uint16) for b in ("B02", "B03", "B04",
+                                                                                              "B08")}
+        valid = np.ones((N, N), np.uint8)
+        valid[: 2 * (k + 1)] = 0
+        arr["SCL"] = scl_of(valid)
+        zips.append(fs.make_safe_zip(tmp_path / f"p{k}.zip", arr, ORIGIN, baseline="03.01", when=when,
+                                     uri=f"S2B_MSIL2A_2023{k}_N0301_R065_T32TQM_X.SAFE"))
+        want.append((arr, valid))
+    out = str(tmp_path / "imp.tif")
+    res = run_alg("satclassify:importsafe", {"INPUT": zips[0], "MORE_INPUTS": [zips[1]], "BANDS": "B04,B08",
+                                             "OUTPUT": out})
+    assert res["DATES"] == "2023-05-12,2023-07-02"
+    ds = gdal.Open(out)
+    assert band_names(ds) == ["B04@2023-05-12", "B08@2023-05-12", "VALID@2023-05-12",
+                              "B04@2023-07-02", "B08@2023-07-02", "VALID@2023-07-02"]
+    a = ds.ReadAsArray()
+    (a1, v1), (a0, v0) = want[1], want[0]  # the May product is the second zip
+    np.testing.assert_array_equal(a[2], v1)
+    np.testing.assert_array_equal(a[1], np.where(v1 > 0, a1["B08"], 0))
+    np.testing.assert_array_equal(a[3], np.where(v0 > 0, a0["B04"], 0))
+    ds = None
+    assert os.path.getsize(zips[0]) > 0

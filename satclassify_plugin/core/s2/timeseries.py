@@ -141,66 +141,107 @@ def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_outp
 
     with gdal_remote_config(**source.http.gdal_options()):
         first = ready(per_window[0][1][0])
-        dst, bounds, w, h = target_grid(first, bands, query.aoi_wkt, target_epsg, 10.0)
-        grid = (dst, bounds, w, h)
-        steps = len(per_window) * (len(bands) + (candidates if has_scl else 0))
-        done = [0]
-
-        def tick():
-            done[0] += 1
-            mon.progress(min(done[0] / max(steps, 1), 1.0))
-
-        def valid_of(op):
-            v = np.ones((h, w), bool)
-            if has_scl:
-                scl = mosaic_band(ready(op), "SCL", *grid, mon)
-                v &= scl_mask(scl).astype(bool) & (scl != 0)
-                tick()
-            return v
-
+        grid = target_grid(first, bands, query.aoi_wkt, target_epsg, 10.0)
+        series = _Series(bands, grid, ready, has_scl, source.monitor,
+                         len(per_window) * (len(bands) + (candidates if has_scl else 0)))
         # choose the overpass of each interval (best) before writing, so the file's dates are known
         plan = []
         for win, ops in per_window:
+            span = [win[0].isoformat(), win[1].isoformat()]
             if composite == "median":
                 mid = win[0] + (win[1] - win[0]) // 2
-                plan.append({"date": mid.isoformat(), "interval": [win[0].isoformat(), win[1].isoformat()],
-                             "overpasses": ops, "valid": None})
+                plan.append({"date": mid.isoformat(), "interval": span, "overpasses": ops, "valid": None})
                 continue
             best, best_valid, best_n = ops[0], None, -1
             for op in (ops if has_scl else ops[:1]):
-                v = valid_of(op)
+                v = series.valid_of(op)
                 n = int(v.sum())
                 mon.info(f"{op[0].date} ({', '.join(s.id for s in op)}): {100.0 * n / v.size:.1f} % of the AOI "
                          "valid by SCL")
                 if n > best_n:
                     best, best_valid, best_n = op, v, n
-            plan.append({"date": best[0].date, "interval": [win[0].isoformat(), win[1].isoformat()],
-                         "overpasses": [best], "valid": best_valid})
-        seen = [p["date"] for p in plan]
-        if len(set(seen)) != len(seen):  # one acquisition best in two windows cannot happen (windows are disjoint)
-            raise SatClassifyError(f"two intervals got the same date ({seen})")
+            plan.append({"date": best[0].date, "interval": span, "overpasses": [best], "valid": best_valid})
+        return series.write(plan, composite, output, mask_output, {"SATCLASSIFY_SOURCE": f"{source.name} {source.url}"})
+
+
+def import_series(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask_output: Optional[str] = None,
+                  aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None,
+                  monitor: Optional[Monitor] = None) -> Dict[str, object]:
+    """Local products (SAFE, :func:`..stack.open_safe`) of several days -> one multi-date stack: one date per
+    acquisition day and platform (the tiles of a day mosaicked, best AOI overlap first), every product used."""
+    mon = monitor or Monitor()
+    bands = list(bands)
+    if "SCL" in bands:
+        raise SatClassifyError("SCL cannot be a band of a multi-date stack (each date has its VALID band instead): "
+                               "remove SCL from BANDS")
+    for s in scenes:
+        missing = [b for b in bands if b not in s.assets]
+        if missing:
+            raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)}")
+    has_scl = all("SCL" in s.assets for s in scenes)
+    for i, s in enumerate(scenes):
+        s.rank = i + 1  # the order given: within a day, the first product's pixels win
+    ops = sorted(overpasses(scenes, mosaic=True), key=lambda op: op[0].datetime)
+    days = [op[0].date for op in ops]
+    dup = sorted({d for d in days if days.count(d) > 1})
+    if dup:
+        raise SatClassifyError(f"products of two platforms on {', '.join(dup)}: a multi-date stack has one date "
+                               "per day; import one of them")
+    grid = target_grid(ops[0], bands, aoi_wkt, target_epsg, 10.0)
+    series = _Series(bands, grid, lambda op: op, has_scl, mon, len(ops) * (len(bands) + 1))
+    plan = [{"date": op[0].date, "interval": [op[0].date, op[0].date], "overpasses": [op], "valid": None}
+            for op in ops]
+    return series.write(plan, "best", output, mask_output, {"SATCLASSIFY_SOURCE": "SAFE"})
+
+
+class _Series:
+    """Reading dates onto one grid and writing the multi-date stack (shared by fetch and import)."""
+
+    def __init__(self, bands, grid, ready, has_scl, mon, steps):
+        self.bands, self.grid, self.ready, self.has_scl, self.mon = list(bands), grid, ready, has_scl, mon
+        self.steps, self.done = max(int(steps), 1), 0
+
+    def tick(self):
+        self.done += 1
+        self.mon.progress(min(self.done / self.steps, 1.0))
+
+    def valid_of(self, op):
+        dst, bounds, w, h = self.grid
+        v = np.ones((h, w), bool)
+        if self.has_scl:
+            scl = mosaic_band(self.ready(op), "SCL", *self.grid, self.mon)
+            v &= scl_mask(scl).astype(bool) & (scl != 0)
+            self.tick()
+        return v
+
+    def write(self, plan, composite, output, mask_output, extra_md):
+        bands, mon = self.bands, self.mon
+        dst, bounds, w, h = self.grid
         dates = [p["date"] for p in plan]
+        if len(set(dates)) != len(dates):
+            raise SatClassifyError(f"two dates of the stack are the same day ({', '.join(dates)})")
         names = descriptions(bands, dates)
         scenes_used = [s for p in plan for op in p["overpasses"] for s in op]
         md = {"SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION), "SATCLASSIFY_BANDS": ",".join(bands),
-              "SATCLASSIFY_DATES": ",".join(dates), "SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
+              "SATCLASSIFY_DATES": ",".join(dates), **extra_md,
               "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes_used),
               "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes_used),
               "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
-                                           "reflectance = DN / 10000; 0 = nodata or an invalid observation"}
+                                           "reflectance = DN / 10000; 0 = nodata or an invalid observation",
+              "SATCLASSIFY_TIMESERIES": json.dumps(
+                  [{"date": p["date"], "interval": p["interval"], "composite": composite,
+                    "products": [[s.id for s in op] for op in p["overpasses"]]} for p in plan])}
         info = []
         gt = (bounds[0], 10.0, 0.0, bounds[3], 0.0, -10.0)
         any_valid = np.zeros((h, w), bool)
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(raster.AtomicOutput(output))
             mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
-            md["SATCLASSIFY_TIMESERIES"] = json.dumps(
-                [{"date": p["date"], "interval": p["interval"], "composite": composite,
-                  "products": [[s.id for s in op] for op in p["overpasses"]]} for p in plan])
             ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
                                         descriptions=names, metadata=md)
             for t, p in enumerate(plan):
-                arrays, valid = _read_date(p, composite, bands, grid, ready, valid_of, mon, tick)
+                arrays, valid = _read_date(p, composite, bands, self.grid, self.ready, self.valid_of, mon,
+                                           self.tick)
                 base = t * (len(bands) + 1)
                 for i, a in enumerate(arrays):
                     ds.GetRasterBand(base + i + 1).WriteArray(np.where(valid, a, 0).astype(np.uint16))
@@ -223,11 +264,11 @@ def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_outp
                 m.FlushCache()
                 m = None
             mon.check()
-    epsg = dst.GetAuthorityCode(None)
-    return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
-            "bands": bands, "descriptions": names, "per_date": info, "scenes": scenes_used,
-            "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used}, "has_scl": has_scl,
-            "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0}
+        epsg = dst.GetAuthorityCode(None)
+        return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
+                "bands": bands, "descriptions": names, "per_date": info, "scenes": scenes_used,
+                "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used}, "has_scl": self.has_scl,
+                "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0}
 
 
 def _read_date(p, composite, bands, grid, ready, valid_of, mon, tick):
@@ -274,4 +315,4 @@ def _quiet():
         yield
 
 
-__all__ = ["COMPOSITES", "INTERVALS", "fetch_timeseries", "intervals", "overpasses"]
+__all__ = ["COMPOSITES", "INTERVALS", "fetch_timeseries", "import_series", "intervals", "overpasses"]
