@@ -179,6 +179,8 @@ def test_fault_cases(run_alg, tmp_path):
     partial = write_points(tmp_path / "partial.gpkg", [(*centre(r, c), ref, s) for r, c, ref, s in GOOD[:10]])
     assert run_error(run_alg, tmp_path, CLASSIFIED=cmap, REFERENCE_POINTS=partial, REFERENCE_FIELD="reference") \
         .startswith("map class(es) 3 cover part of the map but hold no usable sample point")
+    assert run_error(run_alg, tmp_path, CLASSIFIED=cmap, REFERENCE_POINTS=pts, REFERENCE_FIELD="label") == (
+        "the reference points have no field 'label' (fields: fid, point_id, stratum, reference)")
     empty = write_points(tmp_path / "empty.gpkg", [(*centre(2, 2), None, 1), (600000.0, 5000000.0, "1", 1)])
     msg = run_error(run_alg, tmp_path, CLASSIFIED=cmap, REFERENCE_POINTS=empty, REFERENCE_FIELD="reference")
     assert msg.startswith("no usable reference point: of 2 points 1 outside map, 1 empty reference. Fill in the "
