@@ -62,7 +62,7 @@ def child(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=2048, help="raster edge in pixels (default 2048)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--encoder", default="resnet18")
     ap.add_argument("--workdir")
     ap.add_argument("--json", help="write the figures to this JSON file")
@@ -93,14 +93,17 @@ def main():
                   f"{res[name]['size_mb']:.1f} MB", flush=True)
         a, b = res["float32"].pop("classes"), res["int8"].pop("classes")
         same = float(np.mean(a == b))
+        vals, counts = np.unique(a, return_counts=True)
+        shares = {int(v): float(c) / a.size for v, c in zip(vals, counts)}
         speed = res["float32"]["seconds"] / res["int8"]["seconds"]
     print()
     print(f"U-Net {args.encoder} (4 bands, 3 classes), {args.size}^2 raster, DEVICE CPU, {os.cpu_count()} CPU(s), "
           f"load {os.getloadavg()[0]:.1f}")
     print(f"int8 vs float32: {speed:.2f}x faster (goal >= 1.8: {'met' if speed >= 1.8 else 'NOT met'}), identical "
           f"classes {same:.2%} (goal >= 99 %: {'met' if same >= 0.99 else 'NOT met'})")
+    print("float32 classes on the raster: " + ", ".join(f"{v}: {p:.1%}" for v, p in shares.items()))
     figures = {"size": args.size, "encoder": args.encoder, "float32": res["float32"], "int8": res["int8"],
-               "speedup": speed, "identical_classes": same, "export": export_line}
+               "speedup": speed, "identical_classes": same, "float32_class_shares": shares, "export": export_line}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)

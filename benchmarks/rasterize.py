@@ -116,6 +116,7 @@ def main():
     ap.add_argument("--cells", type=int, default=None, help="polygons per grid edge (default size/55)")
     ap.add_argument("--skip-majority", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.step:
@@ -161,9 +162,19 @@ def main():
     cen = gdal.Open(results["centre"][1]).ReadAsArray()
     equal = bool(np.array_equal(lut[ref], cen))
     print(f"centre rule == gdal_rasterize (codes mapped to level-3 values): {equal}")
+    figures = {"size": size, "polygons": cells * cells, "load": os.getloadavg()[0], "centre_equals_gdal": equal,
+               "steps": {label: {"seconds": r["seconds"], "x_gdal_rasterize": r["seconds"] / base,
+                                 "peak_rss_mb": r["peak_rss_mb"]} for label, (r, _) in results.items()}}
     if "majority" in results:
         maj = gdal.Open(results["majority"][1]).ReadAsArray()
-        print(f"majority differs from centre on {100.0 * np.mean(maj != cen):.2f} % of pixels")
+        figures["majority_differs_from_centre_pct"] = 100.0 * float(np.mean(maj != cen))
+        print(f"majority differs from centre on {figures['majority_differs_from_centre_pct']:.2f} % of pixels")
+        for label, goal in (("majority", 2.0), ("majority + mixed", 2.5)):
+            ratio = figures["steps"][label]["x_gdal_rasterize"]
+            print(f"{label}: {ratio:.2f}x gdal_rasterize (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":
