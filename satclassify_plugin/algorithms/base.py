@@ -127,9 +127,11 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     #: as part of the output (never an input, never a style the user wrote)
     STYLED_OUTPUTS = ()
 
-    def check_output_paths(self, parameters, context):
+    def check_output_paths(self, parameters, context, extra=None):
         """Refuse, before anything is written, an output on an input, two outputs on one file, or an output
-        that is a folder (core.paths.check_outputs). Runs for every tool, from every entry point."""
+        that is a folder (core.paths.check_outputs). Runs for every tool, from every entry point; a tool that
+        derives more output files from its parameters (classify: a head's raster next to OUTPUT) checks them
+        again with ``extra`` = {label: path} before it writes."""
         inputs, outputs, folders, rasters = {}, {}, {}, []
         for d in self.parameterDefinitions():
             name = d.name()
@@ -156,6 +158,7 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                 check_style_sidecar(name, outputs[name])
                 outputs[f"{name} (its style {os.path.basename(style_sidecar(outputs[name]))})"] = style_sidecar(
                     outputs[name])
+        outputs.update(extra or {})
         check_outputs(inputs, outputs, folders, replaces_folder=replaces)
         for name in rasters:
             ext = os.path.splitext(outputs[name])[1].lower().lstrip(".")

@@ -120,3 +120,12 @@ def test_guard_refuses_a_style_the_user_wrote(tmp_path):
         check_style_sidecar("OUTPUT", out)
     (tmp_path / "x.qml").write_text(style.multiband_qml([(1, 0, 1), (1, 0, 1), (1, 0, 1)]))
     check_style_sidecar("OUTPUT", out)  # its own: replaced like the raster
+
+
+def test_drop_own_style_never_a_users(tmp_path):
+    out = str(tmp_path / "ts.tif")
+    (tmp_path / "ts.qml").write_text(style.multiband_qml([(3, 0, 1), (2, 0, 1), (1, 0, 1)]))
+    assert style.drop_own_style(out) and not (tmp_path / "ts.qml").exists()
+    (tmp_path / "ts.qml").write_text("<qgis><pipe/></qgis>")
+    assert not style.drop_own_style(out) and (tmp_path / "ts.qml").exists()
+    assert not style.drop_own_style(str(tmp_path / "none.tif"))

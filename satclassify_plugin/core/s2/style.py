@@ -235,6 +235,16 @@ def write_stack_style(tif: str, source: Optional[str] = None) -> Optional[Dict[s
     return styles
 
 
+def drop_own_style(output: str) -> bool:
+    """Remove the style SatClassify wrote beside ``output`` earlier (never a user's own): for a stack written
+    without natural-colour bands, or a multi-date stack, which that style would draw wrongly."""
+    final = style_sidecar(output)
+    if os.path.isfile(final) and is_own_style(final):
+        os.remove(final)
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def style_beside(output: str, bands: Sequence[str]) -> Iterator[Callable[[dict], Dict[str, str]]]:
     """Context of a stack write: yields ``write(cuts) -> styles``, to call once the stack is written, with
@@ -247,8 +257,7 @@ def style_beside(output: str, bands: Sequence[str]) -> Iterator[Callable[[dict],
     final = style_sidecar(output)
     if combination_bands(bands) is None:
         yield lambda _cuts: {}
-        if os.path.isfile(final) and is_own_style(final):
-            os.remove(final)
+        drop_own_style(output)
         return
     with raster.AtomicOutput(final) as qtmp:
         def write(cuts: Dict[int, Optional[Tuple[float, float]]]) -> Dict[str, str]:
@@ -259,6 +268,7 @@ def style_beside(output: str, bands: Sequence[str]) -> Iterator[Callable[[dict],
         yield write
 
 
-__all__ = ["COMBINATIONS", "CUT", "array_cut", "band_percentiles", "combination_bands", "multiband_qml",
+__all__ = ["COMBINATIONS", "CUT", "array_cut", "band_percentiles", "combination_bands", "drop_own_style",
+           "multiband_qml",
            "percentiles_from_counts", "set_colour_interpretation", "stack_styles", "style_beside",
            "styles_from_cuts", "styles_of", "write_stack_style"]
