@@ -38,6 +38,21 @@ def test_olofsson_2014_worked_example():
     assert c[1]["mapped_area_ha"] == pytest.approx(18000.0) and c[1]["weight"] == pytest.approx(0.02)
 
 
+def test_olofsson_2013_example_1():
+    """Olofsson, Foody, Stehman, Woodcock (2013), Making better use of accuracy data in land change studies,
+    Remote Sensing of Environment 129, 122-131, Example 1: strata of 22,353 / 1,122,543 / 610,228 pixels
+    (deforestation, forest, non-forest), 100 / 300 / 100 points; areas in pixels."""
+    r = est.stratified_estimates([[97, 0, 3], [3, 279, 18], [2, 1, 97]], [22353, 1122543, 610228], [1, 2, 3])
+    c = r["classes"]
+    assert round(c[0]["area_proportion"], 4) == 0.0257                      # eq. 9 of that paper
+    assert c[0]["estimated_area_ha"] == pytest.approx(45112.4, abs=0.05)      # 45,112 pixels
+    assert c[0]["estimated_area_se_ha"] == pytest.approx(10751, abs=1)        # S(A_1) in pixels
+    assert c[0]["ci95_ha"] == pytest.approx(21072, abs=2)                     # +- 21,072 pixels
+    assert [round(x["users_accuracy"], 2) for x in c] == [0.97, 0.93, 0.97]
+    assert [round(x["producers_accuracy"], 2) for x in c] == [0.48, 0.99, 0.90]
+    assert round(r["overall_accuracy"], 3) == 0.944
+
+
 def test_olofsson_2014_sample_size():
     # section 5.1: expected user's accuracies 0.7, 0.6, 0.9, 0.95 and a target S(O) of 0.01 give n = 641 (eq. 13)
     w = np.array(PAPER_PIXELS) / sum(PAPER_PIXELS)
