@@ -9,6 +9,7 @@ from .provider import ICON, SatClassifyProvider
 #: (label, layer type, algorithm id, parameter that receives the clicked layer)
 LAYER_ACTIONS = (
     ("Classify with SatClassify model...", compat.LAYER_RASTER, "satclassify:classify", "INPUT"),
+    ("Classify patches with SatClassify model...", compat.LAYER_RASTER, "satclassify:classifypatches", "INPUT"),
     ("Rasterize CORINE Land Cover...", compat.LAYER_VECTOR, "satclassify:rasterizeclc", "INPUT"),
 )
 MENU = "SatClassify"

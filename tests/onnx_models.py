@@ -153,3 +153,37 @@ def bench_model(path, c_in=4, k=8, hidden=(16, 32, 16), seed=0, tile=256):
     meta = {"satclassify": card(S2_BANDS4[:c_in], [{"name": "class", "output": "probs", "classes": classes(k)}],
                                 architecture="bench_cnn", tile_size=tile, halo=len(hidden), size_multiple=1)}
     return _save(path, nodes, inits, c_in, [("probs", k)], meta)
+
+
+def patch_model(path, weights, bias=None, p=8, activation="sigmoid", bands=S2_BANDS4, thresholds=None,
+                card_kw=None, class_table=None):
+    """A patch classifier (CNN-class style, fixed p x p input): act(W @ mean over the patch of x + b) for each of
+    the K classes, broadcast over the patch's pixels; ``activation`` "sigmoid" (multi-label) or "softmax"."""
+    w = np.asarray(weights, np.float32)
+    k, c = w.shape
+    b = np.zeros(k, np.float32) if bias is None else np.asarray(bias, np.float32)
+    gap = helper.make_node("GlobalAveragePool", ["image"], ["gap"])
+    conv, inits = _conv("fc", "gap", w.reshape(k, c, 1, 1), b, "logits", 0)
+    act = helper.make_node("Sigmoid", ["logits"], ["act"]) if activation == "sigmoid" else \
+        helper.make_node("Softmax", ["logits"], ["act"], axis=1)
+    inits.append(numpy_helper.from_array(np.array([1, 1, p, p], np.int64), "bshape"))
+    expand = helper.make_node("Expand", ["act", "bshape"], ["probs"])
+    head = {"name": "class", "output": "probs", "classes": class_table or classes(k)}
+    if activation == "sigmoid":
+        head.update({"task": "multilabel", "activation": "sigmoid"})
+        if thresholds is not None:
+            head["thresholds"] = list(thresholds)
+    meta = {"satclassify": card(bands=bands, heads=[head], architecture="cnn_class", tile_size=p, halo=0,
+                                **(card_kw or {}))}
+    return _save(path, [gap, conv, act, expand], inits, c, [("probs", k)], meta, (p, p))
+
+
+def patch_expected(cell, weights, bias=None, activation="sigmoid", scale=1e-4):
+    """The probabilities :func:`patch_model` gives for one cell of raw DNs (C, p, p) (float64)."""
+    w = np.asarray(weights, np.float64)
+    b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, np.float64)
+    z = w @ (cell.astype(np.float64) * scale).mean(axis=(1, 2)) + b
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z - z.max())
+    return e / e.sum()

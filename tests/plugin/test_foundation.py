@@ -100,12 +100,15 @@ def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path
         fields={"code_18": ogr.OFTString}), "clc", "ogr")
     assert raster.isValid() and vector.isValid()
     QgsProject.instance().addMapLayers([raster, vector])
-    actions = {t: a for (a, _menu, t, _all) in plugin.iface.custom_actions if t is not None}
+    registered = {id(a): t for (a, _menu, t, _all) in plugin.iface.custom_actions}
+    actions = {alg: a for (a, alg, _param) in plugin.layer_actions}  # a layer type may have several actions
     try:
         for layer, layer_type, alg_id in ((raster, QgsMapLayerType.RasterLayer, "satclassify:classify"),
+                                          (raster, QgsMapLayerType.RasterLayer, "satclassify:classifypatches"),
                                           (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc")):
             plugin.iface.setActiveLayer(layer)
-            actions[layer_type].trigger()
+            assert registered[id(actions[alg_id])] == layer_type, alg_id
+            actions[alg_id].trigger()
             dialogs = _open_dialogs(alg_id)
             assert len(dialogs) == 1, alg_id
             value = dialogs[0].mainWidget().wrappers["INPUT"].parameterValue()

@@ -1,0 +1,207 @@
+"""Patch classification of a raster (``satclassify:classifypatches``, QGIS env): a patch classifier (CNN-class,
+e.g. trained on BigEarthNet or EuroSAT) mapped over the raster's patch grid -> one polygon per grid cell.
+
+* The grid: cells of the model's patch size (its fixed input, else the card's ``tile_size``) from the top-left
+  corner of the raster (or of EXTENT's window), every patch size pixels; only whole cells (a partial row or
+  column at the right / bottom edge is left out and logged).
+* Each cell's class probabilities: the mean of the model's output over the cell's pixels (a patch classifier
+  gives one value per tile, broadcast: the mean is that value). A multilabel (sigmoid) head labels a cell with
+  every class whose probability reaches its threshold (the card's per-class thresholds tuned on validation, 0.5
+  without them, or THRESHOLD for all classes); a multiclass (softmax) head with its top class.
+* Cells whose pixels are all nodata are left out; ``valid`` is the fraction of valid pixels (nodata as the
+  classify tool defines it: the bands' nodata value, DN 0 in Sentinel-2 stacks without one).
+* Output: a GeoPackage layer ``patches`` in the raster's CRS with ``row``, ``col``, ``labels`` (class names
+  joined by "; "), ``top_value``, ``top_label``, ``top_p``, ``valid`` and one ``p_<value>`` (0-1) per class,
+  written under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from .. import raster
+from ..contract.errors import SatClassifyError
+from ..contract.feedback import Canceled
+from .inference import load_model, map_bands, scale_coefficients
+from .pipeline import _nodata_values, extent_to_window
+
+gdal.UseExceptions()
+ogr.UseExceptions()
+
+LAYER = "patches"
+DEFAULT_BATCH = 16
+
+
+@dataclass
+class PatchesResult:
+    output: str
+    cells: int
+    skipped_nodata: int
+    patch_size: int
+    multilabel: bool
+    thresholds: List[float]
+    classes: list
+    provider: str
+    seconds: float
+    top_counts: dict = field(default_factory=dict)
+
+
+def cell_labels(probs: np.ndarray, multilabel: bool, thresholds: Sequence[float]):
+    """Per cell (rows of ``probs`` (N, K)): the indices of its labels and its top class index. A multilabel cell's
+    labels are the classes with probability >= their threshold (highest first); a multiclass cell's its top class."""
+    top = probs.argmax(1)
+    if not multilabel:
+        return [[int(t)] for t in top], top
+    th = np.asarray(thresholds, np.float64)
+    out = []
+    for row in probs:
+        idx = np.nonzero(row >= th)[0]
+        out.append([int(i) for i in idx[np.argsort(-row[idx], kind="stable")]])
+    return out, top
+
+
+def classify_patches(path: str, model_path: str, output: str, threshold: Optional[float] = None,
+                     extent: Optional[Sequence[float]] = None, device: str = "Auto", bands: str = "",
+                     batch_size: int = 0, progress: Optional[Callable[[float], None]] = None,
+                     is_canceled: Optional[Callable[[], bool]] = None,
+                     log: Optional[Callable[[str], None]] = None) -> PatchesResult:
+    log = log or (lambda m: None)
+    progress = progress or (lambda f: None)
+    is_canceled = is_canceled or (lambda: False)
+    t0 = time.time()
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise SatClassifyError(f"THRESHOLD {threshold} must be a probability between 0 and 1")
+    ds = raster.open_raster(path, "input raster")
+    model = load_model(model_path, device, log)
+    card = model.card
+    head = card.heads[0]
+    if len(card.heads) > 1:
+        log(f"the model has {len(card.heads)} heads: the patches use the first, '{head.name}'")
+    p = model.fixed_hw[0] if model.fixed_hw and model.fixed_hw[0] == model.fixed_hw[1] else card.tile_size
+    if model.fixed_hw and model.fixed_hw[0] != model.fixed_hw[1]:
+        raise SatClassifyError(f"the model takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixels: patches are "
+                               "square, use a model with a square input")
+    if card.architecture != "cnn_class":
+        log(f"note: '{card.architecture}' is not a patch classifier: each cell gets the mean of its pixels' "
+            "probabilities")
+    multilabel = head.multilabel
+    thresholds = [float(threshold)] * head.num_classes if threshold is not None else head.class_thresholds()
+    if threshold is not None and not multilabel:
+        log("THRESHOLD ignored: the model is single-label (softmax): each cell gets its top class")
+    band_numbers = map_bands(card.bands, raster.band_names(ds), bands, log)
+    nodata = _nodata_values(ds, band_numbers, model)
+    a, b = scale_coefficients(card)
+    gt = ds.GetGeoTransform()
+    if abs(gt[2]) > 0 or abs(gt[4]) > 0:
+        raise SatClassifyError("rotated rasters are not supported: warp the raster to a north-up grid first")
+    x0, y0, w, h = extent_to_window(ds, extent) if extent else (0, 0, ds.RasterXSize, ds.RasterYSize)
+    nrow, ncol = h // p, w // p
+    if nrow == 0 or ncol == 0:
+        raise SatClassifyError(f"the {'extent' if extent else 'raster'} is {w} x {h} pixels, smaller than one "
+                               f"{p} x {p} patch of the model: choose a larger EXTENT or raster")
+    if h % p or w % p:
+        log(f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
+            f"{p} x {p} patch and are left out")
+    _check_pixel_size(ds, card.resolution_m, log)
+    bs = int(batch_size) or DEFAULT_BATCH
+    if model.batch_dim:
+        bs = model.batch_dim
+    wkt = ds.GetProjection()
+    classes = head.classes
+    records = []
+    skipped = 0
+    for r in range(nrow):
+        if is_canceled():
+            raise Canceled("cancelled by the user: no output was written")
+        strip = np.stack([ds.GetRasterBand(bn).ReadAsArray(x0, y0 + r * p, ncol * p, p) for bn in band_numbers])
+        invalid = np.zeros(strip.shape[1:], bool)
+        for i, nd in enumerate(nodata):
+            if nd is not None:
+                invalid |= strip[i] == nd
+            if strip.dtype.kind == "f":
+                invalid |= ~np.isfinite(strip[i])
+        x = strip.astype(np.float32) * a[:, None, None] + b[:, None, None]
+        x[:, invalid] = 0.0
+        cells = x.reshape(len(band_numbers), p, ncol, p).transpose(2, 0, 1, 3)  # (ncol, C, p, p)
+        valid = 1.0 - invalid.reshape(p, ncol, p).mean(axis=(0, 2))
+        keep = np.nonzero(valid > 0)[0]
+        skipped += ncol - len(keep)
+        for s in range(0, len(keep), bs):
+            idx = keep[s:s + bs]
+            batch = np.ascontiguousarray(cells[idx])
+            n = len(idx)
+            if model.batch_dim and n < model.batch_dim:
+                batch = np.concatenate([batch, np.zeros((model.batch_dim - n,) + batch.shape[1:], np.float32)])
+            out = model.run(batch)[0][:n]
+            probs = out.reshape(n, out.shape[1], -1).mean(axis=2).astype(np.float64)
+            for c, pr in zip(idx, probs):
+                records.append((r, int(c), pr, float(valid[c])))
+        progress(0.9 * (r + 1) / nrow)
+    if not records:
+        raise SatClassifyError("every patch of the raster is nodata: nothing to classify (check the raster, its "
+                               "nodata value and EXTENT)")
+    probs = np.array([rec[2] for rec in records])
+    labels, top = cell_labels(probs, multilabel, thresholds)
+    counts = {}
+    for t in top:
+        counts[classes[int(t)].name] = counts.get(classes[int(t)].name, 0) + 1
+    with raster.AtomicOutput(output) as tmp:
+        _write(tmp, wkt, gt, x0, y0, p, records, labels, top, classes)
+    log(f"{len(records)} patches of {p} x {p} pixels ({nrow} x {ncol} grid) -> {output}"
+        + (f"; {skipped} all-nodata patches left out" if skipped else "") + "; top labels: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    progress(1.0)
+    return PatchesResult(output, len(records), skipped, p, multilabel, thresholds, [c.to_dict() for c in classes],
+                         model.providers[0] if model.providers else "", time.time() - t0, counts)
+
+
+def _check_pixel_size(ds, res, log):
+    srs = raster.srs_of(ds)
+    if res is None or srs is None or srs.IsGeographic():
+        return
+    px = abs(ds.GetGeoTransform()[1]) * srs.GetLinearUnits()
+    if abs(px - res) > 0.25 * res:
+        log(f"warning: the raster has {px:g} m pixels but the model's patches were {res:g} m pixels: each patch "
+            "covers another ground area than in training; resample the raster to the model's resolution first")
+
+
+def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):
+    drv = ogr.GetDriverByName("GPKG")
+    out = drv.CreateDataSource(path)
+    lyr = out.CreateLayer(LAYER, raster.srs_from_wkt(wkt) if wkt else None, ogr.wkbPolygon)
+    for name, t in (("row", ogr.OFTInteger), ("col", ogr.OFTInteger), ("labels", ogr.OFTString),
+                    ("top_value", ogr.OFTInteger), ("top_label", ogr.OFTString), ("top_p", ogr.OFTReal),
+                    ("valid", ogr.OFTReal)):
+        lyr.CreateField(ogr.FieldDefn(name, t))
+    for c in classes:
+        fd = ogr.FieldDefn(f"p_{c.value}", ogr.OFTReal)
+        fd.SetAlternativeName(c.name)
+        lyr.CreateField(fd)
+    defn = lyr.GetLayerDefn()
+    lyr.StartTransaction()
+    for (r, c, pr, valid), labs, t in zip(records, labels, top):
+        cx0, cy0 = gt[0] + (x0 + c * p) * gt[1], gt[3] + (y0 + r * p) * gt[5]
+        cx1, cy1 = cx0 + p * gt[1], cy0 + p * gt[5]
+        ring = ogr.Geometry(ogr.wkbLinearRing)
+        for x, y in ((cx0, cy0), (cx1, cy0), (cx1, cy1), (cx0, cy1), (cx0, cy0)):
+            ring.AddPoint_2D(x, y)
+        poly = ogr.Geometry(ogr.wkbPolygon)
+        poly.AddGeometry(ring)
+        f = ogr.Feature(defn)
+        f.SetGeometryDirectly(poly)
+        f.SetField("row", int(r))
+        f.SetField("col", int(c))
+        f.SetField("labels", "; ".join(classes[i].name for i in labs))
+        f.SetField("top_value", int(classes[int(t)].value))
+        f.SetField("top_label", classes[int(t)].name)
+        f.SetField("top_p", float(pr[int(t)]))
+        f.SetField("valid", round(float(valid), 6))
+        for cl, v in zip(classes, pr):
+            f.SetField(f"p_{cl.value}", float(v))
+        lyr.CreateFeature(f)
+    lyr.CommitTransaction()
+    out = None
