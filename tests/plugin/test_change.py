@@ -214,3 +214,22 @@ def test_cancel_during_the_polygons_removes_the_temporary_rasters(run_alg, tmp_p
     with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
         run_alg(ALG, {"FIRST": t1, "SECOND": t2, **outputs(out)}, feedback=fb)
     assert os.listdir(out) == []  # nothing, not even the from-to raster written before the cancel
+
+
+def test_more_than_255_from_to_pairs_make_a_uint16_raster_with_category_names(run_alg, tmp_path):
+    classes = [{"value": v, "name": f"c{v}", "color": "#%02x%02x80" % (v * 10, 250 - v * 10)} for v in range(1, 21)]
+    yy, xx = np.mgrid[0:40, 0:40]
+    a = (1 + (yy // 2)).astype(np.uint8)   # 20 classes in rows
+    b = (1 + (xx // 2)).astype(np.uint8)   # 20 classes in columns: all 400 pairs occur
+    res, s = run(run_alg, tmp_path, FIRST=make_class_raster(tmp_path / "a.tif", a, classes),
+                 SECOND=make_class_raster(tmp_path / "b.tif", b, classes), MMU=0)
+    assert len(s["categories"]) == 400
+    ds = gdal.Open(res["OUTPUT"])
+    assert ds.GetRasterBand(1).DataType == gdal.GDT_UInt16
+    names = raster.category_names(ds)
+    assert len(names) == 401 and names[0] == "not compared" and names[400] == "c20 -> c20"
+    ft = ds.ReadAsArray()
+    ds = None
+    code = {(c["from"], c["to"]): c["value"] for c in s["categories"]}
+    assert ft[5, 7] == code[(3, 4)] and ft[39, 39] == 400
+    assert s["change_polygons"]["polygons"] == 380  # every changed 2 x 2 block (MMU 0: no sieve)

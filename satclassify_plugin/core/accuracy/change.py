@@ -140,14 +140,15 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
 
     if threshold_px > 1:
         gdal_step(gdal.SieveFilter, band, None, band, threshold_px, 4, callback=cb)
-        # the sieve may merge a change patch into an unchanged neighbour: unchanged categories are no polygon
-        for x, y, w, h in raster.iter_windows(ds.RasterXSize, ds.RasterYSize, DEFAULT_BLOCK):
-            a = band.ReadAsArray(x, y, w, h)
-            unchanged = np.isin(a, [k for k, c in categories.items() if not c["changed"]])
-            if unchanged.any():
-                a[unchanged] = 0
-                band.WriteArray(a, x, y)
-        band.FlushCache()
+    # unchanged categories are no polygon (and the sieve may have merged a change patch into one of them)
+    unchanged_values = [k for k, c in categories.items() if not c["changed"]]
+    for x, y, w, h in raster.iter_windows(ds.RasterXSize, ds.RasterYSize, DEFAULT_BLOCK):
+        a = band.ReadAsArray(x, y, w, h)
+        unchanged = np.isin(a, unchanged_values)
+        if unchanged.any():
+            a[unchanged] = 0
+            band.WriteArray(a, x, y)
+    band.FlushCache()
     if is_canceled and is_canceled():
         raise Canceled()
     kept = dropped = 0
