@@ -274,6 +274,15 @@ def _cell_pieces(ua, va, ub, vb, width: int):
     return p, col, area, dv
 
 
+def _order(major: np.ndarray, minor: np.ndarray, n_major: int, n_minor: int) -> np.ndarray:
+    """Stable order by (major, minor): two stable 16-bit sorts (numpy sorts 16-bit keys by radix, in linear
+    time) when both fit in 16 bits, else one argsort of the combined 64-bit key."""
+    if n_major <= 65536 and n_minor <= 65536:
+        o = np.argsort(minor.astype(np.uint16), kind="stable")
+        return o[np.argsort(major[o].astype(np.uint16), kind="stable")]
+    return np.argsort(major.astype(np.int64) * n_minor + minor, kind="stable")
+
+
 def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> StripResult:
     """Majority value and dominant fraction of every boundary pixel of rows [y0, y0 + rows)."""
     e, row, ua, va, ub, vb = _row_pieces(u0, v0 - y0, u1, v1 - y0, rows)
@@ -282,7 +291,7 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     c = cls[e[p]].astype(np.int64)
     wc = width + 1
     key = (row * _NCLS + c) * wc + (col + 1)
-    order = np.argsort(key)  # equal keys are summed: their order does not matter
+    order = _order(row * _NCLS + c, col + 1, rows * _NCLS, wc)
     ks = key[order]
     if ks.size == 0:
         z = np.zeros(0, np.int64)
@@ -302,7 +311,7 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     frac = garea + (cs - gdv - base)
     # per pixel (row, col), classes ascending
     ckey = grow * wc + gcol + 1
-    o2 = np.argsort(ckey, kind="stable")
+    o2 = _order(grow, gcol + 1, rows, wc)  # classes stay in order within each pixel (stable)
     ck, frac, gcls, gdv, garea, gcol = ckey[o2], frac[o2], gcls[o2], gdv[o2], garea[o2], gcol[o2]
     cst = np.concatenate(([0], np.flatnonzero(ck[1:] != ck[:-1]) + 1))
     crow = ck[cst] // wc

@@ -396,8 +396,9 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
     mlyr = mem.GetLayer(0)
     w, h = grid.width, grid.height
     gt = grid.geotransform
-    # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB
-    rows = max(1, min(h, (2 * 2 ** 20) // max(1, w)))
+    # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
+    # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
+    rows = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
     edges = coverage.read_edges(mlyr, VALUE_FIELD, gt, h, w, rows)
     drv = gdal.GetDriverByName("MEM")
     need_mixed = mixed.band is not None
