@@ -499,9 +499,12 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
     out.extend(_legend(metrics))
     if sample:
         out.extend(_area_estimates(metrics))
+    est_note = (" With a reference sample the scores are population estimates (from the error matrix in estimated "
+                "area proportions); support and predicted are sample points." if sample else "")
     out.append("<h2>Per-class accuracy</h2><p><small>Precision = user's accuracy (of the pixels classified as the "
                "class, the share that the reference confirms); recall = producer's accuracy (of the reference "
-               "pixels of the class, the share found); &ndash; = undefined (class absent from a map).</small></p>")
+               f"pixels of the class, the share found); &ndash; = undefined (class absent from a map).{est_note}"
+               "</small></p>")
     out.append("<table><tr><th></th><th>class</th><th>precision<br><small>user's acc.</small></th>"
                "<th>recall<br><small>producer's acc.</small></th><th>F1</th><th>IoU</th>"
                "<th>support<br><small>reference</small></th><th>predicted</th></tr>")
