@@ -18,6 +18,24 @@ from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm, style_output_on_load
 
 
+def input_and_extent(alg, parameters, context):
+    """The INPUT raster layer (a file GDAL reads) and EXTENT as (xmin, ymin, xmax, ymax) in the layer's CRS (None:
+    the whole layer); shared by the classify tools."""
+    layer = alg.parameterAsRasterLayer(parameters, "INPUT", context)
+    if layer is None:
+        raise SatClassifyError("no input raster layer given (INPUT)")
+    if layer.providerType() != "gdal":
+        raise SatClassifyError(
+            f"layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads files GDAL can open: "
+            "save the layer as a GeoTIFF first")
+    extent = None
+    if parameters.get("EXTENT") not in (None, ""):
+        rect = alg.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+        if not rect.isNull() and not rect.isEmpty():
+            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+    return layer, extent
+
+
 class ClassifyAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "classify"
     MEMORY_HINT = "use a smaller EXTENT, TILE_SIZE or BATCH_SIZE"
@@ -78,19 +96,8 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         from ..core.classify.pipeline import classify
 
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is None:
-            raise SatClassifyError("no input raster layer given (INPUT)")
-        if layer.providerType() != "gdal":
-            raise SatClassifyError(
-                f"layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads files GDAL can open: "
-                "save the layer as a GeoTIFF first")
+        layer, extent = input_and_extent(self, parameters, context)
         model = self.parameterAsFile(parameters, "MODEL", context)
-        extent = None
-        if parameters.get("EXTENT") not in (None, ""):
-            rect = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-            if not rect.isNull() and not rect.isEmpty():
-                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         device = self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)]
         outs = {}
         for key in ("OUTPUT", "OUTPUT_2", "CONFIDENCE", "PROBABILITIES"):

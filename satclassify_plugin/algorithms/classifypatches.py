@@ -20,6 +20,7 @@ from .. import compat
 from ..core.classify.inference import DEVICES
 from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
+from .classify import input_and_extent
 
 
 class TopLabelStyle(QgsProcessingLayerPostProcessorInterface):
@@ -100,21 +101,10 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
 
         from ..core.classify.patches import classify_patches
 
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is None:
-            raise SatClassifyError("no input raster layer given (INPUT)")
-        if layer.providerType() != "gdal":
-            raise SatClassifyError(
-                f"layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads files GDAL can open: "
-                "save the layer as a GeoTIFF first")
+        layer, extent = input_and_extent(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if output.startswith(("memory:", "ogr:", "postgres:")) or os.path.splitext(output)[1].lower() != ".gpkg":
             raise SatClassifyError(f"OUTPUT '{output}': the tool writes a GeoPackage: name the file .gpkg")
-        extent = None
-        if parameters.get("EXTENT") not in (None, ""):
-            rect = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-            if not rect.isNull() and not rect.isEmpty():
-                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         threshold = None
         if parameters.get("THRESHOLD") not in (None, ""):
             threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)

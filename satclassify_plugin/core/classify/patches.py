@@ -184,15 +184,11 @@ def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):
     defn = lyr.GetLayerDefn()
     lyr.StartTransaction()
     for (r, c, pr, valid), labs, t in zip(records, labels, top):
-        cx0, cy0 = gt[0] + (x0 + c * p) * gt[1], gt[3] + (y0 + r * p) * gt[5]
-        cx1, cy1 = cx0 + p * gt[1], cy0 + p * gt[5]
-        ring = ogr.Geometry(ogr.wkbLinearRing)
-        for x, y in ((cx0, cy0), (cx1, cy0), (cx1, cy1), (cx0, cy1), (cx0, cy0)):
-            ring.AddPoint_2D(x, y)
-        poly = ogr.Geometry(ogr.wkbPolygon)
-        poly.AddGeometry(ring)
+        ax, ay = gt[0] + (x0 + c * p) * gt[1], gt[3] + (y0 + r * p) * gt[5]
+        bx, by = ax + p * gt[1], ay + p * gt[5]
         f = ogr.Feature(defn)
-        f.SetGeometryDirectly(poly)
+        f.SetGeometryDirectly(ogr.CreateGeometryFromWkt(
+            f"POLYGON (({ax!r} {ay!r},{bx!r} {ay!r},{bx!r} {by!r},{ax!r} {by!r},{ax!r} {ay!r}))"))
         f.SetField("row", int(r))
         f.SetField("col", int(c))
         f.SetField("labels", "; ".join(classes[i].name for i in labs))
