@@ -185,7 +185,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
                 composite=COMPOSITE_KEYS[self.parameterAsEnum(parameters, "COMPOSITE", context)],
                 target_epsg=epsg, mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir,
                 candidates=self.parameterAsInt(parameters, "CANDIDATES", context))
-            res = report(feedback, summary, summary["descriptions"], out, mask)
+            res = report(feedback, summary, summary["descriptions"], out, mask, context)
             res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
             return res
         if ids:

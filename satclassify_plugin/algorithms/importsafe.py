@@ -70,7 +70,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
             scenes = [open_safe(p) for p in [path] + more]
             if len({s.date for s in scenes}) > 1:
                 summary = import_series(scenes, bands, out, mask, aoi_wkt=aoi, target_epsg=epsg, monitor=mon)
-                res = report(feedback, summary, summary["descriptions"], out, mask)
+                res = report(feedback, summary, summary["descriptions"], out, mask, context)
                 res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
                 return res
         summary = import_safe([path] + more, out, mask, bands, aoi_wkt=aoi, target_epsg=epsg, monitor=mon)

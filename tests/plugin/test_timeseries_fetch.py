@@ -89,6 +89,8 @@ def test_monthly_best_by_scl_in_aoi(run_alg, series, tmp_path):
     m = gdal.Open(mask).ReadAsArray()
     assert (m == 1).all()  # every pixel is valid on at least one date
     ds = None
+    qml = (tmp_path / "ts.qml").read_text()  # natural colour of the first date: B04@, B03@, B02@2023-03-20
+    assert 'redBand="3" greenBand="2" blueBand="1"' in qml
 
 
 def test_median_composite_per_interval(run_alg, series, tmp_path):

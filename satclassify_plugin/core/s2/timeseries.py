@@ -28,6 +28,7 @@ from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Monitor
 from ..contract.timeseries import VALID, descriptions
+from . import style
 from .products import QUANTIFICATION, Scene, format_baseline, group_by_date, parse_datetime, scl_mask
 from .stack import gdal_remote_config, mosaic_band, target_grid
 
@@ -234,17 +235,25 @@ class _Series:
         info = []
         gt = (bounds[0], 10.0, 0.0, bounds[3], 0.0, -10.0)
         any_valid = np.zeros((h, w), bool)
+        # the natural-colour style (.qml) shows the first date: its bands named without the date for the style
+        first = [n.split("@")[0] if n.endswith("@" + dates[0]) and not n.startswith(VALID) else n for n in names]
+        cuts = {}
         with contextlib.ExitStack() as stack:
+            write_style = stack.enter_context(style.style_beside(output, first))  # renamed after the stack
             tmp = stack.enter_context(raster.AtomicOutput(output))
             mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
             ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
                                         descriptions=names, metadata=md)
+            style.set_colour_interpretation(ds, first)
             for t, p in enumerate(plan):
                 arrays, valid = _read_date(p, composite, bands, self.grid, self.ready, self.valid_of, mon,
                                            self.tick)
                 base = t * (len(bands) + 1)
                 for i, a in enumerate(arrays):
-                    ds.GetRasterBand(base + i + 1).WriteArray(np.where(valid, a, 0).astype(np.uint16))
+                    a = np.where(valid, a, 0).astype(np.uint16)
+                    ds.GetRasterBand(base + i + 1).WriteArray(a)
+                    if t == 0:
+                        cuts[i + 1] = style.array_cut(a)
                 ds.GetRasterBand(base + len(bands) + 1).WriteArray(valid.astype(np.uint16))
                 any_valid |= valid
                 frac = float(valid.mean()) if valid.size else 0.0
@@ -253,6 +262,7 @@ class _Series:
                          f"{p['interval'][1]}): {100.0 * frac:.1f} % valid")
             ds.FlushCache()
             ds = None
+            styles = write_style(cuts)
             if mtmp:
                 m = raster.create_geotiff(
                     mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"],
@@ -268,7 +278,7 @@ class _Series:
         return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
                 "bands": bands, "descriptions": names, "per_date": info, "scenes": scenes_used,
                 "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used}, "has_scl": self.has_scl,
-                "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0}
+                "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0, "styles": styles}
 
 
 def _read_date(p, composite, bands, grid, ready, valid_of, mon, tick):
