@@ -13,6 +13,12 @@ LAYER_ACTIONS = (
     ("Rasterize CORINE Land Cover...", compat.LAYER_VECTOR, "satclassify:rasterizeclc", "INPUT"),
 )
 MENU = "SatClassify"
+#: (label, band combination of core.s2.style.COMBINATIONS): one click draws a Sentinel-2 stack that way (any stack
+#: with band names, also one opened from disk), as a named style of the layer (Layers panel > Styles)
+STYLE_ACTIONS = (
+    ("Sentinel-2 natural colour (B04/B03/B02)", "natural colour"),
+    ("Sentinel-2 colour infrared (B08/B04/B03)", "colour infrared"),
+)
 
 
 class SatClassifyPlugin:
@@ -20,6 +26,7 @@ class SatClassifyPlugin:
         self.iface = iface
         self.provider = None
         self.layer_actions = []
+        self.style_actions = []
         self.menu_actions = []
         self.deps_task = None
         # Packages installed by "Install Python dependencies" (onnxruntime, pystac-client, ...).
@@ -76,6 +83,11 @@ class SatClassifyPlugin:
             action.triggered.connect(lambda _checked=False, a=alg_id, p=param: self.open_dialog_for_layer(a, p))
             self.iface.addCustomActionForLayerType(action, MENU, layer_type, True)
             self.layer_actions.append((action, alg_id, param))
+        for label, combination in STYLE_ACTIONS:
+            action = compat.QAction(QIcon(ICON), label, self.iface.mainWindow())
+            action.triggered.connect(lambda _checked=False, c=combination: self.style_active_layer(c))
+            self.iface.addCustomActionForLayerType(action, MENU, compat.LAYER_RASTER, True)
+            self.style_actions.append((action, combination))
         action = compat.QAction(QIcon(ICON), "Install Python dependencies...", self.iface.mainWindow())
         action.triggered.connect(lambda _checked=False: self.start_dependency_install())
         self.iface.addPluginToMenu(MENU, action)
@@ -88,6 +100,9 @@ class SatClassifyPlugin:
         for action, _, _ in self.layer_actions:
             self.iface.removeCustomActionForLayerType(action)
         self.layer_actions = []
+        for action, _ in self.style_actions:
+            self.iface.removeCustomActionForLayerType(action)
+        self.style_actions = []
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
@@ -131,6 +146,27 @@ class SatClassifyPlugin:
         return self.deps_task
 
     # Layer actions --------------------------------------------------------------------------
+    def style_active_layer(self, combination, layer=None):
+        """Draw the clicked (current) raster in ``combination`` (a named style of the layer); a raster without
+        the bands gets a message naming them. Returns whether the style was applied."""
+        from .algorithms.base import apply_stack_combination
+        from .core.contract.errors import SatClassifyError
+        from .core.s2.style import COMBINATIONS
+
+        layer = layer or self.iface.activeLayer()
+        if layer is None or layer.type() != compat.LAYER_RASTER:
+            return False
+        try:
+            done = apply_stack_combination(layer, combination)
+        except SatClassifyError as e:
+            done, why = False, str(e)
+        else:
+            bands = "/".join(" or ".join(c) for c in COMBINATIONS[combination])
+            why = f"{combination} needs bands named {bands} (band descriptions, as the SatClassify stacks have)"
+        if not done:
+            self.iface.messageBar().pushMessage("SatClassify", f"{layer.name()}: {why}", compat.MSG_WARNING, 10)
+        return done
+
     def open_dialog_for_layer(self, alg_id, param, layer=None):
         """Open the tool's dialog with the clicked (current) layer filled in. Returns the dialog."""
         import processing

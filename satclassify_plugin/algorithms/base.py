@@ -396,6 +396,25 @@ def add_named_styles(layer, styles):
     return manager.styles()
 
 
+def apply_stack_combination(layer, combination):
+    """Make ``combination`` of ``core.s2.style.COMBINATIONS`` the current named style of a stack layer (added
+    first, its stretch computed from the file, when the layer does not have it yet). False when the raster
+    lacks one of its bands; a file GDAL cannot open raises SatClassifyError."""
+    from qgis.core import QgsMapLayerStyle
+
+    from ..core.s2.style import styles_of
+
+    manager = layer.styleManager()
+    if combination not in manager.styles():
+        styles = styles_of(layer.source().split("|")[0])
+        if combination not in styles:
+            return False
+        manager.addStyle(combination, QgsMapLayerStyle(styles[combination]))
+    manager.setCurrentStyle(combination)
+    layer.triggerRepaint()
+    return True
+
+
 def style_stack_on_load(context, layer_id, styles):
     """Attach the stack styles (natural colour first) to a stack output that will be loaded into the project."""
     if styles and context.willLoadLayerOnCompletion(layer_id):

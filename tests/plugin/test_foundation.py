@@ -39,10 +39,11 @@ def test_classfactory_returns_plugin_bound_to_iface():
 
 
 def test_layer_actions_are_wired_to_registered_tools(plugin):
-    from satclassify_plugin.plugin import LAYER_ACTIONS
+    from satclassify_plugin.plugin import LAYER_ACTIONS, STYLE_ACTIONS
 
     registry = QgsApplication.processingRegistry()
     expected = [(label, t) for label, t, alg, _ in LAYER_ACTIONS if registry.algorithmById(alg)]
+    expected += [(label, QgsMapLayerType.RasterLayer) for label, _ in STYLE_ACTIONS]
     got = [(a.text(), t) for (a, menu, t, all_layers) in plugin.iface.custom_actions if t is not None]
     assert got == expected
     for _action, menu, layer_type, all_layers in plugin.iface.custom_actions:

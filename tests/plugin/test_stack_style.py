@@ -192,3 +192,29 @@ def test_sample_stack_opens_in_natural_colour(qgis_app, tmp_path):
     os.remove(os.path.splitext(img)[0] + ".qml")
     make_sample(str(tmp_path), size=128)
     assert os.path.isfile(os.path.splitext(img)[0] + ".qml")
+
+
+def test_one_click_styles_for_a_stack_opened_from_disk(plugin, tmp_path):
+    """Right-click a raster > SatClassify > Sentinel-2 colour infrared / natural colour (the plugin's layer actions)."""
+    a = np.random.default_rng(5).integers(1, 5000, (4, 30, 40)).astype(np.uint16)
+    path = make_raster(tmp_path / "any.tif", a, band_names=["B02", "B03", "B04", "B08"], nodata=0)
+    layer = QgsRasterLayer(path, "stack from disk")  # no .qml: QGIS draws bands 1-2-3
+    assert renderer_state(layer)[0] == (1, 2, 3)
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        actions = {c: act for act, c in plugin.style_actions}
+        plugin.iface.setActiveLayer(layer)
+        actions["colour infrared"].trigger()
+        bands, minmax, _, _ = renderer_state(layer)
+        assert bands == (4, 3, 2) and minmax == [cut(a[3]), cut(a[2]), cut(a[1])]
+        assert plugin.style_active_layer("natural colour", layer)
+        bands, minmax, _, _ = renderer_state(layer)
+        assert bands == (3, 2, 1) and minmax == [cut(a[2]), cut(a[1]), cut(a[0])]
+        assert {"natural colour", "colour infrared"} <= set(layer.styleManager().styles())
+        # a raster without B08: a message naming the bands, the style unchanged
+        three = QgsRasterLayer(make_raster(tmp_path / "rgb.tif", a[:3], band_names=["B02", "B03", "B04"]), "rgb")
+        assert not plugin.style_active_layer("colour infrared", three)
+        title, text, _ = plugin.iface.bar.messages[-1]
+        assert title == "SatClassify" and "colour infrared needs bands named B08 or B8A/B04/B03" in text
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
