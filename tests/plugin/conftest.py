@@ -94,8 +94,9 @@ def plugin(qgis_app, qgis_processing):
     p.unload()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def provider(plugin):
+    # looked up per test: test_foundation unloads and reloads the plugin, which replaces the provider object
     prov = QgsApplication.processingRegistry().providerById("satclassify")
     assert prov is not None
     return prov
