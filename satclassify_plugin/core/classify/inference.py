@@ -274,6 +274,11 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
+    # onnxruntime's compute threads busy-wait between operators by default; in the tool they share the cores
+    # with the reader and writer threads (and QGIS): sleeping instead measured ~10 % faster end to end on
+    # 2 loaded cores (docs/performance.md). SATCLASSIFY_ORT_SPIN=1 restores the default.
+    if os.environ.get("SATCLASSIFY_ORT_SPIN", "0") != "1":
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     sess, graph_top = _session(ort, path, opts, providers, log)
     used = sess.get_providers()
