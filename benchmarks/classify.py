@@ -85,10 +85,13 @@ def raw_throughput(model_path, tile, batch, device, seconds=8.0):
 
     from satclassify_plugin.core.classify.inference import load_model
 
-    # the plain graph (the tool's session also computes each head's ArgMax/ReduceMax): providers as the tool
+    # the plain graph (the tool's session also computes each head's ArgMax/ReduceMax): providers and thread
+    # settings as the tool
     providers = load_model(model_path, device).providers
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if os.environ.get("SATCLASSIFY_ORT_SPIN", "0") != "1":  # the tool's session settings (inference.load_model)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model_path, sess_options=opts, providers=providers)
     names = [o.name for o in sess.get_outputs()]
     x = np.random.default_rng(0).random((batch, 4, tile, tile), dtype=np.float32) * 0.3
