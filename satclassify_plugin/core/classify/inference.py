@@ -184,7 +184,7 @@ def top_of(p: np.ndarray):
 
 
 def add_top_outputs(model_bytes) -> Optional[bytes]:
-    """The serialized ONNX graph with ``<output>__satclassify_argmax`` (int64) and
+    """The serialized ONNX graph with ``<output>__satclassify_argmax`` (uint8; int64 above 256 classes) and
     ``<output>__satclassify_max`` (float) added for each graph output (class axis 1), or None when the
     ``onnx`` package is missing (it is optional: the plugin then takes the argmax in numpy)."""
     try:
@@ -202,20 +202,30 @@ def _add_top(m) -> bool:
     if opset < 13:
         return False
     g = m.graph
-    outputs = [o.name for o in g.output]
     axes_name = "__satclassify_axes_1"
     if opset >= 18:  # ReduceMax takes the axes as an input from opset 18
         g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
-    for o in outputs:
-        g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX], axis=1, keepdims=0,
-                                       name=o + ARGMAX_SUFFIX))
+    for v in list(g.output):
+        o = v.name
+        dims = v.type.tensor_type.shape.dim
+        k = dims[1].dim_value if len(dims) > 1 and dims[1].HasField("dim_value") else 0
+        if k > 256:
+            g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX], axis=1, keepdims=0,
+                                           name=o + ARGMAX_SUFFIX))
+            argmax_type = TensorProto.INT64
+        else:  # the class index as uint8 (what the class raster stores): 8x less to copy out than int64
+            g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX + "64"], axis=1, keepdims=0,
+                                           name=o + ARGMAX_SUFFIX))
+            g.node.append(helper.make_node("Cast", [o + ARGMAX_SUFFIX + "64"], [o + ARGMAX_SUFFIX],
+                                           to=TensorProto.UINT8, name=o + ARGMAX_SUFFIX + "_uint8"))
+            argmax_type = TensorProto.UINT8
         if opset >= 18:
             g.node.append(helper.make_node("ReduceMax", [o, axes_name], [o + MAX_SUFFIX], keepdims=0,
                                            name=o + MAX_SUFFIX))
         else:
             g.node.append(helper.make_node("ReduceMax", [o], [o + MAX_SUFFIX], axes=[1], keepdims=0,
                                            name=o + MAX_SUFFIX))
-        g.output.append(helper.make_tensor_value_info(o + ARGMAX_SUFFIX, TensorProto.INT64, None))
+        g.output.append(helper.make_tensor_value_info(o + ARGMAX_SUFFIX, argmax_type, None))
         g.output.append(helper.make_tensor_value_info(o + MAX_SUFFIX, TensorProto.FLOAT, None))
     return True
 
