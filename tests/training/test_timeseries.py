@@ -95,6 +95,10 @@ def test_utae_separates_profiles_single_dates_cannot(ts_dataset, scene, tmp_path
     ts = ck["card"]["timeseries"]
     assert ts["dates"] == list(tss.DATES) and ts["doy_input"] == "doy" and ts["channels_per_date"] == 5
 
+    from training.evaluate import evaluate
+    ev = evaluate(res["best"], ts_dataset, split="val", device="cpu", out=str(tmp_path / "val.json"))
+    assert ev["architecture"] == "utae" and ev["heads"]["class"]["overall_accuracy"] == pytest.approx(best)
+
     # export: image (N, T*(C+1), H, W) + doy (T,), card with the dates, parity with torch
     from training.card import read_card
     from training.export import export
