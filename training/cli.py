@@ -89,6 +89,7 @@ def build_parser():
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--shard-size", type=int, default=256, help="patches per shard file (256)")
         s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+        s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
     return ap
 
 
@@ -98,7 +99,7 @@ def _import(args):
         from .errors import TrainingError
         raise TrainingError(f"--block-size must be at least 1, not {args.block_size}")
     kw = dict(bands=bands, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite)
+              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite, workers=args.workers)
     if args.source == "bigearthnet":
         from .importers.bigearthnet import import_bigearthnet
         m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, exclude=args.exclude, **kw)

@@ -277,3 +277,20 @@ def test_bad_eurosat_input(tmp_path, capsys, fault):
     assert main(["import", "eurosat", root, "--out", str(out)]) == 2
     assert _err(capsys).startswith(expect)
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_workers_give_the_same_dataset_and_errors(archive, tmp_path, capsys):
+    root = _copy_archive(archive[0], tmp_path / "src")
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert main(["import", "bigearthnet", root, "--out", one, "--shard-size", "2"]) == 0
+    assert main(["import", "bigearthnet", root, "--out", two, "--shard-size", "2", "--workers", "2"]) == 0
+    shards = sorted(f for f in os.listdir(one) if f.endswith(".npy"))
+    assert shards == sorted(f for f in os.listdir(two) if f.endswith(".npy")) and len(shards) == 8
+    for f in shards:
+        assert open(os.path.join(one, f), "rb").read() == open(os.path.join(two, f), "rb").read(), f
+    name = ba.BEN_PATCHES[4][0]
+    ba.ben_patch(root, name, ["Sea and ocean"], 600240, 5100000, sizes={"B05": 7})
+    capsys.readouterr()
+    assert main(["import", "bigearthnet", root, "--out", str(tmp_path / "three"), "--workers", "2"]) == 2
+    assert _err(capsys).startswith(f"error: patch '{name}': band B05 is 7 x 7 pixels, expected 12 x 12")
+    assert not os.path.exists(tmp_path / "three") or os.listdir(tmp_path / "three") == []

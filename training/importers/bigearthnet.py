@@ -21,6 +21,7 @@ All bands are resampled to the 10 m grid (``common.upsample_bilinear``: bilinear
 resample 20 m / 60 m bands).
 """
 import difflib
+import functools
 import json
 import os
 import re
@@ -174,33 +175,33 @@ def _footprint(name, meta, b02):
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], wkt, x0, y0
 
 
-def _loader(name, folder, bands, p, target):
-    def load():
-        import rasterio
-        img = np.empty((len(bands), p, p), np.uint16)
-        for i, b in enumerate(bands):
-            path = os.path.join(folder, f"{name}_{b}.tif")
-            want = p // (BAND_RES[b] // 10)
-            try:
-                with rasterio.open(path) as ds:
-                    if ds.count < 1 or (ds.height, ds.width) != (want, want):
-                        raise TrainingError(
-                            f"patch '{name}': band {b} is {ds.width} x {ds.height} pixels, expected {want} x {want} "
-                            f"(a {BAND_RES[b]} m band of a {p} x {p} patch at 10 m): the patch is not a "
-                            "BigEarthNet-S2 patch of this archive's size; remove it or list it in --exclude")
-                    a = ds.read(1)
-            except rasterio.errors.RasterioIOError as e:
-                raise TrainingError(f"patch '{name}': cannot read band {b} ({os.path.basename(path)}): {e}")
-            if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
-                raise TrainingError(f"patch '{name}': band {b} is {a.dtype}, expected integer digital numbers "
-                                    "(uint16)")
-            img[i] = upsample_bilinear(a.astype(np.uint16), p // want) if want != p else a
-        return img, target
-    return load
+def _load(name, folder, bands, p, target):
+    """(image (C, p, p) uint16 on the 10 m grid, target) of one patch (a top-level function: worker processes
+    of ``--workers`` can run it)."""
+    import rasterio
+    img = np.empty((len(bands), p, p), np.uint16)
+    for i, b in enumerate(bands):
+        path = os.path.join(folder, f"{name}_{b}.tif")
+        want = p // (BAND_RES[b] // 10)
+        try:
+            with rasterio.open(path) as ds:
+                if ds.count < 1 or (ds.height, ds.width) != (want, want):
+                    raise TrainingError(
+                        f"patch '{name}': band {b} is {ds.width} x {ds.height} pixels, expected {want} x {want} "
+                        f"(a {BAND_RES[b]} m band of a {p} x {p} patch at 10 m): the patch is not a "
+                        "BigEarthNet-S2 patch of this archive's size; remove it or list it in --exclude")
+                a = ds.read(1)
+        except rasterio.errors.RasterioIOError as e:
+            raise TrainingError(f"patch '{name}': cannot read band {b} ({os.path.basename(path)}): {e}")
+        if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
+            raise TrainingError(f"patch '{name}': band {b} is {a.dtype}, expected integer digital numbers "
+                                "(uint16)")
+        img[i] = upsample_bilinear(a.astype(np.uint16), p // want) if want != p else a
+    return img, target
 
 
 def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0,
-                       block_size=8, shard_size=256, overwrite=False, exclude=None, log=print):
+                       block_size=8, shard_size=256, overwrite=False, exclude=None, workers=1, log=print):
     """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
     manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
     seasonal snow or clouds and shadows)."""
@@ -243,7 +244,8 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
         ring, wkt, x0, y0 = _footprint(name, meta, os.path.join(folder, f"{name}_B02.tif"))
         names = "; ".join(table[i]["name"] for i in np.nonzero(target)[0])
         records.append(PatchRecord(name, ring, wkt, block_of(wkt, x0, y0, block_size * p * 10.0), names,
-                                   str(meta.get("acquisition_date", "")), _loader(name, folder, bands, p, target)))
+                                   str(meta.get("acquisition_date", "")),
+                                   functools.partial(_load, name, folder, bands, p, target)))
     if not records:
         raise TrainingError(f"no patch of '{src}' has a label of the {nomenclature_n}-class nomenclature")
     log(f"BigEarthNet-S2: {len(records)} patches of {p} x {p} pixels at 10 m, bands {', '.join(bands)}, "
@@ -256,4 +258,4 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
              "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0}}
     return write_patch_dataset(out, records, bands, p, table, "multilabel", extra=extra, val_fraction=val_fraction,
                                test_fraction=test_fraction, seed=seed, shard_size=shard_size, overwrite=overwrite,
-                               log=log)
+                               workers=workers, log=log)

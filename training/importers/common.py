@@ -45,7 +45,7 @@ class PatchRecord:
     block: tuple
     labels_text: str
     date: str
-    load: Callable[[], Tuple[np.ndarray, np.ndarray]]
+    load: Callable[[], Tuple[np.ndarray, np.ndarray]]  # picklable (functools.partial) for --workers
 
 
 def block_of(crs_wkt, x, y, block_m):
@@ -76,8 +76,9 @@ def _to_wgs84(records, log):
 
 def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, classes, task, *, extra,
                         val_fraction=0.15, test_fraction=0.15, seed=0, shard_size=256, overwrite=False,
-                        log=print) -> dict:
-    """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing)."""
+                        workers=1, log=print) -> dict:
+    """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
+    ``workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one)."""
     if not records:
         raise TrainingError("no patch to import")
     try:
@@ -94,8 +95,7 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
         with DatasetWriter(out, bands, patch_size, classes, crs_wkt=common, task=task, with_labels=False,
                            splits=SPLITS, overwrite=overwrite, expected_patches=len(records),
                            shard_size=shard_size) as w:
-            for n, (r, s) in enumerate(zip(records, splits)):
-                image, target = r.load()
+            for n, (r, s, (image, target)) in enumerate(zip(records, splits, _loaded(records, workers))):
                 try:
                     shard, idx = w.add(s, image, target=target)
                 except DatasetError as e:
@@ -123,6 +123,21 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
     for s in SPLITS:
         log(f"{s}: {manifest['splits'][s]['patches']} patches")
     return manifest
+
+
+def _call(load):
+    return load()
+
+
+def _loaded(records, workers):
+    """(image, target) of each record in order, read here or by ``workers`` processes."""
+    if int(workers) <= 1:
+        for r in records:
+            yield r.load()
+        return
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(int(workers)) as pool:
+        yield from pool.imap(_call, [r.load for r in records], chunksize=16)
 
 
 def _wgs84_wkt():

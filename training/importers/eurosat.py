@@ -6,6 +6,7 @@ pixels (all bands already on the 10 m grid), bands in the order of :data:`BANDS`
 B11, B12) unless the files' band descriptions name them. Class values are 1..N in the folders' alphabetical order;
 the ten EuroSAT classes get readable names and colours (:data:`CLASSES`), other folder names keep their name.
 """
+import functools
 import os
 
 import numpy as np
@@ -55,7 +56,7 @@ def _band_order(ds, name):
 
 
 def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0, block_size=8,
-                   shard_size=256, overwrite=False, log=print):
+                   shard_size=256, overwrite=False, workers=1, log=print):
     """Import EuroSAT MS class folders under ``src`` into the dataset folder ``out``; returns the manifest."""
     import rasterio
     bands = list(bands or BANDS)
@@ -97,7 +98,7 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
             block = block_of(wkt, b.left, b.top, block_size * p * res) if has_geo \
                 else ("patch", name)
             records.append(PatchRecord(name, ring, wkt, block, table[ci]["name"], "",
-                                       _loader(path, name, [order.index(x) for x in bands], target)))
+                                       functools.partial(_load, path, name, [order.index(x) for x in bands], target)))
     if not georef:
         log("some EuroSAT patches have no georeferencing: those are split one by one (random, seeded), not in "
             "spatial blocks")
@@ -108,16 +109,15 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
              "split_rule": {"block_size_patches": int(block_size), "georeferenced": bool(georef)}}
     return write_patch_dataset(out, records, bands, p, table, "singlelabel", extra=extra,
                                val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                               shard_size=shard_size, overwrite=overwrite, log=log)
+                               shard_size=shard_size, overwrite=overwrite, workers=workers, log=log)
 
 
-def _loader(path, name, idx, target):
-    def load():
-        import rasterio
-        with rasterio.open(path) as ds:
-            a = ds.read([i + 1 for i in idx])
-        if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
-            raise TrainingError(f"patch '{name}' is {a.dtype} with values {a.min()}..{a.max()}: expected uint16 "
-                                "digital numbers")
-        return a.astype(np.uint16), target
-    return load
+def _load(path, name, idx, target):
+    """(image, target) of one EuroSAT patch (top-level: ``--workers`` processes can run it)."""
+    import rasterio
+    with rasterio.open(path) as ds:
+        a = ds.read([i + 1 for i in idx])
+    if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
+        raise TrainingError(f"patch '{name}' is {a.dtype} with values {a.min()}..{a.max()}: expected uint16 "
+                            "digital numbers")
+    return a.astype(np.uint16), target
