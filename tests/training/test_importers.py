@@ -294,3 +294,18 @@ def test_workers_give_the_same_dataset_and_errors(archive, tmp_path, capsys):
     assert main(["import", "bigearthnet", root, "--out", str(tmp_path / "three"), "--workers", "2"]) == 2
     assert _err(capsys).startswith(f"error: patch '{name}': band B05 is 7 x 7 pixels, expected 12 x 12")
     assert not os.path.exists(tmp_path / "three") or os.listdir(tmp_path / "three") == []
+
+
+def test_footprint_from_the_geotiff_without_metadata_coordinates(archive, tmp_path, capsys):
+    root = _copy_archive(archive[0], tmp_path / "src")
+    name = ba.BEN_PATCHES[5][0]
+    meta = os.path.join(root, name, f"{name}_labels_metadata.json")
+    m = json.load(open(meta))
+    del m["coordinates"], m["projection"]
+    json.dump(m, open(meta, "w"))
+    out = str(tmp_path / "ds")
+    assert main(["import", "bigearthnet", root, "--out", out, "--bands", "B8A,B01"]) == 0
+    assert _footprints(out)[name][4] == "EPSG:32634"  # the CRS of the band GeoTIFF
+    open(os.path.join(root, name, f"{name}_B01.tif"), "wb").write(b"not a tiff")
+    assert main(["import", "bigearthnet", root, "--out", str(tmp_path / "x"), "--bands", "B01"]) == 2
+    assert _err(capsys).startswith(f"error: patch '{name}': cannot read")

@@ -157,20 +157,20 @@ def _read_meta(name, folder):
     return meta
 
 
-def _footprint(name, meta, b02):
-    """(ring, crs WKT, ulx, uly) from the metadata's coordinates/projection, else from the B02 GeoTIFF."""
+def _footprint(name, meta, band_file):
+    """(ring, crs WKT, ulx, uly) from the metadata's coordinates/projection, else from a band's GeoTIFF."""
     c = meta.get("coordinates")
     wkt = meta.get("projection") or ""
     if isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) for k in ("ulx", "uly", "lrx", "lry")):
         x0, y0, x1, y1 = float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])
     else:
         import rasterio
-        with rasterio.open(b02) as ds:
+        with rasterio.open(band_file) as ds:
             x0, y1, x1, y0 = ds.bounds.left, ds.bounds.bottom, ds.bounds.right, ds.bounds.top
             wkt = wkt or (ds.crs.to_wkt() if ds.crs else "")
     if not wkt:
         import rasterio
-        with rasterio.open(b02) as ds:
+        with rasterio.open(band_file) as ds:
             wkt = ds.crs.to_wkt() if ds.crs else ""
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], wkt, x0, y0
 
@@ -234,14 +234,17 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
         if not target.any():
             no_label += 1
             continue
-        if p is None:
-            import rasterio
-            ref = next(b for b in bands if BAND_RES[b] == 10) if any(BAND_RES[b] == 10 for b in bands) else bands[0]
-            with rasterio.open(os.path.join(folder, f"{name}_{ref}.tif")) as ds:
-                p = ds.height * (BAND_RES[ref] // 10)
-            if any(p % (BAND_RES[b] // 10) for b in bands):
-                raise TrainingError(f"patch '{name}': {p} pixels at 10 m cannot hold whole 20 m / 60 m pixels")
-        ring, wkt, x0, y0 = _footprint(name, meta, os.path.join(folder, f"{name}_B02.tif"))
+        import rasterio
+        try:
+            if p is None:
+                ref = min(bands, key=lambda b: BAND_RES[b])  # the finest band imported
+                with rasterio.open(os.path.join(folder, f"{name}_{ref}.tif")) as ds:
+                    p = ds.height * (BAND_RES[ref] // 10)
+                if any(p % (BAND_RES[b] // 10) for b in bands):
+                    raise TrainingError(f"patch '{name}': {p} pixels at 10 m cannot hold whole 20 m / 60 m pixels")
+            ring, wkt, x0, y0 = _footprint(name, meta, os.path.join(folder, f"{name}_{bands[0]}.tif"))
+        except rasterio.errors.RasterioIOError as e:
+            raise TrainingError(f"patch '{name}': cannot read its GeoTIFFs: {e}")
         names = "; ".join(table[i]["name"] for i in np.nonzero(target)[0])
         records.append(PatchRecord(name, ring, wkt, block_of(wkt, x0, y0, block_size * p * 10.0), names,
                                    str(meta.get("acquisition_date", "")),
