@@ -14,7 +14,7 @@ import errno
 import os
 import shutil
 import uuid
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
@@ -64,6 +64,24 @@ def srs_from_wkt(wkt: str) -> Optional[osr.SpatialReference]:
     srs.ImportFromWkt(wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
+
+
+def categories(ds: gdal.Dataset, band: int = 1) -> Dict[int, Tuple[str, Optional[str]]]:
+    """{value: (name, colour or None)} of a class raster's named categories; the colour comes from the colour
+    table (None where it has no entry or a transparent one)."""
+    names = category_names(ds, band)
+    ct = ds.GetRasterBand(band).GetRasterColorTable()
+    out = {}
+    for v in range(max(len(names), ct.GetCount() if ct else 0)):
+        name = names[v].strip() if v < len(names) and names[v] else ""
+        color = None
+        if ct is not None and v < ct.GetCount():
+            r, g, b, a = ct.GetColorEntry(v)
+            if a > 0:
+                color = f"#{r:02x}{g:02x}{b:02x}"
+        if name:
+            out[v] = (name, color)
+    return out
 
 
 def srs_from_epsg(epsg: int) -> osr.SpatialReference:

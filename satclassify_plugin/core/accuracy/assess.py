@@ -50,7 +50,7 @@ def _open(path: str, what: str) -> gdal.Dataset:
         raise
 
 
-def _open_class_raster(path: str, what: str) -> gdal.Dataset:
+def open_class_raster(path: str, what: str) -> gdal.Dataset:
     ds = _open(path, what)
     dt = ds.GetRasterBand(1).DataType
     if dt not in INTEGER_TYPES:
@@ -60,7 +60,7 @@ def _open_class_raster(path: str, what: str) -> gdal.Dataset:
     return ds
 
 
-def _nodata(ds: gdal.Dataset) -> Optional[int]:
+def nodata_of(ds: gdal.Dataset) -> Optional[int]:
     nd = ds.GetRasterBand(1).GetNoDataValue()
     if nd is None or nd != nd or nd != int(nd):
         return None
@@ -156,23 +156,7 @@ def _fmt_box(b) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in b) + ")"
 
 
-def _categories(ds: gdal.Dataset) -> Dict[int, Tuple[str, Optional[str]]]:
-    names = raster.category_names(ds)
-    ct = ds.GetRasterBand(1).GetRasterColorTable()
-    out = {}
-    for v in range(max(len(names), ct.GetCount() if ct else 0)):
-        name = names[v].strip() if v < len(names) and names[v] else ""
-        color = None
-        if ct is not None and v < ct.GetCount():
-            r, g, b, a = ct.GetColorEntry(v)
-            if a > 0:
-                color = f"#{r:02x}{g:02x}{b:02x}"
-        if name:
-            out[v] = (name, color)
-    return out
-
-
-def class_table(values: List[int], names_table, level: Optional[int], level_maps: str, cls_ds, ref_ds,
+def compared_classes(values: List[int], names_table, level: Optional[int], level_maps: str, cls_ds, ref_ds,
                 cls_transformed: bool, ref_transformed: bool) -> List[dict]:
     """value, name, color for each compared class: NAMES table, else CLC tables (LEVEL), else the classified
     raster's categories/colour table, else the reference's (when its values were not transformed), else
@@ -183,9 +167,9 @@ def class_table(values: List[int], names_table, level: Optional[int], level_maps
     if level:
         sources.append({c.value: (c.name, c.color) for c in clc.classes(level)})
     if not (level and level_maps in ("both", "classified")):
-        sources.append(_categories(cls_ds))
+        sources.append(raster.categories(cls_ds))
     if not ref_transformed:
-        sources.append(_categories(ref_ds))
+        sources.append(raster.categories(ref_ds))
     out = []
     for v in values:
         name, color = None, None
@@ -229,16 +213,18 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
             "Compare them at a common CLC level (LEVEL) or map one onto the other (RECLASSIFY)")
     if not transformed:
         # placeholder names ("class 3", "3") say nothing about what a value means: only real names are compared
-        names = {w: {v: n.strip().lower() for v, (n, _) in _categories(ds).items() if not _PLACEHOLDER.match(n)}
+        names = {w: {v: n.strip().lower() for v, (n, _) in raster.categories(ds).items() if not _PLACEHOLDER.match(n)}
                  for w, ds in datasets.items()}
         shared = sorted(v for v in vals["classified"] & vals["reference"]
                         if v in names["classified"] and v in names["reference"])
         differ = [v for v in shared if names["classified"][v] != names["reference"][v]]
         if shared and len(differ) * 2 > len(shared):
             v = differ[0]
+            name_c = raster.categories(datasets["classified"])[v][0]
+            name_r = raster.categories(datasets["reference"])[v][0]
             raise SatClassifyError(
-                f"the two maps use different class tables: value {v} is '{_categories(datasets['classified'])[v][0]}' "
-                f"in the classified map but '{_categories(datasets['reference'])[v][0]}' in the reference "
+                f"the two maps use different class tables: value {v} is '{name_c}' "
+                f"in the classified map but '{name_r}' in the reference "
                 f"({len(differ)} of {len(shared)} shared values are named differently; e.g. a CLC level-1 map "
                 "against a level-2 reference). Compare maps of one class table: rasterize the reference at the "
                 "classified map's CLC level (satclassify:rasterizeclc LEVEL), set LEVEL when a map holds CLC "
@@ -273,8 +259,8 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     k = accuracy.check_scale(scale)
     lv, ignore_list, recl, names_table = read_options(level, level_maps, ignore, reclassify, names)
 
-    cls_ds = _open_class_raster(classified, "classified")
-    ref_src = _open_class_raster(reference, "reference")
+    cls_ds = open_class_raster(classified, "classified")
+    ref_src = open_class_raster(reference, "reference")
     for ds, what in ((cls_ds, "classified"), (ref_src, "reference")):
         if ds.RasterCount > 1:
             log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
@@ -295,7 +281,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
         mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
 
     # transforms: reclassify first, then CLC level (auto-detected grid codes vs 111..523 codes)
-    nodata = {"classified": _nodata(cls_ds), "reference": _nodata(ref_src)}
+    nodata = {"classified": nodata_of(cls_ds), "reference": nodata_of(ref_src)}
     present = {"classified": present_values(cls_ds), "reference": present_values(ref_src)}
     transforms = {}
     for which in accuracy.MAPS:
@@ -327,7 +313,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     ref_band = ref_ds.GetRasterBand(1)
     alpha_band = ref_ds.GetRasterBand(ref_ds.RasterCount) if ref_warped else None
     mask_band = mask_ds.GetRasterBand(1) if mask_ds is not None else None
-    mask_nodata = _nodata(mask_src) if mask_src is not None else None
+    mask_nodata = nodata_of(mask_src) if mask_src is not None else None
     masked = outside = 0
     for n, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
@@ -372,7 +358,7 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
     keep = [i for i in range(len(values)) if cm.matrix[i].sum() + cm.matrix[:, i].sum() > 0]
     kept_values = [values[i] for i in keep]
     matrix = cm.matrix[np.ix_(keep, keep)]
-    table = class_table(kept_values, names_table, lv, level_maps, cls_ds, ref_src,
+    table = compared_classes(kept_values, names_table, lv, level_maps, cls_ds, ref_src,
                         bool(recl.classified) or bool(lv and level_maps in ("both", "classified")),
                         bool(recl.reference) or bool(lv and level_maps in ("both", "reference")))
     metrics = compute_metrics(matrix, kept_values, {c["value"]: c["name"] for c in table})

@@ -40,10 +40,10 @@ from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from . import tables as accuracy
 from .assess import (
-    _nodata,
-    _open_class_raster,
-    class_table,
+    compared_classes,
+    nodata_of,
     open_aligned,
+    open_class_raster,
     pixel_area_ha,
     present_values,
 )
@@ -217,9 +217,9 @@ def land_cover_change(first: str, second: str, out_raster: Optional[str] = None,
                                "satclassify:classify for the second map)")
     ignore_list = accuracy.parse_ignore(ignore)
     names_table = accuracy.read_names(names) if names else None
-    ds1 = _open_class_raster(first, "first")
+    ds1 = open_class_raster(first, "first")
     area = pixel_area_ha(ds1, "first class raster")
-    src2 = _open_class_raster(second, "second")
+    src2 = open_class_raster(second, "second")
     nd2 = src2.GetRasterBand(1).GetNoDataValue()
     ds2, opened = open_aligned(second, ds1, "second", log, target_what="first", src_nodata=nd2, dst_alpha=True)
     warped = ds2 is not opened
@@ -230,8 +230,8 @@ def land_cover_change(first: str, second: str, out_raster: Optional[str] = None,
                                  src_nodata=_conf_nodata(confidence))
         conf_band = cds.GetRasterBand(1)
         conf_scale, conf_nodata = _confidence_scale(csrc, log)
-    skip1 = set(ignore_list) | ({_nodata(ds1)} if _nodata(ds1) is not None else set())
-    skip2 = set(ignore_list) | ({_nodata(src2)} if _nodata(src2) is not None else set())
+    skip1 = set(ignore_list) | ({nodata_of(ds1)} if nodata_of(ds1) is not None else set())
+    skip2 = set(ignore_list) | ({nodata_of(src2)} if nodata_of(src2) is not None else set())
     v1 = [int(v) for v in present_values(ds1) if int(v) not in skip1]
     v2 = [int(v) for v in present_values(src2) if int(v) not in skip2]
     for what, vals, ds in (("first", v1, ds1), ("second", v2, src2)):
@@ -256,8 +256,8 @@ def land_cover_change(first: str, second: str, out_raster: Optional[str] = None,
     if pairs.sum() == 0:
         raise SatClassifyError("no pixel holds a class in both maps: check that the rasters overlap, their nodata "
                                f"and IGNORE ({ignore_list})")
-    c1 = class_table(v1, names_table, None, "both", ds1, src2, False, False)
-    c2 = class_table(v2, names_table, None, "both", src2, ds1, False, False)
+    c1 = compared_classes(v1, names_table, None, "both", ds1, src2, False, False)
+    c2 = compared_classes(v2, names_table, None, "both", src2, ds1, False, False)
     occurring = np.flatnonzero(pairs)
     cat_lut = np.zeros(len(pairs), dtype=np.int64)
     categories = {}

@@ -31,11 +31,10 @@ from . import tables as accuracy
 from .assess import (
     DEFAULT_BLOCK,
     AccuracyResult,
-    _categories,
-    _nodata,
-    _open_class_raster,
-    class_table,
+    compared_classes,
+    nodata_of,
     open_aligned,
+    open_class_raster,
     pixel_area_ha,
     present_values,
     read_options,
@@ -95,18 +94,18 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
     if not points:
         raise SatClassifyError("the reference point layer has no point: give the sample points (e.g. from "
                                "satclassify:samplingdesign) with their reference class filled in")
-    cls_ds = _open_class_raster(classified, "classified")
+    cls_ds = open_class_raster(classified, "classified")
     area = pixel_area_ha(cls_ds, "classified raster")
     width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
     gt = cls_ds.GetGeoTransform()
     if abs(gt[2]) > 0 or abs(gt[4]) > 0:
         raise SatClassifyError("rotated rasters are not supported: warp the classified raster to a north-up grid")
-    nodata = _nodata(cls_ds)
+    nodata = nodata_of(cls_ds)
     tc = _transform("classified", ignore_list, nodata, recl, lv, level_maps, present_values(cls_ds).tolist())
     mask_ds = mask_src = None
     if mask:
         mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
-    mask_nodata = _nodata(mask_src) if mask_src is not None else None
+    mask_nodata = nodata_of(mask_src) if mask_src is not None else None
 
     # strata: mapped pixels of each (transformed) class
     counts = np.zeros(accuracy.MAX_VALUE + 1, dtype=np.int64)
@@ -142,7 +141,7 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
     if lv:
         known |= {c.value for c in clc.classes(lv)}
     if not (recl.classified or (lv and level_maps in ("both", "classified"))):
-        known |= set(_categories(cls_ds))
+        known |= set(raster.categories(cls_ds))
     skipped = {k: 0 for k in SKIPPED}
     examples = {k: [] for k in SKIPPED + ("stratum_mismatch",)}
     mismatch = 0
@@ -219,7 +218,7 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
         log(f"WARNING: stratum/strata {est['single_point_strata']} hold a single point: their variance cannot be "
             "estimated (counted as 0, so the confidence intervals are too narrow); add points there")
 
-    table = class_table(values, names_table, lv, level_maps, cls_ds, cls_ds,
+    table = compared_classes(values, names_table, lv, level_maps, cls_ds, cls_ds,
                         bool(recl.classified) or bool(lv and level_maps in ("both", "classified")), True)
     by_value = {c["value"]: c for c in table}
     p = np.asarray(est["area_proportion_matrix"])

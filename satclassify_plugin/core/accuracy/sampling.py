@@ -27,7 +27,7 @@ from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from . import estimator
 from . import tables as accuracy
-from .assess import _categories, _nodata, _open_class_raster, pixel_area_ha
+from .assess import nodata_of, open_class_raster, pixel_area_ha
 
 ogr.UseExceptions()
 
@@ -36,7 +36,7 @@ METHODS = ("target_se", "total", "counts")
 LAYER = "sample_points"
 
 
-def _strips(width: int, height: int, block: int):
+def strips(width: int, height: int, block: int):
     """Full-width strips of about ``block`` x ``block`` pixels: the pixels come in row-major order whatever the
     strip height, so a pixel's rank within its stratum (and the sample for a SEED) does not depend on ``block``."""
     rows = max(1, min(height, (block * block) // max(width, 1)))
@@ -48,10 +48,10 @@ def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, progress=
     """Pixels per class value of band 1 (nodata, IGNORE values and, with ``mask_ds``, masked-out pixels
     left out), read block by block."""
     band = ds.GetRasterBand(1)
-    nd = _nodata(ds)
+    nd = nodata_of(ds)
     skip = set(ignore) | ({nd} if nd is not None else set())
     counts = np.zeros(0, dtype=np.int64)
-    windows = _strips(ds.RasterXSize, ds.RasterYSize, block)
+    windows = strips(ds.RasterXSize, ds.RasterYSize, block)
     mband = mask_ds.GetRasterBand(1) if mask_ds is not None else None
     for k, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
@@ -173,11 +173,11 @@ def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: L
     seen = {v: 0 for v in ranks}
     pos = {v: 0 for v in ranks}
     band = ds.GetRasterBand(1)
-    nd = _nodata(ds)
+    nd = nodata_of(ds)
     skip = set(ignore) | ({nd} if nd is not None else set())
     mband = mask_ds.GetRasterBand(1) if mask_ds is not None else None
     rows, cols, strata = [], [], []
-    windows = _strips(ds.RasterXSize, ds.RasterYSize, block)
+    windows = strips(ds.RasterXSize, ds.RasterYSize, block)
     for k, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
             raise Canceled()
@@ -250,7 +250,7 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
     """Draw the stratified random sample of ``classified``; returns the strata/design dict written to JSON."""
     log = log or (lambda m: None)
     ignore_list = accuracy.parse_ignore(ignore)
-    ds = _open_class_raster(classified, "classified")
+    ds = open_class_raster(classified, "classified")
     area = pixel_area_ha(ds, "classified raster")
     if raster.srs_of(ds) is None:
         log("WARNING: the classified raster has no CRS: the points carry none and areas assume metres")
@@ -269,7 +269,7 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
                                "map (one stratum per class, a few dozen at most)")
     values = sorted(per_value)
     pixels = [per_value[v] for v in values]
-    cats = _categories(ds)
+    cats = raster.categories(ds)
     class_names = {v: (names_table.get(v) or cats.get(v) or (f"class {v}", None))[0] for v in values}
     plan = design(values, pixels, method, target_se, ua, total, rule, minimum, counts, log)
     rows, cols, strata = select_pixels(ds, values, pixels, plan["n"], seed, ignore_list, block,
@@ -279,7 +279,7 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
         t["points"] = int(k)
     meta = {"source": os.path.abspath(classified) if os.path.exists(classified) else classified,
             "pixel_area_ha": area, "total_pixels": int(sum(pixels)), "total_area_ha": float(sum(pixels) * area),
-            "ignore": ignore_list, "nodata": _nodata(ds), "seed": int(seed), "point_location": "pixel centre",
+            "ignore": ignore_list, "nodata": nodata_of(ds), "seed": int(seed), "point_location": "pixel centre",
             "crs": ds.GetProjection(), "design": plan["info"], "strata": table,
             "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57"}
     with contextlib.ExitStack() as outputs:  # both files appear together at the end, or neither

@@ -52,19 +52,8 @@ class PatchResult:
 
 def classes_from_raster(ds: gdal.Dataset) -> List[clc.ClassInfo]:
     """Class table from a class raster's category names and colour table; CLC codes when the names match."""
-    names = raster.category_names(ds)
-    band = ds.GetRasterBand(1)
-    ct = band.GetColorTable()
-    out = []
-    for v, name in enumerate(names):
-        if v == 0 or not name:
-            continue
-        if ct is not None and v < ct.GetCount():
-            r, g, b = ct.GetColorEntry(v)[:3]
-            color = f"#{r:02x}{g:02x}{b:02x}"
-        else:
-            color = clc.default_palette(v)
-        out.append(clc.ClassInfo(v, str(v), name, color))
+    out = [clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
+           for v, (name, color) in sorted(raster.categories(ds).items()) if v > 0]
     for level in (3, 2, 1):  # a CLC raster written by rasterizeclc: keep the CLC codes
         table = {c.value: c for c in clc.classes(level)}
         if out and all(c.value in table and table[c.value].name == c.name for c in out):
