@@ -133,3 +133,23 @@ def test_singlelabel_eurosat_trains(tmp_path):
     h = read_card(out).heads[0]
     assert (h.task, h.activation, h.thresholds) == ("multiclass", "softmax", None)
     assert [c.name for c in h.classes] == ["Forest", "Residential", "Sea or lake"]
+
+
+def test_pixel_labels_with_targets_train_both_ways(tmp_path):
+    """A buildpatches dataset with TARGET_FRACTION holds pixel labels and targets: cnn_class learns the targets
+    (multi-label), a U-Net the pixel labels."""
+    from satclassify_plugin.core.contract.dataset import DatasetWriter
+
+    from .conftest import BANDS, CLASSES, synth_patch
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(str(tmp_path / "ds"), BANDS, 32, CLASSES, task="multilabel", splits=("train", "val"))
+    for split, n in (("train", 8), ("val", 4)):
+        for _ in range(n):
+            img, lab = synth_patch(rng, 32)
+            frac = np.array([(lab == c["value"]).sum() for c in CLASSES]) / max((lab > 0).sum(), 1)
+            w.add(split, img, lab, target=(frac >= 0.2).astype(np.uint8))
+    w.close({"resolution_m": 10.0})
+    ml = run_train(str(tmp_path / "ds"), tmp_path / "cls", **{**FAST, "epochs": 1})
+    assert ml["history"][0]["val_map"] is not None
+    seg = run_train(str(tmp_path / "ds"), tmp_path / "unet", model="unet", epochs=1, batch_size=4, tile_size=96)
+    assert seg["history"][0]["val_miou"] is not None and "val_map" not in seg["history"][0]
