@@ -53,6 +53,39 @@ def make_models(work, epochs, encoder):
     return fp32, int8, log.strip().splitlines()[-1], time.perf_counter() - t
 
 
+def make_scene(path, size, seed=0, block=48):
+    """A 4-band uint16 scene of the training data's three classes (tests/training/conftest.py MEANS): fields of
+    ``block`` px with jittered edges and per-pixel noise, written in row strips (the model sees what it learnt)."""
+    import numpy as np
+    from osgeo import gdal, osr
+
+    # the per-class DN means of tests/training/conftest.py (B02 B03 B04 B08), which trained the model
+    means = np.array([[800, 900, 700, 3000], [400, 600, 300, 4000], [600, 500, 300, 200]], dtype=np.float64)
+    gdal.UseExceptions()
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 4, gdal.GDT_UInt16,
+                                              options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+    ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
+    ds.SetProjection(srs.ExportToWkt())
+    for b, name in enumerate(("B02", "B03", "B04", "B08")):
+        ds.GetRasterBand(b + 1).SetDescription(name)
+    rng = np.random.default_rng(seed)
+    nb = size // block + 2
+    fields = rng.integers(0, 3, (nb, nb))
+    xs = np.arange(size)
+    for y0 in range(0, size, 512):
+        ys = np.arange(y0, min(size, y0 + 512))[:, None]
+        jx = (xs[None, :] + 9 * np.sin(ys / 23.0)).astype(int) // block
+        jy = (ys + 9 * np.cos(xs[None, :] / 29.0)).astype(int) // block
+        lab = fields[np.clip(jy, 0, nb - 1), np.clip(jx, 0, nb - 1)]
+        for b in range(4):
+            v = means[lab, b] + rng.normal(0, 150, lab.shape)
+            ds.GetRasterBand(b + 1).WriteArray(np.clip(v, 1, 10000).astype(np.uint16), 0, y0)
+    ds = None
+    return path
+
+
 def child(args):
     from satclassify_plugin.core.classify.pipeline import classify
     res = classify(args.child_input, args.child_model, [args.child_out], device="CPU")
@@ -62,8 +95,9 @@ def child(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=2048, help="raster edge in pixels (default 2048)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating float32/int8 runs (the fastest counts)")
     ap.add_argument("--workdir")
     ap.add_argument("--json", help="write the figures to this JSON file")
     ap.add_argument("--child-input", help=argparse.SUPPRESS)
@@ -75,22 +109,26 @@ def main():
     import numpy as np
     from osgeo import gdal
 
-    from benchmarks.classify import make_raster
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
         t = time.perf_counter()
         fp32, int8, export_line, q_s = make_models(work, args.epochs, args.encoder)
         print(f"models made in {time.perf_counter() - t:.0f} s; int8 export {q_s:.0f} s: {export_line}", flush=True)
-        raster = make_raster(os.path.join(work, "s2.tif"), args.size)
+        raster = make_scene(os.path.join(work, "s2.tif"), args.size)
         res = {}
-        for name, model in (("float32", fp32), ("int8", int8)):
-            out = os.path.join(work, f"classes_{name}.tif")
-            line = run([sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model", model,
-                        "--child-out", out]).strip().splitlines()[-1]
-            res[name] = json.loads(line)
-            res[name]["classes"] = gdal.Open(out).ReadAsArray()
-            res[name]["size_mb"] = os.path.getsize(model) / 2 ** 20
-            print(f"  {name}: {res[name]['seconds']:.1f} s, {res[name]['mpix_s']:.2f} MPix/s, model "
-                  f"{res[name]['size_mb']:.1f} MB", flush=True)
+        # alternating runs, the fastest of each kept: the machine's load drifts between runs
+        for rep in range(args.repeats):
+            for name, model in (("float32", fp32), ("int8", int8)):
+                out = os.path.join(work, f"classes_{name}.tif")
+                line = run([sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model",
+                            model, "--child-out", out]).strip().splitlines()[-1]
+                r = json.loads(line)
+                print(f"  {name} run {rep + 1}: {r['seconds']:.1f} s, {r['mpix_s']:.2f} MPix/s", flush=True)
+                runs = res.get(name, {}).get("runs", []) + [r["seconds"]]
+                if name not in res or r["seconds"] < res[name]["seconds"]:
+                    res[name] = r
+                res[name]["runs"] = runs
+                res[name]["classes"] = gdal.Open(out).ReadAsArray()
+                res[name]["size_mb"] = os.path.getsize(model) / 2 ** 20
         a, b = res["float32"].pop("classes"), res["int8"].pop("classes")
         same = float(np.mean(a == b))
         vals, counts = np.unique(a, return_counts=True)
