@@ -235,16 +235,17 @@ def _row_pieces(u0, v0, u1, v1, rows: int):
     r_lo = np.maximum(r_lo, 0)
     r_hi = np.minimum(r_hi, rows - 1)
     keep = np.flatnonzero(r_hi >= r_lo)
+    # du/dv per edge (0 for a horizontal one: it lies in one row and keeps both ends as they are)
+    slope = (u1 - u0) / np.where(horiz, 1.0, v1 - v0)
+    slope[horiz] = 0.0
     e, row = _repeat_ranges(r_lo[keep], r_hi[keep])
     e = keep[e]
-    eu0, ev0, eu1, ev1, eh = u0[e], v0[e], u1[e], v1[e], horiz[e]
+    ev0, ev1, s = v0[e], v1[e], slope[e]
     rf = row.astype(np.float64)
     va = np.clip(ev0, rf, rf + 1)
     vb = np.clip(ev1, rf, rf + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(eh, 0.0, (eu1 - eu0) / (ev1 - ev0))
-    ua = np.where(eh, eu0, eu0 + (va - ev0) * slope)
-    ub = np.where(eh, eu1, eu0 + (vb - ev0) * slope)
+    ua = u0[e] + (va - ev0) * s  # each end moved along the edge from its own end
+    ub = u1[e] + (vb - ev1) * s
     return e, row, ua, va, ub, vb
 
 
@@ -258,17 +259,18 @@ def _cell_pieces(ua, va, ub, vb, width: int):
     c_lo = np.clip(c_lo, -1, width)
     c_hi = np.clip(c_hi, -1, width - 1)  # pieces right of the grid change nothing inside it
     keep = np.flatnonzero(c_hi >= c_lo)
+    # dv/du per row piece (0 for a vertical one: its single column keeps both ends as they are)
+    slope = (vb - va) / np.where(vert, 1.0, ub - ua)
+    slope[vert] = 0.0
     p, col = _repeat_ranges(c_lo[keep], c_hi[keep])
     p = keep[p]
     cf = col.astype(np.float64)
     lo = np.where(col < 0, -np.inf, cf)
-    pu_a = np.clip(ua[p], lo, cf + 1)
-    pu_b = np.clip(ub[p], lo, cf + 1)
-    pva, pvb, pua, pvert = va[p], vb[p], ua[p], vert[p]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(pvert, 0.0, (pvb - pva) / (ub[p] - pua))
-    qa = np.where(pvert, pva, pva + (pu_a - pua) * slope)
-    qb = np.where(pvert, pvb, pva + (pu_b - pua) * slope)
+    pua, pub, s = ua[p], ub[p], slope[p]
+    pu_a = np.clip(pua, lo, cf + 1)
+    pu_b = np.clip(pub, lo, cf + 1)
+    qa = va[p] + (pu_a - pua) * s  # each end moved along the piece from its own end
+    qb = vb[p] + (pu_b - pub) * s
     dv = qb - qa
     area = np.where(col < 0, 0.0, dv * (cf + 1 - (pu_a + pu_b) * 0.5))
     return p, col, area, dv
