@@ -169,10 +169,11 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) 
                 pts.append(p)
                 outer.append(is_outer)
                 ring_cls.append(v)
+    nstrips = max(1, -(-height // rows))
     if not pts:
         z = np.zeros(0)
-        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(2, np.int64), np.zeros(0, np.int64), fids,
-                     np.asarray(values, np.int32))
+        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(nstrips + 1, np.int64), np.zeros(0, np.int64),
+                     fids, np.asarray(values, np.int32))
     lens = np.array([p.shape[0] for p in pts], np.int64)
     allp = np.concatenate(pts)
     u = (allp[:, 0] - gt[0]) / gt[1]
@@ -195,7 +196,6 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) 
     vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
     keep = (np.minimum(u0, u1) < width) & (vmax >= 0) & (vmin < height)
     u0, v0, u1, v1, cls, vmin, vmax = (a[keep] for a in (u0, v0, u1, v1, cls, vmin, vmax))
-    nstrips = max(1, -(-height // rows))
     s0 = np.clip(np.floor(vmin / rows), 0, nstrips - 1).astype(np.int64)
     s1 = np.clip(np.floor(vmax / rows), 0, nstrips - 1).astype(np.int64)
     n = s1 - s0 + 1
