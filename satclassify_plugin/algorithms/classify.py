@@ -1,5 +1,9 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
+import os
+import re
+
 from qgis.core import (
+    QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -54,7 +58,10 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         "<b>Device</b>: Auto uses CUDA when onnxruntime-gpu offers it, else the CPU. The log names the provider "
         "that actually ran and the throughput in megapixels per second.<br>"
         "<b>Outputs</b>: OUTPUT is the first head's class raster; a two-head model (CNN-dual: fine and coarse "
-        "classes) writes its second head to OUTPUT_2 when given (there is no output folder: name each raster). "
+        "classes) writes its second head to OUTPUT_2 when given, else, with <i>Write every head next to "
+        "OUTPUT</i> (WRITE_ALL_HEADS, on by default), next to OUTPUT as <i>&lt;OUTPUT name&gt;_&lt;head "
+        "name&gt;.tif</i> (e.g. classes_clc_level1.tif; loaded and styled like OUTPUT). Untick it to write the "
+        "first head only; the log then names each head left out. HEAD_OUTPUTS lists the class rasters written. "
         "CONFIDENCE is the highest class probability in percent (0-100, nodata 255); PROBABILITIES has one "
         "band per class of the first head (percent). Pixels where any input band is nodata (DN 0 in a "
         "Sentinel-2 stack) are 0 in the class rasters.<br>"
@@ -86,12 +93,16 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes (first head)"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_2", "Classes (second head, two-head models)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "WRITE_ALL_HEADS", "Write every head next to OUTPUT (<OUTPUT name>_<head name>.tif, unless OUTPUT_2 "
+            "names it)", defaultValue=True))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "CONFIDENCE", "Confidence (max probability, %)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "PROBABILITIES", "Class probabilities (%, first head)", optional=True, createByDefault=False))
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
         self.addOutput(QgsProcessingOutputNumber("MPIX_PER_S", "Throughput (megapixels per second)"))
+        self.addOutput(QgsProcessingOutputMultipleLayers("HEAD_OUTPUTS", "Class rasters written (one per head)"))
 
     def run_tool(self, parameters, context, feedback):
         from ..core.classify.pipeline import classify
@@ -106,16 +117,59 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
             if outs[key] == "":
                 outs[key] = None
 
+        from ..core.classify.inference import load_model
+
+        loaded = load_model(model, device, feedback.pushInfo)
+        heads = self.head_outputs(parameters, context, feedback, outs, loaded.card.heads)
         result = classify(
-            layer.source(), model, [outs["OUTPUT"], outs["OUTPUT_2"]], confidence=outs["CONFIDENCE"],
+            layer.source(), model, heads, confidence=outs["CONFIDENCE"], model=loaded,
             probabilities=outs["PROBABILITIES"], bands=self.parameterAsString(parameters, "BANDS", context) or "",
             extent=extent, device=device, tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             resample=self.parameterAsBool(parameters, "RESAMPLE", context),
             **self.monitor(feedback).callbacks())
-        for key, head in (("OUTPUT", 0), ("OUTPUT_2", 1)):
-            if outs[key] and head < len(result.heads):
-                style_output_on_load(context, outs[key], result.heads[head].classes)
+        written = [p for p in heads[:len(result.heads)] if p]
+        for k, path in enumerate(heads[:len(result.heads)]):
+            if not path:
+                continue
+            if path not in (outs["OUTPUT"], outs["OUTPUT_2"]):  # next to OUTPUT (WRITE_ALL_HEADS)
+                feedback.pushInfo(f"head '{result.heads[k].name}' written to {path}")
+                load_beside(context, outs["OUTPUT"], path, result.heads[k].name)
+            style_output_on_load(context, path, result.heads[k].classes)
         return {"OUTPUT": outs["OUTPUT"], "OUTPUT_2": outs["OUTPUT_2"], "CONFIDENCE": outs["CONFIDENCE"],
                 "PROBABILITIES": outs["PROBABILITIES"], "PROVIDER": result.provider,
-                "MPIX_PER_S": result.mpix_per_s}
+                "MPIX_PER_S": result.mpix_per_s, "HEAD_OUTPUTS": written}
+
+    def head_outputs(self, parameters, context, feedback, outs, heads):
+        """The class raster of each head: OUTPUT, OUTPUT_2, then (WRITE_ALL_HEADS) ``<OUTPUT base>_<head>.tif``
+        for every head without one, checked by the output guard like the declared outputs. A head left out is
+        named in the log with the way to get it."""
+        paths = [outs["OUTPUT"], outs["OUTPUT_2"]] + [None] * max(0, len(heads) - 2)
+        write_all = self.parameterAsBool(parameters, "WRITE_ALL_HEADS", context)
+        base, ext = os.path.splitext(outs["OUTPUT"] or "")
+        derived = {}
+        for k in range(1, len(heads)):
+            if paths[k]:
+                continue
+            if write_all:
+                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", heads[k].name).strip("_.") or f"head{k + 1}"
+                paths[k] = f"{base}_{name}{ext or '.tif'}"
+                derived[f"head {k + 1} '{heads[k].name}' ({os.path.basename(paths[k])})"] = paths[k]
+            else:
+                how = "give OUTPUT_2, or tick" if k == 1 else "tick"
+                feedback.pushWarning(
+                    f"the model has {len(heads)} heads: head '{heads[k].name}' ({heads[k].num_classes} classes) was "
+                    f"not written: {how} 'Write every head next to OUTPUT' (WRITE_ALL_HEADS)")
+        if derived:
+            self.check_output_paths(parameters, context, extra=derived)
+        return paths
+
+
+def load_beside(context, output, path, head_name):
+    """Load ``path`` into the project with OUTPUT when OUTPUT is loaded (dialog runs): named after OUTPUT's layer."""
+    from qgis.core import QgsProcessingContext
+
+    if context.willLoadLayerOnCompletion(output):
+        d = context.layerToLoadOnCompletionDetails(output)
+        context.addLayerToLoadOnCompletion(
+            path, QgsProcessingContext.LayerDetails(f"{d.name} ({head_name})", d.project, "OUTPUT"))
