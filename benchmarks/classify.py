@@ -118,7 +118,11 @@ def child(args):
                       "peak_rss_mb": peak_rss_mb(),
                       "infer_pct": 100 * res.stats["inference"] / res.seconds,
                       "wait_in_pct": 100 * res.stats["wait_input"] / res.seconds,
-                      "wait_out_pct": 100 * res.stats["wait_writer"] / res.seconds}))
+                      "wait_out_pct": 100 * res.stats["wait_writer"] / res.seconds,
+                      # CPU seconds of the reader and writer threads and of the whole process, % of the wall time
+                      "reader_cpu_pct": 100 * res.stats.get("reader_cpu", 0.0) / res.seconds,
+                      "writer_cpu_pct": 100 * res.stats.get("writer_cpu", 0.0) / res.seconds,
+                      "process_cpu_pct": 100 * res.stats.get("process_cpu", 0.0) / res.seconds}))
 
 
 def raw_child(args):
@@ -198,7 +202,9 @@ def main():
             rows.append(r)
             print(f"  {size}^2 done: {r['mpix_s']:.2f} MPix/s, peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(raster generated in {gen:.0f} s); inference thread: onnxruntime {r['infer_pct']:.0f}%, "
-                  f"waiting for input {r['wait_in_pct']:.0f}%, for the writer {r['wait_out_pct']:.0f}%", flush=True)
+                  f"waiting for input {r['wait_in_pct']:.0f}%, for the writer {r['wait_out_pct']:.0f}%; CPU of the "
+                  f"reader thread {r['reader_cpu_pct']:.0f}%, writer {r['writer_cpu_pct']:.0f}%, whole process "
+                  f"{r['process_cpu_pct']:.0f}% of the wall time", flush=True)
     import onnxruntime
 
     print()

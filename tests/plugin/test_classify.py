@@ -437,8 +437,12 @@ def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
     model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 32, "halo": 2})
     logs = []
     res = classify(src, model, [str(tmp_path / "c.tif")], device="CPU", log=logs.append)
-    assert set(res.stats) == {"inference", "wait_input", "wait_writer"}
+    assert set(res.stats) == {"inference", "wait_input", "wait_writer", "reader_cpu", "writer_cpu", "process_cpu"}
     assert all(v >= 0 for v in res.stats.values()) and res.stats["inference"] > 0
-    assert sum(res.stats.values()) <= res.seconds
+    assert res.stats["inference"] + res.stats["wait_input"] + res.stats["wait_writer"] <= res.seconds
+    # CPU seconds: the reader and writer threads are part of the process's CPU time
+    assert res.stats["reader_cpu"] > 0 and res.stats["reader_cpu"] + res.stats["writer_cpu"] <= res.stats["process_cpu"]
     line = [m for m in logs if m.startswith("time of the inference thread")]
     assert len(line) == 1 and "onnxruntime" in line[0] and "waiting for input" in line[0]
+    cpu = [m for m in logs if m.startswith("CPU time: reader thread")]
+    assert len(cpu) == 1 and "writer thread" in cpu[0] and "whole process" in cpu[0]

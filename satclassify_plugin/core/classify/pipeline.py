@@ -247,9 +247,18 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                   resample: bool = False, log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
     """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
     card = model.card
-    band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
-    log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
-    nodata = _nodata_values(src, band_numbers, model)
+    scale = scale_coefficients(card)
+    if card.timeseries:  # a multi-date model: bands by name and date order (core/classify/temporal.py)
+        from .temporal import temporal_inputs
+        if bands and bands.strip():
+            log("BANDS is ignored for a multi-date model: its bands are found by name on each date")
+        t = temporal_inputs(card, raster.band_names(src), log)
+        band_numbers, nodata, scale = t.band_numbers, t.nodata, t.scale
+        model.feeds = t.feeds
+    else:
+        band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
+        log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
+        nodata = _nodata_values(src, band_numbers, model)
     _check_crs(src, model, resample, log)
     ds = src
     if resample and card.resolution_m is not None:
@@ -270,7 +279,7 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
         f"output {ow} x {oh} px; onnxruntime providers: {', '.join(model.providers)}")
     return ClassifyPlan(ds=ds, model=model, band_numbers=list(band_numbers), nodata=nodata, window=window,
                         tile=choice.tile, halo=card.halo, batch=choice.batch, tiles=tiles,
-                        scale=scale_coefficients(card),
+                        scale=scale,
                         geotransform=(gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5]),
                         wkt=ds.GetProjection(), targets=targets)
 
@@ -342,6 +351,9 @@ def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: N
             "writer {:.0%} (much waiting for input: reading/decoding is the bottleneck; for the writer: "
             "compression/disk)".format(stats["inference"] / seconds, stats["wait_input"] / seconds,
                                         stats["wait_writer"] / seconds))
+        log("CPU time: reader thread {:.1f} s, writer thread {:.1f} s, whole process {:.1f} s in {:.1f} s (on a CPU "
+            "run what the reader and writer take is taken from onnxruntime's threads)".format(
+                stats["reader_cpu"], stats["writer_cpu"], stats["process_cpu"], seconds))
     return res
 
 
@@ -474,7 +486,13 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
                 if stop.is_set():
                     return _STOP
 
+    # seconds of the inference thread in onnxruntime / waiting, and CPU seconds of the reader, the writer and the
+    # whole process (onnxruntime's own threads are the rest of the process's CPU)
+    stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0, "writer_cpu": 0.0}
+    cpu0 = time.process_time()
+
     def reader():
+        c0 = time.thread_time()
         try:
             for s in range(0, len(tiles), batch):
                 group = tiles[s:s + batch]
@@ -485,8 +503,11 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
         except BaseException as e:
             errors.append(e)
             stop.set()
+        finally:
+            stats["reader_cpu"] = time.thread_time() - c0
 
     def writer():
+        c0 = time.thread_time()
         try:
             while True:
                 item = get(q_out)
@@ -502,13 +523,14 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
         except BaseException as e:
             errors.append(e)
             stop.set()
+        finally:
+            stats["writer_cpu"] = time.thread_time() - c0
 
     threads = [threading.Thread(target=reader, name="satclassify-reader", daemon=True),
                threading.Thread(target=writer, name="satclassify-writer", daemon=True)]
     for t in threads:
         t.start()
     done = 0
-    stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0}  # seconds of the inference thread
     prob_heads = sorted({t.head for t in targets if t.kind == "probabilities"})
     checked = False  # output shapes are checked on the first batch (the model is the same for all)
     try:
@@ -549,4 +571,5 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
             t.join()
     if errors:
         raise errors[0]
+    stats["process_cpu"] = time.process_time() - cpu0
     return stats
