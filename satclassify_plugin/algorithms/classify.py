@@ -94,8 +94,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_2", "Classes (second head, two-head models)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterBoolean(
-            "WRITE_ALL_HEADS", "Write every head next to OUTPUT (<OUTPUT name>_<head name>.tif, unless OUTPUT_2 "
-            "names it)", defaultValue=True))
+            "WRITE_ALL_HEADS", "Write every head next to OUTPUT (as <OUTPUT name>_<head>.tif)", defaultValue=True))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "CONFIDENCE", "Confidence (max probability, %)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
