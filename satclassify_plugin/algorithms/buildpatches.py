@@ -53,6 +53,10 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "with training. K_FOLDS (>= 2) numbers the train blocks for cross-validation (fold field).<br>"
         "<b>Sampling</b>: MAX_PATCHES caps the patch count; CLASS_AWARE then keeps patches with rare classes "
         "first. Class histograms per split are in the log and the manifest.<br>"
+        "<b>Multi-label targets</b>: TARGET_FRACTION &gt; 0 also writes a patch-level target per patch "
+        "(targets-&lt;split&gt;-&lt;k&gt;.npy, manifest task multilabel): the classes covering at least that "
+        "fraction of the patch's labelled pixels, for a multi-label patch classifier (cnn_class) like those "
+        "trained on BigEarthNet.<br>"
         "Memory stays flat: the image is read in strips one patch high.")
 
     def initAlgorithm(self, config=None):
@@ -84,6 +88,9 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
                                             compat.NUMBER_INTEGER, 0, False, 0),
                QgsProcessingParameterBoolean("CLASS_AWARE", "Class-aware sampling (keep rare classes)",
                                              defaultValue=False),
+               QgsProcessingParameterNumber(
+                   "TARGET_FRACTION", "Patch-level multi-label targets: classes covering at least this fraction of "
+                   "a patch's labelled pixels (0 = none)", compat.NUMBER_DOUBLE, 0.0, False, 0.0, 1.0),
                QgsProcessingParameterNumber("SHARD_SIZE", "Patches per shard file",
                                             compat.NUMBER_INTEGER, 256, False, 1, 100000),
                QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
@@ -126,6 +133,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             max_patches=self.parameterAsInt(parameters, "MAX_PATCHES", context),
             class_aware=self.parameterAsBool(parameters, "CLASS_AWARE", context),
             shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
+            target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
             overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             **self.monitor(feedback).callbacks())
         footprints = result.footprints + "|layername=patches"

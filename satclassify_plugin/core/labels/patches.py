@@ -32,7 +32,7 @@ from ..contract import clc
 from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from .plan import SPLITS, Candidate, PatchRecord, PatchSettings, SplitPlan, plan_splits
+from .plan import SPLITS, Candidate, PatchRecord, PatchSettings, SplitPlan, patch_targets, plan_splits
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -239,6 +239,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     classes = src.classes
     with DatasetWriter(out_folder, src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
                        with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS,
+                       task="multilabel" if s.target_fraction > 0 else "segmentation",
                        expected_patches=int(plan.keep.sum())) as writer:
         for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
             if is_canceled():
@@ -266,9 +267,12 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
                     dropped_nodata += 1
                     continue
                 split = SPLITS[plan.split_of[i]]
-                shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if src.with_masks else None)
+                hist = src.histogram(pl)
+                target = patch_targets(hist, s.target_fraction) if s.target_fraction > 0 else None
+                shard, pos = writer.add(split, pim, pl, pv.astype(np.uint8) if src.with_masks else None,
+                                        target=target)
                 records.append(PatchRecord(split, plan.fold_of[i], shard, pos, r0, c0, labelled, masked,
-                                           src.histogram(pl)[1:] / float(p * p)))
+                                           hist[1:] / float(p * p)))
             progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
         if dropped_nodata:
             log(f"{dropped_nodata} patches dropped because image nodata pixels exceed MAX_MASKED or leave too "
@@ -299,6 +303,8 @@ def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord],
         "geotransform": list(gt), "image_size": [w, h],
         "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
         "sampling": {"max_patches": s.max_patches, "class_aware": bool(s.class_aware)},
+        **({"target_rule": {"type": "class_fraction", "min_fraction": s.target_fraction, "of": "labelled pixels"}}
+           if s.target_fraction > 0 else {}),
     }
 
 

@@ -32,6 +32,7 @@ class PatchSettings:
     max_patches: int = 0
     class_aware: bool = False
     shard_size: int = 256
+    target_fraction: float = 0.0  # > 0: also patch-level multi-label targets (see patch_targets)
 
     def __post_init__(self):
         p = int(self.patch_size)
@@ -50,6 +51,9 @@ class PatchSettings:
             raise SatClassifyError(f"block size must be at least 1 patch, not {self.block_size}")
         if int(self.k_folds) == 1 or int(self.k_folds) < 0:
             raise SatClassifyError(f"K_FOLDS must be 0 (no folds) or at least 2, not {self.k_folds}")
+        if not 0.0 <= float(self.target_fraction) <= 1.0:
+            raise SatClassifyError(f"TARGET_FRACTION {self.target_fraction} must be a fraction between 0 and 1 "
+                                   "(0 = no patch-level targets)")
         for name in ("block_size", "k_folds", "seed", "max_patches", "shard_size", "clc_level"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
@@ -66,6 +70,16 @@ class PatchSettings:
         """Whether a patch at (r0, c0) crosses a split-block boundary (possible when stride < patch size)."""
         b, p = self.block_px, self.patch_size
         return r0 // b != (r0 + p - 1) // b or c0 // b != (c0 + p - 1) // b
+
+
+def patch_targets(hist: np.ndarray, fraction: float) -> np.ndarray:
+    """Multi-hot (K,) uint8 target of a patch from its class histogram (column 0 = no label): the classes covering
+    at least ``fraction`` of the patch's labelled pixels (all-zero for a patch without labels)."""
+    counts = np.asarray(hist[1:], np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return np.zeros(len(counts), np.uint8)
+    return ((counts > 0) & (counts / total >= fraction)).astype(np.uint8)
 
 
 @dataclass(frozen=True)
