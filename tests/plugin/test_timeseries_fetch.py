@@ -166,3 +166,18 @@ def test_importsafe_several_days_make_a_multidate_stack(run_alg, tmp_path):
     np.testing.assert_array_equal(a[3], np.where(v0 > 0, a0["B04"], 0))
     ds = None
     assert os.path.getsize(zips[0]) > 0
+
+
+# ------------------------------------------------------------------------------------------------- buildpatches
+
+def test_buildpatches_refuses_a_malformed_multidate_stack(run_alg, tmp_path):
+    from tests.rasters import make_class_raster, make_raster
+    img = make_raster(tmp_path / "bad.tif", np.full((3, 32, 32), 500, np.uint16),
+                      band_names=["B04@2023-05-01", "VALID@2023-05-01", "B08"])
+    lab = make_class_raster(tmp_path / "lab.tif", np.ones((32, 32), np.uint8),
+                            [{"value": 1, "name": "a", "color": "#00ff00"}], nodata=0)
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:buildpatches", {"IMAGE": img, "LABELS": lab, "OUTPUT_FOLDER": str(tmp_path / "ds"),
+                                             "PATCH_SIZE": 16})
+    assert "band 3 is named 'B08' among dated bands" in str(e.value)
+    assert not (tmp_path / "ds" / "manifest.json").exists()

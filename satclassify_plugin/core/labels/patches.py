@@ -32,6 +32,7 @@ from ..contract import clc
 from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
+from ..contract.timeseries import StackLayout, dataset_entry, parse_stack
 from .plan import SPLITS, Candidate, PatchRecord, PatchSettings, SplitPlan, patch_targets, plan_splits
 
 gdal.UseExceptions()
@@ -110,6 +111,7 @@ class _Sources:
     allowed: np.ndarray      # (256,) bool: label values of the table (and 0)
     vindex: np.ndarray       # (256,) class value -> histogram column (0 = no label)
     patch_size: int
+    layout: Optional[StackLayout] = None  # a multi-date stack (core.contract.timeseries): validity from VALID@<date>
 
     @property
     def grid(self):
@@ -117,7 +119,7 @@ class _Sources:
 
     @property
     def with_masks(self) -> bool:
-        return self.mask_ds is not None or any(nd is not None for nd in self.nodatas)
+        return self.mask_ds is not None or any(nd is not None for nd in self.nodatas) or self.layout is not None
 
     def read_labels(self, r0: int) -> np.ndarray:
         w = self.img.RasterXSize
@@ -151,6 +153,11 @@ class _Sources:
             bands = [f"band{i + 1}" for i in range(len(bands))]
             log("WARNING: the image's band names are not unique: bands are named band1, band2, ...")
         nodatas = [img.GetRasterBand(i + 1).GetNoDataValue() for i in range(img.RasterCount)]
+        layout = parse_stack(bands)  # a multi-date stack: a pixel is valid when at least one date is
+        if layout is not None:
+            nodatas = [None] * len(bands)  # a cloudy date is 0 there, which its VALID band says
+            log(f"multi-date stack: {layout.num_dates} dates ({', '.join(layout.dates)}) of {', '.join(layout.bands)}"
+                " + VALID; images (N, T*(C+1), H, W); a pixel is labelled when it is valid on at least one date")
         lab_ds = _open_aligned(labels, "label raster", img, log)
         lab_raw = raster.open_raster(labels, "label raster")
         ldt = lab_raw.GetRasterBand(1).DataType
@@ -172,7 +179,7 @@ class _Sources:
         vindex = np.zeros(256, np.int64)
         vindex[values] = np.arange(1, len(values) + 1)
         mask_ds = _open_aligned(mask, "mask raster", img, log) if mask else None
-        return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p)
+        return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p, layout)
 
     def histogram(self, patch_labels: np.ndarray) -> np.ndarray:
         return np.bincount(self.vindex[patch_labels].ravel(), minlength=len(self.classes) + 1)
@@ -256,6 +263,8 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
             for b, nd in enumerate(src.nodatas):
                 if nd is not None:
                     valid &= strip[b] != nd
+            if src.layout is not None:  # valid on at least one date
+                valid &= (strip[[src.layout.valid_index(d) for d in src.layout.dates]] > 0).any(axis=0)
             for i in sorted(idxs, key=lambda j: candidates[j].col):
                 c0 = candidates[i].col
                 pim = _patch_pixels(src, strip, c0, r0, p)
@@ -303,6 +312,7 @@ def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord],
         "geotransform": list(gt), "image_size": [w, h],
         "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
         "sampling": {"max_patches": s.max_patches, "class_aware": bool(s.class_aware)},
+        **({"timeseries": dataset_entry(src.layout)} if src.layout is not None else {}),
         **({"target_rule": {"type": "class_fraction", "min_fraction": s.target_fraction, "of": "labelled pixels"}}
            if s.target_fraction > 0 else {}),
     }
