@@ -104,11 +104,6 @@ def report(feedback, summary, bands, out, mask, context=None):
                           f"{' / '.join(styles)} (Layers panel: right-click > Styles)")
     elif "styles" in summary:
         feedback.pushInfo("no natural-colour style: the stack lacks one of B04, B03, B02")
-    else:  # a multi-date stack: a single-date style of an earlier run would draw it wrongly
-        from ..core.s2.style import drop_own_style
-
-        if drop_own_style(out):
-            feedback.pushInfo(f"removed the earlier single-date style {os.path.basename(style_sidecar(out))}")
     if context is not None:
         style_stack_on_load(context, out, styles)
     scenes = summary["scenes"]
