@@ -280,17 +280,8 @@ def classes_from_raster(ds: gdal.Dataset, band: int = 1) -> list:
     table; CLC codes when every name matches a CLC level (a raster of rasterizeclc), else the value as code."""
     from .contract import clc
 
-    names = category_names(ds, band)
-    ct = ds.GetRasterBand(band).GetColorTable()
-    out = []
-    for v, name in enumerate(names):
-        if v == 0 or not name:
-            continue
-        if ct is not None and v < ct.GetCount():
-            color = "#{:02x}{:02x}{:02x}".format(*ct.GetColorEntry(v)[:3])
-        else:
-            color = clc.default_palette(v)
-        out.append(clc.ClassInfo(v, str(v), name, color))
+    out = [clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
+           for v, (name, color) in sorted(categories(ds, band).items()) if v > 0]
     for level in (3, 2, 1):
         by_value = {c.value: c for c in clc.classes(level)}
         if out and all(c.value in by_value and by_value[c.value].name == c.name for c in out):

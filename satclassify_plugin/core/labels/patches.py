@@ -51,17 +51,6 @@ class PatchResult:
     classes: List[dict] = field(default_factory=list)
 
 
-def classes_from_raster(ds: gdal.Dataset) -> List[clc.ClassInfo]:
-    """Class table from a class raster's category names and colour table; CLC codes when the names match."""
-    out = [clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
-           for v, (name, color) in sorted(raster.categories(ds).items()) if v > 0]
-    for level in (3, 2, 1):  # a CLC raster written by rasterizeclc: keep the CLC codes
-        table = {c.value: c for c in clc.classes(level)}
-        if out and all(c.value in table and table[c.value].name == c.name for c in out):
-            return [clc.ClassInfo(c.value, table[c.value].code, c.name, c.color) for c in out]
-    return out
-
-
 def _open_aligned(path: str, what: str, image: gdal.Dataset, log) -> gdal.Dataset:
     ds = raster.open_raster(path, what)
     if ds.RasterCount != 1:
@@ -167,7 +156,7 @@ class _Sources:
         if s.clc_level:
             classes = clc.classes(s.clc_level)
         else:
-            classes = classes_from_raster(lab_raw)
+            classes = raster.classes_from_raster(lab_raw)
             if not classes:
                 raise SatClassifyError(f"label raster '{labels}' has no class names (category names / colour "
                                        "table): choose a CLC level for its classes, or write it with rasterizeclc")
