@@ -94,6 +94,31 @@ def test_clean_coverage_matches_exact_reference(run_alg, tmp_path, seed):
     assert (got > 0).sum() > 300 and 20 < mixed.sum() < got.size // 2
 
 
+def test_clean_coverage_without_gdal_interior(tmp_path):
+    """A clean coverage (no overlap): the pixels between boundary pixels come from the fractions' prefix sums,
+    not from GDAL (no fallback logged), and equal the reference (and so the centre rule) there."""
+    from osgeo import gdal
+
+    from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
+    from tests.rasters import wkt
+
+    w, h = 40, 30
+    polys = tessellation(5, w, h, 30)
+    codes = [("211", "311", "512", "231")[i % 4] for i in range(len(polys))]
+    src = make_polygons(tmp_path / "t.gpkg", [(p, {"code_18": c}) for p, c in zip(polys, codes)], epsg=UTM32N,
+                        fields=STR)
+    grid = Grid(w, h, (X0, PX, 0.0, Y0, 0.0, -PX), wkt(UTM32N))
+    logs = []
+    rasterize_clc(src, str(tmp_path / "m.tif"), grid, level=3, rule="majority", log=logs.append)
+    assert not [m for m in logs if "overlapping or invalid" in m]
+    got = gdal.Open(str(tmp_path / "m.tif")).ReadAsArray()
+    exp, _ = reference(polys, values_of(codes), w, h, 0.75)
+    np.testing.assert_array_equal(got, exp)
+    rasterize_clc(src, str(tmp_path / "c.tif"), grid, level=3, rule="centre")
+    centre = gdal.Open(str(tmp_path / "c.tif")).ReadAsArray()
+    assert 0 < (got != centre).sum() < 0.05 * got.size
+
+
 def test_three_way_boundaries_and_ties(run_alg, tmp_path):
     """Hand-made: a pixel split 40/30/30 by three classes (the 40 % wins although no class has half), a
     pixel split exactly in half (tie: the lower value wins), half a pixel outside every polygon (no label

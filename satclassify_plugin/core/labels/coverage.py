@@ -214,6 +214,10 @@ class StripResult:
     dominant: np.ndarray     # float64 dominant fraction per cell ("no label" included)
     irregular: np.ndarray    # bool per cell: impossible areas (overlap / invalid geometry): recompute exactly
     irregular_runs: bool     # some pixels without boundary lie under overlapping/invalid polygons
+    #: (rows, width) uint8: the boundary pixels' majority values and, between them, the class of the pixels no
+    #: boundary crosses (the class covering the right side of the boundary pixel left of them); only meaningful
+    #: where nothing is irregular (then it equals GDAL's centre rule there)
+    raster: Optional[np.ndarray] = None
 
 
 def _repeat_ranges(lo: np.ndarray, hi: np.ndarray):
@@ -297,7 +301,8 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     ks = key[order]
     if ks.size == 0:
         z = np.zeros(0, np.int64)
-        return StripResult(z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False)
+        return StripResult(z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False,
+                           np.zeros((rows, width), np.uint8))
     starts = np.concatenate(([0], np.flatnonzero(ks[1:] != ks[:-1]) + 1))
     gk = ks[starts]
     garea = np.add.reduceat(area[order], starts)
@@ -349,7 +354,33 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     value = np.where(has_lab & ~(nolabel > best + EPS), gcls[first], 0).astype(np.uint8)
     dominant = np.where(value > 0, best, nolabel)
     cells = crow * width + ccol
-    return StripResult(cells[inside], value[inside], dominant[inside], irregular[inside], irregular_runs)
+    # pixels between boundary pixels are wholly inside one polygon (or none): the class whose cover reaches the
+    # right side of the boundary pixel before them (cover after the pixel > 0.5; column -1 = left of the grid)
+    right = (frac - garea + gdv) > 0.5
+    run_value = np.maximum.reduceat(np.where(right, gcls, 0), cst)
+    irregular_runs = irregular_runs or bool((np.add.reduceat(right, cst) > 1).any())
+    out = _fill_runs(crow, ccol, run_value, rows, width)
+    out[cells[inside]] = value[inside]
+    return StripResult(cells[inside], value[inside], dominant[inside], irregular[inside], irregular_runs,
+                       out.reshape(rows, width))
+
+
+def _fill_runs(crow, ccol, run_value, rows: int, width: int) -> np.ndarray:
+    """Flat (rows * width) uint8: each pixel the run value of the last boundary pixel left of it in its row (0
+    before the first). Marks at every row start (value 0) and after every boundary pixel, ordered by position,
+    forward-filled with a running maximum of their ranks."""
+    g = np.arange(crow.size)
+    first = np.searchsorted(crow, np.arange(rows))            # first boundary pixel of each row
+    sentinel = first + np.arange(rows)                         # rank of each row's start mark
+    rank = g + crow + 1                                        # rank of the mark after boundary pixel g
+    marks = np.zeros(rows * width, np.int32)
+    marks[np.arange(rows) * width] = sentinel
+    start = crow * width + ccol + 1
+    ok = ccol + 1 < width
+    marks[start[ok]] = rank[ok]
+    values = np.zeros(rows + crow.size, np.uint8)
+    values[rank] = run_value
+    return values[np.maximum.accumulate(marks)]
 
 
 # -- exact recomputation of irregular pixels (overlaps, invalid geometries) -------------------------------------

@@ -390,8 +390,9 @@ def _reversed_copy(mem):
 
 
 def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log) -> int:
-    """Exact majority (and mixed mask) in row strips: the centre rule (GDAL, in a worker thread one strip
-    ahead) for pixels no polygon boundary crosses, exact coverage fractions (:mod:`.coverage`) for the rest."""
+    """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
+    a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
+    overlap); two strips at a time in worker threads."""
     mem = _memory_layer(vds, sql, rect, grid)
     mlyr = mem.GetLayer(0)
     w, h = grid.width, grid.height
@@ -416,11 +417,16 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
     n_mixed = n_irregular = 0
 
     def strip_task(s, y0):
-        """Centre rule and boundary fractions of strip ``s`` (in a worker: GDAL and numpy release the GIL, so
-        two strips are computed at once on two cores). The forward layer is used by one task at a time."""
+        """Boundary fractions of strip ``s`` and the strip's classes (in a worker: numpy and GDAL release the GIL,
+        so two strips are computed at once on two cores). The pixels between boundary pixels come from the
+        fractions' own prefix sums; only a strip with overlapping or invalid polygons is burnt by GDAL (centre
+        rule, later polygon on top) for them. The forward layer is used by one task at a time."""
+        res = coverage.strip_fractions(*edges.strip(s), y0, min(rows, h - y0), w)
+        if not (res.irregular_runs or res.irregular.any()):
+            return res.raster, res
         with burn_lock:
             centre = burn_strip(y0, mlyr)
-        return centre, coverage.strip_fractions(*edges.strip(s), y0, min(rows, h - y0), w)
+        return centre, res
 
     burn_lock = threading.Lock()
     pool = ThreadPoolExecutor(max_workers=2)
