@@ -1,8 +1,9 @@
 """Exact polygon/pixel coverage for the majority rule (numpy + OGR; no shapely, no compiled extension).
 
 The majority rule needs, for every pixel a polygon boundary passes through, the exact area each class covers.
-Pixels no boundary passes through are covered by one polygon or none, so the centre rule (GDAL's own
-rasterization) already gives their class; only boundary pixels are computed here.
+Pixels no boundary passes through are covered by one polygon or none: they take the class whose cover the
+prefix sums below carry to the right side of the boundary pixel before them (what the centre rule gives them;
+:func:`_fill_runs`), so a clean coverage needs no other rasterization.
 
 Method (signed-area accumulation, one row strip at a time): every polygon edge is cut at the pixel grid lines
 into pieces lying inside one pixel each. A piece from (ua, va) to (ub, vb) in pixel coordinates (u = column,
