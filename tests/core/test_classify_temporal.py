@@ -29,6 +29,7 @@ def test_exact_dates_map_by_name_and_order():
     np.testing.assert_allclose(a[:3], [1e-4 / 0.05, 1e-4 / 0.1, 1.0])
     np.testing.assert_allclose(b[:3], [-0.1 / 0.05, -0.3 / 0.1, 0.0])
     assert t.nodata == [None] * 9
+    assert t.valid_channels == [2, 5, 8]  # the VALID channel of each date in the model's input
 
 
 def test_more_dates_pick_the_closest_days_of_year():

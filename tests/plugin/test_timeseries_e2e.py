@@ -123,6 +123,26 @@ def test_classify_with_the_trained_utae(pipeline, world, run_alg, tmp_path):
     assert oa >= 0.9
 
 
+def test_pixels_invalid_on_every_date_are_nodata(pipeline, world, run_alg, tmp_path):
+    src = gdal.Open(pipeline["stack"])
+    cut = str(tmp_path / "cut.tif")
+    ds = gdal.Translate(cut, src)
+    for k in range(6):  # no valid observation in the top-left 20 x 30 pixels, on any date
+        for b in range(5):
+            band = ds.GetRasterBand(k * 5 + b + 1)
+            a = band.ReadAsArray()
+            a[:20, :30] = 0
+            band.WriteArray(a)
+    ds = None
+    res = run_alg("satclassify:classify", {"INPUT": cut, "MODEL": pipeline["onnx"], "OUTPUT": str(tmp_path / "c.tif"),
+                                           "CONFIDENCE": str(tmp_path / "conf.tif"), "DEVICE": 1})
+    cls = gdal.Open(res["OUTPUT"]).ReadAsArray()
+    conf = gdal.Open(str(tmp_path / "conf.tif")).ReadAsArray()
+    assert (cls[:20, :30] == 0).all() and (conf[:20, :30] == 255).all()
+    assert (cls[20:, :] > 0).all() and (cls[:, 30:] > 0).all()
+    assert (cls[20:] == world.scene["labels"][20:]).mean() >= 0.9
+
+
 def test_classify_refuses_a_stack_with_fewer_dates(pipeline, world, run_alg, tmp_path):
     short = fetch(run_alg, world, tmp_path / "short.tif", end="2023-05-31")
     assert short["DATES"] == "2023-03-15,2023-04-20,2023-05-25"

@@ -203,6 +203,8 @@ class ClassifyPlan:
     geotransform: Tuple[float, ...]        # of the output window
     wkt: str
     targets: List[Target]
+    #: a multi-date model: the input channels holding each date's validity; a pixel invalid on every date is nodata
+    valid_any: Optional[List[int]] = None
 
     @property
     def heads(self):
@@ -247,14 +249,14 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                   resample: bool = False, log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
     """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
     card = model.card
-    scale = scale_coefficients(card)
+    scale, valid_any = scale_coefficients(card), None
     if card.timeseries:  # a multi-date model: bands by name and date order (core/classify/temporal.py)
         from .temporal import temporal_inputs
         if bands and bands.strip():
             log("BANDS is ignored for a multi-date model: its bands are found by name on each date")
         t = temporal_inputs(card, raster.band_names(src), log)
         band_numbers, nodata, scale = t.band_numbers, t.nodata, t.scale
-        model.feeds = t.feeds
+        model.feeds, valid_any = t.feeds, t.valid_channels
     else:
         band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
         log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
@@ -281,7 +283,7 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                         tile=choice.tile, halo=card.halo, batch=choice.batch, tiles=tiles,
                         scale=scale,
                         geotransform=(gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5]),
-                        wkt=ds.GetProjection(), targets=targets)
+                        wkt=ds.GetProjection(), targets=targets, valid_any=valid_any)
 
 
 def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
@@ -414,6 +416,8 @@ class _BatchReader:
             invalid = np.zeros(core.shape[1:], dtype=bool)
             for i, v in self.nd:
                 invalid |= core[i] == v
+            if plan.valid_any:  # a multi-date stack: nodata where no date is valid
+                invalid |= ~(core[plan.valid_any] > 0).any(axis=0)
             if self.is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
                 invalid |= ~np.isfinite(core).all(axis=0)
             masks.append(invalid)

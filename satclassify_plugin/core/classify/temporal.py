@@ -14,8 +14,7 @@ trained on (and their days of year), the C bands of each date, and whether the g
 * ``doy``: the chosen dates' days of year, fed with every batch (``Model.feeds``).
 
 No pixel is masked by a band's nodata value (a cloudy date is 0 there, which the validity tells the model);
-pixels invalid on every date are classified from no observation: mask them with the stack's MASK
-(fetchsentinel2: 1 where at least one date is valid).
+a pixel invalid on every date (no observation) gets the outputs' nodata (``valid_channels``).
 """
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ class TemporalInputs:
     nodata: List[Optional[float]]           # per input channel (None: no pixel masked by a value)
     dates: List[str]                        # the stack dates used, in order
     feeds: Dict[str, np.ndarray] = field(default_factory=dict)  # extra graph inputs (``doy``)
+    valid_channels: List[int] = field(default_factory=list)     # 0-based input channels of each date's VALID
 
 
 def temporal_inputs(card: ModelCard, band_names: Sequence[str], log: Callable[[str], None] = lambda m: None
@@ -76,7 +76,9 @@ def temporal_inputs(card: ModelCard, band_names: Sequence[str], log: Callable[[s
     log(f"multi-date model: {need} dates {', '.join(dates)} (days of year {', '.join(str(int(v)) for v in doy)}), "
         f"bands {', '.join(card.bands)} + validity per date -> {len(numbers)} input channels")
     feeds = {DOY_INPUT: doy} if ts.get("doy_input") else {}
-    return TemporalInputs(numbers, (a_in, b_in), [None] * len(numbers), dates, feeds)
+    per_date = len(card.bands) + 1
+    valid = [k * per_date + per_date - 1 for k in range(len(dates))]
+    return TemporalInputs(numbers, (a_in, b_in), [None] * len(numbers), dates, feeds, valid)
 
 
 __all__ = ["TemporalInputs", "temporal_inputs"]
