@@ -447,6 +447,10 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 m.reshape(-1)[res.cells] = res.dominant < threshold - coverage.EPS
             bad = np.flatnonzero(res.irregular)
             if bad.size:
+                if n_irregular < 20000 <= n_irregular + bad.size:
+                    log("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed with "
+                        "geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer first "
+                        "(Fix geometries, then Dissolve or remove the overlaps)")
                 n_irregular += bad.size
                 if "painter" not in extra:
                     with burn_lock:  # the copy reads the forward layer, which a worker may be burning
