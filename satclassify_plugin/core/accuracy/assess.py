@@ -21,11 +21,11 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .. import raster
-from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.metrics import ConfusionMatrix, compute_metrics
 from . import tables as accuracy
+from .plan import MapOptions, class_table, compared_values
 
 INTEGER_TYPES = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32}
 DEFAULT_BLOCK = 512
@@ -160,27 +160,13 @@ def compared_classes(values: List[int], names_table, level: Optional[int], level
                 cls_transformed: bool, ref_transformed: bool) -> List[dict]:
     """value, name, color for each compared class: NAMES table, else CLC tables (LEVEL), else the classified
     raster's categories/colour table, else the reference's (when its values were not transformed), else
-    'class N' with a default colour."""
+    'class N' with a default colour (:func:`.plan.class_table`)."""
     sources = []
-    if names_table:
-        sources.append(names_table)
-    if level:
-        sources.append({c.value: (c.name, c.color) for c in clc.classes(level)})
     if not (level and level_maps in ("both", "classified")):
         sources.append(raster.categories(cls_ds))
     if not ref_transformed:
         sources.append(raster.categories(ref_ds))
-    out = []
-    for v in values:
-        name, color = None, None
-        for s in sources:
-            if v in s:
-                name = name or s[v][0]
-                color = color or s[v][1]
-            if name and color:
-                break
-        out.append({"value": int(v), "name": name or f"class {v}", "color": color or clc.default_palette(max(v, 1))})
-    return out
+    return class_table(values, names_table, level, sources)
 
 
 _PLACEHOLDER = re.compile(r"^\s*(class|value|category)?[\s_-]*\d+\s*$", re.IGNORECASE)
@@ -238,82 +224,74 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
             log(f"WARNING: class value(s) {', '.join(map(str, vs[:20]))} occur only in the {w} map")
 
 
-def read_options(level, level_maps: str, ignore, reclassify: Optional[str], names: Optional[str]):
-    """The checked LEVEL, IGNORE list, reclassify table and names table shared by both kinds of assessment."""
-    lv = accuracy.check_level(level)
-    if level_maps not in ("both", "classified", "reference"):
-        raise SatClassifyError(f"LEVEL maps must be both, classified or reference, not {level_maps!r}")
-    ignore_list = accuracy.parse_ignore(ignore)
-    recl = accuracy.read_reclassification(reclassify) if reclassify else accuracy.Reclassification()
-    names_table = accuracy.read_names(names) if names else None
-    return lv, ignore_list, recl, names_table
+@dataclass
+class AlignedInputs:
+    """The opened rasters of one assessment: the classified raster, the reference (as opened, and on the
+    classified grid with an alpha band of coverage when warped) and the optional mask on the classified grid."""
+    cls_ds: gdal.Dataset
+    ref_src: gdal.Dataset
+    ref_ds: gdal.Dataset
+    ref_warped: bool
+    mask_ds: Optional[gdal.Dataset] = None
+    mask_src: Optional[gdal.Dataset] = None
 
+    @property
+    def size(self) -> Tuple[int, int]:
+        return self.cls_ds.RasterXSize, self.cls_ds.RasterYSize
 
-def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="0",
-           reclassify: Optional[str] = None, names: Optional[str] = None, level=None, level_maps: str = "both",
-           scale=1, block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
-           is_canceled: Optional[Callable[[], bool]] = None,
-           log: Optional[Callable[[str], None]] = None) -> AccuracyResult:
-    """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.)."""
-    log = log or (lambda m: None)
-    k = accuracy.check_scale(scale)
-    lv, ignore_list, recl, names_table = read_options(level, level_maps, ignore, reclassify, names)
-
-    cls_ds = open_class_raster(classified, "classified")
-    ref_src = open_class_raster(reference, "reference")
-    for ds, what in ((cls_ds, "classified"), (ref_src, "reference")):
-        if ds.RasterCount > 1:
-            log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
-    width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
-    if k > max(width, height):
-        raise SatClassifyError(f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the whole "
-                               f"map would be one block; use a SCALE below {max(width, height)}")
-    ref_warped = not raster.same_grid(cls_ds, ref_src)
-    if ref_warped:
-        _check_overlap(cls_ds, ref_src, "reference")
-        log("the reference raster is on another grid: warped with nearest neighbour onto the classified grid")
-        ref_ds = raster.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
-                                      dst_alpha=True)
-    else:
+    @classmethod
+    def open(cls, classified: str, reference: str, mask: Optional[str], k: int, log) -> "AlignedInputs":
+        cls_ds = open_class_raster(classified, "classified")
+        ref_src = open_class_raster(reference, "reference")
+        for ds, what in ((cls_ds, "classified"), (ref_src, "reference")):
+            if ds.RasterCount > 1:
+                log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
+        width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
+        if k > max(width, height):
+            raise SatClassifyError(f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the "
+                                   f"whole map would be one block; use a SCALE below {max(width, height)}")
+        ref_warped = not raster.same_grid(cls_ds, ref_src)
         ref_ds = ref_src
-    mask_ds = mask_src = None
-    if mask:
-        mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
+        if ref_warped:
+            _check_overlap(cls_ds, ref_src, "reference")
+            log("the reference raster is on another grid: warped with nearest neighbour onto the classified grid")
+            ref_ds = raster.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
+                                         dst_alpha=True)
+        mask_ds = mask_src = None
+        if mask:
+            mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
+        return cls(cls_ds, ref_src, ref_ds, ref_warped, mask_ds, mask_src)
 
-    # transforms: reclassify first, then CLC level (auto-detected grid codes vs 111..523 codes)
-    nodata = {"classified": nodata_of(cls_ds), "reference": nodata_of(ref_src)}
-    present = {"classified": present_values(cls_ds), "reference": present_values(ref_src)}
+
+def _map_transforms(src: AlignedInputs, opts: MapOptions, log):
+    """(transforms, nodata, comparison values) of both maps, after refusing what cannot be compared."""
+    nodata = {"classified": nodata_of(src.cls_ds), "reference": nodata_of(src.ref_src)}
+    present = {"classified": present_values(src.cls_ds), "reference": present_values(src.ref_src)}
     transforms = {}
     for which in accuracy.MAPS:
-        ign = set(ignore_list) | ({nodata[which]} if nodata[which] is not None else set())
-        raw = [v for v in present[which].tolist() if v not in ign]
-        base = accuracy.MapTransform(which, ign, None, recl.for_map(which))
-        use_level = lv if (lv and level_maps in ("both", which)) else None
-        source = accuracy.detect_clc_source(base.map_values(raw), which) if use_level else "grid"
-        transforms[which] = accuracy.MapTransform(which, ign, None, recl.for_map(which), use_level, source,
-                                                  ignore_after=ignore_list)
-        if use_level:
-            log(f"{which} map: CLC level-3 {'grid codes 1..44' if source == 'grid' else 'codes 111..523'} "
-                f"aggregated to level {use_level}")
-    check_comparable(present, transforms, {"classified": cls_ds, "reference": ref_src},
-                     transformed=bool(recl.classified or recl.reference or lv), log=log)
-    values = sorted(set(transforms["classified"].map_values(
-        [v for v in present["classified"].tolist() if v not in transforms["classified"].ignore]))
-        | set(transforms["reference"].map_values(
-            [v for v in present["reference"].tolist() if v not in transforms["reference"].ignore])))
+        transforms[which] = t = opts.transform(which, nodata[which], present[which].tolist())
+        if t.level:
+            log(f"{which} map: CLC level-3 {'grid codes 1..44' if t.level_source == 'grid' else 'codes 111..523'} "
+                f"aggregated to level {t.level}")
+    check_comparable(present, transforms, {"classified": src.cls_ds, "reference": src.ref_src},
+                     transformed=bool(opts.recl.classified or opts.recl.reference or opts.level), log=log)
+    values = compared_values(present, transforms)
     if not values:
         raise SatClassifyError("no pixel left to compare: every value of the classified or reference raster is "
-                               f"ignored (IGNORE = {ignore_list}, nodata = classified {nodata['classified']}, "
+                               f"ignored (IGNORE = {opts.ignore_list}, nodata = classified {nodata['classified']}, "
                                f"reference {nodata['reference']}) or unmapped by the reclassify table / LEVEL")
-    cm = ConfusionMatrix(values, ignore=())
+    return transforms, nodata, values
 
+
+def _count(src: AlignedInputs, transforms, values, k: int, block: int, progress, is_canceled):
+    """(confusion matrix, masked pixels, pixels outside the reference): the pass over the windows."""
+    cm = ConfusionMatrix(values, ignore=())
     step = block if k == 1 else max(k, (block // k) * k)
-    windows = list(raster.iter_windows(width, height, step))
-    cls_band = cls_ds.GetRasterBand(1)
-    ref_band = ref_ds.GetRasterBand(1)
-    alpha_band = ref_ds.GetRasterBand(ref_ds.RasterCount) if ref_warped else None
-    mask_band = mask_ds.GetRasterBand(1) if mask_ds is not None else None
-    mask_nodata = nodata_of(mask_src) if mask_src is not None else None
+    windows = list(raster.iter_windows(*src.size, step))
+    cls_band, ref_band = src.cls_ds.GetRasterBand(1), src.ref_ds.GetRasterBand(1)
+    alpha_band = src.ref_ds.GetRasterBand(src.ref_ds.RasterCount) if src.ref_warped else None
+    mask_band = src.mask_ds.GetRasterBand(1) if src.mask_ds is not None else None
+    mask_nodata = nodata_of(src.mask_src) if src.mask_src is not None else None
     masked = outside = 0
     for n, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
@@ -334,44 +312,60 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, ignore="
             ref_valid = valid & cov
         r = transforms["reference"].apply(ref_band.ReadAsArray(x, y, w, h), ref_valid)
         if k > 1:
-            c = accuracy.block_mode(c, k)
-            r = accuracy.block_mode(r, k)
+            c, r = accuracy.block_mode(c, k), accuracy.block_mode(r, k)
         ok = (c >= 0) & (r >= 0)
         cm.update(np.where(ok, r, 0), np.where(ok, c, 0), ok)
         if progress:
             progress((n + 1) / len(windows))
+    return cm, masked, outside
 
+
+def _excluded(transforms, masked: int, outside: int, log) -> dict:
     tc, tr = transforms["classified"], transforms["reference"]
-    excluded = {"masked_out": masked, "outside_reference": outside,
-                "ignored_in_classified": tc.ignored, "ignored_in_reference": tr.ignored,
-                "unmapped_in_classified": tc.unmapped, "unmapped_in_reference": tr.unmapped}
     for t in (tc, tr):
         if t.unmapped:
             log(f"{t.unmapped} {t.which} pixels have values without a reclassify row or CLC class and were left out: "
                 f"{sorted(t.unmapped_values)[:20]}")
-    total = int(cm.matrix.sum())
-    if total == 0:
+    return {"masked_out": masked, "outside_reference": outside,
+            "ignored_in_classified": tc.ignored, "ignored_in_reference": tr.ignored,
+            "unmapped_in_classified": tc.unmapped, "unmapped_in_reference": tr.unmapped}
+
+
+def assess(classified: str, reference: str, mask: Optional[str] = None, scale=1, block: int = DEFAULT_BLOCK,
+           options: Optional[MapOptions] = None, progress: Optional[Callable[[float], None]] = None,
+           is_canceled: Optional[Callable[[], bool]] = None, log: Optional[Callable[[str], None]] = None,
+           **choices) -> AccuracyResult:
+    """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.).
+    ``options`` (or its names as keywords: ignore, reclassify, names, level, level_maps) are the user's
+    choices (:class:`.plan.MapOptions`)."""
+    log = log or (lambda m: None)
+    k = accuracy.check_scale(scale)
+    opts = options or MapOptions.read(**choices)
+    src = AlignedInputs.open(classified, reference, mask, k, log)
+    transforms, nodata, values = _map_transforms(src, opts, log)
+    cm, masked, outside = _count(src, transforms, values, k, block, progress, is_canceled)
+    excluded = _excluded(transforms, masked, outside, log)
+    width, height = src.size
+    if int(cm.matrix.sum()) == 0:
         parts = [f"{v} {k_.replace('_', ' ')}" for k_, v in excluded.items() if v]
         raise SatClassifyError(
             f"no pixel left to compare: of {width * height} pixels, " + ", ".join(parts or ["none compared"])
-            + f" (IGNORE = {ignore_list}); check the mask, IGNORE, the reclassify table and that the maps overlap")
+            + f" (IGNORE = {opts.ignore_list}); check the mask, IGNORE, the reclassify table and that the maps overlap")
     keep = [i for i in range(len(values)) if cm.matrix[i].sum() + cm.matrix[:, i].sum() > 0]
     kept_values = [values[i] for i in keep]
-    matrix = cm.matrix[np.ix_(keep, keep)]
-    table = compared_classes(kept_values, names_table, lv, level_maps, cls_ds, ref_src,
-                        bool(recl.classified) or bool(lv and level_maps in ("both", "classified")),
-                        bool(recl.reference) or bool(lv and level_maps in ("both", "reference")))
-    metrics = compute_metrics(matrix, kept_values, {c["value"]: c["name"] for c in table})
+    table = compared_classes(kept_values, opts.names_table, opts.level, opts.level_maps, src.cls_ds, src.ref_src,
+                             opts.transformed("classified"), opts.transformed("reference"))
+    metrics = compute_metrics(cm.matrix[np.ix_(keep, keep)], kept_values, {c["value"]: c["name"] for c in table})
     for c, info in zip(metrics["classes"], table):
         c["color"] = info["color"]
+    px = abs(src.cls_ds.GetGeoTransform()[1])
     metrics["inputs"] = {
         "classified": classified, "reference": reference, "mask": mask or None,
-        "ignore": ignore_list, "nodata_classified": nodata["classified"], "nodata_reference": nodata["reference"],
-        "reclassify": reclassify or None, "names": names or None, "level": lv, "level_maps": level_maps if lv else None,
+        "ignore": opts.ignore_list, "nodata_classified": nodata["classified"], "nodata_reference": nodata["reference"],
+        **opts.inputs(),
         "clc_source": {w: transforms[w].level_source for w in accuracy.MAPS if transforms[w].level} or None,
-        "scale": k, "reference_warped": ref_warped, "width": width, "height": height,
-        "pixel_size": abs(cls_ds.GetGeoTransform()[1]), "comparison_pixel_size": abs(cls_ds.GetGeoTransform()[1]) * k,
-        "pixel_area_ha": pixel_area_ha(cls_ds, strict=False),
+        "scale": k, "reference_warped": src.ref_warped, "width": width, "height": height,
+        "pixel_size": px, "comparison_pixel_size": px * k, "pixel_area_ha": pixel_area_ha(src.cls_ds, strict=False),
     }
     metrics["excluded"] = excluded
     return AccuracyResult(metrics)

@@ -27,9 +27,9 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import uuid
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -38,7 +38,6 @@ from osgeo import gdal, ogr
 from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from . import tables as accuracy
 from .assess import (
     compared_classes,
     nodata_of,
@@ -47,18 +46,13 @@ from .assess import (
     pixel_area_ha,
     present_values,
 )
+from .plan import ChangeOptions, change_categories
 
 ogr.UseExceptions()
 
 DEFAULT_BLOCK = 512
 CHANGE_LAYER = "change_polygons"
 CANDIDATE_LAYER = "update_candidates"
-
-
-def _lighter(color: str, f: float = 0.55) -> str:
-    c = color.lstrip("#")
-    rgb = [int(c[i:i + 2], 16) for i in (0, 2, 4)]
-    return "#" + "".join(f"{round(v + (255 - v) * f):02x}" for v in rgb)
 
 
 def _lut(values: List[int]) -> np.ndarray:
@@ -196,151 +190,195 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     return {"polygons": kept, "dropped_below_mmu": dropped}
 
 
-def land_cover_change(first: str, second: str, out_raster: Optional[str] = None, out_matrix: Optional[str] = None,
-                      out_json: Optional[str] = None, out_polygons: Optional[str] = None, mmu_ha: float = 5.0,
-                      confidence: Optional[str] = None, threshold: float = 80.0,
-                      out_candidates: Optional[str] = None, ignore="0", names: Optional[str] = None,
-                      block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
-                      is_canceled: Optional[Callable[[], bool]] = None,
-                      log: Optional[Callable[[str], None]] = None) -> dict:
-    """Compare ``first`` (earlier date / the map) with ``second`` (later date / the model); returns the summary
-    dict written to ``out_json``."""
-    log = log or (lambda m: None)
-    pr = progress or (lambda f: None)
-    if mmu_ha is None or not math.isfinite(float(mmu_ha)) or float(mmu_ha) < 0:
-        raise SatClassifyError(f"the minimum mapping unit must be >= 0 ha (0 = every pixel), got {mmu_ha}")
-    mmu_ha = float(mmu_ha)
-    if not 0 <= float(threshold) <= 100:
-        raise SatClassifyError(f"the confidence threshold is in percent (0-100), got {threshold}")
-    if out_candidates and not confidence:
-        raise SatClassifyError("map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
-                               "satclassify:classify for the second map)")
-    ignore_list = accuracy.parse_ignore(ignore)
-    names_table = accuracy.read_names(names) if names else None
-    ds1 = open_class_raster(first, "first")
-    area = pixel_area_ha(ds1, "first class raster")
-    src2 = open_class_raster(second, "second")
-    nd2 = src2.GetRasterBand(1).GetNoDataValue()
-    ds2, opened = open_aligned(second, ds1, "second", log, target_what="first", src_nodata=nd2, dst_alpha=True)
-    warped = ds2 is not opened
-    cover = ds2.GetRasterBand(ds2.RasterCount) if warped else None
-    conf_band = conf_scale = None
-    if confidence:
-        cds, csrc = open_aligned(confidence, ds1, "confidence", log, target_what="first",
-                                 src_nodata=_conf_nodata(confidence))
-        conf_band = cds.GetRasterBand(1)
-        conf_scale, conf_nodata = _confidence_scale(csrc, log)
-    skip1 = set(ignore_list) | ({nodata_of(ds1)} if nodata_of(ds1) is not None else set())
-    skip2 = set(ignore_list) | ({nodata_of(src2)} if nodata_of(src2) is not None else set())
-    v1 = [int(v) for v in present_values(ds1) if int(v) not in skip1]
-    v2 = [int(v) for v in present_values(src2) if int(v) not in skip2]
-    for what, vals, ds in (("first", v1, ds1), ("second", v2, src2)):
-        if not vals:
-            raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata and "
-                                   f"IGNORE ({ignore_list})")
-        if len(vals) > 256:
-            raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' holds {len(vals)} distinct values: "
-                                   "that is an image, not a class map")
-    lut1, lut2 = _lut(v1), _lut(v2)
-    reader = _Pair(ds1, ds2, cover, skip1, skip2, lut1, lut2)
-    k2 = len(v2)
-    width, height = ds1.RasterXSize, ds1.RasterYSize
-    windows = list(raster.iter_windows(width, height, block))
-    pairs = np.zeros(len(v1) * k2, dtype=np.int64)
+@dataclass(frozen=True)
+class ChangeOutputs:
+    """The output paths of a change comparison (None = not written)."""
+    raster: Optional[str] = None
+    matrix: Optional[str] = None
+    json: Optional[str] = None
+    polygons: Optional[str] = None
+    candidates: Optional[str] = None
+
+    @classmethod
+    def take(cls, kwargs: dict) -> "ChangeOutputs":
+        """The ``out_raster``, ``out_matrix``, ... keywords, removed from ``kwargs``."""
+        return cls(*(kwargs.pop(f"out_{k}", None) for k in ("raster", "matrix", "json", "polygons", "candidates")))
+
+    @property
+    def folder(self) -> str:
+        """Where the temporary rasters of the sieve go (beside the outputs)."""
+        return os.path.dirname(os.path.abspath(self.polygons or self.candidates or self.raster or self.json or "."))
+
+
+@dataclass
+class ChangeInputs:
+    """Both maps (the second on the first one's grid), the optional confidence raster on that grid, the class
+    values compared in each map and the reader of aligned blocks."""
+    ds1: gdal.Dataset
+    src2: gdal.Dataset
+    ds2: gdal.Dataset  # src2 or its warp onto ds1's grid: kept open while the reader reads its bands
+    area: float
+    warped: bool
+    v1: List[int]
+    v2: List[int]
+    reader: _Pair
+    conf_band: Optional[gdal.Band] = None
+    conf_scale: Optional[float] = None
+    conf_nodata: Optional[float] = None
+    conf_ds: Optional[gdal.Dataset] = None  # the confidence on ds1's grid and as opened: kept open while
+    conf_src: Optional[gdal.Dataset] = None  # conf_band is read
+
+    @classmethod
+    def open(cls, first: str, second: str, confidence: Optional[str], ignore_list, log) -> "ChangeInputs":
+        ds1 = open_class_raster(first, "first")
+        area = pixel_area_ha(ds1, "first class raster")
+        src2 = open_class_raster(second, "second")
+        nd2 = src2.GetRasterBand(1).GetNoDataValue()
+        ds2, opened = open_aligned(second, ds1, "second", log, target_what="first", src_nodata=nd2, dst_alpha=True)
+        warped = ds2 is not opened
+        cover = ds2.GetRasterBand(ds2.RasterCount) if warped else None
+        cds = csrc = conf_band = conf_scale = conf_nodata = None
+        if confidence:
+            cds, csrc = open_aligned(confidence, ds1, "confidence", log, target_what="first",
+                                     src_nodata=_conf_nodata(confidence))
+            conf_band = cds.GetRasterBand(1)
+            conf_scale, conf_nodata = _confidence_scale(csrc, log)
+        skip1 = set(ignore_list) | ({nodata_of(ds1)} if nodata_of(ds1) is not None else set())
+        skip2 = set(ignore_list) | ({nodata_of(src2)} if nodata_of(src2) is not None else set())
+        v1 = [int(v) for v in present_values(ds1) if int(v) not in skip1]
+        v2 = [int(v) for v in present_values(src2) if int(v) not in skip2]
+        for what, vals, ds in (("first", v1, ds1), ("second", v2, src2)):
+            if not vals:
+                raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata "
+                                       f"and IGNORE ({ignore_list})")
+            if len(vals) > 256:
+                raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' holds {len(vals)} distinct values: "
+                                       "that is an image, not a class map")
+        reader = _Pair(ds1, ds2, cover, skip1, skip2, _lut(v1), _lut(v2))
+        return cls(ds1, src2, ds2, area, warped, v1, v2, reader, conf_band, conf_scale, conf_nodata, cds, csrc)
+
+    def candidates(self, cat: np.ndarray, is_change: np.ndarray, threshold: float, x, y, w, h) -> np.ndarray:
+        """Where a block's category ``cat`` is a change with a confidence of at least ``threshold`` percent."""
+        raw = self.conf_band.ReadAsArray(x, y, w, h)
+        conf = raw.astype(np.float64) * self.conf_scale
+        if self.conf_nodata is not None:
+            conf[raw == self.conf_nodata] = -1
+        return is_change[cat] & (conf >= threshold)
+
+
+def _count_pairs(src: ChangeInputs, windows, ignore_list, pr, is_canceled) -> np.ndarray:
+    """Pixels of each (from, to) pair, by code = first index * len(v2) + second index: the first pass."""
+    k2 = len(src.v2)
+    pairs = np.zeros(len(src.v1) * k2, dtype=np.int64)
     for n, (x, y, w, h) in enumerate(windows):
         if is_canceled and is_canceled():
             raise Canceled()
-        i1, i2, ok = reader.read(x, y, w, h)
+        i1, i2, ok = src.reader.read(x, y, w, h)
         pairs += np.bincount((i1[ok] * k2 + i2[ok]).ravel(), minlength=len(pairs))
         pr(0.3 * (n + 1) / len(windows))
     if pairs.sum() == 0:
         raise SatClassifyError("no pixel holds a class in both maps: check that the rasters overlap, their nodata "
                                f"and IGNORE ({ignore_list})")
-    c1 = compared_classes(v1, names_table, None, "both", ds1, src2, False, False)
-    c2 = compared_classes(v2, names_table, None, "both", src2, ds1, False, False)
-    occurring = np.flatnonzero(pairs)
-    cat_lut = np.zeros(len(pairs), dtype=np.int64)
-    categories = {}
-    for k, code in enumerate(occurring, start=1):
-        a, b = divmod(int(code), k2)
-        f, t = c1[a], c2[b]
-        changed = f["value"] != t["value"]
-        cat_lut[code] = k
-        categories[k] = {"value": k, "from": f["value"], "to": t["value"], "from_name": f["name"],
-                         "to_name": t["name"], "name": f"{f['name']} -> {t['name']}", "changed": bool(changed),
-                         "color": t["color"] if changed else _lighter(f["color"]), "pixels": int(pairs[code]),
-                         "area_ha": float(pairs[code] * area)}
-    dtype = gdal.GDT_Byte if len(categories) <= 255 else gdal.GDT_UInt16
-    legend = list(categories.values())
-    folder = os.path.dirname(os.path.abspath(out_polygons or out_candidates or out_raster or out_json or "."))
-    tmp_change = _temp_tif(folder, ds1, dtype) if out_polygons else None
-    tmp_cand = _temp_tif(folder, ds1, dtype) if out_candidates else None
-    cand_pixels = 0
+    return pairs
+
+
+def _write_categories(src: ChangeInputs, windows, cat_lut, legend, dtype, tmp: dict, tmp_change, tmp_cand,
+                      first: str, second: str, threshold: float, pr, is_canceled) -> int:
+    """The second pass: the from-to raster and the sieve's inputs (changes, candidates); returns the candidate
+    pixels."""
+    ds1, k2 = src.ds1, len(src.v2)
+    out_ds = None
+    if tmp["raster"]:
+        out_ds = raster.create_geotiff(
+            tmp["raster"], ds1.RasterXSize, ds1.RasterYSize, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(),
+            nodata=0, classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
+            descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
+        if dtype != gdal.GDT_Byte:
+            out_ds.GetRasterBand(1).SetRasterCategoryNames(["not compared"] + [c["name"] for c in legend])
+    ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
+    ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
     is_change = np.asarray([False] + [c["changed"] for c in legend])
+    cand_pixels = 0
+    for n, (x, y, w, h) in enumerate(windows):
+        if is_canceled and is_canceled():
+            raise Canceled()
+        i1, i2, ok = src.reader.read(x, y, w, h)
+        cat = np.zeros((h, w), dtype=np.int64)
+        cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
+        for ds in (out_ds, ch_ds):
+            if ds is not None:
+                ds.GetRasterBand(1).WriteArray(cat, x, y)
+        if ca_ds is not None:
+            cand = src.candidates(cat, is_change, threshold, x, y, w, h)
+            cand_pixels += int(cand.sum())
+            ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
+        pr(0.3 + 0.3 * (n + 1) / len(windows))
+    out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
+    return cand_pixels
+
+
+def _summary(first, second, confidence, src: ChangeInputs, opts: ChangeOptions, c1, c2, pairs, legend,
+             poly, cand) -> dict:
+    area = src.area
+    m_px = pairs.reshape(len(src.v1), len(src.v2))
+    changed_px = sum(c["pixels"] for c in legend if c["changed"])
+    return {
+        "first": first, "second": second, "confidence": confidence or None,
+        "confidence_threshold_percent": opts.threshold if confidence else None,
+        "second_warped": src.warped, "pixel_area_ha": area, "ignore": opts.ignore_list,
+        "width": src.ds1.RasterXSize, "height": src.ds1.RasterYSize, "classes_first": c1, "classes_second": c2,
+        "matrix_pixels": m_px.tolist(), "matrix_ha": (m_px * area).tolist(),
+        "matrix_orientation": "rows = first map (from), columns = second (to)",
+        "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
+        "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
+        "mmu_ha": opts.mmu_ha, "mmu_pixels": opts.mmu_pixels(area), "change_polygons": poly,
+        "update_candidates": cand, "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
+    }
+
+
+def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
+                      options: Optional[ChangeOptions] = None, outputs: Optional[ChangeOutputs] = None,
+                      block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
+                      is_canceled: Optional[Callable[[], bool]] = None,
+                      log: Optional[Callable[[str], None]] = None, **kwargs) -> dict:
+    """Compare ``first`` (earlier date / the map) with ``second`` (later date / the model); returns the summary
+    dict written to ``out_json``. ``outputs`` (or keywords out_raster, out_matrix, out_json, out_polygons,
+    out_candidates) and ``options`` (or keywords mmu_ha, threshold, ignore, names: :class:`.plan.ChangeOptions`)."""
+    log = log or (lambda m: None)
+    pr = progress or (lambda f: None)
+    outs = outputs or ChangeOutputs.take(kwargs)
+    opts = options or ChangeOptions.read(candidates=bool(outs.candidates), confidence=bool(confidence), **kwargs)
+    src = ChangeInputs.open(first, second, confidence, opts.ignore_list, log)
+    windows = list(raster.iter_windows(src.ds1.RasterXSize, src.ds1.RasterYSize, block))
+    pairs = _count_pairs(src, windows, opts.ignore_list, pr, is_canceled)
+    c1 = compared_classes(src.v1, opts.names_table, None, "both", src.ds1, src.src2, False, False)
+    c2 = compared_classes(src.v2, opts.names_table, None, "both", src.src2, src.ds1, False, False)
+    cat_lut, categories = change_categories(pairs, c1, c2, src.area)
+    legend = list(categories.values())
+    dtype = gdal.GDT_Byte if len(categories) <= 255 else gdal.GDT_UInt16
+    tmp_change = _temp_tif(outs.folder, src.ds1, dtype) if outs.polygons else None
+    tmp_cand = _temp_tif(outs.folder, src.ds1, dtype) if outs.candidates else None
     # every output is written under a temporary name and renamed at the very end, all of them together: a
     # failure or a cancel at any step leaves none of them (and removes the sieve's temporary rasters)
-    with contextlib.ExitStack() as outputs:
-        tmp = {k: outputs.enter_context(raster.AtomicOutput(path)) if path else None
-               for k, path in (("json", out_json), ("matrix", out_matrix), ("raster", out_raster),
-                               ("polygons", out_polygons), ("candidates", out_candidates))}
-        outputs.callback(_remove, tmp_cand)
-        outputs.callback(_remove, tmp_change)
-        out_ds = None
-        if tmp["raster"]:
-            out_ds = raster.create_geotiff(
-                tmp["raster"], width, height, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(), nodata=0,
-                classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
-                descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
-            if dtype != gdal.GDT_Byte:
-                out_ds.GetRasterBand(1).SetRasterCategoryNames(["not compared"] + [c["name"] for c in legend])
-        ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
-        ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
-        for n, (x, y, w, h) in enumerate(windows):
-            if is_canceled and is_canceled():
-                raise Canceled()
-            i1, i2, ok = reader.read(x, y, w, h)
-            cat = np.zeros((h, w), dtype=np.int64)
-            cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
-            if out_ds is not None:
-                out_ds.GetRasterBand(1).WriteArray(cat, x, y)
-            if ch_ds is not None:
-                ch_ds.GetRasterBand(1).WriteArray(cat, x, y)
-            if ca_ds is not None:
-                raw = conf_band.ReadAsArray(x, y, w, h)
-                conf = raw.astype(np.float64) * conf_scale
-                if conf_nodata is not None:
-                    conf[raw == conf_nodata] = -1
-                cand = is_change[cat] & (conf >= float(threshold))
-                cand_pixels += int(cand.sum())
-                ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
-            pr(0.3 + 0.3 * (n + 1) / len(windows))
-        out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
-        threshold_px = max(1, int(math.ceil(mmu_ha / area - 1e-9))) if mmu_ha > 0 else 1
-        srs = raster.srs_of(ds1)
+    with contextlib.ExitStack() as stack:
+        tmp = {k: stack.enter_context(raster.AtomicOutput(getattr(outs, k))) if getattr(outs, k) else None
+               for k in ("json", "matrix", "raster", "polygons", "candidates")}
+        stack.callback(_remove, tmp_cand)
+        stack.callback(_remove, tmp_change)
+        cand_pixels = _write_categories(src, windows, cat_lut, legend, dtype, tmp, tmp_change, tmp_cand, first,
+                                        second, opts.threshold, pr, is_canceled)
+        threshold_px, srs = opts.mmu_pixels(src.area), raster.srs_of(src.ds1)
         poly = cand = None
-        if out_polygons:
-            poly = _polygons(tmp_change, tmp["polygons"], CHANGE_LAYER, categories, mmu_ha, threshold_px, srs,
+        if outs.polygons:
+            poly = _polygons(tmp_change, tmp["polygons"], CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs,
                              None, is_canceled, log)
         pr(0.8)
-        if out_candidates:
-            cand = _polygons(tmp_cand, tmp["candidates"], CANDIDATE_LAYER, categories, mmu_ha, threshold_px, srs,
-                             {"confidence_threshold": float(threshold)}, is_canceled, log)
+        if outs.candidates:
+            cand = _polygons(tmp_cand, tmp["candidates"], CANDIDATE_LAYER, categories, opts.mmu_ha, threshold_px,
+                             srs, {"confidence_threshold": opts.threshold}, is_canceled, log)
             cand["pixels"] = cand_pixels
         pr(0.95)
-        m_px = pairs.reshape(len(v1), k2)
-        changed_px = sum(c["pixels"] for c in legend if c["changed"])
-        summary = {
-            "first": first, "second": second, "confidence": confidence or None,
-            "confidence_threshold_percent": float(threshold) if confidence else None,
-            "second_warped": warped, "pixel_area_ha": area, "ignore": ignore_list, "width": width,
-            "height": height, "classes_first": c1, "classes_second": c2, "matrix_pixels": m_px.tolist(),
-            "matrix_ha": (m_px * area).tolist(),
-            "matrix_orientation": "rows = first map (from), columns = second (to)",
-            "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
-            "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
-            "mmu_ha": mmu_ha, "mmu_pixels": threshold_px, "change_polygons": poly, "update_candidates": cand,
-            "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
-        }
+        summary = _summary(first, second, confidence, src, opts, c1, c2, pairs, legend, poly, cand)
         if tmp["matrix"]:
             with open(tmp["matrix"], "w", encoding="utf-8", newline="") as f:
                 f.write(matrix_csv(c1, c2, summary["matrix_ha"]))
@@ -350,7 +388,7 @@ def land_cover_change(first: str, second: str, out_raster: Optional[str] = None,
     pr(1.0)
     log(f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "
         f"{sum(1 for c in legend if c['changed'])} from-to classes"
-        + (f", {poly['polygons']} change polygons >= {mmu_ha:g} ha" if poly else "")
+        + (f", {poly['polygons']} change polygons >= {opts.mmu_ha:g} ha" if poly else "")
         + (f", {cand['polygons']} update candidate polygons" if cand else ""))
     return summary
 
