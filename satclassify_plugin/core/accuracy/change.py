@@ -282,21 +282,25 @@ def _count_pairs(src: ChangeInputs, windows, ignore_list, pr, is_canceled) -> np
     return pairs
 
 
-def _write_categories(src: ChangeInputs, windows, cat_lut, legend, dtype, tmp: dict, tmp_change, tmp_cand,
-                      first: str, second: str, threshold: float, pr, is_canceled) -> int:
-    """The second pass: the from-to raster and the sieve's inputs (changes, candidates); returns the candidate
-    pixels."""
-    ds1, k2 = src.ds1, len(src.v2)
+def _category_type(legend) -> int:
+    return gdal.GDT_Byte if len(legend) <= 255 else gdal.GDT_UInt16
+
+
+def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, metadata: dict, threshold: float,
+                      pr, is_canceled) -> int:
+    """The second pass: the from-to raster (``files["raster"]``, with ``metadata``) and the sieve's inputs
+    (``files["change"]``, ``files["candidates"]``: confidence >= ``threshold``); returns the candidate pixels."""
+    ds1, k2, dtype = src.ds1, len(src.v2), _category_type(legend)
     out_ds = None
-    if tmp["raster"]:
+    if files["raster"]:
         out_ds = raster.create_geotiff(
-            tmp["raster"], ds1.RasterXSize, ds1.RasterYSize, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(),
+            files["raster"], ds1.RasterXSize, ds1.RasterYSize, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(),
             nodata=0, classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
-            descriptions=["from -> to"], metadata={"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second})
+            descriptions=["from -> to"], metadata=metadata)
         if dtype != gdal.GDT_Byte:
             out_ds.GetRasterBand(1).SetRasterCategoryNames(["not compared"] + [c["name"] for c in legend])
-    ch_ds = gdal.Open(tmp_change, gdal.GA_Update) if tmp_change else None
-    ca_ds = gdal.Open(tmp_cand, gdal.GA_Update) if tmp_cand else None
+    ch_ds = gdal.Open(files["change"], gdal.GA_Update) if files["change"] else None
+    ca_ds = gdal.Open(files["candidates"], gdal.GA_Update) if files["candidates"] else None
     is_change = np.asarray([False] + [c["changed"] for c in legend])
     cand_pixels = 0
     for n, (x, y, w, h) in enumerate(windows):
@@ -355,9 +359,8 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
     c2 = compared_classes(src.v2, opts.names_table, None, "both", src.src2, src.ds1, False, False)
     cat_lut, categories = change_categories(pairs, c1, c2, src.area)
     legend = list(categories.values())
-    dtype = gdal.GDT_Byte if len(categories) <= 255 else gdal.GDT_UInt16
-    tmp_change = _temp_tif(outs.folder, src.ds1, dtype) if outs.polygons else None
-    tmp_cand = _temp_tif(outs.folder, src.ds1, dtype) if outs.candidates else None
+    tmp_change = _temp_tif(outs.folder, src.ds1, _category_type(legend)) if outs.polygons else None
+    tmp_cand = _temp_tif(outs.folder, src.ds1, _category_type(legend)) if outs.candidates else None
     # every output is written under a temporary name and renamed at the very end, all of them together: a
     # failure or a cancel at any step leaves none of them (and removes the sieve's temporary rasters)
     with contextlib.ExitStack() as stack:
@@ -365,8 +368,9 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
                for k in ("json", "matrix", "raster", "polygons", "candidates")}
         stack.callback(_remove, tmp_cand)
         stack.callback(_remove, tmp_change)
-        cand_pixels = _write_categories(src, windows, cat_lut, legend, dtype, tmp, tmp_change, tmp_cand, first,
-                                        second, opts.threshold, pr, is_canceled)
+        cand_pixels = _write_categories(
+            src, windows, cat_lut, legend, {"raster": tmp["raster"], "change": tmp_change, "candidates": tmp_cand},
+            {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second}, opts.threshold, pr, is_canceled)
         threshold_px, srs = opts.mmu_pixels(src.area), raster.srs_of(src.ds1)
         poly = cand = None
         if outs.polygons:
