@@ -55,6 +55,17 @@ def _cls_get(c, key):
     return c[key] if isinstance(c, dict) else getattr(c, key)
 
 
+
+def _chosen_bands(bands, available, where: str):
+    """The ``bands`` option (all of ``available`` when empty); a band the dataset lacks is named."""
+    if not bands:
+        return list(available)
+    missing = [b for b in bands if b not in available]
+    if missing:
+        raise TrainingError(f"band(s) {', '.join(missing)} not in {where} {', '.join(available)}); fix the "
+                            "'bands' option")
+    return list(bands)
+
 class DataInfo:
     """What training needs to know about a dataset (and what the model card records).
 
@@ -75,14 +86,7 @@ class DataInfo:
             self._init_temporal(ds, bands)
             return
         self.all_bands = [str(b) for b in ds.bands]
-        if bands:
-            missing = [b for b in bands if b not in self.all_bands]
-            if missing:
-                raise TrainingError(f"band(s) {', '.join(missing)} not in the dataset (it has "
-                                    f"{', '.join(self.all_bands)}); fix the 'bands' option")
-            self.bands = list(bands)
-        else:
-            self.bands = list(self.all_bands)
+        self.bands = _chosen_bands(bands, self.all_bands, "the dataset (it has")
         self.band_idx = [self.all_bands.index(b) for b in self.bands]
         self.dates, self.doy = [], []
         self.channel_scale = np.full(len(self.bands), float(ds.scale), np.float32)
@@ -91,14 +95,7 @@ class DataInfo:
     def _init_temporal(self, ds, bands):
         lay = self.layout
         self.all_bands = list(lay.bands)
-        if bands:
-            missing = [b for b in bands if b not in self.all_bands]
-            if missing:
-                raise TrainingError(f"band(s) {', '.join(missing)} not in the multi-date dataset (each date has "
-                                    f"{', '.join(self.all_bands)}); fix the 'bands' option")
-            self.bands = list(bands)
-        else:
-            self.bands = list(self.all_bands)
+        self.bands = _chosen_bands(bands, self.all_bands, "the multi-date dataset (each date has")
         self.dates, self.doy = list(lay.dates), list(lay.doy)
         self.band_idx = [i for d in lay.dates for i in lay.date_indices(d, self.bands)]
         per_date = [float(ds.scale)] * len(self.bands) + [1.0]

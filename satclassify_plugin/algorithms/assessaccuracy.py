@@ -91,9 +91,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
                                           defaultValue=0),
                QgsProcessingParameterNumber("SCALE", "Compare at k x coarser resolution (mode of k x k blocks)",
                                             compat.NUMBER_INTEGER, 1)]
-        for p in adv:
-            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_MATRIX", "Confusion matrix", "CSV files (*.csv)"))
         self.addParameter(QgsProcessingParameterFileDestination(

@@ -114,6 +114,11 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
 
+    def add_advanced(self, *params) -> None:
+        """Add parameters shown under the dialog's "Advanced parameters"."""
+        for p in params:
+            self.addParameter(advanced(p))
+
     @staticmethod
     def monitor(feedback, start: float = 0.0, end: float = 1.0, info=None) -> Monitor:
         """The one adapter from ``QgsProcessingFeedback`` (percent) to the core's feedback contract: progress as
@@ -166,6 +171,12 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                 raise SatClassifyError(
                     f"{name} '{outputs[name]}': the tool writes GeoTIFF, not .{ext or '(no extension)'}: name the "
                     "file .tif (convert it afterwards with Raster > Conversion > Translate if needed)")
+
+
+def advanced(param):
+    """``param`` flagged advanced (the dialog's "Advanced parameters" group); returns it."""
+    param.setFlags(param.flags() | compat.PARAM_FLAG_ADVANCED)
+    return param
 
 
 def target_crs(alg, parameters, name, context):

@@ -95,9 +95,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
                                             compat.NUMBER_INTEGER, 256, False, 1, 100000),
                QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
                                              defaultValue=False)]
-        for p in adv:
-            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Dataset folder"))
         self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_FOOTPRINTS", "Patch footprints"))
         self.addOutput(QgsProcessingOutputFile("MANIFEST", "manifest.json"))

@@ -87,9 +87,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
                                                 compat.NUMBER_INTEGER, 0, False, 0, 4096))
         adv.append(QgsProcessingParameterBoolean(
             "RESAMPLE", "Resample the input to the model's resolution", defaultValue=False))
-        for p in adv:
-            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes (first head)"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_2", "Classes (second head, two-head models)", optional=True, createByDefault=False))

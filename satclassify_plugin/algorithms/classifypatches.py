@@ -88,9 +88,7 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
                    optional=True),
                QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in patches (0 = default)",
                                             compat.NUMBER_INTEGER, 0, False, 0, 4096)]
-        for p in adv:
-            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", "Patches (GeoPackage)", compat.SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Patches written"))

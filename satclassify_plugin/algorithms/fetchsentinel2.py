@@ -16,8 +16,8 @@ from qgis.core import (
 from .. import compat
 from ..core.contract.errors import SatClassifyError
 from ..core.contract.paths import style_sidecar
-from .base import refuse_degree_pixels, style_stack_on_load, target_crs
-from .searchsentinel2 import COMMON_HELP, Sentinel2Algorithm, _advanced
+from ._sentinel2 import COMMON_HELP, Sentinel2Algorithm
+from .base import advanced, refuse_degree_pixels, style_stack_on_load, target_crs
 
 STACK_HELP = (
     "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
@@ -146,11 +146,11 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
                                                        compat.NUMBER_INTEGER, 30, False, 1, 366))
         self.addParameter(QgsProcessingParameterEnum("COMPOSITE", "Time series: date of an interval",
                                                      options=COMPOSITE_OPTIONS, defaultValue=0))
-        self.addParameter(_advanced(QgsProcessingParameterNumber(
+        self.addParameter(advanced(QgsProcessingParameterNumber(
             "CANDIDATES", "Time series: overpasses compared (best) or combined (median) per interval",
             compat.NUMBER_INTEGER, 4, False, 1, 50)))
         self.add_service_parameters()
-        self.addParameter(_advanced(QgsProcessingParameterFile(
+        self.addParameter(advanced(QgsProcessingParameterFile(
             "DOWNLOAD_DIR", "Download folder for CDSE/DHuS products (empty = ~/.satclassify/downloads)",
             behavior=compat.FILE_BEHAVIOR_FOLDER, optional=True)))
         add_stack_outputs(self)

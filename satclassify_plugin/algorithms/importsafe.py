@@ -10,9 +10,9 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
+from ._sentinel2 import aoi_wkt
 from .base import SatClassifyAlgorithm
 from .fetchsentinel2 import STACK_HELP, add_stack_outputs, output_paths, report, target_epsg
-from .searchsentinel2 import Sentinel2Algorithm
 
 
 class ImportSafeAlgorithm(SatClassifyAlgorithm):
@@ -60,7 +60,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
             raise SatClassifyError("no SAFE product given (INPUT)")
         bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
         out, mask = output_paths(self, parameters, context)
-        aoi = Sentinel2Algorithm.aoi_wkt(self, parameters, context, feedback, required=False)
+        aoi = aoi_wkt(self, parameters, context, feedback, required=False)
         mon = self.monitor(feedback)
         more = [p for p in (self.parameterAsFileList(parameters, "MORE_INPUTS", context) or []) if p]
         epsg = target_epsg(self, parameters, context)

@@ -56,8 +56,7 @@ class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
             100.0))
         names = QgsProcessingParameterFile("NAMES", "Class names table (CSV value,name,color)", extension="csv",
                                            optional=True)
-        names.setFlags(names.flags() | compat.PARAM_FLAG_ADVANCED)
-        self.addParameter(names)
+        self.add_advanced(names)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "From-to change raster"))
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_MATRIX", "Change matrix (ha)", "CSV files (*.csv)"))

@@ -76,9 +76,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
                                                      defaultValue=0))
         adv = [QgsProcessingParameterNumber("THRESHOLD", "Mixed: dominant class fraction below which a pixel "
                                             "is mixed", compat.NUMBER_DOUBLE, 0.75, False, 0.01, 1.0)]
-        for p in adv:
-            p.setFlags(p.flags() | compat.PARAM_FLAG_ADVANCED)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "CLC classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "MIXED", "Mixed pixels (majority rule)", optional=True, createByDefault=False))

@@ -73,8 +73,7 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER, 1, False, 0))
         names = QgsProcessingParameterFile("NAMES", "Class names table (CSV value,name,color)", extension="csv",
                                            optional=True)
-        names.setFlags(names.flags() | compat.PARAM_FLAG_ADVANCED)
-        self.addParameter(names)
+        self.add_advanced(names)
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", "Sample points", compat.SOURCE_VECTOR_POINT))
         self.addParameter(QgsProcessingParameterFileDestination(
