@@ -287,3 +287,37 @@ def classes_from_raster(ds: gdal.Dataset, band: int = 1) -> list:
         if out and all(c.value in by_value and by_value[c.value].name == c.name for c in out):
             return [clc.ClassInfo(c.value, by_value[c.value].code, c.name, c.color) for c in out]
     return out
+
+
+def write_squares(path: str, layer_name: str, wkt: str, gt, size: int, fields: Sequence[Tuple[str, int]],
+                  class_prefix: str, classes, features) -> None:
+    """A GeoPackage layer of square polygons of ``size`` x ``size`` pixels of the grid ``gt``: one per item of
+    ``features`` = (top row, left column, {field: value}, per-class values). ``fields`` are (name, OGR type);
+    each class adds a real field ``<class_prefix><value>`` whose alias is the class name."""
+    from osgeo import ogr
+
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    lyr = ds.CreateLayer(layer_name, srs_from_wkt(wkt) if wkt else None, ogr.wkbPolygon)
+    for name, kind in fields:
+        lyr.CreateField(ogr.FieldDefn(name, kind))
+    for c in classes:
+        fd = ogr.FieldDefn(f"{class_prefix}{c.value}", ogr.OFTReal)
+        fd.SetAlternativeName(c.name)
+        lyr.CreateField(fd)
+    defn = lyr.GetLayerDefn()
+    lyr.StartTransaction()
+    for row, col, values, per_class in features:
+        x0, y0 = gt[0] + col * gt[1], gt[3] + row * gt[5]
+        x1, y1 = x0 + size * gt[1], y0 + size * gt[5]
+        f = ogr.Feature(defn)
+        f.SetGeometryDirectly(ogr.CreateGeometryFromWkt(
+            f"POLYGON (({x0!r} {y0!r},{x1!r} {y0!r},{x1!r} {y1!r},{x0!r} {y1!r},{x0!r} {y0!r}))"))
+        for k, v in values.items():
+            f.SetField(k, v)
+        for c, v in zip(classes, per_class):
+            f.SetField(f"{class_prefix}{c.value}", float(v))
+        lyr.CreateFeature(f)
+    lyr.CommitTransaction()
+    lyr = defn = None
+    ds = None
+

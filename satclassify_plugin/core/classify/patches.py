@@ -170,34 +170,12 @@ def _check_pixel_size(ds, res, log):
 
 
 def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):
-    drv = ogr.GetDriverByName("GPKG")
-    out = drv.CreateDataSource(path)
-    lyr = out.CreateLayer(LAYER, raster.srs_from_wkt(wkt) if wkt else None, ogr.wkbPolygon)
-    for name, t in (("row", ogr.OFTInteger), ("col", ogr.OFTInteger), ("labels", ogr.OFTString),
-                    ("top_value", ogr.OFTInteger), ("top_label", ogr.OFTString), ("top_p", ogr.OFTReal),
-                    ("valid", ogr.OFTReal)):
-        lyr.CreateField(ogr.FieldDefn(name, t))
-    for c in classes:
-        fd = ogr.FieldDefn(f"p_{c.value}", ogr.OFTReal)
-        fd.SetAlternativeName(c.name)
-        lyr.CreateField(fd)
-    defn = lyr.GetLayerDefn()
-    lyr.StartTransaction()
-    for (r, c, pr, valid), labs, t in zip(records, labels, top):
-        ax, ay = gt[0] + (x0 + c * p) * gt[1], gt[3] + (y0 + r * p) * gt[5]
-        bx, by = ax + p * gt[1], ay + p * gt[5]
-        f = ogr.Feature(defn)
-        f.SetGeometryDirectly(ogr.CreateGeometryFromWkt(
-            f"POLYGON (({ax!r} {ay!r},{bx!r} {ay!r},{bx!r} {by!r},{ax!r} {by!r},{ax!r} {ay!r}))"))
-        f.SetField("row", int(r))
-        f.SetField("col", int(c))
-        f.SetField("labels", "; ".join(classes[i].name for i in labs))
-        f.SetField("top_value", int(classes[int(t)].value))
-        f.SetField("top_label", classes[int(t)].name)
-        f.SetField("top_p", float(pr[int(t)]))
-        f.SetField("valid", round(float(valid), 6))
-        for cl, v in zip(classes, pr):
-            f.SetField(f"p_{cl.value}", float(v))
-        lyr.CreateFeature(f)
-    lyr.CommitTransaction()
-    out = None
+    fields = (("row", ogr.OFTInteger), ("col", ogr.OFTInteger), ("labels", ogr.OFTString),
+              ("top_value", ogr.OFTInteger), ("top_label", ogr.OFTString), ("top_p", ogr.OFTReal),
+              ("valid", ogr.OFTReal))
+    features = ((y0 + r * p, x0 + c * p,
+                 {"row": int(r), "col": int(c), "labels": "; ".join(classes[i].name for i in labs),
+                  "top_value": int(classes[int(t)].value), "top_label": classes[int(t)].name,
+                  "top_p": float(pr[int(t)]), "valid": round(float(valid), 6)}, pr)
+                for (r, c, pr, valid), labs, t in zip(records, labels, top))
+    raster.write_squares(path, LAYER, wkt, gt, p, fields, "p_", classes, features)

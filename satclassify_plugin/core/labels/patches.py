@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, ogr
 
 from .. import raster
 from ..contract import clc
@@ -335,44 +335,11 @@ def _read_labels(band, r0, w, p, allowed, path) -> np.ndarray:
 
 
 def _write_footprints(path, records, classes, gt, wkt, p):
-    drv = ogr.GetDriverByName("GPKG")
-    ds = drv.CreateDataSource(path)
-    srs = None
-    if wkt:
-        srs = osr.SpatialReference()
-        srs.ImportFromWkt(wkt)
-    lyr = ds.CreateLayer("patches", srs, ogr.wkbPolygon)
-    for name, t in (("split", ogr.OFTString), ("fold", ogr.OFTInteger), ("shard", ogr.OFTInteger),
-                    ("index", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger),
-                    ("labelled", ogr.OFTReal), ("masked", ogr.OFTReal)):
-        lyr.CreateField(ogr.FieldDefn(name, t))
-    for c in classes:
-        fd = ogr.FieldDefn(f"frac_{c.value}", ogr.OFTReal)
-        fd.SetAlternativeName(c.name)
-        lyr.CreateField(fd)
-    defn = lyr.GetLayerDefn()
-    lyr.StartTransaction()
-    for r in records:
-        r0, c0 = r.row, r.col
-        x0, y0 = gt[0] + c0 * gt[1], gt[3] + r0 * gt[5]
-        x1, y1 = gt[0] + (c0 + p) * gt[1], gt[3] + (r0 + p) * gt[5]
-        ring = ogr.Geometry(ogr.wkbLinearRing)
-        for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)):
-            ring.AddPoint_2D(x, y)
-        poly = ogr.Geometry(ogr.wkbPolygon)
-        poly.AddGeometry(ring)
-        f = ogr.Feature(defn)
-        f.SetGeometryDirectly(poly)
-        f.SetField("split", r.split)
-        f.SetField("fold", int(r.fold))
-        f.SetField("shard", int(r.shard))
-        f.SetField("index", int(r.index))
-        f.SetField("row", int(r0))
-        f.SetField("col", int(c0))
-        f.SetField("labelled", float(r.labelled))
-        f.SetField("masked", float(r.masked))
-        for c, v in zip(classes, r.fractions):
-            f.SetField(f"frac_{c.value}", round(float(v), 6))
-        lyr.CreateFeature(f)
-    lyr.CommitTransaction()
-    ds = None
+    fields = (("split", ogr.OFTString), ("fold", ogr.OFTInteger), ("shard", ogr.OFTInteger),
+              ("index", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger),
+              ("labelled", ogr.OFTReal), ("masked", ogr.OFTReal))
+    features = ((r.row, r.col, {"split": r.split, "fold": int(r.fold), "shard": int(r.shard), "index": int(r.index),
+                                "row": int(r.row), "col": int(r.col), "labelled": float(r.labelled),
+                                "masked": float(r.masked)}, [round(float(v), 6) for v in r.fractions])
+                for r in records)
+    raster.write_squares(path, "patches", wkt, gt, p, fields, "frac_", classes, features)
