@@ -307,37 +307,67 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
                                        "reflectance = DN / 10000; 0 = nodata"}
     if metadata:
         md.update({k: str(v) for k, v in metadata.items()})
-    with contextlib.ExitStack() as stack:
-        write_style = stack.enter_context(style.style_beside(output, bands))  # renamed after the stack
-        tmp = stack.enter_context(raster.AtomicOutput(output))
-        mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
-        ds = raster.create_geotiff(tmp, w, h, len(bands), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
-                                    descriptions=bands, metadata=md)
-        style.set_colour_interpretation(ds, bands)
+    with stack_outputs(output, mask_output, bands, bands, w, h, gt, dst.ExportToWkt(), md) as out:
         cuts = {}  # the 2-98 % stretch of each band, for the style
         for i, b in enumerate(bands):
             arr = scl if (b == "SCL" and scl is not None) else read(b)
             if b != "SCL":
                 valid &= arr != 0
                 cuts[i + 1] = style.array_cut(arr)
-            ds.GetRasterBand(i + 1).WriteArray(arr)
-        ds.FlushCache()
-        ds = None
-        styles = write_style(cuts)
-        if mtmp:
-            m = raster.create_geotiff(
-                mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"], classes=MASK_CLASSES,
-                nodata_name="invalid",
-                metadata={"SATCLASSIFY_MASK": "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)"
-                          if has_scl else "1 = valid, 0 = nodata (no SCL in this product)"})
-            m.GetRasterBand(1).WriteArray(valid.astype(np.uint8))
-            m.FlushCache()
-            m = None
+            out.ds.GetRasterBand(i + 1).WriteArray(arr)
+        styles = out.finish(cuts)
+        out.write_mask(valid, MASK_CLASSES, "invalid",
+                       "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)" if has_scl
+                       else "1 = valid, 0 = nodata (no SCL in this product)")
         mon.check()
     epsg = dst.GetAuthorityCode(None)
     return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None,
             "offsets": {s.id: s.offset_for(bands[0]) for s in scenes}, "has_scl": has_scl,
             "valid_fraction": float(valid.mean()) if valid.size else 0.0, "styles": styles}
+
+
+class _StackOut:
+    """The open outputs of one stack write (see :func:`stack_outputs`)."""
+
+    def __init__(self, ds, mask_tmp, write_style, w, h, gt, wkt):
+        self.ds, self._mask_tmp, self._write_style = ds, mask_tmp, write_style
+        self._grid = (w, h, gt, wkt)
+
+    def finish(self, cuts) -> dict:
+        """Close the stack and write its style (``cuts``: band number -> 2-98 % stretch); the style names."""
+        self.ds.FlushCache()
+        self.ds = None
+        return self._write_style(cuts)
+
+    def write_mask(self, valid: np.ndarray, classes, nodata_name: str, rule: str) -> None:
+        if not self._mask_tmp:
+            return
+        w, h, gt, wkt = self._grid
+        m = raster.create_geotiff(self._mask_tmp, w, h, 1, gdal.GDT_Byte, gt, wkt, descriptions=["valid"],
+                                  classes=classes, nodata_name=nodata_name, metadata={"SATCLASSIFY_MASK": rule})
+        m.GetRasterBand(1).WriteArray(valid.astype(np.uint8))
+        m.FlushCache()
+        m = None
+
+
+@contextlib.contextmanager
+def stack_outputs(output: str, mask_output: Optional[str], names: Sequence[str], style_bands: Sequence[str],
+                  w: int, h: int, gt, wkt: str, metadata: Dict[str, str]):
+    """A uint16 stack (band descriptions ``names``, nodata 0) and its optional mask, written under temporary
+    names and renamed together on success, with the natural-colour ``.qml`` of ``style_bands`` (renamed after
+    the stack); nothing is left on an error or cancel."""
+    with contextlib.ExitStack() as stack:
+        write_style = stack.enter_context(style.style_beside(output, style_bands))  # renamed after the stack
+        tmp = stack.enter_context(raster.AtomicOutput(output))
+        mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
+        ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, wkt, nodata=0,
+                                   descriptions=list(names), metadata=metadata)
+        style.set_colour_interpretation(ds, style_bands)
+        out = _StackOut(ds, mtmp, write_style, w, h, gt, wkt)
+        try:
+            yield out
+        finally:
+            out.ds = ds = None
 
 
 # ---------------------------------------------------------------------------------------------------------

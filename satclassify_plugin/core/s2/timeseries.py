@@ -22,15 +22,13 @@ import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from osgeo import gdal
 
-from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Monitor
 from ..contract.timeseries import VALID, descriptions
 from . import style
 from .products import QUANTIFICATION, Scene, format_baseline, group_by_date, parse_datetime, scl_mask
-from .stack import gdal_remote_config, mosaic_band, target_grid
+from .stack import gdal_remote_config, mosaic_band, stack_outputs, target_grid
 
 INTERVALS = ("none", "monthly", "days")
 COMPOSITES = ("best", "median")
@@ -238,13 +236,8 @@ class _Series:
         # the natural-colour style (.qml) shows the first date: its bands named without the date for the style
         first = [n.split("@")[0] if n.endswith("@" + dates[0]) and not n.startswith(VALID) else n for n in names]
         cuts = {}
-        with contextlib.ExitStack() as stack:
-            write_style = stack.enter_context(style.style_beside(output, first))  # renamed after the stack
-            tmp = stack.enter_context(raster.AtomicOutput(output))
-            mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
-            ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, dst.ExportToWkt(), nodata=0,
-                                        descriptions=names, metadata=md)
-            style.set_colour_interpretation(ds, first)
+        with stack_outputs(output, mask_output, names, first, w, h, gt, dst.ExportToWkt(), md) as out:
+            ds = out.ds
             for t, p in enumerate(plan):
                 arrays, valid = _read_date(p, composite, bands, self.grid, self.ready, self.valid_of, mon,
                                            self.tick)
@@ -260,19 +253,12 @@ class _Series:
                 info.append({"date": p["date"], "valid_fraction": frac})
                 mon.info(f"date {t + 1}/{len(plan)} {p['date']} ({composite}, interval {p['interval'][0]}.."
                          f"{p['interval'][1]}): {100.0 * frac:.1f} % valid")
-            ds.FlushCache()
             ds = None
-            styles = write_style(cuts)
-            if mtmp:
-                m = raster.create_geotiff(
-                    mtmp, w, h, 1, gdal.GDT_Byte, gt, dst.ExportToWkt(), descriptions=["valid"],
-                    classes=[{"value": 1, "name": "valid on at least one date", "color": "#2ca02c"}],
-                    nodata_name="invalid on every date",
-                    metadata={"SATCLASSIFY_MASK": f"1 = valid on at least one date ({VALID}@<date> bands of the "
-                                                  "stack), 0 = invalid on every date"})
-                m.GetRasterBand(1).WriteArray(any_valid.astype(np.uint8))
-                m.FlushCache()
-                m = None
+            styles = out.finish(cuts)
+            out.write_mask(any_valid, [{"value": 1, "name": "valid on at least one date", "color": "#2ca02c"}],
+                           "invalid on every date",
+                           f"1 = valid on at least one date ({VALID}@<date> bands of the stack), 0 = invalid on "
+                           "every date")
             mon.check()
         epsg = dst.GetAuthorityCode(None)
         return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
