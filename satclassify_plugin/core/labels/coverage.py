@@ -20,7 +20,7 @@ the later polygon on top (painter's order, like the centre and all-touched rules
 (``MakeValid``: a bow-tie's two lobes are both filled, like GDAL's even-odd fill). An overlap too thin to make
 the areas add up past the pixel (a sliver inside one pixel) is not seen: its area counts for each polygon.
 
-Decision rule (tested against a per-pixel shapely reference in tests/plugin/test_rasterize_exact.py): the class
+Decision rule (tested against a per-pixel shapely reference in tests/plugin/labels/test_rasterize_exact.py): the class
 covering the largest area wins; area outside every polygon (and polygons without a known code) is
 "no label" (0), which wins only when it covers strictly more than every class; fractions within
 :data:`EPS` of each other tie and the tie goes to the lowest class value. The dominant fraction (the winner's,

@@ -17,8 +17,8 @@ from qgis.PyQt.QtXml import QDomDocument
 from satclassify_plugin.core.s2 import style
 from tests.rasters import make_raster
 
-from . import fake_servers as fs
-from .sentinel_helpers import A0, LogFeedback
+from .. import fake_servers as fs
+from ..sentinel_helpers import A0, LogFeedback
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -180,7 +180,7 @@ def test_sample_stack_opens_in_natural_colour(qgis_app, tmp_path):
     import os
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts"))
     from make_sample import make_sample
 
     img, _ = make_sample(str(tmp_path), size=128)

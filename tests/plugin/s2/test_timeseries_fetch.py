@@ -8,8 +8,8 @@ from qgis.core import QgsProcessingException
 
 from satclassify_plugin.core.contract.timeseries import parse_stack
 
-from .sentinel_helpers import LogFeedback, band_names, utm_extent
-from .timeseries_helpers import ORIGIN, add_date, block_valid, series_server
+from ..sentinel_helpers import LogFeedback, band_names, utm_extent
+from ..timeseries_helpers import ORIGIN, add_date, block_valid, series_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 N = 32  # tile edge (10 m pixels)
@@ -139,8 +139,8 @@ def test_timeseries_faults(run_alg, series, tmp_path, extra, words):
 def test_importsafe_several_days_make_a_multidate_stack(run_alg, tmp_path):
     import os
 
-    from . import fake_servers as fs
-    from .timeseries_helpers import scl_of
+    from .. import fake_servers as fs
+    from ..timeseries_helpers import scl_of
     rng = np.random.default_rng(8)
     zips, want = [], []
     for k, when in enumerate(["2023-07-02T10:15:59.024Z", "2023-05-12T10:15:59.024Z"]):

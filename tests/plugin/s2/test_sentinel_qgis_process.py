@@ -10,10 +10,10 @@ from osgeo import gdal
 
 from satclassify_plugin.core.s2 import products as s2
 
-from . import fake_servers as fs
-from .sentinel_helpers import A0, band_names, bounds_of, utm_extent, window
+from .. import fake_servers as fs
+from ..sentinel_helpers import A0, band_names, bounds_of, utm_extent, window
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 

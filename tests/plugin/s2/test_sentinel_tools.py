@@ -11,9 +11,9 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVector
 
 from satclassify_plugin.core.s2 import products as s2
 
-from . import fake_servers as fs
-from .model_helpers import model_dest
-from .sentinel_helpers import (
+from .. import fake_servers as fs
+from ..model_helpers import model_dest
+from ..sentinel_helpers import (
     A0,
     B0,
     ID_A,

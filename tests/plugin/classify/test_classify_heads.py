@@ -11,7 +11,7 @@ from satclassify_plugin.core import raster
 from tests import onnx_models as om
 from tests.rasters import make_raster
 
-from .sentinel_helpers import LogFeedback
+from ..sentinel_helpers import LogFeedback
 
 ALG = "satclassify:classify"
 
@@ -107,7 +107,7 @@ def test_every_head_is_loaded_and_styled(run_alg, tmp_path):
 def test_qgis_process_writes_every_head_unless_told_not_to(tmp_path):
     import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     src, model = inputs(tmp_path)
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
 

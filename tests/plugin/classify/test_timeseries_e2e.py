@@ -13,11 +13,11 @@ from satclassify_plugin.core.contract.timeseries import parse_stack
 from tests import timeseries_scene as tss
 from tests.rasters import make_class_raster
 
-from .sentinel_helpers import band_names, utm_extent
-from .timeseries_helpers import ORIGIN, add_date, block_valid, series_server
+from ..sentinel_helpers import band_names, utm_extent
+from ..timeseries_helpers import ORIGIN, add_date, block_valid, series_server
 
 TRAIN_PY = os.environ.get("SATCLASSIFY_TRAIN_PYTHON")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"), pytest.mark.skipif(
     not TRAIN_PY, reason="SATCLASSIFY_TRAIN_PYTHON is not set (scripts/test.sh sets it to .venv-train/bin/python)")]
 S = 192  # scene edge in 10 m pixels: 36 patches of 32 x 32

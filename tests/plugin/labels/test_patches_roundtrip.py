@@ -8,11 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.plugin.test_classifypatches_qgis_process import run_qgis_process
+from tests.plugin.classify.test_classifypatches_qgis_process import run_qgis_process
 from tests.rasters import make_raster
 
 TRAIN_PY = os.environ.get("SATCLASSIFY_TRAIN_PYTHON")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 pytestmark = pytest.mark.skipif(
     not TRAIN_PY, reason="SATCLASSIFY_TRAIN_PYTHON is not set (scripts/test.sh sets it to .venv-train/bin/python)")
 BANDS = ["B02", "B03", "B04", "B08"]

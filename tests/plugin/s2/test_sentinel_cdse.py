@@ -11,8 +11,8 @@ from qgis.core import QgsProcessingException, QgsProcessingUtils
 
 from satclassify_plugin.core.s2 import products as s2
 
-from . import fake_servers as fs
-from .sentinel_helpers import (
+from .. import fake_servers as fs
+from ..sentinel_helpers import (
     A0,
     LogFeedback,
     band_names,

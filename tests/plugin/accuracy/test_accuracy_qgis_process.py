@@ -7,7 +7,7 @@ import numpy as np
 
 from tests.rasters import make_raster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def test_assessaccuracy_with_qgis_process(tmp_path):

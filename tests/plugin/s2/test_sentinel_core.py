@@ -15,8 +15,8 @@ from satclassify_plugin.core.s2 import stack as gdal_s2
 from satclassify_plugin.core.s2.http import Canceled, Deadlines, HttpClient, Monitor
 from satclassify_plugin.core.s2.sources import SearchQuery, fetch, get_source, search
 
-from . import fake_servers as fs
-from .sentinel_helpers import A0, B0, two_tile_stac, window
+from .. import fake_servers as fs
+from ..sentinel_helpers import A0, B0, two_tile_stac, window
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -13,7 +13,7 @@ from satclassify_plugin.core.contract.dataset import Dataset
 from satclassify_plugin.core.labels.patches import build_patches
 from tests.rasters import make_raster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 X0, Y0, PIX = 600000.0, 5100000.0, 10.0
 H, W = 96, 128
 BANDS = ["B02", "B03", "B04", "B08"]

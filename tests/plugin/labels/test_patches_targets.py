@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from satclassify_plugin.core.contract.dataset import Dataset
-from tests.plugin.test_patches import BANDS, PIX, X0, Y0, label_raster
+from tests.plugin.labels.test_patches import BANDS, PIX, X0, Y0, label_raster
 from tests.rasters import make_raster
 
 

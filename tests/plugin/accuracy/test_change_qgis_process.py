@@ -9,7 +9,7 @@ from osgeo import ogr
 
 from tests.rasters import make_class_raster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
            {"value": 3, "name": "Urban", "color": "#e6004d"}]
 

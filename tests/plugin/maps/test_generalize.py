@@ -116,7 +116,7 @@ def test_generalize_faults(run_alg, tmp_path):
 
 
 def test_print_layout_legend_lists_present_classes_under_the_scheme(qgis_app, tmp_path):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts"))
     import render_map
 
     src = class_raster(tmp_path / "pred.tif", scene())
@@ -133,7 +133,7 @@ def test_print_layout_legend_lists_present_classes_under_the_scheme(qgis_app, tm
 
 
 def test_generalize_cancel_leaves_no_output(run_alg, tmp_path):
-    from .sentinel_helpers import LogFeedback
+    from ..sentinel_helpers import LogFeedback
 
     src = class_raster(tmp_path / "pred.tif", np.random.default_rng(1).integers(1, 4, (300, 300)).astype(np.uint8))
     fb = LogFeedback()

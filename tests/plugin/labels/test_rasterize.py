@@ -12,7 +12,7 @@ from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 from tests.rasters import LAEA, UTM32N, make_polygons, make_raster, read_raster, wkt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 X0, Y0 = 500000.0, 5000000.0  # top-left of the reference rasters
 STR = {"code_18": ogr.OFTString}
 

@@ -7,7 +7,7 @@ import numpy as np
 from tests import onnx_models as om
 from tests.rasters import make_raster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def run_qgis_process(tmp_path, params):
