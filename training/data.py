@@ -225,6 +225,11 @@ def band_stats(info, split="train"):
     if (cnt == 0).any():
         raise TrainingError(f"the '{split}' split has a band with no valid pixels (all 0): "
                             f"{[b for b, c in zip(info.bands, cnt) if c == 0]}")
+    return _mean_std(s, ss, cnt)
+
+
+def _mean_std(s, ss, cnt):
+    """Per-band mean and standard deviation from sums, sums of squares and counts (a flat band gets std 1)."""
     mean = s / cnt
     std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
     std = np.where(std < 1e-6, 1.0, std)
@@ -248,10 +253,7 @@ def _temporal_band_stats(info, split):
     if (cnt == 0).any():
         raise TrainingError(f"the '{split}' split has a band with no valid observation on any date: "
                             f"{[b for b, k in zip(info.bands, cnt) if k == 0]}")
-    mean = s / cnt
-    std = np.sqrt(np.maximum(ss / cnt - mean * mean, 0.0))
-    std = np.where(std < 1e-6, 1.0, std)
-    return [float(v) for v in mean], [float(v) for v in std]
+    return _mean_std(s, ss, cnt)
 
 
 def labelled_classes(info, split="train"):
