@@ -165,3 +165,34 @@ def test_classify_with_qgis_process(pipeline, world, tmp_path):
     assert "multi-date model: 6 dates" in proc.stdout
     cls = gdal.Open(str(out)).ReadAsArray()
     assert (cls == world.scene["labels"]).mean() >= 0.9
+
+
+def test_multi_date_fetch_and_buildpatches_with_qgis_process(pipeline, world, tmp_path):
+    """The same chain from a shell: the multi-date stack and dataset equal the processing.run ones."""
+    import json
+    env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
+
+    def qp(alg, *args):
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", alg, "--", *args],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    out = tmp_path / "qp_series.tif"
+    qp("satclassify:fetchsentinel2", f"EXTENT={AOI}", "START=2023-03-01", "END=2023-09-30", "MAX_CLOUD=100",
+       "SOURCE=0", f"URL={world.url}", "RETRIES=1", "INTERVAL=1", "BANDS=B02,B03,B04,B08", f"OUTPUT={out}",
+       f"MASK={tmp_path / 'qp_mask.tif'}")
+    a, b = gdal.Open(str(out)), gdal.Open(pipeline["stack"])
+    assert band_names(a) == band_names(b) and a.GetGeoTransform() == b.GetGeoTransform()
+    np.testing.assert_array_equal(a.ReadAsArray(), b.ReadAsArray())
+    a = b = None
+    qp("satclassify:buildpatches", f"IMAGE={out}", f"LABELS={pipeline['labels']}",
+       f"OUTPUT_FOLDER={tmp_path / 'ds'}", "PATCH_SIZE=32", "STRIDE=32", "BLOCK_SIZE=1", "VAL_FRACTION=0.25",
+       "TEST_FRACTION=0", "SEED=1")
+    with open(tmp_path / "ds" / "manifest.json") as f:
+        got = json.load(f)
+    with open(os.path.join(pipeline["base"], "ds", "manifest.json")) as f:
+        want = json.load(f)
+    assert got["timeseries"] == want["timeseries"]
+    assert {s: got["splits"][s]["patches"] for s in got["splits"]} == {
+        s: want["splits"][s]["patches"] for s in want["splits"]}
