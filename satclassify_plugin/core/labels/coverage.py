@@ -247,8 +247,8 @@ def _row_pieces(u0, v0, u1, v1, rows: int):
     e = keep[e]
     ev0, ev1, s = v0[e], v1[e], slope[e]
     rf = row.astype(np.float64)
-    va = np.clip(ev0, rf, rf + 1)
-    vb = np.clip(ev1, rf, rf + 1)
+    va = np.minimum(np.maximum(ev0, rf), rf + 1)
+    vb = np.minimum(np.maximum(ev1, rf), rf + 1)
     ua = u0[e] + (va - ev0) * s  # each end moved along the edge from its own end
     ub = u1[e] + (vb - ev1) * s
     return e, row, ua, va, ub, vb
@@ -261,8 +261,8 @@ def _cell_pieces(ua, va, ub, vb, width: int):
     umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
     c_lo = np.floor(umin)
     c_hi = np.where(vert, c_lo, np.ceil(umax) - 1)
-    c_lo = np.clip(c_lo, -1, width)
-    c_hi = np.clip(c_hi, -1, width - 1)  # pieces right of the grid change nothing inside it
+    c_lo = np.minimum(np.maximum(c_lo, -1), width)
+    c_hi = np.minimum(np.maximum(c_hi, -1), width - 1)  # pieces right of the grid change nothing inside it
     keep = np.flatnonzero(c_hi >= c_lo)
     # dv/du per row piece (0 for a vertical one: its single column keeps both ends as they are)
     slope = (vb - va) / np.where(vert, 1.0, ub - ua)
@@ -272,8 +272,8 @@ def _cell_pieces(ua, va, ub, vb, width: int):
     cf = col.astype(np.float64)
     lo = np.where(col < 0, -np.inf, cf)
     pua, pub, s = ua[p], ub[p], slope[p]
-    pu_a = np.clip(pua, lo, cf + 1)
-    pu_b = np.clip(pub, lo, cf + 1)
+    pu_a = np.minimum(np.maximum(pua, lo), cf + 1)
+    pu_b = np.minimum(np.maximum(pub, lo), cf + 1)
     qa = va[p] + (pu_a - pua) * s  # each end moved along the piece from its own end
     qb = vb[p] + (pu_b - pub) * s
     dv = qb - qa
@@ -368,20 +368,31 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
 
 def _fill_runs(crow, ccol, run_value, rows: int, width: int) -> np.ndarray:
     """Flat (rows * width) uint8: each pixel the run value of the last boundary pixel left of it in its row (0
-    before the first). Marks at every row start (value 0) and after every boundary pixel, ordered by position,
-    forward-filled with a running maximum of their ranks."""
-    g = np.arange(crow.size)
+    before the first). Runs start at every row start (value 0) and after every boundary pixel; in position order
+    (boundary pixels are sorted by row and column) each run ends where the next starts (a run after a boundary
+    pixel in column -1 starts where its row's does: the row start's run is then empty; one after the last column
+    starts at the next row's start and is empty). The non-empty runs are written as uint8 steps at their starts
+    and summed along the strip (wrapping uint8 arithmetic): ~2x cheaper than a running maximum of int32 ranks."""
+    n = crow.size
     first = np.searchsorted(crow, np.arange(rows))            # first boundary pixel of each row
-    sentinel = first + np.arange(rows)                         # rank of each row's start mark
-    rank = g + crow + 1                                        # rank of the mark after boundary pixel g
-    marks = np.zeros(rows * width, np.int32)
-    marks[np.arange(rows) * width] = sentinel
-    start = crow * width + ccol + 1
-    ok = ccol + 1 < width
-    marks[start[ok]] = rank[ok]
-    values = np.zeros(rows + crow.size, np.uint8)
+    sentinel = first + np.arange(rows)                         # rank of each row's start
+    rank = np.arange(n) + crow + 1                             # rank of the run after boundary pixel g
+    pos = np.empty(rows + n + 1, np.int64)
+    pos[sentinel] = np.arange(rows, dtype=np.int64) * width
+    pos[rank] = crow * width + ccol + 1
+    pos[-1] = rows * width
+    values = np.zeros(rows + n, np.uint8)
     values[rank] = run_value
-    return values[np.maximum.accumulate(marks)]
+    # the runs as a uint8 difference image (wrapping arithmetic), summed along the flat strip
+    live = np.flatnonzero(pos[1:] > pos[:-1])                 # runs of length > 0, in position order
+    lv = values[live]
+    delta = np.empty_like(lv)
+    if lv.size:
+        delta[0] = lv[0]
+        np.subtract(lv[1:], lv[:-1], out=delta[1:])
+    out = np.zeros(rows * width, np.uint8)
+    out[pos[live]] = delta
+    return np.cumsum(out, dtype=np.uint8)
 
 
 # -- exact recomputation of irregular pixels (overlaps, invalid geometries) -------------------------------------
