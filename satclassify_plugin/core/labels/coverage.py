@@ -321,7 +321,9 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     ckey = grow * wc + gcol + 1
     o2 = _order(grow, gcol + 1, rows, wc)  # classes stay in order within each pixel (stable)
     ck, frac, gcls, gdv, garea, gcol = ckey[o2], frac[o2], gcls[o2], gdv[o2], garea[o2], gcol[o2]
-    cst = np.concatenate(([0], np.flatnonzero(ck[1:] != ck[:-1]) + 1))
+    new_cell = ck[1:] != ck[:-1]
+    cst = np.concatenate(([0], np.flatnonzero(new_cell) + 1))
+    cell_of = np.concatenate(([0], np.cumsum(new_cell)))   # cell index of every (pixel, class) group
     crow = ck[cst] // wc
     ccol = gcol[cst]
     cell_dv = np.add.reduceat(gdv, cst)
@@ -332,11 +334,12 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     before = ccs - cell_dv - (ccs - cell_dv)[rseg][np.cumsum(rseg) - 1]
     total = cell_area + before
     after = before + cell_dv
-    bad_frac = (frac < -_IRREGULAR) | (frac > 1 + _IRREGULAR)
+    bad_cell = np.zeros(cst.size, bool)  # (rare) a class with an impossible area in the pixel
+    bad_cell[cell_of[(frac < -_IRREGULAR) | (frac > 1 + _IRREGULAR)]] = True
     present = np.add.reduceat(frac, cst)
     # impossible areas: more than the pixel, negative, or area of a class without a boundary in the pixel
     # (a polygon under another one)
-    irregular = ((total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | (np.add.reduceat(bad_frac, cst) > 0)
+    irregular = ((total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | bad_cell
                  | (np.abs(total - present) > _IRREGULAR))
     irregular_runs = bool(((after > 1 + _IRREGULAR) | (after < -_IRREGULAR)).any())
     inside = ccol >= 0
@@ -344,7 +347,6 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     n = frac.size
     lab = np.where(gcls > 0, frac, -np.inf)
     cmax = np.maximum.reduceat(lab, cst)
-    cell_of = np.repeat(np.arange(cst.size), np.diff(np.concatenate((cst, [n]))))
     cand = np.where((gcls > 0) & (lab >= cmax[cell_of] - EPS), np.arange(n), n)
     first = np.minimum.reduceat(cand, cst)
     has_lab = first < n
@@ -358,8 +360,13 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     # pixels between boundary pixels are wholly inside one polygon (or none): the class whose cover reaches the
     # right side of the boundary pixel before them (cover after the pixel > 0.5; column -1 = left of the grid)
     right = (frac - garea + gdv) > 0.5
-    run_value = np.maximum.reduceat(np.where(right, gcls, 0), cst)
-    irregular_runs = irregular_runs or bool((np.add.reduceat(right, cst) > 1).any())
+    # (a pixel with two such classes makes the strip irregular: its raster is then not used)
+    hit = np.flatnonzero(right)
+    run_value = np.zeros(cst.size, np.int64)
+    run_value[cell_of[hit]] = gcls[hit]
+    n_right = np.cumsum(right)  # classes covering the pixel's right side, per pixel (integer: exact)
+    n_right = n_right[np.append(cst[1:], n) - 1] - (n_right - right)[cst]
+    irregular_runs = irregular_runs or bool((n_right > 1).any())
     out = _fill_runs(crow, ccol, run_value, rows, width)
     out[cells[inside]] = value[inside]
     return StripResult(cells[inside], value[inside], dominant[inside], irregular[inside], irregular_runs,
