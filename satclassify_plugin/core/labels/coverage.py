@@ -222,10 +222,16 @@ class StripResult:
 
 
 def _repeat_ranges(lo: np.ndarray, hi: np.ndarray):
-    """(item index, value) for every integer value in [lo[i], hi[i]] of every item i."""
+    """(item index, value) for every integer value in [lo[i], hi[i]] of every item i (hi >= lo for all items).
+    The item index is a cumsum of steps at each item's first output, not ``np.repeat`` (which holds the GIL in
+    numpy: the strips run in two threads)."""
     n = (hi - lo + 1).astype(np.int64)
-    idx = np.repeat(np.arange(n.size), n)
-    val = lo.astype(np.int64)[idx] + (np.arange(idx.size) - np.repeat(np.cumsum(n) - n, n))
+    off = np.cumsum(n) - n
+    total = int(off[-1] + n[-1]) if n.size else 0
+    step = np.zeros(total, np.int64)
+    step[off[1:]] = 1
+    idx = np.cumsum(step)
+    val = (lo.astype(np.int64) - off)[idx] + np.arange(total)
     return idx, val
 
 
