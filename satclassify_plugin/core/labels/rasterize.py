@@ -421,12 +421,19 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         so two strips are computed at once on two cores). The pixels between boundary pixels come from the
         fractions' own prefix sums; only a strip with overlapping or invalid polygons is burnt by GDAL (centre
         rule, later polygon on top) for them. The forward layer is used by one task at a time."""
-        res = coverage.strip_fractions(*edges.strip(s), y0, min(rows, h - y0), w)
-        if not (res.irregular_runs or res.irregular.any()):
-            return res.raster, res
-        with burn_lock:
-            centre = burn_strip(y0, mlyr)
-        return centre, res
+        r = min(rows, h - y0)
+        res = coverage.strip_fractions(*edges.strip(s), y0, r, w)
+        if res.irregular_runs or res.irregular.any():
+            with burn_lock:
+                centre = burn_strip(y0, mlyr)
+            centre.reshape(-1)[res.cells] = res.value
+        else:
+            centre = res.raster  # the boundary pixels' values are in it already
+        m = None
+        if need_mixed:  # here rather than in the writing thread: the two workers run at once
+            m = np.zeros((r, w), np.uint8)
+            m.reshape(-1)[res.cells] = res.dominant < threshold - coverage.EPS
+        return centre, m, res
 
     burn_lock = threading.Lock()
     pool = ThreadPoolExecutor(max_workers=2)
@@ -435,16 +442,11 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         for s, y0 in enumerate(starts):
             if is_canceled():
                 raise Canceled()
-            centre, res = ahead.pop(0).result()
+            centre, m, res = ahead.pop(0).result()
             if s + 2 < len(starts):
                 ahead.append(pool.submit(strip_task, s + 2, starts[s + 2]))
             r = min(rows, h - y0)
             flat = centre.reshape(-1)
-            flat[res.cells] = res.value
-            m = None
-            if need_mixed:
-                m = np.zeros((r, w), np.uint8)
-                m.reshape(-1)[res.cells] = res.dominant < threshold - coverage.EPS
             bad = np.flatnonzero(res.irregular)
             if bad.size:
                 if n_irregular < 20000 <= n_irregular + bad.size:
@@ -473,7 +475,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
             band.WriteArray(centre, 0, y0)
             if m is not None:
                 mixed.band.WriteArray(m, 0, y0)
-                n_mixed += int(m.sum())
+                n_mixed += int(np.count_nonzero(m))
             progress((y0 + r) / h)
     finally:
         pool.shutdown(wait=True)
