@@ -130,7 +130,11 @@ def _features(layer, value_field: str):
                 gcol = next(v for k, v in batch.items() if k not in (fid_col, value_field))
             fidc = batch.get(fid_col)
             vals = batch[value_field]
-            for i in range(len(gcol)):
+            simple, blocks = _simple_rings(gcol, fidc, vals)
+            for i in sorted(list(blocks) + np.flatnonzero(~simple).tolist()):
+                if i in blocks:
+                    yield blocks[i]
+                    continue
                 fid = int(fidc[i]) if fidc is not None else None
                 v = vals[i]
                 v = int(v) if v is not None and v == v else 0
@@ -158,24 +162,105 @@ def _features(layer, value_field: str):
     layer.ResetReading()
 
 
+def _u32(u8: np.ndarray, off: np.ndarray) -> np.ndarray:
+    return (u8[off].astype(np.int64) | (u8[off + 1].astype(np.int64) << 8) | (u8[off + 2].astype(np.int64) << 16)
+            | (u8[off + 3].astype(np.int64) << 24))
+
+
+def _simple_rings(gcol, fidc, vals):
+    """The features of an Arrow batch whose WKB is one 2D ring (a little-endian Polygon, or a MultiPolygon of
+    one Polygon, without holes), read for all of them at once: (bool per feature, {index of the first feature
+    of each run of consecutive such features: Block}). The others are parsed one by one (:func:`_parse_wkb`)."""
+    n = len(gcol)
+    no = np.zeros(n, bool), {}
+    if n == 0:
+        return no
+    if gcol.dtype.kind == "V":
+        lens = np.full(n, gcol.dtype.itemsize, np.int64)
+        buf = gcol.tobytes()
+    else:
+        blobs = [bytes(g) if g is not None else b"" for g in gcol]
+        lens = np.fromiter((len(x) for x in blobs), np.int64, n)
+        buf = b"".join(blobs)
+    u8 = np.frombuffer(buf, np.uint8)
+    start = np.cumsum(lens) - lens
+    off = np.where(lens >= 22, start, 0)  # headers read only where the blob holds them
+    bo, gtype = u8[off], _u32(u8, off + 1)
+    poly = (lens >= 13) & (bo == 1) & (gtype == 3) & (_u32(u8, off + 5) == 1)
+    multi = ((lens >= 22) & (bo == 1) & (gtype == 6) & (_u32(u8, off + 5) == 1) & (u8[off + 9] == 1)
+             & (_u32(u8, off + 10) == 3) & (_u32(u8, off + 14) == 1))
+    poly &= lens >= 22  # (a one-ring polygon of >= 1 point is longer than 22 bytes anyway)
+    npts = np.where(poly, _u32(u8, off + 9), np.where(multi, _u32(u8, off + 18), 0))
+    p0 = start + np.where(poly, 13, 22)
+    simple = (poly | multi) & (npts > 0) & (p0 + 16 * npts <= start + lens)
+    if not simple.any():
+        return no
+    # the coordinates of the simple features, in order: the byte position of each point (16 bytes), gathered
+    # from a (byte position, 16) read-only strided view of the buffer (the WKB points are not 8-byte aligned)
+    sf = np.flatnonzero(simple)
+    f, k = _repeat_ranges(np.zeros(sf.size, np.int64), npts[sf] - 1)
+    pos = p0[sf][f] + 16 * k
+    rows16 = np.lib.stride_tricks.as_strided(u8, shape=(u8.size - 15, 16), strides=(1, 1), writeable=False)
+    pts = np.ascontiguousarray(rows16[pos]).view("<f8").reshape(-1, 2)
+    first_pt = np.cumsum(np.where(simple, npts, 0)) - np.where(simple, npts, 0)
+    edge = np.flatnonzero(np.diff(np.concatenate(([0], simple.view(np.int8), [0]))))
+    blocks = {}
+    fid_arr = np.asarray(fidc, np.int64) if fidc is not None else None
+    v_arr = np.asarray(vals)
+    for a, b in zip(edge[::2].tolist(), edge[1::2].tolist()):
+        v = v_arr[a:b]
+        v = np.where(v == v, v, 0).astype(np.int32) if v.dtype.kind == "f" else v.astype(np.int32)
+        fids = fid_arr[a:b].tolist() if fid_arr is not None else [None] * (b - a)
+        blocks[a] = Block(fids, v, pts[first_pt[a]:first_pt[b - 1] + npts[b - 1]], npts[a:b])
+    return simple, blocks
+
+
+@dataclass
+class Block:
+    """Consecutive features of one outer ring each: fids, class values, their points one after the other, and
+    the number of points of each."""
+    fids: list
+    values: np.ndarray
+    pts: np.ndarray
+    npts: np.ndarray
+
+
 def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) -> Edges:
     """Every ring edge of ``layer``'s polygons in pixel coordinates of the grid ``gt`` (north-up), oriented so
     that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows."""
-    pts, outer, ring_cls, fids, values = [], [], [], [], []
-    for fid, v, rings in _features(layer, value_field):
+    pts, lens, outer, ring_cls, fids, values = [], [], [], [], [], []
+    for item in _features(layer, value_field):
+        if isinstance(item, Block):  # features of one outer ring each, read at once
+            fids.extend(item.fids)
+            values.extend(item.values.tolist())
+            keep = item.npts >= 4
+            if not keep.all():
+                ends = np.cumsum(item.npts)
+                m = np.zeros(item.pts.shape[0], bool)
+                for e0, e1 in zip((ends - item.npts)[keep].tolist(), ends[keep].tolist()):
+                    m[e0:e1] = True
+                pts.append(item.pts[m])
+            else:
+                pts.append(item.pts)
+            lens.extend(item.npts[keep].tolist())
+            outer.extend([True] * int(keep.sum()))
+            ring_cls.extend(item.values[keep].tolist())
+            continue
+        fid, v, rings = item
         fids.append(fid)
         values.append(v)
         for p, is_outer in rings:
             if p.shape[0] >= 4:
                 pts.append(p)
+                lens.append(p.shape[0])
                 outer.append(is_outer)
                 ring_cls.append(v)
     nstrips = max(1, -(-height // rows))
-    if not pts:
+    if not lens:
         z = np.zeros(0)
         return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(nstrips + 1, np.int64), np.zeros(0, np.int64),
                      fids, np.asarray(values, np.int32))
-    lens = np.array([p.shape[0] for p in pts], np.int64)
+    lens = np.array(lens, np.int64)
     allp = np.concatenate(pts)
     u = (allp[:, 0] - gt[0]) / gt[1]
     v = (allp[:, 1] - gt[3]) / gt[5]
