@@ -455,11 +455,10 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                         "(Fix geometries, then Dissolve or remove the overlaps)")
                 n_irregular += bad.size
                 if "painter" not in extra:
-                    with burn_lock:  # the copy reads the forward layer, which a worker may be burning
-                        extra["painter_ds"] = gdal.VectorTranslate("", mem, format="Memory")
-                    extra["painter"] = coverage.PainterFallback(extra["painter_ds"].GetLayer(0), VALUE_FIELD, gt)
+                    extra["painter"] = coverage.PainterFallback(mlyr, VALUE_FIELD, gt)
                 cells = res.cells[bad]
-                v, dom, ovl = extra["painter"].pixels(cells // w + y0, cells % w)
+                with burn_lock:  # it reads the forward layer, which a worker may be burning (no copy of it)
+                    v, dom, ovl = extra["painter"].pixels(cells // w + y0, cells % w)
                 flat[cells] = v
                 if m is not None:
                     m.reshape(-1)[cells] = (dom < threshold - coverage.EPS) | ovl
