@@ -175,18 +175,22 @@ _PLACEHOLDER = re.compile(r"^\s*(class|value|category)?[\s_-]*\d+\s*$", re.IGNOR
 MAX_DISTINCT_CLASSES = 256
 
 
+def refuse_image(which: str, ds: gdal.Dataset, n: int) -> None:
+    """Refuse a raster with more than MAX_DISTINCT_CLASSES values given as a class map (an image, e.g. a stack)."""
+    if n > MAX_DISTINCT_CLASSES:
+        bands = f" (band 1 of {ds.RasterCount})" if ds.RasterCount > 1 else ""
+        raise SatClassifyError(
+            f"the {which} raster '{ds.GetDescription()}' holds {n} distinct values{bands}: that is an image, "
+            "not a class map (a class raster holds one value per class, a few dozen at most). Choose the class "
+            "raster, e.g. the OUTPUT of satclassify:classify or satclassify:rasterizeclc")
+
+
 def check_comparable(present, transforms, datasets, transformed: bool, log) -> None:
     """Refuse comparisons that can only give a meaningless matrix, and say which fix applies:
     an image passed as a class map, two maps without a common class value, or two maps whose category names
     say that the same value means different classes (e.g. a CLC level-1 map against a level-2 reference)."""
     for which, ds in datasets.items():
-        n = len(present[which])
-        if n > MAX_DISTINCT_CLASSES:
-            bands = f" (band 1 of {ds.RasterCount})" if ds.RasterCount > 1 else ""
-            raise SatClassifyError(
-                f"the {which} raster '{ds.GetDescription()}' holds {n} distinct values{bands}: that is an image, "
-                "not a class map (a class raster holds one value per class, a few dozen at most). Choose the class "
-                "raster, e.g. the OUTPUT of satclassify:classify or satclassify:rasterizeclc")
+        refuse_image(which, ds, len(present[which]))
     vals = {w: set(transforms[w].map_values([v for v in present[w].tolist() if v not in transforms[w].ignore]))
             for w in datasets}
     vals = {w: {v for v in vs if v >= 0} for w, vs in vals.items()}

@@ -45,6 +45,7 @@ from .assess import (
     open_class_raster,
     pixel_area_ha,
     present_values,
+    refuse_image,
 )
 from .plan import ChangeOptions, change_categories
 
@@ -251,9 +252,7 @@ class ChangeInputs:
             if not vals:
                 raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata "
                                        f"and IGNORE ({ignore_list})")
-            if len(vals) > 256:
-                raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' holds {len(vals)} distinct values: "
-                                       "that is an image, not a class map")
+            refuse_image(what, ds, len(vals))
         reader = _Pair(ds1, ds2, cover, skip1, skip2, _lut(v1), _lut(v2))
         return cls(ds1, src2, ds2, area, warped, v1, v2, reader, conf_band, conf_scale, conf_nodata, cds, csrc)
 

@@ -27,7 +27,7 @@ from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from . import estimator
 from . import tables as accuracy
-from .assess import nodata_of, open_class_raster, pixel_area_ha
+from .assess import nodata_of, open_class_raster, pixel_area_ha, refuse_image
 
 ogr.UseExceptions()
 
@@ -264,9 +264,7 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
     if not per_value:
         raise SatClassifyError(f"the classified raster '{classified}' has no pixel outside nodata and IGNORE "
                                f"({ignore_list}): there is nothing to sample")
-    if len(per_value) > 256:
-        raise SatClassifyError(f"the raster '{classified}' holds {len(per_value)} distinct values: that is no class "
-                               "map (one stratum per class, a few dozen at most)")
+    refuse_image("classified", ds, len(per_value))
     values = sorted(per_value)
     pixels = [per_value[v] for v in values]
     cats = raster.categories(ds)

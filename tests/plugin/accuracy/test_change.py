@@ -182,6 +182,9 @@ def test_fault_cases(run_alg, tmp_path):
     empty = class_map(tmp_path / "empty.tif", np.zeros((100, 100), np.uint8))
     assert run_error(run_alg, tmp_path, FIRST=t1, SECOND=empty) == (
         f"the second raster '{empty}' has no class pixel outside nodata and IGNORE ([0])")
+    image = make_raster(tmp_path / "image.tif", np.arange(1, 10001, dtype=np.uint16).reshape(100, 100))
+    assert f"the second raster '{image}' holds 10000 distinct values: that is an image, not a class map" in \
+        run_error(run_alg, tmp_path, FIRST=t1, SECOND=image)
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException, match="the polygons are written as a GeoPackage"):

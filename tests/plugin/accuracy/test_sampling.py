@@ -160,6 +160,9 @@ def test_fault_cases(run_alg, tmp_path, cmap):
         run_alg, tmp_path, INPUT=geo)
     f = make_raster(tmp_path / "f.tif", np.ones((4, 4), np.float32))
     assert "holds Float32 values, but a class raster must hold integers" in run_error(run_alg, tmp_path, INPUT=f)
+    image = make_raster(tmp_path / "image.tif", np.arange(1, 401, dtype=np.uint16).reshape(20, 20))
+    assert "holds 400 distinct values: that is an image, not a class map" in run_error(
+        run_alg, tmp_path, INPUT=image)
     t = tmp_path / "bad.csv"
     t.write_text("value,count\n1,many\n", encoding="utf-8")
     assert run_error(run_alg, tmp_path, INPUT=src, METHOD=2, COUNTS=str(t)) == (
