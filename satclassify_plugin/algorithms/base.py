@@ -18,6 +18,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor, QIcon
 
 from .. import compat
+from ..core.contract.classes import as_dict
 from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
 from ..core.contract.feedback import Monitor
 from ..core.contract.paths import check_outputs, check_style_sidecar, style_sidecar
@@ -241,20 +242,35 @@ def _drop_frames(exc: BaseException) -> None:
     exc.__traceback__ = None
 
 
-class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+class KeptPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """A layer post-processor made with :meth:`create`, which keeps it referenced: QGIS does not own it, and one
+    collected before the layer loads crashes QGIS."""
+
+    _kept = []
+
+    @classmethod
+    def create(cls, *args, **kwargs):
+        pp = cls(*args, **kwargs)
+        KeptPostProcessor._kept.append(pp)
+        return pp
+
+
+def class_dicts(classes) -> list:
+    """Class entries (ClassRecord objects or dicts with value, name, color) as dicts."""
+    return [as_dict(c) for c in classes]
+
+
+class ClassStylePostProcessor(KeptPostProcessor):
     """Styles a class raster on load (main thread) with a paletted renderer from a class table.
 
     ``classes`` is a list of objects or dicts with value, name and color (#rrggbb); entries with ``area_ha`` /
     ``percent`` (``core.maps.legend.present_classes``) are labelled "name - area ha (percent %)". The legend shows
     the classes only, without the band title QGIS puts above them ("Band 1 (Palette)").
-    Keep the instance referenced (see :func:`style_output_on_load`): QGIS does not own it.
     """
-
-    _keep = []
 
     def __init__(self, classes, band=1):
         super().__init__()
-        self.classes = [c if isinstance(c, dict) else c.to_dict() for c in classes]
+        self.classes = class_dicts(classes)
         self.band = band
 
     def postProcessLayer(self, layer, context, feedback):
@@ -268,12 +284,6 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         layer.setRenderer(renderer)
         hide_band_title(layer, context)
         layer.triggerRepaint()
-
-    @classmethod
-    def create(cls, classes, band=1):
-        pp = cls(classes, band)
-        cls._keep.append(pp)
-        return pp
 
 
 def hide_band_title(layer, context=None, tree_layer=None):
@@ -308,7 +318,7 @@ def present_classes_of(path, classes):
     their area), ``classes`` as they are when that fails."""
     from ..core.maps.legend import class_areas
 
-    entries = [c if isinstance(c, dict) else c.to_dict() for c in classes]
+    entries = class_dicts(classes)
     if any("pixels" in c for c in entries):  # already counted (generalize)
         return entries
     try:
@@ -317,15 +327,13 @@ def present_classes_of(path, classes):
         return entries
 
 
-class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+class PolygonStylePostProcessor(KeptPostProcessor):
     """Styles the polygons of a class map on load: categorized on the field ``value``, the class colours, labels
     "name - area ha (percent %)" of the classes present."""
 
-    _keep = []
-
     def __init__(self, classes, field="value"):
         super().__init__()
-        self.classes = [c if isinstance(c, dict) else c.to_dict() for c in classes]
+        self.classes = class_dicts(classes)
         self.field = field
 
     def postProcessLayer(self, layer, context, feedback):
@@ -333,12 +341,6 @@ class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             return
         layer.setRenderer(class_polygon_renderer(self.classes, self.field, layer.geometryType()))
         layer.triggerRepaint()
-
-    @classmethod
-    def create(cls, classes, field="value"):
-        pp = cls(classes, field)
-        cls._keep.append(pp)
-        return pp
 
 
 def class_polygon_renderer(classes, field, geometry_type):
@@ -358,19 +360,18 @@ def class_polygon_renderer(classes, field, geometry_type):
     return QgsCategorizedSymbolRenderer(field, cats)
 
 
-def style_polygons_on_load(context, layer_id, classes):
-    """Attach the class style to a polygon output that will be loaded into the project."""
+def style_polygons_on_load(context, layer_id, classes, field="value"):
+    """Attach the class style (categorized on ``field``) to a polygon output that will be loaded into the project."""
     if context.willLoadLayerOnCompletion(layer_id):
-        context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(PolygonStylePostProcessor.create(classes))
+        context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(
+            PolygonStylePostProcessor.create(classes, field))
 
 
-class StackStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+class StackStylePostProcessor(KeptPostProcessor):
     """Styles a Sentinel-2 stack on load: the named styles of ``core.s2.style`` (QML texts), the first one
     current (natural colour, the same as the .qml sidecar), the others a click away in the Layers panel
     (right-click > Styles > colour infrared). Processing loads its results without their default style, hence
     this step."""
-
-    _keep = []
 
     def __init__(self, styles):
         super().__init__()
@@ -379,12 +380,6 @@ class StackStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback):
         if layer and layer.isValid() and layer.type() == compat.LAYER_RASTER:
             add_named_styles(layer, self.styles)
-
-    @classmethod
-    def create(cls, styles):
-        pp = cls(styles)
-        cls._keep.append(pp)
-        return pp
 
 
 def add_named_styles(layer, styles):

@@ -1,7 +1,5 @@
 """satclassify:classifypatches - a patch classifier (ONNX) over a raster's patch grid -> labelled polygons."""
 from qgis.core import (
-    QgsCategorizedSymbolRenderer,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -11,43 +9,13 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
-    QgsRendererCategory,
-    QgsSymbol,
 )
-from qgis.PyQt.QtGui import QColor
 
 from .. import compat
 from ..core.classify.inference import DEVICES
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm
+from .base import SatClassifyAlgorithm, style_polygons_on_load
 from .classify import input_and_extent
-
-
-class TopLabelStyle(QgsProcessingLayerPostProcessorInterface):
-    """Styles the patch layer on load: categorized by ``top_value``, one category per class (class colours)."""
-
-    _keep = []
-
-    def __init__(self, classes):
-        super().__init__()
-        self.classes = [dict(c) for c in classes]
-
-    def postProcessLayer(self, layer, context, feedback):
-        if not layer or not layer.isValid() or layer.type() != compat.LAYER_VECTOR:
-            return
-        cats = []
-        for c in self.classes:
-            sym = QgsSymbol.defaultSymbol(layer.geometryType())
-            sym.setColor(QColor(c["color"]))
-            cats.append(QgsRendererCategory(int(c["value"]), sym, str(c["name"])))
-        layer.setRenderer(QgsCategorizedSymbolRenderer("top_value", cats))
-        layer.triggerRepaint()
-
-    @classmethod
-    def create(cls, classes):
-        pp = cls(classes)
-        cls._keep.append(pp)
-        return pp
 
 
 class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
@@ -111,8 +79,6 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
             extent=extent, device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
             bands=self.parameterAsString(parameters, "BANDS", context) or "",
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-            log=feedback.pushInfo)
-        if context.willLoadLayerOnCompletion(output):
-            context.layerToLoadOnCompletionDetails(output).setPostProcessor(TopLabelStyle.create(result.classes))
+            **self.monitor(feedback).callbacks())
+        style_polygons_on_load(context, output, result.classes, field="top_value")
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}

@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
+from .contract.classes import as_dict
 from .contract.errors import SatClassifyError, gdal_error_code, io_error_message, is_gdal_error
 
 gdal.UseExceptions()
@@ -232,7 +233,7 @@ def write_class_metadata(band: gdal.Band, classes: Sequence, nodata_name: str = 
     names[0] = nodata_name
     top = 0
     for c in classes:
-        d = c if isinstance(c, dict) else c.to_dict()
+        d = as_dict(c)
         v = int(d["value"])
         col = d["color"].lstrip("#")
         ct.SetColorEntry(v, (int(col[0:2], 16), int(col[2:4], 16), int(col[4:6], 16), 255))

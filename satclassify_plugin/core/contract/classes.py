@@ -21,6 +21,11 @@ def is_color(text) -> bool:
     return isinstance(text, str) and bool(COLOR_RE.match(text))
 
 
+def as_dict(c) -> dict:
+    """A class entry (a :class:`ClassRecord` or a dict with value, name, color, ...) as a dict."""
+    return c if isinstance(c, Mapping) else c.to_dict()
+
+
 @dataclass(frozen=True)
 class ClassRecord:
     value: int

@@ -35,7 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .classes import ClassRecord
+from .classes import ClassRecord, as_dict
 from .errors import SatClassifyError, os_error_text
 
 SCHEMA_VERSION = 1
@@ -55,7 +55,7 @@ class DatasetError(SatClassifyError):
 
 
 def _class_dict(c) -> dict:
-    d = c if isinstance(c, dict) else c.to_dict()
+    d = as_dict(c)
     if isinstance(d, dict) and "name" not in d:
         raise DatasetError(f"bad class table entry {d!r}: expected value, code, name, color")
     return ClassRecord.from_dict(d, "dataset class table", DatasetError, default_color="#000000").to_dict()

@@ -12,6 +12,7 @@ import numpy as np
 from osgeo import gdal
 
 from .. import raster
+from ..contract.classes import as_dict
 from ..contract.errors import SatClassifyError
 
 gdal.UseExceptions()
@@ -64,7 +65,7 @@ def present_classes(counts: np.ndarray, classes: Sequence, pixel_area: Optional[
     accounts for every pixel."""
     table: Dict[int, dict] = {}
     for c in classes:
-        d = c if isinstance(c, dict) else c.to_dict()
+        d = as_dict(c)
         table[int(d["value"])] = d
     nd = int(nodata) if nodata is not None and float(nodata).is_integer() else None
     labelled = int(counts.sum()) - (int(counts[nd]) if nd is not None and 0 <= nd < counts.size else 0)
