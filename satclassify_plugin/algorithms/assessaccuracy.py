@@ -122,17 +122,19 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
             raise SatClassifyError("no reference given: set REFERENCE (a reference class raster) or REFERENCE_POINTS "
                                    "with REFERENCE_FIELD (a reference sample, e.g. from satclassify:samplingdesign)")
         mask = self._raster_path(parameters, "MASK", context, "mask")
-        level = self.LEVEL_VALUES[self.parameterAsEnum(parameters, "LEVEL", context)]
-        level_maps = self.LEVEL_MAPS[self.parameterAsEnum(parameters, "LEVEL_MAPS", context)]
+        # the choices both comparisons share (core.accuracy.plan.MapOptions)
+        choices = dict(ignore=self.parameterAsString(parameters, "IGNORE", context),
+                       reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
+                       names=self.parameterAsFile(parameters, "NAMES", context) or None,
+                       level=self.LEVEL_VALUES[self.parameterAsEnum(parameters, "LEVEL", context)],
+                       level_maps=self.LEVEL_MAPS[self.parameterAsEnum(parameters, "LEVEL_MAPS", context)])
         outs = {k: self.parameterAsFileOutput(parameters, k, context)
                 for k in ("OUTPUT_MATRIX", "OUTPUT_METRICS", "OUTPUT_REPORT")}
 
         if has_points:
-            return self._run_points(parameters, context, feedback, classified, mask, level, level_maps, outs)
+            return self._run_points(parameters, context, feedback, classified, mask, choices, outs)
         result = assess(
-            classified, reference, mask=mask, ignore=self.parameterAsString(parameters, "IGNORE", context),
-            reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
-            names=self.parameterAsFile(parameters, "NAMES", context) or None, level=level, level_maps=level_maps,
+            classified, reference, mask=mask, **choices,
             scale=self.parameterAsDouble(parameters, "SCALE", context),
             **self.monitor(feedback, end=0.95).callbacks())
         m = result.metrics
@@ -188,7 +190,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
                            "id": f[id_field] if id_field else f.id()})
         return points, field, str(parameters.get("REFERENCE_POINTS"))
 
-    def _run_points(self, parameters, context, feedback, classified, mask, level, level_maps, outs):
+    def _run_points(self, parameters, context, feedback, classified, mask, choices, outs):
         from ..core.accuracy.assess import write_outputs
         from ..core.accuracy.points import assess_points
 
@@ -197,10 +199,8 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
                                    "sampling unit: leave SCALE at 1")
         points, field, src = self._reference_points(parameters, context, feedback, classified)
         result = assess_points(
-            classified, points, mask=mask, ignore=self.parameterAsString(parameters, "IGNORE", context),
-            reclassify=self.parameterAsFile(parameters, "RECLASSIFY", context) or None,
-            names=self.parameterAsFile(parameters, "NAMES", context) or None, level=level, level_maps=level_maps,
-            points_source=src, reference_field=field, **self.monitor(feedback, end=0.95).callbacks())
+            classified, points, mask=mask, **choices, points_source=src, reference_field=field,
+            **self.monitor(feedback, end=0.95).callbacks())
         m = result.metrics
         write_outputs(result, outs["OUTPUT_MATRIX"] or None, outs["OUTPUT_METRICS"] or None,
                       outs["OUTPUT_REPORT"] or None)
