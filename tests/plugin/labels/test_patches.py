@@ -13,6 +13,8 @@ from satclassify_plugin.core.contract.dataset import Dataset
 from satclassify_plugin.core.labels.patches import build_patches
 from tests.rasters import make_raster
 
+from ..sentinel_helpers import LogFeedback
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 X0, Y0, PIX = 600000.0, 5100000.0, 10.0
 H, W = 96, 128
@@ -196,35 +198,26 @@ def test_k_folds_and_class_aware_sampling(run_alg, data):
 
 
 def test_log_reports_class_histograms_per_split(run_alg, data):
-    from qgis.core import QgsProcessingFeedback
-
-    class Feedback(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.log = []
-
-        def pushInfo(self, info):
-            self.log.append(info)
-
-    fb = Feedback()
+    fb = LogFeedback()
     lpath = label_raster(data["dir"] / "half.tif", np.where(np.arange(W)[None, :] < 32, 2, 3).repeat(H, 0))
     res = run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": lpath, "PATCH_SIZE": 32,
                                                "BLOCK_SIZE": 1, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
                                                "OUTPUT_FOLDER": str(data["dir"] / "h")}, feedback=fb)
     assert res["TRAIN_COUNT"] == 12
-    assert "train: 12 patches; classes: Agricultural areas 25.0%, Forest and semi natural areas 75.0%" in fb.log
-    assert "val: 0 patches" in fb.log
+    assert "train: 12 patches; classes: Agricultural areas 25.0%, Forest and semi natural areas 75.0%" in fb.messages
+    assert "val: 0 patches" in fb.messages
     assert "12 patch positions (32 px, stride 32): 12 kept, 0 below MIN_LABELLED 0.5 or above MAX_MASKED 0.05" \
-        in fb.log
-    assert not [m for m in fb.log if "single class" in m]
+        in fb.messages
+    assert not [m for m in fb.messages if "single class" in m]
     # a one-class label raster still builds, with a warning that names the class and the fix
     one = label_raster(data["dir"] / "one.tif", np.full((H, W), 3, np.uint8))
-    fb = Feedback()
+    fb = LogFeedback()
     run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": one, "PATCH_SIZE": 32, "BLOCK_SIZE": 1,
                                          "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
                                          "OUTPUT_FOLDER": str(data["dir"] / "one")}, feedback=fb)
-    assert [m for m in fb.log if m.startswith("WARNING: the patches hold a single class (3 Forest and semi natural "
-                                              "areas): a model trained on them cannot learn")]
+    assert [m for m in fb.messages if m.startswith(
+        "WARNING: the patches hold a single class (3 Forest and semi natural areas): a model trained on them cannot "
+        "learn")]
 
 
 def test_clc_level_class_table_for_unnamed_labels(run_alg, data):

@@ -5,28 +5,20 @@ import subprocess
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
-from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
+from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from satclassify_plugin.core import raster
 from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 from tests.rasters import LAEA, UTM32N, make_polygons, make_raster, read_raster, wkt
 
+from ..sentinel_helpers import LogFeedback
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 X0, Y0 = 500000.0, 5000000.0  # top-left of the reference rasters
 STR = {"code_18": ogr.OFTString}
 
 
-class Feedback(QgsProcessingFeedback):
-    def __init__(self):
-        super().__init__()
-        self.log = []
-
-    def pushInfo(self, info):
-        self.log.append(info)
-
-    def text(self):
-        return "\n".join(self.log)
 
 
 def box(x0, y0, x1, y1):
@@ -216,14 +208,14 @@ def test_unknown_codes_are_no_label_with_warning(run_alg, tmp_path):
              (box(40, 0, 50, 10), {"code_18": "47"})]
     src = make_polygons(tmp_path / "u.gpkg", polys, epsg=UTM32N, fields=STR)
     ref = ref_raster(tmp_path, w=5, h=1)
-    fb = Feedback()
+    fb = LogFeedback()
     res = run_alg("satclassify:rasterizeclc", {"INPUT": src, "REFERENCE": ref, "LEVEL": 0,
                                                "OUTPUT": str(tmp_path / "u.tif")}, feedback=fb)
     assert read_raster(res["OUTPUT"])[0].tolist() == [2, 0, 0, 0, 0]
     assert res["UNKNOWN_FEATURES"] == 3
     assert "WARNING: 3 features have codes that are not CLC level-3 codes and are left as no label (0): " \
-           "'47' (2), 'abc' (1)" in fb.text()
-    assert "1 features have no code" in fb.text()
+           "'47' (2), 'abc' (1)" in fb.text
+    assert "1 features have no code" in fb.text
 
 
 def test_integer_code_field_and_shapefile_and_field_override(run_alg, tmp_path):
@@ -278,7 +270,7 @@ def test_geographic_extent_with_metre_pixels_uses_the_utm_zone(run_alg, tmp_path
     ct = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"),
                                 QgsProject.instance())
     r = ct.transformBoundingBox(QgsRectangle(X0, Y0 - 300, X0 + 400, Y0))
-    fb = Feedback()
+    fb = LogFeedback()
     out = tmp_path / "geo.tif"
     run_alg("satclassify:rasterizeclc", {
         "INPUT": src, "EXTENT": f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]",
@@ -287,7 +279,7 @@ def test_geographic_extent_with_metre_pixels_uses_the_utm_zone(run_alg, tmp_path
     gt = ds.GetGeoTransform()
     assert gt[1] == 10.0 and 40 <= ds.RasterXSize <= 45 and 30 <= ds.RasterYSize <= 35
     assert "32632" in ds.GetProjection() or "UTM zone 32N" in ds.GetProjection()
-    assert "the grid uses EPSG:32632" in fb.text()
+    assert "the grid uses EPSG:32632" in fb.text
     # an explicit geographic TARGET_CRS with metre pixels is refused with the fix; an unknown code too
     ext = f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]"
     _bad(run_alg, {"INPUT": src, "EXTENT": ext, "TARGET_CRS": "EPSG:4326", "PIXEL_SIZE": 10,
