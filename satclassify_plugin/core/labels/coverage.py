@@ -55,8 +55,11 @@ class Edges:
     fids: List[int]           # feature ids in layer order (painter's order)
     values: np.ndarray        # class value per feature (layer order)
 
-    def strip(self, s: int):
-        i = self.index[self.strip_start[s]:self.strip_start[s + 1]]
+    def strip(self, s: int, s1: Optional[int] = None):
+        """(u0, v0, u1, v1, cls) of the edges of strip s (or of strips s..s1 - 1, each edge once)."""
+        i = self.index[self.strip_start[s]:self.strip_start[s + 1 if s1 is None else s1]]
+        if s1 is not None and s1 > s + 1:
+            i = np.unique(i)
         return self.u0[i], self.v0[i], self.u1[i], self.v1[i], self.cls[i]
 
 
@@ -304,6 +307,8 @@ class StripResult:
     #: boundary crosses (the class covering the right side of the boundary pixel left of them); only meaningful
     #: where nothing is irregular (then it equals GDAL's centre rule there)
     raster: Optional[np.ndarray] = None
+    #: from :mod:`.clean`: the raster holds the centre rule between the exact pixels even where ``irregular``
+    clean: bool = False
 
 
 def _repeat_ranges(lo: np.ndarray, hi: np.ndarray):
@@ -385,16 +390,65 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     """Majority value and dominant fraction of every boundary pixel of rows [y0, y0 + rows)."""
     e, row, ua, va, ub, vb = _row_pieces(u0, v0 - y0, u1, v1 - y0, rows)
     p, col, area, dv = _cell_pieces(ua, va, ub, vb, width)
-    row = row[p]
-    c = cls[e[p]].astype(np.int64)
-    wc = width + 1
-    key = (row * _NCLS + c) * wc + (col + 1)
-    order = _order(row * _NCLS + c, col + 1, rows * _NCLS, wc)
-    ks = key[order]
-    if ks.size == 0:
+    px = pixel_fractions(row[p], col, cls[e[p]].astype(np.int64), area, dv, rows, width)
+    if px is None:
         z = np.zeros(0, np.int64)
         return StripResult(z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False,
                            np.zeros((rows, width), np.uint8))
+    irregular_runs = bool(((px.after > 1 + _IRREGULAR) | (px.after < -_IRREGULAR)).any())
+    n, cst, cell_of = px.frac.size, px.cst, px.cell_of
+    cells = px.crow * width + px.ccol
+    inside = px.ccol >= 0
+    # pixels between boundary pixels are wholly inside one polygon (or none): the class whose cover reaches the
+    # right side of the boundary pixel before them (cover after the pixel > 0.5; column -1 = left of the grid)
+    right = (px.frac - px.garea + px.gdv) > 0.5
+    # (a pixel with two such classes makes the strip irregular: its raster is then not used)
+    hit = np.flatnonzero(right)
+    run_value = np.zeros(cst.size, np.int64)
+    run_value[cell_of[hit]] = px.gcls[hit]
+    n_right = np.cumsum(right)  # classes covering the pixel's right side, per pixel (integer: exact)
+    n_right = n_right[np.append(cst[1:], n) - 1] - (n_right - right)[cst]
+    irregular_runs = irregular_runs or bool((n_right > 1).any())
+    out = _fill_runs(px.crow, px.ccol, run_value, rows, width)
+    out[cells[inside]] = px.value[inside]
+    return StripResult(cells[inside], px.value[inside], px.dominant[inside], px.irregular[inside], irregular_runs,
+                       out.reshape(rows, width))
+
+
+@dataclass
+class PixelFractions:
+    """:func:`pixel_fractions` per (pixel, class) group (pixels in (row, column) order, classes ascending in each)
+    and per pixel."""
+    frac: np.ndarray       # per group: the class's area in the pixel
+    garea: np.ndarray      # per group: the area its own pieces add in the pixel
+    gdv: np.ndarray        # per group: what its pieces add to the pixels right of it
+    gcls: np.ndarray       # per group: class
+    cst: np.ndarray        # first group of each pixel
+    cell_of: np.ndarray    # pixel index of every group
+    crow: np.ndarray       # per pixel: row (or run) and column
+    ccol: np.ndarray
+    after: np.ndarray      # per pixel: all classes' cover on the pixel's right side
+    value: np.ndarray      # per pixel: uint8 majority value
+    dominant: np.ndarray   # per pixel: the winner's fraction ("no label" included)
+    irregular: np.ndarray  # per pixel: impossible areas (overlap / invalid geometry)
+
+
+def pixel_fractions(row, col, c, area, dv, rows: int, width: int) -> Optional[PixelFractions]:
+    """Exact class areas of the pixels that pieces fall in, from the pieces (row, column -1..width - 1, class,
+    signed area in the pixel, what it adds to every pixel right of it in the row), and the majority rule on
+    them. ``row`` may be any grouping of consecutive pixels in [0, rows) (a row, or a run of pixels of one row
+    whose pieces carry the cover on its left side as pieces in the column before it): the prefix sums along it
+    start from nothing. None when there are no pieces."""
+    wc = width + 1
+    key = (row * _NCLS + c) * wc + (col + 1)
+    if rows * _NCLS <= 65536 or rows > 65536 or wc > 65536:
+        order = _order(row * _NCLS + c, col + 1, rows * _NCLS, wc)
+    else:  # many runs: three stable 16-bit sorts (column, class, run)
+        order = _order(c, col + 1, _NCLS, wc)
+        order = order[np.argsort(row[order].astype(np.uint16), kind="stable")]
+    ks = key[order]
+    if ks.size == 0:
+        return None
     starts = np.concatenate(([0], np.flatnonzero(ks[1:] != ks[:-1]) + 1))
     gk = ks[starts]
     garea = np.add.reduceat(area[order], starts)
@@ -432,8 +486,6 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     # (a polygon under another one)
     irregular = ((total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | bad_cell
                  | (np.abs(total - present) > _IRREGULAR))
-    irregular_runs = bool(((after > 1 + _IRREGULAR) | (after < -_IRREGULAR)).any())
-    inside = ccol >= 0
     # majority among the labelled classes (ties: the lowest value, the first in each pixel's class order)
     n = frac.size
     lab = np.where(gcls > 0, frac, -np.inf)
@@ -447,21 +499,7 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     nolabel = 1.0 - labelled
     value = np.where(has_lab & ~(nolabel > best + EPS), gcls[first], 0).astype(np.uint8)
     dominant = np.where(value > 0, best, nolabel)
-    cells = crow * width + ccol
-    # pixels between boundary pixels are wholly inside one polygon (or none): the class whose cover reaches the
-    # right side of the boundary pixel before them (cover after the pixel > 0.5; column -1 = left of the grid)
-    right = (frac - garea + gdv) > 0.5
-    # (a pixel with two such classes makes the strip irregular: its raster is then not used)
-    hit = np.flatnonzero(right)
-    run_value = np.zeros(cst.size, np.int64)
-    run_value[cell_of[hit]] = gcls[hit]
-    n_right = np.cumsum(right)  # classes covering the pixel's right side, per pixel (integer: exact)
-    n_right = n_right[np.append(cst[1:], n) - 1] - (n_right - right)[cst]
-    irregular_runs = irregular_runs or bool((n_right > 1).any())
-    out = _fill_runs(crow, ccol, run_value, rows, width)
-    out[cells[inside]] = value[inside]
-    return StripResult(cells[inside], value[inside], dominant[inside], irregular[inside], irregular_runs,
-                       out.reshape(rows, width))
+    return PixelFractions(frac, garea, gdv, gcls, cst, cell_of, crow, ccol, after, value, dominant, irregular)
 
 
 def _fill_runs(crow, ccol, run_value, rows: int, width: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from .. import raster
 from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from . import coverage
+from . import clean, coverage
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -417,13 +417,17 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
     n_mixed = n_irregular = 0
 
     def strip_task(s, y0):
-        """Boundary fractions of strip ``s`` and the strip's classes (in a worker: numpy and GDAL release the GIL,
-        so two strips are computed at once on two cores). The pixels between boundary pixels come from the
-        fractions' own prefix sums; only a strip with overlapping or invalid polygons is burnt by GDAL (centre
-        rule, later polygon on top) for them. The forward layer is used by one task at a time."""
+        """Classes of strip ``s`` (in a worker: numpy and GDAL release the GIL, so two strips are computed at once
+        on two cores). On a clean coverage (:mod:`.clean`) the centre rule plus exact areas where the majority
+        can differ from it; else exact fractions for every boundary pixel (:mod:`.coverage`), the pixels between
+        them from the fractions' own prefix sums, and only a strip with overlapping or invalid polygons burnt by
+        GDAL (centre rule, later polygon on top) for them. The forward layer is used by one task at a time."""
         r = min(rows, h - y0)
-        res = coverage.strip_fractions(*edges.strip(s), y0, r, w)
-        if res.irregular_runs or res.irregular.any():
+        strip = edges.strip(s)
+        res = clean.strip_majority(*strip, y0, r, w, need_mixed)
+        if res is None:
+            res = coverage.strip_fractions(*strip, y0, r, w)
+        if res.irregular_runs or (res.irregular.any() and not res.clean):
             with burn_lock:
                 centre = burn_strip(y0, mlyr)
             centre.reshape(-1)[res.cells] = res.value
