@@ -187,8 +187,11 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     result_cells, result_value, result_dom, result_irr = [], [], [], []
     member = np.zeros(rows * w2, bool)
     member[ids] = True
+    cut = None
+    if need_dominant:  # every boundary pixel's piece (the complex pixels' pieces are among them)
+        cut = cv._cell_pieces(ua[sp], va[sp], ub[sp], vb[sp], width, ends=True)
     if ids.size:
-        got = _complex(ids, member, rows, width, w2, pc, spans, centre_class)
+        got = _complex(ids, member, rows, width, w2, pc, spans, centre_class, cut)
         if got is not None:
             cells, value, dom, irr = got
             out[cells] = value
@@ -197,13 +200,21 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
             result_dom.append(dom)
             result_irr.append(irr)
     if need_dominant:
-        # -- 6. single-piece pixels: the two parts of the pixel from the piece alone ----------------------
-        p, pcol, _, _ = cv._cell_pieces(ua[sp], va[sp], ub[sp], vb[sp], width)
+        # -- 6. single-piece pixels: the part right of the piece, from the piece alone ------------------------
+        p, pcol, parea, pdv, (pu_a, qa, pu_b, qb) = cut
         pr = sr[p]
         single = (pcol >= 0) & ~member[pr * w2 + pcol + 1]
-        p, pcol, pr = p[single], pcol[single], pr[single]
+        p, pcol, pr, parea, pdv = p[single], pcol[single], pr[single], parea[single], pdv[single]
+        pu_a, qa, pu_b, qb = pu_a[single], qa[single], pu_b[single], qb[single]
+        # between the piece and the pixel's right side over the rows it spans, plus the bands above and below
+        # it that are on that side (those where the piece ends on the pixel's left side)
+        cf, rf = pcol.astype(np.float64), pr.astype(np.float64)
+        up = qa <= qb
+        top_u, bot_u = np.where(up, pu_a, pu_b), np.where(up, pu_b, pu_a)
+        top_v, bot_v = np.minimum(qa, qb), np.maximum(qa, qb)
+        part = np.abs(parea) + np.where(top_u == cf, top_v - rf, 0.0) + np.where(bot_u == cf, rf + 1 - bot_v, 0.0)
+        part = np.minimum(np.maximum(part, 0.0), 1.0)
         q = sp[p]
-        part = _part_area(ua[q], va[q], ub[q], vb[q], pcol, pr)
         both_unlabelled = (plus[e[q]] <= 0) & (minus[e[q]] <= 0)
         cells = pr * width + pcol
         result_cells.append(cells)
@@ -255,18 +266,23 @@ class _Spans:
         return (i >= 0) & (self.sr[j] == r) & (self.shi[j] >= c), j
 
 
-def _complex(ids, member, rows, width, w2, pc: _Pieces, spans: _Spans, centre_class):
+def _complex(ids, member, rows, width, w2, pc: _Pieces, spans: _Spans, centre_class, cut=None):
     """Exact (cells, value, dominant, irregular) of the complex pixels ``ids`` (sorted pixel ids, row * w2 +
-    col + 1), one run of consecutive ids at a time (step 5 of the module docstring)."""
+    col + 1), one run of consecutive ids at a time (step 5 of the module docstring). ``cut``: the pieces of
+    every span already cut at the column lines."""
     brk = np.concatenate(([True], np.diff(ids) != 1))
     run_of = np.cumsum(brk) - 1
     run_first = ids[brk]
     run_row, run_c0 = run_first // w2, run_first % w2 - 1
     sr, slo, shi = spans.sr, spans.slo, spans.shi
-    lo_pos = np.searchsorted(ids, sr * w2 + slo + 1)
-    hi_pos = np.searchsorted(ids, sr * w2 + shi + 1, side="right")
-    need = spans.sp[hi_pos > lo_pos]
-    p, pcol, parea, pdv = cv._cell_pieces(pc.ua[need], pc.va[need], pc.ub[need], pc.vb[need], width)
+    if cut is None:  # only the spans holding a complex pixel
+        lo_pos = np.searchsorted(ids, sr * w2 + slo + 1)
+        hi_pos = np.searchsorted(ids, sr * w2 + shi + 1, side="right")
+        need = spans.sp[hi_pos > lo_pos]
+        p, pcol, parea, pdv = cv._cell_pieces(pc.ua[need], pc.va[need], pc.ub[need], pc.vb[need], width)
+    else:
+        need = spans.sp
+        p, pcol, parea, pdv = cut[:4]
     pid = pc.row[need][p] * w2 + pcol + 1
     kept = member[pid]
     p, pcol, parea, pdv, pid = p[kept], pcol[kept], parea[kept], pdv[kept], pid[kept]
@@ -329,26 +345,3 @@ def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
     return (np.concatenate(out_run), np.concatenate(out_col), np.concatenate(out_cls).astype(np.int64),
             np.concatenate(out_dv))
 
-
-def _part_area(ua, va, ub, vb, col, row):
-    """Area of one of the two parts a piece (from side to side of pixel (row, col)) cuts the pixel into: the
-    piece, then the pixel's outline back to its start (counter-clockwise), by the shoelace formula."""
-    cf, rf = col.astype(np.float64), row.astype(np.float64)
-    du = ub - ua
-    vert = du == 0
-    sl = np.where(vert, 0.0, (vb - va) / np.where(vert, 1.0, du))
-    pa = np.minimum(np.maximum(ua, cf), cf + 1)
-    pb = np.minimum(np.maximum(ub, cf), cf + 1)
-    xa, ya = pa - cf, va + (pa - ua) * sl - rf
-    xb, yb = pb - cf, vb + (pb - ub) * sl - rf
-    ta, tb = _perimeter(xa, ya), _perimeter(xb, yb)
-    s_a = np.minimum(np.maximum(ta - 1, 0), 2) * 0.5
-    s_b = np.minimum(np.maximum(tb - 1, 0), 2) * 0.5
-    area = 0.5 * (xa * yb - xb * ya) + s_a - s_b + (ta < tb)
-    return np.minimum(np.maximum(area, 0.0), 1.0)
-
-
-def _perimeter(x, y):
-    """Position 0..4 of a point of the unit square's outline, counter-clockwise from (0, 0). The ends of a
-    piece cut at the grid lines lie exactly on a side (the cut coordinate is the grid line itself)."""
-    return np.where(x == 0, 4 - y, np.where(x == 1, 1 + y, np.where(y == 0, x, 3 - x)))

@@ -284,15 +284,17 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) 
     # edges wholly right of the grid change nothing inside it; rows above/below it are never computed
     vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
     keep = (np.minimum(u0, u1) < width) & (vmax >= 0) & (vmin < height)
-    u0, v0, u1, v1, cls, vmin, vmax = (a[keep] for a in (u0, v0, u1, v1, cls, vmin, vmax))
+    if not keep.all():
+        u0, v0, u1, v1, cls, vmin, vmax = (a[keep] for a in (u0, v0, u1, v1, cls, vmin, vmax))
     s0 = np.clip(np.floor(vmin / rows), 0, nstrips - 1).astype(np.int64)
     s1 = np.clip(np.floor(vmax / rows), 0, nstrips - 1).astype(np.int64)
-    n = s1 - s0 + 1
-    rep = np.repeat(np.arange(n.size), n)
-    strip_of = s0[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n))
-    order = np.argsort(strip_of, kind="stable")
-    index = rep[order]
-    strip_start = np.searchsorted(strip_of[order], np.arange(nstrips + 1))
+    edge, strip_of = _repeat_ranges(s0, s1)  # every edge once in each strip it reaches
+    if nstrips <= 65536:  # (a stable 16-bit sort is a radix sort)
+        order = np.argsort(strip_of.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(strip_of, kind="stable")
+    index = edge[order]
+    strip_start = np.concatenate(([0], np.cumsum(np.bincount(strip_of, minlength=nstrips))))
     return Edges(u0, v0, u1, v1, cls, strip_start, index, fids, np.asarray(values, np.int32))
 
 
@@ -350,9 +352,10 @@ def _row_pieces(u0, v0, u1, v1, rows: int):
     return e, row, ua, va, ub, vb
 
 
-def _cell_pieces(ua, va, ub, vb, width: int):
+def _cell_pieces(ua, va, ub, vb, width: int, ends: bool = False):
     """Cut row pieces at the column lines (column -1 = everything left of the grid): (piece index, col, area,
-    dv), area = the piece's signed area inside its pixel, dv = what it adds to every pixel to its right."""
+    dv), area = the piece's signed area inside its pixel, dv = what it adds to every pixel to its right; with
+    ``ends`` also the piece's ends in the pixel (ua, va, ub, vb)."""
     vert = ua == ub
     umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
     c_lo = np.floor(umin)
@@ -374,6 +377,8 @@ def _cell_pieces(ua, va, ub, vb, width: int):
     qb = vb[p] + (pu_b - pub) * s
     dv = qb - qa
     area = np.where(col < 0, 0.0, dv * (cf + 1 - (pu_a + pu_b) * 0.5))
+    if ends:
+        return p, col, area, dv, (pu_a, qa, pu_b, qb)
     return p, col, area, dv
 
 

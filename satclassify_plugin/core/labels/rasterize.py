@@ -440,6 +440,8 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         return centre, m, res
 
     burn_lock = threading.Lock()
+    out_rows = _TileRows(band, w)
+    mixed_rows = _TileRows(mixed.band, w) if need_mixed else None
     pool = ThreadPoolExecutor(max_workers=2)
     try:
         ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(2, len(starts)))]
@@ -475,17 +477,51 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 interior = np.ones(r * w, bool)
                 interior[res.cells] = False
                 m.reshape(-1)[interior & (rev.reshape(-1) != flat)] = 1
-            band.WriteArray(centre, 0, y0)
+            out_rows.add(centre)
             if m is not None:
-                mixed.band.WriteArray(m, 0, y0)
+                mixed_rows.add(m)
                 n_mixed += int(np.count_nonzero(m))
             progress((y0 + r) / h)
+        out_rows.close()
+        if mixed_rows is not None:
+            mixed_rows.close()
     finally:
         pool.shutdown(wait=True)
     if n_irregular:
         log(f"{n_irregular} pixels under overlapping or invalid polygons: class areas recomputed with the later "
             "polygon on top")
     return n_mixed
+
+
+class _TileRows:
+    """Rows written to a tiled band in whole rows of tiles, each flushed at once: the tiles are compressed and
+    written while the next strips are computed (GDAL's block cache would otherwise keep them all for the final
+    flush), and no tile is flushed half-written (rewriting a compressed tile appends it to the file again)."""
+
+    def __init__(self, band, width: int):
+        self.band, self.width = band, width
+        self.tile = max(1, band.GetBlockSize()[1])
+        self.y = 0
+        self.rows: List[np.ndarray] = []
+        self.n = 0
+
+    def add(self, arr: np.ndarray) -> None:
+        self.rows.append(arr)
+        self.n += arr.shape[0]
+        if self.n >= self.tile:
+            self._write((self.n // self.tile) * self.tile)
+
+    def _write(self, n: int) -> None:
+        data = self.rows[0] if len(self.rows) == 1 else np.concatenate(self.rows)
+        self.band.WriteArray(data[:n], 0, self.y)
+        self.band.FlushCache()
+        self.y += n
+        self.rows = [data[n:]] if n < data.shape[0] else []
+        self.n = data.shape[0] - n
+
+    def close(self) -> None:
+        if self.n:
+            self._write(self.n)
 
 
 def _burn(drv, width, height, gt, wkt, layer, rect) -> np.ndarray:
