@@ -8,7 +8,9 @@ polygons tile the area without gaps, random level-3 codes as text in ``code_18``
 run: the ``gdal_rasterize`` command line (burning the code into a default UInt16 GeoTIFF), the centre rule,
 all-touched, and the majority rule (with and without the mixed raster).
 Prints seconds, ratios to gdal_rasterize, pixel equality of the centre rule, and peak RSS of each run
-(each timed step runs in a fresh subprocess so its peak RSS is its own).
+(each timed step runs in a fresh subprocess so its peak RSS is its own). The steps run ``--repeat`` rounds (3),
+one step after the other in each round, so that a change in the machine's load reaches every step alike; each
+step's figure is its fastest round (the ratios of the medians are printed too).
 """
 import argparse
 import json
@@ -117,6 +119,7 @@ def main():
     ap.add_argument("--skip-majority", action="store_true")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of all steps; each step's fastest counts")
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.step:
@@ -141,29 +144,39 @@ def main():
     steps = [("gdal_rasterize", {}), ("centre", {}), ("all_touched", {})]
     if not args.skip_majority:
         steps += [("majority", {}), ("majority", {"mixed": os.path.join(work, "mixed.tif")})]
-    results = {}
-    for kind, extra in steps:
-        out = os.path.join(work, f"{kind}{'_mixed' if extra else ''}.tif")
-        m = dict(meta, kind=kind, out=out, **extra)
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)],
-                           capture_output=True, text=True)
-        if p.returncode:
-            print(p.stdout, p.stderr)
-            raise SystemExit(f"step {kind} failed")
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        label = kind + (" + mixed" if extra else "")
-        results[label] = (r, out)
+    results, rounds = {}, {}
+    for _ in range(max(1, args.repeat)):
+        for kind, extra in steps:
+            out = os.path.join(work, f"{kind}{'_mixed' if extra else ''}.tif")
+            m = dict(meta, kind=kind, out=out, **extra)
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)],
+                               capture_output=True, text=True)
+            if p.returncode:
+                print(p.stdout, p.stderr)
+                raise SystemExit(f"step {kind} failed")
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            label = kind + (" + mixed" if extra else "")
+            rounds.setdefault(label, []).append(r)
+            results[label] = ({"seconds": min(x["seconds"] for x in rounds[label]),
+                               "median_seconds": float(np.median([x["seconds"] for x in rounds[label]])),
+                               "peak_rss_mb": max(x["peak_rss_mb"] for x in rounds[label])}, out)
     base = results["gdal_rasterize"][0]["seconds"]
-    print(f"{'step':<22}{'seconds':>10}{'x gdal_rasterize':>18}{'peak RSS MB':>14}")
+    base_med = results["gdal_rasterize"][0]["median_seconds"]
+    print(f"{'step':<22}{'seconds':>10}{'x gdal_rasterize':>18}{'(medians)':>11}{'peak RSS MB':>14}")
     for label, (r, _) in results.items():
-        print(f"{label:<22}{r['seconds']:>10.2f}{r['seconds'] / base:>18.2f}{r['peak_rss_mb']:>14.0f}")
+        print(f"{label:<22}{r['seconds']:>10.2f}{r['seconds'] / base:>18.2f}"
+              f"{r['median_seconds'] / base_med:>11.2f}{r['peak_rss_mb']:>14.0f}")
     ref = gdal.Open(results["gdal_rasterize"][1]).ReadAsArray()
     lut = clc.lookup_table(3, "code")
     cen = gdal.Open(results["centre"][1]).ReadAsArray()
     equal = bool(np.array_equal(lut[ref], cen))
     print(f"centre rule == gdal_rasterize (codes mapped to level-3 values): {equal}")
     figures = {"size": size, "polygons": cells * cells, "load": os.getloadavg()[0], "centre_equals_gdal": equal,
+               "repeat": max(1, args.repeat),
                "steps": {label: {"seconds": r["seconds"], "x_gdal_rasterize": r["seconds"] / base,
+                                 "median_seconds": r["median_seconds"],
+                                 "x_gdal_rasterize_medians": r["median_seconds"] / base_med,
+                                 "rounds": [x["seconds"] for x in rounds[label]],
                                  "peak_rss_mb": r["peak_rss_mb"]} for label, (r, _) in results.items()}}
     if "majority" in results:
         maj = gdal.Open(results["majority"][1]).ReadAsArray()

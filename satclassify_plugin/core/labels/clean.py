@@ -49,7 +49,9 @@ def shared_once(u0, v0, u1, v1, cls):
     u0, v0, u1, v1 = u0 + 0.0, v0 + 0.0, u1 + 0.0, v1 + 0.0  # -0.0 -> 0.0: equal points, equal bits
     fwd = (u0 < u1) | ((u0 == u1) & (v0 < v1))
     keep = ~((u0 == u1) & (v0 == v1))
-    pts = np.stack([np.where(fwd, u0, u1), np.where(fwd, v0, v1), np.where(fwd, u1, u0), np.where(fwd, v1, v0)], 1)
+    pts = np.stack([u0, v0, u1, v1], 1)
+    back = np.flatnonzero(~fwd)  # (selecting by index: numpy's where and masks are slow on random masks)
+    pts[back] = pts[back][:, [2, 3, 0, 1]]
     bits = pts.view(np.uint64)
     h = (bits[:, 0] * _K[0]) ^ (bits[:, 1] * _K[1]) ^ (bits[:, 2] * _K[2]) ^ (bits[:, 3] * _K[3])
     o = np.argsort(h)
@@ -64,8 +66,9 @@ def shared_once(u0, v0, u1, v1, cls):
     a, b = o[i], o[i + 1]
     ok = fwd[a] != fwd[b]
     a, b = a[ok], b[ok]
-    first = np.where(fwd[a], a, b)   # the copy running from the lower point to the higher keeps its direction
-    other = np.where(fwd[a], b, a)
+    fa = fwd[a]
+    first = b + (a - b) * fa   # the copy running from the lower point to the higher keeps its direction
+    other = a + b - first
     minus = np.full(u0.size, -1, np.int64)
     minus[first] = cls[other]
     keep[other] = False
@@ -97,9 +100,9 @@ def _sorted_crossings(row, u, slope, sign, width: int):
 
 
 def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
-                   need_dominant: bool) -> Optional[cv.StripResult]:
-    """Majority raster of rows [y0, y0 + rows) and the exact values of its complex pixels (with their dominant
-    fraction; with ``need_dominant`` every boundary pixel's), or None when the strip is not a clean coverage."""
+                   mixed_threshold: Optional[float] = None) -> Optional[cv.StripResult]:
+    """Majority raster of rows [y0, y0 + rows), the exact values of its complex pixels (and their dominant
+    fraction) and, with ``mixed_threshold``, the mixed mask; or None when the strip is not a clean coverage."""
     u0, v0, u1, v1, plus, minus = shared_once(u0, v0 - y0, u1, v1 - y0, cls)
     e, row, ua, va, ub, vb = cv._row_pieces(u0, v0, u1, v1, rows)
     # -- 3. centre-line crossings: the centre rule, and the checks ------------------------------------------
@@ -112,16 +115,18 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     xdv = v1[xe] - v0[xe]
     s = (u1[xe] - u0[xe]) / xdv
     xv = vc[x]
-    near0 = np.abs(xv - v0[xe]) <= np.abs(xv - v1[xe])  # moved along the edge from its nearer end
-    xu = np.where(near0, u0[xe] + (xv - v0[xe]) * s, u1[xe] + (xv - v1[xe]) * s)
+    xu = u0[xe] + (xv - v0[xe]) * s     # moved along the edge from its nearer end
+    far = np.flatnonzero(np.abs(xv - v0[xe]) > np.abs(xv - v1[xe]))
+    xu[far] = u1[xe[far]] + (xv[far] - v1[xe[far]]) * s[far]
     inside = xu < width
     xe, xr, xdv, s, xu = xe[inside], xr[inside], xdv[inside], s[inside], xu[inside]
     down = xdv > 0                      # the plus polygon lies right of the crossing
-    sign = np.where(minus[xe] < 0, np.where(down, 1, -1), 0)  # polygons entered (+1) or left (-1)
+    sign = (minus[xe] < 0) * (2 * down.astype(np.int64) - 1)  # polygons entered (+1) or left (-1)
     o = _sorted_crossings(xr, xu, s, sign, width)
     xe, xr, xu, down, sign = xe[o], xr[o], xu[o], down[o], sign[o]
-    right = np.where(down, plus[xe], minus[xe])
-    left = np.where(down, minus[xe], plus[xe])
+    xp, xm = plus[xe], minus[xe]
+    right = xm + (xp - xm) * down
+    left = xp + xm - right
     first = np.concatenate(([True], xr[1:] != xr[:-1])) if xr.size else np.zeros(0, bool)
     cs = np.cumsum(sign)
     mult = cs - (cs - sign)[first][np.cumsum(first) - 1]
@@ -156,26 +161,26 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     nsp = sp.size
     runmax = np.maximum.accumulate(khi * max(nsp, 1) + np.arange(nsp)) if nsp else np.zeros(0, np.int64)
     pc = _Pieces(e, row, ua, va, ub, vb, plus, minus)
-    spans = _Spans(sp, sr, slo, shi, runmax)
+    pdu, pdv = (ub - ua)[sp], (vb - va)[sp]
+    spans = _Spans(sp, sr, slo, shi, runmax, np.where(pdu == 0, 0.0, pdv / np.where(pdu == 0, 1.0, pdu)))
     prev = np.concatenate(([-1], runmax[:-1] // max(nsp, 1)))
     prev_col = prev - sr * w2 - 1        # the rightmost column the row's earlier pieces reach (< -1: none)
     ov_lo, ov_hi = np.maximum(slo, 0), np.minimum(shi, prev_col)
-    # a piece's line through a pixel centre (distance < _TOL): the columns whose centre is that close
-    pdu, pdv = (ub - ua)[sp], (vb - va)[sp]
-    length = np.hypot(pdu, pdv)
+    # a piece's line through a pixel centre (distance < _TOL): the columns whose centre is that close. First
+    # the pieces whose line passes that close to the nearest centre on the row's centre line (few), then the
+    # columns of those
     pvc = sr + 0.5
-    flat = pdv == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        mid = ua[sp] + pdu * (pvc - va[sp]) / pdv
-        half = _TOL * length / np.abs(pdv)
-        n_lo = np.ceil(mid - half - 0.5)
-        n_hi = np.floor(mid + half - 0.5)
-    at_row = flat & (np.abs(va[sp] - pvc) < _TOL)
-    n_lo = np.where(flat, np.where(at_row, slo, 1), n_lo)
-    n_hi = np.where(flat, np.where(at_row, shi, 0), n_hi)
-    n_lo = np.maximum(np.nan_to_num(n_lo, nan=1.0, posinf=1e18, neginf=-1e18), np.maximum(slo, 0))
-    n_hi = np.minimum(np.nan_to_num(n_hi, nan=0.0, posinf=1e18, neginf=-1e18), shi)
-    iv_r = np.concatenate((sr, sr))
+        mid = ua[sp] + pdu * (pvc - va[sp]) / pdv   # where the line meets the centre line
+        off = np.abs(mid - 0.5 - np.round(mid - 0.5)) * np.abs(pdv)
+        near = np.flatnonzero((off < _TOL * np.hypot(pdu, pdv)) | ((pdv == 0) & (np.abs(va[sp] - pvc) < _TOL)))
+        nm, flat = mid[near], pdv[near] == 0
+        half = _TOL * np.hypot(pdu[near], pdv[near]) / np.abs(pdv[near])
+        n_lo = np.where(flat, slo[near], np.ceil(nm - half - 0.5))
+        n_hi = np.where(flat, shi[near], np.floor(nm + half - 0.5))
+    n_lo = np.maximum(np.nan_to_num(n_lo, nan=1.0, posinf=1e18, neginf=-1e18), np.maximum(slo[near], 0))
+    n_hi = np.minimum(np.nan_to_num(n_hi, nan=0.0, posinf=1e18, neginf=-1e18), shi[near])
+    iv_r = np.concatenate((sr, sr[near]))
     iv_lo = np.concatenate((ov_lo, n_lo.astype(np.int64)))
     iv_hi = np.concatenate((ov_hi, n_hi.astype(np.int64)))
     m = iv_hi >= iv_lo
@@ -184,51 +189,18 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     # a run starting in column 0 takes the pieces left of the grid (column -1) as its start
     at0 = ids[(ids % w2) == 1]
     ids = np.union1d(ids, at0 - 1) if at0.size else ids
-    result_cells, result_value, result_dom, result_irr = [], [], [], []
-    member = np.zeros(rows * w2, bool)
-    member[ids] = True
-    cut = None
-    if need_dominant:  # every boundary pixel's piece (the complex pixels' pieces are among them)
-        cut = cv._cell_pieces(ua[sp], va[sp], ub[sp], vb[sp], width, ends=True)
-    if ids.size:
-        got = _complex(ids, member, rows, width, w2, pc, spans, centre_class, cut)
-        if got is not None:
-            cells, value, dom, irr = got
-            out[cells] = value
-            result_cells.append(cells)
-            result_value.append(value)
-            result_dom.append(dom)
-            result_irr.append(irr)
-    if need_dominant:
-        # -- 6. single-piece pixels: the part right of the piece, from the piece alone ------------------------
-        p, pcol, parea, pdv, (pu_a, qa, pu_b, qb) = cut
-        pr = sr[p]
-        single = (pcol >= 0) & ~member[pr * w2 + pcol + 1]
-        p, pcol, pr, parea, pdv = p[single], pcol[single], pr[single], parea[single], pdv[single]
-        pu_a, qa, pu_b, qb = pu_a[single], qa[single], pu_b[single], qb[single]
-        # between the piece and the pixel's right side over the rows it spans, plus the bands above and below
-        # it that are on that side (those where the piece ends on the pixel's left side)
-        cf, rf = pcol.astype(np.float64), pr.astype(np.float64)
-        up = qa <= qb
-        top_u, bot_u = np.where(up, pu_a, pu_b), np.where(up, pu_b, pu_a)
-        top_v, bot_v = np.minimum(qa, qb), np.maximum(qa, qb)
-        part = np.abs(parea) + np.where(top_u == cf, top_v - rf, 0.0) + np.where(bot_u == cf, rf + 1 - bot_v, 0.0)
-        part = np.minimum(np.maximum(part, 0.0), 1.0)
-        q = sp[p]
-        both_unlabelled = (plus[e[q]] <= 0) & (minus[e[q]] <= 0)
-        cells = pr * width + pcol
-        result_cells.append(cells)
-        result_value.append(out[cells])
-        result_dom.append(np.where(both_unlabelled, 1.0, np.maximum(part, 1.0 - part)))
-        result_irr.append(np.zeros(cells.size, bool))
-    if result_cells:
-        cells, value = np.concatenate(result_cells), np.concatenate(result_value)
-        dom, irr = np.concatenate(result_dom), np.concatenate(result_irr)
-    else:
-        cells = np.zeros(0, np.int64)
-        value, dom, irr = cells.astype(np.uint8), cells.astype(np.float64), cells.astype(bool)
-    return cv.StripResult(cells, value, dom, irr, False, out.reshape(rows, width), clean=True)
-
+    got = _complex(ids, rows, width, w2, pc, spans, centre_class) if ids.size else None
+    if got is None:
+        z = np.zeros(0, np.int64)
+        got = z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool)
+    cells, value, dom, irr = got
+    out[cells] = value
+    mixed = None
+    if mixed_threshold is not None:
+        mixed = _single_piece_mixed(rows, width, pc, spans, mixed_threshold)
+        mixed[cells] = dom < mixed_threshold - cv.EPS
+        mixed = mixed.reshape(rows, width)
+    return cv.StripResult(cells, value, dom, irr, False, out.reshape(rows, width), clean=True, mixed=mixed)
 
 
 @dataclass
@@ -253,6 +225,7 @@ class _Spans:
     slo: np.ndarray
     shi: np.ndarray
     runmax: np.ndarray
+    slope: np.ndarray   # dv/du of each span's piece (0 for a vertical one)
 
     def covering(self, r, c, w2):
         """(covered?, span index) of pixels (r, c): the span reaching furthest right among the row's spans
@@ -266,28 +239,24 @@ class _Spans:
         return (i >= 0) & (self.sr[j] == r) & (self.shi[j] >= c), j
 
 
-def _complex(ids, member, rows, width, w2, pc: _Pieces, spans: _Spans, centre_class, cut=None):
+def _complex(ids, rows, width, w2, pc: _Pieces, spans: _Spans, centre_class):
     """Exact (cells, value, dominant, irregular) of the complex pixels ``ids`` (sorted pixel ids, row * w2 +
-    col + 1), one run of consecutive ids at a time (step 5 of the module docstring). ``cut``: the pieces of
-    every span already cut at the column lines."""
+    col + 1), one run of consecutive ids at a time (step 5 of the module docstring)."""
     brk = np.concatenate(([True], np.diff(ids) != 1))
     run_of = np.cumsum(brk) - 1
     run_first = ids[brk]
     run_row, run_c0 = run_first // w2, run_first % w2 - 1
     sr, slo, shi = spans.sr, spans.slo, spans.shi
-    if cut is None:  # only the spans holding a complex pixel
-        lo_pos = np.searchsorted(ids, sr * w2 + slo + 1)
-        hi_pos = np.searchsorted(ids, sr * w2 + shi + 1, side="right")
-        need = spans.sp[hi_pos > lo_pos]
-        p, pcol, parea, pdv = cv._cell_pieces(pc.ua[need], pc.va[need], pc.ub[need], pc.vb[need], width)
-    else:
-        need = spans.sp
-        p, pcol, parea, pdv = cut[:4]
-    pid = pc.row[need][p] * w2 + pcol + 1
-    kept = member[pid]
-    p, pcol, parea, pdv, pid = p[kept], pcol[kept], parea[kept], pdv[kept], pid[kept]
-    prun = run_of[np.searchsorted(ids, pid)]
-    pe = pc.e[need][p]
+    lo_pos = np.searchsorted(ids, sr * w2 + slo + 1)
+    hi_pos = np.searchsorted(ids, sr * w2 + shi + 1, side="right")
+    has = np.flatnonzero(hi_pos > lo_pos)
+    # every (span, complex pixel in it): the span's piece in that pixel's column
+    k, at = cv._repeat_ranges(lo_pos[has], hi_pos[has] - 1)
+    q = spans.sp[has[k]]
+    pcol = ids[at] % w2 - 1
+    parea, pdv = cv.in_column(pc.ua[q], pc.va[q], pc.ub[q], pc.vb[q], spans.slope[has[k]], pcol)
+    prun = run_of[at]
+    pe = pc.e[q]
     pp, pm = pc.plus[pe], pc.minus[pe]
     two = pm >= 0
     # the cover on each run's left side (runs from column 0 start at column -1: nothing left of it)
@@ -301,6 +270,34 @@ def _complex(ids, member, rows, width, w2, pc: _Pieces, spans: _Spans, centre_cl
     real = (px.ccol >= 0) & (px.ccol >= run_c0[px.crow])
     cells = run_row[px.crow[real]] * width + px.ccol[real]
     return cells, px.value[real], px.dominant[real], px.irregular[real]
+
+
+def _single_piece_mixed(rows, width, pc: _Pieces, spans: _Spans, threshold: float):
+    """Mixed mask (rows * width uint8) of the boundary pixels from each one's piece alone (step 6); right for
+    the pixels that are not complex (the caller sets those). The part of the pixel right of its piece is the
+    area between the piece and the pixel's right side over the rows it spans, plus the bands above and below it
+    on that side (those where the piece ends on the pixel's left side); the dominant fraction is the larger
+    part, or 1 where no class is on either side."""
+    inside = np.flatnonzero(spans.shi >= 0)
+    k, pcol = cv._repeat_ranges(np.maximum(spans.slo[inside], 0), spans.shi[inside])
+    p = inside[k]
+    pr = spans.sr[p]
+    q = spans.sp[p]
+    parea, _, (pu_a, qa, pu_b, qb) = cv.in_column(pc.ua[q], pc.va[q], pc.ub[q], pc.vb[q], spans.slope[p], pcol,
+                                                  ends=True)
+    cf, rf = pcol.astype(np.float64), pr.astype(np.float64)
+    top_u, bot_u = pu_a.copy(), pu_b.copy()
+    down = np.flatnonzero(qa > qb)
+    top_u[down], bot_u[down] = pu_b[down], pu_a[down]
+    part = (np.abs(parea) + (top_u == cf) * (np.minimum(qa, qb) - rf)
+            + (bot_u == cf) * (rf + 1 - np.maximum(qa, qb)))
+    part = np.minimum(np.maximum(part, 0.0), 1.0)
+    e = pc.e[spans.sp]
+    labelled = ((pc.plus[e] > 0) | (pc.minus[e] > 0))[p]
+    mixed = np.zeros(rows * width, np.uint8)
+    mixed[pr * width + pcol] = labelled & (np.maximum(part, 1.0 - part) < threshold - cv.EPS)
+    return mixed
+
 
 def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
     """Pieces in the column before each run that carry the cover of its left side: (run, column, class, cover)."""
@@ -331,11 +328,11 @@ def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
     touch = (touch_a | touch_b) & (du != 0)
     vstar = np.where(touch_a, ya, yb)
     pl, mi = pc.plus[pc.e[q]], pc.minus[pc.e[q]]
-    above = np.where(du > 0, pl, mi)
-    below = np.where(du > 0, mi, pl)
+    above = mi + (pl - mi) * (du > 0)
+    below = pl + mi - above
     # not touching: the side of the piece holding the right side's middle (plus where the cross product < 0)
     cross = du * (rb + 0.5 - qa_v) - dv * (cb + 1 - qa_u)
-    side = np.where(cross < 0, pl, mi)
+    side = mi + (pl - mi) * (cross < 0)
     for cls_, cover, use in ((above, vstar - rb, touch), (below, rb + 1 - vstar, touch), (side, 1.0, ~touch)):
         sel = use & (cls_ >= 0)
         out_run.append(runs[b][sel])

@@ -277,9 +277,12 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) 
     # orientation: shoelace area of each ring with this module's sign convention (+ = counted as covered)
     ring_area = np.bincount(ring_of, weights=-(u0 + u1) * 0.5 * (v1 - v0), minlength=lens.size)
     flip = (ring_area < 0) == np.asarray(outer)
-    fe = flip[ring_of]
-    u0, u1 = np.where(fe, u1, u0), np.where(fe, u0, u1)
-    v0, v1 = np.where(fe, v1, v0), np.where(fe, v0, v1)
+    if flip.all():  # (one source usually writes every ring one way)
+        u0, u1, v0, v1 = u1, u0, v1, v0
+    elif flip.any():
+        fe = flip[ring_of]
+        u0, u1 = np.where(fe, u1, u0), np.where(fe, u0, u1)
+        v0, v1 = np.where(fe, v1, v0), np.where(fe, v0, v1)
     cls = np.asarray(ring_cls, np.int32)[ring_of]
     # edges wholly right of the grid change nothing inside it; rows above/below it are never computed
     vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
@@ -311,6 +314,8 @@ class StripResult:
     raster: Optional[np.ndarray] = None
     #: from :mod:`.clean`: the raster holds the centre rule between the exact pixels even where ``irregular``
     clean: bool = False
+    #: from :mod:`.clean`: the (rows, width) uint8 mixed mask (only ``cells`` are listed, the complex pixels)
+    mixed: Optional[np.ndarray] = None
 
 
 def _repeat_ranges(lo: np.ndarray, hi: np.ndarray):
@@ -368,18 +373,23 @@ def _cell_pieces(ua, va, ub, vb, width: int, ends: bool = False):
     slope[vert] = 0.0
     p, col = _repeat_ranges(c_lo[keep], c_hi[keep])
     p = keep[p]
+    return (p, col) + in_column(ua[p], va[p], ub[p], vb[p], slope[p], col, ends)
+
+
+def in_column(ua, va, ub, vb, slope, col, ends: bool = False):
+    """(area, dv[, (ua, va, ub, vb)]) of row pieces cut to column ``col`` (-1: everything left of the grid)
+    (see :func:`_cell_pieces`); ``slope`` = dv/du of each piece, 0 for a vertical one."""
     cf = col.astype(np.float64)
     lo = np.where(col < 0, -np.inf, cf)
-    pua, pub, s = ua[p], ub[p], slope[p]
-    pu_a = np.minimum(np.maximum(pua, lo), cf + 1)
-    pu_b = np.minimum(np.maximum(pub, lo), cf + 1)
-    qa = va[p] + (pu_a - pua) * s  # each end moved along the piece from its own end
-    qb = vb[p] + (pu_b - pub) * s
+    pu_a = np.minimum(np.maximum(ua, lo), cf + 1)
+    pu_b = np.minimum(np.maximum(ub, lo), cf + 1)
+    qa = va + (pu_a - ua) * slope  # each end moved along the piece from its own end
+    qb = vb + (pu_b - ub) * slope
     dv = qb - qa
     area = np.where(col < 0, 0.0, dv * (cf + 1 - (pu_a + pu_b) * 0.5))
     if ends:
-        return p, col, area, dv, (pu_a, qa, pu_b, qb)
-    return p, col, area, dv
+        return area, dv, (pu_a, qa, pu_b, qb)
+    return area, dv
 
 
 def _order(major: np.ndarray, minor: np.ndarray, n_major: int, n_minor: int) -> np.ndarray:
@@ -495,7 +505,7 @@ def pixel_fractions(row, col, c, area, dv, rows: int, width: int) -> Optional[Pi
     n = frac.size
     lab = np.where(gcls > 0, frac, -np.inf)
     cmax = np.maximum.reduceat(lab, cst)
-    cand = np.where((gcls > 0) & (lab >= cmax[cell_of] - EPS), np.arange(n), n)
+    cand = n - ((gcls > 0) & (lab >= cmax[cell_of] - EPS)) * (n - np.arange(n))  # (a where, without its slowness)
     first = np.minimum.reduceat(cand, cst)
     has_lab = first < n
     first = np.minimum(first, n - 1)

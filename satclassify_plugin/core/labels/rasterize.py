@@ -424,7 +424,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         GDAL (centre rule, later polygon on top) for them. The forward layer is used by one task at a time."""
         r = min(rows, h - y0)
         strip = edges.strip(s)
-        res = clean.strip_majority(*strip, y0, r, w, need_mixed)
+        res = clean.strip_majority(*strip, y0, r, w, threshold if need_mixed else None)
         if res is None:
             res = coverage.strip_fractions(*strip, y0, r, w)
         if res.irregular_runs or (res.irregular.any() and not res.clean):
@@ -433,24 +433,25 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
             centre.reshape(-1)[res.cells] = res.value
         else:
             centre = res.raster  # the boundary pixels' values are in it already
-        m = None
-        if need_mixed:  # here rather than in the writing thread: the two workers run at once
+        m = res.mixed
+        if need_mixed and m is None:  # here rather than in the writing thread: the two workers run at once
             m = np.zeros((r, w), np.uint8)
             m.reshape(-1)[res.cells] = res.dominant < threshold - coverage.EPS
         return centre, m, res
 
     burn_lock = threading.Lock()
+    ahead_n = 3  # strips computed ahead of the one being written (the workers never wait for the writer)
     out_rows = _TileRows(band, w)
     mixed_rows = _TileRows(mixed.band, w) if need_mixed else None
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(2, len(starts)))]
+        ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
         for s, y0 in enumerate(starts):
             if is_canceled():
                 raise Canceled()
             centre, m, res = ahead.pop(0).result()
-            if s + 2 < len(starts):
-                ahead.append(pool.submit(strip_task, s + 2, starts[s + 2]))
+            if s + ahead_n < len(starts):
+                ahead.append(pool.submit(strip_task, s + ahead_n, starts[s + ahead_n]))
             r = min(rows, h - y0)
             flat = centre.reshape(-1)
             bad = np.flatnonzero(res.irregular)

@@ -28,28 +28,32 @@ def edges_of(wkts, values, rows=ROWS):
     return coverage.read_edges(lyr, "v", (0.0, 1.0, 0.0, 0.0, 0.0, 1.0), H, W, rows)
 
 
-def compare(wkts, values, need_dominant=True):
-    """Assert clean == general on every strip; returns the number of complex pixels seen."""
+def compare(wkts, values, threshold=0.75):
+    """Assert clean == general on every strip (classes; the complex pixels' dominant fractions; the mixed mask,
+    unless threshold is None); returns the number of complex pixels seen."""
     edges = edges_of(wkts, values)
     n_complex = 0
     for s, y0 in enumerate(range(0, H, ROWS)):
         r = min(ROWS, H - y0)
-        fast = clean.strip_majority(*edges.strip(s), y0, r, W, need_dominant)
+        fast = clean.strip_majority(*edges.strip(s), y0, r, W, threshold)
         ref = coverage.strip_fractions(*edges.strip(s), y0, r, W)
         assert fast is not None, f"strip {s} refused"
         assert not ref.irregular.any() and not ref.irregular_runs
         assert not fast.irregular.any()
         np.testing.assert_array_equal(fast.raster, ref.raster, err_msg=f"strip {s}")
         assert np.array_equal(fast.value, fast.raster.reshape(-1)[fast.cells])
-        # the reference's boundary pixels missing from the fast result lie between two polygons of one class
-        # (their shared edge is dropped): wholly one class, dominant 1
-        dom = np.ones(r * W)
-        dom[fast.cells] = fast.dominant
-        if need_dominant:
-            np.testing.assert_allclose(dom[ref.cells], ref.dominant, atol=1e-9, err_msg=f"strip {s}")
+        # the complex pixels are boundary pixels of the reference, with its dominant fraction
+        dom = np.full(r * W, np.nan)
+        dom[ref.cells] = ref.dominant
+        np.testing.assert_allclose(fast.dominant, dom[fast.cells], atol=1e-9, err_msg=f"strip {s}")
+        if threshold is None:
+            assert fast.mixed is None
         else:
-            exact = np.isin(ref.cells, fast.cells)
-            np.testing.assert_allclose(dom[ref.cells[exact]], ref.dominant[exact], atol=1e-9)
+            # pixels the reference lists as boundary pixels but the fast path not lie between two polygons of
+            # one class (their shared edge is dropped): wholly one class, never mixed
+            exp = np.zeros(r * W, np.uint8)
+            exp[ref.cells] = ref.dominant < threshold - coverage.EPS
+            np.testing.assert_array_equal(fast.mixed.reshape(-1), exp, err_msg=f"strip {s}")
         n_complex += fast.cells.size
     return n_complex
 
@@ -75,7 +79,9 @@ def test_voronoi_coverages(seed, snap):
     rng = np.random.default_rng(seed + 100)
     values = rng.integers(0, 4, len(cells))  # few classes: many same-class neighbours; 0 = no label
     assert compare([c.wkt for c in cells], values) > 0
-    compare([c.wkt for c in cells], values, need_dominant=False)
+    compare([c.wkt for c in cells], values, threshold=None)
+    compare([c.wkt for c in cells], values, threshold=0.55)
+    compare([c.wkt for c in cells], values, threshold=1.0)
 
 
 def test_hole_with_island_and_outside_of_the_coverage():
@@ -118,7 +124,7 @@ def test_refuses_what_is_not_a_clean_coverage():
     twice = [a.wkt, a.wkt]                          # the same polygon twice (two layers merged)
     for wkts in (over, bow, twice):
         edges = edges_of(wkts, [1, 2][:len(wkts)])
-        got = [clean.strip_majority(*edges.strip(s), y0, min(ROWS, H - y0), W, True)
+        got = [clean.strip_majority(*edges.strip(s), y0, min(ROWS, H - y0), W, 0.75)
                for s, y0 in enumerate(range(0, H, ROWS))]
         assert any(g is None for g in got), wkts
 
