@@ -115,9 +115,24 @@ def _parse_wkb(buf: bytes, off: int, out: list) -> int:
     return off
 
 
-def _features(layer, value_field: str):
+def _lookup(raw, lut):
+    """Class values of raw field values (an Arrow column, or one value as OGR gives it) by ``lut`` ({raw value as
+    OGR gives it: class value}; anything else 0)."""
+    def one(x):
+        if isinstance(x, bytes):
+            x = x.decode("utf-8", "replace")
+        elif isinstance(x, np.generic):
+            x = x.item()
+        return lut.get(x, 0)
+    if isinstance(raw, np.ndarray):
+        return np.fromiter((one(x) for x in raw.tolist()), np.int32, raw.size)
+    return one(raw)
+
+
+def _features(layer, value_field: str, lut: Optional[dict] = None):
     """(fid, class value, rings) of every feature in layer order: the geometries come as WKB through GDAL's
-    Arrow interface when it has one (GDAL >= 3.6: no Python object per feature), else feature by feature."""
+    Arrow interface when it has one (GDAL >= 3.6: no Python object per feature), else feature by feature. The
+    class value is the field's, or ``lut``'s value for the field's."""
     stream = None
     if hasattr(layer, "GetArrowStreamAsNumPy"):
         try:
@@ -132,7 +147,7 @@ def _features(layer, value_field: str):
             if gcol is None:
                 gcol = next(v for k, v in batch.items() if k not in (fid_col, value_field))
             fidc = batch.get(fid_col)
-            vals = batch[value_field]
+            vals = batch[value_field] if lut is None else _lookup(batch[value_field], lut)
             simple, blocks = _simple_rings(gcol, fidc, vals)
             for i in sorted(list(blocks) + np.flatnonzero(~simple).tolist()):
                 if i in blocks:
@@ -158,6 +173,8 @@ def _features(layer, value_field: str):
     for f in layer:
         g = f.GetGeometryRef()
         v = f.GetField(vi)
+        if lut is not None:
+            v = _lookup(v, lut)
         rings = []
         if g is not None and not g.IsEmpty():
             _rings(g, rings)
@@ -228,11 +245,12 @@ class Block:
     npts: np.ndarray
 
 
-def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int) -> Edges:
+def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int, lut: Optional[dict] = None) -> Edges:
     """Every ring edge of ``layer``'s polygons in pixel coordinates of the grid ``gt`` (north-up), oriented so
-    that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows."""
+    that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows. The class value
+    is ``value_field``'s, or with ``lut`` ({raw value: class value}) the class value of its raw value."""
     pts, lens, outer, ring_cls, fids, values = [], [], [], [], [], []
-    for item in _features(layer, value_field):
+    for item in _features(layer, value_field, lut):
         if isinstance(item, Block):  # features of one outer ring each, read at once
             fids.extend(item.fids)
             values.extend(item.values.tolist())

@@ -199,8 +199,9 @@ def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_
 
 
 # -- vector ---------------------------------------------------------------------------------------
-def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple[str, Dict[str, int], int, int]:
-    """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known)."""
+def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple[str, Dict[str, int], int, int, dict]:
+    """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known,
+    {raw value: class value} of the known codes: the SQL's CASE as a lookup)."""
     lname = lyr.GetName()
     q = f"SELECT {_quote(code_field)} AS c, COUNT(*) AS n FROM {_quote(lname)} GROUP BY {_quote(code_field)}"
     try:
@@ -216,6 +217,7 @@ def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple
     unknown: Dict[str, int] = {}
     no_code = known = 0
     whens = []
+    lut = {}
     for raw, n in distinct:
         try:
             code = clc.parse_code(raw)
@@ -231,10 +233,11 @@ def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple
             continue
         known += n
         whens.append(f"WHEN {_literal(raw)} THEN {int(value)}")
+        lut[raw] = int(value)
     geom_col = lyr.GetGeometryColumn() or "GEOMETRY"
     case = f"CASE {_quote(code_field)} {' '.join(whens)} ELSE 0 END" if whens else "0"
     sql = f"SELECT {_quote(geom_col)}, {case} AS {VALUE_FIELD} FROM {_quote(lname)}"
-    return sql, unknown, no_code, known
+    return sql, unknown, no_code, known, lut
 
 
 def _filter_rect(grid: Grid, src_srs, dst_srs, margin_px: float = 2.0):
@@ -277,7 +280,7 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
     code_field = find_code_field(lyr, field_name)
     log(f"CLC layer '{lyr.GetName()}': {nfeat} features, code field '{code_field}'")
-    sql, unknown, no_code, known = _value_sql(vds, lyr, code_field, code2val, log)
+    sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, code2val, log)
     result = RasterizeResult(output, list(table), features=nfeat, unknown=unknown, no_code=no_code)
     if unknown:
         shown = ", ".join(f"'{c}' ({n})" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
@@ -329,9 +332,11 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
             finally:
                 vds.ReleaseResultSet(res)
         else:
+            same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
+            direct = (lyr, code_field, lut) if same_crs else None
             with _MixedWriter(mixed_output, grid) as mixed:
                 result.mixed_pixels = _majority(vds, sql, rect, grid, band, mixed, threshold, progress,
-                                                is_canceled, log)
+                                                is_canceled, log, direct)
         out.FlushCache()
         out = None
     if rule == "majority" and mixed_output:
@@ -389,18 +394,39 @@ def _reversed_copy(mem):
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
-def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log) -> int:
+def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log, direct=None) -> int:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
-    overlap); two strips at a time in worker threads."""
-    mem = _memory_layer(vds, sql, rect, grid)
-    mlyr = mem.GetLayer(0)
+    overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
+    when the layer is in the grid's CRS: its polygons are then read as they are, and the memory copy of them
+    (for GDAL's burns and the geometry fallback, which only irregular strips need) is made when first needed."""
     w, h = grid.width, grid.height
     gt = grid.geotransform
     # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
     # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
     rows = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
-    edges = coverage.read_edges(mlyr, VALUE_FIELD, gt, h, w, rows)
+    mem_box: list = []
+    mem_lock = threading.Lock()
+
+    def mem_ds():
+        with mem_lock:
+            if not mem_box:
+                mem_box.append(_memory_layer(vds, sql, rect, grid))
+            return mem_box[0]
+
+    if direct is not None:
+        lyr, code_field, lut = direct
+        defn = lyr.GetLayerDefn()
+        others = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+        lyr.SetIgnoredFields([n for n in others if n != code_field])
+        lyr.SetSpatialFilterRect(*rect)
+        try:
+            edges = coverage.read_edges(lyr, code_field, gt, h, w, rows, lut)
+        finally:
+            lyr.SetSpatialFilter(None)
+            lyr.SetIgnoredFields([])
+    else:
+        edges = coverage.read_edges(mem_ds().GetLayer(0), VALUE_FIELD, gt, h, w, rows)
     drv = gdal.GetDriverByName("MEM")
     need_mixed = mixed.band is not None
     x0w, x1w = gt[0], gt[0] + gt[1] * w
@@ -429,7 +455,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
             res = coverage.strip_fractions(*strip, y0, r, w)
         if res.irregular_runs or (res.irregular.any() and not res.clean):
             with burn_lock:
-                centre = burn_strip(y0, mlyr)
+                centre = burn_strip(y0, mem_ds().GetLayer(0))
             centre.reshape(-1)[res.cells] = res.value
         else:
             centre = res.raster  # the boundary pixels' values are in it already
@@ -462,7 +488,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                         "(Fix geometries, then Dissolve or remove the overlaps)")
                 n_irregular += bad.size
                 if "painter" not in extra:
-                    extra["painter"] = coverage.PainterFallback(mlyr, VALUE_FIELD, gt)
+                    extra["painter"] = coverage.PainterFallback(mem_ds().GetLayer(0), VALUE_FIELD, gt)
                 cells = res.cells[bad]
                 with burn_lock:  # it reads the forward layer, which a worker may be burning (no copy of it)
                     v, dom, ovl = extra["painter"].pixels(cells // w + y0, cells % w)
@@ -473,7 +499,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 # pixels wholly under overlapping polygons: mixed where the first and the last one differ
                 if "rev" not in extra:
                     with burn_lock:
-                        extra["rev"] = _reversed_copy(mem)
+                        extra["rev"] = _reversed_copy(mem_ds())
                 rev = burn_strip(y0, extra["rev"].GetLayer(0))
                 interior = np.ones(r * w, bool)
                 interior[res.cells] = False

@@ -180,3 +180,47 @@ def test_strip_fractions_are_the_exact_areas():
         assert val == (7 if f >= 0.5 else 0)
         assert dom == pytest.approx(max(f, 1 - f), abs=1e-12)
     assert not res.irregular.any() and not res.irregular_runs
+
+
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_layer_read_as_it_is_equals_its_memory_copy(tmp_path, monkeypatch, kind):
+    """In the grid's CRS the majority rule reads the polygons straight from the layer (codes mapped by the same
+    table as the SQL CASE); the result equals that of the memory copy, with integer and text codes, NULL and
+    unknown codes, and other fields beside the code."""
+    from osgeo import gdal
+
+    from satclassify_plugin.core.labels import rasterize as R
+    from tests.rasters import wkt
+
+    w, h = 30, 24
+    polys = tessellation(3, w, h, 35)
+    pool = ["211", "311", "512", "231", "999", None, "777"]
+    codes = [pool[i % len(pool)] for i in range(len(polys))]
+    if kind == "int":
+        feats = [(p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": int(c)} if c else {})))
+                 for p, c in zip(polys, codes)]
+        fields = {"code_18": ogr.OFTInteger, "area_ha": ogr.OFTReal, "remark": ogr.OFTString}
+    else:
+        feats = [(p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": c} if c else {})))
+                 for p, c in zip(polys, codes)]
+        fields = {"code_18": ogr.OFTString, "area_ha": ogr.OFTReal, "remark": ogr.OFTString}
+    src = make_polygons(tmp_path / "t.gpkg", feats, epsg=UTM32N, fields=fields)
+    grid = R.Grid(w, h, (X0, PX, 0.0, Y0, 0.0, -PX), wkt(UTM32N))
+    seen = []
+    orig = R._majority
+
+    def spy(*a, **k):
+        seen.append(a[-1] is not None)
+        return orig(*a, **k)
+
+    monkeypatch.setattr(R, "_majority", spy)
+    R.rasterize_clc(src, str(tmp_path / "d.tif"), grid, level=3, rule="majority", mixed_output=str(tmp_path / "dm.tif"))
+    monkeypatch.setattr(R, "_majority", lambda *a, **k: orig(*a[:-1], None, **k))
+    R.rasterize_clc(src, str(tmp_path / "m.tif"), grid, level=3, rule="majority", mixed_output=str(tmp_path / "mm.tif"))
+    assert seen == [True]
+    direct, copy = (gdal.Open(str(tmp_path / n)).ReadAsArray() for n in ("d.tif", "m.tif"))
+    np.testing.assert_array_equal(direct, copy)
+    np.testing.assert_array_equal(gdal.Open(str(tmp_path / "dm.tif")).ReadAsArray(),
+                                  gdal.Open(str(tmp_path / "mm.tif")).ReadAsArray())
+    exp, _ = reference(polys, values_of([c or "" for c in codes]), w, h, 0.75)
+    np.testing.assert_array_equal(direct, exp)
