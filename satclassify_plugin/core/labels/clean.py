@@ -146,12 +146,7 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
         return np.where((xr[i] == r) & (pos[i] <= r * width + c), right[i], -1)
 
     # -- 4. complex pixels ----------------------------------------------------------------------------------
-    vert = ua == ub
-    umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
-    c_lo = np.floor(umin)
-    c_hi = np.where(vert, c_lo, np.ceil(umax) - 1)
-    c_lo = np.minimum(np.maximum(c_lo, -1), width).astype(np.int64)
-    c_hi = np.minimum(np.maximum(c_hi, -1), width - 1).astype(np.int64)
+    c_lo, c_hi, slope = cv.columns(ua, va, ub, vb, width)
     sp = np.flatnonzero(c_hi >= c_lo)    # row pieces with a column inside (or left of) the grid
     w2 = width + 2                       # pixel id: row * w2 + col + 1 (col -1..width - 1; a gap between rows)
     so = cv._order(row[sp], c_lo[sp] + 1, rows, w2)
@@ -162,7 +157,7 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     runmax = np.maximum.accumulate(khi * max(nsp, 1) + np.arange(nsp)) if nsp else np.zeros(0, np.int64)
     pc = _Pieces(e, row, ua, va, ub, vb, plus, minus)
     pdu, pdv = (ub - ua)[sp], (vb - va)[sp]
-    spans = _Spans(sp, sr, slo, shi, runmax, np.where(pdu == 0, 0.0, pdv / np.where(pdu == 0, 1.0, pdu)))
+    spans = _Spans(sp, sr, slo, shi, runmax, slope[sp])
     prev = np.concatenate(([-1], runmax[:-1] // max(nsp, 1)))
     prev_col = prev - sr * w2 - 1        # the rightmost column the row's earlier pieces reach (< -1: none)
     ov_lo, ov_hi = np.maximum(slo, 0), np.minimum(shi, prev_col)
@@ -317,13 +312,9 @@ def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
     b = np.flatnonzero(crossed)
     q = spans.sp[j[b]]
     rb, cb = r[b].astype(np.float64), c[b].astype(np.float64)
-    qa_u, qa_v, qb_u, qb_v = pc.ua[q], pc.va[q], pc.ub[q], pc.vb[q]
-    du, dv = qb_u - qa_u, qb_v - qa_v
-    sl = np.where(du != 0, dv / np.where(du != 0, du, 1.0), 0.0)
-    pa = np.minimum(np.maximum(qa_u, cb), cb + 1)
-    pb = np.minimum(np.maximum(qb_u, cb), cb + 1)
-    ya = qa_v + (pa - qa_u) * sl
-    yb = qb_v + (pb - qb_u) * sl
+    qa_u, qa_v = pc.ua[q], pc.va[q]
+    du, dv = pc.ub[q] - qa_u, pc.vb[q] - qa_v
+    _, _, (pa, ya, pb, yb) = cv.in_column(qa_u, qa_v, pc.ub[q], pc.vb[q], spans.slope[j[b]], c[b], ends=True)
     touch_a, touch_b = pa == cb + 1, pb == cb + 1
     touch = (touch_a | touch_b) & (du != 0)
     vstar = np.where(touch_a, ya, yb)

@@ -55,11 +55,8 @@ class Edges:
     fids: List[int]           # feature ids in layer order (painter's order)
     values: np.ndarray        # class value per feature (layer order)
 
-    def strip(self, s: int, s1: Optional[int] = None):
-        """(u0, v0, u1, v1, cls) of the edges of strip s (or of strips s..s1 - 1, each edge once)."""
-        i = self.index[self.strip_start[s]:self.strip_start[s + 1 if s1 is None else s1]]
-        if s1 is not None and s1 > s + 1:
-            i = np.unique(i)
+    def strip(self, s: int):
+        i = self.index[self.strip_start[s]:self.strip_start[s + 1]]
         return self.u0[i], self.v0[i], self.u1[i], self.v1[i], self.cls[i]
 
 
@@ -375,23 +372,28 @@ def _row_pieces(u0, v0, u1, v1, rows: int):
     return e, row, ua, va, ub, vb
 
 
-def _cell_pieces(ua, va, ub, vb, width: int, ends: bool = False):
-    """Cut row pieces at the column lines (column -1 = everything left of the grid): (piece index, col, area,
-    dv), area = the piece's signed area inside its pixel, dv = what it adds to every pixel to its right; with
-    ``ends`` also the piece's ends in the pixel (ua, va, ub, vb)."""
+def columns(ua, va, ub, vb, width: int):
+    """(first column, last column, dv/du) of row pieces: columns -1 (everything left of the grid) to width - 1,
+    last < first for a piece right of the grid (it changes nothing inside it); the slope is 0 for a vertical
+    piece (its single column keeps both ends as they are)."""
     vert = ua == ub
-    umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
-    c_lo = np.floor(umin)
-    c_hi = np.where(vert, c_lo, np.ceil(umax) - 1)
-    c_lo = np.minimum(np.maximum(c_lo, -1), width)
-    c_hi = np.minimum(np.maximum(c_hi, -1), width - 1)  # pieces right of the grid change nothing inside it
-    keep = np.flatnonzero(c_hi >= c_lo)
-    # dv/du per row piece (0 for a vertical one: its single column keeps both ends as they are)
+    c_lo = np.floor(np.minimum(ua, ub))
+    c_hi = np.where(vert, c_lo, np.ceil(np.maximum(ua, ub)) - 1)
+    c_lo = np.minimum(np.maximum(c_lo, -1), width).astype(np.int64)
+    c_hi = np.minimum(np.maximum(c_hi, -1), width - 1).astype(np.int64)
     slope = (vb - va) / np.where(vert, 1.0, ub - ua)
     slope[vert] = 0.0
+    return c_lo, c_hi, slope
+
+
+def _cell_pieces(ua, va, ub, vb, width: int):
+    """Cut row pieces at the column lines (column -1 = everything left of the grid): (piece index, col, area,
+    dv), area = the piece's signed area inside its pixel, dv = what it adds to every pixel to its right."""
+    c_lo, c_hi, slope = columns(ua, va, ub, vb, width)
+    keep = np.flatnonzero(c_hi >= c_lo)
     p, col = _repeat_ranges(c_lo[keep], c_hi[keep])
     p = keep[p]
-    return (p, col) + in_column(ua[p], va[p], ub[p], vb[p], slope[p], col, ends)
+    return (p, col) + in_column(ua[p], va[p], ub[p], vb[p], slope[p], col)
 
 
 def in_column(ua, va, ub, vb, slope, col, ends: bool = False):

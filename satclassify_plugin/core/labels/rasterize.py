@@ -467,8 +467,8 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
 
     burn_lock = threading.Lock()
     ahead_n = 3  # strips computed ahead of the one being written (the workers never wait for the writer)
-    out_rows = _TileRows(band, w)
-    mixed_rows = _TileRows(mixed.band, w) if need_mixed else None
+    out_rows = _TileRows(band)
+    mixed_rows = _TileRows(mixed.band) if need_mixed else None
     pool = ThreadPoolExecutor(max_workers=2)
     try:
         ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
@@ -525,8 +525,8 @@ class _TileRows:
     written while the next strips are computed (GDAL's block cache would otherwise keep them all for the final
     flush), and no tile is flushed half-written (rewriting a compressed tile appends it to the file again)."""
 
-    def __init__(self, band, width: int):
-        self.band, self.width = band, width
+    def __init__(self, band):
+        self.band = band
         self.tile = max(1, band.GetBlockSize()[1])
         self.y = 0
         self.rows: List[np.ndarray] = []
