@@ -31,6 +31,7 @@ def card_from_checkpoint(ck, metrics=None) -> ModelCard:
                      mean=[float(v) for v in info["mean"]], std=[float(v) for v in info["std"]],
                      tile_size=int(info["tile_size"]), halo=int(info["halo"]), training=training)
     card.timeseries = info.get("timeseries")  # multi-date models: dates, doy, layout
+    card.input_clip = info.get("input_clip")  # raw-value clip of the training imagery (EuroSAT RGB)
     return parse_card(card.to_dict())
 
 

@@ -116,6 +116,11 @@ class DataInfo:
         self.has_labels = bool(getattr(ds, "has_labels", True))
         self.resolution_m = None
         man = getattr(ds, "manifest", None) or {}
+        clip = man.get("input_clip") if isinstance(man, dict) else None
+        if isinstance(clip, dict) and not self.temporal:  # band -> [lo, hi] raw values (EuroSAT RGB: [0, 2750])
+            self.input_clip = [list(clip[b]) for b in self.bands] if all(b in clip for b in self.bands) else None
+        else:
+            self.input_clip = None
         for key in ("resolution_m", "resolution", "pixel_size"):
             v = man.get(key) if isinstance(man, dict) else None
             if isinstance(v, (int, float)) and v > 0:

@@ -63,7 +63,8 @@ def card_info(cfg, info, mean, std, coarse=None):
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
             "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
             "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
-            "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None}
+            "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
+            "input_clip": info.input_clip}
 
 
 def check_compatible(card, info, source):

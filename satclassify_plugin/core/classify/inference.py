@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..contract.errors import SatClassifyError
-from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata
+from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata, input_transform
 from ..contract.timeseries import DOY_INPUT
 
 DEVICES = ("Auto", "CPU", "CUDA", "TensorRT")
@@ -113,16 +113,19 @@ def map_bands(model_bands: Sequence[str], raster_names: Sequence[str], bands_par
 
 # Scaling ----------------------------------------------------------------------------------------
 def scale_coefficients(card: ModelCard) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-band (a, b) so that model input = raw * a + b (input_scale, then (x - mean) / std)."""
-    n = card.num_bands
-    a = np.full(n, card.input_scale, dtype=np.float64)
-    b = np.zeros(n, dtype=np.float64)
-    if card.mean is not None and card.std is not None:
-        mean = np.asarray(card.mean, dtype=np.float64)
-        std = np.asarray(card.std, dtype=np.float64)
-        a = a / std
-        b = -mean / std
+    """Per-band (a, b) so that model input = raw * a + b (input_scale, then (x - mean) / std); a card's
+    input_clip is applied after it by :func:`input_bounds` (a > 0, so clipping the input is clipping the raw)."""
+    a, b, _lo, _hi = input_transform(card)
     return a.astype(np.float32), b.astype(np.float32)
+
+
+def input_bounds(card: ModelCard) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Per band (low, high) of the model input that the card's input_clip gives (raw clip mapped through the
+    scaling), or None when the card has no clip."""
+    if card.input_clip is None:
+        return None
+    a, b, lo, hi = input_transform(card)
+    return (lo * a + b).astype(np.float32), (hi * a + b).astype(np.float32)
 
 
 # Model -------------------------------------------------------------------------------------------

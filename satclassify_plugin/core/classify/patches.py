@@ -26,7 +26,7 @@ from osgeo import gdal, ogr
 from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from .inference import load_model, map_bands, scale_coefficients
+from .inference import input_bounds, load_model, map_bands, scale_coefficients
 from .pipeline import _nodata_values, extent_to_window
 
 gdal.UseExceptions()
@@ -95,6 +95,7 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
     band_numbers = map_bands(card.bands, raster.band_names(ds), bands, log)
     nodata = _nodata_values(ds, band_numbers, model)
     a, b = scale_coefficients(card)
+    bounds = input_bounds(card)
     gt = ds.GetGeoTransform()
     if abs(gt[2]) > 0 or abs(gt[4]) > 0:
         raise SatClassifyError("rotated rasters are not supported: warp the raster to a north-up grid first")
@@ -125,6 +126,8 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
             if strip.dtype.kind == "f":
                 invalid |= ~np.isfinite(strip[i])
         x = strip.astype(np.float32) * a[:, None, None] + b[:, None, None]
+        if bounds is not None:
+            np.clip(x, bounds[0][:, None, None], bounds[1][:, None, None], out=x)
         x[:, invalid] = 0.0
         cells = x.reshape(len(band_numbers), p, ncol, p).transpose(2, 0, 1, 3)  # (ncol, C, p, p)
         valid = 1.0 - invalid.reshape(p, ncol, p).mean(axis=(0, 2))

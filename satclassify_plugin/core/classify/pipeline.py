@@ -24,7 +24,7 @@ from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.modelcard import S2_BANDS
-from .inference import CUDA_EP, TRT_EP, Model, load_model, map_bands, scale_coefficients
+from .inference import CUDA_EP, TRT_EP, Model, input_bounds, load_model, map_bands, scale_coefficients
 from .tiling import Tile, check_run_sizes, choose_tiling, plan_tiles
 
 DEFAULT_BATCH = 4
@@ -398,6 +398,8 @@ class _BatchReader:
         ds = plan.ds
         a, b = plan.scale
         self.a3, self.b3 = a[:, None, None], b[:, None, None]
+        bounds = input_bounds(plan.model.card)  # the card's input_clip (None for a multi-date card)
+        self.bounds = None if bounds is None else (bounds[0][:, None, None], bounds[1][:, None, None])
         self.nd = [(i, v) for i, v in enumerate(plan.nodata) if v is not None]
         self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
                             for bn in plan.band_numbers)
@@ -425,6 +427,8 @@ class _BatchReader:
             v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)
             np.multiply(raw, self.a3, out=v, casting="unsafe")  # scale straight into the batch
             v += self.b3
+            if self.bounds is not None:
+                np.clip(v, *self.bounds, out=v)
             if self.is_float:
                 np.nan_to_num(v, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             if pr or pb:

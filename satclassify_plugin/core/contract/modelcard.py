@@ -79,6 +79,9 @@ class ModelCard:
     source: str = METADATA_KEY  # "satclassify" or "deepness"
     #: multi-date models: core.contract.timeseries.card_entry (dates, doy, bands per date, doy input); else None
     timeseries: Optional[Dict[str, Any]] = None
+    #: per band [lo, hi]: raw values are clipped to this range before input_scale (None: no clip). A model
+    #: trained on saturated 8-bit imagery (EuroSAT RGB: DN 0..2750 -> 0..255) sees the same saturation on a stack
+    input_clip: Optional[List[List[float]]] = None
 
     def to_dict(self) -> dict:
         d = {"schema_version": self.schema_version, "architecture": self.architecture, "bands": list(self.bands),
@@ -87,6 +90,8 @@ class ModelCard:
              "heads": [h.to_dict() for h in self.heads], "training": self.training}
         if self.timeseries:
             d["timeseries"] = dict(self.timeseries)
+        if self.input_clip is not None:
+            d["input_clip"] = [list(p) for p in self.input_clip]
         return d
 
     def to_json(self) -> str:
@@ -200,7 +205,51 @@ def parse_card(data) -> ModelCard:
     if data.get("timeseries") is not None:
         from .timeseries import check_card_entry
         card.timeseries = check_card_entry(data["timeseries"], card.bands, ModelCardError)
+    card.input_clip = _clip_list(data.get("input_clip"), n)
+    if card.input_clip is not None and card.timeseries:
+        raise ModelCardError("model card: 'input_clip' is not supported for multi-date models")
     return card
+
+
+def _clip_list(v, n) -> Optional[List[List[float]]]:
+    """``input_clip``: None, or one [lo, hi] pair of raw values per band with lo < hi."""
+    if v is None:
+        return None
+    ok = isinstance(v, (list, tuple)) and len(v) == n and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                              for x in p) and p[0] < p[1] for p in v)
+    if not ok:
+        raise ModelCardError(f"model card: 'input_clip' must list one [low, high] pair (low < high) of raw values "
+                             f"per band ({n} bands), got {v!r}")
+    return [[float(p[0]), float(p[1])] for p in v]
+
+
+def input_transform(card: ModelCard):
+    """Per band (a, b, lo, hi) as float64 arrays: model input = clip(raw, lo, hi) * a + b, i.e. the card's
+    input_clip, input_scale, then (x - mean) / std. Without a clip lo = -inf, hi = +inf. The one definition of
+    the card's preprocessing: classify, classifypatches, the training package's evaluate and export use it."""
+    import numpy as np
+    n = card.num_bands
+    a = np.full(n, card.input_scale, dtype=np.float64)
+    b = np.zeros(n, dtype=np.float64)
+    if card.mean is not None and card.std is not None:
+        std = np.asarray(card.std, dtype=np.float64)
+        a = a / std
+        b = -np.asarray(card.mean, dtype=np.float64) / std
+    if card.input_clip is None:
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    else:
+        lo, hi = (np.array([p[i] for p in card.input_clip], dtype=np.float64) for i in (0, 1))
+    return a, b, lo, hi
+
+
+def preprocess(card: ModelCard, raw):
+    """(N, C, H, W) or (C, H, W) raw band values -> the model's float32 input, as the plugin feeds it."""
+    import numpy as np
+    a, b, lo, hi = input_transform(card)
+    shape = (-1, 1, 1)
+    x = np.clip(np.asarray(raw, dtype=np.float64), lo.reshape(shape), hi.reshape(shape))
+    return (x * a.reshape(shape) + b.reshape(shape)).astype(np.float32)
 
 
 def _head_task(h: Mapping, name, k: int):
