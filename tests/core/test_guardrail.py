@@ -3,7 +3,7 @@
 * nothing in core imports qgis, PyQt, torch or Processing (core is plain Python + numpy + GDAL);
 * core/contract/ (what the training package imports) imports no osgeo or rasterio either, and nothing of core
   outside contract/ - the folder is the rule, no list of names to keep up to date;
-* dependencies point one way: contract <- raster <- the domain packages (s2, labels, classify, accuracy), which
+* dependencies point one way: contract <- raster, crs <- the domain packages (s2, labels, classify, accuracy), which
   do not import each other; nothing in core imports the plugin's algorithms or install helpers.
 """
 import ast
@@ -17,8 +17,9 @@ CORE = os.path.join(PLUGIN, "core")
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "PyQt4", "torch", "processing")
 DOMAINS = ("s2", "labels", "classify", "accuracy", "maps")
 #: what each part of core may import (parts of satclassify_plugin, as dotted prefixes)
-ALLOWED = {"contract": ("core.contract",), "raster": ("core.contract", "core.raster")}
-ALLOWED.update({d: ("core.contract", "core.raster", f"core.{d}") for d in DOMAINS})
+ALLOWED = {"contract": ("core.contract",), "raster": ("core.contract", "core.raster"),
+           "crs": ("core.contract", "core.crs")}
+ALLOWED.update({d: ("core.contract", "core.raster", "core.crs", f"core.{d}") for d in DOMAINS})
 
 
 def modules(folder):
