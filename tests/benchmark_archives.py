@@ -11,7 +11,8 @@ import numpy as np
 
 BEN_RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
            "B09": 60, "B11": 20, "B12": 20}
-EUROSAT_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+#: the band order of the published EuroSAT MS GeoTIFFs (B8A last; torchgeo's EuroSAT.all_band_names)
+EUROSAT_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 UTM33 = 32633
 UTM34 = 32634
 
@@ -92,6 +93,24 @@ def eurosat_archive(root, classes=("Forest", "Residential", "SeaLake"), per_clas
             _write(os.path.join(root, c, f"{c}_{i + 1}.tif"), a, crs, 300000 + 5000 * i, 5500000 - 5000 * ci, 10,
                    list(EUROSAT_BANDS) if descriptions else None)
             out[f"{c}/{c}_{i + 1}"] = (c, a)
+    return out
+
+
+def eurosat_rgb_archive(root, classes=("Forest", "Residential", "SeaLake"), per_class=3, p=16, ext=".png"):
+    """EuroSAT RGB-style class folders of 8-bit RGB images (B04, B03, B02); returns {"Class/Class_i": (class,
+    array (3, p, p) uint8 as decoded)}."""
+    from PIL import Image
+    rng = np.random.default_rng(11)
+    out = {}
+    for ci, c in enumerate(classes):
+        os.makedirs(os.path.join(root, c), exist_ok=True)
+        for i in range(per_class):
+            a = rng.integers(0, 256, (p, p, 3)).astype(np.uint8)
+            a[0, 0] = (0, 128, 255)  # the extremes: 0 -> DN 1 (0 is no-data), 255 -> DN 2750
+            path = os.path.join(root, c, f"{c}_{i + 1}{ext}")
+            Image.fromarray(a, "RGB").save(path)
+            with Image.open(path) as im:
+                out[f"{c}/{c}_{i + 1}"] = (c, np.asarray(im).transpose(2, 0, 1).copy())
     return out
 
 

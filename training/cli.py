@@ -30,6 +30,8 @@ def build_parser():
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--optimizer", choices=["auto", "adamw", "adam", "sgd"])
+    t.add_argument("--schedule", choices=["plateau", "cosine"], help="learning-rate schedule (plateau)")
+    t.add_argument("--label-smoothing", type=float, help="label smoothing of the cross-entropy (0)")
     t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     _bool_flag(t, "amp", "mixed precision (bf16 when supported, else fp16 on CUDA; bf16 on CPU)")
     t.add_argument("--amp-dtype", choices=["auto", "bf16", "fp16"])
@@ -73,7 +75,8 @@ def build_parser():
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
     for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
-                           ("eurosat", "EuroSAT MS class folders of 13-band GeoTIFFs -> single-label dataset")):
+                           ("eurosat", "EuroSAT class folders (MS: 13-band GeoTIFFs; RGB: 8-bit JPEG/PNG) -> "
+                                       "single-label dataset")):
         s = isub.add_parser(name, help=helptext)
         s.add_argument("src", help="the extracted archive's folder (patch folders / class folders)")
         s.add_argument("--out", required=True, help="dataset folder to write")
@@ -131,7 +134,8 @@ def _export(args):
         export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
 
 
-TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "device", "amp", "amp_dtype",
+TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
+              "device", "amp", "amp_dtype",
               "out", "seed", "resume", "encoder_from", "freeze_epochs", "coarse_map", "bands", "class_weights",
               "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress")
 

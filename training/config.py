@@ -15,6 +15,7 @@ class TrainConfig:
     decoder_channels: Optional[List[int]] = None  # U-Net decoder widths (default smp's 256..16)
     widths: Optional[dict] = None       # CNN-dual stage widths (see models/cnn_dual.py)
     dropout: float = 0.1
+    light_widths: Optional[List[int]] = None  # CNN-class encoder 'satimnet': stage widths (default 32, 64, 128, 256)
     utae_widths: Optional[List[int]] = None  # U-TAE encoder widths per level (default 16, 32, 64)
     utae_heads: int = 4                 # U-TAE temporal attention heads (the widths must be multiples)
     doy_jitter: int = 0                 # U-TAE: shift all dates by up to +-N days per batch in training
@@ -28,6 +29,9 @@ class TrainConfig:
     class_weights: bool = False         # inverse-frequency weights from the manifest's training counts
     augment: bool = True                # random flips and 90-degree rotations
     pixels_per_patch: int = 32          # CNN-dual: labelled pixels sampled per patch and epoch
+    schedule: str = "plateau"           # plateau (ReduceLROnPlateau on the monitor) | cosine (per batch, to 0)
+    warmup_epochs: float = 0.0          # cosine: linear warm-up from lr/20 over this many epochs
+    label_smoothing: float = 0.0        # single-label cross-entropy label smoothing (0 = none)
     plateau_patience: int = 3           # ReduceLROnPlateau patience (epochs)
     plateau_factor: float = 0.5
     early_stopping: int = 8             # stop after this many epochs without improvement (0 = never)
@@ -38,6 +42,7 @@ class TrainConfig:
     channels_last: bool = True          # on CUDA
     num_workers: int = 0
     seed: int = 0
+    fold: Optional[int] = None          # cross-validation: validate on this fold, train on the others
     out: Optional[str] = None           # run folder (default runs/<model>-<time>)
     resume: Optional[str] = None
     encoder_from: Optional[str] = None  # CNN-class / U-Net checkpoint whose encoder initialises the U-Net
@@ -63,6 +68,12 @@ class TrainConfig:
             raise TrainingError(f"optimizer '{c.optimizer}' is not one of adamw, adam, sgd")
         if c.amp_dtype not in ("auto", "bf16", "fp16"):
             raise TrainingError(f"amp_dtype '{c.amp_dtype}' is not one of auto, bf16, fp16")
+        if c.schedule not in ("plateau", "cosine"):
+            raise TrainingError(f"schedule '{c.schedule}' is not one of plateau, cosine")
+        if not 0 <= c.label_smoothing < 1:
+            raise TrainingError(f"label_smoothing must be in [0, 1), got {c.label_smoothing}")
+        if c.warmup_epochs < 0:
+            raise TrainingError(f"warmup_epochs must be >= 0, got {c.warmup_epochs}")
         if c.monitor not in ("miou", "loss"):
             raise TrainingError(f"monitor '{c.monitor}' is not one of miou, loss")
         for k in ("epochs", "batch_size"):

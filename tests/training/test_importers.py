@@ -309,3 +309,76 @@ def test_footprint_from_the_geotiff_without_metadata_coordinates(archive, tmp_pa
     open(os.path.join(root, name, f"{name}_B01.tif"), "wb").write(b"not a tiff")
     assert main(["import", "bigearthnet", root, "--out", str(tmp_path / "x"), "--bands", "B01"]) == 2
     assert _err(capsys).startswith(f"error: patch '{name}': cannot read")
+
+
+def test_eurosat_ms_band_order_is_the_published_one(tmp_path):
+    """EuroSAT MS GeoTIFFs have no band descriptions; their 13 bands are B01..B12 then B8A (the published archive,
+    as torchgeo reads it). Each band of the file written here holds its own band number: the dataset's B8A must be
+    file band 13 and B09 file band 9 (the importer took B8A from band 9 before)."""
+    root = tmp_path / "EuroSAT"
+    os.makedirs(root / "Forest")
+    a = np.stack([np.full((8, 8), 100 * (i + 1), np.uint16) for i in range(13)])
+    ba._write(str(root / "Forest" / "Forest_1.tif"), a, ba.UTM33, 300000, 5500000, 10)
+    out = str(tmp_path / "ds")
+    assert main(["import", "eurosat", str(root), "--out", out, "--bands", "B08,B8A,B09,B12",
+                 "--val-fraction", "0", "--test-fraction", "0"]) == 0
+    img, _ = _patch(out, "train", 0, 0)
+    assert [int(img[i, 0, 0]) for i in range(4)] == [800, 1300, 900, 1200]
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_import_eurosat_rgb_every_label_and_pixel(tmp_path, ext):
+    """RGB layout: 8-bit B04 B03 B02 -> DN = max(1, round(v * 2750 / 255)); the manifest records the source scaling
+    and the clip that training copies into the model card."""
+    from training.importers.eurosat import dn_to_rgb
+    root = str(tmp_path / "EuroSAT_RGB")
+    truth = ba.eurosat_rgb_archive(root, ext=ext)
+    out = str(tmp_path / "ds")
+    assert main(["import", "eurosat", root, "--out", out]) == 0
+    man = json.load(open(os.path.join(out, "manifest.json")))
+    assert man["bands"] == ["B04", "B03", "B02"] and man["patch_size"] == 16 and man["task"] == "singlelabel"
+    assert man["input_clip"] == {"B04": [0, 2750], "B03": [0, 2750], "B02": [0, 2750]}
+    assert man["source"]["format"] == "EuroSAT RGB" and man["resolution_m"] == 10.0
+    fp = _footprints(out)
+    assert set(fp) == set(truth)
+    for name, (cls, arr) in truth.items():
+        split, shard, index, text, _crs = fp[name]
+        img, target = _patch(out, split, shard, index)
+        assert target.tolist() == [int(c["code"] == cls) for c in man["classes"]]
+        expect = np.maximum(np.rint(arr.astype(np.float64) * 2750 / 255), 1).astype(np.uint16)
+        np.testing.assert_array_equal(img, expect)
+        np.testing.assert_array_equal(dn_to_rgb(img)[:, 1:], arr[:, 1:])  # the round trip back to 8 bits
+        if ext == ".png":  # lossless: the extremes written into pixel (0, 0) survive
+            assert img[:, 0, 0].tolist() == [1, 1380, 2750]
+    # a band subset keeps the chosen bands in the given order
+    out2 = str(tmp_path / "ds2")
+    assert main(["import", "eurosat", root, "--out", out2, "--bands", "B02,B04"]) == 0
+    name, (_c, arr) = next(iter(truth.items()))
+    split, shard, index, _t, _crs = _footprints(out2)[name]
+    img, _ = _patch(out2, split, shard, index)
+    np.testing.assert_array_equal(img[0], np.maximum(np.rint(arr[2].astype(np.float64) * 2750 / 255), 1).astype(np.uint16))
+
+
+@pytest.mark.parametrize("fault", ["mixed", "grey", "broken", "bands"])
+def test_bad_eurosat_rgb_input(tmp_path, capsys, fault):
+    from PIL import Image
+    root = str(tmp_path / "EuroSAT_RGB")
+    ba.eurosat_rgb_archive(root)
+    args = []
+    if fault == "mixed":
+        ba._write(os.path.join(root, "Forest", "Forest_9.tif"), np.ones((13, 16, 16), np.uint16), ba.UTM33, 0, 0, 10)
+        expect = "error: class folder 'Forest' of"
+    elif fault == "grey":
+        Image.fromarray(np.zeros((16, 16), np.uint8), "L").save(os.path.join(root, "SeaLake", "SeaLake_2.png"))
+        expect = "error: patch 'SeaLake/SeaLake_2' is a L image"
+    elif fault == "broken":
+        with open(os.path.join(root, "SeaLake", "SeaLake_3.png"), "wb") as f:
+            f.write(b"not an image")
+        expect = "error: patch 'SeaLake/SeaLake_3': cannot read"
+    else:
+        args = ["--bands", "B08"]
+        expect = "error: --bands B08: EuroSAT RGB images hold the bands B04, B03, B02"
+    out = tmp_path / "ds"
+    assert main(["import", "eurosat", root, "--out", str(out), *args]) == 2
+    assert _err(capsys).startswith(expect)
+    assert not out.exists() or os.listdir(out) == []

@@ -1,10 +1,21 @@
-"""EuroSAT MS (Helber et al. 2019, "EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land
-Cover Classification", IEEE JSTARS) -> a single-label SatClassify dataset.
+"""EuroSAT (Helber et al. 2019, "EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land
+Cover Classification", IEEE JSTARS) -> a single-label SatClassify dataset, from either of its two layouts:
 
-``SRC`` holds one folder per class (``AnnualCrop/``, ``Forest/``, ...), each with 13-band GeoTIFFs of 64 x 64
-pixels (all bands already on the 10 m grid), bands in the order of :data:`BANDS` (B01 ... B08, B8A, B09, B10,
-B11, B12) unless the files' band descriptions name them. Class values are 1..N in the folders' alphabetical order;
-the ten EuroSAT classes get readable names and colours (:data:`CLASSES`), other folder names keep their name.
+* **MS**: ``SRC`` holds one folder per class (``AnnualCrop/``, ``Forest/``, ...), each with 13-band GeoTIFFs of
+  64 x 64 pixels (all bands already on the 10 m grid) of Level-1C digital numbers. The files carry no band
+  descriptions; their band order is :data:`BANDS`: B01 ... B12 with **B8A last** (the order of the published
+  archive's GeoTIFFs as read by the widely used loaders, e.g. torchgeo's ``EuroSAT.all_band_names``; B8A is not
+  between B08 and B09 as in Sentinel-2's own numbering). Files whose band descriptions name the bands are read by
+  those names instead.
+* **RGB**: class folders of 8-bit JPEG (or PNG) files holding B04, B03, B02 (red, green, blue) of the same L1C
+  patches, scaled by the EuroSAT authors from digital numbers 0..2750 to 0..255 and clipped. The importer maps
+  them back to digital numbers, ``DN = max(1, round(v * 2750 / 255))`` (DN 0 is Sentinel-2's no-data), and records
+  the saturation in the manifest (``input_clip``: each band [0, 2750]); training copies it into the model card,
+  and classify / classifypatches clip a real stack's bands to it before scaling, so a model trained on these
+  pixels sees a Sentinel-2 stack (L1C, or L2A with the harmonised offset removed) the way it saw its training data.
+
+Class values are 1..N in the folders' alphabetical order; the ten EuroSAT classes get readable names and colours
+(:data:`CLASSES`), other folder names keep their name.
 """
 import functools
 import os
@@ -16,7 +27,12 @@ from satclassify_plugin.core.contract import clc
 from ..errors import TrainingError
 from .common import PatchRecord, block_of, write_patch_dataset
 
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+#: the RGB layout's bands, in the order of the image channels
+RGB_BANDS = ("B04", "B03", "B02")
+#: the RGB layout's scaling: 8-bit value v = clip(DN * 255 / RGB_DN_MAX, 0, 255)
+RGB_DN_MAX = 2750
+RGB_EXT = (".jpg", ".jpeg", ".png")
 #: folder -> (name, colour) for the ten EuroSAT classes (colours of the nearest CLC class)
 CLASSES = {
     "AnnualCrop": ("Annual crop", "#ffffa8"), "Forest": ("Forest", "#00a600"),
@@ -29,20 +45,31 @@ TIF = (".tif", ".tiff")
 
 
 def _class_folders(src):
+    """(layout 'ms' or 'rgb', [(class folder, files)]) of the EuroSAT folder ``src``."""
     if not src or not os.path.isdir(src):
         raise TrainingError(f"EuroSAT folder '{src}' does not exist")
     folders = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)) and not d.startswith("."))
     if not folders:
         raise TrainingError(f"'{src}' holds no class folder: give the EuroSAT MS folder (EuroSATallBands/ds/images/"
-                            "remote_sensing/otherDatasets/sentinel_2/tif, with AnnualCrop/, Forest/, ...)")
-    out = []
+                            "remote_sensing/otherDatasets/sentinel_2/tif) or the EuroSAT RGB folder (2750/), with "
+                            "AnnualCrop/, Forest/, ...")
+    out, kinds = [], set()
     for d in folders:
-        files = sorted(f for f in os.listdir(os.path.join(src, d)) if f.lower().endswith(TIF))
-        if not files:
-            raise TrainingError(f"class folder '{d}' of '{src}' holds no GeoTIFF (.tif): remove it or add its "
-                                "patches")
-        out.append((d, files))
-    return out
+        names = [f for f in os.listdir(os.path.join(src, d)) if not f.startswith(".")]
+        tifs = sorted(f for f in names if f.lower().endswith(TIF))
+        rgbs = sorted(f for f in names if f.lower().endswith(RGB_EXT))
+        if not tifs and not rgbs:
+            raise TrainingError(f"class folder '{d}' of '{src}' holds no GeoTIFF (.tif, EuroSAT MS) nor JPEG/PNG "
+                                "(EuroSAT RGB): remove it or add its patches")
+        if tifs and rgbs:
+            raise TrainingError(f"class folder '{d}' of '{src}' mixes GeoTIFFs (EuroSAT MS) and JPEG/PNG images "
+                                "(EuroSAT RGB): import the two layouts into separate datasets")
+        kinds.add("ms" if tifs else "rgb")
+        out.append((d, tifs or rgbs))
+    if len(kinds) > 1:
+        raise TrainingError(f"'{src}' mixes class folders of GeoTIFFs (EuroSAT MS) and of JPEG/PNG images (EuroSAT "
+                            "RGB): import the two layouts into separate datasets")
+    return kinds.pop(), out
 
 
 def _band_order(ds, name):
@@ -56,18 +83,23 @@ def _band_order(ds, name):
 
 
 def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0, block_size=8,
-                   shard_size=256, overwrite=False, workers=1, log=print):
-    """Import EuroSAT MS class folders under ``src`` into the dataset folder ``out``; returns the manifest."""
+                   shard_size=256, overwrite=False, workers=1, log=print, **kwargs):
+    """Import EuroSAT MS or RGB class folders under ``src`` into the dataset folder ``out``; returns the manifest.
+    ``kwargs`` go to :func:`write_patch_dataset` (e.g. its fold options)."""
+    layout, folders = _class_folders(src)
+    table = []
+    for v, (d, _files) in enumerate(folders, start=1):
+        name, color = CLASSES.get(d, (d, clc.default_palette(v)))
+        table.append({"value": v, "code": d, "name": name, "color": color})
+    if layout == "rgb":
+        return _import_rgb(src, out, folders, table, bands, val_fraction=val_fraction, test_fraction=test_fraction,
+                           seed=seed, shard_size=shard_size, overwrite=overwrite, workers=workers, log=log,
+                           **kwargs)
     import rasterio
     bands = list(bands or BANDS)
     bad = [b for b in bands if b not in BANDS]
     if bad or len(set(bands)) != len(bands):
         raise TrainingError(f"--bands {','.join(bands)}: EuroSAT MS bands are {', '.join(BANDS)} (each once)")
-    folders = _class_folders(src)
-    table = []
-    for v, (d, _files) in enumerate(folders, start=1):
-        name, color = CLASSES.get(d, (d, clc.default_palette(v)))
-        table.append({"value": v, "code": d, "name": name, "color": color})
     records, p, georef = [], None, True
     for ci, (d, files) in enumerate(folders):
         target = np.zeros(len(table), np.uint8)
@@ -109,7 +141,74 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
              "split_rule": {"block_size_patches": int(block_size), "georeferenced": bool(georef)}}
     return write_patch_dataset(out, records, bands, p, table, "singlelabel", extra=extra,
                                val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                               shard_size=shard_size, overwrite=overwrite, workers=workers, log=log)
+                               shard_size=shard_size, overwrite=overwrite, workers=workers, log=log, **kwargs)
+
+
+def rgb_to_dn(v):
+    """8-bit EuroSAT RGB values -> Sentinel-2 L1C digital numbers (uint16): the inverse of the authors' linear
+    scaling 0..2750 -> 0..255, at least 1 (DN 0 means no data)."""
+    dn = np.rint(np.asarray(v, np.float64) * (RGB_DN_MAX / 255.0))
+    return np.maximum(dn, 1).astype(np.uint16)
+
+
+def dn_to_rgb(dn):
+    """Sentinel-2 digital numbers -> the 8-bit values of EuroSAT RGB (clip(DN * 255 / 2750, 0, 255), rounded)."""
+    return np.clip(np.rint(np.asarray(dn, np.float64) * (255.0 / RGB_DN_MAX)), 0, 255).astype(np.uint8)
+
+
+def _import_rgb(src, out, folders, table, bands, **kw):
+    bands = list(bands or RGB_BANDS)
+    bad = [b for b in bands if b not in RGB_BANDS]
+    if bad or len(set(bands)) != len(bands):
+        raise TrainingError(f"--bands {','.join(bands)}: EuroSAT RGB images hold the bands "
+                            f"{', '.join(RGB_BANDS)} (each once)")
+    idx = [RGB_BANDS.index(b) for b in bands]
+    first = os.path.join(src, folders[0][0], folders[0][1][0])
+    p = _read_rgb(first, f"{folders[0][0]}/{folders[0][1][0]}").shape[1]
+    records = []
+    for ci, (d, files) in enumerate(folders):
+        target = np.zeros(len(table), np.uint8)
+        target[ci] = 1
+        for f in files:
+            name = f"{d}/{os.path.splitext(f)[0]}"
+            records.append(PatchRecord(name, [(0, 0), (p, 0), (p, -p), (0, -p), (0, 0)], "", ("patch", name),
+                                       table[ci]["name"], "",
+                                       functools.partial(_load_rgb, os.path.join(src, d, f), name, idx, p, target)))
+    kw["log"]("EuroSAT RGB images carry no georeferencing: patches are split one by one (random, seeded)")
+    kw["log"](f"EuroSAT RGB: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
+              + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders)) + f"), bands "
+              f"{', '.join(bands)}; 8-bit values mapped back to digital numbers (0..255 -> 0..{RGB_DN_MAX})")
+    extra = {"resolution_m": 10.0,
+             "source": {"format": "EuroSAT RGB", "folder": os.path.abspath(src), "resampling": "none (10 m grid)",
+                        "scaling": f"8-bit v = clip(DN * 255 / {RGB_DN_MAX}, 0, 255) (EuroSAT authors); stored DN = "
+                                   f"max(1, round(v * {RGB_DN_MAX} / 255))", "level": "L1C"},
+             "input_clip": {b: [0, RGB_DN_MAX] for b in bands},
+             "split_rule": {"georeferenced": False}}
+    return write_patch_dataset(out, records, bands, p, table, "singlelabel", extra=extra, **kw)
+
+
+def _read_rgb(path, name):
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            if im.mode != "RGB":
+                raise TrainingError(f"patch '{name}' is a {im.mode} image: EuroSAT RGB patches are 8-bit RGB "
+                                    "(JPEG or PNG)")
+            a = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as e:
+        raise TrainingError(f"patch '{name}': cannot read '{path}' as an image ({e}): remove or replace it")
+    if a.ndim != 3 or a.shape[0] != a.shape[1]:
+        raise TrainingError(f"patch '{name}' is {a.shape[1]} x {a.shape[0]} pixels: EuroSAT patches are square")
+    return a.transpose(2, 0, 1)
+
+
+def _load_rgb(path, name, idx, p, target):
+    """(image (C, p, p) uint16 DN, target) of one EuroSAT RGB patch (top-level: ``--workers`` can run it)."""
+    a = _read_rgb(path, name)
+    if a.shape[1] != p:
+        raise TrainingError(f"patch '{name}' is {a.shape[2]} x {a.shape[1]} pixels, the others {p} x {p}: EuroSAT "
+                            "patches share one size; remove it")
+    return rgb_to_dn(a[idx]), target
 
 
 def _load(path, name, idx, target):

@@ -47,12 +47,14 @@ class ArchSpec:
         (image heads) or (N, K) (patch heads); training and evaluation use it."""
         return [model(x)]
 
-    def train_loss(self, net, x, y, weight=None, f2c=None):
-        """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head)."""
+    def train_loss(self, net, x, y, weight=None, f2c=None, smoothing=0.0):
+        """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head; ``smoothing``: label
+        smoothing of the single-label cross-entropy)."""
         import torch.nn.functional as F
 
         from ..data import IGNORE
-        return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE)
+        return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE,
+                               label_smoothing=smoothing)
 
     def export_outputs(self, model, image):
         """The exported graph's outputs: softmax probabilities (N, K, H, W) per head, in the card's head order."""
@@ -157,14 +159,15 @@ class CNNDualSpec(ArchSpec):
         h = self.halo
         return list(model(F.pad(x, (h, h, h, h), mode="reflect")))
 
-    def train_loss(self, net, x, y, weight=None, f2c=None):
+    def train_loss(self, net, x, y, weight=None, f2c=None, smoothing=0.0):
         """Fine CE + coarse CE on the crops' centre pixels."""
         import torch.nn.functional as F
 
         from ..data import IGNORE
         fine, crs = net(x)
         fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()
-        return F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE) + F.cross_entropy(crs, f2c[y])
+        return F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE, label_smoothing=smoothing) \
+            + F.cross_entropy(crs, f2c[y], label_smoothing=smoothing)
 
     def export_outputs(self, model, image):
         import torch.nn.functional as F
@@ -184,13 +187,13 @@ class CNNClassSpec(ArchSpec):
     def build(self, in_channels, num_classes, num_coarse, cfg):
         from .cnn_class import CNNClass
         return CNNClass(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
-                        dropout=cfg.get("dropout", 0.1))
+                        dropout=cfg.get("dropout", 0.1), widths=cfg.get("light_widths"))
 
-    def train_loss(self, net, x, y, weight=None, f2c=None):
+    def train_loss(self, net, x, y, weight=None, f2c=None, smoothing=0.0):
         if y.dim() == 2 and y.is_floating_point():  # multi-hot targets: one independent yes/no per class
             import torch.nn.functional as F
             return F.binary_cross_entropy_with_logits(net(x).float(), y, pos_weight=weight)
-        return super().train_loss(net, x, y, weight, f2c)
+        return super().train_loss(net, x, y, weight, f2c, smoothing)
 
     def export_outputs(self, model, image, activation="softmax"):
         import torch
