@@ -159,8 +159,7 @@ def parse_card(data) -> ModelCard:
     std = _num_list(data.get("std"), "std", n)
     if (mean is None) != (std is None):
         raise ModelCardError("model card: give both 'mean' and 'std' or neither")
-    if std is not None and any(s <= 0 for s in std):
-        raise ModelCardError(f"model card: 'std' values must be > 0, got {std}")
+    _check_standardization(mean, std, "model card: 'mean' / 'std'")
     tile = data.get("tile_size", 256)
     halo = data.get("halo", 0)
     for key, v, lo in (("tile_size", tile, 1), ("halo", halo, 0)):
@@ -209,6 +208,20 @@ def parse_card(data) -> ModelCard:
     if card.input_clip is not None and card.timeseries:
         raise ModelCardError("model card: 'input_clip' is not supported for multi-date models")
     return card
+
+
+def _check_standardization(mean, std, where: str) -> None:
+    """A card's (mean, std): finite numbers, every std > 0 (a std of 0 divides by zero: the model would see
+    infinite inputs and give NaN, i.e. no class)."""
+    import math
+    if mean is not None and not all(math.isfinite(m) for m in mean):
+        raise ModelCardError(f"{where}: the mean values must be finite numbers, got {mean}")
+    if std is not None and not all(math.isfinite(s) and s > 0 for s in std):
+        bad = [i + 1 for i, s in enumerate(std) if not (math.isfinite(s) and s > 0)]
+        raise ModelCardError(
+            f"{where}: every std value must be a finite number > 0, got {std} (band(s) {', '.join(map(str, bad))}): "
+            "a std of 0 divides by zero and the model gives no class. Fix the model's metadata: the std of each "
+            "band's training values (e.g. 1.0 for a band that needs no standardisation)")
 
 
 def _clip_list(v, n) -> Optional[List[List[float]]]:
@@ -355,6 +368,13 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
     if isinstance(mean, list) and len(mean) != num_inputs:
         raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} "
                              "channels")
+    try:
+        mean_f = [float(x) for x in mean] if isinstance(mean, list) else None
+        std_f = [float(x) for x in std] if isinstance(std, list) else None
+    except (TypeError, ValueError):
+        raise ModelCardError(f"Deepness model: standardization_mean / standardization_std must be lists of numbers, "
+                             f"got {mean!r} / {std!r}")
+    _check_standardization(mean_f, std_f, "Deepness model: standardization_mean / standardization_std")
     card = ModelCard(architecture=f"deepness-{mtype}", bands=bands, heads=heads, resolution_m=res_m,
                      input_scale=1.0 / 255.0, mean=[float(x) for x in mean] if isinstance(mean, list) else None,
                      std=[float(x) for x in std] if isinstance(std, list) else None, tile_size=tile, halo=halo,

@@ -28,7 +28,7 @@ def test_round_trip():
     ({"bands": ["B02", "B02"]}, "duplicates"),
     ({"mean": [0.1] * 3}, "has 3 values but the model has 4 bands"),
     ({"std": None}, "both 'mean' and 'std'"),
-    ({"std": [0.1, 0, 0.1, 0.1]}, "'std' values must be > 0"),
+    ({"std": [0.1, 0, 0.1, 0.1]}, "every std value must be a finite number > 0"),
     ({"tile_size": 64, "halo": 32}, "larger than twice the halo"),
     ({"halo": -1}, "'halo' must be an integer"),
     ({"input_scale": 0}, "positive"),
@@ -77,6 +77,23 @@ def test_deepness_fallback():
     assert c.bands == ["1", "2", "3"] and c.mean == [0.5] * 3
 
 
+@pytest.mark.parametrize("std", ["[0.25, 0.0, 0.25]", "[0.25, -1, 0.25]", "[0.25, NaN, 0.25]"])
+def test_deepness_std_zero_refused_with_the_fix(std):
+    """Issue 25 item 5: a std of 0 made every pixel NaN -> class 1, confidence 0; the parser refuses it."""
+    props = {"model_type": "Segmentor", "class_names": "['a', 'b']", "standardization_mean": "[0.5, 0.5, 0.5]",
+             "standardization_std": std}
+    with pytest.raises(ModelCardError, match=r"std value must be a finite number > 0.*band\(s\) 2.*std of 0"):
+        card_from_metadata(props, ["output"], 3)
+
+
+@pytest.mark.parametrize("std", [[0.05, 0.0, 0.05, 0.05], [0.05, float("nan"), 0.05, 0.05]])
+def test_card_std_zero_or_nan_refused(std):
+    with pytest.raises(ModelCardError, match="finite number > 0"):
+        parse_card(good_card(std=std))
+    with pytest.raises(ModelCardError, match="finite numbers"):
+        parse_card(good_card(mean=[0.1, float("inf"), 0.1, 0.1]))
+
+
 def test_deepness_detector_rejected():
     with pytest.raises(ModelCardError, match="not supported"):
         card_from_metadata({"model_type": "Detector", "class_names": "['a']"}, ["o"], 3)
@@ -92,3 +109,30 @@ def test_one_class_record_for_clc_tables_cards_and_datasets():
     rec = card.heads[0].classes[0]
     assert rec == clc.classes(2)[3 - 1].__class__(3, "211", "Arable", "#ffffa8") and rec.rgb == (255, 255, 168)
     assert dataset._class_dict(rec) == rec.to_dict() == ClassRecord.from_dict(rec.to_dict()).to_dict()
+
+
+def test_input_clip_round_trip_and_preprocessing():
+    """input_clip: raw values clipped per band before input_scale, then (x - mean) / std (EuroSAT RGB models)."""
+    import numpy as np
+
+    from satclassify_plugin.core.contract.modelcard import input_transform, preprocess
+    clip = [[0, 2750], [0, 2750], [100, 3000], [0, 5000]]
+    c = parse_card(good_card(input_clip=clip))
+    assert c.input_clip == [[0.0, 2750.0], [0.0, 2750.0], [100.0, 3000.0], [0.0, 5000.0]]
+    assert parse_card(c.to_json()).to_dict() == c.to_dict() and c.to_dict()["input_clip"] == c.input_clip
+    raw = np.array([[[50, 2749, 2751, 9000]]] * 4, np.uint16).reshape(4, 1, 4)
+    x = preprocess(c, raw)
+    clipped = np.clip(raw.astype(np.float64), np.array(clip)[:, :1, None], np.array(clip)[:, 1:, None])
+    np.testing.assert_allclose(x, (clipped * 1e-4 - 0.1) / 0.05, rtol=1e-6)
+    assert x[0, 0, 3] == x[0, 0, 2] == np.float32((0.275 - 0.1) / 0.05)  # saturated like the training imagery
+    assert x[2, 0, 0] == np.float32((0.01 - 0.1) / 0.05)  # raised to the band's low bound
+    a, b, lo, hi = input_transform(parse_card(good_card()))  # no clip: infinite bounds, same affine
+    assert np.isinf(lo).all() and np.isinf(hi).all() and np.allclose(a, 1e-4 / 0.05) and np.allclose(b, -2.0)
+    np.testing.assert_allclose(preprocess(parse_card(good_card()), raw), (raw * 1e-4 - 0.1) / 0.05, rtol=1e-6)
+
+
+@pytest.mark.parametrize("clip", [[[0, 2750]] * 3, [[0, 2750]] * 3 + [[10, 5]], [[0, 1, 2]] * 4, "0,2750",
+                                  [[0, "x"]] * 4])
+def test_bad_input_clip_names_the_fix(clip):
+    with pytest.raises(ModelCardError, match="'input_clip' must list one \\[low, high\\] pair"):
+        parse_card(good_card(input_clip=clip))

@@ -179,3 +179,26 @@ def test_cdse_url_aoi_keeps_small_polygons_and_boxes_detailed_ones():
     g = ogr.CreateGeometryFromWkt(out)
     assert g.GetEnvelope() == pytest.approx(ogr.CreateGeometryFromWkt(detailed).GetEnvelope())
     assert g.Contains(ogr.CreateGeometryFromWkt(detailed))
+
+
+def test_search_lists_each_product_once_when_paging_repeats_items():
+    """Issue 25 item 11: a catalogue whose paging serves the same item again listed it 20 times."""
+    from satclassify_plugin.core.s2 import sources
+    from satclassify_plugin.core.s2.http import Monitor
+
+    logs = []
+
+    class Repeating(sources.Source):
+        name = "fake"
+        default_url = "http://catalogue.invalid"
+
+        def search(self, query):
+            a = Scene("A", "2023-05-01T10:00:00Z", cloud=5.0, aoi_cover=100.0)
+            b = Scene("B", "2023-05-02T10:00:00Z", cloud=1.0, aoi_cover=100.0)
+            return [a] * 20 + [b, Scene("A", a.datetime, cloud=5.0, aoi_cover=100.0)]
+
+    src = Repeating(monitor=Monitor(info=logs.append))
+    q = sources.SearchQuery("POLYGON ((10 50, 10.1 50, 10.1 50.1, 10 50.1, 10 50))", "2023-05-01", "2023-05-31")
+    found = sources.search(src, q)
+    assert sorted(s.id for s in found) == ["A", "B"]
+    assert any("20 repeated item(s)" in m for m in logs)

@@ -138,7 +138,7 @@ def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
     """Search, compute the AOI overlap, rank (best first). Raises a clear error when nothing is found."""
     from ..stack import aoi_cover
     query.validate()
-    scenes = source.search(query)
+    scenes = unique_scenes(source.search(query), source)
     for s in scenes:
         if s.aoi_cover is None:
             s.aoi_cover = aoi_cover(s.footprint, query.aoi_wkt)
@@ -155,6 +155,21 @@ def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
             f"with cloud cover <= {query.max_cloud:g} % over the area of interest: widen the dates, raise "
             "MAX_CLOUD, or check that the area of interest is covered by this catalogue")
     return rank_scenes(scenes, n_dates=n_dates)[: int(query.limit)]
+
+
+def unique_scenes(scenes: Sequence[Scene], source: Optional[Source] = None) -> List[Scene]:
+    """Each product once, by its id, in the order found: a catalogue whose paging repeats items (the same page
+    served again) must not list one product many times. The repeats are logged."""
+    seen, out = set(), []
+    for s in scenes:
+        if s.id in seen:
+            continue
+        seen.add(s.id)
+        out.append(s)
+    if len(out) < len(scenes) and source is not None and getattr(source, "monitor", None) is not None:
+        source.monitor.info(f"the catalogue returned {len(scenes) - len(out)} repeated item(s) (same product id, e.g. "
+                            "a page served twice): each product is listed once")
+    return out
 
 
 def choose_date(scenes: Sequence[Scene], mosaic: bool = True) -> List[Scene]:
