@@ -29,6 +29,7 @@ class SatClassifyPlugin:
         self.style_actions = []
         self.menu_actions = []
         self.deps_task = None
+        self.models_dialog = None
         # Packages installed by "Install Python dependencies" (onnxruntime, pystac-client, ...).
         deps.activate(self.deps_folder())
 
@@ -92,8 +93,15 @@ class SatClassifyPlugin:
         action.triggered.connect(lambda _checked=False: self.start_dependency_install())
         self.iface.addPluginToMenu(MENU, action)
         self.menu_actions.append(action)
+        action = compat.QAction(QIcon(ICON), "Manage models...", self.iface.mainWindow())
+        action.triggered.connect(lambda _checked=False: self.open_models_dialog())
+        self.iface.addPluginToMenu(MENU, action)
+        self.menu_actions.append(action)
 
     def unload(self):
+        if self.models_dialog is not None:
+            self.models_dialog.close()
+            self.models_dialog = None
         for action in self.menu_actions:
             self.iface.removePluginMenu(MENU, action)
         self.menu_actions = []
@@ -144,6 +152,24 @@ class SatClassifyPlugin:
         self.deps_task = QgsTask.fromFunction("SatClassify: install Python dependencies", work, on_finished=done)
         QgsApplication.taskManager().addTask(self.deps_task)
         return self.deps_task
+
+    # Models ---------------------------------------------------------------------------------------
+    def open_models_dialog(self, download=None):
+        """Plugins > SatClassify > Manage models...: the model list with card summaries, add from a file or a URL.
+        Returns the dialog (shown, not modal)."""
+        from .algorithms.classifypatches import model_catalogue
+        from .install.models_dialog import ModelsDialog
+
+        dialog = ModelsDialog(model_catalogue(), self.iface.mainWindow(), download=download)
+        dialog.changed.connect(self.models_changed)
+        dialog.show()
+        self.models_dialog = dialog
+        return dialog
+
+    def models_changed(self):
+        """A model was added or removed: the tools' model lists (MODEL_ID) are read again."""
+        if self.provider is not None:
+            self.provider.refreshAlgorithms()
 
     # Layer actions --------------------------------------------------------------------------
     def style_active_layer(self, combination, layer=None):

@@ -18,6 +18,8 @@ START, END = "<!-- tools:start -->", "<!-- tools:end -->"
 
 def _type(d):
     t = d.type()
+    if t == "enum" and _catalogue(d):
+        return "enum (by id): a model of the model list (shipped in resources/onnx/, or added by the user)"
     if t == "enum":
         opts = d.options()
         return "enum: " + ", ".join(f"{i} = {o}" for i, o in enumerate(opts))
@@ -28,7 +30,15 @@ def _type(d):
     return t
 
 
+def _catalogue(d):
+    """An enum whose options are the model list (they depend on the installation: not listed here)."""
+    meta = d.metadata() or {}
+    return bool((meta.get("satclassify") or {}).get("model_catalogue"))
+
+
 def _default(d):
+    if _catalogue(d):
+        return "the first shipped model"
     v = d.defaultValue()
     if v is None or v == "":
         return ""

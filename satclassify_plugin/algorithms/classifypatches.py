@@ -41,11 +41,27 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         "threshold: the per-class thresholds of the model card (tuned on validation), or THRESHOLD for all classes "
         "when given. <b>Single-label models</b> (softmax) give their top class (THRESHOLD is ignored).<br>"
         "<b>Bands</b>: matched by name as in the Classify tool, or listed in BANDS. The layer is styled by its top "
-        "label with the class colours.")
+        "label with the class colours.<br>"
+        "<b>Model</b>: pick one in the list (the models shipped with the plugin, and those added with Plugins > "
+        "SatClassify > Manage models..., which shows each model's classes, bands, figures and licence), or give an "
+        ".onnx file as MODEL: a file given is used instead of the list. In qgis_process and saved models MODEL_ID is "
+        "the model's id (its file name without .onnx, e.g. eurosat_rgb_satimnet).")
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (e.g. Sentinel-2 stack)"))
-        self.addParameter(QgsProcessingParameterFile("MODEL", "ONNX patch classifier", extension="onnx"))
+        cat = model_catalogue()
+        try:
+            ids, default = cat.ids(), cat.default_id()
+        except SatClassifyError:  # a broken user index must not remove the tool: the run says what is wrong
+            ids, default = [e.id for e in cat.shipped()], cat.default_id()
+        choice = QgsProcessingParameterEnum(
+            "MODEL_ID", "Model (shipped with the plugin, or added with Plugins > SatClassify > Manage models...)",
+            options=ids, defaultValue=default, optional=True, usesStaticStrings=True)
+        choice.setMetadata({"satclassify": {"model_catalogue": True}})  # options depend on the installation
+        self.addParameter(choice)
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL", "ONNX patch classifier file (given: used instead of the model list)", extension="onnx",
+            optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD", "Probability threshold for every class (multi-label; empty = the model's per-class "
             "thresholds)", compat.NUMBER_DOUBLE, None, True, 0.0, 1.0))
@@ -74,11 +90,48 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         threshold = None
         if parameters.get("THRESHOLD") not in (None, ""):
             threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
+        model = self.model_path(parameters, context, feedback)
         result = classify_patches(
-            layer.source(), self.parameterAsFile(parameters, "MODEL", context), output, threshold=threshold,
+            layer.source(), model, output, threshold=threshold,
             extent=extent, device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
             bands=self.parameterAsString(parameters, "BANDS", context) or "",
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             **self.monitor(feedback).callbacks())
         style_polygons_on_load(context, output, result.classes, field="top_value")
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}
+
+    def checkParameterValues(self, parameters, context):
+        """MODEL_ID must name a model of the list (a clear message instead of Processing's "incorrect value");
+        with a MODEL file given, MODEL_ID is not used, so a stale id (a saved model run elsewhere) is no error."""
+        value = parameters.get("MODEL_ID")
+        options = self.parameterDefinition("MODEL_ID").options()
+        if value not in (None, "") and not (isinstance(value, str) and value in options):
+            if parameters.get("MODEL") not in (None, ""):
+                parameters = {k: v for k, v in parameters.items() if k != "MODEL_ID"}
+            else:
+                hint = " (the model's id, not a number)" if not isinstance(value, str) else ""
+                return False, (f"MODEL_ID '{value}'{hint}: no such model in the model list (models: "
+                               f"{', '.join(options) or 'none'}). Add it with Plugins > SatClassify > Manage "
+                               "models..., or give its .onnx file as MODEL")
+        return super().checkParameterValues(parameters, context)
+
+    def model_path(self, parameters, context, feedback):
+        """The .onnx to run: the MODEL file when given, else the MODEL_ID entry of the model list."""
+        path = self.parameterAsFile(parameters, "MODEL", context)
+        if path:
+            return path
+        model_id = self.parameterAsEnumString(parameters, "MODEL_ID", context)
+        if not model_id:
+            raise SatClassifyError("no model: choose one in the model list (MODEL_ID) or give an .onnx file (MODEL)")
+        entry = model_catalogue().get(model_id)
+        feedback.pushInfo(f"model '{entry.id}' ({'shipped' if entry.shipped else 'added'}): {entry.path}")
+        return entry.path
+
+
+def model_catalogue():
+    """The model list of this QGIS profile (the user models folder: install.model_catalogue.user_dir)."""
+    from qgis.core import QgsApplication
+
+    from ..install.model_catalogue import Catalogue, user_dir
+
+    return Catalogue(user_dir(QgsApplication.qgisSettingsDirPath()))

@@ -285,10 +285,12 @@ class Catalogue:
             if e.sha256 == want and (not model_id or e.id == model_id_of(model_id)):
                 log(f"{url} is already in the model list as '{e.id}' (same SHA-256)")
                 return e
+        client = None
         if download is None:
             from ..core.s2.http import HttpClient
 
-            download = HttpClient(monitor=monitor).download
+            client = HttpClient(monitor=monitor)
+            download = client.download
         os.makedirs(self.user_folder, exist_ok=True)
         tmpdir = tempfile.mkdtemp(prefix=".download-", dir=self.user_folder)
         try:
@@ -311,6 +313,8 @@ class Catalogue:
             entry = self._install(tmp, mid, name or "", url, got)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
+            if client is not None:
+                client.session.close()
         log(f"added model '{mid}' ({card.architecture}, {len(card.heads[0].classes)} classes) from {url}, "
             "SHA-256 verified")
         return entry
