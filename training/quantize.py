@@ -6,7 +6,7 @@ int8 (for CPUs): the checkpoint is exported to float32 ONNX as usual (parity-che
 DequantizeLinear pairs around each quantized operator, which onnxruntime's CPU provider fuses into integer
 kernels), int8 weights per output channel, uint8 activations with MinMax ranges calibrated on the dataset's
 patches (``--calibration-split``, default train, at most ``--calibration-patches``), preprocessed exactly as the
-classify tool does from the card: ``(DN * input_scale - mean) / std``. The layers that make the class
+classify tool does from the card: ``(clip(DN) * input_scale - mean) / std``. The layers that make the class
 probabilities (each head's softmax and the convolution feeding it) stay float32, so the probabilities are not
 rounded to 256 levels (that would turn near-equal classes into ties). The graph's input and outputs stay
 float32: the plugin runs the file like any other.
@@ -32,6 +32,7 @@ import numpy as np
 
 from satclassify_plugin.core.contract.metrics import ConfusionMatrix
 from satclassify_plugin.core.contract.modelcard import METADATA_KEY, parse_card
+from satclassify_plugin.core.contract.modelcard import preprocess as card_preprocess
 
 from .card import add_card
 from .data import DataInfo, dataset_files, open_dataset
@@ -45,12 +46,9 @@ BATCH = 8
 
 
 def preprocess(images, card, band_idx):
-    """uint16 patches (N, C_dataset, H, W) -> the model input (N, C, H, W) float32, as the classify tool makes it."""
-    x = np.asarray(images)[:, band_idx].astype(np.float32) * np.float32(card.input_scale)
-    if card.mean is not None and card.std is not None:
-        x -= np.asarray(card.mean, np.float32)[:, None, None]
-        x /= np.asarray(card.std, np.float32)[:, None, None]
-    return x
+    """uint16 patches (N, C_dataset, H, W) -> the model input (N, C, H, W) float32, as the classify tool makes it
+    (the card's input_clip, input_scale, mean and std: modelcard.preprocess)."""
+    return card_preprocess(card, np.asarray(images)[:, band_idx])
 
 
 def patches(info, split, card, limit, batch=BATCH):

@@ -446,3 +446,21 @@ def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
     assert len(line) == 1 and "onnxruntime" in line[0] and "waiting for input" in line[0]
     cpu = [m for m in logs if m.startswith("CPU time: reader thread")]
     assert len(cpu) == 1 and "writer thread" in cpu[0] and "whole process" in cpu[0]
+
+
+def test_card_input_clip_saturates_the_stack_like_the_training_imagery(run_alg, tmp_path):
+    """A card's input_clip (EuroSAT RGB models: DN 0..2750) clips each band before the scaling: a stack with bright
+    pixels classifies as if they were saturated at the clip, exactly as the training data were."""
+    raw = s2_raw()
+    raw[:, :30] = np.random.default_rng(3).integers(2000, 9000, (4, 30, raw.shape[2]))
+    src = make_raster(tmp_path / "s2.tif", raw, origin=ORIGIN, pixel=10.0, band_names=om.S2_BANDS4)
+    w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0], [-3.3, 0, 0, 12.9]], np.float32)
+    clip = [[0, 2750], [0, 2750], [500, 2750], [0, 4000]]
+    model = om.linear_model(tmp_path / "lin.onnx", w, card_kw={"tile_size": 32, "input_clip": clip})
+    out = str(tmp_path / "classes.tif")
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
+    lo, hi = np.array(clip, np.float64).T
+    expected, logits = om.linear_expected(np.clip(raw.astype(np.float64), lo[:, None, None], hi[:, None, None]), w)
+    assert_classes(read_raster(out), expected, logits)
+    unclipped, _ = om.linear_expected(raw, w)
+    assert (unclipped != expected).mean() > 0.05  # the clip changes the map: the test would see it missing

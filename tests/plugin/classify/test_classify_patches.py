@@ -145,3 +145,19 @@ def test_right_click_action(plugin):
     assert ("Classify patches with SatClassify model...", "satclassify:classifypatches", "INPUT") in [
         (a[0], a[2], a[3]) for a in LAYER_ACTIONS]
     assert "satclassify:classifypatches" in [alg for _a, alg, _p in plugin.layer_actions]
+
+
+def test_card_input_clip_applies_to_patches(run_alg, tmp_path):
+    """classifypatches clips each band to the card's input_clip before scaling, like classify."""
+    src, raw = _scene(tmp_path, seed=9)
+    clip = [[0, 2750], [0, 2750], [0, 2750], [0, 2750]]
+    model = om.patch_model(tmp_path / "sl.onnx", W, B, activation="softmax", card_kw={"input_clip": clip})
+    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "p.gpkg")})
+    _layer, feats = _features(res["OUTPUT"])
+    differ = 0
+    for (r, c), f in feats.items():
+        cell = raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+        p = om.patch_expected(np.clip(cell, 0, 2750), W, B, activation="softmax")
+        np.testing.assert_allclose([f["p_1"], f["p_2"], f["p_3"]], p, atol=2e-6)
+        differ += not np.allclose(p, om.patch_expected(cell, W, B, activation="softmax"), atol=1e-4)
+    assert differ > 0
