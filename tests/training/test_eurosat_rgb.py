@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from tests import benchmark_archives as ba
 from training.cli import main
 
 from .conftest import ROOT
