@@ -189,3 +189,26 @@ def test_model_id_with_qgis_process(tmp_path, monkeypatch):
     stdout = run_qgis_process(tmp_path, {"INPUT": src, "MODEL_ID": "mine", "DEVICE": 1, "OUTPUT": out})
     assert "COUNT:\t12" in stdout
     assert _tops(str(out)) == _expected_tops(raw, W2)
+
+
+def test_tool_batch_and_modeler_dialogs_with_a_model_list(provider, catalogue, tmp_path):
+    """The enum of ids builds in every Processing dialog; the modeler stores the id (stable in a saved model)."""
+    import processing
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from processing.modeler.ModelerParametersDialog import ModelerParametersDialog
+    from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
+
+    catalogue.add_file(om.patch_model(tmp_path / "mine.onnx", W2, activation="softmax"))
+    dlg = processing.createAlgorithmDialog(ALG, {"MODEL_ID": "mine"})
+    assert dlg.mainWidget().wrappers["MODEL_ID"].parameterValue() == "mine"
+    dlg.close()
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
+    batch = BatchAlgorithmDialog(alg)
+    assert batch.mainWidget() is not None
+    batch.close()
+    model = QgsProcessingModelAlgorithm("test", "test")
+    mdlg = ModelerParametersDialog(alg, model)
+    child = mdlg.createAlgorithm()
+    source = child.parameterSources()["MODEL_ID"][0]
+    assert source.staticValue() == "first"  # the default, stored as the id
+    mdlg.close()
