@@ -86,8 +86,10 @@ class ModelsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(close)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Models offered by Classify raster patches (MODEL_ID). The first shipped model is "
-                                "the default; models you add are kept in " + catalogue.user_folder))
+        header = QLabel("Models offered by Classify raster patches (MODEL_ID). The first shipped model is the "
+                        "default; models you add are kept in " + catalogue.user_folder)
+        header.setWordWrap(True)
+        layout.addWidget(header)
         layout.addLayout(top, 1)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
