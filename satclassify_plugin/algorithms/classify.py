@@ -35,8 +35,13 @@ def input_and_extent(alg, parameters, context):
     extent = None
     if parameters.get("EXTENT") not in (None, ""):
         rect = alg.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-        if not rect.isNull() and not rect.isEmpty():
-            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        if rect.isNull() or rect.isEmpty() or not rect.width() > 0 or not rect.height() > 0:
+            # an extent that was given but has no area is a mistake, never "the whole layer"
+            raise SatClassifyError(
+                f"EXTENT '{parameters.get('EXTENT')}' has no area (zero width or height, here "
+                f"{rect.width():g} x {rect.height():g} map units in the layer's CRS): give xmin < xmax and "
+                "ymin < ymax, or leave EXTENT empty to use the whole layer")
+        extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
     return layer, extent
 
 

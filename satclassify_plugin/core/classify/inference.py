@@ -206,8 +206,8 @@ def _add_top(m) -> bool:
         return False
     g = m.graph
     axes_name = "__satclassify_axes_1"
-    if opset >= 18:  # ReduceMax takes the axes as an input from opset 18
-        g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
+    # ReduceSum takes the axes as an input from opset 13, ReduceMax from opset 18
+    g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
     for v in list(g.output):
         o = v.name
         dims = v.type.tensor_type.shape.dim
@@ -222,12 +222,17 @@ def _add_top(m) -> bool:
             g.node.append(helper.make_node("Cast", [o + ARGMAX_SUFFIX + "64"], [o + ARGMAX_SUFFIX],
                                            to=TensorProto.UINT8, name=o + ARGMAX_SUFFIX + "_uint8"))
             argmax_type = TensorProto.UINT8
+        raw_max = o + MAX_SUFFIX + "_raw"
         if opset >= 18:
-            g.node.append(helper.make_node("ReduceMax", [o, axes_name], [o + MAX_SUFFIX], keepdims=0,
-                                           name=o + MAX_SUFFIX))
+            g.node.append(helper.make_node("ReduceMax", [o, axes_name], [raw_max], keepdims=0, name=raw_max))
         else:
-            g.node.append(helper.make_node("ReduceMax", [o], [o + MAX_SUFFIX], axes=[1], keepdims=0,
-                                           name=o + MAX_SUFFIX))
+            g.node.append(helper.make_node("ReduceMax", [o], [raw_max], axes=[1], keepdims=0, name=raw_max))
+        # onnxruntime's ReduceMax skips a NaN that is not first; max + (sum - sum) is NaN wherever any class score
+        # is NaN or infinite (as numpy's maximum), so the writer can tell a broken score from a class
+        total, zero = o + MAX_SUFFIX + "_sum", o + MAX_SUFFIX + "_zero"
+        g.node.append(helper.make_node("ReduceSum", [o, axes_name], [total], keepdims=0, name=total))
+        g.node.append(helper.make_node("Sub", [total, total], [zero], name=zero))
+        g.node.append(helper.make_node("Add", [raw_max, zero], [o + MAX_SUFFIX], name=o + MAX_SUFFIX))
         g.output.append(helper.make_tensor_value_info(o + ARGMAX_SUFFIX, argmax_type, None))
         g.output.append(helper.make_tensor_value_info(o + MAX_SUFFIX, TensorProto.FLOAT, None))
     return True

@@ -23,11 +23,18 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 from osgeo import gdal, ogr
 
-from .. import raster
+from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from .inference import input_bounds, load_model, map_bands, scale_coefficients
-from .pipeline import _nodata_values, extent_to_window
+from .pipeline import (
+    _fold_scaling,
+    _nodata_values,
+    check_pixel_size,
+    extent_to_window,
+    gdal_scaling,
+    negative_dn_invalid,
+)
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -94,11 +101,11 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
         log("THRESHOLD ignored: the model is single-label (softmax): each cell gets its top class")
     band_numbers = map_bands(card.bands, raster.band_names(ds), bands, log)
     nodata = _nodata_values(ds, band_numbers, model)
-    a, b = scale_coefficients(card)
+    a, b = _fold_scaling(scale_coefficients(card), gdal_scaling(ds, band_numbers, log))
     bounds = input_bounds(card)
     gt = ds.GetGeoTransform()
-    if abs(gt[2]) > 0 or abs(gt[4]) > 0:
-        raise SatClassifyError("rotated rasters are not supported: warp the raster to a north-up grid first")
+    crs.north_up(gt, "input raster")
+    negative_invalid = negative_dn_invalid(ds, band_numbers, model)
     x0, y0, w, h = extent_to_window(ds, extent) if extent else (0, 0, ds.RasterXSize, ds.RasterYSize)
     nrow, ncol = h // p, w // p
     if nrow == 0 or ncol == 0:
@@ -107,14 +114,15 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
     if h % p or w % p:
         log(f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
             f"{p} x {p} patch and are left out")
-    _check_pixel_size(ds, card.resolution_m, log)
+    check_pixel_size(ds, card.resolution_m, log, fix="each patch covers another ground area than in training; "
+                     "resample the raster to the model's resolution first")
     bs = int(batch_size) or DEFAULT_BATCH
     if model.batch_dim:
         bs = model.batch_dim
     wkt = ds.GetProjection()
     classes = head.classes
     records = []
-    skipped = 0
+    skipped = negatives = nonfinite = 0
     for r in range(nrow):
         if is_canceled():
             raise Canceled("cancelled by the user: no output was written")
@@ -125,6 +133,10 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
                 invalid |= strip[i] == nd
             if strip.dtype.kind == "f":
                 invalid |= ~np.isfinite(strip[i])
+        if negative_invalid:  # not a Sentinel-2 DN (e.g. a -9999 fill in an Int16 stack)
+            neg = (strip < 0).any(axis=0) & ~invalid
+            negatives += int(np.count_nonzero(neg))
+            invalid |= neg
         x = strip.astype(np.float32) * a[:, None, None] + b[:, None, None]
         if bounds is not None:
             np.clip(x, bounds[0][:, None, None], bounds[1][:, None, None], out=x)
@@ -142,8 +154,22 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
             out = model.run(batch)[0][:n]
             probs = out.reshape(n, out.shape[1], -1).mean(axis=2).astype(np.float64)
             for c, pr in zip(idx, probs):
+                if not np.isfinite(pr).all():  # NaN / infinite scores are no class: the cell is left out
+                    nonfinite += 1
+                    continue
                 records.append((r, int(c), pr, float(valid[c])))
         progress(0.9 * (r + 1) / nrow)
+    if negatives:
+        log(f"warning: {negatives} pixels hold a negative value in a model band, which is no valid Sentinel-2 "
+            "digital number (a fill value, or a stack written with another convention): they are nodata")
+    if nonfinite and not records:
+        raise SatClassifyError(
+            f"the model gave no finite score (NaN or infinite) for any of the {nonfinite} patches: no output was "
+            "written. The model or its card's preprocessing is broken (e.g. a std of 0, NaN weights, or input values "
+            "outside what it was trained on): re-export the model, or check its mean/std and input_scale")
+    if nonfinite:
+        log(f"warning: the model gave non-finite scores (NaN or infinite) for {nonfinite} of "
+            f"{nonfinite + len(records)} patches: they are left out (no class is read from them)")
     if not records:
         raise SatClassifyError("every patch of the raster is nodata: nothing to classify (check the raster, its "
                                "nodata value and EXTENT)")
@@ -160,16 +186,6 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
     progress(1.0)
     return PatchesResult(output, len(records), skipped, p, multilabel, thresholds, [c.to_dict() for c in classes],
                          model.providers[0] if model.providers else "", time.time() - t0, counts)
-
-
-def _check_pixel_size(ds, res, log):
-    srs = raster.srs_of(ds)
-    if res is None or srs is None or srs.IsGeographic():
-        return
-    px = abs(ds.GetGeoTransform()[1]) * srs.GetLinearUnits()
-    if abs(px - res) > 0.25 * res:
-        log(f"warning: the raster has {px:g} m pixels but the model's patches were {res:g} m pixels: each patch "
-            "covers another ground area than in training; resample the raster to the model's resolution first")
 
 
 def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):

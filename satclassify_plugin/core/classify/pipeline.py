@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal
 
-from .. import raster
+from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.modelcard import S2_BANDS
@@ -61,11 +61,12 @@ def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, in
     """Pixel window (xoff, yoff, xsize, ysize) of ``extent`` = (xmin, ymin, xmax, ymax) in the raster's CRS,
     rounded outward to whole pixels and clipped to the raster."""
     gt = ds.GetGeoTransform()
-    if abs(gt[2]) > 0 or abs(gt[4]) > 0:
-        raise SatClassifyError("rotated rasters are not supported: warp the raster to a north-up grid first")
+    crs.north_up(gt, "input raster")
     xmin, ymin, xmax, ymax = [float(v) for v in extent]
     if not (xmax > xmin and ymax > ymin):
-        raise SatClassifyError(f"the extent ({xmin}, {ymin}, {xmax}, {ymax}) is empty")
+        raise SatClassifyError(f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area (zero width or "
+                               "height): give an extent with xmin < xmax and ymin < ymax, or leave EXTENT empty to "
+                               "use the whole layer")
     eps = 1e-6
     cx = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
     cy = sorted(((ymax - gt[3]) / gt[5], (ymin - gt[3]) / gt[5]))
@@ -95,25 +96,85 @@ def _resampled(ds: gdal.Dataset, res: float, nodata: List[Optional[float]], log)
     try:
         out = gdal.Warp("", ds, **kw)
     except RuntimeError as e:
-        raise SatClassifyError(f"cannot resample the raster to {res:g} m: {e}")
-    log(f"resampled the input from {px:g} to {res:g} map units per pixel ({alg}) through a VRT")
+        raise SatClassifyError(f"cannot resample the raster to {res:.6g} map units: {e}")
+    log(f"resampled the input from {px:g} to {res:.6g} map units per pixel ({alg}) through a VRT")
     return out
 
 
-def _check_crs(ds: gdal.Dataset, model: Model, resample: bool, log) -> None:
-    res = model.card.resolution_m
-    srs = raster.srs_of(ds)
-    if res is None or srs is None:
-        return
-    if srs.IsGeographic():
+#: a raster whose ground pixels differ from the model's by more than this factor is refused (no resampling makes
+#: such a run meaningful: 100 km pixels for a 10 m model); a smaller difference above 25 % is a warning
+PIXEL_RATIO_LIMIT = 100.0
+
+
+def check_pixel_size(ds: gdal.Dataset, res: Optional[float], log, resample: bool = False,
+                     fix: str = "set RESAMPLE to run it at the model's resolution") -> Optional[float]:
+    """The raster's pixel size on the ground (core/crs.py) against the card's ``resolution_m``; the one check of
+    classify and classifypatches. A geographic CRS is refused (pixels in degrees); pixels more than
+    :data:`PIXEL_RATIO_LIMIT` times coarser than the model's are refused, as are pixels that much finer unless
+    ``resample``; a difference above 25 % is a warning naming ``fix`` (none with ``resample``). A CRS whose map
+    units are not ground metres (Web Mercator) is measured on the ground and logged. Returns the ground pixel size
+    in metres (None when the card or the raster gives no scale)."""
+    if res is None:
+        return None
+    g = crs.ground_of_raster(ds)
+    if g is None:
+        log(f"warning: the raster has no CRS, so its pixel size on the ground is unknown (the model was trained "
+            f"on {res:g} m pixels): assign the raster's CRS to have it checked")
+        return None
+    if g.geographic:
         raise SatClassifyError(
-            f"unsupported CRS units: the raster's CRS ({srs.GetName()}) is geographic (degrees) but the model "
+            f"unsupported CRS units: the raster's CRS ({g.crs_name}) is geographic (degrees) but the model "
             f"expects {res:g} m pixels; reproject the raster to a projected CRS in metres (e.g. UTM) first")
-    if not resample:
-        px = abs(ds.GetGeoTransform()[1]) * srs.GetLinearUnits()
-        if abs(px - res) > 0.25 * res:
-            log(f"warning: the raster has {px:g} m pixels but the model was trained on {res:g} m pixels; "
-                "set RESAMPLE to run it at the model's resolution")
+    px = crs.pixel_size_m(g)
+    if not g.metre_true:
+        log(f"the raster's CRS ({g.crs_name}) has map units that are not ground metres here: one pixel of "
+            f"{g.nominal_size:g} map units is {px:.3g} m on the ground at the raster's centre (measured on the "
+            "ellipsoid); that is what is compared with the model's resolution")
+    if px > PIXEL_RATIO_LIMIT * res or (px * PIXEL_RATIO_LIMIT < res and not resample):
+        how = ("warp the raster to about {:g} m pixels first (Raster > Projections > Warp){}".format(
+            res, "" if px > res else ", or set RESAMPLE"))
+        raise SatClassifyError(
+            f"the raster has {px:.4g} m pixels on the ground but the model was trained on {res:g} m pixels "
+            f"({max(px / res, res / px):.3g}x {'coarser' if px > res else 'finer'}): its classes would be "
+            f"meaningless; {how}")
+    if not resample and abs(px - res) > 0.25 * res:
+        log(f"warning: the raster has {px:.4g} m pixels but the model was trained on {res:g} m pixels; {fix}")
+    return px
+
+
+def gdal_scaling(ds: gdal.Dataset, band_numbers: Sequence[int], log) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Per band (scale, offset) of the bands' GDAL scale/offset metadata (the raw value the card expects is
+    stored * scale + offset, e.g. an L2A processing-baseline offset kept as GDAL offset), or None when no band
+    has one (unset or the identity). Logged."""
+    s = np.ones(len(band_numbers), np.float64)
+    o = np.zeros(len(band_numbers), np.float64)
+    for i, bn in enumerate(band_numbers):
+        band = ds.GetRasterBand(bn)
+        s[i] = band.GetScale() if band.GetScale() not in (None, 0) else 1.0
+        o[i] = band.GetOffset() or 0.0
+    if np.all(s == 1.0) and np.all(o == 0.0):
+        return None
+    log("the raster's bands carry GDAL scale/offset metadata, applied before the model's preprocessing (value = "
+        "stored x scale + offset): " + ", ".join(f"band {bn}: x {s[i]:g} {o[i]:+g}" for i, bn in enumerate(band_numbers)
+                                                  if (s[i], o[i]) != (1.0, 0.0)))
+    return s, o
+
+
+def _fold_scaling(scale, gdal_so):
+    """(a, b) of the card's preprocessing with the GDAL scale/offset folded in: (raw * s + o) * a + b."""
+    if gdal_so is None:
+        return scale
+    a, b = scale
+    s, o = gdal_so
+    return (a * s).astype(np.float32), (b + a * o).astype(np.float32)
+
+
+def negative_dn_invalid(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> bool:
+    """A Sentinel-2 DN model on bands of a signed type: negative stored values are no valid DN (nodata)."""
+    s2 = model.card.source == "satclassify" and all(b.upper() in S2_BANDS for b in model.card.bands)
+    signed = (gdal.GDT_Int16, gdal.GDT_Int32, gdal.GDT_Float32, gdal.GDT_Float64) + tuple(
+        getattr(gdal, n) for n in ("GDT_Int8", "GDT_Int64") if hasattr(gdal, n))
+    return s2 and any(ds.GetRasterBand(bn).DataType in signed for bn in band_numbers)
 
 
 def _nodata_values(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> List[Optional[float]]:
@@ -249,6 +310,7 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                   resample: bool = False, log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
     """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
     card = model.card
+    crs.north_up(src.GetGeoTransform(), "input raster")
     scale, valid_any = scale_coefficients(card), None
     if card.timeseries:  # a multi-date model: bands by name and date order (core/classify/temporal.py)
         from .temporal import temporal_inputs
@@ -261,14 +323,18 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
         band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
         log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
         nodata = _nodata_values(src, band_numbers, model)
-    _check_crs(src, model, resample, log)
+        scale = _fold_scaling(scale, gdal_scaling(src, band_numbers, log))
+    px = check_pixel_size(src, card.resolution_m, log, resample)
     ds = src
-    if resample and card.resolution_m is not None:
-        px = abs(src.GetGeoTransform()[1]) * (raster.srs_of(src).GetLinearUnits() if raster.srs_of(src) else 1)
+    if resample and px is not None:
         if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
-            ds = _resampled(src, card.resolution_m, nodata, log)
+            # the card's metres in map units (a CRS whose units are not ground metres: scaled at the centre)
+            g = crs.ground_of_raster(src)
+            ds = _resampled(src, card.resolution_m * g.nominal_size / px, nodata, log)
     if resample and card.resolution_m is None:
         log("RESAMPLE ignored: the model card gives no resolution_m")
+    elif resample and px is None:
+        log("RESAMPLE ignored: the raster has no CRS, so its pixel size in metres is unknown")
     window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
     choice = choose_tiling(ds.RasterXSize, ds.RasterYSize, window, card.tile_size, card.halo, tile_size,
                            batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
@@ -328,6 +394,12 @@ def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: N
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
             stats = _run_pipeline(plan, writers, progress, is_canceled)
+            negative_dn, scores = stats.pop("negative_dn"), stats.pop("scores")  # stats keeps the timings
+            if negative_dn:
+                log(f"warning: {negative_dn} pixels hold a negative value in a model band, which is no "
+                    "valid Sentinel-2 digital number (a fill value, or a stack written with another convention): "
+                    "they are nodata (class 0)")
+            check_scores(heads, scores, log)  # no class raster from a model that gave only NaN
             for out_ds in datasets:
                 out_ds.FlushCache()
         finally:
@@ -404,6 +476,9 @@ class _BatchReader:
         self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
                             for bn in plan.band_numbers)
         self.tw, self.th = plan.tiles[0].size
+        #: a Sentinel-2 DN model on signed bands: negative stored values are nodata (counted for the log)
+        self.negative_invalid = negative_dn_invalid(ds, plan.band_numbers, plan.model) and not plan.valid_any
+        self.negatives = 0
 
     def read(self, group: Sequence[Tile], stop: threading.Event):
         plan = self.plan
@@ -422,6 +497,12 @@ class _BatchReader:
                 invalid |= ~(core[plan.valid_any] > 0).any(axis=0)
             if self.is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
                 invalid |= ~np.isfinite(core).all(axis=0)
+            if self.negative_invalid:  # not a Sentinel-2 DN (e.g. a -9999 fill in an Int16 stack)
+                neg = (core < 0).any(axis=0) & ~invalid
+                n_neg = int(np.count_nonzero(neg))
+                if n_neg:
+                    self.negatives += n_neg
+                    invalid |= neg
             masks.append(invalid)
             pr, pb = t.pad
             v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)
@@ -476,6 +557,8 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
     q_in: "queue.Queue" = queue.Queue(maxsize=2)
     q_out: "queue.Queue" = queue.Queue(maxsize=2)
     luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in heads]
+    used_heads = sorted({t.head for t in targets})
+    scores = {h: [0, 0] for h in used_heads}  # per head: valid input pixels, of which the model scored non-finite
 
     def put(q, item):
         while not stop.is_set():
@@ -523,8 +606,10 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
                     break
                 group, outs, masks = item  # outs[h] = (argmax, max, probabilities or None), batch-wide
                 for j, t in enumerate(group):
+                    invalid = {h: _score_mask(outs[h], j, t, masks[j], scores[h]) for h in used_heads}
                     for target, w in zip(targets, writers):
-                        w.put(t, _tile_array(target.kind, outs[target.head], luts[target.head], j, t, masks[j]))
+                        w.put(t, _tile_array(target.kind, outs[target.head], luts[target.head], j, t,
+                                             invalid[target.head]))
             if not stop.is_set():
                 for w in writers:
                     w.close()
@@ -580,4 +665,41 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
     if errors:
         raise errors[0]
     stats["process_cpu"] = time.process_time() - cpu0
+    stats["scores"] = scores
+    stats["negative_dn"] = batches.negatives
     return stats
+
+
+def _score_mask(out, j: int, t: Tile, invalid: np.ndarray, count: list) -> np.ndarray:
+    """The nodata mask of a tile's core for one head: the input's nodata, plus the pixels where the model's top
+    score is not finite (NaN or infinite: no class can be read from them). ``count`` gets [valid pixels, of which
+    non-finite] added."""
+    best = out[1]
+    ox, oy = t.core_offset
+    finite = np.isfinite(best[j, oy:oy + t.core[3], ox:ox + t.core[2]])
+    valid = ~invalid
+    count[0] += int(np.count_nonzero(valid))
+    bad = valid & ~finite
+    n = int(np.count_nonzero(bad))
+    if not n:
+        return invalid
+    count[1] += n
+    return invalid | bad
+
+
+def check_scores(heads, scores: dict, log) -> None:
+    """After a run: refuse it when a head scored no valid pixel with finite numbers (the model is broken: NaN
+    out), else warn how many pixels became nodata for non-finite scores."""
+    for h, (valid, bad) in sorted(scores.items()):
+        if not bad:
+            continue
+        name = heads[h].name
+        if bad == valid:
+            raise SatClassifyError(
+                f"the model gave no finite score (NaN or infinite) for any of the {valid} valid pixels of head "
+                f"'{name}': no class raster was written. The model or its card's preprocessing is broken (e.g. a "
+                "std of 0, NaN weights, or input values outside what it was trained on): re-export the model, or "
+                "check its mean/std and input_scale")
+        log(f"warning: the model gave non-finite scores (NaN or infinite) for {bad} of {valid} valid pixels "
+            f"({100.0 * bad / valid:.2f} %) of head '{name}': those pixels are nodata (class 0, confidence 255), "
+            "not a class")
