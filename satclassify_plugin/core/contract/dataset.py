@@ -186,7 +186,8 @@ class DatasetWriter:
     def __init__(self, folder: str, bands: Sequence[str], patch_size: int, classes: Sequence,
                  crs_wkt: str = "", scale: float = 1e-4, label_nodata: int = 0, shard_size: int = 256,
                  with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = (),
-                 expected_patches: int = 0, task: str = "segmentation", with_labels: bool = True):
+                 expected_patches: int = 0, task: str = "segmentation", with_labels: bool = True,
+                 resolution_m: Optional[float] = None):
         if not folder:
             raise DatasetError("no output folder given")
         self.bands = [str(b) for b in bands]
@@ -211,6 +212,11 @@ class DatasetWriter:
         self.folder = os.path.abspath(folder)
         self.patch_size, self.shard_size = int(patch_size), int(shard_size)
         self.crs_wkt, self.scale, self.label_nodata = crs_wkt or "", float(scale), int(label_nodata)
+        if resolution_m is not None and not (isinstance(resolution_m, (int, float))
+                                             and 0 < resolution_m < float("inf")):
+            raise DatasetError(f"resolution_m must be a positive pixel size in ground metres, not {resolution_m!r}")
+        #: pixel size in ground metres (manifest "resolution_m"; training copies it into the model card)
+        self.resolution_m = None if resolution_m is None else float(resolution_m)
         self.with_masks = bool(with_masks)
         if task not in TASKS:
             raise DatasetError(f"task {task!r} is not one of {', '.join(TASKS)}")
@@ -447,6 +453,8 @@ class DatasetWriter:
                     "label_nodata": self.label_nodata, "splits": splits}
         if self.task != "segmentation":
             manifest["task"] = self.task
+        if self.resolution_m is not None:
+            manifest["resolution_m"] = self.resolution_m
         for k, v in (extra or {}).items():
             if k in manifest:
                 raise DatasetError(f"extra manifest key {k!r} would overwrite a reserved key")
@@ -651,6 +659,12 @@ class Dataset:
     @property
     def crs(self) -> str:
         return self._manifest.get("crs") or ""
+
+    @property
+    def resolution_m(self) -> Optional[float]:
+        """Pixel size in ground metres (None when the manifest gives none)."""
+        v = self._manifest.get("resolution_m")
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
     @property
     def label_nodata(self) -> int:

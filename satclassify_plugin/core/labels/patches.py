@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from osgeo import gdal, ogr
 
-from .. import raster
+from .. import crs, raster
 from ..contract import clc
 from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
@@ -234,6 +234,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     dropped_nodata = 0
     classes = src.classes
     with DatasetWriter(out_folder, src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
+                       resolution_m=ground_resolution(gt, wkt, w, h, log),
                        with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS,
                        task="multilabel" if s.target_fraction > 0 else "segmentation",
                        expected_patches=int(plan.keep.sum())) as writer:
@@ -285,6 +286,23 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     return PatchResult(out_folder, os.path.join(out_folder, FOOTPRINTS),
                        {sp: manifest["splits"][sp]["patches"] for sp in SPLITS}, manifest,
                        [c.to_dict() for c in classes])
+
+
+def ground_resolution(gt, wkt, w: int, h: int, log) -> Optional[float]:
+    """The image's pixel size in ground metres for the manifest's ``resolution_m`` (training copies it into the model
+    card, where classify checks a raster's pixels against it): the nominal size in a metre CRS such as UTM, the size
+    measured on the ellipsoid at the image's centre otherwise (Web Mercator, degrees; core/crs.py), 3 significant
+    digits. None (logged) without a CRS."""
+    g = crs.ground_of(gt, wkt, w, h)
+    if g is None:
+        log("warning: the image has no CRS, so the dataset records no pixel size (resolution_m): a model trained on "
+            "it cannot check the pixel size of the rasters it classifies")
+        return None
+    px = float(f"{crs.pixel_size_m(g):.3g}")
+    if not g.metre_true:
+        log(f"the image's CRS ({g.crs_name}) has map units that are not ground metres: its pixels are {px:g} m on the "
+            "ground at its centre (recorded as the dataset's resolution_m)")
+    return px
 
 
 def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord], gt, w: int, h: int) -> dict:

@@ -284,3 +284,18 @@ def test_reader_errors(tmp_path):
 
 def test_dataset_error_is_satclassify_error():
     assert issubclass(DatasetError, SatClassifyError)
+
+
+def test_resolution_in_ground_metres_round_trips(tmp_path):
+    """Issue 25 item 6: a dataset records its pixel size in ground metres (training copies it into the card)."""
+    w, _ = write(tmp_path / "a", resolution_m=10.0)
+    w.close()
+    ds = Dataset(str(tmp_path / "a"))
+    assert ds.manifest["resolution_m"] == 10.0 and ds.resolution_m == 10.0
+    w, _ = write(tmp_path / "b")
+    w.close()
+    plain = Dataset(str(tmp_path / "b"))
+    assert "resolution_m" not in plain.manifest and plain.resolution_m is None
+    for bad in (0, -10.0, float("inf"), "10"):
+        with pytest.raises(DatasetError, match="resolution_m must be a positive pixel size"):
+            write(tmp_path / "c", resolution_m=bad)

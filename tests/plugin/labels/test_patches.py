@@ -359,3 +359,23 @@ def test_footprints_are_loaded_on_completion(run_alg, data):
     res = run(run_alg, data, out="load", context=context)
     assert context.willLoadLayerOnCompletion(res["OUTPUT_FOOTPRINTS"])
     assert context.layerToLoadOnCompletionDetails(res["OUTPUT_FOOTPRINTS"]).name == "patches"
+
+
+def test_manifest_records_the_ground_resolution(run_alg, data, tmp_path):
+    """Issue 25 item 6: the manifest carries the pixel size in ground metres (resolution_m), which training copies
+    into the model card, so classify can check a raster's pixels against it."""
+    res = run(run_alg, data)
+    ds = Dataset(res["OUTPUT_FOLDER"])
+    assert ds.manifest["resolution_m"] == 10.0 and ds.resolution_m == 10.0
+    # Web Mercator at 60 N: 20 map units are 10 m on the ground
+    import math
+    y = 6378137.0 * math.log(math.tan(math.pi / 4 + math.radians(60.0) / 2))
+    merc = {"img": make_raster(tmp_path / "m.tif", image_array(), origin=(1000000.0, y), pixel=20.0, epsg=3857,
+                               band_names=BANDS),
+            "labels": label_raster(tmp_path / "ml.tif", data["lab"], origin=(1000000.0, y), pixel=20.0),
+            "dir": tmp_path}
+    ds = gdal.Open(merc["labels"], gdal.GA_Update)
+    ds.SetProjection(gdal.Open(merc["img"]).GetProjection())
+    ds = None
+    res = run(run_alg, merc, out="merc")
+    assert Dataset(res["OUTPUT_FOLDER"]).resolution_m == pytest.approx(10.0, rel=0.01)
