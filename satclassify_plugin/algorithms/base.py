@@ -427,6 +427,28 @@ def style_stack_on_load(context, layer_id, styles):
         context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(StackStylePostProcessor.create(styles))
 
 
+def gpkg_output(alg, parameters, key, context, what="the tool writes a GeoPackage"):
+    """The GeoPackage a vector output ``key`` writes, as the core's writers take it (``core.raster.AtomicOutput``):
+    ``file.gpkg`` (the file is written whole, replacing an earlier one) or ``file.gpkg|layername=name`` (only that
+    layer is added to the file or replaced in it; its other layers stay). None when an optional output is left
+    empty. Anything else (another format, a database, a memory layer, other ``|`` options) is refused with the fix.
+    The value is also what the tool returns, so QGIS loads that very layer."""
+    from ..core.contract.paths import split_layer
+
+    if parameters.get(key) in (None, ""):
+        d = alg.parameterDefinition(key)
+        if d is not None and d.flags() & compat.PARAM_FLAG_OPTIONAL:
+            return None
+    out = alg.parameterAsOutputLayer(parameters, key, context)
+    if not out:
+        return None
+    path, _layer = split_layer(out)
+    if out.startswith(("memory:", "ogr:", "postgres:")) or os.path.splitext(path)[1].lower() != ".gpkg":
+        raise SatClassifyError(f"{key} '{out}': {what}: name the file .gpkg (or 'file.gpkg|layername=name' to add "
+                               "the layer to an existing GeoPackage)")
+    return out
+
+
 def gdal_raster_source(alg, parameters, key, context, what="raster"):
     """The file behind raster layer parameter ``key`` (None when it is empty); a layer of another provider
     (WMS, PostGIS raster...) is refused with the fix. A path QGIS cannot load is passed on, so the core names

@@ -14,7 +14,7 @@ from qgis.core import (
 from .. import compat
 from ..core.classify.inference import DEVICES
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, style_polygons_on_load
+from .base import SatClassifyAlgorithm, gpkg_output, style_polygons_on_load
 from .classify import input_and_extent
 
 
@@ -79,14 +79,10 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
 
     def run_tool(self, parameters, context, feedback):
-        import os
-
         from ..core.classify.patches import classify_patches
 
         layer, extent = input_and_extent(self, parameters, context)
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        if output.startswith(("memory:", "ogr:", "postgres:")) or os.path.splitext(output)[1].lower() != ".gpkg":
-            raise SatClassifyError(f"OUTPUT '{output}': the tool writes a GeoPackage: name the file .gpkg")
+        output = gpkg_output(self, parameters, "OUTPUT", context)
         threshold = None
         if parameters.get("THRESHOLD") not in (None, ""):
             threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)

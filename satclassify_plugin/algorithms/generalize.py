@@ -13,7 +13,13 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source, style_output_on_load, style_polygons_on_load
+from .base import (
+    SatClassifyAlgorithm,
+    gdal_raster_source,
+    gpkg_output,
+    style_output_on_load,
+    style_polygons_on_load,
+)
 
 
 class GeneralizeAlgorithm(SatClassifyAlgorithm):
@@ -73,13 +79,7 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
         mmu = self.parameterAsDouble(parameters, "MMU", context)  # <= 0 is refused by the core (mmu_pixels)
         connectivity = (4, 8)[self.parameterAsEnum(parameters, "CONNECTIVITY", context)]
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        polygons = None
-        if parameters.get("POLYGONS") not in (None, ""):
-            polygons = self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None
-        if polygons:
-            polygons = polygons.split("|")[0]
-            if os.path.splitext(polygons)[1].lower() != ".gpkg":
-                raise SatClassifyError(f"POLYGONS '{polygons}': the tool writes a GeoPackage: name the file .gpkg")
+        polygons = gpkg_output(self, parameters, "POLYGONS", context)
         summary = generalize(source, output, mmu, connectivity, polygons=polygons, monitor=self.monitor(feedback))
         present = summary["classes"]
         feedback.pushInfo(f"written {os.path.basename(output)}: {len(present)} class(es) present"

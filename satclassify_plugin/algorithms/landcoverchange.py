@@ -13,7 +13,7 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source, style_output_on_load
+from .base import SatClassifyAlgorithm, gdal_raster_source, gpkg_output, style_output_on_load
 
 
 class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
@@ -80,13 +80,11 @@ class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
         confidence = gdal_raster_source(self, parameters, "CONFIDENCE", context, "confidence raster")
         outs = {k: self.parameterAsFileOutput(parameters, k, context) or None
                 for k in ("OUTPUT_MATRIX", "OUTPUT_JSON")}
-        for k in ("OUTPUT", "OUTPUT_POLYGONS", "OUTPUT_CANDIDATES"):
-            value = parameters.get(k)
-            outs[k] = self.parameterAsOutputLayer(parameters, k, context) if value not in (None, "") else None
+        value = parameters.get("OUTPUT")
+        outs["OUTPUT"] = self.parameterAsOutputLayer(parameters, "OUTPUT", context) if value not in (None, "") else None
         for k in ("OUTPUT_POLYGONS", "OUTPUT_CANDIDATES"):
-            if outs[k] and not outs[k].lower().endswith(".gpkg"):
-                raise SatClassifyError(f"{k} '{outs[k]}': the polygons are written as a GeoPackage: name the file "
-                                       ".gpkg")
+            outs[k] = (gpkg_output(self, parameters, k, context, "the polygons are written as a GeoPackage")
+                       if parameters.get(k) not in (None, "") else None)
         if outs["OUTPUT_CANDIDATES"] and not confidence:
             raise SatClassifyError("OUTPUT_CANDIDATES (map update candidates) needs a CONFIDENCE raster: give the "
                                    "confidence of the second map (e.g. the CONFIDENCE output of satclassify:classify) "

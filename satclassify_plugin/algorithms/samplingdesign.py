@@ -13,7 +13,7 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source
+from .base import SatClassifyAlgorithm, gdal_raster_source, gpkg_output
 
 
 class SamplingDesignAlgorithm(SatClassifyAlgorithm):
@@ -86,10 +86,7 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
         source = gdal_raster_source(self, parameters, "INPUT", context, "class raster")
         if not source:
             raise SatClassifyError("no class raster given (INPUT)")
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        if not out.lower().endswith(".gpkg"):
-            raise SatClassifyError(f"OUTPUT '{out}': the sample points are written as a GeoPackage: name the file "
-                                   ".gpkg")
+        out = gpkg_output(self, parameters, "OUTPUT", context, "the sample points are written as a GeoPackage")
         strata = self.parameterAsFileOutput(parameters, "OUTPUT_STRATA", context)
         meta = sampling_design(
             source, out, strata or None, ignore=self.parameterAsString(parameters, "IGNORE", context),

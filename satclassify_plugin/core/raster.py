@@ -13,13 +13,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import uuid
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from osgeo import gdal, osr
 
 from .contract.classes import as_dict
 from .contract.errors import SatClassifyError, gdal_error_code, io_error_message, is_gdal_error
+from .contract.paths import check_regular_target, remove_stale, split_layer, temp_pattern, temp_tag
 
 gdal.UseExceptions()
 
@@ -120,40 +120,56 @@ class AtomicOutput:
     """Context manager: ``with AtomicOutput(final) as tmp: write tmp`` -> renamed to final on success.
 
     On an exception (failure or cancel) the temporary file is removed and the final path is untouched.
+
+    * ``final`` must be absent or a regular file (``contract.paths.check_regular_target``): renaming onto a device,
+      a FIFO or a socket would replace it; refused before anything is written, and again before the rename.
+    * ``final`` may name one layer of a GeoPackage, ``file.gpkg|layername=name``: the writer writes a new
+      GeoPackage at ``tmp`` (its one layer under any name); on success that layer is copied into ``file.gpkg`` as
+      ``name`` in one SQLite transaction, replacing a layer of that name and keeping the file's other layers (a
+      new file when there is none).
+    * The temporary name carries this process's id (``contract.paths.temp_tag``): leftovers of an interrupted
+      run of the same output (SIGTERM, a crash) whose process is gone are removed here.
     """
 
     def __init__(self, final_path: str):
         if not final_path:
             raise SatClassifyError("no output file given")
-        self.final = os.path.abspath(final_path)
+        path, self.layer = split_layer(final_path)
+        self.final = os.path.abspath(path)
+        check_regular_target(self.final)
         d = os.path.dirname(self.final)
         if not os.path.isdir(d):
             try:
                 os.makedirs(d, exist_ok=True)
             except OSError as e:
                 raise SatClassifyError(f"cannot create the output folder '{d}': {e}")
+        if self.layer is not None:
+            _check_gpkg_target(self.final, self.layer)
         base, ext = os.path.splitext(os.path.basename(self.final))
-        self.tmp = os.path.join(d, f".{base}.{uuid.uuid4().hex[:8]}.part{ext or '.tif'}")
+        remove_stale(d, temp_pattern(base, r"\.part.*"))
+        self.tmp = os.path.join(d, f".{base}.{temp_tag()}.part{ext or '.tif'}")
 
     def __enter__(self) -> str:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            for p in _sidecars(self.final):
-                if os.path.exists(p):
-                    os.remove(p)
-            os.replace(self.tmp, self.final)
-            for p in _sidecars(self.tmp):
-                if os.path.exists(p):
-                    os.replace(p, self.final + p[len(self.tmp):])
+            try:
+                check_regular_target(self.final)  # it may have appeared while the tool ran
+                if self.layer is not None:
+                    _put_layer(self.tmp, self.final, self.layer)
+                else:
+                    for p in _sidecars(self.final):
+                        if os.path.exists(p):
+                            os.remove(p)
+                    os.replace(self.tmp, self.final)
+                    for p in _sidecars(self.tmp):
+                        if os.path.exists(p):
+                            os.replace(p, self.final + p[len(self.tmp):])
+            finally:
+                self._remove_tmp()  # what is left of it: a layer copied into the final file, or a failure
         else:
-            for p in [self.tmp] + _sidecars(self.tmp):
-                if os.path.exists(p):
-                    try:
-                        os.remove(p)
-                    except OSError:
-                        pass
+            self._remove_tmp()
             if self._about_this_output(exc):
                 if (getattr(exc, "errno", None) is None and gdal_error_code(str(exc)) is None
                         and _nearly_full(os.path.dirname(self.final))):
@@ -161,6 +177,14 @@ class AtomicOutput:
                     exc = OSError(errno.ENOSPC, "No space left on device")
                 raise SatClassifyError(io_error_message(exc, self.final)) from None
         return False
+
+    def _remove_tmp(self) -> None:
+        for p in [self.tmp] + _sidecars(self.tmp) + [self.tmp + s for s in _SQLITE_SIDECARS]:
+            if os.path.lexists(p):
+                try:
+                    os.remove(p)
+                except OSError:
+                    pass
 
     def _about_this_output(self, exc) -> bool:
         """An OSError / GDAL error that concerns this output (its temporary file, or a write error that names
@@ -184,6 +208,91 @@ def _nearly_full(folder: str, margin: int = 256 << 10) -> bool:
 
 def _sidecars(path: str) -> List[str]:
     return [path + ".aux.xml", path + ".ovr"]
+
+
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _check_gpkg_target(path: str, layer: str) -> None:
+    """A layer can be written into ``path`` (``file.gpkg|layername=layer``): a .gpkg name, and an existing file
+    must be a GeoPackage (its other layers are kept)."""
+    if os.path.splitext(path)[1].lower() != ".gpkg":
+        raise SatClassifyError(f"output '{path}|layername={layer}': a layer can be written into a GeoPackage only: "
+                               "name the file .gpkg")
+    if not os.path.exists(path):
+        return
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_VECTOR | gdal.OF_UPDATE, allowed_drivers=["GPKG"])
+    except RuntimeError:
+        ds = None
+    if ds is None:
+        raise SatClassifyError(f"cannot add the layer '{layer}' to '{path}': the file exists and is not a GeoPackage "
+                               "that can be updated: choose another file, or give the file name alone (without "
+                               "'|layername=') to replace the file")
+    ds = None
+
+
+def _put_layer(src_path: str, dst_path: str, name: str) -> None:
+    """Copy the one layer of the GeoPackage ``src_path`` into ``dst_path`` as ``name`` (fields, features, layer
+    metadata): in one transaction that first deletes a layer of that name, so the other layers of ``dst_path``
+    stay and a failure leaves it as it was. Without a ``dst_path`` a new GeoPackage is made beside it and renamed."""
+    from osgeo import ogr
+
+    src = ogr.Open(src_path)
+    if src is None or src.GetLayerCount() != 1:
+        raise SatClassifyError(f"internal: '{src_path}' should hold one layer")
+    if not os.path.exists(dst_path):
+        d, base = os.path.split(dst_path)
+        tmp = os.path.join(d, f".{os.path.splitext(base)[0]}.{temp_tag()}.part-layer.gpkg")
+        try:
+            dst = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
+            _copy_layer(src.GetLayer(0), dst, name)
+            dst = src = None
+            check_regular_target(dst_path)
+            os.replace(tmp, dst_path)
+        finally:
+            dst = src = None
+            for p in [tmp] + [tmp + s for s in _SQLITE_SIDECARS]:
+                if os.path.exists(p):
+                    os.remove(p)
+        return
+    dst = gdal.OpenEx(dst_path, gdal.OF_VECTOR | gdal.OF_UPDATE, allowed_drivers=["GPKG"])
+    if dst is None:
+        raise SatClassifyError(f"cannot open the GeoPackage '{dst_path}' to write the layer '{name}'")
+    dst.StartTransaction()
+    try:
+        for i in range(dst.GetLayerCount()):
+            if dst.GetLayer(i).GetName().lower() == name.lower():
+                dst.DeleteLayer(i)
+                break
+        _copy_layer(src.GetLayer(0), dst, name)
+        dst.CommitTransaction()
+    except BaseException as e:
+        dst.RollbackTransaction()
+        if isinstance(e, RuntimeError):
+            raise SatClassifyError(f"cannot write the layer '{name}' into '{dst_path}': {e}") from None
+        raise
+    finally:
+        dst = src = None
+
+
+def _copy_layer(sl, dst, name: str) -> None:
+    from osgeo import ogr
+
+    nl = dst.CreateLayer(name, sl.GetSpatialRef(), sl.GetGeomType(), ["SPATIAL_INDEX=YES"])
+    defn = sl.GetLayerDefn()
+    for i in range(defn.GetFieldCount()):
+        nl.CreateField(defn.GetFieldDefn(i))
+    meta = sl.GetMetadata()
+    if meta:
+        nl.SetMetadata(meta)
+    nd = nl.GetLayerDefn()
+    sl.ResetReading()
+    for f in sl:
+        o = ogr.Feature(nd)
+        o.SetFrom(f)
+        nl.CreateFeature(o)
+    nl = nd = None
 
 
 def create_geotiff(path: str, width: int, height: int, bands: int, data_type: int, geotransform: Sequence[float],

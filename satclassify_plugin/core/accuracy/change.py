@@ -28,7 +28,6 @@ import csv
 import io
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -38,6 +37,7 @@ from osgeo import gdal, ogr
 from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
+from ..contract.paths import split_layer, temp_tag
 from .assess import (
     compared_classes,
     nodata_of,
@@ -100,9 +100,13 @@ def matrix_csv(first_classes, second_classes, matrix_ha) -> str:
     return buf.getvalue()
 
 
-def _temp_tif(folder: str, like: gdal.Dataset, dtype) -> str:
+def _temp_tif(output: str, like: gdal.Dataset, dtype) -> str:
+    """A temporary raster beside the polygon ``output`` (a GeoPackage, or one layer of it), named as its
+    :class:`~.raster.AtomicOutput` names its temporary files: removed at the end, and by the next run of the same
+    output when an interrupted run left it."""
+    folder, name = os.path.split(os.path.abspath(split_layer(output)[0]))
     os.makedirs(folder, exist_ok=True)  # as AtomicOutput does for the outputs themselves
-    path = os.path.join(folder, f".satclassify_change_{uuid.uuid4().hex[:8]}.tif")
+    path = os.path.join(folder, f".{os.path.splitext(name)[0]}.{temp_tag()}.part-sieve.tif")
     w, h, gt, wkt = raster.grid_of(like)
     raster.create_geotiff(path, w, h, 1, dtype, gt, wkt)  # closed at once: pixels come in the second pass
     return path
@@ -208,7 +212,8 @@ class ChangeOutputs:
     @property
     def folder(self) -> str:
         """Where the temporary rasters of the sieve go (beside the outputs)."""
-        return os.path.dirname(os.path.abspath(self.polygons or self.candidates or self.raster or self.json or "."))
+        return os.path.dirname(os.path.abspath(split_layer(self.polygons or self.candidates or self.raster
+                                                           or self.json or ".")[0]))
 
 
 @dataclass
@@ -358,8 +363,8 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
     c2 = compared_classes(src.v2, opts.names_table, None, "both", src.src2, src.ds1, False, False)
     cat_lut, categories = change_categories(pairs, c1, c2, src.area)
     legend = list(categories.values())
-    tmp_change = _temp_tif(outs.folder, src.ds1, _category_type(legend)) if outs.polygons else None
-    tmp_cand = _temp_tif(outs.folder, src.ds1, _category_type(legend)) if outs.candidates else None
+    tmp_change = _temp_tif(outs.polygons, src.ds1, _category_type(legend)) if outs.polygons else None
+    tmp_cand = _temp_tif(outs.candidates, src.ds1, _category_type(legend)) if outs.candidates else None
     # every output is written under a temporary name and renamed at the very end, all of them together: a
     # failure or a cancel at any step leaves none of them (and removes the sieve's temporary rasters)
     with contextlib.ExitStack() as stack:

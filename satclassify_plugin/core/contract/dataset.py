@@ -30,13 +30,13 @@ import os
 import re
 import shutil
 import struct
-import uuid
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .classes import ClassRecord, as_dict
 from .errors import SatClassifyError, os_error_text
+from .paths import TAG, remove_stale, temp_tag
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -45,6 +45,9 @@ SPLIT_ORDER = ("train", "val", "test")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _SHARD_RE = re.compile(r"^(images|labels|masks|targets)-[A-Za-z0-9_]+-\d+\.npy$")
 TASKS = ("segmentation", "multilabel", "singlelabel")
+#: the staging folder of a writer, and the folder its commit sets the earlier dataset aside in (paths.temp_tag)
+STAGING_PATTERN = r"\.staging-" + TAG
+OLD_PATTERN = r"\.old-" + TAG
 PATCH_TASKS = ("multilabel", "singlelabel")
 
 Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -259,8 +262,11 @@ class DatasetWriter:
                     f"{free / 2 ** 20:.0f} MB are free on the disk of '{self.folder}': free space, choose another "
                     "folder, or write fewer patches (MAX_PATCHES, STRIDE)")
         # everything is written into a staging folder beside the dataset and moved in by close(): an earlier
-        # dataset stays whole until the new one is complete, and a failure leaves the folder as it was
-        self.stage = os.path.join(self.folder, f".staging-{uuid.uuid4().hex[:8]}")
+        # dataset stays whole until the new one is complete, and a failure leaves the folder as it was. Its name
+        # carries this process's id: the staging folders of interrupted runs (SIGTERM, a crash) whose process is
+        # gone are removed here, never one a live writer still fills
+        remove_stale(self.folder, STAGING_PATTERN)
+        self.stage = os.path.join(self.folder, f".staging-{temp_tag()}")
         try:
             os.mkdir(self.stage)
         except OSError as e:
@@ -273,7 +279,7 @@ class DatasetWriter:
     def _commit(self, manifest_tmp: str) -> None:
         """Swap the staged dataset in: old files aside (manifest first), new ones in (manifest last)."""
         old = sorted(self._dataset_files(self.folder), key=lambda n: n != MANIFEST)
-        trash = os.path.join(self.folder, f".old-{uuid.uuid4().hex[:8]}")
+        trash = os.path.join(self.folder, f".old-{temp_tag()}")
         moved_old, moved_new = [], []
         try:
             if old:
@@ -301,6 +307,8 @@ class DatasetWriter:
         finally:
             shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(self.stage, ignore_errors=True)
+        # an earlier dataset set aside by a run killed while it swapped its files in: the new one replaces it
+        remove_stale(self.folder, OLD_PATTERN)
 
     def _declare(self, split: str):
         if not isinstance(split, str) or not _SPLIT_RE.match(split):

@@ -12,10 +12,10 @@ import os
 import re
 import sqlite3
 import struct
-import uuid
 from typing import Iterable, Optional, Sequence, Tuple
 
 from .errors import SatClassifyError
+from .paths import check_regular_target, remove_stale, temp_pattern, temp_tag
 
 #: custom srs_id for a CRS without an EPSG code (GeoPackage reserves 0, -1 and the EPSG numbers)
 CUSTOM_SRS_ID = 100000
@@ -52,7 +52,9 @@ def write_polygons(path: str, layer: str, fields: Sequence[Tuple[str, str]], row
     epsg = epsg_of_wkt(crs_wkt) if crs_wkt else None
     srs_id = epsg if epsg else (CUSTOM_SRS_ID if crs_wkt else -1)
     folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    check_regular_target(path)  # the rename would replace a device, a FIFO, a socket
+    remove_stale(folder, temp_pattern(name, r"\.tmp.*"))  # left by an interrupted run whose process is gone
+    tmp = os.path.join(folder, f".{name}.{temp_tag()}.tmp")
     con = sqlite3.connect(tmp)
     try:
         _create(con, layer, fields, srs_id, epsg, crs_wkt, crs_name)
@@ -73,6 +75,7 @@ def write_polygons(path: str, layer: str, fields: Sequence[Tuple[str, str]], row
         con.execute("INSERT INTO gpkg_ogr_contents VALUES (?, ?)", (layer, n))
         con.commit()
         con.close()
+        check_regular_target(path)
         os.replace(tmp, path)
     finally:
         try:

@@ -1,12 +1,29 @@
 """Output paths that would destroy data: an output on an input, two outputs on one file, an output that is a
-folder. One check for every tool (called by the algorithm base class before a tool runs) and the training CLI.
+folder, a device, a FIFO or a socket. One check for every tool (called by the algorithm base class before a tool
+runs) and the training CLI.
+
+Also the shared rules of the temp-then-rename writers (``core.raster.AtomicOutput``, ``training.files.atomic_open``,
+``core.contract.dataset.DatasetWriter``, the training run lock):
+
+* :func:`check_regular_target` - the target of a rename must be absent or a regular file: renaming a new file
+  over ``/dev/null``, a FIFO or a socket would replace it (as root, the system's ``/dev/null``).
+* :func:`split_layer` - ``file.gpkg|layername=name``: one layer of a GeoPackage (the writer adds or replaces that
+  layer only, the file's other layers stay).
+* :func:`temp_tag` / :func:`stale_entries` - temporary names carry the writer's process id (and host), so a later
+  run of the same output removes what an interrupted run (SIGTERM, a crash) left behind, and never what a live
+  process is still writing.
 
 Pure Python (no QGIS, no GDAL): the training env imports it too.
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+import re
+import socket
+import stat
+import uuid
+import zlib
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .errors import SatClassifyError
 
@@ -38,6 +55,139 @@ def check_style_sidecar(name: str, output: str) -> None:
         raise SatClassifyError(
             f"{name} '{output}' would replace the QGIS style '{qml}' (the tool writes the layer's style there), "
             "which SatClassify did not write: rename or move that style, or choose another output file")
+
+
+def not_regular(path: str) -> Optional[str]:
+    """What ``path`` is when it exists and is not a regular file (following symlinks): "a folder", "a character
+    device", "a block device", "a FIFO (named pipe)", "a socket", "a broken symbolic link"; None when it is
+    absent or a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else None
+    except OSError:
+        return None  # cannot be inspected (permissions, a file in the path): the write reports what stops it
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def regular_target_error(path: str, fix: str = "choose another output file") -> Optional[str]:
+    """The one-line reason why a temp-then-rename writer must not replace ``path`` (None when it may)."""
+    what = not_regular(path)
+    if what is None:
+        return None
+    return (f"cannot write '{path}': it is {what}, not a regular file, and the new file would replace it: {fix}")
+
+
+def check_regular_target(path: str, fix: str = "choose another output file") -> None:
+    """Refuse (:class:`SatClassifyError`) a write target that exists and is not a regular file (a device, a FIFO,
+    a socket, a folder): the writers rename a new file onto the target, which would replace it."""
+    msg = regular_target_error(path, fix)
+    if msg:
+        raise SatClassifyError(msg)
+
+
+#: ``|layername=`` of a GeoPackage destination (QGIS's URI form of one layer of a file)
+_LAYERNAME = re.compile(r"^layername=(.*)$", re.I)
+
+
+def split_layer(target: str) -> Tuple[str, Optional[str]]:
+    """``'file.gpkg|layername=roads'`` -> ``('file.gpkg', 'roads')``; a plain path -> ``(path, None)``. Any other
+    ``|option`` (layerid, subset, geometrytype) names no layer to write: refused with the fix."""
+    if not target or "|" not in target:
+        return target, None
+    path, *opts = target.split("|")
+    layer = None
+    for opt in opts:
+        m = _LAYERNAME.match(opt.strip())
+        if not m or layer is not None:
+            raise SatClassifyError(f"output '{target}': only '|layername=<name>' can follow the file name of an "
+                                   f"output (not '|{opt}'): give 'file.gpkg' or 'file.gpkg|layername=name'")
+        layer = m.group(1).strip()
+    if not layer:
+        raise SatClassifyError(f"output '{target}': the layer name after '|layername=' is empty: give "
+                               "'file.gpkg|layername=name'")
+    return path, layer
+
+
+# --- temporary names owned by a process ------------------------------------------------------------------------
+
+#: 4 hex digits of the host name: a temporary file of another host's process is never judged dead here
+HOST_ID = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
+#: what :func:`temp_tag` makes: <pid>-<host id><4 random hex digits>
+TAG = r"(?P<pid>\d+)-(?P<host>[0-9a-f]{4})[0-9a-f]{4}"
+
+
+def temp_tag() -> str:
+    """A unique part for a temporary name that says who owns it: this process's id and host."""
+    return f"{os.getpid()}-{HOST_ID}{uuid.uuid4().hex[:4]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Process ``pid`` exists on this host (this process counts as alive)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists (another user's)
+        return True
+    return True
+
+
+def owner_dead(pid: int, host: str) -> bool:
+    """The owner of a tagged temporary name is gone: a process of this host that no longer exists. A name made
+    on another host (a shared disk) is never judged dead."""
+    return host == HOST_ID and not pid_alive(pid)
+
+
+def stale_entries(folder: str, pattern: str) -> List[str]:
+    """Paths in ``folder`` whose name matches ``pattern`` (a regular expression holding :data:`TAG`, matched as a
+    whole) and whose owner is dead (:func:`owner_dead`): what an interrupted run left behind."""
+    rx = re.compile(pattern)
+    out = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return out
+    for name in sorted(names):
+        m = rx.fullmatch(name)
+        if m and owner_dead(int(m.group("pid")), m.group("host")):
+            out.append(os.path.join(folder, name))
+    return out
+
+
+def remove_stale(folder: str, pattern: str) -> List[str]:
+    """Remove :func:`stale_entries` (files, or folders with their content); returns what was removed. Errors are
+    ignored: a leftover that cannot be removed stays, and nothing else depends on it."""
+    import shutil
+
+    removed = []
+    for p in stale_entries(folder, pattern):
+        try:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def temp_pattern(stem: str, suffix: str) -> str:
+    r"""The pattern of the temporary names ``.<stem>.<tag><suffix>`` a writer gives (``suffix``: a regular
+    expression, e.g. ``r"\.part.*"`` for the temporary file and its sidecars)."""
+    return r"\." + re.escape(stem) + r"\." + TAG + suffix
 
 
 def _key(path: str) -> str:
@@ -82,6 +232,10 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
         if os.path.isdir(out):
             raise SatClassifyError(f"{name} '{out}' is a folder: give a file name (e.g. "
                                    f"{os.path.join(out, 'output.tif')})")
+        what = not_regular(out)
+        if what:
+            raise SatClassifyError(f"{name} '{out}' is {what}, not a regular file: the tool writes a new file and "
+                                   f"renames it onto the output, which would replace it. Choose an output file name")
         for _in_key, (in_name, in_path) in ins.items():
             if same_file(out, in_path):
                 raise SatClassifyError(

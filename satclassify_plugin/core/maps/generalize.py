@@ -29,6 +29,7 @@ from osgeo import gdal, ogr
 from .. import raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled, Monitor
+from ..contract.paths import split_layer
 from . import legend
 
 gdal.UseExceptions()
@@ -166,7 +167,8 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
 
 def _write_polygons(patches, path: str, layer_name: Optional[str], classes, unit2: float, mon: Monitor) -> int:
     """The patches (field value) into a new GeoPackage with value, code, name, area_ha (atomic)."""
-    name = layer_name or os.path.splitext(os.path.basename(path))[0]
+    name = layer_name or os.path.splitext(os.path.basename(split_layer(path)[0]))[0]  # the target's layer name
+    # (file.gpkg|layername=name) is given by AtomicOutput, which copies this layer into that file
     ds = lyr = None
     with raster.AtomicOutput(path) as tmp:  # an earlier file of that name is replaced only on success
         try:
