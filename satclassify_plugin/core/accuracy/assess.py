@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from osgeo import gdal, osr
 
-from .. import raster
+from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.metrics import ConfusionMatrix, compute_metrics
@@ -148,8 +148,14 @@ def pixel_area_ha(ds: gdal.Dataset, what: str = "class raster", strict: bool = T
             f"the {what} '{ds.GetDescription()}' is in a geographic CRS (degrees), so its pixel areas in hectares are "
             "unknown: reproject it to a projected CRS in metres first (Raster > Projections > Warp, e.g. the UTM "
             "zone or EPSG:3035)")
-    gt = ds.GetGeoTransform()
-    return abs(gt[1] * gt[5] - gt[2] * gt[4]) / 10000.0
+    # on the ground: a CRS whose map units are not ground metres (Web Mercator) is measured on the ellipsoid
+    # (core/crs.py), refused where its pixel areas vary over the raster; no CRS: map units taken as metres
+    try:
+        return crs.pixel_area_m2(ds, f"{what} '{ds.GetDescription()}'") / 10000.0
+    except SatClassifyError:
+        if strict:
+            raise
+        return None
 
 
 def _fmt_box(b) -> str:

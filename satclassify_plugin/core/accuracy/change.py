@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from osgeo import gdal, ogr
 
-from .. import raster
+from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.paths import split_layer, temp_tag
@@ -164,7 +164,9 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     if is_canceled and is_canceled():
         raise Canceled()
     lyr.ResetReading()
-    found = [(f.GetFID(), f.GetGeometryRef().GetArea() / 10000.0) for f in lyr]
+    gt = ds.GetGeoTransform()  # polygon areas on the ground (core/crs.py: Web Mercator is not metres)
+    ha_per_unit2 = crs.pixel_area_m2(ds, "change raster") / 1e4 / abs(gt[1] * gt[5] - gt[2] * gt[4])
+    found = [(f.GetFID(), f.GetGeometryRef().GetArea() * ha_per_unit2) for f in lyr]
     out.StartTransaction()
     drop = []
     for fid, a_ha in found:

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from osgeo import gdal
 
-from .. import raster
+from .. import crs, raster
 from ..contract.classes import as_dict
 from ..contract.errors import SatClassifyError
 
@@ -19,8 +19,9 @@ gdal.UseExceptions()
 
 
 def pixel_area_m2(ds: gdal.Dataset, what: str = "raster", name: str = "INPUT") -> float:
-    """Area of one pixel in square metres. A raster without a CRS, or in a geographic CRS (degrees: pixels
-    differ in area with latitude), is refused with the fix."""
+    """Area of one pixel in square metres on the ground (core/crs.py: nominal in a metre CRS such as UTM, measured
+    on the ellipsoid in Web Mercator). A raster without a CRS, in a geographic CRS (degrees: pixels differ in area
+    with latitude), or in a CRS whose pixel areas vary over the raster, is refused with the fix."""
     srs = raster.srs_of(ds)
     if srs is None:
         raise SatClassifyError(f"{name}: the {what} has no coordinate reference system, so its pixels have no "
@@ -32,11 +33,14 @@ def pixel_area_m2(ds: gdal.Dataset, what: str = "raster", name: str = "INPUT") -
             "CRS in metres first (Raster > Projections > Warp: the UTM zone, or EPSG:3035 for Europe), with "
             "nearest-neighbour resampling for a class raster")
     gt = ds.GetGeoTransform()
-    unit = srs.GetLinearUnits() or 1.0
-    area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * unit * unit
-    if area <= 0:
+    if abs(gt[1] * gt[5] - gt[2] * gt[4]) <= 0:
         raise SatClassifyError(f"{name}: the {what} has no valid geotransform (pixel size 0)")
-    return area
+    # on the ground: a CRS whose map units are not ground metres (Web Mercator) is measured on the ellipsoid
+    # (core/crs.py), and refused where one pixel count cannot stand for one area
+    try:
+        return crs.pixel_area_m2(ds, what)
+    except SatClassifyError as e:
+        raise SatClassifyError(f"{name}: {e}") from None
 
 
 def class_counts(ds: gdal.Dataset, band: int = 1, block: int = 1024) -> np.ndarray:

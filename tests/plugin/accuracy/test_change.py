@@ -236,3 +236,19 @@ def test_more_than_255_from_to_pairs_make_a_uint16_raster_with_category_names(ru
     code = {(c["from"], c["to"]): c["value"] for c in s["categories"]}
     assert ft[5, 7] == code[(3, 4)] and ft[39, 39] == 400
     assert s["change_polygons"]["polygons"] == 380  # every changed 2 x 2 block (MMU 0: no sieve)
+
+
+def test_web_mercator_areas_are_ground_hectares(run_alg, tmp_path):
+    """Issue 25 item 7: EPSG:3857 map units are not ground metres (at 70 N a 10 x 10 unit pixel covers 11.8 m^2,
+    not 100): the matrix and the polygons give ground hectares."""
+    import math
+    y = 6378137.0 * math.log(math.tan(math.pi / 4 + math.radians(70.0) / 2))
+    a, b = maps()
+    t1 = make_class_raster(tmp_path / "t1.tif", a, CLASSES, origin=(1000000.0, y), epsg=3857)
+    t2 = make_class_raster(tmp_path / "t2.tif", b, CLASSES, origin=(1000000.0, y), epsg=3857)
+    res, s = run(run_alg, tmp_path, FIRST=t1, SECOND=t2, MMU=0.5)
+    px_ha = s["pixel_area_ha"]
+    assert px_ha * 1e4 == pytest.approx(100.0 * math.cos(math.radians(70.0)) ** 2, rel=0.01)  # 11.8 m^2
+    assert s["matrix_ha"][0][2] == pytest.approx(900 * px_ha)  # patch A: 1.06 ha, not 9
+    polys, _ = polygons(res["OUTPUT_POLYGONS"])
+    assert len(polys) == 1 and polys[0]["area_ha"] == pytest.approx(900 * px_ha, rel=1e-6)  # B (0.47 ha) dropped

@@ -142,3 +142,29 @@ def test_generalize_cancel_leaves_no_output(run_alg, tmp_path):
         run_alg(ALG, {"INPUT": src, "MMU": 1, "OUTPUT": str(tmp_path / "gen.tif"),
                       "POLYGONS": str(tmp_path / "gen.gpkg")}, feedback=fb)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.tif", "pred.tif.aux.xml"]
+
+
+def test_web_mercator_mmu_and_areas_are_ground_hectares(run_alg, tmp_path):
+    """Issue 25 item 7: at 70 N an EPSG:3857 pixel of 10 x 10 map units covers 11.8 m^2: the MMU counts ground
+    hectares (0.25 ha = 213 pixels, not 25) and area_ha is the ground area (8.5x smaller than the map units')."""
+    import math
+
+    from osgeo import ogr
+    y = 6378137.0 * math.log(math.tan(math.pi / 4 + math.radians(70.0) / 2))
+    a = scene()
+    src = str(tmp_path / "merc.tif")
+    make_raster(src, a, nodata=0, epsg=3857, origin=(1000000.0, y), band_names=["clc_level1"])
+    ds = gdal.Open(src, gdal.GA_Update)
+    raster.write_class_metadata(ds.GetRasterBand(1), clc.classes(1))
+    ds = None
+    gpkg = str(tmp_path / "gen.gpkg")
+    run_alg(ALG, {"INPUT": src, "MMU": 0.25, "CONNECTIVITY": 0, "OUTPUT": str(tmp_path / "gen.tif"),
+                  "POLYGONS": gpkg})
+    px_m2 = 100.0 * math.cos(math.radians(70.0)) ** 2
+    vds = ogr.Open(gpkg)
+    rows = [(f.GetField("value"), f.GetField("area_ha"), f.GetGeometryRef().GetArea()) for f in vds.GetLayer(0)]
+    vds = None
+    assert all(ha == pytest.approx(area / 100.0 * px_m2 / 1e4, rel=0.01) for _v, ha, area in rows)
+    assert all(ha >= 0.25 for _v, ha, _a in rows)
+    # the 4 x 4 speck (0.019 ha on the ground) is gone; the 55 x 40 px halves (2.6 ha) stay
+    assert sorted(v for v, _ha, _a in rows) == [1, 3]
