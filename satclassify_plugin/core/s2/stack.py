@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .. import raster
+from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from . import style
 from .http import Canceled, Deadlines, Monitor, host_of
@@ -232,6 +232,14 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
     if w > MAX_SIDE or h > MAX_SIDE:
         raise SatClassifyError(f"the area of interest is too large ({w} x {h} pixels at {r:g} m): use a smaller "
                                "extent")
+    g = crs.ground_of((xmin, r, 0.0, ymax, 0.0, -r), dst, w, h)
+    if g is not None and not g.metre_true:  # Web Mercator, degrees: r map units are not r ground metres
+        raise SatClassifyError(
+            f"TARGET_CRS {dst.GetName()}: its map units are not ground metres over the area of interest (a pixel "
+            f"of {r:g} map units is {g.size_m:.3g} m on the ground at its centre, measured on the ellipsoid), so the "
+            f"stack would not have {r:g} m pixels: choose a projected CRS in metres, such as the area's UTM zone "
+            "(EPSG:326xx north, 327xx south) or EPSG:3035 in Europe, or leave TARGET_CRS empty (the product's own "
+            "UTM zone); reproject the stack afterwards for a web map")
     return dst, (xmin, ymin, xmax, ymax), w, h
 
 
