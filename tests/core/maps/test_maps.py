@@ -70,7 +70,8 @@ def test_mmu_in_pixels_and_sieve_steps():
 def test_pixel_area_from_the_crs_unit_and_refusals(tmp_path):
     a = np.ones((4, 4), np.uint8)
     assert legend.pixel_area_m2(gdal.Open(class_raster(tmp_path / "m.tif", a))) == 100.0
-    feet = gdal.Open(class_raster(tmp_path / "f.tif", a, epsg=2263, pixel=10.0))  # NY Long Island, US survey feet
+    feet = gdal.Open(class_raster(tmp_path / "f.tif", a, epsg=2263, pixel=10.0), gdal.GA_Update)  # US survey feet
+    feet.SetGeoTransform((1000000.0, 10.0, 0, 200000.0, 0, -10.0))  # on Long Island, where the CRS is metre-true
     assert legend.pixel_area_m2(feet) == pytest.approx(100 * 0.3048006096 ** 2)
     with pytest.raises(SatClassifyError, match=r"geographic CRS .*degrees.*Reproject it to a projected CRS"):
         legend.pixel_area_m2(gdal.Open(class_raster(tmp_path / "g.tif", a, epsg=4326, pixel=0.0001)))
