@@ -86,6 +86,43 @@ def write_card(onnx_path, card):
     return mc
 
 
+def load_card_info(info_path) -> dict:
+    """The JSON object of ``export --card-info`` (read before the export writes anything)."""
+    import json
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            extra = json.load(f)
+    except OSError as e:
+        raise TrainingError(f"--card-info '{info_path}' cannot be read: {e.strerror or e}")
+    except ValueError as e:
+        raise TrainingError(f"--card-info '{info_path}' is not valid JSON: {e}")
+    if not isinstance(extra, dict):
+        raise TrainingError(f"--card-info '{info_path}' must hold a JSON object (keys of the card's training block)")
+    return extra
+
+
+def merge_training_info(onnx_path, extra: dict):
+    """Merge ``extra`` (:func:`load_card_info`) into the ``training`` block of ``onnx_path``'s card (``export
+    --card-info``): what a published model's card says beyond the run, e.g. ``{"dataset": {"name", "licence",
+    "citation", "url"}, "description": ..., "crossval": {...}}`` (the plugin's model list shows them). Keys given
+    replace the export's (a dataset name instead of the local training folder's path). Other card keys (an int8
+    export's ``quantization`` block) are kept as they are."""
+    import json
+
+    import onnx
+    model = onnx.load(onnx_path)
+    props = {p.key: p.value for p in model.metadata_props}
+    card = json.loads(props[METADATA_KEY])
+    card["training"] = {**(card.get("training") or {}), **extra}
+    add_card(model, parse_card(card))  # validated (and checked against the graph)
+    for p in model.metadata_props:
+        if p.key == METADATA_KEY:
+            p.value = json.dumps(card)
+    with atomic_open(onnx_path, "wb") as f:
+        onnx.save(model, f)
+    return parse_card(card)
+
+
 def read_card(onnx_path) -> ModelCard:
     import onnx
     model = onnx.load(onnx_path, load_external_data=False)

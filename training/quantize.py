@@ -51,18 +51,30 @@ def preprocess(images, card, band_idx):
     return card_preprocess(card, np.asarray(images)[:, band_idx])
 
 
+def spread(total, limit):
+    """Indices of at most ``limit`` of ``total`` items spread evenly over them (all when limit >= total).
+    Datasets are often written in class or place order (an importer's class folders, a scene's rows): the first N
+    patches would calibrate on one class only and make the int8 ranges wrong for the others."""
+    if limit >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, int(limit)).round().astype(np.int64))
+
+
 def patches(info, split, card, limit, batch=BATCH):
-    """(x, labels or None) batches of at most ``limit`` patches of ``split``, in dataset order."""
-    left = limit
-    for shard in info.shards(split):
+    """(x, labels or None) batches of at most ``limit`` patches of ``split``, spread evenly over the split
+    (:func:`spread`), in dataset order."""
+    shards = info.shards(split)
+    sizes = [int(sh[0].shape[0]) for sh in shards]
+    chosen = spread(sum(sizes), limit)
+    start = 0
+    for shard, n_sh in zip(shards, sizes):
         imgs, labels = shard[0], shard[1]
-        for s in range(0, imgs.shape[0], batch):
-            if left <= 0:
-                return
-            n = min(batch, left, imgs.shape[0] - s)
-            yield preprocess(imgs[s:s + n], card, info.band_idx), (
-                np.asarray(labels[s:s + n]) if labels is not None else None)
-            left -= n
+        local = chosen[(chosen >= start) & (chosen < start + n_sh)] - start
+        start += n_sh
+        for s in range(0, len(local), batch):
+            idx = local[s:s + batch]
+            yield preprocess(imgs[idx], card, info.band_idx), (
+                np.asarray(labels[idx]) if labels is not None else None)
 
 
 def _reader(info, split, card, limit):

@@ -110,6 +110,22 @@ def test_rgb_import_train_export_card_clip_and_onnx_classes(tmp_path, capsys):
     with torch.no_grad():
         torch_cls = model(torch.from_numpy(x)).argmax(1).numpy()
     np.testing.assert_array_equal(onnx_cls, torch_cls)
+    # --card-info: a published model's dataset, licence and citation replace the local folder's path
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"dataset": {"name": "EuroSAT RGB", "licence": "MIT", "citation": "Helber et al."},
+                                "description": "test"}))
+    published = str(tmp_path / "pub.onnx")
+    assert main(["export", "--checkpoint", os.path.join(run, "best.pt"), "--out", published,
+                 "--card-info", str(info)]) == 0
+    pc = read_card(published)
+    assert pc.training["dataset"] == {"name": "EuroSAT RGB", "licence": "MIT", "citation": "Helber et al."}
+    assert pc.training["description"] == "test" and pc.training["metrics"] == card.training["metrics"]
+    assert pc.input_clip == card.input_clip
+    capsys.readouterr()
+    info.write_text("[1, 2]")
+    assert main(["export", "--checkpoint", os.path.join(run, "best.pt"), "--out", str(tmp_path / "no.onnx"),
+                 "--card-info", str(info)]) == 2
+    assert "must hold a JSON object" in capsys.readouterr().err and not (tmp_path / "no.onnx").exists()
     # a pixel brighter than the clip classifies as if saturated (the training imagery's 255)
     bright = imgs[:1].astype(np.uint16)
     bright[:, :, :4] = 9000
@@ -151,3 +167,12 @@ def test_real_eurosat_rgb_subset_imports_exactly(tmp_path):
         shard, idx = rows[name]
         np.testing.assert_array_equal(np.asarray(ds.shards("train")[shard][0][idx]), rgb_to_dn(rgb))
         assert names[int(np.asarray(ds.targets("train")[shard][idx]).argmax())] == cls
+
+
+def test_calibration_patches_are_spread_over_the_split():
+    """The int8 calibration (and its check) take patches spread over the whole split, not the first N: an
+    importer writes class by class, so the first 64 would all be one class."""
+    from training.quantize import spread
+    assert spread(10, 20).tolist() == list(range(10))
+    s = spread(21482, 64)
+    assert len(s) == 64 and s[0] == 0 and s[-1] == 21481 and (np.diff(s) > 300).all()
