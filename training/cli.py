@@ -50,6 +50,8 @@ def build_parser():
     t.add_argument("--num-workers", type=int)
     t.add_argument("--tile-size", type=int, help="tile size written to the model card (256)")
     t.add_argument("--max-steps", type=int, help="batches per epoch at most (smoke runs)")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (else refused; "
+                   "--resume of a checkpoint in --out continues it without this)")
     _bool_flag(t, "progress", "tqdm progress bars")
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on a split (JSON)")
@@ -151,7 +153,8 @@ def main(argv=None):
                 over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
             over = {k: v for k, v in over.items() if v is not None}
             cfg = make_config(args.config, over)
-            res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None)
+            res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
+                        overwrite=args.overwrite)
             if res["history"] and res.get("is_main", True):
                 print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
                                   "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],

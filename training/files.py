@@ -4,19 +4,37 @@ line ``cannot write '<path>': <reason>: <what to do>`` (a :class:`TrainingError`
 * :func:`atomic_open` writes through a temporary file in the target's folder, then ``os.replace``: a full
   disk, a read-only folder or an interrupted run never leave a half-written file (the old one, if any,
   stays). Writers get a Python file object (``torch.save`` to a *path* reports a full disk as an opaque
-  ``RuntimeError`` from its C++ writer; through a file object it is the ``OSError`` it is).
+  ``RuntimeError`` from its C++ writer; through a file object it is the ``OSError`` it is). The target must be
+  absent or a regular file: a device (``--out /dev/null``), a FIFO or a socket would be replaced by the rename,
+  so it is refused (``core.paths.check_regular_target``). The temporary name carries the process id
+  (``core.paths.temp_tag``): what an interrupted run (SIGTERM, a crash) left for the same target is removed by
+  the next write of it, never while its process lives.
 * :func:`make_dir` creates an output folder (``--out`` of train, the folder of an export);
   :func:`check_folder` says early, creating nothing, when it would fail for a file in the way.
 * :func:`refuse_inputs` refuses an output that names an input (``core.paths.same_file``: symlinks, hard
-  links, relative paths).
+  links, relative paths), or that is not a file a rename may replace (a device, a FIFO, a socket): early, before
+  the work.
 """
 import errno
 import os
-import uuid
+import socket
 from contextlib import contextmanager
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from satclassify_plugin.core.contract.errors import os_error_text
-from satclassify_plugin.core.contract.paths import same_file
+from satclassify_plugin.core.contract.paths import (
+    HOST_ID,
+    owner_dead,
+    regular_target_error,
+    remove_stale,
+    same_file,
+    temp_pattern,
+    temp_tag,
+)
 
 from .errors import TrainingError
 
@@ -40,7 +58,9 @@ def atomic_open(path, mode="wb", **kw):
     if "b" not in mode:
         kw.setdefault("encoding", "utf-8")
     folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    refuse_special(path)
+    remove_stale(folder, temp_pattern(name, r"\.tmp"))
+    tmp = os.path.join(folder, f".{name}.{temp_tag()}.tmp")
     try:
         try:
             with open(tmp, mode, **kw) as f:
@@ -49,12 +69,23 @@ def atomic_open(path, mode="wb", **kw):
                 os.fsync(f.fileno())
             if os.path.isdir(path):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            refuse_special(path)  # it may have appeared while the block ran
             os.replace(tmp, path)
         finally:
             if os.path.lexists(tmp):
                 os.remove(tmp)
     except OSError as e:
         raise write_error(path, e) from e
+
+
+def refuse_special(path, fix="choose another --out (a file name)"):
+    """Refuse (:class:`TrainingError`, one line naming the path and the fix) a write target that exists and is
+    not a regular file: a device, a FIFO, a socket. A folder is left to the callers' own messages."""
+    if os.path.isdir(path):
+        return
+    msg = regular_target_error(path, fix)
+    if msg:
+        raise TrainingError(msg)
 
 
 def make_dir(folder, for_path=None):
@@ -83,8 +114,128 @@ def check_folder(folder):
 
 def refuse_inputs(out_name, out, inputs, fix=None):
     """Refuse writing ``out`` (named ``out_name``, e.g. "--out") if it is one of ``inputs`` (label -> path):
-    writing it would destroy that input. ``fix``: what to do (default: give ``out_name`` another path)."""
+    writing it would destroy that input. ``fix``: what to do (default: give ``out_name`` another path). An ``out``
+    that is a device, a FIFO or a socket is refused too (:func:`refuse_special`): the write would replace it."""
+    refuse_special(out, fix or f"give {out_name} a file name")
     for label, path in inputs.items():
         if same_file(out, path):
             raise TrainingError(f"{out_name} '{out}' is the {label} '{path}': writing it would destroy that "
                                 f"input. {fix or f'Give {out_name} another path'}")
+
+
+#: the lock file of a run folder (``python -m training train``): held while a training writes there
+RUN_LOCK = ".satclassify-train.lock"
+
+
+class RunLock:
+    """One training at a time per run folder: :meth:`take` locks ``<folder>/.satclassify-train.lock`` (an
+    exclusive ``flock``; the file says which process holds it) or refuses with :func:`busy_error`; the kernel
+    releases the lock when the process ends in any way (SIGKILL, a crash), so a lock left by a dead run is never
+    in the way. Without ``fcntl`` (Windows) the file is created with ``O_EXCL`` and one whose process is gone
+    (``core.paths.pid_alive``) is taken over. :meth:`release` removes the file."""
+
+    def __init__(self):
+        self.fd, self.path = None, None
+
+    def take(self, folder):
+        path = os.path.join(folder, RUN_LOCK)
+        if fcntl is None:
+            return self._take_excl(path, folder)
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as e:
+                raise write_error(path, e) from e
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                owner = _read_owner(fd)
+                os.close(fd)
+                raise busy_error(folder, owner) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except OSError:
+                same = False
+            if not same:  # removed by its previous holder between our open and flock: lock the new file
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, _owner_text().encode())
+            self.fd, self.path = fd, path
+            return self
+
+    def _take_excl(self, path, folder):
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            except FileExistsError:
+                with open(path, "rb") as f:
+                    owner = _parse_owner(f.read(200))
+                if owner and owner_dead(owner[0], owner[1]):
+                    os.remove(path)  # left by a run that is gone
+                    continue
+                raise busy_error(folder, owner) from None
+            except OSError as e:
+                raise write_error(path, e) from e
+            os.write(fd, _owner_text().encode())
+            self.fd, self.path = fd, path
+            return self
+        raise busy_error(folder, None)
+
+    def release(self):
+        if self.fd is None:
+            return
+        try:
+            os.remove(self.path)  # still holding the lock: a waiting process re-checks the file it locked
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = self.path = None
+
+
+def lock_owner(folder):
+    """(pid, host id) of the live training holding ``folder``'s run lock, ``(0, "")`` when it cannot be told
+    who, None when the folder is free."""
+    path = os.path.join(folder, RUN_LOCK)
+    if not os.path.exists(path):
+        return None
+    if fcntl is None:
+        with open(path, "rb") as f:
+            owner = _parse_owner(f.read(200))
+        return owner if owner and not owner_dead(owner[0], owner[1]) else None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _read_owner(fd) or (0, "")
+    finally:
+        os.close(fd)  # closing drops a lock we got: the file was left by a run that is gone
+    return None
+
+
+def busy_error(folder, owner):
+    pid = f" (process {owner[0]}{'' if owner[1] == HOST_ID else ' on another computer'})" if owner and owner[0] else ""
+    return TrainingError(f"--out '{folder}' is in use by another training{pid}: two runs in one folder would mix "
+                         "their checkpoints. Wait for it to finish, or choose another --out folder")
+
+
+def _owner_text():
+    return f"{os.getpid()} {HOST_ID} {socket.gethostname()}\n"
+
+
+def _parse_owner(data):
+    parts = data.decode("utf-8", "replace").split()
+    if len(parts) >= 2 and parts[0].isdigit():
+        return int(parts[0]), parts[1]
+    return None
+
+
+def _read_owner(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return _parse_owner(os.read(fd, 200))
+    except OSError:
+        return None

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from satclassify_plugin.core.contract.paths import same_file
+from satclassify_plugin.core.contract.paths import inside, same_file
 from satclassify_plugin.core.contract.timeseries import card_entry
 
 from . import checkpoint as ckpt_io
@@ -30,8 +30,8 @@ from .data import (
 )
 from .engine import amp_dtype, augment, evaluate_split, resolve_device, standardise, summary
 from .errors import TrainingError
+from .files import RunLock, atomic_open, busy_error, check_folder, lock_owner, make_dir, refuse_inputs
 from .folds import fold_view
-from .files import atomic_open, check_folder, make_dir, refuse_inputs
 from .models import count_parameters, get_spec
 from .models.unet import load_encoder_from
 
@@ -122,14 +122,18 @@ def make_optimizer(cfg, params):
 RUN_FILES = ("config.yaml", "best.pt", "last.pt", "log.csv", "curves.png", "metrics.json")
 
 
-def train(cfg: TrainConfig, explicit=None, inputs=None):
-    """Train; returns a dict with run_dir, best/last checkpoint paths, final metrics, history and warnings.
-    ``inputs``: other files the run reads (label -> path, e.g. {"--config": path}) that it must not replace."""
+def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False):
+    """Train; returns a dict with run_dir, best/last checkpoint paths (None for a file this run did not write),
+    final metrics, history and warnings. ``inputs``: other files the run reads (label -> path, e.g. {"--config":
+    path}) that it must not replace. ``overwrite``: a run folder that already holds a run is replaced (else
+    refused; resuming into its own folder needs no overwrite). ``explicit`` options that would change what the
+    --resume checkpoint fixes (model, encoder, bands, ...) are refused."""
     explicit = explicit or {}
     resume = None
     if cfg.resume:
         resume = ckpt_io.load(cfg.resume, "--resume checkpoint")
         base = dict(resume["config"])
+        refuse_resume_conflicts(cfg.resume, base, explicit)
         for k in RESUME_OVERRIDABLE:
             if k in explicit and explicit[k] is not None:
                 base[k] = explicit[k]
@@ -139,10 +143,79 @@ def train(cfg: TrainConfig, explicit=None, inputs=None):
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     dinfo = ddp.setup(device.type)
+    folder = RunFolder(overwrite)
     try:
-        return _train(cfg, device, dinfo, resume, inputs or {})
+        return _train(cfg, device, dinfo, resume, inputs or {}, folder)
     finally:
+        folder.release()
         ddp.cleanup(dinfo)
+
+
+def _flag(k):
+    return "--" + k.replace("_", "-")
+
+
+def refuse_resume_conflicts(checkpoint, base, explicit):
+    """Refuse options given with --resume that the checkpoint fixes (not in :data:`RESUME_OVERRIDABLE`) and that
+    differ from its run's: the model, encoder, bands... come from the checkpoint, so they would be ignored."""
+    bad = [k for k, v in explicit.items()
+           if v is not None and k not in RESUME_OVERRIDABLE and k not in ("resume", "config")
+           and k in base and v != base[k]]
+    if bad:
+        given = ", ".join(f"{_flag(k)} {_show(explicit[k])} (the checkpoint's run has {_show(base[k])})" for k in bad)
+        raise TrainingError(
+            f"--resume '{checkpoint}' continues a {base.get('model')} run whose options it fixes: {given}. Drop "
+            f"{'this option' if len(bad) == 1 else 'these options'} to resume, or train a new run without --resume "
+            f"(only {', '.join(_flag(k) for k in RESUME_OVERRIDABLE)} may change when resuming)")
+
+
+def _show(v):
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+#: files whose presence means a run folder holds a run (config.yaml alone: a run stopped before its first epoch)
+RUN_EVIDENCE = ("best.pt", "last.pt", "log.csv", "metrics.json")
+
+
+class RunFolder:
+    """A run folder is written by one training at a time and never replaced by accident: :meth:`check` (the main
+    process, before the work; under torchrun its refusal ends the other ranks too) refuses a folder that holds a
+    run (unless ``overwrite``, or --resume of a checkpoint in that folder) or that another training holds;
+    :meth:`take` (the main process, before its first write) takes the folder's lock (``files.RunLock``), checks
+    again under it and, with ``overwrite``, removes the old run's files so the folder never mixes two runs."""
+
+    def __init__(self, overwrite=False):
+        self.overwrite = bool(overwrite)
+        self.lock = RunLock()
+
+    @staticmethod
+    def resumes_own(run_dir, cfg):
+        return bool(cfg.resume) and inside(cfg.resume, run_dir)
+
+    def check(self, run_dir, cfg):
+        owner = lock_owner(run_dir) if os.path.isdir(run_dir) else None
+        if owner is not None and self.lock.fd is None:
+            raise busy_error(run_dir, owner)
+        if self.overwrite or self.resumes_own(run_dir, cfg) or not os.path.isdir(run_dir):
+            return
+        held = [n for n in RUN_EVIDENCE if os.path.exists(os.path.join(run_dir, n))]
+        if held:
+            raise TrainingError(
+                f"--out '{run_dir}' already holds a training run ({', '.join(held)}): a new run would replace its "
+                f"checkpoints. Choose another --out folder, continue that run with --resume "
+                f"{os.path.join(run_dir, 'last.pt')}, or give --overwrite to replace it")
+
+    def take(self, run_dir, cfg):
+        self.lock.take(run_dir)
+        self.check(run_dir, cfg)
+        if self.overwrite and not self.resumes_own(run_dir, cfg):
+            for name in RUN_FILES:
+                p = os.path.join(run_dir, name)
+                if os.path.isfile(p) and not (cfg.resume and same_file(p, cfg.resume)):
+                    os.remove(p)
+
+    def release(self):
+        self.lock.release()
 
 
 def _warn(msg, dinfo, warnings):
@@ -232,13 +305,16 @@ def _build_model(cfg, spec, info, coarse, device, dinfo):
     return model, nparams, frozen_until
 
 
-def _train(cfg, device, dinfo, resume, inputs):
+def _train(cfg, device, dinfo, resume, inputs, folder=None):
     spec = get_spec(cfg.model)
     if dinfo.active and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
     warnings = []
     run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_run_folder(run_dir, cfg, inputs)
+    folder = folder or RunFolder()
+    if dinfo.is_main:  # the other processes start with it, before any run file exists
+        folder.check(run_dir, cfg)
     seed_all(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
@@ -274,6 +350,7 @@ def _train(cfg, device, dinfo, resume, inputs):
 
     if dinfo.is_main:
         make_dir(run_dir)
+        folder.take(run_dir, cfg)
         import yaml
         with atomic_open(os.path.join(run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
@@ -377,7 +454,12 @@ def _train(cfg, device, dinfo, resume, inputs):
             _log(f"early stopping: no improvement of val {cfg.monitor} for {stale} epochs", dinfo)
             break
         ddp.barrier(dinfo)
-    result = {"run_dir": run_dir, "best": best_path, "last": last_path, "history": history,
+    if dinfo.is_main and history and not os.path.isfile(best_path):
+        _warn(f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so no "
+              f"best.pt was written in '{run_dir}': the best model is still the one of the run '{cfg.resume}' "
+              "continues", dinfo, warnings)
+    result = {"run_dir": run_dir, "best": best_path if os.path.isfile(best_path) else None,
+              "last": last_path if os.path.isfile(last_path) else None, "history": history,
               "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world,
               "is_main": dinfo.is_main, "warnings": warnings}
     if dinfo.is_main:

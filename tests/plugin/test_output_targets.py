@@ -226,6 +226,7 @@ def test_staging_folders_of_dead_runs_are_removed_by_the_next_build(run_alg, dat
     labels = make_class_raster(data["tmp"] / "lab.tif", np.random.default_rng(2).integers(1, 3, (40, 48)),
                                [{"value": 1, "name": "Water", "color": "#0000ff"},
                                 {"value": 2, "name": "Forest", "color": "#00a000"}])
-    run_alg("satclassify:buildpatches", {"IMAGE": data["s2"], "LABELS": labels, "PATCH_SIZE": 8, "BLOCK_SIZE": 1, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0, "OUTPUT_FOLDER": str(out)})
+    run_alg("satclassify:buildpatches", {"IMAGE": data["s2"], "LABELS": labels, "PATCH_SIZE": 8, "BLOCK_SIZE": 1,
+                                         "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0, "OUTPUT_FOLDER": str(out)})
     assert not stale.exists() and live.exists()
     assert (out / "manifest.json").exists()
