@@ -176,3 +176,23 @@ def test_calibration_patches_are_spread_over_the_split():
     assert spread(10, 20).tolist() == list(range(10))
     s = spread(21482, 64)
     assert len(s) == 64 and s[0] == 0 and s[-1] == 21481 and (np.diff(s) > 300).all()
+
+
+def test_amp_on_a_cpu_without_native_bf16_trains_in_float32(dataset, tmp_path, monkeypatch):
+    """The recipe asks for bf16 AMP (fast on AVX512-BF16 CPUs); on a CPU that would emulate bf16 (~20x slower) the
+    run warns and trains in float32 instead of crawling."""
+    import yaml
+
+    import training.train as tr
+
+    from .conftest import run_train
+    monkeypatch.setattr(tr, "cpu_bf16_native", lambda: False)
+    res = run_train(dataset, tmp_path / "run", model="cnn_class", encoder="satimnet", light_widths=[8, 16], epochs=1,
+                    amp=True, device="cpu", max_steps=2)
+    assert any("no native bfloat16" in w and "trains in float32" in w for w in res["warnings"])
+    assert yaml.safe_load(open(tmp_path / "run" / "config.yaml"))["amp"] is False
+    monkeypatch.setattr(tr, "cpu_bf16_native", lambda: True)
+    res = run_train(dataset, tmp_path / "run2", model="cnn_class", encoder="satimnet", light_widths=[8, 16], epochs=1,
+                    amp=True, device="cpu", max_steps=2)
+    assert not any("bfloat16" in w for w in res["warnings"])
+    assert yaml.safe_load(open(tmp_path / "run2" / "config.yaml"))["amp"] is True
