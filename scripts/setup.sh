@@ -10,7 +10,8 @@ ROOT=$PWD
 what=${1:-all}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-apt_packages="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip xvfb xauth"
+# python3-pyqt6: tests/plugin/test_qgis4_api.py imports the plugin against real PyQt6 (Debian 12 ships 6.4, 13 6.8)
+apt_packages="qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-venv python3-pip xvfb xauth python3-pyqt6"
 need_apt=""
 for p in $apt_packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt="$need_apt $p"

@@ -18,6 +18,8 @@ status=0
 echo "=== ruff (pyproject.toml)"
 .venv-qgis/bin/ruff check . || status=1
 qgis_version=$(/usr/bin/python3 -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null)
+echo "=== QGIS 4 API check (tests/plugin/test_qgis4_api.py): what it checks"
+.venv-qgis/bin/python scripts/qgis4_api.py report || status=1
 echo "=== QGIS env (host QGIS $qgis_version): tests/core tests/plugin"
 .venv-qgis/bin/python -m pytest tests/core tests/plugin "$@" || status=1
 echo "=== training env: tests/training"

@@ -57,20 +57,47 @@ def is_enum_member(value):
     return not isinstance(value, type) and is_enum_type(type(value))
 
 
+def qgis_imports(tree):
+    """Names a module imports from qgis.* (at any depth in the file): local name -> (module, imported name).
+    The one walker for the plugin's QGIS names (also used by tests/plugin/test_qgis4_api.py and
+    scripts/qgis4_api.py)."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "qgis":
+            for a in node.names:
+                found[a.asname or a.name] = (node.module, a.name)
+    return found
+
+
+def attribute_chains(tree, local_names):
+    """(line, local name, [attr, ...]) for every outermost ``Name.a.b`` whose Name is in ``local_names``."""
+    inner = set()
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        chain, cur = [node.attr], node.value
+        while isinstance(cur, ast.Attribute):
+            inner.add(id(cur))
+            chain.insert(0, cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Name) and cur.id in local_names:
+            out.append((node.lineno, cur.id, chain))
+    return out
+
+
 def qgis_names(tree):
     """Names a module imports from qgis.* (at any depth in the file), name -> object in the running QGIS."""
     import importlib
 
     names = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "qgis":
-            try:
-                mod = importlib.import_module(node.module)
-            except ImportError:
-                continue
-            for a in node.names:
-                if hasattr(mod, a.name):
-                    names[a.asname or a.name] = getattr(mod, a.name)
+    for local, (module, name) in qgis_imports(tree).items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if hasattr(mod, name):
+            names[local] = getattr(mod, name)
     return names
 
 
@@ -81,23 +108,15 @@ def unscoped_accesses(path):
     tree = ast.parse(src, path)
     names = qgis_names(tree)
     bad = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Attribute):
-            continue
-        chain, cur = [node.attr], node.value
-        while isinstance(cur, ast.Attribute):
-            chain.insert(0, cur.attr)
-            cur = cur.value
-        if not isinstance(cur, ast.Name) or cur.id not in names:
-            continue
-        owner = names[cur.id]
+    for lineno, local, chain in attribute_chains(tree, names):
+        owner = names[local]
         for attr in chain:
             try:
                 value = getattr(owner, attr)
             except AttributeError:
                 break
             if is_enum_member(value) and not is_enum_type(owner):
-                bad.append((node.lineno, f"{cur.id}.{'.'.join(chain[:chain.index(attr) + 1])}"))
+                bad.append((lineno, f"{local}.{'.'.join(chain[:chain.index(attr) + 1])}"))
                 break
             owner = value
     return sorted(set(bad))
