@@ -78,11 +78,50 @@ def not_regular(path: str) -> Optional[str]:
 
 
 def regular_target_error(path: str, fix: str = "choose another output file") -> Optional[str]:
-    """The one-line reason why a temp-then-rename writer must not replace ``path`` (None when it may)."""
+    """The one-line reason why a temp-then-rename writer must not replace ``path`` (None when it may): not a
+    regular file, or a name too long for the writer's temporary name (:func:`name_length_error`)."""
     what = not_regular(path)
     if what is None:
-        return None
+        return name_length_error(path)
     return (f"cannot write '{path}': it is {what}, not a regular file, and the new file would replace it: {fix}")
+
+
+#: bytes a writer adds to an output's file name for its temporary files: ``.<name>.<pid>-<8 hex>.part<ext>`` plus
+#: GDAL's ``.aux.xml`` (31 with a 7-digit pid), ``.<stem>.<tag>.part-layer.gpkg-journal`` (37 for a .gpkg), with room
+TEMP_NAME_ROOM = 48
+
+
+def name_max(folder: str) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
+    d = os.path.abspath(folder or ".")
+    while d and not os.path.isdir(d):
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    try:
+        return int(os.pathconf(d, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def name_length_error(path: str, name: str = "") -> Optional[str]:
+    """The one-line reason why ``path``'s file name is too long to be written under a temporary name and renamed
+    (None when it fits): checked before anything is written, so the user reads their own path and the limit
+    instead of the system's "File name too long" about a hidden temporary file."""
+    try:
+        path_only = split_layer(path)[0]
+    except SatClassifyError:  # a malformed '|option': the writer's own check names it
+        path_only = path
+    folder, base = os.path.split(os.path.abspath(path_only))
+    n = len(os.fsencode(base))
+    limit = name_max(folder) - TEMP_NAME_ROOM
+    if n <= limit:
+        return None
+    who = f"{name} '{path}'" if name else f"'{path}'"
+    return (f"cannot write {who}: its file name is {n} characters (bytes) long, but the tools write each output "
+            f"under a temporary name up to {TEMP_NAME_ROOM} bytes longer and this file system allows "
+            f"{limit + TEMP_NAME_ROOM}: choose a file name of at most {limit} characters")
 
 
 def check_regular_target(path: str, fix: str = "choose another output file") -> None:
@@ -236,6 +275,9 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
         if what:
             raise SatClassifyError(f"{name} '{out}' is {what}, not a regular file: the tool writes a new file and "
                                    f"renames it onto the output, which would replace it. Choose an output file name")
+        too_long = name_length_error(out, name)
+        if too_long:
+            raise SatClassifyError(too_long)
         for _in_key, (in_name, in_path) in ins.items():
             if same_file(out, in_path):
                 raise SatClassifyError(
