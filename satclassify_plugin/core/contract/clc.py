@@ -16,6 +16,7 @@ colour of the first level-3 class below it (so "Forests" is broad-leaved green).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -108,22 +109,32 @@ def grid_code_to_code() -> Dict[int, int]:
 def parse_code(raw: Union[str, int, float, None]) -> Optional[int]:
     """A CLC code from an attribute value ("211", 211, 211.0, " 211 "); None when empty/nodata.
 
-    Raises SatClassifyError for text that is not a number.
+    Raises SatClassifyError for text that is not a number and for a fractional number (211.7 is no code: it is
+    never truncated).
     """
     if raw is None:
         return None
     if isinstance(raw, (int, float)):
         if raw != raw:  # NaN
             return None
-        code = int(raw)
+        number = raw
     else:
         text = str(raw).strip()
         if not text or text.upper() in {"NULL", "NONE", "NODATA"}:
             return None
         try:
-            code = int(float(text))
+            number = int(text)
         except ValueError:
-            raise SatClassifyError(f"'{raw}' is not a CLC code (expected a number such as 211)")
+            try:
+                number = float(text)
+            except ValueError:
+                raise SatClassifyError(f"'{raw}' is not a CLC code (expected a number such as 211)")
+            if number != number:
+                return None
+    if isinstance(number, float) and not (math.isfinite(number) and number.is_integer()):
+        # 211.7 is no code: truncating it to 211 would invent a class
+        raise SatClassifyError(f"'{raw}' is not a CLC code (codes are whole numbers such as 211)")
+    code = int(number)
     if code in NODATA_CODES:
         return None
     return code
@@ -156,6 +167,7 @@ def mapping_from_rows(rows: Iterable[Sequence[str]]) -> "tuple[Dict[int, int], L
     the most specific code wins. Returns (level-3 code -> value, class table).
     """
     prefix_to_value: Dict[str, int] = {}
+    line_of: Dict[str, int] = {}
     infos: Dict[int, ClassInfo] = {}
     for lineno, row in enumerate(rows, start=1):
         row = [c.strip() for c in row]
@@ -179,7 +191,14 @@ def mapping_from_rows(rows: Iterable[Sequence[str]]) -> "tuple[Dict[int, int], L
                 f"mapping table line {lineno}: value {value} out of range 1..255 (0 means no label)")
         if color is not None:
             color = normalise_color(color, f"mapping table line {lineno}")
+        if code in prefix_to_value:
+            first = line_of[code]
+            raise SatClassifyError(
+                f"mapping table lines {first} and {lineno} both map code {code} (to value {prefix_to_value[code]} "
+                f"and {value}): each code may appear once, otherwise one line silently wins. Delete one of the "
+                "two lines")
         prefix_to_value[code] = value
+        line_of[code] = lineno
         if value not in infos or (color and infos[value].color == "#000000"):
             infos[value] = ClassInfo(value, code, name, color or "#000000")
     if not prefix_to_value:

@@ -33,6 +33,7 @@ Raster input
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,9 @@ class RasterizeResult:
     output: str
     classes: List[clc.ClassInfo]
     features: int = 0
-    unknown: Dict[str, int] = field(default_factory=dict)  # raw code -> features
+    unknown: Dict[str, int] = field(default_factory=dict)  # raw code -> features (or pixels) left as no label
+    #: the part of ``unknown`` that are CLC level-3 codes the mapping table does not map (not bad codes)
+    unmapped: Dict[str, int] = field(default_factory=dict)
     no_code: int = 0
     mixed_pixels: int = 0
     seconds: float = 0.0
@@ -220,7 +223,7 @@ def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple
     lut = {}
     for raw, n in distinct:
         try:
-            code = clc.parse_code(raw)
+            code = clc.parse_code(raw)  # a fractional code (211.7) is refused here: never truncated to 211
         except SatClassifyError:
             unknown[str(raw)] = unknown.get(str(raw), 0) + n
             continue
@@ -238,6 +241,58 @@ def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple
     case = f"CASE {_quote(code_field)} {' '.join(whens)} ELSE 0 END" if whens else "0"
     sql = f"SELECT {_quote(geom_col)}, {case} AS {VALUE_FIELD} FROM {_quote(lname)}"
     return sql, unknown, no_code, known, lut
+
+
+def _unmapped(unknown: Dict[str, int]) -> Dict[str, int]:
+    """The entries of ``unknown`` that are CLC level-3 codes: left out by the mapping table, not bad codes."""
+    codes = {e.code for e in clc.legend()}
+    out = {}
+    for raw, n in unknown.items():
+        try:
+            code = clc.parse_code(raw)
+        except SatClassifyError:
+            continue
+        if code in codes:
+            out[raw] = n
+    return out
+
+
+def _log_unknown(unknown: Dict[str, int], unmapped: Dict[str, int], what: str, fmt: str, log,
+                 kind: str = "CLC level-3 codes") -> None:
+    """One warning for values that are no CLC code (text, fractional, out of the nomenclature), one for CLC codes
+    the mapping table leaves out (those are valid codes: the table decides)."""
+    bad = {k: n for k, n in unknown.items() if k not in unmapped}
+    for part, text in ((bad, f"hold values that are not {kind}" if what == "pixels"
+                        else f"have codes that are not {kind}"),
+                       (unmapped, "hold CLC codes that the mapping table does not map" if what == "pixels"
+                        else "have CLC codes that the mapping table does not map")):
+        if part:
+            shown = ", ".join(fmt.format(c, n) for c, n in sorted(part.items(), key=lambda kv: -kv[1])[:10])
+            log(f"WARNING: {sum(part.values())} {what} {text} and are left as no label (0): {shown}")
+
+
+def _layer_srs(ds, lyr):
+    """The CLC layer's CRS (None when it has none). A CRS that cannot be read or used (a damaged .prj beside a
+    shapefile, an unknown projection method) is refused, naming the CRS and its file, instead of failing later in
+    the SQL or the reprojection with PROJ's words (blamed on the code field)."""
+    prj = os.path.splitext(ds.GetDescription())[0] + ".prj"
+    where = f" (its CRS file '{prj}')" if os.path.isfile(prj) else ""
+    problem = None
+    try:
+        srs = lyr.GetSpatialRef()
+        # GDAL's SQLite dialect, used to give each feature its class, needs the CRS as a PROJ string
+        if srs is not None and not srs.ExportToProj4():
+            problem = "GDAL/PROJ cannot use it"
+    except RuntimeError as e:
+        srs, problem = None, str(e).strip() or "GDAL cannot read it"
+    if srs is None and not problem and where and os.path.getsize(prj) > 0:
+        problem = "GDAL recognises no CRS in it"  # else the polygons would silently be taken as in the grid's CRS
+    if problem:
+        raise SatClassifyError(
+            f"the CRS of CLC layer '{lyr.GetName()}'{where} is not valid ({problem}): fix or replace the CRS "
+            "definition (e.g. the .prj of the CLC data as downloaded, or Layer > Set CRS in QGIS and save the layer "
+            "with it)")
+    return srs
 
 
 def _filter_rect(grid: Grid, src_srs, dst_srs, margin_px: float = 2.0):
@@ -280,19 +335,19 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
     code_field = find_code_field(lyr, field_name)
     log(f"CLC layer '{lyr.GetName()}': {nfeat} features, code field '{code_field}'")
+    src_srs = _layer_srs(vds, lyr)  # before any SQL: a broken CRS would fail there, blamed on the code field
     sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, code2val, log)
-    result = RasterizeResult(output, list(table), features=nfeat, unknown=unknown, no_code=no_code)
-    if unknown:
-        shown = ", ".join(f"'{c}' ({n})" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
-        log(f"WARNING: {sum(unknown.values())} features have codes that are not CLC level-3 codes and are left "
-            f"as no label (0): {shown}")
+    result = RasterizeResult(output, list(table), features=nfeat, unknown=unknown, no_code=no_code,
+                             unmapped=_unmapped(unknown))
+    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log)
     if no_code:
         log(f"{no_code} features have no code (empty, NULL or CLC no-data 999/990/995): no label")
     if known == 0:
         raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known CLC code in "
                                f"field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
-                               "choose the right code field or a mapping table")
-    src_srs = lyr.GetSpatialRef()
+                               + ("the mapping table (MAPPING) maps none of these CLC codes: add them to it"
+                                  if unknown and len(result.unmapped) == len(unknown)
+                                  else "choose the right code field or a mapping table"))
     dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
         log("WARNING: the CLC layer has no CRS; its coordinates are taken to be in the output grid's CRS")
@@ -565,11 +620,42 @@ def _burn(drv, width, height, gt, wkt, layer, rect) -> np.ndarray:
 
 
 # -- raster ---------------------------------------------------------------------------------------
+def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
+    """(pixels per whole value 0..1023 as GetHistogram gives them, {fractional value: pixels}) of a float CLC
+    raster band, nodata and NaN left out. Read in row strips."""
+    hist = np.zeros(1024, np.int64)
+    fractions: Dict[str, int] = {}
+    nd = band.GetNoDataValue()
+    w, h = band.XSize, band.YSize
+    rows = max(1, (8 * 2 ** 20) // max(1, w))
+    for y0 in range(0, h, rows):
+        if is_canceled():
+            raise Canceled()
+        a = band.ReadAsArray(0, y0, w, min(rows, h - y0)).ravel()
+        a = a[np.isfinite(a)]
+        if nd is not None:
+            a = a[a != nd]
+        whole = a == np.floor(a)
+        inside = a[whole & (a >= 0) & (a < 1024)].astype(np.int64)
+        hist += np.bincount(inside, minlength=1024)
+        other = a[~whole | (a < 0) | (a >= 1024)]
+        if other.size:
+            vals, counts = np.unique(other, return_counts=True)
+            for v, n in zip(vals.tolist(), counts.tolist()):
+                key = f"{v:g}" if not float(v).is_integer() else str(int(v))
+                fractions[key] = fractions.get(key, 0) + n
+    return hist.tolist(), fractions
+
+
 def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_canceled, log) -> RasterizeResult:
     if rds.RasterCount < 1:
         raise SatClassifyError(f"CLC raster '{rds.GetDescription()}' has no bands")
     band = rds.GetRasterBand(1)
-    hist = band.GetHistogram(-0.5, 1023.5, 1024, include_out_of_range=1, approx_ok=0)
+    is_float = band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
+    if is_float:  # fractional values (211.7) are no codes: counted apart, never rounded or truncated
+        hist, fractions = _float_counts(band, is_canceled)
+    else:
+        hist, fractions = band.GetHistogram(-0.5, 1023.5, 1024, include_out_of_range=1, approx_ok=0), {}
     present = [v for v, n in enumerate(hist) if n]
     codes = [v for v in present if v not in clc.NODATA_GRID_CODES and v > 50]
     source = "code" if codes or any(v > 255 for v in present) else "grid"
@@ -586,12 +672,17 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
                 lut[g] = code2val[code]
         known = set(g2c)
         nodata = clc.NODATA_GRID_CODES
-    unknown = {str(v): hist[v] for v in present if v not in known and v not in nodata and v != 0}
+    if source == "code":
+        unknown = {str(v): hist[v] for v in present if v not in code2val and v not in nodata and v != 0}
+        unmapped = _unmapped(unknown)
+    else:
+        unknown = {str(v): hist[v] for v in present if v not in known and v not in nodata and v != 0}
+        unmapped = {str(g): hist[g] for g in present if g in g2c and g2c[g] not in code2val}
+        unknown.update(unmapped)
+    unknown.update(fractions)
     log(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
-    if unknown:
-        log(f"WARNING: {sum(unknown.values())} pixels hold values that are not CLC "
-            f"{'codes' if source == 'code' else 'grid codes'} and become no label: "
-            + ", ".join(f"{v} ({n})" for v, n in list(unknown.items())[:10]))
+    _log_unknown(unknown, unmapped, "pixels", "{} ({})", log,
+                 "CLC grid codes (1..44)" if source == "grid" else "CLC level-3 codes")
     ref = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Byte)
     ref.SetGeoTransform(grid.geotransform)
     if grid.wkt:
@@ -599,7 +690,8 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
     nd = band.GetNoDataValue()
     warped = raster.warp_to_grid(rds, ref, resample="near" if rule == "centre" else "mode", src_nodata=nd)
     wband = warped.GetRasterBand(1)
-    result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()})
+    result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()},
+                             unmapped={k: int(v) for k, v in unmapped.items()})
     with raster.AtomicOutput(output) as tmp:
         out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                      nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
@@ -609,7 +701,11 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
             if is_canceled():
                 raise Canceled()
             r = min(rows, grid.height - y0)
-            a = wband.ReadAsArray(0, y0, grid.width, r).astype(np.int64)
+            a = wband.ReadAsArray(0, y0, grid.width, r)
+            if is_float:
+                bad = ~np.isfinite(a) | (a != np.floor(a))  # fractional or NaN: no code (never truncated)
+                a = np.where(bad, 0, a)
+            a = a.astype(np.int64)
             a[(a < 0) | (a > 1023)] = 0
             ob.WriteArray(lut[a], 0, y0)
             progress((y0 + r) / grid.height)
