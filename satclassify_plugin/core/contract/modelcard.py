@@ -322,6 +322,25 @@ def _json_or_literal(text):
             return text
 
 
+def _deepness_number(props: Mapping[str, str], key: str, lo=None, hi=None, whole: bool = False):
+    """A number from a Deepness metadata key (None when absent or empty), refused with the key named when it is
+    not a number (or not whole, or out of range)."""
+    raw = props.get(key)
+    if raw in (None, ""):
+        return None
+    v = _json_or_literal(raw)
+    import math
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok and whole:
+        ok = float(v).is_integer()
+    if ok and ((lo is not None and v < lo) or (hi is not None and v > hi) or (key == "resolution" and v <= 0)):
+        ok = False
+    if not ok:
+        rng = " in 0..100" if hi == 100.0 else " > 0" if key == "resolution" else ""
+        raise ModelCardError(f"Deepness model: '{key}' must be a{' whole' if whole else ''} number{rng}, got {raw!r}")
+    return float(v)
+
+
 def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_inputs: int,
                        output_channels: Optional[List[Optional[int]]] = None) -> ModelCard:
     """A card for a Deepness-style model (inputs scaled 0..255, i.e. value/255 of 8-bit data).
@@ -349,18 +368,23 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
                 raise ModelCardError(
                     f"Deepness model: 'class_names' is missing and output '{out}' has no fixed class count")
             cls_names = [f"class {j}" for j in range(k)]
+        if len(cls_names) > 255:
+            raise ModelCardError(
+                f"Deepness model: output '{out}' has {len(cls_names)} classes ('class_names'), but a class raster "
+                "holds at most 255 classes (values 1..255, 0 = no label): SatClassify cannot write this model's "
+                "map. Use a model with at most 255 classes per output")
         from .clc import default_palette
         classes = [HeadClass(j + 1, str(j), n, default_palette(j + 1)) for j, n in enumerate(cls_names)]
         heads.append(Head(f"head{i}" if len(output_names) > 1 else "class", out, classes))
-    res = props.get("resolution")
-    res_m = float(_json_or_literal(res)) / 100.0 if res not in (None, "") else None
-    tile = props.get("tiles_size", props.get("tile_size", 256))
-    tile = int(_json_or_literal(tile))
-    overlap = props.get("tiles_overlap")
+    res = _deepness_number(props, "resolution", lo=0.0)
+    res_m = res / 100.0 if res is not None else None
+    tile = _deepness_number(props, "tiles_size" if "tiles_size" in props else "tile_size", lo=1, whole=True)
+    tile = int(tile) if tile is not None else 256
+    overlap = _deepness_number(props, "tiles_overlap", lo=0.0, hi=100.0)
     halo = 0
-    if overlap not in (None, ""):
+    if overlap is not None:
         # Deepness gives the overlap in percent of the tile.
-        halo = int(round(float(_json_or_literal(overlap)) / 100.0 * tile / 2))
+        halo = int(round(overlap / 100.0 * tile / 2))
     halo = min(halo, (tile - 1) // 2)
     mean = _json_or_literal(props.get("standardization_mean"))
     std = _json_or_literal(props.get("standardization_std"))
@@ -368,6 +392,12 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
     if isinstance(mean, list) and len(mean) != num_inputs:
         raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} "
                              "channels")
+    if isinstance(std, list) and len(std) != num_inputs:
+        raise ModelCardError(f"Deepness model: standardization_std has {len(std)} values, input has {num_inputs} "
+                             "channels: give one std per input channel")
+    if isinstance(mean, list) != isinstance(std, list):
+        raise ModelCardError("Deepness model: give both standardization_mean and standardization_std (one value per "
+                             f"input channel) or neither, got {mean!r} / {std!r}")
     try:
         mean_f = [float(x) for x in mean] if isinstance(mean, list) else None
         std_f = [float(x) for x in std] if isinstance(std, list) else None
