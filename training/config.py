@@ -1,5 +1,7 @@
 """Training configuration: defaults < YAML file (``--config``) < command-line flags."""
+import math
 import os
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
@@ -111,13 +113,90 @@ def load_yaml(path):
     return data
 
 
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a text", dict: "a mapping"}
+
+
+def _expected(tp):
+    """(Optional allowed, base type, item type of a list or None) of a TrainConfig field annotation."""
+    if isinstance(tp, str):
+        tp = eval(tp, vars(typing), {"List": List, "Optional": Optional})  # noqa: S307 - our own annotations
+    optional = False
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional, tp = True, args[0]
+    if typing.get_origin(tp) in (list, List):
+        return optional, list, typing.get_args(tp)[0]
+    return optional, tp, None
+
+
+def _coerce(value, tp, what: str):
+    """``value`` as type ``tp`` (int, float, bool, str, dict), or a TrainingError naming the option, the value
+    and the type expected. An int field takes a whole float (10.0); a float field takes an int and a number
+    written as text (YAML 1.1 reads ``1e-3`` as text)."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                v = float(value.strip())
+            except ValueError:
+                v = None
+            if v is not None and math.isfinite(v):
+                return v
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise TrainingError(f"{what} must be {_TYPE_WORDS.get(tp, tp.__name__)}, got {value!r}")
+
+
+def check_types(values: dict, where: str = "configuration") -> dict:
+    """The options in ``values`` with the types TrainConfig declares (ints, floats, booleans, texts, lists of
+    them; None where the option is optional), or a TrainingError naming the first wrong one: checked before
+    anything is written (a run folder, config.yaml)."""
+    hints = {f.name: f.type for f in fields(TrainConfig)}
+    out = {}
+    for key, value in values.items():
+        if key not in hints:
+            out[key] = value
+            continue
+        optional, tp, item = _expected(hints[key])
+        what = f"{where}: option '{key}'"
+        if value is None:
+            if not optional:
+                raise TrainingError(f"{what} needs a value ({_TYPE_WORDS.get(tp, 'a list')}), got nothing")
+            out[key] = None
+        elif tp is list:
+            if isinstance(value, str) and item is str:  # "B02, B08" as on the command line
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise TrainingError(f"{what} must be a list of {_TYPE_WORDS[item].split(' ', 1)[1]}s, got {value!r}")
+            out[key] = [_coerce(v, item, what + " (each item)") for v in value]
+        else:
+            out[key] = _coerce(value, tp, what)
+    return out
+
+
 def make_config(yaml_path=None, overrides=None) -> TrainConfig:
     values = {}
     if yaml_path:
-        values.update(load_yaml(yaml_path))
+        values.update(check_types(load_yaml(yaml_path), f"config file '{yaml_path}'"))
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k] = v
+    values = check_types(values)
     try:
         return TrainConfig(**values)
     except TypeError as e:
