@@ -177,18 +177,42 @@ def compared_classes(values: List[int], names_table, level: Optional[int], level
 
 _PLACEHOLDER = re.compile(r"^\s*(class|value|category)?[\s_-]*\d+\s*$", re.IGNORECASE)
 
-#: more distinct values than this in a map: it is an image (reflectances), not a class raster
+#: more distinct values than this in a map without a legend: it may be an image (reflectances), not a class raster
 MAX_DISTINCT_CLASSES = 256
+#: ... and above this many (or fewer than MIN_PIXELS_PER_CLASS pixels per value) it is one
+MAX_UNNAMED_CLASSES = 1024
+MIN_PIXELS_PER_CLASS = 4
+#: a class raster whose legend (category names or colour table entries) covers its values: any UInt16 class count
+MAX_LEGEND_CLASSES = 65536
+
+
+def legend_size(ds: gdal.Dataset) -> int:
+    """Classes band 1's legend names: its named categories, or its colour table's entries (0 without either)."""
+    ct = ds.GetRasterBand(1).GetRasterColorTable()
+    return max(len(raster.categories(ds)), ct.GetCount() if ct is not None else 0)
 
 
 def refuse_image(which: str, ds: gdal.Dataset, n: int) -> None:
-    """Refuse a raster with more than MAX_DISTINCT_CLASSES values given as a class map (an image, e.g. a stack)."""
-    if n > MAX_DISTINCT_CLASSES:
-        bands = f" (band 1 of {ds.RasterCount})" if ds.RasterCount > 1 else ""
-        raise SatClassifyError(
-            f"the {which} raster '{ds.GetDescription()}' holds {n} distinct values{bands}: that is an image, "
-            "not a class map (a class raster holds one value per class, a few dozen at most). Choose the class "
-            "raster, e.g. the OUTPUT of satclassify:classify or satclassify:rasterizeclc")
+    """Refuse a raster given as a class map that holds an image (e.g. a reflectance stack): ``n`` distinct values
+    are a class raster when n <= MAX_DISTINCT_CLASSES; when its legend names at least n classes (a from-to raster
+    of satclassify:landcoverchange, a UInt16 map of hundreds of classes), up to MAX_LEGEND_CLASSES; without a
+    legend up to MAX_UNNAMED_CLASSES values with MIN_PIXELS_PER_CLASS pixels per value on average. Reflectances
+    hold thousands of distinct values, about one per few pixels."""
+    if n <= MAX_DISTINCT_CLASSES:
+        return
+    legend = legend_size(ds)
+    if legend >= n and n <= MAX_LEGEND_CLASSES:
+        return
+    pixels = ds.RasterXSize * ds.RasterYSize
+    if not legend and n <= MAX_UNNAMED_CLASSES and n * MIN_PIXELS_PER_CLASS <= pixels:
+        return
+    bands = f" (band 1 of {ds.RasterCount})" if ds.RasterCount > 1 else ""
+    raise SatClassifyError(
+        f"the {which} raster '{ds.GetDescription()}' holds {n} distinct values{bands}: that is an image, "
+        "not a class map (a class raster holds one value per class, a few dozen at most; one of more than "
+        f"{MAX_DISTINCT_CLASSES} classes needs a legend naming them, as the from-to raster of "
+        "satclassify:landcoverchange has). Choose the class raster, e.g. the OUTPUT of satclassify:classify or "
+        "satclassify:rasterizeclc")
 
 
 def check_comparable(present, transforms, datasets, transformed: bool, log) -> None:
