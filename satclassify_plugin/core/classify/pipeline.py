@@ -340,10 +340,10 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                            batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
     for note in choice.notes:
         log(note)
-    tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, choice.tile, card.halo, window)
+    tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, choice.shape, card.halo, window)
     x0, y0, ow, oh = window
     gt = ds.GetGeoTransform()
-    log(f"{len(tiles)} tile(s) of {choice.tile} x {choice.tile} px (halo {card.halo}), batch {choice.batch}, "
+    log(f"{len(tiles)} tile(s) of {choice.shape[0]} x {choice.shape[1]} px (halo {card.halo}), batch {choice.batch}, "
         f"output {ow} x {oh} px; onnxruntime providers: {', '.join(model.providers)}")
     return ClassifyPlan(ds=ds, model=model, band_numbers=list(band_numbers), nodata=nodata, window=window,
                         tile=choice.tile, halo=card.halo, batch=choice.batch, tiles=tiles,

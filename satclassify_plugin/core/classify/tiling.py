@@ -10,6 +10,10 @@ overlaps) and gives each core a *read window* of ``tile`` x ``tile`` pixels arou
 * only where the raster itself is smaller than the tile along an axis does the window cover the whole
   axis and get padded (by reflection, done by the caller) up to the tile size.
 
+Tiles need not be square: ``tile`` is one edge or (width, height), and :func:`choose_tiling` fits each axis on its
+own (:func:`fit_axis`), so a 100000 x 1 px raster runs on tiles a few rows high instead of 256 x 256 tiles that
+are padded 255 rows out of 256.
+
 Stitching: each output pixel is taken from the one tile whose core holds it, i.e. overlapping
 predictions are blended with weight 1 inside a core and 0 in the halo ring. A model whose receptive
 field fits within the halo therefore gives exactly the whole-image result everywhere.
@@ -89,7 +93,8 @@ def plan_axis(start: int, stop: int, n: int, tile: int, halo: int) -> List[Span]
     Uses the fewest tiles possible, spread evenly over the pixels they must read; the boundary between two
     neighbouring cores lies midway in their overlap, so each core keeps at least ``halo`` pixels of context.
     """
-    check_tile_halo(tile, halo)
+    # an axis the tile covers whole needs no halo inside the tile: the raster's border is its context
+    check_tile_halo(tile, halo if n > tile else 0)
     if not 0 <= start < stop <= n:
         raise SatClassifyError(f"invalid window [{start}, {stop}) for an axis of {n} pixels")
     if n <= tile:
@@ -132,16 +137,38 @@ def fit_tile(width: int, height: int, tile: int, halo: int, window: Optional[Win
     return t if t > 2 * halo else tile
 
 
-def plan_tiles(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None) -> List[Tile]:
-    """Tiles (row-major) whose cores partition ``window`` (default: the whole ``width`` x ``height`` raster)."""
-    check_tile_halo(tile, halo)
+def fit_axis(start: int, stop: int, n: int, tile: int, halo: int, multiple: int = 1) -> int:
+    """The smallest tile edge along one axis (a multiple of ``multiple``, at most ``tile``) that needs no more
+    tiles than ``tile`` does for output [start, stop) of an axis of ``n`` pixels. An axis that one tile reads
+    whole gets the axis length (rounded up to the multiple): a 1-pixel-high raster runs on tiles of ``multiple``
+    rows, not ``tile``."""
+    check_tile_halo(tile, halo if n > tile else 0)
+    multiple = max(1, int(multiple))
+    need = tiles_needed(start, stop, n, tile, halo)
+    a, b = _read_range(start, stop, n, halo)
+    length = min(b - a, n)
+    # m tiles of size t cover `length` when m * (t - 2 halo) + 2 halo >= length
+    t = -(-(length - 2 * halo) // need) + 2 * halo if need > 1 else length
+    t = -(-max(t, 1) // multiple) * multiple
+    t = min(t, tile)
+    while t < tile and ((n > t and t <= 2 * halo) or tiles_needed(start, stop, n, t, halo) != need):
+        t = min(tile, t + multiple)  # rounding guard; never exceeds ``tile``
+    return t
+
+
+def plan_tiles(width: int, height: int, tile, halo: int, window: Optional[Window] = None) -> List[Tile]:
+    """Tiles (row-major) whose cores partition ``window`` (default: the whole ``width`` x ``height`` raster).
+    ``tile``: one edge, or (width, height) of the tiles."""
+    tw, th = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    for t, n in ((tw, width), (th, height)):
+        check_tile_halo(t, halo if n > t else 0)
     if width < 1 or height < 1:
         raise SatClassifyError(f"the raster is empty ({width} x {height} pixels)")
     x0, y0, w, h = window if window is not None else (0, 0, width, height)
     if w < 1 or h < 1 or x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
         raise SatClassifyError(f"window {window} is not inside the {width} x {height} raster")
-    xs = plan_axis(x0, x0 + w, width, tile, halo)
-    ys = plan_axis(y0, y0 + h, height, tile, halo)
+    xs = plan_axis(x0, x0 + w, width, tw, halo)
+    ys = plan_axis(y0, y0 + h, height, th, halo)
     tiles = []
     for r, sy in enumerate(ys):
         for c, sx in enumerate(xs):
@@ -154,10 +181,17 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, window: Optional[W
 
 @dataclass(frozen=True)
 class TileChoice:
-    """The tile edge and batch a classify run uses, and why (``notes``: lines for the log)."""
+    """The tile and batch a classify run uses, and why (``notes``: lines for the log). ``tile`` is the longer
+    edge; ``size`` is (width, height) of the tiles (None: square)."""
     tile: int
     batch: int
     notes: Tuple[str, ...] = ()
+    size: Optional[Tuple[int, int]] = None
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        """(width, height) of every tile."""
+        return self.size or (self.tile, self.tile)
 
 
 def check_run_sizes(tile_size: int, batch_size: int) -> None:
@@ -191,10 +225,23 @@ def choose_tiling(width: int, height: int, window: Window, card_tile: int, halo:
         batch = batch_dim
     if not fixed_hw:
         # same number of tiles, fewer pixels: keep the tile a multiple of the card's size_multiple, else of
-        # the card tile's power-of-two factor (up to 32) so encoder-decoder models see sizes they can downsample
+        # the card tile's power-of-two factor (up to 32) so encoder-decoder models see sizes they can downsample.
+        # Each axis on its own: a long thin raster gets long thin tiles, not square ones padded far past it
         multiple = size_multiple or math.gcd(tile, 32)
-        fitted = fit_tile(width, height, tile, halo, window, multiple)
-        if fitted != tile:
-            notes.append(f"tile size {tile} -> {fitted}: the same number of tiles covers the raster with less overlap")
-        tile = fitted
+        x0, y0, w, h = window
+        tw = fit_axis(x0, x0 + w, width, tile, halo, multiple)
+        th = fit_axis(y0, y0 + h, height, tile, halo, multiple)
+        # a thin raster (one tile covers its short axis): the long edge may use the pixels the short one leaves,
+        # tile x tile pixels per tile at most
+        nx = tiles_needed(x0, x0 + w, width, tile, halo)
+        ny = tiles_needed(y0, y0 + h, height, tile, halo)
+        if ny == 1 < nx and th < tile:
+            tw = fit_axis(x0, x0 + w, width, max(tile, (tile * tile // th) // multiple * multiple), halo, multiple)
+        elif nx == 1 < ny and tw < tile:
+            th = fit_axis(y0, y0 + h, height, max(tile, (tile * tile // tw) // multiple * multiple), halo, multiple)
+        if (tw, th) != (tile, tile):
+            shown = f"{tw}" if tw == th else f"{tw} x {th}"
+            notes.append(f"tile size {tile} -> {shown}: tiles fitted to the raster's shape (no more tiles than "
+                         f"{tile} x {tile}, less overlap and padding)")
+        return TileChoice(max(tw, th), batch, tuple(notes), (tw, th))
     return TileChoice(tile, batch, tuple(notes))
