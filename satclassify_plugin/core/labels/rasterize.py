@@ -7,8 +7,9 @@ Vector input
     value (CLC level 1/2/3 or a mapping table) and GDAL burns that value through a SQLite-dialect
     ``CASE`` expression, so the rasterization itself is GDAL's C loop: with the centre rule the pixels are
     exactly those of ``gdal_rasterize -a <value>``. Polygons are reprojected on the fly to the grid's CRS.
-    Codes that are not CLC level-3 codes (e.g. "999", "abc", 47) become 0 (no label); they are counted and
-    reported in the log. Features without a code are no label too.
+    Codes that are not CLC level-3 codes (e.g. "abc", 47, a fractional 211.7, never truncated) become 0 (no
+    label); they are counted and reported in the log, apart from CLC codes a mapping table leaves out. Features
+    without a code (empty, 999/990/995) are no label too. A CRS that cannot be read (a damaged .prj) is refused.
 
     Invalid geometries are rasterized as drawn: GDAL fills polygons with the even-odd scanline rule, so a
     self-intersecting "bow-tie" gets both lobes filled (what ``MakeValid`` would return) and no feature is
