@@ -37,6 +37,8 @@ def build_parser():
     t.add_argument("--amp-dtype", choices=["auto", "bf16", "fp16"])
     t.add_argument("--out", help="run folder (checkpoints, log.csv, curves.png); default runs/<model>-<time>")
     t.add_argument("--seed", type=int)
+    t.add_argument("--fold", type=int, help="cross-validation: validate on fold K of the train split, train on the "
+                   "other folds (the dataset's k_folds: buildpatches K_FOLDS, import --k-folds)")
     t.add_argument("--config", help="YAML file with options (command-line flags override it)")
     t.add_argument("--resume", help="checkpoint (last.pt) to continue from")
     t.add_argument("--encoder-from", help="CNN-class/U-Net checkpoint whose encoder initialises the U-Net")
@@ -54,12 +56,18 @@ def build_parser():
                    "--resume of a checkpoint in --out continues it without this)")
     _bool_flag(t, "progress", "tqdm progress bars")
 
-    e = sub.add_parser("evaluate", help="metrics of a checkpoint on a split (JSON)")
-    e.add_argument("--checkpoint", required=True)
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="training checkpoint (best.pt)")
+    which.add_argument("--model", help="exported .onnx model, run with onnxruntime and the card's preprocessing "
+                       "as the plugin runs it")
     e.add_argument("--data", required=True)
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="train, val, test or all (every patch of the dataset)")
     e.add_argument("--device", default="auto")
-    e.add_argument("--out", help="metrics JSON (default: metrics-<split>.json next to the checkpoint)")
+    e.add_argument("--out", help="metrics JSON (default: metrics-<split>.json next to the checkpoint, "
+                                 "<model>-metrics-<split>.json next to the model)")
+    e.add_argument("--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, "
+                                         "predicted, top_p)")
 
     x = sub.add_parser("export", help="checkpoint -> ONNX with the model card, parity-checked")
     x.add_argument("--checkpoint", required=True)
@@ -95,7 +103,23 @@ def build_parser():
         s.add_argument("--shard-size", type=int, default=256, help="patches per shard file (256)")
         s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
         s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
+        s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
+                       "blocks (seeded), for train --fold / crossval; 0 = none (default)")
+    _crossval_parser(sub, t)
     return ap
+
+
+def _crossval_parser(sub, train_parser):
+    """``crossval``: --data, --folds, --out and every option of ``train`` but --fold and --resume."""
+    c = sub.add_parser("crossval", help="train on each fold in turn (train --fold K) and report mean +- std")
+    c.add_argument("--data", help="dataset folder with cross-validation folds (k_folds in its manifest)")
+    c.add_argument("--folds", default="all", help="all (default), a number N (folds 0..N-1) or fold ids 0,2,...")
+    c.add_argument("--out", help="folder of the fold runs (<out>/fold-K) and crossval.json; default "
+                                 "runs/crossval-<model>-<time>")
+    for action in train_parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.dest in ("data", "out", "fold", "resume"):
+            continue
+        c._add_action(action)
 
 
 def _import(args):
@@ -104,7 +128,8 @@ def _import(args):
         from .errors import TrainingError
         raise TrainingError(f"--block-size must be at least 1, not {args.block_size}")
     kw = dict(bands=bands, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite, workers=args.workers)
+              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite, workers=args.workers,
+              k_folds=args.k_folds)
     if args.source == "bigearthnet":
         from .importers.bigearthnet import import_bigearthnet
         m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, exclude=args.exclude, **kw)
@@ -139,7 +164,21 @@ def _export(args):
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
               "device", "amp", "amp_dtype",
               "out", "seed", "resume", "encoder_from", "freeze_epochs", "coarse_map", "bands", "class_weights",
-              "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress")
+              "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress", "fold")
+
+
+def _crossval(args):
+    from .config import make_config
+    from .crossval import crossval
+    over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
+    over["data"], over["out"] = args.data, args.out
+    if over.get("bands"):
+        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    over = {k: v for k, v in over.items() if v is not None}
+    cfg = make_config(args.config, over)
+    res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
+                   overwrite=bool(getattr(args, "overwrite", False)))
+    print(json.dumps({k: res[k] for k in ("output", "k_folds", "folds", "mean", "std", "per_fold")}))
 
 
 def main(argv=None):
@@ -160,9 +199,19 @@ def main(argv=None):
                                   "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
                                   "final": res["history"][-1]}))
         elif args.command == "evaluate":
-            from .evaluate import evaluate
-            res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
+            if args.model:
+                from .evaluate_onnx import evaluate_onnx
+                res = evaluate_onnx(args.model, args.data, args.split, args.device, args.out,
+                                    predictions=args.predictions)
+            else:
+                if args.predictions:
+                    from .errors import TrainingError
+                    raise TrainingError("--predictions is written with --model (an exported .onnx)")
+                from .evaluate import evaluate
+                res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
             print(json.dumps(res, indent=1))
+        elif args.command == "crossval":
+            _crossval(args)
         elif args.command == "export":
             _export(args)
         elif args.command == "import":

@@ -1,4 +1,6 @@
-"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.metrics)."""
+"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.metrics); an exported ONNX
+model: ``evaluate_onnx``. ``split`` "all" evaluates every patch of the dataset. The JSON keeps the per-head
+metrics under ``heads`` and the first head's headline at the top (:func:`headline`)."""
 import json
 import os
 
@@ -9,6 +11,7 @@ from .data import DataInfo, dataset_files, open_dataset
 from .engine import evaluate_split, resolve_device
 from .errors import TrainingError
 from .files import atomic_open, make_dir, refuse_inputs
+from .folds import all_view
 from .models import build_model, get_spec
 from .train import check_compatible
 
@@ -36,6 +39,8 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     ck = ckpt_io.load(checkpoint)
     dev = resolve_device(device)
     ds = open_dataset(data)
+    if split == "all":
+        ds = all_view(ds)
     info = DataInfo(ds)
     if set(ck["card"]["bands"]) <= set(info.all_bands):
         info = DataInfo(ds, ck["card"]["bands"])
@@ -60,7 +65,26 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
             result["heads"][hc["name"]] = hm.result(names, thresholds=ck.get("thresholds"))
         else:
             result["heads"][hc["name"]] = hm.result(names)
+    result.update(headline(next(iter(result["heads"].values()))))
     with atomic_open(out, "w") as f:
         json.dump(result, f, indent=1)
     result["output"] = out
     return result
+
+
+def headline(m):
+    """The top-level keys of the evaluate JSON from a head's metrics: ``oa``, ``macro_f1``, ``kappa``, ``miou``,
+    ``f1_per_class`` {class name: F1} and ``confusion_matrix`` {values, names, matrix: rows = reference, columns =
+    predicted}; a multi-label head: ``micro_f1`` and ``macro_f1`` at its thresholds, no OA/kappa/matrix."""
+    names = [c["name"] for c in m["classes"]]
+    keys = [n if names.count(n) == 1 else f"{n} ({c.get('value', c.get('index'))})"
+            for n, c in zip(names, m["classes"])]
+    out = {"f1_per_class": {k: c["f1"] for k, c in zip(keys, m["classes"])}}
+    if m.get("task") == "multilabel":
+        out.update({"oa": None, "macro_f1": m["macro_f1"], "kappa": None, "micro_f1": m["micro_f1"],
+                    "map": m.get("map"), "confusion_matrix": None})
+        return out
+    out.update({"oa": m["overall_accuracy"], "macro_f1": m["macro_f1"], "kappa": m["kappa"], "miou": m["miou"],
+                "confusion_matrix": {"values": m["values"], "names": names, "matrix": m["confusion_matrix"],
+                                     "rows": "reference", "columns": "predicted"}})
+    return out

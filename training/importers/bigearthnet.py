@@ -201,7 +201,7 @@ def _load(name, folder, bands, p, target):
 
 
 def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0,
-                       block_size=8, shard_size=256, overwrite=False, exclude=None, workers=1, log=print):
+                       block_size=8, shard_size=256, overwrite=False, exclude=None, workers=1, k_folds=0, log=print):
     """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
     manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
     seasonal snow or clouds and shadows)."""
@@ -261,4 +261,4 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
              "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0}}
     return write_patch_dataset(out, records, bands, p, table, "multilabel", extra=extra, val_fraction=val_fraction,
                                test_fraction=test_fraction, seed=seed, shard_size=shard_size, overwrite=overwrite,
-                               workers=workers, log=log)
+                               workers=workers, k_folds=k_folds, log=log)

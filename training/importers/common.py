@@ -76,9 +76,12 @@ def _to_wgs84(records, log):
 
 def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, classes, task, *, extra,
                         val_fraction=0.15, test_fraction=0.15, seed=0, shard_size=256, overwrite=False,
-                        workers=1, log=print) -> dict:
+                        workers=1, k_folds=0, log=print) -> dict:
     """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
-    ``workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one)."""
+    ``workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).
+    ``k_folds`` >= 2 gives each train block a fold id 0..k-1 (seeded; ``training.folds.assign_folds``): the
+    manifest's ``k_folds`` and ``folds.train`` (one id per train patch, in shard order), as buildpatches writes
+    them, so ``train --fold`` / ``crossval`` can use them; 0 = no folds."""
     if not records:
         raise TrainingError("no patch to import")
     try:
@@ -90,6 +93,7 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
     nblocks = {s: len({r.block for r, t in zip(records, splits) if t == s}) for s in SPLITS}
     log(f"{len(records)} patches in {len(set(r.block for r in records))} spatial blocks: "
         + ", ".join(f"{s} {splits.count(s)} patches ({nblocks[s]} blocks)" for s in SPLITS))
+    folds = _folds(records, splits, k_folds, seed, log)
     rows = []
     try:
         with DatasetWriter(out, bands, patch_size, classes, crs_wkt=common, task=task, with_labels=False,
@@ -116,6 +120,8 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
             split_rule = {"type": "spatial_blocks", "val_fraction": val_fraction, "test_fraction": test_fraction,
                           "seed": int(seed), "blocks": nblocks}
             manifest = w.close(extra={**extra, "split_rule": {**split_rule, **extra.get("split_rule", {})},
+                                      "k_folds": int(k_folds) if folds is not None else 0,
+                                      "folds": {"train": folds or []},
                                       "crs_note": "" if common else "several CRSs: see the 'crs' field of "
                                       "patches.gpkg"})
     except DatasetError as e:
@@ -123,6 +129,22 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
     for s in SPLITS:
         log(f"{s}: {manifest['splits'][s]['patches']} patches")
     return manifest
+
+
+def _folds(records, splits, k_folds, seed, log):
+    """Fold id of each train patch (in order) for ``k_folds`` >= 2, else None (no folds)."""
+    k = int(k_folds or 0)
+    if k == 0:
+        return None
+    if k < 2:
+        raise TrainingError(f"--k-folds must be 0 (no folds) or at least 2, not {k}")
+    from ..folds import assign_folds
+    train_blocks = [r.block for r, s in zip(records, splits) if s == "train"]
+    of = assign_folds(train_blocks, k, seed)
+    folds = [of[b] for b in train_blocks]
+    log(f"{k} folds over the {len(of)} train blocks: " + ", ".join(
+        f"fold {i} {folds.count(i)} patches" for i in range(k)))
+    return folds
 
 
 def _call(load):
