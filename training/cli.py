@@ -79,6 +79,8 @@ def build_parser():
     x.add_argument("--calibration-data", help="dataset folder whose patches calibrate --quantize int8")
     x.add_argument("--calibration-split", default="train", help="split of the calibration patches (train)")
     x.add_argument("--calibration-patches", type=int, help="calibration patches at most (64)")
+    x.add_argument("--card-info", help="JSON object merged into the card's training block (dataset name, licence, "
+                   "citation, url, description, cross-validation figures) for a published model")
     x.add_argument("--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 "
                    "input/outputs)")
 
@@ -142,6 +144,10 @@ def _import(args):
 
 def _export(args):
     from .errors import TrainingError
+    extra = None
+    if args.card_info:
+        from .card import load_card_info
+        extra = load_card_info(args.card_info)
     if args.half and args.quantize:
         raise TrainingError("--half and --quantize exclude each other: float16 is for GPUs, int8 for CPUs")
     if args.quantize and not args.calibration_data:
@@ -159,6 +165,9 @@ def _export(args):
     else:
         from .export import export
         export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+    if extra is not None:
+        from .card import merge_training_info
+        merge_training_info(args.out, extra)
 
 
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
