@@ -102,7 +102,7 @@ def eurosat_rgb_archive(root, classes=("Forest", "Residential", "SeaLake"), per_
     from PIL import Image
     rng = np.random.default_rng(11)
     out = {}
-    for ci, c in enumerate(classes):
+    for c in classes:
         os.makedirs(os.path.join(root, c), exist_ok=True)
         for i in range(per_class):
             a = rng.integers(0, 256, (p, p, 3)).astype(np.uint8)

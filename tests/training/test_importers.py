@@ -356,7 +356,8 @@ def test_import_eurosat_rgb_every_label_and_pixel(tmp_path, ext):
     name, (_c, arr) = next(iter(truth.items()))
     split, shard, index, _t, _crs = _footprints(out2)[name]
     img, _ = _patch(out2, split, shard, index)
-    np.testing.assert_array_equal(img[0], np.maximum(np.rint(arr[2].astype(np.float64) * 2750 / 255), 1).astype(np.uint16))
+    want = np.maximum(np.rint(arr[2].astype(np.float64) * 2750 / 255), 1).astype(np.uint16)
+    np.testing.assert_array_equal(img[0], want)
 
 
 @pytest.mark.parametrize("fault", ["mixed", "grey", "broken", "bands"])
