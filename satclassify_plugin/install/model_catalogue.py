@@ -24,7 +24,6 @@ Pure Python (no qgis import), unit-tested without QGIS; needs onnxruntime only t
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import unquote, urlparse
 
 from ..core.contract.errors import SatClassifyError
+from ..core.contract.paths import file_digest
 
 #: the models shipped in the plugin folder (the zip carries them)
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources", "onnx")
@@ -91,11 +91,7 @@ def model_id_of(name: str) -> str:
 
 
 def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def normalise_sha256(text: str) -> str:

@@ -17,6 +17,7 @@ Pure Python (no QGIS, no GDAL): the training env imports it too.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -307,3 +308,13 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
             if out and inside(out, folder):
                 raise SatClassifyError(f"{out_name} '{out}' lies inside the output folder {name} '{folder}': "
                                        "choose a file outside it")
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``hashlib`` algorithm name), read in 1 MiB blocks: downloads' MD5 checks and
+    the model list's SHA-256 use it."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from urllib3.util.retry import Retry
 
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled, Monitor
+from ..contract.paths import file_digest
 
 USER_AGENT = "SatClassify-QGIS-plugin"
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -733,11 +733,7 @@ def _total_size(r: requests.Response, have: int) -> Optional[int]:
 
 
 def md5_of(path: str) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _complete(path: str, md5: Optional[str], size: Optional[int]) -> bool:
