@@ -2,6 +2,7 @@
 layer's right-click action with the default model, Plugins > SatClassify > Manage models... (list, card summary, add
 from a file, add from a URL with a SHA-256 through the plugin's HTTP client against the local fake server, remove).
 Tests make their own small models; the shipped folder is replaced by a temporary one."""
+import hashlib
 import os
 
 import numpy as np
@@ -158,7 +159,7 @@ def test_add_from_url_with_checksum_through_the_fake_server(catalogue, server, t
         assert dlg.add_url(server.url + "/models/remote.onnx", "0" * 64) is None
         assert "checksum mismatch" in dlg.status.text() and dlg.ids() == ["first"]
         # not a model (its checksum right): refused after the download
-        page_sha = mc.hashlib.sha256(b"<html>not a model</html>").hexdigest()
+        page_sha = hashlib.sha256(b"<html>not a model</html>").hexdigest()
         assert dlg.add_url(server.url + "/models/page.onnx", page_sha) is None
         assert "not an ONNX file" in dlg.status.text() and "nothing was added" in dlg.status.text()
         # not found
