@@ -7,9 +7,10 @@ patches of ``../shared/data/eurosat_rgb``: seconds per epoch and validation accu
 
 Two parts:
 
-* **timing**: ``--timing-steps`` training batches of the recipe with mixed precision (bf16 + NHWC on CPU, AMP on
-  CUDA) and in float32, in the same run; seconds per epoch extrapolated to the training split, and the ratio
-  AMP / float32 (the baseline measured beside it).
+* **timing**: training batches of the recipe with mixed precision (bf16 + NHWC on CPU, AMP on CUDA) and in
+  float32, in the same run (one epoch cut at ``--timing-steps // 3`` batches and one at ``--timing-steps``: their
+  difference is the time of a batch, without validation and start-up); seconds per epoch estimated for the
+  training split, and the ratio AMP / float32 (the baseline measured beside it).
 * **recipe**: the whole recipe for ``--epochs`` (default: the recipe's own), one line per epoch with its seconds,
   validation OA, macro F1 and kappa, the best epoch's figures and the total time.
 
@@ -54,25 +55,34 @@ def _train_patches(data):
         return json.load(f)["splits"]["train"]["patches"]
 
 
+def _one_epoch_seconds(data, work, device, steps, amp, name):
+    run = os.path.join(work, name)
+    _run(["train", "--config", RECIPE, "--data", data, "--out", run, "--epochs", "1", "--max-steps", str(steps),
+          "--device", device, "--amp" if amp else "--no-amp", "--no-progress", "--overwrite"])
+    return float(_log_rows(run)[-1]["seconds"])
+
+
 def timing(data, work, device, steps):
-    """Seconds per epoch of the recipe with and without mixed precision (same run, same machine)."""
+    """Seconds per epoch of the recipe with and without mixed precision (same run, same machine). Each precision
+    runs one epoch cut at ``steps // 3`` and one at ``steps`` batches: the difference gives the time of a batch
+    (the validation pass and start-up cancel out), and the short run's remainder the validation's time."""
     n = _train_patches(data)
+    batches = max(1, n // 64)
+    short = max(1, steps // 3)
     out = {}
     for amp in (True, False):
         name = "amp" if amp else "fp32"
-        run = os.path.join(work, f"timing-{name}")
-        t0 = time.time()
-        _run(["train", "--config", RECIPE, "--data", data, "--out", run, "--epochs", "1", "--max-steps", str(steps),
-              "--device", device, "--amp" if amp else "--no-amp", "--no-progress"])
-        wall = time.time() - t0
-        row = _log_rows(run)[-1]
-        per_step = float(row["seconds"]) / steps  # includes the validation pass: an upper bound per step
-        out[name] = {"steps": steps, "epoch_seconds_measured": float(row["seconds"]), "wall_seconds": round(wall, 1),
-                     "seconds_per_epoch_estimate": round(per_step * n / 64, 1)}
-        print(f"timing {name:5s}: {steps} batches + validation in {float(row['seconds']):.1f} s -> about "
+        t_short = _one_epoch_seconds(data, work, device, short, amp, f"timing-{name}-short")
+        t_long = _one_epoch_seconds(data, work, device, steps, amp, f"timing-{name}")
+        per_batch = max(t_long - t_short, 1e-9) / (steps - short)
+        validation = max(t_short - per_batch * short, 0.0)
+        out[name] = {"batches": [short, steps], "seconds": [t_short, t_long],
+                     "seconds_per_batch": round(per_batch, 4), "validation_seconds": round(validation, 1),
+                     "seconds_per_epoch_estimate": round(per_batch * batches + validation, 1)}
+        print(f"timing {name:5s}: {per_batch:.3f} s per batch of 64, validation {validation:.1f} s -> about "
               f"{out[name]['seconds_per_epoch_estimate']:.0f} s per epoch of {n} patches", flush=True)
-    out["ratio_amp_over_fp32"] = round(out["amp"]["epoch_seconds_measured"] / out["fp32"]["epoch_seconds_measured"], 3)
-    print(f"AMP / float32 time ratio: {out['ratio_amp_over_fp32']:.2f}", flush=True)
+    out["ratio_amp_over_fp32"] = round(out["amp"]["seconds_per_batch"] / out["fp32"]["seconds_per_batch"], 3)
+    print(f"AMP / float32 time per batch: {out['ratio_amp_over_fp32']:.2f}", flush=True)
     return out
 
 
