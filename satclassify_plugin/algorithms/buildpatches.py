@@ -44,7 +44,9 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "or image nodata exists) and patches.gpkg (one footprint per patch with split, fold, shard, index and "
         "class fractions). The training package reads it directly (numpy memory-mapping).<br>"
         "<b>Mask</b>: optional validity raster, nonzero = valid (the mask of fetchsentinel2); pixels at the "
-        "image's nodata value are invalid too; labels of invalid pixels are stored as 0. Labels and mask on "
+        "image's nodata value are invalid too; labels of invalid pixels are stored as 0. With MASK_IS_NOISE the "
+        "mask's nonzero pixels are the ones dropped instead: give rasterizeclc's MIXED raster as it is to train "
+        "only on pure pixels (raise MAX_MASKED to keep patches with many mixed pixels). Labels and mask on "
         "another grid are warped to the image grid (nearest).<br>"
         "<b>Patches</b>: PATCH_SIZE pixels every STRIDE pixels (0 = patch size); never across the raster edge. "
         "A patch is kept with at least MIN_LABELLED labelled pixels and at most MAX_MASKED invalid ones.<br>"
@@ -64,6 +66,9 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Label raster (uint8 classes, 0 = no label)"))
         self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Validity mask (nonzero = valid)",
                                                             optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "MASK_IS_NOISE", "The mask marks pixels to drop (nonzero = noisy, e.g. rasterizeclc's MIXED raster)",
+            defaultValue=False))
         self.addParameter(QgsProcessingParameterEnum("CLASSES", "Class table", options=self.CLASS_OPTIONS,
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
@@ -132,6 +137,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             class_aware=self.parameterAsBool(parameters, "CLASS_AWARE", context),
             shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
             target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
+            mask_is_noise=self.parameterAsBool(parameters, "MASK_IS_NOISE", context),
             overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             **self.monitor(feedback).callbacks())
         footprints = result.footprints + "|layername=patches"

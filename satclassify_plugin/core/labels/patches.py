@@ -7,7 +7,8 @@
   any image band equals its nodata value are invalid too. Labels of invalid pixels are stored as 0 (no label),
   so training that ignores label 0 needs no mask; the mask is stored as well (masks-*.npy, 1 = valid).
 * A patch is kept when its labelled fraction (valid pixels with a label > 0) is at least ``min_labelled`` and
-  its invalid fraction at most ``max_masked``.
+  its invalid fraction at most ``max_masked``. With ``mask_is_noise`` the mask's nonzero pixels are the invalid ones
+  (a noise mask such as rasterizeclc's MIXED raster, used as it is).
 * Split: the image is cut into square blocks of ``block_size`` x ``block_size`` patches; whole blocks go to
   train, val or test (shuffled with ``seed``, filled until each split reaches its fraction of the patches),
   so no val/test patch shares a pixel with a train patch. With a stride below the patch size, patches that
@@ -101,6 +102,7 @@ class _Sources:
     vindex: np.ndarray       # (256,) class value -> histogram column (0 = no label)
     patch_size: int
     layout: Optional[StackLayout] = None  # a multi-date stack (core.contract.timeseries): validity from VALID@<date>
+    mask_is_noise: bool = False  # the mask's nonzero pixels are the ones to drop (a noise mask such as MIXED)
 
     @property
     def grid(self):
@@ -120,9 +122,11 @@ class _Sources:
     def read_valid(self, r0: int) -> Optional[np.ndarray]:
         if self.mask_ds is None:
             return None
-        v = self.mask_ds.GetRasterBand(1).ReadAsArray(0, r0, self.img.RasterXSize, self.patch_size) != 0
+        band = self.mask_ds.GetRasterBand(1)
+        m = band.ReadAsArray(0, r0, self.img.RasterXSize, self.patch_size)
         self.mask_ds.FlushCache()
-        return v
+        # a noise mask (rasterizeclc's MIXED: 0 = pure, its nodata value) keeps its zero pixels
+        return (m == 0) if self.mask_is_noise else (m != 0)
 
     @classmethod
     def open(cls, image: str, labels: str, mask: Optional[str], s: PatchSettings, log) -> "_Sources":
@@ -168,7 +172,8 @@ class _Sources:
         vindex = np.zeros(256, np.int64)
         vindex[values] = np.arange(1, len(values) + 1)
         mask_ds = _open_aligned(mask, "mask raster", img, log) if mask else None
-        return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p, layout)
+        return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p, layout,
+                   bool(s.mask_is_noise))
 
     def histogram(self, patch_labels: np.ndarray) -> np.ndarray:
         return np.bincount(self.vindex[patch_labels].ravel(), minlength=len(self.classes) + 1)
@@ -313,6 +318,7 @@ def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord],
                        "block_size_px": s.block_px, "val_fraction": s.val_fraction,
                        "test_fraction": s.test_fraction, "seed": s.seed},
         "stride": s.stride, "min_labelled": s.min_labelled, "max_masked": s.max_masked,
+        "mask_is_noise": bool(s.mask_is_noise),
         "k_folds": s.k_folds if s.k_folds >= 2 else 0, "folds": {"train": [r.fold for r in records
                                                                            if r.split == "train"]},
         "positions": {sp: [[r.row, r.col] for r in records if r.split == sp] for sp in SPLITS},

@@ -33,6 +33,7 @@ class PatchSettings:
     class_aware: bool = False
     shard_size: int = 256
     target_fraction: float = 0.0  # > 0: also patch-level multi-label targets (see patch_targets)
+    mask_is_noise: bool = False  # the mask marks pixels to drop (nonzero = noisy, rasterizeclc's MIXED), not valid ones
 
     def __post_init__(self):
         p = int(self.patch_size)

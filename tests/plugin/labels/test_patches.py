@@ -379,3 +379,30 @@ def test_manifest_records_the_ground_resolution(run_alg, data, tmp_path):
     ds = None
     res = run(run_alg, merc, out="merc")
     assert Dataset(res["OUTPUT_FOLDER"]).resolution_m == pytest.approx(10.0, rel=0.01)
+
+
+def test_rasterizeclc_mixed_raster_as_a_noise_mask(run_alg, data, tmp_path):
+    """buildpatches takes rasterizeclc's MIXED raster (1 = mixed, 0 = pure) directly as a noise mask
+    (MASK_IS_NOISE): its mixed pixels become invalid (label 0, mask 0) and patches with too many are dropped; the
+    same raster as a validity mask would keep only the mixed pixels."""
+    mixed = np.zeros((H, W), np.uint8)
+    mixed[:16, 16:32] = 1  # one whole patch mixed
+    mixed[16:20, 0:16] = 1  # 4/16 of a patch mixed
+    mpath = make_raster(tmp_path / "mixed.tif", mixed, origin=(X0, Y0), pixel=PIX, nodata=0)
+    base = {"IMAGE": data["img"], "LABELS": data["labels"], "MASK": mpath, "PATCH_SIZE": 16, "BLOCK_SIZE": 2,
+            "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0, "MAX_MASKED": 0.3}
+    res = run_alg("satclassify:buildpatches", {**base, "MASK_IS_NOISE": True, "OUTPUT_FOLDER": str(tmp_path / "n")})
+    ds = Dataset(res["OUTPUT_FOLDER"])
+    assert ds.manifest["mask_is_noise"] is True
+    _, feats = footprints(res)
+    rc = {(f["row"], f["col"]): f for f in feats}
+    assert (0, 16) not in rc and (0, 0) in rc and rc[(0, 0)]["masked"] == 0
+    assert abs(rc[(16, 0)]["masked"] - 0.25) < 1e-9
+    _imgs, labs, masks = ds.load("train")
+    f = rc[(16, 0)]
+    i = f["shard"] * 256 + f["index"]
+    assert masks[i][:4].sum() == 0 and masks[i][4:].min() == 1 and (labs[i][:4] == 0).all() and labs[i][4:].min() > 0
+    # the same raster read as a validity mask (the default): only the mixed pixels would count as valid
+    res = run_alg("satclassify:buildpatches", {**base, "OUTPUT_FOLDER": str(tmp_path / "v")})
+    _, feats = footprints(res)
+    assert {(f["row"], f["col"]) for f in feats} == {(0, 16)}
