@@ -1,5 +1,7 @@
 """Checkpoints: ``torch.save`` of a plain dict (state_dict, config, card info, optimizer, scheduler,
-history), loadable with ``torch.load(..., weights_only=True)``."""
+history), loadable with ``torch.load(..., weights_only=True)``; the model a checkpoint holds (:func:`load_model`)
+and whether a dataset fits it (:func:`check_compatible`). evaluate, export and train use these, so exporting a
+model does not import the training loop."""
 import os
 
 import torch
@@ -33,3 +35,34 @@ def load(path, what="checkpoint"):
         raise TrainingError(f"{what} '{path}' is not a SatClassify training checkpoint "
                             "(made by 'python -m training train')")
     return ck
+
+
+def load_model(ck, device="cpu"):
+    """The checkpoint's model (built from its config and card, weights loaded) on ``device``, in eval mode."""
+    from .models import build_model
+    cfg = ck["config"]
+    card = ck["card"]
+    ts = card.get("timeseries")
+    nb = ts["num_dates"] * (len(card["bands"]) + 1) if ts else len(card["bands"])  # input channels
+    if ts:
+        cfg = {**cfg, "num_dates": ts["num_dates"], "doy": ts["doy"]}
+    nk = len(card["heads"][0]["classes"])
+    nc = len(card["heads"][1]["classes"]) if len(card["heads"]) > 1 else 0
+    model = build_model(cfg["model"], nb, nk, nc, cfg)
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
+
+
+def check_compatible(card, info, source):
+    """Refuse a dataset (:class:`~.data.DataInfo`) whose bands, dates or class values differ from the checkpoint
+    card's; ``source`` names the checkpoint in the message."""
+    if list(card["bands"]) != list(info.bands):
+        raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
+                            f"{info.bands}: use a dataset with the same bands (or set 'bands')")
+    ts = card.get("timeseries")
+    if (ts["dates"] if ts else []) != info.dates:
+        raise TrainingError(f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
+                            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates")
+    vals = [c["value"] for c in card["heads"][0]["classes"]]
+    if vals != info.values:
+        raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")

@@ -7,27 +7,13 @@ import os
 import torch
 
 from . import checkpoint as ckpt_io
+from .checkpoint import check_compatible, load_model  # noqa: F401  (load_model: also imported from here)
 from .data import DataInfo, dataset_files, open_dataset
 from .engine import evaluate_split, resolve_device
 from .errors import TrainingError
 from .files import atomic_open, make_dir, refuse_inputs
 from .folds import all_view
-from .models import build_model, get_spec
-from .train import check_compatible
-
-
-def load_model(ck, device="cpu"):
-    cfg = ck["config"]
-    card = ck["card"]
-    ts = card.get("timeseries")
-    nb = ts["num_dates"] * (len(card["bands"]) + 1) if ts else len(card["bands"])  # input channels
-    if ts:
-        cfg = {**cfg, "num_dates": ts["num_dates"], "doy": ts["doy"]}
-    nk = len(card["heads"][0]["classes"])
-    nc = len(card["heads"][1]["classes"]) if len(card["heads"]) > 1 else 0
-    model = build_model(cfg["model"], nb, nk, nc, cfg)
-    model.load_state_dict(ck["state_dict"])
-    return model.to(device).eval()
+from .models import get_spec
 
 
 def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size=16):

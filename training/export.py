@@ -27,8 +27,8 @@ from torch import nn
 
 from . import checkpoint as ckpt_io
 from .card import add_card, card_from_checkpoint
+from .checkpoint import load_model
 from .errors import TrainingError
-from .evaluate import load_model
 from .files import atomic_open, make_dir, refuse_inputs
 from .models import get_spec
 

@@ -15,6 +15,7 @@ from satclassify_plugin.core.contract.timeseries import card_entry
 
 from . import checkpoint as ckpt_io
 from . import ddp
+from .checkpoint import check_compatible
 from .config import TrainConfig
 from .data import (
     DataInfo,
@@ -66,19 +67,6 @@ def card_info(cfg, info, mean, std, coarse=None):
             "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
             "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
             "input_clip": info.input_clip}
-
-
-def check_compatible(card, info, source):
-    if list(card["bands"]) != list(info.bands):
-        raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
-                            f"{info.bands}: use a dataset with the same bands (or set 'bands')")
-    ts = card.get("timeseries")
-    if (ts["dates"] if ts else []) != info.dates:
-        raise TrainingError(f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
-                            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates")
-    vals = [c["value"] for c in card["heads"][0]["classes"]]
-    if vals != info.values:
-        raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")
 
 
 def make_scheduler(cfg, opt, steps_per_epoch):

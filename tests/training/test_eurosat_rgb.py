@@ -196,3 +196,14 @@ def test_amp_on_a_cpu_without_native_bf16_trains_in_float32(dataset, tmp_path, m
                     amp=True, device="cpu", max_steps=2)
     assert not any("bfloat16" in w for w in res["warnings"])
     assert yaml.safe_load(open(tmp_path / "run2" / "config.yaml"))["amp"] is True
+
+
+def test_export_does_not_import_the_training_loop():
+    """Exporting (and evaluating) a model loads the checkpoint's model through training/checkpoint.py: neither
+    imports training.train (the loop, its optimizers and schedulers)."""
+    import subprocess
+    import sys
+    code = ("import sys, training.export, training.evaluate, training.quantize; "
+            "print('training.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
