@@ -33,6 +33,7 @@ from .pipeline import (
     check_pixel_size,
     extent_to_window,
     gdal_scaling,
+    invalid_pixels,
     negative_dn_invalid,
 )
 
@@ -127,16 +128,8 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
         if is_canceled():
             raise Canceled("cancelled by the user: no output was written")
         strip = np.stack([ds.GetRasterBand(bn).ReadAsArray(x0, y0 + r * p, ncol * p, p) for bn in band_numbers])
-        invalid = np.zeros(strip.shape[1:], bool)
-        for i, nd in enumerate(nodata):
-            if nd is not None:
-                invalid |= strip[i] == nd
-            if strip.dtype.kind == "f":
-                invalid |= ~np.isfinite(strip[i])
-        if negative_invalid:  # not a Sentinel-2 DN (e.g. a -9999 fill in an Int16 stack)
-            neg = (strip < 0).any(axis=0) & ~invalid
-            negatives += int(np.count_nonzero(neg))
-            invalid |= neg
+        invalid, n_neg = invalid_pixels(strip, nodata, strip.dtype.kind == "f", negative_invalid)
+        negatives += n_neg
         x = strip.astype(np.float32) * a[:, None, None] + b[:, None, None]
         if bounds is not None:
             np.clip(x, bounds[0][:, None, None], bounds[1][:, None, None], out=x)

@@ -177,6 +177,27 @@ def negative_dn_invalid(ds: gdal.Dataset, band_numbers: Sequence[int], model: Mo
     return s2 and any(ds.GetRasterBand(bn).DataType in signed for bn in band_numbers)
 
 
+def invalid_pixels(raw: np.ndarray, nodata: Sequence[Optional[float]], is_float: bool,
+                   negative_invalid: bool) -> Tuple[np.ndarray, int]:
+    """(H, W) mask of the pixels of ``raw`` (C, H, W model bands) that hold no measurement: a band at its nodata
+    value, NaN or +-inf (float bands), and with ``negative_invalid`` (:func:`negative_dn_invalid`) a negative
+    value; and the count of pixels made invalid by that last rule alone (for the log). classify's batch reader
+    and classifypatches' strips use it."""
+    invalid = np.zeros(raw.shape[1:], dtype=bool)
+    for i, v in enumerate(nodata):
+        if v is not None:
+            invalid |= raw[i] == v
+    if is_float:
+        invalid |= ~np.isfinite(raw).all(axis=0)
+    negatives = 0
+    if negative_invalid:  # not a Sentinel-2 DN (e.g. a -9999 fill in an Int16 stack)
+        neg = (raw < 0).any(axis=0) & ~invalid
+        negatives = int(np.count_nonzero(neg))
+        if negatives:
+            invalid |= neg
+    return invalid, negatives
+
+
 def _nodata_values(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> List[Optional[float]]:
     """Per model band: the raster band's nodata value, or 0 for Sentinel-2 DN stacks without one."""
     s2 = model.card.source == "satclassify" and all(b.upper() in S2_BANDS for b in model.card.bands)
@@ -472,7 +493,6 @@ class _BatchReader:
         self.a3, self.b3 = a[:, None, None], b[:, None, None]
         bounds = input_bounds(plan.model.card)  # the card's input_clip (None for a multi-date card)
         self.bounds = None if bounds is None else (bounds[0][:, None, None], bounds[1][:, None, None])
-        self.nd = [(i, v) for i, v in enumerate(plan.nodata) if v is not None]
         self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
                             for bn in plan.band_numbers)
         self.tw, self.th = plan.tiles[0].size
@@ -490,19 +510,11 @@ class _BatchReader:
                 return None
             ox, oy = t.core_offset
             core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
-            invalid = np.zeros(core.shape[1:], dtype=bool)
-            for i, v in self.nd:
-                invalid |= core[i] == v
-            if plan.valid_any:  # a multi-date stack: nodata where no date is valid
+            # NaN and +-inf, nodata values and negative DN are no measurement: those pixels get the outputs' nodata
+            invalid, n_neg = invalid_pixels(core, plan.nodata, self.is_float, self.negative_invalid)
+            self.negatives += n_neg
+            if plan.valid_any:  # a multi-date stack: nodata where no date is valid (negative_invalid is off then)
                 invalid |= ~(core[plan.valid_any] > 0).any(axis=0)
-            if self.is_float:  # NaN and +-inf are no measurement: those pixels get the outputs' nodata
-                invalid |= ~np.isfinite(core).all(axis=0)
-            if self.negative_invalid:  # not a Sentinel-2 DN (e.g. a -9999 fill in an Int16 stack)
-                neg = (core < 0).any(axis=0) & ~invalid
-                n_neg = int(np.count_nonzero(neg))
-                if n_neg:
-                    self.negatives += n_neg
-                    invalid |= neg
             masks.append(invalid)
             pr, pb = t.pad
             v = x[j] if not (pr or pb) else np.empty(raw.shape, np.float32)
