@@ -29,7 +29,6 @@ import numpy as np
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
 from satclassify_plugin.core.contract.metrics import ConfusionMatrix
-from satclassify_plugin.core.contract.modelcard import S2_BANDS
 
 from .data import dataset_files, open_dataset, targets, value_lut
 from .errors import TrainingError
@@ -56,7 +55,7 @@ def plugin_device(name):
 def nodata_is_zero(card):
     """Whether DN 0 is nodata for this card, as the plugin decides for a Sentinel-2 stack without a nodata value
     (core/classify/pipeline.py ``_nodata_values``)."""
-    return card.source == "satclassify" and all(b.upper() in S2_BANDS for b in card.bands)
+    return card.sentinel2_dn
 
 
 def model_input(raw, a, b, bounds):

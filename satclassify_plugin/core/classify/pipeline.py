@@ -23,7 +23,6 @@ from osgeo import gdal
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
-from ..contract.modelcard import S2_BANDS
 from .inference import CUDA_EP, TRT_EP, Model, input_bounds, load_model, map_bands, scale_coefficients
 from .tiling import Tile, check_run_sizes, choose_tiling, plan_tiles
 
@@ -171,7 +170,7 @@ def _fold_scaling(scale, gdal_so):
 
 def negative_dn_invalid(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> bool:
     """A Sentinel-2 DN model on bands of a signed type: negative stored values are no valid DN (nodata)."""
-    s2 = model.card.source == "satclassify" and all(b.upper() in S2_BANDS for b in model.card.bands)
+    s2 = model.card.sentinel2_dn
     signed = (gdal.GDT_Int16, gdal.GDT_Int32, gdal.GDT_Float32, gdal.GDT_Float64) + tuple(
         getattr(gdal, n) for n in ("GDT_Int8", "GDT_Int64") if hasattr(gdal, n))
     return s2 and any(ds.GetRasterBand(bn).DataType in signed for bn in band_numbers)
@@ -200,7 +199,7 @@ def invalid_pixels(raw: np.ndarray, nodata: Sequence[Optional[float]], is_float:
 
 def _nodata_values(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> List[Optional[float]]:
     """Per model band: the raster band's nodata value, or 0 for Sentinel-2 DN stacks without one."""
-    s2 = model.card.source == "satclassify" and all(b.upper() in S2_BANDS for b in model.card.bands)
+    s2 = model.card.sentinel2_dn
     out = []
     for b in band_numbers:
         band = ds.GetRasterBand(b)

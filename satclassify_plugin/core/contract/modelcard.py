@@ -98,6 +98,12 @@ class ModelCard:
         return json.dumps(self.to_dict(), sort_keys=False)
 
     @property
+    def sentinel2_dn(self) -> bool:
+        """A SatClassify model of Sentinel-2 bands: its inputs are digital numbers, where 0 is no data (used when a
+        stack gives no nodata value) and a negative value is no valid DN."""
+        return self.source == "satclassify" and all(b.upper() in S2_BANDS for b in self.bands)
+
+    @property
     def num_bands(self) -> int:
         return len(self.bands)
 
