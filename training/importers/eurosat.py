@@ -96,10 +96,7 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
                            seed=seed, shard_size=shard_size, overwrite=overwrite, workers=workers, log=log,
                            **kwargs)
     import rasterio
-    bands = list(bands or BANDS)
-    bad = [b for b in bands if b not in BANDS]
-    if bad or len(set(bands)) != len(bands):
-        raise TrainingError(f"--bands {','.join(bands)}: EuroSAT MS bands are {', '.join(BANDS)} (each once)")
+    bands = _chosen(bands, BANDS, "EuroSAT MS bands are")
     records, p, georef = [], None, True
     for ci, (d, files) in enumerate(folders):
         target = np.zeros(len(table), np.uint8)
@@ -156,12 +153,16 @@ def dn_to_rgb(dn):
     return np.clip(np.rint(np.asarray(dn, np.float64) * (255.0 / RGB_DN_MAX)), 0, 255).astype(np.uint8)
 
 
+def _chosen(bands, available, what):
+    """``--bands`` (all of ``available`` when not given), each one of ``available`` and given once."""
+    bands = list(bands or available)
+    if any(b not in available for b in bands) or len(set(bands)) != len(bands):
+        raise TrainingError(f"--bands {','.join(bands)}: {what} {', '.join(available)} (each once)")
+    return bands
+
+
 def _import_rgb(src, out, folders, table, bands, **kw):
-    bands = list(bands or RGB_BANDS)
-    bad = [b for b in bands if b not in RGB_BANDS]
-    if bad or len(set(bands)) != len(bands):
-        raise TrainingError(f"--bands {','.join(bands)}: EuroSAT RGB images hold the bands "
-                            f"{', '.join(RGB_BANDS)} (each once)")
+    bands = _chosen(bands, RGB_BANDS, "EuroSAT RGB images hold the bands")
     idx = [RGB_BANDS.index(b) for b in bands]
     first = os.path.join(src, folders[0][0], folders[0][1][0])
     p = _read_rgb(first, f"{folders[0][0]}/{folders[0][1][0]}").shape[1]
