@@ -148,7 +148,8 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
             if kind in ("rasterDestination", "fileDestination", "vectorDestination"):
                 path = self.parameterAsFileOutput(parameters, name, context)
                 if path and not path.startswith(("memory:", "postgres:", "ogr:")):
-                    outputs[name] = path.split("|")[0]
+                    # a vector output keeps its '|layername=': two layers of one GeoPackage are two outputs
+                    outputs[name] = path if kind == "vectorDestination" else path.split("|")[0]
                     if kind == "rasterDestination":
                         rasters.append(name)
             elif kind == "folderDestination":

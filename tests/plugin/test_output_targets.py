@@ -168,6 +168,29 @@ def test_every_vector_tool_writes_into_an_existing_geopackage(run_alg, data):
     assert got["clc"] == 1 and got["points"] == 30 and got["change"] >= 1 and got["cells"] == res["COUNT"] == 30
 
 
+def test_two_layers_of_one_geopackage_in_one_run(run_alg, data):
+    """Two vector outputs of one run may name two layers of the same GeoPackage (each is added, the file's other
+    layers stay); the same layer twice, or the whole file beside one of its layers, is refused before writing."""
+    project, t = data["project"], data["tmp"]
+    conf = make_raster(t / "conf.tif", np.full((60, 80), 95, np.uint8), nodata=255)
+    base = {"FIRST": data["cls"], "SECOND": data["cls2"], "CONFIDENCE": conf, "MMU": 0.01, "THRESHOLD": 80,
+            "OUTPUT": str(t / "ft.tif"), "OUTPUT_MATRIX": str(t / "c.csv"), "OUTPUT_JSON": str(t / "c.json")}
+    res = run_alg("satclassify:landcoverchange", {**base, "OUTPUT_POLYGONS": f"{project}|layername=change",
+                                                  "OUTPUT_CANDIDATES": f"{project}|layername=candidates"})
+    assert res["OUTPUT_POLYGONS"] == f"{project}|layername=change"
+    assert res["OUTPUT_CANDIDATES"] == f"{project}|layername=candidates"
+    got = layers(project)
+    assert set(got) == {"clc", "change", "candidates"} and got["clc"] == 1
+    assert got["change"] >= 1 and got["candidates"] >= 1
+    before = digest(project)
+    for polys, cands, why in ((f"{project}|layername=x", f"{project}|layername=X", "the same layer"),
+                              (str(project), f"{project}|layername=y", "the whole file")):
+        with pytest.raises(QgsProcessingException, match=r"OUTPUT_(POLYGONS|CANDIDATES) and OUTPUT_(POLYGONS|"
+                                                         r"CANDIDATES) .*" + why):
+            run_alg("satclassify:landcoverchange", {**base, "OUTPUT_POLYGONS": polys, "OUTPUT_CANDIDATES": cands})
+        assert digest(project) == before
+
+
 def test_layer_into_a_file_that_is_not_a_geopackage_is_refused(run_alg, data):
     notes = data["tmp"] / "notes.gpkg"
     notes.write_text("not a GeoPackage")

@@ -252,6 +252,14 @@ def inside(path: str, folder: str) -> bool:
     return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
 
 
+def _file_and_layer(target: str) -> Tuple[str, Optional[str]]:
+    """``file.gpkg|layername=x`` -> (file, 'x'); a plain path -> (path, None); other ``|`` options are checked by
+    the writer (:func:`split_layer`), here only the file matters."""
+    path, _, rest = target.partition("|")
+    m = _LAYERNAME.match(rest) if rest else None
+    return path, (m.group(1) if m and m.group(1) else None)
+
+
 def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str],
                   folders: Optional[Mapping[str, str]] = None, replaces_folder: bool = False) -> None:
     """Refuse outputs that would overwrite data, with a message naming both parameters and the fix.
@@ -265,10 +273,11 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
         for p in paths:
             if p:
                 ins.setdefault(_key(p), (name, p))
-    seen: Dict[str, str] = {}
-    for name, out in outputs.items():
-        if not out:
+    seen: Dict[str, List[Tuple[str, Optional[str]]]] = {}
+    for name, target in outputs.items():
+        if not target:
             continue
+        out, layer = _file_and_layer(target)
         if os.path.isdir(out):
             raise SatClassifyError(f"{name} '{out}' is a folder: give a file name (e.g. "
                                    f"{os.path.join(out, 'output.tif')})")
@@ -290,10 +299,18 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
                         f"{name} '{out}' would replace {in_name} '{in_path}' (GDAL writes '{out}{ext}' beside "
                         "it): choose another output file")
         k = _key(out)
-        if k in seen:
-            raise SatClassifyError(f"{name} and {seen[k]} are the same file '{out}': one would overwrite the "
-                                   "other. Give each output its own file")
-        seen[k] = name
+        for other, other_layer in seen.get(k, ()):
+            if layer is None or other_layer is None:
+                raise SatClassifyError(
+                    f"{name} and {other} are the same file '{out}': one would overwrite the other"
+                    + (" (the whole file is written beside one of its layers)" if (layer or other_layer) else "")
+                    + ". Give each output its own file (or two layers: 'file.gpkg|layername=a', "
+                    "'file.gpkg|layername=b')")
+            if layer.lower() == other_layer.lower():  # GeoPackage table names are case-insensitive
+                raise SatClassifyError(
+                    f"{name} and {other} are the same layer '{layer}' of '{out}': one would replace the other. "
+                    "Give each output its own layer name")
+        seen.setdefault(k, []).append((name, layer))
     for name, folder in folders.items():
         if not folder:
             continue
