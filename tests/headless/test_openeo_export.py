@@ -274,3 +274,14 @@ def test_failed_write_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
         ox.export_openeo(model, str(out), overwrite=True, model_url="https://x.org/m.zip")
     assert sorted(os.listdir(out)) == sorted(ox.FILES.values())
     assert {n: (out / n).read_bytes() for n in ox.FILES.values()} == before
+
+
+def test_missing_openeo_client_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    model = om.conv_model(tmp_path / "conv.onnx", c_in=4, k=3, layers=(3,))
+    monkeypatch.setitem(sys.modules, "openeo", None)  # import openeo -> ImportError
+    assert ox.main(["--model", model, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "openeo Python client is missing" in err and "pip install openeo" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
