@@ -107,3 +107,15 @@ def test_guardrail_catches_forbidden_imports(tmp_path, monkeypatch):
             test_core_module_imports_follow_the_rules(fake)
     finally:
         os.remove(fake)
+
+
+def test_headless_imports_no_qgis_pyqt_or_torch():
+    """satclassify_plugin/headless (the `satclassify` command, export-openeo) runs without QGIS: no qgis, PyQt,
+    torch or Processing import anywhere in it."""
+    folder = os.path.join(PLUGIN, "headless")
+    found = sorted(modules(folder))
+    assert any(p.endswith("openeo_export.py") for p in found)
+    qgis_side = tuple(f"satclassify_plugin.{m}" for m in ("algorithms", "plugin", "provider", "compat"))
+    bad = [(os.path.relpath(p, PLUGIN), m, line) for p in found for m, line in imports(p)
+           if m.split(".")[0] in FORBIDDEN or m.startswith(qgis_side)]
+    assert not bad, f"headless modules import QGIS-side code: {bad}"
