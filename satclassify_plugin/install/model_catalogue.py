@@ -12,7 +12,7 @@ Two kinds of entries, shipped ones first:
 Adding validates before anything becomes visible: a local file's card is checked (the same checks the tools run:
 :func:`~satclassify_plugin.core.classify.inference.load_model` on the CPU) and the file is copied in under a
 temporary name, then renamed; a URL is downloaded with the plugin's one HTTP client
-(:class:`~satclassify_plugin.core.s2.http.HttpClient`: deadlines, retries, cancel) into a temporary folder, its
+(:class:`~satclassify_plugin.core.net.HttpClient`: deadlines, retries, cancel) into a temporary folder, its
 SHA-256 compared with the one the user gave, its card checked, and only then renamed in. A checksum mismatch, a
 file that is not a SatClassify model or a failed download leaves nothing behind and says why.
 
@@ -268,7 +268,7 @@ class Catalogue:
         """Download ``url`` (http or https), check its SHA-256 against ``sha256`` and its card, then add it.
 
         ``download(url, dest)``: default the plugin's :meth:`HttpClient.download
-        <satclassify_plugin.core.s2.http.HttpClient.download>` (``monitor``: progress, messages, cancel). The file
+        <satclassify_plugin.core.net.HttpClient.download>` (``monitor``: progress, messages, cancel). The file
         goes to a temporary folder inside the user folder; a failed download, a checksum mismatch or a file that
         is not a model removes it: nothing is added."""
         want = normalise_sha256(sha256)
@@ -283,7 +283,7 @@ class Catalogue:
                 return e
         client = None
         if download is None:
-            from ..core.s2.http import HttpClient
+            from ..core.net import HttpClient
 
             client = HttpClient(monitor=monitor)
             download = client.download
