@@ -264,11 +264,12 @@ class Catalogue:
 
     def add_url(self, url: str, sha256: str, model_id: Optional[str] = None, name: Optional[str] = None,
                 download: Optional[Callable[[str, str], Any]] = None, monitor=None,
-                log: Callable[[str], None] = lambda m: None) -> Entry:
+                log: Callable[[str], None] = lambda m: None, proxy=None) -> Entry:
         """Download ``url`` (http or https), check its SHA-256 against ``sha256`` and its card, then add it.
 
         ``download(url, dest)``: default the plugin's :meth:`HttpClient.download
-        <satclassify_plugin.core.net.HttpClient.download>` (``monitor``: progress, messages, cancel). The file
+        <satclassify_plugin.core.net.HttpClient.download>` (``monitor``: progress, messages, cancel; ``proxy``: a
+        ``core.net.ProxyConfig``, default the standard proxy variables). The file
         goes to a temporary folder inside the user folder; a failed download, a checksum mismatch or a file that
         is not a model removes it: nothing is added."""
         want = normalise_sha256(sha256)
@@ -285,7 +286,7 @@ class Catalogue:
         if download is None:
             from ..core.net import HttpClient
 
-            client = HttpClient(monitor=monitor)
+            client = HttpClient(monitor=monitor, proxy=proxy)
             download = client.download
         os.makedirs(self.user_folder, exist_ok=True)
         tmpdir = tempfile.mkdtemp(prefix=".download-", dir=self.user_folder)

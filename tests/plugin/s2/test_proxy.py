@@ -213,3 +213,26 @@ def test_unreachable_proxy_is_named():
     with pytest.raises(SatClassifyError, match=r"cannot reach example.invalid through the proxy 127.0.0.1:9 .*check "
                                                r"the proxy settings \(QGIS: Settings > Options > Network"):
         http.get_json("http://example.invalid/x")
+
+
+def test_manage_models_add_from_url_goes_through_qgis_proxy(proxy, qgis_settings, tmp_path, monkeypatch):
+    """Plugins > SatClassify > Manage models... > Add from URL downloads through QGIS's proxy too."""
+    from satclassify_plugin.install import model_catalogue as mc
+    from satclassify_plugin.install.models_dialog import ModelsDialog
+    from tests import onnx_models as om
+
+    path = om.patch_model(tmp_path / "remote.onnx", [[40.0, -40.0, 0.0, 0.0], [0.0, 0.0, 0.0, 12.0]],
+                          activation="softmax")
+    monkeypatch.setenv(mc.ENV_DIR, str(tmp_path / "user"))
+    srv = fs.FakeServer()
+    dlg = ModelsDialog(mc.Catalogue(str(tmp_path / "user")))
+    try:
+        with open(path, "rb") as f:
+            srv.files["/m/remote.onnx"] = f.read()
+        qgis_settings(port=proxy.port)
+        e = dlg.add_url(srv.url + "/m/remote.onnx", mc.sha256_of(str(path)))
+        assert e is not None and e.id == "remote", dlg.status.text()
+        assert proxy.urls() == [srv.url + "/m/remote.onnx"]
+    finally:
+        dlg.close()
+        srv.close()
