@@ -1,8 +1,11 @@
 """Parameters and plumbing the Sentinel-2 tools share (area of interest, dates, source, credentials from a
-QGIS authentication configuration, feedback wiring): :class:`Sentinel2Algorithm` (not a tool itself: the
-provider skips modules whose name starts with "_") and :func:`aoi_wkt` for tools that are not searches.
+QGIS authentication configuration, QGIS's proxy, feedback wiring): :class:`Sentinel2Algorithm` (not a tool itself:
+the provider skips modules whose name starts with "_"), and for every Sentinel-2 tool (searches or not)
+:func:`aoi_wkt`, the stack outputs (:func:`add_stack_outputs`, :func:`output_paths`, :func:`target_epsg`,
+:func:`report`, :data:`STACK_HELP`).
 """
 import datetime as _dt
+import os
 
 from qgis.core import (
     QgsApplication,
@@ -11,17 +14,22 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsGeometry,
     QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterAuthConfig,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, advanced
+from ..core.contract.paths import style_sidecar
+from ._network import qgis_proxy
+from .base import SatClassifyAlgorithm, advanced, refuse_degree_pixels, style_stack_on_load, target_crs
 
 SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
 SOURCE_OPTIONS = ["STAC API (Earth Search, no login)",
@@ -46,7 +54,29 @@ COMMON_HELP = (
     "included), and a transfer (download, band read) fails when less than 1 kB/s arrives for 60 s; a slow "
     "or overloaded server then ends the run with a message naming it instead of a hang (Cancel works at "
     "any time). The environment variable SATCLASSIFY_HTTP_TIMEOUT (seconds; Settings > Options > System > "
-    "Environment) changes both: the request limit, and half of it for transfers.<br>")
+    "Environment) changes both: the request limit, and half of it for transfers.<br>"
+    "<b>Proxy</b>: QGIS's proxy (Settings > Options > Network) applies to every search, download and band "
+    "read; with QGIS's proxy off, the variables HTTPS_PROXY / HTTP_PROXY / NO_PROXY do (if set).<br>")
+
+STACK_HELP = (
+    "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
+    "B10 in L1C, SCL in L2A). 10 m bands are copied pixel for pixel; 20 m and 60 m bands are resampled to "
+    "the 10 m grid bilinearly (nodata excluded); SCL with nearest neighbour.<br>"
+    "<b>Output</b>: one uint16 GeoTIFF (tiled, DEFLATE), band descriptions = band names, nodata 0, harmonised "
+    "to the pre-04.00 scale: products with processing baseline >= 04.00 get their BOA_ADD_OFFSET (-1000) "
+    "added, so reflectance = DN / 10000 for every product.<br>"
+    "<b>Mask</b>: uint8, 1 = valid, 0 = invalid (SCL nodata, saturated/defective, cloud shadow, cloud medium "
+    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: only "
+    "nodata is masked.<br>"
+    "<b>CRS</b>: TARGET_CRS, default the product's UTM zone; the output grid is 10 m, aligned to multiples "
+    "of 10 m.<br>"
+    "<b>Style</b>: the stack opens in natural colour (B04/B03/B02, each band stretched between the 2 % and 98 % "
+    "points of its cumulative histogram, nodata left out): a QGIS style <i>&lt;name&gt;.qml</i> is written beside "
+    "the .tif (QGIS loads it whenever the file is opened; an existing .qml that SatClassify did not write is never "
+    "replaced: the tool refuses). Loaded by the tool, the layer also has the style <i>colour infrared</i> "
+    "(B08/B04/B03): right-click the layer > Styles.<br>")
+
+_UNREAD = object()  # the proxy settings were not read yet (prepareAlgorithm reads them)
 
 
 class Sentinel2Algorithm(SatClassifyAlgorithm):
@@ -60,6 +90,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         super().__init__()
         self._credentials = None
         self._auth_error = None
+        self._proxy = _UNREAD
 
     # -- parameters ----------------------------------------------------------------------------------
     def add_aoi_parameters(self):
@@ -94,7 +125,11 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
     # -- credentials (read in the main thread: the auth manager may ask for the master password) --------
     def prepareAlgorithm(self, parameters, context, feedback):
-        self._credentials, self._auth_error = None, None
+        self._credentials, self._auth_error, self._proxy = None, None, _UNREAD
+        try:
+            self._proxy = qgis_proxy()
+        except QgsProcessingException as e:  # reported by run_tool
+            self._auth_error = str(e)
         authcfg = self.parameterAsString(parameters, "AUTHCFG", context) if "AUTHCFG" in parameters else ""
         if authcfg:
             try:
@@ -158,7 +193,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
     def source(self, parameters, context, feedback):
         """(source, http client) with the feedback wired in; messages pass through the client's redaction."""
-        from ..core.s2.http import HttpClient
+        from ..core.net import HttpClient
         from ..core.s2.sources import get_source
 
         key = SOURCE_KEYS[self.parameterAsEnum(parameters, "SOURCE", context)]
@@ -175,8 +210,11 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
             feedback.pushInfo(http.redact(message) if http is not None else message)
 
         monitor = self.monitor(feedback, info=info)
-        http = HttpClient(retries=self.parameterAsInt(parameters, "RETRIES", context), monitor=monitor)
+        proxy = qgis_proxy() if self._proxy is _UNREAD else self._proxy
+        http = HttpClient(retries=self.parameterAsInt(parameters, "RETRIES", context), monitor=monitor, proxy=proxy)
         holder["http"] = http
+        if http.proxy:
+            feedback.pushInfo(f"network: through the proxy {http.proxy.describe()} ({http.proxy.origin})")
         if creds:
             http.add_secret(creds.password)
             if key == "STAC":
@@ -193,7 +231,7 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
     @staticmethod
     def redacted(http, fn, *args, **kw):
         """Run ``fn``; any error leaves with the client's secrets (password, token) masked."""
-        from ..core.s2.http import Canceled
+        from ..core.net import Canceled
 
         try:
             try:
@@ -208,6 +246,65 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
             raise
         except Exception as e:
             raise SatClassifyError(http.redact(f"unexpected error ({type(e).__name__}): {e}"))
+
+
+def output_paths(alg, parameters, context, mask=True):
+    out = alg.parameterAsOutputLayer(parameters, "OUTPUT", context)
+    if not out:
+        raise SatClassifyError("no output file given (OUTPUT)")
+    mask_path = None
+    if mask and parameters.get("MASK") not in (None, ""):
+        mask_path = alg.parameterAsOutputLayer(parameters, "MASK", context) or None
+    for name, p in (("OUTPUT", out), ("MASK", mask_path)):
+        if p and os.path.splitext(p)[1].lower() not in (".tif", ".tiff"):
+            raise SatClassifyError(f"{name} must be a GeoTIFF (.tif), not '{os.path.basename(p)}'")
+    if mask_path and os.path.abspath(mask_path) == os.path.abspath(out):
+        raise SatClassifyError("MASK and OUTPUT are the same file: give the mask another name")
+    return out, mask_path
+
+
+def target_epsg(alg, parameters, context):
+    """EPSG code of TARGET_CRS; None when empty (the product's UTM zone). Unknown codes and geographic CRSs
+    (the stack's 10 m pixels would be 10 degrees wide) are refused with the fix."""
+    crs = target_crs(alg, parameters, "TARGET_CRS", context)
+    if crs is None:
+        return None
+    refuse_degree_pixels(crs, 10.0, "TARGET_CRS")
+    auth = crs.authid()
+    if not auth.upper().startswith("EPSG:") or not auth[5:].isdigit():
+        raise SatClassifyError("TARGET_CRS must be an EPSG coordinate reference system, not "
+                               f"{auth or crs.description()}")
+    return int(auth[5:])
+
+
+def add_stack_outputs(alg):
+    alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 stack"))
+    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (from SCL)", optional=True,
+                                                             createByDefault=True))
+    alg.addOutput(QgsProcessingOutputString("ITEMS", "Products read"))
+    alg.addOutput(QgsProcessingOutputString("DATE", "Acquisition date"))
+    alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
+
+
+def report(feedback, summary, bands, out, mask, context=None):
+    offs = summary.get("offsets") or {}
+    for s in summary["scenes"]:
+        feedback.pushInfo(f"{s.id}: baseline {s.baseline or 'unknown'}, DN offset {offs.get(s.id, 0)}")
+    feedback.pushInfo(f"written {os.path.basename(out)}: {summary['width']} x {summary['height']} pixels, "
+                      f"{len(bands)} band(s) {','.join(bands)}, EPSG:{summary['epsg']}"
+                      + (f"; mask {os.path.basename(mask)}: {100.0 * summary['valid_fraction']:.1f} % valid"
+                         if mask else ""))
+    styles = summary.get("styles") or {}
+    if styles:
+        feedback.pushInfo(f"style {os.path.basename(style_sidecar(out))} written beside the stack: opens in "
+                          f"{' / '.join(styles)} (Layers panel: right-click > Styles)")
+    elif "styles" in summary:
+        feedback.pushInfo("no natural-colour style: the stack lacks one of B04, B03, B02")
+    if context is not None:
+        style_stack_on_load(context, out, styles)
+    scenes = summary["scenes"]
+    return {"OUTPUT": out, "MASK": mask, "ITEMS": ",".join(s.id for s in scenes),
+            "DATE": scenes[0].date if scenes else "", "VALID_FRACTION": float(summary["valid_fraction"])}
 
 
 def aoi_wkt(alg, parameters, context, feedback, required=True):

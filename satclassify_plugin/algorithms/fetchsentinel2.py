@@ -1,42 +1,25 @@
 """satclassify:fetchsentinel2 - the AOI window of a Sentinel-2 product -> harmonised uint16 stack + SCL mask."""
-import os
-
 from qgis.core import (
-    QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
 from .. import compat
-from ..core.contract.errors import SatClassifyError
-from ..core.contract.paths import style_sidecar
-from ._sentinel2 import COMMON_HELP, Sentinel2Algorithm
-from .base import advanced, refuse_degree_pixels, style_stack_on_load, target_crs
-
-STACK_HELP = (
-    "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
-    "B10 in L1C, SCL in L2A). 10 m bands are copied pixel for pixel; 20 m and 60 m bands are resampled to "
-    "the 10 m grid bilinearly (nodata excluded); SCL with nearest neighbour.<br>"
-    "<b>Output</b>: one uint16 GeoTIFF (tiled, DEFLATE), band descriptions = band names, nodata 0, harmonised "
-    "to the pre-04.00 scale: products with processing baseline >= 04.00 get their BOA_ADD_OFFSET (-1000) "
-    "added, so reflectance = DN / 10000 for every product.<br>"
-    "<b>Mask</b>: uint8, 1 = valid, 0 = invalid (SCL nodata, saturated/defective, cloud shadow, cloud medium "
-    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: only "
-    "nodata is masked.<br>"
-    "<b>CRS</b>: TARGET_CRS, default the product's UTM zone; the output grid is 10 m, aligned to multiples "
-    "of 10 m.<br>"
-    "<b>Style</b>: the stack opens in natural colour (B04/B03/B02, each band stretched between the 2 % and 98 % "
-    "points of its cumulative histogram, nodata left out): a QGIS style <i>&lt;name&gt;.qml</i> is written beside "
-    "the .tif (QGIS loads it whenever the file is opened; an existing .qml that SatClassify did not write is never "
-    "replaced: the tool refuses). Loaded by the tool, the layer also has the style <i>colour infrared</i> "
-    "(B08/B04/B03): right-click the layer > Styles.<br>")
-
+from ._sentinel2 import (
+    COMMON_HELP,
+    STACK_HELP,
+    Sentinel2Algorithm,
+    add_stack_outputs,
+    output_paths,
+    report,
+    target_epsg,
+)
+from .base import advanced
 
 INTERVAL_KEYS = ["none", "monthly", "days"]
 INTERVAL_OPTIONS = ["None (one date: the best of the period)", "Monthly (one date per calendar month)",
@@ -51,65 +34,6 @@ TIMESERIES_HELP = (
     "the overpass with the most valid pixels in the AOI by SCL among the CANDIDATES best-ranked ones; median "
     "takes the per-pixel median of their valid observations (dated at the interval's middle day). Invalid pixels "
     "are 0; intervals without a product are left out. MASK is then 1 where at least one date is valid.<br>")
-
-def output_paths(alg, parameters, context, mask=True):
-    out = alg.parameterAsOutputLayer(parameters, "OUTPUT", context)
-    if not out:
-        raise SatClassifyError("no output file given (OUTPUT)")
-    mask_path = None
-    if mask and parameters.get("MASK") not in (None, ""):
-        mask_path = alg.parameterAsOutputLayer(parameters, "MASK", context) or None
-    for name, p in (("OUTPUT", out), ("MASK", mask_path)):
-        if p and os.path.splitext(p)[1].lower() not in (".tif", ".tiff"):
-            raise SatClassifyError(f"{name} must be a GeoTIFF (.tif), not '{os.path.basename(p)}'")
-    if mask_path and os.path.abspath(mask_path) == os.path.abspath(out):
-        raise SatClassifyError("MASK and OUTPUT are the same file: give the mask another name")
-    return out, mask_path
-
-
-def target_epsg(alg, parameters, context):
-    """EPSG code of TARGET_CRS; None when empty (the product's UTM zone). Unknown codes and geographic CRSs
-    (the stack's 10 m pixels would be 10 degrees wide) are refused with the fix."""
-    crs = target_crs(alg, parameters, "TARGET_CRS", context)
-    if crs is None:
-        return None
-    refuse_degree_pixels(crs, 10.0, "TARGET_CRS")
-    auth = crs.authid()
-    if not auth.upper().startswith("EPSG:") or not auth[5:].isdigit():
-        raise SatClassifyError("TARGET_CRS must be an EPSG coordinate reference system, not "
-                               f"{auth or crs.description()}")
-    return int(auth[5:])
-
-
-def add_stack_outputs(alg):
-    alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 stack"))
-    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (from SCL)", optional=True,
-                                                             createByDefault=True))
-    alg.addOutput(QgsProcessingOutputString("ITEMS", "Products read"))
-    alg.addOutput(QgsProcessingOutputString("DATE", "Acquisition date"))
-    alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
-
-
-def report(feedback, summary, bands, out, mask, context=None):
-    offs = summary.get("offsets") or {}
-    for s in summary["scenes"]:
-        feedback.pushInfo(f"{s.id}: baseline {s.baseline or 'unknown'}, DN offset {offs.get(s.id, 0)}")
-    feedback.pushInfo(f"written {os.path.basename(out)}: {summary['width']} x {summary['height']} pixels, "
-                      f"{len(bands)} band(s) {','.join(bands)}, EPSG:{summary['epsg']}"
-                      + (f"; mask {os.path.basename(mask)}: {100.0 * summary['valid_fraction']:.1f} % valid"
-                         if mask else ""))
-    styles = summary.get("styles") or {}
-    if styles:
-        feedback.pushInfo(f"style {os.path.basename(style_sidecar(out))} written beside the stack: opens in "
-                          f"{' / '.join(styles)} (Layers panel: right-click > Styles)")
-    elif "styles" in summary:
-        feedback.pushInfo("no natural-colour style: the stack lacks one of B04, B03, B02")
-    if context is not None:
-        style_stack_on_load(context, out, styles)
-    scenes = summary["scenes"]
-    return {"OUTPUT": out, "MASK": mask, "ITEMS": ",".join(s.id for s in scenes),
-            "DATE": scenes[0].date if scenes else "", "VALID_FRACTION": float(summary["valid_fraction"])}
-
 
 class FetchSentinel2Algorithm(Sentinel2Algorithm):
     ALGORITHM_ID = "fetchsentinel2"

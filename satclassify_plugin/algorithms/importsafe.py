@@ -10,9 +10,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from ._sentinel2 import aoi_wkt
+from ._sentinel2 import STACK_HELP, add_stack_outputs, aoi_wkt, output_paths, report, target_epsg
 from .base import SatClassifyAlgorithm
-from .fetchsentinel2 import STACK_HELP, add_stack_outputs, output_paths, report, target_epsg
 
 
 class ImportSafeAlgorithm(SatClassifyAlgorithm):

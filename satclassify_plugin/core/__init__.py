@@ -7,7 +7,9 @@ import each other; tests/core/test_guardrail.py checks every import):
   the class record (``classes.ClassRecord``), CLC tables, model card, dataset folder format, metrics,
   output-path guard. No osgeo.
 * ``raster``     GDAL raster I/O shared by the tools: open, create (all metadata before pixels), atomic outputs.
-* ``s2/``        Sentinel-2: product conventions (``products``), HTTP with deadlines, search sources, stacks.
+* ``net/``       sensor-neutral HTTP: the client, deadlines and stall watchdog, the one retry mechanism, the proxy.
+* ``catalog/``   sensor-neutral catalogue clients on ``net``: STAC, CDSE OData, DHuS (contract <- net <- catalog <- s2).
+* ``s2/``        Sentinel-2: product conventions (``products``), search sources (``sources``), stacks.
 * ``labels/``    CLC -> label rasters (``rasterize``) and training patches (``plan`` pure, ``patches``).
 * ``classify/``  tiling (pure planning), onnxruntime sessions (``inference``), the streamed pipeline
   (``plan_classify`` -> ``ClassifyPlan`` -> ``run_plan``).

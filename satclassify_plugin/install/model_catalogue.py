@@ -12,7 +12,7 @@ Two kinds of entries, shipped ones first:
 Adding validates before anything becomes visible: a local file's card is checked (the same checks the tools run:
 :func:`~satclassify_plugin.core.classify.inference.load_model` on the CPU) and the file is copied in under a
 temporary name, then renamed; a URL is downloaded with the plugin's one HTTP client
-(:class:`~satclassify_plugin.core.s2.http.HttpClient`: deadlines, retries, cancel) into a temporary folder, its
+(:class:`~satclassify_plugin.core.net.HttpClient`: deadlines, retries, cancel) into a temporary folder, its
 SHA-256 compared with the one the user gave, its card checked, and only then renamed in. A checksum mismatch, a
 file that is not a SatClassify model or a failed download leaves nothing behind and says why.
 
@@ -264,11 +264,12 @@ class Catalogue:
 
     def add_url(self, url: str, sha256: str, model_id: Optional[str] = None, name: Optional[str] = None,
                 download: Optional[Callable[[str, str], Any]] = None, monitor=None,
-                log: Callable[[str], None] = lambda m: None) -> Entry:
+                log: Callable[[str], None] = lambda m: None, proxy=None) -> Entry:
         """Download ``url`` (http or https), check its SHA-256 against ``sha256`` and its card, then add it.
 
         ``download(url, dest)``: default the plugin's :meth:`HttpClient.download
-        <satclassify_plugin.core.s2.http.HttpClient.download>` (``monitor``: progress, messages, cancel). The file
+        <satclassify_plugin.core.net.HttpClient.download>` (``monitor``: progress, messages, cancel; ``proxy``: a
+        ``core.net.ProxyConfig``, default the standard proxy variables). The file
         goes to a temporary folder inside the user folder; a failed download, a checksum mismatch or a file that
         is not a model removes it: nothing is added."""
         want = normalise_sha256(sha256)
@@ -283,9 +284,9 @@ class Catalogue:
                 return e
         client = None
         if download is None:
-            from ..core.s2.http import HttpClient
+            from ..core.net import HttpClient
 
-            client = HttpClient(monitor=monitor)
+            client = HttpClient(monitor=monitor, proxy=proxy)
             download = client.download
         os.makedirs(self.user_folder, exist_ok=True)
         tmpdir = tempfile.mkdtemp(prefix=".download-", dir=self.user_folder)

@@ -177,9 +177,18 @@ class ModelsDialog(QDialog):
             QApplication.processEvents()
 
         monitor = Monitor(progress=progress, info=self.report)
-        return self._added(self._busy(
-            lambda: self.catalogue.add_url(url, sha256, name=name or None, download=self.download, monitor=monitor),
-            "Adding the model failed"))
+
+        def add():
+            from qgis.core import QgsProcessingException
+
+            from ..algorithms._network import qgis_proxy  # QGIS's proxy (Settings > Options > Network)
+            try:
+                proxy = qgis_proxy()
+            except QgsProcessingException as e:
+                raise SatClassifyError(str(e))
+            return self.catalogue.add_url(url, sha256, name=name or None, download=self.download, monitor=monitor,
+                                          proxy=proxy)
+        return self._added(self._busy(add, "Adding the model failed"))
 
     def ask_file(self):
         path, _ = QFileDialog.getOpenFileName(self, "Add a SatClassify ONNX model", "", "ONNX models (*.onnx)")

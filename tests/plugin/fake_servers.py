@@ -4,6 +4,9 @@
   ``Range`` support (what GDAL ``/vsicurl/`` needs), byte counting per path, scripted failures
   (e.g. 429 with Retry-After, then success), a connection dropped after N bytes, slow answers
   (:meth:`FakeServer.stall_after_headers`, :meth:`FakeServer.trickle`) and route handlers.
+* :class:`ForwardingProxy`: an HTTP forward proxy on 127.0.0.1 (absolute-URI requests, as curl and urllib3
+  send them to a proxy) that records every request and forwards it to the fakes; optionally demands a
+  ``Proxy-Authorization`` login (407 without it).
 * :func:`add_stac_api`: a STAC API (landing page, /search GET and POST with paging, /collections/...).
 * :func:`add_cdse`: CDSE token endpoint + OData catalogue + ``$value`` download through a redirect to
   another "host" path that requires the Authorization header.
@@ -13,7 +16,9 @@
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import io
 import json
 import re
@@ -233,6 +238,93 @@ class FakeServer:
 
     def close(self):
         self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ForwardingProxy:
+    """An HTTP forward proxy on 127.0.0.1 for the fakes: ``log`` keeps (method, absolute URL, headers) of every
+    request it received; ``login=(user, password)`` makes it answer 407 to requests without that login."""
+
+    HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
+           "trailers", "transfer-encoding", "upgrade"}
+
+    def __init__(self, login=None):
+        self.log = []
+        self.login = login
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self, method):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                with proxy.lock:
+                    proxy.log.append((method, self.path, dict(self.headers)))
+                if proxy.login is not None:
+                    want = "Basic " + base64.b64encode(":".join(proxy.login).encode()).decode()
+                    if self.headers.get("Proxy-Authorization") != want:
+                        return self._reply(407, [("Proxy-Authenticate", 'Basic realm="test proxy"')], b"", method)
+                u = urlparse(self.path)
+                if u.scheme != "http" or not u.hostname:
+                    return self._reply(400, [], b"absolute http:// URL expected", method)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP}
+                conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+                try:
+                    conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=body,
+                                 headers=headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                    out = [(k, v) for k, v in r.getheaders() if k.lower() not in proxy.HOP]
+                except OSError as e:
+                    return self._reply(502, [], f"upstream failed: {e}".encode(), method)
+                finally:
+                    conn.close()
+                self._reply(r.status, out, data, method)
+
+            def _reply(self, status, headers, data, method):
+                self.send_response(status)
+                has_length = False
+                for k, v in headers:
+                    has_length |= k.lower() == "content-length"
+                    self.send_header(k, v)
+                if not has_length:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(data)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_HEAD(self):
+                self._forward("HEAD")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def urls(self, method=None):
+        """The absolute URLs requested through the proxy (of ``method`` only, when given)."""
+        with self.lock:
+            return [u for m, u, _ in self.log if method is None or m == method]
+
+    def clear(self):
+        with self.lock:
+            self.log.clear()
+
+    def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
 

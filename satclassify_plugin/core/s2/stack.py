@@ -29,8 +29,8 @@ from osgeo import gdal, ogr, osr
 
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
+from ..net import Canceled, Deadlines, Monitor, host_of
 from . import style
-from .http import Canceled, Deadlines, Monitor, host_of
 from .products import (
     BAND_ID,
     BAND_RESOLUTION,
@@ -48,7 +48,7 @@ ogr.UseExceptions()
 osr.UseExceptions()
 
 #: GDAL settings for remote reads (applied only inside :func:`gdal_remote_config`, with the deadline options
-#: of :meth:`~satclassify_plugin.core.s2.http.Deadlines.gdal_options`: GDAL_HTTP_TIMEOUT, GDAL_HTTP_CONNECTTIMEOUT,
+#: of :meth:`~satclassify_plugin.core.net.Deadlines.gdal_options`: GDAL_HTTP_TIMEOUT, GDAL_HTTP_CONNECTTIMEOUT,
 #: GDAL_HTTP_LOW_SPEED_TIME/LIMIT, GDAL_HTTP_MAX_RETRY).
 REMOTE_CONFIG = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",

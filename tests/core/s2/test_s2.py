@@ -183,8 +183,8 @@ def test_cdse_url_aoi_keeps_small_polygons_and_boxes_detailed_ones():
 
 def test_search_lists_each_product_once_when_paging_repeats_items():
     """Issue 25 item 11: a catalogue whose paging serves the same item again listed it 20 times."""
+    from satclassify_plugin.core.net import Monitor
     from satclassify_plugin.core.s2 import sources
-    from satclassify_plugin.core.s2.http import Monitor
 
     logs = []
 

@@ -6,7 +6,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
-from satclassify_plugin.core.s2.http import parse_retry_after
 from satclassify_plugin.core.s2.sources.stac import scene_from_item
 
 ITEM = {
@@ -98,13 +97,3 @@ def test_item_like_json_parses_or_fails_cleanly(top, props):
     assert isinstance(s.id, str) and s.id
     assert s.cloud is None or isinstance(s.cloud, float)
     assert all(isinstance(v, str) for v in s.assets.values())
-
-
-@pytest.mark.parametrize("value,expected", [("3", 3.0), (" 0 ", 0.0), ("-1", None), ("soon", None), ("", None),
-                                            (None, None), ("inf", None)])
-def test_parse_retry_after(value, expected):
-    assert parse_retry_after(value) == expected
-
-
-def test_parse_retry_after_http_date():
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)

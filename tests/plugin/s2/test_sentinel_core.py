@@ -10,9 +10,9 @@ import pytest
 from osgeo import gdal
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.net import Canceled, Deadlines, HttpClient, Monitor
 from satclassify_plugin.core.s2 import products as s2
 from satclassify_plugin.core.s2 import stack as gdal_s2
-from satclassify_plugin.core.s2.http import Canceled, Deadlines, HttpClient, Monitor
 from satclassify_plugin.core.s2.sources import SearchQuery, fetch, get_source, search
 
 from .. import fake_servers as fs

@@ -7,32 +7,28 @@ the best date (or given ids) into the stack and mask.
 
 Sources: ``STAC`` (default, no login, Earth Search), ``CDSE`` (Copernicus Data Space Ecosystem OData: the
 catalogue is public, downloads need a login), ``DHuS`` (a Data Hub Software mirror through sentinelsat, login
-for both). Every request goes through the source's :class:`~satclassify_plugin.core.s2.http.HttpClient` and its
-deadline policy (see :mod:`satclassify_plugin.core.s2.http`).
+for both). The protocols are the sensor-neutral clients of :mod:`satclassify_plugin.core.catalog`; every request
+goes through the source's :class:`~satclassify_plugin.core.net.HttpClient` (deadlines, retries, proxy: see
+:mod:`satclassify_plugin.core.net`). This package adds what is Sentinel-2: the queries, the product fields
+(``Scene``), the bands to read.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from ...catalog import Credentials
 from ...contract.errors import SatClassifyError
-from ..http import HttpClient, Monitor
+from ...net import HttpClient, Monitor
 from ..products import Scene, group_by_date, parse_datetime, rank_scenes
 
+__all__ = ["Credentials", "SearchQuery", "Source", "choose_date", "fetch", "get_source", "search",
+           "unique_scenes"]
 SOURCES = ("STAC", "CDSE", "DHuS")
 PRODUCTS = ("L2A", "L1C")
-
-
-@dataclass
-class Credentials:
-    username: str = ""
-    password: str = field(default="", repr=False)
-
-    def __bool__(self):
-        return bool(self.username and self.password)
 
 
 @dataclass
@@ -206,7 +202,8 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
             s.assets.pop("SCL", None)
     meta = {"SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
             "SATCLASSIFY_DATE": chosen[0].date, "SATCLASSIFY_CLOUD": ",".join(str(s.cloud) for s in chosen)}
-    with gdal_remote_config(**source.http.gdal_options()):
+    urls = [p[len("/vsicurl/"):] for s in prepared for p in s.assets.values() if p.startswith("/vsicurl/")]
+    with gdal_remote_config(**source.http.gdal_options(urls)):
         summary = build_stack(prepared, bands, output, mask_output, aoi_wkt=query.aoi_wkt,
                               target_epsg=target_epsg, monitor=mon.sub(0.0 if source.name == "STAC" else 0.5, 1.0),
                               metadata=meta)

@@ -1,18 +1,6 @@
-"""Copernicus Data Space Ecosystem (CDSE): OData catalogue search, OpenID token, SAFE zip download.
-
-The catalogue is public: searching sends no credentials (no token, no Authorization header); only the
-download needs a login (the token).
-
-Search: ``GET <catalogue>/Products?$filter=...&$top=..&$orderby=ContentDate/Start desc&$expand=Attributes``,
-following ``@odata.nextLink``. Token: ``POST <identity>/auth/realms/CDSE/protocol/openid-connect/token``
-with ``grant_type=password``, ``client_id=cdse-public`` and the user's credentials. Download:
-``GET <download>/Products(<id>)/$value`` with ``Authorization: Bearer``, redirects followed by hand
-(the header is kept), resumed with ``Range`` into ``<name>.zip.part``, MD5 checked, then read through
-the SAFE import (``/vsizip/``, nothing extracted).
-
-With a non-default URL (mirror, test server) the three services share its root:
-``<root>/odata/v1`` (catalogue and downloads) and ``<root>/auth/realms/CDSE/protocol/openid-connect/token``.
-"""
+"""Sentinel-2 from the Copernicus Data Space Ecosystem (CDSE): the product filter and fields of Sentinel-2 SAFE
+products on :class:`~satclassify_plugin.core.catalog.odata.ODataCatalog` (search, token, download), then the
+SAFE zip read through the SAFE import (``/vsizip/``, nothing extracted)."""
 from __future__ import annotations
 
 import json
@@ -20,38 +8,21 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+from ...catalog.odata import CATALOGUE, ODataCatalog
+from ...catalog.odata import odata_filter as _odata_filter
 from ...contract.errors import SatClassifyError
-from ..http import host_of
 from ..products import PRODUCT_TYPES, Scene, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
-CATALOGUE = "https://catalogue.dataspace.copernicus.eu/odata/v1"
-DOWNLOAD = "https://download.dataspace.copernicus.eu/odata/v1"
-IDENTITY = "https://identity.dataspace.copernicus.eu"
-TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"
-_UUID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+COLLECTION = "SENTINEL-2"
 
 
 def odata_filter(query: SearchQuery, aoi_wkt_4326: str) -> str:
-    """The OData ``$filter`` of a search (dates inclusive, whole days)."""
+    """The OData ``$filter`` of a Sentinel-2 search (dates inclusive, whole days)."""
     if query.ids:
-        names = " or ".join("Name eq '{}'".format(i.replace("'", "''")) for i in query.ids)
-        ids = [i for i in query.ids if _UUID.match(i)]
-        by_id = " or ".join(f"Id eq {i}" for i in ids)
-        return f"({names}{' or ' + by_id if by_id else ''})"
+        return _odata_filter(COLLECTION, ids=query.ids)
     s, e = query.interval()
-    parts = [
-        "Collection/Name eq 'SENTINEL-2'",
-        f"OData.CSC.Intersects(area=geography'SRID=4326;{aoi_wkt_4326}')",
-        f"ContentDate/Start ge {s.strftime('%Y-%m-%dT%H:%M:%S.000Z')}",
-        f"ContentDate/Start le {e.strftime('%Y-%m-%dT%H:%M:%S.999Z')}",
-        "Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
-        f"att/OData.CSC.StringAttribute/Value eq '{PRODUCT_TYPES[query.product]}')",
-    ]
-    if float(query.max_cloud) < 100:
-        parts.append("Attributes/OData.CSC.DoubleAttribute/any(att:att/Name eq 'cloudCover' and "
-                     f"att/OData.CSC.DoubleAttribute/Value le {float(query.max_cloud):.2f})")
-    return " and ".join(parts)
+    return _odata_filter(COLLECTION, PRODUCT_TYPES[query.product], aoi_wkt_4326, s, e, query.max_cloud)
 
 
 #: longest AOI WKT sent in a catalogue URL; a longer (detailed) polygon is replaced by its bounding box
@@ -156,70 +127,19 @@ class CdseSource(Source):
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self._token: Optional[str] = None
-        if self.url.rstrip("/") == CATALOGUE:
-            self.catalogue, self.download_root, self.token_url = CATALOGUE, DOWNLOAD, IDENTITY + TOKEN_PATH
-        else:
-            root = re.sub(r"/odata/v1$", "", self.url)
-            self.catalogue = self.download_root = root + "/odata/v1"
-            self.token_url = root + TOKEN_PATH
+        self.odata = ODataCatalog(self.url, self.http, self.credentials, self.check_fetch)
 
-    # -- token ---------------------------------------------------------------------------------------
     def token(self) -> str:
-        if self._token:
-            return self._token
-        self.check_fetch()
-        self.monitor.info(f"requesting an access token from {host_of(self.token_url)}")
-        r = self.http.request("POST", self.token_url, what="login", ok_status=(200, 400, 401),
-                              data={"grant_type": "password", "username": self.credentials.username,
-                                    "password": self.credentials.password, "client_id": "cdse-public"})
-        try:
-            j = r.json()
-        except ValueError:
-            j = None
-        if r.status_code in (400, 401):
-            err = j.get("error") if isinstance(j, dict) else None
-            if r.status_code == 401 or err in ("invalid_grant", "unauthorized_client", "invalid_client"):
-                raise SatClassifyError(f"{host_of(self.token_url)} refused the credentials ({err or 'HTTP 401'}): "
-                                       "check the user name and password of the authentication configuration "
-                                       "(AUTHCFG)")
-            raise SatClassifyError(f"login at {host_of(self.token_url)} failed: HTTP 400 ({err or 'bad request'})")
-        tok = j.get("access_token") if isinstance(j, dict) else None
-        if not isinstance(tok, str) or not tok:
-            raise SatClassifyError(f"malformed response from {host_of(self.token_url)}: no access_token in the "
-                                   "login answer")
-        self.http.add_secret(tok)
-        self._token = tok
-        return tok
+        return self.odata.token()
 
-    def _bearer(self, renew: bool = False) -> Dict[str, str]:
-        """The Authorization header; ``renew`` logs in again (CDSE access tokens live about 10 minutes,
-        shorter than a few large downloads)."""
-        if renew:
-            self._token = None
-        return {"Authorization": f"Bearer {self.token()}"}
-
-    # -- search --------------------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> List[Scene]:
-        wkt = url_aoi(query.aoi_wkt)
-        params = {"$filter": odata_filter(query, wkt), "$top": str(min(int(query.limit) * 4, 1000)),
-                  "$orderby": "ContentDate/Start desc", "$expand": "Attributes"}
-        url: Optional[str] = self.catalogue + "/Products"
+        limit = int(query.limit) * 4
+        flt = odata_filter(query, url_aoi(query.aoi_wkt))
         out: List[Scene] = []
-        self.monitor.info(f"searching {host_of(self.catalogue)} (OData)")
-        while url and len(out) < int(query.limit) * 4:
-            self.monitor.check()
-            j = self.http.get_json(url, what="catalogue search", params=params)
-            params = None  # the next link carries them
-            if not isinstance(j, dict) or not isinstance(j.get("value"), list):
-                raise SatClassifyError(f"malformed response from {host_of(self.catalogue)}: no 'value' list of "
-                                       "products")
-            for p in j["value"]:
-                s = scene_from_product(p)
-                if s.product_type == query.product or query.ids:
-                    out.append(s)
-            nxt = j.get("@odata.nextLink")
-            url = nxt if isinstance(nxt, str) and nxt.startswith(("http://", "https://")) else None
+        for p in self.odata.products(flt, min(limit, 1000), enough=lambda: len(out) >= limit):
+            s = scene_from_product(p)
+            if s.product_type == query.product or query.ids:
+                out.append(s)
         return out
 
     # -- download ------------------------------------------------------------------------------------
@@ -232,12 +152,9 @@ class CdseSource(Source):
                 raise SatClassifyError(f"product {s.id} is offline (long-term archive): order it at the service "
                                        "first, or choose another date")
             dest = os.path.join(workdir, s.id + ".zip")
-            url = f"{self.download_root}/Products({s.extra['uuid']})/$value"
             self.monitor.info(f"downloading {s.id} ({(s.extra.get('size') or 0) / 1e6:.0f} MB) to {dest}")
-            self.http.download(url, dest, headers=self._bearer(),
-                               expected_md5=s.extra.get("md5"), expected_size=s.extra.get("size"),
-                               monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n),
-                               reauth=lambda: self._bearer(renew=True))
+            self.odata.download(s.extra["uuid"], dest, md5=s.extra.get("md5"), size=s.extra.get("size"),
+                                monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n))
             safe = open_safe(dest)
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "CDSE"
             out.append(safe)

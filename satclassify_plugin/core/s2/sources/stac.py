@@ -1,8 +1,8 @@
 """STAC API source (default: Earth Search, collection ``sentinel-2-c1-l2a``, no login).
 
-Search goes through pystac-client (imported lazily) on a session with the client's deadlines, cancel and
-retries (:meth:`~satclassify_plugin.core.s2.http.HttpClient.mount`); reading goes through GDAL ``/vsicurl/`` on
-the cloud-optimised GeoTIFF assets, window by window (nothing is downloaded whole).
+Search goes through :class:`~satclassify_plugin.core.catalog.stac.StacCatalog` (pystac-client on a session with
+the client's deadlines, cancel, retries and proxy); reading goes through GDAL ``/vsicurl/`` on the cloud-optimised
+GeoTIFF assets, window by window (nothing is downloaded whole).
 
 Offset rule for STAC items: the DN offset (-1000) is applied when the processing baseline
 (``s2:processing_baseline``, else ``processing:version``) is >= 04.00 and the item does not say it was
@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+from ...catalog.stac import StacCatalog
 from ...contract.errors import SatClassifyError
-from ..http import host_of, own_error, status_error
 from ..products import BAND_RESOLUTION, Scene, asset_key, format_baseline, parse_datetime
 from . import SearchQuery, Source
 
@@ -111,51 +111,11 @@ class StacSource(Source):
     default_url = "https://earth-search.aws.element84.com/v1"
     module = "pystac_client"
 
-    def _client(self):
-        import pystac_client
-        from pystac_client.stac_api_io import StacApiIO
-
-        io = StacApiIO(max_retries=None, timeout=self.http.timeout)
-        self.http.mount(io.session, retry=True)
-        try:
-            return pystac_client.Client.open(self.url, stac_io=io)
-        except Exception as e:
-            io.session.close()
-            raise self._translate(e, "opening the catalogue")
-
-    def _translate(self, e: Exception, what: str) -> SatClassifyError:
-        own = own_error(e)  # a deadline or a cancel, through pystac-client's APIError
-        if own is not None:
-            return own
-        import requests
-        from pystac_client.exceptions import APIError
-        host = host_of(self.url)
-        tries = self.http.retries + 1
-        if isinstance(e, APIError) and getattr(e, "status_code", None):
-            return SatClassifyError(status_error(int(e.status_code), host, str(e)[:200], tries, what, self.url))
-        text = str(e)
-        if isinstance(e, APIError) and any(k in text for k in ("NewConnectionError", "Connection refused",
-                                                               "Max retries exceeded", "timed out",
-                                                               "Name or service not known")):
-            return SatClassifyError(f"cannot reach {host} (connection failed after {tries} tries): the service is "
-                                    "down or unreachable; check the URL and the network, or try again later")
-        if isinstance(e, (requests.ConnectionError, requests.Timeout)):
-            cause = str(e)
-            if "Max retries exceeded" in cause and "too many" in cause and "error responses" in cause:
-                return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
-            return SatClassifyError(f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
-                                    "check the URL and the network, or try again later")
-        if isinstance(e, requests.RetryError if hasattr(requests, "RetryError") else ()):
-            return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
-        if isinstance(e, ValueError):  # JSONDecodeError and pystac's own validation
-            return SatClassifyError(f"malformed response from {host} while {what}: {str(e)[:160]}")
-        return SatClassifyError(f"{what} at {host} failed: {type(e).__name__}: {str(e)[:200]}")
-
     def search(self, query: SearchQuery) -> List[Scene]:
+        import contextlib
         import json
 
         from ..stack import geometry_from_wkt
-        client = self._client()
         collection = query.collection or COLLECTIONS[query.product]
         kw: Dict[str, Any] = {"collections": [collection], "max_items": int(query.limit) * 4,
                               "limit": min(100, int(query.limit) * 4)}
@@ -168,18 +128,8 @@ class StacSource(Source):
             if float(query.max_cloud) < 100:
                 kw["query"] = {"eo:cloud_cover": {"lte": float(query.max_cloud)}}
         self.monitor.info(f"searching {collection} at {self.url}")
-        out: List[Scene] = []
-        try:
-            for d in client.search(**kw).items_as_dicts():
-                self.monitor.check()
-                out.append(scene_from_item(d))
-        except Exception as e:
-            raise self._translate(e, "searching")
-        finally:
-            io = getattr(client, "_stac_io", None)
-            if io is not None and getattr(io, "session", None) is not None:
-                io.session.close()
-        return out
+        with contextlib.closing(StacCatalog(self.url, self.http).items(**kw)) as items:
+            return [scene_from_item(d) for d in items]
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
         from ..stack import vsi_path
