@@ -1,6 +1,5 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
 import os
-import re
 
 from qgis.core import (
     QgsProcessingOutputMultipleLayers,
@@ -34,14 +33,11 @@ def input_and_extent(alg, parameters, context):
             "save the layer as a GeoTIFF first")
     extent = None
     if parameters.get("EXTENT") not in (None, ""):
+        from ..core.classify.pipeline import check_extent_area
+
         rect = alg.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-        if rect.isNull() or rect.isEmpty() or not rect.width() > 0 or not rect.height() > 0:
-            # an extent that was given but has no area is a mistake, never "the whole layer"
-            raise SatClassifyError(
-                f"EXTENT '{parameters.get('EXTENT')}' has no area (zero width or height, here "
-                f"{rect.width():g} x {rect.height():g} map units in the layer's CRS): give xmin < xmax and "
-                "ymin < ymax, or leave EXTENT empty to use the whole layer")
         extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        check_extent_area((0, 0, 0, 0) if rect.isNull() else extent, parameters.get("EXTENT"))
     return layer, extent
 
 
@@ -146,16 +142,16 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         """The class raster of each head: OUTPUT, OUTPUT_2, then (WRITE_ALL_HEADS) ``<OUTPUT base>_<head>.tif``
         for every head without one, checked by the output guard like the declared outputs. A head left out is
         named in the log with the way to get it."""
+        from ..core.classify.pipeline import head_output_path
+
         paths = [outs["OUTPUT"], outs["OUTPUT_2"]] + [None] * max(0, len(heads) - 2)
         write_all = self.parameterAsBool(parameters, "WRITE_ALL_HEADS", context)
-        base, ext = os.path.splitext(outs["OUTPUT"] or "")
         derived = {}
         for k in range(1, len(heads)):
             if paths[k]:
                 continue
             if write_all:
-                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", heads[k].name).strip("_.") or f"head{k + 1}"
-                paths[k] = f"{base}_{name}{ext or '.tif'}"
+                paths[k] = head_output_path(outs["OUTPUT"], heads[k].name, k)
                 derived[f"head {k + 1} '{heads[k].name}' ({os.path.basename(paths[k])})"] = paths[k]
             else:
                 how = "give OUTPUT_2, or tick" if k == 1 else "tick"

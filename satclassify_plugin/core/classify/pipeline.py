@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +56,24 @@ class ClassifyResult:
     @property
     def mpix_per_s(self) -> float:
         return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
+
+
+def check_extent_area(extent: Sequence[float], given: str) -> None:
+    """An EXTENT that was given, as (xmin, ymin, xmax, ymax) in the raster's CRS, must have an area: an extent of
+    zero width or height is a mistake, never "the whole layer". ``given``: the value as the user wrote it."""
+    xmin, ymin, xmax, ymax = [float(v) for v in extent]
+    w, h = xmax - xmin, ymax - ymin
+    if not (w > 0 and h > 0):
+        raise SatClassifyError(
+            f"EXTENT '{given}' has no area (zero width or height, here {w:g} x {h:g} map units in the layer's "
+            "CRS): give xmin < xmax and ymin < ymax, or leave EXTENT empty to use the whole layer")
+
+
+def head_output_path(output: str, head_name: str, k: int) -> str:
+    """The class raster of head ``k`` (0-based) written next to OUTPUT: ``<OUTPUT base>_<head name>.tif``."""
+    base, ext = os.path.splitext(output or "")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", head_name).strip("_.") or f"head{k + 1}"
+    return f"{base}_{name}{ext or '.tif'}"
 
 
 def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, int, int, int]:
