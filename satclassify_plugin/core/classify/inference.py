@@ -14,8 +14,8 @@ import numpy as np
 from ..contract.errors import SatClassifyError
 from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata, input_transform
 from ..contract.timeseries import DOY_INPUT
+from .options import DEVICES
 
-DEVICES = ("Auto", "CPU", "CUDA", "TensorRT")
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
