@@ -210,14 +210,18 @@ def gpkg_target(value, name, what="the tool writes a GeoPackage"):
 
 # ----------------------------------------------------------------------------------------------- classify
 def add_classify_params(p, outputs=True):
-    from ..core.classify.inference import DEVICES
+    """The classify tool's parameters; the run settings' defaults are core.classify.options.ClassifyOptions'."""
+    from ..core.classify.options import DEVICES, ClassifyOptions
 
-    param(p, "BANDS", "raster bands in the model's order (numbers or names; empty = match band names)", default="")
-    param(p, "DEVICE", f"device: {', '.join(f'{i} = {d}' for i, d in enumerate(DEVICES))}", default="0")
-    param(p, "TILE_SIZE", "tile size in pixels (0 = model default)", type=int, default=0)
-    param(p, "BATCH_SIZE", "batch size in tiles (0 = default)", type=int, default=0)
+    d = ClassifyOptions()
+    param(p, "BANDS", "raster bands in the model's order (numbers or names; empty = match band names)",
+          default=d.bands)
+    param(p, "DEVICE", f"device: {', '.join(f'{i} = {x}' for i, x in enumerate(DEVICES))}",
+          default=str(DEVICES.index(d.device)))
+    param(p, "TILE_SIZE", "tile size in pixels (0 = model default)", type=int, default=d.tile_size)
+    param(p, "BATCH_SIZE", "batch size in tiles (0 = default)", type=int, default=d.batch_size)
     param(p, "RESAMPLE", "resample the input to the model's resolution", action=argparse.BooleanOptionalAction,
-          default=False)
+          default=d.resample)
     if outputs:
         param(p, "INPUT", "input raster (e.g. Sentinel-2 stack)", required=True)
         param(p, "MODEL", "ONNX model", required=True)
@@ -249,23 +253,35 @@ def head_paths(output, output_2, heads, write_all, con):
     return paths, derived
 
 
+def classify_options(a, extent=None, **kw):
+    """The run settings of the classify options in ``a`` (core.classify.options.ClassifyOptions, checked)."""
+    from ..core.classify.options import DEVICES, ClassifyOptions
+
+    return ClassifyOptions(bands=a.BANDS or "", extent=extent, device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")],
+                           tile_size=a.TILE_SIZE, batch_size=a.BATCH_SIZE, resample=a.RESAMPLE, **kw)
+
+
+def options_kwargs(opts):
+    """ClassifyOptions as the keyword arguments of core.classify.pipeline.classify."""
+    return dict(bands=opts.bands, extent=opts.extent, device=opts.device, tile_size=opts.tile_size,
+                batch_size=opts.batch_size, resample=opts.resample, threads=opts.threads,
+                decode_threads=opts.decode_threads)
+
+
 def run_classify(a, con):
-    from ..core.classify.inference import DEVICES, load_model
+    from ..core.classify.inference import load_model
     from ..core.classify.pipeline import classify
 
     outs = {k: absolute(getattr(a, k)) for k in ("OUTPUT", "OUTPUT_2", "CONFIDENCE", "PROBABILITIES")}
     inputs = {"INPUT": a.INPUT, "MODEL": a.MODEL}
     guard(inputs, outs, rasters=list(outs))
-    device = DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")]
-    extent = extent_in_raster_crs(a.EXTENT, a.INPUT)
-    loaded = load_model(a.MODEL, device, con.info)
+    opts = classify_options(a, extent_in_raster_crs(a.EXTENT, a.INPUT))
+    loaded = load_model(a.MODEL, opts.device, con.info)
     heads, derived = head_paths(outs["OUTPUT"], outs["OUTPUT_2"], loaded.card.heads, a.WRITE_ALL_HEADS, con)
     if derived:
         guard(inputs, dict(outs, **derived))
     result = classify(a.INPUT, a.MODEL, heads, confidence=outs["CONFIDENCE"], model=loaded,
-                      probabilities=outs["PROBABILITIES"], bands=a.BANDS or "", extent=extent, device=device,
-                      tile_size=a.TILE_SIZE, batch_size=a.BATCH_SIZE, resample=a.RESAMPLE,
-                      **con.monitor().callbacks())
+                      probabilities=outs["PROBABILITIES"], **options_kwargs(opts), **con.monitor().callbacks())
     written = [p for p in heads[:len(result.heads)] if p]
     for k, path in enumerate(heads[:len(result.heads)]):
         if path and path not in (outs["OUTPUT"], outs["OUTPUT_2"]):
@@ -285,7 +301,7 @@ def model_list():
 
 
 def run_classifypatches(a, con):
-    from ..core.classify.inference import DEVICES
+    from ..core.classify.options import DEVICES
     from ..core.classify.patches import classify_patches
 
     output = gpkg_target(a.OUTPUT, "OUTPUT")
@@ -510,7 +526,7 @@ def build_parser():
     p = sub.add_parser("classify", help="satclassify:classify - run an ONNX model on a raster (class rasters)")
     add_classify_params(p)
 
-    from ..core.classify.inference import DEVICES
+    from ..core.classify.options import DEVICES
 
     p = sub.add_parser("classifypatches", help="satclassify:classifypatches - a patch classifier over the patch "
                        "grid -> GeoPackage")

@@ -107,3 +107,42 @@ def test_guardrail_catches_forbidden_imports(tmp_path, monkeypatch):
             test_core_module_imports_follow_the_rules(fake)
     finally:
         os.remove(fake)
+
+
+HEADLESS = os.path.join(PLUGIN, "headless")
+#: what the satclassify command (satclassify_plugin/headless, docs/headless.md) may import of the plugin: the core
+#: and the model list (pure Python); outside the plugin only the standard library, numpy, osgeo, onnxruntime, dask
+HEADLESS_OWN = ("core", "install.model_catalogue", "headless")
+HEADLESS_THIRD = ("numpy", "osgeo", "onnxruntime", "dask", "distributed")
+
+
+def test_headless_exists():
+    assert os.path.isfile(os.path.join(HEADLESS, "cli.py"))
+
+
+@pytest.mark.parametrize("path", sorted(modules(HEADLESS)), ids=lambda p: os.path.relpath(p, HEADLESS))
+def test_headless_imports_only_the_core_and_the_stdlib(path):
+    import sys
+
+    bad = []
+    for name, line in imports(path):
+        root = name.split(".")[0]
+        if root == "satclassify_plugin":
+            if not name[len("satclassify_plugin."):].startswith(HEADLESS_OWN):
+                bad.append((name, line, f"headless imports only satclassify_plugin.{HEADLESS_OWN}"))
+        elif root in FORBIDDEN or not (root in sys.stdlib_module_names or root in HEADLESS_THIRD
+                                       or root == "__future__"):
+            bad.append((name, line, "headless imports no qgis/PyQt/torch/processing, only the stdlib, "
+                                    f"{', '.join(HEADLESS_THIRD)}"))
+    assert not bad, f"{path}: {bad}"
+
+
+def test_headless_guardrail_catches_a_qgis_import(tmp_path):
+    fake = os.path.join(HEADLESS, "_probe_bad.py")
+    with open(fake, "w") as f:
+        f.write("from qgis.core import QgsRasterLayer\nfrom ..algorithms import classify\n")
+    try:
+        with pytest.raises(AssertionError, match=r"headless imports"):
+            test_headless_imports_only_the_core_and_the_stdlib(fake)
+    finally:
+        os.remove(fake)
