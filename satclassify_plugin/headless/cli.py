@@ -75,6 +75,7 @@ def flag(name: str) -> str:
 
 def param(parser, name, help, **kw):
     """Add the Processing parameter ``name`` as an option (dest = the parameter name)."""
+    help = help.replace("%", "%%")  # argparse formats help texts with %
     if kw.get("action") is argparse.BooleanOptionalAction:
         parser.add_argument(flag(name), dest=name, help=f"{help} [{name}; default {kw.get('default')}]", **kw)
         return
