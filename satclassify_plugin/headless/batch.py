@@ -31,7 +31,7 @@ from .cli import PROG, Console, add_classify_params, classify_options, options_k
 MANIFEST = "satclassify-run.json"
 REPORT = "satclassify-run-report.csv"
 MANIFEST_VERSION = 1
-REPORT_FIELDS = ("scene", "status", "seconds", "pixels", "pixels_per_s", "device", "worker", "attempts", "outputs",
+REPORT_FIELDS = ("scene", "status", "seconds", "pixels", "pixels_per_s", "device", "worker", "outputs",
                  "error")
 
 #: models loaded in this worker process: (path, sha256, device, threads) -> core Model (one load per worker)
@@ -252,11 +252,15 @@ def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retrie
             from distributed import as_completed
 
             for n, f in enumerate(as_completed(list(futures)), 1):
-                s, stamp = futures[f]
+                s, stamp = futures.pop(f)
                 try:
                     rec = f.result()
                 except Exception as e:  # retries used up, or the worker died too often (KilledWorker)
                     rec = {"scene": s, "status": "failed", "outputs": {}, "error": task_error(e, retries)}
+                # forget the task's result at once: a worker lost later would otherwise make the scheduler
+                # recompute (classify again) the finished scenes whose results it held
+                f.release()
+                del f
                 rec["input"] = stamp
                 rec["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 records[s] = rec
