@@ -8,7 +8,8 @@ N synthetic 4-band uint16 Sentinel-2-like stacks (tiled GeoTIFF) and the benchma
 benchmarks/classify.py (3x3 convs 16/32/16 + ReLU, 8 classes, tile 256), then, in one run:
 
 (a) plain loop: the core's classify over the scenes one after another in this process (model loaded once),
-    onnxruntime on every core: the baseline;
+    onnxruntime on every core: the baseline (run before and after the batches, the mean counts); Dask's own
+    cost per task from 200 no-op tasks;
 (b) batch, 1 worker: the same scenes through satclassify.headless.batch.run_batch on a LocalCluster of one worker
     process (onnxruntime on every core): overhead per task = (b - a) / N; the cluster's start-up apart;
 (c) batch, 2 workers (onnxruntime on cores / 2 each): speed-up = b / c;
@@ -88,6 +89,18 @@ def timed_batch(scenes, model, out, workers, threads, client=None):
         cluster.close()
     assert all(r["status"] == "done" for r in recs), [r.get("error") for r in recs]
     return wall, recs, (start if own else None)
+
+
+def noop_task_seconds(n=200):
+    """Dask's own cost per task on this machine: n no-op tasks submitted and gathered on a 1-worker LocalCluster."""
+    client, cluster, _ = client_of(1)
+    client.gather(client.map(abs, range(10), pure=False))  # warm-up
+    t0 = time.perf_counter()
+    client.gather(client.map(abs, range(n), pure=False))
+    per = (time.perf_counter() - t0) / n
+    client.close()
+    cluster.close()
+    return per
 
 
 def verify_outputs(out):
@@ -201,15 +214,22 @@ def main():
         model = bench_model(os.path.join(tmp, "bench.onnx"), tile=256)
         scenes = [make_scene(os.path.join(tmp, f"scene{i:02d}.tif"), args.size, i) for i in range(args.scenes)]
         pixels = args.scenes * args.size * args.size
-        # (a) plain loop
+        # (a) plain loop, before and after the batches (the shared machine drifts: their mean is the baseline)
         loaded = load_model(model, "CPU", lambda m: None, 0)
-        t0 = time.perf_counter()
-        for s in scenes:
-            classify(s, model, [os.path.join(tmp, "loop", os.path.basename(s))], model=loaded)
-        loop = time.perf_counter() - t0
+
+        def plain_loop(name):
+            t0 = time.perf_counter()
+            for s in scenes:
+                classify(s, model, [os.path.join(tmp, name, os.path.basename(s))], model=loaded)
+            return time.perf_counter() - t0
+
+        loops = [plain_loop("loop1")]
         # (b) one worker, (c) two workers
         one, _, start1 = timed_batch(scenes, model, os.path.join(tmp, "w1"), 1, cores)
         two, recs2, start2 = timed_batch(scenes, model, os.path.join(tmp, "w2"), 2, max(1, cores // 2))
+        loops.append(plain_loop("loop2"))
+        loop = sum(loops) / 2
+        noop = noop_task_seconds()
         per_scene = [r["seconds"] for r in recs2]
         # (d) faults
         kill1 = kill_worker_mid_run(scenes, model, os.path.join(tmp, "kill1"), max(1, cores // 2))
@@ -221,7 +241,9 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "benchmarks/batch.py " + " ".join(sys.argv[1:]), "cores": cores,
         "scenes": args.scenes, "size_px": args.size, "megapixels": round(pixels / 1e6, 2),
-        "plain_loop_s": round(loop, 2), "batch_1_worker_s": round(one, 2), "batch_2_workers_s": round(two, 2),
+        "plain_loop_s": round(loop, 2), "plain_loop_runs_s": [round(x, 2) for x in loops],
+        "dask_noop_task_roundtrip_s": round(noop, 4),
+        "batch_1_worker_s": round(one, 2), "batch_2_workers_s": round(two, 2),
         "cluster_start_1_worker_s": round(start1, 2), "cluster_start_2_workers_s": round(start2, 2),
         "overhead_per_task_s": round((one - loop) / args.scenes, 3),
         "speedup_2_over_1": round(one / two, 2),

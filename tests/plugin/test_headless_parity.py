@@ -176,3 +176,56 @@ def test_export_openeo_dispatch_says_when_the_exporter_is_missing(tmp_path):
         pytest.skip("the openEO exporter is present: its own tests cover it")
     rc, _, err = satclassify("export-openeo", "--model", "m.onnx", "--out", tmp_path)
     assert rc == 2 and f"the module {cli.OPENEO_MODULE} is missing" in err
+
+
+def features(path):
+    """Every feature of a GeoPackage's first layer: (fields, geometry WKT), in FID order."""
+    ds = ogr.Open(str(path))
+    lyr = ds.GetLayer(0)
+    out = [(f.items(), f.GetGeometryRef().ExportToWkt()) for f in lyr]
+    return lyr.GetName(), lyr.GetSpatialRef().ExportToWkt(), out
+
+
+def test_classifypatches_writes_the_same_patches_as_the_processing_tool(run_alg, tmp_path):
+    raw = np.random.default_rng(8).integers(10, 4000, (4, 40, 36)).astype(np.uint16)
+    src = make_raster(tmp_path / "s2.tif", raw, origin=(X0, Y0), band_names=om.S2_BANDS4, nodata=0)
+    w = np.random.default_rng(1).normal(0, 20, (3, 4))
+    model = om.patch_model(tmp_path / "patch.onnx", w, p=8)
+    res = run_alg("satclassify:classifypatches", {"INPUT": src, "MODEL": model, "THRESHOLD": 0.4,
+                                                  "OUTPUT": str(tmp_path / "q.gpkg")})
+    rc, out, err = satclassify("classifypatches", "--input", src, "--model", model, "--threshold", 0.4,
+                               "--output", tmp_path / "c.gpkg")
+    assert rc == 0, err
+    assert out["COUNT"] == res["COUNT"] == 20
+    # a GeoPackage records when it was written (gpkg_contents.last_change): its features are compared instead
+    assert features(tmp_path / "q.gpkg") == features(tmp_path / "c.gpkg")
+    # the shipped model by its id (MODEL_ID, the default) through both
+    rgb = make_raster(tmp_path / "rgb.tif", np.random.default_rng(9).integers(1, 3000, (3, 64, 128)).astype(
+        np.uint16), origin=(X0, Y0), band_names=["B04", "B03", "B02"], nodata=0)
+    run_alg("satclassify:classifypatches", {"INPUT": rgb, "OUTPUT": str(tmp_path / "q2.gpkg")})
+    rc, out, err = satclassify("classifypatches", "--input", rgb, "--output", tmp_path / "c2.gpkg")
+    assert rc == 0, err
+    assert "model 'eurosat_rgb_satimnet' (shipped)" in err and out["COUNT"] == 2
+    assert features(tmp_path / "q2.gpkg") == features(tmp_path / "c2.gpkg")
+
+
+def test_assess_with_reference_points_gives_the_same_estimates(run_alg, tmp_path):
+    from .accuracy.test_accuracy_points import class_map, sample
+
+    cls = class_map(tmp_path / "map.tif")
+    pts = sample(tmp_path)  # in EPSG:3035: both sides reproject them to the map's UTM grid
+    run_alg("satclassify:assessaccuracy", {"CLASSIFIED": cls, "REFERENCE_POINTS": pts, "REFERENCE_FIELD": "reference",
+                                           "OUTPUT_MATRIX": str(tmp_path / "q.csv"),
+                                           "OUTPUT_METRICS": str(tmp_path / "q.json"),
+                                           "OUTPUT_REPORT": str(tmp_path / "q.html")})
+    rc, out, err = satclassify("assess", "--classified", cls, "--reference-points", pts, "--reference-field",
+                               "reference", "--output-matrix", tmp_path / "c.csv", "--output-metrics",
+                               tmp_path / "c.json")
+    assert rc == 0, err
+    assert same_bytes(tmp_path / "q.csv", tmp_path / "c.csv")
+    q, c = (json.load(open(tmp_path / f"{n}.json")) for n in "qc")
+    for m in (q, c):
+        m.pop("seconds", None)
+        m["inputs"].pop("reference_points", None)  # the source as each side names it (a path either way)
+    assert q == c
+    assert c["sample"]["used"] == 14 and "14 of 20 reference points used" in err
