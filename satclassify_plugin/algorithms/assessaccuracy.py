@@ -16,7 +16,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source
 
 
 class AssessAccuracyAlgorithm(SatClassifyAlgorithm):

@@ -13,7 +13,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source, gpkg_output
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source, gpkg_output
 
 
 class SamplingDesignAlgorithm(SatClassifyAlgorithm):
