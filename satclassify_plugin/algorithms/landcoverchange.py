@@ -97,7 +97,7 @@ class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
             confidence=confidence, threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
             out_candidates=outs["OUTPUT_CANDIDATES"], ignore=self.parameterAsString(parameters, "IGNORE", context),
             names=self.parameterAsFile(parameters, "NAMES", context) or None,
-            **self.monitor(feedback).callbacks())
+            monitor=self.monitor(feedback))
         if outs["OUTPUT"]:
             style_output_on_load(context, outs["OUTPUT"], summary["categories"])
         return {**outs, "CHANGED_HA": summary["changed_ha"], "COMPARED_HA": summary["compared_ha"]}
