@@ -205,8 +205,8 @@ def main():
     ap.add_argument("--out", default=None, help="JSON of the figures (default: print only)")
     args = ap.parse_args()
 
-    from satclassify_plugin.core.classify.inference import load_model
-    from satclassify_plugin.core.classify.pipeline import classify
+    from satclassify_plugin.core.classify.options import ClassifyOptions
+    from satclassify_plugin.core.classify.pipeline import classify, open_model
     from tests.onnx_models import bench_model
 
     cores = os.cpu_count() or 1
@@ -215,12 +215,13 @@ def main():
         scenes = [make_scene(os.path.join(tmp, f"scene{i:02d}.tif"), args.size, i) for i in range(args.scenes)]
         pixels = args.scenes * args.size * args.size
         # (a) plain loop, before and after the batches (the shared machine drifts: their mean is the baseline)
-        loaded = load_model(model, "CPU", lambda m: None, 0)
+        options = ClassifyOptions()  # as the batch's tasks (onnxruntime's default threads: every core)
+        loaded = open_model(model, options)
 
         def plain_loop(name):
             t0 = time.perf_counter()
             for s in scenes:
-                classify(s, model, [os.path.join(tmp, name, os.path.basename(s))], model=loaded)
+                classify(s, loaded, [os.path.join(tmp, name, os.path.basename(s))], options=options)
             return time.perf_counter() - t0
 
         loops = [plain_loop("loop1")]

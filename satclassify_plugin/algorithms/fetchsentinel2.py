@@ -17,7 +17,8 @@ from .. import compat
 from ..core.contract.errors import SatClassifyError
 from ..core.contract.paths import style_sidecar
 from ._sentinel2 import COMMON_HELP, Sentinel2Algorithm
-from .base import advanced, refuse_degree_pixels, style_stack_on_load, target_crs
+from .base import advanced, refuse_degree_pixels, target_crs
+from .styles import style_stack_on_load
 
 STACK_HELP = (
     "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
@@ -53,17 +54,14 @@ TIMESERIES_HELP = (
     "are 0; intervals without a product are left out. MASK is then 1 where at least one date is valid.<br>")
 
 def output_paths(alg, parameters, context, mask=True):
+    """OUTPUT and MASK (None when not given). The base class checked both before the tool runs
+    (``SatClassifyAlgorithm.check_output_paths``: GeoTIFF names, not one file, not an input, not the style)."""
     out = alg.parameterAsOutputLayer(parameters, "OUTPUT", context)
     if not out:
         raise SatClassifyError("no output file given (OUTPUT)")
     mask_path = None
     if mask and parameters.get("MASK") not in (None, ""):
         mask_path = alg.parameterAsOutputLayer(parameters, "MASK", context) or None
-    for name, p in (("OUTPUT", out), ("MASK", mask_path)):
-        if p and os.path.splitext(p)[1].lower() not in (".tif", ".tiff"):
-            raise SatClassifyError(f"{name} must be a GeoTIFF (.tif), not '{os.path.basename(p)}'")
-    if mask_path and os.path.abspath(mask_path) == os.path.abspath(out):
-        raise SatClassifyError("MASK and OUTPUT are the same file: give the mask another name")
     return out, mask_path
 
 

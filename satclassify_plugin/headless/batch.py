@@ -26,7 +26,7 @@ import time
 
 from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
 from ..core.contract.paths import file_digest
-from .cli import PROG, Console, add_classify_params, classify_options, options_kwargs
+from .cli import PROG, Console, add_classify_params, classify_options
 
 MANIFEST = "satclassify-run.json"
 REPORT = "satclassify-run-report.csv"
@@ -39,13 +39,13 @@ _MODELS = {}
 
 
 # ------------------------------------------------------------------------------------------------ the task
-def _model(path, digest, device, threads, log):
-    from ..core.classify.inference import load_model
+def _model(path, digest, opts, monitor):
+    from ..core.classify.pipeline import open_model
 
-    key = (path, digest, device, threads)
+    key = (path, digest, opts.device, opts.threads)
     if key not in _MODELS:
         _MODELS.clear()  # one model per worker process at a time
-        _MODELS[key] = load_model(path, device, log, threads)
+        _MODELS[key] = open_model(path, opts, monitor)
     return _MODELS[key]
 
 
@@ -66,17 +66,18 @@ def classify_scene(scene, model_path, model_digest, out_dir, options, confidence
     retries the task."""
     from ..core.classify.options import ClassifyOptions
     from ..core.classify.pipeline import classify
+    from ..core.contract.feedback import Monitor
 
     opts = ClassifyOptions(**options)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     t0 = time.perf_counter()
     lines = []
+    monitor = Monitor(info=lines.append)
     rec = {"scene": scene, "worker": worker, "outputs": {}, "error": None}
     try:
-        model = _model(model_path, model_digest, opts.device, opts.threads, lines.append)
+        model = _model(model_path, model_digest, opts, monitor)
         heads, conf = scene_outputs(scene, out_dir, model.card.heads, confidence)
-        result = classify(scene, model_path, heads, confidence=conf, model=model, log=lines.append,
-                          **options_kwargs(opts))
+        result = classify(scene, model, heads, confidence=conf, options=opts, monitor=monitor)
     except SatClassifyError as e:
         return dict(rec, status="failed", seconds=round(time.perf_counter() - t0, 3), error=str(e))
     written = [p for p in result.outputs if p] + ([result.confidence] if result.confidence else [])
@@ -193,14 +194,15 @@ def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retrie
     included). ``client``: a dask Client to use (tests, notebooks) instead of making one."""
     from dataclasses import asdict
 
-    from ..core.classify.inference import load_model
+    from ..core.classify.options import ClassifyOptions
+    from ..core.classify.pipeline import open_model
 
     con = con or Console()
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     manifest_path = os.path.join(out_dir, MANIFEST)
     model = os.path.abspath(model)
-    heads = load_model(model, "CPU", lambda m: None).card.heads  # checks the card before any task starts
+    heads = open_model(model, ClassifyOptions(device="CPU")).card.heads  # the card, checked before any task
     digest = file_digest(model)
     settings = {k: v for k, v in asdict(opts).items() if k not in ("threads", "decode_threads")}
     settings["confidence"] = bool(confidence)

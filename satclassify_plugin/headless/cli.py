@@ -262,27 +262,20 @@ def classify_options(a, extent=None, **kw):
                            tile_size=a.TILE_SIZE, batch_size=a.BATCH_SIZE, resample=a.RESAMPLE, **kw)
 
 
-def options_kwargs(opts):
-    """ClassifyOptions as the keyword arguments of core.classify.pipeline.classify."""
-    return dict(bands=opts.bands, extent=opts.extent, device=opts.device, tile_size=opts.tile_size,
-                batch_size=opts.batch_size, resample=opts.resample, threads=opts.threads,
-                decode_threads=opts.decode_threads)
-
-
 def run_classify(a, con):
-    from ..core.classify.inference import load_model
-    from ..core.classify.pipeline import classify
+    from ..core.classify.pipeline import classify, open_model
 
     outs = {k: absolute(getattr(a, k)) for k in ("OUTPUT", "OUTPUT_2", "CONFIDENCE", "PROBABILITIES")}
     inputs = {"INPUT": a.INPUT, "MODEL": a.MODEL}
     guard(inputs, outs, rasters=list(outs))
     opts = classify_options(a, extent_in_raster_crs(a.EXTENT, a.INPUT))
-    loaded = load_model(a.MODEL, opts.device, con.info)
-    heads, derived = head_paths(outs["OUTPUT"], outs["OUTPUT_2"], loaded.card.heads, a.WRITE_ALL_HEADS, con)
+    monitor = con.monitor()
+    model = open_model(a.MODEL, opts, monitor)  # its heads decide which files are written (and checked)
+    heads, derived = head_paths(outs["OUTPUT"], outs["OUTPUT_2"], model.card.heads, a.WRITE_ALL_HEADS, con)
     if derived:
         guard(inputs, dict(outs, **derived))
-    result = classify(a.INPUT, a.MODEL, heads, confidence=outs["CONFIDENCE"], model=loaded,
-                      probabilities=outs["PROBABILITIES"], **options_kwargs(opts), **con.monitor().callbacks())
+    result = classify(a.INPUT, model, heads, confidence=outs["CONFIDENCE"], probabilities=outs["PROBABILITIES"],
+                      options=opts, monitor=monitor)
     written = [p for p in heads[:len(result.heads)] if p]
     for k, path in enumerate(heads[:len(result.heads)]):
         if path and path not in (outs["OUTPUT"], outs["OUTPUT_2"]):
@@ -302,15 +295,15 @@ def model_list():
 
 
 def run_classifypatches(a, con):
-    from ..core.classify.options import DEVICES
+    from ..core.classify.options import DEVICES, ClassifyOptions
     from ..core.classify.patches import classify_patches
 
     output = gpkg_target(a.OUTPUT, "OUTPUT")
     guard({"INPUT": a.INPUT, "MODEL": a.MODEL}, {"OUTPUT": output})
     if a.THRESHOLD is not None and not 0.0 <= a.THRESHOLD <= 1.0:
         raise SatClassifyError(f"THRESHOLD {a.THRESHOLD:g} is outside 0 .. 1 (a probability)")
-    device = DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")]
-    extent = extent_in_raster_crs(a.EXTENT, a.INPUT)
+    opts = ClassifyOptions(bands=a.BANDS or "", extent=extent_in_raster_crs(a.EXTENT, a.INPUT),
+                           device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")], batch_size=a.BATCH_SIZE)
     model = a.MODEL
     if not model:
         cat = model_list()
@@ -326,8 +319,7 @@ def run_classifypatches(a, con):
         entry = cat.get(model_id)
         con.info(f"model '{entry.id}' ({'shipped' if entry.shipped else 'added'}): {entry.path}")
         model = entry.path
-    result = classify_patches(a.INPUT, model, output, threshold=a.THRESHOLD, extent=extent, device=device,
-                              bands=a.BANDS or "", batch_size=a.BATCH_SIZE, **con.monitor().callbacks())
+    result = classify_patches(a.INPUT, model, output, threshold=a.THRESHOLD, options=opts, monitor=con.monitor())
     return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}
 
 
@@ -491,10 +483,10 @@ def run_assess(a, con):
         points, field = reference_points(a.REFERENCE_POINTS, a.REFERENCE_FIELD, a.CLASSIFIED, con)
         result = assess_points(a.CLASSIFIED, points, mask=a.MASK or None, **choices,
                                points_source=str(a.REFERENCE_POINTS), reference_field=field,
-                               **mon.sub(0.0, 0.95).callbacks())
+                               monitor=mon.sub(0.0, 0.95))
     else:
         result = assess(a.CLASSIFIED, a.REFERENCE, mask=a.MASK or None, **choices, scale=float(a.SCALE),
-                        **mon.sub(0.0, 0.95).callbacks())
+                        monitor=mon.sub(0.0, 0.95))
     m = result.metrics
     write_outputs(result, outs["OUTPUT_MATRIX"], outs["OUTPUT_METRICS"], outs["OUTPUT_REPORT"])
     con.progress(1.0)

@@ -146,3 +146,53 @@ def test_headless_guardrail_catches_a_qgis_import(tmp_path):
             test_headless_imports_only_the_core_and_the_stdlib(fake)
     finally:
         os.remove(fake)
+
+
+ALGORITHMS = os.path.join(PLUGIN, "algorithms")
+#: the shared, non-tool modules of algorithms/: the algorithm base, the layer styles, the layer-path helpers
+#: (and any module whose name starts with "_", e.g. _sentinel2.py: helpers shared by the Sentinel-2 tools)
+SHARED_ALGORITHM_MODULES = ("__init__", "base", "styles", "layers")
+
+
+def tool_modules():
+    """The algorithms/*.py that hold one tool each (not "_*", not the shared modules)."""
+    return sorted(f[:-3] for f in os.listdir(ALGORITHMS)
+                  if f.endswith(".py") and not f.startswith("_") and f[:-3] not in SHARED_ALGORITHM_MODULES)
+
+
+def tool_imports_of_tools(path):
+    """(tool module, line) for every import in ``path`` that reaches another tool module of algorithms/."""
+    tools = set(tool_modules())
+    own = os.path.basename(path)[:-3]
+    bad = []
+    for name, line in imports(path):
+        parts = name.split(".")
+        if parts[:2] == ["satclassify_plugin", "algorithms"] and len(parts) > 2 and parts[2] in tools - {own}:
+            bad.append((parts[2], line))
+    return bad
+
+
+# importsafe still borrows five helpers from fetchsentinel2: the network branch moves them into _sentinel2.py.
+# strict: once that is merged this case passes, and the marker must go.
+_BORROWING = {"importsafe": pytest.mark.xfail(strict=True, reason="helpers move to _sentinel2.py (network branch)")}
+
+
+@pytest.mark.parametrize("tool", [pytest.param(t, marks=_BORROWING.get(t, ())) for t in tool_modules()])
+def test_no_tool_module_imports_another_tool_module(tool):
+    """A tool shares code through base / styles / layers / _*.py or core, never by importing another tool."""
+    bad = tool_imports_of_tools(os.path.join(ALGORITHMS, tool + ".py"))
+    assert not bad, (f"algorithms/{tool}.py imports the tool module(s) {bad}: move what they share into "
+                     "algorithms/base.py, styles.py, layers.py, a '_' module, or core")
+
+
+def test_tool_guardrail_catches_a_tool_importing_a_tool(tmp_path):
+    assert {"classify", "classifypatches", "fetchsentinel2"} <= set(tool_modules())
+    assert not {"base", "styles", "layers", "_sentinel2"} & set(tool_modules())
+    probe = os.path.join(ALGORITHMS, "_probe_tool.py")
+    with open(probe, "w") as f:
+        f.write("from .classify import ClassifyAlgorithm\nfrom .layers import input_and_extent\n"
+                "from satclassify_plugin.algorithms import generalize\n")
+    try:
+        assert tool_imports_of_tools(probe) == [("classify", 1), ("generalize", 3)]
+    finally:
+        os.remove(probe)
