@@ -112,8 +112,9 @@ def test_guardrail_catches_forbidden_imports(tmp_path, monkeypatch):
 HEADLESS = os.path.join(PLUGIN, "headless")
 #: what the satclassify command (satclassify_plugin/headless, docs/headless.md) may import of the plugin: the core
 #: and the model list (pure Python); outside the plugin only the standard library, numpy, osgeo, onnxruntime, dask
+#: (batch), openeo and xarray (export-openeo, lazily)
 HEADLESS_OWN = ("core", "install.model_catalogue", "headless")
-HEADLESS_THIRD = ("numpy", "osgeo", "onnxruntime", "dask", "distributed")
+HEADLESS_THIRD = ("numpy", "osgeo", "onnxruntime", "dask", "distributed", "openeo", "xarray")
 
 
 def test_headless_exists():
