@@ -106,11 +106,12 @@ def raw_throughput(model_path, tile, batch, device, seconds=8.0):
 
 def child(args):
     """Run the tool on one raster (inside a subprocess) and print a JSON line."""
+    from satclassify_plugin.core.classify.options import ClassifyOptions
     from satclassify_plugin.core.classify.pipeline import classify
 
     out = os.path.join(os.path.dirname(args.child_input), f"classes_{os.getpid()}.tif")
-    res = classify(args.child_input, args.child_model, [out], device=args.device, tile_size=args.tile,
-                   batch_size=args.batch)
+    res = classify(args.child_input, args.child_model, [out],
+                   options=ClassifyOptions(device=args.device, tile_size=args.tile, batch_size=args.batch))
     os.remove(out)
     print(json.dumps({"mpix": res.megapixels, "seconds": res.seconds, "mpix_s": res.mpix_per_s,
                       "provider": res.provider, "tiles": res.tiles, "tile": res.tile_size,

@@ -87,8 +87,9 @@ def make_scene(path, size, seed=0, block=48):
 
 
 def child(args):
+    from satclassify_plugin.core.classify.options import ClassifyOptions
     from satclassify_plugin.core.classify.pipeline import classify
-    res = classify(args.child_input, args.child_model, [args.child_out], device="CPU")
+    res = classify(args.child_input, args.child_model, [args.child_out], options=ClassifyOptions(device="CPU"))
     print(json.dumps({"seconds": res.seconds, "mpix_s": res.mpix_per_s, "tiles": res.tiles, "tile": res.tile_size}))
 
 

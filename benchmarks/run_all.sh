@@ -5,7 +5,7 @@
 #   benchmarks/run_all.sh /tmp/figures.json    # another path
 #   QUICK=1 benchmarks/run_all.sh              # small sizes (a few minutes; figures not comparable)
 #   CLASSIFY_RUNS=3 benchmarks/run_all.sh      # the classify benchmark three times (the machine is shared)
-#   SKIP=train,quantize benchmarks/run_all.sh  # leave some out (rasterize, classify, quantize, train)
+#   SKIP=train,quantize benchmarks/run_all.sh  # leave some out (rasterize, classify, quantize, batch, train)
 #
 # Each benchmark measures its own ratios within one run (the baseline and the tool side by side), so a
 # busy machine slows both; the ratios are what docs/performance.md records. Python: .venv-qgis (GDAL, the
@@ -45,6 +45,12 @@ if wanted quantize; then
   SATCLASSIFY_TRAIN_PYTHON="$TPY" "$QPY" benchmarks/quantize.py --size "$size" --workdir "$tmp" \
     --json "$tmp/quantize.json"
 fi
+if wanted batch; then
+  n=8; size=1024
+  [ -n "${QUICK:-}" ] && n=4 && size=256
+  echo "== batch classify on Dask, 1 vs 2 workers, faults (benchmarks/batch.py --scenes $n --size $size)"
+  "$QPY" benchmarks/batch.py --scenes "$n" --size "$size" --out "$tmp/batch.json" > /dev/null
+fi
 if wanted train; then
   echo "== training throughput fp32 vs AMP (benchmarks/train.py)"
   "$TPY" benchmarks/train.py --steps "${TRAIN_STEPS:-5}" | tee "$tmp/train.txt"
@@ -69,7 +75,7 @@ fig = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": com
        "cpu": cpu, "platform": platform.platform(), "load_at_end": os.getloadavg()[0],
        "gpu": None, "rasterize": load("rasterize.json"),
        "classify": [load(os.path.basename(p)) for p in sorted(glob.glob(os.path.join(tmp, "classify_*.json")))],
-       "quantize": load("quantize.json")}
+       "quantize": load("quantize.json"), "batch": load("batch.json")}
 t = os.path.join(tmp, "train.txt")
 fig["train"] = open(t).read().strip().splitlines() if os.path.exists(t) else None
 with open(out, "w") as f:

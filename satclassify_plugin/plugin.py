@@ -175,7 +175,7 @@ class SatClassifyPlugin:
     def style_active_layer(self, combination, layer=None):
         """Draw the clicked (current) raster in ``combination`` (a named style of the layer); a raster without
         the bands gets a message naming them. Returns whether the style was applied."""
-        from .algorithms.base import apply_stack_combination
+        from .algorithms.styles import apply_stack_combination
         from .core.contract.errors import SatClassifyError
         from .core.s2.style import COMBINATIONS
 

@@ -26,13 +26,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = "satclassify_plugin"
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 SKIP_EXT = (".pyc", ".pyo", ".orig", ".rej", "~")
+#: folders of satclassify_plugin/ that are not part of the plugin: headless/ is the pip-installed satclassify command
+#: (docs/headless.md), which QGIS never loads
+NOT_IN_ZIP = {"headless"}
 
 
 def plugin_files():
     """(absolute source path, path inside the zip) for every file the plugin ships."""
     base = os.path.join(ROOT, PKG)
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+                             and not (dirpath == base and d in NOT_IN_ZIP))
         for f in sorted(filenames):
             if f.endswith(SKIP_EXT) or f.startswith("."):
                 continue

@@ -27,7 +27,7 @@ def make_legend(layout, map_item, layer, heading):
     from qgis.core import QgsLayoutItemLegend, QgsLegendRenderer
 
     from satclassify_plugin import compat
-    from satclassify_plugin.algorithms.base import hide_band_title
+    from satclassify_plugin.algorithms.styles import hide_band_title
 
     legend = QgsLayoutItemLegend(layout)
     legend.setLinkedMap(map_item)
@@ -64,7 +64,7 @@ def build_layout(path, title=None, scheme=None, map_mm=160):
     from qgis.PyQt.QtGui import QFont
 
     from satclassify_plugin import compat
-    from satclassify_plugin.algorithms.base import ClassStylePostProcessor
+    from satclassify_plugin.algorithms.styles import ClassStylePostProcessor
 
     project = QgsProject.instance()
     layer = QgsRasterLayer(path, os.path.splitext(os.path.basename(path))[0])

@@ -104,7 +104,7 @@ def step_dialog():
 
 
 def step_prediction():
-    from satclassify_plugin.algorithms.base import ClassStylePostProcessor, present_classes_of
+    from satclassify_plugin.algorithms.styles import ClassStylePostProcessor, present_classes_of
     from satclassify_plugin.core import raster
 
     ds = __import__("osgeo.gdal", fromlist=["gdal"]).Open(PRED)

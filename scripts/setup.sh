@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Idempotent setup of both environments. Usage: scripts/setup.sh [qgis|train|all]   (default: all)
+# Idempotent setup of the environments. Usage: scripts/setup.sh [qgis|train|headless|all]   (default: all)
 #  - apt: QGIS 3.22 + GDAL (Debian 12) when missing
 #  - .venv-qgis : /usr/bin/python3 venv with system site packages (imports qgis), numpy pinned to the system's
 #  - .venv-train: separate venv for PyTorch training (torch, smp, rasterio; numpy 2 allowed)
+#  - .venv-headless: a plain venv (no system site packages: qgis is not importable) with GDAL's Python bindings
+#    built against the system libgdal (apt libgdal-dev), `pip install .` (the satclassify command) and dask
+#    (requirements-headless.txt); about a minute on a fresh machine (docs/headless.md)
 # A stamp file holding the requirements' hash skips pip when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +64,41 @@ if [ "$what" = all ] || [ "$what" = train ]; then
     $V/bin/python -m pip install -q -r requirements-training.txt
     $V/bin/python -c "import torch, segmentation_models_pytorch, onnx, onnxruntime, rasterio"
     echo "$s" > $V/.stamp
+  fi
+fi
+if [ "$what" = all ] || [ "$what" = headless ]; then
+  V=.venv-headless
+  need_apt=""
+  for p in libgdal-dev python3-dev g++; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt="$need_apt $p"
+  done
+  if [ -n "$need_apt" ]; then
+    echo "[setup] apt-get install$need_apt (to build GDAL's Python bindings for $V)"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $need_apt
+  fi
+  gv=$(gdal-config --version)
+  src=$(find satclassify_plugin pyproject.toml -type f \( -name '*.py' -o -name '*.csv' -o -name '*.onnx' -o -name '*.toml' \) \
+        -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+  s=$(stamp requirements-headless.txt <(echo "$gv $src"))
+  if [ "$(cat $V/.stamp 2>/dev/null)" != "$s" ]; then
+    t0=$SECONDS
+    [ -x $V/bin/python ] || { echo "[setup] creating $V"; /usr/bin/python3 -m venv $V; }
+    # GDAL < 3.9 builds its numpy bridge (gdal_array) against numpy 1.x only
+    if printf '%s\n3.9\n' "$gv" | sort -V -C; then echo 'numpy<2' > $V/constraints.txt; else : > $V/constraints.txt; fi
+    $V/bin/python -m pip install -q -c $V/constraints.txt numpy setuptools wheel
+    if ! $V/bin/python -c "from osgeo import gdal, gdal_array; assert gdal.__version__ == '$gv'" 2>/dev/null; then
+      echo "[setup] building GDAL==$gv Python bindings in $V"
+      $V/bin/python -m pip install -q -c $V/constraints.txt --no-build-isolation --no-cache-dir "GDAL==$gv"
+    fi
+    $V/bin/python -m pip install -q -c $V/constraints.txt -r requirements-headless.txt
+    echo "[setup] pip install . (the satclassify command) into $V"
+    $V/bin/python -m pip install -q -c $V/constraints.txt --force-reinstall --no-deps .
+    $V/bin/python -m pip check -q >/dev/null || $V/bin/python -m pip check
+    $V/bin/satclassify --help >/dev/null
+    if $V/bin/python -c "import qgis" 2>/dev/null; then echo "[setup] $V must not see QGIS" >&2; exit 1; fi
+    echo "$s" > $V/.stamp
+    echo "[setup] $V ready in $((SECONDS - t0)) s"
   fi
 fi
 echo "[setup] done ($what)"

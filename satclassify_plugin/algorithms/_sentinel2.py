@@ -29,7 +29,8 @@ from .. import compat
 from ..core.contract.errors import SatClassifyError
 from ..core.contract.paths import style_sidecar
 from ._network import qgis_proxy
-from .base import SatClassifyAlgorithm, advanced, refuse_degree_pixels, style_stack_on_load, target_crs
+from .base import SatClassifyAlgorithm, advanced, refuse_degree_pixels, target_crs
+from .styles import style_stack_on_load
 
 SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
 SOURCE_OPTIONS = ["STAC API (Earth Search, no login)",
@@ -249,17 +250,14 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
 
 def output_paths(alg, parameters, context, mask=True):
+    """OUTPUT and MASK (None when not given). The base class checked both before the tool runs
+    (``SatClassifyAlgorithm.check_output_paths``: GeoTIFF names, not one file, not an input, not the style)."""
     out = alg.parameterAsOutputLayer(parameters, "OUTPUT", context)
     if not out:
         raise SatClassifyError("no output file given (OUTPUT)")
     mask_path = None
     if mask and parameters.get("MASK") not in (None, ""):
         mask_path = alg.parameterAsOutputLayer(parameters, "MASK", context) or None
-    for name, p in (("OUTPUT", out), ("MASK", mask_path)):
-        if p and os.path.splitext(p)[1].lower() not in (".tif", ".tiff"):
-            raise SatClassifyError(f"{name} must be a GeoTIFF (.tif), not '{os.path.basename(p)}'")
-    if mask_path and os.path.abspath(mask_path) == os.path.abspath(out):
-        raise SatClassifyError("MASK and OUTPUT are the same file: give the mask another name")
     return out, mask_path
 
 

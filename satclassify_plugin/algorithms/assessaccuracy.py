@@ -16,7 +16,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source
 
 
 class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
@@ -136,7 +137,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         result = assess(
             classified, reference, mask=mask, **choices,
             scale=self.parameterAsDouble(parameters, "SCALE", context),
-            **self.monitor(feedback, end=0.95).callbacks())
+            monitor=self.monitor(feedback, end=0.95))
         m = result.metrics
         write_outputs(result, outs["OUTPUT_MATRIX"] or None, outs["OUTPUT_METRICS"] or None,
                       outs["OUTPUT_REPORT"] or None)
@@ -200,7 +201,7 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         points, field, src = self._reference_points(parameters, context, feedback, classified)
         result = assess_points(
             classified, points, mask=mask, **choices, points_source=src, reference_field=field,
-            **self.monitor(feedback, end=0.95).callbacks())
+            monitor=self.monitor(feedback, end=0.95))
         m = result.metrics
         write_outputs(result, outs["OUTPUT_MATRIX"] or None, outs["OUTPUT_METRICS"] or None,
                       outs["OUTPUT_REPORT"] or None)

@@ -14,15 +14,7 @@ from qgis.core import (
 from .. import compat
 from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
-
-
-def _path(layer, what):
-    if layer is None:
-        return None
-    if layer.providerType() != "gdal":
-        raise SatClassifyError(f"{what} layer '{layer.name()}' is a {layer.providerType()} layer: save it as a "
-                               "GeoTIFF first")
-    return layer.source()
+from .layers import raster_layer_path
 
 
 class BuildPatchesAlgorithm(SatClassifyAlgorithm):
@@ -113,13 +105,13 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
 
         from ..core.labels.patches import build_patches
 
-        image = _path(self.parameterAsRasterLayer(parameters, "IMAGE", context), "image")
-        labels = _path(self.parameterAsRasterLayer(parameters, "LABELS", context), "label")
+        image = raster_layer_path(self.parameterAsRasterLayer(parameters, "IMAGE", context), "image")
+        labels = raster_layer_path(self.parameterAsRasterLayer(parameters, "LABELS", context), "label")
         if not image:
             raise SatClassifyError("no image given (IMAGE)")
         if not labels:
             raise SatClassifyError("no label raster given (LABELS)")
-        mask = _path(self.parameterAsRasterLayer(parameters, "MASK", context), "mask")
+        mask = raster_layer_path(self.parameterAsRasterLayer(parameters, "MASK", context), "mask")
         folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
         result = build_patches(
             image, labels, folder, mask=mask,

@@ -1,6 +1,5 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
 import os
-import re
 
 from qgis.core import (
     QgsProcessingOutputMultipleLayers,
@@ -17,32 +16,13 @@ from qgis.core import (
 )
 
 from .. import compat
-from ..core.classify.inference import DEVICES
-from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, style_output_on_load
+from ..core.classify.options import DEVICES, MAX_BATCH_SIZE, MAX_TILE_SIZE, ClassifyOptions
+from .base import SatClassifyAlgorithm
+from .layers import input_and_extent
+from .styles import style_output_on_load
 
-
-def input_and_extent(alg, parameters, context):
-    """The INPUT raster layer (a file GDAL reads) and EXTENT as (xmin, ymin, xmax, ymax) in the layer's CRS (None:
-    the whole layer); shared by the classify tools."""
-    layer = alg.parameterAsRasterLayer(parameters, "INPUT", context)
-    if layer is None:
-        raise SatClassifyError("no input raster layer given (INPUT)")
-    if layer.providerType() != "gdal":
-        raise SatClassifyError(
-            f"layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads files GDAL can open: "
-            "save the layer as a GeoTIFF first")
-    extent = None
-    if parameters.get("EXTENT") not in (None, ""):
-        rect = alg.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-        if rect.isNull() or rect.isEmpty() or not rect.width() > 0 or not rect.height() > 0:
-            # an extent that was given but has no area is a mistake, never "the whole layer"
-            raise SatClassifyError(
-                f"EXTENT '{parameters.get('EXTENT')}' has no area (zero width or height, here "
-                f"{rect.width():g} x {rect.height():g} map units in the layer's CRS): give xmin < xmax and "
-                "ymin < ymax, or leave EXTENT empty to use the whole layer")
-        extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-    return layer, extent
+#: the defaults of the tool's parameters are those of the core's options
+DEFAULTS = ClassifyOptions()
 
 
 class ClassifyAlgorithm(SatClassifyAlgorithm):
@@ -84,14 +64,15 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
             "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)",
             optional=True))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: the whole layer)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS,
+                                                     defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)))
         adv = []
         adv.append(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
-                                                compat.NUMBER_INTEGER, 0, False, 0, 16384))
+                                                compat.NUMBER_INTEGER, DEFAULTS.tile_size, False, 0, MAX_TILE_SIZE))
         adv.append(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in tiles (0 = default)",
-                                                compat.NUMBER_INTEGER, 0, False, 0, 4096))
+                                                compat.NUMBER_INTEGER, DEFAULTS.batch_size, False, 0, MAX_BATCH_SIZE))
         adv.append(QgsProcessingParameterBoolean(
-            "RESAMPLE", "Resample the input to the model's resolution", defaultValue=False))
+            "RESAMPLE", "Resample the input to the model's resolution", defaultValue=DEFAULTS.resample))
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes (first head)"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -107,29 +88,27 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("HEAD_OUTPUTS", "Class rasters written (one per head)"))
 
     def run_tool(self, parameters, context, feedback):
-        from ..core.classify.pipeline import classify
+        from ..core.classify.pipeline import classify, open_model
 
         layer, extent = input_and_extent(self, parameters, context)
-        model = self.parameterAsFile(parameters, "MODEL", context)
-        device = self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)]
+        options = ClassifyOptions(
+            bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
+            device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
+            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            resample=self.parameterAsBool(parameters, "RESAMPLE", context))
         outs = {}
         for key in ("OUTPUT", "OUTPUT_2", "CONFIDENCE", "PROBABILITIES"):
             value = parameters.get(key)
             outs[key] = self.parameterAsOutputLayer(parameters, key, context) if value not in (None, "") else None
             if outs[key] == "":
                 outs[key] = None
-
-        from ..core.classify.inference import load_model
-
-        loaded = load_model(model, device, feedback.pushInfo)
-        heads = self.head_outputs(parameters, context, feedback, outs, loaded.card.heads)
-        result = classify(
-            layer.source(), model, heads, confidence=outs["CONFIDENCE"], model=loaded,
-            probabilities=outs["PROBABILITIES"], bands=self.parameterAsString(parameters, "BANDS", context) or "",
-            extent=extent, device=device, tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            resample=self.parameterAsBool(parameters, "RESAMPLE", context),
-            **self.monitor(feedback).callbacks())
+        monitor = self.monitor(feedback)
+        # loaded once, here: its heads decide which files are written (and checked) before the run
+        model = open_model(self.parameterAsFile(parameters, "MODEL", context), options, monitor)
+        heads = self.head_outputs(parameters, context, feedback, outs, model.card.heads)
+        result = classify(layer.source(), model, heads, confidence=outs["CONFIDENCE"],
+                          probabilities=outs["PROBABILITIES"], options=options, monitor=monitor)
         written = [p for p in heads[:len(result.heads)] if p]
         for k, path in enumerate(heads[:len(result.heads)]):
             if not path:
@@ -137,7 +116,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
             if path not in (outs["OUTPUT"], outs["OUTPUT_2"]):  # next to OUTPUT (WRITE_ALL_HEADS)
                 feedback.pushInfo(f"head '{result.heads[k].name}' written to {path}")
                 load_beside(context, outs["OUTPUT"], path, result.heads[k].name)
-            style_output_on_load(context, path, result.heads[k].classes)
+            style_output_on_load(context, path, result.heads[k].classes, result.class_counts[k])
         return {"OUTPUT": outs["OUTPUT"], "OUTPUT_2": outs["OUTPUT_2"], "CONFIDENCE": outs["CONFIDENCE"],
                 "PROBABILITIES": outs["PROBABILITIES"], "PROVIDER": result.provider,
                 "MPIX_PER_S": result.mpix_per_s, "HEAD_OUTPUTS": written}
@@ -146,16 +125,16 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         """The class raster of each head: OUTPUT, OUTPUT_2, then (WRITE_ALL_HEADS) ``<OUTPUT base>_<head>.tif``
         for every head without one, checked by the output guard like the declared outputs. A head left out is
         named in the log with the way to get it."""
+        from ..core.classify.pipeline import head_output_path
+
         paths = [outs["OUTPUT"], outs["OUTPUT_2"]] + [None] * max(0, len(heads) - 2)
         write_all = self.parameterAsBool(parameters, "WRITE_ALL_HEADS", context)
-        base, ext = os.path.splitext(outs["OUTPUT"] or "")
         derived = {}
         for k in range(1, len(heads)):
             if paths[k]:
                 continue
             if write_all:
-                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", heads[k].name).strip("_.") or f"head{k + 1}"
-                paths[k] = f"{base}_{name}{ext or '.tif'}"
+                paths[k] = head_output_path(outs["OUTPUT"], heads[k].name, k)
                 derived[f"head {k + 1} '{heads[k].name}' ({os.path.basename(paths[k])})"] = paths[k]
             else:
                 how = "give OUTPUT_2, or tick" if k == 1 else "tick"

@@ -12,10 +12,14 @@ from qgis.core import (
 )
 
 from .. import compat
-from ..core.classify.inference import DEVICES
+from ..core.classify.options import DEVICES, MAX_BATCH_SIZE, ClassifyOptions
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gpkg_output, style_polygons_on_load
-from .classify import input_and_extent
+from .base import SatClassifyAlgorithm
+from .layers import gpkg_output, input_and_extent
+from .styles import style_polygons_on_load
+
+#: the defaults of the tool's parameters are those of the core's options
+DEFAULTS = ClassifyOptions()
 
 
 class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
@@ -66,12 +70,13 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
             "THRESHOLD", "Probability threshold for every class (multi-label; empty = the model's per-class "
             "thresholds)", compat.NUMBER_DOUBLE, None, True, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: the whole layer)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS,
+                                                     defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)))
         adv = [QgsProcessingParameterString(
                    "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)",
                    optional=True),
                QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in patches (0 = default)",
-                                            compat.NUMBER_INTEGER, 0, False, 0, 4096)]
+                                            compat.NUMBER_INTEGER, DEFAULTS.batch_size, False, 0, MAX_BATCH_SIZE)]
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT", "Patches (GeoPackage)", compat.SOURCE_VECTOR_POLYGON))
@@ -87,12 +92,12 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         if parameters.get("THRESHOLD") not in (None, ""):
             threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
         model = self.model_path(parameters, context, feedback)
-        result = classify_patches(
-            layer.source(), model, output, threshold=threshold,
-            extent=extent, device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
-            bands=self.parameterAsString(parameters, "BANDS", context) or "",
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            **self.monitor(feedback).callbacks())
+        options = ClassifyOptions(
+            bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
+            device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context))
+        result = classify_patches(layer.source(), model, output, threshold=threshold, options=options,
+                                  monitor=self.monitor(feedback))
         style_polygons_on_load(context, output, result.classes, field="top_value")
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}
 

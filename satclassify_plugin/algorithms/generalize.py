@@ -13,13 +13,9 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import (
-    SatClassifyAlgorithm,
-    gdal_raster_source,
-    gpkg_output,
-    style_output_on_load,
-    style_polygons_on_load,
-)
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source, gpkg_output
+from .styles import style_output_on_load, style_polygons_on_load
 
 
 class GeneralizeAlgorithm(SatClassifyAlgorithm):

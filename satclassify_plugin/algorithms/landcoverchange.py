@@ -13,7 +13,9 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source, gpkg_output, style_output_on_load
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source, gpkg_output
+from .styles import style_output_on_load
 
 
 class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
@@ -95,7 +97,7 @@ class LandCoverChangeAlgorithm(SatClassifyAlgorithm):
             confidence=confidence, threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
             out_candidates=outs["OUTPUT_CANDIDATES"], ignore=self.parameterAsString(parameters, "IGNORE", context),
             names=self.parameterAsFile(parameters, "NAMES", context) or None,
-            **self.monitor(feedback).callbacks())
+            monitor=self.monitor(feedback))
         if outs["OUTPUT"]:
             style_output_on_load(context, outs["OUTPUT"], summary["categories"])
         return {**outs, "CHANGED_HA": summary["changed_ha"], "COMPARED_HA": summary["compared_ha"]}

@@ -20,7 +20,8 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, refuse_degree_pixels, style_output_on_load, target_crs
+from .base import SatClassifyAlgorithm, refuse_degree_pixels, target_crs
+from .styles import style_output_on_load
 
 
 class RasterizeClcAlgorithm(SatClassifyAlgorithm):

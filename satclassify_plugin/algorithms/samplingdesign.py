@@ -12,8 +12,13 @@ from qgis.core import (
 )
 
 from .. import compat
+from ..core.accuracy.sampling import SamplingOptions
 from ..core.contract.errors import SatClassifyError
-from .base import SatClassifyAlgorithm, gdal_raster_source, gpkg_output
+from .base import SatClassifyAlgorithm
+from .layers import gdal_raster_source, gpkg_output
+
+#: the defaults of the tool's parameters are those of the core's options
+DEFAULTS = SamplingOptions()
 
 
 class SamplingDesignAlgorithm(SatClassifyAlgorithm):
@@ -52,25 +57,29 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Class raster (strata = its classes)"))
         self.addParameter(QgsProcessingParameterString(
             "IGNORE", "Class values that are no stratum (comma-separated; nodata is always left out)",
-            defaultValue="0", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Sample size", options=self.METHODS, defaultValue=0))
+            defaultValue=DEFAULTS.ignore, optional=True))
+        self.addParameter(QgsProcessingParameterEnum("METHOD", "Sample size", options=self.METHODS,
+                                                     defaultValue=self.METHOD_KEYS.index(DEFAULTS.method)))
         self.addParameter(QgsProcessingParameterNumber(
-            "TARGET_SE", "Target standard error of overall accuracy", compat.NUMBER_DOUBLE, 0.01, False, 0.0001, 0.5))
+            "TARGET_SE", "Target standard error of overall accuracy", compat.NUMBER_DOUBLE, DEFAULTS.target_se, False,
+            0.0001, 0.5))
         self.addParameter(QgsProcessingParameterNumber(
-            "EXPECTED_UA", "Expected user's accuracy of each class (0-1)", compat.NUMBER_DOUBLE, 0.8, False,
-            0.01, 0.99))
+            "EXPECTED_UA", "Expected user's accuracy of each class (0-1)", compat.NUMBER_DOUBLE, DEFAULTS.expected_ua,
+            False, 0.01, 0.99))
         self.addParameter(QgsProcessingParameterFile(
             "EXPECTED_UA_TABLE", "Expected user's accuracy per class (CSV value,expected_ua)", extension="csv",
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "TOTAL", "Total number of points (sample size 'total')", compat.NUMBER_INTEGER, 500, False, 1))
+            "TOTAL", "Total number of points (sample size 'total')", compat.NUMBER_INTEGER, DEFAULTS.total, False, 1))
         self.addParameter(QgsProcessingParameterEnum(
-            "ALLOCATION", "Allocation to the classes", options=self.ALLOCATIONS, defaultValue=0))
+            "ALLOCATION", "Allocation to the classes", options=self.ALLOCATIONS,
+            defaultValue=self.ALLOCATION_KEYS.index(DEFAULTS.rule)))
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_PER_CLASS", "Minimum points per class", compat.NUMBER_INTEGER, 50, False, 0))
+            "MIN_PER_CLASS", "Minimum points per class", compat.NUMBER_INTEGER, DEFAULTS.minimum, False, 0))
         self.addParameter(QgsProcessingParameterFile(
             "COUNTS", "Points per class (CSV value,count)", extension="csv", optional=True))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER, 1, False, 0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "SEED", "Random seed", compat.NUMBER_INTEGER, DEFAULTS.seed, False, 0))
         names = QgsProcessingParameterFile("NAMES", "Class names table (CSV value,name,color)", extension="csv",
                                            optional=True)
         self.add_advanced(names)
@@ -88,8 +97,8 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
             raise SatClassifyError("no class raster given (INPUT)")
         out = gpkg_output(self, parameters, "OUTPUT", context, "the sample points are written as a GeoPackage")
         strata = self.parameterAsFileOutput(parameters, "OUTPUT_STRATA", context)
-        meta = sampling_design(
-            source, out, strata or None, ignore=self.parameterAsString(parameters, "IGNORE", context),
+        options = SamplingOptions(
+            ignore=self.parameterAsString(parameters, "IGNORE", context),
             method=self.METHOD_KEYS[self.parameterAsEnum(parameters, "METHOD", context)],
             target_se=self.parameterAsDouble(parameters, "TARGET_SE", context),
             expected_ua=self.parameterAsDouble(parameters, "EXPECTED_UA", context),
@@ -99,6 +108,6 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
             minimum=self.parameterAsInt(parameters, "MIN_PER_CLASS", context),
             counts_table=self.parameterAsFile(parameters, "COUNTS", context) or None,
             seed=self.parameterAsInt(parameters, "SEED", context),
-            names=self.parameterAsFile(parameters, "NAMES", context) or None,
-            **self.monitor(feedback).callbacks())
+            names=self.parameterAsFile(parameters, "NAMES", context) or None)
+        meta = sampling_design(source, out, strata or None, options, monitor=self.monitor(feedback))
         return {"OUTPUT": out, "OUTPUT_STRATA": strata, "POINTS": meta["design"]["total_points"]}

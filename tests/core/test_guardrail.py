@@ -148,35 +148,91 @@ def test_headless_imports_no_qgis_pyqt_or_torch():
     assert not bad, f"headless modules import QGIS-side code: {bad}"
 
 
-def _tool_modules():
-    """algorithms/ modules that define a tool (a class with a non-empty ALGORITHM_ID): name -> path."""
-    out = {}
-    for path in modules(os.path.join(PLUGIN, "algorithms")):
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), path)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and any(
-                    isinstance(b, ast.Assign) and any(getattr(t, "id", "") == "ALGORITHM_ID" for t in b.targets)
-                    and isinstance(b.value, ast.Constant) and b.value.value for b in node.body):
-                out[os.path.basename(path)[:-3]] = path
-                break
-    return out
+
+HEADLESS = os.path.join(PLUGIN, "headless")
+#: what the satclassify command (satclassify_plugin/headless, docs/headless.md) may import of the plugin: the core
+#: and the model list (pure Python); outside the plugin only the standard library, numpy, osgeo, onnxruntime, dask
+#: (batch), openeo and xarray (export-openeo, lazily)
+HEADLESS_OWN = ("core", "install.model_catalogue", "headless")
+HEADLESS_THIRD = ("numpy", "osgeo", "onnxruntime", "dask", "distributed", "openeo", "xarray")
 
 
-#: borrowings still to be moved into a shared module (issue 26 item 2, done in another change)
-KNOWN_BORROWING = {("classifypatches", "classify")}
+def test_headless_exists():
+    assert os.path.isfile(os.path.join(HEADLESS, "cli.py"))
 
 
-def test_no_tool_module_imports_another_tool_module():
-    """Issue 26: tools share code through the shared bases (base, _sentinel2, ...), never through each other
-    (importsafe imported five helpers from fetchsentinel2)."""
-    tools = _tool_modules()
-    assert {"fetchsentinel2", "importsafe", "searchsentinel2", "classify"} <= set(tools)
+@pytest.mark.parametrize("path", sorted(modules(HEADLESS)), ids=lambda p: os.path.relpath(p, HEADLESS))
+def test_headless_imports_only_the_core_and_the_stdlib(path):
+    import sys
+
     bad = []
-    for name, path in tools.items():
-        for target, line in imports(path):
-            parts = target.split(".")
-            if parts[:2] == ["satclassify_plugin", "algorithms"] and len(parts) > 2 and parts[2] in tools \
-                    and parts[2] != name and (name, parts[2]) not in KNOWN_BORROWING:
-                bad.append(f"{name}.py:{line} imports {target}")
-    assert not bad, "tool modules import other tool modules (move the shared code into a shared base): " + str(bad)
+    for name, line in imports(path):
+        root = name.split(".")[0]
+        if root == "satclassify_plugin":
+            if not name[len("satclassify_plugin."):].startswith(HEADLESS_OWN):
+                bad.append((name, line, f"headless imports only satclassify_plugin.{HEADLESS_OWN}"))
+        elif root in FORBIDDEN or not (root in sys.stdlib_module_names or root in HEADLESS_THIRD
+                                       or root == "__future__"):
+            bad.append((name, line, "headless imports no qgis/PyQt/torch/processing, only the stdlib, "
+                                    f"{', '.join(HEADLESS_THIRD)}"))
+    assert not bad, f"{path}: {bad}"
+
+
+def test_headless_guardrail_catches_a_qgis_import(tmp_path):
+    fake = os.path.join(HEADLESS, "_probe_bad.py")
+    with open(fake, "w") as f:
+        f.write("from qgis.core import QgsRasterLayer\nfrom ..algorithms import classify\n")
+    try:
+        with pytest.raises(AssertionError, match=r"headless imports"):
+            test_headless_imports_only_the_core_and_the_stdlib(fake)
+    finally:
+        os.remove(fake)
+
+
+ALGORITHMS = os.path.join(PLUGIN, "algorithms")
+#: the shared, non-tool modules of algorithms/: the algorithm base, the layer styles, the layer-path helpers
+#: (and any module whose name starts with "_", e.g. _sentinel2.py: helpers shared by the Sentinel-2 tools)
+SHARED_ALGORITHM_MODULES = ("__init__", "base", "styles", "layers")
+
+
+def tool_modules():
+    """The algorithms/*.py that hold one tool each (not "_*", not the shared modules)."""
+    return sorted(f[:-3] for f in os.listdir(ALGORITHMS)
+                  if f.endswith(".py") and not f.startswith("_") and f[:-3] not in SHARED_ALGORITHM_MODULES)
+
+
+def tool_imports_of_tools(path):
+    """(tool module, line) for every import in ``path`` that reaches another tool module of algorithms/."""
+    tools = set(tool_modules())
+    own = os.path.basename(path)[:-3]
+    bad = []
+    for name, line in imports(path):
+        parts = name.split(".")
+        if parts[:2] == ["satclassify_plugin", "algorithms"] and len(parts) > 2 and parts[2] in tools - {own}:
+            bad.append((parts[2], line))
+    return bad
+
+
+#: tools still borrowing from another tool (none: importsafe's helpers moved to _sentinel2.py)
+_BORROWING: dict = {}
+
+
+@pytest.mark.parametrize("tool", [pytest.param(t, marks=_BORROWING.get(t, ())) for t in tool_modules()])
+def test_no_tool_module_imports_another_tool_module(tool):
+    """A tool shares code through base / styles / layers / _*.py or core, never by importing another tool."""
+    bad = tool_imports_of_tools(os.path.join(ALGORITHMS, tool + ".py"))
+    assert not bad, (f"algorithms/{tool}.py imports the tool module(s) {bad}: move what they share into "
+                     "algorithms/base.py, styles.py, layers.py, a '_' module, or core")
+
+
+def test_tool_guardrail_catches_a_tool_importing_a_tool(tmp_path):
+    assert {"classify", "classifypatches", "fetchsentinel2"} <= set(tool_modules())
+    assert not {"base", "styles", "layers", "_sentinel2"} & set(tool_modules())
+    probe = os.path.join(ALGORITHMS, "_probe_tool.py")
+    with open(probe, "w") as f:
+        f.write("from .classify import ClassifyAlgorithm\nfrom .layers import input_and_extent\n"
+                "from satclassify_plugin.algorithms import generalize\n")
+    try:
+        assert tool_imports_of_tools(probe) == [("classify", 1), ("generalize", 3)]
+    finally:
+        os.remove(probe)

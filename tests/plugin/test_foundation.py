@@ -3,6 +3,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 from qgis.core import QgsApplication, QgsMapLayerType
 
 from satclassify_plugin.algorithms import algorithm_classes
@@ -119,3 +120,22 @@ def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path
     finally:
         plugin.iface.setActiveLayer(None)
         QgsProject.instance().removeMapLayers([raster.id(), vector.id()])
+
+
+def test_raster_layer_path_is_the_file_or_a_clear_refusal(tmp_path):
+    """algorithms/layers.py: the one "raster layer -> file path" of the tools (classify, classifypatches,
+    buildpatches, the class raster inputs): a GDAL layer gives its file, another provider names the fix."""
+    from qgis.core import QgsRasterLayer
+
+    from satclassify_plugin.algorithms.layers import raster_layer_path
+    from satclassify_plugin.core.contract.errors import SatClassifyError
+    from tests.rasters import make_raster
+
+    path = make_raster(tmp_path / "r.tif", np.ones((1, 4, 4), np.uint8))
+    assert raster_layer_path(QgsRasterLayer(str(path), "r")) == str(path)
+    assert raster_layer_path(None) is None
+    tiles = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/%7Bz%7D/%7Bx%7D/%7By%7D.png", "tiles", "wms")
+    with pytest.raises(SatClassifyError) as e:
+        raster_layer_path(tiles, "image")
+    assert str(e.value) == ("image layer 'tiles' is a wms layer; SatClassify reads files GDAL can open: save the "
+                            "layer as a GeoTIFF first")

@@ -13,7 +13,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor, QImage
 
-from satclassify_plugin.algorithms.base import ClassStylePostProcessor, style_output_on_load
+from satclassify_plugin.algorithms.styles import ClassStylePostProcessor, style_output_on_load
 from satclassify_plugin.core import raster
 from satclassify_plugin.core.contract import clc
 from tests.rasters import make_raster

@@ -133,3 +133,16 @@ def test_raster_output_with_another_format_extension_is_refused(run_alg, data, p
     out = str(data["tmp"] / "classes.TIFF")
     run_alg("satclassify:classify", {"INPUT": data["s2"], "MODEL": data["model"], "OUTPUT": out})
     assert open(out, "rb").read(4) in (b"II*\x00", b"MM\x00*")
+
+
+@pytest.mark.parametrize("mask, match", [
+    ("stack.tif", r"OUTPUT and MASK are the same file|MASK and OUTPUT are the same file"),
+    ("mask.png", r"MASK '.*mask\.png': the tool writes GeoTIFF, not \.png: name the file \.tif"),
+])
+def test_sentinel2_stack_outputs_are_checked_by_the_base_class(run_alg, data, mask, match):
+    """importsafe / fetchsentinel2 leave their OUTPUT and MASK checks to the base class's guard: refused
+    before the product is opened, nothing written."""
+    safe = data["tmp"] / "S2A_MSIL2A_20230512T103031_N0509_R108_T32TMT_20230512T163049.zip"
+    safe.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: never read, the guard comes first
+    refused(run_alg, "satclassify:importsafe", {"INPUT": str(safe), "OUTPUT": str(data["tmp"] / "stack.tif"),
+                                                "MASK": str(data["tmp"] / mask)}, [str(safe)], match)

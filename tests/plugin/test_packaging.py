@@ -33,6 +33,9 @@ def test_zip_layout(built_zip):
         assert f"satclassify_plugin/{required}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if n.split("/")[1] in ("tests", "training")]
+    # the pip-installed satclassify command is not part of the plugin (docs/headless.md)
+    assert os.path.isdir(os.path.join(build_zip.ROOT, "satclassify_plugin", "headless"))
+    assert not [n for n in names if n.startswith("satclassify_plugin/headless/")]
     assert os.path.getsize(built_zip) < 25 * 1024 * 1024
 
 

@@ -15,14 +15,14 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from osgeo import gdal, osr
 
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from ..contract.metrics import ConfusionMatrix, compute_metrics
 from . import tables as accuracy
 from .plan import MapOptions, class_table, compared_values
@@ -317,7 +317,7 @@ def _map_transforms(src: AlignedInputs, opts: MapOptions, log):
     return transforms, nodata, values
 
 
-def _count(src: AlignedInputs, transforms, values, k: int, block: int, progress, is_canceled):
+def _count(src: AlignedInputs, transforms, values, k: int, block: int, monitor: Monitor):
     """(confusion matrix, masked pixels, pixels outside the reference): the pass over the windows."""
     cm = ConfusionMatrix(values, ignore=())
     step = block if k == 1 else max(k, (block // k) * k)
@@ -328,8 +328,7 @@ def _count(src: AlignedInputs, transforms, values, k: int, block: int, progress,
     mask_nodata = nodata_of(src.mask_src) if src.mask_src is not None else None
     masked = outside = 0
     for n, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         valid = np.ones((h, w), bool)
         if mask_band is not None:
             mk = mask_band.ReadAsArray(x, y, w, h)
@@ -349,8 +348,7 @@ def _count(src: AlignedInputs, transforms, values, k: int, block: int, progress,
             c, r = accuracy.block_mode(c, k), accuracy.block_mode(r, k)
         ok = (c >= 0) & (r >= 0)
         cm.update(np.where(ok, r, 0), np.where(ok, c, 0), ok)
-        if progress:
-            progress((n + 1) / len(windows))
+        monitor.progress((n + 1) / len(windows))
     return cm, masked, outside
 
 
@@ -366,18 +364,17 @@ def _excluded(transforms, masked: int, outside: int, log) -> dict:
 
 
 def assess(classified: str, reference: str, mask: Optional[str] = None, scale=1, block: int = DEFAULT_BLOCK,
-           options: Optional[MapOptions] = None, progress: Optional[Callable[[float], None]] = None,
-           is_canceled: Optional[Callable[[], bool]] = None, log: Optional[Callable[[str], None]] = None,
-           **choices) -> AccuracyResult:
+           options: Optional[MapOptions] = None, monitor: Optional[Monitor] = None, **choices) -> AccuracyResult:
     """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.).
     ``options`` (or its names as keywords: ignore, reclassify, names, level, level_maps) are the user's
     choices (:class:`.plan.MapOptions`)."""
-    log = log or (lambda m: None)
+    monitor = monitor or Monitor()
+    log = monitor.info
     k = accuracy.check_scale(scale)
     opts = options or MapOptions.read(**choices)
     src = AlignedInputs.open(classified, reference, mask, k, log)
     transforms, nodata, values = _map_transforms(src, opts, log)
-    cm, masked, outside = _count(src, transforms, values, k, block, progress, is_canceled)
+    cm, masked, outside = _count(src, transforms, values, k, block, monitor)
     excluded = _excluded(transforms, masked, outside, log)
     width, height = src.size
     if int(cm.matrix.sum()) == 0:

@@ -29,14 +29,14 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Canceled, Monitor
 from ..contract.paths import split_layer, temp_tag
 from .assess import (
     compared_classes,
@@ -120,20 +120,21 @@ def _remove(path: Optional[str]) -> None:
 
 
 def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[int, dict], mmu_ha: float,
-              threshold_px: int, srs, extra: Optional[dict], is_canceled, log) -> dict:
+              threshold_px: int, srs, extra: Optional[dict], monitor: Monitor) -> dict:
     """Sieve the category raster at ``band_path`` in place, polygonize its nonzero pixels into a GeoPackage
     layer with from/to attributes and area_ha, drop polygons below the MMU. Returns counts."""
+    log = monitor.info
     ds = gdal.Open(band_path, gdal.GA_Update)
     band = ds.GetRasterBand(1)
 
     def cb(_complete, _msg, _data):
-        return 0 if (is_canceled and is_canceled()) else 1
+        return 0 if monitor.canceled() else 1
 
     def gdal_step(fn, *args, **kw):
         try:
             fn(*args, **kw)
         except RuntimeError:  # the callback stopped GDAL ("User terminated")
-            if is_canceled and is_canceled():
+            if monitor.canceled():
                 raise Canceled() from None
             raise
 
@@ -148,8 +149,7 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
             a[unchanged] = 0
             band.WriteArray(a, x, y)
     band.FlushCache()
-    if is_canceled and is_canceled():
-        raise Canceled()
+    monitor.check()
     kept = dropped = 0
     out = ogr.GetDriverByName("GPKG").CreateDataSource(out_path)
     lyr = out.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES"])
@@ -161,8 +161,7 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     out.StartTransaction()
     gdal_step(gdal.Polygonize, band, band, lyr, 0, [], callback=cb)
     out.CommitTransaction()
-    if is_canceled and is_canceled():
-        raise Canceled()
+    monitor.check()
     lyr.ResetReading()
     gt = ds.GetGeoTransform()  # polygon areas on the ground (core/crs.py: Web Mercator is not metres)
     ha_per_unit2 = crs.pixel_area_m2(ds, "change raster") / 1e4 / abs(gt[1] * gt[5] - gt[2] * gt[4])
@@ -272,16 +271,15 @@ class ChangeInputs:
         return is_change[cat] & (conf >= threshold)
 
 
-def _count_pairs(src: ChangeInputs, windows, ignore_list, pr, is_canceled) -> np.ndarray:
+def _count_pairs(src: ChangeInputs, windows, ignore_list, monitor: Monitor) -> np.ndarray:
     """Pixels of each (from, to) pair, by code = first index * len(v2) + second index: the first pass."""
     k2 = len(src.v2)
     pairs = np.zeros(len(src.v1) * k2, dtype=np.int64)
     for n, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         i1, i2, ok = src.reader.read(x, y, w, h)
         pairs += np.bincount((i1[ok] * k2 + i2[ok]).ravel(), minlength=len(pairs))
-        pr(0.3 * (n + 1) / len(windows))
+        monitor.progress((n + 1) / len(windows))
     if pairs.sum() == 0:
         raise SatClassifyError("no pixel holds a class in both maps: check that the rasters overlap, their nodata "
                                f"and IGNORE ({ignore_list})")
@@ -293,7 +291,7 @@ def _category_type(legend) -> int:
 
 
 def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, metadata: dict, threshold: float,
-                      pr, is_canceled) -> int:
+                      monitor: Monitor) -> int:
     """The second pass: the from-to raster (``files["raster"]``, with ``metadata``) and the sieve's inputs
     (``files["change"]``, ``files["candidates"]``: confidence >= ``threshold``); returns the candidate pixels."""
     ds1, k2, dtype = src.ds1, len(src.v2), _category_type(legend)
@@ -310,8 +308,7 @@ def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, 
     is_change = np.asarray([False] + [c["changed"] for c in legend])
     cand_pixels = 0
     for n, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         i1, i2, ok = src.reader.read(x, y, w, h)
         cat = np.zeros((h, w), dtype=np.int64)
         cat[ok] = cat_lut[i1[ok] * k2 + i2[ok]]
@@ -322,7 +319,7 @@ def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, 
             cand = src.candidates(cat, is_change, threshold, x, y, w, h)
             cand_pixels += int(cand.sum())
             ca_ds.GetRasterBand(1).WriteArray(np.where(cand, cat, 0), x, y)
-        pr(0.3 + 0.3 * (n + 1) / len(windows))
+        monitor.progress((n + 1) / len(windows))
     out_ds = ch_ds = ca_ds = None  # closed (flushed) here: the polygons read the files next
     return cand_pixels
 
@@ -348,19 +345,17 @@ def _summary(first, second, confidence, src: ChangeInputs, opts: ChangeOptions, 
 
 def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
                       options: Optional[ChangeOptions] = None, outputs: Optional[ChangeOutputs] = None,
-                      block: int = DEFAULT_BLOCK, progress: Optional[Callable[[float], None]] = None,
-                      is_canceled: Optional[Callable[[], bool]] = None,
-                      log: Optional[Callable[[str], None]] = None, **kwargs) -> dict:
+                      block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None, **kwargs) -> dict:
     """Compare ``first`` (earlier date / the map) with ``second`` (later date / the model); returns the summary
     dict written to ``out_json``. ``outputs`` (or keywords out_raster, out_matrix, out_json, out_polygons,
     out_candidates) and ``options`` (or keywords mmu_ha, threshold, ignore, names: :class:`.plan.ChangeOptions`)."""
-    log = log or (lambda m: None)
-    pr = progress or (lambda f: None)
+    monitor = monitor or Monitor()
+    log = monitor.info
     outs = outputs or ChangeOutputs.take(kwargs)
     opts = options or ChangeOptions.read(candidates=bool(outs.candidates), confidence=bool(confidence), **kwargs)
     src = ChangeInputs.open(first, second, confidence, opts.ignore_list, log)
     windows = list(raster.iter_windows(src.ds1.RasterXSize, src.ds1.RasterYSize, block))
-    pairs = _count_pairs(src, windows, opts.ignore_list, pr, is_canceled)
+    pairs = _count_pairs(src, windows, opts.ignore_list, monitor.sub(0.0, 0.3))
     c1 = compared_classes(src.v1, opts.names_table, None, "both", src.ds1, src.src2, False, False)
     c2 = compared_classes(src.v2, opts.names_table, None, "both", src.src2, src.ds1, False, False)
     cat_lut, categories = change_categories(pairs, c1, c2, src.area)
@@ -376,18 +371,18 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
         stack.callback(_remove, tmp_change)
         cand_pixels = _write_categories(
             src, windows, cat_lut, legend, {"raster": tmp["raster"], "change": tmp_change, "candidates": tmp_cand},
-            {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second}, opts.threshold, pr, is_canceled)
+            {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second}, opts.threshold, monitor.sub(0.3, 0.6))
         threshold_px, srs = opts.mmu_pixels(src.area), raster.srs_of(src.ds1)
         poly = cand = None
         if outs.polygons:
             poly = _polygons(tmp_change, tmp["polygons"], CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs,
-                             None, is_canceled, log)
-        pr(0.8)
+                             None, monitor)
+        monitor.progress(0.8)
         if outs.candidates:
             cand = _polygons(tmp_cand, tmp["candidates"], CANDIDATE_LAYER, categories, opts.mmu_ha, threshold_px,
-                             srs, {"confidence_threshold": opts.threshold}, is_canceled, log)
+                             srs, {"confidence_threshold": opts.threshold}, monitor)
             cand["pixels"] = cand_pixels
-        pr(0.95)
+        monitor.progress(0.95)
         summary = _summary(first, second, confidence, src, opts, c1, c2, pairs, legend, poly, cand)
         if tmp["matrix"]:
             with open(tmp["matrix"], "w", encoding="utf-8", newline="") as f:
@@ -395,7 +390,7 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
         if tmp["json"]:
             with open(tmp["json"], "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=1)
-    pr(1.0)
+    monitor.progress(1.0)
     log(f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "
         f"{sum(1 for c in legend if c['changed'])} from-to classes"
         + (f", {poly['polygons']} change polygons >= {opts.mmu_ha:g} ha" if poly else "")

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 from osgeo import gdal
 
 from .. import raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from . import estimator
 from . import tables as accuracy
 from .assess import (
@@ -121,15 +121,14 @@ class MapInputs:
         return out
 
 
-def _count_strata(src: MapInputs, opts: MapOptions, block: int, pr, is_canceled):
+def _count_strata(src: MapInputs, opts: MapOptions, block: int, monitor: Monitor):
     """(mapped pixels by transformed class value, masked pixels, strata): the pass over the windows."""
     counts = np.zeros(accuracy.MAX_VALUE + 1, dtype=np.int64)
     band, mband = src.band, src.mband
     windows = list(raster.iter_windows(src.cls_ds.RasterXSize, src.cls_ds.RasterYSize, block))
     masked_pixels = 0
     for n, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         valid = None
         if mband is not None:
             valid = ~src.masked(mband.ReadAsArray(x, y, w, h))
@@ -138,7 +137,7 @@ def _count_strata(src: MapInputs, opts: MapOptions, block: int, pr, is_canceled)
         c = c[c >= 0]
         if c.size:
             counts[:int(c.max()) + 1] += np.bincount(c)
-        pr(0.9 * (n + 1) / len(windows))
+        monitor.progress((n + 1) / len(windows))
     strata = [int(v) for v in np.flatnonzero(counts)]
     if not strata:
         raise SatClassifyError(f"the classified raster has no pixel left as a stratum (IGNORE = {opts.ignore_list}, "
@@ -181,27 +180,25 @@ def _tally_points(points: List[dict], parsed, src: MapInputs, strata, tr, known,
 
 def assess_points(classified: str, points: List[dict], mask: Optional[str] = None, block: int = DEFAULT_BLOCK,
                   points_source: str = "", reference_field: str = "", options: Optional[MapOptions] = None,
-                  progress: Optional[Callable[[float], None]] = None,
-                  is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None, **choices) -> AccuracyResult:
+                  monitor: Optional[Monitor] = None, **choices) -> AccuracyResult:
     """``points``: dicts with ``x``, ``y`` (in the classified raster's CRS; None when the point could not be
     transformed), ``reference`` (the attribute as read), optional ``stratum`` and ``id``. ``options`` (or its
     names as keywords: ignore, reclassify, names, level, level_maps) are the user's choices
     (:class:`.plan.MapOptions`)."""
-    log = log or (lambda m: None)
-    pr = progress or (lambda f: None)
+    monitor = monitor or Monitor()
+    log = monitor.info
     opts = options or MapOptions.read(**choices)
     if not points:
         raise SatClassifyError("the reference point layer has no point: give the sample points (e.g. from "
                                "satclassify:samplingdesign) with their reference class filled in")
     src = MapInputs.open(classified, mask, opts, log)
-    counts, masked_pixels, strata = _count_strata(src, opts, block, pr, is_canceled)
+    counts, masked_pixels, strata = _count_strata(src, opts, block, monitor.sub(0.0, 0.9))
     # reference values: the reference map's transform (RECLASSIFY rows, LEVEL), and the classes that can exist
     parsed = [parse_reference(p.get("reference")) for p in points]
     tr = opts.transform("reference", None, [v for v in sorted({v for v in parsed if isinstance(v, int)}) if v >= 0])
     known = known_reference_classes(strata, opts, raster.categories(src.cls_ds))
     tally = _tally_points(points, parsed, src, strata, tr, known, opts)
-    pr(0.95)
+    monitor.progress(0.95)
     for warning in tally.warnings():
         log(warning)
     if not tally.pairs:
@@ -231,5 +228,5 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
     }
     metrics["excluded"] = {"masked_out": masked_pixels, "ignored_in_classified": tc.ignored,
                            "unmapped_in_classified": tc.unmapped}
-    pr(1.0)
+    monitor.progress(1.0)
     return AccuracyResult(metrics)

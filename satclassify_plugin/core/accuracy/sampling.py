@@ -17,14 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .. import raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from . import estimator
 from . import tables as accuracy
 from .assess import nodata_of, open_class_raster, pixel_area_ha, refuse_image
@@ -33,7 +34,60 @@ ogr.UseExceptions()
 
 DEFAULT_BLOCK = 512
 METHODS = ("target_se", "total", "counts")
+RULES = ("proportional", "equal")
 LAYER = "sample_points"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How :func:`sampling_design` sizes and draws the sample (everything but the raster and the output files).
+
+    ``ignore``: class values that are no stratum ("0, 255"; nodata is always left out). ``method``: one of
+    :data:`METHODS`: ``target_se`` (the total from ``target_se`` and ``expected_ua``, one value or per class from
+    ``expected_ua_table``, CSV value,expected_ua), ``total`` (``total`` points) or ``counts`` (points per class from
+    ``counts_table``, CSV value,count). ``rule``: allocation, one of :data:`RULES`, with at least ``minimum`` points
+    per class. ``seed``: the same seed gives the same points. ``names``: CSV value,name,color. ``block``: pixels per
+    side of the blocks read (the sample does not depend on it). Checked when made.
+    """
+    ignore: Union[str, int, None] = "0"
+    method: str = "target_se"
+    target_se: float = 0.01
+    expected_ua: float = 0.8
+    expected_ua_table: Optional[str] = None
+    total: int = 500
+    rule: str = "proportional"
+    minimum: int = 50
+    counts_table: Optional[str] = None
+    seed: int = 1
+    names: Optional[str] = None
+    block: int = DEFAULT_BLOCK
+
+    def __post_init__(self):
+        accuracy.parse_ignore(self.ignore)  # a clear message for a bad list, before any raster is read
+        if self.method not in METHODS:
+            raise SatClassifyError(f"METHOD must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.rule not in RULES:
+            raise SatClassifyError(f"allocation must be proportional or equal, not {self.rule!r}")
+        if self.method == "target_se" and not 0 < float(self.target_se) < 0.5:
+            raise SatClassifyError(f"the target standard error of overall accuracy must be between 0 and 0.5 "
+                                   f"(exclusive), got {self.target_se}")
+        if self.method == "target_se" and not 0 < float(self.expected_ua) < 1:
+            raise SatClassifyError(f"expected user's accuracies must be between 0 and 1 (exclusive), got "
+                                   f"{float(self.expected_ua)}")
+        if self.method == "total" and (not _is_int(self.total) or self.total < 1):
+            raise SatClassifyError(f"TOTAL must be at least 1 point, got {self.total}")
+        if self.method == "counts" and not self.counts_table:
+            raise SatClassifyError("METHOD 'counts per class' needs the COUNTS table (CSV value,count)")
+        if not _is_int(self.minimum) or self.minimum < 0:
+            raise SatClassifyError(f"the minimum number of points per class must be >= 0, got {self.minimum}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise SatClassifyError(f"SEED must be an integer >= 0, got {self.seed}")
+        if not _is_int(self.block) or self.block < 1:
+            raise SatClassifyError(f"block must be a positive number of pixels, got {self.block}")
 
 
 def strips(width: int, height: int, block: int):
@@ -43,10 +97,11 @@ def strips(width: int, height: int, block: int):
     return [(0, y, width, min(rows, height - y)) for y in range(0, height, rows)]
 
 
-def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, progress=None, is_canceled=None,
+def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None,
                  mask_ds: Optional[gdal.Dataset] = None) -> Dict[int, int]:
     """Pixels per class value of band 1 (nodata, IGNORE values and, with ``mask_ds``, masked-out pixels
     left out), read block by block."""
+    monitor = monitor or Monitor()
     band = ds.GetRasterBand(1)
     nd = nodata_of(ds)
     skip = set(ignore) | ({nd} if nd is not None else set())
@@ -54,8 +109,7 @@ def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, progress=
     windows = strips(ds.RasterXSize, ds.RasterYSize, block)
     mband = mask_ds.GetRasterBand(1) if mask_ds is not None else None
     for k, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         a = band.ReadAsArray(x, y, w, h).astype(np.int64).ravel()
         keep = a >= 0
         if skip:
@@ -73,8 +127,7 @@ def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, progress=
                 counts = c
             else:
                 counts[:len(c)] += c
-        if progress:
-            progress((k + 1) / len(windows))
+        monitor.progress((k + 1) / len(windows))
     return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
 
 
@@ -161,10 +214,11 @@ def design(values: List[int], pixels: List[int], method: str = "target_se", targ
 
 
 def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: List[int], seed: int,
-                  ignore, block: int = DEFAULT_BLOCK, progress=None, is_canceled=None,
+                  ignore, block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None,
                   mask_ds: Optional[gdal.Dataset] = None):
     """(rows, cols, strata) of the sampled pixels: for each stratum ``n_i`` distinct ranks among its ``pixels``,
     drawn with ``numpy.random.default_rng(seed)``, located in a second block pass (same order as the count)."""
+    monitor = monitor or Monitor()
     rng = np.random.default_rng(int(seed))
     ranks = {}
     for v, c, k in zip(values, pixels, n_i):
@@ -179,8 +233,7 @@ def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: L
     rows, cols, strata = [], [], []
     windows = strips(ds.RasterXSize, ds.RasterYSize, block)
     for k, (x, y, w, h) in enumerate(windows):
-        if is_canceled and is_canceled():
-            raise Canceled()
+        monitor.check()
         a = band.ReadAsArray(x, y, w, h).astype(np.int64).ravel()
         if skip:
             a[np.isin(a, list(skip))] = -1
@@ -200,8 +253,7 @@ def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: L
                 strata.append(np.full(idx.size, v, dtype=np.int64))
                 pos[v] = j
             seen[v] = hi
-        if progress:
-            progress((k + 1) / len(windows))
+        monitor.progress((k + 1) / len(windows))
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(strata)
@@ -242,25 +294,22 @@ def write_points(path: str, ds: gdal.Dataset, rows, cols, strata, names: Dict[in
 
 
 def sampling_design(classified: str, points_path: Optional[str], strata_path: Optional[str] = None,
-                    ignore="0", method: str = "target_se", target_se: float = 0.01, expected_ua=0.8,
-                    expected_ua_table: Optional[str] = None, total: int = 500, rule: str = "proportional",
-                    minimum: int = 50, counts_table: Optional[str] = None, seed: int = 1,
-                    names: Optional[str] = None, block: int = DEFAULT_BLOCK,
-                    progress: Optional[Callable[[float], None]] = None, is_canceled=None, log=None) -> dict:
+                    options: Optional[SamplingOptions] = None, monitor: Optional[Monitor] = None) -> dict:
     """Draw the stratified random sample of ``classified``; returns the strata/design dict written to JSON."""
-    log = log or (lambda m: None)
-    ignore_list = accuracy.parse_ignore(ignore)
+    o = options or SamplingOptions()
+    monitor = monitor or Monitor()
+    log = monitor.info
+    ignore_list = accuracy.parse_ignore(o.ignore)
     ds = open_class_raster(classified, "classified")
     area = pixel_area_ha(ds, "classified raster")
     if raster.srs_of(ds) is None:
         log("WARNING: the classified raster has no CRS: the points carry none and areas assume metres")
-    ua = float(expected_ua)
-    if expected_ua_table:
-        ua = {"default": ua, **read_class_table(expected_ua_table, "expected_ua", "expected user's accuracy table")}
-    counts = read_class_table(counts_table, "count", "counts table", kind=int) if counts_table else None
-    names_table = accuracy.read_names(names) if names else {}
-    pr = progress or (lambda f: None)
-    per_value = count_strata(ds, ignore_list, block, lambda f: pr(0.45 * f), is_canceled)
+    ua = float(o.expected_ua)
+    if o.expected_ua_table:
+        ua = {"default": ua, **read_class_table(o.expected_ua_table, "expected_ua", "expected user's accuracy table")}
+    counts = read_class_table(o.counts_table, "count", "counts table", kind=int) if o.counts_table else None
+    names_table = accuracy.read_names(o.names) if o.names else {}
+    per_value = count_strata(ds, ignore_list, o.block, monitor.sub(0.0, 0.45))
     if not per_value:
         raise SatClassifyError(f"the classified raster '{classified}' has no pixel outside nodata and IGNORE "
                                f"({ignore_list}): there is nothing to sample")
@@ -269,15 +318,15 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
     pixels = [per_value[v] for v in values]
     cats = raster.categories(ds)
     class_names = {v: (names_table.get(v) or cats.get(v) or (f"class {v}", None))[0] for v in values}
-    plan = design(values, pixels, method, target_se, ua, total, rule, minimum, counts, log)
-    rows, cols, strata = select_pixels(ds, values, pixels, plan["n"], seed, ignore_list, block,
-                                       lambda f: pr(0.45 + 0.45 * f), is_canceled)
+    plan = design(values, pixels, o.method, o.target_se, ua, o.total, o.rule, o.minimum, counts, log)
+    rows, cols, strata = select_pixels(ds, values, pixels, plan["n"], o.seed, ignore_list, o.block,
+                                       monitor.sub(0.45, 0.9))
     table = estimator.strata_table(values, pixels, area, class_names)
     for t, k in zip(table, plan["n"]):
         t["points"] = int(k)
     meta = {"source": os.path.abspath(classified) if os.path.exists(classified) else classified,
             "pixel_area_ha": area, "total_pixels": int(sum(pixels)), "total_area_ha": float(sum(pixels) * area),
-            "ignore": ignore_list, "nodata": nodata_of(ds), "seed": int(seed), "point_location": "pixel centre",
+            "ignore": ignore_list, "nodata": nodata_of(ds), "seed": int(o.seed), "point_location": "pixel centre",
             "crs": ds.GetProjection(), "design": plan["info"], "strata": table,
             "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57"}
     with contextlib.ExitStack() as outputs:  # both files appear together at the end, or neither
@@ -288,7 +337,7 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
         if tmp_json:
             with open(tmp_json, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=1)
-    pr(1.0)
+    monitor.progress(1.0)
     log(f"{len(rows)} sample points in {len(values)} strata: "
         + ", ".join(f"{t['value']} {t['name']}: {t['points']}" for t in table))
     return meta

@@ -14,8 +14,8 @@ import numpy as np
 from ..contract.errors import SatClassifyError
 from ..contract.modelcard import ModelCard, ModelCardError, card_from_metadata, input_transform
 from ..contract.timeseries import DOY_INPUT
+from .options import DEVICES
 
-DEVICES = ("Auto", "CPU", "CUDA", "TensorRT")
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
@@ -145,6 +145,8 @@ class Model:
     graph_top: bool = False
     #: inputs besides the image, the same for every batch (a multi-date model's ``doy``: core/classify/temporal.py)
     feeds: Dict[str, np.ndarray] = field(default_factory=dict)
+    #: the DEVICE it was loaded for (:data:`DEVICES`); ``providers`` are the session's providers that came of it
+    device: str = "Auto"
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: batch, **self.feeds})
@@ -352,7 +354,7 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     hw = (_dim(inp.shape[2]), _dim(inp.shape[3]))
     fixed = hw if hw[0] and hw[1] else None
     return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
-                 used, graph_top)
+                 used, graph_top, device=device)
 
 
 def _first_line(e: Exception) -> str:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
-from .inference import input_bounds, load_model, map_bands, scale_coefficients
+from ..contract.feedback import Monitor
+from .inference import Model, input_bounds, map_bands, scale_coefficients
+from .options import ClassifyOptions
 from .pipeline import (
     _fold_scaling,
     _nodata_values,
@@ -35,6 +36,7 @@ from .pipeline import (
     gdal_scaling,
     invalid_pixels,
     negative_dn_invalid,
+    open_model,
 )
 
 gdal.UseExceptions()
@@ -72,19 +74,23 @@ def cell_labels(probs: np.ndarray, multilabel: bool, thresholds: Sequence[float]
     return out, top
 
 
-def classify_patches(path: str, model_path: str, output: str, threshold: Optional[float] = None,
-                     extent: Optional[Sequence[float]] = None, device: str = "Auto", bands: str = "",
-                     batch_size: int = 0, progress: Optional[Callable[[float], None]] = None,
-                     is_canceled: Optional[Callable[[], bool]] = None,
-                     log: Optional[Callable[[str], None]] = None) -> PatchesResult:
-    log = log or (lambda m: None)
-    progress = progress or (lambda f: None)
-    is_canceled = is_canceled or (lambda: False)
+def classify_patches(path: str, model: Union[str, Model], output: str, threshold: Optional[float] = None,
+                     options: Optional[ClassifyOptions] = None, monitor: Optional[Monitor] = None) -> PatchesResult:
+    """Classify the patch grid of ``path`` with ``model`` (a path or a loaded :class:`Model`) into the GeoPackage
+    ``output``. Of ``options`` the bands, extent, device, batch size and threads apply (the patches are the
+    model's input size: a tile size or resampling is refused)."""
+    options = options or ClassifyOptions()
+    monitor = monitor or Monitor()
+    log, progress = monitor.info, monitor.progress
+    bands, extent, batch_size = options.bands, options.extent, options.batch_size
+    if options.tile_size or options.resample:
+        raise SatClassifyError("classify patches runs on patches of the model's input size: leave the tile size at "
+                               "0 and resampling off (resample the raster to the model's resolution first)")
     t0 = time.time()
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise SatClassifyError(f"THRESHOLD {threshold} must be a probability between 0 and 1")
     ds = raster.open_raster(path, "input raster")
-    model = load_model(model_path, device, log)
+    model = open_model(model, options, monitor)
     card = model.card
     head = card.heads[0]
     if len(card.heads) > 1:
@@ -125,8 +131,7 @@ def classify_patches(path: str, model_path: str, output: str, threshold: Optiona
     records = []
     skipped = negatives = nonfinite = 0
     for r in range(nrow):
-        if is_canceled():
-            raise Canceled("cancelled by the user: no output was written")
+        monitor.check()
         strip = np.stack([ds.GetRasterBand(bn).ReadAsArray(x0, y0 + r * p, ncol * p, p) for bn in band_numbers])
         invalid, n_neg = invalid_pixels(strip, nodata, strip.dtype.kind == "f", negative_invalid)
         negatives += n_neg

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from osgeo import gdal
 
 from .. import crs, raster
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from .inference import CUDA_EP, TRT_EP, Model, input_bounds, load_model, map_bands, scale_coefficients
-from .tiling import Tile, check_run_sizes, choose_tiling, plan_tiles
+from .options import ClassifyOptions
+from .tiling import Tile, choose_tiling, plan_tiles
 
 DEFAULT_BATCH = 4
 #: DEFLATE level 3: about 3x faster than the default 6 on class/confidence rasters, files ~10% larger
@@ -47,6 +50,9 @@ class ClassifyResult:
     halo: int
     batch_size: int
     heads: list = field(default_factory=list)
+    #: per head: pixels of each class value (index = value, 0 = nodata) in the class raster written, None for a
+    #: head not written; counted as the tiles were written (``core.maps.legend.present_classes`` takes them)
+    class_counts: List[Optional[np.ndarray]] = field(default_factory=list)
     #: seconds the inference thread spent in onnxruntime ("inference"), waiting for input ("wait_input")
     #: and for the writer ("wait_writer")
     stats: dict = field(default_factory=dict)
@@ -54,6 +60,24 @@ class ClassifyResult:
     @property
     def mpix_per_s(self) -> float:
         return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
+
+
+def check_extent_area(extent: Sequence[float], given: str) -> None:
+    """An EXTENT that was given, as (xmin, ymin, xmax, ymax) in the raster's CRS, must have an area: an extent of
+    zero width or height is a mistake, never "the whole layer". ``given``: the value as the user wrote it."""
+    xmin, ymin, xmax, ymax = [float(v) for v in extent]
+    w, h = xmax - xmin, ymax - ymin
+    if not (w > 0 and h > 0):
+        raise SatClassifyError(
+            f"EXTENT '{given}' has no area (zero width or height, here {w:g} x {h:g} map units in the layer's "
+            "CRS): give xmin < xmax and ymin < ymax, or leave EXTENT empty to use the whole layer")
+
+
+def head_output_path(output: str, head_name: str, k: int) -> str:
+    """The class raster of head ``k`` (0-based) written next to OUTPUT: ``<OUTPUT base>_<head name>.tif``."""
+    base, ext = os.path.splitext(output or "")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", head_name).strip("_.") or f"head{k + 1}"
+    return f"{base}_{name}{ext or '.tif'}"
 
 
 def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, int, int, int]:
@@ -325,10 +349,11 @@ def _open_input(input_path: str, model: Model, decode_threads: Optional[bool], l
     return src
 
 
-def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands: str = "",
-                  extent: Optional[Sequence[float]] = None, tile_size: int = 0, batch_size: int = 0,
-                  resample: bool = False, log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
+def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], options: Optional[ClassifyOptions] = None,
+                  log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
     """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
+    options = options or ClassifyOptions()
+    bands, resample = options.bands, options.resample
     card = model.card
     crs.north_up(src.GetGeoTransform(), "input raster")
     scale, valid_any = scale_coefficients(card), None
@@ -355,9 +380,10 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
         log("RESAMPLE ignored: the model card gives no resolution_m")
     elif resample and px is None:
         log("RESAMPLE ignored: the raster has no CRS, so its pixel size in metres is unknown")
+    extent = options.extent
     window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
-    choice = choose_tiling(ds.RasterXSize, ds.RasterYSize, window, card.tile_size, card.halo, tile_size,
-                           batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
+    choice = choose_tiling(ds.RasterXSize, ds.RasterYSize, window, card.tile_size, card.halo, options.tile_size,
+                           options.batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
     for note in choice.notes:
         log(note)
     tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, choice.shape, card.halo, window)
@@ -372,32 +398,41 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], bands:
                         wkt=ds.GetProjection(), targets=targets, valid_any=valid_any)
 
 
-def classify(input_path: str, model_path: str, outputs: Sequence[Optional[str]],
-             confidence: Optional[str] = None, probabilities: Optional[str] = None, bands: str = "",
-             extent: Optional[Sequence[float]] = None, device: str = "Auto", tile_size: int = 0,
-             batch_size: int = 0, resample: bool = False,
-             progress: Callable[[float], None] = lambda f: None, is_canceled: Callable[[], bool] = lambda: False,
-             log: Callable[[str], None] = lambda m: None, threads: int = 0,
-             model: Optional[Model] = None, decode_threads: Optional[bool] = None) -> ClassifyResult:
-    """Classify ``input_path`` with the ONNX model; ``outputs[h]`` is the class raster of head ``h`` (None = skip).
+def open_model(model: Union[str, Model], options: Optional[ClassifyOptions] = None,
+               monitor: Optional[Monitor] = None) -> Model:
+    """The model a run uses: ``model`` itself when it is loaded already (it must have been loaded for
+    ``options.device``), else the ONNX file ``model`` loaded on ``options.device`` with ``options.threads``."""
+    options = options or ClassifyOptions()
+    if isinstance(model, Model):
+        if model.device != options.device:
+            raise SatClassifyError(
+                f"the model '{model.path}' was loaded for DEVICE {model.device} but the run asks for DEVICE "
+                f"{options.device}: load it with the run's options (open_model(path, options)) or pass its path")
+        return model
+    return load_model(model, options.device, (monitor or Monitor()).info, options.threads)
 
-    ``decode_threads``: decode the input GeoTIFF's blocks on all CPU cores (GDAL ``NUM_THREADS``). None =
-    when the model runs on a GPU, whose CPU cores are otherwise idle (on a CPU run they would compete with
-    onnxruntime's threads)."""
+
+def classify(input_path: str, model: Union[str, Model], outputs: Sequence[Optional[str]],
+             confidence: Optional[str] = None, probabilities: Optional[str] = None,
+             options: Optional[ClassifyOptions] = None, monitor: Optional[Monitor] = None) -> ClassifyResult:
+    """Classify ``input_path`` with the ONNX model (a path, or a :class:`Model` from :func:`open_model`);
+    ``outputs[h]`` is the class raster of head ``h`` (None = skip), ``confidence`` / ``probabilities`` those of the
+    first head. The result says what was written and, per head, how many pixels each class value got."""
     if not outputs or not outputs[0]:
         raise SatClassifyError("no output file given for the class raster (OUTPUT)")
-    check_run_sizes(tile_size, batch_size)  # before the model loads
-    model = model or load_model(model_path, device, log, threads)
-    targets = _targets(outputs, model.card.heads, confidence, probabilities, log)
-    plan = plan_classify(_open_input(input_path, model, decode_threads, log), model, targets, bands, extent,
-                         tile_size, batch_size, resample, log)
-    return run_plan(plan, progress, is_canceled, log)
+    options = options or ClassifyOptions()
+    monitor = monitor or Monitor()
+    model = open_model(model, options, monitor)  # the options were checked when made: before the model loads
+    targets = _targets(outputs, model.card.heads, confidence, probabilities, monitor.info)
+    plan = plan_classify(_open_input(input_path, model, options.decode_threads, monitor.info), model, targets,
+                         options, monitor.info)
+    return run_plan(plan, monitor)
 
 
-def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: None,
-             is_canceled: Callable[[], bool] = lambda: False,
-             log: Callable[[str], None] = lambda m: None) -> ClassifyResult:
+def run_plan(plan: ClassifyPlan, monitor: Optional[Monitor] = None) -> ClassifyResult:
     """Write the plan's outputs (each under a temporary name, renamed when complete)."""
+    monitor = monitor or Monitor()
+    log = monitor.info
     heads = plan.heads
     x0, y0, ow, oh = plan.window
     t_start = time.perf_counter()
@@ -413,8 +448,9 @@ def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: N
                                              options=OUT_OPTIONS, **_output_metadata(t.kind, heads[t.head]))
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
-            stats = _run_pipeline(plan, writers, progress, is_canceled)
-            negative_dn, scores = stats.pop("negative_dn"), stats.pop("scores")  # stats keeps the timings
+            stats = _run_pipeline(plan, writers, monitor)
+            negative_dn, scores = stats.pop("negative_dn"), stats.pop("scores")
+            counts = stats.pop("class_counts")  # stats keeps the timings
             if negative_dn:
                 log(f"warning: {negative_dn} pixels hold a negative value in a model band, which is no "
                     "valid Sentinel-2 digital number (a fill value, or a stack written with another convention): "
@@ -438,7 +474,8 @@ def run_plan(plan: ClassifyPlan, progress: Callable[[float], None] = lambda f: N
         confidence=next((t.path for t in plan.targets if t.kind == "confidence"), None),
         probabilities=next((t.path for t in plan.targets if t.kind == "probabilities"), None),
         provider=model.providers[0], providers=list(model.providers), megapixels=mpix, seconds=seconds,
-        tiles=len(plan.tiles), tile_size=plan.tile, halo=plan.halo, batch_size=plan.batch, heads=heads, stats=stats)
+        tiles=len(plan.tiles), tile_size=plan.tile, halo=plan.halo, batch_size=plan.batch, heads=heads, stats=stats,
+        class_counts=[counts.get(i) for i in range(len(heads))])
     log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
     if seconds > 0:
         log("time of the inference thread: onnxruntime {:.0%}, waiting for input tiles {:.0%}, waiting for the "
@@ -558,8 +595,9 @@ def _check_output_shapes(heads, outs, x: np.ndarray, tw: int, th: int) -> None:
                 f"(one probability per class of head '{h.name}')")
 
 
-def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
-    """Reader thread -> onnxruntime on this thread -> writer thread, with bounded queues between them."""
+def _run_pipeline(plan: ClassifyPlan, writers, monitor: Monitor):
+    """Reader thread -> onnxruntime on this thread -> writer thread, with bounded queues between them. The writer
+    counts the pixels of each class value it writes to a class raster (``stats["class_counts"]``, per head)."""
     model, tiles, targets, batch = plan.model, plan.tiles, plan.targets, plan.batch
     heads = model.card.heads
     batches = _BatchReader(plan)
@@ -570,6 +608,7 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
     luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in heads]
     used_heads = sorted({t.head for t in targets})
     scores = {h: [0, 0] for h in used_heads}  # per head: valid input pixels, of which the model scored non-finite
+    counts = {t.head: np.zeros(256, np.int64) for t in targets if t.kind == "class"}  # pixels per class value
 
     def put(q, item):
         while not stop.is_set():
@@ -619,8 +658,11 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
                 for j, t in enumerate(group):
                     invalid = {h: _score_mask(outs[h], j, t, masks[j], scores[h]) for h in used_heads}
                     for target, w in zip(targets, writers):
-                        w.put(t, _tile_array(target.kind, outs[target.head], luts[target.head], j, t,
-                                             invalid[target.head]))
+                        arr = _tile_array(target.kind, outs[target.head], luts[target.head], j, t,
+                                          invalid[target.head])
+                        if target.kind == "class":
+                            counts[target.head] += np.bincount(arr.ravel(), minlength=256)
+                        w.put(t, arr)
             if not stop.is_set():
                 for w in writers:
                     w.close()
@@ -639,8 +681,7 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
     checked = False  # output shapes are checked on the first batch (the model is the same for all)
     try:
         while True:
-            if is_canceled():
-                raise Canceled()
+            monitor.check()
             t0 = time.perf_counter()
             item = get(q_in)
             t1 = time.perf_counter()
@@ -663,7 +704,7 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
             if not ok:
                 break
             done += len(group)
-            progress(done / len(tiles))
+            monitor.progress(done / len(tiles))
         threads[1].join()
     except BaseException:
         stop.set()
@@ -678,6 +719,7 @@ def _run_pipeline(plan: ClassifyPlan, writers, progress, is_canceled):
     stats["process_cpu"] = time.process_time() - cpu0
     stats["scores"] = scores
     stats["negative_dn"] = batches.negatives
+    stats["class_counts"] = counts
     return stats
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..contract.errors import SatClassifyError
+from .options import check_run_sizes
 
 Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
 
@@ -192,14 +193,6 @@ class TileChoice:
     def shape(self) -> Tuple[int, int]:
         """(width, height) of every tile."""
         return self.size or (self.tile, self.tile)
-
-
-def check_run_sizes(tile_size: int, batch_size: int) -> None:
-    """The user's TILE_SIZE / BATCH_SIZE: 0 = the default, else a positive integer."""
-    if batch_size is None or batch_size < 0:
-        raise SatClassifyError(f"batch size must be >= 1 (or 0 for the default), got {batch_size}")
-    if tile_size is None or tile_size < 0:
-        raise SatClassifyError(f"tile size must be >= 1 (or 0 for the model's default), got {tile_size}")
 
 
 def choose_tiling(width: int, height: int, window: Window, card_tile: int, halo: int, tile_size: int = 0,

@@ -86,8 +86,11 @@ def present_classes(counts: np.ndarray, classes: Sequence, pixel_area: Optional[
     return out
 
 
-def class_areas(path: str, classes: Optional[Sequence] = None, band: int = 1) -> List[dict]:
-    """:func:`present_classes` of the class raster file ``path`` (its own class table unless ``classes``)."""
+def class_areas(path: str, classes: Optional[Sequence] = None, band: int = 1,
+                counts: Optional[np.ndarray] = None) -> List[dict]:
+    """:func:`present_classes` of the class raster file ``path`` (its own class table unless ``classes``).
+    ``counts``: the pixels per class value when the writer counted them already (classify): then only the file's
+    grid and nodata are read, not its pixels."""
     ds = raster.open_raster(path, "class raster")
     nodata = ds.GetRasterBand(band).GetNoDataValue()
     table = list(classes) if classes is not None else raster.classes_from_raster(ds, band)
@@ -95,7 +98,9 @@ def class_areas(path: str, classes: Optional[Sequence] = None, band: int = 1) ->
         area = pixel_area_m2(ds, "class raster")
     except SatClassifyError:  # no CRS, or degrees: shares only
         area = None
-    out = present_classes(class_counts(ds, band), table, area, 0 if nodata is None else nodata)
+    if counts is None:
+        counts = class_counts(ds, band)
+    out = present_classes(counts, table, area, 0 if nodata is None else nodata)
     ds = None
     return out
 

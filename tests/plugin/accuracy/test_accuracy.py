@@ -277,10 +277,12 @@ def test_cancel_stops_before_any_output(run_alg, tmp_path):
 
 def test_progress_is_reported(tmp_path):
     from satclassify_plugin.core.accuracy.assess import assess
+    from satclassify_plugin.core.contract.feedback import Monitor
 
     seen = []
     a = np.ones((10, 10), np.uint8)
-    assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4, progress=seen.append)
+    assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4,
+           monitor=Monitor(progress=seen.append))
     assert seen == pytest.approx([i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels, fractions 0-1
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from osgeo import ogr
 
+from satclassify_plugin.core.contract.feedback import Monitor
 from tests.rasters import make_class_raster, make_raster
 
 ALG = "satclassify:samplingdesign"
@@ -92,13 +93,14 @@ def test_target_se_allocation_points_geometry_and_fields(run_alg, tmp_path, cmap
 
 
 def test_seed_reproducible_and_independent_of_block_size(run_alg, tmp_path, cmap):
-    from satclassify_plugin.core.accuracy.sampling import sampling_design
+    from satclassify_plugin.core.accuracy.sampling import SamplingOptions, sampling_design
 
     src, _ = cmap
     run(run_alg, tmp_path, src, "a", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=11)
     run(run_alg, tmp_path, src, "b", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=11)
     run(run_alg, tmp_path, src, "c", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=12)
-    sampling_design(src, str(tmp_path / "d.gpkg"), method="total", total=60, minimum=5, seed=11, block=7)
+    sampling_design(src, str(tmp_path / "d.gpkg"),
+                    options=SamplingOptions(method="total", total=60, minimum=5, seed=11, block=7))
     key = [[(r["row"], r["col"], r["stratum"]) for r in points_of(tmp_path / f"{n}.gpkg")[0]] for n in "abcd"]
     assert key[0] == key[1] == key[3] and key[0] != key[2]
 
@@ -115,12 +117,13 @@ def test_counts_table(run_alg, tmp_path, cmap):
     src, _ = cmap
     t = tmp_path / "counts.csv"
     t.write_text("value,count\n1,4\n3,7\n9,5\n", encoding="utf-8")
-    from satclassify_plugin.core.accuracy.sampling import sampling_design
+    from satclassify_plugin.core.accuracy.sampling import SamplingOptions, sampling_design
 
     res, meta = run(run_alg, tmp_path, src, METHOD=2, COUNTS=str(t))
     assert meta["design"]["points_per_stratum"] == {"1": 4, "2": 0, "3": 7}
     logs = []
-    sampling_design(src, None, method="counts", counts_table=str(t), log=logs.append)
+    sampling_design(src, None, options=SamplingOptions(method="counts", counts_table=str(t)),
+                    monitor=Monitor(info=logs.append))
     assert "WARNING: the COUNTS table names class value(s) [9] that the map does not hold: skipped" in logs
     assert any(m.startswith("WARNING: class value(s) [2] get no sample point") for m in logs)
     rows = points_of(res["OUTPUT"])[0]

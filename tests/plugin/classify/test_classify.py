@@ -7,6 +7,8 @@ import pytest
 from osgeo import gdal
 
 from satclassify_plugin.core import raster
+from satclassify_plugin.core.classify.options import ClassifyOptions
+from satclassify_plugin.core.contract.feedback import Monitor
 from tests import onnx_models as om
 from tests.rasters import make_raster, read_raster
 
@@ -164,8 +166,8 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
         return outs
 
     model.run_top = spy
-    res = gdal_classify.classify(src, path, [str(tmp_path / "o.tif")], probabilities=str(tmp_path / "p.tif"),
-                                 tile_size=20, batch_size=4, model=model)
+    res = gdal_classify.classify(src, model, [str(tmp_path / "o.tif")], probabilities=str(tmp_path / "p.tif"),
+                                 options=ClassifyOptions(device="CPU", tile_size=20, batch_size=4))
     from satclassify_plugin.core.classify.tiling import plan_tiles
 
     tiles = plan_tiles(90, 70, res.tile_size, 4)
@@ -390,8 +392,9 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
     for threaded in (False, True):
         out = str(tmp_path / f"c_{threaded}.tif")
         conf = str(tmp_path / f"p_{threaded}.tif")
-        res = classify(src, model, [out], confidence=conf, device="CPU", batch_size=3,
-                       decode_threads=threaded, log=logs[threaded].append)
+        res = classify(src, model, [out], confidence=conf,
+                       options=ClassifyOptions(device="CPU", batch_size=3, decode_threads=threaded),
+                       monitor=Monitor(info=logs[threaded].append))
         assert res.tiles > 6
         outs[threaded] = (read_raster(out), read_raster(conf))
     assert np.array_equal(outs[True][0], outs[False][0]) and np.array_equal(outs[True][1], outs[False][1])
@@ -421,7 +424,8 @@ def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
             assert model.graph_top == (mode == "graph")
             outs = [str(tmp_path / f"{mode}_{name}_{h}.tif") for h in range(len(model.card.heads))]
             conf, prob = str(tmp_path / f"{mode}_{name}_c.tif"), str(tmp_path / f"{mode}_{name}_p.tif")
-            gdal_classify.classify(src, path, outs, confidence=conf, probabilities=prob, batch_size=3, model=model)
+            gdal_classify.classify(src, model, outs, confidence=conf, probabilities=prob,
+                                   options=ClassifyOptions(device="CPU", batch_size=3))
             results[(mode, name)] = [read_raster(p) for p in outs + [conf, prob]]
     for name in ("dual", "tie"):
         for a, b in zip(results[("graph", name)], results[("numpy", name)]):
@@ -436,7 +440,8 @@ def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
     src = make_raster(tmp_path / "s2.tif", s2_raw((4, 64, 64)), band_names=om.S2_BANDS4)
     model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 32, "halo": 2})
     logs = []
-    res = classify(src, model, [str(tmp_path / "c.tif")], device="CPU", log=logs.append)
+    res = classify(src, model, [str(tmp_path / "c.tif")], options=ClassifyOptions(device="CPU"),
+                   monitor=Monitor(info=logs.append))
     assert set(res.stats) == {"inference", "wait_input", "wait_writer", "reader_cpu", "writer_cpu", "process_cpu"}
     assert all(v >= 0 for v in res.stats.values()) and res.stats["inference"] > 0
     assert res.stats["inference"] + res.stats["wait_input"] + res.stats["wait_writer"] <= res.seconds

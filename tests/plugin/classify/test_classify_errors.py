@@ -116,11 +116,12 @@ def test_negative_batch_size(run_alg, data):
 
 
 def test_core_batch_size_checks(data):
+    from satclassify_plugin.core.classify.options import ClassifyOptions
     from satclassify_plugin.core.classify.pipeline import classify
     from satclassify_plugin.core.contract.errors import SatClassifyError
 
     with pytest.raises(SatClassifyError) as e:
-        classify(data["s2"], data["lin"], [str(data["tmp"] / "o.tif")], batch_size=-2)
+        classify(data["s2"], data["lin"], [str(data["tmp"] / "o.tif")], options=ClassifyOptions(batch_size=-2))
     assert str(e.value) == "batch size must be >= 1 (or 0 for the default), got -2"
 
 
