@@ -11,6 +11,8 @@ once the detector's package and model are loaded, "peak" the peak after one run 
   run by the package's own ``CSmask`` on the 10 m stack as it is;
 - ``csmask4_30m``: the 4-band model on the stack block-averaged to 30 m (the resolution the package
   recommends), class map repeated back to 10 m: what satclassify:cloudmask does (core/s2/clouds.py);
+- ``satclassify_30m``: ``core.s2.clouds.detect`` itself (uint16 DN in, 10 m classes out; the 30 m average,
+  windows, nodata handling included);
 - ``s2cloudless_10m``: s2cloudless's LightGBM detector on the ten bands it needs (B01 B02 B04 B05 B08 B8A
   B09 B10 B11 B12) at 10 m, with the averaging/dilation its authors give for 10 m;
 - ``s2cloudless_160m``: the same at 160 m, the resolution its classifier was trained at.
@@ -27,7 +29,7 @@ import time
 
 import numpy as np
 
-CASES = ("csmask4_10m", "csmask6_10m", "csmask4_30m", "s2cloudless_10m", "s2cloudless_160m")
+CASES = ("csmask4_10m", "csmask6_10m", "csmask4_30m", "satclassify_30m", "s2cloudless_10m", "s2cloudless_160m")
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
 
 
@@ -64,7 +66,17 @@ def run_case(case, size, threads):
     """One case in this process; prints a JSON line."""
     bands = scene(size)
     t0 = time.perf_counter()
-    if case.startswith("csmask"):
+    if case == "satclassify_30m":
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import ukis_csmask.mask  # noqa: F401  (import cost counted below)
+
+        from satclassify_plugin.core.s2 import clouds
+        dn = {b: np.round(bands[b] * 10000).astype(np.uint16) for b in ("B02", "B03", "B04", "B08")}
+        imported = peak_mb()
+        t1 = time.perf_counter()
+        cls = clouds.detect(dn, "L1C", 10.0, threads=threads)
+        cloud_share = float((cls == clouds.CLOUD).mean())
+    elif case.startswith("csmask"):
         from ukis_csmask.mask import CSmask  # noqa: F401  (import cost counted below)
         names = ["B02", "B03", "B04", "B08"] + (["B11", "B12"] if case.startswith("csmask6") else [])
         order = ["blue", "green", "red", "nir", "swir16", "swir22"][:len(names)]
@@ -75,7 +87,8 @@ def run_case(case, size, threads):
             img = img[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3)).astype(np.float32)
         imported = peak_mb()
         t1 = time.perf_counter()
-        m = CSmask(img, band_order=order, product_level="l1c", nodata_value=0, invalid_buffer=0,
+        # invalid_buffer=1: 0 would make scipy dilate the invalid pixels until nothing changes (slow)
+        m = CSmask(img, band_order=order, product_level="l1c", nodata_value=0, invalid_buffer=1,
                    intra_op_num_threads=threads, inter_op_num_threads=1, providers=["CPUExecutionProvider"])
         csm = m.csm[..., 0]
         if factor > 1:

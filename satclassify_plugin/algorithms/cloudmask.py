@@ -45,6 +45,13 @@ def cloud_mode(alg, parameters, context):
     return MODES[alg.parameterAsEnum(parameters, "CLOUD_MASK", context)]
 
 
+def note_multidate(alg, parameters, context, feedback):
+    """A multi-date stack's VALID bands come from SCL (and nodata): say so when CLOUD_MASK asked otherwise."""
+    if cloud_mode(alg, parameters, context) != "auto":
+        feedback.pushInfo("CLOUD_MASK applies to single-date stacks: the VALID band of each date of a multi-date "
+                          "stack comes from SCL and nodata; run satclassify:cloudmask on single-date stacks")
+
+
 class CloudMaskAlgorithm(SatClassifyAlgorithm):
     ALGORITHM_ID = "cloudmask"
     DISPLAY_NAME = "Cloud and shadow mask (Sentinel-2)"

@@ -18,6 +18,7 @@ from ..core.contract.errors import SatClassifyError
 from ..core.contract.paths import style_sidecar
 from ._sentinel2 import COMMON_HELP, Sentinel2Algorithm
 from .base import advanced, refuse_degree_pixels, style_stack_on_load, target_crs
+from .cloudmask import CLOUD_HELP, add_cloud_parameter, cloud_mode, note_multidate
 
 STACK_HELP = (
     "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
@@ -27,8 +28,8 @@ STACK_HELP = (
     "to the pre-04.00 scale: products with processing baseline >= 04.00 get their BOA_ADD_OFFSET (-1000) "
     "added, so reflectance = DN / 10000 for every product.<br>"
     "<b>Mask</b>: uint8, 1 = valid, 0 = invalid (SCL nodata, saturated/defective, cloud shadow, cloud medium "
-    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: only "
-    "nodata is masked.<br>"
+    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: the cloud "
+    "detector masks its clouds and cloud shadows (CLOUD_MASK).<br>"
     "<b>CRS</b>: TARGET_CRS, default the product's UTM zone; the output grid is 10 m, aligned to multiples "
     "of 10 m.<br>"
     "<b>Style</b>: the stack opens in natural colour (B04/B03/B02, each band stretched between the 2 % and 98 % "
@@ -83,8 +84,8 @@ def target_epsg(alg, parameters, context):
 
 def add_stack_outputs(alg):
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 stack"))
-    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (from SCL)", optional=True,
-                                                             createByDefault=True))
+    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (SCL or cloud detector)",
+                                                             optional=True, createByDefault=True))
     alg.addOutput(QgsProcessingOutputString("ITEMS", "Products read"))
     alg.addOutput(QgsProcessingOutputString("DATE", "Acquisition date"))
     alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
@@ -128,7 +129,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         "in the order given and the dates are ignored.<br>"
         "With STAC only the blocks of each cloud-optimised GeoTIFF that cover the AOI are transferred (HTTP "
         "range reads); CDSE and DHuS products are downloaded whole into DOWNLOAD_DIR (resumable; a finished, "
-        "verified zip is reused) and read in place.<br>" + TIMESERIES_HELP + STACK_HELP)
+        "verified zip is reused) and read in place.<br>" + TIMESERIES_HELP + STACK_HELP + CLOUD_HELP)
 
     def initAlgorithm(self, config=None):
         self.add_aoi_parameters()
@@ -153,6 +154,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         self.addParameter(advanced(QgsProcessingParameterFile(
             "DOWNLOAD_DIR", "Download folder for CDSE/DHuS products (empty = ~/.satclassify/downloads)",
             behavior=compat.FILE_BEHAVIOR_FOLDER, optional=True)))
+        add_cloud_parameter(self)
         add_stack_outputs(self)
         self.addOutput(QgsProcessingOutputString("DATES", "Dates of the stack (comma-separated)"))
 
@@ -171,6 +173,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         src, http = self.source(parameters, context, feedback)
         interval = INTERVAL_KEYS[self.parameterAsEnum(parameters, "INTERVAL", context)]
         if interval != "none":
+            note_multidate(self, parameters, context, feedback)
             from ..core.s2.timeseries import fetch_timeseries
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %, "
                               f"one date per {'month' if interval == 'monthly' else 'interval'}")
@@ -188,7 +191,8 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         else:
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %")
         summary = self.redacted(http, fetch, src, q, bands, out, mask, target_epsg=epsg,
-                                mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir)
+                                mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir,
+                                clouds=cloud_mode(self, parameters, context))
         res = report(feedback, summary, bands, out, mask, context)
         res["DATES"] = res["DATE"]
         return res

@@ -555,7 +555,7 @@ def open_safe(path: str) -> Scene:
 
 def import_safe(path: str, output: str, mask_output: Optional[str], bands: Sequence[str],
                 aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None,
-                monitor: Optional[Monitor] = None) -> Dict[str, object]:
+                monitor: Optional[Monitor] = None, clouds: str = "auto") -> Dict[str, object]:
     """SAFE folder/zip -> uint16 stack (+ mask) with the offset rule applied from the product metadata."""
     scenes = [open_safe(p) for p in ([path] if isinstance(path, str) else list(path))]
     bands = list(bands)
@@ -565,7 +565,7 @@ def import_safe(path: str, output: str, mask_output: Optional[str], bands: Seque
             hint = " (SCL exists only in L2A products)" if "SCL" in missing and s.product_type == "L1C" else ""
             raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)}{hint}")
     summary = build_stack(scenes, bands, output, mask_output, aoi_wkt=aoi_wkt, target_epsg=target_epsg,
-                          monitor=monitor, metadata={"SATCLASSIFY_SOURCE": "SAFE"})
+                          monitor=monitor, metadata={"SATCLASSIFY_SOURCE": "SAFE"}, clouds=clouds)
     summary["scenes"] = scenes
     summary["offset_rule"] = {s.id: offset_applies(s.baseline) for s in scenes}
     return summary
