@@ -17,8 +17,8 @@ once the detector's package and model are loaded, "peak" the peak after one run 
   B09 B10 B11 B12) at 10 m, with the averaging/dilation its authors give for 10 m;
 - ``s2cloudless_160m``: the same at 160 m, the resolution its classifier was trained at.
 
-The stack is synthetic (fields of typical TOA reflectances, a bright cloud blob and its shadow): this
-measures cost, not accuracy. A detector whose package is missing is reported as such.
+The stack is synthetic (fields of typical TOA reflectances, a textured bright cloud covering about 12 % and its
+shadow): this measures cost, not accuracy. A detector whose package is missing is reported as such.
 """
 import argparse
 import json
@@ -48,17 +48,22 @@ def scene(size, seed=0):
             "B09": 0.08, "B10": 0.005, "B11": 0.20, "B12": 0.12}
     cell = max(size // 20, 1)
     fields = rng.uniform(0.6, 1.4, (size // cell + 1, size // cell + 1)).repeat(cell, 0).repeat(cell, 1)[:size, :size]
+    from scipy import ndimage
+
+    tex = np.zeros((size, size), np.float32)  # cloud texture: box-filtered noise at several scales
+    for i, s in enumerate((96, 48, 24, 12, 6)):
+        n = rng.normal(0, 1, (size // s + 2, size // s + 2)).astype(np.float32)
+        tex += ndimage.uniform_filter(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5 ** i
+    tex = (tex - tex.min()) / (tex.max() - tex.min())
     yy, xx = np.mgrid[0:size, 0:size]
-    r = size / 6
-    cloud = np.exp(-(((yy - size * 0.4) ** 2 + (xx - size * 0.4) ** 2) / (2 * r * r))) > 0.3
-    shadow = np.exp(-(((yy - size * 0.6) ** 2 + (xx - size * 0.55) ** 2) / (2 * r * r))) > 0.3
-    shadow &= ~cloud
+    alpha = np.clip((1 - np.hypot(yy - 0.35 * size, xx - 0.35 * size) / (0.2 * size)) * 3 + (tex - 0.5) * 1.5, 0, 1)
+    salpha = np.clip((1 - np.hypot(yy - 0.65 * size, xx - 0.6 * size) / (0.2 * size)) * 3 + (tex - 0.5) * 1.5, 0, 1)
+    salpha *= alpha < 0.5
     out = {}
     for b, v in base.items():
-        a = (v * fields + rng.normal(0, 0.005, (size, size))).astype(np.float32)
-        a[shadow] *= 0.35
-        a[cloud] = 0.55 if b != "B10" else 0.05
-        out[b] = np.clip(a, 0.0001, 1.0)
+        a = (v * fields + rng.normal(0, 0.005, (size, size))).astype(np.float32) * (1 - 0.7 * salpha)
+        a = (1 - alpha) * a + alpha * (0.42 if b != "B10" else 0.03) * (0.8 + 0.4 * tex)
+        out[b] = np.clip(a, 0.0001, 1.0).astype(np.float32)
     return out
 
 

@@ -215,3 +215,38 @@ def test_importsafe_l2a_scl_and_detector(run_alg, tmp_path, scene):
     check_detected(masks[1], cloud, shadow)
     assert masks[1][strip & ~np.roll(shadow, 0)].mean() > 0.9  # the detector alone: the SCL strip is valid
     assert not masks[2][strip].any() and masks[2][cloud].mean() < 0.02  # both
+
+
+# ------------------------------------------------------------------------------------------------- fetchsentinel2
+
+@pytest.fixture(scope="module")
+def stac():
+    from ..sentinel_helpers import two_tile_stac
+    srv = two_tile_stac(12, 13)
+    yield srv
+    srv.close()
+
+
+@needs_detector
+def test_fetch_l2a_cloud_mask_options(run_alg, stac, tmp_path):
+    """fetchsentinel2 CLOUD_MASK on an L2A item from the local STAC fake: the default keeps SCL alone; the detector
+    reads B02 B03 B04 B08 for itself (BANDS is only B04) and replaces or joins SCL."""
+    from ..sentinel_helpers import ID_A, utm_extent
+
+    masks, rules = {}, {}
+    for mode in (0, 1, 2):
+        fb = LogFeedback()
+        run_alg("satclassify:fetchsentinel2",
+                {"START": "2023-05-01", "END": "2023-06-30", "MAX_CLOUD": 100, "SOURCE": 0, "URL": stac.url,
+                 "RETRIES": 1, "EXTENT": utm_extent(602300, 4999000, 602800, 4999500), "ITEM": ID_A, "BANDS": "B04",
+                 "CLOUD_MASK": mode, "OUTPUT": str(tmp_path / f"s{mode}.tif"), "MASK": str(tmp_path / f"m{mode}.tif")},
+                feedback=fb)
+        ds, masks[mode] = read(tmp_path / f"m{mode}.tif")
+        rules[mode] = ds.GetMetadataItem("SATCLASSIFY_MASK")
+        assert gdal.Open(str(tmp_path / f"s{mode}.tif")).RasterCount == 1  # the detector's bands are not written
+    assert "SCL" in rules[0] and "ukis-csmask" not in rules[0]
+    assert "SCL" not in rules[1] and "4-band L2A model" in rules[1]
+    assert "SCL" in rules[2] and "ukis-csmask" in rules[2]
+    assert masks[0][:, :26].max() == 0 and masks[0][:, 26:].min() == 1  # SCL's cloudy west strip
+    assert (masks[2] <= masks[0]).all() and (masks[2] <= masks[1]).all()
+    assert np.array_equal(masks[2], masks[0] & masks[1])
