@@ -18,14 +18,20 @@ def detector_installed():
     return clouds.available()
 
 
+def _box(a, k):
+    """Mean over a k x k box (edges padded by reflection), numpy only."""
+    lo, hi = k // 2, k - 1 - k // 2
+    p = np.pad(a, ((lo + 1, hi), (lo + 1, hi)), mode="reflect").astype(np.float64)
+    c = p.cumsum(0).cumsum(1)
+    return ((c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)).astype(np.float32)
+
+
 def _texture(size, rng, scales=(96, 48, 24, 12, 6)):
     """Smooth random texture in 0..1 (sums of box-filtered noise at several scales)."""
-    from scipy import ndimage
-
     acc = np.zeros((size, size), np.float32)
     for i, s in enumerate(scales):
         n = rng.normal(0, 1, (size // s + 2, size // s + 2)).astype(np.float32)
-        acc += ndimage.uniform_filter(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5 ** i
+        acc += _box(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5 ** i
     return (acc - acc.min()) / (acc.max() - acc.min())
 
 

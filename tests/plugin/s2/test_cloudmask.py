@@ -43,10 +43,9 @@ def check_detected(valid, cloud, shadow):
     """The cloud and its shadow are masked, the clear land is not (edges of the blobs aside)."""
     assert valid[cloud].mean() < 0.02, "cloud pixels left valid"
     assert valid[shadow].mean() < 0.05, "shadow pixels left valid"
-    clear = ~(np.pad(cloud | shadow, 40, mode="edge")[40:-40, 40:-40])
-    from scipy import ndimage
+    from scipy import ndimage  # a dependency of the detector
     far = ~ndimage.binary_dilation(cloud | shadow, iterations=40)
-    assert clear.any() and valid[far].mean() > 0.9, "clear land masked"
+    assert far.mean() > 0.3 and valid[far].mean() > 0.9, "clear land masked"
 
 
 # ------------------------------------------------------------------------------------------------- cloudmask
