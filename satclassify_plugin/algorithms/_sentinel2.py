@@ -67,8 +67,8 @@ STACK_HELP = (
     "to the pre-04.00 scale: products with processing baseline >= 04.00 get their BOA_ADD_OFFSET (-1000) "
     "added, so reflectance = DN / 10000 for every product.<br>"
     "<b>Mask</b>: uint8, 1 = valid, 0 = invalid (SCL nodata, saturated/defective, cloud shadow, cloud medium "
-    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: only "
-    "nodata is masked.<br>"
+    "and high probability, thin cirrus, snow/ice, or any requested band at nodata). L1C has no SCL: the cloud "
+    "detector masks its clouds and cloud shadows (CLOUD_MASK).<br>"
     "<b>CRS</b>: TARGET_CRS, default the product's UTM zone; the output grid is 10 m, aligned to multiples "
     "of 10 m.<br>"
     "<b>Style</b>: the stack opens in natural colour (B04/B03/B02, each band stretched between the 2 % and 98 % "
@@ -277,8 +277,8 @@ def target_epsg(alg, parameters, context):
 
 def add_stack_outputs(alg):
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 stack"))
-    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (from SCL)", optional=True,
-                                                             createByDefault=True))
+    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (SCL or cloud detector)",
+                                                             optional=True, createByDefault=True))
     alg.addOutput(QgsProcessingOutputString("ITEMS", "Products read"))
     alg.addOutput(QgsProcessingOutputString("DATE", "Acquisition date"))
     alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
@@ -353,3 +353,39 @@ def aoi_wkt(alg, parameters, context, feedback, required=True):
             raise SatClassifyError("no area of interest: give EXTENT or a polygon layer (AOI)")
         return None
     return geom.asWkt(8)
+
+
+# --- the CLOUD_MASK parameter of the stack tools (fetchsentinel2, importsafe); satclassify:cloudmask is the tool
+
+CLOUD_MODE_OPTIONS = ["SCL where the product has it (L2A), the cloud detector otherwise (L1C)",
+                      "The cloud detector for every product (L2A: instead of SCL)",
+                      "SCL and the cloud detector (L2A: invalid by either)",
+                      "No detector (SCL for L2A, only nodata for L1C)"]
+CLOUD_HELP = (
+    "<b>Cloud mask</b> (CLOUD_MASK): L2A products are masked by their SCL; L1C products have none, so the "
+    "cloud and cloud-shadow detector ukis-csmask (DLR; needs B02 B03 B04 B08, uses B11 B12 when read; they are "
+    "read for it even when not in BANDS) masks them: invalid = cloud or cloud shadow. Without the package an L1C "
+    "mask covers nodata only and the log says what to install. The detector may also replace or complement SCL. "
+    "See <i>Cloud and shadow mask</i> for its accuracy and limits.<br>")
+
+
+def add_cloud_parameter(alg):
+    """The CLOUD_MASK choice of the stack tools (fetchsentinel2, importsafe)."""
+    alg.addParameter(QgsProcessingParameterEnum("CLOUD_MASK", "Cloud mask", options=CLOUD_MODE_OPTIONS,
+                                                defaultValue=0))
+
+
+def cloud_mode(alg, parameters, context):
+    """The core's mode name (core.s2.clouds.MODES) of CLOUD_MASK; "auto" when the tool has no such parameter."""
+    from ..core.s2.clouds import MODES
+
+    if parameters.get("CLOUD_MASK") in (None, ""):
+        return "auto"
+    return MODES[alg.parameterAsEnum(parameters, "CLOUD_MASK", context)]
+
+
+def note_multidate(alg, parameters, context, feedback):
+    """A multi-date stack's VALID bands come from SCL (and nodata): say so when CLOUD_MASK asked otherwise."""
+    if cloud_mode(alg, parameters, context) != "auto":
+        feedback.pushInfo("CLOUD_MASK applies to single-date stacks: the VALID band of each date of a multi-date "
+                          "stack comes from SCL and nodata; run satclassify:cloudmask on single-date stacks")

@@ -29,7 +29,7 @@ RASTER_EXTENSIONS = ("tif", "tiff")
 
 #: pip package to install for each lazily imported module.
 PIP_NAMES = {"onnxruntime": "onnxruntime (or onnxruntime-gpu with an NVIDIA GPU)",
-             "pystac_client": "pystac-client", "sentinelsat": "sentinelsat"}
+             "pystac_client": "pystac-client", "sentinelsat": "sentinelsat", "ukis_csmask": "ukis-csmask"}
 
 
 def missing_modules(modules):

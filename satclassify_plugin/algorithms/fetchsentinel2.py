@@ -11,10 +11,14 @@ from qgis.core import (
 
 from .. import compat
 from ._sentinel2 import (
+    CLOUD_HELP,
     COMMON_HELP,
     STACK_HELP,
     Sentinel2Algorithm,
+    add_cloud_parameter,
     add_stack_outputs,
+    cloud_mode,
+    note_multidate,
     output_paths,
     report,
     target_epsg,
@@ -52,7 +56,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         "in the order given and the dates are ignored.<br>"
         "With STAC only the blocks of each cloud-optimised GeoTIFF that cover the AOI are transferred (HTTP "
         "range reads); CDSE and DHuS products are downloaded whole into DOWNLOAD_DIR (resumable; a finished, "
-        "verified zip is reused) and read in place.<br>" + TIMESERIES_HELP + STACK_HELP)
+        "verified zip is reused) and read in place.<br>" + TIMESERIES_HELP + STACK_HELP + CLOUD_HELP)
 
     def initAlgorithm(self, config=None):
         self.add_aoi_parameters()
@@ -77,6 +81,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         self.addParameter(advanced(QgsProcessingParameterFile(
             "DOWNLOAD_DIR", "Download folder for CDSE/DHuS products (empty = ~/.satclassify/downloads)",
             behavior=compat.FILE_BEHAVIOR_FOLDER, optional=True)))
+        add_cloud_parameter(self)
         add_stack_outputs(self)
         self.addOutput(QgsProcessingOutputString("DATES", "Dates of the stack (comma-separated)"))
 
@@ -95,6 +100,7 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         src, http = self.source(parameters, context, feedback)
         interval = INTERVAL_KEYS[self.parameterAsEnum(parameters, "INTERVAL", context)]
         if interval != "none":
+            note_multidate(self, parameters, context, feedback)
             from ..core.s2.timeseries import fetch_timeseries
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %, "
                               f"one date per {'month' if interval == 'monthly' else 'interval'}")
@@ -112,7 +118,8 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         else:
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %")
         summary = self.redacted(http, fetch, src, q, bands, out, mask, target_epsg=epsg,
-                                mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir)
+                                mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir,
+                                clouds=cloud_mode(self, parameters, context))
         res = report(feedback, summary, bands, out, mask, context)
         res["DATES"] = res["DATE"]
         return res

@@ -10,7 +10,18 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from ._sentinel2 import STACK_HELP, add_stack_outputs, aoi_wkt, output_paths, report, target_epsg
+from ._sentinel2 import (
+    CLOUD_HELP,
+    STACK_HELP,
+    add_cloud_parameter,
+    add_stack_outputs,
+    aoi_wkt,
+    cloud_mode,
+    note_multidate,
+    output_paths,
+    report,
+    target_epsg,
+)
 from .base import SatClassifyAlgorithm
 
 
@@ -33,7 +44,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         "<b>More products</b> (MORE_INPUTS): other products of the same day are mosaicked with INPUT (INPUT's "
         "pixels win); products of other days make a multi-date stack, one date per day on INPUT's grid: band "
         "descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt; then VALID@&lt;date&gt; (SCL-masked, invalid pixels 0), "
-        "date after date; MASK is then 1 where at least one date is valid.<br>" + STACK_HELP)
+        "date after date; MASK is then 1 where at least one date is valid.<br>" + STACK_HELP + CLOUD_HELP)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(
@@ -47,6 +58,7 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
                                                        optional=True))
         self.addParameter(QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the product's UTM zone)",
                                                     optional=True))
+        add_cloud_parameter(self)
         add_stack_outputs(self)
         self.addOutput(QgsProcessingOutputString("DATES", "Dates of the stack (comma-separated)"))
 
@@ -68,11 +80,13 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
             from ..core.s2.timeseries import import_series
             scenes = [open_safe(p) for p in [path] + more]
             if len({s.date for s in scenes}) > 1:
+                note_multidate(self, parameters, context, feedback)
                 summary = import_series(scenes, bands, out, mask, aoi_wkt=aoi, target_epsg=epsg, monitor=mon)
                 res = report(feedback, summary, summary["descriptions"], out, mask, context)
                 res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
                 return res
-        summary = import_safe([path] + more, out, mask, bands, aoi_wkt=aoi, target_epsg=epsg, monitor=mon)
+        summary = import_safe([path] + more, out, mask, bands, aoi_wkt=aoi, target_epsg=epsg, monitor=mon,
+                              clouds=cloud_mode(self, parameters, context))
         res = report(feedback, summary, bands, out, mask, context)
         res["DATES"] = res["DATE"]
         return res

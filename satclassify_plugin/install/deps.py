@@ -2,7 +2,7 @@
 
 QGIS ships its own Python with numpy and GDAL bindings built against each other; installing packages
 into it with pip can replace numpy and break GDAL. SatClassify therefore installs onnxruntime (or
-onnxruntime-gpu where an NVIDIA GPU is present), onnx, pystac-client, sentinelsat and requests with
+onnxruntime-gpu where an NVIDIA GPU is present), onnx, pystac-client, sentinelsat, requests and ukis-csmask with
 ``pip install --target <profile>/python/satclassify_deps``, constrained to the running numpy version, then
 removes any numpy copy pip put there, and appends the folder to the END of ``sys.path`` so QGIS's own
 numpy and GDAL always win.
@@ -23,7 +23,10 @@ from ..core.contract.errors import SatClassifyError
 DEPS_DIR_NAME = "satclassify_deps"
 #: onnx is optional: with it the classify tool computes each head's argmax inside the model's graph
 #: (faster, and on a GPU only the class indices come back to the host)
-BASE_REQUIREMENTS = ("onnx>=1.15,<2", "pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3")
+#: ukis-csmask: the cloud and shadow detector of satclassify:cloudmask and of L1C stacks (its ONNX models are in
+#: its wheel, about 145 MB; it needs scipy, which pip adds when QGIS's Python lacks it)
+BASE_REQUIREMENTS = ("onnx>=1.15,<2", "pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3",
+                     "ukis-csmask==1.0.0")
 #: packages that must come from QGIS's own Python, never from the deps folder
 #: (Qt5 and Qt6 builds of QGIS: a pip-installed PyQt6 or sip next to QGIS's own would break the GUI)
 PROTECTED = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt5_sip", "PyQt6", "PyQt6_sip", "sip", "qgis")

@@ -31,6 +31,7 @@ from .. import crs, raster
 from ..contract.errors import SatClassifyError
 from ..net import Canceled, Deadlines, Monitor, host_of
 from . import style
+from .clouds import StackClouds
 from .products import (
     BAND_ID,
     BAND_RESOLUTION,
@@ -274,10 +275,12 @@ def mosaic_band(scenes: Sequence[Scene], band: str, dst: osr.SpatialReference, b
 
 def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask_output: Optional[str] = None,
                 aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None, resolution: float = 10.0,
-                monitor: Optional[Monitor] = None, metadata: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+                monitor: Optional[Monitor] = None, metadata: Optional[Dict[str, str]] = None,
+                clouds: str = "auto") -> Dict[str, object]:
     """Read ``bands`` of the tiles ``scenes`` (one date) onto one grid and write the uint16 stack (+ mask).
 
     Each scene's ``assets`` maps band -> GDAL-readable path; ``scene.offset_for(band)`` gives its offset.
+    ``clouds``: how the mask treats clouds (:data:`.clouds.MODES`; auto = SCL, or the detector without SCL).
     Returns a summary: width, height, epsg, bounds, offsets, valid fraction.
     """
     mon = monitor or Monitor()
@@ -304,8 +307,13 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
         return acc
 
     valid = np.ones((h, w), bool)
-    scl = read("SCL") if has_scl else None
-    if scl is not None:
+    # clouds: SCL and/or the cloud detector (core/s2/clouds.py) -----------------------------------------
+    cm = StackClouds(clouds, has_scl, scenes[0].product_type or "L1C", bands,
+                     [b for b in BAND_RESOLUTION if all(b in s.assets for s in scenes)], log=mon.info) \
+        if mask_output else None
+    steps += len([b for b in cm.bands if b not in bands]) if cm is not None and cm.active else 0
+    scl = read("SCL") if has_scl and (cm is None or cm.use_scl or "SCL" in bands) else None
+    if scl is not None and (cm is None or cm.use_scl):
         valid &= scl_mask(scl).astype(bool)
     md = {"SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION), "SATCLASSIFY_BANDS": ",".join(bands),
           "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes),
@@ -322,15 +330,18 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
             if b != "SCL":
                 valid &= arr != 0
                 cuts[i + 1] = style.array_cut(arr)
+                if cm is not None:
+                    cm.keep(b, arr)
             out.ds.GetRasterBand(i + 1).WriteArray(arr)
         styles = out.finish(cuts)
-        out.write_mask(valid, MASK_CLASSES, "invalid",
-                       "1 = valid, 0 = invalid (SCL 0,1,3,8,9,10,11 or nodata)" if has_scl
-                       else "1 = valid, 0 = nodata (no SCL in this product)")
+        if cm is not None and cm.active:
+            valid &= cm.run(read, float(resolution), monitor=mon)
+        out.write_mask(valid, MASK_CLASSES, "invalid", cm.rule() if cm is not None else "")
         mon.check()
     epsg = dst.GetAuthorityCode(None)
     return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None,
             "offsets": {s.id: s.offset_for(bands[0]) for s in scenes}, "has_scl": has_scl,
+            "cloud_detector": cm.detector if cm is not None else "",
             "valid_fraction": float(valid.mean()) if valid.size else 0.0, "styles": styles}
 
 
@@ -544,7 +555,7 @@ def open_safe(path: str) -> Scene:
 
 def import_safe(path: str, output: str, mask_output: Optional[str], bands: Sequence[str],
                 aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None,
-                monitor: Optional[Monitor] = None) -> Dict[str, object]:
+                monitor: Optional[Monitor] = None, clouds: str = "auto") -> Dict[str, object]:
     """SAFE folder/zip -> uint16 stack (+ mask) with the offset rule applied from the product metadata."""
     scenes = [open_safe(p) for p in ([path] if isinstance(path, str) else list(path))]
     bands = list(bands)
@@ -554,7 +565,7 @@ def import_safe(path: str, output: str, mask_output: Optional[str], bands: Seque
             hint = " (SCL exists only in L2A products)" if "SCL" in missing and s.product_type == "L1C" else ""
             raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)}{hint}")
     summary = build_stack(scenes, bands, output, mask_output, aoi_wkt=aoi_wkt, target_epsg=target_epsg,
-                          monitor=monitor, metadata={"SATCLASSIFY_SOURCE": "SAFE"})
+                          monitor=monitor, metadata={"SATCLASSIFY_SOURCE": "SAFE"}, clouds=clouds)
     summary["scenes"] = scenes
     summary["offset_rule"] = {s.id: offset_applies(s.baseline) for s in scenes}
     return summary

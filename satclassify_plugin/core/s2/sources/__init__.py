@@ -185,8 +185,10 @@ def choose_date(scenes: Sequence[Scene], mosaic: bool = True) -> List[Scene]:
 
 
 def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str, mask_output: Optional[str],
-          target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "") -> Dict[str, object]:
-    """Search (or look up ``query.ids``), pick the best date, make it readable and write stack + mask."""
+          target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "",
+          clouds: str = "auto") -> Dict[str, object]:
+    """Search (or look up ``query.ids``), pick the best date, make it readable and write stack + mask
+    (``clouds``: SCL and/or the cloud detector, :data:`..clouds.MODES`)."""
     from ..stack import build_stack, gdal_remote_config
     mon = source.monitor
     source.check_fetch()
@@ -195,6 +197,8 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
     mon.info("reading " + ", ".join(f"{s.id} ({s.date}, cloud {s.cloud if s.cloud is not None else '?'} %)"
                                     for s in chosen))
     read_bands = list(bands) + (["SCL"] if query.product == "L2A" and "SCL" not in bands else [])
+    if mask_output and clouds != "none" and (clouds != "auto" or query.product == "L1C"):
+        read_bands += [b for b in ("B02", "B03", "B04", "B08") if b not in read_bands]  # the cloud detector's
     workdir = workdir or os.path.join(os.path.expanduser("~"), ".satclassify", "downloads")
     prepared = source.prepare(chosen, read_bands, workdir)
     if query.product == "L1C":
@@ -206,6 +210,6 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
     with gdal_remote_config(**source.http.gdal_options(urls)):
         summary = build_stack(prepared, bands, output, mask_output, aoi_wkt=query.aoi_wkt,
                               target_epsg=target_epsg, monitor=mon.sub(0.0 if source.name == "STAC" else 0.5, 1.0),
-                              metadata=meta)
+                              metadata=meta, clouds=clouds)
     summary["scenes"] = chosen
     return summary
