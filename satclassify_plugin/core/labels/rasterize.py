@@ -501,6 +501,12 @@ def _gdal_callback(progress, is_canceled, start: float, span: float):
 def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, progress, is_canceled, log,
                       code_field: Optional[str] = None) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
+    if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
+        lyr.ResetReading()
+        first = lyr.GetNextFeature()
+        lyr.ResetReading()
+        if first is not None and first.GetGeometryRef() is not None:
+            gtype = ogr.GT_Flatten(first.GetGeometryRef().GetGeometryType())
     points = scheme.allows_points and gtype in POINT_TYPES
     if gtype not in POLYGON_TYPES and not points:
         raise SatClassifyError(f"layer '{lyr.GetName()}' has {ogr.GeometryTypeToName(gtype)} geometries: "
