@@ -177,7 +177,8 @@ def test_points_give_a_patch_label_dataset(run_alg, tmp_path):
     want = np.zeros_like(lab)
     for c, r, code in POINTS[:10]:
         want[r, c] = values[code]
-    assert np.argwhere(lab != want).tolist() == [], lab[lab != want]  # the conflicting pixel (80, 80) and the NULL point left unlabelled
+    # the conflicting pixel (80, 80) and the NULL point left unlabelled
+    assert np.argwhere(lab != want).tolist() == [], lab[lab != want]
     assert res["NULL_FEATURES"] == 1 and res["LABELLED_POINTS"] == 10
     assert "WARNING: 1 pixels hold points of different classes: left as no label (0)" in "\n".join(log.messages)
     assert gdal.Open(res["OUTPUT"]).GetMetadataItem("SATCLASSIFY_LABELS") == "points"
