@@ -56,20 +56,26 @@ def mixed_output(alg, parameters, context):
     return alg.parameterAsOutputLayer(parameters, "MIXED", context) or None
 
 
-def vector_source(layer, context, feedback, copy_name="clc"):
+def vector_source(layer, context, feedback, copy_name="clc", only_selected=False):
     """(path, layer name) GDAL/OGR can open for a vector layer: its file, or a GeoPackage copy of a memory, filtered
-    or database layer."""
+    or database layer (or of its selected features only)."""
     parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-    if layer.providerType() == "ogr" and not layer.subsetString() and parts.get("path"):
+    if layer.providerType() == "ogr" and not layer.subsetString() and parts.get("path") and not only_selected:
         return parts["path"], parts.get("layerName") or None
+    if only_selected and not layer.selectedFeatureCount():
+        raise SatClassifyError(f"'selected features only' is set but no feature of layer '{layer.name()}' is "
+                               "selected: select the features, or clear the option")
     path = QgsProcessingUtils.generateTempFilename(f"{copy_name}_input.gpkg")
     opts = QgsVectorFileWriter.SaveVectorOptions()
     opts.driverName = "GPKG"
     opts.layerName = copy_name
+    opts.onlySelectedFeatures = bool(only_selected)
     res = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), opts)
     if res[0] != compat.WRITER_NO_ERROR:
         raise SatClassifyError(f"cannot copy layer '{layer.name()}' for rasterizing: {res[1]}")
-    feedback.pushInfo(f"layer '{layer.name()}' copied to {path} (filtered or non-file layer)")
+    feedback.pushInfo(f"layer '{layer.name()}' copied to {path} ("
+                      + (f"its {layer.selectedFeatureCount()} selected features" if only_selected
+                         else "filtered or non-file layer") + ")")
     return path, copy_name
 
 

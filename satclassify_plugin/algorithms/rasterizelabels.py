@@ -6,10 +6,12 @@ classtable.py). rasterizeclc stays the CLC preset (level detection, CLC raster i
 import os
 
 from qgis.core import (
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterMapLayer,
+    QgsProcessingUtils,
 )
 
 from .. import compat
@@ -87,10 +89,15 @@ class RasterizeLabelsAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         from ..core.labels.rasterize import RasterizeOptions, rasterize_labels
 
-        layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
+        value = parameters.get("INPUT")
+        selected = isinstance(value, QgsProcessingFeatureSourceDefinition) and value.selectedFeaturesOnly
+        if isinstance(value, QgsProcessingFeatureSourceDefinition):  # a layer with options (selected features only)
+            layer = QgsProcessingUtils.mapLayerFromString(value.source.staticValue(), context)
+        else:
+            layer = self.parameterAsVectorLayer(parameters, "INPUT", context)
         if layer is None:
             raise SatClassifyError("no label layer given (INPUT): give polygons or points with a class field")
-        source, layer_name = _labels.vector_source(layer, context, feedback, "labels")
+        source, layer_name = _labels.vector_source(layer, context, feedback, "labels", only_selected=selected)
         field = self.parameterAsString(parameters, "FIELD", context).strip()
         if not field:
             raise SatClassifyError("no class field given (FIELD): choose the field that holds the class codes")

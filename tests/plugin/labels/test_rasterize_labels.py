@@ -125,6 +125,26 @@ def test_class_table_layer_maps_codes_and_reports_codes_it_lacks(run_alg, tmp_pa
                                                                                   (6, "MAI", "Maize")]
 
 
+def test_selected_features_only(run_alg, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeatureSourceDefinition, QgsProject
+
+    src = parcel_layer(tmp_path / "lpis.gpkg", TEXT_CODES, ogr.OFTString)
+    layer = QgsVectorLayer(src, "lpis", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        layer.selectByIds([f.id() for f in layer.getFeatures() if f["crop"] == "MAI"])
+        ref = make_raster(tmp_path / "ref.tif", np.zeros((64, 96), np.uint16), origin=(X0, Y0), pixel=PIX)
+        ctx = QgsProcessingContext()
+        ctx.setProject(QgsProject.instance())
+        res = run_alg("satclassify:rasterizelabels", {
+            "INPUT": QgsProcessingFeatureSourceDefinition(layer.id(), True), "FIELD": "crop", "REFERENCE": ref,
+            "OUTPUT": str(tmp_path / "sel.tif")}, context=ctx)
+        np.testing.assert_array_equal(read_raster(res["OUTPUT"]), _grid_truth(TEXT_CODES, {"MAI": 1}))
+        assert res["CLASS_COUNT"] == 1
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 def test_bad_inputs_are_refused_with_the_fix(run_alg, tmp_path):
     src = parcel_layer(tmp_path / "lpis.gpkg", TEXT_CODES, ogr.OFTString)
     ref = make_raster(tmp_path / "ref.tif", np.zeros((64, 96), np.uint16), origin=(X0, Y0), pixel=PIX)
