@@ -355,12 +355,13 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
     defn = lyr.GetLayerDefn()
     ftype = defn.GetFieldDefn(defn.GetFieldIndex(code_field)).GetType()
     numeric = ftype in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
+    distinct = None
     if o.class_table_csv:
         table = read_table_csv(o.class_table_csv, numeric)
     elif o.class_rows is not None:
         table = table_from_rows(o.class_rows, numeric, where=o.class_rows_name)
     else:
-        distinct = _distinct(vds, lyr, code_field)
+        distinct = _distinct(vds, lyr, code_field)  # read once: the table and the SQL both need it
         table = table_from_codes([raw for raw, _n in distinct], numeric,
                                  where=f"field '{code_field}' of layer '{lyr.GetName()}'")
     log(f"class table ({table.source}): " + ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code
@@ -368,7 +369,7 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
                                                       for c in table.classes[:20])
         + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
     result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, progress, is_canceled, log,
-                               code_field=code_field)
+                               code_field=code_field, distinct=distinct)
     result.table = table
     result.seconds = time.perf_counter() - t0
     return result
@@ -392,15 +393,17 @@ def _distinct(ds, lyr, code_field: str) -> List[Tuple[object, int]]:
     return distinct
 
 
-def _value_sql(ds, lyr, code_field: str, scheme: _Scheme, log) -> Tuple[str, Dict[str, int], int, int, dict]:
+def _value_sql(ds, lyr, code_field: str, scheme: _Scheme,
+               distinct=None) -> Tuple[str, Dict[str, int], int, int, dict]:
     """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known,
-    {raw value: class value} of the known codes: the SQL's CASE as a lookup)."""
+    {raw value: class value} of the known codes: the SQL's CASE as a lookup). ``distinct``: the field's
+    (value, count) pairs when already read."""
     lname = lyr.GetName()
     unknown: Dict[str, int] = {}
     no_code = known = 0
     whens = []
     lut = {}
-    for raw, n in _distinct(ds, lyr, code_field):
+    for raw, n in (distinct if distinct is not None else _distinct(ds, lyr, code_field)):
         value = scheme.lookup(raw)
         if value == 0:
             no_code += n
@@ -499,7 +502,7 @@ def _gdal_callback(progress, is_canceled, start: float, span: float):
 
 
 def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, progress, is_canceled, log,
-                      code_field: Optional[str] = None) -> RasterizeResult:
+                      code_field: Optional[str] = None, distinct=None) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
     if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
         lyr.ResetReading()
@@ -522,7 +525,7 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
     log(f"{layer_what} '{lyr.GetName()}': {nfeat} features, {'code' if layer_what[0] == 'C' else 'class'} field "
         f"'{code_field}'")
     src_srs = _layer_srs(vds, lyr, layer_what)  # before any SQL: a broken CRS would fail there, blamed on the field
-    sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, log)
+    sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, distinct)
     result = RasterizeResult(output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code,
                              unmapped=scheme.unmapped(unknown))
     _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log, scheme.kind)
