@@ -18,6 +18,9 @@
   patches holding rare classes (weights = sum over classes of the patch's pixels / the class's pixels),
   otherwise the patches are drawn uniformly (seeded).
 * The image is read in row strips of one patch height: memory does not grow with the raster.
+* Point labels (a label raster of rasterizelabels on points, ``SATCLASSIFY_LABELS=points``, or ``layout="points"``):
+  one patch centred on each labelled pixel, its class the patch's one-hot target; a "singlelabel" dataset without
+  label shards; val/test patches sharing pixels with a train patch are dropped (:func:`.plan.drop_overlapping`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""CORINE Land Cover polygons (or a CLC raster) -> uint8 class raster on a target grid (QGIS env only).
+"""CORINE Land Cover polygons (or a CLC raster), or your own labels -> uint8 class raster on a target grid (QGIS env
+only).
+
+Two entry points share one engine: :func:`rasterize_clc` (the CLC preset: ``_ClcScheme``) and
+:func:`rasterize_labels` (own labels: any polygon or point layer with a class field, a class table given or derived,
+:mod:`.classtable`: ``_TableScheme``). Both take a :class:`RasterizeOptions`; a scheme only turns raw codes into
+class values and names the codes it does not know. Own labels also write their class table (with codes) into the
+raster's metadata (:func:`label_metadata`). Points label the pixel holding them (:func:`_rasterize_points`).
 
 Vector input
     Any OGR source (GeoPackage, shapefile, the EEA file geodatabase). The code field is found by name
@@ -22,9 +29,10 @@ Rules
     on the pixels a polygon boundary crosses, the centre rule elsewhere; row strips, memory stays flat).
     Area outside every polygon counts as "no label" and loses ties; fractions within 1e-7 of the pixel tie
     and the tie goes to the lower class value. Where polygons overlap, the later one is on top. The optional
-    mixed raster (uint8, 1 = mixed) marks pixels whose dominant class (or "no label") covers less than
-    ``threshold`` of the pixel, and pixels where overlapping polygons of different classes share area
-    (inside a pixel; for pixels wholly under overlapping polygons: the first and the last one differ).
+    mixed raster (uint8, 0 = pure) marks with 1 (partly covered) pixels whose dominant class (or "no label") covers
+    less than ``threshold`` of the pixel, and with 2 (claimed twice) pixels where overlapping polygons of different
+    classes share area (inside a pixel; for pixels wholly under overlapping polygons: the first and the last one
+    differ).
 
 Raster input
     A CLC raster with grid codes (1..44; 48, 49, 50, 128, 255 = no data) or level-3 codes (111..523;
