@@ -157,7 +157,17 @@ def test_bad_inputs_are_refused_with_the_fix(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException, match="rows 1 and 2 both hold code WWH"):
         run_alg("satclassify:rasterizelabels", {"INPUT": src, "FIELD": "crop", "CLASS_TABLE": str(table),
                                                 "REFERENCE": ref, "OUTPUT": str(tmp_path / "o.tif")})
-    assert not (tmp_path / "o.tif").exists()
+    with pytest.raises(QgsProcessingException, match="field 'kultur' is not in layer 'parcels'.*the class field"):
+        run_alg("satclassify:rasterizelabels", {"INPUT": src, "FIELD": "kultur", "REFERENCE": ref,
+                                                "OUTPUT": str(tmp_path / "o.tif")})
+    pts = make_points(tmp_path / "p.gpkg", [(f"POINT({X0 + 5} {Y0 - 5})", {"crop": "MAI"})])
+    with pytest.raises(QgsProcessingException, match="MIXED.*applies to polygons, not to points"):
+        run_alg("satclassify:rasterizelabels", {"INPUT": pts, "FIELD": "crop", "REFERENCE": ref, "RULE": 2,
+                                                "OUTPUT": str(tmp_path / "o.tif"), "MIXED": str(tmp_path / "m.tif")})
+    with pytest.raises(QgsProcessingException, match="CORINE Land Cover needs polygons"):  # CLC stays polygons only
+        run_alg("satclassify:rasterizeclc", {"INPUT": pts, "FIELD": "crop", "REFERENCE": ref,
+                                             "OUTPUT": str(tmp_path / "o.tif")})
+    assert not (tmp_path / "o.tif").exists() and not (tmp_path / "m.tif").exists()
 
 
 def make_points(path, feats):
