@@ -11,6 +11,7 @@ LAYER_ACTIONS = (
     ("Classify with SatClassify model...", compat.LAYER_RASTER, "satclassify:classify", "INPUT"),
     ("Classify patches with SatClassify model...", compat.LAYER_RASTER, "satclassify:classifypatches", "INPUT"),
     ("Rasterize CORINE Land Cover...", compat.LAYER_VECTOR, "satclassify:rasterizeclc", "INPUT"),
+    ("Rasterize labels (own classes)...", compat.LAYER_VECTOR, "satclassify:rasterizelabels", "INPUT"),
 )
 MENU = "SatClassify"
 #: (label, band combination of core.s2.style.COMBINATIONS): one click draws a Sentinel-2 stack that way (any stack

@@ -9,6 +9,9 @@ so they always match the tools' parameter names. Run after changing a tool's par
 Models:
   satclassify_training_dataset.model3  "Sentinel-2 + CLC -> training dataset"
         rasterizeclc (majority rule, on the image grid) -> buildpatches
+  satclassify_training_dataset_labels.model3  "Sentinel-2 + own labels -> training dataset"
+        rasterizelabels (majority rule, on the image grid; a class table or the field's codes) -> buildpatches
+        (polygons: pixel labels; points: one patch centred on each point, patch labels)
   satclassify_classify_aoi.model3      "Classify Sentinel-2 AOI with model"
         fetchsentinel2 -> classify -> rasterizeclc (reference on the fetched grid) -> assessaccuracy;
         classify -> generalize (MMU) -> map + polygons
@@ -144,6 +147,50 @@ def training_dataset_model():
             "OVERWRITE": ("value", True)},
            {"OUTPUT_FOLDER": ("dataset", "Training dataset folder")})
     return b.save("satclassify_training_dataset.model3")
+
+
+def own_labels_dataset_model():
+    from qgis.core import (
+        QgsProcessingParameterFeatureSource,
+        QgsProcessingParameterField,
+        QgsProcessingParameterMapLayer,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    from satclassify_plugin import compat
+    b = ModelBuilder(
+        "Sentinel-2 + own labels -> training dataset",
+        "Burns your own labels (crop-type parcels of an LPIS, field-survey polygons or points: any layer with a "
+        "class field of text or numbers) onto the grid of a Sentinel-2 stack (majority rule) with a class table "
+        "(CSV or table layer: code,value,name,colour) or the field's own codes, and cuts image + labels into a "
+        "training dataset folder for the training package (python -m training train --data FOLDER). Polygons give "
+        "pixel labels (U-Net, U-TAE, CNN-dual); points give one patch centred on each point with its class (a "
+        "patch classifier, cnn_class). Codes missing from the table and NULL codes are left as no label and "
+        "reported in the log. Optionally a validity MASK (from fetchsentinel2 / importsafe) drops cloudy patches.")
+    image = b.input(QgsProcessingParameterRasterLayer("IMAGE", "Sentinel-2 stack (uint16, bands B02...)"))
+    labels = b.input(QgsProcessingParameterFeatureSource(
+        "LABELS", "Label polygons or points", types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_VECTOR_POINT]))
+    field = b.input(QgsProcessingParameterField("FIELD", "Class field (text or numbers)",
+                                                parentLayerParameterName="LABELS"))
+    table = b.input(QgsProcessingParameterMapLayer(
+        "CLASS_TABLE", "Class table (optional; CSV or table layer: code[,value,name,colour])", optional=True))
+    mask = b.input(QgsProcessingParameterRasterLayer("MASK", "Validity mask (optional, nonzero = valid)",
+                                                     optional=True))
+    patch = b.input(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
+                                                 compat.NUMBER_INTEGER, 64, False, 8, 4096))
+    folds = b.input(QgsProcessingParameterNumber("K_FOLDS", "Cross-validation folds (0 = none)",
+                                                 compat.NUMBER_INTEGER, 0, False, 0, 100))
+    raster_labels = b.step("satclassify:rasterizelabels", "Rasterize the labels on the image grid",
+                           {"INPUT": ("model", labels), "FIELD": ("model", field), "CLASS_TABLE": ("model", table),
+                            "REFERENCE": ("model", image), "RULE": ("value", 2)},
+                           {"OUTPUT": ("labels", "Label raster")})
+    b.step("satclassify:buildpatches", "Build training patches",
+           {"IMAGE": ("model", image), "LABELS": ("child", raster_labels, "OUTPUT"), "MASK": ("model", mask),
+            "PATCH_SIZE": ("model", patch), "K_FOLDS": ("model", folds), "STRIDE": ("value", 0),
+            "CLASSES": ("value", 0), "LAYOUT": ("value", 0), "OVERWRITE": ("value", True)},
+           {"OUTPUT_FOLDER": ("dataset", "Training dataset folder")})
+    return b.save("satclassify_training_dataset_labels.model3")
 
 
 def classify_aoi_model():
@@ -284,6 +331,7 @@ def main():
     app, _prov = _qgis()
     os.makedirs(OUT, exist_ok=True)
     training_dataset_model()
+    own_labels_dataset_model()
     classify_aoi_model()
     sampling_design_model()
     change_two_dates_model()

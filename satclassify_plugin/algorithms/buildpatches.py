@@ -27,9 +27,13 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
     TAGS = "patches,dataset,training,split,train,validation,test,cross-validation,folds,numpy,deep learning"
     CLASS_OPTIONS = ["From the label raster (category names / colours)", "CLC level 1", "CLC level 2",
                      "CLC level 3"]
+    LAYOUT_OPTIONS = ["Auto (point labels from Rasterize labels: centred patches; else a grid)",
+                      "Grid of patches over the raster", "One patch centred on each labelled pixel (point labels)"]
+    LAYOUTS = ["auto", "grid", "points"]
     HELP = (
         "Cuts an image (e.g. a uint16 Sentinel-2 stack with band names B02...) and a label raster (e.g. the "
-        "output of Rasterize CORINE Land Cover) into square patches and writes a training dataset folder: "
+        "output of Rasterize CORINE Land Cover or Rasterize labels) into square patches and writes a training "
+        "dataset folder: "
         "manifest.json, numpy shards images-&lt;split&gt;-&lt;k&gt;.npy (uint16, N x bands x H x W), "
         "labels-&lt;split&gt;-&lt;k&gt;.npy (uint8, 0 = no label), masks-&lt;split&gt;-&lt;k&gt;.npy "
         "(1 = valid, when a mask "
@@ -47,6 +51,10 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "with training. K_FOLDS (>= 2) numbers the train blocks for cross-validation (fold field).<br>"
         "<b>Sampling</b>: MAX_PATCHES caps the patch count; CLASS_AWARE then keeps patches with rare classes "
         "first. Class histograms per split are in the log and the manifest.<br>"
+        "<b>Point labels</b> (Rasterize labels on a point layer; LAYOUT auto or centred): one patch centred on "
+        "each labelled pixel, whose class is the patch's label: a patch-label dataset (task singlelabel, "
+        "targets-&lt;split&gt;-&lt;k&gt;.npy, no pixel labels) for a patch classifier (cnn_class). Patches must "
+        "lie wholly in the image; a val/test patch sharing pixels with a train patch is dropped.<br>"
         "<b>Multi-label targets</b>: TARGET_FRACTION &gt; 0 also writes a patch-level target per patch "
         "(targets-&lt;split&gt;-&lt;k&gt;.npy, manifest task multilabel): the classes covering at least that "
         "fraction of the patch's labelled pixels, for a multi-label patch classifier (cnn_class) like those "
@@ -88,6 +96,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
                QgsProcessingParameterNumber(
                    "TARGET_FRACTION", "Patch-level multi-label targets: classes covering at least this fraction of "
                    "a patch's labelled pixels (0 = none)", compat.NUMBER_DOUBLE, 0.0, False, 0.0, 1.0),
+               QgsProcessingParameterEnum("LAYOUT", "Patch layout", options=self.LAYOUT_OPTIONS, defaultValue=0),
                QgsProcessingParameterNumber("SHARD_SIZE", "Patches per shard file",
                                             compat.NUMBER_INTEGER, 256, False, 1, 100000),
                QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
@@ -130,6 +139,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
             target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
             mask_is_noise=self.parameterAsBool(parameters, "MASK_IS_NOISE", context),
+            layout=self.LAYOUTS[self.parameterAsEnum(parameters, "LAYOUT", context)],
             overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
             **self.monitor(feedback).callbacks())
         footprints = result.footprints + "|layername=patches"

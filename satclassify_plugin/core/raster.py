@@ -392,11 +392,28 @@ def classes_from_raster(ds: gdal.Dataset, band: int = 1) -> list:
 
     out = [clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
            for v, (name, color) in sorted(categories(ds, band).items()) if v > 0]
+    coded = _recorded_codes(ds)
+    if out and coded and set(coded) == {c.value for c in out}:  # own labels (rasterizelabels): their codes
+        return [clc.ClassInfo(c.value, coded[c.value], c.name, c.color) for c in out]
     for level in (3, 2, 1):
         by_value = {c.value: c for c in clc.classes(level)}
         if out and all(c.value in by_value and by_value[c.value].name == c.name for c in out):
             return [clc.ClassInfo(c.value, by_value[c.value].code, c.name, c.color) for c in out]
     return out
+
+
+def _recorded_codes(ds: gdal.Dataset) -> Dict[int, str]:
+    """{value: code} from the class table a class raster of own labels records (``SATCLASSIFY_CLASSES``, JSON,
+    written by rasterizelabels); {} when absent or unreadable."""
+    import json
+
+    text = ds.GetMetadataItem("SATCLASSIFY_CLASSES")
+    if not text:
+        return {}
+    try:
+        return {int(c["value"]): str(c["code"]) for c in json.loads(text)}
+    except (ValueError, TypeError, KeyError):
+        return {}
 
 
 def write_squares(path: str, layer_name: str, wkt: str, gt, size: int, fields: Sequence[Tuple[str, int]],

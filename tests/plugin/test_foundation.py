@@ -107,7 +107,8 @@ def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path
     try:
         for layer, layer_type, alg_id in ((raster, QgsMapLayerType.RasterLayer, "satclassify:classify"),
                                           (raster, QgsMapLayerType.RasterLayer, "satclassify:classifypatches"),
-                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc")):
+                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc"),
+                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizelabels")):
             plugin.iface.setActiveLayer(layer)
             assert registered[id(actions[alg_id])] == layer_type, alg_id
             actions[alg_id].trigger()

@@ -13,14 +13,16 @@ from .model_helpers import check_model_steps, model_dest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAINING_MODEL = "model:Sentinel-2 + CLC -> training dataset"
 AOI_MODEL = "model:Classify Sentinel-2 AOI with model"
+LABELS_MODEL = "model:Sentinel-2 + own labels -> training dataset"
 
 
 def test_models_installed_and_listed(plugin):
     folder = plugin.models_folder()
-    for name in ("satclassify_training_dataset.model3", "satclassify_classify_aoi.model3"):
+    for name in ("satclassify_training_dataset.model3", "satclassify_classify_aoi.model3",
+                 "satclassify_training_dataset_labels.model3"):
         assert os.path.exists(os.path.join(folder, name))
     registry = QgsApplication.processingRegistry()
-    for alg_id in (TRAINING_MODEL, AOI_MODEL):
+    for alg_id in (TRAINING_MODEL, AOI_MODEL, LABELS_MODEL):
         alg = registry.algorithmById(alg_id)
         assert alg is not None, alg_id
         check_model_steps(registry, alg)  # tools the provider has, parameters they declare
@@ -56,6 +58,35 @@ def test_training_dataset_model_runs(plugin, sample, tmp_path):
     assert values and values <= level2
     assert manifest["splits"]["train"]["patches"] > 0
     assert manifest["bands"] == ["B02", "B03", "B04", "B08"]
+
+
+def test_own_labels_model_runs_the_lpis_route(plugin, tmp_path):
+    """docs/training.md's LPIS route as written: crop parcels with text codes + a class table CSV -> the own-labels
+    model (rasterizelabels, majority, on the stack's grid -> buildpatches) -> a dataset with the table's legend."""
+    import processing
+    from osgeo import ogr
+
+    from .labels.test_rasterize_labels import TEXT_CODES, _grid_truth, image, parcel_layer
+
+    src = parcel_layer(tmp_path / "lpis.gpkg", TEXT_CODES, ogr.OFTString)
+    table = tmp_path / "crops.csv"
+    table.write_text("code,value,name\nWWH,1,Winter wheat\nMAI,2,Maize\nGRA,3,Grassland\nRAP,4,Rapeseed\n",
+                     encoding="utf-8")
+    values = {"WWH": 1, "MAI": 2, "GRA": 3, "RAP": 4}
+    img = image(tmp_path / "s2.tif", _grid_truth(TEXT_CODES, values).astype(np.int64))
+    alg = QgsApplication.processingRegistry().algorithmById(LABELS_MODEL)
+    folder, labels = str(tmp_path / "dataset"), str(tmp_path / "labels.tif")
+    res = processing.run(LABELS_MODEL, {"IMAGE": img, "LABELS": src, "FIELD": "crop", "CLASS_TABLE": str(table),
+                                        "PATCH_SIZE": 8, model_dest(alg, "labels"): labels,
+                                        model_dest(alg, "dataset"): folder},
+                         context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert os.path.samefile(res[model_dest(alg, "dataset")], folder)
+    np.testing.assert_array_equal(gdal.Open(labels).ReadAsArray(), _grid_truth(TEXT_CODES, values))
+    with open(os.path.join(folder, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert [(c["value"], c["code"], c["name"]) for c in manifest["classes"]] == [
+        (1, "WWH", "Winter wheat"), (2, "MAI", "Maize"), (3, "GRA", "Grassland"), (4, "RAP", "Rapeseed")]
+    assert manifest["patch_size"] == 8 and manifest["splits"]["train"]["patches"] > 0
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,13 @@
   patches holding rare classes (weights = sum over classes of the patch's pixels / the class's pixels),
   otherwise the patches are drawn uniformly (seeded).
 * The image is read in row strips of one patch height: memory does not grow with the raster.
+* Point labels (a label raster of rasterizelabels on points, ``SATCLASSIFY_LABELS=points``, or ``layout="points"``):
+  one patch centred on each labelled pixel, its class the patch's one-hot target; a "singlelabel" dataset without
+  label shards; val/test patches sharing pixels with a train patch are dropped (:func:`.plan.drop_overlapping`).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -34,7 +38,16 @@ from ..contract.dataset import FOOTPRINTS, DatasetWriter
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from ..contract.timeseries import StackLayout, dataset_entry, parse_stack
-from .plan import SPLITS, Candidate, PatchRecord, PatchSettings, SplitPlan, patch_targets, plan_splits
+from .plan import (
+    SPLITS,
+    Candidate,
+    PatchRecord,
+    PatchSettings,
+    SplitPlan,
+    drop_overlapping,
+    patch_targets,
+    plan_splits,
+)
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -79,10 +92,17 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
     if not output_folder:
         raise SatClassifyError("no output folder given")
     src = _Sources.open(image, labels, mask, s, log)
-    candidates = _candidates(src, s, progress, is_canceled, log)
+    if src.point_labels:
+        candidates = _point_candidates(src, s, progress, is_canceled, log)
+    else:
+        candidates = _candidates(src, s, progress, is_canceled, log)
     plan = plan_splits(candidates, s)
     for note in plan.notes:
         log(note)
+    if src.point_labels:
+        n = drop_overlapping(candidates, plan, s.patch_size)
+        if n:
+            log(f"{n} val/test patches dropped: they share pixels with a train patch (points closer than a patch)")
     return _write_dataset(src, s, candidates, plan, output_folder, overwrite, progress, is_canceled, log)
 
 
@@ -103,6 +123,8 @@ class _Sources:
     patch_size: int
     layout: Optional[StackLayout] = None  # a multi-date stack (core.contract.timeseries): validity from VALID@<date>
     mask_is_noise: bool = False  # the mask's nonzero pixels are the ones to drop (a noise mask such as MIXED)
+    point_labels: bool = False   # one patch centred on each labelled pixel, a patch-level target (singlelabel)
+    class_table: Optional[dict] = None  # where own labels' class table came from (rasterizelabels' metadata)
 
     @property
     def grid(self):
@@ -119,11 +141,11 @@ class _Sources:
         self.lab_ds.FlushCache()
         return lab
 
-    def read_valid(self, r0: int) -> Optional[np.ndarray]:
+    def read_valid(self, r0: int, c0: int = 0, width: Optional[int] = None) -> Optional[np.ndarray]:
         if self.mask_ds is None:
             return None
         band = self.mask_ds.GetRasterBand(1)
-        m = band.ReadAsArray(0, r0, self.img.RasterXSize, self.patch_size)
+        m = band.ReadAsArray(c0, r0, self.img.RasterXSize if width is None else width, self.patch_size)
         self.mask_ds.FlushCache()
         # a noise mask (rasterizeclc's MIXED: 0 = pure, its nodata value) keeps its zero pixels
         return (m == 0) if self.mask_is_noise else (m != 0)
@@ -164,6 +186,21 @@ class _Sources:
             if not classes:
                 raise SatClassifyError(f"label raster '{labels}' has no class names (category names / colour "
                                        "table): choose a CLC level for its classes, or write it with rasterizeclc")
+        point_labels = s.layout == "points" or (s.layout == "auto"
+                                                 and lab_raw.GetMetadataItem("SATCLASSIFY_LABELS") == "points")
+        if point_labels:
+            log("point labels: one patch centred on each labelled pixel, its class the patch's label (a patch-label "
+                "dataset, task singlelabel)" + (" (the label raster holds point labels: rasterizelabels on points)"
+                                                if s.layout == "auto" else ""))
+            if s.target_fraction > 0:
+                raise SatClassifyError("TARGET_FRACTION makes multi-label targets from pixel labels: with point labels "
+                                       "each patch has its point's class already; set it to 0")
+        table_info = None
+        if not s.clc_level and lab_raw.GetMetadataItem("SATCLASSIFY_CLASS_TABLE"):
+            try:
+                table_info = json.loads(lab_raw.GetMetadataItem("SATCLASSIFY_CLASS_TABLE"))
+            except ValueError:
+                table_info = None
         lab_raw = None
         values = [c.value for c in classes]
         allowed = np.zeros(256, bool)
@@ -173,7 +210,7 @@ class _Sources:
         vindex[values] = np.arange(1, len(values) + 1)
         mask_ds = _open_aligned(mask, "mask raster", img, log) if mask else None
         return cls(image, labels, mask, img, lab_ds, mask_ds, bands, nodatas, classes, allowed, vindex, p, layout,
-                   bool(s.mask_is_noise))
+                   bool(s.mask_is_noise), point_labels, table_info)
 
     def histogram(self, patch_labels: np.ndarray) -> np.ndarray:
         return np.bincount(self.vindex[patch_labels].ravel(), minlength=len(self.classes) + 1)
@@ -215,6 +252,57 @@ def _candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> 
     return out
 
 
+def _point_candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> List[Candidate]:
+    """Pass 1 for point labels: every labelled pixel -> the patch centred on it (pixel (p // 2, p // 2) of the patch),
+    kept when it lies wholly inside the raster and its masked fraction (MASK) is at most MAX_MASKED."""
+    p = s.patch_size
+    half = p // 2
+    w, h = src.img.RasterXSize, src.img.RasterYSize
+    band = src.lab_ds.GetRasterBand(1)
+    rows = max(1, (8 * 2 ** 20) // max(1, w))
+    found = []
+    for y0 in range(0, h, rows):
+        if is_canceled():
+            raise Canceled("cancelled by the user: the dataset folder was not written")
+        r = min(rows, h - y0)
+        lab = band.ReadAsArray(0, y0, w, r)
+        src.lab_ds.FlushCache()
+        big = lab.astype(np.int64)
+        bad = (big < 0) | (big > 255) | ~src.allowed[np.clip(big, 0, 255)]
+        if bad.any():
+            raise SatClassifyError(f"label raster '{src.labels}' holds value {int(big[bad][0])} (row "
+                                   f"{y0 + int(np.nonzero(bad)[0][0])}), which is not in its class table")
+        rr, cc = np.nonzero(lab)
+        found.extend(zip((rr + y0).tolist(), cc.tolist(), lab[rr, cc].tolist()))
+        progress(0.15 * (y0 + r) / h)
+    out: List[Candidate] = []
+    edge = masked_out = 0
+    for n, (r, c, v) in enumerate(found):
+        r0, c0 = r - half, c - half
+        if r0 < 0 or c0 < 0 or r0 + p > h or c0 + p > w:
+            edge += 1
+            continue
+        valid = src.read_valid(r0, c0, p)
+        masked = 0.0 if valid is None else 1.0 - valid.mean()
+        if masked > s.max_masked:
+            masked_out += 1
+            continue
+        hist = np.zeros(len(src.classes) + 1, np.int64)
+        hist[src.vindex[v]] = 1
+        out.append(Candidate(r0, c0, hist, 1.0, masked))
+        if n % 256 == 0:
+            progress(0.15 + 0.15 * (n + 1) / len(found))
+    log(f"{len(found)} labelled pixels (points): {len(out)} patches of {p} px centred on them"
+        + (f", {edge} too close to the raster edge for a whole patch" if edge else "")
+        + (f", {masked_out} above MAX_MASKED {s.max_masked}" if masked_out else ""))
+    if not out:
+        raise SatClassifyError(f"no point label has a whole {p} x {p} patch around it inside the image"
+                               + (f" with at most {s.max_masked:.0%} masked pixels" if masked_out else "")
+                               + ": use a smaller PATCH_SIZE, raise MAX_MASKED, or check that the points lie on the "
+                               "image")
+    return out
+
+
 def _patch_pixels(src: _Sources, strip: np.ndarray, c0: int, r0: int, p: int) -> np.ndarray:
     pim = strip[:, :, c0:c0 + p]
     if pim.dtype != np.uint16:
@@ -238,12 +326,14 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     records: List[PatchRecord] = []
     dropped_nodata = 0
     classes = src.classes
+    task = "singlelabel" if src.point_labels else "multilabel" if s.target_fraction > 0 else "segmentation"
     with DatasetWriter(out_folder, src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
                        resolution_m=ground_resolution(gt, wkt, w, h, log),
-                       with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS,
-                       task="multilabel" if s.target_fraction > 0 else "segmentation",
-                       expected_patches=int(plan.keep.sum())) as writer:
-        for n_row, (r0, idxs) in enumerate(sorted(by_row.items())):
+                       with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS, task=task,
+                       with_labels=not src.point_labels, expected_patches=int(plan.keep.sum())) as writer:
+        if src.point_labels:
+            dropped_nodata = _write_point_patches(src, s, candidates, plan, writer, records, progress, is_canceled)
+        for n_row, (r0, idxs) in enumerate(sorted(by_row.items()) if not src.point_labels else ()):
             if is_canceled():
                 raise Canceled("cancelled by the user: the dataset folder was not written")
             strip = src.img.ReadAsArray(0, r0, w, p)
@@ -251,15 +341,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
             if strip.ndim == 2:
                 strip = strip[None]
             lab = src.read_labels(r0)
-            valid = np.ones((p, w), bool)
-            mask_valid = src.read_valid(r0)
-            if mask_valid is not None:
-                valid &= mask_valid
-            for b, nd in enumerate(src.nodatas):
-                if nd is not None:
-                    valid &= strip[b] != nd
-            if src.layout is not None:  # valid on at least one date
-                valid &= (strip[[src.layout.valid_index(d) for d in src.layout.dates]] > 0).any(axis=0)
+            valid = _validity(src, strip, src.read_valid(r0))
             for i in sorted(idxs, key=lambda j: candidates[j].col):
                 c0 = candidates[i].col
                 pim = _patch_pixels(src, strip, c0, r0, p)
@@ -293,6 +375,51 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
                        [c.to_dict() for c in classes])
 
 
+def _validity(src: _Sources, pixels: np.ndarray, mask_valid: Optional[np.ndarray]) -> np.ndarray:
+    """Valid pixels of an image strip or window (bands, rows, cols): the mask's, no band at its nodata value, and for
+    a multi-date stack valid on at least one date."""
+    valid = np.ones(pixels.shape[1:], bool)
+    if mask_valid is not None:
+        valid &= mask_valid
+    for b, nd in enumerate(src.nodatas):
+        if nd is not None:
+            valid &= pixels[b] != nd
+    if src.layout is not None:  # valid on at least one date
+        valid &= (pixels[[src.layout.valid_index(d) for d in src.layout.dates]] > 0).any(axis=0)
+    return valid
+
+
+def _write_point_patches(src: _Sources, s: PatchSettings, candidates: List[Candidate], plan: SplitPlan, writer,
+                         records: List[PatchRecord], progress, is_canceled) -> int:
+    """Pass 2 for point labels: each selected patch read as its own window (points lie anywhere), its point's class
+    as a one-hot target; returns the patches dropped for image nodata above MAX_MASKED."""
+    p = s.patch_size
+    order = sorted(plan.selected(), key=lambda j: (candidates[j].row, candidates[j].col))
+    dropped = 0
+    for n, i in enumerate(order):
+        if n % 64 == 0 and is_canceled():
+            raise Canceled("cancelled by the user: the dataset folder was not written")
+        c = candidates[i]
+        win = src.img.ReadAsArray(c.col, c.row, p, p)
+        if win.ndim == 2:
+            win = win[None]
+        pv = _validity(src, win, src.read_valid(c.row, c.col, p))
+        masked = 1.0 - pv.mean()
+        if masked > s.max_masked:
+            dropped += 1
+            continue
+        pim = _patch_pixels(src, win, 0, c.row, p)
+        target = (c.hist[1:] > 0).astype(np.uint8)
+        split = SPLITS[plan.split_of[i]]
+        shard, pos = writer.add(split, pim, None, pv.astype(np.uint8) if src.with_masks else None, target=target)
+        records.append(PatchRecord(split, plan.fold_of[i], shard, pos, c.row, c.col, 1.0, masked,
+                                   target.astype(float)))
+        if n % 64 == 0:
+            src.img.FlushCache()
+            progress(0.3 + 0.65 * (n + 1) / max(1, len(order)))
+    return dropped
+
+
 def ground_resolution(gt, wkt, w: int, h: int, log) -> Optional[float]:
     """The image's pixel size in ground metres for the manifest's ``resolution_m`` (training copies it into the model
     card, where classify checks a raster's pixels against it): the nominal size in a metre CRS such as UTM, the size
@@ -324,8 +451,12 @@ def _manifest_extra(src: _Sources, s: PatchSettings, records: List[PatchRecord],
         "positions": {sp: [[r.row, r.col] for r in records if r.split == sp] for sp in SPLITS},
         "geotransform": list(gt), "image_size": [w, h],
         "mask_rule": "masks-*.npy: 1 = valid; labels are 0 where invalid",
+        "patch_rule": ({"type": "centred_on_points", "centre_pixel": [s.patch_size // 2, s.patch_size // 2],
+                        "target": "the class of the labelled pixel (point) at the centre"}
+                       if src.point_labels else {"type": "grid"}),
         "sampling": {"max_patches": s.max_patches, "class_aware": bool(s.class_aware)},
         **({"timeseries": dataset_entry(src.layout)} if src.layout is not None else {}),
+        **({"class_table": src.class_table} if src.class_table else {}),
         **({"target_rule": {"type": "class_fraction", "min_fraction": s.target_fraction, "of": "labelled pixels"}}
            if s.target_fraction > 0 else {}),
     }

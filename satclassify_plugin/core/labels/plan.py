@@ -14,6 +14,7 @@ import numpy as np
 from ..contract.errors import SatClassifyError
 
 SPLITS = ("train", "val", "test")
+LAYOUTS = ("auto", "grid", "points")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class PatchSettings:
     shard_size: int = 256
     target_fraction: float = 0.0  # > 0: also patch-level multi-label targets (see patch_targets)
     mask_is_noise: bool = False  # the mask marks pixels to drop (nonzero = noisy, rasterizeclc's MIXED), not valid ones
+    #: "grid": patches on a grid over the raster; "points": one patch centred on each labelled pixel (point labels,
+    #: a patch-label dataset); "auto": "points" when the label raster says it holds point labels (rasterizelabels)
+    layout: str = "auto"
 
     def __post_init__(self):
         p = int(self.patch_size)
@@ -55,6 +59,8 @@ class PatchSettings:
         if not 0.0 <= float(self.target_fraction) <= 1.0:
             raise SatClassifyError(f"TARGET_FRACTION {self.target_fraction} must be a fraction between 0 and 1 "
                                    "(0 = no patch-level targets)")
+        if self.layout not in LAYOUTS:
+            raise SatClassifyError(f"patch layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         for name in ("block_size", "k_folds", "seed", "max_patches", "shard_size", "clc_level"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
@@ -170,6 +176,28 @@ def plan_splits(candidates: Sequence[Candidate], settings: PatchSettings,
         plan.notes.append(f"sampling ({'class-aware' if s.class_aware else 'uniform'}): {int(plan.keep.sum())} of "
                           f"{n} patches kept (MAX_PATCHES {s.max_patches})")
     return plan
+
+
+def drop_overlapping(candidates: Sequence[Candidate], plan: SplitPlan, patch_size: int) -> int:
+    """Point patches lie anywhere, so a val/test patch may share pixels with a train patch: drop those val/test
+    patches (kept train patches win). Returns how many were dropped. A grid hash of cells one patch wide: only
+    the 3 x 3 neighbouring cells are compared."""
+    p = int(patch_size)
+    train = SPLITS.index("train")
+    cells: Dict[Tuple[int, int], List[int]] = {}
+    for i in np.nonzero(plan.keep & (plan.split_of == train))[0]:
+        c = candidates[i]
+        cells.setdefault((c.row // p, c.col // p), []).append(int(i))
+    dropped = 0
+    for i in np.nonzero(plan.keep & (plan.split_of != train))[0]:
+        c = candidates[i]
+        cr, cc = c.row // p, c.col // p
+        hit = any(abs(candidates[j].row - c.row) < p and abs(candidates[j].col - c.col) < p
+                  for dr in (-1, 0, 1) for dc in (-1, 0, 1) for j in cells.get((cr + dr, cc + dc), ()))
+        if hit:
+            plan.keep[i] = False
+            dropped += 1
+    return dropped
 
 
 def sample_patches(hists: np.ndarray, split_of: np.ndarray, max_patches: int, class_aware: bool,

@@ -1,4 +1,11 @@
-"""CORINE Land Cover polygons (or a CLC raster) -> uint8 class raster on a target grid (QGIS env only).
+"""CORINE Land Cover polygons (or a CLC raster), or your own labels -> uint8 class raster on a target grid (QGIS env
+only).
+
+Two entry points share one engine: :func:`rasterize_clc` (the CLC preset: ``_ClcScheme``) and
+:func:`rasterize_labels` (own labels: any polygon or point layer with a class field, a class table given or derived,
+:mod:`.classtable`: ``_TableScheme``). Both take a :class:`RasterizeOptions`; a scheme only turns raw codes into
+class values and names the codes it does not know. Own labels also write their class table (with codes) into the
+raster's metadata (:func:`label_metadata`). Points label the pixel holding them (:func:`_rasterize_points`).
 
 Vector input
     Any OGR source (GeoPackage, shapefile, the EEA file geodatabase). The code field is found by name
@@ -22,9 +29,10 @@ Rules
     on the pixels a polygon boundary crosses, the centre rule elsewhere; row strips, memory stays flat).
     Area outside every polygon counts as "no label" and loses ties; fractions within 1e-7 of the pixel tie
     and the tie goes to the lower class value. Where polygons overlap, the later one is on top. The optional
-    mixed raster (uint8, 1 = mixed) marks pixels whose dominant class (or "no label") covers less than
-    ``threshold`` of the pixel, and pixels where overlapping polygons of different classes share area
-    (inside a pixel; for pixels wholly under overlapping polygons: the first and the last one differ).
+    mixed raster (uint8, 0 = pure) marks with 1 (partly covered) pixels whose dominant class (or "no label") covers
+    less than ``threshold`` of the pixel, and with 2 (claimed twice) pixels where overlapping polygons of different
+    classes share area (inside a pixel; for pixels wholly under overlapping polygons: the first and the last one
+    differ).
 
 Raster input
     A CLC raster with grid codes (1..44; 48, 49, 50, 128, 255 = no data) or level-3 codes (111..523;
@@ -33,6 +41,7 @@ Raster input
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -49,6 +58,7 @@ from ..contract import clc
 from ..contract.errors import SatClassifyError
 from ..contract.feedback import Canceled
 from . import clean, coverage
+from .classtable import ClassTable, read_table_csv, table_from_codes, table_from_rows
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -60,6 +70,16 @@ VALUE_FIELD = "satclassify_value"
 #: well as DEFLATE at a fraction of the time
 CLASS_GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=PACKBITS", "BIGTIFF=IF_SAFER")
 POLYGON_TYPES = {ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface, ogr.wkbUnknown}
+POINT_TYPES = {ogr.wkbPoint, ogr.wkbMultiPoint}
+#: MIXED raster values (0 = pure): partly covered = the dominant class (or "no label") covers less than the
+#: threshold (split between classes, or partly outside every polygon); claimed twice = overlapping polygons of
+#: different classes share area in the pixel. Nonzero = noisy (buildpatches MASK_IS_NOISE)
+MIXED_PARTLY, MIXED_TWICE = 1, 2
+MIXED_CLASSES = ({"value": MIXED_PARTLY, "name": "partly covered", "color": "#ff00ff"},
+                 {"value": MIXED_TWICE, "name": "claimed twice", "color": "#ff0000"})
+#: dataset metadata of a class raster of own labels (:func:`label_metadata`)
+CLASSES_KEY = "SATCLASSIFY_CLASSES"
+LABELS_KEY = "SATCLASSIFY_LABELS"
 
 
 @dataclass
@@ -109,7 +129,123 @@ class RasterizeResult:
     unmapped: Dict[str, int] = field(default_factory=dict)
     no_code: int = 0
     mixed_pixels: int = 0
+    #: MIXED values -> pixels: 1 = partly covered (split between classes / partly outside every polygon),
+    #: 2 = claimed twice (overlapping polygons of different classes)
+    mixed_counts: Dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: own labels: the class table (:class:`~.classtable.ClassTable`); points: what became of them
+    table: Optional[ClassTable] = None
+    points: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RasterizeOptions:
+    """What the user chose for a rasterization (rasterizeclc's and rasterizelabels' parameters), checked when made.
+
+    ``level``/``mapping_csv``: the CLC preset (:func:`rasterize_clc`); ``class_table_csv``/``class_rows``: a given
+    class table of own labels (:func:`rasterize_labels`; neither: derived from the field's codes)."""
+    level: int = 3
+    mapping_csv: Optional[str] = None
+    field_name: Optional[str] = None
+    layer_name: Optional[str] = None
+    rule: str = "centre"
+    mixed_output: Optional[str] = None
+    threshold: float = 0.75
+    class_table_csv: Optional[str] = None
+    class_rows: Optional[Tuple[dict, ...]] = None
+    class_rows_name: str = "class table layer"
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise SatClassifyError(f"rule must be one of {', '.join(RULES)}, not {self.rule!r}")
+        if self.mixed_output and self.rule != "majority":
+            raise SatClassifyError("the mixed-pixel raster needs the majority rule: choose RULE = majority")
+        if not 0.0 < float(self.threshold) <= 1.0:
+            raise SatClassifyError(f"mixed threshold must be in (0, 1], not {self.threshold}")
+        if self.class_table_csv and self.class_rows is not None:
+            raise SatClassifyError("give the class table once: a CSV file or a table layer, not both")
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+
+class _Scheme:
+    """How the raw codes of a class field become class values, and how to speak about them."""
+    kind = "codes"                 # "features have codes that are not <kind>"
+    what = "polygons"
+    allows_points = False
+
+    def __init__(self, table):
+        self.table = list(table)
+
+    def lookup(self, raw) -> int:
+        """> 0 the class value, 0 no code (no label), -1 a code left as no label and reported."""
+        raise NotImplementedError
+
+    def unmapped(self, unknown: Dict[str, int]) -> Dict[str, int]:
+        return {}
+
+    def none_known(self, unknown, unmapped) -> str:
+        return "choose the right class field"
+
+    def metadata(self) -> Optional[dict]:
+        return None
+
+
+class _ClcScheme(_Scheme):
+    kind = "CLC level-3 codes"
+    what = "CLC polygons"
+
+    def __init__(self, level: int, mapping_csv: Optional[str]):
+        code2val, table = class_table(level, mapping_csv)
+        super().__init__(table)
+        self.code2val = code2val
+
+    def lookup(self, raw) -> int:
+        try:
+            code = clc.parse_code(raw)  # a fractional code (211.7) is refused here: never truncated to 211
+        except SatClassifyError:
+            return -1
+        if code is None:
+            return 0
+        return self.code2val.get(code, -1)
+
+    def unmapped(self, unknown):
+        return _unmapped(unknown)
+
+    def none_known(self, unknown, unmapped):
+        if unknown and len(unmapped) == len(unknown):
+            return "the mapping table (MAPPING) maps none of these CLC codes: add them to it"
+        return "choose the right code field or a mapping table"
+
+
+class _TableScheme(_Scheme):
+    kind = "codes of the class table"
+    what = "label features"
+    allows_points = True
+
+    def __init__(self, table: ClassTable):
+        super().__init__(table.classes)
+        self.ct = table
+
+    def lookup(self, raw) -> int:
+        return self.ct.value_of(raw)
+
+    def none_known(self, unknown, unmapped):
+        return "check the class field (FIELD) and that the class table's codes are the field's values"
+
+    def metadata(self) -> dict:
+        return label_metadata(self.table, self.ct)
+
+
+def label_metadata(classes, table: Optional[ClassTable] = None, points: bool = False) -> dict:
+    """Dataset metadata of a class raster of own labels: the class table with its codes (``SATCLASSIFY_CLASSES``,
+    JSON; category names cannot hold codes, and :func:`raster.classes_from_raster` reads it back), where the table
+    came from, and ``SATCLASSIFY_LABELS`` = "points" for point labels (buildpatches then centres a patch on each
+    labelled pixel)."""
+    md = {CLASSES_KEY: json.dumps([c.to_dict() for c in classes])}
+    if table is not None:
+        md["SATCLASSIFY_CLASS_TABLE"] = json.dumps(table.manifest_entry())
+    md[LABELS_KEY] = "points" if points else "polygons"
+    return md
 
 
 def class_table(level: int = 3, mapping_csv: Optional[str] = None):
@@ -129,7 +265,7 @@ def _literal(raw) -> str:
     return repr(raw)
 
 
-def find_code_field(layer: ogr.Layer, wanted: Optional[str] = None) -> str:
+def find_code_field(layer: ogr.Layer, wanted: Optional[str] = None, required: bool = False) -> str:
     defn = layer.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     lower = {n.lower(): n for n in names}
@@ -137,7 +273,11 @@ def find_code_field(layer: ogr.Layer, wanted: Optional[str] = None) -> str:
         if wanted.lower() in lower:
             return lower[wanted.lower()]
         raise SatClassifyError(f"field '{wanted}' is not in layer '{layer.GetName()}' "
-                               f"(fields: {', '.join(names) or 'none'}): choose the CLC code field")
+                               f"(fields: {', '.join(names) or 'none'}): choose the "
+                               + ("class field" if required else "CLC code field"))
+    if required:
+        raise SatClassifyError(f"no class field given: choose the field of layer '{layer.GetName()}' that holds the "
+                               f"class codes (FIELD; fields: {', '.join(names) or 'none'})")
     for cand in CODE_FIELDS:
         if cand in lower:
             return lower[cand]
@@ -162,31 +302,31 @@ def _open_vector(path: str, layer_name: Optional[str]):
     return ds, lyr
 
 
-def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_csv: Optional[str] = None,
-                  field_name: Optional[str] = None, layer_name: Optional[str] = None, rule: str = "centre",
-                  mixed_output: Optional[str] = None, threshold: float = 0.75,
-                  progress: Optional[Callable[[float], None]] = None,
-                  is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None) -> RasterizeResult:
-    t0 = time.perf_counter()
-    log = log or (lambda m: None)
-    progress = progress or (lambda f: None)
-    is_canceled = is_canceled or (lambda: False)
-    if rule not in RULES:
-        raise SatClassifyError(f"rule must be one of {', '.join(RULES)}, not {rule!r}")
-    if mixed_output and rule != "majority":
-        raise SatClassifyError("the mixed-pixel raster needs the majority rule: choose RULE = majority")
-    if not 0.0 < float(threshold) <= 1.0:
-        raise SatClassifyError(f"mixed threshold must be in (0, 1], not {threshold}")
+def _callbacks(progress, is_canceled, log):
+    return (progress or (lambda f: None), is_canceled or (lambda: False), log or (lambda m: None))
+
+
+def _check_grid(grid: Grid, source: str, what: str) -> None:
     if grid.width <= 0 or grid.height <= 0:
         raise SatClassifyError("the target grid is empty")
-    code2val, table = class_table(level, mapping_csv)
     if not source:
-        raise SatClassifyError("no CLC input given")
-    vds, lyr = _open_vector(source, layer_name)
+        raise SatClassifyError(f"no {what} input given")
+
+
+def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
+                  progress: Optional[Callable[[float], None]] = None,
+                  is_canceled: Optional[Callable[[], bool]] = None,
+                  log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+    """CLC polygons or a CLC raster -> class raster on ``grid``. ``options`` (or the same names as keywords, e.g.
+    ``level=2, rule="majority"``) are the user's choices (:class:`RasterizeOptions`)."""
+    t0 = time.perf_counter()
+    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    o = options or RasterizeOptions(**option_kw)
+    _check_grid(grid, source, "CLC")
+    scheme = _ClcScheme(o.level, o.mapping_csv)
+    vds, lyr = _open_vector(source, o.layer_name)
     if vds is not None:
-        result = _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, mixed_output,
-                                   float(threshold), progress, is_canceled, log)
+        result = _rasterize_vector(vds, lyr, output, grid, scheme, o, progress, is_canceled, log)
     else:
         try:
             rds = gdal.OpenEx(source, gdal.OF_RASTER)
@@ -194,18 +334,58 @@ def rasterize_clc(source: str, output: str, grid: Grid, level: int = 3, mapping_
             raise SatClassifyError(f"cannot open CLC input '{source}' as polygons or raster: {e}")
         if rds is None:
             raise SatClassifyError(f"cannot open CLC input '{source}' as polygons or raster")
-        if rule == "all_touched":
+        if o.rule == "all_touched":
             raise SatClassifyError("the all-touched rule applies to polygons: choose centre or majority "
                                    "for a CLC raster")
-        result = _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_canceled, log)
+        result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, progress, is_canceled,
+                                   log)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
+                     progress: Optional[Callable[[float], None]] = None,
+                     is_canceled: Optional[Callable[[], bool]] = None,
+                     log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+    """Own labels: any polygon (or point) layer with a class field (``field_name``, required; text or numbers)
+    -> class raster on ``grid`` with the class table given (``class_table_csv`` / ``class_rows``) or derived from
+    the field's codes (:mod:`.classtable`). The same engine and rules as :func:`rasterize_clc` for polygons; points
+    label the pixel holding each point (:func:`_rasterize_points`)."""
+    t0 = time.perf_counter()
+    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    o = options or RasterizeOptions(**option_kw)
+    _check_grid(grid, source, "label")
+    vds, lyr = _open_vector(source, o.layer_name)
+    if vds is None:
+        raise SatClassifyError(f"cannot open '{source}' as a vector layer: give polygons or points with a class field "
+                               "(a class raster needs no rasterizing: give it to buildpatches as LABELS)")
+    code_field = find_code_field(lyr, o.field_name, required=True)
+    defn = lyr.GetLayerDefn()
+    ftype = defn.GetFieldDefn(defn.GetFieldIndex(code_field)).GetType()
+    numeric = ftype in (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
+    distinct = None
+    if o.class_table_csv:
+        table = read_table_csv(o.class_table_csv, numeric)
+    elif o.class_rows is not None:
+        table = table_from_rows(o.class_rows, numeric, where=o.class_rows_name)
+    else:
+        distinct = _distinct(vds, lyr, code_field)  # read once: the table and the SQL both need it
+        table = table_from_codes([raw for raw, _n in distinct], numeric,
+                                 where=f"field '{code_field}' of layer '{lyr.GetName()}'")
+    log(f"class table ({table.source}): " + ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code
+                                                                                     else "")
+                                                      for c in table.classes[:20])
+        + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
+    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, progress, is_canceled, log,
+                               code_field=code_field, distinct=distinct)
+    result.table = table
     result.seconds = time.perf_counter() - t0
     return result
 
 
 # -- vector ---------------------------------------------------------------------------------------
-def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple[str, Dict[str, int], int, int, dict]:
-    """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known,
-    {raw value: class value} of the known codes: the SQL's CASE as a lookup)."""
+def _distinct(ds, lyr, code_field: str) -> List[Tuple[object, int]]:
+    """The field's distinct raw values with their feature counts."""
     lname = lyr.GetName()
     q = f"SELECT {_quote(code_field)} AS c, COUNT(*) AS n FROM {_quote(lname)} GROUP BY {_quote(code_field)}"
     try:
@@ -218,21 +398,25 @@ def _value_sql(ds, lyr, code_field: str, code2val: Dict[int, int], log) -> Tuple
             distinct.append((f.GetField(0), f.GetField(1)))
     finally:
         ds.ReleaseResultSet(res)
+    return distinct
+
+
+def _value_sql(ds, lyr, code_field: str, scheme: _Scheme,
+               distinct=None) -> Tuple[str, Dict[str, int], int, int, dict]:
+    """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known,
+    {raw value: class value} of the known codes: the SQL's CASE as a lookup). ``distinct``: the field's
+    (value, count) pairs when already read."""
+    lname = lyr.GetName()
     unknown: Dict[str, int] = {}
     no_code = known = 0
     whens = []
     lut = {}
-    for raw, n in distinct:
-        try:
-            code = clc.parse_code(raw)  # a fractional code (211.7) is refused here: never truncated to 211
-        except SatClassifyError:
-            unknown[str(raw)] = unknown.get(str(raw), 0) + n
-            continue
-        if code is None:
+    for raw, n in (distinct if distinct is not None else _distinct(ds, lyr, code_field)):
+        value = scheme.lookup(raw)
+        if value == 0:
             no_code += n
             continue
-        value = code2val.get(code)
-        if value is None:
+        if value < 0:
             unknown[str(raw)] = unknown.get(str(raw), 0) + n
             continue
         known += n
@@ -272,10 +456,10 @@ def _log_unknown(unknown: Dict[str, int], unmapped: Dict[str, int], what: str, f
             log(f"WARNING: {sum(part.values())} {what} {text} and are left as no label (0): {shown}")
 
 
-def _layer_srs(ds, lyr):
-    """The CLC layer's CRS (None when it has none). A CRS that cannot be read or used (a damaged .prj beside a
-    shapefile, an unknown projection method) is refused, naming the CRS and its file, instead of failing later in
-    the SQL or the reprojection with PROJ's words (blamed on the code field)."""
+def _layer_srs(ds, lyr, what: str = "CLC layer"):
+    """The CLC (or label) layer's CRS (None when it has none). A CRS that cannot be read or used (a damaged .prj
+    beside a shapefile, an unknown projection method) is refused, naming the CRS and its file, instead of failing
+    later in the SQL or the reprojection with PROJ's words (blamed on the code field)."""
     prj = os.path.splitext(ds.GetDescription())[0] + ".prj"
     where = f" (its CRS file '{prj}')" if os.path.isfile(prj) else ""
     problem = None
@@ -290,7 +474,7 @@ def _layer_srs(ds, lyr):
         problem = "GDAL recognises no CRS in it"  # else the polygons would silently be taken as in the grid's CRS
     if problem:
         raise SatClassifyError(
-            f"the CRS of CLC layer '{lyr.GetName()}'{where} is not valid ({problem}): fix or replace the CRS "
+            f"the CRS of {what} '{lyr.GetName()}'{where} is not valid ({problem}): fix or replace the CRS "
             "definition (e.g. the .prj of the CLC data as downloaded, or Layer > Set CRS in QGIS and save the layer "
             "with it)")
     return srs
@@ -325,33 +509,45 @@ def _gdal_callback(progress, is_canceled, start: float, span: float):
     return cb
 
 
-def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule, mixed_output, threshold,
-                      progress, is_canceled, log) -> RasterizeResult:
+def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, progress, is_canceled, log,
+                      code_field: Optional[str] = None, distinct=None) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
-    if gtype not in POLYGON_TYPES:
+    if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
+        lyr.ResetReading()
+        first = lyr.GetNextFeature()
+        lyr.ResetReading()
+        if first is not None and first.GetGeometryRef() is not None:
+            gtype = ogr.GT_Flatten(first.GetGeometryRef().GetGeometryType())
+    points = scheme.allows_points and gtype in POINT_TYPES
+    if gtype not in POLYGON_TYPES and not points:
         raise SatClassifyError(f"layer '{lyr.GetName()}' has {ogr.GeometryTypeToName(gtype)} geometries: "
-                               "CORINE Land Cover needs polygons")
+                               + ("give polygons (or points, for patch labels)" if scheme.allows_points
+                                  else "CORINE Land Cover needs polygons"))
+    if points and o.mixed_output:
+        raise SatClassifyError("the mixed-pixel raster (MIXED) applies to polygons, not to points: leave it empty")
     nfeat = lyr.GetFeatureCount()
     if nfeat == 0:
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
-    code_field = find_code_field(lyr, field_name)
-    log(f"CLC layer '{lyr.GetName()}': {nfeat} features, code field '{code_field}'")
-    src_srs = _layer_srs(vds, lyr)  # before any SQL: a broken CRS would fail there, blamed on the code field
-    sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, code2val, log)
-    result = RasterizeResult(output, list(table), features=nfeat, unknown=unknown, no_code=no_code,
-                             unmapped=_unmapped(unknown))
-    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log)
+    code_field = code_field or find_code_field(lyr, o.field_name)
+    layer_what = "CLC layer" if isinstance(scheme, _ClcScheme) else "label layer"
+    log(f"{layer_what} '{lyr.GetName()}': {nfeat} features, {'code' if layer_what[0] == 'C' else 'class'} field "
+        f"'{code_field}'")
+    src_srs = _layer_srs(vds, lyr, layer_what)  # before any SQL: a broken CRS would fail there, blamed on the field
+    sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, distinct)
+    result = RasterizeResult(output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code,
+                             unmapped=scheme.unmapped(unknown))
+    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log, scheme.kind)
     if no_code:
-        log(f"{no_code} features have no code (empty, NULL or CLC no-data 999/990/995): no label")
+        log(f"{no_code} features have no code (empty, NULL"
+            + (" or CLC no-data 999/990/995" if isinstance(scheme, _ClcScheme) else "") + "): no label")
     if known == 0:
-        raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known CLC code in "
-                               f"field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
-                               + ("the mapping table (MAPPING) maps none of these CLC codes: add them to it"
-                                  if unknown and len(result.unmapped) == len(unknown)
-                                  else "choose the right code field or a mapping table"))
+        raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known "
+                               + ("CLC code" if isinstance(scheme, _ClcScheme) else "code of the class table")
+                               + f" in field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
+                               + scheme.none_known(unknown, result.unmapped))
     dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
-        log("WARNING: the CLC layer has no CRS; its coordinates are taken to be in the output grid's CRS")
+        log(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
     elif dst_srs is None:
         log("WARNING: the output grid has no CRS; the polygons are not reprojected")
     rect = _filter_rect(grid, src_srs, dst_srs)
@@ -361,22 +557,36 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
     if n_inside == 0:
         e = lyr.GetExtent()
         raise SatClassifyError(
-            f"no polygon of layer '{lyr.GetName()}' overlaps the output grid (grid bounds in the layer's CRS: "
-            f"{rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: {e[0]:.0f}, {e[2]:.0f}, "
-            f"{e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of both")
+            f"no {'point' if points else 'polygon'} of layer '{lyr.GetName()}' overlaps the output grid (grid bounds "
+            f"in the layer's CRS: {rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: "
+            f"{e[0]:.0f}, {e[2]:.0f}, {e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of "
+            "both")
     log(f"{n_inside} features around the output grid")
+    if points:
+        if o.rule != "centre":
+            log(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
+        md = label_metadata(scheme.table, scheme.ct, points=True)
+        with raster.AtomicOutput(output) as tmp:
+            out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
+                                         nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table, metadata=md)
+            result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), is_canceled, log)
+            out.FlushCache()
+            out = None
+        progress(1.0)
+        return result
     with raster.AtomicOutput(output) as tmp:
         out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
+                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table,
+                                     metadata=scheme.metadata())
         band = out.GetRasterBand(1)
-        if rule in ("centre", "all_touched"):
+        if o.rule in ("centre", "all_touched"):
             filt = ogr.CreateGeometryFromWkt(
                 f"POLYGON(({rect[0]} {rect[1]},{rect[2]} {rect[1]},{rect[2]} {rect[3]},{rect[0]} {rect[3]},"
                 f"{rect[0]} {rect[1]}))")
             res = vds.ExecuteSQL(sql, spatialFilter=filt, dialect="SQLITE")
             try:
                 opts = [f"ATTRIBUTE={VALUE_FIELD}"]
-                if rule == "all_touched":
+                if o.rule == "all_touched":
                     opts.append("ALL_TOUCHED=TRUE")
                 try:
                     gdal.RasterizeLayer(out, [1], res, options=opts,
@@ -390,19 +600,88 @@ def _rasterize_vector(vds, lyr, output, grid, code2val, table, field_name, rule,
         else:
             same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
             direct = (lyr, code_field, lut) if same_crs else None
-            with _MixedWriter(mixed_output, grid) as mixed:
-                result.mixed_pixels = _majority(vds, sql, rect, grid, band, mixed, threshold, progress,
+            with _MixedWriter(o.mixed_output, grid) as mixed:
+                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, progress,
                                                 is_canceled, log, direct)
+                result.mixed_pixels = sum(result.mixed_counts.values())
         out.FlushCache()
         out = None
-    if rule == "majority" and mixed_output:
-        log(f"mixed pixels: {result.mixed_pixels}")
+    if o.rule == "majority" and o.mixed_output:
+        log(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
+            f"{result.mixed_counts.get(MIXED_TWICE, 0)} claimed twice by overlapping polygons of different classes)")
     progress(1.0)
     return result
 
 
+def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dict[str, int]:
+    """Point labels: each point labels the pixel that holds it (points reprojected to the grid's CRS like the
+    polygons). Several points of one class in a pixel count once; points of different classes in one pixel leave it
+    unlabelled (reported); points outside the grid are counted. Returns the counts."""
+    mem = _memory_layer(vds, sql, rect, grid, what="points")
+    lyr = mem.GetLayer(0)
+    vi = lyr.GetLayerDefn().GetFieldIndex(VALUE_FIELD)
+    gt = grid.geotransform
+    cells: Dict[Tuple[int, int], int] = {}
+    counts = {"points": 0, "labelled_pixels": 0, "outside": 0, "duplicates": 0, "conflicts": 0, "no_label": 0}
+    conflict = set()
+    for n, f in enumerate(lyr):
+        if n % 4096 == 0 and is_canceled():
+            raise Canceled()
+        g = f.GetGeometryRef()
+        v = f.GetField(vi)
+        if g is None:
+            continue
+        parts = [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())] if g.GetGeometryCount() else [g]
+        for pt in parts:
+            if pt is None or pt.IsEmpty():
+                continue
+            counts["points"] += 1
+            if not v:
+                counts["no_label"] += 1
+                continue
+            col = int(math.floor((pt.GetX() - gt[0]) / gt[1]))
+            row = int(math.floor((pt.GetY() - gt[3]) / gt[5]))
+            if not (0 <= col < grid.width and 0 <= row < grid.height):
+                counts["outside"] += 1
+                continue
+            old = cells.get((row, col))
+            if old is None:
+                cells[(row, col)] = int(v)
+            elif old == int(v):
+                counts["duplicates"] += 1
+            else:
+                conflict.add((row, col))
+    for rc in conflict:
+        cells.pop(rc, None)
+    counts["conflicts"] = len(conflict)
+    counts["labelled_pixels"] = len(cells)
+    if not cells:
+        raise SatClassifyError("no labelled point lies on the output grid (outside it: "
+                               f"{counts['outside']}, without a known code: {counts['no_label']}): check the grid and "
+                               "the class field")
+    by_row: Dict[int, List[Tuple[int, int]]] = {}
+    for (r, c), v in cells.items():
+        by_row.setdefault(r, []).append((c, v))
+    rows = max(1, min(grid.height, (8 * 2 ** 20) // max(1, grid.width)))
+    for y0 in range(0, grid.height, rows):
+        r = min(rows, grid.height - y0)
+        a = np.zeros((r, grid.width), np.uint8)
+        for y in range(y0, y0 + r):
+            for c, v in by_row.get(y, ()):
+                a[y - y0, c] = v
+        band.WriteArray(a, 0, y0)
+    log(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
+        + (f", {counts['duplicates']} in a pixel already holding a point of their class" if counts["duplicates"]
+           else "")
+        + (f", {counts['outside']} outside the grid" if counts["outside"] else ""))
+    if conflict:
+        log(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
+    return counts
+
+
 class _MixedWriter:
-    """Optional uint8 0/1 raster written atomically beside the class raster."""
+    """Optional uint8 mixed-pixel raster (0 pure, 1 partly covered, 2 claimed twice) written atomically beside the
+    class raster."""
 
     def __init__(self, path: Optional[str], grid: Grid):
         self.path, self.grid, self.ctx, self.ds, self.band = path, grid, None, None, None
@@ -414,7 +693,7 @@ class _MixedWriter:
             self.ds = raster.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
                                              self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS,
                                              descriptions=["mixed"], nodata_name="pure",
-                                             classes=[{"value": 1, "name": "mixed", "color": "#ff00ff"}])
+                                             classes=MIXED_CLASSES)
             self.band = self.ds.GetRasterBand(1)
         return self
 
@@ -428,7 +707,7 @@ class _MixedWriter:
         return False
 
 
-def _memory_layer(vds, sql, rect, grid, reverse=False):
+def _memory_layer(vds, sql, rect, grid, what="polygons"):
     opts = dict(format="Memory", SQLStatement=sql, SQLDialect="SQLITE", spatFilter=list(rect),
                 geometryType="PROMOTE_TO_MULTI")
     if grid.wkt:
@@ -436,7 +715,7 @@ def _memory_layer(vds, sql, rect, grid, reverse=False):
     try:
         mem = gdal.VectorTranslate("", vds, **opts)
     except RuntimeError as e:
-        raise SatClassifyError(f"cannot read the CLC polygons: {e}")
+        raise SatClassifyError(f"cannot read the {what}: {e}")
     return mem
 
 
@@ -450,7 +729,8 @@ def _reversed_copy(mem):
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
-def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log, direct=None) -> int:
+def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log,
+              direct=None) -> Dict[int, int]:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
     overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
@@ -496,7 +776,8 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         return _burn(drv, w, r, sgt, grid.wkt, layer, srect)
 
     starts = list(range(0, h, rows))
-    n_mixed = n_irregular = 0
+    n_irregular = 0
+    n_mixed = np.zeros(3, np.int64)
 
     def strip_task(s, y0):
         """Classes of strip ``s`` (in a worker: numpy and GDAL release the GIL, so two strips are computed at once
@@ -550,7 +831,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                     v, dom, ovl = extra["painter"].pixels(cells // w + y0, cells % w)
                 flat[cells] = v
                 if m is not None:
-                    m.reshape(-1)[cells] = (dom < threshold - coverage.EPS) | ovl
+                    m.reshape(-1)[cells] = np.where(ovl, MIXED_TWICE, (dom < threshold - coverage.EPS) * MIXED_PARTLY)
             if m is not None and res.irregular_runs:
                 # pixels wholly under overlapping polygons: mixed where the first and the last one differ
                 if "rev" not in extra:
@@ -559,11 +840,11 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 rev = burn_strip(y0, extra["rev"].GetLayer(0))
                 interior = np.ones(r * w, bool)
                 interior[res.cells] = False
-                m.reshape(-1)[interior & (rev.reshape(-1) != flat)] = 1
+                m.reshape(-1)[interior & (rev.reshape(-1) != flat)] = MIXED_TWICE
             out_rows.add(centre)
             if m is not None:
                 mixed_rows.add(m)
-                n_mixed += int(np.count_nonzero(m))
+                n_mixed += np.bincount(m.ravel(), minlength=3)[:3]
             progress((y0 + r) / h)
         out_rows.close()
         if mixed_rows is not None:
@@ -573,7 +854,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
     if n_irregular:
         log(f"{n_irregular} pixels under overlapping or invalid polygons: class areas recomputed with the later "
             "polygon on top")
-    return n_mixed
+    return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
 
 
 class _TileRows:

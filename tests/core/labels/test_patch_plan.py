@@ -77,3 +77,25 @@ def test_sampling_keeps_quota_per_split_and_class_aware_prefers_rare_classes():
     uniform = sample_patches(hists, split_of, 20, class_aware=False, rng=np.random.default_rng(0))
     assert uniform.sum() == 20 and uniform[rare].sum() < keep[rare].sum()
     assert SPLITS == ("train", "val", "test")
+
+
+def test_point_patches_overlapping_a_train_patch_leave_val_and_test():
+    """Point labels put patches anywhere: a val/test patch sharing a pixel with a kept train patch is dropped (the
+    train patch stays); touching edges (16 px apart) share no pixel and stay."""
+    from satclassify_plugin.core.labels.plan import SplitPlan, drop_overlapping
+
+    h = np.array([0, 1])
+    cands = [Candidate(0, 0, h, 1.0, 0.0), Candidate(10, 5, h, 1.0, 0.0), Candidate(0, 16, h, 1.0, 0.0),
+             Candidate(40, 40, h, 1.0, 0.0), Candidate(50, 50, h, 1.0, 0.0), Candidate(80, 80, h, 1.0, 0.0)]
+    split = np.array([SPLITS.index(s) for s in ("train", "val", "test", "train", "test", "val")])
+    plan = SplitPlan(split_of=split, fold_of=[-1] * 6, keep=np.ones(6, bool))
+    assert drop_overlapping(cands, plan, 16) == 2
+    assert plan.keep.tolist() == [True, False, True, True, False, True]
+    plan.keep[3] = False  # a train patch left out by sampling protects nothing
+    plan.keep[4] = True
+    assert drop_overlapping(cands, plan, 16) == 0 and plan.keep[4]
+
+
+def test_layout_is_checked():
+    with pytest.raises(SatClassifyError, match="patch layout must be one of auto, grid, points"):
+        PatchSettings(layout="centred")

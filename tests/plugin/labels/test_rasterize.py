@@ -114,13 +114,40 @@ def test_majority_known_answers_and_mixed(run_alg, tmp_path):
     got = read_raster(res["OUTPUT"])
     assert got.tolist() == [[v[211], v[311], v[512], v[231]], [v[111], v[411], 0, 0]]
     mixed = read_raster(res["MIXED"])
-    # exactly 0.84 >= 0.8 -> pure (4 x 4 sub-pixels used to say 12/16 = 0.75); 40 % -> mixed; pure; overlap of
-    # different classes; same-class overlap; 70 %
-    assert mixed.tolist() == [[0, 1, 0, 1], [0, 1, 0, 0]]
+    # exactly 0.84 >= 0.8 -> pure (4 x 4 sub-pixels used to say 12/16 = 0.75); 40 % -> partly covered (1); pure;
+    # overlap of different classes -> claimed twice (2); same-class overlap: pure; 70 % -> partly covered (1)
+    assert mixed.tolist() == [[0, 1, 0, 2], [0, 1, 0, 0]]
     # the centre rule leaves the holed pixel empty and gives the 3-way pixel to its centre (14..17 -> 312)
     res = run_alg("satclassify:rasterizeclc", {"INPUT": src, "REFERENCE": ref, "LEVEL": 2, "RULE": 0,
                                                "OUTPUT": str(tmp_path / "cen.tif")})
     assert read_raster(res["OUTPUT"])[0, :2].tolist() == [0, v[312]]
+
+
+def test_mixed_tells_partly_covered_from_claimed_twice(run_alg, tmp_path):
+    """MIXED 1 = partly covered (split between classes, or partly outside every polygon: edge pixels), 2 = claimed
+    twice (overlapping polygons of different classes share area: wholly or in part), with category names."""
+    polys = [
+        (box(0, 0, 25, 10), {"code_18": "211"}),    # pixels (0,0), (0,1) pure; (0,2): 50 % 211, 50 % outside
+        (box(0, 10, 15, 20), {"code_18": "211"}),   # pixel (1,1): split 211 | 311 at x = 15 (50/50)
+        (box(15, 10, 20, 20), {"code_18": "311"}),
+        (box(20, 10, 28, 20), {"code_18": "211"}),  # pixel (1,2): 211 on 0-8, 311 on 2-10: overlap 60 % of it
+        (box(22, 10, 30, 20), {"code_18": "311"}),
+        (box(30, 0, 40, 20), {"code_18": "512"}),   # pixels (0,3), (1,3): water, and a forest over (1,3) entirely
+        (box(30, 10, 40, 20), {"code_18": "311"}),
+    ]
+    src = make_polygons(tmp_path / "m.gpkg", polys, epsg=UTM32N, fields=STR)
+    ref = ref_raster(tmp_path, w=4, h=2)
+    log = LogFeedback()
+    res = run_alg("satclassify:rasterizeclc", {"INPUT": src, "REFERENCE": ref, "LEVEL": 2, "RULE": 2,
+                                               "OUTPUT": str(tmp_path / "o.tif"), "MIXED": str(tmp_path / "x.tif")},
+                  feedback=log)
+    assert read_raster(res["MIXED"]).tolist() == [[0, 0, 1, 0], [0, 1, 2, 2]]
+    ds = gdal.Open(res["MIXED"])
+    assert raster.category_names(ds)[:3] == ["pure", "partly covered", "claimed twice"]
+    assert ds.GetRasterBand(1).GetNoDataValue() is None  # 0 = pure is a value, not nodata
+    text = "\n".join(log.messages)
+    assert "mixed pixels: 3 (2 partly covered, 1 claimed twice" in text or \
+        "mixed pixels: 4 (2 partly covered, 2 claimed twice" in text, text
 
 
 def test_levels_and_legend(run_alg, tmp_path):
