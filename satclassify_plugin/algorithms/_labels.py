@@ -17,7 +17,7 @@ from qgis.core import (
 from .. import compat
 from ..core.contract.errors import SatClassifyError
 from .base import refuse_degree_pixels, target_crs
-from .layers import raster_layer_path
+from .layers import gdal_raster_source
 
 RULE_OPTIONS = ["Pixel centre (GDAL default)", "All touched", "Majority coverage"]
 RULES = ["centre", "all_touched", "majority"]
@@ -93,7 +93,7 @@ def output_grid(alg, parameters, context, feedback):
     size in metres: the UTM zone of its centre)."""
     from ..core.labels.rasterize import Grid
 
-    ref = raster_layer_path(alg.parameterAsRasterLayer(parameters, "REFERENCE", context), "reference")
+    ref = gdal_raster_source(alg, parameters, "REFERENCE", context, "reference")
     if ref is not None:
         return Grid.from_raster(ref)
     if parameters.get("EXTENT") in (None, ""):

@@ -20,7 +20,7 @@ from .. import compat
 from ..core.contract.errors import SatClassifyError, io_error_message, is_gdal_error
 from ..core.contract.feedback import Monitor
 from ..core.contract.paths import check_outputs, check_style_sidecar, style_sidecar
-from .layers import input_paths
+from .layers import input_paths, remote_inputs
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icons", "satclassify.svg")
 
@@ -91,7 +91,11 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
         message = None
         try:
             self.check_output_paths(parameters, context)
-            return self.run_tool(parameters, context, feedback)
+            remote = remote_inputs(self, parameters)
+            if not remote:
+                return self.run_tool(parameters, context, feedback)
+            with remote_read_config(list(remote.values())):
+                return self.run_tool(parameters, context, feedback)
         except SatClassifyError as e:
             message = str(e)
             _drop_frames(e)
@@ -113,6 +117,23 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
 
     def run_tool(self, parameters, context, feedback):
         raise NotImplementedError
+
+    def checkParameterValues(self, parameters, context):
+        """A raster given as a remote file (``/vsicurl/...``, ``/vsis3/...``, an http(s) URL: QGIS cannot load
+        those as layers in qgis_process) is checked by opening it with GDAL, through QGIS's proxy; the other
+        parameters as Processing checks them."""
+        remote = remote_inputs(self, parameters)
+        if remote:
+            from qgis.core import QgsProperty
+
+            with remote_read_config(list(remote.values())):
+                for name, path in remote.items():
+                    problem = remote_raster_problem(path)
+                    if problem:
+                        return False, f"{name}: {problem}"
+            # Processing accepts a property without loading it as a layer; the tool reads the path with GDAL
+            parameters = {**parameters, **{n: QgsProperty.fromValue(parameters[n]) for n in remote}}
+        return super().checkParameterValues(parameters, context)
 
     def add_advanced(self, *params) -> None:
         """Add parameters shown under the dialog's "Advanced parameters"."""
@@ -217,3 +238,35 @@ def _drop_frames(exc: BaseException) -> None:
     if tb is not None:
         traceback.clear_frames(tb)
     exc.__traceback__ = None
+
+
+def remote_read_config(urls):
+    """GDAL's settings for reading remote inputs (``/vsicurl/`` ...) for the duration of a tool: the network
+    deadlines, and QGIS's proxy (Settings > Network; without one the standard HTTPS_PROXY / NO_PROXY variables
+    apply), restored afterwards."""
+    from ..core.net import ProxyConfig
+    from ..core.s2.stack import gdal_remote_config
+    from ._network import qgis_proxy
+
+    proxy = qgis_proxy() or ProxyConfig.from_env()
+    http = [u[len("/vsicurl/"):] for u in urls if u.startswith("/vsicurl/")]
+    # a user's file may be any raster GDAL reads (or a signed URL without an extension): no extension filter
+    return gdal_remote_config(CPL_VSIL_CURL_ALLOWED_EXTENSIONS=None, **proxy.gdal_options(http))
+
+
+def remote_raster_problem(path):
+    """None when GDAL opens the remote raster ``path``; else what is wrong, with the fix."""
+    from osgeo import gdal
+
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+    except RuntimeError as e:
+        ds, why = None, str(e).strip()
+    else:
+        why = gdal.GetLastErrorMsg().strip()
+    if ds is None:
+        return (f"GDAL cannot open the remote raster '{path}'" + (f" ({why})" if why else "") + ": check the "
+                "address (a GeoTIFF / COG URL, given as https://... or /vsicurl/https://...), the access rights, "
+                "and the network (proxy: QGIS Settings > Options > Network)")
+    ds = None
+    return None

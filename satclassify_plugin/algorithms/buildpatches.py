@@ -14,7 +14,7 @@ from qgis.core import (
 from .. import compat
 from ..core.contract.errors import SatClassifyError
 from .base import SatClassifyAlgorithm
-from .layers import raster_layer_path
+from .layers import gdal_raster_source
 
 
 class BuildPatchesAlgorithm(SatClassifyAlgorithm):
@@ -114,13 +114,13 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
 
         from ..core.labels.patches import build_patches
 
-        image = raster_layer_path(self.parameterAsRasterLayer(parameters, "IMAGE", context), "image")
-        labels = raster_layer_path(self.parameterAsRasterLayer(parameters, "LABELS", context), "label")
+        image = gdal_raster_source(self, parameters, "IMAGE", context, "image")
+        labels = gdal_raster_source(self, parameters, "LABELS", context, "label")
         if not image:
             raise SatClassifyError("no image given (IMAGE)")
         if not labels:
             raise SatClassifyError("no label raster given (LABELS)")
-        mask = raster_layer_path(self.parameterAsRasterLayer(parameters, "MASK", context), "mask")
+        mask = gdal_raster_source(self, parameters, "MASK", context, "mask")
         folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
         result = build_patches(
             image, labels, folder, mask=mask,

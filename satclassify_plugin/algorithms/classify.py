@@ -90,7 +90,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         from ..core.classify.pipeline import classify, open_model
 
-        layer, extent = input_and_extent(self, parameters, context)
+        source, extent = input_and_extent(self, parameters, context)
         options = ClassifyOptions(
             bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
             device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
@@ -107,7 +107,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         # loaded once, here: its heads decide which files are written (and checked) before the run
         model = open_model(self.parameterAsFile(parameters, "MODEL", context), options, monitor)
         heads = self.head_outputs(parameters, context, feedback, outs, model.card.heads)
-        result = classify(layer.source(), model, heads, confidence=outs["CONFIDENCE"],
+        result = classify(source, model, heads, confidence=outs["CONFIDENCE"],
                           probabilities=outs["PROBABILITIES"], options=options, monitor=monitor)
         written = [p for p in heads[:len(result.heads)] if p]
         for k, path in enumerate(heads[:len(result.heads)]):

@@ -86,7 +86,7 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
     def run_tool(self, parameters, context, feedback):
         from ..core.classify.patches import classify_patches
 
-        layer, extent = input_and_extent(self, parameters, context)
+        source, extent = input_and_extent(self, parameters, context)
         output = gpkg_output(self, parameters, "OUTPUT", context)
         threshold = None
         if parameters.get("THRESHOLD") not in (None, ""):
@@ -96,7 +96,7 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
             bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
             device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context))
-        result = classify_patches(layer.source(), model, output, threshold=threshold, options=options,
+        result = classify_patches(source, model, output, threshold=threshold, options=options,
                                   monitor=self.monitor(feedback))
         style_polygons_on_load(context, output, result.classes, field="top_value")
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}

@@ -11,6 +11,34 @@ import os
 from .. import compat
 from ..core.contract.errors import SatClassifyError
 
+#: GDAL's virtual file systems of remote files: a raster given as such a path (or an http(s) URL, read through
+#: /vsicurl/) is read by GDAL itself, never loaded as a QGIS layer (QGIS 3.22's qgis_process cannot load one:
+#: "Could not load source layer"; a QgsRasterLayer on /vsicurl/ in a headless Python even crashes)
+REMOTE_PREFIXES = ("/vsicurl/", "/vsicurl?", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/", "/vsioss/", "/vsiswift/",
+                   "/vsiwebhdfs/", "/vsihdfs/")
+
+
+def remote_raster(value):
+    """The GDAL path of a raster parameter value that names a remote file (``/vsicurl/https://...``,
+    ``/vsis3/bucket/key.tif``, or a plain ``https://...`` URL -> ``/vsicurl/https://...``); None otherwise."""
+    if not isinstance(value, str):
+        return None
+    v = value.strip()
+    if v.lower().startswith(("http://", "https://")):
+        return "/vsicurl/" + v
+    return v if v.startswith(REMOTE_PREFIXES) else None
+
+
+def remote_inputs(alg, parameters):
+    """{parameter name: GDAL path} of the raster parameters given as remote files."""
+    out = {}
+    for d in alg.parameterDefinitions():
+        if d.type() == "raster":
+            path = remote_raster(parameters.get(d.name()))
+            if path:
+                out[d.name()] = path
+    return out
+
 
 def raster_layer_path(layer, what="raster"):
     """The file behind raster layer ``layer`` (None for None), as GDAL opens it. A layer of another provider
@@ -29,6 +57,9 @@ def gdal_raster_source(alg, parameters, key, context, what="raster"):
     the problem (missing file, unreadable)."""
     if parameters.get(key) in (None, ""):
         return None
+    remote = remote_raster(parameters.get(key))
+    if remote:
+        return remote
     layer = alg.parameterAsRasterLayer(parameters, key, context)
     if layer is None:
         return alg.parameterAsString(parameters, key, context) or None
@@ -36,21 +67,38 @@ def gdal_raster_source(alg, parameters, key, context, what="raster"):
 
 
 def input_and_extent(alg, parameters, context):
-    """The INPUT raster layer (a file GDAL reads) and EXTENT as (xmin, ymin, xmax, ymax) in the layer's CRS (None:
-    the whole layer); shared by the classify tools."""
-    layer = alg.parameterAsRasterLayer(parameters, "INPUT", context)
-    if layer is None:
-        raise SatClassifyError("no input raster layer given (INPUT)")
-    raster_layer_path(layer, "input")
+    """The INPUT raster (the file GDAL reads: a layer's file, or a remote /vsicurl/, /vsis3/... path or URL) and
+    EXTENT as (xmin, ymin, xmax, ymax) in the raster's CRS (None: the whole raster); shared by the classify
+    tools."""
+    remote = remote_raster(parameters.get("INPUT"))
+    if remote:
+        path, crs = remote, _gdal_crs(remote)
+    else:
+        layer = alg.parameterAsRasterLayer(parameters, "INPUT", context)
+        if layer is None:
+            raise SatClassifyError("no input raster layer given (INPUT)")
+        path, crs = raster_layer_path(layer, "input"), layer.crs()
     extent = None
     if parameters.get("EXTENT") not in (None, ""):
         from ..core.classify.pipeline import check_extent_area
 
-        rect = alg.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+        rect = alg.parameterAsExtent(parameters, "EXTENT", context, crs)
         extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         # an extent that was given but has no area is a mistake, never "the whole layer" (the command's check too)
         check_extent_area((0, 0, 0, 0) if rect.isNull() else extent, parameters.get("EXTENT"))
-    return layer, extent
+    return path, extent
+
+
+def _gdal_crs(path):
+    """The QGIS CRS of a raster GDAL reads (a remote input has no QGIS layer)."""
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    from ..core.raster import open_raster
+
+    ds = open_raster(path, "input raster")
+    wkt = ds.GetProjection()
+    ds = None
+    return QgsCoordinateReferenceSystem.fromWkt(wkt) if wkt else QgsCoordinateReferenceSystem()
 
 
 def input_paths(value, context):
@@ -65,6 +113,8 @@ def input_paths(value, context):
     layer = value if isinstance(value, QgsMapLayer) else None
     if layer is None:
         text = str(value)
+        if remote_raster(text):  # a remote file: no local file an output could overwrite, nothing to load
+            return []
         plain = text.split("|")[0]
         if os.path.exists(plain):
             return [plain]

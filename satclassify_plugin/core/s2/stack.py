@@ -66,10 +66,10 @@ MAX_SIDE = 40000  # pixels: beyond this the AOI is surely a mistake (400 km at 1
 @contextlib.contextmanager
 def gdal_remote_config(**overrides) -> Iterator[None]:
     """Set GDAL config options for HTTP reads (:data:`REMOTE_CONFIG` and the deadline policy, by default
-    :meth:`Deadlines.from_env` with 3 retries; callers pass ``HttpClient.gdal_options()``), restoring the previous
-    values afterwards."""
+    :meth:`Deadlines.from_env` with 3 retries; callers pass ``HttpClient.gdal_options()``; an override None unsets
+    that option), restoring the previous values afterwards."""
     opts = {**REMOTE_CONFIG, **Deadlines.from_env().gdal_options(3)}
-    opts.update({k: str(v) for k, v in overrides.items()})
+    opts.update({k: None if v is None else str(v) for k, v in overrides.items()})  # None: unset
     old = {k: gdal.GetConfigOption(k) for k in opts}
     try:
         for k, v in opts.items():
