@@ -130,8 +130,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             shard_size=self.parameterAsInt(parameters, "SHARD_SIZE", context),
             target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
             mask_is_noise=self.parameterAsBool(parameters, "MASK_IS_NOISE", context),
-            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
-            **self.monitor(feedback).callbacks())
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context), monitor=self.monitor(feedback))
         footprints = result.footprints + "|layername=patches"
         if context.project() is not None:
             context.addLayerToLoadOnCompletion(
