@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+from satclassify_plugin.algorithms import SHARED_MODULES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(ROOT, "satclassify_plugin")
 CORE = os.path.join(PLUGIN, "core")
@@ -112,7 +114,7 @@ def test_guardrail_catches_forbidden_imports(tmp_path, monkeypatch):
 ALGORITHMS = os.path.join(PLUGIN, "algorithms")
 #: the shared, non-tool modules of algorithms/: the algorithm base, the layer styles, the layer-path helpers
 #: (and any module whose name starts with "_", e.g. _sentinel2.py: helpers shared by the Sentinel-2 tools)
-SHARED_ALGORITHM_MODULES = ("__init__", "base", "styles", "layers")
+SHARED_ALGORITHM_MODULES = ("__init__",) + SHARED_MODULES
 
 
 def tool_modules():
