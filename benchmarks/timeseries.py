@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from satclassify_plugin.core.contract.dataset import DatasetWriter  # noqa: E402
+from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter  # noqa: E402
 from tests import timeseries_scene as tss  # noqa: E402
 from tests.training.test_timeseries import write_scene_dataset  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -29,7 +29,8 @@ def single_date_dataset(folder, scene, k, p=32):
     """The scene's date ``k`` alone (its four bands; cloudy pixels unlabelled), same patches and split."""
     lab = scene["labels"]
     h, w = lab.shape
-    with DatasetWriter(folder, scene["bands"], p, scene["classes"], overwrite=True, splits=("train", "val")) as wr:
+    with DatasetWriter(folder, DatasetSpec(scene["bands"], p, scene["classes"], splits=("train", "val")),
+                       overwrite=True) as wr:
         i = 0
         for r in range(0, h - p + 1, p):
             for c in range(0, w - p + 1, p):

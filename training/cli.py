@@ -125,13 +125,13 @@ def _crossval_parser(sub, train_parser):
 
 
 def _import(args):
+    from .importers.common import ImportOptions
+
     bands = [b.strip() for b in args.bands.split(",") if b.strip()] if args.bands else None
-    if args.block_size < 1:
-        from .errors import TrainingError
-        raise TrainingError(f"--block-size must be at least 1, not {args.block_size}")
-    kw = dict(bands=bands, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-              block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite, workers=args.workers,
-              k_folds=args.k_folds)
+    options = ImportOptions(val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                            block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite,
+                            workers=args.workers, k_folds=args.k_folds)
+    kw = dict(bands=bands, options=options)
     if args.source == "bigearthnet":
         from .importers.bigearthnet import import_bigearthnet
         m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, exclude=args.exclude, **kw)

@@ -140,8 +140,7 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
             mask_is_noise=self.parameterAsBool(parameters, "MASK_IS_NOISE", context),
             layout=self.LAYOUTS[self.parameterAsEnum(parameters, "LAYOUT", context)],
-            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
-            **self.monitor(feedback).callbacks())
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context), monitor=self.monitor(feedback))
         footprints = result.footprints + "|layername=patches"
         if context.project() is not None:
             context.addLayerToLoadOnCompletion(

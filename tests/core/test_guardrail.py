@@ -14,6 +14,8 @@ import os
 
 import pytest
 
+from satclassify_plugin.algorithms import SHARED_MODULES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(ROOT, "satclassify_plugin")
 CORE = os.path.join(PLUGIN, "core")
@@ -192,7 +194,7 @@ def test_headless_guardrail_catches_a_qgis_import(tmp_path):
 ALGORITHMS = os.path.join(PLUGIN, "algorithms")
 #: the shared, non-tool modules of algorithms/: the algorithm base, the layer styles, the layer-path helpers
 #: (and any module whose name starts with "_", e.g. _sentinel2.py: helpers shared by the Sentinel-2 tools)
-SHARED_ALGORITHM_MODULES = ("__init__", "base", "styles", "layers")
+SHARED_ALGORITHM_MODULES = ("__init__",) + SHARED_MODULES
 
 
 def tool_modules():
@@ -236,3 +238,38 @@ def test_tool_guardrail_catches_a_tool_importing_a_tool(tmp_path):
         assert tool_imports_of_tools(probe) == [("classify", 1), ("generalize", 3)]
     finally:
         os.remove(probe)
+
+
+#: core modules still taking loose progress / cancel callables, each owned by a branch converting it to ``monitor=``:
+#: the feedback contract itself, CLC rasterizing (labels branch), the HTTP watchdog (network branch)
+LOOSE_FEEDBACK_ALLOWED = ("contract/feedback.py", "labels/rasterize.py", "s2/http.py", "net/")
+
+
+def loose_feedback_params(path):
+    """(function, parameter, line) of every ``progress`` / ``is_canceled`` parameter in ``path``."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for a in node.args.args + node.args.kwonlyargs:
+                if a.arg in ("progress", "is_canceled"):
+                    out.append((node.name, a.arg, node.lineno))
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(modules(CORE)), ids=lambda p: os.path.relpath(p, CORE))
+def test_core_takes_one_monitor_not_loose_callbacks(path):
+    """One feedback convention in core: a long call takes ``monitor=`` (contract.feedback.Monitor)."""
+    rel = os.path.relpath(path, CORE).replace(os.sep, "/")
+    if rel.startswith(LOOSE_FEEDBACK_ALLOWED):
+        return
+    bad = loose_feedback_params(path)
+    assert not bad, (f"core/{rel} takes loose feedback callables {bad}: take monitor: Optional[Monitor] = None "
+                     "and call monitor.progress / monitor.info / monitor.check (monitor.sub for a step)")
+
+
+def test_feedback_guardrail_catches_loose_callbacks(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text("def f(a, progress=None, *, is_canceled=None):\n    pass\ndef g(monitor=None):\n    pass\n")
+    assert loose_feedback_params(str(p)) == [("f", "progress", 1), ("f", "is_canceled", 1)]

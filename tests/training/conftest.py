@@ -41,10 +41,10 @@ def synth_patch(rng, p, nb=4):
 
 def make_dataset(folder, splits=(("train", 24), ("val", 8), ("test", 8)), p=32, seed=0, bands=BANDS,
                  classes=CLASSES, declare=()):
-    from satclassify_plugin.core.contract.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
     rng = np.random.default_rng(seed)
-    w = DatasetWriter(str(folder), list(bands), p, classes, overwrite=True, shard_size=16,
-                      splits=tuple(declare))
+    w = DatasetWriter(str(folder), DatasetSpec(list(bands), p, classes, shard_size=16, splits=tuple(declare)),
+                      overwrite=True)
     for split, n in splits:
         for _ in range(n):
             img, lab = synth_patch(rng, p, len(bands))

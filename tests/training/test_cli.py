@@ -96,12 +96,12 @@ def _one_class_dataset(folder, classes=None):
     """Patches whose labelled pixels are all value 1 (the manifest may list more classes)."""
     import numpy as np
 
-    from satclassify_plugin.core.contract.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 
     from .conftest import CLASSES, synth_patch
     rng = np.random.default_rng(5)
-    w = DatasetWriter(str(folder), ["B02", "B03", "B04", "B08"], 32, classes or CLASSES, overwrite=True,
-                      shard_size=16)
+    w = DatasetWriter(str(folder), DatasetSpec(["B02", "B03", "B04", "B08"], 32, classes or CLASSES, shard_size=16),
+                      overwrite=True)
     for split, n in (("train", 6), ("val", 2)):
         for _ in range(n):
             img, lab = synth_patch(rng, 32)

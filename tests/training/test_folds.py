@@ -16,9 +16,9 @@ NTRAIN = 24
 
 def write_folds_dataset(folder, k=K, ntrain=NTRAIN, p=32, seed=0, fold_ids=None):
     """A buildpatches-like dataset whose train patches carry fold ids (shards of 8, so folds cross shards)."""
-    from satclassify_plugin.core.contract.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
     rng = np.random.default_rng(seed)
-    w = DatasetWriter(str(folder), BANDS, p, CLASSES, overwrite=True, shard_size=8)
+    w = DatasetWriter(str(folder), DatasetSpec(BANDS, p, CLASSES, shard_size=8), overwrite=True)
     for split, n in (("train", ntrain), ("val", 6), ("test", 6)):
         for _ in range(n):
             img, lab = synth_patch(rng, p)

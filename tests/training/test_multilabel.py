@@ -138,11 +138,11 @@ def test_singlelabel_eurosat_trains(tmp_path):
 def test_pixel_labels_with_targets_train_both_ways(tmp_path):
     """A buildpatches dataset with TARGET_FRACTION holds pixel labels and targets: cnn_class learns the targets
     (multi-label), a U-Net the pixel labels."""
-    from satclassify_plugin.core.contract.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 
     from .conftest import BANDS, CLASSES, synth_patch
     rng = np.random.default_rng(0)
-    w = DatasetWriter(str(tmp_path / "ds"), BANDS, 32, CLASSES, task="multilabel", splits=("train", "val"))
+    w = DatasetWriter(str(tmp_path / "ds"), DatasetSpec(BANDS, 32, CLASSES, task="multilabel", splits=("train", "val")))
     for split, n in (("train", 8), ("val", 4)):
         for _ in range(n):
             img, lab = synth_patch(rng, 32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from satclassify_plugin.core.contract.dataset import DatasetWriter
+from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 from tests import timeseries_scene as tss
 from training.data import DataInfo, band_stats, open_dataset
 from training.errors import TrainingError
@@ -26,8 +26,8 @@ def write_scene_dataset(folder, scene, p=P, splits=None):
     arr = tss.stack_array(scene)
     lab = scene["labels"]
     h, w = lab.shape
-    with DatasetWriter(str(folder), bands, p, scene["classes"], overwrite=True, shard_size=16,
-                       splits=("train", "val")) as wr:
+    with DatasetWriter(str(folder), DatasetSpec(bands, p, scene["classes"], shard_size=16, splits=("train", "val")),
+                       overwrite=True) as wr:
         k = 0
         for r in range(0, h - p + 1, p):
             for c in range(0, w - p + 1, p):

@@ -25,13 +25,15 @@ import functools
 import json
 import os
 import re
+from typing import Optional
 
 import numpy as np
 
 from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.dataset import DatasetSpec
 
 from ..errors import TrainingError
-from .common import PatchRecord, block_of, read_list, upsample_bilinear, write_patch_dataset
+from .common import ImportOptions, PatchRecord, block_of, read_list, upsample_bilinear, write_patch_dataset
 
 #: the bands of a BigEarthNet-S2 patch and their pixel size (m)
 BAND_RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
@@ -200,11 +202,14 @@ def _load(name, folder, bands, p, target):
     return img, target
 
 
-def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0,
-                       block_size=8, shard_size=256, overwrite=False, exclude=None, workers=1, k_folds=0, log=print):
+def import_bigearthnet(src, out, nomenclature_n=43, bands=None, exclude=None,
+                       options: Optional[ImportOptions] = None, log=print):
     """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
     manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
-    seasonal snow or clouds and shadows)."""
+    seasonal snow or clouds and shadows). ``options``: the split and writing options
+    (:class:`~.common.ImportOptions`)."""
+    options = options or ImportOptions()
+    block_size = options.block_size
     bands = list(bands or BANDS)
     bad = [b for b in bands if b not in BAND_RES]
     if bad or len(set(bands)) != len(bands):
@@ -259,6 +264,5 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
                         "nomenclature": int(nomenclature_n), "resampling": "bilinear to 10 m (20 m, 60 m bands)",
                         "skipped_without_label": no_label, "excluded": len(skip)},
              "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0}}
-    return write_patch_dataset(out, records, bands, p, table, "multilabel", extra=extra, val_fraction=val_fraction,
-                               test_fraction=test_fraction, seed=seed, shard_size=shard_size, overwrite=overwrite,
-                               workers=workers, k_folds=k_folds, log=log)
+    spec = DatasetSpec(bands, p, table, task="multilabel", with_labels=False)
+    return write_patch_dataset(out, records, spec, options, extra, log)

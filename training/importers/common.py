@@ -1,4 +1,5 @@
 """What the importers share: bilinear upsampling to 10 m, the spatial split, writing shards + footprints."""
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -6,12 +7,46 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from satclassify_plugin.core.contract.dataset import FOOTPRINTS, DatasetError, DatasetWriter, split_blocks
+from satclassify_plugin.core.contract.dataset import (
+    FOOTPRINTS,
+    DatasetError,
+    DatasetSpec,
+    DatasetWriter,
+    split_blocks,
+)
 from satclassify_plugin.core.contract.gpkg import epsg_of_wkt, write_polygons
 
 from ..errors import TrainingError
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How an importer splits and writes a dataset (``python -m training import``'s options, its defaults),
+    checked when made. ``block_size``: spatial split blocks of N x N patches; ``val_fraction`` / ``test_fraction``
+    of the patches (whole blocks, ``seed``ed); ``shard_size`` patches per shard file; ``overwrite`` a dataset
+    already in the folder; ``workers`` processes reading the patches (<= 1: this one); ``k_folds`` cross-validation
+    fold ids over the train blocks (0 = none)."""
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    block_size: int = 8
+    shard_size: int = 256
+    overwrite: bool = False
+    workers: int = 1
+    k_folds: int = 0
+
+    def __post_init__(self):
+        if int(self.block_size) < 1:
+            raise TrainingError(f"--block-size must be at least 1, not {self.block_size}")
+        if int(self.shard_size) < 1:
+            raise TrainingError(f"--shard-size must be at least 1, not {self.shard_size}")
+        if int(self.k_folds or 0) == 1 or int(self.k_folds or 0) < 0:
+            raise TrainingError(f"--k-folds must be 0 (no folds) or at least 2, not {self.k_folds}")
+        v, t = self.val_fraction, self.test_fraction
+        if v < 0 or t < 0 or v + t >= 1.0:
+            raise TrainingError(f"val fraction {v} + test fraction {t} must be below 1 (the rest is train)")
 
 
 def upsample_bilinear(band: np.ndarray, factor: int) -> np.ndarray:
@@ -74,14 +109,16 @@ def _to_wgs84(records, log):
     return out
 
 
-def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, classes, task, *, extra,
-                        val_fraction=0.15, test_fraction=0.15, seed=0, shard_size=256, overwrite=False,
-                        workers=1, k_folds=0, log=print) -> dict:
+def write_patch_dataset(out, records: Sequence[PatchRecord], spec: DatasetSpec, options: ImportOptions, extra: dict,
+                        log=print) -> dict:
     """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
-    ``workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).
-    ``k_folds`` >= 2 gives each train block a fold id 0..k-1 (seeded; ``training.folds.assign_folds``): the
+    ``spec``: bands, patch size, class table and task (its CRS, splits and shard size are set here).
+    ``options.workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).
+    ``options.k_folds`` >= 2 gives each train block a fold id 0..k-1 (seeded; ``training.folds.assign_folds``): the
     manifest's ``k_folds`` and ``folds.train`` (one id per train patch, in shard order), as buildpatches writes
     them, so ``train --fold`` / ``crossval`` can use them; 0 = no folds."""
+    o = options
+    val_fraction, test_fraction, seed, k_folds = o.val_fraction, o.test_fraction, o.seed, o.k_folds
     if not records:
         raise TrainingError("no patch to import")
     try:
@@ -96,10 +133,9 @@ def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, 
     folds = _folds(records, splits, k_folds, seed, log)
     rows = []
     try:
-        with DatasetWriter(out, bands, patch_size, classes, crs_wkt=common, task=task, with_labels=False,
-                           splits=SPLITS, overwrite=overwrite, expected_patches=len(records),
-                           shard_size=shard_size) as w:
-            for n, (r, s, (image, target)) in enumerate(zip(records, splits, _loaded(records, workers))):
+        spec = dataclasses.replace(spec, crs_wkt=common, splits=SPLITS, shard_size=o.shard_size)
+        with DatasetWriter(out, spec, overwrite=o.overwrite, expected_patches=len(records)) as w:
+            for n, (r, s, (image, target)) in enumerate(zip(records, splits, _loaded(records, o.workers))):
                 try:
                     shard, idx = w.add(s, image, target=target)
                 except DatasetError as e:

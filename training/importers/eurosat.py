@@ -19,13 +19,15 @@ Class values are 1..N in the folders' alphabetical order; the ten EuroSAT classe
 """
 import functools
 import os
+from typing import Optional
 
 import numpy as np
 
 from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.dataset import DatasetSpec
 
 from ..errors import TrainingError
-from .common import PatchRecord, block_of, write_patch_dataset
+from .common import ImportOptions, PatchRecord, block_of, write_patch_dataset
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 #: the RGB layout's bands, in the order of the image channels
@@ -82,19 +84,18 @@ def _band_order(ds, name):
     return list(BANDS)
 
 
-def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0, block_size=8,
-                   shard_size=256, overwrite=False, workers=1, log=print, **kwargs):
+def import_eurosat(src, out, bands=None, options: Optional[ImportOptions] = None, log=print):
     """Import EuroSAT MS or RGB class folders under ``src`` into the dataset folder ``out``; returns the manifest.
-    ``kwargs`` go to :func:`write_patch_dataset` (e.g. its fold options)."""
+    ``options``: the split and writing options (:class:`~.common.ImportOptions`)."""
+    options = options or ImportOptions()
+    block_size = options.block_size
     layout, folders = _class_folders(src)
     table = []
     for v, (d, _files) in enumerate(folders, start=1):
         name, color = CLASSES.get(d, (d, clc.default_palette(v)))
         table.append({"value": v, "code": d, "name": name, "color": color})
     if layout == "rgb":
-        return _import_rgb(src, out, folders, table, bands, val_fraction=val_fraction, test_fraction=test_fraction,
-                           seed=seed, shard_size=shard_size, overwrite=overwrite, workers=workers, log=log,
-                           **kwargs)
+        return _import_rgb(src, out, folders, table, bands, options, log)
     import rasterio
     bands = _chosen(bands, BANDS, "EuroSAT MS bands are")
     records, p, georef = [], None, True
@@ -136,9 +137,7 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
     extra = {"resolution_m": 10.0,
              "source": {"format": "EuroSAT MS", "folder": os.path.abspath(src), "resampling": "none (10 m grid)"},
              "split_rule": {"block_size_patches": int(block_size), "georeferenced": bool(georef)}}
-    return write_patch_dataset(out, records, bands, p, table, "singlelabel", extra=extra,
-                               val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                               shard_size=shard_size, overwrite=overwrite, workers=workers, log=log, **kwargs)
+    return write_patch_dataset(out, records, _spec(bands, p, table), options, extra, log)
 
 
 def rgb_to_dn(v):
@@ -161,7 +160,12 @@ def _chosen(bands, available, what):
     return bands
 
 
-def _import_rgb(src, out, folders, table, bands, **kw):
+def _spec(bands, p, table):
+    """The dataset a EuroSAT import writes: single-label patches without pixel labels."""
+    return DatasetSpec(bands, p, table, task="singlelabel", with_labels=False)
+
+
+def _import_rgb(src, out, folders, table, bands, options, log):
     bands = _chosen(bands, RGB_BANDS, "EuroSAT RGB images hold the bands")
     idx = [RGB_BANDS.index(b) for b in bands]
     first = os.path.join(src, folders[0][0], folders[0][1][0])
@@ -175,17 +179,17 @@ def _import_rgb(src, out, folders, table, bands, **kw):
             records.append(PatchRecord(name, [(0, 0), (p, 0), (p, -p), (0, -p), (0, 0)], "", ("patch", name),
                                        table[ci]["name"], "",
                                        functools.partial(_load_rgb, os.path.join(src, d, f), name, idx, p, target)))
-    kw["log"]("EuroSAT RGB images carry no georeferencing: patches are split one by one (random, seeded)")
-    kw["log"](f"EuroSAT RGB: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
-              + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders)) + f"), bands "
-              f"{', '.join(bands)}; 8-bit values mapped back to digital numbers (0..255 -> 0..{RGB_DN_MAX})")
+    log("EuroSAT RGB images carry no georeferencing: patches are split one by one (random, seeded)")
+    log(f"EuroSAT RGB: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
+        + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders)) + f"), bands "
+        f"{', '.join(bands)}; 8-bit values mapped back to digital numbers (0..255 -> 0..{RGB_DN_MAX})")
     extra = {"resolution_m": 10.0,
              "source": {"format": "EuroSAT RGB", "folder": os.path.abspath(src), "resampling": "none (10 m grid)",
                         "scaling": f"8-bit v = clip(DN * 255 / {RGB_DN_MAX}, 0, 255) (EuroSAT authors); stored DN = "
                                    f"max(1, round(v * {RGB_DN_MAX} / 255))", "level": "L1C"},
              "input_clip": {b: [0, RGB_DN_MAX] for b in bands},
              "split_rule": {"georeferenced": False}}
-    return write_patch_dataset(out, records, bands, p, table, "singlelabel", extra=extra, **kw)
+    return write_patch_dataset(out, records, _spec(bands, p, table), options, extra, log)
 
 
 def _read_rgb(path, name):

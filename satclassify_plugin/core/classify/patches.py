@@ -81,8 +81,7 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     model's input size: a tile size or resampling is refused)."""
     options = options or ClassifyOptions()
     monitor = monitor or Monitor()
-    log, progress = monitor.info, monitor.progress
-    bands, extent, batch_size = options.bands, options.extent, options.batch_size
+    log = monitor.info
     if options.tile_size or options.resample:
         raise SatClassifyError("classify patches runs on patches of the model's input size: leave the tile size at "
                                "0 and resampling off (resample the raster to the model's resolution first)")
@@ -95,51 +94,93 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     head = card.heads[0]
     if len(card.heads) > 1:
         log(f"the model has {len(card.heads)} heads: the patches use the first, '{head.name}'")
-    p = model.fixed_hw[0] if model.fixed_hw and model.fixed_hw[0] == model.fixed_hw[1] else card.tile_size
-    if model.fixed_hw and model.fixed_hw[0] != model.fixed_hw[1]:
-        raise SatClassifyError(f"the model takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixels: patches are "
-                               "square, use a model with a square input")
-    if card.architecture != "cnn_class":
-        log(f"note: '{card.architecture}' is not a patch classifier: each cell gets the mean of its pixels' "
-            "probabilities")
     multilabel = head.multilabel
     thresholds = [float(threshold)] * head.num_classes if threshold is not None else head.class_thresholds()
     if threshold is not None and not multilabel:
         log("THRESHOLD ignored: the model is single-label (softmax): each cell gets its top class")
-    band_numbers = map_bands(card.bands, raster.band_names(ds), bands, log)
-    nodata = _nodata_values(ds, band_numbers, model)
-    a, b = _fold_scaling(scale_coefficients(card), gdal_scaling(ds, band_numbers, log))
-    bounds = input_bounds(card)
-    gt = ds.GetGeoTransform()
-    crs.north_up(gt, "input raster")
-    negative_invalid = negative_dn_invalid(ds, band_numbers, model)
-    x0, y0, w, h = extent_to_window(ds, extent) if extent else (0, 0, ds.RasterXSize, ds.RasterYSize)
-    nrow, ncol = h // p, w // p
-    if nrow == 0 or ncol == 0:
-        raise SatClassifyError(f"the {'extent' if extent else 'raster'} is {w} x {h} pixels, smaller than one "
-                               f"{p} x {p} patch of the model: choose a larger EXTENT or raster")
-    if h % p or w % p:
-        log(f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
-            f"{p} x {p} patch and are left out")
-    check_pixel_size(ds, card.resolution_m, log, fix="each patch covers another ground area than in training; "
-                     "resample the raster to the model's resolution first")
-    bs = int(batch_size) or DEFAULT_BATCH
-    if model.batch_dim:
-        bs = model.batch_dim
-    wkt = ds.GetProjection()
+    grid = _PatchGrid.plan(ds, model, options, log)
+    records, skipped = _score_cells(ds, model, grid, options, monitor)
+    probs = np.array([rec[2] for rec in records])
+    labels, top = cell_labels(probs, multilabel, thresholds)
     classes = head.classes
+    counts = {}
+    for t in top:
+        counts[classes[int(t)].name] = counts.get(classes[int(t)].name, 0) + 1
+    p, (x0, y0) = grid.p, grid.origin
+    with raster.AtomicOutput(output) as tmp:
+        _write(tmp, ds.GetProjection(), grid.gt, x0, y0, p, records, labels, top, classes)
+    log(f"{len(records)} patches of {p} x {p} pixels ({grid.nrow} x {grid.ncol} grid) -> {output}"
+        + (f"; {skipped} all-nodata patches left out" if skipped else "") + "; top labels: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    monitor.progress(1.0)
+    return PatchesResult(output, len(records), skipped, p, multilabel, thresholds, [c.to_dict() for c in classes],
+                         model.providers[0] if model.providers else "", time.time() - t0, counts)
+
+
+@dataclass
+class _PatchGrid:
+    """The cells of one run: patch size ``p``, ``nrow`` x ``ncol`` cells from ``origin`` (pixel column, row),
+    the model bands' numbers, nodata, scaling and clip, and the input's geotransform."""
+    p: int
+    origin: tuple
+    nrow: int
+    ncol: int
+    band_numbers: list
+    nodata: list
+    scale: tuple
+    bounds: Optional[tuple]
+    negative_invalid: bool
+    gt: tuple
+
+    @classmethod
+    def plan(cls, ds, model: Model, options: ClassifyOptions, log) -> "_PatchGrid":
+        card = model.card
+        p = model.fixed_hw[0] if model.fixed_hw and model.fixed_hw[0] == model.fixed_hw[1] else card.tile_size
+        if model.fixed_hw and model.fixed_hw[0] != model.fixed_hw[1]:
+            raise SatClassifyError(f"the model takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixels: patches are "
+                                   "square, use a model with a square input")
+        if card.architecture != "cnn_class":
+            log(f"note: '{card.architecture}' is not a patch classifier: each cell gets the mean of its pixels' "
+                "probabilities")
+        band_numbers = map_bands(card.bands, raster.band_names(ds), options.bands, log)
+        nodata = _nodata_values(ds, band_numbers, model)
+        scale = _fold_scaling(scale_coefficients(card), gdal_scaling(ds, band_numbers, log))
+        gt = ds.GetGeoTransform()
+        crs.north_up(gt, "input raster")
+        negative_invalid = negative_dn_invalid(ds, band_numbers, model)
+        extent = options.extent
+        x0, y0, w, h = extent_to_window(ds, extent) if extent else (0, 0, ds.RasterXSize, ds.RasterYSize)
+        nrow, ncol = h // p, w // p
+        if nrow == 0 or ncol == 0:
+            raise SatClassifyError(f"the {'extent' if extent else 'raster'} is {w} x {h} pixels, smaller than one "
+                                   f"{p} x {p} patch of the model: choose a larger EXTENT or raster")
+        if h % p or w % p:
+            log(f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
+                f"{p} x {p} patch and are left out")
+        check_pixel_size(ds, card.resolution_m, log, fix="each patch covers another ground area than in training; "
+                         "resample the raster to the model's resolution first")
+        return cls(p, (x0, y0), nrow, ncol, band_numbers, nodata, scale, input_bounds(card), negative_invalid, gt)
+
+
+def _score_cells(ds, model: Model, grid: _PatchGrid, options: ClassifyOptions, monitor: Monitor):
+    """The model over every cell with a valid pixel, one row of cells at a time: (records (row, col, class
+    probabilities, valid fraction) of the cells with finite scores, cells left out as all nodata)."""
+    log = monitor.info
+    p, (x0, y0), nrow, ncol = grid.p, grid.origin, grid.nrow, grid.ncol
+    (a, b), bounds, n_bands = grid.scale, grid.bounds, len(grid.band_numbers)
+    bs = model.batch_dim or int(options.batch_size) or DEFAULT_BATCH
     records = []
     skipped = negatives = nonfinite = 0
     for r in range(nrow):
         monitor.check()
-        strip = np.stack([ds.GetRasterBand(bn).ReadAsArray(x0, y0 + r * p, ncol * p, p) for bn in band_numbers])
-        invalid, n_neg = invalid_pixels(strip, nodata, strip.dtype.kind == "f", negative_invalid)
+        strip = np.stack([ds.GetRasterBand(bn).ReadAsArray(x0, y0 + r * p, ncol * p, p) for bn in grid.band_numbers])
+        invalid, n_neg = invalid_pixels(strip, grid.nodata, strip.dtype.kind == "f", grid.negative_invalid)
         negatives += n_neg
         x = strip.astype(np.float32) * a[:, None, None] + b[:, None, None]
         if bounds is not None:
             np.clip(x, bounds[0][:, None, None], bounds[1][:, None, None], out=x)
         x[:, invalid] = 0.0
-        cells = x.reshape(len(band_numbers), p, ncol, p).transpose(2, 0, 1, 3)  # (ncol, C, p, p)
+        cells = x.reshape(n_bands, p, ncol, p).transpose(2, 0, 1, 3)  # (ncol, C, p, p)
         valid = 1.0 - invalid.reshape(p, ncol, p).mean(axis=(0, 2))
         keep = np.nonzero(valid > 0)[0]
         skipped += ncol - len(keep)
@@ -156,7 +197,7 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
                     nonfinite += 1
                     continue
                 records.append((r, int(c), pr, float(valid[c])))
-        progress(0.9 * (r + 1) / nrow)
+        monitor.progress(0.9 * (r + 1) / nrow)
     if negatives:
         log(f"warning: {negatives} pixels hold a negative value in a model band, which is no valid Sentinel-2 "
             "digital number (a fill value, or a stack written with another convention): they are nodata")
@@ -171,19 +212,7 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     if not records:
         raise SatClassifyError("every patch of the raster is nodata: nothing to classify (check the raster, its "
                                "nodata value and EXTENT)")
-    probs = np.array([rec[2] for rec in records])
-    labels, top = cell_labels(probs, multilabel, thresholds)
-    counts = {}
-    for t in top:
-        counts[classes[int(t)].name] = counts.get(classes[int(t)].name, 0) + 1
-    with raster.AtomicOutput(output) as tmp:
-        _write(tmp, wkt, gt, x0, y0, p, records, labels, top, classes)
-    log(f"{len(records)} patches of {p} x {p} pixels ({nrow} x {ncol} grid) -> {output}"
-        + (f"; {skipped} all-nodata patches left out" if skipped else "") + "; top labels: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
-    progress(1.0)
-    return PatchesResult(output, len(records), skipped, p, multilabel, thresholds, [c.to_dict() for c in classes],
-                         model.providers[0] if model.providers else "", time.time() - t0, counts)
+    return records, skipped
 
 
 def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):

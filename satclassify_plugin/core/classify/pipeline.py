@@ -598,20 +598,33 @@ def _check_output_shapes(heads, outs, x: np.ndarray, tw: int, th: int) -> None:
 def _run_pipeline(plan: ClassifyPlan, writers, monitor: Monitor):
     """Reader thread -> onnxruntime on this thread -> writer thread, with bounded queues between them. The writer
     counts the pixels of each class value it writes to a class raster (``stats["class_counts"]``, per head)."""
-    model, tiles, targets, batch = plan.model, plan.tiles, plan.targets, plan.batch
-    heads = model.card.heads
-    batches = _BatchReader(plan)
-    stop = threading.Event()
-    errors: List[BaseException] = []
-    q_in: "queue.Queue" = queue.Queue(maxsize=2)
-    q_out: "queue.Queue" = queue.Queue(maxsize=2)
-    luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in heads]
-    used_heads = sorted({t.head for t in targets})
-    scores = {h: [0, 0] for h in used_heads}  # per head: valid input pixels, of which the model scored non-finite
-    counts = {t.head: np.zeros(256, np.int64) for t in targets if t.kind == "class"}  # pixels per class value
+    return _Pipeline(plan, writers, monitor).run()
 
-    def put(q, item):
-        while not stop.is_set():
+
+class _Pipeline:
+    """One run's three stages and what they share: the queues (two batches each), the stop event, the first error
+    of a thread, the timings, and what the writer counts (scores per head, pixels per class value)."""
+
+    def __init__(self, plan: ClassifyPlan, writers, monitor: Monitor):
+        self.plan, self.writers, self.monitor = plan, writers, monitor
+        self.heads = plan.model.card.heads
+        self.batches = _BatchReader(plan)
+        self.stop = threading.Event()
+        self.errors: List[BaseException] = []
+        self.q_in: "queue.Queue" = queue.Queue(maxsize=2)
+        self.q_out: "queue.Queue" = queue.Queue(maxsize=2)
+        self.luts = [np.array([c.value for c in h.classes], dtype=np.uint8) for h in self.heads]
+        self.used_heads = sorted({t.head for t in plan.targets})
+        # per head: valid input pixels, of which the model scored non-finite; pixels per class value written
+        self.scores = {h: [0, 0] for h in self.used_heads}
+        self.counts = {t.head: np.zeros(256, np.int64) for t in plan.targets if t.kind == "class"}
+        # seconds of the inference thread in onnxruntime / waiting, and CPU seconds of the reader, the writer and
+        # the whole process (onnxruntime's own threads are the rest of the process's CPU)
+        self.stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0,
+                      "writer_cpu": 0.0}
+
+    def put(self, q, item) -> bool:
+        while not self.stop.is_set():
             try:
                 q.put(item, timeout=0.1)
                 return True
@@ -619,108 +632,113 @@ def _run_pipeline(plan: ClassifyPlan, writers, monitor: Monitor):
                 continue
         return False
 
-    def get(q):
+    def get(self, q):
         while True:
             try:
                 return q.get(timeout=0.1)
             except queue.Empty:
-                if stop.is_set():
+                if self.stop.is_set():
                     return _STOP
 
-    # seconds of the inference thread in onnxruntime / waiting, and CPU seconds of the reader, the writer and the
-    # whole process (onnxruntime's own threads are the rest of the process's CPU)
-    stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0, "writer_cpu": 0.0}
-    cpu0 = time.process_time()
-
-    def reader():
+    def reader(self):
         c0 = time.thread_time()
+        tiles, batch = self.plan.tiles, self.plan.batch
         try:
             for s in range(0, len(tiles), batch):
                 group = tiles[s:s + batch]
-                read = batches.read(group, stop)
-                if read is None or not put(q_in, (group,) + read):
+                read = self.batches.read(group, self.stop)
+                if read is None or not self.put(self.q_in, (group,) + read):
                     return
-            put(q_in, None)
+            self.put(self.q_in, None)
         except BaseException as e:
-            errors.append(e)
-            stop.set()
+            self.errors.append(e)
+            self.stop.set()
         finally:
-            stats["reader_cpu"] = time.thread_time() - c0
+            self.stats["reader_cpu"] = time.thread_time() - c0
 
-    def writer():
+    def writer(self):
         c0 = time.thread_time()
         try:
             while True:
-                item = get(q_out)
+                item = self.get(self.q_out)
                 if item is None or item is _STOP:
                     break
-                group, outs, masks = item  # outs[h] = (argmax, max, probabilities or None), batch-wide
-                for j, t in enumerate(group):
-                    invalid = {h: _score_mask(outs[h], j, t, masks[j], scores[h]) for h in used_heads}
-                    for target, w in zip(targets, writers):
-                        arr = _tile_array(target.kind, outs[target.head], luts[target.head], j, t,
-                                          invalid[target.head])
-                        if target.kind == "class":
-                            counts[target.head] += np.bincount(arr.ravel(), minlength=256)
-                        w.put(t, arr)
-            if not stop.is_set():
-                for w in writers:
+                self.write_batch(*item)
+            if not self.stop.is_set():
+                for w in self.writers:
                     w.close()
         except BaseException as e:
-            errors.append(e)
-            stop.set()
+            self.errors.append(e)
+            self.stop.set()
         finally:
-            stats["writer_cpu"] = time.thread_time() - c0
+            self.stats["writer_cpu"] = time.thread_time() - c0
 
-    threads = [threading.Thread(target=reader, name="satclassify-reader", daemon=True),
-               threading.Thread(target=writer, name="satclassify-writer", daemon=True)]
-    for t in threads:
-        t.start()
-    done = 0
-    prob_heads = sorted({t.head for t in targets if t.kind == "probabilities"})
-    checked = False  # output shapes are checked on the first batch (the model is the same for all)
-    try:
+    def write_batch(self, group, outs, masks):
+        """``outs[h]`` = (argmax, max, probabilities or None) of head h, batch-wide; ``masks``: the tiles' nodata."""
+        for j, t in enumerate(group):
+            invalid = {h: _score_mask(outs[h], j, t, masks[j], self.scores[h]) for h in self.used_heads}
+            for target, w in zip(self.plan.targets, self.writers):
+                arr = _tile_array(target.kind, outs[target.head], self.luts[target.head], j, t, invalid[target.head])
+                if target.kind == "class":
+                    self.counts[target.head] += np.bincount(arr.ravel(), minlength=256)
+                w.put(t, arr)
+
+    def infer(self):
+        """This thread: batches from the reader through onnxruntime to the writer, progress per batch."""
+        model, tiles, stats = self.plan.model, self.plan.tiles, self.stats
+        prob_heads = sorted({t.head for t in self.plan.targets if t.kind == "probabilities"})
+        checked = False  # output shapes are checked on the first batch (the model is the same for all)
+        done = 0
         while True:
-            monitor.check()
+            self.monitor.check()
             t0 = time.perf_counter()
-            item = get(q_in)
+            item = self.get(self.q_in)
             t1 = time.perf_counter()
             stats["wait_input"] += t1 - t0
             if item is _STOP:
                 break
             if item is None:
-                put(q_out, None)
+                self.put(self.q_out, None)
                 break
             group, x, masks = item
             # the first batch also brings every head's probabilities, to check their shapes once
-            outs = model.run_top(x, prob_heads if checked else range(len(heads)))
+            outs = model.run_top(x, prob_heads if checked else range(len(self.heads)))
             t2 = time.perf_counter()
             stats["inference"] += t2 - t1
             if not checked:
-                _check_output_shapes(heads, outs, x, batches.tw, batches.th)
+                _check_output_shapes(self.heads, outs, x, self.batches.tw, self.batches.th)
                 checked = True
-            ok = put(q_out, (group, outs, masks))
+            ok = self.put(self.q_out, (group, outs, masks))
             stats["wait_writer"] += time.perf_counter() - t2
             if not ok:
                 break
             done += len(group)
-            monitor.progress(done / len(tiles))
-        threads[1].join()
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        if errors:
-            stop.set()
+            self.monitor.progress(done / len(tiles))
+
+    def run(self) -> dict:
+        cpu0 = time.process_time()
+        threads = [threading.Thread(target=self.reader, name="satclassify-reader", daemon=True),
+                   threading.Thread(target=self.writer, name="satclassify-writer", daemon=True)]
         for t in threads:
-            t.join()
-    if errors:
-        raise errors[0]
-    stats["process_cpu"] = time.process_time() - cpu0
-    stats["scores"] = scores
-    stats["negative_dn"] = batches.negatives
-    stats["class_counts"] = counts
-    return stats
+            t.start()
+        try:
+            self.infer()
+            threads[1].join()
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            if self.errors:
+                self.stop.set()
+            for t in threads:
+                t.join()
+        if self.errors:
+            raise self.errors[0]
+        self.stats["process_cpu"] = time.process_time() - cpu0
+        self.stats["scores"] = self.scores
+        self.stats["negative_dn"] = self.batches.negatives
+        self.stats["class_counts"] = self.counts
+        return self.stats
 
 
 def _score_mask(out, j: int, t: Tile, invalid: np.ndarray, count: list) -> np.ndarray:

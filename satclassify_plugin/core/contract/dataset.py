@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import struct
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -174,61 +175,103 @@ class _ShardSet:
                 os.remove(os.path.join(self.folder, name))
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset folder holds, checked when made: the one place these rules live (buildpatches, the training
+    importers and the tests build one, :class:`DatasetWriter` writes it).
+
+    ``bands``: unique band names (the image channels in order); ``patch_size`` pixels; ``classes``: the class table
+    (ClassRecord objects or dicts with value, code, name, color; unique values, none equal to ``label_nodata``);
+    ``crs_wkt`` of the patches ("" when several or none); ``scale``: reflectance = DN * scale; ``shard_size``:
+    patches per shard; ``with_masks``: a validity mask per patch; ``splits``: split names that appear in the
+    manifest even without a patch; ``task``: one of :data:`TASKS` (a patch-level task stores targets, and without
+    ``with_labels`` no pixel labels); ``resolution_m``: pixel size in ground metres, None when unknown.
+    """
+    bands: Tuple[str, ...]
+    patch_size: int
+    classes: Tuple[dict, ...]
+    crs_wkt: str = ""
+    scale: float = 1e-4
+    label_nodata: int = 0
+    shard_size: int = 256
+    with_masks: bool = False
+    splits: Tuple[str, ...] = ()
+    task: str = "segmentation"
+    with_labels: bool = True
+    resolution_m: Optional[float] = None
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("bands", tuple(str(b) for b in self.bands))
+        if not self.bands:
+            raise DatasetError("a dataset needs at least one band")
+        if len(set(self.bands)) != len(self.bands):
+            raise DatasetError(f"band names must be unique, got {list(self.bands)}")
+        if int(self.patch_size) < 1:
+            raise DatasetError(f"patch size must be at least 1, not {self.patch_size}")
+        if int(self.shard_size) < 1:
+            raise DatasetError(f"shard size must be at least 1, not {self.shard_size}")
+        if not 0 <= int(self.label_nodata) <= 255:
+            raise DatasetError(f"label nodata must be in 0..255, not {self.label_nodata}")
+        put("classes", tuple(_class_dict(c) for c in self.classes))
+        if not self.classes:
+            raise DatasetError("the class table is empty: the label raster needs at least one class")
+        values = [c["value"] for c in self.classes]
+        if len(set(values)) != len(values):
+            raise DatasetError(f"class values must be unique, got {values}")
+        if int(self.label_nodata) in values:
+            raise DatasetError(f"label nodata {self.label_nodata} is also a class value")
+        put("patch_size", int(self.patch_size))
+        put("shard_size", int(self.shard_size))
+        put("label_nodata", int(self.label_nodata))
+        put("crs_wkt", self.crs_wkt or "")
+        put("scale", float(self.scale))
+        if self.resolution_m is not None and not (isinstance(self.resolution_m, (int, float))
+                                                  and 0 < self.resolution_m < float("inf")):
+            raise DatasetError(f"resolution_m must be a positive pixel size in ground metres, not "
+                               f"{self.resolution_m!r}")
+        put("resolution_m", None if self.resolution_m is None else float(self.resolution_m))
+        put("with_masks", bool(self.with_masks))
+        put("splits", tuple(self.splits))
+        if self.task not in TASKS:
+            raise DatasetError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.task == "segmentation" and not self.with_labels:
+            raise DatasetError("a segmentation dataset needs pixel labels (with_labels=True)")
+        put("with_labels", bool(self.with_labels))
+
+
 class DatasetWriter:
     """Write a dataset folder shard by shard (memory stays flat: one preallocated shard per split).
 
-    ``with DatasetWriter(...) as w: w.add("train", image, label)`` closes on success and removes what it
-    wrote on an exception. ``splits`` pre-declares split names so they appear in the manifest even when
-    they receive no patch.
+    ``with DatasetWriter(folder, DatasetSpec(...)) as w: w.add("train", image, label)`` closes on success and
+    removes what it wrote on an exception. The spec's ``splits`` pre-declares split names so they appear in the
+    manifest even when they receive no patch. ``overwrite``: an earlier dataset in ``folder`` is replaced (when
+    this one is complete); ``expected_patches``: refuse up front when the disk cannot hold that many.
 
     ``task`` "multilabel" or "singlelabel" stores a patch-level target per patch (``add(..., target=)``: a
     multi-hot (K,) vector in class-table order; exactly one 1 for "singlelabel") in targets-<split>-<k>.npy;
     ``with_labels=False`` then writes no pixel labels (``add(split, image, target=...)``).
     """
 
-    def __init__(self, folder: str, bands: Sequence[str], patch_size: int, classes: Sequence,
-                 crs_wkt: str = "", scale: float = 1e-4, label_nodata: int = 0, shard_size: int = 256,
-                 with_masks: bool = False, overwrite: bool = False, splits: Sequence[str] = (),
-                 expected_patches: int = 0, task: str = "segmentation", with_labels: bool = True,
-                 resolution_m: Optional[float] = None):
+    def __init__(self, folder: str, spec: DatasetSpec, overwrite: bool = False, expected_patches: int = 0):
         if not folder:
             raise DatasetError("no output folder given")
-        self.bands = [str(b) for b in bands]
-        if not self.bands:
-            raise DatasetError("a dataset needs at least one band")
-        if len(set(self.bands)) != len(self.bands):
-            raise DatasetError(f"band names must be unique, got {self.bands}")
-        if int(patch_size) < 1:
-            raise DatasetError(f"patch size must be at least 1, not {patch_size}")
-        if int(shard_size) < 1:
-            raise DatasetError(f"shard size must be at least 1, not {shard_size}")
-        if not 0 <= int(label_nodata) <= 255:
-            raise DatasetError(f"label nodata must be in 0..255, not {label_nodata}")
-        self.classes = [_class_dict(c) for c in classes]
-        if not self.classes:
-            raise DatasetError("the class table is empty: the label raster needs at least one class")
-        values = [c["value"] for c in self.classes]
-        if len(set(values)) != len(values):
-            raise DatasetError(f"class values must be unique, got {values}")
-        if int(label_nodata) in values:
-            raise DatasetError(f"label nodata {label_nodata} is also a class value")
+        if not isinstance(spec, DatasetSpec):
+            raise DatasetError(f"DatasetWriter takes a DatasetSpec (bands, patch size, classes, ...), not "
+                               f"{type(spec).__name__}")
+        self.spec = spec
         self.folder = os.path.abspath(folder)
-        self.patch_size, self.shard_size = int(patch_size), int(shard_size)
-        self.crs_wkt, self.scale, self.label_nodata = crs_wkt or "", float(scale), int(label_nodata)
-        if resolution_m is not None and not (isinstance(resolution_m, (int, float))
-                                             and 0 < resolution_m < float("inf")):
-            raise DatasetError(f"resolution_m must be a positive pixel size in ground metres, not {resolution_m!r}")
+        self.bands, self.classes = list(spec.bands), [dict(c) for c in spec.classes]
+        self.patch_size, self.shard_size = spec.patch_size, spec.shard_size
+        self.crs_wkt, self.scale, self.label_nodata = spec.crs_wkt, spec.scale, spec.label_nodata
         #: pixel size in ground metres (manifest "resolution_m"; training copies it into the model card)
-        self.resolution_m = None if resolution_m is None else float(resolution_m)
-        self.with_masks = bool(with_masks)
-        if task not in TASKS:
-            raise DatasetError(f"task {task!r} is not one of {', '.join(TASKS)}")
-        if task == "segmentation" and not with_labels:
-            raise DatasetError("a segmentation dataset needs pixel labels (with_labels=True)")
-        self.task, self.with_labels = task, bool(with_labels)
-        self.num_targets = len(self.classes) if task in PATCH_TASKS else 0
+        self.resolution_m = spec.resolution_m
+        self.with_masks, self.task, self.with_labels = spec.with_masks, spec.task, spec.with_labels
+        self.num_targets = len(self.classes) if self.task in PATCH_TASKS else 0
         self._allowed = np.zeros(256, dtype=bool)
-        self._allowed[values] = True
+        self._allowed[[c["value"] for c in self.classes]] = True
         self._allowed[self.label_nodata] = True
         self._prepare_folder(overwrite, expected_patches)
         self._open: Dict[str, _ShardSet] = {}
@@ -236,7 +279,7 @@ class DatasetWriter:
         self._counts: Dict[str, np.ndarray] = {}
         self._tcounts: Dict[str, np.ndarray] = {}
         self._closed = False
-        for s in splits:
+        for s in spec.splits:
             self._declare(s)
 
     # -- folder ----------------------------------------------------------------------------------

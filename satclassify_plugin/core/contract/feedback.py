@@ -1,9 +1,10 @@
 """The one feedback contract of long core calls: progress, messages, cancel (pure Python).
 
-Every long core call takes ``progress`` / ``log`` / ``is_canceled`` callables (or a :class:`Monitor` bundling them)
-and raises :class:`Canceled` when the user cancels. Progress is always a fraction 0-1 of the call's work; the
-algorithms adapt ``QgsProcessingFeedback`` (percent) in one place, ``SatClassifyAlgorithm.monitor``, and turn
-``Canceled`` (a :class:`SatClassifyError`) into the tool's message like any other user error.
+Every long core call takes one :class:`Monitor` (``monitor=``, None = silent) and raises :class:`Canceled` when the
+user cancels (``monitor.check()``). Progress is always a fraction 0-1 of the call's work; a step of a call reports
+through ``monitor.sub(start, end)``. The algorithms adapt ``QgsProcessingFeedback`` (percent) in one place,
+``SatClassifyAlgorithm.monitor``, and turn ``Canceled`` (a :class:`SatClassifyError`) into the tool's message like
+any other user error.
 """
 from typing import Callable, Optional
 
@@ -44,6 +45,7 @@ class Monitor:
         """A monitor mapping 0-1 onto [start, end] (fractions) of this one."""
         return Monitor(lambda f: self.progress(start + (end - start) * f), self._info, self._is_canceled)
 
-    # the callables, for core calls that take them one by one (``progress=``, ``log=``, ``is_canceled=``)
+    # the callables one by one (``progress=``, ``log=``, ``is_canceled=``), for the one core call that still takes
+    # them (core.labels.rasterize.rasterize_clc, until it takes ``monitor=`` too); new code passes the monitor
     def callbacks(self) -> dict:
         return {"progress": self.progress, "log": self.info, "is_canceled": self.canceled}

@@ -27,16 +27,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .. import crs, raster
 from ..contract import clc
-from ..contract.dataset import FOOTPRINTS, DatasetWriter
+from ..contract.dataset import FOOTPRINTS, DatasetSpec, DatasetWriter
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Canceled, Monitor
 from ..contract.timeseries import StackLayout, dataset_entry, parse_stack
 from .plan import (
     SPLITS,
@@ -52,6 +52,7 @@ from .plan import (
 gdal.UseExceptions()
 ogr.UseExceptions()
 
+CANCELED = "cancelled by the user: the dataset folder was not written"
 INT_TYPES = {gdal.GDT_Byte: (0, 255), gdal.GDT_UInt16: (0, 65535), gdal.GDT_Int16: (-32768, 32767),
              gdal.GDT_UInt32: (0, 2 ** 32 - 1), gdal.GDT_Int32: (-2 ** 31, 2 ** 31 - 1)}
 
@@ -80,22 +81,19 @@ def _open_aligned(path: str, what: str, image: gdal.Dataset, log) -> gdal.Datase
 
 def build_patches(image: str, labels: str, output_folder: str, mask: Optional[str] = None,
                   settings: Optional[PatchSettings] = None, overwrite: bool = False,
-                  progress: Optional[Callable[[float], None]] = None,
-                  is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None, **options) -> PatchResult:
+                  monitor: Optional[Monitor] = None, **options) -> PatchResult:
     """Write the dataset folder. ``settings`` (or the same names as keywords, e.g. ``patch_size=64``) are the
     user's choices (:class:`~.plan.PatchSettings`)."""
-    log = log or (lambda m: None)
-    progress = progress or (lambda f: None)
-    is_canceled = is_canceled or (lambda: False)
+    monitor = monitor or Monitor()
+    log = monitor.info
     s = settings or PatchSettings(**options)
     if not output_folder:
         raise SatClassifyError("no output folder given")
     src = _Sources.open(image, labels, mask, s, log)
     if src.point_labels:
-        candidates = _point_candidates(src, s, progress, is_canceled, log)
+        candidates = _point_candidates(src, s, monitor.sub(0.0, 0.3))
     else:
-        candidates = _candidates(src, s, progress, is_canceled, log)
+        candidates = _candidates(src, s, monitor.sub(0.0, 0.3))
     plan = plan_splits(candidates, s)
     for note in plan.notes:
         log(note)
@@ -103,7 +101,7 @@ def build_patches(image: str, labels: str, output_folder: str, mask: Optional[st
         n = drop_overlapping(candidates, plan, s.patch_size)
         if n:
             log(f"{n} val/test patches dropped: they share pixels with a train patch (points closer than a patch)")
-    return _write_dataset(src, s, candidates, plan, output_folder, overwrite, progress, is_canceled, log)
+    return _write_dataset(src, s, candidates, plan, output_folder, overwrite, monitor)
 
 
 @dataclass
@@ -216,15 +214,15 @@ class _Sources:
         return np.bincount(self.vindex[patch_labels].ravel(), minlength=len(self.classes) + 1)
 
 
-def _candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> List[Candidate]:
+def _candidates(src: _Sources, s: PatchSettings, monitor: Monitor) -> List[Candidate]:
     """Pass 1: labels (+ mask), one strip of patch rows at a time -> the positions worth a patch."""
     p = s.patch_size
     rows0, cols0 = s.positions(src.img.RasterXSize, src.img.RasterYSize)
     out: List[Candidate] = []
     straddle = below = 0
     for i, r0 in enumerate(rows0):
-        if is_canceled():
-            raise Canceled("cancelled by the user: the dataset folder was not written")
+        if monitor.canceled():
+            raise Canceled(CANCELED)
         lab = src.read_labels(r0)
         valid = src.read_valid(r0)
         if valid is not None:
@@ -240,7 +238,8 @@ def _candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> 
                 below += 1
                 continue
             out.append(Candidate(r0, c0, hist, labelled, masked))
-        progress(0.3 * (i + 1) / len(rows0))
+        monitor.progress((i + 1) / len(rows0))
+    log = monitor.info
     log(f"{len(rows0) * len(cols0)} patch positions ({p} px, stride {s.stride}): {len(out)} kept, {below} below "
         f"MIN_LABELLED {s.min_labelled} or above MAX_MASKED {s.max_masked}"
         + (f", {straddle} straddling split blocks (stride < patch size)" if straddle else ""))
@@ -252,7 +251,7 @@ def _candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> 
     return out
 
 
-def _point_candidates(src: _Sources, s: PatchSettings, progress, is_canceled, log) -> List[Candidate]:
+def _point_candidates(src: _Sources, s: PatchSettings, monitor: Monitor) -> List[Candidate]:
     """Pass 1 for point labels: every labelled pixel -> the patch centred on it (pixel (p // 2, p // 2) of the patch),
     kept when it lies wholly inside the raster and its masked fraction (MASK) is at most MAX_MASKED."""
     p = s.patch_size
@@ -262,8 +261,8 @@ def _point_candidates(src: _Sources, s: PatchSettings, progress, is_canceled, lo
     rows = max(1, (8 * 2 ** 20) // max(1, w))
     found = []
     for y0 in range(0, h, rows):
-        if is_canceled():
-            raise Canceled("cancelled by the user: the dataset folder was not written")
+        if monitor.canceled():
+            raise Canceled(CANCELED)
         r = min(rows, h - y0)
         lab = band.ReadAsArray(0, y0, w, r)
         src.lab_ds.FlushCache()
@@ -274,7 +273,7 @@ def _point_candidates(src: _Sources, s: PatchSettings, progress, is_canceled, lo
                                    f"{y0 + int(np.nonzero(bad)[0][0])}), which is not in its class table")
         rr, cc = np.nonzero(lab)
         found.extend(zip((rr + y0).tolist(), cc.tolist(), lab[rr, cc].tolist()))
-        progress(0.15 * (y0 + r) / h)
+        monitor.progress(0.5 * (y0 + r) / h)
     out: List[Candidate] = []
     edge = masked_out = 0
     for n, (r, c, v) in enumerate(found):
@@ -291,8 +290,8 @@ def _point_candidates(src: _Sources, s: PatchSettings, progress, is_canceled, lo
         hist[src.vindex[v]] = 1
         out.append(Candidate(r0, c0, hist, 1.0, masked))
         if n % 256 == 0:
-            progress(0.15 + 0.15 * (n + 1) / len(found))
-    log(f"{len(found)} labelled pixels (points): {len(out)} patches of {p} px centred on them"
+            monitor.progress(0.5 + 0.5 * (n + 1) / len(found))
+    monitor.info(f"{len(found)} labelled pixels (points): {len(out)} patches of {p} px centred on them"
         + (f", {edge} too close to the raster edge for a whole patch" if edge else "")
         + (f", {masked_out} above MAX_MASKED {s.max_masked}" if masked_out else ""))
     if not out:
@@ -315,8 +314,9 @@ def _patch_pixels(src: _Sources, strip: np.ndarray, c0: int, r0: int, p: int) ->
 
 
 def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate], plan: SplitPlan,
-                   output_folder: str, overwrite: bool, progress, is_canceled, log) -> PatchResult:
+                   output_folder: str, overwrite: bool, monitor: Monitor) -> PatchResult:
     """Pass 2: image strips -> shards in the staging folder; footprints and manifest; moved in on success."""
+    log = monitor.info
     p = s.patch_size
     w, h, gt, wkt = src.grid
     by_row: Dict[int, List[int]] = {}
@@ -326,16 +326,16 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     records: List[PatchRecord] = []
     dropped_nodata = 0
     classes = src.classes
-    task = "singlelabel" if src.point_labels else "multilabel" if s.target_fraction > 0 else "segmentation"
-    with DatasetWriter(out_folder, src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
-                       resolution_m=ground_resolution(gt, wkt, w, h, log),
-                       with_masks=src.with_masks, overwrite=overwrite, splits=SPLITS, task=task,
-                       with_labels=not src.point_labels, expected_patches=int(plan.keep.sum())) as writer:
+    spec = DatasetSpec(src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
+                       resolution_m=ground_resolution(gt, wkt, w, h, log), with_masks=src.with_masks, splits=SPLITS,
+                       task="singlelabel" if src.point_labels else "multilabel" if s.target_fraction > 0
+                       else "segmentation", with_labels=not src.point_labels)
+    with DatasetWriter(out_folder, spec, overwrite=overwrite, expected_patches=int(plan.keep.sum())) as writer:
         if src.point_labels:
-            dropped_nodata = _write_point_patches(src, s, candidates, plan, writer, records, progress, is_canceled)
+            dropped_nodata = _write_point_patches(src, s, candidates, plan, writer, records, monitor)
         for n_row, (r0, idxs) in enumerate(sorted(by_row.items()) if not src.point_labels else ()):
-            if is_canceled():
-                raise Canceled("cancelled by the user: the dataset folder was not written")
+            if monitor.canceled():
+                raise Canceled(CANCELED)
             strip = src.img.ReadAsArray(0, r0, w, p)
             src.img.FlushCache()  # drop the strip's blocks from GDAL's cache: memory stays flat
             if strip.ndim == 2:
@@ -359,7 +359,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
                                         target=target)
                 records.append(PatchRecord(split, plan.fold_of[i], shard, pos, r0, c0, labelled, masked,
                                            hist[1:] / float(p * p)))
-            progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
+            monitor.progress(0.3 + 0.65 * (n_row + 1) / max(1, len(by_row)))
         if dropped_nodata:
             log(f"{dropped_nodata} patches dropped because image nodata pixels exceed MAX_MASKED or leave too "
                 "few labelled pixels")
@@ -369,7 +369,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
         _write_footprints(writer.stage_path(FOOTPRINTS), records, classes, gt, wkt, p)
         manifest = writer.close(extra=_manifest_extra(src, s, records, gt, w, h))  # everything moves in together
     _log_summary(manifest, classes, log)
-    progress(1.0)
+    monitor.progress(1.0)
     return PatchResult(out_folder, os.path.join(out_folder, FOOTPRINTS),
                        {sp: manifest["splits"][sp]["patches"] for sp in SPLITS}, manifest,
                        [c.to_dict() for c in classes])
@@ -390,15 +390,15 @@ def _validity(src: _Sources, pixels: np.ndarray, mask_valid: Optional[np.ndarray
 
 
 def _write_point_patches(src: _Sources, s: PatchSettings, candidates: List[Candidate], plan: SplitPlan, writer,
-                         records: List[PatchRecord], progress, is_canceled) -> int:
+                         records: List[PatchRecord], monitor: Monitor) -> int:
     """Pass 2 for point labels: each selected patch read as its own window (points lie anywhere), its point's class
     as a one-hot target; returns the patches dropped for image nodata above MAX_MASKED."""
     p = s.patch_size
     order = sorted(plan.selected(), key=lambda j: (candidates[j].row, candidates[j].col))
     dropped = 0
     for n, i in enumerate(order):
-        if n % 64 == 0 and is_canceled():
-            raise Canceled("cancelled by the user: the dataset folder was not written")
+        if n % 64 == 0 and monitor.canceled():
+            raise Canceled(CANCELED)
         c = candidates[i]
         win = src.img.ReadAsArray(c.col, c.row, p, p)
         if win.ndim == 2:
@@ -416,7 +416,7 @@ def _write_point_patches(src: _Sources, s: PatchSettings, candidates: List[Candi
                                    target.astype(float)))
         if n % 64 == 0:
             src.img.FlushCache()
-            progress(0.3 + 0.65 * (n + 1) / max(1, len(order)))
+            monitor.progress(0.3 + 0.65 * (n + 1) / max(1, len(order)))
     return dropped
 
 

@@ -1,11 +1,18 @@
 """core.dataset: the dataset folder writer and reader (pure numpy, runs in both envs)."""
+import dataclasses
 import json
 import os
 
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.contract.dataset import SCHEMA_VERSION, Dataset, DatasetError, DatasetWriter
+from satclassify_plugin.core.contract.dataset import (
+    SCHEMA_VERSION,
+    Dataset,
+    DatasetError,
+    DatasetSpec,
+    DatasetWriter,
+)
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 CLASSES = [{"value": 1, "code": "1", "name": "Artificial", "color": "#e6004d"},
@@ -22,8 +29,9 @@ def patch(i, p=8, c=4):
 
 
 def write(folder, n_train=5, n_val=2, shard_size=2, masks=False, **kw):
-    w = DatasetWriter(str(folder), BANDS, 8, CLASSES, crs_wkt="EPSG:32633", shard_size=shard_size,
-                      with_masks=masks, **kw)
+    overwrite = kw.pop("overwrite", False)
+    w = DatasetWriter(str(folder), DatasetSpec(BANDS, 8, CLASSES, crs_wkt="EPSG:32633", shard_size=shard_size,
+                                               with_masks=masks, **kw), overwrite=overwrite)
     pos = []
     for i in range(n_train):
         img, lab = patch(i)
@@ -109,7 +117,7 @@ def test_existing_folder_needs_overwrite(tmp_path):
     w.close()
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(DatasetError, match="already holds a dataset.*choose an empty folder or allow overwriting"):
-        DatasetWriter(str(tmp_path), BANDS, 8, CLASSES)
+        DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES))
     w, _ = write(tmp_path, n_train=1, n_val=0, overwrite=True)
     # the earlier dataset stays whole (and readable) until the new one is complete
     assert Dataset(str(tmp_path)).splits == ["train", "val"]
@@ -123,7 +131,7 @@ def test_overwrite_that_fails_keeps_the_earlier_dataset(tmp_path):
     w.close()
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
     with pytest.raises(RuntimeError):
-        with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, overwrite=True, shard_size=1) as w2:
+        with DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES, shard_size=1), overwrite=True) as w2:
             w2.add("train", *patch(0))
             w2.add("train", *patch(1))
             raise RuntimeError("cancelled")
@@ -152,7 +160,7 @@ def test_full_disk_is_a_message_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(dsm._NpyAppender, "append", failing)
     with pytest.raises(DatasetError, match=r"cannot write the dataset into '.*': the disk is full\. Nothing was "
                                            r"kept \(an earlier dataset there is unchanged\)"):
-        with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, overwrite=True, shard_size=2) as w2:
+        with DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES, shard_size=2), overwrite=True) as w2:
             for i in range(10):
                 w2.add("train", *patch(i))
     assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
@@ -166,7 +174,7 @@ def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 2 ** 20, 2 ** 20))
     with pytest.raises(DatasetError, match=r"the dataset needs about \d+ MB \(100000 patches\) but only 1 MB are "
                                            r"free on the disk of"):
-        DatasetWriter(str(tmp_path / "ds"), BANDS, 8, CLASSES, expected_patches=100000)
+        DatasetWriter(str(tmp_path / "ds"), DatasetSpec(BANDS, 8, CLASSES), expected_patches=100000)
     assert not (tmp_path / "ds").exists() or os.listdir(tmp_path / "ds") == []
 
 
@@ -181,19 +189,19 @@ def test_shards_are_plain_npy_files(tmp_path):
 
 def test_context_manager_aborts_on_error(tmp_path):
     with pytest.raises(RuntimeError):
-        with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, shard_size=1) as w:
+        with DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES, shard_size=1)) as w:
             w.add("train", *patch(0))
             w.add("train", *patch(1))
             raise RuntimeError("cancelled")
     assert os.listdir(tmp_path) == []
-    with DatasetWriter(str(tmp_path), BANDS, 8, CLASSES) as w:
+    with DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES)) as w:
         w.add("train", *patch(0))
     assert Dataset(str(tmp_path)).count("train") == 1
 
 
 def test_memory_flat_large_shard_preallocation(tmp_path):
     # a shard preallocated for 512 patches of 4x64x64 but holding 3 is truncated on close
-    w = DatasetWriter(str(tmp_path), BANDS, 64, CLASSES, shard_size=512)
+    w = DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 64, CLASSES, shard_size=512))
     for i in range(3):
         w.add("train", np.full((4, 64, 64), i, np.uint16), np.ones((64, 64), np.uint8))
     w.close()
@@ -211,7 +219,7 @@ def test_memory_flat_large_shard_preallocation(tmp_path):
     (dict(split="tr ain"), "split name 'tr ain' must be letters"),
 ])
 def test_add_rejects_bad_patches(tmp_path, args, msg):
-    w = DatasetWriter(str(tmp_path), BANDS, 8, CLASSES)
+    w = DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES))
     img, lab = patch(0)
     kw = {"split": "train", "image": img, "label": lab, "mask": None}
     kw.update(args)
@@ -232,11 +240,20 @@ def test_writer_rejects_bad_setup(tmp_path, kw, msg):
     args = dict(bands=BANDS, patch_size=8, classes=CLASSES)
     args.update(kw)
     with pytest.raises(DatasetError, match=msg):
-        DatasetWriter(str(tmp_path), **args)
+        DatasetWriter(str(tmp_path), DatasetSpec(**args))
+
+
+def test_writer_takes_a_spec(tmp_path):
+    with pytest.raises(DatasetError, match="DatasetWriter takes a DatasetSpec"):
+        DatasetWriter(str(tmp_path), BANDS)
+    spec = DatasetSpec(iter(BANDS), 8.0, CLASSES, splits=["train"])  # normalised when made
+    assert (spec.bands, spec.patch_size, spec.splits) == (tuple(BANDS), 8, ("train",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.patch_size = 16
 
 
 def test_writer_mask_required(tmp_path):
-    w = DatasetWriter(str(tmp_path), BANDS, 8, CLASSES, with_masks=True)
+    w = DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES, with_masks=True))
     with pytest.raises(DatasetError, match="give a mask for every patch"):
         w.add("train", *patch(0))
 

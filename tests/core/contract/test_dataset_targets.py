@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from satclassify_plugin.core.contract.dataset import Dataset, DatasetError, DatasetWriter, split_blocks
+from satclassify_plugin.core.contract.dataset import Dataset, DatasetError, DatasetSpec, DatasetWriter, split_blocks
 from satclassify_plugin.core.contract.gpkg import epsg_of_wkt, write_polygons
 
 CLASSES = [{"value": 12, "code": "211", "name": "Non-irrigated arable land", "color": "#ffffa8"},
@@ -16,8 +16,9 @@ CLASSES = [{"value": 12, "code": "211", "name": "Non-irrigated arable land", "co
 
 def test_multilabel_targets_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
-    w = DatasetWriter(str(tmp_path / "ds"), ["B02", "B08"], 8, CLASSES, task="multilabel", with_labels=False,
-                      shard_size=2, splits=("train", "val"))
+    spec = DatasetSpec(["B02", "B08"], 8, CLASSES, task="multilabel", with_labels=False, shard_size=2,
+                       splits=("train", "val"))
+    w = DatasetWriter(str(tmp_path / "ds"), spec)
     want = {"train": [], "val": []}
     for split, n in (("train", 5), ("val", 1)):
         for _ in range(n):
@@ -43,7 +44,7 @@ def test_multilabel_targets_roundtrip(tmp_path):
 
 
 def test_target_checks(tmp_path):
-    w = DatasetWriter(str(tmp_path / "a"), ["B02"], 4, CLASSES, task="singlelabel", with_labels=False)
+    w = DatasetWriter(str(tmp_path / "a"), DatasetSpec(["B02"], 4, CLASSES, task="singlelabel", with_labels=False))
     img = np.ones((1, 4, 4), np.uint16)
     with pytest.raises(DatasetError, match="needs exactly one class, its target has 2"):
         w.add("train", img, target=[1, 1, 0])
@@ -54,16 +55,16 @@ def test_target_checks(tmp_path):
     with pytest.raises(DatasetError, match="stores a target per patch"):
         w.add("train", img)
     w.abort()
-    seg = DatasetWriter(str(tmp_path / "b"), ["B02"], 4, CLASSES)
+    seg = DatasetWriter(str(tmp_path / "b"), DatasetSpec(["B02"], 4, CLASSES))
     with pytest.raises(DatasetError, match="task is 'segmentation'"):
         seg.add("train", img, np.zeros((4, 4), np.uint8), target=[1, 0, 0])
     seg.abort()
     with pytest.raises(DatasetError, match="needs pixel labels"):
-        DatasetWriter(str(tmp_path / "c"), ["B02"], 4, CLASSES, with_labels=False)
+        DatasetWriter(str(tmp_path / "c"), DatasetSpec(["B02"], 4, CLASSES, with_labels=False))
 
 
 def test_labels_and_targets_together(tmp_path):
-    w = DatasetWriter(str(tmp_path / "ds"), ["B02"], 4, CLASSES, task="multilabel")
+    w = DatasetWriter(str(tmp_path / "ds"), DatasetSpec(["B02"], 4, CLASSES, task="multilabel"))
     lab = np.full((4, 4), 12, np.uint8)
     lab[0] = 41
     w.add("train", np.ones((1, 4, 4), np.uint16), lab, target=[1, 0, 1])
@@ -75,7 +76,7 @@ def test_labels_and_targets_together(tmp_path):
 
 
 def test_missing_targets_shard_is_an_error(tmp_path):
-    w = DatasetWriter(str(tmp_path / "ds"), ["B02"], 4, CLASSES, task="multilabel", with_labels=False)
+    w = DatasetWriter(str(tmp_path / "ds"), DatasetSpec(["B02"], 4, CLASSES, task="multilabel", with_labels=False))
     w.add("train", np.ones((1, 4, 4), np.uint16), target=[0, 1, 0])
     w.close()
     path = tmp_path / "ds" / "manifest.json"

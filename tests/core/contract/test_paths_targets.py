@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from satclassify_plugin.core.contract import gpkg, paths
-from satclassify_plugin.core.contract.dataset import DatasetWriter
+from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 
@@ -82,7 +82,7 @@ def test_dataset_writer_removes_staging_folders_of_dead_runs(tmp_path):
     old.mkdir()
     live = out / f".staging-1-{host}abcd"
     live.mkdir()
-    w = DatasetWriter(str(out), ["B02"], 4, [{"value": 1, "code": "1", "name": "a", "color": "#000000"}])
+    w = DatasetWriter(str(out), DatasetSpec(["B02"], 4, [{"value": 1, "code": "1", "name": "a", "color": "#000000"}]))
     assert not stale.exists() and live.exists()
     w.add("train", np.ones((1, 4, 4), np.uint16), np.ones((4, 4), np.uint8))
     w.close()

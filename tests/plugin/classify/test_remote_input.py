@@ -57,7 +57,8 @@ def test_classify_pixels_and_grid_of_a_remote_input(run_alg, served):
     model = om.patch_model(t / "p.onnx", [[1.0, 0, 0, 0], [0, 1.0, 0, 0]], [0.0, 0.0])
     run_alg("satclassify:classify", {"INPUT": served["local"], "MODEL": model, "OUTPUT": str(t / "a.tif")})
     run_alg("satclassify:classify", {"INPUT": f"/vsicurl/{served['url']}", "MODEL": model,
-                                     "OUTPUT": str(t / "b.tif"), "EXTENT": "500000,500800,4999040,5000000 [EPSG:32632]"})
+                                     "OUTPUT": str(t / "b.tif"),
+                                     "EXTENT": "500000,500800,4999040,5000000 [EPSG:32632]"})
     a, gt_a, wkt_a = _classes(str(t / "a.tif"))
     b, gt_b, wkt_b = _classes(str(t / "b.tif"))
     assert wkt_a == wkt_b and gt_b[1] == gt_a[1] and gt_b[5] == gt_a[5]

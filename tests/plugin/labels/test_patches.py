@@ -10,6 +10,7 @@ from qgis.core import QgsProcessingException, QgsVectorLayer
 from satclassify_plugin.core import raster
 from satclassify_plugin.core.contract import clc
 from satclassify_plugin.core.contract.dataset import Dataset
+from satclassify_plugin.core.contract.feedback import Monitor
 from satclassify_plugin.core.labels.patches import build_patches
 from tests.rasters import make_raster
 
@@ -241,7 +242,8 @@ def test_cancel_writes_no_dataset(data):
         return len(calls) > 8
 
     with pytest.raises(Exception, match="cancelled by the user"):
-        build_patches(data["img"], data["labels"], str(out), patch_size=16, block_size=2, is_canceled=cancel)
+        build_patches(data["img"], data["labels"], str(out), patch_size=16, block_size=2,
+                      monitor=Monitor(is_canceled=cancel))
     assert not out.exists() or os.listdir(out) == []
 
 
