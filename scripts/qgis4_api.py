@@ -326,7 +326,9 @@ def read_tree(folder, manifest=None):
     manifest = manifest or {}
     commits, partial = manifest.get("commits", {}), set(manifest.get("partial", []))
     found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
+    top = next((os.path.join(folder, *sub.split("/")) for sub in ("python/PyQt6", "python")
+                if os.path.isdir(os.path.join(folder, *sub.split("/")))), folder)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
         for f in sorted(filenames):
             if not (f.endswith(".sip.in") or f.endswith(".sip")):
@@ -505,11 +507,10 @@ def main(argv=None):
         used_commits = {e["commit"] for e in found.values() if e.get("commit")}
         qgis["commits"] = {c: d for c, d in qgis.get("commits", {}).items() if c in used_commits}
     else:
-        base = os.path.join(args.qgis_src, "python", "PyQt6")
-        found = read_tree(base if os.path.isdir(base) else os.path.join(args.qgis_src, "python"))
+        found = read_tree(args.qgis_src)
         for e in found.values():
             e.update(commit=args.commit, date=args.date, qgis4=True, evidence=f"checkout of {args.ref}")
-        qgis = {"release": args.ref, "commits": {args.commit: {"date": args.date, "what": args.ref}},
+        qgis = {"release": args.ref, "commits": {args.commit: {"date": args.date, "what": args.ref, "qgis4": True}},
                 "read_from": "python/PyQt6/{core,gui,analysis}/auto_generated/**/*.sip.in"}
     data = build(found, previous, wanted, qgis)
     data["hints"] = previous.get("hints", {})
