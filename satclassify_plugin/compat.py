@@ -12,7 +12,10 @@ Rules for contributors (checked by ``tests/plugin/test_qt6_safe.py``, which walk
 """
 from qgis.core import Qgis, QgsFeatureSink, QgsVectorFileWriter
 
-QGIS_VERSION_INT = Qgis.QGIS_VERSION_INT
+# Qgis.versionInt() is in every supported QGIS's binding (3.12+) and in QGIS 4's; Qgis.QGIS_VERSION_INT is a
+# Python-side alias that qgis/core/__init__.py adds on 3.x, absent from QGIS 4's Qgis binding file
+# (tests/plugin/test_qgis4_api.py, tests/data/qgis4_api.json).
+QGIS_VERSION_INT = Qgis.versionInt()
 
 
 def _pick(new_owner, new_path: str, old):

@@ -26,16 +26,47 @@ def _not_here(name):
     return call
 
 
-def stub_class(name, entry):
+def _qt_class(name):
+    import importlib
+
+    for sub in ("QtCore", "QtGui", "QtWidgets"):
+        cls = getattr(importlib.import_module(f"PyQt6.{sub}"), name, None)
+        if isinstance(cls, type):
+            return cls
+    return None
+
+
+def stub_class(name, entry, data, made):
+    """A class with the members the data file lists for ``name``: enums as enum.Enum (with their listed members),
+    nested classes as stub classes, everything else a callable that raises; QGIS bases (stubbed too) and the
+    first Qt base (PyQt6's own class) are inherited, as in the real binding."""
+    if name in made:
+        return made[name]
+    bases = []
+    for b in entry.get("bases", []):
+        if b == "Exception":  # %Exception: a Python exception class
+            bases.append(Exception)
+        elif b in data["classes"]:
+            bases.append(stub_class(b, data["classes"][b], data, made))
+        elif b.startswith("Q") and not b.startswith("Qgs") and not any(isinstance(x, type) and
+                                                                        x.__module__.startswith("PyQt6")
+                                                                        for x in bases):
+            qt = _qt_class(b)
+            if qt is not None:
+                bases.append(qt)
     attrs = {}
     for member in entry.get("members", []):
+        nested = f"{name}.{member}"
         if member in entry.get("enums", {}):
-            attrs[member] = enum.Enum(f"{name}.{member}", {m: i for i, m in enumerate(entry["enums"][member])})
-        elif member == "QGIS_VERSION_INT":
-            attrs[member] = QGIS_VERSION_INT
+            attrs[member] = enum.Enum(nested, {m: i for i, m in enumerate(entry["enums"][member])})
+        elif nested in data["classes"]:
+            attrs[member] = stub_class(nested, data["classes"][nested], data, made)
+        elif member == "versionInt":
+            attrs[member] = staticmethod(lambda: QGIS_VERSION_INT)
         else:
-            attrs[member] = staticmethod(_not_here(f"{name}.{member}"))
-    return type(name, (), attrs)
+            attrs[member] = staticmethod(_not_here(nested))
+    made[name] = type(name.split(".")[-1], tuple(dict.fromkeys(bases)) or (), attrs)
+    return made[name]
 
 
 def install_stubs(data):
@@ -54,11 +85,12 @@ def install_stubs(data):
             continue
         sys.modules[f"qgis.PyQt.{sub}"] = mod
         setattr(pyqt, sub, mod)
+    made = {}
     for module in ("core", "gui", "analysis"):
         m = types.ModuleType(f"qgis.{module}")
         for cls, entry in data["classes"].items():
             if entry.get("module") == f"qgis.{module}" and "." not in cls:
-                setattr(m, cls, stub_class(cls, entry))
+                setattr(m, cls, stub_class(cls, entry, data, made))
         sys.modules[f"qgis.{module}"] = m
         setattr(qgis, module, m)
     utils = types.ModuleType("qgis.utils")

@@ -1,13 +1,17 @@
 """The plugin against QGIS 4's API: its qgis.* names against tests/data/qgis4_api.json, its Qt code against PyQt6.
 
 No QGIS 4 build installs on these machines. Instead:
-* every ``from qgis.core|gui|analysis import Name`` and every ``Name.attr.attr`` the plugin, scripts and benchmarks
-  use (found by test_qt6_safe's walker; compat.py's QGIS-4 spellings included) is looked up in the data file that
-  scripts/qgis4_api.py derives from QGIS 4's binding files: a class it lacks, a member missing from a class whose
-  member list is complete, an enum member missing from its enum, or a name listed as removed in QGIS 4 fails;
+* every ``from qgis.core|gui|analysis import Name``, every ``Name.attr.attr`` the plugin, scripts and benchmarks
+  use, compat.py's QGIS-4 spellings, and the methods called on objects whose QGIS class the source fixes
+  (``self.addParameter`` in a QgsProcessingAlgorithm subclass, ``context.project()``, ``p = QgsField(...); p.x``)
+  are resolved in the data file that scripts/qgis4_api.py derives from QGIS 4's PyQt6 binding files
+  (``python/PyQt6/core/auto_generated/**/*.sip.in`` of qgis/QGIS, commits recorded per class): a class it lacks,
+  a member missing from a class whose member list is complete (inherited members included), an enum member
+  missing from its enum, or a name listed as removed in QGIS 4 fails;
 * every module of the plugin is imported in a separate process against real PyQt6 (Debian's python3-pyqt6, set up
   by scripts/setup.sh), ``qgis.PyQt`` being PyQt6 and ``qgis.core`` stubs built from the same data file
   (tests/plugin/pyqt6_import_check.py); every Qt ``Name.attr.attr`` the plugin uses must resolve in PyQt6.
+The check reads only the JSON file: no network, no QGIS 4 at test time.
 """
 import ast
 import json
@@ -30,89 +34,256 @@ def load():
         return json.load(f)
 
 
-def problems(data, used):
-    """(missing, unconfirmed, checked): names QGIS 4 lacks per ``data``; names whose class is not yet read from
-    a QGIS 4 binding file; how many names were looked at."""
-    missing, unconfirmed, checked = [], set(), 0
-    removed = data.get("removed_in_qgis4", {})
-    for (module, name), where in sorted(used.items()):
-        if module not in qgis4_api.QGIS_MODULES:
-            continue
-        checked += 1
-        at = f"{where[0][0]}:{where[0][1]}"
-        parts = name.split(".")
-        for i in range(len(parts), 0, -1):
-            if ".".join(parts[:i]) in removed:
-                missing.append(f"{module}.{name} ({at}): removed in QGIS 4, use {removed['.'.join(parts[:i])]}")
-                break
-        else:
-            entry = data["classes"].get(parts[0])
-            if entry is None or entry.get("module") != module:
-                missing.append(f"{module}.{name} ({at}): no class {parts[0]} in {module} of QGIS 4")
-                continue
-            if entry.get("status") != "confirmed":
-                unconfirmed.add(parts[0])
-            if len(parts) >= 2 and entry.get("complete") and parts[1] not in entry["members"]:
-                missing.append(f"{module}.{name} ({at}): {parts[0]} has no member {parts[1]} in QGIS 4")
-            elif len(parts) >= 3 and parts[1] in entry.get("enums", {}) and parts[2] not in entry["enums"][parts[1]]:
-                missing.append(f"{module}.{name} ({at}): {parts[0]}.{parts[1]} has no member {parts[2]} in QGIS 4")
-    return missing, sorted(unconfirmed), checked
-
-
 def test_data_file_names_its_source():
+    """Every class read from a binding file names the file and commit; the commits say what QGIS they are."""
     data = load()
-    assert data["qgis"]["release"].startswith("4") or "4_" in data["qgis"]["release"], data["qgis"]
-    assert data["qgis"]["read_from"]
+    assert "4" in data["qgis"]["release"] and data["qgis"]["read_from"]
+    commits = data["qgis"]["commits"]
+    assert commits and all(c["what"] and "date" in c for c in commits.values())
+    assert any(c.get("qgis4") for c in commits.values())
+    read = {k: e for k, e in data["classes"].items() if e["status"] == "read"}
     for cls, entry in data["classes"].items():
         assert entry["module"] in qgis4_api.QGIS_MODULES, cls
-        assert entry["status"] in ("confirmed", "unconfirmed"), cls
-        assert entry["status"] == "unconfirmed" or entry.get("source") or data["qgis"]["commit"], cls
+        assert entry["status"] in ("read", "unconfirmed"), cls
+    for cls, entry in read.items():
+        assert entry["file"].startswith("python/PyQt6/"), cls
+        assert entry["commit"] in commits, cls
+        assert entry["qgis4"] == bool(commits[entry["commit"]].get("qgis4")), cls
+    # the Processing API the plugin is built on comes from QGIS 4 versions of the files
+    for cls in ("Qgis", "QgsProcessingAlgorithm", "QgsProcessingContext", "QgsProcessingProvider",
+                "QgsProcessingParameterNumber", "QgsProcessingParameterDefinition", "QgsApplication"):
+        assert read[cls]["qgis4"] and read[cls]["complete"], cls
+    assert len(read) >= 90
 
 
 def test_plugin_names_exist_in_qgis4():
     data = load()
-    missing, unconfirmed, checked = problems(data, qgis4_api.used_names())
-    print(f"QGIS 4 API check against QGIS {data['qgis']['release']} {data['qgis']['commit']}: {checked} names, "
-          f"{len(data['classes'])} classes ({len(unconfirmed)} not yet read from a QGIS 4 binding file)")
-    assert checked >= 100
-    assert not missing, "names the plugin uses that QGIS 4 lacks:\n" + "\n".join(missing)
+    used = qgis4_api.used_names()
+    r = qgis4_api.resolve(data, used)
+    print(qgis4_api.report_line(data, used))
+    if r["unconfirmed"]:
+        print(f"classes not yet read from a QGIS 4 binding file: {r['unconfirmed']}")
+    if r["unchecked"]:
+        print(f"names on classes whose member list was not read whole: {r['unchecked']}")
+    assert not r["missing"], "names the plugin uses that QGIS 4 lacks:\n" + "\n".join(r["missing"])
+    c = r["counts"]
+    assert c["names"] >= 150 and c["classes"] >= 60 and c["members"] >= 110 and c["enum_members"] >= 20, c
 
 
 def test_every_used_class_is_in_the_data_file():
-    """A new qgis.* import must be added to the data file (scripts/qgis4_api.py), never silently skipped."""
-    data = load()
-    used = {name.split(".")[0] for (module, name) in qgis4_api.used_names() if module in qgis4_api.QGIS_MODULES}
-    assert used - set(data["classes"]) == set()
+    """A new qgis.* import must be added to the data file (scripts/qgis4_api.py from-sip), never skipped."""
+    used = qgis4_api.wanted_classes(qgis4_api.used_names())
+    assert used - set(load()["classes"]) == set()
 
 
-def test_the_check_flags_removed_and_renamed_names(tmp_path):
-    """Negative self-test: a name QGIS 4 removed, a member a complete class lacks and an enum member its enum
-    lacks all fail; their present spellings pass."""
-    src = tmp_path / "old.py"
-    src.write_text("from qgis.core import QgsFeatureSink, QgsMapLayerType, QgsVectorFileWriter, QgsNotInQgis4\n"
-                   "a = QgsMapLayerType.RasterLayer\n"
-                   "b = QgsFeatureSink.Flag.FastInsert\n"
-                   "c = QgsFeatureSink.Flag.SlowInsert\n"
-                   "d = QgsFeatureSink.addFeatureV2\n"
-                   "e = QgsVectorFileWriter.writeAsVectorFormat\n")
+FABRICATED = '''
+from qgis.core import (Qgis, QgsFeatureSink, QgsMapLayerType, QgsProcessingAlgorithm, QgsProcessingParameterNumbr,
+                       QgsProcessingParameterNumber)
+
+a = Qgis.ProcessingSourceType.VectorPolygn
+b = Qgis.ProcessingSourceType.VectorPolygon
+c = QgsFeatureSink.Flag.FastInsert
+d = QgsFeatureSink.addFeatureV2
+e = Qgis.QGIS_VERSION_INT
+f = QgsMapLayerType.RasterLayer
+
+
+class Alg(QgsProcessingAlgorithm):
+    def helper(self):
+        return 1
+
+    def processAlgorithm(self, parameters, context, feedback):
+        self.helper()
+        self.parameterAsRasterLayer(parameters, "IN", context)
+        self.parameterAsRastrLayer(parameters, "IN", context)
+        context.addLayerToLoadOnCompletin("x", None)
+        context.project()
+        feedback.pushInf("x")
+        feedback.isCanceled()
+        p = QgsProcessingParameterNumber("N")
+        p.setMinimun(1)
+        p.setFlags(p.flags())
+        return {}
+'''
+
+
+def test_the_check_catches_fabricated_and_removed_names(tmp_path):
+    """Negative self-test: misspelled classes, members, enum members and methods (on self, on the Processing
+    context / feedback arguments, on a local object), and names QGIS 4 removed, all fail; the real spellings
+    next to them pass."""
+    src = tmp_path / "fabricated.py"
+    src.write_text(FABRICATED)
     data = load()
-    data = {**data, "removed_in_qgis4": {**data["removed_in_qgis4"], "QgsMapLayerType": "Qgis.LayerType",
-                                         "QgsVectorFileWriter.writeAsVectorFormat": "writeAsVectorFormatV3"}}
-    missing, _, checked = problems(data, qgis4_api.used_names([str(src)]))
-    text = "\n".join(missing)
-    for bad in ("QgsMapLayerType (", "QgsMapLayerType.RasterLayer", "QgsFeatureSink.Flag.SlowInsert",
-                "QgsFeatureSink.addFeatureV2", "QgsVectorFileWriter.writeAsVectorFormat (", "QgsNotInQgis4"):
+    data = {**data, "removed_in_qgis4": {**data["removed_in_qgis4"], "QgsMapLayerType": "Qgis.LayerType"}}
+    r = qgis4_api.resolve(data, qgis4_api.used_names([str(src)]))
+    text = "\n".join(r["missing"])
+    for bad in ("QgsProcessingParameterNumbr (", "Qgis.ProcessingSourceType.VectorPolygn",
+                "QgsFeatureSink.addFeatureV2", "Qgis.QGIS_VERSION_INT", "QgsMapLayerType (",
+                "QgsProcessingAlgorithm.parameterAsRastrLayer", "QgsProcessingContext.addLayerToLoadOnCompletin",
+                "QgsProcessingParameterNumber.setMinimun"):
         assert bad in text, (bad, text)
-    assert "QgsFeatureSink.Flag.FastInsert" not in text
-    assert len(missing) == 6, text
+    # QgsProcessingFeedback derives (through QgsFeedback) from QObject: a name neither class has is left to PyQt6,
+    # where test_qt_names_resolve_in_pyqt6 looks it up
+    assert list(r["qt"]) == ["QObject.pushInf"] and "QgsProcessingFeedback.pushInf (" in r["qt"]["QObject.pushInf"]
+    for good in ("VectorPolygon (", "FastInsert", "parameterAsRasterLayer (", ".helper", "project (",
+                 "isCanceled", "setFlags", "flags ("):
+        assert good not in text, (good, text)
+    assert len(r["missing"]) == 9, text  # QgsMapLayerType is imported and used: both reported
+
+
+def test_the_check_follows_inheritance_and_partial_lists():
+    """An inherited member resolves through the QGIS base class; a member of a class read only in part is
+    reported as unchecked, not as missing and not as found."""
+    data = {"qgis": {}, "classes": {
+        "QgsBase": {"module": "qgis.core", "complete": True, "members": ["baseMethod"], "enums": {}, "bases": []},
+        "QgsChild": {"module": "qgis.core", "complete": True, "members": ["own"], "enums": {},
+                     "bases": ["QgsBase"]},
+        "QgsWidgetish": {"module": "qgis.core", "complete": True, "members": [], "enums": {}, "bases": ["QObject"]},
+        "QgsPartial": {"module": "qgis.core", "complete": False, "members": ["known"], "enums": {}, "bases": []}}}
+    used = {("qgis.core", n): [("x.py", 1)] for n in ("QgsChild.baseMethod", "QgsChild.own", "QgsChild.nope",
+                                                       "QgsWidgetish.objectName", "QgsPartial.other")}
+    r = qgis4_api.resolve(data, used)
+    assert r["missing"] == ["qgis.core.QgsChild.nope (x.py:1): QgsChild has no member nope in QGIS 4"]
+    assert r["unchecked"] == ["qgis.core.QgsPartial.other"]
+    assert r["qt"] == {"QObject.objectName": "qgis.core.QgsWidgetish.objectName (x.py:1)"}
+
+
+SIP_SAMPLE = """/* a binding file as sipify writes it (written for this test) */
+%ModuleHeaderCode
+#include <x.h>
+%End
+
+class QgsThing : QgsBase
+{
+%Docstring(signature="appended")
+A thing. NotAMember( x ) in prose.
+%End
+
+%TypeHeaderCode
+#include "qgsthing.h"
+%End
+  public:
+    enum class Kind /BaseType=IntEnum/
+    {
+      First,
+      // a comment
+      Second = 3,
+    };
+    typedef QFlags<QgsThing::Kind> Kinds;
+
+    QgsThing( const QString &name,
+              const QVariant &value = QVariant() );
+%Docstring
+Constructor.
+%End
+
+    static QgsThing *fromName( const QString &name ) /Factory/;
+    virtual QString describe() const = 0 /HoldGIL/;
+
+    struct Options
+    {
+      Options();
+      double dpi;
+      QList< int > pages;
+    };
+
+%If (HAVE_EXTRA)
+    void extra();
+%End
+    QString label;
+
+  signals:
+    void changed();
+
+  protected:
+    void helper();
+
+  private:
+    void hidden();
+    QgsThing( const QgsThing &other );
+};
+
+QFlags<QgsThing::Kind> operator|(QgsThing::Kind f1, QFlags<QgsThing::Kind> f2);
+"""
+
+
+def test_parse_sip_reads_a_binding_file():
+    classes = qgis4_api.parse_sip(SIP_SAMPLE)
+    thing = classes["QgsThing"]
+    assert thing["bases"] == ["QgsBase"]
+    assert thing["enums"] == {"Kind": ["First", "Second"]}
+    assert set(thing["members"]) == {"Kind", "Kinds", "fromName", "describe", "Options", "extra", "label",
+                                     "changed", "helper"}
+    assert set(classes["QgsThing.Options"]["members"]) == {"dpi", "pages"}
+
+
+def test_from_sip_builds_the_data_file(tmp_path):
+    """``from-sip``: classes read from the folder carry their file, commit and QGIS 4 evidence; a wanted class
+    the folder lacks keeps its previous entry, marked unconfirmed; QGIS base classes come along."""
+    folder = tmp_path / "sip" / "python" / "PyQt6" / "core" / "auto_generated"
+    folder.mkdir(parents=True)
+    (folder / "qgsthing.sip.in").write_text("// qgis/QGIS python/PyQt6/core/auto_generated/qgsthing.sip.in @ "
+                                            "abcdef1234567\n" + SIP_SAMPLE)
+    (folder / "qgsbase.sip.in").write_text("// qgis/QGIS x @ 7654321fedcba\nclass QgsBase\n{\n  public:\n"
+                                           "    baseMethod();\n};\n")
+    manifest = {"commits": {"abcdef1234567": {"date": "2026-03-01", "what": "4.0", "qgis4": True}}}
+    found = qgis4_api.read_tree(str(tmp_path / "sip"), manifest)
+    previous = {"classes": {"QgsGone": {"module": "qgis.core", "members": ["a"], "enums": {}}}}
+    data = qgis4_api.build(found, previous, {"QgsThing", "QgsGone"}, {"release": "4.0"})
+    assert set(data["classes"]) == {"QgsThing", "QgsThing.Options", "QgsBase", "QgsGone"}
+    thing = data["classes"]["QgsThing"]
+    assert (thing["file"], thing["commit"], thing["date"], thing["qgis4"], thing["status"]) == (
+        "python/PyQt6/core/auto_generated/qgsthing.sip.in", "abcdef1234567", "2026-03-01", True, "read")
+    assert data["classes"]["QgsBase"]["qgis4"] is False
+    assert data["classes"]["QgsGone"]["status"] == "unconfirmed"
+    used = {("qgis.core", "QgsThing.baseMethod"): [("x.py", 1)], ("qgis.core", "QgsThing.Kind.Third"): [("x.py", 2)]}
+    assert qgis4_api.resolve(data, used)["missing"] == [
+        "qgis.core.QgsThing.Kind.Third (x.py:2): QgsThing.Kind has no member Third in QGIS 4"]
+
+
+def test_extract_reads_a_whole_checkout(tmp_path, monkeypatch):
+    """``extract``: a QGIS 4 checkout read at one commit; every class read from its PyQt6 binding files carries that
+    commit, and the PyQt5 copies under python/core are not read when a PyQt6 tree exists."""
+    sip = tmp_path / "QGIS" / "python" / "PyQt6" / "core" / "auto_generated"
+    sip.mkdir(parents=True)
+    (sip / "qgis.sip.in").write_text("class Qgis\n{\n  public:\n    static versionInt();\n};\n")
+    old = tmp_path / "QGIS" / "python" / "core" / "auto_generated"
+    old.mkdir(parents=True)
+    (old / "qgsold.sip.in").write_text("class QgsProcessingAlgorithm\n{\n  public:\n    gone();\n};\n")
+    out = tmp_path / "api.json"
+    monkeypatch.setattr(qgis4_api, "DATA", str(out))
+    qgis4_api.main(["extract", "--qgis-src", str(tmp_path / "QGIS"), "--ref", "final-4_0_0", "--commit", "abc1234",
+                    "--date", "2026-02-20"])
+    data = json.loads(out.read_text())
+    assert data["qgis"]["commits"] == {"abc1234": {"date": "2026-02-20", "what": "final-4_0_0", "qgis4": True}}
+    qgis = data["classes"]["Qgis"]
+    assert (qgis["commit"], qgis["qgis4"], qgis["members"], qgis["status"]) == ("abc1234", True, ["versionInt"], "read")
+    assert data["classes"]["QgsProcessingAlgorithm"]["status"] == "unconfirmed"
 
 
 def test_compat_uses_its_qgis4_spellings():
-    """compat.py's first choice for each name is a QGIS 4 name (it is what a QGIS 4 build runs)."""
+    """compat.py's first choice for each name is a QGIS 4 name (it is what a QGIS 4 build runs), and its version
+    number comes from Qgis.versionInt(), which QGIS 4's binding has (QGIS_VERSION_INT is a 3.x Python alias)."""
     paths = {f"Qgis.{'.'.join(chain)}" for _, owner, chain in qgis4_api.compat_new_paths() if owner == "Qgis"}
     assert len(paths) >= 15
     used = {name for (module, name) in qgis4_api.used_names() if module == "qgis.core"}
     assert paths <= used
+    assert "Qgis.versionInt" in used and "Qgis.QGIS_VERSION_INT" not in used
+    assert "versionInt" in load()["classes"]["Qgis"]["members"]
+    from qgis.core import Qgis
+
+    from satclassify_plugin import compat
+    assert compat.QGIS_VERSION_INT == Qgis.versionInt() == Qgis.QGIS_VERSION_INT
+
+
+def test_report_prints_counts_and_commits():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "qgis4_api.py"), "report"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert "QGIS 4 API check:" in line and "0 missing" in line, line
+    for commit in load()["qgis"]["commits"]:
+        assert commit[:10] in line, (commit, line)
 
 
 def _pyqt6():
@@ -146,7 +317,8 @@ def test_plugin_imports_against_pyqt6(pyqt6_import):
 
 def test_qt_names_resolve_in_pyqt6():
     """Every ``from qgis.PyQt.X import Y`` and ``Y.attr.attr`` the plugin uses exists in PyQt6 (QAction only via
-    its QtGui home: compat.py tries QtGui first)."""
+    its QtGui home: compat.py tries QtGui first), and so does every member of a QGIS class that QGIS 4's binding
+    inherits from a Qt class (``QgsApplication.exit`` is ``QApplication.exit``)."""
     if not _pyqt6():
         pytest.skip("PyQt6 not installed")
     wanted = {}
@@ -158,11 +330,18 @@ def test_qt_names_resolve_in_pyqt6():
         for line, local, chain in attribute_chains(tree, imports):
             module, name = imports[local]
             wanted.setdefault(f"{module}:{'.'.join([name] + chain)}", f"{os.path.relpath(path, ROOT)}:{line}")
+    inherited = qgis4_api.resolve(load(), qgis4_api.used_names())["qt"]
+    assert "QApplication.exit" in inherited
+    for name, where in inherited.items():
+        wanted[f"*:{name}"] = where
     code = ("import importlib, json, sys\nbad = []\nfor key in json.loads(sys.stdin.read()):\n"
             "    module, path = key.split(':')\n"
-            "    obj = importlib.import_module(module.replace('qgis.PyQt', 'PyQt6'))\n"
-            "    try:\n        for part in path.split('.'):\n            obj = getattr(obj, part)\n"
-            "    except AttributeError:\n        bad.append(key)\nprint(json.dumps(bad))\n")
+            "    mods = ['PyQt6.QtCore', 'PyQt6.QtGui', 'PyQt6.QtWidgets'] if module == '*' else "
+            "[module.replace('qgis.PyQt', 'PyQt6')]\n"
+            "    for m in mods:\n        obj = importlib.import_module(m)\n"
+            "        try:\n            for part in path.split('.'):\n                obj = getattr(obj, part)\n"
+            "            break\n        except AttributeError:\n            pass\n"
+            "    else:\n        bad.append(key)\nprint(json.dumps(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(sorted(wanted)), capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
