@@ -110,8 +110,10 @@ def main():
     sys.path.insert(0, ROOT)
     import satclassify_plugin
 
+    # a package's __main__ runs a command when imported (satclassify_plugin/headless: the `satclassify` command)
     names = ["satclassify_plugin"] + [m.name for m in pkgutil.walk_packages(satclassify_plugin.__path__,
-                                                                          "satclassify_plugin.")]
+                                                                          "satclassify_plugin.")
+                                      if not m.name.endswith(".__main__")]
     imported, failed = [], {}
     for name in names:
         try:

@@ -221,6 +221,25 @@ def invalid_pixels(raw: np.ndarray, nodata: Sequence[Optional[float]], is_float:
     return invalid, negatives
 
 
+def invalidate_negative_dates(raw: np.ndarray, valid_channels: Sequence[int], ox: int = 0, oy: int = 0,
+                              core: Optional[Sequence[int]] = None) -> int:
+    """A multi-date input (channels date by date, each date's VALID channel last): a date with a negative value in
+    any of its bands at a pixel is no observation there (a fill such as -9999 in an Int16 stack), written as the
+    stack convention writes an invalid date: its bands 0 and its VALID 0. In place; returns how many pixels of the
+    tile's core (``core`` = (x, y, w, h) at offset ``ox``, ``oy`` in ``raw``) lost a date this way (for the log)."""
+    count = np.zeros(raw.shape[1:], bool)
+    start = 0
+    for v in valid_channels:
+        neg = (raw[start:v] < 0).any(axis=0)
+        if neg.any():
+            raw[start:v + 1, neg] = 0
+            count |= neg
+        start = v + 1
+    if core is not None:
+        count = count[oy:oy + core[3], ox:ox + core[2]]
+    return int(np.count_nonzero(count))
+
+
 def _nodata_values(ds: gdal.Dataset, band_numbers: Sequence[int], model: Model) -> List[Optional[float]]:
     """Per model band: the raster band's nodata value, or 0 for Sentinel-2 DN stacks without one."""
     s2 = model.card.sentinel2_dn
@@ -368,7 +387,8 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], option
         band_numbers = map_bands(card.bands, raster.band_names(src), bands, log)
         log("model bands -> raster bands: " + ", ".join(f"{m}<-{b}" for m, b in zip(card.bands, band_numbers)))
         nodata = _nodata_values(src, band_numbers, model)
-        scale = _fold_scaling(scale, gdal_scaling(src, band_numbers, log))
+    # the bands' GDAL scale/offset (e.g. a processing-baseline offset kept as GDAL offset), multi-date ones too
+    scale = _fold_scaling(scale, gdal_scaling(src, band_numbers, log))
     px = check_pixel_size(src, card.resolution_m, log, resample)
     ds = src
     if resample and px is not None:
@@ -454,7 +474,8 @@ def run_plan(plan: ClassifyPlan, monitor: Optional[Monitor] = None) -> ClassifyR
             if negative_dn:
                 log(f"warning: {negative_dn} pixels hold a negative value in a model band, which is no "
                     "valid Sentinel-2 digital number (a fill value, or a stack written with another convention): "
-                    "they are nodata (class 0)")
+                    + ("that date is no observation there (as if its VALID were 0); a pixel without a valid date "
+                       "is nodata (class 0)" if plan.valid_any else "they are nodata (class 0)"))
             check_scores(heads, scores, log)  # no class raster from a model that gave only NaN
             for out_ds in datasets:
                 out_ds.FlushCache()
@@ -532,8 +553,11 @@ class _BatchReader:
         self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
                             for bn in plan.band_numbers)
         self.tw, self.th = plan.tiles[0].size
-        #: a Sentinel-2 DN model on signed bands: negative stored values are nodata (counted for the log)
-        self.negative_invalid = negative_dn_invalid(ds, plan.band_numbers, plan.model) and not plan.valid_any
+        #: a Sentinel-2 DN model on signed bands: negative stored values are nodata (counted for the log); on a
+        #: multi-date stack they make their date invalid at that pixel (:func:`invalidate_negative_dates`)
+        negative = negative_dn_invalid(ds, plan.band_numbers, plan.model)
+        self.negative_invalid = negative and not plan.valid_any
+        self.negative_dates = negative and bool(plan.valid_any)
         self.negatives = 0
 
     def read(self, group: Sequence[Tile], stop: threading.Event):
@@ -545,6 +569,8 @@ class _BatchReader:
             if stop.is_set():
                 return None
             ox, oy = t.core_offset
+            if self.negative_dates:
+                self.negatives += invalidate_negative_dates(raw, plan.valid_any, ox, oy, t.core)
             core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
             # NaN and +-inf, nodata values and negative DN are no measurement: those pixels get the outputs' nodata
             invalid, n_neg = invalid_pixels(core, plan.nodata, self.is_float, self.negative_invalid)
