@@ -20,11 +20,19 @@ def _bool_flag(p, name, help):
                    help=help)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training", description="SatClassify training: train, "
                                  "evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).")
     sub = ap.add_subparsers(dest="command", required=True)
+    t = _train_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    _import_parser(sub)
+    _crossval_parser(sub, t)
+    return ap
 
+
+def _train_parser(sub):
     t = sub.add_parser("train", help="train a model on a dataset folder")
     t.add_argument("--data", help="dataset folder (manifest.json + shards, from satclassify:buildpatches)")
     t.add_argument("--model", choices=ARCHITECTURES)
@@ -62,7 +70,10 @@ def build_parser():
                    "line per event on stdout, for programs (training/progress.py); none: neither")
     t.add_argument("--no-progress", dest="progress", action="store_const", const="none",
                    help="no progress bars (--progress none)")
+    return t
 
+
+def _evaluate_parser(sub):
     e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="training checkpoint (best.pt)")
@@ -76,6 +87,8 @@ def build_parser():
     e.add_argument("--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, "
                                          "predicted, top_p)")
 
+
+def _export_parser(sub):
     x = sub.add_parser("export", help="checkpoint -> ONNX with the model card, parity-checked")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True, help="ONNX file to write")
@@ -93,6 +106,8 @@ def build_parser():
     x.add_argument("--progress", choices=("jsonl", "none"), default="none",
                    help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)")
 
+
+def _import_parser(sub):
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
     for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
@@ -116,8 +131,6 @@ def build_parser():
         s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
         s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
                        "blocks (seeded), for train --fold / crossval; 0 = none (default)")
-    _crossval_parser(sub, t)
-    return ap
 
 
 def _crossval_parser(sub, train_parser):
