@@ -243,8 +243,14 @@ def _train(args, cancel):
         over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
-    res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
-                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel)
+    explicit, from_config = over, ()
+    if args.resume and args.config:  # the file's options are given too: applied or refused, never dropped
+        from .config import check_types, load_yaml
+        file_values = check_types(load_yaml(args.config), f"config file '{args.config}'")
+        from_config = [k for k in file_values if k not in over]
+        explicit = {**file_values, **over}
+    res = train(cfg, explicit=explicit, inputs={"--config": args.config} if args.config else None,
+                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel, config_keys=from_config)
     if res["history"] and res.get("is_main", True):
         print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
                           "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,10 +38,7 @@ from .folds import fold_view
 from .models import count_parameters, get_spec
 from .models.unet import load_encoder_from
 from .progress import PROTOCOL, Cancel, Cancelled, Progress, cpu_name
-
-#: options that may change when resuming (everything else comes from the checkpoint)
-RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
-                      "max_steps", "data", "channels_last")
+from .resume import RESUME_OVERRIDABLE, refuse_resume_conflicts, resume_config  # noqa: F401
 
 
 def seed_all(seed):
@@ -113,57 +110,34 @@ def make_optimizer(cfg, params):
 RUN_FILES = ("config.yaml", "best.pt", "last.pt", "log.csv", "curves.png", "metrics.json")
 
 
-def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False, progress=None, cancel=None):
+def train(cfg: TrainConfig, explicit: Optional[Dict[str, Any]] = None, inputs: Optional[Dict[str, str]] = None,
+          overwrite: bool = False, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+          config_keys: Collection[str] = ()) -> dict:
     """Train; returns a dict with run_dir, best/last checkpoint paths (None for a file this run did not write),
     final metrics, history and warnings. ``inputs``: other files the run reads (label -> path, e.g. {"--config":
     path}) that it must not replace. ``overwrite``: a run folder that already holds a run is replaced (else
     refused; resuming into its own folder needs no overwrite). ``explicit`` options that would change what the
-    --resume checkpoint fixes (model, encoder, bands, ...) are refused. ``progress``: a
+    --resume checkpoint fixes (model, encoder, bands, ...) are refused, the others applied, and a line says which
+    (``resume.resume_config``; ``config_keys``: the ``explicit`` options that came from the --config file, named
+    so in the messages). ``progress``: a
     :class:`~.progress.Progress` that gets the run's events; ``cancel``: a :class:`~.progress.Cancel` polled
     between batches (set: :class:`~.progress.Cancelled` is raised, the run folder as after the last epoch)."""
     explicit = explicit or {}
-    resume = None
+    resume, note = None, None
     if cfg.resume:
         resume = ckpt_io.load(cfg.resume, "--resume checkpoint")
-        base = dict(resume["config"])
-        refuse_resume_conflicts(cfg.resume, base, explicit)
-        for k in RESUME_OVERRIDABLE:
-            if k in explicit and explicit[k] is not None:
-                base[k] = explicit[k]
-        base["resume"] = cfg.resume
-        base["encoder_from"] = None
-        cfg = TrainConfig(**base)
+        cfg, note = resume_config(cfg.resume, dict(resume["config"]), explicit, config_keys)
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     dinfo = ddp.setup(device.type)
+    if note:
+        _log(note, dinfo)
     folder = RunFolder(overwrite)
     try:
         return _train(cfg, device, dinfo, resume, inputs or {}, folder, progress or Progress(), cancel or Cancel())
     finally:
         folder.release()
         ddp.cleanup(dinfo)
-
-
-def _flag(k):
-    return "--" + k.replace("_", "-")
-
-
-def refuse_resume_conflicts(checkpoint, base, explicit):
-    """Refuse options given with --resume that the checkpoint fixes (not in :data:`RESUME_OVERRIDABLE`) and that
-    differ from its run's: the model, encoder, bands... come from the checkpoint, so they would be ignored."""
-    bad = [k for k, v in explicit.items()
-           if v is not None and k not in RESUME_OVERRIDABLE and k not in ("resume", "config")
-           and k in base and v != base[k]]
-    if bad:
-        given = ", ".join(f"{_flag(k)} {_show(explicit[k])} (the checkpoint's run has {_show(base[k])})" for k in bad)
-        raise TrainingError(
-            f"--resume '{checkpoint}' continues a {base.get('model')} run whose options it fixes: {given}. Drop "
-            f"{'this option' if len(bad) == 1 else 'these options'} to resume, or train a new run without --resume "
-            f"(only {', '.join(_flag(k) for k in RESUME_OVERRIDABLE)} may change when resuming)")
-
-
-def _show(v):
-    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 #: files whose presence means a run folder holds a run (config.yaml alone: a run stopped before its first epoch)
