@@ -225,8 +225,9 @@ def _crossval(args, cancel=None):
     over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
     over["data"], over["out"] = args.data, args.out
     over["progress"], mode = _progress_mode(args)
-    if over.get("bands"):
-        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    bands = over.get("bands")
+    if bands:
+        over["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
     res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
@@ -243,7 +244,7 @@ def _train(args, cancel):
         over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
-    explicit, from_config = over, ()
+    explicit, from_config = over, []
     if args.resume and args.config:  # the file's options are given too: applied or refused, never dropped
         from .config import check_types, load_yaml
         file_values = check_types(load_yaml(args.config), f"config file '{args.config}'")

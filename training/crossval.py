@@ -84,7 +84,7 @@ def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=
         log(f"crossval: fold {fold} ({n + 1} of {len(run)}), run folder {fold_cfg.out}")
         t0 = time.time()
         res = train(fold_cfg, explicit={**explicit, "fold": fold, "out": fold_cfg.out}, inputs=inputs,
-                    progress=progress, cancel=cancel, **({"overwrite": True} if overwrite else {}))
+                    overwrite=bool(overwrite), progress=progress, cancel=cancel)
         if not res.get("is_main", True):
             continue
         if not (res.get("best") or res.get("last")):

@@ -11,6 +11,7 @@
 """
 import csv
 import os
+from typing import Dict
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ class DataInfo:
         except SatClassifyError as e:
             raise TrainingError(f"dataset '{getattr(ds, 'folder', '')}': {e}")
         if self.layout is not None:
-            self._init_temporal(ds, bands)
+            self._init_temporal(ds, bands, self.layout)
             return
         self.all_bands = [str(b) for b in ds.bands]
         self.bands = _chosen_bands(bands, self.all_bands, "the dataset (it has")
@@ -92,8 +93,7 @@ class DataInfo:
         self.channel_scale = np.full(len(self.bands), float(ds.scale), np.float32)
         self._init_common(ds)
 
-    def _init_temporal(self, ds, bands):
-        lay = self.layout
+    def _init_temporal(self, ds, bands, lay):
         self.all_bands = list(lay.bands)
         self.bands = _chosen_bands(bands, self.all_bands, "the multi-date dataset (each date has")
         self.dates, self.doy = list(lay.dates), list(lay.doy)
@@ -404,7 +404,8 @@ def coarse_classes(info, coarse_map=None):
     if coarse_map:
         if not os.path.isfile(coarse_map):
             raise TrainingError(f"coarse map '{coarse_map}' does not exist")
-        fine_to_coarse, table = {}, {}
+        fine_to_coarse: Dict[int, int] = {}
+        table: Dict[int, dict] = {}
         with open(coarse_map, newline="", encoding="utf-8-sig") as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
                 row = [c.strip() for c in row]

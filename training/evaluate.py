@@ -1,8 +1,9 @@
-"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.metrics); an exported ONNX
+"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.contract.metrics); an exported ONNX
 model: ``evaluate_onnx``. ``split`` "all" evaluates every patch of the dataset. The JSON keeps the per-head
 metrics under ``heads`` and the first head's headline at the top (:func:`headline`)."""
 import json
 import os
+from typing import Any, Dict
 
 import torch
 
@@ -65,7 +66,7 @@ def headline(m):
     names = [c["name"] for c in m["classes"]]
     keys = [n if names.count(n) == 1 else f"{n} ({c.get('value', c.get('index'))})"
             for n, c in zip(names, m["classes"])]
-    out = {"f1_per_class": {k: c["f1"] for k, c in zip(keys, m["classes"])}}
+    out: Dict[str, Any] = {"f1_per_class": {k: c["f1"] for k, c in zip(keys, m["classes"])}}
     if m.get("task") == "multilabel":
         out.update({"oa": None, "macro_f1": m["macro_f1"], "kappa": None, "micro_f1": m["micro_f1"],
                     "map": m.get("map"), "confusion_matrix": None})

@@ -296,5 +296,5 @@ class _PredictionRows:
                 r = "; ".join(n for n, t in zip(self.names, truth[j]) if t)
                 pl = "; ".join(n for n, v, t in zip(self.names, pr, thresholds) if v >= t)
             else:
-                r, pl = int(ref[j]), int(pred[j])
+                r, pl = str(int(ref[j])), str(int(pred[j]))  # as csv writes the ints
             self._w.writerow([split, si, start + j, r, pl, f"{float(pr.max()):.6f}"])

@@ -20,6 +20,7 @@ import io
 import math
 import os
 import warnings
+from typing import Dict
 
 import numpy as np
 import torch
@@ -159,7 +160,7 @@ def parity(wrapper, model, shapes, make=None):
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
     heads = [o.name[len("probs_"):] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
-    stats = {}
+    stats: Dict[str, Dict[str, dict]] = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)
         feeds = make(x) if make else (x,)

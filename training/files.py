@@ -6,12 +6,12 @@ line ``cannot write '<path>': <reason>: <what to do>`` (a :class:`TrainingError`
   stays). Writers get a Python file object (``torch.save`` to a *path* reports a full disk as an opaque
   ``RuntimeError`` from its C++ writer; through a file object it is the ``OSError`` it is). The target must be
   absent or a regular file: a device (``--out /dev/null``), a FIFO or a socket would be replaced by the rename,
-  so it is refused (``core.paths.check_regular_target``). The temporary name carries the process id
-  (``core.paths.temp_tag``): what an interrupted run (SIGTERM, a crash) left for the same target is removed by
+  so it is refused (``core.contract.paths.check_regular_target``). The temporary name carries the process id
+  (``core.contract.paths.temp_tag``): what an interrupted run (SIGTERM, a crash) left for the same target is removed by
   the next write of it, never while its process lives.
 * :func:`make_dir` creates an output folder (``--out`` of train, the folder of an export);
   :func:`check_folder` says early, creating nothing, when it would fail for a file in the way.
-* :func:`refuse_inputs` refuses an output that names an input (``core.paths.same_file``: symlinks, hard
+* :func:`refuse_inputs` refuses an output that names an input (``core.contract.paths.same_file``: symlinks, hard
   links, relative paths), or that is not a file a rename may replace (a device, a FIFO, a socket): early, before
   the work.
 """
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 from satclassify_plugin.core.contract.errors import os_error_text
 from satclassify_plugin.core.contract.paths import (
@@ -41,7 +41,7 @@ from .errors import TrainingError
 
 def write_error(path, e):
     """The one-line :class:`TrainingError` for an ``OSError`` met while writing ``path``: the shared errno
-    table of ``core.errors`` (the plugin's tools say the same), plus a file in the way of a folder."""
+    table of ``core.contract.errors`` (the plugin's tools say the same), plus a file in the way of a folder."""
     if e.errno == errno.EEXIST:
         what = "it" if not e.filename or same_file(str(e.filename), path) else f"'{e.filename}'"
         why, fix = f"{what} is a file, not a folder", "choose another --out (or move that file)"
@@ -132,7 +132,7 @@ class RunLock:
     exclusive ``flock``; the file says which process holds it) or refuses with :func:`busy_error`; the kernel
     releases the lock when the process ends in any way (SIGKILL, a crash), so a lock left by a dead run is never
     in the way. Without ``fcntl`` (Windows) the file is created with ``O_EXCL`` and one whose process is gone
-    (``core.paths.pid_alive``) is taken over. :meth:`release` removes the file."""
+    (``core.contract.paths.pid_alive``) is taken over. :meth:`release` removes the file."""
 
     def __init__(self):
         self.fd, self.path = None, None
@@ -182,8 +182,8 @@ class RunLock:
             return self
         raise busy_error(folder, None)
 
-    def release(self):
-        if self.fd is None:
+    def release(self) -> None:
+        if self.fd is None or self.path is None:
             return
         try:
             os.remove(self.path)  # still holding the lock: a waiting process re-checks the file it locked

@@ -492,7 +492,7 @@ class _Run:
         coarse = self.coarse
         heads = evaluate_split(self.model, self.spec, self.info, self.val_split, self.mean_t, self.std_t,
                                self.device, self.f2c, [c["value"] for c in coarse] if coarse else None,
-                               batch_size=self.spec.eval_batch_size or max(1, min(self.cfg.batch_size, 64)),
+                               batch_size=self.spec.eval_batch_size or max(1, min(int(self.cfg.batch_size or 1), 64)),
                                amp=self.adt, weight=self.weight, check=functools.partial(self.cancel.check, epoch + 1))
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": self.opt.param_groups[0]["lr"]}
         fine = heads["fine"].result()

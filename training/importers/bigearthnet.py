@@ -121,9 +121,9 @@ def nomenclature(n):
         return table, {c: i for i, c in enumerate(codes)}
     if n == 19:
         table, index = [], {}
-        for i, (name, codes) in enumerate(BEN19):
-            table.append({"value": i + 1, "code": "+".join(str(c) for c in codes), "name": name,
-                          "color": entries[codes[0]].color})
+        for i, (name, group) in enumerate(BEN19):
+            table.append({"value": i + 1, "code": "+".join(str(c) for c in group), "name": name,
+                          "color": entries[group[0]].color})
             for c in codes:
                 index[c] = i
         return table, index

@@ -14,6 +14,8 @@ The rest of the package asks ``get_spec(name)`` instead of testing the architect
 ``name`` is what checkpoints (config ``model``) and cards (``architecture``) store: never rename one.
 torch is imported inside the methods, so the CLI (which lists the names) starts without it.
 """
+from typing import Optional, Tuple
+
 from ..errors import TrainingError
 
 
@@ -32,11 +34,11 @@ class ArchSpec:
     batch_size = 16          # defaults of TrainConfig.resolved()
     lr = 1e-3
     optimizer = "adamw"
-    eval_batch_size = None   # validation batch size (None: the training batch size, at most 64)
+    eval_batch_size: Optional[int] = None   # validation batch size (None: the training batch size, at most 64)
     export_size = 64         # H = W of the export's (traced) dummy input
     parity_random = (2, 64, 96)  # N, H, W of the parity check's odd-sized random input
     temporal = False         # needs a multi-date dataset (core.contract.timeseries)
-    input_names = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
+    input_names: Tuple[str, ...] = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         """The nn.Module; ``cfg``: the training config as a dict (encoder, widths, dropout, ...)."""
