@@ -8,6 +8,7 @@ code 130; ``--progress jsonl`` streams machine-readable events on stdout (``prog
 import argparse
 import json
 import sys
+from typing import List, Optional
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
@@ -258,7 +259,7 @@ def _train(args, cancel):
                           "final": res["history"][-1]}))
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     cancel = Cancel("export" if args.command == "export" else "training")
     if args.command not in ("train", "crossval", "export"):

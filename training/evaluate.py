@@ -3,7 +3,7 @@ model: ``evaluate_onnx``. ``split`` "all" evaluates every patch of the dataset. 
 metrics under ``heads`` and the first head's headline at the top (:func:`headline`)."""
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -17,7 +17,8 @@ from .folds import all_view
 from .models import get_spec
 
 
-def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size=16):
+def evaluate(checkpoint: str, data: str, split: str = "test", device: str = "auto", out: Optional[str] = None,
+             batch_size: int = 16) -> Dict[str, Any]:
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"metrics-{split}.json")
     refuse_inputs("--out", out, {"--checkpoint": checkpoint, **dataset_files(data)})
     if os.path.isdir(out):
@@ -59,7 +60,7 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     return result
 
 
-def headline(m):
+def headline(m: Dict[str, Any]) -> Dict[str, Any]:
     """The top-level keys of the evaluate JSON from a head's metrics: ``oa``, ``macro_f1``, ``kappa``, ``miou``,
     ``f1_per_class`` {class name: F1} and ``confusion_matrix`` {values, names, matrix: rows = reference, columns =
     predicted}; a multi-label head: ``micro_f1`` and ``macro_f1`` at its thresholds, no OA/kappa/matrix."""

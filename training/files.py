@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 from contextlib import contextmanager
+from typing import IO, Any, Iterator, Mapping, Optional, Tuple
 
 try:
     import fcntl
@@ -39,7 +40,7 @@ from satclassify_plugin.core.contract.paths import (
 from .errors import TrainingError
 
 
-def write_error(path, e):
+def write_error(path: str, e: OSError) -> TrainingError:
     """The one-line :class:`TrainingError` for an ``OSError`` met while writing ``path``: the shared errno
     table of ``core.contract.errors`` (the plugin's tools say the same), plus a file in the way of a folder."""
     if e.errno == errno.EEXIST:
@@ -51,7 +52,7 @@ def write_error(path, e):
 
 
 @contextmanager
-def atomic_open(path, mode="wb", **kw):
+def atomic_open(path: str, mode: str = "wb", **kw: Any) -> Iterator[IO[Any]]:
     """``with atomic_open(path) as f: ...`` writes ``f`` to a temporary file next to ``path`` and moves it
     onto ``path`` when the block succeeds. On any error the temporary file is removed and ``path`` is left
     as it was; an ``OSError`` becomes :func:`write_error`."""
@@ -78,7 +79,7 @@ def atomic_open(path, mode="wb", **kw):
         raise write_error(path, e) from e
 
 
-def refuse_special(path, fix="choose another --out (a file name)"):
+def refuse_special(path: str, fix: str = "choose another --out (a file name)") -> None:
     """Refuse (:class:`TrainingError`, one line naming the path and the fix) a write target that exists and is
     not a regular file: a device, a FIFO, a socket. A folder is left to the callers' own messages."""
     if os.path.isdir(path):
@@ -88,7 +89,7 @@ def refuse_special(path, fix="choose another --out (a file name)"):
         raise TrainingError(msg)
 
 
-def make_dir(folder, for_path=None):
+def make_dir(folder: str, for_path: Optional[str] = None) -> str:
     """``os.makedirs(folder, exist_ok=True)``; what stops it is :func:`write_error` for ``for_path`` (the file
     to be written there; default the folder itself)."""
     try:
@@ -100,7 +101,7 @@ def make_dir(folder, for_path=None):
     return folder
 
 
-def check_folder(folder):
+def check_folder(folder: str) -> None:
     """Fail now with what :func:`make_dir` would meet later if ``folder`` cannot become a folder: it is a file,
     or its nearest existing parent is (nothing is created)."""
     p = os.path.abspath(folder)
@@ -112,7 +113,8 @@ def check_folder(folder):
         raise write_error(folder, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder))
 
 
-def refuse_inputs(out_name, out, inputs, fix=None):
+def refuse_inputs(out_name: str, out: str, inputs: Mapping[str, str],
+                  fix: Optional[str] = None) -> None:
     """Refuse writing ``out`` (named ``out_name``, e.g. "--out") if it is one of ``inputs`` (label -> path):
     writing it would destroy that input. ``fix``: what to do (default: give ``out_name`` another path). An ``out``
     that is a device, a FIFO or a socket is refused too (:func:`refuse_special`): the write would replace it."""
@@ -137,7 +139,7 @@ class RunLock:
     def __init__(self):
         self.fd, self.path = None, None
 
-    def take(self, folder):
+    def take(self, folder: str) -> "RunLock":
         path = os.path.join(folder, RUN_LOCK)
         if fcntl is None:
             return self._take_excl(path, folder)
@@ -193,7 +195,7 @@ class RunLock:
         self.fd = self.path = None
 
 
-def lock_owner(folder):
+def lock_owner(folder: str) -> Optional[Tuple[int, str]]:
     """(pid, host id) of the live training holding ``folder``'s run lock, ``(0, "")`` when it cannot be told
     who, None when the folder is free."""
     path = os.path.join(folder, RUN_LOCK)
@@ -216,7 +218,7 @@ def lock_owner(folder):
     return None
 
 
-def busy_error(folder, owner):
+def busy_error(folder: str, owner: Optional[Tuple[int, str]]) -> TrainingError:
     pid = f" (process {owner[0]}{'' if owner[1] == HOST_ID else ' on another computer'})" if owner and owner[0] else ""
     return TrainingError(f"--out '{folder}' is in use by another training{pid}: two runs in one folder would mix "
                          "their checkpoints. Wait for it to finish, or choose another --out folder")
