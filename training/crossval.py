@@ -79,7 +79,7 @@ def crossval(cfg: TrainConfig, folds: Optional[str] = "all", explicit: Optional[
     if same_file(out, data):
         raise TrainingError(f"--out '{out}' is the dataset folder --data: give --out another folder")
     make_dir(out)
-    summary = {"dataset": os.path.abspath(data), "k_folds": k, "folds": run,
+    summary: Dict[str, Any] = {"dataset": os.path.abspath(data), "k_folds": k, "folds": run,
                "patches_per_fold": [int((ids == i).sum()) for i in range(k)], "model": cfg.model,
                "config": None, "per_fold": [], "mean": {}, "std": {},
                "std_kind": "sample standard deviation (n - 1) over the folds",

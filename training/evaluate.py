@@ -26,7 +26,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", device: str = "aut
                             f"{os.path.join(out, f'metrics-{split}.json')})")
     ck = ckpt_io.load(checkpoint)
     dev = resolve_device(device)
-    ds = open_dataset(data)
+    ds: Any = open_dataset(data)  # a Dataset, or a DatasetView of all its splits
     if split == "all":
         ds = all_view(ds)
     info = DataInfo(ds)

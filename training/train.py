@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Collection, Dict, List, Optional, Tuple
+from typing import Any, Collection, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from .progress import PROTOCOL, Cancel, Cancelled, Progress, cpu_name
 from .resume import RESUME_OVERRIDABLE, refuse_resume_conflicts, resume_config  # noqa: F401
 
 
-def seed_all(seed):
+def seed_all(seed: int) -> None:
     import random
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -53,10 +53,11 @@ def _log(msg, dist_info):
         print(msg, flush=True)
 
 
-def card_info(cfg, info, mean, std, coarse=None):
+def card_info(cfg: TrainConfig, info: DataInfo, mean: List[float], std: List[float],
+              coarse: Optional[List[dict]] = None) -> Dict[str, Any]:
     """The card fields a checkpoint stores (``card.card_from_checkpoint`` makes the ModelCard of them)."""
     spec = get_spec(cfg.model)
-    heads = [{"name": cfg.head_name, "classes": info.classes}]
+    heads: List[Dict[str, Any]] = [{"name": cfg.head_name, "classes": info.classes}]
     if spec.patch_labels and info.multilabel:
         heads[0].update({"task": "multilabel", "activation": "sigmoid"})
     if spec.coarse_head:
@@ -64,12 +65,12 @@ def card_info(cfg, info, mean, std, coarse=None):
     geo = spec.card_geometry(cfg, info)
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
             "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
-            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
+            "dataset": os.path.abspath(str(cfg.data)), "patch_size": info.patch_size,
             "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
             "input_clip": info.input_clip}
 
 
-def make_scheduler(cfg, opt, steps_per_epoch):
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
     """``plateau``: ReduceLROnPlateau on the monitored score, stepped once an epoch. ``cosine``: stepped every
     batch, a linear warm-up from lr/20 over ``warmup_epochs`` then a cosine decay to 0 at the last epoch."""
     if cfg.schedule == "plateau":
@@ -79,7 +80,7 @@ def make_scheduler(cfg, opt, steps_per_epoch):
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(round(cfg.warmup_epochs * steps_per_epoch))
 
-    def factor(step):
+    def factor(step: int) -> float:
         if step < warm:
             return 0.05 + 0.95 * step / warm
         t = min(1.0, (step - warm) / max(1, total - warm))
@@ -98,7 +99,7 @@ def _steps_per_epoch(cfg, spec, info, dinfo):
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-def make_optimizer(cfg, params):
+def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -151,15 +152,15 @@ class RunFolder:
     :meth:`take` (the main process, before its first write) takes the folder's lock (``files.RunLock``), checks
     again under it and, with ``overwrite``, removes the old run's files so the folder never mixes two runs."""
 
-    def __init__(self, overwrite=False):
+    def __init__(self, overwrite: bool = False) -> None:
         self.overwrite = bool(overwrite)
         self.lock = RunLock()
 
     @staticmethod
-    def resumes_own(run_dir, cfg):
-        return bool(cfg.resume) and inside(cfg.resume, run_dir)
+    def resumes_own(run_dir: str, cfg: TrainConfig) -> bool:
+        return bool(cfg.resume) and inside(str(cfg.resume), run_dir)
 
-    def check(self, run_dir, cfg):
+    def check(self, run_dir: str, cfg: TrainConfig) -> None:  #in RunFolder
         owner = lock_owner(run_dir) if os.path.isdir(run_dir) else None
         if owner is not None and self.lock.fd is None:
             raise busy_error(run_dir, owner)
@@ -172,7 +173,7 @@ class RunFolder:
                 f"checkpoints. Choose another --out folder, continue that run with --resume "
                 f"{os.path.join(run_dir, 'last.pt')}, or give --overwrite to replace it")
 
-    def take(self, run_dir, cfg):
+    def take(self, run_dir: str, cfg: TrainConfig) -> None:  #in RunFolder
         self.lock.take(run_dir)
         self.check(run_dir, cfg)
         if self.overwrite and not self.resumes_own(run_dir, cfg):
@@ -181,7 +182,7 @@ class RunFolder:
                 if os.path.isfile(p) and not (cfg.resume and same_file(p, cfg.resume)):
                     os.remove(p)
 
-    def release(self):
+    def release(self) -> None:  #in RunFolder
         self.lock.release()
 
 
@@ -193,7 +194,7 @@ def _warn(msg, dinfo, warnings, progress=None):
             progress.warning(msg)
 
 
-def check_run_folder(run_dir, cfg, inputs):
+def check_run_folder(run_dir: str, cfg: TrainConfig, inputs: Dict[str, str]) -> None:
     """Refuse a run folder whose files would replace an input (--resume may: it continues its own run)."""
     if cfg.data and same_file(run_dir, cfg.data):
         raise TrainingError(f"--out '{run_dir}' is the dataset folder --data: the run's files would go in among "
@@ -206,7 +207,7 @@ def check_run_folder(run_dir, cfg, inputs):
                       fix="Choose another --out folder")
 
 
-def one_class_warning(info, split="train"):
+def one_class_warning(info: DataInfo, split: str = "train") -> Optional[str]:
     """The warning for a split whose labelled pixels are all one class (None when there are several)."""
     present = labelled_classes(info, split)
     if len(present) != 1:
@@ -571,7 +572,7 @@ def _amp_name(dtype):
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def device_name(device):
+def device_name(device: torch.device) -> str:
     """The CUDA GPU's name, or 'cpu (<CPU model>)'."""
     if device.type == "cuda":
         try:
