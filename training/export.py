@@ -20,7 +20,7 @@ import io
 import math
 import os
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -152,7 +152,7 @@ def parity_problems(stats: Dict[str, Dict[str, Dict[str, float]]]) -> List[str]:
     return out
 
 
-def parity(wrapper: nn.Module, model: Union[str, bytes], shapes: Dict[str, Tuple[int, ...]],
+def parity(wrapper: nn.Module, model: Union[str, bytes], shapes: Mapping[str, Tuple[int, ...]],
            make: Optional[Callable[[torch.Tensor], tuple]] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
     """{input: {head: compare(...)}} of torch vs onnxruntime on random inputs of ``shapes`` ({input name:
     (N, C, H, W)}, the spec's ``parity_inputs``: an odd-sized and a tile-sized one). ``model``: the ONNX
