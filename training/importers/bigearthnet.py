@@ -125,7 +125,7 @@ def nomenclature(n: int) -> Tuple[List[dict], Dict[int, int]]:
         for i, (name, group) in enumerate(BEN19):
             table.append({"value": i + 1, "code": "+".join(str(c) for c in group), "name": name,
                           "color": entries[group[0]].color})
-            for c in codes:
+            for c in group:
                 index[c] = i
         return table, index
     raise TrainingError(f"--nomenclature must be 43 or 19, not {n}")
