@@ -2,14 +2,18 @@
 
 User errors (missing manifest, band mismatch, empty split, bad device, bad config, an output that would
 replace an input, an output that cannot be written...) print one line ``error: ...`` on stderr and exit with
-code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr."""
+code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr.
+``train`` and ``export`` stop on SIGTERM / SIGINT with one line ``<command> cancelled ...`` on stderr and exit
+code 130; ``--progress jsonl`` streams machine-readable events on stdout (``progress.py`` documents both)."""
 import argparse
 import json
 import sys
+from typing import List, Optional
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 from .models.specs import ARCHITECTURES
+from .progress import Cancel, Cancelled, Progress, make_progress
 
 
 def _bool_flag(p, name, help):
@@ -17,11 +21,19 @@ def _bool_flag(p, name, help):
                    help=help)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training", description="SatClassify training: train, "
                                  "evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).")
     sub = ap.add_subparsers(dest="command", required=True)
+    t = _train_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    _import_parser(sub)
+    _crossval_parser(sub, t)
+    return ap
 
+
+def _train_parser(sub):
     t = sub.add_parser("train", help="train a model on a dataset folder")
     t.add_argument("--data", help="dataset folder (manifest.json + shards, from satclassify:buildpatches)")
     t.add_argument("--model", choices=ARCHITECTURES)
@@ -54,8 +66,15 @@ def build_parser():
     t.add_argument("--max-steps", type=int, help="batches per epoch at most (smoke runs)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (else refused; "
                    "--resume of a checkpoint in --out continues it without this)")
-    _bool_flag(t, "progress", "tqdm progress bars")
+    t.add_argument("--progress", nargs="?", const="bar", choices=("bar", "jsonl", "none"),
+                   help="bar: tqdm progress bars on stderr (the default); jsonl: one 'SATCLASSIFY_PROGRESS {json}' "
+                   "line per event on stdout, for programs (training/progress.py); none: neither")
+    t.add_argument("--no-progress", dest="progress", action="store_const", const="none",
+                   help="no progress bars (--progress none)")
+    return t
 
+
+def _evaluate_parser(sub):
     e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="training checkpoint (best.pt)")
@@ -69,6 +88,8 @@ def build_parser():
     e.add_argument("--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, "
                                          "predicted, top_p)")
 
+
+def _export_parser(sub):
     x = sub.add_parser("export", help="checkpoint -> ONNX with the model card, parity-checked")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True, help="ONNX file to write")
@@ -83,7 +104,11 @@ def build_parser():
                    "citation, url, description, cross-validation figures) for a published model")
     x.add_argument("--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 "
                    "input/outputs)")
+    x.add_argument("--progress", choices=("jsonl", "none"), default="none",
+                   help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)")
 
+
+def _import_parser(sub):
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
     for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
@@ -107,8 +132,6 @@ def build_parser():
         s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
         s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
                        "blocks (seeded), for train --fold / crossval; 0 = none (default)")
-    _crossval_parser(sub, t)
-    return ap
 
 
 def _crossval_parser(sub, train_parser):
@@ -142,8 +165,13 @@ def _import(args):
                       "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
 
 
-def _export(args):
+def _export(args, progress=None):
+    """``export``; on SIGTERM / SIGINT (:class:`Cancelled` raised by the signal handler) no --out is left that
+    looks complete: the writes are atomic, and a finished file still missing its --card-info is removed."""
+    import os
+
     from .errors import TrainingError
+    progress = progress or Progress()
     extra = None
     if args.card_info:
         from .card import load_card_info
@@ -155,19 +183,29 @@ def _export(args):
                             "data): its patches calibrate the int8 ranges")
     if args.calibration_data and not args.quantize:
         raise TrainingError("--calibration-data is only used with --quantize int8")
+    progress.emit("start", protocol=1, command="export", checkpoint=os.path.abspath(args.checkpoint),
+                  out=os.path.abspath(args.out),
+                  format="int8" if args.quantize else "float16" if args.half else "float32")
     if args.quantize:
         from .quantize import export_int8
-        export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
-                    args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
+        res = export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
+                          args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
     elif args.half:
         from .quantize import export_half
-        export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
+        res = export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
     else:
         from .export import export
-        export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+        res = export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+    card = res["card"]
     if extra is not None:
         from .card import merge_training_info
-        merge_training_info(args.out, extra)
+        try:
+            card = merge_training_info(args.out, extra)
+        except (Cancelled, KeyboardInterrupt):
+            if os.path.isfile(res["path"]):
+                os.remove(res["path"])  # a model without its --card-info must not look finished
+            raise
+    progress.emit("done", onnx=res["path"], card=card.to_dict())
 
 
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
@@ -176,37 +214,69 @@ TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimiz
               "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress", "fold")
 
 
-def _crossval(args):
+def _progress_mode(args):
+    """(the config's ``progress`` (tqdm bars) or None when not given, the ``--progress`` mode)."""
+    mode = getattr(args, "progress", None)
+    return (None if mode is None else mode == "bar"), mode
+
+
+def _crossval(args, cancel=None):
     from .config import make_config
     from .crossval import crossval
     over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
     over["data"], over["out"] = args.data, args.out
-    if over.get("bands"):
-        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    over["progress"], mode = _progress_mode(args)
+    bands = over.get("bands")
+    if bands:
+        over["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
     res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
-                   overwrite=bool(getattr(args, "overwrite", False)))
+                   overwrite=bool(getattr(args, "overwrite", False)), progress=make_progress(mode), cancel=cancel)
     print(json.dumps({k: res[k] for k in ("output", "k_folds", "folds", "mean", "std", "per_fold")}))
 
 
-def main(argv=None):
+def _train(args, cancel):
+    from .config import make_config
+    from .train import train
+    over = {k: getattr(args, k) for k in TRAIN_KEYS}
+    over["progress"], mode = _progress_mode(args)
+    if over["bands"]:
+        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    over = {k: v for k, v in over.items() if v is not None}
+    cfg = make_config(args.config, over)
+    explicit, from_config = over, []
+    if args.resume and args.config:  # the file's options are given too: applied or refused, never dropped
+        from .config import check_types, load_yaml
+        file_values = check_types(load_yaml(args.config), f"config file '{args.config}'")
+        from_config = [k for k in file_values if k not in over]
+        explicit = {**file_values, **over}
+    res = train(cfg, explicit=explicit, inputs={"--config": args.config} if args.config else None,
+                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel, config_keys=from_config)
+    if res["history"] and res.get("is_main", True):
+        print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
+                          "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
+                          "final": res["history"][-1]}))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    cancel = Cancel("export" if args.command == "export" else "training")
+    if args.command not in ("train", "crossval", "export"):
+        return _run(args, cancel)  # Ctrl+C interrupts at once (exit code 130)
+    try:
+        with cancel.installed(immediate=args.command == "export"):
+            return _run(args, cancel)
+    except Cancelled as e:
+        make_progress(getattr(args, "progress", None)).emit("cancelled", command=args.command, epoch=e.epoch)
+        print(str(e), file=sys.stderr, flush=True)
+        return 130
+
+
+def _run(args, cancel):
     try:
         if args.command == "train":
-            from .config import make_config
-            from .train import train
-            over = {k: getattr(args, k) for k in TRAIN_KEYS}
-            if over["bands"]:
-                over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
-            over = {k: v for k, v in over.items() if v is not None}
-            cfg = make_config(args.config, over)
-            res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
-                        overwrite=args.overwrite)
-            if res["history"] and res.get("is_main", True):
-                print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
-                                  "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
-                                  "final": res["history"][-1]}))
+            _train(args, cancel)
         elif args.command == "evaluate":
             if args.model:
                 from .evaluate_onnx import evaluate_onnx
@@ -220,9 +290,9 @@ def main(argv=None):
                 res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
             print(json.dumps(res, indent=1))
         elif args.command == "crossval":
-            _crossval(args)
+            _crossval(args, cancel)
         elif args.command == "export":
-            _export(args)
+            _export(args, make_progress(args.progress))
         elif args.command == "import":
             _import(args)
         return 0

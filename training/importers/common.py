@@ -83,12 +83,12 @@ class PatchRecord:
     load: Callable[[], Tuple[np.ndarray, np.ndarray]]  # picklable (functools.partial) for --workers
 
 
-def block_of(crs_wkt, x, y, block_m):
+def block_of(crs_wkt: str, x: float, y: float, block_m: float) -> Tuple[str, int, int]:
     """Spatial block id of a patch whose upper-left corner is (x, y): a grid of block_m metres per CRS."""
     return (crs_wkt, math.floor(x / block_m), math.floor(y / block_m))
 
 
-def crs_label(wkt):
+def crs_label(wkt: Optional[str]) -> str:
     if not wkt:
         return ""
     epsg = epsg_of_wkt(wkt)
@@ -109,8 +109,8 @@ def _to_wgs84(records, log):
     return out
 
 
-def write_patch_dataset(out, records: Sequence[PatchRecord], spec: DatasetSpec, options: ImportOptions, extra: dict,
-                        log=print) -> dict:
+def write_patch_dataset(out: str, records: Sequence[PatchRecord], spec: DatasetSpec, options: ImportOptions,
+                        extra: dict, log: Callable[[str], None] = print) -> dict:
     """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
     ``spec``: bands, patch size, class table and task (its CRS, splits and shard size are set here).
     ``options.workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).

@@ -19,7 +19,7 @@ Class values are 1..N in the folders' alphabetical order; the ten EuroSAT classe
 """
 import functools
 import os
-from typing import Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -84,7 +84,8 @@ def _band_order(ds, name):
     return list(BANDS)
 
 
-def import_eurosat(src, out, bands=None, options: Optional[ImportOptions] = None, log=print):
+def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None,
+                   options: Optional[ImportOptions] = None, log: Callable[[str], None] = print) -> dict:
     """Import EuroSAT MS or RGB class folders under ``src`` into the dataset folder ``out``; returns the manifest.
     ``options``: the split and writing options (:class:`~.common.ImportOptions`)."""
     options = options or ImportOptions()
@@ -98,7 +99,8 @@ def import_eurosat(src, out, bands=None, options: Optional[ImportOptions] = None
         return _import_rgb(src, out, folders, table, bands, options, log)
     import rasterio
     bands = _chosen(bands, BANDS, "EuroSAT MS bands are")
-    records, p, georef = [], None, True
+    records, georef = [], True
+    p: Any = None  # the patch size, from the first patch
     for ci, (d, files) in enumerate(folders):
         target = np.zeros(len(table), np.uint8)
         target[ci] = 1
@@ -140,14 +142,14 @@ def import_eurosat(src, out, bands=None, options: Optional[ImportOptions] = None
     return write_patch_dataset(out, records, _spec(bands, p, table), options, extra, log)
 
 
-def rgb_to_dn(v):
+def rgb_to_dn(v: Any) -> np.ndarray:
     """8-bit EuroSAT RGB values -> Sentinel-2 L1C digital numbers (uint16): the inverse of the authors' linear
     scaling 0..2750 -> 0..255, at least 1 (DN 0 means no data)."""
     dn = np.rint(np.asarray(v, np.float64) * (RGB_DN_MAX / 255.0))
     return np.maximum(dn, 1).astype(np.uint16)
 
 
-def dn_to_rgb(dn):
+def dn_to_rgb(dn: Any) -> np.ndarray:
     """Sentinel-2 digital numbers -> the 8-bit values of EuroSAT RGB (clip(DN * 255 / 2750, 0, 255), rounded)."""
     return np.clip(np.rint(np.asarray(dn, np.float64) * (255.0 / RGB_DN_MAX)), 0, 255).astype(np.uint8)
 
