@@ -154,13 +154,13 @@ def _import(args):
     options = ImportOptions(val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
                             block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite,
                             workers=args.workers, k_folds=args.k_folds)
-    kw = dict(bands=bands, options=options)
     if args.source == "bigearthnet":
         from .importers.bigearthnet import import_bigearthnet
-        m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, exclude=args.exclude, **kw)
+        m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, bands=bands,
+                               exclude=args.exclude, options=options)
     else:
         from .importers.eurosat import import_eurosat
-        m = import_eurosat(args.src, args.out, **kw)
+        m = import_eurosat(args.src, args.out, bands=bands, options=options)
     print(json.dumps({"out": args.out, "task": m["task"], "classes": len(m["classes"]),
                       "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
 

@@ -265,5 +265,5 @@ def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Opti
                         "nomenclature": int(nomenclature_n), "resampling": "bilinear to 10 m (20 m, 60 m bands)",
                         "skipped_without_label": no_label, "excluded": len(skip)},
              "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0}}
-    spec = DatasetSpec(bands, p, table, task="multilabel", with_labels=False)
+    spec = DatasetSpec(tuple(bands), p, tuple(table), task="multilabel", with_labels=False)
     return write_patch_dataset(out, records, spec, options, extra, log)

@@ -48,8 +48,9 @@ class StacCatalog:
         from pystac_client.exceptions import APIError
         host = host_of(self.url)
         tries = self.http.retries + 1
-        if isinstance(e, APIError) and getattr(e, "status_code", None):
-            return SatClassifyError(status_error(int(e.status_code), host, str(e)[:200], tries, what, self.url))
+        status = getattr(e, "status_code", None) if isinstance(e, APIError) else None
+        if status:
+            return SatClassifyError(status_error(int(status), host, str(e)[:200], tries, what, self.url))
         text = str(e)
         if isinstance(e, APIError) and any(k in text for k in ("NewConnectionError", "Connection refused",
                                                                "Max retries exceeded", "timed out",

@@ -1,7 +1,7 @@
 """HttpClient: requests through the deadline policy, the one retry mechanism and the proxy, with clear errors."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import requests
 
@@ -34,7 +34,7 @@ class HttpClient:
         self.backoff = backoff
         self.max_wait = max_wait
         self.monitor = monitor or Monitor()
-        self._secrets = []
+        self._secrets: List[str] = []
         for s in self.proxy.secrets():
             self.add_secret(s)
         self.session = session or requests.Session()

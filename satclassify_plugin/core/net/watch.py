@@ -12,7 +12,7 @@ import math
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -44,7 +44,7 @@ def remaining() -> float:
     return min([w.remaining() for w in active()] or [math.inf])
 
 
-def own_error(e: BaseException) -> Optional[SatClassifyError]:
+def own_error(e: Optional[BaseException]) -> Optional[SatClassifyError]:
     """Our error (deadline, cancel) when a library wrapped it (pystac-client raises ``APIError(str(err))``)."""
     seen = set()
     while e is not None and id(e) not in seen:
@@ -77,7 +77,7 @@ class Watch:
         self.tries = 1
         self._conns: list = []
         self._bytes = 0
-        self._window = None  # (start time, bytes then) of the stall rule once armed
+        self._window: Optional[Tuple[float, int]] = None  # (start time, bytes then) of the stall rule once armed
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -88,15 +88,15 @@ class Watch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         stack = active()
         for i in range(len(stack) - 1, -1, -1):
             if stack[i] is self:
                 del stack[i]
                 break
-        return False
 
     def remaining(self) -> float:
         return math.inf if self.end is None else self.end - time.monotonic()
