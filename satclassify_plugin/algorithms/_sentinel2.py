@@ -366,7 +366,8 @@ CLOUD_HELP = (
     "cloud and cloud-shadow detector ukis-csmask (DLR; needs B02 B03 B04 B08, uses B11 B12 when read; they are "
     "read for it even when not in BANDS) masks them: invalid = cloud or cloud shadow. Without the package an L1C "
     "mask covers nodata only and the log says what to install. The detector may also replace or complement SCL. "
-    "See <i>Cloud and shadow mask</i> for its accuracy and limits.<br>")
+    "A multi-date stack applies the same choice to each date's VALID band. See <i>Cloud and shadow mask</i> "
+    "for its accuracy and limits.<br>")
 
 
 def add_cloud_parameter(alg):
@@ -383,9 +384,3 @@ def cloud_mode(alg, parameters, context):
         return "auto"
     return MODES[alg.parameterAsEnum(parameters, "CLOUD_MASK", context)]
 
-
-def note_multidate(alg, parameters, context, feedback):
-    """A multi-date stack's VALID bands come from SCL (and nodata): say so when CLOUD_MASK asked otherwise."""
-    if cloud_mode(alg, parameters, context) != "auto":
-        feedback.pushInfo("CLOUD_MASK applies to single-date stacks: the VALID band of each date of a multi-date "
-                          "stack comes from SCL and nodata; run satclassify:cloudmask on single-date stacks")

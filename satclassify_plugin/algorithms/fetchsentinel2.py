@@ -18,7 +18,6 @@ from ._sentinel2 import (
     add_cloud_parameter,
     add_stack_outputs,
     cloud_mode,
-    note_multidate,
     output_paths,
     report,
     target_epsg,
@@ -29,15 +28,17 @@ INTERVAL_KEYS = ["none", "monthly", "days"]
 INTERVAL_OPTIONS = ["None (one date: the best of the period)", "Monthly (one date per calendar month)",
                     "Every INTERVAL_DAYS days"]
 COMPOSITE_KEYS = ["best", "median"]
-COMPOSITE_OPTIONS = ["Best acquisition (most valid pixels in the AOI by SCL)",
+COMPOSITE_OPTIONS = ["Best acquisition (most valid pixels in the AOI by SCL or the cloud detector)",
                      "Median of the valid observations"]
 TIMESERIES_HELP = (
     "<b>Time series</b>: INTERVAL monthly or every INTERVAL_DAYS days writes one date per interval of START..END "
     "into one multi-date stack on one grid: band descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt;, all bands of a date "
     "then its validity band VALID@&lt;date&gt; (1 = valid), date after date. COMPOSITE best takes, per interval, "
-    "the overpass with the most valid pixels in the AOI by SCL among the CANDIDATES best-ranked ones; median "
-    "takes the per-pixel median of their valid observations (dated at the interval's middle day). Invalid pixels "
-    "are 0; intervals without a product are left out. MASK is then 1 where at least one date is valid.<br>")
+    "the overpass with the most valid pixels in the AOI among the CANDIDATES best-ranked ones; median "
+    "takes the per-pixel median of their valid observations (dated at the interval's middle day). Validity "
+    "follows CLOUD_MASK for every observation (SCL, and/or the cloud detector: L1C is ranked and masked by the "
+    "detector). Invalid pixels are 0; intervals without a product are left out. MASK is then 1 where at least "
+    "one date is valid.<br>")
 
 class FetchSentinel2Algorithm(Sentinel2Algorithm):
     ALGORITHM_ID = "fetchsentinel2"
@@ -100,7 +101,6 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
         src, http = self.source(parameters, context, feedback)
         interval = INTERVAL_KEYS[self.parameterAsEnum(parameters, "INTERVAL", context)]
         if interval != "none":
-            note_multidate(self, parameters, context, feedback)
             from ..core.s2.timeseries import fetch_timeseries
             feedback.pushInfo(f"searching {q.product} from {q.start} to {q.end}, cloud cover <= {q.max_cloud:g} %, "
                               f"one date per {'month' if interval == 'monthly' else 'interval'}")
@@ -109,7 +109,8 @@ class FetchSentinel2Algorithm(Sentinel2Algorithm):
                 days=self.parameterAsInt(parameters, "INTERVAL_DAYS", context),
                 composite=COMPOSITE_KEYS[self.parameterAsEnum(parameters, "COMPOSITE", context)],
                 target_epsg=epsg, mosaic=self.parameterAsBool(parameters, "MOSAIC", context), workdir=workdir,
-                candidates=self.parameterAsInt(parameters, "CANDIDATES", context))
+                candidates=self.parameterAsInt(parameters, "CANDIDATES", context),
+                clouds=cloud_mode(self, parameters, context))
             res = report(feedback, summary, summary["descriptions"], out, mask, context)
             res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
             return res

@@ -17,7 +17,6 @@ from ._sentinel2 import (
     add_stack_outputs,
     aoi_wkt,
     cloud_mode,
-    note_multidate,
     output_paths,
     report,
     target_epsg,
@@ -43,7 +42,8 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         "<b>Extent</b>: optional crop (any CRS); default the whole tile.<br>"
         "<b>More products</b> (MORE_INPUTS): other products of the same day are mosaicked with INPUT (INPUT's "
         "pixels win); products of other days make a multi-date stack, one date per day on INPUT's grid: band "
-        "descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt; then VALID@&lt;date&gt; (SCL-masked, invalid pixels 0), "
+        "descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt; then VALID@&lt;date&gt; (masked as CLOUD_MASK says, "
+        "invalid pixels 0), "
         "date after date; MASK is then 1 where at least one date is valid.<br>" + STACK_HELP + CLOUD_HELP)
 
     def initAlgorithm(self, config=None):
@@ -80,8 +80,8 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
             from ..core.s2.timeseries import import_series
             scenes = [open_safe(p) for p in [path] + more]
             if len({s.date for s in scenes}) > 1:
-                note_multidate(self, parameters, context, feedback)
-                summary = import_series(scenes, bands, out, mask, aoi_wkt=aoi, target_epsg=epsg, monitor=mon)
+                summary = import_series(scenes, bands, out, mask, aoi_wkt=aoi, target_epsg=epsg, monitor=mon,
+                                        clouds=cloud_mode(self, parameters, context))
                 res = report(feedback, summary, summary["descriptions"], out, mask, context)
                 res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
                 return res

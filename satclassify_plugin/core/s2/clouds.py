@@ -300,16 +300,21 @@ class StackClouds:
         if self.active and band in self.bands:
             self._kept[band] = arr
 
-    def run(self, read, pixel_size: float, monitor=None) -> np.ndarray:
-        """The detector's validity (bool) on the stack's grid; ``read(band)`` reads a band not kept."""
+    def run(self, read, pixel_size: float, monitor=None, level: Optional[str] = None, label: str = "") -> np.ndarray:
+        """The detector's validity (bool) on the stack's grid; ``read(band)`` reads a band not kept.
+
+        A multi-date stack calls it once per date (core/s2/timeseries.py): ``level`` that date's product level
+        (default: the stack's), ``label`` (the date) heads its log lines."""
+        level = (level or self.level).upper()
+        head = f"{label}: " if label else ""
         arrays = {b: (self._kept[b] if b in self._kept else read(b)) for b in self.bands}
-        self.log(f"cloud and shadow detection: {model_name(self.bands, self.level)} on "
+        self.log(f"{head}cloud and shadow detection: {model_name(self.bands, level)} on "
                  f"{', '.join(self.bands)} at {WORK_RESOLUTION:g} m")
         # progress stays where the stack writer left it (the end); Cancel is still honoured
-        self.classes = detect(arrays, self.level, pixel_size, monitor=monitor.sub(1.0, 1.0) if monitor else None)
+        self.classes = detect(arrays, level, pixel_size, monitor=monitor.sub(1.0, 1.0) if monitor else None)
         self._kept = {}
         s = shares(self.classes)
-        self.log(f"detector: {100 * s['cloud']:.1f} % cloud, {100 * s['cloud shadow']:.1f} % cloud shadow")
+        self.log(f"{head}detector: {100 * s['cloud']:.1f} % cloud, {100 * s['cloud shadow']:.1f} % cloud shadow")
         return valid_from(self.classes)
 
     @property
