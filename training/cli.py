@@ -108,6 +108,7 @@ def build_parser():
         s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
                        "blocks (seeded), for train --fold / crossval; 0 = none (default)")
     _crossval_parser(sub, t)
+    sub.add_parser("diagnose", help="this environment's Python, torch, CUDA and GPUs (one JSON line)")
     return ap
 
 
@@ -225,6 +226,9 @@ def main(argv=None):
             _export(args)
         elif args.command == "import":
             _import(args)
+        elif args.command == "diagnose":
+            from .diagnose import diagnose
+            print(json.dumps(diagnose()))
         return 0
     except SatClassifyError as e:
         print(f"error: {e}", file=sys.stderr)
