@@ -2,7 +2,9 @@
 
 User errors (missing manifest, band mismatch, empty split, bad device, bad config, an output that would
 replace an input, an output that cannot be written...) print one line ``error: ...`` on stderr and exit with
-code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr."""
+code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr.
+``train`` and ``export`` stop on SIGTERM / SIGINT with one line ``<command> cancelled ...`` on stderr and exit
+code 130; ``--progress jsonl`` streams machine-readable events on stdout (``progress.py`` documents both)."""
 import argparse
 import json
 import sys
@@ -10,6 +12,7 @@ import sys
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 from .models.specs import ARCHITECTURES
+from .progress import Cancel, Cancelled, Progress, make_progress
 
 
 def _bool_flag(p, name, help):
@@ -54,7 +57,11 @@ def build_parser():
     t.add_argument("--max-steps", type=int, help="batches per epoch at most (smoke runs)")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (else refused; "
                    "--resume of a checkpoint in --out continues it without this)")
-    _bool_flag(t, "progress", "tqdm progress bars")
+    t.add_argument("--progress", nargs="?", const="bar", choices=("bar", "jsonl", "none"),
+                   help="bar: tqdm progress bars on stderr (the default); jsonl: one 'SATCLASSIFY_PROGRESS {json}' "
+                   "line per event on stdout, for programs (training/progress.py); none: neither")
+    t.add_argument("--no-progress", dest="progress", action="store_const", const="none",
+                   help="no progress bars (--progress none)")
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
     which = e.add_mutually_exclusive_group(required=True)
@@ -83,6 +90,8 @@ def build_parser():
                    "citation, url, description, cross-validation figures) for a published model")
     x.add_argument("--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 "
                    "input/outputs)")
+    x.add_argument("--progress", choices=("jsonl", "none"), default="none",
+                   help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)")
 
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
@@ -143,8 +152,13 @@ def _import(args):
                       "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
 
 
-def _export(args):
+def _export(args, progress=None):
+    """``export``; on SIGTERM / SIGINT (:class:`Cancelled` raised by the signal handler) no --out is left that
+    looks complete: the writes are atomic, and a finished file still missing its --card-info is removed."""
+    import os
+
     from .errors import TrainingError
+    progress = progress or Progress()
     extra = None
     if args.card_info:
         from .card import load_card_info
@@ -156,19 +170,29 @@ def _export(args):
                             "data): its patches calibrate the int8 ranges")
     if args.calibration_data and not args.quantize:
         raise TrainingError("--calibration-data is only used with --quantize int8")
+    progress.emit("start", protocol=1, command="export", checkpoint=os.path.abspath(args.checkpoint),
+                  out=os.path.abspath(args.out),
+                  format="int8" if args.quantize else "float16" if args.half else "float32")
     if args.quantize:
         from .quantize import export_int8
-        export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
-                    args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
+        res = export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
+                          args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
     elif args.half:
         from .quantize import export_half
-        export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
+        res = export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
     else:
         from .export import export
-        export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+        res = export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
+    card = res["card"]
     if extra is not None:
         from .card import merge_training_info
-        merge_training_info(args.out, extra)
+        try:
+            card = merge_training_info(args.out, extra)
+        except (Cancelled, KeyboardInterrupt):
+            if os.path.isfile(res["path"]):
+                os.remove(res["path"])  # a model without its --card-info must not look finished
+            raise
+    progress.emit("done", onnx=res["path"], card=card.to_dict())
 
 
 TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
@@ -177,37 +201,62 @@ TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimiz
               "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress", "fold")
 
 
-def _crossval(args):
+def _progress_mode(args):
+    """(the config's ``progress`` (tqdm bars) or None when not given, the ``--progress`` mode)."""
+    mode = getattr(args, "progress", None)
+    return (None if mode is None else mode == "bar"), mode
+
+
+def _crossval(args, cancel=None):
     from .config import make_config
     from .crossval import crossval
     over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
     over["data"], over["out"] = args.data, args.out
+    over["progress"], mode = _progress_mode(args)
     if over.get("bands"):
         over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
     res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
-                   overwrite=bool(getattr(args, "overwrite", False)))
+                   overwrite=bool(getattr(args, "overwrite", False)), progress=make_progress(mode), cancel=cancel)
     print(json.dumps({k: res[k] for k in ("output", "k_folds", "folds", "mean", "std", "per_fold")}))
+
+
+def _train(args, cancel):
+    from .config import make_config
+    from .train import train
+    over = {k: getattr(args, k) for k in TRAIN_KEYS}
+    over["progress"], mode = _progress_mode(args)
+    if over["bands"]:
+        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    over = {k: v for k, v in over.items() if v is not None}
+    cfg = make_config(args.config, over)
+    res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
+                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel)
+    if res["history"] and res.get("is_main", True):
+        print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
+                          "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
+                          "final": res["history"][-1]}))
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    cancel = Cancel("export" if args.command == "export" else "training")
+    if args.command not in ("train", "crossval", "export"):
+        return _run(args, cancel)  # Ctrl+C interrupts at once (exit code 130)
+    try:
+        with cancel.installed(immediate=args.command == "export"):
+            return _run(args, cancel)
+    except Cancelled as e:
+        make_progress(getattr(args, "progress", None)).emit("cancelled", command=args.command, epoch=e.epoch)
+        print(str(e), file=sys.stderr, flush=True)
+        return 130
+
+
+def _run(args, cancel):
     try:
         if args.command == "train":
-            from .config import make_config
-            from .train import train
-            over = {k: getattr(args, k) for k in TRAIN_KEYS}
-            if over["bands"]:
-                over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
-            over = {k: v for k, v in over.items() if v is not None}
-            cfg = make_config(args.config, over)
-            res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
-                        overwrite=args.overwrite)
-            if res["history"] and res.get("is_main", True):
-                print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
-                                  "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
-                                  "final": res["history"][-1]}))
+            _train(args, cancel)
         elif args.command == "evaluate":
             if args.model:
                 from .evaluate_onnx import evaluate_onnx
@@ -221,9 +270,9 @@ def main(argv=None):
                 res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
             print(json.dumps(res, indent=1))
         elif args.command == "crossval":
-            _crossval(args)
+            _crossval(args, cancel)
         elif args.command == "export":
-            _export(args)
+            _export(args, make_progress(args.progress))
         elif args.command == "import":
             _import(args)
         elif args.command == "diagnose":

@@ -55,9 +55,10 @@ def mean_std(values):
     return m, s
 
 
-def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=print):
+def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=print, progress=None, cancel=None):
     """Train ``cfg`` once per fold of ``folds`` (see :func:`parse_folds`); returns the summary dict. ``overwrite``:
-    fold run folders that already hold a run are replaced (``train --overwrite``)."""
+    fold run folders that already hold a run are replaced (``train --overwrite``). ``progress``, ``cancel``: given
+    to each fold's ``train``."""
     from .train import train
     explicit = dict(explicit or {})
     if cfg.resume:
@@ -83,7 +84,7 @@ def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=
         log(f"crossval: fold {fold} ({n + 1} of {len(run)}), run folder {fold_cfg.out}")
         t0 = time.time()
         res = train(fold_cfg, explicit={**explicit, "fold": fold, "out": fold_cfg.out}, inputs=inputs,
-                    **({"overwrite": True} if overwrite else {}))
+                    progress=progress, cancel=cancel, **({"overwrite": True} if overwrite else {}))
         if not res.get("is_main", True):
             continue
         if not (res.get("best") or res.get("last")):

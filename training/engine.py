@@ -150,21 +150,24 @@ def summary(m, prefix):
 
 @torch.no_grad()
 def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse_values=None,
-                   batch_size=16, amp=None, weight=None):
+                   batch_size=16, amp=None, weight=None, check=None):
     """Metrics dicts per head ({'fine': ..., 'coarse': ...} for a spec with a coarse head, {'fine': ...} else),
-    running ``spec.full_forward`` over whole patches."""
+    running ``spec.full_forward`` over whole patches. ``check``: called before each batch (it raises to stop,
+    e.g. ``progress.Cancel.check``)."""
     from .data import PatchDataset
     model.eval()
     ds = PatchDataset(info, split, patch_labels=spec.patch_labels)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     if spec.patch_labels and info.multilabel:
-        return _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight)
+        return _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight, check)
     heads = {"fine": HeadMetrics(info.values)}
     if spec.coarse_head:
         heads["coarse"] = HeadMetrics(coarse_values)
         f2c_dev = f2c.to(device)
     w = weight.to(device) if weight is not None else None
     for x, y in loader:
+        if check is not None:
+            check()
         x = standardise(x.to(device), mean, std)
         y = y.to(device)
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
@@ -185,10 +188,12 @@ def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse
     return heads
 
 
-def _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight):
+def _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight, check=None):
     head = MultiLabelMetrics(info.values)
     w = weight.to(device) if weight is not None else None
     for x, y in loader:
+        if check is not None:
+            check()
         x = standardise(x.to(device), mean, std)
         y = y.to(device)
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):

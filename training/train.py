@@ -1,6 +1,7 @@
 """The training loop (``python -m training train``): seeded, resumable, AMP/channels_last on CUDA,
 DDP under torchrun, ReduceLROnPlateau, early stopping, best/last checkpoints, CSV log and PNG curves."""
 import csv
+import functools
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from .files import RunLock, atomic_open, busy_error, check_folder, lock_owner, m
 from .folds import fold_view
 from .models import count_parameters, get_spec
 from .models.unet import load_encoder_from
+from .progress import Cancel, Cancelled, Progress, cpu_name
 
 #: options that may change when resuming (everything else comes from the checkpoint)
 RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
@@ -110,12 +112,14 @@ def make_optimizer(cfg, params):
 RUN_FILES = ("config.yaml", "best.pt", "last.pt", "log.csv", "curves.png", "metrics.json")
 
 
-def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False):
+def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False, progress=None, cancel=None):
     """Train; returns a dict with run_dir, best/last checkpoint paths (None for a file this run did not write),
     final metrics, history and warnings. ``inputs``: other files the run reads (label -> path, e.g. {"--config":
     path}) that it must not replace. ``overwrite``: a run folder that already holds a run is replaced (else
     refused; resuming into its own folder needs no overwrite). ``explicit`` options that would change what the
-    --resume checkpoint fixes (model, encoder, bands, ...) are refused."""
+    --resume checkpoint fixes (model, encoder, bands, ...) are refused. ``progress``: a
+    :class:`~.progress.Progress` that gets the run's events; ``cancel``: a :class:`~.progress.Cancel` polled
+    between batches (set: :class:`~.progress.Cancelled` is raised, the run folder as after the last epoch)."""
     explicit = explicit or {}
     resume = None
     if cfg.resume:
@@ -133,7 +137,7 @@ def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False):
     dinfo = ddp.setup(device.type)
     folder = RunFolder(overwrite)
     try:
-        return _train(cfg, device, dinfo, resume, inputs or {}, folder)
+        return _train(cfg, device, dinfo, resume, inputs or {}, folder, progress or Progress(), cancel or Cancel())
     finally:
         folder.release()
         ddp.cleanup(dinfo)
@@ -206,10 +210,12 @@ class RunFolder:
         self.lock.release()
 
 
-def _warn(msg, dinfo, warnings):
+def _warn(msg, dinfo, warnings, progress=None):
     warnings.append(msg)
     if dinfo.is_main:
         print(f"warning: {msg}", file=sys.stderr, flush=True)
+        if progress is not None:
+            progress.warning(msg)
 
 
 def check_run_folder(run_dir, cfg, inputs):
@@ -238,7 +244,7 @@ def one_class_warning(info, split="train"):
             "area with at least two classes")
 
 
-def _prepare_data(cfg, spec, resume, dinfo, warnings):
+def _prepare_data(cfg, spec, resume, dinfo, warnings, progress=None):
     """The dataset's DataInfo, the validation split, the band stats and (coarse head) the coarse classes with
     the fine -> coarse index table; from the checkpoint when resuming."""
     info = DataInfo(fold_view(open_dataset(cfg.data), cfg.fold), cfg.bands)  # --fold K: folds.py
@@ -247,7 +253,7 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings):
     val_split = "val" if info.check_split("val", required=False) > 0 else "train"
     one_class = one_class_warning(info, "train")
     if one_class:
-        _warn(one_class, dinfo, warnings)
+        _warn(one_class, dinfo, warnings, progress)
     spec.check_tile(cfg.tile_size)
     if spec.temporal and not info.temporal:
         raise TrainingError(f"--model {spec.name} needs a multi-date dataset: build it with satclassify:buildpatches "
@@ -293,7 +299,8 @@ def _build_model(cfg, spec, info, coarse, device, dinfo):
     return model, nparams, frozen_until
 
 
-def _train(cfg, device, dinfo, resume, inputs, folder=None):
+def _train(cfg, device, dinfo, resume, inputs, folder=None, progress=None, cancel=None):
+    progress, cancel = progress or Progress(), cancel or Cancel()
     spec = get_spec(cfg.model)
     if dinfo.active and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
@@ -301,7 +308,7 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
     if cfg.amp and device.type == "cpu" and amp_dtype(cfg, device) == torch.bfloat16 and not cpu_bf16_native():
         _warn("--amp on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), and emulated bf16 trains about 20x "
               "slower than float32, so this run trains in float32 (--no-amp says so without this warning)", dinfo,
-              warnings)
+              warnings, progress)
         cfg.amp = False
     run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_run_folder(run_dir, cfg, inputs)
@@ -312,11 +319,12 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    info, val_split, mean, std, coarse, f2c = _prepare_data(cfg, spec, resume, dinfo, warnings)
+    info, val_split, mean, std, coarse, f2c = _prepare_data(cfg, spec, resume, dinfo, warnings, progress)
     card = card_info(cfg, info, mean, std, coarse)
     model, nparams, frozen_until = _build_model(cfg, spec, info, coarse, device, dinfo)
     opt = make_optimizer(cfg, model.parameters())
-    sched = make_scheduler(cfg, opt, _steps_per_epoch(cfg, spec, info, dinfo))
+    steps_per_epoch = _steps_per_epoch(cfg, spec, info, dinfo)
+    sched = make_scheduler(cfg, opt, steps_per_epoch)
     start_epoch, best, stale, history = 0, None, 0, []
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
@@ -351,6 +359,11 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
          f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
          f"{str(adt).replace('torch.', '') if use_amp else 'off'}; train {info.ds.count('train')} patches, "
          f"{'val' if val_split == 'val' else 'no val split: monitoring on train'}; run folder {run_dir}", dinfo)
+    if dinfo.is_main:
+        progress.emit("start", protocol=1, command="train", epochs=cfg.epochs, start_epoch=start_epoch + 1,
+                      steps_per_epoch=steps_per_epoch, device=str(device), device_name=device_name(device),
+                      amp=_amp_name(adt) if use_amp else None, run_dir=run_dir, num_parameters=nparams,
+                      model=cfg.model, world_size=dinfo.world)
 
     train_patches = None
     if not spec.pixel_samples:
@@ -362,7 +375,9 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
     last_path = os.path.join(run_dir, "last.pt")
     net, net_frozen = None, None
     epoch = start_epoch - 1
+    early = False
     for epoch in range(start_epoch, cfg.epochs):
+        cancel.check(epoch + 1)
         t0 = time.time()
         frozen = epoch < frozen_until
         if frozen_until:
@@ -379,7 +394,8 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
         loss_sum, nsum = 0.0, 0
         batches = _batches(cfg, spec, info, train_patches, rng, gen, dinfo, device)
         bar = _progress(batches, cfg, dinfo, f"epoch {epoch + 1}/{cfg.epochs}")
-        for step, (x, y) in enumerate(bar):
+        nsteps = min(len(batches), cfg.max_steps) if cfg.max_steps else len(batches)
+        for step, (x, y) in enumerate(_polled(bar, cancel, epoch + 1)):
             if cfg.max_steps and step >= cfg.max_steps:
                 break
             x = x.to(device, non_blocking=True)
@@ -406,11 +422,13 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
             nsum += n
             if hasattr(bar, "set_postfix") and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_sum / max(nsum, 1):.4f}")
+            if dinfo.is_main:
+                progress.step(epoch + 1, step + 1, nsteps)
         train_loss = loss_sum / max(nsum, 1)
         heads = evaluate_split(model, spec, info, val_split, mean_t, std_t, device, f2c,
                                [c["value"] for c in coarse] if coarse else None,
                                batch_size=spec.eval_batch_size or max(1, min(cfg.batch_size, 64)),
-                               amp=adt, weight=weight)
+                               amp=adt, weight=weight, check=functools.partial(cancel.check, epoch + 1))
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
         fine = heads["fine"].result()
         row.update(summary(fine, "val_"))
@@ -443,14 +461,18 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
                 if multilabel else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}")
              + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
              + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", dinfo)
+        if dinfo.is_main:
+            progress.emit("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=row, improved=bool(improved),
+                          seconds=row["seconds"])
         if cfg.early_stopping and stale >= cfg.early_stopping:
             _log(f"early stopping: no improvement of val {cfg.monitor} for {stale} epochs", dinfo)
+            early = True
             break
         ddp.barrier(dinfo)
     if dinfo.is_main and history and not os.path.isfile(best_path):
         _warn(f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so no "
               f"best.pt was written in '{run_dir}': the best model is still the one of the run '{cfg.resume}' "
-              "continues", dinfo, warnings)
+              "continues", dinfo, warnings, progress)
     result = {"run_dir": run_dir, "best": best_path if os.path.isfile(best_path) else None,
               "last": last_path if os.path.isfile(last_path) else None, "history": history,
               "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world,
@@ -461,7 +483,40 @@ def _train(cfg, device, dinfo, resume, inputs, folder=None):
             with atomic_open(os.path.join(run_dir, "metrics.json"), "w") as f:
                 json.dump({"last": history[-1], "best_score": best, "monitor": cfg.monitor,
                            "num_parameters": nparams}, f, indent=1)
+        progress.emit("done", best=result["best"], last=result["last"], run_dir=run_dir, epochs_run=epoch + 1,
+                      early_stopped=early)
     return result
+
+
+def _amp_name(dtype):
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def device_name(device):
+    """The CUDA GPU's name, or 'cpu (<CPU model>)'."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.get_device_name(device)
+        except (RuntimeError, AssertionError):
+            return "cuda"
+    return cpu_name()
+
+
+def _polled(batches, cancel, epoch):
+    """``batches`` with the cancel flag checked before each one; a DataLoader worker killed by the same signal
+    (a process-group SIGTERM) is the cancellation too, not an error."""
+    it = iter(batches)
+    while True:
+        cancel.check(epoch)
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if cancel.settle():
+                raise Cancelled("training", epoch) from None
+            raise
+        yield item
 
 
 def _f(v):
