@@ -159,27 +159,26 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         tracker = protocol.ProgressTracker(epochs)
         train_share = 0.85
 
+        jsonl = "--progress" in cmd
+
         def on_stdout(line):
             ev = protocol.parse_line(line)
-            if ev is None:
+            if ev is None or ev.get("legacy"):  # the human log (with the protocol: its events come as well)
                 if line.strip():
                     feedback.pushInfo(line)
-                return
+                if ev is None or jsonl:
+                    return
             fraction = tracker.update(ev)
             if fraction is not None:
                 feedback.setProgress(100.0 * train_share * fraction)
-            kind = ev["event"]
-            if kind == "start":
-                feedback.pushInfo(f"Training {ev.get('model', model)} ({ev.get('num_parameters', 0):,} parameters) "
-                                  f"on device {tracker.device}" + (f", amp {ev['amp']}" if ev.get("amp") else ""))
-            elif kind == "epoch":
-                feedback.pushInfo(protocol.epoch_message({**ev, "epochs": ev.get("epochs", tracker.epochs)}))
-            elif kind == "warning":
-                feedback.pushWarning(str(ev.get("message")))
+            if ev["event"] == "start" and not ev.get("legacy"):
+                feedback.pushInfo(f"Training {ev.get('model', model)} ({ev.get('num_parameters') or 0:,} parameters) "
+                                  f"on {tracker.device}" + (f", mixed precision {ev['amp']}" if ev.get("amp") else ""))
 
         def on_stderr(line):
             if line.startswith("warning: "):
-                tracker.warnings.append(line[len("warning: "):])
+                if not jsonl:
+                    tracker.warnings.append(line[len("warning: "):])
                 feedback.pushWarning(line[len("warning: "):])
             elif line.strip() and not line.startswith("error: "):
                 feedback.pushConsoleInfo(line)

@@ -1,10 +1,14 @@
 """Run a child process (the training CLI) from a tool: lines streamed to callbacks, cancel within seconds.
 
 The child starts in its own process group (POSIX: a new session; Windows: a new process group), so Cancel reaches
-the DataLoader worker processes it forked as well: the group gets SIGTERM (the training CLI ends with exit code
-130, what it wrote so far kept), and whatever is still alive :data:`KILL_AFTER` seconds later gets SIGKILL. The
-caller's thread polls ``is_canceled`` every :data:`POLL` seconds and runs the line callbacks itself (QGIS feedback
-objects are called from the tool's own thread).
+the DataLoader worker processes it forked as well. Cancel is staged so that the whole stop stays under 5 s:
+SIGTERM to the child itself (the training CLI stops between two batches, ends its workers and exits with code
+130, its run folder as after the last finished epoch), SIGTERM to the whole group :data:`GROUP_AFTER` seconds
+later (a batch that takes long: the workers go too), SIGKILL to whatever of the group is still alive
+:data:`KILL_AFTER` seconds after the cancel. Terminating the group at once would kill the workers first, and
+the child would die of a "DataLoader worker killed" error instead of stopping cleanly. The caller's thread polls
+``is_canceled`` every :data:`POLL` seconds and runs the line callbacks itself (QGIS feedback objects are called
+from the tool's own thread).
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from typing import Callable, List, Mapping, Optional, Sequence
 from ..contract.errors import SatClassifyError
 
 POLL = 0.2
-#: seconds between SIGTERM and SIGKILL of the group on cancel (the whole stop stays under 5 s)
-KILL_AFTER = 3.0
+#: seconds after the cancel: SIGTERM to the whole group, then SIGKILL to it (the whole stop stays under 5 s)
+GROUP_AFTER = 1.5
+KILL_AFTER = 3.5
 TAIL = 40
 
 
@@ -39,7 +44,7 @@ def _reader(stream, name, q):
         q.put((name, None))
 
 
-def _signal_group(proc, sig):
+def _signal_group(proc, sig, group=True):
     if os.name == "nt":  # pragma: no cover - Windows
         if sig == getattr(signal, "SIGKILL", None) or sig is None:
             subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
@@ -47,7 +52,10 @@ def _signal_group(proc, sig):
             proc.send_signal(signal.CTRL_BREAK_EVENT)
         return
     try:
-        os.killpg(proc.pid, sig)
+        if group:
+            os.killpg(proc.pid, sig)
+        elif proc.poll() is None:
+            proc.send_signal(sig)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -77,11 +85,14 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
     for t in threads:
         t.start()
     tail: List[str] = []
-    open_streams, canceled, term_at = 2, False, None
+    open_streams, canceled, term_at, group_termed = 2, False, None, False
     try:
         while open_streams or proc.poll() is None:
             if not canceled and is_canceled():
                 canceled, term_at = True, time.time()
+                _signal_group(proc, signal.SIGTERM, group=False)
+            if canceled and not group_termed and time.time() - term_at > min(GROUP_AFTER, kill_after / 2):
+                group_termed = True
                 _signal_group(proc, signal.SIGTERM)
             if canceled and time.time() - term_at > kill_after:
                 _signal_group(proc, getattr(signal, "SIGKILL", None))

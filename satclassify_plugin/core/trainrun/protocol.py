@@ -121,7 +121,9 @@ class ProgressTracker:
     def device(self) -> Optional[str]:
         d = self.start.get("device")
         name = self.start.get("device_name")
-        return f"{d} ({name})" if d and name and name not in d else d
+        if not (d and name) or name == d:
+            return d
+        return name if str(name).startswith(str(d)) else f"{d} ({name})"
 
 
 def epoch_message(ev: dict) -> str:
