@@ -130,6 +130,9 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             resample=self.parameterAsBool(parameters, "RESAMPLE", context),
             **self.monitor(feedback).callbacks())
+        from ..core.trainrun.diagnostics import inference_line
+
+        feedback.pushInfo(inference_line(result.provider))
         written = [p for p in heads[:len(result.heads)] if p]
         for k, path in enumerate(heads[:len(result.heads)]):
             if not path:

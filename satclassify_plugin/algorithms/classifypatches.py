@@ -94,6 +94,9 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             **self.monitor(feedback).callbacks())
         style_polygons_on_load(context, output, result.classes, field="top_value")
+        from ..core.trainrun.diagnostics import inference_line
+
+        feedback.pushInfo(inference_line(result.provider))
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}
 
     def checkParameterValues(self, parameters, context):

@@ -132,7 +132,10 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         device = protocol.DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]
         epochs = self.parameterAsInt(parameters, "EPOCHS", context)
         env = training_env.child_env()
-        feedback.pushInfo(f"Training environment: {python} ({source})")
+        from ..core.trainrun.diagnostics import training_lines
+
+        for line in training_lines(None, python, source):
+            feedback.pushInfo(line)
 
         def check_cancel():
             if feedback.isCanceled():
@@ -252,7 +255,7 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         feedback.setProgress(100)
         head = (evaluation or {}).get("heads") or {}
         first = next(iter(head.values()), {})
-        feedback.pushInfo(f"Model written to {onnx} (device used: {device_used})")
+        feedback.pushInfo(f"Device used: {device_used} (the training); model written to {onnx}")
         return {"OUTPUT": onnx, "OUTPUT_INT8": int8 or None, "CHECKPOINTS": run_dir, "REPORT": report,
                 "DEVICE_USED": device_used, "EPOCHS_RUN": len(history),
                 "VAL_OA": first.get("overall_accuracy"), "VAL_MIOU": first.get("miou")}

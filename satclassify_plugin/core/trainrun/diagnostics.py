@@ -62,3 +62,10 @@ def report_lines(qgis_version: str, training: Optional[Mapping], python: Optiona
         lines.append(f"onnxruntime: not installed in QGIS's Python ({ort.get('error')}); Plugins > SatClassify > "
                      "Install Python dependencies...")
     return lines + training_lines(training, python, source)
+
+
+def inference_line(used: Optional[str], ort: Optional[Mapping] = None) -> str:
+    """The line classify / classifypatches log: the execution provider that ran the model, and what else was there."""
+    ort = ort if ort is not None else onnxruntime_info()
+    return (f"Device used: onnxruntime {ort.get('onnxruntime')} ran the model on {used or 'unknown'} "
+            f"(available here: {', '.join(ort.get('providers') or []) or 'none'})")
