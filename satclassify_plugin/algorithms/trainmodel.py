@@ -136,6 +136,7 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
 
         for line in training_lines(None, python, source):
             feedback.pushInfo(line)
+        feedback.pushInfo(f"Training package: {os.path.join(training_env.training_source() or '?', 'training')}")
 
         def check_cancel():
             if feedback.isCanceled():

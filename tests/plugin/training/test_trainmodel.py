@@ -218,3 +218,24 @@ def test_a_missing_environment_says_how_to_set_one_up(run_alg, dataset, tiny_con
     finally:
         settings.setValue(training_env.SETTING, old)
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_qgis_process_trains_with_the_environment_variable_and_refuses_without(dataset, tiny_config, tmp_path):
+    """qgis_process (scripts/qgis_process.sh installs the plugin as the zip has it, training_pkg/ included)."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("SATCLASSIFY_TRAINING_PYTHON", "SATCLASSIFY_TRAIN_PYTHON")}
+    base.update(SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
+    args = [os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", "satclassify:trainmodel", "--",
+            f"INPUT={dataset}", "ARCHITECTURE=1", "EPOCHS=1", "DEVICE=1", f"CONFIG={tiny_config}",
+            f"OUTPUT={tmp_path / 'qp.onnx'}", f"CHECKPOINTS={tmp_path / 'qp-run'}", f"REPORT={tmp_path / 'qp.html'}"]
+    refused = subprocess.run(args, env=base, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "Set up training environment" in refused.stdout + refused.stderr
+    assert not (tmp_path / "qp.onnx").exists()
+    proc = subprocess.run(args, env=dict(base, SATCLASSIFY_TRAINING_PYTHON=TRAIN_PY), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    package = [line for line in proc.stdout.splitlines() if line.startswith("Training package: ")]
+    assert package and "qgis-config" in package[0] and "training_pkg" in package[0], proc.stdout  # the zip's copy
+    assert "DEVICE_USED:\tcpu" in proc.stdout and "epoch 1/1:" in proc.stdout
+    assert _card(str(tmp_path / "qp.onnx"))["architecture"] == "cnn_dual"
