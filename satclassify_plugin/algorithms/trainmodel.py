@@ -220,8 +220,10 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             for what, step_cmd, end in steps:
                 check_cancel()
                 feedback.pushCommandInfo(" ".join(step_cmd))
-                r = run_child(step_cmd, env=env, on_stdout=lambda s: s.strip() and feedback.pushInfo(s),
-                              on_stderr=on_stderr, is_canceled=feedback.isCanceled)
+                # export says one line (its parity check); evaluate prints its JSON, which goes into the report
+                r = run_child(step_cmd, env=env, is_canceled=feedback.isCanceled, on_stderr=on_stderr,
+                              on_stdout=(lambda s: s.strip() and feedback.pushInfo(s)) if what != "evaluation"
+                              else (lambda _s: None))
                 if r.canceled:
                     raise Canceled(f"{what} cancelled: no model was written")
                 if r.returncode != 0:

@@ -26,9 +26,11 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def _table(header: List[str], rows: Iterable[Iterable], left: int = 1, classes: Optional[List[str]] = None) -> str:
-    out = ["<table><tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left
-                                   else f"<th>{html.escape(h)}</th>" for i, h in enumerate(header)) + "</tr>"]
+def _table(header: Optional[List[str]], rows: Iterable[Iterable], left: int = 1,
+           classes: Optional[List[str]] = None) -> str:
+    out = ["<table>" + ("<tr>" + "".join(f"<th class='l'>{html.escape(h)}</th>" if i < left
+                                         else f"<th>{html.escape(h)}</th>" for i, h in enumerate(header)) + "</tr>"
+                        if header else "")]
     for j, r in enumerate(rows):
         cls = f" class='{classes[j]}'" if classes and classes[j] else ""
         out.append(f"<tr{cls}>" + "".join(f"<td class='l'>{_fmt(v)}</td>" if i < left else f"<td>{_fmt(v)}</td>"
@@ -42,7 +44,7 @@ def render(recipe: Mapping, history: List[Mapping], evaluation: Optional[Mapping
     ``evaluation``: ``python -m training evaluate`` of the best checkpoint (heads with per-class figures)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>SatClassify training report</title>"
              f"<style>{_STYLE}</style></head><body><h1>SatClassify training report</h1>"]
-    parts.append("<h2>Run</h2>" + _table(["", ""], [(k, v) for k, v in recipe.items()]
+    parts.append("<h2>Run</h2>" + _table(None, [(k, v) for k, v in recipe.items()]
                                         + [("device used", device or "unknown")]
                                         + [(k, v) for k, v in outputs.items()], left=2))
     for w in warnings:
@@ -60,7 +62,8 @@ def render(recipe: Mapping, history: List[Mapping], evaluation: Optional[Mapping
             parts.append(_table(["overall accuracy", "kappa", "mean IoU", "macro F1", "pixels / patches"],
                                 [(h.get("overall_accuracy"), h.get("kappa"), h.get("miou"), h.get("macro_f1"),
                                   h.get("pixels", h.get("patches")))], left=0))
-            cls = h.get("classes") or []
+            # classes absent from the split and never predicted there have no figures: left out
+            cls = [c for c in h.get("classes") or [] if c.get("support") or c.get("predicted")]
             if cls:
                 parts.append(_table(["class", "precision", "recall", "F1", "IoU", "support"],
                                     [(f"{c.get('value')} {c.get('name', '')}", c.get("precision"), c.get("recall"),
