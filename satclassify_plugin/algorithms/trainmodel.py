@@ -168,7 +168,7 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         def on_stdout(line):
             ev = protocol.parse_line(line)
             if ev is None or ev.get("legacy"):  # the human log (with the protocol: its events come as well)
-                if line.strip():
+                if line.strip() and not (ev and ev["event"] == "done"):  # not the closing JSON summary
                     feedback.pushInfo(line)
                 if ev is None or jsonl:
                     return
