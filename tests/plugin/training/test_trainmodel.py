@@ -103,8 +103,11 @@ def _env(monkeypatch):
 def test_trains_exports_and_reports_with_progress_during_training(run_alg, dataset, tiny_config, tmp_path):
     fb = RecordingFeedback()
     t0 = time.time()
-    res = run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config), feedback=fb)
+    res = run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config,
+                                                   OUTPUT_INT8=str(tmp_path / "model-int8.onnx")), feedback=fb)
     end = time.time()
+    int8 = _card(res["OUTPUT_INT8"])
+    assert int8["quantization"]["dtype"] == "int8" and int8["heads"] == _card(res["OUTPUT"])["heads"]
     assert res["OUTPUT"] == str(tmp_path / "model.onnx") and os.path.isfile(res["OUTPUT"])
     card = _card(res["OUTPUT"])
     assert card["architecture"] == "cnn_dual" and card["bands"] == BANDS
