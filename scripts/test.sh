@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up both environments (idempotent) and run the whole test suite:
 #   ruff                      : lint (pyproject.toml), fails on findings
+#   mypy                      : type check of satclassify_plugin/core and training/ (pyproject.toml), fails on findings
 #   tests/core + tests/plugin : QGIS env (.venv-qgis, the host's real QGIS headless: 3.22 on Debian 12)
 #   tests/training            : training env (.venv-train, torch)
 #   QGIS version matrix       : tests/core + tests/plugin again on the other Debian QGIS releases, in chroots
@@ -17,6 +18,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"; mkdir -p "$X
 status=0
 echo "=== ruff (pyproject.toml)"
 .venv-qgis/bin/ruff check . || status=1
+echo "=== mypy (pyproject.toml [tool.mypy]): satclassify_plugin/core training"
+.venv-qgis/bin/python -m mypy || status=1
 qgis_version=$(/usr/bin/python3 -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null)
 echo "=== QGIS 4 API check (tests/plugin/test_qgis4_api.py): what it checks"
 .venv-qgis/bin/python scripts/qgis4_api.py report || status=1

@@ -5,14 +5,18 @@
 ``parse_card`` (and against the graph's outputs) before the file is rewritten (atomically).
 """
 import os
+from typing import Any, Dict, Optional, Union
 
 from satclassify_plugin.core.contract.modelcard import METADATA_KEY, Head, HeadClass, ModelCard, parse_card
 
 from .errors import TrainingError
 from .files import atomic_open
 
+#: a card as the writers take it: a ModelCard, its dict or its JSON text
+CardLike = Union[ModelCard, Dict[str, Any], str]
 
-def card_from_checkpoint(ck, metrics=None) -> ModelCard:
+
+def card_from_checkpoint(ck: Dict[str, Any], metrics: Optional[Dict[str, Any]] = None) -> ModelCard:
     info = ck["card"]
     heads = [Head(h["name"], f"probs_{h['name']}",
                   [HeadClass(int(c["value"]), str(c["code"]), str(c["name"]), str(c["color"])) for c in h["classes"]],
@@ -46,7 +50,7 @@ def _as_card(card):
     return parse_card(card)
 
 
-def add_card(model, card):
+def add_card(model: Any, card: CardLike) -> ModelCard:
     """Validate ``card`` (also against the graph's outputs and input) and store it in the ``onnx.ModelProto``'s
     metadata_props["satclassify"], replacing any card there. Returns the ModelCard."""
     mc = _as_card(card)
@@ -70,7 +74,7 @@ def add_card(model, card):
     return mc
 
 
-def write_card(onnx_path, card):
+def write_card(onnx_path: str, card: CardLike) -> ModelCard:
     """Validate ``card`` and store it in ``onnx_path``'s metadata_props["satclassify"]. Returns the ModelCard."""
     import onnx
     if not os.path.isfile(onnx_path):
@@ -86,7 +90,7 @@ def write_card(onnx_path, card):
     return mc
 
 
-def load_card_info(info_path) -> dict:
+def load_card_info(info_path: str) -> dict:
     """The JSON object of ``export --card-info`` (read before the export writes anything)."""
     import json
     try:
@@ -101,7 +105,7 @@ def load_card_info(info_path) -> dict:
     return extra
 
 
-def merge_training_info(onnx_path, extra: dict):
+def merge_training_info(onnx_path: str, extra: dict) -> ModelCard:
     """Merge ``extra`` (:func:`load_card_info`) into the ``training`` block of ``onnx_path``'s card (``export
     --card-info``): what a published model's card says beyond the run, e.g. ``{"dataset": {"name", "licence",
     "citation", "url"}, "description": ..., "crossval": {...}}`` (the plugin's model list shows them). Keys given
@@ -123,7 +127,7 @@ def merge_training_info(onnx_path, extra: dict):
     return parse_card(card)
 
 
-def read_card(onnx_path) -> ModelCard:
+def read_card(onnx_path: str) -> ModelCard:
     import onnx
     model = onnx.load(onnx_path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}

@@ -3,16 +3,20 @@ history), loadable with ``torch.load(..., weights_only=True)``; the model a chec
 and whether a dataset fits it (:func:`check_compatible`). evaluate, export and train use these, so exporting a
 model does not import the training loop."""
 import os
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
 from .errors import TrainingError
 from .files import atomic_open
 
+if TYPE_CHECKING:
+    from .data import DataInfo
+
 FORMAT = "satclassify-train"
 
 
-def save(path, payload):
+def save(path: str, payload: Dict[str, Any]) -> None:
     """Write atomically (a failure leaves the previous file); an OSError becomes 'cannot write ...'."""
     with atomic_open(path, "wb") as f:
         try:
@@ -23,7 +27,7 @@ def save(path, payload):
             raise
 
 
-def load(path, what="checkpoint"):
+def load(path: Optional[str], what: str = "checkpoint") -> Dict[str, Any]:
     if not path or not os.path.isfile(path):
         raise TrainingError(f"{what} '{path}' does not exist")
     try:
@@ -37,7 +41,7 @@ def load(path, what="checkpoint"):
     return ck
 
 
-def load_model(ck, device="cpu"):
+def load_model(ck: Dict[str, Any], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """The checkpoint's model (built from its config and card, weights loaded) on ``device``, in eval mode."""
     from .models import build_model
     cfg = ck["config"]
@@ -53,7 +57,7 @@ def load_model(ck, device="cpu"):
     return model.to(device).eval()
 
 
-def check_compatible(card, info, source):
+def check_compatible(card: Dict[str, Any], info: "DataInfo", source: str) -> None:
     """Refuse a dataset (:class:`~.data.DataInfo`) whose bands, dates or class values differ from the checkpoint
     card's; ``source`` names the checkpoint in the message."""
     if list(card["bands"]) != list(info.bands):

@@ -8,6 +8,7 @@ code 130; ``--progress jsonl`` streams machine-readable events on stdout (``prog
 import argparse
 import json
 import sys
+from typing import List, Optional
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
@@ -20,11 +21,20 @@ def _bool_flag(p, name, help):
                    help=help)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training", description="SatClassify training: train, "
                                  "evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).")
     sub = ap.add_subparsers(dest="command", required=True)
+    t = _train_parser(sub)
+    _evaluate_parser(sub)
+    _export_parser(sub)
+    _import_parser(sub)
+    _crossval_parser(sub, t)
+    sub.add_parser("diagnose", help="this environment's Python, torch, CUDA and GPUs (one JSON line)")
+    return ap
 
+
+def _train_parser(sub):
     t = sub.add_parser("train", help="train a model on a dataset folder")
     t.add_argument("--data", help="dataset folder (manifest.json + shards, from satclassify:buildpatches)")
     t.add_argument("--model", choices=ARCHITECTURES)
@@ -62,7 +72,10 @@ def build_parser():
                    "line per event on stdout, for programs (training/progress.py); none: neither")
     t.add_argument("--no-progress", dest="progress", action="store_const", const="none",
                    help="no progress bars (--progress none)")
+    return t
 
+
+def _evaluate_parser(sub):
     e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="training checkpoint (best.pt)")
@@ -76,6 +89,8 @@ def build_parser():
     e.add_argument("--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, "
                                          "predicted, top_p)")
 
+
+def _export_parser(sub):
     x = sub.add_parser("export", help="checkpoint -> ONNX with the model card, parity-checked")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--out", required=True, help="ONNX file to write")
@@ -93,6 +108,8 @@ def build_parser():
     x.add_argument("--progress", choices=("jsonl", "none"), default="none",
                    help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)")
 
+
+def _import_parser(sub):
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
     for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
@@ -116,9 +133,6 @@ def build_parser():
         s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
         s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
                        "blocks (seeded), for train --fold / crossval; 0 = none (default)")
-    _crossval_parser(sub, t)
-    sub.add_parser("diagnose", help="this environment's Python, torch, CUDA and GPUs (one JSON line)")
-    return ap
 
 
 def _crossval_parser(sub, train_parser):
@@ -213,8 +227,9 @@ def _crossval(args, cancel=None):
     over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
     over["data"], over["out"] = args.data, args.out
     over["progress"], mode = _progress_mode(args)
-    if over.get("bands"):
-        over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
+    bands = over.get("bands")
+    if bands:
+        over["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
     res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
@@ -231,15 +246,21 @@ def _train(args, cancel):
         over["bands"] = [b.strip() for b in over["bands"].split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
-    res = train(cfg, explicit=over, inputs={"--config": args.config} if args.config else None,
-                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel)
+    explicit, from_config = over, []
+    if args.resume and args.config:  # the file's options are given too: applied or refused, never dropped
+        from .config import check_types, load_yaml
+        file_values = check_types(load_yaml(args.config), f"config file '{args.config}'")
+        from_config = [k for k in file_values if k not in over]
+        explicit = {**file_values, **over}
+    res = train(cfg, explicit=explicit, inputs={"--config": args.config} if args.config else None,
+                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel, config_keys=from_config)
     if res["history"] and res.get("is_main", True):
         print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
                           "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
                           "final": res["history"][-1]}))
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     cancel = Cancel("export" if args.command == "export" else "training")
     if args.command not in ("train", "crossval", "export"):

@@ -3,7 +3,7 @@ import math
 import os
 import typing
 from dataclasses import asdict, dataclass, fields
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import TrainingError
 from .models.specs import SPECS, get_spec
@@ -56,7 +56,7 @@ class TrainConfig:
     max_steps: int = 0                  # stop each epoch after this many batches (0 = all); for smoke runs
     progress: bool = True               # tqdm bars
 
-    def resolved(self):
+    def resolved(self) -> "TrainConfig":
         """Fill the model-dependent defaults (from the architecture's spec)."""
         c = TrainConfig(**asdict(self))
         spec = get_spec(c.model)
@@ -88,14 +88,14 @@ class TrainConfig:
                                 + " or ".join(s.name for s in SPECS.values() if s.encoder_transfer))
         return c
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
-def load_yaml(path):
+def load_yaml(path: str) -> Dict[str, Any]:
     import yaml
     if not os.path.isfile(path):
         raise TrainingError(f"config file '{path}' does not exist")
@@ -189,7 +189,7 @@ def check_types(values: dict, where: str = "configuration") -> dict:
     return out
 
 
-def make_config(yaml_path=None, overrides=None) -> TrainConfig:
+def make_config(yaml_path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
     values = {}
     if yaml_path:
         values.update(check_types(load_yaml(yaml_path), f"config file '{yaml_path}'"))

@@ -10,21 +10,24 @@ import json
 import math
 import os
 import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from satclassify_plugin.core.contract.paths import same_file
 
 from . import checkpoint as ckpt_io
+from .config import TrainConfig
 from .data import open_dataset
 from .errors import TrainingError
 from .files import atomic_open, make_dir
 from .folds import fold_ids
+from .progress import Cancel, Progress
 
 #: figures summarised over the folds (the checkpoint's ``val_<name>``; those a task has no value for are left out)
 METRICS = ("oa", "macro_f1", "kappa", "miou", "micro_f1", "map")
 SUMMARY = "crossval.json"
 
 
-def parse_folds(text, k):
+def parse_folds(text: Optional[str], k: int) -> List[int]:
     """``all``, a count N (folds 0..N-1) or a comma-separated list of fold ids -> the fold ids to run."""
     t = str(text if text is not None else "all").strip().lower()
     if t == "all":
@@ -45,7 +48,7 @@ def parse_folds(text, k):
     return ids
 
 
-def mean_std(values):
+def mean_std(values: Iterable[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:
     """(mean, sample standard deviation) of the non-None values; (None, None) without any, std None for one."""
     v = [float(x) for x in values if x is not None]
     if not v:
@@ -55,7 +58,9 @@ def mean_std(values):
     return m, s
 
 
-def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=print, progress=None, cancel=None):
+def crossval(cfg: TrainConfig, folds: Optional[str] = "all", explicit: Optional[Dict[str, Any]] = None,
+             inputs: Optional[Dict[str, str]] = None, overwrite: bool = False, log: Callable[[str], None] = print,
+             progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     """Train ``cfg`` once per fold of ``folds`` (see :func:`parse_folds`); returns the summary dict. ``overwrite``:
     fold run folders that already hold a run are replaced (``train --overwrite``). ``progress``, ``cancel``: given
     to each fold's ``train``."""
@@ -67,13 +72,14 @@ def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=
     if cfg.fold is not None:
         raise TrainingError("crossval chooses the folds itself: give --folds, not --fold")
     ds = open_dataset(cfg.data)
+    data = str(cfg.data)  # given (open_dataset refuses None)
     k, ids = fold_ids(ds)
     run = parse_folds(folds, k)
     out = cfg.out or os.path.join("runs", f"crossval-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if same_file(out, cfg.data):
+    if same_file(out, data):
         raise TrainingError(f"--out '{out}' is the dataset folder --data: give --out another folder")
     make_dir(out)
-    summary = {"dataset": os.path.abspath(cfg.data), "k_folds": k, "folds": run,
+    summary: Dict[str, Any] = {"dataset": os.path.abspath(data), "k_folds": k, "folds": run,
                "patches_per_fold": [int((ids == i).sum()) for i in range(k)], "model": cfg.model,
                "config": None, "per_fold": [], "mean": {}, "std": {},
                "std_kind": "sample standard deviation (n - 1) over the folds",
@@ -84,7 +90,7 @@ def crossval(cfg, folds="all", explicit=None, inputs=None, overwrite=False, log=
         log(f"crossval: fold {fold} ({n + 1} of {len(run)}), run folder {fold_cfg.out}")
         t0 = time.time()
         res = train(fold_cfg, explicit={**explicit, "fold": fold, "out": fold_cfg.out}, inputs=inputs,
-                    progress=progress, cancel=cancel, **({"overwrite": True} if overwrite else {}))
+                    overwrite=bool(overwrite), progress=progress, cancel=cancel)
         if not res.get("is_main", True):
             continue
         if not (res.get("best") or res.get("last")):

@@ -11,6 +11,7 @@
 """
 import csv
 import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,10 +22,13 @@ from satclassify_plugin.core.contract.timeseries import dataset_layout
 
 from .errors import TrainingError
 
+if TYPE_CHECKING:
+    from satclassify_plugin.core.contract.dataset import Dataset
+
 IGNORE = -100
 
 
-def open_dataset(folder):
+def open_dataset(folder: Optional[str]) -> "Dataset":
     if not folder:
         raise TrainingError("no dataset given: pass --data DIR (a folder written by satclassify:buildpatches)")
     if not os.path.isdir(folder):
@@ -39,7 +43,7 @@ def open_dataset(folder):
         raise TrainingError(f"dataset '{folder}': {e}")
 
 
-def dataset_files(folder):
+def dataset_files(folder: Optional[str]) -> Dict[str, str]:
     """{label: path} of the dataset folder itself and the files in it (manifest, shards): inputs no output
     may replace (see files.refuse_inputs)."""
     out = {"dataset folder --data": folder} if folder else {}
@@ -75,7 +79,7 @@ class DataInfo:
     per date the bands then the validity (``band_idx`` picks them from the shards; ``channel_scale`` scales the
     bands to reflectance and leaves the validity 0/1)."""
 
-    def __init__(self, ds, bands=None):
+    def __init__(self, ds: Any, bands: Optional[Sequence[str]] = None) -> None:
         self.ds = ds
         man = getattr(ds, "manifest", None) or {}
         try:
@@ -83,17 +87,17 @@ class DataInfo:
         except SatClassifyError as e:
             raise TrainingError(f"dataset '{getattr(ds, 'folder', '')}': {e}")
         if self.layout is not None:
-            self._init_temporal(ds, bands)
+            self._init_temporal(ds, bands, self.layout)
             return
         self.all_bands = [str(b) for b in ds.bands]
         self.bands = _chosen_bands(bands, self.all_bands, "the dataset (it has")
         self.band_idx = [self.all_bands.index(b) for b in self.bands]
-        self.dates, self.doy = [], []
+        self.dates: List[str] = []
+        self.doy: List[int] = []
         self.channel_scale = np.full(len(self.bands), float(ds.scale), np.float32)
         self._init_common(ds)
 
-    def _init_temporal(self, ds, bands):
-        lay = self.layout
+    def _init_temporal(self, ds, bands, lay):
         self.all_bands = list(lay.bands)
         self.bands = _chosen_bands(bands, self.all_bands, "the multi-date dataset (each date has")
         self.dates, self.doy = list(lay.dates), list(lay.doy)
@@ -103,7 +107,7 @@ class DataInfo:
         self._init_common(ds)
 
     def _init_common(self, ds):
-        self.classes = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
+        self.classes: List[Dict[str, Any]] = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
                          "name": str(_cls_get(c, "name")), "color": str(_cls_get(c, "color"))}
                         for c in ds.classes]
         if not self.classes:
@@ -131,30 +135,30 @@ class DataInfo:
                 break
 
     @property
-    def num_bands(self):
+    def num_bands(self) -> int:
         return len(self.bands)
 
     @property
-    def temporal(self):
+    def temporal(self) -> bool:
         return self.layout is not None
 
     @property
-    def num_dates(self):
+    def num_dates(self) -> int:
         return len(self.dates)
 
     @property
-    def num_inputs(self):
+    def num_inputs(self) -> int:
         """Channels of the model input (T * (C + 1) for a multi-date dataset)."""
         return len(self.band_idx)
 
-    def input_stats(self, mean, std):
+    def input_stats(self, mean: Sequence[float], std: Sequence[float]) -> Tuple[List[float], List[float]]:
         """Per input channel mean and std from the per-band ones (a validity channel: 0 and 1, unchanged)."""
         if not self.temporal:
             return list(mean), list(std)
         return [v for _ in self.dates for v in [*mean, 0.0]], \
             [v for _ in self.dates for v in [*std, 1.0]]
 
-    def model_config(self, cfg):
+    def model_config(self, cfg: Dict[str, Any]) -> Dict[str, Any]:
         """The config dict the spec builds the model from (a multi-date dataset adds its dates)."""
         out = dict(cfg)
         if self.temporal:
@@ -162,10 +166,10 @@ class DataInfo:
         return out
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         return len(self.classes)
 
-    def check_split(self, split, required=True):
+    def check_split(self, split: str, required: bool = True) -> int:
         n = self.ds.count(split) if split in list(self.ds.splits) else 0
         if n == 0 and required:
             raise TrainingError(f"the dataset's '{split}' split is empty (splits: "
@@ -174,17 +178,17 @@ class DataInfo:
         return n
 
     @property
-    def multilabel(self):
+    def multilabel(self) -> bool:
         return self.task == "multilabel"
 
-    def shards(self, split):
+    def shards(self, split: str) -> list:
         return list(self.ds.shards(split))
 
-    def targets(self, split):
+    def targets(self, split: str) -> list:  #in DataInfo
         """(N, K) uint8 patch targets per shard (patch-level datasets)."""
         return list(self.ds.targets(split))
 
-    def check_task(self, spec):
+    def check_task(self, spec: Any) -> None:
         """Refuse a model that cannot learn from this dataset: pixel models need pixel labels."""
         if not spec.patch_labels and not self.has_labels:
             raise TrainingError(f"the dataset has patch-level targets only (task {self.task}, no pixel labels): a "
@@ -192,7 +196,7 @@ class DataInfo:
                                 "then use its checkpoint as --encoder-from for a U-Net")
 
 
-def value_lut(values, size=256):
+def value_lut(values: Sequence[int], size: int = 256) -> np.ndarray:
     lut = np.full(size, IGNORE, dtype=np.int64)
     for i, v in enumerate(values):
         lut[int(v)] = i
@@ -200,7 +204,7 @@ def value_lut(values, size=256):
     return lut
 
 
-def targets(labels, lut, mask=None):
+def targets(labels: np.ndarray, lut: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """uint8 labels (..., H, W) -> int64 training indices with IGNORE for 0, unknown and masked pixels."""
     t = lut[np.asarray(labels)]
     if mask is not None:
@@ -208,7 +212,7 @@ def targets(labels, lut, mask=None):
     return t
 
 
-def band_stats(info, split="train"):
+def band_stats(info: "DataInfo", split: str = "train") -> Tuple[List[float], List[float]]:
     """Per-band mean and std of reflectance (DN * scale) over the split's valid pixels (DN > 0); for a multi-date
     dataset over every date's valid observations (validity 1 and DN > 0)."""
     if info.temporal:
@@ -261,7 +265,7 @@ def _temporal_band_stats(info, split):
     return _mean_std(s, ss, cnt)
 
 
-def labelled_classes(info, split="train"):
+def labelled_classes(info: "DataInfo", split: str = "train") -> List[Tuple[dict, int]]:
     """[(class, pixel count)] of the classes with labelled pixels in ``split``: the manifest's counts, or
     (a manifest without them) counted from the label shards."""
     counts = info.ds.class_counts(split) or {}
@@ -279,7 +283,7 @@ def labelled_classes(info, split="train"):
     return out
 
 
-def pos_weights(info, split="train", cap=100.0):
+def pos_weights(info: "DataInfo", split: str = "train", cap: float = 100.0) -> torch.Tensor:
     """BCE ``pos_weight`` per class of a multi-label dataset: negatives / positives among the split's patches
     (from the manifest's target counts), at most ``cap``; 1 for a class without positives."""
     n = info.ds.count(split)
@@ -289,7 +293,7 @@ def pos_weights(info, split="train", cap=100.0):
     return torch.tensor(np.clip(w, 1.0 / cap, cap), dtype=torch.float32)
 
 
-def class_weights(info, split="train"):
+def class_weights(info: "DataInfo", split: str = "train") -> torch.Tensor:
     counts = info.ds.class_counts(split) or {}
     c = np.array([float(counts.get(v, counts.get(str(v), 0))) for v in info.values])
     w = np.zeros_like(c)
@@ -306,7 +310,7 @@ class PatchDataset(torch.utils.data.Dataset):
     target (float32 (K,)), in a singlelabel dataset the index of its class, otherwise the index of the majority
     class of its labelled pixels (patches without any label are left out then)."""
 
-    def __init__(self, info, split, patch_labels=False):
+    def __init__(self, info: DataInfo, split: str, patch_labels: bool = False) -> None:
         self.info = info
         self.shards = info.shards(split)
         self.patch_labels = patch_labels
@@ -343,7 +347,8 @@ class PatchDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), torch.from_numpy(t)
 
 
-def sample_pixels(info, split, per_patch, rng, halo):
+def sample_pixels(info: "DataInfo", split: str, per_patch: int, rng: np.random.Generator,
+                  halo: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Draw up to ``per_patch`` labelled pixels per patch (at least ``halo`` from its edge; the CNN-dual spec's
     halo is 2) with their (2*halo+1)^2 context. Returns reflectance crops float32 (S, C, k, k) and targets
     int64 (S,)."""
@@ -396,7 +401,7 @@ def _gather(imgs, pidx, rr, cc):
 
 # ---------------------------------------------------------------- coarse classes (CNN-dual)
 
-def coarse_classes(info, coarse_map=None):
+def coarse_classes(info: "DataInfo", coarse_map: Optional[str] = None) -> Tuple[List[dict], torch.Tensor]:
     """The coarse head's class table and the fine index -> coarse index table.
 
     Default: CLC level 1 of the fine classes' codes. With ``coarse_map`` a CSV with rows
@@ -404,7 +409,8 @@ def coarse_classes(info, coarse_map=None):
     if coarse_map:
         if not os.path.isfile(coarse_map):
             raise TrainingError(f"coarse map '{coarse_map}' does not exist")
-        fine_to_coarse, table = {}, {}
+        fine_to_coarse: Dict[int, int] = {}
+        table: Dict[int, dict] = {}
         with open(coarse_map, newline="", encoding="utf-8-sig") as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
                 row = [c.strip() for c in row]

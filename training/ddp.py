@@ -12,15 +12,15 @@ import torch.distributed as dist
 
 
 class DistInfo:
-    def __init__(self, rank=0, world=1, local_rank=0, active=False):
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, active: bool = False) -> None:
         self.rank, self.world, self.local_rank, self.active = rank, world, local_rank, active
 
     @property
-    def is_main(self):
+    def is_main(self) -> bool:
         return self.rank == 0
 
 
-def setup(device_type):
+def setup(device_type: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -34,7 +34,7 @@ def setup(device_type):
     return DistInfo(rank, world, local, True)
 
 
-def wrap(model, info, device):
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
     if not info.active:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -44,11 +44,11 @@ def wrap(model, info, device):
     return DDP(model)
 
 
-def barrier(info):
+def barrier(info: DistInfo) -> None:
     if info.active:
         dist.barrier()
 
 
-def cleanup(info):
+def cleanup(info: DistInfo) -> None:
     if info.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,4 +1,6 @@
 """Forward passes, losses and metrics shared by train, evaluate and export."""
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,7 @@ from satclassify_plugin.core.contract.metrics import (
 from .data import IGNORE
 
 
-def resolve_device(name):
+def resolve_device(name: Optional[str]) -> torch.device:
     from .errors import TrainingError
     name = (name or "auto").strip().lower()
     if name == "auto":
@@ -31,7 +33,7 @@ def resolve_device(name):
     raise TrainingError(f"--device '{name}' is not one of auto, cpu, cuda, cuda:N")
 
 
-def amp_dtype(cfg, device):
+def amp_dtype(cfg: Any, device: torch.device) -> torch.dtype:
     if cfg.amp_dtype == "bf16":
         return torch.bfloat16
     if cfg.amp_dtype == "fp16":
@@ -41,7 +43,7 @@ def amp_dtype(cfg, device):
     return torch.bfloat16
 
 
-def cpu_bf16_native():
+def cpu_bf16_native() -> bool:
     """Whether this CPU runs bfloat16 natively in oneDNN (AVX512-BF16 or AMX); without it bf16 autocast is emulated
     and about 20x slower than float32 (benchmarks/train.py on an AVX2 machine)."""
     try:
@@ -50,11 +52,11 @@ def cpu_bf16_native():
         return False
 
 
-def standardise(x, mean, std):
+def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def augment(x, y, gen):
+def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
     """Random dihedral transform (flips and 90-degree rotations) per sample; y is transformed too
     when it is a (B, H, W) label image."""
     k = torch.randint(0, 8, (x.shape[0],), generator=gen)
@@ -81,14 +83,14 @@ def augment(x, y, gen):
 class HeadMetrics:
     """Loss sum and confusion matrix of one head over index predictions (values for the matrix)."""
 
-    def __init__(self, values):
+    def __init__(self, values: Sequence[int]) -> None:
         self.values = list(values)
         self.to_value = np.asarray(self.values, dtype=np.int64)
         self.cm = ConfusionMatrix(self.values, ignore=(0,))
         self.loss_sum = 0.0
         self.n = 0
 
-    def update(self, logits, target, loss_sum, n):
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: Any, n: int) -> None:
         pred = logits.argmax(1).cpu().numpy()
         t = target.cpu().numpy()
         valid = t >= 0
@@ -97,7 +99,7 @@ class HeadMetrics:
         self.loss_sum += float(loss_sum)
         self.n += int(n)
 
-    def result(self, names=None):
+    def result(self, names: Optional[Dict[int, str]] = None) -> Dict[str, Any]:
         m = self.cm.metrics(names)
         m["loss"] = self.loss_sum / max(self.n, 1)
         return m
@@ -110,23 +112,25 @@ class MultiLabelMetrics:
 
     task = "multilabel"
 
-    def __init__(self, values):
+    def __init__(self, values: Sequence[int]) -> None:
         self.values = list(values)
-        self.probs, self.truth = [], []
+        self.probs: List[np.ndarray] = []
+        self.truth: List[np.ndarray] = []
         self.loss_sum, self.n = 0.0, 0
 
-    def update(self, logits, target, loss_sum, n):
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: Any, n: int) -> None:
         self.probs.append(torch.sigmoid(logits.float()).cpu().numpy())
         self.truth.append(target.cpu().numpy() > 0.5)
         self.loss_sum += float(loss_sum)
         self.n += int(n)
 
-    def result(self, names=None, thresholds=None):
+    def result(self, names: Optional[Dict[int, str]] = None,
+               thresholds: Optional[Sequence[float]] = None) -> Dict[str, Any]:
         k = len(self.values)
         p = np.concatenate(self.probs) if self.probs else np.zeros((0, k))
         t = np.concatenate(self.truth) if self.truth else np.zeros((0, k), bool)
         tuned = thresholds is None
-        th = best_thresholds(t, p) if tuned else [float(v) for v in thresholds]
+        th = best_thresholds(t, p) if thresholds is None else [float(v) for v in thresholds]
         names_list = [(names or {}).get(int(v), str(v)) for v in self.values]
         m = multilabel_scores(t, p >= np.asarray(th), names_list)
         for c, v, thr in zip(m["classes"], self.values, th):
@@ -140,7 +144,7 @@ class MultiLabelMetrics:
         return m
 
 
-def summary(m, prefix):
+def summary(m: Dict[str, Any], prefix: str) -> Dict[str, Any]:
     if m.get("task") == "multilabel":
         return {f"{prefix}loss": m["loss"], f"{prefix}micro_f1": m["micro_f1"], f"{prefix}macro_f1": m["macro_f1"],
                 f"{prefix}map": m["map"], f"{prefix}oa": None, f"{prefix}miou": None}
@@ -149,8 +153,11 @@ def summary(m, prefix):
 
 
 @torch.no_grad()
-def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse_values=None,
-                   batch_size=16, amp=None, weight=None, check=None):
+def evaluate_split(model: torch.nn.Module, spec: Any, info: Any, split: str, mean: torch.Tensor, std: torch.Tensor,
+                   device: torch.device, f2c: Optional[torch.Tensor] = None,
+                   coarse_values: Optional[Sequence[int]] = None, batch_size: int = 16,
+                   amp: Optional[torch.dtype] = None, weight: Optional[torch.Tensor] = None,
+                   check: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
     """Metrics dicts per head ({'fine': ..., 'coarse': ...} for a spec with a coarse head, {'fine': ...} else),
     running ``spec.full_forward`` over whole patches. ``check``: called before each batch (it raises to stop,
     e.g. ``progress.Cancel.check``)."""
@@ -162,8 +169,8 @@ def evaluate_split(model, spec, info, split, mean, std, device, f2c=None, coarse
         return _evaluate_multilabel(model, spec, info, loader, mean, std, device, amp, weight, check)
     heads = {"fine": HeadMetrics(info.values)}
     if spec.coarse_head:
-        heads["coarse"] = HeadMetrics(coarse_values)
-        f2c_dev = f2c.to(device)
+        heads["coarse"] = HeadMetrics(coarse_values or [])
+        f2c_dev: Any = f2c.to(device) if f2c is not None else None
     w = weight.to(device) if weight is not None else None
     for x, y in loader:
         if check is not None:

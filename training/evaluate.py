@@ -1,8 +1,9 @@
-"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.metrics); an exported ONNX
+"""``python -m training evaluate``: metrics of a checkpoint on a dataset split (core.contract.metrics); an exported ONNX
 model: ``evaluate_onnx``. ``split`` "all" evaluates every patch of the dataset. The JSON keeps the per-head
 metrics under ``heads`` and the first head's headline at the top (:func:`headline`)."""
 import json
 import os
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -16,7 +17,8 @@ from .folds import all_view
 from .models import get_spec
 
 
-def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size=16):
+def evaluate(checkpoint: str, data: str, split: str = "test", device: str = "auto", out: Optional[str] = None,
+             batch_size: int = 16) -> Dict[str, Any]:
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"metrics-{split}.json")
     refuse_inputs("--out", out, {"--checkpoint": checkpoint, **dataset_files(data)})
     if os.path.isdir(out):
@@ -24,7 +26,7 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
                             f"{os.path.join(out, f'metrics-{split}.json')})")
     ck = ckpt_io.load(checkpoint)
     dev = resolve_device(device)
-    ds = open_dataset(data)
+    ds: Any = open_dataset(data)  # a Dataset, or a DatasetView of all its splits
     if split == "all":
         ds = all_view(ds)
     info = DataInfo(ds)
@@ -58,14 +60,14 @@ def evaluate(checkpoint, data, split="test", device="auto", out=None, batch_size
     return result
 
 
-def headline(m):
+def headline(m: Dict[str, Any]) -> Dict[str, Any]:
     """The top-level keys of the evaluate JSON from a head's metrics: ``oa``, ``macro_f1``, ``kappa``, ``miou``,
     ``f1_per_class`` {class name: F1} and ``confusion_matrix`` {values, names, matrix: rows = reference, columns =
     predicted}; a multi-label head: ``micro_f1`` and ``macro_f1`` at its thresholds, no OA/kappa/matrix."""
     names = [c["name"] for c in m["classes"]]
     keys = [n if names.count(n) == 1 else f"{n} ({c.get('value', c.get('index'))})"
             for n, c in zip(names, m["classes"])]
-    out = {"f1_per_class": {k: c["f1"] for k, c in zip(keys, m["classes"])}}
+    out: Dict[str, Any] = {"f1_per_class": {k: c["f1"] for k, c in zip(keys, m["classes"])}}
     if m.get("task") == "multilabel":
         out.update({"oa": None, "macro_f1": m["macro_f1"], "kappa": None, "micro_f1": m["micro_f1"],
                     "map": m.get("map"), "confusion_matrix": None})

@@ -24,6 +24,7 @@ plugin runs it.
 import csv
 import json
 import os
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -40,7 +41,7 @@ BATCH = 16
 NO_DOWNSAMPLING = ("cnn_dual",)
 
 
-def plugin_device(name):
+def plugin_device(name: Optional[str]) -> str:
     """The plugin's DEVICE for a training ``--device``."""
     n = (name or "auto").strip().lower()
     if n == "auto":
@@ -52,13 +53,14 @@ def plugin_device(name):
     raise TrainingError(f"--device '{name}' is not one of auto, cpu, cuda, cuda:N")
 
 
-def nodata_is_zero(card):
+def nodata_is_zero(card: Any) -> bool:
     """Whether DN 0 is nodata for this card, as the plugin decides for a Sentinel-2 stack without a nodata value
     (core/classify/pipeline.py ``_nodata_values``)."""
     return card.sentinel2_dn
 
 
-def model_input(raw, a, b, bounds):
+def model_input(raw: np.ndarray, a: np.ndarray, b: np.ndarray,
+                bounds: Optional[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """uint16 (N, C, H, W) of the card's bands -> float32 model input, the plugin's arithmetic (float32
     ``raw * a + b``, then the clip to ``bounds``)."""
     x = np.asarray(raw).astype(np.float32) * a[None, :, None, None] + b[None, :, None, None]
@@ -75,7 +77,8 @@ def _open_model(path, device):
         raise TrainingError(f"--model '{path}': {e}")
 
 
-def evaluate_onnx(model_path, data, split="test", device="auto", out=None, batch_size=BATCH, predictions=None):
+def evaluate_onnx(model_path: str, data: str, split: str = "test", device: str = "auto", out: Optional[str] = None,
+                  batch_size: int = BATCH, predictions: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate the ONNX file ``model_path`` on ``split`` of the dataset ``data`` ("all": every split); writes and
     returns the metrics dict (the same layout as ``evaluate --checkpoint``)."""
     from .evaluate import headline
@@ -296,5 +299,5 @@ class _PredictionRows:
                 r = "; ".join(n for n, t in zip(self.names, truth[j]) if t)
                 pl = "; ".join(n for n, v, t in zip(self.names, pr, thresholds) if v >= t)
             else:
-                r, pl = int(ref[j]), int(pred[j])
+                r, pl = str(int(ref[j])), str(int(pred[j]))  # as csv writes the ints
             self._w.writerow([split, si, start + j, r, pl, f"{float(pr.max()):.6f}"])

@@ -20,6 +20,7 @@ import io
 import math
 import os
 import warnings
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,16 +56,17 @@ class ExportWrapper(nn.Module):
     """The exported graph: ``spec.export_outputs`` of the model (a tuple of probabilities, one per head;
     ``activation="sigmoid"``: a multi-label patch classifier's independent class probabilities)."""
 
-    def __init__(self, model, spec, activation="softmax"):
+    def __init__(self, model: nn.Module, spec: Any, activation: str = "softmax") -> None:
         super().__init__()
         self.model, self.spec = model, spec
         self.kw = {"activation": activation} if activation != "softmax" else {}
 
-    def forward(self, image, *extra):
+    def forward(self, image: torch.Tensor, *extra: torch.Tensor) -> tuple:
         return self.spec.export_outputs(self.model, image, *extra, **self.kw)
 
 
-def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print):
+def export(checkpoint: str, out: str, check: bool = True, tile_size: Optional[int] = None,
+           metrics: Optional[Dict[str, Any]] = None, log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
     """Export ``checkpoint`` to ``out``; returns {"path": out, "card": ModelCard, "max_abs_diff": {input: worst
     head's max abs diff}, "parity": {input: {head: compare(...)}}} (both empty with ``check=False``)."""
     import onnx
@@ -116,7 +118,7 @@ def export(checkpoint, out, check=True, tile_size=None, metrics=None, log=print)
     return {"path": out, "card": card, "max_abs_diff": diffs, "parity": stats}
 
 
-def compare(ref, got):
+def compare(ref: np.ndarray, got: np.ndarray) -> Dict[str, float]:
     """Parity statistics of one head: ``ref`` (torch) and ``got`` (onnxruntime) probabilities (N, K, H, W)."""
     ref = np.asarray(ref, np.float64)
     got = np.asarray(got, np.float64)
@@ -133,7 +135,7 @@ def compare(ref, got):
             "max_abs_diff": float(np.abs(diff).max()) if diff.size else 0.0}
 
 
-def parity_problems(stats):
+def parity_problems(stats: Dict[str, Dict[str, Dict[str, float]]]) -> List[str]:
     """What breaks the parity rule (see AGREEMENT, NRMS_TOL) in ``parity``'s result; empty when it holds."""
     out = []
     for name, heads in stats.items():
@@ -150,7 +152,8 @@ def parity_problems(stats):
     return out
 
 
-def parity(wrapper, model, shapes, make=None):
+def parity(wrapper: nn.Module, model: Union[str, bytes], shapes: Mapping[str, Tuple[int, ...]],
+           make: Optional[Callable[[torch.Tensor], tuple]] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
     """{input: {head: compare(...)}} of torch vs onnxruntime on random inputs of ``shapes`` ({input name:
     (N, C, H, W)}, the spec's ``parity_inputs``: an odd-sized and a tile-sized one). ``model``: the ONNX
     file's path or its bytes. ``make``: random image -> the graph's inputs (the spec's ``export_inputs``: a
@@ -159,7 +162,7 @@ def parity(wrapper, model, shapes, make=None):
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
     heads = [o.name[len("probs_"):] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
-    stats = {}
+    stats: Dict[str, Dict[str, dict]] = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)
         feeds = make(x) if make else (x,)

@@ -6,12 +6,12 @@ line ``cannot write '<path>': <reason>: <what to do>`` (a :class:`TrainingError`
   stays). Writers get a Python file object (``torch.save`` to a *path* reports a full disk as an opaque
   ``RuntimeError`` from its C++ writer; through a file object it is the ``OSError`` it is). The target must be
   absent or a regular file: a device (``--out /dev/null``), a FIFO or a socket would be replaced by the rename,
-  so it is refused (``core.paths.check_regular_target``). The temporary name carries the process id
-  (``core.paths.temp_tag``): what an interrupted run (SIGTERM, a crash) left for the same target is removed by
+  so it is refused (``core.contract.paths.check_regular_target``). The temporary name carries the process id
+  (``core.contract.paths.temp_tag``): what an interrupted run (SIGTERM, a crash) left for the same target is removed by
   the next write of it, never while its process lives.
 * :func:`make_dir` creates an output folder (``--out`` of train, the folder of an export);
   :func:`check_folder` says early, creating nothing, when it would fail for a file in the way.
-* :func:`refuse_inputs` refuses an output that names an input (``core.paths.same_file``: symlinks, hard
+* :func:`refuse_inputs` refuses an output that names an input (``core.contract.paths.same_file``: symlinks, hard
   links, relative paths), or that is not a file a rename may replace (a device, a FIFO, a socket): early, before
   the work.
 """
@@ -19,11 +19,12 @@ import errno
 import os
 import socket
 from contextlib import contextmanager
+from typing import IO, Any, Iterator, Mapping, Optional, Tuple
 
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 from satclassify_plugin.core.contract.errors import os_error_text
 from satclassify_plugin.core.contract.paths import (
@@ -39,9 +40,9 @@ from satclassify_plugin.core.contract.paths import (
 from .errors import TrainingError
 
 
-def write_error(path, e):
+def write_error(path: str, e: OSError) -> TrainingError:
     """The one-line :class:`TrainingError` for an ``OSError`` met while writing ``path``: the shared errno
-    table of ``core.errors`` (the plugin's tools say the same), plus a file in the way of a folder."""
+    table of ``core.contract.errors`` (the plugin's tools say the same), plus a file in the way of a folder."""
     if e.errno == errno.EEXIST:
         what = "it" if not e.filename or same_file(str(e.filename), path) else f"'{e.filename}'"
         why, fix = f"{what} is a file, not a folder", "choose another --out (or move that file)"
@@ -51,7 +52,7 @@ def write_error(path, e):
 
 
 @contextmanager
-def atomic_open(path, mode="wb", **kw):
+def atomic_open(path: str, mode: str = "wb", **kw: Any) -> Iterator[IO[Any]]:
     """``with atomic_open(path) as f: ...`` writes ``f`` to a temporary file next to ``path`` and moves it
     onto ``path`` when the block succeeds. On any error the temporary file is removed and ``path`` is left
     as it was; an ``OSError`` becomes :func:`write_error`."""
@@ -78,7 +79,7 @@ def atomic_open(path, mode="wb", **kw):
         raise write_error(path, e) from e
 
 
-def refuse_special(path, fix="choose another --out (a file name)"):
+def refuse_special(path: str, fix: str = "choose another --out (a file name)") -> None:
     """Refuse (:class:`TrainingError`, one line naming the path and the fix) a write target that exists and is
     not a regular file: a device, a FIFO, a socket. A folder is left to the callers' own messages."""
     if os.path.isdir(path):
@@ -88,7 +89,7 @@ def refuse_special(path, fix="choose another --out (a file name)"):
         raise TrainingError(msg)
 
 
-def make_dir(folder, for_path=None):
+def make_dir(folder: str, for_path: Optional[str] = None) -> str:
     """``os.makedirs(folder, exist_ok=True)``; what stops it is :func:`write_error` for ``for_path`` (the file
     to be written there; default the folder itself)."""
     try:
@@ -100,7 +101,7 @@ def make_dir(folder, for_path=None):
     return folder
 
 
-def check_folder(folder):
+def check_folder(folder: str) -> None:
     """Fail now with what :func:`make_dir` would meet later if ``folder`` cannot become a folder: it is a file,
     or its nearest existing parent is (nothing is created)."""
     p = os.path.abspath(folder)
@@ -112,7 +113,8 @@ def check_folder(folder):
         raise write_error(folder, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder))
 
 
-def refuse_inputs(out_name, out, inputs, fix=None):
+def refuse_inputs(out_name: str, out: str, inputs: Mapping[str, str],
+                  fix: Optional[str] = None) -> None:
     """Refuse writing ``out`` (named ``out_name``, e.g. "--out") if it is one of ``inputs`` (label -> path):
     writing it would destroy that input. ``fix``: what to do (default: give ``out_name`` another path). An ``out``
     that is a device, a FIFO or a socket is refused too (:func:`refuse_special`): the write would replace it."""
@@ -132,12 +134,12 @@ class RunLock:
     exclusive ``flock``; the file says which process holds it) or refuses with :func:`busy_error`; the kernel
     releases the lock when the process ends in any way (SIGKILL, a crash), so a lock left by a dead run is never
     in the way. Without ``fcntl`` (Windows) the file is created with ``O_EXCL`` and one whose process is gone
-    (``core.paths.pid_alive``) is taken over. :meth:`release` removes the file."""
+    (``core.contract.paths.pid_alive``) is taken over. :meth:`release` removes the file."""
 
     def __init__(self):
         self.fd, self.path = None, None
 
-    def take(self, folder):
+    def take(self, folder: str) -> "RunLock":
         path = os.path.join(folder, RUN_LOCK)
         if fcntl is None:
             return self._take_excl(path, folder)
@@ -182,8 +184,8 @@ class RunLock:
             return self
         raise busy_error(folder, None)
 
-    def release(self):
-        if self.fd is None:
+    def release(self) -> None:
+        if self.fd is None or self.path is None:
             return
         try:
             os.remove(self.path)  # still holding the lock: a waiting process re-checks the file it locked
@@ -193,7 +195,7 @@ class RunLock:
         self.fd = self.path = None
 
 
-def lock_owner(folder):
+def lock_owner(folder: str) -> Optional[Tuple[int, str]]:
     """(pid, host id) of the live training holding ``folder``'s run lock, ``(0, "")`` when it cannot be told
     who, None when the folder is free."""
     path = os.path.join(folder, RUN_LOCK)
@@ -216,7 +218,7 @@ def lock_owner(folder):
     return None
 
 
-def busy_error(folder, owner):
+def busy_error(folder: str, owner: Optional[Tuple[int, str]]) -> TrainingError:
     pid = f" (process {owner[0]}{'' if owner[1] == HOST_ID else ' on another computer'})" if owner and owner[0] else ""
     return TrainingError(f"--out '{folder}' is in use by another training{pid}: two runs in one folder would mix "
                          "their checkpoints. Wait for it to finish, or choose another --out folder")

@@ -11,6 +11,8 @@
 * :func:`assign_folds`: fold ids over spatial blocks (round robin over the blocks shuffled with a seed), as
   buildpatches gives them (``core.labels.plan``).
 """
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+
 import numpy as np
 
 from .errors import TrainingError
@@ -22,20 +24,20 @@ FOLD_FIX = ("rebuild it with satclassify:buildpatches K_FOLDS=5 (or import it wi
 class Rows:
     """Rows ``rows`` (sorted int indices) of an (N, ...) array, read from ``base`` only when indexed."""
 
-    def __init__(self, base, rows):
+    def __init__(self, base: Any, rows: Sequence[int]) -> None:
         self.base = base
         self.rows = np.asarray(rows, dtype=np.int64)
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, ...]:
         return (len(self.rows),) + tuple(self.base.shape[1:])
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.base.dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.base.ndim
 
     def __len__(self):
@@ -65,12 +67,13 @@ class DatasetView:
     rows index the dataset split's patches in shard order (None: all of them). Everything else (bands,
     classes, scale, task, ...) is the dataset's."""
 
-    def __init__(self, ds, parts, description=""):
+    def __init__(self, ds: Any, parts: Dict[str, List[Tuple[str, Any]]],
+                 description: str = "") -> None:
         self._ds = ds
         self._parts = {s: list(p) for s, p in parts.items()}
         self.description = description
-        self._manifest = None
-        self._counts = {}
+        self._manifest: Optional[Dict[str, Any]] = None
+        self._counts: Dict[str, Any] = {}
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -87,10 +90,10 @@ class DatasetView:
                                 f"available: {', '.join(self._parts)})")
 
     @property
-    def splits(self):
+    def splits(self) -> List[str]:
         return [s for s in self._parts if self.count(s) > 0]
 
-    def count(self, split):
+    def count(self, split: str) -> int:
         self._check(split)
         return sum(self._ds.count(s) if rows is None else len(rows) for s, rows in self._parts[split]
                    if rows is not None or s in self._ds.splits)
@@ -113,18 +116,18 @@ class DatasetView:
                 start += n
         return out
 
-    def shards(self, split):
+    def shards(self, split: str) -> list:
         self._check(split)
         if self.count(split) == 0:
             raise TrainingError(f"split '{split}' has no patches ({self.description})")
         return [sh if rows is None else tuple(_select(a, rows) for a in sh)
                 for sh, rows in self._pieces(split, self._ds.shards)]
 
-    def targets(self, split):
+    def targets(self, split: str) -> list:
         self._check(split)
         return [t if rows is None else Rows(t, rows) for t, rows in self._pieces(split, self._ds.targets)]
 
-    def class_counts(self, split):
+    def class_counts(self, split: str) -> Dict[Any, int]:
         """Labelled pixels per class value (a patch-level dataset without pixel labels: patches per class), the
         dataset's manifest counts for whole splits, counted from the shards for row selections."""
         self._check(split)
@@ -179,15 +182,16 @@ class DatasetView:
         return {int(v): int(c) for v, c in zip(values, tot)}
 
     @property
-    def manifest(self):
+    def manifest(self) -> Dict[str, Any]:
         """The dataset's manifest whose ``splits`` describe the view's splits (patches, class counts, target
         counts of a patch-level dataset), each computed when first looked up."""
-        if self._manifest is None:
+        m = self._manifest
+        if m is None:
             m = dict(self._ds.manifest)
             m["splits"] = _LazySplits(self)
             m["view"] = self.description
             self._manifest = m
-        return self._manifest
+        return m
 
     def _split_entry(self, split):
         entry = {"patches": self.count(split),
@@ -207,7 +211,7 @@ class DatasetView:
 class _LazySplits(dict):
     """manifest["splits"] of a view: an entry is counted when first looked up (labels are read only then)."""
 
-    def __init__(self, view):
+    def __init__(self, view: "DatasetView") -> None:
         super().__init__()
         self._view = view
 
@@ -217,7 +221,7 @@ class _LazySplits(dict):
         return entry
 
 
-def fold_ids(ds):
+def fold_ids(ds: Any) -> Tuple[int, np.ndarray]:
     """(k, fold id per train patch as an int array) from the manifest; an error naming the fix when the
     dataset has no folds."""
     m = ds.manifest
@@ -237,7 +241,7 @@ def fold_ids(ds):
     return k, ids
 
 
-def fold_view(ds, fold):
+def fold_view(ds: Any, fold: Optional[int]) -> Any:
     """The dataset for ``train --fold K`` (``ds`` itself when ``fold`` is None)."""
     if fold is None:
         return ds
@@ -252,17 +256,18 @@ def fold_view(ds, fold):
                             f"{np.bincount(ids, minlength=k).tolist()} patches): choose another fold")
     if len(train) == 0:
         raise TrainingError(f"every train patch is in fold {fold}: nothing is left to train on; {FOLD_FIX}")
-    parts = {"train": [("train", train)], "val": [("train", val)], "test": [("test", None)]}
+    parts: Dict[str, List[Tuple[str, Any]]] = {"train": [("train", train)], "val": [("train", val)],
+                                               "test": [("test", None)]}
     return DatasetView(ds, parts, f"fold {fold} of {k}: train = the train patches of the other folds "
                                   f"({len(train)}), val = fold {fold} ({len(val)})")
 
 
-def all_view(ds):
+def all_view(ds: Any) -> "DatasetView":
     """One split ``all`` with every patch of the dataset (all splits, in order)."""
     return DatasetView(ds, {"all": [(s, None) for s in ds.splits]}, "all splits: " + ", ".join(ds.splits))
 
 
-def assign_folds(train_blocks, k, seed=0):
+def assign_folds(train_blocks: Iterable[Hashable], k: int, seed: int = 0) -> Dict[Hashable, int]:
     """{block: fold id 0..k-1} for the train split's blocks: shuffled with ``seed``, then round robin, so folds
     differ by at most one block. Fewer blocks than folds is an error."""
     blocks = sorted(set(train_blocks), key=repr)

@@ -27,11 +27,12 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from satclassify_plugin.core.contract.metrics import ConfusionMatrix
-from satclassify_plugin.core.contract.modelcard import METADATA_KEY, parse_card
+from satclassify_plugin.core.contract.modelcard import METADATA_KEY, ModelCard, parse_card
 from satclassify_plugin.core.contract.modelcard import preprocess as card_preprocess
 
 from .card import add_card
@@ -45,13 +46,13 @@ VALIDATION_PATCHES = 256
 BATCH = 8
 
 
-def preprocess(images, card, band_idx):
+def preprocess(images: np.ndarray, card: ModelCard, band_idx: Sequence[int]) -> np.ndarray:
     """uint16 patches (N, C_dataset, H, W) -> the model input (N, C, H, W) float32, as the classify tool makes it
     (the card's input_clip, input_scale, mean and std: modelcard.preprocess)."""
     return card_preprocess(card, np.asarray(images)[:, band_idx])
 
 
-def spread(total, limit):
+def spread(total: int, limit: int) -> np.ndarray:
     """Indices of at most ``limit`` of ``total`` items spread evenly over them (all when limit >= total).
     Datasets are often written in class or place order (an importer's class folders, a scene's rows): the first N
     patches would calibrate on one class only and make the int8 ranges wrong for the others."""
@@ -60,7 +61,8 @@ def spread(total, limit):
     return np.unique(np.linspace(0, total - 1, int(limit)).round().astype(np.int64))
 
 
-def patches(info, split, card, limit, batch=BATCH):
+def patches(info: DataInfo, split: str, card: ModelCard, limit: int,
+            batch: int = BATCH) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """(x, labels or None) batches of at most ``limit`` patches of ``split``, spread evenly over the split
     (:func:`spread`), in dataset order."""
     shards = info.shards(split)
@@ -97,7 +99,7 @@ def _reader(info, split, card, limit):
     return PatchReader()
 
 
-def float_nodes(proto):
+def float_nodes(proto: Any) -> List[str]:
     """Names of the nodes that make the graph outputs and the node feeding each (softmax and the head's conv):
     they stay float32."""
     producer = {o: n for n in proto.graph.node for o in n.output}
@@ -152,7 +154,8 @@ def _float32(checkpoint, tmp, tile_size, check):
     return export(checkpoint, os.path.join(tmp, "float32.onnx"), check=check, tile_size=tile_size, log=None)
 
 
-def compare_models(fp32_path, int8_path, info, card, split, limit=VALIDATION_PATCHES):
+def compare_models(fp32_path: str, int8_path: str, info: DataInfo, card: ModelCard, split: str,
+                   limit: int = VALIDATION_PATCHES) -> Dict[str, Any]:
     """Agreement per head and the first head's OA/mIoU (float32 and int8) on ``split``'s patches."""
     import onnxruntime as ort
     sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path)]
@@ -188,8 +191,10 @@ def compare_models(fp32_path, int8_path, info, card, split, limit=VALIDATION_PAT
     return res
 
 
-def export_int8(checkpoint, out, calibration_data, calibration_split="train", calibration_patches=None,
-                validation_split="val", tile_size=None, check=True, log=print):
+def export_int8(checkpoint: str, out: str, calibration_data: str, calibration_split: str = "train",
+                calibration_patches: Optional[int] = None, validation_split: str = "val",
+                tile_size: Optional[int] = None, check: bool = True,
+                log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
     """Export ``checkpoint`` as a static int8 QDQ model to ``out``; returns {"path", "card", "quantization"}."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -258,7 +263,8 @@ def _fmt(v):
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def export_half(checkpoint, out, tile_size=None, check=True, log=print):
+def export_half(checkpoint: str, out: str, tile_size: Optional[int] = None, check: bool = True,
+                log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
     """Export ``checkpoint`` as a float16 model (float32 input/outputs) for CUDA to ``out``."""
     import onnx
     try:
@@ -291,7 +297,7 @@ def export_half(checkpoint, out, tile_size=None, check=True, log=print):
     return {"path": out, "card": parse_card(d), "quantization": d["quantization"]}
 
 
-def half_problems(proto):
+def half_problems(proto: Any) -> List[str]:
     """What makes ``proto`` not a float16 graph with float32 input/outputs (empty when it is one)."""
     from onnx import TensorProto
     out = []

@@ -7,11 +7,11 @@ import math
 import os
 import sys
 import time
+from typing import Any, Collection, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from satclassify_plugin.core.contract.paths import inside, same_file
 from satclassify_plugin.core.contract.timeseries import card_entry
 
 from . import checkpoint as ckpt_io
@@ -24,7 +24,6 @@ from .data import (
     band_stats,
     class_weights,
     coarse_classes,
-    dataset_files,
     labelled_classes,
     open_dataset,
     pos_weights,
@@ -32,18 +31,16 @@ from .data import (
 )
 from .engine import amp_dtype, augment, cpu_bf16_native, evaluate_split, resolve_device, standardise, summary
 from .errors import TrainingError
-from .files import RunLock, atomic_open, busy_error, check_folder, lock_owner, make_dir, refuse_inputs
+from .files import atomic_open, make_dir
 from .folds import fold_view
 from .models import count_parameters, get_spec
 from .models.unet import load_encoder_from
-from .progress import Cancel, Cancelled, Progress, cpu_name
-
-#: options that may change when resuming (everything else comes from the checkpoint)
-RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
-                      "max_steps", "data", "channels_last")
+from .progress import PROTOCOL, Cancel, Cancelled, Progress, cpu_name
+from .resume import RESUME_OVERRIDABLE, refuse_resume_conflicts, resume_config  # noqa: F401
+from .runfolder import RUN_EVIDENCE, RUN_FILES, RunFolder, check_run_folder  # noqa: F401
 
 
-def seed_all(seed):
+def seed_all(seed: int) -> None:
     import random
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -55,10 +52,11 @@ def _log(msg, dist_info):
         print(msg, flush=True)
 
 
-def card_info(cfg, info, mean, std, coarse=None):
+def card_info(cfg: TrainConfig, info: DataInfo, mean: List[float], std: List[float],
+              coarse: Optional[List[dict]] = None) -> Dict[str, Any]:
     """The card fields a checkpoint stores (``card.card_from_checkpoint`` makes the ModelCard of them)."""
     spec = get_spec(cfg.model)
-    heads = [{"name": cfg.head_name, "classes": info.classes}]
+    heads: List[Dict[str, Any]] = [{"name": cfg.head_name, "classes": info.classes}]
     if spec.patch_labels and info.multilabel:
         heads[0].update({"task": "multilabel", "activation": "sigmoid"})
     if spec.coarse_head:
@@ -66,12 +64,12 @@ def card_info(cfg, info, mean, std, coarse=None):
     geo = spec.card_geometry(cfg, info)
     return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
             "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
-            "dataset": os.path.abspath(cfg.data), "patch_size": info.patch_size,
+            "dataset": os.path.abspath(str(cfg.data)), "patch_size": info.patch_size,
             "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
             "input_clip": info.input_clip}
 
 
-def make_scheduler(cfg, opt, steps_per_epoch):
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
     """``plateau``: ReduceLROnPlateau on the monitored score, stepped once an epoch. ``cosine``: stepped every
     batch, a linear warm-up from lr/20 over ``warmup_epochs`` then a cosine decay to 0 at the last epoch."""
     if cfg.schedule == "plateau":
@@ -81,7 +79,7 @@ def make_scheduler(cfg, opt, steps_per_epoch):
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(round(cfg.warmup_epochs * steps_per_epoch))
 
-    def factor(step):
+    def factor(step: int) -> float:
         if step < warm:
             return 0.05 + 0.95 * step / warm
         t = min(1.0, (step - warm) / max(1, total - warm))
@@ -100,7 +98,7 @@ def _steps_per_epoch(cfg, spec, info, dinfo):
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-def make_optimizer(cfg, params):
+def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -108,106 +106,34 @@ def make_optimizer(cfg, params):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-#: the files of a run folder
-RUN_FILES = ("config.yaml", "best.pt", "last.pt", "log.csv", "curves.png", "metrics.json")
-
-
-def train(cfg: TrainConfig, explicit=None, inputs=None, overwrite=False, progress=None, cancel=None):
+def train(cfg: TrainConfig, explicit: Optional[Dict[str, Any]] = None, inputs: Optional[Dict[str, str]] = None,
+          overwrite: bool = False, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+          config_keys: Collection[str] = ()) -> dict:
     """Train; returns a dict with run_dir, best/last checkpoint paths (None for a file this run did not write),
     final metrics, history and warnings. ``inputs``: other files the run reads (label -> path, e.g. {"--config":
     path}) that it must not replace. ``overwrite``: a run folder that already holds a run is replaced (else
     refused; resuming into its own folder needs no overwrite). ``explicit`` options that would change what the
-    --resume checkpoint fixes (model, encoder, bands, ...) are refused. ``progress``: a
+    --resume checkpoint fixes (model, encoder, bands, ...) are refused, the others applied, and a line says which
+    (``resume.resume_config``; ``config_keys``: the ``explicit`` options that came from the --config file, named
+    so in the messages). ``progress``: a
     :class:`~.progress.Progress` that gets the run's events; ``cancel``: a :class:`~.progress.Cancel` polled
     between batches (set: :class:`~.progress.Cancelled` is raised, the run folder as after the last epoch)."""
     explicit = explicit or {}
-    resume = None
+    resume, note = None, None
     if cfg.resume:
         resume = ckpt_io.load(cfg.resume, "--resume checkpoint")
-        base = dict(resume["config"])
-        refuse_resume_conflicts(cfg.resume, base, explicit)
-        for k in RESUME_OVERRIDABLE:
-            if k in explicit and explicit[k] is not None:
-                base[k] = explicit[k]
-        base["resume"] = cfg.resume
-        base["encoder_from"] = None
-        cfg = TrainConfig(**base)
+        cfg, note = resume_config(cfg.resume, dict(resume["config"]), explicit, config_keys)
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     dinfo = ddp.setup(device.type)
+    if note:
+        _log(note, dinfo)
     folder = RunFolder(overwrite)
     try:
         return _train(cfg, device, dinfo, resume, inputs or {}, folder, progress or Progress(), cancel or Cancel())
     finally:
         folder.release()
         ddp.cleanup(dinfo)
-
-
-def _flag(k):
-    return "--" + k.replace("_", "-")
-
-
-def refuse_resume_conflicts(checkpoint, base, explicit):
-    """Refuse options given with --resume that the checkpoint fixes (not in :data:`RESUME_OVERRIDABLE`) and that
-    differ from its run's: the model, encoder, bands... come from the checkpoint, so they would be ignored."""
-    bad = [k for k, v in explicit.items()
-           if v is not None and k not in RESUME_OVERRIDABLE and k not in ("resume", "config")
-           and k in base and v != base[k]]
-    if bad:
-        given = ", ".join(f"{_flag(k)} {_show(explicit[k])} (the checkpoint's run has {_show(base[k])})" for k in bad)
-        raise TrainingError(
-            f"--resume '{checkpoint}' continues a {base.get('model')} run whose options it fixes: {given}. Drop "
-            f"{'this option' if len(bad) == 1 else 'these options'} to resume, or train a new run without --resume "
-            f"(only {', '.join(_flag(k) for k in RESUME_OVERRIDABLE)} may change when resuming)")
-
-
-def _show(v):
-    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-
-#: files whose presence means a run folder holds a run (config.yaml alone: a run stopped before its first epoch)
-RUN_EVIDENCE = ("best.pt", "last.pt", "log.csv", "metrics.json")
-
-
-class RunFolder:
-    """A run folder is written by one training at a time and never replaced by accident: :meth:`check` (the main
-    process, before the work; under torchrun its refusal ends the other ranks too) refuses a folder that holds a
-    run (unless ``overwrite``, or --resume of a checkpoint in that folder) or that another training holds;
-    :meth:`take` (the main process, before its first write) takes the folder's lock (``files.RunLock``), checks
-    again under it and, with ``overwrite``, removes the old run's files so the folder never mixes two runs."""
-
-    def __init__(self, overwrite=False):
-        self.overwrite = bool(overwrite)
-        self.lock = RunLock()
-
-    @staticmethod
-    def resumes_own(run_dir, cfg):
-        return bool(cfg.resume) and inside(cfg.resume, run_dir)
-
-    def check(self, run_dir, cfg):
-        owner = lock_owner(run_dir) if os.path.isdir(run_dir) else None
-        if owner is not None and self.lock.fd is None:
-            raise busy_error(run_dir, owner)
-        if self.overwrite or self.resumes_own(run_dir, cfg) or not os.path.isdir(run_dir):
-            return
-        held = [n for n in RUN_EVIDENCE if os.path.exists(os.path.join(run_dir, n))]
-        if held:
-            raise TrainingError(
-                f"--out '{run_dir}' already holds a training run ({', '.join(held)}): a new run would replace its "
-                f"checkpoints. Choose another --out folder, continue that run with --resume "
-                f"{os.path.join(run_dir, 'last.pt')}, or give --overwrite to replace it")
-
-    def take(self, run_dir, cfg):
-        self.lock.take(run_dir)
-        self.check(run_dir, cfg)
-        if self.overwrite and not self.resumes_own(run_dir, cfg):
-            for name in RUN_FILES:
-                p = os.path.join(run_dir, name)
-                if os.path.isfile(p) and not (cfg.resume and same_file(p, cfg.resume)):
-                    os.remove(p)
-
-    def release(self):
-        self.lock.release()
 
 
 def _warn(msg, dinfo, warnings, progress=None):
@@ -218,20 +144,7 @@ def _warn(msg, dinfo, warnings, progress=None):
             progress.warning(msg)
 
 
-def check_run_folder(run_dir, cfg, inputs):
-    """Refuse a run folder whose files would replace an input (--resume may: it continues its own run)."""
-    if cfg.data and same_file(run_dir, cfg.data):
-        raise TrainingError(f"--out '{run_dir}' is the dataset folder --data: the run's files would go in among "
-                            "the dataset's (and rebuilding the dataset would delete them). Give --out another folder")
-    check_folder(run_dir)
-    ins = {"--encoder-from": cfg.encoder_from, "--coarse-map": cfg.coarse_map, **inputs, **dataset_files(cfg.data)}
-    ins.pop("dataset folder --data", None)
-    for name in RUN_FILES:
-        refuse_inputs("the run file", os.path.join(run_dir, name), {k: v for k, v in ins.items() if v},
-                      fix="Choose another --out folder")
-
-
-def one_class_warning(info, split="train"):
+def one_class_warning(info: DataInfo, split: str = "train") -> Optional[str]:
     """The warning for a split whose labelled pixels are all one class (None when there are several)."""
     present = labelled_classes(info, split)
     if len(present) != 1:
@@ -299,200 +212,304 @@ def _build_model(cfg, spec, info, coarse, device, dinfo):
     return model, nparams, frozen_until
 
 
-def _train(cfg, device, dinfo, resume, inputs, folder=None, progress=None, cancel=None):
-    progress, cancel = progress or Progress(), cancel or Cancel()
-    spec = get_spec(cfg.model)
-    if dinfo.active and device.type == "cuda":
-        device = torch.device("cuda", dinfo.local_rank)
-    warnings = []
-    if cfg.amp and device.type == "cpu" and amp_dtype(cfg, device) == torch.bfloat16 and not cpu_bf16_native():
-        _warn("--amp on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), and emulated bf16 trains about 20x "
-              "slower than float32, so this run trains in float32 (--no-amp says so without this warning)", dinfo,
-              warnings, progress)
-        cfg.amp = False
-    run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_run_folder(run_dir, cfg, inputs)
-    folder = folder or RunFolder()
-    if dinfo.is_main:  # the other processes start with it, before any run file exists
-        folder.check(run_dir, cfg)
-    seed_all(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    info, val_split, mean, std, coarse, f2c = _prepare_data(cfg, spec, resume, dinfo, warnings, progress)
-    card = card_info(cfg, info, mean, std, coarse)
-    model, nparams, frozen_until = _build_model(cfg, spec, info, coarse, device, dinfo)
-    opt = make_optimizer(cfg, model.parameters())
-    steps_per_epoch = _steps_per_epoch(cfg, spec, info, dinfo)
-    sched = make_scheduler(cfg, opt, steps_per_epoch)
-    start_epoch, best, stale, history = 0, None, 0, []
-    if resume is not None:
-        model.load_state_dict(resume["state_dict"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        start_epoch = int(resume["epoch"]) + 1
-        best, stale = resume.get("best"), int(resume.get("stale", 0))
-        history = list(resume.get("history", []))
-        frozen_until = int(resume.get("frozen_until", 0))
-        _log(f"resuming from {cfg.resume} at epoch {start_epoch + 1}", dinfo)
+def _train(cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, resume: Optional[dict],
+           inputs: Dict[str, str], folder: Optional["RunFolder"] = None, progress: Optional[Progress] = None,
+           cancel: Optional[Cancel] = None) -> dict:
+    """The run in its steps: setup (:meth:`_Run.setup`), then per epoch training (:meth:`_Run.train_epoch`),
+    validation (:meth:`_Run.validate`) and saving (:meth:`_Run.save`), then the run's summary files
+    (:meth:`_Run.finish`)."""
+    run = _Run(cfg, device, dinfo, progress or Progress(), cancel or Cancel())
+    run.setup(resume, inputs, folder or RunFolder())
+    for epoch in range(run.start_epoch, run.cfg.epochs):
+        run.epoch = epoch
+        if run.run_epoch(epoch):
+            break
+        ddp.barrier(dinfo)
+    return run.finish()
 
-    in_mean, in_std = info.input_stats(mean, std)  # per input channel (a multi-date dataset: per date + validity)
-    mean_t = torch.tensor(in_mean, dtype=torch.float32, device=device)
-    std_t = torch.tensor(in_std, dtype=torch.float32, device=device)
-    multilabel = spec.patch_labels and info.multilabel
-    weight = None
-    if cfg.class_weights:
-        weight = (pos_weights(info, "train") if multilabel else class_weights(info, "train")).to(device)
-    score_key = "val_map" if multilabel else "val_miou"  # multi-label: mAP (needs no threshold)
-    use_amp = bool(cfg.amp)
-    adt = amp_dtype(cfg, device) if use_amp else None
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and adt == torch.float16 and device.type == "cuda")
-    f2c_dev = f2c.to(device) if f2c is not None else None
 
-    if dinfo.is_main:
-        make_dir(run_dir)
-        folder.take(run_dir, cfg)
-        import yaml
-        with atomic_open(os.path.join(run_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    _log(f"model {cfg.model}: {nparams:,} parameters; device {device}"
-         f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
-         f"{str(adt).replace('torch.', '') if use_amp else 'off'}; train {info.ds.count('train')} patches, "
-         f"{'val' if val_split == 'val' else 'no val split: monitoring on train'}; run folder {run_dir}", dinfo)
-    if dinfo.is_main:
-        progress.emit("start", protocol=1, command="train", epochs=cfg.epochs, start_epoch=start_epoch + 1,
-                      steps_per_epoch=steps_per_epoch, device=str(device), device_name=device_name(device),
-                      amp=_amp_name(adt) if use_amp else None, run_dir=run_dir, num_parameters=nparams,
-                      model=cfg.model, world_size=dinfo.world)
+class _Run:
+    """The state of one training run, shared by the steps of :func:`_train`."""
 
-    train_patches = None
-    if not spec.pixel_samples:
-        train_patches = PatchDataset(info, "train", patch_labels=spec.patch_labels)
-        if len(train_patches) == 0:
-            raise TrainingError("no training patch has a label (all pixels are 0 / masked)")
+    def __init__(self, cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, progress: Progress,
+                 cancel: Cancel) -> None:
+        self.cfg, self.device, self.dinfo = cfg, device, dinfo
+        self.progress, self.cancel = progress, cancel
+        self.spec = get_spec(cfg.model)
+        self.warnings: List[str] = []
+        self.best: Optional[float] = None
+        self.stale = 0
+        self.history: List[dict] = []
+        self.start_epoch = 0
+        self.epoch = -1
+        self.early = False
+        self.net = self.net_frozen = None
 
-    best_path = os.path.join(run_dir, "best.pt")
-    last_path = os.path.join(run_dir, "last.pt")
-    net, net_frozen = None, None
-    epoch = start_epoch - 1
-    early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        cancel.check(epoch + 1)
+    def warn(self, msg: str) -> None:
+        _warn(msg, self.dinfo, self.warnings, self.progress)
+
+    # --- setup ---------------------------------------------------------------------------------------------
+    def setup(self, resume: Optional[dict], inputs: Dict[str, str], folder: "RunFolder") -> None:
+        self._setup_device()
+        cfg = self.cfg
+        self.run_dir = cfg.out or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_run_folder(self.run_dir, cfg, inputs)
+        if self.dinfo.is_main:  # the other processes start with it, before any run file exists
+            folder.check(self.run_dir, cfg)
+        seed_all(cfg.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        self._setup_model(resume)
+        self._setup_inputs()
+        self._open_run_folder(folder)
+
+    def _setup_device(self) -> None:
+        cfg, dinfo = self.cfg, self.dinfo
+        if dinfo.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", dinfo.local_rank)
+        if cfg.amp and self.device.type == "cpu" and amp_dtype(cfg, self.device) == torch.bfloat16 \
+                and not cpu_bf16_native():
+            self.warn("--amp on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), and emulated bf16 trains "
+                      "about 20x slower than float32, so this run trains in float32 (--no-amp says so without this "
+                      "warning)")
+            cfg.amp = False
+
+    def _setup_model(self, resume: Optional[dict]) -> None:
+        """Data, model, optimizer and schedule (their state from the --resume checkpoint)."""
+        cfg, spec, dinfo = self.cfg, self.spec, self.dinfo
+        info, self.val_split, mean, std, self.coarse, self.f2c = _prepare_data(cfg, spec, resume, dinfo,
+                                                                               self.warnings, self.progress)
+        self.info, self.mean, self.std = info, mean, std
+        self.card = card_info(cfg, info, mean, std, self.coarse)
+        self.model, self.nparams, self.frozen_until = _build_model(cfg, spec, info, self.coarse, self.device, dinfo)
+        self.opt = make_optimizer(cfg, self.model.parameters())
+        self.steps_per_epoch = _steps_per_epoch(cfg, spec, info, dinfo)
+        self.sched = make_scheduler(cfg, self.opt, self.steps_per_epoch)
+        if resume is not None:
+            self.model.load_state_dict(resume["state_dict"])
+            self.opt.load_state_dict(resume["optimizer"])
+            self.sched.load_state_dict(resume["scheduler"])
+            self.start_epoch = int(resume["epoch"]) + 1
+            self.best, self.stale = resume.get("best"), int(resume.get("stale", 0))
+            self.history = list(resume.get("history", []))
+            self.frozen_until = int(resume.get("frozen_until", 0))
+            _log(f"resuming from {cfg.resume} at epoch {self.start_epoch + 1}", dinfo)
+        self.epoch = self.start_epoch - 1
+
+    def _setup_inputs(self) -> None:
+        """Standardisation tensors, class weights, the monitored score, mixed precision."""
+        cfg, info, device = self.cfg, self.info, self.device
+        in_mean, in_std = info.input_stats(self.mean, self.std)  # per input channel (multi-date: per date + validity)
+        self.mean_t = torch.tensor(in_mean, dtype=torch.float32, device=device)
+        self.std_t = torch.tensor(in_std, dtype=torch.float32, device=device)
+        self.multilabel = self.spec.patch_labels and info.multilabel
+        self.weight = None
+        if cfg.class_weights:
+            self.weight = (pos_weights(info, "train") if self.multilabel else class_weights(info, "train")).to(device)
+        self.score_key = "val_map" if self.multilabel else "val_miou"  # multi-label: mAP (needs no threshold)
+        self.use_amp = bool(cfg.amp)
+        self.adt = amp_dtype(cfg, device) if self.use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.adt == torch.float16
+                                           and device.type == "cuda")
+        self.f2c_dev = self.f2c.to(device) if self.f2c is not None else None
+        self.channels_last = _channels_last(cfg, self.spec, device)
+
+    def _open_run_folder(self, folder: "RunFolder") -> None:
+        """The run folder taken and its config.yaml written (main process), the start line and event, the
+        training patches."""
+        cfg, dinfo, info, run_dir = self.cfg, self.dinfo, self.info, self.run_dir
+        if dinfo.is_main:
+            make_dir(run_dir)
+            folder.take(run_dir, cfg)
+            import yaml
+            with atomic_open(os.path.join(run_dir, "config.yaml"), "w") as f:
+                yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+        _log(f"model {cfg.model}: {self.nparams:,} parameters; device {self.device}"
+             f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
+             f"{str(self.adt).replace('torch.', '') if self.use_amp else 'off'}; train {info.ds.count('train')} "
+             f"patches, {'val' if self.val_split == 'val' else 'no val split: monitoring on train'}; run folder "
+             f"{run_dir}", dinfo)
+        if dinfo.is_main:
+            self.progress.emit("start", protocol=PROTOCOL, command="train", epochs=cfg.epochs,
+                               start_epoch=self.start_epoch + 1, steps_per_epoch=self.steps_per_epoch,
+                               device=str(self.device), device_name=device_name(self.device),
+                               amp=_amp_name(self.adt) if self.use_amp else None, run_dir=run_dir,
+                               num_parameters=self.nparams, model=cfg.model, world_size=dinfo.world)
+        self.train_patches = None
+        if not self.spec.pixel_samples:
+            self.train_patches = PatchDataset(info, "train", patch_labels=self.spec.patch_labels)
+            if len(self.train_patches) == 0:
+                raise TrainingError("no training patch has a label (all pixels are 0 / masked)")
+        self.best_path = os.path.join(run_dir, "best.pt")
+        self.last_path = os.path.join(run_dir, "last.pt")
+
+    # --- one epoch -----------------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> bool:
+        """Train, validate and save epoch ``epoch`` (0-based); True when early stopping ends the run."""
+        self.cancel.check(epoch + 1)
         t0 = time.time()
-        frozen = epoch < frozen_until
-        if frozen_until:
-            for p in model.encoder.parameters():
+        frozen = self._freeze(epoch)
+        train_loss = self.train_epoch(epoch, frozen)
+        row, fine = self.validate(epoch, train_loss)
+        row["seconds"] = round(time.time() - t0, 3)
+        self.history.append(row)
+        improved = self._track(row, frozen)
+        self.save(epoch, row, improved, fine)
+        self._report(epoch, row, improved)
+        if self.cfg.early_stopping and self.stale >= self.cfg.early_stopping:
+            _log(f"early stopping: no improvement of val {self.cfg.monitor} for {self.stale} epochs", self.dinfo)
+            self.early = True
+        return self.early
+
+    def _freeze(self, epoch: int) -> bool:
+        """Whether the encoder is frozen this epoch (--encoder-from warm-up); (re)wraps the model for DDP."""
+        frozen = epoch < self.frozen_until
+        if self.frozen_until:
+            for p in self.model.encoder.parameters():
                 p.requires_grad_(not frozen)
-        if net is None or frozen != net_frozen:
-            net, net_frozen = ddp.wrap(model, dinfo, device), frozen
+        if self.net is None or frozen != self.net_frozen:
+            self.net, self.net_frozen = ddp.wrap(self.model, self.dinfo, self.device), frozen
+        return frozen
+
+    def train_epoch(self, epoch: int, frozen: bool) -> float:
+        """One pass over the training batches (seeded from (seed, epoch)); the mean training loss."""
+        cfg = self.cfg
         torch.manual_seed(cfg.seed * 100003 + epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
-        model.train()
+        self.model.train()
         if frozen:
-            model.encoder.eval()
+            self.model.encoder.eval()
         loss_sum, nsum = 0.0, 0
-        batches = _batches(cfg, spec, info, train_patches, rng, gen, dinfo, device)
-        bar = _progress(batches, cfg, dinfo, f"epoch {epoch + 1}/{cfg.epochs}")
+        batches = _batches(cfg, self.spec, self.info, self.train_patches, rng, gen, self.dinfo, self.device)
+        bar = _progress(batches, cfg, self.dinfo, f"epoch {epoch + 1}/{cfg.epochs}")
         nsteps = min(len(batches), cfg.max_steps) if cfg.max_steps else len(batches)
-        for step, (x, y) in enumerate(_polled(bar, cancel, epoch + 1)):
+        for step, (x, y) in enumerate(_polled(bar, self.cancel, epoch + 1)):
             if cfg.max_steps and step >= cfg.max_steps:
                 break
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if cfg.augment:
-                x, y = augment(x, y, gen)
-            x = standardise(x, mean_t, std_t)
-            if _channels_last(cfg, spec, device):
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=adt or torch.bfloat16, enabled=use_amp):
-                loss = spec.train_loss(net, x, y, weight, f2c_dev, cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                if (y >= 0).any():
-                    raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}: lower --lr")
+            loss = self._step(x, y, gen, epoch)
+            if loss is None:
                 continue  # a batch without labelled pixels
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if cfg.schedule == "cosine":
-                sched.step()
             n = int(x.shape[0])
-            loss_sum += float(loss.detach()) * n
+            loss_sum += loss * n
             nsum += n
             if hasattr(bar, "set_postfix") and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_sum / max(nsum, 1):.4f}")
-            if dinfo.is_main:
-                progress.step(epoch + 1, step + 1, nsteps)
-        train_loss = loss_sum / max(nsum, 1)
-        heads = evaluate_split(model, spec, info, val_split, mean_t, std_t, device, f2c,
-                               [c["value"] for c in coarse] if coarse else None,
-                               batch_size=spec.eval_batch_size or max(1, min(cfg.batch_size, 64)),
-                               amp=adt, weight=weight, check=functools.partial(cancel.check, epoch + 1))
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
+            if self.dinfo.is_main:
+                self.progress.step(epoch + 1, step + 1, nsteps)
+        return loss_sum / max(nsum, 1)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, epoch: int) -> Optional[float]:
+        """One optimizer step on batch (x, y); its loss, or None for a batch without a labelled pixel."""
+        cfg, device = self.cfg, self.device
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if cfg.augment:
+            x, y = augment(x, y, gen)
+        x = standardise(x, self.mean_t, self.std_t)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.adt or torch.bfloat16, enabled=self.use_amp):
+            loss = self.spec.train_loss(self.net, x, y, self.weight, self.f2c_dev, cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            if (y >= 0).any():
+                raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}: lower --lr")
+            return None
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        if cfg.schedule == "cosine":
+            self.sched.step()
+        return float(loss.detach())
+
+    def validate(self, epoch: int, train_loss: float) -> Tuple[dict, dict]:
+        """The epoch's log row (train loss, lr, the validation figures of each head) and the fine head's
+        metrics."""
+        coarse = self.coarse
+        heads = evaluate_split(self.model, self.spec, self.info, self.val_split, self.mean_t, self.std_t,
+                               self.device, self.f2c, [c["value"] for c in coarse] if coarse else None,
+                               batch_size=self.spec.eval_batch_size or max(1, min(int(self.cfg.batch_size or 1), 64)),
+                               amp=self.adt, weight=self.weight, check=functools.partial(self.cancel.check, epoch + 1))
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": self.opt.param_groups[0]["lr"]}
         fine = heads["fine"].result()
         row.update(summary(fine, "val_"))
         if "coarse" in heads:
             row.update(summary(heads["coarse"].result(), "val_coarse_"))
-        row["seconds"] = round(time.time() - t0, 3)
-        history.append(row)
-        score = row[score_key] if cfg.monitor == "miou" else row["val_loss"]
-        score = score if score is not None else (-math.inf if cfg.monitor == "miou" else math.inf)
+        return row, fine
+
+    def _track(self, row: dict, frozen: bool) -> bool:
+        """The plateau schedule stepped on the monitored score; whether it improved on the best."""
+        cfg = self.cfg
+        maximise = cfg.monitor == "miou"
+        score = row[self.score_key] if maximise else row["val_loss"]
+        score = score if score is not None else (-math.inf if maximise else math.inf)
         if not frozen and cfg.schedule == "plateau":
-            sched.step(score)
-        improved = best is None or (score > best if cfg.monitor == "miou" else score < best)
+            self.sched.step(score)
+        improved = self.best is None or (score > self.best if maximise else score < self.best)
         if improved:
-            best, stale = score, 0
+            self.best, self.stale = score, 0
         elif not frozen:
-            stale += 1
+            self.stale += 1
+        return improved
+
+    def save(self, epoch: int, row: dict, improved: bool, fine: dict) -> None:
+        """last.pt (and best.pt when ``improved``) and log.csv, by the main process."""
+        if not self.dinfo.is_main:
+            return
+        cfg, f2c = self.cfg, self.f2c
         payload = {"format": ckpt_io.FORMAT, "version": 1, "model": cfg.model, "config": cfg.to_dict(),
-                   "card": card, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "stale": stale,
-                   "history": history, "metrics": row, "frozen_until": frozen_until,
-                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": nparams,
+                   "card": self.card, "state_dict": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                   "scheduler": self.sched.state_dict(), "epoch": epoch, "best": self.best, "stale": self.stale,
+                   "history": self.history, "metrics": row, "frozen_until": self.frozen_until,
+                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": self.nparams,
                    "thresholds": fine.get("thresholds")}
-        if dinfo.is_main:
-            ckpt_io.save(last_path, payload)
-            if improved:
-                ckpt_io.save(best_path, payload)
-            _write_log(run_dir, history)
-        _log(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.4f} val_loss {row['val_loss']:.4f} "
+        ckpt_io.save(self.last_path, payload)
+        if improved:
+            ckpt_io.save(self.best_path, payload)
+        _write_log(self.run_dir, self.history)
+
+    def _report(self, epoch: int, row: dict, improved: bool) -> None:
+        """The epoch's log line and event."""
+        cfg = self.cfg
+        _log(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
              + (f"micro_f1 {_f(row['val_micro_f1'])} macro_f1 {_f(row['val_macro_f1'])} mAP {_f(row['val_map'])}"
-                if multilabel else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}")
+                if self.multilabel else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}")
              + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
-             + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", dinfo)
+             + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", self.dinfo)
+        if self.dinfo.is_main:
+            self.progress.emit("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=row, improved=bool(improved),
+                               seconds=row["seconds"])
+
+    # --- the end -------------------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """curves.png and metrics.json (main process), the done event; the result of :func:`train`."""
+        cfg, dinfo, run_dir, history = self.cfg, self.dinfo, self.run_dir, self.history
+        if dinfo.is_main and history and not os.path.isfile(self.best_path):
+            self.warn(f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so "
+                      f"no best.pt was written in '{run_dir}': the best model is still the one of the run "
+                      f"'{cfg.resume}' continues")
+        result = {"run_dir": run_dir, "best": self.best_path if os.path.isfile(self.best_path) else None,
+                  "last": self.last_path if os.path.isfile(self.last_path) else None, "history": history,
+                  "num_parameters": self.nparams, "epochs_run": self.epoch + 1, "world_size": dinfo.world,
+                  "is_main": dinfo.is_main, "warnings": self.warnings}
         if dinfo.is_main:
-            progress.emit("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=row, improved=bool(improved),
-                          seconds=row["seconds"])
-        if cfg.early_stopping and stale >= cfg.early_stopping:
-            _log(f"early stopping: no improvement of val {cfg.monitor} for {stale} epochs", dinfo)
-            early = True
-            break
-        ddp.barrier(dinfo)
-    if dinfo.is_main and history and not os.path.isfile(best_path):
-        _warn(f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so no "
-              f"best.pt was written in '{run_dir}': the best model is still the one of the run '{cfg.resume}' "
-              "continues", dinfo, warnings, progress)
-    result = {"run_dir": run_dir, "best": best_path if os.path.isfile(best_path) else None,
-              "last": last_path if os.path.isfile(last_path) else None, "history": history,
-              "num_parameters": nparams, "epochs_run": epoch + 1, "world_size": dinfo.world,
-              "is_main": dinfo.is_main, "warnings": warnings}
-    if dinfo.is_main:
-        if history:
-            _plot(run_dir, history)
-            with atomic_open(os.path.join(run_dir, "metrics.json"), "w") as f:
-                json.dump({"last": history[-1], "best_score": best, "monitor": cfg.monitor,
-                           "num_parameters": nparams}, f, indent=1)
-        progress.emit("done", best=result["best"], last=result["last"], run_dir=run_dir, epochs_run=epoch + 1,
-                      early_stopped=early)
-    return result
+            if history:
+                _plot(run_dir, history)
+                with atomic_open(os.path.join(run_dir, "metrics.json"), "w") as f:
+                    json.dump({"last": history[-1], "best_score": self.best, "monitor": cfg.monitor,
+                               "num_parameters": self.nparams}, f, indent=1)
+            self.progress.emit("done", best=result["best"], last=result["last"], run_dir=run_dir,
+                               epochs_run=self.epoch + 1, early_stopped=self.early)
+        return result
 
 
 def _amp_name(dtype):
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def device_name(device):
+def device_name(device: torch.device) -> str:
     """The CUDA GPU's name, or 'cpu (<CPU model>)'."""
     if device.type == "cuda":
         try:

@@ -1,4 +1,4 @@
-"""Training-env fixtures: tiny synthetic datasets written with core.dataset.DatasetWriter and models
+"""Training-env fixtures: tiny synthetic datasets written with core.contract.dataset.DatasetWriter and models
 trained once per session (in-process, CPU)."""
 import os
 import sys

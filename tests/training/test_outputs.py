@@ -91,7 +91,7 @@ class _FullIO(io.FileIO):
         return super().write(b)
 
 
-#: core.errors' texts (the plugin's tools say the same)
+#: core.contract.errors' texts (the plugin's tools say the same)
 REASON = {errno.EROFS: "the disk is read-only: choose a folder you can write to",
           errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
           errno.EPERM: "operation not permitted (an immutable file or folder?): choose another folder",

@@ -113,7 +113,7 @@ def test_warnings_are_events(tmp_path, capsys):
 
 def test_sigterm_mid_epoch_stops_within_5s_and_keeps_the_run_consistent(dataset, tmp_path):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 64\nbatch_size: 4\n")
+    cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 8\nbatch_size: 2\n")
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "training", "train", "--data", dataset, "--model", "cnn_dual",

@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def _norm(name):
     return re.sub(r"\s+", " ", str(name)).strip().lower()
 
 
-def name_to_code():
+def name_to_code() -> Dict[str, int]:
     """{normalised name: CLC code} of every CLC level-3 name and BigEarthNet spelling (:data:`ALIASES`)."""
     by_name = {_norm(e.level3): e.code for e in clc.legend()}
     for ben, legend_name in ALIASES.items():
@@ -99,7 +100,7 @@ def name_to_code():
     return by_name
 
 
-def clc_code(label, patch="?"):
+def clc_code(label: str, patch: str = "?") -> int:
     """The CLC code of a BigEarthNet label (case and spacing ignored); a clear error for an unknown name."""
     table = name_to_code()
     code = table.get(_norm(label))
@@ -111,7 +112,7 @@ def clc_code(label, patch="?"):
     return code
 
 
-def nomenclature(n):
+def nomenclature(n: int) -> Tuple[List[dict], Dict[int, int]]:
     """(class table [{value, code, name, color}], {CLC code: class index}) of nomenclature 43 or 19."""
     entries = {e.code: e for e in clc.legend()}
     if n == 43:
@@ -121,9 +122,9 @@ def nomenclature(n):
         return table, {c: i for i, c in enumerate(codes)}
     if n == 19:
         table, index = [], {}
-        for i, (name, codes) in enumerate(BEN19):
-            table.append({"value": i + 1, "code": "+".join(str(c) for c in codes), "name": name,
-                          "color": entries[codes[0]].color})
+        for i, (name, group) in enumerate(BEN19):
+            table.append({"value": i + 1, "code": "+".join(str(c) for c in group), "name": name,
+                          "color": entries[group[0]].color})
             for c in codes:
                 index[c] = i
         return table, index
@@ -200,8 +201,10 @@ def _load(name, folder, bands, p, target):
     return img, target
 
 
-def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0,
-                       block_size=8, shard_size=256, overwrite=False, exclude=None, workers=1, k_folds=0, log=print):
+def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Optional[Sequence[str]] = None,
+                       val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, block_size: int = 8,
+                       shard_size: int = 256, overwrite: bool = False, exclude: Optional[str] = None,
+                       workers: int = 1, k_folds: int = 0, log: Callable[[str], None] = print) -> dict:
     """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
     manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
     seasonal snow or clouds and shadows)."""
@@ -215,7 +218,7 @@ def import_bigearthnet(src, out, nomenclature_n=43, bands=None, val_fraction=0.1
     if not folders:
         raise TrainingError(f"every patch folder of '{src}' is listed in --exclude: nothing to import")
     # pass 1: metadata, labels, band files, sizes of the first patch (errors before anything is written)
-    p = None
+    p: Any = None  # the patch size, from the first patch
     records, no_label = [], 0
     for name, folder in folders:
         missing = [b for b in bands if not os.path.isfile(os.path.join(folder, f"{name}_{b}.tif"))]

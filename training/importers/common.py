@@ -48,12 +48,12 @@ class PatchRecord:
     load: Callable[[], Tuple[np.ndarray, np.ndarray]]  # picklable (functools.partial) for --workers
 
 
-def block_of(crs_wkt, x, y, block_m):
+def block_of(crs_wkt: str, x: float, y: float, block_m: float) -> Tuple[str, int, int]:
     """Spatial block id of a patch whose upper-left corner is (x, y): a grid of block_m metres per CRS."""
     return (crs_wkt, math.floor(x / block_m), math.floor(y / block_m))
 
 
-def crs_label(wkt):
+def crs_label(wkt: Optional[str]) -> str:
     if not wkt:
         return ""
     epsg = epsg_of_wkt(wkt)
@@ -74,9 +74,10 @@ def _to_wgs84(records, log):
     return out
 
 
-def write_patch_dataset(out, records: Sequence[PatchRecord], bands, patch_size, classes, task, *, extra,
-                        val_fraction=0.15, test_fraction=0.15, seed=0, shard_size=256, overwrite=False,
-                        workers=1, k_folds=0, log=print) -> dict:
+def write_patch_dataset(out: str, records: Sequence[PatchRecord], bands: Sequence[str], patch_size: int,
+                        classes: List[dict], task: str, *, extra: dict, val_fraction: float = 0.15,
+                        test_fraction: float = 0.15, seed: int = 0, shard_size: int = 256, overwrite: bool = False,
+                        workers: int = 1, k_folds: int = 0, log: Callable[[str], None] = print) -> dict:
     """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
     ``workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).
     ``k_folds`` >= 2 gives each train block a fold id 0..k-1 (seeded; ``training.folds.assign_folds``): the

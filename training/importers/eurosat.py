@@ -19,6 +19,7 @@ Class values are 1..N in the folders' alphabetical order; the ten EuroSAT classe
 """
 import functools
 import os
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -82,8 +83,10 @@ def _band_order(ds, name):
     return list(BANDS)
 
 
-def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, seed=0, block_size=8,
-                   shard_size=256, overwrite=False, workers=1, log=print, **kwargs):
+def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None, val_fraction: float = 0.15,
+                   test_fraction: float = 0.15, seed: int = 0, block_size: int = 8, shard_size: int = 256,
+                   overwrite: bool = False, workers: int = 1, log: Callable[[str], None] = print,
+                   **kwargs: Any) -> dict:
     """Import EuroSAT MS or RGB class folders under ``src`` into the dataset folder ``out``; returns the manifest.
     ``kwargs`` go to :func:`write_patch_dataset` (e.g. its fold options)."""
     layout, folders = _class_folders(src)
@@ -97,7 +100,8 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
                            **kwargs)
     import rasterio
     bands = _chosen(bands, BANDS, "EuroSAT MS bands are")
-    records, p, georef = [], None, True
+    records, georef = [], True
+    p: Any = None  # the patch size, from the first patch
     for ci, (d, files) in enumerate(folders):
         target = np.zeros(len(table), np.uint8)
         target[ci] = 1
@@ -141,14 +145,14 @@ def import_eurosat(src, out, bands=None, val_fraction=0.15, test_fraction=0.15, 
                                shard_size=shard_size, overwrite=overwrite, workers=workers, log=log, **kwargs)
 
 
-def rgb_to_dn(v):
+def rgb_to_dn(v: Any) -> np.ndarray:
     """8-bit EuroSAT RGB values -> Sentinel-2 L1C digital numbers (uint16): the inverse of the authors' linear
     scaling 0..2750 -> 0..255, at least 1 (DN 0 means no data)."""
     dn = np.rint(np.asarray(v, np.float64) * (RGB_DN_MAX / 255.0))
     return np.maximum(dn, 1).astype(np.uint16)
 
 
-def dn_to_rgb(dn):
+def dn_to_rgb(dn: Any) -> np.ndarray:
     """Sentinel-2 digital numbers -> the 8-bit values of EuroSAT RGB (clip(DN * 255 / 2750, 0, 255), rounded)."""
     return np.clip(np.rint(np.asarray(dn, np.float64) * (255.0 / RGB_DN_MAX)), 0, 255).astype(np.uint8)
 

@@ -14,7 +14,12 @@ The rest of the package asks ``get_spec(name)`` instead of testing the architect
 ``name`` is what checkpoints (config ``model``) and cards (``architecture``) store: never rename one.
 torch is imported inside the methods, so the CLI (which lists the names) starts without it.
 """
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
 from ..errors import TrainingError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 class ArchSpec:
@@ -32,22 +37,23 @@ class ArchSpec:
     batch_size = 16          # defaults of TrainConfig.resolved()
     lr = 1e-3
     optimizer = "adamw"
-    eval_batch_size = None   # validation batch size (None: the training batch size, at most 64)
+    eval_batch_size: Optional[int] = None   # validation batch size (None: the training batch size, at most 64)
     export_size = 64         # H = W of the export's (traced) dummy input
     parity_random = (2, 64, 96)  # N, H, W of the parity check's odd-sized random input
     temporal = False         # needs a multi-date dataset (core.contract.timeseries)
-    input_names = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
+    input_names: Tuple[str, ...] = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
 
-    def build(self, in_channels, num_classes, num_coarse, cfg):
+    def build(self, in_channels: int, num_classes: int, num_coarse: int, cfg: Dict[str, Any]) -> "nn.Module":
         """The nn.Module; ``cfg``: the training config as a dict (encoder, widths, dropout, ...)."""
         raise NotImplementedError
 
-    def full_forward(self, model, x):
+    def full_forward(self, model: "nn.Module", x: "Tensor") -> List["Tensor"]:
         """Logits per head (fine first) of standardised images (N, C, H, W), each with the input's H and W
         (image heads) or (N, K) (patch heads); training and evaluation use it."""
         return [model(x)]
 
-    def train_loss(self, net, x, y, weight=None, f2c=None, smoothing=0.0):
+    def train_loss(self, net: "nn.Module", x: "Tensor", y: "Tensor", weight: Optional["Tensor"] = None,
+                   f2c: Optional["Tensor"] = None, smoothing: float = 0.0) -> "Tensor":
         """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head; ``smoothing``: label
         smoothing of the single-label cross-entropy)."""
         import torch.nn.functional as F
@@ -56,17 +62,17 @@ class ArchSpec:
         return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE,
                                label_smoothing=smoothing)
 
-    def export_outputs(self, model, image):
+    def export_outputs(self, model: "nn.Module", image: "Tensor") -> Tuple["Tensor", ...]:
         """The exported graph's outputs: softmax probabilities (N, K, H, W) per head, in the card's head order."""
         import torch.nn.functional as F
         return (F.softmax(model(image), dim=1),)
 
-    def dummy_input(self, nb, tile):
+    def dummy_input(self, nb: int, tile: int) -> "Tensor":
         import torch
         s = tile if self.fixed_tile else self.export_size
         return torch.randn(1, nb, s, s)
 
-    def export_inputs(self, image, card):
+    def export_inputs(self, image: "Tensor", card: Any) -> Tuple["Tensor", ...]:
         """The graph's inputs (in :attr:`input_names` order) for an ``image`` tensor; a multi-date card's
         validity channels are set to 0/1 (half invalid at random), so the check covers masked dates."""
         import torch
@@ -82,11 +88,11 @@ class ArchSpec:
             return (x, torch.tensor(ts["doy"], dtype=torch.float32))
         return (x,)
 
-    def dynamic_axes(self, out_names):
+    def dynamic_axes(self, out_names: List[str]) -> Dict[str, Dict[int, str]]:
         axes = {0: "batch"} if self.fixed_tile else {0: "batch", 2: "height", 3: "width"}
         return {name: dict(axes) for name in ["image", *out_names]}
 
-    def pad_forward(self, model, x, *extra):
+    def pad_forward(self, model: "nn.Module", x: "Tensor", *extra: "Tensor") -> List["Tensor"]:
         """Any H, W: pad (replicate) to the size multiple, crop the logits back."""
         import torch.nn.functional as F
         h, w = x.shape[-2:]
@@ -95,19 +101,19 @@ class ArchSpec:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return [model(x, *extra)[..., :h, :w]]
 
-    def parity_inputs(self, nb, tile):
+    def parity_inputs(self, nb: int, tile: int) -> Dict[str, Tuple[int, int, int, int]]:
         """{name: input shape} the export's parity check runs (an odd-sized random input and a tile)."""
         n, h, w = (3, tile, tile) if self.fixed_tile else self.parity_random
         return {"random": (n, nb, h, w), "tile": (1, nb, tile, tile)}
 
-    def card_geometry(self, cfg, info):
+    def card_geometry(self, cfg: Any, info: Any) -> Dict[str, int]:
         """The card's tile_size and halo."""
         if self.fixed_tile:
             p = info.patch_size
             return {"tile_size": int(p if isinstance(p, int) else p[0]), "halo": self.halo}
         return {"tile_size": cfg.tile_size, "halo": self.halo}
 
-    def check_tile(self, tile, train=True):
+    def check_tile(self, tile: int, train: bool = True) -> None:
         """Refuse a card tile_size the model cannot run (training also needs it larger than twice the halo)."""
         if self.fixed_tile:
             return

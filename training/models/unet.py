@@ -5,10 +5,16 @@ Input H and W must be divisible by 32 for the ResNet encoders (5 down-samplings)
 patches to a multiple of 32 (replicate, labels ignored there); the exported card says tile_size 256
 and the classify tool pads edge tiles itself. Halo and size multiple: ``specs.UNetSpec``.
 """
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+
 from ..errors import TrainingError
 
+if TYPE_CHECKING:
+    import torch
 
-def build_unet(in_channels, num_classes, encoder="resnet34", decoder_channels=None):
+
+def build_unet(in_channels: int, num_classes: int, encoder: str = "resnet34",
+               decoder_channels: Optional[Sequence[int]] = None) -> "torch.nn.Module":
     import segmentation_models_pytorch as smp
     kw = {}
     if decoder_channels:
@@ -20,7 +26,7 @@ def build_unet(in_channels, num_classes, encoder="resnet34", decoder_channels=No
         raise TrainingError(f"cannot build a U-Net with encoder '{encoder}': {e}")
 
 
-def load_encoder_from(unet, state_dict, source="checkpoint"):
+def load_encoder_from(unet: "torch.nn.Module", state_dict: Dict[str, Any], source: str = "checkpoint") -> int:
     """Copy ``encoder.*`` weights of a CNN-class / patch-classifier checkpoint into the U-Net's encoder."""
     enc = {k[len("encoder."):]: v for k, v in state_dict.items() if k.startswith("encoder.")}
     if not enc:

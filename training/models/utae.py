@@ -21,6 +21,7 @@ multi-date stack's band order (core.contract.timeseries). Invalid observations a
 second input. H and W must be multiples of 2 ** (levels - 1).
 """
 import math
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ def _block(cin, cout):
                          nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def doy_encoding(doy, d, period=1000.0):
+def doy_encoding(doy: torch.Tensor, d: int, period: float = 1000.0) -> torch.Tensor:
     """Sinusoidal positional encoding (T, d) of the days of year ``doy`` (T,) (Vaswani et al. 2017 with the
     date as position, period 1000 as in U-TAE)."""
     i = torch.arange(d, device=doy.device, dtype=torch.float32)
@@ -151,6 +152,6 @@ class UTAE(nn.Module):
         return self.head(y)
 
 
-def build_utae(num_bands, num_dates, num_classes, cfg):
+def build_utae(num_bands: int, num_dates: int, num_classes: int, cfg: Dict[str, Any]) -> nn.Module:
     return UTAE(num_bands, num_dates, num_classes, widths=cfg.get("utae_widths") or DEFAULT_WIDTHS,
                 heads=int(cfg.get("utae_heads") or 4), doy=cfg.get("doy"))

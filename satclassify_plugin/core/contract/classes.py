@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Type
+from typing import Mapping, Type, cast
 
 from .errors import SatClassifyError
 
@@ -23,7 +23,7 @@ def is_color(text) -> bool:
 
 def as_dict(c) -> dict:
     """A class entry (a :class:`ClassRecord` or a dict with value, name, color, ...) as a dict."""
-    return c if isinstance(c, Mapping) else c.to_dict()
+    return cast(dict, c) if isinstance(c, Mapping) else c.to_dict()
 
 
 @dataclass(frozen=True)

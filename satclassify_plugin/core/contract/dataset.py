@@ -50,7 +50,7 @@ STAGING_PATTERN = r"\.staging-" + TAG
 OLD_PATTERN = r"\.old-" + TAG
 PATCH_TASKS = ("multilabel", "singlelabel")
 
-Patch = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
+Patch = Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
 
 
 class DatasetError(SatClassifyError):
@@ -121,23 +121,23 @@ class _ShardSet:
 
     def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool,
                  with_labels: bool = True, num_targets: int = 0):
-        self.names = {"images": f"images-{split}-{k}.npy",
-                      "labels": f"labels-{split}-{k}.npy" if with_labels else None,
-                      "masks": f"masks-{split}-{k}.npy" if with_masks else None,
-                      "targets": f"targets-{split}-{k}.npy" if num_targets else None}
+        images, labels, masks, targets = (f"{kind}-{split}-{k}.npy" for kind in ("images", "labels", "masks",
+                                                                                "targets"))
+        self.names = {"images": images, "labels": labels if with_labels else None,
+                      "masks": masks if with_masks else None, "targets": targets if num_targets else None}
         self.folder, self.size, self.count = folder, size, 0
         self.files: Dict[str, _NpyAppender] = {}
         try:
-            self.files["images"] = _NpyAppender(os.path.join(folder, self.names["images"]), np.uint16,
+            self.files["images"] = _NpyAppender(os.path.join(folder, images), np.uint16,
                                                 (bands, patch, patch), size)
             if with_labels:
-                self.files["labels"] = _NpyAppender(os.path.join(folder, self.names["labels"]), np.uint8,
+                self.files["labels"] = _NpyAppender(os.path.join(folder, labels), np.uint8,
                                                     (patch, patch), size)
             if num_targets:
-                self.files["targets"] = _NpyAppender(os.path.join(folder, self.names["targets"]), np.uint8,
+                self.files["targets"] = _NpyAppender(os.path.join(folder, targets), np.uint8,
                                                      (num_targets,), size)
             if with_masks:
-                self.files["masks"] = _NpyAppender(os.path.join(folder, self.names["masks"]), np.uint8,
+                self.files["masks"] = _NpyAppender(os.path.join(folder, masks), np.uint8,
                                                    (patch, patch), size)
         except BaseException:
             self.discard()
@@ -737,7 +737,7 @@ class Dataset:
     def iter_patches(self, split: str) -> Iterator[Patch]:
         for imgs, labs, masks in self.shards(split):
             for i in range(imgs.shape[0]):
-                yield imgs[i], labs[i], (masks[i] if masks is not None else None)
+                yield imgs[i], (labs[i] if labs is not None else None), (masks[i] if masks is not None else None)
 
     def load(self, split: str) -> Patch:
         """All patches of ``split`` in memory: (images, labels or None, masks or None)."""

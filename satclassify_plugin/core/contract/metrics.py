@@ -93,11 +93,10 @@ def compute_metrics(matrix, values: Sequence[int], names: Optional[Dict[int, str
     f1 = _div(2 * tp, ref_tot + pred_tot)
     iou = _div(tp, ref_tot + pred_tot - tp)
     oa = float(tp.sum() / total) if total else None
-    if total:
+    kappa = None
+    if oa is not None:
         pe = float((ref_tot * pred_tot).sum() / (total * total))
         kappa = float((oa - pe) / (1 - pe)) if pe < 1 else (1.0 if oa == 1.0 else 0.0)
-    else:
-        kappa = None
     present = (ref_tot + pred_tot) > 0
 
     def clean(x):

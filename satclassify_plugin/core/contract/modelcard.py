@@ -55,7 +55,7 @@ class Head:
         return list(self.thresholds) if self.thresholds is not None else [0.5] * self.num_classes
 
     def to_dict(self):
-        d = {"name": self.name, "output": self.output, "classes": [c.to_dict() for c in self.classes]}
+        d: Dict[str, Any] = {"name": self.name, "output": self.output, "classes": [c.to_dict() for c in self.classes]}
         if self.task != "multiclass" or self.activation != "softmax":  # cards of softmax heads stay as before
             d.update({"task": self.task, "activation": self.activation})
         if self.thresholds is not None:

@@ -194,7 +194,7 @@ def stale_entries(folder: str, pattern: str) -> List[str]:
     """Paths in ``folder`` whose name matches ``pattern`` (a regular expression holding :data:`TAG`, matched as a
     whole) and whose owner is dead (:func:`owner_dead`): what an interrupted run left behind."""
     rx = re.compile(pattern)
-    out = []
+    out: List[str] = []
     try:
         names = os.listdir(folder)
     except OSError:
