@@ -67,9 +67,9 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
     """Run ``argv``; each stdout / stderr line goes to ``on_stdout`` / ``on_stderr`` (in this thread). On cancel the
     process group is terminated, then killed; the result says so. A program that cannot start raises
     SatClassifyError."""
-    kw = {}
+    kw: dict = {}
     if os.name == "nt":  # pragma: no cover - Windows
-        kw["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        kw["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
     else:
         kw["start_new_session"] = True
     t0 = time.time()
@@ -85,7 +85,7 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
     for t in threads:
         t.start()
     tail: List[str] = []
-    open_streams, canceled, term_at, group_termed = 2, False, None, False
+    open_streams, canceled, term_at, group_termed = 2, False, 0.0, False
     try:
         while open_streams or proc.poll() is None:
             if not canceled and is_canceled():
@@ -112,7 +112,7 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
     finally:
         if proc.poll() is None:
             try:
-                proc.wait(timeout=max(0.1, kill_after - (time.time() - term_at)) if term_at else 0.1)
+                proc.wait(timeout=max(0.1, kill_after - (time.time() - term_at)) if canceled else 0.1)
             except subprocess.TimeoutExpired:
                 pass
         if proc.poll() is None:
@@ -120,9 +120,10 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
             proc.wait()
         elif os.name != "nt":  # the leader is gone: its workers go with it
             _signal_group(proc, signal.SIGKILL)
-        for s in (proc.stdout, proc.stderr):
+        for stream in (proc.stdout, proc.stderr):
             try:
-                s.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
     return ChildResult(proc.returncode, canceled, tail, time.time() - t0)

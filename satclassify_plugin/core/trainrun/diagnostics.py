@@ -15,12 +15,11 @@ def onnxruntime_info() -> dict:
         import onnxruntime as ort
     except ImportError as e:
         return {"onnxruntime": None, "error": str(e)}
+    err: Optional[str] = None
     try:
         providers = list(ort.get_available_providers())
     except Exception as e:  # a broken install: report it
         providers, err = [], str(e)
-    else:
-        err = None
     info = {"onnxruntime": getattr(ort, "__version__", "?"), "providers": providers,
             "device": ort.get_device() if hasattr(ort, "get_device") else None}
     if err:

@@ -102,7 +102,7 @@ def read_log(csv_path: str) -> List[dict]:
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
-                row = {}
+                row: dict = {}
                 for k, v in r.items():
                     try:
                         row[k] = int(v) if k == "epoch" else (float(v) if v not in ("", None) else None)
