@@ -10,6 +10,7 @@ the same way): the Processing dialog is QGIS's own AlgorithmDialog, the report i
 QGIS 3.22's own HTML views use. About a minute on 2 CPU cores.
 """
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -77,8 +78,12 @@ def main(argv=None):
     print(f"model {result['OUTPUT']} on {result['DEVICE_USED']}, val OA {result['VAL_OA']:.3f}")
 
     from qgis.PyQt.QtCore import QUrl
-    from qgis.PyQt.QtWebKitWidgets import QWebView  # the engine of QGIS 3.x HTML views
-    view = QWebView()
+    try:  # QtWebKit: the HTML engine of QGIS 3.x builds (Qt5); a Qt6 build has none, the report shot is skipped
+        webkit = importlib.import_module("qgis.PyQt.QtWebKitWidgets")
+    except ImportError:
+        print("no QtWebKit in this QGIS: training_report.png not made (open the report in a browser instead)")
+        return 0
+    view = webkit.QWebView()
     view.resize(1000, 1100)
     done = []
     view.loadFinished.connect(done.append)

@@ -194,7 +194,11 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             raise Canceled(f"training cancelled after {len(tracker.history)} epoch(s): no model was written (the "
                            f"checkpoint folder {run_dir} keeps what was done)")
         if res.returncode != 0:
-            raise SatClassifyError(child_message(res, "the training"))
+            message = child_message(res, "the training")
+            if "No module named" in message:  # an environment without torch or another requirement
+                message += (f". The training environment {python} lacks a training requirement: "
+                            f"{training_env.SETUP_HINT}")
+            raise SatClassifyError(message)
         best = tracker.done.get("best") or os.path.join(run_dir, "best.pt")
         if not os.path.isfile(best):
             raise SatClassifyError(f"the training wrote no best checkpoint in {run_dir}: no epoch improved (see the "

@@ -242,3 +242,13 @@ def test_qgis_process_trains_with_the_environment_variable_and_refuses_without(d
     assert package and "qgis-config" in package[0] and "training_pkg" in package[0], proc.stdout  # the zip's copy
     assert "DEVICE_USED:\tcpu" in proc.stdout and "epoch 1/1:" in proc.stdout
     assert _card(str(tmp_path / "qp.onnx"))["architecture"] == "cnn_dual"
+
+
+def test_an_environment_without_torch_says_what_is_missing(run_alg, dataset, tiny_config, tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setenv("SATCLASSIFY_TRAINING_PYTHON", sys.executable)  # QGIS's own Python: no torch (never)
+    with pytest.raises(QgsProcessingException) as e:
+        run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config), feedback=RecordingFeedback())
+    msg = str(e.value)
+    assert "No module named 'torch'" in msg and "Set up training environment" in msg and "Traceback" not in msg
+    assert not (tmp_path / "model.onnx").exists()
