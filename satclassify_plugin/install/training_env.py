@@ -94,12 +94,13 @@ def missing_message(why: str) -> str:
 
 
 def child_env(environ: Mapping[str, str] = os.environ) -> dict:
-    """The child's environment: the plugin's training code and the plugin's parent folder first on PYTHONPATH,
-    unbuffered output, no QGIS Python variables leaking into another interpreter."""
-    env = {k: v for k, v in environ.items() if k not in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")}
+    """The child's environment: PYTHONPATH is exactly the plugin's training code and the plugin's parent folder,
+    unbuffered output. QGIS's own Python variables never reach the other interpreter: QGIS sets PYTHONPATH (and on
+    Windows PYTHONHOME) to its own packages, whose numpy and GDAL would shadow the training environment's."""
+    env = {k: v for k, v in environ.items()
+           if k not in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONPATH", "PYTHONUSERBASE")}
     paths = [p for p in (training_source(), os.path.dirname(PLUGIN_DIR)) if p]
-    old = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + ([old] if old else [])))
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")
     return env

@@ -26,8 +26,9 @@ def test_report_embeds_the_curves_and_the_validation_figures(tmp_path):
     assert "<tr class='best'><td class='l'>2</td>" in html  # the last improving epoch
     assert "cuda:0 (H100)" in html and "one class only" in html and "0.7000" in html
     out = write_report(str(tmp_path / "r" / "report.html"), html)
-    assert open(out, encoding="utf-8").read() == html and sorted(p.name for p in (tmp_path / "r").iterdir()) == [
-        "report.html"]
+    with open(out, encoding="utf-8") as f:
+        assert f.read() == html
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.html"]  # no temporary file left
 
 
 def test_read_log(tmp_path):
