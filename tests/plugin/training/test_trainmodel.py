@@ -76,6 +76,12 @@ class RecordingFeedback(QgsProcessingFeedback):
             self.cancel()
         super().pushInfo(info)
 
+    def pushCommandInfo(self, info):
+        if self.cancel_when and self.canceled_at is None and self.cancel_when(info):
+            self.canceled_at = time.time()
+            self.cancel()
+        super().pushCommandInfo(info)
+
     def pushWarning(self, warning):
         self.warnings.append(warning)
         super().pushWarning(warning)
@@ -252,3 +258,12 @@ def test_an_environment_without_torch_says_what_is_missing(run_alg, dataset, tin
     msg = str(e.value)
     assert "No module named 'torch'" in msg and "Set up training environment" in msg and "Traceback" not in msg
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_cancel_during_the_export_leaves_no_model(run_alg, dataset, tiny_config, tmp_path):
+    fb = RecordingFeedback(cancel_when=lambda line: " -m training export " in line)
+    with pytest.raises(QgsProcessingException, match="cancelled: no model was written"):
+        run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config, EPOCHS=1), feedback=fb)
+    assert fb.canceled_at is not None and time.time() - fb.canceled_at < 5
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no model, no temporary file, no report
+    assert os.path.isfile(tmp_path / "run" / "best.pt")  # the training itself finished
