@@ -175,6 +175,7 @@ class SatClassifyPlugin:
 
         from qgis.core import QgsMessageLog, QgsSettings
 
+        from .core.contract.feedback import Monitor
         from .install import training_env
         from .install.training_dialogs import TORCH_INDEX_SETTING, WHEELS_SETTING
 
@@ -192,8 +193,8 @@ class SatClassifyPlugin:
         folder = training_env.env_dir(QgsApplication.qgisSettingsDirPath())
         return training_env.create_env(
             folder, training_env.base_python(), reqs or training_env.read_requirements(), torch_index=torch_index or "",
-            find_links=find_links or "", no_index=bool(no_index), log=_log, progress=progress or (lambda _f: None),
-            is_canceled=is_canceled or (lambda: False), gpu=gpu)
+            find_links=find_links or "", no_index=bool(no_index), log=_log,
+            monitor=Monitor(progress=progress, is_canceled=is_canceled), gpu=gpu)
 
     def start_training_env_setup(self, log=None, finished=None, **kw):
         """:meth:`setup_training_env` in a background task with progress (cancellable in the task bar)."""

@@ -25,7 +25,7 @@ from qgis.core import (
 
 from .. import compat
 from ..core.contract.errors import SatClassifyError
-from ..core.contract.feedback import Canceled
+from ..core.contract.feedback import Canceled, Monitor
 from ..core.contract.paths import remove_stale, temp_pattern, temp_tag
 from ..core.trainrun import protocol
 from ..core.trainrun.child import child_message, run_child
@@ -142,9 +142,10 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             if feedback.isCanceled():
                 raise Canceled("training cancelled: no model was written")
 
+        cancel = Monitor(is_canceled=feedback.isCanceled)  # the children stop on Cancel
         help_text = []
         helped = run_child([python, "-m", "training", "train", "--help"], env=env, on_stdout=help_text.append,
-                           is_canceled=feedback.isCanceled)
+                           monitor=cancel)
         check_cancel()
         if helped.returncode != 0:
             raise SatClassifyError(f"the training environment {python} cannot run the training package: "
@@ -189,7 +190,7 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
 
         t0 = time.time()
         feedback.pushCommandInfo(" ".join(cmd))
-        res = run_child(cmd, env=env, on_stdout=on_stdout, on_stderr=on_stderr, is_canceled=feedback.isCanceled)
+        res = run_child(cmd, env=env, on_stdout=on_stdout, on_stderr=on_stderr, monitor=cancel)
         if res.canceled:
             raise Canceled(f"training cancelled after {len(tracker.history)} epoch(s): no model was written (the "
                            f"checkpoint folder {run_dir} keeps what was done)")
@@ -225,7 +226,7 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
                 check_cancel()
                 feedback.pushCommandInfo(" ".join(step_cmd))
                 # export says one line (its parity check); evaluate prints its JSON, which goes into the report
-                r = run_child(step_cmd, env=env, is_canceled=feedback.isCanceled, on_stderr=on_stderr,
+                r = run_child(step_cmd, env=env, monitor=cancel, on_stderr=on_stderr,
                               on_stdout=(lambda s: s.strip() and feedback.pushInfo(s)) if what != "evaluation"
                               else (lambda _s: None))
                 if r.canceled:

@@ -25,6 +25,7 @@ import time
 from typing import Callable, List, Mapping, Optional, Tuple
 
 from ..core.contract.errors import SatClassifyError
+from ..core.contract.feedback import Monitor
 
 ENV_VARS = ("SATCLASSIFY_TRAINING_PYTHON", "SATCLASSIFY_TRAIN_PYTHON")
 SETTING = "SatClassify/training_python"
@@ -135,14 +136,15 @@ def pip_install_command(python: str, reqs: List[str], torch_index: str = "", fin
 
 
 def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: str = "", find_links: str = "",
-               no_index: bool = False, log: Callable[[str], None] = print,
-               progress: Callable[[float], None] = lambda _f: None, is_canceled: Callable[[], bool] = lambda: False,
+               no_index: bool = False, log: Callable[[str], None] = print, monitor: Optional[Monitor] = None,
                gpu: Optional[bool] = None) -> str:
     """Create (or update) the virtual environment ``folder`` with ``base_python -m venv`` and pip-install ``reqs``
     into it; the marker file is written last, so a failed or cancelled set-up is never taken for a working one.
-    Returns the environment's Python. Raises SatClassifyError with pip's last lines on failure."""
+    Returns the environment's Python. Raises SatClassifyError with pip's last lines on failure. ``monitor``: progress
+    (a fraction of the set-up) and cancel."""
     from ..core.trainrun.child import child_message, run_child
 
+    monitor = monitor or Monitor()
     py = env_python(folder)
     marker = os.path.join(folder, MARKER)
     if os.path.exists(marker):
@@ -157,9 +159,9 @@ def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: s
             n[0] += 1
             if line.startswith(("Collecting", "Downloading", "Installing", "Successfully", "Requirement")):
                 log(line)
-            progress(start + (end - start) * (1 - 1 / (1 + n[0] / 20)))
+            monitor.progress(start + (end - start) * (1 - 1 / (1 + n[0] / 20)))
 
-        res = run_child(cmd, on_stdout=out, on_stderr=out, is_canceled=is_canceled, env=_clean_env())
+        res = run_child(cmd, on_stdout=out, on_stderr=out, monitor=monitor, env=_clean_env())
         if res.canceled:
             raise SatClassifyError(f"{what} cancelled: the training environment {folder} is not complete; run the "
                                    "set-up again")
@@ -181,7 +183,7 @@ def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: s
         json.dump({"requirements": reqs, "torch_index": torch_index, "gpu": gpu, "base_python": base_python,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=1)
     os.replace(marker + ".part", marker)
-    progress(1.0)
+    monitor.progress(1.0)
     log(f"Training environment ready: {py}")
     return py
 

@@ -7,8 +7,8 @@ SIGTERM to the child itself (the training CLI stops between two batches, ends it
 later (a batch that takes long: the workers go too), SIGKILL to whatever of the group is still alive
 :data:`KILL_AFTER` seconds after the cancel. Terminating the group at once would kill the workers first, and
 the child would die of a "DataLoader worker killed" error instead of stopping cleanly. The caller's thread polls
-``is_canceled`` every :data:`POLL` seconds and runs the line callbacks itself (QGIS feedback objects are called
-from the tool's own thread).
+the monitor's cancel flag every :data:`POLL` seconds and runs the line callbacks itself (QGIS feedback objects
+are called from the tool's own thread).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import time
 from typing import Callable, List, Mapping, Optional, Sequence
 
 from ..contract.errors import SatClassifyError
+from ..contract.feedback import Monitor
 
 POLL = 0.2
 #: seconds after the cancel: SIGTERM to the whole group, then SIGKILL to it (the whole stop stays under 5 s)
@@ -62,11 +63,11 @@ def _signal_group(proc, sig, group=True):
 
 def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
               on_stdout: Callable[[str], None] = lambda _l: None, on_stderr: Callable[[str], None] = lambda _l: None,
-              is_canceled: Callable[[], bool] = lambda: False, poll: float = POLL,
-              kill_after: float = KILL_AFTER) -> ChildResult:
-    """Run ``argv``; each stdout / stderr line goes to ``on_stdout`` / ``on_stderr`` (in this thread). On cancel the
-    process group is terminated, then killed; the result says so. A program that cannot start raises
-    SatClassifyError."""
+              monitor: Optional[Monitor] = None, poll: float = POLL, kill_after: float = KILL_AFTER) -> ChildResult:
+    """Run ``argv``; each stdout / stderr line goes to ``on_stdout`` / ``on_stderr`` (in this thread). When
+    ``monitor`` is cancelled the process group is terminated, then killed; the result says so. A program that cannot
+    start raises SatClassifyError."""
+    monitor = monitor or Monitor()
     kw: dict = {}
     if os.name == "nt":  # pragma: no cover - Windows
         kw["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
@@ -88,7 +89,7 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
     open_streams, canceled, term_at, group_termed = 2, False, 0.0, False
     try:
         while open_streams or proc.poll() is None:
-            if not canceled and is_canceled():
+            if not canceled and monitor.canceled():
                 canceled, term_at = True, time.time()
                 _signal_group(proc, signal.SIGTERM, group=False)
             if canceled and not group_termed and time.time() - term_at > min(GROUP_AFTER, kill_after / 2):

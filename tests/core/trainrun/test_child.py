@@ -7,6 +7,7 @@ import time
 import pytest
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
+from satclassify_plugin.core.contract.feedback import Monitor
 from satclassify_plugin.core.trainrun.child import ChildResult, child_message, run_child
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
@@ -66,7 +67,7 @@ def test_cancel_kills_the_group_even_when_sigterm_is_ignored(tmp_path):
         if line == "started":
             state["cancel"], state["at"] = True, time.time()
 
-    res = run_child(argv, on_stdout=on_out, is_canceled=lambda: state["cancel"])
+    res = run_child(argv, on_stdout=on_out, monitor=Monitor(is_canceled=lambda: state["cancel"]))
     took = time.time() - state["at"]
     assert res.canceled and took < 5
     leader, worker = map(int, pids.read_text().split())
