@@ -30,7 +30,10 @@ class SatClassifyPlugin:
         self.style_actions = []
         self.menu_actions = []
         self.deps_task = None
+        self.training_env_task = None
         self.models_dialog = None
+        self.training_env_dialog = None
+        self.diagnostics_dialog = None
         # Packages installed by "Install Python dependencies" (onnxruntime, pystac-client, ...).
         deps.activate(self.deps_folder())
 
@@ -98,11 +101,20 @@ class SatClassifyPlugin:
         action.triggered.connect(lambda _checked=False: self.open_models_dialog())
         self.iface.addPluginToMenu(MENU, action)
         self.menu_actions.append(action)
+        action = compat.QAction(QIcon(ICON), "Set up training environment...", self.iface.mainWindow())
+        action.triggered.connect(lambda _checked=False: self.open_training_env_dialog())
+        self.iface.addPluginToMenu(MENU, action)
+        self.menu_actions.append(action)
+        action = compat.QAction(QIcon(ICON), "Diagnostics...", self.iface.mainWindow())
+        action.triggered.connect(lambda _checked=False: self.open_diagnostics())
+        self.iface.addPluginToMenu(MENU, action)
+        self.menu_actions.append(action)
 
     def unload(self):
-        if self.models_dialog is not None:
-            self.models_dialog.close()
-            self.models_dialog = None
+        for name in ("models_dialog", "training_env_dialog", "diagnostics_dialog"):
+            if getattr(self, name) is not None:
+                getattr(self, name).close()
+                setattr(self, name, None)
         for action in self.menu_actions:
             self.iface.removePluginMenu(MENU, action)
         self.menu_actions = []
@@ -153,6 +165,88 @@ class SatClassifyPlugin:
         self.deps_task = QgsTask.fromFunction("SatClassify: install Python dependencies", work, on_finished=done)
         QgsApplication.taskManager().addTask(self.deps_task)
         return self.deps_task
+
+    # Training environment and diagnostics ------------------------------------------------------------
+    def setup_training_env(self, log=None, progress=None, is_canceled=None, gpu=None, torch_index=None,
+                           find_links=None, reqs=None, no_index=None):
+        """Create or update the plugin-owned training environment (blocking; see install/training_env.py).
+        ``torch_index`` / ``find_links`` default to SATCLASSIFY_TORCH_INDEX_URL / SATCLASSIFY_TRAINING_WHEELS, then
+        the dialog's settings. Returns the environment's Python."""
+        import os
+
+        from qgis.core import QgsMessageLog, QgsSettings
+
+        from .core.contract.feedback import Monitor
+        from .install import training_env
+        from .install.training_dialogs import TORCH_INDEX_SETTING, WHEELS_SETTING
+
+        def _log(msg):
+            QgsMessageLog.logMessage(msg, "SatClassify", compat.MSG_INFO)
+            if log:
+                log(msg)
+
+        settings = QgsSettings()
+        if torch_index is None:
+            torch_index = os.environ.get("SATCLASSIFY_TORCH_INDEX_URL") or settings.value(TORCH_INDEX_SETTING, "")
+        if find_links is None:
+            find_links = os.environ.get("SATCLASSIFY_TRAINING_WHEELS") or settings.value(WHEELS_SETTING, "")
+        gpu = deps.has_nvidia_gpu() if gpu is None else gpu
+        folder = training_env.env_dir(QgsApplication.qgisSettingsDirPath())
+        return training_env.create_env(
+            folder, training_env.base_python(), reqs or training_env.read_requirements(), torch_index=torch_index or "",
+            find_links=find_links or "", no_index=bool(no_index), log=_log,
+            monitor=Monitor(progress=progress, is_canceled=is_canceled), gpu=gpu)
+
+    def start_training_env_setup(self, log=None, finished=None, **kw):
+        """:meth:`setup_training_env` in a background task with progress (cancellable in the task bar)."""
+        from qgis.core import QgsTask
+
+        from .core.contract.errors import SatClassifyError
+
+        bar = self.iface.messageBar()
+
+        def work(task):
+            return self.setup_training_env(log=log, progress=lambda f: task.setProgress(100.0 * f),
+                                           is_canceled=task.isCanceled, **kw)
+
+        def done(exception, result=None):
+            if exception is None:
+                msg = f"Training environment ready: {result}. Train model (Processing > SatClassify) uses it."
+                bar.pushMessage("SatClassify", msg, compat.MSG_SUCCESS, 15)
+            else:
+                msg = str(exception) if isinstance(exception, SatClassifyError) else repr(exception)
+                bar.pushMessage("SatClassify", "Setting up the training environment failed: " + msg.splitlines()[0],
+                                compat.MSG_CRITICAL, 0)
+            if finished:
+                finished(exception is None, msg)
+
+        bar.pushMessage("SatClassify", "Setting up the training environment in the background (PyTorch: a large "
+                        "download)...", compat.MSG_INFO, 5)
+        self.training_env_task = QgsTask.fromFunction("SatClassify: set up training environment", work,
+                                                      on_finished=done)
+        QgsApplication.taskManager().addTask(self.training_env_task)
+        return self.training_env_task
+
+    def open_training_env_dialog(self, probe=None):
+        """Plugins > SatClassify > Set up training environment...: returns the dialog (shown, not modal)."""
+        from .install import training_env
+        from .install.training_dialogs import TrainingEnvDialog
+
+        dialog = TrainingEnvDialog(self, self.iface.mainWindow(), probe=probe or training_env.probe)
+        dialog.show()
+        self.training_env_dialog = dialog
+        return dialog
+
+    def open_diagnostics(self, probe=None, blocking=False):
+        """Plugins > SatClassify > Diagnostics...: returns the dialog (shown, not modal)."""
+        from .install import training_env
+        from .install.training_dialogs import DiagnosticsDialog
+
+        dialog = DiagnosticsDialog(self.iface.mainWindow(), probe=probe or training_env.probe)
+        dialog.show()
+        dialog.refresh(blocking=blocking)
+        self.diagnostics_dialog = dialog
+        return dialog
 
     # Models ---------------------------------------------------------------------------------------
     def open_models_dialog(self, download=None):

@@ -5,6 +5,7 @@ The .model3 files are built through QGIS's model API (QgsProcessingModelAlgorith
 so they always match the tools' parameter names. Run after changing a tool's parameters:
 
     .venv-qgis/bin/python scripts/build_models.py          (QT_QPA_PLATFORM=offscreen is set for you)
+    .venv-qgis/bin/python scripts/build_models.py train_and_map_model    (only the models named)
 
 Models:
   satclassify_training_dataset.model3  "Sentinel-2 + CLC -> training dataset"
@@ -19,6 +20,8 @@ Models:
         classify -> samplingdesign (stratified random reference points to label)
   satclassify_change_two_dates.model3  "Land-cover change between two dates"
         classify (date 1), classify (date 2, with confidence) -> landcoverchange
+  satclassify_train_and_map.model3     "Sentinel-2 + CLC -> trained model -> map"
+        rasterizeclc -> buildpatches -> trainmodel (training environment) -> classify -> assessaccuracy
 
 Each run writes every model again, and Qt orders the XML attributes differently from run to run: a model whose
 steps did not change differs only in that order. Commit only the models you meant to change.
@@ -327,14 +330,69 @@ def change_two_dates_model():
     return b.save("satclassify_change_two_dates.model3")
 
 
+def train_and_map_model():
+    from qgis.core import (
+        QgsProcessingParameterEnum,
+        QgsProcessingParameterMapLayer,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    from satclassify_plugin import compat
+    b = ModelBuilder(
+        "Sentinel-2 + CLC -> trained model -> map",
+        "The whole chain in one run: burns CORINE Land Cover (majority rule) onto the grid of a Sentinel-2 stack, "
+        "cuts image + labels into a training dataset (spatial train/val/test split), trains a model in the "
+        "training environment (Train model: set it up once with Plugins > SatClassify > Set up training "
+        "environment...), exports it to ONNX, classifies the whole stack with it and assesses the map against the "
+        "rasterized CLC (confusion matrix, metrics, HTML report). The accuracy covers the whole scene, training "
+        "areas included (an optimistic figure: the training report's validation figures, and a reference sample "
+        "design, give independent ones).")
+    image = b.input(QgsProcessingParameterRasterLayer("IMAGE", "Sentinel-2 stack (uint16, bands B02...)"))
+    clc = b.input(QgsProcessingParameterMapLayer("CLC", "CORINE Land Cover (polygons or raster)",
+                                                 types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_RASTER]))
+    level = b.input(QgsProcessingParameterEnum("LEVEL", "CLC level",
+                                               options=["Level 1 (5 classes)", "Level 2 (15 classes)",
+                                                        "Level 3 (44 classes)"], defaultValue=1))
+    patch = b.input(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
+                                                 compat.NUMBER_INTEGER, 64, False, 8, 4096))
+    alg = "satclassify:trainmodel"
+    train_inputs = {name: b.input(_param_copy(alg, name, advanced=adv))
+                    for name, adv in (("ARCHITECTURE", False), ("EPOCHS", False), ("DEVICE", False),
+                                      ("BATCH_SIZE", True), ("LR", True), ("CONFIG", True), ("SEED", True),
+                                      ("MAX_STEPS", True))}
+    labels = b.step("satclassify:rasterizeclc", "Rasterize CLC on the image grid",
+                    {"INPUT": ("model", clc), "REFERENCE": ("model", image), "LEVEL": ("model", level),
+                     "RULE": ("value", 2)},
+                    {"OUTPUT": ("labels", "CLC labels")})
+    patches = b.step("satclassify:buildpatches", "Build training patches",
+                     {"IMAGE": ("model", image), "LABELS": ("child", labels, "OUTPUT"),
+                      "PATCH_SIZE": ("model", patch), "STRIDE": ("value", 0), "CLASSES": ("value", 0),
+                      "OVERWRITE": ("value", True)},
+                     {"OUTPUT_FOLDER": ("dataset", "Training dataset folder")})
+    trained = b.step(alg, "Train model",
+                     {"INPUT": ("child", patches, "OUTPUT_FOLDER"), "AUGMENT": ("value", True),
+                      "CLASS_WEIGHTS": ("value", False), **{k: ("model", v) for k, v in train_inputs.items()}},
+                     {"OUTPUT": ("model", "Trained model (ONNX)"), "REPORT": ("training_report", "Training report"),
+                      "CHECKPOINTS": ("checkpoints", "Checkpoint folder")})
+    c = b.step("satclassify:classify", "Classify with the trained model",
+               {"INPUT": ("model", image), "MODEL": ("child", trained, "OUTPUT")},
+               {"OUTPUT": ("classes", "Land-cover classes")})
+    b.step("satclassify:assessaccuracy", "Assess accuracy against CLC",
+           {"CLASSIFIED": ("child", c, "OUTPUT"), "REFERENCE": ("child", labels, "OUTPUT")},
+           {"OUTPUT_REPORT": ("accuracy_report", "Accuracy report (HTML)"),
+            "OUTPUT_METRICS": ("metrics", "Metrics (JSON)")})
+    return b.save("satclassify_train_and_map.model3")
+
+
 def main():
     app, _prov = _qgis()
     os.makedirs(OUT, exist_ok=True)
-    training_dataset_model()
-    own_labels_dataset_model()
-    classify_aoi_model()
-    sampling_design_model()
-    change_two_dates_model()
+    only = sys.argv[1:]
+    for build in (training_dataset_model, own_labels_dataset_model, classify_aoi_model, sampling_design_model,
+                  change_two_dates_model, train_and_map_model):
+        if not only or build.__name__ in only:
+            build()
     app.exitQgis()
     return 0
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Build the installable plugin zip: root folder satclassify_plugin/ with metadata.txt and LICENSE.
 
+The zip also carries the training package's code (training/, no tests; about 0.2 MB) and
+requirements-training.txt under satclassify_plugin/training_pkg/: "Set up training environment..." installs
+torch and the rest from the package index, and the trainmodel tool runs this copy in that environment
+(satclassify_plugin/install/training_env.py).
+
 Usage: python3 scripts/build_zip.py [OUT.zip]     (default dist/satclassify_plugin.zip)
        python3 scripts/build_zip.py --install PLUGINS_DIR   (copy the same tree into a QGIS profile's
                                                             python/plugins folder)
@@ -44,6 +49,24 @@ def plugin_files():
             yield src, os.path.join(PKG, os.path.relpath(src, base))
     for extra in ("metadata.txt", "LICENSE"):
         yield os.path.join(ROOT, extra), f"{PKG}/{extra}"
+    yield from training_files()
+
+
+#: where the zip carries the training package (install/training_env.py BUNDLED)
+TRAINING_DIR = "training_pkg"
+
+
+def training_files():
+    """(source, path inside the zip) of the training package's code and its requirements."""
+    base = os.path.join(ROOT, "training")
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for f in sorted(filenames):
+            if f.endswith(SKIP_EXT) or f.startswith("."):
+                continue
+            src = os.path.join(dirpath, f)
+            yield src, os.path.join(PKG, TRAINING_DIR, "training", os.path.relpath(src, base))
+    yield os.path.join(ROOT, "requirements-training.txt"), f"{PKG}/{TRAINING_DIR}/requirements-training.txt"
 
 
 def build_zip(out):

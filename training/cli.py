@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _import_parser(sub)
     _crossval_parser(sub, t)
+    sub.add_parser("diagnose", help="this environment's Python, torch, CUDA and GPUs (one JSON line)")
     return ap
 
 
@@ -295,6 +296,9 @@ def _run(args, cancel):
             _export(args, make_progress(args.progress))
         elif args.command == "import":
             _import(args)
+        elif args.command == "diagnose":
+            from .diagnose import diagnose
+            print(json.dumps(diagnose()))
         return 0
     except SatClassifyError as e:
         print(f"error: {e}", file=sys.stderr)

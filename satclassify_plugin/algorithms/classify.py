@@ -109,6 +109,9 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         heads = self.head_outputs(parameters, context, feedback, outs, model.card.heads)
         result = classify(source, model, heads, confidence=outs["CONFIDENCE"],
                           probabilities=outs["PROBABILITIES"], options=options, monitor=monitor)
+        from ..core.trainrun.diagnostics import inference_line
+
+        feedback.pushInfo(inference_line(result.provider))
         written = [p for p in heads[:len(result.heads)] if p]
         for k, path in enumerate(heads[:len(result.heads)]):
             if not path:

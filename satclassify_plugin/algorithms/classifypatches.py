@@ -99,6 +99,9 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         result = classify_patches(source, model, output, threshold=threshold, options=options,
                                   monitor=self.monitor(feedback))
         style_polygons_on_load(context, output, result.classes, field="top_value")
+        from ..core.trainrun.diagnostics import inference_line
+
+        feedback.pushInfo(inference_line(result.provider))
         return {"OUTPUT": output, "COUNT": result.cells, "PROVIDER": result.provider}
 
     def checkParameterValues(self, parameters, context):

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PLUGIN = os.path.join(ROOT, "satclassify_plugin")
 CORE = os.path.join(PLUGIN, "core")
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "PyQt4", "torch", "processing")
-DOMAINS = ("s2", "labels", "classify", "accuracy", "maps")
+DOMAINS = ("s2", "labels", "classify", "accuracy", "maps", "trainrun")
 #: what each part of core may import (parts of satclassify_plugin, as dotted prefixes)
 ALLOWED = {"contract": ("core.contract",), "raster": ("core.contract", "core.raster"),
            "crs": ("core.contract", "core.crs")}

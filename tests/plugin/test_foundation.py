@@ -72,7 +72,8 @@ def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, m
     monkeypatch.setattr(plugin, "deps_folder", lambda: str(tmp_path / deps.DEPS_DIR_NAME))
     monkeypatch.setattr(sys, "path", list(sys.path))
     menu = [a for (a, m, t, _) in plugin.iface.custom_actions if t is None]
-    assert [a.text() for a in menu] == ["Install Python dependencies...", "Manage models..."]
+    assert [a.text() for a in menu] == ["Install Python dependencies...", "Manage models...",
+                                       "Set up training environment...", "Diagnostics..."]
     reqs = plugin.install_dependencies(python=sys.executable, gpu=False, runner=fake_runner)
     assert calls and calls[0][1:4] == ["-m", "pip", "install"]
     assert os.path.isdir(tmp_path / deps.DEPS_DIR_NAME / "onnxruntime")

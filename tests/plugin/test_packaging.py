@@ -36,6 +36,11 @@ def test_zip_layout(built_zip):
     # the pip-installed satclassify command is not part of the plugin (docs/headless.md)
     assert os.path.isdir(os.path.join(build_zip.ROOT, "satclassify_plugin", "headless"))
     assert not [n for n in names if n.startswith("satclassify_plugin/headless/")]
+    # the training package's code rides along (for the training environment), without tests
+    for required in ("training/__main__.py", "training/cli.py", "training/diagnose.py", "training/models/specs.py",
+                     "requirements-training.txt"):
+        assert f"satclassify_plugin/training_pkg/{required}" in names
+    assert not [n for n in names if "/tests/" in n or n.split("/")[-1].startswith("test_")]
     assert os.path.getsize(built_zip) < 25 * 1024 * 1024
 
 
@@ -63,6 +68,30 @@ def test_zip_imports_in_isolation(built_zip, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "44"
+
+
+def test_the_zip_runs_its_training_package_in_a_training_env(built_zip, tmp_path):
+    """A zip-only user: the training environment runs the zip's copy of the training package (the code comes with
+    the plugin, the environment only needs the requirements)."""
+    train_py = os.environ.get("SATCLASSIFY_TRAIN_PYTHON") or os.environ.get("SATCLASSIFY_TRAINING_PYTHON")
+    if not train_py:
+        pytest.skip("no training environment (SATCLASSIFY_TRAIN_PYTHON)")
+    with zipfile.ZipFile(built_zip) as z:
+        z.extractall(tmp_path)
+    plugin = tmp_path / "satclassify_plugin"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from satclassify_plugin.install import training_env as t; "
+            "import json; print(json.dumps([t.training_source(), t.requirements_file(), "
+            "t.child_env({})['PYTHONPATH']]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    import json
+    source, reqs, pythonpath = json.loads(out.stdout)
+    assert source == str(plugin / "training_pkg") and reqs == str(plugin / "training_pkg" / "requirements-training.txt")
+    assert pythonpath.split(os.pathsep) == [source, str(tmp_path)]
+    r = subprocess.run([train_py, "-m", "training", "diagnose"], capture_output=True, text=True, cwd="/",
+                       env=dict(os.environ, PYTHONPATH=pythonpath), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["training_package"] == str(plugin / "training_pkg" / "training")
 
 
 def test_qgis_process_lists_the_provider(tmp_path):
