@@ -41,7 +41,7 @@ def diagnostics_lines(probe=training_env.probe):
 
     python, source = current_training_python()
     info = probe(python) if python else None
-    return report_lines(Qgis.QGIS_VERSION, info, python, source)
+    return report_lines(Qgis.version(), info, python, source)
 
 
 def _text_box():

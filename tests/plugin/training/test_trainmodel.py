@@ -32,10 +32,10 @@ def _image(lab, rng):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from satclassify_plugin.core.contract.dataset import DatasetWriter
+    from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
     rng = np.random.default_rng(0)
     folder = str(tmp_path_factory.mktemp("tm") / "ds")
-    w = DatasetWriter(folder, BANDS, 32, CLASSES, overwrite=True)
+    w = DatasetWriter(folder, DatasetSpec(tuple(BANDS), 32, tuple(CLASSES)), overwrite=True)
     for split, n in (("train", 24), ("val", 6)):
         for _ in range(n):
             lab = np.ones((32, 32), np.uint8)
