@@ -2,7 +2,7 @@
 retries and proxy (:meth:`~satclassify_plugin.core.net.HttpClient.mount`). Yields the items as dicts."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Generator
 
 from ..contract.errors import SatClassifyError
 from ..net import HttpClient, host_of, own_error, status_error
@@ -24,7 +24,7 @@ class StacCatalog:
             io.session.close()
             raise self.translate(e, "opening the catalogue")
 
-    def items(self, **search: Any) -> Iterator[Dict[str, Any]]:
+    def items(self, **search: Any) -> Generator[Dict[str, Any], None, None]:
         """The items of ``Client.search(**search)`` as dicts; any failure is a clear SatClassifyError."""
         client = self._client()
         try:

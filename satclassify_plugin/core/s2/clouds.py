@@ -281,7 +281,7 @@ class StackClouds:
         want = mode in ("detector", "both") or (mode == "auto" and not has_scl)
         self.active = False
         self.note = ""
-        self.classes = None
+        self.classes: Optional[np.ndarray] = None  # the last run's detector classes
         if not want:
             return
         if not available():
@@ -311,11 +311,12 @@ class StackClouds:
         self.log(f"{head}cloud and shadow detection: {model_name(self.bands, level)} on "
                  f"{', '.join(self.bands)} at {WORK_RESOLUTION:g} m")
         # progress stays where the stack writer left it (the end); Cancel is still honoured
-        self.classes = detect(arrays, level, pixel_size, monitor=monitor.sub(1.0, 1.0) if monitor else None)
+        self.classes = classes = detect(arrays, level, pixel_size,
+                                        monitor=monitor.sub(1.0, 1.0) if monitor else None)
         self._kept = {}
-        s = shares(self.classes)
+        s = shares(classes)
         self.log(f"{head}detector: {100 * s['cloud']:.1f} % cloud, {100 * s['cloud shadow']:.1f} % cloud shadow")
-        return valid_from(self.classes)
+        return valid_from(classes)
 
     @property
     def detector(self) -> str:

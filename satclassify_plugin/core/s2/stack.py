@@ -22,7 +22,7 @@ import re
 import stat
 import xml.etree.ElementTree as ET
 import zipfile
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -64,11 +64,11 @@ MAX_SIDE = 40000  # pixels: beyond this the AOI is surely a mistake (400 km at 1
 
 
 @contextlib.contextmanager
-def gdal_remote_config(**overrides) -> Iterator[None]:
+def gdal_remote_config(**overrides: object) -> Iterator[None]:
     """Set GDAL config options for HTTP reads (:data:`REMOTE_CONFIG` and the deadline policy, by default
     :meth:`Deadlines.from_env` with 3 retries; callers pass ``HttpClient.gdal_options()``; an override None unsets
     that option), restoring the previous values afterwards."""
-    opts = {**REMOTE_CONFIG, **Deadlines.from_env().gdal_options(3)}
+    opts: Dict[str, Optional[str]] = {**REMOTE_CONFIG, **Deadlines.from_env().gdal_options(3)}
     opts.update({k: None if v is None else str(v) for k, v in overrides.items()})  # None: unset
     old = {k: gdal.GetConfigOption(k) for k in opts}
     try:
@@ -195,8 +195,11 @@ def _extent_in(ds: gdal.Dataset, dst: osr.SpatialReference) -> Tuple[float, floa
     return ct.TransformBounds(min(xs), min(ys), max(xs), max(ys), 21)
 
 
+Grid = Tuple[osr.SpatialReference, Tuple[float, float, float, float], int, int]  # SRS, bounds, width, height
+
+
 def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional[str], target_epsg: Optional[int],
-                resolution: float) -> Tuple[osr.SpatialReference, Tuple[float, float, float, float], int, int]:
+                resolution: float) -> Grid:
     """Output SRS, bounds (snapped to ``resolution``), width and height."""
     first = _open(scenes[0].assets[bands[0]], f"band {bands[0]} of {scenes[0].id}")
     if target_epsg:
@@ -423,12 +426,26 @@ def _text(root: ET.Element, name: str) -> Optional[str]:
     return None
 
 
-def parse_product_mtd(xml_bytes: bytes) -> Dict[str, object]:
+class ProductMetadata(TypedDict):
+    """What :func:`parse_product_mtd` reads from MTD_MSIL2A.xml / MTD_MSIL1C.xml ("" or None where absent)."""
+    level: str  # "L2A" or "L1C"
+    product_type: str
+    baseline: str
+    offsets: Dict[str, int]  # band -> BOA_ADD_OFFSET / RADIO_ADD_OFFSET
+    image_files: List[str]
+    platform: str
+    datetime: str
+    product_uri: str
+    cloud: Optional[float]
+    quantification: Optional[float]
+
+
+def parse_product_mtd(xml_bytes: bytes) -> ProductMetadata:
     """Fields of MTD_MSIL2A.xml / MTD_MSIL1C.xml that the tools use."""
     try:
         root = ET.fromstring(xml_bytes)
-    except ET.ParseError as e:
-        raise SatClassifyError(f"the product metadata (MTD_MSIL*.xml) is not valid XML: {e}")
+    except ET.ParseError as err:
+        raise SatClassifyError(f"the product metadata (MTD_MSIL*.xml) is not valid XML: {err}")
     level = "L2A" if "Level-2A" in root.tag else ("L1C" if "Level-1C" in root.tag else None)
     ptype = _text(root, "PRODUCT_TYPE") or ""
     if level is None:
@@ -440,8 +457,8 @@ def parse_product_mtd(xml_bytes: bytes) -> Dict[str, object]:
     for tag in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
         for e in _find_all(root, tag):
             try:
-                offsets[inv[int(e.get("band_id", "-1"))]] = int(float(e.text.strip()))
-            except (KeyError, ValueError, AttributeError):
+                offsets[inv[int(e.get("band_id", "-1"))]] = int(float((e.text or "").strip()))  # no text: ValueError
+            except (KeyError, ValueError):
                 raise SatClassifyError(f"malformed {tag} in the product metadata: band_id={e.get('band_id')!r} "
                                        f"value={e.text!r}")
     files = [e.text.strip() for e in _find_all(root, "IMAGE_FILE") if e.text and e.text.strip()]

@@ -99,12 +99,12 @@ def band_percentiles(ds: gdal.Dataset, band: int, lower: float = CUT[0], upper: 
             a = b.ReadAsArray(x, y, xs, ys, buf_xsize=bx, buf_ysize=by)
             if a is None:
                 continue
-            if integer:
+            if counts is not None:
                 counts += np.bincount(a.ravel(), minlength=counts.size)[:counts.size]
             else:
                 v = a.ravel().astype(np.float64)
                 samples.append(v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)])
-    if integer:
+    if counts is not None:
         return _cut_of_counts(counts, nodata, lower, upper)
     return _cut_of_values(np.concatenate(samples) if samples else np.zeros(0), lower, upper)
 

@@ -34,7 +34,7 @@ from ..contract.timeseries import VALID, descriptions
 from . import style
 from .clouds import REQUIRED, StackClouds
 from .products import BAND_RESOLUTION, QUANTIFICATION, Scene, format_baseline, group_by_date, parse_datetime, scl_mask
-from .stack import gdal_remote_config, mosaic_band, stack_outputs, target_grid
+from .stack import Grid, gdal_remote_config, mosaic_band, stack_outputs, target_grid
 
 INTERVALS = ("none", "monthly", "days")
 COMPOSITES = ("best", "median")
@@ -44,10 +44,10 @@ DEFAULT_CANDIDATES = 4
 def intervals(start: str, end: str, kind: str, days: int = 30) -> List[Tuple[_dt.date, _dt.date]]:
     """Inclusive (first day, last day) windows covering START..END: calendar months (clipped to the period) or
     consecutive ``days``-day windows from START (the last one clipped)."""
-    s, e = parse_datetime(start), parse_datetime(end)
-    if s is None or e is None:
+    start_dt, end_dt = parse_datetime(start), parse_datetime(end)
+    if start_dt is None or end_dt is None:
         raise SatClassifyError("a multi-date stack needs START and END dates (YYYY-MM-DD)")
-    s, e = s.date(), e.date()
+    s, e = start_dt.date(), end_dt.date()
     if e < s:
         raise SatClassifyError(f"END ({end}) is before START ({start})")
     out = []
@@ -210,7 +210,7 @@ def import_series(scenes: Sequence[Scene], bands: Sequence[str], output: str, ma
 class _Series:
     """Reading dates onto one grid and writing the multi-date stack (shared by fetch and import)."""
 
-    def __init__(self, bands, grid, ready, has_scl, mon, steps, cm: StackClouds, level: Optional[str] = None):
+    def __init__(self, bands, grid: Grid, ready, has_scl, mon, steps, cm: StackClouds, level: Optional[str] = None):
         self.bands, self.grid, self.ready, self.has_scl, self.mon = list(bands), grid, ready, has_scl, mon
         self.steps, self.done = max(int(steps), 1), 0
         self.cm, self.level = cm, level  # level: the search's product level (fetch); None: each product's own

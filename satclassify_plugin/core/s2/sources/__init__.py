@@ -18,7 +18,7 @@ import datetime as _dt
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Type
 
 from ...catalog import Credentials
 from ...contract.errors import SatClassifyError
@@ -119,6 +119,7 @@ class Source:
 def get_source(name: str, url: str = "", credentials: Optional[Credentials] = None,
                http: Optional[HttpClient] = None, monitor: Optional[Monitor] = None) -> Source:
     key = (name or "STAC").strip().upper()
+    cls: Type[Source]
     if key == "STAC":
         from .stac import StacSource as cls
     elif key == "CDSE":

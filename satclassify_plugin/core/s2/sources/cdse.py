@@ -152,7 +152,8 @@ class CdseSource(Source):
                 raise SatClassifyError(f"product {s.id} is offline (long-term archive): order it at the service "
                                        "first, or choose another date")
             dest = os.path.join(workdir, s.id + ".zip")
-            self.monitor.info(f"downloading {s.id} ({(s.extra.get('size') or 0) / 1e6:.0f} MB) to {dest}")
+            size = s.extra.get("size")
+            self.monitor.info(f"downloading {s.id} ({(size if isinstance(size, int) else 0) / 1e6:.0f} MB) to {dest}")
             self.odata.download(s.extra["uuid"], dest, md5=s.extra.get("md5"), size=s.extra.get("size"),
                                 monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n))
             safe = open_safe(dest)

@@ -34,8 +34,9 @@ def scene_from_entry(uuid: Any, p: Any) -> Scene:
             fp = json.loads(g.ExportToJson()) if g is not None else None
         except Exception:
             fp = None
+    raw_cloud = p.get("cloudcoverpercentage")
     try:
-        cloud = float(p.get("cloudcoverpercentage"))
+        cloud = float(raw_cloud) if raw_cloud is not None else None
     except (TypeError, ValueError):
         cloud = None
     m = re.search(r"_N(\d{4})_", title)
@@ -82,7 +83,7 @@ class DhusSource(Source):
             self.monitor.check()
             mon = self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n)
             self.monitor.info(f"downloading {s.id} from {host_of(self.url)} to {workdir}")
-            safe = open_safe(catalog.download(s.extra["uuid"], s.id, workdir, mon))
+            safe = open_safe(catalog.download(str(s.extra["uuid"]), s.id, workdir, mon))
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "DHuS"
             out.append(safe)
         return out
