@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -129,11 +129,17 @@ def input_bounds(card: ModelCard) -> Optional[Tuple[np.ndarray, np.ndarray]]:
 
 
 # Model -------------------------------------------------------------------------------------------
+class Session(Protocol):
+    """What :class:`Model` uses of an ``onnxruntime.InferenceSession`` (tests pass look-alikes)."""
+
+    def run(self, output_names: Sequence[str], input_feed: Dict[str, np.ndarray]) -> Sequence[Any]: ...
+
+
 @dataclass
 class Model:
     path: str
     card: ModelCard
-    session: object
+    session: Session
     input_name: str
     output_names: List[str]          # one per card head, in head order
     fixed_hw: Optional[Tuple[int, int]] = None
@@ -168,8 +174,8 @@ class Model:
             names += [o + ARGMAX_SUFFIX, o + MAX_SUFFIX]
         names += [self.output_names[h] for h in prob_heads]
         outs = self.session.run(names, {self.input_name: batch, **self.feeds})
-        probs = {h: np.asarray(outs[2 * n + i]) for i, h in enumerate(prob_heads)}
-        return [(np.asarray(outs[2 * h]), np.asarray(outs[2 * h + 1]), probs.get(h)) for h in range(n)]
+        head_probs = {h: np.asarray(outs[2 * n + i]) for i, h in enumerate(prob_heads)}
+        return [(np.asarray(outs[2 * h]), np.asarray(outs[2 * h + 1]), head_probs.get(h)) for h in range(n)]
 
 
 ARGMAX_SUFFIX = "__satclassify_argmax"
@@ -188,7 +194,7 @@ def top_of(p: np.ndarray):
     return idx, best
 
 
-def add_top_outputs(model_bytes) -> Optional[bytes]:
+def add_top_outputs(model_bytes: Union[bytes, bytearray, Any]) -> Optional[bytes]:
     """The serialized ONNX graph with ``<output>__satclassify_argmax`` (uint8; int64 above 256 classes) and
     ``<output>__satclassify_max`` (float) added for each graph output (class axis 1), or None when the
     ``onnx`` package is missing (it is optional: the plugin then takes the argmax in numpy)."""
@@ -196,7 +202,8 @@ def add_top_outputs(model_bytes) -> Optional[bytes]:
         import onnx
     except ImportError:
         return None
-    m = onnx.load_from_string(model_bytes) if isinstance(model_bytes, (bytes, bytearray)) else model_bytes
+    # bytes(): no copy of bytes; onnx.load_from_string is declared for bytes only
+    m = onnx.load_from_string(bytes(model_bytes)) if isinstance(model_bytes, (bytes, bytearray)) else model_bytes
     return m.SerializeToString() if _add_top(m) else None
 
 

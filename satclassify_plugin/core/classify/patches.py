@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from osgeo import gdal, ogr
@@ -103,7 +103,7 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     probs = np.array([rec[2] for rec in records])
     labels, top = cell_labels(probs, multilabel, thresholds)
     classes = head.classes
-    counts = {}
+    counts: Dict[str, int] = {}
     for t in top:
         counts[classes[int(t)].name] = counts.get(classes[int(t)].name, 0) + 1
     p, (x0, y0) = grid.p, grid.origin

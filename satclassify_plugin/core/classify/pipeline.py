@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from osgeo import gdal
@@ -261,8 +261,8 @@ class _StripWriter:
 
     def __init__(self, ds: gdal.Dataset, nbands: int, x0: int, y0: int, width: int, fill: int):
         self.ds, self.nbands, self.x0, self.y0, self.width, self.fill = ds, nbands, x0, y0, width, fill
-        self.row = None
-        self.row_y = None
+        self.row: Optional[np.ndarray] = None  # the tile row being collected (bands, rows, width)
+        self.row_y: Optional[int] = None
         self.pending: List[np.ndarray] = []
         self.pending_rows = 0
         self.written = 0
@@ -391,11 +391,13 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], option
     scale = _fold_scaling(scale, gdal_scaling(src, band_numbers, log))
     px = check_pixel_size(src, card.resolution_m, log, resample)
     ds = src
-    if resample and px is not None:
-        if abs(px - card.resolution_m) > 1e-9 * card.resolution_m:
+    res = card.resolution_m
+    if resample and px is not None and res is not None:  # px is None without a card resolution or a CRS
+        if abs(px - res) > 1e-9 * res:
             # the card's metres in map units (a CRS whose units are not ground metres: scaled at the centre)
             g = crs.ground_of_raster(src)
-            ds = _resampled(src, card.resolution_m * g.nominal_size / px, nodata, log)
+            assert g is not None  # check_pixel_size measured px on it
+            ds = _resampled(src, res * g.nominal_size / px, nodata, log)
     if resample and card.resolution_m is None:
         log("RESAMPLE ignored: the model card gives no resolution_m")
     elif resample and px is None:
@@ -569,7 +571,7 @@ class _BatchReader:
             if stop.is_set():
                 return None
             ox, oy = t.core_offset
-            if self.negative_dates:
+            if self.negative_dates and plan.valid_any:  # negative_dates implies valid_any
                 self.negatives += invalidate_negative_dates(raw, plan.valid_any, ox, oy, t.core)
             core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
             # NaN and +-inf, nodata values and negative DN are no measurement: those pixels get the outputs' nodata
@@ -646,7 +648,7 @@ class _Pipeline:
         self.counts = {t.head: np.zeros(256, np.int64) for t in plan.targets if t.kind == "class"}
         # seconds of the inference thread in onnxruntime / waiting, and CPU seconds of the reader, the writer and
         # the whole process (onnxruntime's own threads are the rest of the process's CPU)
-        self.stats = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0,
+        self.stats: Dict[str, Any] = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0,
                       "writer_cpu": 0.0}
 
     def put(self, q, item) -> bool:
@@ -741,7 +743,7 @@ class _Pipeline:
             done += len(group)
             self.monitor.progress(done / len(tiles))
 
-    def run(self) -> dict:
+    def run(self) -> Dict[str, Any]:
         cpu0 = time.process_time()
         threads = [threading.Thread(target=self.reader, name="satclassify-reader", daemon=True),
                    threading.Thread(target=self.writer, name="satclassify-writer", daemon=True)]

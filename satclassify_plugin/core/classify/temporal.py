@@ -42,6 +42,8 @@ class TemporalInputs:
 def temporal_inputs(card: ModelCard, band_names: Sequence[str], log: Callable[[str], None] = lambda m: None
                     ) -> TemporalInputs:
     ts = card.timeseries
+    if ts is None:
+        raise SatClassifyError(f"the model ({card.architecture}) is a single-date model: it has no multi-date inputs")
     need, want = int(ts["num_dates"]), ", ".join(ts["dates"])
     try:
         lay = parse_stack(band_names)

@@ -170,7 +170,7 @@ def plan_tiles(width: int, height: int, tile, halo: int, window: Optional[Window
         raise SatClassifyError(f"window {window} is not inside the {width} x {height} raster")
     xs = plan_axis(x0, x0 + w, width, tw, halo)
     ys = plan_axis(y0, y0 + h, height, th, halo)
-    tiles = []
+    tiles: List[Tile] = []
     for r, sy in enumerate(ys):
         for c, sx in enumerate(xs):
             tiles.append(Tile(len(tiles), r, c,

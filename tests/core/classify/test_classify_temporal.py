@@ -52,3 +52,10 @@ def test_faults_name_the_problem(names, words):
     with pytest.raises(SatClassifyError) as e:
         temporal_inputs(card(), names)
     assert words in str(e.value)
+
+
+def test_single_date_card_is_refused_by_name():
+    single = card()
+    single.timeseries = None
+    with pytest.raises(SatClassifyError, match=r"the model \(utae\) is a single-date model"):
+        temporal_inputs(single, descriptions(["B04", "B08"], TRAINED))
