@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple, overload
 
 import numpy as np
 from osgeo import gdal, osr
@@ -135,6 +135,12 @@ def open_aligned(path: str, target: gdal.Dataset, what: str, log, target_what: s
     _check_overlap(target, src, what, target_what)
     log(f"the {what} raster is on another grid: warped with nearest neighbour onto the {target_what} grid")
     return raster.warp_to_grid(src, target, "near", **warp), src
+
+
+@overload
+def pixel_area_ha(ds: gdal.Dataset, what: str = ..., strict: Literal[True] = ...) -> float: ...
+@overload
+def pixel_area_ha(ds: gdal.Dataset, what: str = ..., strict: bool = ...) -> Optional[float]: ...
 
 
 def pixel_area_ha(ds: gdal.Dataset, what: str = "class raster", strict: bool = True) -> Optional[float]:
@@ -432,7 +438,7 @@ def write_outputs(result: AccuracyResult, matrix_path: Optional[str], metrics_pa
                   report_path: Optional[str]) -> Dict[str, Optional[str]]:
     """Write the CSV, JSON and HTML report (+ PNG beside it); each file appears complete or not at all."""
     m = result.metrics
-    written = {"matrix": None, "metrics": None, "report": None, "png": None}
+    written: Dict[str, Optional[str]] = {"matrix": None, "metrics": None, "report": None, "png": None}
     if matrix_path:
         with raster.AtomicOutput(matrix_path) as tmp:
             with open(tmp, "w", encoding="utf-8", newline="") as f:

@@ -47,7 +47,7 @@ from .assess import (
     present_values,
     refuse_image,
 )
-from .plan import ChangeOptions, change_categories
+from .plan import CANDIDATES_NEED_CONFIDENCE, ChangeOptions, change_categories
 
 ogr.UseExceptions()
 
@@ -264,6 +264,8 @@ class ChangeInputs:
 
     def candidates(self, cat: np.ndarray, is_change: np.ndarray, threshold: float, x, y, w, h) -> np.ndarray:
         """Where a block's category ``cat`` is a change with a confidence of at least ``threshold`` percent."""
+        # land_cover_change refuses candidates without a confidence raster
+        assert self.conf_band is not None and self.conf_scale is not None
         raw = self.conf_band.ReadAsArray(x, y, w, h)
         conf = raw.astype(np.float64) * self.conf_scale
         if self.conf_nodata is not None:
@@ -353,6 +355,8 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
     log = monitor.info
     outs = outputs or ChangeOutputs.take(kwargs)
     opts = options or ChangeOptions.read(candidates=bool(outs.candidates), confidence=bool(confidence), **kwargs)
+    if outs.candidates and not confidence:  # also with ``options`` given (ChangeOptions.read checks it otherwise)
+        raise SatClassifyError(CANDIDATES_NEED_CONFIDENCE)
     src = ChangeInputs.open(first, second, confidence, opts.ignore_list, log)
     windows = list(raster.iter_windows(src.ds1.RasterXSize, src.ds1.RasterYSize, block))
     pairs = _count_pairs(src, windows, opts.ignore_list, monitor.sub(0.0, 0.3))
@@ -374,12 +378,13 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
             {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second}, opts.threshold, monitor.sub(0.3, 0.6))
         threshold_px, srs = opts.mmu_pixels(src.area), raster.srs_of(src.ds1)
         poly = cand = None
-        if outs.polygons:
-            poly = _polygons(tmp_change, tmp["polygons"], CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs,
+        tmp_poly, tmp_cand_out = tmp["polygons"], tmp["candidates"]
+        if tmp_change is not None and tmp_poly is not None:  # both set iff outs.polygons
+            poly = _polygons(tmp_change, tmp_poly, CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs,
                              None, monitor)
         monitor.progress(0.8)
-        if outs.candidates:
-            cand = _polygons(tmp_cand, tmp["candidates"], CANDIDATE_LAYER, categories, opts.mmu_ha, threshold_px,
+        if tmp_cand is not None and tmp_cand_out is not None:  # both set iff outs.candidates
+            cand = _polygons(tmp_cand, tmp_cand_out, CANDIDATE_LAYER, categories, opts.mmu_ha, threshold_px,
                              srs, {"confidence_threshold": opts.threshold}, monitor)
             cand["pixels"] = cand_pixels
         monitor.progress(0.95)

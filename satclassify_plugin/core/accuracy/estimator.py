@@ -32,6 +32,7 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ..contract.errors import SatClassifyError
 
@@ -122,7 +123,7 @@ def stratified_estimates(counts, strata_pixels: Sequence[float], values: Sequenc
 
 
 # ----------------------------------------------------------------------------------------- sample design
-def sample_size_for_se(weights: Sequence[float], expected_ua: Sequence[float], target_se: float) -> int:
+def sample_size_for_se(weights: npt.ArrayLike, expected_ua: npt.ArrayLike, target_se: float) -> int:
     """Eq. 13: total sample size n = (sum_i W_i S_i / S(O))^2, S_i = sqrt(U_i (1 - U_i)), rounded up."""
     if not 0 < float(target_se) < 0.5:
         raise SatClassifyError(f"the target standard error of overall accuracy must be between 0 and 0.5 "
@@ -146,7 +147,7 @@ def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def allocate(total: int, weights: Sequence[float], available: Sequence[int], minimum: int = 0,
+def allocate(total: int, weights: npt.ArrayLike, available: Sequence[int], minimum: int = 0,
              rule: str = "proportional") -> List[int]:
     """Points per stratum: ``rule`` "proportional" (to the mapped share W_i) or "equal", every stratum at least
     ``minimum`` (Olofsson et al. 2014 recommend 50-100 for rare classes, the rest proportional), never more

@@ -204,6 +204,10 @@ def sample_metrics(n_ij: np.ndarray, values: List[int], index: dict, est: dict, 
 
 # ---- land-cover change ----
 
+CANDIDATES_NEED_CONFIDENCE = ("map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
+                              "satclassify:classify for the second map)")
+
+
 @dataclass(frozen=True)
 class ChangeOptions:
     """MMU, confidence THRESHOLD, IGNORE and NAMES of a change comparison, checked when made."""
@@ -220,8 +224,7 @@ class ChangeOptions:
         if not 0 <= float(threshold) <= 100:
             raise SatClassifyError(f"the confidence threshold is in percent (0-100), got {threshold}")
         if candidates and not confidence:
-            raise SatClassifyError("map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
-                                   "satclassify:classify for the second map)")
+            raise SatClassifyError(CANDIDATES_NEED_CONFIDENCE)
         ignore_list = accuracy.parse_ignore(ignore)
         names_table = accuracy.read_names(names) if names else None
         return cls(float(mmu_ha), float(threshold), tuple(ignore_list), names_table)

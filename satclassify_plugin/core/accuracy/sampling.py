@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 from osgeo import gdal, ogr
@@ -155,15 +155,19 @@ def read_class_table(path: str, column: str, what: str, kind=float) -> Dict[int,
     return out
 
 
+#: expected user's accuracy: one for all classes, or per class value with an optional "default" entry
+ExpectedUA = Union[float, Dict[Union[int, str], float]]
+
+
 def design(values: List[int], pixels: List[int], method: str = "target_se", target_se: float = 0.01,
-           expected_ua=0.8, total: int = 0, rule: str = "proportional", minimum: int = 50,
-           counts: Optional[Dict[int, int]] = None, log=None) -> dict:
+           expected_ua: ExpectedUA = 0.8, total: int = 0, rule: str = "proportional", minimum: int = 50,
+           counts: Optional[Mapping[int, float]] = None, log=None) -> Dict[str, Any]:
     """Sample size and allocation: points per stratum plus what they came from."""
     log = log or (lambda m: None)
     if method not in METHODS:
         raise SatClassifyError(f"METHOD must be one of {', '.join(METHODS)}, not {method!r}")
     w = np.asarray(pixels, dtype=np.float64) / float(sum(pixels))
-    info = {"method": method}
+    info: Dict[str, Any] = {"method": method}  # the design as written to the JSON
     if method == "counts":
         if not counts:
             raise SatClassifyError("METHOD 'counts per class' needs the COUNTS table (CSV value,count)")
@@ -304,9 +308,11 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
     area = pixel_area_ha(ds, "classified raster")
     if raster.srs_of(ds) is None:
         log("WARNING: the classified raster has no CRS: the points carry none and areas assume metres")
-    ua = float(o.expected_ua)
+    ua: ExpectedUA = float(o.expected_ua)
     if o.expected_ua_table:
-        ua = {"default": ua, **read_class_table(o.expected_ua_table, "expected_ua", "expected user's accuracy table")}
+        per_class: Dict[Union[int, str], float] = {"default": float(o.expected_ua)}
+        per_class.update(read_class_table(o.expected_ua_table, "expected_ua", "expected user's accuracy table").items())
+        ua = per_class
     counts = read_class_table(o.counts_table, "count", "counts table", kind=int) if o.counts_table else None
     names_table = accuracy.read_names(o.names) if o.names else {}
     per_value = count_strata(ds, ignore_list, o.block, monitor.sub(0.0, 0.45))

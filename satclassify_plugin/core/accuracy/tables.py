@@ -23,7 +23,7 @@ import html
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -88,7 +88,12 @@ def check_level(level) -> Optional[int]:
 
 
 # ----------------------------------------------------------------------------------------- tables
-def _read_csv_rows(path: str, what: str) -> List[Dict[str, str]]:
+#: rows of a small CSV table as :func:`_read_csv_rows` returns them: the first ``{"__header__": [column names]}``,
+#: then per data row ``{"__line__": "<line number>", <column>: <cell text>, ...}``
+CsvRows = List[Dict[str, Any]]
+
+
+def _read_csv_rows(path: str, what: str) -> CsvRows:
     if not path or not os.path.isfile(path):
         raise SatClassifyError(f"{what} '{path}' does not exist")
     try:
@@ -102,7 +107,7 @@ def _read_csv_rows(path: str, what: str) -> List[Dict[str, str]]:
     delim = ";" if sample.count(";") > sample.count(",") else ("\t" if "\t" in sample and "," not in sample else ",")
     reader = csv.reader(lines, delimiter=delim)
     header = [h.strip().lower() for h in next(reader)]
-    rows = []
+    rows: CsvRows = []
     for n, row in enumerate(reader, start=2):
         if not any(c.strip() for c in row):
             continue
@@ -135,7 +140,7 @@ class Reclassification:
         return getattr(self, which)
 
 
-def reclassification_from_rows(rows: List[Dict[str, str]], what: str = "reclassify table") -> Reclassification:
+def reclassification_from_rows(rows: CsvRows, what: str = "reclassify table") -> Reclassification:
     header = rows[0]["__header__"]
     missing = [c for c in ("map", "from", "to") if c not in header]
     if missing:
@@ -164,16 +169,16 @@ def read_reclassification(path: str) -> Reclassification:
     return reclassification_from_rows(_read_csv_rows(path, "reclassify table"), f"reclassify table '{path}'")
 
 
-def names_from_rows(rows: List[Dict[str, str]], what: str = "names table") -> Dict[int, Tuple[str, Optional[str]]]:
+def names_from_rows(rows: CsvRows, what: str = "names table") -> Dict[int, Tuple[str, Optional[str]]]:
     header = rows[0]["__header__"]
     if "value" not in header or "name" not in header:
         raise SatClassifyError(f"{what}: the first line must be the header 'value,name[,color]', "
                                f"found '{','.join(header)}'")
-    out = {}
+    out: Dict[int, Tuple[str, Optional[str]]] = {}
     for row in rows[1:]:
         v = _int_cell(row, "value", what)
-        color = row.get("color") or row.get("colour") or ""
-        color = clc.normalise_color(color, f"{what} line {row['__line__']}") if color else None
+        cell = row.get("color") or row.get("colour") or ""
+        color = clc.normalise_color(cell, f"{what} line {row['__line__']}") if cell else None
         out[v] = (row["name"] or f"class {v}", color)
     if not out:
         raise SatClassifyError(f"{what} has no rows: add lines 'value,name,color' such as '1,Water,#0000ff'")
