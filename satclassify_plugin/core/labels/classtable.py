@@ -182,8 +182,7 @@ def read_table_csv(path: str, numeric: bool = False) -> ClassTable:
 
 def table_from_codes(codes: Sequence, numeric: bool = False, where: str = "the class field") -> ClassTable:
     """The table derived from a layer's distinct codes (NULL/empty left out): sorted, values 1..N."""
-    keys = {code_key(c, numeric) for c in codes}
-    keys.discard(None)
+    keys = {k for k in (code_key(c, numeric) for c in codes) if k is not None}  # NULL/empty: None
     if not keys:
         raise SatClassifyError(f"{where} holds no code (every value is NULL or empty): choose the class field")
     if numeric:

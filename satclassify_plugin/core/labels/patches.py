@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from osgeo import gdal, ogr
@@ -259,7 +259,7 @@ def _point_candidates(src: _Sources, s: PatchSettings, monitor: Monitor) -> List
     w, h = src.img.RasterXSize, src.img.RasterYSize
     band = src.lab_ds.GetRasterBand(1)
     rows = max(1, (8 * 2 ** 20) // max(1, w))
-    found = []
+    found: List[Tuple[int, int, int]] = []  # (row, column, label) of every labelled pixel
     for y0 in range(0, h, rows):
         if monitor.canceled():
             raise Canceled(CANCELED)
@@ -326,7 +326,7 @@ def _write_dataset(src: _Sources, s: PatchSettings, candidates: List[Candidate],
     records: List[PatchRecord] = []
     dropped_nodata = 0
     classes = src.classes
-    spec = DatasetSpec(src.bands, p, classes, crs_wkt=wkt, shard_size=s.shard_size,
+    spec = DatasetSpec(tuple(src.bands), p, tuple(c.to_dict() for c in classes), crs_wkt=wkt, shard_size=s.shard_size,
                        resolution_m=ground_resolution(gt, wkt, w, h, log), with_masks=src.with_masks, splits=SPLITS,
                        task="singlelabel" if src.point_labels else "multilabel" if s.target_fraction > 0
                        else "segmentation", with_labels=not src.point_labels)

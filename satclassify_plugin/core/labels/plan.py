@@ -7,7 +7,7 @@ writing the image patches is here, so it is tested in tests/core without rasters
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class PatchRecord:
     col: int
     labelled: float
     masked: float
-    fractions: Sequence[float]   # per class of the table, the fraction of the patch's pixels
+    fractions: Union[Sequence[float], np.ndarray]  # per class of the table, the fraction of the patch's pixels
 
 
 @dataclass
