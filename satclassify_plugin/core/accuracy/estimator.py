@@ -29,10 +29,12 @@ A stratum with a single point has no variance estimate (n_i. - 1 = 0): its varia
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:  # annotations only: numpy.typing is not in every numpy a QGIS install ships
+    import numpy.typing as npt
 
 from ..contract.errors import SatClassifyError
 
