@@ -500,6 +500,12 @@ def _filter_rect(grid: Grid, src_srs, dst_srs, margin_px: float = 2.0):
     return e[0], e[2], e[1], e[3]
 
 
+def _band_grid(grid: Grid, y0: int, y1: int) -> Grid:
+    """Rows [y0, y1) of ``grid`` as a grid of their own."""
+    gt = grid.geotransform
+    return Grid(grid.width, y1 - y0, (gt[0], gt[1], gt[2], gt[3] + gt[5] * y0, gt[4], gt[5]), grid.wkt)
+
+
 def _gdal_callback(progress, is_canceled, start: float, span: float):
     def cb(frac, msg, data):
         if is_canceled():
@@ -602,7 +608,9 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             direct = (lyr, code_field, lut) if same_crs else None
             with _MixedWriter(o.mixed_output, grid) as mixed:
                 result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, progress,
-                                                is_canceled, log, direct)
+                                                is_canceled, log, direct, n_inside,
+                                                lambda y0, y1: _filter_rect(_band_grid(grid, y0, y1), src_srs,
+                                                                            dst_srs))
                 result.mixed_pixels = sum(result.mixed_counts.values())
         out.FlushCache()
         out = None
@@ -729,18 +737,70 @@ def _reversed_copy(mem):
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
+#: memory bounds of the majority rule: the polygons are read band by band (a band of rows holding about
+#: BAND_FEATURES features, read with a spatial filter: features crossing two bands are read twice), and a strip
+#: (the unit of work of the two worker threads) holds at most about STRIP_EDGES polygon edges: a dense layer
+#: (a million polygons of a few pixels) gets shorter strips. A layer of CLC density (polygons of ~50 px) is one
+#: band of ~2 M pixel strips, as before
+BAND_FEATURES = 100_000
+STRIP_EDGES = 250_000
+
+
+def _bands(h: int, rows: int, n_features: int) -> List[Tuple[int, int]]:
+    """Row bands [(y0, y1)] of a grid of ``h`` rows with ``n_features`` polygons around it (taken as evenly
+    spread), each about BAND_FEATURES features: a whole number of strips of ``rows`` rows where a band holds
+    several."""
+    if n_features <= BAND_FEATURES:
+        return [(0, h)]
+    n = max(1, int(BAND_FEATURES * h / n_features))
+    if n >= rows:
+        n -= n % rows
+    return [(y, min(h, y + n)) for y in range(0, h, n)]
+
+
 def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log,
-              direct=None) -> Dict[int, int]:
+              direct=None, n_features: int = 0, rect_of=None) -> Dict[int, int]:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
     overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
     when the layer is in the grid's CRS: its polygons are then read as they are, and the memory copy of them
-    (for GDAL's burns and the geometry fallback, which only irregular strips need) is made when first needed."""
+    (for GDAL's burns and the geometry fallback, which only irregular strips need) is made when first needed.
+    Bands of rows (:func:`_bands`; ``n_features`` around the grid, ``rect_of(y0, y1)`` the filter rectangle of
+    rows [y0, y1) in the layer's CRS) are read and computed one after the other: memory follows a band, not the
+    layer."""
     w, h = grid.width, grid.height
-    gt = grid.geotransform
     # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
     # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
-    rows = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
+    rows0 = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
+    bands = _bands(h, rows0, n_features)
+    need_mixed = mixed.band is not None
+    out_rows = _TileRows(band)
+    mixed_rows = _TileRows(mixed.band) if need_mixed else None
+    state = {"irregular": 0, "mixed": np.zeros(3, np.int64)}
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        for ya, yb in bands:
+            brect = rect if len(bands) == 1 or rect_of is None else rect_of(ya, yb)
+            _majority_band(vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, progress,
+                           is_canceled, log, direct, pool, state)
+        out_rows.close()
+        if mixed_rows is not None:
+            mixed_rows.close()
+    finally:
+        pool.shutdown(wait=True)
+    if state["irregular"]:
+        log(f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed with the "
+            "later polygon on top")
+    n_mixed = state["mixed"]
+    return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
+
+
+def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, progress, is_canceled,
+                   log, direct, pool, state) -> None:
+    """Rows [ya, yb) of :func:`_majority`: the polygons read in ``rect`` (the layer's CRS), then the band's strips
+    computed (two at a time) and written in order."""
+    w, h = grid.width, grid.height
+    gt = grid.geotransform
     mem_box: list = []
     mem_lock = threading.Lock()
 
@@ -750,6 +810,12 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 mem_box.append(_memory_layer(vds, sql, rect, grid))
             return mem_box[0]
 
+    def strip_rows(n_edges: int) -> int:
+        """Today's strip height, or fewer rows where the band's edges would put more than STRIP_EDGES in one."""
+        if n_edges * rows0 <= STRIP_EDGES * (yb - ya):
+            return rows0
+        return max(1, (STRIP_EDGES * (yb - ya)) // max(1, n_edges))
+
     if direct is not None:
         lyr, code_field, lut = direct
         defn = lyr.GetLayerDefn()
@@ -757,27 +823,26 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         lyr.SetIgnoredFields([n for n in others if n != code_field])
         lyr.SetSpatialFilterRect(*rect)
         try:
-            edges = coverage.read_edges(lyr, code_field, gt, h, w, rows, lut)
+            edges = coverage.read_edges(lyr, code_field, gt, yb - ya, w, strip_rows, lut, y_start=ya)
         finally:
             lyr.SetSpatialFilter(None)
             lyr.SetIgnoredFields([])
     else:
-        edges = coverage.read_edges(mem_ds().GetLayer(0), VALUE_FIELD, gt, h, w, rows)
+        edges = coverage.read_edges(mem_ds().GetLayer(0), VALUE_FIELD, gt, yb - ya, w, strip_rows, y_start=ya)
+    rows = edges.rows
     drv = gdal.GetDriverByName("MEM")
-    need_mixed = mixed.band is not None
+    need_mixed = mixed_rows is not None
     x0w, x1w = gt[0], gt[0] + gt[1] * w
     extra = {}  # lazily made: the reversed layer (mixed interior overlaps), the painter fallback
 
     def burn_strip(y0, layer):
-        r = min(rows, h - y0)
+        r = min(rows, yb - y0)
         sgt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * y0, 0.0, gt[5])
-        ya, yb = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
-        srect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
+        ya_w, yb_w = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
+        srect = (min(x0w, x1w), min(ya_w, yb_w), max(x0w, x1w), max(ya_w, yb_w))
         return _burn(drv, w, r, sgt, grid.wkt, layer, srect)
 
-    starts = list(range(0, h, rows))
-    n_irregular = 0
-    n_mixed = np.zeros(3, np.int64)
+    starts = list(range(ya, yb, rows))
 
     def strip_task(s, y0):
         """Classes of strip ``s`` (in a worker: numpy and GDAL release the GIL, so two strips are computed at once
@@ -785,7 +850,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         can differ from it; else exact fractions for every boundary pixel (:mod:`.coverage`), the pixels between
         them from the fractions' own prefix sums, and only a strip with overlapping or invalid polygons burnt by
         GDAL (centre rule, later polygon on top) for them. The forward layer is used by one task at a time."""
-        r = min(rows, h - y0)
+        r = min(rows, yb - y0)
         strip = edges.strip(s)
         res = clean.strip_majority(*strip, y0, r, w, threshold if need_mixed else None)
         if res is None:
@@ -804,26 +869,24 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
 
     burn_lock = threading.Lock()
     ahead_n = 3  # strips computed ahead of the one being written (the workers never wait for the writer)
-    out_rows = _TileRows(band)
-    mixed_rows = _TileRows(mixed.band) if need_mixed else None
-    pool = ThreadPoolExecutor(max_workers=2)
+    ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
     try:
-        ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
         for s, y0 in enumerate(starts):
             if is_canceled():
                 raise Canceled()
             centre, m, res = ahead.pop(0).result()
             if s + ahead_n < len(starts):
                 ahead.append(pool.submit(strip_task, s + ahead_n, starts[s + ahead_n]))
-            r = min(rows, h - y0)
+            r = min(rows, yb - y0)
             flat = centre.reshape(-1)
             bad = np.flatnonzero(res.irregular)
             if bad.size:
+                n_irregular = state["irregular"]
                 if n_irregular < 20000 <= n_irregular + bad.size:
                     log("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed with "
                         "geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer first "
                         "(Fix geometries, then Dissolve or remove the overlaps)")
-                n_irregular += bad.size
+                state["irregular"] = n_irregular + bad.size
                 if "painter" not in extra:
                     extra["painter"] = coverage.PainterFallback(mem_ds().GetLayer(0), VALUE_FIELD, gt)
                 cells = res.cells[bad]
@@ -844,17 +907,14 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
             out_rows.add(centre)
             if m is not None:
                 mixed_rows.add(m)
-                n_mixed += np.bincount(m.ravel(), minlength=3)[:3]
+                state["mixed"] += np.bincount(m.ravel(), minlength=3)[:3]
             progress((y0 + r) / h)
-        out_rows.close()
-        if mixed_rows is not None:
-            mixed_rows.close()
     finally:
-        pool.shutdown(wait=True)
-    if n_irregular:
-        log(f"{n_irregular} pixels under overlapping or invalid polygons: class areas recomputed with the later "
-            "polygon on top")
-    return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
+        for f in ahead:  # (on an error or cancel: the band's strips in flight end before its layers go)
+            f.cancel()
+        for f in ahead:
+            if not f.cancelled():
+                f.exception()
 
 
 class _TileRows:
