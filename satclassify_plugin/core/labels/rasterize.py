@@ -48,7 +48,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -56,7 +56,7 @@ from osgeo import gdal, ogr, osr
 from .. import raster
 from ..contract import clc
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from . import clean, coverage
 from .classtable import ClassTable, read_table_csv, table_from_codes, table_from_rows
 
@@ -302,10 +302,6 @@ def _open_vector(path: str, layer_name: Optional[str]):
     return ds, lyr
 
 
-def _callbacks(progress, is_canceled, log):
-    return (progress or (lambda f: None), is_canceled or (lambda: False), log or (lambda m: None))
-
-
 def _check_grid(grid: Grid, source: str, what: str) -> None:
     if grid.width <= 0 or grid.height <= 0:
         raise SatClassifyError("the target grid is empty")
@@ -314,19 +310,17 @@ def _check_grid(grid: Grid, source: str, what: str) -> None:
 
 
 def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                  progress: Optional[Callable[[float], None]] = None,
-                  is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+                  monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
     """CLC polygons or a CLC raster -> class raster on ``grid``. ``options`` (or the same names as keywords, e.g.
     ``level=2, rule="majority"``) are the user's choices (:class:`RasterizeOptions`)."""
     t0 = time.perf_counter()
-    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    monitor = monitor or Monitor()
     o = options or RasterizeOptions(**option_kw)
     _check_grid(grid, source, "CLC")
     scheme = _ClcScheme(o.level, o.mapping_csv)
     vds, lyr = _open_vector(source, o.layer_name)
     if vds is not None:
-        result = _rasterize_vector(vds, lyr, output, grid, scheme, o, progress, is_canceled, log)
+        result = _rasterize_vector(vds, lyr, output, grid, scheme, o, monitor)
     else:
         try:
             rds = gdal.OpenEx(source, gdal.OF_RASTER)
@@ -337,22 +331,19 @@ def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[Raster
         if o.rule == "all_touched":
             raise SatClassifyError("the all-touched rule applies to polygons: choose centre or majority "
                                    "for a CLC raster")
-        result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, progress, is_canceled,
-                                   log)
+        result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, monitor)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                     progress: Optional[Callable[[float], None]] = None,
-                     is_canceled: Optional[Callable[[], bool]] = None,
-                     log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+                     monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
     """Own labels: any polygon (or point) layer with a class field (``field_name``, required; text or numbers)
     -> class raster on ``grid`` with the class table given (``class_table_csv`` / ``class_rows``) or derived from
     the field's codes (:mod:`.classtable`). The same engine and rules as :func:`rasterize_clc` for polygons; points
     label the pixel holding each point (:func:`_rasterize_points`)."""
     t0 = time.perf_counter()
-    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    monitor = monitor or Monitor()
     o = options or RasterizeOptions(**option_kw)
     _check_grid(grid, source, "label")
     vds, lyr = _open_vector(source, o.layer_name)
@@ -372,12 +363,12 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
         distinct = _distinct(vds, lyr, code_field)  # read once: the table and the SQL both need it
         table = table_from_codes([raw for raw, _n in distinct], numeric,
                                  where=f"field '{code_field}' of layer '{lyr.GetName()}'")
-    log(f"class table ({table.source}): " + ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code
-                                                                                     else "")
-                                                      for c in table.classes[:20])
-        + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
-    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, progress, is_canceled, log,
-                               code_field=code_field, distinct=distinct)
+    shown = ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code else "")
+                      for c in table.classes[:20])
+    monitor.info(f"class table ({table.source}): {shown}"
+                 + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
+    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, monitor, code_field=code_field,
+                               distinct=distinct)
     result.table = table
     result.seconds = time.perf_counter() - t0
     return result
@@ -506,16 +497,16 @@ def _band_grid(grid: Grid, y0: int, y1: int) -> Grid:
     return Grid(grid.width, y1 - y0, (gt[0], gt[1], gt[2], gt[3] + gt[5] * y0, gt[4], gt[5]), grid.wkt)
 
 
-def _gdal_callback(progress, is_canceled, start: float, span: float):
+def _gdal_callback(monitor: Monitor, start: float, span: float):
     def cb(frac, msg, data):
-        if is_canceled():
+        if monitor.canceled():
             return 0
-        progress(start + span * frac)
+        monitor.progress(start + span * frac)
         return 1
     return cb
 
 
-def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, progress, is_canceled, log,
+def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, monitor: Monitor,
                       code_field: Optional[str] = None, distinct=None) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
     if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
@@ -536,15 +527,15 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
     code_field = code_field or find_code_field(lyr, o.field_name)
     layer_what = "CLC layer" if isinstance(scheme, _ClcScheme) else "label layer"
-    log(f"{layer_what} '{lyr.GetName()}': {nfeat} features, {'code' if layer_what[0] == 'C' else 'class'} field "
-        f"'{code_field}'")
+    monitor.info(f"{layer_what} '{lyr.GetName()}': {nfeat} features, "
+                 f"{'code' if layer_what[0] == 'C' else 'class'} field '{code_field}'")
     src_srs = _layer_srs(vds, lyr, layer_what)  # before any SQL: a broken CRS would fail there, blamed on the field
     sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, distinct)
     result = RasterizeResult(output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code,
                              unmapped=scheme.unmapped(unknown))
-    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log, scheme.kind)
+    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", monitor.info, scheme.kind)
     if no_code:
-        log(f"{no_code} features have no code (empty, NULL"
+        monitor.info(f"{no_code} features have no code (empty, NULL"
             + (" or CLC no-data 999/990/995" if isinstance(scheme, _ClcScheme) else "") + "): no label")
     if known == 0:
         raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known "
@@ -553,9 +544,9 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
                                + scheme.none_known(unknown, result.unmapped))
     dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
-        log(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
+        monitor.info(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
     elif dst_srs is None:
-        log("WARNING: the output grid has no CRS; the polygons are not reprojected")
+        monitor.info("WARNING: the output grid has no CRS; the polygons are not reprojected")
     rect = _filter_rect(grid, src_srs, dst_srs)
     lyr.SetSpatialFilterRect(*rect)
     n_inside = lyr.GetFeatureCount()
@@ -567,18 +558,18 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             f"in the layer's CRS: {rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: "
             f"{e[0]:.0f}, {e[2]:.0f}, {e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of "
             "both")
-    log(f"{n_inside} features around the output grid")
+    monitor.info(f"{n_inside} features around the output grid")
     if points:
         if o.rule != "centre":
-            log(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
+            monitor.info(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
         md = label_metadata(scheme.table, scheme.ct, points=True)
         with raster.AtomicOutput(output) as tmp:
             out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                          nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table, metadata=md)
-            result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), is_canceled, log)
+            result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), monitor)
             out.FlushCache()
             out = None
-        progress(1.0)
+        monitor.progress(1.0)
         return result
     with raster.AtomicOutput(output) as tmp:
         out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
@@ -596,10 +587,9 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
                     opts.append("ALL_TOUCHED=TRUE")
                 try:
                     gdal.RasterizeLayer(out, [1], res, options=opts,
-                                        callback=_gdal_callback(progress, is_canceled, 0.0, 1.0))
+                                        callback=_gdal_callback(monitor, 0.0, 1.0))
                 except RuntimeError as e:
-                    if is_canceled():
-                        raise Canceled()
+                    monitor.check()
                     raise SatClassifyError(f"rasterizing layer '{lyr.GetName()}' failed: {e}")
             finally:
                 vds.ReleaseResultSet(res)
@@ -607,21 +597,21 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
             direct = (lyr, code_field, lut) if same_crs else None
             with _MixedWriter(o.mixed_output, grid) as mixed:
-                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, progress,
-                                                is_canceled, log, direct, n_inside,
+                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, monitor,
+                                                direct, n_inside,
                                                 lambda y0, y1: _filter_rect(_band_grid(grid, y0, y1), src_srs,
                                                                             dst_srs))
                 result.mixed_pixels = sum(result.mixed_counts.values())
         out.FlushCache()
         out = None
     if o.rule == "majority" and o.mixed_output:
-        log(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
+        monitor.info(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
             f"{result.mixed_counts.get(MIXED_TWICE, 0)} claimed twice by overlapping polygons of different classes)")
-    progress(1.0)
+    monitor.progress(1.0)
     return result
 
 
-def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dict[str, int]:
+def _rasterize_points(vds, sql, rect, grid: Grid, band, monitor: Monitor) -> Dict[str, int]:
     """Point labels: each point labels the pixel that holds it (points reprojected to the grid's CRS like the
     polygons). Several points of one class in a pixel count once; points of different classes in one pixel leave it
     unlabelled (reported); points outside the grid are counted. Returns the counts."""
@@ -633,8 +623,8 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dic
     counts = {"points": 0, "labelled_pixels": 0, "outside": 0, "duplicates": 0, "conflicts": 0, "no_label": 0}
     conflict = set()
     for n, f in enumerate(lyr):
-        if n % 4096 == 0 and is_canceled():
-            raise Canceled()
+        if n % 4096 == 0:
+            monitor.check()
         g = f.GetGeometryRef()
         v = f.GetField(vi)
         if g is None:
@@ -678,12 +668,12 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dic
             for c, v in by_row.get(y, ()):
                 a[y - y0, c] = v
         band.WriteArray(a, 0, y0)
-    log(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
+    monitor.info(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
         + (f", {counts['duplicates']} in a pixel already holding a point of their class" if counts["duplicates"]
            else "")
         + (f", {counts['outside']} outside the grid" if counts["outside"] else ""))
     if conflict:
-        log(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
+        monitor.info(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
     return counts
 
 
@@ -758,8 +748,8 @@ def _bands(h: int, rows: int, n_features: int) -> List[Tuple[int, int]]:
     return [(y, min(h, y + n)) for y in range(0, h, n)]
 
 
-def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log,
-              direct=None, n_features: int = 0, rect_of=None) -> Dict[int, int]:
+def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, direct=None, n_features: int = 0,
+              rect_of=None) -> Dict[int, int]:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
     overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
@@ -781,22 +771,22 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
     try:
         for ya, yb in bands:
             brect = rect if len(bands) == 1 or rect_of is None else rect_of(ya, yb)
-            _majority_band(vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, progress,
-                           is_canceled, log, direct, pool, state)
+            _majority_band(vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor, direct,
+                           pool, state)
         out_rows.close()
         if mixed_rows is not None:
             mixed_rows.close()
     finally:
         pool.shutdown(wait=True)
     if state["irregular"]:
-        log(f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed with the "
-            "later polygon on top")
+        monitor.info(f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed "
+                     "with the later polygon on top")
     n_mixed = state["mixed"]
     return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
 
 
-def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, progress, is_canceled,
-                   log, direct, pool, state) -> None:
+def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor: Monitor, direct,
+                   pool, state) -> None:
     """Rows [ya, yb) of :func:`_majority`: the polygons read in ``rect`` (the layer's CRS), then the band's strips
     computed (two at a time) and written in order."""
     w, h = grid.width, grid.height
@@ -872,8 +862,7 @@ def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, th
     ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
     try:
         for s, y0 in enumerate(starts):
-            if is_canceled():
-                raise Canceled()
+            monitor.check()
             centre, m, res = ahead.pop(0).result()
             if s + ahead_n < len(starts):
                 ahead.append(pool.submit(strip_task, s + ahead_n, starts[s + ahead_n]))
@@ -883,9 +872,9 @@ def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, th
             if bad.size:
                 n_irregular = state["irregular"]
                 if n_irregular < 20000 <= n_irregular + bad.size:
-                    log("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed with "
-                        "geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer first "
-                        "(Fix geometries, then Dissolve or remove the overlaps)")
+                    monitor.info("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed "
+                                 "with geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer "
+                                 "first (Fix geometries, then Dissolve or remove the overlaps)")
                 state["irregular"] = n_irregular + bad.size
                 if "painter" not in extra:
                     extra["painter"] = coverage.PainterFallback(mem_ds().GetLayer(0), VALUE_FIELD, gt)
@@ -908,7 +897,7 @@ def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, th
             if m is not None:
                 mixed_rows.add(m)
                 state["mixed"] += np.bincount(m.ravel(), minlength=3)[:3]
-            progress((y0 + r) / h)
+            monitor.progress((y0 + r) / h)
     finally:
         for f in ahead:  # (on an error or cancel: the band's strips in flight end before its layers go)
             f.cancel()
@@ -962,7 +951,7 @@ def _burn(drv, width, height, gt, wkt, layer, rect) -> np.ndarray:
 
 
 # -- raster ---------------------------------------------------------------------------------------
-def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
+def _float_counts(band, monitor: Monitor) -> Tuple[List[int], Dict[str, int]]:
     """(pixels per whole value 0..1023 as GetHistogram gives them, {fractional value: pixels}) of a float CLC
     raster band, nodata and NaN left out. Read in row strips."""
     hist = np.zeros(1024, np.int64)
@@ -971,8 +960,7 @@ def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
     w, h = band.XSize, band.YSize
     rows = max(1, (8 * 2 ** 20) // max(1, w))
     for y0 in range(0, h, rows):
-        if is_canceled():
-            raise Canceled()
+        monitor.check()
         a = band.ReadAsArray(0, y0, w, min(rows, h - y0)).ravel()
         a = a[np.isfinite(a)]
         if nd is not None:
@@ -989,13 +977,13 @@ def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
     return hist.tolist(), fractions
 
 
-def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_canceled, log) -> RasterizeResult:
+def _rasterize_raster(rds, output, grid, code2val, table, rule, monitor: Monitor) -> RasterizeResult:
     if rds.RasterCount < 1:
         raise SatClassifyError(f"CLC raster '{rds.GetDescription()}' has no bands")
     band = rds.GetRasterBand(1)
     is_float = band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
     if is_float:  # fractional values (211.7) are no codes: counted apart, never rounded or truncated
-        hist, fractions = _float_counts(band, is_canceled)
+        hist, fractions = _float_counts(band, monitor)
     else:
         hist, fractions = band.GetHistogram(-0.5, 1023.5, 1024, include_out_of_range=1, approx_ok=0), {}
     present = [v for v, n in enumerate(hist) if n]
@@ -1022,8 +1010,8 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
         unmapped = {str(g): hist[g] for g in present if g in g2c and g2c[g] not in code2val}
         unknown.update(unmapped)
     unknown.update(fractions)
-    log(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
-    _log_unknown(unknown, unmapped, "pixels", "{} ({})", log,
+    monitor.info(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
+    _log_unknown(unknown, unmapped, "pixels", "{} ({})", monitor.info,
                  "CLC grid codes (1..44)" if source == "grid" else "CLC level-3 codes")
     ref = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Byte)
     ref.SetGeoTransform(grid.geotransform)
@@ -1040,8 +1028,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
         ob = out.GetRasterBand(1)
         rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
-            if is_canceled():
-                raise Canceled()
+            monitor.check()
             r = min(rows, grid.height - y0)
             a = wband.ReadAsArray(0, y0, grid.width, r)
             if is_float:
@@ -1050,7 +1037,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
             a = a.astype(np.int64)
             a[(a < 0) | (a > 1023)] = 0
             ob.WriteArray(lut[a], 0, y0)
-            progress((y0 + r) / grid.height)
+            monitor.progress((y0 + r) / grid.height)
         out.FlushCache()
         ob = None
         out = None
