@@ -7,7 +7,8 @@ Makes a GeoPackage of N small squares (a sqrt(N) x sqrt(N) lattice over 10 km x 
 lattice cell, jittered inside it, a random CLC level-3 code as text in ``code_18``; written with OGR to the work
 folder, /tmp by default), then runs, each in its own process (so its peak RSS is its own): ``gdal_rasterize`` (the
 baseline: the plain command line, burning the code into a UInt16 GeoTIFF), and ``rasterize_clc`` with the centre,
-all-touched, majority and majority + MIXED rules on the 10 m grid (1000 x 1000 px). Prints seconds, peak RSS (MB)
+all-touched, majority and majority + MIXED rules on the 10 m grid (1000 x 1000 px; ``--grid-epsg 3035``: the
+grid in another CRS, so the polygons are reprojected through a memory copy). Prints seconds, peak RSS (MB)
 and both as ratios to gdal_rasterize of the same run. ``--repeat`` rounds, round-robin; a step's time is its
 fastest round, its memory its largest.
 """
@@ -67,13 +68,21 @@ def make_squares(path: str, polygons: int, seed: int = 0, epsg: int = 32633, fil
     return n * n
 
 
-def _grid_meta():
+def _grid_meta(epsg: int = 32633):
+    """The 10 m grid over the squares; in another CRS (``epsg``): about the same place, the polygons reprojected."""
     from osgeo import osr
 
     srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32633)
+    srs.ImportFromEPSG(epsg)
     w = int(EXTENT / PIXEL)
-    return {"w": w, "h": w, "gt": [X0, PIXEL, 0.0, Y0 + EXTENT, 0.0, -PIXEL], "wkt": srs.ExportToWkt()}
+    x, y = X0, Y0 + EXTENT
+    if epsg != 32633:
+        src = osr.SpatialReference()
+        src.ImportFromEPSG(32633)
+        for s in (src, srs):
+            s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        x, y = osr.CoordinateTransformation(src, srs).TransformPoint(X0, Y0 + EXTENT)[:2]
+    return {"w": w, "h": w, "gt": [x, PIXEL, 0.0, y, 0.0, -PIXEL], "wkt": srs.ExportToWkt()}
 
 
 def _step(meta: dict) -> None:
@@ -105,6 +114,8 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="keep an existing squares.gpkg of the work folder")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--steps", default="gdal_rasterize,centre,all_touched,majority,majority+mixed")
+    ap.add_argument("--grid-epsg", type=int, default=32633,
+                    help="CRS of the output grid (default the layer's, 32633; e.g. 3035: polygons reprojected)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -117,7 +128,7 @@ def main():
         t = time.perf_counter()
         n = make_squares(src, args.polygons)
         print(f"{n} squares written to {src} in {time.perf_counter() - t:.1f} s")
-    meta = dict(_grid_meta(), src=src)
+    meta = dict(_grid_meta(args.grid_epsg), src=src)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     rounds: dict = {}
     for _ in range(max(1, args.repeat)):
@@ -132,7 +143,8 @@ def main():
                 print(p.stdout, p.stderr)
                 raise SystemExit(f"step {label} failed")
             rounds.setdefault(label, []).append(json.loads(p.stdout.strip().splitlines()[-1]))
-    figures = {"polygons": args.polygons, "grid": [meta["w"], meta["h"]], "load": os.getloadavg()[0], "steps": {}}
+    figures = {"polygons": args.polygons, "grid": [meta["w"], meta["h"]], "grid_epsg": args.grid_epsg,
+               "load": os.getloadavg()[0], "steps": {}}
     base = rounds.get("gdal_rasterize")
     print(f"{'step':<18}{'seconds':>10}{'peak RSS MB':>14}{'x gdal time':>13}{'x gdal RSS':>12}")
     for label, rs in rounds.items():

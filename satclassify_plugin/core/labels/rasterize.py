@@ -732,19 +732,21 @@ def _reversed_copy(mem):
 #: (the unit of work of the two worker threads) holds at most about STRIP_EDGES polygon edges: a dense layer
 #: (a million polygons of a few pixels) gets shorter strips. A layer of CLC density (polygons of ~50 px) is one
 #: band of ~2 M pixel strips, as before
-BAND_FEATURES = 100_000
-STRIP_EDGES = 250_000
+BAND_FEATURES = 50_000
+STRIP_EDGES = 100_000
 
 
-def _bands(h: int, rows: int, n_features: int) -> List[Tuple[int, int]]:
+def _bands(h: int, rows: int, n_features: int, skew: float = 0.0) -> List[Tuple[int, int]]:
     """Row bands [(y0, y1)] of a grid of ``h`` rows with ``n_features`` polygons around it (taken as evenly
     spread), each about BAND_FEATURES features: a whole number of strips of ``rows`` rows where a band holds
-    several."""
+    several. ``skew``: the rows a band's filter rectangle adds (margins; a grid rotated against the layer's CRS
+    has a taller rectangle in it): a band is at least twice that, so that a feature is read at most ~2 times."""
     if n_features <= BAND_FEATURES:
         return [(0, h)]
     n = max(1, int(BAND_FEATURES * h / n_features))
     if n >= rows:
         n -= n % rows
+    n = max(n, int(math.ceil(2 * skew)))
     return [(y, min(h, y + n)) for y in range(0, h, n)]
 
 
@@ -762,7 +764,12 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, di
     # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
     # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
     rows0 = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
-    bands = _bands(h, rows0, n_features)
+    skew = 0.0
+    if rect_of is not None and h > 1 and n_features > BAND_FEATURES:
+        one, whole = rect_of(0, 1), rect_of(0, h)  # the layer's units per row, and the extra height of a band
+        per_row = (whole[3] - whole[1] - (one[3] - one[1])) / (h - 1)
+        skew = max(0.0, (one[3] - one[1]) / per_row - 1) if per_row > 0 else float(h)
+    bands = _bands(h, rows0, n_features, skew)
     need_mixed = mixed.band is not None
     out_rows = _TileRows(band)
     mixed_rows = _TileRows(mixed.band) if need_mixed else None
