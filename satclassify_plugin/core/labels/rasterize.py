@@ -26,7 +26,8 @@ Rules
     ``centre``: a pixel takes the class of the polygon containing its centre (GDAL default).
     ``all_touched``: every pixel a polygon touches (GDAL ``ALL_TOUCHED``); the later feature wins.
     ``majority``: the class covering the largest exact area of the pixel (:mod:`.coverage`: exact fractions
-    on the pixels a polygon boundary crosses, the centre rule elsewhere; row strips, memory stays flat).
+    on the pixels a polygon boundary crosses, the centre rule elsewhere; bands of rows read with a spatial filter,
+    cut into strips of a bounded number of edges: memory follows a band, not the layer).
     Area outside every polygon counts as "no label" and loses ties; fractions within 1e-7 of the pixel tie
     and the tie goes to the lower class value. Where polygons overlap, the later one is on top. The optional
     mixed raster (uint8, 0 = pure) marks with 1 (partly covered) pixels whose dominant class (or "no label") covers
