@@ -90,7 +90,7 @@ class RasterizeClcAlgorithm(SatClassifyAlgorithm):
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context))
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         feedback.pushInfo(f"grid: {grid.width} x {grid.height} pixels, rule {options.rule}")
-        result = rasterize_clc(source, output, grid, options, **self.monitor(feedback).callbacks())
+        result = rasterize_clc(source, output, grid, options, monitor=self.monitor(feedback))
         feedback.pushInfo(f"written {os.path.basename(output)} in {result.seconds:.1f} s")
         style_output_on_load(context, output, result.classes)
         return {"OUTPUT": output, "MIXED": options.mixed_output, "UNKNOWN_FEATURES": sum(result.unknown.values())}

@@ -392,7 +392,7 @@ def run_rasterizeclc(a, con):
     con.info(f"grid: {grid.width} x {grid.height} pixels, rule {rule}")
     result = rasterize_clc(source, output, grid, level=min(level_idx, 2) + 1, mapping_csv=mapping,
                            field_name=(a.FIELD or "").strip() or None, layer_name=layer_name, rule=rule,
-                           mixed_output=mixed, threshold=a.THRESHOLD, **con.monitor().callbacks())
+                           mixed_output=mixed, threshold=a.THRESHOLD, monitor=con.monitor())
     con.info(f"written {os.path.basename(output)} in {result.seconds:.1f} s")
     return {"OUTPUT": output, "MIXED": mixed, "UNKNOWN_FEATURES": sum(result.unknown.values())}
 

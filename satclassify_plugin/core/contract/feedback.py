@@ -44,8 +44,3 @@ class Monitor:
     def sub(self, start: float, end: float) -> "Monitor":
         """A monitor mapping 0-1 onto [start, end] (fractions) of this one."""
         return Monitor(lambda f: self.progress(start + (end - start) * f), self._info, self._is_canceled)
-
-    # the callables one by one (``progress=``, ``log=``, ``is_canceled=``), for the one core call that still takes
-    # them (core.labels.rasterize.rasterize_clc, until it takes ``monitor=`` too); new code passes the monitor
-    def callbacks(self) -> dict:
-        return {"progress": self.progress, "log": self.info, "is_canceled": self.canceled}

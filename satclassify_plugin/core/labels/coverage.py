@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from osgeo import ogr
@@ -52,8 +52,9 @@ class Edges:
     cls: np.ndarray           # int32 class value 0..255
     strip_start: np.ndarray   # edges of strip s: index[strip_start[s]:strip_start[s + 1]]
     index: np.ndarray
-    fids: List[int]           # feature ids in layer order (painter's order)
-    values: np.ndarray        # class value per feature (layer order)
+    fids: np.ndarray          # int64 feature ids in layer order (painter's order; -1: none)
+    values: np.ndarray        # int32 class value per feature (layer order)
+    rows: int = 0             # rows per strip
 
     def strip(self, s: int):
         i = self.index[self.strip_start[s]:self.strip_start[s + 1]]
@@ -242,15 +243,32 @@ class Block:
     npts: np.ndarray
 
 
-def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int, lut: Optional[dict] = None) -> Edges:
+def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: Optional[dict] = None,
+               y_start: int = 0) -> Edges:
     """Every ring edge of ``layer``'s polygons in pixel coordinates of the grid ``gt`` (north-up), oriented so
     that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows. The class value
-    is ``value_field``'s, or with ``lut`` ({raw value: class value}) the class value of its raw value."""
+    is ``value_field``'s, or with ``lut`` ({raw value: class value}) the class value of its raw value.
+    ``y_start``/``height``: only the edges reaching rows [y_start, y_start + height) (a band of the grid; the
+    coordinates stay those of the whole grid), strip s = rows [y_start + s * rows, ...). ``rows`` may be a function
+    of the number of edges reaching the band (the strips of a dense layer are then made shorter).
+
+    Held per feature: nothing in Python (the fids and class values are gathered as arrays, batch by batch)."""
     pts, lens, outer, ring_cls, fids, values = [], [], [], [], [], []
+    one_fids: list = []   # features read one by one (not in a Block): gathered here, flushed as arrays
+    one_vals: list = []
+
+    def flush():
+        if one_fids:
+            fids.append(np.array([-1 if f is None else f for f in one_fids], np.int64))
+            values.append(np.array(one_vals, np.int32))
+            one_fids.clear()
+            one_vals.clear()
+
     for item in _features(layer, value_field, lut):
         if isinstance(item, Block):  # features of one outer ring each, read at once
-            fids.extend(item.fids)
-            values.extend(item.values.tolist())
+            flush()
+            fids.append(np.array([-1 if f is None else f for f in item.fids], np.int64))
+            values.append(np.asarray(item.values, np.int32))
             keep = item.npts >= 4
             if not keep.all():
                 ends = np.cumsum(item.npts)
@@ -260,25 +278,31 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int, 
                 pts.append(item.pts[m])
             else:
                 pts.append(item.pts)
-            lens.extend(item.npts[keep].tolist())
-            outer.extend([True] * int(keep.sum()))
-            ring_cls.extend(item.values[keep].tolist())
+            nk = item.npts[keep].astype(np.int64)
+            lens.append(nk)
+            outer.append(np.ones(nk.size, bool))
+            ring_cls.append(item.values[keep].astype(np.int32))
             continue
         fid, v, rings = item
-        fids.append(fid)
-        values.append(v)
-        for p, is_outer in rings:
-            if p.shape[0] >= 4:
-                pts.append(p)
-                lens.append(p.shape[0])
-                outer.append(is_outer)
-                ring_cls.append(v)
-    nstrips = max(1, -(-height // rows))
+        one_fids.append(fid)
+        one_vals.append(v)
+        kept = [(p, is_outer) for p, is_outer in rings if p.shape[0] >= 4]
+        if kept:
+            pts.extend(p for p, _ in kept)
+            lens.append(np.array([p.shape[0] for p, _ in kept], np.int64))
+            outer.append(np.array([o for _, o in kept], bool))
+            ring_cls.append(np.full(len(kept), v, np.int32))
+    flush()
+    fids = np.concatenate(fids) if fids else np.zeros(0, np.int64)
+    values = np.concatenate(values) if values else np.zeros(0, np.int32)
     if not lens:
+        rows = rows(0) if callable(rows) else rows
         z = np.zeros(0)
-        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(nstrips + 1, np.int64), np.zeros(0, np.int64),
-                     fids, np.asarray(values, np.int32))
-    lens = np.array(lens, np.int64)
+        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(max(1, -(-height // rows)) + 1, np.int64),
+                     np.zeros(0, np.int64), fids, values, rows)
+    lens = np.concatenate(lens)
+    outer = np.concatenate(outer)
+    ring_cls = np.concatenate(ring_cls)
     allp = np.concatenate(pts)
     u = (allp[:, 0] - gt[0]) / gt[1]
     v = (allp[:, 1] - gt[3]) / gt[5]
@@ -291,19 +315,24 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int, 
     u0, v0, u1, v1 = u[start], v[start], u[start + 1], v[start + 1]
     # orientation: shoelace area of each ring with this module's sign convention (+ = counted as covered)
     ring_area = np.bincount(ring_of, weights=-(u0 + u1) * 0.5 * (v1 - v0), minlength=lens.size)
-    flip = (ring_area < 0) == np.asarray(outer)
+    flip = (ring_area < 0) == outer
     if flip.all():  # (one source usually writes every ring one way)
         u0, u1, v0, v1 = u1, u0, v1, v0
     elif flip.any():
         fe = flip[ring_of]
         u0, u1 = np.where(fe, u1, u0), np.where(fe, u0, u1)
         v0, v1 = np.where(fe, v1, v0), np.where(fe, v0, v1)
-    cls = np.asarray(ring_cls, np.int32)[ring_of]
+    cls = ring_cls[ring_of]
     # edges wholly right of the grid change nothing inside it; rows above/below it are never computed
     vmin, vmax = np.minimum(v0, v1), np.maximum(v0, v1)
-    keep = (np.minimum(u0, u1) < width) & (vmax >= 0) & (vmin < height)
+    keep = (np.minimum(u0, u1) < width) & (vmax >= y_start) & (vmin < y_start + height)
     if not keep.all():
         u0, v0, u1, v1, cls, vmin, vmax = (a[keep] for a in (u0, v0, u1, v1, cls, vmin, vmax))
+    if y_start:
+        vmin, vmax = vmin - y_start, vmax - y_start
+    if callable(rows):
+        rows = max(1, int(rows(u0.size)))
+    nstrips = max(1, -(-height // rows))
     s0 = np.clip(np.floor(vmin / rows), 0, nstrips - 1).astype(np.int64)
     s1 = np.clip(np.floor(vmax / rows), 0, nstrips - 1).astype(np.int64)
     edge, strip_of = _repeat_ranges(s0, s1)  # every edge once in each strip it reaches
@@ -313,7 +342,7 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows: int, 
         order = np.argsort(strip_of, kind="stable")
     index = edge[order]
     strip_start = np.concatenate(([0], np.cumsum(np.bincount(strip_of, minlength=nstrips))))
-    return Edges(u0, v0, u1, v1, cls, strip_start, index, fids, np.asarray(values, np.int32))
+    return Edges(u0, v0, u1, v1, cls, strip_start, index, fids, values, rows)
 
 
 @dataclass

@@ -26,7 +26,8 @@ Rules
     ``centre``: a pixel takes the class of the polygon containing its centre (GDAL default).
     ``all_touched``: every pixel a polygon touches (GDAL ``ALL_TOUCHED``); the later feature wins.
     ``majority``: the class covering the largest exact area of the pixel (:mod:`.coverage`: exact fractions
-    on the pixels a polygon boundary crosses, the centre rule elsewhere; row strips, memory stays flat).
+    on the pixels a polygon boundary crosses, the centre rule elsewhere; bands of rows read with a spatial filter,
+    cut into strips of a bounded number of edges: memory follows a band, not the layer).
     Area outside every polygon counts as "no label" and loses ties; fractions within 1e-7 of the pixel tie
     and the tie goes to the lower class value. Where polygons overlap, the later one is on top. The optional
     mixed raster (uint8, 0 = pure) marks with 1 (partly covered) pixels whose dominant class (or "no label") covers
@@ -48,7 +49,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -56,7 +57,7 @@ from osgeo import gdal, ogr, osr
 from .. import raster
 from ..contract import clc
 from ..contract.errors import SatClassifyError
-from ..contract.feedback import Canceled
+from ..contract.feedback import Monitor
 from . import clean, coverage
 from .classtable import ClassTable, read_table_csv, table_from_codes, table_from_rows
 
@@ -302,10 +303,6 @@ def _open_vector(path: str, layer_name: Optional[str]):
     return ds, lyr
 
 
-def _callbacks(progress, is_canceled, log):
-    return (progress or (lambda f: None), is_canceled or (lambda: False), log or (lambda m: None))
-
-
 def _check_grid(grid: Grid, source: str, what: str) -> None:
     if grid.width <= 0 or grid.height <= 0:
         raise SatClassifyError("the target grid is empty")
@@ -314,19 +311,17 @@ def _check_grid(grid: Grid, source: str, what: str) -> None:
 
 
 def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                  progress: Optional[Callable[[float], None]] = None,
-                  is_canceled: Optional[Callable[[], bool]] = None,
-                  log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+                  monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
     """CLC polygons or a CLC raster -> class raster on ``grid``. ``options`` (or the same names as keywords, e.g.
     ``level=2, rule="majority"``) are the user's choices (:class:`RasterizeOptions`)."""
     t0 = time.perf_counter()
-    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    monitor = monitor or Monitor()
     o = options or RasterizeOptions(**option_kw)
     _check_grid(grid, source, "CLC")
     scheme = _ClcScheme(o.level, o.mapping_csv)
     vds, lyr = _open_vector(source, o.layer_name)
     if vds is not None:
-        result = _rasterize_vector(vds, lyr, output, grid, scheme, o, progress, is_canceled, log)
+        result = _rasterize_vector(vds, lyr, output, grid, scheme, o, monitor)
     else:
         try:
             rds = gdal.OpenEx(source, gdal.OF_RASTER)
@@ -337,22 +332,19 @@ def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[Raster
         if o.rule == "all_touched":
             raise SatClassifyError("the all-touched rule applies to polygons: choose centre or majority "
                                    "for a CLC raster")
-        result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, progress, is_canceled,
-                                   log)
+        result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, monitor)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                     progress: Optional[Callable[[float], None]] = None,
-                     is_canceled: Optional[Callable[[], bool]] = None,
-                     log: Optional[Callable[[str], None]] = None, **option_kw) -> RasterizeResult:
+                     monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
     """Own labels: any polygon (or point) layer with a class field (``field_name``, required; text or numbers)
     -> class raster on ``grid`` with the class table given (``class_table_csv`` / ``class_rows``) or derived from
     the field's codes (:mod:`.classtable`). The same engine and rules as :func:`rasterize_clc` for polygons; points
     label the pixel holding each point (:func:`_rasterize_points`)."""
     t0 = time.perf_counter()
-    progress, is_canceled, log = _callbacks(progress, is_canceled, log)
+    monitor = monitor or Monitor()
     o = options or RasterizeOptions(**option_kw)
     _check_grid(grid, source, "label")
     vds, lyr = _open_vector(source, o.layer_name)
@@ -372,12 +364,12 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
         distinct = _distinct(vds, lyr, code_field)  # read once: the table and the SQL both need it
         table = table_from_codes([raw for raw, _n in distinct], numeric,
                                  where=f"field '{code_field}' of layer '{lyr.GetName()}'")
-    log(f"class table ({table.source}): " + ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code
-                                                                                     else "")
-                                                      for c in table.classes[:20])
-        + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
-    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, progress, is_canceled, log,
-                               code_field=code_field, distinct=distinct)
+    shown = ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code else "")
+                      for c in table.classes[:20])
+    monitor.info(f"class table ({table.source}): {shown}"
+                 + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
+    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, monitor, code_field=code_field,
+                               distinct=distinct)
     result.table = table
     result.seconds = time.perf_counter() - t0
     return result
@@ -500,16 +492,22 @@ def _filter_rect(grid: Grid, src_srs, dst_srs, margin_px: float = 2.0):
     return e[0], e[2], e[1], e[3]
 
 
-def _gdal_callback(progress, is_canceled, start: float, span: float):
+def _band_grid(grid: Grid, y0: int, y1: int) -> Grid:
+    """Rows [y0, y1) of ``grid`` as a grid of their own."""
+    gt = grid.geotransform
+    return Grid(grid.width, y1 - y0, (gt[0], gt[1], gt[2], gt[3] + gt[5] * y0, gt[4], gt[5]), grid.wkt)
+
+
+def _gdal_callback(monitor: Monitor, start: float, span: float):
     def cb(frac, msg, data):
-        if is_canceled():
+        if monitor.canceled():
             return 0
-        progress(start + span * frac)
+        monitor.progress(start + span * frac)
         return 1
     return cb
 
 
-def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, progress, is_canceled, log,
+def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, monitor: Monitor,
                       code_field: Optional[str] = None, distinct=None) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
     if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
@@ -530,15 +528,15 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
     code_field = code_field or find_code_field(lyr, o.field_name)
     layer_what = "CLC layer" if isinstance(scheme, _ClcScheme) else "label layer"
-    log(f"{layer_what} '{lyr.GetName()}': {nfeat} features, {'code' if layer_what[0] == 'C' else 'class'} field "
-        f"'{code_field}'")
+    monitor.info(f"{layer_what} '{lyr.GetName()}': {nfeat} features, "
+                 f"{'code' if layer_what[0] == 'C' else 'class'} field '{code_field}'")
     src_srs = _layer_srs(vds, lyr, layer_what)  # before any SQL: a broken CRS would fail there, blamed on the field
     sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, distinct)
     result = RasterizeResult(output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code,
                              unmapped=scheme.unmapped(unknown))
-    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", log, scheme.kind)
+    _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", monitor.info, scheme.kind)
     if no_code:
-        log(f"{no_code} features have no code (empty, NULL"
+        monitor.info(f"{no_code} features have no code (empty, NULL"
             + (" or CLC no-data 999/990/995" if isinstance(scheme, _ClcScheme) else "") + "): no label")
     if known == 0:
         raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known "
@@ -547,9 +545,9 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
                                + scheme.none_known(unknown, result.unmapped))
     dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
-        log(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
+        monitor.info(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
     elif dst_srs is None:
-        log("WARNING: the output grid has no CRS; the polygons are not reprojected")
+        monitor.info("WARNING: the output grid has no CRS; the polygons are not reprojected")
     rect = _filter_rect(grid, src_srs, dst_srs)
     lyr.SetSpatialFilterRect(*rect)
     n_inside = lyr.GetFeatureCount()
@@ -561,18 +559,18 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             f"in the layer's CRS: {rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: "
             f"{e[0]:.0f}, {e[2]:.0f}, {e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of "
             "both")
-    log(f"{n_inside} features around the output grid")
+    monitor.info(f"{n_inside} features around the output grid")
     if points:
         if o.rule != "centre":
-            log(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
+            monitor.info(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
         md = label_metadata(scheme.table, scheme.ct, points=True)
         with raster.AtomicOutput(output) as tmp:
             out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
                                          nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table, metadata=md)
-            result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), is_canceled, log)
+            result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), monitor)
             out.FlushCache()
             out = None
-        progress(1.0)
+        monitor.progress(1.0)
         return result
     with raster.AtomicOutput(output) as tmp:
         out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
@@ -590,10 +588,9 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
                     opts.append("ALL_TOUCHED=TRUE")
                 try:
                     gdal.RasterizeLayer(out, [1], res, options=opts,
-                                        callback=_gdal_callback(progress, is_canceled, 0.0, 1.0))
+                                        callback=_gdal_callback(monitor, 0.0, 1.0))
                 except RuntimeError as e:
-                    if is_canceled():
-                        raise Canceled()
+                    monitor.check()
                     raise SatClassifyError(f"rasterizing layer '{lyr.GetName()}' failed: {e}")
             finally:
                 vds.ReleaseResultSet(res)
@@ -601,19 +598,21 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
             direct = (lyr, code_field, lut) if same_crs else None
             with _MixedWriter(o.mixed_output, grid) as mixed:
-                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, progress,
-                                                is_canceled, log, direct)
+                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, monitor,
+                                                direct, n_inside,
+                                                lambda y0, y1: _filter_rect(_band_grid(grid, y0, y1), src_srs,
+                                                                            dst_srs))
                 result.mixed_pixels = sum(result.mixed_counts.values())
         out.FlushCache()
         out = None
     if o.rule == "majority" and o.mixed_output:
-        log(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
+        monitor.info(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
             f"{result.mixed_counts.get(MIXED_TWICE, 0)} claimed twice by overlapping polygons of different classes)")
-    progress(1.0)
+    monitor.progress(1.0)
     return result
 
 
-def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dict[str, int]:
+def _rasterize_points(vds, sql, rect, grid: Grid, band, monitor: Monitor) -> Dict[str, int]:
     """Point labels: each point labels the pixel that holds it (points reprojected to the grid's CRS like the
     polygons). Several points of one class in a pixel count once; points of different classes in one pixel leave it
     unlabelled (reported); points outside the grid are counted. Returns the counts."""
@@ -625,8 +624,8 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dic
     counts = {"points": 0, "labelled_pixels": 0, "outside": 0, "duplicates": 0, "conflicts": 0, "no_label": 0}
     conflict = set()
     for n, f in enumerate(lyr):
-        if n % 4096 == 0 and is_canceled():
-            raise Canceled()
+        if n % 4096 == 0:
+            monitor.check()
         g = f.GetGeometryRef()
         v = f.GetField(vi)
         if g is None:
@@ -670,12 +669,12 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, is_canceled, log) -> Dic
             for c, v in by_row.get(y, ()):
                 a[y - y0, c] = v
         band.WriteArray(a, 0, y0)
-    log(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
+    monitor.info(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
         + (f", {counts['duplicates']} in a pixel already holding a point of their class" if counts["duplicates"]
            else "")
         + (f", {counts['outside']} outside the grid" if counts["outside"] else ""))
     if conflict:
-        log(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
+        monitor.info(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
     return counts
 
 
@@ -729,18 +728,77 @@ def _reversed_copy(mem):
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
 
-def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_canceled, log,
-              direct=None) -> Dict[int, int]:
+#: memory bounds of the majority rule: the polygons are read band by band (a band of rows holding about
+#: BAND_FEATURES features, read with a spatial filter: features crossing two bands are read twice), and a strip
+#: (the unit of work of the two worker threads) holds at most about STRIP_EDGES polygon edges: a dense layer
+#: (a million polygons of a few pixels) gets shorter strips. A layer of CLC density (polygons of ~50 px) is one
+#: band of ~2 M pixel strips, as before
+BAND_FEATURES = 50_000
+STRIP_EDGES = 100_000
+
+
+def _bands(h: int, rows: int, n_features: int, skew: float = 0.0) -> List[Tuple[int, int]]:
+    """Row bands [(y0, y1)] of a grid of ``h`` rows with ``n_features`` polygons around it (taken as evenly
+    spread), each about BAND_FEATURES features: a whole number of strips of ``rows`` rows where a band holds
+    several. ``skew``: the rows a band's filter rectangle adds (margins; a grid rotated against the layer's CRS
+    has a taller rectangle in it): a band is at least twice that, so that a feature is read at most ~2 times."""
+    if n_features <= BAND_FEATURES:
+        return [(0, h)]
+    n = max(1, int(BAND_FEATURES * h / n_features))
+    if n >= rows:
+        n -= n % rows
+    n = max(n, int(math.ceil(2 * skew)))
+    return [(y, min(h, y + n)) for y in range(0, h, n)]
+
+
+def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, direct=None, n_features: int = 0,
+              rect_of=None) -> Dict[int, int]:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
     overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
     when the layer is in the grid's CRS: its polygons are then read as they are, and the memory copy of them
-    (for GDAL's burns and the geometry fallback, which only irregular strips need) is made when first needed."""
+    (for GDAL's burns and the geometry fallback, which only irregular strips need) is made when first needed.
+    Bands of rows (:func:`_bands`; ``n_features`` around the grid, ``rect_of(y0, y1)`` the filter rectangle of
+    rows [y0, y1) in the layer's CRS) are read and computed one after the other: memory follows a band, not the
+    layer."""
     w, h = grid.width, grid.height
-    gt = grid.geotransform
     # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
     # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
-    rows = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
+    rows0 = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
+    skew = 0.0
+    if rect_of is not None and h > 1 and n_features > BAND_FEATURES:
+        one, whole = rect_of(0, 1), rect_of(0, h)  # the layer's units per row, and the extra height of a band
+        per_row = (whole[3] - whole[1] - (one[3] - one[1])) / (h - 1)
+        skew = max(0.0, (one[3] - one[1]) / per_row - 1) if per_row > 0 else float(h)
+    bands = _bands(h, rows0, n_features, skew)
+    need_mixed = mixed.band is not None
+    out_rows = _TileRows(band)
+    mixed_rows = _TileRows(mixed.band) if need_mixed else None
+    state = {"irregular": 0, "mixed": np.zeros(3, np.int64)}
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        for ya, yb in bands:
+            brect = rect if len(bands) == 1 or rect_of is None else rect_of(ya, yb)
+            _majority_band(vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor, direct,
+                           pool, state)
+        out_rows.close()
+        if mixed_rows is not None:
+            mixed_rows.close()
+    finally:
+        pool.shutdown(wait=True)
+    if state["irregular"]:
+        monitor.info(f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed "
+                     "with the later polygon on top")
+    n_mixed = state["mixed"]
+    return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
+
+
+def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor: Monitor, direct,
+                   pool, state) -> None:
+    """Rows [ya, yb) of :func:`_majority`: the polygons read in ``rect`` (the layer's CRS), then the band's strips
+    computed (two at a time) and written in order."""
+    w, h = grid.width, grid.height
+    gt = grid.geotransform
     mem_box: list = []
     mem_lock = threading.Lock()
 
@@ -750,6 +808,12 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
                 mem_box.append(_memory_layer(vds, sql, rect, grid))
             return mem_box[0]
 
+    def strip_rows(n_edges: int) -> int:
+        """Today's strip height, or fewer rows where the band's edges would put more than STRIP_EDGES in one."""
+        if n_edges * rows0 <= STRIP_EDGES * (yb - ya):
+            return rows0
+        return max(1, (STRIP_EDGES * (yb - ya)) // max(1, n_edges))
+
     if direct is not None:
         lyr, code_field, lut = direct
         defn = lyr.GetLayerDefn()
@@ -757,27 +821,26 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         lyr.SetIgnoredFields([n for n in others if n != code_field])
         lyr.SetSpatialFilterRect(*rect)
         try:
-            edges = coverage.read_edges(lyr, code_field, gt, h, w, rows, lut)
+            edges = coverage.read_edges(lyr, code_field, gt, yb - ya, w, strip_rows, lut, y_start=ya)
         finally:
             lyr.SetSpatialFilter(None)
             lyr.SetIgnoredFields([])
     else:
-        edges = coverage.read_edges(mem_ds().GetLayer(0), VALUE_FIELD, gt, h, w, rows)
+        edges = coverage.read_edges(mem_ds().GetLayer(0), VALUE_FIELD, gt, yb - ya, w, strip_rows, y_start=ya)
+    rows = edges.rows
     drv = gdal.GetDriverByName("MEM")
-    need_mixed = mixed.band is not None
+    need_mixed = mixed_rows is not None
     x0w, x1w = gt[0], gt[0] + gt[1] * w
     extra = {}  # lazily made: the reversed layer (mixed interior overlaps), the painter fallback
 
     def burn_strip(y0, layer):
-        r = min(rows, h - y0)
+        r = min(rows, yb - y0)
         sgt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * y0, 0.0, gt[5])
-        ya, yb = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
-        srect = (min(x0w, x1w), min(ya, yb), max(x0w, x1w), max(ya, yb))
+        ya_w, yb_w = gt[3] + gt[5] * y0, gt[3] + gt[5] * (y0 + r)
+        srect = (min(x0w, x1w), min(ya_w, yb_w), max(x0w, x1w), max(ya_w, yb_w))
         return _burn(drv, w, r, sgt, grid.wkt, layer, srect)
 
-    starts = list(range(0, h, rows))
-    n_irregular = 0
-    n_mixed = np.zeros(3, np.int64)
+    starts = list(range(ya, yb, rows))
 
     def strip_task(s, y0):
         """Classes of strip ``s`` (in a worker: numpy and GDAL release the GIL, so two strips are computed at once
@@ -785,7 +848,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
         can differ from it; else exact fractions for every boundary pixel (:mod:`.coverage`), the pixels between
         them from the fractions' own prefix sums, and only a strip with overlapping or invalid polygons burnt by
         GDAL (centre rule, later polygon on top) for them. The forward layer is used by one task at a time."""
-        r = min(rows, h - y0)
+        r = min(rows, yb - y0)
         strip = edges.strip(s)
         res = clean.strip_majority(*strip, y0, r, w, threshold if need_mixed else None)
         if res is None:
@@ -804,26 +867,23 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
 
     burn_lock = threading.Lock()
     ahead_n = 3  # strips computed ahead of the one being written (the workers never wait for the writer)
-    out_rows = _TileRows(band)
-    mixed_rows = _TileRows(mixed.band) if need_mixed else None
-    pool = ThreadPoolExecutor(max_workers=2)
+    ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
     try:
-        ahead = [pool.submit(strip_task, i, starts[i]) for i in range(min(ahead_n, len(starts)))]
         for s, y0 in enumerate(starts):
-            if is_canceled():
-                raise Canceled()
+            monitor.check()
             centre, m, res = ahead.pop(0).result()
             if s + ahead_n < len(starts):
                 ahead.append(pool.submit(strip_task, s + ahead_n, starts[s + ahead_n]))
-            r = min(rows, h - y0)
+            r = min(rows, yb - y0)
             flat = centre.reshape(-1)
             bad = np.flatnonzero(res.irregular)
             if bad.size:
+                n_irregular = state["irregular"]
                 if n_irregular < 20000 <= n_irregular + bad.size:
-                    log("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed with "
-                        "geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer first "
-                        "(Fix geometries, then Dissolve or remove the overlaps)")
-                n_irregular += bad.size
+                    monitor.info("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed "
+                                 "with geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer "
+                                 "first (Fix geometries, then Dissolve or remove the overlaps)")
+                state["irregular"] = n_irregular + bad.size
                 if "painter" not in extra:
                     extra["painter"] = coverage.PainterFallback(mem_ds().GetLayer(0), VALUE_FIELD, gt)
                 cells = res.cells[bad]
@@ -844,17 +904,14 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, progress, is_cancele
             out_rows.add(centre)
             if m is not None:
                 mixed_rows.add(m)
-                n_mixed += np.bincount(m.ravel(), minlength=3)[:3]
-            progress((y0 + r) / h)
-        out_rows.close()
-        if mixed_rows is not None:
-            mixed_rows.close()
+                state["mixed"] += np.bincount(m.ravel(), minlength=3)[:3]
+            monitor.progress((y0 + r) / h)
     finally:
-        pool.shutdown(wait=True)
-    if n_irregular:
-        log(f"{n_irregular} pixels under overlapping or invalid polygons: class areas recomputed with the later "
-            "polygon on top")
-    return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
+        for f in ahead:  # (on an error or cancel: the band's strips in flight end before its layers go)
+            f.cancel()
+        for f in ahead:
+            if not f.cancelled():
+                f.exception()
 
 
 class _TileRows:
@@ -902,7 +959,7 @@ def _burn(drv, width, height, gt, wkt, layer, rect) -> np.ndarray:
 
 
 # -- raster ---------------------------------------------------------------------------------------
-def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
+def _float_counts(band, monitor: Monitor) -> Tuple[List[int], Dict[str, int]]:
     """(pixels per whole value 0..1023 as GetHistogram gives them, {fractional value: pixels}) of a float CLC
     raster band, nodata and NaN left out. Read in row strips."""
     hist = np.zeros(1024, np.int64)
@@ -911,8 +968,7 @@ def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
     w, h = band.XSize, band.YSize
     rows = max(1, (8 * 2 ** 20) // max(1, w))
     for y0 in range(0, h, rows):
-        if is_canceled():
-            raise Canceled()
+        monitor.check()
         a = band.ReadAsArray(0, y0, w, min(rows, h - y0)).ravel()
         a = a[np.isfinite(a)]
         if nd is not None:
@@ -929,13 +985,13 @@ def _float_counts(band, is_canceled) -> Tuple[List[int], Dict[str, int]]:
     return hist.tolist(), fractions
 
 
-def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_canceled, log) -> RasterizeResult:
+def _rasterize_raster(rds, output, grid, code2val, table, rule, monitor: Monitor) -> RasterizeResult:
     if rds.RasterCount < 1:
         raise SatClassifyError(f"CLC raster '{rds.GetDescription()}' has no bands")
     band = rds.GetRasterBand(1)
     is_float = band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
     if is_float:  # fractional values (211.7) are no codes: counted apart, never rounded or truncated
-        hist, fractions = _float_counts(band, is_canceled)
+        hist, fractions = _float_counts(band, monitor)
     else:
         hist, fractions = band.GetHistogram(-0.5, 1023.5, 1024, include_out_of_range=1, approx_ok=0), {}
     present = [v for v, n in enumerate(hist) if n]
@@ -962,8 +1018,8 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
         unmapped = {str(g): hist[g] for g in present if g in g2c and g2c[g] not in code2val}
         unknown.update(unmapped)
     unknown.update(fractions)
-    log(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
-    _log_unknown(unknown, unmapped, "pixels", "{} ({})", log,
+    monitor.info(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
+    _log_unknown(unknown, unmapped, "pixels", "{} ({})", monitor.info,
                  "CLC grid codes (1..44)" if source == "grid" else "CLC level-3 codes")
     ref = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Byte)
     ref.SetGeoTransform(grid.geotransform)
@@ -980,8 +1036,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
         ob = out.GetRasterBand(1)
         rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
-            if is_canceled():
-                raise Canceled()
+            monitor.check()
             r = min(rows, grid.height - y0)
             a = wband.ReadAsArray(0, y0, grid.width, r)
             if is_float:
@@ -990,7 +1045,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, progress, is_can
             a = a.astype(np.int64)
             a[(a < 0) | (a > 1023)] = 0
             ob.WriteArray(lut[a], 0, y0)
-            progress((y0 + r) / grid.height)
+            monitor.progress((y0 + r) / grid.height)
         out.FlushCache()
         ob = None
         out = None

@@ -9,6 +9,7 @@ from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from satclassify_plugin.core import raster
 from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.feedback import Monitor
 from satclassify_plugin.core.labels.rasterize import Grid, rasterize_clc
 from tests.rasters import LAEA, UTM32N, make_polygons, make_raster, read_raster, wkt
 
@@ -349,7 +350,7 @@ def test_cancel_leaves_no_output(tmp_path):
     out = tmp_path / "cancel.tif"
     for rule in ("centre", "majority"):
         with pytest.raises(Exception, match="cancelled by the user"):
-            rasterize_clc(src, str(out), grid, rule=rule, is_canceled=lambda: True)
+            rasterize_clc(src, str(out), grid, rule=rule, monitor=Monitor(is_canceled=lambda: True))
         assert os.listdir(tmp_path) == ["c.gpkg", "ref.tif"] or not out.exists()
         assert not out.exists()
 

@@ -8,6 +8,7 @@ import shapely
 from osgeo import ogr
 
 from satclassify_plugin.core.contract import clc
+from satclassify_plugin.core.contract.feedback import Monitor
 from satclassify_plugin.core.labels import coverage
 from tests.rasters import UTM32N, make_polygons, make_raster, read_raster
 
@@ -109,7 +110,7 @@ def test_clean_coverage_without_gdal_interior(tmp_path):
                         fields=STR)
     grid = Grid(w, h, (X0, PX, 0.0, Y0, 0.0, -PX), wkt(UTM32N))
     logs = []
-    rasterize_clc(src, str(tmp_path / "m.tif"), grid, level=3, rule="majority", log=logs.append)
+    rasterize_clc(src, str(tmp_path / "m.tif"), grid, level=3, rule="majority", monitor=Monitor(info=logs.append))
     assert not [m for m in logs if "overlapping or invalid" in m]
     got = gdal.Open(str(tmp_path / "m.tif")).ReadAsArray()
     exp, _ = reference(polys, values_of(codes), w, h, 0.75)
