@@ -11,6 +11,18 @@ def test_there_are_algorithms_to_check():
     assert ALG_IDS, "the provider offers no algorithm"
 
 
+def dispose(dlg, alg=None):
+    """Close and delete the dialog now, while ``alg`` (which its widget wrappers point to) is still alive: a
+    dialog left alive after its algorithm was garbage-collected crashes QGIS 3.40+ at the next layer added to the
+    project (a field parameter's wrapper asks the dead algorithm for its id)."""
+    from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+    dlg.close()
+    dlg.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    del alg
+
+
 @pytest.mark.parametrize("alg_id", ALG_IDS)
 def test_toolbox_dialog(provider, alg_id):
     import processing
@@ -18,7 +30,7 @@ def test_toolbox_dialog(provider, alg_id):
     dlg = processing.createAlgorithmDialog(alg_id, {})
     assert dlg is not None
     assert dlg.algorithm().id() == alg_id
-    dlg.close()
+    dispose(dlg)
 
 
 @pytest.mark.parametrize("alg_id", ALG_IDS)
@@ -28,7 +40,7 @@ def test_batch_dialog(provider, alg_id):
     alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
     dlg = BatchAlgorithmDialog(alg)
     assert dlg.mainWidget() is not None
-    dlg.close()
+    dispose(dlg, alg)
 
 
 @pytest.mark.parametrize("alg_id", ALG_IDS)
@@ -40,7 +52,7 @@ def test_modeler_parameters_dialog(provider, alg_id):
     dlg = ModelerParametersDialog(alg, model)
     child = dlg.createAlgorithm()
     assert child is not None and child.algorithmId() == alg_id
-    dlg.close()
+    dispose(dlg, alg)
 
 
 @pytest.mark.parametrize("alg_id", ALG_IDS)
