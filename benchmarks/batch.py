@@ -19,6 +19,7 @@ benchmarks/classify.py (3x3 convs 16/32/16 + ReLU, 8 classes, tile 256), then, i
     completes the rest.
 The CPU is shared with other users: the ratios within one run are what docs/performance.md records.
 """
+
 import argparse
 import datetime
 import glob
@@ -39,9 +40,14 @@ def make_scene(path, size, seed):
     from osgeo import gdal
 
     rng = np.random.default_rng(seed)
-    ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 4, gdal.GDT_UInt16,
-                                              options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
-                                                       "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        path,
+        size,
+        size,
+        4,
+        gdal.GDT_UInt16,
+        options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE"],
+    )
     ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
     from tests.rasters import wkt
 
@@ -59,8 +65,7 @@ def client_of(workers):
     import distributed
 
     t0 = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = distributed.Client(cluster)
     client.wait_for_workers(workers)
     return client, cluster, time.perf_counter() - t0
@@ -152,9 +157,13 @@ def kill_worker_mid_run(scenes, model, out, threads):
     th.join(5)
     client.close()
     cluster.close()
-    return {"seconds": round(wall, 2), "killed_worker_pid": killed.get("pid"),
-            "scenes_done": sum(r["status"] == "done" for r in recs), "scenes": len(recs),
-            "done_on": sorted({r["worker"] for r in recs})}
+    return {
+        "seconds": round(wall, 2),
+        "killed_worker_pid": killed.get("pid"),
+        "scenes_done": sum(r["status"] == "done" for r in recs),
+        "scenes": len(recs),
+        "done_on": sorted({r["worker"] for r in recs}),
+    }
 
 
 def kill_run_and_rerun(scenes, model, out, listing):
@@ -162,12 +171,27 @@ def kill_run_and_rerun(scenes, model, out, listing):
     then the same command again."""
     from satclassify_plugin.headless.batch import MANIFEST
 
-    cmd = [sys.executable, "-m", "satclassify_plugin.headless", "batch", "classify", "--scenes", listing,
-           "--model", model, "--out", out, "--workers", "2", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "satclassify_plugin.headless",
+        "batch",
+        "classify",
+        "--scenes",
+        listing,
+        "--model",
+        model,
+        "--out",
+        out,
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     env = dict(os.environ, PYTHONPATH=ROOT)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     path = os.path.join(out, MANIFEST)
     while p.poll() is None:
         try:
@@ -190,12 +214,20 @@ def kill_run_and_rerun(scenes, model, out, listing):
     ok2, n2, parts2, _ = verify_outputs(out)
     with open(path) as f:
         after = sum(r2["status"] == "done" for r2 in json.load(f)["scenes"].values())
-    return {"killed_after_s": round(killed_after, 2), "finished_before_kill": before,
-            "outputs_checked_after_kill": n, "outputs_match_checksums_after_kill": bool(ok),
-            "part_files_left_by_the_kill": parts, "tif_not_in_manifest_after_kill": stray,
-            "rerun_exit": r.returncode, "rerun_seconds": round(rerun, 2), "rerun_skipped": skipped,
-            "finished_after_rerun": after, "outputs_match_after_rerun": bool(ok2),
-            "part_files_after_rerun": parts2}
+    return {
+        "killed_after_s": round(killed_after, 2),
+        "finished_before_kill": before,
+        "outputs_checked_after_kill": n,
+        "outputs_match_checksums_after_kill": bool(ok),
+        "part_files_left_by_the_kill": parts,
+        "tif_not_in_manifest_after_kill": stray,
+        "rerun_exit": r.returncode,
+        "rerun_seconds": round(rerun, 2),
+        "rerun_skipped": skipped,
+        "finished_after_rerun": after,
+        "outputs_match_after_rerun": bool(ok2),
+        "part_files_after_rerun": parts2,
+    }
 
 
 def main():
@@ -240,19 +272,32 @@ def main():
         kill2 = kill_run_and_rerun(scenes, model, os.path.join(tmp, "kill2"), listing)
     figures = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "benchmarks/batch.py " + " ".join(sys.argv[1:]), "cores": cores,
-        "scenes": args.scenes, "size_px": args.size, "megapixels": round(pixels / 1e6, 2),
-        "plain_loop_s": round(loop, 2), "plain_loop_runs_s": [round(x, 2) for x in loops],
+        "command": "benchmarks/batch.py " + " ".join(sys.argv[1:]),
+        "cores": cores,
+        "scenes": args.scenes,
+        "size_px": args.size,
+        "megapixels": round(pixels / 1e6, 2),
+        "plain_loop_s": round(loop, 2),
+        "plain_loop_runs_s": [round(x, 2) for x in loops],
         "dask_noop_task_roundtrip_s": round(noop, 4),
-        "batch_1_worker_s": round(one, 2), "batch_2_workers_s": round(two, 2),
-        "cluster_start_1_worker_s": round(start1, 2), "cluster_start_2_workers_s": round(start2, 2),
+        "batch_1_worker_s": round(one, 2),
+        "batch_2_workers_s": round(two, 2),
+        "cluster_start_1_worker_s": round(start1, 2),
+        "cluster_start_2_workers_s": round(start2, 2),
         "overhead_per_task_s": round((one - loop) / args.scenes, 3),
         "speedup_2_over_1": round(one / two, 2),
-        "mpix_per_s": {"plain_loop": round(pixels / 1e6 / loop, 2), "batch_1": round(pixels / 1e6 / one, 2),
-                       "batch_2": round(pixels / 1e6 / two, 2)},
-        "task_seconds_2_workers": {"min": min(per_scene), "max": max(per_scene),
-                                   "mean": round(sum(per_scene) / len(per_scene), 3)},
-        "worker_killed_mid_run": kill1, "run_killed_then_rerun": kill2,
+        "mpix_per_s": {
+            "plain_loop": round(pixels / 1e6 / loop, 2),
+            "batch_1": round(pixels / 1e6 / one, 2),
+            "batch_2": round(pixels / 1e6 / two, 2),
+        },
+        "task_seconds_2_workers": {
+            "min": min(per_scene),
+            "max": max(per_scene),
+            "mean": round(sum(per_scene) / len(per_scene), 3),
+        },
+        "worker_killed_mid_run": kill1,
+        "run_killed_then_rerun": kill2,
     }
     text = json.dumps(figures, indent=1)
     print(text)

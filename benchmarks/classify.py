@@ -16,6 +16,7 @@ stack (tiled GeoTIFF, band names B02 B03 B04 B08) generated in a temp folder.
     per second), each size in its own subprocess so its peak RSS (getrusage ru_maxrss) is its own.
 Goals: tool/raw >= 0.9; peak RSS of the large size within 20% of the small size.
 """
+
 import argparse
 import json
 import os
@@ -39,7 +40,7 @@ def peak_rss_mb():
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 2 ** 20)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 2**20)
 
 
 def make_model(path, tile):
@@ -56,9 +57,9 @@ def make_raster(path, size, block_rows=1024):
     gdal.UseExceptions()
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32632)
-    ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 4, gdal.GDT_UInt16,
-                                              options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
-                                                       "BIGTIFF=YES"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        path, size, size, 4, gdal.GDT_UInt16, options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=YES"]
+    )
     ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
     ds.SetProjection(srs.ExportToWkt())
     rng = np.random.default_rng(0)
@@ -110,20 +111,34 @@ def child(args):
     from satclassify_plugin.core.classify.pipeline import classify
 
     out = os.path.join(os.path.dirname(args.child_input), f"classes_{os.getpid()}.tif")
-    res = classify(args.child_input, args.child_model, [out],
-                   options=ClassifyOptions(device=args.device, tile_size=args.tile, batch_size=args.batch))
+    res = classify(
+        args.child_input,
+        args.child_model,
+        [out],
+        options=ClassifyOptions(device=args.device, tile_size=args.tile, batch_size=args.batch),
+    )
     os.remove(out)
-    print(json.dumps({"mpix": res.megapixels, "seconds": res.seconds, "mpix_s": res.mpix_per_s,
-                      "provider": res.provider, "tiles": res.tiles, "tile": res.tile_size,
-                      "model_mpix_s": res.tiles * res.tile_size ** 2 / 1e6 / res.seconds,
-                      "peak_rss_mb": peak_rss_mb(),
-                      "infer_pct": 100 * res.stats["inference"] / res.seconds,
-                      "wait_in_pct": 100 * res.stats["wait_input"] / res.seconds,
-                      "wait_out_pct": 100 * res.stats["wait_writer"] / res.seconds,
-                      # CPU seconds of the reader and writer threads and of the whole process, % of the wall time
-                      "reader_cpu_pct": 100 * res.stats.get("reader_cpu", 0.0) / res.seconds,
-                      "writer_cpu_pct": 100 * res.stats.get("writer_cpu", 0.0) / res.seconds,
-                      "process_cpu_pct": 100 * res.stats.get("process_cpu", 0.0) / res.seconds}))
+    print(
+        json.dumps(
+            {
+                "mpix": res.megapixels,
+                "seconds": res.seconds,
+                "mpix_s": res.mpix_per_s,
+                "provider": res.provider,
+                "tiles": res.tiles,
+                "tile": res.tile_size,
+                "model_mpix_s": res.tiles * res.tile_size**2 / 1e6 / res.seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "infer_pct": 100 * res.stats["inference"] / res.seconds,
+                "wait_in_pct": 100 * res.stats["wait_input"] / res.seconds,
+                "wait_out_pct": 100 * res.stats["wait_writer"] / res.seconds,
+                # CPU seconds of the reader and writer threads and of the whole process, % of the wall time
+                "reader_cpu_pct": 100 * res.stats.get("reader_cpu", 0.0) / res.seconds,
+                "writer_cpu_pct": 100 * res.stats.get("writer_cpu", 0.0) / res.seconds,
+                "process_cpu_pct": 100 * res.stats.get("process_cpu", 0.0) / res.seconds,
+            }
+        )
+    )
 
 
 def raw_child(args):
@@ -142,9 +157,22 @@ def raw_child(args):
 
 
 def run_raw_child(size, model, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--raw-for", str(size), "--child-model", model,
-           "--tile", str(args.tile), "--batch", str(args.batch), "--device", args.device,
-           "--raw-seconds", str(args.raw_seconds)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--raw-for",
+        str(size),
+        "--child-model",
+        model,
+        "--tile",
+        str(args.tile),
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+        "--raw-seconds",
+        str(args.raw_seconds),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stdout}\n{proc.stderr}")
@@ -152,8 +180,20 @@ def run_raw_child(size, model, args):
 
 
 def run_child(raster, model, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model", model,
-           "--tile", str(args.tile), "--batch", str(args.batch), "--device", args.device]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child-input",
+        raster,
+        "--child-model",
+        model,
+        "--tile",
+        str(args.tile),
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stdout}\n{proc.stderr}")
@@ -197,48 +237,76 @@ def main():
             r = run_child(path, model, args)
             raw_after = run_raw_child(size, model, args)
             os.remove(path)
-            raw_here = dict(raw_before, raw_mpix_s=(raw_before["raw_mpix_s"] + raw_after["raw_mpix_s"]) / 2,
-                            raw_before=raw_before["raw_mpix_s"], raw_after=raw_after["raw_mpix_s"])
+            raw_here = dict(
+                raw_before,
+                raw_mpix_s=(raw_before["raw_mpix_s"] + raw_after["raw_mpix_s"]) / 2,
+                raw_before=raw_before["raw_mpix_s"],
+                raw_after=raw_after["raw_mpix_s"],
+            )
             r.update(size=size, gen_s=gen, load=os.getloadavg()[0], **raw_here)
             rows.append(r)
-            print(f"  {size}^2 done: {r['mpix_s']:.2f} MPix/s, peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(raster generated in {gen:.0f} s); inference thread: onnxruntime {r['infer_pct']:.0f}%, "
-                  f"waiting for input {r['wait_in_pct']:.0f}%, for the writer {r['wait_out_pct']:.0f}%; CPU of the "
-                  f"reader thread {r['reader_cpu_pct']:.0f}%, writer {r['writer_cpu_pct']:.0f}%, whole process "
-                  f"{r['process_cpu_pct']:.0f}% of the wall time", flush=True)
+            print(
+                f"  {size}^2 done: {r['mpix_s']:.2f} MPix/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"(raster generated in {gen:.0f} s); inference thread: onnxruntime {r['infer_pct']:.0f}%, "
+                f"waiting for input {r['wait_in_pct']:.0f}%, for the writer {r['wait_out_pct']:.0f}%; CPU of the "
+                f"reader thread {r['reader_cpu_pct']:.0f}%, writer {r['writer_cpu_pct']:.0f}%, whole process "
+                f"{r['process_cpu_pct']:.0f}% of the wall time",
+                flush=True,
+            )
     import onnxruntime
 
     print()
-    print(f"SatClassify classify benchmark: model bench_cnn (3x3 convs 16/32/16, 8 classes, halo 3), "
-          f"tile {args.tile}, batch {args.batch}, onnxruntime {onnxruntime.__version__} on {provider}, "
-          f"{os.cpu_count()} CPU(s)")
+    print(
+        f"SatClassify classify benchmark: model bench_cnn (3x3 convs 16/32/16, 8 classes, halo 3), "
+        f"tile {args.tile}, batch {args.batch}, onnxruntime {onnxruntime.__version__} on {provider}, "
+        f"{os.cpu_count()} CPU(s)"
+    )
     print(f"(a) raw onnxruntime on in-memory tiles: {raw:.2f} MPix/s")
     print()
-    print(f"{'raster':>8} {'MPix':>7} {'tiles':>6} {'tile':>5} {'raw@tile':>9} {'time s':>7} {'tool MPix/s':>12} "
-          f"{'tool/raw':>9} {'model px/raw':>13} {'peak RSS MB':>12} {'load':>5}")
+    print(
+        f"{'raster':>8} {'MPix':>7} {'tiles':>6} {'tile':>5} {'raw@tile':>9} {'time s':>7} {'tool MPix/s':>12} "
+        f"{'tool/raw':>9} {'model px/raw':>13} {'peak RSS MB':>12} {'load':>5}"
+    )
     for r in rows:
         rr = r["raw_mpix_s"]
-        print(f"{str(r['size']) + '^2':>8} {r['mpix']:7.1f} {r['tiles']:6d} {r['tile']:5d} {rr:9.2f} "
-              f"{r['seconds']:7.1f} "
-              f"{r['mpix_s']:12.2f} {r['mpix_s'] / rr:9.2f} {r['model_mpix_s'] / rr:13.2f} {r['peak_rss_mb']:12.0f} "
-              f"{r['load']:5.1f}")
-    print("raw@tile: onnxruntime alone on in-memory tiles of the size the tool used, the mean of a run just before "
-          "and one just after the tool's (MPix/s);\ntool MPix/s: output pixels per second end to end; tool/raw: "
-          "their ratio; model px/raw: pixels the tool fed the model\n(tiles incl. halo) per second / raw@tile "
-          "(pipeline overlap efficiency); load: 1-min load average after the run")
+        print(
+            f"{str(r['size']) + '^2':>8} {r['mpix']:7.1f} {r['tiles']:6d} {r['tile']:5d} {rr:9.2f} "
+            f"{r['seconds']:7.1f} "
+            f"{r['mpix_s']:12.2f} {r['mpix_s'] / rr:9.2f} {r['model_mpix_s'] / rr:13.2f} {r['peak_rss_mb']:12.0f} "
+            f"{r['load']:5.1f}"
+        )
+    print(
+        "raw@tile: onnxruntime alone on in-memory tiles of the size the tool used, the mean of a run just before "
+        "and one just after the tool's (MPix/s);\ntool MPix/s: output pixels per second end to end; tool/raw: "
+        "their ratio; model px/raw: pixels the tool fed the model\n(tiles incl. halo) per second / raw@tile "
+        "(pipeline overlap efficiency); load: 1-min load average after the run"
+    )
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
         growth = b["peak_rss_mb"] / a["peak_rss_mb"] - 1.0
         print()
-        print(f"peak RSS {b['size']}^2 vs {a['size']}^2: {growth * 100:+.1f}% (goal within 20%: "
-              f"{'met' if abs(growth) <= 0.2 else 'NOT met'})")
+        print(
+            f"peak RSS {b['size']}^2 vs {a['size']}^2: {growth * 100:+.1f}% (goal within 20%: "
+            f"{'met' if abs(growth) <= 0.2 else 'NOT met'})"
+        )
     worst = min(r["mpix_s"] / r["raw_mpix_s"] for r in rows)
     print(f"end-to-end / raw (worst size): {worst:.2f} (goal >= 0.9: {'met' if worst >= 0.9 else 'NOT met'})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tile": args.tile, "batch": args.batch, "provider": provider, "raw_mpix_s": raw,
-                       "onnxruntime": onnxruntime.__version__, "cpus": os.cpu_count(), "worst_tool_over_raw": worst,
-                       "sizes": [dict(r, tool_over_raw=r["mpix_s"] / r["raw_mpix_s"]) for r in rows]}, f, indent=1)
+            json.dump(
+                {
+                    "tile": args.tile,
+                    "batch": args.batch,
+                    "provider": provider,
+                    "raw_mpix_s": raw,
+                    "onnxruntime": onnxruntime.__version__,
+                    "cpus": os.cpu_count(),
+                    "worst_tool_over_raw": worst,
+                    "sizes": [dict(r, tool_over_raw=r["mpix_s"] / r["raw_mpix_s"]) for r in rows],
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

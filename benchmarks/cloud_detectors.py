@@ -20,6 +20,7 @@ once the detector's package and model are loaded, "peak" the peak after one run 
 The stack is synthetic (fields of typical TOA reflectances, a textured bright cloud covering about 12 % and its
 shadow): this measures cost, not accuracy. A detector whose package is missing is reported as such.
 """
+
 import argparse
 import json
 import os
@@ -44,8 +45,19 @@ def peak_mb():
 def scene(size, seed=0):
     """Reflectance (0..1) per band name, float32 (size, size): fields, a cloud and its shadow."""
     rng = np.random.default_rng(seed)
-    base = {"B01": 0.12, "B02": 0.10, "B03": 0.09, "B04": 0.08, "B05": 0.12, "B08": 0.28, "B8A": 0.30,
-            "B09": 0.08, "B10": 0.005, "B11": 0.20, "B12": 0.12}
+    base = {
+        "B01": 0.12,
+        "B02": 0.10,
+        "B03": 0.09,
+        "B04": 0.08,
+        "B05": 0.12,
+        "B08": 0.28,
+        "B8A": 0.30,
+        "B09": 0.08,
+        "B10": 0.005,
+        "B11": 0.20,
+        "B12": 0.12,
+    }
     cell = max(size // 20, 1)
     fields = rng.uniform(0.6, 1.4, (size // cell + 1, size // cell + 1)).repeat(cell, 0).repeat(cell, 1)[:size, :size]
     from scipy import ndimage
@@ -53,7 +65,7 @@ def scene(size, seed=0):
     tex = np.zeros((size, size), np.float32)  # cloud texture: box-filtered noise at several scales
     for i, s in enumerate((96, 48, 24, 12, 6)):
         n = rng.normal(0, 1, (size // s + 2, size // s + 2)).astype(np.float32)
-        tex += ndimage.uniform_filter(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5 ** i
+        tex += ndimage.uniform_filter(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5**i
     tex = (tex - tex.min()) / (tex.max() - tex.min())
     yy, xx = np.mgrid[0:size, 0:size]
     alpha = np.clip((1 - np.hypot(yy - 0.35 * size, xx - 0.35 * size) / (0.2 * size)) * 3 + (tex - 0.5) * 1.5, 0, 1)
@@ -76,6 +88,7 @@ def run_case(case, size, threads):
         import ukis_csmask.mask  # noqa: F401  (import cost counted below)
 
         from satclassify_plugin.core.s2 import clouds
+
         dn = {b: np.round(bands[b] * 10000).astype(np.uint16) for b in ("B02", "B03", "B04", "B08")}
         imported = peak_mb()
         t1 = time.perf_counter()
@@ -83,8 +96,9 @@ def run_case(case, size, threads):
         cloud_share = float((cls == clouds.CLOUD).mean())
     elif case.startswith("csmask"):
         from ukis_csmask.mask import CSmask  # noqa: F401  (import cost counted below)
+
         names = ["B02", "B03", "B04", "B08"] + (["B11", "B12"] if case.startswith("csmask6") else [])
-        order = ["blue", "green", "red", "nir", "swir16", "swir22"][:len(names)]
+        order = ["blue", "green", "red", "nir", "swir16", "swir22"][: len(names)]
         img = np.dstack([bands[b] for b in names])
         factor = 3 if case.endswith("30m") else 1
         if factor > 1:
@@ -93,14 +107,23 @@ def run_case(case, size, threads):
         imported = peak_mb()
         t1 = time.perf_counter()
         # invalid_buffer=1: 0 would make scipy dilate the invalid pixels until nothing changes (slow)
-        m = CSmask(img, band_order=order, product_level="l1c", nodata_value=0, invalid_buffer=1,
-                   intra_op_num_threads=threads, inter_op_num_threads=1, providers=["CPUExecutionProvider"])
+        m = CSmask(
+            img,
+            band_order=order,
+            product_level="l1c",
+            nodata_value=0,
+            invalid_buffer=1,
+            intra_op_num_threads=threads,
+            inter_op_num_threads=1,
+            providers=["CPUExecutionProvider"],
+        )
         csm = m.csm[..., 0]
         if factor > 1:
             csm = csm.repeat(factor, 0).repeat(factor, 1)
         cloud_share = float((csm == 1).mean())
     else:
         from s2cloudless import S2PixelCloudDetector
+
         names = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
         img = np.dstack([bands[b] for b in names])[None]
         factor = 16 if case.endswith("160m") else 1
@@ -115,9 +138,20 @@ def run_case(case, size, threads):
         mask = det.get_cloud_masks(img)[0]
         cloud_share = float(mask.mean())
     t2 = time.perf_counter()
-    print(json.dumps({"case": case, "size": size, "threads": threads, "load_s": round(t1 - t0, 2),
-                      "run_s": round(t2 - t1, 2), "peak_after_import_mb": round(imported),
-                      "peak_mb": round(peak_mb()), "cloud_share": round(cloud_share, 3)}))
+    print(
+        json.dumps(
+            {
+                "case": case,
+                "size": size,
+                "threads": threads,
+                "load_s": round(t1 - t0, 2),
+                "run_s": round(t2 - t1, 2),
+                "peak_after_import_mb": round(imported),
+                "peak_mb": round(peak_mb()),
+                "cloud_share": round(cloud_share, 3),
+            }
+        )
+    )
 
 
 def main():
@@ -131,8 +165,20 @@ def main():
         run_case(a.case, a.size, a.threads)
         return
     for case in a.cases:
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", case, "--size", str(a.size),
-                            "--threads", str(a.threads)], capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--case",
+                case,
+                "--size",
+                str(a.size),
+                "--threads",
+                str(a.threads),
+            ],
+            capture_output=True,
+            text=True,
+        )
         line = [x for x in p.stdout.splitlines() if x.startswith("{")]
         if p.returncode != 0 or not line:
             err = (p.stderr.strip().splitlines() or ["?"])[-1]

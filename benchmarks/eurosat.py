@@ -17,6 +17,7 @@ Two parts:
 The split is the importer's seeded random 80/20 of the shared folder (``--val-fraction 0.2 --test-fraction 0``); the
 held-out EuroSAT images are never seen. Without the shared data the benchmark says so and exits 0.
 """
+
 import argparse
 import csv
 import json
@@ -57,8 +58,26 @@ def _train_patches(data):
 
 def _one_epoch_seconds(data, work, device, steps, amp, name):
     run = os.path.join(work, name)
-    _run(["train", "--config", RECIPE, "--data", data, "--out", run, "--epochs", "1", "--max-steps", str(steps),
-          "--device", device, "--amp" if amp else "--no-amp", "--no-progress", "--overwrite"])
+    _run(
+        [
+            "train",
+            "--config",
+            RECIPE,
+            "--data",
+            data,
+            "--out",
+            run,
+            "--epochs",
+            "1",
+            "--max-steps",
+            str(steps),
+            "--device",
+            device,
+            "--amp" if amp else "--no-amp",
+            "--no-progress",
+            "--overwrite",
+        ]
+    )
     return float(_log_rows(run)[-1]["seconds"])
 
 
@@ -76,11 +95,18 @@ def timing(data, work, device, steps):
         t_long = _one_epoch_seconds(data, work, device, steps, amp, f"timing-{name}")
         per_batch = max(t_long - t_short, 1e-9) / (steps - short)
         validation = max(t_short - per_batch * short, 0.0)
-        out[name] = {"batches": [short, steps], "seconds": [t_short, t_long],
-                     "seconds_per_batch": round(per_batch, 4), "validation_seconds": round(validation, 1),
-                     "seconds_per_epoch_estimate": round(per_batch * batches + validation, 1)}
-        print(f"timing {name:5s}: {per_batch:.3f} s per batch of 64, validation {validation:.1f} s -> about "
-              f"{out[name]['seconds_per_epoch_estimate']:.0f} s per epoch of {n} patches", flush=True)
+        out[name] = {
+            "batches": [short, steps],
+            "seconds": [t_short, t_long],
+            "seconds_per_batch": round(per_batch, 4),
+            "validation_seconds": round(validation, 1),
+            "seconds_per_epoch_estimate": round(per_batch * batches + validation, 1),
+        }
+        print(
+            f"timing {name:5s}: {per_batch:.3f} s per batch of 64, validation {validation:.1f} s -> about "
+            f"{out[name]['seconds_per_epoch_estimate']:.0f} s per epoch of {n} patches",
+            flush=True,
+        )
     out["ratio_amp_over_fp32"] = round(out["amp"]["seconds_per_batch"] / out["fp32"]["seconds_per_batch"], 3)
     print(f"AMP / float32 time per batch: {out['ratio_amp_over_fp32']:.2f}", flush=True)
     return out
@@ -97,17 +123,25 @@ def recipe(data, work, device, epochs):
     rows = _log_rows(run)
     print("epoch  seconds  val_oa  val_macro_f1  val_kappa")
     for r in rows:
-        print(f"{int(r['epoch']):5d}  {float(r['seconds']):7.1f}  {float(r['val_oa']):.4f}  "
-              f"{float(r['val_macro_f1']):.4f}        {float(r['val_kappa']):.4f}")
+        print(
+            f"{int(r['epoch']):5d}  {float(r['seconds']):7.1f}  {float(r['val_oa']):.4f}  "
+            f"{float(r['val_macro_f1']):.4f}        {float(r['val_kappa']):.4f}"
+        )
     best = max(rows, key=lambda r: float(r["val_miou"]))
-    res = {"epochs": len(rows), "total_seconds": round(total, 1),
-           "mean_epoch_seconds": round(sum(float(r["seconds"]) for r in rows) / len(rows), 1),
-           "best_epoch": int(best["epoch"]), "best": {k: float(best[k]) for k in ("val_oa", "val_macro_f1",
-                                                                                  "val_kappa", "val_miou")},
-           "curve": [{k: float(r[k]) for k in ("epoch", "seconds", "val_oa", "val_macro_f1")} for r in rows]}
-    print(f"recipe: {len(rows)} epochs in {total / 60:.1f} min; best epoch {res['best_epoch']}: OA "
-          f"{res['best']['val_oa']:.4f}, macro F1 {res['best']['val_macro_f1']:.4f}, kappa "
-          f"{res['best']['val_kappa']:.4f}", flush=True)
+    res = {
+        "epochs": len(rows),
+        "total_seconds": round(total, 1),
+        "mean_epoch_seconds": round(sum(float(r["seconds"]) for r in rows) / len(rows), 1),
+        "best_epoch": int(best["epoch"]),
+        "best": {k: float(best[k]) for k in ("val_oa", "val_macro_f1", "val_kappa", "val_miou")},
+        "curve": [{k: float(r[k]) for k in ("epoch", "seconds", "val_oa", "val_macro_f1")} for r in rows],
+    }
+    print(
+        f"recipe: {len(rows)} epochs in {total / 60:.1f} min; best epoch {res['best_epoch']}: OA "
+        f"{res['best']['val_oa']:.4f}, macro F1 {res['best']['val_macro_f1']:.4f}, kappa "
+        f"{res['best']['val_kappa']:.4f}",
+        flush=True,
+    )
     return res
 
 
@@ -130,11 +164,29 @@ def main(argv=None):
     if not data:
         data = os.path.join(work, "eurosat_rgb")
         t0 = time.time()
-        _run(["import", "eurosat", a.src, "--out", data, "--val-fraction", "0.2", "--test-fraction", "0",
-              "--workers", "2", "--overwrite"])
+        _run(
+            [
+                "import",
+                "eurosat",
+                a.src,
+                "--out",
+                data,
+                "--val-fraction",
+                "0.2",
+                "--test-fraction",
+                "0",
+                "--workers",
+                "2",
+                "--overwrite",
+            ]
+        )
         print(f"import: {time.time() - t0:.1f} s", flush=True)
-    res = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "device": a.device, "cpus": os.cpu_count(),
-           "timing": timing(data, work, a.device, a.timing_steps) if a.timing_steps else None}
+    res = {
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "device": a.device,
+        "cpus": os.cpu_count(),
+        "timing": timing(data, work, a.device, a.timing_steps) if a.timing_steps else None,
+    }
     if a.epochs != 0:
         res["recipe"] = recipe(data, work, a.device, a.epochs)
     if a.json:

@@ -12,6 +12,7 @@ training patches) -> satclassify's classify pipeline (this QGIS env) on a synthe
 (benchmarks/classify.py's) with each model, DEVICE CPU, one after the other in fresh subprocesses.
 Goals: int8 >= 1.8x faster than float32; >= 99 % identical classes.
 """
+
 import argparse
 import json
 import os
@@ -38,18 +39,60 @@ def run(cmd, **kw):
 def make_models(work, epochs, encoder):
     tp = train_python()
     data = os.path.join(work, "ds")
-    run([tp, "-c", "import sys; sys.path.insert(0, '.'); from tests.training.conftest import make_dataset; "
-         f"make_dataset({data!r}, splits=(('train', 64), ('val', 16)), p=64, seed=0)"])
+    run(
+        [
+            tp,
+            "-c",
+            "import sys; sys.path.insert(0, '.'); from tests.training.conftest import make_dataset; "
+            f"make_dataset({data!r}, splits=(('train', 64), ('val', 16)), p=64, seed=0)",
+        ]
+    )
     rundir = os.path.join(work, "run")
-    run([tp, "-m", "training", "train", "--data", data, "--model", "unet", "--encoder", encoder,
-         "--epochs", str(epochs), "--batch-size", "8", "--lr", "0.003", "--out", rundir, "--no-progress",
-         "--early-stopping", "0"])
+    run(
+        [
+            tp,
+            "-m",
+            "training",
+            "train",
+            "--data",
+            data,
+            "--model",
+            "unet",
+            "--encoder",
+            encoder,
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.003",
+            "--out",
+            rundir,
+            "--no-progress",
+            "--early-stopping",
+            "0",
+        ]
+    )
     ckpt = os.path.join(rundir, "best.pt")
     fp32, int8 = os.path.join(work, "unet_fp32.onnx"), os.path.join(work, "unet_int8.onnx")
     run([tp, "-m", "training", "export", "--checkpoint", ckpt, "--out", fp32])
     t = time.perf_counter()
-    log = run([tp, "-m", "training", "export", "--checkpoint", ckpt, "--out", int8, "--quantize", "int8",
-               "--calibration-data", data])
+    log = run(
+        [
+            tp,
+            "-m",
+            "training",
+            "export",
+            "--checkpoint",
+            ckpt,
+            "--out",
+            int8,
+            "--quantize",
+            "int8",
+            "--calibration-data",
+            data,
+        ]
+    )
     return fp32, int8, log.strip().splitlines()[-1], time.perf_counter() - t
 
 
@@ -64,8 +107,9 @@ def make_scene(path, size, seed=0, block=48):
     gdal.UseExceptions()
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32632)
-    ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 4, gdal.GDT_UInt16,
-                                              options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        path, size, size, 4, gdal.GDT_UInt16, options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"]
+    )
     ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
     ds.SetProjection(srs.ExportToWkt())
     for b, name in enumerate(("B02", "B03", "B04", "B08")):
@@ -89,6 +133,7 @@ def make_scene(path, size, seed=0, block=48):
 def child(args):
     from satclassify_plugin.core.classify.options import ClassifyOptions
     from satclassify_plugin.core.classify.pipeline import classify
+
     res = classify(args.child_input, args.child_model, [args.child_out], options=ClassifyOptions(device="CPU"))
     print(json.dumps({"seconds": res.seconds, "mpix_s": res.mpix_per_s, "tiles": res.tiles, "tile": res.tile_size}))
 
@@ -120,8 +165,22 @@ def main():
         for rep in range(args.repeats):
             for name, model in (("float32", fp32), ("int8", int8)):
                 out = os.path.join(work, f"classes_{name}.tif")
-                line = run([sys.executable, os.path.abspath(__file__), "--child-input", raster, "--child-model",
-                            model, "--child-out", out]).strip().splitlines()[-1]
+                line = (
+                    run(
+                        [
+                            sys.executable,
+                            os.path.abspath(__file__),
+                            "--child-input",
+                            raster,
+                            "--child-model",
+                            model,
+                            "--child-out",
+                            out,
+                        ]
+                    )
+                    .strip()
+                    .splitlines()[-1]
+                )
                 r = json.loads(line)
                 print(f"  {name} run {rep + 1}: {r['seconds']:.1f} s, {r['mpix_s']:.2f} MPix/s", flush=True)
                 runs = res.get(name, {}).get("runs", []) + [r["seconds"]]
@@ -129,20 +188,32 @@ def main():
                     res[name] = r
                 res[name]["runs"] = runs
                 res[name]["classes"] = gdal.Open(out).ReadAsArray()
-                res[name]["size_mb"] = os.path.getsize(model) / 2 ** 20
+                res[name]["size_mb"] = os.path.getsize(model) / 2**20
         a, b = res["float32"].pop("classes"), res["int8"].pop("classes")
         same = float(np.mean(a == b))
         vals, counts = np.unique(a, return_counts=True)
         shares = {int(v): float(c) / a.size for v, c in zip(vals, counts)}
         speed = res["float32"]["seconds"] / res["int8"]["seconds"]
     print()
-    print(f"U-Net {args.encoder} (4 bands, 3 classes), {args.size}^2 raster, DEVICE CPU, {os.cpu_count()} CPU(s), "
-          f"load {os.getloadavg()[0]:.1f}")
-    print(f"int8 vs float32: {speed:.2f}x faster (goal >= 1.8: {'met' if speed >= 1.8 else 'NOT met'}), identical "
-          f"classes {same:.2%} (goal >= 99 %: {'met' if same >= 0.99 else 'NOT met'})")
+    print(
+        f"U-Net {args.encoder} (4 bands, 3 classes), {args.size}^2 raster, DEVICE CPU, {os.cpu_count()} CPU(s), "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"int8 vs float32: {speed:.2f}x faster (goal >= 1.8: {'met' if speed >= 1.8 else 'NOT met'}), identical "
+        f"classes {same:.2%} (goal >= 99 %: {'met' if same >= 0.99 else 'NOT met'})"
+    )
     print("float32 classes on the raster: " + ", ".join(f"{v}: {p:.1%}" for v, p in shares.items()))
-    figures = {"size": args.size, "encoder": args.encoder, "float32": res["float32"], "int8": res["int8"],
-               "speedup": speed, "identical_classes": same, "float32_class_shares": shares, "export": export_line}
+    figures = {
+        "size": args.size,
+        "encoder": args.encoder,
+        "float32": res["float32"],
+        "int8": res["int8"],
+        "speedup": speed,
+        "identical_classes": same,
+        "float32_class_shares": shares,
+        "export": export_line,
+    }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)

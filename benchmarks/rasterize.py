@@ -12,6 +12,7 @@ Prints seconds, ratios to gdal_rasterize, pixel equality of the centre rule, and
 one step after the other in each round, so that a change in the machine's load reaches every step alike; each
 step's figure is its fastest round (the ratios of the medians are printed too).
 """
+
 import argparse
 import json
 import os
@@ -95,17 +96,33 @@ def _step(args):
     if meta["kind"] == "gdal_rasterize":
         # the plain command line: default GeoTIFF (striped, uncompressed), the code burnt as UInt16
         xmin, ymin, xmax, ymax = grid.bounds
-        cmd = ["gdal_rasterize", "-q", "-a", "code_18", "-ot", "UInt16", "-a_nodata", "0",
-               "-te", str(xmin), str(ymin), str(xmax), str(ymax), "-ts", str(grid.width), str(grid.height),
-               meta["src"], meta["out"]]
+        cmd = [
+            "gdal_rasterize",
+            "-q",
+            "-a",
+            "code_18",
+            "-ot",
+            "UInt16",
+            "-a_nodata",
+            "0",
+            "-te",
+            str(xmin),
+            str(ymin),
+            str(xmax),
+            str(ymax),
+            "-ts",
+            str(grid.width),
+            str(grid.height),
+            meta["src"],
+            meta["out"],
+        ]
         subprocess.run(cmd, check=True)
         dt = time.perf_counter() - t
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
         print(json.dumps({"seconds": dt, "peak_rss_mb": rss}))
         return
     else:
-        rasterize_clc(meta["src"], meta["out"], grid, level=3, rule=meta["kind"],
-                      mixed_output=meta.get("mixed"))
+        rasterize_clc(meta["src"], meta["out"], grid, level=3, rule=meta["kind"], mixed_output=meta.get("mixed"))
     dt = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"seconds": dt, "peak_rss_mb": rss}))
@@ -136,8 +153,10 @@ def main():
     src = os.path.join(work, "clc.gpkg")
     t = time.perf_counter()
     x0, y0, x1, y1 = make_layer(src, size, 10.0, cells)
-    print(f"synthetic layer: {cells * cells} polygons, grid {size} x {size} at 10 m "
-          f"({time.perf_counter() - t:.1f} s to make)")
+    print(
+        f"synthetic layer: {cells * cells} polygons, grid {size} x {size} at 10 m "
+        f"({time.perf_counter() - t:.1f} s to make)"
+    )
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32633)
     meta = {"w": size, "h": size, "gt": [x0, 10.0, 0.0, y1, 0.0, -10.0], "wkt": srs.ExportToWkt(), "src": src}
@@ -149,35 +168,54 @@ def main():
         for kind, extra in steps:
             out = os.path.join(work, f"{kind}{'_mixed' if extra else ''}.tif")
             m = dict(meta, kind=kind, out=out, **extra)
-            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)],
-                               capture_output=True, text=True)
+            p = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)], capture_output=True, text=True
+            )
             if p.returncode:
                 print(p.stdout, p.stderr)
                 raise SystemExit(f"step {kind} failed")
             r = json.loads(p.stdout.strip().splitlines()[-1])
             label = kind + (" + mixed" if extra else "")
             rounds.setdefault(label, []).append(r)
-            results[label] = ({"seconds": min(x["seconds"] for x in rounds[label]),
-                               "median_seconds": float(np.median([x["seconds"] for x in rounds[label]])),
-                               "peak_rss_mb": max(x["peak_rss_mb"] for x in rounds[label])}, out)
+            results[label] = (
+                {
+                    "seconds": min(x["seconds"] for x in rounds[label]),
+                    "median_seconds": float(np.median([x["seconds"] for x in rounds[label]])),
+                    "peak_rss_mb": max(x["peak_rss_mb"] for x in rounds[label]),
+                },
+                out,
+            )
     base = results["gdal_rasterize"][0]["seconds"]
     base_med = results["gdal_rasterize"][0]["median_seconds"]
     print(f"{'step':<22}{'seconds':>10}{'x gdal_rasterize':>18}{'(medians)':>11}{'peak RSS MB':>14}")
     for label, (r, _) in results.items():
-        print(f"{label:<22}{r['seconds']:>10.2f}{r['seconds'] / base:>18.2f}"
-              f"{r['median_seconds'] / base_med:>11.2f}{r['peak_rss_mb']:>14.0f}")
+        print(
+            f"{label:<22}{r['seconds']:>10.2f}{r['seconds'] / base:>18.2f}"
+            f"{r['median_seconds'] / base_med:>11.2f}{r['peak_rss_mb']:>14.0f}"
+        )
     ref = gdal.Open(results["gdal_rasterize"][1]).ReadAsArray()
     lut = clc.lookup_table(3, "code")
     cen = gdal.Open(results["centre"][1]).ReadAsArray()
     equal = bool(np.array_equal(lut[ref], cen))
     print(f"centre rule == gdal_rasterize (codes mapped to level-3 values): {equal}")
-    figures = {"size": size, "polygons": cells * cells, "load": os.getloadavg()[0], "centre_equals_gdal": equal,
-               "repeat": max(1, args.repeat),
-               "steps": {label: {"seconds": r["seconds"], "x_gdal_rasterize": r["seconds"] / base,
-                                 "median_seconds": r["median_seconds"],
-                                 "x_gdal_rasterize_medians": r["median_seconds"] / base_med,
-                                 "rounds": [x["seconds"] for x in rounds[label]],
-                                 "peak_rss_mb": r["peak_rss_mb"]} for label, (r, _) in results.items()}}
+    figures = {
+        "size": size,
+        "polygons": cells * cells,
+        "load": os.getloadavg()[0],
+        "centre_equals_gdal": equal,
+        "repeat": max(1, args.repeat),
+        "steps": {
+            label: {
+                "seconds": r["seconds"],
+                "x_gdal_rasterize": r["seconds"] / base,
+                "median_seconds": r["median_seconds"],
+                "x_gdal_rasterize_medians": r["median_seconds"] / base_med,
+                "rounds": [x["seconds"] for x in rounds[label]],
+                "peak_rss_mb": r["peak_rss_mb"],
+            }
+            for label, (r, _) in results.items()
+        },
+    }
     if "majority" in results:
         maj = gdal.Open(results["majority"][1]).ReadAsArray()
         figures["majority_differs_from_centre_pct"] = 100.0 * float(np.mean(maj != cen))

@@ -8,6 +8,7 @@ the field: 44 classes) with the majority rule + MIXED, checks both give the same
 engine; the values differ, so the comparison goes through the codes), then rasterize_labels on ``--points`` random
 points. One process, best of ``--repeat`` rounds.
 """
+
 import argparse
 import os
 import sys
@@ -41,11 +42,30 @@ def main():
     grid = Grid(args.size, args.size, (x0, 10.0, 0.0, y1, 0.0, -10.0), srs.ExportToWkt())
     best = {}
     for _ in range(args.repeat):
-        for name, fn in (("clc", lambda: rasterize_clc(src, os.path.join(work, "c.tif"), grid, level=3,
-                                                       rule="majority", mixed_output=os.path.join(work, "cm.tif"))),
-                         ("labels", lambda: rasterize_labels(src, os.path.join(work, "l.tif"), grid,
-                                                             field_name="code_18", rule="majority",
-                                                             mixed_output=os.path.join(work, "lm.tif")))):
+        for name, fn in (
+            (
+                "clc",
+                lambda: rasterize_clc(
+                    src,
+                    os.path.join(work, "c.tif"),
+                    grid,
+                    level=3,
+                    rule="majority",
+                    mixed_output=os.path.join(work, "cm.tif"),
+                ),
+            ),
+            (
+                "labels",
+                lambda: rasterize_labels(
+                    src,
+                    os.path.join(work, "l.tif"),
+                    grid,
+                    field_name="code_18",
+                    rule="majority",
+                    mixed_output=os.path.join(work, "lm.tif"),
+                ),
+            ),
+        ):
             t = time.perf_counter()
             res = fn()
             best[name] = min(best.get(name, 1e9), time.perf_counter() - t)
@@ -60,8 +80,12 @@ def main():
     for info in lab_res.table.classes:
         lab_to_code[info.value] = int(info.code)
     same = bool((grid_to_code[c] == lab_to_code[l_]).all())
-    mixed_same = bool((gdal.Open(os.path.join(work, "cm.tif")).ReadAsArray()
-                       == gdal.Open(os.path.join(work, "lm.tif")).ReadAsArray()).all())
+    mixed_same = bool(
+        (
+            gdal.Open(os.path.join(work, "cm.tif")).ReadAsArray()
+            == gdal.Open(os.path.join(work, "lm.tif")).ReadAsArray()
+        ).all()
+    )
     # points
     rng = np.random.default_rng(0)
     pts = os.path.join(work, "pts.gpkg")
@@ -69,8 +93,9 @@ def main():
     lyr = ds.CreateLayer("pts", srs, ogr.wkbPoint)
     lyr.CreateField(ogr.FieldDefn("crop", ogr.OFTString))
     lyr.StartTransaction()
-    for x, y, k in zip(rng.uniform(x0, x1, args.points), rng.uniform(y0, y1, args.points),
-                       rng.integers(0, 12, args.points)):
+    for x, y, k in zip(
+        rng.uniform(x0, x1, args.points), rng.uniform(y0, y1, args.points), rng.integers(0, 12, args.points)
+    ):
         f = ogr.Feature(lyr.GetLayerDefn())
         f.SetGeometryDirectly(ogr.CreateGeometryFromWkt(f"POINT({x} {y})"))
         f.SetField(0, f"C{k:02d}")
@@ -80,11 +105,15 @@ def main():
     t = time.perf_counter()
     res = rasterize_labels(pts, os.path.join(work, "p.tif"), grid, field_name="crop")
     tp = time.perf_counter() - t
-    print(f"grid {args.size} x {args.size}: majority + MIXED, CLC level 3 {best['clc']:.2f} s, own labels (derived "
-          f"table, {len(lab_res.table.classes)} classes) {best['labels']:.2f} s; same classes: {same}, same MIXED: "
-          f"{mixed_same}")
-    print(f"{args.points} points: {tp:.2f} s, {res.points['labelled_pixels']} pixels labelled, "
-          f"{res.points['conflicts']} pixels with points of two classes")
+    print(
+        f"grid {args.size} x {args.size}: majority + MIXED, CLC level 3 {best['clc']:.2f} s, own labels (derived "
+        f"table, {len(lab_res.table.classes)} classes) {best['labels']:.2f} s; same classes: {same}, same MIXED: "
+        f"{mixed_same}"
+    )
+    print(
+        f"{args.points} points: {tp:.2f} s, {res.points['labelled_pixels']} pixels labelled, "
+        f"{res.points['conflicts']} pixels with points of two classes"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ grid in another CRS, so the polygons are reprojected through a memory copy). Pri
 and both as ratios to gdal_rasterize of the same run. ``--repeat`` rounds, round-robin; a step's time is its
 fastest round, its memory its largest.
 """
+
 import argparse
 import json
 import os
@@ -38,7 +39,7 @@ def make_squares(path: str, polygons: int, seed: int = 0, epsg: int = 32633, fil
     from satclassify_plugin.core.contract import clc
 
     ogr.UseExceptions()
-    n = max(1, int(round(polygons ** 0.5)))
+    n = max(1, int(round(polygons**0.5)))
     step = EXTENT / n
     side = fill * step
     rng = np.random.default_rng(seed)
@@ -96,13 +97,34 @@ def _step(meta: dict) -> None:
     t = time.perf_counter()
     if meta["kind"] == "gdal_rasterize":
         xmin, ymin, xmax, ymax = grid.bounds
-        subprocess.run(["gdal_rasterize", "-q", "-a", "code_18", "-ot", "UInt16", "-a_nodata", "0",
-                        "-te", str(xmin), str(ymin), str(xmax), str(ymax), "-ts", str(grid.width),
-                        str(grid.height), meta["src"], meta["out"]], check=True)
+        subprocess.run(
+            [
+                "gdal_rasterize",
+                "-q",
+                "-a",
+                "code_18",
+                "-ot",
+                "UInt16",
+                "-a_nodata",
+                "0",
+                "-te",
+                str(xmin),
+                str(ymin),
+                str(xmax),
+                str(ymax),
+                "-ts",
+                str(grid.width),
+                str(grid.height),
+                meta["src"],
+                meta["out"],
+            ],
+            check=True,
+        )
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     else:
-        rasterize_clc(meta["src"], meta["out"], grid,
-                      RasterizeOptions(level=3, rule=meta["kind"], mixed_output=meta.get("mixed")))
+        rasterize_clc(
+            meta["src"], meta["out"], grid, RasterizeOptions(level=3, rule=meta["kind"], mixed_output=meta.get("mixed"))
+        )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": rss}))
 
@@ -114,8 +136,12 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="keep an existing squares.gpkg of the work folder")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--steps", default="gdal_rasterize,centre,all_touched,majority,majority+mixed")
-    ap.add_argument("--grid-epsg", type=int, default=32633,
-                    help="CRS of the output grid (default the layer's, 32633; e.g. 3035: polygons reprojected)")
+    ap.add_argument(
+        "--grid-epsg",
+        type=int,
+        default=32633,
+        help="CRS of the output grid (default the layer's, 32633; e.g. 3035: polygons reprojected)",
+    )
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -137,14 +163,20 @@ def main():
             m = dict(meta, kind=kind, out=os.path.join(work, label.replace("+", "_") + ".tif"))
             if label.endswith("+mixed"):
                 m["mixed"] = os.path.join(work, "mixed.tif")
-            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)],
-                               capture_output=True, text=True)
+            p = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--step", json.dumps(m)], capture_output=True, text=True
+            )
             if p.returncode:
                 print(p.stdout, p.stderr)
                 raise SystemExit(f"step {label} failed")
             rounds.setdefault(label, []).append(json.loads(p.stdout.strip().splitlines()[-1]))
-    figures = {"polygons": args.polygons, "grid": [meta["w"], meta["h"]], "grid_epsg": args.grid_epsg,
-               "load": os.getloadavg()[0], "steps": {}}
+    figures = {
+        "polygons": args.polygons,
+        "grid": [meta["w"], meta["h"]],
+        "grid_epsg": args.grid_epsg,
+        "load": os.getloadavg()[0],
+        "steps": {},
+    }
     base = rounds.get("gdal_rasterize")
     print(f"{'step':<18}{'seconds':>10}{'peak RSS MB':>14}{'x gdal time':>13}{'x gdal RSS':>12}")
     for label, rs in rounds.items():

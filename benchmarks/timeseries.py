@@ -8,6 +8,7 @@ date alone, a single-date pixel model (CNN-dual on that date's four bands): the 
 ~2/3 bound (printed next to them, computed from the scene) that no single date can pass. Prints one line per
 model: best validation OA, epochs, seconds, parameters. On a GPU, --device cuda gives the time per epoch.
 """
+
 import argparse
 import os
 import sys
@@ -29,14 +30,18 @@ def single_date_dataset(folder, scene, k, p=32):
     """The scene's date ``k`` alone (its four bands; cloudy pixels unlabelled), same patches and split."""
     lab = scene["labels"]
     h, w = lab.shape
-    with DatasetWriter(folder, DatasetSpec(scene["bands"], p, scene["classes"], splits=("train", "val")),
-                       overwrite=True) as wr:
+    with DatasetWriter(
+        folder, DatasetSpec(scene["bands"], p, scene["classes"], splits=("train", "val")), overwrite=True
+    ) as wr:
         i = 0
         for r in range(0, h - p + 1, p):
             for c in range(0, w - p + 1, p):
-                v = scene["valid"][k, r:r + p, c:c + p] > 0
-                wr.add("val" if i % 4 == 3 else "train", np.maximum(scene["dn"][k, :, r:r + p, c:c + p], 1),
-                       np.where(v, lab[r:r + p, c:c + p], 0))
+                v = scene["valid"][k, r : r + p, c : c + p] > 0
+                wr.add(
+                    "val" if i % 4 == 3 else "train",
+                    np.maximum(scene["dn"][k, :, r : r + p, c : c + p], 1),
+                    np.where(v, lab[r : r + p, c : c + p], 0),
+                )
                 i += 1
         wr.close({"resolution_m": 10.0})
     return folder
@@ -46,8 +51,11 @@ def run(label, data, out, **kw):
     t0 = time.time()
     res = train(TrainConfig(data=data, out=out, progress=False, early_stopping=0, **kw))
     best = max(r["val_oa"] for r in res["history"])
-    print(f"{label:42s} best val OA {best:.3f}  epochs {len(res['history']):3d}  {time.time() - t0:7.1f} s  "
-          f"{res['num_parameters']:>9,} parameters", flush=True)
+    print(
+        f"{label:42s} best val OA {best:.3f}  epochs {len(res['history']):3d}  {time.time() - t0:7.1f} s  "
+        f"{res['num_parameters']:>9,} parameters",
+        flush=True,
+    )
     return best
 
 
@@ -64,14 +72,28 @@ def main(argv=None):
     ds = write_scene_dataset(os.path.join(base, "ds"), scene)
     common = {"device": a.device, "epochs": a.epochs, "batch_size": 4, "lr": 3e-3}
     run("U-TAE [16, 32]", ds, os.path.join(base, "utae"), model="utae", utae_widths=[16, 32], tile_size=64, **common)
-    run("U-Net resnet18, dates as channels", ds, os.path.join(base, "unet"), model="unet", encoder="resnet18",
-        decoder_channels=[32, 16, 16, 8, 8], tile_size=128, **common)
+    run(
+        "U-Net resnet18, dates as channels",
+        ds,
+        os.path.join(base, "unet"),
+        model="unet",
+        encoder="resnet18",
+        decoder_channels=[32, 16, 16, 8, 8],
+        tile_size=128,
+        **common,
+    )
     if a.single_dates:
         for k, d in enumerate(scene["dates"]):
             sd = single_date_dataset(os.path.join(base, f"d{k}"), scene, k)
-            run(f"single date {d} CNN-dual (bound {tss.single_date_bound(scene['labels'], k):.3f})", sd,
-                os.path.join(base, f"r{k}"), model="cnn_dual", widths={"s1": 16, "s2": 32, "s3": 32, "head": 32},
-                device=a.device, epochs=3)
+            run(
+                f"single date {d} CNN-dual (bound {tss.single_date_bound(scene['labels'], k):.3f})",
+                sd,
+                os.path.join(base, f"r{k}"),
+                model="cnn_dual",
+                widths={"s1": 16, "s2": 32, "s3": 32, "head": 32},
+                device=a.device,
+                epochs=3,
+            )
 
 
 if __name__ == "__main__":

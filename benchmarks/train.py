@@ -6,6 +6,7 @@ On CPU AMP means bf16 autocast; on CUDA bf16 (or fp16 with a GradScaler where bf
 channels_last for the U-Net. Synthetic data, no dataset needed. Prints one line per model and mode and
 the AMP/fp32 ratio.
 """
+
 import argparse
 import os
 import sys
@@ -37,8 +38,9 @@ def bench(model_name, device, amp, steps, batch, size, bands=4, classes=10):
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             out = model(x)
             if model_name == "cnn_dual":
-                loss = (F.cross_entropy(out[0][:, :, 0, 0].float(), y)
-                        + F.cross_entropy(out[1][:, :, 0, 0].float(), y % 5))
+                loss = F.cross_entropy(out[0][:, :, 0, 0].float(), y) + F.cross_entropy(
+                    out[1][:, :, 0, 0].float(), y % 5
+                )
             else:
                 loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -64,19 +66,24 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--model", default="all", choices=["unet", "cnn_dual", "all"])
     a = ap.parse_args()
-    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if a.device == "auto" else a.device))
+    dev = torch.device(
+        "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+    )
     gpu = dev.type == "cuda"
-    print(f"device {dev}{' (' + torch.cuda.get_device_name(dev) + ')' if gpu else ''}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"device {dev}{' (' + torch.cuda.get_device_name(dev) + ')' if gpu else ''}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}"
+    )
     setups = {"unet": (16 if gpu else 4, 256 if gpu else 128), "cnn_dual": (4096 if gpu else 512, 5)}
-    for name in (["unet", "cnn_dual"] if a.model == "all" else [a.model]):
+    for name in ["unet", "cnn_dual"] if a.model == "all" else [a.model]:
         batch, size = setups[name]
         r32, n = bench(name, dev, False, a.steps, batch, size)
         ramp, _ = bench(name, dev, True, a.steps, batch, size)
-        print(f"{name:9s} ({n:,} params, batch {batch}, {size}x{size}): fp32 {r32:9.1f} samples/s | "
-              f"amp {'bf16' if not gpu or torch.cuda.is_bf16_supported() else 'fp16'} {ramp:9.1f} samples/s | "
-              f"ratio {ramp / r32:.2f}x")
+        print(
+            f"{name:9s} ({n:,} params, batch {batch}, {size}x{size}): fp32 {r32:9.1f} samples/s | "
+            f"amp {'bf16' if not gpu or torch.cuda.is_bf16_supported() else 'fp16'} {ramp:9.1f} samples/s | "
+            f"ratio {ramp / r32:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Rules for contributors (checked by ``tests/plugin/test_qt6_safe.py``, which walk
   name here, or write the scoped form ``Qt.AlignmentFlag.AlignLeft`` where it exists on every supported QGIS;
 * never use ``QVariant`` field types, ``QgsMapLayerType``, ``PyQt5`` imports or ``exec_()`` outside this module.
 """
+
 from qgis.core import Qgis, QgsFeatureSink, QgsVectorFileWriter
 
 # Qgis.versionInt() is in every supported QGIS's binding (3.12+) and in QGIS 4's; Qgis.QGIS_VERSION_INT is a
@@ -38,34 +39,45 @@ def _old_core(path):
         for part in path.split("."):
             obj = getattr(obj, part)
         return obj
+
     return get
 
 
-NUMBER_INTEGER = _pick(Qgis, "ProcessingNumberParameterType.Integer",
-                       _old_core("QgsProcessingParameterNumber.Type.Integer"))
-NUMBER_DOUBLE = _pick(Qgis, "ProcessingNumberParameterType.Double",
-                      _old_core("QgsProcessingParameterNumber.Type.Double"))
+NUMBER_INTEGER = _pick(
+    Qgis, "ProcessingNumberParameterType.Integer", _old_core("QgsProcessingParameterNumber.Type.Integer")
+)
+NUMBER_DOUBLE = _pick(
+    Qgis, "ProcessingNumberParameterType.Double", _old_core("QgsProcessingParameterNumber.Type.Double")
+)
 
-SOURCE_VECTOR_POLYGON = _pick(Qgis, "ProcessingSourceType.VectorPolygon",
-                              _old_core("QgsProcessing.SourceType.TypeVectorPolygon"))
+SOURCE_VECTOR_POLYGON = _pick(
+    Qgis, "ProcessingSourceType.VectorPolygon", _old_core("QgsProcessing.SourceType.TypeVectorPolygon")
+)
 SOURCE_FILE = _pick(Qgis, "ProcessingSourceType.File", _old_core("QgsProcessing.SourceType.TypeFile"))
-SOURCE_VECTOR_POINT = _pick(Qgis, "ProcessingSourceType.VectorPoint",
-                            _old_core("QgsProcessing.SourceType.TypeVectorPoint"))
-SOURCE_VECTOR_ANY = _pick(Qgis, "ProcessingSourceType.VectorAnyGeometry",
-                          _old_core("QgsProcessing.SourceType.TypeVectorAnyGeometry"))
+SOURCE_VECTOR_POINT = _pick(
+    Qgis, "ProcessingSourceType.VectorPoint", _old_core("QgsProcessing.SourceType.TypeVectorPoint")
+)
+SOURCE_VECTOR_ANY = _pick(
+    Qgis, "ProcessingSourceType.VectorAnyGeometry", _old_core("QgsProcessing.SourceType.TypeVectorAnyGeometry")
+)
 SOURCE_RASTER = _pick(Qgis, "ProcessingSourceType.Raster", _old_core("QgsProcessing.SourceType.TypeRaster"))
 
-PARAM_FLAG_ADVANCED = _pick(Qgis, "ProcessingParameterFlag.Advanced",
-                            _old_core("QgsProcessingParameterDefinition.Flag.FlagAdvanced"))
-PARAM_FLAG_OPTIONAL = _pick(Qgis, "ProcessingParameterFlag.Optional",
-                            _old_core("QgsProcessingParameterDefinition.Flag.FlagOptional"))
-PARAM_FLAG_HIDDEN = _pick(Qgis, "ProcessingParameterFlag.Hidden",
-                          _old_core("QgsProcessingParameterDefinition.Flag.FlagHidden"))
+PARAM_FLAG_ADVANCED = _pick(
+    Qgis, "ProcessingParameterFlag.Advanced", _old_core("QgsProcessingParameterDefinition.Flag.FlagAdvanced")
+)
+PARAM_FLAG_OPTIONAL = _pick(
+    Qgis, "ProcessingParameterFlag.Optional", _old_core("QgsProcessingParameterDefinition.Flag.FlagOptional")
+)
+PARAM_FLAG_HIDDEN = _pick(
+    Qgis, "ProcessingParameterFlag.Hidden", _old_core("QgsProcessingParameterDefinition.Flag.FlagHidden")
+)
 
-FILE_BEHAVIOR_FILE = _pick(Qgis, "ProcessingFileParameterBehavior.File",
-                           _old_core("QgsProcessingParameterFile.Behavior.File"))
-FILE_BEHAVIOR_FOLDER = _pick(Qgis, "ProcessingFileParameterBehavior.Folder",
-                             _old_core("QgsProcessingParameterFile.Behavior.Folder"))
+FILE_BEHAVIOR_FILE = _pick(
+    Qgis, "ProcessingFileParameterBehavior.File", _old_core("QgsProcessingParameterFile.Behavior.File")
+)
+FILE_BEHAVIOR_FOLDER = _pick(
+    Qgis, "ProcessingFileParameterBehavior.Folder", _old_core("QgsProcessingParameterFile.Behavior.Folder")
+)
 
 
 def has_flag(flags, flag) -> bool:

@@ -1,4 +1,5 @@
 """Plugin entry: registers the Processing provider and the layer right-click actions."""
+
 from qgis.core import QgsApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -155,8 +156,14 @@ class SatClassifyPlugin:
 
         def done(exception, result=None):
             if exception is None:
-                bar.pushMessage("SatClassify", "Installed " + ", ".join(result or []) +
-                                ". Restart QGIS if a tool still reports a missing package.", compat.MSG_SUCCESS, 15)
+                bar.pushMessage(
+                    "SatClassify",
+                    "Installed "
+                    + ", ".join(result or [])
+                    + ". Restart QGIS if a tool still reports a missing package.",
+                    compat.MSG_SUCCESS,
+                    15,
+                )
             else:
                 msg = str(exception) if isinstance(exception, SatClassifyError) else repr(exception)
                 bar.pushMessage("SatClassify", "Installing dependencies failed: " + msg, compat.MSG_CRITICAL, 0)
@@ -167,8 +174,17 @@ class SatClassifyPlugin:
         return self.deps_task
 
     # Training environment and diagnostics ------------------------------------------------------------
-    def setup_training_env(self, log=None, progress=None, is_canceled=None, gpu=None, torch_index=None,
-                           find_links=None, reqs=None, no_index=None):
+    def setup_training_env(
+        self,
+        log=None,
+        progress=None,
+        is_canceled=None,
+        gpu=None,
+        torch_index=None,
+        find_links=None,
+        reqs=None,
+        no_index=None,
+    ):
         """Create or update the plugin-owned training environment (blocking; see install/training_env.py).
         ``torch_index`` / ``find_links`` default to SATCLASSIFY_TORCH_INDEX_URL / SATCLASSIFY_TRAINING_WHEELS, then
         the dialog's settings. Returns the environment's Python."""
@@ -193,9 +209,16 @@ class SatClassifyPlugin:
         gpu = deps.has_nvidia_gpu() if gpu is None else gpu
         folder = training_env.env_dir(QgsApplication.qgisSettingsDirPath())
         return training_env.create_env(
-            folder, training_env.base_python(), reqs or training_env.read_requirements(), torch_index=torch_index or "",
-            find_links=find_links or "", no_index=bool(no_index), log=_log,
-            monitor=Monitor(progress=progress, is_canceled=is_canceled), gpu=gpu)
+            folder,
+            training_env.base_python(),
+            reqs or training_env.read_requirements(),
+            torch_index=torch_index or "",
+            find_links=find_links or "",
+            no_index=bool(no_index),
+            log=_log,
+            monitor=Monitor(progress=progress, is_canceled=is_canceled),
+            gpu=gpu,
+        )
 
     def start_training_env_setup(self, log=None, finished=None, **kw):
         """:meth:`setup_training_env` in a background task with progress (cancellable in the task bar)."""
@@ -206,8 +229,9 @@ class SatClassifyPlugin:
         bar = self.iface.messageBar()
 
         def work(task):
-            return self.setup_training_env(log=log, progress=lambda f: task.setProgress(100.0 * f),
-                                           is_canceled=task.isCanceled, **kw)
+            return self.setup_training_env(
+                log=log, progress=lambda f: task.setProgress(100.0 * f), is_canceled=task.isCanceled, **kw
+            )
 
         def done(exception, result=None):
             if exception is None:
@@ -215,15 +239,24 @@ class SatClassifyPlugin:
                 bar.pushMessage("SatClassify", msg, compat.MSG_SUCCESS, 15)
             else:
                 msg = str(exception) if isinstance(exception, SatClassifyError) else repr(exception)
-                bar.pushMessage("SatClassify", "Setting up the training environment failed: " + msg.splitlines()[0],
-                                compat.MSG_CRITICAL, 0)
+                bar.pushMessage(
+                    "SatClassify",
+                    "Setting up the training environment failed: " + msg.splitlines()[0],
+                    compat.MSG_CRITICAL,
+                    0,
+                )
             if finished:
                 finished(exception is None, msg)
 
-        bar.pushMessage("SatClassify", "Setting up the training environment in the background (PyTorch: a large "
-                        "download)...", compat.MSG_INFO, 5)
-        self.training_env_task = QgsTask.fromFunction("SatClassify: set up training environment", work,
-                                                      on_finished=done)
+        bar.pushMessage(
+            "SatClassify",
+            "Setting up the training environment in the background (PyTorch: a large download)...",
+            compat.MSG_INFO,
+            5,
+        )
+        self.training_env_task = QgsTask.fromFunction(
+            "SatClassify: set up training environment", work, on_finished=done
+        )
         QgsApplication.taskManager().addTask(self.training_env_task)
         return self.training_env_task
 

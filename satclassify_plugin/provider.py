@@ -1,4 +1,5 @@
 """The SatClassify Processing provider (id "satclassify")."""
+
 import os
 
 from qgis.core import QgsProcessingProvider

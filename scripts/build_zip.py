@@ -12,6 +12,7 @@ Usage: python3 scripts/build_zip.py [OUT.zip]     (default dist/satclassify_plug
        python3 scripts/build_zip.py --profile CONFIG_DIR    (a QGIS config dir for QGIS_CUSTOM_CONFIG_PATH:
                                                             plugin copied into profiles/default and enabled)
 """
+
 import argparse
 import configparser
 import contextlib
@@ -40,8 +41,11 @@ def plugin_files():
     """(absolute source path, path inside the zip) for every file the plugin ships."""
     base = os.path.join(ROOT, PKG)
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
-                             and not (dirpath == base and d in NOT_IN_ZIP))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in SKIP_DIRS and not d.startswith(".") and not (dirpath == base and d in NOT_IN_ZIP)
+        )
         for f in sorted(filenames):
             if f.endswith(SKIP_EXT) or f.startswith("."):
                 continue

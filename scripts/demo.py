@@ -15,6 +15,7 @@
 Each QGIS step runs through qgis_process (scripts/qgis_process.sh), as a scheduler would run it.
 Run with the QGIS env: .venv-qgis/bin/python scripts/demo.py [--out output/demo] [--epochs N]
 """
+
 import argparse
 import json
 import os
@@ -46,7 +47,9 @@ def step(name):
             TIMES.append((name, dt))
             print(f"   done in {dt:.1f} s", flush=True)
             return r
+
         return wrapper
+
     return deco
 
 
@@ -59,11 +62,12 @@ def qgis_process(alg, params):
         sys.stderr.write(out.stdout[-4000:] + "\n" + out.stderr[-4000:] + "\n")
         raise SystemExit(f"{alg} failed (exit {out.returncode})")
     text = out.stdout
-    return json.loads(text[text.index("{"):])["results"]
+    return json.loads(text[text.index("{") :])["results"]
 
 
 def network_reachable(url, timeout=3.0):
     import urllib.request
+
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
         return True
@@ -77,14 +81,22 @@ def get_input(args):
         print(f"   image {args.image}\n   CLC   {args.clc}")
         return args.image, args.clc
     from make_sample import make_sample
+
     img, clc = make_sample(os.path.join(ROOT, "sample"))
     if args.fetch:
         if network_reachable(STAC_URL):
             try:
-                res = qgis_process("satclassify:fetchsentinel2", {
-                    "EXTENT": args.fetch, "START": args.fetch_start, "END": args.fetch_end, "MAX_CLOUD": 20,
-                    "OUTPUT": os.path.join(args.out, "s2_fetched.tif"),
-                    "MASK": os.path.join(args.out, "s2_fetched_mask.tif")})
+                res = qgis_process(
+                    "satclassify:fetchsentinel2",
+                    {
+                        "EXTENT": args.fetch,
+                        "START": args.fetch_start,
+                        "END": args.fetch_end,
+                        "MAX_CLOUD": 20,
+                        "OUTPUT": os.path.join(args.out, "s2_fetched.tif"),
+                        "MASK": os.path.join(args.out, "s2_fetched_mask.tif"),
+                    },
+                )
                 print(f"   fetched {res['OUTPUT']}")
                 return res["OUTPUT"], args.clc
             except SystemExit as e:
@@ -98,8 +110,10 @@ def get_input(args):
 @step("2. rasterize CLC (satclassify:rasterizeclc)")
 def rasterize(args, image, clc):
     out = os.path.join(args.out, "labels_clc_level2.tif")
-    qgis_process("satclassify:rasterizeclc", {"INPUT": clc, "REFERENCE": image, "LEVEL": args.level_enum,
-                                              "RULE": 2, "OUTPUT": out})
+    qgis_process(
+        "satclassify:rasterizeclc",
+        {"INPUT": clc, "REFERENCE": image, "LEVEL": args.level_enum, "RULE": 2, "OUTPUT": out},
+    )
     print(f"   {out}")
     return out
 
@@ -109,10 +123,22 @@ def patches(args, image, labels):
     folder = os.path.join(args.out, "dataset")
     if os.path.exists(folder):
         shutil.rmtree(folder)
-    res = qgis_process("satclassify:buildpatches", {
-        "IMAGE": image, "LABELS": labels, "PATCH_SIZE": args.patch, "STRIDE": args.patch,
-        "MIN_LABELLED": 0.5, "BLOCK_SIZE": 2, "VAL_FRACTION": 0.2, "TEST_FRACTION": 0.2, "SEED": 1,
-        "OVERWRITE": True, "OUTPUT_FOLDER": folder})
+    res = qgis_process(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": image,
+            "LABELS": labels,
+            "PATCH_SIZE": args.patch,
+            "STRIDE": args.patch,
+            "MIN_LABELLED": 0.5,
+            "BLOCK_SIZE": 2,
+            "VAL_FRACTION": 0.2,
+            "TEST_FRACTION": 0.2,
+            "SEED": 1,
+            "OVERWRITE": True,
+            "OUTPUT_FOLDER": folder,
+        },
+    )
     print(f"   {folder}: train {res.get('TRAIN_COUNT')}, val {res.get('VAL_COUNT')}, test {res.get('TEST_COUNT')}")
     return folder
 
@@ -128,8 +154,24 @@ def train_env(cmd):
 @step("4. train CNN-dual on CPU (python -m training train)")
 def train(args, dataset):
     run_dir = os.path.join(args.out, "run")
-    train_env(["train", "--data", dataset, "--model", "cnn_dual", "--epochs", str(args.epochs),
-               "--device", args.device, "--out", run_dir, "--seed", "0", "--no-progress"])
+    train_env(
+        [
+            "train",
+            "--data",
+            dataset,
+            "--model",
+            "cnn_dual",
+            "--epochs",
+            str(args.epochs),
+            "--device",
+            args.device,
+            "--out",
+            run_dir,
+            "--seed",
+            "0",
+            "--no-progress",
+        ]
+    )
     return run_dir
 
 
@@ -142,9 +184,11 @@ def export(args, run_dir):
 
 @step("6. classify (satclassify:classify)")
 def classify(args, image, model):
-    outs = {"OUTPUT": os.path.join(args.out, "prediction_level2.tif"),
-            "OUTPUT_2": os.path.join(args.out, "prediction_level1.tif"),
-            "CONFIDENCE": os.path.join(args.out, "confidence.tif")}
+    outs = {
+        "OUTPUT": os.path.join(args.out, "prediction_level2.tif"),
+        "OUTPUT_2": os.path.join(args.out, "prediction_level1.tif"),
+        "CONFIDENCE": os.path.join(args.out, "confidence.tif"),
+    }
     qgis_process("satclassify:classify", {"INPUT": image, "MODEL": model, **outs})
     for v in outs.values():
         print(f"   {v}")
@@ -153,12 +197,16 @@ def classify(args, image, model):
 
 @step("7. assess accuracy (satclassify:assessaccuracy)")
 def assess(args, prediction, labels):
-    outs = {"OUTPUT_MATRIX": os.path.join(args.out, "confusion_matrix.csv"),
-            "OUTPUT_METRICS": os.path.join(args.out, "metrics.json"),
-            "OUTPUT_REPORT": os.path.join(args.out, "accuracy_report.html")}
+    outs = {
+        "OUTPUT_MATRIX": os.path.join(args.out, "confusion_matrix.csv"),
+        "OUTPUT_METRICS": os.path.join(args.out, "metrics.json"),
+        "OUTPUT_REPORT": os.path.join(args.out, "accuracy_report.html"),
+    }
     res = qgis_process("satclassify:assessaccuracy", {"CLASSIFIED": prediction, "REFERENCE": labels, **outs})
-    print(f"   OA {res.get('OA'):.3f}  kappa {res.get('KAPPA'):.3f}  mIoU {res.get('MIOU'):.3f}  "
-          f"macro F1 {res.get('MACRO_F1'):.3f}")
+    print(
+        f"   OA {res.get('OA'):.3f}  kappa {res.get('KAPPA'):.3f}  mIoU {res.get('MIOU'):.3f}  "
+        f"macro F1 {res.get('MACRO_F1'):.3f}"
+    )
     return outs, res
 
 
@@ -200,9 +248,20 @@ def quicklook(args, image, labels, prediction):
 @step("9. QGIS map with legend (print layout)")
 def qgis_map(args, prediction):
     out = os.path.join(args.out, "prediction_map.png")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "render_map.py"), prediction, out,
-                        "--title", "SatClassify prediction (CLC level 2)", "--scheme", "CLC level 2 classes"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "render_map.py"),
+            prediction,
+            out,
+            "--title",
+            "SatClassify prediction (CLC level 2)",
+            "--scheme",
+            "CLC level 2 classes",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:  # a picture is not worth failing the main job for
         print("   could not render the map: " + (r.stderr.strip().splitlines() or ["?"])[-1])
         return None
@@ -215,8 +274,11 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "output", "demo"))
     ap.add_argument("--image", help="your own 4-band S2 stack (B02 B03 B04 B08 band descriptions)")
     ap.add_argument("--clc", help="your own CLC polygons (code_18 field)")
-    ap.add_argument("--fetch", metavar="XMIN,XMAX,YMIN,YMAX [EPSG:4326]",
-                    help="try satclassify:fetchsentinel2 for this extent first")
+    ap.add_argument(
+        "--fetch",
+        metavar="XMIN,XMAX,YMIN,YMAX [EPSG:4326]",
+        help="try satclassify:fetchsentinel2 for this extent first",
+    )
     ap.add_argument("--fetch-start", default="2024-06-01")
     ap.add_argument("--fetch-end", default="2024-08-31")
     ap.add_argument("--epochs", type=int, default=int(os.environ.get("SATCLASSIFY_DEMO_EPOCHS", "6")))
@@ -224,8 +286,10 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if args.fetch and not args.clc:
-        ap.error("--fetch needs --clc: real Sentinel-2 imagery needs the real CORINE Land Cover of the same area "
-                 "(the sample's CLC is synthetic)")
+        ap.error(
+            "--fetch needs --clc: real Sentinel-2 imagery needs the real CORINE Land Cover of the same area "
+            "(the sample's CLC is synthetic)"
+        )
     args.level_enum = 1  # CLC level 2 (enum index: 0 = level 1, 1 = level 2, 2 = level 3)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()

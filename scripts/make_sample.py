@@ -22,6 +22,7 @@ pass them to scripts/demo.py --image ... --clc ... .
 
 Needs GDAL/OGR (QGIS env) and shapely.
 """
+
 import argparse
 import os
 import sys
@@ -80,9 +81,9 @@ def _smooth(a, r):
             p = np.pad(a, [(r + 1, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
             c = np.cumsum(p, axis=axis, dtype=np.float64)
             if axis == 0:
-                a = (c[2 * r + 1:] - c[:-2 * r - 1]) / (2 * r + 1)
+                a = (c[2 * r + 1 :] - c[: -2 * r - 1]) / (2 * r + 1)
             else:
-                a = (c[:, 2 * r + 1:] - c[:, :-2 * r - 1]) / (2 * r + 1)
+                a = (c[:, 2 * r + 1 :] - c[:, : -2 * r - 1]) / (2 * r + 1)
     return a
 
 
@@ -165,6 +166,7 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
             minx, miny, maxx, maxy = cell.bounds
             p = np.column_stack([rng.uniform(minx, maxx, n * 3), rng.uniform(miny, maxy, n * 3)])
             from shapely import contains_xy
+
             p = p[contains_xy(cell, p[:, 0], p[:, 1])][:n]
             parts = _voronoi_cells(p, cell.bounds) if len(p) > 1 else [cell]
             for f in parts:
@@ -210,8 +212,10 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
         img[:, m] = spec
 
     # Roads (asphalt, 10-15 m wide): two through-roads and a ring around the village.
-    roads = [LineString([(x0, y0 + 0.62 * (y1 - y0)), (x1, y0 + 0.55 * (y1 - y0))]),
-             LineString([(x0 + 0.35 * (x1 - x0), y1), (x0 + 0.6 * (x1 - x0), y0)])]
+    roads = [
+        LineString([(x0, y0 + 0.62 * (y1 - y0)), (x1, y0 + 0.55 * (y1 - y0))]),
+        LineString([(x0 + 0.35 * (x1 - x0), y1), (x0 + 0.6 * (x1 - x0), y0)]),
+    ]
     road_r = gdal.GetDriverByName("MEM").Create("", size, size, 1, gdal.GDT_Byte)
     road_r.SetGeoTransform((x0, PIXEL, 0, y1, 0, -PIXEL))
     rl = mem.CreateLayer("roads", srs_img, ogr.wkbPolygon)
@@ -239,8 +243,12 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
     ds = gtiff.Create(tmp, size, size, 4, gdal.GDT_UInt16, options=["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=2"])
     ds.SetGeoTransform((x0, PIXEL, 0, y1, 0, -PIXEL))
     ds.SetProjection(srs_img.ExportToWkt())
-    ds.SetMetadata({"SATCLASSIFY_SAMPLE": "synthetic Sentinel-2 L2A-like scene, see scripts/make_sample.py",
-                    "BOA_QUANTIFICATION_VALUE": "10000"})
+    ds.SetMetadata(
+        {
+            "SATCLASSIFY_SAMPLE": "synthetic Sentinel-2 L2A-like scene, see scripts/make_sample.py",
+            "BOA_QUANTIFICATION_VALUE": "10000",
+        }
+    )
     for b in range(4):  # nodata, descriptions and metadata before the pixels (GDAL >= 3.10)
         band = ds.GetRasterBand(b + 1)
         band.SetNoDataValue(0)
@@ -266,8 +274,12 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
         os.remove(clc_path)
     out = ogr.GetDriverByName("GPKG").CreateDataSource(clc_path)
     ol = out.CreateLayer("clc", srs_clc, ogr.wkbMultiPolygon)
-    for name, t in (("ID", ogr.OFTString), ("code_18", ogr.OFTString), ("area_ha", ogr.OFTReal),
-                    ("Remark", ogr.OFTString)):
+    for name, t in (
+        ("ID", ogr.OFTString),
+        ("code_18", ogr.OFTString),
+        ("area_ha", ogr.OFTReal),
+        ("Remark", ogr.OFTString),
+    ):
         ol.CreateField(ogr.FieldDefn(name, t))
     n = 0
     for code in sorted(set(codes)):
@@ -292,8 +304,11 @@ def make_sample(out_dir, size=512, seed=7, overwrite=False):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "sample"))
+    ap.add_argument(
+        "out_dir",
+        nargs="?",
+        default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample"),
+    )
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--overwrite", action="store_true")

@@ -24,6 +24,7 @@ How the list is derived:
     so a partial read never drops a name. Qt names (qgis.PyQt.*) are not listed: tests/plugin/test_qgis4_api.py
     resolves them against real PyQt6.
 """
+
 import argparse
 import ast
 import datetime
@@ -54,14 +55,24 @@ def compat_new_paths(path=COMPAT):
     tree = ast.parse(_read(path), path)
     out = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_pick"
-                and len(node.args) >= 2 and isinstance(node.args[0], ast.Name)
-                and isinstance(node.args[1], ast.Constant)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "_pick"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Name)
+            and isinstance(node.args[1], ast.Constant)
+        ):
             out.append((node.lineno, node.args[0].id, node.args[1].value.split(".")))
         # _old_core("Class.Enum.Member")() called directly: used on every QGIS, QGIS 4 included
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Call)
-                and isinstance(node.func.func, ast.Name) and node.func.func.id == "_old_core"
-                and node.func.args and isinstance(node.func.args[0], ast.Constant)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Call)
+            and isinstance(node.func.func, ast.Name)
+            and node.func.func.id == "_old_core"
+            and node.func.args
+            and isinstance(node.func.args[0], ast.Constant)
+        ):
             out.append((node.lineno, None, node.func.args[0].value.split(".")))
     return out
 
@@ -78,8 +89,12 @@ def _plugin_classes(trees):
             for sub in ast.walk(node):
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     defined.add(sub.name)
-                elif isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store) \
-                        and isinstance(sub.value, ast.Name) and sub.value.id == "self":
+                elif (
+                    isinstance(sub, ast.Attribute)
+                    and isinstance(sub.ctx, ast.Store)
+                    and isinstance(sub.value, ast.Name)
+                    and sub.value.id == "self"
+                ):
                     defined.add(sub.attr)
             for stmt in node.body:
                 for t in getattr(stmt, "targets", [getattr(stmt, "target", None)]):
@@ -132,8 +147,7 @@ def receiver_uses(files=None):
                         continue
                     if node.value.id == "self" and node.attr not in defined and not node.attr.startswith("__"):
                         add(module, qcls, node.attr, rel, node.lineno)
-                    elif (node.value.id in TYPED_ARGUMENTS and node.value.id in args
-                          and qcls in PROCESSING_BASES):
+                    elif node.value.id in TYPED_ARGUMENTS and node.value.id in args and qcls in PROCESSING_BASES:
                         add("qgis.core", TYPED_ARGUMENTS[node.value.id], node.attr, rel, node.lineno)
         for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module))]:
             assigned = {}
@@ -182,10 +196,27 @@ def used_names(files=None, receivers=True):
 
 
 # --- .sip.in parsing -------------------------------------------------------------------------------------
-_SKIP_BLOCKS = ("%Docstring", "%TypeHeaderCode", "%TypeCode", "%ConvertToSubClassCode", "%ConvertToTypeCode",
-                "%ConvertFromTypeCode", "%MethodCode", "%ModuleHeaderCode", "%ModuleCode", "%PostInitialisationCode",
-                "%RaiseCode", "%GCTraverseCode", "%GCClearCode", "%PickleCode", "%VirtualCatcherCode",
-                "%TypeHintCode", "%InstanceCode", "%FinalisationCode", "%Property")
+_SKIP_BLOCKS = (
+    "%Docstring",
+    "%TypeHeaderCode",
+    "%TypeCode",
+    "%ConvertToSubClassCode",
+    "%ConvertToTypeCode",
+    "%ConvertFromTypeCode",
+    "%MethodCode",
+    "%ModuleHeaderCode",
+    "%ModuleCode",
+    "%PostInitialisationCode",
+    "%RaiseCode",
+    "%GCTraverseCode",
+    "%GCClearCode",
+    "%PickleCode",
+    "%VirtualCatcherCode",
+    "%TypeHintCode",
+    "%InstanceCode",
+    "%FinalisationCode",
+    "%Property",
+)
 _CLASS = re.compile(r"^(class|struct)\s+(\w+)\s*(?::\s*([^{/;]+?))?\s*(?:/[^/]*/)?\s*(\{)?\s*$")
 _ENUM = re.compile(r"^enum\s+(?:class\s+)?(\w+)")
 _EXCEPTION = re.compile(r"^%Exception\s+(\w+)")
@@ -264,7 +295,7 @@ def parse_sip(text):
             body = s
             while "}" not in body and not (body.endswith(";") and "{" not in body):
                 body += " " + _strip_comment(next(lines)).strip()
-            inside = body[body.index("{") + 1:body.index("}")] if "{" in body and "}" in body else ""
+            inside = body[body.index("{") + 1 : body.index("}")] if "{" in body and "}" in body else ""
             members = [re.split(r"[\s=]", p.strip())[0] for p in inside.split(",") if p.strip()]
             members = [x for x in members if re.fullmatch(r"[A-Za-z_]\w*", x)]
             if access != "private":
@@ -283,8 +314,12 @@ def parse_sip(text):
         if m:
             paren = max(0, s.count("(") - s.count(")"))
             name = m.group(1)
-            if (not name.startswith("~") and name not in _NOT_NAMES and name != stack[-1][0].split(".")[-1]
-                    and "operator" not in s[:m.start()]):
+            if (
+                not name.startswith("~")
+                and name not in _NOT_NAMES
+                and name != stack[-1][0].split(".")[-1]
+                and "operator" not in s[: m.start()]
+            ):
                 owner["members"].add(name)
             continue
         m = _ATTR.match(s)
@@ -326,8 +361,14 @@ def read_tree(folder, manifest=None):
     manifest = manifest or {}
     commits, partial = manifest.get("commits", {}), set(manifest.get("partial", []))
     found = {}
-    top = next((os.path.join(folder, *sub.split("/")) for sub in ("python/PyQt6", "python")
-                if os.path.isdir(os.path.join(folder, *sub.split("/")))), folder)
+    top = next(
+        (
+            os.path.join(folder, *sub.split("/"))
+            for sub in ("python/PyQt6", "python")
+            if os.path.isdir(os.path.join(folder, *sub.split("/")))
+        ),
+        folder,
+    )
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
         for f in sorted(filenames):
@@ -340,12 +381,19 @@ def read_tree(folder, manifest=None):
             notes = [ln[2:].strip() for ln in text.splitlines()[1:6] if ln.startswith("//")]
             meta = commits.get(commit, {})
             for cls, info in parse_sip(text).items():
-                found[cls] = {"module": _module_of(rel), "file": rel, "commit": commit,
-                              "date": meta.get("date", ""), "qgis4": bool(meta.get("qgis4")),
-                              "evidence": " ".join(notes) or meta.get("what", ""),
-                              "complete": cls not in partial, "status": "read", "bases": info["bases"],
-                              "members": sorted(info["members"]),
-                              "enums": {k: v for k, v in sorted(info["enums"].items())}}
+                found[cls] = {
+                    "module": _module_of(rel),
+                    "file": rel,
+                    "commit": commit,
+                    "date": meta.get("date", ""),
+                    "qgis4": bool(meta.get("qgis4")),
+                    "evidence": " ".join(notes) or meta.get("what", ""),
+                    "complete": cls not in partial,
+                    "status": "read",
+                    "bases": info["bases"],
+                    "members": sorted(info["members"]),
+                    "enums": {k: v for k, v in sorted(info["enums"].items())},
+                }
     return found
 
 
@@ -359,17 +407,22 @@ def build(found, previous, wanted, qgis):
         old = dict(previous.get("classes", {}).get(cls, {"module": "qgis.core", "members": [], "enums": {}}))
         old.update(status="unconfirmed", complete=False)
         classes[cls] = old
-    return {"about": previous.get("about", ABOUT), "qgis": qgis,
-            "removed_in_qgis4": previous.get("removed_in_qgis4", {}),
-            "python_additions": previous.get("python_additions", {}),
-            "classes": {k: classes[k] for k in sorted(classes)}}
+    return {
+        "about": previous.get("about", ABOUT),
+        "qgis": qgis,
+        "removed_in_qgis4": previous.get("removed_in_qgis4", {}),
+        "python_additions": previous.get("python_additions", {}),
+        "classes": {k: classes[k] for k in sorted(classes)},
+    }
 
 
-ABOUT = ("QGIS 4 API names the plugin uses (qgis.core / gui / analysis), for tests/plugin/test_qgis4_api.py. Derived "
-         "by scripts/qgis4_api.py (see its docstring) from QGIS's PyQt6 binding files. Per class: the file, commit "
-         "and QGIS 4 evidence it was read from; 'complete': the member list is the whole class; 'status': 'read' "
-         "(from a binding file) or 'unconfirmed' (kept from an earlier list, not read). 'python_additions': names "
-         "QGIS adds in Python (python/PyQt6/core/__init__.py.in), not in the binding files.")
+ABOUT = (
+    "QGIS 4 API names the plugin uses (qgis.core / gui / analysis), for tests/plugin/test_qgis4_api.py. Derived "
+    "by scripts/qgis4_api.py (see its docstring) from QGIS's PyQt6 binding files. Per class: the file, commit "
+    "and QGIS 4 evidence it was read from; 'complete': the member list is the whole class; 'status': 'read' "
+    "(from a binding file) or 'unconfirmed' (kept from an earlier list, not read). 'python_additions': names "
+    "QGIS adds in Python (python/PyQt6/core/__init__.py.in), not in the binding files."
+)
 
 
 def wanted_classes(used):
@@ -407,8 +460,13 @@ def resolve(data, used):
     "qt" ({'QtClass.attr': where} left to PyQt6), "unchecked" (names on a class whose member list is partial),
     "unconfirmed" (classes not read from a binding file), "counts"."""
     removed, additions = data.get("removed_in_qgis4", {}), data.get("python_additions", {})
-    out = {"missing": [], "qt": {}, "unchecked": [], "unconfirmed": set(),
-           "counts": {"names": 0, "classes": set(), "members": 0, "enum_members": 0}}
+    out = {
+        "missing": [],
+        "qt": {},
+        "unchecked": [],
+        "unconfirmed": set(),
+        "counts": {"names": 0, "classes": set(), "members": 0, "enum_members": 0},
+    }
     counts = out["counts"]
     for (module, name), where in sorted(used.items()):
         if module not in QGIS_MODULES:
@@ -439,8 +497,9 @@ def resolve(data, used):
                 if i + 1 < len(parts):
                     counts["enum_members"] += 1
                     if parts[i + 1] not in enums[part]:
-                        out["missing"].append(f"{module}.{name} ({at}): {owner}.{part} has no member "
-                                              f"{parts[i + 1]} in QGIS 4")
+                        out["missing"].append(
+                            f"{module}.{name} ({at}): {owner}.{part} has no member {parts[i + 1]} in QGIS 4"
+                        )
                 break
             if part in members:
                 counts["members"] += 1
@@ -451,8 +510,10 @@ def resolve(data, used):
                 out["qt"][f"{qt_base}.{part}"] = f"{module}.{name} ({at})"
                 break
             if complete:
-                out["missing"].append(f"{module}.{name} ({at}): {owner} has no member {part} in QGIS 4"
-                                      + (f" ({data['hints'][name]})" if name in data.get("hints", {}) else ""))
+                out["missing"].append(
+                    f"{module}.{name} ({at}): {owner} has no member {part} in QGIS 4"
+                    + (f" ({data['hints'][name]})" if name in data.get("hints", {}) else "")
+                )
             else:
                 out["unchecked"].append(f"{module}.{name}")
             break
@@ -467,12 +528,14 @@ def report_line(data, used):
     commits = data["qgis"].get("commits", {})
     q4 = sum(1 for e in data["classes"].values() if e.get("qgis4"))
     qt_names = sum(1 for (m, _) in used if m.startswith("qgis.PyQt."))
-    return (f"QGIS 4 API check: {c['names']} qgis.core/gui/analysis names ({c['classes']} classes, {c['members']} "
-            f"members, {c['enum_members']} enum members) against {data['qgis']['release']}: {len(data['classes'])} "
-            f"classes in {os.path.relpath(DATA, ROOT)} read at {len(commits)} commit(s) "
-            f"({', '.join(k[:10] for k in commits)}), {q4} from a file with QGIS 4 evidence; "
-            f"{len(r['unconfirmed'])} classes unconfirmed, {len(r['unchecked'])} names on partial member lists, "
-            f"{len(r['missing'])} missing; {qt_names} qgis.PyQt names against PyQt6")
+    return (
+        f"QGIS 4 API check: {c['names']} qgis.core/gui/analysis names ({c['classes']} classes, {c['members']} "
+        f"members, {c['enum_members']} enum members) against {data['qgis']['release']}: {len(data['classes'])} "
+        f"classes in {os.path.relpath(DATA, ROOT)} read at {len(commits)} commit(s) "
+        f"({', '.join(k[:10] for k in commits)}), {q4} from a file with QGIS 4 evidence; "
+        f"{len(r['unconfirmed'])} classes unconfirmed, {len(r['unchecked'])} names on partial member lists, "
+        f"{len(r['missing'])} missing; {qt_names} qgis.PyQt names against PyQt6"
+    )
 
 
 def main(argv=None):
@@ -510,14 +573,19 @@ def main(argv=None):
         found = read_tree(args.qgis_src)
         for e in found.values():
             e.update(commit=args.commit, date=args.date, qgis4=True, evidence=f"checkout of {args.ref}")
-        qgis = {"release": args.ref, "commits": {args.commit: {"date": args.date, "what": args.ref, "qgis4": True}},
-                "read_from": "python/PyQt6/{core,gui,analysis}/auto_generated/**/*.sip.in"}
+        qgis = {
+            "release": args.ref,
+            "commits": {args.commit: {"date": args.date, "what": args.ref, "qgis4": True}},
+            "read_from": "python/PyQt6/{core,gui,analysis}/auto_generated/**/*.sip.in",
+        }
     data = build(found, previous, wanted, qgis)
     data["hints"] = previous.get("hints", {})
     write(data)
     missing = sorted(c for c, e in data["classes"].items() if e.get("status") == "unconfirmed")
-    print(f"{len(data['classes'])} classes written to {os.path.relpath(DATA, ROOT)}; not read from a binding file: "
-          f"{missing}")
+    print(
+        f"{len(data['classes'])} classes written to {os.path.relpath(DATA, ROOT)}; not read from a binding file: "
+        f"{missing}"
+    )
     print(report_line(data, used))
     return 0
 

@@ -6,6 +6,7 @@ layout (map + legend + scale bar), so the picture is what a user sees in QGIS.
 
     .venv-qgis/bin/python scripts/render_map.py prediction.tif map.png [--title "..."]
 """
+
 import argparse
 import os
 import sys
@@ -124,12 +125,12 @@ def main(argv=None):
     ap.add_argument("raster")
     ap.add_argument("png")
     ap.add_argument("--title")
-    ap.add_argument("--scheme", help="legend heading (default: the raster's band description, e.g. the class "
-                                     "scheme)")
+    ap.add_argument("--scheme", help="legend heading (default: the raster's band description, e.g. the class scheme)")
     a = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, ROOT)
     from qgis.core import QgsApplication
+
     app = QgsApplication([], False)
     app.initQgis()
     render(a.raster, a.png, a.title, scheme=a.scheme)

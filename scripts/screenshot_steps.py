@@ -8,6 +8,7 @@ saves each real window as a PNG in $SATCLASSIFY_SHOTS, then quits QGIS.
 
 Windows are grabbed from the X server (QScreen.grabWindow), so the pictures are what the screen shows.
 """
+
 import os
 import traceback
 
@@ -49,6 +50,7 @@ def settle(then, ms=1500):
         canvas.waitWhileRendering()
         QApplication.processEvents()
         QTimer.singleShot(ms, guarded(then))
+
     QTimer.singleShot(200, guarded(go))
 
 
@@ -59,6 +61,7 @@ def guarded(fn):
         except Exception:  # a failed step must still end QGIS
             log("failed:\n" + traceback.format_exc())
             finish()
+
     return run
 
 
@@ -100,6 +103,7 @@ def step_dialog():
         save(dialog, "qgis_classify_dialog.png")
         dialog.close()
         step_prediction()
+
     QTimer.singleShot(2000, guarded(shoot))
 
 
@@ -123,9 +127,16 @@ def step_generalize():
     import processing
 
     os.makedirs(WORK, exist_ok=True)
-    res = processing.runAndLoadResults("satclassify:generalize", {
-        "INPUT": PRED, "MMU": 5.0, "CONNECTIVITY": 0, "OUTPUT": os.path.join(WORK, "map_mmu5ha.tif"),
-        "POLYGONS": os.path.join(WORK, "map_mmu5ha.gpkg")})
+    res = processing.runAndLoadResults(
+        "satclassify:generalize",
+        {
+            "INPUT": PRED,
+            "MMU": 5.0,
+            "CONNECTIVITY": 0,
+            "OUTPUT": os.path.join(WORK, "map_mmu5ha.tif"),
+            "POLYGONS": os.path.join(WORK, "map_mmu5ha.gpkg"),
+        },
+    )
     log(f"generalize: {res.get('POLYGON_COUNT')} polygons")
 
     def arrange():  # after the Layers panel has taken the new layers in (it expands them itself)
@@ -141,9 +152,15 @@ def step_generalize():
                 expand(node, False)
                 if lyr is not state["stack"]:
                     node.setItemVisibilityChecked(False)
-        log("layers arranged: " + ", ".join(f"{n.name()} {'+' if n.isExpanded() else '-'}"
-                                            for n in QgsProject.instance().layerTreeRoot().findLayers()))
+        log(
+            "layers arranged: "
+            + ", ".join(
+                f"{n.name()} {'+' if n.isExpanded() else '-'}"
+                for n in QgsProject.instance().layerTreeRoot().findLayers()
+            )
+        )
         settle(lambda: (save(iface.mainWindow(), "qgis_generalized.png"), finish()), 2500)
+
     QTimer.singleShot(1500, guarded(arrange))
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up both environments (idempotent) and run the whole test suite:
-#   ruff                      : lint (pyproject.toml), fails on findings
+#   ruff                      : lint and `ruff format --check` (pyproject.toml), fails on findings
 #   mypy                      : type check of satclassify_plugin/core and training/ (pyproject.toml), fails on findings
 #   tests/core + tests/plugin : QGIS env (.venv-qgis, the host's real QGIS headless: 3.22 on Debian 12);
 #                               tests/core/headless also runs the satclassify command installed with pip into
@@ -18,8 +18,9 @@ export QT_QPA_PLATFORM=offscreen
 export SATCLASSIFY_TRAIN_PYTHON="$ROOT/.venv-train/bin/python"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"; mkdir -p "$XDG_RUNTIME_DIR"; chmod 700 "$XDG_RUNTIME_DIR"
 status=0
-echo "=== ruff (pyproject.toml)"
+echo "=== ruff (pyproject.toml): lint and format"
 .venv-qgis/bin/ruff check . || status=1
+.venv-qgis/bin/ruff format --check . || status=1
 echo "=== mypy (pyproject.toml [tool.mypy]): satclassify_plugin/core training"
 .venv-qgis/bin/python -m mypy || status=1
 qgis_version=$(/usr/bin/python3 -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null)

@@ -7,6 +7,7 @@ The tables are generated from the algorithms themselves, between the markers
     .venv-qgis/bin/python scripts/tool_reference.py          (rewrites README.md)
     .venv-qgis/bin/python scripts/tool_reference.py --check  (exit 1 if README.md is stale)
 """
+
 import os
 import re
 import sys
@@ -53,6 +54,7 @@ def _cell(text):
 
 def reference(provider):
     from satclassify_plugin import compat
+
     lines = []
     algs = sorted(provider.algorithms(), key=lambda a: (a.groupId(), a.name()))
     for alg in algs:
@@ -67,8 +69,7 @@ def reference(provider):
             if compat.has_flag(d.flags(), compat.PARAM_FLAG_ADVANCED):
                 notes.append("advanced")
             lines.append(f"| `{d.name()}` | {_cell(_type(d))} | {_cell(_default(d))} | {_cell('; '.join(notes))} |")
-        outs = [o for o in alg.outputDefinitions()
-                if alg.parameterDefinition(o.name()) is None]
+        outs = [o for o in alg.outputDefinitions() if alg.parameterDefinition(o.name()) is None]
         if outs:
             lines.append("")
             lines.append("Outputs: " + ", ".join(f"`{o.name()}` ({o.description()})" for o in outs) + ".")
@@ -88,9 +89,11 @@ def main(argv=None):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, ROOT)
     from qgis.core import QgsApplication
+
     app = QgsApplication([], False)
     app.initQgis()
     from satclassify_plugin.provider import SatClassifyProvider
+
     prov = SatClassifyProvider()
     QgsApplication.processingRegistry().addProvider(prov)
     with open(README, encoding="utf-8") as f:

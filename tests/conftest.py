@@ -1,5 +1,6 @@
 """Shared pytest setup. QGIS tests live in tests/plugin (QGIS env), training tests in
 tests/training (training env), pure core tests in tests/core (either env)."""
+
 import os
 import sys
 

@@ -3,6 +3,7 @@
 Every model follows the SatClassify contract: input ``image`` float32 (N, C, H, W), one softmax
 output (N, K, H, W) per head, the card in ``metadata_props["satclassify"]``.
 """
+
 import json
 
 import numpy as np
@@ -16,15 +17,24 @@ COLORS = ["#e6004d", "#ffffa8", "#80ff00", "#00ccf2", "#a6a6ff", "#4d4dff", "#cc
 
 
 def classes(k, start=1, prefix="class"):
-    return [{"value": start + i, "code": str(start + i), "name": f"{prefix} {start + i}",
-             "color": COLORS[i % len(COLORS)]} for i in range(k)]
+    return [
+        {"value": start + i, "code": str(start + i), "name": f"{prefix} {start + i}", "color": COLORS[i % len(COLORS)]}
+        for i in range(k)
+    ]
 
 
 def card(bands=S2_BANDS4, heads=None, **kw):
-    c = {"schema_version": 1, "architecture": "test", "bands": list(bands), "resolution_m": 10.0,
-         "input_scale": 0.0001, "tile_size": 64, "halo": 0,
-         "heads": heads or [{"name": "class", "output": "probs", "classes": classes(3)}],
-         "training": {"dataset": "synthetic"}}
+    c = {
+        "schema_version": 1,
+        "architecture": "test",
+        "bands": list(bands),
+        "resolution_m": 10.0,
+        "input_scale": 0.0001,
+        "tile_size": 64,
+        "halo": 0,
+        "heads": heads or [{"name": "class", "output": "probs", "classes": classes(3)}],
+        "training": {"dataset": "synthetic"},
+    }
     c.update(kw)
     return c
 
@@ -46,14 +56,26 @@ def _save(path, nodes, inits, c_in, outputs, metadata=None, fixed_hw=None, batch
 
 
 def _conv(name, x, w, b, out, pad):
-    inits = [numpy_helper.from_array(np.asarray(w, np.float32), f"{name}_w"),
-             numpy_helper.from_array(np.asarray(b, np.float32), f"{name}_b")]
+    inits = [
+        numpy_helper.from_array(np.asarray(w, np.float32), f"{name}_w"),
+        numpy_helper.from_array(np.asarray(b, np.float32), f"{name}_b"),
+    ]
     node = helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [out], pads=[pad] * 4, name=name)
     return node, inits
 
 
-def linear_model(path, weights, bias=None, bands=S2_BANDS4, card_kw=None, metadata=None, with_card=True,
-                 fixed_hw=None, batch=None, output="probs"):
+def linear_model(
+    path,
+    weights,
+    bias=None,
+    bands=S2_BANDS4,
+    card_kw=None,
+    metadata=None,
+    with_card=True,
+    fixed_hw=None,
+    batch=None,
+    output="probs",
+):
     """Per-pixel softmax(W @ x + b): a 1x1 convolution, receptive field 1 (halo 0)."""
     w = np.asarray(weights, np.float32)
     k, c = w.shape
@@ -99,8 +121,13 @@ def conv_model(path, c_in=4, k=3, layers=(3, 3), hidden=8, seed=0, card_kw=None,
     halo = sum(ks // 2 for ks in layers)
     kw = {"halo": halo}
     kw.update(card_kw or {})
-    meta = {"satclassify": card(S2_BANDS4[:c_in] if c_in <= 4 else [f"B{i:02d}" for i in range(c_in)],
-                                [{"name": "class", "output": "probs", "classes": classes(k)}], **kw)}
+    meta = {
+        "satclassify": card(
+            S2_BANDS4[:c_in] if c_in <= 4 else [f"B{i:02d}" for i in range(c_in)],
+            [{"name": "class", "output": "probs", "classes": classes(k)}],
+            **kw,
+        )
+    }
     return _save(path, nodes, inits, c_in, [("probs", k)], meta)
 
 
@@ -115,12 +142,20 @@ def dual_model(path, k_fine=4, k_coarse=2, seed=1, card_kw=None):
         node, ini = _conv(name, "tr", rng.normal(0, 1.0, (k, 8, 1, 1)), rng.normal(0, 0.1, k), f"{name}_l", 0)
         nodes += [node, helper.make_node("Softmax", [f"{name}_l"], [f"probs_{name}"], axis=1)]
         inits += ini
-    heads = [{"name": "clc_level2", "output": "probs_fine", "classes": classes(k_fine, 1, "fine")},
-             {"name": "clc_level1", "output": "probs_coarse", "classes": classes(k_coarse, 1, "coarse")}]
+    heads = [
+        {"name": "clc_level2", "output": "probs_fine", "classes": classes(k_fine, 1, "fine")},
+        {"name": "clc_level1", "output": "probs_coarse", "classes": classes(k_coarse, 1, "coarse")},
+    ]
     kw = {"architecture": "cnn_dual", "halo": 2}
     kw.update(card_kw or {})
-    return _save(path, nodes, inits, 4, [("probs_fine", k_fine), ("probs_coarse", k_coarse)],
-                 {"satclassify": card(S2_BANDS4, heads, **kw)})
+    return _save(
+        path,
+        nodes,
+        inits,
+        4,
+        [("probs_fine", k_fine), ("probs_coarse", k_coarse)],
+        {"satclassify": card(S2_BANDS4, heads, **kw)},
+    )
 
 
 def deepness_model(path, weights, bias=None):
@@ -130,9 +165,15 @@ def deepness_model(path, weights, bias=None):
     b = np.zeros(k, np.float32) if bias is None else np.asarray(bias, np.float32)
     node, inits = _conv("lin", "image", w.reshape(k, c, 1, 1), b, "logits", 0)
     soft = helper.make_node("Softmax", ["logits"], ["output"], axis=1)
-    meta = {"model_type": "Segmentor", "class_names": json.dumps({str(i): f"deep {i}" for i in range(k)}),
-            "resolution": "50", "tiles_size": "64", "tiles_overlap": "10",
-            "standardization_mean": json.dumps([0.5] * c), "standardization_std": json.dumps([0.25] * c)}
+    meta = {
+        "model_type": "Segmentor",
+        "class_names": json.dumps({str(i): f"deep {i}" for i in range(k)}),
+        "resolution": "50",
+        "tiles_size": "64",
+        "tiles_overlap": "10",
+        "standardization_mean": json.dumps([0.5] * c),
+        "standardization_std": json.dumps([0.25] * c),
+    }
     return _save(path, [node, soft], inits, c, [("output", k)], meta)
 
 
@@ -150,13 +191,30 @@ def bench_model(path, c_in=4, k=8, hidden=(16, 32, 16), seed=0, tile=256):
     node, ini = _conv("cls", x, rng.normal(0, 0.3, (k, ch, 1, 1)), np.zeros(k), "logits", 0)
     nodes += [node, helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
     inits += ini
-    meta = {"satclassify": card(S2_BANDS4[:c_in], [{"name": "class", "output": "probs", "classes": classes(k)}],
-                                architecture="bench_cnn", tile_size=tile, halo=len(hidden), size_multiple=1)}
+    meta = {
+        "satclassify": card(
+            S2_BANDS4[:c_in],
+            [{"name": "class", "output": "probs", "classes": classes(k)}],
+            architecture="bench_cnn",
+            tile_size=tile,
+            halo=len(hidden),
+            size_multiple=1,
+        )
+    }
     return _save(path, nodes, inits, c_in, [("probs", k)], meta)
 
 
-def patch_model(path, weights, bias=None, p=8, activation="sigmoid", bands=S2_BANDS4, thresholds=None,
-                card_kw=None, class_table=None):
+def patch_model(
+    path,
+    weights,
+    bias=None,
+    p=8,
+    activation="sigmoid",
+    bands=S2_BANDS4,
+    thresholds=None,
+    card_kw=None,
+    class_table=None,
+):
     """A patch classifier (CNN-class style, fixed p x p input): act(W @ mean over the patch of x + b) for each of
     the K classes, broadcast over the patch's pixels; ``activation`` "sigmoid" (multi-label) or "softmax"."""
     w = np.asarray(weights, np.float32)
@@ -164,8 +222,11 @@ def patch_model(path, weights, bias=None, p=8, activation="sigmoid", bands=S2_BA
     b = np.zeros(k, np.float32) if bias is None else np.asarray(bias, np.float32)
     gap = helper.make_node("GlobalAveragePool", ["image"], ["gap"])
     conv, inits = _conv("fc", "gap", w.reshape(k, c, 1, 1), b, "logits", 0)
-    act = helper.make_node("Sigmoid", ["logits"], ["act"]) if activation == "sigmoid" else \
-        helper.make_node("Softmax", ["logits"], ["act"], axis=1)
+    act = (
+        helper.make_node("Sigmoid", ["logits"], ["act"])
+        if activation == "sigmoid"
+        else helper.make_node("Softmax", ["logits"], ["act"], axis=1)
+    )
     inits.append(numpy_helper.from_array(np.array([1, 1, p, p], np.int64), "bshape"))
     expand = helper.make_node("Expand", ["act", "bshape"], ["probs"])
     head = {"name": "class", "output": "probs", "classes": class_table or classes(k)}
@@ -173,8 +234,9 @@ def patch_model(path, weights, bias=None, p=8, activation="sigmoid", bands=S2_BA
         head.update({"task": "multilabel", "activation": "sigmoid"})
         if thresholds is not None:
             head["thresholds"] = list(thresholds)
-    meta = {"satclassify": card(bands=bands, heads=[head], architecture="cnn_class", tile_size=p, halo=0,
-                                **(card_kw or {}))}
+    meta = {
+        "satclassify": card(bands=bands, heads=[head], architecture="cnn_class", tile_size=p, halo=0, **(card_kw or {}))
+    }
     return _save(path, [gap, conv, act, expand], inits, c, [("probs", k)], meta, (p, p))
 
 

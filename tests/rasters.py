@@ -1,4 +1,5 @@
 """Helpers that make small georeferenced test rasters and vectors with GDAL/OGR (QGIS env)."""
+
 import numpy as np
 from osgeo import gdal, ogr, osr
 
@@ -14,14 +15,24 @@ def wkt(epsg):
     return s.ExportToWkt()
 
 
-def make_raster(path, array, origin=(500000.0, 5000000.0), pixel=10.0, epsg=UTM32N, nodata=None,
-                band_names=None, driver="GTiff"):
+def make_raster(
+    path, array, origin=(500000.0, 5000000.0), pixel=10.0, epsg=UTM32N, nodata=None, band_names=None, driver="GTiff"
+):
     """Write ``array`` (bands, rows, cols) or (rows, cols) with a north-up geotransform; returns path."""
     a = np.asarray(array)
     if a.ndim == 2:
         a = a[None]
-    gdt = gdal.GetDataTypeByName({"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "int32": "Int32",
-                                  "float32": "Float32", "float64": "Float64", "uint32": "UInt32"}[a.dtype.name])
+    gdt = gdal.GetDataTypeByName(
+        {
+            "uint8": "Byte",
+            "uint16": "UInt16",
+            "int16": "Int16",
+            "int32": "Int32",
+            "float32": "Float32",
+            "float64": "Float64",
+            "uint32": "UInt32",
+        }[a.dtype.name]
+    )
     ds = gdal.GetDriverByName(driver).Create(str(path), a.shape[2], a.shape[1], a.shape[0], gdt)
     ds.SetGeoTransform((origin[0], pixel, 0, origin[1], 0, -pixel))
     if epsg:
@@ -70,9 +81,17 @@ def make_class_raster(path, array, classes, pixel=10.0, origin=(500000.0, 500000
     from satclassify_plugin.core import raster
 
     a = np.asarray(array)
-    ds = raster.create_geotiff(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte,
-                                (origin[0], pixel, 0, origin[1], 0, -pixel), wkt(epsg) if epsg else "",
-                                nodata=nodata, classes=classes)
+    ds = raster.create_geotiff(
+        str(path),
+        a.shape[1],
+        a.shape[0],
+        1,
+        gdal.GDT_Byte,
+        (origin[0], pixel, 0, origin[1], 0, -pixel),
+        wkt(epsg) if epsg else "",
+        nodata=nodata,
+        classes=classes,
+    )
     ds.GetRasterBand(1).WriteArray(a)
     ds = None
     return str(path)

@@ -14,22 +14,22 @@ Clouds: random blobs per date (``cloud`` = mean share), flagged invalid (VALID 0
 Reusable by a benchmark: :func:`profile_scene` returns plain arrays; :func:`stack_bands` the multi-date stack's
 band order (``<band>@<date>``, date-major, then ``VALID@<date>``).
 """
+
 import datetime as _dt
 
 import numpy as np
 
 BANDS = ("B02", "B03", "B04", "B08")
 DATES = ("2023-03-15", "2023-04-20", "2023-05-25", "2023-06-30", "2023-08-04", "2023-09-08")
-CLASSES = [{"value": 1, "code": "211", "name": "Spring crop", "color": "#ffffa8"},
-           {"value": 2, "code": "231", "name": "Grassland", "color": "#e6e64d"},
-           {"value": 3, "code": "311", "name": "Deciduous forest", "color": "#80ff00"}]
+CLASSES = [
+    {"value": 1, "code": "211", "name": "Spring crop", "color": "#ffffa8"},
+    {"value": 2, "code": "231", "name": "Grassland", "color": "#e6e64d"},
+    {"value": 3, "code": "311", "name": "Deciduous forest", "color": "#80ff00"},
+]
 #: class x date: 1 = green, 0 = bare. Each column has exactly two equal entries (two look-alike classes)
-PROFILES = np.array([[1, 1, 0, 1, 0, 0],
-                     [1, 0, 1, 0, 1, 0],
-                     [0, 1, 1, 0, 0, 1]], dtype=np.int64)
+PROFILES = np.array([[1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1]], dtype=np.int64)
 #: DN of the two signatures, per band (B02 B03 B04 B08): bare soil and green vegetation
-SIGNATURES = np.array([[1200, 1400, 1600, 2200],
-                       [500, 800, 400, 4200]], dtype=np.float64)
+SIGNATURES = np.array([[1200, 1400, 1600, 2200], [500, 800, 400, 4200]], dtype=np.float64)
 
 
 def profile_scene(size=64, dates=DATES, seed=0, cloud=0.1, noise=350.0, field=10):
@@ -57,8 +57,14 @@ def profile_scene(size=64, dates=DATES, seed=0, cloud=0.1, noise=350.0, field=10
         if cloud > 0:
             valid[k] = ~_blobs(rng, h, w, cloud)
     dn[np.broadcast_to(valid[:, None] == 0, dn.shape)] = 0
-    return {"labels": labels, "dn": dn, "valid": valid, "dates": dates, "bands": list(BANDS),
-            "classes": [dict(c) for c in CLASSES]}
+    return {
+        "labels": labels,
+        "dn": dn,
+        "valid": valid,
+        "dates": dates,
+        "bands": list(BANDS),
+        "classes": [dict(c) for c in CLASSES],
+    }
 
 
 def _blobs(rng, h, w, share):

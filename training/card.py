@@ -4,6 +4,7 @@
 :class:`~satclassify_plugin.core.contract.modelcard.ModelCard`, a dict or JSON text. It is validated with
 ``parse_card`` (and against the graph's outputs) before the file is rewritten (atomically).
 """
+
 import os
 from typing import Any, Dict, Optional, Union
 
@@ -18,22 +19,41 @@ CardLike = Union[ModelCard, Dict[str, Any], str]
 
 def card_from_checkpoint(ck: Dict[str, Any], metrics: Optional[Dict[str, Any]] = None) -> ModelCard:
     info = ck["card"]
-    heads = [Head(h["name"], f"probs_{h['name']}",
-                  [HeadClass(int(c["value"]), str(c["code"]), str(c["name"]), str(c["color"])) for c in h["classes"]],
-                  task=h.get("task", "multiclass"), activation=h.get("activation", "softmax"))
-             for h in info["heads"]]
+    heads = [
+        Head(
+            h["name"],
+            f"probs_{h['name']}",
+            [HeadClass(int(c["value"]), str(c["code"]), str(c["name"]), str(c["color"])) for c in h["classes"]],
+            task=h.get("task", "multiclass"),
+            activation=h.get("activation", "softmax"),
+        )
+        for h in info["heads"]
+    ]
     if heads[0].multilabel:  # the thresholds tuned on validation at the checkpoint's epoch
         th = ck.get("thresholds")
         heads[0].thresholds = [float(v) for v in th] if th else None
     hist = ck.get("history") or []
-    training = {"dataset": info.get("dataset"), "epochs": len(hist), "num_parameters": ck.get("num_parameters"),
-                "config": {k: ck["config"].get(k) for k in ("model", "encoder", "optimizer", "lr", "batch_size",
-                                                             "seed", "amp")},
-                "metrics": metrics if metrics is not None else _metrics_of(ck)}
-    card = ModelCard(architecture=info["architecture"], bands=list(info["bands"]), heads=heads,
-                     resolution_m=info.get("resolution_m"), input_scale=float(info["input_scale"]),
-                     mean=[float(v) for v in info["mean"]], std=[float(v) for v in info["std"]],
-                     tile_size=int(info["tile_size"]), halo=int(info["halo"]), training=training)
+    training = {
+        "dataset": info.get("dataset"),
+        "epochs": len(hist),
+        "num_parameters": ck.get("num_parameters"),
+        "config": {
+            k: ck["config"].get(k) for k in ("model", "encoder", "optimizer", "lr", "batch_size", "seed", "amp")
+        },
+        "metrics": metrics if metrics is not None else _metrics_of(ck),
+    }
+    card = ModelCard(
+        architecture=info["architecture"],
+        bands=list(info["bands"]),
+        heads=heads,
+        resolution_m=info.get("resolution_m"),
+        input_scale=float(info["input_scale"]),
+        mean=[float(v) for v in info["mean"]],
+        std=[float(v) for v in info["std"]],
+        tile_size=int(info["tile_size"]),
+        halo=int(info["halo"]),
+        training=training,
+    )
     card.timeseries = info.get("timeseries")  # multi-date models: dates, doy, layout
     card.input_clip = info.get("input_clip")  # raw-value clip of the training imagery (EuroSAT RGB)
     return parse_card(card.to_dict())
@@ -63,9 +83,9 @@ def add_card(model: Any, card: CardLike) -> ModelCard:
     if len(inputs) == 1:
         dims = inputs[0].type.tensor_type.shape.dim
         if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value != mc.input_channels:
-            raise TrainingError(f"card lists {mc.input_channels} input channels but the model's input has "
-                                f"{dims[1].dim_value} "
-                                "channels")
+            raise TrainingError(
+                f"card lists {mc.input_channels} input channels but the model's input has {dims[1].dim_value} channels"
+            )
     keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     for p in keep:
@@ -77,6 +97,7 @@ def add_card(model: Any, card: CardLike) -> ModelCard:
 def write_card(onnx_path: str, card: CardLike) -> ModelCard:
     """Validate ``card`` and store it in ``onnx_path``'s metadata_props["satclassify"]. Returns the ModelCard."""
     import onnx
+
     if not os.path.isfile(onnx_path):
         raise TrainingError(f"ONNX file '{onnx_path}' does not exist")
     mc = _as_card(card)
@@ -93,6 +114,7 @@ def write_card(onnx_path: str, card: CardLike) -> ModelCard:
 def load_card_info(info_path: str) -> dict:
     """The JSON object of ``export --card-info`` (read before the export writes anything)."""
     import json
+
     try:
         with open(info_path, encoding="utf-8") as f:
             extra = json.load(f)
@@ -114,6 +136,7 @@ def merge_training_info(onnx_path: str, extra: dict) -> ModelCard:
     import json
 
     import onnx
+
     model = onnx.load(onnx_path)
     props = {p.key: p.value for p in model.metadata_props}
     card = json.loads(props[METADATA_KEY])
@@ -129,6 +152,7 @@ def merge_training_info(onnx_path: str, extra: dict) -> ModelCard:
 
 def read_card(onnx_path: str) -> ModelCard:
     import onnx
+
     model = onnx.load(onnx_path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:

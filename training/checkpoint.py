@@ -2,6 +2,7 @@
 history), loadable with ``torch.load(..., weights_only=True)``; the model a checkpoint holds (:func:`load_model`)
 and whether a dataset fits it (:func:`check_compatible`). evaluate, export and train use these, so exporting a
 model does not import the training loop."""
+
 import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
@@ -33,17 +34,21 @@ def load(path: Optional[str], what: str = "checkpoint") -> Dict[str, Any]:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, not a torch file, unsafe pickle
-        raise TrainingError(f"{what} '{path}' cannot be read as a training checkpoint: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        raise TrainingError(
+            f"{what} '{path}' cannot be read as a training checkpoint: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        )
     if not isinstance(ck, dict) or ck.get("format") != FORMAT or "state_dict" not in ck:
-        raise TrainingError(f"{what} '{path}' is not a SatClassify training checkpoint "
-                            "(made by 'python -m training train')")
+        raise TrainingError(
+            f"{what} '{path}' is not a SatClassify training checkpoint (made by 'python -m training train')"
+        )
     return ck
 
 
 def load_model(ck: Dict[str, Any], device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
     """The checkpoint's model (built from its config and card, weights loaded) on ``device``, in eval mode."""
     from .models import build_model
+
     cfg = ck["config"]
     card = ck["card"]
     ts = card.get("timeseries")
@@ -61,12 +66,16 @@ def check_compatible(card: Dict[str, Any], info: "DataInfo", source: str) -> Non
     """Refuse a dataset (:class:`~.data.DataInfo`) whose bands, dates or class values differ from the checkpoint
     card's; ``source`` names the checkpoint in the message."""
     if list(card["bands"]) != list(info.bands):
-        raise TrainingError(f"{source} was trained on bands {card['bands']} but the dataset gives "
-                            f"{info.bands}: use a dataset with the same bands (or set 'bands')")
+        raise TrainingError(
+            f"{source} was trained on bands {card['bands']} but the dataset gives "
+            f"{info.bands}: use a dataset with the same bands (or set 'bands')"
+        )
     ts = card.get("timeseries")
     if (ts["dates"] if ts else []) != info.dates:
-        raise TrainingError(f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
-                            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates")
+        raise TrainingError(
+            f"{source} was trained on the dates {ts['dates'] if ts else 'none (single-date)'} but the "
+            f"dataset has {info.dates or 'none (single-date)'}: use a dataset with the same dates"
+        )
     vals = [c["value"] for c in card["heads"][0]["classes"]]
     if vals != info.values:
         raise TrainingError(f"{source} has class values {vals} but the dataset has {info.values}")

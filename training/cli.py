@@ -5,6 +5,7 @@ replace an input, an output that cannot be written...) print one line ``error: .
 code 2, without a traceback. Warnings (e.g. a single-class dataset) print ``warning: ...`` on stderr.
 ``train`` and ``export`` stop on SIGTERM / SIGINT with one line ``<command> cancelled ...`` on stderr and exit
 code 130; ``--progress jsonl`` streams machine-readable events on stdout (``progress.py`` documents both)."""
+
 import argparse
 import json
 import sys
@@ -17,13 +18,16 @@ from .progress import Cancel, Cancelled, Progress, make_progress
 
 
 def _bool_flag(p, name, help):
-    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None,
-                   help=help)
+    p.add_argument(
+        f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=help
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m training", description="SatClassify training: train, "
-                                 "evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).")
+    ap = argparse.ArgumentParser(
+        prog="python -m training",
+        description="SatClassify training: train, evaluate and export land-cover models (U-Net, CNN-dual, CNN-class).",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     t = _train_parser(sub)
     _evaluate_parser(sub)
@@ -50,14 +54,21 @@ def _train_parser(sub):
     t.add_argument("--amp-dtype", choices=["auto", "bf16", "fp16"])
     t.add_argument("--out", help="run folder (checkpoints, log.csv, curves.png); default runs/<model>-<time>")
     t.add_argument("--seed", type=int)
-    t.add_argument("--fold", type=int, help="cross-validation: validate on fold K of the train split, train on the "
-                   "other folds (the dataset's k_folds: buildpatches K_FOLDS, import --k-folds)")
+    t.add_argument(
+        "--fold",
+        type=int,
+        help="cross-validation: validate on fold K of the train split, train on the "
+        "other folds (the dataset's k_folds: buildpatches K_FOLDS, import --k-folds)",
+    )
     t.add_argument("--config", help="YAML file with options (command-line flags override it)")
     t.add_argument("--resume", help="checkpoint (last.pt) to continue from")
     t.add_argument("--encoder-from", help="CNN-class/U-Net checkpoint whose encoder initialises the U-Net")
     t.add_argument("--freeze-epochs", type=int, help="frozen-encoder warm-up epochs with --encoder-from (2)")
-    t.add_argument("--coarse-map", help="CNN-dual coarse head: CSV fine_value,coarse_value,coarse_name[,color] "
-                                        "(default: CLC level 1 of the class codes)")
+    t.add_argument(
+        "--coarse-map",
+        help="CNN-dual coarse head: CSV fine_value,coarse_value,coarse_name[,color] "
+        "(default: CLC level 1 of the class codes)",
+    )
     t.add_argument("--bands", help="comma-separated subset of the dataset's bands")
     _bool_flag(t, "class-weights", "inverse-frequency class weights from the manifest counts")
     _bool_flag(t, "augment", "random flips and 90-degree rotations (on by default)")
@@ -65,13 +76,23 @@ def _train_parser(sub):
     t.add_argument("--num-workers", type=int)
     t.add_argument("--tile-size", type=int, help="tile size written to the model card (256)")
     t.add_argument("--max-steps", type=int, help="batches per epoch at most (smoke runs)")
-    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (else refused; "
-                   "--resume of a checkpoint in --out continues it without this)")
-    t.add_argument("--progress", nargs="?", const="bar", choices=("bar", "jsonl", "none"),
-                   help="bar: tqdm progress bars on stderr (the default); jsonl: one 'SATCLASSIFY_PROGRESS {json}' "
-                   "line per event on stdout, for programs (training/progress.py); none: neither")
-    t.add_argument("--no-progress", dest="progress", action="store_const", const="none",
-                   help="no progress bars (--progress none)")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --out (else refused; "
+        "--resume of a checkpoint in --out continues it without this)",
+    )
+    t.add_argument(
+        "--progress",
+        nargs="?",
+        const="bar",
+        choices=("bar", "jsonl", "none"),
+        help="bar: tqdm progress bars on stderr (the default); jsonl: one 'SATCLASSIFY_PROGRESS {json}' "
+        "line per event on stdout, for programs (training/progress.py); none: neither",
+    )
+    t.add_argument(
+        "--no-progress", dest="progress", action="store_const", const="none", help="no progress bars (--progress none)"
+    )
     return t
 
 
@@ -79,15 +100,20 @@ def _evaluate_parser(sub):
     e = sub.add_parser("evaluate", help="metrics of a checkpoint or an exported ONNX model on a split (JSON)")
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="training checkpoint (best.pt)")
-    which.add_argument("--model", help="exported .onnx model, run with onnxruntime and the card's preprocessing "
-                       "as the plugin runs it")
+    which.add_argument(
+        "--model", help="exported .onnx model, run with onnxruntime and the card's preprocessing as the plugin runs it"
+    )
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test", help="train, val, test or all (every patch of the dataset)")
     e.add_argument("--device", default="auto")
-    e.add_argument("--out", help="metrics JSON (default: metrics-<split>.json next to the checkpoint, "
-                                 "<model>-metrics-<split>.json next to the model)")
-    e.add_argument("--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, "
-                                         "predicted, top_p)")
+    e.add_argument(
+        "--out",
+        help="metrics JSON (default: metrics-<split>.json next to the checkpoint, "
+        "<model>-metrics-<split>.json next to the model)",
+    )
+    e.add_argument(
+        "--predictions", help="--model: CSV with one row per patch (split, shard, index, reference, predicted, top_p)"
+    )
 
 
 def _export_parser(sub):
@@ -96,34 +122,55 @@ def _export_parser(sub):
     x.add_argument("--out", required=True, help="ONNX file to write")
     x.add_argument("--tile-size", type=int, help="override the card's tile_size")
     x.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
-    x.add_argument("--quantize", choices=["int8"], help="static int8 quantization (QDQ, per-channel weights) for "
-                   "CPUs, calibrated on --calibration-data; checked against float32 on its validation patches")
+    x.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="static int8 quantization (QDQ, per-channel weights) for "
+        "CPUs, calibrated on --calibration-data; checked against float32 on its validation patches",
+    )
     x.add_argument("--calibration-data", help="dataset folder whose patches calibrate --quantize int8")
     x.add_argument("--calibration-split", default="train", help="split of the calibration patches (train)")
     x.add_argument("--calibration-patches", type=int, help="calibration patches at most (64)")
-    x.add_argument("--card-info", help="JSON object merged into the card's training block (dataset name, licence, "
-                   "citation, url, description, cross-validation figures) for a published model")
-    x.add_argument("--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 "
-                   "input/outputs)")
-    x.add_argument("--progress", choices=("jsonl", "none"), default="none",
-                   help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)")
+    x.add_argument(
+        "--card-info",
+        help="JSON object merged into the card's training block (dataset name, licence, "
+        "citation, url, description, cross-validation figures) for a published model",
+    )
+    x.add_argument(
+        "--half", action="store_true", help="float16 model for NVIDIA GPUs (DEVICE CUDA; float32 input/outputs)"
+    )
+    x.add_argument(
+        "--progress",
+        choices=("jsonl", "none"),
+        default="none",
+        help="jsonl: 'SATCLASSIFY_PROGRESS {json}' start/done lines on stdout (training/progress.py)",
+    )
 
 
 def _import_parser(sub):
     i = sub.add_parser("import", help="a public patch dataset (BigEarthNet-S2, EuroSAT MS) -> dataset folder")
     isub = i.add_subparsers(dest="source", required=True)
-    for name, helptext in (("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
-                           ("eurosat", "EuroSAT class folders (MS: 13-band GeoTIFFs; RGB: 8-bit JPEG/PNG) -> "
-                                       "single-label dataset")):
+    for name, helptext in (
+        ("bigearthnet", "BigEarthNet-S2 v1.0 patch folders -> multi-label dataset"),
+        ("eurosat", "EuroSAT class folders (MS: 13-band GeoTIFFs; RGB: 8-bit JPEG/PNG) -> single-label dataset"),
+    ):
         s = isub.add_parser(name, help=helptext)
         s.add_argument("src", help="the extracted archive's folder (patch folders / class folders)")
         s.add_argument("--out", required=True, help="dataset folder to write")
         s.add_argument("--bands", help="comma-separated bands to keep (default: all of the archive's)")
         if name == "bigearthnet":
-            s.add_argument("--nomenclature", type=int, choices=(43, 19), default=43,
-                           help="43 CLC level-3 labels (default) or the 19 classes of BigEarthNet-19")
-            s.add_argument("--exclude", help="file listing patch names to leave out (one per line or first CSV "
-                                             "column), e.g. BigEarthNet's snow / cloud-and-shadow lists")
+            s.add_argument(
+                "--nomenclature",
+                type=int,
+                choices=(43, 19),
+                default=43,
+                help="43 CLC level-3 labels (default) or the 19 classes of BigEarthNet-19",
+            )
+            s.add_argument(
+                "--exclude",
+                help="file listing patch names to leave out (one per line or first CSV "
+                "column), e.g. BigEarthNet's snow / cloud-and-shadow lists",
+            )
         s.add_argument("--val-fraction", type=float, default=0.15)
         s.add_argument("--test-fraction", type=float, default=0.15)
         s.add_argument("--block-size", type=int, default=8, help="spatial split blocks of N x N patches (8)")
@@ -131,8 +178,13 @@ def _import_parser(sub):
         s.add_argument("--shard-size", type=int, default=256, help="patches per shard file (256)")
         s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
         s.add_argument("--workers", type=int, default=1, help="processes reading the patches (1)")
-        s.add_argument("--k-folds", type=int, default=0, help="cross-validation fold ids over the train split's "
-                       "blocks (seeded), for train --fold / crossval; 0 = none (default)")
+        s.add_argument(
+            "--k-folds",
+            type=int,
+            default=0,
+            help="cross-validation fold ids over the train split's "
+            "blocks (seeded), for train --fold / crossval; 0 = none (default)",
+        )
 
 
 def _crossval_parser(sub, train_parser):
@@ -140,8 +192,9 @@ def _crossval_parser(sub, train_parser):
     c = sub.add_parser("crossval", help="train on each fold in turn (train --fold K) and report mean +- std")
     c.add_argument("--data", help="dataset folder with cross-validation folds (k_folds in its manifest)")
     c.add_argument("--folds", default="all", help="all (default), a number N (folds 0..N-1) or fold ids 0,2,...")
-    c.add_argument("--out", help="folder of the fold runs (<out>/fold-K) and crossval.json; default "
-                                 "runs/crossval-<model>-<time>")
+    c.add_argument(
+        "--out", help="folder of the fold runs (<out>/fold-K) and crossval.json; default runs/crossval-<model>-<time>"
+    )
     for action in train_parser._actions:
         if isinstance(action, argparse._HelpAction) or action.dest in ("data", "out", "fold", "resume"):
             continue
@@ -152,18 +205,36 @@ def _import(args):
     from .importers.common import ImportOptions
 
     bands = [b.strip() for b in args.bands.split(",") if b.strip()] if args.bands else None
-    options = ImportOptions(val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                            block_size=args.block_size, shard_size=args.shard_size, overwrite=args.overwrite,
-                            workers=args.workers, k_folds=args.k_folds)
+    options = ImportOptions(
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        block_size=args.block_size,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        k_folds=args.k_folds,
+    )
     if args.source == "bigearthnet":
         from .importers.bigearthnet import import_bigearthnet
-        m = import_bigearthnet(args.src, args.out, nomenclature_n=args.nomenclature, bands=bands,
-                               exclude=args.exclude, options=options)
+
+        m = import_bigearthnet(
+            args.src, args.out, nomenclature_n=args.nomenclature, bands=bands, exclude=args.exclude, options=options
+        )
     else:
         from .importers.eurosat import import_eurosat
+
         m = import_eurosat(args.src, args.out, bands=bands, options=options)
-    print(json.dumps({"out": args.out, "task": m["task"], "classes": len(m["classes"]),
-                      "patches": {s: v["patches"] for s, v in m["splits"].items()}}))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "task": m["task"],
+                "classes": len(m["classes"]),
+                "patches": {s: v["patches"] for s, v in m["splits"].items()},
+            }
+        )
+    )
 
 
 def _export(args, progress=None):
@@ -172,34 +243,54 @@ def _export(args, progress=None):
     import os
 
     from .errors import TrainingError
+
     progress = progress or Progress()
     extra = None
     if args.card_info:
         from .card import load_card_info
+
         extra = load_card_info(args.card_info)
     if args.half and args.quantize:
         raise TrainingError("--half and --quantize exclude each other: float16 is for GPUs, int8 for CPUs")
     if args.quantize and not args.calibration_data:
-        raise TrainingError("--quantize int8 needs --calibration-data DATASET (a dataset folder, e.g. the training "
-                            "data): its patches calibrate the int8 ranges")
+        raise TrainingError(
+            "--quantize int8 needs --calibration-data DATASET (a dataset folder, e.g. the training "
+            "data): its patches calibrate the int8 ranges"
+        )
     if args.calibration_data and not args.quantize:
         raise TrainingError("--calibration-data is only used with --quantize int8")
-    progress.emit("start", protocol=1, command="export", checkpoint=os.path.abspath(args.checkpoint),
-                  out=os.path.abspath(args.out),
-                  format="int8" if args.quantize else "float16" if args.half else "float32")
+    progress.emit(
+        "start",
+        protocol=1,
+        command="export",
+        checkpoint=os.path.abspath(args.checkpoint),
+        out=os.path.abspath(args.out),
+        format="int8" if args.quantize else "float16" if args.half else "float32",
+    )
     if args.quantize:
         from .quantize import export_int8
-        res = export_int8(args.checkpoint, args.out, args.calibration_data, args.calibration_split,
-                          args.calibration_patches, tile_size=args.tile_size, check=not args.no_check)
+
+        res = export_int8(
+            args.checkpoint,
+            args.out,
+            args.calibration_data,
+            args.calibration_split,
+            args.calibration_patches,
+            tile_size=args.tile_size,
+            check=not args.no_check,
+        )
     elif args.half:
         from .quantize import export_half
+
         res = export_half(args.checkpoint, args.out, tile_size=args.tile_size, check=not args.no_check)
     else:
         from .export import export
+
         res = export(args.checkpoint, args.out, check=not args.no_check, tile_size=args.tile_size)
     card = res["card"]
     if extra is not None:
         from .card import merge_training_info
+
         try:
             card = merge_training_info(args.out, extra)
         except (Cancelled, KeyboardInterrupt):
@@ -209,10 +300,35 @@ def _export(args, progress=None):
     progress.emit("done", onnx=res["path"], card=card.to_dict())
 
 
-TRAIN_KEYS = ("data", "model", "encoder", "epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing",
-              "device", "amp", "amp_dtype",
-              "out", "seed", "resume", "encoder_from", "freeze_epochs", "coarse_map", "bands", "class_weights",
-              "augment", "early_stopping", "num_workers", "tile_size", "max_steps", "progress", "fold")
+TRAIN_KEYS = (
+    "data",
+    "model",
+    "encoder",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "schedule",
+    "label_smoothing",
+    "device",
+    "amp",
+    "amp_dtype",
+    "out",
+    "seed",
+    "resume",
+    "encoder_from",
+    "freeze_epochs",
+    "coarse_map",
+    "bands",
+    "class_weights",
+    "augment",
+    "early_stopping",
+    "num_workers",
+    "tile_size",
+    "max_steps",
+    "progress",
+    "fold",
+)
 
 
 def _progress_mode(args):
@@ -224,6 +340,7 @@ def _progress_mode(args):
 def _crossval(args, cancel=None):
     from .config import make_config
     from .crossval import crossval
+
     over = {k: getattr(args, k, None) for k in TRAIN_KEYS if k not in ("fold", "resume")}
     over["data"], over["out"] = args.data, args.out
     over["progress"], mode = _progress_mode(args)
@@ -232,14 +349,22 @@ def _crossval(args, cancel=None):
         over["bands"] = [b.strip() for b in bands.split(",") if b.strip()]
     over = {k: v for k, v in over.items() if v is not None}
     cfg = make_config(args.config, over)
-    res = crossval(cfg, args.folds, explicit=over, inputs={"--config": args.config} if args.config else None,
-                   overwrite=bool(getattr(args, "overwrite", False)), progress=make_progress(mode), cancel=cancel)
+    res = crossval(
+        cfg,
+        args.folds,
+        explicit=over,
+        inputs={"--config": args.config} if args.config else None,
+        overwrite=bool(getattr(args, "overwrite", False)),
+        progress=make_progress(mode),
+        cancel=cancel,
+    )
     print(json.dumps({k: res[k] for k in ("output", "k_folds", "folds", "mean", "std", "per_fold")}))
 
 
 def _train(args, cancel):
     from .config import make_config
     from .train import train
+
     over = {k: getattr(args, k) for k in TRAIN_KEYS}
     over["progress"], mode = _progress_mode(args)
     if over["bands"]:
@@ -249,15 +374,32 @@ def _train(args, cancel):
     explicit, from_config = over, []
     if args.resume and args.config:  # the file's options are given too: applied or refused, never dropped
         from .config import check_types, load_yaml
+
         file_values = check_types(load_yaml(args.config), f"config file '{args.config}'")
         from_config = [k for k in file_values if k not in over]
         explicit = {**file_values, **over}
-    res = train(cfg, explicit=explicit, inputs={"--config": args.config} if args.config else None,
-                overwrite=args.overwrite, progress=make_progress(mode), cancel=cancel, config_keys=from_config)
+    res = train(
+        cfg,
+        explicit=explicit,
+        inputs={"--config": args.config} if args.config else None,
+        overwrite=args.overwrite,
+        progress=make_progress(mode),
+        cancel=cancel,
+        config_keys=from_config,
+    )
     if res["history"] and res.get("is_main", True):
-        print(json.dumps({"run_dir": res["run_dir"], "best": res["best"], "last": res["last"],
-                          "epochs_run": res["epochs_run"], "num_parameters": res["num_parameters"],
-                          "final": res["history"][-1]}))
+        print(
+            json.dumps(
+                {
+                    "run_dir": res["run_dir"],
+                    "best": res["best"],
+                    "last": res["last"],
+                    "epochs_run": res["epochs_run"],
+                    "num_parameters": res["num_parameters"],
+                    "final": res["history"][-1],
+                }
+            )
+        )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -281,13 +423,17 @@ def _run(args, cancel):
         elif args.command == "evaluate":
             if args.model:
                 from .evaluate_onnx import evaluate_onnx
-                res = evaluate_onnx(args.model, args.data, args.split, args.device, args.out,
-                                    predictions=args.predictions)
+
+                res = evaluate_onnx(
+                    args.model, args.data, args.split, args.device, args.out, predictions=args.predictions
+                )
             else:
                 if args.predictions:
                     from .errors import TrainingError
+
                     raise TrainingError("--predictions is written with --model (an exported .onnx)")
                 from .evaluate import evaluate
+
                 res = evaluate(args.checkpoint, args.data, args.split, args.device, args.out)
             print(json.dumps(res, indent=1))
         elif args.command == "crossval":
@@ -298,6 +444,7 @@ def _run(args, cancel):
             _import(args)
         elif args.command == "diagnose":
             from .diagnose import diagnose
+
             print(json.dumps(diagnose()))
         return 0
     except SatClassifyError as e:

@@ -1,4 +1,5 @@
 """Training configuration: defaults < YAML file (``--config``) < command-line flags."""
+
 import math
 import os
 import typing
@@ -12,49 +13,49 @@ from .models.specs import SPECS, get_spec
 @dataclass
 class TrainConfig:
     data: Optional[str] = None
-    model: str = "unet"                 # unet | cnn_dual | cnn_class | utae (multi-date datasets)
-    encoder: str = "resnet34"           # smp encoder for unet / cnn_class
+    model: str = "unet"  # unet | cnn_dual | cnn_class | utae (multi-date datasets)
+    encoder: str = "resnet34"  # smp encoder for unet / cnn_class
     decoder_channels: Optional[List[int]] = None  # U-Net decoder widths (default smp's 256..16)
-    widths: Optional[dict] = None       # CNN-dual stage widths (see models/cnn_dual.py)
+    widths: Optional[dict] = None  # CNN-dual stage widths (see models/cnn_dual.py)
     dropout: float = 0.1
     light_widths: Optional[List[int]] = None  # CNN-class encoder 'satimnet': stage widths (default 32, 64, 128, 256)
     utae_widths: Optional[List[int]] = None  # U-TAE encoder widths per level (default 16, 32, 64)
-    utae_heads: int = 4                 # U-TAE temporal attention heads (the widths must be multiples)
-    doy_jitter: int = 0                 # U-TAE: shift all dates by up to +-N days per batch in training
-    bands: Optional[List[str]] = None   # subset of the dataset's bands (default: all)
+    utae_heads: int = 4  # U-TAE temporal attention heads (the widths must be multiples)
+    doy_jitter: int = 0  # U-TAE: shift all dates by up to +-N days per batch in training
+    bands: Optional[List[str]] = None  # subset of the dataset's bands (default: all)
     epochs: int = 20
-    batch_size: Optional[int] = None    # default: unet/cnn_class 16, cnn_dual 256
-    lr: Optional[float] = None          # default: unet 1e-3 (AdamW), cnn_dual 0.01 (SGD), cnn_class 1e-3 (Adam)
-    optimizer: str = "auto"             # auto | adamw | adam | sgd
+    batch_size: Optional[int] = None  # default: unet/cnn_class 16, cnn_dual 256
+    lr: Optional[float] = None  # default: unet 1e-3 (AdamW), cnn_dual 0.01 (SGD), cnn_class 1e-3 (Adam)
+    optimizer: str = "auto"  # auto | adamw | adam | sgd
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    class_weights: bool = False         # inverse-frequency weights from the manifest's training counts
-    augment: bool = True                # random flips and 90-degree rotations
-    pixels_per_patch: int = 32          # CNN-dual: labelled pixels sampled per patch and epoch
-    schedule: str = "plateau"           # plateau (ReduceLROnPlateau on the monitor) | cosine (per batch, to 0)
-    warmup_epochs: float = 0.0          # cosine: linear warm-up from lr/20 over this many epochs
-    label_smoothing: float = 0.0        # single-label cross-entropy label smoothing (0 = none)
-    plateau_patience: int = 3           # ReduceLROnPlateau patience (epochs)
+    class_weights: bool = False  # inverse-frequency weights from the manifest's training counts
+    augment: bool = True  # random flips and 90-degree rotations
+    pixels_per_patch: int = 32  # CNN-dual: labelled pixels sampled per patch and epoch
+    schedule: str = "plateau"  # plateau (ReduceLROnPlateau on the monitor) | cosine (per batch, to 0)
+    warmup_epochs: float = 0.0  # cosine: linear warm-up from lr/20 over this many epochs
+    label_smoothing: float = 0.0  # single-label cross-entropy label smoothing (0 = none)
+    plateau_patience: int = 3  # ReduceLROnPlateau patience (epochs)
     plateau_factor: float = 0.5
-    early_stopping: int = 8             # stop after this many epochs without improvement (0 = never)
-    monitor: str = "miou"               # miou | loss
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    early_stopping: int = 8  # stop after this many epochs without improvement (0 = never)
+    monitor: str = "miou"  # miou | loss
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False
-    amp_dtype: str = "auto"             # auto (bf16 when supported, else fp16) | bf16 | fp16
-    channels_last: bool = True          # on CUDA
+    amp_dtype: str = "auto"  # auto (bf16 when supported, else fp16) | bf16 | fp16
+    channels_last: bool = True  # on CUDA
     num_workers: int = 0
     seed: int = 0
-    fold: Optional[int] = None          # cross-validation: validate on this fold, train on the others
-    out: Optional[str] = None           # run folder (default runs/<model>-<time>)
+    fold: Optional[int] = None  # cross-validation: validate on this fold, train on the others
+    out: Optional[str] = None  # run folder (default runs/<model>-<time>)
     resume: Optional[str] = None
     encoder_from: Optional[str] = None  # CNN-class / U-Net checkpoint whose encoder initialises the U-Net
-    freeze_epochs: int = 2              # frozen-encoder warm-up epochs with --encoder-from
-    coarse_map: Optional[str] = None    # CNN-dual: CSV fine_value,coarse_value,coarse_name[,color]
-    head_name: str = "class"            # name of the (fine) head in the model card
+    freeze_epochs: int = 2  # frozen-encoder warm-up epochs with --encoder-from
+    coarse_map: Optional[str] = None  # CNN-dual: CSV fine_value,coarse_value,coarse_name[,color]
+    head_name: str = "class"  # name of the (fine) head in the model card
     coarse_head_name: str = "coarse"
-    tile_size: int = 256                # exported card tile size
-    max_steps: int = 0                  # stop each epoch after this many batches (0 = all); for smoke runs
-    progress: bool = True               # tqdm bars
+    tile_size: int = 256  # exported card tile size
+    max_steps: int = 0  # stop each epoch after this many batches (0 = all); for smoke runs
+    progress: bool = True  # tqdm bars
 
     def resolved(self) -> "TrainConfig":
         """Fill the model-dependent defaults (from the architecture's spec)."""
@@ -84,8 +85,10 @@ class TrainConfig:
         if c.lr <= 0:
             raise TrainingError(f"lr must be > 0, got {c.lr}")
         if c.encoder_from and not spec.encoder_transfer:
-            raise TrainingError("--encoder-from only applies to --model "
-                                + " or ".join(s.name for s in SPECS.values() if s.encoder_transfer))
+            raise TrainingError(
+                "--encoder-from only applies to --model "
+                + " or ".join(s.name for s in SPECS.values() if s.encoder_transfer)
+            )
         return c
 
     def to_dict(self) -> Dict[str, Any]:
@@ -97,6 +100,7 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 def load_yaml(path: str) -> Dict[str, Any]:
     import yaml
+
     if not os.path.isfile(path):
         raise TrainingError(f"config file '{path}' does not exist")
     try:

@@ -6,6 +6,7 @@ A fold's figures are those of its best checkpoint (the epoch the run keeps as ``
 held-out fold K). ``<out>/crossval.json`` (written after every fold, so an interrupted run keeps the folds done)
 holds them per fold and their mean and standard deviation (sample standard deviation, n - 1; null for one fold).
 """
+
 import json
 import math
 import os
@@ -58,17 +59,27 @@ def mean_std(values: Iterable[Optional[float]]) -> Tuple[Optional[float], Option
     return m, s
 
 
-def crossval(cfg: TrainConfig, folds: Optional[str] = "all", explicit: Optional[Dict[str, Any]] = None,
-             inputs: Optional[Dict[str, str]] = None, overwrite: bool = False, log: Callable[[str], None] = print,
-             progress: Optional[Progress] = None, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+def crossval(
+    cfg: TrainConfig,
+    folds: Optional[str] = "all",
+    explicit: Optional[Dict[str, Any]] = None,
+    inputs: Optional[Dict[str, str]] = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Cancel] = None,
+) -> Dict[str, Any]:
     """Train ``cfg`` once per fold of ``folds`` (see :func:`parse_folds`); returns the summary dict. ``overwrite``:
     fold run folders that already hold a run are replaced (``train --overwrite``). ``progress``, ``cancel``: given
     to each fold's ``train``."""
     from .train import train
+
     explicit = dict(explicit or {})
     if cfg.resume:
-        raise TrainingError("crossval starts every fold from scratch: --resume is not used here (resume one fold "
-                            "with 'train --resume <out>/fold-K/last.pt')")
+        raise TrainingError(
+            "crossval starts every fold from scratch: --resume is not used here (resume one fold "
+            "with 'train --resume <out>/fold-K/last.pt')"
+        )
     if cfg.fold is not None:
         raise TrainingError("crossval chooses the folds itself: give --folds, not --fold")
     ds = open_dataset(cfg.data)
@@ -79,38 +90,67 @@ def crossval(cfg: TrainConfig, folds: Optional[str] = "all", explicit: Optional[
     if same_file(out, data):
         raise TrainingError(f"--out '{out}' is the dataset folder --data: give --out another folder")
     make_dir(out)
-    summary: Dict[str, Any] = {"dataset": os.path.abspath(data), "k_folds": k, "folds": run,
-               "patches_per_fold": [int((ids == i).sum()) for i in range(k)], "model": cfg.model,
-               "config": None, "per_fold": [], "mean": {}, "std": {},
-               "std_kind": "sample standard deviation (n - 1) over the folds",
-               "figures": "each fold's best checkpoint (best.pt): its validation on the held-out fold"}
+    summary: Dict[str, Any] = {
+        "dataset": os.path.abspath(data),
+        "k_folds": k,
+        "folds": run,
+        "patches_per_fold": [int((ids == i).sum()) for i in range(k)],
+        "model": cfg.model,
+        "config": None,
+        "per_fold": [],
+        "mean": {},
+        "std": {},
+        "std_kind": "sample standard deviation (n - 1) over the folds",
+        "figures": "each fold's best checkpoint (best.pt): its validation on the held-out fold",
+    }
     path = os.path.join(out, SUMMARY)
     for n, fold in enumerate(run):
         fold_cfg = type(cfg)(**{**cfg.to_dict(), "fold": fold, "out": os.path.join(out, f"fold-{fold}")})
         log(f"crossval: fold {fold} ({n + 1} of {len(run)}), run folder {fold_cfg.out}")
         t0 = time.time()
-        res = train(fold_cfg, explicit={**explicit, "fold": fold, "out": fold_cfg.out}, inputs=inputs,
-                    overwrite=bool(overwrite), progress=progress, cancel=cancel)
+        res = train(
+            fold_cfg,
+            explicit={**explicit, "fold": fold, "out": fold_cfg.out},
+            inputs=inputs,
+            overwrite=bool(overwrite),
+            progress=progress,
+            cancel=cancel,
+        )
         if not res.get("is_main", True):
             continue
         if not (res.get("best") or res.get("last")):
             raise TrainingError(f"fold {fold}: the run wrote no checkpoint (no epoch ran): raise --epochs")
         best = ckpt_io.load(res.get("best") or res["last"], "fold checkpoint")
         row = best.get("metrics") or {}
-        entry = {"fold": fold, "run_dir": res["run_dir"], "best_epoch": int(best.get("epoch", -1)) + 1,
-                 "epochs_run": res["epochs_run"], "train_patches": int((ids != fold).sum()),
-                 "val_patches": int((ids == fold).sum()), "seconds": round(time.time() - t0, 1)}
+        entry = {
+            "fold": fold,
+            "run_dir": res["run_dir"],
+            "best_epoch": int(best.get("epoch", -1)) + 1,
+            "epochs_run": res["epochs_run"],
+            "train_patches": int((ids != fold).sum()),
+            "val_patches": int((ids == fold).sum()),
+            "seconds": round(time.time() - t0, 1),
+        }
         entry.update({m: row.get(f"val_{m}") for m in METRICS if row.get(f"val_{m}") is not None})
-        summary["config"] = summary["config"] or {k2: v for k2, v in best["config"].items()
-                                                  if k2 not in ("fold", "out")}
+        summary["config"] = summary["config"] or {
+            k2: v for k2, v in best["config"].items() if k2 not in ("fold", "out")
+        }
         summary["per_fold"].append(entry)
         _summarise(summary)
         with atomic_open(path, "w") as f:
             json.dump(summary, f, indent=1)
     summary["output"] = path
-    log("crossval over " + f"{len(summary['per_fold'])} fold(s): " + ", ".join(
-        f"{m} {summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}" if summary["std"].get(m) is not None
-        else f"{m} {summary['mean'][m]:.4f}" for m in METRICS if summary["mean"].get(m) is not None))
+    log(
+        "crossval over "
+        + f"{len(summary['per_fold'])} fold(s): "
+        + ", ".join(
+            f"{m} {summary['mean'][m]:.4f} ± {summary['std'][m]:.4f}"
+            if summary["std"].get(m) is not None
+            else f"{m} {summary['mean'][m]:.4f}"
+            for m in METRICS
+            if summary["mean"].get(m) is not None
+        )
+    )
     return summary
 
 

@@ -9,6 +9,7 @@
 * :func:`pos_weights`: BCE positive weights of a multi-label dataset;
 * :func:`sample_pixels` draws labelled pixels with their 5x5 context (CNN-dual).
 """
+
 import csv
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -34,9 +35,12 @@ def open_dataset(folder: Optional[str]) -> "Dataset":
     if not os.path.isdir(folder):
         raise TrainingError(f"dataset folder '{folder}' does not exist")
     if not os.path.isfile(os.path.join(folder, "manifest.json")):
-        raise TrainingError(f"'{folder}' has no manifest.json: it is not a SatClassify dataset folder "
-                            "(build one with satclassify:buildpatches)")
+        raise TrainingError(
+            f"'{folder}' has no manifest.json: it is not a SatClassify dataset folder "
+            "(build one with satclassify:buildpatches)"
+        )
     from satclassify_plugin.core.contract.dataset import Dataset
+
     try:
         return Dataset(folder)
     except SatClassifyError as e:
@@ -59,16 +63,17 @@ def _cls_get(c, key):
     return c[key] if isinstance(c, dict) else getattr(c, key)
 
 
-
 def _chosen_bands(bands, available, where: str):
     """The ``bands`` option (all of ``available`` when empty); a band the dataset lacks is named."""
     if not bands:
         return list(available)
     missing = [b for b in bands if b not in available]
     if missing:
-        raise TrainingError(f"band(s) {', '.join(missing)} not in {where} {', '.join(available)}); fix the "
-                            "'bands' option")
+        raise TrainingError(
+            f"band(s) {', '.join(missing)} not in {where} {', '.join(available)}); fix the 'bands' option"
+        )
     return list(bands)
+
 
 class DataInfo:
     """What training needs to know about a dataset (and what the model card records).
@@ -107,9 +112,15 @@ class DataInfo:
         self._init_common(ds)
 
     def _init_common(self, ds):
-        self.classes: List[Dict[str, Any]] = [{"value": int(_cls_get(c, "value")), "code": str(_cls_get(c, "code")),
-                         "name": str(_cls_get(c, "name")), "color": str(_cls_get(c, "color"))}
-                        for c in ds.classes]
+        self.classes: List[Dict[str, Any]] = [
+            {
+                "value": int(_cls_get(c, "value")),
+                "code": str(_cls_get(c, "code")),
+                "name": str(_cls_get(c, "name")),
+                "color": str(_cls_get(c, "color")),
+            }
+            for c in ds.classes
+        ]
         if not self.classes:
             raise TrainingError("the dataset's manifest has no classes")
         self.values = [c["value"] for c in self.classes]
@@ -155,8 +166,7 @@ class DataInfo:
         """Per input channel mean and std from the per-band ones (a validity channel: 0 and 1, unchanged)."""
         if not self.temporal:
             return list(mean), list(std)
-        return [v for _ in self.dates for v in [*mean, 0.0]], \
-            [v for _ in self.dates for v in [*std, 1.0]]
+        return [v for _ in self.dates for v in [*mean, 0.0]], [v for _ in self.dates for v in [*std, 1.0]]
 
     def model_config(self, cfg: Dict[str, Any]) -> Dict[str, Any]:
         """The config dict the spec builds the model from (a multi-date dataset adds its dates)."""
@@ -172,9 +182,11 @@ class DataInfo:
     def check_split(self, split: str, required: bool = True) -> int:
         n = self.ds.count(split) if split in list(self.ds.splits) else 0
         if n == 0 and required:
-            raise TrainingError(f"the dataset's '{split}' split is empty (splits: "
-                                f"{', '.join(f'{s}={self.ds.count(s)}' for s in self.ds.splits) or 'none'}); "
-                                "rebuild it with patches in that split")
+            raise TrainingError(
+                f"the dataset's '{split}' split is empty (splits: "
+                f"{', '.join(f'{s}={self.ds.count(s)}' for s in self.ds.splits) or 'none'}); "
+                "rebuild it with patches in that split"
+            )
         return n
 
     @property
@@ -184,16 +196,18 @@ class DataInfo:
     def shards(self, split: str) -> list:
         return list(self.ds.shards(split))
 
-    def targets(self, split: str) -> list:  #in DataInfo
+    def targets(self, split: str) -> list:  # in DataInfo
         """(N, K) uint8 patch targets per shard (patch-level datasets)."""
         return list(self.ds.targets(split))
 
     def check_task(self, spec: Any) -> None:
         """Refuse a model that cannot learn from this dataset: pixel models need pixel labels."""
         if not spec.patch_labels and not self.has_labels:
-            raise TrainingError(f"the dataset has patch-level targets only (task {self.task}, no pixel labels): a "
-                                f"{spec.label} needs pixel labels. Train --model cnn_class (a patch classifier) on it, "
-                                "then use its checkpoint as --encoder-from for a U-Net")
+            raise TrainingError(
+                f"the dataset has patch-level targets only (task {self.task}, no pixel labels): a "
+                f"{spec.label} needs pixel labels. Train --model cnn_class (a patch classifier) on it, "
+                "then use its checkpoint as --encoder-from for a U-Net"
+            )
 
 
 def value_lut(values: Sequence[int], size: int = 256) -> np.ndarray:
@@ -223,17 +237,19 @@ def band_stats(info: "DataInfo", split: str = "train") -> Tuple[List[float], Lis
     cnt = np.zeros(n)
     for imgs, _labels, masks in info.shards(split):
         for i in range(0, len(imgs), 64):
-            x = np.asarray(imgs[i:i + 64][:, info.band_idx], dtype=np.float64) * info.scale
-            valid = np.asarray(imgs[i:i + 64][:, info.band_idx]) > 0
+            x = np.asarray(imgs[i : i + 64][:, info.band_idx], dtype=np.float64) * info.scale
+            valid = np.asarray(imgs[i : i + 64][:, info.band_idx]) > 0
             if masks is not None:
-                valid &= (np.asarray(masks[i:i + 64]) > 0)[:, None]
+                valid &= (np.asarray(masks[i : i + 64]) > 0)[:, None]
             x = np.where(valid, x, 0.0)
             s += x.sum(axis=(0, 2, 3))
             ss += (x * x).sum(axis=(0, 2, 3))
             cnt += valid.sum(axis=(0, 2, 3))
     if (cnt == 0).any():
-        raise TrainingError(f"the '{split}' split has a band with no valid pixels (all 0): "
-                            f"{[b for b, c in zip(info.bands, cnt) if c == 0]}")
+        raise TrainingError(
+            f"the '{split}' split has a band with no valid pixels (all 0): "
+            f"{[b for b, c in zip(info.bands, cnt) if c == 0]}"
+        )
     return _mean_std(s, ss, cnt)
 
 
@@ -251,17 +267,19 @@ def _temporal_band_stats(info, split):
     idx = np.asarray(info.band_idx).reshape(t, c + 1)
     for imgs, _labels, masks in info.shards(split):
         for i in range(0, len(imgs), 16):
-            raw = np.asarray(imgs[i:i + 16][:, idx.ravel()]).reshape(-1, t, c + 1, *imgs.shape[-2:])
+            raw = np.asarray(imgs[i : i + 16][:, idx.ravel()]).reshape(-1, t, c + 1, *imgs.shape[-2:])
             valid = (raw[:, :, c:] > 0) & (raw[:, :, :c] > 0)
             if masks is not None:
-                valid &= (np.asarray(masks[i:i + 16]) > 0)[:, None, None]
+                valid &= (np.asarray(masks[i : i + 16]) > 0)[:, None, None]
             x = np.where(valid, raw[:, :, :c].astype(np.float64) * info.scale, 0.0)
             s += x.sum(axis=(0, 1, 3, 4))
             ss += (x * x).sum(axis=(0, 1, 3, 4))
             cnt += valid.sum(axis=(0, 1, 3, 4))
     if (cnt == 0).any():
-        raise TrainingError(f"the '{split}' split has a band with no valid observation on any date: "
-                            f"{[b for b, k in zip(info.bands, cnt) if k == 0]}")
+        raise TrainingError(
+            f"the '{split}' split has a band with no valid observation on any date: "
+            f"{[b for b, k in zip(info.bands, cnt) if k == 0]}"
+        )
     return _mean_std(s, ss, cnt)
 
 
@@ -347,8 +365,9 @@ class PatchDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), torch.from_numpy(t)
 
 
-def sample_pixels(info: "DataInfo", split: str, per_patch: int, rng: np.random.Generator,
-                  halo: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def sample_pixels(
+    info: "DataInfo", split: str, per_patch: int, rng: np.random.Generator, halo: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Draw up to ``per_patch`` labelled pixels per patch (at least ``halo`` from its edge; the CNN-dual spec's
     halo is 2) with their (2*halo+1)^2 context. Returns reflectance crops float32 (S, C, k, k) and targets
     int64 (S,)."""
@@ -359,14 +378,20 @@ def sample_pixels(info: "DataInfo", split: str, per_patch: int, rng: np.random.G
         n, h, w = labels.shape
         if h < k or w < k:
             raise TrainingError(f"patches of {h}x{w} are too small for the {k}x{k} CNN-dual context")
-        t = targets(labels[:, halo:h - halo, halo:w - halo], info.lut,
-                    None if masks is None else masks[:, halo:h - halo, halo:w - halo])
+        t = targets(
+            labels[:, halo : h - halo, halo : w - halo],
+            info.lut,
+            None if masks is None else masks[:, halo : h - halo, halo : w - halo],
+        )
         flat = t.reshape(n, -1)
         score = rng.random(flat.shape)
         score[flat < 0] = np.inf
         m = min(per_patch, flat.shape[1])
-        pick = np.argpartition(score, m - 1, axis=1)[:, :m] if m < flat.shape[1] else \
-            np.broadcast_to(np.arange(flat.shape[1]), flat.shape)
+        pick = (
+            np.argpartition(score, m - 1, axis=1)[:, :m]
+            if m < flat.shape[1]
+            else np.broadcast_to(np.arange(flat.shape[1]), flat.shape)
+        )
         pidx = np.repeat(np.arange(n), m)
         pos = pick.reshape(-1)
         keep = np.isfinite(score[pidx, pos])
@@ -401,6 +426,7 @@ def _gather(imgs, pidx, rr, cc):
 
 # ---------------------------------------------------------------- coarse classes (CNN-dual)
 
+
 def coarse_classes(info: "DataInfo", coarse_map: Optional[str] = None) -> Tuple[List[dict], torch.Tensor]:
     """The coarse head's class table and the fine index -> coarse index table.
 
@@ -419,13 +445,18 @@ def coarse_classes(info: "DataInfo", coarse_map: Optional[str] = None) -> Tuple[
                 if lineno == 1 and not row[0].isdigit():
                     continue
                 if len(row) < 3 or not row[0].isdigit() or not row[1].isdigit():
-                    raise TrainingError(f"coarse map line {lineno}: expected 'fine_value,coarse_value,"
-                                        f"coarse_name[,color]', got {','.join(row)!r}")
+                    raise TrainingError(
+                        f"coarse map line {lineno}: expected 'fine_value,coarse_value,"
+                        f"coarse_name[,color]', got {','.join(row)!r}"
+                    )
                 fv, cv = int(row[0]), int(row[1])
                 if not 1 <= cv <= 255:
                     raise TrainingError(f"coarse map line {lineno}: coarse value {cv} out of 1..255")
-                color = clc.normalise_color(row[3], f"coarse map line {lineno}") if len(row) > 3 and row[3] \
+                color = (
+                    clc.normalise_color(row[3], f"coarse map line {lineno}")
+                    if len(row) > 3 and row[3]
                     else clc.default_palette(cv)
+                )
                 fine_to_coarse[fv] = cv
                 table.setdefault(cv, {"value": cv, "code": str(cv), "name": row[2], "color": color})
         missing = [v for v in info.values if v not in fine_to_coarse]
@@ -439,7 +470,8 @@ def coarse_classes(info: "DataInfo", coarse_map: Optional[str] = None) -> Tuple[
             if not code.isdigit() or not 1 <= len(code) <= 3 or int(code[0]) not in lvl1:
                 raise TrainingError(
                     f"class '{c['name']}' has code '{code}', not a CLC code, so the coarse head cannot default "
-                    "to CLC level 1: give --coarse-map CSV (fine_value,coarse_value,coarse_name[,color])")
+                    "to CLC level 1: give --coarse-map CSV (fine_value,coarse_value,coarse_name[,color])"
+                )
             cv = int(code[0])
             fine_to_coarse[c["value"]] = cv
             ci = lvl1[cv]

@@ -5,6 +5,7 @@
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; each process then uses ``cuda:LOCAL_RANK`` (backend
 NCCL) or the CPU (backend gloo). Only rank 0 writes checkpoints, logs and curves.
 """
+
 import os
 
 import torch
@@ -38,6 +39,7 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.
     if not info.active:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return DDP(model, device_ids=[device.index])

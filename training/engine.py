@@ -1,4 +1,5 @@
 """Forward passes, losses and metrics shared by train, evaluate and export."""
+
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from .data import IGNORE
 
 def resolve_device(name: Optional[str]) -> torch.device:
     from .errors import TrainingError
+
     name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -24,8 +26,7 @@ def resolve_device(name: Optional[str]) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise TrainingError(f"--device {name}: no CUDA device is available here "
-                                "(use --device cpu or auto)")
+            raise TrainingError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
         dev = torch.device(name)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise TrainingError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
@@ -124,8 +125,9 @@ class MultiLabelMetrics:
         self.loss_sum += float(loss_sum)
         self.n += int(n)
 
-    def result(self, names: Optional[Dict[int, str]] = None,
-               thresholds: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+    def result(
+        self, names: Optional[Dict[int, str]] = None, thresholds: Optional[Sequence[float]] = None
+    ) -> Dict[str, Any]:
         k = len(self.values)
         p = np.concatenate(self.probs) if self.probs else np.zeros((0, k))
         t = np.concatenate(self.truth) if self.truth else np.zeros((0, k), bool)
@@ -136,32 +138,63 @@ class MultiLabelMetrics:
         for c, v, thr in zip(m["classes"], self.values, th):
             c["value"], c["threshold"] = int(v), float(thr)
         at_half = multilabel_scores(t, p >= 0.5)
-        m.update({"task": "multilabel", "loss": self.loss_sum / max(self.n, 1), "map": mean_average_precision(t, p),
-                  "thresholds": th, "thresholds_from": "tuned on this split (max F1 per class)" if tuned else
-                  "given (the checkpoint's, tuned on validation)",
-                  "micro_f1_at_0.5": at_half["micro_f1"], "macro_f1_at_0.5": at_half["macro_f1"],
-                  "values": [int(v) for v in self.values]})
+        m.update(
+            {
+                "task": "multilabel",
+                "loss": self.loss_sum / max(self.n, 1),
+                "map": mean_average_precision(t, p),
+                "thresholds": th,
+                "thresholds_from": "tuned on this split (max F1 per class)"
+                if tuned
+                else "given (the checkpoint's, tuned on validation)",
+                "micro_f1_at_0.5": at_half["micro_f1"],
+                "macro_f1_at_0.5": at_half["macro_f1"],
+                "values": [int(v) for v in self.values],
+            }
+        )
         return m
 
 
 def summary(m: Dict[str, Any], prefix: str) -> Dict[str, Any]:
     if m.get("task") == "multilabel":
-        return {f"{prefix}loss": m["loss"], f"{prefix}micro_f1": m["micro_f1"], f"{prefix}macro_f1": m["macro_f1"],
-                f"{prefix}map": m["map"], f"{prefix}oa": None, f"{prefix}miou": None}
-    return {f"{prefix}loss": m["loss"], f"{prefix}oa": m["overall_accuracy"], f"{prefix}miou": m["miou"],
-            f"{prefix}kappa": m["kappa"], f"{prefix}macro_f1": m["macro_f1"]}
+        return {
+            f"{prefix}loss": m["loss"],
+            f"{prefix}micro_f1": m["micro_f1"],
+            f"{prefix}macro_f1": m["macro_f1"],
+            f"{prefix}map": m["map"],
+            f"{prefix}oa": None,
+            f"{prefix}miou": None,
+        }
+    return {
+        f"{prefix}loss": m["loss"],
+        f"{prefix}oa": m["overall_accuracy"],
+        f"{prefix}miou": m["miou"],
+        f"{prefix}kappa": m["kappa"],
+        f"{prefix}macro_f1": m["macro_f1"],
+    }
 
 
 @torch.no_grad()
-def evaluate_split(model: torch.nn.Module, spec: Any, info: Any, split: str, mean: torch.Tensor, std: torch.Tensor,
-                   device: torch.device, f2c: Optional[torch.Tensor] = None,
-                   coarse_values: Optional[Sequence[int]] = None, batch_size: int = 16,
-                   amp: Optional[torch.dtype] = None, weight: Optional[torch.Tensor] = None,
-                   check: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+def evaluate_split(
+    model: torch.nn.Module,
+    spec: Any,
+    info: Any,
+    split: str,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+    f2c: Optional[torch.Tensor] = None,
+    coarse_values: Optional[Sequence[int]] = None,
+    batch_size: int = 16,
+    amp: Optional[torch.dtype] = None,
+    weight: Optional[torch.Tensor] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> Dict[str, Any]:
     """Metrics dicts per head ({'fine': ..., 'coarse': ...} for a spec with a coarse head, {'fine': ...} else),
     running ``spec.full_forward`` over whole patches. ``check``: called before each batch (it raises to stop,
     e.g. ``progress.Cancel.check``)."""
     from .data import PatchDataset
+
     model.eval()
     ds = PatchDataset(info, split, patch_labels=spec.patch_labels)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)

@@ -1,4 +1,5 @@
 """Errors of the training package: user problems the CLI prints as one line (exit code 2)."""
+
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
 

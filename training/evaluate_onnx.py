@@ -21,6 +21,7 @@ plugin runs it.
   (multi-label: the (N, K) probabilities are kept for the thresholds' metrics, as with ``--checkpoint``);
   ``predictions`` (patch mode) streams one CSV row per patch.
 """
+
 import csv
 import json
 import os
@@ -59,8 +60,9 @@ def nodata_is_zero(card: Any) -> bool:
     return card.sentinel2_dn
 
 
-def model_input(raw: np.ndarray, a: np.ndarray, b: np.ndarray,
-                bounds: Optional[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def model_input(
+    raw: np.ndarray, a: np.ndarray, b: np.ndarray, bounds: Optional[Tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
     """uint16 (N, C, H, W) of the card's bands -> float32 model input, the plugin's arithmetic (float32
     ``raw * a + b``, then the clip to ``bounds``)."""
     x = np.asarray(raw).astype(np.float32) * a[None, :, None, None] + b[None, :, None, None]
@@ -71,49 +73,67 @@ def model_input(raw: np.ndarray, a: np.ndarray, b: np.ndarray,
 
 def _open_model(path, device):
     from satclassify_plugin.core.classify.inference import load_model
+
     try:
         return load_model(path, plugin_device(device))
     except SatClassifyError as e:
         raise TrainingError(f"--model '{path}': {e}")
 
 
-def evaluate_onnx(model_path: str, data: str, split: str = "test", device: str = "auto", out: Optional[str] = None,
-                  batch_size: int = BATCH, predictions: Optional[str] = None) -> Dict[str, Any]:
+def evaluate_onnx(
+    model_path: str,
+    data: str,
+    split: str = "test",
+    device: str = "auto",
+    out: Optional[str] = None,
+    batch_size: int = BATCH,
+    predictions: Optional[str] = None,
+) -> Dict[str, Any]:
     """Evaluate the ONNX file ``model_path`` on ``split`` of the dataset ``data`` ("all": every split); writes and
     returns the metrics dict (the same layout as ``evaluate --checkpoint``)."""
     from .evaluate import headline
+
     out = out or os.path.splitext(os.path.abspath(model_path))[0] + f"-metrics-{split}.json"
     inputs = {"--model": model_path, **dataset_files(data)}
     refuse_inputs("--out", out, inputs)
     if predictions:
         refuse_inputs("--predictions", predictions, {**inputs, "--out": out})
     if os.path.isdir(out):
-        raise TrainingError(f"--out '{out}' is a folder: give a file name (e.g. "
-                            f"{os.path.join(out, f'metrics-{split}.json')})")
+        raise TrainingError(
+            f"--out '{out}' is a folder: give a file name (e.g. {os.path.join(out, f'metrics-{split}.json')})"
+        )
     ds = open_dataset(data)
     if not model_path or not os.path.isfile(model_path):
         raise TrainingError(f"--model '{model_path}' does not exist")
     model = _open_model(model_path, device)
     card = model.card
     if card.timeseries:
-        raise TrainingError(f"--model '{model_path}' is a multi-date model: evaluate it with --checkpoint (its "
-                            "training checkpoint), or with satclassify:classify on a multi-date stack")
+        raise TrainingError(
+            f"--model '{model_path}' is a multi-date model: evaluate it with --checkpoint (its "
+            "training checkpoint), or with satclassify:classify on a multi-date stack"
+        )
     splits = _splits(ds, split)
     missing = [b for b in card.bands if b not in ds.bands]
     if missing:
-        raise TrainingError(f"--model '{model_path}' needs the bands {', '.join(card.bands)}; the dataset has "
-                            f"{', '.join(ds.bands)} (missing {', '.join(missing)})")
+        raise TrainingError(
+            f"--model '{model_path}' needs the bands {', '.join(card.bands)}; the dataset has "
+            f"{', '.join(ds.bands)} (missing {', '.join(missing)})"
+        )
     band_idx = [list(ds.bands).index(b) for b in card.bands]
     head = card.heads[0]
     values = [int(c.value) for c in head.classes]
     ds_values = [int(c["value"]) for c in ds.classes]
     if sorted(values) != sorted(ds_values):
-        raise TrainingError(f"--model '{model_path}' has the class values {values} ({head.name}) but the dataset "
-                            f"has {ds_values}: evaluate it on a dataset with the same classes")
+        raise TrainingError(
+            f"--model '{model_path}' has the class values {values} ({head.name}) but the dataset "
+            f"has {ds_values}: evaluate it on a dataset with the same classes"
+        )
     p = ds.patch_size
     if model.fixed_hw and tuple(model.fixed_hw) != (p, p):
-        raise TrainingError(f"--model '{model_path}' takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixel patches "
-                            f"but the dataset's patches are {p} x {p}")
+        raise TrainingError(
+            f"--model '{model_path}' takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixel patches "
+            f"but the dataset's patches are {p} x {p}"
+        )
     task = getattr(ds, "task", "segmentation")
     patch_mode = card.architecture == "cnn_class" or task != "segmentation"
     if not patch_mode and not ds.has_labels:
@@ -122,6 +142,7 @@ def evaluate_onnx(model_path: str, data: str, split: str = "test", device: str =
         raise TrainingError("a multi-label head is evaluated patch by patch: use a patch-level dataset")
     make_dir(os.path.dirname(os.path.abspath(out)), out)
     from satclassify_plugin.core.classify.inference import input_bounds, scale_coefficients
+
     a, b = scale_coefficients(card)
     bounds = input_bounds(card)
     run = _Runner(model, a, b, bounds, band_idx, nodata_is_zero(card), int(batch_size) or BATCH)
@@ -132,17 +153,29 @@ def evaluate_onnx(model_path: str, data: str, split: str = "test", device: str =
         metrics, count = _pixel_metrics(run, ds, splits, values, model, card, p)
     metrics = metrics(names)
     metrics.pop("loss", None)
-    result = {"model": os.path.abspath(model_path), "dataset": os.path.abspath(data), "split": split,
-              "splits": splits, "architecture": card.architecture, "evaluated_with": "onnxruntime",
-              "provider": model.providers[0] if model.providers else "", "mode": "patch" if patch_mode else "pixel",
-              "patches": count,
-              "preprocessing": {"bands": list(card.bands), "input_scale": card.input_scale, "mean": card.mean,
-                                "std": card.std, "input_clip": card.input_clip,
-                                "nodata": "DN 0 in any band" if run.nodata_zero else None},
-              **headline(metrics), "heads": {head.name: metrics}}
+    result = {
+        "model": os.path.abspath(model_path),
+        "dataset": os.path.abspath(data),
+        "split": split,
+        "splits": splits,
+        "architecture": card.architecture,
+        "evaluated_with": "onnxruntime",
+        "provider": model.providers[0] if model.providers else "",
+        "mode": "patch" if patch_mode else "pixel",
+        "patches": count,
+        "preprocessing": {
+            "bands": list(card.bands),
+            "input_scale": card.input_scale,
+            "mean": card.mean,
+            "std": card.std,
+            "input_clip": card.input_clip,
+            "nodata": "DN 0 in any band" if run.nodata_zero else None,
+        },
+        **headline(metrics),
+        "heads": {head.name: metrics},
+    }
     if len(card.heads) > 1:
-        result["note"] = (f"only the first head ('{head.name}') is evaluated with --model; the others: "
-                          "--checkpoint")
+        result["note"] = f"only the first head ('{head.name}') is evaluated with --model; the others: --checkpoint"
     if predictions:
         result["predictions"] = predictions
     with atomic_open(out, "w") as f:
@@ -158,9 +191,11 @@ def _splits(ds, split):
             raise TrainingError("the dataset has no patches")
         return have
     if split not in have:
-        raise TrainingError(f"the dataset's '{split}' split is empty or missing (splits: "
-                            f"{', '.join(f'{s}={ds.count(s)}' for s in have) or 'none'}); choose --split "
-                            f"{' / '.join(have + ['all'])}")
+        raise TrainingError(
+            f"the dataset's '{split}' split is empty or missing (splits: "
+            f"{', '.join(f'{s}={ds.count(s)}' for s in have) or 'none'}); choose --split "
+            f"{' / '.join(have + ['all'])}"
+        )
     return [split]
 
 
@@ -199,9 +234,13 @@ def _batches(ds, splits, size):
         for si, (imgs, labels, masks) in enumerate(ds.shards(split)):
             for s in range(0, imgs.shape[0], size):
                 e = min(s + size, imgs.shape[0])
-                yield (split, si, s, (imgs[s:e], None if labels is None else labels[s:e],
-                                      None if masks is None else masks[s:e]),
-                       None if tshards is None else np.asarray(tshards[si][s:e]))
+                yield (
+                    split,
+                    si,
+                    s,
+                    (imgs[s:e], None if labels is None else labels[s:e], None if masks is None else masks[s:e]),
+                    None if tshards is None else np.asarray(tshards[si][s:e]),
+                )
 
 
 def _patch_metrics(run, ds, splits, head, values, predictions):
@@ -212,6 +251,7 @@ def _patch_metrics(run, ds, splits, head, values, predictions):
     multilabel = head.multilabel
     if multilabel:
         from .engine import MultiLabelMetrics
+
         acc = MultiLabelMetrics(values)
         thresholds = head.class_thresholds()
     else:
@@ -253,6 +293,7 @@ def _patch_metrics(run, ds, splits, head, values, predictions):
 
 def _pixel_metrics(run, ds, splits, values, model, card, p):
     from satclassify_plugin.core.classify.inference import NO_DOWNSAMPLING as PLUGIN_NO_DS
+
     multiple = model.size_multiple or (1 if card.architecture in PLUGIN_NO_DS + NO_DOWNSAMPLING else 32)
     pad = ((-p) % multiple, (-p) % multiple)
     ds_values = [int(c["value"]) for c in ds.classes]

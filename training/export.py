@@ -16,6 +16,7 @@ depends on the architecture comes from its spec (``models.specs``: ``export_outp
 The ONNX file is written under a temporary name in the output folder and moved onto ``--out`` only once
 checked; ``--out`` may not be the checkpoint (``files.refuse_inputs``).
 """
+
 import io
 import math
 import os
@@ -65,15 +66,23 @@ class ExportWrapper(nn.Module):
         return self.spec.export_outputs(self.model, image, *extra, **self.kw)
 
 
-def export(checkpoint: str, out: str, check: bool = True, tile_size: Optional[int] = None,
-           metrics: Optional[Dict[str, Any]] = None, log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
+def export(
+    checkpoint: str,
+    out: str,
+    check: bool = True,
+    tile_size: Optional[int] = None,
+    metrics: Optional[Dict[str, Any]] = None,
+    log: Optional[Callable[[str], None]] = print,
+) -> Dict[str, Any]:
     """Export ``checkpoint`` to ``out``; returns {"path": out, "card": ModelCard, "max_abs_diff": {input: worst
     head's max abs diff}, "parity": {input: {head: compare(...)}}} (both empty with ``check=False``)."""
     import onnx
+
     refuse_inputs("--out", out, {"--checkpoint": checkpoint})
     if os.path.isdir(out):
-        raise TrainingError(f"--out '{out}' is a folder: give the ONNX file's name (e.g. "
-                            f"{os.path.join(out, 'model.onnx')})")
+        raise TrainingError(
+            f"--out '{out}' is a folder: give the ONNX file's name (e.g. {os.path.join(out, 'model.onnx')})"
+        )
     ck = ckpt_io.load(checkpoint)
     if tile_size:
         ck["card"]["tile_size"] = int(tile_size)
@@ -94,27 +103,44 @@ def export(checkpoint: str, out: str, check: bool = True, tile_size: Optional[in
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dummies = spec.export_inputs(dummy, card)  # (image,) or (image, doy) for U-TAE
-        torch.onnx.export(wrapper, dummies, buf, opset_version=OPSET, input_names=list(spec.input_names),
-                          output_names=out_names, dynamic_axes=dyn, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            dummies,
+            buf,
+            opset_version=OPSET,
+            input_names=list(spec.input_names),
+            output_names=out_names,
+            dynamic_axes=dyn,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     add_card(proto, card)
     data = proto.SerializeToString()
-    stats = parity(wrapper, data, spec.parity_inputs(nb, tile), lambda x: spec.export_inputs(x, card)) \
-        if check else {}
+    stats = parity(wrapper, data, spec.parity_inputs(nb, tile), lambda x: spec.export_inputs(x, card)) if check else {}
     problems = parity_problems(stats)
     if problems:
-        raise TrainingError("ONNX parity check failed (onnxruntime vs torch): " + "; ".join(problems)
-                            + f". The exported graph does not compute the model, so '{out}' was not written: "
-                            "export again with another torch/onnx version or report it with the checkpoint")
+        raise TrainingError(
+            "ONNX parity check failed (onnxruntime vs torch): "
+            + "; ".join(problems)
+            + f". The exported graph does not compute the model, so '{out}' was not written: "
+            "export again with another torch/onnx version or report it with the checkpoint"
+        )
     with atomic_open(out, "wb") as f:
         f.write(data)
     diffs = {name: max(h["max_abs_diff"] for h in heads.values()) for name, heads in stats.items()}
     if log:
         worst = [h for heads in stats.values() for h in heads.values()]
-        log(f"exported {out}: outputs {out_names}, parity (onnxruntime vs torch, worst head and input): " + (
-            f"classes agree {min(h['agreement'] for h in worst):.3%}, nRMS {max(h['nrms'] for h in worst):.1e}, "
-            f"max abs diff {max(h['max_abs_diff'] for h in worst):.1e}" if worst else "not checked"))
+        log(
+            f"exported {out}: outputs {out_names}, parity (onnxruntime vs torch, worst head and input): "
+            + (
+                f"classes agree {min(h['agreement'] for h in worst):.3%}, nRMS {max(h['nrms'] for h in worst):.1e}, "
+                f"max abs diff {max(h['max_abs_diff'] for h in worst):.1e}"
+                if worst
+                else "not checked"
+            )
+        )
     return {"path": out, "card": card, "max_abs_diff": diffs, "parity": stats}
 
 
@@ -130,9 +156,11 @@ def compare(ref: np.ndarray, got: np.ndarray) -> Dict[str, float]:
     agree = (a == b) | (pa - pb <= TIE)
     norm = float(np.sqrt((ref * ref).sum()))
     err = float(np.sqrt((diff * diff).sum()))
-    return {"agreement": float(agree.mean()) if agree.size else 1.0,
-            "nrms": err / norm if norm > 0 else (0.0 if err == 0 else math.inf),
-            "max_abs_diff": float(np.abs(diff).max()) if diff.size else 0.0}
+    return {
+        "agreement": float(agree.mean()) if agree.size else 1.0,
+        "nrms": err / norm if norm > 0 else (0.0 if err == 0 else math.inf),
+        "max_abs_diff": float(np.abs(diff).max()) if diff.size else 0.0,
+    }
 
 
 def parity_problems(stats: Dict[str, Dict[str, Dict[str, float]]]) -> List[str]:
@@ -142,26 +170,31 @@ def parity_problems(stats: Dict[str, Dict[str, Dict[str, float]]]) -> List[str]:
         for head, h in heads.items():
             bad = []
             if not h["agreement"] >= AGREEMENT:  # "not >=": NaN fails too
-                bad.append(f"the classes agree on {h['agreement']:.2%} of the pixels (at least {AGREEMENT:.1%} "
-                           "needed)")
+                bad.append(f"the classes agree on {h['agreement']:.2%} of the pixels (at least {AGREEMENT:.1%} needed)")
             if not h["nrms"] <= NRMS_TOL:
                 bad.append(f"normalised RMS difference {h['nrms']:.3g} > {NRMS_TOL}")
             if bad:
-                out.append(f"head '{head}' on the {name} input: {', '.join(bad)} "
-                           f"(max abs diff {h['max_abs_diff']:.3g})")
+                out.append(
+                    f"head '{head}' on the {name} input: {', '.join(bad)} (max abs diff {h['max_abs_diff']:.3g})"
+                )
     return out
 
 
-def parity(wrapper: nn.Module, model: Union[str, bytes], shapes: Mapping[str, Tuple[int, ...]],
-           make: Optional[Callable[[torch.Tensor], tuple]] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
+def parity(
+    wrapper: nn.Module,
+    model: Union[str, bytes],
+    shapes: Mapping[str, Tuple[int, ...]],
+    make: Optional[Callable[[torch.Tensor], tuple]] = None,
+) -> Dict[str, Dict[str, Dict[str, float]]]:
     """{input: {head: compare(...)}} of torch vs onnxruntime on random inputs of ``shapes`` ({input name:
     (N, C, H, W)}, the spec's ``parity_inputs``: an odd-sized and a tile-sized one). ``model``: the ONNX
     file's path or its bytes. ``make``: random image -> the graph's inputs (the spec's ``export_inputs``: a
     multi-date model's 0/1 validity channels and its ``doy``)."""
     import onnxruntime as ort
+
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(0)
-    heads = [o.name[len("probs_"):] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
+    heads = [o.name[len("probs_") :] if o.name.startswith("probs_") else o.name for o in sess.get_outputs()]
     stats: Dict[str, Dict[str, dict]] = {}
     for name, shape in shapes.items():
         x = torch.randn(*shape, generator=g)

@@ -15,6 +15,7 @@ line ``cannot write '<path>': <reason>: <what to do>`` (a :class:`TrainingError`
   links, relative paths), or that is not a file a rename may replace (a device, a FIFO, a socket): early, before
   the work.
 """
+
 import errno
 import os
 import socket
@@ -113,16 +114,17 @@ def check_folder(folder: str) -> None:
         raise write_error(folder, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder))
 
 
-def refuse_inputs(out_name: str, out: str, inputs: Mapping[str, str],
-                  fix: Optional[str] = None) -> None:
+def refuse_inputs(out_name: str, out: str, inputs: Mapping[str, str], fix: Optional[str] = None) -> None:
     """Refuse writing ``out`` (named ``out_name``, e.g. "--out") if it is one of ``inputs`` (label -> path):
     writing it would destroy that input. ``fix``: what to do (default: give ``out_name`` another path). An ``out``
     that is a device, a FIFO or a socket is refused too (:func:`refuse_special`): the write would replace it."""
     refuse_special(out, fix or f"give {out_name} a file name")
     for label, path in inputs.items():
         if same_file(out, path):
-            raise TrainingError(f"{out_name} '{out}' is the {label} '{path}': writing it would destroy that "
-                                f"input. {fix or f'Give {out_name} another path'}")
+            raise TrainingError(
+                f"{out_name} '{out}' is the {label} '{path}': writing it would destroy that "
+                f"input. {fix or f'Give {out_name} another path'}"
+            )
 
 
 #: the lock file of a run folder (``python -m training train``): held while a training writes there
@@ -220,8 +222,10 @@ def lock_owner(folder: str) -> Optional[Tuple[int, str]]:
 
 def busy_error(folder: str, owner: Optional[Tuple[int, str]]) -> TrainingError:
     pid = f" (process {owner[0]}{'' if owner[1] == HOST_ID else ' on another computer'})" if owner and owner[0] else ""
-    return TrainingError(f"--out '{folder}' is in use by another training{pid}: two runs in one folder would mix "
-                         "their checkpoints. Wait for it to finish, or choose another --out folder")
+    return TrainingError(
+        f"--out '{folder}' is in use by another training{pid}: two runs in one folder would mix "
+        "their checkpoints. Wait for it to finish, or choose another --out folder"
+    )
 
 
 def _owner_text():

@@ -11,14 +11,16 @@
 * :func:`assign_folds`: fold ids over spatial blocks (round robin over the blocks shuffled with a seed), as
   buildpatches gives them (``core.labels.plan``).
 """
+
 from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import TrainingError
 
-FOLD_FIX = ("rebuild it with satclassify:buildpatches K_FOLDS=5 (or import it with 'python -m training import "
-            "... --k-folds 5')")
+FOLD_FIX = (
+    "rebuild it with satclassify:buildpatches K_FOLDS=5 (or import it with 'python -m training import ... --k-folds 5')"
+)
 
 
 class Rows:
@@ -67,8 +69,7 @@ class DatasetView:
     rows index the dataset split's patches in shard order (None: all of them). Everything else (bands,
     classes, scale, task, ...) is the dataset's."""
 
-    def __init__(self, ds: Any, parts: Dict[str, List[Tuple[str, Any]]],
-                 description: str = "") -> None:
+    def __init__(self, ds: Any, parts: Dict[str, List[Tuple[str, Any]]], description: str = "") -> None:
         self._ds = ds
         self._parts = {s: list(p) for s, p in parts.items()}
         self.description = description
@@ -86,8 +87,10 @@ class DatasetView:
     # -- splits ------------------------------------------------------------------------------------
     def _check(self, split):
         if split not in self._parts:
-            raise TrainingError(f"the dataset has no split '{split}' here ({self.description or 'view'}; "
-                                f"available: {', '.join(self._parts)})")
+            raise TrainingError(
+                f"the dataset has no split '{split}' here ({self.description or 'view'}; "
+                f"available: {', '.join(self._parts)})"
+            )
 
     @property
     def splits(self) -> List[str]:
@@ -95,8 +98,11 @@ class DatasetView:
 
     def count(self, split: str) -> int:
         self._check(split)
-        return sum(self._ds.count(s) if rows is None else len(rows) for s, rows in self._parts[split]
-                   if rows is not None or s in self._ds.splits)
+        return sum(
+            self._ds.count(s) if rows is None else len(rows)
+            for s, rows in self._parts[split]
+            if rows is not None or s in self._ds.splits
+        )
 
     def _pieces(self, split, arrays):
         """[(per-shard item, local rows or None)] of ``split``: ``arrays(dataset split)`` gives the shards."""
@@ -120,8 +126,10 @@ class DatasetView:
         self._check(split)
         if self.count(split) == 0:
             raise TrainingError(f"split '{split}' has no patches ({self.description})")
-        return [sh if rows is None else tuple(_select(a, rows) for a in sh)
-                for sh, rows in self._pieces(split, self._ds.shards)]
+        return [
+            sh if rows is None else tuple(_select(a, rows) for a in sh)
+            for sh, rows in self._pieces(split, self._ds.shards)
+        ]
 
     def targets(self, split: str) -> list:
         self._check(split)
@@ -194,8 +202,7 @@ class DatasetView:
         return m
 
     def _split_entry(self, split):
-        entry = {"patches": self.count(split),
-                 "class_counts": {str(v): n for v, n in self.class_counts(split).items()}}
+        entry = {"patches": self.count(split), "class_counts": {str(v): n for v, n in self.class_counts(split).items()}}
         if self._ds.task != "segmentation":
             tc = {int(v): 0 for v in self._ds.class_values}
             for s, rows in self._parts[split]:
@@ -229,13 +236,16 @@ def fold_ids(ds: Any) -> Tuple[int, np.ndarray]:
     folds = (m.get("folds") or {}).get("train") if isinstance(m.get("folds"), dict) else None
     where = getattr(ds, "folder", "")
     if not isinstance(k, int) or isinstance(k, bool) or k < 2 or folds is None:
-        raise TrainingError(f"the dataset '{where}' has no cross-validation folds (manifest k_folds "
-                            f"{k if k else 0}): {FOLD_FIX}")
+        raise TrainingError(
+            f"the dataset '{where}' has no cross-validation folds (manifest k_folds {k if k else 0}): {FOLD_FIX}"
+        )
     n = ds.count("train") if "train" in ds.splits else 0
     ids = np.asarray(folds, dtype=np.int64)
     if ids.ndim != 1 or len(ids) != n:
-        raise TrainingError(f"the dataset '{where}' lists {len(folds)} fold ids for its {n} train patches: the "
-                            f"manifest is inconsistent, {FOLD_FIX}")
+        raise TrainingError(
+            f"the dataset '{where}' lists {len(folds)} fold ids for its {n} train patches: the "
+            f"manifest is inconsistent, {FOLD_FIX}"
+        )
     if n and (ids.min() < 0 or ids.max() >= k):
         raise TrainingError(f"the dataset '{where}' has fold ids outside 0..{k - 1}: {FOLD_FIX}")
     return k, ids
@@ -252,14 +262,23 @@ def fold_view(ds: Any, fold: Optional[int]) -> Any:
     val = np.nonzero(ids == fold)[0]
     train = np.nonzero(ids != fold)[0]
     if len(val) == 0:
-        raise TrainingError(f"fold {fold} holds no train patch (the dataset's {k} folds have "
-                            f"{np.bincount(ids, minlength=k).tolist()} patches): choose another fold")
+        raise TrainingError(
+            f"fold {fold} holds no train patch (the dataset's {k} folds have "
+            f"{np.bincount(ids, minlength=k).tolist()} patches): choose another fold"
+        )
     if len(train) == 0:
         raise TrainingError(f"every train patch is in fold {fold}: nothing is left to train on; {FOLD_FIX}")
-    parts: Dict[str, List[Tuple[str, Any]]] = {"train": [("train", train)], "val": [("train", val)],
-                                               "test": [("test", None)]}
-    return DatasetView(ds, parts, f"fold {fold} of {k}: train = the train patches of the other folds "
-                                  f"({len(train)}), val = fold {fold} ({len(val)})")
+    parts: Dict[str, List[Tuple[str, Any]]] = {
+        "train": [("train", train)],
+        "val": [("train", val)],
+        "test": [("test", None)],
+    }
+    return DatasetView(
+        ds,
+        parts,
+        f"fold {fold} of {k}: train = the train patches of the other folds "
+        f"({len(train)}), val = fold {fold} ({len(val)})",
+    )
 
 
 def all_view(ds: Any) -> "DatasetView":
@@ -272,7 +291,9 @@ def assign_folds(train_blocks: Iterable[Hashable], k: int, seed: int = 0) -> Dic
     differ by at most one block. Fewer blocks than folds is an error."""
     blocks = sorted(set(train_blocks), key=repr)
     if len(blocks) < k:
-        raise TrainingError(f"{k} folds need at least {k} spatial blocks in the train split, there are "
-                            f"{len(blocks)}: lower --k-folds or --block-size")
+        raise TrainingError(
+            f"{k} folds need at least {k} spatial blocks in the train split, there are "
+            f"{len(blocks)}: lower --k-folds or --block-size"
+        )
     order = [blocks[i] for i in np.random.default_rng([int(seed), 1]).permutation(len(blocks))]
     return {b: i % k for i, b in enumerate(order)}

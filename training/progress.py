@@ -51,6 +51,7 @@ complete. Send the signal to the main process: it ends its DataLoader workers it
 ends them too, and is recognised as the cancellation when the main process got the signal as well).
 Under ``torchrun`` the signals are torchrun's (it ends the ranks).
 """
+
 import json
 import math
 import signal
@@ -103,8 +104,12 @@ class JsonlProgress(Progress):
     """Events as ``SATCLASSIFY_PROGRESS {json}`` lines on ``stream`` (stdout); step events at most one per
     ``interval`` seconds."""
 
-    def __init__(self, stream: Optional[TextIO] = None, interval: float = STEP_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stream: Optional[TextIO] = None,
+        interval: float = STEP_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.interval = interval
         self.clock = clock
@@ -134,7 +139,7 @@ def parse_line(line: str) -> Optional[Dict[str, Any]]:
     """The event of one stdout line, or None for a line that is not an event (the human log)."""
     if not line.startswith(PREFIX):
         return None
-    return json.loads(line[len(PREFIX):])
+    return json.loads(line[len(PREFIX) :])
 
 
 class Cancelled(BaseException):
@@ -210,5 +215,6 @@ def cpu_name() -> str:
         pass
     if not model:
         import platform
+
         model = platform.processor()
     return f"cpu ({model})" if model else "cpu"

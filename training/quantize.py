@@ -23,6 +23,7 @@ classify tool refuses such a model on the CPU with a message naming the fix (use
 card block ``{"dtype": "float16", "device": "CUDA", ...}``. Without a GPU here the export checks the graph
 (onnx checker, float16 weights, float32 input/outputs, Cast nodes at the borders), not its numbers.
 """
+
 import json
 import os
 import shutil
@@ -61,8 +62,9 @@ def spread(total: int, limit: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, int(limit)).round().astype(np.int64))
 
 
-def patches(info: DataInfo, split: str, card: ModelCard, limit: int,
-            batch: int = BATCH) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+def patches(
+    info: DataInfo, split: str, card: ModelCard, limit: int, batch: int = BATCH
+) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """(x, labels or None) batches of at most ``limit`` patches of ``split``, spread evenly over the split
     (:func:`spread`), in dataset order."""
     shards = info.shards(split)
@@ -74,9 +76,8 @@ def patches(info: DataInfo, split: str, card: ModelCard, limit: int,
         local = chosen[(chosen >= start) & (chosen < start + n_sh)] - start
         start += n_sh
         for s in range(0, len(local), batch):
-            idx = local[s:s + batch]
-            yield preprocess(imgs[idx], card, info.band_idx), (
-                np.asarray(labels[idx]) if labels is not None else None)
+            idx = local[s : s + batch]
+            yield preprocess(imgs[idx], card, info.band_idx), (np.asarray(labels[idx]) if labels is not None else None)
 
 
 def _reader(info, split, card, limit):
@@ -126,6 +127,7 @@ def _set_card(proto, card_dict):
 def _finish(proto, card_dict, block):
     """The serialized model with ``card_dict`` plus its ``quantization`` block as the model card, checked."""
     import onnx
+
     card_dict["quantization"] = block
     _set_card(proto, card_dict)
     onnx.checker.check_model(proto)
@@ -142,8 +144,9 @@ def _card_dict(proto):
 def _prepare(checkpoint, out, inputs):
     refuse_inputs("--out", out, {"--checkpoint": checkpoint, **inputs})
     if os.path.isdir(out):
-        raise TrainingError(f"--out '{out}' is a folder: give the ONNX file's name (e.g. "
-                            f"{os.path.join(out, 'model.onnx')})")
+        raise TrainingError(
+            f"--out '{out}' is a folder: give the ONNX file's name (e.g. {os.path.join(out, 'model.onnx')})"
+        )
     out = os.path.abspath(out)
     make_dir(os.path.dirname(out), out)
     return out
@@ -151,13 +154,16 @@ def _prepare(checkpoint, out, inputs):
 
 def _float32(checkpoint, tmp, tile_size, check):
     from .export import export
+
     return export(checkpoint, os.path.join(tmp, "float32.onnx"), check=check, tile_size=tile_size, log=None)
 
 
-def compare_models(fp32_path: str, int8_path: str, info: DataInfo, card: ModelCard, split: str,
-                   limit: int = VALIDATION_PATCHES) -> Dict[str, Any]:
+def compare_models(
+    fp32_path: str, int8_path: str, info: DataInfo, card: ModelCard, split: str, limit: int = VALIDATION_PATCHES
+) -> Dict[str, Any]:
     """Agreement per head and the first head's OA/mIoU (float32 and int8) on ``split``'s patches."""
     import onnxruntime as ort
+
     sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path)]
     heads = card.heads
     names = [h.output for h in heads]
@@ -179,22 +185,27 @@ def compare_models(fp32_path: str, int8_path: str, info: DataInfo, card: ModelCa
         n += x.shape[0]
     if n == 0:
         raise TrainingError(f"the dataset's '{split}' split has no patches to check the quantized model on")
-    res = {"split": split, "patches": n,
-           "agreement": {h.name: float(same[i] / total) for i, h in enumerate(heads)}}
+    res = {"split": split, "patches": n, "agreement": {h.name: float(same[i] / total) for i, h in enumerate(heads)}}
     if cms[0].matrix.sum() > 0:
         m = [cm.metrics() for cm in cms]
         keys = ("overall_accuracy", "miou")
         res["float32"] = {k: m[0][k] for k in keys}
         res["int8"] = {k: m[1][k] for k in keys}
-        res["change"] = {k: (m[1][k] - m[0][k]) if m[0][k] is not None and m[1][k] is not None else None
-                         for k in keys}
+        res["change"] = {k: (m[1][k] - m[0][k]) if m[0][k] is not None and m[1][k] is not None else None for k in keys}
     return res
 
 
-def export_int8(checkpoint: str, out: str, calibration_data: str, calibration_split: str = "train",
-                calibration_patches: Optional[int] = None, validation_split: str = "val",
-                tile_size: Optional[int] = None, check: bool = True,
-                log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
+def export_int8(
+    checkpoint: str,
+    out: str,
+    calibration_data: str,
+    calibration_split: str = "train",
+    calibration_patches: Optional[int] = None,
+    validation_split: str = "val",
+    tile_size: Optional[int] = None,
+    check: bool = True,
+    log: Optional[Callable[[str], None]] = print,
+) -> Dict[str, Any]:
     """Export ``checkpoint`` as a static int8 QDQ model to ``out``; returns {"path", "card", "quantization"}."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -210,14 +221,17 @@ def export_int8(checkpoint: str, out: str, calibration_data: str, calibration_sp
         card = fp32["card"]
         missing = [b for b in card.bands if b not in [str(b) for b in ds.bands]]
         if missing:
-            raise TrainingError(f"the calibration dataset '{calibration_data}' lacks the model's band(s) "
-                                f"{', '.join(missing)} (it has {', '.join(map(str, ds.bands))})")
+            raise TrainingError(
+                f"the calibration dataset '{calibration_data}' lacks the model's band(s) "
+                f"{', '.join(missing)} (it has {', '.join(map(str, ds.bands))})"
+            )
         info = DataInfo(ds, card.bands)
         info.check_split(calibration_split)
         src = fp32["path"]
         pre = os.path.join(tmp, "prepared.onnx")
         try:  # shape inference + graph optimisation (folds batch norms into the convolutions) before quantizing
             from onnxruntime.quantization.shape_inference import quant_pre_process
+
             quant_pre_process(src, pre, skip_symbolic_shape=True)
             src = pre
         except Exception:  # noqa: BLE001 - an optional step; quantize the plain export then
@@ -226,15 +240,33 @@ def export_int8(checkpoint: str, out: str, calibration_data: str, calibration_sp
         keep = float_nodes(proto)
         reader = _reader(info, calibration_split, card, limit)
         q_path = os.path.join(tmp, "int8.onnx")
-        quantize_static(src, q_path, reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep)
+        quantize_static(
+            src,
+            q_path,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep,
+        )
         val_split = validation_split if validation_split in list(ds.splits) else calibration_split
         validation = compare_models(fp32["path"], q_path, info, card, val_split)
-        block = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
-                 "calibration": {"dataset": os.path.abspath(calibration_data), "split": calibration_split,
-                                 "patches": reader.count, "method": "MinMax"},
-                 "float_nodes": keep, "validation": validation}
+        block = {
+            "dtype": "int8",
+            "format": "QDQ",
+            "weights": "int8 per channel",
+            "activations": "uint8",
+            "calibration": {
+                "dataset": os.path.abspath(calibration_data),
+                "split": calibration_split,
+                "patches": reader.count,
+                "method": "MinMax",
+            },
+            "float_nodes": keep,
+            "validation": validation,
+        }
         d = _card_dict(onnx.load(fp32["path"]))
         data = _finish(onnx.load(q_path), d, block)
     finally:
@@ -243,19 +275,25 @@ def export_int8(checkpoint: str, out: str, calibration_data: str, calibration_sp
         f.write(data)
     if log:
         agree = ", ".join(f"{k} {v:.2%}" for k, v in validation["agreement"].items())
-        line = (f"exported {out}: int8 QDQ (per-channel weights, {reader.count} calibration patches of "
-                f"'{calibration_split}'); on {validation['patches']} '{validation['split']}' patches the classes "
-                f"agree with float32 on {agree}")
+        line = (
+            f"exported {out}: int8 QDQ (per-channel weights, {reader.count} calibration patches of "
+            f"'{calibration_split}'); on {validation['patches']} '{validation['split']}' patches the classes "
+            f"agree with float32 on {agree}"
+        )
         if "change" in validation:
             f32, i8 = validation["float32"], validation["int8"]
-            line += (f"; OA {f32['overall_accuracy']:.4f} -> {i8['overall_accuracy']:.4f}, mIoU "
-                     f"{_fmt(f32['miou'])} -> {_fmt(i8['miou'])}")
+            line += (
+                f"; OA {f32['overall_accuracy']:.4f} -> {i8['overall_accuracy']:.4f}, mIoU "
+                f"{_fmt(f32['miou'])} -> {_fmt(i8['miou'])}"
+            )
         log(line)
         low = [k for k, v in validation["agreement"].items() if v < MIN_AGREEMENT]
         if low:
-            log(f"warning: int8 and float32 classes agree on less than {MIN_AGREEMENT:.0%} of the validation pixels "
+            log(
+                f"warning: int8 and float32 classes agree on less than {MIN_AGREEMENT:.0%} of the validation pixels "
                 f"for head(s) {', '.join(low)}: calibrate on more patches (--calibration-patches) or use the "
-                "float32 export")
+                "float32 export"
+            )
     return {"path": out, "card": parse_card(d), "quantization": block}
 
 
@@ -263,15 +301,23 @@ def _fmt(v):
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def export_half(checkpoint: str, out: str, tile_size: Optional[int] = None, check: bool = True,
-                log: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
+def export_half(
+    checkpoint: str,
+    out: str,
+    tile_size: Optional[int] = None,
+    check: bool = True,
+    log: Optional[Callable[[str], None]] = print,
+) -> Dict[str, Any]:
     """Export ``checkpoint`` as a float16 model (float32 input/outputs) for CUDA to ``out``."""
     import onnx
+
     try:
         from onnxconverter_common import float16
     except ImportError as e:
-        raise TrainingError(f"--half needs the Python package onnxconverter-common in the training environment "
-                            f"(scripts/setup.sh train installs it): {e}")
+        raise TrainingError(
+            f"--half needs the Python package onnxconverter-common in the training environment "
+            f"(scripts/setup.sh train installs it): {e}"
+        )
     out = _prepare(checkpoint, out, {})
     tmp = tempfile.mkdtemp(prefix=".fp16-", dir=os.path.dirname(out))
     try:
@@ -279,27 +325,39 @@ def export_half(checkpoint: str, out: str, tile_size: Optional[int] = None, chec
         proto = onnx.load(fp32["path"])
         d = _card_dict(proto)
         import warnings
+
         with warnings.catch_warnings():  # "the float32 number 3e-09 will be truncated to 1e-07": tiny weights
             warnings.simplefilter("ignore")
             half = float16.convert_float_to_float16(proto, keep_io_types=True, disable_shape_infer=False)
         problems = half_problems(half)
         if problems:
             raise TrainingError("the float16 graph is not usable: " + "; ".join(problems))
-        data = _finish(half, d, {"dtype": "float16", "device": "CUDA", "io": "float32",
-                                 "checked": "graph structure only (float16 numbers need a GPU run)"})
+        data = _finish(
+            half,
+            d,
+            {
+                "dtype": "float16",
+                "device": "CUDA",
+                "io": "float32",
+                "checked": "graph structure only (float16 numbers need a GPU run)",
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with atomic_open(out, "wb") as f:
         f.write(data)
     if log:
-        log(f"exported {out}: float16 weights and activations, float32 input/outputs, for DEVICE CUDA (the CPU "
-            "runs the float32 or int8 export)")
+        log(
+            f"exported {out}: float16 weights and activations, float32 input/outputs, for DEVICE CUDA (the CPU "
+            "runs the float32 or int8 export)"
+        )
     return {"path": out, "card": parse_card(d), "quantization": d["quantization"]}
 
 
 def half_problems(proto: Any) -> List[str]:
     """What makes ``proto`` not a float16 graph with float32 input/outputs (empty when it is one)."""
     from onnx import TensorProto
+
     out = []
     io = list(proto.graph.input) + list(proto.graph.output)
     inits = {t.name for t in proto.graph.initializer}

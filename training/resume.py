@@ -4,14 +4,26 @@ dropped silently: :func:`resume_config` applies the options a resumed run may ch
 the checkpoint's value) and returns a note that names what it changed and what it kept, e.g. ``resuming
 runs/u/last.pt: changes --epochs 20 -> 30; keeps --model unet, --lr 0.001 (the checkpoint's); every other option
 is the checkpoint's``. Options from a ``--config`` file count as given (named ``lr: 0.1 (--config)``)."""
+
 from typing import Any, Collection, Dict, List, Tuple
 
 from .config import FIELD_NAMES, TrainConfig
 from .errors import TrainingError
 
 #: options that may change when resuming (everything else comes from the checkpoint)
-RESUME_OVERRIDABLE = ("epochs", "out", "device", "amp", "amp_dtype", "progress", "num_workers", "early_stopping",
-                      "max_steps", "data", "channels_last")
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "out",
+    "device",
+    "amp",
+    "amp_dtype",
+    "progress",
+    "num_workers",
+    "early_stopping",
+    "max_steps",
+    "data",
+    "channels_last",
+)
 #: options about the resuming itself, not the run's
 NOT_RUN_OPTIONS = ("resume", "config")
 
@@ -38,8 +50,9 @@ def _as_resolved(base: Dict[str, Any], key: str, value: Any) -> Any:
         return value
 
 
-def resume_config(checkpoint: str, base: Dict[str, Any], explicit: Dict[str, Any],
-                  config_keys: Collection[str] = ()) -> Tuple[TrainConfig, str]:
+def resume_config(
+    checkpoint: str, base: Dict[str, Any], explicit: Dict[str, Any], config_keys: Collection[str] = ()
+) -> Tuple[TrainConfig, str]:
     """The config of a run resumed from ``checkpoint`` whose saved config is ``base``, with the options the
     user gave (``explicit``; ``config_keys``: those of them that came from the --config file) applied or
     refused; and the note saying what was changed and what kept."""
@@ -47,9 +60,11 @@ def resume_config(checkpoint: str, base: Dict[str, Any], explicit: Dict[str, Any
     ck = TrainConfig(**base).to_dict()  # an option the checkpoint predates: its default, which the run used
     given = {k: v for k, v in explicit.items() if v is not None and k not in NOT_RUN_OPTIONS}
     if given.get("encoder_from"):
-        raise TrainingError(f"--resume '{checkpoint}' continues a run with the checkpoint's weights: "
-                            f"{_given('encoder_from', given['encoder_from'], config_keys)} initialises a new run "
-                            "only. Drop it to resume, or train a new run without --resume")
+        raise TrainingError(
+            f"--resume '{checkpoint}' continues a run with the checkpoint's weights: "
+            f"{_given('encoder_from', given['encoder_from'], config_keys)} initialises a new run "
+            "only. Drop it to resume, or train a new run without --resume"
+        )
     refuse_resume_conflicts(checkpoint, ck, given, config_keys)
     changed, kept = [], []
     for k, v in given.items():
@@ -75,19 +90,27 @@ def resume_note(checkpoint: str, changed: List[str], kept: List[str]) -> str:
     return parts[0] + ": " + "; ".join(parts[1:])
 
 
-def refuse_resume_conflicts(checkpoint: str, base: Dict[str, Any], explicit: Dict[str, Any],
-                            config_keys: Collection[str] = ()) -> None:
+def refuse_resume_conflicts(
+    checkpoint: str, base: Dict[str, Any], explicit: Dict[str, Any], config_keys: Collection[str] = ()
+) -> None:
     """Refuse options given with --resume that the checkpoint fixes (not in :data:`RESUME_OVERRIDABLE`) and that
     differ from its run's (compared as that run resolved them): the model, encoder, bands, learning rate... come
     from the checkpoint, so they would be ignored."""
-    bad = [k for k, v in explicit.items()
-           if v is not None and k not in RESUME_OVERRIDABLE and k not in NOT_RUN_OPTIONS
-           and k in base and _as_resolved(base, k, v) != base[k]]
+    bad = [
+        k
+        for k, v in explicit.items()
+        if v is not None
+        and k not in RESUME_OVERRIDABLE
+        and k not in NOT_RUN_OPTIONS
+        and k in base
+        and _as_resolved(base, k, v) != base[k]
+    ]
     if bad:
-        given = ", ".join(f"{_given(k, explicit[k], config_keys)} (the checkpoint's run has {show(base[k])})"
-                          for k in bad)
+        given = ", ".join(
+            f"{_given(k, explicit[k], config_keys)} (the checkpoint's run has {show(base[k])})" for k in bad
+        )
         raise TrainingError(
             f"--resume '{checkpoint}' continues a {base.get('model')} run whose options it fixes: {given}. Drop "
             f"{'this option' if len(bad) == 1 else 'these options'} to resume, or train a new run without --resume "
-            f"(only {', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may change when resuming)")
-
+            f"(only {', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may change when resuming)"
+        )

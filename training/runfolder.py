@@ -1,6 +1,7 @@
 """A training run folder (``train --out``): which files make a run (:data:`RUN_FILES`), refusing a folder that
 holds a run or is in use (:class:`RunFolder`, the lock of ``files.RunLock``) and an --out whose files would replace
 an input (:func:`check_run_folder`). docs/training.md: "A run folder is never replaced by accident"."""
+
 import os
 from typing import Dict
 
@@ -34,7 +35,7 @@ class RunFolder:
     def resumes_own(run_dir: str, cfg: TrainConfig) -> bool:
         return bool(cfg.resume) and inside(str(cfg.resume), run_dir)
 
-    def check(self, run_dir: str, cfg: TrainConfig) -> None:  #in RunFolder
+    def check(self, run_dir: str, cfg: TrainConfig) -> None:  # in RunFolder
         owner = lock_owner(run_dir) if os.path.isdir(run_dir) else None
         if owner is not None and self.lock.fd is None:
             raise busy_error(run_dir, owner)
@@ -45,9 +46,10 @@ class RunFolder:
             raise TrainingError(
                 f"--out '{run_dir}' already holds a training run ({', '.join(held)}): a new run would replace its "
                 f"checkpoints. Choose another --out folder, continue that run with --resume "
-                f"{os.path.join(run_dir, 'last.pt')}, or give --overwrite to replace it")
+                f"{os.path.join(run_dir, 'last.pt')}, or give --overwrite to replace it"
+            )
 
-    def take(self, run_dir: str, cfg: TrainConfig) -> None:  #in RunFolder
+    def take(self, run_dir: str, cfg: TrainConfig) -> None:  # in RunFolder
         self.lock.take(run_dir)
         self.check(run_dir, cfg)
         if self.overwrite and not self.resumes_own(run_dir, cfg):
@@ -56,18 +58,24 @@ class RunFolder:
                 if os.path.isfile(p) and not (cfg.resume and same_file(p, cfg.resume)):
                     os.remove(p)
 
-    def release(self) -> None:  #in RunFolder
+    def release(self) -> None:  # in RunFolder
         self.lock.release()
 
 
 def check_run_folder(run_dir: str, cfg: TrainConfig, inputs: Dict[str, str]) -> None:
     """Refuse a run folder whose files would replace an input (--resume may: it continues its own run)."""
     if cfg.data and same_file(run_dir, cfg.data):
-        raise TrainingError(f"--out '{run_dir}' is the dataset folder --data: the run's files would go in among "
-                            "the dataset's (and rebuilding the dataset would delete them). Give --out another folder")
+        raise TrainingError(
+            f"--out '{run_dir}' is the dataset folder --data: the run's files would go in among "
+            "the dataset's (and rebuilding the dataset would delete them). Give --out another folder"
+        )
     check_folder(run_dir)
     ins = {"--encoder-from": cfg.encoder_from, "--coarse-map": cfg.coarse_map, **inputs, **dataset_files(cfg.data)}
     ins.pop("dataset folder --data", None)
     for name in RUN_FILES:
-        refuse_inputs("the run file", os.path.join(run_dir, name), {k: v for k, v in ins.items() if v},
-                      fix="Choose another --out folder")
+        refuse_inputs(
+            "the run file",
+            os.path.join(run_dir, name),
+            {k: v for k, v in ins.items() if v},
+            fix="Choose another --out folder",
+        )

@@ -1,5 +1,6 @@
 """The training loop (``python -m training train``): seeded, resumable, AMP/channels_last on CUDA,
 DDP under torchrun, ReduceLROnPlateau, early stopping, best/last checkpoints, CSV log and PNG curves."""
+
 import csv
 import functools
 import json
@@ -42,8 +43,9 @@ from .runfolder import RUN_EVIDENCE, RUN_FILES, RunFolder, check_run_folder  # n
 
 def seed_all(seed: int) -> None:
     import random
+
     random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
+    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
@@ -52,8 +54,9 @@ def _log(msg, dist_info):
         print(msg, flush=True)
 
 
-def card_info(cfg: TrainConfig, info: DataInfo, mean: List[float], std: List[float],
-              coarse: Optional[List[dict]] = None) -> Dict[str, Any]:
+def card_info(
+    cfg: TrainConfig, info: DataInfo, mean: List[float], std: List[float], coarse: Optional[List[dict]] = None
+) -> Dict[str, Any]:
     """The card fields a checkpoint stores (``card.card_from_checkpoint`` makes the ModelCard of them)."""
     spec = get_spec(cfg.model)
     heads: List[Dict[str, Any]] = [{"name": cfg.head_name, "classes": info.classes}]
@@ -62,11 +65,21 @@ def card_info(cfg: TrainConfig, info: DataInfo, mean: List[float], std: List[flo
     if spec.coarse_head:
         heads.append({"name": cfg.coarse_head_name, "classes": coarse})
     geo = spec.card_geometry(cfg, info)
-    return {"architecture": cfg.model, "bands": info.bands, "input_scale": info.scale, "mean": mean, "std": std,
-            "resolution_m": info.resolution_m, "tile_size": geo["tile_size"], "halo": geo["halo"], "heads": heads,
-            "dataset": os.path.abspath(str(cfg.data)), "patch_size": info.patch_size,
-            "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
-            "input_clip": info.input_clip}
+    return {
+        "architecture": cfg.model,
+        "bands": info.bands,
+        "input_scale": info.scale,
+        "mean": mean,
+        "std": std,
+        "resolution_m": info.resolution_m,
+        "tile_size": geo["tile_size"],
+        "halo": geo["halo"],
+        "heads": heads,
+        "dataset": os.path.abspath(str(cfg.data)),
+        "patch_size": info.patch_size,
+        "timeseries": card_entry(info.bands, info.dates, "doy" in spec.input_names) if info.temporal else None,
+        "input_clip": info.input_clip,
+    }
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
@@ -74,8 +87,11 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     batch, a linear warm-up from lr/20 over ``warmup_epochs`` then a cosine decay to 0 at the last epoch."""
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max" if cfg.monitor == "miou" else "min", factor=cfg.plateau_factor,
-            patience=cfg.plateau_patience)
+            opt,
+            mode="max" if cfg.monitor == "miou" else "min",
+            factor=cfg.plateau_factor,
+            patience=cfg.plateau_patience,
+        )
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(round(cfg.warmup_epochs * steps_per_epoch))
 
@@ -84,6 +100,7 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
             return 0.05 + 0.95 * step / warm
         t = min(1.0, (step - warm) / max(1, total - warm))
         return 0.5 * (1.0 + math.cos(math.pi * t))
+
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
@@ -106,9 +123,15 @@ def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> to
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train(cfg: TrainConfig, explicit: Optional[Dict[str, Any]] = None, inputs: Optional[Dict[str, str]] = None,
-          overwrite: bool = False, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
-          config_keys: Collection[str] = ()) -> dict:
+def train(
+    cfg: TrainConfig,
+    explicit: Optional[Dict[str, Any]] = None,
+    inputs: Optional[Dict[str, str]] = None,
+    overwrite: bool = False,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Cancel] = None,
+    config_keys: Collection[str] = (),
+) -> dict:
     """Train; returns a dict with run_dir, best/last checkpoint paths (None for a file this run did not write),
     final metrics, history and warnings. ``inputs``: other files the run reads (label -> path, e.g. {"--config":
     path}) that it must not replace. ``overwrite``: a run folder that already holds a run is replaced (else
@@ -149,12 +172,14 @@ def one_class_warning(info: DataInfo, split: str = "train") -> Optional[str]:
     present = labelled_classes(info, split)
     if len(present) != 1:
         return None
-    (c, n), = present
-    return (f"the dataset has only one class in its '{split}' split (value {c['value']} '{c['name']}', code "
-            f"{c['code']}, {n} labelled pixels; the class table lists {info.num_classes}): the model cannot learn to "
-            "separate classes and will give this class everywhere. Check the labels: the CLC field and level "
-            "given to satclassify:rasterizeclc, the area covered, the patch split; or build the dataset over an "
-            "area with at least two classes")
+    ((c, n),) = present
+    return (
+        f"the dataset has only one class in its '{split}' split (value {c['value']} '{c['name']}', code "
+        f"{c['code']}, {n} labelled pixels; the class table lists {info.num_classes}): the model cannot learn to "
+        "separate classes and will give this class everywhere. Check the labels: the CLC field and level "
+        "given to satclassify:rasterizeclc, the area covered, the patch split; or build the dataset over an "
+        "area with at least two classes"
+    )
 
 
 def _prepare_data(cfg, spec, resume, dinfo, warnings, progress=None):
@@ -169,9 +194,11 @@ def _prepare_data(cfg, spec, resume, dinfo, warnings, progress=None):
         _warn(one_class, dinfo, warnings, progress)
     spec.check_tile(cfg.tile_size)
     if spec.temporal and not info.temporal:
-        raise TrainingError(f"--model {spec.name} needs a multi-date dataset: build it with satclassify:buildpatches "
-                            "from a multi-date stack (satclassify:fetchsentinel2 INTERVAL); this dataset has the "
-                            f"single-date bands {', '.join(info.bands)}")
+        raise TrainingError(
+            f"--model {spec.name} needs a multi-date dataset: build it with satclassify:buildpatches "
+            "from a multi-date stack (satclassify:fetchsentinel2 INTERVAL); this dataset has the "
+            f"single-date bands {', '.join(info.bands)}"
+        )
     coarse, f2c = (None, None)
     if spec.coarse_head:
         coarse, f2c = coarse_classes(info, cfg.coarse_map)
@@ -194,15 +221,18 @@ def _channels_last(cfg, spec, device):
 
 def _build_model(cfg, spec, info, coarse, device, dinfo):
     """The model on ``device`` (encoder from --encoder-from), its parameter count and frozen epochs."""
-    model = spec.build(info.num_inputs, info.num_classes, len(coarse) if coarse else 0,
-                       info.model_config(cfg.to_dict()))
+    model = spec.build(
+        info.num_inputs, info.num_classes, len(coarse) if coarse else 0, info.model_config(cfg.to_dict())
+    )
     nparams = count_parameters(model)
     frozen_until = 0
     if cfg.encoder_from:
         src = ckpt_io.load(cfg.encoder_from, "--encoder-from checkpoint")
         if list(src["card"]["bands"]) != info.bands:
-            raise TrainingError(f"--encoder-from checkpoint was trained on bands {src['card']['bands']} but the "
-                                f"dataset gives {info.bands}")
+            raise TrainingError(
+                f"--encoder-from checkpoint was trained on bands {src['card']['bands']} but the "
+                f"dataset gives {info.bands}"
+            )
         n = load_encoder_from(model, src["state_dict"], f"--encoder-from '{cfg.encoder_from}'")
         frozen_until = cfg.freeze_epochs
         _log(f"encoder initialised from {cfg.encoder_from} ({n} tensors); frozen for {frozen_until} epoch(s)", dinfo)
@@ -212,9 +242,16 @@ def _build_model(cfg, spec, info, coarse, device, dinfo):
     return model, nparams, frozen_until
 
 
-def _train(cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, resume: Optional[dict],
-           inputs: Dict[str, str], folder: Optional["RunFolder"] = None, progress: Optional[Progress] = None,
-           cancel: Optional[Cancel] = None) -> dict:
+def _train(
+    cfg: TrainConfig,
+    device: torch.device,
+    dinfo: ddp.DistInfo,
+    resume: Optional[dict],
+    inputs: Dict[str, str],
+    folder: Optional["RunFolder"] = None,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Cancel] = None,
+) -> dict:
     """The run in its steps: setup (:meth:`_Run.setup`), then per epoch training (:meth:`_Run.train_epoch`),
     validation (:meth:`_Run.validate`) and saving (:meth:`_Run.save`), then the run's summary files
     (:meth:`_Run.finish`)."""
@@ -231,8 +268,9 @@ def _train(cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, resume: 
 class _Run:
     """The state of one training run, shared by the steps of :func:`_train`."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, progress: Progress,
-                 cancel: Cancel) -> None:
+    def __init__(
+        self, cfg: TrainConfig, device: torch.device, dinfo: ddp.DistInfo, progress: Progress, cancel: Cancel
+    ) -> None:
         self.cfg, self.device, self.dinfo = cfg, device, dinfo
         self.progress, self.cancel = progress, cancel
         self.spec = get_spec(cfg.model)
@@ -268,18 +306,25 @@ class _Run:
         cfg, dinfo = self.cfg, self.dinfo
         if dinfo.active and self.device.type == "cuda":
             self.device = torch.device("cuda", dinfo.local_rank)
-        if cfg.amp and self.device.type == "cpu" and amp_dtype(cfg, self.device) == torch.bfloat16 \
-                and not cpu_bf16_native():
-            self.warn("--amp on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), and emulated bf16 trains "
-                      "about 20x slower than float32, so this run trains in float32 (--no-amp says so without this "
-                      "warning)")
+        if (
+            cfg.amp
+            and self.device.type == "cpu"
+            and amp_dtype(cfg, self.device) == torch.bfloat16
+            and not cpu_bf16_native()
+        ):
+            self.warn(
+                "--amp on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), and emulated bf16 trains "
+                "about 20x slower than float32, so this run trains in float32 (--no-amp says so without this "
+                "warning)"
+            )
             cfg.amp = False
 
     def _setup_model(self, resume: Optional[dict]) -> None:
         """Data, model, optimizer and schedule (their state from the --resume checkpoint)."""
         cfg, spec, dinfo = self.cfg, self.spec, self.dinfo
-        info, self.val_split, mean, std, self.coarse, self.f2c = _prepare_data(cfg, spec, resume, dinfo,
-                                                                               self.warnings, self.progress)
+        info, self.val_split, mean, std, self.coarse, self.f2c = _prepare_data(
+            cfg, spec, resume, dinfo, self.warnings, self.progress
+        )
         self.info, self.mean, self.std = info, mean, std
         self.card = card_info(cfg, info, mean, std, self.coarse)
         self.model, self.nparams, self.frozen_until = _build_model(cfg, spec, info, self.coarse, self.device, dinfo)
@@ -310,8 +355,9 @@ class _Run:
         self.score_key = "val_map" if self.multilabel else "val_miou"  # multi-label: mAP (needs no threshold)
         self.use_amp = bool(cfg.amp)
         self.adt = amp_dtype(cfg, device) if self.use_amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.adt == torch.float16
-                                           and device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.use_amp and self.adt == torch.float16 and device.type == "cuda"
+        )
         self.f2c_dev = self.f2c.to(device) if self.f2c is not None else None
         self.channels_last = _channels_last(cfg, self.spec, device)
 
@@ -323,19 +369,33 @@ class _Run:
             make_dir(run_dir)
             folder.take(run_dir, cfg)
             import yaml
+
             with atomic_open(os.path.join(run_dir, "config.yaml"), "w") as f:
                 yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-        _log(f"model {cfg.model}: {self.nparams:,} parameters; device {self.device}"
-             f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
-             f"{str(self.adt).replace('torch.', '') if self.use_amp else 'off'}; train {info.ds.count('train')} "
-             f"patches, {'val' if self.val_split == 'val' else 'no val split: monitoring on train'}; run folder "
-             f"{run_dir}", dinfo)
+        _log(
+            f"model {cfg.model}: {self.nparams:,} parameters; device {self.device}"
+            f"{' x' + str(dinfo.world) + ' processes' if dinfo.active else ''}; amp "
+            f"{str(self.adt).replace('torch.', '') if self.use_amp else 'off'}; train {info.ds.count('train')} "
+            f"patches, {'val' if self.val_split == 'val' else 'no val split: monitoring on train'}; run folder "
+            f"{run_dir}",
+            dinfo,
+        )
         if dinfo.is_main:
-            self.progress.emit("start", protocol=PROTOCOL, command="train", epochs=cfg.epochs,
-                               start_epoch=self.start_epoch + 1, steps_per_epoch=self.steps_per_epoch,
-                               device=str(self.device), device_name=device_name(self.device),
-                               amp=_amp_name(self.adt) if self.use_amp else None, run_dir=run_dir,
-                               num_parameters=self.nparams, model=cfg.model, world_size=dinfo.world)
+            self.progress.emit(
+                "start",
+                protocol=PROTOCOL,
+                command="train",
+                epochs=cfg.epochs,
+                start_epoch=self.start_epoch + 1,
+                steps_per_epoch=self.steps_per_epoch,
+                device=str(self.device),
+                device_name=device_name(self.device),
+                amp=_amp_name(self.adt) if self.use_amp else None,
+                run_dir=run_dir,
+                num_parameters=self.nparams,
+                model=cfg.model,
+                world_size=dinfo.world,
+            )
         self.train_patches = None
         if not self.spec.pixel_samples:
             self.train_patches = PatchDataset(info, "train", patch_labels=self.spec.patch_labels)
@@ -428,10 +488,21 @@ class _Run:
         """The epoch's log row (train loss, lr, the validation figures of each head) and the fine head's
         metrics."""
         coarse = self.coarse
-        heads = evaluate_split(self.model, self.spec, self.info, self.val_split, self.mean_t, self.std_t,
-                               self.device, self.f2c, [c["value"] for c in coarse] if coarse else None,
-                               batch_size=self.spec.eval_batch_size or max(1, min(int(self.cfg.batch_size or 1), 64)),
-                               amp=self.adt, weight=self.weight, check=functools.partial(self.cancel.check, epoch + 1))
+        heads = evaluate_split(
+            self.model,
+            self.spec,
+            self.info,
+            self.val_split,
+            self.mean_t,
+            self.std_t,
+            self.device,
+            self.f2c,
+            [c["value"] for c in coarse] if coarse else None,
+            batch_size=self.spec.eval_batch_size or max(1, min(int(self.cfg.batch_size or 1), 64)),
+            amp=self.adt,
+            weight=self.weight,
+            check=functools.partial(self.cancel.check, epoch + 1),
+        )
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": self.opt.param_groups[0]["lr"]}
         fine = heads["fine"].result()
         row.update(summary(fine, "val_"))
@@ -459,12 +530,25 @@ class _Run:
         if not self.dinfo.is_main:
             return
         cfg, f2c = self.cfg, self.f2c
-        payload = {"format": ckpt_io.FORMAT, "version": 1, "model": cfg.model, "config": cfg.to_dict(),
-                   "card": self.card, "state_dict": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                   "scheduler": self.sched.state_dict(), "epoch": epoch, "best": self.best, "stale": self.stale,
-                   "history": self.history, "metrics": row, "frozen_until": self.frozen_until,
-                   "f2c": f2c.tolist() if f2c is not None else None, "num_parameters": self.nparams,
-                   "thresholds": fine.get("thresholds")}
+        payload = {
+            "format": ckpt_io.FORMAT,
+            "version": 1,
+            "model": cfg.model,
+            "config": cfg.to_dict(),
+            "card": self.card,
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "epoch": epoch,
+            "best": self.best,
+            "stale": self.stale,
+            "history": self.history,
+            "metrics": row,
+            "frozen_until": self.frozen_until,
+            "f2c": f2c.tolist() if f2c is not None else None,
+            "num_parameters": self.nparams,
+            "thresholds": fine.get("thresholds"),
+        }
         ckpt_io.save(self.last_path, payload)
         if improved:
             ckpt_io.save(self.best_path, payload)
@@ -473,35 +557,70 @@ class _Run:
     def _report(self, epoch: int, row: dict, improved: bool) -> None:
         """The epoch's log line and event."""
         cfg = self.cfg
-        _log(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
-             + (f"micro_f1 {_f(row['val_micro_f1'])} macro_f1 {_f(row['val_macro_f1'])} mAP {_f(row['val_map'])}"
-                if self.multilabel else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}")
-             + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
-             + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}", self.dinfo)
+        _log(
+            f"epoch {epoch + 1}/{cfg.epochs}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+            + (
+                f"micro_f1 {_f(row['val_micro_f1'])} macro_f1 {_f(row['val_macro_f1'])} mAP {_f(row['val_map'])}"
+                if self.multilabel
+                else f"val_oa {_f(row['val_oa'])} val_miou {_f(row['val_miou'])}"
+            )
+            + (f" coarse_oa {_f(row['val_coarse_oa'])}" if "val_coarse_oa" in row else "")
+            + f" lr {row['lr']:.3g} ({row['seconds']:.1f}s){' *' if improved else ''}",
+            self.dinfo,
+        )
         if self.dinfo.is_main:
-            self.progress.emit("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=row, improved=bool(improved),
-                               seconds=row["seconds"])
+            self.progress.emit(
+                "epoch",
+                epoch=epoch + 1,
+                epochs=cfg.epochs,
+                metrics=row,
+                improved=bool(improved),
+                seconds=row["seconds"],
+            )
 
     # --- the end -------------------------------------------------------------------------------------------
     def finish(self) -> dict:
         """curves.png and metrics.json (main process), the done event; the result of :func:`train`."""
         cfg, dinfo, run_dir, history = self.cfg, self.dinfo, self.run_dir, self.history
         if dinfo.is_main and history and not os.path.isfile(self.best_path):
-            self.warn(f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so "
-                      f"no best.pt was written in '{run_dir}': the best model is still the one of the run "
-                      f"'{cfg.resume}' continues")
-        result = {"run_dir": run_dir, "best": self.best_path if os.path.isfile(self.best_path) else None,
-                  "last": self.last_path if os.path.isfile(self.last_path) else None, "history": history,
-                  "num_parameters": self.nparams, "epochs_run": self.epoch + 1, "world_size": dinfo.world,
-                  "is_main": dinfo.is_main, "warnings": self.warnings}
+            self.warn(
+                f"no epoch of this run improved on the best val {cfg.monitor} of the resumed checkpoint, so "
+                f"no best.pt was written in '{run_dir}': the best model is still the one of the run "
+                f"'{cfg.resume}' continues"
+            )
+        result = {
+            "run_dir": run_dir,
+            "best": self.best_path if os.path.isfile(self.best_path) else None,
+            "last": self.last_path if os.path.isfile(self.last_path) else None,
+            "history": history,
+            "num_parameters": self.nparams,
+            "epochs_run": self.epoch + 1,
+            "world_size": dinfo.world,
+            "is_main": dinfo.is_main,
+            "warnings": self.warnings,
+        }
         if dinfo.is_main:
             if history:
                 _plot(run_dir, history)
                 with atomic_open(os.path.join(run_dir, "metrics.json"), "w") as f:
-                    json.dump({"last": history[-1], "best_score": self.best, "monitor": cfg.monitor,
-                               "num_parameters": self.nparams}, f, indent=1)
-            self.progress.emit("done", best=result["best"], last=result["last"], run_dir=run_dir,
-                               epochs_run=self.epoch + 1, early_stopped=self.early)
+                    json.dump(
+                        {
+                            "last": history[-1],
+                            "best_score": self.best,
+                            "monitor": cfg.monitor,
+                            "num_parameters": self.nparams,
+                        },
+                        f,
+                        indent=1,
+                    )
+            self.progress.emit(
+                "done",
+                best=result["best"],
+                last=result["last"],
+                run_dir=run_dir,
+                epochs_run=self.epoch + 1,
+                early_stopped=self.early,
+            )
         return result
 
 
@@ -544,6 +663,7 @@ def _progress(it, cfg, dinfo, desc):
     if not cfg.progress or not dinfo.is_main:
         return it
     from tqdm import tqdm
+
     return tqdm(it, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -552,19 +672,26 @@ def _batches(cfg, spec, info, patches, rng, gen, dinfo, device):
         x, y = sample_pixels(info, "train", cfg.pixels_per_patch, rng, spec.halo)
         perm = torch.randperm(len(y), generator=gen)
         if dinfo.active:
-            perm = perm[dinfo.rank::dinfo.world]
+            perm = perm[dinfo.rank :: dinfo.world]
         return _TensorBatches(x, y, perm, cfg.batch_size)
     if dinfo.active:
-        sampler = torch.utils.data.DistributedSampler(patches, num_replicas=dinfo.world, rank=dinfo.rank,
-                                                      shuffle=True, seed=cfg.seed)
+        sampler = torch.utils.data.DistributedSampler(
+            patches, num_replicas=dinfo.world, rank=dinfo.rank, shuffle=True, seed=cfg.seed
+        )
         sampler.set_epoch(int(rng.integers(1 << 30)))
     else:
-        sampler = torch.utils.data.RandomSampler(patches, generator=torch.Generator().manual_seed(
-            int(rng.integers(1 << 62))))
-    return torch.utils.data.DataLoader(patches, batch_size=cfg.batch_size, sampler=sampler,
-                                       num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                                       drop_last=len(patches) > cfg.batch_size * max(dinfo.world, 1),
-                                       persistent_workers=False)
+        sampler = torch.utils.data.RandomSampler(
+            patches, generator=torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        )
+    return torch.utils.data.DataLoader(
+        patches,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(patches) > cfg.batch_size * max(dinfo.world, 1),
+        persistent_workers=False,
+    )
 
 
 class _TensorBatches:
@@ -576,7 +703,7 @@ class _TensorBatches:
 
     def __iter__(self):
         for i in range(0, len(self.perm), self.bs):
-            idx = self.perm[i:i + self.bs]
+            idx = self.perm[i : i + self.bs]
             if len(idx) < 2 and len(self.perm) > 1:
                 continue  # BatchNorm needs more than one sample
             yield self.x[idx], self.y[idx]
@@ -595,8 +722,10 @@ def _write_log(run_dir, history):
 
 def _plot(run_dir, history):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     ep = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [r["train_loss"] for r in history], label="train loss")

@@ -8,6 +8,7 @@ The modules that are no tool: :data:`SHARED_MODULES` (``base``: the algorithm ba
 "_" (helpers shared by a family of tools, e.g. ``_sentinel2``). A tool module shares code through them or the core,
 never by importing another tool module (tests/core/test_guardrail.py).
 """
+
 import importlib
 import inspect
 import pkgutil
@@ -24,8 +25,12 @@ def algorithm_classes():
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if (issubclass(obj, SatClassifyAlgorithm) and obj is not SatClassifyAlgorithm
-                    and obj.__module__ == module.__name__ and not inspect.isabstract(obj)
-                    and getattr(obj, "ALGORITHM_ID", None)):
+            if (
+                issubclass(obj, SatClassifyAlgorithm)
+                and obj is not SatClassifyAlgorithm
+                and obj.__module__ == module.__name__
+                and not inspect.isabstract(obj)
+                and getattr(obj, "ALGORITHM_ID", None)
+            ):
                 found.append(obj)
     return found

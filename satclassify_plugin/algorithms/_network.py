@@ -12,6 +12,7 @@ the plain :class:`~satclassify_plugin.core.net.ProxyConfig` the core's HttpClien
 
 Read it in the main thread (``prepareAlgorithm``): loading ``proxy/authcfg`` may ask for the master password.
 """
+
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsProcessingException, QgsSettings
 
 ORIGIN = "QGIS proxy settings (Settings > Options > Network)"
@@ -38,7 +39,8 @@ def _auth_login(authcfg):
     if not ok or not cfg.isValid(True) or cfg.method() != "Basic":
         raise QgsProcessingException(
             f"the proxy's authentication configuration '{authcfg}' ({ORIGIN}) cannot be loaded or is not of type "
-            "Basic: check it under Settings > Options > Authentication, or enter the proxy user and password")
+            "Basic: check it under Settings > Options > Authentication, or enter the proxy user and password"
+        )
     return cfg.config("username") or "", cfg.config("password") or ""
 
 
@@ -55,8 +57,13 @@ def qgis_proxy(settings=None):
     via_system = tuple(_list(s.value("proxy/proxyExcludedUrls")))
     if kind == "DefaultProxy":
         system = ProxyConfig.from_system()
-        return ProxyConfig(system.http, system.https, no_proxy=system.no_proxy, exclude=direct + via_system,
-                           origin=f"{ORIGIN}: system proxy")
+        return ProxyConfig(
+            system.http,
+            system.https,
+            no_proxy=system.no_proxy,
+            exclude=direct + via_system,
+            origin=f"{ORIGIN}: system proxy",
+        )
     host = str(s.value("proxy/proxyHost", "") or "").strip()
     if not host or kind == "FtpCachingProxy":  # no proxy for http(s) then, as in QGIS
         return ProxyConfig(origin=ORIGIN)
@@ -68,9 +75,16 @@ def qgis_proxy(settings=None):
         user, password = _auth_login(authcfg)
     scheme = "socks5h" if kind == "Socks5Proxy" else "http"
     schemes = ("http",) if kind == "HttpCachingProxy" else ("http", "https")  # a caching proxy serves http only
-    cfg = ProxyConfig.from_url(f"{scheme}://{host}{':' + port if port and port != '0' else ''}", user, password,
-                               exclude=direct, origin=ORIGIN, schemes=schemes)
+    cfg = ProxyConfig.from_url(
+        f"{scheme}://{host}{':' + port if port and port != '0' else ''}",
+        user,
+        password,
+        exclude=direct,
+        origin=ORIGIN,
+        schemes=schemes,
+    )
     if via_system:
         from dataclasses import replace
+
         cfg = replace(cfg, system_for=via_system, system=ProxyConfig.from_system())
     return cfg

@@ -4,6 +4,7 @@ the provider skips modules whose name starts with "_"), and for every Sentinel-2
 :func:`aoi_wkt`, the stack outputs (:func:`add_stack_outputs`, :func:`output_paths`, :func:`target_epsg`,
 :func:`report`, :data:`STACK_HELP`).
 """
+
 import datetime as _dt
 import os
 
@@ -33,8 +34,11 @@ from .base import SatClassifyAlgorithm, advanced, refuse_degree_pixels, target_c
 from .styles import style_stack_on_load
 
 SOURCE_KEYS = ["STAC", "CDSE", "DHuS"]
-SOURCE_OPTIONS = ["STAC API (Earth Search, no login)",
-                  "Copernicus Data Space Ecosystem (CDSE, login to download)", "DHuS mirror (sentinelsat, login)"]
+SOURCE_OPTIONS = [
+    "STAC API (Earth Search, no login)",
+    "Copernicus Data Space Ecosystem (CDSE, login to download)",
+    "DHuS mirror (sentinelsat, login)",
+]
 PRODUCT_KEYS = ["L2A", "L1C"]
 PRODUCT_OPTIONS = ["L2A (surface reflectance)", "L1C (top of atmosphere)"]
 WGS84 = "EPSG:4326"
@@ -57,7 +61,8 @@ COMMON_HELP = (
     "any time). The environment variable SATCLASSIFY_HTTP_TIMEOUT (seconds; Settings > Options > System > "
     "Environment) changes both: the request limit, and half of it for transfers.<br>"
     "<b>Proxy</b>: QGIS's proxy (Settings > Options > Network) applies to every search, download and band "
-    "read; with QGIS's proxy off, the variables HTTPS_PROXY / HTTP_PROXY / NO_PROXY do (if set).<br>")
+    "read; with QGIS's proxy off, the variables HTTPS_PROXY / HTTP_PROXY / NO_PROXY do (if set).<br>"
+)
 
 STACK_HELP = (
     "<b>Bands</b>: ESA names, comma-separated (default B02,B03,B04,B08; also B01 B05 B06 B07 B8A B09 B11 B12, "
@@ -75,13 +80,15 @@ STACK_HELP = (
     "points of its cumulative histogram, nodata left out): a QGIS style <i>&lt;name&gt;.qml</i> is written beside "
     "the .tif (QGIS loads it whenever the file is opened; an existing .qml that SatClassify did not write is never "
     "replaced: the tool refuses). Loaded by the tool, the layer also has the style <i>colour infrared</i> "
-    "(B08/B04/B03): right-click the layer > Styles.<br>")
+    "(B08/B04/B03): right-click the layer > Styles.<br>"
+)
 
 _UNREAD = object()  # the proxy settings were not read yet (prepareAlgorithm reads them)
 
 
 class Sentinel2Algorithm(SatClassifyAlgorithm):
     """Parameters and helpers shared by searchsentinel2 and fetchsentinel2 (no ALGORITHM_ID: not a tool)."""
+
     GROUP = "Sentinel-2"
     GROUP_ID = "sentinel2"
     MAX_CLOUD_DEFAULT = 30.0
@@ -96,32 +103,53 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
     # -- parameters ----------------------------------------------------------------------------------
     def add_aoi_parameters(self):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area of interest (extent)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "AOI", "Area of interest (polygon layer, replaces the extent)", [compat.SOURCE_VECTOR_POLYGON],
-            optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "AOI",
+                "Area of interest (polygon layer, replaces the extent)",
+                [compat.SOURCE_VECTOR_POLYGON],
+                optional=True,
+            )
+        )
 
     def add_search_parameters(self, limit_advanced=False):
-        self.addParameter(QgsProcessingParameterString("START", "Start date (YYYY-MM-DD; empty = 30 days before "
-                                                       "the end)", optional=True))
-        self.addParameter(QgsProcessingParameterString("END", "End date (YYYY-MM-DD, inclusive; empty = today)",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "MAX_CLOUD", "Maximum cloud cover (%)", compat.NUMBER_DOUBLE, self.MAX_CLOUD_DEFAULT,
-            False, 0.0, 100.0))
+        self.addParameter(
+            QgsProcessingParameterString(
+                "START", "Start date (YYYY-MM-DD; empty = 30 days before the end)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString("END", "End date (YYYY-MM-DD, inclusive; empty = today)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MAX_CLOUD", "Maximum cloud cover (%)", compat.NUMBER_DOUBLE, self.MAX_CLOUD_DEFAULT, False, 0.0, 100.0
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum("PRODUCT", "Product", options=PRODUCT_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("SOURCE", "Source", options=SOURCE_OPTIONS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterAuthConfig(
-            "AUTHCFG", "Login (authentication configuration, Basic: CDSE downloads, DHuS)", optional=True))
-        limit = QgsProcessingParameterNumber("LIMIT", "Maximum number of products",
-                                             compat.NUMBER_INTEGER, self.LIMIT_DEFAULT, False, 1, 1000)
+        self.addParameter(
+            QgsProcessingParameterAuthConfig(
+                "AUTHCFG", "Login (authentication configuration, Basic: CDSE downloads, DHuS)", optional=True
+            )
+        )
+        limit = QgsProcessingParameterNumber(
+            "LIMIT", "Maximum number of products", compat.NUMBER_INTEGER, self.LIMIT_DEFAULT, False, 1, 1000
+        )
         self.addParameter(advanced(limit) if limit_advanced else limit)
 
     def add_service_parameters(self):
-        for p in (QgsProcessingParameterString("URL", "Service URL (empty = the source's default)", optional=True),
-                  QgsProcessingParameterString("COLLECTION", "STAC collection (empty = sentinel-2-c1-l2a for L2A, "
-                                               "sentinel-2-l1c for L1C)", optional=True),
-                  QgsProcessingParameterNumber("RETRIES", "Retries on connection errors, HTTP 429 and 5xx",
-                                               compat.NUMBER_INTEGER, 3, False, 0, 10)):
+        for p in (
+            QgsProcessingParameterString("URL", "Service URL (empty = the source's default)", optional=True),
+            QgsProcessingParameterString(
+                "COLLECTION",
+                "STAC collection (empty = sentinel-2-c1-l2a for L2A, sentinel-2-l1c for L1C)",
+                optional=True,
+            ),
+            QgsProcessingParameterNumber(
+                "RETRIES", "Retries on connection errors, HTTP 429 and 5xx", compat.NUMBER_INTEGER, 3, False, 0, 10
+            ),
+        ):
             self.addParameter(advanced(p))
 
     # -- credentials (read in the main thread: the auth manager may ask for the master password) --------
@@ -151,15 +179,18 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
         if not ok or not cfg.isValid(True):
             raise QgsProcessingException(
                 f"cannot load the authentication configuration '{authcfg}': check that it exists (Settings > "
-                "Options > Authentication) and that the master password was entered")
+                "Options > Authentication) and that the master password was entered"
+            )
         if cfg.method() != "Basic":
             raise QgsProcessingException(
                 f"the authentication configuration '{authcfg}' is of type {cfg.method()}: CDSE and DHuS need a "
-                "Basic configuration (user name and password)")
+                "Basic configuration (user name and password)"
+            )
         user, password = cfg.config("username"), cfg.config("password")
         if not user or not password:
-            raise QgsProcessingException(f"the authentication configuration '{authcfg}' has no user name or no "
-                                         "password")
+            raise QgsProcessingException(
+                f"the authentication configuration '{authcfg}' has no user name or no password"
+            )
         return Credentials(user, password)
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -186,11 +217,16 @@ class Sentinel2Algorithm(SatClassifyAlgorithm):
 
         start, end = self.dates(parameters, context)
         product = PRODUCT_KEYS[self.parameterAsEnum(parameters, "PRODUCT", context)]
-        return SearchQuery(aoi_wkt=self.aoi_wkt(parameters, context, feedback, aoi_required) or "",
-                           start=start, end=end, max_cloud=self.parameterAsDouble(parameters, "MAX_CLOUD", context),
-                           product=product, limit=self.parameterAsInt(parameters, "LIMIT", context),
-                           collection=self.parameterAsString(parameters, "COLLECTION", context).strip(),
-                           ids=list(ids))
+        return SearchQuery(
+            aoi_wkt=self.aoi_wkt(parameters, context, feedback, aoi_required) or "",
+            start=start,
+            end=end,
+            max_cloud=self.parameterAsDouble(parameters, "MAX_CLOUD", context),
+            product=product,
+            limit=self.parameterAsInt(parameters, "LIMIT", context),
+            collection=self.parameterAsString(parameters, "COLLECTION", context).strip(),
+            ids=list(ids),
+        )
 
     def source(self, parameters, context, feedback):
         """(source, http client) with the feedback wired in; messages pass through the client's redaction."""
@@ -270,15 +306,19 @@ def target_epsg(alg, parameters, context):
     refuse_degree_pixels(crs, 10.0, "TARGET_CRS")
     auth = crs.authid()
     if not auth.upper().startswith("EPSG:") or not auth[5:].isdigit():
-        raise SatClassifyError("TARGET_CRS must be an EPSG coordinate reference system, not "
-                               f"{auth or crs.description()}")
+        raise SatClassifyError(
+            f"TARGET_CRS must be an EPSG coordinate reference system, not {auth or crs.description()}"
+        )
     return int(auth[5:])
 
 
 def add_stack_outputs(alg):
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Sentinel-2 stack"))
-    alg.addParameter(QgsProcessingParameterRasterDestination("MASK", "Validity mask (SCL or cloud detector)",
-                                                             optional=True, createByDefault=True))
+    alg.addParameter(
+        QgsProcessingParameterRasterDestination(
+            "MASK", "Validity mask (SCL or cloud detector)", optional=True, createByDefault=True
+        )
+    )
     alg.addOutput(QgsProcessingOutputString("ITEMS", "Products read"))
     alg.addOutput(QgsProcessingOutputString("DATE", "Acquisition date"))
     alg.addOutput(QgsProcessingOutputNumber("VALID_FRACTION", "Fraction of valid pixels"))
@@ -288,21 +328,29 @@ def report(feedback, summary, bands, out, mask, context=None):
     offs = summary.get("offsets") or {}
     for s in summary["scenes"]:
         feedback.pushInfo(f"{s.id}: baseline {s.baseline or 'unknown'}, DN offset {offs.get(s.id, 0)}")
-    feedback.pushInfo(f"written {os.path.basename(out)}: {summary['width']} x {summary['height']} pixels, "
-                      f"{len(bands)} band(s) {','.join(bands)}, EPSG:{summary['epsg']}"
-                      + (f"; mask {os.path.basename(mask)}: {100.0 * summary['valid_fraction']:.1f} % valid"
-                         if mask else ""))
+    feedback.pushInfo(
+        f"written {os.path.basename(out)}: {summary['width']} x {summary['height']} pixels, "
+        f"{len(bands)} band(s) {','.join(bands)}, EPSG:{summary['epsg']}"
+        + (f"; mask {os.path.basename(mask)}: {100.0 * summary['valid_fraction']:.1f} % valid" if mask else "")
+    )
     styles = summary.get("styles") or {}
     if styles:
-        feedback.pushInfo(f"style {os.path.basename(style_sidecar(out))} written beside the stack: opens in "
-                          f"{' / '.join(styles)} (Layers panel: right-click > Styles)")
+        feedback.pushInfo(
+            f"style {os.path.basename(style_sidecar(out))} written beside the stack: opens in "
+            f"{' / '.join(styles)} (Layers panel: right-click > Styles)"
+        )
     elif "styles" in summary:
         feedback.pushInfo("no natural-colour style: the stack lacks one of B04, B03, B02")
     if context is not None:
         style_stack_on_load(context, out, styles)
     scenes = summary["scenes"]
-    return {"OUTPUT": out, "MASK": mask, "ITEMS": ",".join(s.id for s in scenes),
-            "DATE": scenes[0].date if scenes else "", "VALID_FRACTION": float(summary["valid_fraction"])}
+    return {
+        "OUTPUT": out,
+        "MASK": mask,
+        "ITEMS": ",".join(s.id for s in scenes),
+        "DATE": scenes[0].date if scenes else "",
+        "VALID_FRACTION": float(summary["valid_fraction"]),
+    }
 
 
 def aoi_wkt(alg, parameters, context, feedback, required=True):
@@ -325,9 +373,11 @@ def aoi_wkt(alg, parameters, context, feedback, required=True):
                 if fixed.isEmpty() or fixed.area() <= 0:
                     raise SatClassifyError(
                         f"the AOI polygon of feature {f.id()} is invalid (self-intersecting) and has no area "
-                        "once repaired: fix it (Processing > Fix geometries) or draw the area again")
-                feedback.pushInfo(f"the AOI polygon of feature {f.id()} was invalid (self-intersecting): "
-                                  "repaired before use")
+                        "once repaired: fix it (Processing > Fix geometries) or draw the area again"
+                    )
+                feedback.pushInfo(
+                    f"the AOI polygon of feature {f.id()} was invalid (self-intersecting): repaired before use"
+                )
                 g = fixed
             if src.sourceCrs().isValid():
                 g.transform(ct)
@@ -357,23 +407,25 @@ def aoi_wkt(alg, parameters, context, feedback, required=True):
 
 # --- the CLOUD_MASK parameter of the stack tools (fetchsentinel2, importsafe); satclassify:cloudmask is the tool
 
-CLOUD_MODE_OPTIONS = ["SCL where the product has it (L2A), the cloud detector otherwise (L1C)",
-                      "The cloud detector for every product (L2A: instead of SCL)",
-                      "SCL and the cloud detector (L2A: invalid by either)",
-                      "No detector (SCL for L2A, only nodata for L1C)"]
+CLOUD_MODE_OPTIONS = [
+    "SCL where the product has it (L2A), the cloud detector otherwise (L1C)",
+    "The cloud detector for every product (L2A: instead of SCL)",
+    "SCL and the cloud detector (L2A: invalid by either)",
+    "No detector (SCL for L2A, only nodata for L1C)",
+]
 CLOUD_HELP = (
     "<b>Cloud mask</b> (CLOUD_MASK): L2A products are masked by their SCL; L1C products have none, so the "
     "cloud and cloud-shadow detector ukis-csmask (DLR; needs B02 B03 B04 B08, uses B11 B12 when read; they are "
     "read for it even when not in BANDS) masks them: invalid = cloud or cloud shadow. Without the package an L1C "
     "mask covers nodata only and the log says what to install. The detector may also replace or complement SCL. "
     "A multi-date stack applies the same choice to each date's VALID band. See <i>Cloud and shadow mask</i> "
-    "for its accuracy and limits.<br>")
+    "for its accuracy and limits.<br>"
+)
 
 
 def add_cloud_parameter(alg):
     """The CLOUD_MASK choice of the stack tools (fetchsentinel2, importsafe)."""
-    alg.addParameter(QgsProcessingParameterEnum("CLOUD_MASK", "Cloud mask", options=CLOUD_MODE_OPTIONS,
-                                                defaultValue=0))
+    alg.addParameter(QgsProcessingParameterEnum("CLOUD_MASK", "Cloud mask", options=CLOUD_MODE_OPTIONS, defaultValue=0))
 
 
 def cloud_mode(alg, parameters, context):
@@ -383,4 +435,3 @@ def cloud_mode(alg, parameters, context):
     if parameters.get("CLOUD_MASK") in (None, ""):
         return "auto"
     return MODES[alg.parameterAsEnum(parameters, "CLOUD_MASK", context)]
-

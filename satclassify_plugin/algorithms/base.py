@@ -10,6 +10,7 @@ The plumbing beside it: ``algorithms/styles.py`` (layer post-processors: class, 
 load) and ``algorithms/layers.py`` (parameter values -> the files behind them, raster layer -> file path,
 GeoPackage outputs). The guard against outputs that destroy data is ``core/contract/paths.py``.
 """
+
 import importlib.util
 import os
 
@@ -28,8 +29,12 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "ic
 RASTER_EXTENSIONS = ("tif", "tiff")
 
 #: pip package to install for each lazily imported module.
-PIP_NAMES = {"onnxruntime": "onnxruntime (or onnxruntime-gpu with an NVIDIA GPU)",
-             "pystac_client": "pystac-client", "sentinelsat": "sentinelsat", "ukis_csmask": "ukis-csmask"}
+PIP_NAMES = {
+    "onnxruntime": "onnxruntime (or onnxruntime-gpu with an NVIDIA GPU)",
+    "pystac_client": "pystac-client",
+    "sentinelsat": "sentinelsat",
+    "ukis_csmask": "ukis-csmask",
+}
 
 
 def missing_modules(modules):
@@ -78,10 +83,13 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
         missing = missing_modules(self.REQUIRES)
         if missing:
             names = ", ".join(PIP_NAMES.get(m, m) for m in missing)
-            return False, (f"{self.displayName()} needs the Python package(s) {names}, which QGIS's Python "
-                           "cannot import. Install them with Plugins > SatClassify > Install Python dependencies, "
-                           "or 'python3 -m pip install --user " + " ".join(PIP_NAMES.get(m, m).split(" ")[0]
-                                                                            for m in missing) + "'.")
+            return False, (
+                f"{self.displayName()} needs the Python package(s) {names}, which QGIS's Python "
+                "cannot import. Install them with Plugins > SatClassify > Install Python dependencies, "
+                "or 'python3 -m pip install --user "
+                + " ".join(PIP_NAMES.get(m, m).split(" ")[0] for m in missing)
+                + "'."
+            )
         return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -144,8 +152,11 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
     def monitor(feedback, start: float = 0.0, end: float = 1.0, info=None) -> Monitor:
         """The one adapter from ``QgsProcessingFeedback`` (percent) to the core's feedback contract: progress as
         a fraction 0-1 of the core call (mapped onto [start, end] of the tool's bar), messages, cancel."""
-        return Monitor(progress=lambda f: feedback.setProgress(100.0 * (start + (end - start) * f)),
-                       info=info or feedback.pushInfo, is_canceled=feedback.isCanceled)
+        return Monitor(
+            progress=lambda f: feedback.setProgress(100.0 * (start + (end - start) * f)),
+            info=info or feedback.pushInfo,
+            is_canceled=feedback.isCanceled,
+        )
 
     #: the folder destination is emptied first when this boolean parameter is true (buildpatches' OVERWRITE)
     REPLACES_FOLDER_PARAM = None
@@ -178,13 +189,15 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
                 inputs[name] = [self.parameterAsFile(parameters, name, context)]
             elif kind in ("raster", "vector", "source", "layer", "multilayer"):
                 inputs[name] = input_paths(value, context)
-        replaces = bool(self.REPLACES_FOLDER_PARAM and self.parameterAsBool(
-            parameters, self.REPLACES_FOLDER_PARAM, context))
+        replaces = bool(
+            self.REPLACES_FOLDER_PARAM and self.parameterAsBool(parameters, self.REPLACES_FOLDER_PARAM, context)
+        )
         for name in self.STYLED_OUTPUTS:  # the .qml written beside the output is part of it
             if name in outputs:
                 check_style_sidecar(name, outputs[name])
                 outputs[f"{name} (its style {os.path.basename(style_sidecar(outputs[name]))})"] = style_sidecar(
-                    outputs[name])
+                    outputs[name]
+                )
         outputs.update(extra or {})
         check_outputs(inputs, outputs, folders, replaces_folder=replaces)
         for name in rasters:
@@ -192,7 +205,8 @@ class SatClassifyAlgorithm(QgsProcessingAlgorithm):
             if ext not in RASTER_EXTENSIONS:
                 raise SatClassifyError(
                     f"{name} '{outputs[name]}': the tool writes GeoTIFF, not .{ext or '(no extension)'}: name the "
-                    "file .tif (convert it afterwards with Raster > Conversion > Translate if needed)")
+                    "file .tif (convert it afterwards with Raster > Conversion > Translate if needed)"
+                )
 
 
 def advanced(param):
@@ -209,8 +223,10 @@ def target_crs(alg, parameters, name, context):
         return None
     crs = alg.parameterAsCrs(parameters, name, context)
     if not crs.isValid():
-        raise SatClassifyError(f"{name} '{value}' is not a coordinate reference system QGIS knows: check the code "
-                               "(e.g. EPSG:32632 for UTM zone 32N, EPSG:3035 for Europe) or leave it empty")
+        raise SatClassifyError(
+            f"{name} '{value}' is not a coordinate reference system QGIS knows: check the code "
+            "(e.g. EPSG:32632 for UTM zone 32N, EPSG:3035 for Europe) or leave it empty"
+        )
     return crs
 
 
@@ -227,7 +243,8 @@ def refuse_degree_pixels(crs, pixel_size, name, lon_lat=None):
     raise SatClassifyError(
         f"{name} {crs.authid() or crs.description()} is geographic (degrees): a pixel size of {pixel_size:g} would "
         f"make pixels {pixel_size:g} degrees wide. Choose a projected CRS in metres ({zone}EPSG:3035 for Europe), "
-        f"or give the pixel size in degrees (about {pixel_size / 111320.0:.6f} for {pixel_size:g} m)")
+        f"or give the pixel size in degrees (about {pixel_size / 111320.0:.6f} for {pixel_size:g} m)"
+    )
 
 
 def _drop_frames(exc: BaseException) -> None:
@@ -249,7 +266,7 @@ def remote_read_config(urls):
     from ._network import qgis_proxy
 
     proxy = qgis_proxy() or ProxyConfig.from_env()
-    http = [u[len("/vsicurl/"):] for u in urls if u.startswith("/vsicurl/")]
+    http = [u[len("/vsicurl/") :] for u in urls if u.startswith("/vsicurl/")]
     # a user's file may be any raster GDAL reads (or a signed URL without an extension): no extension filter
     return gdal_remote_config(CPL_VSIL_CURL_ALLOWED_EXTENSIONS=None, **proxy.gdal_options(http))
 
@@ -265,8 +282,10 @@ def remote_raster_problem(path):
     else:
         why = gdal.GetLastErrorMsg().strip()
     if ds is None:
-        return (f"GDAL cannot open the remote raster '{path}'" + (f" ({why})" if why else "") + ": check the "
-                "address (a GeoTIFF / COG URL, given as https://... or /vsicurl/https://...), the access rights, "
-                "and the network (proxy: QGIS Settings > Options > Network)")
+        return (
+            f"GDAL cannot open the remote raster '{path}'" + (f" ({why})" if why else "") + ": check the "
+            "address (a GeoTIFF / COG URL, given as https://... or /vsicurl/https://...), the access rights, "
+            "and the network (proxy: QGIS Settings > Options > Network)"
+        )
     ds = None
     return None

@@ -1,4 +1,5 @@
 """satclassify:buildpatches - image + labels (+ mask) -> training dataset folder with a spatial split."""
+
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingOutputFile,
@@ -25,10 +26,12 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
     GROUP = "Training data"
     GROUP_ID = "trainingdata"
     TAGS = "patches,dataset,training,split,train,validation,test,cross-validation,folds,numpy,deep learning"
-    CLASS_OPTIONS = ["From the label raster (category names / colours)", "CLC level 1", "CLC level 2",
-                     "CLC level 3"]
-    LAYOUT_OPTIONS = ["Auto (point labels from Rasterize labels: centred patches; else a grid)",
-                      "Grid of patches over the raster", "One patch centred on each labelled pixel (point labels)"]
+    CLASS_OPTIONS = ["From the label raster (category names / colours)", "CLC level 1", "CLC level 2", "CLC level 3"]
+    LAYOUT_OPTIONS = [
+        "Auto (point labels from Rasterize labels: centred patches; else a grid)",
+        "Grid of patches over the raster",
+        "One patch centred on each labelled pixel (point labels)",
+    ]
     LAYOUTS = ["auto", "grid", "points"]
     HELP = (
         "Cuts an image (e.g. a uint16 Sentinel-2 stack with band names B02...) and a label raster (e.g. the "
@@ -59,54 +62,96 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         "(targets-&lt;split&gt;-&lt;k&gt;.npy, manifest task multilabel): the classes covering at least that "
         "fraction of the patch's labelled pixels, for a multi-label patch classifier (cnn_class) like those "
         "trained on BigEarthNet.<br>"
-        "Memory stays flat: the image is read in strips one patch high.")
+        "Memory stays flat: the image is read in strips one patch high."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("IMAGE", "Image (uint16 stack)"))
         self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Label raster (uint8 classes, 0 = no label)"))
-        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Validity mask (nonzero = valid)",
-                                                            optional=True))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "MASK_IS_NOISE", "The mask marks pixels to drop (nonzero = noisy, e.g. rasterizeclc's MIXED raster)",
-            defaultValue=False))
-        self.addParameter(QgsProcessingParameterEnum("CLASSES", "Class table", options=self.CLASS_OPTIONS,
-                                                     defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (pixels)",
-                                                       compat.NUMBER_INTEGER, 256, False, 8, 4096))
-        self.addParameter(QgsProcessingParameterNumber("STRIDE", "Stride (pixels, 0 = patch size)",
-                                                       compat.NUMBER_INTEGER, 0, False, 0, 4096))
-        self.addParameter(QgsProcessingParameterNumber("MIN_LABELLED", "Minimum labelled fraction",
-                                                       compat.NUMBER_DOUBLE, 0.5, False, 0.0, 1.0))
-        self.addParameter(QgsProcessingParameterNumber("MAX_MASKED", "Maximum masked (invalid) fraction",
-                                                       compat.NUMBER_DOUBLE, 0.05, False, 0.0, 1.0))
-        self.addParameter(QgsProcessingParameterNumber("BLOCK_SIZE", "Split block size (patches per side)",
-                                                       compat.NUMBER_INTEGER, 4, False, 1, 1000))
-        self.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation fraction",
-                                                       compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95))
-        self.addParameter(QgsProcessingParameterNumber("TEST_FRACTION", "Test fraction",
-                                                       compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER,
-                                                       0, False, 0))
-        self.addParameter(QgsProcessingParameterNumber("K_FOLDS", "Cross-validation folds (0 = none)",
-                                                       compat.NUMBER_INTEGER, 0, False, 0, 100))
-        adv = [QgsProcessingParameterNumber("MAX_PATCHES", "Maximum number of patches (0 = all)",
-                                            compat.NUMBER_INTEGER, 0, False, 0),
-               QgsProcessingParameterBoolean("CLASS_AWARE", "Class-aware sampling (keep rare classes)",
-                                             defaultValue=False),
-               QgsProcessingParameterNumber(
-                   "TARGET_FRACTION", "Patch-level multi-label targets: classes covering at least this fraction of "
-                   "a patch's labelled pixels (0 = none)", compat.NUMBER_DOUBLE, 0.0, False, 0.0, 1.0),
-               QgsProcessingParameterEnum("LAYOUT", "Patch layout", options=self.LAYOUT_OPTIONS, defaultValue=0),
-               QgsProcessingParameterNumber("SHARD_SIZE", "Patches per shard file",
-                                            compat.NUMBER_INTEGER, 256, False, 1, 100000),
-               QgsProcessingParameterBoolean("OVERWRITE", "Overwrite an existing dataset in the folder",
-                                             defaultValue=False)]
+        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Validity mask (nonzero = valid)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "MASK_IS_NOISE",
+                "The mask marks pixels to drop (nonzero = noisy, e.g. rasterizeclc's MIXED raster)",
+                defaultValue=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("CLASSES", "Class table", options=self.CLASS_OPTIONS, defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "PATCH_SIZE", "Patch size (pixels)", compat.NUMBER_INTEGER, 256, False, 8, 4096
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "STRIDE", "Stride (pixels, 0 = patch size)", compat.NUMBER_INTEGER, 0, False, 0, 4096
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MIN_LABELLED", "Minimum labelled fraction", compat.NUMBER_DOUBLE, 0.5, False, 0.0, 1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MAX_MASKED", "Maximum masked (invalid) fraction", compat.NUMBER_DOUBLE, 0.05, False, 0.0, 1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "BLOCK_SIZE", "Split block size (patches per side)", compat.NUMBER_INTEGER, 4, False, 1, 1000
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "VAL_FRACTION", "Validation fraction", compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("TEST_FRACTION", "Test fraction", compat.NUMBER_DOUBLE, 0.15, False, 0.0, 0.95)
+        )
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER, 0, False, 0))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "K_FOLDS", "Cross-validation folds (0 = none)", compat.NUMBER_INTEGER, 0, False, 0, 100
+            )
+        )
+        adv = [
+            QgsProcessingParameterNumber(
+                "MAX_PATCHES", "Maximum number of patches (0 = all)", compat.NUMBER_INTEGER, 0, False, 0
+            ),
+            QgsProcessingParameterBoolean(
+                "CLASS_AWARE", "Class-aware sampling (keep rare classes)", defaultValue=False
+            ),
+            QgsProcessingParameterNumber(
+                "TARGET_FRACTION",
+                "Patch-level multi-label targets: classes covering at least this fraction of "
+                "a patch's labelled pixels (0 = none)",
+                compat.NUMBER_DOUBLE,
+                0.0,
+                False,
+                0.0,
+                1.0,
+            ),
+            QgsProcessingParameterEnum("LAYOUT", "Patch layout", options=self.LAYOUT_OPTIONS, defaultValue=0),
+            QgsProcessingParameterNumber(
+                "SHARD_SIZE", "Patches per shard file", compat.NUMBER_INTEGER, 256, False, 1, 100000
+            ),
+            QgsProcessingParameterBoolean(
+                "OVERWRITE", "Overwrite an existing dataset in the folder", defaultValue=False
+            ),
+        ]
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Dataset folder"))
         self.addOutput(QgsProcessingOutputVectorLayer("OUTPUT_FOOTPRINTS", "Patch footprints"))
         self.addOutput(QgsProcessingOutputFile("MANIFEST", "manifest.json"))
-        for key, label in (("TRAIN_COUNT", "Train patches"), ("VAL_COUNT", "Validation patches"),
-                           ("TEST_COUNT", "Test patches")):
+        for key, label in (
+            ("TRAIN_COUNT", "Train patches"),
+            ("VAL_COUNT", "Validation patches"),
+            ("TEST_COUNT", "Test patches"),
+        ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
     def run_tool(self, parameters, context, feedback):
@@ -123,7 +168,10 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
         mask = gdal_raster_source(self, parameters, "MASK", context, "mask")
         folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
         result = build_patches(
-            image, labels, folder, mask=mask,
+            image,
+            labels,
+            folder,
+            mask=mask,
             patch_size=self.parameterAsInt(parameters, "PATCH_SIZE", context),
             stride=self.parameterAsInt(parameters, "STRIDE", context),
             min_labelled=self.parameterAsDouble(parameters, "MIN_LABELLED", context),
@@ -140,12 +188,19 @@ class BuildPatchesAlgorithm(SatClassifyAlgorithm):
             target_fraction=self.parameterAsDouble(parameters, "TARGET_FRACTION", context),
             mask_is_noise=self.parameterAsBool(parameters, "MASK_IS_NOISE", context),
             layout=self.LAYOUTS[self.parameterAsEnum(parameters, "LAYOUT", context)],
-            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context), monitor=self.monitor(feedback))
+            overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+            monitor=self.monitor(feedback),
+        )
         footprints = result.footprints + "|layername=patches"
         if context.project() is not None:
             context.addLayerToLoadOnCompletion(
-                footprints, QgsProcessingContext.LayerDetails("patches", context.project(), "OUTPUT_FOOTPRINTS"))
-        return {"OUTPUT_FOLDER": result.folder, "OUTPUT_FOOTPRINTS": footprints,
-                "MANIFEST": os.path.join(result.folder, "manifest.json"),
-                "TRAIN_COUNT": result.counts["train"], "VAL_COUNT": result.counts["val"],
-                "TEST_COUNT": result.counts["test"]}
+                footprints, QgsProcessingContext.LayerDetails("patches", context.project(), "OUTPUT_FOOTPRINTS")
+            )
+        return {
+            "OUTPUT_FOLDER": result.folder,
+            "OUTPUT_FOOTPRINTS": footprints,
+            "MANIFEST": os.path.join(result.folder, "manifest.json"),
+            "TRAIN_COUNT": result.counts["train"],
+            "VAL_COUNT": result.counts["val"],
+            "TEST_COUNT": result.counts["test"],
+        }

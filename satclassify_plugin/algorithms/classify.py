@@ -1,4 +1,5 @@
 """satclassify:classify - run an ONNX land-cover model on a raster layer (tiled, blended, streamed)."""
+
 import os
 
 from qgis.core import (
@@ -53,36 +54,75 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         "<b>Advanced</b>: TILE_SIZE and BATCH_SIZE (0 = model defaults); RESAMPLE runs the model at its "
         "training resolution (the input is warped through a VRT). The image is processed in tiles with a halo "
         "of context, so the result equals a whole-image run, and streamed to disk, so any raster size fits in "
-        "memory. Outputs appear only when complete: a cancelled run leaves no file.")
+        "memory. Outputs appear only when complete: a cancelled run leaves no file."
+    )
 
     DEVICE_OPTIONS = list(DEVICES)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (e.g. Sentinel-2 stack)"))
         self.addParameter(QgsProcessingParameterFile("MODEL", "ONNX model", extension="onnx"))
-        self.addParameter(QgsProcessingParameterString(
-            "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)",
-            optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(
+                "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)", optional=True
+            )
+        )
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: the whole layer)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS,
-                                                     defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "DEVICE", "Device", options=self.DEVICE_OPTIONS, defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)
+            )
+        )
         adv = []
-        adv.append(QgsProcessingParameterNumber("TILE_SIZE", "Tile size in pixels (0 = model default)",
-                                                compat.NUMBER_INTEGER, DEFAULTS.tile_size, False, 0, MAX_TILE_SIZE))
-        adv.append(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in tiles (0 = default)",
-                                                compat.NUMBER_INTEGER, DEFAULTS.batch_size, False, 0, MAX_BATCH_SIZE))
-        adv.append(QgsProcessingParameterBoolean(
-            "RESAMPLE", "Resample the input to the model's resolution", defaultValue=DEFAULTS.resample))
+        adv.append(
+            QgsProcessingParameterNumber(
+                "TILE_SIZE",
+                "Tile size in pixels (0 = model default)",
+                compat.NUMBER_INTEGER,
+                DEFAULTS.tile_size,
+                False,
+                0,
+                MAX_TILE_SIZE,
+            )
+        )
+        adv.append(
+            QgsProcessingParameterNumber(
+                "BATCH_SIZE",
+                "Batch size in tiles (0 = default)",
+                compat.NUMBER_INTEGER,
+                DEFAULTS.batch_size,
+                False,
+                0,
+                MAX_BATCH_SIZE,
+            )
+        )
+        adv.append(
+            QgsProcessingParameterBoolean(
+                "RESAMPLE", "Resample the input to the model's resolution", defaultValue=DEFAULTS.resample
+            )
+        )
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes (first head)"))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            "OUTPUT_2", "Classes (second head, two-head models)", optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "WRITE_ALL_HEADS", "Write every head next to OUTPUT (as <OUTPUT name>_<head>.tif)", defaultValue=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            "CONFIDENCE", "Confidence (max probability, %)", optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            "PROBABILITIES", "Class probabilities (%, first head)", optional=True, createByDefault=False))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT_2", "Classes (second head, two-head models)", optional=True, createByDefault=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "WRITE_ALL_HEADS", "Write every head next to OUTPUT (as <OUTPUT name>_<head>.tif)", defaultValue=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "CONFIDENCE", "Confidence (max probability, %)", optional=True, createByDefault=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "PROBABILITIES", "Class probabilities (%, first head)", optional=True, createByDefault=False
+            )
+        )
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
         self.addOutput(QgsProcessingOutputNumber("MPIX_PER_S", "Throughput (megapixels per second)"))
         self.addOutput(QgsProcessingOutputMultipleLayers("HEAD_OUTPUTS", "Class rasters written (one per head)"))
@@ -92,11 +132,13 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
 
         source, extent = input_and_extent(self, parameters, context)
         options = ClassifyOptions(
-            bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
+            bands=self.parameterAsString(parameters, "BANDS", context) or "",
+            extent=extent,
             device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            resample=self.parameterAsBool(parameters, "RESAMPLE", context))
+            resample=self.parameterAsBool(parameters, "RESAMPLE", context),
+        )
         outs = {}
         for key in ("OUTPUT", "OUTPUT_2", "CONFIDENCE", "PROBABILITIES"):
             value = parameters.get(key)
@@ -107,22 +149,35 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         # loaded once, here: its heads decide which files are written (and checked) before the run
         model = open_model(self.parameterAsFile(parameters, "MODEL", context), options, monitor)
         heads = self.head_outputs(parameters, context, feedback, outs, model.card.heads)
-        result = classify(source, model, heads, confidence=outs["CONFIDENCE"],
-                          probabilities=outs["PROBABILITIES"], options=options, monitor=monitor)
+        result = classify(
+            source,
+            model,
+            heads,
+            confidence=outs["CONFIDENCE"],
+            probabilities=outs["PROBABILITIES"],
+            options=options,
+            monitor=monitor,
+        )
         from ..core.trainrun.diagnostics import inference_line
 
         feedback.pushInfo(inference_line(result.provider))
-        written = [p for p in heads[:len(result.heads)] if p]
-        for k, path in enumerate(heads[:len(result.heads)]):
+        written = [p for p in heads[: len(result.heads)] if p]
+        for k, path in enumerate(heads[: len(result.heads)]):
             if not path:
                 continue
             if path not in (outs["OUTPUT"], outs["OUTPUT_2"]):  # next to OUTPUT (WRITE_ALL_HEADS)
                 feedback.pushInfo(f"head '{result.heads[k].name}' written to {path}")
                 load_beside(context, outs["OUTPUT"], path, result.heads[k].name)
             style_output_on_load(context, path, result.heads[k].classes, result.class_counts[k])
-        return {"OUTPUT": outs["OUTPUT"], "OUTPUT_2": outs["OUTPUT_2"], "CONFIDENCE": outs["CONFIDENCE"],
-                "PROBABILITIES": outs["PROBABILITIES"], "PROVIDER": result.provider,
-                "MPIX_PER_S": result.mpix_per_s, "HEAD_OUTPUTS": written}
+        return {
+            "OUTPUT": outs["OUTPUT"],
+            "OUTPUT_2": outs["OUTPUT_2"],
+            "CONFIDENCE": outs["CONFIDENCE"],
+            "PROBABILITIES": outs["PROBABILITIES"],
+            "PROVIDER": result.provider,
+            "MPIX_PER_S": result.mpix_per_s,
+            "HEAD_OUTPUTS": written,
+        }
 
     def head_outputs(self, parameters, context, feedback, outs, heads):
         """The class raster of each head: OUTPUT, OUTPUT_2, then (WRITE_ALL_HEADS) ``<OUTPUT base>_<head>.tif``
@@ -143,7 +198,8 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
                 how = "give OUTPUT_2, or tick" if k == 1 else "tick"
                 feedback.pushWarning(
                     f"the model has {len(heads)} heads: head '{heads[k].name}' ({heads[k].num_classes} classes) was "
-                    f"not written: {how} 'Write every head next to OUTPUT' (WRITE_ALL_HEADS)")
+                    f"not written: {how} 'Write every head next to OUTPUT' (WRITE_ALL_HEADS)"
+                )
         if derived:
             self.check_output_paths(parameters, context, extra=derived)
         return paths
@@ -156,4 +212,5 @@ def load_beside(context, output, path, head_name):
     if context.willLoadLayerOnCompletion(output):
         d = context.layerToLoadOnCompletionDetails(output)
         context.addLayerToLoadOnCompletion(
-            path, QgsProcessingContext.LayerDetails(f"{d.name} ({head_name})", d.project, "OUTPUT"))
+            path, QgsProcessingContext.LayerDetails(f"{d.name} ({head_name})", d.project, "OUTPUT")
+        )

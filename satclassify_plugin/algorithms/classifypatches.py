@@ -1,4 +1,5 @@
 """satclassify:classifypatches - a patch classifier (ONNX) over a raster's patch grid -> labelled polygons."""
+
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -38,7 +39,7 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         "<b>Grid</b>: patches of the model's input size (its card's tile_size, e.g. 120 pixels for BigEarthNet) "
         "from the top-left corner of the raster or of EXTENT; a partial row or column at the edge is left out; "
         "patches that are all nodata are left out.<br>"
-        "<b>Fields</b>: <i>labels</i> (class names joined by \"; \"), <i>top_value</i> / <i>top_label</i> / "
+        '<b>Fields</b>: <i>labels</i> (class names joined by "; "), <i>top_value</i> / <i>top_label</i> / '
         "<i>top_p</i> (the most probable class), <i>valid</i> (fraction of valid pixels), <i>row</i>, <i>col</i>, "
         "and one <i>p_&lt;value&gt;</i> probability (0-1) per class.<br>"
         "<b>Multi-label models</b> (sigmoid outputs) label a patch with every class whose probability reaches its "
@@ -49,7 +50,8 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         "<b>Model</b>: pick one in the list (the models shipped with the plugin, and those added with Plugins > "
         "SatClassify > Manage models..., which shows each model's classes, bands, figures and licence), or give an "
         ".onnx file as MODEL: a file given is used instead of the list. In qgis_process and saved models MODEL_ID is "
-        "the model's id (its file name without .onnx, e.g. eurosat_rgb_satimnet).")
+        "the model's id (its file name without .onnx, e.g. eurosat_rgb_satimnet)."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (e.g. Sentinel-2 stack)"))
@@ -59,27 +61,58 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
         except SatClassifyError:  # a broken user index must not remove the tool: the run says what is wrong
             ids, default = [e.id for e in cat.shipped()], cat.default_id()
         choice = QgsProcessingParameterEnum(
-            "MODEL_ID", "Model (shipped with the plugin, or added with Plugins > SatClassify > Manage models...)",
-            options=ids, defaultValue=default, optional=True, usesStaticStrings=True)
+            "MODEL_ID",
+            "Model (shipped with the plugin, or added with Plugins > SatClassify > Manage models...)",
+            options=ids,
+            defaultValue=default,
+            optional=True,
+            usesStaticStrings=True,
+        )
         choice.setMetadata({"satclassify": {"model_catalogue": True}})  # options depend on the installation
         self.addParameter(choice)
-        self.addParameter(QgsProcessingParameterFile(
-            "MODEL", "ONNX patch classifier file (given: used instead of the model list)", extension="onnx",
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "THRESHOLD", "Probability threshold for every class (multi-label; empty = the model's per-class "
-            "thresholds)", compat.NUMBER_DOUBLE, None, True, 0.0, 1.0))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL",
+                "ONNX patch classifier file (given: used instead of the model list)",
+                extension="onnx",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "THRESHOLD",
+                "Probability threshold for every class (multi-label; empty = the model's per-class thresholds)",
+                compat.NUMBER_DOUBLE,
+                None,
+                True,
+                0.0,
+                1.0,
+            )
+        )
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent (default: the whole layer)", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=self.DEVICE_OPTIONS,
-                                                     defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)))
-        adv = [QgsProcessingParameterString(
-                   "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)",
-                   optional=True),
-               QgsProcessingParameterNumber("BATCH_SIZE", "Batch size in patches (0 = default)",
-                                            compat.NUMBER_INTEGER, DEFAULTS.batch_size, False, 0, MAX_BATCH_SIZE)]
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "DEVICE", "Device", options=self.DEVICE_OPTIONS, defaultValue=self.DEVICE_OPTIONS.index(DEFAULTS.device)
+            )
+        )
+        adv = [
+            QgsProcessingParameterString(
+                "BANDS", "Raster bands in the model's order (numbers or names; empty = match band names)", optional=True
+            ),
+            QgsProcessingParameterNumber(
+                "BATCH_SIZE",
+                "Batch size in patches (0 = default)",
+                compat.NUMBER_INTEGER,
+                DEFAULTS.batch_size,
+                False,
+                0,
+                MAX_BATCH_SIZE,
+            ),
+        ]
         self.add_advanced(*adv)
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Patches (GeoPackage)", compat.SOURCE_VECTOR_POLYGON))
+        self.addParameter(
+            QgsProcessingParameterVectorDestination("OUTPUT", "Patches (GeoPackage)", compat.SOURCE_VECTOR_POLYGON)
+        )
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Patches written"))
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
 
@@ -93,11 +126,14 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
             threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
         model = self.model_path(parameters, context, feedback)
         options = ClassifyOptions(
-            bands=self.parameterAsString(parameters, "BANDS", context) or "", extent=extent,
+            bands=self.parameterAsString(parameters, "BANDS", context) or "",
+            extent=extent,
             device=self.DEVICE_OPTIONS[self.parameterAsEnum(parameters, "DEVICE", context)],
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context))
-        result = classify_patches(source, model, output, threshold=threshold, options=options,
-                                  monitor=self.monitor(feedback))
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+        )
+        result = classify_patches(
+            source, model, output, threshold=threshold, options=options, monitor=self.monitor(feedback)
+        )
         style_polygons_on_load(context, output, result.classes, field="top_value")
         from ..core.trainrun.diagnostics import inference_line
 
@@ -114,9 +150,11 @@ class ClassifyPatchesAlgorithm(SatClassifyAlgorithm):
                 parameters = {k: v for k, v in parameters.items() if k != "MODEL_ID"}
             else:
                 hint = " (the model's id, not a number)" if not isinstance(value, str) else ""
-                return False, (f"MODEL_ID '{value}'{hint}: no such model in the model list (models: "
-                               f"{', '.join(options) or 'none'}). Add it with Plugins > SatClassify > Manage "
-                               "models..., or give its .onnx file as MODEL")
+                return False, (
+                    f"MODEL_ID '{value}'{hint}: no such model in the model list (models: "
+                    f"{', '.join(options) or 'none'}). Add it with Plugins > SatClassify > Manage "
+                    "models..., or give its .onnx file as MODEL"
+                )
         return super().checkParameterValues(parameters, context)
 
     def model_path(self, parameters, context, feedback):

@@ -1,5 +1,6 @@
 """satclassify:generalize - a class raster -> the same classes with no patch below a minimum mapping unit, and
 optionally its polygons (GeoPackage: value, code, name, area_ha), styled with the class colours on load."""
+
 import os
 
 from qgis.core import (
@@ -23,11 +24,15 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
     DISPLAY_NAME = "Generalize class raster (minimum mapping unit)"
     GROUP = "Classification"
     GROUP_ID = "classification"
-    TAGS = ("generalize,generalise,sieve,minimum mapping unit,mmu,polygonize,vectorize,clc,corine,land cover,"
-            "map,polygons,smooth,majority")
-    MEMORY_HINT = ("gdal.SieveFilter and gdal.Polygonize work on the whole band at once (a patch may span the raster), "
-                   "keeping a table per patch: generalise a smaller part of the raster (clip it first), or a "
-                   "raster with fewer patches (a larger MMU does not help: the input's patches count)")
+    TAGS = (
+        "generalize,generalise,sieve,minimum mapping unit,mmu,polygonize,vectorize,clc,corine,land cover,"
+        "map,polygons,smooth,majority"
+    )
+    MEMORY_HINT = (
+        "gdal.SieveFilter and gdal.Polygonize work on the whole band at once (a patch may span the raster), "
+        "keeping a table per patch: generalise a smaller part of the raster (clip it first), or a "
+        "raster with fewer patches (a larger MMU does not help: the input's patches count)"
+    )
     CONNECTIVITY_OPTIONS = ["4 (patches join along pixel edges)", "8 (edges and corners)"]
     HELP = (
         "Turns a class raster (the prediction of <i>Classify</i>, or rasterized CLC) into a map generalised to a "
@@ -51,18 +56,29 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
         "legends list only the classes present with their area in ha and %.<br>"
         "<b>Memory</b>: GDAL's sieve and polygonize work on the whole band (they cannot be tiled), keeping a table "
         "per patch: memory grows with the number of patches of the input. Clip a very large raster into parts "
-        "first.")
+        "first."
+    )
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Class raster"))
-        self.addParameter(QgsProcessingParameterNumber("MMU", "Minimum mapping unit (ha)", compat.NUMBER_DOUBLE,
-                                                       25.0, False, 0.0))
-        self.addParameter(QgsProcessingParameterEnum("CONNECTIVITY", "Pixel connectivity",
-                                                     options=self.CONNECTIVITY_OPTIONS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterNumber("MMU", "Minimum mapping unit (ha)", compat.NUMBER_DOUBLE, 25.0, False, 0.0)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "CONNECTIVITY", "Pixel connectivity", options=self.CONNECTIVITY_OPTIONS, defaultValue=0
+            )
+        )
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Generalised classes"))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "POLYGONS", "Generalised polygons (GeoPackage)", compat.SOURCE_VECTOR_POLYGON, optional=True,
-            createByDefault=True))
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                "POLYGONS",
+                "Generalised polygons (GeoPackage)",
+                compat.SOURCE_VECTOR_POLYGON,
+                optional=True,
+                createByDefault=True,
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber("MMU_PIXELS", "MMU in pixels"))
         self.addOutput(QgsProcessingOutputNumber("POLYGON_COUNT", "Number of polygons"))
 
@@ -78,11 +94,20 @@ class GeneralizeAlgorithm(SatClassifyAlgorithm):
         polygons = gpkg_output(self, parameters, "POLYGONS", context)
         summary = generalize(source, output, mmu, connectivity, polygons=polygons, monitor=self.monitor(feedback))
         present = summary["classes"]
-        feedback.pushInfo(f"written {os.path.basename(output)}: {len(present)} class(es) present"
-                          + (f"; {os.path.basename(polygons)}: {summary['polygons']} polygon(s), none below "
-                             f"{mmu:g} ha" if polygons else ""))
+        feedback.pushInfo(
+            f"written {os.path.basename(output)}: {len(present)} class(es) present"
+            + (
+                f"; {os.path.basename(polygons)}: {summary['polygons']} polygon(s), none below {mmu:g} ha"
+                if polygons
+                else ""
+            )
+        )
         style_output_on_load(context, output, present)
         if polygons:
             style_polygons_on_load(context, polygons, present)
-        return {"OUTPUT": output, "POLYGONS": polygons, "MMU_PIXELS": summary["threshold"],
-                "POLYGON_COUNT": summary["polygons"] or 0}
+        return {
+            "OUTPUT": output,
+            "POLYGONS": polygons,
+            "MMU_PIXELS": summary["threshold"],
+            "POLYGON_COUNT": summary["polygons"] or 0,
+        }

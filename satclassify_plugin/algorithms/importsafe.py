@@ -1,4 +1,5 @@
 """satclassify:importsafe - a local Sentinel-2 SAFE product (folder or zip) -> harmonised stack + SCL mask."""
+
 from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterCrs,
@@ -44,20 +45,32 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         "pixels win); products of other days make a multi-date stack, one date per day on INPUT's grid: band "
         "descriptions &lt;band&gt;@&lt;YYYY-MM-DD&gt; then VALID@&lt;date&gt; (masked as CLOUD_MASK says, "
         "invalid pixels 0), "
-        "date after date; MASK is then 1 where at least one date is valid.<br>" + STACK_HELP + CLOUD_HELP)
+        "date after date; MASK is then 1 where at least one date is valid.<br>" + STACK_HELP + CLOUD_HELP
+    )
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterFile(
-            "INPUT", "SAFE product (.zip, .SAFE folder or its MTD_MSIL*.xml)",
-            fileFilter="Sentinel-2 SAFE (*.zip *.ZIP *.xml);;All files (*)"))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "MORE_INPUTS", "More SAFE products (same day: mosaic; other days: a multi-date stack)",
-            compat.SOURCE_FILE, optional=True))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "INPUT",
+                "SAFE product (.zip, .SAFE folder or its MTD_MSIL*.xml)",
+                fileFilter="Sentinel-2 SAFE (*.zip *.ZIP *.xml);;All files (*)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "MORE_INPUTS",
+                "More SAFE products (same day: mosaic; other days: a multi-date stack)",
+                compat.SOURCE_FILE,
+                optional=True,
+            )
+        )
         self.addParameter(QgsProcessingParameterString("BANDS", "Bands", defaultValue="B02,B03,B04,B08"))
-        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Crop to extent (empty = whole product)",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the product's UTM zone)",
-                                                    optional=True))
+        self.addParameter(
+            QgsProcessingParameterExtent("EXTENT", "Crop to extent (empty = whole product)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterCrs("TARGET_CRS", "Target CRS (empty = the product's UTM zone)", optional=True)
+        )
         add_cloud_parameter(self)
         add_stack_outputs(self)
         self.addOutput(QgsProcessingOutputString("DATES", "Dates of the stack (comma-separated)"))
@@ -78,15 +91,32 @@ class ImportSafeAlgorithm(SatClassifyAlgorithm):
         if more:
             from ..core.s2.stack import open_safe
             from ..core.s2.timeseries import import_series
+
             scenes = [open_safe(p) for p in [path] + more]
             if len({s.date for s in scenes}) > 1:
-                summary = import_series(scenes, bands, out, mask, aoi_wkt=aoi, target_epsg=epsg, monitor=mon,
-                                        clouds=cloud_mode(self, parameters, context))
+                summary = import_series(
+                    scenes,
+                    bands,
+                    out,
+                    mask,
+                    aoi_wkt=aoi,
+                    target_epsg=epsg,
+                    monitor=mon,
+                    clouds=cloud_mode(self, parameters, context),
+                )
                 res = report(feedback, summary, summary["descriptions"], out, mask, context)
                 res.update({"DATE": summary["dates"][0], "DATES": ",".join(summary["dates"])})
                 return res
-        summary = import_safe([path] + more, out, mask, bands, aoi_wkt=aoi, target_epsg=epsg, monitor=mon,
-                              clouds=cloud_mode(self, parameters, context))
+        summary = import_safe(
+            [path] + more,
+            out,
+            mask,
+            bands,
+            aoi_wkt=aoi,
+            target_epsg=epsg,
+            monitor=mon,
+            clouds=cloud_mode(self, parameters, context),
+        )
         res = report(feedback, summary, bands, out, mask, context)
         res["DATES"] = res["DATE"]
         return res

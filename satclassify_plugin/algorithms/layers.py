@@ -6,6 +6,7 @@
 * :func:`input_paths`: the files behind any layer-like value (what the output guard compares outputs with).
 * :func:`gpkg_output`: the GeoPackage (and layer) a vector output writes.
 """
+
 import os
 
 from .. import compat
@@ -14,8 +15,18 @@ from ..core.contract.errors import SatClassifyError
 #: GDAL's virtual file systems of remote files: a raster given as such a path (or an http(s) URL, read through
 #: /vsicurl/) is read by GDAL itself, never loaded as a QGIS layer (QGIS 3.22's qgis_process cannot load one:
 #: "Could not load source layer"; a QgsRasterLayer on /vsicurl/ in a headless Python even crashes)
-REMOTE_PREFIXES = ("/vsicurl/", "/vsicurl?", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/", "/vsioss/", "/vsiswift/",
-                   "/vsiwebhdfs/", "/vsihdfs/")
+REMOTE_PREFIXES = (
+    "/vsicurl/",
+    "/vsicurl?",
+    "/vsis3/",
+    "/vsigs/",
+    "/vsiaz/",
+    "/vsiadls/",
+    "/vsioss/",
+    "/vsiswift/",
+    "/vsiwebhdfs/",
+    "/vsihdfs/",
+)
 
 
 def remote_raster(value):
@@ -46,8 +57,10 @@ def raster_layer_path(layer, what="raster"):
     if layer is None:
         return None
     if layer.providerType() != "gdal":
-        raise SatClassifyError(f"{what} layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads "
-                               "files GDAL can open: save the layer as a GeoTIFF first")
+        raise SatClassifyError(
+            f"{what} layer '{layer.name()}' is a {layer.providerType()} layer; SatClassify reads "
+            "files GDAL can open: save the layer as a GeoTIFF first"
+        )
     return layer.source()
 
 
@@ -143,6 +156,8 @@ def gpkg_output(alg, parameters, key, context, what="the tool writes a GeoPackag
         return None
     path, _layer = split_layer(out)
     if out.startswith(("memory:", "ogr:", "postgres:")) or os.path.splitext(path)[1].lower() != ".gpkg":
-        raise SatClassifyError(f"{key} '{out}': {what}: name the file .gpkg (or 'file.gpkg|layername=name' to add "
-                               "the layer to an existing GeoPackage)")
+        raise SatClassifyError(
+            f"{key} '{out}': {what}: name the file .gpkg (or 'file.gpkg|layername=name' to add "
+            "the layer to an existing GeoPackage)"
+        )
     return out

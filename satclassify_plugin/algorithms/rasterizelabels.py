@@ -3,6 +3,7 @@
 The sibling of rasterizeclc: the same core (core/labels/rasterize.py) and rules, with the class table given by the
 user (a CSV file or a table layer: code, value, name, colour) or derived from the field's codes (core/labels/
 classtable.py). rasterizeclc stays the CLC preset (level detection, CLC raster input, CLC mapping prefixes)."""
+
 import os
 
 from qgis.core import (
@@ -31,8 +32,10 @@ class RasterizeLabelsAlgorithm(SatClassifyAlgorithm):
     DISPLAY_NAME = "Rasterize labels (own classes)"
     GROUP = "Training data"
     GROUP_ID = "trainingdata"
-    TAGS = ("labels,rasterize,classes,crop types,lpis,parcels,field survey,points,class table,legend,majority,"
-            "mixed pixels,training")
+    TAGS = (
+        "labels,rasterize,classes,crop types,lpis,parcels,field survey,points,class table,legend,majority,"
+        "mixed pixels,training"
+    )
     HELP = (
         "Burns your own labels - crop-type parcels (LPIS), field-survey polygons or points, any layer with a class "
         "field of text or numbers - onto a grid as a uint8 class raster (0 = no label) with its legend (colour "
@@ -50,16 +53,25 @@ class RasterizeLabelsAlgorithm(SatClassifyAlgorithm):
         "<b>Points</b>: each point labels the pixel holding it (points of different classes in one pixel leave "
         "it unlabelled, reported). buildpatches then cuts one patch centred on each labelled pixel and writes a "
         "patch-label dataset (task singlelabel) for a patch classifier (cnn_class).<br>"
-        "CORINE Land Cover: use <i>Rasterize CORINE Land Cover</i> (levels, CLC rasters); both share one engine.")
+        "CORINE Land Cover: use <i>Rasterize CORINE Land Cover</i> (levels, CLC rasters); both share one engine."
+    )
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "INPUT", "Label polygons or points", types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_VECTOR_POINT]))
-        self.addParameter(QgsProcessingParameterField("FIELD", "Class field (text or numbers)",
-                                                      parentLayerParameterName="INPUT"))
-        self.addParameter(QgsProcessingParameterMapLayer(
-            "CLASS_TABLE", "Class table (CSV or table layer: code[,value,name,colour]; empty = the field's codes)",
-            optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "INPUT", "Label polygons or points", types=[compat.SOURCE_VECTOR_POLYGON, compat.SOURCE_VECTOR_POINT]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField("FIELD", "Class field (text or numbers)", parentLayerParameterName="INPUT")
+        )
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                "CLASS_TABLE",
+                "Class table (CSV or table layer: code[,value,name,colour]; empty = the field's codes)",
+                optional=True,
+            )
+        )
         _labels.add_grid_parameters(self)
         _labels.add_rule_parameters(self)
         _labels.add_outputs(self, "Label classes")
@@ -78,8 +90,10 @@ class RasterizeLabelsAlgorithm(SatClassifyAlgorithm):
                 return path, None, ""
             raise SatClassifyError(f"the class table '{path}' cannot be opened: give a CSV file or a table layer")
         if layer.type() != compat.LAYER_VECTOR:
-            raise SatClassifyError(f"the class table '{layer.name()}' is not a table: give a CSV file or a table "
-                                   "layer with the columns code[,value,name,colour]")
+            raise SatClassifyError(
+                f"the class table '{layer.name()}' is not a table: give a CSV file or a table "
+                "layer with the columns code[,value,name,colour]"
+            )
         path = layer.source().split("|")[0]
         if layer.providerType() == "ogr" and path.lower().endswith(".csv") and os.path.isfile(path):
             return path, None, ""
@@ -105,16 +119,25 @@ class RasterizeLabelsAlgorithm(SatClassifyAlgorithm):
         csv_path, rows, rows_name = self._class_table(parameters, context)
         grid = _labels.output_grid(self, parameters, context, feedback)
         options = RasterizeOptions(
-            field_name=field, layer_name=layer_name,
+            field_name=field,
+            layer_name=layer_name,
             rule=_labels.RULES[self.parameterAsEnum(parameters, "RULE", context)],
             mixed_output=_labels.mixed_output(self, parameters, context),
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            class_table_csv=csv_path, class_rows=rows, class_rows_name=rows_name or "class table layer")
+            class_table_csv=csv_path,
+            class_rows=rows,
+            class_rows_name=rows_name or "class table layer",
+        )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         feedback.pushInfo(f"grid: {grid.width} x {grid.height} pixels, rule {options.rule}")
         result = rasterize_labels(source, output, grid, options, monitor=self.monitor(feedback))
         feedback.pushInfo(f"written {os.path.basename(output)} in {result.seconds:.1f} s")
         style_output_on_load(context, output, result.classes)
-        return {"OUTPUT": output, "MIXED": options.mixed_output, "UNKNOWN_FEATURES": sum(result.unknown.values()),
-                "NULL_FEATURES": result.no_code, "CLASS_COUNT": len(result.classes),
-                "LABELLED_POINTS": result.points.get("labelled_pixels", 0)}
+        return {
+            "OUTPUT": output,
+            "MIXED": options.mixed_output,
+            "UNKNOWN_FEATURES": sum(result.unknown.values()),
+            "NULL_FEATURES": result.no_code,
+            "CLASS_COUNT": len(result.classes),
+            "LABELLED_POINTS": result.points.get("labelled_pixels", 0),
+        }

@@ -1,5 +1,6 @@
 """satclassify:samplingdesign - stratified random reference sample (strata = map classes) for good-practice
 accuracy and area estimation (Olofsson et al. 2014)."""
+
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
@@ -27,8 +28,10 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
     GROUP = "Classification"
     GROUP_ID = "classification"
     MEMORY_HINT = "use fewer points, or sample a smaller area (crop the map)"
-    TAGS = ("sampling,stratified,random,reference,accuracy,area estimation,olofsson,good practice,validation,points,"
-            "sample size")
+    TAGS = (
+        "sampling,stratified,random,reference,accuracy,area estimation,olofsson,good practice,validation,points,"
+        "sample size"
+    )
     HELP = (
         "Draws a stratified random sample of points from a class raster for the reference labelling that "
         "satclassify:assessaccuracy (REFERENCE_POINTS) turns into accuracies and error-adjusted areas with 95 % "
@@ -45,48 +48,97 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
         "<i>stratum</i> (class value), <i>stratum_name</i>, an empty integer <i>reference</i> field to fill in, "
         "<i>row</i> and <i>col</i>; the strata (pixels, hectares, weights, points) and the design are stored in the "
         "layer's metadata and in the JSON side file. The same SEED gives the same points. The raster is read block "
-        "by block in two passes, so memory stays flat on a full Sentinel-2 tile.")
+        "by block in two passes, so memory stays flat on a full Sentinel-2 tile."
+    )
 
-    METHODS = ["target standard error of overall accuracy", "total number of points",
-               "points per class from a table (CSV value,count)"]
+    METHODS = [
+        "target standard error of overall accuracy",
+        "total number of points",
+        "points per class from a table (CSV value,count)",
+    ]
     METHOD_KEYS = ["target_se", "total", "counts"]
     ALLOCATIONS = ["proportional to area, with a minimum per class", "equal per class"]
     ALLOCATION_KEYS = ["proportional", "equal"]
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Class raster (strata = its classes)"))
-        self.addParameter(QgsProcessingParameterString(
-            "IGNORE", "Class values that are no stratum (comma-separated; nodata is always left out)",
-            defaultValue=DEFAULTS.ignore, optional=True))
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Sample size", options=self.METHODS,
-                                                     defaultValue=self.METHOD_KEYS.index(DEFAULTS.method)))
-        self.addParameter(QgsProcessingParameterNumber(
-            "TARGET_SE", "Target standard error of overall accuracy", compat.NUMBER_DOUBLE, DEFAULTS.target_se, False,
-            0.0001, 0.5))
-        self.addParameter(QgsProcessingParameterNumber(
-            "EXPECTED_UA", "Expected user's accuracy of each class (0-1)", compat.NUMBER_DOUBLE, DEFAULTS.expected_ua,
-            False, 0.01, 0.99))
-        self.addParameter(QgsProcessingParameterFile(
-            "EXPECTED_UA_TABLE", "Expected user's accuracy per class (CSV value,expected_ua)", extension="csv",
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "TOTAL", "Total number of points (sample size 'total')", compat.NUMBER_INTEGER, DEFAULTS.total, False, 1))
-        self.addParameter(QgsProcessingParameterEnum(
-            "ALLOCATION", "Allocation to the classes", options=self.ALLOCATIONS,
-            defaultValue=self.ALLOCATION_KEYS.index(DEFAULTS.rule)))
-        self.addParameter(QgsProcessingParameterNumber(
-            "MIN_PER_CLASS", "Minimum points per class", compat.NUMBER_INTEGER, DEFAULTS.minimum, False, 0))
-        self.addParameter(QgsProcessingParameterFile(
-            "COUNTS", "Points per class (CSV value,count)", extension="csv", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            "SEED", "Random seed", compat.NUMBER_INTEGER, DEFAULTS.seed, False, 0))
-        names = QgsProcessingParameterFile("NAMES", "Class names table (CSV value,name,color)", extension="csv",
-                                           optional=True)
+        self.addParameter(
+            QgsProcessingParameterString(
+                "IGNORE",
+                "Class values that are no stratum (comma-separated; nodata is always left out)",
+                defaultValue=DEFAULTS.ignore,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "METHOD", "Sample size", options=self.METHODS, defaultValue=self.METHOD_KEYS.index(DEFAULTS.method)
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TARGET_SE",
+                "Target standard error of overall accuracy",
+                compat.NUMBER_DOUBLE,
+                DEFAULTS.target_se,
+                False,
+                0.0001,
+                0.5,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "EXPECTED_UA",
+                "Expected user's accuracy of each class (0-1)",
+                compat.NUMBER_DOUBLE,
+                DEFAULTS.expected_ua,
+                False,
+                0.01,
+                0.99,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "EXPECTED_UA_TABLE",
+                "Expected user's accuracy per class (CSV value,expected_ua)",
+                extension="csv",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOTAL", "Total number of points (sample size 'total')", compat.NUMBER_INTEGER, DEFAULTS.total, False, 1
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "ALLOCATION",
+                "Allocation to the classes",
+                options=self.ALLOCATIONS,
+                defaultValue=self.ALLOCATION_KEYS.index(DEFAULTS.rule),
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MIN_PER_CLASS", "Minimum points per class", compat.NUMBER_INTEGER, DEFAULTS.minimum, False, 0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile("COUNTS", "Points per class (CSV value,count)", extension="csv", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER, DEFAULTS.seed, False, 0)
+        )
+        names = QgsProcessingParameterFile(
+            "NAMES", "Class names table (CSV value,name,color)", extension="csv", optional=True
+        )
         self.add_advanced(names)
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            "OUTPUT", "Sample points", compat.SOURCE_VECTOR_POINT))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            "OUTPUT_STRATA", "Strata and design (JSON)", "JSON files (*.json)"))
+        self.addParameter(
+            QgsProcessingParameterVectorDestination("OUTPUT", "Sample points", compat.SOURCE_VECTOR_POINT)
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination("OUTPUT_STRATA", "Strata and design (JSON)", "JSON files (*.json)")
+        )
         self.addOutput(QgsProcessingOutputNumber("POINTS", "Number of sample points"))
 
     def run_tool(self, parameters, context, feedback):
@@ -108,6 +160,7 @@ class SamplingDesignAlgorithm(SatClassifyAlgorithm):
             minimum=self.parameterAsInt(parameters, "MIN_PER_CLASS", context),
             counts_table=self.parameterAsFile(parameters, "COUNTS", context) or None,
             seed=self.parameterAsInt(parameters, "SEED", context),
-            names=self.parameterAsFile(parameters, "NAMES", context) or None)
+            names=self.parameterAsFile(parameters, "NAMES", context) or None,
+        )
         meta = sampling_design(source, out, strata or None, options, monitor=self.monitor(feedback))
         return {"OUTPUT": out, "OUTPUT_STRATA": strata, "POINTS": meta["design"]["total_points"]}

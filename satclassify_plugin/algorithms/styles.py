@@ -5,6 +5,7 @@ Processing will load (``style_output_on_load`` for class rasters, ``style_polygo
 ``style_stack_on_load`` for Sentinel-2 stacks); QGIS runs it on the main thread once the layer is loaded. The
 plugin's layer-tree actions (``plugin.py``) and ``scripts/render_map.py`` use the same functions.
 """
+
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface
 from qgis.PyQt.QtGui import QColor
 
@@ -49,8 +50,9 @@ class ClassStylePostProcessor(KeptPostProcessor):
             return
         from ..core.maps.legend import legend_label
 
-        items = [QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), legend_label(c))
-                 for c in self.classes]
+        items = [
+            QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(c["color"]), legend_label(c)) for c in self.classes
+        ]
         renderer = QgsPalettedRasterRenderer(layer.dataProvider(), self.band, items)
         layer.setRenderer(renderer)
         hide_band_title(layer, context)
@@ -137,7 +139,8 @@ def style_polygons_on_load(context, layer_id, classes, field="value"):
     """Attach the class style (categorized on ``field``) to a polygon output that will be loaded into the project."""
     if context.willLoadLayerOnCompletion(layer_id):
         context.layerToLoadOnCompletionDetails(layer_id).setPostProcessor(
-            PolygonStylePostProcessor.create(classes, field))
+            PolygonStylePostProcessor.create(classes, field)
+        )
 
 
 class StackStylePostProcessor(KeptPostProcessor):

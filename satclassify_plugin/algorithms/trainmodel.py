@@ -5,6 +5,7 @@ starts ``python -m training train`` there as a child process in its own process 
 the log and the progress bar, then ``export`` (and ``export --quantize int8``) and ``evaluate`` of the best
 checkpoint on the validation split for the report. Cancel stops the child (and its DataLoader workers) within a
 few seconds. The model files are written under temporary names and renamed only when everything succeeded."""
+
 import json
 import os
 import time
@@ -64,35 +65,60 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         "Progress and the validation metrics of each epoch appear in the log; Cancel stops the training within "
         "seconds and writes no model. Outputs: the ONNX model (optionally also an int8 model for CPUs), the "
         "checkpoint folder (best.pt, last.pt, log.csv, curves.png) and an HTML training report with the curves "
-        "and the validation figures per class of the best checkpoint.")
+        "and the validation figures per class of the best checkpoint."
+    )
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterFile(
-            "INPUT", "Dataset folder (from Build training patches)", behavior=compat.FILE_BEHAVIOR_FOLDER))
-        self.addParameter(QgsProcessingParameterEnum("ARCHITECTURE", "Architecture",
-                                                     options=list(protocol.ARCHITECTURE_LABELS), defaultValue=1))
-        self.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", compat.NUMBER_INTEGER, 20, False, 1,
-                                                       10000))
-        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size (0 = the architecture's default)",
-                                                       compat.NUMBER_INTEGER, 0, False, 0, 100000))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "INPUT", "Dataset folder (from Build training patches)", behavior=compat.FILE_BEHAVIOR_FOLDER
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "ARCHITECTURE", "Architecture", options=list(protocol.ARCHITECTURE_LABELS), defaultValue=1
+            )
+        )
+        self.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", compat.NUMBER_INTEGER, 20, False, 1, 10000))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "BATCH_SIZE", "Batch size (0 = the architecture's default)", compat.NUMBER_INTEGER, 0, False, 0, 100000
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=DEVICE_OPTIONS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("LR", "Learning rate (0 = the architecture's default)",
-                                                       compat.NUMBER_DOUBLE, 0.0, False, 0.0, 10.0))
-        self.addParameter(QgsProcessingParameterBoolean("AUGMENT", "Augmentation (random flips and rotations)",
-                                                        defaultValue=True))
-        self.addParameter(QgsProcessingParameterBoolean("CLASS_WEIGHTS", "Class weights (inverse frequency)",
-                                                        defaultValue=False))
-        self.addParameter(QgsProcessingParameterString(
-            "ENCODER", "Encoder (U-Net / CNN-class; empty = resnet34)", defaultValue="", optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "LR", "Learning rate (0 = the architecture's default)", compat.NUMBER_DOUBLE, 0.0, False, 0.0, 10.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean("AUGMENT", "Augmentation (random flips and rotations)", defaultValue=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean("CLASS_WEIGHTS", "Class weights (inverse frequency)", defaultValue=False)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "ENCODER", "Encoder (U-Net / CNN-class; empty = resnet34)", defaultValue="", optional=True
+            )
+        )
         self.add_advanced(
-            QgsProcessingParameterFile("CONFIG", "Config file (YAML training options)", extension="yaml",
-                                       optional=True),
+            QgsProcessingParameterFile(
+                "CONFIG", "Config file (YAML training options)", extension="yaml", optional=True
+            ),
             QgsProcessingParameterNumber("SEED", "Random seed", compat.NUMBER_INTEGER, 0, False, 0),
-            QgsProcessingParameterNumber("MAX_STEPS", "Batches per epoch at most (0 = all; quick trials)",
-                                         compat.NUMBER_INTEGER, 0, False, 0))
+            QgsProcessingParameterNumber(
+                "MAX_STEPS", "Batches per epoch at most (0 = all; quick trials)", compat.NUMBER_INTEGER, 0, False, 0
+            ),
+        )
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Model (ONNX)", "ONNX files (*.onnx)"))
-        int8 = QgsProcessingParameterFileDestination("OUTPUT_INT8", "Also an int8 model for CPUs (ONNX)",
-                                                     "ONNX files (*.onnx)", optional=True, createByDefault=False)
+        int8 = QgsProcessingParameterFileDestination(
+            "OUTPUT_INT8",
+            "Also an int8 model for CPUs (ONNX)",
+            "ONNX files (*.onnx)",
+            optional=True,
+            createByDefault=False,
+        )
         self.add_advanced(int8)
         self.addParameter(QgsProcessingParameterFolderDestination("CHECKPOINTS", "Checkpoint folder"))
         self.addParameter(QgsProcessingParameterFileDestination("REPORT", "Training report", "HTML files (*.html)"))
@@ -119,8 +145,10 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             raise SatClassifyError(training_env.missing_message(source))
         data = self.parameterAsFile(parameters, "INPUT", context)
         if not data or not os.path.isdir(data):
-            raise SatClassifyError(f"INPUT '{data}' is no folder: give the dataset folder written by Build training "
-                                   "patches (it holds manifest.json)")
+            raise SatClassifyError(
+                f"INPUT '{data}' is no folder: give the dataset folder written by Build training "
+                "patches (it holds manifest.json)"
+            )
         onnx = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         int8 = self.parameterAsFileOutput(parameters, "OUTPUT_INT8", context) if parameters.get("OUTPUT_INT8") else ""
         for name, path in (("OUTPUT", onnx), ("OUTPUT_INT8", int8)):
@@ -144,15 +172,23 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
 
         cancel = Monitor(is_canceled=feedback.isCanceled)  # the children stop on Cancel
         help_text = []
-        helped = run_child([python, "-m", "training", "train", "--help"], env=env, on_stdout=help_text.append,
-                           monitor=cancel)
+        helped = run_child(
+            [python, "-m", "training", "train", "--help"], env=env, on_stdout=help_text.append, monitor=cancel
+        )
         check_cancel()
         if helped.returncode != 0:
-            raise SatClassifyError(f"the training environment {python} cannot run the training package: "
-                                   f"{child_message(helped, 'python -m training')}. {training_env.SETUP_HINT}")
+            raise SatClassifyError(
+                f"the training environment {python} cannot run the training package: "
+                f"{child_message(helped, 'python -m training')}. {training_env.SETUP_HINT}"
+            )
         cmd = protocol.train_command(
-            python, data, run_dir, model=model, epochs=epochs,
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context), device=device,
+            python,
+            data,
+            run_dir,
+            model=model,
+            epochs=epochs,
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            device=device,
             lr=self.parameterAsDouble(parameters, "LR", context),
             augment=self.parameterAsBool(parameters, "AUGMENT", context),
             class_weights=self.parameterAsBool(parameters, "CLASS_WEIGHTS", context),
@@ -160,7 +196,8 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             config=self.parameterAsFile(parameters, "CONFIG", context) or "",
             seed=self.parameterAsInt(parameters, "SEED", context),
             max_steps=self.parameterAsInt(parameters, "MAX_STEPS", context),
-            jsonl=protocol.speaks_jsonl("\n".join(help_text)))
+            jsonl=protocol.speaks_jsonl("\n".join(help_text)),
+        )
         tracker = protocol.ProgressTracker(epochs)
         train_share = 0.85
 
@@ -177,14 +214,16 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
             if fraction is not None:
                 feedback.setProgress(100.0 * train_share * fraction)
             if ev["event"] == "start" and not ev.get("legacy"):
-                feedback.pushInfo(f"Training {ev.get('model', model)} ({ev.get('num_parameters') or 0:,} parameters) "
-                                  f"on {tracker.device}" + (f", mixed precision {ev['amp']}" if ev.get("amp") else ""))
+                feedback.pushInfo(
+                    f"Training {ev.get('model', model)} ({ev.get('num_parameters') or 0:,} parameters) "
+                    f"on {tracker.device}" + (f", mixed precision {ev['amp']}" if ev.get("amp") else "")
+                )
 
         def on_stderr(line):
             if line.startswith("warning: "):
                 if not jsonl:
-                    tracker.warnings.append(line[len("warning: "):])
-                feedback.pushWarning(line[len("warning: "):])
+                    tracker.warnings.append(line[len("warning: ") :])
+                feedback.pushWarning(line[len("warning: ") :])
             elif line.strip() and not line.startswith("error: "):
                 feedback.pushConsoleInfo(line)
 
@@ -192,18 +231,22 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         feedback.pushCommandInfo(" ".join(cmd))
         res = run_child(cmd, env=env, on_stdout=on_stdout, on_stderr=on_stderr, monitor=cancel)
         if res.canceled:
-            raise Canceled(f"training cancelled after {len(tracker.history)} epoch(s): no model was written (the "
-                           f"checkpoint folder {run_dir} keeps what was done)")
+            raise Canceled(
+                f"training cancelled after {len(tracker.history)} epoch(s): no model was written (the "
+                f"checkpoint folder {run_dir} keeps what was done)"
+            )
         if res.returncode != 0:
             message = child_message(res, "the training")
             if "No module named" in message:  # an environment without torch or another requirement
-                message += (f". The training environment {python} lacks a training requirement: "
-                            f"{training_env.SETUP_HINT}")
+                message += (
+                    f". The training environment {python} lacks a training requirement: {training_env.SETUP_HINT}"
+                )
             raise SatClassifyError(message)
         best = tracker.done.get("best") or os.path.join(run_dir, "best.pt")
         if not os.path.isfile(best):
-            raise SatClassifyError(f"the training wrote no best checkpoint in {run_dir}: no epoch improved (see the "
-                                   "log)")
+            raise SatClassifyError(
+                f"the training wrote no best checkpoint in {run_dir}: no epoch improved (see the log)"
+            )
         device_used = tracker.device or device
         feedback.pushInfo(f"Training took {time.time() - t0:.1f} s on device {device_used}")
 
@@ -218,17 +261,28 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         try:
             steps = [("export", protocol.export_command(python, best, temps["OUTPUT"]), 0.92)]
             if int8:
-                steps.append(("int8 export", protocol.export_command(python, best, temps["OUTPUT_INT8"],
-                                                                     int8_calibration=data), 0.96))
+                steps.append(
+                    (
+                        "int8 export",
+                        protocol.export_command(python, best, temps["OUTPUT_INT8"], int8_calibration=data),
+                        0.96,
+                    )
+                )
             eval_json = os.path.join(run_dir, "metrics-val.json")
             steps.append(("evaluation", protocol.evaluate_command(python, best, data, eval_json), 0.99))
             for what, step_cmd, end in steps:
                 check_cancel()
                 feedback.pushCommandInfo(" ".join(step_cmd))
                 # export says one line (its parity check); evaluate prints its JSON, which goes into the report
-                r = run_child(step_cmd, env=env, monitor=cancel, on_stderr=on_stderr,
-                              on_stdout=(lambda s: s.strip() and feedback.pushInfo(s)) if what != "evaluation"
-                              else (lambda _s: None))
+                r = run_child(
+                    step_cmd,
+                    env=env,
+                    monitor=cancel,
+                    on_stderr=on_stderr,
+                    on_stdout=(lambda s: s.strip() and feedback.pushInfo(s))
+                    if what != "evaluation"
+                    else (lambda _s: None),
+                )
                 if r.canceled:
                     raise Canceled(f"{what} cancelled: no model was written")
                 if r.returncode != 0:
@@ -242,14 +296,26 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
                 with open(eval_json, encoding="utf-8") as f:
                     evaluation = json.load(f)
             history = _mark_best(tracker.history, read_log(os.path.join(run_dir, "log.csv")))
-            recipe = {"dataset": data, "architecture": model, "epochs": epochs, "device asked": device,
-                      "batch size": self.parameterAsInt(parameters, "BATCH_SIZE", context) or "default",
-                      "learning rate": self.parameterAsDouble(parameters, "LR", context) or "default",
-                      "seed": self.parameterAsInt(parameters, "SEED", context), "epochs run": len(history),
-                      "training environment": python}
-            text = render(recipe, history, evaluation, os.path.join(run_dir, "curves.png"),
-                          {"model": onnx, "int8 model": int8 or "none", "checkpoints": run_dir},
-                          device_used, tracker.warnings)
+            recipe = {
+                "dataset": data,
+                "architecture": model,
+                "epochs": epochs,
+                "device asked": device,
+                "batch size": self.parameterAsInt(parameters, "BATCH_SIZE", context) or "default",
+                "learning rate": self.parameterAsDouble(parameters, "LR", context) or "default",
+                "seed": self.parameterAsInt(parameters, "SEED", context),
+                "epochs run": len(history),
+                "training environment": python,
+            }
+            text = render(
+                recipe,
+                history,
+                evaluation,
+                os.path.join(run_dir, "curves.png"),
+                {"model": onnx, "int8 model": int8 or "none", "checkpoints": run_dir},
+                device_used,
+                tracker.warnings,
+            )
             write_report(temps["REPORT"], text)
             check_cancel()
             # every file is complete: the names go in place, the model last
@@ -264,9 +330,16 @@ class TrainModelAlgorithm(SatClassifyAlgorithm):
         head = (evaluation or {}).get("heads") or {}
         first = next(iter(head.values()), {})
         feedback.pushInfo(f"Device used: {device_used} (the training); model written to {onnx}")
-        return {"OUTPUT": onnx, "OUTPUT_INT8": int8 or None, "CHECKPOINTS": run_dir, "REPORT": report,
-                "DEVICE_USED": device_used, "EPOCHS_RUN": len(history),
-                "VAL_OA": first.get("overall_accuracy"), "VAL_MIOU": first.get("miou")}
+        return {
+            "OUTPUT": onnx,
+            "OUTPUT_INT8": int8 or None,
+            "CHECKPOINTS": run_dir,
+            "REPORT": report,
+            "DEVICE_USED": device_used,
+            "EPOCHS_RUN": len(history),
+            "VAL_OA": first.get("overall_accuracy"),
+            "VAL_MIOU": first.get("miou"),
+        }
 
 
 def _mark_best(history, logged):

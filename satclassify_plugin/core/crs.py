@@ -17,6 +17,7 @@ hectares asks this module:
 The maths is plain Python (no osr/pyproj inside :func:`local_metric` and :func:`jacobian_scales`), tested
 against the closed form of Mercator (scale 1/cos(latitude)).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,8 @@ def north_up(gt: Sequence[float], what: str = "raster") -> None:
     if abs(gt[2]) > 0 or abs(gt[4]) > 0:
         raise SatClassifyError(
             f"the {what} is rotated (geotransform rotation terms {gt[2]:g}, {gt[4]:g}): rotated rasters are not "
-            "supported; warp it to a north-up grid first (Raster > Projections > Warp, or gdalwarp)")
+            "supported; warp it to a north-up grid first (Raster > Projections > Warp, or gdalwarp)"
+        )
 
 
 def local_metric(lat_deg: float, a: float = WGS84[0], inv_f: float = WGS84[1]) -> Tuple[float, float]:
@@ -50,13 +52,19 @@ def local_metric(lat_deg: float, a: float = WGS84[0], inv_f: float = WGS84[1]) -
     phi = math.radians(lat_deg)
     s2 = math.sin(phi) ** 2
     w = math.sqrt(1.0 - e2 * s2)
-    m = a * (1.0 - e2) / (w ** 3)
+    m = a * (1.0 - e2) / (w**3)
     n = a / w
     return m, n * math.cos(phi)
 
 
-def jacobian_scales(lat_deg: float, d_x: Tuple[float, float], d_y: Tuple[float, float], step: float,
-                    a: float = WGS84[0], inv_f: float = WGS84[1]) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+def jacobian_scales(
+    lat_deg: float,
+    d_x: Tuple[float, float],
+    d_y: Tuple[float, float],
+    step: float,
+    a: float = WGS84[0],
+    inv_f: float = WGS84[1],
+) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     """Ground metres (east, north) per map unit along the map's x and y axes at latitude ``lat_deg``, from the
     (longitude, latitude) differences in degrees ``d_x`` and ``d_y`` across ``step`` map units along x and along
     y (pure maths)."""
@@ -72,15 +80,16 @@ def jacobian_scales(lat_deg: float, d_x: Tuple[float, float], d_y: Tuple[float, 
 @dataclass
 class Ground:
     """One pixel of a grid on the ground, at the raster's centre (and how its area varies over the raster)."""
-    width_m: float          # ground length of a pixel's x edge (one column)
-    height_m: float         # ground length of its y edge (one row)
-    area_m2: float          # ground area of a pixel
-    nominal_area: float     # |det| of the geotransform (map units^2)
-    nominal_size: float     # mean length of the pixel's two edges in map units
-    units_m: float          # metres per map unit the CRS declares (GetLinearUnits; 0 for degrees)
+
+    width_m: float  # ground length of a pixel's x edge (one column)
+    height_m: float  # ground length of its y edge (one row)
+    area_m2: float  # ground area of a pixel
+    nominal_area: float  # |det| of the geotransform (map units^2)
+    nominal_size: float  # mean length of the pixel's two edges in map units
+    units_m: float  # metres per map unit the CRS declares (GetLinearUnits; 0 for degrees)
     geographic: bool
-    length_scale: Tuple[float, float]   # lowest and highest ground/nominal length ratio over the samples
-    area_scale: Tuple[float, float]     # lowest and highest ground/nominal area ratio over the samples
+    length_scale: Tuple[float, float]  # lowest and highest ground/nominal length ratio over the samples
+    area_scale: Tuple[float, float]  # lowest and highest ground/nominal area ratio over the samples
     crs_name: str
 
     @property
@@ -92,8 +101,12 @@ class Ground:
     def metre_true(self) -> bool:
         """A projected CRS in metres whose lengths are within :data:`METRE_TRUE` of ground lengths everywhere on
         the raster: its nominal pixel size is the ground size (UTM, LAEA near its centre, national grids)."""
-        return (not self.geographic and self.units_m > 0 and self.length_scale[0] >= 1 - METRE_TRUE
-                and self.length_scale[1] <= 1 + METRE_TRUE)
+        return (
+            not self.geographic
+            and self.units_m > 0
+            and self.length_scale[0] >= 1 - METRE_TRUE
+            and self.length_scale[1] <= 1 + METRE_TRUE
+        )
 
 
 def _srs(wkt_or_srs):
@@ -135,30 +148,49 @@ def ground_of(gt: Sequence[float], wkt, width: int, height: int) -> Optional[Gro
             y = gt[3] + c * gt[4] + r * gt[5]
             try:
                 p0 = ct.TransformPoint(x, y)
-                pts = [ct.TransformPoint(x + dx, y + dy) for dx, dy in
-                       ((-step / 2, 0), (step / 2, 0), (0, -step / 2), (0, step / 2))]
+                pts = [
+                    ct.TransformPoint(x + dx, y + dy)
+                    for dx, dy in ((-step / 2, 0), (step / 2, 0), (0, -step / 2), (0, step / 2))
+                ]
             except RuntimeError:
                 p0 = None
             if p0 is None or not all(math.isfinite(v) for q in [p0] + pts for v in q[:2]) or abs(p0[1]) >= 90:
                 if not samples:
                     raise SatClassifyError(
                         f"the raster's centre cannot be carried from its CRS ({srs.GetName()}) to geographic "
-                        "coordinates, so its pixel size on the ground is unknown: check the CRS")
+                        "coordinates, so its pixel size on the ground is unknown: check the CRS"
+                    )
                 continue
-            jx, jy = jacobian_scales(p0[1], (pts[1][0] - pts[0][0], pts[1][1] - pts[0][1]),
-                                     (pts[3][0] - pts[2][0], pts[3][1] - pts[2][1]), step, a, inv_f)
+            jx, jy = jacobian_scales(
+                p0[1],
+                (pts[1][0] - pts[0][0], pts[1][1] - pts[0][1]),
+                (pts[3][0] - pts[2][0], pts[3][1] - pts[2][1]),
+                step,
+                a,
+                inv_f,
+            )
             gx = (jx[0] * px_x[0] + jy[0] * px_x[1], jx[1] * px_x[0] + jy[1] * px_x[1])
             gy = (jx[0] * px_y[0] + jy[0] * px_y[1], jx[1] * px_y[0] + jy[1] * px_y[1])
             area = abs(jx[0] * jy[1] - jx[1] * jy[0]) * nominal_area
             samples.append((math.hypot(*gx), math.hypot(*gy), area))
     w0, h0, a0 = samples[0]
     unit = units or 1.0
-    lens = [s[0] / (nominal_len[0] * unit) for s in samples if nominal_len[0]] + \
-           [s[1] / (nominal_len[1] * unit) for s in samples if nominal_len[1]]
+    lens = [s[0] / (nominal_len[0] * unit) for s in samples if nominal_len[0]] + [
+        s[1] / (nominal_len[1] * unit) for s in samples if nominal_len[1]
+    ]
     areas = [s[2] / (nominal_area * unit * unit) for s in samples if nominal_area]
-    return Ground(w0, h0, a0, nominal_area, 0.5 * (nominal_len[0] + nominal_len[1]), units, geographic,
-                  (min(lens or [1.0]), max(lens or [1.0])),
-                  (min(areas or [1.0]), max(areas or [1.0])), srs.GetName() or "unnamed CRS")
+    return Ground(
+        w0,
+        h0,
+        a0,
+        nominal_area,
+        0.5 * (nominal_len[0] + nominal_len[1]),
+        units,
+        geographic,
+        (min(lens or [1.0]), max(lens or [1.0])),
+        (min(areas or [1.0]), max(areas or [1.0])),
+        srs.GetName() or "unnamed CRS",
+    )
 
 
 def ground_of_raster(ds) -> Optional[Ground]:
@@ -192,7 +224,8 @@ def pixel_area_m2(ds, what: str = "raster") -> float:
             f"{_fmt(lo * nominal * (g.units_m or 1) ** 2)} to {_fmt(hi * nominal * (g.units_m or 1) ** 2)} m\u00b2 on "
             "the ground across the raster, so areas in hectares need one pixel area. Reproject it to an equal-area "
             "or local metric CRS first (Raster > Projections > Warp: EPSG:3035 for Europe or the UTM zone), with "
-            "nearest-neighbour resampling for a class raster")
+            "nearest-neighbour resampling for a class raster"
+        )
     return g.area_m2
 
 
@@ -203,10 +236,12 @@ def area_note(ds, what: str = "raster") -> Optional[str]:
     if g is None or g.metre_true or g.geographic:
         return None
     gt = ds.GetGeoTransform()
-    return (f"the {what}'s CRS ({g.crs_name}) has map units that are not ground metres here: one pixel of "
-            f"{abs(gt[1]):g} x {abs(gt[5]):g} map units covers {g.width_m:.3g} x {g.height_m:.3g} m = "
-            f"{_fmt(g.area_m2)} m\u00b2 on the ground at the raster's centre (measured on the ellipsoid); areas use "
-            "that")
+    return (
+        f"the {what}'s CRS ({g.crs_name}) has map units that are not ground metres here: one pixel of "
+        f"{abs(gt[1]):g} x {abs(gt[5]):g} map units covers {g.width_m:.3g} x {g.height_m:.3g} m = "
+        f"{_fmt(g.area_m2)} m\u00b2 on the ground at the raster's centre (measured on the ellipsoid); areas use "
+        "that"
+    )
 
 
 def _fmt(v: float) -> str:

@@ -8,6 +8,7 @@
 * :func:`warp_to_grid` aligns another raster to a reference grid (a VRT, nothing written to disk).
 * :func:`iter_windows` walks a raster in blocks.
 """
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,14 @@ from .contract.paths import check_regular_target, remove_stale, split_layer, tem
 
 gdal.UseExceptions()
 
-GTIFF_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
-                 "NUM_THREADS=ALL_CPUS")
+GTIFF_OPTIONS = (
+    "TILED=YES",
+    "BLOCKXSIZE=256",
+    "BLOCKYSIZE=256",
+    "COMPRESS=DEFLATE",
+    "BIGTIFF=IF_SAFER",
+    "NUM_THREADS=ALL_CPUS",
+)
 Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
 
 
@@ -165,14 +172,17 @@ class AtomicOutput:
                     os.replace(self.tmp, self.final)
                     for p in _sidecars(self.tmp):
                         if os.path.exists(p):
-                            os.replace(p, self.final + p[len(self.tmp):])
+                            os.replace(p, self.final + p[len(self.tmp) :])
             finally:
                 self._remove_tmp()  # what is left of it: a layer copied into the final file, or a failure
         else:
             self._remove_tmp()
             if self._about_this_output(exc):
-                if (getattr(exc, "errno", None) is None and gdal_error_code(str(exc)) is None
-                        and _nearly_full(os.path.dirname(self.final))):
+                if (
+                    getattr(exc, "errno", None) is None
+                    and gdal_error_code(str(exc)) is None
+                    and _nearly_full(os.path.dirname(self.final))
+                ):
                     # GDAL >= 3.10 says only "TIFFAppendToStrip:Write error": the free space tells why
                     exc = OSError(errno.ENOSPC, "No space left on device")
                 raise SatClassifyError(io_error_message(exc, self.final)) from None
@@ -195,8 +205,13 @@ class AtomicOutput:
             return True
         low = str(exc).lower()
         return getattr(exc, "filename", None) is None and (
-            "no space left" in low or "quota" in low or getattr(exc, "errno", None) in (errno.ENOSPC,)
-            or "write error" in low or "tiffwrite" in low or "tiffappend" in low)
+            "no space left" in low
+            or "quota" in low
+            or getattr(exc, "errno", None) in (errno.ENOSPC,)
+            or "write error" in low
+            or "tiffwrite" in low
+            or "tiffappend" in low
+        )
 
 
 def _nearly_full(folder: str, margin: int = 256 << 10) -> bool:
@@ -217,8 +232,9 @@ def _check_gpkg_target(path: str, layer: str) -> None:
     """A layer can be written into ``path`` (``file.gpkg|layername=layer``): a .gpkg name, and an existing file
     must be a GeoPackage (its other layers are kept)."""
     if os.path.splitext(path)[1].lower() != ".gpkg":
-        raise SatClassifyError(f"output '{path}|layername={layer}': a layer can be written into a GeoPackage only: "
-                               "name the file .gpkg")
+        raise SatClassifyError(
+            f"output '{path}|layername={layer}': a layer can be written into a GeoPackage only: name the file .gpkg"
+        )
     if not os.path.exists(path):
         return
     try:
@@ -226,9 +242,11 @@ def _check_gpkg_target(path: str, layer: str) -> None:
     except RuntimeError:
         ds = None
     if ds is None:
-        raise SatClassifyError(f"cannot add the layer '{layer}' to '{path}': the file exists and is not a GeoPackage "
-                               "that can be updated: choose another file, or give the file name alone (without "
-                               "'|layername=') to replace the file")
+        raise SatClassifyError(
+            f"cannot add the layer '{layer}' to '{path}': the file exists and is not a GeoPackage "
+            "that can be updated: choose another file, or give the file name alone (without "
+            "'|layername=') to replace the file"
+        )
     ds = None
 
 
@@ -295,11 +313,22 @@ def _copy_layer(sl, dst, name: str) -> None:
     nl = nd = None
 
 
-def create_geotiff(path: str, width: int, height: int, bands: int, data_type: int, geotransform: Sequence[float],
-                   projection: str, nodata: Optional[float] = None,
-                   options: Iterable[str] = GTIFF_OPTIONS, *, descriptions: Optional[Sequence[str]] = None,
-                   classes: Optional[Sequence] = None, nodata_name: str = "no label",
-                   metadata: Optional[dict] = None) -> gdal.Dataset:
+def create_geotiff(
+    path: str,
+    width: int,
+    height: int,
+    bands: int,
+    data_type: int,
+    geotransform: Sequence[float],
+    projection: str,
+    nodata: Optional[float] = None,
+    options: Iterable[str] = GTIFF_OPTIONS,
+    *,
+    descriptions: Optional[Sequence[str]] = None,
+    classes: Optional[Sequence] = None,
+    nodata_name: str = "no label",
+    metadata: Optional[dict] = None,
+) -> gdal.Dataset:
     """A new GeoTIFF with everything but its pixels: georeferencing, nodata, band descriptions, dataset
     ``metadata`` and, for a class raster, the colour table + category names of band 1 (``classes``).
 
@@ -350,11 +379,16 @@ def write_class_metadata(band: gdal.Band, classes: Sequence, nodata_name: str = 
         top = max(top, v)
     band.SetRasterColorTable(ct)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-    band.SetRasterCategoryNames(names[:top + 1])
+    band.SetRasterCategoryNames(names[: top + 1])
 
 
-def warp_to_grid(src: gdal.Dataset, ref: gdal.Dataset, resample: str = "near",
-                 src_nodata: Optional[float] = None, dst_alpha: bool = False) -> gdal.Dataset:
+def warp_to_grid(
+    src: gdal.Dataset,
+    ref: gdal.Dataset,
+    resample: str = "near",
+    src_nodata: Optional[float] = None,
+    dst_alpha: bool = False,
+) -> gdal.Dataset:
     """``src`` reprojected/resampled onto ``ref``'s grid, as an in-memory VRT (lazy, nothing read yet).
 
     ``dst_alpha``: add a last band that is 255 where ``src`` covers the pixel (and is not nodata), else 0."""
@@ -362,8 +396,9 @@ def warp_to_grid(src: gdal.Dataset, ref: gdal.Dataset, resample: str = "near",
     bounds = (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
     if abs(gt[2]) > 0 or abs(gt[4]) > 0:
         raise SatClassifyError("rotated rasters are not supported: warp the reference to a north-up grid first")
-    kw = dict(format="VRT", outputBounds=bounds, width=w, height=h, dstSRS=wkt or None, resampleAlg=resample,
-              multithread=True)
+    kw = dict(
+        format="VRT", outputBounds=bounds, width=w, height=h, dstSRS=wkt or None, resampleAlg=resample, multithread=True
+    )
     if src_nodata is not None:
         kw["srcNodata"] = src_nodata
     if dst_alpha:
@@ -390,8 +425,11 @@ def classes_from_raster(ds: gdal.Dataset, band: int = 1) -> list:
     table; CLC codes when every name matches a CLC level (a raster of rasterizeclc), else the value as code."""
     from .contract import clc
 
-    out = [clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
-           for v, (name, color) in sorted(categories(ds, band).items()) if v > 0]
+    out = [
+        clc.ClassInfo(v, str(v), name, color or clc.default_palette(v))
+        for v, (name, color) in sorted(categories(ds, band).items())
+        if v > 0
+    ]
     coded = _recorded_codes(ds)
     if out and coded and set(coded) == {c.value for c in out}:  # own labels (rasterizelabels): their codes
         return [clc.ClassInfo(c.value, coded[c.value], c.name, c.color) for c in out]
@@ -416,8 +454,17 @@ def _recorded_codes(ds: gdal.Dataset) -> Dict[int, str]:
         return {}
 
 
-def write_squares(path: str, layer_name: str, wkt: str, gt, size: int, fields: Sequence[Tuple[str, int]],
-                  class_prefix: str, classes, features) -> None:
+def write_squares(
+    path: str,
+    layer_name: str,
+    wkt: str,
+    gt,
+    size: int,
+    fields: Sequence[Tuple[str, int]],
+    class_prefix: str,
+    classes,
+    features,
+) -> None:
     """A GeoPackage layer of square polygons of ``size`` x ``size`` pixels of the grid ``gt``: one per item of
     ``features`` = (top row, left column, {field: value}, per-class values). ``fields`` are (name, OGR type);
     each class adds a real field ``<class_prefix><value>`` whose alias is the class name."""
@@ -437,8 +484,11 @@ def write_squares(path: str, layer_name: str, wkt: str, gt, size: int, fields: S
         x0, y0 = gt[0] + col * gt[1], gt[3] + row * gt[5]
         x1, y1 = x0 + size * gt[1], y0 + size * gt[5]
         f = ogr.Feature(defn)
-        f.SetGeometryDirectly(ogr.CreateGeometryFromWkt(
-            f"POLYGON (({x0!r} {y0!r},{x1!r} {y0!r},{x1!r} {y1!r},{x0!r} {y1!r},{x0!r} {y0!r}))"))
+        f.SetGeometryDirectly(
+            ogr.CreateGeometryFromWkt(
+                f"POLYGON (({x0!r} {y0!r},{x1!r} {y0!r},{x1!r} {y1!r},{x0!r} {y1!r},{x0!r} {y0!r}))"
+            )
+        )
         for k, v in values.items():
             f.SetField(k, v)
         for c, v in zip(classes, per_class):
@@ -447,4 +497,3 @@ def write_squares(path: str, layer_name: str, wkt: str, gt, size: int, fields: S
     lyr.CommitTransaction()
     lyr = defn = None
     ds = None
-

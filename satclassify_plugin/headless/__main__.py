@@ -1,4 +1,5 @@
 """``python -m satclassify_plugin.headless ...`` = the ``satclassify`` command."""
+
 import sys
 
 from .cli import main

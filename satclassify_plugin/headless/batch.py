@@ -13,6 +13,7 @@ is the tile plan's (the core streams tiles in bounded queues), not the scene's s
 
 Imports dask lazily (only here, only when a batch runs): ``pip install "satclassify[batch]"``.
 """
+
 import argparse
 import csv
 import datetime
@@ -31,8 +32,7 @@ from .cli import PROG, Console, add_classify_params, classify_options
 MANIFEST = "satclassify-run.json"
 REPORT = "satclassify-run-report.csv"
 MANIFEST_VERSION = 1
-REPORT_FIELDS = ("scene", "status", "seconds", "pixels", "pixels_per_s", "device", "worker", "outputs",
-                 "error")
+REPORT_FIELDS = ("scene", "status", "seconds", "pixels", "pixels_per_s", "device", "worker", "outputs", "error")
 
 #: models loaded in this worker process: (path, sha256, device, threads) -> core Model (one load per worker)
 _MODELS = {}
@@ -83,9 +83,15 @@ def classify_scene(scene, model_path, model_digest, out_dir, options, confidence
     written = [p for p in result.outputs if p] + ([result.confidence] if result.confidence else [])
     seconds = time.perf_counter() - t0
     pixels = int(round(result.megapixels * 1e6))
-    return dict(rec, status="done", seconds=round(seconds, 3), pixels=pixels,
-                pixels_per_s=round(pixels / seconds, 1) if seconds > 0 else None, device=result.provider,
-                outputs={os.path.basename(p): file_digest(p) for p in written})
+    return dict(
+        rec,
+        status="done",
+        seconds=round(seconds, 3),
+        pixels=pixels,
+        pixels_per_s=round(pixels / seconds, 1) if seconds > 0 else None,
+        device=result.provider,
+        outputs={os.path.basename(p): file_digest(p) for p in written},
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the manifest
@@ -105,8 +111,10 @@ def load_manifest(path):
             raise ValueError("unknown layout")
         return m
     except (OSError, ValueError) as e:
-        raise SatClassifyError(f"the run manifest '{path}' cannot be read ({e}): move it away to start the run "
-                               "afresh (every scene is then classified again)")
+        raise SatClassifyError(
+            f"the run manifest '{path}' cannot be read ({e}): move it away to start the run "
+            "afresh (every scene is then classified again)"
+        )
 
 
 def write_atomic(path, text):
@@ -160,8 +168,10 @@ def scene_list(items):
     for s in scenes:
         stem = os.path.splitext(os.path.basename(s))[0]
         if stem in seen and seen[stem] != s:
-            raise SatClassifyError(f"two scenes would write the same output {stem}.tif: '{seen[stem]}' and '{s}': "
-                                   "rename one, or run them into different --out folders")
+            raise SatClassifyError(
+                f"two scenes would write the same output {stem}.tif: '{seen[stem]}' and '{s}': "
+                "rename one, or run them into different --out folders"
+            )
         seen[stem] = s
     return list(dict.fromkeys(scenes))
 
@@ -172,24 +182,29 @@ def dask_client(scheduler, workers, con):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise SatClassifyError("satclassify batch needs dask.distributed, which this Python cannot import: "
-                               "pip install \"satclassify[batch]\" (or: pip install \"dask[distributed]\")")
+        raise SatClassifyError(
+            "satclassify batch needs dask.distributed, which this Python cannot import: "
+            'pip install "satclassify[batch]" (or: pip install "dask[distributed]")'
+        )
     import importlib.util
 
     if scheduler:
         try:
             client = Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as e:
-            raise SatClassifyError(f"cannot reach the Dask scheduler at '{scheduler}' ({e}): check the address "
-                                   "(tcp://host:8786) and that the scheduler runs")
+            raise SatClassifyError(
+                f"cannot reach the Dask scheduler at '{scheduler}' ({e}): check the address "
+                "(tcp://host:8786) and that the scheduler runs"
+            )
         return client, None, client.dashboard_link
     # any free port (8787 may be another run's); the dashboard needs bokeh: without it none is announced
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     return Client(cluster), cluster, (cluster.dashboard_link if importlib.util.find_spec("bokeh") else None)
 
 
-def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retries=2, confidence=False,
-              con=None, client=None):
+def run_batch(
+    scenes, model, out_dir, opts, scheduler=None, workers=None, retries=2, confidence=False, con=None, client=None
+):
     """Classify ``scenes`` into ``out_dir`` on Dask; returns the records of this run (one per scene, skipped ones
     included). ``client``: a dask Client to use (tests, notebooks) instead of making one."""
     from dataclasses import asdict
@@ -212,10 +227,16 @@ def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retrie
         if old.get("model_sha256") == digest and old.get("options") == settings:
             old_scenes = old["scenes"]
         else:
-            con.info("the model or the settings differ from the last run in this folder: every scene is "
-                     "classified again")
-    manifest = {"version": MANIFEST_VERSION, "model": model, "model_sha256": digest, "options": settings,
-                "scenes": dict(old_scenes)}
+            con.info(
+                "the model or the settings differ from the last run in this folder: every scene is classified again"
+            )
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "model": model,
+        "model_sha256": digest,
+        "options": settings,
+        "scenes": dict(old_scenes),
+    }
     for s in scenes:  # the outputs of two scenes never collide with the manifest or the report
         for p in scene_outputs(s, out_dir, heads, confidence)[0]:
             if os.path.basename(p) in (MANIFEST, REPORT):
@@ -239,17 +260,28 @@ def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retrie
             client, cluster, link = dask_client(scheduler, workers, con)
         try:
             nworkers = len(client.scheduler_info().get("workers", {}))
-            con.info(f"dask: {len(todo)} scene(s) on {nworkers} worker(s) at {client.scheduler.address}"
-                     + (f"; dashboard {link}" if link else ""))
+            con.info(
+                f"dask: {len(todo)} scene(s) on {nworkers} worker(s) at {client.scheduler.address}"
+                + (f"; dashboard {link}" if link else "")
+            )
             threads = opts.threads
             if not threads and cluster is not None:  # share this machine's cores between the local workers
                 threads = max(1, (os.cpu_count() or 1) // max(1, nworkers))
             options = dict(asdict(opts), threads=threads)
             futures = {}
             for i, (s, stamp) in enumerate(todo):
-                f = client.submit(classify_scene, s, model, digest, out_dir, options, confidence,
-                                  key=f"classify-{i}-{os.path.basename(s)}-{digest[:8]}-{time.time_ns()}",
-                                  retries=retries, pure=False)
+                f = client.submit(
+                    classify_scene,
+                    s,
+                    model,
+                    digest,
+                    out_dir,
+                    options,
+                    confidence,
+                    key=f"classify-{i}-{os.path.basename(s)}-{digest[:8]}-{time.time_ns()}",
+                    retries=retries,
+                    pure=False,
+                )
                 futures[f] = (s, stamp)
             from distributed import as_completed
 
@@ -277,9 +309,11 @@ def run_batch(scenes, model, out_dir, opts, scheduler=None, workers=None, retrie
     ordered = [records[s] for s in scenes]
     write_atomic(os.path.join(out_dir, REPORT), report_csv(ordered))
     done = sum(r["status"] in ("done", "skipped") for r in ordered)
-    con.info(f"{done} of {len(ordered)} scene(s) finished ({sum(r['status'] == 'skipped' for r in ordered)} "
-             f"skipped as done before), {len(ordered) - done} failed, in {time.perf_counter() - t0:.1f} s; "
-             f"manifest {manifest_path}, report {os.path.join(out_dir, REPORT)}")
+    con.info(
+        f"{done} of {len(ordered)} scene(s) finished ({sum(r['status'] == 'skipped' for r in ordered)} "
+        f"skipped as done before), {len(ordered) - done} failed, in {time.perf_counter() - t0:.1f} s; "
+        f"manifest {manifest_path}, report {os.path.join(out_dir, REPORT)}"
+    )
     return ordered
 
 
@@ -287,8 +321,10 @@ def task_error(e, retries):
     """The report's message for a task that raised on its last try."""
     name = type(e).__name__
     if name == "KilledWorker":
-        return (f"the worker running this scene died several times (KilledWorker: {e}): the scene may need more "
-                "memory than a worker has (use a smaller --tile-size or --batch-size, or workers with more memory)")
+        return (
+            f"the worker running this scene died several times (KilledWorker: {e}): the scene may need more "
+            "memory than a worker has (use a smaller --tile-size or --batch-size, or workers with more memory)"
+        )
     if isinstance(e, SatClassifyError):
         return str(e)
     if isinstance(e, MemoryError):
@@ -301,8 +337,10 @@ def task_error(e, retries):
 def progress_line(n, total, rec):
     name = os.path.basename(rec["scene"])
     if rec["status"] == "done":
-        return (f"[{n}/{total}] {name}: done in {rec['seconds']:.1f} s ({rec['pixels_per_s'] / 1e6:.2f} MPix/s, "
-                f"{rec['device']} on {rec['worker']})")
+        return (
+            f"[{n}/{total}] {name}: done in {rec['seconds']:.1f} s ({rec['pixels_per_s'] / 1e6:.2f} MPix/s, "
+            f"{rec['device']} on {rec['worker']})"
+        )
     return f"[{n}/{total}] {name}: FAILED: {rec['error']}"
 
 
@@ -322,21 +360,37 @@ def build_parser():
     parser = argparse.ArgumentParser(prog=f"{PROG} batch", description="Many scenes on a Dask cluster.")
     sub = parser.add_subparsers(dest="tool", metavar="TOOL")
     sub.required = True
-    p = sub.add_parser("classify", help="classify every scene with one model, one Dask task per scene",
-                       description="Classify every scene (as satclassify classify / satclassify:classify) into "
-                       "--out: <scene>.tif per scene (and <scene>_<head>.tif for more heads), a run manifest "
-                       f"{MANIFEST} with checksums (a rerun skips finished scenes) and a report {REPORT}.")
-    p.add_argument("--scenes", nargs="+", required=True, metavar="LIST",
-                   help="raster files, glob patterns (quoted) or text files listing one raster a line")
+    p = sub.add_parser(
+        "classify",
+        help="classify every scene with one model, one Dask task per scene",
+        description="Classify every scene (as satclassify classify / satclassify:classify) into "
+        "--out: <scene>.tif per scene (and <scene>_<head>.tif for more heads), a run manifest "
+        f"{MANIFEST} with checksums (a rerun skips finished scenes) and a report {REPORT}.",
+    )
+    p.add_argument(
+        "--scenes",
+        nargs="+",
+        required=True,
+        metavar="LIST",
+        help="raster files, glob patterns (quoted) or text files listing one raster a line",
+    )
     p.add_argument("--model", dest="MODEL", required=True, help="ONNX model [MODEL]")
     p.add_argument("--out", required=True, help="output folder (shared by every worker)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786); default: a "
-                       "LocalCluster on this machine")
-    where.add_argument("--workers", type=int, default=None,
-                       help="worker processes of the LocalCluster (default: one per CPU core)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per task (0 = the cores of this "
-                   "machine shared between the local workers; onnxruntime's default on a remote scheduler)")
+    where.add_argument(
+        "--scheduler",
+        help="address of a running Dask scheduler (tcp://host:8786); default: a LocalCluster on this machine",
+    )
+    where.add_argument(
+        "--workers", type=int, default=None, help="worker processes of the LocalCluster (default: one per CPU core)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="onnxruntime threads per task (0 = the cores of this "
+        "machine shared between the local workers; onnxruntime's default on a remote scheduler)",
+    )
     p.add_argument("--retries", type=int, default=2, help="retries of a task that fails unexpectedly (default 2)")
     p.add_argument("--confidence", action="store_true", help="also write <scene>_confidence.tif [CONFIDENCE]")
     p.add_argument("--quiet", action="store_true", help="no log lines, only errors and the result")
@@ -355,16 +409,31 @@ def main(argv=None) -> int:
         if args.workers is not None and args.workers < 1:
             raise SatClassifyError(f"--workers {args.workers}: give 1 or more worker processes")
         opts = classify_options(args, threads=max(0, args.threads))
-        records = run_batch(scene_list(args.scenes), args.MODEL, args.out, opts, scheduler=args.scheduler,
-                            workers=args.workers or (os.cpu_count() or 1), retries=args.retries,
-                            confidence=args.confidence, con=con)
+        records = run_batch(
+            scene_list(args.scenes),
+            args.MODEL,
+            args.out,
+            opts,
+            scheduler=args.scheduler,
+            workers=args.workers or (os.cpu_count() or 1),
+            retries=args.retries,
+            confidence=args.confidence,
+            con=con,
+        )
     except KeyboardInterrupt:
         con.warn("interrupted: finished scenes are in the manifest, the others are redone by the next run")
         return 130
     except SatClassifyError as e:
         print(f"{PROG} batch classify: error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"scenes": len(records), "failed": [r["scene"] for r in records if r["status"] == "failed"],
-                      "manifest": os.path.join(os.path.abspath(args.out), MANIFEST)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "scenes": len(records),
+                "failed": [r["scene"] for r in records if r["status"] == "failed"],
+                "manifest": os.path.join(os.path.abspath(args.out), MANIFEST),
+            },
+            indent=1,
+        )
+    )
     return 1 if any(r["status"] == "failed" for r in records) else 0
-

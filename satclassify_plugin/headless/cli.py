@@ -8,6 +8,7 @@ stderr as the tool's log lines; the outputs (the dict processing.run returns) ar
 user error prints the tool's message and exits with status 1 (2: a wrong command line). docs/headless.md has the
 full mapping.
 """
+
 import argparse
 import importlib
 import importlib.util
@@ -55,8 +56,12 @@ class Console:
             return
         while self._shown < step:
             self._shown += 10
-            print(f"{self._shown}..." if self._shown < 100 else "100", end="" if self._shown < 100 else "\n",
-                  file=self.stream, flush=True)
+            print(
+                f"{self._shown}..." if self._shown < 100 else "100",
+                end="" if self._shown < 100 else "\n",
+                file=self.stream,
+                flush=True,
+            )
 
     def _end_progress(self):
         if 0 <= self._shown < 100:
@@ -102,13 +107,16 @@ def enum_index(value, options, name, aliases=None) -> int:
 
 def parse_extent(value: str, name: str = "EXTENT"):
     """``'xmin,xmax,ymin,ymax [EPSG:code]'`` (qgis_process's order) -> ((xmin, ymin, xmax, ymax), crs or None)."""
-    m = re.fullmatch(r"\s*([^,\s]+)\s*,\s*([^,\s]+)\s*,\s*([^,\s]+)\s*,\s*([^,\s\[]+)\s*(?:\[([^\]]+)\])?\s*",
-                     value or "")
+    m = re.fullmatch(
+        r"\s*([^,\s]+)\s*,\s*([^,\s]+)\s*,\s*([^,\s]+)\s*,\s*([^,\s\[]+)\s*(?:\[([^\]]+)\])?\s*", value or ""
+    )
     try:
         xmin, xmax, ymin, ymax = (float(m.group(i)) for i in range(1, 5))
     except (AttributeError, ValueError):
-        raise SatClassifyError(f"{name} '{value}': give xmin,xmax,ymin,ymax (the order of qgis_process), optionally "
-                               "followed by the CRS in brackets, e.g. 500000,501000,4999000,5000000 [EPSG:32632]")
+        raise SatClassifyError(
+            f"{name} '{value}': give xmin,xmax,ymin,ymax (the order of qgis_process), optionally "
+            "followed by the CRS in brackets, e.g. 500000,501000,4999000,5000000 [EPSG:32632]"
+        )
     return (xmin, ymin, xmax, ymax), (m.group(5).strip() if m.group(5) else None)
 
 
@@ -121,8 +129,10 @@ def srs_of(text: str, name: str):
         if s.SetFromUserInput(text) != 0:
             raise RuntimeError
     except RuntimeError:
-        raise SatClassifyError(f"{name} '{text}' is not a coordinate reference system GDAL knows: check the code "
-                               "(e.g. EPSG:32632 for UTM zone 32N, EPSG:3035 for Europe) or leave it empty")
+        raise SatClassifyError(
+            f"{name} '{text}' is not a coordinate reference system GDAL knows: check the code "
+            "(e.g. EPSG:32632 for UTM zone 32N, EPSG:3035 for Europe) or leave it empty"
+        )
     s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return s
 
@@ -195,7 +205,8 @@ def guard(inputs, outputs, rasters=()):
             if ext not in RASTER_EXTENSIONS:
                 raise SatClassifyError(
                     f"{name} '{outs[name]}': the tool writes GeoTIFF, not .{ext or '(no extension)'}: name the "
-                    "file .tif (convert it afterwards with gdal_translate if needed)")
+                    "file .tif (convert it afterwards with gdal_translate if needed)"
+                )
 
 
 def gpkg_target(value, name, what="the tool writes a GeoPackage"):
@@ -204,8 +215,10 @@ def gpkg_target(value, name, what="the tool writes a GeoPackage"):
         return None
     path, _layer = split_layer(value)
     if os.path.splitext(path)[1].lower() != ".gpkg":
-        raise SatClassifyError(f"{name} '{value}': {what}: name the file .gpkg (or 'file.gpkg|layername=name' to add "
-                               "the layer to an existing GeoPackage)")
+        raise SatClassifyError(
+            f"{name} '{value}': {what}: name the file .gpkg (or 'file.gpkg|layername=name' to add "
+            "the layer to an existing GeoPackage)"
+        )
     return absolute(value)
 
 
@@ -215,22 +228,35 @@ def add_classify_params(p, outputs=True):
     from ..core.classify.options import DEVICES, ClassifyOptions
 
     d = ClassifyOptions()
-    param(p, "BANDS", "raster bands in the model's order (numbers or names; empty = match band names)",
-          default=d.bands)
-    param(p, "DEVICE", f"device: {', '.join(f'{i} = {x}' for i, x in enumerate(DEVICES))}",
-          default=str(DEVICES.index(d.device)))
+    param(p, "BANDS", "raster bands in the model's order (numbers or names; empty = match band names)", default=d.bands)
+    param(
+        p,
+        "DEVICE",
+        f"device: {', '.join(f'{i} = {x}' for i, x in enumerate(DEVICES))}",
+        default=str(DEVICES.index(d.device)),
+    )
     param(p, "TILE_SIZE", "tile size in pixels (0 = model default)", type=int, default=d.tile_size)
     param(p, "BATCH_SIZE", "batch size in tiles (0 = default)", type=int, default=d.batch_size)
-    param(p, "RESAMPLE", "resample the input to the model's resolution", action=argparse.BooleanOptionalAction,
-          default=d.resample)
+    param(
+        p,
+        "RESAMPLE",
+        "resample the input to the model's resolution",
+        action=argparse.BooleanOptionalAction,
+        default=d.resample,
+    )
     if outputs:
         param(p, "INPUT", "input raster (e.g. Sentinel-2 stack)", required=True)
         param(p, "MODEL", "ONNX model", required=True)
         param(p, "EXTENT", "extent xmin,xmax,ymin,ymax [EPSG:code] (default: the whole layer)")
         param(p, "OUTPUT", "classes (first head), GeoTIFF", required=True)
         param(p, "OUTPUT_2", "classes (second head, two-head models)")
-        param(p, "WRITE_ALL_HEADS", "write every head next to OUTPUT (as <OUTPUT name>_<head>.tif)",
-              action=argparse.BooleanOptionalAction, default=True)
+        param(
+            p,
+            "WRITE_ALL_HEADS",
+            "write every head next to OUTPUT (as <OUTPUT name>_<head>.tif)",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+        )
         param(p, "CONFIDENCE", "confidence (max probability, %)")
         param(p, "PROBABILITIES", "class probabilities (%, first head)")
 
@@ -249,8 +275,10 @@ def head_paths(output, output_2, heads, write_all, con):
             derived[f"head {k + 1} '{heads[k].name}' ({os.path.basename(paths[k])})"] = paths[k]
         else:
             how = "give OUTPUT_2, or tick" if k == 1 else "tick"
-            con.warn(f"the model has {len(heads)} heads: head '{heads[k].name}' ({heads[k].num_classes} classes) was "
-                     f"not written: {how} 'Write every head next to OUTPUT' (WRITE_ALL_HEADS)")
+            con.warn(
+                f"the model has {len(heads)} heads: head '{heads[k].name}' ({heads[k].num_classes} classes) was "
+                f"not written: {how} 'Write every head next to OUTPUT' (WRITE_ALL_HEADS)"
+            )
     return paths, derived
 
 
@@ -258,8 +286,15 @@ def classify_options(a, extent=None, **kw):
     """The run settings of the classify options in ``a`` (core.classify.options.ClassifyOptions, checked)."""
     from ..core.classify.options import DEVICES, ClassifyOptions
 
-    return ClassifyOptions(bands=a.BANDS or "", extent=extent, device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")],
-                           tile_size=a.TILE_SIZE, batch_size=a.BATCH_SIZE, resample=a.RESAMPLE, **kw)
+    return ClassifyOptions(
+        bands=a.BANDS or "",
+        extent=extent,
+        device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")],
+        tile_size=a.TILE_SIZE,
+        batch_size=a.BATCH_SIZE,
+        resample=a.RESAMPLE,
+        **kw,
+    )
 
 
 def run_classify(a, con):
@@ -274,15 +309,28 @@ def run_classify(a, con):
     heads, derived = head_paths(outs["OUTPUT"], outs["OUTPUT_2"], model.card.heads, a.WRITE_ALL_HEADS, con)
     if derived:
         guard(inputs, dict(outs, **derived))
-    result = classify(a.INPUT, model, heads, confidence=outs["CONFIDENCE"], probabilities=outs["PROBABILITIES"],
-                      options=opts, monitor=monitor)
-    written = [p for p in heads[:len(result.heads)] if p]
-    for k, path in enumerate(heads[:len(result.heads)]):
+    result = classify(
+        a.INPUT,
+        model,
+        heads,
+        confidence=outs["CONFIDENCE"],
+        probabilities=outs["PROBABILITIES"],
+        options=opts,
+        monitor=monitor,
+    )
+    written = [p for p in heads[: len(result.heads)] if p]
+    for k, path in enumerate(heads[: len(result.heads)]):
         if path and path not in (outs["OUTPUT"], outs["OUTPUT_2"]):
             con.info(f"head '{result.heads[k].name}' written to {path}")
-    return {"OUTPUT": outs["OUTPUT"], "OUTPUT_2": outs["OUTPUT_2"], "CONFIDENCE": outs["CONFIDENCE"],
-            "PROBABILITIES": outs["PROBABILITIES"], "PROVIDER": result.provider, "MPIX_PER_S": result.mpix_per_s,
-            "HEAD_OUTPUTS": written}
+    return {
+        "OUTPUT": outs["OUTPUT"],
+        "OUTPUT_2": outs["OUTPUT_2"],
+        "CONFIDENCE": outs["CONFIDENCE"],
+        "PROBABILITIES": outs["PROBABILITIES"],
+        "PROVIDER": result.provider,
+        "MPIX_PER_S": result.mpix_per_s,
+        "HEAD_OUTPUTS": written,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- classifypatches
@@ -302,8 +350,12 @@ def run_classifypatches(a, con):
     guard({"INPUT": a.INPUT, "MODEL": a.MODEL}, {"OUTPUT": output})
     if a.THRESHOLD is not None and not 0.0 <= a.THRESHOLD <= 1.0:
         raise SatClassifyError(f"THRESHOLD {a.THRESHOLD:g} is outside 0 .. 1 (a probability)")
-    opts = ClassifyOptions(bands=a.BANDS or "", extent=extent_in_raster_crs(a.EXTENT, a.INPUT),
-                           device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")], batch_size=a.BATCH_SIZE)
+    opts = ClassifyOptions(
+        bands=a.BANDS or "",
+        extent=extent_in_raster_crs(a.EXTENT, a.INPUT),
+        device=DEVICES[enum_index(a.DEVICE, DEVICES, "DEVICE")],
+        batch_size=a.BATCH_SIZE,
+    )
     model = a.MODEL
     if not model:
         cat = model_list()
@@ -312,10 +364,12 @@ def run_classifypatches(a, con):
             raise SatClassifyError("no model: choose one in the model list (MODEL_ID) or give an .onnx file (MODEL)")
         options = cat.ids()
         if model_id not in options:
-            raise SatClassifyError(f"MODEL_ID '{model_id}': no such model in the model list (models: "
-                                   f"{', '.join(options) or 'none'}). Add its .onnx file to $SATCLASSIFY_MODELS_DIR "
-                                   "with the QGIS dialog Plugins > SatClassify > Manage models..., or give its .onnx "
-                                   "file as MODEL")
+            raise SatClassifyError(
+                f"MODEL_ID '{model_id}': no such model in the model list (models: "
+                f"{', '.join(options) or 'none'}). Add its .onnx file to $SATCLASSIFY_MODELS_DIR "
+                "with the QGIS dialog Plugins > SatClassify > Manage models..., or give its .onnx "
+                "file as MODEL"
+            )
         entry = cat.get(model_id)
         con.info(f"model '{entry.id}' ({'shipped' if entry.shipped else 'added'}): {entry.path}")
         model = entry.path
@@ -324,8 +378,12 @@ def run_classifypatches(a, con):
 
 
 # ----------------------------------------------------------------------------------------------- rasterizeclc
-LEVEL_OPTIONS = ["CLC level 1 (5 classes)", "CLC level 2 (15 classes)", "CLC level 3 (44 classes)",
-                 "Mapping table (MAPPING)"]
+LEVEL_OPTIONS = [
+    "CLC level 1 (5 classes)",
+    "CLC level 2 (15 classes)",
+    "CLC level 3 (44 classes)",
+    "Mapping table (MAPPING)",
+]
 LEVEL_ALIASES = {"level1": 0, "level2": 1, "level3": 2, "mapping": 3}
 RULE_OPTIONS = ["Pixel centre (GDAL default)", "All touched", "Majority coverage"]
 RULES = ["centre", "all_touched", "majority"]
@@ -364,11 +422,14 @@ def clc_grid(a, con):
             raise SatClassifyError(
                 f"TARGET_CRS {name} is geographic (degrees): a pixel size of {pixel:g} would make pixels {pixel:g} "
                 f"degrees wide. Choose a projected CRS in metres (the UTM zone here is EPSG:{epsg}, EPSG:3035 for "
-                f"Europe), or give the pixel size in degrees (about {pixel / 111320.0:.6f} for {pixel:g} m)")
+                f"Europe), or give the pixel size in degrees (about {pixel / 111320.0:.6f} for {pixel:g} m)"
+            )
         utm = srs_of(f"EPSG:{epsg}", "UTM")
-        con.info(f"the extent is in {name} (degrees) and PIXEL_SIZE is {pixel:g}: the grid uses EPSG:{epsg} "
-                 f"({utm.GetName()}, the UTM zone of the extent's centre) with {pixel:g} m pixels; set TARGET_CRS to "
-                 "choose another CRS")
+        con.info(
+            f"the extent is in {name} (degrees) and PIXEL_SIZE is {pixel:g}: the grid uses EPSG:{epsg} "
+            f"({utm.GetName()}, the UTM zone of the extent's centre) with {pixel:g} m pixels; set TARGET_CRS to "
+            "choose another CRS"
+        )
         bounds = transform_bounds(bounds, crs, utm)
         crs = utm
     return Grid.from_extent(bounds, crs.ExportToWkt(), pixel)
@@ -378,8 +439,11 @@ def run_rasterizeclc(a, con):
     from ..core.labels.rasterize import rasterize_clc
 
     output, mixed = absolute(a.OUTPUT), absolute(a.MIXED)
-    guard({"INPUT": a.INPUT, "MAPPING": a.MAPPING, "REFERENCE": a.REFERENCE}, {"OUTPUT": output, "MIXED": mixed},
-          rasters=("OUTPUT", "MIXED"))
+    guard(
+        {"INPUT": a.INPUT, "MAPPING": a.MAPPING, "REFERENCE": a.REFERENCE},
+        {"OUTPUT": output, "MIXED": mixed},
+        rasters=("OUTPUT", "MIXED"),
+    )
     source, layer_name = split_layer(a.INPUT)
     level_idx = enum_index(a.LEVEL, LEVEL_OPTIONS, "LEVEL", LEVEL_ALIASES)
     mapping = a.MAPPING or None
@@ -390,9 +454,19 @@ def run_rasterizeclc(a, con):
     grid = clc_grid(a, con)
     rule = RULES[enum_index(a.RULE, RULE_OPTIONS, "RULE", {r: i for i, r in enumerate(RULES)})]
     con.info(f"grid: {grid.width} x {grid.height} pixels, rule {rule}")
-    result = rasterize_clc(source, output, grid, level=min(level_idx, 2) + 1, mapping_csv=mapping,
-                           field_name=(a.FIELD or "").strip() or None, layer_name=layer_name, rule=rule,
-                           mixed_output=mixed, threshold=a.THRESHOLD, monitor=con.monitor())
+    result = rasterize_clc(
+        source,
+        output,
+        grid,
+        level=min(level_idx, 2) + 1,
+        mapping_csv=mapping,
+        field_name=(a.FIELD or "").strip() or None,
+        layer_name=layer_name,
+        rule=rule,
+        mixed_output=mixed,
+        threshold=a.THRESHOLD,
+        monitor=con.monitor(),
+    )
     con.info(f"written {os.path.basename(output)} in {result.seconds:.1f} s")
     return {"OUTPUT": output, "MIXED": mixed, "UNKNOWN_FEATURES": sum(result.unknown.values())}
 
@@ -422,8 +496,10 @@ def reference_points(path, field, classified, con):
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     if not field:
         if "reference" not in names:
-            raise SatClassifyError("no REFERENCE_FIELD given: name the field of the points that holds the "
-                                   f"reference class (the layer has: {', '.join(names) or 'no field'})")
+            raise SatClassifyError(
+                "no REFERENCE_FIELD given: name the field of the points that holds the "
+                f"reference class (the layer has: {', '.join(names) or 'no field'})"
+            )
         field = "reference"
         con.info("REFERENCE_FIELD is empty: using the points' field 'reference'")
     if field not in names:
@@ -434,9 +510,11 @@ def reference_points(path, field, classified, con):
         srcs = srcs.Clone()
         srcs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
         ct = osr.CoordinateTransformation(srcs, dst)
-        con.info(f"reference points reprojected from {srcs.GetAuthorityName(None) or ''}:"
-                 f"{srcs.GetAuthorityCode(None) or srcs.GetName()} to the classified raster's CRS "
-                 f"{dst.GetAuthorityName(None) or ''}:{dst.GetAuthorityCode(None) or dst.GetName()}")
+        con.info(
+            f"reference points reprojected from {srcs.GetAuthorityName(None) or ''}:"
+            f"{srcs.GetAuthorityCode(None) or srcs.GetName()} to the classified raster's CRS "
+            f"{dst.GetAuthorityName(None) or ''}:{dst.GetAuthorityCode(None) or dst.GetName()}"
+        )
     id_field = "point_id" if "point_id" in names else None
     has_stratum = "stratum" in names
     points = []
@@ -446,12 +524,18 @@ def reference_points(path, field, classified, con):
         if g is not None and not g.IsEmpty():
             try:
                 pt = g.GetPoint(0) if g.GetGeometryCount() == 0 else g.GetGeometryRef(0).GetPoint(0)
-                x, y = (ct.TransformPoint(pt[0], pt[1])[:2] if ct is not None else pt[:2])
+                x, y = ct.TransformPoint(pt[0], pt[1])[:2] if ct is not None else pt[:2]
             except (RuntimeError, TypeError):
                 x = y = None
-        points.append({"x": x, "y": y, "reference": f.GetField(field),
-                       "stratum": f.GetField("stratum") if has_stratum else None,
-                       "id": f.GetField(id_field) if id_field else f.GetFID()})
+        points.append(
+            {
+                "x": x,
+                "y": y,
+                "reference": f.GetField(field),
+                "stratum": f.GetField("stratum") if has_stratum else None,
+                "id": f.GetField(id_field) if id_field else f.GetFID(),
+            }
+        )
     return points, field
 
 
@@ -460,58 +544,93 @@ def run_assess(a, con):
     from ..core.accuracy.points import assess_points
 
     outs = {k: absolute(getattr(a, k)) for k in ("OUTPUT_MATRIX", "OUTPUT_METRICS", "OUTPUT_REPORT")}
-    guard({"CLASSIFIED": a.CLASSIFIED, "REFERENCE": a.REFERENCE, "REFERENCE_POINTS": a.REFERENCE_POINTS,
-           "MASK": a.MASK, "RECLASSIFY": a.RECLASSIFY, "NAMES": a.NAMES}, outs)
+    guard(
+        {
+            "CLASSIFIED": a.CLASSIFIED,
+            "REFERENCE": a.REFERENCE,
+            "REFERENCE_POINTS": a.REFERENCE_POINTS,
+            "MASK": a.MASK,
+            "RECLASSIFY": a.RECLASSIFY,
+            "NAMES": a.NAMES,
+        },
+        outs,
+    )
     if not a.CLASSIFIED:
         raise SatClassifyError("no classified raster given (CLASSIFIED)")
     if a.REFERENCE and a.REFERENCE_POINTS:
-        raise SatClassifyError("both a reference raster (REFERENCE) and reference points (REFERENCE_POINTS) are "
-                               "given: choose one (points for a stratified sample, the raster for a "
-                               "pixel-by-pixel comparison) and leave the other empty")
+        raise SatClassifyError(
+            "both a reference raster (REFERENCE) and reference points (REFERENCE_POINTS) are "
+            "given: choose one (points for a stratified sample, the raster for a "
+            "pixel-by-pixel comparison) and leave the other empty"
+        )
     if not a.REFERENCE and not a.REFERENCE_POINTS:
-        raise SatClassifyError("no reference given: set REFERENCE (a reference class raster) or REFERENCE_POINTS "
-                               "with REFERENCE_FIELD (a reference sample, e.g. from satclassify:samplingdesign)")
-    choices = dict(ignore=a.IGNORE or "", reclassify=a.RECLASSIFY or None, names=a.NAMES or None,
-                   level=ASSESS_LEVEL_VALUES[enum_index(a.LEVEL, ASSESS_LEVELS, "LEVEL",
-                                                        {"none": 0, "1": 1, "2": 2, "level1": 1, "level2": 2})],
-                   level_maps=LEVEL_MAPS[enum_index(a.LEVEL_MAPS, LEVEL_MAPS, "LEVEL_MAPS")])
+        raise SatClassifyError(
+            "no reference given: set REFERENCE (a reference class raster) or REFERENCE_POINTS "
+            "with REFERENCE_FIELD (a reference sample, e.g. from satclassify:samplingdesign)"
+        )
+    choices = dict(
+        ignore=a.IGNORE or "",
+        reclassify=a.RECLASSIFY or None,
+        names=a.NAMES or None,
+        level=ASSESS_LEVEL_VALUES[
+            enum_index(a.LEVEL, ASSESS_LEVELS, "LEVEL", {"none": 0, "1": 1, "2": 2, "level1": 1, "level2": 2})
+        ],
+        level_maps=LEVEL_MAPS[enum_index(a.LEVEL_MAPS, LEVEL_MAPS, "LEVEL_MAPS")],
+    )
     mon = con.monitor()
     if a.REFERENCE_POINTS:
         if a.SCALE != 1:
-            raise SatClassifyError("SCALE compares maps block by block; with REFERENCE_POINTS each point is one "
-                                   "sampling unit: leave SCALE at 1")
+            raise SatClassifyError(
+                "SCALE compares maps block by block; with REFERENCE_POINTS each point is one "
+                "sampling unit: leave SCALE at 1"
+            )
         points, field = reference_points(a.REFERENCE_POINTS, a.REFERENCE_FIELD, a.CLASSIFIED, con)
-        result = assess_points(a.CLASSIFIED, points, mask=a.MASK or None, **choices,
-                               points_source=str(a.REFERENCE_POINTS), reference_field=field,
-                               monitor=mon.sub(0.0, 0.95))
+        result = assess_points(
+            a.CLASSIFIED,
+            points,
+            mask=a.MASK or None,
+            **choices,
+            points_source=str(a.REFERENCE_POINTS),
+            reference_field=field,
+            monitor=mon.sub(0.0, 0.95),
+        )
     else:
-        result = assess(a.CLASSIFIED, a.REFERENCE, mask=a.MASK or None, **choices, scale=float(a.SCALE),
-                        monitor=mon.sub(0.0, 0.95))
+        result = assess(
+            a.CLASSIFIED, a.REFERENCE, mask=a.MASK or None, **choices, scale=float(a.SCALE), monitor=mon.sub(0.0, 0.95)
+        )
     m = result.metrics
     write_outputs(result, outs["OUTPUT_MATRIX"], outs["OUTPUT_METRICS"], outs["OUTPUT_REPORT"])
     con.progress(1.0)
     if a.REFERENCE_POINTS:
         s = m["sample"]
-        con.info(f"{s['used']} of {s['points']} reference points used over {len(m['classes'])} classes: OA "
-                 f"{m['overall_accuracy']:.4f} +- {m['overall_accuracy_ci95']:.4f} (95 % CI, stratified estimator)")
+        con.info(
+            f"{s['used']} of {s['points']} reference points used over {len(m['classes'])} classes: OA "
+            f"{m['overall_accuracy']:.4f} +- {m['overall_accuracy_ci95']:.4f} (95 % CI, stratified estimator)"
+        )
         for e in m["area_estimates"]:
-            con.info(f"  {e['value']} {e['name']}: mapped {e['mapped_area_ha']:.2f} ha, estimated "
-                     f"{e['estimated_area_ha']:.2f} +- {e['ci95_ha']:.2f} ha")
+            con.info(
+                f"  {e['value']} {e['name']}: mapped {e['mapped_area_ha']:.2f} ha, estimated "
+                f"{e['estimated_area_ha']:.2f} +- {e['ci95_ha']:.2f} ha"
+            )
     else:
-        con.info(f"{m['pixels']} {'blocks' if m['inputs']['scale'] > 1 else 'pixels'} compared over "
-                 f"{len(m['classes'])} classes: OA {m['overall_accuracy']:.4f}, kappa {m['kappa']:.4f}, "
-                 f"macro F1 {m['macro_f1']:.4f}, mIoU {m['miou']:.4f}")
+        con.info(
+            f"{m['pixels']} {'blocks' if m['inputs']['scale'] > 1 else 'pixels'} compared over "
+            f"{len(m['classes'])} classes: OA {m['overall_accuracy']:.4f}, kappa {m['kappa']:.4f}, "
+            f"macro F1 {m['macro_f1']:.4f}, mIoU {m['miou']:.4f}"
+        )
     return dict(outs, OA=m["overall_accuracy"], KAPPA=m["kappa"], MIOU=m["miou"], MACRO_F1=m["macro_f1"])
 
 
 # ----------------------------------------------------------------------------------------------- command line
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog=PROG, description="SatClassify without QGIS: the Processing tools' core on the command line "
+        prog=PROG,
+        description="SatClassify without QGIS: the Processing tools' core on the command line "
         "(parameters as in QGIS: TILE_SIZE -> --tile-size). More: docs/headless.md.",
         epilog="Also: 'satclassify batch classify --scenes LIST --model M --out DIR' (many scenes on a Dask "
         "cluster; see 'satclassify batch classify --help') and 'satclassify export-openeo ...' (an openEO UDF and "
-        "process graph for a model).")
+        "process graph for a model).",
+    )
     parser.add_argument("--quiet", action="store_true", help="no log lines or progress, only errors and the result")
     sub = parser.add_subparsers(dest="tool", metavar="TOOL")
     sub.required = True
@@ -521,13 +640,18 @@ def build_parser():
 
     from ..core.classify.options import DEVICES
 
-    p = sub.add_parser("classifypatches", help="satclassify:classifypatches - a patch classifier over the patch "
-                       "grid -> GeoPackage")
+    p = sub.add_parser(
+        "classifypatches", help="satclassify:classifypatches - a patch classifier over the patch grid -> GeoPackage"
+    )
     param(p, "INPUT", "input raster (e.g. Sentinel-2 stack)", required=True)
     param(p, "MODEL_ID", "model id in the model list (default: the first shipped model)")
     param(p, "MODEL", "ONNX patch classifier file (given: used instead of the model list)")
-    param(p, "THRESHOLD", "probability threshold for every class (multi-label; empty = the model's per-class "
-          "thresholds)", type=float)
+    param(
+        p,
+        "THRESHOLD",
+        "probability threshold for every class (multi-label; empty = the model's per-class thresholds)",
+        type=float,
+    )
     param(p, "EXTENT", "extent xmin,xmax,ymin,ymax [EPSG:code] (default: the whole layer)")
     param(p, "DEVICE", f"device: {', '.join(f'{i} = {d}' for i, d in enumerate(DEVICES))}", default="0")
     param(p, "BANDS", "raster bands in the model's order (numbers or names; empty = match band names)", default="")
@@ -535,24 +659,43 @@ def build_parser():
     param(p, "OUTPUT", "patches (GeoPackage: file.gpkg or 'file.gpkg|layername=name')", required=True)
 
     p = sub.add_parser("rasterizeclc", help="satclassify:rasterizeclc - CLC polygons or raster -> class raster")
-    param(p, "INPUT", "CORINE Land Cover polygons or raster (a file; 'file.gpkg|layername=name' for one layer)",
-          required=True)
+    param(
+        p,
+        "INPUT",
+        "CORINE Land Cover polygons or raster (a file; 'file.gpkg|layername=name' for one layer)",
+        required=True,
+    )
     param(p, "FIELD", "code field (empty = detect code_18 / code_12 / ...)", default="")
-    param(p, "LEVEL", "classes: " + "; ".join(f"{i} = {o}" for i, o in enumerate(LEVEL_OPTIONS))
-          + " (or level1, level2, level3, mapping)", default="2")
+    param(
+        p,
+        "LEVEL",
+        "classes: "
+        + "; ".join(f"{i} = {o}" for i, o in enumerate(LEVEL_OPTIONS))
+        + " (or level1, level2, level3, mapping)",
+        default="2",
+    )
     param(p, "MAPPING", "mapping table (CSV: code,value,name[,colour])")
     param(p, "REFERENCE", "reference raster (grid to copy)")
     param(p, "EXTENT", "extent xmin,xmax,ymin,ymax [EPSG:code] (without a reference raster)")
     param(p, "TARGET_CRS", "output CRS, e.g. EPSG:32632 (without a reference raster)")
     param(p, "PIXEL_SIZE", "pixel size (without a reference raster)", type=float, default=10.0)
-    param(p, "RULE", "pixel rule: " + "; ".join(f"{i} = {o}" for i, o in enumerate(RULE_OPTIONS))
-          + " (or centre, all_touched, majority)", default="0")
+    param(
+        p,
+        "RULE",
+        "pixel rule: "
+        + "; ".join(f"{i} = {o}" for i, o in enumerate(RULE_OPTIONS))
+        + " (or centre, all_touched, majority)",
+        default="0",
+    )
     param(p, "THRESHOLD", "mixed: dominant class fraction below which a pixel is mixed", type=float, default=0.75)
     param(p, "OUTPUT", "CLC classes (GeoTIFF)", required=True)
     param(p, "MIXED", "mixed pixels (majority rule; GeoTIFF)")
 
-    p = sub.add_parser("assess", aliases=["assessaccuracy"], help="satclassify:assessaccuracy - class raster vs "
-                       "reference raster or reference sample points")
+    p = sub.add_parser(
+        "assess",
+        aliases=["assessaccuracy"],
+        help="satclassify:assessaccuracy - class raster vs reference raster or reference sample points",
+    )
     param(p, "CLASSIFIED", "classified raster", required=True)
     param(p, "REFERENCE", "reference raster (e.g. rasterized CLC), or leave empty and give reference points")
     param(p, "REFERENCE_POINTS", "reference sample points (instead of a reference raster)")
@@ -570,8 +713,13 @@ def build_parser():
     return parser
 
 
-RUNNERS = {"classify": run_classify, "classifypatches": run_classifypatches, "rasterizeclc": run_rasterizeclc,
-           "assess": run_assess, "assessaccuracy": run_assess}
+RUNNERS = {
+    "classify": run_classify,
+    "classifypatches": run_classifypatches,
+    "rasterizeclc": run_rasterizeclc,
+    "assess": run_assess,
+    "assessaccuracy": run_assess,
+}
 
 
 def run_tool(tool, args, con):
@@ -605,15 +753,21 @@ def run_tool(tool, args, con):
 def export_openeo(argv):
     """``satclassify export-openeo ...``: handed to ``satclassify_plugin.headless.openeo_export:main(argv)``."""
     if importlib.util.find_spec(OPENEO_MODULE) is None:
-        print(f"{PROG} export-openeo: error: this installation has no openEO exporter (the module {OPENEO_MODULE} "
-              "is missing): install a SatClassify version that has it (docs/headless.md)", file=sys.stderr)
+        print(
+            f"{PROG} export-openeo: error: this installation has no openEO exporter (the module {OPENEO_MODULE} "
+            "is missing): install a SatClassify version that has it (docs/headless.md)",
+            file=sys.stderr,
+        )
         return 2
     try:
         module = importlib.import_module(OPENEO_MODULE)
     except ImportError as e:
         missing = getattr(e, "name", None) or str(e)
-        print(f"{PROG} export-openeo: error: the openEO exporter needs the Python package '{missing}', which this "
-              f"Python cannot import: pip install {missing}", file=sys.stderr)
+        print(
+            f"{PROG} export-openeo: error: the openEO exporter needs the Python package '{missing}', which this "
+            f"Python cannot import: pip install {missing}",
+            file=sys.stderr,
+        )
         return 2
     return int(module.main(argv) or 0)
 
@@ -623,9 +777,12 @@ def gdal_available(stream=None) -> bool:
     try:
         from ..core import raster  # noqa: F401  (GDAL exceptions on, as in the plugin)
     except ImportError as e:
-        print(f"{PROG}: error: GDAL's Python bindings (osgeo) cannot be imported ({e}): install the ones matching "
-              "the system's GDAL, e.g. 'pip install GDAL==$(gdal-config --version)' (needs libgdal-dev and a C++ "
-              "compiler) or the distribution's python3-gdal (docs/headless.md)", file=stream or sys.stderr)
+        print(
+            f"{PROG}: error: GDAL's Python bindings (osgeo) cannot be imported ({e}): install the ones matching "
+            "the system's GDAL, e.g. 'pip install GDAL==$(gdal-config --version)' (needs libgdal-dev and a C++ "
+            "compiler) or the distribution's python3-gdal (docs/headless.md)",
+            file=stream or sys.stderr,
+        )
         return False
     return True
 

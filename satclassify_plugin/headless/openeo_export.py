@@ -24,6 +24,7 @@ way ``apply_neighborhood`` does (chunks + overlap, through the client's ``execut
 checking a model before a batch job. The openeo client (and xarray) are imported only inside the functions that
 need them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,13 @@ MODEL_URL_PLACEHOLDER = "https://REPLACE-WITH-THE-URL-OF/model.zip"
 MIN_CHUNK = 32
 COMPOSITES = ("median", "none")
 DEFAULT_MAX_CLOUD = 60
-FILES = {"udf": "udf.py", "process_graph": "process_graph.json", "job_options": "job_options.json",
-         "legend": "legend.json", "model_archive": "model.zip"}
+FILES = {
+    "udf": "udf.py",
+    "process_graph": "process_graph.json",
+    "job_options": "job_options.json",
+    "legend": "legend.json",
+    "model_archive": "model.zip",
+}
 #: memory per executor for a model of a few MB; raise python-memory for big models (docs/openeo.md)
 MEMORY_OPTIONS = {"executor-memory": "2g", "executor-memoryOverhead": "1g", "python-memory": "3g"}
 
@@ -63,13 +69,16 @@ class ExportError(SatClassifyError):
 def check_card(card: ModelCard) -> None:
     """Refuse a model the UDF cannot run on a Sentinel-2 L2A collection, naming the fix."""
     if card.timeseries:
-        raise ExportError("multi-date models cannot be exported to openEO yet: the UDF runs single-date models "
-                          "(classify a multi-date stack with 'satclassify classify')")
+        raise ExportError(
+            "multi-date models cannot be exported to openEO yet: the UDF runs single-date models "
+            "(classify a multi-date stack with 'satclassify classify')"
+        )
     if not card.sentinel2_dn:
         raise ExportError(
             f"the model's bands ({', '.join(card.bands)}) are not Sentinel-2 band names ({', '.join(S2_BANDS[:-1])})"
             f": export-openeo loads the card's bands from {COLLECTION}, so it needs a SatClassify model of "
-            "Sentinel-2 L2A bands (exported with 'python -m training export')")
+            "Sentinel-2 L2A bands (exported with 'python -m training export')"
+        )
     if "SCL" in card.bands:
         raise ExportError("the model takes SCL as an input band: the openEO graph uses SCL as the cloud mask only")
 
@@ -83,20 +92,28 @@ def chunk_shape(card: ModelCard, fixed_hw=None, size_multiple=None, chunk: int =
     halo = int(card.halo)
     if fixed_hw:
         if fixed_hw[0] != fixed_hw[1]:
-            raise ExportError(f"the model takes a fixed input of {fixed_hw[1]} x {fixed_hw[0]} px; export-openeo "
-                              "runs square chunks: export the model with a square or dynamic input")
+            raise ExportError(
+                f"the model takes a fixed input of {fixed_hw[1]} x {fixed_hw[0]} px; export-openeo "
+                "runs square chunks: export the model with a square or dynamic input"
+            )
         size = int(fixed_hw[0]) - 2 * halo
         if chunk and chunk != size:
-            raise ExportError(f"--chunk {chunk}: the model takes a fixed input of {fixed_hw[0]} px, so its chunk is "
-                              f"{size} px (+ {halo} px overlap on each side); leave --chunk out")
+            raise ExportError(
+                f"--chunk {chunk}: the model takes a fixed input of {fixed_hw[0]} px, so its chunk is "
+                f"{size} px (+ {halo} px overlap on each side); leave --chunk out"
+            )
         if size < MIN_CHUNK:
-            raise ExportError(f"the model's fixed input of {fixed_hw[0]} px leaves a chunk of {size} px, but openEO "
-                              f"back-ends need apply_neighborhood chunks of at least {MIN_CHUNK} px")
+            raise ExportError(
+                f"the model's fixed input of {fixed_hw[0]} px leaves a chunk of {size} px, but openEO "
+                f"back-ends need apply_neighborhood chunks of at least {MIN_CHUNK} px"
+            )
         return {"size": size, "overlap": halo}
     if chunk:
         if not isinstance(chunk, int) or chunk < MIN_CHUNK:
-            raise ExportError(f"--chunk must be an integer of at least {MIN_CHUNK} (pixels per chunk edge, without the "
-                              f"overlap; openEO back-ends refuse smaller chunks), got {chunk!r}")
+            raise ExportError(
+                f"--chunk must be an integer of at least {MIN_CHUNK} (pixels per chunk edge, without the "
+                f"overlap; openEO back-ends refuse smaller chunks), got {chunk!r}"
+            )
         size = chunk
     else:
         size = max(int(card.tile_size) - 2 * halo, MIN_CHUNK)
@@ -111,13 +128,22 @@ def udf_config(card: ModelCard, model_file: str, sha256: str, fixed_hw=None, siz
     of the preprocessing): model input = clip(raw, lo, hi) * a + b per band."""
     a, b, lo, hi = input_transform(card)
     return {
-        "bands": list(card.bands), "a": [float(v) for v in a], "b": [float(v) for v in b],
-        "lo": [float(v) for v in lo], "hi": [float(v) for v in hi],
-        "sentinel2_dn": bool(card.sentinel2_dn), "halo": int(card.halo),
-        "fixed_hw": list(fixed_hw) if fixed_hw else None, "size_multiple": int(size_multiple or 1),
-        "heads": [{"name": h.name, "output": h.output, "values": [int(c.value) for c in h.classes]}
-                  for h in card.heads],
-        "model_file": model_file, "sha256": sha256, "model_dirs": [MODEL_DIR, "."], "dependency_dirs": [DEPS_DIR],
+        "bands": list(card.bands),
+        "a": [float(v) for v in a],
+        "b": [float(v) for v in b],
+        "lo": [float(v) for v in lo],
+        "hi": [float(v) for v in hi],
+        "sentinel2_dn": bool(card.sentinel2_dn),
+        "halo": int(card.halo),
+        "fixed_hw": list(fixed_hw) if fixed_hw else None,
+        "size_multiple": int(size_multiple or 1),
+        "heads": [
+            {"name": h.name, "output": h.output, "values": [int(c.value) for c in h.classes]} for h in card.heads
+        ],
+        "model_file": model_file,
+        "sha256": sha256,
+        "model_dirs": [MODEL_DIR, "."],
+        "dependency_dirs": [DEPS_DIR],
     }
 
 
@@ -278,6 +304,7 @@ def apply_datacube(cube: xr.DataArray, context: dict) -> xr.DataArray:
 
 def udf_source(config: dict, architecture: str = "") -> str:
     """The UDF's Python source with ``config`` (:func:`udf_config`) embedded."""
+
     def value(v):  # one line per key, one per head
         if isinstance(v, list) and v and isinstance(v[0], dict):
             return "[\n  " + ",\n  ".join(json.dumps(x) for x in v) + "\n ]"
@@ -286,20 +313,33 @@ def udf_source(config: dict, architecture: str = "") -> str:
     text = "{\n" + ",\n".join(f" {json.dumps(k)}: {value(v)}" for k, v in config.items()) + "\n}"
     if '"""' in text:  # cannot happen with JSON, but the raw string must stay closed
         raise ExportError("the model card holds text the UDF cannot embed")
-    return _UDF_TEMPLATE.format(config=text, model_file=config["model_file"], arch=architecture,
-                                sha_short=config["sha256"][:12], bands=", ".join(config["bands"]), model_dir=MODEL_DIR)
+    return _UDF_TEMPLATE.format(
+        config=text,
+        model_file=config["model_file"],
+        arch=architecture,
+        sha_short=config["sha256"][:12],
+        bands=", ".join(config["bands"]),
+        model_dir=MODEL_DIR,
+    )
 
 
 # Graph, job options, legend ------------------------------------------------------------------------------------
 def _rgba(color: str) -> List[float]:
     c = color.lstrip("#")
-    return [round(int(c[i:i + 2], 16) / 255.0, 6) for i in (0, 2, 4)] + [1.0]
+    return [round(int(c[i : i + 2], 16) / 255.0, 6) for i in (0, 2, 4)] + [1.0]
 
 
 def legend(card: ModelCard, model_file: str, sha256: str) -> dict:
-    return {"model": model_file, "sha256": sha256, "architecture": card.architecture, "nodata": 0,
-            "heads": [{"name": h.name, "band": i + 1,
-                       "classes": [c.to_dict() for c in h.classes]} for i, h in enumerate(card.heads)]}
+    return {
+        "model": model_file,
+        "sha256": sha256,
+        "architecture": card.architecture,
+        "nodata": 0,
+        "heads": [
+            {"name": h.name, "band": i + 1, "classes": [c.to_dict() for c in h.classes]}
+            for i, h in enumerate(card.heads)
+        ],
+    }
 
 
 def job_options(model_url: Optional[str] = None, deps_url: Optional[str] = None) -> dict:
@@ -311,19 +351,29 @@ def job_options(model_url: Optional[str] = None, deps_url: Optional[str] = None)
 
 
 def _description(card: ModelCard, model_file: str, shape: Dict[str, int], composite: str) -> str:
-    lines = [f"Applies the SatClassify model `{model_file}` ({card.architecture}) to {COLLECTION}: bands "
-             f"{', '.join(card.bands)}, clouds masked by SCL ({', '.join(map(str, SCL_INVALID))}), "
-             + ("the per-pixel median of the dates" if composite == "median" else "each date on its own")
-             + f"; apply_neighborhood chunks of {shape['size']} px with {shape['overlap']} px overlap "
-             "(the model's halo). Output: one band per head, class values (0 = no data).", ""]
+    lines = [
+        f"Applies the SatClassify model `{model_file}` ({card.architecture}) to {COLLECTION}: bands "
+        f"{', '.join(card.bands)}, clouds masked by SCL ({', '.join(map(str, SCL_INVALID))}), "
+        + ("the per-pixel median of the dates" if composite == "median" else "each date on its own")
+        + f"; apply_neighborhood chunks of {shape['size']} px with {shape['overlap']} px overlap "
+        "(the model's halo). Output: one band per head, class values (0 = no data).",
+        "",
+    ]
     for i, h in enumerate(card.heads):
         lines.append(f"Band {i + 1} `{h.name}`: " + "; ".join(f"{c.value} = {c.name} ({c.color})" for c in h.classes))
     return "\n".join(lines)
 
 
-def build_process(card: ModelCard, udf_code: str, shape: Dict[str, int], model_file: str,
-                  composite: str = "median", collection: str = COLLECTION, options: Optional[dict] = None,
-                  max_cloud_cover: float = DEFAULT_MAX_CLOUD) -> dict:
+def build_process(
+    card: ModelCard,
+    udf_code: str,
+    shape: Dict[str, int],
+    model_file: str,
+    composite: str = "median",
+    collection: str = COLLECTION,
+    options: Optional[dict] = None,
+    max_cloud_cover: float = DEFAULT_MAX_CLOUD,
+) -> dict:
     """The openEO user-defined process (dict) that classifies ``collection`` with the UDF, built offline with the
     openeo client (no connection)."""
     openeo = import_openeo()
@@ -333,13 +383,22 @@ def build_process(card: ModelCard, udf_code: str, shape: Dict[str, int], model_f
 
     if composite not in COMPOSITES:
         raise ExportError(f"--composite must be one of {', '.join(COMPOSITES)}, got {composite!r}")
-    spatial = Parameter.bounding_box(name="spatial_extent", description="the area to classify (west, south, east, "
-                                                                        "north, crs)")
+    spatial = Parameter.bounding_box(
+        name="spatial_extent", description="the area to classify (west, south, east, north, crs)"
+    )
     temporal = Parameter.temporal_interval(name="temporal_extent", description="the dates to load, e.g. one month")
-    cloud = Parameter.number(name="max_cloud_cover", description="scenes with more cloud (%) are not loaded",
-                             default=max_cloud_cover)
-    cube = DataCube.load_collection(collection, connection=None, spatial_extent=spatial, temporal_extent=temporal,
-                                    bands=list(card.bands) + ["SCL"], max_cloud_cover=cloud, fetch_metadata=False)
+    cloud = Parameter.number(
+        name="max_cloud_cover", description="scenes with more cloud (%) are not loaded", default=max_cloud_cover
+    )
+    cube = DataCube.load_collection(
+        collection,
+        connection=None,
+        spatial_extent=spatial,
+        temporal_extent=temporal,
+        bands=list(card.bands) + ["SCL"],
+        max_cloud_cover=cloud,
+        fetch_metadata=False,
+    )
     scl = cube.band("SCL")
     cloudy = None
     for v in SCL_INVALID:
@@ -349,8 +408,9 @@ def build_process(card: ModelCard, udf_code: str, shape: Dict[str, int], model_f
         cube = cube.reduce_dimension(dimension="t", reducer="median")
     if card.resolution_m is not None and abs(card.resolution_m - 10.0) > 1e-9:
         # the collection's native grid is 10 m: the same rule as classify's RESAMPLE (average down, bilinear up)
-        cube = cube.resample_spatial(resolution=card.resolution_m,
-                                     method="average" if card.resolution_m > 10.0 else "bilinear")
+        cube = cube.resample_spatial(
+            resolution=card.resolution_m, method="average" if card.resolution_m > 10.0 else "bilinear"
+        )
     udf = openeo.UDF(udf_code, runtime="Python", context={})
     size = [{"dimension": d, "value": shape["size"], "unit": "px"} for d in ("x", "y")]
     overlap = [{"dimension": d, "value": shape["overlap"], "unit": "px"} for d in ("x", "y")]
@@ -359,29 +419,41 @@ def build_process(card: ModelCard, udf_code: str, shape: Dict[str, int], model_f
     # resample_spatial drops without a connection, so the process is added as it is)
     cube = cube.process("rename_labels", data=THIS, dimension="bands", target=[h.name for h in card.heads])
     first = card.heads[0]
-    result = cube.save_result(format="GTiff", options={
-        "colormap": {str(c.value): _rgba(c.color) for c in first.classes},
-        "file_metadata": {"description": f"SatClassify {model_file}: " + "; ".join(
-            f"{c.value} = {c.name}" for c in first.classes)}})
+    result = cube.save_result(
+        format="GTiff",
+        options={
+            "colormap": {str(c.value): _rgba(c.color) for c in first.classes},
+            "file_metadata": {
+                "description": f"SatClassify {model_file}: " + "; ".join(f"{c.value} = {c.name}" for c in first.classes)
+            },
+        },
+    )
     pid = "satclassify_" + "".join(ch if ch.isalnum() else "_" for ch in os.path.splitext(model_file)[0]).lower()
-    return build_process_dict(result, process_id=pid, summary=f"Land cover from {collection} with {model_file}",
-                              description=_description(card, model_file, shape, composite),
-                              parameters=[spatial, temporal, cloud], categories=["machine learning"],
-                              default_job_options=options)
+    return build_process_dict(
+        result,
+        process_id=pid,
+        summary=f"Land cover from {collection} with {model_file}",
+        description=_description(card, model_file, shape, composite),
+        parameters=[spatial, temporal, cloud],
+        categories=["machine learning"],
+        default_job_options=options,
+    )
 
 
 def import_openeo():
     try:
         import openeo
     except ImportError as e:
-        raise ExportError(f"the openeo Python client is missing ({e}): install it with 'pip install openeo' "
-                          "(it brings xarray)")
+        raise ExportError(
+            f"the openeo Python client is missing ({e}): install it with 'pip install openeo' (it brings xarray)"
+        )
     return openeo
 
 
 # Writing -------------------------------------------------------------------------------------------------------
 def _load(model_path: str):
     from ..core.classify.inference import load_model
+
     try:
         return load_model(model_path, "CPU")
     except SatClassifyError as e:
@@ -394,17 +466,27 @@ def _targets(out_dir: str, overwrite: bool) -> Dict[str, str]:
     targets = {k: os.path.join(out_dir, name) for k, name in FILES.items()}
     there = [p for p in targets.values() if os.path.lexists(p)]
     if there and not overwrite:
-        raise ExportError(f"{', '.join(os.path.basename(p) for p in there)} already in '{out_dir}': choose another "
-                          "folder or give --overwrite")
+        raise ExportError(
+            f"{', '.join(os.path.basename(p) for p in there)} already in '{out_dir}': choose another "
+            "folder or give --overwrite"
+        )
     for p in targets.values():
         paths.check_regular_target(p, "choose another --out folder")
     return targets
 
 
-def export_openeo(model_path: str, out_dir: str, model_url: Optional[str] = None, deps_url: Optional[str] = None,
-                  chunk: int = 0, composite: str = "median", collection: str = COLLECTION,
-                  max_cloud_cover: float = DEFAULT_MAX_CLOUD, overwrite: bool = False,
-                  log: Callable[[str], None] = lambda m: None) -> Dict[str, str]:
+def export_openeo(
+    model_path: str,
+    out_dir: str,
+    model_url: Optional[str] = None,
+    deps_url: Optional[str] = None,
+    chunk: int = 0,
+    composite: str = "median",
+    collection: str = COLLECTION,
+    max_cloud_cover: float = DEFAULT_MAX_CLOUD,
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda m: None,
+) -> Dict[str, str]:
     """Write the UDF, process graph, job options, legend and model archive of ``model_path`` into ``out_dir``;
     returns {kind: path} of the files written (keys of :data:`FILES`)."""
     if composite not in COMPOSITES:
@@ -428,19 +510,26 @@ def export_openeo(model_path: str, out_dir: str, model_url: Optional[str] = None
     code = udf_source(config, card.architecture)
     options = job_options(model_url, deps_url)
     process = build_process(card, code, shape, model_file, composite, collection, options, max_cloud_cover)
-    texts = {"udf": code, "process_graph": json.dumps(process, indent=2) + "\n",
-             "job_options": json.dumps(options, indent=2) + "\n",
-             "legend": json.dumps(legend(card, model_file, sha), indent=2) + "\n"}
+    texts = {
+        "udf": code,
+        "process_graph": json.dumps(process, indent=2) + "\n",
+        "job_options": json.dumps(options, indent=2) + "\n",
+        "legend": json.dumps(legend(card, model_file, sha), indent=2) + "\n",
+    }
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create the output folder '{out_dir}': {e}")
     _write_all(targets, texts, model_path, model_file)
-    log(f"model {model_file}: bands {', '.join(card.bands)}, halo {card.halo} px -> apply_neighborhood chunks of "
-        f"{shape['size']} px + {shape['overlap']} px overlap; heads {', '.join(h.name for h in card.heads)}")
+    log(
+        f"model {model_file}: bands {', '.join(card.bands)}, halo {card.halo} px -> apply_neighborhood chunks of "
+        f"{shape['size']} px + {shape['overlap']} px overlap; heads {', '.join(h.name for h in card.heads)}"
+    )
     if not model_url:
-        log(f"upload {targets['model_archive']} where the back-end can read it and put its URL in job_options.json "
-            f"(now '{MODEL_URL_PLACEHOLDER}'), or export again with --model-url (docs/openeo.md)")
+        log(
+            f"upload {targets['model_archive']} where the back-end can read it and put its URL in job_options.json "
+            f"(now '{MODEL_URL_PLACEHOLDER}'), or export again with --model-url (docs/openeo.md)"
+        )
     return targets
 
 
@@ -480,6 +569,7 @@ def run_udf_locally(udf_code: str, cube, size: int, overlap: int, context: Optio
     NaN, outside the cube), run through the openeo client's ``execute_local_udf``, and the overlap cut off again."""
     import numpy as np
     import xarray as xr
+
     openeo = import_openeo()
     from openeo.udf.run_code import execute_local_udf
 
@@ -492,15 +582,18 @@ def run_udf_locally(udf_code: str, cube, size: int, overlap: int, context: Optio
     for r in range(rows):
         row = []
         for c in range(cols):
-            chunk = padded.isel(y=slice(r * size, r * size + size + 2 * overlap),
-                                x=slice(c * size, c * size + size + 2 * overlap))
+            chunk = padded.isel(
+                y=slice(r * size, r * size + size + 2 * overlap), x=slice(c * size, c * size + size + 2 * overlap)
+            )
             out = execute_local_udf(udf, chunk, fmt="netcdf").get_datacube_list()[0].get_array()
             row.append(out.isel(y=slice(overlap, overlap + size), x=slice(overlap, overlap + size)))
         pieces.append(row)
     full = xr.concat([xr.concat(row, dim="x") for row in pieces], dim="y")
-    return full.isel(y=slice(0, ny), x=slice(0, nx)).assign_coords(y=cube.coords["y"].values,
-                                                                  x=cube.coords["x"].values) \
-        if "y" in cube.coords and "x" in cube.coords else full.isel(y=slice(0, ny), x=slice(0, nx))
+    return (
+        full.isel(y=slice(0, ny), x=slice(0, nx)).assign_coords(y=cube.coords["y"].values, x=cube.coords["x"].values)
+        if "y" in cube.coords and "x" in cube.coords
+        else full.isel(y=slice(0, ny), x=slice(0, nx))
+    )
 
 
 # Command -------------------------------------------------------------------------------------------------------
@@ -508,22 +601,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="satclassify export-openeo",
         description="Write an openEO UDF + process graph (+ job options, legend, model archive) that apply a "
-                    "SatClassify ONNX model to Sentinel-2 L2A on an openEO back-end such as the Copernicus Data "
-                    "Space (docs/openeo.md).")
+        "SatClassify ONNX model to Sentinel-2 L2A on an openEO back-end such as the Copernicus Data "
+        "Space (docs/openeo.md).",
+    )
     p.add_argument("--model", required=True, help="the ONNX model (.onnx with a SatClassify card)")
-    p.add_argument("--out", required=True, help="folder for udf.py, process_graph.json, job_options.json, "
-                                                "legend.json and model.zip (created when missing)")
-    p.add_argument("--model-url", help="URL where model.zip will be downloadable by the back-end (written into the "
-                                       "job options; without it they hold a placeholder)")
-    p.add_argument("--deps-url", help="URL of a zip holding onnxruntime for the back-end's Python (optional: the "
-                                      "UDF declares onnxruntime as an inline dependency)")
-    p.add_argument("--chunk", type=int, default=0, help=f"apply_neighborhood chunk edge in px without the overlap "
-                                                        f"(>= {MIN_CHUNK}; default: the card's tile_size - 2 x halo)")
-    p.add_argument("--composite", choices=COMPOSITES, default="median",
-                   help="median: classify the per-pixel median of the cloud-free dates (default); none: each date")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for udf.py, process_graph.json, job_options.json, "
+        "legend.json and model.zip (created when missing)",
+    )
+    p.add_argument(
+        "--model-url",
+        help="URL where model.zip will be downloadable by the back-end (written into the "
+        "job options; without it they hold a placeholder)",
+    )
+    p.add_argument(
+        "--deps-url",
+        help="URL of a zip holding onnxruntime for the back-end's Python (optional: the "
+        "UDF declares onnxruntime as an inline dependency)",
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=0,
+        help=f"apply_neighborhood chunk edge in px without the overlap "
+        f"(>= {MIN_CHUNK}; default: the card's tile_size - 2 x halo)",
+    )
+    p.add_argument(
+        "--composite",
+        choices=COMPOSITES,
+        default="median",
+        help="median: classify the per-pixel median of the cloud-free dates (default); none: each date",
+    )
     p.add_argument("--collection", default=COLLECTION, help=f"the Sentinel-2 L2A collection id (default {COLLECTION})")
-    p.add_argument("--max-cloud-cover", type=float, default=DEFAULT_MAX_CLOUD,
-                   help=f"default of the graph's max_cloud_cover parameter, %% (default {DEFAULT_MAX_CLOUD})")
+    p.add_argument(
+        "--max-cloud-cover",
+        type=float,
+        default=DEFAULT_MAX_CLOUD,
+        help=f"default of the graph's max_cloud_cover parameter, %% (default {DEFAULT_MAX_CLOUD})",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in --out")
     return p
 
@@ -535,9 +652,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(msg, file=sys.stderr)
 
     try:
-        files = export_openeo(args.model, args.out, model_url=args.model_url, deps_url=args.deps_url,
-                              chunk=args.chunk, composite=args.composite, collection=args.collection,
-                              max_cloud_cover=args.max_cloud_cover, overwrite=args.overwrite, log=log)
+        files = export_openeo(
+            args.model,
+            args.out,
+            model_url=args.model_url,
+            deps_url=args.deps_url,
+            chunk=args.chunk,
+            composite=args.composite,
+            collection=args.collection,
+            max_cloud_cover=args.max_cloud_cover,
+            overwrite=args.overwrite,
+            log=log,
+        )
     except SatClassifyError as e:
         print(f"satclassify export-openeo: error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ onnxruntime-gpu where an NVIDIA GPU is present), onnx, pystac-client, sentinelsa
 removes any numpy copy pip put there, and appends the folder to the END of ``sys.path`` so QGIS's own
 numpy and GDAL always win.
 """
+
 from __future__ import annotations
 
 import glob
@@ -25,8 +26,13 @@ DEPS_DIR_NAME = "satclassify_deps"
 #: (faster, and on a GPU only the class indices come back to the host)
 #: ukis-csmask: the cloud and shadow detector of satclassify:cloudmask and of L1C stacks (its ONNX models are in
 #: its wheel, about 145 MB; it needs scipy, which pip adds when QGIS's Python lacks it)
-BASE_REQUIREMENTS = ("onnx>=1.15,<2", "pystac-client>=0.7,<1", "sentinelsat>=1.2,<2", "requests>=2.28,<3",
-                     "ukis-csmask==1.0.0")
+BASE_REQUIREMENTS = (
+    "onnx>=1.15,<2",
+    "pystac-client>=0.7,<1",
+    "sentinelsat>=1.2,<2",
+    "requests>=2.28,<3",
+    "ukis-csmask==1.0.0",
+)
 #: packages that must come from QGIS's own Python, never from the deps folder
 #: (Qt5 and Qt6 builds of QGIS: a pip-installed PyQt6 or sip next to QGIS's own would break the GUI)
 PROTECTED = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt5_sip", "PyQt6", "PyQt6_sip", "sip", "qgis")
@@ -65,23 +71,45 @@ def python_executable() -> str:
         candidates += [os.path.join(sys.exec_prefix, "python.exe"), os.path.join(sys.exec_prefix, "python3.exe")]
     else:
         v = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        candidates += [os.path.join(sys.exec_prefix, "bin", v), os.path.join(sys.exec_prefix, "bin", "python3"),
-                       os.path.join("/usr/bin", v), "/usr/bin/python3"]
+        candidates += [
+            os.path.join(sys.exec_prefix, "bin", v),
+            os.path.join(sys.exec_prefix, "bin", "python3"),
+            os.path.join("/usr/bin", v),
+            "/usr/bin/python3",
+        ]
     for c in candidates:
         if os.path.exists(c):
             return c
     raise SatClassifyError(
         "cannot find the Python interpreter of this QGIS; install the packages by hand: "
-        "python3 -m pip install --user onnxruntime")
+        "python3 -m pip install --user onnxruntime"
+    )
 
 
 def pip_command(python: str, target: str, reqs: Sequence[str], constraints_file: str) -> List[str]:
-    return [python, "-m", "pip", "install", "--upgrade", "--target", target, "--constraint", constraints_file,
-            "--disable-pip-version-check", "--no-warn-script-location", *reqs]
+    return [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--upgrade",
+        "--target",
+        target,
+        "--constraint",
+        constraints_file,
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        *reqs,
+    ]
 
 
-def install(target: str, python: Optional[str] = None, gpu: Optional[bool] = None,
-            runner: Callable = subprocess.run, log: Callable[[str], None] = print) -> List[str]:
+def install(
+    target: str,
+    python: Optional[str] = None,
+    gpu: Optional[bool] = None,
+    runner: Callable = subprocess.run,
+    log: Callable[[str], None] = print,
+) -> List[str]:
     """pip-install the requirements into ``target`` keeping the running numpy; returns the requirement list.
 
     Raises SatClassifyError with pip's last lines when pip fails.
@@ -104,8 +132,10 @@ def install(target: str, python: Optional[str] = None, gpu: Optional[bool] = Non
             raise SatClassifyError(f"could not run pip ({python}): {e}")
     if out.returncode != 0:
         tail = "\n".join((out.stderr or out.stdout or "").strip().splitlines()[-8:])
-        raise SatClassifyError(f"pip failed (exit {out.returncode}):\n{tail}\n"
-                               "Check the network connection or install the packages by hand.")
+        raise SatClassifyError(
+            f"pip failed (exit {out.returncode}):\n{tail}\n"
+            "Check the network connection or install the packages by hand."
+        )
     removed = remove_protected(target)
     if removed:
         log("Removed copies of QGIS's own packages from the deps folder: " + ", ".join(removed))

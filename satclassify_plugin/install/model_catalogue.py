@@ -21,6 +21,7 @@ size, figures (the card's ``training.metrics`` and any cross-validation block), 
 
 Pure Python (no qgis import), unit-tested without QGIS; needs onnxruntime only to read cards.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -85,7 +86,7 @@ def model_id_of(name: str) -> str:
     ``.``, ``-`` replaced by ``_`` (``model``  when nothing is left)."""
     stem = os.path.basename(str(name).replace("\\", "/"))
     if stem.lower().endswith(EXT):
-        stem = stem[:-len(EXT)]
+        stem = stem[: -len(EXT)]
     stem = _ID_CHARS.sub("_", stem).strip("._-")
     return stem or "model"
 
@@ -98,10 +99,12 @@ def normalise_sha256(text: str) -> str:
     """A SHA-256 as 64 lower-case hex digits (``sha256:`` prefix and spaces allowed); else a clear error."""
     s = "".join(str(text or "").split()).lower()
     if s.startswith("sha256:"):
-        s = s[len("sha256:"):]
+        s = s[len("sha256:") :]
     if not _SHA256.match(s):
-        raise CatalogueError(f"the expected SHA-256 must be 64 hexadecimal digits (e.g. the output of "
-                             f"'sha256sum model.onnx'), not '{text}'")
+        raise CatalogueError(
+            f"the expected SHA-256 must be 64 hexadecimal digits (e.g. the output of "
+            f"'sha256sum model.onnx'), not '{text}'"
+        )
     return s
 
 
@@ -134,8 +137,11 @@ class Catalogue:
         folder = self.shipped_folder
         if not os.path.isdir(folder):
             return []
-        return [Entry(model_id_of(f), os.path.join(folder, f), True)
-                for f in sorted(os.listdir(folder)) if f.lower().endswith(EXT) and not f.startswith(".")]
+        return [
+            Entry(model_id_of(f), os.path.join(folder, f), True)
+            for f in sorted(os.listdir(folder))
+            if f.lower().endswith(EXT) and not f.startswith(".")
+        ]
 
     def _index(self) -> Dict[str, Any]:
         path = os.path.join(self.user_folder, INDEX)
@@ -169,8 +175,17 @@ class Catalogue:
             if not mid or mid in seen or not file or not os.path.isfile(path):
                 continue
             seen.add(mid)
-            out.append(Entry(mid, path, False, str(m.get("name") or mid), str(m.get("source") or ""),
-                             str(m.get("sha256") or ""), str(m.get("added") or "")))
+            out.append(
+                Entry(
+                    mid,
+                    path,
+                    False,
+                    str(m.get("name") or mid),
+                    str(m.get("source") or ""),
+                    str(m.get("sha256") or ""),
+                    str(m.get("added") or ""),
+                )
+            )
         return out
 
     def entries(self) -> List[Entry]:
@@ -190,8 +205,10 @@ class Catalogue:
             if e.id == model_id:
                 return e
         have = ", ".join(self.ids()) or "none"
-        raise CatalogueError(f"no model '{model_id}' in the model list (models: {have}): add it with Plugins > "
-                             "SatClassify > Manage models..., or give the .onnx file as MODEL")
+        raise CatalogueError(
+            f"no model '{model_id}' in the model list (models: {have}): add it with Plugins > "
+            "SatClassify > Manage models..., or give the .onnx file as MODEL"
+        )
 
     # -- adding ----------------------------------------------------------------------------------------------
     def _new_id(self, wanted: Optional[str], base: str, sha256: str) -> Optional[str]:
@@ -203,9 +220,11 @@ class Catalogue:
             if mid in taken:
                 if not taken[mid].shipped and taken[mid].sha256 == sha256:
                     return None
-                raise CatalogueError(f"the model list already has a model '{mid}'"
-                                     f"{' (shipped with the plugin)' if taken[mid].shipped else ''}: choose "
-                                     "another name, or remove that model first")
+                raise CatalogueError(
+                    f"the model list already has a model '{mid}'"
+                    f"{' (shipped with the plugin)' if taken[mid].shipped else ''}: choose "
+                    "another name, or remove that model first"
+                )
             return mid
         for e in taken.values():
             if not e.shipped and e.sha256 == sha256:
@@ -222,8 +241,14 @@ class Catalogue:
         index = self._index()
         os.replace(tmp_path, dest)
         index["models"] = [m for m in index["models"] if m.get("id") != mid]
-        entry = {"id": mid, "file": mid + EXT, "name": name or mid, "source": source, "sha256": sha256,
-                 "added": datetime.date.today().isoformat()}
+        entry = {
+            "id": mid,
+            "file": mid + EXT,
+            "name": name or mid,
+            "source": source,
+            "sha256": sha256,
+            "added": datetime.date.today().isoformat(),
+        }
         index["models"].append(entry)
         try:
             self._write_index(index)
@@ -235,8 +260,13 @@ class Catalogue:
     def _existing(self, sha256: str) -> Entry:
         return next(e for e in self.user() if e.sha256 == sha256)
 
-    def add_file(self, path: str, model_id: Optional[str] = None, name: Optional[str] = None,
-                 log: Callable[[str], None] = lambda m: None) -> Entry:
+    def add_file(
+        self,
+        path: str,
+        model_id: Optional[str] = None,
+        name: Optional[str] = None,
+        log: Callable[[str], None] = lambda m: None,
+    ) -> Entry:
         """Add a local ``.onnx`` file (copied into the user folder) after checking its card. Returns the entry;
         the same file added twice is one entry."""
         if not path or not os.path.isfile(path):
@@ -262,9 +292,17 @@ class Catalogue:
         log(f"added model '{mid}' ({card.architecture}, {len(card.heads[0].classes)} classes) from {path}")
         return entry
 
-    def add_url(self, url: str, sha256: str, model_id: Optional[str] = None, name: Optional[str] = None,
-                download: Optional[Callable[[str, str], Any]] = None, monitor=None,
-                log: Callable[[str], None] = lambda m: None, proxy=None) -> Entry:
+    def add_url(
+        self,
+        url: str,
+        sha256: str,
+        model_id: Optional[str] = None,
+        name: Optional[str] = None,
+        download: Optional[Callable[[str, str], Any]] = None,
+        monitor=None,
+        log: Callable[[str], None] = lambda m: None,
+        proxy=None,
+    ) -> Entry:
         """Download ``url`` (http or https), check its SHA-256 against ``sha256`` and its card, then add it.
 
         ``download(url, dest)``: default the plugin's :meth:`HttpClient.download
@@ -297,9 +335,11 @@ class Catalogue:
                 raise CatalogueError(f"the download of {url} gave no file")
             got = sha256_of(tmp)
             if got != want:
-                raise CatalogueError(f"checksum mismatch for {url}: the downloaded file has SHA-256 {got}, expected "
-                                     f"{want}. Nothing was added (the file was removed): check the URL and the "
-                                     "checksum")
+                raise CatalogueError(
+                    f"checksum mismatch for {url}: the downloaded file has SHA-256 {got}, expected "
+                    f"{want}. Nothing was added (the file was removed): check the URL and the "
+                    "checksum"
+                )
             try:
                 card = read_card(tmp)
             except CatalogueError as e:
@@ -312,8 +352,10 @@ class Catalogue:
             shutil.rmtree(tmpdir, ignore_errors=True)
             if client is not None:
                 client.session.close()
-        log(f"added model '{mid}' ({card.architecture}, {len(card.heads[0].classes)} classes) from {url}, "
-            "SHA-256 verified")
+        log(
+            f"added model '{mid}' ({card.architecture}, {len(card.heads[0].classes)} classes) from {url}, "
+            "SHA-256 verified"
+        )
         return entry
 
     def remove(self, model_id: str) -> None:
@@ -348,8 +390,12 @@ def _numbers(d: Any, prefix: str = "", depth: int = 0) -> Dict[str, float]:
 #: blocks of a card's ``training`` section that hold figures (the first are what ``python -m training export``
 #: writes; the others what a card may add: cross-validation, evaluation on a named set)
 FIGURE_BLOCKS = ("metrics", "crossval", "cross_validation", "figures", "evaluation")
-_TEXT_KEYS = {"licence": ("licence", "license"), "citation": ("citation",), "url": ("url", "homepage"),
-              "description": ("description",)}
+_TEXT_KEYS = {
+    "licence": ("licence", "license"),
+    "citation": ("citation",),
+    "url": ("url", "homepage"),
+    "description": ("description",),
+}
 
 
 def _text(*sources: Any, keys=()) -> str:
@@ -404,14 +450,19 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     lines = []
     if summary.get("description"):
         lines.append(summary["description"])
-    lines.append(f"Architecture: {summary['architecture']} ({summary['task']}"
-                 f"{', heads ' + ', '.join(summary['heads']) if len(summary['heads']) > 1 else ''})")
+    lines.append(
+        f"Architecture: {summary['architecture']} ({summary['task']}"
+        f"{', heads ' + ', '.join(summary['heads']) if len(summary['heads']) > 1 else ''})"
+    )
     classes = summary["classes"]
     lines.append(f"Classes ({len(classes)}): {', '.join(classes)}")
     res = summary.get("resolution_m")
-    lines.append(f"Bands: {' '.join(summary['bands'])}" + (f" at {_fmt(res)} m" if res else "") +
-                 f", patch {summary['tile_size']} px" + (", input clipped (card input_clip)"
-                                                          if summary.get("input_clip") else ""))
+    lines.append(
+        f"Bands: {' '.join(summary['bands'])}"
+        + (f" at {_fmt(res)} m" if res else "")
+        + f", patch {summary['tile_size']} px"
+        + (", input clipped (card input_clip)" if summary.get("input_clip") else "")
+    )
     figures = summary.get("figures") or {}
     if figures:
         lines.append("Figures: " + ", ".join(f"{k} {_fmt(v)}" for k, v in figures.items()))

@@ -5,6 +5,7 @@ Errors (a file that is not a model, a checksum mismatch, a failed download) are 
 never in a modal box, so the dialog is driven the same way by a user and by the tests (:meth:`ModelsDialog.add_file`
 and :meth:`ModelsDialog.add_url` take their input as arguments; the buttons ask for it first).
 """
+
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QApplication,
@@ -86,8 +87,10 @@ class ModelsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(close)
         layout = QVBoxLayout(self)
-        header = QLabel("Models offered by Classify raster patches (MODEL_ID). The first shipped model is the "
-                        "default; models you add are kept in " + catalogue.user_folder)
+        header = QLabel(
+            "Models offered by Classify raster patches (MODEL_ID). The first shipped model is the "
+            "default; models you add are kept in " + catalogue.user_folder
+        )
         header.setWordWrap(True)
         layout.addWidget(header)
         layout.addLayout(top, 1)
@@ -167,11 +170,13 @@ class ModelsDialog(QDialog):
     def add_file(self, path, name=None):
         """Add a local .onnx file (checked, copied into the user folder). Returns the entry, or None (the status
         line says why)."""
-        return self._added(self._busy(lambda: self.catalogue.add_file(path, name=name or None),
-                                      "Adding the model failed"))
+        return self._added(
+            self._busy(lambda: self.catalogue.add_file(path, name=name or None), "Adding the model failed")
+        )
 
     def add_url(self, url, sha256, name=None):
         """Download ``url``, check its SHA-256 and card, add it. Returns the entry, or None (status says why)."""
+
         def progress(f):
             self.report(f"Downloading {url}: {100 * f:.0f} %")
             QApplication.processEvents()
@@ -182,12 +187,15 @@ class ModelsDialog(QDialog):
             from qgis.core import QgsProcessingException
 
             from ..algorithms._network import qgis_proxy  # QGIS's proxy (Settings > Options > Network)
+
             try:
                 proxy = qgis_proxy()
             except QgsProcessingException as e:
                 raise SatClassifyError(str(e))
-            return self.catalogue.add_url(url, sha256, name=name or None, download=self.download, monitor=monitor,
-                                          proxy=proxy)
+            return self.catalogue.add_url(
+                url, sha256, name=name or None, download=self.download, monitor=monitor, proxy=proxy
+            )
+
         return self._added(self._busy(add, "Adding the model failed"))
 
     def ask_file(self):

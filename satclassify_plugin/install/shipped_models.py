@@ -7,6 +7,7 @@ the log says so, so user edits survive plugin upgrades.
 
 Pure Python (no qgis import) so the copy rules are unit-tested without QGIS.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -7,6 +7,7 @@
 * :class:`DiagnosticsDialog`, :class:`TrainingEnvDialog` - the two dialogs. Their work is in methods that take
   their input as arguments (:meth:`TrainingEnvDialog.use_existing`), so tests drive them as a user does.
 """
+
 from qgis.core import Qgis, QgsApplication, QgsSettings, QgsTask
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -82,8 +83,9 @@ class DiagnosticsDialog(QDialog):
         def done(exception, result=None):
             self.text.setPlainText("\n".join(result) if exception is None else f"diagnostics failed: {exception}")
 
-        self.task = QgsTask.fromFunction("SatClassify: diagnostics", lambda _task: diagnostics_lines(self.probe),
-                                         on_finished=done)
+        self.task = QgsTask.fromFunction(
+            "SatClassify: diagnostics", lambda _task: diagnostics_lines(self.probe), on_finished=done
+        )
         QgsApplication.taskManager().addTask(self.task)
         return None
 
@@ -109,13 +111,21 @@ class TrainingEnvDialog(QDialog):
         self.folder = QLabel(training_env.env_dir(QgsApplication.qgisSettingsDirPath()))
         self.folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         from .deps import has_nvidia_gpu
+
         self.gpu = has_nvidia_gpu()
         form.addRow("Folder", self.folder)
-        form.addRow("PyTorch build", QLabel("CUDA (an NVIDIA GPU was found)" if self.gpu else
-                                            "CPU (no NVIDIA GPU found; see the docs for the small CPU-only build)"))
+        form.addRow(
+            "PyTorch build",
+            QLabel(
+                "CUDA (an NVIDIA GPU was found)"
+                if self.gpu
+                else "CPU (no NVIDIA GPU found; see the docs for the small CPU-only build)"
+            ),
+        )
         self.torch_index = QLineEdit(settings.value(TORCH_INDEX_SETTING, "") or "")
-        self.torch_index.setPlaceholderText("optional: an extra package index for torch (e.g. PyTorch's CPU-only "
-                                            "wheels)")
+        self.torch_index.setPlaceholderText(
+            "optional: an extra package index for torch (e.g. PyTorch's CPU-only wheels)"
+        )
         form.addRow("Extra index for torch", self.torch_index)
         self.wheels = QLineEdit(settings.value(WHEELS_SETTING, "") or "")
         self.wheels.setPlaceholderText("optional: a folder of wheel files (offline installs)")
@@ -167,11 +177,14 @@ class TrainingEnvDialog(QDialog):
             info = self.probe(python)
             if info.get("torch"):
                 QgsSettings().setValue(training_env.SETTING, python)
-                message = (f"Using {python}: Python {info.get('python')}, torch {info.get('torch')}, CUDA "
-                           f"{'usable' if info.get('cuda_available') else 'not usable'}.")
+                message = (
+                    f"Using {python}: Python {info.get('python')}, torch {info.get('torch')}, CUDA "
+                    f"{'usable' if info.get('cuda_available') else 'not usable'}."
+                )
             else:
-                message = (f"{python} cannot train: {info.get('error') or 'torch is missing'}. The setting was not "
-                           "changed.")
+                message = (
+                    f"{python} cannot train: {info.get('error') or 'torch is missing'}. The setting was not changed."
+                )
         self.log.appendPlainText(message)
         self.show_status()
         return message
@@ -187,6 +200,9 @@ class TrainingEnvDialog(QDialog):
             self.create_button.setEnabled(True)
             self.show_status()
 
-        return self.plugin.start_training_env_setup(log=self.line.emit, finished=finished,
-                                                    torch_index=self.torch_index.text().strip(),
-                                                    find_links=self.wheels.text().strip())
+        return self.plugin.start_training_env_setup(
+            log=self.line.emit,
+            finished=finished,
+            torch_index=self.torch_index.text().strip(),
+            find_links=self.wheels.text().strip(),
+        )

@@ -15,6 +15,7 @@ checkout): :func:`child_env` puts it first on the child's ``PYTHONPATH``, togeth
 plugin (the training package imports ``satclassify_plugin.core.contract``), so the plugin and the training code
 always agree on the model card and the dataset format. Pure Python (no qgis import).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,12 @@ MARKER = "satclassify-training-env.json"
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the training package's code inside the plugin zip (scripts/build_zip.py puts it there)
 BUNDLED = os.path.join(PLUGIN_DIR, "training_pkg")
-SETUP_HINT = ("Set one up with Plugins > SatClassify > Set up training environment... (it installs PyTorch and the "
-              "training requirements into an environment of the plugin's own, QGIS's Python is not touched), or choose "
-              "an existing environment there, or set the environment variable SATCLASSIFY_TRAINING_PYTHON to the "
-              "Python of an environment with the training requirements (qgis_process, scripts)")
+SETUP_HINT = (
+    "Set one up with Plugins > SatClassify > Set up training environment... (it installs PyTorch and the "
+    "training requirements into an environment of the plugin's own, QGIS's Python is not touched), or choose "
+    "an existing environment there, or set the environment variable SATCLASSIFY_TRAINING_PYTHON to the "
+    "Python of an environment with the training requirements (qgis_process, scripts)"
+)
 
 
 def env_dir(settings_dir: str) -> str:
@@ -65,8 +68,9 @@ def requirements_file() -> Optional[str]:
     return None
 
 
-def resolve(setting: Optional[str], settings_dir: Optional[str],
-            environ: Mapping[str, str] = os.environ) -> Tuple[Optional[str], str]:
+def resolve(
+    setting: Optional[str], settings_dir: Optional[str], environ: Mapping[str, str] = os.environ
+) -> Tuple[Optional[str], str]:
     """(Python of the training environment or None, where it came from / why there is none)."""
     for var in ENV_VARS:
         value = (environ.get(var) or "").strip()
@@ -77,8 +81,9 @@ def resolve(setting: Optional[str], settings_dir: Optional[str],
     if setting and str(setting).strip():
         value = str(setting).strip()
         if not os.path.isfile(value):
-            return None, (f"the chosen training environment's Python '{value}' does not exist any more (setting "
-                          f"{SETTING})")
+            return None, (
+                f"the chosen training environment's Python '{value}' does not exist any more (setting {SETTING})"
+            )
         return value, f"setting {SETTING}"
     if settings_dir:
         folder = env_dir(settings_dir)
@@ -98,8 +103,11 @@ def child_env(environ: Mapping[str, str] = os.environ) -> dict:
     """The child's environment: PYTHONPATH is exactly the plugin's training code and the plugin's parent folder,
     unbuffered output. QGIS's own Python variables never reach the other interpreter: QGIS sets PYTHONPATH (and on
     Windows PYTHONHOME) to its own packages, whose numpy and GDAL would shadow the training environment's."""
-    env = {k: v for k, v in environ.items()
-           if k not in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONPATH", "PYTHONUSERBASE")}
+    env = {
+        k: v
+        for k, v in environ.items()
+        if k not in ("PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONPATH", "PYTHONUSERBASE")
+    }
     paths = [p for p in (training_source(), os.path.dirname(PLUGIN_DIR)) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
@@ -122,10 +130,20 @@ def read_requirements(path: Optional[str] = None) -> List[str]:
     return reqs
 
 
-def pip_install_command(python: str, reqs: List[str], torch_index: str = "", find_links: str = "",
-                        no_index: bool = False) -> List[str]:
-    cmd = [python, "-m", "pip", "install", "--upgrade", "--disable-pip-version-check", "--no-warn-script-location",
-           "--progress-bar", "off"]
+def pip_install_command(
+    python: str, reqs: List[str], torch_index: str = "", find_links: str = "", no_index: bool = False
+) -> List[str]:
+    cmd = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--upgrade",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--progress-bar",
+        "off",
+    ]
     if torch_index:
         cmd += ["--extra-index-url", torch_index]
     if find_links:
@@ -135,9 +153,18 @@ def pip_install_command(python: str, reqs: List[str], torch_index: str = "", fin
     return cmd + list(reqs)
 
 
-def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: str = "", find_links: str = "",
-               no_index: bool = False, log: Callable[[str], None] = print, monitor: Optional[Monitor] = None,
-               gpu: Optional[bool] = None) -> str:
+def create_env(
+    folder: str,
+    base_python: str,
+    reqs: List[str],
+    *,
+    torch_index: str = "",
+    find_links: str = "",
+    no_index: bool = False,
+    log: Callable[[str], None] = print,
+    monitor: Optional[Monitor] = None,
+    gpu: Optional[bool] = None,
+) -> str:
     """Create (or update) the virtual environment ``folder`` with ``base_python -m venv`` and pip-install ``reqs``
     into it; the marker file is written last, so a failed or cancelled set-up is never taken for a working one.
     Returns the environment's Python. Raises SatClassifyError with pip's last lines on failure. ``monitor``: progress
@@ -163,13 +190,16 @@ def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: s
 
         res = run_child(cmd, on_stdout=out, on_stderr=out, monitor=monitor, env=_clean_env())
         if res.canceled:
-            raise SatClassifyError(f"{what} cancelled: the training environment {folder} is not complete; run the "
-                                   "set-up again")
+            raise SatClassifyError(
+                f"{what} cancelled: the training environment {folder} is not complete; run the set-up again"
+            )
         if res.returncode != 0:
             tail = "\n".join(lines[-8:])
-            raise SatClassifyError(f"{what} failed (exit code {res.returncode}):\n{tail}\n"
-                                   "Check the network connection (or the wheel folder), then run the set-up again; "
-                                   f"{child_message(res, what)}")
+            raise SatClassifyError(
+                f"{what} failed (exit code {res.returncode}):\n{tail}\n"
+                "Check the network connection (or the wheel folder), then run the set-up again; "
+                f"{child_message(res, what)}"
+            )
 
     if not os.path.isfile(py):
         log(f"Creating the training environment {folder} with {base_python}")
@@ -180,8 +210,17 @@ def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: s
     if check.returncode != 0:
         raise SatClassifyError(f"the new environment's Python {py} does not run: {child_message(check)}")
     with open(marker + ".part", "w", encoding="utf-8") as f:
-        json.dump({"requirements": reqs, "torch_index": torch_index, "gpu": gpu, "base_python": base_python,
-                   "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=1)
+        json.dump(
+            {
+                "requirements": reqs,
+                "torch_index": torch_index,
+                "gpu": gpu,
+                "base_python": base_python,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            f,
+            indent=1,
+        )
     os.replace(marker + ".part", marker)
     monitor.progress(1.0)
     log(f"Training environment ready: {py}")
@@ -189,16 +228,20 @@ def create_env(folder: str, base_python: str, reqs: List[str], *, torch_index: s
 
 
 def _clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
-                                                              "PIP_TARGET", "PIP_USER")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_TARGET", "PIP_USER")
+    }
 
 
 def probe(python: str, timeout: float = 120) -> dict:
     """``python -m training diagnose`` in the training environment: its Python, torch, CUDA, GPUs (a dict; on
     failure ``{"error": "<one line>"}``)."""
     try:
-        out = subprocess.run([python, "-m", "training", "diagnose"], capture_output=True, text=True,
-                             env=child_env(), timeout=timeout)
+        out = subprocess.run(
+            [python, "-m", "training", "diagnose"], capture_output=True, text=True, env=child_env(), timeout=timeout
+        )
     except (OSError, subprocess.SubprocessError) as e:
         return {"error": f"cannot run {python}: {e}"}
     for line in reversed(out.stdout.splitlines()):
@@ -209,7 +252,7 @@ def probe(python: str, timeout: float = 120) -> dict:
                 break
     lines = [x for x in (out.stderr or out.stdout).splitlines() if x.strip()]
     last = lines[-1] if lines else f"exit code {out.returncode}"
-    return {"error": last[len("error: "):] if last.startswith("error: ") else last}
+    return {"error": last[len("error: ") :] if last.startswith("error: ") else last}
 
 
 def base_python() -> str:

@@ -1,4 +1,5 @@
 """core/crs.py: pixel sizes and areas on the ground whatever the CRS's map units (issue 25, items 4 and 7)."""
+
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def mem(gt, epsg, w=100, h=100):
 
 def test_local_metric_is_the_ellipsoid():
     m0, p0 = crs.local_metric(0.0)
-    assert p0 == pytest.approx(6378137.0)            # equator: the semi-major axis
+    assert p0 == pytest.approx(6378137.0)  # equator: the semi-major axis
     assert m0 == pytest.approx(6335439.327, rel=1e-9)  # a (1 - e^2)
     _m, p60 = crs.local_metric(60.0)
     assert p60 == pytest.approx(0.5 * 6394209.17 * 1.0, rel=2e-3)  # ~ N cos 60
@@ -57,7 +58,7 @@ def test_utm_and_laea_keep_their_nominal_metres():
 def test_web_mercator_area_is_the_ground_area_at_70n():
     ds = mem((0.0, 10.0, 0.0, merc_y(70.0), 0.0, -10.0), 3857, 50, 50)
     area = crs.pixel_area_m2(ds)
-    assert 100.0 / area == pytest.approx(8.5, rel=0.01)   # the issue's "8.5x too large"
+    assert 100.0 / area == pytest.approx(8.5, rel=0.01)  # the issue's "8.5x too large"
     assert "not ground metres" in crs.area_note(ds)
 
 

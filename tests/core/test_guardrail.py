@@ -9,6 +9,7 @@
   catalog (STAC / CDSE OData / DHuS clients) <- s2 (Sentinel-2 specifics); net and catalog import nothing of
   a domain package (and no GDAL: they are plain HTTP), so a Sentinel-1 package can use them too.
 """
+
 import ast
 import os
 
@@ -22,8 +23,11 @@ CORE = os.path.join(PLUGIN, "core")
 FORBIDDEN = ("qgis", "PyQt5", "PyQt6", "PyQt4", "torch", "processing")
 DOMAINS = ("s2", "labels", "classify", "accuracy", "maps", "trainrun")
 #: what each part of core may import (parts of satclassify_plugin, as dotted prefixes)
-ALLOWED = {"contract": ("core.contract",), "raster": ("core.contract", "core.raster"),
-           "crs": ("core.contract", "core.crs")}
+ALLOWED = {
+    "contract": ("core.contract",),
+    "raster": ("core.contract", "core.raster"),
+    "crs": ("core.contract", "core.crs"),
+}
 ALLOWED.update({d: ("core.contract", "core.raster", "core.crs", f"core.{d}") for d in DOMAINS})
 ALLOWED.update({"net": ("core.contract", "core.net"), "catalog": ("core.contract", "core.net", "core.catalog")})
 ALLOWED["s2"] += ("core.net", "core.catalog")
@@ -58,15 +62,19 @@ def imports(path):
                 yield a.name, node.lineno
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                parts = base[:len(base) - (node.level - 1)] + ([node.module] if node.module else [])
+                parts = base[: len(base) - (node.level - 1)] + ([node.module] if node.module else [])
                 target = "satclassify_plugin." + ".".join(parts)
                 for a in node.names:  # "from .. import raster": the names may be modules
                     yield f"{target}.{a.name}", node.lineno
             elif node.module:
                 for a in node.names:
                     yield f"{node.module}.{a.name}", node.lineno
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             yield str(node.args[0].value), node.lineno
 
 
@@ -93,7 +101,7 @@ def test_core_module_imports_follow_the_rules(path):
         if part in NO_GDAL and root in ("osgeo", "rasterio", "numpy"):
             bad.append((name, line, f"core/{part} is plain HTTP: no GDAL or numpy"))
         if root == "satclassify_plugin" and part in ALLOWED:
-            own = name[len("satclassify_plugin."):]
+            own = name[len("satclassify_plugin.") :]
             if not own.startswith(ALLOWED[part]):
                 bad.append((name, line, f"core/{part} may import only {ALLOWED[part]}"))
     assert not bad, f"{path}: {bad}"
@@ -137,7 +145,6 @@ def test_guardrail_catches_forbidden_imports(tmp_path, monkeypatch):
         os.remove(fake)
 
 
-
 def test_headless_imports_no_qgis_pyqt_or_torch():
     """satclassify_plugin/headless (the `satclassify` command, export-openeo) runs without QGIS: no qgis, PyQt,
     torch or Processing import anywhere in it."""
@@ -145,10 +152,13 @@ def test_headless_imports_no_qgis_pyqt_or_torch():
     found = sorted(modules(folder))
     assert any(p.endswith("openeo_export.py") for p in found)
     qgis_side = tuple(f"satclassify_plugin.{m}" for m in ("algorithms", "plugin", "provider", "compat"))
-    bad = [(os.path.relpath(p, PLUGIN), m, line) for p in found for m, line in imports(p)
-           if m.split(".")[0] in FORBIDDEN or m.startswith(qgis_side)]
+    bad = [
+        (os.path.relpath(p, PLUGIN), m, line)
+        for p in found
+        for m, line in imports(p)
+        if m.split(".")[0] in FORBIDDEN or m.startswith(qgis_side)
+    ]
     assert not bad, f"headless modules import QGIS-side code: {bad}"
-
 
 
 HEADLESS = os.path.join(PLUGIN, "headless")
@@ -171,12 +181,18 @@ def test_headless_imports_only_the_core_and_the_stdlib(path):
     for name, line in imports(path):
         root = name.split(".")[0]
         if root == "satclassify_plugin":
-            if not name[len("satclassify_plugin."):].startswith(HEADLESS_OWN):
+            if not name[len("satclassify_plugin.") :].startswith(HEADLESS_OWN):
                 bad.append((name, line, f"headless imports only satclassify_plugin.{HEADLESS_OWN}"))
-        elif root in FORBIDDEN or not (root in sys.stdlib_module_names or root in HEADLESS_THIRD
-                                       or root == "__future__"):
-            bad.append((name, line, "headless imports no qgis/PyQt/torch/processing, only the stdlib, "
-                                    f"{', '.join(HEADLESS_THIRD)}"))
+        elif root in FORBIDDEN or not (
+            root in sys.stdlib_module_names or root in HEADLESS_THIRD or root == "__future__"
+        ):
+            bad.append(
+                (
+                    name,
+                    line,
+                    f"headless imports no qgis/PyQt/torch/processing, only the stdlib, {', '.join(HEADLESS_THIRD)}",
+                )
+            )
     assert not bad, f"{path}: {bad}"
 
 
@@ -199,8 +215,11 @@ SHARED_ALGORITHM_MODULES = ("__init__",) + SHARED_MODULES
 
 def tool_modules():
     """The algorithms/*.py that hold one tool each (not "_*", not the shared modules)."""
-    return sorted(f[:-3] for f in os.listdir(ALGORITHMS)
-                  if f.endswith(".py") and not f.startswith("_") and f[:-3] not in SHARED_ALGORITHM_MODULES)
+    return sorted(
+        f[:-3]
+        for f in os.listdir(ALGORITHMS)
+        if f.endswith(".py") and not f.startswith("_") and f[:-3] not in SHARED_ALGORITHM_MODULES
+    )
 
 
 def tool_imports_of_tools(path):
@@ -223,8 +242,10 @@ _BORROWING: dict = {}
 def test_no_tool_module_imports_another_tool_module(tool):
     """A tool shares code through base / styles / layers / _*.py or core, never by importing another tool."""
     bad = tool_imports_of_tools(os.path.join(ALGORITHMS, tool + ".py"))
-    assert not bad, (f"algorithms/{tool}.py imports the tool module(s) {bad}: move what they share into "
-                     "algorithms/base.py, styles.py, layers.py, a '_' module, or core")
+    assert not bad, (
+        f"algorithms/{tool}.py imports the tool module(s) {bad}: move what they share into "
+        "algorithms/base.py, styles.py, layers.py, a '_' module, or core"
+    )
 
 
 def test_tool_guardrail_catches_a_tool_importing_a_tool(tmp_path):
@@ -232,8 +253,10 @@ def test_tool_guardrail_catches_a_tool_importing_a_tool(tmp_path):
     assert not {"base", "styles", "layers", "_sentinel2"} & set(tool_modules())
     probe = os.path.join(ALGORITHMS, "_probe_tool.py")
     with open(probe, "w") as f:
-        f.write("from .classify import ClassifyAlgorithm\nfrom .layers import input_and_extent\n"
-                "from satclassify_plugin.algorithms import generalize\n")
+        f.write(
+            "from .classify import ClassifyAlgorithm\nfrom .layers import input_and_extent\n"
+            "from satclassify_plugin.algorithms import generalize\n"
+        )
     try:
         assert tool_imports_of_tools(probe) == [("classify", 1), ("generalize", 3)]
     finally:
@@ -265,8 +288,10 @@ def test_core_takes_one_monitor_not_loose_callbacks(path):
     if rel.startswith(LOOSE_FEEDBACK_ALLOWED):
         return
     bad = loose_feedback_params(path)
-    assert not bad, (f"core/{rel} takes loose feedback callables {bad}: take monitor: Optional[Monitor] = None "
-                     "and call monitor.progress / monitor.info / monitor.check (monitor.sub for a step)")
+    assert not bad, (
+        f"core/{rel} takes loose feedback callables {bad}: take monitor: Optional[Monitor] = None "
+        "and call monitor.progress / monitor.info / monitor.check (monitor.sub for a step)"
+    )
 
 
 def test_feedback_guardrail_catches_loose_callbacks(tmp_path):
@@ -280,9 +305,11 @@ def test_feedback_allow_list_names_existing_modules():
     for entry in LOOSE_FEEDBACK_ALLOWED:
         assert os.path.exists(os.path.join(CORE, entry)), f"stale entry {entry!r} in LOOSE_FEEDBACK_ALLOWED"
         if entry != "contract/feedback.py":
-            assert any(loose_feedback_params(p) for p in modules(CORE)
-                       if os.path.relpath(p, CORE).replace(os.sep, "/").startswith(entry)), \
-                f"{entry!r} takes no loose callables any more: remove it from LOOSE_FEEDBACK_ALLOWED"
+            assert any(
+                loose_feedback_params(p)
+                for p in modules(CORE)
+                if os.path.relpath(p, CORE).replace(os.sep, "/").startswith(entry)
+            ), f"{entry!r} takes no loose callables any more: remove it from LOOSE_FEEDBACK_ALLOWED"
 
 
 def test_long_core_calls_take_monitor_not_callbacks():

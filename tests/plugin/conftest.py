@@ -1,4 +1,5 @@
 """Fixtures for tests that run in real QGIS (pytest-qgis 2.1.0, headless)."""
+
 import os
 
 import pytest

@@ -14,6 +14,7 @@
 * :func:`make_cog_tile`: COG bands of one MGRS-like tile; :func:`make_safe_zip`: a SAFE zip with the real
   layout and MTD XML fields (JP2 band files).
 """
+
 from __future__ import annotations
 
 import base64
@@ -66,8 +67,15 @@ class FakeServer:
             def _handle(self, method):
                 body = self._body() if method == "POST" else b""
                 u = urlparse(self.path)
-                req = {"method": method, "path": u.path, "query": parse_qs(u.query), "raw_query": u.query,
-                       "headers": dict(self.headers), "body": body, "url": server.url}
+                req = {
+                    "method": method,
+                    "path": u.path,
+                    "query": parse_qs(u.query),
+                    "raw_query": u.query,
+                    "headers": dict(self.headers),
+                    "body": body,
+                    "url": server.url,
+                }
                 with server.lock:
                     server.log.append((method, self.path, dict(self.headers), body))
                     scripted = server.scripted[u.path].pop(0) if server.scripted.get(u.path) else None
@@ -75,15 +83,21 @@ class FakeServer:
                     return self._send(*scripted, method=method, path=u.path)
                 need = server.require_header.get(u.path)
                 if need and self.headers.get(need[0]) != need[1]:
-                    return self._send(401, {"Content-Type": "application/json"},
-                                      b'{"error": {"message": {"value": "Unauthorized"}}}', method=method, path=u.path)
+                    return self._send(
+                        401,
+                        {"Content-Type": "application/json"},
+                        b'{"error": {"message": {"value": "Unauthorized"}}}',
+                        method=method,
+                        path=u.path,
+                    )
                 for m, rx, fn in server.routes:
                     if (m is None or m == method or (m == "GET" and method == "HEAD")) and rx.fullmatch(u.path):
                         return self._send(*fn(req), method=method, path=u.path)
                 if u.path in server.files:
                     return self._file(server.files[u.path], method, u.path)
-                return self._send(404, {"Content-Type": "application/json"}, b'{"detail": "not found"}',
-                                  method=method, path=u.path)
+                return self._send(
+                    404, {"Content-Type": "application/json"}, b'{"detail": "not found"}', method=method, path=u.path
+                )
 
             def _file(self, data, method, path):
                 rng = self.headers.get("Range")
@@ -101,11 +115,14 @@ class FakeServer:
                     if start >= total:
                         return self._send(416, {"Content-Range": f"bytes */{total}"}, b"", method=method, path=path)
                     status = 206
-                headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
-                           **server.file_headers.get(path, {})}
+                headers = {
+                    "Accept-Ranges": "bytes",
+                    "Content-Type": "application/octet-stream",
+                    **server.file_headers.get(path, {}),
+                }
                 if status == 206:
                     headers["Content-Range"] = f"bytes {start}-{end}/{total}"
-                return self._send(status, headers, data[start:end + 1], method=method, path=path)
+                return self._send(status, headers, data[start : end + 1], method=method, path=path)
 
             def _send(self, status, headers, body, method="GET", path=""):
                 if isinstance(body, (dict, list)):
@@ -161,7 +178,7 @@ class FakeServer:
                         if mode == "trickle" and time.monotonic() >= t_next:
                             if sent >= len(body):
                                 break
-                            self.wfile.write(body[sent:sent + 1])
+                            self.wfile.write(body[sent : sent + 1])
                             self.wfile.flush()
                             sent += 1
                             with server.lock:
@@ -246,8 +263,17 @@ class ForwardingProxy:
     """An HTTP forward proxy on 127.0.0.1 for the fakes: ``log`` keeps (method, absolute URL, headers) of every
     request it received; ``login=(user, password)`` makes it answer 407 to requests without that login."""
 
-    HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
-           "trailers", "transfer-encoding", "upgrade"}
+    HOP = {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
 
     def __init__(self, login=None):
         self.log = []
@@ -276,8 +302,9 @@ class ForwardingProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP}
                 conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
                 try:
-                    conn.request(method, (u.path or "/") + ("?" + u.query if u.query else ""), body=body,
-                                 headers=headers)
+                    conn.request(
+                        method, (u.path or "/") + ("?" + u.query if u.query else ""), body=body, headers=headers
+                    )
                     r = conn.getresponse()
                     data = r.read()
                     out = [(k, v) for k, v in r.getheaders() if k.lower() not in proxy.HOP]
@@ -332,6 +359,7 @@ class ForwardingProxy:
 # ---------------------------------------------------------------------------------------------------------
 # products
 
+
 def utm_wkt(epsg=32632):
     s = osr.SpatialReference()
     s.ImportFromEPSG(epsg)
@@ -364,8 +392,9 @@ def cog_bytes(array, origin, pixel, epsg=32632, blocksize=256):
     mem.GetRasterBand(1).WriteArray(a)
     mem.GetRasterBand(1).SetNoDataValue(0)
     name = f"/vsimem/cog_{id(a)}_{np.random.randint(1 << 30)}.tif"
-    gdal.GetDriverByName("COG").CreateCopy(name, mem, options=[f"BLOCKSIZE={blocksize}", "COMPRESS=DEFLATE",
-                                                               "OVERVIEWS=NONE"])
+    gdal.GetDriverByName("COG").CreateCopy(
+        name, mem, options=[f"BLOCKSIZE={blocksize}", "COMPRESS=DEFLATE", "OVERVIEWS=NONE"]
+    )
     f = gdal.VSIFOpenL(name, "rb")
     gdal.VSIFSeekL(f, 0, 2)
     n = gdal.VSIFTellL(f)
@@ -406,32 +435,63 @@ def make_cog_tile(server, name, arrays, origin, epsg=32632, key_style="common"):
         path = f"/data/{name}/{b}.tif"
         server.files[path] = cog_bytes(a, origin, pixel, epsg)
         key = ASSET_KEYS[b] if key_style == "common" else b
-        asset = {"href": server.url + path, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                 "roles": ["data"]}
+        asset = {
+            "href": server.url + path,
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"],
+        }
         if b != "SCL":
             asset["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]
         assets[key] = asset
     return assets
 
 
-def make_item(item_id, when, arrays, origin, assets, cloud=10.0, baseline="05.10", applied=False, nodata=0.0,
-              platform="sentinel-2a", tile="32TQM", epsg=32632, collection="sentinel-2-c1-l2a", proj_code=False):
+def make_item(
+    item_id,
+    when,
+    arrays,
+    origin,
+    assets,
+    cloud=10.0,
+    baseline="05.10",
+    applied=False,
+    nodata=0.0,
+    platform="sentinel-2a",
+    tile="32TQM",
+    epsg=32632,
+    collection="sentinel-2-c1-l2a",
+    proj_code=False,
+):
     n = arrays["B02"].shape[0] * 10.0
     x0, y1 = origin
     fp = footprint(x0, y1 - n, x0 + n, y1, epsg)
     xs = [p[0] for p in fp["coordinates"][0]]
     ys = [p[1] for p in fp["coordinates"][0]]
-    props = {"datetime": when, "eo:cloud_cover": cloud, "s2:processing_baseline": baseline,
-             "s2:nodata_pixel_percentage": nodata, "platform": platform, "grid:code": f"MGRS-{tile}"}
+    props = {
+        "datetime": when,
+        "eo:cloud_cover": cloud,
+        "s2:processing_baseline": baseline,
+        "s2:nodata_pixel_percentage": nodata,
+        "platform": platform,
+        "grid:code": f"MGRS-{tile}",
+    }
     if applied is not None:
         props["earthsearch:boa_offset_applied"] = applied
     if proj_code:
         props["proj:code"] = f"EPSG:{epsg}"
     else:
         props["proj:epsg"] = epsg
-    return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": collection,
-            "geometry": fp, "bbox": [min(xs), min(ys), max(xs), max(ys)], "properties": props,
-            "assets": assets, "links": []}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "collection": collection,
+        "geometry": fp,
+        "bbox": [min(xs), min(ys), max(xs), max(ys)],
+        "properties": props,
+        "assets": assets,
+        "links": [],
+    }
 
 
 def _bbox_of_geojson(g):
@@ -443,6 +503,7 @@ def _bbox_of_geojson(g):
         else:
             for x in c:
                 walk(x)
+
     walk(g["coordinates"])
     return [min(p[0] for p in pts), min(p[1] for p in pts), max(p[0] for p in pts), max(p[1] for p in pts)]
 
@@ -452,16 +513,28 @@ def add_stac_api(server, items, page_size=None, prefix=""):
     root = server.url + prefix
 
     def landing(req):
-        return 200, {}, {"type": "Catalog", "id": "fake", "stac_version": "1.0.0", "description": "test STAC",
-                         "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
-                                        "https://api.stacspec.org/v1.0.0/item-search",
-                                        "https://api.stacspec.org/v1.0.0/item-search#query",
-                                        "https://api.stacspec.org/v1.0.0/collections"],
-                         "links": [{"rel": "self", "href": root + "/"}, {"rel": "root", "href": root + "/"},
-                                   {"rel": "search", "href": root + "/search", "method": "POST",
-                                    "type": "application/geo+json"},
-                                   {"rel": "search", "href": root + "/search", "method": "GET",
-                                    "type": "application/geo+json"}]}
+        return (
+            200,
+            {},
+            {
+                "type": "Catalog",
+                "id": "fake",
+                "stac_version": "1.0.0",
+                "description": "test STAC",
+                "conformsTo": [
+                    "https://api.stacspec.org/v1.0.0/core",
+                    "https://api.stacspec.org/v1.0.0/item-search",
+                    "https://api.stacspec.org/v1.0.0/item-search#query",
+                    "https://api.stacspec.org/v1.0.0/collections",
+                ],
+                "links": [
+                    {"rel": "self", "href": root + "/"},
+                    {"rel": "root", "href": root + "/"},
+                    {"rel": "search", "href": root + "/search", "method": "POST", "type": "application/geo+json"},
+                    {"rel": "search", "href": root + "/search", "method": "GET", "type": "application/geo+json"},
+                ],
+            },
+        )
 
     def search(req):
         if req["method"] == "POST":
@@ -499,26 +572,46 @@ def add_stac_api(server, items, page_size=None, prefix=""):
                 if a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]:
                     continue
             sel.append(it)
-        limit = min(int(p.get("limit") or 10), page_size or 10 ** 6)
+        limit = min(int(p.get("limit") or 10), page_size or 10**6)
         start = int(p.get("token") or 0)
-        page = sel[start:start + limit]
+        page = sel[start : start + limit]
         links = []
         if start + limit < len(sel):
             if req["method"] == "POST":
-                links.append({"rel": "next", "href": root + "/search", "method": "POST",
-                              "body": {**p, "token": start + limit}, "merge": False})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": root + "/search",
+                        "method": "POST",
+                        "body": {**p, "token": start + limit},
+                        "merge": False,
+                    }
+                )
             else:
-                links.append({"rel": "next", "href": root + "/search?" + req["raw_query"].split("&token=")[0]
-                              + f"&token={start + limit}", "method": "GET"})
-        return 200, {}, {"type": "FeatureCollection", "features": page, "links": links,
-                         "numberMatched": len(sel)}
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": root + "/search?" + req["raw_query"].split("&token=")[0] + f"&token={start + limit}",
+                        "method": "GET",
+                    }
+                )
+        return 200, {}, {"type": "FeatureCollection", "features": page, "links": links, "numberMatched": len(sel)}
 
     def collection(req):
         cid = req["path"].rstrip("/").split("/")[-1]
-        return 200, {}, {"type": "Collection", "id": cid, "stac_version": "1.0.0", "description": cid,
-                         "license": "proprietary", "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                                                              "temporal": {"interval": [[None, None]]}},
-                         "links": []}
+        return (
+            200,
+            {},
+            {
+                "type": "Collection",
+                "id": cid,
+                "stac_version": "1.0.0",
+                "description": cid,
+                "license": "proprietary",
+                "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+                "links": [],
+            },
+        )
 
     def one_item(req):
         parts = req["path"].split("/")
@@ -561,22 +654,43 @@ def jp2_bytes(array, origin, pixel, epsg=32632):
     return data
 
 
-def mtd_xml(level, baseline, image_files, offset=-1000, when="2023-06-01T10:15:59.024Z", cloud=12.5,
-            uri="S2B_MSIL2A_20230601T101559_N0509_R065_T32TQM_20230601T131313.SAFE"):
+def mtd_xml(
+    level,
+    baseline,
+    image_files,
+    offset=-1000,
+    when="2023-06-01T10:15:59.024Z",
+    cloud=12.5,
+    uri="S2B_MSIL2A_20230601T101559_N0509_R065_T32TQM_20230601T131313.SAFE",
+):
     with_offset = tuple(int(x) for x in baseline.split(".")) >= (4, 0)
     files = "\n".join(f"<IMAGE_FILE>{f}</IMAGE_FILE>" for f in image_files)
     if level == "L2A":
-        offsets = ("<BOA_ADD_OFFSET_VALUES_LIST>" + "".join(
-            f'<BOA_ADD_OFFSET band_id="{i}">{offset}</BOA_ADD_OFFSET>' for i in range(13))
-            + "</BOA_ADD_OFFSET_VALUES_LIST>") if with_offset else ""
-        quant = ('<QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>'
-                 '<AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>'
-                 '<WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>')
+        offsets = (
+            (
+                "<BOA_ADD_OFFSET_VALUES_LIST>"
+                + "".join(f'<BOA_ADD_OFFSET band_id="{i}">{offset}</BOA_ADD_OFFSET>' for i in range(13))
+                + "</BOA_ADD_OFFSET_VALUES_LIST>"
+            )
+            if with_offset
+            else ""
+        )
+        quant = (
+            '<QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>'
+            '<AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>'
+            '<WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>'
+        )
         root, ns, ptype, plevel = "Level-2A_User_Product", L2A_NS, "S2MSI2A", "Level-2A"
     else:
-        offsets = ("<Radiometric_Offset_List>" + "".join(
-            f'<RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>' for i in range(13))
-            + "</Radiometric_Offset_List>") if with_offset else ""
+        offsets = (
+            (
+                "<Radiometric_Offset_List>"
+                + "".join(f'<RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>' for i in range(13))
+                + "</Radiometric_Offset_List>"
+            )
+            if with_offset
+            else ""
+        )
         quant = '<QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>'
         root, ns, ptype, plevel = "Level-1C_User_Product", L1C_NS, "S2MSI1C", "Level-1C"
     return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
@@ -621,8 +735,18 @@ def mtd_xml(level, baseline, image_files, offset=-1000, when="2023-06-01T10:15:5
 """
 
 
-def make_safe_zip(path, arrays, origin, level="L2A", baseline="05.09", offset=-1000, extra_entries=(),
-                  uri=None, tile="32TQM", when=None):
+def make_safe_zip(
+    path,
+    arrays,
+    origin,
+    level="L2A",
+    baseline="05.09",
+    offset=-1000,
+    extra_entries=(),
+    uri=None,
+    tile="32TQM",
+    when=None,
+):
     """Write a SAFE zip: ``arrays`` maps band -> array (10 m bands at 10 m, 20 m bands / SCL at 20 m); ``when``:
     the sensing time (PRODUCT_START_TIME), default 2023-06-01."""
     stem = "20230601T101559"
@@ -667,24 +791,43 @@ TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"
 
 
 def odata_product(uuid, name, data, when, fp, cloud=5.0, baseline="05.09", tile="32TQM", online=True, md5sum=None):
-    return {"@odata.mediaContentType": "application/octet-stream", "Id": uuid, "Name": name,
-            "ContentType": "application/octet-stream", "ContentLength": len(data), "Online": online,
-            "ContentDate": {"Start": when, "End": when},
-            "Footprint": "geography'SRID=4326;POLYGON ((" + ", ".join(f"{x} {y}" for x, y in fp["coordinates"][0])
-                         + "))'",
-            "GeoFootprint": fp,
-            "Checksum": [{"Value": md5sum or md5(data), "Algorithm": "MD5", "ChecksumDate": when},
-                         {"Value": "0" * 64, "Algorithm": "BLAKE3", "ChecksumDate": when}],
-            "Attributes": [
-                {"@odata.type": "#OData.CSC.DoubleAttribute", "Name": "cloudCover", "Value": cloud,
-                 "ValueType": "Double"},
-                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "productType", "Value": "S2MSI2A",
-                 "ValueType": "String"},
-                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "tileId", "Value": tile, "ValueType": "String"},
-                {"@odata.type": "#OData.CSC.DoubleAttribute", "Name": "processingBaseline",
-                 "Value": float(baseline), "ValueType": "Double"},
-                {"@odata.type": "#OData.CSC.StringAttribute", "Name": "platformSerialIdentifier",
-                 "Value": name[2], "ValueType": "String"}]}
+    return {
+        "@odata.mediaContentType": "application/octet-stream",
+        "Id": uuid,
+        "Name": name,
+        "ContentType": "application/octet-stream",
+        "ContentLength": len(data),
+        "Online": online,
+        "ContentDate": {"Start": when, "End": when},
+        "Footprint": "geography'SRID=4326;POLYGON ((" + ", ".join(f"{x} {y}" for x, y in fp["coordinates"][0]) + "))'",
+        "GeoFootprint": fp,
+        "Checksum": [
+            {"Value": md5sum or md5(data), "Algorithm": "MD5", "ChecksumDate": when},
+            {"Value": "0" * 64, "Algorithm": "BLAKE3", "ChecksumDate": when},
+        ],
+        "Attributes": [
+            {"@odata.type": "#OData.CSC.DoubleAttribute", "Name": "cloudCover", "Value": cloud, "ValueType": "Double"},
+            {
+                "@odata.type": "#OData.CSC.StringAttribute",
+                "Name": "productType",
+                "Value": "S2MSI2A",
+                "ValueType": "String",
+            },
+            {"@odata.type": "#OData.CSC.StringAttribute", "Name": "tileId", "Value": tile, "ValueType": "String"},
+            {
+                "@odata.type": "#OData.CSC.DoubleAttribute",
+                "Name": "processingBaseline",
+                "Value": float(baseline),
+                "ValueType": "Double",
+            },
+            {
+                "@odata.type": "#OData.CSC.StringAttribute",
+                "Name": "platformSerialIdentifier",
+                "Value": name[2],
+                "ValueType": "String",
+            },
+        ],
+    }
 
 
 def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_size=None):
@@ -696,8 +839,12 @@ def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_s
 
     def token_ep(req):
         form = {k: v[0] for k, v in parse_qs(req["body"].decode()).items()}
-        if (form.get("grant_type") == "password" and form.get("client_id") == "cdse-public"
-                and form.get("username") == user and form.get("password") == password):
+        if (
+            form.get("grant_type") == "password"
+            and form.get("client_id") == "cdse-public"
+            and form.get("username") == user
+            and form.get("password") == password
+        ):
             issued = tokens.pop(0) if len(tokens) > 1 else tokens[0]
             return 200, {}, {"access_token": issued, "expires_in": 600, "token_type": "Bearer"}
         return 401, {}, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
@@ -720,11 +867,12 @@ def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_s
             if names and p["Name"] not in names and p["Name"][:-5] not in names:
                 continue
             sel.append(p)
-        top = min(int(q.get("$top", 20)), page_size or 10 ** 6)
+        top = min(int(q.get("$top", 20)), page_size or 10**6)
         skip = int(q.get("$skip", 0))
-        body = {"@odata.context": "$metadata#Products(Attributes())", "value": sel[skip:skip + top]}
+        body = {"@odata.context": "$metadata#Products(Attributes())", "value": sel[skip : skip + top]}
         if skip + top < len(sel):
             from urllib.parse import urlencode
+
             body["@odata.nextLink"] = server.url + "/odata/v1/Products?" + urlencode({**q, "$skip": skip + top})
         return 200, {}, body
 
@@ -745,6 +893,7 @@ def add_cdse(server, products, datas, user, password, token="tok-5f1b2c", page_s
 def add_dhus(server, entries, datas, user, password, prefix="/dhus"):
     """DHuS fakes for sentinelsat: OpenSearch JSON, OData product metadata, Online flag, $value download."""
     import base64
+
     basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def authed(fn):
@@ -752,32 +901,47 @@ def add_dhus(server, entries, datas, user, password, prefix="/dhus"):
             if req["headers"].get("Authorization") != basic:
                 return 401, {}, {"error": {"message": {"value": "Unauthorized"}}}
             return fn(req)
+
         return wrapped
 
     def search(req):
         q = {k: v[0] for k, v in req["query"].items()}
         start, rows = int(q.get("start", 0)), int(q.get("rows", 100))
-        feed = {"opensearch:totalResults": str(len(entries)), "entry": entries[start:start + rows]}
+        feed = {"opensearch:totalResults": str(len(entries)), "entry": entries[start : start + rows]}
         return 200, {}, {"feed": feed}
 
     def odata(req):
         uuid = re.search(r"Products\('([^']+)'\)", req["path"]).group(1)
         for e, data in zip(entries, datas):
             if e["id"] == uuid:
-                return 200, {}, {"d": {
-                    "Id": uuid, "Name": e["title"], "ContentLength": str(len(data)),
-                    "Checksum": {"Algorithm": "MD5", "Value": md5(data).upper()},
-                    "ContentDate": {"Start": "/Date(1685614559024)/", "End": "/Date(1685614559024)/"},
-                    "ContentGeometry": None, "Online": True,
-                    "CreationDate": "/Date(1685614559024)/", "IngestionDate": "/Date(1685614559024)/",
-                    "__metadata": {"media_src": f"{server.url}{prefix}/odata/v1/Products('{uuid}')/$value"},
-                    "Attributes": {"results": []}}}
+                return (
+                    200,
+                    {},
+                    {
+                        "d": {
+                            "Id": uuid,
+                            "Name": e["title"],
+                            "ContentLength": str(len(data)),
+                            "Checksum": {"Algorithm": "MD5", "Value": md5(data).upper()},
+                            "ContentDate": {"Start": "/Date(1685614559024)/", "End": "/Date(1685614559024)/"},
+                            "ContentGeometry": None,
+                            "Online": True,
+                            "CreationDate": "/Date(1685614559024)/",
+                            "IngestionDate": "/Date(1685614559024)/",
+                            "__metadata": {"media_src": f"{server.url}{prefix}/odata/v1/Products('{uuid}')/$value"},
+                            "Attributes": {"results": []},
+                        }
+                    },
+                )
         return 404, {}, {"error": {"message": {"value": "not found"}}}
 
     server.route("GET", re.escape(prefix) + r"/search", authed(search))
     server.route("GET", re.escape(prefix) + r"/odata/v1/Products\('[^']+'\)", authed(odata))
-    server.route("GET", re.escape(prefix) + r"/odata/v1/Products\('[^']+'\)/Online/\$value",
-                 authed(lambda req: (200, {}, b"true")))
+    server.route(
+        "GET",
+        re.escape(prefix) + r"/odata/v1/Products\('[^']+'\)/Online/\$value",
+        authed(lambda req: (200, {}, b"true")),
+    )
     for e, data in zip(entries, datas):
         path = f"{prefix}/odata/v1/Products('{e['id']}')/$value"
         server.files[path] = data
@@ -787,10 +951,19 @@ def add_dhus(server, entries, datas, user, password, prefix="/dhus"):
 
 
 def dhus_entry(uuid, title, when, fp_wkt, cloud=5.0, baseline="05.09", tile="32TQM"):
-    return {"id": uuid, "title": title, "link": [{"href": f"odata/v1/Products('{uuid}')/$value"}],
-            "date": [{"name": "beginposition", "content": when}, {"name": "endposition", "content": when}],
-            "double": {"name": "cloudcoverpercentage", "content": str(cloud)},
-            "str": [{"name": "footprint", "content": fp_wkt}, {"name": "platformname", "content": "Sentinel-2"},
-                    {"name": "platformserialidentifier", "content": "Sentinel-2B"},
-                    {"name": "tileid", "content": tile}, {"name": "processingbaseline", "content": baseline},
-                    {"name": "producttype", "content": "S2MSI2A"}, {"name": "uuid", "content": uuid}]}
+    return {
+        "id": uuid,
+        "title": title,
+        "link": [{"href": f"odata/v1/Products('{uuid}')/$value"}],
+        "date": [{"name": "beginposition", "content": when}, {"name": "endposition", "content": when}],
+        "double": {"name": "cloudcoverpercentage", "content": str(cloud)},
+        "str": [
+            {"name": "footprint", "content": fp_wkt},
+            {"name": "platformname", "content": "Sentinel-2"},
+            {"name": "platformserialidentifier", "content": "Sentinel-2B"},
+            {"name": "tileid", "content": tile},
+            {"name": "processingbaseline", "content": baseline},
+            {"name": "producttype", "content": "S2MSI2A"},
+            {"name": "uuid", "content": uuid},
+        ],
+    }

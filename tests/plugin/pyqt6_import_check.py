@@ -6,6 +6,7 @@ by tests/plugin/test_qgis4_api.py: PyQt5, which the host QGIS loads, and PyQt6 c
 ``from qgis.core import Name`` of a name QGIS 4 lacks fails here as it would in QGIS 4. Prints one JSON line:
 {"imported": [...], "failed": {module: error}, "qt": "6.x", "pyqt": "6.x"}.
 """
+
 import enum
 import importlib
 import json
@@ -23,6 +24,7 @@ QGIS_VERSION_INT = 40000
 def _not_here(name):
     def call(*args, **kwargs):
         raise NotImplementedError(f"{name}: a stub of the QGIS 4 API (tests/data/qgis4_api.json)")
+
     return call
 
 
@@ -48,9 +50,11 @@ def stub_class(name, entry, data, made):
             bases.append(Exception)
         elif b in data["classes"]:
             bases.append(stub_class(b, data["classes"][b], data, made))
-        elif b.startswith("Q") and not b.startswith("Qgs") and not any(isinstance(x, type) and
-                                                                        x.__module__.startswith("PyQt6")
-                                                                        for x in bases):
+        elif (
+            b.startswith("Q")
+            and not b.startswith("Qgs")
+            and not any(isinstance(x, type) and x.__module__.startswith("PyQt6") for x in bases)
+        ):
             qt = _qt_class(b)
             if qt is not None:
                 bases.append(qt)
@@ -111,9 +115,11 @@ def main():
     import satclassify_plugin
 
     # a package's __main__ runs a command when imported (satclassify_plugin/headless: the `satclassify` command)
-    names = ["satclassify_plugin"] + [m.name for m in pkgutil.walk_packages(satclassify_plugin.__path__,
-                                                                          "satclassify_plugin.")
-                                      if not m.name.endswith(".__main__")]
+    names = ["satclassify_plugin"] + [
+        m.name
+        for m in pkgutil.walk_packages(satclassify_plugin.__path__, "satclassify_plugin.")
+        if not m.name.endswith(".__main__")
+    ]
     imported, failed = [], {}
     for name in names:
         try:

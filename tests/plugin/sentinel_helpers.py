@@ -1,5 +1,6 @@
 """Helpers for the Sentinel-2 tool tests: a feedback that records every message, auth configurations in the
 test profile's authentication database, AOI strings, and a scan for a secret in files."""
+
 import os
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsProcessingFeedback
@@ -128,12 +129,32 @@ def two_tile_stac(seed_a, seed_b):
     assets_a = fs.make_cog_tile(srv, "A", arr_a, A0)
     assets_b = fs.make_cog_tile(srv, "B", arr_b, B0, key_style="esa")
     srv.items = [
-        fs.make_item(ID_A, "2023-06-01T10:20:00Z", arr_a, A0, assets_a, cloud=10.0, baseline="05.10",
-                     applied=False, nodata=1.5),
-        fs.make_item(ID_B, "2023-06-01T10:20:04Z", arr_b, B0, assets_b, cloud=12.0, baseline="03.01",
-                     applied=None, tile="32TQN", proj_code=True),
-        fs.make_item(ID_C, "2023-06-20T10:20:00Z", arr_a, A0, assets_a, cloud=60.0, baseline="05.10",
-                     applied=True, platform="sentinel-2b"),
+        fs.make_item(
+            ID_A, "2023-06-01T10:20:00Z", arr_a, A0, assets_a, cloud=10.0, baseline="05.10", applied=False, nodata=1.5
+        ),
+        fs.make_item(
+            ID_B,
+            "2023-06-01T10:20:04Z",
+            arr_b,
+            B0,
+            assets_b,
+            cloud=12.0,
+            baseline="03.01",
+            applied=None,
+            tile="32TQN",
+            proj_code=True,
+        ),
+        fs.make_item(
+            ID_C,
+            "2023-06-20T10:20:00Z",
+            arr_a,
+            A0,
+            assets_a,
+            cloud=60.0,
+            baseline="05.10",
+            applied=True,
+            platform="sentinel-2b",
+        ),
     ]
     fs.add_stac_api(srv, srv.items)
     srv.arrays = {"A": arr_a, "B": arr_b}

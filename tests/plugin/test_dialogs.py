@@ -1,4 +1,5 @@
 """Every algorithm's toolbox dialog, batch dialog and modeler parameters dialog can be built."""
+
 import pytest
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
 

@@ -1,4 +1,5 @@
 """The README's tool reference is generated from the tools; it must not go stale."""
+
 import os
 import sys
 
@@ -12,8 +13,9 @@ def test_readme_tool_reference_is_current(provider):
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         text = f.read()
     block = tool_reference.reference(provider)
-    assert tool_reference.render(text, block) == text, \
+    assert tool_reference.render(text, block) == text, (
         "README.md tool reference is stale: run .venv-qgis/bin/python scripts/tool_reference.py"
+    )
     for alg in provider.algorithms():
         assert f"`{alg.id()}`" in block
         for d in alg.parameterDefinitions():

@@ -1,4 +1,5 @@
 """The plugin loads in real QGIS, registers its provider and layer actions, and unloads cleanly."""
+
 import os
 import sys
 
@@ -72,8 +73,12 @@ def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, m
     monkeypatch.setattr(plugin, "deps_folder", lambda: str(tmp_path / deps.DEPS_DIR_NAME))
     monkeypatch.setattr(sys, "path", list(sys.path))
     menu = [a for (a, m, t, _) in plugin.iface.custom_actions if t is None]
-    assert [a.text() for a in menu] == ["Install Python dependencies...", "Manage models...",
-                                       "Set up training environment...", "Diagnostics..."]
+    assert [a.text() for a in menu] == [
+        "Install Python dependencies...",
+        "Manage models...",
+        "Set up training environment...",
+        "Diagnostics...",
+    ]
     reqs = plugin.install_dependencies(python=sys.executable, gpu=False, runner=fake_runner)
     assert calls and calls[0][1:4] == ["-m", "pip", "install"]
     assert os.path.isdir(tmp_path / deps.DEPS_DIR_NAME / "onnxruntime")
@@ -83,9 +88,12 @@ def test_dependency_menu_action_installs_into_profile_folder(plugin, tmp_path, m
 
 def _open_dialogs(alg_id):
     from qgis.PyQt.QtWidgets import QApplication
-    return [w for w in QApplication.topLevelWidgets()
-            if w.isVisible() and hasattr(w, "algorithm") and w.algorithm() is not None
-            and w.algorithm().id() == alg_id]
+
+    return [
+        w
+        for w in QApplication.topLevelWidgets()
+        if w.isVisible() and hasattr(w, "algorithm") and w.algorithm() is not None and w.algorithm().id() == alg_id
+    ]
 
 
 def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path):
@@ -96,20 +104,30 @@ def test_right_click_actions_open_the_tool_prefilled_end_to_end(plugin, tmp_path
 
     from tests.rasters import make_polygons, make_raster
 
-    raster = QgsRasterLayer(make_raster(tmp_path / "s2.tif", np.ones((4, 8, 8), np.uint16),
-                                        band_names=["B02", "B03", "B04", "B08"]), "s2 stack")
-    vector = QgsVectorLayer(make_polygons(tmp_path / "clc.gpkg", [
-        ("POLYGON((4000000 3000000,4001000 3000000,4001000 3001000,4000000 3000000))", {"code_18": "211"})],
-        fields={"code_18": ogr.OFTString}), "clc", "ogr")
+    raster = QgsRasterLayer(
+        make_raster(tmp_path / "s2.tif", np.ones((4, 8, 8), np.uint16), band_names=["B02", "B03", "B04", "B08"]),
+        "s2 stack",
+    )
+    vector = QgsVectorLayer(
+        make_polygons(
+            tmp_path / "clc.gpkg",
+            [("POLYGON((4000000 3000000,4001000 3000000,4001000 3001000,4000000 3000000))", {"code_18": "211"})],
+            fields={"code_18": ogr.OFTString},
+        ),
+        "clc",
+        "ogr",
+    )
     assert raster.isValid() and vector.isValid()
     QgsProject.instance().addMapLayers([raster, vector])
     registered = {id(a): t for (a, _menu, t, _all) in plugin.iface.custom_actions}
     actions = {alg: a for (a, alg, _param) in plugin.layer_actions}  # a layer type may have several actions
     try:
-        for layer, layer_type, alg_id in ((raster, QgsMapLayerType.RasterLayer, "satclassify:classify"),
-                                          (raster, QgsMapLayerType.RasterLayer, "satclassify:classifypatches"),
-                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc"),
-                                          (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizelabels")):
+        for layer, layer_type, alg_id in (
+            (raster, QgsMapLayerType.RasterLayer, "satclassify:classify"),
+            (raster, QgsMapLayerType.RasterLayer, "satclassify:classifypatches"),
+            (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizeclc"),
+            (vector, QgsMapLayerType.VectorLayer, "satclassify:rasterizelabels"),
+        ):
             plugin.iface.setActiveLayer(layer)
             assert registered[id(actions[alg_id])] == layer_type, alg_id
             actions[alg_id].trigger()
@@ -139,5 +157,6 @@ def test_raster_layer_path_is_the_file_or_a_clear_refusal(tmp_path):
     tiles = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/%7Bz%7D/%7Bx%7D/%7By%7D.png", "tiles", "wms")
     with pytest.raises(SatClassifyError) as e:
         raster_layer_path(tiles, "image")
-    assert str(e.value) == ("image layer 'tiles' is a wms layer; SatClassify reads files GDAL can open: save the "
-                            "layer as a GeoTIFF first")
+    assert str(e.value) == (
+        "image layer 'tiles' is a wms layer; SatClassify reads files GDAL can open: save the layer as a GeoTIFF first"
+    )

@@ -60,5 +60,5 @@ def test_iter_windows_cover_exactly():
     wins = list(raster.iter_windows(1000, 700, 256))
     cover = np.zeros((700, 1000), int)
     for x, y, w, h in wins:
-        cover[y:y + h, x:x + w] += 1
+        cover[y : y + h, x : x + w] += 1
     assert (cover == 1).all()

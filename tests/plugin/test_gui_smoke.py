@@ -1,4 +1,5 @@
 """A class raster written by the tools, styled by the layer post-processor, drawn in a real map canvas."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -54,8 +55,9 @@ def test_class_raster_in_canvas_shows_legend_and_colours(qgis_app, tmp_path):
     path = write_class_raster(tmp_path / "classes.tif")
     layer = QgsRasterLayer(path, "prediction")
     assert layer.isValid()
-    ClassStylePostProcessor.create(clc.classes(1)).postProcessLayer(layer, QgsProcessingContext(),
-                                                                    QgsProcessingFeedback())
+    ClassStylePostProcessor.create(clc.classes(1)).postProcessLayer(
+        layer, QgsProcessingContext(), QgsProcessingFeedback()
+    )
     renderer = layer.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     legend = {label: color.name() for label, color in renderer.legendSymbologyItems()}
@@ -79,14 +81,18 @@ def test_class_raster_in_canvas_shows_legend_and_colours(qgis_app, tmp_path):
         for frac, value in ((0.17, 1), (0.5, 3), (0.83, 5)):
             px = QColor(img.pixel(int(w * frac), int(h * 0.6)))
             want = QColor(clc.classes(1)[value - 1].color)
-            assert (abs(px.red() - want.red()) <= 2 and abs(px.green() - want.green()) <= 2
-                    and abs(px.blue() - want.blue()) <= 2), (value, px.name(), want.name())
+            assert (
+                abs(px.red() - want.red()) <= 2
+                and abs(px.green() - want.green()) <= 2
+                and abs(px.blue() - want.blue()) <= 2
+            ), (value, px.name(), want.name())
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
 
 
 def test_style_output_on_load_attaches_post_processor(tmp_path):
     from qgis.core import QgsProcessingContext
+
     path = write_class_raster(tmp_path / "c.tif")
     context = QgsProcessingContext()
     context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("c", QgsProject.instance(), "OUTPUT"))
@@ -95,8 +101,10 @@ def test_style_output_on_load_attaches_post_processor(tmp_path):
     assert isinstance(pp, ClassStylePostProcessor)
     # only the classes present in the file (2 and 4 are not), with their area (10 m pixels) and share
     assert [(c["value"], c["name"], c["pixels"], c["area_ha"]) for c in pp.classes] == [
-        (1, "Artificial surfaces", 1700, 17.0), (3, "Forest and semi natural areas", 1800, 18.0),
-        (5, "Water bodies", 1800, 18.0)]
+        (1, "Artificial surfaces", 1700, 17.0),
+        (3, "Forest and semi natural areas", 1800, 18.0),
+        (5, "Water bodies", 1800, 18.0),
+    ]
     assert sum(c["percent"] for c in pp.classes) == pytest.approx(100.0)
 
 
@@ -132,9 +140,14 @@ def test_classify_output_loaded_styled_and_drawn(qgis_app, plugin, tmp_path):
         present = [c for c in om.classes(3) if (pred == c["value"]).any()]
         assert len(present) >= 2
         assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
-            (c["value"], f"{c['name']} \u2013 {(pred == c['value']).sum() / 100:.1f} ha "
-                         f"({100.0 * (pred == c['value']).sum() / (pred > 0).sum():.1f} %)", c["color"])
-            for c in present]
+            (
+                c["value"],
+                f"{c['name']} \u2013 {(pred == c['value']).sum() / 100:.1f} ha "
+                f"({100.0 * (pred == c['value']).sum() / (pred > 0).sum():.1f} %)",
+                c["color"],
+            )
+            for c in present
+        ]
         folder = os.environ.get("SATCLASSIFY_SCREENSHOTS") or str(tmp_path)
         os.makedirs(folder, exist_ok=True)
         img = draw(qgis_app, QgsMapCanvas(), layer, os.path.join(folder, "classify_canvas.png"))

@@ -1,6 +1,7 @@
 """The ``satclassify`` command (satclassify_plugin/headless) and the Processing tools write the same files from the
 same inputs: byte for byte for the rasters (issue 28 item 1). The command runs in a child Python (this env, the
 repository on its path) that must not import qgis, PyQt or torch on the way."""
+
 import json
 import os
 import subprocess
@@ -29,8 +30,14 @@ print(json.dumps({'rc': rc, 'forbidden_imports': bad}), file=sys.stderr)
 def satclassify(*args, env=None):
     """Run the command in a child process: (exit status, stdout JSON or None, stderr text)."""
     e = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-    p = subprocess.run([sys.executable, "-c", CHILD, *[str(a) for a in args]], capture_output=True, text=True,
-                       env=e, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=ROOT,
+        timeout=300,
+    )
     tail = json.loads(p.stderr.strip().splitlines()[-1])
     assert tail["forbidden_imports"] == [], tail
     out = json.loads(p.stdout) if p.stdout.strip() else None
@@ -57,16 +64,48 @@ def test_classify_writes_the_same_bytes_as_the_processing_tool(run_alg, tmp_path
     q.mkdir()
     c.mkdir()
     extent = f"{X0 + 20},{X0 + 480},{Y0 - 400},{Y0 - 30}"
-    res = run_alg("satclassify:classify", {
-        "INPUT": src, "MODEL": model, "EXTENT": extent, "TILE_SIZE": 24, "BATCH_SIZE": 3,
-        "OUTPUT": str(q / "classes.tif"), "CONFIDENCE": str(q / "conf.tif"), "PROBABILITIES": str(q / "p.tif")})
-    rc, out, err = satclassify("classify", "--input", src, "--model", model, "--extent", extent, "--tile-size", 24,
-                               "--batch-size", 3, "--output", c / "classes.tif", "--confidence", c / "conf.tif",
-                               "--probabilities", c / "p.tif")
+    res = run_alg(
+        "satclassify:classify",
+        {
+            "INPUT": src,
+            "MODEL": model,
+            "EXTENT": extent,
+            "TILE_SIZE": 24,
+            "BATCH_SIZE": 3,
+            "OUTPUT": str(q / "classes.tif"),
+            "CONFIDENCE": str(q / "conf.tif"),
+            "PROBABILITIES": str(q / "p.tif"),
+        },
+    )
+    rc, out, err = satclassify(
+        "classify",
+        "--input",
+        src,
+        "--model",
+        model,
+        "--extent",
+        extent,
+        "--tile-size",
+        24,
+        "--batch-size",
+        3,
+        "--output",
+        c / "classes.tif",
+        "--confidence",
+        c / "conf.tif",
+        "--probabilities",
+        c / "p.tif",
+    )
     assert rc == 0, err
     # the class rasters carry their category names in a GDAL .aux.xml sidecar (core.raster): compared too
-    names = ["classes.tif", "classes.tif.aux.xml", "classes_clc_level1.tif", "classes_clc_level1.tif.aux.xml",
-             "conf.tif", "p.tif"]
+    names = [
+        "classes.tif",
+        "classes.tif.aux.xml",
+        "classes_clc_level1.tif",
+        "classes_clc_level1.tif.aux.xml",
+        "conf.tif",
+        "p.tif",
+    ]
     assert sorted(os.listdir(q)) == sorted(os.listdir(c)) == sorted(names)
     for n in names:
         assert same_bytes(q / n, c / n), n
@@ -89,10 +128,22 @@ def test_classify_extent_in_another_crs_is_reprojected_to_the_layer(run_alg, tmp
     ct = osr.CoordinateTransformation(s, d)
     (lon0, lat0, _), (lon1, lat1, _) = ct.TransformPoint(X0 + 100, Y0 - 300), ct.TransformPoint(X0 + 400, Y0 - 100)
     extent = f"{lon0},{lon1},{lat0},{lat1} [EPSG:4326]"
-    run_alg("satclassify:classify", {"INPUT": src, "MODEL": model, "EXTENT": extent,
-                                     "OUTPUT": str(tmp_path / "q.tif"), "WRITE_ALL_HEADS": False})
-    rc, out, err = satclassify("classify", "--input", src, "--model", model, "--extent", extent,
-                               "--no-write-all-heads", "--output", tmp_path / "c.tif")
+    run_alg(
+        "satclassify:classify",
+        {"INPUT": src, "MODEL": model, "EXTENT": extent, "OUTPUT": str(tmp_path / "q.tif"), "WRITE_ALL_HEADS": False},
+    )
+    rc, out, err = satclassify(
+        "classify",
+        "--input",
+        src,
+        "--model",
+        model,
+        "--extent",
+        extent,
+        "--no-write-all-heads",
+        "--output",
+        tmp_path / "c.tif",
+    )
     assert rc == 0, err
     assert same_bytes(tmp_path / "q.tif", tmp_path / "c.tif")
     assert "head 'clc_level1' (2 classes) was not written" in err
@@ -107,24 +158,69 @@ def test_rasterizeclc_writes_the_same_bytes_as_the_processing_tool(run_alg, tmp_
         ang = np.sort(rng.uniform(0, 2 * np.pi, 6))
         pts = [(X0 + cx + r * np.cos(a), Y0 - cy + r * np.sin(a)) for a in ang] + []
         pts.append(pts[0])
-        polys.append(("POLYGON((" + ",".join(f"{x} {y}" for x, y in pts) + "))",
-                      {"code_18": str(codes[int(rng.integers(len(codes)))])}))
+        polys.append(
+            (
+                "POLYGON((" + ",".join(f"{x} {y}" for x, y in pts) + "))",
+                {"code_18": str(codes[int(rng.integers(len(codes)))])},
+            )
+        )
     clcfile = make_polygons(tmp_path / "clc.gpkg", polys, epsg=UTM32N, fields={"code_18": ogr.OFTString})
     ref = make_raster(tmp_path / "ref.tif", np.zeros((30, 40), np.uint16), origin=(X0, Y0))
-    run_alg("satclassify:rasterizeclc", {"INPUT": clcfile, "REFERENCE": ref, "LEVEL": 1, "RULE": 2,
-                                         "OUTPUT": str(tmp_path / "q.tif"), "MIXED": str(tmp_path / "qm.tif")})
-    rc, out, err = satclassify("rasterizeclc", "--input", clcfile, "--reference", ref, "--level", "level2",
-                               "--rule", "majority", "--output", tmp_path / "c.tif", "--mixed", tmp_path / "cm.tif")
+    run_alg(
+        "satclassify:rasterizeclc",
+        {
+            "INPUT": clcfile,
+            "REFERENCE": ref,
+            "LEVEL": 1,
+            "RULE": 2,
+            "OUTPUT": str(tmp_path / "q.tif"),
+            "MIXED": str(tmp_path / "qm.tif"),
+        },
+    )
+    rc, out, err = satclassify(
+        "rasterizeclc",
+        "--input",
+        clcfile,
+        "--reference",
+        ref,
+        "--level",
+        "level2",
+        "--rule",
+        "majority",
+        "--output",
+        tmp_path / "c.tif",
+        "--mixed",
+        tmp_path / "cm.tif",
+    )
     assert rc == 0, err
     assert same_bytes(tmp_path / "q.tif", tmp_path / "c.tif")
     assert same_bytes(tmp_path / "qm.tif", tmp_path / "cm.tif")
     assert out["UNKNOWN_FEATURES"] == 0 and "grid: 40 x 30 pixels, rule majority" in err
     # the grid from EXTENT + TARGET_CRS + PIXEL_SIZE (no reference raster)
     extent = f"{X0},{X0 + 400},{Y0 - 300},{Y0} [EPSG:{UTM32N}]"
-    run_alg("satclassify:rasterizeclc", {"INPUT": clcfile, "EXTENT": extent, "TARGET_CRS": f"EPSG:{UTM32N}",
-                                         "PIXEL_SIZE": 20, "OUTPUT": str(tmp_path / "qe.tif")})
-    rc, _, err = satclassify("rasterizeclc", "--input", clcfile, "--extent", extent, "--target-crs",
-                             f"EPSG:{UTM32N}", "--pixel-size", 20, "--output", tmp_path / "ce.tif")
+    run_alg(
+        "satclassify:rasterizeclc",
+        {
+            "INPUT": clcfile,
+            "EXTENT": extent,
+            "TARGET_CRS": f"EPSG:{UTM32N}",
+            "PIXEL_SIZE": 20,
+            "OUTPUT": str(tmp_path / "qe.tif"),
+        },
+    )
+    rc, _, err = satclassify(
+        "rasterizeclc",
+        "--input",
+        clcfile,
+        "--extent",
+        extent,
+        "--target-crs",
+        f"EPSG:{UTM32N}",
+        "--pixel-size",
+        20,
+        "--output",
+        tmp_path / "ce.tif",
+    )
     assert rc == 0, err
     assert same_bytes(tmp_path / "qe.tif", tmp_path / "ce.tif")
 
@@ -136,11 +232,29 @@ def test_assess_writes_the_same_tables_as_the_processing_tool(run_alg, tmp_path)
     cls = np.where(rng.random((30, 30)) < 0.8, ref, rng.integers(1, 4, (30, 30))).astype(np.uint8)
     a = make_class_raster(tmp_path / "cls.tif", cls, classes)
     b = make_class_raster(tmp_path / "ref.tif", ref, classes)
-    res = run_alg("satclassify:assessaccuracy", {
-        "CLASSIFIED": a, "REFERENCE": b, "OUTPUT_MATRIX": str(tmp_path / "q.csv"),
-        "OUTPUT_METRICS": str(tmp_path / "q.json"), "OUTPUT_REPORT": str(tmp_path / "q.html")})
-    rc, out, err = satclassify("assess", "--classified", a, "--reference", b, "--output-matrix", tmp_path / "c.csv",
-                               "--output-metrics", tmp_path / "c.json", "--output-report", tmp_path / "c.html")
+    res = run_alg(
+        "satclassify:assessaccuracy",
+        {
+            "CLASSIFIED": a,
+            "REFERENCE": b,
+            "OUTPUT_MATRIX": str(tmp_path / "q.csv"),
+            "OUTPUT_METRICS": str(tmp_path / "q.json"),
+            "OUTPUT_REPORT": str(tmp_path / "q.html"),
+        },
+    )
+    rc, out, err = satclassify(
+        "assess",
+        "--classified",
+        a,
+        "--reference",
+        b,
+        "--output-matrix",
+        tmp_path / "c.csv",
+        "--output-metrics",
+        tmp_path / "c.json",
+        "--output-report",
+        tmp_path / "c.html",
+    )
     assert rc == 0, err
     assert same_bytes(tmp_path / "q.csv", tmp_path / "c.csv")
     q, c = (json.load(open(tmp_path / f"{n}.json")) for n in "qc")
@@ -157,14 +271,17 @@ def test_user_errors_are_the_tools_messages_without_a_traceback(tmp_path, scene)
     assert "satclassify classify: error: OUTPUT" in err and "INPUT" in err
     rc, _, err = satclassify("classify", "--input", src, "--model", model, "--output", tmp_path / "x.png")
     assert rc == 1 and "the tool writes GeoTIFF, not .png" in err
-    rc, _, err = satclassify("classify", "--input", src, "--model", model, "--extent", "5,5,1,2",
-                             "--output", tmp_path / "x.tif")
+    rc, _, err = satclassify(
+        "classify", "--input", src, "--model", model, "--extent", "5,5,1,2", "--output", tmp_path / "x.tif"
+    )
     assert rc == 1 and "EXTENT '5,5,1,2' has no area" in err
-    rc, _, err = satclassify("classify", "--input", src, "--model", model, "--device", "GPU9",
-                             "--output", tmp_path / "x.tif")
+    rc, _, err = satclassify(
+        "classify", "--input", src, "--model", model, "--device", "GPU9", "--output", tmp_path / "x.tif"
+    )
     assert rc == 1 and "DEVICE 'GPU9' is not one of the choices: 0 = Auto; 1 = CPU" in err
-    rc, _, err = satclassify("classify", "--input", tmp_path / "missing.tif", "--model", model,
-                             "--output", tmp_path / "x.tif")
+    rc, _, err = satclassify(
+        "classify", "--input", tmp_path / "missing.tif", "--model", model, "--output", tmp_path / "x.tif"
+    )
     assert rc == 1 and "missing.tif" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "x.tif")
 
@@ -191,17 +308,25 @@ def test_classifypatches_writes_the_same_patches_as_the_processing_tool(run_alg,
     src = make_raster(tmp_path / "s2.tif", raw, origin=(X0, Y0), band_names=om.S2_BANDS4, nodata=0)
     w = np.random.default_rng(1).normal(0, 20, (3, 4))
     model = om.patch_model(tmp_path / "patch.onnx", w, p=8)
-    res = run_alg("satclassify:classifypatches", {"INPUT": src, "MODEL": model, "THRESHOLD": 0.4,
-                                                  "OUTPUT": str(tmp_path / "q.gpkg")})
-    rc, out, err = satclassify("classifypatches", "--input", src, "--model", model, "--threshold", 0.4,
-                               "--output", tmp_path / "c.gpkg")
+    res = run_alg(
+        "satclassify:classifypatches",
+        {"INPUT": src, "MODEL": model, "THRESHOLD": 0.4, "OUTPUT": str(tmp_path / "q.gpkg")},
+    )
+    rc, out, err = satclassify(
+        "classifypatches", "--input", src, "--model", model, "--threshold", 0.4, "--output", tmp_path / "c.gpkg"
+    )
     assert rc == 0, err
     assert out["COUNT"] == res["COUNT"] == 20
     # a GeoPackage records when it was written (gpkg_contents.last_change): its features are compared instead
     assert features(tmp_path / "q.gpkg") == features(tmp_path / "c.gpkg")
     # the shipped model by its id (MODEL_ID, the default) through both
-    rgb = make_raster(tmp_path / "rgb.tif", np.random.default_rng(9).integers(1, 3000, (3, 64, 128)).astype(
-        np.uint16), origin=(X0, Y0), band_names=["B04", "B03", "B02"], nodata=0)
+    rgb = make_raster(
+        tmp_path / "rgb.tif",
+        np.random.default_rng(9).integers(1, 3000, (3, 64, 128)).astype(np.uint16),
+        origin=(X0, Y0),
+        band_names=["B04", "B03", "B02"],
+        nodata=0,
+    )
     run_alg("satclassify:classifypatches", {"INPUT": rgb, "OUTPUT": str(tmp_path / "q2.gpkg")})
     rc, out, err = satclassify("classifypatches", "--input", rgb, "--output", tmp_path / "c2.gpkg")
     assert rc == 0, err
@@ -214,13 +339,30 @@ def test_assess_with_reference_points_gives_the_same_estimates(run_alg, tmp_path
 
     cls = class_map(tmp_path / "map.tif")
     pts = sample(tmp_path)  # in EPSG:3035: both sides reproject them to the map's UTM grid
-    run_alg("satclassify:assessaccuracy", {"CLASSIFIED": cls, "REFERENCE_POINTS": pts, "REFERENCE_FIELD": "reference",
-                                           "OUTPUT_MATRIX": str(tmp_path / "q.csv"),
-                                           "OUTPUT_METRICS": str(tmp_path / "q.json"),
-                                           "OUTPUT_REPORT": str(tmp_path / "q.html")})
-    rc, out, err = satclassify("assess", "--classified", cls, "--reference-points", pts, "--reference-field",
-                               "reference", "--output-matrix", tmp_path / "c.csv", "--output-metrics",
-                               tmp_path / "c.json")
+    run_alg(
+        "satclassify:assessaccuracy",
+        {
+            "CLASSIFIED": cls,
+            "REFERENCE_POINTS": pts,
+            "REFERENCE_FIELD": "reference",
+            "OUTPUT_MATRIX": str(tmp_path / "q.csv"),
+            "OUTPUT_METRICS": str(tmp_path / "q.json"),
+            "OUTPUT_REPORT": str(tmp_path / "q.html"),
+        },
+    )
+    rc, out, err = satclassify(
+        "assess",
+        "--classified",
+        cls,
+        "--reference-points",
+        pts,
+        "--reference-field",
+        "reference",
+        "--output-matrix",
+        tmp_path / "c.csv",
+        "--output-metrics",
+        tmp_path / "c.json",
+    )
     assert rc == 0, err
     assert same_bytes(tmp_path / "q.csv", tmp_path / "c.csv")
     q, c = (json.load(open(tmp_path / f"{n}.json")) for n in "qc")

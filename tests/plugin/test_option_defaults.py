@@ -1,5 +1,6 @@
 """The Processing tools take their parameter defaults (and limits) from the core's option dataclasses, so a
 dialog, qgis_process and a headless caller of the core run with the same settings."""
+
 import pytest
 
 from satclassify_plugin.core.accuracy.sampling import SamplingOptions
@@ -28,6 +29,10 @@ def test_samplingdesign_defaults_are_sampling_options(provider):
     assert p["IGNORE"].defaultValue() == o.ignore
     assert alg.METHOD_KEYS[p["METHOD"].defaultValue()] == o.method
     assert alg.ALLOCATION_KEYS[p["ALLOCATION"].defaultValue()] == o.rule
-    assert (p["TARGET_SE"].defaultValue(), p["EXPECTED_UA"].defaultValue(), p["TOTAL"].defaultValue(),
-            p["MIN_PER_CLASS"].defaultValue(), p["SEED"].defaultValue()) == (
-        o.target_se, o.expected_ua, o.total, o.minimum, o.seed)
+    assert (
+        p["TARGET_SE"].defaultValue(),
+        p["EXPECTED_UA"].defaultValue(),
+        p["TOTAL"].defaultValue(),
+        p["MIN_PER_CLASS"].defaultValue(),
+        p["SEED"].defaultValue(),
+    ) == (o.target_se, o.expected_ua, o.total, o.minimum, o.seed)

@@ -13,6 +13,7 @@ No QGIS 4 build installs on these machines. Instead:
   (tests/plugin/pyqt6_import_check.py); every Qt ``Name.attr.attr`` the plugin uses must resolve in PyQt6.
 The check reads only the JSON file: no network, no QGIS 4 at test time.
 """
+
 import ast
 import json
 import os
@@ -50,8 +51,15 @@ def test_data_file_names_its_source():
         assert entry["commit"] in commits, cls
         assert entry["qgis4"] == bool(commits[entry["commit"]].get("qgis4")), cls
     # the Processing API the plugin is built on comes from QGIS 4 versions of the files
-    for cls in ("Qgis", "QgsProcessingAlgorithm", "QgsProcessingContext", "QgsProcessingProvider",
-                "QgsProcessingParameterNumber", "QgsProcessingParameterDefinition", "QgsApplication"):
+    for cls in (
+        "Qgis",
+        "QgsProcessingAlgorithm",
+        "QgsProcessingContext",
+        "QgsProcessingProvider",
+        "QgsProcessingParameterNumber",
+        "QgsProcessingParameterDefinition",
+        "QgsApplication",
+    ):
         assert read[cls]["qgis4"] and read[cls]["complete"], cls
     assert len(read) >= 90
 
@@ -76,7 +84,7 @@ def test_every_used_class_is_in_the_data_file():
     assert used - set(load()["classes"]) == set()
 
 
-FABRICATED = '''
+FABRICATED = """
 from qgis.core import (Qgis, QgsFeatureSink, QgsMapLayerType, QgsProcessingAlgorithm, QgsProcessingParameterNumbr,
                        QgsProcessingParameterNumber)
 
@@ -104,7 +112,7 @@ class Alg(QgsProcessingAlgorithm):
         p.setMinimun(1)
         p.setFlags(p.flags())
         return {}
-'''
+"""
 
 
 def test_the_check_catches_fabricated_and_removed_names(tmp_path):
@@ -117,16 +125,30 @@ def test_the_check_catches_fabricated_and_removed_names(tmp_path):
     data = {**data, "removed_in_qgis4": {**data["removed_in_qgis4"], "QgsMapLayerType": "Qgis.LayerType"}}
     r = qgis4_api.resolve(data, qgis4_api.used_names([str(src)]))
     text = "\n".join(r["missing"])
-    for bad in ("QgsProcessingParameterNumbr (", "Qgis.ProcessingSourceType.VectorPolygn",
-                "QgsFeatureSink.addFeatureV2", "Qgis.QGIS_VERSION_INT", "QgsMapLayerType (",
-                "QgsProcessingAlgorithm.parameterAsRastrLayer", "QgsProcessingContext.addLayerToLoadOnCompletin",
-                "QgsProcessingParameterNumber.setMinimun"):
+    for bad in (
+        "QgsProcessingParameterNumbr (",
+        "Qgis.ProcessingSourceType.VectorPolygn",
+        "QgsFeatureSink.addFeatureV2",
+        "Qgis.QGIS_VERSION_INT",
+        "QgsMapLayerType (",
+        "QgsProcessingAlgorithm.parameterAsRastrLayer",
+        "QgsProcessingContext.addLayerToLoadOnCompletin",
+        "QgsProcessingParameterNumber.setMinimun",
+    ):
         assert bad in text, (bad, text)
     # QgsProcessingFeedback derives (through QgsFeedback) from QObject: a name neither class has is left to PyQt6,
     # where test_qt_names_resolve_in_pyqt6 looks it up
     assert list(r["qt"]) == ["QObject.pushInf"] and "QgsProcessingFeedback.pushInf (" in r["qt"]["QObject.pushInf"]
-    for good in ("VectorPolygon (", "FastInsert", "parameterAsRasterLayer (", ".helper", "project (",
-                 "isCanceled", "setFlags", "flags ("):
+    for good in (
+        "VectorPolygon (",
+        "FastInsert",
+        "parameterAsRasterLayer (",
+        ".helper",
+        "project (",
+        "isCanceled",
+        "setFlags",
+        "flags (",
+    ):
         assert good not in text, (good, text)
     assert len(r["missing"]) == 9, text  # QgsMapLayerType is imported and used: both reported
 
@@ -134,14 +156,25 @@ def test_the_check_catches_fabricated_and_removed_names(tmp_path):
 def test_the_check_follows_inheritance_and_partial_lists():
     """An inherited member resolves through the QGIS base class; a member of a class read only in part is
     reported as unchecked, not as missing and not as found."""
-    data = {"qgis": {}, "classes": {
-        "QgsBase": {"module": "qgis.core", "complete": True, "members": ["baseMethod"], "enums": {}, "bases": []},
-        "QgsChild": {"module": "qgis.core", "complete": True, "members": ["own"], "enums": {},
-                     "bases": ["QgsBase"]},
-        "QgsWidgetish": {"module": "qgis.core", "complete": True, "members": [], "enums": {}, "bases": ["QObject"]},
-        "QgsPartial": {"module": "qgis.core", "complete": False, "members": ["known"], "enums": {}, "bases": []}}}
-    used = {("qgis.core", n): [("x.py", 1)] for n in ("QgsChild.baseMethod", "QgsChild.own", "QgsChild.nope",
-                                                       "QgsWidgetish.objectName", "QgsPartial.other")}
+    data = {
+        "qgis": {},
+        "classes": {
+            "QgsBase": {"module": "qgis.core", "complete": True, "members": ["baseMethod"], "enums": {}, "bases": []},
+            "QgsChild": {
+                "module": "qgis.core",
+                "complete": True,
+                "members": ["own"],
+                "enums": {},
+                "bases": ["QgsBase"],
+            },
+            "QgsWidgetish": {"module": "qgis.core", "complete": True, "members": [], "enums": {}, "bases": ["QObject"]},
+            "QgsPartial": {"module": "qgis.core", "complete": False, "members": ["known"], "enums": {}, "bases": []},
+        },
+    }
+    used = {
+        ("qgis.core", n): [("x.py", 1)]
+        for n in ("QgsChild.baseMethod", "QgsChild.own", "QgsChild.nope", "QgsWidgetish.objectName", "QgsPartial.other")
+    }
     r = qgis4_api.resolve(data, used)
     assert r["missing"] == ["qgis.core.QgsChild.nope (x.py:1): QgsChild has no member nope in QGIS 4"]
     assert r["unchecked"] == ["qgis.core.QgsPartial.other"]
@@ -212,8 +245,17 @@ def test_parse_sip_reads_a_binding_file():
     thing = classes["QgsThing"]
     assert thing["bases"] == ["QgsBase"]
     assert thing["enums"] == {"Kind": ["First", "Second"]}
-    assert set(thing["members"]) == {"Kind", "Kinds", "fromName", "describe", "Options", "extra", "label",
-                                     "changed", "helper"}
+    assert set(thing["members"]) == {
+        "Kind",
+        "Kinds",
+        "fromName",
+        "describe",
+        "Options",
+        "extra",
+        "label",
+        "changed",
+        "helper",
+    }
     assert set(classes["QgsThing.Options"]["members"]) == {"dpi", "pages"}
 
 
@@ -222,10 +264,12 @@ def test_from_sip_builds_the_data_file(tmp_path):
     the folder lacks keeps its previous entry, marked unconfirmed; QGIS base classes come along."""
     folder = tmp_path / "sip" / "python" / "PyQt6" / "core" / "auto_generated"
     folder.mkdir(parents=True)
-    (folder / "qgsthing.sip.in").write_text("// qgis/QGIS python/PyQt6/core/auto_generated/qgsthing.sip.in @ "
-                                            "abcdef1234567\n" + SIP_SAMPLE)
-    (folder / "qgsbase.sip.in").write_text("// qgis/QGIS x @ 7654321fedcba\nclass QgsBase\n{\n  public:\n"
-                                           "    baseMethod();\n};\n")
+    (folder / "qgsthing.sip.in").write_text(
+        "// qgis/QGIS python/PyQt6/core/auto_generated/qgsthing.sip.in @ abcdef1234567\n" + SIP_SAMPLE
+    )
+    (folder / "qgsbase.sip.in").write_text(
+        "// qgis/QGIS x @ 7654321fedcba\nclass QgsBase\n{\n  public:\n    baseMethod();\n};\n"
+    )
     manifest = {"commits": {"abcdef1234567": {"date": "2026-03-01", "what": "4.0", "qgis4": True}}}
     found = qgis4_api.read_tree(str(tmp_path / "sip"), manifest)
     previous = {"classes": {"QgsGone": {"module": "qgis.core", "members": ["a"], "enums": {}}}}
@@ -233,12 +277,18 @@ def test_from_sip_builds_the_data_file(tmp_path):
     assert set(data["classes"]) == {"QgsThing", "QgsThing.Options", "QgsBase", "QgsGone"}
     thing = data["classes"]["QgsThing"]
     assert (thing["file"], thing["commit"], thing["date"], thing["qgis4"], thing["status"]) == (
-        "python/PyQt6/core/auto_generated/qgsthing.sip.in", "abcdef1234567", "2026-03-01", True, "read")
+        "python/PyQt6/core/auto_generated/qgsthing.sip.in",
+        "abcdef1234567",
+        "2026-03-01",
+        True,
+        "read",
+    )
     assert data["classes"]["QgsBase"]["qgis4"] is False
     assert data["classes"]["QgsGone"]["status"] == "unconfirmed"
     used = {("qgis.core", "QgsThing.baseMethod"): [("x.py", 1)], ("qgis.core", "QgsThing.Kind.Third"): [("x.py", 2)]}
     assert qgis4_api.resolve(data, used)["missing"] == [
-        "qgis.core.QgsThing.Kind.Third (x.py:2): QgsThing.Kind has no member Third in QGIS 4"]
+        "qgis.core.QgsThing.Kind.Third (x.py:2): QgsThing.Kind has no member Third in QGIS 4"
+    ]
 
 
 def test_extract_reads_a_whole_checkout(tmp_path, monkeypatch):
@@ -252,8 +302,19 @@ def test_extract_reads_a_whole_checkout(tmp_path, monkeypatch):
     (old / "qgsold.sip.in").write_text("class QgsProcessingAlgorithm\n{\n  public:\n    gone();\n};\n")
     out = tmp_path / "api.json"
     monkeypatch.setattr(qgis4_api, "DATA", str(out))
-    qgis4_api.main(["extract", "--qgis-src", str(tmp_path / "QGIS"), "--ref", "final-4_0_0", "--commit", "abc1234",
-                    "--date", "2026-02-20"])
+    qgis4_api.main(
+        [
+            "extract",
+            "--qgis-src",
+            str(tmp_path / "QGIS"),
+            "--ref",
+            "final-4_0_0",
+            "--commit",
+            "abc1234",
+            "--date",
+            "2026-02-20",
+        ]
+    )
     data = json.loads(out.read_text())
     assert data["qgis"]["commits"] == {"abc1234": {"date": "2026-02-20", "what": "final-4_0_0", "qgis4": True}}
     qgis = data["classes"]["Qgis"]
@@ -273,12 +334,18 @@ def test_compat_uses_its_qgis4_spellings():
     from qgis.core import Qgis
 
     from satclassify_plugin import compat
+
     assert compat.QGIS_VERSION_INT == Qgis.versionInt() == Qgis.QGIS_VERSION_INT
 
 
 def test_report_prints_counts_and_commits():
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "qgis4_api.py"), "report"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "qgis4_api.py"), "report"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     line = out.stdout.strip()
     assert "QGIS 4 API check:" in line and "0 missing" in line, line
@@ -288,8 +355,12 @@ def test_report_prints_counts_and_commits():
 
 def _pyqt6():
     try:
-        out = subprocess.run([sys.executable, "-c", "import PyQt6.QtCore as c; print(c.QT_VERSION_STR)"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", "import PyQt6.QtCore as c; print(c.QT_VERSION_STR)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -302,8 +373,14 @@ def pyqt6_import():
             pytest.fail("PyQt6 is missing: scripts/setup.sh installs python3-pyqt6")
         pytest.skip("PyQt6 not installed (scripts/setup.sh installs python3-pyqt6)")
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "plugin", "pyqt6_import_check.py")],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "plugin", "pyqt6_import_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -334,16 +411,19 @@ def test_qt_names_resolve_in_pyqt6():
     assert "QApplication.exit" in inherited
     for name, where in inherited.items():
         wanted[f"*:{name}"] = where
-    code = ("import importlib, json, sys\nbad = []\nfor key in json.loads(sys.stdin.read()):\n"
-            "    module, path = key.split(':')\n"
-            "    mods = ['PyQt6.QtCore', 'PyQt6.QtGui', 'PyQt6.QtWidgets'] if module == '*' else "
-            "[module.replace('qgis.PyQt', 'PyQt6')]\n"
-            "    for m in mods:\n        obj = importlib.import_module(m)\n"
-            "        try:\n            for part in path.split('.'):\n                obj = getattr(obj, part)\n"
-            "            break\n        except AttributeError:\n            pass\n"
-            "    else:\n        bad.append(key)\nprint(json.dumps(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(sorted(wanted)), capture_output=True,
-                         text=True, timeout=300)
+    code = (
+        "import importlib, json, sys\nbad = []\nfor key in json.loads(sys.stdin.read()):\n"
+        "    module, path = key.split(':')\n"
+        "    mods = ['PyQt6.QtCore', 'PyQt6.QtGui', 'PyQt6.QtWidgets'] if module == '*' else "
+        "[module.replace('qgis.PyQt', 'PyQt6')]\n"
+        "    for m in mods:\n        obj = importlib.import_module(m)\n"
+        "        try:\n            for part in path.split('.'):\n                obj = getattr(obj, part)\n"
+        "            break\n        except AttributeError:\n            pass\n"
+        "    else:\n        bad.append(key)\nprint(json.dumps(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(sorted(wanted)), capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     bad = json.loads(out.stdout)
     # QAction from QtWidgets is compat.py's Qt5 fallback (tried after QtGui); QVariant.Type is compat's pre-3.38 branch

@@ -7,6 +7,7 @@ resolves each ``Name.attr`` whose ``Name`` comes from ``qgis.*`` against the run
 enum *member* reached from a class that is not that enum is an unscoped access. ``compat.py`` is where names
 that differ between versions live; it is checked for scoping too, and alone may name ``QVariant``.
 """
+
 import ast
 import enum
 import os
@@ -29,9 +30,13 @@ FORBIDDEN = [
     (re.compile(r"QtWidgets\s+import\s+[^\n]*\bQAction\b"), "QAction from QtWidgets (compat.QAction)"),
     (re.compile(r"\.\s*Flag[A-Z]\w*\b"), "an unscoped Flag* member (compat.PARAM_FLAG_* or Enum.Member)"),
     # enum members reached through an instance (layer.RasterLayer, d.Integer): the AST walk cannot resolve those
-    (re.compile(r"\b(?!(?:compat|gdal|ogr|osr|np|numpy)\b)[a-z_]\w*\.(RasterLayer|VectorLayer|MeshLayer|Integer|Double|NoError|FastInsert|"
-                r"TypeRaster|TypeVector\w*|Info|Success|Critical)\b"),
-     "an enum member reached through an instance (use compat)"),
+    (
+        re.compile(
+            r"\b(?!(?:compat|gdal|ogr|osr|np|numpy)\b)[a-z_]\w*\.(RasterLayer|VectorLayer|MeshLayer|Integer|Double|NoError|FastInsert|"
+            r"TypeRaster|TypeVector\w*|Info|Success|Critical)\b"
+        ),
+        "an enum member reached through an instance (use compat)",
+    ),
 ]
 
 
@@ -49,8 +54,9 @@ def sources():
 def is_enum_type(obj):
     """A Python enum or a sip enum type (the metaclass is sip.enumtype in PyQt5; PyQt6 uses enum.Enum)."""
     meta = type(obj)
-    return isinstance(obj, type) and (issubclass(meta, enum.EnumMeta)
-                                      or (meta.__name__ == "enumtype" and meta.__module__.endswith("sip")))
+    return isinstance(obj, type) and (
+        issubclass(meta, enum.EnumMeta) or (meta.__name__ == "enumtype" and meta.__module__.endswith("sip"))
+    )
 
 
 def is_enum_member(value):
@@ -116,7 +122,7 @@ def unscoped_accesses(path):
             except AttributeError:
                 break
             if is_enum_member(value) and not is_enum_type(owner):
-                bad.append((lineno, f"{local}.{'.'.join(chain[:chain.index(attr) + 1])}"))
+                bad.append((lineno, f"{local}.{'.'.join(chain[: chain.index(attr) + 1])}"))
                 break
             owner = value
     return sorted(set(bad))
@@ -125,29 +131,39 @@ def unscoped_accesses(path):
 def test_the_check_finds_unscoped_members_and_qt5_constructs(tmp_path):
     """The check itself catches what it is there for (and lets the scoped spellings pass)."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from qgis.core import Qgis, QgsProcessingParameterNumber, QgsWkbTypes\n"
-                   "from qgis.PyQt.QtCore import Qt\n"
-                   "a = QgsProcessingParameterNumber.Integer\n"
-                   "b = Qgis.Info\n"
-                   "c = Qt.AlignLeft\n"
-                   "d = QgsWkbTypes.MultiPolygon\n"
-                   "ok1 = Qgis.MessageLevel.Info\n"
-                   "ok2 = Qt.AlignmentFlag.AlignLeft\n"
-                   "ok3 = QgsWkbTypes.Type.MultiPolygon\n"
-                   "ok4 = Qgis.QGIS_VERSION_INT\n")
+    bad.write_text(
+        "from qgis.core import Qgis, QgsProcessingParameterNumber, QgsWkbTypes\n"
+        "from qgis.PyQt.QtCore import Qt\n"
+        "a = QgsProcessingParameterNumber.Integer\n"
+        "b = Qgis.Info\n"
+        "c = Qt.AlignLeft\n"
+        "d = QgsWkbTypes.MultiPolygon\n"
+        "ok1 = Qgis.MessageLevel.Info\n"
+        "ok2 = Qt.AlignmentFlag.AlignLeft\n"
+        "ok3 = QgsWkbTypes.Type.MultiPolygon\n"
+        "ok4 = Qgis.QGIS_VERSION_INT\n"
+    )
     found = unscoped_accesses(str(bad))
-    assert [name for _, name in found] == ["QgsProcessingParameterNumber.Integer", "Qgis.Info", "Qt.AlignLeft",
-                                           "QgsWkbTypes.MultiPolygon"]
-    text = "from qgis.PyQt.QtCore import QVariant\nfrom qgis.PyQt.QtWidgets import QAction\nd.exec_()\n" \
-           "p.setFlags(p.flags() | p.FlagAdvanced)\nok = layer.type() == layer.RasterLayer\nx = gdal.Info(ds)\n"
+    assert [name for _, name in found] == [
+        "QgsProcessingParameterNumber.Integer",
+        "Qgis.Info",
+        "Qt.AlignLeft",
+        "QgsWkbTypes.MultiPolygon",
+    ]
+    text = (
+        "from qgis.PyQt.QtCore import QVariant\nfrom qgis.PyQt.QtWidgets import QAction\nd.exec_()\n"
+        "p.setFlags(p.flags() | p.FlagAdvanced)\nok = layer.type() == layer.RasterLayer\nx = gdal.Info(ds)\n"
+    )
     hits = [why for rx, why in FORBIDDEN if rx.search(text)]
     assert len(hits) == 5, hits
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: os.path.relpath(p, ROOT))
 def test_source_is_qt6_safe(path):
-    problems = [f"line {ln}: {name} is an unscoped enum member: use compat or the Enum.Member form"
-                for ln, name in unscoped_accesses(path)]
+    problems = [
+        f"line {ln}: {name} is an unscoped enum member: use compat or the Enum.Member form"
+        for ln, name in unscoped_accesses(path)
+    ]
     if path != COMPAT:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -180,5 +196,6 @@ def test_compat_names_resolve_on_this_qgis():
     for k, v in consts.items():
         assert is_enum_member(v), (k, v)
     from qgis.core import QgsField
+
     for kind in ("FIELD_STRING", "FIELD_INT", "FIELD_LONG", "FIELD_DOUBLE", "FIELD_DATE"):
         assert QgsField("x", getattr(compat, kind)).type() == getattr(compat, kind), kind

@@ -1,5 +1,6 @@
 """The shipped models 'Classify -> reference sample design' and 'Land-cover change between two dates': listed,
 built on declared parameters, and runnable through processing.run with a small ONNX model."""
+
 import json
 import os
 from pathlib import Path
@@ -27,8 +28,10 @@ def test_models_installed_listed_and_built_on_declared_parameters(plugin):
         alg = registry.algorithmById(alg_id)
         assert alg is not None, alg_id
         steps[alg_id] = check_model_steps(registry, alg)  # tools the provider has, parameters they declare
-    assert steps == {SAMPLE_MODEL: ["satclassify:classify", "satclassify:samplingdesign"],
-                     CHANGE_MODEL: ["satclassify:classify", "satclassify:classify", "satclassify:landcoverchange"]}
+    assert steps == {
+        SAMPLE_MODEL: ["satclassify:classify", "satclassify:samplingdesign"],
+        CHANGE_MODEL: ["satclassify:classify", "satclassify:classify", "satclassify:landcoverchange"],
+    }
 
 
 def image(path, b08):
@@ -56,10 +59,19 @@ def run_model(alg_id, params, outs, tmp_path):
 def test_sampling_design_model_runs(plugin, tmp_path):
     b08 = np.full((60, 60), 500, np.uint16)
     b08[:, 40:] = 3000
-    res = run_model(SAMPLE_MODEL, {"IMAGE": image(tmp_path / "img.tif", b08),
-                                   "MODEL": two_class_model(tmp_path / "m.onnx"), "TARGET_SE": 0.05,
-                                   "EXPECTED_UA": 0.8, "MIN_PER_CLASS": 10, "SEED": 2},
-                    {"classes": "classes.tif", "sample_points": "points.gpkg", "strata": "strata.json"}, tmp_path)
+    res = run_model(
+        SAMPLE_MODEL,
+        {
+            "IMAGE": image(tmp_path / "img.tif", b08),
+            "MODEL": two_class_model(tmp_path / "m.onnx"),
+            "TARGET_SE": 0.05,
+            "EXPECTED_UA": 0.8,
+            "MIN_PER_CLASS": 10,
+            "SEED": 2,
+        },
+        {"classes": "classes.tif", "sample_points": "points.gpkg", "strata": "strata.json"},
+        tmp_path,
+    )
     classes = gdal.Open(res["classes"]).ReadAsArray()
     assert (classes[:, :40] == 1).all() and (classes[:, 40:] == 2).all()
     meta = json.loads(Path(res["strata"]).read_text(encoding="utf-8"))
@@ -76,11 +88,27 @@ def test_change_two_dates_model_runs(plugin, tmp_path):
     b1[:, 40:] = 3000
     b2 = b1.copy()
     b2[:30, :30] = 3000  # 9 ha of class 1 -> class 2
-    res = run_model(CHANGE_MODEL, {"IMAGE_1": image(tmp_path / "d1.tif", b1), "IMAGE_2": image(tmp_path / "d2.tif", b2),
-                                   "MODEL": two_class_model(tmp_path / "m.onnx"), "MMU": 5.0, "THRESHOLD": 80.0},
-                    {"classes_1": "c1.tif", "classes_2": "c2.tif", "confidence_2": "conf2.tif", "from_to": "ft.tif",
-                     "change_matrix": "change.csv", "change_summary": "change.json",
-                     "change_polygons": "change.gpkg", "update_candidates": "candidates.gpkg"}, tmp_path)
+    res = run_model(
+        CHANGE_MODEL,
+        {
+            "IMAGE_1": image(tmp_path / "d1.tif", b1),
+            "IMAGE_2": image(tmp_path / "d2.tif", b2),
+            "MODEL": two_class_model(tmp_path / "m.onnx"),
+            "MMU": 5.0,
+            "THRESHOLD": 80.0,
+        },
+        {
+            "classes_1": "c1.tif",
+            "classes_2": "c2.tif",
+            "confidence_2": "conf2.tif",
+            "from_to": "ft.tif",
+            "change_matrix": "change.csv",
+            "change_summary": "change.json",
+            "change_polygons": "change.gpkg",
+            "update_candidates": "candidates.gpkg",
+        },
+        tmp_path,
+    )
     s = json.loads(Path(res["change_summary"]).read_text(encoding="utf-8"))
     assert s["matrix_pixels"] == [[1500, 900], [0, 1200]] and s["changed_ha"] == 9.0
     for key in ("change_polygons", "update_candidates"):

@@ -1,4 +1,5 @@
 """A local STAC fake serving a multi-date Sentinel-2 series (COGs per date) for the time-series tests."""
+
 import numpy as np
 
 from . import fake_servers as fs
@@ -13,15 +14,17 @@ def scl_of(valid10):
     return np.where(v > 0, 4, 9).astype(np.uint8)
 
 
-def add_date(srv, item_id, when, dn, valid, cloud=10.0, tile="32TQM", platform="sentinel-2a",
-             bands=("B02", "B03", "B04", "B08")):
+def add_date(
+    srv, item_id, when, dn, valid, cloud=10.0, tile="32TQM", platform="sentinel-2a", bands=("B02", "B03", "B04", "B08")
+):
     """Serve one overpass: ``dn`` (C, H, W) uint16 DN (already harmonised: offset applied by the provider) and a
     10 m validity mask (invalid in 2 x 2 blocks) as the SCL; returns the STAC item."""
     arrays = {b: np.asarray(dn[i], np.uint16) for i, b in enumerate(bands)}
     arrays["SCL"] = scl_of(valid)
     assets = fs.make_cog_tile(srv, item_id, arrays, ORIGIN)
-    item = fs.make_item(item_id, when, arrays, ORIGIN, assets, cloud=cloud, baseline="05.10", applied=True,
-                        platform=platform, tile=tile)
+    item = fs.make_item(
+        item_id, when, arrays, ORIGIN, assets, cloud=cloud, baseline="05.10", applied=True, platform=platform, tile=tile
+    )
     srv.items.append(item)
     return item
 

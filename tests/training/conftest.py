@@ -1,5 +1,6 @@
 """Training-env fixtures: tiny synthetic datasets written with core.contract.dataset.DatasetWriter and models
 trained once per session (in-process, CPU)."""
+
 import os
 import sys
 
@@ -12,25 +13,33 @@ if ROOT not in sys.path:
 
 torch = pytest.importorskip("torch")
 
-CLASSES = [{"value": 1, "code": "211", "name": "Arable land", "color": "#ffffa8"},
-           {"value": 2, "code": "311", "name": "Broad-leaved forest", "color": "#80ff00"},
-           {"value": 3, "code": "512", "name": "Water bodies", "color": "#80f2e6"}]
+CLASSES = [
+    {"value": 1, "code": "211", "name": "Arable land", "color": "#ffffa8"},
+    {"value": 2, "code": "311", "name": "Broad-leaved forest", "color": "#80ff00"},
+    {"value": 3, "code": "512", "name": "Water bodies", "color": "#80f2e6"},
+]
 # per-class DN means for B02 B03 B04 B08 (separable, noisy)
 MEANS = np.array([[800, 900, 700, 3000], [400, 600, 300, 4000], [600, 500, 300, 200]], dtype=np.float64)
 BANDS = ["B02", "B03", "B04", "B08"]
 
 MEDIUM_DUAL = {"s1": 32, "s2": 64, "s3": 64, "head": 64}
-SMALL = {"encoder": "resnet18", "decoder_channels": [32, 16, 16, 8, 8], "batch_size": 8, "tile_size": 128,
-         "progress": False, "early_stopping": 0}
+SMALL = {
+    "encoder": "resnet18",
+    "decoder_channels": [32, 16, 16, 8, 8],
+    "batch_size": 8,
+    "tile_size": 128,
+    "progress": False,
+    "early_stopping": 0,
+}
 
 
 def synth_patch(rng, p, nb=4):
     lab = np.zeros((p, p), np.uint8)
     cuts = np.sort(rng.integers(3, p - 3, 2))
     order = rng.permutation(3) + 1
-    lab[:, :cuts[0]] = order[0]
-    lab[:, cuts[0]:cuts[1]] = order[1]
-    lab[:, cuts[1]:] = order[2]
+    lab[:, : cuts[0]] = order[0]
+    lab[:, cuts[0] : cuts[1]] = order[1]
+    lab[:, cuts[1] :] = order[2]
     if rng.random() < 0.5:
         lab = np.ascontiguousarray(lab.T)
     img = MEANS[np.maximum(lab, 1) - 1].transpose(2, 0, 1)[:nb].copy()
@@ -39,12 +48,15 @@ def synth_patch(rng, p, nb=4):
     return np.clip(img, 1, 10000).astype(np.uint16), lab
 
 
-def make_dataset(folder, splits=(("train", 24), ("val", 8), ("test", 8)), p=32, seed=0, bands=BANDS,
-                 classes=CLASSES, declare=()):
+def make_dataset(
+    folder, splits=(("train", 24), ("val", 8), ("test", 8)), p=32, seed=0, bands=BANDS, classes=CLASSES, declare=()
+):
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
+
     rng = np.random.default_rng(seed)
-    w = DatasetWriter(str(folder), DatasetSpec(list(bands), p, classes, shard_size=16, splits=tuple(declare)),
-                      overwrite=True)
+    w = DatasetWriter(
+        str(folder), DatasetSpec(list(bands), p, classes, shard_size=16, splits=tuple(declare)), overwrite=True
+    )
     for split, n in splits:
         for _ in range(n):
             img, lab = synth_patch(rng, p, len(bands))
@@ -61,6 +73,7 @@ def dataset(tmp_path_factory):
 def run_train(data, out, **kw):
     from training.config import TrainConfig
     from training.train import train
+
     cfg = TrainConfig(data=data, out=str(out), **{**SMALL, **kw})
     return train(cfg, explicit=kw)
 

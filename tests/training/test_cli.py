@@ -1,4 +1,5 @@
 """CLI: YAML config + overrides, exit codes and one-line errors for bad input."""
+
 import json
 import os
 import subprocess
@@ -20,8 +21,14 @@ def test_yaml_config_and_flags_override(tmp_path):
     p = tmp_path / "cfg.yaml"
     p.write_text("model: cnn_dual\nepochs: 7\nlr: 0.05\nbatch-size: 64\nbands: [B02, B08]\n")
     cfg = make_config(str(p), {"epochs": 2}).resolved()
-    assert (cfg.model, cfg.epochs, cfg.lr, cfg.batch_size, cfg.bands, cfg.optimizer) == \
-        ("cnn_dual", 2, 0.05, 64, ["B02", "B08"], "sgd")
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.batch_size, cfg.bands, cfg.optimizer) == (
+        "cnn_dual",
+        2,
+        0.05,
+        64,
+        ["B02", "B08"],
+        "sgd",
+    )
     p.write_text("modle: unet\n")
     assert main(["train", "--data", str(tmp_path), "--config", str(p)]) == 2
 
@@ -35,6 +42,7 @@ def test_bad_device(dataset, tmp_path, capsys):
     assert main(["train", "--data", dataset, "--device", "tpu", "--out", str(tmp_path / "r")]) == 2
     assert _err(capsys) == "error: --device 'tpu' is not one of auto, cpu, cuda, cuda:N"
     import torch
+
     if not torch.cuda.is_available():
         assert main(["train", "--data", dataset, "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
         assert "no CUDA device is available" in _err(capsys)
@@ -59,8 +67,22 @@ def test_empty_split(tmp_path, trained, capsys):
 
 
 def test_evaluate_and_export_via_main(trained, dataset, tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", trained["unet"]["best"], "--data", dataset, "--split", "val",
-                 "--out", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                trained["unet"]["best"],
+                "--data",
+                dataset,
+                "--split",
+                "val",
+                "--out",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["heads"]["class"]["pixels"] > 0 and os.path.isfile(tmp_path / "m.json")
     assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.onnx")]) == 2
@@ -69,8 +91,14 @@ def test_evaluate_and_export_via_main(trained, dataset, tmp_path, capsys):
 
 def test_module_entry_point_exit_code_without_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    r = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(tmp_path / "none")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--data", str(tmp_path / "none")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: dataset folder '{tmp_path / 'none'}' does not exist"
     assert "Traceback" not in r.stderr
@@ -84,8 +112,27 @@ def test_unet_tile_size_must_fit_the_halo(dataset, tmp_path, capsys):
 def test_amp_bf16_on_cpu_trains(dataset, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 4\nprogress: false\n")
-    assert main(["train", "--data", dataset, "--model", "cnn_dual", "--config", str(cfg), "--epochs", "1", "--amp",
-                 "--device", "cpu", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                dataset,
+                "--model",
+                "cnn_dual",
+                "--config",
+                str(cfg),
+                "--epochs",
+                "1",
+                "--amp",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "amp bfloat16" in out
     final = json.loads(out.strip().splitlines()[-1])["final"]
@@ -99,9 +146,11 @@ def _one_class_dataset(folder, classes=None):
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 
     from .conftest import CLASSES, synth_patch
+
     rng = np.random.default_rng(5)
-    w = DatasetWriter(str(folder), DatasetSpec(["B02", "B03", "B04", "B08"], 32, classes or CLASSES, shard_size=16),
-                      overwrite=True)
+    w = DatasetWriter(
+        str(folder), DatasetSpec(["B02", "B03", "B04", "B08"], 32, classes or CLASSES, shard_size=16), overwrite=True
+    )
     for split, n in (("train", 6), ("val", 2)):
         for _ in range(n):
             img, lab = synth_patch(rng, 32)
@@ -121,8 +170,12 @@ def test_single_class_dataset_warns(dataset, tmp_path, capsys):
         out = capsys.readouterr()
         warns = [ln for ln in out.err.splitlines() if ln.startswith("warning: ")]
         assert len(warns) == 1, out.err
-        assert warns[0].startswith("warning: the dataset has only one class in its 'train' split (value 1 "
-                                   "'Arable land', code 211, ") and f"the class table lists {listed})" in warns[0]
+        assert (
+            warns[0].startswith(
+                "warning: the dataset has only one class in its 'train' split (value 1 'Arable land', code 211, "
+            )
+            and f"the class table lists {listed})" in warns[0]
+        )
         assert "the model cannot learn to separate classes" in warns[0] and "CLC field and level" in warns[0]
         assert json.loads(out.out.strip().splitlines()[-1])["epochs_run"] == 1
     assert main(["train", "--data", dataset, *args, "--out", str(tmp_path / "r-all")]) == 0  # r3 holds a run
@@ -131,6 +184,7 @@ def test_single_class_dataset_warns(dataset, tmp_path, capsys):
 
 def test_labelled_classes_without_manifest_counts(tmp_path, monkeypatch):
     from training.data import DataInfo, labelled_classes, open_dataset
+
     info = DataInfo(open_dataset(_one_class_dataset(tmp_path / "d")))
     from_manifest = labelled_classes(info)
     monkeypatch.setattr(type(info.ds), "class_counts", lambda self, split: {})

@@ -8,14 +8,17 @@ from training.config import make_config
 from training.errors import TrainingError
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("epochs: ten\n", "option 'epochs' must be a whole number, got 'ten'"),
-    ("batch_size: 1.5\n", "option 'batch_size' must be a whole number, got 1.5"),
-    ("lr: fast\n", "option 'lr' must be a number, got 'fast'"),
-    ("amp: maybe\n", "option 'amp' must be true or false, got 'maybe'"),
-    ("bands: [B02, 4]\n", "option 'bands' (each item) must be a text, got 4"),
-    ("epochs:\n", "option 'epochs' needs a value (a whole number), got nothing"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("epochs: ten\n", "option 'epochs' must be a whole number, got 'ten'"),
+        ("batch_size: 1.5\n", "option 'batch_size' must be a whole number, got 1.5"),
+        ("lr: fast\n", "option 'lr' must be a number, got 'fast'"),
+        ("amp: maybe\n", "option 'amp' must be true or false, got 'maybe'"),
+        ("bands: [B02, 4]\n", "option 'bands' (each item) must be a text, got 4"),
+        ("epochs:\n", "option 'epochs' needs a value (a whole number), got nothing"),
+    ],
+)
 def test_wrong_types_are_refused_before_anything_is_written(tmp_path, capsys, text, msg):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(text)

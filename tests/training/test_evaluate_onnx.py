@@ -1,5 +1,6 @@
 """evaluate --model FILE.onnx: onnxruntime + the card's preprocessing as the plugin runs it; --split all; the JSON's
 headline keys (also for --checkpoint)."""
+
 import csv
 import json
 import os
@@ -21,6 +22,7 @@ HEADLINE = ("oa", "macro_f1", "kappa", "f1_per_class", "confusion_matrix")
 def models(dataset, tmp_path_factory):
     """Small CNN-class and U-Net checkpoints on the session dataset and their ONNX exports."""
     from training.export import export
+
     d = tmp_path_factory.mktemp("evonnx")
     out = {}
     for arch, kw in (("cnn_class", dict(epochs=2)), ("unet", dict(epochs=1, batch_size=4, lr=3e-3))):
@@ -40,6 +42,7 @@ def _plugin_cell_classes(onnx_path, imgs):
     raw * a + b, the clip to the card's input bounds, nodata (DN 0) set to 0, the mean of the output over the
     cell, argmax."""
     from satclassify_plugin.core.classify.inference import input_bounds, load_model, scale_coefficients
+
     model = load_model(onnx_path, "CPU")
     a, b = scale_coefficients(model.card)
     bounds = input_bounds(model.card)
@@ -57,10 +60,12 @@ def _plugin_cell_classes(onnx_path, imgs):
 def test_cnn_class_onnx_gives_the_checkpoints_classes(models, dataset, tmp_path):
     from training.evaluate import evaluate
     from training.evaluate_onnx import evaluate_onnx
+
     ckpt, onnx_path = models["cnn_class"]
     ck = evaluate(ckpt, dataset, "val", "cpu", str(tmp_path / "ck.json"))
-    ox = evaluate_onnx(onnx_path, dataset, "val", "cpu", str(tmp_path / "ox.json"),
-                       predictions=str(tmp_path / "pred.csv"))
+    ox = evaluate_onnx(
+        onnx_path, dataset, "val", "cpu", str(tmp_path / "ox.json"), predictions=str(tmp_path / "pred.csv")
+    )
     assert ox["mode"] == "patch" and ox["evaluated_with"] == "onnxruntime" and ox["patches"] == 8
     for key in HEADLINE:
         assert key in ck and key in ox
@@ -72,6 +77,7 @@ def test_cnn_class_onnx_gives_the_checkpoints_classes(models, dataset, tmp_path)
     assert json.load(open(tmp_path / "ox.json"))["oa"] == ox["oa"]
     # each patch's class is the one classifypatches gives that patch as a grid cell
     from satclassify_plugin.core.contract.dataset import Dataset
+
     imgs = Dataset(dataset).load("val")[0]
     rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
     assert [(r["split"], int(r["shard"]), int(r["index"])) for r in rows] == [("val", 0, i) for i in range(8)]
@@ -82,6 +88,7 @@ def test_cnn_class_onnx_gives_the_checkpoints_classes(models, dataset, tmp_path)
 def test_unet_onnx_pixel_metrics_match_the_checkpoint(models, dataset, tmp_path):
     from training.evaluate import evaluate
     from training.evaluate_onnx import evaluate_onnx
+
     ckpt, onnx_path = models["unet"]
     ck = evaluate(ckpt, dataset, "test", "cpu", str(tmp_path / "ck.json"))
     ox = evaluate_onnx(onnx_path, dataset, "test", "cpu", str(tmp_path / "ox.json"))
@@ -94,8 +101,12 @@ def test_unet_onnx_pixel_metrics_match_the_checkpoint(models, dataset, tmp_path)
 
 def test_split_all_evaluates_every_patch(models, dataset, tmp_path, capsys):
     ckpt, onnx_path = models["cnn_class"]
-    assert main(["evaluate", "--model", onnx_path, "--data", dataset, "--split", "all",
-                 "--out", str(tmp_path / "all.json")]) == 0
+    assert (
+        main(
+            ["evaluate", "--model", onnx_path, "--data", dataset, "--split", "all", "--out", str(tmp_path / "all.json")]
+        )
+        == 0
+    )
     ox = json.loads(capsys.readouterr().out)
     assert ox["splits"] == ["train", "val", "test"] and ox["patches"] == 40 and ox["split"] == "all"
     assert np.asarray(ox["confusion_matrix"]["matrix"]).sum() == 40
@@ -106,8 +117,22 @@ def test_split_all_evaluates_every_patch(models, dataset, tmp_path, capsys):
     # the per-split matrices add up to the one of all
     total = 0
     for s in ("train", "val", "test"):
-        assert main(["evaluate", "--model", onnx_path, "--data", dataset, "--split", s,
-                     "--out", str(tmp_path / f"{s}.json")]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--model",
+                    onnx_path,
+                    "--data",
+                    dataset,
+                    "--split",
+                    s,
+                    "--out",
+                    str(tmp_path / f"{s}.json"),
+                ]
+            )
+            == 0
+        )
         total = total + np.asarray(json.loads(capsys.readouterr().out)["confusion_matrix"]["matrix"])
     assert total.tolist() == ox["confusion_matrix"]["matrix"]
 
@@ -120,6 +145,7 @@ def test_the_cards_input_clip_is_applied(models, dataset, tmp_path):
     from satclassify_plugin.core.contract.modelcard import preprocess
     from training.card import read_card, write_card
     from training.evaluate_onnx import evaluate_onnx, model_input
+
     _ckpt, onnx_path = models["cnn_class"]
     clipped = str(tmp_path / "clipped.onnx")
     shutil.copy(onnx_path, clipped)
@@ -133,12 +159,14 @@ def test_the_cards_input_clip_is_applied(models, dataset, tmp_path):
     assert [int(r["predicted"]) for r in rows] == [[1, 2, 3][i] for i in _plugin_cell_classes(clipped, imgs)]
     # the float32 arithmetic is the card's one definition of the preprocessing (modelcard.preprocess)
     from satclassify_plugin.core.classify.inference import input_bounds, scale_coefficients
+
     card = read_card(clipped)
     a, b = scale_coefficients(card)
     x = model_input(imgs, a, b, input_bounds(card))
     np.testing.assert_allclose(x, preprocess(card, imgs), rtol=1e-5, atol=1e-5)
-    assert np.isclose(x.max(axis=(0, 2, 3)), (700 * card.input_scale - np.array(card.mean)) / np.array(card.std),
-                      rtol=1e-5).all()
+    assert np.isclose(
+        x.max(axis=(0, 2, 3)), (700 * card.input_scale - np.array(card.mean)) / np.array(card.std), rtol=1e-5
+    ).all()
 
 
 def test_evaluate_model_errors(models, dataset, tmp_path, capsys):

@@ -1,4 +1,5 @@
 """ONNX export: graph contract, model card, parity, onnxruntime predictions vs torch and evaluate."""
+
 import json
 import os
 
@@ -42,7 +43,10 @@ def test_card_in_metadata_is_valid(exported):
     assert card.halo == 2 and card.tile_size == 128 and card.input_scale == 1e-4 and card.resolution_m == 10.0
     assert [h.output for h in card.heads] == ["probs_class", "probs_coarse"]
     assert [(c.value, c.name, c.color) for c in card.heads[0].classes] == [
-        (1, "Arable land", "#ffffa8"), (2, "Broad-leaved forest", "#80ff00"), (3, "Water bodies", "#80f2e6")]
+        (1, "Arable land", "#ffffa8"),
+        (2, "Broad-leaved forest", "#80ff00"),
+        (3, "Water bodies", "#80f2e6"),
+    ]
     assert [(c.value, c.code) for c in card.heads[1].classes] == [(2, "2"), (3, "3"), (5, "5")]
     assert card.training["metrics"]["val_oa"] > 0.9
     sess = _session(res["path"])
@@ -81,8 +85,9 @@ def test_onnx_predictions_match_evaluate_metrics(exported, trained, dataset, tmp
     sess = _session(res["path"])
     cm = ConfusionMatrix([1, 2, 3])
     for imgs, labels, _ in info.shards("test"):
-        x = (np.asarray(imgs, np.float64) * card.input_scale - np.array(card.mean)[:, None, None]) \
-            / np.array(card.std)[:, None, None]
+        x = (np.asarray(imgs, np.float64) * card.input_scale - np.array(card.mean)[:, None, None]) / np.array(card.std)[
+            :, None, None
+        ]
         probs = sess.run(["probs_class"], {"image": x.astype(np.float32)})[0]
         cm.update(np.asarray(labels), probs.argmax(1) + 1)
     ev = evaluate(trained["cnn_dual"]["best"], dataset, "test", "cpu", str(tmp_path / "m.json"))
@@ -97,6 +102,7 @@ def _scaled_head(src, dst, factor):
     """A checkpoint whose U-Net head gives ``factor`` times the logits: the same classes, large activations
     (like a model trained on real, badly scaled reflectance)."""
     import torch
+
     ck = torch.load(src, weights_only=True)
     for k in ck["state_dict"]:
         if k.startswith("segmentation_head."):
@@ -120,6 +126,7 @@ def test_correct_export_with_large_activations_passes(trained, tmp_path):
 def _wrong_weights(monkeypatch):
     """Make the exported graph wrong before the check: every weight of the ONNX file perturbed by 30 %."""
     from onnx import numpy_helper
+
     real = export_mod.add_card
 
     def add_card(proto, card):
@@ -127,9 +134,11 @@ def _wrong_weights(monkeypatch):
         for t in proto.graph.initializer:
             w = numpy_helper.to_array(t)
             if w.dtype == np.float32 and w.size > 1:
-                t.CopyFrom(numpy_helper.from_array((w * (1 + 0.3 * rng.standard_normal(w.shape))).astype(np.float32),
-                                                   t.name))
+                t.CopyFrom(
+                    numpy_helper.from_array((w * (1 + 0.3 * rng.standard_normal(w.shape))).astype(np.float32), t.name)
+                )
         return real(proto, card)
+
     monkeypatch.setattr(export_mod, "add_card", add_card)
 
 
@@ -141,10 +150,13 @@ def test_wrong_graph_is_refused_and_writes_nothing(trained, tmp_path, monkeypatc
     msg = str(e.value)
     assert msg.startswith("ONNX parity check failed (onnxruntime vs torch): head 'class' on the random input: ")
     assert "normalised RMS difference" in msg and "head 'coarse'" in msg
-    assert msg.endswith(f"The exported graph does not compute the model, so '{out}' was not written: export again "
-                        "with another torch/onnx version or report it with the checkpoint")
+    assert msg.endswith(
+        f"The exported graph does not compute the model, so '{out}' was not written: export again "
+        "with another torch/onnx version or report it with the checkpoint"
+    )
     assert not out.exists() and os.listdir(tmp_path) == []
     from training.cli import main
+
     out.write_bytes(b"previous")
     assert main(["export", "--checkpoint", trained["unet"]["best"], "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -181,6 +193,7 @@ def test_parity_rule():
 
 def test_write_card_on_any_onnx_file(exported, tmp_path):
     import shutil
+
     p = str(tmp_path / "m.onnx")
     shutil.copy(exported["unet"]["path"], p)
     m = onnx.load(p)

@@ -1,4 +1,5 @@
 """Cross-validation: fold views of a dataset, train --fold K, crossval (mean +- std over folds), import --k-folds."""
+
 import json
 import os
 
@@ -17,6 +18,7 @@ NTRAIN = 24
 def write_folds_dataset(folder, k=K, ntrain=NTRAIN, p=32, seed=0, fold_ids=None):
     """A buildpatches-like dataset whose train patches carry fold ids (shards of 8, so folds cross shards)."""
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
+
     rng = np.random.default_rng(seed)
     w = DatasetWriter(str(folder), DatasetSpec(BANDS, p, CLASSES, shard_size=8), overwrite=True)
     for split, n in (("train", ntrain), ("val", 6), ("test", 6)):
@@ -46,6 +48,7 @@ def _concat(shards, i):
 def test_fold_view_serves_the_rows_of_its_folds(folds_ds):
     from satclassify_plugin.core.contract.dataset import Dataset
     from training.folds import fold_view
+
     folder, ids = folds_ds
     ds = Dataset(folder)
     imgs, labs, _ = ds.load("train")
@@ -74,6 +77,7 @@ def test_fold_view_serves_the_rows_of_its_folds(folds_ds):
 def test_training_reads_a_fold(folds_ds):
     from training.data import DataInfo, PatchDataset, band_stats, open_dataset
     from training.folds import fold_view
+
     folder, ids = folds_ds
     ds = open_dataset(folder)
     info = DataInfo(fold_view(ds, 2))
@@ -94,19 +98,47 @@ def test_train_fold_validates_on_the_fold(folds_ds, tmp_path, capsys):
     from training.evaluate import load_model
     from training.folds import fold_view
     from training.models import get_spec
+
     folder, ids = folds_ds
     out = tmp_path / "run"
-    assert main(["train", "--data", folder, "--model", "cnn_dual", "--epochs", "1", "--max-steps", "2", "--fold", "1",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                folder,
+                "--model",
+                "cnn_dual",
+                "--epochs",
+                "1",
+                "--max-steps",
+                "2",
+                "--fold",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     log = capsys.readouterr().out
     assert f"train {(ids != 1).sum()} patches, val" in log
     ck = ckpt_io.load(str(out / "best.pt"))
     assert ck["config"]["fold"] == 1
     # the logged validation is the checkpoint's on fold 1's patches
     info = DataInfo(fold_view(open_dataset(folder), 1))
-    heads = evaluate_split(load_model(ck), get_spec("cnn_dual"), info, "val",
-                           torch.tensor(ck["card"]["mean"]), torch.tensor(ck["card"]["std"]), torch.device("cpu"),
-                           torch.tensor(ck["f2c"]), [c["value"] for c in ck["card"]["heads"][1]["classes"]])
+    heads = evaluate_split(
+        load_model(ck),
+        get_spec("cnn_dual"),
+        info,
+        "val",
+        torch.tensor(ck["card"]["mean"]),
+        torch.tensor(ck["card"]["std"]),
+        torch.device("cpu"),
+        torch.tensor(ck["f2c"]),
+        [c["value"] for c in ck["card"]["heads"][1]["classes"]],
+    )
     m = heads["fine"].result()
     assert m["pixels"] == sum(info.ds.class_counts("val").values())
     assert m["overall_accuracy"] == pytest.approx(ck["metrics"]["val_oa"], abs=1e-9)
@@ -125,8 +157,12 @@ def test_fold_errors(folds_ds, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "r")
     assert main(["crossval", "--data", plain, "--out", str(tmp_path / "cv"), *run]) == 2
     assert "has no cross-validation folds" in _err(capsys)
-    for bad, text in (("4", "the dataset has 3 folds; run 1 to 3"), ("0,0", "must be distinct"),
-                      ("0,5", "must be distinct, in 0..2"), ("some", "is not 'all', a number")):
+    for bad, text in (
+        ("4", "the dataset has 3 folds; run 1 to 3"),
+        ("0,0", "must be distinct"),
+        ("0,5", "must be distinct, in 0..2"),
+        ("some", "is not 'all', a number"),
+    ):
         assert main(["crossval", "--data", folder, "--folds", bad, "--out", str(tmp_path / "cv"), *run]) == 2
         assert text in _err(capsys)
     # a fold without patches (all train patches in fold 0 of 2)
@@ -140,8 +176,29 @@ def test_fold_errors(folds_ds, tmp_path, capsys):
 def test_crossval_runs_the_folds_and_reports_mean_and_std(folds_ds, tmp_path, capsys):
     folder, ids = folds_ds
     out = tmp_path / "cv"
-    assert main(["crossval", "--data", folder, "--folds", "2", "--model", "cnn_dual", "--epochs", "2", "--max-steps",
-                 "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "crossval",
+                "--data",
+                folder,
+                "--folds",
+                "2",
+                "--model",
+                "cnn_dual",
+                "--epochs",
+                "2",
+                "--max-steps",
+                "2",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     stdout = capsys.readouterr().out.strip().splitlines()
     printed = json.loads(stdout[-1])
     assert any(ln.startswith("crossval over 2 fold(s): oa ") and " ± " in ln for ln in stdout)
@@ -161,12 +218,14 @@ def test_crossval_runs_the_folds_and_reports_mean_and_std(folds_ds, tmp_path, ca
     assert summary["config"]["seed"] == 3 and "fold" not in summary["config"]
     # each fold's figures are its best checkpoint's validation
     from training import checkpoint as ckpt_io
+
     ck = ckpt_io.load(os.path.join(summary["per_fold"][1]["run_dir"], "best.pt"))
     assert ck["config"]["fold"] == 1 and ck["metrics"]["val_oa"] == summary["per_fold"][1]["oa"]
 
 
 def test_mean_std_and_fold_list():
     from training.crossval import mean_std, parse_folds
+
     assert mean_std([0.9, None, 0.8]) == (pytest.approx(0.85), pytest.approx(np.std([0.9, 0.8], ddof=1)))
     assert mean_std([0.9]) == (0.9, None) and mean_std([None]) == (None, None)
     assert parse_folds("all", 4) == [0, 1, 2, 3] and parse_folds("2", 4) == [0, 1]
@@ -176,6 +235,7 @@ def test_mean_std_and_fold_list():
 def test_assign_folds_is_seeded_and_balanced():
     from training.errors import TrainingError
     from training.folds import assign_folds
+
     blocks = [("crs", i // 3, 0) for i in range(30)]  # 10 blocks of 3 patches
     a = assign_folds(blocks, 4, seed=1)
     assert a == assign_folds(list(reversed(blocks)), 4, seed=1)  # the order of the patches does not matter
@@ -189,6 +249,7 @@ def test_import_writes_folds_that_train_fold_reads(tmp_path, capsys):
     from satclassify_plugin.core.contract.dataset import Dataset
     from training.data import DataInfo, PatchDataset
     from training.folds import fold_view
+
     root = str(tmp_path / "rgb")
     ba.eurosat_rgb_archive(root, per_class=8)
     out = str(tmp_path / "ds")

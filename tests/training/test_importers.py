@@ -1,4 +1,5 @@
 """python -m training import bigearthnet|eurosat: every label and pixel of small archives written here."""
+
 import json
 import os
 import sqlite3
@@ -23,13 +24,14 @@ def _err(capsys):
 
 def _footprints(folder):
     con = sqlite3.connect(os.path.join(folder, "patches.gpkg"))
-    rows = con.execute("SELECT source, split, shard, \"index\", labels, crs FROM patches").fetchall()
+    rows = con.execute('SELECT source, split, shard, "index", labels, crs FROM patches').fetchall()
     con.close()
     return {r[0]: r[1:] for r in rows}
 
 
 def _patch(folder, split, shard, index):
     from satclassify_plugin.core.contract.dataset import Dataset
+
     ds = Dataset(folder)
     imgs = ds.shards(split)[shard][0]
     return np.asarray(imgs[index]), np.asarray(ds.targets(split)[shard][index])
@@ -37,14 +39,20 @@ def _patch(folder, split, shard, index):
 
 # -- nomenclature ----------------------------------------------------------------------------------------
 
+
 def test_every_bigearthnet_label_maps_to_a_clc_code():
     from satclassify_plugin.core.contract import clc
+
     codes = [ben.clc_code(n) for n in ben.LABELS_43]
     assert len(ben.LABELS_43) == 43 and len(set(codes)) == 43
     assert sorted(codes) == sorted(e.code for e in clc.legend() if e.code != 335)  # no glaciers in BigEarthNet
     legend = {e.level3: e.code for e in clc.legend()}
     assert {n: legend[a] for n, a in ben.ALIASES.items()} == {
-        "Natural grassland": 321, "Transitional woodland/shrub": 324, "Bare rock": 332, "Peatbogs": 412}
+        "Natural grassland": 321,
+        "Transitional woodland/shrub": 324,
+        "Bare rock": 332,
+        "Peatbogs": 412,
+    }
     for name in ben.LABELS_43:
         if name not in ben.ALIASES:
             assert legend[name] == ben.clc_code(name)  # the other 39 are spelled as in the CLC legend
@@ -81,6 +89,7 @@ def test_bigearthnet19_mapping_is_the_published_one():
 def test_upsampling_matches_the_reference():
     a = np.random.default_rng(3).integers(0, 9000, (5, 5)).astype(np.uint16)
     from training.importers.common import upsample_bilinear
+
     for f in (2, 6):
         np.testing.assert_array_equal(upsample_bilinear(a, f), ba.upsample_reference(a, f))
     ramp = np.add.outer(np.arange(4) * 60, np.arange(4) * 20).astype(np.uint16)
@@ -89,6 +98,7 @@ def test_upsampling_matches_the_reference():
 
 
 # -- BigEarthNet ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
@@ -134,6 +144,7 @@ def test_import_bigearthnet_every_label_and_pixel(archive, tmp_path, capsys):
 
 def test_footprints_are_the_patch_corners(archive, tmp_path):
     import struct
+
     root, truth = archive
     out = str(tmp_path / "ds")
     assert main(["import", "bigearthnet", root, "--out", out, "--bands", "B02,B8A,B01"]) == 0
@@ -170,6 +181,7 @@ def test_import_bigearthnet_19_classes(archive, tmp_path):
 
 def _copy_archive(src, dst):
     import shutil
+
     shutil.copytree(src, dst)
     return str(dst)
 
@@ -220,18 +232,28 @@ def test_earlier_dataset_kept_on_failure(archive, tmp_path, capsys):
 
 def test_six_patches_in_one_block_still_train(tmp_path, capsys):
     root = str(tmp_path / "one")
-    pts = [(f"P_{i}", ["Water bodies"] if i % 2 else ["Coniferous forest"], 500000 + 240 * (i % 3),
-            5000000 - 240 * (i // 3), ba.UTM33) for i in range(6)]
+    pts = [
+        (
+            f"P_{i}",
+            ["Water bodies"] if i % 2 else ["Coniferous forest"],
+            500000 + 240 * (i % 3),
+            5000000 - 240 * (i // 3),
+            ba.UTM33,
+        )
+        for i in range(6)
+    ]
     ba.bigearthnet_archive(root, patches=pts)
     out = str(tmp_path / "ds")
     assert main(["import", "bigearthnet", root, "--out", out]) == 0
     man = json.load(open(os.path.join(out, "manifest.json")))
     assert man["splits"]["train"]["patches"] == 6  # one block: it stays in train
     from training.data import DataInfo, open_dataset
+
     assert DataInfo(open_dataset(out)).check_split("train") == 6
 
 
 # -- EuroSAT ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("descriptions", [False, True])
 def test_import_eurosat_every_label_and_pixel(tmp_path, capsys, descriptions):
@@ -242,7 +264,10 @@ def test_import_eurosat_every_label_and_pixel(tmp_path, capsys, descriptions):
     man = json.load(open(os.path.join(out, "manifest.json")))
     assert man["task"] == "singlelabel" and man["bands"] == ["B02", "B03", "B04", "B08"] and man["patch_size"] == 16
     assert [(c["value"], c["code"], c["name"]) for c in man["classes"]] == [
-        (1, "Forest", "Forest"), (2, "Residential", "Residential"), (3, "SeaLake", "Sea or lake")]
+        (1, "Forest", "Forest"),
+        (2, "Residential", "Residential"),
+        (3, "SeaLake", "Sea or lake"),
+    ]
     fp = _footprints(out)
     assert set(fp) == set(truth)
     idx = [ba.EUROSAT_BANDS.index(b) for b in man["bands"]]
@@ -263,8 +288,7 @@ def test_bad_eurosat_input(tmp_path, capsys, fault):
         ba._write(os.path.join(root, "Forest", "Forest_2.tif"), np.ones((13, 20, 20), np.uint16), ba.UTM33, 0, 0, 10)
         expect = "error: patch 'Forest/Forest_2' is 20 x 20 pixels, the others 16 x 16"
     elif fault == "bands":
-        ba._write(os.path.join(root, "SeaLake", "SeaLake_1.tif"), np.ones((12, 16, 16), np.uint16), ba.UTM33, 0, 0,
-                  10)
+        ba._write(os.path.join(root, "SeaLake", "SeaLake_1.tif"), np.ones((12, 16, 16), np.uint16), ba.UTM33, 0, 0, 10)
         expect = "error: patch 'SeaLake/SeaLake_1' has 12 bands, expected the 13 bands"
     elif fault == "empty_class":
         os.makedirs(os.path.join(root, "Pasture"))
@@ -320,8 +344,24 @@ def test_eurosat_ms_band_order_is_the_published_one(tmp_path):
     a = np.stack([np.full((8, 8), 100 * (i + 1), np.uint16) for i in range(13)])
     ba._write(str(root / "Forest" / "Forest_1.tif"), a, ba.UTM33, 300000, 5500000, 10)
     out = str(tmp_path / "ds")
-    assert main(["import", "eurosat", str(root), "--out", out, "--bands", "B08,B8A,B09,B12",
-                 "--val-fraction", "0", "--test-fraction", "0"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "eurosat",
+                str(root),
+                "--out",
+                out,
+                "--bands",
+                "B08,B8A,B09,B12",
+                "--val-fraction",
+                "0",
+                "--test-fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
     img, _ = _patch(out, "train", 0, 0)
     assert [int(img[i, 0, 0]) for i in range(4)] == [800, 1300, 900, 1200]
 
@@ -331,6 +371,7 @@ def test_import_eurosat_rgb_every_label_and_pixel(tmp_path, ext):
     """RGB layout: 8-bit B04 B03 B02 -> DN = max(1, round(v * 2750 / 255)); the manifest records the source scaling
     and the clip that training copies into the model card."""
     from training.importers.eurosat import dn_to_rgb
+
     root = str(tmp_path / "EuroSAT_RGB")
     truth = ba.eurosat_rgb_archive(root, ext=ext)
     out = str(tmp_path / "ds")
@@ -363,6 +404,7 @@ def test_import_eurosat_rgb_every_label_and_pixel(tmp_path, ext):
 @pytest.mark.parametrize("fault", ["mixed", "grey", "broken", "bands"])
 def test_bad_eurosat_rgb_input(tmp_path, capsys, fault):
     from PIL import Image
+
     root = str(tmp_path / "EuroSAT_RGB")
     ba.eurosat_rgb_archive(root)
     args = []

@@ -1,4 +1,5 @@
 """Model structure: CNN-dual size, init, crop/full-tile equivalence; U-Net/CNN-class shapes; encoder transfer."""
+
 import math
 
 import pytest
@@ -39,7 +40,7 @@ def test_cnn_dual_5x5_crops_equal_full_tile_run():
         fine, coarse = m(x)
         assert fine.shape == (1, 3, 7, 5) and coarse.shape == (1, 2, 7, 5)
         for r, c in [(0, 0), (3, 2), (6, 4)]:
-            f1, c1 = m(x[:, :, r:r + 5, c:c + 5])
+            f1, c1 = m(x[:, :, r : r + 5, c : c + 5])
             assert f1.shape == (1, 3, 1, 1)
             assert torch.allclose(f1[0, :, 0, 0], fine[0, :, r, c], atol=1e-5)
             assert torch.allclose(c1[0, :, 0, 0], coarse[0, :, r, c], atol=1e-5)

@@ -1,5 +1,6 @@
 """Multi-label (BigEarthNet-style) and single-label (EuroSAT-style) patch classification: train, thresholds,
 metrics, export with sigmoid outputs and thresholds in the card, evaluate, resnet50, U-Net encoder transfer."""
+
 import json
 import os
 
@@ -14,8 +15,14 @@ from .conftest import run_train
 torch = pytest.importorskip("torch")
 pytest.importorskip("rasterio")
 
-FAST = {"encoder": "resnet18", "batch_size": 4, "epochs": 2, "model": "cnn_class", "progress": False,
-        "early_stopping": 0}
+FAST = {
+    "encoder": "resnet18",
+    "batch_size": 4,
+    "epochs": 2,
+    "model": "cnn_class",
+    "progress": False,
+    "early_stopping": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +39,7 @@ def ben_ds(tmp_path_factory):
 def ml_run(ben_ds, tmp_path_factory):
     from training.config import TrainConfig
     from training.train import train
+
     out = tmp_path_factory.mktemp("mlrun") / "run"
     return train(TrainConfig(data=ben_ds, out=str(out), class_weights=True, **FAST))
 
@@ -50,6 +58,7 @@ def test_multilabel_training_reports_f1_map_and_thresholds(ml_run, ben_ds):
 
 def test_pos_weights_from_target_counts(ben_ds):
     from training.data import DataInfo, open_dataset, pos_weights
+
     info = DataInfo(open_dataset(ben_ds))
     w = pos_weights(info, "train").numpy()
     man = json.load(open(os.path.join(ben_ds, "manifest.json")))
@@ -64,6 +73,7 @@ def test_export_sigmoid_outputs_and_thresholds(ml_run, tmp_path):
 
     from training.card import read_card
     from training.evaluate import load_model
+
     out = str(tmp_path / "ml.onnx")
     assert main(["export", "--checkpoint", ml_run["best"], "--out", out]) == 0
     card = read_card(out)
@@ -84,6 +94,7 @@ def test_export_sigmoid_outputs_and_thresholds(ml_run, tmp_path):
 
 def test_evaluate_uses_the_checkpoint_thresholds(ml_run, ben_ds, tmp_path):
     from training.evaluate import evaluate
+
     res = evaluate(ml_run["best"], ben_ds, "test", "cpu", str(tmp_path / "m.json"))
     m = res["heads"]["class"]
     ck = torch.load(ml_run["best"], weights_only=True)
@@ -109,14 +120,23 @@ def test_resnet50_multilabel(ben_ds, tmp_path):
 def test_multilabel_encoder_initialises_a_unet(ml_run, dataset, tmp_path):
     """Two-stage fine-tuning (Ulmas & Liiv): the patch classifier's encoder, frozen for the first epoch."""
     from training.evaluate import load_model
-    res = run_train(dataset, tmp_path / "unet", model="unet", epochs=1, freeze_epochs=1, batch_size=4,
-                    encoder_from=ml_run["best"], tile_size=96)
+
+    res = run_train(
+        dataset,
+        tmp_path / "unet",
+        model="unet",
+        epochs=1,
+        freeze_epochs=1,
+        batch_size=4,
+        encoder_from=ml_run["best"],
+        tile_size=96,
+    )
     src = torch.load(ml_run["best"], weights_only=True)["state_dict"]
     unet = load_model(torch.load(res["last"], weights_only=True))
     enc = {k: v for k, v in unet.encoder.state_dict().items()}
     for k, v in src.items():
         if k.startswith("encoder."):
-            torch.testing.assert_close(enc[k[len("encoder."):]], v, msg=k)  # frozen: weights and BN statistics
+            torch.testing.assert_close(enc[k[len("encoder.") :]], v, msg=k)  # frozen: weights and BN statistics
 
 
 def test_singlelabel_eurosat_trains(tmp_path):
@@ -130,6 +150,7 @@ def test_singlelabel_eurosat_trains(tmp_path):
     out = str(tmp_path / "es.onnx")
     assert main(["export", "--checkpoint", res["best"], "--out", out]) == 0
     from training.card import read_card
+
     h = read_card(out).heads[0]
     assert (h.task, h.activation, h.thresholds) == ("multiclass", "softmax", None)
     assert [c.name for c in h.classes] == ["Forest", "Residential", "Sea or lake"]
@@ -141,6 +162,7 @@ def test_pixel_labels_with_targets_train_both_ways(tmp_path):
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 
     from .conftest import BANDS, CLASSES, synth_patch
+
     rng = np.random.default_rng(0)
     w = DatasetWriter(str(tmp_path / "ds"), DatasetSpec(BANDS, 32, CLASSES, task="multilabel", splits=("train", "val")))
     for split, n in (("train", 8), ("val", 4)):

@@ -3,6 +3,7 @@ permission, immutable, full disk, a path through a file) is one line "error: can
 
 Tests run as root here, so permissions do not stop a write: a failing disk is simulated where Python opens a
 file for writing (and creates a folder) below one folder, which is where any real failure surfaces too."""
+
 import builtins
 import errno
 import hashlib
@@ -72,8 +73,9 @@ class _Disk:
         raw = _FullIO(file, mode.replace("b", "").replace("t", ""), self)
         if "b" in mode:
             return io.BufferedWriter(raw)
-        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=kw.get("encoding") or "utf-8",
-                                newline=kw.get("newline"))
+        return io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding=kw.get("encoding") or "utf-8", newline=kw.get("newline")
+        )
 
 
 class _FullIO(io.FileIO):
@@ -84,7 +86,7 @@ class _FullIO(io.FileIO):
     def write(self, b):
         b = memoryview(b).cast("B")
         if len(b) > self.disk.room:
-            super().write(b[:self.disk.room])
+            super().write(b[: self.disk.room])
             self.disk.room = 0
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.disk.room -= len(b)
@@ -92,16 +94,20 @@ class _FullIO(io.FileIO):
 
 
 #: core.contract.errors' texts (the plugin's tools say the same)
-REASON = {errno.EROFS: "the disk is read-only: choose a folder you can write to",
-          errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
-          errno.EPERM: "operation not permitted (an immutable file or folder?): choose another folder",
-          errno.ENOSPC: "the disk is full: free space or choose another folder"}
+REASON = {
+    errno.EROFS: "the disk is read-only: choose a folder you can write to",
+    errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted (an immutable file or folder?): choose another folder",
+    errno.ENOSPC: "the disk is full: free space or choose another folder",
+}
 
 
 # --- an output on an input ------------------------------------------------------------------------------------
 
+
 def test_export_out_on_its_checkpoint_is_refused(trained, tmp_path, capsys):
     import shutil
+
     ck = tmp_path / "best.pt"
     shutil.copy(trained["cnn_dual"]["best"], ck)
     os.symlink(ck, tmp_path / "link.onnx")
@@ -113,8 +119,10 @@ def test_export_out_on_its_checkpoint_is_refused(trained, tmp_path, capsys):
         for out in (str(ck), "best.pt", "./sub/../best.pt", str(tmp_path / "link.onnx"), "hard.onnx"):
             (tmp_path / "sub").mkdir(exist_ok=True)
             assert main(["export", "--checkpoint", str(ck), "--out", out]) == 2, out
-            assert _err(capsys) == (f"error: --out '{out}' is the --checkpoint '{ck}': writing it would destroy that "
-                                    "input. Give --out another path")
+            assert _err(capsys) == (
+                f"error: --out '{out}' is the --checkpoint '{ck}': writing it would destroy that "
+                "input. Give --out another path"
+            )
     finally:
         os.chdir(cwd)
     assert _digest(ck) == before and os.path.islink(tmp_path / "link.onnx")
@@ -123,6 +131,7 @@ def test_export_out_on_its_checkpoint_is_refused(trained, tmp_path, capsys):
 
 def test_evaluate_out_on_the_checkpoint_or_the_dataset_is_refused(trained, tmp_path, capsys):
     import shutil
+
     data = make_dataset(tmp_path / "ds", splits=(("test", 2),))
     ck = str(tmp_path / "best.pt")
     shutil.copy(trained["cnn_dual"]["best"], ck)
@@ -131,8 +140,10 @@ def test_evaluate_out_on_the_checkpoint_or_the_dataset_is_refused(trained, tmp_p
     assert "error: --out" in (msg := _err(capsys)) and f"is the --checkpoint '{ck}'" in msg
     man = os.path.join(data, "manifest.json")
     assert main(["evaluate", "--checkpoint", ck, "--data", data, "--out", man]) == 2
-    assert _err(capsys) == (f"error: --out '{man}' is the dataset file 'manifest.json' of --data '{man}': writing "
-                            "it would destroy that input. Give --out another path")
+    assert _err(capsys) == (
+        f"error: --out '{man}' is the dataset file 'manifest.json' of --data '{man}': writing "
+        "it would destroy that input. Give --out another path"
+    )
     assert main(["evaluate", "--checkpoint", ck, "--data", data, "--out", data]) == 2
     assert f"is the dataset folder --data '{data}'" in _err(capsys)
     assert {p: _digest(p) for p in keep} == keep
@@ -140,14 +151,35 @@ def test_evaluate_out_on_the_checkpoint_or_the_dataset_is_refused(trained, tmp_p
 
 def test_train_run_files_on_inputs_are_refused(trained, dataset, tiny_cfg, tmp_path, capsys):
     import shutil
+
     cls = tmp_path / "cls"
     cls.mkdir()
     shutil.copy(trained["cnn_class"]["best"], cls / "best.pt")
     before = _digest(cls / "best.pt")
-    assert main(["train", "--data", dataset, "--model", "unet", "--encoder", "resnet18",
-                 "--encoder-from", str(cls / "best.pt"), "--out", str(cls), "--epochs", "1"]) == 2
-    assert _err(capsys) == (f"error: the run file '{cls / 'best.pt'}' is the --encoder-from '{cls / 'best.pt'}': "
-                            "writing it would destroy that input. Choose another --out folder")
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                dataset,
+                "--model",
+                "unet",
+                "--encoder",
+                "resnet18",
+                "--encoder-from",
+                str(cls / "best.pt"),
+                "--out",
+                str(cls),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 2
+    )
+    assert _err(capsys) == (
+        f"error: the run file '{cls / 'best.pt'}' is the --encoder-from '{cls / 'best.pt'}': "
+        "writing it would destroy that input. Choose another --out folder"
+    )
     assert _digest(cls / "best.pt") == before and os.listdir(cls) == ["best.pt"]
 
     run = tmp_path / "run"
@@ -167,26 +199,33 @@ def test_train_run_files_on_inputs_are_refused(trained, dataset, tiny_cfg, tmp_p
 
 # --- writes that fail ----------------------------------------------------------------------------------------
 
+
 def test_out_that_is_a_file_or_lies_under_a_file(trained, dataset, tiny_cfg, tmp_path, capsys):
     """Real failures (no simulation): EEXIST / ENOTDIR."""
     f = tmp_path / "notes.txt"
     f.write_text("keep")
     assert main(["train", "--data", dataset, "--config", tiny_cfg, "--out", str(f), *TINY]) == 2
-    assert _err(capsys) == (f"error: cannot write '{f}': it is a file, not a folder: choose another --out "
-                            "(or move that file)")
+    assert _err(capsys) == (
+        f"error: cannot write '{f}': it is a file, not a folder: choose another --out (or move that file)"
+    )
     assert main(["train", "--data", dataset, "--config", tiny_cfg, "--out", str(f / "run"), *TINY]) == 2
-    assert _err(capsys) == (f"error: cannot write '{f / 'run'}': a part of the path is a file, not a folder: "
-                            "check the path")
+    assert _err(capsys) == (
+        f"error: cannot write '{f / 'run'}': a part of the path is a file, not a folder: check the path"
+    )
     ck = trained["cnn_dual"]["best"]
     assert main(["export", "--checkpoint", ck, "--out", str(f / "m.onnx")]) == 2
-    assert _err(capsys) == (f"error: cannot write '{f / 'm.onnx'}': '{f}' is a file, not a folder: choose another "
-                            "--out (or move that file)")
-    assert main(["evaluate", "--checkpoint", ck, "--data", dataset, "--split", "test",
-                 "--out", str(f / "a" / "m.json")]) == 2
+    assert _err(capsys) == (
+        f"error: cannot write '{f / 'm.onnx'}': '{f}' is a file, not a folder: choose another --out (or move that file)"
+    )
+    assert (
+        main(["evaluate", "--checkpoint", ck, "--data", dataset, "--split", "test", "--out", str(f / "a" / "m.json")])
+        == 2
+    )
     assert _err(capsys).startswith(f"error: cannot write '{f / 'a' / 'm.json'}': a part of the path is a file")
     assert main(["export", "--checkpoint", ck, "--out", str(tmp_path)]) == 2
-    assert _err(capsys) == (f"error: --out '{tmp_path}' is a folder: give the ONNX file's name (e.g. "
-                            f"{tmp_path / 'model.onnx'})")
+    assert _err(capsys) == (
+        f"error: --out '{tmp_path}' is a folder: give the ONNX file's name (e.g. {tmp_path / 'model.onnx'})"
+    )
     assert f.read_text() == "keep" and os.listdir(tmp_path) == ["notes.txt"]
 
 
@@ -229,29 +268,50 @@ def test_evaluate_that_cannot_write(trained, dataset, tmp_path, monkeypatch, cap
     out = tmp_path / "disk" / "m.json"
     out.parent.mkdir()
     _Disk(monkeypatch, out.parent, err, room=100)
-    assert main(["evaluate", "--checkpoint", trained["cnn_dual"]["best"], "--data", dataset, "--split", "test",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                trained["cnn_dual"]["best"],
+                "--data",
+                dataset,
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert _err(capsys).startswith(f"error: cannot write '{out}': {REASON[err]}")
     assert os.listdir(out.parent) == []
 
 
 # --- the same on real disks (a tiny tmpfs, a read-only one, chattr +i), where this machine allows it ------------
 
+
 @pytest.fixture
 def disk(tmp_path):
     """disk(options) -> a tmpfs mounted with those options (skips when mounting is not allowed)."""
     import shutil
     import subprocess
+
     mounted = []
 
     def mount(options):
         where = tmp_path / f"disk{len(mounted)}"
         where.mkdir()
-        if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                                                       capture_output=True).returncode:
+        if (
+            not shutil.which("mount")
+            or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+            ).returncode
+        ):
             pytest.skip("cannot mount a tmpfs here (needs root)")
         mounted.append(where)
         return where
+
     yield mount
     for where in mounted:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
@@ -268,14 +328,29 @@ def test_real_full_and_read_only_disks(trained, dataset, tiny_cfg, disk, capsys)
     ro = disk("ro,size=64k")
     assert main(["train", "--data", dataset, "--config", tiny_cfg, "--out", str(ro / "run"), *TINY]) == 2
     assert _err(capsys) == f"error: cannot write '{ro / 'run'}': {REASON[errno.EROFS]}"
-    assert main(["evaluate", "--checkpoint", trained["cnn_dual"]["best"], "--data", dataset, "--split", "test",
-                 "--out", str(ro / "m.json")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                trained["cnn_dual"]["best"],
+                "--data",
+                dataset,
+                "--split",
+                "test",
+                "--out",
+                str(ro / "m.json"),
+            ]
+        )
+        == 2
+    )
     assert _err(capsys) == f"error: cannot write '{ro / 'm.json'}': {REASON[errno.EROFS]}"
     assert os.listdir(ro) == []
 
 
 def test_real_immutable_folder(trained, tmp_path, capsys):
     import subprocess
+
     folder = tmp_path / "frozen"
     folder.mkdir()
     (folder / "m.onnx").write_bytes(b"previous")

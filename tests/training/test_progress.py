@@ -1,5 +1,6 @@
 """``--progress jsonl`` (training/progress.py's protocol) and cancellation by SIGTERM / SIGINT (issue 27: the
 QGIS tool trainmodel reads these events from the child's stdout and stops it with SIGTERM)."""
+
 import contextlib
 import csv
 import io
@@ -43,9 +44,11 @@ def test_jsonl_lines_and_step_throttle():
     lines = out.getvalue().splitlines()
     assert all(ln.startswith(PREFIX) and "\n" not in ln for ln in lines)
     ev = [parse_line(ln) for ln in lines]
-    assert ev == [{"event": "step", "epoch": 1, "step": 1, "steps": 100},
-                  {"event": "step", "epoch": 1, "step": 11, "steps": 100},
-                  {"event": "epoch", "metrics": {"val_miou": None, "val_oa": 0.5}, "improved": True}]
+    assert ev == [
+        {"event": "step", "epoch": 1, "step": 1, "steps": 100},
+        {"event": "step", "epoch": 1, "step": 11, "steps": 100},
+        {"event": "epoch", "metrics": {"val_miou": None, "val_oa": 0.5}, "improved": True},
+    ]
     assert parse_line("epoch 1/2: train_loss 0.1") is None
 
 
@@ -58,8 +61,25 @@ def tiny_run(dataset, tmp_path_factory):
     run = str(tmp / "run")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["train", "--data", dataset, "--model", "cnn_dual", "--config", str(cfg), "--epochs", "2",
-                   "--device", "cpu", "--out", run, "--progress", "jsonl"])
+        rc = main(
+            [
+                "train",
+                "--data",
+                dataset,
+                "--model",
+                "cnn_dual",
+                "--config",
+                str(cfg),
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                run,
+                "--progress",
+                "jsonl",
+            ]
+        )
     assert rc == 0, err.getvalue()
     return run, out.getvalue(), err.getvalue()
 
@@ -71,8 +91,16 @@ def test_progress_events_of_a_two_epoch_training_and_its_export(tiny_run, tmp_pa
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2, kinds
     start = ev[0]
-    assert (start["protocol"], start["command"], start["epochs"], start["start_epoch"], start["model"],
-            start["device"], start["amp"], start["run_dir"]) == (1, "train", 2, 1, "cnn_dual", "cpu", None, run)
+    assert (
+        start["protocol"],
+        start["command"],
+        start["epochs"],
+        start["start_epoch"],
+        start["model"],
+        start["device"],
+        start["amp"],
+        start["run_dir"],
+    ) == (1, "train", 2, 1, "cnn_dual", "cpu", None, run)
     assert start["device_name"].startswith("cpu") and start["steps_per_epoch"] >= 1
     ck = ckpt_io.load(os.path.join(run, "last.pt"))
     assert start["num_parameters"] == ck["num_parameters"] > 0
@@ -85,8 +113,14 @@ def test_progress_events_of_a_two_epoch_training_and_its_export(tiny_run, tmp_pa
         assert float(row["val_oa"]) == pytest.approx(e["metrics"]["val_oa"])
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0]["improved"] is True
     done = ev[-1]
-    assert done == {"event": "done", "best": os.path.join(run, "best.pt"), "last": os.path.join(run, "last.pt"),
-                    "run_dir": run, "epochs_run": 2, "early_stopped": False}
+    assert done == {
+        "event": "done",
+        "best": os.path.join(run, "best.pt"),
+        "last": os.path.join(run, "last.pt"),
+        "run_dir": run,
+        "epochs_run": 2,
+        "early_stopped": False,
+    }
     assert json.loads(stdout.strip().splitlines()[-1])["epochs_run"] == 2  # the result line is still there
 
     onnx = str(tmp_path / "m.onnx")
@@ -95,16 +129,38 @@ def test_progress_events_of_a_two_epoch_training_and_its_export(tiny_run, tmp_pa
     assert [e["event"] for e in ev] == ["start", "done"]
     assert ev[0]["format"] == "float32" and ev[0]["out"] == onnx and ev[0]["command"] == "export"
     from training.card import read_card
+
     assert ev[1]["onnx"] == onnx and ev[1]["card"] == read_card(onnx).to_dict()
 
 
 def test_warnings_are_events(tmp_path, capsys):
     from .test_cli import _one_class_dataset
+
     d = _one_class_dataset(tmp_path / "one")
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_YAML)
-    assert main(["train", "--data", d, "--model", "cnn_dual", "--config", str(cfg), "--epochs", "1",
-                 "--device", "cpu", "--out", str(tmp_path / "r"), "--progress", "jsonl"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                d,
+                "--model",
+                "cnn_dual",
+                "--config",
+                str(cfg),
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "r"),
+                "--progress",
+                "jsonl",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     warns = [e["message"] for e in _events(out.out) if e["event"] == "warning"]
     assert len(warns) == 1 and warns[0].startswith("the dataset has only one class")
@@ -116,10 +172,33 @@ def test_sigterm_mid_epoch_stops_within_5s_and_keeps_the_run_consistent(dataset,
     cfg.write_text("widths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 8\nbatch_size: 2\n")
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "training", "train", "--data", dataset, "--model", "cnn_dual",
-                          "--config", str(cfg), "--epochs", "200", "--device", "cpu", "--out", str(run),
-                          "--progress", "jsonl"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--data",
+            dataset,
+            "--model",
+            "cnn_dual",
+            "--config",
+            str(cfg),
+            "--epochs",
+            "200",
+            "--device",
+            "cpu",
+            "--out",
+            str(run),
+            "--progress",
+            "jsonl",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     try:
         deadline = time.time() + 240
@@ -186,16 +265,20 @@ def _export_cancelled(args, capsys):
 
 def test_sigterm_during_export_leaves_no_onnx(checkpoint, tmp_path, monkeypatch, capsys):
     import training.export as ex
+
     onnx = tmp_path / "m.onnx"
 
     @contextlib.contextmanager
     def half_written(path, mode="wb", **kw):
         with real(path, mode, **kw) as f:
+
             class Half:
                 def write(self, data):
-                    f.write(data[:len(data) // 2])
+                    f.write(data[: len(data) // 2])
                     _sigterm_self()
+
             yield Half()
+
     real = ex.atomic_open
     monkeypatch.setattr(ex, "atomic_open", half_written)
     _export_cancelled(["--checkpoint", checkpoint, "--out", str(onnx)], capsys)
@@ -204,6 +287,7 @@ def test_sigterm_during_export_leaves_no_onnx(checkpoint, tmp_path, monkeypatch,
 
     def parity(*a, **kw):
         _sigterm_self()
+
     monkeypatch.setattr(ex, "parity", parity)
     _export_cancelled(["--checkpoint", checkpoint, "--out", str(onnx)], capsys)
     assert os.listdir(tmp_path) == []
@@ -211,9 +295,9 @@ def test_sigterm_during_export_leaves_no_onnx(checkpoint, tmp_path, monkeypatch,
 
 def test_sigterm_before_the_card_info_is_in_removes_the_onnx(checkpoint, tmp_path, monkeypatch, capsys):
     import training.card as card
+
     info = tmp_path / "info.json"
     info.write_text('{"description": "x"}')
     monkeypatch.setattr(card, "merge_training_info", lambda *a: _sigterm_self())
-    _export_cancelled(["--checkpoint", checkpoint, "--out", str(tmp_path / "m.onnx"), "--card-info", str(info)],
-                      capsys)
+    _export_cancelled(["--checkpoint", checkpoint, "--out", str(tmp_path / "m.onnx"), "--card-info", str(info)], capsys)
     assert os.listdir(tmp_path) == ["info.json"]

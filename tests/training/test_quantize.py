@@ -1,5 +1,6 @@
 """Reduced-precision exports: ``export --quantize int8 --calibration-data`` (QDQ, card block, agreement) and
 ``export --half`` (float16 graph, float32 I/O)."""
+
 import json
 
 import numpy as np
@@ -31,8 +32,25 @@ def _card(path):
 
 def test_int8_export_is_qdq_with_card_block_and_agreement(unet, capsys):
     out = unet["dir"] / "int8.onnx"
-    assert main(["export", "--checkpoint", unet["ckpt"], "--out", str(out), "--quantize", "int8",
-                 "--calibration-data", unet["data"], "--calibration-patches", "12", "--no-check"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                unet["ckpt"],
+                "--out",
+                str(out),
+                "--quantize",
+                "int8",
+                "--calibration-data",
+                unet["data"],
+                "--calibration-patches",
+                "12",
+                "--no-check",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "int8 QDQ" in printed and "agree with float32 on class" in printed and "OA " in printed
     m = onnx.load(str(out))
@@ -40,9 +58,15 @@ def test_int8_export_is_qdq_with_card_block_and_agreement(unet, capsys):
     assert ops.count("QuantizeLinear") > 5 and ops.count("DequantizeLinear") > 5
     # per-channel weights: a weight's DequantizeLinear has one scale per output channel
     inits = {t.name: t for t in m.graph.initializer}
-    per_channel = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                   and inits[n.input[0]].data_type == onnx.TensorProto.INT8 and len(inits[n.input[0]].dims) == 4
-                   and int(np.prod(inits[n.input[1]].dims)) == inits[n.input[0]].dims[0] > 1]
+    per_channel = [
+        n
+        for n in m.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        and len(inits[n.input[0]].dims) == 4
+        and int(np.prod(inits[n.input[1]].dims)) == inits[n.input[0]].dims[0] > 1
+    ]
     assert per_channel
     card = _card(str(out))
     q = card["quantization"]
@@ -52,8 +76,9 @@ def test_int8_export_is_qdq_with_card_block_and_agreement(unet, capsys):
     assert v["split"] == "val" and v["patches"] == 8
     assert 0.9 <= v["agreement"]["class"] <= 1.0
     assert set(v["float32"]) == {"overall_accuracy", "miou"}
-    assert v["change"]["overall_accuracy"] == pytest.approx(v["int8"]["overall_accuracy"]
-                                                             - v["float32"]["overall_accuracy"])
+    assert v["change"]["overall_accuracy"] == pytest.approx(
+        v["int8"]["overall_accuracy"] - v["float32"]["overall_accuracy"]
+    )
     assert parse_card(card).architecture == "unet"  # the rest of the card is the float32 one
     # the float graph I/O is kept: float32 input, float32 probabilities summing to 1 (softmax stays float)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -68,15 +93,58 @@ def test_int8_export_errors(unet, tmp_path, capsys):
     out = str(tmp_path / "q.onnx")
     assert main(["export", "--checkpoint", unet["ckpt"], "--out", out, "--quantize", "int8"]) == 2
     assert "--quantize int8 needs --calibration-data DATASET" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", unet["ckpt"], "--out", out, "--half", "--quantize", "int8",
-                 "--calibration-data", unet["data"]]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                unet["ckpt"],
+                "--out",
+                out,
+                "--half",
+                "--quantize",
+                "int8",
+                "--calibration-data",
+                unet["data"],
+            ]
+        )
+        == 2
+    )
     assert "--half and --quantize exclude each other" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", unet["ckpt"], "--out", out, "--quantize", "int8",
-                 "--calibration-data", str(tmp_path / "none")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                unet["ckpt"],
+                "--out",
+                out,
+                "--quantize",
+                "int8",
+                "--calibration-data",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     # the output may not replace a file of the calibration dataset
-    assert main(["export", "--checkpoint", unet["ckpt"], "--out", unet["data"] + "/manifest.json",
-                 "--quantize", "int8", "--calibration-data", unet["data"]]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                unet["ckpt"],
+                "--out",
+                unet["data"] + "/manifest.json",
+                "--quantize",
+                "int8",
+                "--calibration-data",
+                unet["data"],
+            ]
+        )
+        == 2
+    )
     assert "manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "q.onnx").exists()
 

@@ -1,6 +1,7 @@
 """``train --resume``: every option given beside it is applied (the ones a resumed run may change), kept (the
 checkpoint's value already) or refused (it differs from what the checkpoint fixes), and a line says which; none is
 dropped silently (issue 26)."""
+
 import json
 import os
 
@@ -23,15 +24,18 @@ def base():
 def test_an_option_the_resumed_run_may_change_is_applied_and_said(base):
     cfg, note = resume_config(CK, base, {"epochs": 5, "device": "cpu", "resume": CK})
     assert (cfg.epochs, cfg.device, cfg.resume, cfg.encoder_from) == (5, "cpu", CK, None)
-    assert note == (f"resuming {CK}: changes --epochs 5 (was 3), --device cpu (was auto); every other option is "
-                    "the checkpoint's")
+    assert note == (
+        f"resuming {CK}: changes --epochs 5 (was 3), --device cpu (was auto); every other option is the checkpoint's"
+    )
 
 
 def test_a_fixed_option_with_the_checkpoints_value_is_kept_and_said(base):
     cfg, note = resume_config(CK, base, {"lr": 0.01, "model": "cnn_dual"})
     assert (cfg.lr, cfg.model) == (0.01, "cnn_dual")
-    assert note == (f"resuming {CK}: keeps --lr 0.01, --model cnn_dual (the checkpoint's already); every other "
-                    "option is the checkpoint's")
+    assert note == (
+        f"resuming {CK}: keeps --lr 0.01, --model cnn_dual (the checkpoint's already); every other "
+        "option is the checkpoint's"
+    )
 
 
 def test_a_value_that_resolves_to_the_checkpoints_is_kept_not_refused(base):
@@ -42,8 +46,10 @@ def test_a_value_that_resolves_to_the_checkpoints_is_kept_not_refused(base):
 def test_a_fixed_option_that_differs_is_refused_naming_it(base):
     with pytest.raises(TrainingError) as e:
         resume_config(CK, base, {"lr": 0.5, "epochs": 9})
-    assert str(e.value).startswith(f"--resume '{CK}' continues a cnn_dual run whose options it fixes: --lr 0.5 "
-                                   "(the checkpoint's run has 0.01). Drop this option to resume")
+    assert str(e.value).startswith(
+        f"--resume '{CK}' continues a cnn_dual run whose options it fixes: --lr 0.5 "
+        "(the checkpoint's run has 0.01). Drop this option to resume"
+    )
 
 
 def test_config_file_options_count_as_given(base):
@@ -75,8 +81,9 @@ def test_nothing_given(base):
 
 def test_cli_says_it_and_applies_the_config_files_epochs(dataset, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("model: cnn_dual\nwidths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 4\n"
-                   "progress: false\nepochs: 1\n")
+    cfg.write_text(
+        "model: cnn_dual\nwidths: {s1: 8, s2: 16, s3: 16, head: 16}\npixels_per_patch: 4\nprogress: false\nepochs: 1\n"
+    )
     run = str(tmp_path / "run")
     assert main(["train", "--data", dataset, "--config", str(cfg), "--device", "cpu", "--out", run]) == 0
     capsys.readouterr()
@@ -84,7 +91,9 @@ def test_cli_says_it_and_applies_the_config_files_epochs(dataset, tmp_path, caps
     cfg.write_text(cfg.read_text().replace("epochs: 1", "epochs: 2"))  # the file's epochs was dropped before
     assert main(["train", "--resume", last, "--config", str(cfg), "--lr", "0.01"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == (f"resuming {last}: changes epochs: 2 (--config) (was 1); keeps model: cnn_dual (--config), "
-                      "widths: {'s1': 8, 's2': 16, 's3': 16, 'head': 16} (--config), pixels_per_patch: 4 (--config), "
-                      "--lr 0.01 (the checkpoint's already); every other option is the checkpoint's")
+    assert out[0] == (
+        f"resuming {last}: changes epochs: 2 (--config) (was 1); keeps model: cnn_dual (--config), "
+        "widths: {'s1': 8, 's2': 16, 's3': 16, 'head': 16} (--config), pixels_per_patch: 4 (--config), "
+        "--lr 0.01 (the checkpoint's already); every other option is the checkpoint's"
+    )
     assert json.loads(out[-1])["epochs_run"] == 2

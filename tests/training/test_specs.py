@@ -1,4 +1,5 @@
 """Architecture specs: every registered spec builds, runs, exports the card's heads; unknown names are refused."""
+
 import io
 import warnings
 from types import SimpleNamespace
@@ -16,8 +17,11 @@ from training.models import ARCHITECTURES, build_model, get_spec
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-TINY = {"encoder": "resnet18", "decoder_channels": [16, 16, 8, 8, 8], "widths": {"s1": 8, "s2": 16, "s3": 16,
-                                                                                 "head": 16}}
+TINY = {
+    "encoder": "resnet18",
+    "decoder_channels": [16, 16, 8, 8, 8],
+    "widths": {"s1": 8, "s2": 16, "s3": 16, "head": 16},
+}
 
 
 def _classes(n, first=1):
@@ -29,9 +33,17 @@ def _card(spec, nb, nk, nc, timeseries=None):
     heads = [{"name": "class", "classes": _classes(nk)}]
     if spec.coarse_head:
         heads.append({"name": "coarse", "classes": _classes(nc, 10)})
-    info = {"architecture": spec.name, "bands": [f"B{i}" for i in range(nb)], "input_scale": 1e-4,
-            "mean": [0.0] * nb, "std": [1.0] * nb, "resolution_m": 10.0, "heads": heads, **geo,
-            "timeseries": timeseries}
+    info = {
+        "architecture": spec.name,
+        "bands": [f"B{i}" for i in range(nb)],
+        "input_scale": 1e-4,
+        "mean": [0.0] * nb,
+        "std": [1.0] * nb,
+        "resolution_m": 10.0,
+        "heads": heads,
+        **geo,
+        "timeseries": timeseries,
+    }
     return card_from_checkpoint({"card": info, "config": {"model": spec.name}, "history": []})
 
 
@@ -66,20 +78,35 @@ def test_every_spec_round_trips(name):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, feeds, buf, opset_version=export_mod.OPSET, input_names=list(spec.input_names),
-                          output_names=names, dynamic_axes=spec.dynamic_axes(names), dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            feeds,
+            buf,
+            opset_version=export_mod.OPSET,
+            input_names=list(spec.input_names),
+            output_names=names,
+            dynamic_axes=spec.dynamic_axes(names),
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     assert [o.name for o in proto.graph.output] == names
     add_card(proto, card)  # refuses a head whose output the graph lacks
-    stats = export_mod.parity(wrapper, proto.SerializeToString(), spec.parity_inputs(nin, card.tile_size),
-                              lambda x: spec.export_inputs(x, card))
+    stats = export_mod.parity(
+        wrapper,
+        proto.SerializeToString(),
+        spec.parity_inputs(nin, card.tile_size),
+        lambda x: spec.export_inputs(x, card),
+    )
     assert set(stats) == {"random", "tile"} and export_mod.parity_problems(stats) == []
 
 
 def test_unknown_architecture_is_a_clear_error():
     msg = r"^unknown model 'resnet': choose unet, cnn_dual, cnn_class or utae$"
-    for call in (lambda: get_spec("resnet"), lambda: build_model("resnet", 4, 3),
-                 lambda: TrainConfig(model="resnet").resolved()):
+    for call in (
+        lambda: get_spec("resnet"),
+        lambda: build_model("resnet", 4, 3),
+        lambda: TrainConfig(model="resnet").resolved(),
+    ):
         with pytest.raises(TrainingError, match=msg):
             call()
     with pytest.raises(TrainingError, match="unknown model"):

@@ -1,5 +1,6 @@
 """The training package's shape (issue 26): functions short enough to read, exporting and evaluating a model
 without the training loop."""
+
 import ast
 import os
 import subprocess
@@ -23,8 +24,9 @@ def function_lengths(folder):
             for node in ast.walk(tree):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                    out.append((node.end_lineno - first + 1,
-                                f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}"))
+                    out.append(
+                        (node.end_lineno - first + 1, f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}")
+                    )
     return sorted(out, reverse=True)
 
 
@@ -41,10 +43,18 @@ def test_the_length_rule_sees_a_long_function(tmp_path):
 
 
 def test_export_and_evaluate_do_not_import_the_training_loop():
-    code = ("import sys\nimport training.cli, training.export, training.evaluate, training.evaluate_onnx, "
-            "training.quantize, training.card, training.checkpoint\n"
-            "print(sorted(m for m in ('training.train', 'training.crossval', 'training.ddp') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-                       capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys\nimport training.cli, training.export, training.evaluate, training.evaluate_onnx, "
+        "training.quantize, training.card, training.checkpoint\n"
+        "print(sorted(m for m in ('training.train', 'training.crossval', 'training.ddp') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

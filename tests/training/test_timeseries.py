@@ -1,5 +1,6 @@
 """Multi-date datasets and the temporal models: U-TAE and the U-Net on dates stacked as channels, on the
 profile-only scene (tests/timeseries_scene.py) where any single date cannot exceed about 0.67 OA."""
+
 import json
 import time
 
@@ -22,17 +23,19 @@ def write_scene_dataset(folder, scene, p=P, splits=None):
     buildpatches writes from a multi-date stack. ``splits``: split name per patch index (default: every 4th
     patch val, the rest train)."""
     from satclassify_plugin.core.contract.timeseries import dataset_entry, parse_stack
+
     bands = tss.stack_bands(scene["bands"], scene["dates"])
     arr = tss.stack_array(scene)
     lab = scene["labels"]
     h, w = lab.shape
-    with DatasetWriter(str(folder), DatasetSpec(bands, p, scene["classes"], shard_size=16, splits=("train", "val")),
-                       overwrite=True) as wr:
+    with DatasetWriter(
+        str(folder), DatasetSpec(bands, p, scene["classes"], shard_size=16, splits=("train", "val")), overwrite=True
+    ) as wr:
         k = 0
         for r in range(0, h - p + 1, p):
             for c in range(0, w - p + 1, p):
                 split = (splits or {}).get(k, "val" if k % 4 == 3 else "train")
-                wr.add(split, arr[:, r:r + p, c:c + p], lab[r:r + p, c:c + p])
+                wr.add(split, arr[:, r : r + p, c : c + p], lab[r : r + p, c : c + p])
                 k += 1
         wr.close({"resolution_m": 10.0, "timeseries": dataset_entry(parse_stack(bands))})
     return str(folder)
@@ -83,12 +86,22 @@ def test_utae_separates_profiles_single_dates_cannot(ts_dataset, scene, tmp_path
     single date is bounded by ~0.67: test above). Kept small for CPU (about 20-60 s on two shared cores)."""
     torch.set_num_threads(2)
     t0 = time.time()
-    res = run_train(ts_dataset, tmp_path / "utae", model="utae", epochs=15, batch_size=4, lr=3e-3,
-                    utae_widths=[16, 32], tile_size=64)
+    res = run_train(
+        ts_dataset,
+        tmp_path / "utae",
+        model="utae",
+        epochs=15,
+        batch_size=4,
+        lr=3e-3,
+        utae_widths=[16, 32],
+        tile_size=64,
+    )
     seconds = time.time() - t0
     best = max(r["val_oa"] for r in res["history"])
-    print(f"U-TAE profile scene: best val OA {best:.3f} after {len(res['history'])} epochs, {seconds:.1f} s, "
-          f"{res['num_parameters']} parameters")
+    print(
+        f"U-TAE profile scene: best val OA {best:.3f} after {len(res['history'])} epochs, {seconds:.1f} s, "
+        f"{res['num_parameters']} parameters"
+    )
     assert best >= 0.9
     assert seconds < 150
     ck = torch.load(res["best"], weights_only=False)
@@ -96,12 +109,14 @@ def test_utae_separates_profiles_single_dates_cannot(ts_dataset, scene, tmp_path
     assert ts["dates"] == list(tss.DATES) and ts["doy_input"] == "doy" and ts["channels_per_date"] == 5
 
     from training.evaluate import evaluate
+
     ev = evaluate(res["best"], ts_dataset, split="val", device="cpu", out=str(tmp_path / "val.json"))
     assert ev["architecture"] == "utae" and ev["heads"]["class"]["overall_accuracy"] == pytest.approx(best)
 
     # export: image (N, T*(C+1), H, W) + doy (T,), card with the dates, parity with torch
     from training.card import read_card
     from training.export import export
+
     onnx_path = tmp_path / "utae.onnx"
     out = export(res["best"], str(onnx_path), log=None)
     card = read_card(str(onnx_path))
@@ -109,6 +124,7 @@ def test_utae_separates_profiles_single_dates_cannot(ts_dataset, scene, tmp_path
     worst = [h for heads in out["parity"].values() for h in heads.values()]
     assert worst and min(h["agreement"] for h in worst) >= 0.999
     import onnxruntime as ort
+
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["image", "doy"]
     # the exported graph classifies the scene itself (standardised as the plugin does) with OA >= 0.9
@@ -139,6 +155,7 @@ def test_unet_baseline_on_dates_as_channels(ts_dataset, tmp_path):
     assert ck["card"]["timeseries"]["doy_input"] is None and ck["card"]["bands"] == ["B02", "B03", "B04", "B08"]
     from training.card import read_card
     from training.export import export
+
     export(res["best"], str(tmp_path / "unet.onnx"), log=None)
     card = read_card(str(tmp_path / "unet.onnx"))
     assert card.architecture == "unet" and card.input_channels == 30

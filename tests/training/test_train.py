@@ -1,4 +1,5 @@
 """Training learns the separable synthetic classes; checkpoints, logs, resume, transfer, weights."""
+
 import csv
 import os
 
@@ -75,8 +76,15 @@ def test_resume_gives_the_same_continuation(dataset, tmp_path):
 
 def test_encoder_from_cnn_class_with_frozen_warmup(dataset, trained, tmp_path):
     src = torch.load(trained["cnn_class"]["best"], weights_only=True)["state_dict"]
-    res = run_train(dataset, tmp_path / "tl", model="unet", epochs=2, freeze_epochs=1,
-                    encoder_from=trained["cnn_class"]["best"], max_steps=2)
+    res = run_train(
+        dataset,
+        tmp_path / "tl",
+        model="unet",
+        epochs=2,
+        freeze_epochs=1,
+        encoder_from=trained["cnn_class"]["best"],
+        max_steps=2,
+    )
     ck = torch.load(res["last"], weights_only=True)
     # epoch 2: fine-tuned
     assert not torch.equal(ck["state_dict"]["encoder.conv1.weight"], src["encoder.conv1.weight"])
@@ -85,8 +93,15 @@ def test_encoder_from_cnn_class_with_frozen_warmup(dataset, trained, tmp_path):
 
 def test_frozen_epoch_keeps_encoder(dataset, trained, tmp_path):
     src = torch.load(trained["cnn_class"]["best"], weights_only=True)["state_dict"]
-    res = run_train(dataset, tmp_path / "fz", model="unet", epochs=1, freeze_epochs=1,
-                    encoder_from=trained["cnn_class"]["best"], max_steps=2)
+    res = run_train(
+        dataset,
+        tmp_path / "fz",
+        model="unet",
+        epochs=1,
+        freeze_epochs=1,
+        encoder_from=trained["cnn_class"]["best"],
+        max_steps=2,
+    )
     ck = torch.load(res["last"], weights_only=True)
     for k in ("encoder.conv1.weight", "encoder.layer4.1.conv2.weight", "encoder.bn1.running_mean"):
         assert torch.equal(ck["state_dict"][k], src[k]), k
@@ -100,6 +115,7 @@ def test_pixel_sampling_context_and_targets(dataset):
     assert int(y.min()) >= 0 and int(y.max()) <= 2
     # the centre pixel's spectrum belongs to its class: nearest class mean
     from .conftest import MEANS
+
     centre = x[:, :, 2, 2].numpy() / 1e-4
     nearest = np.argmin(((centre[:, None, :] - MEANS[None]) ** 2).sum(-1), axis=1)
     assert (nearest == y.numpy()).mean() > 0.97
@@ -136,8 +152,10 @@ def test_coarse_map_csv_and_non_clc_codes(dataset, tmp_path):
     p = tmp_path / "map.csv"
     p.write_text("fine,coarse,name,color\n1,1,Land,#00ff00\n2,1,Land,\n3,2,Water,0-0-255\n")
     table, f2c = coarse_classes(info, str(p))
-    assert table == [{"value": 1, "code": "1", "name": "Land", "color": "#00ff00"},
-                     {"value": 2, "code": "2", "name": "Water", "color": "#0000ff"}]
+    assert table == [
+        {"value": 1, "code": "1", "name": "Land", "color": "#00ff00"},
+        {"value": 2, "code": "2", "name": "Water", "color": "#0000ff"},
+    ]
     assert f2c.tolist() == [0, 0, 1]
     p.write_text("1,1,Land\n")
     with pytest.raises(TrainingError, match=r"no row for fine class value\(s\) \[2, 3\]"):

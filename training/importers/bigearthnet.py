@@ -20,6 +20,7 @@ Nomenclatures (``--nomenclature``):
 All bands are resampled to the 10 m grid (``common.upsample_bilinear``: bilinear, as fetchsentinel2/importsafe
 resample 20 m / 60 m bands).
 """
+
 import difflib
 import functools
 import json
@@ -36,8 +37,20 @@ from ..errors import TrainingError
 from .common import ImportOptions, PatchRecord, block_of, read_list, upsample_bilinear, write_patch_dataset
 
 #: the bands of a BigEarthNet-S2 patch and their pixel size (m)
-BAND_RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
-            "B09": 60, "B11": 20, "B12": 20}
+BAND_RES = {
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B11": 20,
+    "B12": 20,
+}
 BANDS = tuple(BAND_RES)
 
 #: BigEarthNet's spelling -> the CLC legend's (core/contract/data/clc_legend.csv), where they differ
@@ -51,17 +64,49 @@ ALIASES = {
 #: the 43 labels of BigEarthNet-S2 as its metadata spells them (Sumbul et al. 2019, "BigEarthNet: A Large-Scale
 #: Benchmark Archive for Remote Sensing Image Understanding", IGARSS)
 LABELS_43 = (
-    "Continuous urban fabric", "Discontinuous urban fabric", "Industrial or commercial units",
-    "Road and rail networks and associated land", "Port areas", "Airports", "Mineral extraction sites",
-    "Dump sites", "Construction sites", "Green urban areas", "Sport and leisure facilities",
-    "Non-irrigated arable land", "Permanently irrigated land", "Rice fields", "Vineyards",
-    "Fruit trees and berry plantations", "Olive groves", "Pastures", "Annual crops associated with permanent crops",
+    "Continuous urban fabric",
+    "Discontinuous urban fabric",
+    "Industrial or commercial units",
+    "Road and rail networks and associated land",
+    "Port areas",
+    "Airports",
+    "Mineral extraction sites",
+    "Dump sites",
+    "Construction sites",
+    "Green urban areas",
+    "Sport and leisure facilities",
+    "Non-irrigated arable land",
+    "Permanently irrigated land",
+    "Rice fields",
+    "Vineyards",
+    "Fruit trees and berry plantations",
+    "Olive groves",
+    "Pastures",
+    "Annual crops associated with permanent crops",
     "Complex cultivation patterns",
     "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest", "Natural grassland",
-    "Moors and heathland", "Sclerophyllous vegetation", "Transitional woodland/shrub", "Beaches, dunes, sands",
-    "Bare rock", "Sparsely vegetated areas", "Burnt areas", "Inland marshes", "Peatbogs", "Salt marshes", "Salines",
-    "Intertidal flats", "Water courses", "Water bodies", "Coastal lagoons", "Estuaries", "Sea and ocean",
+    "Agro-forestry areas",
+    "Broad-leaved forest",
+    "Coniferous forest",
+    "Mixed forest",
+    "Natural grassland",
+    "Moors and heathland",
+    "Sclerophyllous vegetation",
+    "Transitional woodland/shrub",
+    "Beaches, dunes, sands",
+    "Bare rock",
+    "Sparsely vegetated areas",
+    "Burnt areas",
+    "Inland marshes",
+    "Peatbogs",
+    "Salt marshes",
+    "Salines",
+    "Intertidal flats",
+    "Water courses",
+    "Water bodies",
+    "Coastal lagoons",
+    "Estuaries",
+    "Sea and ocean",
 )
 
 #: BigEarthNet-19 (Sumbul et al. 2021, BigEarthNet-MM, IEEE GRSM, table of the new nomenclature): class name and
@@ -108,8 +153,10 @@ def clc_code(label: str, patch: str = "?") -> int:
     if code is None:
         close = difflib.get_close_matches(_norm(label), list(table), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise TrainingError(f"patch '{patch}': unknown label '{label}'{hint}: BigEarthNet labels are CLC level-3 "
-                            "class names (e.g. 'Non-irrigated arable land')")
+        raise TrainingError(
+            f"patch '{patch}': unknown label '{label}'{hint}: BigEarthNet labels are CLC level-3 "
+            "class names (e.g. 'Non-irrigated arable land')"
+        )
     return code
 
 
@@ -118,14 +165,22 @@ def nomenclature(n: int) -> Tuple[List[dict], Dict[int, int]]:
     entries = {e.code: e for e in clc.legend()}
     if n == 43:
         codes = [clc_code(name) for name in LABELS_43]
-        table = [{"value": entries[c].grid_code, "code": str(c), "name": entries[c].level3,
-                  "color": entries[c].color} for c in codes]
+        table = [
+            {"value": entries[c].grid_code, "code": str(c), "name": entries[c].level3, "color": entries[c].color}
+            for c in codes
+        ]
         return table, {c: i for i, c in enumerate(codes)}
     if n == 19:
         table, index = [], {}
         for i, (name, group) in enumerate(BEN19):
-            table.append({"value": i + 1, "code": "+".join(str(c) for c in group), "name": name,
-                          "color": entries[group[0]].color})
+            table.append(
+                {
+                    "value": i + 1,
+                    "code": "+".join(str(c) for c in group),
+                    "name": name,
+                    "color": entries[group[0]].color,
+                }
+            )
             for c in group:
                 index[c] = i
         return table, index
@@ -141,9 +196,11 @@ def _patch_folders(src):
         if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, f"{name}_labels_metadata.json")):
             out.append((name, folder))
     if not out:
-        raise TrainingError(f"'{src}' holds no BigEarthNet patch folder (<name>/<name>_labels_metadata.json with "
-                            "<name>_B01.tif ... <name>_B12.tif): give the folder of the extracted BigEarthNet-S2 "
-                            "archive (BigEarthNet-v1.0)")
+        raise TrainingError(
+            f"'{src}' holds no BigEarthNet patch folder (<name>/<name>_labels_metadata.json with "
+            "<name>_B01.tif ... <name>_B12.tif): give the folder of the extracted BigEarthNet-S2 "
+            "archive (BigEarthNet-v1.0)"
+        )
     return out
 
 
@@ -167,11 +224,13 @@ def _footprint(name, meta, band_file):
         x0, y0, x1, y1 = float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])
     else:
         import rasterio
+
         with rasterio.open(band_file) as ds:
             x0, y1, x1, y0 = ds.bounds.left, ds.bounds.bottom, ds.bounds.right, ds.bounds.top
             wkt = wkt or (ds.crs.to_wkt() if ds.crs else "")
     if not wkt:
         import rasterio
+
         with rasterio.open(band_file) as ds:
             wkt = ds.crs.to_wkt() if ds.crs else ""
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], wkt, x0, y0
@@ -181,6 +240,7 @@ def _load(name, folder, bands, p, target):
     """(image (C, p, p) uint16 on the 10 m grid, target) of one patch (a top-level function: worker processes
     of ``--workers`` can run it)."""
     import rasterio
+
     img = np.empty((len(bands), p, p), np.uint16)
     for i, b in enumerate(bands):
         path = os.path.join(folder, f"{name}_{b}.tif")
@@ -191,20 +251,26 @@ def _load(name, folder, bands, p, target):
                     raise TrainingError(
                         f"patch '{name}': band {b} is {ds.width} x {ds.height} pixels, expected {want} x {want} "
                         f"(a {BAND_RES[b]} m band of a {p} x {p} patch at 10 m): the patch is not a "
-                        "BigEarthNet-S2 patch of this archive's size; remove it or list it in --exclude")
+                        "BigEarthNet-S2 patch of this archive's size; remove it or list it in --exclude"
+                    )
                 a = ds.read(1)
         except rasterio.errors.RasterioIOError as e:
             raise TrainingError(f"patch '{name}': cannot read band {b} ({os.path.basename(path)}): {e}")
         if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
-            raise TrainingError(f"patch '{name}': band {b} is {a.dtype}, expected integer digital numbers "
-                                "(uint16)")
+            raise TrainingError(f"patch '{name}': band {b} is {a.dtype}, expected integer digital numbers (uint16)")
         img[i] = upsample_bilinear(a.astype(np.uint16), p // want) if want != p else a
     return img, target
 
 
-def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Optional[Sequence[str]] = None,
-                       exclude: Optional[str] = None, options: Optional[ImportOptions] = None,
-                       log: Callable[[str], None] = print) -> dict:
+def import_bigearthnet(
+    src: str,
+    out: str,
+    nomenclature_n: int = 43,
+    bands: Optional[Sequence[str]] = None,
+    exclude: Optional[str] = None,
+    options: Optional[ImportOptions] = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
     manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
     seasonal snow or clouds and shadows). ``options``: the split and writing options
@@ -226,8 +292,9 @@ def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Opti
     for name, folder in folders:
         missing = [b for b in bands if not os.path.isfile(os.path.join(folder, f"{name}_{b}.tif"))]
         if missing:
-            raise TrainingError(f"patch '{name}': band file(s) {', '.join(f'{name}_{b}.tif' for b in missing)} "
-                                f"missing in '{folder}'")
+            raise TrainingError(
+                f"patch '{name}': band file(s) {', '.join(f'{name}_{b}.tif' for b in missing)} missing in '{folder}'"
+            )
         meta = _read_meta(name, folder)
         target = np.zeros(len(table), np.uint8)
         for lab in meta["labels"]:
@@ -235,12 +302,12 @@ def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Opti
             if c in index:
                 target[index[c]] = 1
             elif int(nomenclature_n) == 43:
-                raise TrainingError(f"patch '{name}': label '{lab}' (CLC {c}) is not one of the 43 BigEarthNet "
-                                    "classes")
+                raise TrainingError(f"patch '{name}': label '{lab}' (CLC {c}) is not one of the 43 BigEarthNet classes")
         if not target.any():
             no_label += 1
             continue
         import rasterio
+
         try:
             if p is None:
                 ref = min(bands, key=lambda b: BAND_RES[b])  # the finest band imported
@@ -252,18 +319,36 @@ def import_bigearthnet(src: str, out: str, nomenclature_n: int = 43, bands: Opti
         except rasterio.errors.RasterioIOError as e:
             raise TrainingError(f"patch '{name}': cannot read its GeoTIFFs: {e}")
         names = "; ".join(table[i]["name"] for i in np.nonzero(target)[0])
-        records.append(PatchRecord(name, ring, wkt, block_of(wkt, x0, y0, block_size * p * 10.0), names,
-                                   str(meta.get("acquisition_date", "")),
-                                   functools.partial(_load, name, folder, bands, p, target)))
+        records.append(
+            PatchRecord(
+                name,
+                ring,
+                wkt,
+                block_of(wkt, x0, y0, block_size * p * 10.0),
+                names,
+                str(meta.get("acquisition_date", "")),
+                functools.partial(_load, name, folder, bands, p, target),
+            )
+        )
     if not records:
         raise TrainingError(f"no patch of '{src}' has a label of the {nomenclature_n}-class nomenclature")
-    log(f"BigEarthNet-S2: {len(records)} patches of {p} x {p} pixels at 10 m, bands {', '.join(bands)}, "
-        f"{nomenclature_n}-class nomenclature" + (f"; {no_label} patches without a class of it skipped" if no_label
-                                                  else "") + (f"; {len(skip)} names in --exclude" if skip else ""))
-    extra = {"resolution_m": 10.0,
-             "source": {"format": "BigEarthNet-S2 v1.0", "folder": os.path.abspath(src),
-                        "nomenclature": int(nomenclature_n), "resampling": "bilinear to 10 m (20 m, 60 m bands)",
-                        "skipped_without_label": no_label, "excluded": len(skip)},
-             "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0}}
+    log(
+        f"BigEarthNet-S2: {len(records)} patches of {p} x {p} pixels at 10 m, bands {', '.join(bands)}, "
+        f"{nomenclature_n}-class nomenclature"
+        + (f"; {no_label} patches without a class of it skipped" if no_label else "")
+        + (f"; {len(skip)} names in --exclude" if skip else "")
+    )
+    extra = {
+        "resolution_m": 10.0,
+        "source": {
+            "format": "BigEarthNet-S2 v1.0",
+            "folder": os.path.abspath(src),
+            "nomenclature": int(nomenclature_n),
+            "resampling": "bilinear to 10 m (20 m, 60 m bands)",
+            "skipped_without_label": no_label,
+            "excluded": len(skip),
+        },
+        "split_rule": {"block_size_patches": int(block_size), "block_size_m": block_size * p * 10.0},
+    }
     spec = DatasetSpec(tuple(bands), p, tuple(table), task="multilabel", with_labels=False)
     return write_patch_dataset(out, records, spec, options, extra, log)

@@ -1,4 +1,5 @@
 """What the importers share: bilinear upsampling to 10 m, the spatial split, writing shards + footprints."""
+
 import dataclasses
 import math
 import os
@@ -28,6 +29,7 @@ class ImportOptions:
     of the patches (whole blocks, ``seed``ed); ``shard_size`` patches per shard file; ``overwrite`` a dataset
     already in the folder; ``workers`` processes reading the patches (<= 1: this one); ``k_folds`` cross-validation
     fold ids over the train blocks (0 = none)."""
+
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
@@ -74,6 +76,7 @@ def upsample_bilinear(band: np.ndarray, factor: int) -> np.ndarray:
 class PatchRecord:
     """One patch to import: its name, footprint ring (in ``crs_wkt``), spatial block, what the footprint layer
     shows, and a loader giving (image (C, p, p) uint16, target (K,) uint8)."""
+
     name: str
     ring: List[Tuple[float, float]]
     crs_wkt: str
@@ -99,18 +102,26 @@ def _to_wgs84(records, log):
     """Footprint rings in EPSG:4326 (patches in several CRSs cannot share one layer CRS)."""
     from rasterio.crs import CRS
     from rasterio.warp import transform
+
     out = []
     for r in records:
-        xs, ys = transform(CRS.from_wkt(r.crs_wkt), CRS.from_epsg(4326), [p[0] for p in r.ring],
-                           [p[1] for p in r.ring])
+        xs, ys = transform(CRS.from_wkt(r.crs_wkt), CRS.from_epsg(4326), [p[0] for p in r.ring], [p[1] for p in r.ring])
         out.append(list(zip(xs, ys)))
-    log("the patches lie in several CRSs (e.g. UTM zones): footprints are written in EPSG:4326 (WGS 84), the "
-        "field 'crs' keeps each patch's own CRS")
+    log(
+        "the patches lie in several CRSs (e.g. UTM zones): footprints are written in EPSG:4326 (WGS 84), the "
+        "field 'crs' keeps each patch's own CRS"
+    )
     return out
 
 
-def write_patch_dataset(out: str, records: Sequence[PatchRecord], spec: DatasetSpec, options: ImportOptions,
-                        extra: dict, log: Callable[[str], None] = print) -> dict:
+def write_patch_dataset(
+    out: str,
+    records: Sequence[PatchRecord],
+    spec: DatasetSpec,
+    options: ImportOptions,
+    extra: dict,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Split ``records`` by their blocks, write shards + targets + patches.gpkg + manifest (all or nothing).
     ``spec``: bands, patch size, class table and task (its CRS, splits and shard size are set here).
     ``options.workers`` > 1 reads the patches in that many processes (in order; the writing stays in this one).
@@ -128,8 +139,10 @@ def write_patch_dataset(out: str, records: Sequence[PatchRecord], spec: DatasetS
     crss = sorted({r.crs_wkt for r in records})
     common = crss[0] if len(crss) == 1 else ""
     nblocks = {s: len({r.block for r, t in zip(records, splits) if t == s}) for s in SPLITS}
-    log(f"{len(records)} patches in {len(set(r.block for r in records))} spatial blocks: "
-        + ", ".join(f"{s} {splits.count(s)} patches ({nblocks[s]} blocks)" for s in SPLITS))
+    log(
+        f"{len(records)} patches in {len(set(r.block for r in records))} spatial blocks: "
+        + ", ".join(f"{s} {splits.count(s)} patches ({nblocks[s]} blocks)" for s in SPLITS)
+    )
     folds = _folds(records, splits, k_folds, seed, log)
     rows = []
     try:
@@ -147,19 +160,40 @@ def write_patch_dataset(out: str, records: Sequence[PatchRecord], spec: DatasetS
                     log(f"  {n + 1}/{len(records)} patches")
             rings = [r.ring for r in records] if common or len(crss) == 1 else _to_wgs84(records, log)
             layer_crs = common if common else (_wgs84_wkt() if len(crss) > 1 else "")
-            write_polygons(w.stage_path(FOOTPRINTS), "patches",
-                           [("source", "str"), ("split", "str"), ("shard", "int"), ("index", "int"),
-                            ("labels", "str"), ("acquisition_date", "str"), ("crs", "str")],
-                           ((ring, r.name, s, shard, idx, r.labels_text, r.date, crs_label(r.crs_wkt))
-                            for ring, r, (s, shard, idx) in zip(rings, records, rows)),
-                           crs_wkt=layer_crs)
-            split_rule = {"type": "spatial_blocks", "val_fraction": val_fraction, "test_fraction": test_fraction,
-                          "seed": int(seed), "blocks": nblocks}
-            manifest = w.close(extra={**extra, "split_rule": {**split_rule, **extra.get("split_rule", {})},
-                                      "k_folds": int(k_folds) if folds is not None else 0,
-                                      "folds": {"train": folds or []},
-                                      "crs_note": "" if common else "several CRSs: see the 'crs' field of "
-                                      "patches.gpkg"})
+            write_polygons(
+                w.stage_path(FOOTPRINTS),
+                "patches",
+                [
+                    ("source", "str"),
+                    ("split", "str"),
+                    ("shard", "int"),
+                    ("index", "int"),
+                    ("labels", "str"),
+                    ("acquisition_date", "str"),
+                    ("crs", "str"),
+                ],
+                (
+                    (ring, r.name, s, shard, idx, r.labels_text, r.date, crs_label(r.crs_wkt))
+                    for ring, r, (s, shard, idx) in zip(rings, records, rows)
+                ),
+                crs_wkt=layer_crs,
+            )
+            split_rule = {
+                "type": "spatial_blocks",
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "seed": int(seed),
+                "blocks": nblocks,
+            }
+            manifest = w.close(
+                extra={
+                    **extra,
+                    "split_rule": {**split_rule, **extra.get("split_rule", {})},
+                    "k_folds": int(k_folds) if folds is not None else 0,
+                    "folds": {"train": folds or []},
+                    "crs_note": "" if common else "several CRSs: see the 'crs' field of patches.gpkg",
+                }
+            )
     except DatasetError as e:
         raise TrainingError(str(e))
     for s in SPLITS:
@@ -175,11 +209,14 @@ def _folds(records, splits, k_folds, seed, log):
     if k < 2:
         raise TrainingError(f"--k-folds must be 0 (no folds) or at least 2, not {k}")
     from ..folds import assign_folds
+
     train_blocks = [r.block for r, s in zip(records, splits) if s == "train"]
     of = assign_folds(train_blocks, k, seed)
     folds = [of[b] for b in train_blocks]
-    log(f"{k} folds over the {len(of)} train blocks: " + ", ".join(
-        f"fold {i} {folds.count(i)} patches" for i in range(k)))
+    log(
+        f"{k} folds over the {len(of)} train blocks: "
+        + ", ".join(f"fold {i} {folds.count(i)} patches" for i in range(k))
+    )
     return folds
 
 
@@ -194,12 +231,14 @@ def _loaded(records, workers):
             yield r.load()
         return
     import multiprocessing
+
     with multiprocessing.get_context("spawn").Pool(int(workers)) as pool:
         yield from pool.imap(_call, [r.load for r in records], chunksize=16)
 
 
 def _wgs84_wkt():
     from rasterio.crs import CRS
+
     return CRS.from_epsg(4326).to_wkt()
 
 

@@ -17,6 +17,7 @@ Cover Classification", IEEE JSTARS) -> a single-label SatClassify dataset, from 
 Class values are 1..N in the folders' alphabetical order; the ten EuroSAT classes get readable names and colours
 (:data:`CLASSES`), other folder names keep their name.
 """
+
 import functools
 import os
 from typing import Any, Callable, Optional, Sequence
@@ -37,11 +38,16 @@ RGB_DN_MAX = 2750
 RGB_EXT = (".jpg", ".jpeg", ".png")
 #: folder -> (name, colour) for the ten EuroSAT classes (colours of the nearest CLC class)
 CLASSES = {
-    "AnnualCrop": ("Annual crop", "#ffffa8"), "Forest": ("Forest", "#00a600"),
-    "HerbaceousVegetation": ("Herbaceous vegetation", "#ccf24d"), "Highway": ("Highway", "#cc0000"),
-    "Industrial": ("Industrial", "#cc4df2"), "Pasture": ("Pasture", "#e6e64d"),
-    "PermanentCrop": ("Permanent crop", "#f2a64d"), "Residential": ("Residential", "#e6004d"),
-    "River": ("River", "#00ccf2"), "SeaLake": ("Sea or lake", "#80f2e6"),
+    "AnnualCrop": ("Annual crop", "#ffffa8"),
+    "Forest": ("Forest", "#00a600"),
+    "HerbaceousVegetation": ("Herbaceous vegetation", "#ccf24d"),
+    "Highway": ("Highway", "#cc0000"),
+    "Industrial": ("Industrial", "#cc4df2"),
+    "Pasture": ("Pasture", "#e6e64d"),
+    "PermanentCrop": ("Permanent crop", "#f2a64d"),
+    "Residential": ("Residential", "#e6004d"),
+    "River": ("River", "#00ccf2"),
+    "SeaLake": ("Sea or lake", "#80f2e6"),
 }
 TIF = (".tif", ".tiff")
 
@@ -52,25 +58,33 @@ def _class_folders(src):
         raise TrainingError(f"EuroSAT folder '{src}' does not exist")
     folders = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)) and not d.startswith("."))
     if not folders:
-        raise TrainingError(f"'{src}' holds no class folder: give the EuroSAT MS folder (EuroSATallBands/ds/images/"
-                            "remote_sensing/otherDatasets/sentinel_2/tif) or the EuroSAT RGB folder (2750/), with "
-                            "AnnualCrop/, Forest/, ...")
+        raise TrainingError(
+            f"'{src}' holds no class folder: give the EuroSAT MS folder (EuroSATallBands/ds/images/"
+            "remote_sensing/otherDatasets/sentinel_2/tif) or the EuroSAT RGB folder (2750/), with "
+            "AnnualCrop/, Forest/, ..."
+        )
     out, kinds = [], set()
     for d in folders:
         names = [f for f in os.listdir(os.path.join(src, d)) if not f.startswith(".")]
         tifs = sorted(f for f in names if f.lower().endswith(TIF))
         rgbs = sorted(f for f in names if f.lower().endswith(RGB_EXT))
         if not tifs and not rgbs:
-            raise TrainingError(f"class folder '{d}' of '{src}' holds no GeoTIFF (.tif, EuroSAT MS) nor JPEG/PNG "
-                                "(EuroSAT RGB): remove it or add its patches")
+            raise TrainingError(
+                f"class folder '{d}' of '{src}' holds no GeoTIFF (.tif, EuroSAT MS) nor JPEG/PNG "
+                "(EuroSAT RGB): remove it or add its patches"
+            )
         if tifs and rgbs:
-            raise TrainingError(f"class folder '{d}' of '{src}' mixes GeoTIFFs (EuroSAT MS) and JPEG/PNG images "
-                                "(EuroSAT RGB): import the two layouts into separate datasets")
+            raise TrainingError(
+                f"class folder '{d}' of '{src}' mixes GeoTIFFs (EuroSAT MS) and JPEG/PNG images "
+                "(EuroSAT RGB): import the two layouts into separate datasets"
+            )
         kinds.add("ms" if tifs else "rgb")
         out.append((d, tifs or rgbs))
     if len(kinds) > 1:
-        raise TrainingError(f"'{src}' mixes class folders of GeoTIFFs (EuroSAT MS) and of JPEG/PNG images (EuroSAT "
-                            "RGB): import the two layouts into separate datasets")
+        raise TrainingError(
+            f"'{src}' mixes class folders of GeoTIFFs (EuroSAT MS) and of JPEG/PNG images (EuroSAT "
+            "RGB): import the two layouts into separate datasets"
+        )
     return kinds.pop(), out
 
 
@@ -79,13 +93,19 @@ def _band_order(ds, name):
     if all(d in BANDS for d in desc) and len(set(desc)) == len(desc):
         return desc
     if ds.count != len(BANDS):
-        raise TrainingError(f"patch '{name}' has {ds.count} bands, expected the {len(BANDS)} bands of EuroSAT MS "
-                            f"({', '.join(BANDS)})")
+        raise TrainingError(
+            f"patch '{name}' has {ds.count} bands, expected the {len(BANDS)} bands of EuroSAT MS ({', '.join(BANDS)})"
+        )
     return list(BANDS)
 
 
-def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None,
-                   options: Optional[ImportOptions] = None, log: Callable[[str], None] = print) -> dict:
+def import_eurosat(
+    src: str,
+    out: str,
+    bands: Optional[Sequence[str]] = None,
+    options: Optional[ImportOptions] = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Import EuroSAT MS or RGB class folders under ``src`` into the dataset folder ``out``; returns the manifest.
     ``options``: the split and writing options (:class:`~.common.ImportOptions`)."""
     options = options or ImportOptions()
@@ -98,6 +118,7 @@ def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None,
     if layout == "rgb":
         return _import_rgb(src, out, folders, table, bands, options, log)
     import rasterio
+
     bands = _chosen(bands, BANDS, "EuroSAT MS bands are")
     records, georef = [], True
     p: Any = None  # the patch size, from the first patch
@@ -113,12 +134,15 @@ def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None,
                     if p is None:
                         p = ds.height
                     if (ds.height, ds.width) != (p, p):
-                        raise TrainingError(f"patch '{name}' is {ds.width} x {ds.height} pixels, the others "
-                                            f"{p} x {p}: EuroSAT patches share one size; remove it")
+                        raise TrainingError(
+                            f"patch '{name}' is {ds.width} x {ds.height} pixels, the others "
+                            f"{p} x {p}: EuroSAT patches share one size; remove it"
+                        )
                     missing = [b for b in bands if b not in order]
                     if missing:
-                        raise TrainingError(f"patch '{name}' has no band {', '.join(missing)} (its bands: "
-                                            f"{', '.join(order)})")
+                        raise TrainingError(
+                            f"patch '{name}' has no band {', '.join(missing)} (its bands: {', '.join(order)})"
+                        )
                     wkt = ds.crs.to_wkt() if ds.crs else ""
                     b = ds.bounds
                     has_geo = bool(wkt) and not ds.transform.is_identity
@@ -127,18 +151,33 @@ def import_eurosat(src: str, out: str, bands: Optional[Sequence[str]] = None,
                 raise TrainingError(f"patch '{name}': cannot read '{path}': {e}")
             georef &= has_geo
             ring = [(b.left, b.top), (b.right, b.top), (b.right, b.bottom), (b.left, b.bottom), (b.left, b.top)]
-            block = block_of(wkt, b.left, b.top, block_size * p * res) if has_geo \
-                else ("patch", name)
-            records.append(PatchRecord(name, ring, wkt, block, table[ci]["name"], "",
-                                       functools.partial(_load, path, name, [order.index(x) for x in bands], target)))
+            block = block_of(wkt, b.left, b.top, block_size * p * res) if has_geo else ("patch", name)
+            records.append(
+                PatchRecord(
+                    name,
+                    ring,
+                    wkt,
+                    block,
+                    table[ci]["name"],
+                    "",
+                    functools.partial(_load, path, name, [order.index(x) for x in bands], target),
+                )
+            )
     if not georef:
-        log("some EuroSAT patches have no georeferencing: those are split one by one (random, seeded), not in "
-            "spatial blocks")
-    log(f"EuroSAT: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
-        + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders)) + f"), bands {', '.join(bands)}")
-    extra = {"resolution_m": 10.0,
-             "source": {"format": "EuroSAT MS", "folder": os.path.abspath(src), "resampling": "none (10 m grid)"},
-             "split_rule": {"block_size_patches": int(block_size), "georeferenced": bool(georef)}}
+        log(
+            "some EuroSAT patches have no georeferencing: those are split one by one (random, seeded), not in "
+            "spatial blocks"
+        )
+    log(
+        f"EuroSAT: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
+        + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders))
+        + f"), bands {', '.join(bands)}"
+    )
+    extra = {
+        "resolution_m": 10.0,
+        "source": {"format": "EuroSAT MS", "folder": os.path.abspath(src), "resampling": "none (10 m grid)"},
+        "split_rule": {"block_size_patches": int(block_size), "georeferenced": bool(georef)},
+    }
     return write_patch_dataset(out, records, _spec(bands, p, table), options, extra, log)
 
 
@@ -178,29 +217,49 @@ def _import_rgb(src, out, folders, table, bands, options, log):
         target[ci] = 1
         for f in files:
             name = f"{d}/{os.path.splitext(f)[0]}"
-            records.append(PatchRecord(name, [(0, 0), (p, 0), (p, -p), (0, -p), (0, 0)], "", ("patch", name),
-                                       table[ci]["name"], "",
-                                       functools.partial(_load_rgb, os.path.join(src, d, f), name, idx, p, target)))
+            records.append(
+                PatchRecord(
+                    name,
+                    [(0, 0), (p, 0), (p, -p), (0, -p), (0, 0)],
+                    "",
+                    ("patch", name),
+                    table[ci]["name"],
+                    "",
+                    functools.partial(_load_rgb, os.path.join(src, d, f), name, idx, p, target),
+                )
+            )
     log("EuroSAT RGB images carry no georeferencing: patches are split one by one (random, seeded)")
-    log(f"EuroSAT RGB: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
-        + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders)) + f"), bands "
-        f"{', '.join(bands)}; 8-bit values mapped back to digital numbers (0..255 -> 0..{RGB_DN_MAX})")
-    extra = {"resolution_m": 10.0,
-             "source": {"format": "EuroSAT RGB", "folder": os.path.abspath(src), "resampling": "none (10 m grid)",
-                        "scaling": f"8-bit v = clip(DN * 255 / {RGB_DN_MAX}, 0, 255) (EuroSAT authors); stored DN = "
-                                   f"max(1, round(v * {RGB_DN_MAX} / 255))", "level": "L1C"},
-             "input_clip": {b: [0, RGB_DN_MAX] for b in bands},
-             "split_rule": {"georeferenced": False}}
+    log(
+        f"EuroSAT RGB: {len(records)} patches of {p} x {p} pixels in {len(table)} classes ("
+        + ", ".join(f"{c['name']} {len(f)}" for c, (_d, f) in zip(table, folders))
+        + f"), bands "
+        f"{', '.join(bands)}; 8-bit values mapped back to digital numbers (0..255 -> 0..{RGB_DN_MAX})"
+    )
+    extra = {
+        "resolution_m": 10.0,
+        "source": {
+            "format": "EuroSAT RGB",
+            "folder": os.path.abspath(src),
+            "resampling": "none (10 m grid)",
+            "scaling": f"8-bit v = clip(DN * 255 / {RGB_DN_MAX}, 0, 255) (EuroSAT authors); stored DN = "
+            f"max(1, round(v * {RGB_DN_MAX} / 255))",
+            "level": "L1C",
+        },
+        "input_clip": {b: [0, RGB_DN_MAX] for b in bands},
+        "split_rule": {"georeferenced": False},
+    }
     return write_patch_dataset(out, records, _spec(bands, p, table), options, extra, log)
 
 
 def _read_rgb(path, name):
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             if im.mode != "RGB":
-                raise TrainingError(f"patch '{name}' is a {im.mode} image: EuroSAT RGB patches are 8-bit RGB "
-                                    "(JPEG or PNG)")
+                raise TrainingError(
+                    f"patch '{name}' is a {im.mode} image: EuroSAT RGB patches are 8-bit RGB (JPEG or PNG)"
+                )
             a = np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as e:
         raise TrainingError(f"patch '{name}': cannot read '{path}' as an image ({e}): remove or replace it")
@@ -213,17 +272,21 @@ def _load_rgb(path, name, idx, p, target):
     """(image (C, p, p) uint16 DN, target) of one EuroSAT RGB patch (top-level: ``--workers`` can run it)."""
     a = _read_rgb(path, name)
     if a.shape[1] != p:
-        raise TrainingError(f"patch '{name}' is {a.shape[2]} x {a.shape[1]} pixels, the others {p} x {p}: EuroSAT "
-                            "patches share one size; remove it")
+        raise TrainingError(
+            f"patch '{name}' is {a.shape[2]} x {a.shape[1]} pixels, the others {p} x {p}: EuroSAT "
+            "patches share one size; remove it"
+        )
     return rgb_to_dn(a[idx]), target
 
 
 def _load(path, name, idx, target):
     """(image, target) of one EuroSAT patch (top-level: ``--workers`` processes can run it)."""
     import rasterio
+
     with rasterio.open(path) as ds:
         a = ds.read([i + 1 for i in idx])
     if a.dtype.kind not in "ui" or (a.size and (a.min() < 0 or a.max() > 65535)):
-        raise TrainingError(f"patch '{name}' is {a.dtype} with values {a.min()}..{a.max()}: expected uint16 "
-                            "digital numbers")
+        raise TrainingError(
+            f"patch '{name}' is {a.dtype} with values {a.min()}..{a.max()}: expected uint16 digital numbers"
+        )
     return a.astype(np.uint16), target

@@ -12,6 +12,7 @@ Two feature extractors:
   checkpoint can initialise a U-Net encoder (``train --model unet --encoder-from CKPT``, the Ulmas & Liiv
   transfer route).
 """
+
 import torch
 from torch import nn
 
@@ -40,8 +41,13 @@ class LightCNN(nn.Module):
             cin = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin, dense), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(dense, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(cin, dense),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(dense, num_classes),
+        )
 
     def forward(self, x):
         return self.head(self.pool(self.features(x)))
@@ -55,6 +61,7 @@ class CNNClass(nn.Module):
             self.net = LightCNN(in_channels, num_classes, widths=tuple(widths or LIGHT_WIDTHS), dropout=dropout)
             return
         from segmentation_models_pytorch.encoders import get_encoder
+
         self.encoder = get_encoder(encoder, in_channels=in_channels, depth=5, weights=None)
         ch = self.encoder.out_channels[-1]
         self.pool = nn.AdaptiveAvgPool2d(1)

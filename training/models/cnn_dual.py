@@ -16,6 +16,7 @@ three stages the two branches exchange features: each next stage sees the concat
 The fine head reads the final coupled features; the coarse head reads them too (its logits are
 also fed to the fine head, a hierarchy hint). BN after every conv, dropout 0.1, He-uniform init.
 """
+
 import torch
 from torch import nn
 
@@ -29,7 +30,7 @@ def _cbr(cin, cout, k):
 
 
 def _crop(x, n):
-    return x[:, :, n:x.shape[2] - n, n:x.shape[3] - n]
+    return x[:, :, n : x.shape[2] - n, n : x.shape[3] - n]
 
 
 class CNNDual(nn.Module):
@@ -62,11 +63,11 @@ class CNNDual(nn.Module):
 
     def forward(self, x):
         """(N, C, H, W) -> (fine logits, coarse logits), each (N, K, H-4, W-4)."""
-        x1 = torch.cat([self.a1(x), self.b1(_crop(x, 1))], 1)          # coupling 1
+        x1 = torch.cat([self.a1(x), self.b1(_crop(x, 1))], 1)  # coupling 1
         x1 = self.drop(x1)
-        x2 = torch.cat([self.a2(x1), self.b2(_crop(x1, 1))], 1)        # coupling 2
+        x2 = torch.cat([self.a2(x1), self.b2(_crop(x1, 1))], 1)  # coupling 2
         x2 = self.drop(x2)
-        x3 = torch.cat([self.a3(x2), self.b3(x2)], 1)                  # coupling 3
+        x3 = torch.cat([self.a3(x2), self.b3(x2)], 1)  # coupling 3
         x3 = self.drop(x3)
         coarse = self.coarse(x3)
         fine = self.fine(torch.cat([x3, coarse], 1))

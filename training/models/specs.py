@@ -14,6 +14,7 @@ The rest of the package asks ``get_spec(name)`` instead of testing the architect
 ``name`` is what checkpoints (config ``model``) and cards (``architecture``) store: never rename one.
 torch is imported inside the methods, so the CLI (which lists the names) starts without it.
 """
+
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import TrainingError
@@ -24,23 +25,24 @@ if TYPE_CHECKING:
 
 class ArchSpec:
     """Defaults fit a single-head, fully convolutional segmentation model; subclasses change what differs."""
+
     name = ""
     label = ""
-    halo = 0                 # pixels of real context the classify tool reads around each tile (card 'halo')
-    size_multiple = 1        # the graph's input H and W must be multiples of this
-    coarse_head = False      # a second head ('coarse') after the fine one
-    pixel_samples = False    # trained on labelled pixels with their (2*halo+1)^2 context, not on whole patches
-    patch_labels = False     # target = the patch's majority class (a patch classifier)
-    fixed_tile = False       # the graph takes one fixed tile = the dataset's patch size (card tile_size)
-    channels_last = True     # channels_last memory format on CUDA
+    halo = 0  # pixels of real context the classify tool reads around each tile (card 'halo')
+    size_multiple = 1  # the graph's input H and W must be multiples of this
+    coarse_head = False  # a second head ('coarse') after the fine one
+    pixel_samples = False  # trained on labelled pixels with their (2*halo+1)^2 context, not on whole patches
+    patch_labels = False  # target = the patch's majority class (a patch classifier)
+    fixed_tile = False  # the graph takes one fixed tile = the dataset's patch size (card tile_size)
+    channels_last = True  # channels_last memory format on CUDA
     encoder_transfer = False  # --encoder-from may initialise its encoder
-    batch_size = 16          # defaults of TrainConfig.resolved()
+    batch_size = 16  # defaults of TrainConfig.resolved()
     lr = 1e-3
     optimizer = "adamw"
-    eval_batch_size: Optional[int] = None   # validation batch size (None: the training batch size, at most 64)
-    export_size = 64         # H = W of the export's (traced) dummy input
+    eval_batch_size: Optional[int] = None  # validation batch size (None: the training batch size, at most 64)
+    export_size = 64  # H = W of the export's (traced) dummy input
     parity_random = (2, 64, 96)  # N, H, W of the parity check's odd-sized random input
-    temporal = False         # needs a multi-date dataset (core.contract.timeseries)
+    temporal = False  # needs a multi-date dataset (core.contract.timeseries)
     input_names: Tuple[str, ...] = ("image",)  # the exported graph's inputs (a temporal spec adds "doy")
 
     def build(self, in_channels: int, num_classes: int, num_coarse: int, cfg: Dict[str, Any]) -> "nn.Module":
@@ -52,23 +54,34 @@ class ArchSpec:
         (image heads) or (N, K) (patch heads); training and evaluation use it."""
         return [model(x)]
 
-    def train_loss(self, net: "nn.Module", x: "Tensor", y: "Tensor", weight: Optional["Tensor"] = None,
-                   f2c: Optional["Tensor"] = None, smoothing: float = 0.0) -> "Tensor":
+    def train_loss(
+        self,
+        net: "nn.Module",
+        x: "Tensor",
+        y: "Tensor",
+        weight: Optional["Tensor"] = None,
+        f2c: Optional["Tensor"] = None,
+        smoothing: float = 0.0,
+    ) -> "Tensor":
         """Loss of a training batch (``f2c``: fine index -> coarse index, for a coarse head; ``smoothing``: label
         smoothing of the single-label cross-entropy)."""
         import torch.nn.functional as F
 
         from ..data import IGNORE
-        return F.cross_entropy(self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE,
-                               label_smoothing=smoothing)
+
+        return F.cross_entropy(
+            self.full_forward(net, x)[0].float(), y, weight=weight, ignore_index=IGNORE, label_smoothing=smoothing
+        )
 
     def export_outputs(self, model: "nn.Module", image: "Tensor") -> Tuple["Tensor", ...]:
         """The exported graph's outputs: softmax probabilities (N, K, H, W) per head, in the card's head order."""
         import torch.nn.functional as F
+
         return (F.softmax(model(image), dim=1),)
 
     def dummy_input(self, nb: int, tile: int) -> "Tensor":
         import torch
+
         s = tile if self.fixed_tile else self.export_size
         return torch.randn(1, nb, s, s)
 
@@ -76,6 +89,7 @@ class ArchSpec:
         """The graph's inputs (in :attr:`input_names` order) for an ``image`` tensor; a multi-date card's
         validity channels are set to 0/1 (half invalid at random), so the check covers masked dates."""
         import torch
+
         ts = card.timeseries
         if not ts:
             return (image,)
@@ -95,6 +109,7 @@ class ArchSpec:
     def pad_forward(self, model: "nn.Module", x: "Tensor", *extra: "Tensor") -> List["Tensor"]:
         """Any H, W: pad (replicate) to the size multiple, crop the logits back."""
         import torch.nn.functional as F
+
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.size_multiple, (-w) % self.size_multiple
         if ph or pw:
@@ -128,13 +143,18 @@ class ArchSpec:
 class UNetSpec(ArchSpec):
     name, label = "unet", "U-Net"
     halo = 32
-    size_multiple = 32       # 5 down-samplings of the ResNet encoders
+    size_multiple = 32  # 5 down-samplings of the ResNet encoders
     encoder_transfer = True
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         from .unet import build_unet
-        return build_unet(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
-                          decoder_channels=cfg.get("decoder_channels"))
+
+        return build_unet(
+            in_channels,
+            num_classes,
+            encoder=cfg.get("encoder", "resnet34"),
+            decoder_channels=cfg.get("decoder_channels"),
+        )
 
     def full_forward(self, model, x):
         return self.pad_forward(model, x)
@@ -143,6 +163,7 @@ class UNetSpec(ArchSpec):
 class CNNDualSpec(ArchSpec):
     """Valid convolutions over a (2*halo+1)^2 window: trained on such crops (-> 1x1), run on whole tiles after a
     reflect pad by the halo (the exported graph does the same, so its outputs keep H and W)."""
+
     name, label = "cnn_dual", "CNN-dual"
     halo = 2
     coarse_head = True
@@ -157,11 +178,12 @@ class CNNDualSpec(ArchSpec):
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         from .cnn_dual import CNNDual
-        return CNNDual(in_channels, num_classes, num_coarse, widths=cfg.get("widths"),
-                       dropout=cfg.get("dropout", 0.1))
+
+        return CNNDual(in_channels, num_classes, num_coarse, widths=cfg.get("widths"), dropout=cfg.get("dropout", 0.1))
 
     def full_forward(self, model, x):
         import torch.nn.functional as F
+
         h = self.halo
         return list(model(F.pad(x, (h, h, h, h), mode="reflect")))
 
@@ -170,13 +192,16 @@ class CNNDualSpec(ArchSpec):
         import torch.nn.functional as F
 
         from ..data import IGNORE
+
         fine, crs = net(x)
         fine, crs = fine[:, :, 0, 0].float(), crs[:, :, 0, 0].float()
-        return F.cross_entropy(fine, y, weight=weight, ignore_index=IGNORE, label_smoothing=smoothing) \
-            + F.cross_entropy(crs, f2c[y], label_smoothing=smoothing)
+        return F.cross_entropy(
+            fine, y, weight=weight, ignore_index=IGNORE, label_smoothing=smoothing
+        ) + F.cross_entropy(crs, f2c[y], label_smoothing=smoothing)
 
     def export_outputs(self, model, image):
         import torch.nn.functional as F
+
         return tuple(F.softmax(o, dim=1) for o in self.full_forward(model, image))
 
 
@@ -185,6 +210,7 @@ class CNNClassSpec(ArchSpec):
 
     On a multilabel dataset (targets float (N, K)) the loss is BCE with logits (``weight`` = the per-class
     ``pos_weight``) and the exported graph gives sigmoid probabilities (``activation="sigmoid"``)."""
+
     name, label = "cnn_class", "CNN-class"
     patch_labels = True
     fixed_tile = True
@@ -192,18 +218,26 @@ class CNNClassSpec(ArchSpec):
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         from .cnn_class import CNNClass
-        return CNNClass(in_channels, num_classes, encoder=cfg.get("encoder", "resnet34"),
-                        dropout=cfg.get("dropout", 0.1), widths=cfg.get("light_widths"))
+
+        return CNNClass(
+            in_channels,
+            num_classes,
+            encoder=cfg.get("encoder", "resnet34"),
+            dropout=cfg.get("dropout", 0.1),
+            widths=cfg.get("light_widths"),
+        )
 
     def train_loss(self, net, x, y, weight=None, f2c=None, smoothing=0.0):
         if y.dim() == 2 and y.is_floating_point():  # multi-hot targets: one independent yes/no per class
             import torch.nn.functional as F
+
             return F.binary_cross_entropy_with_logits(net(x).float(), y, pos_weight=weight)
         return super().train_loss(net, x, y, weight, f2c, smoothing)
 
     def export_outputs(self, model, image, activation="softmax"):
         import torch
         import torch.nn.functional as F
+
         logits = model(image)
         p = (torch.sigmoid(logits) if activation == "sigmoid" else F.softmax(logits, dim=1))[:, :, None, None]
         return (p * torch.ones_like(image[:, :1]),)
@@ -212,9 +246,10 @@ class CNNClassSpec(ArchSpec):
 class UTAESpec(ArchSpec):
     """U-TAE (models/utae.py) on a multi-date dataset: input (N, T*(C+1), H, W) per date the bands then the
     validity, plus the days of year ``doy`` (T,) as the graph's second input."""
+
     name, label = "utae", "U-TAE"
     halo = 16
-    size_multiple = 8        # up to 4 encoder levels (3 halvings)
+    size_multiple = 8  # up to 4 encoder levels (3 halvings)
     temporal = True
     channels_last = False
     batch_size = 8
@@ -226,10 +261,13 @@ class UTAESpec(ArchSpec):
 
     def build(self, in_channels, num_classes, num_coarse, cfg):
         from .utae import build_utae
+
         t = int(cfg.get("num_dates") or 0)
         if t < 1 or in_channels % t:
-            raise TrainingError("U-TAE needs a multi-date dataset (built by satclassify:buildpatches from a "
-                                "multi-date stack, fetchsentinel2 INTERVAL)")
+            raise TrainingError(
+                "U-TAE needs a multi-date dataset (built by satclassify:buildpatches from a "
+                "multi-date stack, fetchsentinel2 INTERVAL)"
+            )
         m = build_utae(in_channels // t - 1, t, num_classes, cfg)
         m.doy_jitter = int(cfg.get("doy_jitter") or 0)
         return m
@@ -239,6 +277,7 @@ class UTAESpec(ArchSpec):
 
     def export_outputs(self, model, image, doy=None):
         import torch.nn.functional as F
+
         return (F.softmax(model(image, doy), dim=1),)
 
     def dynamic_axes(self, out_names):

@@ -20,6 +20,7 @@ multi-date stack's band order (core.contract.timeseries). Invalid observations a
 ``doy``: (T,) day of year of the dates; default the training dates (a buffer); the exported graph takes it as its
 second input. H and W must be multiples of 2 ** (levels - 1).
 """
+
 import math
 from typing import Any, Dict
 
@@ -33,8 +34,14 @@ DEFAULT_WIDTHS = (16, 32, 64)
 
 
 def _block(cin, cout):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 def doy_encoding(doy: torch.Tensor, d: int, period: float = 1000.0) -> torch.Tensor:
@@ -65,15 +72,15 @@ class LTAE(nn.Module):
     def forward(self, x, pe, valid):
         b, t, d = x.shape
         x = self.norm_in(x.reshape(b * t, d)).reshape(b, t, d)
-        x = self.proj(x) + pe[None]                                     # (B, T, d_model)
-        k = self.key(x).reshape(b, t, self.heads, self.d_k)              # (B, T, H, d_k)
+        x = self.proj(x) + pe[None]  # (B, T, d_model)
+        k = self.key(x).reshape(b, t, self.heads, self.d_k)  # (B, T, H, d_k)
         score = (k * self.query[None, None]).sum(-1) / math.sqrt(self.d_k)  # (B, T, H)
         score = score.masked_fill(~valid[:, :, None], -1e4)
-        att = torch.softmax(score, dim=1)                                # over the dates
-        v = x.reshape(b, t, self.heads, self.d_model // self.heads)      # channel groups, one per head
+        att = torch.softmax(score, dim=1)  # over the dates
+        v = x.reshape(b, t, self.heads, self.d_model // self.heads)  # channel groups, one per head
         out = (att[..., None] * v).sum(1).reshape(b, self.d_model)
         out = self.norm_out(self.mlp(out))
-        return out, att.permute(2, 0, 1)                                 # (heads, B, T)
+        return out, att.permute(2, 0, 1)  # (heads, B, T)
 
 
 class UTAE(nn.Module):
@@ -129,19 +136,20 @@ class UTAE(nn.Module):
         low = feats[-1]
         _, d, hl, wl = low.shape
         factor = 2 ** (len(self.enc) - 1)
-        v_low = F.avg_pool2d(valid, factor) > 0 if factor > 1 else valid > 0          # (N, T, hl, wl)
-        v_low = v_low | ~v_low.any(dim=1, keepdim=True)                                # no valid date: use all
+        v_low = F.avg_pool2d(valid, factor) > 0 if factor > 1 else valid > 0  # (N, T, hl, wl)
+        v_low = v_low | ~v_low.any(dim=1, keepdim=True)  # no valid date: use all
         seq = low.reshape(n, t, d, hl, wl).permute(0, 3, 4, 1, 2).reshape(n * hl * wl, t, d)
         pe = doy_encoding(doy, self.ltae.d_model)
         out, att = self.ltae(seq, pe, v_low.permute(0, 2, 3, 1).reshape(n * hl * wl, t))
         y = out.reshape(n, hl, wl, d).permute(0, 3, 1, 2)
-        att = att.reshape(self.heads, n, hl, wl, t).permute(0, 1, 4, 2, 3)            # (heads, N, T, hl, wl)
+        att = att.reshape(self.heads, n, hl, wl, t).permute(0, 1, 4, 2, 3)  # (heads, N, T, hl, wl)
         for k, lvl in enumerate(range(len(self.enc) - 2, -1, -1)):
             skip = feats[lvl]
             s = 2 ** (len(self.enc) - 1 - lvl)
-            a = F.interpolate(att.reshape(self.heads * n, t, hl, wl), scale_factor=float(s), mode="bilinear",
-                              align_corners=False).reshape(self.heads, n, t, hl * s, wl * s)
-            vl = F.avg_pool2d(valid, 2 ** lvl) > 0 if lvl else valid > 0
+            a = F.interpolate(
+                att.reshape(self.heads * n, t, hl, wl), scale_factor=float(s), mode="bilinear", align_corners=False
+            ).reshape(self.heads, n, t, hl * s, wl * s)
+            vl = F.avg_pool2d(valid, 2**lvl) > 0 if lvl else valid > 0
             vl = (vl | ~vl.any(dim=1, keepdim=True)).float()
             a = a * vl[None]
             a = a / a.sum(dim=2, keepdim=True).clamp(min=1e-6)
@@ -153,5 +161,11 @@ class UTAE(nn.Module):
 
 
 def build_utae(num_bands: int, num_dates: int, num_classes: int, cfg: Dict[str, Any]) -> nn.Module:
-    return UTAE(num_bands, num_dates, num_classes, widths=cfg.get("utae_widths") or DEFAULT_WIDTHS,
-                heads=int(cfg.get("utae_heads") or 4), doy=cfg.get("doy"))
+    return UTAE(
+        num_bands,
+        num_dates,
+        num_classes,
+        widths=cfg.get("utae_widths") or DEFAULT_WIDTHS,
+        heads=int(cfg.get("utae_heads") or 4),
+        doy=cfg.get("doy"),
+    )

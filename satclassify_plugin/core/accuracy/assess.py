@@ -9,6 +9,7 @@ through :class:`.raster.AtomicOutput`.
 
 The class values are known before the pass from each raster's exact histogram (GDAL, C speed).
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,8 @@ def open_class_raster(path: str, what: str) -> gdal.Dataset:
     if dt not in INTEGER_TYPES:
         raise SatClassifyError(
             f"the {what} raster '{path}' holds {gdal.GetDataTypeName(dt)} values, but a class raster must hold "
-            "integers: convert it (e.g. Raster > Conversion > Translate with output type Byte or UInt16)")
+            "integers: convert it (e.g. Raster > Conversion > Translate with output type Byte or UInt16)"
+        )
     return ds
 
 
@@ -93,8 +95,10 @@ def _histogram_values(view: gdal.Dataset) -> np.ndarray:
         except RuntimeError:  # all nodata
             return np.zeros(0, dtype=np.int64)
         if hi - lo > 1 << 20:
-            raise SatClassifyError(f"'{view.GetDescription()}' holds values from {lo} to {hi}: that is no class raster "
-                                   "(class values must be in 0..65535)")
+            raise SatClassifyError(
+                f"'{view.GetDescription()}' holds values from {lo} to {hi}: that is no class raster "
+                "(class values must be in 0..65535)"
+            )
     hist = band.GetHistogram(lo - 0.5, hi + 0.5, hi - lo + 1, include_out_of_range=0, approx_ok=0)
     return lo + np.nonzero(np.asarray(hist))[0].astype(np.int64)
 
@@ -110,8 +114,10 @@ def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str, target_
     ts, os_ = raster.srs_of(target), raster.srs_of(other)
     if (ts is None) != (os_ is None):
         lacking = target_what if ts is None else what
-        raise SatClassifyError(f"the {lacking} raster has no CRS, so it cannot be aligned with the other one: assign "
-                               "its CRS (Raster > Projections > Assign Projection) or give rasters on the same grid")
+        raise SatClassifyError(
+            f"the {lacking} raster has no CRS, so it cannot be aligned with the other one: assign "
+            "its CRS (Raster > Projections > Assign Projection) or give rasters on the same grid"
+        )
     b = _bounds(other)
     if ts is not None and not ts.IsSame(os_):
         ct = osr.CoordinateTransformation(os_, ts)
@@ -123,7 +129,8 @@ def _check_overlap(target: gdal.Dataset, other: gdal.Dataset, what: str, target_
     if b[0] >= t[2] or b[2] <= t[0] or b[1] >= t[3] or b[3] <= t[1]:
         raise SatClassifyError(
             f"the {what} raster does not overlap the {target_what} raster ({target_what} extent {_fmt_box(t)}, "
-            f"{what} extent {_fmt_box(b)} in the {target_what} raster's CRS): choose rasters covering the same area")
+            f"{what} extent {_fmt_box(b)} in the {target_what} raster's CRS): choose rasters covering the same area"
+        )
 
 
 def open_aligned(path: str, target: gdal.Dataset, what: str, log, target_what: str = "classified", **warp):
@@ -153,7 +160,8 @@ def pixel_area_ha(ds: gdal.Dataset, what: str = "class raster", strict: bool = T
         raise SatClassifyError(
             f"the {what} '{ds.GetDescription()}' is in a geographic CRS (degrees), so its pixel areas in hectares are "
             "unknown: reproject it to a projected CRS in metres first (Raster > Projections > Warp, e.g. the UTM "
-            "zone or EPSG:3035)")
+            "zone or EPSG:3035)"
+        )
     # on the ground: a CRS whose map units are not ground metres (Web Mercator) is measured on the ellipsoid
     # (core/crs.py), refused where its pixel areas vary over the raster; no CRS: map units taken as metres
     try:
@@ -168,8 +176,16 @@ def _fmt_box(b) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in b) + ")"
 
 
-def compared_classes(values: List[int], names_table, level: Optional[int], level_maps: str, cls_ds, ref_ds,
-                cls_transformed: bool, ref_transformed: bool) -> List[dict]:
+def compared_classes(
+    values: List[int],
+    names_table,
+    level: Optional[int],
+    level_maps: str,
+    cls_ds,
+    ref_ds,
+    cls_transformed: bool,
+    ref_transformed: bool,
+) -> List[dict]:
     """value, name, color for each compared class: NAMES table, else CLC tables (LEVEL), else the classified
     raster's categories/colour table, else the reference's (when its values were not transformed), else
     'class N' with a default colour (:func:`.plan.class_table`)."""
@@ -218,7 +234,8 @@ def refuse_image(which: str, ds: gdal.Dataset, n: int) -> None:
         "not a class map (a class raster holds one value per class, a few dozen at most; one of more than "
         f"{MAX_DISTINCT_CLASSES} classes needs a legend naming them, as the from-to raster of "
         "satclassify:landcoverchange has). Choose the class raster, e.g. the OUTPUT of satclassify:classify or "
-        "satclassify:rasterizeclc")
+        "satclassify:rasterizeclc"
+    )
 
 
 def check_comparable(present, transforms, datasets, transformed: bool, log) -> None:
@@ -227,22 +244,29 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
     say that the same value means different classes (e.g. a CLC level-1 map against a level-2 reference)."""
     for which, ds in datasets.items():
         refuse_image(which, ds, len(present[which]))
-    vals = {w: set(transforms[w].map_values([v for v in present[w].tolist() if v not in transforms[w].ignore]))
-            for w in datasets}
+    vals = {
+        w: set(transforms[w].map_values([v for v in present[w].tolist() if v not in transforms[w].ignore]))
+        for w in datasets
+    }
     vals = {w: {v for v in vs if v >= 0} for w, vs in vals.items()}
     if vals["classified"] and vals["reference"] and vals["classified"].isdisjoint(vals["reference"]):
-        show = {w: ", ".join(str(v) for v in sorted(vs)[:12]) + (" ..." if len(vs) > 12 else "")
-                for w, vs in vals.items()}
+        show = {
+            w: ", ".join(str(v) for v in sorted(vs)[:12]) + (" ..." if len(vs) > 12 else "") for w, vs in vals.items()
+        }
         raise SatClassifyError(
             f"the classified and reference maps have no class value in common (classified: {show['classified']}; "
             f"reference: {show['reference']}): they use different class codes, so every pixel would disagree. "
-            "Compare them at a common CLC level (LEVEL) or map one onto the other (RECLASSIFY)")
+            "Compare them at a common CLC level (LEVEL) or map one onto the other (RECLASSIFY)"
+        )
     if not transformed:
         # placeholder names ("class 3", "3") say nothing about what a value means: only real names are compared
-        names = {w: {v: n.strip().lower() for v, (n, _) in raster.categories(ds).items() if not _PLACEHOLDER.match(n)}
-                 for w, ds in datasets.items()}
-        shared = sorted(v for v in vals["classified"] & vals["reference"]
-                        if v in names["classified"] and v in names["reference"])
+        names = {
+            w: {v: n.strip().lower() for v, (n, _) in raster.categories(ds).items() if not _PLACEHOLDER.match(n)}
+            for w, ds in datasets.items()
+        }
+        shared = sorted(
+            v for v in vals["classified"] & vals["reference"] if v in names["classified"] and v in names["reference"]
+        )
         differ = [v for v in shared if names["classified"][v] != names["reference"][v]]
         if shared and len(differ) * 2 > len(shared):
             v = differ[0]
@@ -254,10 +278,13 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
                 f"({len(differ)} of {len(shared)} shared values are named differently; e.g. a CLC level-1 map "
                 "against a level-2 reference). Compare maps of one class table: rasterize the reference at the "
                 "classified map's CLC level (satclassify:rasterizeclc LEVEL), set LEVEL when a map holds CLC "
-                "level-3 classes, or map one onto the other with a RECLASSIFY table")
+                "level-3 classes, or map one onto the other with a RECLASSIFY table"
+            )
         if differ:
-            log(f"WARNING: {len(differ)} class value(s) are named differently in the two maps: "
-                + ", ".join(f"{v} ('{names['classified'][v]}' vs '{names['reference'][v]}')" for v in differ[:5]))
+            log(
+                f"WARNING: {len(differ)} class value(s) are named differently in the two maps: "
+                + ", ".join(f"{v} ('{names['classified'][v]}' vs '{names['reference'][v]}')" for v in differ[:5])
+            )
     only = {w: sorted(vals[w] - vals[o]) for w, o in (("classified", "reference"), ("reference", "classified"))}
     for w, vs in only.items():
         if vs:
@@ -268,6 +295,7 @@ def check_comparable(present, transforms, datasets, transformed: bool, log) -> N
 class AlignedInputs:
     """The opened rasters of one assessment: the classified raster, the reference (as opened, and on the
     classified grid with an alpha band of coverage when warped) and the optional mask on the classified grid."""
+
     cls_ds: gdal.Dataset
     ref_src: gdal.Dataset
     ref_ds: gdal.Dataset
@@ -288,15 +316,18 @@ class AlignedInputs:
                 log(f"the {what} raster has {ds.RasterCount} bands: band 1 is compared")
         width, height = cls_ds.RasterXSize, cls_ds.RasterYSize
         if k > max(width, height):
-            raise SatClassifyError(f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the "
-                                   f"whole map would be one block; use a SCALE below {max(width, height)}")
+            raise SatClassifyError(
+                f"SCALE {k} is larger than the classified raster ({width} x {height} pixels): the "
+                f"whole map would be one block; use a SCALE below {max(width, height)}"
+            )
         ref_warped = not raster.same_grid(cls_ds, ref_src)
         ref_ds = ref_src
         if ref_warped:
             _check_overlap(cls_ds, ref_src, "reference")
             log("the reference raster is on another grid: warped with nearest neighbour onto the classified grid")
-            ref_ds = raster.warp_to_grid(ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(),
-                                         dst_alpha=True)
+            ref_ds = raster.warp_to_grid(
+                ref_src, cls_ds, "near", src_nodata=ref_src.GetRasterBand(1).GetNoDataValue(), dst_alpha=True
+            )
         mask_ds = mask_src = None
         if mask:
             mask_ds, mask_src = open_aligned(mask, cls_ds, "mask", log)
@@ -311,15 +342,24 @@ def _map_transforms(src: AlignedInputs, opts: MapOptions, log):
     for which in accuracy.MAPS:
         transforms[which] = t = opts.transform(which, nodata[which], present[which].tolist())
         if t.level:
-            log(f"{which} map: CLC level-3 {'grid codes 1..44' if t.level_source == 'grid' else 'codes 111..523'} "
-                f"aggregated to level {t.level}")
-    check_comparable(present, transforms, {"classified": src.cls_ds, "reference": src.ref_src},
-                     transformed=bool(opts.recl.classified or opts.recl.reference or opts.level), log=log)
+            log(
+                f"{which} map: CLC level-3 {'grid codes 1..44' if t.level_source == 'grid' else 'codes 111..523'} "
+                f"aggregated to level {t.level}"
+            )
+    check_comparable(
+        present,
+        transforms,
+        {"classified": src.cls_ds, "reference": src.ref_src},
+        transformed=bool(opts.recl.classified or opts.recl.reference or opts.level),
+        log=log,
+    )
     values = compared_values(present, transforms)
     if not values:
-        raise SatClassifyError("no pixel left to compare: every value of the classified or reference raster is "
-                               f"ignored (IGNORE = {opts.ignore_list}, nodata = classified {nodata['classified']}, "
-                               f"reference {nodata['reference']}) or unmapped by the reclassify table / LEVEL")
+        raise SatClassifyError(
+            "no pixel left to compare: every value of the classified or reference raster is "
+            f"ignored (IGNORE = {opts.ignore_list}, nodata = classified {nodata['classified']}, "
+            f"reference {nodata['reference']}) or unmapped by the reclassify table / LEVEL"
+        )
     return transforms, nodata, values
 
 
@@ -362,15 +402,30 @@ def _excluded(transforms, masked: int, outside: int, log) -> dict:
     tc, tr = transforms["classified"], transforms["reference"]
     for t in (tc, tr):
         if t.unmapped:
-            log(f"{t.unmapped} {t.which} pixels have values without a reclassify row or CLC class and were left out: "
-                f"{sorted(t.unmapped_values)[:20]}")
-    return {"masked_out": masked, "outside_reference": outside,
-            "ignored_in_classified": tc.ignored, "ignored_in_reference": tr.ignored,
-            "unmapped_in_classified": tc.unmapped, "unmapped_in_reference": tr.unmapped}
+            log(
+                f"{t.unmapped} {t.which} pixels have values without a reclassify row or CLC class and were left out: "
+                f"{sorted(t.unmapped_values)[:20]}"
+            )
+    return {
+        "masked_out": masked,
+        "outside_reference": outside,
+        "ignored_in_classified": tc.ignored,
+        "ignored_in_reference": tr.ignored,
+        "unmapped_in_classified": tc.unmapped,
+        "unmapped_in_reference": tr.unmapped,
+    }
 
 
-def assess(classified: str, reference: str, mask: Optional[str] = None, scale=1, block: int = DEFAULT_BLOCK,
-           options: Optional[MapOptions] = None, monitor: Optional[Monitor] = None, **choices) -> AccuracyResult:
+def assess(
+    classified: str,
+    reference: str,
+    mask: Optional[str] = None,
+    scale=1,
+    block: int = DEFAULT_BLOCK,
+    options: Optional[MapOptions] = None,
+    monitor: Optional[Monitor] = None,
+    **choices,
+) -> AccuracyResult:
     """Compare ``classified`` with ``reference``; returns the metrics dict (compute_metrics + inputs etc.).
     ``options`` (or its names as keywords: ignore, reclassify, names, level, level_maps) are the user's
     choices (:class:`.plan.MapOptions`)."""
@@ -386,23 +441,42 @@ def assess(classified: str, reference: str, mask: Optional[str] = None, scale=1,
     if int(cm.matrix.sum()) == 0:
         parts = [f"{v} {k_.replace('_', ' ')}" for k_, v in excluded.items() if v]
         raise SatClassifyError(
-            f"no pixel left to compare: of {width * height} pixels, " + ", ".join(parts or ["none compared"])
-            + f" (IGNORE = {opts.ignore_list}); check the mask, IGNORE, the reclassify table and that the maps overlap")
+            f"no pixel left to compare: of {width * height} pixels, "
+            + ", ".join(parts or ["none compared"])
+            + f" (IGNORE = {opts.ignore_list}); check the mask, IGNORE, the reclassify table and that the maps overlap"
+        )
     keep = [i for i in range(len(values)) if cm.matrix[i].sum() + cm.matrix[:, i].sum() > 0]
     kept_values = [values[i] for i in keep]
-    table = compared_classes(kept_values, opts.names_table, opts.level, opts.level_maps, src.cls_ds, src.ref_src,
-                             opts.transformed("classified"), opts.transformed("reference"))
+    table = compared_classes(
+        kept_values,
+        opts.names_table,
+        opts.level,
+        opts.level_maps,
+        src.cls_ds,
+        src.ref_src,
+        opts.transformed("classified"),
+        opts.transformed("reference"),
+    )
     metrics = compute_metrics(cm.matrix[np.ix_(keep, keep)], kept_values, {c["value"]: c["name"] for c in table})
     for c, info in zip(metrics["classes"], table):
         c["color"] = info["color"]
     px = abs(src.cls_ds.GetGeoTransform()[1])
     metrics["inputs"] = {
-        "classified": classified, "reference": reference, "mask": mask or None,
-        "ignore": opts.ignore_list, "nodata_classified": nodata["classified"], "nodata_reference": nodata["reference"],
+        "classified": classified,
+        "reference": reference,
+        "mask": mask or None,
+        "ignore": opts.ignore_list,
+        "nodata_classified": nodata["classified"],
+        "nodata_reference": nodata["reference"],
         **opts.inputs(),
         "clc_source": {w: transforms[w].level_source for w in accuracy.MAPS if transforms[w].level} or None,
-        "scale": k, "reference_warped": src.ref_warped, "width": width, "height": height,
-        "pixel_size": px, "comparison_pixel_size": px * k, "pixel_area_ha": pixel_area_ha(src.cls_ds, strict=False),
+        "scale": k,
+        "reference_warped": src.ref_warped,
+        "width": width,
+        "height": height,
+        "pixel_size": px,
+        "comparison_pixel_size": px * k,
+        "pixel_area_ha": pixel_area_ha(src.cls_ds, strict=False),
     }
     metrics["excluded"] = excluded
     return AccuracyResult(metrics)
@@ -434,8 +508,9 @@ def png_path_for(report_path: str) -> str:
     return os.path.splitext(report_path)[0] + "_matrix.png"
 
 
-def write_outputs(result: AccuracyResult, matrix_path: Optional[str], metrics_path: Optional[str],
-                  report_path: Optional[str]) -> Dict[str, Optional[str]]:
+def write_outputs(
+    result: AccuracyResult, matrix_path: Optional[str], metrics_path: Optional[str], report_path: Optional[str]
+) -> Dict[str, Optional[str]]:
     """Write the CSV, JSON and HTML report (+ PNG beside it); each file appears complete or not at all."""
     m = result.metrics
     written: Dict[str, Optional[str]] = {"matrix": None, "metrics": None, "report": None, "png": None}

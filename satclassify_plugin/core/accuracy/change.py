@@ -21,6 +21,7 @@ first (the map) and the confidence is at least the threshold, sieved and polygon
 The confidence is read in percent (0-100, as satclassify:classify writes it); a floating-point raster whose
 values all lie in 0..1 is taken as fractions (x 100, logged).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,8 +120,17 @@ def _remove(path: Optional[str]) -> None:
                 os.remove(p)
 
 
-def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[int, dict], mmu_ha: float,
-              threshold_px: int, srs, extra: Optional[dict], monitor: Monitor) -> dict:
+def _polygons(
+    band_path: str,
+    out_path: str,
+    layer_name: str,
+    categories: Dict[int, dict],
+    mmu_ha: float,
+    threshold_px: int,
+    srs,
+    extra: Optional[dict],
+    monitor: Monitor,
+) -> dict:
     """Sieve the category raster at ``band_path`` in place, polygonize its nonzero pixels into a GeoPackage
     layer with from/to attributes and area_ha, drop polygons below the MMU. Returns counts."""
     log = monitor.info
@@ -153,9 +163,15 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     kept = dropped = 0
     out = ogr.GetDriverByName("GPKG").CreateDataSource(out_path)
     lyr = out.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES"])
-    fields = [("category", ogr.OFTInteger), ("from_value", ogr.OFTInteger), ("from_name", ogr.OFTString),
-              ("to_value", ogr.OFTInteger), ("to_name", ogr.OFTString), ("change", ogr.OFTString),
-              ("area_ha", ogr.OFTReal)] + [(k, ogr.OFTReal) for k in (extra or {})]
+    fields = [
+        ("category", ogr.OFTInteger),
+        ("from_value", ogr.OFTInteger),
+        ("from_name", ogr.OFTString),
+        ("to_value", ogr.OFTInteger),
+        ("to_name", ogr.OFTString),
+        ("change", ogr.OFTString),
+        ("area_ha", ogr.OFTReal),
+    ] + [(k, ogr.OFTReal) for k in (extra or {})]
     for name, t in fields:
         lyr.CreateField(ogr.FieldDefn(name, t))
     out.StartTransaction()
@@ -191,14 +207,17 @@ def _polygons(band_path: str, out_path: str, layer_name: str, categories: Dict[i
     out = lyr = None
     ds = band = None
     if dropped:
-        log(f"{dropped} polygon(s) of {layer_name.replace('_', ' ')} below the minimum mapping unit of {mmu_ha:g} ha "
-            "left out (at the edge of the compared area, where the sieve has no neighbour to merge them into)")
+        log(
+            f"{dropped} polygon(s) of {layer_name.replace('_', ' ')} below the minimum mapping unit of {mmu_ha:g} ha "
+            "left out (at the edge of the compared area, where the sieve has no neighbour to merge them into)"
+        )
     return {"polygons": kept, "dropped_below_mmu": dropped}
 
 
 @dataclass(frozen=True)
 class ChangeOutputs:
     """The output paths of a change comparison (None = not written)."""
+
     raster: Optional[str] = None
     matrix: Optional[str] = None
     json: Optional[str] = None
@@ -213,14 +232,16 @@ class ChangeOutputs:
     @property
     def folder(self) -> str:
         """Where the temporary rasters of the sieve go (beside the outputs)."""
-        return os.path.dirname(os.path.abspath(split_layer(self.polygons or self.candidates or self.raster
-                                                           or self.json or ".")[0]))
+        return os.path.dirname(
+            os.path.abspath(split_layer(self.polygons or self.candidates or self.raster or self.json or ".")[0])
+        )
 
 
 @dataclass
 class ChangeInputs:
     """Both maps (the second on the first one's grid), the optional confidence raster on that grid, the class
     values compared in each map and the reader of aligned blocks."""
+
     ds1: gdal.Dataset
     src2: gdal.Dataset
     ds2: gdal.Dataset  # src2 or its warp onto ds1's grid: kept open while the reader reads its bands
@@ -246,8 +267,9 @@ class ChangeInputs:
         cover = ds2.GetRasterBand(ds2.RasterCount) if warped else None
         cds = csrc = conf_band = conf_scale = conf_nodata = None
         if confidence:
-            cds, csrc = open_aligned(confidence, ds1, "confidence", log, target_what="first",
-                                     src_nodata=_conf_nodata(confidence))
+            cds, csrc = open_aligned(
+                confidence, ds1, "confidence", log, target_what="first", src_nodata=_conf_nodata(confidence)
+            )
             conf_band = cds.GetRasterBand(1)
             conf_scale, conf_nodata = _confidence_scale(csrc, log)
         skip1 = set(ignore_list) | ({nodata_of(ds1)} if nodata_of(ds1) is not None else set())
@@ -256,8 +278,10 @@ class ChangeInputs:
         v2 = [int(v) for v in present_values(src2) if int(v) not in skip2]
         for what, vals, ds in (("first", v1, ds1), ("second", v2, src2)):
             if not vals:
-                raise SatClassifyError(f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata "
-                                       f"and IGNORE ({ignore_list})")
+                raise SatClassifyError(
+                    f"the {what} raster '{ds.GetDescription()}' has no class pixel outside nodata "
+                    f"and IGNORE ({ignore_list})"
+                )
             refuse_image(what, ds, len(vals))
         reader = _Pair(ds1, ds2, cover, skip1, skip2, _lut(v1), _lut(v2))
         return cls(ds1, src2, ds2, area, warped, v1, v2, reader, conf_band, conf_scale, conf_nodata, cds, csrc)
@@ -283,8 +307,10 @@ def _count_pairs(src: ChangeInputs, windows, ignore_list, monitor: Monitor) -> n
         pairs += np.bincount((i1[ok] * k2 + i2[ok]).ravel(), minlength=len(pairs))
         monitor.progress((n + 1) / len(windows))
     if pairs.sum() == 0:
-        raise SatClassifyError("no pixel holds a class in both maps: check that the rasters overlap, their nodata "
-                               f"and IGNORE ({ignore_list})")
+        raise SatClassifyError(
+            "no pixel holds a class in both maps: check that the rasters overlap, their nodata "
+            f"and IGNORE ({ignore_list})"
+        )
     return pairs
 
 
@@ -292,17 +318,28 @@ def _category_type(legend) -> int:
     return gdal.GDT_Byte if len(legend) <= 255 else gdal.GDT_UInt16
 
 
-def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, metadata: dict, threshold: float,
-                      monitor: Monitor) -> int:
+def _write_categories(
+    src: ChangeInputs, windows, cat_lut, legend, files: dict, metadata: dict, threshold: float, monitor: Monitor
+) -> int:
     """The second pass: the from-to raster (``files["raster"]``, with ``metadata``) and the sieve's inputs
     (``files["change"]``, ``files["candidates"]``: confidence >= ``threshold``); returns the candidate pixels."""
     ds1, k2, dtype = src.ds1, len(src.v2), _category_type(legend)
     out_ds = None
     if files["raster"]:
         out_ds = raster.create_geotiff(
-            files["raster"], ds1.RasterXSize, ds1.RasterYSize, 1, dtype, ds1.GetGeoTransform(), ds1.GetProjection(),
-            nodata=0, classes=legend if dtype == gdal.GDT_Byte else None, nodata_name="not compared",
-            descriptions=["from -> to"], metadata=metadata)
+            files["raster"],
+            ds1.RasterXSize,
+            ds1.RasterYSize,
+            1,
+            dtype,
+            ds1.GetGeoTransform(),
+            ds1.GetProjection(),
+            nodata=0,
+            classes=legend if dtype == gdal.GDT_Byte else None,
+            nodata_name="not compared",
+            descriptions=["from -> to"],
+            metadata=metadata,
+        )
         if dtype != gdal.GDT_Byte:
             out_ds.GetRasterBand(1).SetRasterCategoryNames(["not compared"] + [c["name"] for c in legend])
     ch_ds = gdal.Open(files["change"], gdal.GA_Update) if files["change"] else None
@@ -326,28 +363,49 @@ def _write_categories(src: ChangeInputs, windows, cat_lut, legend, files: dict, 
     return cand_pixels
 
 
-def _summary(first, second, confidence, src: ChangeInputs, opts: ChangeOptions, c1, c2, pairs, legend,
-             poly, cand) -> dict:
+def _summary(
+    first, second, confidence, src: ChangeInputs, opts: ChangeOptions, c1, c2, pairs, legend, poly, cand
+) -> dict:
     area = src.area
     m_px = pairs.reshape(len(src.v1), len(src.v2))
     changed_px = sum(c["pixels"] for c in legend if c["changed"])
     return {
-        "first": first, "second": second, "confidence": confidence or None,
+        "first": first,
+        "second": second,
+        "confidence": confidence or None,
         "confidence_threshold_percent": opts.threshold if confidence else None,
-        "second_warped": src.warped, "pixel_area_ha": area, "ignore": opts.ignore_list,
-        "width": src.ds1.RasterXSize, "height": src.ds1.RasterYSize, "classes_first": c1, "classes_second": c2,
-        "matrix_pixels": m_px.tolist(), "matrix_ha": (m_px * area).tolist(),
+        "second_warped": src.warped,
+        "pixel_area_ha": area,
+        "ignore": opts.ignore_list,
+        "width": src.ds1.RasterXSize,
+        "height": src.ds1.RasterYSize,
+        "classes_first": c1,
+        "classes_second": c2,
+        "matrix_pixels": m_px.tolist(),
+        "matrix_ha": (m_px * area).tolist(),
         "matrix_orientation": "rows = first map (from), columns = second (to)",
-        "compared_ha": float(pairs.sum() * area), "changed_ha": float(changed_px * area),
-        "unchanged_ha": float((pairs.sum() - changed_px) * area), "categories": legend,
-        "mmu_ha": opts.mmu_ha, "mmu_pixels": opts.mmu_pixels(area), "change_polygons": poly,
-        "update_candidates": cand, "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
+        "compared_ha": float(pairs.sum() * area),
+        "changed_ha": float(changed_px * area),
+        "unchanged_ha": float((pairs.sum() - changed_px) * area),
+        "categories": legend,
+        "mmu_ha": opts.mmu_ha,
+        "mmu_pixels": opts.mmu_pixels(area),
+        "change_polygons": poly,
+        "update_candidates": cand,
+        "raster_encoding": "compact category index 1..K (see categories), 0 = not compared",
     }
 
 
-def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
-                      options: Optional[ChangeOptions] = None, outputs: Optional[ChangeOutputs] = None,
-                      block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None, **kwargs) -> dict:
+def land_cover_change(
+    first: str,
+    second: str,
+    confidence: Optional[str] = None,
+    options: Optional[ChangeOptions] = None,
+    outputs: Optional[ChangeOutputs] = None,
+    block: int = DEFAULT_BLOCK,
+    monitor: Optional[Monitor] = None,
+    **kwargs,
+) -> dict:
     """Compare ``first`` (earlier date / the map) with ``second`` (later date / the model); returns the summary
     dict written to ``out_json``. ``outputs`` (or keywords out_raster, out_matrix, out_json, out_polygons,
     out_candidates) and ``options`` (or keywords mmu_ha, threshold, ignore, names: :class:`.plan.ChangeOptions`)."""
@@ -369,23 +427,42 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
     # every output is written under a temporary name and renamed at the very end, all of them together: a
     # failure or a cancel at any step leaves none of them (and removes the sieve's temporary rasters)
     with contextlib.ExitStack() as stack:
-        tmp = {k: stack.enter_context(raster.AtomicOutput(getattr(outs, k))) if getattr(outs, k) else None
-               for k in ("json", "matrix", "raster", "polygons", "candidates")}
+        tmp = {
+            k: stack.enter_context(raster.AtomicOutput(getattr(outs, k))) if getattr(outs, k) else None
+            for k in ("json", "matrix", "raster", "polygons", "candidates")
+        }
         stack.callback(_remove, tmp_cand)
         stack.callback(_remove, tmp_change)
         cand_pixels = _write_categories(
-            src, windows, cat_lut, legend, {"raster": tmp["raster"], "change": tmp_change, "candidates": tmp_cand},
-            {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second}, opts.threshold, monitor.sub(0.3, 0.6))
+            src,
+            windows,
+            cat_lut,
+            legend,
+            {"raster": tmp["raster"], "change": tmp_change, "candidates": tmp_cand},
+            {"SATCLASSIFY_FIRST": first, "SATCLASSIFY_SECOND": second},
+            opts.threshold,
+            monitor.sub(0.3, 0.6),
+        )
         threshold_px, srs = opts.mmu_pixels(src.area), raster.srs_of(src.ds1)
         poly = cand = None
         tmp_poly, tmp_cand_out = tmp["polygons"], tmp["candidates"]
         if tmp_change is not None and tmp_poly is not None:  # both set iff outs.polygons
-            poly = _polygons(tmp_change, tmp_poly, CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs,
-                             None, monitor)
+            poly = _polygons(
+                tmp_change, tmp_poly, CHANGE_LAYER, categories, opts.mmu_ha, threshold_px, srs, None, monitor
+            )
         monitor.progress(0.8)
         if tmp_cand is not None and tmp_cand_out is not None:  # both set iff outs.candidates
-            cand = _polygons(tmp_cand, tmp_cand_out, CANDIDATE_LAYER, categories, opts.mmu_ha, threshold_px,
-                             srs, {"confidence_threshold": opts.threshold}, monitor)
+            cand = _polygons(
+                tmp_cand,
+                tmp_cand_out,
+                CANDIDATE_LAYER,
+                categories,
+                opts.mmu_ha,
+                threshold_px,
+                srs,
+                {"confidence_threshold": opts.threshold},
+                monitor,
+            )
             cand["pixels"] = cand_pixels
         monitor.progress(0.95)
         summary = _summary(first, second, confidence, src, opts, c1, c2, pairs, legend, poly, cand)
@@ -396,10 +473,12 @@ def land_cover_change(first: str, second: str, confidence: Optional[str] = None,
             with open(tmp["json"], "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=1)
     monitor.progress(1.0)
-    log(f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "
+    log(
+        f"{summary['compared_ha']:.2f} ha compared: {summary['changed_ha']:.2f} ha changed in "
         f"{sum(1 for c in legend if c['changed'])} from-to classes"
         + (f", {poly['polygons']} change polygons >= {opts.mmu_ha:g} ha" if poly else "")
-        + (f", {cand['polygons']} update candidate polygons" if cand else ""))
+        + (f", {cand['polygons']} update candidate polygons" if cand else "")
+    )
     return summary
 
 

@@ -26,6 +26,7 @@ number of pixels of stratum i. Equation numbers below are the paper's:
 A stratum with a single point has no variance estimate (n_i. - 1 = 0): its variance terms count as 0 and
 :func:`stratified_estimates` lists it in ``single_point_strata``.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def _clean(x) -> Optional[float]:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def stratified_estimates(counts, strata_pixels: Sequence[float], values: Sequence[int],
-                         pixel_area_ha: float = 1.0, z: float = Z95) -> dict:
+def stratified_estimates(
+    counts, strata_pixels: Sequence[float], values: Sequence[int], pixel_area_ha: float = 1.0, z: float = Z95
+) -> dict:
     """The stratified estimator of Olofsson et al. (2014) for a square error matrix of sample counts.
 
     ``counts``: K x K (rows = map stratum, columns = reference class, both in ``values`` order);
@@ -67,7 +69,8 @@ def stratified_estimates(counts, strata_pixels: Sequence[float], values: Sequenc
         raise SatClassifyError(
             f"map class(es) {', '.join(map(str, unsampled))} cover part of the map but hold no usable sample point, "
             "so their area and accuracy cannot be estimated: add reference points in these strata "
-            "(satclassify:samplingdesign gives every class a minimum), or leave the classes out with IGNORE")
+            "(satclassify:samplingdesign gives every class a minimum), or leave the classes out with IGNORE"
+        )
     if n_map.sum() <= 0:
         raise SatClassifyError("the map strata have no area")
     w = n_map / n_map.sum()
@@ -78,13 +81,13 @@ def stratified_estimates(counts, strata_pixels: Sequence[float], values: Sequenc
     single = [int(values[i]) for i in range(k) if ni[i] == 1]
 
     diag = np.diag(p)
-    p_map = p.sum(axis=1)   # p_i.
-    p_ref = p.sum(axis=0)   # p_.j  (eq. 8)
+    p_map = p.sum(axis=1)  # p_i.
+    p_ref = p.sum(axis=0)  # p_.j  (eq. 8)
     oa = float(diag.sum())  # eq. 1
     ua = np.divide(diag, p_map, out=np.full(k, np.nan), where=p_map > 0)  # eq. 2
     pa = np.divide(diag, p_ref, out=np.full(k, np.nan), where=p_ref > 0)  # eq. 3
     u0 = np.nan_to_num(ua)
-    v_oa = float(np.sum(np.where(sampled, w ** 2 * u0 * (1 - u0) / denom, 0.0)))  # eq. 5
+    v_oa = float(np.sum(np.where(sampled, w**2 * u0 * (1 - u0) / denom, 0.0)))  # eq. 5
     v_u = np.where(sampled, u0 * (1 - u0) / denom, np.nan)  # eq. 6
     # eq. 7
     n_ref = (n_map[:, None] * share).sum(axis=0)  # N_.j
@@ -94,42 +97,60 @@ def stratified_estimates(counts, strata_pixels: Sequence[float], values: Sequenc
             continue
         pj = pa[j]
         first = n_map[j] ** 2 * (1 - pj) ** 2 * u0[j] * (1 - u0[j]) / denom[j] if sampled[j] else 0.0
-        others = sum(n_map[i] ** 2 * share[i, j] * (1 - share[i, j]) / denom[i]
-                     for i in range(k) if i != j and sampled[i])
-        v_p[j] = (first + pj ** 2 * others) / n_ref[j] ** 2
-    s_area = np.sqrt(np.sum(np.where(sampled[:, None], w[:, None] ** 2 * share * (1 - share) / denom[:, None], 0.0),
-                            axis=0))  # eq. 10
+        others = sum(
+            n_map[i] ** 2 * share[i, j] * (1 - share[i, j]) / denom[i] for i in range(k) if i != j and sampled[i]
+        )
+        v_p[j] = (first + pj**2 * others) / n_ref[j] ** 2
+    s_area = np.sqrt(
+        np.sum(np.where(sampled[:, None], w[:, None] ** 2 * share * (1 - share) / denom[:, None], 0.0), axis=0)
+    )  # eq. 10
     total_ha = float(n_map.sum() * pixel_area_ha)
     se_oa = math.sqrt(v_oa)
     classes = []
     for j, v in enumerate(values):
         se_u = math.sqrt(v_u[j]) if np.isfinite(v_u[j]) else None
         se_p = math.sqrt(v_p[j]) if np.isfinite(v_p[j]) else None
-        classes.append({
-            "value": int(v),
-            "mapped_pixels": float(n_map[j]), "mapped_area_ha": float(n_map[j] * pixel_area_ha),
-            "weight": float(w[j]),
-            "sample_points": int(ni[j]),
-            "area_proportion": float(p_ref[j]), "area_proportion_se": float(s_area[j]),
-            "estimated_area_ha": float(p_ref[j] * total_ha),               # eq. 9
-            "estimated_area_se_ha": float(s_area[j] * total_ha),          # eq. 11
-            "ci95_ha": float(z * s_area[j] * total_ha),
-            "users_accuracy": _clean(ua[j]), "users_accuracy_se": _clean(se_u),
-            "users_accuracy_ci95": _clean(z * se_u) if se_u is not None and np.isfinite(ua[j]) else None,
-            "producers_accuracy": _clean(pa[j]), "producers_accuracy_se": _clean(se_p),
-            "producers_accuracy_ci95": _clean(z * se_p) if se_p is not None else None,
-        })
-    return {"overall_accuracy": oa, "overall_accuracy_se": se_oa, "overall_accuracy_ci95": z * se_oa,
-            "area_proportion_matrix": p.tolist(), "total_area_ha": total_ha, "pixel_area_ha": float(pixel_area_ha),
-            "z": z, "classes": classes, "single_point_strata": single, "values": [int(v) for v in values]}
+        classes.append(
+            {
+                "value": int(v),
+                "mapped_pixels": float(n_map[j]),
+                "mapped_area_ha": float(n_map[j] * pixel_area_ha),
+                "weight": float(w[j]),
+                "sample_points": int(ni[j]),
+                "area_proportion": float(p_ref[j]),
+                "area_proportion_se": float(s_area[j]),
+                "estimated_area_ha": float(p_ref[j] * total_ha),  # eq. 9
+                "estimated_area_se_ha": float(s_area[j] * total_ha),  # eq. 11
+                "ci95_ha": float(z * s_area[j] * total_ha),
+                "users_accuracy": _clean(ua[j]),
+                "users_accuracy_se": _clean(se_u),
+                "users_accuracy_ci95": _clean(z * se_u) if se_u is not None and np.isfinite(ua[j]) else None,
+                "producers_accuracy": _clean(pa[j]),
+                "producers_accuracy_se": _clean(se_p),
+                "producers_accuracy_ci95": _clean(z * se_p) if se_p is not None else None,
+            }
+        )
+    return {
+        "overall_accuracy": oa,
+        "overall_accuracy_se": se_oa,
+        "overall_accuracy_ci95": z * se_oa,
+        "area_proportion_matrix": p.tolist(),
+        "total_area_ha": total_ha,
+        "pixel_area_ha": float(pixel_area_ha),
+        "z": z,
+        "classes": classes,
+        "single_point_strata": single,
+        "values": [int(v) for v in values],
+    }
 
 
 # ----------------------------------------------------------------------------------------- sample design
 def sample_size_for_se(weights: npt.ArrayLike, expected_ua: npt.ArrayLike, target_se: float) -> int:
     """Eq. 13: total sample size n = (sum_i W_i S_i / S(O))^2, S_i = sqrt(U_i (1 - U_i)), rounded up."""
     if not 0 < float(target_se) < 0.5:
-        raise SatClassifyError(f"the target standard error of overall accuracy must be between 0 and 0.5 "
-                               f"(e.g. 0.01), got {target_se}")
+        raise SatClassifyError(
+            f"the target standard error of overall accuracy must be between 0 and 0.5 (e.g. 0.01), got {target_se}"
+        )
     w = np.asarray(weights, dtype=np.float64)
     ua = np.asarray(expected_ua, dtype=np.float64)
     bad = [float(u) for u in ua if not 0 < u < 1]
@@ -149,8 +170,9 @@ def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def allocate(total: int, weights: npt.ArrayLike, available: Sequence[int], minimum: int = 0,
-             rule: str = "proportional") -> List[int]:
+def allocate(
+    total: int, weights: npt.ArrayLike, available: Sequence[int], minimum: int = 0, rule: str = "proportional"
+) -> List[int]:
     """Points per stratum: ``rule`` "proportional" (to the mapped share W_i) or "equal", every stratum at least
     ``minimum`` (Olofsson et al. 2014 recommend 50-100 for rare classes, the rest proportional), never more
     than the pixels it has (``available``). The total stays ``total`` unless the minimums need more, or the
@@ -188,10 +210,18 @@ def allocate(total: int, weights: npt.ArrayLike, available: Sequence[int], minim
     return [int(x) for x in np.minimum(np.maximum(out, floor), cap)]
 
 
-def strata_table(values: Sequence[int], pixels: Sequence[int], pixel_area_ha: float,
-                 names: Optional[Dict[int, str]] = None) -> List[dict]:
+def strata_table(
+    values: Sequence[int], pixels: Sequence[int], pixel_area_ha: float, names: Optional[Dict[int, str]] = None
+) -> List[dict]:
     """value, name, pixels, area_ha, weight of each stratum."""
     total = float(sum(pixels))
-    return [{"value": int(v), "name": (names or {}).get(int(v), f"class {v}"), "pixels": int(c),
-             "area_ha": float(c * pixel_area_ha), "weight": (float(c) / total) if total else 0.0}
-            for v, c in zip(values, pixels)]
+    return [
+        {
+            "value": int(v),
+            "name": (names or {}).get(int(v), f"class {v}"),
+            "pixels": int(c),
+            "area_ha": float(c * pixel_area_ha),
+            "weight": (float(c) / total) if total else 0.0,
+        }
+        for v, c in zip(values, pixels)
+    ]

@@ -6,6 +6,7 @@ categories of a change.
 and read them window by window; what they decide between reading and writing is here, so it is tested in
 tests/core without rasters.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,6 +23,7 @@ from . import tables as accuracy
 @dataclass(frozen=True)
 class MapOptions:
     """IGNORE, RECLASSIFY, NAMES, LEVEL and LEVEL_MAPS of an assessment, read and checked (:meth:`read`)."""
+
     ignore: Tuple[int, ...] = (0,)
     recl: accuracy.Reclassification = field(default_factory=accuracy.Reclassification)
     names_table: Optional[dict] = None
@@ -31,8 +33,14 @@ class MapOptions:
     names: Optional[str] = None
 
     @classmethod
-    def read(cls, ignore="0", reclassify: Optional[str] = None, names: Optional[str] = None, level=None,
-             level_maps: str = "both") -> "MapOptions":
+    def read(
+        cls,
+        ignore="0",
+        reclassify: Optional[str] = None,
+        names: Optional[str] = None,
+        level=None,
+        level_maps: str = "both",
+    ) -> "MapOptions":
         lv = accuracy.check_level(level)
         if level_maps not in ("both", "classified", "reference"):
             raise SatClassifyError(f"LEVEL maps must be both, classified or reference, not {level_maps!r}")
@@ -62,19 +70,27 @@ class MapOptions:
         source = "grid"
         if use:
             source = accuracy.detect_clc_source(base.map_values([v for v in raw_values if v not in ign]), which)
-        return accuracy.MapTransform(which, ign, None, self.recl.for_map(which), use, source,
-                                     ignore_after=self.ignore_list)
+        return accuracy.MapTransform(
+            which, ign, None, self.recl.for_map(which), use, source, ignore_after=self.ignore_list
+        )
 
     def inputs(self) -> dict:
-        return {"reclassify": self.reclassify or None, "names": self.names or None, "level": self.level,
-                "level_maps": self.level_maps if self.level else None}
+        return {
+            "reclassify": self.reclassify or None,
+            "names": self.names or None,
+            "level": self.level,
+            "level_maps": self.level_maps if self.level else None,
+        }
 
 
 def class_table(values: Sequence[int], names_table, level: Optional[int], sources: Sequence[dict]) -> List[dict]:
     """value, name, color for each value: ``names_table``, else the CLC tables (``level``), else each of
     ``sources`` (category dicts value -> (name, color)) in order, else 'class N' with a default colour."""
-    tables = ([names_table] if names_table else []) + (
-        [{c.value: (c.name, c.color) for c in clc.classes(level)}] if level else []) + list(sources)
+    tables = (
+        ([names_table] if names_table else [])
+        + ([{c.value: (c.name, c.color) for c in clc.classes(level)}] if level else [])
+        + list(sources)
+    )
     out = []
     for v in values:
         name, color = None, None
@@ -99,8 +115,7 @@ def compared_values(present: Dict[str, np.ndarray], transforms: Dict[str, accura
 
 # ---- reference points (stratified estimator) ----
 
-SKIPPED = ("outside_map", "on_map_nodata", "masked_out", "empty_reference", "unknown_reference",
-           "ignored_reference")
+SKIPPED = ("outside_map", "on_map_nodata", "masked_out", "empty_reference", "unknown_reference", "ignored_reference")
 
 
 def known_reference_classes(strata: Sequence[int], options: MapOptions, map_categories: dict) -> set:
@@ -134,17 +149,25 @@ class SampleTally:
             self.examples["stratum_mismatch"].append(f"{p.get('id', '?')} (stratum {stratum}, map {raw_map})")
 
     def warnings(self) -> List[str]:
-        out = [f"WARNING: {self.skipped[k]} point(s) left out, {k.replace('_', ' ')}: " + ", ".join(self.examples[k])
-               + (" ..." if self.skipped[k] > len(self.examples[k]) else "") for k in SKIPPED if self.skipped[k]]
+        out = [
+            f"WARNING: {self.skipped[k]} point(s) left out, {k.replace('_', ' ')}: "
+            + ", ".join(self.examples[k])
+            + (" ..." if self.skipped[k] > len(self.examples[k]) else "")
+            for k in SKIPPED
+            if self.skipped[k]
+        ]
         if self.mismatch:
-            out.append(f"WARNING: {self.mismatch} point(s) have a 'stratum' attribute that disagrees with the map "
-                       "under them (the map decides the stratum; was the sample drawn from another map?): "
-                       + ", ".join(self.examples["stratum_mismatch"]))
+            out.append(
+                f"WARNING: {self.mismatch} point(s) have a 'stratum' attribute that disagrees with the map "
+                "under them (the map decides the stratum; was the sample drawn from another map?): "
+                + ", ".join(self.examples["stratum_mismatch"])
+            )
         return out
 
 
-def reference_class(ref, attribute, tr: accuracy.MapTransform, ignore_list,
-                    known: set) -> Tuple[Optional[str], str, int]:
+def reference_class(
+    ref, attribute, tr: accuracy.MapTransform, ignore_list, known: set
+) -> Tuple[Optional[str], str, int]:
     """(reason the point is left out or None, detail, comparison value) of a reference ``attribute`` (as read)
     and ``ref``, its value parsed by :func:`.points.parse_reference`."""
     if ref is None:
@@ -190,35 +213,57 @@ def sample_metrics(n_ij: np.ndarray, values: List[int], index: dict, est: dict, 
     metrics["estimator"] = "stratified (Olofsson et al. 2014, Remote Sensing of Environment 148, 42-57)"
     metrics["area_proportion_matrix"] = est["area_proportion_matrix"]
     metrics["area_proportion_matrix_orientation"] = "rows = map (classified), columns = reference"
-    metrics["area_estimates"] = [{
-        "value": e["value"], "name": by_value[e["value"]]["name"], "color": by_value[e["value"]]["color"],
-        "mapped_pixels": int(e["mapped_pixels"]), "mapped_area_ha": e["mapped_area_ha"], "weight": e["weight"],
-        "sample_points": e["sample_points"], "reference_points": int(n_ij[:, i].sum()),
-        "estimated_area_ha": e["estimated_area_ha"], "estimated_area_se_ha": e["estimated_area_se_ha"],
-        "ci95_ha": e["ci95_ha"], "area_proportion": e["area_proportion"],
-        "users_accuracy": e["users_accuracy"], "users_accuracy_ci95": e["users_accuracy_ci95"],
-        "producers_accuracy": e["producers_accuracy"], "producers_accuracy_ci95": e["producers_accuracy_ci95"],
-    } for i, e in enumerate(est["classes"])]
+    metrics["area_estimates"] = [
+        {
+            "value": e["value"],
+            "name": by_value[e["value"]]["name"],
+            "color": by_value[e["value"]]["color"],
+            "mapped_pixels": int(e["mapped_pixels"]),
+            "mapped_area_ha": e["mapped_area_ha"],
+            "weight": e["weight"],
+            "sample_points": e["sample_points"],
+            "reference_points": int(n_ij[:, i].sum()),
+            "estimated_area_ha": e["estimated_area_ha"],
+            "estimated_area_se_ha": e["estimated_area_se_ha"],
+            "ci95_ha": e["ci95_ha"],
+            "area_proportion": e["area_proportion"],
+            "users_accuracy": e["users_accuracy"],
+            "users_accuracy_ci95": e["users_accuracy_ci95"],
+            "producers_accuracy": e["producers_accuracy"],
+            "producers_accuracy_ci95": e["producers_accuracy_ci95"],
+        }
+        for i, e in enumerate(est["classes"])
+    ]
     return metrics
 
 
 # ---- land-cover change ----
 
-CANDIDATES_NEED_CONFIDENCE = ("map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
-                              "satclassify:classify for the second map)")
+CANDIDATES_NEED_CONFIDENCE = (
+    "map update candidates need a CONFIDENCE raster (e.g. the CONFIDENCE output of "
+    "satclassify:classify for the second map)"
+)
 
 
 @dataclass(frozen=True)
 class ChangeOptions:
     """MMU, confidence THRESHOLD, IGNORE and NAMES of a change comparison, checked when made."""
+
     mmu_ha: float = 5.0
     threshold: float = 80.0
     ignore: Tuple[int, ...] = (0,)
     names_table: Optional[dict] = None
 
     @classmethod
-    def read(cls, mmu_ha: float = 5.0, threshold: float = 80.0, ignore="0", names: Optional[str] = None,
-             candidates: bool = False, confidence: bool = False) -> "ChangeOptions":
+    def read(
+        cls,
+        mmu_ha: float = 5.0,
+        threshold: float = 80.0,
+        ignore="0",
+        names: Optional[str] = None,
+        candidates: bool = False,
+        confidence: bool = False,
+    ) -> "ChangeOptions":
         if mmu_ha is None or not math.isfinite(float(mmu_ha)) or float(mmu_ha) < 0:
             raise SatClassifyError(f"the minimum mapping unit must be >= 0 ha (0 = every pixel), got {mmu_ha}")
         if not 0 <= float(threshold) <= 100:
@@ -240,7 +285,7 @@ class ChangeOptions:
 
 def lighter(color: str, f: float = 0.55) -> str:
     c = color.lstrip("#")
-    rgb = [int(c[i:i + 2], 16) for i in (0, 2, 4)]
+    rgb = [int(c[i : i + 2], 16) for i in (0, 2, 4)]
     return "#" + "".join(f"{round(v + (255 - v) * f):02x}" for v in rgb)
 
 
@@ -255,8 +300,16 @@ def change_categories(pairs: np.ndarray, first: List[dict], second: List[dict], 
         f, t = first[a], second[b]
         changed = f["value"] != t["value"]
         cat_lut[code] = k
-        categories[k] = {"value": k, "from": f["value"], "to": t["value"], "from_name": f["name"],
-                         "to_name": t["name"], "name": f"{f['name']} -> {t['name']}", "changed": bool(changed),
-                         "color": t["color"] if changed else lighter(f["color"]), "pixels": int(pairs[code]),
-                         "area_ha": float(pairs[code] * area_ha)}
+        categories[k] = {
+            "value": k,
+            "from": f["value"],
+            "to": t["value"],
+            "from_name": f["name"],
+            "to_name": t["name"],
+            "name": f"{f['name']} -> {t['name']}",
+            "changed": bool(changed),
+            "color": t["color"] if changed else lighter(f["color"]),
+            "pixels": int(pairs[code]),
+            "area_ha": float(pairs[code] * area_ha),
+        }
     return cat_lut, categories

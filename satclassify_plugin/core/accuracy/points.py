@@ -14,6 +14,7 @@ population estimates; ``support`` / ``predicted`` / ``confusion_matrix`` are sam
 ``estimator``, the 95 % confidence half-widths, ``area_proportion_matrix`` (rows = map, columns = reference),
 ``area_estimates`` and ``sample``.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,6 +79,7 @@ def _cell_of(gt, x, y):
 class MapInputs:
     """The classified raster of a point assessment (its transform, grid and pixel area) and the optional mask
     on its grid."""
+
     cls_ds: gdal.Dataset
     area: float
     nodata: Optional[int]
@@ -136,12 +138,14 @@ def _count_strata(src: MapInputs, opts: MapOptions, block: int, monitor: Monitor
         c = src.tc.apply(band.ReadAsArray(x, y, w, h), valid)
         c = c[c >= 0]
         if c.size:
-            counts[:int(c.max()) + 1] += np.bincount(c)
+            counts[: int(c.max()) + 1] += np.bincount(c)
         monitor.progress((n + 1) / len(windows))
     strata = [int(v) for v in np.flatnonzero(counts)]
     if not strata:
-        raise SatClassifyError(f"the classified raster has no pixel left as a stratum (IGNORE = {opts.ignore_list}, "
-                               f"nodata = {src.nodata}, mask, reclassify table / LEVEL): nothing to estimate")
+        raise SatClassifyError(
+            f"the classified raster has no pixel left as a stratum (IGNORE = {opts.ignore_list}, "
+            f"nodata = {src.nodata}, mask, reclassify table / LEVEL): nothing to estimate"
+        )
     return counts, masked_pixels, strata
 
 
@@ -178,9 +182,17 @@ def _tally_points(points: List[dict], parsed, src: MapInputs, strata, tr, known,
     return tally
 
 
-def assess_points(classified: str, points: List[dict], mask: Optional[str] = None, block: int = DEFAULT_BLOCK,
-                  points_source: str = "", reference_field: str = "", options: Optional[MapOptions] = None,
-                  monitor: Optional[Monitor] = None, **choices) -> AccuracyResult:
+def assess_points(
+    classified: str,
+    points: List[dict],
+    mask: Optional[str] = None,
+    block: int = DEFAULT_BLOCK,
+    points_source: str = "",
+    reference_field: str = "",
+    options: Optional[MapOptions] = None,
+    monitor: Optional[Monitor] = None,
+    **choices,
+) -> AccuracyResult:
     """``points``: dicts with ``x``, ``y`` (in the classified raster's CRS; None when the point could not be
     transformed), ``reference`` (the attribute as read), optional ``stratum`` and ``id``. ``options`` (or its
     names as keywords: ignore, reclassify, names, level, level_maps) are the user's choices
@@ -189,8 +201,10 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
     log = monitor.info
     opts = options or MapOptions.read(**choices)
     if not points:
-        raise SatClassifyError("the reference point layer has no point: give the sample points (e.g. from "
-                               "satclassify:samplingdesign) with their reference class filled in")
+        raise SatClassifyError(
+            "the reference point layer has no point: give the sample points (e.g. from "
+            "satclassify:samplingdesign) with their reference class filled in"
+        )
     src = MapInputs.open(classified, mask, opts, log)
     counts, masked_pixels, strata = _count_strata(src, opts, block, monitor.sub(0.0, 0.9))
     # reference values: the reference map's transform (RECLASSIFY rows, LEVEL), and the classes that can exist
@@ -203,30 +217,58 @@ def assess_points(classified: str, points: List[dict], mask: Optional[str] = Non
         log(warning)
     if not tally.pairs:
         raise SatClassifyError(
-            f"no usable reference point: of {len(points)} points " + ", ".join(
-                f"{v} {k.replace('_', ' ')}" for k, v in tally.skipped.items() if v)
+            f"no usable reference point: of {len(points)} points "
+            + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in tally.skipped.items() if v)
             + f". Fill in the reference field '{reference_field}' with class values of the map, and check that the "
-              "points lie on the classified raster")
+            "points lie on the classified raster"
+        )
     values, index, n_ij = error_matrix(tally.pairs, strata)
     est = estimator.stratified_estimates(n_ij, [counts[v] for v in values], values, src.area)
     if est["single_point_strata"]:
-        log(f"WARNING: stratum/strata {est['single_point_strata']} hold a single point: their variance cannot be "
-            "estimated (counted as 0, so the confidence intervals are too narrow); add points there")
-    table = compared_classes(values, opts.names_table, opts.level, opts.level_maps, src.cls_ds, src.cls_ds,
-                             opts.transformed("classified"), True)
+        log(
+            f"WARNING: stratum/strata {est['single_point_strata']} hold a single point: their variance cannot be "
+            "estimated (counted as 0, so the confidence intervals are too narrow); add points there"
+        )
+    table = compared_classes(
+        values,
+        opts.names_table,
+        opts.level,
+        opts.level_maps,
+        src.cls_ds,
+        src.cls_ds,
+        opts.transformed("classified"),
+        True,
+    )
     metrics = sample_metrics(n_ij, values, index, est, table)
-    metrics["sample"] = {"points": len(points), "used": len(tally.pairs), **tally.skipped,
-                         "stratum_mismatch": tally.mismatch, "single_point_strata": est["single_point_strata"],
-                         "examples": {k: v for k, v in tally.examples.items() if v}}
+    metrics["sample"] = {
+        "points": len(points),
+        "used": len(tally.pairs),
+        **tally.skipped,
+        "stratum_mismatch": tally.mismatch,
+        "single_point_strata": est["single_point_strata"],
+        "examples": {k: v for k, v in tally.examples.items() if v},
+    }
     tc = src.tc
     metrics["inputs"] = {
-        "classified": classified, "reference_points": points_source or None, "reference_field": reference_field,
-        "mask": mask or None, "ignore": opts.ignore_list, "nodata_classified": src.nodata, **opts.inputs(),
+        "classified": classified,
+        "reference_points": points_source or None,
+        "reference_field": reference_field,
+        "mask": mask or None,
+        "ignore": opts.ignore_list,
+        "nodata_classified": src.nodata,
+        **opts.inputs(),
         "clc_source": {w: t.level_source for w, t in (("classified", tc), ("reference", tr)) if t.level} or None,
-        "scale": 1, "width": src.cls_ds.RasterXSize, "height": src.cls_ds.RasterYSize, "pixel_size": abs(src.gt[1]),
-        "pixel_area_ha": src.area, "total_area_ha": est["total_area_ha"],
+        "scale": 1,
+        "width": src.cls_ds.RasterXSize,
+        "height": src.cls_ds.RasterYSize,
+        "pixel_size": abs(src.gt[1]),
+        "pixel_area_ha": src.area,
+        "total_area_ha": est["total_area_ha"],
     }
-    metrics["excluded"] = {"masked_out": masked_pixels, "ignored_in_classified": tc.ignored,
-                           "unmapped_in_classified": tc.unmapped}
+    metrics["excluded"] = {
+        "masked_out": masked_pixels,
+        "ignored_in_classified": tc.ignored,
+        "unmapped_in_classified": tc.unmapped,
+    }
     monitor.progress(1.0)
     return AccuracyResult(metrics)

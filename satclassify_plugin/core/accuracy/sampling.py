@@ -12,6 +12,7 @@ The points are written to a GeoPackage layer ``sample_points`` (``point_id``, ``
 ``reference`` integer, empty, to be filled in, ``row``, ``col``); the strata table (pixels, hectares, weights,
 allocation) goes into the layer's metadata (item ``SATCLASSIFY_STRATA``, JSON) and into a side JSON file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,6 +54,7 @@ class SamplingOptions:
     per class. ``seed``: the same seed gives the same points. ``names``: CSV value,name,color. ``block``: pixels per
     side of the blocks read (the sample does not depend on it). Checked when made.
     """
+
     ignore: Union[str, int, None] = "0"
     method: str = "target_se"
     target_se: float = 0.01
@@ -73,11 +75,14 @@ class SamplingOptions:
         if self.rule not in RULES:
             raise SatClassifyError(f"allocation must be proportional or equal, not {self.rule!r}")
         if self.method == "target_se" and not 0 < float(self.target_se) < 0.5:
-            raise SatClassifyError(f"the target standard error of overall accuracy must be between 0 and 0.5 "
-                                   f"(exclusive), got {self.target_se}")
+            raise SatClassifyError(
+                f"the target standard error of overall accuracy must be between 0 and 0.5 "
+                f"(exclusive), got {self.target_se}"
+            )
         if self.method == "target_se" and not 0 < float(self.expected_ua) < 1:
-            raise SatClassifyError(f"expected user's accuracies must be between 0 and 1 (exclusive), got "
-                                   f"{float(self.expected_ua)}")
+            raise SatClassifyError(
+                f"expected user's accuracies must be between 0 and 1 (exclusive), got {float(self.expected_ua)}"
+            )
         if self.method == "total" and (not _is_int(self.total) or self.total < 1):
             raise SatClassifyError(f"TOTAL must be at least 1 point, got {self.total}")
         if self.method == "counts" and not self.counts_table:
@@ -97,8 +102,13 @@ def strips(width: int, height: int, block: int):
     return [(0, y, width, min(rows, height - y)) for y in range(0, height, rows)]
 
 
-def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None,
-                 mask_ds: Optional[gdal.Dataset] = None) -> Dict[int, int]:
+def count_strata(
+    ds: gdal.Dataset,
+    ignore,
+    block: int = DEFAULT_BLOCK,
+    monitor: Optional[Monitor] = None,
+    mask_ds: Optional[gdal.Dataset] = None,
+) -> Dict[int, int]:
     """Pixels per class value of band 1 (nodata, IGNORE values and, with ``mask_ds``, masked-out pixels
     left out), read block by block."""
     monitor = monitor or Monitor()
@@ -119,14 +129,16 @@ def count_strata(ds: gdal.Dataset, ignore, block: int = DEFAULT_BLOCK, monitor: 
         v = a[keep]
         if v.size:
             if v.max() > accuracy.MAX_VALUE:
-                raise SatClassifyError(f"'{ds.GetDescription()}' holds the value {int(v.max())}: class values must be "
-                                       f"in 0..{accuracy.MAX_VALUE}")
+                raise SatClassifyError(
+                    f"'{ds.GetDescription()}' holds the value {int(v.max())}: class values must be "
+                    f"in 0..{accuracy.MAX_VALUE}"
+                )
             c = np.bincount(v)
             if len(c) > len(counts):
-                c[:len(counts)] += counts
+                c[: len(counts)] += counts
                 counts = c
             else:
-                counts[:len(c)] += c
+                counts[: len(c)] += c
         monitor.progress((k + 1) / len(windows))
     return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
 
@@ -136,8 +148,9 @@ def read_class_table(path: str, column: str, what: str, kind=float) -> Dict[int,
     rows = accuracy._read_csv_rows(path, what)
     header = rows[0]["__header__"]
     if "value" not in header or column not in header:
-        raise SatClassifyError(f"{what} '{path}': the first line must be the header 'value,{column}', "
-                               f"found '{','.join(header)}'")
+        raise SatClassifyError(
+            f"{what} '{path}': the first line must be the header 'value,{column}', found '{','.join(header)}'"
+        )
     out = {}
     for row in rows[1:]:
         v = accuracy._int_cell(row, "value", f"{what} '{path}'")
@@ -147,8 +160,10 @@ def read_class_table(path: str, column: str, what: str, kind=float) -> Dict[int,
             if kind is int and float(text) != int(float(text)):
                 raise ValueError
         except ValueError:
-            raise SatClassifyError(f"{what} '{path}' line {row['__line__']}: {column} '{text}' is not a "
-                                   f"{'whole number' if kind is int else 'number'}")
+            raise SatClassifyError(
+                f"{what} '{path}' line {row['__line__']}: {column} '{text}' is not a "
+                f"{'whole number' if kind is int else 'number'}"
+            )
         out[v] = x
     if not out:
         raise SatClassifyError(f"{what} '{path}' has no rows: add lines 'value,{column}'")
@@ -159,9 +174,18 @@ def read_class_table(path: str, column: str, what: str, kind=float) -> Dict[int,
 ExpectedUA = Union[float, Dict[Union[int, str], float]]
 
 
-def design(values: List[int], pixels: List[int], method: str = "target_se", target_se: float = 0.01,
-           expected_ua: ExpectedUA = 0.8, total: int = 0, rule: str = "proportional", minimum: int = 50,
-           counts: Optional[Mapping[int, float]] = None, log=None) -> Dict[str, Any]:
+def design(
+    values: List[int],
+    pixels: List[int],
+    method: str = "target_se",
+    target_se: float = 0.01,
+    expected_ua: ExpectedUA = 0.8,
+    total: int = 0,
+    rule: str = "proportional",
+    minimum: int = 50,
+    counts: Optional[Mapping[int, float]] = None,
+    log=None,
+) -> Dict[str, Any]:
     """Sample size and allocation: points per stratum plus what they came from."""
     log = log or (lambda m: None)
     if method not in METHODS:
@@ -190,13 +214,24 @@ def design(values: List[int], pixels: List[int], method: str = "target_se", targ
         info["counts"] = {str(k): int(v) for k, v in sorted(counts.items())}
     else:
         if method == "target_se":
-            ua = [float(expected_ua.get(v, expected_ua.get("default", 0.8))) if isinstance(expected_ua, dict)
-                  else float(expected_ua) for v in values]
+            ua = [
+                float(expected_ua.get(v, expected_ua.get("default", 0.8)))
+                if isinstance(expected_ua, dict)
+                else float(expected_ua)
+                for v in values
+            ]
             n = estimator.sample_size_for_se(w, ua, target_se)
-            info.update({"target_se": float(target_se), "expected_users_accuracy": dict(zip(map(str, values), ua)),
-                         "n_from_target_se": n})
-            log(f"sample size for a standard error of overall accuracy of {target_se:g} (Olofsson et al. 2014, "
-                f"eq. 13): n = {n}")
+            info.update(
+                {
+                    "target_se": float(target_se),
+                    "expected_users_accuracy": dict(zip(map(str, values), ua)),
+                    "n_from_target_se": n,
+                }
+            )
+            log(
+                f"sample size for a standard error of overall accuracy of {target_se:g} (Olofsson et al. 2014, "
+                f"eq. 13): n = {n}"
+            )
         else:
             n = int(total)
             if n < 1:
@@ -210,16 +245,26 @@ def design(values: List[int], pixels: List[int], method: str = "target_se", targ
         log(f"WARNING: class {v} has only {c} pixels: all of them are sample points")
     empty = [v for v, k in zip(values, n_i) if k == 0]
     if empty:
-        log(f"WARNING: class value(s) {empty[:20]} get no sample point: their area and accuracy cannot be estimated "
-            "(satclassify:assessaccuracy will refuse them): set MIN_PER_CLASS above 0, or leave them out with IGNORE")
+        log(
+            f"WARNING: class value(s) {empty[:20]} get no sample point: their area and accuracy cannot be estimated "
+            "(satclassify:assessaccuracy will refuse them): set MIN_PER_CLASS above 0, or leave them out with IGNORE"
+        )
     info["points_per_stratum"] = {str(v): int(k) for v, k in zip(values, n_i)}
     info["total_points"] = int(sum(n_i))
     return {"n": n_i, "info": info}
 
 
-def select_pixels(ds: gdal.Dataset, values: List[int], pixels: List[int], n_i: List[int], seed: int,
-                  ignore, block: int = DEFAULT_BLOCK, monitor: Optional[Monitor] = None,
-                  mask_ds: Optional[gdal.Dataset] = None):
+def select_pixels(
+    ds: gdal.Dataset,
+    values: List[int],
+    pixels: List[int],
+    n_i: List[int],
+    seed: int,
+    ignore,
+    block: int = DEFAULT_BLOCK,
+    monitor: Optional[Monitor] = None,
+    mask_ds: Optional[gdal.Dataset] = None,
+):
     """(rows, cols, strata) of the sampled pixels: for each stratum ``n_i`` distinct ranks among its ``pixels``,
     drawn with ``numpy.random.default_rng(seed)``, located in a second block pass (same order as the count)."""
     monitor = monitor or Monitor()
@@ -269,11 +314,20 @@ def write_points(path: str, ds: gdal.Dataset, rows, cols, strata, names: Dict[in
     srs = raster.srs_of(ds)
     out = ogr.GetDriverByName("GPKG").CreateDataSource(path)
     lyr = out.CreateLayer(LAYER, srs, ogr.wkbPoint, options=["SPATIAL_INDEX=YES"])
-    for name, t in (("point_id", ogr.OFTInteger), ("stratum", ogr.OFTInteger), ("stratum_name", ogr.OFTString),
-                    ("reference", ogr.OFTInteger), ("row", ogr.OFTInteger), ("col", ogr.OFTInteger)):
+    for name, t in (
+        ("point_id", ogr.OFTInteger),
+        ("stratum", ogr.OFTInteger),
+        ("stratum_name", ogr.OFTString),
+        ("reference", ogr.OFTInteger),
+        ("row", ogr.OFTInteger),
+        ("col", ogr.OFTInteger),
+    ):
         lyr.CreateField(ogr.FieldDefn(name, t))
-    lyr.SetMetadataItem("DESCRIPTION", "SatClassify stratified random sample (strata = map classes); fill in "
-                                       "'reference' with the reference class of each point's pixel")
+    lyr.SetMetadataItem(
+        "DESCRIPTION",
+        "SatClassify stratified random sample (strata = map classes); fill in "
+        "'reference' with the reference class of each point's pixel",
+    )
     lyr.SetMetadataItem("SATCLASSIFY_STRATA", json.dumps(metadata))
     defn = lyr.GetLayerDefn()
     out.StartTransaction()
@@ -297,8 +351,13 @@ def write_points(path: str, ds: gdal.Dataset, rows, cols, strata, names: Dict[in
     out = None
 
 
-def sampling_design(classified: str, points_path: Optional[str], strata_path: Optional[str] = None,
-                    options: Optional[SamplingOptions] = None, monitor: Optional[Monitor] = None) -> dict:
+def sampling_design(
+    classified: str,
+    points_path: Optional[str],
+    strata_path: Optional[str] = None,
+    options: Optional[SamplingOptions] = None,
+    monitor: Optional[Monitor] = None,
+) -> dict:
     """Draw the stratified random sample of ``classified``; returns the strata/design dict written to JSON."""
     o = options or SamplingOptions()
     monitor = monitor or Monitor()
@@ -317,33 +376,48 @@ def sampling_design(classified: str, points_path: Optional[str], strata_path: Op
     names_table = accuracy.read_names(o.names) if o.names else {}
     per_value = count_strata(ds, ignore_list, o.block, monitor.sub(0.0, 0.45))
     if not per_value:
-        raise SatClassifyError(f"the classified raster '{classified}' has no pixel outside nodata and IGNORE "
-                               f"({ignore_list}): there is nothing to sample")
+        raise SatClassifyError(
+            f"the classified raster '{classified}' has no pixel outside nodata and IGNORE "
+            f"({ignore_list}): there is nothing to sample"
+        )
     refuse_image("classified", ds, len(per_value))
     values = sorted(per_value)
     pixels = [per_value[v] for v in values]
     cats = raster.categories(ds)
     class_names = {v: (names_table.get(v) or cats.get(v) or (f"class {v}", None))[0] for v in values}
     plan = design(values, pixels, o.method, o.target_se, ua, o.total, o.rule, o.minimum, counts, log)
-    rows, cols, strata = select_pixels(ds, values, pixels, plan["n"], o.seed, ignore_list, o.block,
-                                       monitor.sub(0.45, 0.9))
+    rows, cols, strata = select_pixels(
+        ds, values, pixels, plan["n"], o.seed, ignore_list, o.block, monitor.sub(0.45, 0.9)
+    )
     table = estimator.strata_table(values, pixels, area, class_names)
     for t, k in zip(table, plan["n"]):
         t["points"] = int(k)
-    meta = {"source": os.path.abspath(classified) if os.path.exists(classified) else classified,
-            "pixel_area_ha": area, "total_pixels": int(sum(pixels)), "total_area_ha": float(sum(pixels) * area),
-            "ignore": ignore_list, "nodata": nodata_of(ds), "seed": int(o.seed), "point_location": "pixel centre",
-            "crs": ds.GetProjection(), "design": plan["info"], "strata": table,
-            "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57"}
+    meta = {
+        "source": os.path.abspath(classified) if os.path.exists(classified) else classified,
+        "pixel_area_ha": area,
+        "total_pixels": int(sum(pixels)),
+        "total_area_ha": float(sum(pixels) * area),
+        "ignore": ignore_list,
+        "nodata": nodata_of(ds),
+        "seed": int(o.seed),
+        "point_location": "pixel centre",
+        "crs": ds.GetProjection(),
+        "design": plan["info"],
+        "strata": table,
+        "reference": "Olofsson et al. (2014), Remote Sensing of Environment 148, 42-57",
+    }
     with contextlib.ExitStack() as outputs:  # both files appear together at the end, or neither
         tmp_json = outputs.enter_context(raster.AtomicOutput(strata_path)) if strata_path else None
         if points_path:
-            write_points(outputs.enter_context(raster.AtomicOutput(points_path)), ds, rows, cols, strata,
-                         class_names, meta)
+            write_points(
+                outputs.enter_context(raster.AtomicOutput(points_path)), ds, rows, cols, strata, class_names, meta
+            )
         if tmp_json:
             with open(tmp_json, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=1)
     monitor.progress(1.0)
-    log(f"{len(rows)} sample points in {len(values)} strata: "
-        + ", ".join(f"{t['value']} {t['name']}: {t['points']}" for t in table))
+    log(
+        f"{len(rows)} sample points in {len(values)} strata: "
+        + ", ".join(f"{t['value']} {t['name']}: {t['points']}" for t in table)
+    )
     return meta

@@ -15,6 +15,7 @@ A map's pixel values go through, in this order:
 
 Excluded pixels carry -1 in the transformed arrays.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,7 +37,7 @@ MAX_VALUE = 65535
 
 # ----------------------------------------------------------------------------------------- parameters
 def parse_ignore(text) -> List[int]:
-    """"0" / "0, 255" / "" -> sorted list of integers (the IGNORE parameter)."""
+    """ "0" / "0, 255" / "" -> sorted list of integers (the IGNORE parameter)."""
     if text is None:
         return []
     if isinstance(text, (int, np.integer)):
@@ -49,8 +50,9 @@ def parse_ignore(text) -> List[int]:
         try:
             f = float(p)
         except ValueError:
-            raise SatClassifyError(f"IGNORE must be a comma-separated list of integer class values (e.g. '0, 255'), "
-                                   f"'{p}' is not a number")
+            raise SatClassifyError(
+                f"IGNORE must be a comma-separated list of integer class values (e.g. '0, 255'), '{p}' is not a number"
+            )
         if f != int(f):
             raise SatClassifyError(f"IGNORE values must be integers, '{p}' is not")
         out.add(int(f))
@@ -65,9 +67,11 @@ def check_scale(scale) -> int:
     if f != int(f) or f < 1:
         raise SatClassifyError(f"SCALE must be an integer >= 1 (1 = compare pixel by pixel), got {scale!r}")
     if f > MAX_SCALE:
-        raise SatClassifyError(f"SCALE {int(f)} is too large: the mode of {int(f)} x {int(f)} pixel blocks needs more "
-                               f"memory than a comparison is worth; use at most {MAX_SCALE} (or resample both maps "
-                               "to a coarser grid first)")
+        raise SatClassifyError(
+            f"SCALE {int(f)} is too large: the mode of {int(f)} x {int(f)} pixel blocks needs more "
+            f"memory than a comparison is worth; use at most {MAX_SCALE} (or resample both maps "
+            "to a coarser grid first)"
+        )
     return int(f)
 
 
@@ -144,21 +148,25 @@ def reclassification_from_rows(rows: CsvRows, what: str = "reclassify table") ->
     header = rows[0]["__header__"]
     missing = [c for c in ("map", "from", "to") if c not in header]
     if missing:
-        raise SatClassifyError(f"{what}: missing column(s) {', '.join(missing)}; the first line must be the header "
-                               f"'map,from,to' (map = classified, reference or both), found '{','.join(header)}'")
+        raise SatClassifyError(
+            f"{what}: missing column(s) {', '.join(missing)}; the first line must be the header "
+            f"'map,from,to' (map = classified, reference or both), found '{','.join(header)}'"
+        )
     out = Reclassification()
     for row in rows[1:]:
         m = row["map"].strip().lower()
         if m not in ("classified", "reference", "both"):
-            raise SatClassifyError(f"{what} line {row['__line__']}: map '{row['map']}' must be classified, reference "
-                                   "or both")
+            raise SatClassifyError(
+                f"{what} line {row['__line__']}: map '{row['map']}' must be classified, reference or both"
+            )
         src = _int_cell(row, "from", what)
         dst = _int_cell(row, "to", what)
-        for which in (MAPS if m == "both" else (m,)):
+        for which in MAPS if m == "both" else (m,):
             d = out.for_map(which)
             if src in d and d[src] != dst:
-                raise SatClassifyError(f"{what} line {row['__line__']}: {which} value {src} is mapped twice "
-                                       f"({d[src]} and {dst})")
+                raise SatClassifyError(
+                    f"{what} line {row['__line__']}: {which} value {src} is mapped twice ({d[src]} and {dst})"
+                )
             d[src] = dst
     if not out.classified and not out.reference:
         raise SatClassifyError(f"{what} has no rows: add lines 'map,from,to' such as 'classified,3,1'")
@@ -172,8 +180,9 @@ def read_reclassification(path: str) -> Reclassification:
 def names_from_rows(rows: CsvRows, what: str = "names table") -> Dict[int, Tuple[str, Optional[str]]]:
     header = rows[0]["__header__"]
     if "value" not in header or "name" not in header:
-        raise SatClassifyError(f"{what}: the first line must be the header 'value,name[,color]', "
-                               f"found '{','.join(header)}'")
+        raise SatClassifyError(
+            f"{what}: the first line must be the header 'value,name[,color]', found '{','.join(header)}'"
+        )
     out: Dict[int, Tuple[str, Optional[str]]] = {}
     for row in rows[1:]:
         v = _int_cell(row, "value", what)
@@ -191,7 +200,7 @@ def read_names(path: str) -> Dict[int, Tuple[str, Optional[str]]]:
 
 # ----------------------------------------------------------------------------------------- transform
 def detect_clc_source(values: Iterable[int], which: str) -> str:
-    """"grid" when the level-3 values are CLC grid codes (1..44), "code" when they are codes (111..523)."""
+    """ "grid" when the level-3 values are CLC grid codes (1..44), "code" when they are codes (111..523)."""
     vals = sorted(set(int(v) for v in values))
     # CLC "no data / unclassified" codes (grid 48, 49, 50, 128, 255; codes 990, 995, 999) do not decide the
     # kind; they are no class at level 1/2 and end up "unmapped"
@@ -206,7 +215,8 @@ def detect_clc_source(values: Iterable[int], which: str) -> str:
         return "code"
     raise SatClassifyError(
         f"CLC LEVEL needs level-3 CLC values in the {which} map: grid codes 1..44 or codes 111..523, but it holds "
-        f"values {vals[0]}..{vals[-1]}; leave LEVEL empty, or apply LEVEL only to the other map")
+        f"values {vals[0]}..{vals[-1]}; leave LEVEL empty, or apply LEVEL only to the other map"
+    )
 
 
 def level_lut(level: int, source: str) -> np.ndarray:
@@ -219,9 +229,16 @@ def level_lut(level: int, source: str) -> np.ndarray:
 class MapTransform:
     """Raw pixel values of one map -> comparison values (-1 = excluded), with exclusion counters."""
 
-    def __init__(self, which: str, ignore: Iterable[int], nodata: Optional[float] = None,
-                 reclass: Optional[Dict[int, int]] = None, level: Optional[int] = None, level_source: str = "grid",
-                 ignore_after: Iterable[int] = ()):
+    def __init__(
+        self,
+        which: str,
+        ignore: Iterable[int],
+        nodata: Optional[float] = None,
+        reclass: Optional[Dict[int, int]] = None,
+        level: Optional[int] = None,
+        level_source: str = "grid",
+        ignore_after: Iterable[int] = (),
+    ):
         self.which = which
         self.ignore = sorted(set(int(v) for v in ignore))
         self.nodata = nodata
@@ -282,7 +299,8 @@ class MapTransform:
             if lo < 0 or hi > MAX_VALUE:
                 raise SatClassifyError(
                     f"the {self.which} raster holds the value {lo if lo < 0 else hi}: class values must be in "
-                    f"0..{MAX_VALUE}; add it to IGNORE (or set it as the raster's nodata) if it means no data")
+                    f"0..{MAX_VALUE}; add it to IGNORE (or set it as the raster's nodata) if it means no data"
+                )
         a = np.where(keep, a, -1)
         out, unmapped = self._map(a)
         unmapped &= keep
@@ -350,10 +368,10 @@ def heatmap_rgb(matrix, colors: Sequence[str], cell: Optional[int] = None) -> np
     size = strip + n * cell
     img = np.full((size, size, 3), 255, dtype=np.uint8)
     img[strip:, strip:] = big
-    cols = np.array([[int(c.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)] for c in colors], dtype=np.uint8)
+    cols = np.array([[int(c.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4)] for c in colors], dtype=np.uint8)
     for i in range(n):
-        img[:strip - 1, strip + i * cell:strip + (i + 1) * cell] = cols[i]
-        img[strip + i * cell:strip + (i + 1) * cell, :strip - 1] = cols[i]
+        img[: strip - 1, strip + i * cell : strip + (i + 1) * cell] = cols[i]
+        img[strip + i * cell : strip + (i + 1) * cell, : strip - 1] = cols[i]
     return img.transpose(2, 0, 1).copy()
 
 
@@ -397,17 +415,27 @@ def _legend(metrics: dict) -> List[str]:
     total = sum(areas.values())
     out = ["<h2>Legend</h2>"]
     if areas:
-        what = ("strata: whole map" if metrics.get("area_estimates") is not None
-                else "compared pixels classified as the class")
-        out.append(f"<p><small>Mapped area = pixel count of the classified map &times; pixel area ({what}); "
-                   "classes present in the classified map or the reference only.</small></p>")
-    out.append("<table><tr><th>colour</th><th>value</th><th>class</th>"
-               + ("<th>mapped area (ha)</th><th>mapped area (%)</th>" if areas else "") + "</tr>")
+        what = (
+            "strata: whole map"
+            if metrics.get("area_estimates") is not None
+            else "compared pixels classified as the class"
+        )
+        out.append(
+            f"<p><small>Mapped area = pixel count of the classified map &times; pixel area ({what}); "
+            "classes present in the classified map or the reference only.</small></p>"
+        )
+    out.append(
+        "<table><tr><th>colour</th><th>value</th><th>class</th>"
+        + ("<th>mapped area (ha)</th><th>mapped area (%)</th>" if areas else "")
+        + "</tr>"
+    )
     for c in metrics["classes"]:
         if not (c.get("support") or c.get("predicted") or areas.get(c["value"])):
             continue
-        row = (f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
-               f"<td class='n'>{c['value']}</td><td>{e(c['name'])}</td>")
+        row = (
+            f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
+            f"<td class='n'>{c['value']}</td><td>{e(c['name'])}</td>"
+        )
         if areas:
             a = areas.get(c["value"], 0.0)
             row += f"<td class='n'>{a:,.2f}</td><td class='n'>{100 * a / total if total else 0:.2f}</td>"
@@ -425,42 +453,58 @@ def _area_estimates(metrics: dict) -> List[str]:
         if k != "examples":
             out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{_cell(v)}</td></tr>")
     out.append("</table>")
-    out.append("<h2>Area estimates</h2><p><small>Error-adjusted area = the class's estimated share of the map area "
-               "(from the sample) &times; the map area (Olofsson et al. 2014, eqs. 8-11); &plusmn; = 95&nbsp;% "
-               "confidence interval (1.96 standard errors). Mapped area = pixel count &times; pixel area.</small></p>")
-    out.append("<table><tr><th></th><th>class</th><th>mapped area (ha)</th><th>estimated area (ha)</th>"
-               "<th>&plusmn; 95&nbsp;% CI (ha)</th><th>user's accuracy</th><th>producer's accuracy</th>"
-               "<th>points (map stratum)</th><th>points (reference)</th></tr>")
+    out.append(
+        "<h2>Area estimates</h2><p><small>Error-adjusted area = the class's estimated share of the map area "
+        "(from the sample) &times; the map area (Olofsson et al. 2014, eqs. 8-11); &plusmn; = 95&nbsp;% "
+        "confidence interval (1.96 standard errors). Mapped area = pixel count &times; pixel area.</small></p>"
+    )
+    out.append(
+        "<table><tr><th></th><th>class</th><th>mapped area (ha)</th><th>estimated area (ha)</th>"
+        "<th>&plusmn; 95&nbsp;% CI (ha)</th><th>user's accuracy</th><th>producer's accuracy</th>"
+        "<th>points (map stratum)</th><th>points (reference)</th></tr>"
+    )
 
     def acc(x, ci):
         return f"{_fmt(x, True)}" + (f" &plusmn; {_fmt(ci, True)}" if x is not None and ci is not None else "")
 
     for a in metrics["area_estimates"]:
-        out.append(f"<tr><td class='sw' style='background:{e(a.get('color') or '#888888')}'>&nbsp;&nbsp;&nbsp;&nbsp;"
-                   f"</td><td>{a['value']} {e(a['name'])}</td><td class='n'>{a['mapped_area_ha']:,.2f}</td>"
-                   f"<td class='n'>{a['estimated_area_ha']:,.2f}</td><td class='n'>{a['ci95_ha']:,.2f}</td>"
-                   f"<td class='n'>{acc(a['users_accuracy'], a['users_accuracy_ci95'])}</td>"
-                   f"<td class='n'>{acc(a['producers_accuracy'], a['producers_accuracy_ci95'])}</td>"
-                   f"<td class='n'>{a['sample_points']:,}</td><td class='n'>{a['reference_points']:,}</td></tr>")
+        out.append(
+            f"<tr><td class='sw' style='background:{e(a.get('color') or '#888888')}'>&nbsp;&nbsp;&nbsp;&nbsp;"
+            f"</td><td>{a['value']} {e(a['name'])}</td><td class='n'>{a['mapped_area_ha']:,.2f}</td>"
+            f"<td class='n'>{a['estimated_area_ha']:,.2f}</td><td class='n'>{a['ci95_ha']:,.2f}</td>"
+            f"<td class='n'>{acc(a['users_accuracy'], a['users_accuracy_ci95'])}</td>"
+            f"<td class='n'>{acc(a['producers_accuracy'], a['producers_accuracy_ci95'])}</td>"
+            f"<td class='n'>{a['sample_points']:,}</td><td class='n'>{a['reference_points']:,}</td></tr>"
+        )
     out.append("</table>")
     p = np.asarray(metrics["area_proportion_matrix"], dtype=np.float64)
     names = [f"{a['value']} {a['name']}" for a in metrics["area_estimates"]]
-    out.append("<h2>Error matrix in estimated area proportions</h2><p><small>Rows = map (classified), columns = "
-               "reference; cell = W<sub>i</sub> n<sub>ij</sub> / n<sub>i.</sub> (eq. 4), in % of the map area."
-               "</small></p><table class='cm'><tr><th>map &#8595; / reference &#8594;</th>")
+    out.append(
+        "<h2>Error matrix in estimated area proportions</h2><p><small>Rows = map (classified), columns = "
+        "reference; cell = W<sub>i</sub> n<sub>ij</sub> / n<sub>i.</sub> (eq. 4), in % of the map area."
+        "</small></p><table class='cm'><tr><th>map &#8595; / reference &#8594;</th>"
+    )
     out.extend(f"<th>{e(nm)}</th>" for nm in names)
     out.append("<th>total</th></tr>")
     for i, nm in enumerate(names):
-        cells = "".join(("<td class='d'>" if i == j else "<td>") + f"{100 * p[i, j]:.3f}</td>"
-                        for j in range(len(names)))
+        cells = "".join(
+            ("<td class='d'>" if i == j else "<td>") + f"{100 * p[i, j]:.3f}</td>" for j in range(len(names))
+        )
         out.append(f"<tr><th>{e(nm)}</th>{cells}<td><b>{100 * p[i].sum():.3f}</b></td></tr>")
-    out.append("<tr><th>total</th>" + "".join(f"<td><b>{100 * x:.3f}</b></td>" for x in p.sum(axis=0))
-               + f"<td><b>{100 * p.sum():.3f}</b></td></tr></table>")
+    out.append(
+        "<tr><th>total</th>"
+        + "".join(f"<td><b>{100 * x:.3f}</b></td>" for x in p.sum(axis=0))
+        + f"<td><b>{100 * p.sum():.3f}</b></td></tr></table>"
+    )
     return out
 
 
-def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Optional[str] = None,
-                title: str = "SatClassify accuracy assessment") -> str:
+def report_html(
+    metrics: dict,
+    png_bytes: Optional[bytes] = None,
+    png_name: Optional[str] = None,
+    title: str = "SatClassify accuracy assessment",
+) -> str:
     """A self-contained HTML report (the heat-map PNG embedded as a data URI)."""
     e = html.escape
     classes = metrics["classes"]
@@ -468,24 +512,32 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
     n = len(classes)
     inputs = metrics.get("inputs", {})
     excl = metrics.get("excluded", {})
-    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title><style>",
-           "body{font-family:Segoe UI,Arial,sans-serif;margin:1.5em;color:#222}"
-           "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 7px;"
-           "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{min-width:1.5em;border:1px solid #555}"
-           ".big td{font-size:16px}"
-           ".cm td{text-align:right;min-width:3em;white-space:nowrap}.cm td.d{font-weight:bold;outline:2px solid #333}"
-           "small{color:#555}</style></head><body>",
-           f"<h1>{e(title)}</h1>"]
+    out = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title><style>",
+        "body{font-family:Segoe UI,Arial,sans-serif;margin:1.5em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 7px;"
+        "font-size:13px}th{background:#eee}td.n{text-align:right}.sw{min-width:1.5em;border:1px solid #555}"
+        ".big td{font-size:16px}"
+        ".cm td{text-align:right;min-width:3em;white-space:nowrap}.cm td.d{font-weight:bold;outline:2px solid #333}"
+        "small{color:#555}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+    ]
     sample = metrics.get("area_estimates") is not None
     out.append("<h2>Summary</h2>")
     if sample:
-        out.append(f"<p><small>Estimated from a stratified random sample of reference points: "
-                   f"{e(metrics.get('estimator', ''))}. Accuracies and the other scores are population estimates "
-                   "(from the error matrix in estimated area proportions); &plusmn; = 95&nbsp;% confidence "
-                   "interval.</small></p>")
+        out.append(
+            f"<p><small>Estimated from a stratified random sample of reference points: "
+            f"{e(metrics.get('estimator', ''))}. Accuracies and the other scores are population estimates "
+            "(from the error matrix in estimated area proportions); &plusmn; = 95&nbsp;% confidence "
+            "interval.</small></p>"
+        )
     out.append("<table class='big'>")
-    for label, key, pct in (("Overall accuracy (OA)", "overall_accuracy", True), ("Cohen's kappa", "kappa", False),
-                            ("Macro F1", "macro_f1", False), ("Mean IoU (mIoU)", "miou", False)):
+    for label, key, pct in (
+        ("Overall accuracy (OA)", "overall_accuracy", True),
+        ("Cohen's kappa", "kappa", False),
+        ("Macro F1", "macro_f1", False),
+        ("Mean IoU (mIoU)", "miou", False),
+    ):
         ci = metrics.get(f"{key}_ci95")
         ci_text = f" &plusmn; {_fmt(ci, pct)}" if ci is not None else ""
         out.append(f"<tr><th>{label}</th><td class='n'>{_fmt(metrics.get(key), pct)}{ci_text}</td></tr>")
@@ -496,32 +548,46 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
         out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td>{_cell(v)}</td></tr>")
     out.append("</table>")
     if excl:
-        out.append("<h2>Pixels left out</h2><p><small>Counted at the input resolution; a pixel can count in more "
-                   "than one line.</small></p><table>")
+        out.append(
+            "<h2>Pixels left out</h2><p><small>Counted at the input resolution; a pixel can count in more "
+            "than one line.</small></p><table>"
+        )
         for k, v in excl.items():
             out.append(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td class='n'>{_cell(v)}</td></tr>")
         out.append("</table>")
     out.extend(_legend(metrics))
     if sample:
         out.extend(_area_estimates(metrics))
-    est_note = (" With a reference sample the scores are population estimates (from the error matrix in estimated "
-                "area proportions); support and predicted are sample points." if sample else "")
-    out.append("<h2>Per-class accuracy</h2><p><small>Precision = user's accuracy (of the pixels classified as the "
-               "class, the share that the reference confirms); recall = producer's accuracy (of the reference "
-               f"pixels of the class, the share found); &ndash; = undefined (class absent from a map).{est_note}"
-               "</small></p>")
-    out.append("<table><tr><th></th><th>class</th><th>precision<br><small>user's acc.</small></th>"
-               "<th>recall<br><small>producer's acc.</small></th><th>F1</th><th>IoU</th>"
-               "<th>support<br><small>reference</small></th><th>predicted</th></tr>")
+    est_note = (
+        " With a reference sample the scores are population estimates (from the error matrix in estimated "
+        "area proportions); support and predicted are sample points."
+        if sample
+        else ""
+    )
+    out.append(
+        "<h2>Per-class accuracy</h2><p><small>Precision = user's accuracy (of the pixels classified as the "
+        "class, the share that the reference confirms); recall = producer's accuracy (of the reference "
+        f"pixels of the class, the share found); &ndash; = undefined (class absent from a map).{est_note}"
+        "</small></p>"
+    )
+    out.append(
+        "<table><tr><th></th><th>class</th><th>precision<br><small>user's acc.</small></th>"
+        "<th>recall<br><small>producer's acc.</small></th><th>F1</th><th>IoU</th>"
+        "<th>support<br><small>reference</small></th><th>predicted</th></tr>"
+    )
     for c in classes:
-        out.append(f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
-                   f"<td>{c['value']} {e(c['name'])}</td>"
-                   + "".join(f"<td class='n'>{_fmt(c[k])}</td>" for k in ("precision", "recall", "f1", "iou"))
-                   + f"<td class='n'>{c['support']:,}</td><td class='n'>{c['predicted']:,}</td></tr>")
+        out.append(
+            f"<tr><td class='sw' style='background:{e(c.get('color', '#888888'))}'>&nbsp;&nbsp;&nbsp;&nbsp;</td>"
+            f"<td>{c['value']} {e(c['name'])}</td>"
+            + "".join(f"<td class='n'>{_fmt(c[k])}</td>" for k in ("precision", "recall", "f1", "iou"))
+            + f"<td class='n'>{c['support']:,}</td><td class='n'>{c['predicted']:,}</td></tr>"
+        )
     out.append("</table>")
-    out.append("<h2>Confusion matrix</h2><p><small>Rows = reference, columns = classified; counts of "
-               f"{unit}. Cell shade = share of the reference row; the diagonal (bold frame) is agreement."
-               "</small></p><table class='cm'><tr><th>reference &#8595; / classified &#8594;</th>")
+    out.append(
+        "<h2>Confusion matrix</h2><p><small>Rows = reference, columns = classified; counts of "
+        f"{unit}. Cell shade = share of the reference row; the diagonal (bold frame) is agreement."
+        "</small></p><table class='cm'><tr><th>reference &#8595; / classified &#8594;</th>"
+    )
     out.extend(f"<th>{c['value']}<br>{e(c['name'])}</th>" for c in classes)
     out.append("<th>total</th></tr>")
     rows = m.sum(axis=1)
@@ -534,13 +600,18 @@ def report_html(metrics: dict, png_bytes: Optional[bytes] = None, png_name: Opti
             cls = " class='d'" if i == j else ""
             out.append(f"<td{cls} style='background:rgb({r},{g},{b});color:{fg}'>{int(m[i, j]):,}</td>")
         out.append(f"<td><b>{int(rows[i]):,}</b></td></tr>")
-    out.append("<tr><th>total</th>" + "".join(f"<td><b>{int(x):,}</b></td>" for x in m.sum(axis=0))
-               + f"<td><b>{int(m.sum()):,}</b></td></tr></table>")
+    out.append(
+        "<tr><th>total</th>"
+        + "".join(f"<td><b>{int(x):,}</b></td>" for x in m.sum(axis=0))
+        + f"<td><b>{int(m.sum()):,}</b></td></tr></table>"
+    )
     if png_bytes:
         uri = "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
         cap = f" (also saved as {e(png_name)})" if png_name else ""
-        out.append(f"<h2>Heat map</h2><p><small>Row-normalised confusion matrix{cap}: white = 0 %, dark blue = "
-                   "100 % of the reference class; class colours along the top (classified) and the left "
-                   f"(reference), in legend order.</small></p><p><img alt='confusion matrix heat map' src='{uri}'></p>")
+        out.append(
+            f"<h2>Heat map</h2><p><small>Row-normalised confusion matrix{cap}: white = 0 %, dark blue = "
+            "100 % of the reference class; class colours along the top (classified) and the left "
+            f"(reference), in legend order.</small></p><p><img alt='confusion matrix heat map' src='{uri}'></p>"
+        )
     out.append("<p><small>Written by SatClassify (satclassify:assessaccuracy).</small></p></body></html>")
     return "\n".join(out)

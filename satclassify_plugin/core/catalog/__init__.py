@@ -11,6 +11,7 @@ What a product *is* (bands, offsets, tiles) belongs to the sensor package using 
 (``core/s2/sources``), so a Sentinel-1 or Landsat tool can reuse them. Imports point one way:
 contract <- net <- catalog <- s2.
 """
+
 from dataclasses import dataclass, field
 
 

@@ -5,6 +5,7 @@ sentinelsat's session gets the client's deadlines, cancel, retries and proxy (it
 ``SentinelAPI(timeout=...)`` is not applied to its requests); its downloads are watched for stalls and cancel
 through its progress-bar hook.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -21,8 +22,14 @@ class DhusCatalog:
 
     def api(self):
         from sentinelsat import SentinelAPI
-        api = SentinelAPI(self.credentials.username, self.credentials.password, self.url + "/",
-                          show_progressbars=False, timeout=self.http.timeout)
+
+        api = SentinelAPI(
+            self.credentials.username,
+            self.credentials.password,
+            self.url + "/",
+            show_progressbars=False,
+            timeout=self.http.timeout,
+        )
         self.http.mount(api.session)
         api.downloader.chunk_size = 1 << 14  # progress (and the stall rule) every 16 kB, not every MB
         return api
@@ -57,16 +64,21 @@ class DhusCatalog:
     def translate(self, e: Exception, what: str) -> SatClassifyError:
         import requests
         from sentinelsat import exceptions as sx
+
         host = host_of(self.url)
         own = own_error(e)  # a deadline or a cancel
         if own is not None:
             return own
         if isinstance(e, sx.UnauthorizedError):
-            return SatClassifyError(f"{host} refused the credentials (HTTP 401): check the user name and password of "
-                                    "the authentication configuration (AUTHCFG)")
+            return SatClassifyError(
+                f"{host} refused the credentials (HTTP 401): check the user name and password of "
+                "the authentication configuration (AUTHCFG)"
+            )
         if isinstance(e, (sx.LTATriggered, sx.LTAError)):
-            return SatClassifyError(f"the product is offline at {host} (long-term archive); its retrieval was "
-                                    "requested: run again later or choose another date")
+            return SatClassifyError(
+                f"the product is offline at {host} (long-term archive); its retrieval was "
+                "requested: run again later or choose another date"
+            )
         if isinstance(e, sx.InvalidChecksumError):
             return SatClassifyError(f"checksum mismatch for the product downloaded from {host}: run again")
         resp = getattr(e, "response", None)
@@ -76,8 +88,10 @@ class DhusCatalog:
         if isinstance(code, int) and code >= 500:
             return SatClassifyError(f"the service at {host} is failing (HTTP {code}): try again later")
         if isinstance(e, (requests.ConnectionError, requests.Timeout)):
-            return SatClassifyError(f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
-                                    "check the URL and the network, or try again later")
+            return SatClassifyError(
+                f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
+                "check the URL and the network, or try again later"
+            )
         if isinstance(e, sx.SentinelAPIError):
             return SatClassifyError(self.http.redact(f"{what} at {host} failed: {getattr(e, 'msg', '') or e}"))
         return SatClassifyError(self.http.redact(f"{what} at {host} failed: {type(e).__name__}: {str(e)[:200]}"))

@@ -12,6 +12,7 @@ with ``grant_type=password``, ``client_id=cdse-public`` and the user's credentia
 With a non-default URL (mirror, test server) the three services share its root:
 ``<root>/odata/v1`` (catalogue and downloads) and ``<root>/auth/realms/CDSE/protocol/openid-connect/token``.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,15 @@ TOKEN_PATH = "/auth/realms/CDSE/protocol/openid-connect/token"
 _UUID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 
 
-def odata_filter(collection: str, product_type: str = "", aoi_wkt_4326: str = "", start=None, end=None,
-                 max_cloud: float = 100.0, ids: Sequence[str] = ()) -> str:
+def odata_filter(
+    collection: str,
+    product_type: str = "",
+    aoi_wkt_4326: str = "",
+    start=None,
+    end=None,
+    max_cloud: float = 100.0,
+    ids: Sequence[str] = (),
+) -> str:
     """The OData ``$filter`` of a search: by ``ids`` (product names or UUIDs), else by collection, AOI (ISO WKT,
     EPSG:4326), ``start``..``end`` (aware datetimes, inclusive), product type and cloud cover."""
     if ids:
@@ -46,19 +54,28 @@ def odata_filter(collection: str, product_type: str = "", aoi_wkt_4326: str = ""
     if end is not None:
         parts.append(f"ContentDate/Start le {end.strftime('%Y-%m-%dT%H:%M:%S.999Z')}")
     if product_type:
-        parts.append("Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
-                     f"att/OData.CSC.StringAttribute/Value eq '{product_type}')")
+        parts.append(
+            "Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
+            f"att/OData.CSC.StringAttribute/Value eq '{product_type}')"
+        )
     if float(max_cloud) < 100:
-        parts.append("Attributes/OData.CSC.DoubleAttribute/any(att:att/Name eq 'cloudCover' and "
-                     f"att/OData.CSC.DoubleAttribute/Value le {float(max_cloud):.2f})")
+        parts.append(
+            "Attributes/OData.CSC.DoubleAttribute/any(att:att/Name eq 'cloudCover' and "
+            f"att/OData.CSC.DoubleAttribute/Value le {float(max_cloud):.2f})"
+        )
     return " and ".join(parts)
 
 
 class ODataCatalog:
     """CDSE's OData services (catalogue, identity, download) for ``url`` (see the module docstring)."""
 
-    def __init__(self, url: str, http: HttpClient, credentials: Optional[Credentials] = None,
-                 require_login: Optional[Callable[[], None]] = None):
+    def __init__(
+        self,
+        url: str,
+        http: HttpClient,
+        credentials: Optional[Credentials] = None,
+        require_login: Optional[Callable[[], None]] = None,
+    ):
         self.http = http
         self.credentials = credentials or Credentials()
         self.require_login = require_login  # raises the caller's "needs a login" error
@@ -77,9 +94,18 @@ class ODataCatalog:
         if self.require_login is not None:
             self.require_login()
         self.http.monitor.info(f"requesting an access token from {host_of(self.token_url)}")
-        r = self.http.request("POST", self.token_url, what="login", ok_status=(200, 400, 401),
-                              data={"grant_type": "password", "username": self.credentials.username,
-                                    "password": self.credentials.password, "client_id": "cdse-public"})
+        r = self.http.request(
+            "POST",
+            self.token_url,
+            what="login",
+            ok_status=(200, 400, 401),
+            data={
+                "grant_type": "password",
+                "username": self.credentials.username,
+                "password": self.credentials.password,
+                "client_id": "cdse-public",
+            },
+        )
         try:
             j = r.json()
         except ValueError:
@@ -87,14 +113,17 @@ class ODataCatalog:
         if r.status_code in (400, 401):
             err = j.get("error") if isinstance(j, dict) else None
             if r.status_code == 401 or err in ("invalid_grant", "unauthorized_client", "invalid_client"):
-                raise SatClassifyError(f"{host_of(self.token_url)} refused the credentials ({err or 'HTTP 401'}): "
-                                       "check the user name and password of the authentication configuration "
-                                       "(AUTHCFG)")
+                raise SatClassifyError(
+                    f"{host_of(self.token_url)} refused the credentials ({err or 'HTTP 401'}): "
+                    "check the user name and password of the authentication configuration "
+                    "(AUTHCFG)"
+                )
             raise SatClassifyError(f"login at {host_of(self.token_url)} failed: HTTP 400 ({err or 'bad request'})")
         tok = j.get("access_token") if isinstance(j, dict) else None
         if not isinstance(tok, str) or not tok:
-            raise SatClassifyError(f"malformed response from {host_of(self.token_url)}: no access_token in the "
-                                   "login answer")
+            raise SatClassifyError(
+                f"malformed response from {host_of(self.token_url)}: no access_token in the login answer"
+            )
         self.http.add_secret(tok)
         self._token = tok
         return tok
@@ -110,8 +139,12 @@ class ODataCatalog:
     def products(self, filter_: str, top: int, enough: Callable[[], bool]) -> Iterator[Dict[str, Any]]:
         """The products matching ``filter_`` (newest first), ``top`` per page, following the next links until
         ``enough()`` says so (asked before each page) or the pages end."""
-        params: Optional[Dict[str, str]] = {"$filter": filter_, "$top": str(top),
-                                            "$orderby": "ContentDate/Start desc", "$expand": "Attributes"}
+        params: Optional[Dict[str, str]] = {
+            "$filter": filter_,
+            "$top": str(top),
+            "$orderby": "ContentDate/Start desc",
+            "$expand": "Attributes",
+        }
         url: Optional[str] = self.catalogue + "/Products"
         self.http.monitor.info(f"searching {host_of(self.catalogue)} (OData)")
         while url and not enough():
@@ -119,16 +152,29 @@ class ODataCatalog:
             j = self.http.get_json(url, what="catalogue search", params=params)
             params = None  # the next link carries them
             if not isinstance(j, dict) or not isinstance(j.get("value"), list):
-                raise SatClassifyError(f"malformed response from {host_of(self.catalogue)}: no 'value' list of "
-                                       "products")
+                raise SatClassifyError(
+                    f"malformed response from {host_of(self.catalogue)}: no 'value' list of products"
+                )
             yield from j["value"]
             nxt = j.get("@odata.nextLink")
             url = nxt if isinstance(nxt, str) and nxt.startswith(("http://", "https://")) else None
 
     # -- download ------------------------------------------------------------------------------------
-    def download(self, uuid: str, dest: str, md5: Optional[str] = None, size: Optional[int] = None,
-                 monitor: Optional[Monitor] = None) -> str:
+    def download(
+        self,
+        uuid: str,
+        dest: str,
+        md5: Optional[str] = None,
+        size: Optional[int] = None,
+        monitor: Optional[Monitor] = None,
+    ) -> str:
         """Download product ``uuid`` to ``dest`` (logged in; a token that expires meanwhile is renewed once)."""
-        return self.http.download(f"{self.download_root}/Products({uuid})/$value", dest, headers=self.bearer(),
-                                  expected_md5=md5, expected_size=size, monitor=monitor,
-                                  reauth=lambda: self.bearer(renew=True))
+        return self.http.download(
+            f"{self.download_root}/Products({uuid})/$value",
+            dest,
+            headers=self.bearer(),
+            expected_md5=md5,
+            expected_size=size,
+            monitor=monitor,
+            reauth=lambda: self.bearer(renew=True),
+        )

@@ -1,5 +1,6 @@
 """A STAC API through pystac-client (imported lazily), on a session with the client's deadlines, cancel,
 retries and proxy (:meth:`~satclassify_plugin.core.net.HttpClient.mount`). Yields the items as dicts."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Generator
@@ -46,23 +47,35 @@ class StacCatalog:
             return own
         import requests
         from pystac_client.exceptions import APIError
+
         host = host_of(self.url)
         tries = self.http.retries + 1
         status = getattr(e, "status_code", None) if isinstance(e, APIError) else None
         if status:
             return SatClassifyError(status_error(int(status), host, str(e)[:200], tries, what, self.url))
         text = str(e)
-        if isinstance(e, APIError) and any(k in text for k in ("NewConnectionError", "Connection refused",
-                                                               "Max retries exceeded", "timed out",
-                                                               "Name or service not known")):
-            return SatClassifyError(f"cannot reach {host} (connection failed after {tries} tries): the service is "
-                                    "down or unreachable; check the URL and the network, or try again later")
+        if isinstance(e, APIError) and any(
+            k in text
+            for k in (
+                "NewConnectionError",
+                "Connection refused",
+                "Max retries exceeded",
+                "timed out",
+                "Name or service not known",
+            )
+        ):
+            return SatClassifyError(
+                f"cannot reach {host} (connection failed after {tries} tries): the service is "
+                "down or unreachable; check the URL and the network, or try again later"
+            )
         if isinstance(e, (requests.ConnectionError, requests.Timeout)):
             cause = str(e)
             if "Max retries exceeded" in cause and "too many" in cause and "error responses" in cause:
                 return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
-            return SatClassifyError(f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
-                                    "check the URL and the network, or try again later")
+            return SatClassifyError(
+                f"cannot reach {host} ({type(e).__name__}): the service is down or unreachable; "
+                "check the URL and the network, or try again later"
+            )
         if isinstance(e, requests.RetryError if hasattr(requests, "RetryError") else ()):
             return SatClassifyError(f"the service at {host} kept failing after {tries} tries: try again later")
         if isinstance(e, ValueError):  # JSONDecodeError and pystac's own validation

@@ -2,6 +2,7 @@
 
 onnxruntime is imported lazily (inside :func:`load_model`), so importing this module never fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,7 @@ class ModelError(SatClassifyError):
 
 
 # Providers --------------------------------------------------------------------------------------
-def choose_providers(device: str, available: Sequence[str], log: Callable[[str], None] = lambda m: None
-                     ) -> List[str]:
+def choose_providers(device: str, available: Sequence[str], log: Callable[[str], None] = lambda m: None) -> List[str]:
     """onnxruntime providers (in priority order) for a DEVICE choice; raises when the device is missing."""
     available = list(available)
     if device not in DEVICES:
@@ -47,7 +47,8 @@ def choose_providers(device: str, available: Sequence[str], log: Callable[[str],
         raise SatClassifyError(
             f"DEVICE {device} was requested but this onnxruntime has no {wanted} (available: "
             f"{', '.join(available)}). Install onnxruntime-gpu matching your CUDA/cuDNN"
-            f"{' and TensorRT' if device == 'TensorRT' else ''} version, or choose DEVICE Auto or CPU")
+            f"{' and TensorRT' if device == 'TensorRT' else ''} version, or choose DEVICE Auto or CPU"
+        )
     return [TRT_EP, CUDA_EP, CPU_EP] if device == "TensorRT" else [CUDA_EP, CPU_EP]
 
 
@@ -56,8 +57,12 @@ def parse_band_list(text: str) -> List[str]:
     return [t for t in re.split(r"[,;\s]+", (text or "").strip()) if t]
 
 
-def map_bands(model_bands: Sequence[str], raster_names: Sequence[str], bands_param: str = "",
-              log: Callable[[str], None] = lambda m: None) -> List[int]:
+def map_bands(
+    model_bands: Sequence[str],
+    raster_names: Sequence[str],
+    bands_param: str = "",
+    log: Callable[[str], None] = lambda m: None,
+) -> List[int]:
     """1-based raster band numbers feeding the model's bands, in the model's order.
 
     ``bands_param`` (the BANDS parameter) lists band numbers or band names; without it the model's band
@@ -74,27 +79,29 @@ def map_bands(model_bands: Sequence[str], raster_names: Sequence[str], bands_par
         if len(items) != n:
             raise SatClassifyError(
                 f"BANDS lists {len(items)} band(s) ({', '.join(items)}) but the model needs {n}: "
-                f"{', '.join(model_bands)}")
+                f"{', '.join(model_bands)}"
+            )
         out = []
         for it in items:
             if it.isdigit():
                 b = int(it)
                 if not 1 <= b <= count:
                     raise SatClassifyError(
-                        f"BANDS: band number {b} does not exist; the raster has {count} band(s) ({shown})")
+                        f"BANDS: band number {b} does not exist; the raster has {count} band(s) ({shown})"
+                    )
                 out.append(b)
             elif it.lower() in lower:
                 out.append(lower.index(it.lower()) + 1)
             else:
-                raise SatClassifyError(
-                    f"BANDS: no raster band is named '{it}'; the raster's bands are {shown}")
+                raise SatClassifyError(f"BANDS: no raster band is named '{it}'; the raster's bands are {shown}")
         return out
     if all(b.isdigit() for b in model_bands):
         nums = [int(b) for b in model_bands]
         if max(nums) > count:
             raise SatClassifyError(
                 f"wrong band count: the model needs {n} bands but the raster has {count} ({shown}); "
-                "choose a raster with enough bands or give BANDS")
+                "choose a raster with enough bands or give BANDS"
+            )
         return nums
     missing = [b for b in model_bands if b.lower() not in lower]
     if not missing:
@@ -105,10 +112,12 @@ def map_bands(model_bands: Sequence[str], raster_names: Sequence[str], bands_par
             return list(range(1, n + 1))
         raise SatClassifyError(
             f"wrong band count: the model needs {n} bands ({', '.join(model_bands)}) but the raster has {count} "
-            "unnamed band(s); give BANDS (band numbers in the model's order) or use a stack with band names")
+            "unnamed band(s); give BANDS (band numbers in the model's order) or use a stack with band names"
+        )
     raise SatClassifyError(
         f"model bands {', '.join(missing)} not found in the raster: the model needs {', '.join(model_bands)}, "
-        f"the raster's bands are {shown}; give BANDS (numbers or names in the model's order)")
+        f"the raster's bands are {shown}; give BANDS (numbers or names in the model's order)"
+    )
 
 
 # Scaling ----------------------------------------------------------------------------------------
@@ -141,7 +150,7 @@ class Model:
     card: ModelCard
     session: Session
     input_name: str
-    output_names: List[str]          # one per card head, in head order
+    output_names: List[str]  # one per card head, in head order
     fixed_hw: Optional[Tuple[int, int]] = None
     batch_dim: Optional[int] = None
     size_multiple: Optional[int] = None  # card extension: tile edges the model accepts (None = unknown)
@@ -210,6 +219,7 @@ def add_top_outputs(model_bytes: Union[bytes, bytearray, Any]) -> Optional[bytes
 def _add_top(m) -> bool:
     """Add the ArgMax/ReduceMax outputs to the ``onnx.ModelProto`` in place; False (unchanged) below opset 13."""
     from onnx import TensorProto, helper
+
     opset = max([o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] or [0])
     if opset < 13:
         return False
@@ -222,14 +232,23 @@ def _add_top(m) -> bool:
         dims = v.type.tensor_type.shape.dim
         k = dims[1].dim_value if len(dims) > 1 and dims[1].HasField("dim_value") else 0
         if k > 256:
-            g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX], axis=1, keepdims=0,
-                                           name=o + ARGMAX_SUFFIX))
+            g.node.append(
+                helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX], axis=1, keepdims=0, name=o + ARGMAX_SUFFIX)
+            )
             argmax_type = TensorProto.INT64
         else:  # the class index as uint8 (what the class raster stores): 8x less to copy out than int64
-            g.node.append(helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX + "64"], axis=1, keepdims=0,
-                                           name=o + ARGMAX_SUFFIX))
-            g.node.append(helper.make_node("Cast", [o + ARGMAX_SUFFIX + "64"], [o + ARGMAX_SUFFIX],
-                                           to=TensorProto.UINT8, name=o + ARGMAX_SUFFIX + "_uint8"))
+            g.node.append(
+                helper.make_node("ArgMax", [o], [o + ARGMAX_SUFFIX + "64"], axis=1, keepdims=0, name=o + ARGMAX_SUFFIX)
+            )
+            g.node.append(
+                helper.make_node(
+                    "Cast",
+                    [o + ARGMAX_SUFFIX + "64"],
+                    [o + ARGMAX_SUFFIX],
+                    to=TensorProto.UINT8,
+                    name=o + ARGMAX_SUFFIX + "_uint8",
+                )
+            )
             argmax_type = TensorProto.UINT8
         raw_max = o + MAX_SUFFIX + "_raw"
         if opset >= 18:
@@ -250,6 +269,7 @@ def _add_top(m) -> bool:
 def quantization_of(props) -> dict:
     """The card's ``quantization`` block ({} for a float32 model) from the ONNX metadata_props."""
     import json
+
     try:
         raw = json.loads((props or {}).get("satclassify") or "{}")
     except ValueError:
@@ -266,7 +286,8 @@ def check_precision(path: str, props, providers: Sequence[str]) -> None:
             f"'{os.path.basename(path)}' is a float16 model for NVIDIA GPUs (python -m training export --half) and "
             f"would run on the CPU here ({providers[0]}), which has no float16 kernels: choose DEVICE CUDA with "
             "onnxruntime-gpu, or classify with the model's float32 or int8 export (python -m training export "
-            "[--quantize int8]) on the CPU")
+            "[--quantize int8]) on the CPU"
+        )
 
 
 def _dim(d):
@@ -279,12 +300,12 @@ def import_onnxruntime():
     except ImportError as e:
         raise SatClassifyError(
             "the Python package onnxruntime is not installed in QGIS's Python: install onnxruntime "
-            f"(or onnxruntime-gpu with an NVIDIA GPU) with Plugins > SatClassify > Install Python dependencies ({e})")
+            f"(or onnxruntime-gpu with an NVIDIA GPU) with Plugins > SatClassify > Install Python dependencies ({e})"
+        )
     return onnxruntime
 
 
-def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lambda m: None,
-               threads: int = 0) -> Model:
+def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lambda m: None, threads: int = 0) -> Model:
     """Open an ONNX model, read and check its card, and create an inference session on ``device``."""
     if not path:
         raise ModelError("no model given: choose an .onnx file")
@@ -294,8 +315,10 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
         head = f.read(2)
     # An ONNX file is a protobuf ModelProto; it starts with field 1 (ir_version, varint): byte 0x08.
     if head[:1] != b"\x08":
-        raise ModelError(f"'{os.path.basename(path)}' is not an ONNX file: choose a model exported to .onnx "
-                         "(e.g. with 'python -m training export')")
+        raise ModelError(
+            f"'{os.path.basename(path)}' is not an ONNX file: choose a model exported to .onnx "
+            "(e.g. with 'python -m training export')"
+        )
     ort = import_onnxruntime()
     providers = choose_providers(device, ort.get_available_providers(), log)
     opts = ort.SessionOptions()
@@ -312,7 +335,8 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     if device in ("CUDA", "TensorRT") and providers[0] not in used:
         raise SatClassifyError(
             f"DEVICE {device} was requested but onnxruntime could not start {providers[0]} (it fell back to "
-            f"{', '.join(used)}): check the CUDA/cuDNN libraries, or choose DEVICE Auto or CPU")
+            f"{', '.join(used)}): check the CUDA/cuDNN libraries, or choose DEVICE Auto or CPU"
+        )
     if device == "Auto" and providers[0] != used[0]:
         log(f"DEVICE Auto: {providers[0]} could not start; running on {used[0]}")
     inputs = sess.get_inputs()
@@ -321,9 +345,11 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     out_channels = [_dim(o.shape[1]) if len(o.shape) == 4 else None for o in model_outputs]
     doy_inputs = [i for i in inputs if i.name == DOY_INPUT]  # a multi-date model's days of year (T,)
     if len(inputs) - len(doy_inputs) != 1 or len(doy_inputs) > 1:
-        raise ModelError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                         f"SatClassify runs models with one input '{INPUT_NAME}' (N, C, H, W), and multi-date "
-                         f"models with '{INPUT_NAME}' and '{DOY_INPUT}' (T,)")
+        raise ModelError(
+            f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+            f"SatClassify runs models with one input '{INPUT_NAME}' (N, C, H, W), and multi-date "
+            f"models with '{INPUT_NAME}' and '{DOY_INPUT}' (T,)"
+        )
     inp = next(i for i in inputs if i.name != DOY_INPUT)
     if len(inp.shape) != 4:
         raise ModelError(f"the model's input '{inp.name}' has shape {inp.shape}; expected (N, C, H, W)")
@@ -334,21 +360,30 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
     check_precision(path, props, used)
     card = card_from_metadata(props, outputs, channels or 0, out_channels)
     if doy_inputs and not (card.timeseries and card.timeseries.get("doy_input")):
-        raise ModelCardError(f"the model takes a '{DOY_INPUT}' input but its card has no multi-date "
-                             "'timeseries' entry naming it: export it again with 'python -m training export'")
+        raise ModelCardError(
+            f"the model takes a '{DOY_INPUT}' input but its card has no multi-date "
+            "'timeseries' entry naming it: export it again with 'python -m training export'"
+        )
     if channels is not None and channels != card.input_channels:
-        what = (f"{card.num_dates} dates x ({card.num_bands} bands + validity) = {card.input_channels} input "
-                "channels" if card.timeseries else f"{card.num_bands} bands")
-        raise ModelCardError(f"the model card lists {what} ({', '.join(card.bands)}) but the "
-                             f"model's input '{inp.name}' has {channels} channels")
+        what = (
+            f"{card.num_dates} dates x ({card.num_bands} bands + validity) = {card.input_channels} input channels"
+            if card.timeseries
+            else f"{card.num_bands} bands"
+        )
+        raise ModelCardError(
+            f"the model card lists {what} ({', '.join(card.bands)}) but the "
+            f"model's input '{inp.name}' has {channels} channels"
+        )
     for h in card.heads:
         k = out_channels[outputs.index(h.output)]
         if k is not None and k != h.num_classes:
-            raise ModelCardError(f"head '{h.name}': the card lists {h.num_classes} classes but output "
-                                 f"'{h.output}' has {k} channels")
+            raise ModelCardError(
+                f"head '{h.name}': the card lists {h.num_classes} classes but output '{h.output}' has {k} channels"
+            )
     multiple = None
     if card.source == "satclassify":
         import json
+
         try:
             raw = json.loads(props.get("satclassify", "{}"))
         except ValueError:
@@ -360,8 +395,19 @@ def load_model(path: str, device: str = "Auto", log: Callable[[str], None] = lam
             multiple = 1
     hw = (_dim(inp.shape[2]), _dim(inp.shape[3]))
     fixed = hw if hw[0] and hw[1] else None
-    return Model(path, card, sess, inp.name, [h.output for h in card.heads], fixed, _dim(inp.shape[0]), multiple,
-                 used, graph_top, device=device)
+    return Model(
+        path,
+        card,
+        sess,
+        inp.name,
+        [h.output for h in card.heads],
+        fixed,
+        _dim(inp.shape[0]),
+        multiple,
+        used,
+        graph_top,
+        device=device,
+    )
 
 
 def _first_line(e: Exception) -> str:
@@ -377,6 +423,7 @@ def _session(ort, path, opts, providers, log):
     if os.path.getsize(path) <= (1 << 30):
         try:
             import onnx
+
             with open(path, "rb") as f:
                 m = onnx.load_from_string(f.read())
         except Exception:  # no onnx package, or a file onnx cannot parse: onnxruntime gets the plain file
@@ -395,5 +442,7 @@ def _session(ort, path, opts, providers, log):
     try:
         return ort.InferenceSession(path, sess_options=opts, providers=providers), False
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
-        raise ModelError(f"cannot load the ONNX model '{os.path.basename(path)}': the file is corrupt, truncated "
-                         f"or uses operators this onnxruntime does not support ({_first_line(e)[:300]})")
+        raise ModelError(
+            f"cannot load the ONNX model '{os.path.basename(path)}': the file is corrupt, truncated "
+            f"or uses operators this onnxruntime does not support ({_first_line(e)[:300]})"
+        )

@@ -6,6 +6,7 @@ headless caller (a command-line tool, a benchmark) builds one from its own argum
 :class:`~satclassify_plugin.core.contract.errors.SatClassifyError` naming the value and the fix when the options
 are made, before any model loads or any file is opened.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,17 @@ def check_extent(extent) -> Optional[Tuple[float, float, float, float]]:
     except (TypeError, ValueError):
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise SatClassifyError(f"the extent {extent!r} is not four numbers (xmin, ymin, xmax, ymax) in the input "
-                               "raster's CRS: give them, or leave EXTENT empty to use the whole layer")
+        raise SatClassifyError(
+            f"the extent {extent!r} is not four numbers (xmin, ymin, xmax, ymax) in the input "
+            "raster's CRS: give them, or leave EXTENT empty to use the whole layer"
+        )
     xmin, ymin, xmax, ymax = values
     if not (xmax > xmin and ymax > ymin):
-        raise SatClassifyError(f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area (zero width or "
-                               "height): give an extent with xmin < xmax and ymin < ymax, or leave EXTENT empty to "
-                               "use the whole layer")
+        raise SatClassifyError(
+            f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area (zero width or "
+            "height): give an extent with xmin < xmax and ymin < ymax, or leave EXTENT empty to "
+            "use the whole layer"
+        )
     return values
 
 
@@ -66,6 +71,7 @@ class ClassifyOptions:
     default). ``decode_threads``: decode the input GeoTIFF's blocks on all CPU cores (None = when the model runs
     on a GPU, whose CPU cores are otherwise idle).
     """
+
     bands: str = ""
     extent: Optional[Tuple[float, float, float, float]] = None
     device: str = "Auto"
@@ -77,8 +83,10 @@ class ClassifyOptions:
 
     def __post_init__(self):
         if self.bands is None or not isinstance(self.bands, str):
-            raise SatClassifyError(f"bands {self.bands!r}: give the band numbers or names as text, e.g. '2,3,4,8' "
-                                   "or 'B02 B03 B04 B08' (empty: match the model's bands by name)")
+            raise SatClassifyError(
+                f"bands {self.bands!r}: give the band numbers or names as text, e.g. '2,3,4,8' "
+                "or 'B02 B03 B04 B08' (empty: match the model's bands by name)"
+            )
         if self.device not in DEVICES:
             raise SatClassifyError(f"unknown DEVICE '{self.device}': choose one of {', '.join(DEVICES)}")
         check_run_sizes(self.tile_size, self.batch_size)

@@ -14,6 +14,7 @@ e.g. trained on BigEarthNet or EuroSAT) mapped over the raster's patch grid -> o
   joined by "; "), ``top_value``, ``top_label``, ``top_p``, ``valid`` and one ``p_<value>`` (0-1) per class,
   written under a temporary name and renamed when complete.
 """
+
 from __future__ import annotations
 
 import time
@@ -74,8 +75,14 @@ def cell_labels(probs: np.ndarray, multilabel: bool, thresholds: Sequence[float]
     return out, top
 
 
-def classify_patches(path: str, model: Union[str, Model], output: str, threshold: Optional[float] = None,
-                     options: Optional[ClassifyOptions] = None, monitor: Optional[Monitor] = None) -> PatchesResult:
+def classify_patches(
+    path: str,
+    model: Union[str, Model],
+    output: str,
+    threshold: Optional[float] = None,
+    options: Optional[ClassifyOptions] = None,
+    monitor: Optional[Monitor] = None,
+) -> PatchesResult:
     """Classify the patch grid of ``path`` with ``model`` (a path or a loaded :class:`Model`) into the GeoPackage
     ``output``. Of ``options`` the bands, extent, device, batch size and threads apply (the patches are the
     model's input size: a tile size or resampling is refused)."""
@@ -83,8 +90,10 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     monitor = monitor or Monitor()
     log = monitor.info
     if options.tile_size or options.resample:
-        raise SatClassifyError("classify patches runs on patches of the model's input size: leave the tile size at "
-                               "0 and resampling off (resample the raster to the model's resolution first)")
+        raise SatClassifyError(
+            "classify patches runs on patches of the model's input size: leave the tile size at "
+            "0 and resampling off (resample the raster to the model's resolution first)"
+        )
     t0 = time.time()
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise SatClassifyError(f"THRESHOLD {threshold} must be a probability between 0 and 1")
@@ -109,18 +118,32 @@ def classify_patches(path: str, model: Union[str, Model], output: str, threshold
     p, (x0, y0) = grid.p, grid.origin
     with raster.AtomicOutput(output) as tmp:
         _write(tmp, ds.GetProjection(), grid.gt, x0, y0, p, records, labels, top, classes)
-    log(f"{len(records)} patches of {p} x {p} pixels ({grid.nrow} x {grid.ncol} grid) -> {output}"
-        + (f"; {skipped} all-nodata patches left out" if skipped else "") + "; top labels: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    log(
+        f"{len(records)} patches of {p} x {p} pixels ({grid.nrow} x {grid.ncol} grid) -> {output}"
+        + (f"; {skipped} all-nodata patches left out" if skipped else "")
+        + "; top labels: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    )
     monitor.progress(1.0)
-    return PatchesResult(output, len(records), skipped, p, multilabel, thresholds, [c.to_dict() for c in classes],
-                         model.providers[0] if model.providers else "", time.time() - t0, counts)
+    return PatchesResult(
+        output,
+        len(records),
+        skipped,
+        p,
+        multilabel,
+        thresholds,
+        [c.to_dict() for c in classes],
+        model.providers[0] if model.providers else "",
+        time.time() - t0,
+        counts,
+    )
 
 
 @dataclass
 class _PatchGrid:
     """The cells of one run: patch size ``p``, ``nrow`` x ``ncol`` cells from ``origin`` (pixel column, row),
     the model bands' numbers, nodata, scaling and clip, and the input's geotransform."""
+
     p: int
     origin: tuple
     nrow: int
@@ -137,11 +160,15 @@ class _PatchGrid:
         card = model.card
         p = model.fixed_hw[0] if model.fixed_hw and model.fixed_hw[0] == model.fixed_hw[1] else card.tile_size
         if model.fixed_hw and model.fixed_hw[0] != model.fixed_hw[1]:
-            raise SatClassifyError(f"the model takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixels: patches are "
-                                   "square, use a model with a square input")
+            raise SatClassifyError(
+                f"the model takes {model.fixed_hw[0]} x {model.fixed_hw[1]} pixels: patches are "
+                "square, use a model with a square input"
+            )
         if card.architecture != "cnn_class":
-            log(f"note: '{card.architecture}' is not a patch classifier: each cell gets the mean of its pixels' "
-                "probabilities")
+            log(
+                f"note: '{card.architecture}' is not a patch classifier: each cell gets the mean of its pixels' "
+                "probabilities"
+            )
         band_numbers = map_bands(card.bands, raster.band_names(ds), options.bands, log)
         nodata = _nodata_values(ds, band_numbers, model)
         scale = _fold_scaling(scale_coefficients(card), gdal_scaling(ds, band_numbers, log))
@@ -152,13 +179,22 @@ class _PatchGrid:
         x0, y0, w, h = extent_to_window(ds, extent) if extent else (0, 0, ds.RasterXSize, ds.RasterYSize)
         nrow, ncol = h // p, w // p
         if nrow == 0 or ncol == 0:
-            raise SatClassifyError(f"the {'extent' if extent else 'raster'} is {w} x {h} pixels, smaller than one "
-                                   f"{p} x {p} patch of the model: choose a larger EXTENT or raster")
+            raise SatClassifyError(
+                f"the {'extent' if extent else 'raster'} is {w} x {h} pixels, smaller than one "
+                f"{p} x {p} patch of the model: choose a larger EXTENT or raster"
+            )
         if h % p or w % p:
-            log(f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
-                f"{p} x {p} patch and are left out")
-        check_pixel_size(ds, card.resolution_m, log, fix="each patch covers another ground area than in training; "
-                         "resample the raster to the model's resolution first")
+            log(
+                f"{w % p} column(s) and {h % p} row(s) of pixels at the right / bottom edge do not fill a whole "
+                f"{p} x {p} patch and are left out"
+            )
+        check_pixel_size(
+            ds,
+            card.resolution_m,
+            log,
+            fix="each patch covers another ground area than in training; "
+            "resample the raster to the model's resolution first",
+        )
         return cls(p, (x0, y0), nrow, ncol, band_numbers, nodata, scale, input_bounds(card), negative_invalid, gt)
 
 
@@ -185,7 +221,7 @@ def _score_cells(ds, model: Model, grid: _PatchGrid, options: ClassifyOptions, m
         keep = np.nonzero(valid > 0)[0]
         skipped += ncol - len(keep)
         for s in range(0, len(keep), bs):
-            idx = keep[s:s + bs]
+            idx = keep[s : s + bs]
             batch = np.ascontiguousarray(cells[idx])
             n = len(idx)
             if model.batch_dim and n < model.batch_dim:
@@ -199,29 +235,53 @@ def _score_cells(ds, model: Model, grid: _PatchGrid, options: ClassifyOptions, m
                 records.append((r, int(c), pr, float(valid[c])))
         monitor.progress(0.9 * (r + 1) / nrow)
     if negatives:
-        log(f"warning: {negatives} pixels hold a negative value in a model band, which is no valid Sentinel-2 "
-            "digital number (a fill value, or a stack written with another convention): they are nodata")
+        log(
+            f"warning: {negatives} pixels hold a negative value in a model band, which is no valid Sentinel-2 "
+            "digital number (a fill value, or a stack written with another convention): they are nodata"
+        )
     if nonfinite and not records:
         raise SatClassifyError(
             f"the model gave no finite score (NaN or infinite) for any of the {nonfinite} patches: no output was "
             "written. The model or its card's preprocessing is broken (e.g. a std of 0, NaN weights, or input values "
-            "outside what it was trained on): re-export the model, or check its mean/std and input_scale")
+            "outside what it was trained on): re-export the model, or check its mean/std and input_scale"
+        )
     if nonfinite:
-        log(f"warning: the model gave non-finite scores (NaN or infinite) for {nonfinite} of "
-            f"{nonfinite + len(records)} patches: they are left out (no class is read from them)")
+        log(
+            f"warning: the model gave non-finite scores (NaN or infinite) for {nonfinite} of "
+            f"{nonfinite + len(records)} patches: they are left out (no class is read from them)"
+        )
     if not records:
-        raise SatClassifyError("every patch of the raster is nodata: nothing to classify (check the raster, its "
-                               "nodata value and EXTENT)")
+        raise SatClassifyError(
+            "every patch of the raster is nodata: nothing to classify (check the raster, its nodata value and EXTENT)"
+        )
     return records, skipped
 
 
 def _write(path, wkt, gt, x0, y0, p, records, labels, top, classes):
-    fields = (("row", ogr.OFTInteger), ("col", ogr.OFTInteger), ("labels", ogr.OFTString),
-              ("top_value", ogr.OFTInteger), ("top_label", ogr.OFTString), ("top_p", ogr.OFTReal),
-              ("valid", ogr.OFTReal))
-    features = ((y0 + r * p, x0 + c * p,
-                 {"row": int(r), "col": int(c), "labels": "; ".join(classes[i].name for i in labs),
-                  "top_value": int(classes[int(t)].value), "top_label": classes[int(t)].name,
-                  "top_p": float(pr[int(t)]), "valid": round(float(valid), 6)}, pr)
-                for (r, c, pr, valid), labs, t in zip(records, labels, top))
+    fields = (
+        ("row", ogr.OFTInteger),
+        ("col", ogr.OFTInteger),
+        ("labels", ogr.OFTString),
+        ("top_value", ogr.OFTInteger),
+        ("top_label", ogr.OFTString),
+        ("top_p", ogr.OFTReal),
+        ("valid", ogr.OFTReal),
+    )
+    features = (
+        (
+            y0 + r * p,
+            x0 + c * p,
+            {
+                "row": int(r),
+                "col": int(c),
+                "labels": "; ".join(classes[i].name for i in labs),
+                "top_value": int(classes[int(t)].value),
+                "top_label": classes[int(t)].name,
+                "top_p": float(pr[int(t)]),
+                "valid": round(float(valid), 6),
+            },
+            pr,
+        )
+        for (r, c, pr, valid), labs, t in zip(records, labels, top)
+    )
     raster.write_squares(path, LAYER, wkt, gt, p, fields, "p_", classes, features)

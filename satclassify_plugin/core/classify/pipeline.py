@@ -7,6 +7,7 @@ queues between the three keep memory flat whatever the raster size (GDAL and onn
 GIL, so the three overlap). Outputs are written to temporary names and renamed when complete
 (:class:`~.raster.AtomicOutput`): a cancel or failure leaves no partial file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,7 +71,8 @@ def check_extent_area(extent: Sequence[float], given: str) -> None:
     if not (w > 0 and h > 0):
         raise SatClassifyError(
             f"EXTENT '{given}' has no area (zero width or height, here {w:g} x {h:g} map units in the layer's "
-            "CRS): give xmin < xmax and ymin < ymax, or leave EXTENT empty to use the whole layer")
+            "CRS): give xmin < xmax and ymin < ymax, or leave EXTENT empty to use the whole layer"
+        )
 
 
 def head_output_path(output: str, head_name: str, k: int) -> str:
@@ -87,9 +89,11 @@ def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, in
     crs.north_up(gt, "input raster")
     xmin, ymin, xmax, ymax = [float(v) for v in extent]
     if not (xmax > xmin and ymax > ymin):
-        raise SatClassifyError(f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area (zero width or "
-                               "height): give an extent with xmin < xmax and ymin < ymax, or leave EXTENT empty to "
-                               "use the whole layer")
+        raise SatClassifyError(
+            f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area (zero width or "
+            "height): give an extent with xmin < xmax and ymin < ymax, or leave EXTENT empty to "
+            "use the whole layer"
+        )
     eps = 1e-6
     cx = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
     cy = sorted(((ymax - gt[3]) / gt[5], (ymin - gt[3]) / gt[5]))
@@ -103,7 +107,8 @@ def extent_to_window(ds: gdal.Dataset, extent: Sequence[float]) -> Tuple[int, in
         raise SatClassifyError(
             f"the extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies outside the raster "
             f"({bounds[0]:g}, {min(bounds[1], bounds[3]):g}, {bounds[2]:g}, {max(bounds[1], bounds[3]):g}): "
-            "choose an extent that overlaps the input layer")
+            "choose an extent that overlaps the input layer"
+        )
     return c0, r0, c1 - c0, r1 - r0
 
 
@@ -129,8 +134,13 @@ def _resampled(ds: gdal.Dataset, res: float, nodata: List[Optional[float]], log)
 PIXEL_RATIO_LIMIT = 100.0
 
 
-def check_pixel_size(ds: gdal.Dataset, res: Optional[float], log, resample: bool = False,
-                     fix: str = "set RESAMPLE to run it at the model's resolution") -> Optional[float]:
+def check_pixel_size(
+    ds: gdal.Dataset,
+    res: Optional[float],
+    log,
+    resample: bool = False,
+    fix: str = "set RESAMPLE to run it at the model's resolution",
+) -> Optional[float]:
     """The raster's pixel size on the ground (core/crs.py) against the card's ``resolution_m``; the one check of
     classify and classifypatches. A geographic CRS is refused (pixels in degrees); pixels more than
     :data:`PIXEL_RATIO_LIMIT` times coarser than the model's are refused, as are pixels that much finer unless
@@ -141,25 +151,32 @@ def check_pixel_size(ds: gdal.Dataset, res: Optional[float], log, resample: bool
         return None
     g = crs.ground_of_raster(ds)
     if g is None:
-        log(f"warning: the raster has no CRS, so its pixel size on the ground is unknown (the model was trained "
-            f"on {res:g} m pixels): assign the raster's CRS to have it checked")
+        log(
+            f"warning: the raster has no CRS, so its pixel size on the ground is unknown (the model was trained "
+            f"on {res:g} m pixels): assign the raster's CRS to have it checked"
+        )
         return None
     if g.geographic:
         raise SatClassifyError(
             f"unsupported CRS units: the raster's CRS ({g.crs_name}) is geographic (degrees) but the model "
-            f"expects {res:g} m pixels; reproject the raster to a projected CRS in metres (e.g. UTM) first")
+            f"expects {res:g} m pixels; reproject the raster to a projected CRS in metres (e.g. UTM) first"
+        )
     px = crs.pixel_size_m(g)
     if not g.metre_true:
-        log(f"the raster's CRS ({g.crs_name}) has map units that are not ground metres here: one pixel of "
+        log(
+            f"the raster's CRS ({g.crs_name}) has map units that are not ground metres here: one pixel of "
             f"{g.nominal_size:g} map units is {px:.3g} m on the ground at the raster's centre (measured on the "
-            "ellipsoid); that is what is compared with the model's resolution")
+            "ellipsoid); that is what is compared with the model's resolution"
+        )
     if px > PIXEL_RATIO_LIMIT * res or (px * PIXEL_RATIO_LIMIT < res and not resample):
-        how = ("warp the raster to about {:g} m pixels first (Raster > Projections > Warp){}".format(
-            res, "" if px > res else ", or set RESAMPLE"))
+        how = "warp the raster to about {:g} m pixels first (Raster > Projections > Warp){}".format(
+            res, "" if px > res else ", or set RESAMPLE"
+        )
         raise SatClassifyError(
             f"the raster has {px:.4g} m pixels on the ground but the model was trained on {res:g} m pixels "
             f"({max(px / res, res / px):.3g}x {'coarser' if px > res else 'finer'}): its classes would be "
-            f"meaningless; {how}")
+            f"meaningless; {how}"
+        )
     if not resample and abs(px - res) > 0.25 * res:
         log(f"warning: the raster has {px:.4g} m pixels but the model was trained on {res:g} m pixels; {fix}")
     return px
@@ -177,9 +194,13 @@ def gdal_scaling(ds: gdal.Dataset, band_numbers: Sequence[int], log) -> Optional
         o[i] = band.GetOffset() or 0.0
     if np.all(s == 1.0) and np.all(o == 0.0):
         return None
-    log("the raster's bands carry GDAL scale/offset metadata, applied before the model's preprocessing (value = "
-        "stored x scale + offset): " + ", ".join(f"band {bn}: x {s[i]:g} {o[i]:+g}" for i, bn in enumerate(band_numbers)
-                                                  if (s[i], o[i]) != (1.0, 0.0)))
+    log(
+        "the raster's bands carry GDAL scale/offset metadata, applied before the model's preprocessing (value = "
+        "stored x scale + offset): "
+        + ", ".join(
+            f"band {bn}: x {s[i]:g} {o[i]:+g}" for i, bn in enumerate(band_numbers) if (s[i], o[i]) != (1.0, 0.0)
+        )
+    )
     return s, o
 
 
@@ -196,12 +217,14 @@ def negative_dn_invalid(ds: gdal.Dataset, band_numbers: Sequence[int], model: Mo
     """A Sentinel-2 DN model on bands of a signed type: negative stored values are no valid DN (nodata)."""
     s2 = model.card.sentinel2_dn
     signed = (gdal.GDT_Int16, gdal.GDT_Int32, gdal.GDT_Float32, gdal.GDT_Float64) + tuple(
-        getattr(gdal, n) for n in ("GDT_Int8", "GDT_Int64") if hasattr(gdal, n))
+        getattr(gdal, n) for n in ("GDT_Int8", "GDT_Int64") if hasattr(gdal, n)
+    )
     return s2 and any(ds.GetRasterBand(bn).DataType in signed for bn in band_numbers)
 
 
-def invalid_pixels(raw: np.ndarray, nodata: Sequence[Optional[float]], is_float: bool,
-                   negative_invalid: bool) -> Tuple[np.ndarray, int]:
+def invalid_pixels(
+    raw: np.ndarray, nodata: Sequence[Optional[float]], is_float: bool, negative_invalid: bool
+) -> Tuple[np.ndarray, int]:
     """(H, W) mask of the pixels of ``raw`` (C, H, W model bands) that hold no measurement: a band at its nodata
     value, NaN or +-inf (float bands), and with ``negative_invalid`` (:func:`negative_dn_invalid`) a negative
     value; and the count of pixels made invalid by that last rule alone (for the log). classify's batch reader
@@ -221,8 +244,9 @@ def invalid_pixels(raw: np.ndarray, nodata: Sequence[Optional[float]], is_float:
     return invalid, negatives
 
 
-def invalidate_negative_dates(raw: np.ndarray, valid_channels: Sequence[int], ox: int = 0, oy: int = 0,
-                              core: Optional[Sequence[int]] = None) -> int:
+def invalidate_negative_dates(
+    raw: np.ndarray, valid_channels: Sequence[int], ox: int = 0, oy: int = 0, core: Optional[Sequence[int]] = None
+) -> int:
     """A multi-date input (channels date by date, each date's VALID channel last): a date with a negative value in
     any of its bands at a pixel is no observation there (a fill such as -9999 in an Int16 stack), written as the
     stack convention writes an invalid date: its bands 0 and its VALID 0. In place; returns how many pixels of the
@@ -232,11 +256,11 @@ def invalidate_negative_dates(raw: np.ndarray, valid_channels: Sequence[int], ox
     for v in valid_channels:
         neg = (raw[start:v] < 0).any(axis=0)
         if neg.any():
-            raw[start:v + 1, neg] = 0
+            raw[start : v + 1, neg] = 0
             count |= neg
         start = v + 1
     if core is not None:
-        count = count[oy:oy + core[3], ox:ox + core[2]]
+        count = count[oy : oy + core[3], ox : ox + core[2]]
     return int(np.count_nonzero(count))
 
 
@@ -273,7 +297,7 @@ class _StripWriter:
             self._end_row()
             self.row = np.full((self.nbands, ch, self.width), self.fill, dtype=np.uint8)
             self.row_y = cy
-        self.row[:, :, cx - self.x0:cx - self.x0 + cw] = arr
+        self.row[:, :, cx - self.x0 : cx - self.x0 + cw] = arr
 
     def _end_row(self):
         if self.row is not None:
@@ -305,6 +329,7 @@ class _StripWriter:
 @dataclass(frozen=True)
 class Target:
     """One output raster of a run: ``kind`` "class" | "confidence" | "probabilities" of head ``head``."""
+
     kind: str
     head: int
     path: str
@@ -314,6 +339,7 @@ class Target:
 class ClassifyPlan:
     """Everything a run needs, decided before any pixel is read (:func:`plan_classify`): the raster to read
     (the input or its resampled VRT), the model, band mapping, nodata, tiles, scaling and the outputs."""
+
     ds: gdal.Dataset
     model: Model
     band_numbers: List[int]
@@ -323,8 +349,8 @@ class ClassifyPlan:
     halo: int
     batch: int
     tiles: List[Tile]
-    scale: Tuple[np.ndarray, np.ndarray]   # per band: reflectance = raw * a + b (standardised)
-    geotransform: Tuple[float, ...]        # of the output window
+    scale: Tuple[np.ndarray, np.ndarray]  # per band: reflectance = raw * a + b (standardised)
+    geotransform: Tuple[float, ...]  # of the output window
     wkt: str
     targets: List[Target]
     #: a multi-date model: the input channels holding each date's validity; a pixel invalid on every date is nodata
@@ -335,15 +361,17 @@ class ClassifyPlan:
         return self.model.card.heads
 
 
-def _targets(outputs: Sequence[Optional[str]], heads, confidence: Optional[str], probabilities: Optional[str],
-             log) -> List[Target]:
+def _targets(
+    outputs: Sequence[Optional[str]], heads, confidence: Optional[str], probabilities: Optional[str], log
+) -> List[Target]:
     if not outputs or not outputs[0]:
         raise SatClassifyError("no output file given for the class raster (OUTPUT)")
     extra = [i for i, p in enumerate(outputs) if p and i >= len(heads)]
     if extra:
         raise SatClassifyError(
             f"an output was given for head {extra[0] + 1} but the model has {len(heads)} head(s) "
-            f"({', '.join(h.name for h in heads)}); leave OUTPUT_{extra[0] + 1} empty")
+            f"({', '.join(h.name for h in heads)}); leave OUTPUT_{extra[0] + 1} empty"
+        )
     for i, h in enumerate(heads):
         if i >= len(outputs) or not outputs[i]:
             log(f"head '{h.name}' is not written (no output given for it)")
@@ -368,8 +396,13 @@ def _open_input(input_path: str, model: Model, decode_threads: Optional[bool], l
     return src
 
 
-def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], options: Optional[ClassifyOptions] = None,
-                  log: Callable[[str], None] = lambda m: None) -> ClassifyPlan:
+def plan_classify(
+    src: gdal.Dataset,
+    model: Model,
+    targets: List[Target],
+    options: Optional[ClassifyOptions] = None,
+    log: Callable[[str], None] = lambda m: None,
+) -> ClassifyPlan:
     """Band mapping, nodata, CRS check, optional resampling, output window and tiles of one run."""
     options = options or ClassifyOptions()
     bands, resample = options.bands, options.resample
@@ -378,6 +411,7 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], option
     scale, valid_any = scale_coefficients(card), None
     if card.timeseries:  # a multi-date model: bands by name and date order (core/classify/temporal.py)
         from .temporal import temporal_inputs
+
         if bands and bands.strip():
             log("BANDS is ignored for a multi-date model: its bands are found by name on each date")
         t = temporal_inputs(card, raster.band_names(src), log)
@@ -404,24 +438,49 @@ def plan_classify(src: gdal.Dataset, model: Model, targets: List[Target], option
         log("RESAMPLE ignored: the raster has no CRS, so its pixel size in metres is unknown")
     extent = options.extent
     window = extent_to_window(ds, extent) if extent is not None else (0, 0, ds.RasterXSize, ds.RasterYSize)
-    choice = choose_tiling(ds.RasterXSize, ds.RasterYSize, window, card.tile_size, card.halo, options.tile_size,
-                           options.batch_size, DEFAULT_BATCH, model.fixed_hw, model.batch_dim, model.size_multiple)
+    choice = choose_tiling(
+        ds.RasterXSize,
+        ds.RasterYSize,
+        window,
+        card.tile_size,
+        card.halo,
+        options.tile_size,
+        options.batch_size,
+        DEFAULT_BATCH,
+        model.fixed_hw,
+        model.batch_dim,
+        model.size_multiple,
+    )
     for note in choice.notes:
         log(note)
     tiles = plan_tiles(ds.RasterXSize, ds.RasterYSize, choice.shape, card.halo, window)
     x0, y0, ow, oh = window
     gt = ds.GetGeoTransform()
-    log(f"{len(tiles)} tile(s) of {choice.shape[0]} x {choice.shape[1]} px (halo {card.halo}), batch {choice.batch}, "
-        f"output {ow} x {oh} px; onnxruntime providers: {', '.join(model.providers)}")
-    return ClassifyPlan(ds=ds, model=model, band_numbers=list(band_numbers), nodata=nodata, window=window,
-                        tile=choice.tile, halo=card.halo, batch=choice.batch, tiles=tiles,
-                        scale=scale,
-                        geotransform=(gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5]),
-                        wkt=ds.GetProjection(), targets=targets, valid_any=valid_any)
+    log(
+        f"{len(tiles)} tile(s) of {choice.shape[0]} x {choice.shape[1]} px (halo {card.halo}), batch {choice.batch}, "
+        f"output {ow} x {oh} px; onnxruntime providers: {', '.join(model.providers)}"
+    )
+    return ClassifyPlan(
+        ds=ds,
+        model=model,
+        band_numbers=list(band_numbers),
+        nodata=nodata,
+        window=window,
+        tile=choice.tile,
+        halo=card.halo,
+        batch=choice.batch,
+        tiles=tiles,
+        scale=scale,
+        geotransform=(gt[0] + x0 * gt[1], gt[1], 0.0, gt[3] + y0 * gt[5], 0.0, gt[5]),
+        wkt=ds.GetProjection(),
+        targets=targets,
+        valid_any=valid_any,
+    )
 
 
-def open_model(model: Union[str, Model], options: Optional[ClassifyOptions] = None,
-               monitor: Optional[Monitor] = None) -> Model:
+def open_model(
+    model: Union[str, Model], options: Optional[ClassifyOptions] = None, monitor: Optional[Monitor] = None
+) -> Model:
     """The model a run uses: ``model`` itself when it is loaded already (it must have been loaded for
     ``options.device``), else the ONNX file ``model`` loaded on ``options.device`` with ``options.threads``."""
     options = options or ClassifyOptions()
@@ -429,14 +488,21 @@ def open_model(model: Union[str, Model], options: Optional[ClassifyOptions] = No
         if model.device != options.device:
             raise SatClassifyError(
                 f"the model '{model.path}' was loaded for DEVICE {model.device} but the run asks for DEVICE "
-                f"{options.device}: load it with the run's options (open_model(path, options)) or pass its path")
+                f"{options.device}: load it with the run's options (open_model(path, options)) or pass its path"
+            )
         return model
     return load_model(model, options.device, (monitor or Monitor()).info, options.threads)
 
 
-def classify(input_path: str, model: Union[str, Model], outputs: Sequence[Optional[str]],
-             confidence: Optional[str] = None, probabilities: Optional[str] = None,
-             options: Optional[ClassifyOptions] = None, monitor: Optional[Monitor] = None) -> ClassifyResult:
+def classify(
+    input_path: str,
+    model: Union[str, Model],
+    outputs: Sequence[Optional[str]],
+    confidence: Optional[str] = None,
+    probabilities: Optional[str] = None,
+    options: Optional[ClassifyOptions] = None,
+    monitor: Optional[Monitor] = None,
+) -> ClassifyResult:
     """Classify ``input_path`` with the ONNX model (a path, or a :class:`Model` from :func:`open_model`);
     ``outputs[h]`` is the class raster of head ``h`` (None = skip), ``confidence`` / ``probabilities`` those of the
     first head. The result says what was written and, per head, how many pixels each class value got."""
@@ -446,8 +512,9 @@ def classify(input_path: str, model: Union[str, Model], outputs: Sequence[Option
     monitor = monitor or Monitor()
     model = open_model(model, options, monitor)  # the options were checked when made: before the model loads
     targets = _targets(outputs, model.card.heads, confidence, probabilities, monitor.info)
-    plan = plan_classify(_open_input(input_path, model, options.decode_threads, monitor.info), model, targets,
-                         options, monitor.info)
+    plan = plan_classify(
+        _open_input(input_path, model, options.decode_threads, monitor.info), model, targets, options, monitor.info
+    )
     return run_plan(plan, monitor)
 
 
@@ -466,18 +533,34 @@ def run_plan(plan: ClassifyPlan, monitor: Optional[Monitor] = None) -> ClassifyR
             for t, tmp in zip(plan.targets, tmp_paths):
                 nb = heads[t.head].num_classes if t.kind == "probabilities" else 1
                 fill = 0 if t.kind == "class" else CONF_NODATA
-                out = raster.create_geotiff(tmp, ow, oh, nb, gdal.GDT_Byte, plan.geotransform, plan.wkt, nodata=fill,
-                                             options=OUT_OPTIONS, **_output_metadata(t.kind, heads[t.head]))
+                out = raster.create_geotiff(
+                    tmp,
+                    ow,
+                    oh,
+                    nb,
+                    gdal.GDT_Byte,
+                    plan.geotransform,
+                    plan.wkt,
+                    nodata=fill,
+                    options=OUT_OPTIONS,
+                    **_output_metadata(t.kind, heads[t.head]),
+                )
                 datasets.append(out)
                 writers.append(_StripWriter(out, nb, x0, y0, ow, fill))
             stats = _run_pipeline(plan, writers, monitor)
             negative_dn, scores = stats.pop("negative_dn"), stats.pop("scores")
             counts = stats.pop("class_counts")  # stats keeps the timings
             if negative_dn:
-                log(f"warning: {negative_dn} pixels hold a negative value in a model band, which is no "
+                log(
+                    f"warning: {negative_dn} pixels hold a negative value in a model band, which is no "
                     "valid Sentinel-2 digital number (a fill value, or a stack written with another convention): "
-                    + ("that date is no observation there (as if its VALID were 0); a pixel without a valid date "
-                       "is nodata (class 0)" if plan.valid_any else "they are nodata (class 0)"))
+                    + (
+                        "that date is no observation there (as if its VALID were 0); a pixel without a valid date "
+                        "is nodata (class 0)"
+                        if plan.valid_any
+                        else "they are nodata (class 0)"
+                    )
+                )
             check_scores(heads, scores, log)  # no class raster from a model that gave only NaN
             for out_ds in datasets:
                 out_ds.FlushCache()
@@ -496,18 +579,33 @@ def run_plan(plan: ClassifyPlan, monitor: Optional[Monitor] = None) -> ClassifyR
         outputs=[written.get(i) for i in range(max(written) + 1)],
         confidence=next((t.path for t in plan.targets if t.kind == "confidence"), None),
         probabilities=next((t.path for t in plan.targets if t.kind == "probabilities"), None),
-        provider=model.providers[0], providers=list(model.providers), megapixels=mpix, seconds=seconds,
-        tiles=len(plan.tiles), tile_size=plan.tile, halo=plan.halo, batch_size=plan.batch, heads=heads, stats=stats,
-        class_counts=[counts.get(i) for i in range(len(heads))])
+        provider=model.providers[0],
+        providers=list(model.providers),
+        megapixels=mpix,
+        seconds=seconds,
+        tiles=len(plan.tiles),
+        tile_size=plan.tile,
+        halo=plan.halo,
+        batch_size=plan.batch,
+        heads=heads,
+        stats=stats,
+        class_counts=[counts.get(i) for i in range(len(heads))],
+    )
     log(f"ran on {res.provider}: {mpix:.2f} MPix in {seconds:.2f} s = {res.mpix_per_s:.2f} MPix/s")
     if seconds > 0:
-        log("time of the inference thread: onnxruntime {:.0%}, waiting for input tiles {:.0%}, waiting for the "
+        log(
+            "time of the inference thread: onnxruntime {:.0%}, waiting for input tiles {:.0%}, waiting for the "
             "writer {:.0%} (much waiting for input: reading/decoding is the bottleneck; for the writer: "
-            "compression/disk)".format(stats["inference"] / seconds, stats["wait_input"] / seconds,
-                                        stats["wait_writer"] / seconds))
-        log("CPU time: reader thread {:.1f} s, writer thread {:.1f} s, whole process {:.1f} s in {:.1f} s (on a CPU "
+            "compression/disk)".format(
+                stats["inference"] / seconds, stats["wait_input"] / seconds, stats["wait_writer"] / seconds
+            )
+        )
+        log(
+            "CPU time: reader thread {:.1f} s, writer thread {:.1f} s, whole process {:.1f} s in {:.1f} s (on a CPU "
             "run what the reader and writer take is taken from onnxruntime's threads)".format(
-                stats["reader_cpu"], stats["writer_cpu"], stats["process_cpu"], seconds))
+                stats["reader_cpu"], stats["writer_cpu"], stats["process_cpu"], seconds
+            )
+        )
     return res
 
 
@@ -538,7 +636,7 @@ def _read_runs(ds, group: Sequence[Tile], band_numbers):
         u = ds.ReadAsArray(ux0, ry, ux1 - ux0, rh, band_list=list(band_numbers)).reshape(n_bands, rh, ux1 - ux0)
         for t in run:
             rx, rw = t.read[0], t.read[2]
-            yield t, u[:, :, rx - ux0:rx - ux0 + rw]
+            yield t, u[:, :, rx - ux0 : rx - ux0 + rw]
         i = j
 
 
@@ -552,8 +650,9 @@ class _BatchReader:
         self.a3, self.b3 = a[:, None, None], b[:, None, None]
         bounds = input_bounds(plan.model.card)  # the card's input_clip (None for a multi-date card)
         self.bounds = None if bounds is None else (bounds[0][:, None, None], bounds[1][:, None, None])
-        self.is_float = any(ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
-                            for bn in plan.band_numbers)
+        self.is_float = any(
+            ds.GetRasterBand(bn).DataType in (gdal.GDT_Float32, gdal.GDT_Float64) for bn in plan.band_numbers
+        )
         self.tw, self.th = plan.tiles[0].size
         #: a Sentinel-2 DN model on signed bands: negative stored values are nodata (counted for the log); on a
         #: multi-date stack they make their date invalid at that pixel (:func:`invalidate_negative_dates`)
@@ -573,7 +672,7 @@ class _BatchReader:
             ox, oy = t.core_offset
             if self.negative_dates and plan.valid_any:  # negative_dates implies valid_any
                 self.negatives += invalidate_negative_dates(raw, plan.valid_any, ox, oy, t.core)
-            core = raw[:, oy:oy + t.core[3], ox:ox + t.core[2]]
+            core = raw[:, oy : oy + t.core[3], ox : ox + t.core[2]]
             # NaN and +-inf, nodata values and negative DN are no measurement: those pixels get the outputs' nodata
             invalid, n_neg = invalid_pixels(core, plan.nodata, self.is_float, self.negative_invalid)
             self.negatives += n_neg
@@ -602,14 +701,14 @@ def _tile_array(kind: str, out, lut: np.ndarray, j: int, t: Tile, invalid: np.nd
     ox, oy = t.core_offset
     cw, ch = t.core[2], t.core[3]
     if kind == "class":
-        arr = np.take(lut, idx[j, oy:oy + ch, ox:ox + cw])
+        arr = np.take(lut, idx[j, oy : oy + ch, ox : ox + cw])
         np.putmask(arr, invalid, 0)
         return arr[None]
     if kind == "confidence":
-        arr = np.clip(np.rint(best[j, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
+        arr = np.clip(np.rint(best[j, oy : oy + ch, ox : ox + cw] * 100.0), 0, 100).astype(np.uint8)
         arr[invalid] = CONF_NODATA
         return arr[None]
-    arr = np.clip(np.rint(p[j, :, oy:oy + ch, ox:ox + cw] * 100.0), 0, 100).astype(np.uint8)
+    arr = np.clip(np.rint(p[j, :, oy : oy + ch, ox : ox + cw] * 100.0), 0, 100).astype(np.uint8)
     arr[:, invalid] = CONF_NODATA
     return arr
 
@@ -620,7 +719,8 @@ def _check_output_shapes(heads, outs, x: np.ndarray, tw: int, th: int) -> None:
             raise SatClassifyError(
                 f"the model's output '{h.output}' has shape {tuple(o.shape)} for an input of shape "
                 f"{tuple(x.shape)}; expected ({x.shape[0]}, {h.num_classes}, {th}, {tw}) "
-                f"(one probability per class of head '{h.name}')")
+                f"(one probability per class of head '{h.name}')"
+            )
 
 
 def _run_pipeline(plan: ClassifyPlan, writers, monitor: Monitor):
@@ -648,8 +748,13 @@ class _Pipeline:
         self.counts = {t.head: np.zeros(256, np.int64) for t in plan.targets if t.kind == "class"}
         # seconds of the inference thread in onnxruntime / waiting, and CPU seconds of the reader, the writer and
         # the whole process (onnxruntime's own threads are the rest of the process's CPU)
-        self.stats: Dict[str, Any] = {"inference": 0.0, "wait_input": 0.0, "wait_writer": 0.0, "reader_cpu": 0.0,
-                      "writer_cpu": 0.0}
+        self.stats: Dict[str, Any] = {
+            "inference": 0.0,
+            "wait_input": 0.0,
+            "wait_writer": 0.0,
+            "reader_cpu": 0.0,
+            "writer_cpu": 0.0,
+        }
 
     def put(self, q, item) -> bool:
         while not self.stop.is_set():
@@ -673,7 +778,7 @@ class _Pipeline:
         tiles, batch = self.plan.tiles, self.plan.batch
         try:
             for s in range(0, len(tiles), batch):
-                group = tiles[s:s + batch]
+                group = tiles[s : s + batch]
                 read = self.batches.read(group, self.stop)
                 if read is None or not self.put(self.q_in, (group,) + read):
                     return
@@ -745,8 +850,10 @@ class _Pipeline:
 
     def run(self) -> Dict[str, Any]:
         cpu0 = time.process_time()
-        threads = [threading.Thread(target=self.reader, name="satclassify-reader", daemon=True),
-                   threading.Thread(target=self.writer, name="satclassify-writer", daemon=True)]
+        threads = [
+            threading.Thread(target=self.reader, name="satclassify-reader", daemon=True),
+            threading.Thread(target=self.writer, name="satclassify-writer", daemon=True),
+        ]
         for t in threads:
             t.start()
         try:
@@ -775,7 +882,7 @@ def _score_mask(out, j: int, t: Tile, invalid: np.ndarray, count: list) -> np.nd
     non-finite] added."""
     best = out[1]
     ox, oy = t.core_offset
-    finite = np.isfinite(best[j, oy:oy + t.core[3], ox:ox + t.core[2]])
+    finite = np.isfinite(best[j, oy : oy + t.core[3], ox : ox + t.core[2]])
     valid = ~invalid
     count[0] += int(np.count_nonzero(valid))
     bad = valid & ~finite
@@ -798,7 +905,10 @@ def check_scores(heads, scores: dict, log) -> None:
                 f"the model gave no finite score (NaN or infinite) for any of the {valid} valid pixels of head "
                 f"'{name}': no class raster was written. The model or its card's preprocessing is broken (e.g. a "
                 "std of 0, NaN weights, or input values outside what it was trained on): re-export the model, or "
-                "check its mean/std and input_scale")
-        log(f"warning: the model gave non-finite scores (NaN or infinite) for {bad} of {valid} valid pixels "
+                "check its mean/std and input_scale"
+            )
+        log(
+            f"warning: the model gave non-finite scores (NaN or infinite) for {bad} of {valid} valid pixels "
             f"({100.0 * bad / valid:.2f} %) of head '{name}': those pixels are nodata (class 0, confidence 255), "
-            "not a class")
+            "not a class"
+        )

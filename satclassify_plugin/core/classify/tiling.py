@@ -18,6 +18,7 @@ Stitching: each output pixel is taken from the one tile whose core holds it, i.e
 predictions are blended with weight 1 inside a core and 0 in the halo ring. A model whose receptive
 field fits within the halo therefore gives exactly the whole-image result everywhere.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,6 +34,7 @@ Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize
 @dataclass(frozen=True)
 class Span:
     """One tile along one axis: core [core0, core1) read from [read0, read0 + read_len), then padded."""
+
     core0: int
     core1: int
     read0: int
@@ -47,10 +49,10 @@ class Span:
 @dataclass(frozen=True)
 class Tile:
     index: int
-    row: int            # tile row (tiles come in row-major order; a row shares core rows)
+    row: int  # tile row (tiles come in row-major order; a row shares core rows)
     col: int
-    core: Window        # output pixels this tile writes (raster pixel coordinates)
-    read: Window        # raster pixels this tile reads
+    core: Window  # output pixels this tile writes (raster pixel coordinates)
+    read: Window  # raster pixels this tile reads
     pad: Tuple[int, int]  # (right, bottom) reflection padding after the read data
 
     @property
@@ -72,7 +74,8 @@ def check_tile_halo(tile: int, halo: int) -> None:
     if tile <= 2 * halo:
         raise SatClassifyError(
             f"tile size {tile} is too small for the model's halo of {halo} pixels: a tile must be larger than "
-            f"2 x halo = {2 * halo}; set TILE_SIZE to at least {2 * halo + 1} (or 0 for the model's default)")
+            f"2 x halo = {2 * halo}; set TILE_SIZE to at least {2 * halo + 1} (or 0 for the model's default)"
+        )
 
 
 def _read_range(start: int, stop: int, n: int, halo: int) -> Tuple[int, int]:
@@ -111,8 +114,7 @@ def plan_axis(start: int, stop: int, n: int, tile: int, halo: int) -> List[Span]
     return [Span(bounds[i], bounds[i + 1], reads[i], tile, 0) for i in range(m) if bounds[i + 1] > bounds[i]]
 
 
-def fit_tile(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None,
-             multiple: int = 1) -> int:
+def fit_tile(width: int, height: int, tile: int, halo: int, window: Optional[Window] = None, multiple: int = 1) -> int:
     """The smallest square tile (a multiple of ``multiple``, at most ``tile``) that needs no more tiles than
     ``tile`` does: the same number of model runs over fewer pixels (less halo overhead)."""
     check_tile_halo(tile, halo)
@@ -130,8 +132,9 @@ def fit_tile(width: int, height: int, tile: int, halo: int, window: Optional[Win
     if multiple > 1:
         t = -(-t // multiple) * multiple
     t = min(t, best)
-    while t > 2 * halo and [tiles_needed(x0, x0 + w, width, t, halo),
-                            tiles_needed(y0, y0 + h, height, t, halo)] != need:
+    while (
+        t > 2 * halo and [tiles_needed(x0, x0 + w, width, t, halo), tiles_needed(y0, y0 + h, height, t, halo)] != need
+    ):
         t += 1  # rounding guard; never exceeds ``tile``
         if t >= tile:
             return tile
@@ -173,10 +176,16 @@ def plan_tiles(width: int, height: int, tile, halo: int, window: Optional[Window
     tiles: List[Tile] = []
     for r, sy in enumerate(ys):
         for c, sx in enumerate(xs):
-            tiles.append(Tile(len(tiles), r, c,
-                              (sx.core0, sy.core0, sx.core1 - sx.core0, sy.core1 - sy.core0),
-                              (sx.read0, sy.read0, sx.read_len, sy.read_len),
-                              (sx.pad, sy.pad)))
+            tiles.append(
+                Tile(
+                    len(tiles),
+                    r,
+                    c,
+                    (sx.core0, sy.core0, sx.core1 - sx.core0, sy.core1 - sy.core0),
+                    (sx.read0, sy.read0, sx.read_len, sy.read_len),
+                    (sx.pad, sy.pad),
+                )
+            )
     return tiles
 
 
@@ -184,6 +193,7 @@ def plan_tiles(width: int, height: int, tile, halo: int, window: Optional[Window
 class TileChoice:
     """The tile and batch a classify run uses, and why (``notes``: lines for the log). ``tile`` is the longer
     edge; ``size`` is (width, height) of the tiles (None: square)."""
+
     tile: int
     batch: int
     notes: Tuple[str, ...] = ()
@@ -195,9 +205,19 @@ class TileChoice:
         return self.size or (self.tile, self.tile)
 
 
-def choose_tiling(width: int, height: int, window: Window, card_tile: int, halo: int, tile_size: int = 0,
-                  batch_size: int = 0, default_batch: int = 4, fixed_hw: Optional[Tuple[int, int]] = None,
-                  batch_dim: Optional[int] = None, size_multiple: Optional[int] = None) -> TileChoice:
+def choose_tiling(
+    width: int,
+    height: int,
+    window: Window,
+    card_tile: int,
+    halo: int,
+    tile_size: int = 0,
+    batch_size: int = 0,
+    default_batch: int = 4,
+    fixed_hw: Optional[Tuple[int, int]] = None,
+    batch_dim: Optional[int] = None,
+    size_multiple: Optional[int] = None,
+) -> TileChoice:
     """Pure planning of a run's tile and batch from the user's TILE_SIZE / BATCH_SIZE (0 = default), the model
     card and the ONNX input's fixed dimensions, for a ``width`` x ``height`` raster and output ``window``."""
     check_run_sizes(tile_size, batch_size)
@@ -234,7 +254,9 @@ def choose_tiling(width: int, height: int, window: Window, card_tile: int, halo:
             th = fit_axis(y0, y0 + h, height, max(tile, (tile * tile // tw) // multiple * multiple), halo, multiple)
         if (tw, th) != (tile, tile):
             shown = f"{tw}" if tw == th else f"{tw} x {th}"
-            notes.append(f"tile size {tile} -> {shown}: tiles fitted to the raster's shape (no more tiles than "
-                         f"{tile} x {tile}, less overlap and padding)")
+            notes.append(
+                f"tile size {tile} -> {shown}: tiles fitted to the raster's shape (no more tiles than "
+                f"{tile} x {tile}, less overlap and padding)"
+            )
         return TileChoice(max(tw, th), batch, tuple(notes), (tw, th))
     return TileChoice(tile, batch, tuple(notes))

@@ -5,6 +5,7 @@ Used by the CLC tables (:mod:`.clc`), model cards (:mod:`.modelcard` heads), dat
 value 1..255 (0 = no label), ``code`` the nomenclature's code (e.g. the CLC code "211"), ``name`` and
 ``color`` ("#rrggbb").
 """
+
 from __future__ import annotations
 
 import re
@@ -39,11 +40,16 @@ class ClassRecord:
     @property
     def rgb(self):
         c = self.color.lstrip("#")
-        return tuple(int(c[i:i + 2], 16) for i in (0, 2, 4))
+        return tuple(int(c[i : i + 2], 16) for i in (0, 2, 4))
 
     @classmethod
-    def from_dict(cls, d: Mapping, where: str = "class table", error: Type[Exception] = SatClassifyError,
-                  default_color: str = "#808080") -> "ClassRecord":
+    def from_dict(
+        cls,
+        d: Mapping,
+        where: str = "class table",
+        error: Type[Exception] = SatClassifyError,
+        default_color: str = "#808080",
+    ) -> "ClassRecord":
         """A checked record from ``{value, code?, name?, color?}`` (code defaults to the value, name to
         "class N"); ``error`` names the problem and ``where`` it is."""
         if not isinstance(d, Mapping):
@@ -54,8 +60,7 @@ class ClassRecord:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 255:
-            raise error(f"{where}: class value {value!r} ({d.get('name', '')!r}) is out of range 1..255 "
-                        "(0 = no label)")
+            raise error(f"{where}: class value {value!r} ({d.get('name', '')!r}) is out of range 1..255 (0 = no label)")
         color = d.get("color") or default_color
         if not is_color(color):
             raise error(f"{where}: class {value} has colour {color!r}, which is not #rrggbb")

@@ -13,6 +13,7 @@ store (uint8, 0 = no label):
 Level-1 and level-2 colours are not part of the official legend; each takes the
 colour of the first level-3 class below it (so "Forests" is broad-leaved green).
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,8 +66,11 @@ def legend() -> List[ClcEntry]:
             code = int(row["clc_code"])
             if code in NODATA_CODES:
                 continue
-            entries.append(ClcEntry(int(row["grid_code"]), code, row["level1"], row["level2"],
-                                    row["level3"], _rgb_to_hex(row["rgb"])))
+            entries.append(
+                ClcEntry(
+                    int(row["grid_code"]), code, row["level1"], row["level2"], row["level3"], _rgb_to_hex(row["rgb"])
+                )
+            )
     entries.sort(key=lambda e: e.code)
     return entries
 
@@ -177,7 +181,8 @@ def mapping_from_rows(rows: Iterable[Sequence[str]]) -> "tuple[Dict[int, int], L
             continue  # header
         if len(row) < 3:
             raise SatClassifyError(
-                f"mapping table line {lineno}: expected 'code,value,name[,color]', got {','.join(row)!r}")
+                f"mapping table line {lineno}: expected 'code,value,name[,color]', got {','.join(row)!r}"
+            )
         code, value_text, name = row[0], row[1], row[2]
         color = row[3] if len(row) > 3 and row[3] else None
         if not code.isdigit() or not 1 <= len(code) <= 3:
@@ -187,8 +192,7 @@ def mapping_from_rows(rows: Iterable[Sequence[str]]) -> "tuple[Dict[int, int], L
         except ValueError:
             raise SatClassifyError(f"mapping table line {lineno}: value '{value_text}' is not an integer")
         if not 1 <= value <= 255:
-            raise SatClassifyError(
-                f"mapping table line {lineno}: value {value} out of range 1..255 (0 means no label)")
+            raise SatClassifyError(f"mapping table line {lineno}: value {value} out of range 1..255 (0 means no label)")
         if color is not None:
             color = normalise_color(color, f"mapping table line {lineno}")
         if code in prefix_to_value:
@@ -196,7 +200,8 @@ def mapping_from_rows(rows: Iterable[Sequence[str]]) -> "tuple[Dict[int, int], L
             raise SatClassifyError(
                 f"mapping table lines {first} and {lineno} both map code {code} (to value {prefix_to_value[code]} "
                 f"and {value}): each code may appear once, otherwise one line silently wins. Delete one of the "
-                "two lines")
+                "two lines"
+            )
         prefix_to_value[code] = value
         line_of[code] = lineno
         if value not in infos or (color and infos[value].color == "#000000"):
@@ -239,8 +244,18 @@ def normalise_color(text: str, where: str = "colour") -> str:
     raise SatClassifyError(f"{where}: '{text}' is not a colour (use #rrggbb or r-g-b)")
 
 
-_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf"]
+_PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def default_palette(value: int) -> str:

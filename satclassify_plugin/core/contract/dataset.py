@@ -23,6 +23,7 @@ them into memory. ``<k>`` counts from 0 per split; the manifest lists each split
 equal to ``label_nodata`` and, when masks are written, pixels with mask 0 are not counted). Every
 class of the class table appears, with 0 when absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,11 @@ class _NpyAppender:
             raise
 
     def _header(self, n: int) -> None:
-        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-             "shape": (int(n),) + self.item_shape}
+        d = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (int(n),) + self.item_shape,
+        }
         text = repr(d).encode("latin1")
         pad = self.HEADER_BYTES - 10 - len(text) - 1
         if pad < 0:  # pragma: no cover - shapes here are 4 numbers
@@ -120,26 +124,37 @@ class _NpyAppender:
 class _ShardSet:
     """The open shard of one split: images, labels (and masks) appended patch by patch."""
 
-    def __init__(self, folder: str, split: str, k: int, size: int, bands: int, patch: int, with_masks: bool,
-                 with_labels: bool = True, num_targets: int = 0):
-        images, labels, masks, targets = (f"{kind}-{split}-{k}.npy" for kind in ("images", "labels", "masks",
-                                                                                "targets"))
-        self.names = {"images": images, "labels": labels if with_labels else None,
-                      "masks": masks if with_masks else None, "targets": targets if num_targets else None}
+    def __init__(
+        self,
+        folder: str,
+        split: str,
+        k: int,
+        size: int,
+        bands: int,
+        patch: int,
+        with_masks: bool,
+        with_labels: bool = True,
+        num_targets: int = 0,
+    ):
+        images, labels, masks, targets = (
+            f"{kind}-{split}-{k}.npy" for kind in ("images", "labels", "masks", "targets")
+        )
+        self.names = {
+            "images": images,
+            "labels": labels if with_labels else None,
+            "masks": masks if with_masks else None,
+            "targets": targets if num_targets else None,
+        }
         self.folder, self.size, self.count = folder, size, 0
         self.files: Dict[str, _NpyAppender] = {}
         try:
-            self.files["images"] = _NpyAppender(os.path.join(folder, images), np.uint16,
-                                                (bands, patch, patch), size)
+            self.files["images"] = _NpyAppender(os.path.join(folder, images), np.uint16, (bands, patch, patch), size)
             if with_labels:
-                self.files["labels"] = _NpyAppender(os.path.join(folder, labels), np.uint8,
-                                                    (patch, patch), size)
+                self.files["labels"] = _NpyAppender(os.path.join(folder, labels), np.uint8, (patch, patch), size)
             if num_targets:
-                self.files["targets"] = _NpyAppender(os.path.join(folder, targets), np.uint8,
-                                                     (num_targets,), size)
+                self.files["targets"] = _NpyAppender(os.path.join(folder, targets), np.uint8, (num_targets,), size)
             if with_masks:
-                self.files["masks"] = _NpyAppender(os.path.join(folder, masks), np.uint8,
-                                                   (patch, patch), size)
+                self.files["masks"] = _NpyAppender(os.path.join(folder, masks), np.uint8, (patch, patch), size)
         except BaseException:
             self.discard()
             raise
@@ -160,8 +175,12 @@ class _ShardSet:
         for appender in self.files.values():
             appender.finish()
         self.files = {}
-        entry = {"images": self.names["images"], "labels": self.names["labels"], "masks": self.names["masks"],
-                 "count": self.count}
+        entry = {
+            "images": self.names["images"],
+            "labels": self.names["labels"],
+            "masks": self.names["masks"],
+            "count": self.count,
+        }
         if self.names["targets"]:
             entry["targets"] = self.names["targets"]
         return entry
@@ -187,6 +206,7 @@ class DatasetSpec:
     manifest even without a patch; ``task``: one of :data:`TASKS` (a patch-level task stores targets, and without
     ``with_labels`` no pixel labels); ``resolution_m``: pixel size in ground metres, None when unknown.
     """
+
     bands: Tuple[str, ...]
     patch_size: int
     classes: Tuple[dict, ...]
@@ -228,10 +248,12 @@ class DatasetSpec:
         put("label_nodata", int(self.label_nodata))
         put("crs_wkt", self.crs_wkt or "")
         put("scale", float(self.scale))
-        if self.resolution_m is not None and not (isinstance(self.resolution_m, (int, float))
-                                                  and 0 < self.resolution_m < float("inf")):
-            raise DatasetError(f"resolution_m must be a positive pixel size in ground metres, not "
-                               f"{self.resolution_m!r}")
+        if self.resolution_m is not None and not (
+            isinstance(self.resolution_m, (int, float)) and 0 < self.resolution_m < float("inf")
+        ):
+            raise DatasetError(
+                f"resolution_m must be a positive pixel size in ground metres, not {self.resolution_m!r}"
+            )
         put("resolution_m", None if self.resolution_m is None else float(self.resolution_m))
         put("with_masks", bool(self.with_masks))
         put("splits", tuple(self.splits))
@@ -259,8 +281,9 @@ class DatasetWriter:
         if not folder:
             raise DatasetError("no output folder given")
         if not isinstance(spec, DatasetSpec):
-            raise DatasetError(f"DatasetWriter takes a DatasetSpec (bands, patch size, classes, ...), not "
-                               f"{type(spec).__name__}")
+            raise DatasetError(
+                f"DatasetWriter takes a DatasetSpec (bands, patch size, classes, ...), not {type(spec).__name__}"
+            )
         self.spec = spec
         self.folder = os.path.abspath(folder)
         self.bands, self.classes = list(spec.bands), [dict(c) for c in spec.classes]
@@ -289,21 +312,25 @@ class DatasetWriter:
         try:
             os.makedirs(self.folder, exist_ok=True)
         except OSError as e:
-            raise DatasetError(f"cannot create the output folder '{self.folder}': {e.strerror or e}: choose "
-                               "another folder")
+            raise DatasetError(
+                f"cannot create the output folder '{self.folder}': {e.strerror or e}: choose another folder"
+            )
         old = self._dataset_files(self.folder)
         if old and not overwrite:
-            raise DatasetError(f"folder '{self.folder}' already holds a dataset ({sorted(old)[0]}, ...): "
-                               "choose an empty folder or allow overwriting")
+            raise DatasetError(
+                f"folder '{self.folder}' already holds a dataset ({sorted(old)[0]}, ...): "
+                "choose an empty folder or allow overwriting"
+            )
         if expected_patches:
-            item = len(self.bands) * self.patch_size ** 2 * 2 + self.patch_size ** 2 * (2 if self.with_masks else 1)
+            item = len(self.bands) * self.patch_size**2 * 2 + self.patch_size**2 * (2 if self.with_masks else 1)
             need = int(int(expected_patches) * item * 1.02) + (1 << 20)  # + footprints and manifest
             free = shutil.disk_usage(self.folder).free
             if need > free:
                 raise DatasetError(
-                    f"the dataset needs about {need / 2 ** 20:.0f} MB ({expected_patches} patches) but only "
-                    f"{free / 2 ** 20:.0f} MB are free on the disk of '{self.folder}': free space, choose another "
-                    "folder, or write fewer patches (MAX_PATCHES, STRIDE)")
+                    f"the dataset needs about {need / 2**20:.0f} MB ({expected_patches} patches) but only "
+                    f"{free / 2**20:.0f} MB are free on the disk of '{self.folder}': free space, choose another "
+                    "folder, or write fewer patches (MAX_PATCHES, STRIDE)"
+                )
         # everything is written into a staging folder beside the dataset and moved in by close(): an earlier
         # dataset stays whole until the new one is complete, and a failure leaves the folder as it was. Its name
         # carries this process's id: the staging folders of interrupted runs (SIGTERM, a crash) whose process is
@@ -382,9 +409,11 @@ class DatasetWriter:
             bad = ~self._allowed[label]
             if bad.any():
                 v = int(label[bad][0])
-                raise DatasetError(f"label value {v} is not in the class table "
-                                   f"({sorted(c_['value'] for c_ in self.classes)}) nor the nodata value "
-                                   f"{self.label_nodata}")
+                raise DatasetError(
+                    f"label value {v} is not in the class table "
+                    f"({sorted(c_['value'] for c_ in self.classes)}) nor the nodata value "
+                    f"{self.label_nodata}"
+                )
         elif label is not None:
             raise DatasetError("a label patch was given but the writer was created with with_labels=False")
         if self.num_targets:
@@ -404,8 +433,9 @@ class DatasetWriter:
             shard = self._open.get(split)
             if shard is None:
                 k = len(self._done[split])
-                shard = _ShardSet(self.stage, split, k, self.shard_size, c, p, self.with_masks, self.with_labels,
-                                  self.num_targets)
+                shard = _ShardSet(
+                    self.stage, split, k, self.shard_size, c, p, self.with_masks, self.with_labels, self.num_targets
+                )
                 self._open[split] = shard
             i = shard.count
             shard.add(image, label, mask, target)
@@ -425,8 +455,10 @@ class DatasetWriter:
     def _check_target(self, target) -> np.ndarray:
         k = self.num_targets
         if target is None:
-            raise DatasetError(f"this {self.task} dataset stores a target per patch: give target= (a multi-hot "
-                               f"vector of {k} values in class-table order)")
+            raise DatasetError(
+                f"this {self.task} dataset stores a target per patch: give target= (a multi-hot "
+                f"vector of {k} values in class-table order)"
+            )
         t = np.asarray(target)
         if t.shape != (k,):
             raise DatasetError(f"patch target has shape {t.shape}, expected ({k},) (one 0/1 per class)")
@@ -439,8 +471,10 @@ class DatasetWriter:
 
     def _write_error(self, e: OSError) -> DatasetError:
         why, fix = os_error_text(e)
-        return DatasetError(f"cannot write the dataset into '{self.folder}': {why}. Nothing was kept (an earlier "
-                            f"dataset there is unchanged): {fix}")
+        return DatasetError(
+            f"cannot write the dataset into '{self.folder}': {why}. Nothing was kept (an earlier "
+            f"dataset there is unchanged): {fix}"
+        )
 
     def stage_path(self, name: str) -> str:
         """Where to write an extra file of the dataset (e.g. patches.gpkg): it is moved in with the shards."""
@@ -457,8 +491,10 @@ class DatasetWriter:
         elif arr.dtype.kind not in "iub":
             raise DatasetError(f"{what} patch has dtype {arr.dtype}, expected {np.dtype(dtype).name}")
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise DatasetError(f"{what} patch values {arr.min()}..{arr.max()} do not fit "
-                               f"{np.dtype(dtype).name} ({info.min}..{info.max})")
+            raise DatasetError(
+                f"{what} patch values {arr.min()}..{arr.max()} do not fit "
+                f"{np.dtype(dtype).name} ({info.min}..{info.max})"
+            )
         return arr.astype(dtype)
 
     def counts(self) -> Dict[str, int]:
@@ -492,16 +528,23 @@ class DatasetWriter:
             for v in np.nonzero(counts)[0]:  # never happens (add() checks), kept for completeness
                 if int(v) != self.label_nodata and str(int(v)) not in cc:
                     cc[str(int(v))] = int(counts[v])
-            splits[s] = {"patches": sum(x["count"] for x in self._done[s]), "shards": self._done[s],
-                         "class_counts": cc}
+            splits[s] = {"patches": sum(x["count"] for x in self._done[s]), "shards": self._done[s], "class_counts": cc}
             if self.num_targets:
                 tc = {str(v): int(n) for v, n in zip(values, self._tcounts[s])}
                 splits[s]["target_counts"] = tc
                 if not self.with_labels:  # no pixels to count: class_counts count the patches holding each class
                     splits[s]["class_counts"] = dict(tc)
-        manifest = {"schema_version": SCHEMA_VERSION, "bands": self.bands, "dtype": "uint16", "scale": self.scale,
-                    "patch_size": self.patch_size, "crs": self.crs_wkt, "classes": self.classes,
-                    "label_nodata": self.label_nodata, "splits": splits}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "bands": self.bands,
+            "dtype": "uint16",
+            "scale": self.scale,
+            "patch_size": self.patch_size,
+            "crs": self.crs_wkt,
+            "classes": self.classes,
+            "label_nodata": self.label_nodata,
+            "splits": splits,
+        }
         if self.task != "segmentation":
             manifest["task"] = self.task
         if self.resolution_m is not None:
@@ -562,8 +605,9 @@ def split_blocks(block_of: Sequence, val_fraction: float, test_fraction: float, 
     train. At least one block always stays in train, so a handful of items (even one block) still gives a
     training split (val and test may then be empty)."""
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1.0:
-        raise DatasetError(f"val fraction {val_fraction} + test fraction {test_fraction} must be below 1 "
-                           "(the rest is train)")
+        raise DatasetError(
+            f"val fraction {val_fraction} + test fraction {test_fraction} must be below 1 (the rest is train)"
+        )
     items: Dict = {}
     for i, b in enumerate(block_of):
         items.setdefault(b, []).append(i)
@@ -596,8 +640,9 @@ class Dataset:
             raise DatasetError(f"dataset folder '{folder}' does not exist")
         path = os.path.join(self.folder, MANIFEST)
         if not os.path.isfile(path):
-            raise DatasetError(f"no manifest.json in '{self.folder}': is this a folder written by "
-                               "satclassify:buildpatches?")
+            raise DatasetError(
+                f"no manifest.json in '{self.folder}': is this a folder written by satclassify:buildpatches?"
+            )
         try:
             with open(path, encoding="utf-8") as f:
                 m = json.load(f)
@@ -618,8 +663,10 @@ class Dataset:
             if key not in m:
                 self._fail(f"missing key '{key}'")
         if m["schema_version"] != SCHEMA_VERSION:
-            self._fail(f"schema_version {m['schema_version']!r} is not supported (this version reads "
-                       f"{SCHEMA_VERSION}): rebuild the dataset with satclassify:buildpatches or update SatClassify")
+            self._fail(
+                f"schema_version {m['schema_version']!r} is not supported (this version reads "
+                f"{SCHEMA_VERSION}): rebuild the dataset with satclassify:buildpatches or update SatClassify"
+            )
         if not isinstance(m["bands"], list) or not m["bands"]:
             self._fail("'bands' must be a non-empty list of band names")
         if m["dtype"] != "uint16":
@@ -670,15 +717,19 @@ class Dataset:
             self._fail(f"split '{split}' shard {k}: bad file name {name!r}")
         path = os.path.join(self.folder, name)
         if not os.path.isfile(path):
-            raise DatasetError(f"shard file '{name}' of split '{split}' is missing from '{self.folder}': "
-                               "the dataset is incomplete, rebuild it with satclassify:buildpatches")
+            raise DatasetError(
+                f"shard file '{name}' of split '{split}' is missing from '{self.folder}': "
+                "the dataset is incomplete, rebuild it with satclassify:buildpatches"
+            )
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
             raise DatasetError(f"cannot read shard '{path}': {e}")
         if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
-            raise DatasetError(f"shard '{name}' has shape {arr.shape} and dtype {arr.dtype}, but the manifest "
-                               f"expects {tuple(shape)} {np.dtype(dtype).name}: the dataset is corrupt, rebuild it")
+            raise DatasetError(
+                f"shard '{name}' has shape {arr.shape} and dtype {arr.dtype}, but the manifest "
+                f"expects {tuple(shape)} {np.dtype(dtype).name}: the dataset is corrupt, rebuild it"
+            )
         return arr
 
     # -- properties ------------------------------------------------------------------------------
@@ -723,7 +774,7 @@ class Dataset:
 
     @property
     def task(self) -> str:
-        """"segmentation" (pixel labels), "multilabel" or "singlelabel" (patch-level targets)."""
+        """ "segmentation" (pixel labels), "multilabel" or "singlelabel" (patch-level targets)."""
         return self._task
 
     @property

@@ -22,12 +22,24 @@ _ERRNO_TEXT = {
 }
 #: GDAL reports the same conditions in its messages (RuntimeError with UseExceptions)
 _GDAL_TEXT = (
-    ("no space left on device", _errno.ENOSPC), ("disk quota", getattr(_errno, "EDQUOT", -1)),
-    ("read-only file system", _errno.EROFS), ("permission denied", _errno.EACCES),
+    ("no space left on device", _errno.ENOSPC),
+    ("disk quota", getattr(_errno, "EDQUOT", -1)),
+    ("read-only file system", _errno.EROFS),
+    ("permission denied", _errno.EACCES),
     ("operation not permitted", _errno.EPERM),
 )
-_DAMAGED = ("tiffread", "tiffreadencoded", "ireadblock failed", "read error", "truncated", "unexpected end",
-            "failed to read", "cannot read", "not a tiff", "corrupt")
+_DAMAGED = (
+    "tiffread",
+    "tiffreadencoded",
+    "ireadblock failed",
+    "read error",
+    "truncated",
+    "unexpected end",
+    "failed to read",
+    "cannot read",
+    "not a tiff",
+    "corrupt",
+)
 
 
 def io_error_message(e: BaseException, path: str = "") -> str:
@@ -41,11 +53,15 @@ def io_error_message(e: BaseException, path: str = "") -> str:
         code = gdal_error_code(text)
         if code is None:
             if any(s in low for s in _DAMAGED):
-                return f"GDAL could not read {path or 'a file'}: {text.rstrip('.')}. The file is truncated or " \
-                       "damaged: copy or download it again"
+                return (
+                    f"GDAL could not read {path or 'a file'}: {text.rstrip('.')}. The file is truncated or "
+                    "damaged: copy or download it again"
+                )
             if path and "write" in low:
-                return (f"cannot write '{path}': GDAL reported '{text}': check that the disk has free space and "
-                        "the folder is writable")
+                return (
+                    f"cannot write '{path}': GDAL reported '{text}': check that the disk has free space and "
+                    "the folder is writable"
+                )
             return f"GDAL failed on {path or 'a file'}: {text}"
     where = path or getattr(e, "filename", None) or ""
     why, fix = os_error_text(e, code)

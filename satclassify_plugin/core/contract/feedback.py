@@ -6,6 +6,7 @@ through ``monitor.sub(start, end)``. The algorithms adapt ``QgsProcessingFeedbac
 ``SatClassifyAlgorithm.monitor``, and turn ``Canceled`` (a :class:`SatClassifyError`) into the tool's message like
 any other user error.
 """
+
 from typing import Callable, Optional
 
 from .errors import SatClassifyError
@@ -21,9 +22,12 @@ class Canceled(SatClassifyError):
 class Monitor:
     """Progress (a fraction 0-1), messages and cancel. All callbacks are optional."""
 
-    def __init__(self, progress: Optional[Callable[[float], None]] = None,
-                 info: Optional[Callable[[str], None]] = None,
-                 is_canceled: Optional[Callable[[], bool]] = None):
+    def __init__(
+        self,
+        progress: Optional[Callable[[float], None]] = None,
+        info: Optional[Callable[[str], None]] = None,
+        is_canceled: Optional[Callable[[], bool]] = None,
+    ):
         self._progress, self._info, self._is_canceled = progress, info, is_canceled
 
     def progress(self, fraction: float) -> None:

@@ -2,6 +2,7 @@
 
 Pure numpy. The confusion matrix is indexed [reference, predicted] (rows = truth).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -104,16 +105,18 @@ def compute_metrics(matrix, values: Sequence[int], names: Optional[Dict[int, str
 
     per_class: List[dict] = []
     for i, v in enumerate(values):
-        per_class.append({
-            "value": int(v),
-            "name": (names or {}).get(int(v), str(v)),
-            "precision": clean(float(precision[i])),
-            "recall": clean(float(recall[i])),
-            "f1": clean(float(f1[i])),
-            "iou": clean(float(iou[i])),
-            "support": int(ref_tot[i]),
-            "predicted": int(pred_tot[i]),
-        })
+        per_class.append(
+            {
+                "value": int(v),
+                "name": (names or {}).get(int(v), str(v)),
+                "precision": clean(float(precision[i])),
+                "recall": clean(float(recall[i])),
+                "f1": clean(float(f1[i])),
+                "iou": clean(float(iou[i])),
+                "support": int(ref_tot[i]),
+                "predicted": int(pred_tot[i]),
+            }
+        )
     macro_f1 = clean(float(np.nanmean(np.where(present, np.nan_to_num(f1), np.nan)))) if present.any() else None
     miou = clean(float(np.nanmean(np.where(present, np.nan_to_num(iou), np.nan)))) if present.any() else None
     return {
@@ -129,6 +132,7 @@ def compute_metrics(matrix, values: Sequence[int], names: Optional[Dict[int, str
 
 
 # -- multi-label (patch classification: any number of classes per sample) ----------------------------------
+
 
 def _as_01(a, what) -> np.ndarray:
     a = np.asarray(a)
@@ -167,9 +171,18 @@ def multilabel_scores(truth, predicted, names: Optional[Sequence[str]] = None) -
         "macro_f1": float(np.mean(np.nan_to_num(f1[present]))) if present.any() else None,
         "sample_f1": float(sample_f1.mean()) if len(sample_f1) else None,
         "samples": int(t.shape[0]),
-        "classes": [{"index": k, "name": (names[k] if names else str(k)), "precision": clean(prec[k]),
-                     "recall": clean(rec[k]), "f1": clean(f1[k]), "support": int(t[:, k].sum()),
-                     "predicted": int(p[:, k].sum())} for k in range(t.shape[1])],
+        "classes": [
+            {
+                "index": k,
+                "name": (names[k] if names else str(k)),
+                "precision": clean(prec[k]),
+                "recall": clean(rec[k]),
+                "f1": clean(f1[k]),
+                "support": int(t[:, k].sum()),
+                "predicted": int(p[:, k].sum()),
+            }
+            for k in range(t.shape[1])
+        ],
     }
 
 

@@ -4,6 +4,7 @@ Pure Python (shared with the training package). See DESIGN.md "Model contract (O
 :func:`parse_card` validates and normalises a card; :func:`card_from_deepness` builds one
 from the metadata keys that Deepness models carry, for models made by other tools.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,16 @@ from .errors import SatClassifyError
 SCHEMA_VERSION = 1
 METADATA_KEY = "satclassify"
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12", "SCL")
-DEEPNESS_KEYS = ("model_type", "class_names", "resolution", "tiles_size", "tile_size", "tiles_overlap",
-                 "standardization_mean", "standardization_std")
+DEEPNESS_KEYS = (
+    "model_type",
+    "class_names",
+    "resolution",
+    "tiles_size",
+    "tile_size",
+    "tiles_overlap",
+    "standardization_mean",
+    "standardization_std",
+)
 
 
 class ModelCardError(SatClassifyError):
@@ -84,10 +93,19 @@ class ModelCard:
     input_clip: Optional[List[List[float]]] = None
 
     def to_dict(self) -> dict:
-        d = {"schema_version": self.schema_version, "architecture": self.architecture, "bands": list(self.bands),
-             "resolution_m": self.resolution_m, "input_scale": self.input_scale, "mean": self.mean,
-             "std": self.std, "tile_size": self.tile_size, "halo": self.halo,
-             "heads": [h.to_dict() for h in self.heads], "training": self.training}
+        d = {
+            "schema_version": self.schema_version,
+            "architecture": self.architecture,
+            "bands": list(self.bands),
+            "resolution_m": self.resolution_m,
+            "input_scale": self.input_scale,
+            "mean": self.mean,
+            "std": self.std,
+            "tile_size": self.tile_size,
+            "halo": self.halo,
+            "heads": [h.to_dict() for h in self.heads],
+            "training": self.training,
+        }
         if self.timeseries:
             d["timeseries"] = dict(self.timeseries)
         if self.input_clip is not None:
@@ -148,7 +166,8 @@ def parse_card(data) -> ModelCard:
     if version != SCHEMA_VERSION:
         raise ModelCardError(
             f"model card schema_version {version!r} is not supported (this plugin reads {SCHEMA_VERSION}); "
-            "update the plugin or re-export the model")
+            "update the plugin or re-export the model"
+        )
     arch = _req(data, "architecture", "the card")
     if not isinstance(arch, str) or not arch:
         raise ModelCardError("model card: 'architecture' must be a non-empty string")
@@ -195,7 +214,8 @@ def parse_card(data) -> ModelCard:
             value = _req(c, "value", f"class {j} of head '{name}'")
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ModelCardError(
-                    f"model card: class {j} of head '{name}' has value {value!r}; values are 1..255 (0 = no label)")
+                    f"model card: class {j} of head '{name}' has value {value!r}; values are 1..255 (0 = no label)"
+                )
             classes.append(ClassRecord.from_dict(c, f"model card: head '{name}'", ModelCardError))
         if len({c.value for c in classes}) != len(classes):
             raise ModelCardError(f"model card: head '{name}' has duplicate class values")
@@ -205,10 +225,22 @@ def parse_card(data) -> ModelCard:
     training = data.get("training") or {}
     if not isinstance(training, Mapping):
         raise ModelCardError("model card: 'training' must be an object")
-    card = ModelCard(arch, list(bands), heads, float(res) if res is not None else None, float(scale),
-                     mean, std, tile, halo, dict(training), version)
+    card = ModelCard(
+        arch,
+        list(bands),
+        heads,
+        float(res) if res is not None else None,
+        float(scale),
+        mean,
+        std,
+        tile,
+        halo,
+        dict(training),
+        version,
+    )
     if data.get("timeseries") is not None:
         from .timeseries import check_card_entry
+
         card.timeseries = check_card_entry(data["timeseries"], card.bands, ModelCardError)
     card.input_clip = _clip_list(data.get("input_clip"), n)
     if card.input_clip is not None and card.timeseries:
@@ -220,6 +252,7 @@ def _check_standardization(mean, std, where: str) -> None:
     """A card's (mean, std): finite numbers, every std > 0 (a std of 0 divides by zero: the model would see
     infinite inputs and give NaN, i.e. no class)."""
     import math
+
     if mean is not None and not all(math.isfinite(m) for m in mean):
         raise ModelCardError(f"{where}: the mean values must be finite numbers, got {mean}")
     if std is not None and not all(math.isfinite(s) and s > 0 for s in std):
@@ -227,19 +260,30 @@ def _check_standardization(mean, std, where: str) -> None:
         raise ModelCardError(
             f"{where}: every std value must be a finite number > 0, got {std} (band(s) {', '.join(map(str, bad))}): "
             "a std of 0 divides by zero and the model gives no class. Fix the model's metadata: the std of each "
-            "band's training values (e.g. 1.0 for a band that needs no standardisation)")
+            "band's training values (e.g. 1.0 for a band that needs no standardisation)"
+        )
 
 
 def _clip_list(v, n) -> Optional[List[List[float]]]:
     """``input_clip``: None, or one [lo, hi] pair of raw values per band with lo < hi."""
     if v is None:
         return None
-    ok = isinstance(v, (list, tuple)) and len(v) == n and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                              for x in p) and p[0] < p[1] for p in v)
+    ok = (
+        isinstance(v, (list, tuple))
+        and len(v) == n
+        and all(
+            isinstance(p, (list, tuple))
+            and len(p) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p)
+            and p[0] < p[1]
+            for p in v
+        )
+    )
     if not ok:
-        raise ModelCardError(f"model card: 'input_clip' must list one [low, high] pair (low < high) of raw values "
-                             f"per band ({n} bands), got {v!r}")
+        raise ModelCardError(
+            f"model card: 'input_clip' must list one [low, high] pair (low < high) of raw values "
+            f"per band ({n} bands), got {v!r}"
+        )
     return [[float(p[0]), float(p[1])] for p in v]
 
 
@@ -248,6 +292,7 @@ def input_transform(card: ModelCard):
     input_clip, input_scale, then (x - mean) / std. Without a clip lo = -inf, hi = +inf. The one definition of
     the card's preprocessing: classify, classifypatches, the training package's evaluate and export use it."""
     import numpy as np
+
     n = card.num_bands
     a = np.full(n, card.input_scale, dtype=np.float64)
     b = np.zeros(n, dtype=np.float64)
@@ -265,6 +310,7 @@ def input_transform(card: ModelCard):
 def preprocess(card: ModelCard, raw):
     """(N, C, H, W) or (C, H, W) raw band values -> the model's float32 input, as the plugin feeds it."""
     import numpy as np
+
     a, b, lo, hi = input_transform(card)
     shape = (-1, 1, 1)
     x = np.clip(np.asarray(raw, dtype=np.float64), lo.reshape(shape), hi.reshape(shape))
@@ -278,22 +324,32 @@ def _head_task(h: Mapping, name, k: int):
         raise ModelCardError(f"model card: head '{name}' has task {task!r}; expected one of {', '.join(HEAD_TASKS)}")
     activation = h.get("activation", "sigmoid" if task == "multilabel" else "softmax")
     if activation not in ACTIVATIONS or (activation == "sigmoid") != (task == "multilabel"):
-        raise ModelCardError(f"model card: head '{name}' has task {task!r} with activation {activation!r}; a "
-                             "multiclass head uses softmax, a multilabel head sigmoid")
+        raise ModelCardError(
+            f"model card: head '{name}' has task {task!r} with activation {activation!r}; a "
+            "multiclass head uses softmax, a multilabel head sigmoid"
+        )
     th = h.get("thresholds")
     if th is not None:
         if task != "multilabel":
             raise ModelCardError(f"model card: head '{name}' has thresholds but is not a multilabel head")
-        if not isinstance(th, list) or len(th) != k or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in th):
-            raise ModelCardError(f"model card: head '{name}' thresholds must be {k} numbers in 0..1 (one per class), "
-                                 f"got {th!r}")
+        if (
+            not isinstance(th, list)
+            or len(th) != k
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in th)
+        ):
+            raise ModelCardError(
+                f"model card: head '{name}' thresholds must be {k} numbers in 0..1 (one per class), got {th!r}"
+            )
         th = [float(v) for v in th]
     return task, activation, th
 
 
-def card_from_metadata(props: Mapping[str, str], output_names: List[str], num_inputs: int,
-                       output_channels: Optional[List[Optional[int]]] = None) -> ModelCard:
+def card_from_metadata(
+    props: Mapping[str, str],
+    output_names: List[str],
+    num_inputs: int,
+    output_channels: Optional[List[Optional[int]]] = None,
+) -> ModelCard:
     """The card of a model from its ONNX metadata_props.
 
     Reads the ``satclassify`` key; falls back to Deepness keys; otherwise raises
@@ -305,14 +361,16 @@ def card_from_metadata(props: Mapping[str, str], output_names: List[str], num_in
             if h.output not in output_names:
                 raise ModelCardError(
                     f"model card names output '{h.output}' for head '{h.name}' but the model's outputs are "
-                    f"{output_names}")
+                    f"{output_names}"
+                )
         return card
     if any(k in props for k in DEEPNESS_KEYS):
         return card_from_deepness(props, output_names, num_inputs, output_channels)
     raise ModelCardError(
         "the model has no SatClassify model card: metadata key 'satclassify' is missing "
         f"(and no Deepness keys {', '.join(DEEPNESS_KEYS[:3])}...). Export it with "
-        "'python -m training export', or add the card with training.card.write_card")
+        "'python -m training export', or add the card with training.card.write_card"
+    )
 
 
 def _json_or_literal(text):
@@ -322,6 +380,7 @@ def _json_or_literal(text):
         return json.loads(text)
     except ValueError:
         import ast
+
         try:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -336,6 +395,7 @@ def _deepness_number(props: Mapping[str, str], key: str, lo=None, hi=None, whole
         return None
     v = _json_or_literal(raw)
     import math
+
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if ok and whole:
         ok = float(v).is_integer()
@@ -347,8 +407,12 @@ def _deepness_number(props: Mapping[str, str], key: str, lo=None, hi=None, whole
     return float(v)
 
 
-def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_inputs: int,
-                       output_channels: Optional[List[Optional[int]]] = None) -> ModelCard:
+def card_from_deepness(
+    props: Mapping[str, str],
+    output_names: List[str],
+    num_inputs: int,
+    output_channels: Optional[List[Optional[int]]] = None,
+) -> ModelCard:
     """A card for a Deepness-style model (inputs scaled 0..255, i.e. value/255 of 8-bit data).
 
     Deepness models see RGB(A) imagery; band names are taken as positional ("1", "2", ...) so the
@@ -369,17 +433,20 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
         if per_head and i < len(per_head):
             cls_names = [str(n) for n in per_head[i]]
         else:
-            k = (output_channels[i] if output_channels and i < len(output_channels) else None)
+            k = output_channels[i] if output_channels and i < len(output_channels) else None
             if not k:
                 raise ModelCardError(
-                    f"Deepness model: 'class_names' is missing and output '{out}' has no fixed class count")
+                    f"Deepness model: 'class_names' is missing and output '{out}' has no fixed class count"
+                )
             cls_names = [f"class {j}" for j in range(k)]
         if len(cls_names) > 255:
             raise ModelCardError(
                 f"Deepness model: output '{out}' has {len(cls_names)} classes ('class_names'), but a class raster "
                 "holds at most 255 classes (values 1..255, 0 = no label): SatClassify cannot write this model's "
-                "map. Use a model with at most 255 classes per output")
+                "map. Use a model with at most 255 classes per output"
+            )
         from .clc import default_palette
+
         classes = [HeadClass(j + 1, str(j), n, default_palette(j + 1)) for j, n in enumerate(cls_names)]
         heads.append(Head(f"head{i}" if len(output_names) > 1 else "class", out, classes))
     res = _deepness_number(props, "resolution", lo=0.0)
@@ -396,26 +463,43 @@ def card_from_deepness(props: Mapping[str, str], output_names: List[str], num_in
     std = _json_or_literal(props.get("standardization_std"))
     bands = [str(i + 1) for i in range(num_inputs)]
     if isinstance(mean, list) and len(mean) != num_inputs:
-        raise ModelCardError(f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} "
-                             "channels")
+        raise ModelCardError(
+            f"Deepness model: standardization_mean has {len(mean)} values, input has {num_inputs} channels"
+        )
     if isinstance(std, list) and len(std) != num_inputs:
-        raise ModelCardError(f"Deepness model: standardization_std has {len(std)} values, input has {num_inputs} "
-                             "channels: give one std per input channel")
+        raise ModelCardError(
+            f"Deepness model: standardization_std has {len(std)} values, input has {num_inputs} "
+            "channels: give one std per input channel"
+        )
     if isinstance(mean, list) != isinstance(std, list):
-        raise ModelCardError("Deepness model: give both standardization_mean and standardization_std (one value per "
-                             f"input channel) or neither, got {mean!r} / {std!r}")
+        raise ModelCardError(
+            "Deepness model: give both standardization_mean and standardization_std (one value per "
+            f"input channel) or neither, got {mean!r} / {std!r}"
+        )
     try:
         mean_f = [float(x) for x in mean] if isinstance(mean, list) else None
         std_f = [float(x) for x in std] if isinstance(std, list) else None
     except (TypeError, ValueError):
-        raise ModelCardError(f"Deepness model: standardization_mean / standardization_std must be lists of numbers, "
-                             f"got {mean!r} / {std!r}")
+        raise ModelCardError(
+            f"Deepness model: standardization_mean / standardization_std must be lists of numbers, "
+            f"got {mean!r} / {std!r}"
+        )
     _check_standardization(mean_f, std_f, "Deepness model: standardization_mean / standardization_std")
-    card = ModelCard(architecture=f"deepness-{mtype}", bands=bands, heads=heads, resolution_m=res_m,
-                     input_scale=1.0 / 255.0, mean=[float(x) for x in mean] if isinstance(mean, list) else None,
-                     std=[float(x) for x in std] if isinstance(std, list) else None, tile_size=tile, halo=halo,
-                     training={}, source="deepness")
+    card = ModelCard(
+        architecture=f"deepness-{mtype}",
+        bands=bands,
+        heads=heads,
+        resolution_m=res_m,
+        input_scale=1.0 / 255.0,
+        mean=[float(x) for x in mean] if isinstance(mean, list) else None,
+        std=[float(x) for x in std] if isinstance(std, list) else None,
+        tile_size=tile,
+        halo=halo,
+        training={},
+        source="deepness",
+    )
     if mtype not in ("segmentor", "segmentation"):
         raise ModelCardError(
-            f"Deepness model_type '{mtype}' is not supported: SatClassify runs segmentation models only")
+            f"Deepness model_type '{mtype}' is not supported: SatClassify runs segmentation models only"
+        )
     return card

@@ -15,6 +15,7 @@ Also the shared rules of the temp-then-rename writers (``core.raster.AtomicOutpu
 
 Pure Python (no QGIS, no GDAL): the training env imports it too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,8 @@ def check_style_sidecar(name: str, output: str) -> None:
     if os.path.isfile(qml) and not is_own_style(qml):
         raise SatClassifyError(
             f"{name} '{output}' would replace the QGIS style '{qml}' (the tool writes the layer's style there), "
-            "which SatClassify did not write: rename or move that style, or choose another output file")
+            "which SatClassify did not write: rename or move that style, or choose another output file"
+        )
 
 
 def not_regular(path: str) -> Optional[str]:
@@ -70,9 +72,13 @@ def not_regular(path: str) -> Optional[str]:
         return None  # cannot be inspected (permissions, a file in the path): the write reports what stops it
     if stat.S_ISREG(mode):
         return None
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, what in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return what
     return "not a regular file"
@@ -84,7 +90,7 @@ def regular_target_error(path: str, fix: str = "choose another output file") -> 
     what = not_regular(path)
     if what is None:
         return name_length_error(path)
-    return (f"cannot write '{path}': it is {what}, not a regular file, and the new file would replace it: {fix}")
+    return f"cannot write '{path}': it is {what}, not a regular file, and the new file would replace it: {fix}"
 
 
 #: bytes a writer adds to an output's file name for its temporary files: ``.<name>.<pid>-<8 hex>.part<ext>`` plus
@@ -120,9 +126,11 @@ def name_length_error(path: str, name: str = "") -> Optional[str]:
     if n <= limit:
         return None
     who = f"{name} '{path}'" if name else f"'{path}'"
-    return (f"cannot write {who}: its file name is {n} characters (bytes) long, but the tools write each output "
-            f"under a temporary name up to {TEMP_NAME_ROOM} bytes longer and this file system allows "
-            f"{limit + TEMP_NAME_ROOM}: choose a file name of at most {limit} characters")
+    return (
+        f"cannot write {who}: its file name is {n} characters (bytes) long, but the tools write each output "
+        f"under a temporary name up to {TEMP_NAME_ROOM} bytes longer and this file system allows "
+        f"{limit + TEMP_NAME_ROOM}: choose a file name of at most {limit} characters"
+    )
 
 
 def check_regular_target(path: str, fix: str = "choose another output file") -> None:
@@ -147,12 +155,15 @@ def split_layer(target: str) -> Tuple[str, Optional[str]]:
     for opt in opts:
         m = _LAYERNAME.match(opt.strip())
         if not m or layer is not None:
-            raise SatClassifyError(f"output '{target}': only '|layername=<name>' can follow the file name of an "
-                                   f"output (not '|{opt}'): give 'file.gpkg' or 'file.gpkg|layername=name'")
+            raise SatClassifyError(
+                f"output '{target}': only '|layername=<name>' can follow the file name of an "
+                f"output (not '|{opt}'): give 'file.gpkg' or 'file.gpkg|layername=name'"
+            )
         layer = m.group(1).strip()
     if not layer:
-        raise SatClassifyError(f"output '{target}': the layer name after '|layername=' is empty: give "
-                               "'file.gpkg|layername=name'")
+        raise SatClassifyError(
+            f"output '{target}': the layer name after '|layername=' is empty: give 'file.gpkg|layername=name'"
+        )
     return path, layer
 
 
@@ -260,8 +271,12 @@ def _file_and_layer(target: str) -> Tuple[str, Optional[str]]:
     return path, (m.group(1) if m and m.group(1) else None)
 
 
-def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str],
-                  folders: Optional[Mapping[str, str]] = None, replaces_folder: bool = False) -> None:
+def check_outputs(
+    inputs: Mapping[str, Iterable[str]],
+    outputs: Mapping[str, str],
+    folders: Optional[Mapping[str, str]] = None,
+    replaces_folder: bool = False,
+) -> None:
     """Refuse outputs that would overwrite data, with a message naming both parameters and the fix.
 
     ``inputs``: parameter name -> file paths it reads (a layer, a table, a model; a folder product too).
@@ -279,12 +294,15 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
             continue
         out, layer = _file_and_layer(target)
         if os.path.isdir(out):
-            raise SatClassifyError(f"{name} '{out}' is a folder: give a file name (e.g. "
-                                   f"{os.path.join(out, 'output.tif')})")
+            raise SatClassifyError(
+                f"{name} '{out}' is a folder: give a file name (e.g. {os.path.join(out, 'output.tif')})"
+            )
         what = not_regular(out)
         if what:
-            raise SatClassifyError(f"{name} '{out}' is {what}, not a regular file: the tool writes a new file and "
-                                   f"renames it onto the output, which would replace it. Choose an output file name")
+            raise SatClassifyError(
+                f"{name} '{out}' is {what}, not a regular file: the tool writes a new file and "
+                f"renames it onto the output, which would replace it. Choose an output file name"
+            )
         too_long = name_length_error(out, name)
         if too_long:
             raise SatClassifyError(too_long)
@@ -292,12 +310,14 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
             if same_file(out, in_path):
                 raise SatClassifyError(
                     f"{name} '{out}' is the input {in_name}: writing it would destroy the input. "
-                    "Choose another output file")
+                    "Choose another output file"
+                )
             for ext in SIDECARS:
                 if same_file(out + ext, in_path):
                     raise SatClassifyError(
                         f"{name} '{out}' would replace {in_name} '{in_path}' (GDAL writes '{out}{ext}' beside "
-                        "it): choose another output file")
+                        "it): choose another output file"
+                    )
         k = _key(out)
         for other, other_layer in seen.get(k, ()):
             if layer is None or other_layer is None:
@@ -305,11 +325,13 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
                     f"{name} and {other} are the same file '{out}': one would overwrite the other"
                     + (" (the whole file is written beside one of its layers)" if (layer or other_layer) else "")
                     + ". Give each output its own file (or two layers: 'file.gpkg|layername=a', "
-                    "'file.gpkg|layername=b')")
+                    "'file.gpkg|layername=b')"
+                )
             if layer.lower() == other_layer.lower():  # GeoPackage table names are case-insensitive
                 raise SatClassifyError(
                     f"{name} and {other} are the same layer '{layer}' of '{out}': one would replace the other. "
-                    "Give each output its own layer name")
+                    "Give each output its own layer name"
+                )
         seen.setdefault(k, []).append((name, layer))
     for name, folder in folders.items():
         if not folder:
@@ -320,11 +342,13 @@ def check_outputs(inputs: Mapping[str, Iterable[str]], outputs: Mapping[str, str
             if replaces_folder and inside(in_path, folder):
                 raise SatClassifyError(
                     f"{name} '{folder}' contains the input {in_name} '{in_path}' and would be emptied first "
-                    "(OVERWRITE): choose another output folder")
+                    "(OVERWRITE): choose another output folder"
+                )
         for out_name, out in outputs.items():
             if out and inside(out, folder):
-                raise SatClassifyError(f"{out_name} '{out}' lies inside the output folder {name} '{folder}': "
-                                       "choose a file outside it")
+                raise SatClassifyError(
+                    f"{out_name} '{out}' lies inside the output folder {name} '{folder}': choose a file outside it"
+                )
 
 
 def file_digest(path: str, algorithm: str = "sha256") -> str:

@@ -15,6 +15,7 @@ A stack whose descriptions carry no ``@`` is a single-date stack (the tools read
 :func:`parse_stack` reads the layout from the descriptions (``None`` for a single-date stack) and refuses a
 malformed or inconsistent one with a message naming the band and the fix.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -63,8 +64,9 @@ def parse_date(text: str, what: str = "date") -> _dt.date:
 @dataclass
 class StackLayout:
     """Where each band of each date is in a multi-date stack (0-based band indices)."""
+
     dates: List[str]
-    bands: List[str]              # the reflectance bands of every date, in stack order (without VALID)
+    bands: List[str]  # the reflectance bands of every date, in stack order (without VALID)
     index: Dict[str, Dict[str, int]]  # date -> band -> 0-based index (VALID included)
 
     @property
@@ -86,8 +88,9 @@ class StackLayout:
         bands = list(bands) if bands is not None else self.bands
         missing = [b for b in bands if b not in self.index[date]]
         if missing:
-            raise StackLayoutError(f"the stack has no band {', '.join(missing)} at {date} (it has "
-                                   f"{', '.join(self.bands)})")
+            raise StackLayoutError(
+                f"the stack has no band {', '.join(missing)} at {date} (it has {', '.join(self.bands)})"
+            )
         return [self.index[date][b] for b in bands] + [self.index[date][VALID]]
 
 
@@ -105,8 +108,10 @@ def parse_stack(names: Sequence[str]) -> Optional[StackLayout]:
     names = [str(n or "").strip() for n in names]
     if not is_multidate(names):
         return None
-    fix = ("a multi-date stack names each band <band>@<YYYY-MM-DD>, all bands of a date together, then "
-           "VALID@<date> (docs/DESIGN.md); write it with satclassify:fetchsentinel2 INTERVAL")
+    fix = (
+        "a multi-date stack names each band <band>@<YYYY-MM-DD>, all bands of a date together, then "
+        "VALID@<date> (docs/DESIGN.md); write it with satclassify:fetchsentinel2 INTERVAL"
+    )
     dates: List[str] = []
     index: Dict[str, Dict[str, int]] = {}
     for i, n in enumerate(names):
@@ -121,11 +126,14 @@ def parse_stack(names: Sequence[str]) -> Optional[StackLayout]:
             raise StackLayoutError(f"{e}: {fix}")
         if not dates or dates[-1] != date:
             if date in index:
-                raise StackLayoutError(f"band {i + 1} '{n}': date {date} appears again after other dates (the "
-                                       f"stack is not date-major): {fix}")
+                raise StackLayoutError(
+                    f"band {i + 1} '{n}': date {date} appears again after other dates (the "
+                    f"stack is not date-major): {fix}"
+                )
             if dates and date < dates[-1]:
-                raise StackLayoutError(f"band {i + 1} '{n}': date {date} comes after {dates[-1]}; dates must "
-                                       f"increase: {fix}")
+                raise StackLayoutError(
+                    f"band {i + 1} '{n}': date {date} comes after {dates[-1]}; dates must increase: {fix}"
+                )
             dates.append(date)
             index[date] = {}
         if band in index[date]:
@@ -137,9 +145,11 @@ def parse_stack(names: Sequence[str]) -> Optional[StackLayout]:
             raise StackLayoutError(f"date {d} has no validity band {band_name(VALID, d)}: {fix}")
         got = [b for b in index[d] if b != VALID]
         if got != first:
-            raise StackLayoutError(f"date {d} has bands {', '.join(got) or 'none'} but {dates[0]} has "
-                                   f"{', '.join(first) or 'none'}: every date needs the same bands in the same "
-                                   f"order ({fix})")
+            raise StackLayoutError(
+                f"date {d} has bands {', '.join(got) or 'none'} but {dates[0]} has "
+                f"{', '.join(first) or 'none'}: every date needs the same bands in the same "
+                f"order ({fix})"
+            )
     if not first:
         raise StackLayoutError(f"the stack has only validity bands, no reflectance band: {fix}")
     return StackLayout(dates, first, index)
@@ -154,6 +164,7 @@ def choose_dates(stack_doy: Sequence[int], want_doy: Sequence[int]) -> List[int]
     def dist(a, b):
         d = abs(int(a) - int(b)) % 366
         return min(d, 366 - d)
+
     inf = float("inf")
     cost = [[inf] * (n + 1) for _ in range(m + 1)]
     for j in range(n + 1):
@@ -175,8 +186,10 @@ def choose_dates(stack_doy: Sequence[int], want_doy: Sequence[int]) -> List[int]
 # datasets and model cards
 
 #: the channel layout of a temporal dataset's images and of a temporal model's ``image`` input
-LAYOUT = ("date-major: for each of the T dates its C bands then its validity (1 = valid, 0 = invalid), i.e. "
-          "(N, T * (C + 1), H, W) = (N, T, C + 1, H, W)")
+LAYOUT = (
+    "date-major: for each of the T dates its C bands then its validity (1 = valid, 0 = invalid), i.e. "
+    "(N, T * (C + 1), H, W) = (N, T, C + 1, H, W)"
+)
 DOY_INPUT = "doy"
 
 
@@ -187,27 +200,44 @@ def dataset_layout(manifest: dict) -> Optional[StackLayout]:
     ts = manifest.get("timeseries")
     if lay is None:
         if ts:
-            raise StackLayoutError("the manifest has a 'timeseries' entry but its bands carry no dates: rebuild "
-                                   "the dataset with satclassify:buildpatches from a multi-date stack")
+            raise StackLayoutError(
+                "the manifest has a 'timeseries' entry but its bands carry no dates: rebuild "
+                "the dataset with satclassify:buildpatches from a multi-date stack"
+            )
         return None
     if isinstance(ts, dict) and ts.get("dates") not in (None, lay.dates):
-        raise StackLayoutError(f"the manifest's timeseries dates {ts.get('dates')} differ from its bands' dates "
-                               f"{lay.dates}: the dataset is inconsistent, rebuild it")
+        raise StackLayoutError(
+            f"the manifest's timeseries dates {ts.get('dates')} differ from its bands' dates "
+            f"{lay.dates}: the dataset is inconsistent, rebuild it"
+        )
     return lay
 
 
 def dataset_entry(layout: StackLayout) -> dict:
     """The manifest's ``timeseries`` entry of a dataset built from a multi-date stack."""
-    return {"version": 1, "dates": list(layout.dates), "doy": layout.doy, "bands": list(layout.bands),
-            "num_dates": layout.num_dates, "channels_per_date": len(layout.bands) + 1, "layout": LAYOUT}
+    return {
+        "version": 1,
+        "dates": list(layout.dates),
+        "doy": layout.doy,
+        "bands": list(layout.bands),
+        "num_dates": layout.num_dates,
+        "channels_per_date": len(layout.bands) + 1,
+        "layout": LAYOUT,
+    }
 
 
 def card_entry(bands: Sequence[str], dates: Sequence[str], doy_input: bool) -> dict:
     """The model card's ``timeseries`` entry: the dates (and days of year) the model was trained on, the bands
     of each date and whether the graph takes the days of year as its second input ``doy`` (T,)."""
-    return {"dates": list(dates), "doy": [day_of_year(d) for d in dates], "num_dates": len(dates),
-            "bands": list(bands), "channels_per_date": len(bands) + 1, "layout": LAYOUT,
-            "doy_input": DOY_INPUT if doy_input else None}
+    return {
+        "dates": list(dates),
+        "doy": [day_of_year(d) for d in dates],
+        "num_dates": len(dates),
+        "bands": list(bands),
+        "channels_per_date": len(bands) + 1,
+        "layout": LAYOUT,
+        "doy_input": DOY_INPUT if doy_input else None,
+    }
 
 
 def check_card_entry(ts, bands: Sequence[str], error=SatClassifyError) -> dict:
@@ -227,8 +257,11 @@ def check_card_entry(ts, bands: Sequence[str], error=SatClassifyError) -> dict:
     if list(ts.get("bands") or bands) != list(bands):
         raise error(f"model card: timeseries bands {ts.get('bands')} differ from the card's bands {list(bands)}")
     doy = ts.get("doy") or [day_of_year(d) for d in dates]
-    if not isinstance(doy, list) or len(doy) != len(dates) or not all(isinstance(v, int) and 1 <= v <= 366
-                                                                       for v in doy):
+    if (
+        not isinstance(doy, list)
+        or len(doy) != len(dates)
+        or not all(isinstance(v, int) and 1 <= v <= 366 for v in doy)
+    ):
         raise error(f"model card: timeseries doy {doy!r} must give a day of year 1..366 per date")
     doy_input = ts.get("doy_input")
     if doy_input not in (None, DOY_INPUT):
@@ -236,6 +269,23 @@ def check_card_entry(ts, bands: Sequence[str], error=SatClassifyError) -> dict:
     return {**card_entry(bands, dates, bool(doy_input)), "doy": list(doy)}
 
 
-__all__ = ["DOY_INPUT", "LAYOUT", "SEPARATOR", "VALID", "card_entry", "check_card_entry", "dataset_entry",
-           "dataset_layout", "VALID", "StackLayout", "StackLayoutError", "band_name", "choose_dates", "day_of_year",
-           "descriptions", "is_multidate", "parse_date", "parse_stack"]
+__all__ = [
+    "DOY_INPUT",
+    "LAYOUT",
+    "SEPARATOR",
+    "VALID",
+    "card_entry",
+    "check_card_entry",
+    "dataset_entry",
+    "dataset_layout",
+    "VALID",
+    "StackLayout",
+    "StackLayoutError",
+    "band_name",
+    "choose_dates",
+    "day_of_year",
+    "descriptions",
+    "is_multidate",
+    "parse_date",
+    "parse_stack",
+]

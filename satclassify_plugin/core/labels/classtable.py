@@ -19,6 +19,7 @@ Two ways to get the table (:class:`ClassTable`):
 Codes of the layer the table does not hold are *unknown*: the rasterizer leaves them as no label and reports them
 with their feature counts (never silently dropped).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -72,11 +73,12 @@ def class_color(value: int) -> str:
 @dataclass
 class ClassTable:
     """Class values of codes and the legend. ``derived``: made from the layer's own codes."""
+
     classes: List[ClassRecord]
-    values: Dict[str, int]            # code key -> class value
+    values: Dict[str, int]  # code key -> class value
     derived: bool = False
-    numeric: bool = False             # keys are numbers' text (a number field)
-    source: str = ""                  # where the table came from (for messages)
+    numeric: bool = False  # keys are numbers' text (a number field)
+    source: str = ""  # where the table came from (for messages)
     codes_of: Dict[int, List[str]] = field(default_factory=dict)  # value -> the code keys mapped to it
 
     def value_of(self, raw) -> int:
@@ -88,8 +90,11 @@ class ClassTable:
 
     def manifest_entry(self) -> dict:
         """What the raster's metadata and the dataset manifest record about the table (beside the class list)."""
-        return {"source": self.source, "derived": self.derived,
-                "codes": {str(v): codes for v, codes in sorted(self.codes_of.items())}}
+        return {
+            "source": self.source,
+            "derived": self.derived,
+            "codes": {str(v): codes for v, codes in sorted(self.codes_of.items())},
+        }
 
 
 def _norm_header(name) -> str:
@@ -108,8 +113,10 @@ def table_from_rows(rows: Iterable[Mapping], numeric: bool = False, where: str =
     for i, row in enumerate(rows, start=1):
         r = {_norm_header(k): v for k, v in row.items() if k is not None}
         if "code" not in r:
-            raise SatClassifyError(f"{where} has no 'code' column (columns: {', '.join(str(k) for k in row)}): "
-                                   "give the columns code[,value,name,colour]")
+            raise SatClassifyError(
+                f"{where} has no 'code' column (columns: {', '.join(str(k) for k in row)}): "
+                "give the columns code[,value,name,colour]"
+            )
         key = code_key(r.get("code"), numeric)
         if key is None:
             if all(v in (None, "") or (isinstance(v, str) and not v.strip()) for v in r.values()):
@@ -123,33 +130,43 @@ def table_from_rows(rows: Iterable[Mapping], numeric: bool = False, where: str =
         if with_value is None:
             with_value = has_value
         elif with_value != has_value:
-            raise SatClassifyError(f"{where} row {i} (code {key}): give a value in every row or in none "
-                                   "(none: values 1, 2, ... in row order)")
+            raise SatClassifyError(
+                f"{where} row {i} (code {key}): give a value in every row or in none "
+                "(none: values 1, 2, ... in row order)"
+            )
         if has_value:
             try:
                 fv = float(str(raw_value).strip())
             except ValueError:
                 fv = float("nan")
             if not fv.is_integer() or not 1 <= fv <= MAX_CLASSES:
-                raise SatClassifyError(f"{where} row {i} (code {key}): value '{raw_value}' is not a whole number "
-                                       "1..255 (0 means no label)")
+                raise SatClassifyError(
+                    f"{where} row {i} (code {key}): value '{raw_value}' is not a whole number 1..255 (0 means no label)"
+                )
             value = int(fv)
         else:
             value = n
             if value > MAX_CLASSES:
-                raise SatClassifyError(f"{where} has more than {MAX_CLASSES} codes without values: give a value "
-                                       "column (several codes may share a value)")
+                raise SatClassifyError(
+                    f"{where} has more than {MAX_CLASSES} codes without values: give a value "
+                    "column (several codes may share a value)"
+                )
         if key in values:
-            raise SatClassifyError(f"{where} rows {line_of[key]} and {i} both hold code {key} (values "
-                                   f"{values[key]} and {value}): each code may appear once. Delete one of the rows")
+            raise SatClassifyError(
+                f"{where} rows {line_of[key]} and {i} both hold code {key} (values "
+                f"{values[key]} and {value}): each code may appear once. Delete one of the rows"
+            )
         values[key], line_of[key] = value, i
         codes_of.setdefault(value, []).append(key)
         if value not in by_value:
             name = r.get("name")
             name = str(name).strip() if name not in (None, "") and str(name).strip() else key
             colour = r.get("colour")
-            colour = (normalise_color(str(colour), f"{where} row {i} (code {key})")
-                      if colour not in (None, "") and str(colour).strip() else class_color(value))
+            colour = (
+                normalise_color(str(colour), f"{where} row {i} (code {key})")
+                if colour not in (None, "") and str(colour).strip()
+                else class_color(value)
+            )
             by_value[value] = ClassRecord(value, key, name, colour)
     if not values:
         raise SatClassifyError(f"{where} has no rows: give one row per code (code[,value,name,colour])")
@@ -175,8 +192,10 @@ def read_table_csv(path: str, numeric: bool = False) -> ClassTable:
     delim = ";" if first.count(";") > first.count(",") else ","
     reader = csv.DictReader(text.splitlines(), delimiter=delim)
     if not reader.fieldnames or "code" not in [_norm_header(h) for h in reader.fieldnames]:
-        raise SatClassifyError(f"class table '{path}' has no header row with a 'code' column (first line: "
-                               f"{first[:80]!r}): the first line names the columns, e.g. code,value,name,colour")
+        raise SatClassifyError(
+            f"class table '{path}' has no header row with a 'code' column (first line: "
+            f"{first[:80]!r}): the first line names the columns, e.g. code,value,name,colour"
+        )
     return table_from_rows(list(reader), numeric, where=f"class table '{os.path.basename(path)}'")
 
 
@@ -190,8 +209,16 @@ def table_from_codes(codes: Sequence, numeric: bool = False, where: str = "the c
     else:
         ordered = sorted(keys)
     if len(ordered) > MAX_CLASSES:
-        raise SatClassifyError(f"{where} holds {len(ordered)} distinct codes, more than the {MAX_CLASSES} classes a "
-                               "class raster holds: give a class table (CLASS_TABLE) that maps them to fewer classes")
+        raise SatClassifyError(
+            f"{where} holds {len(ordered)} distinct codes, more than the {MAX_CLASSES} classes a "
+            "class raster holds: give a class table (CLASS_TABLE) that maps them to fewer classes"
+        )
     classes = [ClassRecord(i, k, k, class_color(i)) for i, k in enumerate(ordered, start=1)]
-    return ClassTable(classes, {k: i for i, k in enumerate(ordered, start=1)}, derived=True, numeric=numeric,
-                      source=f"derived from {where}", codes_of={i: [k] for i, k in enumerate(ordered, start=1)})
+    return ClassTable(
+        classes,
+        {k: i for i, k in enumerate(ordered, start=1)},
+        derived=True,
+        numeric=numeric,
+        source=f"derived from {where}",
+        codes_of={i: [k] for i, k in enumerate(ordered, start=1)},
+    )

@@ -28,6 +28,7 @@ One row strip at a time (:func:`strip_majority`):
    classes its single piece separates, split where it meets the run;
 6. for the mixed mask, the dominant fraction of the single-piece pixels from their piece alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def shared_once(u0, v0, u1, v1, cls):
     ok = fwd[a] != fwd[b]
     a, b = a[ok], b[ok]
     fa = fwd[a]
-    first = b + (a - b) * fa   # the copy running from the lower point to the higher keeps its direction
+    first = b + (a - b) * fa  # the copy running from the lower point to the higher keeps its direction
     other = a + b - first
     minus = np.full(u0.size, -1, np.int64)
     minus[first] = cls[other]
@@ -99,8 +100,9 @@ def _sorted_crossings(row, u, slope, sign, width: int):
     return o
 
 
-def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
-                   mixed_threshold: Optional[float] = None) -> Optional[cv.StripResult]:
+def strip_majority(
+    u0, v0, u1, v1, cls, y0: int, rows: int, width: int, mixed_threshold: Optional[float] = None
+) -> Optional[cv.StripResult]:
     """Majority raster of rows [y0, y0 + rows), the exact values of its complex pixels (and their dominant
     fraction) and, with ``mixed_threshold``, the mixed mask; or None when the strip is not a clean coverage."""
     u0, v0, u1, v1, plus, minus = shared_once(u0, v0 - y0, u1, v1 - y0, cls)
@@ -115,12 +117,12 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     xdv = v1[xe] - v0[xe]
     s = (u1[xe] - u0[xe]) / xdv
     xv = vc[x]
-    xu = u0[xe] + (xv - v0[xe]) * s     # moved along the edge from its nearer end
+    xu = u0[xe] + (xv - v0[xe]) * s  # moved along the edge from its nearer end
     far = np.flatnonzero(np.abs(xv - v0[xe]) > np.abs(xv - v1[xe]))
     xu[far] = u1[xe[far]] + (xv[far] - v1[xe[far]]) * s[far]
     inside = xu < width
     xe, xr, xdv, s, xu = xe[inside], xr[inside], xdv[inside], s[inside], xu[inside]
-    down = xdv > 0                      # the plus polygon lies right of the crossing
+    down = xdv > 0  # the plus polygon lies right of the crossing
     sign = (minus[xe] < 0) * (2 * down.astype(np.int64) - 1)  # polygons entered (+1) or left (-1)
     o = _sorted_crossings(xr, xu, s, sign, width)
     xe, xr, xu, down, sign = xe[o], xr[o], xu[o], down[o], sign[o]
@@ -135,7 +137,7 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     if xr.size and ((mult < 0).any() or (mult > 1).any() or (left != prev_right).any()):
         return None
     c_start = np.maximum(np.floor(xu - 0.5).astype(np.int64) + 1, 0)
-    pos = xr * width + c_start           # non-decreasing: sorted by row, then u
+    pos = xr * width + c_start  # non-decreasing: sorted by row, then u
     out = cv._fill_runs(xr, c_start - 1, np.maximum(right, 0).astype(np.uint8), rows, width)
 
     def centre_class(r, c):
@@ -147,8 +149,8 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
 
     # -- 4. complex pixels ----------------------------------------------------------------------------------
     c_lo, c_hi, slope = cv.columns(ua, va, ub, vb, width)
-    sp = np.flatnonzero(c_hi >= c_lo)    # row pieces with a column inside (or left of) the grid
-    w2 = width + 2                       # pixel id: row * w2 + col + 1 (col -1..width - 1; a gap between rows)
+    sp = np.flatnonzero(c_hi >= c_lo)  # row pieces with a column inside (or left of) the grid
+    w2 = width + 2  # pixel id: row * w2 + col + 1 (col -1..width - 1; a gap between rows)
     so = cv._order(row[sp], c_lo[sp] + 1, rows, w2)
     sp = sp[so]
     sr, slo, shi = row[sp], c_lo[sp], c_hi[sp]
@@ -159,14 +161,14 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
     pdu, pdv = (ub - ua)[sp], (vb - va)[sp]
     spans = _Spans(sp, sr, slo, shi, runmax, slope[sp])
     prev = np.concatenate(([-1], runmax[:-1] // max(nsp, 1)))
-    prev_col = prev - sr * w2 - 1        # the rightmost column the row's earlier pieces reach (< -1: none)
+    prev_col = prev - sr * w2 - 1  # the rightmost column the row's earlier pieces reach (< -1: none)
     ov_lo, ov_hi = np.maximum(slo, 0), np.minimum(shi, prev_col)
     # a piece's line through a pixel centre (distance < _TOL): the columns whose centre is that close. First
     # the pieces whose line passes that close to the nearest centre on the row's centre line (few), then the
     # columns of those
     pvc = sr + 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
-        mid = ua[sp] + pdu * (pvc - va[sp]) / pdv   # where the line meets the centre line
+        mid = ua[sp] + pdu * (pvc - va[sp]) / pdv  # where the line meets the centre line
         off = np.abs(mid - 0.5 - np.round(mid - 0.5)) * np.abs(pdv)
         near = np.flatnonzero((off < _TOL * np.hypot(pdu, pdv)) | ((pdv == 0) & (np.abs(va[sp] - pvc) < _TOL)))
         nm, flat = mid[near], pdv[near] == 0
@@ -201,6 +203,7 @@ def strip_majority(u0, v0, u1, v1, cls, y0: int, rows: int, width: int,
 @dataclass
 class _Pieces:
     """Row pieces of a strip's edges: edge index, row, ends; with the two classes of every edge."""
+
     e: np.ndarray
     row: np.ndarray
     ua: np.ndarray
@@ -215,12 +218,13 @@ class _Pieces:
 class _Spans:
     """The row pieces with a column in or left of the grid, sorted by (row, first column): piece index, row,
     first and last column, and the running maximum of (row, last column) with the index that reaches it."""
+
     sp: np.ndarray
     sr: np.ndarray
     slo: np.ndarray
     shi: np.ndarray
     runmax: np.ndarray
-    slope: np.ndarray   # dv/du of each span's piece (0 for a vertical one)
+    slope: np.ndarray  # dv/du of each span's piece (0 for a vertical one)
 
     def covering(self, r, c, w2):
         """(covered?, span index) of pixels (r, c): the span reaching furthest right among the row's spans
@@ -257,9 +261,14 @@ def _complex(ids, rows, width, w2, pc: _Pieces, spans: _Spans, centre_class):
     # the cover on each run's left side (runs from column 0 start at column -1: nothing left of it)
     s_run, s_col, s_cls, s_dv = _seeds(run_row, run_c0, w2, pc, spans, centre_class)
     px = cv.pixel_fractions(
-        np.concatenate((prun, prun[two], s_run)), np.concatenate((pcol, pcol[two], s_col)),
-        np.concatenate((pp, pm[two], s_cls)), np.concatenate((parea, -parea[two], np.zeros(s_dv.size))),
-        np.concatenate((pdv, -pdv[two], s_dv)), run_first.size, width)
+        np.concatenate((prun, prun[two], s_run)),
+        np.concatenate((pcol, pcol[two], s_col)),
+        np.concatenate((pp, pm[two], s_cls)),
+        np.concatenate((parea, -parea[two], np.zeros(s_dv.size))),
+        np.concatenate((pdv, -pdv[two], s_dv)),
+        run_first.size,
+        width,
+    )
     if px is None:
         return None
     real = (px.ccol >= 0) & (px.ccol >= run_c0[px.crow])
@@ -278,14 +287,14 @@ def _single_piece_mixed(rows, width, pc: _Pieces, spans: _Spans, threshold: floa
     p = inside[k]
     pr = spans.sr[p]
     q = spans.sp[p]
-    parea, _, (pu_a, qa, pu_b, qb) = cv.in_column(pc.ua[q], pc.va[q], pc.ub[q], pc.vb[q], spans.slope[p], pcol,
-                                                  ends=True)
+    parea, _, (pu_a, qa, pu_b, qb) = cv.in_column(
+        pc.ua[q], pc.va[q], pc.ub[q], pc.vb[q], spans.slope[p], pcol, ends=True
+    )
     cf, rf = pcol.astype(np.float64), pr.astype(np.float64)
     top_u, bot_u = pu_a.copy(), pu_b.copy()
     down = np.flatnonzero(qa > qb)
     top_u[down], bot_u[down] = pu_b[down], pu_a[down]
-    part = (np.abs(parea) + (top_u == cf) * (np.minimum(qa, qb) - rf)
-            + (bot_u == cf) * (rf + 1 - np.maximum(qa, qb)))
+    part = np.abs(parea) + (top_u == cf) * (np.minimum(qa, qb) - rf) + (bot_u == cf) * (rf + 1 - np.maximum(qa, qb))
     part = np.minimum(np.maximum(part, 0.0), 1.0)
     e = pc.e[spans.sp]
     labelled = ((pc.plus[e] > 0) | (pc.minus[e] > 0))[p]
@@ -297,7 +306,7 @@ def _single_piece_mixed(rows, width, pc: _Pieces, spans: _Spans, threshold: floa
 def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
     """Pieces in the column before each run that carry the cover of its left side: (run, column, class, cover)."""
     runs = np.flatnonzero(run_c0 >= 1)
-    r, c = run_row[runs], run_c0[runs] - 1   # the pixel before the run (not complex)
+    r, c = run_row[runs], run_c0[runs] - 1  # the pixel before the run (not complex)
     crossed, j = spans.covering(r, c, w2)
     out_run, out_col, out_cls, out_dv = [], [], [], []
     # no boundary in it: one class covers its right side
@@ -330,6 +339,9 @@ def _seeds(run_row, run_c0, w2, pc: _Pieces, spans: _Spans, centre_class):
         out_col.append(c[b][sel])
         out_cls.append(cls_[sel])
         out_dv.append(np.broadcast_to(cover, sel.shape)[sel].astype(np.float64))
-    return (np.concatenate(out_run), np.concatenate(out_col), np.concatenate(out_cls).astype(np.int64),
-            np.concatenate(out_dv))
-
+    return (
+        np.concatenate(out_run),
+        np.concatenate(out_col),
+        np.concatenate(out_cls).astype(np.int64),
+        np.concatenate(out_dv),
+    )

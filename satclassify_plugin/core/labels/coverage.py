@@ -26,6 +26,7 @@ covering the largest area wins; area outside every polygon (and polygons without
 :data:`EPS` of each other tie and the tie goes to the lowest class value. The dominant fraction (the winner's,
 "no label" included) feeds the mixed-pixel mask.
 """
+
 from __future__ import annotations
 
 import struct
@@ -45,19 +46,20 @@ _POLY_TYPES = (ogr.wkbPolygon, ogr.wkbMultiPolygon)
 @dataclass
 class Edges:
     """Oriented polygon edges in pixel coordinates, with the class value of their polygon; sorted into strips."""
+
     u0: np.ndarray
     v0: np.ndarray
     u1: np.ndarray
     v1: np.ndarray
-    cls: np.ndarray           # int32 class value 0..255
-    strip_start: np.ndarray   # edges of strip s: index[strip_start[s]:strip_start[s + 1]]
+    cls: np.ndarray  # int32 class value 0..255
+    strip_start: np.ndarray  # edges of strip s: index[strip_start[s]:strip_start[s + 1]]
     index: np.ndarray
-    fids: np.ndarray          # int64 feature ids in layer order (painter's order; -1: none)
-    values: np.ndarray        # int32 class value per feature (layer order)
-    rows: int = 0             # rows per strip
+    fids: np.ndarray  # int64 feature ids in layer order (painter's order; -1: none)
+    values: np.ndarray  # int32 class value per feature (layer order)
+    rows: int = 0  # rows per strip
 
     def strip(self, s: int):
-        i = self.index[self.strip_start[s]:self.strip_start[s + 1]]
+        i = self.index[self.strip_start[s] : self.strip_start[s + 1]]
         return self.u0[i], self.v0[i], self.u1[i], self.v1[i], self.cls[i]
 
 
@@ -116,12 +118,14 @@ def _parse_wkb(buf: bytes, off: int, out: list) -> int:
 def _lookup(raw, lut):
     """Class values of raw field values (an Arrow column, or one value as OGR gives it) by ``lut`` ({raw value as
     OGR gives it: class value}; anything else 0)."""
+
     def one(x):
         if isinstance(x, bytes):
             x = x.decode("utf-8", "replace")
         elif isinstance(x, np.generic):
             x = x.item()
         return lut.get(x, 0)
+
     if isinstance(raw, np.ndarray):
         return np.fromiter((one(x) for x in raw.tolist()), np.int32, raw.size)
     return one(raw)
@@ -181,8 +185,12 @@ def _features(layer, value_field: str, lut: Optional[dict] = None):
 
 
 def _u32(u8: np.ndarray, off: np.ndarray) -> np.ndarray:
-    return (u8[off].astype(np.int64) | (u8[off + 1].astype(np.int64) << 8) | (u8[off + 2].astype(np.int64) << 16)
-            | (u8[off + 3].astype(np.int64) << 24))
+    return (
+        u8[off].astype(np.int64)
+        | (u8[off + 1].astype(np.int64) << 8)
+        | (u8[off + 2].astype(np.int64) << 16)
+        | (u8[off + 3].astype(np.int64) << 24)
+    )
 
 
 def _simple_rings(gcol, fidc, vals):
@@ -205,8 +213,15 @@ def _simple_rings(gcol, fidc, vals):
     off = np.where(lens >= 22, start, 0)  # headers read only where the blob holds them
     bo, gtype = u8[off], _u32(u8, off + 1)
     poly = (lens >= 13) & (bo == 1) & (gtype == 3) & (_u32(u8, off + 5) == 1)
-    multi = ((lens >= 22) & (bo == 1) & (gtype == 6) & (_u32(u8, off + 5) == 1) & (u8[off + 9] == 1)
-             & (_u32(u8, off + 10) == 3) & (_u32(u8, off + 14) == 1))
+    multi = (
+        (lens >= 22)
+        & (bo == 1)
+        & (gtype == 6)
+        & (_u32(u8, off + 5) == 1)
+        & (u8[off + 9] == 1)
+        & (_u32(u8, off + 10) == 3)
+        & (_u32(u8, off + 14) == 1)
+    )
     poly &= lens >= 22  # (a one-ring polygon of >= 1 point is longer than 22 bytes anyway)
     npts = np.where(poly, _u32(u8, off + 9), np.where(multi, _u32(u8, off + 18), 0))
     p0 = start + np.where(poly, 13, 22)
@@ -229,7 +244,7 @@ def _simple_rings(gcol, fidc, vals):
         v = v_arr[a:b]
         v = np.where(v == v, v, 0).astype(np.int32) if v.dtype.kind == "f" else v.astype(np.int32)
         fids = fid_arr[a:b].tolist() if fid_arr is not None else [None] * (b - a)
-        blocks[a] = Block(fids, v, pts[first_pt[a]:first_pt[b - 1] + npts[b - 1]], npts[a:b])
+        blocks[a] = Block(fids, v, pts[first_pt[a] : first_pt[b - 1] + npts[b - 1]], npts[a:b])
     return simple, blocks
 
 
@@ -237,14 +252,16 @@ def _simple_rings(gcol, fidc, vals):
 class Block:
     """Consecutive features of one outer ring each: fids, class values, their points one after the other, and
     the number of points of each."""
+
     fids: list
     values: np.ndarray
     pts: np.ndarray
     npts: np.ndarray
 
 
-def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: Optional[dict] = None,
-               y_start: int = 0) -> Edges:
+def read_edges(
+    layer, value_field: str, gt, height: int, width: int, rows, lut: Optional[dict] = None, y_start: int = 0
+) -> Edges:
     """Every ring edge of ``layer``'s polygons in pixel coordinates of the grid ``gt`` (north-up), oriented so
     that outer rings count positive and holes negative, bucketed into strips of ``rows`` rows. The class value
     is ``value_field``'s, or with ``lut`` ({raw value: class value}) the class value of its raw value.
@@ -254,7 +271,7 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: 
 
     Held per feature: nothing in Python (the fids and class values are gathered as arrays, batch by batch)."""
     pts, lens, outer, ring_cls, fids, values = [], [], [], [], [], []
-    one_fids: list = []   # features read one by one (not in a Block): gathered here, flushed as arrays
+    one_fids: list = []  # features read one by one (not in a Block): gathered here, flushed as arrays
     one_vals: list = []
 
     def flush():
@@ -298,8 +315,18 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: 
     if not lens:
         rows = rows(0) if callable(rows) else rows
         z = np.zeros(0)
-        return Edges(z, z, z, z, np.zeros(0, np.int32), np.zeros(max(1, -(-height // rows)) + 1, np.int64),
-                     np.zeros(0, np.int64), fids, values, rows)
+        return Edges(
+            z,
+            z,
+            z,
+            z,
+            np.zeros(0, np.int32),
+            np.zeros(max(1, -(-height // rows)) + 1, np.int64),
+            np.zeros(0, np.int64),
+            fids,
+            values,
+            rows,
+        )
     lens = np.concatenate(lens)
     outer = np.concatenate(outer)
     ring_cls = np.concatenate(ring_cls)
@@ -308,7 +335,7 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: 
     v = (allp[:, 1] - gt[3]) / gt[5]
     last = np.cumsum(lens) - 1
     ok = np.ones(u.size, bool)
-    ok[last] = False           # point i starts an edge to i + 1 unless it closes its ring
+    ok[last] = False  # point i starts an edge to i + 1 unless it closes its ring
     ok[-1] = False
     start = np.flatnonzero(ok)
     ring_of = np.repeat(np.arange(lens.size), lens - 1)
@@ -347,11 +374,11 @@ def read_edges(layer, value_field: str, gt, height: int, width: int, rows, lut: 
 
 @dataclass
 class StripResult:
-    cells: np.ndarray        # flat indices (row * width + col) of the strip's boundary pixels, ascending
-    value: np.ndarray        # uint8 majority value per cell
-    dominant: np.ndarray     # float64 dominant fraction per cell ("no label" included)
-    irregular: np.ndarray    # bool per cell: impossible areas (overlap / invalid geometry): recompute exactly
-    irregular_runs: bool     # some pixels without boundary lie under overlapping/invalid polygons
+    cells: np.ndarray  # flat indices (row * width + col) of the strip's boundary pixels, ascending
+    value: np.ndarray  # uint8 majority value per cell
+    dominant: np.ndarray  # float64 dominant fraction per cell ("no label" included)
+    irregular: np.ndarray  # bool per cell: impossible areas (overlap / invalid geometry): recompute exactly
+    irregular_runs: bool  # some pixels without boundary lie under overlapping/invalid polygons
     #: (rows, width) uint8: the boundary pixels' majority values and, between them, the class of the pixels no
     #: boundary crosses (the class covering the right side of the boundary pixel left of them); only meaningful
     #: where nothing is irregular (then it equals GDAL's centre rule there)
@@ -457,8 +484,9 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     px = pixel_fractions(row[p], col, cls[e[p]].astype(np.int64), area, dv, rows, width)
     if px is None:
         z = np.zeros(0, np.int64)
-        return StripResult(z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False,
-                           np.zeros((rows, width), np.uint8))
+        return StripResult(
+            z, z.astype(np.uint8), z.astype(np.float64), z.astype(bool), False, np.zeros((rows, width), np.uint8)
+        )
     irregular_runs = bool(((px.after > 1 + _IRREGULAR) | (px.after < -_IRREGULAR)).any())
     n, cst, cell_of = px.frac.size, px.cst, px.cell_of
     cells = px.crow * width + px.ccol
@@ -475,25 +503,32 @@ def strip_fractions(u0, v0, u1, v1, cls, y0: int, rows: int, width: int) -> Stri
     irregular_runs = irregular_runs or bool((n_right > 1).any())
     out = _fill_runs(px.crow, px.ccol, run_value, rows, width)
     out[cells[inside]] = px.value[inside]
-    return StripResult(cells[inside], px.value[inside], px.dominant[inside], px.irregular[inside], irregular_runs,
-                       out.reshape(rows, width))
+    return StripResult(
+        cells[inside],
+        px.value[inside],
+        px.dominant[inside],
+        px.irregular[inside],
+        irregular_runs,
+        out.reshape(rows, width),
+    )
 
 
 @dataclass
 class PixelFractions:
     """:func:`pixel_fractions` per (pixel, class) group (pixels in (row, column) order, classes ascending in each)
     and per pixel."""
-    frac: np.ndarray       # per group: the class's area in the pixel
-    garea: np.ndarray      # per group: the area its own pieces add in the pixel
-    gdv: np.ndarray        # per group: what its pieces add to the pixels right of it
-    gcls: np.ndarray       # per group: class
-    cst: np.ndarray        # first group of each pixel
-    cell_of: np.ndarray    # pixel index of every group
-    crow: np.ndarray       # per pixel: row (or run) and column
+
+    frac: np.ndarray  # per group: the class's area in the pixel
+    garea: np.ndarray  # per group: the area its own pieces add in the pixel
+    gdv: np.ndarray  # per group: what its pieces add to the pixels right of it
+    gcls: np.ndarray  # per group: class
+    cst: np.ndarray  # first group of each pixel
+    cell_of: np.ndarray  # pixel index of every group
+    crow: np.ndarray  # per pixel: row (or run) and column
     ccol: np.ndarray
-    after: np.ndarray      # per pixel: all classes' cover on the pixel's right side
-    value: np.ndarray      # per pixel: uint8 majority value
-    dominant: np.ndarray   # per pixel: the winner's fraction ("no label" included)
+    after: np.ndarray  # per pixel: all classes' cover on the pixel's right side
+    value: np.ndarray  # per pixel: uint8 majority value
+    dominant: np.ndarray  # per pixel: the winner's fraction ("no label" included)
     irregular: np.ndarray  # per pixel: impossible areas (overlap / invalid geometry)
 
 
@@ -517,7 +552,7 @@ def pixel_fractions(row, col, c, area, dv, rows: int, width: int) -> Optional[Pi
     gk = ks[starts]
     garea = np.add.reduceat(area[order], starts)
     gdv = np.add.reduceat(dv[order], starts)
-    grc = gk // wc                       # row * 256 + class
+    grc = gk // wc  # row * 256 + class
     gcol = gk - grc * wc - 1
     gcls = grc % _NCLS
     grow = grc // _NCLS
@@ -532,7 +567,7 @@ def pixel_fractions(row, col, c, area, dv, rows: int, width: int) -> Optional[Pi
     ck, frac, gcls, gdv, garea, gcol = ckey[o2], frac[o2], gcls[o2], gdv[o2], garea[o2], gcol[o2]
     new_cell = ck[1:] != ck[:-1]
     cst = np.concatenate(([0], np.flatnonzero(new_cell) + 1))
-    cell_of = np.concatenate(([0], np.cumsum(new_cell)))   # cell index of every (pixel, class) group
+    cell_of = np.concatenate(([0], np.cumsum(new_cell)))  # cell index of every (pixel, class) group
     crow = ck[cst] // wc
     ccol = gcol[cst]
     cell_dv = np.add.reduceat(gdv, cst)
@@ -548,8 +583,7 @@ def pixel_fractions(row, col, c, area, dv, rows: int, width: int) -> Optional[Pi
     present = np.add.reduceat(frac, cst)
     # impossible areas: more than the pixel, negative, or area of a class without a boundary in the pixel
     # (a polygon under another one)
-    irregular = ((total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | bad_cell
-                 | (np.abs(total - present) > _IRREGULAR))
+    irregular = (total > 1 + _IRREGULAR) | (total < -_IRREGULAR) | bad_cell | (np.abs(total - present) > _IRREGULAR)
     # majority among the labelled classes (ties: the lowest value, the first in each pixel's class order)
     n = frac.size
     lab = np.where(gcls > 0, frac, -np.inf)
@@ -574,9 +608,9 @@ def _fill_runs(crow, ccol, run_value, rows: int, width: int) -> np.ndarray:
     starts at the next row's start and is empty). The non-empty runs are written as uint8 steps at their starts
     and summed along the strip (wrapping uint8 arithmetic): ~2x cheaper than a running maximum of int32 ranks."""
     n = crow.size
-    first = np.searchsorted(crow, np.arange(rows))            # first boundary pixel of each row
-    sentinel = first + np.arange(rows)                         # rank of each row's start
-    rank = np.arange(n) + crow + 1                             # rank of the run after boundary pixel g
+    first = np.searchsorted(crow, np.arange(rows))  # first boundary pixel of each row
+    sentinel = first + np.arange(rows)  # rank of each row's start
+    rank = np.arange(n) + crow + 1  # rank of the run after boundary pixel g
     pos = np.empty(rows + n + 1, np.int64)
     pos[sentinel] = np.arange(rows, dtype=np.int64) * width
     pos[rank] = crow * width + ccol + 1
@@ -584,7 +618,7 @@ def _fill_runs(crow, ccol, run_value, rows: int, width: int) -> np.ndarray:
     values = np.zeros(rows + n, np.uint8)
     values[rank] = run_value
     # the runs as a uint8 difference image (wrapping arithmetic), summed along the flat strip
-    live = np.flatnonzero(pos[1:] > pos[:-1])                 # runs of length > 0, in position order
+    live = np.flatnonzero(pos[1:] > pos[:-1])  # runs of length > 0, in position order
     lv = values[live]
     delta = np.empty_like(lv)
     if lv.size:

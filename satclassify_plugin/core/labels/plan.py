@@ -4,6 +4,7 @@ pass 1, their spatial split into train/val/test blocks (and folds), and the opti
 :func:`~.patches.build_patches` reads the rasters; everything it decides between reading the labels and
 writing the image patches is here, so it is tested in tests/core without rasters.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ LAYOUTS = ("auto", "grid", "points")
 @dataclass(frozen=True)
 class PatchSettings:
     """What the user chose (BUILDPATCHES' parameters), checked when made."""
+
     patch_size: int = 256
-    stride: int = 0              # 0 = patch_size (no overlap)
+    stride: int = 0  # 0 = patch_size (no overlap)
     min_labelled: float = 0.5
     max_masked: float = 0.0
-    block_size: int = 4          # split blocks, in patches
+    block_size: int = 4  # split blocks, in patches
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
@@ -57,8 +59,10 @@ class PatchSettings:
         if int(self.k_folds) == 1 or int(self.k_folds) < 0:
             raise SatClassifyError(f"K_FOLDS must be 0 (no folds) or at least 2, not {self.k_folds}")
         if not 0.0 <= float(self.target_fraction) <= 1.0:
-            raise SatClassifyError(f"TARGET_FRACTION {self.target_fraction} must be a fraction between 0 and 1 "
-                                   "(0 = no patch-level targets)")
+            raise SatClassifyError(
+                f"TARGET_FRACTION {self.target_fraction} must be a fraction between 0 and 1 "
+                "(0 = no patch-level targets)"
+            )
         if self.layout not in LAYOUTS:
             raise SatClassifyError(f"patch layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         for name in ("block_size", "k_folds", "seed", "max_patches", "shard_size", "clc_level"):
@@ -92,6 +96,7 @@ def patch_targets(hist: np.ndarray, fraction: float) -> np.ndarray:
 @dataclass(frozen=True)
 class Candidate:
     """A patch position kept by pass 1 (labels + mask): its class histogram (column 0 = no label)."""
+
     row: int
     col: int
     hist: np.ndarray
@@ -102,6 +107,7 @@ class Candidate:
 @dataclass(frozen=True)
 class PatchRecord:
     """A patch written to the dataset: where it is stored and where it lies (one row of patches.gpkg)."""
+
     split: str
     fold: int
     shard: int
@@ -116,18 +122,20 @@ class PatchRecord:
 @dataclass
 class SplitPlan:
     """Which split (index into SPLITS) and fold each candidate gets, and which candidates are kept."""
-    split_of: np.ndarray                     # (n,) int
-    fold_of: List[int]                       # (n,) fold id of train candidates, -1 elsewhere
-    keep: np.ndarray                         # (n,) bool
-    blocks: Dict[str, int] = field(default_factory=dict)   # split -> number of blocks
+
+    split_of: np.ndarray  # (n,) int
+    fold_of: List[int]  # (n,) fold id of train candidates, -1 elsewhere
+    keep: np.ndarray  # (n,) bool
+    blocks: Dict[str, int] = field(default_factory=dict)  # split -> number of blocks
     notes: List[str] = field(default_factory=list)
 
     def selected(self) -> List[int]:
         return [int(i) for i in np.nonzero(self.keep)[0]]
 
 
-def plan_splits(candidates: Sequence[Candidate], settings: PatchSettings,
-                rng: Optional[np.random.Generator] = None) -> SplitPlan:
+def plan_splits(
+    candidates: Sequence[Candidate], settings: PatchSettings, rng: Optional[np.random.Generator] = None
+) -> SplitPlan:
     """Spatial split: square blocks of ``block_size`` x ``block_size`` patches go whole to train, val or test
     (shuffled with the seed, filled until each split reaches its fraction); folds over the train blocks;
     then the optional MAX_PATCHES sampling (per split, in proportion; class-aware prefers rare classes)."""
@@ -156,25 +164,36 @@ def plan_splits(candidates: Sequence[Candidate], settings: PatchSettings,
         block_split[b] = split
         got[split] += per_block[b]
     if got["train"] == 0:
-        raise SatClassifyError(f"only {len(blocks)} spatial block(s) of {s.block_size} x {s.block_size} patches "
-                               "hold patches, none is left for training: lower BLOCK_SIZE or PATCH_SIZE, or the "
-                               "val/test fractions")
+        raise SatClassifyError(
+            f"only {len(blocks)} spatial block(s) of {s.block_size} x {s.block_size} patches "
+            "hold patches, none is left for training: lower BLOCK_SIZE or PATCH_SIZE, or the "
+            "val/test fractions"
+        )
     train_blocks = [b for b in order if block_split[b] == "train"]
     k = s.k_folds
     if k >= 2 and len(train_blocks) < k:
-        raise SatClassifyError(f"{k} folds need at least {k} train blocks, there are {len(train_blocks)}: lower "
-                               "K_FOLDS or BLOCK_SIZE")
+        raise SatClassifyError(
+            f"{k} folds need at least {k} train blocks, there are {len(train_blocks)}: lower K_FOLDS or BLOCK_SIZE"
+        )
     block_fold = {b: (i % k if k >= 2 else -1) for i, b in enumerate(train_blocks)}
-    plan = SplitPlan(split_of=np.array([SPLITS.index(block_split[b]) for b in block_of]),
-                     fold_of=[block_fold.get(b, -1) for b in block_of], keep=np.ones(n, bool),
-                     blocks={sp: sum(1 for b in blocks if block_split[b] == sp) for sp in SPLITS})
-    plan.notes.append(f"{len(blocks)} spatial blocks of {s.block_size} x {s.block_size} patches ({bpx} px): "
-                      + ", ".join(f"{sp} {plan.blocks[sp]}" for sp in SPLITS))
+    plan = SplitPlan(
+        split_of=np.array([SPLITS.index(block_split[b]) for b in block_of]),
+        fold_of=[block_fold.get(b, -1) for b in block_of],
+        keep=np.ones(n, bool),
+        blocks={sp: sum(1 for b in blocks if block_split[b] == sp) for sp in SPLITS},
+    )
+    plan.notes.append(
+        f"{len(blocks)} spatial blocks of {s.block_size} x {s.block_size} patches ({bpx} px): "
+        + ", ".join(f"{sp} {plan.blocks[sp]}" for sp in SPLITS)
+    )
     if s.max_patches and n > s.max_patches:
-        plan.keep = sample_patches(np.array([c.hist for c in candidates], np.int64), plan.split_of,
-                                   s.max_patches, s.class_aware, rng)
-        plan.notes.append(f"sampling ({'class-aware' if s.class_aware else 'uniform'}): {int(plan.keep.sum())} of "
-                          f"{n} patches kept (MAX_PATCHES {s.max_patches})")
+        plan.keep = sample_patches(
+            np.array([c.hist for c in candidates], np.int64), plan.split_of, s.max_patches, s.class_aware, rng
+        )
+        plan.notes.append(
+            f"sampling ({'class-aware' if s.class_aware else 'uniform'}): {int(plan.keep.sum())} of "
+            f"{n} patches kept (MAX_PATCHES {s.max_patches})"
+        )
     return plan
 
 
@@ -192,16 +211,21 @@ def drop_overlapping(candidates: Sequence[Candidate], plan: SplitPlan, patch_siz
     for i in np.nonzero(plan.keep & (plan.split_of != train))[0]:
         c = candidates[i]
         cr, cc = c.row // p, c.col // p
-        hit = any(abs(candidates[j].row - c.row) < p and abs(candidates[j].col - c.col) < p
-                  for dr in (-1, 0, 1) for dc in (-1, 0, 1) for j in cells.get((cr + dr, cc + dc), ()))
+        hit = any(
+            abs(candidates[j].row - c.row) < p and abs(candidates[j].col - c.col) < p
+            for dr in (-1, 0, 1)
+            for dc in (-1, 0, 1)
+            for j in cells.get((cr + dr, cc + dc), ())
+        )
         if hit:
             plan.keep[i] = False
             dropped += 1
     return dropped
 
 
-def sample_patches(hists: np.ndarray, split_of: np.ndarray, max_patches: int, class_aware: bool,
-                   rng: np.random.Generator) -> np.ndarray:
+def sample_patches(
+    hists: np.ndarray, split_of: np.ndarray, max_patches: int, class_aware: bool, rng: np.random.Generator
+) -> np.ndarray:
     """Keep about ``max_patches`` candidates, each split in proportion to its size (at least one per split).
     Weighted sampling without replacement (keys u^(1/w)); class-aware weights = sum over classes of the patch's
     pixels of that class / all candidates' pixels of that class, so patches of rare classes are preferred."""

@@ -40,6 +40,7 @@ Raster input
     999, 990, 995 = no data) is resampled to the grid (nearest for ``centre``, mode for ``majority``) and
     remapped. ``all_touched`` and the mixed raster need polygons.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,10 @@ POINT_TYPES = {ogr.wkbPoint, ogr.wkbMultiPoint}
 #: threshold (split between classes, or partly outside every polygon); claimed twice = overlapping polygons of
 #: different classes share area in the pixel. Nonzero = noisy (buildpatches MASK_IS_NOISE)
 MIXED_PARTLY, MIXED_TWICE = 1, 2
-MIXED_CLASSES = ({"value": MIXED_PARTLY, "name": "partly covered", "color": "#ff00ff"},
-                 {"value": MIXED_TWICE, "name": "claimed twice", "color": "#ff0000"})
+MIXED_CLASSES = (
+    {"value": MIXED_PARTLY, "name": "partly covered", "color": "#ff00ff"},
+    {"value": MIXED_TWICE, "name": "claimed twice", "color": "#ff0000"},
+)
 #: dataset metadata of a class raster of own labels (:func:`label_metadata`)
 CLASSES_KEY = "SATCLASSIFY_CLASSES"
 LABELS_KEY = "SATCLASSIFY_LABELS"
@@ -115,7 +118,7 @@ class Grid:
             raise SatClassifyError("no target CRS given: choose a CRS for the output grid")
         w = int(math.ceil((xmax - xmin) / pixel_size - 1e-9))
         h = int(math.ceil((ymax - ymin) / pixel_size - 1e-9))
-        if w * h > 2 ** 33:
+        if w * h > 2**33:
             raise SatClassifyError(f"the grid would be {w} x {h} pixels: use a larger pixel size or a smaller extent")
         return cls(w, h, (xmin, float(pixel_size), 0.0, ymax, 0.0, -float(pixel_size)), wkt)
 
@@ -145,6 +148,7 @@ class RasterizeOptions:
 
     ``level``/``mapping_csv``: the CLC preset (:func:`rasterize_clc`); ``class_table_csv``/``class_rows``: a given
     class table of own labels (:func:`rasterize_labels`; neither: derived from the field's codes)."""
+
     level: int = 3
     mapping_csv: Optional[str] = None
     field_name: Optional[str] = None
@@ -170,7 +174,8 @@ class RasterizeOptions:
 
 class _Scheme:
     """How the raw codes of a class field become class values, and how to speak about them."""
-    kind = "codes"                 # "features have codes that are not <kind>"
+
+    kind = "codes"  # "features have codes that are not <kind>"
     what = "polygons"
     allows_points = False
 
@@ -273,17 +278,22 @@ def find_code_field(layer: ogr.Layer, wanted: Optional[str] = None, required: bo
     if wanted:
         if wanted.lower() in lower:
             return lower[wanted.lower()]
-        raise SatClassifyError(f"field '{wanted}' is not in layer '{layer.GetName()}' "
-                               f"(fields: {', '.join(names) or 'none'}): choose the "
-                               + ("class field" if required else "CLC code field"))
+        raise SatClassifyError(
+            f"field '{wanted}' is not in layer '{layer.GetName()}' "
+            f"(fields: {', '.join(names) or 'none'}): choose the " + ("class field" if required else "CLC code field")
+        )
     if required:
-        raise SatClassifyError(f"no class field given: choose the field of layer '{layer.GetName()}' that holds the "
-                               f"class codes (FIELD; fields: {', '.join(names) or 'none'})")
+        raise SatClassifyError(
+            f"no class field given: choose the field of layer '{layer.GetName()}' that holds the "
+            f"class codes (FIELD; fields: {', '.join(names) or 'none'})"
+        )
     for cand in CODE_FIELDS:
         if cand in lower:
             return lower[cand]
-    raise SatClassifyError(f"no CLC code field (code_18, code_12, code_06, ...) in layer '{layer.GetName()}' "
-                           f"(fields: {', '.join(names) or 'none'}): choose the code field (FIELD)")
+    raise SatClassifyError(
+        f"no CLC code field (code_18, code_12, code_06, ...) in layer '{layer.GetName()}' "
+        f"(fields: {', '.join(names) or 'none'}): choose the code field (FIELD)"
+    )
 
 
 def _open_vector(path: str, layer_name: Optional[str]):
@@ -310,8 +320,15 @@ def _check_grid(grid: Grid, source: str, what: str) -> None:
         raise SatClassifyError(f"no {what} input given")
 
 
-def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                  monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
+def rasterize_clc(
+    source: str,
+    output: str,
+    grid: Grid,
+    options: Optional[RasterizeOptions] = None,
+    *,
+    monitor: Optional[Monitor] = None,
+    **option_kw,
+) -> RasterizeResult:
     """CLC polygons or a CLC raster -> class raster on ``grid``. ``options`` (or the same names as keywords, e.g.
     ``level=2, rule="majority"``) are the user's choices (:class:`RasterizeOptions`)."""
     t0 = time.perf_counter()
@@ -330,15 +347,23 @@ def rasterize_clc(source: str, output: str, grid: Grid, options: Optional[Raster
         if rds is None:
             raise SatClassifyError(f"cannot open CLC input '{source}' as polygons or raster")
         if o.rule == "all_touched":
-            raise SatClassifyError("the all-touched rule applies to polygons: choose centre or majority "
-                                   "for a CLC raster")
+            raise SatClassifyError(
+                "the all-touched rule applies to polygons: choose centre or majority for a CLC raster"
+            )
         result = _rasterize_raster(rds, output, grid, scheme.code2val, scheme.table, o.rule, monitor)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[RasterizeOptions] = None, *,
-                     monitor: Optional[Monitor] = None, **option_kw) -> RasterizeResult:
+def rasterize_labels(
+    source: str,
+    output: str,
+    grid: Grid,
+    options: Optional[RasterizeOptions] = None,
+    *,
+    monitor: Optional[Monitor] = None,
+    **option_kw,
+) -> RasterizeResult:
     """Own labels: any polygon (or point) layer with a class field (``field_name``, required; text or numbers)
     -> class raster on ``grid`` with the class table given (``class_table_csv`` / ``class_rows``) or derived from
     the field's codes (:mod:`.classtable`). The same engine and rules as :func:`rasterize_clc` for polygons; points
@@ -349,8 +374,10 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
     _check_grid(grid, source, "label")
     vds, lyr = _open_vector(source, o.layer_name)
     if vds is None:
-        raise SatClassifyError(f"cannot open '{source}' as a vector layer: give polygons or points with a class field "
-                               "(a class raster needs no rasterizing: give it to buildpatches as LABELS)")
+        raise SatClassifyError(
+            f"cannot open '{source}' as a vector layer: give polygons or points with a class field "
+            "(a class raster needs no rasterizing: give it to buildpatches as LABELS)"
+        )
     code_field = find_code_field(lyr, o.field_name, required=True)
     defn = lyr.GetLayerDefn()
     ftype = defn.GetFieldDefn(defn.GetFieldIndex(code_field)).GetType()
@@ -362,14 +389,19 @@ def rasterize_labels(source: str, output: str, grid: Grid, options: Optional[Ras
         table = table_from_rows(o.class_rows, numeric, where=o.class_rows_name)
     else:
         distinct = _distinct(vds, lyr, code_field)  # read once: the table and the SQL both need it
-        table = table_from_codes([raw for raw, _n in distinct], numeric,
-                                 where=f"field '{code_field}' of layer '{lyr.GetName()}'")
-    shown = ", ".join(f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code else "")
-                      for c in table.classes[:20])
-    monitor.info(f"class table ({table.source}): {shown}"
-                 + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else ""))
-    result = _rasterize_vector(vds, lyr, output, grid, _TableScheme(table), o, monitor, code_field=code_field,
-                               distinct=distinct)
+        table = table_from_codes(
+            [raw for raw, _n in distinct], numeric, where=f"field '{code_field}' of layer '{lyr.GetName()}'"
+        )
+    shown = ", ".join(
+        f"{c.value} = {c.code}" + (f" ({c.name})" if c.name != c.code else "") for c in table.classes[:20]
+    )
+    monitor.info(
+        f"class table ({table.source}): {shown}"
+        + (f", ... ({len(table.classes)} classes)" if len(table.classes) > 20 else "")
+    )
+    result = _rasterize_vector(
+        vds, lyr, output, grid, _TableScheme(table), o, monitor, code_field=code_field, distinct=distinct
+    )
     result.table = table
     result.seconds = time.perf_counter() - t0
     return result
@@ -393,8 +425,7 @@ def _distinct(ds, lyr, code_field: str) -> List[Tuple[object, int]]:
     return distinct
 
 
-def _value_sql(ds, lyr, code_field: str, scheme: _Scheme,
-               distinct=None) -> Tuple[str, Dict[str, int], int, int, dict]:
+def _value_sql(ds, lyr, code_field: str, scheme: _Scheme, distinct=None) -> Tuple[str, Dict[str, int], int, int, dict]:
     """SQL giving each feature its class value; also (unknown raw codes -> features, no-code features, known,
     {raw value: class value} of the known codes: the SQL's CASE as a lookup). ``distinct``: the field's
     (value, count) pairs when already read."""
@@ -403,7 +434,7 @@ def _value_sql(ds, lyr, code_field: str, scheme: _Scheme,
     no_code = known = 0
     whens = []
     lut = {}
-    for raw, n in (distinct if distinct is not None else _distinct(ds, lyr, code_field)):
+    for raw, n in distinct if distinct is not None else _distinct(ds, lyr, code_field):
         value = scheme.lookup(raw)
         if value == 0:
             no_code += n
@@ -434,15 +465,21 @@ def _unmapped(unknown: Dict[str, int]) -> Dict[str, int]:
     return out
 
 
-def _log_unknown(unknown: Dict[str, int], unmapped: Dict[str, int], what: str, fmt: str, log,
-                 kind: str = "CLC level-3 codes") -> None:
+def _log_unknown(
+    unknown: Dict[str, int], unmapped: Dict[str, int], what: str, fmt: str, log, kind: str = "CLC level-3 codes"
+) -> None:
     """One warning for values that are no CLC code (text, fractional, out of the nomenclature), one for CLC codes
     the mapping table leaves out (those are valid codes: the table decides)."""
     bad = {k: n for k, n in unknown.items() if k not in unmapped}
-    for part, text in ((bad, f"hold values that are not {kind}" if what == "pixels"
-                        else f"have codes that are not {kind}"),
-                       (unmapped, "hold CLC codes that the mapping table does not map" if what == "pixels"
-                        else "have CLC codes that the mapping table does not map")):
+    for part, text in (
+        (bad, f"hold values that are not {kind}" if what == "pixels" else f"have codes that are not {kind}"),
+        (
+            unmapped,
+            "hold CLC codes that the mapping table does not map"
+            if what == "pixels"
+            else "have CLC codes that the mapping table does not map",
+        ),
+    ):
         if part:
             shown = ", ".join(fmt.format(c, n) for c, n in sorted(part.items(), key=lambda kv: -kv[1])[:10])
             log(f"WARNING: {sum(part.values())} {what} {text} and are left as no label (0): {shown}")
@@ -468,7 +505,8 @@ def _layer_srs(ds, lyr, what: str = "CLC layer"):
         raise SatClassifyError(
             f"the CRS of {what} '{lyr.GetName()}'{where} is not valid ({problem}): fix or replace the CRS "
             "definition (e.g. the .prj of the CLC data as downloaded, or Layer > Set CRS in QGIS and save the layer "
-            "with it)")
+            "with it)"
+        )
     return srs
 
 
@@ -477,8 +515,13 @@ def _filter_rect(grid: Grid, src_srs, dst_srs, margin_px: float = 2.0):
     xmin, ymin, xmax, ymax = grid.bounds
     m = margin_px * max(abs(grid.geotransform[1]), abs(grid.geotransform[5]))
     ring = ogr.Geometry(ogr.wkbLinearRing)
-    for x, y in ((xmin - m, ymin - m), (xmax + m, ymin - m), (xmax + m, ymax + m), (xmin - m, ymax + m),
-                 (xmin - m, ymin - m)):
+    for x, y in (
+        (xmin - m, ymin - m),
+        (xmax + m, ymin - m),
+        (xmax + m, ymax + m),
+        (xmin - m, ymax + m),
+        (xmin - m, ymin - m),
+    ):
         ring.AddPoint_2D(x, y)
     poly = ogr.Geometry(ogr.wkbPolygon)
     poly.AddGeometry(ring)
@@ -504,11 +547,21 @@ def _gdal_callback(monitor: Monitor, start: float, span: float):
             return 0
         monitor.progress(start + span * frac)
         return 1
+
     return cb
 
 
-def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptions, monitor: Monitor,
-                      code_field: Optional[str] = None, distinct=None) -> RasterizeResult:
+def _rasterize_vector(
+    vds,
+    lyr,
+    output,
+    grid,
+    scheme: _Scheme,
+    o: RasterizeOptions,
+    monitor: Monitor,
+    code_field: Optional[str] = None,
+    distinct=None,
+) -> RasterizeResult:
     gtype = ogr.GT_Flatten(lyr.GetGeomType())
     if gtype == ogr.wkbUnknown:  # a layer of any geometry type (GeoJSON, a GPKG 'GEOMETRY'): its first feature's
         lyr.ResetReading()
@@ -518,9 +571,14 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             gtype = ogr.GT_Flatten(first.GetGeometryRef().GetGeometryType())
     points = scheme.allows_points and gtype in POINT_TYPES
     if gtype not in POLYGON_TYPES and not points:
-        raise SatClassifyError(f"layer '{lyr.GetName()}' has {ogr.GeometryTypeToName(gtype)} geometries: "
-                               + ("give polygons (or points, for patch labels)" if scheme.allows_points
-                                  else "CORINE Land Cover needs polygons"))
+        raise SatClassifyError(
+            f"layer '{lyr.GetName()}' has {ogr.GeometryTypeToName(gtype)} geometries: "
+            + (
+                "give polygons (or points, for patch labels)"
+                if scheme.allows_points
+                else "CORINE Land Cover needs polygons"
+            )
+        )
     if points and o.mixed_output:
         raise SatClassifyError("the mixed-pixel raster (MIXED) applies to polygons, not to points: leave it empty")
     nfeat = lyr.GetFeatureCount()
@@ -528,21 +586,29 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
         raise SatClassifyError(f"layer '{lyr.GetName()}' has no features: nothing to rasterize")
     code_field = code_field or find_code_field(lyr, o.field_name)
     layer_what = "CLC layer" if isinstance(scheme, _ClcScheme) else "label layer"
-    monitor.info(f"{layer_what} '{lyr.GetName()}': {nfeat} features, "
-                 f"{'code' if layer_what[0] == 'C' else 'class'} field '{code_field}'")
+    monitor.info(
+        f"{layer_what} '{lyr.GetName()}': {nfeat} features, "
+        f"{'code' if layer_what[0] == 'C' else 'class'} field '{code_field}'"
+    )
     src_srs = _layer_srs(vds, lyr, layer_what)  # before any SQL: a broken CRS would fail there, blamed on the field
     sql, unknown, no_code, known, lut = _value_sql(vds, lyr, code_field, scheme, distinct)
-    result = RasterizeResult(output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code,
-                             unmapped=scheme.unmapped(unknown))
+    result = RasterizeResult(
+        output, list(scheme.table), features=nfeat, unknown=unknown, no_code=no_code, unmapped=scheme.unmapped(unknown)
+    )
     _log_unknown(unknown, result.unmapped, "features", "'{}' ({})", monitor.info, scheme.kind)
     if no_code:
-        monitor.info(f"{no_code} features have no code (empty, NULL"
-            + (" or CLC no-data 999/990/995" if isinstance(scheme, _ClcScheme) else "") + "): no label")
+        monitor.info(
+            f"{no_code} features have no code (empty, NULL"
+            + (" or CLC no-data 999/990/995" if isinstance(scheme, _ClcScheme) else "")
+            + "): no label"
+        )
     if known == 0:
-        raise SatClassifyError(f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known "
-                               + ("CLC code" if isinstance(scheme, _ClcScheme) else "code of the class table")
-                               + f" in field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
-                               + scheme.none_known(unknown, result.unmapped))
+        raise SatClassifyError(
+            f"none of the {nfeat} features of layer '{lyr.GetName()}' has a known "
+            + ("CLC code" if isinstance(scheme, _ClcScheme) else "code of the class table")
+            + f" in field '{code_field}' (values such as {', '.join(list(unknown)[:5])}): "
+            + scheme.none_known(unknown, result.unmapped)
+        )
     dst_srs = raster.srs_from_wkt(grid.wkt)
     if src_srs is None:
         monitor.info(f"WARNING: the {layer_what} has no CRS; its coordinates are taken to be in the output grid's CRS")
@@ -558,37 +624,59 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             f"no {'point' if points else 'polygon'} of layer '{lyr.GetName()}' overlaps the output grid (grid bounds "
             f"in the layer's CRS: {rect[0]:.0f}, {rect[1]:.0f}, {rect[2]:.0f}, {rect[3]:.0f}; layer extent: "
             f"{e[0]:.0f}, {e[2]:.0f}, {e[1]:.0f}, {e[3]:.0f}): check the reference raster or extent, and the CRS of "
-            "both")
+            "both"
+        )
     monitor.info(f"{n_inside} features around the output grid")
     if points:
         if o.rule != "centre":
             monitor.info(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
         md = label_metadata(scheme.table, scheme.ct, points=True)
         with raster.AtomicOutput(output) as tmp:
-            out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                         nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table, metadata=md)
+            out = raster.create_geotiff(
+                tmp,
+                grid.width,
+                grid.height,
+                1,
+                gdal.GDT_Byte,
+                grid.geotransform,
+                grid.wkt,
+                nodata=0,
+                options=CLASS_GTIFF_OPTIONS,
+                classes=scheme.table,
+                metadata=md,
+            )
             result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), monitor)
             out.FlushCache()
             out = None
         monitor.progress(1.0)
         return result
     with raster.AtomicOutput(output) as tmp:
-        out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=scheme.table,
-                                     metadata=scheme.metadata())
+        out = raster.create_geotiff(
+            tmp,
+            grid.width,
+            grid.height,
+            1,
+            gdal.GDT_Byte,
+            grid.geotransform,
+            grid.wkt,
+            nodata=0,
+            options=CLASS_GTIFF_OPTIONS,
+            classes=scheme.table,
+            metadata=scheme.metadata(),
+        )
         band = out.GetRasterBand(1)
         if o.rule in ("centre", "all_touched"):
             filt = ogr.CreateGeometryFromWkt(
                 f"POLYGON(({rect[0]} {rect[1]},{rect[2]} {rect[1]},{rect[2]} {rect[3]},{rect[0]} {rect[3]},"
-                f"{rect[0]} {rect[1]}))")
+                f"{rect[0]} {rect[1]}))"
+            )
             res = vds.ExecuteSQL(sql, spatialFilter=filt, dialect="SQLITE")
             try:
                 opts = [f"ATTRIBUTE={VALUE_FIELD}"]
                 if o.rule == "all_touched":
                     opts.append("ALL_TOUCHED=TRUE")
                 try:
-                    gdal.RasterizeLayer(out, [1], res, options=opts,
-                                        callback=_gdal_callback(monitor, 0.0, 1.0))
+                    gdal.RasterizeLayer(out, [1], res, options=opts, callback=_gdal_callback(monitor, 0.0, 1.0))
                 except RuntimeError as e:
                     monitor.check()
                     raise SatClassifyError(f"rasterizing layer '{lyr.GetName()}' failed: {e}")
@@ -598,16 +686,27 @@ def _rasterize_vector(vds, lyr, output, grid, scheme: _Scheme, o: RasterizeOptio
             same_crs = src_srs is None or dst_srs is None or bool(src_srs.IsSame(dst_srs))
             direct = (lyr, code_field, lut) if same_crs else None
             with _MixedWriter(o.mixed_output, grid) as mixed:
-                result.mixed_counts = _majority(vds, sql, rect, grid, band, mixed, o.threshold, monitor,
-                                                direct, n_inside,
-                                                lambda y0, y1: _filter_rect(_band_grid(grid, y0, y1), src_srs,
-                                                                            dst_srs))
+                result.mixed_counts = _majority(
+                    vds,
+                    sql,
+                    rect,
+                    grid,
+                    band,
+                    mixed,
+                    o.threshold,
+                    monitor,
+                    direct,
+                    n_inside,
+                    lambda y0, y1: _filter_rect(_band_grid(grid, y0, y1), src_srs, dst_srs),
+                )
                 result.mixed_pixels = sum(result.mixed_counts.values())
         out.FlushCache()
         out = None
     if o.rule == "majority" and o.mixed_output:
-        monitor.info(f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
-            f"{result.mixed_counts.get(MIXED_TWICE, 0)} claimed twice by overlapping polygons of different classes)")
+        monitor.info(
+            f"mixed pixels: {result.mixed_pixels} ({result.mixed_counts.get(MIXED_PARTLY, 0)} partly covered, "
+            f"{result.mixed_counts.get(MIXED_TWICE, 0)} claimed twice by overlapping polygons of different classes)"
+        )
     monitor.progress(1.0)
     return result
 
@@ -655,13 +754,15 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, monitor: Monitor) -> Dic
     counts["conflicts"] = len(conflict)
     counts["labelled_pixels"] = len(cells)
     if not cells:
-        raise SatClassifyError("no labelled point lies on the output grid (outside it: "
-                               f"{counts['outside']}, without a known code: {counts['no_label']}): check the grid and "
-                               "the class field")
+        raise SatClassifyError(
+            "no labelled point lies on the output grid (outside it: "
+            f"{counts['outside']}, without a known code: {counts['no_label']}): check the grid and "
+            "the class field"
+        )
     by_row: Dict[int, List[Tuple[int, int]]] = {}
     for (r, c), v in cells.items():
         by_row.setdefault(r, []).append((c, v))
-    rows = max(1, min(grid.height, (8 * 2 ** 20) // max(1, grid.width)))
+    rows = max(1, min(grid.height, (8 * 2**20) // max(1, grid.width)))
     for y0 in range(0, grid.height, rows):
         r = min(rows, grid.height - y0)
         a = np.zeros((r, grid.width), np.uint8)
@@ -669,10 +770,15 @@ def _rasterize_points(vds, sql, rect, grid: Grid, band, monitor: Monitor) -> Dic
             for c, v in by_row.get(y, ()):
                 a[y - y0, c] = v
         band.WriteArray(a, 0, y0)
-    monitor.info(f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
-        + (f", {counts['duplicates']} in a pixel already holding a point of their class" if counts["duplicates"]
-           else "")
-        + (f", {counts['outside']} outside the grid" if counts["outside"] else ""))
+    monitor.info(
+        f"points: {counts['points']} read, {counts['labelled_pixels']} pixels labelled"
+        + (
+            f", {counts['duplicates']} in a pixel already holding a point of their class"
+            if counts["duplicates"]
+            else ""
+        )
+        + (f", {counts['outside']} outside the grid" if counts["outside"] else "")
+    )
     if conflict:
         monitor.info(f"WARNING: {len(conflict)} pixels hold points of different classes: left as no label (0)")
     return counts
@@ -689,10 +795,19 @@ class _MixedWriter:
         if self.path:
             self.ctx = raster.AtomicOutput(self.path)
             tmp = self.ctx.__enter__()
-            self.ds = raster.create_geotiff(tmp, self.grid.width, self.grid.height, 1, gdal.GDT_Byte,
-                                             self.grid.geotransform, self.grid.wkt, options=CLASS_GTIFF_OPTIONS,
-                                             descriptions=["mixed"], nodata_name="pure",
-                                             classes=MIXED_CLASSES)
+            self.ds = raster.create_geotiff(
+                tmp,
+                self.grid.width,
+                self.grid.height,
+                1,
+                gdal.GDT_Byte,
+                self.grid.geotransform,
+                self.grid.wkt,
+                options=CLASS_GTIFF_OPTIONS,
+                descriptions=["mixed"],
+                nodata_name="pure",
+                classes=MIXED_CLASSES,
+            )
             self.band = self.ds.GetRasterBand(1)
         return self
 
@@ -707,8 +822,9 @@ class _MixedWriter:
 
 
 def _memory_layer(vds, sql, rect, grid, what="polygons"):
-    opts = dict(format="Memory", SQLStatement=sql, SQLDialect="SQLITE", spatFilter=list(rect),
-                geometryType="PROMOTE_TO_MULTI")
+    opts = dict(
+        format="Memory", SQLStatement=sql, SQLDialect="SQLITE", spatFilter=list(rect), geometryType="PROMOTE_TO_MULTI"
+    )
     if grid.wkt:
         opts["dstSRS"] = grid.wkt
     try:
@@ -722,8 +838,7 @@ def _reversed_copy(mem):
     """The same polygons in reverse layer order (for the overlap test of the mixed raster)."""
     name = mem.GetLayer(0).GetName().replace('"', '""')
     try:
-        return gdal.VectorTranslate("", mem, format="Memory",
-                                    SQLStatement=f'SELECT * FROM "{name}" ORDER BY FID DESC')
+        return gdal.VectorTranslate("", mem, format="Memory", SQLStatement=f'SELECT * FROM "{name}" ORDER BY FID DESC')
     except RuntimeError as e:
         raise SatClassifyError(f"cannot reorder the CLC polygons: {e}")
 
@@ -751,8 +866,9 @@ def _bands(h: int, rows: int, n_features: int, skew: float = 0.0) -> List[Tuple[
     return [(y, min(h, y + n)) for y in range(0, h, n)]
 
 
-def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, direct=None, n_features: int = 0,
-              rect_of=None) -> Dict[int, int]:
+def _majority(
+    vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, direct=None, n_features: int = 0, rect_of=None
+) -> Dict[int, int]:
     """Exact majority (and mixed mask) in row strips (:mod:`.coverage`): exact coverage fractions for the pixels
     a polygon boundary crosses, the class of the polygon covering the others (GDAL's centre rule where polygons
     overlap); two strips at a time in worker threads. ``direct`` = (layer, code field, {raw code: class value})
@@ -764,7 +880,7 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, di
     w, h = grid.width, grid.height
     # ~2 M pixels per strip: the boundary pieces of a strip (a few hundred thousand) stay a few tens of MB;
     # at most 255 rows, so that (row, class) fits the 16-bit radix sort of coverage._order
-    rows0 = max(1, min(h, 255, (2 * 2 ** 20) // max(1, w)))
+    rows0 = max(1, min(h, 255, (2 * 2**20) // max(1, w)))
     skew = 0.0
     if rect_of is not None and h > 1 and n_features > BAND_FEATURES:
         one, whole = rect_of(0, 1), rect_of(0, h)  # the layer's units per row, and the extra height of a band
@@ -779,22 +895,26 @@ def _majority(vds, sql, rect, grid, band, mixed, threshold, monitor: Monitor, di
     try:
         for ya, yb in bands:
             brect = rect if len(bands) == 1 or rect_of is None else rect_of(ya, yb)
-            _majority_band(vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor, direct,
-                           pool, state)
+            _majority_band(
+                vds, sql, brect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor, direct, pool, state
+            )
         out_rows.close()
         if mixed_rows is not None:
             mixed_rows.close()
     finally:
         pool.shutdown(wait=True)
     if state["irregular"]:
-        monitor.info(f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed "
-                     "with the later polygon on top")
+        monitor.info(
+            f"{state['irregular']} pixels under overlapping or invalid polygons: class areas recomputed "
+            "with the later polygon on top"
+        )
     n_mixed = state["mixed"]
     return {MIXED_PARTLY: int(n_mixed[MIXED_PARTLY]), MIXED_TWICE: int(n_mixed[MIXED_TWICE])} if need_mixed else {}
 
 
-def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor: Monitor, direct,
-                   pool, state) -> None:
+def _majority_band(
+    vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, threshold, monitor: Monitor, direct, pool, state
+) -> None:
     """Rows [ya, yb) of :func:`_majority`: the polygons read in ``rect`` (the layer's CRS), then the band's strips
     computed (two at a time) and written in order."""
     w, h = grid.width, grid.height
@@ -880,9 +1000,11 @@ def _majority_band(vds, sql, rect, grid, ya, yb, rows0, out_rows, mixed_rows, th
             if bad.size:
                 n_irregular = state["irregular"]
                 if n_irregular < 20000 <= n_irregular + bad.size:
-                    monitor.info("WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed "
-                                 "with geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer "
-                                 "first (Fix geometries, then Dissolve or remove the overlaps)")
+                    monitor.info(
+                        "WARNING: many pixels lie under overlapping or invalid polygons; each is recomputed "
+                        "with geometry operations (about 0.5 ms a pixel): for a faster run, repair the layer "
+                        "first (Fix geometries, then Dissolve or remove the overlaps)"
+                    )
                 state["irregular"] = n_irregular + bad.size
                 if "painter" not in extra:
                     extra["painter"] = coverage.PainterFallback(mem_ds().GetLayer(0), VALUE_FIELD, gt)
@@ -966,7 +1088,7 @@ def _float_counts(band, monitor: Monitor) -> Tuple[List[int], Dict[str, int]]:
     fractions: Dict[str, int] = {}
     nd = band.GetNoDataValue()
     w, h = band.XSize, band.YSize
-    rows = max(1, (8 * 2 ** 20) // max(1, w))
+    rows = max(1, (8 * 2**20) // max(1, w))
     for y0 in range(0, h, rows):
         monitor.check()
         a = band.ReadAsArray(0, y0, w, min(rows, h - y0)).ravel()
@@ -1019,8 +1141,14 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, monitor: Monitor
         unknown.update(unmapped)
     unknown.update(fractions)
     monitor.info(f"CLC raster: values are {'level-3 codes' if source == 'code' else 'grid codes'}")
-    _log_unknown(unknown, unmapped, "pixels", "{} ({})", monitor.info,
-                 "CLC grid codes (1..44)" if source == "grid" else "CLC level-3 codes")
+    _log_unknown(
+        unknown,
+        unmapped,
+        "pixels",
+        "{} ({})",
+        monitor.info,
+        "CLC grid codes (1..44)" if source == "grid" else "CLC level-3 codes",
+    )
     ref = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Byte)
     ref.SetGeoTransform(grid.geotransform)
     if grid.wkt:
@@ -1028,13 +1156,27 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, monitor: Monitor
     nd = band.GetNoDataValue()
     warped = raster.warp_to_grid(rds, ref, resample="near" if rule == "centre" else "mode", src_nodata=nd)
     wband = warped.GetRasterBand(1)
-    result = RasterizeResult(output, list(table), unknown={k: int(v) for k, v in unknown.items()},
-                             unmapped={k: int(v) for k, v in unmapped.items()})
+    result = RasterizeResult(
+        output,
+        list(table),
+        unknown={k: int(v) for k, v in unknown.items()},
+        unmapped={k: int(v) for k, v in unmapped.items()},
+    )
     with raster.AtomicOutput(output) as tmp:
-        out = raster.create_geotiff(tmp, grid.width, grid.height, 1, gdal.GDT_Byte, grid.geotransform, grid.wkt,
-                                     nodata=0, options=CLASS_GTIFF_OPTIONS, classes=table)
+        out = raster.create_geotiff(
+            tmp,
+            grid.width,
+            grid.height,
+            1,
+            gdal.GDT_Byte,
+            grid.geotransform,
+            grid.wkt,
+            nodata=0,
+            options=CLASS_GTIFF_OPTIONS,
+            classes=table,
+        )
         ob = out.GetRasterBand(1)
-        rows = max(1, (8 * 2 ** 20) // max(1, grid.width))
+        rows = max(1, (8 * 2**20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
             monitor.check()
             r = min(rows, grid.height - y0)

@@ -18,6 +18,7 @@ work cannot be tiled): besides GDAL's block cache they keep per-polygon tables, 
 patches of the input (large for a noisy prediction). Generalise a very large raster by parts (EXTENT in
 classify, or Raster > Extraction > Clip) when memory runs out.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def mmu_pixels(mmu_ha: float, pixel_area_m2: float) -> int:
     """The smallest patch (in pixels) that reaches ``mmu_ha``: a patch of this many pixels covers at least the
     MMU, one pixel fewer does not."""
     if not mmu_ha or mmu_ha <= 0 or not math.isfinite(mmu_ha):
-        raise SatClassifyError(f"MMU must be a positive area in hectares (e.g. 25 as in CORINE Land Cover), not "
-                               f"{mmu_ha:g}")
+        raise SatClassifyError(
+            f"MMU must be a positive area in hectares (e.g. 25 as in CORINE Land Cover), not {mmu_ha:g}"
+        )
     return max(1, int(math.ceil(mmu_ha * 1e4 / pixel_area_m2 - 1e-9)))
 
 
@@ -61,6 +63,7 @@ def _gdal_callback(mon: Monitor, start: float, end: float):
     def cb(complete, message=None, data=None):
         mon.progress(start + (end - start) * complete)
         return 0 if mon.canceled() else 1
+
     return cb
 
 
@@ -73,9 +76,15 @@ def _polygonize(band: gdal.Band, srs, connectivity: int, mon: Monitor, start: fl
     return mem, layer
 
 
-def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 4,
-               polygons: Optional[str] = None, polygons_layer: Optional[str] = None,
-               monitor: Optional[Monitor] = None) -> Dict[str, object]:
+def generalize(
+    input_path: str,
+    output: str,
+    mmu_ha: float,
+    connectivity: int = 4,
+    polygons: Optional[str] = None,
+    polygons_layer: Optional[str] = None,
+    monitor: Optional[Monitor] = None,
+) -> Dict[str, object]:
     """Sieve the class raster ``input_path`` (band 1) to ``mmu_ha`` into ``output`` (GeoTIFF); with ``polygons``,
     also write a GeoPackage of the generalised patches. Both appear only when complete.
 
@@ -90,15 +99,18 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
     if sband.DataType not in (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32):
         raise SatClassifyError(
             f"INPUT '{input_path}' is {gdal.GetDataTypeName(sband.DataType)}, not a class raster: generalise the "
-            "class raster of classify or rasterizeclc (integer class values), not an image or probabilities")
+            "class raster of classify or rasterizeclc (integer class values), not an image or probabilities"
+        )
     px_area = legend.pixel_area_m2(src, "class raster")
     threshold = mmu_pixels(mmu_ha, px_area)
     nodata = sband.GetNoDataValue()
     nodata = 0 if nodata is None else nodata  # class rasters: 0 = no label
     classes = raster.classes_from_raster(src)
     w, h, gt, wkt = raster.grid_of(src)
-    mon.info(f"MMU {mmu_ha:g} ha = {threshold} pixels of {px_area:g} m\u00b2 ({connectivity}-connected patches); "
-             f"sieve steps {', '.join(map(str, sieve_steps(threshold))) or 'none'}")
+    mon.info(
+        f"MMU {mmu_ha:g} ha = {threshold} pixels of {px_area:g} m\u00b2 ({connectivity}-connected patches); "
+        f"sieve steps {', '.join(map(str, sieve_steps(threshold))) or 'none'}"
+    )
     # the source mask: nodata pixels never join a patch and are never changed
     if sband.GetNoDataValue() is None:
         mask_ds = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte)
@@ -113,24 +125,42 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
         with raster.AtomicOutput(output) as tmp:
             try:
                 out = raster.create_geotiff(
-                    tmp, w, h, 1, sband.DataType, gt, wkt, nodata=nodata,
-                    descriptions=[sband.GetDescription() or "class"], classes=classes or None,
-                    metadata={"SATCLASSIFY_MMU_HA": f"{mmu_ha:g}", "SATCLASSIFY_MMU_PIXELS": str(threshold),
-                              "SATCLASSIFY_CONNECTIVITY": str(connectivity),
-                              "SATCLASSIFY_SOURCE": os.path.basename(input_path)})
+                    tmp,
+                    w,
+                    h,
+                    1,
+                    sband.DataType,
+                    gt,
+                    wkt,
+                    nodata=nodata,
+                    descriptions=[sband.GetDescription() or "class"],
+                    classes=classes or None,
+                    metadata={
+                        "SATCLASSIFY_MMU_HA": f"{mmu_ha:g}",
+                        "SATCLASSIFY_MMU_PIXELS": str(threshold),
+                        "SATCLASSIFY_CONNECTIVITY": str(connectivity),
+                        "SATCLASSIFY_SOURCE": os.path.basename(input_path),
+                    },
+                )
                 oband = out.GetRasterBand(1)
                 steps = sieve_steps(threshold) or [1]
                 for i, t in enumerate(steps):
                     mon.check()
-                    gdal.SieveFilter(sband if i == 0 else oband, mask, oband, t, connectivity,
-                                     callback=_gdal_callback(mon, 0.6 * i / len(steps),
-                                                             0.6 * (i + 1) / len(steps)))
+                    gdal.SieveFilter(
+                        sband if i == 0 else oband,
+                        mask,
+                        oband,
+                        t,
+                        connectivity,
+                        callback=_gdal_callback(mon, 0.6 * i / len(steps), 0.6 * (i + 1) / len(steps)),
+                    )
                 oband.FlushCache()
                 # what is still below the MMU has no labelled neighbour: nodata
                 mem, patches = _polygonize(oband, raster.srs_of(out), connectivity, mon, 0.6, 0.8)
                 unit2 = px_area / abs(gt[1] * gt[5] - gt[2] * gt[4])
-                small = [f.GetFID() for f in patches
-                         if f.GetGeometryRef().GetArea() * unit2 < threshold * px_area - 1e-6]
+                small = [
+                    f.GetFID() for f in patches if f.GetGeometryRef().GetArea() * unit2 < threshold * px_area - 1e-6
+                ]
                 if small:
                     burn_ds = ogr.GetDriverByName("Memory").CreateDataSource("small")  # open while its layer is
                     burn = burn_ds.CreateLayer("small", raster.srs_of(out), ogr.wkbPolygon)
@@ -143,8 +173,10 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
                         patches.DeleteFeature(fid)
                     gdal.RasterizeLayer(out, [1], burn, burn_values=[nodata])
                     islands = len(small)
-                    mon.info(f"{islands} patch(es) below the MMU without a labelled neighbour (surrounded by nodata "
-                             f"or the raster edge) set to nodata: {islands_px * px_area / 1e4:.2f} ha")
+                    mon.info(
+                        f"{islands} patch(es) below the MMU without a labelled neighbour (surrounded by nodata "
+                        f"or the raster edge) set to nodata: {islands_px * px_area / 1e4:.2f} ha"
+                    )
                 oband.FlushCache()
                 present = legend.present_classes(legend.class_counts(out), classes, px_area, nodata)
                 mon.check()
@@ -160,9 +192,16 @@ def generalize(input_path: str, output: str, mmu_ha: float, connectivity: int = 
     finally:
         mask = mask_ds = None
     mon.progress(1.0)
-    return {"threshold": threshold, "pixel_area_m2": px_area, "mmu_ha": float(mmu_ha), "islands": islands,
-            "islands_ha": islands_px * px_area / 1e4, "polygons": n_polygons, "classes": present,
-            "connectivity": connectivity}
+    return {
+        "threshold": threshold,
+        "pixel_area_m2": px_area,
+        "mmu_ha": float(mmu_ha),
+        "islands": islands,
+        "islands_ha": islands_px * px_area / 1e4,
+        "polygons": n_polygons,
+        "classes": present,
+        "connectivity": connectivity,
+    }
 
 
 def _write_polygons(patches, path: str, layer_name: Optional[str], classes, unit2: float, mon: Monitor) -> int:

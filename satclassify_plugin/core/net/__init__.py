@@ -19,6 +19,7 @@
   :meth:`HttpClient.download` (``download``) is resumable and verified.
 * Progress, messages and cancel come in through a :class:`~satclassify_plugin.core.contract.feedback.Monitor`.
 """
+
 from ..contract.feedback import Canceled, Monitor
 from .adapter import DeadlineAdapter
 from .client import USER_AGENT, HttpClient
@@ -29,6 +30,23 @@ from .proxy import ProxyConfig
 from .retry import RETRY_STATUS, DeadlineRetry
 from .watch import Watch, own_error, raise_if_fired
 
-__all__ = ["Canceled", "DeadlineAdapter", "DeadlineExceeded", "DeadlineRetry", "Deadlines", "HttpClient", "Monitor",
-           "ProxyConfig", "RETRY_STATUS", "TIMEOUT_ENV", "USER_AGENT", "Watch", "host_of", "md5_of", "own_error",
-           "parse_json_response", "raise_if_fired", "status_error"]
+__all__ = [
+    "Canceled",
+    "DeadlineAdapter",
+    "DeadlineExceeded",
+    "DeadlineRetry",
+    "Deadlines",
+    "HttpClient",
+    "Monitor",
+    "ProxyConfig",
+    "RETRY_STATUS",
+    "TIMEOUT_ENV",
+    "USER_AGENT",
+    "Watch",
+    "host_of",
+    "md5_of",
+    "own_error",
+    "parse_json_response",
+    "raise_if_fired",
+    "status_error",
+]

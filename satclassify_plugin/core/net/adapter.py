@@ -1,6 +1,7 @@
 """The requests adapter every session of the plugin is mounted with (ours, pystac-client's, sentinelsat's):
 each request gets a :class:`~.watch.Watch` (deadline, cancel), its connections are watched, it is retried by
 :class:`~.retry.DeadlineRetry` and sent through the proxy of :class:`~.proxy.ProxyConfig`."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -19,8 +20,13 @@ class DeadlineAdapter(HTTPAdapter):
     """A streamed answer is watched up to its headers; the caller watches its body (see
     :func:`~satclassify_plugin.core.net.download.download`). ``proxy``: None leaves requests' own choice."""
 
-    def __init__(self, policy: Optional[Deadlines] = None, is_canceled: Optional[Callable[[], bool]] = None,
-                 proxy: Optional[ProxyConfig] = None, **kw):
+    def __init__(
+        self,
+        policy: Optional[Deadlines] = None,
+        is_canceled: Optional[Callable[[], bool]] = None,
+        proxy: Optional[ProxyConfig] = None,
+        **kw,
+    ):
         self.policy = policy or Deadlines()
         self.is_canceled = is_canceled
         self.proxy = proxy
@@ -43,8 +49,14 @@ class DeadlineAdapter(HTTPAdapter):
         with Watch(host_of(request.url), what, self.policy, total=own, is_canceled=self.is_canceled):
             raise_if_fired()
             try:
-                r = super().send(request, stream=stream, timeout=_clamped(timeout, self.policy), verify=verify,
-                                 cert=cert, proxies=proxies)
+                r = super().send(
+                    request,
+                    stream=stream,
+                    timeout=_clamped(timeout, self.policy),
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                )
                 if getattr(r, "raw", None) is not None and hasattr(r.raw, "enforce_content_length"):
                     r.raw.enforce_content_length = True  # a body cut short is an error, not a short answer
                 if not stream:
@@ -63,8 +75,10 @@ def _clamped(timeout, policy: Deadlines):
     if timeout is None:
         connect, read = policy.timeout
     elif isinstance(timeout, tuple):
-        connect, read = (policy.timeout[0] if timeout[0] is None else timeout[0],
-                         policy.timeout[1] if timeout[1] is None else timeout[1])
+        connect, read = (
+            policy.timeout[0] if timeout[0] is None else timeout[0],
+            policy.timeout[1] if timeout[1] is None else timeout[1],
+        )
     elif isinstance(timeout, (int, float)):
         connect = read = float(timeout)
     else:  # urllib3 Timeout object: leave it

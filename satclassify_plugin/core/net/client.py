@@ -1,4 +1,5 @@
 """HttpClient: requests through the deadline policy, the one retry mechanism and the proxy, with clear errors."""
+
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Sequence
@@ -25,9 +26,16 @@ class HttpClient:
     :class:`~satclassify_plugin.core.contract.errors.SatClassifyError` saying what went wrong, never containing a
     secret registered with :meth:`add_secret`."""
 
-    def __init__(self, session: Optional[requests.Session] = None, retries: int = 3,
-                 backoff: float = 1.0, max_wait: float = 30.0, monitor: Optional[Monitor] = None,
-                 policy: Optional[Deadlines] = None, proxy: Optional[ProxyConfig] = None):
+    def __init__(
+        self,
+        session: Optional[requests.Session] = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_wait: float = 30.0,
+        monitor: Optional[Monitor] = None,
+        policy: Optional[Deadlines] = None,
+        proxy: Optional[ProxyConfig] = None,
+    ):
         self.policy = policy or Deadlines.from_env()
         self.proxy = (ProxyConfig.from_env() if proxy is None else proxy).check()
         self.retries = max(0, int(retries))
@@ -49,22 +57,30 @@ class HttpClient:
     # -- the policy for other libraries ----------------------------------------------------------------
     def retry(self) -> DeadlineRetry:
         """This client's retries (announced through the monitor)."""
-        return DeadlineRetry.for_client(self.retries, self.backoff, self.max_wait,
-                                        on_retry=lambda m: self.monitor.info(self.redact(m)))
+        return DeadlineRetry.for_client(
+            self.retries, self.backoff, self.max_wait, on_retry=lambda m: self.monitor.info(self.redact(m))
+        )
 
     def mount(self, session: requests.Session) -> requests.Session:
         """Give ``session`` (ours, pystac-client's, sentinelsat's) this client's deadlines, cancel, retries and
         proxy."""
         for prefix in ("http://", "https://"):
-            session.mount(prefix, DeadlineAdapter(self.policy, self.monitor.canceled, proxy=self.proxy,
-                                                  max_retries=self.retry()))
+            session.mount(
+                prefix, DeadlineAdapter(self.policy, self.monitor.canceled, proxy=self.proxy, max_retries=self.retry())
+            )
         return session
 
     def watch(self, url: str, what: str = "request", total: bool = True, stall: bool = False) -> Watch:
         """A :class:`~.watch.Watch` on ``url``'s host with this client's policy and cancel: ``total`` bounds the
         call by ``policy.total``; ``stall`` applies the stall rule once armed (transfers)."""
-        return Watch(host_of(url), what, self.policy, total=self.policy.total if total else None, stall=stall,
-                     is_canceled=self.monitor.canceled)
+        return Watch(
+            host_of(url),
+            what,
+            self.policy,
+            total=self.policy.total if total else None,
+            stall=stall,
+            is_canceled=self.monitor.canceled,
+        )
 
     def gdal_options(self, urls: Sequence[str] = ()) -> Dict[str, str]:
         """GDAL config options for /vsicurl/ reads (of ``urls``, when known) under this client's policy, retries
@@ -98,8 +114,9 @@ class HttpClient:
                 response = self.session.request(method, url, **kw)
             except (requests.ConnectionError, requests.Timeout) as e:
                 watch.check()  # the deadline or cancel cut the call
-                raise self._error(unreachable(host, e, watch.tries, self.proxy.proxy_for(url)
-                                              and self.proxy.describe())) from e
+                raise self._error(
+                    unreachable(host, e, watch.tries, self.proxy.proxy_for(url) and self.proxy.describe())
+                ) from e
             watch.check()
         code = response.status_code
         if code in ok_status or (not kw.get("allow_redirects", True) and code in REDIRECT_STATUS):
@@ -112,11 +129,30 @@ class HttpClient:
         r = self.request(method, url, what=what, **kw)
         return parse_json_response(r, what, self.redact)
 
-    def download(self, url: str, dest: str, headers: Optional[Dict[str, str]] = None,
-                 expected_md5: Optional[str] = None, expected_size: Optional[int] = None,
-                 max_redirects: int = 5, chunk: int = 1 << 16, monitor: Optional[Monitor] = None,
-                 reauth: Optional[Callable[[], Dict[str, str]]] = None) -> str:
+    def download(
+        self,
+        url: str,
+        dest: str,
+        headers: Optional[Dict[str, str]] = None,
+        expected_md5: Optional[str] = None,
+        expected_size: Optional[int] = None,
+        max_redirects: int = 5,
+        chunk: int = 1 << 16,
+        monitor: Optional[Monitor] = None,
+        reauth: Optional[Callable[[], Dict[str, str]]] = None,
+    ) -> str:
         """Download ``url`` to ``dest``, resumable (see :func:`~.download.download`). Returns ``dest``."""
         from .download import download
-        return download(self, url, dest, headers=headers, expected_md5=expected_md5, expected_size=expected_size,
-                        max_redirects=max_redirects, chunk=chunk, monitor=monitor, reauth=reauth)
+
+        return download(
+            self,
+            url,
+            dest,
+            headers=headers,
+            expected_md5=expected_md5,
+            expected_size=expected_size,
+            max_redirects=max_redirects,
+            chunk=chunk,
+            monitor=monitor,
+            reauth=reauth,
+        )

@@ -6,6 +6,7 @@ follows redirects itself so the ``Authorization`` header survives a redirect to 
 it), checks size and MD5, and renames to ``dest`` only when complete. Each request is retried like any other
 (urllib3's Retry); a body that breaks off is resumed up to ``client.retries`` times.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,12 @@ from .messages import host_of
 from .watch import Watch
 
 CANCELED_DOWNLOAD = "download cancelled by the user (the partial file is kept and resumed on the next run)"
-_BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout,
-           urllib3.exceptions.HTTPError)
+_BROKEN = (
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.Timeout,
+    urllib3.exceptions.HTTPError,
+)
 
 
 class _Again(Exception):
@@ -35,10 +40,18 @@ class _Again(Exception):
         self.delay = delay
 
 
-def download(client, url: str, dest: str, headers: Optional[Dict[str, str]] = None,
-             expected_md5: Optional[str] = None, expected_size: Optional[int] = None,
-             max_redirects: int = 5, chunk: int = 1 << 16, monitor: Optional[Monitor] = None,
-             reauth: Optional[Callable[[], Dict[str, str]]] = None) -> str:
+def download(
+    client,
+    url: str,
+    dest: str,
+    headers: Optional[Dict[str, str]] = None,
+    expected_md5: Optional[str] = None,
+    expected_size: Optional[int] = None,
+    max_redirects: int = 5,
+    chunk: int = 1 << 16,
+    monitor: Optional[Monitor] = None,
+    reauth: Optional[Callable[[], Dict[str, str]]] = None,
+) -> str:
     """Download ``url`` to ``dest`` with ``client`` (an HttpClient). Returns ``dest``. Existing complete files
     are kept.
 
@@ -91,8 +104,13 @@ class _Download:
         h = dict(self.headers)
         if have:
             h["Range"] = f"bytes={have}-"
-        with Watch(self.host, f"download of {os.path.basename(self.dest)}", self.client.policy, stall=True,
-                   is_canceled=self.mon.canceled) as watch:
+        with Watch(
+            self.host,
+            f"download of {os.path.basename(self.dest)}",
+            self.client.policy,
+            stall=True,
+            is_canceled=self.mon.canceled,
+        ) as watch:
             r = follow(self.client, self.url, h, self.max_redirects, auth_retry=self.reauth is not None)
             if r.status_code == 401:
                 r.close()
@@ -154,11 +172,16 @@ class _Download:
             if stalled:
                 note = f"(the partial download {self.part} is resumed on the next run)"
                 raise client._error(str(watch.error(note if os.path.exists(self.part) else ""))) from e
-            raise client._error(f"the download from {self.host} kept failing ({type(e).__name__} {self.drops} "
-                                f"times): run again to resume from {self.part}") from e
-        self.mon.info(f"the download from {self.host} stalled (less than {client.policy.min_rate} bytes/s for "
-                      f"{client.policy.stall:g} s); resuming" if stalled
-                      else f"connection dropped ({type(e).__name__}); resuming")
+            raise client._error(
+                f"the download from {self.host} kept failing ({type(e).__name__} {self.drops} "
+                f"times): run again to resume from {self.part}"
+            ) from e
+        self.mon.info(
+            f"the download from {self.host} stalled (less than {client.policy.min_rate} bytes/s for "
+            f"{client.policy.stall:g} s); resuming"
+            if stalled
+            else f"connection dropped ({type(e).__name__}); resuming"
+        )
         raise _Again(min(client.backoff * 2 ** (self.drops - 1), client.max_wait)) from e
 
 
@@ -172,14 +195,16 @@ def _pause(seconds: float, mon: Monitor) -> None:
         time.sleep(min(left, 0.25))
 
 
-def follow(client, url: str, headers: Dict[str, str], max_redirects: int,
-           auth_retry: bool = False) -> requests.Response:
+def follow(
+    client, url: str, headers: Dict[str, str], max_redirects: int, auth_retry: bool = False
+) -> requests.Response:
     """GET following redirects by hand so that every header (Authorization included) is kept.
     With ``auth_retry`` a 401 is returned to the caller (which may log in again) instead of raised."""
     ok = (200, 206, 416, 401) if auth_retry else (200, 206, 416)
     for _ in range(max_redirects + 1):
-        r = client.request("GET", url, what="download", ok_status=ok, headers=headers,
-                           stream=True, allow_redirects=False)
+        r = client.request(
+            "GET", url, what="download", ok_status=ok, headers=headers, stream=True, allow_redirects=False
+        )
         if r.status_code in REDIRECT_STATUS:
             loc = r.headers.get("Location")
             r.close()
@@ -191,18 +216,23 @@ def follow(client, url: str, headers: Dict[str, str], max_redirects: int,
     raise client._error(f"too many redirects (more than {max_redirects}) downloading from {host_of(url)}")
 
 
-def _verify(client, part: str, dest: str, expected_md5: Optional[str], expected_size: Optional[int],
-            mon: Monitor) -> None:
+def _verify(
+    client, part: str, dest: str, expected_md5: Optional[str], expected_size: Optional[int], mon: Monitor
+) -> None:
     size = os.path.getsize(part)
     if expected_size and size != expected_size:
-        raise client._error(f"the download of {os.path.basename(dest)} is incomplete ({size} of {expected_size} "
-                            "bytes): run again to resume")
+        raise client._error(
+            f"the download of {os.path.basename(dest)} is incomplete ({size} of {expected_size} "
+            "bytes): run again to resume"
+        )
     if expected_md5:
         got = md5_of(part)
         if got.lower() != expected_md5.lower():
             os.remove(part)
-            raise client._error(f"checksum mismatch for {os.path.basename(dest)} (MD5 {got}, expected "
-                                f"{expected_md5}): the corrupt file was removed, run again")
+            raise client._error(
+                f"checksum mismatch for {os.path.basename(dest)} (MD5 {got}, expected "
+                f"{expected_md5}): the corrupt file was removed, run again"
+            )
         mon.info(f"MD5 checksum of {os.path.basename(dest)} verified")
 
 

@@ -6,6 +6,7 @@ the standard variables ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_P
 client's sessions (ours, pystac-client's, sentinelsat's) send through :meth:`ProxyConfig.for_url` (urllib3's
 ProxyManager, via requests), GDAL's ``/vsicurl/`` reads through :meth:`ProxyConfig.gdal_options`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,6 +28,7 @@ class ProxyConfig:
     (QGIS's "no proxy" list, e.g. ``http://intranet``); ``system_for``: URL prefixes sent through ``system`` (the
     platform's proxy, :meth:`from_system`) instead (QGIS's "excluded URLs"); ``origin``: where it came from, for
     messages."""
+
     http: str = ""
     https: str = ""
     user: str = ""
@@ -42,21 +44,34 @@ class ProxyConfig:
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
-    def from_url(cls, url: str, user: str = "", password: str = "", no_proxy: Sequence[str] = (),
-                 exclude: Sequence[str] = (), origin: str = "", schemes: Sequence[str] = ("http", "https"),
-                 ) -> "ProxyConfig":
+    def from_url(
+        cls,
+        url: str,
+        user: str = "",
+        password: str = "",
+        no_proxy: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        origin: str = "",
+        schemes: Sequence[str] = ("http", "https"),
+    ) -> "ProxyConfig":
         """One proxy for the given URL schemes (``host:port`` without a scheme means an HTTP proxy)."""
         url = _scheme((url or "").strip())
-        return cls(http=url if "http" in schemes else "", https=url if "https" in schemes else "", user=user,
-                   password=password, no_proxy=tuple(_split(no_proxy)), exclude=tuple(e.strip() for e in exclude
-                                                                                   if e and e.strip()),
-                   origin=origin)
+        return cls(
+            http=url if "http" in schemes else "",
+            https=url if "https" in schemes else "",
+            user=user,
+            password=password,
+            no_proxy=tuple(_split(no_proxy)),
+            exclude=tuple(e.strip() for e in exclude if e and e.strip()),
+            origin=origin,
+        )
 
     @classmethod
     def from_system(cls) -> "ProxyConfig":
         """The platform's proxy as Python sees it: the environment variables, and where none is set the Windows
         registry or the macOS network settings (what Qt's "system proxy" reads too)."""
         import urllib.request
+
         found = {f"{k}_proxy": v for k, v in urllib.request.getproxies().items()}
         return replace(cls.from_env(found), origin="system proxy settings")
 
@@ -68,10 +83,15 @@ class ProxyConfig:
 
         def get(name):
             return (env.get(name) or env.get(name.upper()) or "").strip()
+
         every = get("all_proxy")
         http, https = get("http_proxy") or every, get("https_proxy") or every
-        return cls(http=_scheme(http), https=_scheme(https), no_proxy=tuple(_split([get("no_proxy")])),
-                   origin="environment (HTTPS_PROXY / HTTP_PROXY / NO_PROXY)")
+        return cls(
+            http=_scheme(http),
+            https=_scheme(https),
+            no_proxy=tuple(_split([get("no_proxy")])),
+            origin="environment (HTTPS_PROXY / HTTP_PROXY / NO_PROXY)",
+        )
 
     # -- use -------------------------------------------------------------------------------------------
     def bypass(self, url: str) -> bool:
@@ -87,8 +107,7 @@ class ProxyConfig:
         """The proxy URL (login included) a request to ``url`` goes through; "" = direct."""
         if self.system is not None and any(url.startswith(p) for p in self.system_for):
             return self.system.proxy_for(url)
-        proxy = self.https if url.lower().startswith("https:") else self.http if url.lower().startswith("http:") \
-            else ""
+        proxy = self.https if url.lower().startswith("https:") else self.http if url.lower().startswith("http:") else ""
         if not proxy or self.bypass(url):
             return ""
         return _with_login(proxy, self.user, self.password)
@@ -100,8 +119,9 @@ class ProxyConfig:
 
     def requests_proxies(self) -> Dict[str, str]:
         """requests' ``proxies`` for a session (no per-URL exclusions: use :meth:`for_url` where possible)."""
-        out = {k: _with_login(v, self.user, self.password) for k, v in (("http", self.http), ("https", self.https))
-               if v}
+        out = {
+            k: _with_login(v, self.user, self.password) for k, v in (("http", self.http), ("https", self.https)) if v
+        }
         if self.no_proxy:
             out["no_proxy"] = ",".join(self.no_proxy)
         return out
@@ -150,10 +170,12 @@ class ProxyConfig:
                 raise SatClassifyError(
                     f"the proxy {self.describe()} ({self.origin or 'proxy settings'}) is a SOCKS proxy, which needs "
                     "the Python package 'PySocks': install it (python3 -m pip install --user PySocks) or use an "
-                    "HTTP proxy")
+                    "HTTP proxy"
+                )
             if proxy and scheme not in ("http", "https", "socks5", "socks5h", "socks4", "socks4a"):
-                raise SatClassifyError(f"unsupported proxy '{self.describe()}' (scheme {scheme}): use an HTTP or "
-                                       "SOCKS5 proxy")
+                raise SatClassifyError(
+                    f"unsupported proxy '{self.describe()}' (scheme {scheme}): use an HTTP or SOCKS5 proxy"
+                )
         return self
 
 

@@ -7,6 +7,7 @@ end past the active watches' deadline is not made (the last answer or error is r
 itself ends at once on a cancel; an invalid ``Retry-After`` falls back to the backoff (1, 2, 4... times
 ``backoff_factor``) instead of failing; each retry is announced through ``on_retry``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -28,12 +29,21 @@ class DeadlineRetry(Retry):
         self.on_retry = on_retry
 
     @classmethod
-    def for_client(cls, retries: int, backoff: float, max_wait: float,
-                   on_retry: Optional[Callable[[str], None]] = None) -> "DeadlineRetry":
+    def for_client(
+        cls, retries: int, backoff: float, max_wait: float, on_retry: Optional[Callable[[str], None]] = None
+    ) -> "DeadlineRetry":
         """``retries`` more tries after the first on connection errors, 429 and 5xx, for any method."""
-        return cls(total=max(0, int(retries)), backoff_factor=backoff, status_forcelist=RETRY_STATUS,
-                   allowed_methods=None, respect_retry_after_header=True, raise_on_status=False,
-                   raise_on_redirect=False, max_wait=max_wait, on_retry=on_retry)
+        return cls(
+            total=max(0, int(retries)),
+            backoff_factor=backoff,
+            status_forcelist=RETRY_STATUS,
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            max_wait=max_wait,
+            on_retry=on_retry,
+        )
 
     def new(self, **kw) -> "DeadlineRetry":
         r = super().new(**kw)
@@ -72,6 +82,7 @@ class DeadlineRetry(Retry):
             what = f"{outer.what}: {outer.host}" if outer is not None else (getattr(_pool, "host", "") or "")
             did = f"answered HTTP {response.status}" if response is not None else f"failed ({type(error).__name__})"
             tries = new.total + len(new.history) + 1 if isinstance(new.total, int) else None
-            self.on_retry(f"{what} {did}; retrying in {wait:.1f} s (try {len(new.history) + 1}"
-                          f"{f' of {tries}' if tries else ''})")
+            self.on_retry(
+                f"{what} {did}; retrying in {wait:.1f} s (try {len(new.history) + 1}{f' of {tries}' if tries else ''})"
+            )
         return new

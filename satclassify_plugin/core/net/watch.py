@@ -6,6 +6,7 @@ with every watch active in the calling thread; when one fires it shuts their soc
 returns at once, whichever library is reading. Per-read socket timeouts alone cannot bound a call: a server that
 sends its headers and then nothing, or one byte every few seconds, never trips them.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,11 +64,18 @@ class Watch:
     it shuts the registered sockets down and :meth:`error` gives the message. ``tries`` counts the tries made
     inside it (the retries of :class:`~satclassify_plugin.core.net.retry.DeadlineRetry` add to it).
     """
+
     POLL = 0.05
 
-    def __init__(self, host: str, what: str = "request", policy: Optional[Deadlines] = None,
-                 total: Optional[float] = None, stall: bool = False,
-                 is_canceled: Optional[Callable[[], bool]] = None):
+    def __init__(
+        self,
+        host: str,
+        what: str = "request",
+        policy: Optional[Deadlines] = None,
+        total: Optional[float] = None,
+        stall: bool = False,
+        is_canceled: Optional[Callable[[], bool]] = None,
+    ):
         self.host, self.what = host, what
         self.policy = policy or Deadlines()
         self.end = None if total is None else time.monotonic() + float(total)
@@ -221,6 +229,9 @@ class _HTTPSPool(HTTPSConnectionPool):
 def watch_pools(manager) -> None:
     """Make a urllib3 PoolManager (or ProxyManager) open watched connections (stock pools only, not SOCKS)."""
     classes = getattr(manager, "pool_classes_by_scheme", None)
-    if (isinstance(classes, dict) and classes.get("http") is HTTPConnectionPool
-            and classes.get("https") is HTTPSConnectionPool):
+    if (
+        isinstance(classes, dict)
+        and classes.get("http") is HTTPConnectionPool
+        and classes.get("https") is HTTPSConnectionPool
+    ):
         manager.pool_classes_by_scheme = {**classes, "http": _HTTPPool, "https": _HTTPSPool}

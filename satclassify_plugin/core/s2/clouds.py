@@ -15,6 +15,7 @@ Outputs follow the stack conventions (docs/DESIGN.md): MASK is uint8, 1 = valid,
 shadow, nodata); the class raster is uint8, 0 = nodata, 1 clear, 2 cloud, 3 cloud shadow, with a colour table
 and category names set before the pixels.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,9 +36,11 @@ SWIR = ("B11", "B12")
 DETECTOR_NAMES = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16", "B12": "swir22"}
 
 NODATA, CLEAR, CLOUD, SHADOW = 0, 1, 2, 3
-CLASSES = [{"value": CLEAR, "name": "clear", "color": "#2ca02c"},
-           {"value": CLOUD, "name": "cloud", "color": "#e8e8e8"},
-           {"value": SHADOW, "name": "cloud shadow", "color": "#4d4d4d"}]
+CLASSES = [
+    {"value": CLEAR, "name": "clear", "color": "#2ca02c"},
+    {"value": CLOUD, "name": "cloud", "color": "#e8e8e8"},
+    {"value": SHADOW, "name": "cloud shadow", "color": "#4d4d4d"},
+]
 
 #: how a stack's MASK is made: ``auto`` SCL where the product has it, the detector otherwise (L1C);
 #: ``detector`` the detector for every product; ``both`` SCL and the detector (L2A: a pixel is invalid by
@@ -62,14 +65,17 @@ def available() -> bool:
 
 
 def missing_message(what: str = "the cloud mask") -> str:
-    return (f"{what} needs the Python package {DETECTOR} (a cloud and cloud-shadow detector for Sentinel-2), which "
-            "QGIS's Python cannot import: install it with Plugins > SatClassify > Install Python dependencies, or "
-            f"'python3 -m pip install --user {DETECTOR}'")
+    return (
+        f"{what} needs the Python package {DETECTOR} (a cloud and cloud-shadow detector for Sentinel-2), which "
+        "QGIS's Python cannot import: install it with Plugins > SatClassify > Install Python dependencies, or "
+        f"'python3 -m pip install --user {DETECTOR}'"
+    )
 
 
 def version() -> str:
     try:
         from importlib.metadata import version as _v
+
         return _v(DETECTOR)
     except Exception:  # noqa: BLE001 - metadata absent (vendored copy): the name alone
         return "?"
@@ -84,7 +90,8 @@ def detector_bands(names: Sequence[str]) -> List[str]:
         raise SatClassifyError(
             f"the cloud detector needs the bands {', '.join(REQUIRED)} (10 m; B11 and B12 improve it) but the stack "
             f"has no {', '.join(missing)} (its bands: {', '.join(names) or 'none named'}); name the bands in the "
-            "GDAL band descriptions (B02, B03, ...) or make the stack with those bands")
+            "GDAL band descriptions (B02, B03, ...) or make the stack with those bands"
+        )
     return list(REQUIRED) + (list(SWIR) if all(b in have for b in SWIR) else [])
 
 
@@ -119,12 +126,14 @@ def check_scale(b02: np.ndarray, valid: np.ndarray, scale: float) -> None:
             f"the stack's values look like reflectance 0..1, not digital numbers: the median of B02 is "
             f"{med / scale:.4g}, i.e. reflectance {med:.2g} with the scale {scale:g}. The detector needs "
             f"reflectance = DN x {scale:g} (Sentinel-2 DN / 10000): multiply the bands by 10000, or set SCALE "
-            "to 1 for a stack of reflectance")
+            "to 1 for a stack of reflectance"
+        )
     if med > hi:
         raise SatClassifyError(
             f"the stack's values are too large for Sentinel-2 reflectance: the median of B02 is {med / scale:.4g}, "
             f"i.e. reflectance {med:.3g} with the scale {scale:g}. The detector needs reflectance = DN x {scale:g} "
-            "(Sentinel-2 DN / 10000, as the SatClassify tools write it): check the stack, or set SCALE")
+            "(Sentinel-2 DN / 10000, as the SatClassify tools write it): check the stack, or set SCALE"
+        )
 
 
 def _block_mean(a: np.ndarray, ok: np.ndarray, f: int, scale: float) -> np.ndarray:
@@ -134,8 +143,8 @@ def _block_mean(a: np.ndarray, ok: np.ndarray, f: int, scale: float) -> np.ndarr
     out = np.empty((hh, ww), np.float32)
     rows = max(f, (4096 // f) * f)
     for r0 in range(0, h, rows):  # strips: a whole tile never becomes one float64 copy
-        blk = a[r0:r0 + rows].astype(np.float32)
-        m = ok[r0:r0 + rows]
+        blk = a[r0 : r0 + rows].astype(np.float32)
+        m = ok[r0 : r0 + rows]
         bh = blk.shape[0]
         ph, pw = -(-bh // f) * f - bh, ww * f - w
         blk = np.pad(np.where(m, blk, 0.0).astype(np.float32), ((0, ph), (0, pw)))
@@ -143,12 +152,13 @@ def _block_mean(a: np.ndarray, ok: np.ndarray, f: int, scale: float) -> np.ndarr
         s = blk.reshape(-1, f, ww, f).sum(axis=(1, 3))
         n = cnt.reshape(-1, f, ww, f).sum(axis=(1, 3))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[r0 // f:r0 // f + s.shape[0]] = np.where(n > 0, s / n * scale, np.nan)
+            out[r0 // f : r0 // f + s.shape[0]] = np.where(n > 0, s / n * scale, np.nan)
     return out
 
 
 def _providers():
     import onnxruntime as ort
+
     avail = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail] or avail
 
@@ -164,15 +174,29 @@ def _run_detector(img: np.ndarray, order: Sequence[str], level: str, threads: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # invalid_buffer=1: the package's own buffered mask is not used (0 would dilate until nothing changes)
-        m = CSmask(np.ascontiguousarray(img, np.float32), band_order=list(order), product_level=level.lower(),
-                   nodata_value=None, invalid_buffer=1, intra_op_num_threads=threads, inter_op_num_threads=1,
-                   providers=_providers())
+        m = CSmask(
+            np.ascontiguousarray(img, np.float32),
+            band_order=list(order),
+            product_level=level.lower(),
+            nodata_value=None,
+            invalid_buffer=1,
+            intra_op_num_threads=threads,
+            inter_op_num_threads=1,
+            providers=_providers(),
+        )
     return np.asarray(m.csm)[:h, :w, 0]
 
 
-def detect(arrays: Mapping[str, np.ndarray], level: str, pixel_size: float, scale: float = 1e-4,
-           work_resolution: float = WORK_RESOLUTION, nodata: Optional[np.ndarray] = None, threads: int = 0,
-           monitor=None) -> np.ndarray:
+def detect(
+    arrays: Mapping[str, np.ndarray],
+    level: str,
+    pixel_size: float,
+    scale: float = 1e-4,
+    work_resolution: float = WORK_RESOLUTION,
+    nodata: Optional[np.ndarray] = None,
+    threads: int = 0,
+    monitor=None,
+) -> np.ndarray:
     """Classes (uint8: 0 nodata, 1 clear, 2 cloud, 3 cloud shadow) of a single-date stack.
 
     ``arrays``: band name -> 2-D values (all the same shape) with reflectance = value x ``scale``; value 0 (and
@@ -220,7 +244,7 @@ def detect(arrays: Mapping[str, np.ndarray], level: str, pixel_size: float, scal
         r1, c1 = min(hh, r + WINDOW + MARGIN), min(ww, c + WINDOW + MARGIN)
         res = _run_detector(img[r0:r1, c0:c1], order, level, threads)
         rr, cc = min(hh, r + WINDOW), min(ww, c + WINDOW)
-        csm[r:rr, c:cc] = res[r - r0:rr - r0, c - c0:cc - c0]
+        csm[r:rr, c:cc] = res[r - r0 : rr - r0, c - c0 : cc - c0]
         if monitor is not None:
             monitor.progress((k + 1) / len(wins))
     del img
@@ -237,6 +261,7 @@ def valid_from(classes: np.ndarray, buffer_px: int = 0) -> np.ndarray:
     invalid_cs = (classes == CLOUD) | (classes == SHADOW)
     if buffer_px > 0 and invalid_cs.any():
         from scipy import ndimage  # a dependency of the detector
+
         invalid_cs = ndimage.binary_dilation(invalid_cs, structure=np.ones((3, 3), bool), iterations=int(buffer_px))
     return (classes == CLEAR) & ~invalid_cs
 
@@ -246,8 +271,10 @@ def shares(classes: np.ndarray) -> Dict[str, float]:
     n = int(np.count_nonzero(classes))
     if n == 0:
         return {"cloud": 0.0, "cloud shadow": 0.0}
-    return {"cloud": float(np.count_nonzero(classes == CLOUD)) / n,
-            "cloud shadow": float(np.count_nonzero(classes == SHADOW)) / n}
+    return {
+        "cloud": float(np.count_nonzero(classes == CLOUD)) / n,
+        "cloud shadow": float(np.count_nonzero(classes == SHADOW)) / n,
+    }
 
 
 def buffer_pixels(buffer_m: float, pixel_size: float) -> int:
@@ -256,12 +283,15 @@ def buffer_pixels(buffer_m: float, pixel_size: float) -> int:
 
 def rule(bands: Sequence[str], level: str, buffer_m: float = 0.0) -> str:
     """The MASK's SATCLASSIFY_MASK text for a detector mask."""
-    return (f"1 = valid, 0 = invalid (cloud or cloud shadow by the {model_name(bands, level)} at "
-            f"{WORK_RESOLUTION:g} m" + (f", buffered {buffer_m:g} m" if buffer_m > 0 else "") + ", or nodata)")
+    return (
+        f"1 = valid, 0 = invalid (cloud or cloud shadow by the {model_name(bands, level)} at "
+        f"{WORK_RESOLUTION:g} m" + (f", buffered {buffer_m:g} m" if buffer_m > 0 else "") + ", or nodata)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # the stack writer's part (core/s2/stack.py build_stack)
+
 
 class StackClouds:
     """What :func:`~satclassify_plugin.core.s2.stack.build_stack` does about clouds for one stack.
@@ -271,8 +301,9 @@ class StackClouds:
     (:meth:`keep`), the others read by :meth:`run` with the writer's reader.
     """
 
-    def __init__(self, mode: str, has_scl: bool, level: str, requested: Sequence[str], product_bands: Sequence[str],
-                 log=None):
+    def __init__(
+        self, mode: str, has_scl: bool, level: str, requested: Sequence[str], product_bands: Sequence[str], log=None
+    ):
         mode = (mode or "auto").lower()
         if mode not in MODES:
             raise SatClassifyError(f"cloud mask mode '{mode}' is none of {', '.join(MODES)}")
@@ -308,11 +339,12 @@ class StackClouds:
         level = (level or self.level).upper()
         head = f"{label}: " if label else ""
         arrays = {b: (self._kept[b] if b in self._kept else read(b)) for b in self.bands}
-        self.log(f"{head}cloud and shadow detection: {model_name(self.bands, level)} on "
-                 f"{', '.join(self.bands)} at {WORK_RESOLUTION:g} m")
+        self.log(
+            f"{head}cloud and shadow detection: {model_name(self.bands, level)} on "
+            f"{', '.join(self.bands)} at {WORK_RESOLUTION:g} m"
+        )
         # progress stays where the stack writer left it (the end); Cancel is still honoured
-        self.classes = classes = detect(arrays, level, pixel_size,
-                                        monitor=monitor.sub(1.0, 1.0) if monitor else None)
+        self.classes = classes = detect(arrays, level, pixel_size, monitor=monitor.sub(1.0, 1.0) if monitor else None)
         self._kept = {}
         s = shares(classes)
         self.log(f"{head}detector: {100 * s['cloud']:.1f} % cloud, {100 * s['cloud shadow']:.1f} % cloud shadow")
@@ -326,15 +358,18 @@ class StackClouds:
         """The MASK's SATCLASSIFY_MASK text."""
         scl = "SCL 0,1,3,8,9,10,11"
         if not self.active:
-            return (f"1 = valid, 0 = invalid ({scl} or nodata)" if self.use_scl
-                    else "1 = valid, 0 = nodata (no SCL in this product" + (", no cloud detector)" if self.note
-                                                                              else ")"))
+            return (
+                f"1 = valid, 0 = invalid ({scl} or nodata)"
+                if self.use_scl
+                else "1 = valid, 0 = nodata (no SCL in this product" + (", no cloud detector)" if self.note else ")")
+            )
         det = f"cloud or cloud shadow by the {model_name(self.bands, self.level)}"
         return f"1 = valid, 0 = invalid ({(scl + ', ') if self.use_scl else ''}{det}, or nodata)"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # any stack on disk (satclassify:cloudmask)
+
 
 def stack_scale(ds, given: Optional[float] = None) -> float:
     """Reflectance per stored value: ``given``, else the stack's SATCLASSIFY_SCALE, else the GDAL band scale
@@ -351,9 +386,16 @@ def stack_scale(ds, given: Optional[float] = None) -> float:
     return 1e-4
 
 
-def cloudmask_file(path: str, mask_output: Optional[str], classes_output: Optional[str] = None,
-                   level: str = "auto", buffer_m: float = 0.0, scale: Optional[float] = None,
-                   monitor=None, threads: int = 0) -> Dict[str, object]:
+def cloudmask_file(
+    path: str,
+    mask_output: Optional[str],
+    classes_output: Optional[str] = None,
+    level: str = "auto",
+    buffer_m: float = 0.0,
+    scale: Optional[float] = None,
+    monitor=None,
+    threads: int = 0,
+) -> Dict[str, object]:
     """Detect clouds and shadows in the single-date stack ``path`` (bands named B02... in the GDAL band
     descriptions) and write MASK (uint8, 1 = valid) and/or the class raster, atomically, on the stack's grid.
     ``level``: ``"auto"`` (from the stack's metadata), ``"L1C"`` or ``"L2A"``. Returns a summary."""
@@ -370,7 +412,8 @@ def cloudmask_file(path: str, mask_output: Optional[str], classes_output: Option
     if is_multidate(raw):
         raise SatClassifyError(
             "the stack is a multi-date stack (bands <band>@<date>): its VALID@<date> bands already mask each date; "
-            "run the cloud mask on a single-date stack (importsafe or fetchsentinel2 without INTERVAL)")
+            "run the cloud mask on a single-date stack (importsafe or fetchsentinel2 without INTERVAL)"
+        )
     names: List[str] = []
     for n in raw:
         try:
@@ -383,7 +426,8 @@ def cloudmask_file(path: str, mask_output: Optional[str], classes_output: Option
         if found is None:
             raise SatClassifyError(
                 "cannot tell whether the stack is Level-1C (top of atmosphere) or Level-2A (surface reflectance): "
-                "its metadata names no product; choose LEVEL (the detector has one model for each)")
+                "its metadata names no product; choose LEVEL (the detector has one model for each)"
+            )
         level = found
     level = level.upper()
     sc = stack_scale(ds, scale)
@@ -404,35 +448,78 @@ def cloudmask_file(path: str, mask_output: Optional[str], classes_output: Option
         band = None
     ds = None
     if monitor is not None:
-        monitor.info(f"cloud and shadow detection: {model_name(bands, level)} on {', '.join(bands)} "
-                     f"({w} x {h} pixels of {pixel:g} m, averaged to {WORK_RESOLUTION:g} m)")
-    classes = detect(arrays, level, pixel, scale=sc, nodata=nodata, threads=threads,
-                     monitor=monitor.sub(0.0, 0.9) if monitor is not None else None)
+        monitor.info(
+            f"cloud and shadow detection: {model_name(bands, level)} on {', '.join(bands)} "
+            f"({w} x {h} pixels of {pixel:g} m, averaged to {WORK_RESOLUTION:g} m)"
+        )
+    classes = detect(
+        arrays,
+        level,
+        pixel,
+        scale=sc,
+        nodata=nodata,
+        threads=threads,
+        monitor=monitor.sub(0.0, 0.9) if monitor is not None else None,
+    )
     del arrays
     bpx = buffer_pixels(buffer_m, pixel)
     valid = valid_from(classes, bpx)
     the_rule = rule(bands, level, bpx * pixel if bpx else 0.0)
-    md = {"SATCLASSIFY_MASK": the_rule, "SATCLASSIFY_CLOUD_DETECTOR": model_name(bands, level),
-          "SATCLASSIFY_SOURCE_STACK": path}
+    md = {
+        "SATCLASSIFY_MASK": the_rule,
+        "SATCLASSIFY_CLOUD_DETECTOR": model_name(bands, level),
+        "SATCLASSIFY_SOURCE_STACK": path,
+    }
     if mask_output:
         with raster.AtomicOutput(mask_output) as tmp:
-            m = raster.create_geotiff(tmp, w, h, 1, gdal.GDT_Byte, gt, wkt, descriptions=["valid"],
-                                      classes=MASK_CLASSES, nodata_name="invalid", metadata=md)
+            m = raster.create_geotiff(
+                tmp,
+                w,
+                h,
+                1,
+                gdal.GDT_Byte,
+                gt,
+                wkt,
+                descriptions=["valid"],
+                classes=MASK_CLASSES,
+                nodata_name="invalid",
+                metadata=md,
+            )
             m.GetRasterBand(1).WriteArray(valid.astype(np.uint8))
             m.FlushCache()
             m = None
     if classes_output:
         with raster.AtomicOutput(classes_output) as tmp:
-            c = raster.create_geotiff(tmp, w, h, 1, gdal.GDT_Byte, gt, wkt, nodata=0, descriptions=["cloud class"],
-                                      classes=CLASSES, nodata_name="nodata",
-                                      metadata={**md, "SATCLASSIFY_MASK": "0 = nodata, 1 = clear, 2 = cloud, "
-                                                                          "3 = cloud shadow"})
+            c = raster.create_geotiff(
+                tmp,
+                w,
+                h,
+                1,
+                gdal.GDT_Byte,
+                gt,
+                wkt,
+                nodata=0,
+                descriptions=["cloud class"],
+                classes=CLASSES,
+                nodata_name="nodata",
+                metadata={**md, "SATCLASSIFY_MASK": "0 = nodata, 1 = clear, 2 = cloud, 3 = cloud shadow"},
+            )
             c.GetRasterBand(1).WriteArray(classes)
             c.FlushCache()
             c = None
     s = shares(classes)
     data = int(np.count_nonzero(classes))
-    return {"width": w, "height": h, "level": level, "bands": bands, "scale": sc, "pixel_size": pixel,
-            "detector": model_name(bands, level), "cloud_fraction": s["cloud"], "shadow_fraction": s["cloud shadow"],
-            "valid_fraction": float(valid.mean()) if valid.size else 0.0, "data_pixels": data,
-            "buffer_px": bpx}
+    return {
+        "width": w,
+        "height": h,
+        "level": level,
+        "bands": bands,
+        "scale": sc,
+        "pixel_size": pixel,
+        "detector": model_name(bands, level),
+        "cloud_fraction": s["cloud"],
+        "shadow_fraction": s["cloud shadow"],
+        "valid_fraction": float(valid.mean()) if valid.size else 0.0,
+        "data_pixels": data,
+        "buffer_px": bpx,
+    }

@@ -7,6 +7,7 @@
 * SCL classes and the validity mask (1 = valid, 0 = invalid).
 * :class:`Scene`, the record every source returns, and :func:`rank_scenes`, the ranking of search results.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -21,19 +22,44 @@ from ..contract.errors import SatClassifyError
 
 #: Band -> native resolution in metres (B10 exists in L1C only; SCL in L2A only).
 BAND_RESOLUTION: Dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
-    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20,
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+    "SCL": 20,
 }
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08")
 #: Index used by the product metadata (band_id="0".."12" in BOA_ADD_OFFSET / RADIO_ADD_OFFSET).
-BAND_ID = {b: i for i, b in enumerate(("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
-                                      "B10", "B11", "B12"))}
+BAND_ID = {
+    b: i
+    for i, b in enumerate(("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"))
+}
 
 #: Earth Search (common-name) asset keys for each band; other catalogues use B02-style keys.
 COMMON_ASSET_KEYS = {
-    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-    "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B10": "cirrus", "B11": "swir16",
-    "B12": "swir22", "SCL": "scl",
+    "B01": "coastal",
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "nir09",
+    "B10": "cirrus",
+    "B11": "swir16",
+    "B12": "swir22",
+    "SCL": "scl",
 }
 
 #: SCL values that make a pixel invalid in the mask: 0 no data, 1 saturated or defective, 3 cloud shadows,
@@ -141,9 +167,11 @@ def scl_mask(scl: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # scenes and ranking
 
+
 @dataclass
 class Scene:
     """One product (one MGRS tile at one date) as returned by a source."""
+
     id: str
     datetime: str  # ISO 8601, UTC
     platform: str = ""
@@ -209,8 +237,12 @@ def scene_score(s: Scene, weights: Tuple[float, float, float] = (0.5, 0.3, 0.2))
     return _quality(s, weights)
 
 
-def rank_scenes(scenes: Sequence[Scene], n_dates: int = 1, spread_weight: float = 0.5,
-                weights: Tuple[float, float, float] = (0.5, 0.3, 0.2)) -> List[Scene]:
+def rank_scenes(
+    scenes: Sequence[Scene],
+    n_dates: int = 1,
+    spread_weight: float = 0.5,
+    weights: Tuple[float, float, float] = (0.5, 0.3, 0.2),
+) -> List[Scene]:
     """Order scenes best first and set ``rank`` (1 = best).
 
     Criteria (as DeepSatData picks tiles): low cloud cover, large AOI overlap, few nodata pixels; when
@@ -235,6 +267,7 @@ def rank_scenes(scenes: Sequence[Scene], n_dates: int = 1, spread_weight: float 
         if not picked or span <= 0:
             best = remaining[0]
         else:
+
             def spread_score(s):
                 t = times[id(s)]
                 if t is None:
@@ -243,6 +276,7 @@ def rank_scenes(scenes: Sequence[Scene], n_dates: int = 1, spread_weight: float 
                     gaps = [abs((t - times[id(p)]).total_seconds()) for p in picked if times[id(p)] is not None]
                     gap = min(gaps) / span if gaps else 0.0
                 return (-(scores[id(s)] + spread_weight * gap), s.datetime, s.id)
+
             best = min(remaining, key=spread_score)
         picked.append(best)
         remaining.remove(best)

@@ -13,6 +13,7 @@ Mosaic: the tiles of one date are combined in the order given (first valid pixel
 Mask: uint8, 1 = valid, 0 = invalid (SCL 0, 1, 3, 8, 9, 10, 11, or any requested band at nodata);
 without SCL (L1C) only the nodata rule applies.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,6 +95,7 @@ def vsi_path(href: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # geometry
 
+
 def geometry_from_wkt(wkt: str, what: str = "area of interest") -> ogr.Geometry:
     try:
         g = ogr.CreateGeometryFromWkt(wkt)
@@ -114,6 +116,7 @@ def aoi_cover(footprint: Optional[dict], aoi_wkt: str) -> Optional[float]:
     if not footprint:
         return None
     import json
+
     try:
         fp = ogr.CreateGeometryFromJson(json.dumps(footprint))
     except (RuntimeError, TypeError, ValueError):
@@ -198,8 +201,9 @@ def _extent_in(ds: gdal.Dataset, dst: osr.SpatialReference) -> Tuple[float, floa
 Grid = Tuple[osr.SpatialReference, Tuple[float, float, float, float], int, int]  # SRS, bounds, width, height
 
 
-def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional[str], target_epsg: Optional[int],
-                resolution: float) -> Grid:
+def target_grid(
+    scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional[str], target_epsg: Optional[int], resolution: float
+) -> Grid:
     """Output SRS, bounds (snapped to ``resolution``), width and height."""
     first = _open(scenes[0].assets[bands[0]], f"band {bands[0]} of {scenes[0].id}")
     if target_epsg:
@@ -219,8 +223,9 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
         ux = (min(e[0] for e in ext), min(e[1] for e in ext), max(e[2] for e in ext), max(e[3] for e in ext))
         xmin, ymin, xmax, ymax = max(xmin, ux[0]), max(ymin, ux[1]), min(xmax, ux[2]), min(ymax, ux[3])
         if xmin >= xmax or ymin >= ymax:
-            raise SatClassifyError("the area of interest lies outside the product footprint: choose another "
-                                   "product or extent")
+            raise SatClassifyError(
+                "the area of interest lies outside the product footprint: choose another product or extent"
+            )
     else:
         ext = [_extent_in(_open(s.assets[bands[0]], f"band {bands[0]} of {s.id}"), dst) for s in scenes]
         xmin, ymin = min(e[0] for e in ext), min(e[1] for e in ext)
@@ -234,8 +239,7 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
     if w <= 0 or h <= 0:
         raise SatClassifyError("the area of interest is smaller than one pixel")
     if w > MAX_SIDE or h > MAX_SIDE:
-        raise SatClassifyError(f"the area of interest is too large ({w} x {h} pixels at {r:g} m): use a smaller "
-                               "extent")
+        raise SatClassifyError(f"the area of interest is too large ({w} x {h} pixels at {r:g} m): use a smaller extent")
     g = crs.ground_of((xmin, r, 0.0, ymax, 0.0, -r), dst, w, h)
     if g is not None and not g.metre_true:  # Web Mercator, degrees: r map units are not r ground metres
         raise SatClassifyError(
@@ -243,7 +247,8 @@ def target_grid(scenes: Sequence[Scene], bands: Sequence[str], aoi_wkt: Optional
             f"of {r:g} map units is {g.size_m:.3g} m on the ground at its centre, measured on the ellipsoid), so the "
             f"stack would not have {r:g} m pixels: choose a projected CRS in metres, such as the area's UTM zone "
             "(EPSG:326xx north, 327xx south) or EPSG:3035 in Europe, or leave TARGET_CRS empty (the product's own "
-            "UTM zone); reproject the stack afterwards for a web map")
+            "UTM zone); reproject the stack afterwards for a web map"
+        )
     return dst, (xmin, ymin, xmax, ymax), w, h
 
 
@@ -254,16 +259,28 @@ def _warp_band(path: str, dst: osr.SpatialReference, bounds, w: int, h: int, ban
     same_res = src_srs is not None and src_srs.IsSame(dst) and abs(abs(gt[1]) - (bounds[2] - bounds[0]) / w) < 1e-6
     resample = "near" if (band == "SCL" or same_res) else "bilinear"
     with _remote_read(path, what):
-        out = gdal.Warp("", src, format="MEM", outputBounds=bounds, width=w, height=h, dstSRS=dst.ExportToWkt(),
-                        resampleAlg=resample, srcNodata=0, dstNodata=0, outputType=gdal.GDT_UInt16,
-                        multithread=False)
+        out = gdal.Warp(
+            "",
+            src,
+            format="MEM",
+            outputBounds=bounds,
+            width=w,
+            height=h,
+            dstSRS=dst.ExportToWkt(),
+            resampleAlg=resample,
+            srcNodata=0,
+            dstNodata=0,
+            outputType=gdal.GDT_UInt16,
+            multithread=False,
+        )
     if out is None:
         raise SatClassifyError(f"cannot read {what} ({_short(path)})")
     return out.GetRasterBand(1).ReadAsArray()
 
 
-def mosaic_band(scenes: Sequence[Scene], band: str, dst: osr.SpatialReference, bounds, w: int, h: int,
-                mon: Monitor) -> np.ndarray:
+def mosaic_band(
+    scenes: Sequence[Scene], band: str, dst: osr.SpatialReference, bounds, w: int, h: int, mon: Monitor
+) -> np.ndarray:
     """``band`` of the tiles ``scenes`` (one overpass) on the grid, harmonised per tile; the first valid pixel
     wins (tiles in the order given). Also used by the multi-date stacks (:mod:`.timeseries`)."""
     acc = np.zeros((h, w), np.uint16)
@@ -276,10 +293,18 @@ def mosaic_band(scenes: Sequence[Scene], band: str, dst: osr.SpatialReference, b
     return acc
 
 
-def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask_output: Optional[str] = None,
-                aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None, resolution: float = 10.0,
-                monitor: Optional[Monitor] = None, metadata: Optional[Dict[str, str]] = None,
-                clouds: str = "auto") -> Dict[str, object]:
+def build_stack(
+    scenes: Sequence[Scene],
+    bands: Sequence[str],
+    output: str,
+    mask_output: Optional[str] = None,
+    aoi_wkt: Optional[str] = None,
+    target_epsg: Optional[int] = None,
+    resolution: float = 10.0,
+    monitor: Optional[Monitor] = None,
+    metadata: Optional[Dict[str, str]] = None,
+    clouds: str = "auto",
+) -> Dict[str, object]:
     """Read ``bands`` of the tiles ``scenes`` (one date) onto one grid and write the uint16 stack (+ mask).
 
     Each scene's ``assets`` maps band -> GDAL-readable path; ``scene.offset_for(band)`` gives its offset.
@@ -294,8 +319,9 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
     for s in scenes:
         missing = [b for b in bands if b not in s.assets]
         if missing:
-            raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)} (available: "
-                                   f"{', '.join(sorted(s.assets)) or 'none'})")
+            raise SatClassifyError(
+                f"product {s.id} has no band {', '.join(missing)} (available: {', '.join(sorted(s.assets)) or 'none'})"
+            )
     has_scl = all("SCL" in s.assets for s in scenes)
     dst, bounds, w, h = target_grid(scenes, bands, aoi_wkt, target_epsg, resolution)
     gt = (bounds[0], float(resolution), 0.0, bounds[3], 0.0, -float(resolution))
@@ -311,19 +337,31 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
 
     valid = np.ones((h, w), bool)
     # clouds: SCL and/or the cloud detector (core/s2/clouds.py) -----------------------------------------
-    cm = StackClouds(clouds, has_scl, scenes[0].product_type or "L1C", bands,
-                     [b for b in BAND_RESOLUTION if all(b in s.assets for s in scenes)], log=mon.info) \
-        if mask_output else None
+    cm = (
+        StackClouds(
+            clouds,
+            has_scl,
+            scenes[0].product_type or "L1C",
+            bands,
+            [b for b in BAND_RESOLUTION if all(b in s.assets for s in scenes)],
+            log=mon.info,
+        )
+        if mask_output
+        else None
+    )
     steps += len([b for b in cm.bands if b not in bands]) if cm is not None and cm.active else 0
     scl = read("SCL") if has_scl and (cm is None or cm.use_scl or "SCL" in bands) else None
     if scl is not None and (cm is None or cm.use_scl):
         valid &= scl_mask(scl).astype(bool)
-    md = {"SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION), "SATCLASSIFY_BANDS": ",".join(bands),
-          "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes),
-          "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes),
-          "SATCLASSIFY_OFFSETS": ",".join(f"{s.id}:{s.offset_for(bands[0])}" for s in scenes),
-          "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
-                                       "reflectance = DN / 10000; 0 = nodata"}
+    md = {
+        "SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION),
+        "SATCLASSIFY_BANDS": ",".join(bands),
+        "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes),
+        "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes),
+        "SATCLASSIFY_OFFSETS": ",".join(f"{s.id}:{s.offset_for(bands[0])}" for s in scenes),
+        "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
+        "reflectance = DN / 10000; 0 = nodata",
+    }
     if metadata:
         md.update({k: str(v) for k, v in metadata.items()})
     with stack_outputs(output, mask_output, bands, bands, w, h, gt, dst.ExportToWkt(), md) as out:
@@ -342,10 +380,17 @@ def build_stack(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask
         out.write_mask(valid, MASK_CLASSES, "invalid", cm.rule() if cm is not None else "")
         mon.check()
     epsg = dst.GetAuthorityCode(None)
-    return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None,
-            "offsets": {s.id: s.offset_for(bands[0]) for s in scenes}, "has_scl": has_scl,
-            "cloud_detector": cm.detector if cm is not None else "",
-            "valid_fraction": float(valid.mean()) if valid.size else 0.0, "styles": styles}
+    return {
+        "width": w,
+        "height": h,
+        "bounds": bounds,
+        "epsg": int(epsg) if epsg else None,
+        "offsets": {s.id: s.offset_for(bands[0]) for s in scenes},
+        "has_scl": has_scl,
+        "cloud_detector": cm.detector if cm is not None else "",
+        "valid_fraction": float(valid.mean()) if valid.size else 0.0,
+        "styles": styles,
+    }
 
 
 class _StackOut:
@@ -365,16 +410,36 @@ class _StackOut:
         if not self._mask_tmp:
             return
         w, h, gt, wkt = self._grid
-        m = raster.create_geotiff(self._mask_tmp, w, h, 1, gdal.GDT_Byte, gt, wkt, descriptions=["valid"],
-                                  classes=classes, nodata_name=nodata_name, metadata={"SATCLASSIFY_MASK": rule})
+        m = raster.create_geotiff(
+            self._mask_tmp,
+            w,
+            h,
+            1,
+            gdal.GDT_Byte,
+            gt,
+            wkt,
+            descriptions=["valid"],
+            classes=classes,
+            nodata_name=nodata_name,
+            metadata={"SATCLASSIFY_MASK": rule},
+        )
         m.GetRasterBand(1).WriteArray(valid.astype(np.uint8))
         m.FlushCache()
         m = None
 
 
 @contextlib.contextmanager
-def stack_outputs(output: str, mask_output: Optional[str], names: Sequence[str], style_bands: Sequence[str],
-                  w: int, h: int, gt, wkt: str, metadata: Dict[str, str]):
+def stack_outputs(
+    output: str,
+    mask_output: Optional[str],
+    names: Sequence[str],
+    style_bands: Sequence[str],
+    w: int,
+    h: int,
+    gt,
+    wkt: str,
+    metadata: Dict[str, str],
+):
     """A uint16 stack (band descriptions ``names``, nodata 0) and its optional mask, written under temporary
     names and renamed together on success, with the natural-colour ``.qml`` of ``style_bands`` (renamed after
     the stack); nothing is left on an error or cancel."""
@@ -382,8 +447,9 @@ def stack_outputs(output: str, mask_output: Optional[str], names: Sequence[str],
         write_style = stack.enter_context(style.style_beside(output, style_bands))  # renamed after the stack
         tmp = stack.enter_context(raster.AtomicOutput(output))
         mtmp = stack.enter_context(raster.AtomicOutput(mask_output)) if mask_output else None
-        ds = raster.create_geotiff(tmp, w, h, len(names), gdal.GDT_UInt16, gt, wkt, nodata=0,
-                                   descriptions=list(names), metadata=metadata)
+        ds = raster.create_geotiff(
+            tmp, w, h, len(names), gdal.GDT_UInt16, gt, wkt, nodata=0, descriptions=list(names), metadata=metadata
+        )
         style.set_colour_interpretation(ds, style_bands)
         out = _StackOut(ds, mtmp, write_style, w, h, gt, wkt)
         try:
@@ -405,10 +471,17 @@ def check_zip_members(zf: zipfile.ZipFile, label: str) -> None:
         norm = name.replace("\\", "/")
         parts = [p for p in norm.split("/") if p not in ("", ".")]
         mode = (info.external_attr >> 16) & 0o170000
-        if (norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in parts or "\x00" in name
-                or mode == stat.S_IFLNK):
-            raise SatClassifyError(f"unsafe archive '{label}': entry '{name}' points outside the product folder "
-                                   "(zip-slip) or is a link; the archive was rejected, nothing was extracted")
+        if (
+            norm.startswith("/")
+            or re.match(r"^[A-Za-z]:", norm)
+            or ".." in parts
+            or "\x00" in name
+            or mode == stat.S_IFLNK
+        ):
+            raise SatClassifyError(
+                f"unsafe archive '{label}': entry '{name}' points outside the product folder "
+                "(zip-slip) or is a link; the archive was rejected, nothing was extracted"
+            )
 
 
 def _local(tag: str) -> str:
@@ -428,6 +501,7 @@ def _text(root: ET.Element, name: str) -> Optional[str]:
 
 class ProductMetadata(TypedDict):
     """What :func:`parse_product_mtd` reads from MTD_MSIL2A.xml / MTD_MSIL1C.xml ("" or None where absent)."""
+
     level: str  # "L2A" or "L1C"
     product_type: str
     baseline: str
@@ -459,17 +533,26 @@ def parse_product_mtd(xml_bytes: bytes) -> ProductMetadata:
             try:
                 offsets[inv[int(e.get("band_id", "-1"))]] = int(float((e.text or "").strip()))  # no text: ValueError
             except (KeyError, ValueError):
-                raise SatClassifyError(f"malformed {tag} in the product metadata: band_id={e.get('band_id')!r} "
-                                       f"value={e.text!r}")
+                raise SatClassifyError(
+                    f"malformed {tag} in the product metadata: band_id={e.get('band_id')!r} value={e.text!r}"
+                )
     files = [e.text.strip() for e in _find_all(root, "IMAGE_FILE") if e.text and e.text.strip()]
     if not files:
         raise SatClassifyError("the product metadata lists no IMAGE_FILE: the SAFE product is incomplete")
     cloud = _text(root, "Cloud_Coverage_Assessment")
     quant = _text(root, "BOA_QUANTIFICATION_VALUE") or _text(root, "QUANTIFICATION_VALUE")
-    return {"level": level, "product_type": ptype, "baseline": _text(root, "PROCESSING_BASELINE") or "",
-            "offsets": offsets, "image_files": files, "platform": (_text(root, "SPACECRAFT_NAME") or "").lower(),
-            "datetime": _text(root, "PRODUCT_START_TIME") or "", "product_uri": _text(root, "PRODUCT_URI") or "",
-            "cloud": float(cloud) if cloud else None, "quantification": float(quant) if quant else None}
+    return {
+        "level": level,
+        "product_type": ptype,
+        "baseline": _text(root, "PROCESSING_BASELINE") or "",
+        "offsets": offsets,
+        "image_files": files,
+        "platform": (_text(root, "SPACECRAFT_NAME") or "").lower(),
+        "datetime": _text(root, "PRODUCT_START_TIME") or "",
+        "product_uri": _text(root, "PRODUCT_URI") or "",
+        "cloud": float(cloud) if cloud else None,
+        "quantification": float(quant) if quant else None,
+    }
 
 
 def _band_file(files: Sequence[str], band: str, level: str) -> Optional[str]:
@@ -497,24 +580,31 @@ def open_safe(path: str) -> Scene:
     if not path or not os.path.exists(path):
         raise SatClassifyError(f"SAFE product '{path}' does not exist")
     path = os.path.abspath(path)
-    if os.path.isfile(path) and not zipfile.is_zipfile(path) and (
-            path.lower().endswith(".zip") or _starts_like_zip(path)):
+    if (
+        os.path.isfile(path)
+        and not zipfile.is_zipfile(path)
+        and (path.lower().endswith(".zip") or _starts_like_zip(path))
+    ):
         size = os.path.getsize(path)
         raise SatClassifyError(
             f"'{os.path.basename(path)}' is not a readable zip archive ({'empty' if size == 0 else f'{size} bytes'}: "
-            "truncated or damaged, e.g. an interrupted download): download the product again")
+            "truncated or damaged, e.g. an interrupted download): download the product again"
+        )
     if os.path.isfile(path) and zipfile.is_zipfile(path):
         try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
-            raise SatClassifyError(f"'{os.path.basename(path)}' is a damaged zip archive ({e}): download the product "
-                                   "again")
+            raise SatClassifyError(
+                f"'{os.path.basename(path)}' is a damaged zip archive ({e}): download the product again"
+            )
         with zf:
             check_zip_members(zf, os.path.basename(path))
             names = [n for n in zf.namelist() if _MTD_RE.search(n)]
             if not names:
-                raise SatClassifyError(f"'{os.path.basename(path)}' holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml: "
-                                       "is it a Sentinel-2 SAFE zip?")
+                raise SatClassifyError(
+                    f"'{os.path.basename(path)}' holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml: "
+                    "is it a Sentinel-2 SAFE zip?"
+                )
             mtd_name = min(names, key=lambda n: n.count("/"))
             mtd = parse_product_mtd(zf.read(mtd_name))
             members = set(zf.namelist())
@@ -533,8 +623,9 @@ def open_safe(path: str) -> Scene:
             subs = [os.path.join(folder, d) for d in os.listdir(folder) if d.endswith(".SAFE")]
             cands_sub = [(d, f) for d in subs if os.path.isdir(d) for f in os.listdir(d) if _MTD_RE.search(f)]
             if not cands_sub:
-                raise SatClassifyError(f"'{path}' holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml: choose the .SAFE "
-                                       "folder or the product zip")
+                raise SatClassifyError(
+                    f"'{path}' holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml: choose the .SAFE folder or the product zip"
+                )
             folder, name = cands_sub[0]
             cands = [name]
         with open(os.path.join(folder, cands[0]), "rb") as f:
@@ -545,6 +636,7 @@ def open_safe(path: str) -> Scene:
         def exists(rel):
             p = os.path.realpath(os.path.join(folder, rel))
             return p.startswith(real + os.sep) and os.path.isfile(p)
+
         label = os.path.basename(folder)
     level = str(mtd["level"])
     assets: Dict[str, str] = {}
@@ -564,15 +656,32 @@ def open_safe(path: str) -> Scene:
     tile = m.group(1) if m else ""
     uri = str(mtd["product_uri"] or label)
     sid = uri[:-5] if uri.endswith(".SAFE") else (uri[:-4] if uri.endswith(".zip") else uri)
-    return Scene(id=sid, datetime=str(mtd["datetime"]), platform=str(mtd["platform"]), tile_id=tile,
-                 cloud=mtd["cloud"], baseline=format_baseline(mtd["baseline"]) or str(mtd["baseline"]),
-                 source="SAFE", product_type=level, offset_applied=False, assets=assets,
-                 offsets=dict(mtd["offsets"]), extra={"path": path})
+    return Scene(
+        id=sid,
+        datetime=str(mtd["datetime"]),
+        platform=str(mtd["platform"]),
+        tile_id=tile,
+        cloud=mtd["cloud"],
+        baseline=format_baseline(mtd["baseline"]) or str(mtd["baseline"]),
+        source="SAFE",
+        product_type=level,
+        offset_applied=False,
+        assets=assets,
+        offsets=dict(mtd["offsets"]),
+        extra={"path": path},
+    )
 
 
-def import_safe(path: str, output: str, mask_output: Optional[str], bands: Sequence[str],
-                aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None,
-                monitor: Optional[Monitor] = None, clouds: str = "auto") -> Dict[str, object]:
+def import_safe(
+    path: str,
+    output: str,
+    mask_output: Optional[str],
+    bands: Sequence[str],
+    aoi_wkt: Optional[str] = None,
+    target_epsg: Optional[int] = None,
+    monitor: Optional[Monitor] = None,
+    clouds: str = "auto",
+) -> Dict[str, object]:
     """SAFE folder/zip -> uint16 stack (+ mask) with the offset rule applied from the product metadata."""
     scenes = [open_safe(p) for p in ([path] if isinstance(path, str) else list(path))]
     bands = list(bands)
@@ -581,12 +690,33 @@ def import_safe(path: str, output: str, mask_output: Optional[str], bands: Seque
         if missing:
             hint = " (SCL exists only in L2A products)" if "SCL" in missing and s.product_type == "L1C" else ""
             raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)}{hint}")
-    summary = build_stack(scenes, bands, output, mask_output, aoi_wkt=aoi_wkt, target_epsg=target_epsg,
-                          monitor=monitor, metadata={"SATCLASSIFY_SOURCE": "SAFE"}, clouds=clouds)
+    summary = build_stack(
+        scenes,
+        bands,
+        output,
+        mask_output,
+        aoi_wkt=aoi_wkt,
+        target_epsg=target_epsg,
+        monitor=monitor,
+        metadata={"SATCLASSIFY_SOURCE": "SAFE"},
+        clouds=clouds,
+    )
     summary["scenes"] = scenes
     summary["offset_rule"] = {s.id: offset_applies(s.baseline) for s in scenes}
     return summary
 
 
-__all__ = ["Canceled", "aoi_cover", "bbox_wkt", "build_stack", "check_zip_members", "gdal_remote_config",
-           "geometry_from_wkt", "import_safe", "open_safe", "parse_product_mtd", "utm_epsg", "vsi_path"]
+__all__ = [
+    "Canceled",
+    "aoi_cover",
+    "bbox_wkt",
+    "build_stack",
+    "check_zip_members",
+    "gdal_remote_config",
+    "geometry_from_wkt",
+    "import_safe",
+    "open_safe",
+    "parse_product_mtd",
+    "utm_epsg",
+    "vsi_path",
+]

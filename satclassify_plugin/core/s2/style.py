@@ -17,6 +17,7 @@ the algorithms add it as a second named style of the loaded layer (Layers panel 
 The QML carries :data:`~satclassify_plugin.core.contract.paths.STYLE_MARKER`, so the output guard knows a style
 it may replace from a user's own (which it never overwrites).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,9 @@ def combination_bands(names: Sequence[str], combination: str = DEFAULT_COMBINATI
     return out
 
 
-def percentiles_from_counts(counts: np.ndarray, lower: float = CUT[0], upper: float = CUT[1],
-                            offset: int = 0) -> Optional[Tuple[float, float]]:
+def percentiles_from_counts(
+    counts: np.ndarray, lower: float = CUT[0], upper: float = CUT[1], offset: int = 0
+) -> Optional[Tuple[float, float]]:
     """The values at ``lower`` / ``upper`` % of a histogram of integer values (``counts[i]`` = pixels of value
     ``i + offset``): the smallest value whose cumulative count reaches that share. None for an empty histogram."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -76,9 +78,15 @@ def _step(width: int, height: int, max_pixels: int) -> int:
     return max(1, int(math.ceil(math.sqrt(width * height / float(max_pixels)))))
 
 
-def band_percentiles(ds: gdal.Dataset, band: int, lower: float = CUT[0], upper: float = CUT[1],
-                     nodata: Optional[float] = 0, max_pixels: int = SAMPLE_PIXELS,
-                     block: int = 1024) -> Optional[Tuple[float, float]]:
+def band_percentiles(
+    ds: gdal.Dataset,
+    band: int,
+    lower: float = CUT[0],
+    upper: float = CUT[1],
+    nodata: Optional[float] = 0,
+    max_pixels: int = SAMPLE_PIXELS,
+    block: int = 1024,
+) -> Optional[Tuple[float, float]]:
     """(min, max) of a 2-98 % cumulative-count stretch of band ``band`` (1-based), ``nodata`` left out.
 
     Read in windows of ``block`` rows and columns, every k-th pixel in both directions where the band has more
@@ -100,7 +108,7 @@ def band_percentiles(ds: gdal.Dataset, band: int, lower: float = CUT[0], upper: 
             if a is None:
                 continue
             if counts is not None:
-                counts += np.bincount(a.ravel(), minlength=counts.size)[:counts.size]
+                counts += np.bincount(a.ravel(), minlength=counts.size)[: counts.size]
             else:
                 v = a.ravel().astype(np.float64)
                 samples.append(v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)])
@@ -121,14 +129,16 @@ def _cut_of_values(v: np.ndarray, lower: float, upper: float):
     return float(np.percentile(v, lower)), float(np.percentile(v, upper))
 
 
-def array_cut(arr: np.ndarray, nodata: Optional[float] = 0, lower: float = CUT[0],
-              upper: float = CUT[1]) -> Optional[Tuple[float, float]]:
+def array_cut(
+    arr: np.ndarray, nodata: Optional[float] = 0, lower: float = CUT[0], upper: float = CUT[1]
+) -> Optional[Tuple[float, float]]:
     """:func:`band_percentiles` of a band already in memory (a stack being written): exact for uint8/uint16
     (a histogram, no copy of the array), :func:`numpy.percentile` of the valid values otherwise."""
     a = np.asarray(arr)
     if a.dtype in (np.uint8, np.uint16):
-        return _cut_of_counts(np.bincount(a.ravel(), minlength=256 if a.dtype == np.uint8 else 65536), nodata,
-                              lower, upper)
+        return _cut_of_counts(
+            np.bincount(a.ravel(), minlength=256 if a.dtype == np.uint8 else 65536), nodata, lower, upper
+        )
     v = a.ravel().astype(np.float64)
     return _cut_of_values(v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)], lower, upper)
 
@@ -137,23 +147,29 @@ def _num(v: float) -> str:
     return f"{v:.10g}"
 
 
-def multiband_qml(rgb: Sequence[Tuple[int, float, float]], lower: float = CUT[0], upper: float = CUT[1],
-                  name: str = DEFAULT_COMBINATION) -> str:
+def multiband_qml(
+    rgb: Sequence[Tuple[int, float, float]],
+    lower: float = CUT[0],
+    upper: float = CUT[1],
+    name: str = DEFAULT_COMBINATION,
+) -> str:
     """A QGIS layer style (.qml) with a multiband colour renderer: ``rgb`` = [(band, min, max)] for red, green
     and blue, min-max stretch, recorded as a cumulative cut of ``lower``-``upper`` % over the whole raster (what
     the Symbology panel then shows). Readable by QGIS 3.22 to 4.x."""
     (r, rmin, rmax), (g, gmin, gmax), (b, bmin, bmax) = rgb
 
     def ce(tag, lo, hi):
-        return (f"      <{tag}>\n        <minValue>{_num(lo)}</minValue>\n        <maxValue>{_num(hi)}</maxValue>\n"
-                f"        <algorithm>StretchToMinimumMaximum</algorithm>\n      </{tag}>\n")
+        return (
+            f"      <{tag}>\n        <minValue>{_num(lo)}</minValue>\n        <maxValue>{_num(hi)}</maxValue>\n"
+            f"        <algorithm>StretchToMinimumMaximum</algorithm>\n      </{tag}>\n"
+        )
 
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         '<qgis version="3.22.0" styleCategories="AllStyleCategories" hasScaleBasedVisibilityFlag="0" '
         'minScale="1e+08" maxScale="0">\n'
-        "  <customproperties>\n    <Option type=\"Map\">\n"
-        f"      <Option type=\"QString\" name=\"{STYLE_MARKER}\" value={quoteattr(name)}/>\n"
+        '  <customproperties>\n    <Option type="Map">\n'
+        f'      <Option type="QString" name="{STYLE_MARKER}" value={quoteattr(name)}/>\n'
         "    </Option>\n  </customproperties>\n"
         "  <pipe>\n"
         f'    <rasterrenderer type="multibandcolor" opacity="1" alphaBand="-1" redBand="{r}" greenBand="{g}" '
@@ -163,9 +179,10 @@ def multiband_qml(rgb: Sequence[Tuple[int, float, float]], lower: float = CUT[0]
         f"        <cumulativeCutLower>{_num(lower / 100.0)}</cumulativeCutLower>\n"
         f"        <cumulativeCutUpper>{_num(upper / 100.0)}</cumulativeCutUpper>\n"
         "        <stdDevFactor>2</stdDevFactor>\n      </minMaxOrigin>\n"
-        + ce("redContrastEnhancement", rmin, rmax) + ce("greenContrastEnhancement", gmin, gmax)
-        + ce("blueContrastEnhancement", bmin, bmax) +
-        "    </rasterrenderer>\n"
+        + ce("redContrastEnhancement", rmin, rmax)
+        + ce("greenContrastEnhancement", gmin, gmax)
+        + ce("blueContrastEnhancement", bmin, bmax)
+        + "    </rasterrenderer>\n"
         '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
         '    <huesaturation saturation="0" grayscaleMode="0" invertColors="0" colorizeOn="0" colorizeRed="255" '
         'colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>\n'
@@ -173,7 +190,8 @@ def multiband_qml(rgb: Sequence[Tuple[int, float, float]], lower: float = CUT[0]
         "    <resamplingStage>resamplingFilter</resamplingStage>\n"
         "  </pipe>\n"
         "  <blendMode>0</blendMode>\n"
-        "</qgis>\n")
+        "</qgis>\n"
+    )
 
 
 def styles_from_cuts(names: Sequence[str], cut: Callable[[int], Optional[Tuple[float, float]]]) -> Dict[str, str]:
@@ -260,15 +278,29 @@ def style_beside(output: str, bands: Sequence[str]) -> Iterator[Callable[[dict],
         drop_own_style(output)
         return
     with raster.AtomicOutput(final) as qtmp:
+
         def write(cuts: Dict[int, Optional[Tuple[float, float]]]) -> Dict[str, str]:
             styles = styles_from_cuts(bands, cuts.get)
             with open(qtmp, "w", encoding="utf-8") as f:
                 f.write(styles[DEFAULT_COMBINATION])
             return styles
+
         yield write
 
 
-__all__ = ["COMBINATIONS", "CUT", "array_cut", "band_percentiles", "combination_bands", "drop_own_style",
-           "multiband_qml",
-           "percentiles_from_counts", "set_colour_interpretation", "stack_styles", "style_beside",
-           "styles_from_cuts", "styles_of", "write_stack_style"]
+__all__ = [
+    "COMBINATIONS",
+    "CUT",
+    "array_cut",
+    "band_percentiles",
+    "combination_bands",
+    "drop_own_style",
+    "multiband_qml",
+    "percentiles_from_counts",
+    "set_colour_interpretation",
+    "stack_styles",
+    "style_beside",
+    "styles_from_cuts",
+    "styles_of",
+    "write_stack_style",
+]

@@ -18,6 +18,7 @@ when BANDS lacks them (they are not written).
 Invalid pixels get DN 0 in every band of their date and VALID 0. Intervals without a product are left out
 (logged); a period with no product at all stops with the search's message.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -68,8 +69,9 @@ def intervals(start: str, end: str, kind: str, days: int = 30) -> List[Tuple[_dt
     else:
         raise SatClassifyError(f"unknown interval '{kind}': use one of {', '.join(INTERVALS)}")
     if len(out) > 366:
-        raise SatClassifyError(f"{len(out)} intervals between {start} and {end}: choose a longer INTERVAL or a "
-                               "shorter period")
+        raise SatClassifyError(
+            f"{len(out)} intervals between {start} and {end}: choose a longer INTERVAL or a shorter period"
+        )
     return out
 
 
@@ -98,27 +100,43 @@ def _in(s: Scene, window: Tuple[_dt.date, _dt.date]) -> bool:
     return t is not None and window[0] <= t.date() <= window[1]
 
 
-def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_output: Optional[str] = None,
-                     interval: str = "monthly", days: int = 30, composite: str = "best",
-                     target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "",
-                     candidates: int = DEFAULT_CANDIDATES, clouds: str = "auto") -> Dict[str, object]:
+def fetch_timeseries(
+    source,
+    query,
+    bands: Sequence[str],
+    output: str,
+    mask_output: Optional[str] = None,
+    interval: str = "monthly",
+    days: int = 30,
+    composite: str = "best",
+    target_epsg: Optional[int] = None,
+    mosaic: bool = True,
+    workdir: str = "",
+    candidates: int = DEFAULT_CANDIDATES,
+    clouds: str = "auto",
+) -> Dict[str, object]:
     """Search the period, pick (or composite) one date per interval and write the multi-date stack (+ MASK:
     1 where at least one date is valid). ``clouds``: what makes each date's VALID band (:data:`.clouds.MODES`).
     Returns a summary with the dates and the scenes read."""
     import os
 
     from .sources import search
+
     if composite not in COMPOSITES:
         raise SatClassifyError(f"unknown COMPOSITE '{composite}': use one of {', '.join(COMPOSITES)}")
     if query.ids:
-        raise SatClassifyError("a multi-date stack (INTERVAL) is built from a search over START..END: leave ITEM "
-                               "empty, or set INTERVAL to none to read the given products")
+        raise SatClassifyError(
+            "a multi-date stack (INTERVAL) is built from a search over START..END: leave ITEM "
+            "empty, or set INTERVAL to none to read the given products"
+        )
     mon: Monitor = source.monitor
     windows = intervals(query.start, query.end, interval, days)
     bands = list(bands)
     if "SCL" in bands:
-        raise SatClassifyError("SCL cannot be a band of a multi-date stack (it is not a reflectance; each date "
-                               "has its VALID band instead): remove SCL from BANDS")
+        raise SatClassifyError(
+            "SCL cannot be a band of a multi-date stack (it is not a reflectance; each date "
+            "has its VALID band instead): remove SCL from BANDS"
+        )
     has_scl = query.product == "L2A"
     cm = StackClouds(clouds, has_scl, query.product, bands, REQUIRED, log=mon.info)  # before the search: fails fast
     source.check_fetch()
@@ -129,8 +147,10 @@ def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_outp
     for win in windows:
         ops = overpasses([s for s in ranked if _in(s, win)], mosaic)[: max(1, int(candidates))]
         if not ops:
-            mon.info(f"no product between {win[0]} and {win[1]} (cloud cover <= {query.max_cloud:g} %): that "
-                     "interval is left out")
+            mon.info(
+                f"no product between {win[0]} and {win[1]} (cloud cover <= {query.max_cloud:g} %): that "
+                "interval is left out"
+            )
             continue
         per_window.append((win, ops))
     if not per_window:
@@ -151,8 +171,13 @@ def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_outp
         grid = target_grid(first, bands, query.aoi_wkt, target_epsg, 10.0)
         series = _Series(bands, grid, ready, has_scl, source.monitor, 1, cm, level=query.product)
         e = 1 if series.masks_clouds else 0
-        series.steps = max(1, sum(len(ops) * (len(bands) + e) if composite == "median" else len(ops) * e + len(bands)
-                                  for _, ops in per_window))
+        series.steps = max(
+            1,
+            sum(
+                len(ops) * (len(bands) + e) if composite == "median" else len(ops) * e + len(bands)
+                for _, ops in per_window
+            ),
+        )
         # choose the overpass of each interval (best) before writing, so the file's dates are known
         plan = []
         for win, ops in per_window:
@@ -162,48 +187,65 @@ def fetch_timeseries(source, query, bands: Sequence[str], output: str, mask_outp
                 plan.append({"date": mid.isoformat(), "interval": span, "overpasses": ops, "valid": None})
                 continue
             best, best_valid, best_n = ops[0], None, -1
-            for op in (ops if series.masks_clouds else []):  # nothing to rank by (L1C, no detector): the first
+            for op in ops if series.masks_clouds else []:  # nothing to rank by (L1C, no detector): the first
                 v = series.valid_of(op)
                 n = int(v.sum())
-                mon.info(f"{op[0].date} ({', '.join(s.id for s in op)}): {100.0 * n / v.size:.1f} % of the AOI "
-                         f"valid by {series.by}")
+                mon.info(
+                    f"{op[0].date} ({', '.join(s.id for s in op)}): {100.0 * n / v.size:.1f} % of the AOI "
+                    f"valid by {series.by}"
+                )
                 if n > best_n:
                     best, best_valid, best_n = op, v, n
             plan.append({"date": best[0].date, "interval": span, "overpasses": [best], "valid": best_valid})
         return series.write(plan, composite, output, mask_output, {"SATCLASSIFY_SOURCE": f"{source.name} {source.url}"})
 
 
-def import_series(scenes: Sequence[Scene], bands: Sequence[str], output: str, mask_output: Optional[str] = None,
-                  aoi_wkt: Optional[str] = None, target_epsg: Optional[int] = None,
-                  monitor: Optional[Monitor] = None, clouds: str = "auto") -> Dict[str, object]:
+def import_series(
+    scenes: Sequence[Scene],
+    bands: Sequence[str],
+    output: str,
+    mask_output: Optional[str] = None,
+    aoi_wkt: Optional[str] = None,
+    target_epsg: Optional[int] = None,
+    monitor: Optional[Monitor] = None,
+    clouds: str = "auto",
+) -> Dict[str, object]:
     """Local products (SAFE, :func:`..stack.open_safe`) of several days -> one multi-date stack: one date per
     acquisition day and platform (the tiles of a day mosaicked, best AOI overlap first), every product used.
     ``clouds``: what makes each date's VALID band (:data:`.clouds.MODES`)."""
     mon = monitor or Monitor()
     bands = list(bands)
     if "SCL" in bands:
-        raise SatClassifyError("SCL cannot be a band of a multi-date stack (each date has its VALID band instead): "
-                               "remove SCL from BANDS")
+        raise SatClassifyError(
+            "SCL cannot be a band of a multi-date stack (each date has its VALID band instead): remove SCL from BANDS"
+        )
     for s in scenes:
         missing = [b for b in bands if b not in s.assets]
         if missing:
             raise SatClassifyError(f"product {s.id} has no band {', '.join(missing)}")
     has_scl = all("SCL" in s.assets for s in scenes)
     levels = sorted({s.product_type or "L1C" for s in scenes})
-    cm = StackClouds(clouds, has_scl, levels[0], bands,
-                     [b for b in BAND_RESOLUTION if all(b in s.assets for s in scenes)], log=mon.info)
+    cm = StackClouds(
+        clouds,
+        has_scl,
+        levels[0],
+        bands,
+        [b for b in BAND_RESOLUTION if all(b in s.assets for s in scenes)],
+        log=mon.info,
+    )
     for i, s in enumerate(scenes):
         s.rank = i + 1  # the order given: within a day, the first product's pixels win
     ops = sorted(overpasses(scenes, mosaic=True), key=lambda op: op[0].datetime)
     days = [op[0].date for op in ops]
     dup = sorted({d for d in days if days.count(d) > 1})
     if dup:
-        raise SatClassifyError(f"products of two platforms on {', '.join(dup)}: a multi-date stack has one date "
-                               "per day; import one of them")
+        raise SatClassifyError(
+            f"products of two platforms on {', '.join(dup)}: a multi-date stack has one date "
+            "per day; import one of them"
+        )
     grid = target_grid(ops[0], bands, aoi_wkt, target_epsg, 10.0)
     series = _Series(bands, grid, lambda op: op, has_scl, mon, len(ops) * (len(bands) + 1), cm)
-    plan = [{"date": op[0].date, "interval": [op[0].date, op[0].date], "overpasses": [op], "valid": None}
-            for op in ops]
+    plan = [{"date": op[0].date, "interval": [op[0].date, op[0].date], "overpasses": [op], "valid": None} for op in ops]
     return series.write(plan, "best", output, mask_output, {"SATCLASSIFY_SOURCE": "SAFE"})
 
 
@@ -237,8 +279,13 @@ class _Series:
         if self.cm.active:
             for b, a in (have or {}).items():
                 self.cm.keep(b, a)
-            v &= self.cm.run(lambda b: mosaic_band(scenes, b, *self.grid, self.mon), 10.0, monitor=self.mon,
-                             level=self.level or scenes[0].product_type or self.cm.level, label=op[0].date)
+            v &= self.cm.run(
+                lambda b: mosaic_band(scenes, b, *self.grid, self.mon),
+                10.0,
+                monitor=self.mon,
+                level=self.level or scenes[0].product_type or self.cm.level,
+                label=op[0].date,
+            )
         self.tick()
         return v
 
@@ -251,16 +298,28 @@ class _Series:
         names = descriptions(bands, dates)
         scenes_used = [s for p in plan for op in p["overpasses"] for s in op]
         rule = self.cm.rule()  # what VALID@<date> is, in the words of a single-date MASK
-        md = {"SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION), "SATCLASSIFY_BANDS": ",".join(bands),
-              "SATCLASSIFY_DATES": ",".join(dates), **extra_md,
-              "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes_used),
-              "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes_used),
-              "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
-                                           "reflectance = DN / 10000; 0 = nodata or an invalid observation",
-              "SATCLASSIFY_TIMESERIES": json.dumps(
-                  [{"date": p["date"], "interval": p["interval"], "composite": composite,
-                    "products": [[s.id for s in op] for op in p["overpasses"]]} for p in plan]),
-              "SATCLASSIFY_VALID": f"{VALID}@<date>: {rule}"}
+        md = {
+            "SATCLASSIFY_SCALE": str(1.0 / QUANTIFICATION),
+            "SATCLASSIFY_BANDS": ",".join(bands),
+            "SATCLASSIFY_DATES": ",".join(dates),
+            **extra_md,
+            "SATCLASSIFY_PRODUCTS": ",".join(s.id for s in scenes_used),
+            "SATCLASSIFY_BASELINES": ",".join(format_baseline(s.baseline) or "unknown" for s in scenes_used),
+            "SATCLASSIFY_HARMONISATION": "DN = max(DN_product + BOA_ADD_OFFSET, 1) for baseline >= 04.00; "
+            "reflectance = DN / 10000; 0 = nodata or an invalid observation",
+            "SATCLASSIFY_TIMESERIES": json.dumps(
+                [
+                    {
+                        "date": p["date"],
+                        "interval": p["interval"],
+                        "composite": composite,
+                        "products": [[s.id for s in op] for op in p["overpasses"]],
+                    }
+                    for p in plan
+                ]
+            ),
+            "SATCLASSIFY_VALID": f"{VALID}@<date>: {rule}",
+        }
         if self.cm.active:
             md["SATCLASSIFY_CLOUD_DETECTOR"] = self.cm.detector
         info = []
@@ -272,8 +331,7 @@ class _Series:
         with stack_outputs(output, mask_output, names, first, w, h, gt, dst.ExportToWkt(), md) as out:
             ds = out.ds
             for t, p in enumerate(plan):
-                arrays, valid = _read_date(p, composite, bands, self.grid, self.ready, self.valid_of, mon,
-                                           self.tick)
+                arrays, valid = _read_date(p, composite, bands, self.grid, self.ready, self.valid_of, mon, self.tick)
                 base = t * (len(bands) + 1)
                 for i, a in enumerate(arrays):
                     a = np.where(valid, a, 0).astype(np.uint16)
@@ -284,21 +342,37 @@ class _Series:
                 any_valid |= valid
                 frac = float(valid.mean()) if valid.size else 0.0
                 info.append({"date": p["date"], "valid_fraction": frac})
-                mon.info(f"date {t + 1}/{len(plan)} {p['date']} ({composite}, interval {p['interval'][0]}.."
-                         f"{p['interval'][1]}): {100.0 * frac:.1f} % valid")
+                mon.info(
+                    f"date {t + 1}/{len(plan)} {p['date']} ({composite}, interval {p['interval'][0]}.."
+                    f"{p['interval'][1]}): {100.0 * frac:.1f} % valid"
+                )
             ds = None
             styles = out.finish(cuts)
-            out.write_mask(any_valid, [{"value": 1, "name": "valid on at least one date", "color": "#2ca02c"}],
-                           "invalid on every date",
-                           f"1 = valid on at least one date ({VALID}@<date> bands of the stack: {rule}), 0 = "
-                           "invalid on every date")
+            out.write_mask(
+                any_valid,
+                [{"value": 1, "name": "valid on at least one date", "color": "#2ca02c"}],
+                "invalid on every date",
+                f"1 = valid on at least one date ({VALID}@<date> bands of the stack: {rule}), 0 = "
+                "invalid on every date",
+            )
             mon.check()
         epsg = dst.GetAuthorityCode(None)
-        return {"width": w, "height": h, "bounds": bounds, "epsg": int(epsg) if epsg else None, "dates": dates,
-                "bands": bands, "descriptions": names, "per_date": info, "scenes": scenes_used,
-                "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used}, "has_scl": self.has_scl,
-                "cloud_detector": self.cm.detector,
-                "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0, "styles": styles}
+        return {
+            "width": w,
+            "height": h,
+            "bounds": bounds,
+            "epsg": int(epsg) if epsg else None,
+            "dates": dates,
+            "bands": bands,
+            "descriptions": names,
+            "per_date": info,
+            "scenes": scenes_used,
+            "offsets": {s.id: s.offset_for(bands[0]) for s in scenes_used},
+            "has_scl": self.has_scl,
+            "cloud_detector": self.cm.detector,
+            "valid_fraction": float(any_valid.mean()) if any_valid.size else 0.0,
+            "styles": styles,
+        }
 
 
 def _read_date(p, composite, bands, grid, ready, valid_of, mon, tick):
@@ -341,6 +415,7 @@ def _read_date(p, composite, bands, grid, ready, valid_of, mon, tick):
 @contextlib.contextmanager
 def _quiet():
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (no valid observation)
         yield

@@ -10,6 +10,7 @@ the child would die of a "DataLoader worker killed" error instead of stopping cl
 the monitor's cancel flag every :data:`POLL` seconds and runs the line callbacks itself (QGIS feedback objects
 are called from the tool's own thread).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,9 +62,17 @@ def _signal_group(proc, sig, group=True):
         pass
 
 
-def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
-              on_stdout: Callable[[str], None] = lambda _l: None, on_stderr: Callable[[str], None] = lambda _l: None,
-              monitor: Optional[Monitor] = None, poll: float = POLL, kill_after: float = KILL_AFTER) -> ChildResult:
+def run_child(
+    argv: Sequence[str],
+    *,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    on_stdout: Callable[[str], None] = lambda _l: None,
+    on_stderr: Callable[[str], None] = lambda _l: None,
+    monitor: Optional[Monitor] = None,
+    poll: float = POLL,
+    kill_after: float = KILL_AFTER,
+) -> ChildResult:
     """Run ``argv``; each stdout / stderr line goes to ``on_stdout`` / ``on_stderr`` (in this thread). When
     ``monitor`` is cancelled the process group is terminated, then killed; the result says so. A program that cannot
     start raises SatClassifyError."""
@@ -75,14 +84,26 @@ def run_child(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
         kw["start_new_session"] = True
     t0 = time.time()
     try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                text=True, encoding="utf-8", errors="replace", bufsize=1, cwd=cwd,
-                                env=dict(env) if env is not None else None, **kw)
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            **kw,
+        )
     except OSError as e:
         raise SatClassifyError(f"cannot start {argv[0]}: {e.strerror or e}")
     q: "queue.Queue" = queue.Queue()
-    threads = [threading.Thread(target=_reader, args=(proc.stdout, "out", q), daemon=True),
-               threading.Thread(target=_reader, args=(proc.stderr, "err", q), daemon=True)]
+    threads = [
+        threading.Thread(target=_reader, args=(proc.stdout, "out", q), daemon=True),
+        threading.Thread(target=_reader, args=(proc.stderr, "err", q), daemon=True),
+    ]
     for t in threads:
         t.start()
     tail: List[str] = []
@@ -135,7 +156,7 @@ def child_message(result: ChildResult, what: str = "the training process") -> st
     it wrote on stderr (e.g. the last line of a traceback), never the traceback itself."""
     for line in reversed(result.stderr_tail):
         if line.startswith("error: "):
-            return line[len("error: "):].strip()
+            return line[len("error: ") :].strip()
     lines = [line.strip() for line in result.stderr_tail if line.strip()]
     last = lines[-1] if lines else "no message"
     return f"{what} failed (exit code {result.returncode}): {last}"

@@ -12,6 +12,7 @@ A training package without that protocol still prints ``model <arch>: N paramete
 ``epoch N/M: train_loss ... val_miou ... (1.5s) *`` line per epoch: :func:`parse_line` reads those too, so the
 progress bar moves per epoch with either. Every other line is plain log text.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ from typing import List, Optional
 
 #: the training package's architectures (training/models/specs.py ARCHITECTURES, same order; a test compares)
 ARCHITECTURES = ("unet", "cnn_dual", "cnn_class", "utae")
-ARCHITECTURE_LABELS = ("U-Net (segmentation)", "CNN-dual (pixel classifier, two heads)",
-                       "CNN-class (patch classifier)", "U-TAE (multi-date segmentation)")
+ARCHITECTURE_LABELS = (
+    "U-Net (segmentation)",
+    "CNN-dual (pixel classifier, two heads)",
+    "CNN-class (patch classifier)",
+    "U-TAE (multi-date segmentation)",
+)
 DEVICES = ("auto", "cpu", "cuda")
 PREFIX = "SATCLASSIFY_PROGRESS "
 
@@ -42,7 +47,7 @@ def parse_line(line: str) -> Optional[dict]:
     line = line.rstrip("\r\n")
     if line.startswith(PREFIX):
         try:
-            ev = json.loads(line[len(PREFIX):])
+            ev = json.loads(line[len(PREFIX) :])
         except ValueError:
             return None
         if isinstance(ev, dict) and isinstance(ev.get("event", ev.get("type")), str):
@@ -51,8 +56,13 @@ def parse_line(line: str) -> Optional[dict]:
         return None
     m = _MODEL_LINE.match(line)
     if m:
-        return {"event": "start", "model": m["model"], "num_parameters": int(m["n"].replace(",", "")),
-                "device": m["device"], "legacy": True}
+        return {
+            "event": "start",
+            "model": m["model"],
+            "num_parameters": int(m["n"].replace(",", "")),
+            "device": m["device"],
+            "legacy": True,
+        }
     m = _EPOCH_LINE.match(line)
     if m:
         rest = m["rest"]
@@ -63,8 +73,15 @@ def parse_line(line: str) -> Optional[dict]:
             if value == "n/a" or v is not None:
                 metrics[key if key.startswith(("train_", "val_", "lr")) else "val_" + key] = v
         s = _SECONDS.search(rest)
-        return {"event": "epoch", "epoch": int(m["epoch"]), "epochs": int(m["epochs"]), "metrics": metrics,
-                "improved": rest.rstrip().endswith("*"), "seconds": float(s["s"]) if s else None, "legacy": True}
+        return {
+            "event": "epoch",
+            "epoch": int(m["epoch"]),
+            "epochs": int(m["epochs"]),
+            "metrics": metrics,
+            "improved": rest.rstrip().endswith("*"),
+            "seconds": float(s["s"]) if s else None,
+            "legacy": True,
+        }
     if line.startswith("{") and '"run_dir"' in line:  # the train command's closing JSON summary
         try:
             res = json.loads(line)
@@ -99,8 +116,9 @@ class ProgressTracker:
             steps = ev.get("steps") or self.steps
             if not steps or not ev.get("epoch"):
                 return None
-            self.fraction = max(self.fraction, (int(ev["epoch"]) - 1 + min(1.0, float(ev.get("step", 0)) / steps))
-                                / self.epochs)
+            self.fraction = max(
+                self.fraction, (int(ev["epoch"]) - 1 + min(1.0, float(ev.get("step", 0)) / steps)) / self.epochs
+            )
             return self.fraction
         if kind == "epoch":
             self.epochs = int(ev.get("epochs") or self.epochs)
@@ -129,24 +147,61 @@ class ProgressTracker:
 def epoch_message(ev: dict) -> str:
     """One log line for an epoch event."""
     m = ev.get("metrics") or {}
-    keys = [k for k in ("train_loss", "val_loss", "val_oa", "val_miou", "val_map", "val_macro_f1",
-                        "val_coarse_oa") if k in m]
+    keys = [
+        k
+        for k in ("train_loss", "val_loss", "val_oa", "val_miou", "val_map", "val_macro_f1", "val_coarse_oa")
+        if k in m
+    ]
     parts = [f"{k} {m[k]:.4f}" if isinstance(m[k], (int, float)) else f"{k} n/a" for k in keys]
     secs = ev.get("seconds")
-    return (f"epoch {ev.get('epoch')}/{ev.get('epochs')}: " + " ".join(parts)
-            + (f" ({float(secs):.1f}s)" if secs is not None else "") + (" - best so far" if ev.get("improved") else ""))
+    return (
+        f"epoch {ev.get('epoch')}/{ev.get('epochs')}: "
+        + " ".join(parts)
+        + (f" ({float(secs):.1f}s)" if secs is not None else "")
+        + (" - best so far" if ev.get("improved") else "")
+    )
 
 
-def train_command(python: str, data: str, out: str, *, model: str, epochs: int, batch_size: int = 0,
-                  device: str = "auto", lr: float = 0.0, augment: bool = True, class_weights: bool = False,
-                  encoder: str = "", config: str = "", seed: Optional[int] = None, max_steps: int = 0,
-                  jsonl: bool = True) -> List[str]:
+def train_command(
+    python: str,
+    data: str,
+    out: str,
+    *,
+    model: str,
+    epochs: int,
+    batch_size: int = 0,
+    device: str = "auto",
+    lr: float = 0.0,
+    augment: bool = True,
+    class_weights: bool = False,
+    encoder: str = "",
+    config: str = "",
+    seed: Optional[int] = None,
+    max_steps: int = 0,
+    jsonl: bool = True,
+) -> List[str]:
     """``python -m training train ...`` for a run in ``out`` (replaced: the tool owns its checkpoint folder).
     0 / empty means the training package's default (or the config file's value). ``jsonl``: the package speaks
     the progress protocol (``--progress jsonl``, :func:`speaks_jsonl`); else ``--no-progress`` (no tqdm bars) and
     the human epoch lines are read."""
-    cmd = [python, "-u", "-m", "training", "train", "--data", data, "--out", out, "--overwrite",
-           "--model", model, "--epochs", str(int(epochs)), "--device", device]
+    cmd = [
+        python,
+        "-u",
+        "-m",
+        "training",
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--overwrite",
+        "--model",
+        model,
+        "--epochs",
+        str(int(epochs)),
+        "--device",
+        device,
+    ]
     cmd += ["--progress", "jsonl"] if jsonl else ["--no-progress"]
     if batch_size:
         cmd += ["--batch-size", str(int(batch_size))]
@@ -178,5 +233,20 @@ def export_command(python: str, checkpoint: str, out: str, *, int8_calibration: 
 
 
 def evaluate_command(python: str, checkpoint: str, data: str, out: str, split: str = "val") -> List[str]:
-    return [python, "-u", "-m", "training", "evaluate", "--checkpoint", checkpoint, "--data", data, "--split", split,
-            "--device", "cpu", "--out", out]
+    return [
+        python,
+        "-u",
+        "-m",
+        "training",
+        "evaluate",
+        "--checkpoint",
+        checkpoint,
+        "--data",
+        data,
+        "--split",
+        split,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    ]

@@ -1,4 +1,5 @@
 """Pure parts of the accuracy tool (core/accuracy/tables.py): block mode, transforms, tables, CSV/HTML builders."""
+
 import csv
 import io
 
@@ -14,25 +15,20 @@ def rows(text):
     """CSV text -> the row dicts _read_csv_rows returns (header first)."""
     r = list(csv.reader(io.StringIO(text)))
     header = [h.strip().lower() for h in r[0]]
-    return [{"__header__": header}] + [{"__line__": str(i), **{h: (row[j].strip() if j < len(row) else "")
-                                                              for j, h in enumerate(header)}}
-                                       for i, row in enumerate(r[1:], start=2)]
+    return [{"__header__": header}] + [
+        {"__line__": str(i), **{h: (row[j].strip() if j < len(row) else "") for j, h in enumerate(header)}}
+        for i, row in enumerate(r[1:], start=2)
+    ]
 
 
 def test_block_mode_hand_computed():
-    a = np.array([[1, 1, 2, 2, 3, 3],
-                  [1, 2, 2, 2, -1, -1],
-                  [-1, -1, 4, 5, 7, 7],
-                  [-1, -1, 5, 4, 6, 6]])
+    a = np.array([[1, 1, 2, 2, 3, 3], [1, 2, 2, 2, -1, -1], [-1, -1, 4, 5, 7, 7], [-1, -1, 5, 4, 6, 6]])
     # blocks: [1,1,1,2] -> 1; [2,2,2,2] -> 2; [3,3,-1,-1] -> 3; all -1 -> -1; [4,5,5,4] tie -> 4; [7,7,6,6] tie -> 6
     assert acc.block_mode(a, 2).tolist() == [[1, 2, 3], [-1, 4, 6]]
 
 
 def test_block_mode_partial_edge_blocks_and_k1():
-    a = np.array([[1, 1, 1, 2, 2],
-                  [1, 3, 3, 2, 2],
-                  [3, 3, 3, 2, 9],
-                  [5, 5, 6, 6, 6]])
+    a = np.array([[1, 1, 1, 2, 2], [1, 3, 3, 2, 2], [3, 3, 3, 2, 9], [5, 5, 6, 6, 6]])
     # 3x3 blocks: [1,1,1,1,3,3,3,3,3] -> 3; [2,2,2,2,2,9] -> 2; [5,5,6] -> 5; [6,6] -> 6
     assert acc.block_mode(a, 3).tolist() == [[3, 2], [5, 6]]
     assert acc.block_mode(a, 1).tolist() == a.tolist()
@@ -64,21 +60,25 @@ def test_parse_ignore():
 
 
 def test_reclassification_rows():
-    r = acc.reclassification_from_rows(rows("map,from,to\nclassified,1,10\nclassified,2,10\nboth,3,30\n"
-                                            "reference,7,10\n"))
+    r = acc.reclassification_from_rows(
+        rows("map,from,to\nclassified,1,10\nclassified,2,10\nboth,3,30\nreference,7,10\n")
+    )
     assert r.classified == {1: 10, 2: 10, 3: 30}
     assert r.reference == {3: 30, 7: 10}
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("from,to\n1,2\n", "missing column(s) map; the first line must be the header 'map,from,to'"),
-    ("map,from,to\nlabels,1,2\n", "line 2: map 'labels' must be classified, reference or both"),
-    ("map,from,to\nclassified,1,x\n", "line 2: to 'x' is not an integer class value"),
-    ("map,from,to\nclassified,1.5,2\n", "line 2: from '1.5' is not an integer class value"),
-    ("map,from,to\nclassified,-1,2\n", "line 2: from -1 is out of range 0..65535"),
-    ("map,from,to\nclassified,1,2\nboth,1,3\n", "line 3: classified value 1 is mapped twice (2 and 3)"),
-    ("map,from,to\n", "has no rows"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("from,to\n1,2\n", "missing column(s) map; the first line must be the header 'map,from,to'"),
+        ("map,from,to\nlabels,1,2\n", "line 2: map 'labels' must be classified, reference or both"),
+        ("map,from,to\nclassified,1,x\n", "line 2: to 'x' is not an integer class value"),
+        ("map,from,to\nclassified,1.5,2\n", "line 2: from '1.5' is not an integer class value"),
+        ("map,from,to\nclassified,-1,2\n", "line 2: from -1 is out of range 0..65535"),
+        ("map,from,to\nclassified,1,2\nboth,1,3\n", "line 3: classified value 1 is mapped twice (2 and 3)"),
+        ("map,from,to\n", "has no rows"),
+    ],
+)
 def test_reclassification_errors(text, msg):
     with pytest.raises(SatClassifyError) as e:
         acc.reclassification_from_rows(rows(text))
@@ -121,8 +121,10 @@ def test_map_transform_ignore_reclass_and_counts():
 
 def test_map_transform_rejects_bad_values():
     t = acc.MapTransform("classified", ignore=[0])
-    with pytest.raises(SatClassifyError, match="the classified raster holds the value -5: class values must be in "
-                                               "0..65535; add it to IGNORE"):
+    with pytest.raises(
+        SatClassifyError,
+        match="the classified raster holds the value -5: class values must be in 0..65535; add it to IGNORE",
+    ):
         t.apply(np.array([[1, -5]], dtype=np.int16))
     with pytest.raises(SatClassifyError, match="non-integer values"):
         t.apply(np.array([[1.0, 2.5]], dtype=np.float32))
@@ -143,8 +145,11 @@ def test_clc_level_transform_grid_codes_and_codes():
     assert acc.detect_clc_source([111, 211, 990, 999], "reference") == "code"
     t = acc.MapTransform("reference", [0], level=1, level_source="grid")
     assert t.apply(np.array([12, 48, 255])).tolist() == [2, -1, -1] and t.unmapped == 2
-    with pytest.raises(SatClassifyError, match="CLC LEVEL needs level-3 CLC values in the classified map: grid codes "
-                                               r"1..44 or codes 111..523, but it holds values 3..200"):
+    with pytest.raises(
+        SatClassifyError,
+        match="CLC LEVEL needs level-3 CLC values in the classified map: grid codes "
+        r"1..44 or codes 111..523, but it holds values 3..200",
+    ):
         acc.detect_clc_source([3, 200], "classified")
 
 
@@ -156,6 +161,7 @@ def test_reclass_then_level():
 
 def _metrics():
     from satclassify_plugin.core.contract.metrics import compute_metrics
+
     m = compute_metrics(np.array([[4, 1], [0, 5]]), [1, 7], {1: "Water <lake>", 7: "Forest"})
     for c, col in zip(m["classes"], ["#0000ff", "#00a000"]):
         c["color"] = col
@@ -180,7 +186,7 @@ def test_heatmap_rgb_shades_rows_and_colour_strips():
     # cell (0,0) = 100 % of row 0 -> dark blue; cell (0,1) = 0 % -> white; cell (1,0) = 25 %
     assert img[:, 4 + 5, 4 + 5].tolist() == [8, 48, 107]
     assert img[:, 4 + 5, 14 + 5].tolist() == [255, 255, 255]
-    assert img[:, 14 + 5, 4 + 5].tolist() == [round(255 - 247 * .25), round(255 - 207 * .25), round(255 - 148 * .25)]
+    assert img[:, 14 + 5, 4 + 5].tolist() == [round(255 - 247 * 0.25), round(255 - 207 * 0.25), round(255 - 148 * 0.25)]
     assert img[:, 0, 4 + 5].tolist() == [255, 0, 0] and img[:, 14 + 5, 0].tolist() == [0, 255, 0]
 
 

@@ -1,5 +1,6 @@
 """Planning steps of the accuracy and change tools (core/accuracy/plan.py), without rasters: the options checked
 when made, the class table, the point tally, the estimator glue and the from-to categories."""
+
 import numpy as np
 import pytest
 
@@ -19,14 +20,23 @@ def test_map_options_read_and_check(tmp_path):
         plan.MapOptions.read(level=4, level_maps="x")  # LEVEL is checked first, as before the split
     (tmp_path / "r.csv").write_text("map,from,to\nclassified,4,3\n")
     (tmp_path / "n.csv").write_text("value,name,color\n3,Three,#010203\n")
-    o = plan.MapOptions.read(ignore="0, 255", reclassify=str(tmp_path / "r.csv"), names=str(tmp_path / "n.csv"),
-                             level="2", level_maps="reference")
+    o = plan.MapOptions.read(
+        ignore="0, 255",
+        reclassify=str(tmp_path / "r.csv"),
+        names=str(tmp_path / "n.csv"),
+        level="2",
+        level_maps="reference",
+    )
     assert o.ignore_list == [0, 255] and o.level == 2 and o.recl.classified == {4: 3}
     assert o.names_table == {3: ("Three", "#010203")}
     assert o.level_for("classified") is None and o.level_for("reference") == 2
     assert o.transformed("classified") and o.transformed("reference")  # reclassified / aggregated
-    assert o.inputs() == {"reclassify": str(tmp_path / "r.csv"), "names": str(tmp_path / "n.csv"), "level": 2,
-                          "level_maps": "reference"}
+    assert o.inputs() == {
+        "reclassify": str(tmp_path / "r.csv"),
+        "names": str(tmp_path / "n.csv"),
+        "level": 2,
+        "level_maps": "reference",
+    }
 
 
 def test_map_options_transform_detects_clc_codes_and_ignores_nodata():
@@ -45,10 +55,12 @@ def test_class_table_precedence():
     cats = {1: ("cat one", "#111111"), 2: ("cat two", None), 7: ("seven", "#777777")}
     other = {2: ("other two", "#222222")}
     t = plan.class_table([1, 2, 7, 9], names, None, [cats, other])
-    assert t == [{"value": 1, "name": "From names", "color": "#111111"},  # colour from the next source
-                 {"value": 2, "name": "cat two", "color": "#222222"},
-                 {"value": 7, "name": "seven", "color": "#777777"},
-                 {"value": 9, "name": "class 9", "color": clc.default_palette(9)}]
+    assert t == [
+        {"value": 1, "name": "From names", "color": "#111111"},  # colour from the next source
+        {"value": 2, "name": "cat two", "color": "#222222"},
+        {"value": 7, "name": "seven", "color": "#777777"},
+        {"value": 9, "name": "class 9", "color": clc.default_palette(9)},
+    ]
     lv1 = {c.value: c for c in clc.classes(1)}
     t = plan.class_table([1, 0], None, 1, [cats])
     assert t[0] == {"value": 1, "name": lv1[1].name, "color": lv1[1].color}  # the CLC table before categories
@@ -92,7 +104,8 @@ def test_sample_tally_examples_and_warnings():
         "WARNING: 12 point(s) left out, outside map: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 ...",
         "WARNING: 1 point(s) left out, unknown reference: ? ('x')",
         "WARNING: 1 point(s) have a 'stratum' attribute that disagrees with the map under them (the map decides the "
-        "stratum; was the sample drawn from another map?): 5 (stratum 2, map 3)"]
+        "stratum; was the sample drawn from another map?): 5 (stratum 2, map 3)",
+    ]
     assert plan.SampleTally().warnings() == []
 
 
@@ -107,7 +120,9 @@ def test_error_matrix_and_sample_metrics():
     assert m["confusion_matrix"] == [[2, 1], [1, 3]]  # rows = reference
     assert m["pixels"] == 7
     assert [(c["value"], c["color"], c["support"], c["predicted"]) for c in m["classes"]] == [
-        (1, "#000001", 3, 3), (2, "#000002", 4, 4)]
+        (1, "#000001", 3, 3),
+        (2, "#000002", 4, 4),
+    ]
     # OA = sum_i W_i n_ii / n_i. = 0.6 * 2/3 + 0.4 * 3/4 (Olofsson et al. 2014, eq. 1 with W = mapped shares)
     assert m["overall_accuracy"] == pytest.approx(0.6 * 2 / 3 + 0.4 * 3 / 4)
     assert m["overall_accuracy_ci95"] == est["overall_accuracy_ci95"] > 0
@@ -120,13 +135,17 @@ def test_error_matrix_and_sample_metrics():
 def test_change_options_checked_in_order():
     o = plan.ChangeOptions.read()
     assert (o.mmu_ha, o.threshold, o.ignore_list, o.names_table) == (5.0, 80.0, [0], None)
-    for kw, msg in (({"mmu_ha": -1, "threshold": 200}, "the minimum mapping unit must be >= 0 ha (0 = every pixel), "
-                                                        "got -1"),
-                    ({"mmu_ha": float("nan")}, "the minimum mapping unit must be >= 0 ha (0 = every pixel), got nan"),
-                    ({"threshold": 101, "candidates": True}, "the confidence threshold is in percent (0-100), got 101"),
-                    ({"candidates": True, "ignore": "x"}, "map update candidates need a CONFIDENCE raster (e.g. the "
-                                                          "CONFIDENCE output of satclassify:classify for the second "
-                                                          "map)")):
+    for kw, msg in (
+        ({"mmu_ha": -1, "threshold": 200}, "the minimum mapping unit must be >= 0 ha (0 = every pixel), got -1"),
+        ({"mmu_ha": float("nan")}, "the minimum mapping unit must be >= 0 ha (0 = every pixel), got nan"),
+        ({"threshold": 101, "candidates": True}, "the confidence threshold is in percent (0-100), got 101"),
+        (
+            {"candidates": True, "ignore": "x"},
+            "map update candidates need a CONFIDENCE raster (e.g. the "
+            "CONFIDENCE output of satclassify:classify for the second "
+            "map)",
+        ),
+    ):
         with pytest.raises(SatClassifyError) as e:
             plan.ChangeOptions.read(**kw)
         assert str(e.value) == msg
@@ -143,9 +162,11 @@ def test_change_categories():
     pairs = np.array([5, 0, 2, 3])  # code = first index * 2 + second index: 1->1, 2->1, 2->3
     lut, cats = plan.change_categories(pairs, first, second, 0.5)
     assert lut.tolist() == [1, 0, 2, 3]
-    assert [(c["from"], c["to"], c["name"], c["changed"], c["color"], c["pixels"], c["area_ha"])
-            for c in cats.values()] == [
+    assert [
+        (c["from"], c["to"], c["name"], c["changed"], c["color"], c["pixels"], c["area_ha"]) for c in cats.values()
+    ] == [
         (1, 1, "Forest -> Forest", False, "#8c8c8c", 5, 2.5),  # unchanged: a paler shade (x + (255 - x) * 0.55)
-        (2, 1, "Crop -> Forest", True, "#000000", 2, 1.0),     # changed: the colour of the class it became
-        (2, 3, "Crop -> Urban", True, "#0000ff", 3, 1.5)]
+        (2, 1, "Crop -> Forest", True, "#000000", 2, 1.0),  # changed: the colour of the class it became
+        (2, 3, "Crop -> Urban", True, "#0000ff", 3, 1.5),
+    ]
     assert plan.lighter("#ff0000") == "#ff8c8c"

@@ -1,5 +1,6 @@
 """core.accuracy.change.land_cover_change: map update candidates need a confidence raster, also when the caller
 hands ready-made ChangeOptions (which skip ChangeOptions.read's check)."""
+
 import numpy as np
 import pytest
 
@@ -18,8 +19,11 @@ def test_candidates_without_confidence_refused_with_options_given(tmp_path):
     b[0:5, 0:5] = 2
     first = make_class_raster(tmp_path / "first.tif", a, CLASSES)
     second = make_class_raster(tmp_path / "second.tif", b, CLASSES)
-    outs = ChangeOutputs(raster=str(tmp_path / "fromto.tif"), json=str(tmp_path / "change.json"),
-                         candidates=str(tmp_path / "candidates.gpkg"))
+    outs = ChangeOutputs(
+        raster=str(tmp_path / "fromto.tif"),
+        json=str(tmp_path / "change.json"),
+        candidates=str(tmp_path / "candidates.gpkg"),
+    )
     with pytest.raises(SatClassifyError, match="map update candidates need a CONFIDENCE raster"):
         land_cover_change(first, second, None, options=ChangeOptions.read(mmu_ha=0), outputs=outs)
     assert not [p.name for p in tmp_path.iterdir() if not p.name.startswith(("first.", "second."))]  # nothing written

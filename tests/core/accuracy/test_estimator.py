@@ -5,6 +5,7 @@ estimating area and assessing accuracy of land change", Remote Sensing of Enviro
 (Table 8 error matrix; estimates on p. 54); against the formulas written out again here with plain loops; and by
 simulation (the estimator is unbiased and its standard errors match the spread over repeated samples).
 """
+
 import math
 
 import numpy as np
@@ -26,8 +27,12 @@ def test_olofsson_2014_worked_example():
     for v, area, ci in ((1, 21158, 6158), (2, 11686, 3756), (3, 285770, 15510), (4, 581386, 16282)):
         assert round(c[v]["estimated_area_ha"]) == area and round(c[v]["ci95_ha"]) == ci
     # user's and producer's accuracies with their 95 % CI, overall accuracy 0.95 +- 0.02
-    for v, ua, ua_ci, pa, pa_ci in ((1, 0.88, 0.07, 0.75, 0.21), (2, 0.73, 0.10, 0.85, 0.25),
-                                    (3, 0.93, 0.04, 0.93, 0.03), (4, 0.96, 0.02, 0.96, 0.02)):
+    for v, ua, ua_ci, pa, pa_ci in (
+        (1, 0.88, 0.07, 0.75, 0.21),
+        (2, 0.73, 0.10, 0.85, 0.25),
+        (3, 0.93, 0.04, 0.93, 0.03),
+        (4, 0.96, 0.02, 0.96, 0.02),
+    ):
         assert (round(c[v]["users_accuracy"], 2), round(c[v]["users_accuracy_ci95"], 2)) == (ua, ua_ci)
         assert (round(c[v]["producers_accuracy"], 2), round(c[v]["producers_accuracy_ci95"], 2)) == (pa, pa_ci)
     assert round(r["overall_accuracy"], 2) == 0.95 and round(r["overall_accuracy_ci95"], 2) == 0.02
@@ -44,10 +49,10 @@ def test_olofsson_2013_example_1():
     (deforestation, forest, non-forest), 100 / 300 / 100 points; areas in pixels."""
     r = est.stratified_estimates([[97, 0, 3], [3, 279, 18], [2, 1, 97]], [22353, 1122543, 610228], [1, 2, 3])
     c = r["classes"]
-    assert round(c[0]["area_proportion"], 4) == 0.0257                      # eq. 9 of that paper
-    assert c[0]["estimated_area_ha"] == pytest.approx(45112.4, abs=0.05)      # 45,112 pixels
-    assert c[0]["estimated_area_se_ha"] == pytest.approx(10751, abs=1)        # S(A_1) in pixels
-    assert c[0]["ci95_ha"] == pytest.approx(21072, abs=2)                     # +- 21,072 pixels
+    assert round(c[0]["area_proportion"], 4) == 0.0257  # eq. 9 of that paper
+    assert c[0]["estimated_area_ha"] == pytest.approx(45112.4, abs=0.05)  # 45,112 pixels
+    assert c[0]["estimated_area_se_ha"] == pytest.approx(10751, abs=1)  # S(A_1) in pixels
+    assert c[0]["ci95_ha"] == pytest.approx(21072, abs=2)  # +- 21,072 pixels
     assert [round(x["users_accuracy"], 2) for x in c] == [0.97, 0.93, 0.97]
     assert [round(x["producers_accuracy"], 2) for x in c] == [0.48, 0.99, 0.90]
     assert round(r["overall_accuracy"], 3) == 0.944
@@ -87,11 +92,15 @@ def _by_hand(n, big_n):
         v_pa = None
         if pa is not None:
             a = big_n[j] ** 2 * (1 - pa) ** 2 * ua * (1 - ua) / (ni[j] - 1) if ni[j] > 1 else 0.0
-            b = sum(big_n[i] ** 2 * (n[i][j] / ni[i]) * (1 - n[i][j] / ni[i]) / (ni[i] - 1)
-                    for i in range(k) if i != j and ni[i] > 1)
-            v_pa = (a + pa ** 2 * b) / n_ref ** 2
-        s_p = math.sqrt(sum(w[i] ** 2 * (n[i][j] / ni[i]) * (1 - n[i][j] / ni[i]) / (ni[i] - 1)
-                            for i in range(k) if ni[i] > 1))
+            b = sum(
+                big_n[i] ** 2 * (n[i][j] / ni[i]) * (1 - n[i][j] / ni[i]) / (ni[i] - 1)
+                for i in range(k)
+                if i != j and ni[i] > 1
+            )
+            v_pa = (a + pa**2 * b) / n_ref**2
+        s_p = math.sqrt(
+            sum(w[i] ** 2 * (n[i][j] / ni[i]) * (1 - n[i][j] / ni[i]) / (ni[i] - 1) for i in range(k) if ni[i] > 1)
+        )
         out.append((pj_ref, s_p, ua, v_ua, pa, v_pa))
     return oa, v_oa, out, p
 
@@ -159,7 +168,7 @@ def test_stratum_without_a_point_is_refused_and_single_point_strata_are_listed()
 
 def test_allocation_proportional_with_a_minimum():
     w = np.array(PAPER_PIXELS) / sum(PAPER_PIXELS)
-    big = [10 ** 9] * 4
+    big = [10**9] * 4
     # Olofsson et al. (2014) section 5.1: 75 points in each change class, the rest proportional to the area
     n = est.allocate(641, w, big, minimum=75)
     assert n[:2] == [75, 75] and sum(n) == 641
@@ -170,7 +179,7 @@ def test_allocation_proportional_with_a_minimum():
     # the minimums need more than the total: every class gets the minimum
     assert est.allocate(100, w, big, minimum=40) == [40, 40, 40, 40]
     # never more points than pixels in a stratum; the others share the rest
-    n = est.allocate(300, [0.1, 0.2, 0.7], [12, 10 ** 6, 10 ** 6], minimum=50)
+    n = est.allocate(300, [0.1, 0.2, 0.7], [12, 10**6, 10**6], minimum=50)
     assert n == [12, 64, 224]  # 288 left, shared 2 : 7
     with pytest.raises(SatClassifyError, match="at least 1"):
         est.allocate(0, w, big)
@@ -180,5 +189,7 @@ def test_allocation_proportional_with_a_minimum():
 
 def test_strata_table():
     t = est.strata_table([1, 4], [300, 100], 0.01, {1: "Water"})
-    assert t == [{"value": 1, "name": "Water", "pixels": 300, "area_ha": 3.0, "weight": 0.75},
-                 {"value": 4, "name": "class 4", "pixels": 100, "area_ha": 1.0, "weight": 0.25}]
+    assert t == [
+        {"value": 1, "name": "Water", "pixels": 300, "area_ha": 3.0, "weight": 0.75},
+        {"value": 4, "name": "class 4", "pixels": 100, "area_ha": 1.0, "weight": 0.25},
+    ]

@@ -1,4 +1,5 @@
 """core.classify.temporal: a multi-date model's inputs from a multi-date stack's band names."""
+
 import numpy as np
 import pytest
 
@@ -11,11 +12,20 @@ TRAINED = ["2023-04-01", "2023-06-01", "2023-08-01"]
 
 
 def card(doy_input=True, bands=("B04", "B08")):
-    return parse_card({
-        "architecture": "utae", "bands": list(bands), "mean": [0.1, 0.3], "std": [0.05, 0.1], "tile_size": 64,
-        "halo": 16, "heads": [{"name": "class", "output": "probs_class",
-                               "classes": [{"value": 1, "name": "a", "color": "#000000"}]}],
-        "timeseries": card_entry(list(bands), TRAINED, doy_input)})
+    return parse_card(
+        {
+            "architecture": "utae",
+            "bands": list(bands),
+            "mean": [0.1, 0.3],
+            "std": [0.05, 0.1],
+            "tile_size": 64,
+            "halo": 16,
+            "heads": [
+                {"name": "class", "output": "probs_class", "classes": [{"value": 1, "name": "a", "color": "#000000"}]}
+            ],
+            "timeseries": card_entry(list(bands), TRAINED, doy_input),
+        }
+    )
 
 
 def test_exact_dates_map_by_name_and_order():
@@ -40,14 +50,19 @@ def test_more_dates_pick_the_closest_days_of_year():
     assert "the stack has 6 dates, the model takes 3" in logs[0]
 
 
-@pytest.mark.parametrize("names, words", [
-    (descriptions(["B04", "B08"], ["2024-04-01", "2024-06-01"]),
-     "the stack has 2 date(s) (2024-04-01, 2024-06-01) but the model needs 3 (trained on 2023-04-01, 2023-06-01, "
-     "2023-08-01)"),
-    (["B04", "B08"], "the input raster is a single-date stack"),
-    (descriptions(["B04"], TRAINED), "no B08"),
-    (["B04@2024-01-01", "B08"], "not a usable multi-date stack"),
-])
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        (
+            descriptions(["B04", "B08"], ["2024-04-01", "2024-06-01"]),
+            "the stack has 2 date(s) (2024-04-01, 2024-06-01) but the model needs 3 "
+            "(trained on 2023-04-01, 2023-06-01, 2023-08-01)",
+        ),
+        (["B04", "B08"], "the input raster is a single-date stack"),
+        (descriptions(["B04"], TRAINED), "no B08"),
+        (["B04@2024-01-01", "B08"], "not a usable multi-date stack"),
+    ],
+)
 def test_faults_name_the_problem(names, words):
     with pytest.raises(SatClassifyError) as e:
         temporal_inputs(card(), names)

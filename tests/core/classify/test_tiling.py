@@ -1,5 +1,6 @@
 """The tile planner: cores partition the window, read windows stay inside the raster, every core pixel
 has a full halo of real context (or the raster border), and padding happens only for small rasters."""
+
 import itertools
 
 import numpy as np
@@ -17,7 +18,7 @@ def _check(width, height, tile, halo, window=None):
     for t in tiles:
         cx, cy, cw, ch = t.core
         rx, ry, rw, rh = t.read
-        cover[cy:cy + ch, cx:cx + cw] += 1
+        cover[cy : cy + ch, cx : cx + cw] += 1
         # read windows inside the raster; cores inside read windows
         assert 0 <= rx and rx + rw <= width and 0 <= ry and ry + rh <= height
         assert rx <= cx and cx + cw <= rx + rw and ry <= cy and cy + ch <= ry + rh
@@ -35,7 +36,7 @@ def _check(width, height, tile, halo, window=None):
         ox, oy = t.core_offset
         assert (ox, oy) == (cx - rx, cy - ry)
     expected = np.zeros_like(cover)
-    expected[y0:y0 + h, x0:x0 + w] = 1
+    expected[y0 : y0 + h, x0 : x0 + w] = 1
     assert np.array_equal(cover, expected), "cores must cover the window exactly once"
     assert sizes == {(tile, tile)}, "every tile feeds the model the same shape (batchable)"
     # row-major order; tiles of one row share their core rows
@@ -48,9 +49,21 @@ def _check(width, height, tile, halo, window=None):
     return tiles
 
 
-@pytest.mark.parametrize("width,height,tile,halo", [
-    (100, 100, 32, 4), (64, 64, 64, 8), (65, 63, 64, 8), (1000, 37, 128, 16), (257, 513, 256, 32),
-    (10, 10, 64, 2), (1, 1, 8, 0), (300, 200, 50, 0), (129, 129, 64, 31), (5, 500, 16, 7)])
+@pytest.mark.parametrize(
+    "width,height,tile,halo",
+    [
+        (100, 100, 32, 4),
+        (64, 64, 64, 8),
+        (65, 63, 64, 8),
+        (1000, 37, 128, 16),
+        (257, 513, 256, 32),
+        (10, 10, 64, 2),
+        (1, 1, 8, 0),
+        (300, 200, 50, 0),
+        (129, 129, 64, 31),
+        (5, 500, 16, 7),
+    ],
+)
 def test_cover_and_halo(width, height, tile, halo):
     _check(width, height, tile, halo)
 
@@ -78,15 +91,26 @@ def test_edges_shift_inward_instead_of_padding():
     assert [(s.core0, s.core1) for s in spans] == [(0, 27), (27, 49), (49, 72), (72, 100)]
 
 
-@pytest.mark.parametrize("n,tile,halo,count", [(100, 32, 4, 4), (1024, 512, 3, 3), (1018, 512, 3, 2),
-                                               (16384, 512, 3, 33), (512, 512, 3, 1), (40, 64, 2, 1)])
+@pytest.mark.parametrize(
+    "n,tile,halo,count",
+    [(100, 32, 4, 4), (1024, 512, 3, 3), (1018, 512, 3, 2), (16384, 512, 3, 33), (512, 512, 3, 1), (40, 64, 2, 1)],
+)
 def test_fewest_tiles(n, tile, halo, count):
     assert len(plan_axis(0, n, n, tile, halo)) == tiles_needed(0, n, n, tile, halo) == count
 
 
-@pytest.mark.parametrize("w,h,tile,halo,multiple,expected", [
-    (4096, 4096, 512, 3, 32, 480), (4096, 4096, 512, 3, 1, 461), (1024, 1024, 512, 3, 1, 346),
-    (16384, 16384, 512, 3, 1, 503), (300, 40, 64, 2, 1, 64), (512, 512, 512, 8, 32, 512), (20, 20, 64, 2, 1, 20)])
+@pytest.mark.parametrize(
+    "w,h,tile,halo,multiple,expected",
+    [
+        (4096, 4096, 512, 3, 32, 480),
+        (4096, 4096, 512, 3, 1, 461),
+        (1024, 1024, 512, 3, 1, 346),
+        (16384, 16384, 512, 3, 1, 503),
+        (300, 40, 64, 2, 1, 64),
+        (512, 512, 512, 8, 32, 512),
+        (20, 20, 64, 2, 1, 20),
+    ],
+)
 def test_fit_tile_keeps_tile_count_with_fewer_pixels(w, h, tile, halo, multiple, expected):
     t = fit_tile(w, h, tile, halo, multiple=multiple)
     assert t == expected and t % multiple == 0 or t == tile
@@ -115,12 +139,19 @@ def test_property_random_layouts():
         assert len(_check(w, h, t, halo, (x0, y0, ww, hh))) == len(plan_tiles(w, h, tile, halo, (x0, y0, ww, hh)))
 
 
-@pytest.mark.parametrize("tile,halo,msg", [
-    (8, 4, "tile size 8 is too small for the model's halo of 4 pixels: a tile must be larger than 2 x halo = 8; "
-           "set TILE_SIZE to at least 9 (or 0 for the model's default)"),
-    (0, 0, "tile size must be a positive integer, got 0"),
-    (16, -1, "halo must be an integer >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "tile,halo,msg",
+    [
+        (
+            8,
+            4,
+            "tile size 8 is too small for the model's halo of 4 pixels: a tile must be larger than 2 x halo = 8; "
+            "set TILE_SIZE to at least 9 (or 0 for the model's default)",
+        ),
+        (0, 0, "tile size must be a positive integer, got 0"),
+        (16, -1, "halo must be an integer >= 0, got -1"),
+    ],
+)
 def test_bad_tile_halo(tile, halo, msg):
     with pytest.raises(SatClassifyError) as e:
         plan_tiles(100, 100, tile, halo)

@@ -1,5 +1,6 @@
 """Issue 25 item 15: tile plans follow the raster's shape (each axis fitted on its own; a thin raster's long edge
 takes the pixels its short edge leaves), never more tiles than the square tile, never larger than needed."""
+
 import numpy as np
 import pytest
 
@@ -13,25 +14,28 @@ def _cover(width, height, shape, halo, window):
     for t in tiles:
         cx, cy, cw, ch = t.core
         rx, ry, rw, rh = t.read
-        cover[cy:cy + ch, cx:cx + cw] += 1
+        cover[cy : cy + ch, cx : cx + cw] += 1
         assert 0 <= rx and rx + rw <= width and 0 <= ry and ry + rh <= height
         for c0, c1, r0, r1, n in ((cx, cx + cw, rx, rx + rw, width), (cy, cy + ch, ry, ry + rh, height)):
             assert c0 - r0 >= halo or r0 == 0
             assert r1 - c1 >= halo or r1 == n
         assert t.size == tuple(shape), "every tile feeds the model the same shape (batchable)"
     expected = np.zeros_like(cover)
-    expected[y0:y0 + h, x0:x0 + w] = 1
+    expected[y0 : y0 + h, x0 : x0 + w] = 1
     assert np.array_equal(cover, expected)
     return tiles
 
 
-@pytest.mark.parametrize("width,height,tile,halo,multiple,shape", [
-    (100000, 1, 256, 32, 32, (2048, 32)),   # was 521 tiles of 256 x 256 for one row
-    (100000, 1, 256, 2, 1, (50002, 1)),     # two tiles of 65536 px at most, spread evenly
-    (1, 5000, 64, 2, 1, (1, 2502)),
-    (5000, 40, 256, 32, 32, (896, 64)),
-    (100, 100, 64, 2, 32, (64, 64)),        # a square raster keeps its square tile
-])
+@pytest.mark.parametrize(
+    "width,height,tile,halo,multiple,shape",
+    [
+        (100000, 1, 256, 32, 32, (2048, 32)),  # was 521 tiles of 256 x 256 for one row
+        (100000, 1, 256, 2, 1, (50002, 1)),  # two tiles of 65536 px at most, spread evenly
+        (1, 5000, 64, 2, 1, (1, 2502)),
+        (5000, 40, 256, 32, 32, (896, 64)),
+        (100, 100, 64, 2, 32, (64, 64)),  # a square raster keeps its square tile
+    ],
+)
 def test_thin_rasters_get_thin_tiles(width, height, tile, halo, multiple, shape):
     c = choose_tiling(width, height, (0, 0, width, height), tile, halo, size_multiple=multiple)
     assert c.shape == shape

@@ -39,8 +39,20 @@ def test_lookup_tables_from_codes_and_grid_codes():
     assert clc.lookup_table(2, "grid")[23] == clc.code_to_value(2)[311]
 
 
-@pytest.mark.parametrize("raw,expected", [("211", 211), (211, 211), (211.0, 211), (" 312 ", 312),
-                                          ("", None), (None, None), ("999", None), (990, None), (float("nan"), None)])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("211", 211),
+        (211, 211),
+        (211.0, 211),
+        (" 312 ", 312),
+        ("", None),
+        (None, None),
+        ("999", None),
+        (990, None),
+        (float("nan"), None),
+    ],
+)
 def test_parse_code(raw, expected):
     assert clc.parse_code(raw) == expected
 
@@ -51,8 +63,15 @@ def test_parse_code_rejects_text():
 
 
 def test_mapping_table_most_specific_prefix_wins():
-    rows = [["code", "value", "name", "color"], ["5", "1", "Water", "#0000ff"], ["1", "2", "Built-up", "255-0-0"],
-            ["2", "3", "Other"], ["3", "3", "Other"], ["4", "3", "Other"], ["411", "1", "Water"]]
+    rows = [
+        ["code", "value", "name", "color"],
+        ["5", "1", "Water", "#0000ff"],
+        ["1", "2", "Built-up", "255-0-0"],
+        ["2", "3", "Other"],
+        ["3", "3", "Other"],
+        ["4", "3", "Other"],
+        ["411", "1", "Water"],
+    ]
     mapping, table = clc.mapping_from_rows(rows)
     assert mapping[512] == 1 and mapping[111] == 2 and mapping[211] == 3 and mapping[411] == 1 and mapping[412] == 3
     assert [c.value for c in table] == [1, 2, 3]
@@ -60,14 +79,17 @@ def test_mapping_table_most_specific_prefix_wins():
     assert table[2].color.startswith("#")
 
 
-@pytest.mark.parametrize("rows,msg", [
-    ([["211", "x", "A"]], "not an integer"),
-    ([["211", "0", "A"]], "out of range"),
-    ([["21a", "1", "A"]], "not a CLC code"),
-    ([["211", "1"]], "expected"),
-    ([["211", "1", "A", "blue"]], "not a colour"),
-    ([], "no rows"),
-])
+@pytest.mark.parametrize(
+    "rows,msg",
+    [
+        ([["211", "x", "A"]], "not an integer"),
+        ([["211", "0", "A"]], "out of range"),
+        ([["21a", "1", "A"]], "not a CLC code"),
+        ([["211", "1"]], "expected"),
+        ([["211", "1", "A", "blue"]], "not a colour"),
+        ([], "no rows"),
+    ],
+)
 def test_mapping_table_errors(rows, msg):
     with pytest.raises(SatClassifyError, match=msg):
         clc.mapping_from_rows(rows)

@@ -1,4 +1,5 @@
 """core.dataset: the dataset folder writer and reader (pure numpy, runs in both envs)."""
+
 import dataclasses
 import json
 import os
@@ -15,9 +16,11 @@ from satclassify_plugin.core.contract.dataset import (
 )
 from satclassify_plugin.core.contract.errors import SatClassifyError
 
-CLASSES = [{"value": 1, "code": "1", "name": "Artificial", "color": "#e6004d"},
-           {"value": 2, "code": "2", "name": "Agricultural", "color": "#ffffa8"},
-           {"value": 3, "code": "3", "name": "Forest", "color": "#80ff00"}]
+CLASSES = [
+    {"value": 1, "code": "1", "name": "Artificial", "color": "#e6004d"},
+    {"value": 2, "code": "2", "name": "Agricultural", "color": "#ffffa8"},
+    {"value": 3, "code": "3", "name": "Forest", "color": "#80ff00"},
+]
 BANDS = ["B02", "B03", "B04", "B08"]
 
 
@@ -30,8 +33,11 @@ def patch(i, p=8, c=4):
 
 def write(folder, n_train=5, n_val=2, shard_size=2, masks=False, **kw):
     overwrite = kw.pop("overwrite", False)
-    w = DatasetWriter(str(folder), DatasetSpec(BANDS, 8, CLASSES, crs_wkt="EPSG:32633", shard_size=shard_size,
-                                               with_masks=masks, **kw), overwrite=overwrite)
+    w = DatasetWriter(
+        str(folder),
+        DatasetSpec(BANDS, 8, CLASSES, crs_wkt="EPSG:32633", shard_size=shard_size, with_masks=masks, **kw),
+        overwrite=overwrite,
+    )
     pos = []
     for i in range(n_train):
         img, lab = patch(i)
@@ -51,16 +57,28 @@ def test_round_trip_shards_and_manifest(tmp_path):
     assert w.counts() == {"train": 5, "val": 2}
     m = w.close(extra={"split_rule": "blocks", "stride": 8})
     files = sorted(os.listdir(tmp_path))
-    assert files == ["images-train-0.npy", "images-train-1.npy", "images-train-2.npy", "images-val-0.npy",
-                     "labels-train-0.npy", "labels-train-1.npy", "labels-train-2.npy", "labels-val-0.npy",
-                     "manifest.json"]
+    assert files == [
+        "images-train-0.npy",
+        "images-train-1.npy",
+        "images-train-2.npy",
+        "images-val-0.npy",
+        "labels-train-0.npy",
+        "labels-train-1.npy",
+        "labels-train-2.npy",
+        "labels-val-0.npy",
+        "manifest.json",
+    ]
     on_disk = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk == m
     assert m["schema_version"] == SCHEMA_VERSION == 1 and m["dtype"] == "uint16" and m["scale"] == 1e-4
     assert m["split_rule"] == "blocks" and m["stride"] == 8 and m["crs"] == "EPSG:32633"
     assert m["splits"]["train"]["patches"] == 5
-    assert m["splits"]["train"]["shards"][2] == {"images": "images-train-2.npy", "labels": "labels-train-2.npy",
-                                                 "masks": None, "count": 1}
+    assert m["splits"]["train"]["shards"][2] == {
+        "images": "images-train-2.npy",
+        "labels": "labels-train-2.npy",
+        "masks": None,
+        "count": 1,
+    }
     # labels of train patches i=0..4 -> classes 1,2,3,1,2; 7 rows of 8 labelled pixels each
     assert m["splits"]["train"]["class_counts"] == {"1": 112, "2": 112, "3": 56}
     assert list(m["splits"]) == ["train", "val"]
@@ -96,8 +114,12 @@ def test_masks_and_class_counts_skip_masked(tmp_path):
     assert masks.dtype == np.uint8 and masks.shape == (3, 8, 8)
     assert (masks[:, :, 0] == 0).all() and (masks[:, :, 1:] == 1).all()
     assert ds.has_masks
-    assert sorted(os.listdir(tmp_path)) == ["images-train-0.npy", "labels-train-0.npy", "manifest.json",
-                                            "masks-train-0.npy"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "images-train-0.npy",
+        "labels-train-0.npy",
+        "manifest.json",
+        "masks-train-0.npy",
+    ]
 
 
 def test_declared_empty_split(tmp_path):
@@ -158,8 +180,11 @@ def test_full_disk_is_a_message_not_a_crash(tmp_path, monkeypatch):
         real(self, arr)
 
     monkeypatch.setattr(dsm._NpyAppender, "append", failing)
-    with pytest.raises(DatasetError, match=r"cannot write the dataset into '.*': the disk is full\. Nothing was "
-                                           r"kept \(an earlier dataset there is unchanged\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"cannot write the dataset into '.*': the disk is full\. Nothing was "
+        r"kept \(an earlier dataset there is unchanged\)",
+    ):
         with DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES, shard_size=2), overwrite=True) as w2:
             for i in range(10):
                 w2.add("train", *patch(i))
@@ -171,9 +196,12 @@ def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 2 ** 20, 2 ** 20))
-    with pytest.raises(DatasetError, match=r"the dataset needs about \d+ MB \(100000 patches\) but only 1 MB are "
-                                           r"free on the disk of"):
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(
+        DatasetError,
+        match=r"the dataset needs about \d+ MB \(100000 patches\) but only 1 MB are "
+        r"free on the disk of",
+    ):
         DatasetWriter(str(tmp_path / "ds"), DatasetSpec(BANDS, 8, CLASSES), expected_patches=100000)
     assert not (tmp_path / "ds").exists() or os.listdir(tmp_path / "ds") == []
 
@@ -209,15 +237,18 @@ def test_memory_flat_large_shard_preallocation(tmp_path):
     assert Dataset(str(tmp_path)).load("train")[0][:, 0, 0, 0].tolist() == [0, 1, 2]
 
 
-@pytest.mark.parametrize("args,msg", [
-    (dict(image=np.zeros((3, 8, 8), np.uint16)), r"image patch has shape \(3, 8, 8\), expected \(4, 8, 8\)"),
-    (dict(label=np.zeros((8, 9), np.uint8)), r"label patch has shape \(8, 9\), expected \(8, 8\)"),
-    (dict(image=np.full((4, 8, 8), -1, np.int32)), "do not fit uint16"),
-    (dict(image=np.full((4, 8, 8), 0.5)), "non-integer values"),
-    (dict(label=np.full((8, 8), 7, np.uint8)), r"label value 7 is not in the class table \(\[1, 2, 3\]\)"),
-    (dict(mask=np.ones((8, 8), np.uint8)), "with_masks=False"),
-    (dict(split="tr ain"), "split name 'tr ain' must be letters"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (dict(image=np.zeros((3, 8, 8), np.uint16)), r"image patch has shape \(3, 8, 8\), expected \(4, 8, 8\)"),
+        (dict(label=np.zeros((8, 9), np.uint8)), r"label patch has shape \(8, 9\), expected \(8, 8\)"),
+        (dict(image=np.full((4, 8, 8), -1, np.int32)), "do not fit uint16"),
+        (dict(image=np.full((4, 8, 8), 0.5)), "non-integer values"),
+        (dict(label=np.full((8, 8), 7, np.uint8)), r"label value 7 is not in the class table \(\[1, 2, 3\]\)"),
+        (dict(mask=np.ones((8, 8), np.uint8)), "with_masks=False"),
+        (dict(split="tr ain"), "split name 'tr ain' must be letters"),
+    ],
+)
 def test_add_rejects_bad_patches(tmp_path, args, msg):
     w = DatasetWriter(str(tmp_path), DatasetSpec(BANDS, 8, CLASSES))
     img, lab = patch(0)
@@ -227,15 +258,18 @@ def test_add_rejects_bad_patches(tmp_path, args, msg):
         w.add(kw["split"], kw["image"], kw["label"], kw["mask"])
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(bands=[]), "at least one band"),
-    (dict(bands=["B02", "B02"]), "band names must be unique"),
-    (dict(classes=[]), "class table is empty"),
-    (dict(classes=[{"value": 0, "code": "x", "name": "n", "color": "#000000"}]), "out of range 1..255"),
-    (dict(classes=CLASSES + [dict(CLASSES[0])]), "class values must be unique"),
-    (dict(classes=[{"value": 1, "name": "n", "color": "red"}]), "is not #rrggbb"),
-    (dict(patch_size=0), "patch size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(bands=[]), "at least one band"),
+        (dict(bands=["B02", "B02"]), "band names must be unique"),
+        (dict(classes=[]), "class table is empty"),
+        (dict(classes=[{"value": 0, "code": "x", "name": "n", "color": "#000000"}]), "out of range 1..255"),
+        (dict(classes=CLASSES + [dict(CLASSES[0])]), "class values must be unique"),
+        (dict(classes=[{"value": 1, "name": "n", "color": "red"}]), "is not #rrggbb"),
+        (dict(patch_size=0), "patch size must be at least 1"),
+    ],
+)
 def test_writer_rejects_bad_setup(tmp_path, kw, msg):
     args = dict(bands=BANDS, patch_size=8, classes=CLASSES)
     args.update(kw)
@@ -259,8 +293,9 @@ def test_writer_mask_required(tmp_path):
 
 
 def test_reader_errors(tmp_path):
-    with pytest.raises(DatasetError, match="no manifest.json in '.*': is this a folder written by "
-                                           "satclassify:buildpatches\\?"):
+    with pytest.raises(
+        DatasetError, match="no manifest.json in '.*': is this a folder written by satclassify:buildpatches\\?"
+    ):
         Dataset(str(tmp_path))
     with pytest.raises(DatasetError, match="does not exist"):
         Dataset(str(tmp_path / "nope"))
@@ -281,8 +316,11 @@ def test_reader_errors(tmp_path):
     with pytest.raises(DatasetError, match="missing key 'bands'"):
         Dataset(str(tmp_path))
     corrupt(lambda m: m.update(bands=["B02", "B03", "B04"]))
-    with pytest.raises(DatasetError, match=r"shard 'images-train-0.npy' has shape \(2, 4, 8, 8\) and dtype uint16, "
-                                           r"but the manifest expects \(2, 3, 8, 8\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"shard 'images-train-0.npy' has shape \(2, 4, 8, 8\) and dtype uint16, "
+        r"but the manifest expects \(2, 3, 8, 8\)",
+    ):
         Dataset(str(tmp_path))
     corrupt(lambda m: m["splits"]["train"].update(patches=9))
     with pytest.raises(DatasetError, match="says 9 patches but its shards hold 5"):

@@ -1,5 +1,6 @@
 """Patch-level targets in the dataset folder (multilabel / singlelabel), the block split and the pure-Python
 GeoPackage writer (read back with OGR)."""
+
 import json
 import os
 
@@ -9,15 +10,18 @@ import pytest
 from satclassify_plugin.core.contract.dataset import Dataset, DatasetError, DatasetSpec, DatasetWriter, split_blocks
 from satclassify_plugin.core.contract.gpkg import epsg_of_wkt, write_polygons
 
-CLASSES = [{"value": 12, "code": "211", "name": "Non-irrigated arable land", "color": "#ffffa8"},
-           {"value": 24, "code": "312", "name": "Coniferous forest", "color": "#00a600"},
-           {"value": 41, "code": "512", "name": "Water bodies", "color": "#80f2e6"}]
+CLASSES = [
+    {"value": 12, "code": "211", "name": "Non-irrigated arable land", "color": "#ffffa8"},
+    {"value": 24, "code": "312", "name": "Coniferous forest", "color": "#00a600"},
+    {"value": 41, "code": "512", "name": "Water bodies", "color": "#80f2e6"},
+]
 
 
 def test_multilabel_targets_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
-    spec = DatasetSpec(["B02", "B08"], 8, CLASSES, task="multilabel", with_labels=False, shard_size=2,
-                       splits=("train", "val"))
+    spec = DatasetSpec(
+        ["B02", "B08"], 8, CLASSES, task="multilabel", with_labels=False, shard_size=2, splits=("train", "val")
+    )
     w = DatasetWriter(str(tmp_path / "ds"), spec)
     want = {"train": [], "val": []}
     for split, n in (("train", 5), ("val", 1)):
@@ -32,7 +36,11 @@ def test_multilabel_targets_roundtrip(tmp_path):
     assert man["splits"]["train"]["target_counts"] == {str(c["value"]): int(n) for c, n in zip(CLASSES, tr.sum(0))}
     assert man["splits"]["train"]["class_counts"] == man["splits"]["train"]["target_counts"]
     assert sorted(f for f in os.listdir(tmp_path / "ds") if f.startswith("targets")) == [
-        "targets-train-0.npy", "targets-train-1.npy", "targets-train-2.npy", "targets-val-0.npy"]
+        "targets-train-0.npy",
+        "targets-train-1.npy",
+        "targets-train-2.npy",
+        "targets-val-0.npy",
+    ]
     assert not [f for f in os.listdir(tmp_path / "ds") if f.startswith("labels")]
     ds = Dataset(str(tmp_path / "ds"))
     assert ds.task == "multilabel" and not ds.has_labels
@@ -109,8 +117,13 @@ def test_geopackage_readable_by_ogr(tmp_path):
     assert epsg_of_wkt(wkt) == 32633
     path = str(tmp_path / "p.gpkg")
     ring = [(500000, 5000000), (500240, 5000000), (500240, 4999760), (500000, 4999760)]
-    n = write_polygons(path, "patches", [("source", "str"), ("shard", "int"), ("p", "float")],
-                       [(ring, "a", 0, 0.25), ([(x + 240, y) for x, y in ring], "b", 1, 0.5)], crs_wkt=wkt)
+    n = write_polygons(
+        path,
+        "patches",
+        [("source", "str"), ("shard", "int"), ("p", "float")],
+        [(ring, "a", 0, 0.25), ([(x + 240, y) for x, y in ring], "b", 1, 0.5)],
+        crs_wkt=wkt,
+    )
     assert n == 2
     ds = ogr.Open(path)
     lyr = ds.GetLayerByName("patches")

@@ -15,7 +15,7 @@ def test_hand_computed_two_class_example():
     m = compute_metrics(confusion_matrix(ref, pred, [1, 2]), [1, 2])
     assert m["confusion_matrix"] == [[40, 10], [5, 45]]
     assert m["overall_accuracy"] == pytest.approx(0.85)
-    pe = (50 * 45 + 50 * 55) / 100 ** 2
+    pe = (50 * 45 + 50 * 55) / 100**2
     assert m["kappa"] == pytest.approx((0.85 - pe) / (1 - pe))
     c1, c2 = m["classes"]
     assert c1["precision"] == pytest.approx(40 / 45) and c1["recall"] == pytest.approx(0.8)

@@ -1,5 +1,6 @@
 """Multi-label metrics (core.contract.metrics): micro/macro F1, per-class F1, average precision, thresholds;
 hand-computed values."""
+
 import numpy as np
 import pytest
 
@@ -18,7 +19,9 @@ def test_micro_macro_and_per_class_f1():
     m = multilabel_scores(truth, pred, names=["forest", "water"])
     # class 0: TP 1, FP 1, FN 1 -> P = R = F1 = 0.5; class 1: TP 2, no error -> 1
     assert [(c["name"], c["precision"], c["recall"], c["f1"], c["support"], c["predicted"]) for c in m["classes"]] == [
-        ("forest", 0.5, 0.5, 0.5, 2, 2), ("water", 1.0, 1.0, 1.0, 2, 2)]
+        ("forest", 0.5, 0.5, 0.5, 2, 2),
+        ("water", 1.0, 1.0, 1.0, 2, 2),
+    ]
     assert m["micro_f1"] == pytest.approx(6 / 8) and m["micro_precision"] == 0.75 and m["micro_recall"] == 0.75
     assert m["macro_f1"] == pytest.approx(0.75)
     assert m["sample_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3 + 1) / 4)

@@ -1,5 +1,6 @@
 """Issue 25 item 12: an output name too long for the writer's temporary name (GDAL failed with "File name too long"
 about a hidden '.<name>.<pid>.part.tif') is refused before anything is written, naming the user's path."""
+
 import os
 
 import pytest
@@ -32,7 +33,8 @@ def test_long_names_are_refused_naming_the_path(tmp_path, n):
     assert str(e.value) == (
         f"cannot write OUTPUT '{out}': its file name is {n} characters (bytes) long, but the tools write each output "
         f"under a temporary name up to {TEMP_NAME_ROOM} bytes longer and this file system allows 255: choose a file "
-        "name of at most 207 characters")
+        "name of at most 207 characters"
+    )
     with pytest.raises(SatClassifyError, match=f"cannot write '{out}': its file name is {n} characters"):
         check_regular_target(out)  # the writers (AtomicOutput, contract.gpkg, training.files) check it too
     assert os.listdir(tmp_path) == []

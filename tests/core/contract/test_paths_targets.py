@@ -1,5 +1,6 @@
 """core.contract.paths: targets a temp-then-rename writer may replace, GeoPackage layer targets, temporary names
 owned by a process (issue 25: devices replaced by files, leftovers of interrupted runs)."""
+
 import os
 import socket
 import subprocess
@@ -29,15 +30,27 @@ def test_not_regular_names_what_a_path_is(tmp_path):
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(tmp_path / "sock"))
     try:
-        got = {n: paths.not_regular(str(tmp_path / n)) for n in ("f.txt", "fifo", "null", "broken", "link", "sock",
-                                                                  "absent")}
+        got = {
+            n: paths.not_regular(str(tmp_path / n))
+            for n in ("f.txt", "fifo", "null", "broken", "link", "sock", "absent")
+        }
     finally:
         s.close()
-    assert got == {"f.txt": None, "fifo": "a FIFO (named pipe)", "null": "a character device",
-                   "broken": "a broken symbolic link", "link": None, "sock": "a socket", "absent": None}
+    assert got == {
+        "f.txt": None,
+        "fifo": "a FIFO (named pipe)",
+        "null": "a character device",
+        "broken": "a broken symbolic link",
+        "link": None,
+        "sock": "a socket",
+        "absent": None,
+    }
     assert paths.not_regular(str(tmp_path)) == "a folder"
-    with pytest.raises(SatClassifyError, match=r"cannot write '.*null': it is a character device, not a regular "
-                                               r"file, and the new file would replace it: choose another output"):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"cannot write '.*null': it is a character device, not a regular "
+        r"file, and the new file would replace it: choose another output",
+    ):
         paths.check_regular_target(str(tmp_path / "null"))
     with pytest.raises(SatClassifyError, match=r"OUT '.*fifo' is a FIFO \(named pipe\), not a regular file"):
         paths.check_outputs({}, {"OUT": str(tmp_path / "fifo")})
@@ -54,17 +67,20 @@ def test_split_layer():
 
 def test_stale_entries_are_those_of_dead_processes_of_this_host(tmp_path):
     dead, host = dead_pid(), paths.HOST_ID
-    names = {f".out.{dead}-{host}abcd.part.tif": True,
-             f".out.{os.getpid()}-{host}abcd.part.tif": False,   # this process
-             f".out.1-{host}abcd.part.tif": False,               # a live process
-             f".out.{dead}-{'0000' if host != '0000' else '1111'}abcd.part.tif": False,  # another host
-             f".outer.{dead}-{host}abcd.part.tif": False,        # another output
-             ".out.1a2b3c4d.part.tif": False}                    # no owner in the name
+    names = {
+        f".out.{dead}-{host}abcd.part.tif": True,
+        f".out.{os.getpid()}-{host}abcd.part.tif": False,  # this process
+        f".out.1-{host}abcd.part.tif": False,  # a live process
+        f".out.{dead}-{'0000' if host != '0000' else '1111'}abcd.part.tif": False,  # another host
+        f".outer.{dead}-{host}abcd.part.tif": False,  # another output
+        ".out.1a2b3c4d.part.tif": False,
+    }  # no owner in the name
     for n in names:
         (tmp_path / n).write_text("x")
     pattern = paths.temp_pattern("out", r"\.part.*")
     assert [os.path.basename(p) for p in paths.stale_entries(str(tmp_path), pattern)] == [
-        n for n, stale in names.items() if stale]
+        n for n, stale in names.items() if stale
+    ]
     paths.remove_stale(str(tmp_path), pattern)
     assert sorted(os.listdir(tmp_path)) == sorted(n for n, stale in names.items() if not stale)
     tag = paths.temp_tag()

@@ -1,4 +1,5 @@
 """The multi-date stack convention (core.contract.timeseries): names, parser, errors, date choice."""
+
 import pytest
 
 from satclassify_plugin.core.contract.timeseries import (
@@ -14,8 +15,14 @@ DATES = ["2023-04-14", "2023-05-19", "2023-07-02"]
 
 def test_descriptions_are_date_major_with_valid_last():
     names = descriptions(["B04", "B08"], DATES[:2])
-    assert names == ["B04@2023-04-14", "B08@2023-04-14", "VALID@2023-04-14",
-                     "B04@2023-05-19", "B08@2023-05-19", "VALID@2023-05-19"]
+    assert names == [
+        "B04@2023-04-14",
+        "B08@2023-04-14",
+        "VALID@2023-04-14",
+        "B04@2023-05-19",
+        "B08@2023-05-19",
+        "VALID@2023-05-19",
+    ]
 
 
 def test_parse_round_trip_indices_and_doy():
@@ -31,19 +38,31 @@ def test_single_date_stack_is_none():
     assert parse_stack(["", ""]) is None
 
 
-@pytest.mark.parametrize("names, words", [
-    (["B02@2023-04-14", "VALID@2023-04-14", "B02"], "band 3 is named 'B02' among dated bands"),
-    (["B02@2023-4-14", "VALID@2023-4-14"], "'2023-4-14' is not a YYYY-MM-DD date"),
-    (["B02@2023-02-30", "VALID@2023-02-30"], "not a valid calendar date"),
-    (["B02@2023-05-01", "VALID@2023-05-01", "B02@2023-04-01", "VALID@2023-04-01"], "dates must increase"),
-    (["B02@2023-04-01", "B02@2023-05-01", "VALID@2023-05-01", "VALID@2023-04-01"], "not date-major"),
-    (["B02@2023-04-01", "B02@2023-04-01", "VALID@2023-04-01"], "appears twice at 2023-04-01"),
-    (["B02@2023-04-01", "B03@2023-04-01"], "date 2023-04-01 has no validity band VALID@2023-04-01"),
-    (["B02@2023-04-01", "B03@2023-04-01", "VALID@2023-04-01", "B03@2023-05-01", "B02@2023-05-01",
-      "VALID@2023-05-01"], "date 2023-05-01 has bands B03, B02 but 2023-04-01 has B02, B03"),
-    (["VALID@2023-04-01"], "only validity bands"),
-    (["@2023-04-01", "VALID@2023-04-01"], "no band name before '@'"),
-])
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        (["B02@2023-04-14", "VALID@2023-04-14", "B02"], "band 3 is named 'B02' among dated bands"),
+        (["B02@2023-4-14", "VALID@2023-4-14"], "'2023-4-14' is not a YYYY-MM-DD date"),
+        (["B02@2023-02-30", "VALID@2023-02-30"], "not a valid calendar date"),
+        (["B02@2023-05-01", "VALID@2023-05-01", "B02@2023-04-01", "VALID@2023-04-01"], "dates must increase"),
+        (["B02@2023-04-01", "B02@2023-05-01", "VALID@2023-05-01", "VALID@2023-04-01"], "not date-major"),
+        (["B02@2023-04-01", "B02@2023-04-01", "VALID@2023-04-01"], "appears twice at 2023-04-01"),
+        (["B02@2023-04-01", "B03@2023-04-01"], "date 2023-04-01 has no validity band VALID@2023-04-01"),
+        (
+            [
+                "B02@2023-04-01",
+                "B03@2023-04-01",
+                "VALID@2023-04-01",
+                "B03@2023-05-01",
+                "B02@2023-05-01",
+                "VALID@2023-05-01",
+            ],
+            "date 2023-05-01 has bands B03, B02 but 2023-04-01 has B02, B03",
+        ),
+        (["VALID@2023-04-01"], "only validity bands"),
+        (["@2023-04-01", "VALID@2023-04-01"], "no band name before '@'"),
+    ],
+)
 def test_malformed_stacks_are_refused_with_the_band(names, words):
     with pytest.raises(StackLayoutError) as e:
         parse_stack(names)

@@ -1,5 +1,6 @@
 """A Dask worker plugin for the batch tests: the worker that starts a chosen scene's task kills itself (SIGKILL, as
 an out-of-memory kill or a lost node would), once; a marker file says it happened."""
+
 import os
 import signal
 

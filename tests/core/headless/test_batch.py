@@ -1,6 +1,7 @@
 """satclassify batch classify on a Dask LocalCluster (issue 28 item 2): every scene classified as the core's
 classify would, a corrupt scene failing alone with its message, a worker killed mid-run (its task rescheduled), a
 rerun skipping what is done and redoing a damaged output; the run manifest's checksums."""
+
 import csv
 import json
 import os
@@ -59,8 +60,10 @@ def expected(scene, model, tmp_path):
     ref.mkdir(exist_ok=True)
     stem = os.path.splitext(os.path.basename(scene))[0]
     classify(scene, model, [str(ref / f"{stem}.tif"), str(ref / f"{stem}_clc_level1.tif")])
-    return {f"{stem}.tif": file_digest(str(ref / f"{stem}.tif")),
-            f"{stem}_clc_level1.tif": file_digest(str(ref / f"{stem}_clc_level1.tif"))}
+    return {
+        f"{stem}.tif": file_digest(str(ref / f"{stem}.tif")),
+        f"{stem}_clc_level1.tif": file_digest(str(ref / f"{stem}_clc_level1.tif")),
+    }
 
 
 def test_scenes_on_two_workers_a_corrupt_one_fails_alone_and_a_rerun_skips(client, scenes, tmp_path):
@@ -92,8 +95,13 @@ def test_scenes_on_two_workers_a_corrupt_one_fails_alone_and_a_rerun_skips(clien
     log = Log()
     recs = batch.run_batch(paths + [bad], model, str(out), ClassifyOptions(), con=log, client=client)
     status = {os.path.basename(r["scene"]): r["status"] for r in recs}
-    assert status == {"s0.tif": "skipped", "s1.tif": "skipped", "s2.tif": "done", "s3.tif": "skipped",
-                      "corrupt.tif": "failed"}
+    assert status == {
+        "s0.tif": "skipped",
+        "s1.tif": "skipped",
+        "s2.tif": "done",
+        "s3.tif": "skipped",
+        "corrupt.tif": "failed",
+    }
     assert "redo s2.tif: s2.tif does not match its checksum" in log.lines
     assert file_digest(str(out / "s2.tif")) == expected(paths[2], model, tmp_path)["s2.tif"]
     # another model setting: nothing is skipped
@@ -127,12 +135,32 @@ def test_the_command_line_on_its_own_local_cluster(scenes, tmp_path, capsys):
     paths, bad, model = scenes
     listing = tmp_path / "scenes.txt"
     listing.write_text("# two scenes\nin/s0.tif\nin/s3.tif\n")
-    rc = batch.main(["classify", "--scenes", str(listing), "--model", model, "--out", str(tmp_path / "o"),
-                     "--workers", "2", "--confidence", "--device", "CPU"])
+    rc = batch.main(
+        [
+            "classify",
+            "--scenes",
+            str(listing),
+            "--model",
+            model,
+            "--out",
+            str(tmp_path / "o"),
+            "--workers",
+            "2",
+            "--confidence",
+            "--device",
+            "CPU",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     assert sorted(n for n in os.listdir(tmp_path / "o") if n.endswith(".tif")) == [
-        "s0.tif", "s0_clc_level1.tif", "s0_confidence.tif", "s3.tif", "s3_clc_level1.tif", "s3_confidence.tif"]
+        "s0.tif",
+        "s0_clc_level1.tif",
+        "s0_confidence.tif",
+        "s3.tif",
+        "s3_clc_level1.tif",
+        "s3_confidence.tif",
+    ]
     assert json.loads(cap.out)["failed"] == []
     assert "[2/2]" in cap.err and "dask: 2 scene(s) on 2 worker(s)" in cap.err
 
@@ -144,9 +172,17 @@ def test_command_line_errors(tmp_path, scenes, capsys):
     dup = make_raster(twin / "s0.tif", np.ones((4, 5, 5), np.uint16), band_names=om.S2_BANDS4)
     assert batch.main(["classify", "--scenes", paths[0], dup, "--model", model, "--out", str(tmp_path / "o")]) == 1
     assert "two scenes would write the same output s0.tif" in capsys.readouterr().err
-    assert batch.main(["classify", "--scenes", str(tmp_path / "none*.tif"), "--model", model,
-                       "--out", str(tmp_path / "o")]) == 1
+    assert (
+        batch.main(
+            ["classify", "--scenes", str(tmp_path / "none*.tif"), "--model", model, "--out", str(tmp_path / "o")]
+        )
+        == 1
+    )
     assert "matches no file" in capsys.readouterr().err
-    assert batch.main(["classify", "--scenes", paths[0], "--model", model, "--out", str(tmp_path / "o"),
-                       "--tile-size", "-3"]) == 1
+    assert (
+        batch.main(
+            ["classify", "--scenes", paths[0], "--model", model, "--out", str(tmp_path / "o"), "--tile-size", "-3"]
+        )
+        == 1
+    )
     assert "tile size must be >= 1" in capsys.readouterr().err

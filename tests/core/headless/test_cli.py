@@ -1,13 +1,23 @@
 """The satclassify command line itself: help of every subcommand, the Processing names as options, extents and
 enumerations as qgis_process takes them, the export-openeo dispatcher."""
+
 import pytest
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
 from satclassify_plugin.headless import batch, cli
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["classify", "--help"], ["classifypatches", "--help"],
-                                  ["rasterizeclc", "--help"], ["assess", "--help"], ["assessaccuracy", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["classify", "--help"],
+        ["classifypatches", "--help"],
+        ["rasterizeclc", "--help"],
+        ["assess", "--help"],
+        ["assessaccuracy", "--help"],
+    ],
+)
 def test_help_of_every_subcommand(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
@@ -23,10 +33,31 @@ def test_batch_help(capsys):
 
 
 def test_options_are_the_processing_names():
-    a = cli.build_parser().parse_args(["classify", "--input", "a.tif", "--model", "m.onnx", "--output", "o.tif",
-                                       "--tile-size", "64", "--output-2", "b.tif", "--no-write-all-heads"])
+    a = cli.build_parser().parse_args(
+        [
+            "classify",
+            "--input",
+            "a.tif",
+            "--model",
+            "m.onnx",
+            "--output",
+            "o.tif",
+            "--tile-size",
+            "64",
+            "--output-2",
+            "b.tif",
+            "--no-write-all-heads",
+        ]
+    )
     assert (a.INPUT, a.TILE_SIZE, a.OUTPUT_2, a.WRITE_ALL_HEADS, a.BATCH_SIZE, a.DEVICE, a.RESAMPLE) == (
-        "a.tif", 64, "b.tif", False, 0, "0", False)
+        "a.tif",
+        64,
+        "b.tif",
+        False,
+        0,
+        "0",
+        False,
+    )
     assert cli.flag("OUTPUT_METRICS") == "--output-metrics"
 
 

@@ -1,6 +1,7 @@
 """satclassify export-openeo (satclassify_plugin/headless/openeo_export.py): the UDF, run locally through the openeo
 client's UDF tooling as apply_neighborhood would run it, gives the classes of the plugin's classify core; the
 graph, job options and legend keep the card's bands, halo, classes and colours. Nothing here calls a service."""
+
 import json
 import os
 import zipfile
@@ -33,7 +34,7 @@ def stack(tmp_path, h=150, w=130, seed=0, nodata_holes=True):
     a = (base + fields + rng.normal(0, 150, (4, h, w))).clip(1, 9000).astype(np.uint16)
     if nodata_holes:
         a[:, 40:43, 70:75] = 0  # a no-data hole inside the scene
-        a[2, 100, 10] = 0       # one band at DN 0: no measurement
+        a[2, 100, 10] = 0  # one band at DN 0: no measurement
     path = make_raster(tmp_path / "stack.tif", a, origin=ORIGIN, pixel=PIXEL, band_names=om.S2_BANDS4)
     return path, a
 
@@ -41,9 +42,15 @@ def stack(tmp_path, h=150, w=130, seed=0, nodata_holes=True):
 def cube_of(a, bands=om.S2_BANDS4):
     """The stack as an openEO-style xarray cube (bands, y, x) with labels and pixel-centre coordinates."""
     _, h, w = a.shape
-    return xr.DataArray(a.astype(np.float64), dims=("bands", "y", "x"),
-                        coords={"bands": list(bands), "y": ORIGIN[1] - PIXEL * (np.arange(h) + 0.5),
-                                "x": ORIGIN[0] + PIXEL * (np.arange(w) + 0.5)})
+    return xr.DataArray(
+        a.astype(np.float64),
+        dims=("bands", "y", "x"),
+        coords={
+            "bands": list(bands),
+            "y": ORIGIN[1] - PIXEL * (np.arange(h) + 0.5),
+            "x": ORIGIN[0] + PIXEL * (np.arange(w) + 0.5),
+        },
+    )
 
 
 def classify_core(tmp_path, stack_path, model, heads=1):
@@ -104,8 +111,9 @@ def test_two_head_model_and_band_order_by_label(tmp_path):
     want = classify_core(tmp_path, path, model, heads=2)
     _, code, process, size, overlap = exported(tmp_path, model)
     order = [3, 1, 0, 2]
-    cube = cube_of(np.concatenate([a[order], np.full((1,) + a.shape[1:], 4)]),
-                   bands=[om.S2_BANDS4[i] for i in order] + ["SCL"])
+    cube = cube_of(
+        np.concatenate([a[order], np.full((1,) + a.shape[1:], 4)]), bands=[om.S2_BANDS4[i] for i in order] + ["SCL"]
+    )
     got = ox.run_udf_locally(code, cube, size, overlap, context={"model_path": model})
     assert list(got.coords["bands"].values) == ["clc_level2", "clc_level1"]
     np.testing.assert_array_equal(got.values, want)
@@ -125,13 +133,20 @@ def test_udf_with_a_time_dimension_classifies_each_date(tmp_path):
     np.testing.assert_array_equal(out.values[1], udf["apply_datacube"](c2, {"model_path": model}).values)
 
 
-@pytest.mark.parametrize("card_kw", [
-    {},
-    {"input_clip": [[0, 2750]] * 4},
-    {"mean": [0.1, 0.12, 0.09, 0.3], "std": [0.03, 0.04, 0.05, 0.1]},
-    {"input_scale": 1 / 255.0, "input_clip": [[0, 2750], [10, 3000], [0, 255], [5, 9000]],
-     "mean": [0.5] * 4, "std": [0.25, 0.2, 0.3, 0.1]},
-])
+@pytest.mark.parametrize(
+    "card_kw",
+    [
+        {},
+        {"input_clip": [[0, 2750]] * 4},
+        {"mean": [0.1, 0.12, 0.09, 0.3], "std": [0.03, 0.04, 0.05, 0.1]},
+        {
+            "input_scale": 1 / 255.0,
+            "input_clip": [[0, 2750], [10, 3000], [0, 255], [5, 9000]],
+            "mean": [0.5] * 4,
+            "std": [0.25, 0.2, 0.3, 0.1],
+        },
+    ],
+)
 def test_udf_preprocessing_equals_modelcard_preprocess(card_kw):
     """The UDF embeds the card's scaling; on random data (negative, beyond the clip, fractional) its preprocess is
     bit for bit modelcard.preprocess, the one definition."""
@@ -164,7 +179,7 @@ def test_export_files_keep_bands_halo_classes_colours(tmp_path):
     assert any(n["process_id"] == "reduce_dimension" and n["arguments"]["dimension"] == "t" for n in pg.values())
     save = next(n for n in pg.values() if n["process_id"] == "save_result")["arguments"]
     assert save["format"] == "GTiff"
-    assert save["options"]["colormap"]["1"] == [round(0xe6 / 255, 6), 0.0, round(0x4d / 255, 6), 1.0]
+    assert save["options"]["colormap"]["1"] == [round(0xE6 / 255, 6), 0.0, round(0x4D / 255, 6), 1.0]
     assert set(save["options"]["colormap"]) == {"1", "2", "3", "4"}
     assert "fine 1" in process["description"] and "#e6004d" in process["description"]
     with open(files["job_options"]) as f:
@@ -184,9 +199,14 @@ def test_export_files_keep_bands_halo_classes_colours(tmp_path):
         assert f"import {banned}" not in code and f"from {banned}" not in code
     # the graph loads back with the client, parameters filled in
     from openeo.internal.graph_building import PGNode
-    node = PGNode.from_flat_graph(pg, parameters={"spatial_extent": {"west": 5, "south": 51, "east": 5.1,
-                                                                     "north": 51.1}, "temporal_extent": ["2023-06-01",
-                                                                                                         "2023-07-01"]})
+
+    node = PGNode.from_flat_graph(
+        pg,
+        parameters={
+            "spatial_extent": {"west": 5, "south": 51, "east": 5.1, "north": 51.1},
+            "temporal_extent": ["2023-06-01", "2023-07-01"],
+        },
+    )
     assert node.process_id == "save_result"
 
 
@@ -194,8 +214,10 @@ def test_composite_none_keeps_dates_and_resolution_20m_resamples(tmp_path):
     model = om.conv_model(tmp_path / "conv.onnx", c_in=4, k=3, layers=(3,), card_kw={"resolution_m": 20.0})
     _, _, process, _, _ = exported(tmp_path, model, composite="none")
     ids = [n["process_id"] for n in process["process_graph"].values()]
-    assert not any(n["process_id"] == "reduce_dimension" and n["arguments"].get("dimension") == "t"
-                   for n in process["process_graph"].values())
+    assert not any(
+        n["process_id"] == "reduce_dimension" and n["arguments"].get("dimension") == "t"
+        for n in process["process_graph"].values()
+    )
     rs = next(n for n in process["process_graph"].values() if n["process_id"] == "resample_spatial")
     assert rs["arguments"]["resolution"] == 20.0 and rs["arguments"]["method"] == "average"
     assert ids.index("resample_spatial") < ids.index("apply_neighborhood")
@@ -218,8 +240,7 @@ def test_chunk_shape_rules():
     assert ox.chunk_shape(card) == {"size": 60, "overlap": 2}
     assert ox.chunk_shape(card, chunk=100) == {"size": 100, "overlap": 2}
     assert ox.chunk_shape(parse_card(om.card(tile_size=16, halo=2))) == {"size": 32, "overlap": 2}
-    assert ox.chunk_shape(parse_card(om.card(tile_size=256, halo=32)), size_multiple=32) == {"size": 192,
-                                                                                            "overlap": 32}
+    assert ox.chunk_shape(parse_card(om.card(tile_size=256, halo=32)), size_multiple=32) == {"size": 192, "overlap": 32}
     assert ox.chunk_shape(card, size_multiple=32) == {"size": 60, "overlap": 2}  # 64 is a multiple
     assert ox.chunk_shape(card, chunk=50, size_multiple=32) == {"size": 60, "overlap": 2}
     assert ox.chunk_shape(parse_card(om.card(tile_size=64, halo=0)), fixed_hw=(64, 64)) == {"size": 64, "overlap": 0}
@@ -243,7 +264,9 @@ def test_main_writes_files_and_refuses_bad_input(tmp_path, capsys):
     assert "already in" in err and "--overwrite" in err
     assert {n: os.path.getmtime(out / n) for n in ox.FILES.values()} == before
     assert ox.main(["--model", model, "--out", str(out), "--overwrite", "--model-url", "https://x.org/m.zip"]) == 0
-    assert json.loads((out / "job_options.json").read_text())["udf-dependency-archives"] == ["https://x.org/m.zip#onnx_models"]
+    assert json.loads((out / "job_options.json").read_text())["udf-dependency-archives"] == [
+        "https://x.org/m.zip#onnx_models"
+    ]
     capsys.readouterr()
     deep = om.deepness_model(tmp_path / "deep.onnx", np.eye(3, 3))
     cases = [

@@ -1,4 +1,5 @@
 """The dependency installer, driven through a fake pip (no network)."""
+
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ import pytest
 from satclassify_plugin.core.contract.errors import SatClassifyError
 from satclassify_plugin.install import deps
 
-FAKE_PIP = r'''#!{python}
+FAKE_PIP = r"""#!{python}
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_PIP_LOG"], "w") as f:
@@ -23,7 +24,7 @@ target = args[args.index("--target") + 1]
 for pkg in ("onnxruntime", "pystac_client", "numpy", "numpy-1.26.4.dist-info"):
     os.makedirs(os.path.join(target, pkg), exist_ok=True)
 open(os.path.join(target, "onnxruntime", "__init__.py"), "w").write("FAKE = True\n")
-'''
+"""
 
 
 @pytest.fixture

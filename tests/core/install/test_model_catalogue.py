@@ -2,6 +2,7 @@
 index), ids stable and unique, errors that leave nothing behind, card summaries. The URL case (download through the
 plugin's HTTP client, SHA-256 checked) runs against the local fake server in tests/plugin/classify/
 test_model_catalogue_qgis.py."""
+
 import hashlib
 import json
 import os
@@ -33,8 +34,11 @@ def _cat(tmp_path, shipped=()):
 
 
 def _leftovers(folder):
-    return sorted(f for f in os.listdir(folder) if f not in (mc.INDEX,) and not f.endswith(mc.EXT)) \
-        if os.path.isdir(folder) else []
+    return (
+        sorted(f for f in os.listdir(folder) if f not in (mc.INDEX,) and not f.endswith(mc.EXT))
+        if os.path.isdir(folder)
+        else []
+    )
 
 
 def test_shipped_models_come_first_and_the_first_is_the_default(tmp_path):
@@ -162,24 +166,44 @@ def test_add_url_with_an_injected_download(tmp_path):
 
 
 def test_card_summary_and_text(tmp_path):
-    training = {"dataset": {"name": "EuroSAT (RGB)", "licence": "MIT", "citation": "Helber et al. 2019"},
-                "epochs": 30, "metrics": {"val_oa": 0.9812, "val_macro_f1": 0.98, "per_class_f1": [0.9, 0.8]},
-                "crossval": {"folds": 5, "macro_f1": {"mean": 0.9791, "std": 0.0021}}}
-    path = _model(tmp_path / "m.onnx", training=training, bands=["B04", "B03", "B02", "B08"],
-                  input_clip=[[0, 2750]] * 4)
+    training = {
+        "dataset": {"name": "EuroSAT (RGB)", "licence": "MIT", "citation": "Helber et al. 2019"},
+        "epochs": 30,
+        "metrics": {"val_oa": 0.9812, "val_macro_f1": 0.98, "per_class_f1": [0.9, 0.8]},
+        "crossval": {"folds": 5, "macro_f1": {"mean": 0.9791, "std": 0.0021}},
+    }
+    path = _model(
+        tmp_path / "m.onnx", training=training, bands=["B04", "B03", "B02", "B08"], input_clip=[[0, 2750]] * 4
+    )
     cat = _cat(tmp_path)
     e = cat.add_file(path)
     s = mc.entry_summary(e)
     assert s["classes"] == ["class 1", "class 2", "class 3"] and s["task"] == "single-label"
     assert s["bands"] == ["B04", "B03", "B02", "B08"] and s["resolution_m"] == 10.0 and s["tile_size"] == 8
-    assert s["figures"] == {"val_oa": 0.9812, "val_macro_f1": 0.98, "crossval.folds": 5.0,
-                            "crossval.macro_f1.mean": 0.9791, "crossval.macro_f1.std": 0.0021}
-    assert (s["dataset"], s["licence"], s["citation"], s["epochs"]) == ("EuroSAT (RGB)", "MIT",
-                                                                         "Helber et al. 2019", 30)
+    assert s["figures"] == {
+        "val_oa": 0.9812,
+        "val_macro_f1": 0.98,
+        "crossval.folds": 5.0,
+        "crossval.macro_f1.mean": 0.9791,
+        "crossval.macro_f1.std": 0.0021,
+    }
+    assert (s["dataset"], s["licence"], s["citation"], s["epochs"]) == (
+        "EuroSAT (RGB)",
+        "MIT",
+        "Helber et al. 2019",
+        30,
+    )
     text = mc.summary_text(s)
-    for want in ("Classes (3): class 1, class 2, class 3", "Bands: B04 B03 B02 B08 at 10 m, patch 8 px",
-                 "val_oa 0.9812", "crossval.macro_f1.mean 0.9791", "Dataset: EuroSAT (RGB)", "Licence: MIT",
-                 "Citation: Helber et al. 2019", "input clipped"):
+    for want in (
+        "Classes (3): class 1, class 2, class 3",
+        "Bands: B04 B03 B02 B08 at 10 m, patch 8 px",
+        "val_oa 0.9812",
+        "crossval.macro_f1.mean 0.9791",
+        "Dataset: EuroSAT (RGB)",
+        "Licence: MIT",
+        "Citation: Helber et al. 2019",
+        "input clipped",
+    ):
         assert want in text, text
     # a card with only the synthetic defaults still summarises (no figures, licence not stated)
     plain = mc.summary_text(mc.card_summary(mc.read_card(_model(tmp_path / "p.onnx"))))

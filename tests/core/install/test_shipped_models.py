@@ -1,4 +1,5 @@
 """Copy rules of the shipped Processing models (pure Python, no QGIS)."""
+
 import os
 
 from satclassify_plugin.install.shipped_models import LEDGER, install_models, shipped_models
@@ -14,9 +15,14 @@ def _src(tmp_path, text="<model v1/>"):
 
 def test_shipped_folder_holds_both_models():
     names = [os.path.basename(p) for p in shipped_models()]
-    assert names == ["satclassify_change_two_dates.model3", "satclassify_classify_aoi.model3",
-                     "satclassify_sampling_design.model3", "satclassify_train_and_map.model3",
-                     "satclassify_training_dataset.model3", "satclassify_training_dataset_labels.model3"]
+    assert names == [
+        "satclassify_change_two_dates.model3",
+        "satclassify_classify_aoi.model3",
+        "satclassify_sampling_design.model3",
+        "satclassify_train_and_map.model3",
+        "satclassify_training_dataset.model3",
+        "satclassify_training_dataset_labels.model3",
+    ]
 
 
 def test_install_copies_only_models_and_is_idempotent(tmp_path):

@@ -1,4 +1,5 @@
 """core.labels.classtable: own labels' class tables, given (CSV / table rows) or derived from the field's codes."""
+
 import pytest
 
 from satclassify_plugin.core.contract.errors import SatClassifyError
@@ -37,13 +38,18 @@ def test_derived_table_limits():
 
 
 def test_given_rows_with_values_names_colours_and_a_mapping():
-    rows = [{"Code": "WWH", "Value": "3", "Name": "Winter wheat", "Colour": "#F5DEB3"},
-            {"Code": "SWH", "Value": "3", "Name": "Spring wheat"},   # same class: a mapping, the first row names it
-            {"Code": "MAI", "Value": 7, "Name": "Maize", "color": "255-200-0"},
-            {"Code": "GRA", "Value": 9}]
+    rows = [
+        {"Code": "WWH", "Value": "3", "Name": "Winter wheat", "Colour": "#F5DEB3"},
+        {"Code": "SWH", "Value": "3", "Name": "Spring wheat"},  # same class: a mapping, the first row names it
+        {"Code": "MAI", "Value": 7, "Name": "Maize", "color": "255-200-0"},
+        {"Code": "GRA", "Value": 9},
+    ]
     t = table_from_rows(rows)
     assert [(c.value, c.code, c.name, c.color) for c in t.classes] == [
-        (3, "WWH;SWH", "Winter wheat", "#f5deb3"), (7, "MAI", "Maize", "#ffc800"), (9, "GRA", "GRA", class_color(9))]
+        (3, "WWH;SWH", "Winter wheat", "#f5deb3"),
+        (7, "MAI", "Maize", "#ffc800"),
+        (9, "GRA", "GRA", class_color(9)),
+    ]
     assert t.value_of("SWH") == 3 and t.value_of(" MAI") == 7 and t.value_of("OAT") == -1
     assert t.manifest_entry()["codes"] == {"3": ["WWH", "SWH"], "7": ["MAI"], "9": ["GRA"]}
     # without values: 1, 2, ... in row order
@@ -51,15 +57,18 @@ def test_given_rows_with_values_names_colours_and_a_mapping():
     assert [(c.value, c.code) for c in t.classes] == [(1, "b"), (2, "a")]
 
 
-@pytest.mark.parametrize("rows,msg", [
-    ([{"code": "A", "value": 1}, {"code": "A", "value": 2}], "rows 1 and 2 both hold code A"),
-    ([{"code": "A", "value": 1}, {"code": "B", "value": ""}], "give a value in every row or in none"),
-    ([{"code": "A", "value": 0}], "value '0' is not a whole number 1..255"),
-    ([{"code": "A", "value": "2.5"}], "value '2.5' is not a whole number"),
-    ([{"code": "A", "colour": "green"}], "'green' is not a colour"),
-    ([{"class_code": "A"}], "has no 'code' column"),
-    ([], "has no rows"),
-])
+@pytest.mark.parametrize(
+    "rows,msg",
+    [
+        ([{"code": "A", "value": 1}, {"code": "A", "value": 2}], "rows 1 and 2 both hold code A"),
+        ([{"code": "A", "value": 1}, {"code": "B", "value": ""}], "give a value in every row or in none"),
+        ([{"code": "A", "value": 0}], "value '0' is not a whole number 1..255"),
+        ([{"code": "A", "value": "2.5"}], "value '2.5' is not a whole number"),
+        ([{"code": "A", "colour": "green"}], "'green' is not a colour"),
+        ([{"class_code": "A"}], "has no 'code' column"),
+        ([], "has no rows"),
+    ],
+)
 def test_bad_given_tables_name_the_problem(rows, msg):
     with pytest.raises(SatClassifyError, match=msg):
         table_from_rows(rows)

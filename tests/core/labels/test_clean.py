@@ -4,6 +4,7 @@ fractions on clean coverages, including the cases where a scanline goes wrong (v
 centre lines, edges on grid lines, through pixel centres, junctions and touching vertices on a centre line,
 same-class neighbours, holes with islands, "no label" polygons, the grid's edges); and a refusal (None) where the
 coverage is not clean, so that the caller takes the general method."""
+
 import numpy as np
 import pytest
 import shapely
@@ -87,19 +88,23 @@ def test_voronoi_coverages(seed, snap):
 def test_hole_with_island_and_outside_of_the_coverage():
     outer = shapely.box(2.3, 1.7, 19.6, 15.2)
     hole = shapely.Polygon([(5.5, 4.5), (12.5, 3.5), (14.2, 10.5), (6.5, 11.5)])
-    wkts = [shapely.difference(outer, hole).wkt, hole.wkt,
-            shapely.box(19.6, 1.7, 30, 15.2).wkt,        # beyond the grid's right side
-            shapely.box(-8, -5, 2.3, 12.5).wkt]           # beyond its left and top sides
+    wkts = [
+        shapely.difference(outer, hole).wkt,
+        hole.wkt,
+        shapely.box(19.6, 1.7, 30, 15.2).wkt,  # beyond the grid's right side
+        shapely.box(-8, -5, 2.3, 12.5).wkt,
+    ]  # beyond its left and top sides
     compare(wkts, [3, 7, 0, 5])
 
 
 def test_grid_lines_pixel_centres_and_corner_cases():
     wkts = [
-        shapely.box(0, 0, 7, 5).wkt,                       # edges on grid lines
-        shapely.box(7, 0, 12.5, 5).wkt,                    # a vertical edge through pixel centres
-        shapely.box(12.5, 0, 23, 5.5).wkt,                 # a horizontal edge along a centre line
-        shapely.Polygon([(0, 5), (7, 5), (12.5, 5), (12.5, 5.5), (23, 5.5), (23, 9.5), (11.5, 7.5),
-                         (0, 9.5)]).wkt,                    # a vertex on a pixel centre, a touch on a centre line
+        shapely.box(0, 0, 7, 5).wkt,  # edges on grid lines
+        shapely.box(7, 0, 12.5, 5).wkt,  # a vertical edge through pixel centres
+        shapely.box(12.5, 0, 23, 5.5).wkt,  # a horizontal edge along a centre line
+        shapely.Polygon(
+            [(0, 5), (7, 5), (12.5, 5), (12.5, 5.5), (23, 5.5), (23, 9.5), (11.5, 7.5), (0, 9.5)]
+        ).wkt,  # a vertex on a pixel centre, a touch on a centre line
         shapely.Polygon([(0, 9.5), (11.5, 7.5), (23, 9.5), (23, 17), (0, 17)]).wkt,
     ]
     compare(wkts, [1, 2, 3, 4, 5])
@@ -111,21 +116,27 @@ def test_junctions_and_touching_vertices_on_a_centre_line():
     v = shapely.Polygon([(12, 6), (15, 3.5), (18, 6)])
     d = shapely.Polygon([(5, 3.5), (3, 1.5), (5, 0.5), (7, 1.5)])
     base = shapely.difference(shapely.box(0, 0, 23, 8.5), shapely.union(v, d))
-    wkts = [base.wkt, v.wkt, d.wkt,
-            shapely.Polygon([(0, 8.5), (10, 8.5), (0, 17)]).wkt,
-            shapely.Polygon([(10, 8.5), (23, 8.5), (23, 17), (0, 17)]).wkt]
+    wkts = [
+        base.wkt,
+        v.wkt,
+        d.wkt,
+        shapely.Polygon([(0, 8.5), (10, 8.5), (0, 17)]).wkt,
+        shapely.Polygon([(10, 8.5), (23, 8.5), (23, 17), (0, 17)]).wkt,
+    ]
     compare(wkts, [1, 2, 3, 4, 5])
 
 
 def test_refuses_what_is_not_a_clean_coverage():
     a = shapely.box(1, 1, 12, 12)
     over = [a.wkt, shapely.box(8, 3, 18, 14).wkt]  # overlapping
-    bow = ["POLYGON((2 2,10 10,10 2,2 10,2 2))"]    # self-intersecting
-    twice = [a.wkt, a.wkt]                          # the same polygon twice (two layers merged)
+    bow = ["POLYGON((2 2,10 10,10 2,2 10,2 2))"]  # self-intersecting
+    twice = [a.wkt, a.wkt]  # the same polygon twice (two layers merged)
     for wkts in (over, bow, twice):
-        edges = edges_of(wkts, [1, 2][:len(wkts)])
-        got = [clean.strip_majority(*edges.strip(s), y0, min(ROWS, H - y0), W, 0.75)
-               for s, y0 in enumerate(range(0, H, ROWS))]
+        edges = edges_of(wkts, [1, 2][: len(wkts)])
+        got = [
+            clean.strip_majority(*edges.strip(s), y0, min(ROWS, H - y0), W, 0.75)
+            for s, y0 in enumerate(range(0, H, ROWS))
+        ]
         assert any(g is None for g in got), wkts
 
 

@@ -1,6 +1,7 @@
 """coverage.read_edges: the Arrow batch path (one-ring features read at once) gives the same edges, in the same
 order, as reading every feature on its own, on a layer mixing one-ring polygons with holes, multi-parts, Z
 coordinates, an empty geometry and a degenerate ring."""
+
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
@@ -42,8 +43,7 @@ def test_batch_path_matches_feature_path(monkeypatch):
     fast = coverage.read_edges(lyr, "v", gt, 40, 40, 16)
     seen = []
     orig = coverage._simple_rings
-    monkeypatch.setattr(coverage, "_simple_rings", lambda *a: seen.append(orig(*a)) or
-                        (np.zeros(len(a[0]), bool), {}))
+    monkeypatch.setattr(coverage, "_simple_rings", lambda *a: seen.append(orig(*a)) or (np.zeros(len(a[0]), bool), {}))
     slow = coverage.read_edges(lyr, "v", gt, 40, 40, 16)
     assert seen and seen[0][0].sum() == 5  # the five one-ring features took the batch path
     for name in ("u0", "v0", "u1", "v1", "cls", "strip_start", "index", "values"):

@@ -1,5 +1,6 @@
 """The pure planning of buildpatches (core/labels/plan.py): settings checks, positions, spatial split, folds,
 sampling. No rasters: candidates are made here."""
+
 import numpy as np
 import pytest
 
@@ -8,17 +9,21 @@ from satclassify_plugin.core.labels.plan import SPLITS, Candidate, PatchSettings
 
 
 def grid_candidates(n_rows, n_cols, p=16, hist=None):
-    return [Candidate(r * p, c * p, np.array(hist or [0, p * p]), 1.0, 0.0)
-            for r in range(n_rows) for c in range(n_cols)]
+    return [
+        Candidate(r * p, c * p, np.array(hist or [0, p * p]), 1.0, 0.0) for r in range(n_rows) for c in range(n_cols)
+    ]
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"patch_size": 4}, "patch size must be at least 8"),
-    ({"min_labelled": 1.5}, "fractions between 0 and 1"),
-    ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be below 1"),
-    ({"block_size": 0}, "block size must be at least 1"),
-    ({"k_folds": 1}, "K_FOLDS must be 0"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"patch_size": 4}, "patch size must be at least 8"),
+        ({"min_labelled": 1.5}, "fractions between 0 and 1"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be below 1"),
+        ({"block_size": 0}, "block size must be at least 1"),
+        ({"k_folds": 1}, "K_FOLDS must be 0"),
+    ],
+)
 def test_settings_refuse_bad_values_with_the_parameter_named(kw, message):
     with pytest.raises(SatClassifyError, match=message):
         PatchSettings(**kw)
@@ -36,7 +41,7 @@ def test_positions_never_cross_the_edge_and_stride_defaults_to_the_patch():
 
 def test_split_goes_by_whole_blocks_and_reaches_the_fractions():
     s = PatchSettings(patch_size=16, block_size=2, val_fraction=0.25, test_fraction=0.25, seed=3)
-    cands = grid_candidates(8, 8)          # 64 patches in 16 blocks of 2 x 2 patches
+    cands = grid_candidates(8, 8)  # 64 patches in 16 blocks of 2 x 2 patches
     plan = plan_splits(cands, s)
     split_of_block = {}
     for c, si in zip(cands, plan.split_of):
@@ -46,9 +51,10 @@ def test_split_goes_by_whole_blocks_and_reaches_the_fractions():
     assert counts.tolist() == [32, 16, 16]
     assert sum(plan.blocks.values()) == 16 and plan.keep.all()
     again = plan_splits(cands, s)
-    assert (again.split_of == plan.split_of).all()          # the seed makes it reproducible
-    other = plan_splits(cands, PatchSettings(patch_size=16, block_size=2, val_fraction=0.25, test_fraction=0.25,
-                                             seed=4))
+    assert (again.split_of == plan.split_of).all()  # the seed makes it reproducible
+    other = plan_splits(
+        cands, PatchSettings(patch_size=16, block_size=2, val_fraction=0.25, test_fraction=0.25, seed=4)
+    )
     assert (other.split_of != plan.split_of).any()
 
 
@@ -66,14 +72,14 @@ def test_sampling_keeps_quota_per_split_and_class_aware_prefers_rare_classes():
     rng = np.random.default_rng(0)
     n = 200
     hists = np.zeros((n, 3), np.int64)
-    hists[:, 1] = 256                   # common class everywhere
-    rare = np.arange(n) % 20 == 0       # 10 patches also hold the rare class
+    hists[:, 1] = 256  # common class everywhere
+    rare = np.arange(n) % 20 == 0  # 10 patches also hold the rare class
     hists[rare, 1], hists[rare, 2] = 128, 128
     split_of = np.zeros(n, int)
     split_of[150:] = 1
     keep = sample_patches(hists, split_of, 20, class_aware=True, rng=rng)
     assert keep[:150].sum() == 15 and keep[150:].sum() == 5
-    assert keep[rare].sum() >= 6        # rare-class patches mostly kept (weight 20x; uniform would keep ~1)
+    assert keep[rare].sum() >= 6  # rare-class patches mostly kept (weight 20x; uniform would keep ~1)
     uniform = sample_patches(hists, split_of, 20, class_aware=False, rng=np.random.default_rng(0))
     assert uniform.sum() == 20 and uniform[rare].sum() < keep[rare].sum()
     assert SPLITS == ("train", "val", "test")
@@ -85,8 +91,14 @@ def test_point_patches_overlapping_a_train_patch_leave_val_and_test():
     from satclassify_plugin.core.labels.plan import SplitPlan, drop_overlapping
 
     h = np.array([0, 1])
-    cands = [Candidate(0, 0, h, 1.0, 0.0), Candidate(10, 5, h, 1.0, 0.0), Candidate(0, 16, h, 1.0, 0.0),
-             Candidate(40, 40, h, 1.0, 0.0), Candidate(50, 50, h, 1.0, 0.0), Candidate(80, 80, h, 1.0, 0.0)]
+    cands = [
+        Candidate(0, 0, h, 1.0, 0.0),
+        Candidate(10, 5, h, 1.0, 0.0),
+        Candidate(0, 16, h, 1.0, 0.0),
+        Candidate(40, 40, h, 1.0, 0.0),
+        Candidate(50, 50, h, 1.0, 0.0),
+        Candidate(80, 80, h, 1.0, 0.0),
+    ]
     split = np.array([SPLITS.index(s) for s in ("train", "val", "test", "train", "test", "val")])
     plan = SplitPlan(split_of=split, fold_of=[-1] * 6, keep=np.ones(6, bool))
     assert drop_overlapping(cands, plan, 16) == 2

@@ -1,4 +1,5 @@
 """buildpatches' patch-level targets (core.labels.plan): the class-fraction rule and TARGET_FRACTION's check."""
+
 import numpy as np
 import pytest
 

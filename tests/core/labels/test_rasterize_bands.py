@@ -4,6 +4,7 @@ benchmarks/rasterize_memory.py): tiny bands and strips give exactly the rasters 
 whole-grid path, in the layer's CRS (edges read from the layer itself) and reprojected (a memory copy per band),
 with overlapping polygons (the painter fallback and the reversed burn, per band), holes and polygons beyond the
 grid."""
+
 import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
@@ -41,9 +42,12 @@ def squares_layer(path):
         return f"POLYGON(({x} {y},{x + s} {y},{x + s} {y + s},{x} {y + s},{x} {y}))"
 
     top = Y0 + H * PX + 40
-    add(f"POLYGON(({X0 - 50} {Y0 + 200},{X0 + 120} {Y0 + 200},{X0 + 120} {top},{X0 - 50} {top},{X0 - 50} {Y0 + 200}),"
+    add(
+        f"POLYGON(({X0 - 50} {Y0 + 200},{X0 + 120} {Y0 + 200},{X0 + 120} {top},{X0 - 50} {top},{X0 - 50} {Y0 + 200}),"
         f"({X0 + 20} {Y0 + 240},{X0 + 60} {Y0 + 240},{X0 + 60} {Y0 + 270},{X0 + 20} {Y0 + 270},"
-        f"{X0 + 20} {Y0 + 240}))", "311")
+        f"{X0 + 20} {Y0 + 240}))",
+        "311",
+    )
     for i in range(12):
         for j in range(14):
             x = X0 + j * 27.0 + rng.uniform(0, 9)
@@ -55,13 +59,15 @@ def squares_layer(path):
 
 def run(src, tmp_path, name, grid, rule="majority"):
     out, mixed = tmp_path / f"{name}.tif", tmp_path / f"{name}_mixed.tif"
-    R.rasterize_clc(src, str(out), grid, R.RasterizeOptions(level=3, rule=rule, mixed_output=str(mixed)),
-                    monitor=Monitor())
+    R.rasterize_clc(
+        src, str(out), grid, R.RasterizeOptions(level=3, rule=rule, mixed_output=str(mixed)), monitor=Monitor()
+    )
     return gdal.Open(str(out)).ReadAsArray(), gdal.Open(str(mixed)).ReadAsArray()
 
 
-@pytest.mark.parametrize("epsg, origin", [(32633, (X0 + 3.0, Y0 + H * PX - 2.0)), (3035, None)],
-                         ids=["layer CRS", "reprojected"])
+@pytest.mark.parametrize(
+    "epsg, origin", [(32633, (X0 + 3.0, Y0 + H * PX - 2.0)), (3035, None)], ids=["layer CRS", "reprojected"]
+)
 def test_tiny_bands_and_strips_give_the_whole_grid_rasters(tmp_path, monkeypatch, epsg, origin):
     src = squares_layer(tmp_path / "sq.gpkg")
     if origin is None:  # about the same place in EPSG:3035

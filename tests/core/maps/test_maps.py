@@ -1,5 +1,6 @@
 """core.maps: legends of the classes present (blockwise counts, area in ha and %) and generalisation to a minimum
 mapping unit (sieve steps, islands in nodata, connectivity, polygons with value/code/name/area_ha)."""
+
 import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
@@ -72,7 +73,7 @@ def test_pixel_area_from_the_crs_unit_and_refusals(tmp_path):
     assert legend.pixel_area_m2(gdal.Open(class_raster(tmp_path / "m.tif", a))) == 100.0
     feet = gdal.Open(class_raster(tmp_path / "f.tif", a, epsg=2263, pixel=10.0), gdal.GA_Update)  # US survey feet
     feet.SetGeoTransform((1000000.0, 10.0, 0, 200000.0, 0, -10.0))  # on Long Island, where the CRS is metre-true
-    assert legend.pixel_area_m2(feet) == pytest.approx(100 * 0.3048006096 ** 2)
+    assert legend.pixel_area_m2(feet) == pytest.approx(100 * 0.3048006096**2)
     with pytest.raises(SatClassifyError, match=r"geographic CRS .*degrees.*Reproject it to a projected CRS"):
         legend.pixel_area_m2(gdal.Open(class_raster(tmp_path / "g.tif", a, epsg=4326, pixel=0.0001)))
     with pytest.raises(SatClassifyError, match="has no coordinate reference system"):
@@ -90,19 +91,24 @@ def test_legend_lists_only_present_classes_with_area(tmp_path):
     assert counts[:6].tolist() == [1000 * 300, 1500 * 300, 0, 1500 * 700, 0, 500 * 300] and counts.sum() == a.size
     entries = legend.class_areas(path)
     assert [(e["value"], e["code"], e["name"]) for e in entries] == [
-        (1, "1", "Artificial surfaces"), (3, "3", "Forest and semi natural areas"), (5, "5", "Water bodies")]
+        (1, "1", "Artificial surfaces"),
+        (3, "3", "Forest and semi natural areas"),
+        (5, "5", "Water bodies"),
+    ]
     labelled = 1500 * 1000 + 500 * 300
     assert [e["area_ha"] for e in entries] == [1500 * 300 / 100, 1500 * 700 / 100, 500 * 300 / 100]
-    assert [e["percent"] for e in entries] == pytest.approx([100 * 450000 / labelled, 100 * 1050000 / labelled,
-                                                             100 * 150000 / labelled])
+    assert [e["percent"] for e in entries] == pytest.approx(
+        [100 * 450000 / labelled, 100 * 1050000 / labelled, 100 * 150000 / labelled]
+    )
     assert legend.legend_label(entries[0]) == "Artificial surfaces \u2013 4,500 ha (27.3 %)"
     assert legend.legend_label({"name": "x", "area_ha": 0.5, "percent": 1.0}) == "x \u2013 0.50 ha (1.0 %)"
     assert legend.legend_label({"name": "x", "area_ha": None, "percent": 12.34}) == "x (12.3 %)"
     assert legend.legend_label({"name": "x"}) == "x"
     # a value without a name in the table still counts, as "class N"
     extra = legend.present_classes(np.array([5, 0, 3]), [], 100.0)
-    assert extra == [{"value": 2, "code": "2", "name": "class 2", "color": "#808080", "pixels": 3,
-                      "area_ha": 0.03, "percent": 100.0}]
+    assert extra == [
+        {"value": 2, "code": "2", "name": "class 2", "color": "#808080", "pixels": 3, "area_ha": 0.03, "percent": 100.0}
+    ]
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])
@@ -112,6 +118,7 @@ def test_generalize_minimum_area_connectivity_islands_and_polygons(tmp_path, con
     out, poly = str(tmp_path / "gen.tif"), str(tmp_path / "gen.gpkg")
     notes = []
     from satclassify_plugin.core.contract.feedback import Monitor
+
     s = gen.generalize(src, out, 0.5, connectivity, polygons=poly, monitor=Monitor(info=notes.append))
     assert s["threshold"] == 50 and s["pixel_area_m2"] == 100.0
     o = gdal.Open(out)
@@ -119,7 +126,7 @@ def test_generalize_minimum_area_connectivity_islands_and_polygons(tmp_path, con
     # the 0.25 ha block is gone into class 1, the 1 ha block stays
     assert (g[40:45, 20:25] == 1).all() and (g[70:80, 70:80] == 3).all()
     # the corner-connected staircase (60 pixels) is one patch with 8-connectivity, 60 specks with 4
-    line = (a == 4)
+    line = a == 4
     assert (g[line] == 4).all() if connectivity == 8 else (g[line] == 2).all()
     # nodata stays nodata, and the island in it (9 px, no labelled neighbour) becomes nodata
     assert (g[a == 0] == 0).all() and (g[8:11, 8:11] == 0).all() and (g == 0).sum() == 400
@@ -127,7 +134,12 @@ def test_generalize_minimum_area_connectivity_islands_and_polygons(tmp_path, con
     assert any("set to nodata: 0.09 ha" in n for n in notes)
     # colour table, names, nodata kept
     assert raster.category_names(o)[:5] == [
-        "no label", "Artificial surfaces", "Agricultural areas", "Forest and semi natural areas", "Wetlands"]
+        "no label",
+        "Artificial surfaces",
+        "Agricultural areas",
+        "Forest and semi natural areas",
+        "Wetlands",
+    ]
     assert o.GetRasterBand(1).GetColorTable().GetColorEntry(3)[:3] == clc.classes(1)[2].rgb
     assert o.GetRasterBand(1).GetNoDataValue() == 0 and o.GetRasterBand(1).GetDescription() == "clc_level1"
     assert o.GetMetadataItem("SATCLASSIFY_MMU_PIXELS") == "50"
@@ -143,10 +155,14 @@ def test_generalize_minimum_area_connectivity_islands_and_polygons(tmp_path, con
     assert sorted(by_value) == ([1, 2, 3, 4] if connectivity == 8 else [1, 2, 3])
     assert by_value[3] == [1.0]
     assert s["polygons"] == len(rows)
-    assert [(c["value"], c["pixels"]) for c in s["classes"]] == [
-        (v, int((g == v).sum())) for v in sorted(by_value)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.gpkg", "gen.tif", "gen.tif.aux.xml", "in.tif",
-                                                         "in.tif.aux.xml"]
+    assert [(c["value"], c["pixels"]) for c in s["classes"]] == [(v, int((g == v).sum())) for v in sorted(by_value)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "gen.gpkg",
+        "gen.tif",
+        "gen.tif.aux.xml",
+        "in.tif",
+        "in.tif.aux.xml",
+    ]
 
 
 def test_generalize_speckle_needs_the_growing_threshold(tmp_path):

@@ -1,6 +1,7 @@
 """core/s2/clouds.py without QGIS: band choice, level, scale check, the 30 m average, buffers, the stack writer's
 modes. The detector itself runs in tests/plugin/s2/test_cloudmask.py (skipped there when not installed); here it
 is replaced where a mode must run it."""
+
 import numpy as np
 import pytest
 
@@ -10,8 +11,14 @@ from satclassify_plugin.core.s2 import clouds
 
 def test_detector_bands_4_or_6_and_missing_named():
     assert clouds.detector_bands(["B02", "B03", "B04", "B08"]) == ["B02", "B03", "B04", "B08"]
-    assert clouds.detector_bands(["B08", "B04", "B03", "B02", "B11", "B12"]) == \
-        ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert clouds.detector_bands(["B08", "B04", "B03", "B02", "B11", "B12"]) == [
+        "B02",
+        "B03",
+        "B04",
+        "B08",
+        "B11",
+        "B12",
+    ]
     assert clouds.detector_bands(["B02", "B03", "B04", "B08", "B11"]) == ["B02", "B03", "B04", "B08"]  # no B12
     with pytest.raises(SatClassifyError, match=r"has no B03, B08 \(its bands: B02, B04, B11\)"):
         clouds.detector_bands(["B02", "B04", "B11"])
@@ -36,9 +43,7 @@ def test_scale_check_refuses_reflectance_and_radiance():
 
 
 def test_block_mean_leaves_nodata_out_and_pads_edges():
-    a = np.array([[100, 200, 0, 400],
-                  [300, 400, 0, 0],
-                  [0, 0, 0, 0]], np.uint16)
+    a = np.array([[100, 200, 0, 400], [300, 400, 0, 0], [0, 0, 0, 0]], np.uint16)
     m = clouds._block_mean(a, a != 0, 2, 1e-4)
     assert m.shape == (2, 2)
     assert m[0, 0] == pytest.approx(0.025) and m[0, 1] == pytest.approx(0.04)  # (400 alone) x 1e-4
@@ -57,9 +62,17 @@ def test_valid_from_classes_and_buffer():
     assert clouds.buffer_pixels(0, 10) == 0
 
 
-@pytest.mark.parametrize("mode,has_scl,use_scl,active", [
-    ("auto", True, True, False), ("auto", False, False, True), ("detector", True, False, True),
-    ("both", True, True, True), ("none", True, True, False), ("none", False, False, False)])
+@pytest.mark.parametrize(
+    "mode,has_scl,use_scl,active",
+    [
+        ("auto", True, True, False),
+        ("auto", False, False, True),
+        ("detector", True, False, True),
+        ("both", True, True, True),
+        ("none", True, True, False),
+        ("none", False, False, False),
+    ],
+)
 def test_stack_modes(monkeypatch, mode, has_scl, use_scl, active):
     monkeypatch.setattr(clouds, "available", lambda: True)
     sc = clouds.StackClouds(mode, has_scl, "L1C", ["B04"], ["B02", "B03", "B04", "B08", "B11", "B12"])

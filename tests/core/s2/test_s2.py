@@ -1,4 +1,5 @@
 """Pure Sentinel-2 conventions: band names, asset keys, offset rule, SCL mask, ranking."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,21 +27,60 @@ def test_parse_bands_empty():
 
 
 def test_asset_key_maps_common_and_esa_names():
-    es = {k: {} for k in ("blue", "green", "red", "nir", "nir08", "swir16", "swir22", "scl", "coastal", "nir09",
-                          "rededge1", "rededge2", "rededge3", "visual")}
-    assert {b: s2.asset_key(es, b) for b in ("B01", "B02", "B04", "B08", "B8A", "B09", "B11", "B12", "SCL", "B05")} \
-        == {"B01": "coastal", "B02": "blue", "B04": "red", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-            "B11": "swir16", "B12": "swir22", "SCL": "scl", "B05": "rededge1"}
+    es = {
+        k: {}
+        for k in (
+            "blue",
+            "green",
+            "red",
+            "nir",
+            "nir08",
+            "swir16",
+            "swir22",
+            "scl",
+            "coastal",
+            "nir09",
+            "rededge1",
+            "rededge2",
+            "rededge3",
+            "visual",
+        )
+    }
+    assert {b: s2.asset_key(es, b) for b in ("B01", "B02", "B04", "B08", "B8A", "B09", "B11", "B12", "SCL", "B05")} == {
+        "B01": "coastal",
+        "B02": "blue",
+        "B04": "red",
+        "B08": "nir",
+        "B8A": "nir08",
+        "B09": "nir09",
+        "B11": "swir16",
+        "B12": "swir22",
+        "SCL": "scl",
+        "B05": "rededge1",
+    }
     assert s2.asset_key({"B04": {}}, "B04") == "B04"
     assert s2.asset_key({"B04_10m": {}}, "B04") == "B04_10m"
     assert s2.asset_key({"b11": {}}, "B11") == "b11"
     assert s2.asset_key({"red": {}}, "B03") is None
 
 
-@pytest.mark.parametrize("value,expected", [("04.00", (4, 0)), ("N0400", (4, 0)), ("05.10", (5, 10)),
-                                            ("5.1", (5, 10)), (4.0, (4, 0)), ("03.01", (3, 1)), ("2", (2, 0)),
-                                            ("", None), (None, None), ("abc", None), (True, None),
-                                            (float("nan"), None)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("04.00", (4, 0)),
+        ("N0400", (4, 0)),
+        ("05.10", (5, 10)),
+        ("5.1", (5, 10)),
+        (4.0, (4, 0)),
+        ("03.01", (3, 1)),
+        ("2", (2, 0)),
+        ("", None),
+        (None, None),
+        ("abc", None),
+        (True, None),
+        (float("nan"), None),
+    ],
+)
 def test_parse_baseline(value, expected):
     assert s2.parse_baseline(value) == expected
 
@@ -114,12 +154,23 @@ def test_unknown_values_rank_last():
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 28), st.one_of(st.none(), st.floats(-10, 200)),
-                          st.one_of(st.none(), st.floats(0, 100)), st.one_of(st.none(), st.floats(0, 100))),
-                max_size=12), st.integers(1, 5))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 28),
+            st.one_of(st.none(), st.floats(-10, 200)),
+            st.one_of(st.none(), st.floats(0, 100)),
+            st.one_of(st.none(), st.floats(0, 100)),
+        ),
+        max_size=12,
+    ),
+    st.integers(1, 5),
+)
 def test_rank_is_a_permutation_with_ranks(rows, n_dates):
-    scenes = [Scene(f"s{i}", f"2023-06-{d:02d}T10:00:00Z", cloud=c, aoi_cover=a, nodata=n)
-              for i, (d, c, a, n) in enumerate(rows)]
+    scenes = [
+        Scene(f"s{i}", f"2023-06-{d:02d}T10:00:00Z", cloud=c, aoi_cover=a, nodata=n)
+        for i, (d, c, a, n) in enumerate(rows)
+    ]
     ranked = s2.rank_scenes(scenes, n_dates=n_dates)
     assert sorted(s.id for s in ranked) == sorted(s.id for s in scenes)
     assert [s.rank for s in ranked] == list(range(1, len(scenes) + 1))
@@ -134,13 +185,20 @@ def test_group_by_date():
     b = Scene("b", "2023-06-01T10:00:04Z", platform="sentinel-2a")
     c = Scene("c", "2023-06-01T10:30:00Z", platform="sentinel-2b")
     g = s2.group_by_date([a, b, c])
-    assert {k: [s.id for s in v] for k, v in g.items()} == {"2023-06-01/sentinel-2a": ["a", "b"],
-                                                            "2023-06-01/sentinel-2b": ["c"]}
+    assert {k: [s.id for s in v] for k, v in g.items()} == {
+        "2023-06-01/sentinel-2a": ["a", "b"],
+        "2023-06-01/sentinel-2b": ["c"],
+    }
 
 
-@pytest.mark.parametrize("text,iso", [("2023-06-01", "2023-06-01T00:00:00+00:00"),
-                                      ("2023-06-01T10:15:59.024123456Z", "2023-06-01T10:15:59.024123+00:00"),
-                                      ("2023-06-01T12:00:00+02:00", "2023-06-01T10:00:00+00:00")])
+@pytest.mark.parametrize(
+    "text,iso",
+    [
+        ("2023-06-01", "2023-06-01T00:00:00+00:00"),
+        ("2023-06-01T10:15:59.024123456Z", "2023-06-01T10:15:59.024123+00:00"),
+        ("2023-06-01T12:00:00+02:00", "2023-06-01T10:00:00+00:00"),
+    ],
+)
 def test_parse_datetime(text, iso):
     assert s2.parse_datetime(text).isoformat() == iso
     assert s2.parse_datetime("June") is None and s2.parse_datetime("") is None
@@ -153,8 +211,9 @@ def test_missing_client_package_names_the_install_action(monkeypatch):
     from satclassify_plugin.core.s2.sources import get_source
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pystac_client" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pystac_client" else real(name, *a)
+    )
     with pytest.raises(SatClassifyError) as e:
         get_source("STAC")
     msg = str(e.value)
@@ -171,8 +230,7 @@ def test_cdse_url_aoi_keeps_small_polygons_and_boxes_detailed_ones():
     small = "POLYGON((11 48,11.1 48,11.1 48.1,11 48.1,11 48))"
     assert ogr.CreateGeometryFromWkt(url_aoi(small)).Equals(ogr.CreateGeometryFromWkt(small))
     # a detailed boundary (2000 vertices) would make the GET URL too long: its bounding box is sent
-    ring = ",".join(f"{11 + 0.1 * math.cos(t / 318.3):.9f} {48 + 0.05 * math.sin(t / 318.3):.9f}"
-                    for t in range(2000))
+    ring = ",".join(f"{11 + 0.1 * math.cos(t / 318.3):.9f} {48 + 0.05 * math.sin(t / 318.3):.9f}" for t in range(2000))
     detailed = f"POLYGON(({ring},{ring.split(',')[0]}))"
     out = url_aoi(detailed)
     assert len(out) <= MAX_URL_WKT

@@ -1,5 +1,6 @@
 """core.s2.style: the 2-98 % cumulative-count stretch, band combinations, the QML text and the style sidecar
 rules of the output guard (no QGIS)."""
+
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -73,13 +74,16 @@ def test_qml_text():
     qml = style.multiband_qml([(3, 250.0, 2100.0), (2, 300.5, 1900.0), (1, 200.0, 1500.0)])
     root = ET.fromstring(qml.split("\n", 1)[1])  # after the DOCTYPE line
     r = root.find("pipe/rasterrenderer")
-    assert (r.get("type"), r.get("redBand"), r.get("greenBand"), r.get("blueBand")) == ("multibandcolor", "3",
-                                                                                         "2", "1")
-    assert [(r.find(f"{c}ContrastEnhancement/minValue").text, r.find(f"{c}ContrastEnhancement/maxValue").text)
-            for c in ("red", "green", "blue")] == [("250", "2100"), ("300.5", "1900"), ("200", "1500")]
+    assert (r.get("type"), r.get("redBand"), r.get("greenBand"), r.get("blueBand")) == ("multibandcolor", "3", "2", "1")
+    assert [
+        (r.find(f"{c}ContrastEnhancement/minValue").text, r.find(f"{c}ContrastEnhancement/maxValue").text)
+        for c in ("red", "green", "blue")
+    ] == [("250", "2100"), ("300.5", "1900"), ("200", "1500")]
     assert r.find("minMaxOrigin/limits").text == "CumulativeCut"
     assert (r.find("minMaxOrigin/cumulativeCutLower").text, r.find("minMaxOrigin/cumulativeCutUpper").text) == (
-        "0.02", "0.98")
+        "0.02",
+        "0.98",
+    )
     marker = root.find("customproperties/Option/Option")
     assert marker.get("name") == STYLE_MARKER and marker.get("value") == "natural colour"
 
@@ -109,7 +113,11 @@ def test_colour_interpretation_on_the_natural_colour_bands(tmp_path):
     ds = None
     ds = gdal.Open(str(tmp_path / "c.tif"))
     assert [ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(4)] == [
-        gdal.GCI_BlueBand, gdal.GCI_GreenBand, gdal.GCI_RedBand, gdal.GCI_GrayIndex]
+        gdal.GCI_BlueBand,
+        gdal.GCI_GreenBand,
+        gdal.GCI_RedBand,
+        gdal.GCI_GrayIndex,
+    ]
 
 
 def test_guard_refuses_a_style_the_user_wrote(tmp_path):

@@ -1,6 +1,7 @@
 """The stack's target grid (core/s2/stack.target_grid): a TARGET_CRS whose map units are not ground metres would
 write pixels of another ground size (EPSG:3857 at 45 N: 7 m for "10 m"); it is refused with the fix (issue 25
 item 7)."""
+
 import numpy as np
 import pytest
 from osgeo import gdal, osr

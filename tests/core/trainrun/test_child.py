@@ -1,4 +1,5 @@
 """The child-process runner of trainmodel: lines in order, cancel of the whole process group within 5 s."""
+
 import os
 import sys
 import textwrap
@@ -21,23 +22,40 @@ def _script(tmp_path, body):
 
 def test_lines_reach_the_callbacks(tmp_path):
     out, err = [], []
-    res = run_child(_script(tmp_path, """
+    res = run_child(
+        _script(
+            tmp_path,
+            """
         import sys
         for i in range(3):
             print(f"line {i}")
         print("error: the dataset is bad", file=sys.stderr)
         sys.exit(2)
-        """), on_stdout=out.append, on_stderr=err.append)
+        """,
+        ),
+        on_stdout=out.append,
+        on_stderr=err.append,
+    )
     assert out == ["line 0", "line 1", "line 2"] and err == ["error: the dataset is bad"]
     assert res.returncode == 2 and not res.canceled
     assert child_message(res) == "the dataset is bad"
 
 
 def test_a_traceback_becomes_its_last_line():
-    res = ChildResult(1, False, ["Traceback (most recent call last):", '  File "x.py", line 1', "",
-                                 "ModuleNotFoundError: No module named 'torch'"], 0.1)
-    assert child_message(res, "the training") == ("the training failed (exit code 1): ModuleNotFoundError: No module "
-                                                  "named 'torch'")
+    res = ChildResult(
+        1,
+        False,
+        [
+            "Traceback (most recent call last):",
+            '  File "x.py", line 1',
+            "",
+            "ModuleNotFoundError: No module named 'torch'",
+        ],
+        0.1,
+    )
+    assert child_message(res, "the training") == (
+        "the training failed (exit code 1): ModuleNotFoundError: No module named 'torch'"
+    )
 
 
 def _alive(pid):
@@ -52,7 +70,9 @@ def _alive(pid):
 def test_cancel_kills_the_group_even_when_sigterm_is_ignored(tmp_path):
     """A child that ignores SIGTERM and has a worker process: both are gone within 5 s of the cancel."""
     pids = tmp_path / "pids"
-    argv = _script(tmp_path, f"""
+    argv = _script(
+        tmp_path,
+        f"""
         import os, signal, subprocess, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         w = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
@@ -60,7 +80,8 @@ def test_cancel_kills_the_group_even_when_sigterm_is_ignored(tmp_path):
         open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{w.pid}}")
         print("started", flush=True)
         time.sleep(60)
-        """)
+        """,
+    )
     state = {"cancel": False, "at": None}
 
     def on_out(line):

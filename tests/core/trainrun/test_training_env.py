@@ -1,4 +1,5 @@
 """Finding the training environment and the child's environment (install/training_env.py, no QGIS needed)."""
+
 import os
 
 from satclassify_plugin.install import training_env as t
@@ -10,7 +11,9 @@ def test_order_environment_variable_setting_plugin_env(tmp_path):
     other = tmp_path / "other"
     other.write_text("")
     assert t.resolve(str(other), None, {"SATCLASSIFY_TRAINING_PYTHON": str(py)}) == (
-        str(py), "environment variable SATCLASSIFY_TRAINING_PYTHON")
+        str(py),
+        "environment variable SATCLASSIFY_TRAINING_PYTHON",
+    )
     assert t.resolve("", None, {"SATCLASSIFY_TRAIN_PYTHON": str(py)})[0] == str(py)  # the test scripts' name
     assert t.resolve(str(other), None, {}) == (str(other), f"setting {t.SETTING}")
     python, why = t.resolve("", None, {"SATCLASSIFY_TRAINING_PYTHON": str(tmp_path / "gone")})
@@ -29,11 +32,13 @@ def test_order_environment_variable_setting_plugin_env(tmp_path):
 
 
 def test_child_env_carries_none_of_qgis_pythons_variables():
-    env = t.child_env({"PYTHONPATH": "/usr/share/qgis/python", "PYTHONHOME": "C:/OSGeo4W/apps/Python312",
-                       "PATH": "/bin"})
+    env = t.child_env(
+        {"PYTHONPATH": "/usr/share/qgis/python", "PYTHONHOME": "C:/OSGeo4W/apps/Python312", "PATH": "/bin"}
+    )
     # in a checkout both are the repository root; in an installed zip training_pkg/, then the plugins folder
-    assert env["PYTHONPATH"].split(os.pathsep) == list(dict.fromkeys([t.training_source(),
-                                                                      os.path.dirname(t.PLUGIN_DIR)]))
+    assert env["PYTHONPATH"].split(os.pathsep) == list(
+        dict.fromkeys([t.training_source(), os.path.dirname(t.PLUGIN_DIR)])
+    )
     assert "PYTHONHOME" not in env and env["PATH"] == "/bin" and env["PYTHONUNBUFFERED"] == "1"
 
 

@@ -1,4 +1,5 @@
 """satclassify:assessaccuracy against hand-computed confusion matrices and metrics."""
+
 import json
 import os
 
@@ -12,16 +13,13 @@ from tests.rasters import LAEA, UTM32N, make_raster
 
 ALG = "satclassify:assessaccuracy"
 
-C = np.array([[1, 1, 2, 2],
-              [1, 2, 2, 3],
-              [0, 3, 3, 3],
-              [1, 1, 3, 3]], np.uint8)
-R = np.array([[1, 1, 2, 1],
-              [1, 2, 2, 2],
-              [3, 3, 3, 0],
-              [2, 1, 3, 3]], np.uint8)
-CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
-           {"value": 3, "name": "Urban", "color": "#e6004d"}]
+C = np.array([[1, 1, 2, 2], [1, 2, 2, 3], [0, 3, 3, 3], [1, 1, 3, 3]], np.uint8)
+R = np.array([[1, 1, 2, 1], [1, 2, 2, 2], [3, 3, 3, 0], [2, 1, 3, 3]], np.uint8)
+CLASSES = [
+    {"value": 1, "name": "Water", "color": "#0000ff"},
+    {"value": 2, "name": "Forest", "color": "#00a000"},
+    {"value": 3, "name": "Urban", "color": "#e6004d"},
+]
 
 
 def styled(path, array, classes=CLASSES, **kw):
@@ -33,8 +31,11 @@ def styled(path, array, classes=CLASSES, **kw):
 
 
 def outputs(tmp_path, name="acc"):
-    return {"OUTPUT_MATRIX": str(tmp_path / f"{name}.csv"), "OUTPUT_METRICS": str(tmp_path / f"{name}.json"),
-            "OUTPUT_REPORT": str(tmp_path / f"{name}.html")}
+    return {
+        "OUTPUT_MATRIX": str(tmp_path / f"{name}.csv"),
+        "OUTPUT_METRICS": str(tmp_path / f"{name}.json"),
+        "OUTPUT_REPORT": str(tmp_path / f"{name}.html"),
+    }
 
 
 def run(run_alg, tmp_path, name="acc", **params):
@@ -45,8 +46,9 @@ def run(run_alg, tmp_path, name="acc", **params):
 
 
 def test_hand_computed_matrix_metrics_and_outputs(run_alg, tmp_path):
-    res, m = run(run_alg, tmp_path, CLASSIFIED=styled(tmp_path / "c.tif", C),
-                 REFERENCE=make_raster(tmp_path / "r.tif", R))
+    res, m = run(
+        run_alg, tmp_path, CLASSIFIED=styled(tmp_path / "c.tif", C), REFERENCE=make_raster(tmp_path / "r.tif", R)
+    )
     # rows = reference, columns = classified; (2,0) classified 0 and (2,3) reference 0 are ignored
     assert m["confusion_matrix"] == [[4, 1, 0], [1, 3, 1], [0, 0, 4]]
     assert m["values"] == [1, 2, 3] and m["pixels"] == 14
@@ -56,9 +58,17 @@ def test_hand_computed_matrix_metrics_and_outputs(run_alg, tmp_path):
     iou = [4 / 6, 3 / 6, 4 / 5]
     for c, p, r, f, i, s in zip(m["classes"], [4 / 5, 3 / 4, 4 / 5], [4 / 5, 3 / 5, 1.0], f1, iou, [5, 5, 4]):
         assert (c["precision"], c["recall"], c["f1"], c["iou"], c["support"]) == (
-            pytest.approx(p), pytest.approx(r), pytest.approx(f), pytest.approx(i), s)
-    assert [(c["name"], c["color"]) for c in m["classes"]] == [("Water", "#0000ff"), ("Forest", "#00a000"),
-                                                               ("Urban", "#e6004d")]
+            pytest.approx(p),
+            pytest.approx(r),
+            pytest.approx(f),
+            pytest.approx(i),
+            s,
+        )
+    assert [(c["name"], c["color"]) for c in m["classes"]] == [
+        ("Water", "#0000ff"),
+        ("Forest", "#00a000"),
+        ("Urban", "#e6004d"),
+    ]
     assert m["macro_f1"] == pytest.approx(sum(f1) / 3) and m["miou"] == pytest.approx(sum(iou) / 3)
     assert m["excluded"]["ignored_in_classified"] == 1 and m["excluded"]["ignored_in_reference"] == 1
     assert m["inputs"]["reference_warped"] is False and m["inputs"]["ignore"] == [0]
@@ -68,7 +78,11 @@ def test_hand_computed_matrix_metrics_and_outputs(run_alg, tmp_path):
     with open(res["OUTPUT_MATRIX"], encoding="utf-8") as f:
         assert f.read().splitlines() == [
             "reference_value,reference_name,1 Water,2 Forest,3 Urban,total",
-            "1,Water,4,1,0,5", "2,Forest,1,3,1,5", "3,Urban,0,0,4,4", "total,,5,4,5,14"]
+            "1,Water,4,1,0,5",
+            "2,Forest,1,3,1,5",
+            "3,Urban,0,0,4,4",
+            "total,,5,4,5,14",
+        ]
     with open(res["OUTPUT_REPORT"], encoding="utf-8") as f:
         page = f.read()
     assert "78.6&nbsp;%" in page and "Cohen's kappa" in page and "data:image/png;base64," in page
@@ -78,7 +92,13 @@ def test_hand_computed_matrix_metrics_and_outputs(run_alg, tmp_path):
     assert ds.GetDriver().ShortName == "PNG" and ds.RasterCount == 3 and ds.RasterXSize == ds.RasterYSize > 3 * 4
     # outputs and nothing else (QGIS itself may cache statistics of the inputs in .aux.xml files)
     assert sorted(f for f in os.listdir(tmp_path) if not f.endswith(".aux.xml")) == [
-        "acc.csv", "acc.html", "acc.json", "acc_matrix.png", "c.tif", "r.tif"]
+        "acc.csv",
+        "acc.html",
+        "acc.json",
+        "acc_matrix.png",
+        "c.tif",
+        "r.tif",
+    ]
 
 
 def test_report_is_an_html_output_and_numbers_are_outputs(provider):
@@ -93,13 +113,20 @@ def test_report_is_an_html_output_and_numbers_are_outputs(provider):
 def test_classes_absent_from_one_map(run_alg, tmp_path):
     c = np.array([[1, 5], [1, 1]], np.uint8)
     r = np.array([[1, 1], [4, 1]], np.uint8)
-    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", c),
-               REFERENCE=make_raster(tmp_path / "r.tif", r))
+    _, m = run(
+        run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", c), REFERENCE=make_raster(tmp_path / "r.tif", r)
+    )
     assert m["values"] == [1, 4, 5]
     assert m["confusion_matrix"] == [[2, 0, 1], [1, 0, 0], [0, 0, 0]]
     c1, c4, c5 = m["classes"]
     assert (c4["name"], c4["precision"], c4["recall"], c4["f1"], c4["support"], c4["predicted"]) == (
-        "class 4", None, 0.0, 0.0, 1, 0)
+        "class 4",
+        None,
+        0.0,
+        0.0,
+        1,
+        0,
+    )
     assert (c5["precision"], c5["recall"], c5["f1"], c5["iou"], c5["support"]) == (0.0, None, 0.0, 0.0, 0)
     assert c1["precision"] == pytest.approx(2 / 3) and c1["recall"] == pytest.approx(2 / 3)
     assert m["overall_accuracy"] == 0.5
@@ -109,8 +136,13 @@ def test_classes_absent_from_one_map(run_alg, tmp_path):
 def test_mask_on_another_grid_is_warped(run_alg, tmp_path):
     # 20 m mask: top-left and bottom-right 20 m cells valid -> 10 m pixels rows 0-1/cols 0-1 and rows 2-3/cols 2-3
     mask = make_raster(tmp_path / "mask.tif", np.array([[1, 0], [0, 7]], np.uint8), pixel=20.0)
-    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", C),
-               REFERENCE=make_raster(tmp_path / "r.tif", R), MASK=mask)
+    _, m = run(
+        run_alg,
+        tmp_path,
+        CLASSIFIED=make_raster(tmp_path / "c.tif", C),
+        REFERENCE=make_raster(tmp_path / "r.tif", R),
+        MASK=mask,
+    )
     # kept: (0,0)1/1 (0,1)1/1 (1,0)1/1 (1,1)2/2 (2,2)3/3 (2,3)c3/r0 ign (3,2)3/3 (3,3)3/3
     assert m["confusion_matrix"] == [[3, 0, 0], [0, 1, 0], [0, 0, 3]]
     assert m["excluded"]["masked_out"] == 8 and m["excluded"]["ignored_in_reference"] == 1
@@ -119,8 +151,9 @@ def test_mask_on_another_grid_is_warped(run_alg, tmp_path):
 
 def test_reference_at_another_resolution_and_extent(run_alg, tmp_path):
     # reference at 20 m, shifted 20 m east: covers classified columns 2-3 with its column 0 only
-    ref = make_raster(tmp_path / "r20.tif", np.array([[2, 1], [3, 1]], np.uint8), origin=(500020.0, 5000000.0),
-                      pixel=20.0)
+    ref = make_raster(
+        tmp_path / "r20.tif", np.array([[2, 1], [3, 1]], np.uint8), origin=(500020.0, 5000000.0), pixel=20.0
+    )
     _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", C), REFERENCE=ref)
     # compared: rows 0-1 -> ref 2: c (0,2)2 (0,3)2 (1,2)2 (1,3)3; rows 2-3 -> ref 3: c 3 3 3 3
     assert m["values"] == [2, 3]
@@ -138,8 +171,9 @@ def test_reference_in_another_crs(run_alg, tmp_path):
     for s in (src, dst):
         s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     x, y, _ = osr.CoordinateTransformation(src, dst).TransformPoint(500015.0, 4999990.0)
-    ref = make_raster(tmp_path / "r.tif", np.full((20, 20), 2, np.uint8), origin=(x - 100, y + 100), pixel=10.0,
-                      epsg=LAEA)
+    ref = make_raster(
+        tmp_path / "r.tif", np.full((20, 20), 2, np.uint8), origin=(x - 100, y + 100), pixel=10.0, epsg=LAEA
+    )
     _, m = run(run_alg, tmp_path, CLASSIFIED=cls, REFERENCE=ref)
     assert m["values"] == [1, 2]
     assert m["confusion_matrix"] == [[0, 0], [2, 4]]
@@ -148,23 +182,38 @@ def test_reference_in_another_crs(run_alg, tmp_path):
 
 
 def test_scale_mode_aggregation(run_alg, tmp_path):
-    c = np.array([[1, 1, 2, 2, 2, 2],
-                  [1, 0, 0, 2, 3, 3],
-                  [0, 0, 0, 2, 3, 3],
-                  [3, 3, 3, 1, 1, 2],
-                  [3, 1, 1, 2, 2, 1],
-                  [0, 0, 0, 0, 0, 0]], np.uint8)
-    r = np.array([[1, 1, 1, 2, 2, 2],
-                  [1, 1, 1, 2, 2, 2],
-                  [1, 1, 1, 2, 2, 2],
-                  [3, 3, 3, 0, 0, 0],
-                  [0, 0, 2, 0, 0, 0],
-                  [0, 0, 2, 0, 0, 1]], np.uint8)
+    c = np.array(
+        [
+            [1, 1, 2, 2, 2, 2],
+            [1, 0, 0, 2, 3, 3],
+            [0, 0, 0, 2, 3, 3],
+            [3, 3, 3, 1, 1, 2],
+            [3, 1, 1, 2, 2, 1],
+            [0, 0, 0, 0, 0, 0],
+        ],
+        np.uint8,
+    )
+    r = np.array(
+        [
+            [1, 1, 1, 2, 2, 2],
+            [1, 1, 1, 2, 2, 2],
+            [1, 1, 1, 2, 2, 2],
+            [3, 3, 3, 0, 0, 0],
+            [0, 0, 2, 0, 0, 0],
+            [0, 0, 2, 0, 0, 1],
+        ],
+        np.uint8,
+    )
     # classified 3x3 modes (0 does not vote): [1,1,1] -> 1; [2,2,2,2,3,3,2,3,3] -> 2; [3,3,3,3,1,1] -> 3;
     #   [1,1,2,2,2,1] tie 1/2 -> 1
     # reference modes: 1; 2; [3,3,3,2,2] -> 3; [1] -> 1
-    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", c),
-               REFERENCE=make_raster(tmp_path / "r.tif", r), SCALE=3)
+    _, m = run(
+        run_alg,
+        tmp_path,
+        CLASSIFIED=make_raster(tmp_path / "c.tif", c),
+        REFERENCE=make_raster(tmp_path / "r.tif", r),
+        SCALE=3,
+    )
     assert m["confusion_matrix"] == [[2, 0, 0], [0, 1, 0], [0, 0, 1]]
     assert m["pixels"] == 4 and m["inputs"]["scale"] == 3 and m["inputs"]["comparison_pixel_size"] == 30.0
 
@@ -178,6 +227,7 @@ def test_scale_result_does_not_depend_on_block_size(tmp_path):
     cp, rp = make_raster(tmp_path / "c.tif", c), make_raster(tmp_path / "r.tif", r)
     # reference computation in one piece with the pure block mode
     from satclassify_plugin.core.accuracy.tables import block_mode
+
     # (int64 before the -1: under numpy 2's promotion rules np.where(uint8, uint8, -1) stays uint8, -1 -> 255)
     c64, r64 = c.astype(np.int64), r.astype(np.int64)
     cm, rm = block_mode(np.where(c > 0, c64, -1), 4), block_mode(np.where(r > 0, r64, -1), 4)
@@ -197,10 +247,15 @@ def test_scale_result_does_not_depend_on_block_size(tmp_path):
 
 def test_clc_level_aggregation_grid_codes_vs_codes(run_alg, tmp_path):
     # classified: level-3 grid codes (uint8); reference: level-3 codes 111..523 (uint16)
-    c = np.array([[1, 2, 12], [23, 41, 12]], np.uint8)        # -> level 1: 1 1 2 / 3 5 2
+    c = np.array([[1, 2, 12], [23, 41, 12]], np.uint8)  # -> level 1: 1 1 2 / 3 5 2
     r = np.array([[111, 121, 211], [311, 211, 512]], np.uint16)  # -> level 1: 1 1 2 / 3 2 5
-    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", c),
-               REFERENCE=make_raster(tmp_path / "r.tif", r), LEVEL=1)
+    _, m = run(
+        run_alg,
+        tmp_path,
+        CLASSIFIED=make_raster(tmp_path / "c.tif", c),
+        REFERENCE=make_raster(tmp_path / "r.tif", r),
+        LEVEL=1,
+    )
     assert m["values"] == [1, 2, 3, 5]
     assert m["confusion_matrix"] == [[2, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]]
     names = {c_.value: c_.name for c_ in clc.classes(1)}
@@ -209,12 +264,24 @@ def test_clc_level_aggregation_grid_codes_vs_codes(run_alg, tmp_path):
     # level 2 on the reference only: the classified map already holds level-2 values (1..15)
     l2 = {int(x.code): x.value for x in clc.classes(2)}
     c2 = np.array([[l2[11], l2[12], l2[21]], [l2[31], l2[51], l2[21]]], np.uint8)
-    _, m2 = run(run_alg, tmp_path, name="l2", CLASSIFIED=make_raster(tmp_path / "c2.tif", c2),
-                REFERENCE=make_raster(tmp_path / "r.tif", r), LEVEL=2, LEVEL_MAPS=1)
+    _, m2 = run(
+        run_alg,
+        tmp_path,
+        name="l2",
+        CLASSIFIED=make_raster(tmp_path / "c2.tif", c2),
+        REFERENCE=make_raster(tmp_path / "r.tif", r),
+        LEVEL=2,
+        LEVEL_MAPS=1,
+    )
     assert m2["values"] == [l2[11], l2[12], l2[21], l2[31], l2[51]]
     # pairs (reference, classified): 11/11 12/12 21/21 31/31 21/51 51/21
-    assert m2["confusion_matrix"] == [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 1], [0, 0, 0, 1, 0],
-                                      [0, 0, 1, 0, 0]]
+    assert m2["confusion_matrix"] == [
+        [1, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 1, 0, 1],
+        [0, 0, 0, 1, 0],
+        [0, 0, 1, 0, 0],
+    ]
 
 
 def test_reclassify_and_names_tables(run_alg, tmp_path):
@@ -223,18 +290,33 @@ def test_reclassify_and_names_tables(run_alg, tmp_path):
     c = np.array([[1, 1, 2, 3], [4, 5, 2, 9]], np.uint8)
     r = np.array([[10, 20, 20, 80], [60, 60, 10, 10]], np.uint8)
     table = tmp_path / "recl.csv"
-    table.write_text("map,from,to\nclassified,1,1\nclassified,2,2\nclassified,3,4\nclassified,4,3\nclassified,5,3\n"
-                     "reference,10,1\nreference,20,2\nreference,60,3\nreference,80,4\n", encoding="utf-8")
+    table.write_text(
+        "map,from,to\nclassified,1,1\nclassified,2,2\nclassified,3,4\nclassified,4,3\nclassified,5,3\n"
+        "reference,10,1\nreference,20,2\nreference,60,3\nreference,80,4\n",
+        encoding="utf-8",
+    )
     names = tmp_path / "names.csv"
-    names.write_text("value,name,color\n1,Cropland,#ffff00\n2,Forest,#008000\n3,Water,#0000ff\n4,Built-up,#ff0000\n",
-                     encoding="utf-8")
-    _, m = run(run_alg, tmp_path, CLASSIFIED=make_raster(tmp_path / "c.tif", c),
-               REFERENCE=make_raster(tmp_path / "r.tif", r), RECLASSIFY=str(table), NAMES=str(names))
+    names.write_text(
+        "value,name,color\n1,Cropland,#ffff00\n2,Forest,#008000\n3,Water,#0000ff\n4,Built-up,#ff0000\n",
+        encoding="utf-8",
+    )
+    _, m = run(
+        run_alg,
+        tmp_path,
+        CLASSIFIED=make_raster(tmp_path / "c.tif", c),
+        REFERENCE=make_raster(tmp_path / "r.tif", r),
+        RECLASSIFY=str(table),
+        NAMES=str(names),
+    )
     # common: c = 1 1 2 4 / 3 3 2 (9 unmapped); r = 1 2 2 4 / 3 3 1 1
     assert m["values"] == [1, 2, 3, 4]
     assert m["confusion_matrix"] == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]]
     assert [(x["name"], x["color"]) for x in m["classes"]] == [
-        ("Cropland", "#ffff00"), ("Forest", "#008000"), ("Water", "#0000ff"), ("Built-up", "#ff0000")]
+        ("Cropland", "#ffff00"),
+        ("Forest", "#008000"),
+        ("Water", "#0000ff"),
+        ("Built-up", "#ff0000"),
+    ]
     assert m["excluded"]["unmapped_in_classified"] == 1
 
 
@@ -246,21 +328,28 @@ def test_all_ignored_areas_give_a_clear_error(run_alg, tmp_path):
     nd = make_raster(tmp_path / "nd.tif", np.full((4, 4), 9, np.uint8), nodata=9)
     with pytest.raises(QgsProcessingException) as e:
         run_alg(ALG, {"CLASSIFIED": zeros, "REFERENCE": nd, **outputs(tmp_path)})
-    assert str(e.value) == ("no pixel left to compare: every value of the classified or reference raster is ignored "
-                            "(IGNORE = [0], nodata = classified None, reference 9) or unmapped by the reclassify "
-                            "table / LEVEL")
+    assert str(e.value) == (
+        "no pixel left to compare: every value of the classified or reference raster is ignored "
+        "(IGNORE = [0], nodata = classified None, reference 9) or unmapped by the reclassify "
+        "table / LEVEL"
+    )
     with pytest.raises(QgsProcessingException) as e:
         run_alg(ALG, {"CLASSIFIED": zeros, "REFERENCE": ref, **outputs(tmp_path)})
-    assert str(e.value) == ("no pixel left to compare: of 16 pixels, 16 ignored in classified, 1 ignored in "
-                            "reference (IGNORE = [0]); check the mask, IGNORE, the reclassify table and that the "
-                            "maps overlap")
+    assert str(e.value) == (
+        "no pixel left to compare: of 16 pixels, 16 ignored in classified, 1 ignored in "
+        "reference (IGNORE = [0]); check the mask, IGNORE, the reclassify table and that the "
+        "maps overlap"
+    )
     # values exist but never at the same place as the mask's valid pixels
     mask = make_raster(tmp_path / "m.tif", np.zeros((4, 4), np.uint8))
     with pytest.raises(QgsProcessingException) as e:
-        run_alg(ALG, {"CLASSIFIED": make_raster(tmp_path / "c.tif", C), "REFERENCE": ref, "MASK": mask,
-                      **outputs(tmp_path)})
-    assert str(e.value) == ("no pixel left to compare: of 16 pixels, 16 masked out (IGNORE = [0]); check the mask, "
-                            "IGNORE, the reclassify table and that the maps overlap")
+        run_alg(
+            ALG, {"CLASSIFIED": make_raster(tmp_path / "c.tif", C), "REFERENCE": ref, "MASK": mask, **outputs(tmp_path)}
+        )
+    assert str(e.value) == (
+        "no pixel left to compare: of 16 pixels, 16 masked out (IGNORE = [0]); check the mask, "
+        "IGNORE, the reclassify table and that the maps overlap"
+    )
     assert not [f for f in os.listdir(tmp_path) if f.startswith(("acc", ".acc"))]
 
 
@@ -270,8 +359,15 @@ def test_cancel_stops_before_any_output(run_alg, tmp_path):
     fb = QgsProcessingFeedback()
     fb.cancel()
     with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
-        run_alg(ALG, {"CLASSIFIED": make_raster(tmp_path / "c.tif", C), "REFERENCE": make_raster(tmp_path / "r.tif", R),
-                      **outputs(tmp_path)}, feedback=fb)
+        run_alg(
+            ALG,
+            {
+                "CLASSIFIED": make_raster(tmp_path / "c.tif", C),
+                "REFERENCE": make_raster(tmp_path / "r.tif", R),
+                **outputs(tmp_path),
+            },
+            feedback=fb,
+        )
     assert not [f for f in os.listdir(tmp_path) if f.startswith(("acc", ".acc"))]
 
 
@@ -281,8 +377,12 @@ def test_progress_is_reported(tmp_path):
 
     seen = []
     a = np.ones((10, 10), np.uint8)
-    assess(make_raster(tmp_path / "c.tif", a), make_raster(tmp_path / "r.tif", a), block=4,
-           monitor=Monitor(progress=seen.append))
+    assess(
+        make_raster(tmp_path / "c.tif", a),
+        make_raster(tmp_path / "r.tif", a),
+        block=4,
+        monitor=Monitor(progress=seen.append),
+    )
     assert seen == pytest.approx([i / 9 for i in range(1, 10)])  # 3 x 3 windows of 4 pixels, fractions 0-1
 
 

@@ -1,4 +1,5 @@
 """satclassify:assessaccuracy through qgis_process (scripts/qgis_process.sh: plugin installed in a temp profile)."""
+
 import json
 import os
 import subprocess
@@ -17,10 +18,23 @@ def test_assessaccuracy_with_qgis_process(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", "satclassify:assessaccuracy", "--",
-         f"CLASSIFIED={cls}", f"REFERENCE={ref}", "IGNORE=0", f"OUTPUT_MATRIX={out / 'cm.csv'}",
-         f"OUTPUT_METRICS={out / 'metrics.json'}", f"OUTPUT_REPORT={out / 'report.html'}"],
-        env=env, capture_output=True, text=True, timeout=240)
+        [
+            os.path.join(ROOT, "scripts", "qgis_process.sh"),
+            "run",
+            "satclassify:assessaccuracy",
+            "--",
+            f"CLASSIFIED={cls}",
+            f"REFERENCE={ref}",
+            "IGNORE=0",
+            f"OUTPUT_MATRIX={out / 'cm.csv'}",
+            f"OUTPUT_METRICS={out / 'metrics.json'}",
+            f"OUTPUT_REPORT={out / 'report.html'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "14 pixels compared over 3 classes: OA 0.7857, kappa 0.6794" in proc.stdout
     assert "OA:\t0.7857142857142857" in proc.stdout

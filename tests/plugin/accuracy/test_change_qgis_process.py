@@ -1,5 +1,6 @@
 """samplingdesign -> (reference filled in) -> assessaccuracy with points, and landcoverchange, through qgis_process
 (scripts/qgis_process.sh: the plugin installed in a temporary profile)."""
+
 import json
 import os
 import subprocess
@@ -10,8 +11,11 @@ from osgeo import ogr
 from tests.rasters import make_class_raster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
-           {"value": 3, "name": "Urban", "color": "#e6004d"}]
+CLASSES = [
+    {"value": 1, "name": "Water", "color": "#0000ff"},
+    {"value": 2, "name": "Forest", "color": "#00a000"},
+    {"value": 3, "name": "Urban", "color": "#e6004d"},
+]
 
 
 def class_map(path, a):
@@ -20,8 +24,13 @@ def class_map(path, a):
 
 def qgis_process(tmp_path, alg, *params):
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", alg, "--", *params],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", alg, "--", *params],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
@@ -31,9 +40,17 @@ def test_sample_label_and_assess_with_qgis_process(tmp_path):
     a[:, 30:] = 2
     a[:10, :10] = 3
     cmap = class_map(tmp_path / "map.tif", a)
-    out = qgis_process(tmp_path, "satclassify:samplingdesign", f"INPUT={cmap}", "METHOD=1", "TOTAL=90",
-                       "MIN_PER_CLASS=20", "SEED=3", f"OUTPUT={tmp_path / 'sample.gpkg'}",
-                       f"OUTPUT_STRATA={tmp_path / 'strata.json'}")
+    out = qgis_process(
+        tmp_path,
+        "satclassify:samplingdesign",
+        f"INPUT={cmap}",
+        "METHOD=1",
+        "TOTAL=90",
+        "MIN_PER_CLASS=20",
+        "SEED=3",
+        f"OUTPUT={tmp_path / 'sample.gpkg'}",
+        f"OUTPUT_STRATA={tmp_path / 'strata.json'}",
+    )
     assert "POINTS:\t90" in out
     meta = json.loads((tmp_path / "strata.json").read_text(encoding="utf-8"))
     assert [s["pixels"] for s in meta["strata"]] == [1700, 1800, 100]
@@ -51,10 +68,16 @@ def test_sample_label_and_assess_with_qgis_process(tmp_path):
         lyr.SetFeature(f)
         n[f.GetField("stratum") - 1, ref - 1] += 1
     ds = lyr = None
-    out = qgis_process(tmp_path, "satclassify:assessaccuracy", f"CLASSIFIED={cmap}",
-                       f"REFERENCE_POINTS={tmp_path / 'sample.gpkg'}", "REFERENCE_FIELD=reference",
-                       f"OUTPUT_MATRIX={tmp_path / 'cm.csv'}", f"OUTPUT_METRICS={tmp_path / 'm.json'}",
-                       f"OUTPUT_REPORT={tmp_path / 'r.html'}")
+    out = qgis_process(
+        tmp_path,
+        "satclassify:assessaccuracy",
+        f"CLASSIFIED={cmap}",
+        f"REFERENCE_POINTS={tmp_path / 'sample.gpkg'}",
+        "REFERENCE_FIELD=reference",
+        f"OUTPUT_MATRIX={tmp_path / 'cm.csv'}",
+        f"OUTPUT_METRICS={tmp_path / 'm.json'}",
+        f"OUTPUT_REPORT={tmp_path / 'r.html'}",
+    )
     m = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     w = np.array([1700, 1800, 100]) / 3600
     oa = sum(w[i] * n[i, i] / n[i].sum() for i in range(3))
@@ -71,9 +94,17 @@ def test_landcoverchange_with_qgis_process(tmp_path):
     b = a.copy()
     b[0:30, 0:30] = 3
     t1, t2 = class_map(tmp_path / "t1.tif", a), class_map(tmp_path / "t2.tif", b)
-    out = qgis_process(tmp_path, "satclassify:landcoverchange", f"FIRST={t1}", f"SECOND={t2}", "MMU=5",
-                       f"OUTPUT={tmp_path / 'ft.tif'}", f"OUTPUT_MATRIX={tmp_path / 'c.csv'}",
-                       f"OUTPUT_JSON={tmp_path / 'c.json'}", f"OUTPUT_POLYGONS={tmp_path / 'c.gpkg'}")
+    out = qgis_process(
+        tmp_path,
+        "satclassify:landcoverchange",
+        f"FIRST={t1}",
+        f"SECOND={t2}",
+        "MMU=5",
+        f"OUTPUT={tmp_path / 'ft.tif'}",
+        f"OUTPUT_MATRIX={tmp_path / 'c.csv'}",
+        f"OUTPUT_JSON={tmp_path / 'c.json'}",
+        f"OUTPUT_POLYGONS={tmp_path / 'c.gpkg'}",
+    )
     assert "CHANGED_HA:\t9\n" in out and "COMPARED_HA:\t100\n" in out
     assert "100.00 ha compared: 9.00 ha changed in 1 from-to classes, 1 change polygons >= 5 ha" in out
     assert (tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()[1] == "1,Water,41.0000,0.0000,9.0000,50.0000"

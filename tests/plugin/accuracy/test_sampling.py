@@ -1,5 +1,6 @@
 """satclassify:samplingdesign: stratified random points on a class raster (values, geometry, CRS, fields,
 allocation, seed) and its fault cases."""
+
 import json
 import math
 import os
@@ -12,8 +13,11 @@ from satclassify_plugin.core.contract.feedback import Monitor
 from tests.rasters import make_class_raster, make_raster
 
 ALG = "satclassify:samplingdesign"
-CLASSES = [{"value": 1, "name": "Water", "color": "#0000ff"}, {"value": 2, "name": "Forest", "color": "#00a000"},
-           {"value": 3, "name": "Urban", "color": "#e6004d"}]
+CLASSES = [
+    {"value": 1, "name": "Water", "color": "#0000ff"},
+    {"value": 2, "name": "Forest", "color": "#00a000"},
+    {"value": 3, "name": "Urban", "color": "#e6004d"},
+]
 
 
 def class_map(path, a):
@@ -23,10 +27,10 @@ def class_map(path, a):
 @pytest.fixture
 def cmap(tmp_path):
     a = np.full((80, 100), 2, np.uint8)
-    a[:, :30] = 1          # 2400 water (2340 outside the nodata rows)
-    a[:3, 90:] = 3         # 30 urban (rare)
-    a[40:50, 40:50] = 0    # 100 ignored (0)
-    a[60:62, :] = 255      # 200 nodata
+    a[:, :30] = 1  # 2400 water (2340 outside the nodata rows)
+    a[:3, 90:] = 3  # 30 urban (rare)
+    a[40:50, 40:50] = 0  # 100 ignored (0)
+    a[60:62, :] = 255  # 200 nodata
     return class_map(tmp_path / "map.tif", a), a
 
 
@@ -36,10 +40,14 @@ def points_of(path):
     rows = []
     for f in lyr:
         g = f.GetGeometryRef()
-        rows.append({"x": g.GetX(), "y": g.GetY(), **{k: f.GetField(k) for k in
-                                                      ("point_id", "stratum", "stratum_name", "reference", "row",
-                                                       "col")},
-                     "ref_null": f.IsFieldNull("reference")})
+        rows.append(
+            {
+                "x": g.GetX(),
+                "y": g.GetY(),
+                **{k: f.GetField(k) for k in ("point_id", "stratum", "stratum_name", "reference", "row", "col")},
+                "ref_null": f.IsFieldNull("reference"),
+            }
+        )
     defn = lyr.GetLayerDefn()
     types = {defn.GetFieldDefn(i).GetName(): defn.GetFieldDefn(i).GetType() for i in range(defn.GetFieldCount())}
     meta = lyr.GetMetadataItem("SATCLASSIFY_STRATA")
@@ -69,15 +77,24 @@ def test_target_se_allocation_points_geometry_and_fields(run_alg, tmp_path, cmap
     assert meta["design"]["points_per_stratum"] == {"1": round(rest[0]), "2": round(rest[1]), "3": 20}
     assert res["POINTS"] == 400
     assert [(s["value"], s["name"], s["pixels"]) for s in meta["strata"]] == [
-        (1, "Water", pixels[1]), (2, "Forest", pixels[2]), (3, "Urban", 30)]
+        (1, "Water", pixels[1]),
+        (2, "Forest", pixels[2]),
+        (3, "Urban", 30),
+    ]
     for s in meta["strata"]:
         assert s["area_ha"] == pytest.approx(s["pixels"] * 0.01) and s["weight"] == pytest.approx(s["pixels"] / total)
     assert meta["point_location"] == "pixel centre" and meta["seed"] == 5 and meta["pixel_area_ha"] == 0.01
     rows, types, layer_meta, epsg, gtype = points_of(res["OUTPUT"])
     assert layer_meta == meta  # the same strata table in the layer's metadata
     assert epsg == "32632" and ogr.GT_Flatten(gtype) == ogr.wkbPoint
-    assert types == {"point_id": ogr.OFTInteger, "stratum": ogr.OFTInteger, "stratum_name": ogr.OFTString,
-                     "reference": ogr.OFTInteger, "row": ogr.OFTInteger, "col": ogr.OFTInteger}
+    assert types == {
+        "point_id": ogr.OFTInteger,
+        "stratum": ogr.OFTInteger,
+        "stratum_name": ogr.OFTString,
+        "reference": ogr.OFTInteger,
+        "row": ogr.OFTInteger,
+        "col": ogr.OFTInteger,
+    }
     assert len(rows) == 400 and sorted(r["point_id"] for r in rows) == list(range(1, 401))
     assert all(r["ref_null"] for r in rows)
     cells = set()
@@ -99,8 +116,9 @@ def test_seed_reproducible_and_independent_of_block_size(run_alg, tmp_path, cmap
     run(run_alg, tmp_path, src, "a", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=11)
     run(run_alg, tmp_path, src, "b", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=11)
     run(run_alg, tmp_path, src, "c", METHOD=1, TOTAL=60, MIN_PER_CLASS=5, SEED=12)
-    sampling_design(src, str(tmp_path / "d.gpkg"),
-                    options=SamplingOptions(method="total", total=60, minimum=5, seed=11, block=7))
+    sampling_design(
+        src, str(tmp_path / "d.gpkg"), options=SamplingOptions(method="total", total=60, minimum=5, seed=11, block=7)
+    )
     key = [[(r["row"], r["col"], r["stratum"]) for r in points_of(tmp_path / f"{n}.gpkg")[0]] for n in "abcd"]
     assert key[0] == key[1] == key[3] and key[0] != key[2]
 
@@ -122,8 +140,9 @@ def test_counts_table(run_alg, tmp_path, cmap):
     res, meta = run(run_alg, tmp_path, src, METHOD=2, COUNTS=str(t))
     assert meta["design"]["points_per_stratum"] == {"1": 4, "2": 0, "3": 7}
     logs = []
-    sampling_design(src, None, options=SamplingOptions(method="counts", counts_table=str(t)),
-                    monitor=Monitor(info=logs.append))
+    sampling_design(
+        src, None, options=SamplingOptions(method="counts", counts_table=str(t)), monitor=Monitor(info=logs.append)
+    )
     assert "WARNING: the COUNTS table names class value(s) [9] that the map does not hold: skipped" in logs
     assert any(m.startswith("WARNING: class value(s) [2] get no sample point") for m in logs)
     rows = points_of(res["OUTPUT"])[0]
@@ -154,22 +173,25 @@ def run_error(run_alg, tmp_path, **params):
 def test_fault_cases(run_alg, tmp_path, cmap):
     src, _ = cmap
     assert run_error(run_alg, tmp_path, INPUT=src, METHOD=2) == (
-        "METHOD 'counts per class' needs the COUNTS table (CSV value,count)")
+        "METHOD 'counts per class' needs the COUNTS table (CSV value,count)"
+    )
     empty = class_map(tmp_path / "empty.tif", np.zeros((5, 5), np.uint8))
     assert "has no pixel outside nodata and IGNORE ([0]): there is nothing to sample" in run_error(
-        run_alg, tmp_path, INPUT=empty)
+        run_alg, tmp_path, INPUT=empty
+    )
     geo = make_raster(tmp_path / "geo.tif", np.ones((4, 4), np.uint8), origin=(10.0, 50.0), pixel=0.001, epsg=4326)
     assert "is in a geographic CRS (degrees), so its pixel areas in hectares are unknown" in run_error(
-        run_alg, tmp_path, INPUT=geo)
+        run_alg, tmp_path, INPUT=geo
+    )
     f = make_raster(tmp_path / "f.tif", np.ones((4, 4), np.float32))
     assert "holds Float32 values, but a class raster must hold integers" in run_error(run_alg, tmp_path, INPUT=f)
     image = make_raster(tmp_path / "image.tif", np.arange(1, 401, dtype=np.uint16).reshape(20, 20))
-    assert "holds 400 distinct values: that is an image, not a class map" in run_error(
-        run_alg, tmp_path, INPUT=image)
+    assert "holds 400 distinct values: that is an image, not a class map" in run_error(run_alg, tmp_path, INPUT=image)
     t = tmp_path / "bad.csv"
     t.write_text("value,count\n1,many\n", encoding="utf-8")
     assert run_error(run_alg, tmp_path, INPUT=src, METHOD=2, COUNTS=str(t)) == (
-        f"counts table '{t}' line 2: count 'many' is not a whole number")
+        f"counts table '{t}' line 2: count 'many' is not a whole number"
+    )
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException, match="written as a GeoPackage: name the file .gpkg"):
@@ -184,6 +206,7 @@ def test_cancel_leaves_no_output(run_alg, tmp_path, cmap):
     fb.cancel()
     out = tmp_path / "out"
     with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
-        run_alg(ALG, {"INPUT": cmap[0], "OUTPUT": str(out / "p.gpkg"), "OUTPUT_STRATA": str(out / "p.json")},
-                feedback=fb)
+        run_alg(
+            ALG, {"INPUT": cmap[0], "OUTPUT": str(out / "p.gpkg"), "OUTPUT_STRATA": str(out / "p.json")}, feedback=fb
+        )
     assert not out.exists() or os.listdir(out) == []

@@ -1,4 +1,5 @@
 """satclassify:classify end to end in QGIS: values pixel by pixel against a whole-image onnxruntime run."""
+
 import glob
 import os
 
@@ -67,8 +68,8 @@ class Feedback:
 
 def test_linear_model_values_georef_legend_nodata(run_alg, tmp_path):
     raw = s2_raw()
-    raw[:, 10, 20] = 0          # DN 0 in every band: Sentinel-2 nodata
-    raw[2, 30:33, 40] = 0       # DN 0 in one band: nodata too
+    raw[:, 10, 20] = 0  # DN 0 in every band: Sentinel-2 nodata
+    raw[2, 30:33, 40] = 0  # DN 0 in one band: nodata too
     src = make_raster(tmp_path / "s2.tif", raw, origin=ORIGIN, pixel=10.0, band_names=om.S2_BANDS4)
     w = np.array([[10.3, 0, 0, -5.1], [0, 10.7, 0, 0], [-3.3, 0, 0, 12.9]], np.float32)
     b = np.array([0.1, -0.2, 0.0], np.float32)
@@ -91,10 +92,12 @@ def test_linear_model_values_georef_legend_nodata(run_alg, tmp_path):
     band = ds.GetRasterBand(1)
     assert band.GetNoDataValue() == 0
     ct = band.GetColorTable()
-    assert ct.GetColorEntry(1)[:3] == (0xe6, 0x00, 0x4d) and ct.GetColorEntry(3)[:3] == (0x80, 0xff, 0x00)
+    assert ct.GetColorEntry(1)[:3] == (0xE6, 0x00, 0x4D) and ct.GetColorEntry(3)[:3] == (0x80, 0xFF, 0x00)
     assert raster.category_names(ds)[:4] == ["no label", "class 1", "class 2", "class 3"]
-    assert "COMPRESSION=DEFLATE" in " ".join(gdal.Info(out).split()) or \
-        ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    assert (
+        "COMPRESSION=DEFLATE" in " ".join(gdal.Info(out).split())
+        or ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    )
     assert any("ran on CPUExecutionProvider" in m and "MPix/s" in m for m in fb.infos)
     assert fb.progress_values and fb.progress_values[-1] == pytest.approx(100.0)
     assert not glob.glob(str(tmp_path / ".*part*"))
@@ -104,7 +107,7 @@ def test_band_nodata_value_and_band_order(run_alg, tmp_path):
     """Bands found by name in any order; a band's own nodata value is honoured."""
     raw = s2_raw((4, 40, 50), seed=2)
     raw[1, 5, 5] = 7
-    order = ["B08", "B04", "B02", "B03"]           # stored in a different order
+    order = ["B08", "B04", "B02", "B03"]  # stored in a different order
     stored = np.stack([raw[om.S2_BANDS4.index(n)] for n in order])
     src = make_raster(tmp_path / "s2.tif", stored, band_names=order, nodata=7)
     w = np.array([[5.1, -4.9, 0, 0], [0, 0, 5.3, -5.7]], np.float32)
@@ -127,12 +130,22 @@ def test_tiled_equals_whole_image_for_receptive_field_within_halo(run_alg, tmp_p
     model = om.conv_model(tmp_path / "conv.onnx", layers=(3, 5), k=4, card_kw={"tile_size": 64})  # halo 3
     probs = whole_image_probs(model, raw.astype(np.float32) * np.float32(1e-4))[0]
     expected = (probs.argmax(0) + 1).astype(np.uint8)
-    for tile, batch in ((16, 5), (23, 2), (64, 1), (200, 0)):   # 200 > raster: one padded tile
+    for tile, batch in ((16, 5), (23, 2), (64, 1), (200, 0)):  # 200 > raster: one padded tile
         out = str(tmp_path / f"c{tile}.tif")
         conf = str(tmp_path / f"conf{tile}.tif")
         prob = str(tmp_path / f"prob{tile}.tif")
-        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": conf, "PROBABILITIES": prob,
-                      "TILE_SIZE": tile, "BATCH_SIZE": batch})
+        run_alg(
+            ALG,
+            {
+                "INPUT": src,
+                "MODEL": model,
+                "OUTPUT": out,
+                "CONFIDENCE": conf,
+                "PROBABILITIES": prob,
+                "TILE_SIZE": tile,
+                "BATCH_SIZE": batch,
+            },
+        )
         got = read_raster(out)
         if tile == 200:
             # reflection padding changes the context at the far (right/bottom) edges only
@@ -166,8 +179,13 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
         return outs
 
     model.run_top = spy
-    res = gdal_classify.classify(src, model, [str(tmp_path / "o.tif")], probabilities=str(tmp_path / "p.tif"),
-                                 options=ClassifyOptions(device="CPU", tile_size=20, batch_size=4))
+    res = gdal_classify.classify(
+        src,
+        model,
+        [str(tmp_path / "o.tif")],
+        probabilities=str(tmp_path / "p.tif"),
+        options=ClassifyOptions(device="CPU", tile_size=20, batch_size=4),
+    )
     from satclassify_plugin.core.classify.tiling import plan_tiles
 
     tiles = plan_tiles(90, 70, res.tile_size, 4)
@@ -175,7 +193,7 @@ def test_tiled_probabilities_match_untiled_within_1e6(tmp_path):
     assert res.tiles == len(tiles) == flat.shape[0]
     for t, p in zip(tiles, flat):
         (cx, cy, cw, ch), (ox, oy) = t.core, t.core_offset
-        stitched[:, cy:cy + ch, cx:cx + cw] = p[:, oy:oy + ch, ox:ox + cw]
+        stitched[:, cy : cy + ch, cx : cx + cw] = p[:, oy : oy + ch, ox : ox + cw]
     assert not np.isnan(stitched).any()
     assert np.abs(stitched - whole).max() < 1e-6
 
@@ -189,8 +207,10 @@ def test_two_head_model_writes_both_heads(run_alg, tmp_path):
     o1, o2 = str(tmp_path / "fine.tif"), str(tmp_path / "coarse.tif")
     res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": o1, "OUTPUT_2": o2})
     assert res["OUTPUT_2"] == o2
-    for path, p, names in ((o1, fine, ["fine 1", "fine 2", "fine 3", "fine 4"]),
-                           (o2, coarse, ["coarse 1", "coarse 2"])):
+    for path, p, names in (
+        (o1, fine, ["fine 1", "fine 2", "fine 3", "fine 4"]),
+        (o2, coarse, ["coarse 1", "coarse 2"]),
+    ):
         exp = (p.argmax(0) + 1).astype(np.uint8)
         exp[0, 0] = 0
         assert np.array_equal(read_raster(path), exp)
@@ -227,8 +247,7 @@ def test_extent_subset_reads_context_outside_it(run_alg, tmp_path):
     xmin, xmax = ORIGIN[0] + 100, ORIGIN[0] + 400
     ymax, ymin = ORIGIN[1] - 200, ORIGIN[1] - 500
     out = str(tmp_path / "sub.tif")
-    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out,
-                  "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32632]"})
+    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32632]"})
     ds = gdal.Open(out)
     assert (ds.RasterXSize, ds.RasterYSize) == (30, 30)
     assert ds.GetGeoTransform() == pytest.approx((xmin, 10.0, 0.0, ymax, 0.0, -10.0))
@@ -236,17 +255,25 @@ def test_extent_subset_reads_context_outside_it(run_alg, tmp_path):
     # the same extent given in another CRS (EPSG:4326) is reprojected to the layer CRS
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 
-    tr = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"),
-                                QgsProject.instance())
+    tr = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem("EPSG:32632"), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance()
+    )
     r = tr.transformBoundingBox(QgsRectangle(xmin + 20, ymin + 20, xmax - 20, ymax - 20))
     out2 = str(tmp_path / "sub2.tif")
-    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out2,
-                  "EXTENT": f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]"})
+    run_alg(
+        ALG,
+        {
+            "INPUT": src,
+            "MODEL": model,
+            "OUTPUT": out2,
+            "EXTENT": f"{r.xMinimum()},{r.xMaximum()},{r.yMinimum()},{r.yMaximum()} [EPSG:4326]",
+        },
+    )
     ds2 = gdal.Open(out2)
     gt = ds2.GetGeoTransform()
     c0, r0 = int(round((gt[0] - ORIGIN[0]) / 10)), int(round((ORIGIN[1] - gt[3]) / 10))
     assert 8 <= c0 <= 12 and 18 <= r0 <= 22
-    assert np.array_equal(read_raster(out2), full[r0:r0 + ds2.RasterYSize, c0:c0 + ds2.RasterXSize])
+    assert np.array_equal(read_raster(out2), full[r0 : r0 + ds2.RasterYSize, c0 : c0 + ds2.RasterXSize])
 
 
 def test_resample_to_model_resolution(run_alg, tmp_path):
@@ -276,9 +303,12 @@ def test_cancel_leaves_no_file(run_alg, tmp_path):
     out = str(tmp_path / "c.tif")
     fb = Feedback(cancel_after=2)
     with pytest.raises(QgsProcessingException, match="cancelled by the user: no output was written"):
-        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": str(tmp_path / "conf.tif"),
-                      "BATCH_SIZE": 1}, feedback=fb)
-    assert len(fb.progress_values) < 64   # stopped within a batch of the request, not after all tiles
+        run_alg(
+            ALG,
+            {"INPUT": src, "MODEL": model, "OUTPUT": out, "CONFIDENCE": str(tmp_path / "conf.tif"), "BATCH_SIZE": 1},
+            feedback=fb,
+        )
+    assert len(fb.progress_values) < 64  # stopped within a batch of the request, not after all tiles
     assert sorted(os.listdir(tmp_path)) == ["lin.onnx", "s2.tif"]
 
 
@@ -329,7 +359,7 @@ def test_tile_shrinks_to_fit_keeping_the_tile_count(tmp_path):
     src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
     any_size = om.conv_model(tmp_path / "a.onnx", layers=(3, 3), card_kw={"tile_size": 64, "size_multiple": 1})
     default = om.conv_model(tmp_path / "b.onnx", layers=(3, 3), card_kw={"tile_size": 64})
-    expected = (whole_image_probs(any_size, raw.astype(np.float32) * np.float32(1e-4))[0].argmax(0) + 1)
+    expected = whole_image_probs(any_size, raw.astype(np.float32) * np.float32(1e-4))[0].argmax(0) + 1
     r1 = classify(src, any_size, [str(tmp_path / "a.tif")])
     r2 = classify(src, default, [str(tmp_path / "b.tif")])
     assert r1.tile_size == fit_tile(100, 100, 64, 2) == 52 and r2.tile_size == 64
@@ -379,8 +409,9 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
 
     raw = s2_raw((4, 300, 420), seed=5)
     src = str(tmp_path / "s2_deflate.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(src, 420, 300, 4, gdal.GDT_UInt16,
-                                              ["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        src, 420, 300, 4, gdal.GDT_UInt16, ["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "COMPRESS=DEFLATE"]
+    )
     ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
     for i, name in enumerate(om.S2_BANDS4):
         ds.GetRasterBand(i + 1).WriteArray(raw[i])
@@ -392,9 +423,14 @@ def test_multithreaded_block_decoding_gives_the_same_result(tmp_path):
     for threaded in (False, True):
         out = str(tmp_path / f"c_{threaded}.tif")
         conf = str(tmp_path / f"p_{threaded}.tif")
-        res = classify(src, model, [out], confidence=conf,
-                       options=ClassifyOptions(device="CPU", batch_size=3, decode_threads=threaded),
-                       monitor=Monitor(info=logs[threaded].append))
+        res = classify(
+            src,
+            model,
+            [out],
+            confidence=conf,
+            options=ClassifyOptions(device="CPU", batch_size=3, decode_threads=threaded),
+            monitor=Monitor(info=logs[threaded].append),
+        )
         assert res.tiles > 6
         outs[threaded] = (read_raster(out), read_raster(conf))
     assert np.array_equal(outs[True][0], outs[False][0]) and np.array_equal(outs[True][1], outs[False][1])
@@ -424,8 +460,14 @@ def test_argmax_in_the_graph_equals_numpy_argmax(tmp_path, monkeypatch):
             assert model.graph_top == (mode == "graph")
             outs = [str(tmp_path / f"{mode}_{name}_{h}.tif") for h in range(len(model.card.heads))]
             conf, prob = str(tmp_path / f"{mode}_{name}_c.tif"), str(tmp_path / f"{mode}_{name}_p.tif")
-            gdal_classify.classify(src, model, outs, confidence=conf, probabilities=prob,
-                                   options=ClassifyOptions(device="CPU", batch_size=3))
+            gdal_classify.classify(
+                src,
+                model,
+                outs,
+                confidence=conf,
+                probabilities=prob,
+                options=ClassifyOptions(device="CPU", batch_size=3),
+            )
             results[(mode, name)] = [read_raster(p) for p in outs + [conf, prob]]
     for name in ("dual", "tie"):
         for a, b in zip(results[("graph", name)], results[("numpy", name)]):
@@ -440,8 +482,9 @@ def test_run_reports_where_the_inference_thread_spent_its_time(tmp_path):
     src = make_raster(tmp_path / "s2.tif", s2_raw((4, 64, 64)), band_names=om.S2_BANDS4)
     model = om.conv_model(tmp_path / "conv.onnx", card_kw={"tile_size": 32, "halo": 2})
     logs = []
-    res = classify(src, model, [str(tmp_path / "c.tif")], options=ClassifyOptions(device="CPU"),
-                   monitor=Monitor(info=logs.append))
+    res = classify(
+        src, model, [str(tmp_path / "c.tif")], options=ClassifyOptions(device="CPU"), monitor=Monitor(info=logs.append)
+    )
     assert set(res.stats) == {"inference", "wait_input", "wait_writer", "reader_cpu", "writer_cpu", "process_cpu"}
     assert all(v >= 0 for v in res.stats.values()) and res.stats["inference"] > 0
     assert res.stats["inference"] + res.stats["wait_input"] + res.stats["wait_writer"] <= res.seconds

@@ -1,5 +1,6 @@
 """classify's core returns what it wrote and counted: per head, the pixels of each class value, so the tool styles
 the loaded rasters (classes present, area) without reading them again; the core owns the model's device."""
+
 import numpy as np
 import pytest
 
@@ -24,8 +25,9 @@ def test_core_counts_each_written_head_like_the_file(tmp_path):
     model = om.dual_model(tmp_path / "dual.onnx", card_kw={"tile_size": 24})
     fine = str(tmp_path / "fine.tif")
     # several tiles, an extent that cuts tiles: the counts are those of the window written
-    res = classify(src, model, [fine, None], options=ClassifyOptions(device="CPU", extent=(500030, 4999400,
-                                                                                            500870, 4999980)))
+    res = classify(
+        src, model, [fine, None], options=ClassifyOptions(device="CPU", extent=(500030, 4999400, 500870, 4999980))
+    )
     assert len(res.class_counts) == 2 and res.class_counts[1] is None  # the second head was not written
     written = read_raster(fine)
     assert res.tiles > 1 and written.shape == (58, 84)

@@ -1,5 +1,6 @@
 """classify with a two-head model: every head written next to OUTPUT by default (WRITE_ALL_HEADS), a clear log
 line when a head is left out, OUTPUT_2 still wins, the derived name goes through the output guard."""
+
 import os
 
 import numpy as np
@@ -39,15 +40,18 @@ def test_every_head_is_written_next_to_output_by_default(run_alg, tmp_path):
     assert set(np.unique(a)) <= {1, 2} and a.shape == (20, 24)
     assert f"head 'clc_level1' written to {second}" in fb.text
     # the same result as naming it in OUTPUT_2
-    run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "o.tif"),
-                  "OUTPUT_2": str(tmp_path / "o2.tif")})
+    run_alg(
+        ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "o.tif"), "OUTPUT_2": str(tmp_path / "o2.tif")}
+    )
     assert np.array_equal(gdal.Open(str(tmp_path / "o2.tif")).ReadAsArray(), a)
 
 
 def test_output_2_wins_and_nothing_extra(run_alg, tmp_path):
     src, model = inputs(tmp_path)
-    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "fine.tif"),
-                        "OUTPUT_2": str(tmp_path / "coarse.tif")})
+    res = run_alg(
+        ALG,
+        {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "fine.tif"), "OUTPUT_2": str(tmp_path / "coarse.tif")},
+    )
     assert res["HEAD_OUTPUTS"] == [str(tmp_path / "fine.tif"), str(tmp_path / "coarse.tif")]
     assert not (tmp_path / "fine_clc_level1.tif").exists()
 
@@ -55,12 +59,17 @@ def test_output_2_wins_and_nothing_extra(run_alg, tmp_path):
 def test_without_write_all_heads_the_log_says_what_was_left_out(run_alg, tmp_path):
     src, model = inputs(tmp_path)
     fb = LogFeedback()
-    res = run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "classes.tif"),
-                        "WRITE_ALL_HEADS": False}, feedback=fb)
+    res = run_alg(
+        ALG,
+        {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "classes.tif"), "WRITE_ALL_HEADS": False},
+        feedback=fb,
+    )
     assert res["HEAD_OUTPUTS"] == [str(tmp_path / "classes.tif")]
     assert not (tmp_path / "classes_clc_level1.tif").exists()
-    assert ("the model has 2 heads: head 'clc_level1' (2 classes) was not written: give OUTPUT_2, or tick "
-            "'Write every head next to OUTPUT' (WRITE_ALL_HEADS)") in fb.text
+    assert (
+        "the model has 2 heads: head 'clc_level1' (2 classes) was not written: give OUTPUT_2, or tick "
+        "'Write every head next to OUTPUT' (WRITE_ALL_HEADS)"
+    ) in fb.text
 
 
 def test_single_head_model_writes_one_file(run_alg, tmp_path):
@@ -81,8 +90,15 @@ def test_derived_name_goes_through_the_output_guard(run_alg, tmp_path):
     assert np.array_equal(gdal.Open(src).ReadAsArray(), before)
     # ... and two outputs on one file
     with pytest.raises(QgsProcessingException, match="are the same file"):
-        run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "y.tif"),
-                      "CONFIDENCE": str(tmp_path / "y_clc_level1.tif")})
+        run_alg(
+            ALG,
+            {
+                "INPUT": src,
+                "MODEL": model,
+                "OUTPUT": str(tmp_path / "y.tif"),
+                "CONFIDENCE": str(tmp_path / "y_clc_level1.tif"),
+            },
+        )
 
 
 def test_every_head_is_loaded_and_styled(run_alg, tmp_path):
@@ -91,8 +107,9 @@ def test_every_head_is_loaded_and_styled(run_alg, tmp_path):
     src, model = inputs(tmp_path)
     out = str(tmp_path / "classes.tif")
     context = QgsProcessingContext()
-    context.addLayerToLoadOnCompletion(out, QgsProcessingContext.LayerDetails("Classes", QgsProject.instance(),
-                                                                              "OUTPUT"))
+    context.addLayerToLoadOnCompletion(
+        out, QgsProcessingContext.LayerDetails("Classes", QgsProject.instance(), "OUTPUT")
+    )
     run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out}, context=context)
     second = os.path.join(str(tmp_path), "classes_clc_level1.tif")
     assert context.willLoadLayerOnCompletion(second)
@@ -112,8 +129,21 @@ def test_qgis_process_writes_every_head_unless_told_not_to(tmp_path):
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
 
     def run(*extra):
-        proc = subprocess.run([os.path.join(root, "scripts", "qgis_process.sh"), "run", ALG, "--", f"INPUT={src}",
-                               f"MODEL={model}", *extra], env=env, capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [
+                os.path.join(root, "scripts", "qgis_process.sh"),
+                "run",
+                ALG,
+                "--",
+                f"INPUT={src}",
+                f"MODEL={model}",
+                *extra,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         return proc.stdout + proc.stderr
 

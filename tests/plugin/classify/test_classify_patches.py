@@ -1,5 +1,6 @@
 """satclassify:classifypatches: a patch classifier over the patch grid -> one polygon per cell with labels and
 probabilities; multi-label thresholds (card / THRESHOLD), single-label top class, EXTENT, nodata, style, errors."""
+
 import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsVectorLayer
@@ -15,7 +16,7 @@ B = [0.0, -3.0, 0.5]
 def _scene(tmp_path, h=40, w=60, seed=0, nodata_cells=()):
     raw = np.random.default_rng(seed).integers(200, 5000, (4, h, w)).astype(np.uint16)
     for r, c in nodata_cells:
-        raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = 0
+        raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] = 0
     return make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4), raw
 
 
@@ -38,7 +39,7 @@ def test_multilabel_patches_with_the_card_thresholds(run_alg, tmp_path):
     assert layer.fields().field("p_2").alias() in ("", "class 2")
     seen = set()
     for (r, c), f in feats.items():
-        p = om.patch_expected(raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8], W, B)
+        p = om.patch_expected(raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8], W, B)
         np.testing.assert_allclose([f["p_1"], f["p_2"], f["p_3"]], p, atol=2e-6)
         want = [names[k] for k in np.argsort(-p) if p[k] >= th[k]]
         assert f["labels"] == "; ".join(want)
@@ -56,7 +57,7 @@ def test_threshold_overrides_the_card(run_alg, tmp_path):
     res = run_alg(ALG, {"INPUT": src, "MODEL": model, "THRESHOLD": 0.2, "OUTPUT": str(tmp_path / "p.gpkg")})
     _layer, feats = _features(res["OUTPUT"])
     for (r, c), f in feats.items():
-        p = om.patch_expected(raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8], W, B)
+        p = om.patch_expected(raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8], W, B)
         assert set(filter(None, f["labels"].split("; "))) == {f"class {k + 1}" for k in range(3) if p[k] >= 0.2}
 
 
@@ -66,7 +67,7 @@ def test_single_label_model_gives_its_top_class(run_alg, tmp_path):
     res = run_alg(ALG, {"INPUT": src, "MODEL": model, "THRESHOLD": 0.01, "OUTPUT": str(tmp_path / "p.gpkg")})
     _layer, feats = _features(res["OUTPUT"])
     for (r, c), f in feats.items():
-        p = om.patch_expected(raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8], W, B, activation="softmax")
+        p = om.patch_expected(raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8], W, B, activation="softmax")
         assert f["labels"] == f"class {p.argmax() + 1}" == f["top_label"]
         assert f["p_1"] + f["p_2"] + f["p_3"] == pytest.approx(1.0, abs=1e-5)
 
@@ -98,15 +99,19 @@ def test_extent_and_nodata_cells(run_alg, tmp_path):
 
 def test_style_by_top_label(run_alg, tmp_path):
     from qgis.core import QgsCategorizedSymbolRenderer, QgsProcessingContext, QgsProject
+
     src, _raw = _scene(tmp_path)
-    table = [{"value": 12, "code": "211", "name": "Non-irrigated arable land", "color": "#ffffa8"},
-             {"value": 24, "code": "312", "name": "Coniferous forest", "color": "#00a600"},
-             {"value": 41, "code": "512", "name": "Water bodies", "color": "#80f2e6"}]
+    table = [
+        {"value": 12, "code": "211", "name": "Non-irrigated arable land", "color": "#ffffa8"},
+        {"value": 24, "code": "312", "name": "Coniferous forest", "color": "#00a600"},
+        {"value": 41, "code": "512", "name": "Water bodies", "color": "#80f2e6"},
+    ]
     model = om.patch_model(tmp_path / "ml.onnx", W, B, class_table=table)
     out = str(tmp_path / "p.gpkg")
     context = QgsProcessingContext()
-    context.addLayerToLoadOnCompletion(out, QgsProcessingContext.LayerDetails("patches", QgsProject.instance(),
-                                                                             "OUTPUT"))
+    context.addLayerToLoadOnCompletion(
+        out, QgsProcessingContext.LayerDetails("patches", QgsProject.instance(), "OUTPUT")
+    )
     run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out}, context=context)
     pp = context.layerToLoadOnCompletionDetails(out).postProcessor()
     layer, feats = _features(out)
@@ -116,15 +121,20 @@ def test_style_by_top_label(run_alg, tmp_path):
     r = layer.renderer()
     assert isinstance(r, QgsCategorizedSymbolRenderer) and r.classAttribute() == "top_value"
     assert [(c.value(), c.label(), c.symbol().color().name()) for c in r.categories()] == [
-        (12, "Non-irrigated arable land", "#ffffa8"), (24, "Coniferous forest", "#00a600"),
-        (41, "Water bodies", "#80f2e6")]
+        (12, "Non-irrigated arable land", "#ffffa8"),
+        (24, "Coniferous forest", "#00a600"),
+        (41, "Water bodies", "#80f2e6"),
+    ]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("shp", "the tool writes a GeoPackage: name the file .gpkg"),
-    ("small", "smaller than one 8 x 8 patch of the model"),
-    ("bands", "model bands B08 not found in the raster"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("shp", "the tool writes a GeoPackage: name the file .gpkg"),
+        ("small", "smaller than one 8 x 8 patch of the model"),
+        ("bands", "model bands B08 not found in the raster"),
+    ],
+)
 def test_errors(run_alg, tmp_path, case, message):
     model = om.patch_model(tmp_path / "ml.onnx", W, B)
     out = str(tmp_path / ("p.shp" if case == "shp" else "p.gpkg"))
@@ -137,13 +147,16 @@ def test_errors(run_alg, tmp_path, case, message):
     with pytest.raises(QgsProcessingException, match=message):
         run_alg(ALG, {"INPUT": src, "MODEL": model, "OUTPUT": out})
     import os
+
     assert not [f for f in os.listdir(tmp_path) if f.startswith("p.") or ".part" in f]
 
 
 def test_right_click_action(plugin):
     from satclassify_plugin.plugin import LAYER_ACTIONS
+
     assert ("Classify patches with SatClassify model...", "satclassify:classifypatches", "INPUT") in [
-        (a[0], a[2], a[3]) for a in LAYER_ACTIONS]
+        (a[0], a[2], a[3]) for a in LAYER_ACTIONS
+    ]
     assert "satclassify:classifypatches" in [alg for _a, alg, _p in plugin.layer_actions]
 
 
@@ -156,7 +169,7 @@ def test_card_input_clip_applies_to_patches(run_alg, tmp_path):
     _layer, feats = _features(res["OUTPUT"])
     differ = 0
     for (r, c), f in feats.items():
-        cell = raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+        cell = raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8]
         p = om.patch_expected(np.clip(cell, 0, 2750), W, B, activation="softmax")
         np.testing.assert_allclose([f["p_1"], f["p_2"], f["p_3"]], p, atol=2e-6)
         differ += not np.allclose(p, om.patch_expected(cell, W, B, activation="softmax"), atol=1e-4)

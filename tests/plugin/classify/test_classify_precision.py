@@ -1,5 +1,6 @@
 """satclassify:classify with reduced-precision models: a static int8 (QDQ) model runs on the CPU and gives
 (nearly) the float32 model's classes; a float16 model (``export --half``) is refused on the CPU with the fix."""
+
 import json
 
 import numpy as np
@@ -16,7 +17,7 @@ ALG = "satclassify:classify"
 
 def _raw(shape, seed):
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[1], 0:shape[2]]
+    yy, xx = np.mgrid[0 : shape[1], 0 : shape[2]]
     base = 1500 + 1200 * np.sin(xx / 9.0)[None] * np.cos(yy / 13.0)[None] * np.arange(1, shape[0] + 1)[:, None, None]
     return np.clip(base + rng.normal(0, 200, shape), 1, 10000).astype(np.uint16)
 
@@ -38,13 +39,20 @@ def int8_of(fp32, out, raw):
     class Tiles(CalibrationDataReader):
         def __init__(self):
             x = raw.astype(np.float32) * np.float32(1e-4)
-            self.items = iter([{"image": x[None, :, y:y + 32, c:c + 32]} for y in (0, 40) for c in (0, 50)])
+            self.items = iter([{"image": x[None, :, y : y + 32, c : c + 32]} for y in (0, 40) for c in (0, 50)])
 
         def get_next(self):
             return next(self.items, None)
 
-    quantize_static(str(fp32), str(out), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(fp32),
+        str(out),
+        Tiles(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     _set_quantization(out, {"dtype": "int8", "format": "QDQ"})
     return str(out)
 

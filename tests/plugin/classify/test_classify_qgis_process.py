@@ -1,4 +1,5 @@
 """satclassify:classify through qgis_process (scripts/qgis_process.sh: plugin installed in a temp profile)."""
+
 import os
 import subprocess
 
@@ -20,9 +21,23 @@ def test_classify_with_qgis_process(tmp_path):
     out, conf = tmp_path / "classes.tif", tmp_path / "conf.tif"
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", "satclassify:classify", "--",
-         f"INPUT={src}", f"MODEL={model}", f"OUTPUT={out}", f"CONFIDENCE={conf}", "DEVICE=1", "BATCH_SIZE=2"],
-        env=env, capture_output=True, text=True, timeout=240)
+        [
+            os.path.join(ROOT, "scripts", "qgis_process.sh"),
+            "run",
+            "satclassify:classify",
+            "--",
+            f"INPUT={src}",
+            f"MODEL={model}",
+            f"OUTPUT={out}",
+            f"CONFIDENCE={conf}",
+            "DEVICE=1",
+            "BATCH_SIZE=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ran on CPUExecutionProvider" in proc.stdout and "MPix/s" in proc.stdout
     assert "PROVIDER:\tCPUExecutionProvider" in proc.stdout

@@ -1,6 +1,7 @@
 """Issue 25 item 15: tile plans follow the raster's shape. A 20000 x 1 px raster ran on 256 x 256 tiles, 255 of
 every 256 rows reflection padding (about 250 times the work); now its tiles are as high as the model needs (1 row
 for a model of any size, 32 for one that keeps multiples of 32) and longer, with the same result."""
+
 import numpy as np
 from osgeo import gdal
 

@@ -1,5 +1,6 @@
 """Issue 25, wrong results with exit 0 (items 4, 5, 6, 7, 8, 11) through processing.run in real QGIS: classify and
 classifypatches refuse what they cannot do right, and never turn a broken score or value into a class."""
+
 import math
 import os
 
@@ -58,8 +59,9 @@ def test_rotated_raster_is_refused_not_written_north_up(run_alg, tmp_path):
     ds = gdal.Open(src, gdal.GA_Update)
     ds.SetGeoTransform((ORIGIN[0], 10.0, 2.0, ORIGIN[1], 2.0, -10.0))
     ds = None
-    refused(run_alg, ALG, {"INPUT": src, "MODEL": lin(tmp_path), "OUTPUT": str(tmp_path / "c.tif")},
-            "rotated.*north-up")
+    refused(
+        run_alg, ALG, {"INPUT": src, "MODEL": lin(tmp_path), "OUTPUT": str(tmp_path / "c.tif")}, "rotated.*north-up"
+    )
     patch = om.patch_model(tmp_path / "p.onnx", np.eye(2, 4), p=8)
     refused(run_alg, PATCHES, {"INPUT": src, "MODEL": patch, "OUTPUT": str(tmp_path / "p.gpkg")}, "rotated.*north-up")
 
@@ -73,8 +75,9 @@ def sqrt_model(path):
     node, inits = om._conv("lin", "image", w.reshape(3, 4, 1, 1), b, "logits", 0)
     sq = helper.make_node("Sqrt", ["logits"], ["root"])
     soft = helper.make_node("Softmax", ["root"], ["probs"], axis=1)
-    meta = {"satclassify": om.card(heads=[{"name": "class", "output": "probs", "classes": om.classes(3)}],
-                                   tile_size=16)}
+    meta = {
+        "satclassify": om.card(heads=[{"name": "class", "output": "probs", "classes": om.classes(3)}], tile_size=16)
+    }
     return om._save(path, [node, sq, soft], inits, 4, [("probs", 3)], meta)
 
 
@@ -88,8 +91,9 @@ def test_nan_scores_are_nodata_not_class_1(run_alg, tmp_path, monkeypatch, graph
     src = make_raster(tmp_path / "s2.tif", raw, band_names=om.S2_BANDS4)
     out, conf = str(tmp_path / "c.tif"), str(tmp_path / "conf.tif")
     fb = Feedback()
-    run_alg(ALG, {"INPUT": src, "MODEL": sqrt_model(tmp_path / "sqrt.onnx"), "OUTPUT": out, "CONFIDENCE": conf},
-            feedback=fb)
+    run_alg(
+        ALG, {"INPUT": src, "MODEL": sqrt_model(tmp_path / "sqrt.onnx"), "OUTPUT": out, "CONFIDENCE": conf}, feedback=fb
+    )
     nan = raw[0] < 2000
     classes, confidence = read_raster(out), read_raster(conf)
     assert nan.any() and (~nan).any()
@@ -100,10 +104,15 @@ def test_nan_scores_are_nodata_not_class_1(run_alg, tmp_path, monkeypatch, graph
 
 def test_model_giving_only_nan_fails_clearly(run_alg, tmp_path):
     src = make_raster(tmp_path / "s2.tif", s2_raw(), band_names=om.S2_BANDS4)
-    model = om.linear_model(tmp_path / "nan.onnx", np.eye(3, 4), bias=[0.0, float("nan"), 0.0],
-                            card_kw={"tile_size": 16})
-    refused(run_alg, ALG, {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "c.tif"),
-                           "CONFIDENCE": str(tmp_path / "conf.tif")}, "no finite score")
+    model = om.linear_model(
+        tmp_path / "nan.onnx", np.eye(3, 4), bias=[0.0, float("nan"), 0.0], card_kw={"tile_size": 16}
+    )
+    refused(
+        run_alg,
+        ALG,
+        {"INPUT": src, "MODEL": model, "OUTPUT": str(tmp_path / "c.tif"), "CONFIDENCE": str(tmp_path / "conf.tif")},
+        "no finite score",
+    )
     assert not os.path.exists(tmp_path / "conf.tif")
 
 
@@ -115,21 +124,32 @@ def test_patches_with_nan_scores_get_no_class(run_alg, tmp_path):
 
 # 6. / 7. pixel size on the ground ----------------------------------------------------------------------------------
 def test_100_km_pixels_for_a_10_m_model_are_refused(run_alg, tmp_path):
-    src = make_raster(tmp_path / "coarse.tif", s2_raw(), band_names=om.S2_BANDS4, pixel=100000.0,
-                      origin=(0.0, 9000000.0))
-    refused(run_alg, ALG, {"INPUT": src, "MODEL": lin(tmp_path), "OUTPUT": str(tmp_path / "c.tif")},
-            r"e\+04 m pixels on the ground but the model was trained on 10 m pixels.*coarser.*warp the raster")
+    src = make_raster(
+        tmp_path / "coarse.tif", s2_raw(), band_names=om.S2_BANDS4, pixel=100000.0, origin=(0.0, 9000000.0)
+    )
+    refused(
+        run_alg,
+        ALG,
+        {"INPUT": src, "MODEL": lin(tmp_path), "OUTPUT": str(tmp_path / "c.tif")},
+        r"e\+04 m pixels on the ground but the model was trained on 10 m pixels.*coarser.*warp the raster",
+    )
     patch = om.patch_model(tmp_path / "p.onnx", np.eye(2, 4), p=8)
-    refused(run_alg, PATCHES, {"INPUT": src, "MODEL": patch, "OUTPUT": str(tmp_path / "p.gpkg")},
-            r"m pixels on the ground but the model was trained on 10 m")
+    refused(
+        run_alg,
+        PATCHES,
+        {"INPUT": src, "MODEL": patch, "OUTPUT": str(tmp_path / "p.gpkg")},
+        r"m pixels on the ground but the model was trained on 10 m",
+    )
 
 
 def test_geographic_stack_is_refused_by_classifypatches_too(run_alg, tmp_path):
-    src = make_raster(tmp_path / "ll.tif", s2_raw(), band_names=om.S2_BANDS4, pixel=1e-4, origin=(10.0, 45.0),
-                      epsg=4326)
+    src = make_raster(
+        tmp_path / "ll.tif", s2_raw(), band_names=om.S2_BANDS4, pixel=1e-4, origin=(10.0, 45.0), epsg=4326
+    )
     patch = om.patch_model(tmp_path / "p.onnx", np.eye(2, 4), p=8)
-    refused(run_alg, PATCHES, {"INPUT": src, "MODEL": patch, "OUTPUT": str(tmp_path / "p.gpkg")},
-            "geographic.*reproject")
+    refused(
+        run_alg, PATCHES, {"INPUT": src, "MODEL": patch, "OUTPUT": str(tmp_path / "p.gpkg")}, "geographic.*reproject"
+    )
 
 
 def merc_y(lat):
@@ -139,8 +159,14 @@ def merc_y(lat):
 def test_web_mercator_pixels_are_measured_on_the_ground(run_alg, tmp_path):
     """10 map units of EPSG:3857 at 70 N are 3.4 m on the ground: a 10 m model gets a warning, and RESAMPLE runs it
     at 10 ground metres (29 map units)."""
-    src = make_raster(tmp_path / "merc.tif", s2_raw((4, 64, 64)), band_names=om.S2_BANDS4, pixel=10.0,
-                      origin=(1000000.0, merc_y(70.0)), epsg=3857)
+    src = make_raster(
+        tmp_path / "merc.tif",
+        s2_raw((4, 64, 64)),
+        band_names=om.S2_BANDS4,
+        pixel=10.0,
+        origin=(1000000.0, merc_y(70.0)),
+        epsg=3857,
+    )
     fb = Feedback()
     run_alg(ALG, {"INPUT": src, "MODEL": lin(tmp_path), "OUTPUT": str(tmp_path / "c.tif")}, feedback=fb)
     assert any("not ground metres" in m for m in fb.infos)

@@ -2,6 +2,7 @@
 layer's right-click action with the default model, Plugins > SatClassify > Manage models... (list, card summary, add
 from a file, add from a URL with a SHA-256 through the plugin's HTTP client against the local fake server, remove).
 Tests make their own small models; the shipped folder is replaced by a temporary one."""
+
 import hashlib
 import os
 
@@ -26,9 +27,12 @@ def catalogue(tmp_path, monkeypatch):
     """A shipped folder with one model ('first'), an empty user folder (SATCLASSIFY_MODELS_DIR)."""
     shipped = tmp_path / "shipped"
     shipped.mkdir()
-    om.patch_model(shipped / "first.onnx", W, activation="softmax",
-                   card_kw={"training": {"dataset": {"name": "synthetic", "licence": "CC0"},
-                                         "metrics": {"val_oa": 0.93}}})
+    om.patch_model(
+        shipped / "first.onnx",
+        W,
+        activation="softmax",
+        card_kw={"training": {"dataset": {"name": "synthetic", "licence": "CC0"}, "metrics": {"val_oa": 0.93}}},
+    )
     monkeypatch.setattr(mc, "SHIPPED_DIR", str(shipped))
     monkeypatch.setenv(mc.ENV_DIR, str(tmp_path / "user"))
     return mc.Catalogue(str(tmp_path / "user"))
@@ -53,9 +57,16 @@ def _tops(path):
 
 
 def _expected_tops(raw, weights):
-    return {(r, c): int(np.argmax(om.patch_expected(raw[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8], weights,
-                                                    activation="softmax"))) + 1
-            for r in range(raw.shape[1] // 8) for c in range(raw.shape[2] // 8)}
+    return {
+        (r, c): int(
+            np.argmax(
+                om.patch_expected(raw[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8], weights, activation="softmax")
+            )
+        )
+        + 1
+        for r in range(raw.shape[1] // 8)
+        for c in range(raw.shape[2] // 8)
+    }
 
 
 def test_model_id_runs_a_model_of_the_list_and_a_file_wins(run_alg, catalogue, tmp_path):
@@ -79,8 +90,11 @@ def test_no_model_and_unknown_id_are_clear_errors(run_alg, tmp_path, monkeypatch
     src, _raw = _scene(tmp_path)
     with pytest.raises(QgsProcessingException, match=r"no model: choose one in the model list \(MODEL_ID\)"):
         run_alg(ALG, {"INPUT": src, "OUTPUT": str(tmp_path / "a.gpkg")})
-    with pytest.raises(QgsProcessingException, match=r"MODEL_ID 'nope': no such model in the model list \(models: "
-                                                     r"none\)\. Add it with Plugins > SatClassify > Manage models"):
+    with pytest.raises(
+        QgsProcessingException,
+        match=r"MODEL_ID 'nope': no such model in the model list \(models: "
+        r"none\)\. Add it with Plugins > SatClassify > Manage models",
+    ):
         run_alg(ALG, {"INPUT": src, "MODEL_ID": "nope", "OUTPUT": str(tmp_path / "a.gpkg")})
     with pytest.raises(QgsProcessingException, match=r"MODEL_ID '0' \(the model's id, not a number\)"):
         run_alg(ALG, {"INPUT": src, "MODEL_ID": 0, "OUTPUT": str(tmp_path / "a.gpkg")})
@@ -122,8 +136,14 @@ def test_manage_models_menu_entry_and_dialog(plugin, catalogue, tmp_path):
     try:
         assert dlg.ids() == ["first"] and dlg.current_id() == "first"
         text = dlg.summary_of_current()
-        for want in ("shipped with the plugin", "Classes (3): class 1, class 2, class 3", "Bands: B02 B03 B04 B08",
-                     "val_oa 0.93", "Dataset: synthetic", "Licence: CC0"):
+        for want in (
+            "shipped with the plugin",
+            "Classes (3): class 1, class 2, class 3",
+            "Bands: B02 B03 B04 B08",
+            "val_oa 0.93",
+            "Dataset: synthetic",
+            "Licence: CC0",
+        ):
             assert want in text, text
         assert not dlg.remove_button.isEnabled()  # a shipped model stays
         # add a file: listed, selected, summarised; the tool sees it
@@ -132,6 +152,7 @@ def test_manage_models_menu_entry_and_dialog(plugin, catalogue, tmp_path):
         assert "multi-label" in dlg.summary_of_current() and "Licence: not stated" in dlg.summary_of_current()
         assert dlg.remove_button.isEnabled()
         from qgis.core import QgsApplication
+
         alg = QgsApplication.processingRegistry().createAlgorithmById(ALG)
         assert alg.parameterDefinition("MODEL_ID").options() == ["first", "added"]
         # a file that is not a model: the status line says why, the list is unchanged

@@ -1,4 +1,5 @@
 """satclassify:buildpatches in real QGIS processing: counts, edges, spatial split, georeferencing, masks."""
+
 import os
 import subprocess
 
@@ -47,9 +48,17 @@ def data(tmp_path):
 
 
 def run(run_alg, data, out="ds", context=None, **kw):
-    params = {"IMAGE": data["img"], "LABELS": data["labels"], "PATCH_SIZE": 16, "BLOCK_SIZE": 2,
-              "VAL_FRACTION": 0.25, "TEST_FRACTION": 0.25, "SEED": 1, "MIN_LABELLED": 0.5,
-              "OUTPUT_FOLDER": str(data["dir"] / out)}
+    params = {
+        "IMAGE": data["img"],
+        "LABELS": data["labels"],
+        "PATCH_SIZE": 16,
+        "BLOCK_SIZE": 2,
+        "VAL_FRACTION": 0.25,
+        "TEST_FRACTION": 0.25,
+        "SEED": 1,
+        "MIN_LABELLED": 0.5,
+        "OUTPUT_FOLDER": str(data["dir"] / out),
+    }
     params.update(kw)
     return run_alg("satclassify:buildpatches", params, context=context)
 
@@ -66,8 +75,7 @@ def test_counts_georef_and_content(run_alg, data):
     counts = {s: ds.count(s) if s in ds.manifest["splits"] else 0 for s in ("train", "val", "test")}
     # 6 x 8 = 48 positions of 16 px; the top-left patch has 100/256 unlabelled pixels and is kept (>= 50 %)
     assert sum(counts.values()) == 48
-    assert (res["TRAIN_COUNT"], res["VAL_COUNT"], res["TEST_COUNT"]) == (counts["train"], counts["val"],
-                                                                          counts["test"])
+    assert (res["TRAIN_COUNT"], res["VAL_COUNT"], res["TEST_COUNT"]) == (counts["train"], counts["val"], counts["test"])
     assert counts["val"] >= 12 and counts["test"] >= 12 and counts["train"] >= 12
     assert ds.bands == BANDS and ds.patch_size == 16 and ds.manifest["dtype"] == "uint16"
     assert [c["name"] for c in ds.classes] == [c.name for c in clc.classes(1)]
@@ -84,23 +92,23 @@ def test_counts_georef_and_content(run_alg, data):
         assert (bb.xMinimum(), bb.yMaximum()) == (X0 + c0 * PIX, Y0 - r0 * PIX)
         assert (bb.width(), bb.height()) == (160.0, 160.0)
         imgs, labs, _ = shards[f["split"]][f["shard"]]
-        np.testing.assert_array_equal(imgs[f["index"]], img[:, r0:r0 + 16, c0:c0 + 16])
-        np.testing.assert_array_equal(labs[f["index"]], data["lab"][r0:r0 + 16, c0:c0 + 16])
-        expected3 = (data["lab"][r0:r0 + 16, c0:c0 + 16] == 3).mean()
+        np.testing.assert_array_equal(imgs[f["index"]], img[:, r0 : r0 + 16, c0 : c0 + 16])
+        np.testing.assert_array_equal(labs[f["index"]], data["lab"][r0 : r0 + 16, c0 : c0 + 16])
+        expected3 = (data["lab"][r0 : r0 + 16, c0 : c0 + 16] == 3).mean()
         assert abs(f["frac_3"] - expected3) < 1e-6
     # the positions in the manifest follow the shard order
     pos = ds.manifest["positions"]["train"]
     first = next(iter(ds.iter_patches("train")))[0]
-    np.testing.assert_array_equal(first, img[:, pos[0][0]:pos[0][0] + 16, pos[0][1]:pos[0][1] + 16])
+    np.testing.assert_array_equal(first, img[:, pos[0][0] : pos[0][0] + 16, pos[0][1] : pos[0][1] + 16])
     # class counts of the manifest = label pixels of the patches
     tl = ds.load("train")[1]
     assert ds.class_counts("train")[3] == int((tl == 3).sum()) and ds.class_counts("train")[1] == 0
     # memory-mapped reading with plain numpy
-    m = np.load(os.path.join(res["OUTPUT_FOLDER"], ds.manifest["splits"]["val"]["shards"][0]["images"]),
-                mmap_mode="r")
+    m = np.load(os.path.join(res["OUTPUT_FOLDER"], ds.manifest["splits"]["val"]["shards"][0]["images"]), mmap_mode="r")
     assert isinstance(m, np.memmap) and m.dtype == np.uint16 and m.shape[1:] == (4, 16, 16)
     assert os.path.basename(res["MANIFEST"]) == "manifest.json" and res["OUTPUT_FOOTPRINTS"].endswith(
-        "patches.gpkg|layername=patches")
+        "patches.gpkg|layername=patches"
+    )
 
 
 def _pixels(feats, splits, p=16):
@@ -128,8 +136,9 @@ def test_split_blocks_do_not_share_pixels(run_alg, data, stride):
 
 
 def test_seed_changes_split_and_is_reproducible(run_alg, data):
-    a, b, c = (Dataset(run(run_alg, data, out=o, SEED=s)["OUTPUT_FOLDER"]).manifest
-               for o, s in (("a", 1), ("b", 1), ("c", 7)))
+    a, b, c = (
+        Dataset(run(run_alg, data, out=o, SEED=s)["OUTPUT_FOLDER"]).manifest for o, s in (("a", 1), ("b", 1), ("c", 7))
+    )
     assert a["positions"] == b["positions"] and a["positions"] != c["positions"]
 
 
@@ -145,9 +154,20 @@ def test_mask_nodata_and_warped_labels(run_alg, data):
     # labels at 20 m on the same extent: warped to the 10 m image grid
     lab20 = np.where(np.arange(W // 2)[None, :] < 32, 2, 3).repeat(H // 2, 0).astype(np.uint8)
     lpath = label_raster(tmp / "lab20.tif", lab20, pixel=20.0)
-    res = run_alg("satclassify:buildpatches", {"IMAGE": src, "LABELS": lpath, "MASK": mpath, "PATCH_SIZE": 16,
-                                               "BLOCK_SIZE": 2, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
-                                               "MAX_MASKED": 0.3, "OUTPUT_FOLDER": str(tmp / "m")})
+    res = run_alg(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": src,
+            "LABELS": lpath,
+            "MASK": mpath,
+            "PATCH_SIZE": 16,
+            "BLOCK_SIZE": 2,
+            "VAL_FRACTION": 0.0,
+            "TEST_FRACTION": 0.0,
+            "MAX_MASKED": 0.3,
+            "OUTPUT_FOLDER": str(tmp / "m"),
+        },
+    )
     ds = Dataset(res["OUTPUT_FOLDER"])
     _, feats = footprints(res)
     rc = {(f["row"], f["col"]): f for f in feats}
@@ -171,8 +191,9 @@ def test_nodata_rows_drop_patches(tmp_path):
     img[:, 40:48, :] = 0
     src = make_raster(tmp_path / "nd.tif", img, origin=(X0, Y0), pixel=PIX, band_names=BANDS, nodata=0)
     lab = label_raster(tmp_path / "l.tif", np.full((H, W), 2, np.uint8))
-    res = build_patches(src, lab, str(tmp_path / "o"), patch_size=16, block_size=2, val_fraction=0, test_fraction=0,
-                        max_masked=0.3)
+    res = build_patches(
+        src, lab, str(tmp_path / "o"), patch_size=16, block_size=2, val_fraction=0, test_fraction=0, max_masked=0.3
+    )
     # the patch row 32..47 is half nodata (> 30 %): 8 patches dropped
     assert res.counts["train"] == 48 - 8
     assert all(r != 32 for r, _ in res.manifest["positions"]["train"])
@@ -183,12 +204,24 @@ def test_k_folds_and_class_aware_sampling(run_alg, data):
     lab = np.full((H, W), 1, np.uint8)
     rare = [(0, 0), (32, 96), (64, 48), (80, 112)]
     for r, c in rare:
-        lab[r:r + 16, c:c + 16] = 4
+        lab[r : r + 16, c : c + 16] = 4
     lpath = label_raster(tmp / "rare.tif", lab)
-    res = run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": lpath, "PATCH_SIZE": 16,
-                                               "BLOCK_SIZE": 1, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
-                                               "K_FOLDS": 3, "MAX_PATCHES": 8, "CLASS_AWARE": True, "SEED": 2,
-                                               "OUTPUT_FOLDER": str(tmp / "r")})
+    res = run_alg(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": data["img"],
+            "LABELS": lpath,
+            "PATCH_SIZE": 16,
+            "BLOCK_SIZE": 1,
+            "VAL_FRACTION": 0.0,
+            "TEST_FRACTION": 0.0,
+            "K_FOLDS": 3,
+            "MAX_PATCHES": 8,
+            "CLASS_AWARE": True,
+            "SEED": 2,
+            "OUTPUT_FOLDER": str(tmp / "r"),
+        },
+    )
     ds = Dataset(res["OUTPUT_FOLDER"])
     assert ds.count("train") == 8
     assert ds.class_counts("train")[4] == 4 * 256
@@ -201,35 +234,76 @@ def test_k_folds_and_class_aware_sampling(run_alg, data):
 def test_log_reports_class_histograms_per_split(run_alg, data):
     fb = LogFeedback()
     lpath = label_raster(data["dir"] / "half.tif", np.where(np.arange(W)[None, :] < 32, 2, 3).repeat(H, 0))
-    res = run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": lpath, "PATCH_SIZE": 32,
-                                               "BLOCK_SIZE": 1, "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
-                                               "OUTPUT_FOLDER": str(data["dir"] / "h")}, feedback=fb)
+    res = run_alg(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": data["img"],
+            "LABELS": lpath,
+            "PATCH_SIZE": 32,
+            "BLOCK_SIZE": 1,
+            "VAL_FRACTION": 0.0,
+            "TEST_FRACTION": 0.0,
+            "OUTPUT_FOLDER": str(data["dir"] / "h"),
+        },
+        feedback=fb,
+    )
     assert res["TRAIN_COUNT"] == 12
     assert "train: 12 patches; classes: Agricultural areas 25.0%, Forest and semi natural areas 75.0%" in fb.messages
     assert "val: 0 patches" in fb.messages
-    assert "12 patch positions (32 px, stride 32): 12 kept, 0 below MIN_LABELLED 0.5 or above MAX_MASKED 0.05" \
+    assert (
+        "12 patch positions (32 px, stride 32): 12 kept, 0 below MIN_LABELLED 0.5 or above MAX_MASKED 0.05"
         in fb.messages
+    )
     assert not [m for m in fb.messages if "single class" in m]
     # a one-class label raster still builds, with a warning that names the class and the fix
     one = label_raster(data["dir"] / "one.tif", np.full((H, W), 3, np.uint8))
     fb = LogFeedback()
-    run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": one, "PATCH_SIZE": 32, "BLOCK_SIZE": 1,
-                                         "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0,
-                                         "OUTPUT_FOLDER": str(data["dir"] / "one")}, feedback=fb)
-    assert [m for m in fb.messages if m.startswith(
-        "WARNING: the patches hold a single class (3 Forest and semi natural areas): a model trained on them cannot "
-        "learn")]
+    run_alg(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": data["img"],
+            "LABELS": one,
+            "PATCH_SIZE": 32,
+            "BLOCK_SIZE": 1,
+            "VAL_FRACTION": 0.0,
+            "TEST_FRACTION": 0.0,
+            "OUTPUT_FOLDER": str(data["dir"] / "one"),
+        },
+        feedback=fb,
+    )
+    assert [
+        m
+        for m in fb.messages
+        if m.startswith(
+            "WARNING: the patches hold a single class (3 Forest and semi natural areas): "
+            "a model trained on them cannot learn"
+        )
+    ]
 
 
 def test_clc_level_class_table_for_unnamed_labels(run_alg, data):
     tmp = data["dir"]
     lpath = label_raster(tmp / "plain.tif", np.full((H, W), 12, np.uint8), named=False)
-    res = run_alg("satclassify:buildpatches", {"IMAGE": data["img"], "LABELS": lpath, "CLASSES": 3, "PATCH_SIZE": 32,
-                                               "BLOCK_SIZE": 1, "VAL_FRACTION": 0.2, "TEST_FRACTION": 0.2,
-                                               "OUTPUT_FOLDER": str(tmp / "u")})
+    res = run_alg(
+        "satclassify:buildpatches",
+        {
+            "IMAGE": data["img"],
+            "LABELS": lpath,
+            "CLASSES": 3,
+            "PATCH_SIZE": 32,
+            "BLOCK_SIZE": 1,
+            "VAL_FRACTION": 0.2,
+            "TEST_FRACTION": 0.2,
+            "OUTPUT_FOLDER": str(tmp / "u"),
+        },
+    )
     ds = Dataset(res["OUTPUT_FOLDER"])
-    assert len(ds.classes) == 44 and ds.classes[11] == {"value": 12, "code": "211",
-                                                        "name": "Non-irrigated arable land", "color": "#ffffa8"}
+    assert len(ds.classes) == 44 and ds.classes[11] == {
+        "value": 12,
+        "code": "211",
+        "name": "Non-irrigated arable land",
+        "color": "#ffffa8",
+    }
     assert res["TRAIN_COUNT"] + res["VAL_COUNT"] + res["TEST_COUNT"] == 12
 
 
@@ -242,8 +316,9 @@ def test_cancel_writes_no_dataset(data):
         return len(calls) > 8
 
     with pytest.raises(Exception, match="cancelled by the user"):
-        build_patches(data["img"], data["labels"], str(out), patch_size=16, block_size=2,
-                      monitor=Monitor(is_canceled=cancel))
+        build_patches(
+            data["img"], data["labels"], str(out), patch_size=16, block_size=2, monitor=Monitor(is_canceled=cancel)
+        )
     assert not out.exists() or os.listdir(out) == []
 
 
@@ -255,8 +330,12 @@ def test_small_disk_is_refused_before_writing_and_keeps_the_earlier_dataset(run_
     small = data["dir"] / "small"
     small.mkdir()
     try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
-                            capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True
+            ).returncode
+            == 0
+        )
     except FileNotFoundError:
         ok = False
     if not ok:
@@ -264,8 +343,11 @@ def test_small_disk_is_refused_before_writing_and_keeps_the_earlier_dataset(run_
     try:
         (small / "ds").mkdir()
         (small / "ds" / "manifest.json").write_text('{"old": true}')
-        with pytest.raises(QgsProcessingException, match=r"the dataset needs about \d+ MB \(\d+ patches\) but only "
-                                                         r"0 MB are free on the disk of '.*ds'"):
+        with pytest.raises(
+            QgsProcessingException,
+            match=r"the dataset needs about \d+ MB \(\d+ patches\) but only "
+            r"0 MB are free on the disk of '.*ds'",
+        ):
             run(run_alg, data, out="small/ds", OVERWRITE=True, PATCH_SIZE=8, STRIDE=4)
         assert os.listdir(small / "ds") == ["manifest.json"]
         assert (small / "ds" / "manifest.json").read_text() == '{"old": true}'
@@ -303,8 +385,7 @@ def test_bad_patch_larger_than_image(run_alg, data):
 
 
 def test_bad_fractions(run_alg, data):
-    _bad(run_alg, data, r"val fraction 0.6 \+ test fraction 0.5 must be below 1", VAL_FRACTION=0.6,
-         TEST_FRACTION=0.5)
+    _bad(run_alg, data, r"val fraction 0.6 \+ test fraction 0.5 must be below 1", VAL_FRACTION=0.6, TEST_FRACTION=0.5)
 
 
 def test_bad_one_fold(run_alg, data):
@@ -312,8 +393,12 @@ def test_bad_one_fold(run_alg, data):
 
 
 def test_bad_too_few_blocks(run_alg, data):
-    _bad(run_alg, data, r"only 1 spatial block\(s\) of 100 x 100 patches hold patches, none is left for training",
-         BLOCK_SIZE=100)
+    _bad(
+        run_alg,
+        data,
+        r"only 1 spatial block\(s\) of 100 x 100 patches hold patches, none is left for training",
+        BLOCK_SIZE=100,
+    )
 
 
 def test_bad_too_many_folds(run_alg, data):
@@ -341,10 +426,25 @@ def test_bad_label_without_crs_on_other_grid(run_alg, data):
 def test_qgis_process_buildpatches(data):
     out = data["dir"] / "qp"
     env = dict(os.environ, SATCLASSIFY_QGIS_CONFIG=str(data["dir"] / "qgis-config"), QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", "satclassify:buildpatches", "--",
-                           f"IMAGE={data['img']}", f"LABELS={data['labels']}", "PATCH_SIZE=32", "BLOCK_SIZE=1",
-                           "VAL_FRACTION=0.25", "TEST_FRACTION=0", f"OUTPUT_FOLDER={out}"],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            os.path.join(ROOT, "scripts", "qgis_process.sh"),
+            "run",
+            "satclassify:buildpatches",
+            "--",
+            f"IMAGE={data['img']}",
+            f"LABELS={data['labels']}",
+            "PATCH_SIZE=32",
+            "BLOCK_SIZE=1",
+            "VAL_FRACTION=0.25",
+            "TEST_FRACTION=0",
+            f"OUTPUT_FOLDER={out}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "TRAIN_COUNT:\t9" in proc.stdout and "VAL_COUNT:\t3" in proc.stdout
     ds = Dataset(str(out))
@@ -371,11 +471,15 @@ def test_manifest_records_the_ground_resolution(run_alg, data, tmp_path):
     assert ds.manifest["resolution_m"] == 10.0 and ds.resolution_m == 10.0
     # Web Mercator at 60 N: 20 map units are 10 m on the ground
     import math
+
     y = 6378137.0 * math.log(math.tan(math.pi / 4 + math.radians(60.0) / 2))
-    merc = {"img": make_raster(tmp_path / "m.tif", image_array(), origin=(1000000.0, y), pixel=20.0, epsg=3857,
-                               band_names=BANDS),
-            "labels": label_raster(tmp_path / "ml.tif", data["lab"], origin=(1000000.0, y), pixel=20.0),
-            "dir": tmp_path}
+    merc = {
+        "img": make_raster(
+            tmp_path / "m.tif", image_array(), origin=(1000000.0, y), pixel=20.0, epsg=3857, band_names=BANDS
+        ),
+        "labels": label_raster(tmp_path / "ml.tif", data["lab"], origin=(1000000.0, y), pixel=20.0),
+        "dir": tmp_path,
+    }
     ds = gdal.Open(merc["labels"], gdal.GA_Update)
     ds.SetProjection(gdal.Open(merc["img"]).GetProjection())
     ds = None
@@ -391,8 +495,16 @@ def test_rasterizeclc_mixed_raster_as_a_noise_mask(run_alg, data, tmp_path):
     mixed[:16, 16:32] = 1  # one whole patch mixed
     mixed[16:20, 0:16] = 1  # 4/16 of a patch mixed
     mpath = make_raster(tmp_path / "mixed.tif", mixed, origin=(X0, Y0), pixel=PIX, nodata=0)
-    base = {"IMAGE": data["img"], "LABELS": data["labels"], "MASK": mpath, "PATCH_SIZE": 16, "BLOCK_SIZE": 2,
-            "VAL_FRACTION": 0.0, "TEST_FRACTION": 0.0, "MAX_MASKED": 0.3}
+    base = {
+        "IMAGE": data["img"],
+        "LABELS": data["labels"],
+        "MASK": mpath,
+        "PATCH_SIZE": 16,
+        "BLOCK_SIZE": 2,
+        "VAL_FRACTION": 0.0,
+        "TEST_FRACTION": 0.0,
+        "MAX_MASKED": 0.3,
+    }
     res = run_alg("satclassify:buildpatches", {**base, "MASK_IS_NOISE": True, "OUTPUT_FOLDER": str(tmp_path / "n")})
     ds = Dataset(res["OUTPUT_FOLDER"])
     assert ds.manifest["mask_is_noise"] is True

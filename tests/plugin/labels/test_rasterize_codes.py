@@ -3,6 +3,7 @@ truncated: 211.7 gave class 211 with 0 unknown features), a MAPPING giving a cod
 lines, CLC codes a mapping table leaves out are not called "not CLC level-3", a damaged .prj is named as the CRS
 problem (it was blamed on the code field), and a 244-character output name gets a message naming the user's path
 (not GDAL's words about a hidden temporary name)."""
+
 import os
 
 import numpy as np
@@ -30,11 +31,16 @@ def ref(tmp_path, w):
 
 def test_fractional_codes_are_unknown_never_truncated(run_alg, tmp_path):
     codes = [211.7, 311.0, 211.0, 312.5]
-    src = make_polygons(tmp_path / "real.gpkg", [(box(i), {"code_18": c}) for i, c in enumerate(codes)],
-                        epsg=UTM32N, fields={"code_18": ogr.OFTReal})
+    src = make_polygons(
+        tmp_path / "real.gpkg",
+        [(box(i), {"code_18": c}) for i, c in enumerate(codes)],
+        epsg=UTM32N,
+        fields={"code_18": ogr.OFTReal},
+    )
     fb = LogFeedback()
-    res = run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 4), "LEVEL": 2, "OUTPUT": str(tmp_path / "o.tif")},
-                  feedback=fb)
+    res = run_alg(
+        ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 4), "LEVEL": 2, "OUTPUT": str(tmp_path / "o.tif")}, feedback=fb
+    )
     v = clc.code_to_value(3)
     assert read_raster(res["OUTPUT"])[0].tolist() == [0, v[311], v[211], 0]
     assert res["UNKNOWN_FEATURES"] == 2
@@ -42,8 +48,12 @@ def test_fractional_codes_are_unknown_never_truncated(run_alg, tmp_path):
     assert "WARNING: 2 features have codes that are not CLC level-3 codes and are left as no label (0): " in text
     assert "'211.7' (1)" in text and "'312.5' (1)" in text
     # the same as text
-    src = make_polygons(tmp_path / "text.gpkg", [(box(i), {"code_18": str(c)}) for i, c in enumerate(codes)],
-                        epsg=UTM32N, fields={"code_18": ogr.OFTString})
+    src = make_polygons(
+        tmp_path / "text.gpkg",
+        [(box(i), {"code_18": str(c)}) for i, c in enumerate(codes)],
+        epsg=UTM32N,
+        fields={"code_18": ogr.OFTString},
+    )
     res = run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 4), "LEVEL": 2, "OUTPUT": str(tmp_path / "t.tif")})
     assert read_raster(res["OUTPUT"])[0].tolist() == [0, v[311], v[211], 0] and res["UNKNOWN_FEATURES"] == 2
 
@@ -52,13 +62,16 @@ def test_fractional_values_of_a_float_clc_raster_are_unknown(run_alg, tmp_path):
     a = np.array([[211.7, 311.0, 211.0, 523.0]], np.float32)
     src = make_raster(tmp_path / "clc.tif", a, origin=(X0, Y0), pixel=10.0)
     fb = LogFeedback()
-    res = run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 4), "LEVEL": 2, "OUTPUT": str(tmp_path / "o.tif")},
-                  feedback=fb)
+    res = run_alg(
+        ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 4), "LEVEL": 2, "OUTPUT": str(tmp_path / "o.tif")}, feedback=fb
+    )
     v = clc.code_to_value(3)
     assert read_raster(res["OUTPUT"])[0].tolist() == [0, v[311], v[211], v[523]]
     assert res["UNKNOWN_FEATURES"] == 1
-    assert "WARNING: 1 pixels hold values that are not CLC level-3 codes and are left as no label (0): 211.7 (1)" \
+    assert (
+        "WARNING: 1 pixels hold values that are not CLC level-3 codes and are left as no label (0): 211.7 (1)"
         in "\n".join(fb.messages)
+    )
 
 
 def test_codes_a_mapping_leaves_out_are_named_as_such(run_alg, tmp_path):
@@ -67,34 +80,69 @@ def test_codes_a_mapping_leaves_out_are_named_as_such(run_alg, tmp_path):
     csv = tmp_path / "map.csv"
     csv.write_text("code,value,name\n2,1,Farmland\n", encoding="utf-8")
     fb = LogFeedback()
-    res = run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 3), "LEVEL": 3, "MAPPING": str(csv),
-                        "OUTPUT": str(tmp_path / "o.tif")}, feedback=fb)
+    res = run_alg(
+        ALG,
+        {
+            "INPUT": src,
+            "REFERENCE": ref(tmp_path, 3),
+            "LEVEL": 3,
+            "MAPPING": str(csv),
+            "OUTPUT": str(tmp_path / "o.tif"),
+        },
+        feedback=fb,
+    )
     assert read_raster(res["OUTPUT"])[0].tolist() == [1, 0, 0]
     text = "\n".join(fb.messages)
-    assert "WARNING: 1 features have CLC codes that the mapping table does not map and are left as no label (0): " \
-           "'311' (1)" in text
-    assert "WARNING: 1 features have codes that are not CLC level-3 codes and are left as no label (0): 'abc' (1)" \
-        in text
+    assert (
+        "WARNING: 1 features have CLC codes that the mapping table does not map and are left as no label (0): "
+        "'311' (1)" in text
+    )
+    assert (
+        "WARNING: 1 features have codes that are not CLC level-3 codes and are left as no label (0): 'abc' (1)" in text
+    )
     assert "'311' (1)" not in text.split("not CLC level-3 codes")[1].splitlines()[0]
 
 
 def test_a_code_given_twice_in_the_mapping_is_refused(run_alg, tmp_path):
-    src = make_polygons(tmp_path / "m.gpkg", [(box(0), {"code_18": "211"})], epsg=UTM32N,
-                        fields={"code_18": ogr.OFTString})
+    src = make_polygons(
+        tmp_path / "m.gpkg", [(box(0), {"code_18": "211"})], epsg=UTM32N, fields={"code_18": ogr.OFTString}
+    )
     csv = tmp_path / "map.csv"
     csv.write_text("code,value,name\n211,1,Arable\n3,2,Forest\n211,3,Rice\n", encoding="utf-8")
-    with pytest.raises(QgsProcessingException, match=r"mapping table lines 2 and 4 both map code 211 \(to value 1 "
-                                                     r"and 3\): each code may appear once"):
-        run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 1), "LEVEL": 3, "MAPPING": str(csv),
-                      "OUTPUT": str(tmp_path / "o.tif")})
+    with pytest.raises(
+        QgsProcessingException,
+        match=r"mapping table lines 2 and 4 both map code 211 \(to value 1 "
+        r"and 3\): each code may appear once",
+    ):
+        run_alg(
+            ALG,
+            {
+                "INPUT": src,
+                "REFERENCE": ref(tmp_path, 1),
+                "LEVEL": 3,
+                "MAPPING": str(csv),
+                "OUTPUT": str(tmp_path / "o.tif"),
+            },
+        )
     assert not (tmp_path / "o.tif").exists()
 
 
-@pytest.mark.parametrize("prj", ['PROJCS["UTM",GEOGCS[', "garbage, not a CRS",
-                                 'GEOGCS["x",DATUM["y",SPHEROID["z",0,0]],PRIMEM["G",0],UNIT["d",0]]'])
+@pytest.mark.parametrize(
+    "prj",
+    [
+        'PROJCS["UTM",GEOGCS[',
+        "garbage, not a CRS",
+        'GEOGCS["x",DATUM["y",SPHEROID["z",0,0]],PRIMEM["G",0],UNIT["d",0]]',
+    ],
+)
 def test_a_damaged_prj_is_named_as_the_crs_problem(run_alg, tmp_path, prj):
-    shp = make_polygons(tmp_path / "clc.shp", [(box(0), {"code_18": "211"})], epsg=UTM32N, driver="ESRI Shapefile",
-                        fields={"code_18": ogr.OFTString})
+    shp = make_polygons(
+        tmp_path / "clc.shp",
+        [(box(0), {"code_18": "211"})],
+        epsg=UTM32N,
+        driver="ESRI Shapefile",
+        fields={"code_18": ogr.OFTString},
+    )
     (tmp_path / "clc.prj").write_text(prj, encoding="utf-8")
     with pytest.raises(QgsProcessingException) as e:
         run_alg(ALG, {"INPUT": shp, "REFERENCE": ref(tmp_path, 1), "LEVEL": 2, "OUTPUT": str(tmp_path / "o.tif")})
@@ -106,8 +154,9 @@ def test_a_damaged_prj_is_named_as_the_crs_problem(run_alg, tmp_path, prj):
 
 @pytest.mark.parametrize("n", [208, 244, 250])
 def test_a_too_long_output_name_names_the_users_path(run_alg, tmp_path, n):
-    src = make_polygons(tmp_path / "m.gpkg", [(box(0), {"code_18": "211"})], epsg=UTM32N,
-                        fields={"code_18": ogr.OFTString})
+    src = make_polygons(
+        tmp_path / "m.gpkg", [(box(0), {"code_18": "211"})], epsg=UTM32N, fields={"code_18": ogr.OFTString}
+    )
     out = str(tmp_path / ("x" * (n - 4) + ".tif"))
     with pytest.raises(QgsProcessingException) as e:
         run_alg(ALG, {"INPUT": src, "REFERENCE": ref(tmp_path, 1), "LEVEL": 2, "OUTPUT": out})

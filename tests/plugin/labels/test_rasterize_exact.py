@@ -2,6 +2,7 @@
 pixel by pixel: each pixel's class areas (later polygons on top where polygons overlap), "no label" for the
 rest, fractions within 1e-7 tie (lowest class value wins; no label loses ties), mixed = dominant fraction below
 THRESHOLD (1, partly covered) or area shared by overlapping polygons of different classes (2, claimed twice)."""
+
 import numpy as np
 import pytest
 import shapely
@@ -33,7 +34,7 @@ def reference(polys, values, w, h, threshold):
                 if part.area <= 0:
                     continue
                 vis = part if union is None else shapely.difference(part, union)
-                areas[v] = areas.get(v, 0.0) + vis.area / PX ** 2
+                areas[v] = areas.get(v, 0.0) + vis.area / PX**2
                 raw[v] = part if v not in raw else shapely.union(raw[v], part)
                 union = part if union is None else shapely.union(union, part)
             labelled = {k: a for k, a in areas.items() if k > 0}
@@ -44,19 +45,29 @@ def reference(polys, values, w, h, threshold):
                 best = min(k for k, a in labelled.items() if a >= top - EPS)
                 if not nolabel > labelled[best] + EPS:
                     value, dom = best, labelled[best]
-            overlap = len(raw) > 1 and sum(g.area for g in raw.values()) > union.area + EPS * PX ** 2
+            overlap = len(raw) > 1 and sum(g.area for g in raw.values()) > union.area + EPS * PX**2
             cls[r, c] = value
             mixed[r, c] = 2 if overlap else int(dom < threshold - EPS)  # claimed twice / partly covered
     return cls, mixed
 
 
 def run_majority(run_alg, tmp_path, polys, codes, w, h, threshold=0.75, name="x"):
-    src = make_polygons(tmp_path / f"{name}.gpkg", [(p, {"code_18": c}) for p, c in zip(polys, codes)],
-                        epsg=UTM32N, fields=STR)
+    src = make_polygons(
+        tmp_path / f"{name}.gpkg", [(p, {"code_18": c}) for p, c in zip(polys, codes)], epsg=UTM32N, fields=STR
+    )
     ref = make_raster(tmp_path / f"{name}_ref.tif", np.zeros((h, w), np.uint16), origin=(X0, Y0), pixel=PX)
-    res = run_alg("satclassify:rasterizeclc", {"INPUT": src, "REFERENCE": ref, "LEVEL": 2, "RULE": 2,
-                                               "THRESHOLD": threshold, "OUTPUT": str(tmp_path / f"{name}.tif"),
-                                               "MIXED": str(tmp_path / f"{name}_mixed.tif")})
+    res = run_alg(
+        "satclassify:rasterizeclc",
+        {
+            "INPUT": src,
+            "REFERENCE": ref,
+            "LEVEL": 2,
+            "RULE": 2,
+            "THRESHOLD": threshold,
+            "OUTPUT": str(tmp_path / f"{name}.tif"),
+            "MIXED": str(tmp_path / f"{name}_mixed.tif"),
+        },
+    )
     return read_raster(res["OUTPUT"]), read_raster(res["MIXED"])
 
 
@@ -82,9 +93,11 @@ def test_clean_coverage_matches_exact_reference(run_alg, tmp_path, seed):
     codes = [pool[int(rng.integers(len(pool)))] for _ in polys]
     # a hole with an island of another class, a sliver across three pixels, a tiny polygon inside one pixel
     polys[0] = shapely.difference(shapely.from_wkt(polys[0]), shapely.box(X0 + 40, Y0 - 90, X0 + 75, Y0 - 55)).wkt
-    extra = [shapely.box(X0 + 50, Y0 - 80, X0 + 65, Y0 - 62).wkt,
-             shapely.box(X0 + 101.3, Y0 - 140, X0 + 101.9, Y0 - 110).wkt,
-             shapely.box(X0 + 163.2, Y0 - 33.1, X0 + 164.0, Y0 - 32.4).wkt]
+    extra = [
+        shapely.box(X0 + 50, Y0 - 80, X0 + 65, Y0 - 62).wkt,
+        shapely.box(X0 + 101.3, Y0 - 140, X0 + 101.9, Y0 - 110).wkt,
+        shapely.box(X0 + 163.2, Y0 - 33.1, X0 + 164.0, Y0 - 32.4).wkt,
+    ]
     # the sliver and the tiny one lie on top of the tessellation: later polygons win there
     polys += extra
     codes += ["112", "231", "411"]
@@ -106,8 +119,9 @@ def test_clean_coverage_without_gdal_interior(tmp_path):
     w, h = 40, 30
     polys = tessellation(5, w, h, 30)
     codes = [("211", "311", "512", "231")[i % 4] for i in range(len(polys))]
-    src = make_polygons(tmp_path / "t.gpkg", [(p, {"code_18": c}) for p, c in zip(polys, codes)], epsg=UTM32N,
-                        fields=STR)
+    src = make_polygons(
+        tmp_path / "t.gpkg", [(p, {"code_18": c}) for p, c in zip(polys, codes)], epsg=UTM32N, fields=STR
+    )
     grid = Grid(w, h, (X0, PX, 0.0, Y0, 0.0, -PX), wkt(UTM32N))
     logs = []
     rasterize_clc(src, str(tmp_path / "m.tif"), grid, level=3, rule="majority", monitor=Monitor(info=logs.append))
@@ -124,14 +138,23 @@ def test_three_way_boundaries_and_ties(run_alg, tmp_path):
     """Hand-made: a pixel split 40/30/30 by three classes (the 40 % wins although no class has half), a
     pixel split exactly in half (tie: the lower value wins), half a pixel outside every polygon (no label
     loses the tie), a T junction meeting inside one pixel, slanted edges through pixel corners."""
+
     def b(x0, y0, x1, y1):
         return shapely.box(X0 + x0, Y0 - y1, X0 + x1, Y0 - y0).wkt
-    polys = [b(0, 0, 4, 10), b(4, 0, 7, 10), b(7, 0, 10, 10),             # pixel (0, 0): 40 / 30 / 30
-             b(10, 0, 15, 10), b(15, 0, 30, 10),                            # pixel (0, 1): 50 / 50 tie
-             b(30, 0, 35, 10),                                              # pixel (0, 3): half, rest no label
-             b(0, 10, 40, 14.5), b(0, 14.5, 12.5, 20), b(12.5, 14.5, 40, 20),  # T junction in pixel (1, 1)
-             f"POLYGON(({X0} {Y0 - 20},{X0 + 40} {Y0 - 40},{X0} {Y0 - 40},{X0} {Y0 - 20}))",
-             f"POLYGON(({X0} {Y0 - 20},{X0 + 40} {Y0 - 20},{X0 + 40} {Y0 - 40},{X0} {Y0 - 20}))"]
+
+    polys = [
+        b(0, 0, 4, 10),
+        b(4, 0, 7, 10),
+        b(7, 0, 10, 10),  # pixel (0, 0): 40 / 30 / 30
+        b(10, 0, 15, 10),
+        b(15, 0, 30, 10),  # pixel (0, 1): 50 / 50 tie
+        b(30, 0, 35, 10),  # pixel (0, 3): half, rest no label
+        b(0, 10, 40, 14.5),
+        b(0, 14.5, 12.5, 20),
+        b(12.5, 14.5, 40, 20),  # T junction in pixel (1, 1)
+        f"POLYGON(({X0} {Y0 - 20},{X0 + 40} {Y0 - 40},{X0} {Y0 - 40},{X0} {Y0 - 20}))",
+        f"POLYGON(({X0} {Y0 - 20},{X0 + 40} {Y0 - 20},{X0 + 40} {Y0 - 40},{X0} {Y0 - 20}))",
+    ]
     codes = ["311", "312", "313", "512", "211", "111", "231", "242", "243", "321", "322"]
     got, mixed = run_majority(run_alg, tmp_path, polys, codes, 4, 4)
     exp, exp_mixed = reference(polys, values_of(codes), 4, 4, 0.75)
@@ -201,12 +224,15 @@ def test_layer_read_as_it_is_equals_its_memory_copy(tmp_path, monkeypatch, kind)
     pool = ["211", "311", "512", "231", "999", None, "777"]
     codes = [pool[i % len(pool)] for i in range(len(polys))]
     if kind == "int":
-        feats = [(p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": int(c)} if c else {})))
-                 for p, c in zip(polys, codes)]
+        feats = [
+            (p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": int(c)} if c else {})))
+            for p, c in zip(polys, codes)
+        ]
         fields = {"code_18": ogr.OFTInteger, "area_ha": ogr.OFTReal, "remark": ogr.OFTString}
     else:
-        feats = [(p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": c} if c else {})))
-                 for p, c in zip(polys, codes)]
+        feats = [
+            (p, dict({"area_ha": 1.5, "remark": "x"}, **({"code_18": c} if c else {}))) for p, c in zip(polys, codes)
+        ]
         fields = {"code_18": ogr.OFTString, "area_ha": ogr.OFTReal, "remark": ogr.OFTString}
     src = make_polygons(tmp_path / "t.gpkg", feats, epsg=UTM32N, fields=fields)
     grid = R.Grid(w, h, (X0, PX, 0.0, Y0, 0.0, -PX), wkt(UTM32N))
@@ -224,7 +250,8 @@ def test_layer_read_as_it_is_equals_its_memory_copy(tmp_path, monkeypatch, kind)
     assert seen == [True]
     direct, copy = (gdal.Open(str(tmp_path / n)).ReadAsArray() for n in ("d.tif", "m.tif"))
     np.testing.assert_array_equal(direct, copy)
-    np.testing.assert_array_equal(gdal.Open(str(tmp_path / "dm.tif")).ReadAsArray(),
-                                  gdal.Open(str(tmp_path / "mm.tif")).ReadAsArray())
+    np.testing.assert_array_equal(
+        gdal.Open(str(tmp_path / "dm.tif")).ReadAsArray(), gdal.Open(str(tmp_path / "mm.tif")).ReadAsArray()
+    )
     exp, _ = reference(polys, values_of([c or "" for c in codes]), w, h, 0.75)
     np.testing.assert_array_equal(direct, exp)

@@ -1,5 +1,6 @@
 """satclassify:generalize through processing.run, the styles it gets on load (only the classes present, with
 their area; the band title hidden), its faults, and the print-layout legend of scripts/render_map.py."""
+
 import os
 import sys
 
@@ -46,16 +47,26 @@ def labels(model, layer):
 
 def test_generalize_polygons_no_smaller_than_the_mmu(run_alg, tmp_path):
     src = class_raster(tmp_path / "pred.tif", scene())
-    res = run_alg(ALG, {"INPUT": src, "MMU": 0.25, "CONNECTIVITY": 0, "OUTPUT": str(tmp_path / "gen.tif"),
-                        "POLYGONS": str(tmp_path / "gen.gpkg")})
+    res = run_alg(
+        ALG,
+        {
+            "INPUT": src,
+            "MMU": 0.25,
+            "CONNECTIVITY": 0,
+            "OUTPUT": str(tmp_path / "gen.tif"),
+            "POLYGONS": str(tmp_path / "gen.gpkg"),
+        },
+    )
     assert res["MMU_PIXELS"] == 25 and res["POLYGON_COUNT"] == 2
     g = gdal.Open(res["OUTPUT"]).ReadAsArray()
     assert (g[30:34, 10:14] == 1).all() and (g[:5] == 0).all() and set(np.unique(g)) == {0, 1, 3}
     layer = QgsVectorLayer(res["POLYGONS"], "p", "ogr")
     assert layer.isValid() and layer.crs().authid() == "EPSG:32632"
     assert [f.name() for f in layer.fields()][1:] == ["value", "code", "name", "area_ha"]  # after the fid
-    rows = sorted((f["value"], f["code"], f["name"], round(f["area_ha"], 6), round(f.geometry().area() / 1e4, 6))
-                  for f in layer.getFeatures())
+    rows = sorted(
+        (f["value"], f["code"], f["name"], round(f["area_ha"], 6), round(f.geometry().area() / 1e4, 6))
+        for f in layer.getFeatures()
+    )
     assert rows == [(1, "1", "Artificial surfaces", 22.0, 22.0), (3, "3", "Forest and semi natural areas", 22.0, 22.0)]
     assert min(r[3] for r in rows) >= 0.25
 
@@ -66,15 +77,19 @@ def test_generalize_loaded_styles_list_present_classes_with_area(plugin, tmp_pat
     src = class_raster(tmp_path / "pred.tif", scene())
     # a live model, as the Layers panel's: it builds the legend when the layer arrives, before it is styled
     model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
-    res = processing.runAndLoadResults(ALG, {"INPUT": src, "MMU": 0.1, "OUTPUT": str(tmp_path / "gen.tif"),
-                                             "POLYGONS": str(tmp_path / "gen.gpkg")})
+    res = processing.runAndLoadResults(
+        ALG, {"INPUT": src, "MMU": 0.1, "OUTPUT": str(tmp_path / "gen.tif"), "POLYGONS": str(tmp_path / "gen.gpkg")}
+    )
     layers = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
     rl, vl = layers[res["OUTPUT"]], layers[res["POLYGONS"]]
     try:
         r = rl.renderer()
         assert isinstance(r, QgsPalettedRasterRenderer)
-        want = ["Artificial surfaces \u2013 21.8 ha (49.6 %)", "Forest and semi natural areas \u2013 22.0 ha (50.0 %)",
-                "Water bodies \u2013 0.16 ha (0.4 %)"]  # the speck (0.16 ha) is above this MMU: kept
+        want = [
+            "Artificial surfaces \u2013 21.8 ha (49.6 %)",
+            "Forest and semi natural areas \u2013 22.0 ha (50.0 %)",
+            "Water bodies \u2013 0.16 ha (0.4 %)",
+        ]  # the speck (0.16 ha) is above this MMU: kept
         assert [c.label for c in r.classes()] == want
         assert [c.color.name() for c in r.classes()] == [clc.classes(1)[v - 1].color for v in (1, 3, 5)]
         assert labels(model, rl) == want  # the Layers panel: no "Band 1 (Palette)" title, no absent class
@@ -110,8 +125,13 @@ def test_generalize_faults(run_alg, tmp_path):
     img = make_raster(tmp_path / "img.tif", np.random.default_rng(0).random((10, 10)).astype(np.float32))
     msg = run_error(run_alg, {"INPUT": img, "MMU": 1, "OUTPUT": out})
     assert "Float32, not a class raster" in msg
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["geo.tif", "geo.tif.aux.xml", "img.tif", "pred.tif",
-                                                         "pred.tif.aux.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "geo.tif",
+        "geo.tif.aux.xml",
+        "img.tif",
+        "pred.tif",
+        "pred.tif.aux.xml",
+    ]
     assert np.array_equal(gdal.Open(src).ReadAsArray(), scene())  # the input untouched
 
 
@@ -124,8 +144,10 @@ def test_print_layout_legend_lists_present_classes_under_the_scheme(qgis_app, tm
     try:
         assert legend.title() == "clc_level1"  # the band description: the class scheme
         assert render_map.legend_labels(legend, layer) == [
-            "Artificial surfaces \u2013 21.8 ha (49.6 %)", "Forest and semi natural areas \u2013 22.0 ha (50.0 %)",
-            "Water bodies \u2013 0.16 ha (0.4 %)"]
+            "Artificial surfaces \u2013 21.8 ha (49.6 %)",
+            "Forest and semi natural areas \u2013 22.0 ha (50.0 %)",
+            "Water bodies \u2013 0.16 ha (0.4 %)",
+        ]
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
     png = str(tmp_path / "map.png")
@@ -139,8 +161,11 @@ def test_generalize_cancel_leaves_no_output(run_alg, tmp_path):
     fb = LogFeedback()
     fb.progressChanged.connect(lambda p: fb.cancel() if p > 10 else None)  # inside GDAL's sieve
     with pytest.raises(QgsProcessingException, match="cancelled"):
-        run_alg(ALG, {"INPUT": src, "MMU": 1, "OUTPUT": str(tmp_path / "gen.tif"),
-                      "POLYGONS": str(tmp_path / "gen.gpkg")}, feedback=fb)
+        run_alg(
+            ALG,
+            {"INPUT": src, "MMU": 1, "OUTPUT": str(tmp_path / "gen.tif"), "POLYGONS": str(tmp_path / "gen.gpkg")},
+            feedback=fb,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.tif", "pred.tif.aux.xml"]
 
 
@@ -150,6 +175,7 @@ def test_web_mercator_mmu_and_areas_are_ground_hectares(run_alg, tmp_path):
     import math
 
     from osgeo import ogr
+
     y = 6378137.0 * math.log(math.tan(math.pi / 4 + math.radians(70.0) / 2))
     a = scene()
     src = str(tmp_path / "merc.tif")
@@ -158,8 +184,7 @@ def test_web_mercator_mmu_and_areas_are_ground_hectares(run_alg, tmp_path):
     raster.write_class_metadata(ds.GetRasterBand(1), clc.classes(1))
     ds = None
     gpkg = str(tmp_path / "gen.gpkg")
-    run_alg(ALG, {"INPUT": src, "MMU": 0.25, "CONNECTIVITY": 0, "OUTPUT": str(tmp_path / "gen.tif"),
-                  "POLYGONS": gpkg})
+    run_alg(ALG, {"INPUT": src, "MMU": 0.25, "CONNECTIVITY": 0, "OUTPUT": str(tmp_path / "gen.tif"), "POLYGONS": gpkg})
     px_m2 = 100.0 * math.cos(math.radians(70.0)) ** 2
     vds = ogr.Open(gpkg)
     rows = [(f.GetField("value"), f.GetField("area_ha"), f.GetGeometryRef().GetArea()) for f in vds.GetLayer(0)]

@@ -1,6 +1,7 @@
 """A cloudy Sentinel-2 scene for the cloud-mask tests: the embedded sample's landscape (scripts/make_sample.py:
 fields, forest, water, village at typical reflectances) with a textured bright cloud blob and, to its
 south-east, a darkened cloud shadow, both with known outlines. Made here, nothing downloaded."""
+
 import os
 import sys
 
@@ -15,6 +16,7 @@ SKIP_REASON = "the cloud detector ukis-csmask is not installed (requirements-qgi
 
 def detector_installed():
     from satclassify_plugin.core.s2 import clouds
+
     return clouds.available()
 
 
@@ -31,7 +33,7 @@ def _texture(size, rng, scales=(96, 48, 24, 12, 6)):
     acc = np.zeros((size, size), np.float32)
     for i, s in enumerate(scales):
         n = rng.normal(0, 1, (size // s + 2, size // s + 2)).astype(np.float32)
-        acc += _box(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5 ** i
+        acc += _box(np.kron(n, np.ones((s, s), np.float32))[:size, :size], s) * 0.5**i
     return (acc - acc.min()) / (acc.max() - acc.min())
 
 
@@ -67,8 +69,18 @@ def cloudy(base, seed=3, cloud=True, shadow=True):
     return out, alpha > 0.5, salpha > 0.5
 
 
-def write_stack(path, arrays, bands=BANDS, origin=(600000.0, 5340000.0), pixel=10.0, epsg=32632, metadata=None,
-                dtype=None, scale=1.0, descriptions=None):
+def write_stack(
+    path,
+    arrays,
+    bands=BANDS,
+    origin=(600000.0, 5340000.0),
+    pixel=10.0,
+    epsg=32632,
+    metadata=None,
+    dtype=None,
+    scale=1.0,
+    descriptions=None,
+):
     """A GeoTIFF stack of ``arrays`` (band names as GDAL band descriptions); ``scale`` multiplies the values
     (``dtype`` float32 for a reflectance stack)."""
     from osgeo import gdal, osr

@@ -2,6 +2,7 @@
 stack from importsafe (CLOUD_MASK), through processing.run in real QGIS. The scene is the embedded sample's
 landscape with a synthetic textured cloud and its shadow (cloud_helpers.py); SAFE products are built by the
 tests. Tests that run the detector skip cleanly when its package is missing."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -44,20 +45,29 @@ def check_detected(valid, cloud, shadow):
     assert valid[cloud].mean() < 0.02, "cloud pixels left valid"
     assert valid[shadow].mean() < 0.05, "shadow pixels left valid"
     from scipy import ndimage  # a dependency of the detector
+
     far = ~ndimage.binary_dilation(cloud | shadow, iterations=40)
     assert far.mean() > 0.3 and valid[far].mean() > 0.9, "clear land masked"
 
 
 # ------------------------------------------------------------------------------------------------- cloudmask
 
+
 @needs_detector
 def test_cloudmask_on_a_4_band_stack(run_alg, tmp_path, scene):
     arrays, cloud, shadow, _ = scene
-    stack = ch.write_stack(tmp_path / "s.tif", arrays, origin=ORIGIN,
-                           metadata={"SATCLASSIFY_PRODUCTS": "S2B_MSIL1C_20230601T101559_N0509_R065_T32TQM_x"})
+    stack = ch.write_stack(
+        tmp_path / "s.tif",
+        arrays,
+        origin=ORIGIN,
+        metadata={"SATCLASSIFY_PRODUCTS": "S2B_MSIL1C_20230601T101559_N0509_R065_T32TQM_x"},
+    )
     fb = LogFeedback()
-    res = run_alg("satclassify:cloudmask", {"INPUT": stack, "MASK": str(tmp_path / "m.tif"),
-                                            "CLASSES": str(tmp_path / "c.tif")}, feedback=fb)
+    res = run_alg(
+        "satclassify:cloudmask",
+        {"INPUT": stack, "MASK": str(tmp_path / "m.tif"), "CLASSES": str(tmp_path / "c.tif")},
+        feedback=fb,
+    )
     ds, valid = read(tmp_path / "m.tif")
     assert ds.GetGeoTransform() == (600000.0, 10.0, 0.0, 5340000.0, 0.0, -10.0)
     assert ds.GetRasterBand(1).DataType == gdal.GDT_Byte and set(np.unique(valid)) <= {0, 1}
@@ -107,8 +117,9 @@ def test_cloudmask_faults_give_clear_errors(run_alg, tmp_path, scene):
     msg, _ = run_error(run_alg, "satclassify:cloudmask", {"INPUT": three, "LEVEL": 1, "MASK": str(tmp_path / "m.tif")})
     assert "needs the bands B02, B03, B04, B08" in msg and "has no B08" in msg
     unnamed = ch.write_stack(tmp_path / "unnamed.tif", arrays, origin=ORIGIN, descriptions=["", "", "", ""])
-    msg, _ = run_error(run_alg, "satclassify:cloudmask", {"INPUT": unnamed, "LEVEL": 1,
-                                                          "MASK": str(tmp_path / "m.tif")})
+    msg, _ = run_error(
+        run_alg, "satclassify:cloudmask", {"INPUT": unnamed, "LEVEL": 1, "MASK": str(tmp_path / "m.tif")}
+    )
     assert "name the bands in the GDAL band descriptions" in msg
     refl = ch.write_stack(tmp_path / "refl.tif", arrays, origin=ORIGIN, dtype="float32", scale=1e-4)
     msg, _ = run_error(run_alg, "satclassify:cloudmask", {"INPUT": refl, "LEVEL": 1, "MASK": str(tmp_path / "m.tif")})
@@ -145,6 +156,7 @@ def test_cloudmask_without_the_package_says_what_to_install(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------- importsafe
 
+
 def l1c_zip(tmp_path, arrays, name="l1c.zip", baseline="04.00"):
     """An L1C SAFE zip whose harmonised DN are ``arrays`` (baseline >= 04.00: stored DN + 1000)."""
     offset = -1000 if baseline >= "04.00" else 0
@@ -158,8 +170,11 @@ def test_importsafe_l1c_mask_comes_from_the_detector(run_alg, tmp_path, scene, b
     arrays, cloud, shadow, _ = scene
     z = l1c_zip(tmp_path, arrays)
     fb = LogFeedback()
-    res = run_alg("satclassify:importsafe", {"INPUT": z, "BANDS": bands, "OUTPUT": str(tmp_path / "s.tif"),
-                                             "MASK": str(tmp_path / "m.tif")}, feedback=fb)
+    res = run_alg(
+        "satclassify:importsafe",
+        {"INPUT": z, "BANDS": bands, "OUTPUT": str(tmp_path / "s.tif"), "MASK": str(tmp_path / "m.tif")},
+        feedback=fb,
+    )
     sds = gdal.Open(str(tmp_path / "s.tif"))
     assert [sds.GetRasterBand(i + 1).GetDescription() for i in range(sds.RasterCount)] == bands.split(",")
     assert np.array_equal(sds.GetRasterBand(1).ReadAsArray(), arrays[bands.split(",")[0]])  # harmonised back
@@ -176,20 +191,27 @@ def test_importsafe_l1c_without_detector_masks_nodata_only(run_alg, tmp_path, sc
     data = np.logical_and.reduce([a != 0 for a in part.values()])
     assert 0.5 < data.mean() < 1.0
     z = l1c_zip(tmp_path, part)
-    res = run_alg("satclassify:importsafe", {"INPUT": z, "CLOUD_MASK": 3, "OUTPUT": str(tmp_path / "s.tif"),
-                                             "MASK": str(tmp_path / "m.tif")})
+    res = run_alg(
+        "satclassify:importsafe",
+        {"INPUT": z, "CLOUD_MASK": 3, "OUTPUT": str(tmp_path / "s.tif"), "MASK": str(tmp_path / "m.tif")},
+    )
     assert np.array_equal(read(tmp_path / "m.tif")[1], data.astype(np.uint8))  # nodata only: the cloud is valid
     assert res["VALID_FRACTION"] == pytest.approx(data.mean())
     monkeypatch.setattr(clouds, "available", lambda: False)
     fb = LogFeedback()
-    res = run_alg("satclassify:importsafe", {"INPUT": z, "OUTPUT": str(tmp_path / "t.tif"),
-                                             "MASK": str(tmp_path / "n.tif")}, feedback=fb)
+    res = run_alg(
+        "satclassify:importsafe",
+        {"INPUT": z, "OUTPUT": str(tmp_path / "t.tif"), "MASK": str(tmp_path / "n.tif")},
+        feedback=fb,
+    )
     assert np.array_equal(read(tmp_path / "n.tif")[1], data.astype(np.uint8))
     assert "no cloud detector" in read(tmp_path / "n.tif")[0].GetMetadataItem("SATCLASSIFY_MASK")
     assert any("needs the Python package ukis-csmask" in m for m in fb.messages)
-    msg, _ = run_error(run_alg, "satclassify:importsafe", {"INPUT": z, "CLOUD_MASK": 1,
-                                                           "OUTPUT": str(tmp_path / "u.tif"),
-                                                           "MASK": str(tmp_path / "v.tif")})
+    msg, _ = run_error(
+        run_alg,
+        "satclassify:importsafe",
+        {"INPUT": z, "CLOUD_MASK": 1, "OUTPUT": str(tmp_path / "u.tif"), "MASK": str(tmp_path / "v.tif")},
+    )
     assert "needs the Python package ukis-csmask" in msg and not (tmp_path / "u.tif").exists()
 
 
@@ -205,8 +227,15 @@ def test_importsafe_l2a_scl_and_detector(run_alg, tmp_path, scene):
     z = fs.make_safe_zip(tmp_path / "l2a.zip", stored, ORIGIN, level="L2A", baseline="05.09")
     masks = {}
     for mode in (0, 1, 2):
-        run_alg("satclassify:importsafe", {"INPUT": z, "CLOUD_MASK": mode, "OUTPUT": str(tmp_path / f"s{mode}.tif"),
-                                           "MASK": str(tmp_path / f"m{mode}.tif")})
+        run_alg(
+            "satclassify:importsafe",
+            {
+                "INPUT": z,
+                "CLOUD_MASK": mode,
+                "OUTPUT": str(tmp_path / f"s{mode}.tif"),
+                "MASK": str(tmp_path / f"m{mode}.tif"),
+            },
+        )
         masks[mode] = read(tmp_path / f"m{mode}.tif")[1].astype(bool)
     strip = np.zeros((n, n), bool)
     strip[-80:, :] = True
@@ -218,9 +247,11 @@ def test_importsafe_l2a_scl_and_detector(run_alg, tmp_path, scene):
 
 # ------------------------------------------------------------------------------------------------- fetchsentinel2
 
+
 @pytest.fixture(scope="module")
 def stac():
     from ..sentinel_helpers import two_tile_stac
+
     srv = two_tile_stac(12, 13)
     yield srv
     srv.close()
@@ -235,11 +266,24 @@ def test_fetch_l2a_cloud_mask_options(run_alg, stac, tmp_path):
     masks, rules = {}, {}
     for mode in (0, 1, 2):
         fb = LogFeedback()
-        run_alg("satclassify:fetchsentinel2",
-                {"START": "2023-05-01", "END": "2023-06-30", "MAX_CLOUD": 100, "SOURCE": 0, "URL": stac.url,
-                 "RETRIES": 1, "EXTENT": utm_extent(602300, 4999000, 602800, 4999500), "ITEM": ID_A, "BANDS": "B04",
-                 "CLOUD_MASK": mode, "OUTPUT": str(tmp_path / f"s{mode}.tif"), "MASK": str(tmp_path / f"m{mode}.tif")},
-                feedback=fb)
+        run_alg(
+            "satclassify:fetchsentinel2",
+            {
+                "START": "2023-05-01",
+                "END": "2023-06-30",
+                "MAX_CLOUD": 100,
+                "SOURCE": 0,
+                "URL": stac.url,
+                "RETRIES": 1,
+                "EXTENT": utm_extent(602300, 4999000, 602800, 4999500),
+                "ITEM": ID_A,
+                "BANDS": "B04",
+                "CLOUD_MASK": mode,
+                "OUTPUT": str(tmp_path / f"s{mode}.tif"),
+                "MASK": str(tmp_path / f"m{mode}.tif"),
+            },
+            feedback=fb,
+        )
         ds, masks[mode] = read(tmp_path / f"m{mode}.tif")
         rules[mode] = ds.GetMetadataItem("SATCLASSIFY_MASK")
         assert gdal.Open(str(tmp_path / f"s{mode}.tif")).RasterCount == 1  # the detector's bands are not written

@@ -3,6 +3,7 @@ single-date MASK does, through processing.run in real QGIS: importsafe with MORE
 fetchsentinel2 INTERVAL against the local STAC fake (best ranks the candidates by the detector; the median leaves
 out the observations the detector calls cloud or shadow). The scene is cloud_helpers' landscape with a synthetic
 cloud and shadow; tests that run the detector skip cleanly when its package is missing."""
+
 import json
 
 import numpy as np
@@ -36,24 +37,34 @@ def check_detected(valid, cloud, shadow):
     assert valid[cloud].mean() < 0.02, "cloud pixels left valid"
     assert valid[shadow].mean() < 0.05, "shadow pixels left valid"
     from scipy import ndimage  # a dependency of the detector
+
     far = ~ndimage.binary_dilation(cloud | shadow, iterations=40)
     assert far.mean() > 0.3 and valid[far].mean() > 0.9, "clear land masked"
 
 
 def far_from(cloud, shadow):
     from scipy import ndimage
+
     return ~ndimage.binary_dilation(cloud | shadow, iterations=40)
 
 
 # ------------------------------------------------------------------------------------------------- importsafe
 
+
 def l1c_zip(tmp_path, arrays, day):
     """An L1C SAFE zip of ``day`` (YYYYMMDD) whose harmonised DN are ``arrays`` (baseline 05.09: stored DN + 1000)."""
     stored = {b: np.where(a == 0, 0, a.astype(np.int32) + 1000).astype(np.uint16) for b, a in arrays.items()}
     when = f"{day[:4]}-{day[4:6]}-{day[6:]}T10:15:59.024Z"
-    return fs.make_safe_zip(tmp_path / f"l1c_{day}.zip", stored, ORIGIN, level="L1C", baseline="05.09",
-                            offset=-1000, when=when,
-                            uri=f"S2B_MSIL1C_{day}T101559_N0509_R065_T32TQM_{day}T131313.SAFE")
+    return fs.make_safe_zip(
+        tmp_path / f"l1c_{day}.zip",
+        stored,
+        ORIGIN,
+        level="L1C",
+        baseline="05.09",
+        offset=-1000,
+        when=when,
+        uri=f"S2B_MSIL1C_{day}T101559_N0509_R065_T32TQM_{day}T131313.SAFE",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -145,21 +156,39 @@ def stac(scene):
     ok = np.ones((N, N), np.uint8)
     brighter = {b: np.where(data, a + 200, 0).astype(np.uint16) for b, a in clear.items()}
     for item_id, when, dn, cloud in [
-            ("S2A_32TQM_20230510_0_L2A", "2023-05-10T10:20:00Z", arrays, 1.0),
-            ("S2B_32TQM_20230520_0_L2A", "2023-05-20T10:20:00Z", clear, 30.0),
-            ("S2A_32TQM_20230605_0_L2A", "2023-06-05T10:20:00Z", arrays, 1.0),
-            ("S2B_32TQM_20230615_0_L2A", "2023-06-15T10:20:00Z", clear, 20.0),
-            ("S2A_32TQM_20230625_0_L2A", "2023-06-25T10:20:00Z", brighter, 25.0)]:
-        add_date(srv, item_id, when, stacked(dn), ok, cloud=cloud,
-                 platform="sentinel-2b" if item_id.startswith("S2B") else "sentinel-2a")
+        ("S2A_32TQM_20230510_0_L2A", "2023-05-10T10:20:00Z", arrays, 1.0),
+        ("S2B_32TQM_20230520_0_L2A", "2023-05-20T10:20:00Z", clear, 30.0),
+        ("S2A_32TQM_20230605_0_L2A", "2023-06-05T10:20:00Z", arrays, 1.0),
+        ("S2B_32TQM_20230615_0_L2A", "2023-06-15T10:20:00Z", clear, 20.0),
+        ("S2A_32TQM_20230625_0_L2A", "2023-06-25T10:20:00Z", brighter, 25.0),
+    ]:
+        add_date(
+            srv,
+            item_id,
+            when,
+            stacked(dn),
+            ok,
+            cloud=cloud,
+            platform="sentinel-2b" if item_id.startswith("S2B") else "sentinel-2a",
+        )
     srv.brighter = brighter
     yield srv
     srv.close()
 
 
 def fetch_params(srv, out, **kw):
-    p = {"EXTENT": AOI, "START": "2023-05-01", "END": "2023-06-30", "MAX_CLOUD": 100, "SOURCE": 0, "URL": srv.url,
-         "RETRIES": 1, "INTERVAL": 1, "BANDS": "B04,B08", "OUTPUT": out}
+    p = {
+        "EXTENT": AOI,
+        "START": "2023-05-01",
+        "END": "2023-06-30",
+        "MAX_CLOUD": 100,
+        "SOURCE": 0,
+        "URL": srv.url,
+        "RETRIES": 1,
+        "INTERVAL": 1,
+        "BANDS": "B04,B08",
+        "OUTPUT": out,
+    }
     p.update(kw)
     return p
 
@@ -176,10 +205,17 @@ def test_fetch_monthly_with_the_detector(run_alg, stac, tmp_path, scene):
     assert may == "2023-05-20" and june in ("2023-06-15", "2023-06-25")
     assert "2023-05-10 (S2A_32TQM_20230510_0_L2A)" in fb.text and "valid by the cloud detector" in fb.text
     ds = gdal.Open(out)
-    assert band_names(ds) == [f"B04@{may}", f"B08@{may}", f"VALID@{may}",
-                              f"B04@{june}", f"B08@{june}", f"VALID@{june}"]  # B02 B03 read, not written
+    assert band_names(ds) == [
+        f"B04@{may}",
+        f"B08@{may}",
+        f"VALID@{may}",
+        f"B04@{june}",
+        f"B08@{june}",
+        f"VALID@{june}",
+    ]  # B02 B03 read, not written
     assert "4-band L2A model" in ds.GetMetadataItem("SATCLASSIFY_VALID") and "SCL" not in ds.GetMetadataItem(
-        "SATCLASSIFY_VALID")
+        "SATCLASSIFY_VALID"
+    )
     a = ds.ReadAsArray()
     assert a[2][data].mean() > 0.97
     np.testing.assert_array_equal(a[0], np.where(a[2] > 0, clear["B04"], 0))
@@ -191,8 +227,9 @@ def test_fetch_monthly_with_the_detector(run_alg, stac, tmp_path, scene):
     assert v[cloud].all()
     # one candidate per month: the cloudy overpass is taken and the detector masks its cloud and shadow
     out3 = str(tmp_path / "one.tif")
-    res3 = run_alg("satclassify:fetchsentinel2", fetch_params(stac, out3, START="2023-06-01", CLOUD_MASK=1,
-                                                              CANDIDATES=1))
+    res3 = run_alg(
+        "satclassify:fetchsentinel2", fetch_params(stac, out3, START="2023-06-01", CLOUD_MASK=1, CANDIDATES=1)
+    )
     assert res3["DATES"] == "2023-06-05"
     a3 = gdal.Open(out3).ReadAsArray()
     check_detected(a3[2].astype(bool), cloud, shadow)

@@ -1,6 +1,7 @@
 """Proxies (issue 26): QGIS's proxy settings reach the plugin's searches, downloads and GDAL /vsicurl/ reads;
 headless, the standard variables do. A forwarding proxy on 127.0.0.1 (fake_servers.ForwardingProxy) records
 every request it forwards to the local fakes. No internet."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -16,8 +17,17 @@ from ..sentinel_helpers import ID_A, LogFeedback, basic_authcfg, two_tile_stac, 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
-KEYS = ("proxyEnabled", "proxyType", "proxyHost", "proxyPort", "proxyUser", "proxyPassword", "noProxyUrls",
-        "proxyExcludedUrls", "authcfg")
+KEYS = (
+    "proxyEnabled",
+    "proxyType",
+    "proxyHost",
+    "proxyPort",
+    "proxyUser",
+    "proxyPassword",
+    "noProxyUrls",
+    "proxyExcludedUrls",
+    "authcfg",
+)
 GDAL_PROXY_KEYS = ("GDAL_HTTP_PROXY", "GDAL_HTTPS_PROXY", "GDAL_HTTP_PROXYUSERPWD")
 
 
@@ -45,6 +55,7 @@ def qgis_settings():
         s.setValue("proxy/proxyPort", str(port))
         for k, v in more.items():
             s.setValue(f"proxy/{k}", v)
+
     yield set_proxy
     for k in KEYS:
         s.remove(f"proxy/{k}")
@@ -67,13 +78,21 @@ def proxy():
 
 
 def common(stac, **kw):
-    p = {"START": "2023-05-01", "END": "2023-06-30", "MAX_CLOUD": 100, "SOURCE": 0, "URL": stac.url, "RETRIES": 1,
-         "EXTENT": utm_extent(603000, 4999500, 603500, 4999000)}
+    p = {
+        "START": "2023-05-01",
+        "END": "2023-06-30",
+        "MAX_CLOUD": 100,
+        "SOURCE": 0,
+        "URL": stac.url,
+        "RETRIES": 1,
+        "EXTENT": utm_extent(603000, 4999500, 603500, 4999000),
+    }
     p.update(kw)
     return p
 
 
 # ------------------------------------------------------------------------------------------------- QGIS tools
+
 
 def test_search_goes_through_qgis_proxy_and_not_when_disabled(run_alg, stac, proxy, qgis_settings):
     qgis_settings(port=proxy.port)
@@ -96,16 +115,20 @@ def test_fetch_reads_bands_through_qgis_proxy_and_restores_gdal(run_alg, stac, p
     proxy options exist only during the reads; the stack equals the one read directly."""
     qgis_settings(port=proxy.port)
     before = {k: gdal.GetConfigOption(k) for k in GDAL_PROXY_KEYS}
-    res = run_alg("satclassify:fetchsentinel2", common(stac, ITEM=ID_A, BANDS="B04,B08",
-                                                       OUTPUT=str(tmp_path / "p.tif"), MASK=str(tmp_path / "pm.tif")))
-    paths = [u.split("?")[0][len(stac.url):] for u in proxy.urls()]
+    res = run_alg(
+        "satclassify:fetchsentinel2",
+        common(stac, ITEM=ID_A, BANDS="B04,B08", OUTPUT=str(tmp_path / "p.tif"), MASK=str(tmp_path / "pm.tif")),
+    )
+    paths = [u.split("?")[0][len(stac.url) :] for u in proxy.urls()]
     assert "/search" in paths
     assert {"/data/A/B04.tif", "/data/A/B08.tif", "/data/A/SCL.tif"} <= set(paths), paths  # GDAL's range reads
     assert {k: gdal.GetConfigOption(k) for k in GDAL_PROXY_KEYS} == before == {k: None for k in GDAL_PROXY_KEYS}
     proxy.clear()
     qgis_settings(enabled=False)
-    run_alg("satclassify:fetchsentinel2", common(stac, ITEM=ID_A, BANDS="B04,B08", OUTPUT=str(tmp_path / "d.tif"),
-                                                 MASK=str(tmp_path / "dm.tif")))
+    run_alg(
+        "satclassify:fetchsentinel2",
+        common(stac, ITEM=ID_A, BANDS="B04,B08", OUTPUT=str(tmp_path / "d.tif"), MASK=str(tmp_path / "dm.tif")),
+    )
     assert proxy.urls() == []
     assert np.array_equal(gdal.Open(res["OUTPUT"]).ReadAsArray(), gdal.Open(str(tmp_path / "d.tif")).ReadAsArray())
 
@@ -122,10 +145,13 @@ def test_proxy_login_from_qgis_authcfg_is_used_and_never_shown(run_alg, stac, qg
     try:
         qgis_settings(port=p.port, authcfg=basic_authcfg("alice", secret, "proxy login"))
         fb = LogFeedback()
-        res = run_alg("satclassify:fetchsentinel2", common(stac, ITEM=ID_A, BANDS="B04",
-                                                           OUTPUT=str(tmp_path / "s.tif")), feedback=fb)
+        res = run_alg(
+            "satclassify:fetchsentinel2",
+            common(stac, ITEM=ID_A, BANDS="B04", OUTPUT=str(tmp_path / "s.tif")),
+            feedback=fb,
+        )
         assert gdal.Open(res["OUTPUT"]).RasterCount == 1
-        assert "/data/A/B04.tif" in [u[len(stac.url):] for u in p.urls("GET")]  # GDAL sent the login too
+        assert "/data/A/B04.tif" in [u[len(stac.url) :] for u in p.urls("GET")]  # GDAL sent the login too
         assert secret not in fb.text
         # a wrong password: a 407 named as a proxy problem, the password masked
         qgis_settings(port=p.port, proxyUser="alice", proxyPassword="wrong-pass")
@@ -141,13 +167,22 @@ def test_proxy_login_from_qgis_authcfg_is_used_and_never_shown(run_alg, stac, qg
 def test_qgis_proxy_settings_are_read_like_qgis(qgis_settings):
     qgis_settings(enabled=False)
     assert qgis_proxy() is None
-    qgis_settings(port=3128, host="proxy.example", proxyUser="bob", proxyPassword="pw:1",
-                  noProxyUrls=["http://intranet"], proxyExcludedUrls=["http://legacy"])
+    qgis_settings(
+        port=3128,
+        host="proxy.example",
+        proxyUser="bob",
+        proxyPassword="pw:1",
+        noProxyUrls=["http://intranet"],
+        proxyExcludedUrls=["http://legacy"],
+    )
     cfg = qgis_proxy()
     assert cfg.proxy_for("https://earth-search.example/v1") == "http://bob:pw%3A1@proxy.example:3128"
     assert cfg.proxy_for("http://intranet/x") == ""
-    assert cfg.gdal_options() == {"GDAL_HTTP_PROXY": "proxy.example:3128", "GDAL_HTTPS_PROXY": "proxy.example:3128",
-                                  "GDAL_HTTP_PROXYUSERPWD": "bob:pw:1"}
+    assert cfg.gdal_options() == {
+        "GDAL_HTTP_PROXY": "proxy.example:3128",
+        "GDAL_HTTPS_PROXY": "proxy.example:3128",
+        "GDAL_HTTP_PROXYUSERPWD": "bob:pw:1",
+    }
     qgis_settings(kind="HttpCachingProxy", port=8080, host="cache.example")
     cfg = qgis_proxy()
     assert cfg.proxy_for("http://a.example/") == "http://cache.example:8080" and cfg.proxy_for("https://a/") == ""
@@ -158,6 +193,7 @@ def test_qgis_proxy_settings_are_read_like_qgis(qgis_settings):
 
 
 # ------------------------------------------------------------------------------------------------- core
+
 
 def test_gdal_vsicurl_read_through_the_proxy_is_scoped(stac, proxy):
     path = "/vsicurl/" + stac.url + "/data/A/B03.tif"
@@ -210,8 +246,11 @@ def test_headless_honours_the_standard_variables(proxy, monkeypatch):
 
 def test_unreachable_proxy_is_named():
     http = HttpClient(retries=0, proxy=ProxyConfig.from_url("http://127.0.0.1:9"))
-    with pytest.raises(SatClassifyError, match=r"cannot reach example.invalid through the proxy 127.0.0.1:9 .*check "
-                                               r"the proxy settings \(QGIS: Settings > Options > Network"):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"cannot reach example.invalid through the proxy 127.0.0.1:9 .*check "
+        r"the proxy settings \(QGIS: Settings > Options > Network",
+    ):
         http.get_json("http://example.invalid/x")
 
 
@@ -221,8 +260,9 @@ def test_manage_models_add_from_url_goes_through_qgis_proxy(proxy, qgis_settings
     from satclassify_plugin.install.models_dialog import ModelsDialog
     from tests import onnx_models as om
 
-    path = om.patch_model(tmp_path / "remote.onnx", [[40.0, -40.0, 0.0, 0.0], [0.0, 0.0, 0.0, 12.0]],
-                          activation="softmax")
+    path = om.patch_model(
+        tmp_path / "remote.onnx", [[40.0, -40.0, 0.0, 0.0], [0.0, 0.0, 0.0, 12.0]], activation="softmax"
+    )
     monkeypatch.setenv(mc.ENV_DIR, str(tmp_path / "user"))
     srv = fs.FakeServer()
     dlg = ModelsDialog(mc.Catalogue(str(tmp_path / "user")))

@@ -1,5 +1,6 @@
 """Sentinel-2 core against local fakes: STAC search/ranking, AOI window reads, offsets, SCL mask, mosaic,
 SAFE import, zip-slip, HTTP retries and resumable downloads. No internet: 127.0.0.1 only."""
+
 import os
 import re
 import time
@@ -21,7 +22,6 @@ from ..sentinel_helpers import A0, B0, two_tile_stac, window
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
-
 def aoi(x0, y0, x1, y1):
     """An EPSG:4326 polygon from UTM 32N corners (transformed corner by corner)."""
     pts = [fs.to_lonlat(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
@@ -36,8 +36,9 @@ def stac():
 
 
 def source(srv, **kw):
-    http = HttpClient(retries=kw.pop("retries", 2), backoff=0.05, max_wait=kw.pop("max_wait", 2.0),
-                      monitor=kw.pop("monitor", None))
+    http = HttpClient(
+        retries=kw.pop("retries", 2), backoff=0.05, max_wait=kw.pop("max_wait", 2.0), monitor=kw.pop("monitor", None)
+    )
     return get_source("STAC", kw.pop("url", srv.url), http=http, monitor=http.monitor)
 
 
@@ -48,18 +49,27 @@ def read(path):
 
 # ------------------------------------------------------------------------------------------------- search
 
+
 def test_stac_search_parses_and_ranks(stac):
     q = SearchQuery(aoi(600500, 4999500, 601000, 4999000), "2023-05-01", "2023-06-30", max_cloud=80)
     res = search(source(stac), q)
     assert [s.id for s in res] == ["S2A_32TQM_20230601_0_L2A", "S2B_32TQM_20230620_0_L2A"]
     a, c = res
-    assert (a.rank, a.cloud, a.baseline, a.tile_id, a.platform, a.epsg, a.nodata) == \
-        (1, 10.0, "05.10", "32TQM", "sentinel-2a", 32632, 1.5)
+    assert (a.rank, a.cloud, a.baseline, a.tile_id, a.platform, a.epsg, a.nodata) == (
+        1,
+        10.0,
+        "05.10",
+        "32TQM",
+        "sentinel-2a",
+        32632,
+        1.5,
+    )
     assert a.aoi_cover == pytest.approx(100.0) and c.rank == 2
     assert a.offset_for("B04") == -1000 and c.offset_for("B04") == 0  # c: earthsearch:boa_offset_applied true
     # the cloud limit is sent to the API and enforced
-    assert [s.id for s in search(source(stac), SearchQuery(q.aoi_wkt, "2023-05-01", "2023-06-30", 30))] == \
-        ["S2A_32TQM_20230601_0_L2A"]
+    assert [s.id for s in search(source(stac), SearchQuery(q.aoi_wkt, "2023-05-01", "2023-06-30", 30))] == [
+        "S2A_32TQM_20230601_0_L2A"
+    ]
 
 
 def test_stac_search_get_fallback_and_paging(stac):
@@ -75,20 +85,25 @@ def test_stac_search_get_fallback_and_paging(stac):
 
 def test_search_nothing_found_and_outside_coverage(stac):
     q = SearchQuery(aoi(600500, 4999500, 601000, 4999000), "2022-01-01", "2022-01-31")
-    with pytest.raises(SatClassifyError, match=r"no Sentinel-2 L2A product found at STAC between 2022-01-01 and "
-                                               r"2022-01-31 with cloud cover <= 100 %"):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"no Sentinel-2 L2A product found at STAC between 2022-01-01 and "
+        r"2022-01-31 with cloud cover <= 100 %",
+    ):
         search(source(stac), q)
     polar = "POLYGON((10 88,11 88,11 89,10 89,10 88))"
     with pytest.raises(SatClassifyError, match="outside Sentinel-2 coverage"):
         search(source(stac), SearchQuery(polar, "2023-06-01", "2023-06-30"))
     with pytest.raises(SatClassifyError, match="outside the globe"):
-        search(source(stac), SearchQuery("POLYGON((500000 0,500100 0,500100 100,500000 0))", "2023-06-01",
-                                         "2023-06-30"))
+        search(
+            source(stac), SearchQuery("POLYGON((500000 0,500100 0,500100 100,500000 0))", "2023-06-01", "2023-06-30")
+        )
     with pytest.raises(SatClassifyError, match=r"END \(2023-05-01\) is before START"):
         search(source(stac), SearchQuery(q.aoi_wkt, "2023-06-01", "2023-05-01"))
 
 
 # ------------------------------------------------------------------------------------------------- fetch
+
 
 def test_window_read_fetches_only_the_aoi(stac, tmp_path):
     q = SearchQuery(aoi(603000, 4999500, 603500, 4999000), "2023-05-01", "2023-06-30", max_cloud=50)
@@ -99,8 +114,10 @@ def test_window_read_fetches_only_the_aoi(stac, tmp_path):
     sizes = {p: len(stac.files[p]) for p in served}
     assert set(served) == {f"/data/A/{b}.tif" for b in ("B02", "B03", "B04", "B08", "B11", "SCL")}
     total, full = sum(served.values()), sum(sizes.values())
-    print(f"\nAOI window read: {total} bytes served for {len(served)} bands, full files {full} bytes "
-          f"({100.0 * total / full:.1f} %)")
+    print(
+        f"\nAOI window read: {total} bytes served for {len(served)} bands, full files {full} bytes "
+        f"({100.0 * total / full:.1f} %)"
+    )
     for p in [p for p in served if not p.endswith("SCL.tif")]:  # SCL is 2 kB: read whole
         # 10 m bands: 16 blocks of 256 px, 20 m bands: 4 blocks; the AOI needs one of them
         limit = 0.1 if p.rsplit("/", 1)[1] in ("B02.tif", "B03.tif", "B04.tif", "B08.tif") else 0.3
@@ -158,8 +175,10 @@ def test_offset_already_applied_by_provider(stac, tmp_path):
 def test_mosaic_across_two_tiles(stac, tmp_path):
     q = SearchQuery(aoi(609800, 4999000, 610700, 4998600), "2023-06-01", "2023-06-02")
     r = fetch(source(stac), q, ["B02", "B04"], str(tmp_path / "s.tif"), str(tmp_path / "m.tif"))
-    assert [s.tile_id for s in r["scenes"]] == ["32TQM", "32TQN"] or [s.tile_id for s in r["scenes"]] == \
-        ["32TQN", "32TQM"]
+    assert [s.tile_id for s in r["scenes"]] == ["32TQM", "32TQN"] or [s.tile_id for s in r["scenes"]] == [
+        "32TQN",
+        "32TQM",
+    ]
     b = r["bounds"]
     a = read(tmp_path / "s.tif")[1]
     split = int(round((610240 - b[0]) / 10))
@@ -173,8 +192,13 @@ def test_mosaic_across_two_tiles(stac, tmp_path):
 
 def test_fetch_unknown_id_and_missing_band(stac, tmp_path):
     with pytest.raises(SatClassifyError, match="no product with id NOPE"):
-        fetch(source(stac), SearchQuery(aoi(603000, 4999500, 603200, 4999300), ids=["NOPE"]), ["B04"],
-              str(tmp_path / "s.tif"), None)
+        fetch(
+            source(stac),
+            SearchQuery(aoi(603000, 4999500, 603200, 4999300), ids=["NOPE"]),
+            ["B04"],
+            str(tmp_path / "s.tif"),
+            None,
+        )
     q = SearchQuery(aoi(603000, 4999500, 603200, 4999300), ids=["S2A_32TQM_20230601_0_L2A"])
     with pytest.raises(SatClassifyError, match="item S2A_32TQM_20230601_0_L2A has no asset for band B12"):
         fetch(source(stac), q, ["B04", "B12"], str(tmp_path / "s.tif"), None)
@@ -191,6 +215,7 @@ def test_cancel_leaves_no_output(stac, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- failures
+
 
 def test_stac_429_then_success_honours_retry_after(stac):
     stac.scripted["/search"] = [(429, {"Retry-After": "1"}, b'{"detail":"slow down"}')]
@@ -216,6 +241,7 @@ def test_stac_service_failing_and_down_and_malformed(stac):
 
 # ------------------------------------------------------------------------------------------------- HTTP client
 
+
 @pytest.fixture
 def srv():
     s = fs.FakeServer()
@@ -235,13 +261,16 @@ def test_http_429_then_success_and_bounded_retry_after(srv):
     assert "answered HTTP 429; retrying in 1.0 s" in msgs[0] and "HTTP 503; retrying in 1.2 s" in msgs[1]
 
 
-@pytest.mark.parametrize("status,body,msg", [
-    (429, b"", r"quota reached at 127.0.0.1:\d+ \(HTTP 429 Too Many Requests after 2 tries\)"),
-    (401, b'{"error": "unauthorized"}', r"refused the credentials \(HTTP 401\)"),
-    (403, b'{"detail": "Monthly quota exceeded"}', r"quota reached .*Monthly quota exceeded"),
-    (500, b"", r"is failing \(HTTP 500 after 2 tries\): try again later"),
-    (404, b"", r"not found at 127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "status,body,msg",
+    [
+        (429, b"", r"quota reached at 127.0.0.1:\d+ \(HTTP 429 Too Many Requests after 2 tries\)"),
+        (401, b'{"error": "unauthorized"}', r"refused the credentials \(HTTP 401\)"),
+        (403, b'{"detail": "Monthly quota exceeded"}', r"quota reached .*Monthly quota exceeded"),
+        (500, b"", r"is failing \(HTTP 500 after 2 tries\): try again later"),
+        (404, b"", r"not found at 127.0.0.1"),
+    ],
+)
 def test_http_status_messages(srv, status, body, msg):
     srv.scripted["/x"] = [(status, {}, body)] * 2
     with pytest.raises(SatClassifyError, match=msg):
@@ -261,9 +290,13 @@ def test_download_resumes_after_dropped_connection(srv, tmp_path):
     srv.files["/f.zip"] = data
     srv.drop_after["/f.zip"] = 100_000
     pct = []
-    dest = HttpClient(backoff=0.01).download(srv.url + "/f.zip", str(tmp_path / "f.zip"),
-                                             expected_md5=fs.md5(data), expected_size=len(data),
-                                             monitor=Monitor(progress=pct.append))
+    dest = HttpClient(backoff=0.01).download(
+        srv.url + "/f.zip",
+        str(tmp_path / "f.zip"),
+        expected_md5=fs.md5(data),
+        expected_size=len(data),
+        monitor=Monitor(progress=pct.append),
+    )
     assert open(dest, "rb").read() == data and not (tmp_path / "f.zip.part").exists()
     gets = [h for m, p, h, _ in srv.log if p == "/f.zip"]
     assert len(gets) == 2 and "Range" not in gets[0] and gets[1]["Range"] == "bytes=100000-"
@@ -285,16 +318,19 @@ def test_download_resumes_a_previous_part_and_checks_md5(srv, tmp_path):
 def test_download_keeps_authorization_across_redirect(srv, tmp_path):
     srv.files["/other-host/f"] = b"x" * 1000
     srv.require_header["/other-host/f"] = ("Authorization", "Bearer T0K")
-    srv.route("GET", "/f", lambda req: (302, {"Location": srv.url.replace("127.0.0.1", "localhost")
-                                              + "/other-host/f"}, b""))
+    srv.route(
+        "GET", "/f", lambda req: (302, {"Location": srv.url.replace("127.0.0.1", "localhost") + "/other-host/f"}, b"")
+    )
     HttpClient().download(srv.url + "/f", str(tmp_path / "f"), headers={"Authorization": "Bearer T0K"})
     assert (tmp_path / "f").read_bytes() == b"x" * 1000
 
 
 # ------------------------------------------------------------------------------------------------- deadlines
 
-HINT = r"it may be overloaded; try again later, raise the timeout \(environment variable SATCLASSIFY_HTTP_TIMEOUT, " \
-       r"now {t} s\) or choose another SOURCE"
+HINT = (
+    r"it may be overloaded; try again later, raise the timeout \(environment variable SATCLASSIFY_HTTP_TIMEOUT, "
+    r"now {t} s\) or choose another SOURCE"
+)
 
 
 def slow(srv, path, mode, interval=0.3):
@@ -311,10 +347,14 @@ def test_http_request_ends_at_its_total_deadline(srv, mode):
     srv.route("GET", "/j", lambda req: (200, {}, {"items": "x" * 2000}))
     slow(srv, "/j", mode)
     t = time.monotonic()
-    with pytest.raises(SatClassifyError, match=r"^the server at 127.0.0.1:\d+ did not finish answering within 1.5 s "
-                                               r"\(catalogue search\): " + HINT.format(t="1.5")):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"^the server at 127.0.0.1:\d+ did not finish answering within 1.5 s "
+        r"\(catalogue search\): " + HINT.format(t="1.5"),
+    ):
         HttpClient(retries=2, backoff=0.01, policy=Deadlines.from_timeout(1.5)).get_json(
-            srv.url + "/j", what="catalogue search")
+            srv.url + "/j", what="catalogue search"
+        )
     assert 1.4 < time.monotonic() - t < 3.5
     assert srv.wait_hung_up(3)  # our socket is closed, nothing left open
     assert len(srv.log) == 1  # no try after the deadline
@@ -355,8 +395,11 @@ def test_download_stall_is_resumed_then_reported(srv, tmp_path, mode):
     dt = time.monotonic() - t
     assert 1.9 < dt < 5  # two tries of 1 s each (stall = half the 2 s timeout)
     msg = str(e.value)
-    assert re.match(r"the server at 127.0.0.1:\d+ stopped sending \(download of f.zip\): less than 1024 bytes/s "
-                    r"for 1 s", msg) and re.search(HINT.format(t="2") + "$", msg), msg
+    assert re.match(
+        r"the server at 127.0.0.1:\d+ stopped sending \(download of f.zip\): less than 1024 bytes/s "
+        r"for 1 s",
+        msg,
+    ) and re.search(HINT.format(t="2") + "$", msg), msg
     assert sum("stalled (less than 1024 bytes/s for 1 s); resuming" in m for m in msgs) == 1
     assert srv.wait_hung_up(3) and not dest.exists()
     part = tmp_path / "f.zip.part"
@@ -364,7 +407,7 @@ def test_download_stall_is_resumed_then_reported(srv, tmp_path, mode):
         assert not part.exists() and "partial download" not in msg  # nothing arrived: no file left
     else:
         assert f"(the partial download {part} is resumed on the next run)" in msg
-        assert 0 < part.stat().st_size < 100 and part.read_bytes() == data[:part.stat().st_size]
+        assert 0 < part.stat().st_size < 100 and part.read_bytes() == data[: part.stat().st_size]
     srv.normal()
     http.download(srv.url + "/f.zip", str(dest), expected_md5=fs.md5(data), expected_size=len(data))
     assert dest.read_bytes() == data and not part.exists()
@@ -376,8 +419,7 @@ def test_download_cancel_interrupts_a_stall(srv, tmp_path):
     t = time.monotonic()
     mon = Monitor(is_canceled=lambda: time.monotonic() - t > 0.5)
     with pytest.raises(Canceled, match="download cancelled by the user"):
-        HttpClient(policy=Deadlines.from_timeout(60), monitor=mon).download(srv.url + "/f.zip",
-                                                                           str(tmp_path / "f.zip"))
+        HttpClient(policy=Deadlines.from_timeout(60), monitor=mon).download(srv.url + "/f.zip", str(tmp_path / "f.zip"))
     assert time.monotonic() - t < 2.5 and srv.wait_hung_up(3) and not list(tmp_path.iterdir())
 
 
@@ -385,16 +427,22 @@ def test_deadlines_from_the_environment():
     assert Deadlines.from_env({}) == Deadlines(total=120.0, connect=10.0, stall=60.0, min_rate=1024)
     d = Deadlines.from_env({"SATCLASSIFY_HTTP_TIMEOUT": "4"})
     assert (d.total, d.connect, d.stall) == (4.0, 4.0, 2.0)
-    assert d.gdal_options(2) == {"GDAL_HTTP_TIMEOUT": "4", "GDAL_HTTP_CONNECTTIMEOUT": "4",
-                                 "GDAL_HTTP_LOW_SPEED_TIME": "2", "GDAL_HTTP_LOW_SPEED_LIMIT": "1024",
-                                 "GDAL_HTTP_MAX_RETRY": "2"}
+    assert d.gdal_options(2) == {
+        "GDAL_HTTP_TIMEOUT": "4",
+        "GDAL_HTTP_CONNECTTIMEOUT": "4",
+        "GDAL_HTTP_LOW_SPEED_TIME": "2",
+        "GDAL_HTTP_LOW_SPEED_LIMIT": "1024",
+        "GDAL_HTTP_MAX_RETRY": "2",
+    }
     for bad in ("soon", "0", "-3", "nan"):
-        with pytest.raises(SatClassifyError, match=f"SATCLASSIFY_HTTP_TIMEOUT must be a number of seconds above 0 "
-                                                   f".*not '{bad}'"):
+        with pytest.raises(
+            SatClassifyError, match=f"SATCLASSIFY_HTTP_TIMEOUT must be a number of seconds above 0 .*not '{bad}'"
+        ):
             Deadlines.from_env({"SATCLASSIFY_HTTP_TIMEOUT": bad})
 
 
 # ------------------------------------------------------------------------------------------------- SAFE
+
 
 @pytest.fixture(scope="module")
 def safe_arrays():
@@ -424,8 +472,14 @@ def test_import_safe_l1c_folder_with_aoi(tmp_path, safe_arrays):
         zf.extractall(tmp_path / "x")
     folder = next((tmp_path / "x").iterdir())
     assert folder.name.endswith(".SAFE")
-    r = gdal_s2.import_safe(str(folder), str(tmp_path / "s.tif"), str(tmp_path / "m.tif"), ["B04", "B08"],
-                            aoi_wkt=aoi(600100, 4999900, 600400, 4999700), clouds="none")
+    r = gdal_s2.import_safe(
+        str(folder),
+        str(tmp_path / "s.tif"),
+        str(tmp_path / "m.tif"),
+        ["B04", "B08"],
+        aoi_wkt=aoi(600100, 4999900, 600400, 4999700),
+        clouds="none",
+    )
     a = read(tmp_path / "s.tif")[1]
     assert np.array_equal(a[0], s2.harmonise(window(arrays["B04"], r["bounds"], A0), -1000))
     assert r["has_scl"] is False and read(tmp_path / "m.tif")[1].min() == 1  # no SCL: nodata rule only
@@ -435,8 +489,11 @@ def test_import_safe_l1c_folder_with_aoi(tmp_path, safe_arrays):
 
 def test_malicious_zip_rejected(tmp_path, safe_arrays):
     z = fs.make_safe_zip(tmp_path / "evil.zip", safe_arrays, A0, extra_entries=[("../../evil.txt", b"pwned")])
-    with pytest.raises(SatClassifyError, match=r"unsafe archive 'evil.zip': entry '../../evil.txt' points outside "
-                                               r"the product folder \(zip-slip\)"):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"unsafe archive 'evil.zip': entry '../../evil.txt' points outside "
+        r"the product folder \(zip-slip\)",
+    ):
         gdal_s2.import_safe(z, str(tmp_path / "out" / "s.tif"), None, ["B04"])
     z2 = tmp_path / "abs.zip"
     z2.write_bytes(fs.zip_bytes([("/etc/evil", b"x")]))
@@ -458,8 +515,11 @@ def test_safe_errors(tmp_path, safe_arrays):
         for n in src.namelist():
             if not n.endswith("_B04_10m.jp2"):
                 dst.writestr(n, src.read(n))
-    with pytest.raises(SatClassifyError, match=r"'cut.zip' is incomplete: GRANULE/.*_B04_10m.jp2 listed in the "
-                                               r"metadata is missing"):
+    with pytest.raises(
+        SatClassifyError,
+        match=r"'cut.zip' is incomplete: GRANULE/.*_B04_10m.jp2 listed in the "
+        r"metadata is missing",
+    ):
         gdal_s2.open_safe(str(tmp_path / "cut.zip"))
     bad = tmp_path / "badxml.zip"
     bad.write_bytes(fs.zip_bytes([("X.SAFE/MTD_MSIL2A.xml", b"<n1:Level-2A_User_Product")]))
@@ -468,8 +528,9 @@ def test_safe_errors(tmp_path, safe_arrays):
 
 
 def test_parse_product_mtd_real_fields():
-    xml = fs.mtd_xml("L2A", "05.09", ["GRANULE/L2A_T32TQM_A1_2/IMG_DATA/R10m/T32TQM_20230601T101559_B04_10m"],
-                     offset=-1000).encode()
+    xml = fs.mtd_xml(
+        "L2A", "05.09", ["GRANULE/L2A_T32TQM_A1_2/IMG_DATA/R10m/T32TQM_20230601T101559_B04_10m"], offset=-1000
+    ).encode()
     m = gdal_s2.parse_product_mtd(xml)
     assert m["level"] == "L2A" and m["baseline"] == "05.09" and m["platform"] == "sentinel-2b"
     assert m["offsets"]["B04"] == -1000 and m["offsets"]["B12"] == -1000 and len(m["offsets"]) == 13
@@ -478,8 +539,14 @@ def test_parse_product_mtd_real_fields():
 
 def test_gdal_remote_config_restores(monkeypatch):
     monkeypatch.setenv("SATCLASSIFY_HTTP_TIMEOUT", "30")
-    keys = ("GDAL_DISABLE_READDIR_ON_OPEN", "GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_LOW_SPEED_TIME",
-            "GDAL_HTTP_LOW_SPEED_LIMIT", "GDAL_HTTP_CONNECTTIMEOUT")
+    keys = (
+        "GDAL_DISABLE_READDIR_ON_OPEN",
+        "GDAL_HTTP_MAX_RETRY",
+        "GDAL_HTTP_TIMEOUT",
+        "GDAL_HTTP_LOW_SPEED_TIME",
+        "GDAL_HTTP_LOW_SPEED_LIMIT",
+        "GDAL_HTTP_CONNECTTIMEOUT",
+    )
     before = {k: gdal.GetConfigOption(k) for k in keys}
     with gdal_s2.gdal_remote_config(GDAL_HTTP_MAX_RETRY=7):
         assert gdal.GetConfigOption("GDAL_DISABLE_READDIR_ON_OPEN") == "EMPTY_DIR"

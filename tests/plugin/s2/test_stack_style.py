@@ -1,6 +1,7 @@
 """Sentinel-2 stacks open in natural colour (B04/B03/B02, 2-98 % cumulative-count stretch) in QGIS: the .qml
 sidecar QGIS loads as the default style, GDAL colour interpretation, the named styles the tool adds on load
 (colour infrared), and the output guard around the sidecar."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -38,18 +39,21 @@ def renderer_state(layer):
     r = layer.renderer()
     assert isinstance(r, QgsMultiBandColorRenderer), type(r)
     ces = (r.redContrastEnhancement(), r.greenContrastEnhancement(), r.blueContrastEnhancement())
-    return ((r.redBand(), r.greenBand(), r.blueBand()),
-            [(ce.minimumValue(), ce.maximumValue()) for ce in ces],
-            [QgsContrastEnhancement.contrastEnhancementAlgorithmString(ce.contrastEnhancementAlgorithm())
-             for ce in ces], r.minMaxOrigin())
+    return (
+        (r.redBand(), r.greenBand(), r.blueBand()),
+        [(ce.minimumValue(), ce.maximumValue()) for ce in ces],
+        [QgsContrastEnhancement.contrastEnhancementAlgorithmString(ce.contrastEnhancementAlgorithm()) for ce in ces],
+        r.minMaxOrigin(),
+    )
 
 
 def import_stack(run_alg, tmp_path, safe_arrays, bands="B02,B03,B04,B08", name="s.tif", feedback=None):
     z = tmp_path / "p.zip"
     if not z.exists():
         fs.make_safe_zip(z, safe_arrays, A0, baseline="05.09")
-    return run_alg("satclassify:importsafe", {"INPUT": str(z), "BANDS": bands, "OUTPUT": str(tmp_path / name)},
-                   feedback=feedback)
+    return run_alg(
+        "satclassify:importsafe", {"INPUT": str(z), "BANDS": bands, "OUTPUT": str(tmp_path / name)}, feedback=feedback
+    )
 
 
 def test_importsafe_stack_opens_in_natural_colour_with_the_2_98_cut(run_alg, tmp_path, safe_arrays):
@@ -59,8 +63,7 @@ def test_importsafe_stack_opens_in_natural_colour_with_the_2_98_cut(run_alg, tmp
     ds = gdal.Open(str(tmp_path / "s.tif"))
     a = ds.ReadAsArray()
     interp = [ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(5)]
-    assert interp == [gdal.GCI_BlueBand, gdal.GCI_GreenBand, gdal.GCI_RedBand, gdal.GCI_GrayIndex,
-                      gdal.GCI_GrayIndex]
+    assert interp == [gdal.GCI_BlueBand, gdal.GCI_GreenBand, gdal.GCI_RedBand, gdal.GCI_GrayIndex, gdal.GCI_GrayIndex]
     ds = None
     layer = QgsRasterLayer(str(tmp_path / "s.tif"), "stack")  # as QGIS opens a file: default style = s.qml
     assert layer.isValid()
@@ -79,8 +82,9 @@ def test_loaded_stack_has_natural_colour_and_colour_infrared_styles(plugin, tmp_
 
     z = fs.make_safe_zip(tmp_path / "p.zip", safe_arrays, A0, baseline="05.09")
     out = str(tmp_path / "stack.tif")
-    res = processing.runAndLoadResults("satclassify:importsafe", {"INPUT": z, "BANDS": "B02,B03,B04,B08",
-                                                                  "OUTPUT": out})
+    res = processing.runAndLoadResults(
+        "satclassify:importsafe", {"INPUT": z, "BANDS": "B02,B03,B04,B08", "OUTPUT": out}
+    )
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == res["OUTPUT"]]
     assert len(layers) == 1
     layer = layers[0]
@@ -106,11 +110,13 @@ def test_qml_matches_what_qgis_itself_writes(qgis_app, tmp_path):
     layer = QgsRasterLayer(path, "x")
     r = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)
     rgb = [(3, 100.0, 2000.5), (2, 120.0, 1900.0), (1, 90.0, 1800.0)]
-    for (band, lo, hi), setter in zip(rgb, (r.setRedContrastEnhancement, r.setGreenContrastEnhancement,
-                                            r.setBlueContrastEnhancement)):
+    for (band, lo, hi), setter in zip(
+        rgb, (r.setRedContrastEnhancement, r.setGreenContrastEnhancement, r.setBlueContrastEnhancement)
+    ):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
         ce.setContrastEnhancementAlgorithm(
-            QgsContrastEnhancement.contrastEnhancementAlgorithmFromString("StretchToMinimumMaximum"))
+            QgsContrastEnhancement.contrastEnhancementAlgorithmFromString("StretchToMinimumMaximum")
+        )
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
         setter(ce)
@@ -135,8 +141,10 @@ def test_qml_matches_what_qgis_itself_writes(qgis_app, tmp_path):
             ce = el.firstChildElement(tag)
             parts[tag] = tuple(ce.firstChildElement(t).text() for t in ("minValue", "maxValue", "algorithm"))
         mm = el.firstChildElement("minMaxOrigin")
-        parts["minMaxOrigin"] = tuple(mm.firstChildElement(t).text() for t in (
-            "limits", "extent", "statAccuracy", "cumulativeCutLower", "cumulativeCutUpper"))
+        parts["minMaxOrigin"] = tuple(
+            mm.firstChildElement(t).text()
+            for t in ("limits", "extent", "statAccuracy", "cumulativeCutLower", "cumulativeCutUpper")
+        )
         return attrs, parts
 
     assert renderer_xml(ours) == renderer_xml(theirs)

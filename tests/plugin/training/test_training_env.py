@@ -4,6 +4,7 @@ The set-up test installs a small wheel made here from a local folder (``--no-ind
 venv creation, the pip call, the marker and that the tools then find the environment, without the network. The
 real set-up (torch and the training requirements from the package index, minutes and gigabytes) is
 ``test_real_setup_from_the_package_index``: marked slow and run only with SATCLASSIFY_NETWORK_TESTS=1."""
+
 import base64
 import hashlib
 import os
@@ -22,11 +23,12 @@ needs_train = pytest.mark.skipif(not TRAIN_PY, reason="SATCLASSIFY_TRAIN_PYTHON 
 
 def _wheel(folder, name="satclassify_probe", version="0.1"):
     """A minimal pure-Python wheel (PEP 427) with one module."""
-    files = {f"{name}/__init__.py": b"VALUE = 42\n",
-             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                                      .encode(),
-             f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                                  b"Tag: py3-none-any\n"}
+    files = {
+        f"{name}/__init__.py": b"VALUE = 42\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
     record = []
     for path, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -68,20 +70,34 @@ def test_setup_creates_a_venv_the_tools_then_use(plugin, no_env, tmp_path):
     _wheel(wheels)
     assert training_env.resolve("", QgsApplication.qgisSettingsDirPath())[0] is None
     progress, lines = [], []
-    py = plugin.setup_training_env(reqs=["satclassify_probe==0.1"], find_links=wheels, no_index=True, gpu=False,
-                                   torch_index="", log=lines.append, progress=progress.append)
+    py = plugin.setup_training_env(
+        reqs=["satclassify_probe==0.1"],
+        find_links=wheels,
+        no_index=True,
+        gpu=False,
+        torch_index="",
+        log=lines.append,
+        progress=progress.append,
+    )
     assert py == training_env.env_python(no_env) and os.path.isfile(py)
     assert progress and progress[-1] == 1.0 and all(0 <= f <= 1 for f in progress)
     assert any("Successfully installed satclassify_probe-0.1" in line for line in lines), lines
     import subprocess
-    out = subprocess.run([py, "-c", "import satclassify_probe, sys; print(satclassify_probe.VALUE, sys.prefix)"],
-                         capture_output=True, text=True)
+
+    out = subprocess.run(
+        [py, "-c", "import satclassify_probe, sys; print(satclassify_probe.VALUE, sys.prefix)"],
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.split()[0] == "42" and os.path.samefile(out.stdout.split()[1], no_env)
     # QGIS's own Python did not get it
     import importlib.util
+
     assert importlib.util.find_spec("satclassify_probe") is None
     assert training_env.resolve("", QgsApplication.qgisSettingsDirPath()) == (
-        py, f"the plugin's training environment {no_env}")
+        py,
+        f"the plugin's training environment {no_env}",
+    )
     # this environment has no torch: diagnostics and the tool say so
     text = "\n".join(diagnostics_lines())
     assert f"Training environment: {py}" in text and "cannot use it: torch cannot be imported here" in text
@@ -89,6 +105,7 @@ def test_setup_creates_a_venv_the_tools_then_use(plugin, no_env, tmp_path):
 
 def test_a_cancelled_setup_leaves_no_environment_that_looks_complete(plugin, no_env, tmp_path):
     from satclassify_plugin.core.contract.errors import SatClassifyError
+
     wheels = str(tmp_path / "wheels")
     _wheel(wheels)
     kw = dict(reqs=["satclassify_probe==0.1"], find_links=wheels, no_index=True, gpu=False)
@@ -103,9 +120,14 @@ def test_setup_runs_as_a_background_task(plugin, no_env, tmp_path):
     wheels = str(tmp_path / "wheels")
     _wheel(wheels)
     result = {}
-    task = plugin.start_training_env_setup(finished=lambda ok, msg: result.update(ok=ok, msg=msg),
-                                           reqs=["satclassify_probe==0.1"], find_links=wheels, no_index=True,
-                                           gpu=False, torch_index="")
+    task = plugin.start_training_env_setup(
+        finished=lambda ok, msg: result.update(ok=ok, msg=msg),
+        reqs=["satclassify_probe==0.1"],
+        find_links=wheels,
+        no_index=True,
+        gpu=False,
+        torch_index="",
+    )
     t0 = time.time()
     while "ok" not in result and time.time() - t0 < 240:
         QgsApplication.processEvents()
@@ -117,9 +139,11 @@ def test_setup_runs_as_a_background_task(plugin, no_env, tmp_path):
 
 def test_a_pip_failure_says_what_failed(plugin, no_env, tmp_path):
     from satclassify_plugin.core.contract.errors import SatClassifyError
+
     with pytest.raises(SatClassifyError, match="pip install failed") as e:
-        plugin.setup_training_env(reqs=["satclassify_no_such_package==1"], find_links=str(tmp_path), no_index=True,
-                                  gpu=False)
+        plugin.setup_training_env(
+            reqs=["satclassify_no_such_package==1"], find_links=str(tmp_path), no_index=True, gpu=False
+        )
     assert "No matching distribution found for satclassify_no_such_package" in str(e.value)
 
 
@@ -128,6 +152,7 @@ def test_choosing_an_existing_environment(plugin, no_env):
     dialog = TrainingEnvDialog(plugin)
     assert dialog.show_status() is None
     import sys
+
     msg = dialog.use_existing(sys.executable)  # QGIS's Python: no torch
     assert "cannot train" in msg and QgsSettings().value(training_env.SETTING, "") in ("", None)
     msg = dialog.use_existing(TRAIN_PY)
@@ -147,6 +172,7 @@ def test_diagnostics_report(plugin, monkeypatch):
     lines = dialog.text.toPlainText().splitlines()
     dialog.close()
     import onnxruntime
+
     assert lines[0].startswith("QGIS 3.") and "Python 3." in lines[0]
     assert lines[1].startswith(f"onnxruntime {onnxruntime.__version__} (classify), execution providers: ")
     assert "CPUExecutionProvider" in lines[1]
@@ -159,20 +185,33 @@ def test_diagnostics_report(plugin, monkeypatch):
 
 def test_diagnostics_of_a_gpu_environment(monkeypatch):
     from satclassify_plugin.core.trainrun.diagnostics import training_lines
-    info = {"python": "3.12.1", "torch": "2.14.1+cu130", "torch_cuda_build": "13.0", "onnxruntime": "1.32.0",
-            "cuda_available": True, "default_device": "cuda", "threads": 16,
-            "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.2, "capability": "9.0"}]}
+
+    info = {
+        "python": "3.12.1",
+        "torch": "2.14.1+cu130",
+        "torch_cuda_build": "13.0",
+        "onnxruntime": "1.32.0",
+        "cuda_available": True,
+        "default_device": "cuda",
+        "threads": 16,
+        "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.2, "capability": "9.0"}],
+    }
     lines = training_lines(info, "/env/bin/python", "setting")
     assert lines[2] == "  CUDA usable: GPU 0 NVIDIA H100 80GB HBM3, 79.2 GiB"
     assert lines[-1] == "  device 'auto' trains on: cuda"
-    cpu = training_lines({**info, "cuda_available": False, "gpus": [], "default_device": "cpu",
-                          "torch_cuda_build": None}, "/env/bin/python", "setting")
+    cpu = training_lines(
+        {**info, "cuda_available": False, "gpus": [], "default_device": "cpu", "torch_cuda_build": None},
+        "/env/bin/python",
+        "setting",
+    )
     assert "CUDA not usable (this torch has no CUDA): training runs on the CPU (16 threads)" in cpu[2]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("SATCLASSIFY_NETWORK_TESTS") != "1",
-                    reason="downloads torch and the training requirements: set SATCLASSIFY_NETWORK_TESTS=1")
+@pytest.mark.skipif(
+    os.environ.get("SATCLASSIFY_NETWORK_TESTS") != "1",
+    reason="downloads torch and the training requirements: set SATCLASSIFY_NETWORK_TESTS=1",
+)
 def test_real_setup_from_the_package_index(plugin, no_env):
     py = plugin.setup_training_env()
     info = training_env.probe(py)

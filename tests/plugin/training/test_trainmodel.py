@@ -2,6 +2,7 @@
 
 Needs SATCLASSIFY_TRAIN_PYTHON or SATCLASSIFY_TRAINING_PYTHON (scripts/test.sh sets the first to .venv-train's
 Python). Every training here is tiny (a 30-patch dataset, 1-2 epochs of CNN-dual: seconds)."""
+
 import json
 import os
 import subprocess
@@ -13,14 +14,19 @@ from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TRAIN_PY = os.environ.get("SATCLASSIFY_TRAINING_PYTHON") or os.environ.get("SATCLASSIFY_TRAIN_PYTHON")
-pytestmark = pytest.mark.skipif(not TRAIN_PY, reason="no training environment: SATCLASSIFY_TRAIN_PYTHON is not set "
-                                                     "(scripts/test.sh sets it to .venv-train/bin/python)")
+pytestmark = pytest.mark.skipif(
+    not TRAIN_PY,
+    reason="no training environment: SATCLASSIFY_TRAIN_PYTHON is not set "
+    "(scripts/test.sh sets it to .venv-train/bin/python)",
+)
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MEANS = np.array([[800, 900, 700, 3000], [400, 600, 300, 4000], [600, 500, 300, 200]], dtype=np.float64)
-CLASSES = [{"value": 1, "code": "211", "name": "Arable land", "color": "#ffffa8"},
-           {"value": 2, "code": "311", "name": "Broad-leaved forest", "color": "#80ff00"},
-           {"value": 3, "code": "512", "name": "Water bodies", "color": "#80f2e6"}]
+CLASSES = [
+    {"value": 1, "code": "211", "name": "Arable land", "color": "#ffffa8"},
+    {"value": 2, "code": "311", "name": "Broad-leaved forest", "color": "#80ff00"},
+    {"value": 3, "code": "512", "name": "Water bodies", "color": "#80f2e6"},
+]
 #: a tiny CNN-dual: seconds per epoch on 2 CPU cores
 TINY = "widths: {s1: 16, s2: 32, s3: 32, head: 32}\nearly_stopping: 0\ntile_size: 64\n"
 
@@ -33,6 +39,7 @@ def _image(lab, rng):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
+
     rng = np.random.default_rng(0)
     folder = str(tmp_path_factory.mktemp("tm") / "ds")
     w = DatasetWriter(folder, DatasetSpec(tuple(BANDS), 32, tuple(CLASSES)), overwrite=True)
@@ -88,15 +95,24 @@ class RecordingFeedback(QgsProcessingFeedback):
 
 
 def _params(dataset, tmp_path, config, **kw):
-    p = {"INPUT": dataset, "ARCHITECTURE": 1, "EPOCHS": 2, "DEVICE": 1, "SEED": 3, "CONFIG": config,
-         "OUTPUT": str(tmp_path / "model.onnx"), "CHECKPOINTS": str(tmp_path / "run"),
-         "REPORT": str(tmp_path / "report.html")}
+    p = {
+        "INPUT": dataset,
+        "ARCHITECTURE": 1,
+        "EPOCHS": 2,
+        "DEVICE": 1,
+        "SEED": 3,
+        "CONFIG": config,
+        "OUTPUT": str(tmp_path / "model.onnx"),
+        "CHECKPOINTS": str(tmp_path / "run"),
+        "REPORT": str(tmp_path / "report.html"),
+    }
     p.update(kw)
     return p
 
 
 def _card(path):
     import onnx
+
     m = onnx.load(path, load_external_data=False)
     return json.loads({p.key: p.value for p in m.metadata_props}["satclassify"])
 
@@ -109,8 +125,11 @@ def _env(monkeypatch):
 def test_trains_exports_and_reports_with_progress_during_training(run_alg, dataset, tiny_config, tmp_path):
     fb = RecordingFeedback()
     t0 = time.time()
-    res = run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config,
-                                                   OUTPUT_INT8=str(tmp_path / "model-int8.onnx")), feedback=fb)
+    res = run_alg(
+        "satclassify:trainmodel",
+        _params(dataset, tmp_path, tiny_config, OUTPUT_INT8=str(tmp_path / "model-int8.onnx")),
+        feedback=fb,
+    )
     end = time.time()
     int8 = _card(res["OUTPUT_INT8"])
     assert int8["quantization"]["dtype"] == "int8" and int8["heads"] == _card(res["OUTPUT"])["heads"]
@@ -141,19 +160,44 @@ def test_same_recipe_and_seed_as_the_cli_gives_the_same_card(run_alg, dataset, t
     res = run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config), feedback=RecordingFeedback())
     env = dict(os.environ, PYTHONPATH=ROOT)
     cli_run, cli_onnx = str(tmp_path / "cli-run"), str(tmp_path / "cli.onnx")
-    for args in (["train", "--data", dataset, "--model", "cnn_dual", "--epochs", "2", "--device", "cpu", "--seed",
-                  "3", "--config", tiny_config, "--out", cli_run, "--no-progress"],
-                 ["export", "--checkpoint", os.path.join(cli_run, "best.pt"), "--out", cli_onnx]):
+    for args in (
+        [
+            "train",
+            "--data",
+            dataset,
+            "--model",
+            "cnn_dual",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            "--config",
+            tiny_config,
+            "--out",
+            cli_run,
+            "--no-progress",
+        ],
+        ["export", "--checkpoint", os.path.join(cli_run, "best.pt"), "--out", cli_onnx],
+    ):
         r = subprocess.run([TRAIN_PY, "-m", "training"] + args, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
     a, b = _card(res["OUTPUT"]), _card(cli_onnx)
     assert a == b
     import onnxruntime as ort
-    x = np.concatenate([np.load(os.path.join(dataset, f)) for f in sorted(os.listdir(dataset))
-                        if f.startswith("images-val")]).astype(np.float32) * a["input_scale"]
+
+    x = (
+        np.concatenate(
+            [np.load(os.path.join(dataset, f)) for f in sorted(os.listdir(dataset)) if f.startswith("images-val")]
+        ).astype(np.float32)
+        * a["input_scale"]
+    )
     x = (x - np.array(a["mean"], np.float32)[:, None, None]) / np.array(a["std"], np.float32)[:, None, None]
-    preds = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0].argmax(1)
-             for p in (res["OUTPUT"], cli_onnx)]
+    preds = [
+        ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0].argmax(1)
+        for p in (res["OUTPUT"], cli_onnx)
+    ]
     agreement = float((preds[0] == preds[1]).mean())
     print(f"trainmodel vs CLI: class agreement {agreement:.4%} on {preds[0].size} validation pixels")
     assert agreement > 0.999
@@ -173,12 +217,12 @@ def _alive(marker):
     return found
 
 
-def test_cancel_during_an_epoch_stops_the_child_within_5_s_and_a_rerun_works(run_alg, dataset, tiny_config,
-                                                                             tmp_path):
+def test_cancel_during_an_epoch_stops_the_child_within_5_s_and_a_rerun_works(run_alg, dataset, tiny_config, tmp_path):
     # a long run (CNN-class, 200 epochs) with 2 DataLoader workers; cancelled at its first step within epoch 1
     cfg = tmp_path / "slow.yaml"
-    cfg.write_text("early_stopping: 0\nnum_workers: 2\nencoder: satimnet\nlight_widths: [8, 16, 16, 16]\n"
-                   "batch_size: 2\n")
+    cfg.write_text(
+        "early_stopping: 0\nnum_workers: 2\nencoder: satimnet\nlight_widths: [8, 16, 16, 16]\nbatch_size: 2\n"
+    )
     fb = RecordingFeedback(cancel_at_progress=0)
     params = _params(dataset, tmp_path, str(cfg), ARCHITECTURE=2, EPOCHS=200)
     with pytest.raises(QgsProcessingException, match="cancelled"):
@@ -191,8 +235,9 @@ def test_cancel_during_an_epoch_stops_the_child_within_5_s_and_a_rerun_works(run
     assert _alive(str(tmp_path / "run")) == []  # the child and its DataLoader workers are gone
     assert not [n for n in os.listdir(tmp_path) if n.endswith((".onnx", ".part"))]
     assert not (tmp_path / "report.html").exists()
-    res = run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config, EPOCHS=1),
-                  feedback=RecordingFeedback())
+    res = run_alg(
+        "satclassify:trainmodel", _params(dataset, tmp_path, tiny_config, EPOCHS=1), feedback=RecordingFeedback()
+    )
     assert os.path.isfile(res["OUTPUT"]) and res["EPOCHS_RUN"] == 1
 
 
@@ -211,6 +256,7 @@ def test_a_missing_environment_says_how_to_set_one_up(run_alg, dataset, tiny_con
     from qgis.core import QgsSettings
 
     from satclassify_plugin.install import training_env
+
     for var in training_env.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     settings = QgsSettings()
@@ -221,6 +267,7 @@ def test_a_missing_environment_says_how_to_set_one_up(run_alg, dataset, tiny_con
         with pytest.raises(QgsProcessingException, match="Set up training environment"):
             run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config), feedback=RecordingFeedback())
         from qgis.core import QgsApplication
+
         alg = QgsApplication.processingRegistry().algorithmById("satclassify:trainmodel")
         ok, message = alg.canExecute()
         assert not ok and "SATCLASSIFY_TRAINING_PYTHON" in message
@@ -231,18 +278,29 @@ def test_a_missing_environment_says_how_to_set_one_up(run_alg, dataset, tiny_con
 
 def test_qgis_process_trains_with_the_environment_variable_and_refuses_without(dataset, tiny_config, tmp_path):
     """qgis_process (scripts/qgis_process.sh installs the plugin as the zip has it, training_pkg/ included)."""
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("SATCLASSIFY_TRAINING_PYTHON", "SATCLASSIFY_TRAIN_PYTHON")}
+    base = {k: v for k, v in os.environ.items() if k not in ("SATCLASSIFY_TRAINING_PYTHON", "SATCLASSIFY_TRAIN_PYTHON")}
     base.update(SATCLASSIFY_QGIS_CONFIG=str(tmp_path / "qgis-config"), QT_QPA_PLATFORM="offscreen")
-    args = [os.path.join(ROOT, "scripts", "qgis_process.sh"), "run", "satclassify:trainmodel", "--",
-            f"INPUT={dataset}", "ARCHITECTURE=1", "EPOCHS=1", "DEVICE=1", f"CONFIG={tiny_config}",
-            f"OUTPUT={tmp_path / 'qp.onnx'}", f"CHECKPOINTS={tmp_path / 'qp-run'}", f"REPORT={tmp_path / 'qp.html'}"]
+    args = [
+        os.path.join(ROOT, "scripts", "qgis_process.sh"),
+        "run",
+        "satclassify:trainmodel",
+        "--",
+        f"INPUT={dataset}",
+        "ARCHITECTURE=1",
+        "EPOCHS=1",
+        "DEVICE=1",
+        f"CONFIG={tiny_config}",
+        f"OUTPUT={tmp_path / 'qp.onnx'}",
+        f"CHECKPOINTS={tmp_path / 'qp-run'}",
+        f"REPORT={tmp_path / 'qp.html'}",
+    ]
     refused = subprocess.run(args, env=base, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0
     assert "Set up training environment" in refused.stdout + refused.stderr
     assert not (tmp_path / "qp.onnx").exists()
-    proc = subprocess.run(args, env=dict(base, SATCLASSIFY_TRAINING_PYTHON=TRAIN_PY), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        args, env=dict(base, SATCLASSIFY_TRAINING_PYTHON=TRAIN_PY), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     package = [line for line in proc.stdout.splitlines() if line.startswith("Training package: ")]
     assert package and "qgis-config" in package[0] and "training_pkg" in package[0], proc.stdout  # the zip's copy
@@ -252,6 +310,7 @@ def test_qgis_process_trains_with_the_environment_variable_and_refuses_without(d
 
 def test_an_environment_without_torch_says_what_is_missing(run_alg, dataset, tiny_config, tmp_path, monkeypatch):
     import sys
+
     monkeypatch.setenv("SATCLASSIFY_TRAINING_PYTHON", sys.executable)  # QGIS's own Python: no torch (never)
     with pytest.raises(QgsProcessingException) as e:
         run_alg("satclassify:trainmodel", _params(dataset, tmp_path, tiny_config), feedback=RecordingFeedback())

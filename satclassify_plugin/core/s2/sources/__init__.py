@@ -12,6 +12,7 @@ goes through the source's :class:`~satclassify_plugin.core.net.HttpClient` (dead
 :mod:`satclassify_plugin.core.net`). This package adds what is Sentinel-2: the queries, the product fields
 (``Scene``), the bands to read.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -25,8 +26,7 @@ from ...contract.errors import SatClassifyError
 from ...net import HttpClient, Monitor
 from ..products import Scene, group_by_date, parse_datetime, rank_scenes
 
-__all__ = ["Credentials", "SearchQuery", "Source", "choose_date", "fetch", "get_source", "search",
-           "unique_scenes"]
+__all__ = ["Credentials", "SearchQuery", "Source", "choose_date", "fetch", "get_source", "search", "unique_scenes"]
 SOURCES = ("STAC", "CDSE", "DHuS")
 PRODUCTS = ("L2A", "L1C")
 
@@ -44,13 +44,16 @@ class SearchQuery:
 
     def validate(self) -> "SearchQuery":
         from ..stack import geometry_from_wkt
+
         if self.product not in PRODUCTS:
             raise SatClassifyError(f"unknown product '{self.product}': use L2A or L1C")
         g = geometry_from_wkt(self.aoi_wkt)
         xmin, xmax, ymin, ymax = g.GetEnvelope()
         if xmin < -180 or xmax > 180 or ymin < -90 or ymax > 90:
-            raise SatClassifyError("the area of interest lies outside the globe's coverage (longitudes -180..180, "
-                                   "latitudes -90..90): check its coordinate reference system")
+            raise SatClassifyError(
+                "the area of interest lies outside the globe's coverage (longitudes -180..180, "
+                "latitudes -90..90): check its coordinate reference system"
+            )
         if not -56 <= (ymin + ymax) / 2 <= 84:
             raise SatClassifyError("the area of interest is outside Sentinel-2 coverage (latitudes 56 S to 84 N)")
         if not self.ids:
@@ -81,8 +84,13 @@ class Source:
     download_needs_login = False  # only downloading (fetch) needs one
     module: Optional[str] = None  # lazily imported package this source needs
 
-    def __init__(self, url: str = "", credentials: Optional[Credentials] = None, http: Optional[HttpClient] = None,
-                 monitor: Optional[Monitor] = None):
+    def __init__(
+        self,
+        url: str = "",
+        credentials: Optional[Credentials] = None,
+        http: Optional[HttpClient] = None,
+        monitor: Optional[Monitor] = None,
+    ):
         self.url = (url or self.default_url).rstrip("/")
         self.credentials = credentials or Credentials()
         self.monitor = monitor or Monitor()
@@ -90,18 +98,22 @@ class Source:
         self.http.add_secret(self.credentials.password)
         if self.module and importlib.util.find_spec(self.module) is None:
             pip = {"pystac_client": "pystac-client"}.get(self.module, self.module)
-            raise SatClassifyError(f"the {self.name} source needs the Python package '{pip}', which QGIS's Python "
-                                   "cannot import: install it with Plugins > SatClassify > Install Python dependencies "
-                                   f"(or python3 -m pip install --user {pip}), or choose another SOURCE")
+            raise SatClassifyError(
+                f"the {self.name} source needs the Python package '{pip}', which QGIS's Python "
+                "cannot import: install it with Plugins > SatClassify > Install Python dependencies "
+                f"(or python3 -m pip install --user {pip}), or choose another SOURCE"
+            )
         if self.needs_login:
             self.require_login()
 
     def require_login(self, action: str = "") -> None:
         """Raise a clear error when there is no login; ``action``: what needs it (e.g. "to download products")."""
         if not self.credentials:
-            raise SatClassifyError(f"the {self.name} source needs a login{' ' + action if action else ''}: choose an "
-                                   "authentication configuration (AUTHCFG, Basic authentication with user name and "
-                                   "password)")
+            raise SatClassifyError(
+                f"the {self.name} source needs a login{' ' + action if action else ''}: choose an "
+                "authentication configuration (AUTHCFG, Basic authentication with user name and "
+                "password)"
+            )
 
     def check_fetch(self) -> None:
         """Fail before any request when fetching from this source cannot work (e.g. a download without login)."""
@@ -116,8 +128,13 @@ class Source:
         raise NotImplementedError
 
 
-def get_source(name: str, url: str = "", credentials: Optional[Credentials] = None,
-               http: Optional[HttpClient] = None, monitor: Optional[Monitor] = None) -> Source:
+def get_source(
+    name: str,
+    url: str = "",
+    credentials: Optional[Credentials] = None,
+    http: Optional[HttpClient] = None,
+    monitor: Optional[Monitor] = None,
+) -> Source:
     key = (name or "STAC").strip().upper()
     cls: Type[Source]
     if key == "STAC":
@@ -134,6 +151,7 @@ def get_source(name: str, url: str = "", credentials: Optional[Credentials] = No
 def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
     """Search, compute the AOI overlap, rank (best first). Raises a clear error when nothing is found."""
     from ..stack import aoi_cover
+
     query.validate()
     scenes = unique_scenes(source.search(query), source)
     for s in scenes:
@@ -145,12 +163,15 @@ def search(source: Source, query: SearchQuery, n_dates: int = 1) -> List[Scene]:
         scenes = [s for s in scenes if s.aoi_cover is None or s.aoi_cover > 0]
     if not scenes:
         if query.ids:
-            raise SatClassifyError(f"no product with id {', '.join(query.ids)} at {source.name} ({source.url}): "
-                                   "check the id and the SOURCE")
+            raise SatClassifyError(
+                f"no product with id {', '.join(query.ids)} at {source.name} ({source.url}): "
+                "check the id and the SOURCE"
+            )
         raise SatClassifyError(
             f"no Sentinel-2 {query.product} product found at {source.name} between {query.start} and {query.end} "
             f"with cloud cover <= {query.max_cloud:g} % over the area of interest: widen the dates, raise "
-            "MAX_CLOUD, or check that the area of interest is covered by this catalogue")
+            "MAX_CLOUD, or check that the area of interest is covered by this catalogue"
+        )
     return rank_scenes(scenes, n_dates=n_dates)[: int(query.limit)]
 
 
@@ -164,8 +185,10 @@ def unique_scenes(scenes: Sequence[Scene], source: Optional[Source] = None) -> L
         seen.add(s.id)
         out.append(s)
     if len(out) < len(scenes) and source is not None and getattr(source, "monitor", None) is not None:
-        source.monitor.info(f"the catalogue returned {len(scenes) - len(out)} repeated item(s) (same product id, e.g. "
-                            "a page served twice): each product is listed once")
+        source.monitor.info(
+            f"the catalogue returned {len(scenes) - len(out)} repeated item(s) (same product id, e.g. "
+            "a page served twice): each product is listed once"
+        )
     return out
 
 
@@ -185,18 +208,28 @@ def choose_date(scenes: Sequence[Scene], mosaic: bool = True) -> List[Scene]:
     return [best] + [s for s in others if (best.tile_id or best.id) != (s.tile_id or s.id)]
 
 
-def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str, mask_output: Optional[str],
-          target_epsg: Optional[int] = None, mosaic: bool = True, workdir: str = "",
-          clouds: str = "auto") -> Dict[str, object]:
+def fetch(
+    source: Source,
+    query: SearchQuery,
+    bands: Sequence[str],
+    output: str,
+    mask_output: Optional[str],
+    target_epsg: Optional[int] = None,
+    mosaic: bool = True,
+    workdir: str = "",
+    clouds: str = "auto",
+) -> Dict[str, object]:
     """Search (or look up ``query.ids``), pick the best date, make it readable and write stack + mask
     (``clouds``: SCL and/or the cloud detector, :data:`..clouds.MODES`)."""
     from ..stack import build_stack, gdal_remote_config
+
     mon = source.monitor
     source.check_fetch()
     ranked = search(source, query)
     chosen = list(ranked) if query.ids else choose_date(ranked, mosaic)
-    mon.info("reading " + ", ".join(f"{s.id} ({s.date}, cloud {s.cloud if s.cloud is not None else '?'} %)"
-                                    for s in chosen))
+    mon.info(
+        "reading " + ", ".join(f"{s.id} ({s.date}, cloud {s.cloud if s.cloud is not None else '?'} %)" for s in chosen)
+    )
     read_bands = list(bands) + (["SCL"] if query.product == "L2A" and "SCL" not in bands else [])
     if mask_output and clouds != "none" and (clouds != "auto" or query.product == "L1C"):
         read_bands += [b for b in ("B02", "B03", "B04", "B08") if b not in read_bands]  # the cloud detector's
@@ -205,12 +238,23 @@ def fetch(source: Source, query: SearchQuery, bands: Sequence[str], output: str,
     if query.product == "L1C":
         for s in prepared:
             s.assets.pop("SCL", None)
-    meta = {"SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
-            "SATCLASSIFY_DATE": chosen[0].date, "SATCLASSIFY_CLOUD": ",".join(str(s.cloud) for s in chosen)}
-    urls = [p[len("/vsicurl/"):] for s in prepared for p in s.assets.values() if p.startswith("/vsicurl/")]
+    meta = {
+        "SATCLASSIFY_SOURCE": f"{source.name} {source.url}",
+        "SATCLASSIFY_DATE": chosen[0].date,
+        "SATCLASSIFY_CLOUD": ",".join(str(s.cloud) for s in chosen),
+    }
+    urls = [p[len("/vsicurl/") :] for s in prepared for p in s.assets.values() if p.startswith("/vsicurl/")]
     with gdal_remote_config(**source.http.gdal_options(urls)):
-        summary = build_stack(prepared, bands, output, mask_output, aoi_wkt=query.aoi_wkt,
-                              target_epsg=target_epsg, monitor=mon.sub(0.0 if source.name == "STAC" else 0.5, 1.0),
-                              metadata=meta, clouds=clouds)
+        summary = build_stack(
+            prepared,
+            bands,
+            output,
+            mask_output,
+            aoi_wkt=query.aoi_wkt,
+            target_epsg=target_epsg,
+            monitor=mon.sub(0.0 if source.name == "STAC" else 0.5, 1.0),
+            metadata=meta,
+            clouds=clouds,
+        )
     summary["scenes"] = chosen
     return summary

@@ -1,6 +1,7 @@
 """Sentinel-2 from the Copernicus Data Space Ecosystem (CDSE): the product filter and fields of Sentinel-2 SAFE
 products on :class:`~satclassify_plugin.core.catalog.odata.ODataCatalog` (search, token, download), then the
 SAFE zip read through the SAFE import (``/vsizip/``, nothing extracted)."""
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ def url_aoi(aoi_wkt: str, max_chars: int = MAX_URL_WKT) -> str:
     """The AOI as ISO WKT short enough for a GET URL: a detailed polygon (e.g. a municipality boundary) is
     sent as its bounding box; products are a superset, and AOI coverage is still computed on the real AOI."""
     from ..stack import bbox_wkt, geometry_from_wkt
+
     g = geometry_from_wkt(aoi_wkt)
     wkt = g.ExportToIsoWkt()
     if len(wkt) <= max_chars:
@@ -57,8 +59,12 @@ def _md5(p: Dict[str, Any]) -> Optional[str]:
         c = [c]
     if isinstance(c, list):
         for x in c:
-            if (isinstance(x, dict) and str(x.get("Algorithm", "")).upper() == "MD5"
-                    and isinstance(x.get("Value"), str) and re.fullmatch(r"[0-9a-fA-F]{32}", x["Value"])):
+            if (
+                isinstance(x, dict)
+                and str(x.get("Algorithm", "")).upper() == "MD5"
+                and isinstance(x.get("Value"), str)
+                and re.fullmatch(r"[0-9a-fA-F]{32}", x["Value"])
+            ):
                 return x["Value"]
     return None
 
@@ -73,6 +79,7 @@ def _geometry(p: Dict[str, Any]) -> Optional[dict]:
         wkt = m.group(1) if m else f
         try:
             from osgeo import ogr
+
             geom = ogr.CreateGeometryFromWkt(wkt.strip().rstrip("'"))
             return json.loads(geom.ExportToJson()) if geom is not None else None
         except Exception:
@@ -99,6 +106,7 @@ def scene_from_product(p: Any) -> Scene:
             return f if f == f and abs(f) != float("inf") else None
         except (TypeError, ValueError):
             return None
+
     baseline = a.get("processingBaseline")
     m = re.search(r"_N(\d{4})_", name)
     base = format_baseline(baseline) or (format_baseline(m.group(1)) if m else "")
@@ -107,17 +115,33 @@ def scene_from_product(p: Any) -> Scene:
         m = re.search(r"_T(\d{2}[A-Z]{3})_", name)
         tile = m.group(1) if m else ""
     plat = a.get("platformSerialIdentifier")
-    platform = f"sentinel-2{str(plat).lower()}" if isinstance(plat, str) and len(plat) == 1 else (
-        name[:3].lower().replace("s2", "sentinel-2") if name.startswith("S2") else "")
+    platform = (
+        f"sentinel-2{str(plat).lower()}"
+        if isinstance(plat, str) and len(plat) == 1
+        else (name[:3].lower().replace("s2", "sentinel-2") if name.startswith("S2") else "")
+    )
     size = p.get("ContentLength")
     ptype = a.get("productType") if isinstance(a.get("productType"), str) else ""
     level = "L1C" if "1C" in (ptype or name[4:10]) else "L2A"
-    return Scene(id=name[:-5] if name.endswith(".SAFE") else name, datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 platform=platform, tile_id=tile, cloud=num(a.get("cloudCover")), baseline=base, source="CDSE",
-                 footprint=_geometry(p), product_type=level, offset_applied=False,
-                 extra={"uuid": pid, "name": name, "md5": _md5(p),
-                        "size": int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0
-                        else None, "online": p.get("Online", True) is not False})
+    return Scene(
+        id=name[:-5] if name.endswith(".SAFE") else name,
+        datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        platform=platform,
+        tile_id=tile,
+        cloud=num(a.get("cloudCover")),
+        baseline=base,
+        source="CDSE",
+        footprint=_geometry(p),
+        product_type=level,
+        offset_applied=False,
+        extra={
+            "uuid": pid,
+            "name": name,
+            "md5": _md5(p),
+            "size": int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None,
+            "online": p.get("Online", True) is not False,
+        },
+    )
 
 
 class CdseSource(Source):
@@ -145,17 +169,25 @@ class CdseSource(Source):
     # -- download ------------------------------------------------------------------------------------
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
         from ..stack import open_safe
+
         out = []
         n = max(1, len(scenes))
         for i, s in enumerate(scenes):
             if not s.extra.get("online", True):
-                raise SatClassifyError(f"product {s.id} is offline (long-term archive): order it at the service "
-                                       "first, or choose another date")
+                raise SatClassifyError(
+                    f"product {s.id} is offline (long-term archive): order it at the service "
+                    "first, or choose another date"
+                )
             dest = os.path.join(workdir, s.id + ".zip")
             size = s.extra.get("size")
             self.monitor.info(f"downloading {s.id} ({(size if isinstance(size, int) else 0) / 1e6:.0f} MB) to {dest}")
-            self.odata.download(s.extra["uuid"], dest, md5=s.extra.get("md5"), size=s.extra.get("size"),
-                                monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n))
+            self.odata.download(
+                s.extra["uuid"],
+                dest,
+                md5=s.extra.get("md5"),
+                size=s.extra.get("size"),
+                monitor=self.monitor.sub(0.5 * i / n, 0.5 * (i + 1) / n),
+            )
             safe = open_safe(dest)
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "CDSE"
             out.append(safe)

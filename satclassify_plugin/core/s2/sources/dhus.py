@@ -1,6 +1,7 @@
 """Sentinel-2 from a Data Hub Software (DHuS) mirror (national collaborative ground segments): the query and
 fields of Sentinel-2 products on :class:`~satclassify_plugin.core.catalog.dhus.DhusCatalog` (sentinelsat), then
 the zip read through the SAFE import."""
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ def scene_from_entry(uuid: Any, p: Any) -> Scene:
     if isinstance(p.get("footprint"), str):
         try:
             from osgeo import ogr
+
             g = ogr.CreateGeometryFromWkt(p["footprint"])
             fp = json.loads(g.ExportToJson()) if g is not None else None
         except Exception:
@@ -47,9 +49,19 @@ def scene_from_entry(uuid: Any, p: Any) -> Scene:
         tile = m.group(1) if m else ""
     plat = str(p.get("platformserialidentifier") or "").lower().replace(" ", "")
     ptype = str(p.get("producttype") or title[4:10])
-    return Scene(id=title, datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"), platform=plat, tile_id=tile, cloud=cloud,
-                 baseline=base, source="DHuS", footprint=fp, product_type="L1C" if "1C" in ptype else "L2A",
-                 offset_applied=False, extra={"uuid": uuid})
+    return Scene(
+        id=title,
+        datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        platform=plat,
+        tile_id=tile,
+        cloud=cloud,
+        baseline=base,
+        source="DHuS",
+        footprint=fp,
+        product_type="L1C" if "1C" in ptype else "L2A",
+        offset_applied=False,
+        extra={"uuid": uuid},
+    )
 
 
 class DhusSource(Source):
@@ -75,6 +87,7 @@ class DhusSource(Source):
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
         from ..stack import open_safe
+
         catalog = self.catalog()
         os.makedirs(workdir, exist_ok=True)
         out = []
@@ -87,4 +100,3 @@ class DhusSource(Source):
             safe.aoi_cover, safe.footprint, safe.rank, safe.source = s.aoi_cover, s.footprint, s.rank, "DHuS"
             out.append(safe)
         return out
-

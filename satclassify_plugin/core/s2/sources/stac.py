@@ -9,6 +9,7 @@ Offset rule for STAC items: the DN offset (-1000) is applied when the processing
 applied already (``earthsearch:boa_offset_applied`` false or absent). The value comes from the asset's
 ``raster:bands`` offset/scale when given (-0.1 / 0.0001 = -1000), else -1000.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,20 +91,34 @@ def scene_from_item(item: Any, source: str = "STAC") -> Scene:
             if off is not None and off < 0 and band != "SCL":
                 offsets[band] = off
     geom = item.get("geometry")
-    if not (isinstance(geom, dict) and geom.get("type") in ("Polygon", "MultiPolygon")
-            and isinstance(geom.get("coordinates"), list)):
+    if not (
+        isinstance(geom, dict)
+        and geom.get("type") in ("Polygon", "MultiPolygon")
+        and isinstance(geom.get("coordinates"), list)
+    ):
         geom = None
     baseline = props.get("s2:processing_baseline", props.get("processing:version"))
     applied = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
     nodata = _num(props.get("s2:nodata_pixel_percentage"))
     cloud = _num(props.get("eo:cloud_cover"))
     product = str(props.get("s2:product_type") or props.get("product:type") or "")
-    return Scene(id=iid, datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"), platform=str(props.get("platform") or ""),
-                 tile_id=_tile(props, iid), cloud=cloud, baseline=format_baseline(baseline),
-                 nodata=nodata, source=source, footprint=geom, epsg=_epsg(props),
-                 product_type="L1C" if "1C" in product else "L2A",
-                 offset_applied=applied if isinstance(applied, bool) else None, assets=assets, offsets=offsets,
-                 extra={"collection": item.get("collection") if isinstance(item.get("collection"), str) else ""})
+    return Scene(
+        id=iid,
+        datetime=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        platform=str(props.get("platform") or ""),
+        tile_id=_tile(props, iid),
+        cloud=cloud,
+        baseline=format_baseline(baseline),
+        nodata=nodata,
+        source=source,
+        footprint=geom,
+        epsg=_epsg(props),
+        product_type="L1C" if "1C" in product else "L2A",
+        offset_applied=applied if isinstance(applied, bool) else None,
+        assets=assets,
+        offsets=offsets,
+        extra={"collection": item.get("collection") if isinstance(item.get("collection"), str) else ""},
+    )
 
 
 class StacSource(Source):
@@ -116,9 +131,13 @@ class StacSource(Source):
         import json
 
         from ..stack import geometry_from_wkt
+
         collection = query.collection or COLLECTIONS[query.product]
-        kw: Dict[str, Any] = {"collections": [collection], "max_items": int(query.limit) * 4,
-                              "limit": min(100, int(query.limit) * 4)}
+        kw: Dict[str, Any] = {
+            "collections": [collection],
+            "max_items": int(query.limit) * 4,
+            "limit": min(100, int(query.limit) * 4),
+        }
         if query.ids:
             kw["ids"] = list(query.ids)
         else:
@@ -133,12 +152,15 @@ class StacSource(Source):
 
     def prepare(self, scenes: Sequence[Scene], bands: Sequence[str], workdir: str) -> List[Scene]:
         from ..stack import vsi_path
+
         out = []
         for s in scenes:
             missing = [b for b in bands if b not in s.assets and b != "SCL"]
             if missing:
-                raise SatClassifyError(f"item {s.id} has no asset for band {', '.join(missing)} (it has "
-                                       f"{', '.join(sorted(s.assets)) or 'no band asset'})")
+                raise SatClassifyError(
+                    f"item {s.id} has no asset for band {', '.join(missing)} (it has "
+                    f"{', '.join(sorted(s.assets)) or 'no band asset'})"
+                )
             if "SCL" in bands and "SCL" not in s.assets:
                 self.monitor.info(f"item {s.id} has no SCL asset: the mask only flags nodata")
             c = Scene(**{**s.__dict__})
