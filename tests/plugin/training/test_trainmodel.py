@@ -36,14 +36,12 @@ def _image(lab, rng):
     return np.clip(img, 1, 10000).astype(np.uint16)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def _make_dataset(folder, n_train=24, n_val=6):
     from satclassify_plugin.core.contract.dataset import DatasetSpec, DatasetWriter
 
     rng = np.random.default_rng(0)
-    folder = str(tmp_path_factory.mktemp("tm") / "ds")
     w = DatasetWriter(folder, DatasetSpec(tuple(BANDS), 32, tuple(CLASSES)), overwrite=True)
-    for split, n in (("train", 24), ("val", 6)):
+    for split, n in (("train", n_train), ("val", n_val)):
         for _ in range(n):
             lab = np.ones((32, 32), np.uint8)
             a, b = np.sort(rng.integers(4, 28, 2))
@@ -51,6 +49,11 @@ def dataset(tmp_path_factory):
             w.add(split, _image(lab, rng), lab)
     w.close({"resolution_m": 10.0})
     return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return _make_dataset(str(tmp_path_factory.mktemp("tm") / "ds"))
 
 
 @pytest.fixture(scope="module")
@@ -218,13 +221,15 @@ def _alive(marker):
 
 
 def test_cancel_during_an_epoch_stops_the_child_within_5_s_and_a_rerun_works(run_alg, dataset, tiny_config, tmp_path):
-    # a long run (CNN-class, 200 epochs) with 2 DataLoader workers; cancelled at its first step within epoch 1
+    # a long run (CNN-class, 200 epochs of 300 steps) with 2 DataLoader workers; cancelled at its first step within
+    # epoch 1 (an epoch of the small dataset lasts 0.1 s on a quiet machine: shorter than the tool's poll)
+    big = _make_dataset(str(tmp_path / "big"), n_train=600, n_val=6)
     cfg = tmp_path / "slow.yaml"
     cfg.write_text(
         "early_stopping: 0\nnum_workers: 2\nencoder: satimnet\nlight_widths: [8, 16, 16, 16]\nbatch_size: 2\n"
     )
     fb = RecordingFeedback(cancel_at_progress=0)
-    params = _params(dataset, tmp_path, str(cfg), ARCHITECTURE=2, EPOCHS=200)
+    params = _params(big, tmp_path, str(cfg), ARCHITECTURE=2, EPOCHS=200)
     with pytest.raises(QgsProcessingException, match="cancelled"):
         run_alg("satclassify:trainmodel", params, feedback=fb)
     stopped = time.time()
