@@ -75,13 +75,7 @@ def crossval(
     from .train import train
 
     explicit = dict(explicit or {})
-    if cfg.resume:
-        raise TrainingError(
-            "crossval starts every fold from scratch: --resume is not used here (resume one fold "
-            "with 'train --resume <out>/fold-K/last.pt')"
-        )
-    if cfg.fold is not None:
-        raise TrainingError("crossval chooses the folds itself: give --folds, not --fold")
+    _refuse_fold_options(cfg)
     ds = open_dataset(cfg.data)
     data = str(cfg.data)  # given (open_dataset refuses None)
     k, ids = fold_ids(ds)
@@ -121,17 +115,7 @@ def crossval(
         if not (res.get("best") or res.get("last")):
             raise TrainingError(f"fold {fold}: the run wrote no checkpoint (no epoch ran): raise --epochs")
         best = ckpt_io.load(res.get("best") or res["last"], "fold checkpoint")
-        row = best.get("metrics") or {}
-        entry = {
-            "fold": fold,
-            "run_dir": res["run_dir"],
-            "best_epoch": int(best.get("epoch", -1)) + 1,
-            "epochs_run": res["epochs_run"],
-            "train_patches": int((ids != fold).sum()),
-            "val_patches": int((ids == fold).sum()),
-            "seconds": round(time.time() - t0, 1),
-        }
-        entry.update({m: row.get(f"val_{m}") for m in METRICS if row.get(f"val_{m}") is not None})
+        entry = _fold_entry(fold, res, best, ids, time.time() - t0)
         summary["config"] = summary["config"] or {
             k2: v for k2, v in best["config"].items() if k2 not in ("fold", "out")
         }
@@ -140,7 +124,41 @@ def crossval(
         with atomic_open(path, "w") as f:
             json.dump(summary, f, indent=1)
     summary["output"] = path
-    log(
+    log(_summary_line(summary))
+    return summary
+
+
+def _refuse_fold_options(cfg):
+    """Refuse the ``train`` options crossval sets itself: --resume (every fold starts from scratch), --fold."""
+    if cfg.resume:
+        raise TrainingError(
+            "crossval starts every fold from scratch: --resume is not used here (resume one fold "
+            "with 'train --resume <out>/fold-K/last.pt')"
+        )
+    if cfg.fold is not None:
+        raise TrainingError("crossval chooses the folds itself: give --folds, not --fold")
+
+
+def _fold_entry(fold, res, best, ids, seconds):
+    """The summary's row of one fold: its run, the patch counts of its split and its best checkpoint's validation
+    figures (those the task has)."""
+    row = best.get("metrics") or {}
+    entry = {
+        "fold": fold,
+        "run_dir": res["run_dir"],
+        "best_epoch": int(best.get("epoch", -1)) + 1,
+        "epochs_run": res["epochs_run"],
+        "train_patches": int((ids != fold).sum()),
+        "val_patches": int((ids == fold).sum()),
+        "seconds": round(seconds, 1),
+    }
+    entry.update({m: row.get(f"val_{m}") for m in METRICS if row.get(f"val_{m}") is not None})
+    return entry
+
+
+def _summary_line(summary):
+    """The closing log line: the mean (± the standard deviation where there is one) of each figure."""
+    return (
         "crossval over "
         + f"{len(summary['per_fold'])} fold(s): "
         + ", ".join(
@@ -151,7 +169,6 @@ def crossval(
             if summary["mean"].get(m) is not None
         )
     )
-    return summary
 
 
 def _summarise(summary):

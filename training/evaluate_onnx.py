@@ -91,8 +91,6 @@ def evaluate_onnx(
 ) -> Dict[str, Any]:
     """Evaluate the ONNX file ``model_path`` on ``split`` of the dataset ``data`` ("all": every split); writes and
     returns the metrics dict (the same layout as ``evaluate --checkpoint``)."""
-    from .evaluate import headline
-
     out = out or os.path.splitext(os.path.abspath(model_path))[0] + f"-metrics-{split}.json"
     inputs = {"--model": model_path, **dataset_files(data)}
     refuse_inputs("--out", out, inputs)
@@ -113,6 +111,36 @@ def evaluate_onnx(
             "training checkpoint), or with satclassify:classify on a multi-date stack"
         )
     splits = _splits(ds, split)
+    band_idx, values, patch_mode = _match_dataset(model_path, model, ds)
+    head = card.heads[0]
+    p = ds.patch_size
+    make_dir(os.path.dirname(os.path.abspath(out)), out)
+    from satclassify_plugin.core.classify.inference import input_bounds, scale_coefficients
+
+    a, b = scale_coefficients(card)
+    bounds = input_bounds(card)
+    run = _Runner(model, a, b, bounds, band_idx, nodata_is_zero(card), int(batch_size) or BATCH)
+    names = {int(c.value): c.name for c in head.classes}
+    if patch_mode:
+        metrics, count = _patch_metrics(run, ds, splits, head, values, predictions)
+    else:
+        metrics, count = _pixel_metrics(run, ds, splits, values, model, card, p)
+    metrics = metrics(names)
+    metrics.pop("loss", None)
+    result = _result(model_path, data, split, splits, model, run, patch_mode, count, metrics)
+    if predictions:
+        result["predictions"] = predictions
+    with atomic_open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    result["output"] = out
+    return result
+
+
+def _match_dataset(model_path, model, ds):
+    """Refuse a dataset the model cannot be evaluated on (bands, class values, patch size, labels); returns
+    (the model's bands as dataset band indices, its first head's class values, whether to evaluate patch by
+    patch)."""
+    card = model.card
     missing = [b for b in card.bands if b not in ds.bands]
     if missing:
         raise TrainingError(
@@ -140,19 +168,16 @@ def evaluate_onnx(
         raise TrainingError("the dataset has no pixel labels to compare a segmentation model with")
     if head.multilabel and not patch_mode:
         raise TrainingError("a multi-label head is evaluated patch by patch: use a patch-level dataset")
-    make_dir(os.path.dirname(os.path.abspath(out)), out)
-    from satclassify_plugin.core.classify.inference import input_bounds, scale_coefficients
+    return band_idx, values, patch_mode
 
-    a, b = scale_coefficients(card)
-    bounds = input_bounds(card)
-    run = _Runner(model, a, b, bounds, band_idx, nodata_is_zero(card), int(batch_size) or BATCH)
-    names = {int(c.value): c.name for c in head.classes}
-    if patch_mode:
-        metrics, count = _patch_metrics(run, ds, splits, head, values, predictions)
-    else:
-        metrics, count = _pixel_metrics(run, ds, splits, values, model, card, p)
-    metrics = metrics(names)
-    metrics.pop("loss", None)
+
+def _result(model_path, data, split, splits, model, run, patch_mode, count, metrics):
+    """The metrics file's dict (without "predictions" and "output"): what was evaluated, how, and the figures of
+    the first head."""
+    from .evaluate import headline
+
+    card = model.card
+    head = card.heads[0]
     result = {
         "model": os.path.abspath(model_path),
         "dataset": os.path.abspath(data),
@@ -176,11 +201,6 @@ def evaluate_onnx(
     }
     if len(card.heads) > 1:
         result["note"] = f"only the first head ('{head.name}') is evaluated with --model; the others: --checkpoint"
-    if predictions:
-        result["predictions"] = predictions
-    with atomic_open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    result["output"] = out
     return result
 
 

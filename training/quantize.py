@@ -219,23 +219,10 @@ def export_int8(
     try:
         fp32 = _float32(checkpoint, tmp, tile_size, check)
         card = fp32["card"]
-        missing = [b for b in card.bands if b not in [str(b) for b in ds.bands]]
-        if missing:
-            raise TrainingError(
-                f"the calibration dataset '{calibration_data}' lacks the model's band(s) "
-                f"{', '.join(missing)} (it has {', '.join(map(str, ds.bands))})"
-            )
+        _check_bands(card, ds, calibration_data)
         info = DataInfo(ds, card.bands)
         info.check_split(calibration_split)
-        src = fp32["path"]
-        pre = os.path.join(tmp, "prepared.onnx")
-        try:  # shape inference + graph optimisation (folds batch norms into the convolutions) before quantizing
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-            src = pre
-        except Exception:  # noqa: BLE001 - an optional step; quantize the plain export then
-            pass
+        src = _pre_process(fp32["path"], os.path.join(tmp, "prepared.onnx"))
         proto = onnx.load(src)
         keep = float_nodes(proto)
         reader = _reader(info, calibration_split, card, limit)
@@ -274,27 +261,55 @@ def export_int8(
     with atomic_open(out, "wb") as f:
         f.write(data)
     if log:
-        agree = ", ".join(f"{k} {v:.2%}" for k, v in validation["agreement"].items())
-        line = (
-            f"exported {out}: int8 QDQ (per-channel weights, {reader.count} calibration patches of "
-            f"'{calibration_split}'); on {validation['patches']} '{validation['split']}' patches the classes "
-            f"agree with float32 on {agree}"
-        )
-        if "change" in validation:
-            f32, i8 = validation["float32"], validation["int8"]
-            line += (
-                f"; OA {f32['overall_accuracy']:.4f} -> {i8['overall_accuracy']:.4f}, mIoU "
-                f"{_fmt(f32['miou'])} -> {_fmt(i8['miou'])}"
-            )
-        log(line)
-        low = [k for k, v in validation["agreement"].items() if v < MIN_AGREEMENT]
-        if low:
-            log(
-                f"warning: int8 and float32 classes agree on less than {MIN_AGREEMENT:.0%} of the validation pixels "
-                f"for head(s) {', '.join(low)}: calibrate on more patches (--calibration-patches) or use the "
-                "float32 export"
-            )
+        _log_export(log, out, reader.count, calibration_split, validation)
     return {"path": out, "card": parse_card(d), "quantization": block}
+
+
+def _check_bands(card, ds, calibration_data):
+    """Refuse a calibration dataset that lacks one of the model's bands."""
+    missing = [b for b in card.bands if b not in [str(b) for b in ds.bands]]
+    if missing:
+        raise TrainingError(
+            f"the calibration dataset '{calibration_data}' lacks the model's band(s) "
+            f"{', '.join(missing)} (it has {', '.join(map(str, ds.bands))})"
+        )
+
+
+def _pre_process(src, pre):
+    """Shape inference + graph optimisation (folds batch norms into the convolutions) of the ONNX file ``src``
+    into ``pre`` before quantizing; returns the file to quantize (``src`` itself if the optional step failed)."""
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        return pre
+    except Exception:  # noqa: BLE001 - an optional step; quantize the plain export then
+        return src
+
+
+def _log_export(log, out, patches, calibration_split, validation):
+    """Report the written int8 model: its calibration, its agreement with float32 (and the change of the figures
+    where the validation split has labels), and a warning where the agreement is low."""
+    agree = ", ".join(f"{k} {v:.2%}" for k, v in validation["agreement"].items())
+    line = (
+        f"exported {out}: int8 QDQ (per-channel weights, {patches} calibration patches of "
+        f"'{calibration_split}'); on {validation['patches']} '{validation['split']}' patches the classes "
+        f"agree with float32 on {agree}"
+    )
+    if "change" in validation:
+        f32, i8 = validation["float32"], validation["int8"]
+        line += (
+            f"; OA {f32['overall_accuracy']:.4f} -> {i8['overall_accuracy']:.4f}, mIoU "
+            f"{_fmt(f32['miou'])} -> {_fmt(i8['miou'])}"
+        )
+    log(line)
+    low = [k for k, v in validation["agreement"].items() if v < MIN_AGREEMENT]
+    if low:
+        log(
+            f"warning: int8 and float32 classes agree on less than {MIN_AGREEMENT:.0%} of the validation pixels "
+            f"for head(s) {', '.join(low)}: calibrate on more patches (--calibration-patches) or use the "
+            "float32 export"
+        )
 
 
 def _fmt(v):

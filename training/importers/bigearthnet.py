@@ -262,31 +262,23 @@ def _load(name, folder, bands, p, target):
     return img, target
 
 
-def import_bigearthnet(
-    src: str,
-    out: str,
-    nomenclature_n: int = 43,
-    bands: Optional[Sequence[str]] = None,
-    exclude: Optional[str] = None,
-    options: Optional[ImportOptions] = None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
-    manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
-    seasonal snow or clouds and shadows). ``options``: the split and writing options
-    (:class:`~.common.ImportOptions`)."""
-    options = options or ImportOptions()
-    block_size = options.block_size
-    bands = list(bands or BANDS)
-    bad = [b for b in bands if b not in BAND_RES]
-    if bad or len(set(bands)) != len(bands):
-        raise TrainingError(f"--bands {','.join(bands)}: BigEarthNet-S2 bands are {', '.join(BANDS)} (each once)")
-    table, index = nomenclature(int(nomenclature_n))
-    skip = read_list(exclude)
-    folders = [(n, f) for n, f in _patch_folders(src) if n not in skip]
-    if not folders:
-        raise TrainingError(f"every patch folder of '{src}' is listed in --exclude: nothing to import")
-    # pass 1: metadata, labels, band files, sizes of the first patch (errors before anything is written)
+def _target(name, meta, table, index, nomenclature_n):
+    """The multi-hot target of a patch's labels in the class table (labels outside a 19-class nomenclature are
+    dropped; a label outside the 43 classes is refused)."""
+    target = np.zeros(len(table), np.uint8)
+    for lab in meta["labels"]:
+        c = clc_code(lab, name)
+        if c in index:
+            target[index[c]] = 1
+        elif nomenclature_n == 43:
+            raise TrainingError(f"patch '{name}': label '{lab}' (CLC {c}) is not one of the 43 BigEarthNet classes")
+    return target
+
+
+def _read_patches(folders, bands, table, index, nomenclature_n, block_size):
+    """Pass 1 over the patch folders: metadata, labels, band files, the size of the first patch (errors before
+    anything is written). Returns (a PatchRecord per patch with a class, the count of patches without one, the
+    patch size in 10 m pixels)."""
     p: Any = None  # the patch size, from the first patch
     records, no_label = [], 0
     for name, folder in folders:
@@ -296,13 +288,7 @@ def import_bigearthnet(
                 f"patch '{name}': band file(s) {', '.join(f'{name}_{b}.tif' for b in missing)} missing in '{folder}'"
             )
         meta = _read_meta(name, folder)
-        target = np.zeros(len(table), np.uint8)
-        for lab in meta["labels"]:
-            c = clc_code(lab, name)
-            if c in index:
-                target[index[c]] = 1
-            elif int(nomenclature_n) == 43:
-                raise TrainingError(f"patch '{name}': label '{lab}' (CLC {c}) is not one of the 43 BigEarthNet classes")
+        target = _target(name, meta, table, index, nomenclature_n)
         if not target.any():
             no_label += 1
             continue
@@ -330,6 +316,34 @@ def import_bigearthnet(
                 functools.partial(_load, name, folder, bands, p, target),
             )
         )
+    return records, no_label, p
+
+
+def import_bigearthnet(
+    src: str,
+    out: str,
+    nomenclature_n: int = 43,
+    bands: Optional[Sequence[str]] = None,
+    exclude: Optional[str] = None,
+    options: Optional[ImportOptions] = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Import the BigEarthNet-S2 patch folders under ``src`` into the dataset folder ``out``; returns the
+    manifest. ``exclude``: a file listing patch names to leave out (e.g. BigEarthNet's lists of patches covered by
+    seasonal snow or clouds and shadows). ``options``: the split and writing options
+    (:class:`~.common.ImportOptions`)."""
+    options = options or ImportOptions()
+    block_size = options.block_size
+    bands = list(bands or BANDS)
+    bad = [b for b in bands if b not in BAND_RES]
+    if bad or len(set(bands)) != len(bands):
+        raise TrainingError(f"--bands {','.join(bands)}: BigEarthNet-S2 bands are {', '.join(BANDS)} (each once)")
+    table, index = nomenclature(int(nomenclature_n))
+    skip = read_list(exclude)
+    folders = [(n, f) for n, f in _patch_folders(src) if n not in skip]
+    if not folders:
+        raise TrainingError(f"every patch folder of '{src}' is listed in --exclude: nothing to import")
+    records, no_label, p = _read_patches(folders, bands, table, index, int(nomenclature_n), block_size)
     if not records:
         raise TrainingError(f"no patch of '{src}' has a label of the {nomenclature_n}-class nomenclature")
     log(

@@ -144,40 +144,11 @@ def write_patch_dataset(
         + ", ".join(f"{s} {splits.count(s)} patches ({nblocks[s]} blocks)" for s in SPLITS)
     )
     folds = _folds(records, splits, k_folds, seed, log)
-    rows = []
     try:
         spec = dataclasses.replace(spec, crs_wkt=common, splits=SPLITS, shard_size=o.shard_size)
         with DatasetWriter(out, spec, overwrite=o.overwrite, expected_patches=len(records)) as w:
-            for n, (r, s, (image, target)) in enumerate(zip(records, splits, _loaded(records, o.workers))):
-                try:
-                    shard, idx = w.add(s, image, target=target)
-                except DatasetError as e:
-                    if "cannot write" in str(e):
-                        raise
-                    raise TrainingError(f"patch '{r.name}': {e}")
-                rows.append((s, shard, idx))
-                if (n + 1) % 5000 == 0:
-                    log(f"  {n + 1}/{len(records)} patches")
-            rings = [r.ring for r in records] if common or len(crss) == 1 else _to_wgs84(records, log)
-            layer_crs = common if common else (_wgs84_wkt() if len(crss) > 1 else "")
-            write_polygons(
-                w.stage_path(FOOTPRINTS),
-                "patches",
-                [
-                    ("source", "str"),
-                    ("split", "str"),
-                    ("shard", "int"),
-                    ("index", "int"),
-                    ("labels", "str"),
-                    ("acquisition_date", "str"),
-                    ("crs", "str"),
-                ],
-                (
-                    (ring, r.name, s, shard, idx, r.labels_text, r.date, crs_label(r.crs_wkt))
-                    for ring, r, (s, shard, idx) in zip(rings, records, rows)
-                ),
-                crs_wkt=layer_crs,
-            )
+            rows = _write_patches(w, records, splits, o.workers, log)
+            _write_footprints(w, records, rows, crss, common, log)
             split_rule = {
                 "type": "spatial_blocks",
                 "val_fraction": val_fraction,
@@ -199,6 +170,48 @@ def write_patch_dataset(
     for s in SPLITS:
         log(f"{s}: {manifest['splits'][s]['patches']} patches")
     return manifest
+
+
+def _write_patches(w, records, splits, workers, log):
+    """Add each record's image and target to the writer ``w`` in its split; returns (split, shard, index) per
+    record."""
+    rows = []
+    for n, (r, s, (image, target)) in enumerate(zip(records, splits, _loaded(records, workers))):
+        try:
+            shard, idx = w.add(s, image, target=target)
+        except DatasetError as e:
+            if "cannot write" in str(e):
+                raise
+            raise TrainingError(f"patch '{r.name}': {e}")
+        rows.append((s, shard, idx))
+        if (n + 1) % 5000 == 0:
+            log(f"  {n + 1}/{len(records)} patches")
+    return rows
+
+
+def _write_footprints(w, records, rows, crss, common, log):
+    """Stage patches.gpkg: each patch's footprint with its source, split, shard, index, labels, date and CRS (in
+    the records' common CRS, else in WGS 84)."""
+    rings = [r.ring for r in records] if common or len(crss) == 1 else _to_wgs84(records, log)
+    layer_crs = common if common else (_wgs84_wkt() if len(crss) > 1 else "")
+    write_polygons(
+        w.stage_path(FOOTPRINTS),
+        "patches",
+        [
+            ("source", "str"),
+            ("split", "str"),
+            ("shard", "int"),
+            ("index", "int"),
+            ("labels", "str"),
+            ("acquisition_date", "str"),
+            ("crs", "str"),
+        ],
+        (
+            (ring, r.name, s, shard, idx, r.labels_text, r.date, crs_label(r.crs_wkt))
+            for ring, r, (s, shard, idx) in zip(rings, records, rows)
+        ),
+        crs_wkt=layer_crs,
+    )
 
 
 def _folds(records, splits, k_folds, seed, log):
