@@ -206,21 +206,15 @@ class AssessAccuracyAlgorithm(SatClassifyAlgorithm):
         """The points as dicts (x, y in the classified raster's CRS; reference and stratum attributes)."""
         from qgis.core import QgsRasterLayer
 
+        from ..core.accuracy.points import reference_field
+
         source = self.parameterAsSource(parameters, "REFERENCE_POINTS", context)
         if source is None:
             raise SatClassifyError(f"cannot read the reference points '{parameters.get('REFERENCE_POINTS')}'")
         names = source.fields().names()
-        field = self.parameterAsString(parameters, "REFERENCE_FIELD", context)
-        if not field:
-            if "reference" not in names:
-                raise SatClassifyError(
-                    "no REFERENCE_FIELD given: name the field of the points that holds the "
-                    f"reference class (the layer has: {', '.join(names) or 'no field'})"
-                )
-            field = "reference"
-            feedback.pushInfo("REFERENCE_FIELD is empty: using the points' field 'reference'")
-        if field not in names:
-            raise SatClassifyError(f"the reference points have no field '{field}' (fields: {', '.join(names)})")
+        field = reference_field(
+            names, self.parameterAsString(parameters, "REFERENCE_FIELD", context), feedback.pushInfo
+        )
         crs = QgsRasterLayer(classified, "classified", "gdal").crs()
         transform = None
         if source.sourceCrs().isValid() and crs.isValid() and source.sourceCrs() != crs:

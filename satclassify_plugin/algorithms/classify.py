@@ -161,7 +161,6 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
         from ..core.trainrun.diagnostics import inference_line
 
         feedback.pushInfo(inference_line(result.provider))
-        written = [p for p in heads[: len(result.heads)] if p]
         for k, path in enumerate(heads[: len(result.heads)]):
             if not path:
                 continue
@@ -169,15 +168,7 @@ class ClassifyAlgorithm(SatClassifyAlgorithm):
                 feedback.pushInfo(f"head '{result.heads[k].name}' written to {path}")
                 load_beside(context, outs["OUTPUT"], path, result.heads[k].name)
             style_output_on_load(context, path, result.heads[k].classes, result.class_counts[k])
-        return {
-            "OUTPUT": outs["OUTPUT"],
-            "OUTPUT_2": outs["OUTPUT_2"],
-            "CONFIDENCE": outs["CONFIDENCE"],
-            "PROBABILITIES": outs["PROBABILITIES"],
-            "PROVIDER": result.provider,
-            "MPIX_PER_S": result.mpix_per_s,
-            "HEAD_OUTPUTS": written,
-        }
+        return result.tool_results(outs, heads)
 
     def head_outputs(self, parameters, context, feedback, outs, heads):
         """The class raster of each head: OUTPUT, OUTPUT_2, then (WRITE_ALL_HEADS) ``<OUTPUT base>_<head>.tif``

@@ -318,19 +318,10 @@ def run_classify(a, con):
         options=opts,
         monitor=monitor,
     )
-    written = [p for p in heads[: len(result.heads)] if p]
     for k, path in enumerate(heads[: len(result.heads)]):
         if path and path not in (outs["OUTPUT"], outs["OUTPUT_2"]):
             con.info(f"head '{result.heads[k].name}' written to {path}")
-    return {
-        "OUTPUT": outs["OUTPUT"],
-        "OUTPUT_2": outs["OUTPUT_2"],
-        "CONFIDENCE": outs["CONFIDENCE"],
-        "PROBABILITIES": outs["PROBABILITIES"],
-        "PROVIDER": result.provider,
-        "MPIX_PER_S": result.mpix_per_s,
-        "HEAD_OUTPUTS": written,
-    }
+    return result.tool_results(outs, heads)
 
 
 # ----------------------------------------------------------------------------------------------- classifypatches
@@ -482,6 +473,8 @@ def reference_points(path, field, classified, con):
     in the classified raster's CRS, reference, stratum, id."""
     from osgeo import gdal, osr
 
+    from ..core.accuracy.points import reference_field
+
     src, layer_name = split_layer(path)
     try:
         ds = gdal.OpenEx(src, gdal.OF_VECTOR)
@@ -494,16 +487,7 @@ def reference_points(path, field, classified, con):
         raise SatClassifyError(f"cannot read the reference points '{path}': no layer '{layer_name}'")
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    if not field:
-        if "reference" not in names:
-            raise SatClassifyError(
-                "no REFERENCE_FIELD given: name the field of the points that holds the "
-                f"reference class (the layer has: {', '.join(names) or 'no field'})"
-            )
-        field = "reference"
-        con.info("REFERENCE_FIELD is empty: using the points' field 'reference'")
-    if field not in names:
-        raise SatClassifyError(f"the reference points have no field '{field}' (fields: {', '.join(names)})")
+    field = reference_field(names, field, con.info)
     dst, srcs = raster_srs(classified, "classified raster"), lyr.GetSpatialRef()
     ct = None
     if srcs is not None and dst is not None and not srcs.IsSame(dst):

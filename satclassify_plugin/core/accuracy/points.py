@@ -69,6 +69,23 @@ def parse_reference(value):
     return int(f) if f == int(f) else "unknown"
 
 
+def reference_field(names: List[str], field: str, log=lambda m: None) -> str:
+    """The points' field that holds the reference class: REFERENCE_FIELD when given (it must exist among ``names``),
+    else the field 'reference' (logged); refused with the fields the layer has. One rule for the Processing tool and
+    the ``satclassify assess`` command."""
+    if not field:
+        if "reference" not in names:
+            raise SatClassifyError(
+                "no REFERENCE_FIELD given: name the field of the points that holds the "
+                f"reference class (the layer has: {', '.join(names) or 'no field'})"
+            )
+        field = "reference"
+        log("REFERENCE_FIELD is empty: using the points' field 'reference'")
+    if field not in names:
+        raise SatClassifyError(f"the reference points have no field '{field}' (fields: {', '.join(names)})")
+    return field
+
+
 def _cell_of(gt, x, y):
     col = math.floor((x - gt[0]) / gt[1])
     row = math.floor((y - gt[3]) / gt[5])

@@ -62,6 +62,19 @@ class ClassifyResult:
     def mpix_per_s(self) -> float:
         return self.megapixels / self.seconds if self.seconds > 0 else float("inf")
 
+    def tool_results(self, outs: Dict[str, Optional[str]], heads: Sequence[Optional[str]]) -> Dict[str, object]:
+        """What the classify tool and the ``satclassify classify`` command return: ``outs`` (OUTPUT, OUTPUT_2,
+        CONFIDENCE, PROBABILITIES as given), the provider, the speed and the class rasters written (HEAD_OUTPUTS)."""
+        return {
+            "OUTPUT": outs["OUTPUT"],
+            "OUTPUT_2": outs["OUTPUT_2"],
+            "CONFIDENCE": outs["CONFIDENCE"],
+            "PROBABILITIES": outs["PROBABILITIES"],
+            "PROVIDER": self.provider,
+            "MPIX_PER_S": self.mpix_per_s,
+            "HEAD_OUTPUTS": [p for p in heads[: len(self.heads)] if p],
+        }
+
 
 def check_extent_area(extent: Sequence[float], given: str) -> None:
     """An EXTENT that was given, as (xmin, ymin, xmax, ymax) in the raster's CRS, must have an area: an extent of

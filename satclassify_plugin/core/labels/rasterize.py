@@ -551,6 +551,24 @@ def _gdal_callback(monitor: Monitor, start: float, span: float):
     return cb
 
 
+def _class_raster(tmp: str, grid: Grid, classes, metadata: Optional[Dict[str, str]] = None) -> gdal.Dataset:
+    """The uint8 class raster on ``grid`` (nodata 0 = no label), its colour table, names and metadata set before
+    any pixel: what every rasterize path writes."""
+    return raster.create_geotiff(
+        tmp,
+        grid.width,
+        grid.height,
+        1,
+        gdal.GDT_Byte,
+        grid.geotransform,
+        grid.wkt,
+        nodata=0,
+        options=CLASS_GTIFF_OPTIONS,
+        classes=classes,
+        metadata=metadata,
+    )
+
+
 def _rasterize_vector(
     vds,
     lyr,
@@ -632,38 +650,14 @@ def _rasterize_vector(
             monitor.info(f"points label the pixel that holds them: the rule ({o.rule}) does not apply")
         md = label_metadata(scheme.table, scheme.ct, points=True)
         with raster.AtomicOutput(output) as tmp:
-            out = raster.create_geotiff(
-                tmp,
-                grid.width,
-                grid.height,
-                1,
-                gdal.GDT_Byte,
-                grid.geotransform,
-                grid.wkt,
-                nodata=0,
-                options=CLASS_GTIFF_OPTIONS,
-                classes=scheme.table,
-                metadata=md,
-            )
+            out = _class_raster(tmp, grid, scheme.table, md)
             result.points = _rasterize_points(vds, sql, rect, grid, out.GetRasterBand(1), monitor)
             out.FlushCache()
             out = None
         monitor.progress(1.0)
         return result
     with raster.AtomicOutput(output) as tmp:
-        out = raster.create_geotiff(
-            tmp,
-            grid.width,
-            grid.height,
-            1,
-            gdal.GDT_Byte,
-            grid.geotransform,
-            grid.wkt,
-            nodata=0,
-            options=CLASS_GTIFF_OPTIONS,
-            classes=scheme.table,
-            metadata=scheme.metadata(),
-        )
+        out = _class_raster(tmp, grid, scheme.table, scheme.metadata())
         band = out.GetRasterBand(1)
         if o.rule in ("centre", "all_touched"):
             filt = ogr.CreateGeometryFromWkt(
@@ -1163,18 +1157,7 @@ def _rasterize_raster(rds, output, grid, code2val, table, rule, monitor: Monitor
         unmapped={k: int(v) for k, v in unmapped.items()},
     )
     with raster.AtomicOutput(output) as tmp:
-        out = raster.create_geotiff(
-            tmp,
-            grid.width,
-            grid.height,
-            1,
-            gdal.GDT_Byte,
-            grid.geotransform,
-            grid.wkt,
-            nodata=0,
-            options=CLASS_GTIFF_OPTIONS,
-            classes=table,
-        )
+        out = _class_raster(tmp, grid, table)
         ob = out.GetRasterBand(1)
         rows = max(1, (8 * 2**20) // max(1, grid.width))
         for y0 in range(0, grid.height, rows):
