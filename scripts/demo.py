@@ -170,6 +170,9 @@ def train(args, dataset):
             "--seed",
             "0",
             "--no-progress",
+            # the run folder is the demo's own output, made again on every run like the dataset above (the
+            # training CLI refuses to replace a run without it)
+            "--overwrite",
         ]
     )
     return run_dir
